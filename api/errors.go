@@ -1,0 +1,75 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/thingnet/thingnet/ledger"
+)
+
+// ErrorBody is the shape of every error response: {"error": {"code", "message"}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail says what went wrong: a stable machine code and a message for people.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// apiError is an error with an HTTP status and a code.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badRequest(msg string) error { return &apiError{http.StatusBadRequest, "bad_request", msg} }
+func notFound(msg string) error   { return &apiError{http.StatusNotFound, "not_found", msg} }
+
+// ledgerStatus maps a ledger result code to an HTTP status.
+func ledgerStatus(c ledger.Code) int {
+	switch c {
+	case ledger.CodeOK:
+		return http.StatusOK
+	case ledger.CodeUnknownSigner, ledger.CodeBadSignature, ledger.CodeInactive:
+		return http.StatusUnauthorized
+	case ledger.CodeUnauthorized:
+		return http.StatusForbidden
+	case ledger.CodeNotFound:
+		return http.StatusNotFound
+	case ledger.CodeConflict, ledger.CodeBadNonce:
+		return http.StatusConflict
+	case ledger.CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	default:
+		return http.StatusBadRequest
+	}
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		switch {
+		case errors.Is(err, ledger.ErrNotFound):
+			ae = &apiError{http.StatusNotFound, "not_found", err.Error()}
+		case errors.Is(err, ledger.ErrNoState):
+			ae = &apiError{http.StatusServiceUnavailable, "no_state", err.Error()}
+		default:
+			ae = &apiError{http.StatusInternalServerError, "internal", err.Error()}
+		}
+	}
+	writeJSON(w, ae.status, ErrorBody{Error: ErrorDetail{Code: ae.code, Message: ae.msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,293 @@
+package api
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	cmtjson "github.com/cometbft/cometbft/libs/json"
+	rpcclient "github.com/cometbft/cometbft/rpc/client"
+	"github.com/cometbft/cometbft/types"
+
+	"github.com/thingnet/thingnet/ledger"
+)
+
+// HeaderResponse is a signed header with the validator set that signed it.
+type HeaderResponse struct {
+	SignedHeader types.SignedHeader `json:"signed_header"`
+	Validators   []*types.Validator `json:"validators"`
+}
+
+func mustCmtJSON(v any) []byte {
+	b, err := cmtjson.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("api: encoding %T: %v", v, err)) // CometBFT types always encode
+	}
+	return b
+}
+
+func allValidators(ctx context.Context, c rpcclient.Client, height int64) ([]*types.Validator, error) {
+	var out []*types.Validator
+	perPage := 100
+	for page := 1; ; page++ {
+		res, err := c.Validators(ctx, &height, &page, &perPage)
+		if err != nil {
+			return nil, fmt.Errorf("validators at height %d: %w", height, err)
+		}
+		out = append(out, res.Validators...)
+		if len(out) >= res.Total || len(res.Validators) == 0 {
+			return out, nil
+		}
+	}
+}
+
+// Record is a state record, with a proof when ?prove=true.
+type Record struct {
+	Height int64         `json:"height"`
+	Record any           `json:"record"`
+	Proof  *ledger.Proof `json:"proof,omitempty"`
+}
+
+// view picks the state to read: the latest committed one, or with
+// ?height=H the state after block H. (A proof of height H checks against
+// the header of H+1, which clients wait for.)
+func (s *Server) view(r *http.Request) (*ledger.State, bool, error) {
+	q := r.URL.Query()
+	prove := q.Get("prove") == "true" || q.Get("prove") == "1"
+	var h int64
+	if v := q.Get("height"); v != "" {
+		var err error
+		if h, err = strconv.ParseInt(v, 10, 64); err != nil || h <= 0 {
+			return nil, false, badRequest(fmt.Sprintf("height %q must be a positive number", v))
+		}
+	}
+	st, err := s.app.View(h)
+	if err != nil {
+		return nil, false, badRequest(err.Error())
+	}
+	return st, prove, nil
+}
+
+// record answers a single-record read: the decoded record, and a proof of
+// its key (inclusion, or absence with a 404) when asked.
+func (s *Server) record(r *http.Request, key []byte, load func(*ledger.State) (any, error)) (any, error) {
+	st, prove, err := s.view(r)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := load(st)
+	if err != nil {
+		if prove && isNotFound(err) {
+			p, perr := s.app.Prove(key, st.Height)
+			if perr != nil {
+				return nil, perr
+			}
+			return &accepted{http.StatusNotFound, Record{Height: st.Height, Proof: p}}, nil
+		}
+		return nil, err
+	}
+	out := Record{Height: st.Height, Record: rec}
+	if prove {
+		if out.Proof, err = s.app.Prove(key, st.Height); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func isNotFound(err error) bool { return errors.Is(err, ledger.ErrNotFound) }
+
+func (s *Server) getOrg(r *http.Request) (any, error) {
+	id := r.PathValue("id")
+	return s.record(r, ledger.OrgKey(id), func(st *ledger.State) (any, error) { return st.Org(id) })
+}
+
+func (s *Server) getDevice(r *http.Request) (any, error) {
+	id := r.PathValue("id")
+	return s.record(r, ledger.DeviceKey(id), func(st *ledger.State) (any, error) { return st.Device(id) })
+}
+
+func (s *Server) getGrant(r *http.Request) (any, error) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return nil, badRequest("grant id must be a number")
+	}
+	return s.record(r, ledger.GrantKey(id), func(st *ledger.State) (any, error) { return st.Grant(id) })
+}
+
+func limitParam(r *http.Request) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 || n > 1000 {
+		return 0, badRequest("limit must be 1..1000")
+	}
+	return n, nil
+}
+
+// Page is a list response; Next is the value of ?after= for the next page ("" at the end).
+type Page struct {
+	Height int64  `json:"height"`
+	Items  any    `json:"items"`
+	Next   string `json:"next,omitempty"`
+}
+
+func (s *Server) listOrgs(r *http.Request) (any, error) {
+	st, _, err := s.view(r)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := limitParam(r)
+	if err != nil {
+		return nil, err
+	}
+	orgs, err := st.Orgs(r.URL.Query().Get("after"), limit)
+	if err != nil {
+		return nil, err
+	}
+	p := Page{Height: st.Height, Items: orgs}
+	if len(orgs) == limit {
+		p.Next = orgs[len(orgs)-1].ID
+	}
+	if orgs == nil {
+		p.Items = []ledger.Org{}
+	}
+	return p, nil
+}
+
+func (s *Server) listDevices(r *http.Request) (any, error) {
+	st, _, err := s.view(r)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := limitParam(r)
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	devs, err := st.Devices(q.Get("org"), q.Get("after"), limit)
+	if err != nil {
+		return nil, err
+	}
+	p := Page{Height: st.Height, Items: devs}
+	if len(devs) == limit {
+		p.Next = devs[len(devs)-1].ID
+	}
+	if devs == nil {
+		p.Items = []ledger.Device{}
+	}
+	return p, nil
+}
+
+func (s *Server) getHistory(r *http.Request) (any, error) {
+	st, _, err := s.view(r)
+	if err != nil {
+		return nil, err
+	}
+	id := r.PathValue("id")
+	if _, err := st.Device(id); err != nil {
+		return nil, err
+	}
+	limit, err := limitParam(r)
+	if err != nil {
+		return nil, err
+	}
+	from := uint64(1)
+	if v := r.URL.Query().Get("after"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return nil, badRequest("after must be a history sequence number")
+		}
+		from = n + 1
+	}
+	evs, err := st.History(id, from, limit)
+	if err != nil {
+		return nil, err
+	}
+	p := Page{Height: st.Height, Items: evs}
+	if len(evs) == limit {
+		p.Next = strconv.FormatUint(evs[len(evs)-1].Seq, 10)
+	}
+	if evs == nil {
+		p.Items = []ledger.Event{}
+	}
+	return p, nil
+}
+
+func (s *Server) listGrants(r *http.Request) (any, error) {
+	st, _, err := s.view(r)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := limitParam(r)
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	f := ledger.GrantFilter{Subject: q.Get("subject"), Action: q.Get("action"), Resource: q.Get("resource"), Limit: limit}
+	if v := q.Get("after"); v != "" {
+		if f.After, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return nil, badRequest("after must be a grant id")
+		}
+	}
+	gs, err := st.Grants(f)
+	if err != nil {
+		return nil, err
+	}
+	p := Page{Height: st.Height, Items: gs}
+	if len(gs) == limit {
+		p.Next = strconv.FormatUint(gs[len(gs)-1].ID, 10)
+	}
+	if gs == nil {
+		p.Items = []ledger.Grant{}
+	}
+	return p, nil
+}
+
+// Nonce is the answer of GET /v1/accounts/{id}/nonce.
+type Nonce struct {
+	Height int64  `json:"height"`
+	Nonce  uint64 `json:"nonce"` // last used; the next tx uses a larger one
+}
+
+func (s *Server) getNonce(r *http.Request) (any, error) {
+	st, _, err := s.view(r)
+	if err != nil {
+		return nil, err
+	}
+	n, err := st.Nonce(r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	return Nonce{Height: st.Height, Nonce: n}, nil
+}
+
+func (s *Server) getValidators(r *http.Request) (any, error) {
+	st, _, err := s.view(r)
+	if err != nil {
+		return nil, err
+	}
+	vals, err := st.Validators()
+	if err != nil {
+		return nil, err
+	}
+	return Page{Height: st.Height, Items: vals}, nil
+}
+
+// getProof proves any state key: ?key=<hex>[&height=H].
+func (s *Server) getProof(r *http.Request) (any, error) {
+	key, err := hex.DecodeString(r.URL.Query().Get("key"))
+	if err != nil || len(key) == 0 {
+		return nil, badRequest("key must be a non-empty hex string")
+	}
+	st, _, err := s.view(r)
+	if err != nil {
+		return nil, err
+	}
+	return s.app.Prove(key, st.Height)
+}

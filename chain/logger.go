@@ -1,0 +1,89 @@
+package chain
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	cmtlog "github.com/cometbft/cometbft/libs/log"
+)
+
+// cometLogger adapts a *slog.Logger to CometBFT's logger.
+//
+// CometBFT logs several lines per block at info, so by default its info goes to slog
+// Debug: a thingnet node logging at Info shows CometBFT's errors only, and at Debug
+// shows CometBFT's info as well. Config.LogLevel changes the mapping (see there).
+type cometLogger struct {
+	l     *slog.Logger
+	info  slog.Level // where CometBFT info goes, if infoOn
+	debug slog.Level // where CometBFT debug goes, if debugOn
+
+	infoOn, debugOn bool
+}
+
+var _ cmtlog.Logger = cometLogger{}
+
+func newCometLogger(l *slog.Logger, level string) cometLogger {
+	c := cometLogger{l: l, info: slog.LevelDebug, debug: slog.LevelDebug, infoOn: true}
+	switch level {
+	case "error":
+		c.infoOn = false
+	case "info":
+		c.info = slog.LevelInfo
+	case "debug":
+		c.info = slog.LevelInfo
+		c.debugOn = true
+	}
+	return c
+}
+
+func (c cometLogger) Debug(msg string, keyvals ...any) {
+	if c.debugOn {
+		c.log(c.debug, msg, keyvals)
+	}
+}
+
+func (c cometLogger) Info(msg string, keyvals ...any) {
+	if c.infoOn {
+		c.log(c.info, msg, keyvals)
+	}
+}
+
+func (c cometLogger) Error(msg string, keyvals ...any) {
+	c.log(slog.LevelError, msg, keyvals)
+}
+
+func (c cometLogger) With(keyvals ...any) cmtlog.Logger {
+	c.l = c.l.With(slogArgs(keyvals)...)
+	return c
+}
+
+func (c cometLogger) log(level slog.Level, msg string, keyvals []any) {
+	ctx := context.Background()
+	if !c.l.Enabled(ctx, level) {
+		return
+	}
+	c.l.Log(ctx, level, msg, slogArgs(keyvals)...)
+}
+
+// slogArgs converts CometBFT's alternating keys and values for slog. Values that are
+// fmt.Stringers (hashes, lazy Sprintf values, peers) are rendered with String, when
+// a handler asks for them, so that JSON handlers print them as text, not as structs.
+func slogArgs(keyvals []any) []any {
+	args := make([]any, len(keyvals))
+	for i, v := range keyvals {
+		if i%2 == 1 {
+			if s, ok := v.(fmt.Stringer); ok {
+				if _, isErr := v.(error); !isErr {
+					v = stringerValue{s}
+				}
+			}
+		}
+		args[i] = v
+	}
+	return args
+}
+
+type stringerValue struct{ s fmt.Stringer }
+
+func (v stringerValue) LogValue() slog.Value { return slog.StringValue(v.s.String()) }

@@ -1,0 +1,63 @@
+package chain
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+
+	cmtbytes "github.com/cometbft/cometbft/libs/bytes"
+)
+
+func TestCometLoggerLevels(t *testing.T) {
+	cases := []struct {
+		level              string
+		debug, info, error string // slog level each CometBFT level arrives at, "" = dropped
+	}{
+		{"", "", "DEBUG", "ERROR"},
+		{"error", "", "", "ERROR"},
+		{"info", "", "INFO", "ERROR"},
+		{"debug", "DEBUG", "INFO", "ERROR"},
+	}
+	for _, tc := range cases {
+		var buf bytes.Buffer
+		l := newCometLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), tc.level)
+		got := map[string]string{}
+		for _, emit := range []struct {
+			name string
+			f    func(string, ...any)
+		}{{"debug", l.Debug}, {"info", l.Info}, {"error", l.Error}} {
+			buf.Reset()
+			emit.f("m")
+			if buf.Len() > 0 {
+				var rec map[string]any
+				if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+					t.Fatal(err)
+				}
+				got[emit.name] = rec["level"].(string)
+			}
+		}
+		want := map[string]string{}
+		for k, v := range map[string]string{"debug": tc.debug, "info": tc.info, "error": tc.error} {
+			if v != "" {
+				want[k] = v
+			}
+		}
+		if len(got) != len(want) || got["debug"] != want["debug"] || got["info"] != want["info"] || got["error"] != want["error"] {
+			t.Errorf("LogLevel %q: got %v, want %v", tc.level, got, want)
+		}
+	}
+}
+
+func TestCometLoggerAttributes(t *testing.T) {
+	var buf bytes.Buffer
+	l := newCometLogger(slog.New(slog.NewJSONHandler(&buf, nil)), "info")
+	l.With("module", "consensus").Info("committed", "hash", cmtbytes.HexBytes{0xab, 0xcd}, "height", 7)
+	out := buf.String()
+	for _, want := range []string{`"module":"consensus"`, `"hash":"ABCD"`, `"height":7`, `"msg":"committed"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("%s lacks %s", out, want)
+		}
+	}
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/thingnet/thingnet/devnet"
+)
+
+func devnetCmd() *cobra.Command {
+	var c devnet.Config
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "devnet",
+		Short: "Run a whole local network: validating gateways and a demo organisation, in one command",
+		Long: `Run a local thingnet network in this process: --validators nodes on 127.0.0.1,
+each with its ledger, CometBFT and HTTP API, and a demo organisation whose admin
+key is in the devnet's keystore. Ctrl-C stops it cleanly; running it again with
+the same --home resumes the same chain.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c.Logger = newLogger(logLevel, "text")
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "starting devnet in %s ...\n", c.Home)
+			d, err := devnet.Start(c)
+			if err != nil {
+				return err
+			}
+			verb := "created"
+			if d.Resumed {
+				verb = "resumed"
+			}
+			fmt.Fprintf(out, "%s devnet: chain %s, %d validators, home %s\n", verb, d.ChainID(), d.Size(), d.Home())
+			for i := range d.Size() {
+				fmt.Fprintf(out, "  node%d  api %s  rpc %s  p2p %s\n", i, d.APIURL(i), d.RPCURL(i), d.P2PAddr(i))
+			}
+			ks := devnet.Keystore(d.Home()).Dir
+			fmt.Fprintf(out, `demo organisation %q, admin key %q (empty passphrase) in %s
+try, in another terminal:
+  export THINGNET_NODE=%s THINGNET_KEYSTORE=%s
+  thingnet keys new sensor-1
+  thingnet device register --key %s --org %s --device-key sensor-1
+  thingnet device show sensor-1 --prove
+Ctrl-C stops the devnet; run the same command again to resume it.
+`, devnet.DemoOrg, devnet.DemoAdminKey, ks, d.APIURL(0), ks, devnet.DemoAdminKey, devnet.DemoOrg)
+			tick := time.NewTicker(10 * time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-cmd.Context().Done():
+					fmt.Fprintln(out, "stopping devnet ...")
+					if err := d.Stop(); err != nil {
+						return err
+					}
+					fmt.Fprintln(out, "stopped; run again to resume")
+					return nil
+				case <-tick.C:
+					fmt.Fprintf(out, "height %d\n", d.App(0).Height())
+				}
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.Home, "home", filepath.Join(defaultHome(), "devnet"), "directory for the devnet's keys and storage")
+	f.IntVar(&c.Validators, "validators", 0, "number of validators (default 4; fixed once the devnet exists)")
+	f.IntVar(&c.BasePort, "base-port", 0, "first port: node i uses base+10i (p2p), +1 (CometBFT RPC), +2 (API); default 26600")
+	f.StringVar(&c.ChainID, "chain-id", "", "chain id of a new devnet (default thingnet-devnet)")
+	f.BoolVar(&c.FastBlocks, "fast", false, "short consensus timeouts (sub-second blocks)")
+	f.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	return cmd
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/node"
+)
+
+func nodeCmd() *cobra.Command {
+	c := &cobra.Command{Use: "node", Short: "Set up and run a node (a gateway; a validator if the genesis says so)"}
+	var home string
+	var cfg = node.DefaultConfig()
+	var peers string
+	initc := &cobra.Command{
+		Use:   "init",
+		Short: "Create a node home: keys, CometBFT config and thingnet.toml",
+		Long: `Create a node home. It prints the node id and validator key that the network's
+genesis needs (see 'thingnet genesis create' and docs/multihost.md).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if peers != "" {
+				cfg.P2P.PersistentPeers = strings.Split(peers, ",")
+			}
+			id, err := node.Init(home, cfg)
+			if err != nil {
+				return err
+			}
+			out := map[string]any{
+				"home": home, "node_id": id.NodeID,
+				"validator_pub_key": base64.StdEncoding.EncodeToString(id.ValidatorPubKey),
+				"validator_address": fmt.Sprintf("%X", id.ValidatorAddress),
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "initialised %s\nnode id:           %s\nvalidator pub key: %s\nnext: put this key in the genesis (`thingnet genesis create --validator %s ...`), copy config/genesis.json to every node, then `thingnet node start --home %s`\n",
+				home, id.NodeID, out["validator_pub_key"], out["validator_pub_key"], home)
+			return nil
+		},
+	}
+	f := initc.Flags()
+	f.StringVar(&home, "home", filepath.Join(defaultHome(), "node"), "node home directory")
+	f.StringVar(&cfg.Moniker, "moniker", cfg.Moniker, "node name")
+	f.StringVar(&cfg.P2P.Listen, "p2p-listen", cfg.P2P.Listen, "CometBFT p2p listen address")
+	f.StringVar(&cfg.P2P.ExternalAddress, "external-address", "", "host:port other nodes reach this one at")
+	f.StringVar(&peers, "peers", "", "comma-separated persistent peers, nodeid@host:port")
+	f.StringVar(&cfg.RPC.Listen, "rpc-listen", cfg.RPC.Listen, "CometBFT RPC listen address")
+	f.StringVar(&cfg.API.Listen, "api-listen", cfg.API.Listen, "thingnet API listen address")
+
+	var startHome string
+	start := &cobra.Command{
+		Use:   "start",
+		Short: "Run the node until interrupted",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := node.LoadConfig(startHome)
+			if err != nil {
+				return err
+			}
+			if _, err := chain.ReadGenesis(startHome); err != nil {
+				return fmt.Errorf("%w (create it with `thingnet genesis create --home %s`, or copy the network's genesis.json into %s/config/)", err, startHome, startHome)
+			}
+			log := newLogger(c.LogLevel, c.LogFormat)
+			n, err := node.Start(startHome, c, log)
+			if err != nil {
+				return err
+			}
+			log.Info("node started", "home", startHome, "api", n.APIAddr(), "node_id", n.Chain().NodeID())
+			<-cmd.Context().Done()
+			log.Info("shutting down")
+			return n.Close()
+		},
+	}
+	start.Flags().StringVar(&startHome, "home", filepath.Join(defaultHome(), "node"), "node home directory")
+	c.AddCommand(initc, start)
+	return c
+}
+
+func genesisCmd() *cobra.Command {
+	c := &cobra.Command{Use: "genesis", Short: "Create a network's genesis file"}
+	var home, chainID string
+	var vals, orgs []string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Write <home>/config/genesis.json from validator keys and initial organisations",
+		Example: `  thingnet genesis create --home ~/.thingnet/node --chain-id acme-net \
+    --validator BASE64KEY:10:gw-1 --validator BASE64KEY:10:gw-2 \
+    --org acme:did:key:z6Mk...`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			g := chain.Genesis{ChainID: chainID}
+			for _, v := range vals {
+				gv, err := parseGenesisValidator(v)
+				if err != nil {
+					return err
+				}
+				g.Validators = append(g.Validators, gv)
+			}
+			if len(g.Validators) == 0 {
+				return errors.New("at least one --validator KEY[:POWER[:NAME]] is needed (`thingnet node init` prints each node's key)")
+			}
+			var st ledger.GenesisState
+			for _, o := range orgs {
+				id, admin, ok := strings.Cut(o, ":")
+				if !ok {
+					return fmt.Errorf("--org %q: want ID:ADMIN_DID", o)
+				}
+				st.Orgs = append(st.Orgs, ledger.GenesisOrg{ID: id, Admins: []string{admin}})
+			}
+			raw, err := json.Marshal(st)
+			if err != nil {
+				return err
+			}
+			if _, err := ledger.ParseGenesis(raw); err != nil {
+				return err
+			}
+			g.AppState = raw
+			if err := chain.WriteGenesis(home, g); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: chain %s, %d validators, %d organisations; copy it to every node's config/ directory\n",
+				filepath.Join(home, "config", "genesis.json"), chainID, len(g.Validators), len(st.Orgs))
+			return nil
+		},
+	}
+	f := create.Flags()
+	f.StringVar(&home, "home", filepath.Join(defaultHome(), "node"), "node home directory to write the genesis into")
+	f.StringVar(&chainID, "chain-id", "thingnet", "chain id")
+	f.StringArrayVar(&vals, "validator", nil, "validator as BASE64_ED25519_KEY[:POWER[:NAME]] (repeat)")
+	f.StringArrayVar(&orgs, "org", nil, "initial organisation as ID:ADMIN_DID (repeat)")
+	c.AddCommand(create)
+	return c
+}
+
+func parseGenesisValidator(s string) (chain.GenesisValidator, error) {
+	parts := strings.SplitN(s, ":", 3)
+	key, err := base64.StdEncoding.DecodeString(parts[0])
+	if err != nil || len(key) != 32 {
+		return chain.GenesisValidator{}, fmt.Errorf("--validator %q: the key must be a base64 Ed25519 key as `thingnet node init` prints", s)
+	}
+	if _, err := identity.NewPublicKey(identity.Ed25519, key); err != nil {
+		return chain.GenesisValidator{}, fmt.Errorf("--validator %q: %w", s, err)
+	}
+	v := chain.GenesisValidator{PubKey: key, Power: 10}
+	if len(parts) > 1 {
+		if v.Power, err = strconv.ParseInt(parts[1], 10, 64); err != nil || v.Power <= 0 {
+			return v, fmt.Errorf("--validator %q: power must be a positive number", s)
+		}
+	}
+	if len(parts) > 2 {
+		v.Name = parts[2]
+	}
+	return v, nil
+}

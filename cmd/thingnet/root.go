@@ -1,0 +1,145 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/identity"
+)
+
+// globals are the flags every command shares.
+type globals struct {
+	node     string
+	keystore string
+	output   string
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "thingnet",
+		Short:         "thingnet: a decentralized, ledger-backed platform for the Internet of Things",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.node, "node", envOr("THINGNET_NODE", "http://127.0.0.1:26602"), "API address of the node to talk to (env THINGNET_NODE)")
+	pf.StringVar(&g.keystore, "keystore", envOr("THINGNET_KEYSTORE", defaultKeystore()), "directory of key files (env THINGNET_KEYSTORE)")
+	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
+	root.AddCommand(
+		keysCmd(g), nodeCmd(), genesisCmd(), devnetCmd(),
+		orgCmd(g), deviceCmd(g), grantCmd(g), validatorCmd(g), txCmd(g),
+	)
+	return root
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func defaultHome() string {
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".thingnet")
+	}
+	return ".thingnet"
+}
+
+func defaultKeystore() string { return filepath.Join(defaultHome(), "keys") }
+
+func (g *globals) ks() identity.Keystore { return identity.Keystore{Dir: g.keystore} }
+
+func (g *globals) client() *api.Client { return api.NewClient(g.node) }
+
+// passphrase returns the passphrase for a key: $THINGNET_PASSPHRASE, else a
+// prompt on a terminal, else empty.
+func passphrase(prompt string, confirm bool) ([]byte, error) {
+	if v, ok := os.LookupEnv("THINGNET_PASSPHRASE"); ok {
+		return []byte(v), nil
+	}
+	fd := int(os.Stdin.Fd())
+	if !term.IsTerminal(fd) {
+		return nil, nil
+	}
+	fmt.Fprintf(os.Stderr, "%s: ", prompt)
+	p, err := term.ReadPassword(fd)
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	if confirm {
+		fmt.Fprint(os.Stderr, "again: ")
+		q, err := term.ReadPassword(fd)
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return nil, err
+		}
+		if string(p) != string(q) {
+			return nil, errors.New("the passphrases differ")
+		}
+	}
+	return p, nil
+}
+
+// loadKey loads a key by keystore name, or from a file path.
+func (g *globals) loadKey(name string) (*identity.Key, error) {
+	if name == "" {
+		return nil, errors.New("no signing key: pass --key NAME (see `thingnet keys list`)")
+	}
+	ks := g.ks()
+	load := func(pass []byte) (*identity.Key, error) {
+		if strings.ContainsRune(name, os.PathSeparator) {
+			return identity.LoadKeyFile(name, pass)
+		}
+		return ks.Load(name, pass)
+	}
+	k, err := load(nil)
+	if errors.Is(err, identity.ErrWrongPassphrase) {
+		pass, perr := passphrase("passphrase for key "+name, false)
+		if perr != nil {
+			return nil, perr
+		}
+		k, err = load(pass)
+	}
+	if errors.Is(err, identity.ErrKeyNotFound) {
+		return nil, fmt.Errorf("no key %q in %s (create it with `thingnet keys new %s`, or set --keystore)", name, ks.Dir, name)
+	}
+	return k, err
+}
+
+// print writes v as JSON with --output json, else calls text.
+func (g *globals) print(w io.Writer, v any, text func(io.Writer)) error {
+	switch g.output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "text", "":
+		text(w)
+		return nil
+	default:
+		return fmt.Errorf("--output %q: use text or json", g.output)
+	}
+}
+
+func newLogger(level, format string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

@@ -1,0 +1,257 @@
+// Package devnet runs a whole local thingnet network in one process: N
+// validating nodes on 127.0.0.1, each with its ledger, CometBFT and API, and
+// a demo organisation with its admin key. A second start with the same home
+// resumes the same chain.
+package devnet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	abci "github.com/cometbft/cometbft/abci/types"
+
+	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+)
+
+// Defaults of a devnet.
+const (
+	DefaultChainID    = "thingnet-devnet"
+	DefaultValidators = 4
+	DefaultBasePort   = 26600
+	DemoOrg           = "demo"
+	DemoAdminKey      = "demo-admin"
+	manifestFile      = "devnet.json"
+)
+
+// Config describes a devnet. Zero values get defaults.
+type Config struct {
+	Home       string // everything lives here; required
+	Validators int
+	ChainID    string
+	BasePort   int  // node i: p2p BasePort+10i, CometBFT RPC +1, API +2; 0 = DefaultBasePort (tests: chain.FreePortBase)
+	FastBlocks bool // short consensus timeouts (tests, benchmarks)
+	Logger     *slog.Logger
+	LogLevel   string // CometBFT's verbosity; see chain.Config.LogLevel
+}
+
+// manifest records what a devnet was created with, so a restart resumes it.
+type manifest struct {
+	ChainID    string `json:"chain_id"`
+	Validators int    `json:"validators"`
+	BasePort   int    `json:"base_port"`
+}
+
+// Devnet is a running local network.
+type Devnet struct {
+	cfg     Config
+	net     *chain.LocalNet
+	log     *slog.Logger
+	Resumed bool // the home held a devnet already
+
+	mu   sync.Mutex
+	apps []*ledger.App
+	apis []*api.Server
+}
+
+// Start creates the devnet on first use, or resumes it, and starts every node.
+func Start(c Config) (*Devnet, error) {
+	if c.Home == "" {
+		return nil, errors.New("devnet: Config.Home is empty")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	m, resumed, err := loadOrCreateManifest(c)
+	if err != nil {
+		return nil, err
+	}
+	c.ChainID, c.Validators, c.BasePort = m.ChainID, m.Validators, m.BasePort
+	admin, err := demoAdmin(c.Home)
+	if err != nil {
+		return nil, err
+	}
+	state, err := json.Marshal(ledger.GenesisState{Orgs: []ledger.GenesisOrg{{ID: DemoOrg, Name: "Demo organisation", Admins: []string{admin.ID()}}}})
+	if err != nil {
+		return nil, err
+	}
+	d := &Devnet{cfg: c, log: c.Logger, Resumed: resumed, apps: make([]*ledger.App, c.Validators), apis: make([]*api.Server, c.Validators)}
+	d.net, err = chain.StartLocalNet(chain.LocalNetConfig{
+		Dir: filepath.Join(c.Home, "nodes"), Validators: c.Validators, ChainID: c.ChainID, BasePort: c.BasePort,
+		AppState: state, FastBlocks: c.FastBlocks, LogLevel: c.LogLevel,
+		NewApp: d.newApp,
+	}, c.Logger)
+	if err != nil {
+		return nil, err
+	}
+	for i := range c.Validators {
+		if err := d.startAPI(i); err != nil {
+			return nil, errors.Join(err, d.Stop())
+		}
+	}
+	return d, nil
+}
+
+func (d *Devnet) newApp(i int, home string) (abci.Application, error) {
+	app, err := ledger.NewApp(ledger.Config{Dir: filepath.Join(home, "data", "ledger"), Logger: d.log.With("node", i, "module", "ledger")})
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.apps[i] = app
+	d.mu.Unlock()
+	return app, nil
+}
+
+func (d *Devnet) startAPI(i int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := api.New(d.apps[i], d.net.Node(i).Client(), d.log.With("node", i, "module", "api"))
+	if err := s.Start(fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i+2)); err != nil {
+		return err
+	}
+	d.apis[i] = s
+	return nil
+}
+
+func (d *Devnet) stopAPI(i int) error {
+	d.mu.Lock()
+	s := d.apis[i]
+	d.apis[i] = nil
+	d.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+func loadOrCreateManifest(c Config) (manifest, bool, error) {
+	path := filepath.Join(c.Home, manifestFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		var m manifest
+		if err := json.Unmarshal(b, &m); err != nil {
+			return m, false, fmt.Errorf("devnet: %s is damaged (%v); remove %s to start a new devnet", path, err, c.Home)
+		}
+		if c.Validators != 0 && c.Validators != m.Validators {
+			return m, false, fmt.Errorf("devnet: %s holds a devnet of %d validators, not %d; use another --home to start a new one", c.Home, m.Validators, c.Validators)
+		}
+		if c.BasePort != 0 && c.BasePort != m.BasePort {
+			m.BasePort = c.BasePort
+		}
+		return m, true, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return manifest{}, false, err
+	}
+	m := manifest{ChainID: c.ChainID, Validators: c.Validators, BasePort: c.BasePort}
+	if m.ChainID == "" {
+		m.ChainID = DefaultChainID
+	}
+	if m.Validators == 0 {
+		m.Validators = DefaultValidators
+	}
+	if m.BasePort == 0 {
+		m.BasePort = DefaultBasePort
+	}
+	if err := os.MkdirAll(c.Home, 0o700); err != nil {
+		return m, false, fmt.Errorf("devnet: creating %s: %w", c.Home, err)
+	}
+	b, _ = json.MarshalIndent(m, "", "  ")
+	return m, false, os.WriteFile(path, b, 0o600)
+}
+
+// Keystore is the devnet's keystore (demo admin key, and keys users make).
+func Keystore(home string) identity.Keystore {
+	return identity.Keystore{Dir: filepath.Join(home, "keys")}
+}
+
+// demoAdmin loads the demo admin key, creating it on first use. Its
+// passphrase is empty: it guards a local demo network, nothing else.
+func demoAdmin(home string) (*identity.Key, error) {
+	ks := Keystore(home)
+	k, err := ks.Load(DemoAdminKey, nil)
+	if err == nil {
+		return k, nil
+	}
+	if !errors.Is(err, identity.ErrKeyNotFound) {
+		return nil, fmt.Errorf("devnet: demo admin key: %w", err)
+	}
+	if k, err = identity.GenerateKey(identity.Ed25519); err != nil {
+		return nil, err
+	}
+	if _, err := ks.Save(DemoAdminKey, k, nil); err != nil {
+		return nil, fmt.Errorf("devnet: saving demo admin key: %w", err)
+	}
+	return k, nil
+}
+
+// ChainID is the devnet's chain id.
+func (d *Devnet) ChainID() string { return d.cfg.ChainID }
+
+// Size is the number of validators.
+func (d *Devnet) Size() int { return d.cfg.Validators }
+
+// Home is the devnet's directory.
+func (d *Devnet) Home() string { return d.cfg.Home }
+
+// APIURL is node i's API base URL.
+func (d *Devnet) APIURL(i int) string {
+	return fmt.Sprintf("http://127.0.0.1:%d", d.cfg.BasePort+10*i+2)
+}
+
+// RPCURL is node i's CometBFT RPC URL.
+func (d *Devnet) RPCURL(i int) string {
+	return fmt.Sprintf("http://127.0.0.1:%d", d.cfg.BasePort+10*i+1)
+}
+
+// P2PAddr is node i's CometBFT p2p address.
+func (d *Devnet) P2PAddr(i int) string { return fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i) }
+
+// App is node i's ledger application (nil while the node is stopped).
+func (d *Devnet) App(i int) *ledger.App {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.apps[i]
+}
+
+// Net is the underlying CometBFT network.
+func (d *Devnet) Net() *chain.LocalNet { return d.net }
+
+// StopNode stops node i (API and consensus), as a crash would from the others' view.
+func (d *Devnet) StopNode(i int) error {
+	return errors.Join(d.stopAPI(i), d.net.StopNode(i))
+}
+
+// StartNode restarts a stopped node i; it catches up from its peers.
+func (d *Devnet) StartNode(i int) error {
+	if err := d.net.StartNode(i); err != nil {
+		return err
+	}
+	return d.startAPI(i)
+}
+
+// Stop stops every node. It is idempotent.
+func (d *Devnet) Stop() error {
+	var errs []error
+	for i := range d.cfg.Validators {
+		errs = append(errs, d.stopAPI(i))
+	}
+	return errors.Join(append(errs, d.net.Stop())...)
+}
+
+// WaitForHeight waits until every running node has committed height h.
+func (d *Devnet) WaitForHeight(ctx context.Context, h int64) error {
+	return d.net.WaitForHeight(ctx, h)
+}

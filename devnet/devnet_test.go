@@ -1,0 +1,171 @@
+package devnet
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+)
+
+func startDevnet(t *testing.T, home string, base int) *Devnet {
+	t.Helper()
+	lvl := slog.LevelWarn
+	if testing.Verbose() {
+		lvl = slog.LevelInfo
+	}
+	d, err := Start(Config{Home: home, BasePort: base, FastBlocks: true, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestDevnet runs a 4-validator devnet and drives it through the API only:
+// registration, suspension, a validator crash and catch-up, and a restart
+// of the whole network.
+func TestDevnet(t *testing.T) {
+	home := t.TempDir()
+	base, err := chain.FreePortBase(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startDevnet(t, home, base)
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			d.Stop()
+		}
+	})
+	ctx := ctxT(t, 3*time.Minute)
+	admin, err := Keystore(home).Load(DemoAdminKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c0 := api.NewClient(d.APIURL(0))
+	if err := d.WaitForHeight(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+
+	dev, _ := identity.GenerateKey(identity.P256)
+	proof, _ := dev.Sign(ledger.PossessionMessage(d.ChainID(), DemoOrg, dev.ID()))
+	res, err := c0.Send(ctx, admin, "", &ledger.DeviceRegister{Org: DemoOrg, Device: dev.ID(), Class: "sensor", Proof: proof}, true)
+	if err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	regHeight := res.Height
+
+	// Every node serves the record, with a proof that checks against a signed header.
+	for i := range d.Size() {
+		c := api.NewClient(d.APIURL(i))
+		var got ledger.Device
+		p, found, err := c.ProvedRecord(ctx, "/v1/devices/"+dev.ID(), &got)
+		if err != nil || !found || got.Status != ledger.StatusActive {
+			t.Fatalf("node %d: device = %+v, found %v, err %v", i, got, found, err)
+		}
+		if _, err := c.VerifyProof(ctx, d.ChainID(), p); err != nil {
+			t.Fatalf("node %d: proof: %v", i, err)
+		}
+	}
+
+	// The device can sign; once suspended, its next tx is refused.
+	grant := &ledger.GrantAdd{Grantor: "device:" + dev.ID(), Subject: "org:" + DemoOrg, Action: "read", Resource: "device:" + dev.ID() + "/readings"}
+	if _, err := c0.Send(ctx, dev, "", grant, true); err != nil {
+		t.Fatalf("device-signed grant: %v", err)
+	}
+	if _, err := c0.Send(ctx, admin, "", ledger.NewDeviceStatus(dev.ID(), ledger.StatusSuspended, "test"), true); err != nil {
+		t.Fatalf("suspend: %v", err)
+	}
+	_, err = c0.Send(ctx, dev, "", grant, true)
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Code != "inactive_signer" || ae.Status != http.StatusUnauthorized {
+		t.Fatalf("tx by suspended device: err = %v; want inactive_signer (401)", err)
+	}
+
+	// Bad input gets a specific error.
+	_, err = c0.Submit(ctx, []byte{0xd2, 0x84, 0x40}, false)
+	if !errors.As(err, &ae) || ae.Code != "malformed" || ae.Status != http.StatusBadRequest {
+		t.Errorf("truncated tx: err = %v; want malformed (400)", err)
+	}
+	var body []byte
+	if err := c0.Get(ctx, "/v1/devices/"+dev.ID()+"/history", &body); err != nil || !strings.Contains(string(body), "device.suspend") {
+		t.Errorf("history = %s, %v; want the suspension", body, err)
+	}
+
+	// One validator down: the others keep committing; it catches up when back.
+	if err := d.StopNode(3); err != nil {
+		t.Fatal(err)
+	}
+	dev2, _ := identity.GenerateKey(identity.Ed25519)
+	proof2, _ := dev2.Sign(ledger.PossessionMessage(d.ChainID(), DemoOrg, dev2.ID()))
+	res, err = c0.Send(ctx, admin, "", &ledger.DeviceRegister{Org: DemoOrg, Device: dev2.ID(), Proof: proof2}, true)
+	if err != nil {
+		t.Fatalf("register with one validator down: %v", err)
+	}
+	if res.Height <= regHeight {
+		t.Fatalf("height did not advance: %d <= %d", res.Height, regHeight)
+	}
+	if err := d.StartNode(3); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "node 3 to catch up", func() bool {
+		a := d.App(3)
+		return a != nil && a.Height() >= res.Height
+	})
+	c3 := api.NewClient(d.APIURL(3))
+	var got ledger.Device
+	if err := c3.Get(ctx, "/v1/devices/"+dev2.ID(), &struct {
+		Record *ledger.Device `json:"record"`
+	}{&got}); err != nil || got.ID != dev2.ID() {
+		t.Fatalf("node 3 after catch-up: %+v, %v", got, err)
+	}
+
+	// Restart the whole network: nothing committed is lost and it goes on.
+	h := d.App(0).Height()
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopped = true
+	d2 := startDevnet(t, home, base)
+	defer d2.Stop()
+	if !d2.Resumed {
+		t.Errorf("second start did not resume")
+	}
+	if err := d2.WaitForHeight(ctx, h+1); err != nil {
+		t.Fatal(err)
+	}
+	st, err := d2.App(1).View(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{dev.ID(), dev2.ID()} {
+		if _, err := st.Device(id); err != nil {
+			t.Errorf("after restart: %v", err)
+		}
+	}
+}
+
+func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

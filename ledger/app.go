@@ -1,0 +1,349 @@
+package ledger
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	abci "github.com/cometbft/cometbft/abci/types"
+	"github.com/cosmos/iavl"
+	iavldb "github.com/cosmos/iavl/db"
+
+	"github.com/thingnet/thingnet/identity"
+)
+
+// AppVersion is the application protocol version reported to CometBFT.
+const AppVersion = 1
+
+// Config configures the ledger application. The zero value keeps state in
+// memory (tests); nodes set Dir.
+type Config struct {
+	Dir          string       // state database directory; "" keeps state in memory
+	Logger       *slog.Logger // nil discards
+	KeepVersions int64        // past state versions kept for proofs; default 1000
+	SigCacheSize int          // verified signatures remembered between CheckTx and FinalizeBlock; default 65536
+	CacheNodes   int          // IAVL node cache size; default 100000
+}
+
+// App is the thingnet ABCI application.
+type App struct {
+	abci.BaseApplication
+
+	log      *slog.Logger
+	cfg      Config
+	db       iavldb.DB
+	tree     *iavl.MutableTree // working state; touched only by ABCI calls (serialised by CometBFT)
+	sigs     *sigCache
+	verified atomic.Uint64 // signatures verified (individually or in batches)
+
+	mu        sync.RWMutex
+	committed *iavl.ImmutableTree // latest committed version, for readers
+	chainID   string
+	pending   map[string]uint64 // CheckTx: highest nonce per signer in the mempool
+	closed    bool
+
+	// block in progress
+	blockValUpdates []abci.ValidatorUpdate
+}
+
+var _ abci.Application = (*App)(nil)
+
+// NewApp opens (or creates) the state database and loads the latest version.
+func NewApp(c Config) (*App, error) {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.KeepVersions <= 0 {
+		c.KeepVersions = 1000
+	}
+	if c.SigCacheSize <= 0 {
+		c.SigCacheSize = 1 << 16
+	}
+	if c.CacheNodes <= 0 {
+		c.CacheNodes = 100_000
+	}
+	var db iavldb.DB
+	if c.Dir == "" {
+		db = iavldb.NewMemDB()
+	} else {
+		ldb, err := iavldb.NewGoLevelDB("state", c.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("opening ledger state in %s: %w", c.Dir, err)
+		}
+		db = ldb
+	}
+	tree := iavl.NewMutableTree(db, c.CacheNodes, true, iavl.NewNopLogger())
+	if _, err := tree.Load(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("loading ledger state: %w", err)
+	}
+	a := &App{log: c.Logger, cfg: c, db: db, tree: tree, sigs: newSigCache(c.SigCacheSize), pending: map[string]uint64{}}
+	if err := a.refreshCommitted(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) refreshCommitted() error {
+	v := a.tree.Version()
+	var imm *iavl.ImmutableTree
+	if v > 0 {
+		var err error
+		if imm, err = a.tree.GetImmutable(v); err != nil {
+			return fmt.Errorf("loading state version %d: %w", v, err)
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.committed = imm
+	if imm != nil {
+		st := &State{r: imm, Height: v}
+		id, err := st.ChainID()
+		if err != nil {
+			return err
+		}
+		a.chainID = id
+	}
+	clear(a.pending)
+	return nil
+}
+
+// Close closes the state database.
+func (a *App) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil
+	}
+	a.closed = true
+	return a.db.Close()
+}
+
+// Info tells CometBFT where the application is, so it can replay blocks.
+func (a *App) Info(context.Context, *abci.RequestInfo) (*abci.ResponseInfo, error) {
+	return &abci.ResponseInfo{
+		Data:             "thingnet",
+		Version:          "thingnet/1",
+		AppVersion:       AppVersion,
+		LastBlockHeight:  a.tree.Version(),
+		LastBlockAppHash: a.tree.Hash(),
+	}, nil
+}
+
+// InitChain writes the genesis state and the initial validator set.
+func (a *App) InitChain(_ context.Context, req *abci.RequestInitChain) (*abci.ResponseInitChain, error) {
+	g, err := ParseGenesis(req.AppStateBytes)
+	if err != nil {
+		return nil, err
+	}
+	if req.InitialHeight > 1 {
+		a.tree.SetInitialVersion(uint64(req.InitialHeight))
+	}
+	buf := newBuffer(a.tree)
+	buf.set([]byte(keyChainID), []byte(req.ChainId))
+	g.apply(buf)
+	for _, v := range req.Validators {
+		pk := v.PubKey.GetEd25519()
+		if len(pk) != 32 {
+			return nil, fmt.Errorf("genesis validator key %v is not Ed25519", v.PubKey)
+		}
+		buf.set(validatorKey(pk), &Validator{PubKey: pk, Power: v.Power})
+	}
+	if err := buf.flush(); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	a.chainID = req.ChainId
+	a.mu.Unlock()
+	a.log.Info("ledger genesis", "chain_id", req.ChainId, "orgs", len(g.Orgs), "validators", len(req.Validators))
+	return &abci.ResponseInitChain{AppHash: a.tree.WorkingHash()}, nil
+}
+
+// CheckTx admits a tx to the mempool: cheap stateless checks first (size,
+// encoding, kind, chain, expiry), then the signer and nonce against the last
+// committed state, and the signature last.
+func (a *App) CheckTx(_ context.Context, req *abci.RequestCheckTx) (*abci.ResponseCheckTx, error) {
+	tx, err := DecodeTx(req.Tx)
+	if err == nil {
+		err = a.checkTx(tx)
+	}
+	if err != nil {
+		a.log.Debug("checktx rejected", "reason", CodeOf(err).String(), "err", err)
+		return &abci.ResponseCheckTx{Code: uint32(CodeOf(err)), Log: logOf(err), Codespace: Codespace}, nil
+	}
+	return &abci.ResponseCheckTx{Code: 0, GasWanted: 1}, nil
+}
+
+func (a *App) checkTx(tx *Tx) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.committed == nil {
+		return errf(CodeInvalid, "the ledger has no committed state yet")
+	}
+	st := &State{r: a.committed, Height: a.committed.Version()}
+	last, err := st.Nonce(tx.Signer)
+	if err != nil {
+		return err
+	}
+	last = max(last, a.pending[tx.Signer])
+	if err := checkEnvelope(tx, a.chainID, st.Height+1, last); err != nil {
+		return err
+	}
+	pub, _, err := signerKey(st, tx.Signer)
+	if err != nil {
+		return err
+	}
+	if err := a.verify(tx, pub); err != nil {
+		return err
+	}
+	a.pending[tx.Signer] = tx.Nonce
+	return nil
+}
+
+// verify checks tx's signature with pub, unless this node already did.
+func (a *App) verify(tx *Tx, pub identity.PublicKey) error {
+	k := sigCacheKey(tx.Hash, pub.Bytes)
+	if a.sigs.has(k) {
+		return nil
+	}
+	if pub.Alg != tx.Envelope.Alg {
+		return errf(CodeBadSignature, "signed with %s but %s's key is %s", tx.Envelope.Alg, tx.Signer, pub.Alg)
+	}
+	a.verified.Add(1)
+	if err := tx.Envelope.Verify(pub, nil); err != nil {
+		return errf(CodeBadSignature, "signature does not verify with %s's key", tx.Signer)
+	}
+	a.sigs.add(k)
+	return nil
+}
+
+// PrepareProposal drops txs that cannot be decoded and respects the byte limit.
+func (a *App) PrepareProposal(_ context.Context, req *abci.RequestPrepareProposal) (*abci.ResponsePrepareProposal, error) {
+	txs := make([][]byte, 0, len(req.Txs))
+	var size int64
+	for _, raw := range req.Txs {
+		if size+int64(len(raw)) > req.MaxTxBytes {
+			break
+		}
+		if len(raw) > MaxTxBytes {
+			continue
+		}
+		txs = append(txs, raw)
+		size += int64(len(raw))
+	}
+	return &abci.ResponsePrepareProposal{Txs: txs}, nil
+}
+
+// ProcessProposal rejects blocks that carry oversized txs; everything else
+// is judged tx by tx in FinalizeBlock.
+func (a *App) ProcessProposal(_ context.Context, req *abci.RequestProcessProposal) (*abci.ResponseProcessProposal, error) {
+	for _, raw := range req.Txs {
+		if len(raw) > MaxTxBytes {
+			return &abci.ResponseProcessProposal{Status: abci.ResponseProcessProposal_REJECT}, nil
+		}
+	}
+	return &abci.ResponseProcessProposal{Status: abci.ResponseProcessProposal_ACCEPT}, nil
+}
+
+// FinalizeBlock executes the block's txs in order against the working state.
+func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (*abci.ResponseFinalizeBlock, error) {
+	a.mu.RLock()
+	chainID := a.chainID
+	a.mu.RUnlock()
+	pre := a.preverify(req.Txs, req.Height)
+	results := make([]*abci.ExecTxResult, len(req.Txs))
+	var valUpdates []abci.ValidatorUpdate
+	for i, raw := range req.Txs {
+		res, vals, err := a.deliver(raw, pre[i], chainID, req.Height)
+		if err != nil {
+			return nil, fmt.Errorf("block %d tx %d: %w", req.Height, i, err) // storage failure: halt, never diverge
+		}
+		results[i] = res
+		valUpdates = append(valUpdates, vals...)
+	}
+	return &abci.ResponseFinalizeBlock{
+		TxResults:        results,
+		ValidatorUpdates: valUpdates,
+		AppHash:          a.tree.WorkingHash(),
+	}, nil
+}
+
+// deliver executes one tx. It returns an error only when storage fails; a
+// rejected tx is a result with a non-zero code and leaves only its nonce used.
+func (a *App) deliver(raw []byte, pre preverified, chainID string, height int64) (*abci.ExecTxResult, []abci.ValidatorUpdate, error) {
+	reject := func(err error) (*abci.ExecTxResult, []abci.ValidatorUpdate, error) {
+		var e *Error
+		if !errors.As(err, &e) {
+			return nil, nil, err
+		}
+		return &abci.ExecTxResult{Code: uint32(e.Code), Log: e.Msg, Codespace: Codespace}, nil, nil
+	}
+	tx, err := DecodeTx(raw)
+	if err != nil {
+		return reject(err)
+	}
+	buf := newBuffer(a.tree)
+	st := &State{r: buf, Height: height - 1}
+	last, err := st.Nonce(tx.Signer)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkEnvelope(tx, chainID, height, last); err != nil {
+		return reject(err)
+	}
+	pub, dev, err := signerKey(st, tx.Signer)
+	if err != nil {
+		return reject(err)
+	}
+	if pre.done && pre.pub.Equal(pub) {
+		if !pre.valid {
+			return reject(errf(CodeBadSignature, "signature does not verify with %s's key", tx.Signer))
+		}
+	} else if err := a.verify(tx, pub); err != nil {
+		return reject(err)
+	}
+	// From here the tx is authentic: its nonce is used even if it fails.
+	x := &txExec{st: st, buf: buf, tx: tx, chainID: chainID, height: height, device: dev}
+	execErr := x.run()
+	if execErr != nil {
+		buf.reset()
+	}
+	buf.set(NonceKey(tx.Signer), u64bytes(tx.Nonce))
+	if err := buf.flush(); err != nil {
+		return nil, nil, err
+	}
+	if execErr != nil {
+		return reject(execErr)
+	}
+	events := append([]abci.Event{{Type: "tx", Attributes: []abci.EventAttribute{
+		{Key: "kind", Value: tx.Kind, Index: true}, {Key: "signer", Value: tx.Signer, Index: true},
+	}}}, x.events...)
+	return &abci.ExecTxResult{Code: 0, Events: events}, x.valUpdates, nil
+}
+
+// Commit persists the block's state as a new version and prunes old ones.
+func (a *App) Commit(context.Context, *abci.RequestCommit) (*abci.ResponseCommit, error) {
+	_, v, err := a.tree.SaveVersion()
+	if err != nil {
+		return nil, fmt.Errorf("saving state: %w", err)
+	}
+	if keep := a.cfg.KeepVersions; v > keep && v%100 == 0 {
+		if err := a.tree.DeleteVersionsTo(v - keep); err != nil {
+			a.log.Warn("pruning old state versions", "to", v-keep, "err", err)
+		}
+	}
+	if err := a.refreshCommitted(); err != nil {
+		return nil, err
+	}
+	return &abci.ResponseCommit{}, nil
+}
+
+// Verifications returns how many signatures this node has verified.
+func (a *App) Verifications() uint64 { return a.verified.Load() }
+
+func u64bytes(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }

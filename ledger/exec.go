@@ -1,0 +1,470 @@
+package ledger
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	abci "github.com/cometbft/cometbft/abci/types"
+	cmtcrypto "github.com/cometbft/cometbft/proto/tendermint/crypto"
+
+	"github.com/thingnet/thingnet/identity"
+)
+
+// txExec executes one authenticated transaction against the working state.
+// Every check happens before the first write; writes are staged in buf.
+type txExec struct {
+	st      *State  // reads through buf
+	buf     *buffer // staged writes
+	tx      *Tx
+	chainID string
+	height  int64
+	device  *Device // the signer's device record, if the signer is a device
+
+	events     []abci.Event
+	valUpdates []abci.ValidatorUpdate
+}
+
+func (x *txExec) run() error {
+	switch m := x.tx.Msg.(type) {
+	case *OrgCreate:
+		return x.orgCreate(m)
+	case *OrgAdmin:
+		return x.orgAdmin(m)
+	case *DeviceRegister:
+		return x.deviceRegister(m)
+	case *DeviceRotate:
+		return x.deviceRotate(m)
+	case *DeviceStatus:
+		return x.deviceStatus(m)
+	case *DeviceUpdate:
+		return x.deviceUpdate(m)
+	case *GrantAdd:
+		return x.grantAdd(m)
+	case *GrantRevoke:
+		return x.grantRevoke(m)
+	case *ValidatorUpdate:
+		return x.validatorUpdate(m)
+	default:
+		return errf(CodeUnknownKind, "no handler for %T", m)
+	}
+}
+
+func (x *txExec) emit(typ string, kv ...string) {
+	ev := abci.Event{Type: typ}
+	for i := 0; i+1 < len(kv); i += 2 {
+		ev.Attributes = append(ev.Attributes, abci.EventAttribute{Key: kv[i], Value: kv[i+1], Index: true})
+	}
+	x.events = append(x.events, ev)
+}
+
+// notFound maps ErrNotFound to CodeNotFound and leaves other errors alone.
+func notFound(err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return errf(CodeNotFound, "%v", err)
+	}
+	return err
+}
+
+func (x *txExec) adminOrg(id string) (*Org, error) {
+	o, err := x.st.Org(id)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	if !o.IsAdmin(x.tx.Signer) {
+		return nil, errf(CodeUnauthorized, "%s is not an admin of organisation %q", x.tx.Signer, id)
+	}
+	return o, nil
+}
+
+func (x *txExec) orgCreate(m *OrgCreate) error {
+	if x.device != nil {
+		return errf(CodeUnauthorized, "a device cannot create an organisation")
+	}
+	if _, err := x.st.Org(m.ID); err == nil {
+		return errf(CodeConflict, "organisation %q already exists", m.ID)
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	x.buf.set(OrgKey(m.ID), &Org{ID: m.ID, Name: m.Name, Admins: []string{x.tx.Signer}, Created: x.height})
+	x.buf.set(adminKey(x.tx.Signer, m.ID), marker)
+	x.emit("org", "id", m.ID, "action", "create")
+	return nil
+}
+
+func (x *txExec) orgAdmin(m *OrgAdmin) error {
+	o, err := x.adminOrg(m.Org)
+	if err != nil {
+		return err
+	}
+	has := o.IsAdmin(m.Admin)
+	if m.add {
+		if has {
+			return errf(CodeConflict, "%s is already an admin of %q", m.Admin, m.Org)
+		}
+		if d, err := x.st.Device(m.Admin); err == nil {
+			return errf(CodeInvalid, "%s is a device of %q; admins are people's keys", m.Admin, d.Org)
+		}
+		o.Admins = append(o.Admins, m.Admin)
+		slices.Sort(o.Admins)
+		x.buf.set(adminKey(m.Admin, m.Org), marker)
+	} else {
+		if !has {
+			return errf(CodeNotFound, "%s is not an admin of %q", m.Admin, m.Org)
+		}
+		if len(o.Admins) == 1 {
+			return errf(CodeConflict, "cannot remove the last admin of %q; add another first", m.Org)
+		}
+		o.Admins = slices.DeleteFunc(o.Admins, func(a string) bool { return a == m.Admin })
+		x.buf.del(adminKey(m.Admin, m.Org))
+	}
+	x.buf.set(OrgKey(m.Org), o)
+	x.emit("org", "id", m.Org, "action", m.Kind(), "admin", m.Admin)
+	return nil
+}
+
+func (x *txExec) deviceRegister(m *DeviceRegister) error {
+	o, err := x.adminOrg(m.Org)
+	if err != nil {
+		return err
+	}
+	if _, err := x.st.Device(m.Device); err == nil {
+		return errf(CodeConflict, "device %s is already registered", m.Device)
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if slices.Contains(o.Admins, m.Device) {
+		return errf(CodeInvalid, "%s is an admin key of %q; a device needs its own key", m.Device, m.Org)
+	}
+	pub, err := identity.ParseDID(m.Device)
+	if err != nil {
+		return errf(CodeInvalid, "device: %v", err)
+	}
+	if err := pub.Verify(PossessionMessage(x.chainID, m.Org, m.Device), m.Proof); err != nil {
+		return errf(CodeInvalid, "proof of possession of the device key does not verify: %v", err)
+	}
+	d := &Device{
+		ID: m.Device, Org: m.Org, Key: m.Device, Status: StatusActive,
+		Class: m.Class, Firmware: m.Firmware, Labels: m.Labels,
+		Registered: x.height, Updated: x.height,
+	}
+	o.Devices++
+	x.buf.set(OrgKey(o.ID), o)
+	x.record(d, "registered in "+m.Org)
+	return nil
+}
+
+// record appends a history event for d and writes it.
+func (x *txExec) record(d *Device, note string) {
+	d.History++
+	d.Updated = x.height
+	x.buf.set(HistoryKey(d.ID, d.History), &Event{
+		Seq: d.History, Height: x.height, Tx: x.tx.Hash[:], Kind: x.tx.Kind,
+		Signer: x.tx.Signer, Status: d.Status, Note: note,
+	})
+	x.buf.set(DeviceKey(d.ID), d)
+	x.emit("device", "id", d.ID, "org", d.Org, "action", x.tx.Kind, "status", string(d.Status))
+}
+
+// manageable loads a device that the signer may manage: an admin of its
+// organisation, or a holder of a "manage" grant on it (for another
+// organisation's admin: through a grant to that organisation).
+func (x *txExec) manageable(id string) (*Device, error) {
+	d, err := x.st.Device(id)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	o, err := x.st.Org(d.Org)
+	if err != nil {
+		return nil, err
+	}
+	if o.IsAdmin(x.tx.Signer) {
+		return d, nil
+	}
+	ok, err := x.granted(ActionManage, []string{"device:" + d.ID, "org:" + d.Org})
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, errf(CodeUnauthorized, "%s may not manage device %s of %q (not an admin and no %q grant)", x.tx.Signer, id, d.Org, ActionManage)
+	}
+	return d, nil
+}
+
+// ActionManage is the grant action that lets a subject manage another
+// organisation's device (status and metadata).
+const ActionManage = "manage"
+
+// granted reports whether the signer, directly or through an organisation it
+// administers, holds a grant for action on one of resources.
+func (x *txExec) granted(action string, resources []string) (bool, error) {
+	subjects := []string{"device:" + x.tx.Signer}
+	if x.device == nil {
+		orgs, err := x.st.AdminOrgs(x.tx.Signer)
+		if err != nil {
+			return false, err
+		}
+		for _, o := range orgs {
+			subjects = append(subjects, "org:"+o)
+		}
+	}
+	for _, s := range subjects {
+		ok, err := x.st.HasGrant(s, action, resources, x.height)
+		if err != nil || ok {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+func (x *txExec) deviceRotate(m *DeviceRotate) error {
+	var d *Device
+	var err error
+	if x.device != nil && x.device.ID == m.Device {
+		d = x.device // a device rotates its own key; signerKey checked it is active
+	} else if d, err = x.manageable(m.Device); err != nil {
+		return err
+	}
+	if d.Status == StatusRevoked {
+		return errf(CodeConflict, "device %s is revoked; its key cannot change", d.ID)
+	}
+	if m.NewKey == d.Key {
+		return errf(CodeConflict, "the new key is the device's current key")
+	}
+	if other, err := x.st.Device(m.NewKey); err == nil && other.ID != d.ID {
+		return errf(CodeConflict, "key %s is another device's id", m.NewKey)
+	}
+	pub, err := identity.ParseDID(m.NewKey)
+	if err != nil {
+		return errf(CodeInvalid, "new key: %v", err)
+	}
+	if err := pub.Verify(RotationMessage(x.chainID, d.ID, m.NewKey), m.Proof); err != nil {
+		return errf(CodeInvalid, "proof of possession of the new key does not verify: %v", err)
+	}
+	d.Key = m.NewKey
+	x.record(d, "key rotated to "+m.NewKey)
+	return nil
+}
+
+func (x *txExec) deviceStatus(m *DeviceStatus) error {
+	d, err := x.manageable(m.Device)
+	if err != nil {
+		return err
+	}
+	switch {
+	case d.Status == StatusRevoked:
+		return errf(CodeConflict, "device %s is revoked; revocation is final", d.ID)
+	case d.Status == m.To:
+		return errf(CodeConflict, "device %s is already %s", d.ID, d.Status)
+	}
+	d.Status = m.To
+	note := string(m.To)
+	if m.Reason != "" {
+		note += ": " + m.Reason
+	}
+	x.record(d, note)
+	return nil
+}
+
+func (x *txExec) deviceUpdate(m *DeviceUpdate) error {
+	d, err := x.manageable(m.Device)
+	if err != nil {
+		return err
+	}
+	if d.Status == StatusRevoked {
+		return errf(CodeConflict, "device %s is revoked", d.ID)
+	}
+	note := ""
+	if m.Class != "" {
+		d.Class = m.Class
+		note += " class=" + m.Class
+	}
+	if m.Firmware != "" {
+		d.Firmware = m.Firmware
+		note += " firmware=" + m.Firmware
+	}
+	for _, k := range sortedKeys(m.Labels) {
+		if d.Labels == nil {
+			d.Labels = map[string]string{}
+		}
+		d.Labels[k] = m.Labels[k]
+		note += " " + k + "=" + m.Labels[k]
+	}
+	for _, k := range m.RemoveLabels {
+		delete(d.Labels, k)
+		note += " -" + k
+	}
+	if len(d.Labels) > 32 {
+		return errf(CodeInvalid, "device would have %d labels; at most 32", len(d.Labels))
+	}
+	if len(note) > 0 {
+		note = note[1:]
+	}
+	x.record(d, note)
+	return nil
+}
+
+// owns reports whether the grantor principal owns the resource: its own
+// resources, and for an organisation the resources of its devices.
+func (x *txExec) owns(grantor Principal, r Resource) (bool, error) {
+	if r.Owner == grantor {
+		return true, nil
+	}
+	if grantor.Type == "org" && r.Owner.Type == "device" {
+		d, err := x.st.Device(r.Owner.ID)
+		if err != nil {
+			return false, notFound(err)
+		}
+		return d.Org == grantor.ID, nil
+	}
+	return false, nil
+}
+
+func (x *txExec) grantAdd(m *GrantAdd) error {
+	grantor, _ := ParsePrincipal(m.Grantor) // validated in ValidateBasic
+	if err := x.mayActFor(grantor); err != nil {
+		return err
+	}
+	res, _ := ParseResource(m.Resource)
+	ok, err := x.owns(grantor, res)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errf(CodeUnauthorized, "%s does not own %s and cannot grant on it", m.Grantor, m.Resource)
+	}
+	subj, _ := ParsePrincipal(m.Subject)
+	if err := x.exists(subj); err != nil {
+		return err
+	}
+	if m.Expiry != 0 && m.Expiry < x.height {
+		return errf(CodeInvalid, "grant expiry %d is before the current height %d", m.Expiry, x.height)
+	}
+	seq, err := x.st.u64([]byte(keyGrantSeq))
+	if err != nil {
+		return err
+	}
+	id := seq + 1
+	g := &Grant{
+		ID: id, Grantor: m.Grantor, Subject: m.Subject, Action: m.Action, Resource: m.Resource,
+		Expiry: m.Expiry, Quota: m.Quota, Created: x.height, Signer: x.tx.Signer,
+	}
+	x.buf.set([]byte(keyGrantSeq), binary.BigEndian.AppendUint64(nil, id))
+	x.buf.set(GrantKey(id), g)
+	x.buf.set(grantIdxKey(g.Subject, g.Action, g.Resource, id), marker)
+	x.emit("grant", "id", strconv.FormatUint(id, 10), "action", "add", "subject", g.Subject, "resource", g.Resource, "grant_action", g.Action)
+	return nil
+}
+
+// mayActFor checks that the signer speaks for the principal: an admin of
+// the organisation, or the device itself.
+func (x *txExec) mayActFor(p Principal) error {
+	switch p.Type {
+	case "org":
+		_, err := x.adminOrg(p.ID)
+		return err
+	default:
+		if x.tx.Signer != p.ID {
+			return errf(CodeUnauthorized, "only device %s itself may grant as %s", p.ID, p)
+		}
+		return nil
+	}
+}
+
+func (x *txExec) exists(p Principal) error {
+	var err error
+	if p.Type == "org" {
+		_, err = x.st.Org(p.ID)
+	} else {
+		_, err = x.st.Device(p.ID)
+	}
+	return notFound(err)
+}
+
+func (x *txExec) grantRevoke(m *GrantRevoke) error {
+	g, err := x.st.Grant(m.ID)
+	if err != nil {
+		return notFound(err)
+	}
+	if g.Revoked != 0 {
+		return errf(CodeConflict, "grant %d was revoked at height %d", g.ID, g.Revoked)
+	}
+	grantor, err := ParsePrincipal(g.Grantor)
+	if err != nil {
+		return err
+	}
+	if err := x.mayActFor(grantor); err != nil {
+		return err
+	}
+	g.Revoked = x.height
+	x.buf.set(GrantKey(g.ID), g)
+	x.buf.del(grantIdxKey(g.Subject, g.Action, g.Resource, g.ID))
+	x.emit("grant", "id", strconv.FormatUint(g.ID, 10), "action", "revoke", "subject", g.Subject, "resource", g.Resource)
+	return nil
+}
+
+func (x *txExec) validatorUpdate(m *ValidatorUpdate) error {
+	last, err := x.st.u64([]byte(keyValSeq))
+	if err != nil {
+		return err
+	}
+	if m.Seq != last+1 {
+		return errf(CodeBadNonce, "validator update sequence %d; the next is %d", m.Seq, last+1)
+	}
+	vals, err := x.st.Validators()
+	if err != nil {
+		return err
+	}
+	power := map[string]int64{}
+	var total int64
+	for _, v := range vals {
+		power[string(v.PubKey)] = v.Power
+		total += v.Power
+	}
+	msg := ValidatorUpdateMessage(x.chainID, m.Seq, m.PubKey, m.Power)
+	seen := map[string]bool{}
+	var approved int64
+	for i, a := range m.Approvals {
+		p, ok := power[string(a.Validator)]
+		if !ok {
+			return errf(CodeUnauthorized, "approval %d is from %X, which is not a validator", i, a.Validator)
+		}
+		if seen[string(a.Validator)] {
+			return errf(CodeInvalid, "approval %d repeats validator %X", i, a.Validator)
+		}
+		seen[string(a.Validator)] = true
+		pub, _ := identity.NewPublicKey(identity.Ed25519, a.Validator)
+		if err := pub.Verify(msg, a.Signature); err != nil {
+			return errf(CodeBadSignature, "approval %d by %X does not verify", i, a.Validator)
+		}
+		approved += p
+	}
+	if 3*approved <= 2*total {
+		return errf(CodeUnauthorized, "approvals hold power %d of %d; more than 2/3 is needed", approved, total)
+	}
+	old, isVal := power[string(m.PubKey)]
+	newTotal := total - old + m.Power
+	if m.Power == 0 && !isVal {
+		return errf(CodeNotFound, "%X is not a validator; nothing to remove", m.PubKey)
+	}
+	if newTotal <= 0 || (m.Power == 0 && len(vals) == 1) {
+		return errf(CodeConflict, "the update would leave no validators")
+	}
+	if _, err := identity.NewPublicKey(identity.Ed25519, m.PubKey); err != nil {
+		return errf(CodeInvalid, "validator key: %v", err)
+	}
+	x.buf.set([]byte(keyValSeq), binary.BigEndian.AppendUint64(nil, m.Seq))
+	if m.Power == 0 {
+		x.buf.del(validatorKey(m.PubKey))
+	} else {
+		x.buf.set(validatorKey(m.PubKey), &Validator{PubKey: m.PubKey, Power: m.Power})
+	}
+	x.valUpdates = append(x.valUpdates, abci.ValidatorUpdate{
+		PubKey: cmtcrypto.PublicKey{Sum: &cmtcrypto.PublicKey_Ed25519{Ed25519: m.PubKey}},
+		Power:  m.Power,
+	})
+	x.emit("validator", "pub_key", fmt.Sprintf("%X", m.PubKey), "power", strconv.FormatInt(m.Power, 10))
+	return nil
+}

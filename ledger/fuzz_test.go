@@ -1,0 +1,43 @@
+package ledger
+
+import (
+	"testing"
+
+	"github.com/thingnet/thingnet/identity"
+)
+
+// FuzzDecodeTx: the decoder never panics, and whatever it accepts re-encodes.
+func FuzzDecodeTx(f *testing.F) {
+	k, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		f.Fatal(err)
+	}
+	dev, _ := identity.GenerateKey(identity.P256)
+	proof, _ := dev.Sign(PossessionMessage("c", "acme", dev.ID()))
+	for _, m := range []Msg{
+		&OrgCreate{ID: "acme", Name: "Acme"},
+		&DeviceRegister{Org: "acme", Device: dev.ID(), Class: "sensor", Labels: map[string]string{"a": "b"}, Proof: proof},
+		&GrantAdd{Grantor: "org:acme", Subject: "device:" + dev.ID(), Action: "read", Resource: "org:acme/x", Expiry: 9},
+		&ValidatorUpdate{PubKey: make([]byte, 32), Power: 1, Seq: 1, Approvals: []Approval{{Validator: make([]byte, 32), Signature: make([]byte, 64)}}},
+	} {
+		raw, err := NewTx(k, "", "c", 1, 10, m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+		f.Add(raw[:len(raw)/2])
+	}
+	f.Add([]byte{0xd2, 0x84, 0x40, 0xa0, 0xf6, 0x40})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		tx, err := DecodeTx(raw)
+		if err != nil {
+			if CodeOf(err) == CodeOK {
+				t.Fatalf("error %v has code ok", err)
+			}
+			return
+		}
+		if _, err := Marshal(tx.Msg); err != nil {
+			t.Fatalf("accepted message does not re-encode: %v", err)
+		}
+	})
+}

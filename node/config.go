@@ -1,0 +1,190 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/thingnet/thingnet/chain"
+)
+
+// ConfigFile is the node's configuration file name inside its home.
+const ConfigFile = "thingnet.toml"
+
+// Config is a node's configuration (thingnet.toml). DefaultConfig's values work.
+type Config struct {
+	Moniker  string `toml:"moniker"`
+	LogLevel string `toml:"log_level"` // debug | info | warn | error
+	// LogFormat is "text" or "json".
+	LogFormat string `toml:"log_format"`
+
+	API       APIConfig       `toml:"api"`
+	P2P       P2PConfig       `toml:"p2p"`
+	RPC       RPCConfig       `toml:"rpc"`
+	Consensus ConsensusConfig `toml:"consensus"`
+	Ledger    LedgerConfig    `toml:"ledger"`
+}
+
+// APIConfig configures the HTTP API.
+type APIConfig struct {
+	Listen string `toml:"listen"` // host:port; empty disables the API
+}
+
+// P2PConfig configures CometBFT's peer-to-peer layer.
+type P2PConfig struct {
+	Listen           string   `toml:"listen"`             // tcp://host:port
+	ExternalAddress  string   `toml:"external_address"`   // host:port advertised to peers
+	PersistentPeers  []string `toml:"persistent_peers"`   // nodeid@host:port
+	AllowDuplicateIP bool     `toml:"allow_duplicate_ip"` // several nodes behind one IP
+}
+
+// RPCConfig configures CometBFT's own RPC server.
+type RPCConfig struct {
+	Listen string `toml:"listen"` // tcp://host:port
+}
+
+// ConsensusConfig tunes block production.
+type ConsensusConfig struct {
+	TimeoutCommit       Duration `toml:"timeout_commit"`
+	FastBlocks          bool     `toml:"fast_blocks"` // short timeouts for local networks and benchmarks
+	CreateEmptyBlocks   bool     `toml:"create_empty_blocks"`
+	EmptyBlocksInterval Duration `toml:"empty_blocks_interval"`
+	MempoolSize         int      `toml:"mempool_size"`
+}
+
+// LedgerConfig tunes the application's state store.
+type LedgerConfig struct {
+	KeepVersions int64 `toml:"keep_versions"` // past state versions kept for proofs
+}
+
+// Duration is a time.Duration written as "1s" in TOML.
+type Duration struct{ time.Duration }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// DefaultConfig is a production node's configuration.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Moniker:   host,
+		LogLevel:  "info",
+		LogFormat: "text",
+		API:       APIConfig{Listen: "127.0.0.1:26680"},
+		P2P:       P2PConfig{Listen: chain.DefaultP2PListen},
+		RPC:       RPCConfig{Listen: chain.DefaultRPCListen},
+		Consensus: ConsensusConfig{
+			TimeoutCommit:     Duration{chain.DefaultTimeoutCommit},
+			CreateEmptyBlocks: true,
+			MempoolSize:       chain.DefaultMempoolSize,
+		},
+		Ledger: LedgerConfig{KeepVersions: 1000},
+	}
+}
+
+// Validate names the first bad field.
+func (c Config) Validate() error {
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level %q: use debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log_format %q: use text or json", c.LogFormat)
+	}
+	if c.API.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
+			return fmt.Errorf("api.listen %q: %w", c.API.Listen, err)
+		}
+	}
+	if c.Ledger.KeepVersions < 2 {
+		return fmt.Errorf("ledger.keep_versions %d: keep at least 2", c.Ledger.KeepVersions)
+	}
+	return c.chainConfig("").Validate()
+}
+
+// chainConfig is the CometBFT part of the configuration.
+func (c Config) chainConfig(home string) chain.Config {
+	return chain.Config{
+		Home:                home,
+		Moniker:             c.Moniker,
+		P2PListen:           c.P2P.Listen,
+		RPCListen:           c.RPC.Listen,
+		PersistentPeers:     c.P2P.PersistentPeers,
+		ExternalAddress:     c.P2P.ExternalAddress,
+		TimeoutCommit:       c.Consensus.TimeoutCommit.Duration,
+		FastBlocks:          c.Consensus.FastBlocks,
+		CreateEmptyBlocks:   c.Consensus.CreateEmptyBlocks,
+		EmptyBlocksInterval: c.Consensus.EmptyBlocksInterval.Duration,
+		MempoolSize:         c.Consensus.MempoolSize,
+		AllowDuplicateIP:    c.P2P.AllowDuplicateIP,
+		LogLevel:            cometLogLevel(c.LogLevel),
+	}
+}
+
+// cometLogLevel keeps CometBFT's chatty info lines at debug unless asked.
+func cometLogLevel(level string) string {
+	if level == "debug" {
+		return "debug"
+	}
+	return ""
+}
+
+// LoadConfig reads <home>/thingnet.toml over the defaults.
+func LoadConfig(home string) (Config, error) {
+	c := DefaultConfig()
+	path := filepath.Join(home, ConfigFile)
+	md, err := toml.DecodeFile(path, &c)
+	if errors.Is(err, os.ErrNotExist) {
+		return c, fmt.Errorf("%s does not exist: run `thingnet node init --home %s` first", path, home)
+	}
+	if err != nil {
+		return c, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return c, fmt.Errorf("%s: unknown setting %q", path, und[0].String())
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// WriteConfig writes <home>/thingnet.toml.
+func WriteConfig(home string, c Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(home, ConfigFile+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	fmt.Fprintf(f, "# thingnet node configuration; see docs/multihost.md\n")
+	if err := toml.NewEncoder(f).Encode(c); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", ConfigFile, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), filepath.Join(home, ConfigFile))
+}
