@@ -65,6 +65,9 @@ func (s *Server) view(r *http.Request) (*ledger.State, bool, error) {
 		}
 	}
 	st, err := s.app.View(h)
+	if errors.Is(err, ledger.ErrNoState) {
+		return nil, false, err
+	}
 	if err != nil {
 		return nil, false, badRequest(err.Error())
 	}

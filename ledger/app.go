@@ -45,9 +45,6 @@ type App struct {
 	chainID   string
 	pending   map[string]uint64 // CheckTx: highest nonce per signer in the mempool
 	closed    bool
-
-	// block in progress
-	blockValUpdates []abci.ValidatorUpdate
 }
 
 var _ abci.Application = (*App)(nil)

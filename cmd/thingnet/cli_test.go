@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/devnet"
+)
+
+// cli runs one thingnet command in-process and returns its output.
+func cli(t *testing.T, node, keystore string, args ...string) (string, error) {
+	t.Helper()
+	root := newRoot()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(append([]string{"--node", node, "--keystore", keystore}, args...))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := root.ExecuteContext(ctx)
+	return out.String() + errOut.String(), err
+}
+
+func mustCLI(t *testing.T, node, ks string, args ...string) string {
+	t.Helper()
+	out, err := cli(t, node, ks, args...)
+	if err != nil {
+		t.Fatalf("thingnet %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// TestCLI drives every tx kind and read command of the CLI against a devnet.
+func TestCLI(t *testing.T) {
+	t.Setenv("THINGNET_PASSPHRASE", "")
+	home := t.TempDir()
+	base, err := chain.FreePortBase(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := devnet.Start(devnet.Config{Home: home, BasePort: base, FastBlocks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := d.WaitForHeight(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	node, ks := d.APIURL(1), devnet.Keystore(home).Dir
+	run := func(args ...string) string { return mustCLI(t, node, ks, args...) }
+
+	run("keys", "new", "sensor-1")
+	run("keys", "new", "sensor-2", "--alg", "p256")
+	run("keys", "new", "sensor-1b")
+	run("keys", "new", "alice")
+	if out := run("keys", "list"); !strings.Contains(out, "sensor-2") || !strings.Contains(out, "p256") {
+		t.Errorf("keys list = %q", out)
+	}
+
+	run("device", "register", "--key", "demo-admin", "--org", "demo", "--device-key", "sensor-1", "--class", "sensor", "--label", "room=lab")
+	// Field flow: the device prints its proof of possession; the admin registers it.
+	var pop map[string]string
+	if err := json.Unmarshal([]byte(run("device", "pop", "--key", "sensor-2", "--org", "demo", "-o", "json")), &pop); err != nil {
+		t.Fatal(err)
+	}
+	run("device", "register", "--key", "demo-admin", "--org", "demo", "--device", pop["device"], "--proof", pop["proof"])
+
+	out := run("device", "show", "sensor-1", "--prove")
+	if !strings.Contains(out, "proof: OK") || !strings.Contains(out, "status:     active") {
+		t.Errorf("device show --prove = %q", out)
+	}
+	run("device", "update", "sensor-1", "--key", "demo-admin", "--firmware", "2.0.1", "--label", "floor=3")
+	run("device", "suspend", "sensor-1", "--key", "demo-admin", "--reason", "maintenance")
+	if _, err := cli(t, node, ks, "grant", "add", "--key", "sensor-1", "--grantor", "device:sensor-1", "--subject", "device:sensor-2", "--action", "message", "--resource", "device:sensor-1"); err == nil || !strings.Contains(err.Error(), "inactive_signer") {
+		t.Errorf("suspended device signing: err = %v; want inactive_signer", err)
+	}
+	run("device", "resume", "sensor-1", "--key", "demo-admin")
+	run("grant", "add", "--key", "sensor-1", "--grantor", "device:sensor-1", "--subject", "device:sensor-2", "--action", "message", "--resource", "device:sensor-1")
+	run("device", "rotate", "sensor-1", "--key", "sensor-1", "--new-key", "sensor-1b")
+	var grants []map[string]any
+	if err := json.Unmarshal([]byte(run("grant", "list", "--subject", "device:sensor-2", "-o", "json")), &grants); err != nil || len(grants) != 1 {
+		t.Fatalf("grant list = %v, %v; want 1 grant", grants, err)
+	}
+	id := fmt.Sprint(grants[0]["id"])
+	// After rotation, the old key is refused and the new one signs as the device.
+	if _, err := cli(t, node, ks, "grant", "revoke", id, "--key", "sensor-1"); err == nil || !strings.Contains(err.Error(), "bad_signature") {
+		t.Errorf("old key after rotation: err = %v; want bad_signature", err)
+	}
+	dev1 := strings.TrimSpace(strings.TrimPrefix(strings.Split(run("keys", "show", "sensor-1"), "\n")[2], "id:"))
+	run("grant", "revoke", id, "--key", "sensor-1b", "--as", dev1)
+
+	hist := run("device", "history", "sensor-1")
+	for _, kind := range []string{"device.register", "device.update", "device.suspend", "device.resume", "device.rotate"} {
+		if !strings.Contains(hist, kind) {
+			t.Errorf("history lacks %s:\n%s", kind, hist)
+		}
+	}
+
+	// Organisations and tenancy.
+	run("org", "create", "acme", "--key", "alice", "--name", "Acme")
+	if _, err := cli(t, node, ks, "device", "suspend", pop["device"], "--key", "alice"); err == nil || !strings.Contains(err.Error(), "unauthorized") {
+		t.Errorf("cross-tenant suspend: err = %v; want unauthorized", err)
+	}
+	run("org", "admin", "add", "acme", "demo-admin", "--key", "alice")
+	if out := run("org", "show", "acme", "--prove"); !strings.Contains(out, "proof: OK") {
+		t.Errorf("org show --prove = %q", out)
+	}
+	if out := run("org", "list"); !strings.Contains(out, "acme") || !strings.Contains(out, "demo") {
+		t.Errorf("org list = %q", out)
+	}
+	if out := run("device", "list", "--org", "demo"); strings.Count(out, "did:key") != 2 {
+		t.Errorf("device list = %q; want 2 devices", out)
+	}
+	run("device", "revoke", pop["device"], "--key", "demo-admin", "--reason", "decommissioned")
+	if _, err := cli(t, node, ks, "device", "show", "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp", "--prove"); err == nil || !strings.Contains(err.Error(), "proved absent") {
+		t.Errorf("unknown device --prove: err = %v; want proved absent", err)
+	}
+
+	// Raw tx lookups and blocks.
+	var res struct{ Hash string }
+	if err := json.Unmarshal([]byte(run("device", "update", "sensor-1", "--key", "demo-admin", "--class", "meter", "-o", "json")), &res); err != nil {
+		t.Fatal(err)
+	}
+	if out := run("tx", "show", res.Hash); !strings.Contains(out, "device.update") {
+		t.Errorf("tx show = %q", out)
+	}
+	run("tx", "block", "latest")
+
+	// Validator set change: 3 of 4 validators approve adding a fifth.
+	var approvals []string
+	newVal, err := chain.InitHome(chain.Config{Home: filepath.Join(t.TempDir(), "new")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := b64(newVal.ValidatorPubKey)
+	for i := range 3 {
+		a := run("validator", "approve", "--home", filepath.Join(home, "nodes", fmt.Sprintf("node%d", i)), "--chain-id", d.ChainID(), "--pub-key", pub, "--power", "1", "--seq", "1")
+		f := filepath.Join(t.TempDir(), "a.json")
+		os.WriteFile(f, []byte(a), 0o600)
+		approvals = append(approvals, f)
+	}
+	run(append([]string{"validator", "update", "--key", "alice"}, approvals...)...)
+	if out := run("validator", "list"); strings.Count(out, "power") != 5 {
+		t.Errorf("validator list = %q; want 5 validators", out)
+	}
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
