@@ -29,7 +29,7 @@ const (
 // Config is what thingnet decides about a CometBFT node; zero values get defaults.
 //
 // Booleans are taken as given (their zero value is a decision too); DefaultConfig sets
-// PEX and CreateEmptyBlocks, as CometBFT does by default.
+// CreateEmptyBlocks, as CometBFT does by default.
 type Config struct {
 	Home            string   // node home; CometBFT's config/ and data/ live under it
 	Moniker         string   // default: the host name
@@ -38,9 +38,9 @@ type Config struct {
 	PersistentPeers []string // "nodeid@host:port"
 	ExternalAddress string   // "host:port" advertised to peers; default: the P2P listen address
 
-	// PEX turns on peer exchange, by which nodes learn about further peers and
-	// keep them in config/addrbook.json. Persistent peers are dialled either way.
-	PEX bool
+	// DisablePEX turns off peer exchange, by which nodes learn about further peers
+	// and keep them in config/addrbook.json. Persistent peers are dialled either way.
+	DisablePEX bool
 
 	// TimeoutCommit is how long a node waits after a commit before the next height.
 	// Zero means DefaultTimeoutCommit, unless FastBlocks is set, where zero means zero.
@@ -76,7 +76,6 @@ func DefaultConfig(home string) Config {
 		Moniker:           defaultMoniker(),
 		P2PListen:         DefaultP2PListen,
 		RPCListen:         DefaultRPCListen,
-		PEX:               true,
 		TimeoutCommit:     DefaultTimeoutCommit,
 		CreateEmptyBlocks: true,
 		MempoolSize:       DefaultMempoolSize,
@@ -113,7 +112,7 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports the first field of c (after defaults) that cannot work, by name.
+// Validate reports every field of c (after defaults) that cannot work, each by name.
 func (c Config) Validate() error {
 	c = c.withDefaults()
 	var errs []error
@@ -176,7 +175,7 @@ func (c Config) cometConfig() *cmtcfg.Config {
 	cc.P2P.PersistentPeers = strings.Join(c.PersistentPeers, ",")
 	cc.P2P.AllowDuplicateIP = c.AllowDuplicateIP
 	cc.P2P.AddrBookStrict = !c.AllowDuplicateIP
-	cc.P2P.PexReactor = c.PEX
+	cc.P2P.PexReactor = !c.DisablePEX
 
 	cc.RPC.ListenAddress = c.RPCListen
 

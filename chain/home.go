@@ -112,6 +112,9 @@ func readPVKey(keyFile string) (privval.FilePVKey, error) {
 	if _, ok := key.PrivKey.(ed25519.PrivKey); !ok {
 		return key, fmt.Errorf("chain: validator key %s: want an Ed25519 key, found %T", keyFile, key.PrivKey)
 	}
+	// Derive the public half rather than trust the file's copy, as privval does.
+	key.PubKey = key.PrivKey.PubKey()
+	key.Address = key.PubKey.Address()
 	return key, nil
 }
 

@@ -128,7 +128,7 @@ func (c LocalNetConfig) nodeConfig(i int) Config {
 		FastBlocks:        c.FastBlocks,
 		CreateEmptyBlocks: true,
 		AllowDuplicateIP:  true,
-		PEX:               false, // every peer is a persistent peer
+		DisablePEX:        true, // every peer is a persistent peer
 		LogLevel:          c.LogLevel,
 	}
 }

@@ -38,7 +38,8 @@ type Node struct {
 // Start loads config from c (config.toml is regenerated from c, never read), creates
 // what InitHome creates if it is missing, starts the node and returns once it is
 // started: listening on its P2P and RPC addresses and dialling its persistent peers.
-// The home must already hold a genesis (WriteGenesis).
+// The home must already hold a genesis (WriteGenesis); if its genesis time is in the
+// future, Start waits for it.
 func Start(c Config, app abci.Application, logger *slog.Logger) (*Node, error) {
 	if app == nil {
 		return nil, errors.New("chain: Start: nil application")
@@ -95,8 +96,9 @@ func Start(c Config, app abci.Application, logger *slog.Logger) (*Node, error) {
 // Stop stops the node and waits, at most StopTimeout, until it has shut down and
 // released its databases. It is idempotent: later calls return the first call's result.
 //
-// One write can follow it: with PEX on, CometBFT v0.38 saves config/addrbook.json from
-// a goroutine that it gives no way to wait for, a moment after Stop returns.
+// One write can follow it: unless DisablePEX is set, CometBFT v0.38 saves
+// config/addrbook.json from a goroutine that it gives no way to wait for, a moment
+// after Stop returns.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
 		done := make(chan error, 1)

@@ -121,7 +121,7 @@ func TestSingleNode(t *testing.T) {
 	c.P2PListen = fmt.Sprintf("tcp://127.0.0.1:%d", base)
 	c.RPCListen = fmt.Sprintf("tcp://127.0.0.1:%d", base+1)
 	c.FastBlocks = true
-	c.PEX = false // its address book is saved after Stop, racing TempDir's cleanup
+	c.DisablePEX = true // its address book is saved after Stop, racing TempDir's cleanup
 
 	if _, err := Start(c, kvstore.NewInMemoryApplication(), testLogger(t)); err == nil || !strings.Contains(err.Error(), "no genesis") {
 		t.Fatalf("start without genesis: %v", err)
@@ -216,6 +216,7 @@ func TestLocalNet(t *testing.T) {
 	cfg.ChainID = ""   // resume whatever Dir holds
 	cfg.AppState = nil // ignored on resume anyway
 	cfg.BasePort = 0   // new ports: peers are rewritten from the config on every start
+	start = time.Now()
 	net, err = StartLocalNet(cfg, testLogger(t))
 	if err != nil {
 		t.Fatalf("resume: %v", err)

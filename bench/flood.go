@@ -1,0 +1,286 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	abci "github.com/cometbft/cometbft/abci/types"
+	"github.com/cometbft/cometbft/mempool"
+	"github.com/thingnet/thingnet/chain"
+)
+
+// Defaults for zero FloodConfig fields.
+const (
+	DefaultFloodTimeout      = 2 * time.Minute
+	defaultWorkersPerNode    = 4
+	mempoolFullBackoffStart  = time.Millisecond
+	mempoolFullBackoffLimit  = 100 * time.Millisecond
+	mempoolWindowNumerator   = 3 // at most 3/4 of the smallest mempool outstanding
+	mempoolWindowDenominator = 4
+)
+
+// FloodConfig describes one flood.
+type FloodConfig struct {
+	Txs         [][]byte      // distinct transactions, submitted in order
+	Rate        int           // target tx/s; 0 = as fast as the nodes accept them
+	Concurrency int           // submitting workers; default 4 per node
+	Timeout     time.Duration // for the whole flood, submission and commits; default DefaultFloodTimeout
+}
+
+// FloodResult is what a flood measured.
+type FloodResult struct {
+	Submitted int // txs handed to BroadcastTxSync
+	Committed int // accepted txs seen in a committed block (whatever their result code)
+	Rejected  int // txs refused by CheckTx or by the mempool
+	Failed    int // committed txs whose execution returned a non-zero code
+
+	// Duration runs from the first submission to the last commit; TxPerSec is
+	// Committed/Duration.
+	Duration time.Duration
+	TxPerSec float64
+
+	// P50 and P99 are of submit-to-commit latency over committed txs: from the first
+	// BroadcastTxSync call for a tx (a full mempool makes the call repeat) to the first
+	// node's NewBlock event for the block holding it.
+	P50, P99 time.Duration
+
+	RejectReason string // the first rejection's reason, if any
+}
+
+// Flood submits the txs round-robin across the nodes with BroadcastTxSync from
+// Concurrency workers, records the submit time of each, and learns its commit time
+// from the nodes' event buses (NewBlock events: one per block, carrying every tx and
+// its result). It returns throughput and latency percentiles.
+//
+// No more txs are outstanding (accepted, not yet committed) than 3/4 of the smallest
+// node mempool: the mempool gossips every tx to every node, and a mempool that fills
+// up between a tx's CheckTx and its insertion drops it without telling the client.
+//
+// If the timeout or ctx ends the flood early, Flood returns what it measured so far
+// together with an error.
+func Flood(ctx context.Context, nodes []*chain.Node, c FloodConfig) (FloodResult, error) {
+	c, window, err := c.checked(nodes)
+	if err != nil {
+		return FloodResult{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+
+	f := &flood{
+		nodes:       nodes,
+		cfg:         c,
+		window:      make(chan struct{}, window),
+		submittedAt: make([]time.Time, len(c.Txs)),
+		accepted:    make([]bool, len(c.Txs)),
+	}
+	f.tracker, err = newCommitTracker(nodes, c.Txs, func(int) { f.release() })
+	if err != nil {
+		return FloodResult{}, err
+	}
+	defer f.tracker.close()
+
+	f.submitAll(ctx)
+	accepted := 0
+	for _, ok := range f.accepted {
+		if ok {
+			accepted++
+		}
+	}
+	waitErr := f.tracker.wait(ctx, accepted)
+	res := f.result()
+	if waitErr == nil && res.Submitted < len(c.Txs) {
+		waitErr = fmt.Errorf("bench: submitted %d of %d txs: %w", res.Submitted, len(c.Txs), ctx.Err())
+	}
+	return res, waitErr
+}
+
+// checked validates c, fills in defaults and returns the outstanding-tx window.
+func (c FloodConfig) checked(nodes []*chain.Node) (FloodConfig, int, error) {
+	switch {
+	case len(nodes) == 0:
+		return c, 0, errors.New("bench: Flood: no nodes")
+	case len(c.Txs) == 0:
+		return c, 0, errors.New("bench: Flood: no txs")
+	case c.Rate < 0 || c.Concurrency < 0 || c.Timeout < 0:
+		return c, 0, fmt.Errorf("bench: Flood: negative Rate (%d), Concurrency (%d) or Timeout (%v)", c.Rate, c.Concurrency, c.Timeout)
+	}
+	window := 0
+	for i, n := range nodes {
+		if n == nil || !n.Running() {
+			return c, 0, fmt.Errorf("bench: Flood: node %d is not running", i)
+		}
+		size := n.Comet().Config().Mempool.Size
+		if w := size * mempoolWindowNumerator / mempoolWindowDenominator; window == 0 || w < window {
+			window = max(w, 1)
+		}
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = defaultWorkersPerNode * len(nodes)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultFloodTimeout
+	}
+	return c, window, nil
+}
+
+type flood struct {
+	nodes   []*chain.Node
+	cfg     FloodConfig
+	tracker *commitTracker
+	window  chan struct{} // one token per outstanding tx
+
+	// Written by the worker that owns tx i, read after all workers are done.
+	submittedAt []time.Time
+	accepted    []bool
+
+	mu           sync.Mutex
+	submitted    int
+	rejected     int
+	rejectReason string
+}
+
+// release returns a window token, if one is taken (a tx reported rejected may
+// still commit, releasing twice).
+func (f *flood) release() {
+	select {
+	case <-f.window:
+	default:
+	}
+}
+
+// submitAll feeds tx indices to the workers at the configured rate and returns when
+// every tx has been submitted or ctx has ended.
+func (f *flood) submitAll(ctx context.Context) {
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range f.cfg.Concurrency {
+		wg.Go(func() {
+			for i := range work {
+				f.submit(ctx, i)
+			}
+		})
+	}
+	start := time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+feed:
+	for i := range f.cfg.Txs {
+		if f.cfg.Rate > 0 {
+			due := start.Add(time.Duration(i) * time.Second / time.Duration(f.cfg.Rate))
+			if d := time.Until(due); d > 0 {
+				timer.Reset(d)
+				select {
+				case <-timer.C:
+				case <-ctx.Done():
+					break feed
+				}
+			}
+		}
+		select {
+		case work <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+}
+
+// submit sends tx i to its node, retrying while the mempool is full.
+func (f *flood) submit(ctx context.Context, i int) {
+	select {
+	case f.window <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	node := f.nodes[i%len(f.nodes)]
+	f.submittedAt[i] = time.Now()
+	f.mu.Lock()
+	f.submitted++
+	f.mu.Unlock()
+	backoff := mempoolFullBackoffStart
+	for {
+		res, err := node.Client().BroadcastTxSync(ctx, f.cfg.Txs[i])
+		var full mempool.ErrMempoolIsFull
+		switch {
+		case err == nil && res.Code == abci.CodeTypeOK:
+			f.accepted[i] = true
+			return
+		case err == nil:
+			f.reject(fmt.Sprintf("tx %d: CheckTx code %d: %s", i, res.Code, res.Log))
+			return
+		case errors.As(err, &full):
+			select {
+			case <-time.After(backoff):
+				backoff = min(2*backoff, mempoolFullBackoffLimit)
+				continue
+			case <-ctx.Done():
+				f.reject(fmt.Sprintf("tx %d: mempool full until the flood ended", i))
+				return
+			}
+		default:
+			f.reject(fmt.Sprintf("tx %d: %v", i, err))
+			return
+		}
+	}
+}
+
+func (f *flood) reject(reason string) {
+	f.release()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rejected++
+	if f.rejectReason == "" {
+		f.rejectReason = reason
+	}
+}
+
+// result computes the measurements; all workers have finished.
+func (f *flood) result() FloodResult {
+	f.mu.Lock()
+	res := FloodResult{Submitted: f.submitted, Rejected: f.rejected, RejectReason: f.rejectReason}
+	f.mu.Unlock()
+
+	var first, last time.Time
+	var latencies []time.Duration
+	for i, sent := range f.submittedAt {
+		if sent.IsZero() {
+			continue
+		}
+		if first.IsZero() || sent.Before(first) {
+			first = sent
+		}
+		at, code, ok := f.tracker.result(i)
+		if !ok || !f.accepted[i] {
+			continue
+		}
+		res.Committed++
+		if code != abci.CodeTypeOK {
+			res.Failed++
+		}
+		if at.After(last) {
+			last = at
+		}
+		latencies = append(latencies, at.Sub(sent))
+	}
+	if res.Committed > 0 {
+		res.Duration = last.Sub(first)
+		if res.Duration > 0 {
+			res.TxPerSec = float64(res.Committed) / res.Duration.Seconds()
+		}
+		slices.Sort(latencies)
+		res.P50 = percentile(latencies, 50)
+		res.P99 = percentile(latencies, 99)
+	}
+	return res
+}
+
+// percentile returns the nearest-rank p-th percentile of sorted, which is not empty.
+func percentile(sorted []time.Duration, p int) time.Duration {
+	rank := (p*len(sorted) + 99) / 100 // ceil(p/100 * n)
+	return sorted[max(rank, 1)-1]
+}
