@@ -120,7 +120,7 @@ func BenchmarkKVStoreBaseline(b *testing.B) {
 	var res FloodResult
 	for b.Loop() {
 		var err error
-		res, err = RunKVStoreBaseline(context.Background(), b.TempDir(), txs)
+		res, err = RunKVStoreBaseline(context.Background(), b.TempDir(), txs, 0)
 		if err != nil {
 			b.Fatal(err)
 		}

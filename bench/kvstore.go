@@ -41,9 +41,9 @@ const BaselineValidators = 4
 
 // RunKVStoreBaseline measures bare CometBFT: BaselineValidators validators on
 // 127.0.0.1 (chain.LocalNet, FastBlocks profile) running the in-memory kvstore, flooded
-// with txs transactions of KVStoreTxSize bytes as fast as they are accepted. The
-// network lives in a fresh directory under dir, removed afterwards.
-func RunKVStoreBaseline(ctx context.Context, dir string, txs int) (FloodResult, error) {
+// with txs transactions of KVStoreTxSize bytes, at rate tx/s (0: as fast as they are
+// accepted). The network lives in a fresh directory under dir, removed afterwards.
+func RunKVStoreBaseline(ctx context.Context, dir string, txs, rate int) (FloodResult, error) {
 	if txs < 1 {
 		return FloodResult{}, fmt.Errorf("bench: RunKVStoreBaseline: %d txs", txs)
 	}
@@ -70,6 +70,7 @@ func RunKVStoreBaseline(ctx context.Context, dir string, txs int) (FloodResult, 
 	}
 	res, err := floodLocalNet(ctx, net, FloodConfig{
 		Txs:     KVStoreTxs(txs, KVStoreTxSize),
+		Rate:    rate,
 		Timeout: DefaultFloodTimeout + time.Duration(txs)*time.Millisecond,
 	})
 	return res, errors.Join(err, net.Stop())

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"errors"
 	"fmt"
 	"unicode/utf8"
 )
@@ -25,7 +26,7 @@ func checkKID(kid []byte) error {
 		return fmt.Errorf("kid is %d bytes, want 1 to %d", len(kid), maxKIDSize)
 	}
 	if !utf8.Valid(kid) {
-		return fmt.Errorf("kid is not valid UTF-8")
+		return errors.New("kid is not valid UTF-8")
 	}
 	return nil
 }

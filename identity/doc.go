@@ -6,10 +6,14 @@
 //
 // Verification rules:
 //
-//   - Ed25519 signatures are verified exactly as crypto/ed25519 verifies them
-//     (cofactorless equation, S < L, canonical R), through curve25519-voi.
-//     Batch gives the same answer as verifying each signature on its own, for
-//     every input, including adversarial ones.
+//   - Ed25519 signatures are verified with the ZIP-215 rule, as CometBFT
+//     verifies its own (cofactored equation; A and R in any encoding that
+//     decodes to a point, canonical or not, small order or not; S < L),
+//     through curve25519-voi. Under that rule Batch gives the same answer as
+//     verifying each signature on its own, for every input, including
+//     adversarial ones. Every signature crypto/ed25519 makes verifies, but
+//     crypto/ed25519's Verify (cofactorless) refuses some crafted signatures
+//     that ZIP-215 accepts, so do not use it to check what a node accepted.
 //   - P-256 signatures are 64-byte r||s (the COSE form) over SHA-256. ECDSA
 //     signatures are malleable (s and n-s both verify), so never use the bytes
 //     of a signature or of a signed message as a unique id.

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"math/big"
 	"strconv"
@@ -96,10 +97,18 @@ func (k PublicKey) IsZero() bool {
 	return k.Alg == 0 && len(k.Bytes) == 0
 }
 
-// Verify checks sig over msg. Ed25519 signatures are 64 bytes and verified
-// with the rules of crypto/ed25519; P-256 signatures are 64-byte r||s over
-// the SHA-256 digest of msg. It returns an error wrapping ErrBadSignature
+// Verify checks sig over msg. It returns an error wrapping ErrBadSignature
 // if the signature does not verify, or ErrInvalidKey if k is not a key.
+//
+// Ed25519 signatures are 64 bytes, verified with the ZIP-215 rule (see
+// ed25519VerifyOptions): the cofactored equation, non-canonical encodings
+// of A and R accepted as ZIP-215 says, S canonical. It is the rule CometBFT
+// uses, and the one under which Batch gives the same answer as Verify for
+// every input. Every signature made by crypto/ed25519 verifies; on crafted
+// signatures (small-order components, non-canonical encodings) the answer
+// can differ from that of crypto/ed25519's cofactorless equation.
+//
+// P-256 signatures are 64-byte r||s over the SHA-256 digest of msg.
 func (k PublicKey) Verify(msg, sig []byte) error {
 	switch k.Alg {
 	case Ed25519:
@@ -132,11 +141,17 @@ func (k PublicKey) Verify(msg, sig []byte) error {
 	return fmt.Errorf("%w: %v", ErrUnsupportedAlgorithm, k.Alg)
 }
 
-// ed25519VerifyOptions returns the Ed25519 verification rules of this
-// package: those of crypto/ed25519 (cofactorless, canonical R and S; no
-// ZIP-215). Verify and Batch must both use exactly these.
+// ed25519VerifyOptions returns the Ed25519 verification rule of this
+// package, ZIP-215 (https://zips.z.cash/zip-0215): the cofactored equation
+// [8][S]B = [8]R + [8][k]A, with k = SHA-512(R || A || M) over the encodings
+// as given; A and R may be any encoding that decodes to a curve point,
+// including non-canonical ones and points of small order; S must be
+// canonical (S < L). Verify and Batch must both use exactly these options:
+// ZIP-215 is a rule under which batch and single verification give the
+// same answer for every input, and it is the rule CometBFT uses for its
+// own Ed25519 signatures.
 func ed25519VerifyOptions() *voi.Options {
-	return &voi.Options{Verify: voi.VerifyOptionsStdLib}
+	return &voi.Options{Verify: voi.VerifyOptionsZIP_215}
 }
 
 // CryptoPublicKey returns k as an ed25519.PublicKey or an *ecdsa.PublicKey,
@@ -160,7 +175,10 @@ func (k PublicKey) CryptoPublicKey() crypto.PublicKey {
 
 // checkEd25519PublicKey refuses encodings that are not curve points, that
 // are not canonical (one key, one id) or whose point has small order (a
-// key for which anyone can make signatures that crypto/ed25519 accepts).
+// key for which anyone can make signatures: under ZIP-215, any R and S
+// with [8]R = [8][S]B verify for every message). Verify itself follows
+// ZIP-215 and accepts such keys; it is NewPublicKey and ParseDID that keep
+// them out.
 func checkEd25519PublicKey(b []byte) error {
 	if len(b) != ed25519PublicKeySize {
 		return fmt.Errorf("%w: ed25519 public key is %d bytes, want %d", ErrInvalidKey, len(b), ed25519PublicKeySize)
@@ -207,7 +225,7 @@ func parseP256PublicKey(b []byte) (*ecdsa.PublicKey, error) {
 // compressP256 returns the compressed SEC1 encoding of a P-256 public key.
 func compressP256(pub *ecdsa.PublicKey) ([]byte, error) {
 	if pub.Curve != elliptic.P256() {
-		return nil, fmt.Errorf("%w: ecdsa key on curve %s, want P-256", ErrUnsupportedAlgorithm, pub.Curve.Params().Name)
+		return nil, fmt.Errorf("%w: ecdsa key on curve %s, want P-256", ErrUnsupportedAlgorithm, curveName(pub.Curve))
 	}
 	u, err := pub.Bytes() // 0x04 || x || y
 	if err != nil {
@@ -217,6 +235,14 @@ func compressP256(pub *ecdsa.PublicKey) ([]byte, error) {
 	c[0] = 2 | u[len(u)-1]&1
 	copy(c[1:], u[1:1+p256ScalarSize])
 	return c, nil
+}
+
+// curveName names c in error messages.
+func curveName(c elliptic.Curve) string {
+	if c == nil || c.Params() == nil {
+		return "<nil>"
+	}
+	return c.Params().Name
 }
 
 // publicKeyOf converts a crypto.PublicKey of a supported kind.
@@ -294,7 +320,7 @@ func FromSigner(s crypto.Signer) (*Key, error) {
 			return nil, fmt.Errorf("%w: nil ecdsa private key", ErrInvalidKey)
 		}
 		if priv.Curve != elliptic.P256() {
-			return nil, fmt.Errorf("%w: ecdsa key on curve %s, want P-256", ErrUnsupportedAlgorithm, priv.Curve.Params().Name)
+			return nil, fmt.Errorf("%w: ecdsa key on curve %s, want P-256", ErrUnsupportedAlgorithm, curveName(priv.Curve))
 		}
 		d, err := priv.Bytes()
 		if err != nil {
@@ -378,10 +404,10 @@ func p256SignatureFromASN1(der []byte) ([]byte, error) {
 	in := cryptobyte.String(der)
 	if !in.ReadASN1(&inner, cbasn1.SEQUENCE) || !in.Empty() ||
 		!inner.ReadASN1Integer(&r) || !inner.ReadASN1Integer(&s) || !inner.Empty() {
-		return nil, fmt.Errorf("identity: p256 signer returned a malformed ASN.1 signature")
+		return nil, errors.New("identity: p256 signer returned a malformed ASN.1 signature")
 	}
 	if r.Sign() <= 0 || s.Sign() <= 0 || r.BitLen() > 8*p256ScalarSize || s.BitLen() > 8*p256ScalarSize {
-		return nil, fmt.Errorf("identity: p256 signer returned r or s out of range")
+		return nil, errors.New("identity: p256 signer returned r or s out of range")
 	}
 	sig := make([]byte, signatureSize)
 	r.FillBytes(sig[:p256ScalarSize])

@@ -10,10 +10,13 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
+	"io"
 	"math/big"
 	"testing"
 
+	"github.com/mr-tron/base58"
 	"github.com/oasisprotocol/curve25519-voi/curve"
+	"github.com/oasisprotocol/curve25519-voi/curve/scalar"
 	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
 
@@ -142,16 +145,17 @@ func TestStdlibInterop(t *testing.T) {
 	}
 }
 
-// Verify must give the answer of crypto/ed25519 on inputs that
-// implementations are known to disagree on.
-func TestEd25519VerifyMatchesStdlib(t *testing.T) {
+// Verify follows ZIP-215 on the inputs that Ed25519 implementations are
+// known to disagree on, and Batch gives the same answer on each of them.
+func TestEd25519VerifyZIP215(t *testing.T) {
 	msg := []byte("edge")
 	identitySig := append(mustHex(t, edIdentity), make([]byte, 32)...) // R = identity, S = 0
 	craftedPubR, craftedSigR := craftEd25519(t, 1, nil, edPoint(t, edOrder8), msg)
 	craftedPubA, craftedSigA := craftEd25519(t, 2, edPoint(t, edOrder4), nil, msg)
+	craftedPubAR, craftedSigAR := craftEd25519(t, 4, edPoint(t, edOrder8), edPoint(t, edOrder2), msg)
 	validPub, validSig := craftEd25519(t, 3, nil, nil, msg)
 	bigS := bytes.Clone(validSig)
-	bigS[63] |= 0xf0 // S >= L
+	bigS[63] |= 0xf0 // S >= 2^252 + 2^253 > L
 	tests := []struct {
 		name     string
 		pub, sig []byte
@@ -159,26 +163,132 @@ func TestEd25519VerifyMatchesStdlib(t *testing.T) {
 	}{
 		{"valid", validPub, validSig, true},
 		{"S not reduced", validPub, bigS, false},
+		{"S + L", validPub, ed25519AddL(t, validSig), false},
 		{"identity key, identity R, S = 0", mustHex(t, edIdentity), identitySig, true},
 		{"non-canonical identity key", mustHex(t, edIdentityNonCanonical), identitySig, true},
-		{"order-2 key", mustHex(t, edOrder2), identitySig, ed25519.Verify(mustHex(t, edOrder2), msg, identitySig)},
-		{"R with a torsion component", craftedPubR, craftedSigR, false},
-		{"key with a torsion component", craftedPubA, craftedSigA, ed25519.Verify(craftedPubA, msg, craftedSigA)},
+		{"order-2 key", mustHex(t, edOrder2), identitySig, true},
+		{"R with a torsion component", craftedPubR, craftedSigR, true},
+		{"key with a torsion component", craftedPubA, craftedSigA, true},
+		{"key and R with torsion components", craftedPubAR, craftedSigAR, true},
+		{"other message", validPub, craftedSigR, false},
 	}
 	for _, tt := range tests {
-		std := ed25519.Verify(tt.pub, msg, tt.sig)
-		if std != tt.want {
-			t.Fatalf("%s: test is wrong: ed25519.Verify = %v; want %v", tt.name, std, tt.want)
-		}
 		err := PublicKey{Alg: Ed25519, Bytes: tt.pub}.Verify(msg, tt.sig)
-		if (err == nil) != std {
-			t.Errorf("%s: Verify() error = %v; ed25519.Verify = %v", tt.name, err, std)
+		if (err == nil) != tt.want {
+			t.Errorf("%s: Verify() error = %v; want valid = %v", tt.name, err, tt.want)
+		}
+		if err != nil && !errors.Is(err, ErrBadSignature) {
+			t.Errorf("%s: Verify() error = %v; want ErrBadSignature", tt.name, err)
 		}
 	}
-	// The crafted R is what a cofactored verifier, such as voi's default or
-	// its batch equation, accepts: the reason Verify and Batch avoid it.
-	if !voi.Verify(craftedPubR, msg, craftedSigR) {
-		t.Errorf("cofactored voi.Verify of crafted signature = false; the crafted test case is not testing anything")
+	// crypto/ed25519 (cofactorless) refuses the crafted R, so the case
+	// tells ZIP-215 from the rule Verify had before.
+	if ed25519.Verify(craftedPubR, msg, craftedSigR) {
+		t.Errorf("test is wrong: ed25519.Verify of the crafted R = true")
+	}
+
+	// R of small order, in each of its encodings, with an honest key: valid
+	// under ZIP-215 (canonical or not), while crypto/ed25519 accepts only
+	// the canonical identity.
+	seed := []byte("small-order R")
+	a := ed25519Scalar(t, seed)
+	var A curve.EdwardsPoint
+	A.MulBasepoint(curve.ED25519_BASEPOINT_TABLE, a)
+	pub := edBytes(&A)
+	var cases []batchCase
+	for _, tt := range tests {
+		cases = append(cases, batchCase{tt.name, PublicKey{Alg: Ed25519, Bytes: tt.pub}, msg, tt.sig})
+	}
+	for _, e := range smallOrderEncodings {
+		rEnc := mustHex(t, e.hex)
+		sig := signEd25519Raw(t, a, new(scalar.Scalar), pub, rEnc, msg)
+		if err := (PublicKey{Alg: Ed25519, Bytes: pub}).Verify(msg, sig); err != nil {
+			t.Errorf("R = %s: Verify() error = %v; want valid", e.name, err)
+		}
+		if std, want := ed25519.Verify(pub, msg, sig), e.hex == edIdentity; std != want {
+			t.Errorf("test is wrong: R = %s: ed25519.Verify = %v; want %v", e.name, std, want)
+		}
+		// The voi rule without ZIP-215's allowance refuses the
+		// non-canonical ones.
+		fips := voi.VerifyWithOptions(pub, msg, sig, &voi.Options{Verify: voi.VerifyOptionsFIPS_186_5})
+		if fips != e.canonical {
+			t.Errorf("test is wrong: R = %s: FIPS 186-5 verify = %v; want %v", e.name, fips, e.canonical)
+		}
+		cases = append(cases, batchCase{"R = " + e.name, PublicKey{Alg: Ed25519, Bytes: pub}, msg, sig})
+		// The same R with S for another message.
+		bad := signEd25519Raw(t, a, new(scalar.Scalar), pub, rEnc, []byte("other"))
+		cases = append(cases, batchCase{"R = " + e.name + ", other message", PublicKey{Alg: Ed25519, Bytes: pub}, msg, bad})
+	}
+	checkBatch(t, cases, func(i int) bool { return cases[i].pub.Verify(cases[i].msg, cases[i].sig) == nil })
+	var valid []batchCase
+	for _, c := range cases {
+		if c.pub.Verify(c.msg, c.sig) == nil {
+			valid = append(valid, c)
+		}
+	}
+	checkBatchPath(t, valid)
+}
+
+// Keys of small order are keys for which anyone can sign anything under
+// ZIP-215, which is why NewPublicKey and ParseDID refuse them.
+func TestSmallOrderKeys(t *testing.T) {
+	r := ed25519Scalar(t, []byte("forger"))
+	var R curve.EdwardsPoint
+	R.MulBasepoint(curve.ED25519_BASEPOINT_TABLE, r)
+	var sb [32]byte
+	if err := r.ToBytes(sb[:]); err != nil {
+		t.Fatal(err)
+	}
+	forged := append(edBytes(&R), sb[:]...) // R = [r]B, S = r, for any message
+	for _, e := range smallOrderEncodings {
+		b := mustHex(t, e.hex)
+		for _, msg := range []string{"pay alice", "pay bob"} {
+			if err := (PublicKey{Alg: Ed25519, Bytes: b}).Verify([]byte(msg), forged); err != nil {
+				t.Errorf("key %s: forged signature of %q: Verify() error = %v; want valid", e.name, msg, err)
+			}
+		}
+		if k, err := NewPublicKey(Ed25519, b); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("key %s: NewPublicKey() = %v, %v; want ErrInvalidKey", e.name, k, err)
+		}
+		did := "did:key:z" + base58.Encode(append([]byte{0xed, 0x01}, b...))
+		if k, err := ParseDID(did); !errors.Is(err, ErrMalformed) {
+			t.Errorf("key %s: ParseDID() = %v, %v; want ErrMalformed", e.name, k, err)
+		}
+	}
+}
+
+// Non-canonical encodings of points of large order (y = p + j for a small
+// j) are refused too: each key has one encoding, so one did:key.
+func TestNonCanonicalKeys(t *testing.T) {
+	found := 0
+	for j := range 19 {
+		b := bytes.Repeat([]byte{0xff}, 32)
+		b[0] = 0xed + byte(j) // p + j, little-endian: p = 2^255 - 19
+		b[31] = 0x7f
+		var c curve.CompressedEdwardsY
+		copy(c[:], b)
+		var p curve.EdwardsPoint
+		if _, err := p.SetCompressedY(&c); err != nil || p.IsSmallOrder() {
+			continue
+		}
+		found++
+		canonical := edBytes(&p)
+		if bytes.Equal(canonical, b) {
+			t.Fatalf("test is wrong: y = p + %d is canonical", j)
+		}
+		if _, err := NewPublicKey(Ed25519, canonical); err != nil {
+			t.Errorf("y = %d: NewPublicKey(canonical) error = %v", j, err)
+		}
+		if k, err := NewPublicKey(Ed25519, b); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("y = p + %d: NewPublicKey() = %v, %v; want ErrInvalidKey", j, k, err)
+		}
+		did := "did:key:z" + base58.Encode(append([]byte{0xed, 0x01}, b...))
+		if k, err := ParseDID(did); !errors.Is(err, ErrMalformed) {
+			t.Errorf("y = p + %d: ParseDID() = %v, %v; want ErrMalformed", j, k, err)
+		}
+	}
+	if found == 0 {
+		t.Fatal("test is wrong: no non-canonical encoding of a point of large order")
 	}
 }
 
@@ -286,6 +396,15 @@ func TestFromSigner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d, err := p256.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p256Mismatched, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p256Mismatched.PublicKey = mustKey(t, P256).Signer().(*ecdsa.PrivateKey).PublicKey
 	tests := []struct {
 		name    string
 		s       crypto.Signer
@@ -299,8 +418,13 @@ func TestFromSigner(t *testing.T) {
 		{"nil", nil, ErrInvalidKey, false},
 		{"short ed25519", edPriv[:63], ErrInvalidKey, false},
 		{"mismatched ed25519", ed25519.PrivateKey(mismatched), ErrInvalidKey, false},
+		{"mismatched p256", p256Mismatched, ErrInvalidKey, false},
 		{"p384", p384, ErrUnsupportedAlgorithm, false},
 		{"opaque p384", opaqueSigner{s: p384}, ErrUnsupportedAlgorithm, false},
+		{"ecdsa without curve", &ecdsa.PrivateKey{}, ErrUnsupportedAlgorithm, false},
+		{"opaque without public key", opaqueSigner{s: nilPublicSigner{}}, ErrUnsupportedAlgorithm, false},
+		{"opaque ecdsa without curve", opaqueSigner{s: nilPublicSigner{pub: &ecdsa.PublicKey{}}}, ErrUnsupportedAlgorithm, false},
+		{"opaque nil ecdsa", opaqueSigner{s: nilPublicSigner{pub: (*ecdsa.PublicKey)(nil)}}, ErrInvalidKey, false},
 	}
 	for _, tt := range tests {
 		k, err := FromSigner(tt.s)
@@ -443,4 +567,13 @@ func p256OffCurve(t testing.TB) []byte {
 	}
 	t.Fatal("no x off the curve")
 	return nil
+}
+
+// nilPublicSigner is a signer with a broken public key.
+type nilPublicSigner struct{ pub crypto.PublicKey }
+
+func (s nilPublicSigner) Public() crypto.PublicKey { return s.pub }
+
+func (nilPublicSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errors.New("cannot sign")
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	abci "github.com/cometbft/cometbft/abci/types"
 	"github.com/cosmos/iavl"
@@ -38,6 +39,8 @@ type App struct {
 	db       iavldb.DB
 	tree     *iavl.MutableTree // working state; touched only by ABCI calls (serialised by CometBFT)
 	sigs     *sigCache
+	keys     *keyCache
+	txs      *txCache
 	verified atomic.Uint64 // signatures verified (individually or in batches)
 
 	mu        sync.RWMutex
@@ -73,12 +76,12 @@ func NewApp(c Config) (*App, error) {
 		}
 		db = ldb
 	}
-	tree := iavl.NewMutableTree(db, c.CacheNodes, true, iavl.NewNopLogger())
+	tree := iavl.NewMutableTree(db, c.CacheNodes, false, iavl.NewNopLogger())
 	if _, err := tree.Load(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("loading ledger state: %w", err)
 	}
-	a := &App{log: c.Logger, cfg: c, db: db, tree: tree, sigs: newSigCache(c.SigCacheSize), pending: map[string]uint64{}}
+	a := &App{log: c.Logger, cfg: c, db: db, tree: tree, sigs: newSigCache(c.SigCacheSize), keys: newKeyCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), pending: map[string]uint64{}}
 	if err := a.refreshCommitted(); err != nil {
 		db.Close()
 		return nil, err
@@ -165,9 +168,9 @@ func (a *App) InitChain(_ context.Context, req *abci.RequestInitChain) (*abci.Re
 // encoding, kind, chain, expiry), then the signer and nonce against the last
 // committed state, and the signature last.
 func (a *App) CheckTx(_ context.Context, req *abci.RequestCheckTx) (*abci.ResponseCheckTx, error) {
-	tx, err := DecodeTx(req.Tx)
+	tx, err := a.txs.decode(req.Tx)
 	if err == nil {
-		err = a.checkTx(tx)
+		err = a.checkTx(tx, req.Type == abci.CheckTxType_Recheck)
 	}
 	if err != nil {
 		a.log.Debug("checktx rejected", "reason", CodeOf(err).String(), "err", err)
@@ -176,7 +179,11 @@ func (a *App) CheckTx(_ context.Context, req *abci.RequestCheckTx) (*abci.Respon
 	return &abci.ResponseCheckTx{Code: 0, GasWanted: 1}, nil
 }
 
-func (a *App) checkTx(tx *Tx) error {
+// checkTx checks tx against the last committed state. A recheck (after each
+// block, for every tx left in the mempool) only redoes what a block can
+// change cheaply — nonce and expiry — so that it costs little per tx; a tx
+// whose signer was suspended meanwhile is refused when executed.
+func (a *App) checkTx(tx *Tx, recheck bool) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.committed == nil {
@@ -191,7 +198,11 @@ func (a *App) checkTx(tx *Tx) error {
 	if err := checkEnvelope(tx, a.chainID, st.Height+1, last); err != nil {
 		return err
 	}
-	pub, _, err := signerKey(st, tx.Signer)
+	if recheck {
+		a.pending[tx.Signer] = tx.Nonce
+		return nil
+	}
+	pub, _, err := signerKey(st, tx.Signer, a.keys)
 	if err != nil {
 		return err
 	}
@@ -252,6 +263,7 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 	a.mu.RLock()
 	chainID := a.chainID
 	a.mu.RUnlock()
+	start := time.Now() // for the log only; execution never reads the clock
 	pre := a.preverify(req.Txs, req.Height)
 	results := make([]*abci.ExecTxResult, len(req.Txs))
 	var valUpdates []abci.ValidatorUpdate
@@ -263,10 +275,12 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 		results[i] = res
 		valUpdates = append(valUpdates, vals...)
 	}
+	hash := a.tree.WorkingHash()
+	a.log.Debug("block executed", "height", req.Height, "txs", len(req.Txs), "took", time.Since(start))
 	return &abci.ResponseFinalizeBlock{
 		TxResults:        results,
 		ValidatorUpdates: valUpdates,
-		AppHash:          a.tree.WorkingHash(),
+		AppHash:          hash,
 	}, nil
 }
 
@@ -280,7 +294,7 @@ func (a *App) deliver(raw []byte, pre preverified, chainID string, height int64)
 		}
 		return &abci.ExecTxResult{Code: uint32(e.Code), Log: e.Msg, Codespace: Codespace}, nil, nil
 	}
-	tx, err := DecodeTx(raw)
+	tx, err := a.txs.decode(raw)
 	if err != nil {
 		return reject(err)
 	}
@@ -293,7 +307,7 @@ func (a *App) deliver(raw []byte, pre preverified, chainID string, height int64)
 	if err := checkEnvelope(tx, chainID, height, last); err != nil {
 		return reject(err)
 	}
-	pub, dev, err := signerKey(st, tx.Signer)
+	pub, dev, err := signerKey(st, tx.Signer, a.keys)
 	if err != nil {
 		return reject(err)
 	}
@@ -325,7 +339,9 @@ func (a *App) deliver(raw []byte, pre preverified, chainID string, height int64)
 
 // Commit persists the block's state as a new version and prunes old ones.
 func (a *App) Commit(context.Context, *abci.RequestCommit) (*abci.ResponseCommit, error) {
+	start := time.Now()
 	_, v, err := a.tree.SaveVersion()
+	defer func() { a.log.Debug("state committed", "height", v, "took", time.Since(start)) }()
 	if err != nil {
 		return nil, fmt.Errorf("saving state: %w", err)
 	}

@@ -94,7 +94,16 @@ func (c *chainT) block(txs ...[]byte) []*abci.ExecTxResult {
 // do signs m with key and runs it in its own block; it returns the result code.
 func (c *chainT) do(key *identity.Key, signer string, m Msg) (Code, string) {
 	c.t.Helper()
+	if signer == "" {
+		signer = key.ID()
+	}
 	r := c.block(c.sign(key, signer, m))[0]
+	// A tx refused before its signature is accepted does not use its nonce.
+	n, err := c.view().Nonce(signer)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.nonces[signer] = n
 	return Code(r.Code), r.Log
 }
 

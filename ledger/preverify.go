@@ -22,11 +22,11 @@ func (a *App) preverify(txs [][]byte, height int64) []preverified {
 	batch := identity.NewBatch(len(txs))
 	var idx []int
 	for i, raw := range txs {
-		tx, err := DecodeTx(raw)
+		tx, err := a.txs.decode(raw)
 		if err != nil {
 			continue
 		}
-		pub, _, err := signerKey(st, tx.Signer)
+		pub, _, err := signerKey(st, tx.Signer, a.keys)
 		if err != nil || pub.Alg != tx.Envelope.Alg || a.sigs.has(sigCacheKey(tx.Hash, pub.Bytes)) {
 			continue
 		}

@@ -18,7 +18,7 @@ const MaxTxBytes = 64 << 10
 type Body struct {
 	ChainID string          `cbor:"1,keyasint"`
 	Signer  string          `cbor:"2,keyasint"` // account id: a did:key, or a registered device's id
-	Nonce   uint64          `cbor:"3,keyasint"` // strictly above the signer's last committed nonce
+	Nonce   uint64          `cbor:"3,keyasint"` // exactly one above the signer's last nonce
 	Expiry  int64           `cbor:"4,keyasint"` // last block height at which the tx may be included
 	Kind    string          `cbor:"5,keyasint"` // one of the Kind* constants
 	Msg     cbor.RawMessage `cbor:"6,keyasint"` // the kind's message, a CBOR map

@@ -1,0 +1,122 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	abci "github.com/cometbft/cometbft/abci/types"
+
+	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+)
+
+// LedgerDevices is how many devices sign the ledger flood's transactions;
+// a multiple of BaselineValidators, so each device's txs go to one node, in
+// nonce order.
+const LedgerDevices = 400
+
+const benchOrg = "bench"
+
+// LedgerWorkload is a ledger flood prepared in advance: the devices'
+// registrations, and the device-signed transactions to flood with.
+type LedgerWorkload struct {
+	ChainID  string
+	Genesis  json.RawMessage
+	Register [][]byte // admin-signed device.register, nonces 1..N: submit in order to one node
+	Flood    [][]byte // device-signed grant.add, in rounds: tx i is by device i%LedgerDevices
+}
+
+// NewLedgerWorkload signs n flood txs (rounded up to whole rounds) by
+// LedgerDevices Ed25519 devices, each a grant.add of its own readings to the
+// bench organisation: a device-signed tx that writes a grant record, its index
+// entry, the grant counter and the signer's nonce.
+func NewLedgerWorkload(chainID string, n int) (*LedgerWorkload, error) {
+	admin, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		return nil, err
+	}
+	g, err := json.Marshal(ledger.GenesisState{Orgs: []ledger.GenesisOrg{{ID: benchOrg, Admins: []string{admin.ID()}}}})
+	if err != nil {
+		return nil, err
+	}
+	w := &LedgerWorkload{ChainID: chainID, Genesis: g}
+	const expiry = 1 << 40
+	devs := make([]*identity.Key, LedgerDevices)
+	for i := range devs {
+		if devs[i], err = identity.GenerateKey(identity.Ed25519); err != nil {
+			return nil, err
+		}
+		proof, err := devs[i].Sign(ledger.PossessionMessage(chainID, benchOrg, devs[i].ID()))
+		if err != nil {
+			return nil, err
+		}
+		tx, err := ledger.NewTx(admin, "", chainID, uint64(i+1), expiry, &ledger.DeviceRegister{Org: benchOrg, Device: devs[i].ID(), Class: "sensor", Proof: proof})
+		if err != nil {
+			return nil, err
+		}
+		w.Register = append(w.Register, tx)
+	}
+	rounds := (n + LedgerDevices - 1) / LedgerDevices
+	for r := range rounds {
+		for _, d := range devs {
+			tx, err := ledger.NewTx(d, "", chainID, uint64(r+1), expiry, &ledger.GrantAdd{
+				Grantor: "device:" + d.ID(), Subject: "org:" + benchOrg, Action: "read", Resource: "device:" + d.ID() + "/readings",
+			})
+			if err != nil {
+				return nil, err
+			}
+			w.Flood = append(w.Flood, tx)
+		}
+	}
+	return w, nil
+}
+
+// RunLedger measures the thingnet ledger the way RunKVStoreBaseline
+// measures bare CometBFT: BaselineValidators validators on 127.0.0.1
+// (FastBlocks), the ledger application with on-disk state, flooded with w's
+// device-signed transactions at rate tx/s (0: as fast as accepted). The
+// devices are registered first, outside the measurement.
+func RunLedger(ctx context.Context, dir string, w *LedgerWorkload, rate int) (FloodResult, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return FloodResult{}, fmt.Errorf("bench: %w", err)
+	}
+	home, err := os.MkdirTemp(dir, "ledger-")
+	if err != nil {
+		return FloodResult{}, fmt.Errorf("bench: %w", err)
+	}
+	defer os.RemoveAll(home)
+	net, err := chain.StartLocalNet(chain.LocalNetConfig{
+		Dir: home, Validators: BaselineValidators, ChainID: w.ChainID, FastBlocks: true, AppState: w.Genesis,
+		NewApp: func(_ int, nodeHome string) (abci.Application, error) {
+			return ledger.NewApp(ledger.Config{Dir: filepath.Join(nodeHome, "data", "ledger")})
+		},
+	}, nil)
+	if err != nil {
+		return FloodResult{}, err
+	}
+	res, err := runLedger(ctx, net, w, rate)
+	return res, errors.Join(err, net.Stop())
+}
+
+func runLedger(ctx context.Context, net *chain.LocalNet, w *LedgerWorkload, rate int) (FloodResult, error) {
+	readyCtx, cancel := context.WithTimeout(ctx, netReadyTimeout)
+	defer cancel()
+	if err := net.WaitForHeight(readyCtx, 2); err != nil {
+		return FloodResult{}, fmt.Errorf("bench: ledger net not producing blocks: %w", err)
+	}
+	// Registrations: in nonce order to one node, then wait until committed.
+	reg, err := Flood(ctx, net.Nodes()[:1], FloodConfig{Txs: w.Register, Concurrency: 1, Timeout: 2 * time.Minute})
+	if err != nil {
+		return FloodResult{}, fmt.Errorf("bench: registering devices: %w", err)
+	}
+	if reg.Committed != len(w.Register) || reg.Failed != 0 {
+		return FloodResult{}, fmt.Errorf("bench: registering devices: %d of %d committed, %d failed (%s)", reg.Committed, len(w.Register), reg.Failed, reg.RejectReason)
+	}
+	return Flood(ctx, net.Nodes(), FloodConfig{Txs: w.Flood, Rate: rate, Timeout: DefaultFloodTimeout + time.Duration(len(w.Flood))*time.Millisecond})
+}
