@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	cmtlog "github.com/cometbft/cometbft/libs/log"
 )
@@ -19,12 +20,17 @@ type cometLogger struct {
 	debug slog.Level // where CometBFT debug goes, if debugOn
 
 	infoOn, debugOn bool
+
+	// stopping is set when the node is being stopped: CometBFT then logs a
+	// burst of errors about closed connections and services that are part of
+	// a clean shutdown; they go to Debug instead of Error.
+	stopping *atomic.Bool
 }
 
 var _ cmtlog.Logger = cometLogger{}
 
 func newCometLogger(l *slog.Logger, level string) cometLogger {
-	c := cometLogger{l: l, info: slog.LevelDebug, debug: slog.LevelDebug, infoOn: true}
+	c := cometLogger{l: l, info: slog.LevelDebug, debug: slog.LevelDebug, infoOn: true, stopping: new(atomic.Bool)}
 	switch level {
 	case "error":
 		c.infoOn = false
@@ -50,6 +56,10 @@ func (c cometLogger) Info(msg string, keyvals ...any) {
 }
 
 func (c cometLogger) Error(msg string, keyvals ...any) {
+	if c.stopping.Load() {
+		c.log(slog.LevelDebug, msg, keyvals)
+		return
+	}
 	c.log(slog.LevelError, msg, keyvals)
 }
 

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	abci "github.com/cometbft/cometbft/abci/types"
@@ -31,6 +32,7 @@ type Node struct {
 	client *local.Local
 	dbs    *dbSet
 
+	stopping *atomic.Bool // quiets CometBFT's shutdown errors
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -68,12 +70,13 @@ func Start(c Config, app abci.Application, logger *slog.Logger) (*Node, error) {
 	}
 
 	dbs := &dbSet{}
+	clog := newCometLogger(logger, c.LogLevel)
 	cn, err := node.NewNode(cc, pv, nodeKey,
 		proxy.NewLocalClientCreator(app),
 		node.DefaultGenesisDocProviderFunc(cc),
 		dbs.provider,
 		node.DefaultMetricsProvider(cc.Instrumentation),
-		newCometLogger(logger, c.LogLevel),
+		clog,
 	)
 	if err != nil {
 		// NewNode has started the ABCI connections, event bus and indexer by now, and
@@ -90,7 +93,7 @@ func Start(c Config, app abci.Application, logger *slog.Logger) (*Node, error) {
 		_ = dbs.closeAll()
 		return nil, fmt.Errorf("chain: start node in %s: %w", c.Home, err)
 	}
-	return &Node{cfg: c, comet: cn, client: local.New(cn), dbs: dbs}, nil
+	return &Node{cfg: c, comet: cn, client: local.New(cn), dbs: dbs, stopping: clog.stopping}, nil
 }
 
 // Stop stops the node and waits, at most StopTimeout, until it has shut down and
@@ -101,6 +104,7 @@ func Start(c Config, app abci.Application, logger *slog.Logger) (*Node, error) {
 // after Stop returns.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
+		n.stopping.Store(true)
 		done := make(chan error, 1)
 		go func() { done <- n.stop() }()
 		select {

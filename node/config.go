@@ -115,7 +115,7 @@ func (c Config) Validate() error {
 	if c.Ledger.KeepVersions < 2 {
 		return fmt.Errorf("ledger.keep_versions %d: keep at least 2", c.Ledger.KeepVersions)
 	}
-	return c.chainConfig("").Validate()
+	return c.chainConfig(".").Validate() // the home itself is checked when the node starts
 }
 
 // chainConfig is the CometBFT part of the configuration.

@@ -1,0 +1,118 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+)
+
+func TestConfig(t *testing.T) {
+	home := t.TempDir()
+	c := DefaultConfig()
+	c.Moniker = "gw-7"
+	c.P2P.PersistentPeers = []string{"0123456789abcdef0123456789abcdef01234567@10.0.0.2:26656"}
+	if err := WriteConfig(home, c); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadConfig(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Moniker != "gw-7" || len(got.P2P.PersistentPeers) != 1 || got.Consensus.TimeoutCommit != c.Consensus.TimeoutCommit {
+		t.Errorf("LoadConfig = %+v; want what was written", got)
+	}
+
+	for _, tc := range []struct{ toml, want string }{
+		{"log_level = \"loud\"\n", "log_level"},
+		{"[api]\nlisten = \"nonsense\"\n", "api.listen"},
+		{"[ledger]\nkeep_versions = 1\n", "keep_versions"},
+		{"[p2p]\nlisten = \"tcp://:x\"\n", "P2P"},
+		{"colour = \"blue\"\n", "unknown setting"},
+		{"[consensus]\ntimeout_commit = \"soon\"\n", "timeout_commit"},
+	} {
+		os.WriteFile(filepath.Join(home, ConfigFile), []byte(tc.toml), 0o600)
+		if _, err := LoadConfig(home); err == nil || !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(tc.want)) {
+			t.Errorf("LoadConfig(%q) error = %v; want one naming %q", tc.toml, err, tc.want)
+		}
+	}
+	if _, err := LoadConfig(t.TempDir()); err == nil || !strings.Contains(err.Error(), "node init") {
+		t.Errorf("LoadConfig(empty home) = %v; want a hint to run node init", err)
+	}
+}
+
+// TestSingleNode initialises a node home as an operator would, writes a
+// genesis naming it the only validator, starts it, and uses its API.
+func TestSingleNode(t *testing.T) {
+	home := t.TempDir()
+	base, err := chain.FreePortBase(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig()
+	c.P2P.Listen = fmt.Sprintf("tcp://127.0.0.1:%d", base)
+	c.RPC.Listen = fmt.Sprintf("tcp://127.0.0.1:%d", base+1)
+	c.API.Listen = fmt.Sprintf("127.0.0.1:%d", base+2)
+	c.Consensus.FastBlocks = true
+	id, err := Init(home, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, _ := identity.GenerateKey(identity.Ed25519)
+	st, _ := json.Marshal(ledger.GenesisState{Orgs: []ledger.GenesisOrg{{ID: "acme", Admins: []string{admin.ID()}}}})
+	if err := chain.WriteGenesis(home, chain.Genesis{ChainID: "single", Validators: []chain.GenesisValidator{{PubKey: id.ValidatorPubKey, Power: 10}}, AppState: st}); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := LoadConfig(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := Start(home, loaded, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl := api.NewClient(n.APIAddr())
+	for n.App().Height() < 1 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("no block")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if _, err := cl.Send(ctx, admin, "", &ledger.OrgCreate{ID: "second", Name: "Second"}, true); err != nil {
+		t.Fatalf("org create: %v", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+
+	n, err = Start(home, loaded, nil)
+	if err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	defer n.Close()
+	for n.App().Height() < 1 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	view, err := n.App().View(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := view.Org("second"); err != nil {
+		t.Errorf("after restart: %v", err)
+	}
+}
