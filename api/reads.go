@@ -113,6 +113,11 @@ func (s *Server) getDevice(r *http.Request) (any, error) {
 	return s.record(r, ledger.DeviceKey(id), func(st *ledger.State) (any, error) { return st.Device(id) })
 }
 
+func (s *Server) getAnchor(r *http.Request) (any, error) {
+	gw := r.PathValue("gateway")
+	return s.record(r, ledger.AnchorKey(gw), func(st *ledger.State) (any, error) { return st.Anchor(gw) })
+}
+
 func (s *Server) getGrant(r *http.Request) (any, error) {
 	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
 	if err != nil {

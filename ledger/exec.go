@@ -10,6 +10,9 @@ import (
 	abci "github.com/cometbft/cometbft/abci/types"
 	cmtcrypto "github.com/cometbft/cometbft/proto/tendermint/crypto"
 
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+
 	"github.com/thingnet/thingnet/identity"
 )
 
@@ -47,6 +50,8 @@ func (x *txExec) run() error {
 		return x.grantRevoke(m)
 	case *ValidatorUpdate:
 		return x.validatorUpdate(m)
+	case *DataAnchor:
+		return x.dataAnchor(m)
 	default:
 		return errf(CodeUnknownKind, "no handler for %T", m)
 	}
@@ -145,9 +150,18 @@ func (x *txExec) deviceRegister(m *DeviceRegister) error {
 	if err := pub.Verify(PossessionMessage(x.chainID, m.Org, m.Device), m.Proof); err != nil {
 		return errf(CodeInvalid, "proof of possession of the device key does not verify: %v", err)
 	}
+	if m.AttestedBy != "" {
+		gw, err := x.st.Device(m.AttestedBy)
+		if err != nil {
+			return notFound(err)
+		}
+		if gw.Class != ClassGateway || gw.Org != m.Org {
+			return errf(CodeInvalid, "attested_by %s is not a gateway of %q", m.AttestedBy, m.Org)
+		}
+	}
 	d := &Device{
 		ID: m.Device, Org: m.Org, Key: m.Device, Status: StatusActive,
-		Class: m.Class, Firmware: m.Firmware, Labels: m.Labels,
+		Class: m.Class, Firmware: m.Firmware, Labels: m.Labels, AttestedBy: m.AttestedBy,
 		Registered: x.height, Updated: x.height,
 	}
 	o.Devices++
@@ -466,5 +480,36 @@ func (x *txExec) validatorUpdate(m *ValidatorUpdate) error {
 		Power:  m.Power,
 	})
 	x.emit("validator", "pub_key", fmt.Sprintf("%X", m.PubKey), "power", strconv.FormatInt(m.Power, 10))
+	return nil
+}
+
+// dataAnchor records a gateway's log size and root, refusing any anchor that
+// is not an append-only extension of the previous one.
+func (x *txExec) dataAnchor(m *DataAnchor) error {
+	if x.device == nil || x.device.Class != ClassGateway {
+		return errf(CodeUnauthorized, "only a device of class %q anchors a data log", ClassGateway)
+	}
+	gw := x.device.ID
+	prev, err := x.st.Anchor(gw)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		prev = &Anchor{Gateway: gw}
+	case err != nil:
+		return err
+	}
+	if m.Size <= prev.Size {
+		return errf(CodeConflict, "log size %d is not above the last anchored size %d", m.Size, prev.Size)
+	}
+	if prev.Size > 0 {
+		if err := proof.VerifyConsistency(rfc6962.DefaultHasher, prev.Size, m.Size, m.Consistency, prev.Root, m.Root); err != nil {
+			return errf(CodeInvalid, "the log of size %d is not an extension of the anchored log of size %d: %v", m.Size, prev.Size, err)
+		}
+	} else if len(m.Consistency) != 0 {
+		return errf(CodeInvalid, "the first anchor takes no consistency proof")
+	}
+	a := &Anchor{Gateway: gw, Size: m.Size, Root: m.Root, Height: x.height, Count: prev.Count + 1}
+	x.buf.set(AnchorKey(gw), a)
+	x.buf.set(AnchorAtKey(gw, m.Size), a)
+	x.emit("anchor", "gateway", gw, "size", strconv.FormatUint(m.Size, 10), "root", fmt.Sprintf("%X", m.Root))
 	return nil
 }

@@ -18,6 +18,7 @@ func FuzzDecodeTx(f *testing.F) {
 		&OrgCreate{ID: "acme", Name: "Acme"},
 		&DeviceRegister{Org: "acme", Device: dev.ID(), Class: "sensor", Labels: map[string]string{"a": "b"}, Proof: proof},
 		&GrantAdd{Grantor: "org:acme", Subject: "device:" + dev.ID(), Action: "read", Resource: "org:acme/x", Expiry: 9},
+		&DataAnchor{Size: 9, Root: make([]byte, 32), Consistency: [][]byte{make([]byte, 32)}},
 		&ValidatorUpdate{PubKey: make([]byte, 32), Power: 1, Seq: 1, Approvals: []Approval{{Validator: make([]byte, 32), Signature: make([]byte, 64)}}},
 	} {
 		raw, err := NewTx(k, "", "c", 1, 10, m)

@@ -23,6 +23,7 @@ const (
 	KindGrantAdd        = "grant.add"
 	KindGrantRevoke     = "grant.revoke"
 	KindValidatorUpdate = "validator.update"
+	KindDataAnchor      = "data.anchor"
 )
 
 // Msg is the kind-specific part of a transaction.
@@ -45,6 +46,7 @@ var msgTypes = map[string]func() Msg{
 	KindGrantAdd:        func() Msg { return new(GrantAdd) },
 	KindGrantRevoke:     func() Msg { return new(GrantRevoke) },
 	KindValidatorUpdate: func() Msg { return new(ValidatorUpdate) },
+	KindDataAnchor:      func() Msg { return new(DataAnchor) },
 }
 
 // Kinds lists the known tx kinds, sorted.
@@ -108,6 +110,9 @@ type DeviceRegister struct {
 	Firmware string            `cbor:"4,keyasint,omitempty"`
 	Labels   map[string]string `cbor:"5,keyasint,omitempty"`
 	Proof    []byte            `cbor:"6,keyasint"`
+	// AttestedBy names a gateway (a device of class "gateway" in the same
+	// organisation) that signs readings on behalf of a device too weak to sign.
+	AttestedBy string `cbor:"7,keyasint,omitempty"`
 }
 
 func (*DeviceRegister) Kind() string { return KindDeviceRegister }
@@ -123,6 +128,11 @@ func (m *DeviceRegister) ValidateBasic() error {
 	}
 	if len(m.Proof) == 0 {
 		return errors.New("proof of possession is missing")
+	}
+	if m.AttestedBy != "" {
+		if err := checkDIDSyntax(m.AttestedBy); err != nil {
+			return fmt.Errorf("attested_by: %w", err)
+		}
 	}
 	return nil
 }
@@ -461,6 +471,44 @@ func checkDIDSyntax(s string) error {
 		c := rest[i]
 		if !(c >= '1' && c <= '9' || c >= 'A' && c <= 'Z' && c != 'I' && c != 'O' || c >= 'a' && c <= 'z' && c != 'l') {
 			return fmt.Errorf("%q is not a did:key: %q is not base58", s, c)
+		}
+	}
+	return nil
+}
+
+// ClassGateway is the device class of gateways: devices that bring other
+// devices in, attest readings for devices too weak to sign, and anchor their
+// verifiable data log on the ledger.
+const ClassGateway = "gateway"
+
+// DataAnchor records the size and RFC 6962 root of the signing gateway's
+// data log. Consistency proves that the log of the previous anchor is a
+// prefix of this one (empty for the first anchor), so the ledger itself
+// refuses a gateway that rewrites its history.
+type DataAnchor struct {
+	Size        uint64   `cbor:"1,keyasint"`
+	Root        []byte   `cbor:"2,keyasint"` // 32 bytes
+	Consistency [][]byte `cbor:"3,keyasint,omitempty"`
+}
+
+// MaxConsistencyProof bounds the hashes of an anchor's consistency proof
+// (a log of 2^64 entries needs at most 2*64).
+const MaxConsistencyProof = 128
+
+func (*DataAnchor) Kind() string { return KindDataAnchor }
+func (m *DataAnchor) ValidateBasic() error {
+	if m.Size == 0 {
+		return errors.New("anchored log size must be 1 or more")
+	}
+	if len(m.Root) != 32 {
+		return fmt.Errorf("root is %d bytes; want a 32-byte SHA-256 hash", len(m.Root))
+	}
+	if len(m.Consistency) > MaxConsistencyProof {
+		return fmt.Errorf("consistency proof has %d hashes; at most %d", len(m.Consistency), MaxConsistencyProof)
+	}
+	for i, h := range m.Consistency {
+		if len(h) != 32 {
+			return fmt.Errorf("consistency proof hash %d is %d bytes; want 32", i, len(h))
 		}
 	}
 	return nil

@@ -41,7 +41,8 @@ type Device struct {
 	Labels     map[string]string `cbor:"7,keyasint,omitempty" json:"labels,omitempty"`
 	Registered int64             `cbor:"8,keyasint" json:"registered"`
 	Updated    int64             `cbor:"9,keyasint" json:"updated"`
-	History    uint64            `cbor:"10,keyasint" json:"history"` // number of history entries
+	History    uint64            `cbor:"10,keyasint" json:"history"`                         // number of history entries
+	AttestedBy string            `cbor:"11,keyasint,omitempty" json:"attested_by,omitempty"` // gateway that signs its readings
 }
 
 // Event is one entry of a device's history.
@@ -78,4 +79,15 @@ func (g *Grant) ActiveAt(height int64) bool {
 type Validator struct {
 	PubKey []byte `cbor:"1,keyasint" json:"pub_key"` // Ed25519
 	Power  int64  `cbor:"2,keyasint" json:"power"`
+}
+
+// Anchor is a gateway's data log as last anchored: its size and RFC 6962
+// root. Every past anchor stays under its own key, so a reading can be
+// proven against the anchor that first covered it.
+type Anchor struct {
+	Gateway string `cbor:"1,keyasint" json:"gateway"`
+	Size    uint64 `cbor:"2,keyasint" json:"size"`
+	Root    []byte `cbor:"3,keyasint" json:"root"`
+	Height  int64  `cbor:"4,keyasint" json:"height"`
+	Count   uint64 `cbor:"5,keyasint" json:"count"` // anchors so far
 }

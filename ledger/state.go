@@ -23,6 +23,8 @@ const (
 	prefixGrantIdx  = "s/" // s/<subject>\x00<action>\x00<resource>\x00<id u64 BE> -> marker (grants in force)
 	prefixNonce     = "n/" // n/<signer> -> u64 BE last nonce
 	prefixValidator = "v/" // v/<hex pubkey> -> Validator
+	prefixAnchor    = "l/" // l/<gateway did> -> Anchor (latest)
+	prefixAnchorAt  = "L/" // L/<gateway did>/<size u64 BE> -> Anchor (every anchor)
 	keyChainID      = "m/chain"
 	keyGrantSeq     = "m/grantseq"
 	keyValSeq       = "m/valseq"
@@ -37,6 +39,10 @@ func GrantKey(id uint64) []byte     { return binary.BigEndian.AppendUint64([]byt
 func NonceKey(signer string) []byte { return []byte(prefixNonce + signer) }
 func HistoryKey(device string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte(prefixHistory+device+"/"), seq)
+}
+func AnchorKey(gateway string) []byte { return []byte(prefixAnchor + gateway) }
+func AnchorAtKey(gateway string, size uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(prefixAnchorAt+gateway+"/"), size)
 }
 func validatorKey(pub []byte) []byte { return []byte(prefixValidator + hex.EncodeToString(pub)) }
 func adminKey(admin, org string) []byte {
@@ -121,6 +127,41 @@ func (s *State) Grant(id uint64) (*Grant, error) {
 		return nil, fmt.Errorf("grant %d: %w", id, ErrNotFound)
 	}
 	return &g, nil
+}
+
+// Anchor returns a gateway's latest anchor.
+func (s *State) Anchor(gateway string) (*Anchor, error) {
+	var a Anchor
+	ok, err := s.get(AnchorKey(gateway), &a)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("anchor of gateway %q: %w", gateway, ErrNotFound)
+	}
+	return &a, nil
+}
+
+// AnchorCovering returns the first anchor of a gateway's log whose size is
+// above index (the anchor that first covered entry index).
+func (s *State) AnchorCovering(gateway string, index uint64) (*Anchor, error) {
+	p := []byte(prefixAnchorAt + gateway + "/")
+	var found *Anchor
+	err := s.scan(AnchorAtKey(gateway, index+1), prefixEnd(p), func(_, v []byte) (bool, error) {
+		var a Anchor
+		if err := Unmarshal(v, &a); err != nil {
+			return false, err
+		}
+		found = &a
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if found == nil {
+		return nil, fmt.Errorf("no anchor of gateway %q covers entry %d yet: %w", gateway, index, ErrNotFound)
+	}
+	return found, nil
 }
 
 // Nonce returns the last nonce used by signer (0 if none).

@@ -24,7 +24,7 @@ func deviceCmd(g *globals) *cobra.Command {
 
 func deviceRegister(g *globals) *cobra.Command {
 	var tf txFlags
-	var org, devKey, devID, proofHex, class, firmware string
+	var org, devKey, devID, proofHex, class, firmware, attestedBy string
 	var labels []string
 	c := &cobra.Command{
 		Use:   "register",
@@ -35,6 +35,11 @@ func deviceRegister(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			m := &ledger.DeviceRegister{Org: org, Class: class, Firmware: firmware}
 			var err error
+			if attestedBy != "" {
+				if m.AttestedBy, err = g.resolveID(attestedBy); err != nil {
+					return err
+				}
+			}
 			if m.Labels, err = parseLabels(labels); err != nil {
 				return err
 			}
@@ -73,7 +78,8 @@ func deviceRegister(g *globals) *cobra.Command {
 	f.StringVar(&devKey, "device-key", "", "the device's key in the keystore")
 	f.StringVar(&devID, "device", "", "the device's did:key (with --proof)")
 	f.StringVar(&proofHex, "proof", "", "the device's proof of possession, hex (from `thingnet device pop`)")
-	f.StringVar(&class, "class", "", "device class, e.g. sensor, actuator, camera")
+	f.StringVar(&class, "class", "", "device class, e.g. sensor, actuator, camera; gateway for a gateway's own key")
+	f.StringVar(&attestedBy, "attested-by", "", "gateway that signs readings for this device, if it cannot sign (did:key or key name)")
 	f.StringVar(&firmware, "firmware", "", "firmware version")
 	f.StringArrayVar(&labels, "label", nil, "label key=value (repeat)")
 	return c
@@ -216,6 +222,9 @@ func deviceShow(g *globals) *cobra.Command {
 				sort.Strings(keys)
 				for _, k := range keys {
 					fmt.Fprintf(w, "label:      %s=%s\n", k, d.Labels[k])
+				}
+				if d.AttestedBy != "" {
+					fmt.Fprintf(w, "attested:   by gateway %s\n", d.AttestedBy)
 				}
 				fmt.Fprintf(w, "registered: height %d\nupdated:    height %d\nhistory:    %d events\n", d.Registered, d.Updated, d.History)
 			})
