@@ -83,9 +83,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return srv.Shutdown(ctx)
 }
 
-type handler func(r *http.Request) (any, error)
+// HandlerFunc answers a request with a value to encode as JSON, or an
+// error (see NewError) that becomes {"error": {"code", "message"}}.
+type HandlerFunc func(r *http.Request) (any, error)
 
-func (s *Server) handle(pattern string, h handler) {
+// Mount serves more routes (other packages' endpoints, e.g. the gateway's)
+// with the API's JSON and error conventions.
+func (s *Server) Mount(routes map[string]HandlerFunc) {
+	for pattern, h := range routes {
+		s.handle(pattern, h)
+	}
+}
+
+// NewError is an error answered with the given HTTP status and code.
+func NewError(status int, code, msg string) error { return &apiError{status, code, msg} }
+
+// WithStatus answers body with a success status other than 200.
+func WithStatus(status int, body any) any { return &accepted{status, body} }
+
+func (s *Server) handle(pattern string, h HandlerFunc) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		v, err := h(r)
 		if err != nil {

@@ -10,7 +10,16 @@ import (
 
 // GenesisState is the app_state of genesis.json: what the ledger holds before block 1.
 type GenesisState struct {
-	Orgs []GenesisOrg `json:"orgs,omitempty"`
+	Orgs    []GenesisOrg    `json:"orgs,omitempty"`
+	Devices []GenesisDevice `json:"devices,omitempty"`
+}
+
+// GenesisDevice is a device registered from the start (gateways of a new
+// network, factory batches); genesis is trusted, so no proof of possession.
+type GenesisDevice struct {
+	ID    string `json:"id"` // did:key
+	Org   string `json:"org"`
+	Class string `json:"class,omitempty"`
 }
 
 // GenesisOrg is an organisation that exists from the start.
@@ -47,16 +56,39 @@ func ParseGenesis(raw []byte) (*GenesisState, error) {
 			}
 		}
 	}
+	devs := map[string]bool{}
+	for _, d := range g.Devices {
+		if !seen[d.Org] {
+			return nil, fmt.Errorf("genesis device %s: organisation %q is not in the genesis", d.ID, d.Org)
+		}
+		if _, err := identity.ParseDID(d.ID); err != nil {
+			return nil, fmt.Errorf("genesis device: %w", err)
+		}
+		if devs[d.ID] {
+			return nil, fmt.Errorf("genesis device %s appears twice", d.ID)
+		}
+		devs[d.ID] = true
+		if err := validateMeta(d.Class, "", nil); err != nil {
+			return nil, fmt.Errorf("genesis device %s: %w", d.ID, err)
+		}
+	}
 	return &g, nil
 }
 
 // apply writes the genesis state in a fixed order.
 func (g *GenesisState) apply(buf *buffer) {
+	devices := map[string]uint64{}
+	for _, gd := range g.Devices {
+		devices[gd.Org]++
+		d := &Device{ID: gd.ID, Org: gd.Org, Key: gd.ID, Status: StatusActive, Class: gd.Class, History: 1}
+		buf.set(DeviceKey(d.ID), d)
+		buf.set(HistoryKey(d.ID, 1), &Event{Seq: 1, Kind: KindDeviceRegister, Signer: "genesis", Status: StatusActive, Note: "registered in " + gd.Org + " at genesis"})
+	}
 	for _, o := range g.Orgs {
 		admins := slices.Clone(o.Admins)
 		slices.Sort(admins)
 		admins = slices.Compact(admins)
-		buf.set(OrgKey(o.ID), &Org{ID: o.ID, Name: o.Name, Admins: admins})
+		buf.set(OrgKey(o.ID), &Org{ID: o.ID, Name: o.Name, Admins: admins, Devices: devices[o.ID]})
 		for _, a := range admins {
 			buf.set(adminKey(a, o.ID), marker)
 		}

@@ -3,6 +3,7 @@ package ledger
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -421,5 +422,31 @@ func TestDeterminism(t *testing.T) {
 	}
 	if ha, hb := a.app.tree.Hash(), b.app.tree.Hash(); !bytes.Equal(ha, hb) {
 		t.Errorf("replicas diverged: app hash %X vs %X", ha, hb)
+	}
+}
+
+func TestGenesisDevices(t *testing.T) {
+	admin, gw := mustKey(t, identity.Ed25519), mustKey(t, identity.Ed25519)
+	g := orgGenesis(admin, "acme")
+	g.Devices = []GenesisDevice{{ID: gw.ID(), Org: "acme", Class: ClassGateway}}
+	c := newChain(t, g, "")
+	d, err := c.view().Device(gw.ID())
+	if err != nil || d.Class != ClassGateway || d.Status != StatusActive || d.History != 1 {
+		t.Fatalf("genesis device = %+v, %v", d, err)
+	}
+	if o, _ := c.view().Org("acme"); o.Devices != 1 {
+		t.Errorf("org devices = %d; want 1", o.Devices)
+	}
+	c.must(gw, "", &DataAnchor{Size: 1, Root: make([]byte, 32)})
+
+	for _, bad := range []GenesisState{
+		{Orgs: g.Orgs, Devices: []GenesisDevice{{ID: gw.ID(), Org: "nope"}}},
+		{Orgs: g.Orgs, Devices: []GenesisDevice{{ID: gw.ID(), Org: "acme"}, {ID: gw.ID(), Org: "acme"}}},
+		{Orgs: g.Orgs, Devices: []GenesisDevice{{ID: "did:key:zbad", Org: "acme"}}},
+	} {
+		raw, _ := json.Marshal(bad)
+		if _, err := ParseGenesis(raw); err == nil {
+			t.Errorf("ParseGenesis(%s) accepted", raw)
+		}
 	}
 }
