@@ -19,6 +19,8 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/gateway"
+	"github.com/thingnet/thingnet/gateway/mqtt"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 )
@@ -38,8 +40,9 @@ type Config struct {
 	Home       string // everything lives here; required
 	Validators int
 	ChainID    string
-	BasePort   int  // node i: p2p BasePort+10i, CometBFT RPC +1, API +2; 0 = DefaultBasePort (tests: chain.FreePortBase)
+	BasePort   int  // node i: p2p BasePort+10i, CometBFT RPC +1, API +2, MQTT +3; 0 = DefaultBasePort (tests: chain.FreePortBase)
 	FastBlocks bool // short consensus timeouts (tests, benchmarks)
+	NoSync     bool // tests only: gateways do not fsync their data logs
 	Logger     *slog.Logger
 	LogLevel   string // CometBFT's verbosity; see chain.Config.LogLevel
 }
@@ -58,10 +61,17 @@ type Devnet struct {
 	log     *slog.Logger
 	Resumed bool // the home held a devnet already
 
-	mu   sync.Mutex
-	apps []*ledger.App
-	apis []*api.Server
+	gwKeys []*identity.Key
+
+	mu      sync.Mutex
+	apps    []*ledger.App
+	apis    []*api.Server
+	gws     []*gateway.Gateway
+	brokers []*mqtt.Broker
 }
+
+// GatewayKey is the keystore name of node i's gateway key.
+func GatewayKey(i int) string { return fmt.Sprintf("gateway-%d", i) }
 
 // Start creates the devnet on first use, or resumes it, and starts every node.
 func Start(c Config) (*Devnet, error) {
@@ -76,15 +86,25 @@ func Start(c Config) (*Devnet, error) {
 		return nil, err
 	}
 	c.ChainID, c.Validators, c.BasePort = m.ChainID, m.Validators, m.BasePort
-	admin, err := demoAdmin(c.Home)
+	admin, err := demoKey(c.Home, DemoAdminKey)
 	if err != nil {
 		return nil, err
 	}
-	state, err := json.Marshal(ledger.GenesisState{Orgs: []ledger.GenesisOrg{{ID: DemoOrg, Name: "Demo organisation", Admins: []string{admin.ID()}}}})
+	gen := ledger.GenesisState{Orgs: []ledger.GenesisOrg{{ID: DemoOrg, Name: "Demo organisation", Admins: []string{admin.ID()}}}}
+	gwKeys := make([]*identity.Key, c.Validators)
+	for i := range gwKeys {
+		if gwKeys[i], err = demoKey(c.Home, GatewayKey(i)); err != nil {
+			return nil, err
+		}
+		gen.Devices = append(gen.Devices, ledger.GenesisDevice{ID: gwKeys[i].ID(), Org: DemoOrg, Class: ledger.ClassGateway})
+	}
+	state, err := json.Marshal(gen)
 	if err != nil {
 		return nil, err
 	}
-	d := &Devnet{cfg: c, log: c.Logger, Resumed: resumed, apps: make([]*ledger.App, c.Validators), apis: make([]*api.Server, c.Validators)}
+	d := &Devnet{cfg: c, log: c.Logger, Resumed: resumed, gwKeys: gwKeys,
+		apps: make([]*ledger.App, c.Validators), apis: make([]*api.Server, c.Validators), gws: make([]*gateway.Gateway, c.Validators),
+		brokers: make([]*mqtt.Broker, c.Validators)}
 	d.net, err = chain.StartLocalNet(chain.LocalNetConfig{
 		Dir: filepath.Join(c.Home, "nodes"), Validators: c.Validators, ChainID: c.ChainID, BasePort: c.BasePort,
 		AppState: state, FastBlocks: c.FastBlocks, LogLevel: c.LogLevel,
@@ -94,7 +114,7 @@ func Start(c Config) (*Devnet, error) {
 		return nil, err
 	}
 	for i := range c.Validators {
-		if err := d.startAPI(i); err != nil {
+		if err := d.startServices(i); err != nil {
 			return nil, errors.Join(err, d.Stop())
 		}
 	}
@@ -112,28 +132,57 @@ func (d *Devnet) newApp(i int, home string) (abci.Application, error) {
 	return app, nil
 }
 
-func (d *Devnet) startAPI(i int) error {
+// startServices starts node i's gateway and API, once its CometBFT node runs.
+func (d *Devnet) startServices(i int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s := api.New(d.apps[i], d.net.Node(i).Client(), d.log.With("node", i, "module", "api"))
-	if err := s.Start(fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i+2)); err != nil {
+	node := d.net.Node(i)
+	gw, err := gateway.New(gateway.Config{
+		Dir: filepath.Join(node.Config().Home, "gateway"), Key: d.gwKeys[i], NoSync: d.cfg.NoSync,
+		Logger: d.log.With("node", i, "module", "gateway"),
+	}, gateway.NodeLedger{App: d.apps[i], Comet: node.Client()})
+	if err != nil {
 		return err
 	}
-	d.apis[i] = s
+	broker, err := gw.StartMQTT(gateway.MQTTConfig{Listen: d.MQTTAddr(i)})
+	if err != nil {
+		return errors.Join(err, gw.Close())
+	}
+	s := api.New(d.apps[i], node.Client(), d.log.With("node", i, "module", "api"))
+	s.Mount(gw.Routes(d.apps[i]))
+	if err := s.Start(fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i+2)); err != nil {
+		return errors.Join(err, broker.Close(), gw.Close())
+	}
+	d.apis[i], d.gws[i], d.brokers[i] = s, gw, broker
 	return nil
 }
 
-func (d *Devnet) stopAPI(i int) error {
+// stopServices stops node i's API and gateway.
+func (d *Devnet) stopServices(i int) error {
 	d.mu.Lock()
-	s := d.apis[i]
-	d.apis[i] = nil
+	s, gw, broker := d.apis[i], d.gws[i], d.brokers[i]
+	d.apis[i], d.gws[i], d.brokers[i] = nil, nil, nil
 	d.mu.Unlock()
-	if s == nil {
-		return nil
+	var errs []error
+	if broker != nil {
+		errs = append(errs, broker.Close())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return s.Shutdown(ctx)
+	if s != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, s.Shutdown(ctx))
+		cancel()
+	}
+	if gw != nil {
+		errs = append(errs, gw.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Gateway is node i's gateway (nil while the node is stopped).
+func (d *Devnet) Gateway(i int) *gateway.Gateway {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.gws[i]
 }
 
 func loadOrCreateManifest(c Config) (manifest, bool, error) {
@@ -177,22 +226,23 @@ func Keystore(home string) identity.Keystore {
 	return identity.Keystore{Dir: filepath.Join(home, "keys")}
 }
 
-// demoAdmin loads the demo admin key, creating it on first use. Its
-// passphrase is empty: it guards a local demo network, nothing else.
-func demoAdmin(home string) (*identity.Key, error) {
+// demoKey loads a devnet key (the demo admin's, the gateways'), creating
+// it on first use. Its passphrase is empty: it guards a local demo network,
+// nothing else.
+func demoKey(home, name string) (*identity.Key, error) {
 	ks := Keystore(home)
-	k, err := ks.Load(DemoAdminKey, nil)
+	k, err := ks.Load(name, nil)
 	if err == nil {
 		return k, nil
 	}
 	if !errors.Is(err, identity.ErrKeyNotFound) {
-		return nil, fmt.Errorf("devnet: demo admin key: %w", err)
+		return nil, fmt.Errorf("devnet: key %s: %w", name, err)
 	}
 	if k, err = identity.GenerateKey(identity.Ed25519); err != nil {
 		return nil, err
 	}
-	if _, err := ks.Save(DemoAdminKey, k, nil); err != nil {
-		return nil, fmt.Errorf("devnet: saving demo admin key: %w", err)
+	if _, err := ks.Save(name, k, nil); err != nil {
+		return nil, fmt.Errorf("devnet: saving key %s: %w", name, err)
 	}
 	return k, nil
 }
@@ -216,6 +266,9 @@ func (d *Devnet) RPCURL(i int) string {
 	return fmt.Sprintf("http://127.0.0.1:%d", d.cfg.BasePort+10*i+1)
 }
 
+// MQTTAddr is node i's MQTT broker address.
+func (d *Devnet) MQTTAddr(i int) string { return fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i+3) }
+
 // P2PAddr is node i's CometBFT p2p address.
 func (d *Devnet) P2PAddr(i int) string { return fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i) }
 
@@ -231,7 +284,7 @@ func (d *Devnet) Net() *chain.LocalNet { return d.net }
 
 // StopNode stops node i (API and consensus), as a crash would from the others' view.
 func (d *Devnet) StopNode(i int) error {
-	return errors.Join(d.stopAPI(i), d.net.StopNode(i))
+	return errors.Join(d.stopServices(i), d.net.StopNode(i))
 }
 
 // StartNode restarts a stopped node i; it catches up from its peers.
@@ -239,14 +292,14 @@ func (d *Devnet) StartNode(i int) error {
 	if err := d.net.StartNode(i); err != nil {
 		return err
 	}
-	return d.startAPI(i)
+	return d.startServices(i)
 }
 
 // Stop stops every node. It is idempotent.
 func (d *Devnet) Stop() error {
 	var errs []error
 	for i := range d.cfg.Validators {
-		errs = append(errs, d.stopAPI(i))
+		errs = append(errs, d.stopServices(i))
 	}
 	return errors.Join(append(errs, d.net.Stop())...)
 }

@@ -6,14 +6,19 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/reading"
 )
 
 func startDevnet(t *testing.T, home string, base int) *Devnet {
@@ -167,5 +172,65 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// TestDevnetMQTT publishes a signed reading to a devnet gateway with the
+// stock mosquitto_pub client, and checks it end to end against the ledger.
+func TestDevnetMQTT(t *testing.T) {
+	pub, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		t.Skip("mosquitto_pub is not installed (scripts/test installs mosquitto-clients)")
+	}
+	home := t.TempDir()
+	base, err := chain.FreePortBase(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startDevnet(t, home, base)
+	defer d.Stop()
+	ctx := ctxT(t, 2*time.Minute)
+	if err := d.WaitForHeight(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	admin, _ := Keystore(home).Load(DemoAdminKey, nil)
+	c := api.NewClient(d.APIURL(1))
+	dev, _ := identity.GenerateKey(identity.Ed25519)
+	proof, _ := dev.Sign(ledger.PossessionMessage(d.ChainID(), DemoOrg, dev.ID()))
+	if _, err := c.Send(ctx, admin, "", &ledger.DeviceRegister{Org: DemoOrg, Device: dev.ID(), Class: "sensor", Proof: proof}, true); err != nil {
+		t.Fatal(err)
+	}
+	v := 21.4
+	raw, _ := reading.Sign(dev, dev.ID(), reading.Reading{Seq: 1, Time: time.Now(), ContentType: "temperature/celsius", Value: &v})
+	file := filepath.Join(t.TempDir(), "reading.cbor")
+	os.WriteFile(file, raw, 0o600)
+	token, _ := identity.NewCWT(dev, dev.ID(), d.ChainID(), time.Now(), time.Hour)
+	out, err := exec.CommandContext(ctx, pub, "-h", "127.0.0.1", "-p", strconv.Itoa(base+10+3), "-V", "mqttv311", "-q", "1",
+		"-i", dev.ID(), "-u", dev.ID(), "-P", identity.EncodeCWTPassword(token),
+		"-t", gateway.ReadingsTopic(dev.ID()), "-f", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mosquitto_pub: %v\n%s", err, out)
+	}
+	gw := d.Gateway(1)
+	if gw.Log().Size() != 1 {
+		t.Fatalf("gateway 1 log has %d entries after an acknowledged publish; want 1", gw.Log().Size())
+	}
+	var p gateway.ReadingProof
+	for {
+		if err := c.Get(ctx, "/v1/readings/0", &p); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the reading was never anchored")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	got, err := gateway.VerifyReading(ctx, api.NewClient(d.APIURL(2)), d.ChainID(), &p)
+	if err != nil {
+		t.Fatalf("VerifyReading: %v", err)
+	}
+	if r := got.Envelope.Readings[0]; *r.Value != 21.4 || r.ContentType != "temperature/celsius" {
+		t.Errorf("verified reading = %+v", r)
 	}
 }

@@ -1,0 +1,91 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+)
+
+// TokenSkew is the clock difference tolerated between a device and the gateway.
+const TokenSkew = 30 * time.Second
+
+// Authenticate checks a device's CWT: the device must be registered and
+// active, and the token signed by its current key for this chain, and fresh.
+func (g *Gateway) Authenticate(_ context.Context, deviceID string, token []byte) error {
+	st, err := g.ledger.View()
+	if err != nil {
+		return err
+	}
+	_, pub, err := activeDevice(st, deviceID)
+	if err != nil {
+		return err
+	}
+	if _, err := identity.VerifyCWT(token, pub, g.ledger.ChainID(), g.clock.Now(), TokenSkew); err != nil {
+		return fmt.Errorf("%w for %s: %v", ErrBadToken, deviceID, err)
+	}
+	return nil
+}
+
+// activeDevice looks a device up in the committed state: it must exist and
+// be active; it returns the key that signs for it.
+func activeDevice(st *ledger.State, id string) (*ledger.Device, identity.PublicKey, error) {
+	d, err := st.Device(id)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, identity.PublicKey{}, fmt.Errorf("%w: %s", ErrUnknownDevice, id)
+	}
+	if err != nil {
+		return nil, identity.PublicKey{}, err
+	}
+	if d.Status != ledger.StatusActive {
+		return d, identity.PublicKey{}, fmt.Errorf("%w: %s is %s", ErrInactiveDevice, id, d.Status)
+	}
+	pub, err := identity.ParseDID(d.Key)
+	if err != nil {
+		return d, pub, fmt.Errorf("device %s has an unreadable key: %w", id, err)
+	}
+	return d, pub, nil
+}
+
+// ReadingsTopic is the MQTT topic a device publishes its readings to.
+func ReadingsTopic(deviceID string) string { return "things/" + deviceID + "/readings" }
+
+// MaySubscribe allows a device to follow readings topics of devices whose
+// readings it may read: its own, and those a grant lets it (or its
+// organisation) read. Wildcards are never allowed.
+func (g *Gateway) MaySubscribe(deviceID, filter string) bool {
+	target, ok := strings.CutPrefix(filter, "things/")
+	if !ok {
+		return false
+	}
+	target, ok = strings.CutSuffix(target, "/readings")
+	if !ok || strings.ContainsAny(target, "#+/") {
+		return false
+	}
+	if target == deviceID {
+		return true
+	}
+	st, err := g.ledger.View()
+	if err != nil {
+		return false
+	}
+	sub, _, err := activeDevice(st, deviceID)
+	if err != nil {
+		return false
+	}
+	tgt, err := st.Device(target)
+	if err != nil {
+		return false
+	}
+	resources := []string{"device:" + target + "/readings", "device:" + target, "org:" + tgt.Org}
+	for _, subject := range []string{"device:" + deviceID, "org:" + sub.Org} {
+		if ok, err := st.HasGrant(subject, "read", resources, st.Height+1); err == nil && ok {
+			return true
+		}
+	}
+	return false
+}

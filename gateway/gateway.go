@@ -1,0 +1,157 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/thingnet/thingnet/datalog"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ratelimit"
+	"github.com/thingnet/thingnet/reading"
+)
+
+// Clock is the gateway's source of time (tokens' freshness, rate limits).
+type Clock interface{ Now() time.Time }
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// Config configures a gateway. Dir and Key are required.
+type Config struct {
+	Dir string        // data log and state
+	Key *identity.Key // the gateway's device key (registered with class "gateway")
+	// ID is the gateway's device id; default Key.ID().
+	ID string
+
+	AnchorInterval time.Duration // how often new data is anchored; default 1s
+	BatchWindow    time.Duration // how long the verifier waits to fill a batch; default 2ms
+	MaxBatch       int           // readings verified and stored together; default 1024
+	QueueLen       int           // readings waiting for verification; default 8192
+
+	Limits  ratelimit.Limits // per device and per source; zero value: ratelimit.DefaultLimits()
+	MaxKeys int              // devices and sources tracked by the limiter; default 100000
+	NoSync  bool             // tests only: do not fsync the data log
+
+	Logger *slog.Logger
+	Clock  Clock
+}
+
+// Gateway is a running gateway core.
+type Gateway struct {
+	cfg     Config
+	id      string
+	ledger  Ledger
+	log     *slog.Logger
+	clock   Clock
+	data    *datalog.Log
+	seqs    *reading.SeqTracker
+	limiter *ratelimit.Limiter
+	jobs    chan *job
+
+	lastStored map[string][32]byte // per device, hash of the last envelope stored
+
+	stats stats
+
+	closeOnce sync.Once
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// New opens the gateway's data log and starts its verifier and anchoring loops.
+func New(c Config, l Ledger) (*Gateway, error) {
+	if c.Dir == "" || c.Key == nil {
+		return nil, errors.New("gateway: Config.Dir and Config.Key are required")
+	}
+	if c.ID == "" {
+		c.ID = c.Key.ID()
+	}
+	if c.AnchorInterval <= 0 {
+		c.AnchorInterval = time.Second
+	}
+	if c.BatchWindow <= 0 {
+		c.BatchWindow = 2 * time.Millisecond
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 1024
+	}
+	if c.QueueLen <= 0 {
+		c.QueueLen = 8192
+	}
+	if c.Limits == (ratelimit.Limits{}) {
+		c.Limits = ratelimit.DefaultLimits()
+	}
+	if c.MaxKeys <= 0 {
+		c.MaxKeys = 100_000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+	data, err := datalog.Open(datalog.Config{Dir: filepath.Join(c.Dir, "datalog"), Logger: c.Logger, NoSync: c.NoSync})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g := &Gateway{
+		cfg: c, id: c.ID, ledger: l, log: c.Logger, clock: c.Clock, data: data,
+		seqs:    reading.NewSeqTracker(c.MaxKeys),
+		limiter: ratelimit.New(c.Limits, c.MaxKeys, c.Clock),
+		jobs:    make(chan *job, c.QueueLen),
+
+		lastStored: map[string][32]byte{},
+	}
+	if err := g.restoreSeqs(); err != nil {
+		data.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g.cancel = cancel
+	g.wg.Add(2)
+	go g.verifier(ctx)
+	go g.anchorer(ctx)
+	return g, nil
+}
+
+// ID is the gateway's device id.
+func (g *Gateway) ID() string { return g.id }
+
+// Log is the gateway's data log.
+func (g *Gateway) Log() *datalog.Log { return g.data }
+
+// Close stops the loops (pending readings are refused) and closes the log.
+// It is idempotent.
+func (g *Gateway) Close() error {
+	var err error
+	g.closeOnce.Do(func() {
+		g.cancel()
+		g.wg.Wait()
+		err = g.data.Close()
+	})
+	return err
+}
+
+// restoreSeqs rebuilds the replay tracker from the log, so that a restarted
+// gateway refuses readings it stored before the restart.
+func (g *Gateway) restoreSeqs() error {
+	n := g.data.Size()
+	for i := uint64(0); i < n; i++ {
+		raw, err := g.data.Entry(i)
+		if err != nil {
+			return fmt.Errorf("gateway: reading log entry %d: %w", i, err)
+		}
+		env, err := reading.Decode(raw)
+		if err != nil {
+			return fmt.Errorf("gateway: log entry %d does not decode: %w", i, err)
+		}
+		g.seqs.Accept(env.Device, env.Readings[len(env.Readings)-1].Seq)
+		g.remember(env)
+	}
+	return nil
+}

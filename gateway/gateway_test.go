@@ -1,0 +1,289 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	abci "github.com/cometbft/cometbft/abci/types"
+
+	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/reading"
+)
+
+// testNet is one validator with its ledger, API and gateway.
+type testNet struct {
+	app    *ledger.App
+	net    *chain.LocalNet
+	gw     *Gateway
+	client *api.Client
+	admin  *identity.Key
+	gwKey  *identity.Key
+	sensor *identity.Key
+	weak   *identity.Key // attested by the gateway
+	dir    string
+}
+
+func startTestNet(t *testing.T) *testNet {
+	t.Helper()
+	tn := &testNet{dir: t.TempDir()}
+	tn.admin, tn.gwKey, tn.sensor, tn.weak = key(t), key(t), key(t), key(t)
+	g := ledger.GenesisState{
+		Orgs: []ledger.GenesisOrg{{ID: "acme", Admins: []string{tn.admin.ID()}}},
+		Devices: []ledger.GenesisDevice{
+			{ID: tn.gwKey.ID(), Org: "acme", Class: ledger.ClassGateway},
+			{ID: tn.sensor.ID(), Org: "acme", Class: "sensor"},
+		},
+	}
+	st, _ := json.Marshal(g)
+	var err error
+	tn.net, err = chain.StartLocalNet(chain.LocalNetConfig{
+		Dir: filepath.Join(tn.dir, "net"), Validators: 1, ChainID: "gw-test", FastBlocks: true, AppState: st,
+		NewApp: func(_ int, home string) (abci.Application, error) {
+			app, err := ledger.NewApp(ledger.Config{Dir: filepath.Join(home, "data", "ledger")})
+			tn.app = app
+			return app, err
+		},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tn.net.Stop() })
+	tn.startGateway(t)
+	s := api.New(tn.app, tn.net.Node(0).Client(), nil)
+	s.Mount(tn.gatewayRoutes())
+	if err := s.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	tn.client = api.NewClient(s.Addr())
+	ctx := ctxT(t)
+	if err := tn.net.WaitForHeight(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	// Register the weak device, attested by the gateway.
+	proof, _ := tn.weak.Sign(ledger.PossessionMessage("gw-test", "acme", tn.weak.ID()))
+	if _, err := tn.client.Send(ctx, tn.admin, "", &ledger.DeviceRegister{Org: "acme", Device: tn.weak.ID(), Proof: proof, AttestedBy: tn.gwKey.ID()}, true); err != nil {
+		t.Fatal(err)
+	}
+	return tn
+}
+
+// gatewayRoutes forwards to whichever gateway runs now (tests restart it).
+func (tn *testNet) gatewayRoutes() map[string]api.HandlerFunc {
+	out := map[string]api.HandlerFunc{}
+	for pattern := range tn.gw.Routes(tn.app) {
+		out[pattern] = func(r *http.Request) (any, error) { return tn.gw.Routes(tn.app)[pattern](r) }
+	}
+	return out
+}
+
+func (tn *testNet) startGateway(t *testing.T) {
+	t.Helper()
+	gw, err := New(Config{Dir: filepath.Join(tn.dir, "gateway"), Key: tn.gwKey, AnchorInterval: 100 * time.Millisecond},
+		NodeLedger{App: tn.app, Comet: tn.net.Node(0).Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.gw = gw
+	t.Cleanup(func() { gw.Close() })
+}
+
+func key(t *testing.T) *identity.Key {
+	k, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func temp(seq uint64, v float64) reading.Reading {
+	return reading.Reading{Seq: seq, Time: time.UnixMilli(1_700_000_000_000 + int64(seq)), ContentType: "temperature/celsius", Value: &v}
+}
+
+// post sends an envelope to POST /v1/readings; it returns the log index or the API error.
+func (tn *testNet) post(t *testing.T, raw []byte) (uint64, error) {
+	t.Helper()
+	resp, err := http.Post(tn.client.BaseURL+"/v1/readings", "application/cose", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusAccepted {
+		var e api.ErrorBody
+		json.Unmarshal(b, &e)
+		return 0, &api.Error{Status: resp.StatusCode, ErrorDetail: e.Error}
+	}
+	var ok struct{ Index uint64 }
+	if err := json.Unmarshal(b, &ok); err != nil {
+		t.Fatal(err)
+	}
+	return ok.Index, nil
+}
+
+// proof waits until the reading at index is anchored and returns its proof.
+func (tn *testNet) proof(t *testing.T, index uint64) *ReadingProof {
+	t.Helper()
+	ctx := ctxT(t)
+	for {
+		var p ReadingProof
+		err := tn.client.Get(ctx, "/v1/readings/"+itoa(index), &p)
+		if err == nil {
+			return &p
+		}
+		var e *api.Error
+		if !errors.As(err, &e) || e.Code != "not_anchored" {
+			t.Fatalf("GET reading %d: %v", index, err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("reading %d never anchored", index)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func itoa(i uint64) string { b, _ := json.Marshal(i); return string(b) }
+
+func TestReadingsEndToEnd(t *testing.T) {
+	tn := startTestNet(t)
+	ctx := ctxT(t)
+	single, _ := reading.Sign(tn.sensor, tn.sensor.ID(), temp(1, 21.4))
+	batch, _ := reading.Sign(tn.sensor, tn.sensor.ID(), temp(2, 21.5), temp(3, 21.6), temp(4, 21.7))
+	attested, _ := reading.SignAttested(tn.gwKey, tn.gwKey.ID(), tn.weak.ID(), temp(1, 5))
+	var idx []uint64
+	for _, raw := range [][]byte{single, batch, attested} {
+		i, err := tn.post(t, raw)
+		if err != nil {
+			t.Fatalf("POST reading: %v", err)
+		}
+		idx = append(idx, i)
+	}
+
+	for n, i := range idx {
+		p := tn.proof(t, i)
+		v, err := VerifyReading(ctx, tn.client, "gw-test", p)
+		if err != nil {
+			t.Fatalf("VerifyReading(%d): %v", i, err)
+		}
+		if n == 1 && len(v.Envelope.Readings) != 3 {
+			t.Errorf("batch has %d readings; want 3", len(v.Envelope.Readings))
+		}
+		// Tampering anywhere breaks it.
+		bad := *p
+		bad.Envelope = bytes.Clone(p.Envelope)
+		bad.Envelope[len(bad.Envelope)-1] ^= 1
+		if _, err := VerifyReading(ctx, tn.client, "gw-test", &bad); err == nil {
+			t.Errorf("tampered envelope %d verified", i)
+		}
+		if len(p.Inclusion) > 0 {
+			bad = *p
+			bad.Inclusion = [][]byte{bytes.Repeat([]byte{1}, 32)}
+			if _, err := VerifyReading(ctx, tn.client, "gw-test", &bad); err == nil {
+				t.Errorf("tampered inclusion proof %d verified", i)
+			}
+		}
+	}
+
+	// Refusals: replay, another key, unknown device, attested device signing itself.
+	stranger := key(t)
+	forged, _ := reading.Sign(stranger, tn.sensor.ID(), temp(9, 0))
+	unknown, _ := reading.Sign(stranger, stranger.ID(), temp(1, 0))
+	self, _ := reading.Sign(tn.weak, tn.weak.ID(), temp(2, 0))
+	for name, raw := range map[string][]byte{"replay": single, "replayed batch": batch, "forged": forged, "unknown": unknown, "attested self-signed": self, "garbage": []byte("21.4")} {
+		if _, err := tn.post(t, raw); err == nil {
+			t.Errorf("%s reading accepted", name)
+		}
+	}
+	if s := tn.gw.Stats(); s.Accepted != 3 || s.Readings != 5 {
+		t.Errorf("stats = %+v; want 3 envelopes, 5 readings", s)
+	}
+
+	// Suspended: refused from the next block.
+	if _, err := tn.client.Send(ctx, tn.admin, "", ledger.NewDeviceStatus(tn.sensor.ID(), ledger.StatusSuspended, "test"), true); err != nil {
+		t.Fatal(err)
+	}
+	late, _ := reading.Sign(tn.sensor, tn.sensor.ID(), temp(10, 1))
+	if _, err := tn.post(t, late); err == nil {
+		t.Errorf("reading of a suspended device accepted")
+	}
+
+	// Restart: the log and the replay protection survive.
+	size := tn.gw.Log().Size()
+	tn.gw.Close()
+	tn.startGateway(t)
+	if got := tn.gw.Log().Size(); got != size {
+		t.Errorf("log size after restart = %d; want %d", got, size)
+	}
+	if _, err := tn.client.Send(ctx, tn.admin, "", ledger.NewDeviceStatus(tn.sensor.ID(), ledger.StatusActive, ""), true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tn.post(t, batch); err == nil {
+		t.Errorf("replay after restart accepted")
+	}
+	if _, err := tn.post(t, late); err != nil {
+		t.Errorf("fresh reading after restart: %v", err)
+	}
+}
+
+func TestAuthenticate(t *testing.T) {
+	tn := startTestNet(t)
+	ctx := ctxT(t)
+	now := time.Now()
+	good, _ := identity.NewCWT(tn.sensor, tn.sensor.ID(), "gw-test", now, time.Hour)
+	otherChain, _ := identity.NewCWT(tn.sensor, tn.sensor.ID(), "other", now, time.Hour)
+	expired, _ := identity.NewCWT(tn.sensor, tn.sensor.ID(), "gw-test", now.Add(-3*time.Hour), time.Hour)
+	forged, _ := identity.NewCWT(key(t), tn.sensor.ID(), "gw-test", now, time.Hour)
+	stranger := key(t)
+	unknown, _ := identity.NewCWT(stranger, stranger.ID(), "gw-test", now, time.Hour)
+	for _, tc := range []struct {
+		name, device string
+		token        []byte
+		want         error
+	}{
+		{"good", tn.sensor.ID(), good, nil},
+		{"other chain", tn.sensor.ID(), otherChain, ErrBadToken},
+		{"expired", tn.sensor.ID(), expired, ErrBadToken},
+		{"forged", tn.sensor.ID(), forged, ErrBadToken},
+		{"another device's token", tn.weak.ID(), good, ErrBadToken},
+		{"unknown", stranger.ID(), unknown, ErrUnknownDevice},
+	} {
+		if err := tn.gw.Authenticate(ctx, tc.device, tc.token); !errors.Is(err, tc.want) {
+			t.Errorf("%s: Authenticate = %v; want %v", tc.name, err, tc.want)
+		}
+	}
+	if !tn.gw.MaySubscribe(tn.sensor.ID(), ReadingsTopic(tn.sensor.ID())) {
+		t.Errorf("a device may not follow its own readings")
+	}
+	if tn.gw.MaySubscribe(tn.weak.ID(), ReadingsTopic(tn.sensor.ID())) || tn.gw.MaySubscribe(tn.weak.ID(), "things/#") {
+		t.Errorf("a device may follow another's readings without a grant")
+	}
+	if _, err := tn.client.Send(ctx, tn.admin, "", &ledger.GrantAdd{Grantor: "org:acme", Subject: "device:" + tn.weak.ID(), Action: "read", Resource: "device:" + tn.sensor.ID() + "/readings"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if !tn.gw.MaySubscribe(tn.weak.ID(), ReadingsTopic(tn.sensor.ID())) {
+		t.Errorf("a granted device may not follow the readings")
+	}
+	if _, err := tn.client.Send(ctx, tn.admin, "", ledger.NewDeviceStatus(tn.sensor.ID(), ledger.StatusRevoked, ""), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.gw.Authenticate(ctx, tn.sensor.ID(), good); !errors.Is(err, ErrInactiveDevice) {
+		t.Errorf("revoked: Authenticate = %v; want ErrInactiveDevice", err)
+	}
+}

@@ -1,0 +1,244 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/reading"
+)
+
+// job is one envelope waiting for batch verification and storage.
+type job struct {
+	env   *reading.Envelope
+	pub   identity.PublicKey
+	index uint64     // log index, once stored
+	done  chan error // buffered, 1
+}
+
+// stats are the gateway's counters.
+type stats struct {
+	accepted, rejected, limited, overloaded, stored atomic.Uint64
+}
+
+// Stats is a snapshot of the gateway's counters.
+type Stats struct {
+	Accepted   uint64 // envelopes stored
+	Readings   uint64 // readings stored (a batch envelope holds several)
+	Rejected   uint64 // malformed, unknown or inactive device, bad signature, replay
+	Limited    uint64 // refused by the rate limits
+	Overloaded uint64 // refused because the verification queue was full
+}
+
+// Stats returns the counters.
+func (g *Gateway) Stats() Stats {
+	return Stats{
+		Accepted: g.stats.accepted.Load(), Readings: g.stats.stored.Load(), Rejected: g.stats.rejected.Load(),
+		Limited: g.stats.limited.Load(), Overloaded: g.stats.overloaded.Load(),
+	}
+}
+
+// Ingest takes a signed reading envelope from deviceID (the identity the
+// transport authenticated; "" when the transport authenticates nothing, as
+// plain HTTP) coming from source (an address). It returns nil once the
+// envelope is durably stored in the data log, and an error wrapping
+// ErrRejected, ErrOverloaded or ErrClosed otherwise. Checks run cheapest
+// first: rate limits, size and decoding, the device's ledger record; the
+// signature is verified last, in batches.
+func (g *Gateway) Ingest(ctx context.Context, deviceID string, raw []byte, source string) error {
+	_, err := g.IngestIndex(ctx, deviceID, raw, source)
+	return err
+}
+
+// IngestIndex is Ingest, returning the envelope's index in the data log.
+func (g *Gateway) IngestIndex(ctx context.Context, deviceID string, raw []byte, source string) (uint64, error) {
+	if deviceID == "" {
+		// Nothing authenticated the sender: bound what its address may cost
+		// before any decoding. (Authenticated transports were bounded per
+		// address at connection time.)
+		if d := g.limiter.AllowMessage("src:"+source, len(raw)); !d.Allowed {
+			g.stats.limited.Add(1)
+			return 0, fmt.Errorf("%w: source %s: %s", ErrRejected, source, d.Reason)
+		}
+	}
+	env, err := reading.Decode(raw)
+	if err != nil {
+		g.stats.rejected.Add(1)
+		return 0, fmt.Errorf("%w: %v", ErrRejected, err)
+	}
+	if deviceID != "" && env.Device != deviceID {
+		g.stats.rejected.Add(1)
+		return 0, fmt.Errorf("%w: %s published a reading of %s", ErrRejected, deviceID, env.Device)
+	}
+	if d := g.limiter.AllowMessage("dev:"+env.Device, len(raw)); !d.Allowed {
+		g.stats.limited.Add(1)
+		return 0, fmt.Errorf("%w: device %s: %s", ErrRejected, env.Device, d.Reason)
+	}
+	pub, err := g.signerOf(env)
+	if err != nil {
+		g.stats.rejected.Add(1)
+		return 0, fmt.Errorf("%w: %v", ErrRejected, err)
+	}
+	j := &job{env: env, pub: pub, done: make(chan error, 1)}
+	select {
+	case g.jobs <- j:
+	default:
+		g.stats.overloaded.Add(1)
+		return 0, fmt.Errorf("%w: %d readings waiting", ErrOverloaded, cap(g.jobs))
+	}
+	select {
+	case err := <-j.done:
+		return j.index, err
+	case <-ctx.Done():
+		// The reading may still be stored; the client did not wait to know.
+		return 0, ctx.Err()
+	}
+}
+
+// signerOf returns the key that must have signed env: the device's, or for
+// an attested device its gateway's.
+func (g *Gateway) signerOf(env *reading.Envelope) (identity.PublicKey, error) {
+	st, err := g.ledger.View()
+	if err != nil {
+		return identity.PublicKey{}, err
+	}
+	d, pub, err := activeDevice(st, env.Device)
+	if err != nil {
+		return pub, err
+	}
+	if env.Attester == "" {
+		if d.AttestedBy != "" {
+			return pub, fmt.Errorf("device %s is attested by %s; its readings must be signed by that gateway", d.ID, d.AttestedBy)
+		}
+		return pub, nil
+	}
+	if env.Attester != d.AttestedBy {
+		return pub, fmt.Errorf("%s does not attest device %s", env.Attester, d.ID)
+	}
+	_, gpub, err := activeDevice(st, env.Attester)
+	return gpub, err
+}
+
+// verifier batches queued envelopes: it verifies their signatures together,
+// drops replays, stores the rest in one durable append, and answers each.
+func (g *Gateway) verifier(ctx context.Context) {
+	defer g.wg.Done()
+	batch := make([]*job, 0, g.cfg.MaxBatch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			g.drain(batch)
+			return
+		case j := <-g.jobs:
+			batch = append(batch[:0], j)
+		}
+		timer.Reset(g.cfg.BatchWindow)
+	fill:
+		for len(batch) < g.cfg.MaxBatch {
+			select {
+			case j := <-g.jobs:
+				batch = append(batch, j)
+			case <-timer.C:
+				break fill
+			case <-ctx.Done():
+				break fill
+			}
+		}
+		timer.Stop()
+		g.process(batch)
+	}
+}
+
+func (g *Gateway) drain(batch []*job) {
+	for _, j := range batch {
+		j.done <- ErrClosed
+	}
+	for {
+		select {
+		case j := <-g.jobs:
+			j.done <- ErrClosed
+		default:
+			return
+		}
+	}
+}
+
+// process verifies and stores one batch.
+func (g *Gateway) process(batch []*job) {
+	v := identity.NewBatch(len(batch))
+	for _, j := range batch {
+		tbs, err := j.env.ToBeSigned()
+		if err != nil {
+			tbs = nil
+		}
+		v.Add(j.pub, tbs, j.env.Sign1.Signature)
+	}
+	_, valid := v.Verify()
+	var keep []*job
+	var entries [][]byte
+	last := map[string]uint64{} // replay checks within the batch, before the tracker learns them
+	for i, j := range batch {
+		if !valid[i] || j.env.Sign1.Alg != j.pub.Alg {
+			j.done <- fmt.Errorf("%w: signature of %s does not verify", ErrRejected, j.env.Device)
+			g.stats.rejected.Add(1)
+			continue
+		}
+		seqs := make([]uint64, len(j.env.Readings))
+		for k, r := range j.env.Readings {
+			seqs[k] = r.Seq
+		}
+		if hi, ok := last[j.env.Device]; ok && seqs[0] <= hi {
+			j.done <- fmt.Errorf("%w: %s: seq %d is not above %d (replay)", ErrRejected, j.env.Device, seqs[0], hi)
+			g.stats.rejected.Add(1)
+			continue
+		}
+		if err := g.seqs.Check(j.env.Device, seqs); err != nil {
+			if g.lastStored[j.env.Device] == sha256.Sum256(j.env.Raw) {
+				// The device resent what is stored (its ack was lost): say so,
+				// so the transport acknowledges it without storing it twice.
+				j.done <- fmt.Errorf("%w: %s seq %d", ErrDuplicate, j.env.Device, seqs[len(seqs)-1])
+				continue
+			}
+			j.done <- fmt.Errorf("%w: %v", ErrRejected, err)
+			g.stats.rejected.Add(1)
+			continue
+		}
+		last[j.env.Device] = seqs[len(seqs)-1]
+		keep = append(keep, j)
+		entries = append(entries, j.env.Raw)
+	}
+	if len(keep) == 0 {
+		return
+	}
+	first, err := g.data.Append(entries)
+	if err != nil {
+		g.log.Error("storing readings failed", "readings", len(entries), "err", err)
+		for _, j := range keep {
+			j.done <- fmt.Errorf("storing the reading: %w", err)
+		}
+		return
+	}
+	for k, j := range keep {
+		j.index = first + uint64(k)
+		g.seqs.Accept(j.env.Device, j.env.Readings[len(j.env.Readings)-1].Seq)
+		g.remember(j.env)
+		g.stats.accepted.Add(1)
+		g.stats.stored.Add(uint64(len(j.env.Readings)))
+		j.done <- nil
+	}
+}
+
+// remember notes the last envelope stored for a device, to recognise a
+// resend of it. Only the verifier goroutine (and restoreSeqs before it
+// starts) touch lastStored.
+func (g *Gateway) remember(env *reading.Envelope) {
+	if len(g.lastStored) >= g.cfg.MaxKeys {
+		clear(g.lastStored)
+	}
+	g.lastStored[env.Device] = sha256.Sum256(env.Raw)
+}

@@ -1,0 +1,17 @@
+// Package mqtt is the gateway's embedded MQTT broker (MQTT 3.1.1 and 5, on
+// github.com/mochi-mqtt/server/v2). Devices connect with their device id as
+// username and a CWT signed by their current key as password, publish signed
+// readings to things/<device id>/readings, and may subscribe where the
+// ledger's grants allow.
+//
+// The broker depends only on the small interfaces defined here
+// (Authenticator, Ingestor, ACL, Limiter); the gateway implements them with
+// the ledger, the data log and the rate limiter. Cheap checks run first: the
+// connection rate of the source address and of the device id is checked
+// before any signature is verified, and a message's size and rate before its
+// reading is.
+//
+// A QoS 1 PUBLISH is acknowledged (PUBACK; PUBREC for QoS 2) only after
+// Ingestor.Ingest returned nil, that is once the reading is durably stored:
+// see Broker's hook OnPublish for how this is guaranteed with mochi.
+package mqtt

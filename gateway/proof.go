@@ -1,0 +1,155 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/datalog"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/reading"
+)
+
+// ReadingProof is everything needed to check a stored reading end to end:
+// the signed envelope, its inclusion in the gateway's log up to an anchored
+// root, and the ledger proofs of that anchor and of the signer's record at
+// the anchor's height.
+type ReadingProof struct {
+	Gateway   string        `json:"gateway"`
+	Index     uint64        `json:"index"`
+	Envelope  []byte        `json:"envelope"`  // the COSE_Sign1 reading envelope as the device sent it
+	Anchor    ledger.Anchor `json:"anchor"`    // the first anchor covering Index
+	Inclusion [][]byte      `json:"inclusion"` // RFC 6962 inclusion proof of Envelope at Index in the log of Anchor.Size
+	// AnchorProof proves the anchor record (key L/<gateway>/<size>) in the
+	// state after block Anchor.Height.
+	AnchorProof *ledger.Proof `json:"anchor_proof"`
+	// SignerProof proves the record of the device (or of its attesting
+	// gateway) in the same state: active, with the key that signed.
+	SignerProof *ledger.Proof `json:"signer_proof"`
+}
+
+// ErrNotAnchored is returned for a stored reading no anchor covers yet.
+var ErrNotAnchored = errors.New("reading not anchored yet")
+
+// Prove builds the proof of the envelope at index.
+func (g *Gateway) Prove(app *ledger.App, index uint64) (*ReadingProof, error) {
+	raw, err := g.data.Entry(index)
+	if err != nil {
+		return nil, err
+	}
+	env, err := reading.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("log entry %d: %w", index, err)
+	}
+	st, err := app.View(0)
+	if err != nil {
+		return nil, err
+	}
+	a, err := st.AnchorCovering(g.id, index)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, fmt.Errorf("%w: entry %d (the log has %d entries; anchors follow within a block or two)", ErrNotAnchored, index, g.data.Size())
+	}
+	if err != nil {
+		return nil, err
+	}
+	incl, err := g.data.InclusionProof(index, a.Size)
+	if err != nil {
+		return nil, err
+	}
+	p := &ReadingProof{Gateway: g.id, Index: index, Envelope: raw, Anchor: *a}
+	for _, h := range incl {
+		p.Inclusion = append(p.Inclusion, h[:])
+	}
+	if p.AnchorProof, err = app.Prove(ledger.AnchorAtKey(g.id, a.Size), a.Height); err != nil {
+		return nil, fmt.Errorf("proving the anchor at height %d: %w", a.Height, err)
+	}
+	signer := env.Device
+	if env.Attester != "" {
+		signer = env.Attester
+	}
+	if p.SignerProof, err = app.Prove(ledger.DeviceKey(signer), a.Height); err != nil {
+		return nil, fmt.Errorf("proving %s's record at height %d: %w", signer, a.Height, err)
+	}
+	return p, nil
+}
+
+// VerifiedReading is what VerifyReading established.
+type VerifiedReading struct {
+	Envelope     *reading.Envelope
+	AnchorHeight int64 // the reading was anchored in this block
+	HeaderHeight int64 // whose app hash is in this signed header
+}
+
+// VerifyReading checks a reading proof end to end, trusting only headers
+// signed by the validators: the anchor and signer records against the app
+// hash of the anchor's height, the envelope's inclusion under the anchored
+// root, the signer active with the key that signed, and the signature.
+func VerifyReading(ctx context.Context, c *api.Client, chainID string, p *ReadingProof) (*VerifiedReading, error) {
+	if p.AnchorProof == nil || p.SignerProof == nil {
+		return nil, errors.New("the proof lacks its ledger proofs")
+	}
+	if p.AnchorProof.Height != p.SignerProof.Height || p.AnchorProof.Height != p.Anchor.Height {
+		return nil, errors.New("the ledger proofs are not of the anchor's height")
+	}
+	if string(p.AnchorProof.Key) != string(ledger.AnchorAtKey(p.Gateway, p.Anchor.Size)) {
+		return nil, errors.New("the anchor proof is of another key")
+	}
+	v, err := c.VerifyProof(ctx, chainID, p.AnchorProof)
+	if err != nil {
+		return nil, fmt.Errorf("anchor: %w", err)
+	}
+	var a ledger.Anchor
+	if err := ledger.Unmarshal(p.AnchorProof.Value, &a); err != nil {
+		return nil, fmt.Errorf("anchor record: %w", err)
+	}
+	if a.Size != p.Anchor.Size || string(a.Root) != string(p.Anchor.Root) || a.Gateway != p.Gateway {
+		return nil, errors.New("the anchor in the proof differs from the one on the ledger")
+	}
+	if len(a.Root) != 32 {
+		return nil, errors.New("anchored root is not 32 bytes")
+	}
+	incl := make([][32]byte, len(p.Inclusion))
+	for i, h := range p.Inclusion {
+		if len(h) != 32 {
+			return nil, fmt.Errorf("inclusion hash %d is %d bytes", i, len(h))
+		}
+		incl[i] = [32]byte(h)
+	}
+	if err := datalog.VerifyInclusion(p.Envelope, p.Index, a.Size, incl, [32]byte(a.Root)); err != nil {
+		return nil, fmt.Errorf("inclusion in the anchored log: %w", err)
+	}
+	env, err := reading.Decode(p.Envelope)
+	if err != nil {
+		return nil, err
+	}
+	signer := env.Device
+	if env.Attester != "" {
+		signer = env.Attester
+	}
+	if string(p.SignerProof.Key) != string(ledger.DeviceKey(signer)) {
+		return nil, errors.New("the signer proof is of another key")
+	}
+	if _, err := c.VerifyProof(ctx, chainID, p.SignerProof); err != nil {
+		return nil, fmt.Errorf("signer record: %w", err)
+	}
+	var d ledger.Device
+	if p.SignerProof.Value == nil {
+		return nil, fmt.Errorf("%s was not registered at height %d", signer, a.Height)
+	}
+	if err := ledger.Unmarshal(p.SignerProof.Value, &d); err != nil {
+		return nil, err
+	}
+	if d.Status != ledger.StatusActive {
+		return nil, fmt.Errorf("%s was %s at height %d", signer, d.Status, a.Height)
+	}
+	pub, err := identity.ParseDID(d.Key)
+	if err != nil {
+		return nil, err
+	}
+	if err := env.Verify(pub); err != nil {
+		return nil, fmt.Errorf("signature: %w", err)
+	}
+	return &VerifiedReading{Envelope: env, AnchorHeight: a.Height, HeaderHeight: v.Header}, nil
+}
