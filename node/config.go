@@ -28,6 +28,26 @@ type Config struct {
 	RPC       RPCConfig       `toml:"rpc"`
 	Consensus ConsensusConfig `toml:"consensus"`
 	Ledger    LedgerConfig    `toml:"ledger"`
+	Gateway   GatewayConfig   `toml:"gateway"`
+	MQTT      MQTTConfig      `toml:"mqtt"`
+}
+
+// GatewayConfig turns the node into a gateway for devices: readings over
+// HTTP (POST /v1/readings, on the API) and, with [mqtt], over MQTT.
+type GatewayConfig struct {
+	Enabled bool `toml:"enabled"`
+	// Key is the gateway's key: a name in Keystore, or a key file path. Its
+	// did:key must be registered on the ledger as a device of class
+	// "gateway". The passphrase comes from $THINGNET_GATEWAY_PASSPHRASE.
+	Key            string   `toml:"key"`
+	Keystore       string   `toml:"keystore"` // default <home>/keys
+	AnchorInterval Duration `toml:"anchor_interval"`
+}
+
+// MQTTConfig configures the gateway's embedded MQTT broker.
+type MQTTConfig struct {
+	Listen     string `toml:"listen"` // host:port; empty: no broker
+	MaxClients int    `toml:"max_clients"`
 }
 
 // APIConfig configures the HTTP API.
@@ -91,7 +111,8 @@ func DefaultConfig() Config {
 			CreateEmptyBlocks: true,
 			MempoolSize:       chain.DefaultMempoolSize,
 		},
-		Ledger: LedgerConfig{KeepVersions: 1000},
+		Ledger:  LedgerConfig{KeepVersions: 1000},
+		Gateway: GatewayConfig{Key: "gateway", AnchorInterval: Duration{time.Second}},
 	}
 }
 
@@ -110,6 +131,22 @@ func (c Config) Validate() error {
 	if c.API.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
 			return fmt.Errorf("api.listen %q: %w", c.API.Listen, err)
+		}
+	}
+	if c.Gateway.Enabled {
+		if c.Gateway.Key == "" {
+			return errors.New("gateway.key: name the gateway's key (a keystore name or a file)")
+		}
+		if c.API.Listen == "" && c.MQTT.Listen == "" {
+			return errors.New("gateway.enabled needs api.listen or mqtt.listen: devices reach the gateway through them")
+		}
+	}
+	if c.MQTT.Listen != "" {
+		if !c.Gateway.Enabled {
+			return errors.New("mqtt.listen is set but gateway.enabled is false: the broker is part of the gateway")
+		}
+		if _, _, err := net.SplitHostPort(c.MQTT.Listen); err != nil {
+			return fmt.Errorf("mqtt.listen %q: %w", c.MQTT.Listen, err)
 		}
 	}
 	if c.Ledger.KeepVersions < 2 {

@@ -5,21 +5,28 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/gateway"
+	"github.com/thingnet/thingnet/gateway/mqtt"
+	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 )
 
 // Node is a running thingnet node.
 type Node struct {
-	home  string
-	app   *ledger.App
-	chain *chain.Node
-	api   *api.Server
-	log   *slog.Logger
+	home   string
+	app    *ledger.App
+	chain  *chain.Node
+	api    *api.Server
+	gw     *gateway.Gateway
+	broker *mqtt.Broker
+	log    *slog.Logger
 }
 
 // Init prepares a node home: CometBFT keys and config, and thingnet.toml
@@ -63,14 +70,66 @@ func Start(home string, c Config, logger *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{home: home, app: app, chain: cn, log: logger}
+	if c.Gateway.Enabled {
+		if err := n.startGateway(c); err != nil {
+			return nil, errors.Join(err, n.Close())
+		}
+	}
 	if c.API.Listen != "" {
 		n.api = api.New(app, cn.Client(), logger.With("module", "api"))
+		if n.gw != nil {
+			n.api.Mount(n.gw.Routes(app))
+		}
 		if err := n.api.Start(c.API.Listen); err != nil {
 			return nil, errors.Join(err, n.Close())
 		}
 		logger.Info("api listening", "addr", "http://"+n.api.Addr())
 	}
 	return n, nil
+}
+
+func (n *Node) startGateway(c Config) error {
+	ks := c.Gateway.Keystore
+	if ks == "" {
+		ks = filepath.Join(n.home, "keys")
+	}
+	pass := []byte(os.Getenv("THINGNET_GATEWAY_PASSPHRASE"))
+	var key *identity.Key
+	var err error
+	if strings.ContainsRune(c.Gateway.Key, os.PathSeparator) {
+		key, err = identity.LoadKeyFile(c.Gateway.Key, pass)
+	} else {
+		key, err = identity.Keystore{Dir: ks}.Load(c.Gateway.Key, pass)
+	}
+	if err != nil {
+		return fmt.Errorf("gateway key %q: %w (create it with `thingnet keys new --keystore %s %s` and register it as a device of class gateway)", c.Gateway.Key, err, ks, c.Gateway.Key)
+	}
+	n.gw, err = gateway.New(gateway.Config{
+		Dir: filepath.Join(n.home, "data", "gateway"), Key: key, AnchorInterval: c.Gateway.AnchorInterval.Duration,
+		Logger: n.log.With("module", "gateway"),
+	}, gateway.NodeLedger{App: n.app, Comet: n.chain.Client()})
+	if err != nil {
+		return err
+	}
+	n.log.Info("gateway started", "id", key.ID(), "log_size", n.gw.Log().Size())
+	if c.MQTT.Listen != "" {
+		if n.broker, err = n.gw.StartMQTT(gateway.MQTTConfig{Listen: c.MQTT.Listen, MaxClients: c.MQTT.MaxClients}); err != nil {
+			return err
+		}
+		n.log.Info("mqtt listening", "addr", n.broker.Addr())
+	}
+	return nil
+}
+
+// Gateway is the node's gateway (nil unless enabled).
+func (n *Node) Gateway() *gateway.Gateway { return n.gw }
+
+// MQTTAddr is the MQTT broker's address ("" when off).
+func (n *Node) MQTTAddr() string {
+	if n.broker == nil {
+		return ""
+	}
+	return n.broker.Addr()
 }
 
 // App is the node's ledger application.
@@ -94,6 +153,12 @@ func (n *Node) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		errs = append(errs, n.api.Shutdown(ctx))
 		cancel()
+	}
+	if n.broker != nil {
+		errs = append(errs, n.broker.Close())
+	}
+	if n.gw != nil {
+		errs = append(errs, n.gw.Close())
 	}
 	if n.chain != nil {
 		errs = append(errs, n.chain.Stop())

@@ -137,6 +137,33 @@ func TestCLI(t *testing.T) {
 	}
 	run("tx", "block", "latest")
 
+	// Readings: a device signs one, the node's gateway stores it, and it is
+	// verified through another node once anchored.
+	run("keys", "new", "sensor-3")
+	run("device", "register", "--key", "demo-admin", "--org", "demo", "--device-key", "sensor-3")
+	if out := run("readings", "send", "--key", "sensor-3", "--seq", "1", "--type", "temperature/celsius", "--value", "21.4"); !strings.Contains(out, "stored as entry 0") {
+		t.Errorf("readings send = %q", out)
+	}
+	if _, err := cli(t, node, ks, "readings", "send", "--key", "sensor-3", "--seq", "1", "--value", "9"); err == nil || !strings.Contains(err.Error(), "rejected") {
+		t.Errorf("replayed seq: err = %v; want rejected", err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		out, err := cli(t, node, ks, "readings", "verify", "0", "--via", d.APIURL(2))
+		if err == nil {
+			if !strings.Contains(out, "verified: signed by the device's key") || !strings.Contains(out, "21.4 temperature/celsius") {
+				t.Errorf("readings verify = %q", out)
+			}
+			break
+		}
+		if !strings.Contains(err.Error(), "not_anchored") || time.Now().After(deadline) {
+			t.Fatalf("readings verify: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if tok := strings.TrimSpace(run("device", "token", "--key", "sensor-3")); len(tok) < 100 {
+		t.Errorf("device token = %q", tok)
+	}
+
 	// Validator set change: 3 of 4 validators approve adding a fifth.
 	var approvals []string
 	newVal, err := chain.InitHome(chain.Config{Home: filepath.Join(t.TempDir(), "new")})

@@ -18,7 +18,7 @@ func deviceCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "device", Short: "Register devices, change their keys, status and metadata, and read their records"}
 	c.AddCommand(deviceRegister(g), devicePop(g), deviceRotate(g),
 		deviceStatus(g, "suspend", ledger.StatusSuspended), deviceStatus(g, "resume", ledger.StatusActive), deviceStatus(g, "revoke", ledger.StatusRevoked),
-		deviceUpdate(g), deviceShow(g), deviceHistory(g), deviceList(g))
+		deviceUpdate(g), deviceShow(g), deviceHistory(g), deviceList(g), deviceToken(g))
 	return c
 }
 

@@ -54,6 +54,10 @@ genesis needs (see 'thingnet genesis create' and docs/multihost.md).`,
 	f.StringVar(&peers, "peers", "", "comma-separated persistent peers, nodeid@host:port")
 	f.StringVar(&cfg.RPC.Listen, "rpc-listen", cfg.RPC.Listen, "CometBFT RPC listen address")
 	f.StringVar(&cfg.API.Listen, "api-listen", cfg.API.Listen, "thingnet API listen address")
+	f.BoolVar(&cfg.Gateway.Enabled, "gateway", false, "make this node a gateway for devices (readings over HTTP, and MQTT with --mqtt-listen)")
+	f.StringVar(&cfg.Gateway.Key, "gateway-key", cfg.Gateway.Key, "the gateway's key: a name in <home>/keys or a file")
+	f.StringVar(&cfg.MQTT.Listen, "mqtt-listen", "", "MQTT broker listen address, e.g. 0.0.0.0:1883 (needs --gateway)")
+	f.BoolVar(&cfg.Consensus.FastBlocks, "fast-blocks", false, "short consensus timeouts (local test networks)")
 
 	var startHome string
 	start := &cobra.Command{
@@ -87,7 +91,7 @@ genesis needs (see 'thingnet genesis create' and docs/multihost.md).`,
 func genesisCmd() *cobra.Command {
 	c := &cobra.Command{Use: "genesis", Short: "Create a network's genesis file"}
 	var home, chainID string
-	var vals, orgs []string
+	var vals, orgs, devices []string
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Write <home>/config/genesis.json from validator keys and initial organisations",
@@ -115,6 +119,18 @@ func genesisCmd() *cobra.Command {
 				}
 				st.Orgs = append(st.Orgs, ledger.GenesisOrg{ID: id, Admins: []string{admin}})
 			}
+			for _, d := range devices {
+				parts := strings.Split(d, ":")
+				// did:key:z... contains two colons itself.
+				if len(parts) < 4 || parts[0] != "did" {
+					return fmt.Errorf("--device %q: want DID:ORG[:CLASS]", d)
+				}
+				gd := ledger.GenesisDevice{ID: strings.Join(parts[:3], ":"), Org: parts[3]}
+				if len(parts) > 4 {
+					gd.Class = parts[4]
+				}
+				st.Devices = append(st.Devices, gd)
+			}
 			raw, err := json.Marshal(st)
 			if err != nil {
 				return err
@@ -136,6 +152,7 @@ func genesisCmd() *cobra.Command {
 	f.StringVar(&chainID, "chain-id", "thingnet", "chain id")
 	f.StringArrayVar(&vals, "validator", nil, "validator as BASE64_ED25519_KEY[:POWER[:NAME]] (repeat)")
 	f.StringArrayVar(&orgs, "org", nil, "initial organisation as ID:ADMIN_DID (repeat)")
+	f.StringArrayVar(&devices, "device", nil, "initial device as DID:ORG[:CLASS], e.g. the gateways' keys with class gateway (repeat)")
 	c.AddCommand(create)
 	return c
 }

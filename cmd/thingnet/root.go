@@ -38,7 +38,7 @@ func newRoot() *cobra.Command {
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	root.AddCommand(
 		keysCmd(g), nodeCmd(), genesisCmd(), devnetCmd(),
-		orgCmd(g), deviceCmd(g), grantCmd(g), validatorCmd(g), txCmd(g), benchCmd(),
+		orgCmd(g), deviceCmd(g), grantCmd(g), validatorCmd(g), txCmd(g), readingsCmd(g), benchCmd(),
 	)
 	return root
 }
@@ -142,4 +142,13 @@ func newLogger(level, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// writeFile writes b to path (mode 0600), or to stdout for "-".
+func writeFile(path string, b []byte) error {
+	if path == "-" {
+		_, err := os.Stdout.Write(b)
+		return err
+	}
+	return os.WriteFile(path, b, 0o600)
 }

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/gateway"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/reading"
+)
+
+func deviceToken(g *globals) *cobra.Command {
+	var key, as, chainID string
+	var lifetime time.Duration
+	c := &cobra.Command{
+		Use:   "token",
+		Short: "Print a CWT for the device to use as its MQTT password (base64url)",
+		Example: `  mosquitto_pub -h gw -p 1883 -q 1 -u DEVICE_DID -P "$(thingnet device token --key sensor-1)" \
+    -t things/DEVICE_DID/readings -f reading.cbor`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			k, err := g.loadKey(key)
+			if err != nil {
+				return err
+			}
+			if as == "" {
+				as = k.ID()
+			}
+			if chainID == "" {
+				st, err := g.client().Status(cmd.Context())
+				if err != nil {
+					return fmt.Errorf("%w (or pass --chain-id)", err)
+				}
+				chainID = st.ChainID
+			}
+			tok, err := identity.NewCWT(k, as, chainID, time.Now(), lifetime)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), identity.EncodeCWTPassword(tok))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&key, "key", "", "the device's key")
+	c.Flags().StringVar(&as, "as", "", "device id, if the key was rotated in")
+	c.Flags().StringVar(&chainID, "chain-id", "", "chain id (default: asked from --node)")
+	c.Flags().DurationVar(&lifetime, "lifetime", time.Hour, "how long the token is valid (at most 24h)")
+	return c
+}
+
+func readingsCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "readings", Short: "Send signed readings to a gateway, and fetch and verify stored ones"}
+	var key, as, ctype, out string
+	var seq uint64
+	var value float64
+	send := &cobra.Command{
+		Use:   "send",
+		Short: "Sign a reading with a device key and send it to the node's gateway (POST /v1/readings)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			k, err := g.loadKey(key)
+			if err != nil {
+				return err
+			}
+			if as == "" {
+				as = k.ID()
+			}
+			if seq == 0 {
+				return errors.New("--seq is required: the device's next sequence number (above every one it sent)")
+			}
+			raw, err := reading.Sign(k, as, reading.Reading{Seq: seq, Time: time.Now(), ContentType: ctype, Value: &value})
+			if err != nil {
+				return err
+			}
+			if out != "" {
+				return writeFile(out, raw)
+			}
+			return g.postReading(cmd, raw)
+		},
+	}
+	f := send.Flags()
+	f.StringVar(&key, "key", "", "the device's key")
+	f.StringVar(&as, "as", "", "device id, if the key was rotated in")
+	f.Uint64Var(&seq, "seq", 0, "sequence number")
+	f.StringVar(&ctype, "type", "value", "content type, e.g. temperature/celsius")
+	f.Float64Var(&value, "value", 0, "the value")
+	f.StringVar(&out, "out", "", "write the signed envelope to this file instead of sending it (e.g. for mosquitto_pub -f)")
+
+	get := &cobra.Command{
+		Use: "get INDEX", Short: "Show a stored reading of the node's gateway, with its proof", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := g.readingProof(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			env, err := reading.Decode(p.Envelope)
+			if err != nil {
+				return err
+			}
+			return g.print(cmd.OutOrStdout(), p, func(w io.Writer) {
+				printEnvelope(w, env)
+				fmt.Fprintf(w, "log:     entry %d of gateway %s\nanchor:  log size %d, root %X, height %d\n", p.Index, p.Gateway, p.Anchor.Size, p.Anchor.Root, p.Anchor.Height)
+			})
+		},
+	}
+	var via string
+	verify := &cobra.Command{
+		Use:   "verify INDEX",
+		Short: "Check a stored reading end to end: signature, device active, inclusion in the log, anchor on the ledger",
+		Long: `Fetch a reading's proof from --node and check it, trusting only headers signed by
+the validators: with --via, the headers and records are checked through another
+node, so the gateway that stored the reading is not trusted at all.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := g.readingProof(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			checker := g.client()
+			if via != "" {
+				checker = api.NewClient(via)
+			}
+			st, err := checker.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			v, err := gateway.VerifyReading(cmd.Context(), checker, st.ChainID, p)
+			if err != nil {
+				return fmt.Errorf("VERIFICATION FAILED: %w", err)
+			}
+			return g.print(cmd.OutOrStdout(), map[string]any{"verified": true, "index": p.Index, "gateway": p.Gateway, "anchor_height": v.AnchorHeight, "header": v.HeaderHeight}, func(w io.Writer) {
+				printEnvelope(w, v.Envelope)
+				fmt.Fprintf(w, "verified: signed by the device's key, device active, entry %d of gateway %s's log, anchored at height %d (header %d signed by the validators)\n",
+					p.Index, p.Gateway, v.AnchorHeight, v.HeaderHeight)
+			})
+		},
+	}
+	verify.Flags().StringVar(&via, "via", "", "check headers and ledger records through this node's API instead of --node")
+	c.AddCommand(send, get, verify)
+	return c
+}
+
+func (g *globals) readingProof(ctx context.Context, index string) (*gateway.ReadingProof, error) {
+	if _, err := strconv.ParseUint(index, 10, 64); err != nil {
+		return nil, fmt.Errorf("reading index %q must be a number (POST /v1/readings answers it)", index)
+	}
+	var p gateway.ReadingProof
+	if err := g.client().Get(ctx, "/v1/readings/"+index, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func (g *globals) postReading(cmd *cobra.Command, raw []byte) error {
+	req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPost, g.client().BaseURL+"/v1/readings", bytes.NewReader(raw))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/cose")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the gateway at %s: %w", g.node, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusAccepted {
+		var e api.ErrorBody
+		if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
+			return fmt.Errorf("reading refused: %s: %s", e.Error.Code, e.Error.Message)
+		}
+		return fmt.Errorf("reading refused: HTTP %d: %s", resp.StatusCode, body)
+	}
+	var ok struct {
+		Gateway string `json:"gateway"`
+		Index   uint64 `json:"index"`
+	}
+	json.Unmarshal(body, &ok)
+	return g.print(cmd.OutOrStdout(), ok, func(w io.Writer) {
+		fmt.Fprintf(w, "stored as entry %d of gateway %s\n", ok.Index, ok.Gateway)
+	})
+}
+
+func printEnvelope(w io.Writer, env *reading.Envelope) {
+	fmt.Fprintf(w, "device:  %s\n", env.Device)
+	if env.Attester != "" {
+		fmt.Fprintf(w, "attested by gateway %s\n", env.Attester)
+	}
+	for _, r := range env.Readings {
+		val := fmt.Sprintf("%d bytes", len(r.Bytes))
+		if r.Value != nil {
+			val = strconv.FormatFloat(*r.Value, 'g', -1, 64)
+		}
+		fmt.Fprintf(w, "reading: seq %d at %s: %s %s\n", r.Seq, r.Time.UTC().Format(time.RFC3339Nano), val, r.ContentType)
+	}
+}
