@@ -56,6 +56,9 @@ type Gateway struct {
 
 	lastStored map[string][32]byte // per device, hash of the last envelope stored
 
+	offMu     sync.Mutex
+	offenders map[string]offender // reported devices, candidates for quarantine
+
 	stats stats
 
 	closeOnce sync.Once
@@ -106,6 +109,7 @@ func New(c Config, l Ledger) (*Gateway, error) {
 		jobs:    make(chan *job, c.QueueLen),
 
 		lastStored: map[string][32]byte{},
+		offenders:  map[string]offender{},
 	}
 	if err := g.restoreSeqs(); err != nil {
 		data.Close()
@@ -115,7 +119,7 @@ func New(c Config, l Ledger) (*Gateway, error) {
 	g.cancel = cancel
 	g.wg.Add(2)
 	go g.verifier(ctx)
-	go g.anchorer(ctx)
+	go g.duties(ctx)
 	return g, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -285,5 +286,52 @@ func TestAuthenticate(t *testing.T) {
 	}
 	if err := tn.gw.Authenticate(ctx, tn.sensor.ID(), good); !errors.Is(err, ErrInactiveDevice) {
 		t.Errorf("revoked: Authenticate = %v; want ErrInactiveDevice", err)
+	}
+}
+
+// TestQuarantinePolicy: a device that keeps exceeding its limits is
+// reported; once its organisation grants the gateway "manage" (its policy),
+// the gateway suspends it on the ledger.
+func TestQuarantinePolicy(t *testing.T) {
+	tn := startTestNet(t)
+	ctx := ctxT(t)
+	flood := func() {
+		for i := 0; i < 2*OffenderThreshold+40; i++ {
+			tn.gw.limiter.AllowMessage("dev:"+tn.sensor.ID(), 10)
+		}
+	}
+	flood()
+	status := func() ledger.Status {
+		st, err := tn.app.View(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := st.Device(tn.sensor.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Status
+	}
+	time.Sleep(500 * time.Millisecond) // several duty rounds
+	if got := status(); got != ledger.StatusActive {
+		t.Fatalf("without a policy the device was %s; want it only reported", got)
+	}
+	if tn.gw.Stats().Offenders == 0 {
+		t.Errorf("the offender was not reported")
+	}
+	if _, err := tn.client.Send(ctx, tn.admin, "", &ledger.GrantAdd{Grantor: "org:acme", Subject: "device:" + tn.gwKey.ID(), Action: ledger.ActionManage, Resource: "org:acme"}, true); err != nil {
+		t.Fatal(err)
+	}
+	for status() != ledger.StatusSuspended {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the offender was never quarantined")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	st, _ := tn.app.View(0)
+	h, _ := st.History(tn.sensor.ID(), 1, 10)
+	if last := h[len(h)-1]; last.Signer != tn.gwKey.ID() || !strings.Contains(last.Note, "quarantined by gateway") {
+		t.Errorf("last history event = %+v; want the gateway's quarantine", last)
 	}
 }

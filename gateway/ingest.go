@@ -21,7 +21,7 @@ type job struct {
 
 // stats are the gateway's counters.
 type stats struct {
-	accepted, rejected, limited, overloaded, stored atomic.Uint64
+	accepted, rejected, limited, overloaded, stored, offenders atomic.Uint64
 }
 
 // Stats is a snapshot of the gateway's counters.
@@ -31,13 +31,14 @@ type Stats struct {
 	Rejected   uint64 // malformed, unknown or inactive device, bad signature, replay
 	Limited    uint64 // refused by the rate limits
 	Overloaded uint64 // refused because the verification queue was full
+	Offenders  uint64 // devices reported for exceeding their limits again and again
 }
 
 // Stats returns the counters.
 func (g *Gateway) Stats() Stats {
 	return Stats{
 		Accepted: g.stats.accepted.Load(), Readings: g.stats.stored.Load(), Rejected: g.stats.rejected.Load(),
-		Limited: g.stats.limited.Load(), Overloaded: g.stats.overloaded.Load(),
+		Limited: g.stats.limited.Load(), Overloaded: g.stats.overloaded.Load(), Offenders: g.stats.offenders.Load(),
 	}
 }
 
