@@ -50,6 +50,7 @@ type Gateway struct {
 	log     *slog.Logger
 	clock   Clock
 	data    *datalog.Log
+	index   *index
 	seqs    *reading.SeqTracker
 	limiter *ratelimit.Limiter
 	jobs    chan *job
@@ -111,7 +112,12 @@ func New(c Config, l Ledger) (*Gateway, error) {
 		lastStored: map[string][32]byte{},
 		offenders:  map[string]offender{},
 	}
-	if err := g.restoreSeqs(); err != nil {
+	if g.index, err = openIndex(filepath.Join(c.Dir, "index"), c.Logger); err != nil {
+		data.Close()
+		return nil, err
+	}
+	if err := g.restore(); err != nil {
+		g.index.close()
 		data.Close()
 		return nil, err
 	}
@@ -136,26 +142,46 @@ func (g *Gateway) Close() error {
 	g.closeOnce.Do(func() {
 		g.cancel()
 		g.wg.Wait()
-		err = g.data.Close()
+		err = errors.Join(g.index.close(), g.data.Close())
 	})
 	return err
 }
 
-// restoreSeqs rebuilds the replay tracker from the log, so that a restarted
-// gateway refuses readings it stored before the restart.
-func (g *Gateway) restoreSeqs() error {
-	n := g.data.Size()
-	for i := uint64(0); i < n; i++ {
-		raw, err := g.data.Entry(i)
-		if err != nil {
-			return fmt.Errorf("gateway: reading log entry %d: %w", i, err)
-		}
-		env, err := reading.Decode(raw)
-		if err != nil {
-			return fmt.Errorf("gateway: log entry %d does not decode: %w", i, err)
-		}
-		g.seqs.Accept(env.Device, env.Readings[len(env.Readings)-1].Seq)
-		g.remember(env)
+// restore loads the replay state from the index, after indexing what the
+// log holds beyond it (what the index lost in a crash): a restarted gateway
+// refuses the readings it stored before, without reading the whole log.
+func (g *Gateway) restore() error {
+	from, err := g.index.covered()
+	if err != nil {
+		return err
 	}
-	return nil
+	size := g.data.Size()
+	if from > size {
+		return fmt.Errorf("gateway: the readings index covers %d entries but the log has %d; remove %s to rebuild it", from, size, filepath.Join(g.cfg.Dir, "index"))
+	}
+	for from < size {
+		n := min(size-from, 1024)
+		envs := make([]*reading.Envelope, 0, n)
+		for i := from; i < from+n; i++ {
+			raw, err := g.data.Entry(i)
+			if err != nil {
+				return fmt.Errorf("gateway: reading log entry %d: %w", i, err)
+			}
+			env, err := reading.Decode(raw)
+			if err != nil {
+				return fmt.Errorf("gateway: log entry %d does not decode: %w", i, err)
+			}
+			envs = append(envs, env)
+		}
+		if err := g.index.add(from, envs); err != nil {
+			return fmt.Errorf("gateway: indexing log entries %d..%d: %w", from, from+n-1, err)
+		}
+		from += n
+	}
+	return g.index.replayState(func(device string, seq uint64, hash [32]byte) {
+		g.seqs.Accept(device, seq)
+		if len(g.lastStored) < g.cfg.MaxKeys {
+			g.lastStored[device] = hash
+		}
+	})
 }

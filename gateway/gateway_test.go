@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -202,6 +204,19 @@ func TestReadingsEndToEnd(t *testing.T) {
 		}
 	}
 
+	// Queries by device and time.
+	var list struct{ Items []ReadingItem }
+	if err := tn.client.Get(ctx, "/v1/readings?device="+tn.sensor.ID(), &list); err != nil || len(list.Items) != 4 {
+		t.Fatalf("list = %+v, %v; want the 4 readings of the sensor", list, err)
+	}
+	if list.Items[0].Seq != 1 || list.Items[3].Seq != 4 || *list.Items[3].Value != 21.7 || list.Items[1].Index != idx[1] {
+		t.Errorf("list = %+v; want seqs 1..4 in order, the batch at index %d", list.Items, idx[1])
+	}
+	from, to := temp(2, 0).Time.UnixMilli(), temp(4, 0).Time.UnixMilli()
+	if err := tn.client.Get(ctx, fmt.Sprintf("/v1/readings?device=%s&from=%d&to=%d", tn.sensor.ID(), from, to), &list); err != nil || len(list.Items) != 2 || list.Items[0].Seq != 2 {
+		t.Errorf("list [2,4) = %+v, %v; want seqs 2 and 3", list, err)
+	}
+
 	// Refusals: replay, another key, unknown device, attested device signing itself.
 	stranger := key(t)
 	forged, _ := reading.Sign(stranger, tn.sensor.ID(), temp(9, 0))
@@ -225,10 +240,17 @@ func TestReadingsEndToEnd(t *testing.T) {
 		t.Errorf("reading of a suspended device accepted")
 	}
 
-	// Restart: the log and the replay protection survive.
+	// Restart: the log and the replay protection survive, even with the
+	// index lost (it is rebuilt from the log).
 	size := tn.gw.Log().Size()
 	tn.gw.Close()
+	if err := os.RemoveAll(filepath.Join(tn.dir, "gateway", "index")); err != nil {
+		t.Fatal(err)
+	}
 	tn.startGateway(t)
+	if err := tn.client.Get(ctx, "/v1/readings?device="+tn.sensor.ID(), &list); err != nil || len(list.Items) != 4 {
+		t.Errorf("list after rebuilding the index = %+v, %v; want 4", list, err)
+	}
 	if got := tn.gw.Log().Size(); got != size {
 		t.Errorf("log size after restart = %d; want %d", got, size)
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/ledger"
@@ -39,6 +40,7 @@ func (g *Gateway) Routes(app *ledger.App) map[string]api.HandlerFunc {
 				return nil, err
 			}
 		},
+		"GET /v1/readings": g.listReadings,
 		"GET /v1/readings/{index}": func(r *http.Request) (any, error) {
 			i, err := strconv.ParseUint(r.PathValue("index"), 10, 64)
 			if err != nil {
@@ -55,4 +57,77 @@ func (g *Gateway) Routes(app *ledger.App) map[string]api.HandlerFunc {
 			}
 		},
 	}
+}
+
+// ReadingItem is one reading in a list: where it is in the log (to fetch its
+// proof from /v1/readings/{index}) and what it says.
+type ReadingItem struct {
+	Index       uint64    `json:"index"`
+	Device      string    `json:"device"`
+	Seq         uint64    `json:"seq"`
+	Time        time.Time `json:"time"`
+	ContentType string    `json:"content_type"`
+	Value       *float64  `json:"value,omitempty"`
+	Bytes       []byte    `json:"bytes,omitempty"`
+}
+
+// listReadings answers GET /v1/readings?device=ID[&from=T][&to=T][&limit=N]:
+// a device's readings timed in [from, to), oldest first; times are RFC 3339
+// or Unix milliseconds.
+func (g *Gateway) listReadings(r *http.Request) (any, error) {
+	q := r.URL.Query()
+	device := q.Get("device")
+	if device == "" {
+		return nil, api.NewError(http.StatusBadRequest, "bad_request", "device is required: /v1/readings?device=DID")
+	}
+	from, err := parseTime(q.Get("from"), time.UnixMilli(0))
+	if err != nil {
+		return nil, api.NewError(http.StatusBadRequest, "bad_request", "from: "+err.Error())
+	}
+	to, err := parseTime(q.Get("to"), time.UnixMilli(1<<53))
+	if err != nil {
+		return nil, api.NewError(http.StatusBadRequest, "bad_request", "to: "+err.Error())
+	}
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 1000 {
+			return nil, api.NewError(http.StatusBadRequest, "bad_request", "limit must be 1..1000")
+		}
+	}
+	idx, err := g.index.query(device, from, to, limit)
+	if err != nil {
+		return nil, err
+	}
+	items := []ReadingItem{}
+	for _, i := range idx {
+		raw, err := g.data.Entry(i)
+		if err != nil {
+			return nil, err
+		}
+		env, err := reading.Decode(raw)
+		if err != nil {
+			return nil, fmt.Errorf("log entry %d: %w", i, err)
+		}
+		for _, rd := range env.Readings {
+			if rd.Time.Before(from) || !rd.Time.Before(to) || len(items) >= limit {
+				continue
+			}
+			items = append(items, ReadingItem{Index: i, Device: env.Device, Seq: rd.Seq, Time: rd.Time, ContentType: rd.ContentType, Value: rd.Value, Bytes: rd.Bytes})
+		}
+	}
+	return map[string]any{"gateway": g.id, "items": items}, nil
+}
+
+func parseTime(s string, def time.Time) (time.Time, error) {
+	if s == "" {
+		return def, nil
+	}
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.UnixMilli(ms), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return t, fmt.Errorf("%q is neither RFC 3339 nor Unix milliseconds", s)
+	}
+	return t, nil
 }

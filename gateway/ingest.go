@@ -224,6 +224,14 @@ func (g *Gateway) process(batch []*job) {
 		}
 		return
 	}
+	envs := make([]*reading.Envelope, len(keep))
+	for k, j := range keep {
+		envs[k] = j.env
+	}
+	if err := g.index.add(first, envs); err != nil {
+		// The readings are stored; the index catches up when the gateway restarts.
+		g.log.Error("indexing stored readings", "first", first, "err", err)
+	}
 	for k, j := range keep {
 		j.index = first + uint64(k)
 		g.seqs.Accept(j.env.Device, j.env.Readings[len(j.env.Readings)-1].Seq)

@@ -160,6 +160,9 @@ func TestCLI(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if out := run("readings", "list", "--device", "sensor-3"); !strings.Contains(out, "seq 1") || !strings.Contains(out, "21.4 temperature/celsius") {
+		t.Errorf("readings list = %q", out)
+	}
 	if tok := strings.TrimSpace(run("device", "token", "--key", "sensor-3")); len(tok) < 100 {
 		t.Errorf("device token = %q", tok)
 	}

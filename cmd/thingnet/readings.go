@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -146,7 +147,45 @@ node, so the gateway that stored the reading is not trusted at all.`,
 		},
 	}
 	verify.Flags().StringVar(&via, "via", "", "check headers and ledger records through this node's API instead of --node")
-	c.AddCommand(send, get, verify)
+	var dev, from, to string
+	var limit int
+	list := &cobra.Command{
+		Use: "list", Short: "List a device's readings stored by the node's gateway, by time", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			id, err := g.resolveID(dev)
+			if err != nil {
+				return err
+			}
+			q := url.Values{"device": {id}, "limit": {strconv.Itoa(limit)}}
+			if from != "" {
+				q.Set("from", from)
+			}
+			if to != "" {
+				q.Set("to", to)
+			}
+			var page struct {
+				Items []gateway.ReadingItem `json:"items"`
+			}
+			if err := g.client().Get(cmd.Context(), "/v1/readings?"+q.Encode(), &page); err != nil {
+				return err
+			}
+			return g.print(cmd.OutOrStdout(), page.Items, func(w io.Writer) {
+				for _, r := range page.Items {
+					val := fmt.Sprintf("%d bytes", len(r.Bytes))
+					if r.Value != nil {
+						val = strconv.FormatFloat(*r.Value, 'g', -1, 64)
+					}
+					fmt.Fprintf(w, "entry %-6d seq %-6d %s  %s %s\n", r.Index, r.Seq, r.Time.UTC().Format(time.RFC3339Nano), val, r.ContentType)
+				}
+			})
+		},
+	}
+	lf := list.Flags()
+	lf.StringVar(&dev, "device", "", "device id or keystore name")
+	lf.StringVar(&from, "from", "", "from this time (RFC 3339 or Unix ms)")
+	lf.StringVar(&to, "to", "", "until this time (exclusive)")
+	lf.IntVar(&limit, "limit", 100, "at most this many readings (1..1000)")
+	c.AddCommand(send, get, verify, list)
 	return c
 }
 

@@ -1,0 +1,145 @@
+package gateway
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/thingnet/thingnet/reading"
+)
+
+// index is the gateway's secondary store: its readings by device and time,
+// and each device's last sequence number and envelope hash (the replay
+// state), so that neither a query nor a restart reads the whole log. It
+// trails the log: "m/indexed" is the log size it covers, written in the same
+// batch as the entries, and opening catches up from there. It is written
+// without fsync: after a crash, what it lost is rebuilt from the log.
+//
+// Keys:
+//
+//	r/<device>\x00<time ms, 8 BE><log index, 8 BE>  -> empty
+//	s/<device>                                      -> seq (8 BE) || envelope hash (32)
+//	m/indexed                                       -> log size covered (8 BE)
+type index struct {
+	db *pebble.DB
+}
+
+var keyIndexed = []byte("m/indexed")
+
+func openIndex(dir string, log *slog.Logger) (*index, error) {
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebbleLog{log}})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: opening the readings index in %s: %w", dir, err)
+	}
+	return &index{db: db}, nil
+}
+
+func (x *index) close() error { return x.db.Close() }
+
+// covered is the log size the index covers.
+func (x *index) covered() (uint64, error) {
+	v, closer, err := x.db.Get(keyIndexed)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("gateway: index meta is %d bytes", len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+func readingKey(device string, t time.Time, i uint64) []byte {
+	k := make([]byte, 0, 2+len(device)+1+16)
+	k = append(k, "r/"...)
+	k = append(k, device...)
+	k = append(k, 0)
+	k = binary.BigEndian.AppendUint64(k, uint64(t.UnixMilli()))
+	return binary.BigEndian.AppendUint64(k, i)
+}
+
+// add indexes envelopes stored at first, first+1, ... and records that the
+// index covers the log up to first+len(envs).
+func (x *index) add(first uint64, envs []*reading.Envelope) error {
+	b := x.db.NewBatch()
+	defer b.Close()
+	for k, env := range envs {
+		for _, r := range env.Readings {
+			if err := b.Set(readingKey(env.Device, r.Time, first+uint64(k)), nil, nil); err != nil {
+				return err
+			}
+		}
+		h := sha256.Sum256(env.Raw)
+		v := binary.BigEndian.AppendUint64(nil, env.Readings[len(env.Readings)-1].Seq)
+		if err := b.Set([]byte("s/"+env.Device), append(v, h[:]...), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Set(keyIndexed, binary.BigEndian.AppendUint64(nil, first+uint64(len(envs))), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.NoSync)
+}
+
+// replayState calls fn with every device's last stored seq and envelope hash.
+func (x *index) replayState(fn func(device string, seq uint64, hash [32]byte)) error {
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: []byte("s/"), UpperBound: []byte("s0")})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		v := it.Value()
+		if len(v) != 40 {
+			return fmt.Errorf("gateway: index replay state of %q is %d bytes", it.Key()[2:], len(v))
+		}
+		fn(string(it.Key()[2:]), binary.BigEndian.Uint64(v), [32]byte(v[8:]))
+	}
+	return it.Error()
+}
+
+// query returns the log indexes of a device's readings timed in [from, to),
+// in time order, each once, at most limit.
+func (x *index) query(device string, from, to time.Time, limit int) ([]uint64, error) {
+	lo := readingKey(device, from, 0)
+	hi := readingKey(device, to, 0)
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []uint64
+	seen := map[uint64]bool{}
+	prefix := []byte("r/" + device + "\x00")
+	for it.First(); it.Valid() && len(out) < limit; it.Next() {
+		k := it.Key()
+		if !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+16 {
+			continue
+		}
+		i := binary.BigEndian.Uint64(k[len(k)-8:])
+		if !seen[i] {
+			seen[i] = true
+			out = append(out, i)
+		}
+	}
+	return out, it.Error()
+}
+
+// pebbleLog passes Pebble's errors to the gateway's log and drops its
+// informational chatter.
+type pebbleLog struct{ l *slog.Logger }
+
+func (pebbleLog) Infof(string, ...any) {}
+func (p pebbleLog) Errorf(f string, args ...any) {
+	p.l.Error(fmt.Sprintf(f, args...), "component", "index")
+}
+func (pebbleLog) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }
