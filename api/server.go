@@ -95,6 +95,9 @@ func (s *Server) Mount(routes map[string]HandlerFunc) {
 	}
 }
 
+// MountHandler serves a route with a plain handler (streams).
+func (s *Server) MountHandler(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
 // NewError is an error answered with the given HTTP status and code.
 func NewError(status int, code, msg string) error { return &apiError{status, code, msg} }
 

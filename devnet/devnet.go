@@ -149,7 +149,7 @@ func (d *Devnet) startServices(i int) error {
 		return errors.Join(err, gw.Close())
 	}
 	s := api.New(d.apps[i], node.Client(), d.log.With("node", i, "module", "api"))
-	s.Mount(gw.Routes(d.apps[i]))
+	gw.Mount(s, d.apps[i])
 	if err := s.Start(fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i+2)); err != nil {
 		return errors.Join(err, broker.Close(), gw.Close())
 	}

@@ -57,6 +57,9 @@ type Gateway struct {
 
 	lastStored map[string][32]byte // per device, hash of the last envelope stored
 
+	feed feed
+	done chan struct{} // closed by Close, ends streams
+
 	offMu     sync.Mutex
 	offenders map[string]offender // reported devices, candidates for quarantine
 
@@ -111,6 +114,7 @@ func New(c Config, l Ledger) (*Gateway, error) {
 
 		lastStored: map[string][32]byte{},
 		offenders:  map[string]offender{},
+		done:       make(chan struct{}),
 	}
 	if g.index, err = openIndex(filepath.Join(c.Dir, "index"), c.Logger); err != nil {
 		data.Close()
@@ -140,6 +144,7 @@ func (g *Gateway) Log() *datalog.Log { return g.data }
 func (g *Gateway) Close() error {
 	var err error
 	g.closeOnce.Do(func() {
+		close(g.done)
 		g.cancel()
 		g.wg.Wait()
 		err = errors.Join(g.index.close(), g.data.Close())

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -64,6 +65,7 @@ func startTestNet(t *testing.T) *testNet {
 	tn.startGateway(t)
 	s := api.New(tn.app, tn.net.Node(0).Client(), nil)
 	s.Mount(tn.gatewayRoutes())
+	s.MountHandler("GET /v1/readings/stream", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { tn.gw.stream(w, r) }))
 	if err := s.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
@@ -356,4 +358,45 @@ func TestQuarantinePolicy(t *testing.T) {
 	if last := h[len(h)-1]; last.Signer != tn.gwKey.ID() || !strings.Contains(last.Note, "quarantined by gateway") {
 		t.Errorf("last history event = %+v; want the gateway's quarantine", last)
 	}
+}
+
+// TestStream follows a device's readings over server-sent events, as the
+// device's organisation admin; a device without a read grant is refused.
+func TestStream(t *testing.T) {
+	tn := startTestNet(t)
+	ctx := ctxT(t)
+	open := func(caller *identity.Key) (*http.Response, error) {
+		tok, _ := identity.NewCWT(caller, caller.ID(), "gw-test", time.Now(), time.Hour)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, tn.client.BaseURL+"/v1/readings/stream?device="+tn.sensor.ID(), nil)
+		req.Header.Set("Authorization", "Bearer "+identity.EncodeCWTPassword(tok))
+		return http.DefaultClient.Do(req)
+	}
+	if resp, err := open(tn.weak); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("stream without a grant: %v, %v; want 403", resp.Status, err)
+	}
+	if resp, err := open(key(t)); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("stream by a stranger: %v, %v; want 403", resp.Status, err)
+	}
+	resp, err := open(tn.admin)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream as admin: %v, %v", resp.Status, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := reading.Sign(tn.sensor, tn.sensor.ID(), temp(1, 42))
+	if _, err := tn.post(t, raw); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var item ReadingItem
+		if err := json.Unmarshal([]byte(line), &item); err != nil || item.Seq != 1 || *item.Value != 42 {
+			t.Fatalf("event = %s (%v); want the reading", line, err)
+		}
+		return
+	}
+	t.Fatalf("stream ended without the reading: %v", sc.Err())
 }

@@ -14,9 +14,16 @@ import (
 	"github.com/thingnet/thingnet/reading"
 )
 
-// Routes are the gateway's HTTP endpoints, mounted on the node's API:
-// POST /v1/readings (a signed envelope; 202 once durably stored) and
-// GET /v1/readings/{index} (the envelope with its proof).
+// Mount adds the gateway's HTTP endpoints to the node's API:
+// POST /v1/readings (a signed envelope; 202 once durably stored),
+// GET /v1/readings?device= (by time), GET /v1/readings/{index} (with its
+// proof) and GET /v1/readings/stream?device= (server-sent events).
+func (g *Gateway) Mount(s *api.Server, app *ledger.App) {
+	s.Mount(g.Routes(app))
+	s.MountHandler("GET /v1/readings/stream", http.HandlerFunc(g.stream))
+}
+
+// Routes are the gateway's JSON endpoints (see Mount).
 func (g *Gateway) Routes(app *ledger.App) map[string]api.HandlerFunc {
 	return map[string]api.HandlerFunc{
 		"POST /v1/readings": func(r *http.Request) (any, error) {

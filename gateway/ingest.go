@@ -232,6 +232,7 @@ func (g *Gateway) process(batch []*job) {
 		// The readings are stored; the index catches up when the gateway restarts.
 		g.log.Error("indexing stored readings", "first", first, "err", err)
 	}
+	g.feed.publish(first, envs)
 	for k, j := range keep {
 		j.index = first + uint64(k)
 		g.seqs.Accept(j.env.Device, j.env.Readings[len(j.env.Readings)-1].Seq)

@@ -78,7 +78,7 @@ func Start(home string, c Config, logger *slog.Logger) (*Node, error) {
 	if c.API.Listen != "" {
 		n.api = api.New(app, cn.Client(), logger.With("module", "api"))
 		if n.gw != nil {
-			n.api.Mount(n.gw.Routes(app))
+			n.gw.Mount(n.api, app)
 		}
 		if err := n.api.Start(c.API.Listen); err != nil {
 			return nil, errors.Join(err, n.Close())

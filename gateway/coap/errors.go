@@ -1,0 +1,8 @@
+package coap
+
+import "errors"
+
+// ErrConfig: Start was given an unusable Config. (The Ingestor's errors
+// are the gateway's sentinels, mqtt.ErrRejected, mqtt.ErrOverloaded and
+// mqtt.ErrDuplicate: this package defines no others for those meanings.)
+var ErrConfig = errors.New("invalid coap config")
