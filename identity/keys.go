@@ -39,6 +39,24 @@ const (
 )
 
 // String returns "ed25519" or "p256".
+// MarshalText writes the algorithm's name ("ed25519", "p256").
+func (a Algorithm) MarshalText() ([]byte, error) {
+	if _, err := ParseAlgorithm(a.String()); err != nil {
+		return nil, fmt.Errorf("%w: %d", ErrUnsupportedAlgorithm, int(a))
+	}
+	return []byte(a.String()), nil
+}
+
+// UnmarshalText reads a name that ParseAlgorithm accepts.
+func (a *Algorithm) UnmarshalText(b []byte) error {
+	v, err := ParseAlgorithm(string(b))
+	if err != nil {
+		return err
+	}
+	*a = v
+	return nil
+}
+
 func (a Algorithm) String() string {
 	switch a {
 	case Ed25519:

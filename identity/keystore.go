@@ -61,10 +61,10 @@ type Keystore struct {
 
 // KeyInfo describes a key in a keystore.
 type KeyInfo struct {
-	Name string
-	Alg  Algorithm
-	ID   string
-	Path string
+	Name string    `json:"name"`
+	Alg  Algorithm `json:"alg"`
+	ID   string    `json:"id"`
+	Path string    `json:"path"`
 }
 
 type keyFile struct {
