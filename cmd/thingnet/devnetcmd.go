@@ -44,8 +44,10 @@ try, in another terminal:
   thingnet keys new sensor-1
   thingnet device register --key %s --org %s --device-key sensor-1
   thingnet device show sensor-1 --prove
+  thingnet readings send --key sensor-1 --seq 1 --type temperature/celsius --value 21.4
+  thingnet readings verify 0 --via %s
 Ctrl-C stops the devnet; run the same command again to resume it.
-`, devnet.DemoOrg, devnet.DemoAdminKey, ks, d.APIURL(0), ks, devnet.DemoAdminKey, devnet.DemoOrg)
+`, devnet.DemoOrg, devnet.DemoAdminKey, ks, d.APIURL(0), ks, devnet.DemoAdminKey, devnet.DemoOrg, d.APIURL(1))
 			tick := time.NewTicker(10 * time.Second)
 			defer tick.Stop()
 			for {
