@@ -58,6 +58,8 @@ readings. It runs one-reading envelopes and envelopes of --batch readings.`,
 	f.IntVar(&cfg.Rounds, "rounds", 3, "rounds of every measurement; medians are reported")
 	f.IntVar(&cfg.MaxRate, "max-rate", 30000, "envelopes/s the pre-signed readings are sized for (the batched variant gets half)")
 	f.DurationVar(&cfg.AnchorInterval, "anchor-interval", time.Second, "the gateway's anchor interval")
+	f.DurationVar(&cfg.BatchWindow, "batch-window", 0, "the gateway's batch window (experiments; default: the gateway's own, 2ms)")
+	f.IntVar(&cfg.MaxBatch, "max-batch", 0, "the gateway's largest verification batch (experiments; default: the gateway's own, 1024)")
 	f.StringVar(&cfg.Mosquitto, "mosquitto", "", "the mosquitto binary (default: mosquitto on PATH, or /usr/sbin/mosquitto)")
 	f.BoolVar(&cfg.NoMosquitto, "no-mosquitto", false, "skip the Mosquitto baseline")
 	f.BoolVar(&cfg.MosquittoPersistence, "mosquitto-persistence", false, "also run Mosquitto with persistence on")

@@ -23,8 +23,9 @@ type Ingestor interface {
 // Limiter bounds what a source address may cost.
 type Limiter interface {
 	// AllowMessage is asked with the key "addr:<ip>" (for IPv6 the /64
-	// prefix) for every datagram a source sends, before anything in it is
-	// decoded beyond the CoAP header, with the datagram's size in bytes. A
+	// prefix) for every datagram a source sends, with the datagram's size
+	// in bytes, before anything but its CoAP header and options is looked
+	// at (the reading is decoded only after it allowed the datagram). A
 	// block-wise upload is asked once, when it starts, with its announced
 	// total size (Size1); its later blocks are bounded by the transfer
 	// instead (see docs/coap.md).
@@ -33,14 +34,14 @@ type Limiter interface {
 
 // Defaults of Config's zero fields.
 const (
-	DefaultListen         = "127.0.0.1:5683"
-	DefaultMaxPayload     = 128 << 10 // a reading envelope's maximum (reading.MaxEnvelopeSize)
-	DefaultIngestTimeout  = 10 * time.Second
-	DefaultMaxInFlight    = 1024
-	DefaultMaxSessions    = 10000
-	DefaultMaxTransfers   = 64
-	DefaultSessionIdle    = 60 * time.Second
-	DefaultRetryAfter     = 2 * time.Second
+	DefaultListen           = "127.0.0.1:5683"
+	DefaultMaxPayload       = 128 << 10 // a reading envelope's maximum (reading.MaxEnvelopeSize)
+	DefaultIngestTimeout    = 10 * time.Second
+	DefaultMaxInFlight      = 1024
+	DefaultMaxSessions      = 10000
+	DefaultMaxTransfers     = 64
+	DefaultSessionIdle      = 60 * time.Second
+	DefaultRetryAfter       = 2 * time.Second
 	DefaultBlockwiseTimeout = 30 * time.Second
 )
 

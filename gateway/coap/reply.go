@@ -13,8 +13,8 @@ import (
 const amplification = 3
 
 // maxReplySize is the largest answer the server builds itself: a header,
-// an 8-byte token and one option of at most 5 bytes (Size1 or Max-Age).
-const maxReplySize = 4 + 8 + 5
+// an 8-byte token and one option of at most 6 bytes (Size1 or Max-Age).
+const maxReplySize = 4 + 8 + 6
 
 // encodeReply encodes the answer to request m with code and no payload,
 // into buf (at least maxReplySize bytes): piggybacked in an ACK for a

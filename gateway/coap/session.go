@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/udp/client"
@@ -26,7 +28,6 @@ type session struct {
 	addr   netip.AddrPort // where answers go
 	raddr  *net.UDPAddr
 	ip     string // the client's address, as given to Ingest
-	key    string // the Limiter key of its address
 	cc     *client.Conn
 	ctx    atomic.Pointer[context.Context]
 	cancel context.CancelFunc
@@ -55,8 +56,7 @@ type transfer struct {
 func newSession(srv *Server, addr netip.AddrPort, ip netip.Addr, now time.Time) *session {
 	ctx, cancel := context.WithCancel(srv.ctx)
 	s := &session{
-		srv: srv, addr: addr, raddr: net.UDPAddrFromAddrPort(addr),
-		ip: ip.String(), key: limiterKey(ip),
+		srv: srv, addr: addr, raddr: net.UDPAddrFromAddrPort(addr), ip: ip.String(),
 		cancel: cancel, done: make(chan struct{}),
 		lastSeen: now, inFlight: map[int32]struct{}{},
 	}
@@ -145,19 +145,31 @@ func (s *session) SetContextValue(key, val any) {
 }
 
 // WriteMessage sends a message go-coap built for the endpoint: an answer
-// to one of its requests. It is the last check of the amplification
-// bound: the session never sends more than amplification times the bytes
-// it received (the answers are far smaller than that; see doc.go).
+// to one of its requests. go-coap answers a non-confirmable request with a
+// confirmable message that it never retransmits; it is sent as a NON
+// instead (RFC 7252 §5.2.3: the answer to a NON request SHOULD be a NON),
+// so that the client sends no ACK the server would not use.
 func (s *session) WriteMessage(m *pool.Message) error {
+	if m.Type() == message.Confirmable && m.Code() >= codes.Created {
+		m.SetType(message.NonConfirmable)
+	}
 	b, err := m.MarshalWithEncoder(coder.DefaultCoder)
 	if err != nil {
 		return fmt.Errorf("coap: encoding an answer to %s: %w", s.addr, err)
 	}
+	return s.write(b)
+}
+
+// write sends datagram b to the endpoint. It is the last check of the
+// amplification bound: a session never sends more than amplification
+// times the bytes it received. (Every answer is far smaller than that; see
+// doc.go. A datagram that would break the bound is dropped and logged as
+// the bug it would be.)
+func (s *session) write(b []byte) error {
 	if s.credit.Add(-int64(len(b))) < 0 {
 		s.credit.Add(int64(len(b)))
 		s.srv.stats.dropped.add(DroppedAmplification)
-		s.srv.log.Error("coap: answer dropped: it would exceed the amplification bound",
-			"client", s.addr, "bytes", len(b), "code", m.Code())
+		s.srv.log.Error("coap: answer dropped: it would exceed the amplification bound", "client", s.addr, "bytes", len(b))
 		return nil
 	}
 	if _, err := s.srv.conn.WriteToUDPAddrPort(b, s.addr); err != nil {

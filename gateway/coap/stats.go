@@ -11,6 +11,7 @@ const (
 	RefusedContentFormat = "content_format" // 4.15: a Content-Format other than application/cose (18)
 	RefusedBadOption     = "bad_option"     // 4.02: an unrecognised critical option
 	RefusedBadRequest    = "bad_request"    // 4.00: an empty payload or a bad Block1 option
+	RefusedIncomplete    = "incomplete"     // 4.08: a later Block1 block of no upload the server knows
 	RefusedProxy         = "proxy"          // 5.05: a proxy request
 	RefusedRejected      = "rejected"       // 4.00: the Ingestor rejected the reading (mqtt.ErrRejected)
 	RefusedOverloaded    = "overloaded"     // 5.03: the Ingestor is overloaded or too slow (IngestTimeout)
@@ -80,7 +81,7 @@ type counters struct {
 func newCounters() *counters {
 	return &counters{
 		refused: newTally(RefusedRateLimited, RefusedTooLarge, RefusedNotFound, RefusedMethod,
-			RefusedContentFormat, RefusedBadOption, RefusedBadRequest, RefusedProxy, RefusedRejected,
+			RefusedContentFormat, RefusedBadOption, RefusedBadRequest, RefusedIncomplete, RefusedProxy, RefusedRejected,
 			RefusedOverloaded, RefusedBusy, RefusedError),
 		dropped: newTally(DroppedMalformed, DroppedPing, DroppedNotRequest, DroppedRateLimited,
 			DroppedDuplicate, DroppedAmplification),

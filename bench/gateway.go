@@ -1,0 +1,373 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/reading"
+)
+
+// GatewayBenchConfig configures RunGateway. Zero fields get the defaults
+// named on them.
+type GatewayBenchConfig struct {
+	Devices  int           // MQTT clients, one per registered device; default 100
+	Duration time.Duration // measured publishing time of each run; default 10s
+	Warmup   time.Duration // publishing before the measurement starts; default 1s
+	// Batch is the number of readings per envelope of the batched variant;
+	// default 10. 1 measures one-reading envelopes only.
+	Batch int
+	// Window is the number of QoS 1 publishes each client keeps in flight
+	// (published, PUBACK not yet received); default 32.
+	Window int
+	Rounds int // rounds of every measurement; medians are reported; default 1
+	// MaxRate is the envelope rate, per second over all devices, that the
+	// pre-signed readings are sized for: a device that has published all
+	// of its readings stops (the report says so: the gateway's rate is then
+	// a lower bound). Default 30,000; the batched variant gets MaxRate/2
+	// envelopes/s.
+	MaxRate int
+	// AnchorInterval is the gateway's; default 1s (a node's default).
+	AnchorInterval time.Duration
+	// BatchWindow and MaxBatch are the gateway's (gateway.Config); zero
+	// leaves the gateway's defaults (2ms, 1024), as a node runs it. For
+	// experiments.
+	BatchWindow time.Duration
+	MaxBatch    int
+	// VerifyTime is how long each raw verification rate is measured;
+	// default 1s.
+	VerifyTime time.Duration
+	// Mosquitto is the mosquitto binary for the baseline; default
+	// "mosquitto" on PATH, or /usr/sbin/mosquitto. If none is found the
+	// baseline is skipped and the report says so.
+	Mosquitto   string
+	NoMosquitto bool // skip the baseline
+	// MosquittoPersistence adds a second baseline: mosquitto with
+	// persistence on (autosave every 1 s).
+	MosquittoPersistence bool
+	// ProfileDir, if set, receives a CPU profile of every gateway run's
+	// measured window (gateway-b<batch>-r<round>.pprof). Profiles cover the
+	// whole process: gateway, ledger node and the clients.
+	ProfileDir string
+	Progress   io.Writer // progress lines; nil discards
+}
+
+func (c GatewayBenchConfig) withDefaults() GatewayBenchConfig {
+	if c.Devices <= 0 {
+		c.Devices = 100
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Warmup < 0 {
+		c.Warmup = 0
+	} else if c.Warmup == 0 {
+		c.Warmup = time.Second
+	}
+	if c.Batch <= 0 {
+		c.Batch = 10
+	}
+	if c.Window <= 0 {
+		c.Window = 32
+	}
+	if c.Rounds <= 0 {
+		c.Rounds = 1
+	}
+	if c.MaxRate <= 0 {
+		c.MaxRate = 30_000
+	}
+	if c.AnchorInterval <= 0 {
+		c.AnchorInterval = time.Second
+	}
+	if c.VerifyTime <= 0 {
+		c.VerifyTime = time.Second
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	return c
+}
+
+// GatewayReport is what RunGateway measured.
+type GatewayReport struct {
+	Config   GatewayBenchConfig // as run, defaults filled in
+	Machine  string
+	Variants []*GatewayVariant
+	Verify   []VerifyRate // one per round
+	// MosquittoMissing says why the baseline was not run ("" if it was).
+	MosquittoMissing string
+	MosquittoVersion string
+}
+
+// GatewayVariant is one client load (envelopes of Batch readings) measured
+// against the gateway and the baseline, once per round.
+type GatewayVariant struct {
+	Batch        int     // readings per envelope
+	PayloadBytes float64 // mean envelope size
+	Gateway      []GatewayRun
+	Mosquitto    []LoadRun // plain mosquitto (no persistence)
+	MosquittoP   []LoadRun // mosquitto with persistence (if configured)
+}
+
+// LoadRun is one run of the client load against a broker.
+type LoadRun struct {
+	Envelopes      int     // PUBACKs received in the measured window
+	EnvelopesPerS  float64 // PUBACKs/s over the measured window
+	ReadingsPerS   float64 // EnvelopesPerS × readings per envelope
+	Total          int     // PUBACKs received in the whole run (warm-up and drain too)
+	Failed         int     // publishes that got no PUBACK (error or timeout)
+	FirstError     string
+	ExhaustedPools int // devices that published all their pre-signed readings before the end
+	// CPUBusy is the fraction of the machine's CPU time (all CPUs, every
+	// process: broker, clients, ledger node) that was busy in the measured
+	// window; -1 if unknown.
+	CPUBusy float64
+}
+
+// GatewayRun is one run against the thingnet gateway.
+type GatewayRun struct {
+	LoadRun
+	// Reading-to-anchored latency: from publishing an envelope to the
+	// commit of the block holding the gateway's first anchor that covers
+	// its log index, over every envelope published in the measured window
+	// and acknowledged.
+	P50, P99 time.Duration
+	Samples  int
+	// Ledger growth: the gateway's anchor txs committed during the run.
+	AnchorTxs   int
+	AnchorBytes int     // sum of their sizes
+	Readings    uint64  // readings the gateway stored in the run
+	BytesPer10k float64 // AnchorBytes / Readings × 10,000
+	// AckedMissing counts PUBACKed envelopes that are not in the data log
+	// (must be 0); Acked is how many were checked.
+	Acked, AckedMissing int
+	LogSize             uint64 // envelopes in the data log at the end
+	Rejected, Limited   uint64 // gateway counters (should be 0)
+	Overloaded          uint64
+}
+
+// VerifyRate is the machine's raw Ed25519 verification rate on one core,
+// over the benchmark's own reading signatures.
+type VerifyRate struct {
+	BatchPerS  float64 // identity.Batch of 1,024
+	SinglePerS float64 // PublicKey.Verify one by one
+}
+
+// gatewayWorkload is the devices and their pre-signed readings, shared by
+// every run (each gateway run starts a fresh network and gateway, so the
+// same sequence numbers are fresh again).
+type gatewayWorkload struct {
+	chainID string
+	genesis json.RawMessage
+	gwKey   *identity.Key
+	devices []*identity.Key
+}
+
+const gatewayBenchChain = "bench-gateway"
+
+func newGatewayWorkload(devices int) (*gatewayWorkload, error) {
+	w := &gatewayWorkload{chainID: gatewayBenchChain}
+	admin, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		return nil, err
+	}
+	if w.gwKey, err = identity.GenerateKey(identity.Ed25519); err != nil {
+		return nil, err
+	}
+	g := ledger.GenesisState{
+		Orgs:    []ledger.GenesisOrg{{ID: benchOrg, Admins: []string{admin.ID()}}},
+		Devices: []ledger.GenesisDevice{{ID: w.gwKey.ID(), Org: benchOrg, Class: ledger.ClassGateway}},
+	}
+	for range devices {
+		k, err := identity.GenerateKey(identity.Ed25519)
+		if err != nil {
+			return nil, err
+		}
+		w.devices = append(w.devices, k)
+		g.Devices = append(g.Devices, ledger.GenesisDevice{ID: k.ID(), Org: benchOrg, Class: "sensor"})
+	}
+	if w.genesis, err = json.Marshal(g); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// signPool signs perDevice envelopes of batch readings for every device,
+// sequence numbers from 1, on every core.
+func (w *gatewayWorkload) signPool(perDevice, batch int) ([][][]byte, float64, error) {
+	pool := make([][][]byte, len(w.devices))
+	base := time.Now().Add(-time.Hour).UnixMilli()
+	var (
+		mu       sync.Mutex
+		firstErr error
+		next     = make(chan int)
+		wg       sync.WaitGroup
+	)
+	for range runtime.NumCPU() {
+		wg.Go(func() {
+			rs := make([]reading.Reading, batch)
+			for d := range next {
+				k := w.devices[d]
+				envs := make([][]byte, perDevice)
+				for i := range envs {
+					for j := range rs {
+						seq := uint64(i*batch + j + 1)
+						v := 20 + float64(seq%100)/10
+						rs[j] = reading.Reading{Seq: seq, Time: time.UnixMilli(base + int64(seq)), ContentType: "temperature/celsius", Value: &v}
+					}
+					raw, err := reading.Sign(k, k.ID(), rs...)
+					if err != nil {
+						mu.Lock()
+						if firstErr == nil {
+							firstErr = err
+						}
+						mu.Unlock()
+						return
+					}
+					envs[i] = raw
+				}
+				pool[d] = envs
+			}
+		})
+	}
+	for d := range w.devices {
+		next <- d
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, 0, fmt.Errorf("bench: signing readings: %w", firstErr)
+	}
+	var bytes, n float64
+	for _, envs := range pool {
+		for _, e := range envs {
+			bytes += float64(len(e))
+			n++
+		}
+	}
+	return pool, bytes / n, nil
+}
+
+// RunGateway measures, in one run and cfg.Rounds times: the machine's raw
+// Ed25519 verification rate; then for one-reading envelopes and for
+// envelopes of cfg.Batch readings, the same MQTT client load (cfg.Devices
+// paho clients, QoS 1, cfg.Window publishes in flight each) against a plain
+// Mosquitto broker and against a thingnet gateway (fsync on) over a
+// one-validator ledger network: acknowledged readings/s,
+// reading-to-anchored latency, the anchors' bytes on chain, and that every
+// acknowledged reading is in the gateway's log.
+func RunGateway(ctx context.Context, dir string, cfg GatewayBenchConfig) (*GatewayReport, error) {
+	cfg = cfg.withDefaults()
+	rep := &GatewayReport{Config: cfg, Machine: MachineDescription()}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+	}
+	mosq := ""
+	switch {
+	case cfg.NoMosquitto:
+		rep.MosquittoMissing = "skipped (--no-mosquitto)"
+	default:
+		var err error
+		if mosq, err = FindMosquitto(cfg.Mosquitto); err != nil {
+			rep.MosquittoMissing = err.Error()
+			fmt.Fprintf(cfg.Progress, "WARNING: %v; the Mosquitto baseline is skipped\n", err)
+		} else {
+			rep.MosquittoVersion = mosquittoVersion(mosq)
+		}
+	}
+
+	fmt.Fprintf(cfg.Progress, "preparing %d devices and their signed readings\n", cfg.Devices)
+	w, err := newGatewayWorkload(cfg.Devices)
+	if err != nil {
+		return nil, err
+	}
+	batches := []int{1}
+	if cfg.Batch > 1 {
+		batches = append(batches, cfg.Batch)
+	}
+	run := cfg.Warmup + cfg.Duration
+	pools := map[int][][][]byte{}
+	for _, b := range batches {
+		rate := float64(cfg.MaxRate)
+		if b > 1 {
+			rate /= 2
+		}
+		per := int(math.Ceil(rate*run.Seconds()/float64(cfg.Devices))) + cfg.Window
+		pool, size, err := w.signPool(per, b)
+		if err != nil {
+			return nil, err
+		}
+		pools[b] = pool
+		rep.Variants = append(rep.Variants, &GatewayVariant{Batch: b, PayloadBytes: size})
+		fmt.Fprintf(cfg.Progress, "  %d envelopes of %d reading(s) per device, %.0f bytes each\n", per, b, size)
+	}
+
+	for r := range cfg.Rounds {
+		v, err := measureVerify(w, pools[1], cfg.VerifyTime)
+		if err != nil {
+			return rep, err
+		}
+		rep.Verify = append(rep.Verify, v)
+		fmt.Fprintf(cfg.Progress, "round %d  raw Ed25519 verify, one core: batch of 1024 %.0f/s, one by one %.0f/s\n", r+1, v.BatchPerS, v.SinglePerS)
+		for _, vr := range rep.Variants {
+			pool := pools[vr.Batch]
+			if mosq != "" {
+				res, err := runMosquittoLoad(ctx, dir, mosq, false, w, pool, vr.Batch, cfg)
+				if err != nil {
+					return rep, fmt.Errorf("round %d mosquitto, batch %d: %w", r+1, vr.Batch, err)
+				}
+				vr.Mosquitto = append(vr.Mosquitto, res)
+				fmt.Fprintf(cfg.Progress, "round %d  batch %-3d mosquitto          %s\n", r+1, vr.Batch, res)
+				if cfg.MosquittoPersistence {
+					res, err := runMosquittoLoad(ctx, dir, mosq, true, w, pool, vr.Batch, cfg)
+					if err != nil {
+						return rep, fmt.Errorf("round %d mosquitto (persistence), batch %d: %w", r+1, vr.Batch, err)
+					}
+					vr.MosquittoP = append(vr.MosquittoP, res)
+					fmt.Fprintf(cfg.Progress, "round %d  batch %-3d mosquitto persist  %s\n", r+1, vr.Batch, res)
+				}
+			}
+			res, err := runGatewayLoad(ctx, dir, w, pool, vr.Batch, r+1, cfg)
+			if err != nil {
+				return rep, fmt.Errorf("round %d gateway, batch %d: %w", r+1, vr.Batch, err)
+			}
+			vr.Gateway = append(vr.Gateway, res)
+			fmt.Fprintf(cfg.Progress, "round %d  batch %-3d thingnet gateway   %s\n", r+1, vr.Batch, res)
+		}
+	}
+	return rep, nil
+}
+
+func (r LoadRun) String() string {
+	s := fmt.Sprintf("%7.0f msg/s %8.0f readings/s  cpu %3.0f%%  (%d acked in window, %d in all, %d failed)",
+		r.EnvelopesPerS, r.ReadingsPerS, 100*r.CPUBusy, r.Envelopes, r.Total, r.Failed)
+	if r.ExhaustedPools > 0 {
+		s += fmt.Sprintf(" [%d devices ran out of readings: raise --max-rate]", r.ExhaustedPools)
+	}
+	if r.FirstError != "" {
+		s += " first error: " + r.FirstError
+	}
+	return s
+}
+
+func (r GatewayRun) String() string {
+	return fmt.Sprintf("%s  anchored p50 %v p99 %v (%d samples)  %d anchor txs %d B = %.0f B/10k readings  acked-missing %d/%d",
+		r.LoadRun, r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Samples,
+		r.AnchorTxs, r.AnchorBytes, r.BytesPer10k, r.AckedMissing, r.Acked)
+}
+
+var errNoMosquitto = errors.New("mosquitto not found")

@@ -1,0 +1,161 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"time"
+)
+
+// Targets of issue 3 for one gateway.
+const (
+	TargetReadingsPerS   = 20_000          // verified readings/s
+	TargetMosquittoRatio = 0.5             // of plain Mosquitto's QoS 1 rate
+	TargetAnchorP50      = 2 * time.Second // reading-to-anchored latency
+	TargetBytesPer10k    = 1000            // chain bytes per 10,000 readings
+)
+
+func gwMedian[T int | float64 | time.Duration](xs []T) T {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func gwMedianOf[R any, T int | float64 | time.Duration](rs []R, f func(R) T) T {
+	xs := make([]T, len(rs))
+	for i, r := range rs {
+		xs[i] = f(r)
+	}
+	return gwMedian(xs)
+}
+
+// GatewayMedians are the medians over rounds of one variant.
+type GatewayMedians struct {
+	Batch                     int
+	PayloadBytes              float64
+	MosquittoMsgs             float64 // PUBACKs/s; 0 if not run
+	MosquittoPMsgs            float64 // with persistence; 0 if not run
+	GatewayMsgs, GatewayReads float64
+	P50, P99                  time.Duration
+	BytesPer10k               float64
+	AnchorBytesPerTx          float64
+	Failed, AckedMissing      int     // totals over rounds
+	Exhausted                 int     // devices out of readings, total over rounds
+	MosquittoCPU, GatewayCPU  float64 // machine CPU busy in the window, 0..1
+}
+
+// Medians summarises a variant.
+func (v *GatewayVariant) Medians() GatewayMedians {
+	m := GatewayMedians{Batch: v.Batch, PayloadBytes: v.PayloadBytes}
+	m.MosquittoMsgs = gwMedianOf(v.Mosquitto, func(r LoadRun) float64 { return r.EnvelopesPerS })
+	m.MosquittoPMsgs = gwMedianOf(v.MosquittoP, func(r LoadRun) float64 { return r.EnvelopesPerS })
+	m.GatewayMsgs = gwMedianOf(v.Gateway, func(r GatewayRun) float64 { return r.EnvelopesPerS })
+	m.GatewayReads = gwMedianOf(v.Gateway, func(r GatewayRun) float64 { return r.ReadingsPerS })
+	m.MosquittoCPU = gwMedianOf(v.Mosquitto, func(r LoadRun) float64 { return r.CPUBusy })
+	m.GatewayCPU = gwMedianOf(v.Gateway, func(r GatewayRun) float64 { return r.CPUBusy })
+	m.P50 = gwMedianOf(v.Gateway, func(r GatewayRun) time.Duration { return r.P50 })
+	m.P99 = gwMedianOf(v.Gateway, func(r GatewayRun) time.Duration { return r.P99 })
+	m.BytesPer10k = gwMedianOf(v.Gateway, func(r GatewayRun) float64 { return r.BytesPer10k })
+	m.AnchorBytesPerTx = gwMedianOf(v.Gateway, func(r GatewayRun) float64 {
+		if r.AnchorTxs == 0 {
+			return 0
+		}
+		return float64(r.AnchorBytes) / float64(r.AnchorTxs)
+	})
+	for _, r := range v.Gateway {
+		m.Failed += r.Failed
+		m.AckedMissing += r.AckedMissing
+		m.Exhausted += r.ExhaustedPools
+	}
+	for _, r := range v.Mosquitto {
+		m.Failed += r.Failed
+	}
+	return m
+}
+
+// WriteReport prints the medians, the ratios to the baseline and to the
+// raw verification rate, and each target of issue 3, met or not.
+func (r *GatewayReport) WriteReport(w io.Writer) {
+	c := r.Config
+	fmt.Fprintf(w, "\nthingnet gateway (fsync on, 1 validator) vs plain Mosquitto: %d devices, MQTT 3.1.1 QoS 1, %d publishes in flight per client,\n",
+		c.Devices, c.Window)
+	fmt.Fprintf(w, "%s measured after %s warm-up, anchor interval %s, medians of %d round(s)\n", c.Duration, c.Warmup, c.AnchorInterval, c.Rounds)
+	fmt.Fprintf(w, "machine: %s\n", r.Machine)
+	if r.MosquittoMissing != "" {
+		fmt.Fprintf(w, "BASELINE NOT RUN: %s\n", r.MosquittoMissing)
+	} else {
+		fmt.Fprintf(w, "baseline: %s, anonymous, persistence off\n", r.MosquittoVersion)
+	}
+	vb := gwMedianOf(r.Verify, func(v VerifyRate) float64 { return v.BatchPerS })
+	vs := gwMedianOf(r.Verify, func(v VerifyRate) float64 { return v.SinglePerS })
+
+	fmt.Fprintf(w, "\n%-22s %8s %14s %14s %14s %8s %10s %10s %12s\n",
+		"readings/envelope", "payload", "mosquitto", "gateway", "gateway", "gw/mosq", "anchored", "anchored", "chain bytes")
+	fmt.Fprintf(w, "%-22s %8s %14s %14s %14s %8s %10s %10s %12s\n",
+		"", "bytes", "msg/s", "msg/s", "readings/s", "", "p50", "p99", "/10k rdgs")
+	var ms []GatewayMedians
+	for _, v := range r.Variants {
+		m := v.Medians()
+		ms = append(ms, m)
+		mosq, ratio := "-", "-"
+		if m.MosquittoMsgs > 0 {
+			mosq = fmt.Sprintf("%.0f", m.MosquittoMsgs)
+			ratio = fmt.Sprintf("%.2f", m.GatewayMsgs/m.MosquittoMsgs)
+		}
+		fmt.Fprintf(w, "%-22d %8.0f %14s %14.0f %14.0f %8s %10v %10v %12.0f\n",
+			m.Batch, m.PayloadBytes, mosq, m.GatewayMsgs, m.GatewayReads, ratio,
+			m.P50.Round(time.Millisecond), m.P99.Round(time.Millisecond), m.BytesPer10k)
+		if m.MosquittoPMsgs > 0 {
+			fmt.Fprintf(w, "%-22s %8s %14.0f   (mosquitto with persistence on)\n", "", "", m.MosquittoPMsgs)
+		}
+	}
+	fmt.Fprintf(w, "\nraw Ed25519 verification, one core: batch of 1,024 %.0f/s; one by one %.0f/s\n", vb, vs)
+	for _, m := range ms {
+		fmt.Fprintf(w, "  %2d reading(s)/envelope: gateway envelopes/s = %.2f of the one-core batch rate; readings/s = %.2f of it\n",
+			m.Batch, m.GatewayMsgs/vb, m.GatewayReads/vb)
+	}
+	for _, m := range ms {
+		fmt.Fprintf(w, "  %2d reading(s)/envelope: anchor txs of %.0f bytes on average\n", m.Batch, m.AnchorBytesPerTx)
+	}
+	fmt.Fprintln(w, "machine CPU busy in the measured window (all processes, both brokers' clients included):")
+	for _, m := range ms {
+		mosq := "-"
+		if m.MosquittoMsgs > 0 {
+			mosq = fmt.Sprintf("%.0f%%", 100*m.MosquittoCPU)
+		}
+		fmt.Fprintf(w, "  %2d reading(s)/envelope: mosquitto run %s, gateway run %.0f%%\n", m.Batch, mosq, 100*m.GatewayCPU)
+	}
+	bad := false
+	for _, m := range ms {
+		if m.Failed > 0 || m.AckedMissing > 0 || m.Exhausted > 0 {
+			bad = true
+			fmt.Fprintf(w, "WARNING (%d reading(s)/envelope): %d publishes without PUBACK, %d PUBACKed envelopes missing from the log, %d devices ran out of pre-signed readings (rate is a lower bound: raise --max-rate)\n",
+				m.Batch, m.Failed, m.AckedMissing, m.Exhausted)
+		}
+	}
+	if !bad {
+		fmt.Fprintln(w, "every PUBACKed envelope is in the gateway's data log; no publish failed")
+	}
+
+	fmt.Fprintln(w, "\ntargets (issue 3):")
+	yes := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "NOT met"
+	}
+	for _, m := range ms {
+		fmt.Fprintf(w, "  %2d reading(s)/envelope: >= %d verified readings/s: %.0f, %s\n", m.Batch, TargetReadingsPerS, m.GatewayReads, yes(m.GatewayReads >= TargetReadingsPerS))
+		if m.MosquittoMsgs > 0 {
+			ratio := m.GatewayMsgs / m.MosquittoMsgs
+			fmt.Fprintf(w, "  %2d reading(s)/envelope: >= 50%% of Mosquitto's QoS 1 rate: %.0f%%, %s\n", m.Batch, 100*ratio, yes(ratio >= TargetMosquittoRatio))
+		} else {
+			fmt.Fprintf(w, "  %2d reading(s)/envelope: >= 50%% of Mosquitto's QoS 1 rate: not measured (no mosquitto)\n", m.Batch)
+		}
+		fmt.Fprintf(w, "  %2d reading(s)/envelope: anchoring p50 <= 2 s: %v, %s\n", m.Batch, m.P50.Round(time.Millisecond), yes(m.P50 > 0 && m.P50 <= TargetAnchorP50))
+		fmt.Fprintf(w, "  %2d reading(s)/envelope: <= 1 KB chain per 10,000 readings: %.0f B, %s\n", m.Batch, m.BytesPer10k, yes(m.BytesPer10k <= TargetBytesPer10k))
+	}
+}

@@ -1,0 +1,67 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// TestGatewayBench runs a tiny configuration of the gateway benchmark: every
+// PUBACKed reading must be in the gateway's log and anchored, and no
+// publish may fail. The Mosquitto baseline runs if the broker is installed.
+func TestGatewayBench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts ledger networks")
+	}
+	cfg := GatewayBenchConfig{
+		Devices: 4, Duration: 2 * time.Second, Warmup: -1, Batch: 5, Window: 8, Rounds: 1,
+		MaxRate: 3000, AnchorInterval: 200 * time.Millisecond, VerifyTime: 100 * time.Millisecond,
+	}
+	if _, err := FindMosquitto(""); err != nil {
+		if !errors.Is(err, errNoMosquitto) {
+			t.Fatal(err)
+		}
+		t.Logf("the Mosquitto baseline is skipped: %v", err)
+		cfg.NoMosquitto = true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := RunGateway(ctx, t.TempDir(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Variants) != 2 {
+		t.Fatalf("%d variants; want one-reading and batched envelopes", len(rep.Variants))
+	}
+	for _, v := range rep.Variants {
+		for _, r := range v.Gateway {
+			t.Logf("batch %d gateway: %s", v.Batch, r)
+			switch {
+			case r.Acked == 0 || r.Envelopes == 0:
+				t.Errorf("batch %d: nothing acknowledged", v.Batch)
+			case r.AckedMissing != 0:
+				t.Errorf("batch %d: %d of %d PUBACKed envelopes are not in the log", v.Batch, r.AckedMissing, r.Acked)
+			case r.Failed != 0:
+				t.Errorf("batch %d: %d publishes failed: %s", v.Batch, r.Failed, r.FirstError)
+			case uint64(r.Acked) > r.LogSize:
+				t.Errorf("batch %d: %d PUBACKs but %d log entries", v.Batch, r.Acked, r.LogSize)
+			case r.Samples == 0 || r.P50 <= 0:
+				t.Errorf("batch %d: no anchoring latency measured", v.Batch)
+			case r.AnchorTxs == 0 || r.BytesPer10k <= 0:
+				t.Errorf("batch %d: no anchor tx seen", v.Batch)
+			case r.Rejected+r.Limited+r.Overloaded != 0:
+				t.Errorf("batch %d: gateway refused readings: %+v", v.Batch, r)
+			}
+		}
+		for _, r := range v.Mosquitto {
+			t.Logf("batch %d mosquitto: %s", v.Batch, r)
+			if r.Envelopes == 0 || r.Failed != 0 {
+				t.Errorf("batch %d mosquitto: %s", v.Batch, r)
+			}
+		}
+	}
+	if len(rep.Verify) != 1 || rep.Verify[0].BatchPerS <= 0 || rep.Verify[0].SinglePerS <= 0 {
+		t.Errorf("verify rates %+v", rep.Verify)
+	}
+}
