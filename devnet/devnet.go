@@ -20,6 +20,7 @@ import (
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/gateway"
+	"github.com/thingnet/thingnet/gateway/coap"
 	"github.com/thingnet/thingnet/gateway/mqtt"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
@@ -40,7 +41,7 @@ type Config struct {
 	Home       string // everything lives here; required
 	Validators int
 	ChainID    string
-	BasePort   int  // node i: p2p BasePort+10i, CometBFT RPC +1, API +2, MQTT +3; 0 = DefaultBasePort (tests: chain.FreePortBase)
+	BasePort   int  // node i: p2p BasePort+10i, CometBFT RPC +1, API +2, MQTT +3, CoAP +4 (UDP); 0 = DefaultBasePort (tests: chain.FreePortBase)
 	FastBlocks bool // short consensus timeouts (tests, benchmarks)
 	NoSync     bool // tests only: gateways do not fsync their data logs
 	Logger     *slog.Logger
@@ -68,6 +69,7 @@ type Devnet struct {
 	apis    []*api.Server
 	gws     []*gateway.Gateway
 	brokers []*mqtt.Broker
+	coaps   []*coap.Server
 }
 
 // GatewayKey is the keystore name of node i's gateway key.
@@ -104,7 +106,7 @@ func Start(c Config) (*Devnet, error) {
 	}
 	d := &Devnet{cfg: c, log: c.Logger, Resumed: resumed, gwKeys: gwKeys,
 		apps: make([]*ledger.App, c.Validators), apis: make([]*api.Server, c.Validators), gws: make([]*gateway.Gateway, c.Validators),
-		brokers: make([]*mqtt.Broker, c.Validators)}
+		brokers: make([]*mqtt.Broker, c.Validators), coaps: make([]*coap.Server, c.Validators)}
 	d.net, err = chain.StartLocalNet(chain.LocalNetConfig{
 		Dir: filepath.Join(c.Home, "nodes"), Validators: c.Validators, ChainID: c.ChainID, BasePort: c.BasePort,
 		AppState: state, FastBlocks: c.FastBlocks, LogLevel: c.LogLevel,
@@ -148,22 +150,29 @@ func (d *Devnet) startServices(i int) error {
 	if err != nil {
 		return errors.Join(err, gw.Close())
 	}
+	cs, err := gw.StartCoAP(gateway.CoAPConfig{Listen: d.CoAPAddr(i)})
+	if err != nil {
+		return errors.Join(err, broker.Close(), gw.Close())
+	}
 	s := api.New(d.apps[i], node.Client(), d.log.With("node", i, "module", "api"))
 	gw.Mount(s, d.apps[i])
 	if err := s.Start(fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i+2)); err != nil {
-		return errors.Join(err, broker.Close(), gw.Close())
+		return errors.Join(err, cs.Close(), broker.Close(), gw.Close())
 	}
-	d.apis[i], d.gws[i], d.brokers[i] = s, gw, broker
+	d.apis[i], d.gws[i], d.brokers[i], d.coaps[i] = s, gw, broker, cs
 	return nil
 }
 
 // stopServices stops node i's API and gateway.
 func (d *Devnet) stopServices(i int) error {
 	d.mu.Lock()
-	s, gw, broker := d.apis[i], d.gws[i], d.brokers[i]
-	d.apis[i], d.gws[i], d.brokers[i] = nil, nil, nil
+	s, gw, broker, cs := d.apis[i], d.gws[i], d.brokers[i], d.coaps[i]
+	d.apis[i], d.gws[i], d.brokers[i], d.coaps[i] = nil, nil, nil, nil
 	d.mu.Unlock()
 	var errs []error
+	if cs != nil {
+		errs = append(errs, cs.Close())
+	}
 	if broker != nil {
 		errs = append(errs, broker.Close())
 	}
@@ -268,6 +277,9 @@ func (d *Devnet) RPCURL(i int) string {
 
 // MQTTAddr is node i's MQTT broker address.
 func (d *Devnet) MQTTAddr(i int) string { return fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i+3) }
+
+// CoAPAddr is node i's CoAP (UDP) address.
+func (d *Devnet) CoAPAddr(i int) string { return fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i+4) }
 
 // P2PAddr is node i's CometBFT p2p address.
 func (d *Devnet) P2PAddr(i int) string { return fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i) }

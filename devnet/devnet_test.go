@@ -234,3 +234,58 @@ func TestDevnetMQTT(t *testing.T) {
 		t.Errorf("verified reading = %+v", r)
 	}
 }
+
+// TestDevnetCoAP posts a signed reading to a devnet gateway with libcoap's
+// coap-client: 2.04, stored, and verifiable through another node.
+func TestDevnetCoAP(t *testing.T) {
+	var client string
+	for _, name := range []string{"coap-client", "coap-client-notls", "coap-client-gnutls", "coap-client-openssl"} {
+		if p, err := exec.LookPath(name); err == nil {
+			client = p
+			break
+		}
+	}
+	if client == "" {
+		t.Skip("coap-client is not installed (scripts/test installs libcoap3-bin)")
+	}
+	home := t.TempDir()
+	base, err := chain.FreePortBase(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startDevnet(t, home, base)
+	defer d.Stop()
+	ctx := ctxT(t, 2*time.Minute)
+	if err := d.WaitForHeight(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	admin, _ := Keystore(home).Load(DemoAdminKey, nil)
+	c := api.NewClient(d.APIURL(2))
+	dev, _ := identity.GenerateKey(identity.P256)
+	proof, _ := dev.Sign(ledger.PossessionMessage(d.ChainID(), DemoOrg, dev.ID()))
+	if _, err := c.Send(ctx, admin, "", &ledger.DeviceRegister{Org: DemoOrg, Device: dev.ID(), Class: "meter", Proof: proof}, true); err != nil {
+		t.Fatal(err)
+	}
+	v := 1234.5
+	raw, _ := reading.Sign(dev, dev.ID(), reading.Reading{Seq: 7, Time: time.Now(), ContentType: "energy/kwh", Value: &v})
+	file := filepath.Join(t.TempDir(), "reading.cbor")
+	os.WriteFile(file, raw, 0o600)
+	out, err := exec.CommandContext(ctx, client, "-m", "post", "-f", file, "-B", "10", "coap://"+d.CoAPAddr(2)+"/r").CombinedOutput()
+	if err != nil {
+		t.Fatalf("coap-client: %v\n%s", err, out)
+	}
+	if d.Gateway(2).Log().Size() != 1 {
+		t.Fatalf("gateway 2 stored %d readings after coap-client's POST; want 1 (coap-client said %q)", d.Gateway(2).Log().Size(), out)
+	}
+	var p gateway.ReadingProof
+	for c.Get(ctx, "/v1/readings/0", &p) != nil {
+		select {
+		case <-ctx.Done():
+			t.Fatal("never anchored")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if _, err := gateway.VerifyReading(ctx, api.NewClient(d.APIURL(0)), d.ChainID(), &p); err != nil {
+		t.Fatalf("VerifyReading: %v", err)
+	}
+}

@@ -30,6 +30,12 @@ type Config struct {
 	Ledger    LedgerConfig    `toml:"ledger"`
 	Gateway   GatewayConfig   `toml:"gateway"`
 	MQTT      MQTTConfig      `toml:"mqtt"`
+	CoAP      CoAPConfig      `toml:"coap"`
+}
+
+// CoAPConfig configures the gateway's CoAP (UDP) server.
+type CoAPConfig struct {
+	Listen string `toml:"listen"` // host:port (UDP); empty: no CoAP
 }
 
 // GatewayConfig turns the node into a gateway for devices: readings over
@@ -147,6 +153,14 @@ func (c Config) Validate() error {
 		}
 		if _, _, err := net.SplitHostPort(c.MQTT.Listen); err != nil {
 			return fmt.Errorf("mqtt.listen %q: %w", c.MQTT.Listen, err)
+		}
+	}
+	if c.CoAP.Listen != "" {
+		if !c.Gateway.Enabled {
+			return errors.New("coap.listen is set but gateway.enabled is false: the CoAP server is part of the gateway")
+		}
+		if _, _, err := net.SplitHostPort(c.CoAP.Listen); err != nil {
+			return fmt.Errorf("coap.listen %q: %w", c.CoAP.Listen, err)
 		}
 	}
 	if c.Ledger.KeepVersions < 2 {

@@ -13,6 +13,7 @@ import (
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/gateway"
+	"github.com/thingnet/thingnet/gateway/coap"
 	"github.com/thingnet/thingnet/gateway/mqtt"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
@@ -26,6 +27,7 @@ type Node struct {
 	api    *api.Server
 	gw     *gateway.Gateway
 	broker *mqtt.Broker
+	coap   *coap.Server
 	log    *slog.Logger
 }
 
@@ -118,6 +120,12 @@ func (n *Node) startGateway(c Config) error {
 		}
 		n.log.Info("mqtt listening", "addr", n.broker.Addr())
 	}
+	if c.CoAP.Listen != "" {
+		if n.coap, err = n.gw.StartCoAP(gateway.CoAPConfig{Listen: c.CoAP.Listen}); err != nil {
+			return err
+		}
+		n.log.Info("coap listening", "addr", n.coap.Addr())
+	}
 	return nil
 }
 
@@ -153,6 +161,9 @@ func (n *Node) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		errs = append(errs, n.api.Shutdown(ctx))
 		cancel()
+	}
+	if n.coap != nil {
+		errs = append(errs, n.coap.Close())
 	}
 	if n.broker != nil {
 		errs = append(errs, n.broker.Close())

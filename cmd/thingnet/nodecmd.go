@@ -57,6 +57,7 @@ genesis needs (see 'thingnet genesis create' and docs/multihost.md).`,
 	f.BoolVar(&cfg.Gateway.Enabled, "gateway", false, "make this node a gateway for devices (readings over HTTP, and MQTT with --mqtt-listen)")
 	f.StringVar(&cfg.Gateway.Key, "gateway-key", cfg.Gateway.Key, "the gateway's key: a name in <home>/keys or a file")
 	f.StringVar(&cfg.MQTT.Listen, "mqtt-listen", "", "MQTT broker listen address, e.g. 0.0.0.0:1883 (needs --gateway)")
+	f.StringVar(&cfg.CoAP.Listen, "coap-listen", "", "CoAP (UDP) listen address, e.g. 0.0.0.0:5683 (needs --gateway)")
 	f.BoolVar(&cfg.Consensus.FastBlocks, "fast-blocks", false, "short consensus timeouts (local test networks)")
 
 	var startHome string
