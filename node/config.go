@@ -11,6 +11,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/ratelimit"
 )
 
 // ConfigFile is the node's configuration file name inside its home.
@@ -48,6 +49,33 @@ type GatewayConfig struct {
 	Key            string   `toml:"key"`
 	Keystore       string   `toml:"keystore"` // default <home>/keys
 	AnchorInterval Duration `toml:"anchor_interval"`
+	// Limits bound what each device and each source address may cost.
+	Limits LimitsConfig `toml:"limits"`
+}
+
+// LimitsConfig is [gateway.limits]; DefaultConfig holds the defaults.
+type LimitsConfig struct {
+	MsgsPerSec     float64 `toml:"msgs_per_sec"`
+	Burst          int     `toml:"burst"`
+	BytesPerSec    float64 `toml:"bytes_per_sec"`
+	ByteBurst      int     `toml:"byte_burst"`
+	ConnectsPerSec float64 `toml:"connects_per_sec"`
+	ConnectBurst   int     `toml:"connect_burst"`
+	MaxPacket      int     `toml:"max_packet"`
+}
+
+func (l LimitsConfig) limits() ratelimit.Limits {
+	return ratelimit.Limits{
+		MsgsPerSec: l.MsgsPerSec, Burst: l.Burst, BytesPerSec: l.BytesPerSec, ByteBurst: l.ByteBurst,
+		ConnectsPerSec: l.ConnectsPerSec, ConnectBurst: l.ConnectBurst, MaxPacket: l.MaxPacket,
+	}
+}
+
+func limitsConfig(l ratelimit.Limits) LimitsConfig {
+	return LimitsConfig{
+		MsgsPerSec: l.MsgsPerSec, Burst: l.Burst, BytesPerSec: l.BytesPerSec, ByteBurst: l.ByteBurst,
+		ConnectsPerSec: l.ConnectsPerSec, ConnectBurst: l.ConnectBurst, MaxPacket: l.MaxPacket,
+	}
 }
 
 // MQTTConfig configures the gateway's embedded MQTT broker.
@@ -118,7 +146,7 @@ func DefaultConfig() Config {
 			MempoolSize:       chain.DefaultMempoolSize,
 		},
 		Ledger:  LedgerConfig{KeepVersions: 1000},
-		Gateway: GatewayConfig{Key: "gateway", AnchorInterval: Duration{time.Second}},
+		Gateway: GatewayConfig{Key: "gateway", AnchorInterval: Duration{time.Second}, Limits: limitsConfig(ratelimit.DefaultLimits())},
 	}
 }
 
@@ -145,6 +173,11 @@ func (c Config) Validate() error {
 		}
 		if c.API.Listen == "" && c.MQTT.Listen == "" {
 			return errors.New("gateway.enabled needs api.listen or mqtt.listen: devices reach the gateway through them")
+		}
+	}
+	if c.Gateway.Enabled {
+		if err := c.Gateway.Limits.limits().Validate(); err != nil {
+			return fmt.Errorf("gateway.limits: %w", err)
 		}
 	}
 	if c.MQTT.Listen != "" {

@@ -108,6 +108,7 @@ func (n *Node) startGateway(c Config) error {
 	}
 	n.gw, err = gateway.New(gateway.Config{
 		Dir: filepath.Join(n.home, "data", "gateway"), Key: key, AnchorInterval: c.Gateway.AnchorInterval.Duration,
+		Limits: c.Gateway.Limits.limits(),
 		Logger: n.log.With("module", "gateway"),
 	}, gateway.NodeLedger{App: n.app, Comet: n.chain.Client()})
 	if err != nil {

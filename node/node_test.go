@@ -39,6 +39,8 @@ func TestConfig(t *testing.T) {
 		{"[p2p]\nlisten = \"tcp://:x\"\n", "P2P"},
 		{"colour = \"blue\"\n", "unknown setting"},
 		{"[consensus]\ntimeout_commit = \"soon\"\n", "timeout_commit"},
+		{"[gateway]\nenabled = true\n[gateway.limits]\nmsgs_per_sec = -1\n", "gateway.limits"},
+		{"[mqtt]\nlisten = \"127.0.0.1:1883\"\n", "gateway.enabled"},
 	} {
 		os.WriteFile(filepath.Join(home, ConfigFile), []byte(tc.toml), 0o600)
 		if _, err := LoadConfig(home); err == nil || !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(tc.want)) {

@@ -189,6 +189,18 @@ node, so the gateway that stored the reading is not trusted at all.`,
 	return c
 }
 
+// verifyCmd is `thingnet verify reading INDEX`, the same as `readings verify`.
+func verifyCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "verify", Short: "Check data end to end against the ledger"}
+	for _, sub := range readingsCmd(g).Commands() {
+		if sub.Name() == "verify" {
+			sub.Use = "reading INDEX"
+			c.AddCommand(sub)
+		}
+	}
+	return c
+}
+
 func (g *globals) readingProof(ctx context.Context, index string) (*gateway.ReadingProof, error) {
 	if _, err := strconv.ParseUint(index, 10, 64); err != nil {
 		return nil, fmt.Errorf("reading index %q must be a number (POST /v1/readings answers it)", index)

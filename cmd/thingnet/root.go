@@ -38,7 +38,7 @@ func newRoot() *cobra.Command {
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	root.AddCommand(
 		keysCmd(g), nodeCmd(), genesisCmd(), devnetCmd(),
-		orgCmd(g), deviceCmd(g), grantCmd(g), validatorCmd(g), txCmd(g), readingsCmd(g), benchCmd(),
+		orgCmd(g), deviceCmd(g), grantCmd(g), validatorCmd(g), txCmd(g), readingsCmd(g), verifyCmd(g), benchCmd(),
 	)
 	return root
 }
