@@ -400,3 +400,32 @@ func TestStream(t *testing.T) {
 	}
 	t.Fatalf("stream ended without the reading: %v", sc.Err())
 }
+
+// TestReplayBeyondTrackedDevices: with more devices than the replay tracker
+// holds, an evicted device's replays are still refused (its last seq comes
+// from the index) and its fresh readings accepted.
+func TestReplayBeyondTrackedDevices(t *testing.T) {
+	tn := startTestNet(t)
+	tn.gw.Close()
+	gw, err := New(Config{Dir: filepath.Join(tn.dir, "small"), Key: tn.gwKey, MaxKeys: 1}, NodeLedger{App: tn.app, Comet: tn.net.Node(0).Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	ctx := ctxT(t)
+	s1, _ := reading.Sign(tn.sensor, tn.sensor.ID(), temp(1, 1))
+	w1, _ := reading.SignAttested(tn.gwKey, tn.gwKey.ID(), tn.weak.ID(), temp(1, 1))
+	s2, _ := reading.Sign(tn.sensor, tn.sensor.ID(), temp(2, 2))
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+		ok   bool
+	}{{"sensor 1", s1, true}, {"weak 1 (evicts the sensor)", w1, true}, {"sensor 1 again", s1, false}, {"sensor 2", s2, true}, {"weak 1 again", w1, false}} {
+		if err := gw.Ingest(ctx, "", tc.raw, "127.0.0.1"); (err == nil) != tc.ok {
+			t.Errorf("%s: Ingest = %v; want ok %v", tc.name, err, tc.ok)
+		}
+	}
+	if n := gw.Log().Size(); n != 3 {
+		t.Errorf("log holds %d envelopes; want the 3 fresh ones", n)
+	}
+}

@@ -107,6 +107,22 @@ func (x *index) replayState(fn func(device string, seq uint64, hash [32]byte)) e
 	return it.Error()
 }
 
+// lastSeq returns a device's last stored seq (found false if it never sent one).
+func (x *index) lastSeq(device string) (seq uint64, found bool, err error) {
+	v, closer, err := x.db.Get([]byte("s/" + device))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer closer.Close()
+	if len(v) != 40 {
+		return 0, false, fmt.Errorf("gateway: index replay state of %q is %d bytes", device, len(v))
+	}
+	return binary.BigEndian.Uint64(v), true, nil
+}
+
 // query returns the log indexes of a device's readings timed in [from, to),
 // in time order, each once, at most limit.
 func (x *index) query(device string, from, to time.Time, limit int) ([]uint64, error) {

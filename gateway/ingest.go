@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -191,7 +192,20 @@ func (g *Gateway) process(batch []*job) {
 			g.stats.rejected.Add(1)
 			continue
 		}
-		if err := g.seqs.Check(j.env.Device, seqs); err != nil {
+		err := g.seqs.Check(j.env.Device, seqs)
+		if errors.Is(err, reading.ErrSeqUnknown) {
+			// The tracker forgot this device (it tracks MaxKeys devices);
+			// the index knows its last stored seq.
+			if last, found, ierr := g.index.lastSeq(j.env.Device); ierr == nil {
+				if found {
+					g.seqs.Accept(j.env.Device, last)
+				} else {
+					g.seqs.Accept(j.env.Device, 0)
+				}
+				err = g.seqs.Check(j.env.Device, seqs)
+			}
+		}
+		if err != nil {
 			if g.lastStored[j.env.Device] == sha256.Sum256(j.env.Raw) {
 				// The device resent what is stored (its ack was lost): say so,
 				// so the transport acknowledges it without storing it twice.
