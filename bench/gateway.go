@@ -131,6 +131,10 @@ type LoadRun struct {
 	// process: broker, clients, ledger node) that was busy in the measured
 	// window; -1 if unknown.
 	CPUBusy float64
+	// CPUCores is the CPU time used in the measured window by this
+	// process (gateway, ledger node and clients) and the broker's process,
+	// per second: cores' worth.
+	CPUCores float64
 }
 
 // GatewayRun is one run against the thingnet gateway.
@@ -353,8 +357,8 @@ func RunGateway(ctx context.Context, dir string, cfg GatewayBenchConfig) (*Gatew
 }
 
 func (r LoadRun) String() string {
-	s := fmt.Sprintf("%7.0f msg/s %8.0f readings/s  cpu %3.0f%%  (%d acked in window, %d in all, %d failed)",
-		r.EnvelopesPerS, r.ReadingsPerS, 100*r.CPUBusy, r.Envelopes, r.Total, r.Failed)
+	s := fmt.Sprintf("%7.0f msg/s %8.0f readings/s  cpu %.2f cores, machine %3.0f%% busy  (%d acked in window, %d in all, %d failed)",
+		r.EnvelopesPerS, r.ReadingsPerS, r.CPUCores, 100*r.CPUBusy, r.Envelopes, r.Total, r.Failed)
 	if r.ExhaustedPools > 0 {
 		s += fmt.Sprintf(" [%d devices ran out of readings: raise --max-rate]", r.ExhaustedPools)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -41,6 +42,30 @@ type mqttLoad struct {
 
 	winStart, winEnd time.Time
 	devs             []*deviceLoad
+
+	brokerPID int // the broker's process, if not this one
+}
+
+// ownCPU is the CPU time used so far by this process (gateway, ledger node
+// and clients) and the broker's process, if any.
+func (l *mqttLoad) ownCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	t := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	if l.brokerPID > 0 {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", l.brokerPID)); err == nil {
+			// Fields after the command name (which is in parentheses):
+			// utime and stime are the 12th and 13th, in clock ticks (100/s).
+			if _, rest, ok := strings.Cut(string(b), ") "); ok {
+				if f := strings.Fields(rest); len(f) > 12 {
+					ut, _ := strconv.ParseUint(f[11], 10, 64)
+					st, _ := strconv.ParseUint(f[12], 10, 64)
+					t += time.Duration(ut+st) * 10 * time.Millisecond
+				}
+			}
+		}
+	}
+	return t
 }
 
 type deviceLoad struct {
@@ -112,9 +137,9 @@ func (l *mqttLoad) run(ctx context.Context) (LoadRun, error) {
 	if l.onWindow != nil {
 		l.onWindow(true)
 	}
-	cpu0 := readCPUTimes()
+	cpu0, own0 := readCPUTimes(), l.ownCPU()
 	gwSleepUntil(ctx, l.winEnd)
-	cpu1 := readCPUTimes()
+	cpu1, own1 := readCPUTimes(), l.ownCPU()
 	if l.onWindow != nil {
 		l.onWindow(false)
 	}
@@ -137,6 +162,7 @@ func (l *mqttLoad) run(ctx context.Context) (LoadRun, error) {
 		}
 	}
 	r.CPUBusy = cpu1.busySince(cpu0)
+	r.CPUCores = (own1 - own0).Seconds() / l.winEnd.Sub(l.winStart).Seconds()
 	r.EnvelopesPerS = float64(r.Envelopes) / l.cfg.Duration.Seconds()
 	r.ReadingsPerS = r.EnvelopesPerS * float64(l.batch)
 	return r, nil

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"time"
 )
@@ -45,6 +46,8 @@ type GatewayMedians struct {
 	Failed, AckedMissing      int     // totals over rounds
 	Exhausted                 int     // devices out of readings, total over rounds
 	MosquittoCPU, GatewayCPU  float64 // machine CPU busy in the window, 0..1
+	MosquittoCores            float64 // CPU used by the benchmark and broker processes, cores
+	GatewayCores              float64
 }
 
 // Medians summarises a variant.
@@ -56,6 +59,8 @@ func (v *GatewayVariant) Medians() GatewayMedians {
 	m.GatewayReads = gwMedianOf(v.Gateway, func(r GatewayRun) float64 { return r.ReadingsPerS })
 	m.MosquittoCPU = gwMedianOf(v.Mosquitto, func(r LoadRun) float64 { return r.CPUBusy })
 	m.GatewayCPU = gwMedianOf(v.Gateway, func(r GatewayRun) float64 { return r.CPUBusy })
+	m.MosquittoCores = gwMedianOf(v.Mosquitto, func(r LoadRun) float64 { return r.CPUCores })
+	m.GatewayCores = gwMedianOf(v.Gateway, func(r GatewayRun) float64 { return r.CPUCores })
 	m.P50 = gwMedianOf(v.Gateway, func(r GatewayRun) time.Duration { return r.P50 })
 	m.P99 = gwMedianOf(v.Gateway, func(r GatewayRun) time.Duration { return r.P99 })
 	m.BytesPer10k = gwMedianOf(v.Gateway, func(r GatewayRun) float64 { return r.BytesPer10k })
@@ -120,13 +125,13 @@ func (r *GatewayReport) WriteReport(w io.Writer) {
 	for _, m := range ms {
 		fmt.Fprintf(w, "  %2d reading(s)/envelope: anchor txs of %.0f bytes on average\n", m.Batch, m.AnchorBytesPerTx)
 	}
-	fmt.Fprintln(w, "machine CPU busy in the measured window (all processes, both brokers' clients included):")
+	fmt.Fprintf(w, "CPU used in the measured window by the benchmark (clients, gateway, ledger node) and the broker, of %d cores; and the whole machine's busy share:\n", runtime.NumCPU())
 	for _, m := range ms {
 		mosq := "-"
 		if m.MosquittoMsgs > 0 {
-			mosq = fmt.Sprintf("%.0f%%", 100*m.MosquittoCPU)
+			mosq = fmt.Sprintf("%.2f cores (machine %.0f%%)", m.MosquittoCores, 100*m.MosquittoCPU)
 		}
-		fmt.Fprintf(w, "  %2d reading(s)/envelope: mosquitto run %s, gateway run %.0f%%\n", m.Batch, mosq, 100*m.GatewayCPU)
+		fmt.Fprintf(w, "  %2d reading(s)/envelope: mosquitto run %s, gateway run %.2f cores (machine %.0f%%)\n", m.Batch, mosq, m.GatewayCores, 100*m.GatewayCPU)
 	}
 	bad := false
 	for _, m := range ms {

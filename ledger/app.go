@@ -34,10 +34,15 @@ type Config struct {
 type App struct {
 	abci.BaseApplication
 
-	log      *slog.Logger
-	cfg      Config
-	db       iavldb.DB
-	tree     *iavl.MutableTree // working state; touched only by ABCI calls (serialised by CometBFT)
+	log  *slog.Logger
+	cfg  Config
+	db   iavldb.DB
+	tree *iavl.MutableTree // working state; touched only by ABCI calls (serialised by CometBFT)
+	// reads loads committed versions for readers, with its own node cache:
+	// IAVL's working tree rewrites fields of the persisted nodes it shares
+	// with its committed versions (Node.clone drops child pointers), so
+	// readers of a version must not use the working tree's node objects.
+	reads    *iavl.MutableTree
 	sigs     *sigCache
 	keys     *keyCache
 	txs      *txCache
@@ -84,7 +89,8 @@ func NewApp(c Config) (*App, error) {
 		db.Close()
 		return nil, fmt.Errorf("loading ledger state: %w", err)
 	}
-	a := &App{log: c.Logger, cfg: c, db: db, tree: tree, sigs: newSigCache(c.SigCacheSize), keys: newKeyCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), pending: map[string]uint64{}}
+	reads := iavl.NewMutableTree(db, c.CacheNodes, true, iavl.NewNopLogger())
+	a := &App{log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: newKeyCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), pending: map[string]uint64{}}
 	if err := a.refreshCommitted(); err != nil {
 		db.Close()
 		return nil, err
@@ -97,7 +103,7 @@ func (a *App) refreshCommitted() error {
 	var imm *iavl.ImmutableTree
 	if v > 0 {
 		var err error
-		if imm, err = a.tree.GetImmutable(v); err != nil {
+		if imm, err = a.reads.GetImmutable(v); err != nil {
 			return fmt.Errorf("loading state version %d: %w", v, err)
 		}
 	}

@@ -39,7 +39,7 @@ func (a *App) version(height int64) (*iavl.ImmutableTree, error) {
 	if height > latest.Version() {
 		return nil, fmt.Errorf("height %d is above the last committed height %d", height, latest.Version())
 	}
-	t, err := a.tree.GetImmutable(height)
+	t, err := a.reads.GetImmutable(height)
 	if err != nil {
 		return nil, fmt.Errorf("state at height %d is not kept (pruned or never existed): %w", height, err)
 	}
