@@ -1,0 +1,34 @@
+package lightclient
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/thingnet/thingnet/ledger"
+)
+
+// VerifyProof checks a state proof from an untrusted node: it verifies the
+// header of height p.Height+1, which carries the app hash of the state
+// after block p.Height (VerifyTo when it is above the trusted header, a
+// comparison when it is the trusted one), and then the proof of the value,
+// or of the key's absence when p.Value is nil, against that app hash.
+// Proofs whose header is below the trusted one are refused with
+// ErrBelowTrusted: ask the node for a proof at a later height. Verifying a
+// proof above the trusted height makes its header the trusted one.
+func (c *Client) VerifyProof(ctx context.Context, p *ledger.Proof) error {
+	if p == nil {
+		return fmt.Errorf("%w: no proof", ledger.ErrBadProof)
+	}
+	if p.Height <= 0 {
+		return fmt.Errorf("%w: height %d is not positive", ledger.ErrBadProof, p.Height)
+	}
+	sh, err := c.VerifyTo(ctx, p.Height+1)
+	if err != nil {
+		return fmt.Errorf("the header carrying the app hash of height %d: %w", p.Height, err)
+	}
+	if p.Root != nil && !bytes.Equal(p.Root, sh.AppHash) {
+		return fmt.Errorf("%w: root %X, app hash %X in header %d", ErrAppHashMismatch, p.Root, []byte(sh.AppHash), sh.Height)
+	}
+	return ledger.VerifyProof(sh.AppHash, p.Key, p.Value, p.Proof)
+}
