@@ -21,7 +21,7 @@ func (g *Gateway) Authenticate(_ context.Context, deviceID string, token []byte)
 	if err != nil {
 		return err
 	}
-	_, pub, err := activeDevice(st, deviceID)
+	_, pub, err := g.activeDevice(st, deviceID)
 	if err != nil {
 		return err
 	}
@@ -33,7 +33,7 @@ func (g *Gateway) Authenticate(_ context.Context, deviceID string, token []byte)
 
 // activeDevice looks a device up in the committed state: it must exist and
 // be active; it returns the key that signs for it.
-func activeDevice(st *ledger.State, id string) (*ledger.Device, identity.PublicKey, error) {
+func (g *Gateway) activeDevice(st *ledger.State, id string) (*ledger.Device, identity.PublicKey, error) {
 	d, err := st.Device(id)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return nil, identity.PublicKey{}, fmt.Errorf("%w: %s", ErrUnknownDevice, id)
@@ -44,7 +44,7 @@ func activeDevice(st *ledger.State, id string) (*ledger.Device, identity.PublicK
 	if d.Status != ledger.StatusActive {
 		return d, identity.PublicKey{}, fmt.Errorf("%w: %s is %s", ErrInactiveDevice, id, d.Status)
 	}
-	pub, err := identity.ParseDID(d.Key)
+	pub, err := g.keys.Parse(d.Key)
 	if err != nil {
 		return d, pub, fmt.Errorf("device %s has an unreadable key: %w", id, err)
 	}
@@ -73,7 +73,7 @@ func (g *Gateway) MaySubscribe(deviceID, filter string) bool {
 	if err != nil {
 		return false
 	}
-	sub, _, err := activeDevice(st, deviceID)
+	sub, _, err := g.activeDevice(st, deviceID)
 	if err != nil {
 		return false
 	}

@@ -54,6 +54,7 @@ type Gateway struct {
 	seqs    *reading.SeqTracker
 	limiter *ratelimit.Limiter
 	jobs    chan *job
+	keys    *identity.DIDCache
 
 	lastStored map[string][32]byte // per device, hash of the last envelope stored
 
@@ -111,6 +112,7 @@ func New(c Config, l Ledger) (*Gateway, error) {
 		seqs:    reading.NewSeqTracker(c.MaxKeys),
 		limiter: ratelimit.New(c.Limits, c.MaxKeys, c.Clock),
 		jobs:    make(chan *job, c.QueueLen),
+		keys:    identity.NewDIDCache(c.MaxKeys),
 
 		lastStored: map[string][32]byte{},
 		offenders:  map[string]offender{},

@@ -100,7 +100,7 @@ func (g *Gateway) signerOf(env *reading.Envelope) (identity.PublicKey, error) {
 	if err != nil {
 		return identity.PublicKey{}, err
 	}
-	d, pub, err := activeDevice(st, env.Device)
+	d, pub, err := g.activeDevice(st, env.Device)
 	if err != nil {
 		return pub, err
 	}
@@ -113,7 +113,7 @@ func (g *Gateway) signerOf(env *reading.Envelope) (identity.PublicKey, error) {
 	if env.Attester != d.AttestedBy {
 		return pub, fmt.Errorf("%s does not attest device %s", env.Attester, d.ID)
 	}
-	_, gpub, err := activeDevice(st, env.Attester)
+	_, gpub, err := g.activeDevice(st, env.Attester)
 	return gpub, err
 }
 

@@ -90,7 +90,7 @@ func (g *Gateway) caller(r *http.Request, st *ledger.State) (string, error) {
 	id := claims.Subject
 	var pub identity.PublicKey
 	if _, err := st.Device(id); err == nil {
-		if _, pub, err = activeDevice(st, id); err != nil {
+		if _, pub, err = g.activeDevice(st, id); err != nil {
 			return "", err
 		}
 	} else if pub, err = identity.ParseDID(id); err != nil {

@@ -44,7 +44,7 @@ type App struct {
 	// readers of a version must not use the working tree's node objects.
 	reads    *iavl.MutableTree
 	sigs     *sigCache
-	keys     *keyCache
+	keys     *identity.DIDCache
 	txs      *txCache
 	verified atomic.Uint64 // signatures verified (individually or in batches)
 
@@ -90,7 +90,7 @@ func NewApp(c Config) (*App, error) {
 		return nil, fmt.Errorf("loading ledger state: %w", err)
 	}
 	reads := iavl.NewMutableTree(db, c.CacheNodes, true, iavl.NewNopLogger())
-	a := &App{log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: newKeyCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), pending: map[string]uint64{}}
+	a := &App{log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), pending: map[string]uint64{}}
 	if err := a.refreshCommitted(); err != nil {
 		db.Close()
 		return nil, err

@@ -9,20 +9,20 @@ import (
 // signerKey resolves the key that must have signed a tx from signer: a
 // registered device signs with its current key and only while active; any
 // other signer must be a did:key, which is its own key.
-func signerKey(s *State, signer string, keys *keyCache) (identity.PublicKey, *Device, error) {
+func signerKey(s *State, signer string, keys *identity.DIDCache) (identity.PublicKey, *Device, error) {
 	d, err := s.Device(signer)
 	switch {
 	case err == nil:
 		if d.Status != StatusActive {
 			return identity.PublicKey{}, d, errf(CodeInactive, "device %s is %s", signer, d.Status)
 		}
-		k, err := keys.parse(d.Key)
+		k, err := keys.Parse(d.Key)
 		if err != nil {
 			return identity.PublicKey{}, d, errf(CodeUnknownSigner, "device %s has an unreadable key: %v", signer, err)
 		}
 		return k, d, nil
 	case errors.Is(err, ErrNotFound):
-		k, err := keys.parse(signer)
+		k, err := keys.Parse(signer)
 		if err != nil {
 			return identity.PublicKey{}, nil, errf(CodeUnknownSigner, "signer %q is not a registered device nor a did:key: %v", signer, err)
 		}

@@ -3,45 +3,11 @@ package ledger
 import (
 	"crypto/sha256"
 	"sync"
-
-	"github.com/thingnet/thingnet/identity"
 )
 
 // The caches below only skip repeated work on the same input: each holds
 // the result of a pure function, so a hit and a miss give the same answer
 // and every node stays deterministic whatever its cache holds.
-
-// keyCache remembers parsed did:keys (ParseDID checks the point, which
-// costs as much as a fifth of a signature verification).
-type keyCache struct {
-	mu  sync.Mutex
-	m   map[string]identity.PublicKey
-	max int
-}
-
-func newKeyCache(max int) *keyCache {
-	return &keyCache{m: make(map[string]identity.PublicKey), max: max}
-}
-
-func (c *keyCache) parse(did string) (identity.PublicKey, error) {
-	c.mu.Lock()
-	k, ok := c.m[did]
-	c.mu.Unlock()
-	if ok {
-		return k, nil
-	}
-	k, err := identity.ParseDID(did)
-	if err != nil {
-		return k, err
-	}
-	c.mu.Lock()
-	if len(c.m) >= c.max {
-		clear(c.m) // crude but bounded; the working set refills at once
-	}
-	c.m[did] = k
-	c.mu.Unlock()
-	return k, nil
-}
 
 // txCache remembers decoded txs by hash between CheckTx, rechecks,
 // preverification and FinalizeBlock, so a tx is decoded once per node.
