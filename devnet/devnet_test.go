@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -175,6 +175,62 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 	}
 }
 
+// devnetDevice starts a devnet, registers a new device of alg with the demo
+// organisation through node `via`, and writes a signed reading of it to a
+// file, for the real-client tests.
+type devnetDevice struct {
+	d    *Devnet
+	ctx  context.Context
+	dev  *identity.Key
+	file string // one signed reading envelope
+}
+
+func newDevnetDevice(t *testing.T, alg identity.Algorithm, via int, r reading.Reading) *devnetDevice {
+	t.Helper()
+	home := t.TempDir()
+	base, err := chain.FreePortBase(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startDevnet(t, home, base)
+	t.Cleanup(func() { d.Stop() })
+	ctx := ctxT(t, 2*time.Minute)
+	if err := d.WaitForHeight(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	admin, _ := Keystore(home).Load(DemoAdminKey, nil)
+	dev, _ := identity.GenerateKey(alg)
+	proof, _ := dev.Sign(ledger.PossessionMessage(d.ChainID(), DemoOrg, dev.ID()))
+	if _, err := api.NewClient(d.APIURL(via)).Send(ctx, admin, "", &ledger.DeviceRegister{Org: DemoOrg, Device: dev.ID(), Proof: proof}, true); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := reading.Sign(dev, dev.ID(), r)
+	file := filepath.Join(t.TempDir(), "reading.cbor")
+	if err := os.WriteFile(file, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &devnetDevice{d: d, ctx: ctx, dev: dev, file: file}
+}
+
+// proveAndVerify waits until node i's entry 0 is anchored and verifies it through node `check`.
+func (dd *devnetDevice) proveAndVerify(t *testing.T, i, check int) *gateway.VerifiedReading {
+	t.Helper()
+	c := api.NewClient(dd.d.APIURL(i))
+	var p gateway.ReadingProof
+	for c.Get(dd.ctx, "/v1/readings/0", &p) != nil {
+		select {
+		case <-dd.ctx.Done():
+			t.Fatal("the reading was never anchored")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	v, err := gateway.VerifyReading(dd.ctx, api.NewClient(dd.d.APIURL(check)), dd.d.ChainID(), &p)
+	if err != nil {
+		t.Fatalf("VerifyReading: %v", err)
+	}
+	return v
+}
+
 // TestDevnetMQTT publishes a signed reading to a devnet gateway with the
 // stock mosquitto_pub client, and checks it end to end against the ledger.
 func TestDevnetMQTT(t *testing.T) {
@@ -182,54 +238,20 @@ func TestDevnetMQTT(t *testing.T) {
 	if err != nil {
 		t.Skip("mosquitto_pub is not installed (scripts/test installs mosquitto-clients)")
 	}
-	home := t.TempDir()
-	base, err := chain.FreePortBase(4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := startDevnet(t, home, base)
-	defer d.Stop()
-	ctx := ctxT(t, 2*time.Minute)
-	if err := d.WaitForHeight(ctx, 2); err != nil {
-		t.Fatal(err)
-	}
-	admin, _ := Keystore(home).Load(DemoAdminKey, nil)
-	c := api.NewClient(d.APIURL(1))
-	dev, _ := identity.GenerateKey(identity.Ed25519)
-	proof, _ := dev.Sign(ledger.PossessionMessage(d.ChainID(), DemoOrg, dev.ID()))
-	if _, err := c.Send(ctx, admin, "", &ledger.DeviceRegister{Org: DemoOrg, Device: dev.ID(), Class: "sensor", Proof: proof}, true); err != nil {
-		t.Fatal(err)
-	}
 	v := 21.4
-	raw, _ := reading.Sign(dev, dev.ID(), reading.Reading{Seq: 1, Time: time.Now(), ContentType: "temperature/celsius", Value: &v})
-	file := filepath.Join(t.TempDir(), "reading.cbor")
-	os.WriteFile(file, raw, 0o600)
-	token, _ := identity.NewCWT(dev, dev.ID(), d.ChainID(), time.Now(), time.Hour)
-	out, err := exec.CommandContext(ctx, pub, "-h", "127.0.0.1", "-p", strconv.Itoa(base+10+3), "-V", "mqttv311", "-q", "1",
-		"-i", dev.ID(), "-u", dev.ID(), "-P", identity.EncodeCWTPassword(token),
-		"-t", gateway.ReadingsTopic(dev.ID()), "-f", file).CombinedOutput()
+	dd := newDevnetDevice(t, identity.Ed25519, 1, reading.Reading{Seq: 1, Time: time.Now(), ContentType: "temperature/celsius", Value: &v})
+	token, _ := identity.NewCWT(dd.dev, dd.dev.ID(), dd.d.ChainID(), time.Now(), time.Hour)
+	host, port, _ := net.SplitHostPort(dd.d.MQTTAddr(1))
+	out, err := exec.CommandContext(dd.ctx, pub, "-h", host, "-p", port, "-V", "mqttv311", "-q", "1",
+		"-i", dd.dev.ID(), "-u", dd.dev.ID(), "-P", identity.EncodeCWTPassword(token),
+		"-t", gateway.ReadingsTopic(dd.dev.ID()), "-f", dd.file).CombinedOutput()
 	if err != nil {
 		t.Fatalf("mosquitto_pub: %v\n%s", err, out)
 	}
-	gw := d.Gateway(1)
-	if gw.Log().Size() != 1 {
-		t.Fatalf("gateway 1 log has %d entries after an acknowledged publish; want 1", gw.Log().Size())
+	if n := dd.d.Gateway(1).Log().Size(); n != 1 {
+		t.Fatalf("gateway 1 log has %d entries after an acknowledged publish; want 1", n)
 	}
-	var p gateway.ReadingProof
-	for {
-		if err := c.Get(ctx, "/v1/readings/0", &p); err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("the reading was never anchored")
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	got, err := gateway.VerifyReading(ctx, api.NewClient(d.APIURL(2)), d.ChainID(), &p)
-	if err != nil {
-		t.Fatalf("VerifyReading: %v", err)
-	}
+	got := dd.proveAndVerify(t, 1, 2)
 	if r := got.Envelope.Readings[0]; *r.Value != 21.4 || r.ContentType != "temperature/celsius" {
 		t.Errorf("verified reading = %+v", r)
 	}
@@ -248,44 +270,16 @@ func TestDevnetCoAP(t *testing.T) {
 	if client == "" {
 		t.Skip("coap-client is not installed (scripts/test installs libcoap3-bin)")
 	}
-	home := t.TempDir()
-	base, err := chain.FreePortBase(4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := startDevnet(t, home, base)
-	defer d.Stop()
-	ctx := ctxT(t, 2*time.Minute)
-	if err := d.WaitForHeight(ctx, 2); err != nil {
-		t.Fatal(err)
-	}
-	admin, _ := Keystore(home).Load(DemoAdminKey, nil)
-	c := api.NewClient(d.APIURL(2))
-	dev, _ := identity.GenerateKey(identity.P256)
-	proof, _ := dev.Sign(ledger.PossessionMessage(d.ChainID(), DemoOrg, dev.ID()))
-	if _, err := c.Send(ctx, admin, "", &ledger.DeviceRegister{Org: DemoOrg, Device: dev.ID(), Class: "meter", Proof: proof}, true); err != nil {
-		t.Fatal(err)
-	}
 	v := 1234.5
-	raw, _ := reading.Sign(dev, dev.ID(), reading.Reading{Seq: 7, Time: time.Now(), ContentType: "energy/kwh", Value: &v})
-	file := filepath.Join(t.TempDir(), "reading.cbor")
-	os.WriteFile(file, raw, 0o600)
-	out, err := exec.CommandContext(ctx, client, "-m", "post", "-f", file, "-B", "10", "coap://"+d.CoAPAddr(2)+"/r").CombinedOutput()
+	dd := newDevnetDevice(t, identity.P256, 2, reading.Reading{Seq: 7, Time: time.Now(), ContentType: "energy/kwh", Value: &v})
+	out, err := exec.CommandContext(dd.ctx, client, "-m", "post", "-f", dd.file, "-B", "10", "coap://"+dd.d.CoAPAddr(2)+"/r").CombinedOutput()
 	if err != nil {
 		t.Fatalf("coap-client: %v\n%s", err, out)
 	}
-	if d.Gateway(2).Log().Size() != 1 {
-		t.Fatalf("gateway 2 stored %d readings after coap-client's POST; want 1 (coap-client said %q)", d.Gateway(2).Log().Size(), out)
+	if n := dd.d.Gateway(2).Log().Size(); n != 1 {
+		t.Fatalf("gateway 2 stored %d readings after coap-client's POST; want 1 (coap-client said %q)", n, out)
 	}
-	var p gateway.ReadingProof
-	for c.Get(ctx, "/v1/readings/0", &p) != nil {
-		select {
-		case <-ctx.Done():
-			t.Fatal("never anchored")
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	if _, err := gateway.VerifyReading(ctx, api.NewClient(d.APIURL(0)), d.ChainID(), &p); err != nil {
-		t.Fatalf("VerifyReading: %v", err)
+	if got := dd.proveAndVerify(t, 2, 0); *got.Envelope.Readings[0].Value != 1234.5 {
+		t.Errorf("verified reading = %+v", got.Envelope.Readings[0])
 	}
 }
