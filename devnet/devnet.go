@@ -24,6 +24,7 @@ import (
 	"github.com/thingnet/thingnet/gateway/mqtt"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/metrics"
 )
 
 // Defaults of a devnet.
@@ -156,6 +157,13 @@ func (d *Devnet) startServices(i int) error {
 	}
 	s := api.New(d.apps[i], node.Client(), d.log.With("node", i, "module", "api"))
 	gw.Mount(s, d.apps[i])
+	reg := metrics.New()
+	reg.Ledger(d.apps[i])
+	reg.CheckTxRejections(d.apps[i].Rejections)
+	reg.Gateway(gw)
+	reg.MQTT(broker)
+	reg.CoAP(cs)
+	s.MountHandler("GET /metrics", reg.Handler())
 	if err := s.Start(fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i+2)); err != nil {
 		return errors.Join(err, cs.Close(), broker.Close(), gw.Close())
 	}

@@ -46,7 +46,8 @@ type App struct {
 	sigs     *sigCache
 	keys     *identity.DIDCache
 	txs      *txCache
-	verified atomic.Uint64 // signatures verified (individually or in batches)
+	verified atomic.Uint64            // signatures verified (individually or in batches)
+	rejected [codeCount]atomic.Uint64 // CheckTx rejections by code
 
 	mu        sync.RWMutex
 	committed *iavl.ImmutableTree // latest committed version, for readers
@@ -182,6 +183,9 @@ func (a *App) CheckTx(_ context.Context, req *abci.RequestCheckTx) (*abci.Respon
 		err = a.checkTx(tx, req.Type == abci.CheckTxType_Recheck)
 	}
 	if err != nil {
+		if c := CodeOf(err); int(c) < len(a.rejected) {
+			a.rejected[c].Add(1)
+		}
 		a.log.Debug("checktx rejected", "reason", CodeOf(err).String(), "err", err)
 		return &abci.ResponseCheckTx{Code: uint32(CodeOf(err)), Log: logOf(err), Codespace: Codespace}, nil
 	}
@@ -363,6 +367,16 @@ func (a *App) Commit(context.Context, *abci.RequestCommit) (*abci.ResponseCommit
 		return nil, err
 	}
 	return &abci.ResponseCommit{}, nil
+}
+
+// Rejections returns CheckTx rejections so far by reason, every reason
+// present (zeros included); safe to call at any time.
+func (a *App) Rejections() map[string]uint64 {
+	out := make(map[string]uint64, codeCount-1)
+	for c := Code(1); c < codeCount; c++ {
+		out[c.String()] = a.rejected[c].Load()
+	}
+	return out
 }
 
 // Verifications returns how many signatures this node has verified.

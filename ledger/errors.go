@@ -28,6 +28,8 @@ const (
 	CodeUnauthorized  Code = 11 // signer may not do this
 	CodeNotFound      Code = 12 // referenced record does not exist
 	CodeConflict      Code = 13 // record already exists or state forbids the change
+
+	codeCount = 14 // one more than the highest code
 )
 
 var codeNames = map[Code]string{

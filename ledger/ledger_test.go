@@ -236,6 +236,9 @@ func TestEnvelopeRejections(t *testing.T) {
 			}
 		})
 	}
+	if r := c.app.Rejections(); r["malformed"] < 3 || r["bad_signature"] < 2 || r["ok"] != 0 {
+		t.Errorf("Rejections() = %v; want the refusals counted by reason", r)
+	}
 	if after := c.app.tree.Hash(); !bytes.Equal(before, after) {
 		t.Errorf("rejected txs changed the app hash")
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/thingnet/thingnet/gateway/mqtt"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/metrics"
 )
 
 // Node is a running thingnet node.
@@ -79,9 +80,20 @@ func Start(home string, c Config, logger *slog.Logger) (*Node, error) {
 	}
 	if c.API.Listen != "" {
 		n.api = api.New(app, cn.Client(), logger.With("module", "api"))
+		reg := metrics.New()
+		reg.Ledger(app)
+		reg.CheckTxRejections(app.Rejections)
 		if n.gw != nil {
 			n.gw.Mount(n.api, app)
+			reg.Gateway(n.gw)
 		}
+		if n.broker != nil {
+			reg.MQTT(n.broker)
+		}
+		if n.coap != nil {
+			reg.CoAP(n.coap)
+		}
+		n.api.MountHandler("GET /metrics", reg.Handler())
 		if err := n.api.Start(c.API.Listen); err != nil {
 			return nil, errors.Join(err, n.Close())
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,6 +96,17 @@ func TestSingleNode(t *testing.T) {
 	}
 	if _, err := cl.Send(ctx, admin, "", &ledger.OrgCreate{ID: "second", Name: "Second"}, true); err != nil {
 		t.Fatalf("org create: %v", err)
+	}
+	resp, err := http.Get("http://" + n.APIAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"thingnet_ledger_height ", `thingnet_ledger_checktx_rejected_total{reason="bad_nonce"}`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
