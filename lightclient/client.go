@@ -136,42 +136,32 @@ func (c *Client) Update(ctx context.Context) (*types.SignedHeader, error) {
 
 // VerifyTo verifies the header of height from the trusted one and trusts
 // it. If the source has not committed the height yet, it waits for it (see
-// WithHeaderWait). Heights below the trusted one are refused with
-// ErrBelowTrusted; the trusted height itself returns the trusted header.
-// The state changes only when verification succeeds.
+// WithHeaderWait). The trusted height itself returns the trusted header. A
+// height below the trusted one is verified backwards by hash chaining, as
+// VerifyBack does, and does not change the trusted header; it is refused
+// with ErrBelowTrusted only when it is further back than WithMaxBackwards
+// allows. The state changes only when verification succeeds.
 func (c *Client) VerifyTo(ctx context.Context, height int64) (*types.SignedHeader, error) {
 	if height <= 0 {
 		return nil, fmt.Errorf("lightclient: height %d is not positive", height)
 	}
-	if sh, done, err := c.atOrBelowTrusted(height); done {
-		return sh, err
+	if trusted := c.Trusted(); height <= trusted.Height {
+		return c.back(ctx, trusted, height)
 	}
 	lb, err := c.fetchWaiting(ctx, height)
 	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
+	if trusted := c.trusted.SignedHeader; height < trusted.Height { // another call got past it first
+		c.mu.Unlock()
+		return c.back(ctx, trusted, height)
+	}
 	defer c.mu.Unlock()
-	if th := c.trusted.Height; height <= th { // another call got there first
-		if height < th {
-			return nil, fmt.Errorf("%w: height %d, trusted %d", ErrBelowTrusted, height, th)
-		}
+	if height == c.trusted.Height { // another call got there first
 		return c.sameAsTrusted(lb)
 	}
 	return c.advance(ctx, lb)
-}
-
-// atOrBelowTrusted answers VerifyTo for heights up to the trusted one.
-func (c *Client) atOrBelowTrusted(height int64) (*types.SignedHeader, bool, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch th := c.trusted.Height; {
-	case height < th:
-		return nil, true, fmt.Errorf("%w: height %d, trusted %d", ErrBelowTrusted, height, th)
-	case height == th:
-		return c.trusted.SignedHeader, true, nil
-	}
-	return nil, false, nil
 }
 
 // sameAsTrusted checks that a header the source sent for the trusted height

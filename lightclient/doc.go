@@ -18,9 +18,14 @@
 // ledger. A state encodes as one version byte (1) followed by a protobuf
 // tendermint.types.LightBlock.
 //
-// Verification only moves forward. Headers below the trusted one are refused
-// (ErrBelowTrusted): checking an older header by hash-chaining backwards is
-// out of scope, so a proof must be of the trusted height or a later one.
+// The trusted header only moves forward. A header below it is verified
+// backwards, as CometBFT's light client does (light.VerifyBackwards): the
+// client fetches the headers down to it one at a time and checks that each
+// one's hash is the LastBlockID of the one above (VerifyBack). This needs no
+// validator set and does not change the state, so a proof at an old height
+// verifies against a header hash-linked to the trusted one. A walk longer
+// than WithMaxBackwards (DefaultMaxBackwards headers) is refused
+// (ErrBelowTrusted).
 // A trusted header older than the trusting period can no longer vouch for a
 // new validator set (ErrExpired); the device must then be provisioned again.
 //

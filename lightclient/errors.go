@@ -22,9 +22,10 @@ var (
 	// trusting period: it can no longer vouch for newer headers, and the
 	// device must be provisioned again with a recent trusted hash.
 	ErrExpired = errors.New("lightclient: the trusted header is older than the trusting period")
-	// ErrBelowTrusted is returned for a height below the trusted header:
-	// backwards verification is not supported.
-	ErrBelowTrusted = errors.New("lightclient: height is below the trusted header (backwards verification is not supported)")
+	// ErrBelowTrusted is returned for a height below the trusted header that
+	// backwards verification cannot reach: further back than
+	// WithMaxBackwards allows.
+	ErrBelowTrusted = errors.New("lightclient: height is too far below the trusted header to verify backwards")
 	// ErrHeaderNotFound is what a Source wraps when it has no header at the
 	// height asked for (not committed yet, or pruned).
 	ErrHeaderNotFound = errors.New("lightclient: the source has no header at this height")

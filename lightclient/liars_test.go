@@ -87,6 +87,34 @@ func (l *liar) Header(ctx context.Context, height int64) (*types.SignedHeader, *
 	return l.lie(sh, vals)
 }
 
+// lieAt passes headers through from an honest source, rewriting the one of
+// height at with lie.
+type lieAt struct {
+	Source
+	at  int64
+	lie func(sh *types.SignedHeader, vals *types.ValidatorSet) (*types.SignedHeader, *types.ValidatorSet, error)
+}
+
+func (l *lieAt) Header(ctx context.Context, height int64) (*types.SignedHeader, *types.ValidatorSet, error) {
+	sh, vals, err := l.Source.Header(ctx, height)
+	if err != nil || sh.Height != l.at {
+		return sh, vals, err
+	}
+	return l.lie(sh, vals)
+}
+
+// relinkAppHash changes the app hash and makes the commit name the new
+// header (its signatures, which backwards verification does not check, are
+// left as they are): a header consistent with its commit, but not the one
+// the next header links to.
+func relinkAppHash(sh *types.SignedHeader, vals *types.ValidatorSet) (*types.SignedHeader, *types.ValidatorSet, error) {
+	h := *sh.Header
+	h.AppHash = bytes.Repeat([]byte{0xAB}, 32)
+	commit := *sh.Commit
+	commit.BlockID.Hash = h.Hash()
+	return &types.SignedHeader{Header: &h, Commit: &commit}, vals, nil
+}
+
 // tamperAppHash changes the app hash and keeps the validators' commit.
 func tamperAppHash(sh *types.SignedHeader, vals *types.ValidatorSet) (*types.SignedHeader, *types.ValidatorSet, error) {
 	h := *sh.Header

@@ -96,13 +96,147 @@ func TestLightClient(t *testing.T) {
 		if err := lc.VerifyProof(ctx, &root); !errors.Is(err, ErrAppHashMismatch) {
 			t.Errorf("wrong root: err = %v; want ErrAppHashMismatch", err)
 		}
+		// A proof relabelled as of a height before the device was registered
+		// is checked against that height's (backwards verified) app hash,
+		// and fails. (Blocks without transactions keep the app hash, so
+		// a later height could legitimately verify.)
 		old := *p
-		old.Height = lc.Trusted().Height - 2
-		if err := lc.VerifyProof(ctx, &old); !errors.Is(err, ErrBelowTrusted) {
-			t.Errorf("proof below the trusted height: err = %v; want ErrBelowTrusted", err)
+		old.Height = regHeight - 1
+		if err := lc.VerifyProof(ctx, &old); !errors.Is(err, ErrAppHashMismatch) && !errors.Is(err, ledger.ErrBadProof) {
+			t.Errorf("proof relabelled as of height %d, before the device was registered: err = %v; want ErrAppHashMismatch or ledger.ErrBadProof", old.Height, err)
 		}
-		if _, err := lc.VerifyTo(ctx, 1); !errors.Is(err, ErrBelowTrusted) {
-			t.Errorf("VerifyTo(1): err = %v; want ErrBelowTrusted", err)
+		trusted := lc.Trusted()
+		first, err := lc.VerifyTo(ctx, 1)
+		if err != nil {
+			t.Fatalf("VerifyTo(1), backwards: %v", err)
+		}
+		if first.Height != 1 || !bytes.Equal(first.Hash(), tn.trustedHash(t, 1)) {
+			t.Errorf("VerifyTo(1) = header %d %X; want the chain's header 1", first.Height, first.Hash())
+		}
+		if got := lc.Trusted(); got != trusted {
+			t.Errorf("VerifyTo(1) moved the trusted header from %d to %d", trusted.Height, got.Height)
+		}
+	})
+
+	t.Run("old proofs verify backwards", func(t *testing.T) {
+		ctx := testCtx(t)
+		dev, regHeight := tn.register(t)
+		tn.waitHeight(t, regHeight+1)
+		p, found := tn.deviceProof(t, 2, dev.ID())
+		if !found {
+			t.Fatalf("device %s not found", dev.ID())
+		}
+		// The device moves on; the proof (a record anchored a while ago)
+		// is now well below its trusted header.
+		tn.waitHeight(t, p.Height+6)
+		trusted, err := lc.Update(ctx)
+		if err != nil {
+			t.Fatalf("Update: %v", err)
+		}
+		if trusted.Height < p.Height+5 {
+			t.Fatalf("trusted height %d; want at least %d", trusted.Height, p.Height+5)
+		}
+		if err := lc.VerifyProof(ctx, p); err != nil {
+			t.Fatalf("VerifyProof of height %d with header %d trusted: %v", p.Height, trusted.Height, err)
+		}
+		if got := lc.Trusted(); got != trusted {
+			t.Errorf("VerifyProof below the trusted height moved the trusted header from %d to %d", trusted.Height, got.Height)
+		}
+		sh, err := lc.VerifyBack(ctx, p.Height+1)
+		if err != nil {
+			t.Fatalf("VerifyBack(%d): %v", p.Height+1, err)
+		}
+		if !bytes.Equal(sh.Hash(), tn.trustedHash(t, p.Height+1)) {
+			t.Errorf("VerifyBack(%d) = %X; not the chain's header", p.Height+1, sh.Hash())
+		}
+		if p.Root != nil && !bytes.Equal(p.Root, sh.AppHash) {
+			t.Errorf("proof root %X; app hash of header %d %X", p.Root, sh.Height, []byte(sh.AppHash))
+		}
+		if got, err := lc.VerifyBack(ctx, trusted.Height); err != nil || got != trusted {
+			t.Errorf("VerifyBack(trusted height) = %v, %v; want the trusted header", got, err)
+		}
+		if _, err := lc.VerifyBack(ctx, trusted.Height+1); err == nil {
+			t.Error("VerifyBack above the trusted height succeeded")
+		}
+		value := *p
+		value.Value = bytes.Clone(p.Value)
+		value.Value[len(value.Value)-1] ^= 1
+		if err := lc.VerifyProof(ctx, &value); !errors.Is(err, ledger.ErrBadProof) {
+			t.Errorf("old proof with a tampered value: err = %v; want ledger.ErrBadProof", err)
+		}
+
+		state, err := stateOf(lc).MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Sources that lie about one old header: the one carrying the
+		// proof's app hash, or one the walk goes through.
+		for _, l := range []struct {
+			name string
+			at   int64
+			lie  func(*types.SignedHeader, *types.ValidatorSet) (*types.SignedHeader, *types.ValidatorSet, error)
+			want error
+		}{
+			{"app hash changed, commit kept", p.Height + 1, tamperAppHash, ErrBadHeader},
+			{"app hash changed, commit relinked", p.Height + 1, relinkAppHash, ErrNotVerified},
+			{"header on the way relinked", p.Height + 3, relinkAppHash, ErrNotVerified},
+			{"header of another chain", p.Height + 2, otherChain(tn.nodeSigner(t)), ErrBadHeader},
+		} {
+			dev, err := Restore(tn.chainID, state, &lieAt{Source: APISource(tn.clients[2]), at: l.at, lie: l.lie})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := dev.VerifyProof(testCtx(t), p); !errors.Is(err, l.want) {
+				t.Errorf("%s: VerifyProof: err = %v; want %v", l.name, err, l.want)
+			} else {
+				t.Logf("%s: %v", l.name, err)
+			}
+			if _, err := dev.VerifyBack(testCtx(t), p.Height+1); !errors.Is(err, l.want) {
+				t.Errorf("%s: VerifyBack: err = %v; want %v", l.name, err, l.want)
+			}
+			if got := dev.Trusted(); got.Height != trusted.Height || !bytes.Equal(got.Hash(), trusted.Hash()) {
+				t.Errorf("%s: the trusted header moved to %d", l.name, got.Height)
+			}
+		}
+
+		// The bound: a walk longer than WithMaxBackwards is refused before
+		// anything is fetched.
+		gap := trusted.Height - (p.Height + 1)
+		counted := &counting{Source: APISource(tn.clients[3])}
+		short, err := Restore(tn.chainID, state, counted, WithMaxBackwards(gap-1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := short.VerifyProof(testCtx(t), p); !errors.Is(err, ErrBelowTrusted) {
+			t.Errorf("proof %d headers back, bound %d: err = %v; want ErrBelowTrusted", gap, gap-1, err)
+		} else {
+			t.Logf("bound %d: %v", gap-1, err)
+		}
+		if _, err := short.VerifyTo(testCtx(t), p.Height+1); !errors.Is(err, ErrBelowTrusted) {
+			t.Errorf("VerifyTo %d headers back, bound %d: err = %v; want ErrBelowTrusted", gap, gap-1, err)
+		}
+		if n := counted.n.Load(); n != 0 {
+			t.Errorf("a refused walk fetched %d headers", n)
+		}
+		if _, err := short.VerifyBack(testCtx(t), p.Height+2); err != nil {
+			t.Errorf("VerifyBack %d headers back, bound %d: %v", gap-1, gap-1, err)
+		}
+		if n := counted.n.Load(); n != gap-1 {
+			t.Errorf("a walk of %d headers fetched %d", gap-1, n)
+		}
+		exact, err := Restore(tn.chainID, state, counted, WithMaxBackwards(gap))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := exact.VerifyProof(testCtx(t), p); err != nil {
+			t.Errorf("proof %d headers back, bound %d: %v", gap, gap, err)
+		}
+		none, err := Restore(tn.chainID, state, counted, WithMaxBackwards(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := none.VerifyBack(testCtx(t), trusted.Height-1); !errors.Is(err, ErrBelowTrusted) {
+			t.Errorf("WithMaxBackwards(0): err = %v; want ErrBelowTrusted", err)
 		}
 	})
 

@@ -19,6 +19,10 @@ const (
 	// DefaultHeaderWait is how long VerifyTo and VerifyProof wait for a
 	// height the source has not committed yet.
 	DefaultHeaderWait = 15 * time.Second
+	// DefaultMaxBackwards is how many headers backwards verification
+	// (VerifyBack, and VerifyTo and VerifyProof below the trusted height)
+	// may fetch to reach one height.
+	DefaultMaxBackwards = 10_000
 
 	headerPoll = 200 * time.Millisecond
 )
@@ -32,6 +36,7 @@ type config struct {
 	maxClockDrift  time.Duration
 	trustingPeriod time.Duration
 	headerWait     time.Duration
+	maxBackwards   int64
 }
 
 func newConfig(opts []Option) (config, error) {
@@ -41,6 +46,7 @@ func newConfig(opts []Option) (config, error) {
 		maxClockDrift:  DefaultMaxClockDrift,
 		trustingPeriod: DefaultTrustingPeriod,
 		headerWait:     DefaultHeaderWait,
+		maxBackwards:   DefaultMaxBackwards,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -54,6 +60,8 @@ func newConfig(opts []Option) (config, error) {
 		return c, fmt.Errorf("%w: trusting period %v is not positive", ErrBadOption, c.trustingPeriod)
 	case c.headerWait < 0:
 		return c, fmt.Errorf("%w: negative header wait %v", ErrBadOption, c.headerWait)
+	case c.maxBackwards < 0:
+		return c, fmt.Errorf("%w: negative max backwards %d", ErrBadOption, c.maxBackwards)
 	}
 	if err := light.ValidateTrustLevel(c.trustLevel); err != nil {
 		return c, fmt.Errorf("%w: %v", ErrBadOption, err)
@@ -80,3 +88,9 @@ func WithTrustingPeriod(d time.Duration) Option { return func(c *config) { c.tru
 // WithHeaderWait sets how long VerifyTo and VerifyProof wait for a height
 // the source has not committed yet (default DefaultHeaderWait; 0: no wait).
 func WithHeaderWait(d time.Duration) Option { return func(c *config) { c.headerWait = d } }
+
+// WithMaxBackwards sets how many headers backwards verification may fetch
+// to reach a height below the trusted one (default DefaultMaxBackwards; 0:
+// no backwards verification). Heights further back are refused with
+// ErrBelowTrusted.
+func WithMaxBackwards(n int64) Option { return func(c *config) { c.maxBackwards = n } }

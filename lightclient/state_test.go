@@ -82,9 +82,10 @@ func TestOptionsAreChecked(t *testing.T) {
 		t.Fatalf("New: %v", err)
 	}
 	for name, opt := range map[string]Option{
-		"trust level 1/4": WithTrustLevel(cmtmath.Fraction{Numerator: 1, Denominator: 4}),
-		"nil clock":       WithClock(nil),
-		"negative drift":  WithMaxClockDrift(-time.Second),
+		"trust level 1/4":        WithTrustLevel(cmtmath.Fraction{Numerator: 1, Denominator: 4}),
+		"nil clock":              WithClock(nil),
+		"negative drift":         WithMaxClockDrift(-time.Second),
+		"negative max backwards": WithMaxBackwards(-1),
 	} {
 		if _, err := New(ctx, "opts-test", trust, src, opt); !errors.Is(err, ErrBadOption) {
 			t.Errorf("%s: err = %v; want ErrBadOption", name, err)
@@ -163,5 +164,42 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	if h := lc.Trusted().Height; h != 40 {
 		t.Errorf("trusted height %d after Update; want 40", h)
+	}
+}
+
+// TestVerifyBackSynth checks backwards verification on a synthetic chain:
+// the bound, the default and a header that does not link.
+func TestVerifyBackSynth(t *testing.T) {
+	if c, err := newConfig(nil); err != nil || c.maxBackwards != DefaultMaxBackwards {
+		t.Fatalf("default max backwards %d, %v; want %d", c.maxBackwards, err, DefaultMaxBackwards)
+	}
+	ctx := context.Background()
+	src := synthChain(t, "back-test", 20, 4)
+	lc, err := New(ctx, "back-test", TrustOptions{Height: 20, Hash: src.blocks[20].Hash(), Period: time.Hour}, src, WithMaxBackwards(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := lc.VerifyBack(ctx, 15); err != nil || !bytes.Equal(got.Hash(), src.blocks[15].Hash()) {
+		t.Errorf("VerifyBack(15) = %v, %v; want header 15", got, err)
+	}
+	if _, err := lc.VerifyBack(ctx, 14); !errors.Is(err, ErrBelowTrusted) {
+		t.Errorf("VerifyBack(14), bound 5: err = %v; want ErrBelowTrusted", err)
+	}
+	if _, err := lc.VerifyBack(ctx, 0); err == nil {
+		t.Error("VerifyBack(0) succeeded")
+	}
+	lied, _, err := relinkAppHash(src.blocks[17].SignedHeader, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.blocks[17] = types.LightBlock{SignedHeader: lied, ValidatorSet: src.blocks[17].ValidatorSet}
+	if _, err := lc.VerifyBack(ctx, 16); !errors.Is(err, ErrNotVerified) {
+		t.Errorf("VerifyBack(16) through a relinked header: err = %v; want ErrNotVerified", err)
+	}
+	if got, err := lc.VerifyBack(ctx, 18); err != nil || got.Height != 18 {
+		t.Errorf("VerifyBack(18) = %v, %v", got, err)
+	}
+	if h := lc.Trusted().Height; h != 20 {
+		t.Errorf("trusted height %d; want 20", h)
 	}
 }
