@@ -82,11 +82,39 @@ type VerifiedReading struct {
 	HeaderHeight int64 // whose app hash is in this signed header
 }
 
-// VerifyReading checks a reading proof end to end, trusting only headers
-// signed by the validators: the anchor and signer records against the app
-// hash of the anchor's height, the envelope's inclusion under the anchored
-// root, the signer active with the key that signed, and the signature.
+// ProofChecker checks a ledger proof against a header it trusts and
+// returns that header's height.
+type ProofChecker interface {
+	CheckProof(ctx context.Context, p *ledger.Proof) (header int64, err error)
+}
+
+// NodeChecker checks proofs against headers signed by more than 2/3 of the
+// validator set a node reports (api.Client.VerifyProof). A device that must
+// trust no node uses a light client instead (lightclient.Client).
+type NodeChecker struct {
+	Client  *api.Client
+	ChainID string
+}
+
+// CheckProof implements ProofChecker.
+func (n NodeChecker) CheckProof(ctx context.Context, p *ledger.Proof) (int64, error) {
+	v, err := n.Client.VerifyProof(ctx, n.ChainID, p)
+	if err != nil {
+		return 0, err
+	}
+	return v.Header, nil
+}
+
+// VerifyReading is VerifyReadingWith a NodeChecker over c.
 func VerifyReading(ctx context.Context, c *api.Client, chainID string, p *ReadingProof) (*VerifiedReading, error) {
+	return VerifyReadingWith(ctx, NodeChecker{Client: c, ChainID: chainID}, p)
+}
+
+// VerifyReadingWith checks a reading proof end to end, trusting only what
+// check trusts: the anchor and signer records against the app hash of the
+// anchor's height, the envelope's inclusion under the anchored root, the
+// signer active with the key that signed, and the signature.
+func VerifyReadingWith(ctx context.Context, check ProofChecker, p *ReadingProof) (*VerifiedReading, error) {
 	if p.AnchorProof == nil || p.SignerProof == nil {
 		return nil, errors.New("the proof lacks its ledger proofs")
 	}
@@ -96,7 +124,7 @@ func VerifyReading(ctx context.Context, c *api.Client, chainID string, p *Readin
 	if string(p.AnchorProof.Key) != string(ledger.AnchorAtKey(p.Gateway, p.Anchor.Size)) {
 		return nil, errors.New("the anchor proof is of another key")
 	}
-	v, err := c.VerifyProof(ctx, chainID, p.AnchorProof)
+	header, err := check.CheckProof(ctx, p.AnchorProof)
 	if err != nil {
 		return nil, fmt.Errorf("anchor: %w", err)
 	}
@@ -131,7 +159,7 @@ func VerifyReading(ctx context.Context, c *api.Client, chainID string, p *Readin
 	if string(p.SignerProof.Key) != string(ledger.DeviceKey(signer)) {
 		return nil, errors.New("the signer proof is of another key")
 	}
-	if _, err := c.VerifyProof(ctx, chainID, p.SignerProof); err != nil {
+	if _, err := check.CheckProof(ctx, p.SignerProof); err != nil {
 		return nil, fmt.Errorf("signer record: %w", err)
 	}
 	var d ledger.Device
@@ -151,5 +179,5 @@ func VerifyReading(ctx context.Context, c *api.Client, chainID string, p *Readin
 	if err := env.Verify(pub); err != nil {
 		return nil, fmt.Errorf("signature: %w", err)
 	}
-	return &VerifiedReading{Envelope: env, AnchorHeight: a.Height, HeaderHeight: v.Header}, nil
+	return &VerifiedReading{Envelope: env, AnchorHeight: a.Height, HeaderHeight: header}, nil
 }

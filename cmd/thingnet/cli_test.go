@@ -160,6 +160,18 @@ func TestCLI(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// The same through a light client provisioned with block 2's hash: no
+	// node's validator set is trusted.
+	var b2 struct{ Hash string }
+	if err := json.Unmarshal([]byte(run("tx", "block", "2", "-o", "json")), &b2); err != nil {
+		t.Fatal(err)
+	}
+	if out := run("verify", "reading", "0", "--via", d.APIURL(3), "--trust", "2:"+b2.Hash); !strings.Contains(out, "verified:") {
+		t.Errorf("verify reading --trust = %q", out)
+	}
+	if _, err := cli(t, node, ks, "verify", "reading", "0", "--trust", "2:"+strings.Repeat("00", 32)); err == nil || !strings.Contains(err.Error(), "light client") {
+		t.Errorf("verify reading with a wrong trusted hash: err = %v; want refused", err)
+	}
 	if out := run("readings", "list", "--device", "sensor-3"); !strings.Contains(out, "seq 1") || !strings.Contains(out, "21.4 temperature/celsius") {
 		t.Errorf("readings list = %q", out)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,6 +19,8 @@ import (
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/lightclient"
 	"github.com/thingnet/thingnet/reading"
 )
 
@@ -114,7 +118,7 @@ func readingsCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	var via string
+	var via, trust string
 	verify := &cobra.Command{
 		Use:   "verify INDEX",
 		Short: "Check a stored reading end to end: signature, device active, inclusion in the log, anchor on the ledger",
@@ -127,15 +131,27 @@ node, so the gateway that stored the reading is not trusted at all.`,
 			if err != nil {
 				return err
 			}
-			checker := g.client()
+			headers := g.client()
 			if via != "" {
-				checker = api.NewClient(via)
+				headers = api.NewClient(via)
 			}
-			st, err := checker.Status(cmd.Context())
+			st, err := headers.Status(cmd.Context())
 			if err != nil {
 				return err
 			}
-			v, err := gateway.VerifyReading(cmd.Context(), checker, st.ChainID, p)
+			var check gateway.ProofChecker = gateway.NodeChecker{Client: headers, ChainID: st.ChainID}
+			if trust != "" {
+				opts, err := parseTrust(trust)
+				if err != nil {
+					return err
+				}
+				lc, err := lightclient.New(cmd.Context(), st.ChainID, opts, lightclient.APISource(headers))
+				if err != nil {
+					return fmt.Errorf("light client from --trust %s: %w", trust, err)
+				}
+				check = lightChecker{lc}
+			}
+			v, err := gateway.VerifyReadingWith(cmd.Context(), check, p)
 			if err != nil {
 				return fmt.Errorf("VERIFICATION FAILED: %w", err)
 			}
@@ -147,6 +163,7 @@ node, so the gateway that stored the reading is not trusted at all.`,
 		},
 	}
 	verify.Flags().StringVar(&via, "via", "", "check headers and ledger records through this node's API instead of --node")
+	verify.Flags().StringVar(&trust, "trust", "", "HEIGHT:HASH of a header you trust (e.g. from the network's operators): verify with a light client from it, trusting no node's validator set")
 	var dev, from, to string
 	var limit int
 	list := &cobra.Command{
@@ -253,4 +270,25 @@ func printEnvelope(w io.Writer, env *reading.Envelope) {
 		}
 		fmt.Fprintf(w, "reading: seq %d at %s: %s %s\n", r.Seq, r.Time.UTC().Format(time.RFC3339Nano), val, r.ContentType)
 	}
+}
+
+// lightChecker checks proofs with a light client.
+type lightChecker struct{ lc *lightclient.Client }
+
+func (l lightChecker) CheckProof(ctx context.Context, p *ledger.Proof) (int64, error) {
+	return p.Height + 1, l.lc.VerifyProof(ctx, p)
+}
+
+// parseTrust reads HEIGHT:HASH (hex) for a light client.
+func parseTrust(s string) (lightclient.TrustOptions, error) {
+	h, hash, ok := strings.Cut(s, ":")
+	height, err := strconv.ParseInt(h, 10, 64)
+	if !ok || err != nil || height < 1 {
+		return lightclient.TrustOptions{}, fmt.Errorf("--trust %q: want HEIGHT:HASH (the hash in hex, as `thingnet tx block HEIGHT` prints it)", s)
+	}
+	b, err := hex.DecodeString(hash)
+	if err != nil || len(b) != 32 {
+		return lightclient.TrustOptions{}, fmt.Errorf("--trust %q: the hash must be 64 hex digits", s)
+	}
+	return lightclient.TrustOptions{Height: height, Hash: b, Period: 14 * 24 * time.Hour}, nil
 }
