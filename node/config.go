@@ -95,6 +95,9 @@ type P2PConfig struct {
 	ExternalAddress  string   `toml:"external_address"`   // host:port advertised to peers
 	PersistentPeers  []string `toml:"persistent_peers"`   // nodeid@host:port
 	AllowDuplicateIP bool     `toml:"allow_duplicate_ip"` // several nodes behind one IP
+	// PEX exchanges peer addresses with other nodes; turn it off for a
+	// closed network whose nodes all list each other in persistent_peers.
+	PEX bool `toml:"pex"`
 }
 
 // RPCConfig configures CometBFT's own RPC server.
@@ -138,7 +141,7 @@ func DefaultConfig() Config {
 		LogLevel:  "info",
 		LogFormat: "text",
 		API:       APIConfig{Listen: "127.0.0.1:26680"},
-		P2P:       P2PConfig{Listen: chain.DefaultP2PListen},
+		P2P:       P2PConfig{Listen: chain.DefaultP2PListen, PEX: true},
 		RPC:       RPCConfig{Listen: chain.DefaultRPCListen},
 		Consensus: ConsensusConfig{
 			TimeoutCommit:     Duration{chain.DefaultTimeoutCommit},
@@ -217,6 +220,7 @@ func (c Config) chainConfig(home string) chain.Config {
 		EmptyBlocksInterval: c.Consensus.EmptyBlocksInterval.Duration,
 		MempoolSize:         c.Consensus.MempoolSize,
 		AllowDuplicateIP:    c.P2P.AllowDuplicateIP,
+		DisablePEX:          !c.P2P.PEX,
 		LogLevel:            cometLogLevel(c.LogLevel),
 	}
 }

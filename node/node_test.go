@@ -67,6 +67,7 @@ func TestSingleNode(t *testing.T) {
 	c.RPC.Listen = fmt.Sprintf("tcp://127.0.0.1:%d", base+1)
 	c.API.Listen = fmt.Sprintf("127.0.0.1:%d", base+2)
 	c.Consensus.FastBlocks = true
+	c.P2P.PEX = false // CometBFT writes addrbook.json after Stop returns when PEX is on
 	id, err := Init(home, c)
 	if err != nil {
 		t.Fatal(err)
