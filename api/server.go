@@ -269,7 +269,17 @@ func (s *Server) getTx(r *http.Request) (any, error) {
 	if err != nil || len(h) != 32 {
 		return nil, badRequest("tx hash must be 64 hex digits")
 	}
+	// CometBFT indexes a block's txs just after committing it, so a tx whose
+	// commit was just reported may not be found for a moment: retry briefly.
 	res, err := s.comet.Tx(r.Context(), h, false)
+	for try := 0; err != nil && try < 10; try++ {
+		select {
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		res, err = s.comet.Tx(r.Context(), h, false)
+	}
 	if err != nil {
 		return nil, notFound(fmt.Sprintf("tx %X: %v", h, err))
 	}
