@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"container/list"
 	"fmt"
 	"sync"
 	"time"
@@ -19,8 +20,8 @@ type Limiter struct {
 
 	mu      sync.Mutex
 	entries map[string]*entry
-	// LRU list: head is the most recently used, tail the next to evict.
-	head, tail *entry
+	// lru holds the entries, most recently used first.
+	lru *list.List
 	// violators holds the entries with refusals, for Offenders.
 	violators map[string]*entry
 }
@@ -28,10 +29,10 @@ type Limiter struct {
 // entry is the state of one key.
 type entry struct {
 	key                string
-	msgs, bytes, conns float64   // tokens in each bucket
-	last               time.Time // when the buckets were last refilled
-	prev, next         *entry
-	viol               *violations // nil until the key is first refused
+	msgs, bytes, conns float64       // tokens in each bucket
+	last               time.Time     // when the buckets were last refilled
+	elem               *list.Element // in Limiter.lru
+	viol               *violations   // nil until the key is first refused
 }
 
 // New returns a Limiter that enforces l on each of at most maxKeys keys,
@@ -53,6 +54,7 @@ func New(l Limits, maxKeys int, clock Clock) *Limiter {
 		clock:     clock,
 		epoch:     clock.Now(),
 		entries:   make(map[string]*entry),
+		lru:       list.New(),
 		violators: make(map[string]*entry),
 	}
 }
@@ -122,12 +124,11 @@ func validKey(key string) bool { return key != "" && len(key) <= MaxKeyLen }
 // recently used; l.mu is held.
 func (l *Limiter) get(key string, now time.Time) *entry {
 	if e, ok := l.entries[key]; ok {
-		l.moveToFront(e)
+		l.lru.MoveToFront(e.elem)
 		return e
 	}
 	if len(l.entries) >= l.maxKeys {
-		old := l.tail
-		l.unlink(old)
+		old := l.lru.Remove(l.lru.Back()).(*entry)
 		delete(l.entries, old.key)
 		delete(l.violators, old.key)
 	}
@@ -139,7 +140,7 @@ func (l *Limiter) get(key string, now time.Time) *entry {
 		last:  now,
 	}
 	l.entries[key] = e
-	l.pushFront(e)
+	e.elem = l.lru.PushFront(e)
 	return e
 }
 
@@ -155,37 +156,4 @@ func (l *Limiter) refill(e *entry, now time.Time) {
 	e.msgs = min(float64(l.limits.Burst), e.msgs+dt*l.limits.MsgsPerSec)
 	e.bytes = min(float64(l.limits.ByteBurst), e.bytes+dt*l.limits.BytesPerSec)
 	e.conns = min(float64(l.limits.ConnectBurst), e.conns+dt*l.limits.ConnectsPerSec)
-}
-
-func (l *Limiter) moveToFront(e *entry) {
-	if l.head == e {
-		return
-	}
-	l.unlink(e)
-	l.pushFront(e)
-}
-
-func (l *Limiter) pushFront(e *entry) {
-	e.prev, e.next = nil, l.head
-	if l.head != nil {
-		l.head.prev = e
-	}
-	l.head = e
-	if l.tail == nil {
-		l.tail = e
-	}
-}
-
-func (l *Limiter) unlink(e *entry) {
-	if e.prev != nil {
-		e.prev.next = e.next
-	} else {
-		l.head = e.next
-	}
-	if e.next != nil {
-		e.next.prev = e.prev
-	} else {
-		l.tail = e.prev
-	}
-	e.prev, e.next = nil, nil
 }

@@ -1,6 +1,7 @@
 package reading
 
 import (
+	"container/list"
 	"fmt"
 	"sync"
 )
@@ -32,15 +33,14 @@ type SeqTracker struct {
 	mu      sync.Mutex
 	max     int
 	devices map[string]*seqEntry
-	// LRU list: head is the most recently used, tail the next to evict.
-	head, tail *seqEntry
-	partial    bool
+	lru     *list.List // of *seqEntry, most recently used first
+	partial bool
 }
 
 type seqEntry struct {
-	device     string
-	highest    uint64
-	prev, next *seqEntry
+	device  string
+	highest uint64
+	elem    *list.Element // in SeqTracker.lru
 }
 
 // SeqState is the content of a SeqTracker, to persist and restore it.
@@ -64,7 +64,7 @@ func NewSeqTracker(maxDevices int) *SeqTracker {
 	if maxDevices < 1 {
 		panic(fmt.Sprintf("reading: NewSeqTracker(%d): want at least 1 device", maxDevices))
 	}
-	return &SeqTracker{max: maxDevices, devices: make(map[string]*seqEntry)}
+	return &SeqTracker{max: maxDevices, devices: make(map[string]*seqEntry), lru: list.New()}
 }
 
 // RestoreSeqTracker returns a tracker holding s. If s lists more than
@@ -79,7 +79,7 @@ func RestoreSeqTracker(maxDevices int, s SeqState) *SeqTracker {
 		d := s.Devices[i]
 		if e, ok := t.devices[d.Device]; ok {
 			e.highest = d.Highest
-			t.moveToFront(e)
+			t.lru.MoveToFront(e.elem)
 			continue
 		}
 		t.insert(d.Device, d.Highest)
@@ -92,7 +92,8 @@ func (t *SeqTracker) State() SeqState {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := SeqState{Devices: make([]DeviceSeq, 0, len(t.devices)), Partial: t.partial}
-	for e := t.head; e != nil; e = e.next {
+	for el := t.lru.Front(); el != nil; el = el.Next() {
+		e := el.Value.(*seqEntry)
 		s.Devices = append(s.Devices, DeviceSeq{Device: e.device, Highest: e.highest})
 	}
 	return s
@@ -181,7 +182,7 @@ func (t *SeqTracker) check(device string, first uint64) error {
 		}
 		return nil
 	}
-	t.moveToFront(e)
+	t.lru.MoveToFront(e.elem)
 	if first <= e.highest {
 		return fmt.Errorf("%w: device %s: seq %d is not above the highest accepted, %d", ErrReplay, truncate(device), first, e.highest)
 	}
@@ -192,7 +193,7 @@ func (t *SeqTracker) check(device string, first uint64) error {
 func (t *SeqTracker) accept(device string, last uint64) {
 	if e, ok := t.devices[device]; ok {
 		e.highest = max(e.highest, last)
-		t.moveToFront(e)
+		t.lru.MoveToFront(e.elem)
 		return
 	}
 	t.insert(device, last)
@@ -202,45 +203,11 @@ func (t *SeqTracker) accept(device string, last uint64) {
 // if the tracker is full; t.mu is held (or t is not shared yet).
 func (t *SeqTracker) insert(device string, highest uint64) {
 	if len(t.devices) >= t.max {
-		old := t.tail
-		t.unlink(old)
+		old := t.lru.Remove(t.lru.Back()).(*seqEntry)
 		delete(t.devices, old.device)
 		t.partial = true
 	}
 	e := &seqEntry{device: device, highest: highest}
 	t.devices[device] = e
-	t.pushFront(e)
-}
-
-func (t *SeqTracker) moveToFront(e *seqEntry) {
-	if t.head == e {
-		return
-	}
-	t.unlink(e)
-	t.pushFront(e)
-}
-
-func (t *SeqTracker) pushFront(e *seqEntry) {
-	e.prev, e.next = nil, t.head
-	if t.head != nil {
-		t.head.prev = e
-	}
-	t.head = e
-	if t.tail == nil {
-		t.tail = e
-	}
-}
-
-func (t *SeqTracker) unlink(e *seqEntry) {
-	if e.prev != nil {
-		e.prev.next = e.next
-	} else {
-		t.head = e.next
-	}
-	if e.next != nil {
-		e.next.prev = e.prev
-	} else {
-		t.tail = e.prev
-	}
-	e.prev, e.next = nil, nil
+	e.elem = t.lru.PushFront(e)
 }
