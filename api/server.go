@@ -27,9 +27,10 @@ type Server struct {
 	log   *slog.Logger
 	mux   *http.ServeMux
 
-	mu   sync.Mutex
-	srv  *http.Server
-	addr string
+	mu         sync.Mutex
+	srv        *http.Server
+	addr       string
+	onShutdown []func() // run first by Shutdown: end streams, which never go idle
 }
 
 // New builds the API over a ledger application and its CometBFT node's client.
@@ -76,7 +77,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	srv := s.srv
 	s.srv = nil
+	hooks := s.onShutdown
 	s.mu.Unlock()
+	for _, f := range hooks {
+		f()
+	}
 	if srv == nil {
 		return nil
 	}
@@ -142,6 +147,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/validators", s.getValidators)
 	s.handle("GET /v1/anchors/{gateway}", s.getAnchor)
 	s.handle("GET /v1/proofs", s.getProof)
+	s.mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound(fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)))
 	})

@@ -19,6 +19,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/events"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/gateway/coap"
 	"github.com/thingnet/thingnet/gateway/mqtt"
@@ -71,6 +72,8 @@ type Devnet struct {
 	gws     []*gateway.Gateway
 	brokers []*mqtt.Broker
 	coaps   []*coap.Server
+	buses   []*events.Bus        // node i's event bus, kept across restarts
+	watches []context.CancelFunc // stop node i's block watcher
 }
 
 // GatewayKey is the keystore name of node i's gateway key.
@@ -107,7 +110,11 @@ func Start(c Config) (*Devnet, error) {
 	}
 	d := &Devnet{cfg: c, log: c.Logger, Resumed: resumed, gwKeys: gwKeys,
 		apps: make([]*ledger.App, c.Validators), apis: make([]*api.Server, c.Validators), gws: make([]*gateway.Gateway, c.Validators),
-		brokers: make([]*mqtt.Broker, c.Validators), coaps: make([]*coap.Server, c.Validators)}
+		brokers: make([]*mqtt.Broker, c.Validators), coaps: make([]*coap.Server, c.Validators),
+		buses: make([]*events.Bus, c.Validators), watches: make([]context.CancelFunc, c.Validators)}
+	for i := range d.buses {
+		d.buses[i] = events.NewBus(0)
+	}
 	d.net, err = chain.StartLocalNet(chain.LocalNetConfig{
 		Dir: filepath.Join(c.Home, "nodes"), Validators: c.Validators, ChainID: c.ChainID, BasePort: c.BasePort,
 		AppState: state, FastBlocks: c.FastBlocks, LogLevel: c.LogLevel,
@@ -163,10 +170,20 @@ func (d *Devnet) startServices(i int) error {
 	reg.Gateway(gw)
 	reg.MQTT(broker)
 	reg.CoAP(cs)
-	s.MountHandler("GET /metrics", reg.Handler())
-	if err := s.Start(fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i+2)); err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	watch, err := events.Watch(ctx, node.Client(), d.buses[i], d.log.With("node", i, "module", "events"))
+	if err != nil {
+		cancel()
 		return errors.Join(err, cs.Close(), broker.Close(), gw.Close())
 	}
+	reg.Chain(watch)
+	reg.Events(d.buses[i], s.ServeEvents(d.buses[i]))
+	s.MountHandler("GET /metrics", reg.Handler())
+	if err := s.Start(fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i+2)); err != nil {
+		cancel()
+		return errors.Join(err, cs.Close(), broker.Close(), gw.Close())
+	}
+	d.watches[i] = cancel
 	d.apis[i], d.gws[i], d.brokers[i], d.coaps[i] = s, gw, broker, cs
 	return nil
 }
@@ -176,6 +193,10 @@ func (d *Devnet) stopServices(i int) error {
 	d.mu.Lock()
 	s, gw, broker, cs := d.apis[i], d.gws[i], d.brokers[i], d.coaps[i]
 	d.apis[i], d.gws[i], d.brokers[i], d.coaps[i] = nil, nil, nil, nil
+	if d.watches[i] != nil {
+		d.watches[i]()
+		d.watches[i] = nil
+	}
 	d.mu.Unlock()
 	var errs []error
 	if cs != nil {
@@ -194,6 +215,10 @@ func (d *Devnet) stopServices(i int) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Events is node i's event bus (GET /v1/events on its API); it stays the
+// same across StopNode and StartNode.
+func (d *Devnet) Events(i int) *events.Bus { return d.buses[i] }
 
 // Gateway is node i's gateway (nil while the node is stopped).
 func (d *Devnet) Gateway(i int) *gateway.Gateway {

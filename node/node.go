@@ -12,6 +12,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/events"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/gateway/coap"
 	"github.com/thingnet/thingnet/gateway/mqtt"
@@ -30,6 +31,9 @@ type Node struct {
 	broker *mqtt.Broker
 	coap   *coap.Server
 	log    *slog.Logger
+	events *events.Bus
+	// stopEvents ends the watcher that publishes committed blocks.
+	stopEvents context.CancelFunc
 }
 
 // Init prepares a node home: CometBFT keys and config, and thingnet.toml
@@ -72,7 +76,7 @@ func Start(home string, c Config, logger *slog.Logger) (*Node, error) {
 		app.Close()
 		return nil, err
 	}
-	n := &Node{home: home, app: app, chain: cn, log: logger}
+	n := &Node{home: home, app: app, chain: cn, log: logger, events: events.NewBus(0)}
 	if c.Gateway.Enabled {
 		if err := n.startGateway(c); err != nil {
 			return nil, errors.Join(err, n.Close())
@@ -93,6 +97,14 @@ func Start(home string, c Config, logger *slog.Logger) (*Node, error) {
 		if n.coap != nil {
 			reg.CoAP(n.coap)
 		}
+		ctx, cancel := context.WithCancel(context.Background())
+		n.stopEvents = cancel
+		watch, err := events.Watch(ctx, cn.Client(), n.events, logger.With("module", "events"))
+		if err != nil {
+			return nil, errors.Join(err, n.Close())
+		}
+		reg.Chain(watch)
+		reg.Events(n.events, n.api.ServeEvents(n.events))
 		n.api.MountHandler("GET /metrics", reg.Handler())
 		if err := n.api.Start(c.API.Listen); err != nil {
 			return nil, errors.Join(err, n.Close())
@@ -142,6 +154,10 @@ func (n *Node) startGateway(c Config) error {
 	return nil
 }
 
+// Events is the node's event bus: publish what others may follow live
+// (GET /v1/events).
+func (n *Node) Events() *events.Bus { return n.events }
+
 // Gateway is the node's gateway (nil unless enabled).
 func (n *Node) Gateway() *gateway.Gateway { return n.gw }
 
@@ -170,6 +186,9 @@ func (n *Node) APIAddr() string {
 // Close stops the API, CometBFT and the ledger, in that order. It is idempotent.
 func (n *Node) Close() error {
 	var errs []error
+	if n.stopEvents != nil {
+		n.stopEvents()
+	}
 	if n.api != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		errs = append(errs, n.api.Shutdown(ctx))

@@ -1,0 +1,258 @@
+package events
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	ctypes "github.com/cometbft/cometbft/rpc/core/types"
+	"github.com/cometbft/cometbft/types"
+
+	"github.com/thingnet/thingnet/ledger"
+)
+
+// ChainClient is what Watch needs of a CometBFT client: event
+// subscriptions (rpc/client/local.Local has them).
+type ChainClient interface {
+	Subscribe(ctx context.Context, subscriber, query string, outCapacity ...int) (<-chan ctypes.ResultEvent, error)
+	UnsubscribeAll(ctx context.Context, subscriber string) error
+}
+
+// BlockData is the data of a "block" event.
+type BlockData struct {
+	Height   int64          `json:"height"`
+	Hash     string         `json:"hash"`
+	Time     time.Time      `json:"time"`
+	Proposer string         `json:"proposer"`
+	Txs      int            `json:"txs"`
+	Failed   int            `json:"failed"`           // txs whose execution was refused
+	Kinds    map[string]int `json:"kinds"`            // txs by kind
+	Interval float64        `json:"interval_seconds"` // since the previous block (0 for the first one seen)
+}
+
+// TxData is the data of a "tx" event (and of "org", "grant", "validator").
+type TxData struct {
+	Hash   string `json:"hash"`
+	Height int64  `json:"height"`
+	Index  int    `json:"index"`
+	Kind   string `json:"kind"`
+	Signer string `json:"signer"`
+	Code   uint32 `json:"code"`
+	Reason string `json:"reason"`
+	Log    string `json:"log,omitempty"`
+}
+
+// DeviceData is the data of "device.status" and "device.update" events.
+type DeviceData struct {
+	Device string `json:"device"`
+	Kind   string `json:"kind"`
+	Status string `json:"status,omitempty"` // after the change (device.status)
+	Reason string `json:"reason,omitempty"`
+	Height int64  `json:"height"`
+	Tx     string `json:"tx"`
+}
+
+// AnchorData is the data of an "anchor" event.
+type AnchorData struct {
+	Gateway string `json:"gateway"`
+	Size    uint64 `json:"size"`
+	Root    string `json:"root"` // hex
+	Height  int64  `json:"height"`
+	Tx      string `json:"tx"`
+}
+
+// IntervalBuckets are the upper bounds, in seconds, of the block interval
+// histogram.
+var intervalBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30}
+
+// ChainStats is what a Watcher counted since it started.
+type ChainStats struct {
+	Height    int64     // last block seen
+	BlockTime time.Time // its header time
+	Blocks    uint64
+	// Committed counts committed txs by kind and result ("ok" or the
+	// ledger's refusal code, e.g. "unauthorized").
+	Committed map[string]map[string]uint64
+	// Block intervals (header time to header time): cumulative counts per
+	// upper bound of Buckets, their sum in seconds, and their number.
+	Buckets        []float64
+	IntervalCounts []uint64
+	IntervalSum    float64
+	Intervals      uint64
+}
+
+// Watcher turns committed blocks into events and counts them.
+type Watcher struct {
+	bus *Bus
+	log *slog.Logger
+
+	mu        sync.Mutex
+	height    int64
+	last      time.Time
+	blocks    uint64
+	committed map[string]map[string]uint64
+	counts    []uint64 // per bucket, not cumulative; last one is +Inf
+	sum       float64
+	intervals uint64
+	done      chan struct{}
+}
+
+// Watch subscribes to c's new blocks and publishes, for each block, a
+// "block" event, a "tx" event per transaction, and "device.status",
+// "device.update", "anchor", "org", "grant" and "validator" events for the
+// transactions that succeeded. It stops when ctx ends.
+func Watch(ctx context.Context, c ChainClient, bus *Bus, logger *slog.Logger) (*Watcher, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	const subscriber = "thingnet-events"
+	ch, err := c.Subscribe(ctx, subscriber, types.EventQueryNewBlock.String(), 256)
+	if err != nil {
+		return nil, fmt.Errorf("events: subscribing to new blocks: %w", err)
+	}
+	w := &Watcher{bus: bus, log: logger, committed: map[string]map[string]uint64{},
+		counts: make([]uint64, len(intervalBuckets)+1), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_ = c.UnsubscribeAll(ctx, subscriber)
+		}()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-ch:
+				if !ok {
+					return
+				}
+				if b, ok := ev.Data.(types.EventDataNewBlock); ok {
+					w.block(b)
+				}
+			}
+		}
+	}()
+	return w, nil
+}
+
+// Done is closed when the watcher has stopped.
+func (w *Watcher) Done() <-chan struct{} { return w.done }
+
+func (w *Watcher) block(b types.EventDataNewBlock) {
+	if b.Block == nil {
+		return
+	}
+	h := b.Block.Header
+	bd := BlockData{Height: h.Height, Hash: b.BlockID.Hash.String(), Time: h.Time, Proposer: h.ProposerAddress.String(),
+		Txs: len(b.Block.Txs), Kinds: map[string]int{}}
+	var follow []func()
+	type counted struct{ kind, result string }
+	var results []counted
+	for i, raw := range b.Block.Txs {
+		td := TxData{Hash: fmt.Sprintf("%X", raw.Hash()), Height: h.Height, Index: i, Kind: "unknown"}
+		if i < len(b.ResultFinalizeBlock.TxResults) {
+			r := b.ResultFinalizeBlock.TxResults[i]
+			td.Code, td.Log = r.Code, r.Log
+		}
+		td.Reason = ledger.Code(td.Code).String()
+		tx, err := ledger.DecodeTx(raw)
+		if err == nil {
+			td.Kind, td.Signer = tx.Kind, tx.Signer
+		}
+		bd.Kinds[td.Kind]++
+		result := "ok"
+		if td.Code != 0 {
+			bd.Failed++
+			result = td.Reason
+		}
+		results = append(results, counted{td.Kind, result})
+		follow = append(follow, func() { w.bus.Publish(TypeTx, td) })
+		if err == nil && td.Code == 0 {
+			if typ, data := txEvent(tx, td); typ != "" {
+				follow = append(follow, func() { w.bus.Publish(typ, data) })
+			}
+		}
+	}
+	w.mu.Lock()
+	if !w.last.IsZero() && h.Height == w.height+1 {
+		d := h.Time.Sub(w.last).Seconds()
+		bd.Interval = d
+		k := sort.SearchFloat64s(intervalBuckets, d)
+		w.counts[k]++
+		w.sum += d
+		w.intervals++
+	}
+	w.height, w.last = h.Height, h.Time
+	w.blocks++
+	for _, c := range results {
+		m := w.committed[c.kind]
+		if m == nil {
+			m = map[string]uint64{}
+			w.committed[c.kind] = m
+		}
+		m[c.result]++
+	}
+	w.mu.Unlock()
+	w.bus.Publish(TypeBlock, bd)
+	for _, f := range follow {
+		f()
+	}
+}
+
+// txEvent is the specific event of a successful tx, if it has one.
+func txEvent(tx *ledger.Tx, td TxData) (string, any) {
+	switch m := tx.Msg.(type) {
+	case *ledger.DeviceRegister:
+		return TypeDeviceStatus, DeviceData{Device: m.Device, Kind: tx.Kind, Status: string(ledger.StatusActive), Height: td.Height, Tx: td.Hash}
+	case *ledger.DeviceStatus:
+		st := ledger.StatusActive
+		switch tx.Kind {
+		case ledger.KindDeviceSuspend:
+			st = ledger.StatusSuspended
+		case ledger.KindDeviceRevoke:
+			st = ledger.StatusRevoked
+		}
+		return TypeDeviceStatus, DeviceData{Device: m.Device, Kind: tx.Kind, Status: string(st), Reason: m.Reason, Height: td.Height, Tx: td.Hash}
+	case *ledger.DeviceRotate:
+		return TypeDeviceUpdate, DeviceData{Device: m.Device, Kind: tx.Kind, Height: td.Height, Tx: td.Hash}
+	case *ledger.DeviceUpdate:
+		return TypeDeviceUpdate, DeviceData{Device: m.Device, Kind: tx.Kind, Height: td.Height, Tx: td.Hash}
+	case *ledger.DataAnchor:
+		return TypeAnchor, AnchorData{Gateway: tx.Signer, Size: m.Size, Root: hex.EncodeToString(m.Root), Height: td.Height, Tx: td.Hash}
+	}
+	switch tx.Kind {
+	case ledger.KindOrgCreate, ledger.KindOrgAdminAdd, ledger.KindOrgAdminRemove:
+		return TypeOrg, td
+	case ledger.KindGrantAdd, ledger.KindGrantRevoke:
+		return TypeGrant, td
+	case ledger.KindValidatorUpdate:
+		return TypeValidator, td
+	}
+	return "", nil
+}
+
+// Stats is a snapshot of what the watcher counted.
+func (w *Watcher) Stats() ChainStats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := ChainStats{Height: w.height, BlockTime: w.last, Blocks: w.blocks, Committed: map[string]map[string]uint64{},
+		Buckets: intervalBuckets, IntervalCounts: make([]uint64, len(intervalBuckets)), IntervalSum: w.sum, Intervals: w.intervals}
+	for k, m := range w.committed {
+		c := make(map[string]uint64, len(m))
+		for r, n := range m {
+			c[r] = n
+		}
+		s.Committed[k] = c
+	}
+	var cum uint64
+	for i := range intervalBuckets {
+		cum += w.counts[i]
+		s.IntervalCounts[i] = cum
+	}
+	return s
+}
