@@ -1,0 +1,196 @@
+package device
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/lightclient"
+)
+
+// Device is one thing: its key, its gateways and its small persistent
+// state. It is safe for concurrent use.
+type Device struct {
+	cfg config
+	key *identity.Key
+	id  string
+
+	seq *seqStore
+
+	mu      sync.Mutex
+	cur     int         // the gateway in use
+	failed  []time.Time // when each gateway last failed or lied; zero: never
+	chainID string
+	org     string // the device's organisation, once proved
+	mqtt    map[int]*mqttConn
+	coap    map[int]*coapConn
+
+	// checkMu serialises light-client work: the source is switched per
+	// gateway while a check runs.
+	checkMu sync.Mutex
+	src     *switchSource
+	lc      *lightclient.Client
+	saved   int64 // height of the trusted header last saved
+}
+
+// New makes a device with key k. It reads the persistent state from the
+// state directory, if there is one, and talks to no gateway: a device
+// restarted with no network keeps its trusted state and sequence numbers.
+func New(k *identity.Key, opts ...Option) (*Device, error) {
+	if k == nil {
+		return nil, errors.New("device: no key")
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	d := &Device{cfg: cfg, key: k, id: cfg.id, failed: make([]time.Time, len(cfg.gateways)),
+		chainID: cfg.chainID, mqtt: map[int]*mqttConn{}, coap: map[int]*coapConn{}}
+	if d.id == "" {
+		d.id = k.ID()
+	}
+	d.src = &switchSource{d: d}
+	if d.seq, err = openSeq(cfg.stateDir, cfg.seqBlock, cfg.now); err != nil {
+		return nil, err
+	}
+	if err := d.loadTrusted(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// ID is the device's id (its first key's did:key).
+func (d *Device) ID() string { return d.id }
+
+// Key is the device's key.
+func (d *Device) Key() *identity.Key { return d.key }
+
+// Gateway is the gateway the device uses now (the first one that worked).
+func (d *Device) Gateway() Gateway {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg.gateways[d.cur]
+}
+
+// ChainID returns the chain id: the configured one, the trusted state's,
+// or else the one the gateways report.
+func (d *Device) ChainID(ctx context.Context) (string, error) {
+	d.mu.Lock()
+	id := d.chainID
+	d.mu.Unlock()
+	if id != "" {
+		return id, nil
+	}
+	err := d.each(ctx, "asking the chain id", func(_ int, gw Gateway) error {
+		st, err := d.apiClient(gw).Status(ctx)
+		if err != nil {
+			return err
+		}
+		if st.ChainID == "" {
+			return errors.New("the gateway reports no chain id")
+		}
+		id = st.ChainID
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	d.mu.Lock()
+	if d.chainID == "" {
+		d.chainID = id
+	}
+	id = d.chainID
+	d.mu.Unlock()
+	return id, nil
+}
+
+// Token returns a new CWT for this device (its MQTT password, or a bearer
+// token for the gateway's HTTP API), valid for the token lifetime.
+func (d *Device) Token(ctx context.Context) ([]byte, error) {
+	chainID, err := d.ChainID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return identity.NewCWT(d.key, d.id, chainID, d.cfg.now(), d.cfg.tokenLife)
+}
+
+// Sleep closes the device's connections to gateways (MQTT, CoAP), as a
+// duty-cycled device does before it sleeps; the next Send reconnects.
+func (d *Device) Sleep() {
+	d.mu.Lock()
+	mq, cp := d.mqtt, d.coap
+	d.mqtt, d.coap = map[int]*mqttConn{}, map[int]*coapConn{}
+	d.mu.Unlock()
+	for _, c := range mq {
+		c.close()
+	}
+	for _, c := range cp {
+		c.close()
+	}
+}
+
+// Close closes the connections and saves the trusted state.
+func (d *Device) Close() error {
+	d.Sleep()
+	d.checkMu.Lock()
+	defer d.checkMu.Unlock()
+	return d.saveTrusted()
+}
+
+func (d *Device) apiClient(gw Gateway) *api.Client {
+	c := api.NewClient(gw.API)
+	c.HTTP.Timeout = d.cfg.timeout
+	return c
+}
+
+// each runs fn against the gateways, starting with the one in use and in
+// order of preference after it, skipping those that failed recently
+// unless none is left, until fn succeeds. A gateway fn fails with (it is
+// down, or it lied) is set aside; the one that works becomes the one in
+// use. It returns the errors of every gateway tried when none worked.
+func (d *Device) each(ctx context.Context, what string, fn func(i int, gw Gateway) error) error {
+	d.mu.Lock()
+	n := len(d.cfg.gateways)
+	now := d.cfg.now()
+	var order, later []int
+	for k := range n {
+		i := (d.cur + k) % n
+		if t := d.failed[i]; !t.IsZero() && now.Sub(t) < d.cfg.retryFailed && i != d.cur {
+			later = append(later, i)
+			continue
+		}
+		order = append(order, i)
+	}
+	order = append(order, later...)
+	d.mu.Unlock()
+	var errs []error
+	for _, i := range order {
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		gw := d.cfg.gateways[i]
+		err := fn(i, gw)
+		if err == nil {
+			d.mu.Lock()
+			if d.cur != i {
+				d.cfg.log.Info("device: using another gateway", "device", d.id, "gateway", gw.API)
+			}
+			d.cur, d.failed[i] = i, time.Time{}
+			d.mu.Unlock()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		d.cfg.log.Warn("device: gateway failed; trying the next one", "device", d.id, "gateway", gw.API, "while", what, "err", err)
+		d.mu.Lock()
+		d.failed[i] = d.cfg.now()
+		d.mu.Unlock()
+		errs = append(errs, fmt.Errorf("gateway %s: %w", gw.API, err))
+	}
+	return fmt.Errorf("device: %s: no gateway worked: %w", what, errors.Join(errs...))
+}

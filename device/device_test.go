@@ -1,0 +1,245 @@
+package device
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/lightclient"
+	"github.com/thingnet/thingnet/reading"
+)
+
+func temp(v float64) reading.Reading {
+	return reading.Reading{ContentType: "temperature/celsius", Value: &v}
+}
+
+// waitAnchored asks WasAnchored until the reading is anchored.
+func waitAnchored(t *testing.T, ctx context.Context, d *Device, rc *Receipt) *Anchoring {
+	t.Helper()
+	for {
+		a, err := d.WasAnchored(ctx, rc)
+		if err != nil {
+			t.Fatalf("WasAnchored: %v", err)
+		}
+		if a.Anchored {
+			return a
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the reading was never anchored")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// TestDevice runs a device against a real devnet through a dead gateway
+// and a lying one: it sends readings (one signature per batch), checks a
+// sender's record and grant and its own reading's anchor with proofs, ends
+// up on the honest gateway, and after a restart with no network at all
+// still has its trusted header and sequence numbers.
+func TestDevice(t *testing.T) {
+	tn := startNet(t)
+	ctx := ctxT(t)
+	me := tn.register(t, identity.Ed25519)
+	sender := tn.register(t, identity.P256)
+	tn.send(t, me, &ledger.GrantAdd{Grantor: "device:" + me.ID(), Subject: "device:" + sender.ID(), Action: "message", Resource: "device:" + me.ID()})
+	stranger, _ := identity.GenerateKey(identity.Ed25519)
+
+	dir := t.TempDir()
+	lying := liar(t, tn.d.APIURL(1), lieHeader)
+	honest := tn.gw(2)
+	d, err := New(me, WithGateways(deadGateway(t), Gateway{API: lying.URL}, honest),
+		WithChainID(tn.d.ChainID()), WithStateDir(dir), WithTrust(tn.trust))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rc, err := d.SendBatch(ctx, []reading.Reading{temp(21.5), temp(21.625), temp(22)})
+	if err != nil {
+		t.Fatalf("SendBatch: %v", err)
+	}
+	if env, err := reading.Decode(rc.Envelope); err != nil || !env.Batch || len(env.Readings) != 3 || rc.Index < 0 {
+		t.Fatalf("receipt %+v: %v", rc, err)
+	}
+	if rc.Gateway.API != lying.URL {
+		t.Errorf("sent to %s; want the first gateway that answers (%s)", rc.Gateway.API, lying.URL)
+	}
+
+	ok, err := d.IsActiveAndGranted(ctx, sender.ID(), "message")
+	if err != nil || !ok {
+		t.Fatalf("IsActiveAndGranted(granted sender) = %v, %v", ok, err)
+	}
+	if got := d.Gateway(); got != honest {
+		t.Errorf("after the lying gateway, the device uses %s; want %s", got.API, honest.API)
+	}
+	for _, c := range []struct {
+		who, action string
+	}{{sender.ID(), "command"}, {stranger.ID(), "message"}} {
+		a, err := d.Authorize(ctx, c.who, c.action)
+		if err != nil || a.Granted {
+			t.Errorf("Authorize(%s, %s) = %+v, %v; want not granted", c.who, c.action, a, err)
+		}
+	}
+	tn.send(t, tn.admin, ledger.NewDeviceStatus(sender.ID(), ledger.StatusSuspended, "test"))
+	if a, err := d.Authorize(ctx, sender.ID(), "message"); err != nil || a.Active() || a.Status != ledger.StatusSuspended {
+		t.Errorf("Authorize(suspended sender) = %+v, %v", a, err)
+	}
+
+	// The batch went to the lying gateway, which stores it honestly; its
+	// anchor checks out with headers from the honest one.
+	a := waitAnchored(t, ctx, d, rc)
+	if a.Height <= 0 || a.Index != rc.Index {
+		t.Errorf("anchoring = %+v", a)
+	}
+
+	// Restart with every gateway dead: the trusted header and sequence
+	// numbers come back from the state directory.
+	h, state := d.TrustedHeight(), mustState(t, d)
+	next := d.seq.peek()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, TrustedFile))
+	if err != nil || fi.Size() > 64<<10 {
+		t.Fatalf("trusted state file: %v, %v", fi, err)
+	}
+	t.Logf("persistent state: %s %d bytes (4 validators), trusted height %d", TrustedFile, fi.Size(), h)
+	d2, err := New(me, WithGateways(deadGateway(t)), WithStateDir(dir))
+	if err != nil {
+		t.Fatalf("restart with no network: %v", err)
+	}
+	if d2.TrustedHeight() != h || !bytes.Equal(mustState(t, d2), state) {
+		t.Errorf("after restart: trusted height %d; want %d (same state)", d2.TrustedHeight(), h)
+	}
+	if c, _ := d2.ChainID(ctx); c != tn.d.ChainID() {
+		t.Errorf("chain id after restart = %q", c)
+	}
+	if s := d2.seq.peek(); s < next {
+		t.Errorf("after restart the next seq is %d, below %d", s, next)
+	}
+	if _, err := d2.Send(ctx, temp(1)); err == nil {
+		t.Error("Send with every gateway dead succeeded")
+	}
+	// Back on the network it resumes from the saved header.
+	d3, err := New(me, WithGateways(honest), WithStateDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d3.Close()
+	if ok, err := d3.IsActiveAndGranted(ctx, me.ID(), "message"); err != nil || ok {
+		t.Errorf("IsActiveAndGranted(self, no grant) = %v, %v", ok, err)
+	}
+	if d3.TrustedHeight() <= h {
+		t.Errorf("the resumed light client did not move on from %d", h)
+	}
+}
+
+func mustState(t *testing.T, d *Device) []byte {
+	t.Helper()
+	b, err := d.TrustedState()
+	if err != nil || b == nil {
+		t.Fatalf("trusted state: %v", err)
+	}
+	return b
+}
+
+// TestLyingGateways puts a gateway that lies in each way first: the
+// device detects it, uses the next one, and gets the true answer.
+func TestLyingGateways(t *testing.T) {
+	tn := startNet(t)
+	me := tn.register(t, identity.Ed25519)
+	sender := tn.register(t, identity.Ed25519)
+	tn.send(t, me, &ledger.GrantAdd{Grantor: "device:" + me.ID(), Subject: "device:" + sender.ID(), Action: "message", Resource: "device:" + me.ID()})
+	for _, how := range []lie{lieHeader, lieProof, lieValidators} {
+		t.Run(string(how), func(t *testing.T) {
+			ctx := ctxT(t)
+			bad := liar(t, tn.d.APIURL(0), how)
+			// The device trusts a header already (provisioned through an
+			// honest gateway): the lies are about newer ones.
+			dir := t.TempDir()
+			d0, err := New(me, WithGateways(tn.gw(3)), WithChainID(tn.d.ChainID()), WithTrust(tn.trust), WithStateDir(dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := d0.IsActiveAndGranted(ctx, sender.ID(), "message"); err != nil || !ok {
+				t.Fatalf("through the honest gateway: %v, %v", ok, err)
+			}
+			d0.Close()
+			// Alone, the liar is caught.
+			alone, err := New(me, WithGateways(Gateway{API: bad.URL}), WithStateDir(dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := alone.TrustedHeight()
+			_, err = alone.IsActiveAndGranted(ctx, sender.ID(), "message")
+			if err == nil {
+				t.Fatalf("a %s was not detected", how)
+			}
+			if how != lieProof && alone.TrustedHeight() != h { // a proof lie may come with a true (verified) header
+				t.Errorf("the trusted header moved from %d to %d on a lie", h, alone.TrustedHeight())
+			}
+			t.Logf("detected: %v", err)
+			if how != lieProof && !errors.Is(err, lightclient.ErrBadHeader) && !errors.Is(err, lightclient.ErrTrustedHashMismatch) && !errors.Is(err, lightclient.ErrNotVerified) {
+				t.Errorf("error %v is not a light-client refusal", err)
+			}
+			if how == lieProof && !errors.Is(err, ledger.ErrBadProof) {
+				t.Errorf("error %v is not a proof refusal", err)
+			}
+			// With an honest one behind it, the device gets the truth.
+			d, err := New(me, WithGateways(Gateway{API: bad.URL}, tn.gw(3)), WithStateDir(dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := d.IsActiveAndGranted(ctx, sender.ID(), "message"); err != nil || !ok {
+				t.Fatalf("with an honest gateway after the liar: %v, %v", ok, err)
+			}
+			if d.Gateway().API != tn.d.APIURL(3) {
+				t.Errorf("device uses %s after the lie", d.Gateway().API)
+			}
+		})
+	}
+}
+
+// TestTransports sends over MQTT (Paho) and CoAP (go-coap) to a devnet
+// gateway, and finds and verifies each reading's anchor.
+func TestTransports(t *testing.T) {
+	tn := startNet(t)
+	me := tn.register(t, identity.P256)
+	for _, tr := range []Transport{MQTT, CoAP} {
+		t.Run(string(tr), func(t *testing.T) {
+			ctx := ctxT(t)
+			d, err := New(me, WithGateways(deadGateway(t), tn.gw(1)), WithTransport(tr), WithTrust(tn.trust), WithStateDir(t.TempDir()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			rc, err := d.Send(ctx, temp(20))
+			if err != nil {
+				t.Fatalf("Send over %s: %v", tr, err)
+			}
+			if _, err := d.SendBatch(ctx, []reading.Reading{temp(20.5), temp(21)}); err != nil {
+				t.Fatalf("SendBatch over %s: %v", tr, err)
+			}
+			if rc.Index != -1 {
+				t.Errorf("index %d known over %s", rc.Index, tr)
+			}
+			a := waitAnchored(t, ctx, d, rc)
+			if a.Index < 0 || !a.Anchored {
+				t.Errorf("anchoring = %+v", a)
+			}
+			tok, err := d.Token(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, claims, err := identity.ParseCWT(tok); err != nil || claims.Subject != me.ID() {
+				t.Errorf("token: %+v, %v", claims, err)
+			}
+		})
+	}
+}

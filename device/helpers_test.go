@@ -1,0 +1,225 @@
+package device
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/devnet"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/lightclient"
+)
+
+// net is one devnet shared by the tests of this package (starting one
+// takes seconds on a loaded machine).
+type testNet struct {
+	d     *devnet.Devnet
+	admin *identity.Key
+	trust lightclient.TrustOptions
+}
+
+var (
+	sharedOnce sync.Once
+	shared     *testNet
+	sharedErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared != nil {
+		shared.d.Stop()
+		os.RemoveAll(shared.d.Home())
+	}
+	os.Exit(code)
+}
+
+func startNet(t *testing.T) *testNet {
+	t.Helper()
+	sharedOnce.Do(func() {
+		home, err := os.MkdirTemp("", "device-test-")
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		base, err := chain.FreePortBase(4)
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		lvl := slog.LevelError
+		if testing.Verbose() {
+			lvl = slog.LevelWarn
+		}
+		d, err := devnet.Start(devnet.Config{Home: home, BasePort: base, FastBlocks: true, NoSync: true,
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))})
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		tn := &testNet{d: d}
+		shared = tn
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if sharedErr = d.WaitForHeight(ctx, 3); sharedErr != nil {
+			return
+		}
+		if tn.admin, sharedErr = devnet.Keystore(home).Load(devnet.DemoAdminKey, nil); sharedErr != nil {
+			return
+		}
+		h, err := api.NewClient(d.APIURL(0)).Header(ctx, 2)
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		tn.trust = lightclient.TrustOptions{Height: 2, Hash: h.SignedHeader.Hash(), Period: 24 * time.Hour}
+	})
+	if sharedErr != nil {
+		t.Fatal(sharedErr)
+	}
+	return shared
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func (tn *testNet) gw(i int) Gateway {
+	return Gateway{API: tn.d.APIURL(i), MQTT: tn.d.MQTTAddr(i), CoAP: tn.d.CoAPAddr(i)}
+}
+
+// register registers a new device of the demo organisation.
+func (tn *testNet) register(t *testing.T, alg identity.Algorithm) *identity.Key {
+	t.Helper()
+	k, err := identity.GenerateKey(alg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof, _ := k.Sign(ledger.PossessionMessage(tn.d.ChainID(), devnet.DemoOrg, k.ID()))
+	if _, err := api.NewClient(tn.d.APIURL(0)).Send(ctxT(t), tn.admin, "", &ledger.DeviceRegister{Org: devnet.DemoOrg, Device: k.ID(), Class: "sensor", Proof: proof}, true); err != nil {
+		t.Fatalf("registering a device: %v", err)
+	}
+	return k
+}
+
+func (tn *testNet) send(t *testing.T, k *identity.Key, m ledger.Msg) {
+	t.Helper()
+	if _, err := api.NewClient(tn.d.APIURL(0)).Send(ctxT(t), k, "", m, true); err != nil {
+		t.Fatalf("%s: %v", m.Kind(), err)
+	}
+}
+
+// deadGateway is an address nothing listens on.
+func deadGateway(t *testing.T) Gateway {
+	t.Helper()
+	s := httptest.NewServer(http.NotFoundHandler())
+	addr := s.URL
+	s.Close()
+	return Gateway{API: addr, MQTT: strings.TrimPrefix(addr, "http://"), CoAP: strings.TrimPrefix(addr, "http://")}
+}
+
+// lie is a way for a gateway to lie.
+type lie string
+
+const (
+	lieHeader     lie = "forged header"       // a header with another app hash, under the validators' commit
+	lieProof      lie = "wrong state proof"   // a device record says another status than the proof proves
+	lieValidators lie = "stale validator set" // the validator set sent with headers is not the one that signed them
+)
+
+// liar is an HTTP proxy in front of a real node's API that tampers with
+// headers or proofs, and passes everything else through.
+func liar(t *testing.T, upstream string, how lie) *httptest.Server {
+	t.Helper()
+	u, _ := url.Parse(upstream)
+	p := httputil.NewSingleHostReverseProxy(u)
+	p.ModifyResponse = func(resp *http.Response) error {
+		path := resp.Request.URL.Path
+		if resp.StatusCode != http.StatusOK && (resp.StatusCode != http.StatusNotFound || !strings.HasPrefix(path, "/v1/devices/")) {
+			return nil
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		switch {
+		case how == lieHeader && strings.HasPrefix(path, "/v1/headers/"):
+			body = editJSON(t, body, func(m map[string]any) {
+				sh, _ := m["signed_header"].(map[string]any)
+				if h, ok := sh["header"].(map[string]any); ok {
+					h["app_hash"] = strings.Repeat("AB", 32)
+				}
+			})
+		case how == lieValidators && strings.HasPrefix(path, "/v1/headers/"):
+			body = editJSON(t, body, func(m map[string]any) {
+				vs, _ := m["validators"].([]any)
+				if len(vs) == 0 {
+					return
+				}
+				if v, ok := vs[0].(map[string]any); ok {
+					p, _ := strconv.ParseInt(fmt.Sprint(v["voting_power"]), 10, 64)
+					v["voting_power"] = strconv.FormatInt(p+5, 10)
+				}
+			})
+		case how == lieProof && strings.HasPrefix(path, "/v1/devices/") && resp.Request.URL.Query().Get("prove") == "true":
+			body = editJSON(t, body, func(m map[string]any) {
+				pr, ok := m["proof"].(map[string]any)
+				if !ok || pr["value"] == nil {
+					return
+				}
+				raw, _ := base64.StdEncoding.DecodeString(pr["value"].(string))
+				var d ledger.Device
+				if ledger.Unmarshal(raw, &d) != nil {
+					return
+				}
+				if d.Status == ledger.StatusActive {
+					d.Status = ledger.StatusSuspended
+				} else {
+					d.Status = ledger.StatusActive
+				}
+				raw, _ = ledger.Marshal(&d)
+				pr["value"] = base64.StdEncoding.EncodeToString(raw)
+			})
+		}
+		resp.Body = io.NopCloser(strings.NewReader(string(body)))
+		resp.ContentLength = int64(len(body))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+		return nil
+	}
+	s := httptest.NewServer(p)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func editJSON(t *testing.T, body []byte, edit func(map[string]any)) []byte {
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Errorf("liar: decoding %s: %v", body, err)
+		return body
+	}
+	edit(m)
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Errorf("liar: %v", err)
+		return body
+	}
+	return out
+}
