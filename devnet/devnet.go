@@ -26,6 +26,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/metrics"
+	"github.com/thingnet/thingnet/web"
 )
 
 // Defaults of a devnet.
@@ -179,6 +180,7 @@ func (d *Devnet) startServices(i int) error {
 	reg.Chain(watch)
 	reg.Events(d.buses[i], s.ServeEvents(d.buses[i]))
 	s.MountHandler("GET /metrics", reg.Handler())
+	web.Mount(s)
 	if err := s.Start(fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i+2)); err != nil {
 		cancel()
 		return errors.Join(err, cs.Close(), broker.Close(), gw.Close())

@@ -19,6 +19,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/metrics"
+	"github.com/thingnet/thingnet/web"
 )
 
 // Node is a running thingnet node.
@@ -106,6 +107,7 @@ func Start(home string, c Config, logger *slog.Logger) (*Node, error) {
 		reg.Chain(watch)
 		reg.Events(n.events, n.api.ServeEvents(n.events))
 		n.api.MountHandler("GET /metrics", reg.Handler())
+		web.Mount(n.api)
 		if err := n.api.Start(c.API.Listen); err != nil {
 			return nil, errors.Join(err, n.Close())
 		}

@@ -1,0 +1,252 @@
+// "Verify this reading", in the browser: the same checks as
+// gateway.VerifyReading (docs/readings.md), with WebCrypto.
+//
+//  1. the envelope is a COSE_Sign1 reading (CBOR);
+//  2. its RFC 6962 leaf hash and inclusion proof give the anchored root;
+//  3. the anchor record (with that root) is in the ledger state: its ICS23
+//     proof gives the app hash of the anchor's height, which is the app hash
+//     in the next block's header;
+//  4. the signer's record at that height is in the same state, active, with
+//     a did:key;
+//  5. the signature over the COSE Sig_structure checks with that key.
+//
+// What it does not do: check the validators' signatures on the header (the
+// CLI `thingnet readings verify` and the light client do that).
+
+import { decode, concat, bstr, tstr, head } from './cbor.js';
+
+export const b64 = (s) => Uint8Array.from(atob(s || ''), (c) => c.charCodeAt(0));
+export const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+export const unhex = (s) => Uint8Array.from((s || '').match(/../g) || [], (h) => parseInt(h, 16));
+export const eq = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+const utf8 = (s) => new TextEncoder().encode(s);
+
+export async function sha256(...parts) {
+  return new Uint8Array(await crypto.subtle.digest('SHA-256', concat(...parts)));
+}
+
+// merkleRoot recomputes an RFC 6962 root from a leaf's data, its index, the
+// tree size and the inclusion path (RFC 9162, 2.1.3.2).
+export async function merkleRoot(data, index, size, path) {
+  if (index >= size) throw new Error(`index ${index} is not below the tree size ${size}`);
+  let fn = index, sn = size - 1;
+  let r = await sha256(Uint8Array.of(0), data);
+  for (const p of path) {
+    if (sn === 0) throw new Error('the inclusion path is too long');
+    if (fn % 2 === 1 || fn === sn) {
+      r = await sha256(Uint8Array.of(1), p, r);
+      if (fn % 2 === 0) {
+        while (fn % 2 === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+      }
+    } else {
+      r = await sha256(Uint8Array.of(1), r, p);
+    }
+    fn = Math.floor(fn / 2); sn = Math.floor(sn / 2);
+  }
+  if (sn !== 0) throw new Error('the inclusion path is too short');
+  return r;
+}
+
+// --- protobuf, for ics23.CommitmentProof ---
+
+function pbFields(b) {
+  const out = [];
+  let i = 0;
+  const varint = () => {
+    let v = 0, mul = 1;
+    for (;;) {
+      if (i >= b.length) throw new Error('truncated protobuf');
+      const x = b[i++];
+      v += (x & 0x7f) * mul;
+      if (!(x & 0x80)) return v;
+      mul *= 128;
+    }
+  };
+  while (i < b.length) {
+    const key = varint(), field = Math.floor(key / 8), wt = key % 8;
+    if (wt === 0) out.push([field, varint()]);
+    else if (wt === 2) { const n = varint(); if (i + n > b.length) throw new Error('truncated protobuf'); out.push([field, b.subarray(i, i + n)]); i += n; }
+    else throw new Error(`unexpected protobuf wire type ${wt}`);
+  }
+  return out;
+}
+
+function varintBytes(n) {
+  const out = [];
+  while (n >= 128) { out.push((n % 128) | 128); n = Math.floor(n / 128); }
+  out.push(n);
+  return Uint8Array.from(out);
+}
+
+async function prehash(op, b) {
+  if (op === 0) return b;
+  if (op === 1) return sha256(b);
+  throw new Error(`unsupported ics23 hash op ${op}`);
+}
+
+function lengthPrefix(op, b) {
+  if (op === 0) return b;
+  if (op === 1) return concat(varintBytes(b.length), b);
+  throw new Error(`unsupported ics23 length op ${op}`);
+}
+
+// ics23Root computes the root an ICS23 existence proof commits to, after
+// checking that it proves key = value.
+export async function ics23Root(proof, key, value) {
+  const exist = pbFields(proof).find(([f]) => f === 1);
+  if (!exist) throw new Error('the state proof is not a membership proof');
+  let k, v, leaf = null;
+  const path = [];
+  for (const [f, x] of pbFields(exist[1])) {
+    if (f === 1) k = x; else if (f === 2) v = x; else if (f === 3) leaf = x; else if (f === 4) path.push(x);
+  }
+  if (!k || !eq(k, key)) throw new Error('the state proof is of another key');
+  if (!v || !eq(v, value)) throw new Error('the state proof is of another value');
+  if (!leaf) throw new Error('the state proof has no leaf');
+  const lo = { hash: 0, pk: 0, pv: 0, len: 0, prefix: new Uint8Array() };
+  for (const [f, x] of pbFields(leaf)) {
+    if (f === 1) lo.hash = x; else if (f === 2) lo.pk = x; else if (f === 3) lo.pv = x; else if (f === 4) lo.len = x; else if (f === 5) lo.prefix = x;
+  }
+  if (lo.hash !== 1) throw new Error('the state proof does not use SHA-256');
+  let h = await sha256(lo.prefix, lengthPrefix(lo.len, await prehash(lo.pk, k)), lengthPrefix(lo.len, await prehash(lo.pv, v)));
+  for (const step of path) {
+    let hop = 0, prefix = new Uint8Array(), suffix = new Uint8Array();
+    for (const [f, x] of pbFields(step)) {
+      if (f === 1) hop = x; else if (f === 2) prefix = x; else if (f === 3) suffix = x;
+    }
+    if (hop !== 1) throw new Error('the state proof does not use SHA-256');
+    h = await sha256(prefix, h, suffix);
+  }
+  return h;
+}
+
+// --- did:key ---
+
+const B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
+
+export function base58(s) {
+  let n = 0n;
+  for (const c of s) {
+    const d = B58.indexOf(c);
+    if (d < 0) throw new Error(`"${c}" is not base58`);
+    n = n * 58n + BigInt(d);
+  }
+  const out = [];
+  while (n > 0n) { out.unshift(Number(n % 256n)); n /= 256n; }
+  for (const c of s) { if (c !== '1') break; out.unshift(0); }
+  return Uint8Array.from(out);
+}
+
+// didKey returns the algorithm and raw public key of a did:key.
+export function didKey(did) {
+  if (!did.startsWith('did:key:z')) throw new Error(`${did} is not a base58btc did:key`);
+  const b = base58(did.slice(9));
+  if (b[0] === 0xed && b[1] === 0x01 && b.length === 34) return { alg: 'Ed25519', raw: b.subarray(2) };
+  if (b[0] === 0x80 && b[1] === 0x24 && b.length === 35) return { alg: 'P-256', raw: b.subarray(2) };
+  throw new Error('unknown did:key key type');
+}
+
+// --- the reading ---
+
+export const EXTERNAL_AAD = 'thingnet/reading/v1';
+
+// parseEnvelope decodes a COSE_Sign1 reading envelope.
+export function parseEnvelope(env) {
+  const m = decode(env);
+  if (!m || m.tag !== 18 || !Array.isArray(m.value) || m.value.length !== 4) throw new Error('not a COSE_Sign1 message (tag 18, 4 items)');
+  const [prot, , payload, sig] = m.value;
+  const ph = decode(prot);
+  const fields = decode(payload);
+  const kid = ph.get(4);
+  return {
+    protected: prot, payload, signature: sig, alg: ph.get(1),
+    kid: kid instanceof Uint8Array ? new TextDecoder().decode(kid) : String(kid),
+    device: fields.get(1), attested: fields.get(8),
+    readings: fields.has(7) ? fields.get(7) : [fields],
+  };
+}
+
+// sigStructure is what the device signed (RFC 9052 4.4).
+export function sigStructure(e) {
+  return concat(head(4, 4), tstr('Signature1'), bstr(e.protected), bstr(utf8(EXTERNAL_AAD)), bstr(e.payload));
+}
+
+export async function verifySignature(e, did) {
+  const k = didKey(did);
+  const data = sigStructure(e);
+  if (k.alg === 'Ed25519') {
+    if (e.alg !== -8) throw new Error(`the envelope says alg ${e.alg}, the key is Ed25519`);
+    let key;
+    try {
+      key = await crypto.subtle.importKey('raw', k.raw, { name: 'Ed25519' }, false, ['verify']);
+    } catch (err) {
+      throw new Error(`this browser has no WebCrypto Ed25519 (${err.message}); use thingnet readings verify`);
+    }
+    return crypto.subtle.verify({ name: 'Ed25519' }, key, e.signature, data);
+  }
+  if (e.alg !== -7) throw new Error(`the envelope says alg ${e.alg}, the key is P-256`);
+  const key = await crypto.subtle.importKey('raw', k.raw, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['verify']);
+  return crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, key, e.signature, data);
+}
+
+// anchorKey and deviceKey are the ledger's state keys (ledger/state.go).
+export const anchorKey = (gw, size) => {
+  const s = new Uint8Array(8);
+  new DataView(s.buffer).setBigUint64(0, BigInt(size));
+  return concat(utf8('L/' + gw + '/'), s);
+};
+export const deviceKey = (id) => utf8('d/' + id);
+
+// verifyReading checks a ReadingProof (GET /v1/readings/{index}).
+// header(h) returns the app hash (hex) in the header of height h. With
+// tamper, one byte of the reading's payload is changed first, as a forger
+// would, to show that the checks catch it. It returns the steps taken, each
+// {name, ok, detail}; the reading is verified when every step is ok.
+export async function verifyReading(p, header, { tamper = false } = {}) {
+  const steps = [];
+  const step = (name, ok, detail) => { steps.push({ name, ok, detail }); return ok; };
+  const done = () => ({ ok: steps.length > 0 && steps.every((s) => s.ok), steps });
+  try {
+    const env = b64(p.envelope);
+    let e = parseEnvelope(env);
+    if (tamper) {
+      env[e.payload.offset + e.payload.length - 1] ^= 0x01;
+      e = parseEnvelope(env);
+    }
+    const r0 = e.readings[0];
+    step('envelope', true, `COSE_Sign1 by ${e.kid}, ${e.readings.length} reading(s), first: seq ${r0.get(2)}, ${r0.get(4)} = ${r0.has(5) ? r0.get(5) : '(bytes)'}`);
+
+    const root = await merkleRoot(env, p.index, p.anchor.size, (p.inclusion || []).map(b64));
+    const anchored = b64(p.anchor.root);
+    // Go on after a mismatch: the signature check below says more about it.
+    step('inclusion', eq(root, anchored), `leaf ${p.index} of ${p.anchor.size}: computed root ${hex(root)}; anchored root ${hex(anchored)}`);
+
+    const ap = p.anchor_proof, sp = p.signer_proof;
+    if (!ap || !sp || ap.height !== p.anchor.height || sp.height !== ap.height) {
+      step('ledger proofs', false, 'the anchor and signer proofs are missing or not of the anchor height');
+      return done();
+    }
+    if (!eq(b64(ap.key), anchorKey(p.gateway, p.anchor.size))) { step('anchor record', false, 'the anchor proof is of another key'); return done(); }
+    const rec = decode(b64(ap.value));
+    if (!step('anchor record', rec.get(1) === p.gateway && rec.get(2) === p.anchor.size && eq(rec.get(3), anchored),
+      `ledger record L/${p.gateway.slice(0, 20)}…/${p.anchor.size}: root ${hex(rec.get(3))}, anchored at height ${rec.get(4)}`)) return done();
+    const appHash = await ics23Root(b64(ap.proof), b64(ap.key), b64(ap.value));
+    if (!step('anchor proof', eq(appHash, b64(ap.root)), `ICS23 proof gives app hash ${hex(appHash)}`)) return done();
+    const hdr = await header(ap.height + 1);
+    if (!step('header', hdr.toLowerCase() === hex(appHash), `header ${ap.height + 1} app hash ${hdr.toLowerCase()}`)) return done();
+
+    const signer = e.attested ? e.kid : e.device;
+    if (e.kid !== signer) { step('signer', false, `kid ${e.kid} differs from the payload's device ${e.device}`); return done(); }
+    if (!eq(b64(sp.key), deviceKey(signer)) || !sp.value) { step('signer record', false, `no record of ${signer} at height ${ap.height}`); return done(); }
+    const dev = decode(b64(sp.value));
+    const sh = await ics23Root(b64(sp.proof), b64(sp.key), b64(sp.value));
+    if (!step('signer record', eq(sh, appHash) && dev.get(4) === 'active',
+      `${signer.slice(0, 24)}… is ${dev.get(4)} at height ${ap.height}, key ${dev.get(3).slice(0, 24)}…; its proof gives the same app hash: ${eq(sh, appHash)}`)) return done();
+
+    const ok = await verifySignature(e, dev.get(3));
+    step('signature', ok, ok ? `${e.alg === -8 ? 'Ed25519' : 'ECDSA P-256'} signature checks with the signer's key` : 'the signature does not check: the bytes are not what the device signed');
+  } catch (err) {
+    step('error', false, err.message);
+  }
+  return done();
+}

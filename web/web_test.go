@@ -1,0 +1,420 @@
+package web_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/devnet"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/reading"
+)
+
+// env is the devnet and the browser every test in this package shares:
+// starting them takes most of the time.
+type env struct {
+	d       *devnet.Devnet
+	url     string // node 0's API
+	admin   *identity.Key
+	dev     *identity.Key // a sensor with readings 0..readings-1 in node 0's log
+	grant   uint64
+	tx      string // hash of a committed tx
+	browser context.Context
+	err     error
+}
+
+const readings = 5
+
+var shared env
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		home, err := os.MkdirTemp("", "thingnet-web-test")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(home)
+		stop := setup(home)
+		defer stop()
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// setup starts a one-validator devnet with a device and its readings, and
+// a headless Chromium when one is installed; failures are reported by the
+// tests that need what failed.
+func setup(home string) (stop func()) {
+	stops := []func(){}
+	stop = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	fail := func(err error) func() { shared.err = err; return stop }
+	base, err := chain.FreePortBase(1)
+	if err != nil {
+		return fail(err)
+	}
+	lvl := slog.LevelWarn
+	d, err := devnet.Start(devnet.Config{Home: home, Validators: 1, BasePort: base, FastBlocks: true, NoSync: true,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))})
+	if err != nil {
+		return fail(err)
+	}
+	stops = append(stops, func() { d.Stop() })
+	shared.d, shared.url = d, d.APIURL(0)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if shared.admin, err = devnet.Keystore(home).Load(devnet.DemoAdminKey, nil); err != nil {
+		return fail(err)
+	}
+	if shared.dev, err = registerDevice(ctx); err != nil {
+		return fail(err)
+	}
+	c := api.NewClient(shared.url)
+	g := &ledger.GrantAdd{Grantor: "device:" + shared.dev.ID(), Subject: "org:" + devnet.DemoOrg, Action: "read", Resource: "device:" + shared.dev.ID() + "/readings"}
+	res, err := c.Send(ctx, shared.dev, "", g, true)
+	if err != nil {
+		return fail(fmt.Errorf("grant: %w", err))
+	}
+	shared.tx = res.Hash
+	var gs struct{ Items []ledger.Grant }
+	if err := c.Get(ctx, "/v1/grants", &gs); err != nil || len(gs.Items) == 0 {
+		return fail(fmt.Errorf("grants: %v", err))
+	}
+	shared.grant = gs.Items[0].ID
+	now := time.Now().Add(-time.Duration(readings) * time.Second)
+	for i := range readings {
+		v := 20 + float64(i*i)/4
+		raw, err := reading.Sign(shared.dev, shared.dev.ID(), reading.Reading{Seq: uint64(i + 1), Time: now.Add(time.Duration(i) * time.Second), ContentType: "temperature/celsius", Value: &v})
+		if err != nil {
+			return fail(err)
+		}
+		res, err := http.Post(shared.url+"/v1/readings", "application/cose", bytes.NewReader(raw))
+		if err != nil {
+			return fail(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusAccepted {
+			return fail(fmt.Errorf("POST /v1/readings: %s", res.Status))
+		}
+	}
+	// Wait until the last reading is anchored (the gateway anchors every second).
+	for {
+		var p map[string]any
+		if err := c.Get(ctx, fmt.Sprintf("/v1/readings/%d", readings-1), &p); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fail(fmt.Errorf("reading %d not anchored in time", readings-1))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	// The browser, if there is one.
+	path := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			path = p
+			break
+		}
+	}
+	if path == "" {
+		return stop
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.WindowSize(1280, 1000), chromedp.Flag("disable-dev-shm-usage", true))
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, bcancel := chromedp.NewContext(actx)
+	stops = append(stops, acancel, bcancel)
+	if err := chromedp.Do(bctx); err != nil {
+		return fail(fmt.Errorf("starting %s: %w", path, err))
+	}
+	shared.browser = bctx
+	return stop
+}
+
+func registerDevice(ctx context.Context) (*identity.Key, error) {
+	dev, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		return nil, err
+	}
+	proof, err := dev.Sign(ledger.PossessionMessage(shared.d.ChainID(), devnet.DemoOrg, dev.ID()))
+	if err != nil {
+		return nil, err
+	}
+	_, err = api.NewClient(shared.url).Send(ctx, shared.admin, "", &ledger.DeviceRegister{Org: devnet.DemoOrg, Device: dev.ID(), Class: "sensor", Firmware: "1.0.0", Proof: proof}, true)
+	if err != nil {
+		return nil, fmt.Errorf("register: %w", err)
+	}
+	return dev, nil
+}
+
+func need(t *testing.T) {
+	t.Helper()
+	if shared.err != nil {
+		t.Fatalf("setup: %v", shared.err)
+	}
+}
+
+// tab opens a new browser tab for a test, with a deadline.
+func tab(t *testing.T) context.Context {
+	t.Helper()
+	need(t)
+	if shared.browser == nil {
+		t.Skip("no Chromium found (chromium, chromium-browser or google-chrome on PATH): install Debian's chromium (scripts/test does) to run the browser tests")
+	}
+	ctx, cancel := chromedp.NewContext(shared.browser)
+	t.Cleanup(cancel)
+	ctx, cancel2 := context.WithTimeout(ctx, 30*time.Second)
+	t.Cleanup(cancel2)
+	return ctx
+}
+
+// screenshot saves the page as a test artifact (go test -artifacts keeps
+// them under -outputdir).
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	path := filepath.Join(t.ArtifactDir(), name+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Error(err)
+		return
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+func explorer(frag string) string { return shared.url + "/explorer/#" + frag }
+
+// get runs a value action and fails the test if it fails.
+func get[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// poll waits until a JavaScript expression is true.
+func poll(ctx context.Context, js string, timeout time.Duration) error {
+	_, err := chromedp.Run(ctx, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(timeout)))
+	return err
+}
+
+func TestOverviewLoads(t *testing.T) {
+	ctx := tab(t)
+	do(t, ctx, chromedp.Navigate(shared.url+"/"), chromedp.WaitVisible(`#blocks tbody tr`)) // / redirects to /explorer/
+	height := get(t, ctx, chromedp.Text(`#ov-height`))
+	validators := get(t, ctx, chromedp.Text(`#ov-validators`))
+	rows := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#blocks tbody tr').length`))
+	if h, err := strconv.Atoi(height); err != nil || h < 2 || validators != "1" || rows < 2 {
+		t.Fatalf("overview: height %q, validators %q, %d block rows", height, validators, rows)
+	}
+	screenshot(t, ctx, "overview")
+}
+
+// TestLiveUpdates keeps one page open: new blocks and a device's
+// suspension appear without a reload.
+func TestLiveUpdates(t *testing.T) {
+	ctx := tab(t)
+	do(t, ctx, chromedp.Navigate(explorer("/")), chromedp.WaitVisible(`#blocks tbody tr`), chromedp.WaitVisible(`#live.on`))
+	get(t, ctx, chromedp.Evaluate[string](`window.__marker = 'no reload'`))
+	h0, _ := strconv.Atoi(get(t, ctx, chromedp.Text(`#ov-height`)))
+	// A newer block arrives over the event stream.
+	if err := poll(ctx, fmt.Sprintf(`+document.querySelector('#ov-height').textContent > %d && document.querySelector('#blocks tbody tr.new') !== null && window.__marker === 'no reload'`, h0), 15*time.Second); err != nil {
+		t.Fatalf("no new block shown after height %d: %v", h0, err)
+	}
+	// A device registered and suspended now shows in the feed, and on the
+	// devices page that is open.
+	do(t, ctx, chromedp.Navigate(explorer("/devices")), chromedp.WaitVisible(`#devices tbody tr`))
+	get(t, ctx, chromedp.Evaluate[string](`window.__marker = 'no reload'`))
+	rctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dev, err := registerDevice(rctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.NewClient(shared.url).Send(rctx, shared.admin, "", ledger.NewDeviceStatus(dev.ID(), ledger.StatusSuspended, "browser test"), true); err != nil {
+		t.Fatal(err)
+	}
+	row := fmt.Sprintf(`#devices tr[data-id="%s"] .badge.suspended`, dev.ID())
+	js := fmt.Sprintf(`document.querySelector('%s') !== null && [...document.querySelectorAll('#feed li')].some(li => li.textContent.includes('suspended')) && window.__marker === 'no reload'`, row)
+	if err := poll(ctx, js, 15*time.Second); err != nil {
+		feed, _ := chromedp.Run(ctx, chromedp.Text(`#feed`))
+		t.Fatalf("suspension not shown live: %v (feed: %q)", err, feed)
+	}
+	screenshot(t, ctx, "live-devices")
+}
+
+func TestDevicePage(t *testing.T) {
+	ctx := tab(t)
+	do(t, ctx, chromedp.Navigate(explorer("/device/"+shared.dev.ID())), chromedp.WaitVisible(`#chart polyline`))
+	status := get(t, ctx, chromedp.Text(`#device-status`))
+	history := get(t, ctx, chromedp.Text(`#history`))
+	points := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#chart circle').length`))
+	rows := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#readings tbody tr').length`))
+	if status != "active" || !strings.Contains(history, "device.register") || points != readings || rows != readings {
+		t.Fatalf("device page: status %q, history %q, %d chart points, %d rows; want active, device.register, %d, %d", status, history, points, rows, readings, readings)
+	}
+	// The button verifies in place.
+	do(t, ctx, chromedp.Click(`#readings button.verify[data-index="2"]`), chromedp.WaitVisible(`#verify-verdict`))
+	if verdict := get(t, ctx, chromedp.Text(`#verify-verdict`)); !strings.Contains(verdict, "verified") || strings.Contains(verdict, "NOT") {
+		t.Errorf("verify button: %q", verdict)
+	}
+	screenshot(t, ctx, "device")
+}
+
+// TestVerifyReading runs the proof in the page, for a genuine reading and
+// for a copy with one payload byte changed (?tamper=1).
+func TestVerifyReading(t *testing.T) {
+	ctx := tab(t)
+	for _, tc := range []struct {
+		query, name string
+		ok          bool
+	}{{"", "verify-genuine", true}, {"?tamper=1", "verify-tampered", false}} {
+		do(t, ctx, chromedp.Navigate(shared.url+"/explorer/"+tc.query+"#/reading/1"), chromedp.WaitVisible(`#verify-verdict`))
+		verdict := get(t, ctx, chromedp.Text(`#verify-verdict`))
+		class := get(t, ctx, chromedp.AttributeValue(`#verify-verdict`, "class")).Value
+		steps := get(t, ctx, chromedp.Text(`#verify-steps`))
+		if got := strings.Contains(class, "ok"); got != tc.ok {
+			t.Errorf("%s: verdict %q (class %q); want ok=%v; steps:\n%s", tc.name, verdict, class, tc.ok, steps)
+		}
+		if tc.ok && !strings.Contains(steps, "Ed25519 signature checks") {
+			t.Errorf("genuine reading: the signature was not checked in the page:\n%s", steps)
+		}
+		if !tc.ok && !strings.Contains(steps, "does not check") {
+			t.Errorf("tampered reading: the signature check did not fail:\n%s", steps)
+		}
+		screenshot(t, ctx, tc.name)
+	}
+}
+
+// TestOtherPages loads every other page and checks it shows its data.
+func TestOtherPages(t *testing.T) {
+	ctx := tab(t)
+	for _, tc := range []struct{ frag, sel, want string }{
+		{"/orgs", "#orgs", devnet.DemoOrg},
+		{"/org/" + devnet.DemoOrg, "#devices", "sensor"},
+		{"/grants", "#grants", "read"},
+		{"/anchors", "#anchors", "did:key:"},
+		{"/security", "#security", "checktx_rejected_total"},
+		{"/blocks", "#blocks", "height"},
+		{"/tx/" + shared.tx, "pre.json", "read"},
+		{"/api", "table", "/v1/events"},
+	} {
+		do(t, ctx, chromedp.Navigate(explorer(tc.frag)), chromedp.WaitVisible(tc.sel))
+		if text := get(t, ctx, chromedp.Text(tc.sel)); !strings.Contains(text, tc.want) {
+			t.Errorf("%s: %q lacks %q", tc.frag, text, tc.want)
+		}
+	}
+	screenshot(t, ctx, "security")
+}
+
+// TestOpenAPIEndpointsAnswered calls every GET endpoint the OpenAPI
+// document lists on a real node, with real parameter values: none may be
+// missing (404 for the route, 405) or fail.
+func TestOpenAPIEndpointsAnswered(t *testing.T) {
+	need(t)
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Parameters []struct{ Name, In string }
+		}
+	}
+	if err := json.Unmarshal(api.OpenAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	gw := shared.d.Gateway(0).ID()
+	values := map[string]string{
+		"hash": shared.tx, "height": "1", "id": "", "gateway": gw, "index": "0",
+		"device": shared.dev.ID(), "key": hex.EncodeToString(ledger.OrgKey(devnet.DemoOrg)),
+	}
+	ids := map[string]string{
+		"/v1/orgs/{id}": devnet.DemoOrg, "/v1/devices/{id}": shared.dev.ID(), "/v1/devices/{id}/history": shared.dev.ID(),
+		"/v1/grants/{id}": strconv.FormatUint(shared.grant, 10), "/v1/accounts/{id}/nonce": shared.admin.ID(),
+	}
+	streams := map[string]bool{"/v1/events": true, "/v1/readings/stream": true}
+	param := regexp.MustCompile(`\{([^}]+)\}`)
+	n := 0
+	for path, ops := range doc.Paths {
+		op, ok := ops["get"]
+		if !ok {
+			continue
+		}
+		n++
+		url := param.ReplaceAllStringFunc(path, func(m string) string {
+			name := m[1 : len(m)-1]
+			if name == "id" {
+				return ids[path]
+			}
+			return values[name]
+		})
+		q := []string{}
+		for _, p := range op.Parameters {
+			if p.In == "query" && (p.Name == "device" || p.Name == "key") {
+				q = append(q, p.Name+"="+values[p.Name])
+			}
+		}
+		if len(q) > 0 {
+			url += "?" + strings.Join(q, "&")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, "GET", shared.url+url, nil)
+		if path == "/v1/readings/stream" {
+			tok, err := identity.NewCWT(shared.dev, shared.dev.ID(), shared.d.ChainID(), time.Now(), time.Minute)
+			if err == nil {
+				req.Header.Set("Authorization", "Bearer "+identity.EncodeCWTPassword(tok))
+			}
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			cancel()
+			t.Errorf("GET %s: %v", url, err)
+			continue
+		}
+		var body []byte
+		if !streams[path] {
+			body, _ = io.ReadAll(res.Body)
+		}
+		res.Body.Close()
+		cancel()
+		if res.StatusCode/100 != 2 {
+			t.Errorf("GET %s (documented as %s): %s %s", url, path, res.Status, body)
+		}
+	}
+	if n < 20 {
+		t.Fatalf("only %d GET endpoints documented", n)
+	}
+	t.Logf("%d documented GET endpoints answered", n)
+}
