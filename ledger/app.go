@@ -46,6 +46,7 @@ type App struct {
 	sigs     *sigCache
 	keys     *identity.DIDCache
 	txs      *txCache
+	progs    *progCache               // compiled agreements
 	verified atomic.Uint64            // signatures verified (individually or in batches)
 	rejected [codeCount]atomic.Uint64 // CheckTx rejections by code
 
@@ -91,7 +92,7 @@ func NewApp(c Config) (*App, error) {
 		return nil, fmt.Errorf("loading ledger state: %w", err)
 	}
 	reads := iavl.NewMutableTree(db, c.CacheNodes, true, iavl.NewNopLogger())
-	a := &App{log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), pending: map[string]uint64{}}
+	a := &App{log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), progs: newProgCache(1024), pending: map[string]uint64{}}
 	if err := a.refreshCommitted(); err != nil {
 		db.Close()
 		return nil, err
@@ -288,11 +289,16 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 		results[i] = res
 		valUpdates = append(valUpdates, vals...)
 	}
+	scheduled, err := a.runScheduled(req.Height) // agreements' height triggers (agreements.go)
+	if err != nil {
+		return nil, fmt.Errorf("block %d agreements: %w", req.Height, err)
+	}
 	hash := a.tree.WorkingHash()
 	a.log.Debug("block executed", "height", req.Height, "txs", len(req.Txs), "took", time.Since(start))
 	return &abci.ResponseFinalizeBlock{
 		TxResults:        results,
 		ValidatorUpdates: valUpdates,
+		Events:           abciEvents(scheduled),
 		AppHash:          hash,
 	}, nil
 }
@@ -332,7 +338,7 @@ func (a *App) deliver(raw []byte, pre preverified, chainID string, height int64)
 		return reject(err)
 	}
 	// From here the tx is authentic: its nonce is used even if it fails.
-	x := &txExec{st: st, buf: buf, tx: tx, chainID: chainID, height: height, device: dev}
+	x := &txExec{st: st, buf: buf, tx: tx, chainID: chainID, height: height, device: dev, progs: a.progs}
 	execErr := x.run()
 	if execErr != nil {
 		buf.reset()

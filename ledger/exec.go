@@ -28,6 +28,9 @@ type txExec struct {
 
 	events     []abci.Event
 	valUpdates []abci.ValidatorUpdate
+
+	progs *progCache   // compiled agreements (agreements.go)
+	sink  *[]eventSink // events of agreement and credit execution (credits.go)
 }
 
 func (x *txExec) run() error {
@@ -52,6 +55,16 @@ func (x *txExec) run() error {
 		return x.validatorUpdate(m)
 	case *DataAnchor:
 		return x.dataAnchor(m)
+	case *AgreementDeploy:
+		return x.agreementDeploy(m)
+	case *AgreementAccept:
+		return x.agreementAccept(m)
+	case *AgreementCall:
+		return x.agreementCall(m)
+	case *CreditTransfer:
+		return x.creditTransfer(m)
+	case *CreditMint:
+		return x.creditMint(m)
 	default:
 		return errf(CodeUnknownKind, "no handler for %T", m)
 	}
@@ -387,15 +400,7 @@ func (x *txExec) mayActFor(p Principal) error {
 	}
 }
 
-func (x *txExec) exists(p Principal) error {
-	var err error
-	if p.Type == "org" {
-		_, err = x.st.Org(p.ID)
-	} else {
-		_, err = x.st.Device(p.ID)
-	}
-	return notFound(err)
-}
+func (x *txExec) exists(p Principal) error { return principalExists(x.st, p) }
 
 func (x *txExec) grantRevoke(m *GrantRevoke) error {
 	g, err := x.st.Grant(m.ID)

@@ -12,6 +12,9 @@ import (
 type GenesisState struct {
 	Orgs    []GenesisOrg    `json:"orgs,omitempty"`
 	Devices []GenesisDevice `json:"devices,omitempty"`
+	// Balances are the credits that exist from the start (credits.go);
+	// afterwards only credit.mint by the validators creates more.
+	Balances []GenesisBalance `json:"balances,omitempty"`
 }
 
 // GenesisDevice is a device registered from the start (gateways of a new
@@ -72,6 +75,9 @@ func ParseGenesis(raw []byte) (*GenesisState, error) {
 			return nil, fmt.Errorf("genesis device %s: %w", d.ID, err)
 		}
 	}
+	if err := g.checkBalances(seen, devs); err != nil {
+		return nil, err
+	}
 	return &g, nil
 }
 
@@ -84,6 +90,7 @@ func (g *GenesisState) apply(buf *buffer) {
 		buf.set(DeviceKey(d.ID), d)
 		buf.set(HistoryKey(d.ID, 1), &Event{Seq: 1, Kind: KindDeviceRegister, Signer: "genesis", Status: StatusActive, Note: "registered in " + gd.Org + " at genesis"})
 	}
+	g.applyBalances(buf)
 	for _, o := range g.Orgs {
 		admins := slices.Clone(o.Admins)
 		slices.Sort(admins)

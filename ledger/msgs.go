@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/thingnet/thingnet/identity"
@@ -47,6 +48,12 @@ var msgTypes = map[string]func() Msg{
 	KindGrantRevoke:     func() Msg { return new(GrantRevoke) },
 	KindValidatorUpdate: func() Msg { return new(ValidatorUpdate) },
 	KindDataAnchor:      func() Msg { return new(DataAnchor) },
+	// agreements.go, credits.go
+	KindAgreementDeploy: func() Msg { return new(AgreementDeploy) },
+	KindAgreementAccept: func() Msg { return new(AgreementAccept) },
+	KindAgreementCall:   func() Msg { return new(AgreementCall) },
+	KindCreditTransfer:  func() Msg { return new(CreditTransfer) },
+	KindCreditMint:      func() Msg { return new(CreditMint) },
 }
 
 // Kinds lists the known tx kinds, sorted.
@@ -334,8 +341,12 @@ func ParsePrincipal(s string) (Principal, error) {
 		if err := checkDIDSyntax(id); err != nil {
 			return Principal{}, fmt.Errorf("%q: %w", s, err)
 		}
+	case "agreement": // an agreement holds grants (e.g. "manage" to quarantine a device)
+		if n, err := strconv.ParseUint(id, 10, 64); err != nil || n == 0 || strconv.FormatUint(n, 10) != id {
+			return Principal{}, fmt.Errorf("%q: agreement id %q is not a number from 1", s, id)
+		}
 	default:
-		return Principal{}, fmt.Errorf("%q: type %q is not org or device", s, typ)
+		return Principal{}, fmt.Errorf("%q: type %q is not org, device or agreement", s, typ)
 	}
 	return Principal{Type: typ, ID: id}, nil
 }

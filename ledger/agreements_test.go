@@ -1,0 +1,304 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	abci "github.com/cometbft/cometbft/abci/types"
+	cmtcrypto "github.com/cometbft/cometbft/proto/tendermint/crypto"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/reading"
+)
+
+func exampleAgreement(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "examples", "agreements", name+".yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// recorder drives a chainT and keeps every block's txs, to replay them.
+type recorder struct {
+	c      *chainT
+	blocks [][][]byte
+	hashes [][]byte
+}
+
+func (r *recorder) block(txs ...[]byte) []*abci.ExecTxResult {
+	r.c.t.Helper()
+	res := r.c.block(txs...)
+	r.blocks = append(r.blocks, txs)
+	r.hashes = append(r.hashes, r.c.app.tree.Hash())
+	return res
+}
+
+// do runs m signed by key in its own block and returns code and log.
+func (r *recorder) do(key *identity.Key, signer string, m Msg) (Code, string) {
+	r.c.t.Helper()
+	if signer == "" {
+		signer = key.ID()
+	}
+	res := r.block(r.c.sign(key, signer, m))[0]
+	n, _ := r.c.view().Nonce(signer)
+	r.c.nonces[signer] = n
+	return Code(res.Code), res.Log
+}
+
+func (r *recorder) must(key *identity.Key, signer string, m Msg) {
+	r.c.t.Helper()
+	if code, log := r.do(key, signer, m); code != CodeOK {
+		r.c.t.Fatalf("%s: code %v (%s); want ok", m.Kind(), code, log)
+	}
+}
+
+func (r *recorder) want(code Code, contains string, key *identity.Key, signer string, m Msg) {
+	r.c.t.Helper()
+	got, log := r.do(key, signer, m)
+	if got != code || !strings.Contains(log, contains) {
+		r.c.t.Fatalf("%s: code %v (%s); want %v containing %q", m.Kind(), got, log, code, contains)
+	}
+}
+
+func (r *recorder) register(admin *identity.Key, org, class string) *identity.Key {
+	r.c.t.Helper()
+	dev := mustKey(r.c.t, identity.Ed25519)
+	m := registerMsg(r.c.t, dev, org)
+	m.Class = class
+	r.must(admin, "", m)
+	return dev
+}
+
+func (r *recorder) empty(n int) {
+	for range n {
+		r.block()
+	}
+}
+
+func (r *recorder) balance(acct string) uint64 {
+	r.c.t.Helper()
+	b, err := r.c.view().Balance(acct)
+	if err != nil {
+		r.c.t.Fatal(err)
+	}
+	return b
+}
+
+func (r *recorder) agreement(id uint64) *Agreement {
+	r.c.t.Helper()
+	a, err := r.c.view().Agreement(id)
+	if err != nil {
+		r.c.t.Fatal(err)
+	}
+	return a
+}
+
+func (r *recorder) stateVar(id uint64, name string) any {
+	r.c.t.Helper()
+	a := r.agreement(id)
+	p, err := CompileAgreement(a)
+	if err != nil {
+		r.c.t.Fatal(err)
+	}
+	return p.StateMap(a.State)[name]
+}
+
+// TestAgreementsOnLedger runs the four example agreements and credits on a
+// ledger App, then replays the same blocks on a fresh App and compares the
+// app hash after every block.
+func TestAgreementsOnLedger(t *testing.T) {
+	home, acme := mustKey(t, identity.Ed25519), mustKey(t, identity.Ed25519)
+	g := GenesisState{Orgs: []GenesisOrg{{ID: "home", Admins: []string{home.ID()}}, {ID: "acme", Admins: []string{acme.ID()}}},
+		Balances: []GenesisBalance{{Account: "org:home", Amount: 1000}}}
+	valKeys := []*identity.Key{mustKey(t, identity.Ed25519), mustKey(t, identity.Ed25519), mustKey(t, identity.Ed25519), mustKey(t, identity.Ed25519)}
+	r := &recorder{c: newChainVals(t, g, "", valKeys)}
+	r.blocks = append(r.blocks, nil) // block 1 of newChain
+	r.hashes = append(r.hashes, r.c.app.tree.Hash())
+
+	// Credits: transfers, overdrafts, governance mints.
+	r.must(home, "", &CreditTransfer{From: "org:home", To: "org:acme", Amount: 100, Memo: "setup"})
+	r.want(CodeConflict, "holds 100 credits", acme, "", &CreditTransfer{From: "org:acme", To: "org:home", Amount: 101})
+	r.want(CodeUnauthorized, "", acme, "", &CreditTransfer{From: "org:home", To: "org:acme", Amount: 1})
+	mint := &CreditMint{To: "org:acme", Amount: 50, Seq: 1}
+	for _, v := range valKeys[:2] { // 2 of 4: not enough
+		sig, _ := v.Sign(CreditMintMessage(testChain, 1, "org:acme", 50))
+		mint.Approvals = append(mint.Approvals, Approval{Validator: v.Public().Bytes, Signature: sig})
+	}
+	r.want(CodeUnauthorized, "more than 2/3", home, "", mint)
+	sig, _ := valKeys[2].Sign(CreditMintMessage(testChain, 1, "org:acme", 50))
+	mint.Approvals = append(mint.Approvals, Approval{Validator: valKeys[2].Public().Bytes, Signature: sig})
+	r.must(home, "", mint)
+	r.want(CodeBadNonce, "", home, "", mint) // a replayed mint
+	if b := r.balance("org:acme"); b != 150 {
+		t.Fatalf("acme holds %d; want 150", b)
+	}
+	hist, err := r.c.view().Transfers("org:acme", 0, 10)
+	if err != nil || len(hist) != 2 || hist[0].Kind != "transfer" || hist[1].Kind != "mint" {
+		t.Fatalf("acme's transfers = %+v, %v", hist, err)
+	}
+
+	sensor := r.register(home, "home", "sensor")
+	gw := r.register(home, "home", ClassGateway)
+	cooler := r.register(acme, "acme", "actuator")
+
+	// A malformed agreement is refused with its line.
+	bad := bytes.Replace(exampleAgreement(t, "thermostat"), []byte("state.commands + 1"), []byte("state.commands + \"1\""), 1)
+	r.want(CodeInvalid, "line 22, column 40", home, "", &AgreementDeploy{Source: bad, Parties: map[string]string{"sensor": "device:" + sensor.ID(), "cooler": "device:" + cooler.ID(), "buyer": "org:home", "seller": "org:acme"}})
+	r.want(CodeNotFound, "party seller", home, "", &AgreementDeploy{Source: exampleAgreement(t, "thermostat"), Parties: map[string]string{"sensor": "device:" + sensor.ID(), "cooler": "device:" + cooler.ID(), "buyer": "org:home", "seller": "org:nobody"}})
+
+	// Thermostat: home deploys, acme accepts, then a proven reading commands acme's cooler.
+	r.must(home, "", &AgreementDeploy{Source: exampleAgreement(t, "thermostat"), Parties: map[string]string{"sensor": "device:" + sensor.ID(), "cooler": "device:" + cooler.ID(), "buyer": "org:home", "seller": "org:acme"}})
+	const thermo = 1
+	if a := r.agreement(thermo); a.Status != AgreementProposed {
+		t.Fatalf("status %s before acme accepts", a.Status)
+	}
+	r.want(CodeConflict, "is proposed", home, "", &AgreementCall{ID: thermo, Transition: "retune", Args: map[string]any{"threshold": int64(20)}})
+	r.want(CodeUnauthorized, "speaks for no party", home, "", &AgreementAccept{ID: thermo})
+	r.must(acme, "", &AgreementAccept{ID: thermo})
+	if a := r.agreement(thermo); a.Status != AgreementActive {
+		t.Fatalf("status %s after acme accepts", a.Status)
+	}
+	// The sensor's readings: two envelopes in the gateway's log, anchored.
+	v1, v2 := 35.0, 22.0
+	e1, _ := reading.Sign(sensor, sensor.ID(), reading.Reading{Seq: 1, Time: time.UnixMilli(1e12), ContentType: "temperature/celsius", Value: &v1})
+	e2, _ := reading.Sign(sensor, sensor.ID(), reading.Reading{Seq: 2, Time: time.UnixMilli(1e12 + 1000), ContentType: "temperature/celsius", Value: &v2})
+	l1, l2 := rfc6962.DefaultHasher.HashLeaf(e1), rfc6962.DefaultHasher.HashLeaf(e2)
+	root := rfc6962.DefaultHasher.HashChildren(l1, l2)
+	r.must(gw, "", &DataAnchor{Size: 2, Root: root})
+	hot := &AgreementCall{ID: thermo, Transition: "hot", Reading: &ReadingEvidence{Gateway: gw.ID(), Index: 0, Size: 2, Envelope: e1, Inclusion: [][]byte{l2}}}
+	// A forged proof is refused.
+	forged := *hot.Reading
+	forged.Inclusion = [][]byte{l1}
+	r.want(CodeInvalid, "not entry 0", acme, "", &AgreementCall{ID: thermo, Transition: "hot", Reading: &forged})
+	// Dry run: effects and cost, nothing committed.
+	dr, err := r.c.app.DryRun(acme.ID(), hot)
+	if err != nil || !dr.OK || len(dr.Trace) != 1 || dr.Cost == 0 || len(dr.Trace[0].Actions) != 2 {
+		t.Fatalf("dry run = %+v, %v", dr, err)
+	}
+	r.must(acme, "", hot) // anyone may relay a proven reading
+	r.want(CodeInvalid, "replay", acme, "", hot)
+	cmds, err := r.c.view().Commands(cooler.ID(), 0, 10)
+	if err != nil || len(cmds) != 1 || string(cmds[0].Payload) != "on" || cmds[0].Agreement != thermo {
+		t.Fatalf("cooler's commands = %+v, %v", cmds, err)
+	}
+	if b := r.balance("org:acme"); b != 152 {
+		t.Fatalf("acme holds %d after a paid command; want 152", b)
+	}
+	r.must(acme, "", &AgreementCall{ID: thermo, Transition: "cool", Reading: &ReadingEvidence{Gateway: gw.ID(), Index: 1, Size: 2, Envelope: e2, Inclusion: [][]byte{l1}}})
+	if cmds, _ := r.c.view().Commands(cooler.ID(), 1, 10); len(cmds) != 1 || string(cmds[0].Payload) != "off" {
+		t.Fatalf("second command = %+v", cmds)
+	}
+	r.want(CodeUnauthorized, "may be called by", acme, "", &AgreementCall{ID: thermo, Transition: "retune", Args: map[string]any{"threshold": int64(20)}})
+	r.must(home, "", &AgreementCall{ID: thermo, Transition: "retune", Args: map[string]any{"threshold": int64(20)}})
+
+	// Charging: the EV's credits go to escrow; refunded at the deadline.
+	ev := r.register(home, "home", "vehicle")
+	charger := r.register(acme, "acme", "charger")
+	r.must(home, "", &CreditTransfer{From: "org:home", To: "device:" + ev.ID(), Amount: 100})
+	charging := &AgreementDeploy{Source: exampleAgreement(t, "charging"), Parties: map[string]string{"ev": "device:" + ev.ID(), "charger": "device:" + charger.ID(), "operator": "org:acme"}}
+	r.must(home, "", charging) // home's admin accepts for its EV
+	r.must(acme, "", &AgreementAccept{ID: 2})
+	r.must(ev, "", &AgreementCall{ID: 2, Transition: "reserve", Args: map[string]any{"slot": int64(4), "price": int64(30), "blocks": int64(3)}})
+	if b := r.balance("device:" + ev.ID()); b != 70 {
+		t.Fatalf("EV holds %d after escrow; want 70", b)
+	}
+	r.empty(3)
+	if s := r.stateVar(2, "status"); s != "refunded" {
+		t.Fatalf("charging status %v after the deadline; want refunded", s)
+	}
+	if b := r.balance("device:" + ev.ID()); b != 100 || r.agreement(2).Status != AgreementFinished {
+		t.Fatalf("EV holds %d after the refund; want 100", b)
+	}
+	// Delivered in time: paid to the operator.
+	r.must(home, "", charging)
+	r.must(acme, "", &AgreementAccept{ID: 3})
+	r.must(ev, "", &AgreementCall{ID: 3, Transition: "reserve", Args: map[string]any{"slot": int64(1), "price": int64(25), "blocks": int64(50)}})
+	r.want(CodeUnauthorized, "", ev, "", &AgreementCall{ID: 3, Transition: "delivered", Args: map[string]any{"kwh": int64(9)}})
+	acmeBefore := r.balance("org:acme")
+	r.must(charger, "", &AgreementCall{ID: 3, Transition: "delivered", Args: map[string]any{"kwh": int64(9)}})
+	if b := r.balance("org:acme"); b != acmeBefore+25 {
+		t.Fatalf("operator holds %d; want %d", b, acmeBefore+25)
+	}
+
+	// Quarantine: the gateway reports; the third report suspends the suspect,
+	// since home granted the agreement "manage".
+	suspect := r.register(home, "home", "camera")
+	r.must(home, "", &AgreementDeploy{Source: exampleAgreement(t, "quarantine"), Parties: map[string]string{"gateway": "device:" + gw.ID(), "suspect": "device:" + suspect.ID(), "owner": "org:home"}})
+	const quar = 4
+	if r.agreement(quar).Status != AgreementActive {
+		t.Fatal("quarantine is not active; home speaks for every party")
+	}
+	r.must(gw, "", &AgreementCall{ID: quar, Transition: "report"})
+	r.must(gw, "", &AgreementCall{ID: quar, Transition: "report"})
+	r.want(CodeUnauthorized, "manage", gw, "", &AgreementCall{ID: quar, Transition: "report"})
+	r.must(home, "", &GrantAdd{Grantor: "org:home", Subject: "agreement:4", Action: ActionManage, Resource: "device:" + suspect.ID()})
+	r.must(gw, "", &AgreementCall{ID: quar, Transition: "report"})
+	if d, _ := r.c.view().Device(suspect.ID()); d.Status != StatusSuspended {
+		t.Fatalf("suspect is %s; want suspended", d.Status)
+	}
+	r.want(CodeInactive, "", suspect, "", &GrantAdd{Grantor: "device:" + suspect.ID(), Subject: "org:acme", Action: "read", Resource: "device:" + suspect.ID()})
+	r.must(home, "", &AgreementCall{ID: quar, Transition: "release"})
+	if d, _ := r.c.view().Device(suspect.ID()); d.Status != StatusActive {
+		t.Fatalf("suspect is %s after release; want active", d.Status)
+	}
+
+	// Data sharing: acme pays home for read access, which lapses.
+	r.must(home, "", &AgreementDeploy{Source: exampleAgreement(t, "datasharing"), Parties: map[string]string{"owner": "org:home", "reader": "org:acme", "sensor": "device:" + sensor.ID()}})
+	r.must(acme, "", &AgreementAccept{ID: 5})
+	r.must(acme, "", &AgreementCall{ID: 5, Transition: "pay", Args: map[string]any{"days": int64(1)}})
+	readers := func() int {
+		gs, err := r.c.view().Grants(GrantFilter{Subject: "org:acme", Action: "read"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(gs)
+	}
+	if readers() != 1 {
+		t.Fatal("no read grant after payment")
+	}
+	r.empty(16)
+	if readers() != 0 {
+		t.Fatal("read grant still in force after the paid period")
+	}
+	h, err := r.c.view().AgreementHistory(5, 1, 100)
+	if err != nil || len(h) < 4 || h[len(h)-1].Trigger != "height" || h[len(h)-1].Transition != "lapse" {
+		t.Fatalf("data sharing history = %+v, %v", h, err)
+	}
+
+	// Replay every block on a fresh App: the same app hash after each.
+	fresh, err := NewApp(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	raw, _ := json.Marshal(g)
+	var vals []abci.ValidatorUpdate
+	for _, k := range valKeys {
+		vals = append(vals, abci.ValidatorUpdate{PubKey: cmtcrypto.PublicKey{Sum: &cmtcrypto.PublicKey_Ed25519{Ed25519: k.Public().Bytes}}, Power: 10})
+	}
+	ctx := context.Background()
+	if _, err := fresh.InitChain(ctx, &abci.RequestInitChain{ChainId: testChain, AppStateBytes: raw, Validators: vals, InitialHeight: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for i, txs := range r.blocks {
+		res, err := fresh.FinalizeBlock(ctx, &abci.RequestFinalizeBlock{Height: int64(i + 1), Txs: txs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(res.AppHash, r.hashes[i]) {
+			t.Fatalf("block %d: replayed app hash %X; the original was %X", i+1, res.AppHash, r.hashes[i])
+		}
+		if _, err := fresh.Commit(ctx, &abci.RequestCommit{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

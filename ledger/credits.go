@@ -1,0 +1,391 @@
+package ledger
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	abci "github.com/cometbft/cometbft/abci/types"
+
+	"github.com/thingnet/thingnet/identity"
+)
+
+// Credit tx kinds.
+const (
+	KindCreditTransfer = "credit.transfer"
+	KindCreditMint     = "credit.mint"
+)
+
+// State keys of credits.
+const (
+	prefixBalance     = "cb/" // cb/<account> -> u64 BE balance
+	prefixTransfer    = "ct/" // ct/<seq u64 BE> -> Transfer
+	prefixTransferIdx = "cx/" // cx/<account>/<seq u64 BE> -> marker (an account's transfers)
+	keyTransferSeq    = "m/transferseq"
+	keyMintSeq        = "m/mintseq"
+)
+
+// BalanceKey is the state key of an account's balance.
+func BalanceKey(account string) []byte { return []byte(prefixBalance + account) }
+
+// TransferKey is the state key of a transfer record.
+func TransferKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(prefixTransfer), seq)
+}
+
+func transferIdxKey(account string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(prefixTransferIdx+account+"/"), seq)
+}
+
+// CreditTransfer moves credits between accounts ("org:<id>", "device:<did>").
+// The signer must speak for From: an admin of the organisation, or the device.
+type CreditTransfer struct {
+	From   string `cbor:"1,keyasint"`
+	To     string `cbor:"2,keyasint"`
+	Amount uint64 `cbor:"3,keyasint"`
+	Memo   string `cbor:"4,keyasint,omitempty"`
+}
+
+func (*CreditTransfer) Kind() string { return KindCreditTransfer }
+func (m *CreditTransfer) ValidateBasic() error {
+	if err := checkAccount(m.From); err != nil {
+		return fmt.Errorf("from: %w", err)
+	}
+	if err := checkAccount(m.To); err != nil {
+		return fmt.Errorf("to: %w", err)
+	}
+	if m.From == m.To {
+		return errors.New("from and to are the same account")
+	}
+	if m.Amount == 0 || m.Amount > MaxCredits {
+		return fmt.Errorf("amount %d is out of range 1..%d", m.Amount, uint64(MaxCredits))
+	}
+	return validateText("memo", m.Memo, 256)
+}
+
+// MaxCredits bounds any balance or amount (so sums never overflow).
+const MaxCredits = math.MaxInt64 / 4
+
+// CreditMint creates credits in an account. Credits exist only from genesis
+// or by this governance tx: it is accepted when validators holding more than
+// 2/3 of the power signed CreditMintMessage(chainID, Seq, To, Amount).
+type CreditMint struct {
+	To        string     `cbor:"1,keyasint"`
+	Amount    uint64     `cbor:"2,keyasint"`
+	Seq       uint64     `cbor:"3,keyasint"` // the ledger's next mint sequence
+	Approvals []Approval `cbor:"4,keyasint"`
+}
+
+func (*CreditMint) Kind() string { return KindCreditMint }
+func (m *CreditMint) ValidateBasic() error {
+	if err := checkAccount(m.To); err != nil {
+		return fmt.Errorf("to: %w", err)
+	}
+	if m.Amount == 0 || m.Amount > MaxCredits {
+		return fmt.Errorf("amount %d is out of range 1..%d", m.Amount, uint64(MaxCredits))
+	}
+	if len(m.Approvals) == 0 {
+		return errors.New("no validator approvals")
+	}
+	for i, a := range m.Approvals {
+		if len(a.Validator) != 32 || len(a.Signature) != 64 {
+			return fmt.Errorf("approval %d: want a 32-byte key and a 64-byte signature", i)
+		}
+	}
+	return nil
+}
+
+// CreditMintMessage is what each approving validator signs.
+func CreditMintMessage(chainID string, seq uint64, to string, amount uint64) []byte {
+	return mustMarshal([]any{"thingnet/credit-mint/v1", chainID, seq, to, amount})
+}
+
+// checkAccount accepts "org:<id>" and "device:<did>".
+func checkAccount(s string) error {
+	p, err := ParsePrincipal(s)
+	if err != nil {
+		return err
+	}
+	if p.Type != "org" && p.Type != "device" {
+		return fmt.Errorf("%q: credits are held by org:<id> or device:<did>", s)
+	}
+	return nil
+}
+
+// Transfer is one movement of credits, kept forever: a mint, a transfer,
+// or an agreement's escrow, release or payment.
+type Transfer struct {
+	Seq       uint64 `cbor:"1,keyasint" json:"seq"`
+	Height    int64  `cbor:"2,keyasint" json:"height"`
+	From      string `cbor:"3,keyasint,omitempty" json:"from,omitempty"` // empty for a mint
+	To        string `cbor:"4,keyasint" json:"to"`
+	Amount    uint64 `cbor:"5,keyasint" json:"amount"`
+	Kind      string `cbor:"6,keyasint" json:"kind"` // mint, transfer, escrow, release
+	Agreement uint64 `cbor:"7,keyasint,omitempty" json:"agreement,omitempty"`
+	Tx        []byte `cbor:"8,keyasint,omitempty" json:"tx,omitempty"`
+	Memo      string `cbor:"9,keyasint,omitempty" json:"memo,omitempty"`
+}
+
+// Balance returns an account's credits (0 if it never held any).
+func (s *State) Balance(account string) (uint64, error) {
+	return s.u64(BalanceKey(account))
+}
+
+// Transfers lists an account's transfers (every one if account is ""),
+// oldest first, with seq above after.
+func (s *State) Transfers(account string, after uint64, limit int) ([]Transfer, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	var out []Transfer
+	if account == "" {
+		err := s.scan(TransferKey(after+1), prefixEnd([]byte(prefixTransfer)), func(_, v []byte) (bool, error) {
+			var t Transfer
+			if err := Unmarshal(v, &t); err != nil {
+				return false, err
+			}
+			out = append(out, t)
+			return len(out) < limit, nil
+		})
+		return out, err
+	}
+	p := []byte(prefixTransferIdx + account + "/")
+	err := s.scan(transferIdxKey(account, after+1), prefixEnd(p), func(k, _ []byte) (bool, error) {
+		var t Transfer
+		ok, err := s.get(TransferKey(binary.BigEndian.Uint64(k[len(k)-8:])), &t)
+		if err != nil || !ok {
+			return false, err
+		}
+		out = append(out, t)
+		return len(out) < limit, nil
+	})
+	return out, err
+}
+
+// ledgerOps are the state changes shared by txs and by agreements run at
+// block level: credits, records that need sequence numbers.
+type ledgerOps struct {
+	st     *State
+	buf    *buffer
+	height int64
+	tx     []byte // hash of the tx being executed; nil at block level
+	events *[]eventSink
+}
+
+// eventSink collects ABCI events as (type, attributes).
+type eventSink struct {
+	typ string
+	kv  []string
+}
+
+func (o *ledgerOps) emit(typ string, kv ...string) {
+	*o.events = append(*o.events, eventSink{typ, kv})
+}
+
+func (o *ledgerOps) nextSeq(key string) (uint64, error) {
+	n, err := o.st.u64([]byte(key))
+	if err != nil {
+		return 0, err
+	}
+	o.buf.set([]byte(key), u64bytes(n+1))
+	return n + 1, nil
+}
+
+// debit takes amount from an account, refusing an overdraft.
+func (o *ledgerOps) debit(account string, amount uint64) error {
+	bal, err := o.st.Balance(account)
+	if err != nil {
+		return err
+	}
+	if bal < amount {
+		return errf(CodeConflict, "%s holds %d credits; %d needed", account, bal, amount)
+	}
+	o.buf.set(BalanceKey(account), u64bytes(bal-amount))
+	return nil
+}
+
+func (o *ledgerOps) credit(account string, amount uint64) error {
+	bal, err := o.st.Balance(account)
+	if err != nil {
+		return err
+	}
+	if bal+amount > MaxCredits {
+		return errf(CodeConflict, "%s would hold more than %d credits", account, uint64(MaxCredits))
+	}
+	o.buf.set(BalanceKey(account), u64bytes(bal+amount))
+	return nil
+}
+
+// move debits from (unless it is an agreement's escrow or a mint), credits
+// to (unless it is an escrow), and records the transfer.
+func (o *ledgerOps) move(kind, from, to string, amount uint64, agreement uint64, memo string) error {
+	if from != "" && !strings.HasPrefix(from, "agreement:") {
+		if err := o.debit(from, amount); err != nil {
+			return err
+		}
+	}
+	if !strings.HasPrefix(to, "agreement:") {
+		if err := o.credit(to, amount); err != nil {
+			return err
+		}
+	}
+	seq, err := o.nextSeq(keyTransferSeq)
+	if err != nil {
+		return err
+	}
+	o.buf.set(TransferKey(seq), &Transfer{Seq: seq, Height: o.height, From: from, To: to, Amount: amount, Kind: kind, Agreement: agreement, Tx: o.tx, Memo: memo})
+	for _, acct := range []string{from, to} {
+		if acct != "" {
+			o.buf.set(transferIdxKey(acct, seq), marker)
+		}
+	}
+	o.emit("credit", "seq", strconv.FormatUint(seq, 10), "kind", kind, "from", from, "to", to, "amount", strconv.FormatUint(amount, 10))
+	return nil
+}
+
+func (x *txExec) ops() *ledgerOps {
+	if x.sink == nil {
+		x.sink = new([]eventSink)
+	}
+	return &ledgerOps{st: x.st, buf: x.buf, height: x.height, tx: x.tx.Hash[:], events: x.sink}
+}
+
+// flushEvents moves events collected by ledgerOps into the tx's events.
+func (x *txExec) flushEvents() {
+	if x.sink == nil {
+		return
+	}
+	for _, e := range *x.sink {
+		x.emit(e.typ, e.kv...)
+	}
+	*x.sink = nil
+}
+
+func (x *txExec) creditTransfer(m *CreditTransfer) error {
+	from, _ := ParsePrincipal(m.From)
+	if err := x.mayActFor(from); err != nil {
+		return err
+	}
+	to, _ := ParsePrincipal(m.To)
+	if err := x.exists(to); err != nil {
+		return err
+	}
+	defer x.flushEvents()
+	return x.ops().move("transfer", m.From, m.To, m.Amount, 0, m.Memo)
+}
+
+func (x *txExec) creditMint(m *CreditMint) error {
+	last, err := x.st.u64([]byte(keyMintSeq))
+	if err != nil {
+		return err
+	}
+	if m.Seq != last+1 {
+		return errf(CodeBadNonce, "mint sequence %d; the next is %d", m.Seq, last+1)
+	}
+	if err := x.checkApprovals(CreditMintMessage(x.chainID, m.Seq, m.To, m.Amount), m.Approvals); err != nil {
+		return err
+	}
+	to, _ := ParsePrincipal(m.To)
+	if err := x.exists(to); err != nil {
+		return err
+	}
+	x.buf.set([]byte(keyMintSeq), u64bytes(m.Seq))
+	defer x.flushEvents()
+	return x.ops().move("mint", "", m.To, m.Amount, 0, "")
+}
+
+// checkApprovals checks that validators holding more than 2/3 of the
+// current power signed msg with their consensus keys.
+func (x *txExec) checkApprovals(msg []byte, approvals []Approval) error {
+	vals, err := x.st.Validators()
+	if err != nil {
+		return err
+	}
+	var total, approved int64
+	for _, v := range vals {
+		total += v.Power
+	}
+	seen := map[string]bool{}
+	for i, a := range approvals {
+		var power int64 = -1
+		for _, v := range vals {
+			if string(v.PubKey) == string(a.Validator) {
+				power = v.Power
+			}
+		}
+		if power < 0 {
+			return errf(CodeUnauthorized, "approval %d is from %X, which is not a validator", i, a.Validator)
+		}
+		if seen[string(a.Validator)] {
+			return errf(CodeInvalid, "approval %d repeats validator %X", i, a.Validator)
+		}
+		seen[string(a.Validator)] = true
+		pub, err := identity.NewPublicKey(identity.Ed25519, a.Validator)
+		if err != nil {
+			return errf(CodeInvalid, "approval %d: %v", i, err)
+		}
+		if err := pub.Verify(msg, a.Signature); err != nil {
+			return errf(CodeBadSignature, "approval %d by %X does not verify", i, a.Validator)
+		}
+		approved += power
+	}
+	if 3*approved <= 2*total {
+		return errf(CodeUnauthorized, "approvals hold power %d of %d; more than 2/3 is needed", approved, total)
+	}
+	return nil
+}
+
+func abciEvents(sinks []eventSink) []abci.Event {
+	var out []abci.Event
+	for _, e := range sinks {
+		ev := abci.Event{Type: e.typ}
+		for i := 0; i+1 < len(e.kv); i += 2 {
+			ev.Attributes = append(ev.Attributes, abci.EventAttribute{Key: e.kv[i], Value: e.kv[i+1], Index: true})
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// GenesisBalance is an account's credits at genesis.
+type GenesisBalance struct {
+	Account string `json:"account"` // org:<id> or device:<did>, in the genesis
+	Amount  uint64 `json:"amount"`
+}
+
+func (g *GenesisState) checkBalances(orgs, devices map[string]bool) error {
+	seen := map[string]bool{}
+	for _, b := range g.Balances {
+		if err := checkAccount(b.Account); err != nil {
+			return fmt.Errorf("genesis balance: %w", err)
+		}
+		p, _ := ParsePrincipal(b.Account)
+		if p.Type == "org" && !orgs[p.ID] || p.Type == "device" && !devices[p.ID] {
+			return fmt.Errorf("genesis balance of %s: the account is not in the genesis", b.Account)
+		}
+		if seen[b.Account] {
+			return fmt.Errorf("genesis balance of %s appears twice", b.Account)
+		}
+		seen[b.Account] = true
+		if b.Amount == 0 || b.Amount > MaxCredits {
+			return fmt.Errorf("genesis balance of %s: amount %d is out of range 1..%d", b.Account, b.Amount, uint64(MaxCredits))
+		}
+	}
+	return nil
+}
+
+// applyBalances writes the genesis balances, each recorded as a mint.
+func (g *GenesisState) applyBalances(buf *buffer) {
+	for i, b := range g.Balances {
+		seq := uint64(i + 1)
+		buf.set(BalanceKey(b.Account), u64bytes(b.Amount))
+		buf.set(TransferKey(seq), &Transfer{Seq: seq, To: b.Account, Amount: b.Amount, Kind: "mint", Memo: "genesis"})
+		buf.set(transferIdxKey(b.Account, seq), marker)
+	}
+	if n := len(g.Balances); n > 0 {
+		buf.set([]byte(keyTransferSeq), u64bytes(uint64(n)))
+	}
+}
