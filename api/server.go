@@ -147,6 +147,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/validators", s.getValidators)
 	s.handle("GET /v1/anchors/{gateway}", s.getAnchor)
 	s.handle("GET /v1/proofs", s.getProof)
+	s.agreementRoutes() // agreements.go
 	s.mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound(fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)))

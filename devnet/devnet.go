@@ -49,6 +49,9 @@ type Config struct {
 	NoSync     bool // tests only: gateways do not fsync their data logs
 	Logger     *slog.Logger
 	LogLevel   string // CometBFT's verbosity; see chain.Config.LogLevel
+	// Progress, if set, is told each step of Start as it begins: step done
+	// of total (counting from 0), and what it is (e.g. a progress bar).
+	Progress func(done, total int, step string)
 }
 
 // manifest records what a devnet was created with, so a restart resumes it.
@@ -93,6 +96,12 @@ func Start(c Config) (*Devnet, error) {
 		return nil, err
 	}
 	c.ChainID, c.Validators, c.BasePort = m.ChainID, m.Validators, m.BasePort
+	progress := func(done int, step string) {
+		if c.Progress != nil {
+			c.Progress(done, c.Validators+2, step)
+		}
+	}
+	progress(0, "keys: demo admin and gateways")
 	admin, err := demoKey(c.Home, DemoAdminKey)
 	if err != nil {
 		return nil, err
@@ -116,6 +125,7 @@ func Start(c Config) (*Devnet, error) {
 	for i := range d.buses {
 		d.buses[i] = events.NewBus(0)
 	}
+	progress(1, fmt.Sprintf("consensus: %d CometBFT validators", c.Validators))
 	d.net, err = chain.StartLocalNet(chain.LocalNetConfig{
 		Dir: filepath.Join(c.Home, "nodes"), Validators: c.Validators, ChainID: c.ChainID, BasePort: c.BasePort,
 		AppState: state, FastBlocks: c.FastBlocks, LogLevel: c.LogLevel,
@@ -125,10 +135,12 @@ func Start(c Config) (*Devnet, error) {
 		return nil, err
 	}
 	for i := range c.Validators {
+		progress(2+i, fmt.Sprintf("node %d: gateway, MQTT, CoAP, API", i))
 		if err := d.startServices(i); err != nil {
 			return nil, errors.Join(err, d.Stop())
 		}
 	}
+	progress(c.Validators+2, "started")
 	return d, nil
 }
 

@@ -18,21 +18,30 @@ func deviceCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "device", Short: "Register devices, change their keys, status and metadata, and read their records"}
 	c.AddCommand(deviceRegister(g), devicePop(g), deviceRotate(g),
 		deviceStatus(g, "suspend", ledger.StatusSuspended), deviceStatus(g, "resume", ledger.StatusActive), deviceStatus(g, "revoke", ledger.StatusRevoked),
-		deviceUpdate(g), deviceShow(g), deviceHistory(g), deviceList(g), deviceToken(g))
+		deviceUpdate(g), deviceShow(g), deviceHistory(g), deviceList(g), deviceToken(g),
+		deviceCode(g), deviceClaim(g))
 	return c
 }
 
 func deviceRegister(g *globals) *cobra.Command {
 	var tf txFlags
-	var org, devKey, devID, proofHex, class, firmware, attestedBy string
+	var org, devKey, devID, proofHex, class, firmware, attestedBy, csvFile string
 	var labels []string
 	c := &cobra.Command{
 		Use:   "register",
 		Short: "Register a device in an organisation (signed by an admin, with the device's proof of possession)",
 		Example: `  thingnet device register --key demo-admin --org demo --device-key sensor-1
-  thingnet device register --key demo-admin --org demo --device did:key:z6Mk... --proof HEX  # proof from 'thingnet device pop' on the device`,
+  thingnet device register --key demo-admin --org demo --device did:key:z6Mk... --proof HEX  # proof from 'thingnet device pop' on the device
+  thingnet device register --key demo-admin --org demo --csv devices.csv  # columns: id or key name, class, labels k=v;k2=v2, pop hex`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if csvFile != "" {
+				admin, err := g.loadKey(tf.key)
+				if err != nil {
+					return err
+				}
+				return g.registerCSV(cmd, admin, org, csvFile)
+			}
 			m := &ledger.DeviceRegister{Org: org, Class: class, Firmware: firmware}
 			var err error
 			if attestedBy != "" {
@@ -82,6 +91,7 @@ func deviceRegister(g *globals) *cobra.Command {
 	f.StringVar(&attestedBy, "attested-by", "", "gateway that signs readings for this device, if it cannot sign (did:key or key name)")
 	f.StringVar(&firmware, "firmware", "", "firmware version")
 	f.StringArrayVar(&labels, "label", nil, "label key=value (repeat)")
+	f.StringVar(&csvFile, "csv", "", "register every device of this CSV file (resumable: registered devices are skipped)")
 	return c
 }
 

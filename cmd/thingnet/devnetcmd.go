@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -12,7 +14,7 @@ import (
 
 func devnetCmd() *cobra.Command {
 	var c devnet.Config
-	var logLevel string
+	var logLevel, logFormat string
 	cmd := &cobra.Command{
 		Use:   "devnet",
 		Short: "Run a whole local network: validating gateways and a demo organisation, in one command",
@@ -22,13 +24,25 @@ key is in the devnet's keystore. Ctrl-C stops it cleanly; running it again with
 the same --home resumes the same chain.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c.Logger = newLogger(logLevel, "text")
+			if err := checkLogFlags(logLevel, logFormat); err != nil {
+				return err
+			}
+			c.Logger = newLogger(logLevel, logFormat)
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "starting devnet in %s ...\n", c.Home)
+			progress := progressBar(cmd.ErrOrStderr(), "devnet")
+			c.Progress = func(done, total int, step string) { progress(done, total+1, step) }
 			d, err := devnet.Start(c)
 			if err != nil {
 				return err
 			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
+			err = d.WaitForHeight(ctx, 1)
+			cancel()
+			if err != nil {
+				return errors.Join(fmt.Errorf("devnet: no block committed within a minute: %w", err), d.Stop())
+			}
+			progress(d.Size()+3, d.Size()+3, "first block committed")
 			verb := "created"
 			if d.Resumed {
 				verb = "resumed"
@@ -37,6 +51,7 @@ the same --home resumes the same chain.`,
 			for i := range d.Size() {
 				fmt.Fprintf(out, "  node%d  api %s  mqtt %s  coap %s  rpc %s  p2p %s\n", i, d.APIURL(i), d.MQTTAddr(i), d.CoAPAddr(i), d.RPCURL(i), d.P2PAddr(i))
 			}
+			fmt.Fprintf(out, "explorer: %s/explorer/  (every node serves one; live events: %s/v1/events)\n", d.APIURL(0), d.APIURL(0))
 			ks := devnet.Keystore(d.Home()).Dir
 			fmt.Fprintf(out, `demo organisation %q, admin key %q (empty passphrase) in %s
 try, in another terminal:
@@ -72,5 +87,6 @@ Ctrl-C stops the devnet; run the same command again to resume it.
 	f.StringVar(&c.ChainID, "chain-id", "", "chain id of a new devnet (default thingnet-devnet)")
 	f.BoolVar(&c.FastBlocks, "fast", false, "short consensus timeouts (sub-second blocks)")
 	f.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text or json (one object per line)")
 	return cmd
 }

@@ -60,7 +60,7 @@ genesis needs (see 'thingnet genesis create' and docs/multihost.md).`,
 	f.StringVar(&cfg.CoAP.Listen, "coap-listen", "", "CoAP (UDP) listen address, e.g. 0.0.0.0:5683 (needs --gateway)")
 	f.BoolVar(&cfg.Consensus.FastBlocks, "fast-blocks", false, "short consensus timeouts (local test networks)")
 
-	var startHome string
+	var startHome, startLogLevel, startLogFormat string
 	start := &cobra.Command{
 		Use:   "start",
 		Short: "Run the node until interrupted",
@@ -72,6 +72,21 @@ genesis needs (see 'thingnet genesis create' and docs/multihost.md).`,
 			}
 			if _, err := chain.ReadGenesis(startHome); err != nil {
 				return fmt.Errorf("%w (create it with `thingnet genesis create --home %s`, or copy the network's genesis.json into %s/config/)", err, startHome, startHome)
+			}
+			if cmd.Flags().Changed("log-level") {
+				c.LogLevel = startLogLevel
+			}
+			if cmd.Flags().Changed("log-format") {
+				c.LogFormat = startLogFormat
+			}
+			if c.LogFormat == "" {
+				c.LogFormat = "text"
+			}
+			if c.LogLevel == "" {
+				c.LogLevel = "info"
+			}
+			if err := checkLogFlags(c.LogLevel, c.LogFormat); err != nil {
+				return fmt.Errorf("%w (set on the command line or as log_level / log_format in %s/thingnet.toml)", err, startHome)
 			}
 			log := newLogger(c.LogLevel, c.LogFormat)
 			n, err := node.Start(startHome, c, log)
@@ -85,6 +100,8 @@ genesis needs (see 'thingnet genesis create' and docs/multihost.md).`,
 		},
 	}
 	start.Flags().StringVar(&startHome, "home", filepath.Join(defaultHome(), "node"), "node home directory")
+	start.Flags().StringVar(&startLogLevel, "log-level", "info", "log level: debug, info, warn, error (default: log_level in thingnet.toml)")
+	start.Flags().StringVar(&startLogFormat, "log-format", "text", "log format: text or json, one object per line (default: log_format in thingnet.toml)")
 	c.AddCommand(initc, start)
 	return c
 }

@@ -39,6 +39,8 @@ func newRoot() *cobra.Command {
 	root.AddCommand(
 		keysCmd(g), nodeCmd(), genesisCmd(), devnetCmd(),
 		orgCmd(g), deviceCmd(g), grantCmd(g), validatorCmd(g), txCmd(g), readingsCmd(g), verifyCmd(g), benchCmd(),
+		statusCmd(g), eventsCmd(g),
+		agreementCmd(g), creditsCmd(g),
 	)
 	return root
 }

@@ -6,10 +6,7 @@
 package deps
 
 import (
-	_ "github.com/chromedp/chromedp"
-	_ "github.com/google/cel-go/cel"
 	_ "github.com/libp2p/go-libp2p"
 	_ "github.com/libp2p/go-libp2p-kad-dht"
 	_ "github.com/libp2p/go-libp2p-pubsub"
-	_ "go.yaml.in/yaml/v3"
 )

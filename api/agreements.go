@@ -1,0 +1,343 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/thingnet/thingnet/ledger"
+)
+
+// agreementRoutes serves agreements, credits and device commands.
+func (s *Server) agreementRoutes() {
+	s.handle("GET /v1/agreements", s.listAgreements)
+	s.handle("GET /v1/agreements/{id}", s.getAgreement)
+	s.handle("GET /v1/agreements/{id}/history", s.getAgreementHistory)
+	s.handle("POST /v1/agreements/dry-run", s.dryRunAgreement)
+	s.handle("GET /v1/credits/{account}", s.getCredits)
+	s.handle("GET /v1/credits/{account}/transfers", s.getTransfers)
+	s.handle("GET /v1/devices/{id}/commands", s.getCommands)
+}
+
+// AgreementView is an agreement as the API shows it: its record, its
+// source, and its state by variable name.
+type AgreementView struct {
+	ledger.Agreement
+	Source   string         `json:"source"`
+	State    map[string]any `json:"state"`
+	Escrow   uint64         `json:"escrow"`
+	Deposits map[string]any `json:"deposits,omitempty"`
+	Grants   any            `json:"grants,omitempty"`
+}
+
+// ViewAgreement builds the API view of an agreement.
+func ViewAgreement(a *ledger.Agreement) AgreementView {
+	v := AgreementView{Agreement: *a, Source: string(a.Source), State: map[string]any{}}
+	if a.State == nil {
+		return v
+	}
+	v.Escrow = a.State.Escrow()
+	if len(a.State.Grants) > 0 {
+		v.Grants = a.State.Grants
+	}
+	for i, d := range a.State.Deposits {
+		if d > 0 && i < len(a.Parties) {
+			if v.Deposits == nil {
+				v.Deposits = map[string]any{}
+			}
+			v.Deposits[a.Parties[i].Name] = d
+		}
+	}
+	if p, err := ledger.CompileAgreement(a); err == nil {
+		v.State = p.StateMap(a.State)
+	}
+	return v
+}
+
+func idParam(r *http.Request) (uint64, error) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil || id == 0 {
+		return 0, badRequest(fmt.Sprintf("agreement id %q must be a number from 1", r.PathValue("id")))
+	}
+	return id, nil
+}
+
+func uintQuery(r *http.Request, name string) (uint64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, badRequest(fmt.Sprintf("%s %q must be a number", name, v))
+	}
+	return n, nil
+}
+
+func (s *Server) listAgreements(r *http.Request) (any, error) {
+	st, _, err := s.view(r)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := limitParam(r)
+	if err != nil {
+		return nil, err
+	}
+	after, err := uintQuery(r, "after")
+	if err != nil {
+		return nil, err
+	}
+	ags, err := st.Agreements(after, limit)
+	if err != nil {
+		return nil, err
+	}
+	items := []AgreementView{}
+	for i := range ags {
+		items = append(items, ViewAgreement(&ags[i]))
+	}
+	p := Page{Height: st.Height, Items: items}
+	if len(ags) == limit {
+		p.Next = strconv.FormatUint(ags[len(ags)-1].ID, 10)
+	}
+	return p, nil
+}
+
+func (s *Server) getAgreement(r *http.Request) (any, error) {
+	id, err := idParam(r)
+	if err != nil {
+		return nil, err
+	}
+	return s.record(r, ledger.AgreementKey(id), func(st *ledger.State) (any, error) {
+		a, err := st.Agreement(id)
+		if err != nil {
+			return nil, err
+		}
+		return ViewAgreement(a), nil
+	})
+}
+
+func (s *Server) getAgreementHistory(r *http.Request) (any, error) {
+	st, _, err := s.view(r)
+	if err != nil {
+		return nil, err
+	}
+	id, err := idParam(r)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := st.Agreement(id); err != nil {
+		return nil, err
+	}
+	limit, err := limitParam(r)
+	if err != nil {
+		return nil, err
+	}
+	from, err := uintQuery(r, "from")
+	if err != nil {
+		return nil, err
+	}
+	evs, err := st.AgreementHistory(id, from, limit)
+	if err != nil {
+		return nil, err
+	}
+	p := Page{Height: st.Height, Items: evs}
+	if evs == nil {
+		p.Items = []ledger.AgreementEvent{}
+	}
+	if len(evs) == limit {
+		p.Next = strconv.FormatUint(evs[len(evs)-1].Seq+1, 10)
+	}
+	return p, nil
+}
+
+// DryRunRequest is the body of POST /v1/agreements/dry-run: an
+// agreement.call (ID and Transition set) or an agreement.deploy (Source
+// set), as Signer would send it.
+type DryRunRequest struct {
+	Signer     string                  `json:"signer"`
+	ID         uint64                  `json:"id,omitempty"`
+	Transition string                  `json:"transition,omitempty"`
+	Args       map[string]any          `json:"args,omitempty"` // numbers must be integers
+	Reading    *ledger.ReadingEvidence `json:"reading,omitempty"`
+	Source     string                  `json:"source,omitempty"`
+	Parties    map[string]string       `json:"parties,omitempty"`
+}
+
+// Msg returns the ledger message the request describes.
+func (q *DryRunRequest) Msg() (ledger.Msg, error) {
+	if q.Source != "" {
+		return &ledger.AgreementDeploy{Source: []byte(q.Source), Parties: q.Parties}, nil
+	}
+	args, err := LedgerArgs(q.Args)
+	if err != nil {
+		return nil, err
+	}
+	return &ledger.AgreementCall{ID: q.ID, Transition: q.Transition, Args: args, Reading: q.Reading}, nil
+}
+
+// LedgerArgs converts JSON call arguments (json.Number or float64 numbers)
+// to the integers, strings and booleans of an agreement.call.
+func LedgerArgs(in map[string]any) (map[string]any, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]any, len(in))
+	for k, v := range in {
+		switch x := v.(type) {
+		case json.Number:
+			n, err := strconv.ParseInt(string(x), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("argument %s: %s is not an integer", k, x)
+			}
+			out[k] = n
+		case float64:
+			if x != float64(int64(x)) {
+				return nil, fmt.Errorf("argument %s: %v is not an integer", k, x)
+			}
+			out[k] = int64(x)
+		case int64, string, bool:
+			out[k] = x
+		case int:
+			out[k] = int64(x)
+		default:
+			return nil, fmt.Errorf("argument %s: want an integer, a string or a boolean", k)
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) dryRunAgreement(r *http.Request) (any, error) {
+	dec := json.NewDecoder(io.LimitReader(r.Body, ledger.MaxTxBytes*2))
+	dec.UseNumber()
+	var q DryRunRequest
+	if err := dec.Decode(&q); err != nil {
+		return nil, badRequest("body must be a dry-run request (signer, id, transition, args, reading; or signer, source, parties): " + err.Error())
+	}
+	if q.Signer == "" {
+		return nil, badRequest("signer is required: the account the tx would be signed by")
+	}
+	m, err := q.Msg()
+	if err != nil {
+		return nil, badRequest(err.Error())
+	}
+	return s.app.DryRun(q.Signer, m)
+}
+
+// Credits is the answer of GET /v1/credits/{account}.
+type Credits struct {
+	Account string `json:"account"`
+	Balance uint64 `json:"balance"`
+}
+
+func (s *Server) getCredits(r *http.Request) (any, error) {
+	acct := r.PathValue("account")
+	return s.record(r, ledger.BalanceKey(acct), func(st *ledger.State) (any, error) {
+		b, err := st.Balance(acct)
+		if err != nil {
+			return nil, err
+		}
+		return Credits{Account: acct, Balance: b}, nil
+	})
+}
+
+func (s *Server) getTransfers(r *http.Request) (any, error) {
+	st, _, err := s.view(r)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := limitParam(r)
+	if err != nil {
+		return nil, err
+	}
+	after, err := uintQuery(r, "after")
+	if err != nil {
+		return nil, err
+	}
+	acct := r.PathValue("account")
+	if acct == "all" {
+		acct = ""
+	}
+	ts, err := st.Transfers(acct, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	p := Page{Height: st.Height, Items: ts}
+	if ts == nil {
+		p.Items = []ledger.Transfer{}
+	}
+	if len(ts) == limit {
+		p.Next = strconv.FormatUint(ts[len(ts)-1].Seq, 10)
+	}
+	return p, nil
+}
+
+func (s *Server) getCommands(r *http.Request) (any, error) {
+	st, _, err := s.view(r)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := limitParam(r)
+	if err != nil {
+		return nil, err
+	}
+	after, err := uintQuery(r, "after")
+	if err != nil {
+		return nil, err
+	}
+	cs, err := st.Commands(r.PathValue("id"), after, limit)
+	if err != nil {
+		return nil, err
+	}
+	p := Page{Height: st.Height, Items: cs}
+	if cs == nil {
+		p.Items = []ledger.Command{}
+	}
+	if len(cs) == limit {
+		p.Next = strconv.FormatUint(cs[len(cs)-1].ID, 10)
+	}
+	return p, nil
+}
+
+// DryRun asks the node what a call or deployment would do.
+func (c *Client) DryRun(ctx context.Context, q *DryRunRequest) (*ledger.DryRun, error) {
+	b, err := json.Marshal(q)
+	if err != nil {
+		return nil, err
+	}
+	var out ledger.DryRun
+	return &out, c.do(ctx, http.MethodPost, "/v1/agreements/dry-run", bytes.NewReader(b), "application/json", &out)
+}
+
+// Agreement reads an agreement.
+func (c *Client) Agreement(ctx context.Context, id uint64) (*AgreementView, error) {
+	var rec struct {
+		Record AgreementView `json:"record"`
+	}
+	if err := c.Get(ctx, "/v1/agreements/"+strconv.FormatUint(id, 10), &rec); err != nil {
+		return nil, err
+	}
+	return &rec.Record, nil
+}
+
+// Commands lists a device's commands with id above after.
+func (c *Client) Commands(ctx context.Context, device string, after uint64) ([]ledger.Command, error) {
+	var p struct {
+		Items []ledger.Command `json:"items"`
+	}
+	err := c.Get(ctx, "/v1/devices/"+url.PathEscape(device)+"/commands?after="+strconv.FormatUint(after, 10), &p)
+	return p.Items, err
+}
+
+// Balance returns an account's credits.
+func (c *Client) Balance(ctx context.Context, account string) (uint64, error) {
+	var rec struct {
+		Record Credits `json:"record"`
+	}
+	err := c.Get(ctx, "/v1/credits/"+url.PathEscape(account), &rec)
+	return rec.Record.Balance, err
+}

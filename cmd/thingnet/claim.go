@@ -1,0 +1,338 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/device"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+)
+
+// deviceCode is the device side of onboarding: make (or load) the device's
+// key and print its one-time claim code.
+func deviceCode(g *globals) *cobra.Command {
+	var key, org, chainID, alg string
+	var ttl time.Duration
+	c := &cobra.Command{
+		Use:   "code",
+		Short: "On the device: create its key if needed and print a one-time claim code for an admin to claim",
+		Long: `Print a claim code for the device key --key (created in the keystore if it does
+not exist yet): the device's did:key, its proof of possession for --org on this
+chain, a nonce and an expiry, signed by the key. An admin of the organisation
+registers the device with 'thingnet device claim CODE'. The code is made of
+QR-code alphanumeric characters; case, spaces and dashes do not matter.`,
+		Example: `  thingnet device code --key sensor-7 --org demo
+  thingnet device claim TNC1... --key demo-admin --class sensor   # the admin, elsewhere`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if key == "" || org == "" {
+				return errors.New("--key (the device's key name) and --org (the organisation it joins) are required")
+			}
+			k, created, err := g.loadOrCreateKey(key, alg)
+			if err != nil {
+				return err
+			}
+			if chainID == "" {
+				st, err := g.client().Status(cmd.Context())
+				if err != nil {
+					return fmt.Errorf("%w (or pass --chain-id)", err)
+				}
+				chainID = st.ChainID
+			}
+			code, err := device.NewClaimCode(k, chainID, org, time.Now(), ttl)
+			if err != nil {
+				return err
+			}
+			out := map[string]any{"device": k.ID(), "org": org, "chain_id": chainID, "code": code, "expires": time.Now().Add(ttl).UTC().Format(time.RFC3339), "created_key": created}
+			return g.print(cmd.OutOrStdout(), out, func(w io.Writer) {
+				if created {
+					fmt.Fprintf(w, "created key %q\n", key)
+				}
+				fmt.Fprintf(w, "device:  %s\norg:     %s\nexpires: %s\nclaim code (give it to an admin of %s: thingnet device claim CODE):\n\n%s\n\n", k.ID(), org, out["expires"], org, code)
+			})
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&key, "key", "", "the device's key name (created if missing)")
+	f.StringVar(&org, "org", "", "organisation the device joins")
+	f.StringVar(&chainID, "chain-id", "", "chain id (default: asked from --node)")
+	f.StringVar(&alg, "alg", "ed25519", "algorithm of a new key: ed25519 or p256")
+	f.DurationVar(&ttl, "ttl", 15*time.Minute, "how long the code stays valid")
+	return c
+}
+
+// loadOrCreateKey loads a key, or creates it (passphrase from
+// $THINGNET_PASSPHRASE or a prompt) when it does not exist.
+func (g *globals) loadOrCreateKey(name, alg string) (*identity.Key, bool, error) {
+	if _, err := g.ks().Info(name); err == nil {
+		k, err := g.loadKey(name)
+		return k, false, err
+	} else if !errors.Is(err, identity.ErrKeyNotFound) {
+		return nil, false, err
+	}
+	a, err := identity.ParseAlgorithm(alg)
+	if err != nil {
+		return nil, false, err
+	}
+	k, err := identity.GenerateKey(a)
+	if err != nil {
+		return nil, false, err
+	}
+	pass, err := passphrase("passphrase for the new key (empty: none)", true)
+	if err != nil {
+		return nil, false, err
+	}
+	if _, err := g.ks().Save(name, k, pass); err != nil {
+		return nil, false, err
+	}
+	return k, true, nil
+}
+
+// deviceClaim is the admin side: register the device a claim code names.
+func deviceClaim(g *globals) *cobra.Command {
+	var tf txFlags
+	var org, class, firmware string
+	var labels []string
+	c := &cobra.Command{
+		Use:   "claim CODE",
+		Short: "Register the device of a claim code (from 'thingnet device code' on the device) in your organisation",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			claim, err := device.ParseClaimCode(args[0])
+			if err != nil {
+				return err
+			}
+			st, err := g.client().Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if err := claim.Check(st.ChainID, org, time.Now()); err != nil {
+				return err
+			}
+			lb, err := parseLabels(labels)
+			if err != nil {
+				return err
+			}
+			admin, err := g.loadKey(tf.key)
+			if err != nil {
+				return err
+			}
+			if g.output != "json" {
+				fmt.Fprintf(cmd.OutOrStdout(), "claiming %s for organisation %s\n", claim.Device, claim.Org)
+			}
+			return g.sendWith(cmd, admin, &tf, claim.Register(class, firmware, lb))
+		},
+	}
+	tf.register(c)
+	f := c.Flags()
+	f.StringVar(&org, "org", "", "your organisation (checked against the one the code was made for)")
+	f.StringVar(&class, "class", "", "device class, e.g. sensor, actuator, meter")
+	f.StringVar(&firmware, "firmware", "", "firmware version")
+	f.StringArrayVar(&labels, "label", nil, "label key=value (repeat)")
+	return c
+}
+
+// csvRow is one device of a bulk registration file.
+type csvRow struct {
+	line   int
+	device string
+	m      *ledger.DeviceRegister
+}
+
+// registerCSV registers every device of a CSV file (columns: id or key
+// name, class, labels "k=v;k2=v2", pop hex) in org, signed by admin.
+// Devices already registered are skipped, so an interrupted run can be
+// started again. Transactions go out back to back with consecutive
+// nonces, and are waited for at the end.
+func (g *globals) registerCSV(cmd *cobra.Command, admin *identity.Key, org, file string) error {
+	ctx := cmd.Context()
+	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	c := g.client()
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	rows, bad, err := g.readCSV(file, st.ChainID, org)
+	if err != nil {
+		return err
+	}
+	failures := append([]string(nil), bad...)
+	nonce, err := c.NextNonce(ctx, admin.ID())
+	if err != nil {
+		return err
+	}
+	var sent []csvRow
+	skipped := 0
+	progress := func(i int) {
+		fmt.Fprintf(errOut, "\r%d/%d rows: %d sent, %d already registered, %d failed", i, len(rows), len(sent), skipped, len(failures))
+	}
+	for i, r := range rows {
+		progress(i)
+		exists, err := device.Registered(ctx, c, r.device)
+		if err != nil {
+			return err
+		}
+		if exists {
+			skipped++
+			continue
+		}
+		raw, err := ledger.NewTx(admin, "", st.ChainID, nonce, st.Height+api.TxLifetime+int64(len(rows)), r.m)
+		if err != nil {
+			failures = append(failures, fmt.Sprintf("line %d (%s): %v", r.line, r.device, err))
+			continue
+		}
+		if _, err := c.Submit(ctx, raw, false); err != nil {
+			// Refused before execution: the nonce is not used.
+			failures = append(failures, fmt.Sprintf("line %d (%s): %v", r.line, r.device, err))
+			continue
+		}
+		nonce++
+		sent = append(sent, r)
+	}
+	progress(len(rows))
+	fmt.Fprintln(errOut)
+	// Wait until the last tx sent is committed: the admin's nonce reaches it.
+	deadline := time.Now().Add(time.Minute + time.Duration(len(sent))*100*time.Millisecond)
+	for len(sent) > 0 {
+		var n api.Nonce
+		if err := c.Get(ctx, "/v1/accounts/"+url.PathEscape(admin.ID())+"/nonce", &n); err != nil {
+			return err
+		}
+		if n.Nonce >= nonce-1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only nonce %d of %d committed after waiting; run the command again to resume", n.Nonce, nonce-1)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	registered := 0
+	for _, r := range sent {
+		ok, err := device.Registered(ctx, c, r.device)
+		if err != nil {
+			return err
+		}
+		if ok {
+			registered++
+		} else {
+			failures = append(failures, fmt.Sprintf("line %d (%s): refused when executed (see 'thingnet device show' and the admin's txs)", r.line, r.device))
+		}
+	}
+	summary := map[string]any{"rows": len(rows) + len(bad), "registered": registered, "already_registered": skipped, "failed": len(failures), "failures": failures}
+	err = g.print(out, summary, func(w io.Writer) {
+		fmt.Fprintf(w, "registered %d, already registered %d, failed %d (of %d rows)\n", registered, skipped, len(failures), len(rows)+len(bad))
+		for _, f := range failures {
+			fmt.Fprintf(w, "  FAILED %s\n", f)
+		}
+	})
+	if err == nil && len(failures) > 0 {
+		err = fmt.Errorf("%d rows failed; fix them and run the command again (registered rows are skipped)", len(failures))
+	}
+	return err
+}
+
+// readCSV reads the rows of a bulk registration file. A first row whose
+// first cell is "id" or "key" is a header. Rows that cannot be used are
+// returned as failures, not errors.
+func (g *globals) readCSV(file, chainID, org string) ([]csvRow, []string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	rd := csv.NewReader(f)
+	rd.FieldsPerRecord = -1
+	rd.TrimLeadingSpace = true
+	rd.Comment = '#'
+	var rows []csvRow
+	var bad []string
+	seen := map[string]bool{}
+	for line := 1; ; line++ {
+		rec, err := rd.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", file, err)
+		}
+		if line == 1 && len(rec) > 0 && (strings.EqualFold(rec[0], "id") || strings.EqualFold(rec[0], "key") || strings.EqualFold(rec[0], "id/key")) {
+			continue
+		}
+		for len(rec) < 4 {
+			rec = append(rec, "")
+		}
+		r, err := g.csvRow(rec, chainID, org)
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("line %d: %v", line, err))
+			continue
+		}
+		if seen[r.device] {
+			bad = append(bad, fmt.Sprintf("line %d: %s appears twice", line, r.device))
+			continue
+		}
+		seen[r.device] = true
+		r.line = line
+		rows = append(rows, r)
+	}
+	return rows, bad, nil
+}
+
+func (g *globals) csvRow(rec []string, chainID, org string) (csvRow, error) {
+	id, class, labels, pop := strings.TrimSpace(rec[0]), strings.TrimSpace(rec[1]), strings.TrimSpace(rec[2]), strings.TrimSpace(rec[3])
+	m := &ledger.DeviceRegister{Org: org, Class: class}
+	if labels != "" {
+		lb, err := parseLabels(strings.Split(labels, ";"))
+		if err != nil {
+			return csvRow{}, err
+		}
+		m.Labels = lb
+	}
+	switch {
+	case id == "":
+		return csvRow{}, errors.New("no device id or key name in the first column")
+	case strings.HasPrefix(id, "did:"):
+		if pop == "" {
+			return csvRow{}, fmt.Errorf("%s: no proof of possession (fourth column, hex, from 'thingnet device pop')", id)
+		}
+		p, err := hex.DecodeString(pop)
+		if err != nil {
+			return csvRow{}, fmt.Errorf("%s: proof: %w", id, err)
+		}
+		m.Device, m.Proof = id, p
+	default:
+		k, err := g.loadKey(id)
+		if err != nil {
+			return csvRow{}, err
+		}
+		m.Device = k.ID()
+		if m.Proof, err = k.Sign(ledger.PossessionMessage(chainID, org, m.Device)); err != nil {
+			return csvRow{}, err
+		}
+	}
+	if err := m.ValidateBasic(); err != nil {
+		return csvRow{}, fmt.Errorf("%s: %w", m.Device, err)
+	}
+	pub, err := identity.ParseDID(m.Device)
+	if err != nil {
+		return csvRow{}, err
+	}
+	if err := pub.Verify(ledger.PossessionMessage(chainID, org, m.Device), m.Proof); err != nil {
+		return csvRow{}, fmt.Errorf("%s: the proof of possession is not for organisation %s on chain %s: %v", m.Device, org, chainID, err)
+	}
+	return csvRow{device: m.Device, m: m}, nil
+}

@@ -1,0 +1,46 @@
+package web_test
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestPromtoolCheckMetrics lints a real node's /metrics (every collector:
+// ledger, consensus, events, gateway, MQTT, CoAP) with Prometheus's own
+// promtool, and checks the consensus and tx-by-kind metrics are there.
+func TestPromtoolCheckMetrics(t *testing.T) {
+	need(t)
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not found: install Debian's prometheus package (scripts/test does) to lint the metrics")
+	}
+	res, err := http.Get(shared.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("GET /metrics: %v %v", res.Status, err)
+	}
+	for _, want := range []string{
+		"thingnet_consensus_height ", "thingnet_consensus_block_interval_seconds_bucket{le=",
+		`thingnet_ledger_txs_committed_total{kind="device.register",result="ok"}`,
+		`thingnet_ledger_txs_committed_total{kind="data.anchor",result="ok"}`,
+		"thingnet_events_published_total ", "thingnet_ledger_checktx_rejected_total{",
+	} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(body)
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
