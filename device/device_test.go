@@ -1,9 +1,10 @@
-package device
+package device_test
 
 import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/thingnet/thingnet/device"
 	"os"
 	"path/filepath"
 	"testing"
@@ -20,7 +21,7 @@ func temp(v float64) reading.Reading {
 }
 
 // waitAnchored asks WasAnchored until the reading is anchored.
-func waitAnchored(t *testing.T, ctx context.Context, d *Device, rc *Receipt) *Anchoring {
+func waitAnchored(t *testing.T, ctx context.Context, d *device.Device, rc *device.Receipt) *device.Anchoring {
 	t.Helper()
 	for {
 		a, err := d.WasAnchored(ctx, rc)
@@ -54,8 +55,8 @@ func TestDevice(t *testing.T) {
 	dir := t.TempDir()
 	lying := liar(t, tn.d.APIURL(1), lieHeader)
 	honest := tn.gw(2)
-	d, err := New(me, WithGateways(deadGateway(t), Gateway{API: lying.URL}, honest),
-		WithChainID(tn.d.ChainID()), WithStateDir(dir), WithTrust(tn.trust))
+	d, err := device.New(me, device.WithGateways(deadGateway(t), device.Gateway{API: lying.URL}, honest),
+		device.WithChainID(tn.d.ChainID()), device.WithStateDir(dir), device.WithTrust(tn.trust))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,16 +102,16 @@ func TestDevice(t *testing.T) {
 	// Restart with every gateway dead: the trusted header and sequence
 	// numbers come back from the state directory.
 	h, state := d.TrustedHeight(), mustState(t, d)
-	next := d.seq.peek()
+	next := d.NextSeq()
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(filepath.Join(dir, TrustedFile))
+	fi, err := os.Stat(filepath.Join(dir, device.TrustedFile))
 	if err != nil || fi.Size() > 64<<10 {
 		t.Fatalf("trusted state file: %v, %v", fi, err)
 	}
-	t.Logf("persistent state: %s %d bytes (4 validators), trusted height %d", TrustedFile, fi.Size(), h)
-	d2, err := New(me, WithGateways(deadGateway(t)), WithStateDir(dir))
+	t.Logf("persistent state: %s %d bytes (4 validators), trusted height %d", device.TrustedFile, fi.Size(), h)
+	d2, err := device.New(me, device.WithGateways(deadGateway(t)), device.WithStateDir(dir))
 	if err != nil {
 		t.Fatalf("restart with no network: %v", err)
 	}
@@ -120,14 +121,14 @@ func TestDevice(t *testing.T) {
 	if c, _ := d2.ChainID(ctx); c != tn.d.ChainID() {
 		t.Errorf("chain id after restart = %q", c)
 	}
-	if s := d2.seq.peek(); s < next {
+	if s := d2.NextSeq(); s < next {
 		t.Errorf("after restart the next seq is %d, below %d", s, next)
 	}
 	if _, err := d2.Send(ctx, temp(1)); err == nil {
 		t.Error("Send with every gateway dead succeeded")
 	}
 	// Back on the network it resumes from the saved header.
-	d3, err := New(me, WithGateways(honest), WithStateDir(dir))
+	d3, err := device.New(me, device.WithGateways(honest), device.WithStateDir(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +141,7 @@ func TestDevice(t *testing.T) {
 	}
 }
 
-func mustState(t *testing.T, d *Device) []byte {
+func mustState(t *testing.T, d *device.Device) []byte {
 	t.Helper()
 	b, err := d.TrustedState()
 	if err != nil || b == nil {
@@ -163,7 +164,7 @@ func TestLyingGateways(t *testing.T) {
 			// The device trusts a header already (provisioned through an
 			// honest gateway): the lies are about newer ones.
 			dir := t.TempDir()
-			d0, err := New(me, WithGateways(tn.gw(3)), WithChainID(tn.d.ChainID()), WithTrust(tn.trust), WithStateDir(dir))
+			d0, err := device.New(me, device.WithGateways(tn.gw(3)), device.WithChainID(tn.d.ChainID()), device.WithTrust(tn.trust), device.WithStateDir(dir))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -172,7 +173,7 @@ func TestLyingGateways(t *testing.T) {
 			}
 			d0.Close()
 			// Alone, the liar is caught.
-			alone, err := New(me, WithGateways(Gateway{API: bad.URL}), WithStateDir(dir))
+			alone, err := device.New(me, device.WithGateways(device.Gateway{API: bad.URL}), device.WithStateDir(dir))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -192,7 +193,7 @@ func TestLyingGateways(t *testing.T) {
 				t.Errorf("error %v is not a proof refusal", err)
 			}
 			// With an honest one behind it, the device gets the truth.
-			d, err := New(me, WithGateways(Gateway{API: bad.URL}, tn.gw(3)), WithStateDir(dir))
+			d, err := device.New(me, device.WithGateways(device.Gateway{API: bad.URL}, tn.gw(3)), device.WithStateDir(dir))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -206,15 +207,15 @@ func TestLyingGateways(t *testing.T) {
 	}
 }
 
-// TestTransports sends over MQTT (Paho) and CoAP (go-coap) to a devnet
+// TestTransports sends over device.MQTT (Paho) and device.CoAP (go-coap) to a devnet
 // gateway, and finds and verifies each reading's anchor.
 func TestTransports(t *testing.T) {
 	tn := startNet(t)
 	me := tn.register(t, identity.P256)
-	for _, tr := range []Transport{MQTT, CoAP} {
+	for _, tr := range []device.Transport{device.MQTT, device.CoAP} {
 		t.Run(string(tr), func(t *testing.T) {
 			ctx := ctxT(t)
-			d, err := New(me, WithGateways(deadGateway(t), tn.gw(1)), WithTransport(tr), WithTrust(tn.trust), WithStateDir(t.TempDir()))
+			d, err := device.New(me, device.WithGateways(deadGateway(t), tn.gw(1)), device.WithTransport(tr), device.WithTrust(tn.trust), device.WithStateDir(t.TempDir()))
 			if err != nil {
 				t.Fatal(err)
 			}

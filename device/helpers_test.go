@@ -1,10 +1,11 @@
-package device
+package device_test
 
 import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/thingnet/thingnet/device"
 	"io"
 	"log/slog"
 	"net/http"
@@ -101,8 +102,8 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-func (tn *testNet) gw(i int) Gateway {
-	return Gateway{API: tn.d.APIURL(i), MQTT: tn.d.MQTTAddr(i), CoAP: tn.d.CoAPAddr(i)}
+func (tn *testNet) gw(i int) device.Gateway {
+	return device.Gateway{API: tn.d.APIURL(i), MQTT: tn.d.MQTTAddr(i), CoAP: tn.d.CoAPAddr(i)}
 }
 
 // register registers a new device of the demo organisation.
@@ -127,12 +128,12 @@ func (tn *testNet) send(t *testing.T, k *identity.Key, m ledger.Msg) {
 }
 
 // deadGateway is an address nothing listens on.
-func deadGateway(t *testing.T) Gateway {
+func deadGateway(t *testing.T) device.Gateway {
 	t.Helper()
 	s := httptest.NewServer(http.NotFoundHandler())
 	addr := s.URL
 	s.Close()
-	return Gateway{API: addr, MQTT: strings.TrimPrefix(addr, "http://"), CoAP: strings.TrimPrefix(addr, "http://")}
+	return device.Gateway{API: addr, MQTT: strings.TrimPrefix(addr, "http://"), CoAP: strings.TrimPrefix(addr, "http://")}
 }
 
 // lie is a way for a gateway to lie.
@@ -144,7 +145,7 @@ const (
 	lieValidators lie = "stale validator set" // the validator set sent with headers is not the one that signed them
 )
 
-// liar is an HTTP proxy in front of a real node's API that tampers with
+// liar is an device.HTTP proxy in front of a real node's API that tampers with
 // headers or proofs, and passes everything else through.
 func liar(t *testing.T, upstream string, how lie) *httptest.Server {
 	t.Helper()

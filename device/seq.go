@@ -108,3 +108,6 @@ func writeAtomic(path string, b []byte) error {
 	}
 	return nil
 }
+
+// NextSeq is the sequence number the next reading without one will get.
+func (d *Device) NextSeq() uint64 { return d.seq.peek() }

@@ -1,7 +1,8 @@
-package device
+package device_test
 
 import (
 	"fmt"
+	"github.com/thingnet/thingnet/device"
 	"net/url"
 	"strconv"
 	"testing"
@@ -22,7 +23,7 @@ func TestWireSizes(t *testing.T) {
 	me := tn.register(t, identity.Ed25519)
 	other := tn.register(t, identity.Ed25519)
 	tn.send(t, me, &ledger.GrantAdd{Grantor: "device:" + me.ID(), Subject: "device:" + other.ID(), Action: "message", Resource: "device:" + me.ID()})
-	d, err := New(me, WithGateways(tn.gw(0)), WithTrust(tn.trust), WithStateDir(t.TempDir()))
+	d, err := device.New(me, device.WithGateways(tn.gw(0)), device.WithTrust(tn.trust), device.WithStateDir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +43,7 @@ func TestWireSizes(t *testing.T) {
 	batch, _, _ := d.Sign(ten)
 	row("reading envelope, batch of 10", len(batch))
 	tok, _ := d.Token(ctx)
-	row("CWT (MQTT password, bytes)", len(tok))
+	row("CWT (device.MQTT password, bytes)", len(tok))
 
 	rc, err := d.Send(ctx, temp(21.5))
 	if err != nil {

@@ -19,7 +19,7 @@ func deviceCmd(g *globals) *cobra.Command {
 	c.AddCommand(deviceRegister(g), devicePop(g), deviceRotate(g),
 		deviceStatus(g, "suspend", ledger.StatusSuspended), deviceStatus(g, "resume", ledger.StatusActive), deviceStatus(g, "revoke", ledger.StatusRevoked),
 		deviceUpdate(g), deviceShow(g), deviceHistory(g), deviceList(g), deviceToken(g),
-		deviceCode(g), deviceClaim(g))
+		deviceCode(g), deviceClaim(g), deviceRun(g))
 	return c
 }
 

@@ -29,7 +29,7 @@ func TestDevnetCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := func(want string, target int64) int64 {
-		cmd := exec.Command(bin, "devnet", "--home", home, "--base-port", fmt.Sprint(base), "--fast")
+		cmd := exec.Command(bin, "devnet", "--home", home, "--base-port", fmt.Sprint(base), "--fast", "--fleet", "0")
 		stdout, _ := cmd.StdoutPipe()
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {

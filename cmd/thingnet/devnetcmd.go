@@ -15,6 +15,7 @@ import (
 func devnetCmd() *cobra.Command {
 	var c devnet.Config
 	var logLevel, logFormat string
+	var fleet devnet.FleetConfig
 	cmd := &cobra.Command{
 		Use:   "devnet",
 		Short: "Run a whole local network: validating gateways and a demo organisation, in one command",
@@ -63,19 +64,28 @@ try, in another terminal:
   thingnet readings verify 0 --via %s
 Ctrl-C stops the devnet; run the same command again to resume it.
 `, devnet.DemoOrg, devnet.DemoAdminKey, ks, d.APIURL(0), ks, devnet.DemoAdminKey, devnet.DemoOrg, d.APIURL(1))
+			fl, err := startDevnetFleet(cmd.Context(), out, d, fleet)
+			if err != nil {
+				return errors.Join(err, d.Stop())
+			}
 			tick := time.NewTicker(10 * time.Second)
 			defer tick.Stop()
 			for {
 				select {
 				case <-cmd.Context().Done():
 					fmt.Fprintln(out, "stopping devnet ...")
+					if fl != nil {
+						if err := fl.Stop(); err != nil {
+							fmt.Fprintf(out, "stopping the fleet: %v\n", err)
+						}
+					}
 					if err := d.Stop(); err != nil {
 						return err
 					}
 					fmt.Fprintln(out, "stopped; run again to resume")
 					return nil
 				case <-tick.C:
-					fmt.Fprintf(out, "height %d\n", d.App(0).Height())
+					fmt.Fprintf(out, "height %d%s\n", d.App(0).Height(), fleetStatus(fl))
 				}
 			}
 		},
@@ -88,5 +98,7 @@ Ctrl-C stops the devnet; run the same command again to resume it.
 	f.BoolVar(&c.FastBlocks, "fast", false, "short consensus timeouts (sub-second blocks)")
 	f.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json (one object per line)")
+	f.IntVar(&fleet.Size, "fleet", devnet.DefaultFleet, "simulated devices to run (temperature, motion and meter sensors across the gateways); 0: none")
+	f.DurationVar(&fleet.Wake, "fleet-wake", 5*time.Second, "time between a simulated device's wakes")
 	return cmd
 }

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/thingnet/thingnet/chain"
+)
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDevnetFleetCommand runs `thingnet devnet` with a small fleet: it says
+// what it starts, every device's first reading is stored, and Ctrl-C stops
+// the fleet and the network.
+func TestDevnetFleetCommand(t *testing.T) {
+	base, err := chain.FreePortBase(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := newRoot()
+	var out syncBuffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"devnet", "--home", t.TempDir(), "--base-port", fmt.Sprint(base), "--fast", "--fleet", "4", "--fleet-wake", "500ms"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	deadline := time.After(90 * time.Second)
+	for strings.Count(out.String(), "first reading") < 4 {
+		select {
+		case err := <-done:
+			t.Fatalf("devnet exited: %v\n%s", err, out.String())
+		case <-deadline:
+			t.Fatalf("the fleet's readings did not all arrive:\n%s", out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("devnet: %v\n%s", err, out.String())
+	}
+	got := out.String()
+	for _, want := range []string{"starting a simulated fleet of 4 devices", "fleet: 4 devices (4 newly registered)", "temperature sensors over http", "motion sensors over mqtt", "meter sensors over coap", "stopped; run again to resume"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package device
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/thingnet/thingnet/reading"
+)
+
+// Command is an order for an actuator.
+type Command struct {
+	ID     string
+	Action string
+	Args   map[string]string
+}
+
+// Actuator executes commands on the device (a relay, a valve, a lock).
+type Actuator interface {
+	Execute(ctx context.Context, c Command) error
+}
+
+// CommandSource gives the commands a device must execute. The ledger does
+// not record commands for devices yet; when it does (agreements' effects),
+// a source reading them with proofs plugs in here. The agent asks it once
+// per wake.
+type CommandSource interface {
+	Pending(ctx context.Context, d *Device) ([]Command, error)
+}
+
+// Agent runs one device's duty cycle: wake, read the sensors, send the
+// readings in one envelope (one signature), execute pending commands, close
+// the connections and sleep until the next wake.
+type Agent struct {
+	Device   *Device
+	Sensors  []Sensor
+	Wake     time.Duration // time between wakes
+	Batch    int           // readings per sensor per wake (spread over the wake interval); 0 = 1
+	Jitter   float64       // fraction of Wake added at random to each sleep, so a fleet does not wake in step
+	Actuator Actuator      // optional
+	Commands CommandSource // optional
+	Log      *slog.Logger
+	// OnSend, if set, is called after each envelope is acknowledged.
+	OnSend func(rc *Receipt)
+}
+
+// Run runs the duty cycle until ctx ends. A failed wake (no gateway
+// reachable) is logged and retried at the next one: the readings of that
+// wake are dropped, the sequence numbers are not reused.
+func (a *Agent) Run(ctx context.Context) error {
+	if a.Device == nil || len(a.Sensors) == 0 || a.Wake <= 0 {
+		return errors.New("device: agent: needs a device, sensors and a wake interval")
+	}
+	log := a.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	batch := max(a.Batch, 1)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	// Start at a random point of the first interval.
+	if !sleepCtx(ctx, time.Duration(rng.Float64()*float64(a.Wake))) {
+		return nil
+	}
+	for {
+		if err := a.wake(ctx, batch); err != nil && ctx.Err() == nil {
+			log.Warn("device: wake failed", "device", a.Device.ID(), "err", err)
+		}
+		a.Device.Sleep()
+		d := a.Wake + time.Duration(a.Jitter*rng.Float64()*float64(a.Wake))
+		if !sleepCtx(ctx, d) {
+			return nil
+		}
+	}
+}
+
+func (a *Agent) wake(ctx context.Context, batch int) error {
+	now := a.Device.cfg.now()
+	var rs []reading.Reading
+	step := a.Wake / time.Duration(batch)
+	for i := batch - 1; i >= 0; i-- { // samples taken while it slept, oldest first
+		at := now.Add(-time.Duration(i) * step)
+		for _, s := range a.Sensors {
+			rs = append(rs, s.Read(at))
+		}
+	}
+	var errs []error
+	for len(rs) > 0 {
+		n := min(len(rs), reading.MaxBatch)
+		rc, err := a.Device.SendBatch(ctx, rs[:n])
+		rs = rs[n:]
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if a.OnSend != nil {
+			a.OnSend(rc)
+		}
+	}
+	if a.Commands != nil && a.Actuator != nil {
+		cmds, err := a.Commands.Pending(ctx, a.Device)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("fetching commands: %w", err))
+		}
+		for _, c := range cmds {
+			if err := a.Actuator.Execute(ctx, c); err != nil {
+				errs = append(errs, fmt.Errorf("command %s (%s): %w", c.ID, c.Action, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
