@@ -11,8 +11,8 @@ import (
 // streams when the server shuts down. It returns the stream, for metrics.
 func (s *Server) ServeEvents(bus *events.Bus) *events.Stream {
 	st := events.NewStream(bus, events.StreamConfig{})
-	s.mux.Handle("GET /v1/events", st)
-	s.mux.HandleFunc("GET /v1/events/recent", st.ServeRecent)
+	s.MountHandler("GET /v1/events", st)
+	s.MountHandler("GET /v1/events/recent", http.HandlerFunc(st.ServeRecent))
 	s.OnShutdown(st.Close)
 	return st
 }
@@ -24,6 +24,3 @@ func (s *Server) OnShutdown(f func()) {
 	defer s.mu.Unlock()
 	s.onShutdown = append(s.onShutdown, f)
 }
-
-// ensure the handler type stays a plain http.Handler.
-var _ http.Handler = (*events.Stream)(nil)

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/thingnet/thingnet/ledger"
 )
 
 // TestOpenAPI checks the document's structure: OpenAPI 3.x, every
@@ -137,5 +139,23 @@ func TestOpenAPIServed(t *testing.T) {
 	b, _ := io.ReadAll(res.Body)
 	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "application/json" || string(b) != string(OpenAPI) {
 		t.Fatalf("GET /v1/openapi.json: %d %s, %d bytes", res.StatusCode, res.Header.Get("Content-Type"), len(b))
+	}
+}
+
+// TestOpenAPICoversRoutes checks that every route the API serves is in the
+// document (the gateway's, the event stream's and /metrics are checked on
+// a full node by web's tests).
+func TestOpenAPICoversRoutes(t *testing.T) {
+	app, err := ledger.NewApp(ledger.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	s := New(app, nil, nil)
+	if len(s.Routes()) < 20 {
+		t.Fatalf("only %d routes recorded", len(s.Routes()))
+	}
+	for _, r := range Undocumented(s.Routes()) {
+		t.Errorf("%s is served but not in api/openapi.json: document it there", r)
 	}
 }

@@ -31,6 +31,7 @@ type Server struct {
 	srv        *http.Server
 	addr       string
 	onShutdown []func() // run first by Shutdown: end streams, which never go idle
+	patterns   []string // every route served, for Routes
 }
 
 // New builds the API over a ledger application and its CometBFT node's client.
@@ -101,7 +102,24 @@ func (s *Server) Mount(routes map[string]HandlerFunc) {
 }
 
 // MountHandler serves a route with a plain handler (streams).
-func (s *Server) MountHandler(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+func (s *Server) MountHandler(pattern string, h http.Handler) {
+	s.addRoute(pattern)
+	s.mux.Handle(pattern, h)
+}
+
+func (s *Server) addRoute(pattern string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.patterns = append(s.patterns, pattern)
+}
+
+// Routes lists the patterns served ("GET /v1/status", ...), in the order
+// they were added: the OpenAPI tests check each is documented.
+func (s *Server) Routes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.patterns...)
+}
 
 // NewError is an error answered with the given HTTP status and code.
 func NewError(status int, code, msg string) error { return &apiError{status, code, msg} }
@@ -110,6 +128,7 @@ func NewError(status int, code, msg string) error { return &apiError{status, cod
 func WithStatus(status int, body any) any { return &accepted{status, body} }
 
 func (s *Server) handle(pattern string, h HandlerFunc) {
+	s.addRoute(pattern)
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		v, err := h(r)
 		if err != nil {
@@ -148,7 +167,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/anchors/{gateway}", s.getAnchor)
 	s.handle("GET /v1/proofs", s.getProof)
 	s.agreementRoutes() // agreements.go
-	s.mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
+	s.MountHandler("GET /v1/openapi.json", http.HandlerFunc(serveOpenAPI))
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound(fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)))
 	})

@@ -234,6 +234,13 @@ func (d *Devnet) stopServices(i int) error {
 // same across StopNode and StartNode.
 func (d *Devnet) Events(i int) *events.Bus { return d.buses[i] }
 
+// API is node i's API server (nil while the node is stopped).
+func (d *Devnet) API(i int) *api.Server {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.apis[i]
+}
+
 // Gateway is node i's gateway (nil while the node is stopped).
 func (d *Devnet) Gateway(i int) *gateway.Gateway {
 	d.mu.Lock()

@@ -363,6 +363,14 @@ func TestOpenAPIEndpointsAnswered(t *testing.T) {
 	ids := map[string]string{
 		"/v1/orgs/{id}": devnet.DemoOrg, "/v1/devices/{id}": shared.dev.ID(), "/v1/devices/{id}/history": shared.dev.ID(),
 		"/v1/grants/{id}": strconv.FormatUint(shared.grant, 10), "/v1/accounts/{id}/nonce": shared.admin.ID(),
+		"/v1/agreements/{id}": "1", "/v1/agreements/{id}/history": "1", "/v1/devices/{id}/commands": shared.dev.ID(),
+	}
+	values["account"] = shared.admin.ID()
+	// No agreement exists on this devnet: these must answer with the
+	// handler's own not_found, not the router's.
+	absent := map[string]bool{"/v1/agreements/{id}": true, "/v1/agreements/{id}/history": true, "/v1/credits/{account}": true, "/v1/credits/{account}/transfers": true}
+	for _, r := range api.Undocumented(shared.d.API(0).Routes()) {
+		t.Errorf("node 0 serves %s, which api/openapi.json does not document", r)
 	}
 	streams := map[string]bool{"/v1/events": true, "/v1/readings/stream": true}
 	param := regexp.MustCompile(`\{([^}]+)\}`)
@@ -409,6 +417,9 @@ func TestOpenAPIEndpointsAnswered(t *testing.T) {
 		}
 		res.Body.Close()
 		cancel()
+		if absent[path] && res.StatusCode == http.StatusNotFound && !strings.Contains(string(body), "no such endpoint") {
+			continue
+		}
 		if res.StatusCode/100 != 2 {
 			t.Errorf("GET %s (documented as %s): %s %s", url, path, res.Status, body)
 		}
