@@ -263,6 +263,10 @@ func curveName(c elliptic.Curve) string {
 	return c.Params().Name
 }
 
+// PublicKeyOf converts a crypto.PublicKey (ed25519.PublicKey or a P-256
+// *ecdsa.PublicKey), such as a libp2p peer's key, to a PublicKey.
+func PublicKeyOf(pub crypto.PublicKey) (PublicKey, error) { return publicKeyOf(pub) }
+
 // publicKeyOf converts a crypto.PublicKey of a supported kind.
 func publicKeyOf(pub crypto.PublicKey) (PublicKey, error) {
 	switch p := pub.(type) {

@@ -6,7 +6,4 @@
 package deps
 
 import (
-	_ "github.com/libp2p/go-libp2p"
-	_ "github.com/libp2p/go-libp2p-kad-dht"
-	_ "github.com/libp2p/go-libp2p-pubsub"
 )

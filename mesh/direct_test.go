@@ -1,0 +1,270 @@
+package mesh
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestDirectMessages(t *testing.T) {
+	l := newTestLedger(t, "acme")
+	for _, alg := range []identity.Algorithm{identity.Ed25519, identity.P256} {
+		t.Run(alg.String(), func(t *testing.T) {
+			aKey := l.device("acme", "sensor", alg)
+			bKey := l.device("acme", "actuator", alg)
+			l.grant("acme", "device:"+aKey.ID(), KindCommand, "device:"+bKey.ID())
+			box := newInbox()
+			a := startNode(t, l, aKey, nil)
+			b := startNode(t, l, bKey, func(c *Config) { c.Handler = box.handler })
+			connect(t, a, b)
+			ctx := ctxT(t)
+
+			hybrid, err := bKey.HybridEncryptionKey()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range []Outgoing{
+				{To: bKey.ID(), Kind: KindCommand, Type: "text/plain", Body: []byte("valve open")},
+				{To: bKey.ID(), Kind: KindCommand, Body: []byte("sealed: valve close"), Seal: true},
+				{To: bKey.ID(), Body: []byte("sealed, post-quantum"), Seal: true, HybridKey: hybrid},
+			} {
+				env, err := a.Compose(o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if o.Seal && bytes.Contains(env, o.Body) {
+					t.Fatal("sealed message carries its plaintext")
+				}
+				res, err := a.Send(ctx, env)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Err() != nil {
+					t.Fatal(res.Err())
+				}
+				d := box.next(t, 5*time.Second)
+				if !bytes.Equal(d.Plaintext, o.Body) || d.From != aKey.ID() || d.Via != "direct" {
+					t.Fatalf("delivered %q from %s via %s", d.Plaintext, d.From, d.Via)
+				}
+				// A replay of the same message is refused.
+				res, err = a.Send(ctx, env)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Status != StatusReplay {
+					t.Fatalf("replayed message: %v", res.Status)
+				}
+			}
+			if box.count() != 3 {
+				t.Fatalf("%d delivered, want 3", box.count())
+			}
+		})
+	}
+}
+
+func TestDirectRefusals(t *testing.T) {
+	l := newTestLedger(t, "acme", "other")
+	aKey := l.device("acme", "sensor", identity.Ed25519)
+	bKey := l.device("acme", "actuator", identity.Ed25519)
+	noGrant := l.device("acme", "sensor", identity.Ed25519)
+	revoked := l.device("acme", "sensor", identity.Ed25519)
+	foreign := l.device("other", "sensor", identity.Ed25519)
+	stranger := mustKey(t, identity.Ed25519) // never registered
+	for _, k := range []*identity.Key{aKey, revoked} {
+		l.grant("acme", "device:"+k.ID(), KindMessage, "device:"+bKey.ID())
+	}
+	l.setStatus("acme", revoked.ID(), ledger.StatusRevoked)
+
+	box := newInbox()
+	b := startNode(t, l, bKey, func(c *Config) { c.Handler = box.handler })
+	ctx := ctxT(t)
+	send := func(from *Node, env []byte) Status {
+		t.Helper()
+		res, err := from.Send(ctx, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Status
+	}
+	compose := func(n *Node, o Outgoing) []byte {
+		t.Helper()
+		env, err := n.Compose(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	to := Outgoing{To: bKey.ID(), Body: []byte("hello")}
+	cases := []struct {
+		name string
+		key  *identity.Key
+		want Status
+	}{
+		{"unregistered key", stranger, StatusUnknownSender},
+		{"no grant", noGrant, StatusNotGranted},
+		{"revoked", revoked, StatusInactiveSender},
+		{"other organisation", foreign, StatusNotGranted},
+	}
+	for _, c := range cases {
+		n := startNode(t, l, c.key, nil)
+		connect(t, n, b)
+		if got := send(n, compose(n, to)); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	a := startNode(t, l, aKey, nil)
+	connect(t, a, b)
+
+	// A message of A's handed over by another peer is refused: on a
+	// direct connection the peer must be the sender.
+	fwd := startNode(t, l, noGrant, nil)
+	connect(t, fwd, b)
+	if got := send(fwd, compose(a, to)); got != StatusPeerMismatch {
+		t.Errorf("forwarded: %v", got)
+	}
+	// A bad signature.
+	env := compose(a, to)
+	env[len(env)-1] ^= 1
+	if got := send(a, env); got != StatusBadSignature {
+		t.Errorf("bad signature: %v", got)
+	}
+	// For another receiver.
+	other := compose(a, Outgoing{To: noGrant.ID(), Body: []byte("x")})
+	res, err := a.exchange(ctx, b.PeerID(), ProtoMessage, bKey.ID(), bKey.Public(), other)
+	if err != nil || res.Status != StatusWrongReceiver {
+		t.Errorf("wrong receiver: %v %v", res, err)
+	}
+	if box.count() != 0 {
+		t.Fatalf("%d messages delivered", box.count())
+	}
+	// A's own message goes through, and a sequence number it used is
+	// refused even in a new, validly signed message.
+	good := compose(a, to)
+	if got := send(a, good); got != StatusDelivered {
+		t.Fatalf("good: %v", got)
+	}
+	e, _ := Decode(good)
+	again, err := Sign(aKey, Message{Chain: testChain, From: aKey.ID(), To: bKey.ID(), Seq: e.Seq, Kind: KindMessage, Body: []byte("again")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := send(a, again); got != StatusReplay {
+		t.Fatalf("reused seq: %v", got)
+	}
+	if s := b.Stats(); s.Refused["unknown_sender"] != 1 || s.Refused["replay"] != 1 || s.Delivered != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestRelay(t *testing.T) {
+	l := newTestLedger(t, "acme")
+	gKey := l.device("acme", "gateway", identity.Ed25519)
+	aKey := l.device("acme", "sensor", identity.Ed25519)
+	bKey := l.device("acme", "actuator", identity.Ed25519)
+	stranger := mustKey(t, identity.Ed25519)
+	l.grant("acme", "device:"+aKey.ID(), KindMessage, "device:"+bKey.ID())
+	g := startNode(t, l, gKey, func(c *Config) { c.Relay = true })
+	box := newInbox()
+	// B listens on nothing reachable but the relay: it has no listen
+	// address of its own that A knows.
+	b := startNode(t, l, bKey, func(c *Config) { c.Handler = box.handler })
+	a := startNode(t, l, aKey, nil)
+	ctx := ctxT(t)
+	connect(t, b, g)
+	if _, err := client.Reserve(ctx, b.Host(), g.AddrInfo()); err != nil {
+		t.Fatalf("reservation: %v", err)
+	}
+	circuit := g.Addrs()[0] + "/p2p-circuit/p2p/" + b.PeerID().String()
+	connect(t, a, g)
+	if _, err := a.AddPeer(circuit); err != nil {
+		t.Fatal(err)
+	}
+	env, err := a.Compose(Outgoing{To: bKey.ID(), Body: []byte("through the gateway"), Seal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.Send(ctx, env)
+	if err != nil || res.Err() != nil {
+		t.Fatalf("send via relay: %v %v", err, res)
+	}
+	d := box.next(t, 5*time.Second)
+	if string(d.Plaintext) != "through the gateway" {
+		t.Fatalf("got %q", d.Plaintext)
+	}
+	conns := a.Host().Network().ConnsToPeer(b.PeerID())
+	if len(conns) == 0 || !isCircuit(conns[0].RemoteMultiaddr()) {
+		t.Fatalf("A reached B not through the relay: %v", conns)
+	}
+	// An unregistered key cannot reserve a slot on the gateway's relay.
+	s := startNode(t, l, stranger, nil)
+	connect(t, s, g)
+	if _, err := client.Reserve(ctx, s.Host(), g.AddrInfo()); err == nil {
+		t.Fatal("an unregistered key reserved a relay slot")
+	}
+}
+
+func isCircuit(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
+}
+
+func TestFloodFromOnePeer(t *testing.T) {
+	l := newTestLedger(t, "acme")
+	bKey := l.device("acme", "actuator", identity.Ed25519)
+	aKey := l.device("acme", "sensor", identity.Ed25519)
+	l.grant("acme", "device:"+aKey.ID(), KindMessage, "device:"+bKey.ID())
+	box := newInbox()
+	b := startNode(t, l, bKey, func(c *Config) { c.Handler = box.handler; c.MaxRefusals = 50 })
+	a := startNode(t, l, aKey, nil)
+	flooder := startNode(t, l, mustKey(t, identity.Ed25519), nil)
+	connect(t, a, b)
+	connect(t, flooder, b)
+	ctx := ctxT(t)
+	banned := false
+	for i := 0; i < 200 && !banned; i++ {
+		env, _ := flooder.Compose(Outgoing{To: bKey.ID(), Body: []byte("let me in")})
+		_, err := flooder.Send(ctx, env)
+		banned = err != nil
+	}
+	if !banned {
+		t.Fatal("a peer sending 200 refused messages was not cut off")
+	}
+	if b.Stats().Bans != 1 {
+		t.Fatalf("bans: %d", b.Stats().Bans)
+	}
+	// It cannot come back: b refuses its connections.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(b.Host().Network().ConnsToPeer(flooder.PeerID())) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_, _ = flooder.Connect(cctx, b.Addrs()[0])
+	cancel()
+	time.Sleep(200 * time.Millisecond)
+	if len(b.Host().Network().ConnsToPeer(flooder.PeerID())) > 0 {
+		t.Fatal("a banned peer reconnected")
+	}
+	for i := 0; i < 100; i++ {
+		env, _ := a.Compose(Outgoing{To: bKey.ID(), Body: []byte("still here")})
+		res, err := a.Send(ctx, env)
+		if err != nil || res.Err() != nil {
+			t.Fatalf("legitimate message %d: %v %v", i, err, res)
+		}
+	}
+	if box.count() != 100 {
+		t.Fatalf("%d delivered", box.count())
+	}
+}

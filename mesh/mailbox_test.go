@@ -1,0 +1,225 @@
+package mesh
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/thingnet/thingnet/identity"
+)
+
+// mailboxSetup: gateway G keeps the mailbox of sleeping device B; A may
+// message B; C is registered but holds no grant.
+type mailboxSetup struct {
+	l            *testLedger
+	gKey, aKey   *identity.Key
+	bKey, cKey   *identity.Key
+	g            *Node
+	gDir         string
+	box          *inbox
+	startGateway func() *Node
+	startB       func() *Node
+}
+
+func newMailboxSetup(t *testing.T, cfg MailboxConfig) *mailboxSetup {
+	l := newTestLedger(t, "acme")
+	s := &mailboxSetup{l: l, box: newInbox(), gDir: t.TempDir()}
+	s.gKey = l.device("acme", "gateway", identity.Ed25519)
+	s.aKey = l.device("acme", "sensor", identity.Ed25519)
+	s.bKey = l.device("acme", "valve", identity.Ed25519)
+	s.cKey = l.device("acme", "sensor", identity.Ed25519)
+	l.grant("acme", "device:"+s.aKey.ID(), KindMessage, "device:"+s.bKey.ID())
+	l.labels("acme", s.bKey.ID(), map[string]string{LabelMailboxes: s.gKey.ID(), LabelDownlinks: "3"})
+	var listen []string
+	s.startGateway = func() *Node {
+		cfg.Dir = filepath.Join(s.gDir, "mailbox")
+		g := startNode(t, l, s.gKey, func(c *Config) {
+			c.Relay = true
+			c.Mailboxes = &cfg
+			if listen != nil {
+				c.Listen = listen
+			}
+		})
+		listen = nil
+		for _, a := range g.Host().Addrs() {
+			listen = append(listen, a.String())
+		}
+		s.g = g
+		return g
+	}
+	s.startB = func() *Node {
+		return startNode(t, l, s.bKey, func(c *Config) { c.Handler = s.box.handler })
+	}
+	s.startGateway()
+	return s
+}
+
+func TestMailboxStoreAndPullAcrossRestart(t *testing.T) {
+	s := newMailboxSetup(t, MailboxConfig{NoSync: false})
+	ctx := ctxT(t)
+	a := startNode(t, s.l, s.aKey, nil)
+	connect(t, a, s.g)
+	var sent []string
+	for i := 0; i < 5; i++ {
+		body := fmt.Sprintf("set point %d", i)
+		env, err := a.Compose(Outgoing{To: s.bKey.ID(), Body: []byte(body), Seal: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := a.Deposit(ctx, s.gKey.ID(), env)
+		if err != nil || res.Err() != nil {
+			t.Fatalf("deposit: %v %v", err, res)
+		}
+		sent = append(sent, body)
+		// The same message again is a replay, for the mailbox too.
+		if res, err := a.Deposit(ctx, s.gKey.ID(), env); err != nil || res.Status != StatusReplay {
+			t.Fatalf("replayed deposit: %v %v", err, res)
+		}
+	}
+	// C holds no grant: refused, not stored.
+	c := startNode(t, s.l, s.cKey, nil)
+	connect(t, c, s.g)
+	env, _ := c.Compose(Outgoing{To: s.bKey.ID(), Body: []byte("spam")})
+	if res, err := c.Deposit(ctx, s.gKey.ID(), env); err != nil || res.Status != StatusNotGranted {
+		t.Fatalf("ungranted deposit: %v %v", err, res)
+	}
+	if st := s.g.Stats(); st.MailboxDepth != 5 {
+		t.Fatalf("depth %d", st.MailboxDepth)
+	}
+
+	// The gateway restarts: the messages are still there.
+	s.g.Close()
+	s.startGateway()
+	b := s.startB()
+	connect(t, b, s.g)
+	n, err := b.Pull(ctx, s.gKey.ID())
+	if err != nil || n != 5 {
+		t.Fatalf("pulled %d: %v", n, err)
+	}
+	for i, want := range sent {
+		d := s.box.next(t, time.Second)
+		if string(d.Plaintext) != want || d.Via != "mailbox" {
+			t.Fatalf("message %d: %q via %s", i, d.Plaintext, d.Via)
+		}
+	}
+	if st := s.g.Stats(); st.MailboxDepth != 0 || st.MailboxPulled != 5 {
+		t.Fatalf("after pull: %+v", st)
+	}
+	if n, err := b.Pull(ctx, s.gKey.ID()); err != nil || n != 0 {
+		t.Fatalf("second pull: %d %v", n, err)
+	}
+	// Only B may pull B's mailbox.
+	if _, err := s.l.auth.Device(s.cKey.ID()); err != nil {
+		t.Fatal(err)
+	}
+	cn := c.id
+	c.id = s.bKey.ID() // C claims to be B
+	_, err = c.Pull(ctx, s.gKey.ID())
+	c.id = cn
+	if err == nil {
+		t.Fatal("C pulled B's mailbox")
+	}
+}
+
+func TestMailboxBounded(t *testing.T) {
+	s := newMailboxSetup(t, MailboxConfig{MaxMessages: 10, NoSync: true})
+	ctx := ctxT(t)
+	a := startNode(t, s.l, s.aKey, nil)
+	connect(t, a, s.g)
+	for i := 0; i < 25; i++ {
+		env, _ := a.Compose(Outgoing{To: s.bKey.ID(), Body: []byte(fmt.Sprint(i))})
+		if res, err := a.Deposit(ctx, s.gKey.ID(), env); err != nil || res.Err() != nil {
+			t.Fatalf("deposit %d: %v %v", i, err, res)
+		}
+	}
+	st := s.g.Stats()
+	if st.MailboxDepth != 10 || st.MailboxDropped != 15 {
+		t.Fatalf("depth %d dropped %d", st.MailboxDepth, st.MailboxDropped)
+	}
+	b := s.startB()
+	connect(t, b, s.g)
+	if n, err := b.Pull(ctx, s.gKey.ID()); err != nil || n != 10 {
+		t.Fatalf("pulled %d: %v", n, err)
+	}
+	if d := s.box.next(t, time.Second); string(d.Plaintext) != "15" {
+		t.Fatalf("oldest kept is %q, want 15", d.Plaintext)
+	}
+}
+
+// TestDenialOfSleep: 1,000 wake attempts from unauthenticated and
+// unauthorized senders cause no wake-up; an authorized sender wakes the
+// device within its budget only; every legitimate message arrives at the
+// next pull.
+func TestDenialOfSleep(t *testing.T) {
+	s := newMailboxSetup(t, MailboxConfig{NoSync: true, SenderWakesPerDay: 2})
+	ctx := ctxT(t)
+	b := s.startB()
+	connect(t, b, s.g)
+	wakes, err := b.Sleep(ctx, s.gKey.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the gateway registers the wake channel
+
+	// Attackers: an unregistered key and a registered device without a
+	// grant, 500 wake attempts each, in batches as a flood would send.
+	stranger := startNode(t, s.l, mustKey(t, identity.Ed25519), func(c *Config) { c.MaxRefusals = 1 << 30 })
+	c := startNode(t, s.l, s.cKey, nil)
+	s.g.gater.max = 1 << 30 // count every attempt instead of banning the attackers
+	for _, att := range []*Node{stranger, c} {
+		connect(t, att, s.g)
+		for i := 0; i < 500; i++ {
+			env, _ := att.Compose(Outgoing{To: s.bKey.ID(), Body: []byte("wake up"), Wake: true})
+			res, err := att.Deposit(ctx, s.gKey.ID(), env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Status == StatusDelivered {
+				t.Fatal("an unauthorized message was accepted")
+			}
+		}
+	}
+	select {
+	case n := <-wakes:
+		t.Fatalf("woken by an attacker (%d waiting)", n)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if st := s.g.Stats(); st.Wakes != 0 || st.WakesDenied["unauthorized"] != 1000 {
+		t.Fatalf("wakes %d, denied %v", st.Wakes, st.WakesDenied)
+	}
+
+	// The authorized sender A: its quota is 2 wakes a day; B's budget is 3.
+	a := startNode(t, s.l, s.aKey, nil)
+	connect(t, a, s.g)
+	for i := 0; i < 4; i++ {
+		env, _ := a.Compose(Outgoing{To: s.bKey.ID(), Body: []byte(fmt.Sprint("urgent ", i)), Wake: true, Seal: true})
+		if res, err := a.Deposit(ctx, s.gKey.ID(), env); err != nil || res.Err() != nil {
+			t.Fatalf("deposit: %v %v", err, res)
+		}
+	}
+	got := 0
+	timeout := time.After(2 * time.Second)
+loop:
+	for {
+		select {
+		case _, ok := <-wakes:
+			if !ok {
+				break loop
+			}
+			got++
+		case <-timeout:
+			break loop
+		}
+	}
+	if got != 2 {
+		t.Fatalf("%d wake-ups, want 2 (the sender's quota)", got)
+	}
+	if st := s.g.Stats(); st.WakesDenied["sender_quota"] != 2 {
+		t.Fatalf("denied %v", st.WakesDenied)
+	}
+	n, err := b.Pull(ctx, s.gKey.ID())
+	if err != nil || n != 4 {
+		t.Fatalf("pulled %d: %v", n, err)
+	}
+}
