@@ -52,6 +52,7 @@ type DeviceData struct {
 	Kind   string `json:"kind"`
 	Status string `json:"status,omitempty"` // after the change (device.status)
 	Reason string `json:"reason,omitempty"`
+	Signer string `json:"signer"` // an org admin, or a gateway (a quarantine)
 	Height int64  `json:"height"`
 	Tx     string `json:"tx"`
 }
@@ -208,7 +209,7 @@ func (w *Watcher) block(b types.EventDataNewBlock) {
 func txEvent(tx *ledger.Tx, td TxData) (string, any) {
 	switch m := tx.Msg.(type) {
 	case *ledger.DeviceRegister:
-		return TypeDeviceStatus, DeviceData{Device: m.Device, Kind: tx.Kind, Status: string(ledger.StatusActive), Height: td.Height, Tx: td.Hash}
+		return TypeDeviceStatus, DeviceData{Device: m.Device, Kind: tx.Kind, Status: string(ledger.StatusActive), Signer: tx.Signer, Height: td.Height, Tx: td.Hash}
 	case *ledger.DeviceStatus:
 		st := ledger.StatusActive
 		switch tx.Kind {
@@ -217,11 +218,11 @@ func txEvent(tx *ledger.Tx, td TxData) (string, any) {
 		case ledger.KindDeviceRevoke:
 			st = ledger.StatusRevoked
 		}
-		return TypeDeviceStatus, DeviceData{Device: m.Device, Kind: tx.Kind, Status: string(st), Reason: m.Reason, Height: td.Height, Tx: td.Hash}
+		return TypeDeviceStatus, DeviceData{Device: m.Device, Kind: tx.Kind, Status: string(st), Reason: m.Reason, Signer: tx.Signer, Height: td.Height, Tx: td.Hash}
 	case *ledger.DeviceRotate:
-		return TypeDeviceUpdate, DeviceData{Device: m.Device, Kind: tx.Kind, Height: td.Height, Tx: td.Hash}
+		return TypeDeviceUpdate, DeviceData{Device: m.Device, Kind: tx.Kind, Signer: tx.Signer, Height: td.Height, Tx: td.Hash}
 	case *ledger.DeviceUpdate:
-		return TypeDeviceUpdate, DeviceData{Device: m.Device, Kind: tx.Kind, Height: td.Height, Tx: td.Hash}
+		return TypeDeviceUpdate, DeviceData{Device: m.Device, Kind: tx.Kind, Signer: tx.Signer, Height: td.Height, Tx: td.Hash}
 	case *ledger.DataAnchor:
 		return TypeAnchor, AnchorData{Gateway: tx.Signer, Size: m.Size, Root: hex.EncodeToString(m.Root), Height: td.Height, Tx: td.Hash}
 	}

@@ -338,13 +338,26 @@ const securityRe = /(rejected|refused|rate_limited|offenders|quarantin|too_large
 
 async function security(v) {
   const draw = async () => {
-    const text = await (await fetch('/metrics')).text();
+    const [text, devs, recent] = await Promise.all([
+      fetch('/metrics').then((r) => r.text()),
+      get('/v1/devices?limit=1000'),
+      get('/v1/events/recent?types=device.status&limit=1024').catch(() => ({ items: [] })),
+    ]);
+    const gateways = new Set(devs.items.filter((d) => d.class === 'gateway').map((d) => d.id));
+    const quarantines = recent.items.filter((e) => e.data.status === 'suspended' && gateways.has(e.data.signer)).reverse();
+    const suspended = devs.items.filter((d) => d.status !== 'active');
     const ms = parseMetrics(text).filter((m) => m.name.startsWith('thingnet_') && securityRe.test(m.name + m.labels));
     const total = ms.reduce((s, m) => s + m.value, 0);
     return `<h1>Security events</h1>
       <p class="muted">Counters of this node since it started (from <a href="/metrics">/metrics</a>): transactions CheckTx refused, readings and connections
       refused, rate-limit hits, offenders quarantined. Non-zero ones first.</p>
-      <div class="cards">${card('events counted', total, 'sec-total')}</div><h2>Counters</h2>
+      <div class="cards">${card('refusals counted', total, 'sec-total')}${card('quarantines (recent)', quarantines.length, 'sec-quarantines')}${card('devices not active', suspended.length, 'sec-inactive')}</div>
+      <h2>Quarantines</h2><p class="muted">Devices a gateway suspended for exceeding their limits again and again (their organisation granted it <code>manage</code>), among the last events this node keeps.</p>
+      <table id="quarantines"><thead><tr><th>device</th><th>by gateway</th><th>height</th><th>reason</th></tr></thead><tbody>
+      ${quarantines.map((e) => `<tr><td>${devLink(e.data.device)}</td><td>${devLink(e.data.signer)}</td><td><a href="#/block/${e.data.height}">${e.data.height}</a></td><td>${esc(e.data.reason)}</td></tr>`).join('') || '<tr><td colspan="4" class="muted">none</td></tr>'}</tbody></table>
+      <h2>Devices not active</h2><table><thead><tr><th>device</th><th>org</th><th>status</th></tr></thead><tbody>
+      ${suspended.map((d) => `<tr><td>${devLink(d.id)}</td><td>${esc(d.org)}</td><td>${badge(d.status)}</td></tr>`).join('') || '<tr><td colspan="3" class="muted">none</td></tr>'}</tbody></table>
+      <h2>Counters</h2>
       <table id="security"><thead><tr><th>counter</th><th>labels</th><th>count</th></tr></thead><tbody>
       ${ms.sort((a, b) => (b.value > 0) - (a.value > 0) || a.name.localeCompare(b.name)).map((m) => `<tr><td class="mono">${esc(m.name.replace(/^thingnet_/, ''))}</td>
         <td class="mono">${esc(m.labels.replace(/[{}"]/g, ''))}</td><td>${m.value > 0 ? badge('warn').replace('>warn<', `>${m.value}<`) : '0'}</td></tr>`).join('')}</tbody></table>`;
