@@ -8,40 +8,27 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
 )
 
-// Command is an order for an actuator.
-type Command struct {
-	ID     string
-	Action string
-	Args   map[string]string
-}
-
-// Actuator executes commands on the device (a relay, a valve, a lock).
+// Actuator executes commands on the device (a relay, a valve, a lock):
+// the commands agreements on the ledger issue to it (Device.Commands).
 type Actuator interface {
-	Execute(ctx context.Context, c Command) error
-}
-
-// CommandSource gives the commands a device must execute. The ledger does
-// not record commands for devices yet; when it does (agreements' effects),
-// a source reading them with proofs plugs in here. The agent asks it once
-// per wake.
-type CommandSource interface {
-	Pending(ctx context.Context, d *Device) ([]Command, error)
+	Execute(ctx context.Context, c ledger.Command) error
 }
 
 // Agent runs one device's duty cycle: wake, read the sensors, send the
-// readings in one envelope (one signature), execute pending commands, close
-// the connections and sleep until the next wake.
+// readings in one envelope (one signature), execute the commands the
+// ledger holds for it (with an Actuator; each proved, then acknowledged so
+// it runs once), close the connections and sleep until the next wake.
 type Agent struct {
 	Device   *Device
 	Sensors  []Sensor
 	Wake     time.Duration // time between wakes
 	Batch    int           // readings per sensor per wake (spread over the wake interval); 0 = 1
 	Jitter   float64       // fraction of Wake added at random to each sleep, so a fleet does not wake in step
-	Actuator Actuator      // optional
-	Commands CommandSource // optional
+	Actuator Actuator      // optional; needs the light client (WithTrust)
 	Log      *slog.Logger
 	// OnSend, if set, is called after each envelope is acknowledged.
 	OnSend func(rc *Receipt)
@@ -99,14 +86,19 @@ func (a *Agent) wake(ctx context.Context, batch int) error {
 			a.OnSend(rc)
 		}
 	}
-	if a.Commands != nil && a.Actuator != nil {
-		cmds, err := a.Commands.Pending(ctx, a.Device)
+	if a.Actuator != nil {
+		cmds, err := a.Device.Commands(ctx)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("fetching commands: %w", err))
 		}
 		for _, c := range cmds {
 			if err := a.Actuator.Execute(ctx, c); err != nil {
-				errs = append(errs, fmt.Errorf("command %s (%s): %w", c.ID, c.Action, err))
+				errs = append(errs, fmt.Errorf("command %d of agreement %d: %w", c.ID, c.Agreement, err))
+				break // executed in order: retried at the next wake
+			}
+			if err := a.Device.AckCommand(c.ID); err != nil {
+				errs = append(errs, err)
+				break
 			}
 		}
 	}

@@ -21,13 +21,15 @@ type Device struct {
 
 	seq *seqStore
 
-	mu      sync.Mutex
-	cur     int         // the gateway in use
-	failed  []time.Time // when each gateway last failed or lied; zero: never
-	chainID string
-	org     string // the device's organisation, once proved
-	mqtt    map[int]*mqttConn
-	coap    map[int]*coapConn
+	mu        sync.Mutex
+	cur       int         // the gateway in use
+	failed    []time.Time // when each gateway last failed or lied; zero: never
+	chainID   string
+	org       string // the device's organisation, once proved
+	acked     uint64 // the last command executed
+	ackLoaded bool
+	mqtt      map[int]*mqttConn
+	coap      map[int]*coapConn
 
 	// checkMu serialises light-client work: the source is switched per
 	// gateway while a check runs.

@@ -67,7 +67,15 @@ type FleetConfig struct {
 	Log        *slog.Logger
 	// OnSend, if set, is called after each envelope is acknowledged.
 	OnSend func(device int, rc *Receipt)
+	// OnCommand, if set (with Trust), is each device's actuator: it is
+	// called with every command the ledger holds for the device, once.
+	OnCommand func(device int, c ledger.Command) error
 }
+
+// actuatorFunc adapts a function to an Actuator.
+type actuatorFunc func(ctx context.Context, c ledger.Command) error
+
+func (f actuatorFunc) Execute(ctx context.Context, c ledger.Command) error { return f(ctx, c) }
 
 // FleetDevice is one device of a fleet.
 type FleetDevice struct {
@@ -161,6 +169,9 @@ func StartFleet(ctx context.Context, c FleetConfig) (*Fleet, error) {
 					c.OnSend(i, rc)
 				}
 			}}
+		if c.OnCommand != nil && c.Trust != nil {
+			a.Actuator = actuatorFunc(func(_ context.Context, cmd ledger.Command) error { return c.OnCommand(i, cmd) })
+		}
 		f.wg.Go(func() { _ = a.Run(actx) })
 	}
 	return f, nil

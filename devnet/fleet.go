@@ -8,6 +8,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/device"
+	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/lightclient"
 )
 
@@ -16,10 +17,11 @@ const DefaultFleet = 20
 
 // FleetConfig describes the devnet's simulated fleet.
 type FleetConfig struct {
-	Size   int           // devices; they keep their state in <home>/fleet and are the same on every start
-	Wake   time.Duration // time between wakes; default 5 s
-	Batch  int           // readings per wake; default 1
-	OnSend func(device int, rc *device.Receipt)
+	Size      int           // devices; they keep their state in <home>/fleet and are the same on every start
+	Wake      time.Duration // time between wakes; default 5 s
+	Batch     int           // readings per wake; default 1
+	OnSend    func(device int, rc *device.Receipt)
+	OnCommand func(device int, c ledger.Command) error // the devices' actuator (simulated)
 }
 
 // Gateways are the devnet's gateways, as a device sees them.
@@ -52,6 +54,6 @@ func (d *Devnet) StartFleet(ctx context.Context, c FleetConfig) (*device.Fleet, 
 	trust := lightclient.TrustOptions{Height: 1, Hash: h.SignedHeader.Hash(), Period: lightclient.DefaultTrustingPeriod}
 	return device.StartFleet(ctx, device.FleetConfig{
 		Size: c.Size, Dir: filepath.Join(d.Home(), "fleet"), Name: "sim", ChainID: d.ChainID(), Org: DemoOrg, Admin: admin,
-		Gateways: d.Gateways(), Wake: c.Wake, Batch: c.Batch, Trust: &trust, Log: d.log.With("module", "fleet"), OnSend: c.OnSend,
+		Gateways: d.Gateways(), Wake: c.Wake, Batch: c.Batch, Trust: &trust, Log: d.log.With("module", "fleet"), OnSend: c.OnSend, OnCommand: c.OnCommand,
 	})
 }

@@ -75,8 +75,9 @@ that answers, and sleeps. A new device that no admin registers shows a claim
 code and waits until it is claimed ('thingnet device claim CODE'). --fleet N runs
 N devices of mixed classes across the gateways, registered by --admin.
 
-Commands for the actuator: the ledger does not record commands for devices yet;
-the agent has the hook (device.CommandSource) and executes none.
+With --trust (a light client), the device's simulated actuator executes the
+commands agreements on the ledger issue to it: each proved, run once (the last
+one executed is kept in the state directory), and printed.
 
 Without gateways in the config, --node is the only gateway, with MQTT on the API
 port + 1 and CoAP on + 2 (as devnet lays them out). Example config:
@@ -221,7 +222,10 @@ func (g *globals) runDevices(ctx context.Context, out io.Writer, rc runConfig, f
 		fmt.Fprintf(out, "starting a fleet of %d devices (%s) in %s, waking every %v ...\n", fleet, strings.Join(classes, ", "), rc.StateDir, rc.Wake)
 		fl, err := device.StartFleet(ctx, device.FleetConfig{Size: fleet, Dir: rc.StateDir, Name: rc.Name, ChainID: rc.ChainID, Org: rc.Org,
 			Admin: admin, Gateways: rc.Gateways, Classes: classes, Transports: []device.Transport{tr}, Wake: rc.Wake, Batch: rc.Batch, Trust: trust,
-			OnSend: func(i int, r *device.Receipt) { printSend(fmt.Sprintf("%s-%04d", rc.Name, i), r) }})
+			OnSend: func(i int, r *device.Receipt) { printSend(fmt.Sprintf("%s-%04d", rc.Name, i), r) },
+			OnCommand: func(i int, cmd ledger.Command) error {
+				return printActuator{out: out, name: fmt.Sprintf("%s-%04d", rc.Name, i)}.Execute(ctx, cmd)
+			}})
 		if err != nil {
 			return err
 		}
@@ -296,6 +300,9 @@ func (g *globals) runOne(ctx context.Context, out io.Writer, rc runConfig, tr de
 	fmt.Fprintf(out, "%s: %s sensor, waking every %v, sending over %s to %s\n", rc.Name, class, rc.Wake, tr, rc.Gateways[0].API)
 	a := &device.Agent{Device: d, Sensors: []device.Sensor{s}, Wake: rc.Wake, Batch: rc.Batch, Jitter: 0.1,
 		Log: newLogger("warn", "text"), OnSend: func(r *device.Receipt) { printSend(rc.Name, r) }}
+	if trust != nil {
+		a.Actuator = printActuator{out: out, name: rc.Name}
+	}
 	return a.Run(ctx)
 }
 
@@ -316,6 +323,9 @@ func startDevnetFleet(ctx context.Context, out io.Writer, d *devnet.Devnet, c de
 			announced[i] = true
 			fmt.Fprintf(out, "  sim-%04d: first reading (seq %d) stored by %s over %s\n", i, r.Seqs[0], r.Gateway.API, r.Transport)
 		}
+	}
+	c.OnCommand = func(i int, cmd ledger.Command) error {
+		return printActuator{out: out, name: fmt.Sprintf("sim-%04d", i)}.Execute(ctx, cmd)
 	}
 	fl, err := d.StartFleet(ctx, c)
 	if err != nil {
@@ -345,4 +355,15 @@ func fleetStatus(fl *device.Fleet) string {
 	}
 	env, rd := fl.Sent()
 	return fmt.Sprintf(", fleet: %d envelopes, %d readings sent", env, rd)
+}
+
+// printActuator is a simulated actuator: it prints the commands it runs.
+type printActuator struct {
+	out  io.Writer
+	name string
+}
+
+func (p printActuator) Execute(_ context.Context, c ledger.Command) error {
+	fmt.Fprintf(p.out, "%s %s: executing command %d of agreement %d (%s): %q\n", time.Now().Format("15:04:05"), p.name, c.ID, c.Agreement, c.Transition, c.Payload)
+	return nil
 }

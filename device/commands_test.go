@@ -1,0 +1,110 @@
+package device_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/device"
+	"github.com/thingnet/thingnet/devnet"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+)
+
+const switchAgreement = `agreement: switch
+description: the owner switches the lamp on
+parties:
+  lamp: device
+  owner: org
+state:
+  n: int
+transitions:
+  toggle:
+    on: {call: owner}
+    do:
+      - command: {to: lamp, payload: '"on"'}
+      - set: {n: state.n + 1}
+`
+
+type recorder struct {
+	mu   sync.Mutex
+	cmds []ledger.Command
+}
+
+func (r *recorder) Execute(_ context.Context, c ledger.Command) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cmds = append(r.cmds, c)
+	return nil
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.cmds)
+}
+
+// TestCommands has an agreement command a device: the device gets each
+// command proved, executes it once (acknowledged across restarts), and
+// its agent runs the actuator.
+func TestCommands(t *testing.T) {
+	tn := startNet(t)
+	ctx := ctxT(t)
+	lamp := tn.register(t, identity.Ed25519)
+	tn.send(t, tn.admin, &ledger.AgreementDeploy{Source: []byte(switchAgreement), Parties: map[string]string{"lamp": "device:" + lamp.ID(), "owner": "org:" + devnet.DemoOrg}})
+	var page struct {
+		Items []ledger.Agreement `json:"items"`
+	}
+	if err := api.NewClient(tn.d.APIURL(0)).Get(ctx, "/v1/agreements?limit=1000", &page); err != nil || len(page.Items) == 0 {
+		t.Fatalf("agreements: %v", err)
+	}
+	id := page.Items[len(page.Items)-1].ID
+	tn.send(t, tn.admin, &ledger.AgreementCall{ID: id, Transition: "toggle"})
+	tn.send(t, tn.admin, &ledger.AgreementCall{ID: id, Transition: "toggle"})
+
+	dir := t.TempDir()
+	d, err := device.New(lamp, device.WithGateways(tn.gw(1)), device.WithTrust(tn.trust), device.WithStateDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds, err := d.Commands(ctx)
+	if err != nil || len(cmds) != 2 || string(cmds[0].Payload) != "on" || cmds[0].Agreement != id {
+		t.Fatalf("Commands = %+v, %v; want two 'on'", cmds, err)
+	}
+	if err := d.AckCommand(cmds[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	d, err = device.New(lamp, device.WithGateways(tn.gw(2)), device.WithStateDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if left, err := d.Commands(ctx); err != nil || len(left) != 1 || left[0].ID != cmds[1].ID {
+		t.Fatalf("after acknowledging the first and a restart: %+v, %v", left, err)
+	}
+
+	// The agent executes what is pending, once.
+	rec := &recorder{}
+	s, _ := device.NewSensor(device.ClassMotion, 1)
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- (&device.Agent{Device: d, Sensors: []device.Sensor{s}, Wake: 300 * time.Millisecond, Actuator: rec}).Run(actx)
+	}()
+	for rec.count() < 1 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the agent executed no command")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	time.Sleep(time.Second) // a few more wakes: nothing is executed twice
+	cancel()
+	<-done
+	if n := rec.count(); n != 1 {
+		t.Errorf("the actuator ran %d commands; want 1", n)
+	}
+}
