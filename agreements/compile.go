@@ -256,6 +256,10 @@ func (p *Program) exprErr(x *Expr, line, col int, msg string) *Error {
 	} else {
 		pos.Column += col
 	}
+	if strings.Contains(msg, "undeclared reference") {
+		msg += "; an expression may use height, self, parties.NAME and state.NAME, in a transition signer, escrow and its args.NAME, " +
+			"reading.value/seq/time/type/device with a reading trigger, event.name/value/agreement with an event trigger"
+	}
 	return errAt(pos, x.Field, "%s (in %q)", msg, x.Src)
 }
 

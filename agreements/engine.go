@@ -95,29 +95,29 @@ type Input struct {
 // Action is an effect for the ledger to apply, in order. Principals are
 // "device:<did>", "org:<id>"; the agreement's escrow is "agreement:<id>".
 type Action struct {
-	Kind     EffectKind `json:"kind"`
-	From     string     `json:"from,omitempty"`
-	To       string     `json:"to,omitempty"`
-	Amount   uint64     `json:"amount,omitempty"`
-	Device   string     `json:"device,omitempty"`
-	Payload  []byte     `json:"payload,omitempty"`
-	Reason   string     `json:"reason,omitempty"`
-	Grant    *GrantSpec `json:"grant,omitempty"`
-	RevokeID uint64     `json:"revoke_id,omitempty"`
-	Event    string     `json:"event,omitempty"`
-	Value    int64      `json:"value,omitempty"`
+	Kind     EffectKind `cbor:"1,keyasint" json:"kind"`
+	From     string     `cbor:"2,keyasint,omitempty" json:"from,omitempty"`
+	To       string     `cbor:"3,keyasint,omitempty" json:"to,omitempty"`
+	Amount   uint64     `cbor:"4,keyasint,omitempty" json:"amount,omitempty"`
+	Device   string     `cbor:"5,keyasint,omitempty" json:"device,omitempty"`
+	Payload  []byte     `cbor:"6,keyasint,omitempty" json:"payload,omitempty"`
+	Reason   string     `cbor:"7,keyasint,omitempty" json:"reason,omitempty"`
+	Grant    *GrantSpec `cbor:"8,keyasint,omitempty" json:"grant,omitempty"`
+	RevokeID uint64     `cbor:"9,keyasint,omitempty" json:"revoke_id,omitempty"`
+	Event    string     `cbor:"10,keyasint,omitempty" json:"event,omitempty"`
+	Value    int64      `cbor:"11,keyasint,omitempty" json:"value,omitempty"`
 }
 
 // GrantSpec is a grant to add. Replaces is the id of the grant of the same
 // name that this one replaces (to revoke), or 0.
 type GrantSpec struct {
-	Name     string `json:"name"`
-	Grantor  string `json:"grantor"`
-	Subject  string `json:"subject"`
-	Action   string `json:"action"`
-	Resource string `json:"resource"`
-	Expiry   int64  `json:"expiry,omitempty"`
-	Replaces uint64 `json:"replaces,omitempty"`
+	Name     string `cbor:"1,keyasint" json:"name"`
+	Grantor  string `cbor:"2,keyasint" json:"grantor"`
+	Subject  string `cbor:"3,keyasint" json:"subject"`
+	Action   string `cbor:"4,keyasint" json:"action"`
+	Resource string `cbor:"5,keyasint" json:"resource"`
+	Expiry   int64  `cbor:"6,keyasint,omitempty" json:"expiry,omitempty"`
+	Replaces uint64 `cbor:"7,keyasint,omitempty" json:"replaces,omitempty"`
 }
 
 // Result is the outcome of a transition.

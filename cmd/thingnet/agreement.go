@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/thingnet/thingnet/agreements"
 	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/ledger"
 )
 
@@ -300,7 +303,8 @@ func (g *globals) deployMsg(file string, parties []string) (*ledger.AgreementDep
 	if err != nil {
 		return nil, err
 	}
-	if _, err := agreements.Parse(src); err != nil {
+	doc, err := agreements.Parse(src)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	m := &ledger.AgreementDeploy{Source: src, Parties: map[string]string{}}
@@ -312,6 +316,10 @@ func (g *globals) deployMsg(file string, parties []string) (*ledger.AgreementDep
 		if m.Parties[name], err = g.resolvePrincipal(val); err != nil {
 			return nil, fmt.Errorf("--party %s: %w", name, err)
 		}
+	}
+	// Type-check here too, so that a mistake costs no tx.
+	if _, err := agreements.Compile(doc, m.Parties, agreements.DefaultLimits()); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return m, nil
 }
@@ -560,6 +568,80 @@ func creditsCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	c.AddCommand(balance, transfer, history)
+	c.AddCommand(balance, transfer, history, approveMintCmd(), mintCmd(g))
+	return c
+}
+
+// mintApproval is what `credits approve-mint` prints and `credits mint` reads.
+type mintApproval struct {
+	ChainID   string `json:"chain_id"`
+	Seq       uint64 `json:"seq"`
+	To        string `json:"to"`
+	Amount    uint64 `json:"amount"`
+	Validator string `json:"validator"` // base64 consensus key of the approving validator
+	Signature string `json:"signature"` // base64
+}
+
+func approveMintCmd() *cobra.Command {
+	var home, chainID, to string
+	var seq, amount uint64
+	c := &cobra.Command{
+		Use:   "approve-mint",
+		Short: "Sign an approval of a credit mint with this node's consensus key (prints JSON for `credits mint`)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if seq == 0 || amount == 0 || to == "" || chainID == "" {
+				return fmt.Errorf("--chain-id, --seq (the last mint's + 1), --to and --amount are required")
+			}
+			pub, sig, err := chain.SignWithValidatorKey(home, ledger.CreditMintMessage(chainID, seq, to, amount))
+			if err != nil {
+				return err
+			}
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(mintApproval{ChainID: chainID, Seq: seq, To: to, Amount: amount,
+				Validator: base64.StdEncoding.EncodeToString(pub), Signature: base64.StdEncoding.EncodeToString(sig)})
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&home, "home", filepath.Join(defaultHome(), "node"), "home of the approving validator node")
+	f.StringVar(&chainID, "chain-id", "", "chain id")
+	f.Uint64Var(&seq, "seq", 0, "mint sequence number (the last mint's + 1; the first is 1)")
+	f.StringVar(&to, "to", "", "account to credit: org:ID or device:DID")
+	f.Uint64Var(&amount, "amount", 0, "credits to create")
+	return c
+}
+
+func mintCmd(g *globals) *cobra.Command {
+	var tf txFlags
+	c := &cobra.Command{
+		Use:   "mint APPROVAL.json...",
+		Short: "Submit a credit mint with approvals of validators holding more than 2/3 of the power",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var m *ledger.CreditMint
+			for _, file := range args {
+				b, err := os.ReadFile(file)
+				if err != nil {
+					return err
+				}
+				var a mintApproval
+				if err := json.Unmarshal(b, &a); err != nil {
+					return fmt.Errorf("%s: %w", file, err)
+				}
+				v, err1 := base64.StdEncoding.DecodeString(a.Validator)
+				sg, err2 := base64.StdEncoding.DecodeString(a.Signature)
+				if err1 != nil || err2 != nil {
+					return fmt.Errorf("%s: bad base64 field", file)
+				}
+				if m == nil {
+					m = &ledger.CreditMint{To: a.To, Amount: a.Amount, Seq: a.Seq}
+				} else if m.To != a.To || m.Amount != a.Amount || m.Seq != a.Seq {
+					return fmt.Errorf("%s approves a different mint than the others", file)
+				}
+				m.Approvals = append(m.Approvals, ledger.Approval{Validator: v, Signature: sg})
+			}
+			return g.send(cmd, &tf, m)
+		},
+	}
+	tf.register(c)
 	return c
 }

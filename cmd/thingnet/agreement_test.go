@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/devnet"
+)
+
+// TestAgreementCLI drives credits and an agreement's whole life through the
+// CLI against a one-validator devnet.
+func TestAgreementCLI(t *testing.T) {
+	t.Setenv("THINGNET_PASSPHRASE", "")
+	home := t.TempDir()
+	base, err := chain.FreePortBase(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := devnet.Start(devnet.Config{Home: home, Validators: 1, BasePort: base, FastBlocks: true, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := d.WaitForHeight(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	node, ks := d.APIURL(0), devnet.Keystore(home).Dir
+	run := func(args ...string) string { return mustCLI(t, node, ks, args...) }
+	fails := func(want string, args ...string) {
+		t.Helper()
+		out, err := cli(t, node, ks, args...)
+		if err == nil || !strings.Contains(err.Error()+out, want) {
+			t.Fatalf("thingnet %s: %v\n%s\nwant an error containing %q", strings.Join(args, " "), err, out, want)
+		}
+	}
+	for _, k := range []string{"ev-1", "charger-1", "acme-admin"} {
+		run("keys", "new", k)
+	}
+	run("org", "create", "acme", "--key", "acme-admin")
+	run("device", "register", "--key", "demo-admin", "--org", "demo", "--device-key", "ev-1", "--class", "vehicle")
+	run("device", "register", "--key", "acme-admin", "--org", "acme", "--device-key", "charger-1", "--class", "charger")
+
+	// Credits: a governance mint approved by the validator, then a transfer.
+	approval := filepath.Join(t.TempDir(), "mint.json")
+	out := run("credits", "approve-mint", "--home", d.Net().Node(0).Config().Home, "--chain-id", d.ChainID(), "--seq", "1", "--to", "org:demo", "--amount", "1000")
+	if err := os.WriteFile(approval, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run("credits", "mint", approval, "--key", "demo-admin")
+	run("credits", "transfer", "--key", "demo-admin", "--from", "org:demo", "--to", "device:ev-1", "--amount", "100")
+	if out := run("credits", "balance", "device:ev-1"); !strings.Contains(out, "holds 100 credits") {
+		t.Errorf("credits balance = %q", out)
+	}
+
+	doc := filepath.Join("..", "..", "examples", "agreements", "charging.yaml")
+	parties := []string{"--party", "ev=device:ev-1", "--party", "charger=device:charger-1", "--party", "operator=org:acme"}
+	// A malformed document is refused before anything is sent, with its line.
+	src, _ := os.ReadFile(doc)
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte(strings.Replace(string(src), "amount: args.price", "amount: args.nope", 1)), 0o600)
+	fails("line 22, column 36: transitions.reserve.do[0].escrow.amount", append([]string{"agreement", "deploy", bad, "--key", "demo-admin"}, parties...)...)
+	if out := run(append([]string{"agreement", "dry-run", "--file", doc, "--signer", "demo-admin"}, parties...)...); !strings.Contains(out, "would succeed") || !strings.Contains(out, `status = idle`) {
+		t.Errorf("dry-run of a deploy = %q", out)
+	}
+	if out := run(append([]string{"agreement", "deploy", doc, "--key", "demo-admin"}, parties...)...); !strings.Contains(out, "agreement 1 deployed") || !strings.Contains(out, "proposed") {
+		t.Fatalf("deploy = %q", out)
+	}
+	run("agreement", "accept", "1", "--key", "acme-admin")
+	reserve := []string{"--arg", "slot=3", "--arg", "price=30", "--arg", "blocks=500"}
+	out = run(append([]string{"agreement", "dry-run", "1", "reserve", "--signer", "ev-1"}, reserve...)...)
+	if !strings.Contains(out, "escrow 30 credits device:") || !strings.Contains(out, "CEL cost") {
+		t.Errorf("dry-run of a call = %q", out)
+	}
+	fails("declares no such argument", "agreement", "call", "1", "reserve", "--key", "ev-1", "--arg", "seat=1")
+	fails("may be called by", append([]string{"agreement", "call", "1", "reserve", "--key", "charger-1"}, reserve...)...)
+	if out := run(append([]string{"agreement", "call", "1", "reserve", "--key", "ev-1"}, reserve...)...); !strings.Contains(out, "command 1 issued") {
+		t.Errorf("call = %q", out)
+	}
+	if out := run("agreement", "show", "1", "--prove"); !strings.Contains(out, "escrow 30 credits") || !strings.Contains(out, "status     reserved") || !strings.Contains(out, "proof checked") {
+		t.Errorf("show = %q", out)
+	}
+	if out := run("agreement", "commands", "charger-1"); !strings.Contains(out, `"reserve slot 3"`) {
+		t.Errorf("commands = %q", out)
+	}
+	run("agreement", "call", "1", "delivered", "--key", "charger-1", "--arg", "kwh=11")
+	if out := run("agreement", "history", "1"); !strings.Contains(out, "release 30 credits agreement:1 -> org:acme") || !strings.Contains(out, "call delivered") {
+		t.Errorf("history = %q", out)
+	}
+	if out := run("credits", "history", "org:acme"); !strings.Contains(out, "release 30") {
+		t.Errorf("credits history = %q", out)
+	}
+	if out := run("agreement", "list"); !strings.Contains(out, "charging\tfinished") {
+		t.Errorf("list = %q", out)
+	}
+}
