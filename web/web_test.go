@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -324,22 +325,32 @@ func TestVerifyReading(t *testing.T) {
 // TestOtherPages loads every other page and checks it shows its data.
 func TestOtherPages(t *testing.T) {
 	ctx := tab(t)
+	// A refusal for the security page: a truncated tx, refused by CheckTx.
+	res, err := http.Post(shared.url+"/v1/txs", "application/cose", strings.NewReader("\xd2\x84\x40"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("truncated tx: %s; want 400", res.Status)
+	}
 	for _, tc := range []struct{ frag, sel, want string }{
 		{"/orgs", "#orgs", devnet.DemoOrg},
 		{"/org/" + devnet.DemoOrg, "#devices", "sensor"},
 		{"/grants", "#grants", "read"},
 		{"/anchors", "#anchors", "did:key:"},
-		{"/security", "#security", "checktx_rejected_total"},
+		{"/security", "#security", "reason=malformed"},
 		{"/blocks", "#blocks", "height"},
 		{"/tx/" + shared.tx, "pre.json", "read"},
 		{"/api", "table", "/v1/events"},
+		{"/agreements", "#agreements", "no agreements yet"},
 	} {
 		do(t, ctx, chromedp.Navigate(explorer(tc.frag)), chromedp.WaitVisible(tc.sel))
 		if text := get(t, ctx, chromedp.Text(tc.sel)); !strings.Contains(text, tc.want) {
 			t.Errorf("%s: %q lacks %q", tc.frag, text, tc.want)
 		}
+		screenshot(t, ctx, strings.ReplaceAll(strings.Trim(tc.frag, "/"), "/", "-")[:min(len(tc.frag)-1, 12)])
 	}
-	screenshot(t, ctx, "security")
 }
 
 // TestOpenAPIEndpointsAnswered calls every GET endpoint the OpenAPI
@@ -350,6 +361,8 @@ func TestOpenAPIEndpointsAnswered(t *testing.T) {
 	var doc struct {
 		Paths map[string]map[string]struct {
 			Parameters []struct{ Name, In string }
+			Security   []map[string]any
+			Tags       []string
 		}
 	}
 	if err := json.Unmarshal(api.OpenAPI, &doc); err != nil {
@@ -373,11 +386,19 @@ func TestOpenAPIEndpointsAnswered(t *testing.T) {
 		t.Errorf("node 0 serves %s, which api/openapi.json does not document", r)
 	}
 	streams := map[string]bool{"/v1/events": true, "/v1/readings/stream": true}
+	served := map[string]bool{}
+	for _, r := range shared.d.API(0).Routes() {
+		served[r] = true
+	}
 	param := regexp.MustCompile(`\{([^}]+)\}`)
 	n := 0
 	for path, ops := range doc.Paths {
 		op, ok := ops["get"]
 		if !ok {
+			continue
+		}
+		if !served["GET "+path] && slices.Contains(op.Tags, "mesh") {
+			t.Logf("GET %s: this devnet runs no mesh; skipped", path)
 			continue
 		}
 		n++
@@ -418,6 +439,11 @@ func TestOpenAPIEndpointsAnswered(t *testing.T) {
 		res.Body.Close()
 		cancel()
 		if absent[path] && res.StatusCode == http.StatusNotFound && !strings.Contains(string(body), "no such endpoint") {
+			continue
+		}
+		// Endpoints that need a credential this test does not make must
+		// refuse it in the API's error format, not be missing.
+		if len(op.Security) > 0 && (res.StatusCode == http.StatusUnauthorized || res.StatusCode == http.StatusForbidden) && strings.Contains(string(body), `"error"`) {
 			continue
 		}
 		if res.StatusCode/100 != 2 {

@@ -52,6 +52,8 @@ const routes = [
   [/^\/grants$/, grants],
   [/^\/anchors$/, anchors],
   [/^\/reading\/(\d+)$/, readingPage],
+  [/^\/agreements$/, agreementsPage],
+  [/^\/agreement\/(\d+)$/, agreementPage],
   [/^\/security$/, security],
   [/^\/api$/, apiPage],
 ];
@@ -322,6 +324,35 @@ async function anchors(v) {
   page.onEvent = (type) => { if (type === 'anchor') route(); };
 }
 
+// --- agreements ---
+
+const partyList = (ps) => (ps || []).map((p) => `${esc(p.name)}: <span class="mono">${esc(short(p.principal, 20))}</span> ${p.accepted ? badge('ok').replace('>ok<', '>accepted<') : badge('warn').replace('>warn<', '>pending<')}`).join('<br>');
+
+async function agreementsPage(v) {
+  const p = await get('/v1/agreements?limit=1000');
+  v.innerHTML = `<h1>Agreements</h1><p class="muted">Contracts between devices and organisations, executed by the ledger.</p>
+    <table id="agreements"><thead><tr><th>id</th><th>name</th><th>status</th><th>parties</th><th>deployed at</th><th>updated at</th><th>transitions</th></tr></thead><tbody>
+    ${p.items.map((a) => `<tr><td><a href="#/agreement/${a.id}">${a.id}</a></td><td>${esc(a.name)}</td><td>${badge(a.status)}</td><td>${partyList(a.parties)}</td>
+      <td>${a.deployed}</td><td>${a.updated}</td><td>${a.history}</td></tr>`).join('') || '<tr><td colspan="7" class="muted">no agreements yet</td></tr>'}</tbody></table>
+    ${cli(['thingnet agreement deploy FILE.yaml --party NAME=org:ID --key KEY', 'thingnet agreement accept ID --key KEY', 'thingnet agreement list'])}`;
+  page.onEvent = (type, d) => { if (type === 'tx' && String(d.kind).startsWith('agreement.')) route(); };
+}
+
+async function agreementPage(v, id) {
+  const [a, h] = await Promise.all([get('/v1/agreements/' + id), get(`/v1/agreements/${id}/history?limit=1000`).catch(() => ({ items: [] }))]);
+  const r = a.record;
+  v.innerHTML = `<h1>Agreement ${r.id}: ${esc(r.name)}</h1>
+    ${kv([['status', badge(r.status)], ['parties', partyList(r.parties)], ['deployed', `height <a href="#/block/${r.deployed}">${r.deployed}</a> by ${devLink(r.deployer)}`],
+      ['updated', `height ${r.updated}`], ['escrow', esc(r.escrow)], ['deposits', esc(JSON.stringify(r.deposits || {}))]])}
+    <h2>State</h2><pre class="json" id="agreement-state">${esc(JSON.stringify(r.state, null, 2))}</pre>
+    <h2>History</h2><ol id="agreement-history" class="timeline">${h.items.map((e) => `<li class="${e.error ? 'revoked' : ''}"><b>${esc(e.trigger)}</b>${e.transition ? ' → ' + esc(e.transition) : ''}
+      at height <a href="#/block/${e.height}">${e.height}</a>${e.signer ? ', by ' + devLink(e.signer) : ''}${e.cel_cost ? `, CEL cost ${e.cel_cost}` : ''}${e.error ? ` — <i>${esc(e.error)}</i>` : ''}
+      ${e.actions && e.actions.length ? `<div class="mono muted">${esc(JSON.stringify(e.actions))}</div>` : ''}</li>`).join('')}</ol>
+    <h2>Document</h2><pre class="json">${esc(r.source)}</pre>
+    ${cli([`thingnet agreement call ${r.id} TRANSITION --arg NAME=VALUE --key KEY`, `thingnet agreement dry-run ${r.id} TRANSITION --signer KEY --arg NAME=VALUE`, `thingnet agreement history ${r.id}`])}`;
+  page.onEvent = (type, d) => { if (type === 'tx' && String(d.kind).startsWith('agreement.')) route(); };
+}
+
 // --- security events, from /metrics ---
 
 function parseMetrics(text) {
@@ -333,6 +364,10 @@ function parseMetrics(text) {
   }
   return out;
 }
+
+const counterTable = (ms, id, none) => `<table id="${id}"><thead><tr><th>counter</th><th>labels</th><th>count</th></tr></thead><tbody>
+  ${ms.sort((a, b) => a.name.localeCompare(b.name)).map((m) => `<tr><td class="mono">${esc(m.name.replace(/^thingnet_/, ''))}</td>
+    <td class="mono">${esc(m.labels.replace(/[{}"]/g, ''))}</td><td>${m.value > 0 ? badge('warn').replace('>warn<', `>${m.value}<`) : '0'}</td></tr>`).join('') || `<tr><td colspan="3" class="muted">${none}</td></tr>`}</tbody></table>`;
 
 const securityRe = /(rejected|refused|rate_limited|offenders|quarantin|too_large|dropped|overloaded|denied|banned)/;
 
@@ -350,7 +385,7 @@ async function security(v) {
     const total = ms.reduce((s, m) => s + m.value, 0);
     return `<h1>Security events</h1>
       <p class="muted">Counters of this node since it started (from <a href="/metrics">/metrics</a>): transactions CheckTx refused, readings and connections
-      refused, rate-limit hits, offenders quarantined. Non-zero ones first.</p>
+      refused, rate-limit hits, devices reported for exceeding their limits again and again, wake-ups denied to protect sleeping devices.</p>
       <div class="cards">${card('refusals counted', total, 'sec-total')}${card('quarantines (recent)', quarantines.length, 'sec-quarantines')}${card('devices not active', suspended.length, 'sec-inactive')}</div>
       <h2>Quarantines</h2><p class="muted">Devices a gateway suspended for exceeding their limits again and again (their organisation granted it <code>manage</code>), among the last events this node keeps.</p>
       <table id="quarantines"><thead><tr><th>device</th><th>by gateway</th><th>height</th><th>reason</th></tr></thead><tbody>
@@ -358,13 +393,18 @@ async function security(v) {
       <h2>Devices not active</h2><table><thead><tr><th>device</th><th>org</th><th>status</th></tr></thead><tbody>
       ${suspended.map((d) => `<tr><td>${devLink(d.id)}</td><td>${esc(d.org)}</td><td>${badge(d.status)}</td></tr>`).join('') || '<tr><td colspan="3" class="muted">none</td></tr>'}</tbody></table>
       <h2>Counters</h2>
-      <table id="security"><thead><tr><th>counter</th><th>labels</th><th>count</th></tr></thead><tbody>
-      ${ms.sort((a, b) => (b.value > 0) - (a.value > 0) || a.name.localeCompare(b.name)).map((m) => `<tr><td class="mono">${esc(m.name.replace(/^thingnet_/, ''))}</td>
-        <td class="mono">${esc(m.labels.replace(/[{}"]/g, ''))}</td><td>${m.value > 0 ? badge('warn').replace('>warn<', `>${m.value}<`) : '0'}</td></tr>`).join('')}</tbody></table>`;
+      ${counterTable(ms.filter((m) => m.value > 0), 'security', 'no refusals counted since the node started')}
+      <details><summary class="muted">${ms.filter((m) => m.value === 0).length} counters at zero</summary>${counterTable(ms.filter((m) => m.value === 0), 'security-zero', '')}</details>`;
   };
   v.innerHTML = await draw();
   const seq = page.seq;
-  every(3000, async () => { const html = await draw().catch(() => null); if (html && seq === page.seq) v.innerHTML = html; });
+  every(3000, async () => {
+    const html = await draw().catch(() => null);
+    if (!html || seq !== page.seq) return;
+    const open = $('details', v)?.open;
+    v.innerHTML = html;
+    if (open) $('details', v).open = true;
+  });
 }
 
 async function apiPage(v) {
