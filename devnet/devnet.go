@@ -25,6 +25,7 @@ import (
 	"github.com/thingnet/thingnet/gateway/mqtt"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/mesh"
 	"github.com/thingnet/thingnet/metrics"
 	"github.com/thingnet/thingnet/web"
 )
@@ -36,6 +37,7 @@ const (
 	DefaultBasePort   = 26600
 	DemoOrg           = "demo"
 	DemoAdminKey      = "demo-admin"
+	DemoCredits       = 1_000_000 // the demo organisation's credits at genesis
 	manifestFile      = "devnet.json"
 )
 
@@ -44,7 +46,7 @@ type Config struct {
 	Home       string // everything lives here; required
 	Validators int
 	ChainID    string
-	BasePort   int  // node i: p2p BasePort+10i, CometBFT RPC +1, API +2, MQTT +3, CoAP +4 (UDP); 0 = DefaultBasePort (tests: chain.FreePortBase)
+	BasePort   int  // node i: p2p BasePort+10i, CometBFT RPC +1, API +2, MQTT +3, CoAP +4 (UDP), mesh +5 (TCP and QUIC); 0 = DefaultBasePort (tests: chain.FreePortBase)
 	FastBlocks bool // short consensus timeouts (tests, benchmarks)
 	NoSync     bool // tests only: gateways do not fsync their data logs
 	Logger     *slog.Logger
@@ -76,6 +78,7 @@ type Devnet struct {
 	gws     []*gateway.Gateway
 	brokers []*mqtt.Broker
 	coaps   []*coap.Server
+	meshes  []*mesh.Node
 	buses   []*events.Bus        // node i's event bus, kept across restarts
 	watches []context.CancelFunc // stop node i's block watcher
 }
@@ -106,7 +109,8 @@ func Start(c Config) (*Devnet, error) {
 	if err != nil {
 		return nil, err
 	}
-	gen := ledger.GenesisState{Orgs: []ledger.GenesisOrg{{ID: DemoOrg, Name: "Demo organisation", Admins: []string{admin.ID()}}}}
+	gen := ledger.GenesisState{Orgs: []ledger.GenesisOrg{{ID: DemoOrg, Name: "Demo organisation", Admins: []string{admin.ID()}}},
+		Balances: []ledger.GenesisBalance{{Account: "org:" + DemoOrg, Amount: DemoCredits}}} // credits to try agreements with
 	gwKeys := make([]*identity.Key, c.Validators)
 	for i := range gwKeys {
 		if gwKeys[i], err = demoKey(c.Home, GatewayKey(i)); err != nil {
@@ -119,7 +123,7 @@ func Start(c Config) (*Devnet, error) {
 		return nil, err
 	}
 	d := &Devnet{cfg: c, log: c.Logger, Resumed: resumed, gwKeys: gwKeys,
-		apps: make([]*ledger.App, c.Validators), apis: make([]*api.Server, c.Validators), gws: make([]*gateway.Gateway, c.Validators),
+		apps: make([]*ledger.App, c.Validators), apis: make([]*api.Server, c.Validators), gws: make([]*gateway.Gateway, c.Validators), meshes: make([]*mesh.Node, c.Validators),
 		brokers: make([]*mqtt.Broker, c.Validators), coaps: make([]*coap.Server, c.Validators),
 		buses: make([]*events.Bus, c.Validators), watches: make([]context.CancelFunc, c.Validators)}
 	for i := range d.buses {
@@ -175,19 +179,42 @@ func (d *Devnet) startServices(i int) error {
 	if err != nil {
 		return errors.Join(err, broker.Close(), gw.Close())
 	}
+	app := d.apps[i]
+	var boot []string
+	for j := range i {
+		if d.meshes[j] != nil {
+			boot = append(boot, d.meshes[j].Addrs()[0])
+		}
+	}
+	mn, err := mesh.New(mesh.Config{
+		Key: d.gwKeys[i], Authority: mesh.NewLedgerAuthority(func() (*ledger.State, error) { return app.View(0) }, app.ChainID),
+		Listen:    []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", d.cfg.BasePort+10*i+5), fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", d.cfg.BasePort+10*i+5)},
+		Bootstrap: boot, Relay: true, DHT: true,
+		Mailboxes: &mesh.MailboxConfig{Dir: filepath.Join(node.Config().Home, "mailbox"), NoSync: d.cfg.NoSync},
+		Handler: func(_ context.Context, m *mesh.Delivery) error {
+			d.buses[i].Publish("message", map[string]any{"from": m.From, "to": m.To, "kind": m.Kind, "seq": m.Seq, "via": m.Via})
+			return nil
+		},
+		Logger: d.log.With("node", i, "module", "mesh"),
+	})
+	if err != nil {
+		return errors.Join(err, cs.Close(), broker.Close(), gw.Close())
+	}
 	s := api.New(d.apps[i], node.Client(), d.log.With("node", i, "module", "api"))
 	gw.Mount(s, d.apps[i])
+	mesh.MountAPI(s, mn, gw.Authenticate)
 	reg := metrics.New()
 	reg.Ledger(d.apps[i])
 	reg.CheckTxRejections(d.apps[i].Rejections)
 	reg.Gateway(gw)
 	reg.MQTT(broker)
 	reg.CoAP(cs)
+	reg.Mesh(mn)
 	ctx, cancel := context.WithCancel(context.Background())
 	watch, err := events.Watch(ctx, node.Client(), d.buses[i], d.log.With("node", i, "module", "events"))
 	if err != nil {
 		cancel()
-		return errors.Join(err, cs.Close(), broker.Close(), gw.Close())
+		return errors.Join(err, mn.Close(), cs.Close(), broker.Close(), gw.Close())
 	}
 	reg.Chain(watch)
 	reg.Events(d.buses[i], s.ServeEvents(d.buses[i]))
@@ -195,8 +222,9 @@ func (d *Devnet) startServices(i int) error {
 	web.Mount(s)
 	if err := s.Start(fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i+2)); err != nil {
 		cancel()
-		return errors.Join(err, cs.Close(), broker.Close(), gw.Close())
+		return errors.Join(err, mn.Close(), cs.Close(), broker.Close(), gw.Close())
 	}
+	d.meshes[i] = mn
 	d.watches[i] = cancel
 	d.apis[i], d.gws[i], d.brokers[i], d.coaps[i] = s, gw, broker, cs
 	return nil
@@ -205,14 +233,17 @@ func (d *Devnet) startServices(i int) error {
 // stopServices stops node i's API and gateway.
 func (d *Devnet) stopServices(i int) error {
 	d.mu.Lock()
-	s, gw, broker, cs := d.apis[i], d.gws[i], d.brokers[i], d.coaps[i]
-	d.apis[i], d.gws[i], d.brokers[i], d.coaps[i] = nil, nil, nil, nil
+	s, gw, broker, cs, mn := d.apis[i], d.gws[i], d.brokers[i], d.coaps[i], d.meshes[i]
+	d.apis[i], d.gws[i], d.brokers[i], d.coaps[i], d.meshes[i] = nil, nil, nil, nil, nil
 	if d.watches[i] != nil {
 		d.watches[i]()
 		d.watches[i] = nil
 	}
 	d.mu.Unlock()
 	var errs []error
+	if mn != nil {
+		errs = append(errs, mn.Close())
+	}
 	if cs != nil {
 		errs = append(errs, cs.Close())
 	}
@@ -239,6 +270,13 @@ func (d *Devnet) API(i int) *api.Server {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.apis[i]
+}
+
+// Mesh is node i's mesh node (nil while the node is stopped).
+func (d *Devnet) Mesh(i int) *mesh.Node {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.meshes[i]
 }
 
 // Gateway is node i's gateway (nil while the node is stopped).
