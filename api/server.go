@@ -54,7 +54,7 @@ func (s *Server) Start(addr string) error {
 		return fmt.Errorf("api: listening on %s: %w", addr, err)
 	}
 	s.mu.Lock()
-	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: s.logged(s.mux), ReadHeaderTimeout: 10 * time.Second}
 	s.addr = ln.Addr().String()
 	srv := s.srv
 	s.mu.Unlock()
