@@ -80,17 +80,17 @@ func (d *Device) MailboxAt(gateway string) bool {
 // LedgerAuthority answers from a node's committed ledger state.
 type LedgerAuthority struct {
 	View  func() (*ledger.State, error)
-	Chain string
+	Chain func() string // the chain id (known once the node has started)
 	Keys  *identity.DIDCache
 }
 
 // NewLedgerAuthority reads from view, a node's latest committed state.
-func NewLedgerAuthority(view func() (*ledger.State, error), chainID string) *LedgerAuthority {
+func NewLedgerAuthority(view func() (*ledger.State, error), chainID func() string) *LedgerAuthority {
 	return &LedgerAuthority{View: view, Chain: chainID, Keys: identity.NewDIDCache(100_000)}
 }
 
 // ChainID is the ledger's chain id.
-func (a *LedgerAuthority) ChainID() string { return a.Chain }
+func (a *LedgerAuthority) ChainID() string { return a.Chain() }
 
 // Device looks a device up in the committed state.
 func (a *LedgerAuthority) Device(id string) (*Device, error) {

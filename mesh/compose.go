@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"time"
+
+	"github.com/thingnet/thingnet/identity"
 )
 
 func hashOf(b []byte) [32]byte { return sha256.Sum256(b) }
@@ -40,7 +42,14 @@ func (n *Node) NextSeq() uint64 {
 
 // Compose signs (and seals, if asked) a message from this node.
 func (n *Node) Compose(o Outgoing) ([]byte, error) {
-	m := Message{Chain: n.auth.ChainID(), From: n.id, To: o.To, Topic: o.Topic, Seq: n.NextSeq(),
+	return Compose(n.cfg.Key, n.id, n.NextSeq(), o, n.auth)
+}
+
+// Compose signs (and seals, if asked) a message from device from (signing
+// with its current key k) with sequence number seq; auth gives the chain
+// and, for sealing, the receiver's key.
+func Compose(k *identity.Key, from string, seq uint64, o Outgoing, auth Authority) ([]byte, error) {
+	m := Message{Chain: auth.ChainID(), From: from, To: o.To, Topic: o.Topic, Seq: seq,
 		Kind: o.Kind, Type: o.Type, Body: o.Body, Wake: o.Wake}
 	if m.Kind == "" {
 		m.Kind = KindMessage
@@ -49,17 +58,21 @@ func (n *Node) Compose(o Outgoing) ([]byte, error) {
 		}
 	}
 	if !o.Seal {
-		return Sign(n.cfg.Key, m)
+		return Sign(k, m)
 	}
 	if o.To == "" {
 		return nil, fmt.Errorf("mesh: only a message to one device can be sealed")
 	}
-	to, err := n.auth.Device(o.To)
+	to, err := auth.Device(o.To)
 	if err != nil {
 		return nil, fmt.Errorf("mesh: receiver: %w", err)
 	}
-	return Seal(n.cfg.Key, m, to.Key, o.HybridKey)
+	return Seal(k, m, to.Key, o.HybridKey)
 }
+
+// TimeSeq is a sequence number from a clock: microseconds since 1970, so
+// that a sender with no storage still never reuses one.
+func TimeSeq(now time.Time) uint64 { return uint64(now.UnixMicro()) }
 
 // timeNow is the node's clock.
 func (n *Node) timeNow() time.Time { return n.cfg.Clock.Now() }

@@ -57,7 +57,7 @@ func (n *Node) serveBatches(s network.Stream, via string) {
 		}
 		var results []Result
 		if via == "mailbox" {
-			results = n.mailbox.deposit(n.ctx, p, frames)
+			results = n.mailbox.deposit(n.ctx, p.String(), frames)
 		} else {
 			results = n.accept(n.ctx, p, frames, acceptDirect)
 		}

@@ -49,7 +49,7 @@ func newTestLedger(t *testing.T, orgs ...string) *testLedger {
 		t.Fatal(err)
 	}
 	l.block()
-	l.auth = NewLedgerAuthority(func() (*ledger.State, error) { return app.View(0) }, testChain)
+	l.auth = NewLedgerAuthority(func() (*ledger.State, error) { return app.View(0) }, func() string { return testChain })
 	return l
 }
 

@@ -14,7 +14,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/thingnet/thingnet/identity"
 )
@@ -156,13 +155,13 @@ func dayKey(prefix string, day int64) []byte {
 // receipt says delivered. A wake-up is sent to a listening device only for
 // messages that ask for it, within the sender's quota and the device's
 // daily budget.
-func (m *Mailbox) deposit(_ context.Context, p peer.ID, frames [][]byte) []Result {
+func (m *Mailbox) deposit(_ context.Context, src string, frames [][]byte) []Result {
 	n := m.n
 	results := make([]Result, len(frames))
 	var todo []checked
 	for i, f := range frames {
 		n.stats.received.Add(1)
-		env, sender, err := m.precheck(p, f)
+		env, sender, err := m.precheck(src, f)
 		if err != nil {
 			results[i] = refusal(f, err)
 			if env != nil && env.Wake {
@@ -199,10 +198,10 @@ func (m *Mailbox) deposit(_ context.Context, p peer.ID, frames [][]byte) []Resul
 	return results
 }
 
-func (m *Mailbox) precheck(p peer.ID, f []byte) (*Envelope, *Device, error) {
+func (m *Mailbox) precheck(src string, f []byte) (*Envelope, *Device, error) {
 	n := m.n
-	if d := n.peerLimit.AllowMessage(p.String(), len(f)); !d.Allowed {
-		return nil, nil, fmt.Errorf("%w: peer %s (retry after %v)", ErrRateLimited, p, d.RetryAfter)
+	if d := n.peerLimit.AllowMessage(src, len(f)); !d.Allowed {
+		return nil, nil, fmt.Errorf("%w: %s (retry after %v)", ErrRateLimited, src, d.RetryAfter)
 	}
 	env, err := Decode(f)
 	if err != nil {

@@ -32,6 +32,28 @@ type Config struct {
 	Gateway   GatewayConfig   `toml:"gateway"`
 	MQTT      MQTTConfig      `toml:"mqtt"`
 	CoAP      CoAPConfig      `toml:"coap"`
+	Mesh      MeshConfig      `toml:"mesh"`
+}
+
+// MeshConfig configures the gateway's peer-to-peer mesh node: device to
+// device messages, a circuit relay and mailboxes for sleeping devices. It
+// runs with the gateway key as its identity, so only where [gateway] is
+// enabled.
+type MeshConfig struct {
+	// Listen: libp2p multiaddrs; empty: no mesh.
+	Listen    []string `toml:"listen"`
+	Bootstrap []string `toml:"bootstrap"` // multiaddrs with /p2p/<peer id> of other gateways
+	MDNS      bool     `toml:"mdns"`      // find devices on the local network
+	DHT       bool     `toml:"dht"`       // Kademlia DHT (server mode) for peer routing
+	// Mailboxes for sleeping devices: per device at most MailboxMessages
+	// messages and MailboxBytes bytes (oldest dropped, with an alarm);
+	// DownlinksPerDay is a device's default daily wake-up budget (its
+	// ledger label downlinks_per_day overrides it), SenderWakesPerDay what
+	// one sender may use of it.
+	MailboxMessages   int `toml:"mailbox_messages"`
+	MailboxBytes      int `toml:"mailbox_bytes"`
+	DownlinksPerDay   int `toml:"downlinks_per_day"`
+	SenderWakesPerDay int `toml:"sender_wakes_per_day"`
 }
 
 // CoAPConfig configures the gateway's CoAP (UDP) server.
@@ -150,6 +172,11 @@ func DefaultConfig() Config {
 		},
 		Ledger:  LedgerConfig{KeepVersions: 1000},
 		Gateway: GatewayConfig{Key: "gateway", AnchorInterval: Duration{time.Second}, Limits: limitsConfig(ratelimit.DefaultLimits())},
+		Mesh: MeshConfig{
+			Listen: []string{"/ip4/0.0.0.0/tcp/26606", "/ip4/0.0.0.0/udp/26606/quic-v1"},
+			MDNS:   true, DHT: true,
+			MailboxMessages: 1000, MailboxBytes: 1 << 20, DownlinksPerDay: 10, SenderWakesPerDay: 5,
+		},
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/thingnet/thingnet/gateway/mqtt"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/mesh"
 	"github.com/thingnet/thingnet/metrics"
 	"github.com/thingnet/thingnet/web"
 )
@@ -31,6 +32,7 @@ type Node struct {
 	gw     *gateway.Gateway
 	broker *mqtt.Broker
 	coap   *coap.Server
+	mesh   *mesh.Node
 	log    *slog.Logger
 	events *events.Bus
 	// stopEvents ends the watcher that publishes committed blocks.
@@ -98,6 +100,10 @@ func Start(home string, c Config, logger *slog.Logger) (*Node, error) {
 		if n.coap != nil {
 			reg.CoAP(n.coap)
 		}
+		if n.mesh != nil {
+			mesh.MountAPI(n.api, n.mesh, n.gw.Authenticate)
+			reg.Mesh(n.mesh)
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		n.stopEvents = cancel
 		watch, err := events.Watch(ctx, cn.Client(), n.events, logger.With("module", "events"))
@@ -153,12 +159,39 @@ func (n *Node) startGateway(c Config) error {
 		}
 		n.log.Info("coap listening", "addr", n.coap.Addr())
 	}
+	if len(c.Mesh.Listen) > 0 {
+		n.mesh, err = mesh.New(mesh.Config{
+			Key: key, Authority: mesh.NewLedgerAuthority(func() (*ledger.State, error) { return n.app.View(0) }, n.app.ChainID),
+			Listen: c.Mesh.Listen, Bootstrap: c.Mesh.Bootstrap, MDNS: c.Mesh.MDNS, DHT: c.Mesh.DHT, Relay: true,
+			Mailboxes: &mesh.MailboxConfig{
+				Dir:         filepath.Join(n.home, "data", "mailbox"),
+				MaxMessages: c.Mesh.MailboxMessages, MaxBytes: c.Mesh.MailboxBytes,
+				DownlinksPerDay: c.Mesh.DownlinksPerDay, SenderWakesPerDay: c.Mesh.SenderWakesPerDay,
+			},
+			Handler: n.meshMessage,
+			Logger:  n.log.With("module", "mesh"),
+		})
+		if err != nil {
+			return err
+		}
+		n.log.Info("mesh listening", "peer_id", n.mesh.PeerID(), "addrs", n.mesh.Addrs())
+	}
+	return nil
+}
+
+// meshMessage receives messages addressed to the gateway itself: they are
+// published as events.
+func (n *Node) meshMessage(_ context.Context, d *mesh.Delivery) error {
+	n.events.Publish("message", map[string]any{"from": d.From, "to": d.To, "kind": d.Kind, "seq": d.Seq, "via": d.Via})
 	return nil
 }
 
 // Events is the node's event bus: publish what others may follow live
 // (GET /v1/events).
 func (n *Node) Events() *events.Bus { return n.events }
+
+// Mesh is the node's mesh node (nil unless the gateway and mesh are on).
+func (n *Node) Mesh() *mesh.Node { return n.mesh }
 
 // Gateway is the node's gateway (nil unless enabled).
 func (n *Node) Gateway() *gateway.Gateway { return n.gw }
@@ -198,6 +231,9 @@ func (n *Node) Close() error {
 	}
 	if n.coap != nil {
 		errs = append(errs, n.coap.Close())
+	}
+	if n.mesh != nil {
+		errs = append(errs, n.mesh.Close())
 	}
 	if n.broker != nil {
 		errs = append(errs, n.broker.Close())

@@ -101,7 +101,8 @@ func TestGatewayCrash(t *testing.T) {
 	}
 	out := run("node", "init", "--home", home, "--moniker", "gw",
 		"--p2p-listen", fmt.Sprintf("tcp://127.0.0.1:%d", base), "--rpc-listen", fmt.Sprintf("tcp://127.0.0.1:%d", base+1),
-		"--api-listen", apiAddr, "--gateway", "--mqtt-listen", mqttAddr, "--fast-blocks")
+		"--api-listen", apiAddr, "--gateway", "--mqtt-listen", mqttAddr, "--fast-blocks",
+		"--mesh-listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", base+5), "--mesh-mdns=false")
 	val := regexp.MustCompile(`validator pub key: (\S+)`).FindStringSubmatch(out)
 	if val == nil {
 		t.Fatalf("node init printed no validator key:\n%s", out)

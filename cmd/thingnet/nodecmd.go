@@ -58,6 +58,9 @@ genesis needs (see 'thingnet genesis create' and docs/multihost.md).`,
 	f.StringVar(&cfg.Gateway.Key, "gateway-key", cfg.Gateway.Key, "the gateway's key: a name in <home>/keys or a file")
 	f.StringVar(&cfg.MQTT.Listen, "mqtt-listen", "", "MQTT broker listen address, e.g. 0.0.0.0:1883 (needs --gateway)")
 	f.StringVar(&cfg.CoAP.Listen, "coap-listen", "", "CoAP (UDP) listen address, e.g. 0.0.0.0:5683 (needs --gateway)")
+	f.StringSliceVar(&cfg.Mesh.Listen, "mesh-listen", cfg.Mesh.Listen, "libp2p mesh listen multiaddrs, comma-separated; empty: no mesh (needs --gateway)")
+	f.StringSliceVar(&cfg.Mesh.Bootstrap, "mesh-bootstrap", nil, "other gateways' mesh addresses (multiaddrs with /p2p/), comma-separated")
+	f.BoolVar(&cfg.Mesh.MDNS, "mesh-mdns", cfg.Mesh.MDNS, "find devices on the local network with mDNS")
 	f.BoolVar(&cfg.Consensus.FastBlocks, "fast-blocks", false, "short consensus timeouts (local test networks)")
 
 	var startHome, startLogLevel, startLogFormat string

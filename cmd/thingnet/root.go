@@ -38,7 +38,7 @@ func newRoot() *cobra.Command {
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	root.AddCommand(
 		keysCmd(g), nodeCmd(), genesisCmd(), devnetCmd(),
-		orgCmd(g), deviceCmd(g), grantCmd(g), validatorCmd(g), txCmd(g), readingsCmd(g), verifyCmd(g), benchCmd(),
+		orgCmd(g), deviceCmd(g), grantCmd(g), validatorCmd(g), txCmd(g), readingsCmd(g), verifyCmd(g), msgCmd(g), benchCmd(),
 		statusCmd(g), eventsCmd(g),
 		agreementCmd(g), creditsCmd(g),
 	)

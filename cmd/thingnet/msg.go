@@ -1,0 +1,379 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	"github.com/spf13/cobra"
+
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/mesh"
+)
+
+func msgCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "msg",
+		Short: "Device-to-device messages: send, listen on the mesh, read a sleeping device's mailbox",
+		Long: `Messages are signed by the sending device, delivered only if the ledger says the
+sender is active and holds a "message" (or "command") grant for the receiver, and
+only once. --seal encrypts the body to the receiver (HPKE), so a gateway keeping
+it in a mailbox cannot read it.`,
+	}
+	c.AddCommand(msgSend(g), msgInbox(g), msgListen(g))
+	return c
+}
+
+// msgSender holds what every msg command needs: the key, the device id it
+// signs for and the node's view of the ledger.
+type msgSender struct {
+	key  *identity.Key
+	id   string
+	auth *mesh.APIAuthority
+}
+
+func (g *globals) msgSender(ctx context.Context, keyName, as string) (*msgSender, error) {
+	k, err := g.loadKey(keyName)
+	if err != nil {
+		return nil, err
+	}
+	if as == "" {
+		as = k.ID()
+	}
+	auth, err := mesh.NewAPIAuthority(ctx, g.client())
+	if err != nil {
+		return nil, err
+	}
+	return &msgSender{key: k, id: as, auth: auth}, nil
+}
+
+func msgSend(g *globals) *cobra.Command {
+	var key, as, to, kind, ctype, file, direct string
+	var seal, wake, hybrid bool
+	c := &cobra.Command{
+		Use:   "send [TEXT]",
+		Short: "Send a signed message to a device: into its mailbox at the node's gateway, or directly over the mesh",
+		Example: `  thingnet msg send --key sensor-1 --to did:key:z6Mk... --seal "valve 3 open"
+  thingnet msg send --key sensor-1 --to did:key:z6Mk... --kind command --wake "open now"
+  thingnet msg send --key sensor-1 --to did:key:z6Mk... --direct /ip4/192.168.1.20/tcp/4001/p2p/12D3KooW... "hello"`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" {
+				return errors.New("--to DEVICE is required")
+			}
+			p, err := g.resolvePrincipal("device:" + to) // a key name in the keystore works too
+			if err != nil {
+				return err
+			}
+			to = strings.TrimPrefix(p, "device:")
+			var body []byte
+			switch {
+			case file != "" && len(args) > 0:
+				return errors.New("give the text or --file, not both")
+			case file != "":
+				b, err := os.ReadFile(file)
+				if err != nil {
+					return err
+				}
+				body = b
+			case len(args) == 1:
+				body = []byte(args[0])
+			default:
+				return errors.New("nothing to send: give the text or --file")
+			}
+			ctx := cmd.Context()
+			s, err := g.msgSender(ctx, key, as)
+			if err != nil {
+				return err
+			}
+			o := mesh.Outgoing{To: to, Kind: kind, Type: ctype, Body: body, Seal: seal || hybrid, Wake: wake}
+			if hybrid {
+				return errors.New("--hybrid needs the receiver's announced ML-KEM key, which the mesh fetches from the receiver: use the device SDK")
+			}
+			env, err := mesh.Compose(s.key, s.id, mesh.TimeSeq(time.Now()), o, s.auth)
+			if err != nil {
+				return err
+			}
+			var res *mesh.Result
+			var by string
+			if direct != "" {
+				res, err = sendDirect(ctx, s, direct, env)
+				by = to
+			} else {
+				var dr *mesh.DepositResponse
+				dr, err = g.deposit(ctx, to, env)
+				if dr != nil {
+					res, by = &dr.Result, "the gateway's mailbox for "+to
+				}
+			}
+			if err != nil {
+				return err
+			}
+			out := map[string]any{"hash": fmt.Sprintf("%x", res.Hash), "status": res.Status.String(), "reason": res.Reason, "by": by}
+			if err := g.print(cmd.OutOrStdout(), out, func(w io.Writer) {
+				if res.Status == mesh.StatusDelivered {
+					fmt.Fprintf(w, "delivered to %s (message %x)\n", by, res.Hash[:8])
+				}
+			}); err != nil {
+				return err
+			}
+			return res.Err()
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&key, "key", "", "the sending device's key")
+	f.StringVar(&as, "as", "", "the sending device's id, if its key was rotated in")
+	f.StringVar(&to, "to", "", "the receiving device's id (or its key's name in the keystore)")
+	f.StringVar(&kind, "kind", mesh.KindMessage, "message or command (the grant the sender needs)")
+	f.StringVar(&ctype, "type", "text/plain", "content type of the body")
+	f.StringVar(&file, "file", "", "send this file's bytes")
+	f.BoolVar(&seal, "seal", false, "encrypt the body to the receiver (HPKE)")
+	f.BoolVar(&hybrid, "hybrid", false, "seal with ML-KEM-768+X25519 (post-quantum)")
+	f.BoolVar(&wake, "wake", false, "ask the mailbox to wake the sleeping receiver (within its daily budget)")
+	f.StringVar(&direct, "direct", "", "send directly to this mesh address of the receiver (multiaddr with /p2p/) instead of its mailbox")
+	return c
+}
+
+// deposit posts a signed message to the node's gateway mailbox.
+func (g *globals) deposit(ctx context.Context, to string, env []byte) (*mesh.DepositResponse, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(g.node, "/")+"/v1/mailbox/"+url.PathEscape(to), bytes.NewReader(env))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/cose")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("posting to %s: %w", g.node, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	var dr mesh.DepositResponse
+	if err := json.Unmarshal(b, &dr); err != nil || len(dr.Hash) == 0 {
+		return nil, fmt.Errorf("%s answered %s: %s", g.node, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return &dr, nil
+}
+
+// sendDirect starts a short-lived mesh node with the sender's key and
+// sends one message to addr.
+func sendDirect(ctx context.Context, s *msgSender, addr string, env []byte) (*mesh.Result, error) {
+	n, err := mesh.New(mesh.Config{Key: s.key, ID: s.id, Authority: s.auth, Listen: []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}, NoPubSub: true})
+	if err != nil {
+		return nil, err
+	}
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := n.Connect(ctx, addr); err != nil {
+		return nil, err
+	}
+	return n.Send(ctx, env)
+}
+
+func msgInbox(g *globals) *cobra.Command {
+	var key, as string
+	var keep bool
+	c := &cobra.Command{
+		Use:   "inbox",
+		Short: "Read a device's mailbox at the node's gateway: check, open and print each message, then delete them",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			s, err := g.msgSender(ctx, key, as)
+			if err != nil {
+				return err
+			}
+			tok, err := identity.NewCWT(s.key, s.id, s.auth.ChainID(), time.Now(), 5*time.Minute)
+			if err != nil {
+				return err
+			}
+			base := strings.TrimSuffix(g.node, "/") + "/v1/mailbox/" + url.PathEscape(s.id)
+			var held mesh.Held
+			if err := mailboxCall(ctx, http.MethodGet, base+"?limit=64", tok, &held); err != nil {
+				return err
+			}
+			type shown struct {
+				Seq    uint64 `json:"seq"`
+				From   string `json:"from"`
+				Kind   string `json:"kind"`
+				Type   string `json:"type,omitempty"`
+				Sealed bool   `json:"sealed"`
+				Body   string `json:"body,omitempty"`
+				Error  string `json:"error,omitempty"`
+			}
+			var out []shown
+			var last uint64
+			for _, m := range held.Messages {
+				last = m.Seq
+				sh := shown{Seq: m.Seq}
+				pt, env, err := openHeld(s, m.Envelope)
+				if env != nil {
+					sh.From, sh.Kind, sh.Type, sh.Sealed = env.From, env.Kind, env.Type, env.Suite != 0
+				}
+				if err != nil {
+					sh.Error = err.Error()
+				} else {
+					sh.Body = string(pt)
+				}
+				out = append(out, sh)
+			}
+			if !keep && last > 0 {
+				var left map[string]uint64
+				if err := mailboxCall(ctx, http.MethodDelete, fmt.Sprintf("%s?upto=%d", base, last), tok, &left); err != nil {
+					return fmt.Errorf("read, but not deleted from the mailbox: %w", err)
+				}
+			}
+			return g.print(cmd.OutOrStdout(), out, func(w io.Writer) {
+				if len(out) == 0 {
+					fmt.Fprintln(w, "no messages")
+				}
+				for _, m := range out {
+					if m.Error != "" {
+						fmt.Fprintf(w, "#%d from %s: REFUSED: %s\n", m.Seq, m.From, m.Error)
+						continue
+					}
+					fmt.Fprintf(w, "#%d %s from %s: %s\n", m.Seq, m.Kind, m.From, m.Body)
+				}
+				if held.More {
+					fmt.Fprintln(w, "(more waiting: run again)")
+				}
+			})
+		},
+	}
+	c.Flags().StringVar(&key, "key", "", "the device's key")
+	c.Flags().StringVar(&as, "as", "", "the device's id, if its key was rotated in")
+	c.Flags().BoolVar(&keep, "keep", false, "leave the messages in the mailbox")
+	return c
+}
+
+// openHeld checks a held message as its receiver must (the gateway is not
+// trusted: signature by the sender's current key, sender active, for this
+// device) and opens its body.
+func openHeld(s *msgSender, raw []byte) ([]byte, *mesh.Envelope, error) {
+	env, err := mesh.Decode(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if env.To != s.id || env.Chain != s.auth.ChainID() {
+		return nil, env, fmt.Errorf("for %s on %s, not this device", env.To, env.Chain)
+	}
+	sender, err := s.auth.Device(env.From)
+	if err != nil {
+		return nil, env, err
+	}
+	if !sender.Active {
+		return nil, env, fmt.Errorf("sender %s is not active", env.From)
+	}
+	if err := env.Verify(sender.Key); err != nil {
+		return nil, env, err
+	}
+	pt, err := env.Open(s.key)
+	return pt, env, err
+}
+
+func mailboxCall(ctx context.Context, method, u string, tok []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "CWT "+identity.EncodeCWTPassword(tok))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %s: %s", method, u, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return json.Unmarshal(b, out)
+}
+
+func msgListen(g *globals) *cobra.Command {
+	var key, as string
+	var listen, topics []string
+	var mdns bool
+	c := &cobra.Command{
+		Use:   "listen",
+		Short: "Run the device on the mesh and print the messages it receives (until interrupted)",
+		Long: `Starts a mesh node with the device's key, joins the node's gateway (and reserves a
+relay slot there, so that devices that cannot reach this one directly can through
+the gateway), subscribes to --topic, and prints each message delivered: direct,
+relayed or on a topic. It trusts the node's API for ledger answers.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			s, err := g.msgSender(ctx, key, as)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			handler := func(_ context.Context, d *mesh.Delivery) error {
+				rec := map[string]any{"from": d.From, "kind": d.Kind, "via": d.Via, "seq": d.Seq, "topic": d.Topic, "type": d.Type, "body": string(d.Plaintext)}
+				if g.output == "json" {
+					return json.NewEncoder(w).Encode(rec)
+				}
+				where := d.Via
+				if d.Topic != "" {
+					where = "topic " + d.Topic
+				}
+				_, err := fmt.Fprintf(w, "%s %s from %s (%s): %s\n", time.Now().Format("15:04:05"), d.Kind, d.From, where, d.Plaintext)
+				return err
+			}
+			n, err := mesh.New(mesh.Config{Key: s.key, ID: s.id, Authority: s.auth, Listen: listen, MDNS: mdns, Handler: handler})
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			var info mesh.MeshInfo
+			if err := g.client().Get(ctx, "/v1/mesh", &info); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "no gateway mesh at %s (%v): listening on the local network only\n", g.node, err)
+			} else if len(info.Addrs) > 0 {
+				gw, err := n.Connect(ctx, info.Addrs[0])
+				if err != nil {
+					return err
+				}
+				if _, err := client.Reserve(ctx, n.Host(), peer.AddrInfo{ID: gw, Addrs: n.Host().Peerstore().Addrs(gw)}); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "no relay slot at the gateway: %v\n", err)
+				} else {
+					fmt.Fprintf(cmd.ErrOrStderr(), "reachable through the gateway: %s/p2p-circuit/p2p/%s\n", info.Addrs[0], n.PeerID())
+				}
+			}
+			for _, t := range topics {
+				if err := n.Subscribe(t); err != nil {
+					return err
+				}
+			}
+			for _, a := range n.Addrs() {
+				fmt.Fprintf(cmd.ErrOrStderr(), "listening on %s\n", a)
+			}
+			<-ctx.Done()
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&key, "key", "", "the device's key")
+	f.StringVar(&as, "as", "", "the device's id, if its key was rotated in")
+	f.StringSliceVar(&listen, "listen", []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}, "mesh listen multiaddrs")
+	f.StringSliceVar(&topics, "topic", nil, "topics to subscribe to, as ORG/NAME (repeat)")
+	f.BoolVar(&mdns, "mdns", true, "find devices on the local network with mDNS")
+	return c
+}
