@@ -50,7 +50,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func startNet(t *testing.T) *testNet {
+func startNet(t testing.TB) *testNet {
 	t.Helper()
 	sharedOnce.Do(func() {
 		home, err := os.MkdirTemp("", "device-test-")
@@ -96,7 +96,7 @@ func startNet(t *testing.T) *testNet {
 	return shared
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	t.Cleanup(cancel)
 	return ctx
@@ -107,7 +107,7 @@ func (tn *testNet) gw(i int) device.Gateway {
 }
 
 // register registers a new device of the demo organisation.
-func (tn *testNet) register(t *testing.T, alg identity.Algorithm) *identity.Key {
+func (tn *testNet) register(t testing.TB, alg identity.Algorithm) *identity.Key {
 	t.Helper()
 	k, err := identity.GenerateKey(alg)
 	if err != nil {
@@ -120,7 +120,7 @@ func (tn *testNet) register(t *testing.T, alg identity.Algorithm) *identity.Key 
 	return k
 }
 
-func (tn *testNet) send(t *testing.T, k *identity.Key, m ledger.Msg) {
+func (tn *testNet) send(t testing.TB, k *identity.Key, m ledger.Msg) {
 	t.Helper()
 	if _, err := api.NewClient(tn.d.APIURL(0)).Send(ctxT(t), k, "", m, true); err != nil {
 		t.Fatalf("%s: %v", m.Kind(), err)

@@ -99,8 +99,12 @@ func TestProvisioning(t *testing.T) {
 		t.Errorf("resumed csv register = %q", out)
 	}
 
-	// One device registered by an admin, over MQTT; then a fleet of three.
+	// The claimed device runs with its keystore key.
 	states := t.TempDir()
+	if out := run("device", "run", "--name", "field-1", "--key", "field-1", "--org", "demo", "--state-dir", states, "--wake", "300ms", "--duration", "3s"); !strings.Contains(out, "field-1: sent seq") {
+		t.Errorf("device run of the claimed device = %q", out)
+	}
+	// One device registered by an admin, over MQTT; then a fleet of three.
 	out = run("device", "run", "--name", "solo", "--org", "demo", "--admin", "demo-admin", "--state-dir", states,
 		"--transport", "mqtt", "--wake", "500ms", "--batch", "2", "--duration", "4s")
 	if !strings.Contains(out, "registered in demo") || !strings.Contains(out, "2 readings, one signature") {

@@ -27,6 +27,7 @@ import (
 // runConfig is the TOML file of `thingnet device run`.
 type runConfig struct {
 	Name      string           `toml:"name"`      // the device's name: its state directory under state_dir
+	Key       string           `toml:"key"`       // keystore name of the device's key (default: a key file in its state directory)
 	StateDir  string           `toml:"state_dir"` // where devices keep their key, trusted header and seq
 	ChainID   string           `toml:"chain_id"`
 	Org       string           `toml:"org"`
@@ -106,6 +107,7 @@ port + 1 and CoAP on + 2 (as devnet lays them out). Example config:
 	f.IntVar(&fleet, "fleet", 0, "run this many devices instead of one")
 	f.DurationVar(&duration, "duration", 0, "stop after this long (default: until Ctrl-C)")
 	f.StringVar(&rc.Name, "name", "device", "device name (its state directory); a fleet's devices are NAME-0000, ...")
+	f.StringVar(&rc.Key, "key", "", "the device's key in the keystore (default: one made in its state directory)")
 	f.StringVar(&rc.StateDir, "state-dir", filepath.Join(defaultHome(), "devices"), "directory of the devices' state")
 	f.StringVar(&rc.Org, "org", "", "organisation of the device(s)")
 	f.StringVar(&rc.Class, "class", "temperature", "sensor class: temperature, motion, meter, or mixed")
@@ -128,6 +130,7 @@ func mergeRunFlags(cmd *cobra.Command, rc *runConfig, flags runConfig) {
 		}
 	}
 	set("name", func() { rc.Name = flags.Name })
+	set("key", func() { rc.Key = flags.Key })
 	set("state-dir", func() { rc.StateDir = flags.StateDir })
 	set("org", func() { rc.Org = flags.Org })
 	set("class", func() { rc.Class = flags.Class })
@@ -244,7 +247,14 @@ func (g *globals) runOne(ctx context.Context, out io.Writer, rc runConfig, tr de
 		class = device.ClassTemperature
 	}
 	dir := filepath.Join(rc.StateDir, rc.Name)
-	k, created, err := device.LoadOrCreateKey(dir, identity.Ed25519)
+	var k *identity.Key
+	var created bool
+	var err error
+	if rc.Key != "" {
+		k, err = g.loadKey(rc.Key)
+	} else {
+		k, created, err = device.LoadOrCreateKey(dir, identity.Ed25519)
+	}
 	if err != nil {
 		return err
 	}
