@@ -32,6 +32,7 @@ type Server struct {
 	addr       string
 	onShutdown []func() // run first by Shutdown: end streams, which never go idle
 	patterns   []string // every route served, for Routes
+	stats      requestStats
 }
 
 // New builds the API over a ledger application and its CometBFT node's client.
@@ -45,7 +46,7 @@ func New(app *ledger.App, comet rpcclient.Client, logger *slog.Logger) *Server {
 }
 
 // Handler returns the API's HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s.logged(s.mux) }
 
 // Start listens on addr ("127.0.0.1:8080"; port 0 picks one) and serves in the background.
 func (s *Server) Start(addr string) error {
@@ -54,7 +55,7 @@ func (s *Server) Start(addr string) error {
 		return fmt.Errorf("api: listening on %s: %w", addr, err)
 	}
 	s.mu.Lock()
-	s.srv = &http.Server{Handler: s.logged(s.mux), ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	s.addr = ln.Addr().String()
 	srv := s.srv
 	s.mu.Unlock()

@@ -218,6 +218,7 @@ func (d *Devnet) startServices(i int) error {
 	}
 	reg.Chain(watch)
 	reg.Events(d.buses[i], s.ServeEvents(d.buses[i]))
+	reg.API(s)
 	s.MountHandler("GET /metrics", reg.Handler())
 	web.Mount(s)
 	if err := s.Start(fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i+2)); err != nil {

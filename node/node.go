@@ -112,6 +112,7 @@ func Start(home string, c Config, logger *slog.Logger) (*Node, error) {
 		}
 		reg.Chain(watch)
 		reg.Events(n.events, n.api.ServeEvents(n.events))
+		reg.API(n.api)
 		n.api.MountHandler("GET /metrics", reg.Handler())
 		web.Mount(n.api)
 		if err := n.api.Start(c.API.Listen); err != nil {

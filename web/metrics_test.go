@@ -24,6 +24,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		`thingnet_ledger_txs_committed_total{kind="device.register",result="ok"}`,
 		`thingnet_ledger_txs_committed_total{kind="data.anchor",result="ok"}`,
 		"thingnet_events_published_total ", "thingnet_ledger_checktx_rejected_total{",
+		`thingnet_api_requests_total{route="POST /v1/readings",status="2xx"}`, "thingnet_api_proofs_served_total ",
 	}
 	// The block watcher counts a block just after it is committed: wait
 	// for the counters of the setup's transactions.
