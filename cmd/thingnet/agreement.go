@@ -6,16 +6,21 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/thingnet/thingnet/agreements"
+	"github.com/thingnet/thingnet/agreements/relay"
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/ledger"
@@ -250,7 +255,54 @@ func agreementCmd(g *globals) *cobra.Command {
 	}
 	commands.Flags().Uint64Var(&after, "after", 0, "only commands with an id above this")
 
-	c.AddCommand(deploy, accept, show, list, callC, dryRun, history, commands)
+	c.AddCommand(deploy, accept, show, list, callC, dryRun, history, commands, relayCmd(g))
+	return c
+}
+
+func relayCmd(g *globals) *cobra.Command {
+	var key string
+	var poll time.Duration
+	var all bool
+	c := &cobra.Command{
+		Use:   "relay ID...",
+		Short: "Feed the readings of watched devices, once anchored, to these agreements (runs until interrupted)",
+		Long: `Follows the readings the node's gateway stores for every device a reading
+trigger of the agreements names; once an anchor covers a reading, sends the
+agreement.call (with its proof) of the first transition a dry run says it
+fires. Any key may relay: the ledger trusts the proof, not the relayer.`,
+		Example: `  thingnet agreement relay 1 --key relayer`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var ids []uint64
+			for _, a := range args {
+				id, err := agreementID(a)
+				if err != nil {
+					return err
+				}
+				ids = append(ids, id)
+			}
+			k, err := g.loadKey(key)
+			if err != nil {
+				return err
+			}
+			since := time.Now()
+			if all {
+				since = time.Time{}
+			}
+			r, err := relay.New(relay.Config{Client: g.client(), Key: k, Agreements: ids, Poll: poll, Since: since,
+				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			fmt.Fprintf(cmd.OutOrStdout(), "relaying readings to agreements %v through %s; Ctrl-C stops\n", ids, g.node)
+			return r.Run(ctx)
+		},
+	}
+	c.Flags().StringVar(&key, "key", envOr("THINGNET_KEY", ""), "keystore name (or file) of the key that signs the calls")
+	c.Flags().DurationVar(&poll, "poll", 200*time.Millisecond, "how often to look for new readings")
+	c.Flags().BoolVar(&all, "all", false, "also relay readings timed before now")
 	return c
 }
 
