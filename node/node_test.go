@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -109,8 +110,30 @@ func TestSingleNode(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// The explorer, and the event stream: the org just created is in it,
+	// and a stream left open does not hold Close up.
+	if res, err := http.Get("http://" + n.APIAddr() + "/"); err != nil || res.StatusCode != 200 || res.Request.URL.Path != "/explorer/" {
+		t.Errorf("GET / = %v, %v; want the explorer", res, err)
+	} else {
+		res.Body.Close()
+	}
+	stream, err := http.Get("http://" + n.APIAddr() + "/v1/events?types=org&after=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	sc := bufio.NewScanner(stream.Body)
+	for sc.Scan() && sc.Text() != "event: org" {
+	}
+	if sc.Scan(); !strings.Contains(sc.Text(), `"kind":"org.create"`) {
+		t.Errorf("event stream: %q, %v; want the org.create", sc.Text(), sc.Err())
+	}
+	closing := time.Now()
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if d := time.Since(closing); d > 4*time.Second {
+		t.Errorf("Close took %v with an event stream open", d)
 	}
 	if err := n.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
