@@ -2,7 +2,9 @@ package device_test
 
 import (
 	"fmt"
+	"github.com/cometbft/cometbft/types"
 	"github.com/thingnet/thingnet/device"
+	"github.com/thingnet/thingnet/lightclient"
 	"net/url"
 	"strconv"
 	"testing"
@@ -55,6 +57,23 @@ func TestWireSizes(t *testing.T) {
 	}
 	state, _ := d.TrustedState()
 	row("light-client state (trusted header + 4 validators, protobuf)", len(state))
+	// The same state with the height of a ledger grown by 100,000 blocks:
+	// only the height's varints grow (the signatures are not valid for it;
+	// only the size counts).
+	var st lightclient.State
+	if err := st.UnmarshalBinary(state); err != nil {
+		t.Fatal(err)
+	}
+	h := *st.Header.Header
+	cm := *st.Header.Commit
+	h.Height += 100_000
+	cm.Height = h.Height
+	st.Header = &types.SignedHeader{Header: &h, Commit: &cm}
+	grown, err := st.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	row(fmt.Sprintf("the same at height %d", h.Height), len(grown))
 
 	c := api.NewClient(tn.d.APIURL(0))
 	var raw []byte
