@@ -13,6 +13,7 @@ import (
 
 	abci "github.com/cometbft/cometbft/abci/types"
 
+	"github.com/thingnet/thingnet/agreements/relay"
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/datalog"
@@ -250,8 +251,19 @@ func provenReadings(dir string, sensor *identity.Key, gateway string, n int) ([]
 	return out, &ledger.DataAnchor{Size: size, Root: root[:]}, nil
 }
 
+// LatencyConfig says how RunReadingToCommand measures.
+type LatencyConfig struct {
+	Validators int
+	Samples    int
+	// Relay: a relayer (agreements/relay, polling every 20 ms) finds each
+	// reading and sends the call, as a deployment would run it; otherwise
+	// the harness relays each reading itself the moment it is anchored.
+	Relay bool
+}
+
 // LatencyResult is the outcome of RunReadingToCommand.
 type LatencyResult struct {
+	Relay      bool            `json:"relay"`
 	Validators int             `json:"validators"`
 	Samples    int             `json:"samples"`
 	P50, P99   time.Duration   `json:"-"`
@@ -261,6 +273,10 @@ type LatencyResult struct {
 }
 
 func (r LatencyResult) String() string {
+	if r.Relay {
+		return fmt.Sprintf("reading -> command through a relayer, %d validators, %d samples: p50 %v, p99 %v",
+			r.Validators, r.Samples, r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond))
+	}
 	return fmt.Sprintf("reading -> command, %d validators, %d samples: p50 %v, p99 %v (p50 of its parts: anchoring %v, the call's commit %v)",
 		r.Validators, r.Samples, r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Anchor50.Round(time.Millisecond), r.Call50.Round(time.Millisecond))
 }
@@ -271,7 +287,8 @@ func (r LatencyResult) String() string {
 // another node's API: the gateway anchors the reading, a relayer fetches
 // its proof and submits agreement.call, the block commits, the actuator
 // polls its commands. Samples run one after the other.
-func RunReadingToCommand(ctx context.Context, home string, validators, samples int) (LatencyResult, error) {
+func RunReadingToCommand(ctx context.Context, home string, lc LatencyConfig) (LatencyResult, error) {
+	validators, samples := lc.Validators, lc.Samples
 	if validators <= 0 || samples <= 0 {
 		return LatencyResult{}, errors.New("bench: validators and samples must be positive")
 	}
@@ -337,7 +354,17 @@ func RunReadingToCommand(ctx context.Context, home string, validators, samples i
 	}
 	gw := d.Gateway(0)
 	var res LatencyResult
-	res.Validators, res.Samples = validators, samples
+	res.Validators, res.Samples, res.Relay = validators, samples, lc.Relay
+	if lc.Relay {
+		r, err := relay.New(relay.Config{Client: c, Key: relayer, Agreements: []uint64{1}, Poll: 20 * time.Millisecond})
+		if err != nil {
+			return res, err
+		}
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(rctx) }()
+		defer func() { stop(); <-done }()
+	}
 	var anchors, callsT []time.Duration
 	var lastCmd uint64
 	for i := range samples {
@@ -355,25 +382,12 @@ func RunReadingToCommand(ctx context.Context, home string, validators, samples i
 		if err != nil {
 			return res, err
 		}
-		var p *gateway.ReadingProof
-		for {
-			p, err = gw.Prove(d.App(0), idx)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, gateway.ErrNotAnchored) {
-				return res, err
-			}
-			if err := sleepCtx(ctx, 5*time.Millisecond); err != nil {
-				return res, err
+		anchored, called := start, start
+		if !lc.Relay {
+			if anchored, called, err = relayOnce(ctx, c, d, relayer, idx, t); err != nil {
+				return res, fmt.Errorf("sample %d: %w", i, err)
 			}
 		}
-		anchored := time.Now()
-		if _, err := c.Send(ctx, relayer, "", &ledger.AgreementCall{ID: 1, Transition: t, Reading: &ledger.ReadingEvidence{
-			Gateway: p.Gateway, Index: p.Index, Size: p.Anchor.Size, Envelope: p.Envelope, Inclusion: p.Inclusion}}, true); err != nil {
-			return res, fmt.Errorf("sample %d: %w", i, err)
-		}
-		called := time.Now()
 		for {
 			cmds, err := far.Commands(ctx, cooler.ID(), lastCmd)
 			if err != nil {
@@ -397,6 +411,31 @@ func RunReadingToCommand(ctx context.Context, home string, validators, samples i
 	res.P50, res.P99 = percentile(res.All, 50), percentile(res.All, 99)
 	res.Anchor50, res.Call50 = percentile(anchors, 50), percentile(callsT, 50)
 	return res, nil
+}
+
+// relayOnce waits until the reading at idx is anchored and sends the call,
+// returning when it was anchored and when the call committed.
+func relayOnce(ctx context.Context, c *api.Client, d *devnet.Devnet, relayer *identity.Key, idx uint64, transition string) (anchored, called time.Time, err error) {
+	gw := d.Gateway(0)
+	var p *gateway.ReadingProof
+	for {
+		p, err = gw.Prove(d.App(0), idx)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, gateway.ErrNotAnchored) {
+			return anchored, called, err
+		}
+		if err := sleepCtx(ctx, 5*time.Millisecond); err != nil {
+			return anchored, called, err
+		}
+	}
+	anchored = time.Now()
+	if _, err := c.Send(ctx, relayer, "", &ledger.AgreementCall{ID: 1, Transition: transition, Reading: &ledger.ReadingEvidence{
+		Gateway: p.Gateway, Index: p.Index, Size: p.Anchor.Size, Envelope: p.Envelope, Inclusion: p.Inclusion}}, true); err != nil {
+		return anchored, called, err
+	}
+	return anchored, time.Now(), nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -27,14 +27,16 @@ func TestReadingToCommand(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	res, err := RunReadingToCommand(ctx, t.TempDir(), 1, 4)
-	if err != nil {
-		t.Fatal(err)
+	for _, relay := range []bool{false, true} {
+		res, err := RunReadingToCommand(ctx, t.TempDir(), LatencyConfig{Validators: 1, Samples: 3, Relay: relay})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.P50 <= 0 || res.P99 < res.P50 {
+			t.Fatalf("%+v", res)
+		}
+		t.Log(res)
 	}
-	if res.P50 <= 0 || res.P99 < res.P50 {
-		t.Fatalf("%+v", res)
-	}
-	t.Log(res)
 }
 
 // BenchmarkAgreementTransitions: transitions/s inside blocks.
@@ -58,12 +60,12 @@ func BenchmarkAgreementTransitions(b *testing.B) {
 
 // BenchmarkReadingToCommand: reading -> command latency on a devnet.
 //
-//	go test -run XXX -bench ReadingToCommand -benchtime 1x ./bench/
+//	go test -run XXX -bench ReadingToCommand -benchtime 1x ./bench/   # AGREEMENT_RELAY=1: through a relayer
 func BenchmarkReadingToCommand(b *testing.B) {
-	vals, samples := envInt("AGREEMENT_VALIDATORS", 4), envInt("AGREEMENT_SAMPLES", 100)
+	lc := LatencyConfig{Validators: envInt("AGREEMENT_VALIDATORS", 4), Samples: envInt("AGREEMENT_SAMPLES", 100), Relay: os.Getenv("AGREEMENT_RELAY") == "1"}
 	for b.Loop() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		res, err := RunReadingToCommand(ctx, b.TempDir(), vals, samples)
+		res, err := RunReadingToCommand(ctx, b.TempDir(), lc)
 		cancel()
 		if err != nil {
 			b.Fatal(err)
