@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/thingnet/thingnet/agreements"
 	"github.com/thingnet/thingnet/ledger"
 )
 
@@ -35,8 +36,9 @@ type AgreementView struct {
 	Grants   any            `json:"grants,omitempty"`
 }
 
-// ViewAgreement builds the API view of an agreement.
-func ViewAgreement(a *ledger.Agreement) AgreementView {
+// ViewAgreement builds the API view of an agreement; compile (nil:
+// ledger.CompileAgreement) gives its program, to name its state variables.
+func ViewAgreement(a *ledger.Agreement, compile func(*ledger.Agreement) (*agreements.Program, error)) AgreementView {
 	v := AgreementView{Agreement: *a, Source: string(a.Source), State: map[string]any{}}
 	if a.State == nil {
 		return v
@@ -53,7 +55,10 @@ func ViewAgreement(a *ledger.Agreement) AgreementView {
 			v.Deposits[a.Parties[i].Name] = d
 		}
 	}
-	if p, err := ledger.CompileAgreement(a); err == nil {
+	if compile == nil {
+		compile = ledger.CompileAgreement
+	}
+	if p, err := compile(a); err == nil {
 		v.State = p.StateMap(a.State)
 	}
 	return v
@@ -98,7 +103,7 @@ func (s *Server) listAgreements(r *http.Request) (any, error) {
 	}
 	items := []AgreementView{}
 	for i := range ags {
-		items = append(items, ViewAgreement(&ags[i]))
+		items = append(items, ViewAgreement(&ags[i], s.app.Program))
 	}
 	p := Page{Height: st.Height, Items: items}
 	if len(ags) == limit {
@@ -117,7 +122,7 @@ func (s *Server) getAgreement(r *http.Request) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return ViewAgreement(a), nil
+		return ViewAgreement(a, s.app.Program), nil
 	})
 }
 

@@ -366,6 +366,12 @@ func CompileAgreement(a *Agreement) (*agreements.Program, error) {
 	return compileAgreement(a.Source, a.Parties)
 }
 
+// Program returns a deployed agreement's compiled program from the
+// application's cache (for readers: the API shows state by variable name).
+func (a *App) Program(ag *Agreement) (*agreements.Program, error) {
+	return a.progs.get(ag)
+}
+
 // Set and Remove let a buffer stage writes over another buffer (a
 // transition's writes over its tx's), applied by flush.
 func (b *buffer) Set(key, value []byte) (bool, error) {
