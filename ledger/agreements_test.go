@@ -302,3 +302,92 @@ func TestAgreementsOnLedger(t *testing.T) {
 		}
 	}
 }
+
+// TestAgreementEventsAndSchedule: another agreement's event fires a
+// subscriber; a height transition that fails is recorded, not fatal; more
+// height transitions than a block runs are carried over in order.
+func TestAgreementEventsAndSchedule(t *testing.T) {
+	admin := mustKey(t, identity.Ed25519)
+	g := GenesisState{Orgs: []GenesisOrg{{ID: "a1", Admins: []string{admin.ID()}}, {ID: "b1", Admins: []string{admin.ID()}}}}
+	r := &recorder{c: newChain(t, g, "")}
+	pinger := `
+agreement: pinger
+parties: {a: org}
+transitions:
+  ping:
+    on: {call: a}
+    do: [{emit: {event: pinged, value: "7"}}]
+`
+	listener := `
+agreement: listener
+parties: {a: org, b: org}
+state: {seen: int, ticks: int}
+transitions:
+  heard:
+    on: {event: pinged, agreement: 1}
+    when: event.value == 7
+    do: [{set: {seen: state.seen + event.value}}]
+  tick:
+    on: {every: 2}
+    do:
+      - set: {ticks: state.ticks + 1}
+      - transfer: {from: a, to: b, amount: "1"}
+`
+	r.must(admin, "", &AgreementDeploy{Source: []byte(pinger), Parties: map[string]string{"a": "org:a1"}})
+	r.want(CodeNotFound, "agreement 9", admin, "", &AgreementDeploy{Source: []byte(strings.Replace(listener, "agreement: 1", "agreement: 9", 1)), Parties: map[string]string{"a": "org:a1", "b": "org:b1"}})
+	r.must(admin, "", &AgreementDeploy{Source: []byte(listener), Parties: map[string]string{"a": "org:a1", "b": "org:b1"}})
+	r.must(admin, "", &AgreementCall{ID: 1, Transition: "ping"})
+	if v := r.stateVar(2, "seen"); v != int64(7) {
+		t.Fatalf("listener saw %v; want 7", v)
+	}
+	// a1 holds no credits: every tick fails, and says why in the history.
+	r.empty(4)
+	h, err := r.c.view().AgreementHistory(2, 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed int
+	for _, e := range h {
+		if e.Trigger == "height" && strings.Contains(e.Error, "holds 0 credits") {
+			failed++
+		}
+	}
+	if failed < 2 || r.stateVar(2, "ticks") != int64(0) {
+		t.Fatalf("history %+v: want failed ticks and no state change", h)
+	}
+
+	// More due transitions than a block runs: the rest run in the next block.
+	every := `
+agreement: counter
+parties: {a: org}
+state: {n: int}
+transitions:
+  inc:
+    on: {every: 1}
+    do: [{set: {n: state.n + 1}}]
+`
+	var txs [][]byte
+	for range MaxScheduledPerBlock + 44 {
+		txs = append(txs, r.c.sign(admin, "", &AgreementDeploy{Source: []byte(every), Parties: map[string]string{"a": "org:a1"}}))
+	}
+	for _, res := range r.block(txs...) {
+		if res.Code != 0 {
+			t.Fatal(res.Log)
+		}
+	}
+	first, last := uint64(3), uint64(3+MaxScheduledPerBlock+43)
+	r.block() // due now: 300 (+ the listener's tick); 256 run
+	ran := func(id uint64) int64 { return r.stateVar(id, "n").(int64) }
+	if ran(first) != 1 || ran(last) != 0 {
+		t.Fatalf("after one block: first ran %d times, last %d; want 1, 0", ran(first), ran(last))
+	}
+	r.block()
+	if ran(last) != 1 {
+		t.Fatalf("the carried-over transition ran %d times; want 1", ran(last))
+	}
+	// Overloaded, the backlog rotates: each block runs the oldest due first.
+	r.block()
+	if ran(first) != 3 || ran(last) != 1 {
+		t.Fatalf("after three blocks: %d and %d; want 3 and 1", ran(first), ran(last))
+	}
+}
