@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,5 +99,30 @@ func TestAgreementCLI(t *testing.T) {
 	}
 	if out := run("agreement", "list"); !strings.Contains(out, "charging\tfinished") {
 		t.Errorf("list = %q", out)
+	}
+
+	// A reading fires the thermostat: sent to the gateway, relayed with its proof.
+	run("keys", "new", "sensor-1")
+	run("device", "register", "--key", "demo-admin", "--org", "demo", "--device-key", "sensor-1", "--class", "sensor")
+	thermo := filepath.Join("..", "..", "examples", "agreements", "thermostat.yaml")
+	run("agreement", "deploy", thermo, "--key", "demo-admin", "--party", "sensor=device:sensor-1", "--party", "cooler=device:charger-1", "--party", "buyer=org:demo", "--party", "seller=org:acme")
+	run("agreement", "accept", "2", "--key", "acme-admin")
+	out = run("readings", "send", "--key", "sensor-1", "--seq", "1", "--type", "temperature/celsius", "--value", "36.6")
+	var index string
+	if _, err := fmt.Sscanf(out, "stored as entry %s", &index); err != nil {
+		t.Fatalf("readings send = %q", out)
+	}
+	for {
+		out, err := cli(t, node, ks, "agreement", "call", "2", "hot", "--key", "acme-admin", "--reading", index)
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "not_anchored") {
+			t.Fatalf("agreement call --reading: %v\n%s", err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out := run("agreement", "commands", "charger-1"); !strings.Contains(out, "agreement 2 hot\t\"on\"") {
+		t.Errorf("commands after the reading = %q", out)
 	}
 }
