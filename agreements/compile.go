@@ -6,8 +6,10 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
+	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/env"
 	"github.com/google/cel-go/common/overloads"
+	"github.com/google/cel-go/common/types"
 )
 
 // Program is a compiled agreement: its document with every party bound and
@@ -229,6 +231,9 @@ func (p *Program) compile(e *cel.Env, x *Expr, want Type) (*compiled, error) {
 		}
 		return nil, errAt(x.Pos, x.Field, "%v", iss.Err())
 	}
+	if err := checkIteration(ast.NativeRep()); err != nil {
+		return nil, errAt(x.Pos, x.Field, "%v (in %q)", err, x.Src)
+	}
 	if got := ast.OutputType(); !got.IsExactType(celType(want)) {
 		return nil, errAt(x.Pos, x.Field, "the expression is %s; want %s", got, celType(want))
 	}
@@ -244,6 +249,25 @@ func (p *Program) compile(e *cel.Env, x *Expr, want Type) (*compiled, error) {
 		return nil, errAt(x.Pos, x.Field, "%v", err)
 	}
 	return &compiled{expr: x, prg: prg, max: est.Max}, nil
+}
+
+// checkIteration refuses macros (all, exists, exists_one, map, filter)
+// over anything but a list: CEL iterates a map in Go's random order, so
+// "map" would build lists in a different order on each validator, and
+// "exists" would short-circuit after a different number of steps, at a
+// different cost.
+func checkIteration(a *celast.AST) error {
+	var err error
+	celast.PostOrderVisit(a.Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+		if err != nil || e.Kind() != celast.ComprehensionKind {
+			return
+		}
+		r := e.AsComprehension().IterRange()
+		if t := a.GetType(r.ID()); t == nil || t.Kind() != types.ListKind {
+			err = fmt.Errorf("a macro iterates over %v; only lists may be iterated (map iteration order differs between machines)", t)
+		}
+	}))
+	return err
 }
 
 // exprErr locates a CEL error inside the document: CEL counts lines and

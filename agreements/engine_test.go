@@ -294,6 +294,8 @@ transitions:
 		{"args on height", base + "    do: [{finish: true}]\n  u:\n    on: {every: 3}\n    args: {x: int}\n    do: [{finish: true}]\n", "only call transitions take arguments", 14},
 		{"two triggers", base + "    do: [{finish: true}]\n  u:\n    on: {every: 3, call: a}\n    do: [{finish: true}]\n", "one trigger", 13},
 		{"duplicate key", base + "    do: [{finish: true}]\n  t:\n    on: {call: a}\n    do: [{finish: true}]\n", "appears twice", 12},
+		{"map iteration", base + "    when: \"{'a': 1, 'b': 2}.exists(k, k == state.s)\"\n    do: [{finish: true}]\n", "only lists may be iterated", 11},
+		{"list iteration is fine", base + "    when: \"[1, 2].exists(k, k == state.n) || true\"\n    do: [{finish: true}]\n  u:\n    on: {call: a}\n    when: state.n +\n    do: [{finish: true}]\n", "Syntax error", 0},
 		{"reserved name", "agreement: x\nparties: {in: org}\ntransitions: {t: {on: {call: in}, do: [{finish: true}]}}\n", "reserved", 2},
 	}
 	for _, c := range cases {
