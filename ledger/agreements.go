@@ -408,12 +408,11 @@ type Trace struct {
 
 // agRunner runs agreement transitions over staged state.
 type agRunner struct {
-	ops     *ledgerOps
-	progs   *progCache
-	fires   int
-	trace   []Trace
-	signer  string
-	signDev *Device
+	ops    *ledgerOps
+	progs  *progCache
+	fires  int
+	trace  []Trace
+	signer string
 }
 
 // fired is an event an executed transition emitted, to deliver to subscribers.
@@ -462,7 +461,13 @@ func (r *agRunner) cascade(queue []fired) error {
 				return nil
 			}
 			ag, err := r.ops.st.Agreement(s.id)
-			if err != nil || ag.Status != AgreementActive {
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err // storage: halt rather than diverge
+			}
+			if ag.Status != AgreementActive {
 				continue
 			}
 			prog, err := r.progs.get(ag)
@@ -810,7 +815,7 @@ func speaksFor(st *State, signer, principal string, devOrgs bool) (bool, error) 
 }
 
 func (x *txExec) runner() *agRunner {
-	return &agRunner{ops: x.ops(), progs: x.progs, signer: x.tx.Signer, signDev: x.device}
+	return &agRunner{ops: x.ops(), progs: x.progs, signer: x.tx.Signer}
 }
 
 func (x *txExec) agreementDeploy(m *AgreementDeploy) error {
