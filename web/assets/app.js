@@ -3,6 +3,11 @@
 
 import { verifyReading, hex, b64 } from './verify.js';
 
+// Script errors are kept for the browser tests (window.__errors).
+window.__errors = [];
+window.addEventListener('error', (e) => window.__errors.push(String(e.message)));
+window.addEventListener('unhandledrejection', (e) => window.__errors.push(String(e.reason && e.reason.message || e.reason)));
+
 const $ = (sel, el = document) => el.querySelector(sel);
 const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
 const short = (s, n = 16) => (s && s.length > n + 6 ? s.slice(0, n) + '…' + s.slice(-4) : s || '');
@@ -29,14 +34,10 @@ const card = (k, v, id) => `<div class="card"><div class="k">${esc(k)}</div><div
 const kv = (pairs) => `<dl class="kv">${pairs.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join('')}</dl>`;
 const cli = (lines) => `<h2>Actions</h2><p class="muted">The explorer is read-only: changes are signed transactions. Run, with your key:</p><pre class="cli">${esc(lines.join('\n'))}</pre>`;
 
-// --- page state: the current page's live handler and timers ---
-const page = { onEvent: null, timers: [], seq: 0 };
-function resetPage() {
-  page.onEvent = null;
-  page.timers.forEach(clearInterval);
-  page.timers = [];
-  page.seq++;
-}
+// --- page state: the current page's live handler and timers. A page is
+// rendered into a detached element and shown when complete; events that
+// arrive meanwhile are queued and given to it then, so none is lost. ---
+const page = { onEvent: null, loading: null, timers: [], seq: 0 };
 const every = (ms, f) => page.timers.push(setInterval(f, ms));
 
 // --- routes ---
@@ -59,22 +60,37 @@ const routes = [
 ];
 
 async function route() {
-  resetPage();
+  page.timers.forEach(clearInterval);
+  page.timers = [];
+  const seq = ++page.seq;
+  const ctx = { handler: null, queue: [] };
+  page.loading = ctx;
   const path = decodeURIComponent(location.hash.replace(/^#/, '')) || '/';
-  const v = $('#view');
-  for (const [re, f] of routes) {
-    const m = path.match(re);
-    if (!m) continue;
-    const seq = page.seq;
-    try {
-      await f(v, ...m.slice(1));
-    } catch (err) {
-      if (seq === page.seq) v.innerHTML = `<div class="err">${esc(err.message)}</div>`;
-    }
-    document.querySelectorAll('nav a').forEach((a) => a.classList.toggle('cur', a.getAttribute('href') === '#' + path));
+  const v = document.createElement('div');
+  v.live = (h) => { ctx.handler = h; }; // a page's handler of live events
+  const found = routes.find(([re]) => re.test(path));
+  try {
+    if (!found) throw new Error(`no such page: ${path}`);
+    await found[1](v, ...path.match(found[0]).slice(1));
+  } catch (err) {
+    v.innerHTML = `<div class="err">${esc(err.message)}</div>`;
+  }
+  if (seq !== page.seq) return; // another page was asked for meanwhile
+  $('#view').replaceChildren(...v.childNodes);
+  page.loading = null;
+  page.onEvent = ctx.handler;
+  for (const [type, d] of ctx.queue) toPage(type, d);
+  document.querySelectorAll('nav a').forEach((a) => a.classList.toggle('cur', a.getAttribute('href') === '#' + path));
+}
+
+function toPage(type, d) {
+  if (page.loading) {
+    page.loading.queue.push([type, d]);
     return;
   }
-  v.innerHTML = `<div class="err">no such page: ${esc(path)}</div>`;
+  if (page.onEvent) {
+    try { page.onEvent(type, d); } catch (err) { console.warn(err); }
+  }
 }
 
 // --- overview and blocks ---
@@ -114,8 +130,8 @@ async function overview(v) {
     <h2>Latest blocks</h2>${blockTable(bs.map((b) => blockRow(b)).join(''))}
     <h2>Validators</h2><table><thead><tr><th>public key (Ed25519)</th><th>power</th></tr></thead><tbody>
     ${vals.items.map((x) => `<tr><td class="mono">${hex(b64(x.pub_key))}</td><td>${x.power}</td></tr>`).join('')}</tbody></table>`;
-  page.onEvent = (type, d) => {
-    if (type !== 'block') return;
+  v.live((type, d) => {
+    if (type !== 'block' || (bs.length && d.height <= bs[0].height)) return;
     bs.unshift({ ...d });
     bs.splice(20);
     const rr = rates(bs);
@@ -125,7 +141,7 @@ async function overview(v) {
     const body = $('#blocks tbody');
     body.insertAdjacentHTML('afterbegin', blockRow(d, true));
     while (body.rows.length > 20) body.deleteRow(-1);
-  };
+  });
 }
 
 async function blocks(v, from) {
@@ -136,9 +152,12 @@ async function blocks(v, from) {
   v.innerHTML = `<h1>Blocks</h1>${blockTable(bs.map((b) => blockRow(b)).join(''))}
     <p>${older > 0 ? `<a href="#/blocks/${older}">older blocks →</a>` : ''}</p>`;
   if (!from) {
-    page.onEvent = (type, d) => {
-      if (type === 'block') $('#blocks tbody').insertAdjacentHTML('afterbegin', blockRow(d, true));
-    };
+    let shown = bs.length ? bs[0].height : 0;
+    v.live((type, d) => {
+      if (type !== 'block' || d.height <= shown) return;
+      shown = d.height;
+      $('#blocks tbody').insertAdjacentHTML('afterbegin', blockRow(d, true));
+    });
   }
 }
 
@@ -172,7 +191,7 @@ async function orgs(v) {
   v.innerHTML = `<h1>Organisations</h1><table id="orgs"><thead><tr><th>id</th><th>name</th><th>admins</th><th>devices registered</th><th>created at height</th></tr></thead><tbody>
     ${p.items.map((o) => `<tr><td><a href="#/org/${enc(o.id)}">${esc(o.id)}</a></td><td>${esc(o.name)}</td><td>${o.admins.length}</td><td>${o.devices}</td><td>${o.created}</td></tr>`).join('')}</tbody></table>
     ${cli(['thingnet org create ORG --key ADMIN_KEY --name "Name"'])}`;
-  page.onEvent = (type) => { if (type === 'org') route(); };
+  v.live((type) => { if (type === 'org') route(); });
 }
 
 async function org(v, id) {
@@ -193,7 +212,7 @@ function deviceTable(items) {
 async function devices(v) {
   const p = await get('/v1/devices?limit=1000');
   v.innerHTML = `<h1>Devices</h1><p class="muted">${p.items.length} device(s) at height ${p.height}${p.next ? ' (first 1000)' : ''}</p>${deviceTable(p.items)}`;
-  page.onEvent = (type) => { if (type.startsWith('device.')) route(); };
+  v.live((type) => { if (type.startsWith('device.')) route(); });
 }
 
 function chart(items) {
@@ -253,9 +272,9 @@ async function device(v, id) {
     $('#chart-box').innerHTML = chart(all);
     $('#readings tbody').innerHTML = readingRows(all);
   });
-  page.onEvent = (type, ev) => {
+  v.live((type, ev) => {
     if (type.startsWith('device.') && ev.device === id) route();
-  };
+  });
 }
 
 async function onVerifyClick(e) {
@@ -298,7 +317,7 @@ async function verifyHTML(index) {
 async function readingPage(v, index) {
   v.innerHTML = `<h1>Verify reading ${index}</h1><div id="verify-box"><p class="muted">verifying…</p></div>`;
   const html = await verifyHTML(+index);
-  $('#verify-box').innerHTML = html + `<p><a href="${params.get('tamper') === '1' ? '?' : '?tamper=1'}#/reading/${index}">${params.get('tamper') === '1' ? 'verify the genuine reading' : 'try a tampered copy (one payload byte changed)'}</a></p>`;
+  $('#verify-box', v).innerHTML = html + `<p><a href="${params.get('tamper') === '1' ? '?' : '?tamper=1'}#/reading/${index}">${params.get('tamper') === '1' ? 'verify the genuine reading' : 'try a tampered copy (one payload byte changed)'}</a></p>`;
 }
 
 async function grants(v) {
@@ -307,7 +326,7 @@ async function grants(v) {
     ${p.items.map((g) => `<tr><td>${g.id}</td><td class="mono">${esc(short(g.grantor, 24))}</td><td class="mono">${esc(short(g.subject, 24))}</td><td>${esc(g.action)}</td>
       <td class="mono">${esc(short(g.resource, 30))}</td><td>${g.expiry || '–'}</td><td>${g.revoked ? badge('revoked') : badge('active')}</td></tr>`).join('')}</tbody></table>
     ${cli(['thingnet grant add --grantor org:ORG --subject org:OTHER --action read --resource device:DID/readings --key ADMIN_KEY', 'thingnet grant revoke ID --key ADMIN_KEY'])}`;
-  page.onEvent = (type) => { if (type === 'grant') route(); };
+  v.live((type) => { if (type === 'grant') route(); });
 }
 
 async function anchors(v) {
@@ -320,8 +339,8 @@ async function anchors(v) {
     ${gws.map((g, i) => { const a = as[i]; return `<tr><td>${devLink(g.id)}</td>${a ? `<td>${a.size}</td><td class="mono">${hex(b64(a.root))}</td><td><a href="#/block/${a.height}">${a.height}</a></td><td>${a.count}</td>` : '<td colspan="4" class="muted">no anchor yet</td>'}</tr>`; }).join('')}</tbody></table>
     <h2>Verify a reading stored by this node's gateway</h2>
     <form id="verify-form" class="row"><label>log index <input id="verify-index" type="number" min="0" value="0"></label><button>verify this reading</button></form>`;
-  $('#verify-form').addEventListener('submit', (e) => { e.preventDefault(); location.hash = '#/reading/' + $('#verify-index').value; });
-  page.onEvent = (type) => { if (type === 'anchor') route(); };
+  $('#verify-form', v).addEventListener('submit', (e) => { e.preventDefault(); location.hash = '#/reading/' + $('#verify-index').value; });
+  v.live((type) => { if (type === 'anchor') route(); });
 }
 
 // --- agreements ---
@@ -335,7 +354,7 @@ async function agreementsPage(v) {
     ${p.items.map((a) => `<tr><td><a href="#/agreement/${a.id}">${a.id}</a></td><td>${esc(a.name)}</td><td>${badge(a.status)}</td><td>${partyList(a.parties)}</td>
       <td>${a.deployed}</td><td>${a.updated}</td><td>${a.history}</td></tr>`).join('') || '<tr><td colspan="7" class="muted">no agreements yet</td></tr>'}</tbody></table>
     ${cli(['thingnet agreement deploy FILE.yaml --party NAME=org:ID --key KEY', 'thingnet agreement accept ID --key KEY', 'thingnet agreement list'])}`;
-  page.onEvent = (type, d) => { if (type === 'tx' && String(d.kind).startsWith('agreement.')) route(); };
+  v.live((type, d) => { if (type === 'tx' && String(d.kind).startsWith('agreement.')) route(); });
 }
 
 async function agreementPage(v, id) {
@@ -350,7 +369,7 @@ async function agreementPage(v, id) {
       ${e.actions && e.actions.length ? `<div class="mono muted">${esc(JSON.stringify(e.actions))}</div>` : ''}</li>`).join('')}</ol>
     <h2>Document</h2><pre class="json">${esc(r.source)}</pre>
     ${cli([`thingnet agreement call ${r.id} TRANSITION --arg NAME=VALUE --key KEY`, `thingnet agreement dry-run ${r.id} TRANSITION --signer KEY --arg NAME=VALUE`, `thingnet agreement history ${r.id}`])}`;
-  page.onEvent = (type, d) => { if (type === 'tx' && String(d.kind).startsWith('agreement.')) route(); };
+  v.live((type, d) => { if (type === 'tx' && String(d.kind).startsWith('agreement.')) route(); });
 }
 
 // --- security events, from /metrics ---
@@ -401,9 +420,10 @@ async function security(v) {
   every(3000, async () => {
     const html = await draw().catch(() => null);
     if (!html || seq !== page.seq) return;
-    const open = $('details', v)?.open;
-    v.innerHTML = html;
-    if (open) $('details', v).open = true;
+    const view = $('#view');
+    const open = $('details', view)?.open;
+    view.innerHTML = html;
+    if (open) $('details', view).open = true;
   });
 }
 
@@ -467,9 +487,7 @@ function dispatch(ev) {
     feed.insertAdjacentHTML('afterbegin', `<li title="${esc(ev.data)}"><span class="t">${esc(ev.type)}</span>${esc(what)}</li>`);
     while (feed.children.length > 60) feed.lastElementChild.remove();
   }
-  if (page.onEvent) {
-    try { page.onEvent(ev.type, d); } catch (err) { console.warn(err); }
-  }
+  toPage(ev.type, d);
 }
 
 window.addEventListener('hashchange', route);
