@@ -209,6 +209,7 @@ func RegisterAll(ctx context.Context, c *api.Client, admin *identity.Key, chainI
 		return 0, err
 	}
 	var sent []string
+	inFlight := 0
 	for _, m := range regs {
 		known, err := Registered(ctx, c, m.Device)
 		if err != nil {
@@ -216,6 +217,15 @@ func RegisterAll(ctx context.Context, c *api.Client, admin *identity.Key, chainI
 		}
 		if known {
 			continue
+		}
+		if inFlight == registerChunk { // stay well inside the node's mempool
+			if err := waitNonce(ctx, c, admin.ID(), nonce-1); err != nil {
+				return 0, err
+			}
+			if st, err = c.Status(ctx); err != nil {
+				return 0, err
+			}
+			inFlight = 0
 		}
 		raw, err := ledger.NewTx(admin, "", st.ChainID, nonce, st.Height+api.TxLifetime, m)
 		if err != nil {
@@ -225,20 +235,12 @@ func RegisterAll(ctx context.Context, c *api.Client, admin *identity.Key, chainI
 			return 0, fmt.Errorf("registering %s: %w", m.Device, err)
 		}
 		nonce++
+		inFlight++
 		sent = append(sent, m.Device)
 	}
-	for len(sent) > 0 {
-		var n api.Nonce
-		if err := c.Get(ctx, "/v1/accounts/"+url.PathEscape(admin.ID())+"/nonce", &n); err != nil {
+	if len(sent) > 0 {
+		if err := waitNonce(ctx, c, admin.ID(), nonce-1); err != nil {
 			return 0, err
-		}
-		if n.Nonce >= nonce-1 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return 0, fmt.Errorf("waiting for %d registrations to commit: %w", len(sent), ctx.Err())
-		case <-time.After(200 * time.Millisecond):
 		}
 	}
 	for _, id := range sent {
@@ -247,4 +249,25 @@ func RegisterAll(ctx context.Context, c *api.Client, admin *identity.Key, chainI
 		}
 	}
 	return len(sent), nil
+}
+
+// registerChunk is how many registrations RegisterAll has in flight at once.
+const registerChunk = 500
+
+// waitNonce waits until signer's committed nonce reaches n.
+func waitNonce(ctx context.Context, c *api.Client, signer string, n uint64) error {
+	for {
+		var got api.Nonce
+		if err := c.Get(ctx, "/v1/accounts/"+url.PathEscape(signer)+"/nonce", &got); err != nil {
+			return err
+		}
+		if got.Nonce >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for nonce %d of %s to commit (at %d): %w", n, signer, got.Nonce, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

@@ -1,8 +1,13 @@
 package devnet
 
 import (
+	"context"
 	"net/url"
+	"os"
+	"runtime"
+	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -10,6 +15,7 @@ import (
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/gateway"
+	"github.com/thingnet/thingnet/identity"
 )
 
 // TestFleet runs a small simulated fleet for a few seconds: every device's
@@ -79,4 +85,92 @@ func TestFleet(t *testing.T) {
 	if fl2.Registered != 0 || fl2.Devices[0].Device.ID() != fl.Devices[0].Device.ID() {
 		t.Errorf("restarted fleet registered %d devices; want the same ones", fl2.Registered)
 	}
+}
+
+// BenchmarkFleet runs a simulated fleet (FLEET_SIZE devices, default 200,
+// over HTTP, waking every FLEET_WAKE, default 10 s) on a devnet for
+// FLEET_RUN (default 30 s) and reports the readings per second the gateways
+// acknowledged, the process's CPU time (and, measured first for as long,
+// the devnet's alone), the fleet's share per device (devices, gateways'
+// ingestion and anchoring), and the heap the devices hold. All
+// devices send from 127.0.0.1, so each gateway's per-source rate limit (10
+// envelopes/s by default) caps the total: 40 envelopes/s across 4
+// gateways. Run with -benchtime 1x.
+func BenchmarkFleet(b *testing.B) {
+	size, wake, run := envInt("FLEET_SIZE", 200), envDuration("FLEET_WAKE", 10*time.Second), envDuration("FLEET_RUN", 30*time.Second)
+	base, err := chain.FreePortBase(4)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := Start(Config{Home: b.TempDir(), BasePort: base, FastBlocks: true, NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := d.WaitForHeight(ctx, 2); err != nil {
+		b.Fatal(err)
+	}
+	// Baseline: the devnet alone (4 validators, gateways, anchoring).
+	cpuB := cpuTime()
+	time.Sleep(run)
+	base0 := cpuTime() - cpuB
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	t0 := time.Now()
+	fl, err := device.StartFleet(ctx, device.FleetConfig{Size: size, Dir: b.TempDir(), ChainID: d.ChainID(), Org: DemoOrg,
+		Admin: mustAdmin(b, d), Gateways: d.Gateways(), Transports: []device.Transport{device.HTTP}, Wake: wake})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%d devices registered in %v", size, time.Since(t0).Round(time.Millisecond))
+	time.Sleep(wake) // every device has woken once
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	env0, rd0 := fl.Sent()
+	cpu0 := cpuTime()
+	start := time.Now()
+	time.Sleep(run)
+	env1, rd1 := fl.Sent()
+	cpu := cpuTime() - cpu0
+	el := time.Since(start)
+	if err := fl.Stop(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(base0.Seconds()/run.Seconds()*100, "%CPU(devnet-alone)")
+	b.ReportMetric(float64((cpu-base0).Microseconds())/el.Seconds()/float64(size), "fleet-CPU-µs/s/device")
+	b.ReportMetric(float64(rd1-rd0)/el.Seconds(), "readings/s")
+	b.ReportMetric(float64(env1-env0)/el.Seconds(), "envelopes/s")
+	b.ReportMetric(cpu.Seconds()/el.Seconds()*100, "%CPU(process)")
+	b.ReportMetric(float64(int64(m1.HeapInuse)-int64(m0.HeapInuse))/float64(size), "heap-B/device")
+}
+
+func mustAdmin(b *testing.B, d *Devnet) *identity.Key {
+	k, err := Keystore(d.Home()).Load(DemoAdminKey, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return k
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }
