@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
@@ -82,6 +83,29 @@ type LedgerAuthority struct {
 	View  func() (*ledger.State, error)
 	Chain func() string // the chain id (known once the node has started)
 	Keys  *identity.DIDCache
+
+	// Answers are cached for the height they were read at: a new block
+	// empties the cache, so a revocation takes effect at once.
+	mu      sync.Mutex
+	height  int64
+	devices map[string]*Device
+	grants  map[string]bool
+}
+
+const maxCached = 100_000
+
+// cached returns the state and the caches for its height.
+func (a *LedgerAuthority) cached() (*ledger.State, error) {
+	st, err := a.View()
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	if st.Height != a.height || a.devices == nil || len(a.devices)+len(a.grants) > maxCached {
+		a.height, a.devices, a.grants = st.Height, map[string]*Device{}, map[string]bool{}
+	}
+	a.mu.Unlock()
+	return st, nil
 }
 
 // NewLedgerAuthority reads from view, a node's latest committed state.
@@ -94,10 +118,29 @@ func (a *LedgerAuthority) ChainID() string { return a.Chain() }
 
 // Device looks a device up in the committed state.
 func (a *LedgerAuthority) Device(id string) (*Device, error) {
-	st, err := a.View()
+	st, err := a.cached()
 	if err != nil {
 		return nil, err
 	}
+	a.mu.Lock()
+	cd, ok := a.devices[id]
+	ok = ok && a.height == st.Height
+	a.mu.Unlock()
+	if ok {
+		return cd, nil
+	}
+	out, err := a.device(st, id)
+	if err == nil {
+		a.mu.Lock()
+		if a.height == st.Height {
+			a.devices[id] = out
+		}
+		a.mu.Unlock()
+	}
+	return out, err
+}
+
+func (a *LedgerAuthority) device(st *ledger.State, id string) (*Device, error) {
 	d, err := st.Device(id)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownSender, id)
@@ -117,10 +160,30 @@ func (a *LedgerAuthority) Device(id string) (*Device, error) {
 // device or its organisation must hold action on the resource, or (for a
 // device) on the device's organisation.
 func (a *LedgerAuthority) Granted(sender *Device, action, resource string) (bool, error) {
-	st, err := a.View()
+	st, err := a.cached()
 	if err != nil {
 		return false, err
 	}
+	key := sender.ID + "\x00" + action + "\x00" + resource
+	a.mu.Lock()
+	ok, hit := a.grants[key]
+	hit = hit && a.height == st.Height
+	a.mu.Unlock()
+	if hit {
+		return ok, nil
+	}
+	ok, err = a.granted(st, sender, action, resource)
+	if err == nil {
+		a.mu.Lock()
+		if a.height == st.Height {
+			a.grants[key] = ok
+		}
+		a.mu.Unlock()
+	}
+	return ok, err
+}
+
+func (a *LedgerAuthority) granted(st *ledger.State, sender *Device, action, resource string) (bool, error) {
 	resources := []string{resource}
 	if id, ok := strings.CutPrefix(resource, "device:"); ok {
 		d, err := st.Device(id)

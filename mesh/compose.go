@@ -25,18 +25,19 @@ type Outgoing struct {
 }
 
 // NextSeq returns a sequence number above every one this node used
-// before, also across restarts: the larger of the last one plus one and
-// the current time in microseconds (so a device needs no storage for it,
-// only a clock that does not run backwards by more than its downtime).
+// before, also across restarts, with no storage: the first is the clock in
+// microseconds, the next ones count up from it (dense, so that messages
+// that overtake each other stay within the receiver's replay window). It
+// stays above the previous run's as long as the node sent fewer than one
+// message per microsecond of its uptime, and the clock does not run
+// backwards across the restart.
 func (n *Node) NextSeq() uint64 {
 	n.seqMu.Lock()
 	defer n.seqMu.Unlock()
-	now := uint64(n.cfg.Clock.Now().UnixMicro())
-	if now > n.lastSeq {
-		n.lastSeq = now
-	} else {
-		n.lastSeq++
+	if n.lastSeq == 0 {
+		n.lastSeq = TimeSeq(n.cfg.Clock.Now())
 	}
+	n.lastSeq++
 	return n.lastSeq
 }
 

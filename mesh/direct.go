@@ -104,6 +104,14 @@ const (
 	acceptMailbox                   // pulled from a mailbox: any peer may hand it over
 )
 
+// Accept runs the receiver's checks on messages that came over another
+// transport (an MQTT broker, a file): sender active and granted, fresh,
+// signed, then opens them and hands them to the Handler, as for messages
+// pulled from a mailbox. It returns one result per message.
+func (n *Node) Accept(ctx context.Context, msgs [][]byte) []Result {
+	return n.accept(ctx, "", msgs, acceptMailbox)
+}
+
 // checked is a message that passed the cheap checks, waiting for its
 // signature to be verified.
 type checked struct {
@@ -151,8 +159,12 @@ func refusal(frame []byte, err error) Result {
 }
 
 func (n *Node) precheck(p peer.ID, f []byte, mode acceptMode, peerPub identity.PublicKey, peerErr error) (*Envelope, *Device, error) {
-	if d := n.peerLimit.AllowMessage(p.String(), len(f)); !d.Allowed {
-		return nil, nil, fmt.Errorf("%w: peer %s (retry after %v)", ErrRateLimited, p, d.RetryAfter)
+	src := p.String()
+	if p == "" {
+		src = "relayed"
+	}
+	if d := n.peerLimit.AllowMessage(src, len(f)); !d.Allowed {
+		return nil, nil, fmt.Errorf("%w: %s (retry after %v)", ErrRateLimited, src, d.RetryAfter)
 	}
 	env, err := Decode(f)
 	if err != nil {
@@ -260,6 +272,8 @@ type session struct {
 	mu     sync.Mutex // writes and the queue
 	queue  []chan sendResult
 	closed error
+	kick   chan struct{} // wakes the flusher
+	done   chan struct{} // closed when the session ends
 }
 
 type sendResult struct {
@@ -309,12 +323,13 @@ func (n *Node) exchange(ctx context.Context, p peer.ID, proto protocol.ID, by st
 	}
 	s.queue = append(s.queue, ch)
 	err = writeFrame(s.w, env)
-	if err == nil {
-		err = s.w.Flush()
-	}
 	s.mu.Unlock()
 	if err != nil {
 		s.fail(err)
+	}
+	select { // the flusher sends what has gathered, one write for many messages
+	case s.kick <- struct{}{}:
+	default:
 	}
 	n.stats.sent.Add(1)
 	select {
@@ -351,7 +366,8 @@ func (n *Node) session(ctx context.Context, p peer.ID, proto protocol.ID, by str
 	if err != nil {
 		return nil, fmt.Errorf("mesh: opening a stream to %s (%s): %w", by, p, err)
 	}
-	s := &session{n: n, proto: proto, peer: p, by: by, byKey: byKey, s: st, w: bufio.NewWriterSize(st, 32<<10)}
+	s := &session{n: n, proto: proto, peer: p, by: by, byKey: byKey, s: st, w: bufio.NewWriterSize(st, 32<<10),
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	n.sessMu.Lock()
 	if old, ok := n.sessions[k]; ok {
 		n.sessMu.Unlock()
@@ -360,9 +376,31 @@ func (n *Node) session(ctx context.Context, p peer.ID, proto protocol.ID, by str
 	}
 	n.sessions[k] = s
 	n.sessMu.Unlock()
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go s.readReceipts()
+	go s.flusher()
 	return s, nil
+}
+
+// flusher writes out what senders have buffered each time it is woken:
+// under load many messages go out in one write, and the receiver answers
+// them with one receipt.
+func (s *session) flusher() {
+	defer s.n.wg.Done()
+	for {
+		select {
+		case <-s.kick:
+		case <-s.done:
+			return
+		}
+		s.mu.Lock()
+		err := s.w.Flush()
+		s.mu.Unlock()
+		if err != nil {
+			s.fail(err)
+			return
+		}
+	}
 }
 
 func (n *Node) dropSession(s *session) {
@@ -407,6 +445,7 @@ func (s *session) fail(err error) {
 	s.mu.Lock()
 	if s.closed == nil {
 		s.closed = err
+		close(s.done)
 	}
 	q := s.queue
 	s.queue = nil

@@ -246,10 +246,11 @@ func (m *Mailbox) window(from, to string) (*replayWindow, error) {
 	v, closer, err := m.db.Get([]byte("r/" + k))
 	switch {
 	case err == nil:
-		if len(v) == 16 {
-			w.top, w.seen = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
-		}
+		err := w.UnmarshalBinary(v)
 		closer.Close()
+		if err != nil {
+			return nil, err
+		}
 	case !errors.Is(err, pebble.ErrNotFound):
 		return nil, fmt.Errorf("mesh: mailbox replay state: %w", err)
 	}
@@ -298,10 +299,7 @@ func (m *Mailbox) store(msgs []checked) (int, map[string]uint64, []error) {
 		}
 		w.mark(env.Seq)
 		windows[wk] = w
-		var wv [16]byte
-		binary.BigEndian.PutUint64(wv[:], w.top)
-		binary.BigEndian.PutUint64(wv[8:], w.seen)
-		_ = b.Set([]byte("r/"+wk), wv[:], nil)
+		_ = b.Set([]byte("r/"+wk), w.MarshalBinary(), nil)
 
 		box := boxes[env.To]
 		if box == nil {
@@ -355,7 +353,7 @@ func (m *Mailbox) store(msgs []checked) (int, map[string]uint64, []error) {
 		return 0, nil, errs
 	}
 	for k, w := range windows {
-		m.windows[k] = &replayWindow{top: w.top, seen: w.seen}
+		m.windows[k] = &w
 	}
 	for id, box := range boxes {
 		old := m.boxes[id]

@@ -1,17 +1,27 @@
 package mesh
 
-import "sync"
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+)
 
 // replayWindow is the anti-replay rule of IPsec (RFC 4303 §3.4.3) per
-// sender: a sequence number is fresh if it is above the highest seen, or
-// within the last 64 below it and not seen yet. Messages may so arrive out
-// of order (direct and via a mailbox) but never twice.
+// sender, with a window of 1,024: a sequence number is fresh if it is above
+// the highest seen, or among the 1,024 below it and not seen yet. Messages
+// may so arrive out of order (many in flight at once, direct and via a
+// mailbox) but never twice.
 type replayWindow struct {
 	top  uint64
-	seen uint64 // bit i: top-i was seen
+	seen [windowSize / 64]uint64 // bit i: top-i was seen
 }
 
-const windowSize = 64
+const windowSize = 1024
+
+// windowBytes is the size of a window's binary form.
+const windowBytes = 8 + windowSize/8
+
+func (w *replayWindow) bit(i uint64) (int, uint64) { return int(i / 64), 1 << (i % 64) }
 
 func (w *replayWindow) fresh(seq uint64) bool {
 	switch {
@@ -20,7 +30,8 @@ func (w *replayWindow) fresh(seq uint64) bool {
 	case w.top-seq >= windowSize:
 		return false
 	default:
-		return w.seen&(1<<(w.top-seq)) == 0
+		word, mask := w.bit(w.top - seq)
+		return w.seen[word]&mask == 0
 	}
 }
 
@@ -28,15 +39,46 @@ func (w *replayWindow) mark(seq uint64) {
 	if seq > w.top {
 		shift := seq - w.top
 		if shift >= windowSize {
-			w.seen = 0
+			w.seen = [windowSize / 64]uint64{}
 		} else {
-			w.seen <<= shift
+			// Shift the bitmap up by shift bits (bit i becomes i+shift).
+			words, bits := int(shift/64), shift%64
+			for i := len(w.seen) - 1; i >= 0; i-- {
+				var v uint64
+				if j := i - words; j >= 0 {
+					v = w.seen[j] << bits
+					if bits > 0 && j-1 >= 0 {
+						v |= w.seen[j-1] >> (64 - bits)
+					}
+				}
+				w.seen[i] = v
+			}
 		}
 		w.top = seq
-		w.seen |= 1
-		return
 	}
-	w.seen |= 1 << (w.top - seq)
+	word, mask := w.bit(w.top - seq)
+	w.seen[word] |= mask
+}
+
+// MarshalBinary: top, then the bitmap, big-endian.
+func (w *replayWindow) MarshalBinary() []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, windowBytes), w.top)
+	for _, v := range w.seen {
+		b = binary.BigEndian.AppendUint64(b, v)
+	}
+	return b
+}
+
+// UnmarshalBinary reads what MarshalBinary wrote.
+func (w *replayWindow) UnmarshalBinary(b []byte) error {
+	if len(b) != windowBytes {
+		return fmt.Errorf("mesh: replay window is %d bytes, want %d", len(b), windowBytes)
+	}
+	w.top = binary.BigEndian.Uint64(b)
+	for i := range w.seen {
+		w.seen[i] = binary.BigEndian.Uint64(b[8+8*i:])
+	}
+	return nil
 }
 
 // replayGuard holds a window per key: the sender for direct and topic
@@ -49,11 +91,11 @@ type replayGuard struct {
 	store WindowStore
 }
 
-// WindowStore keeps replay windows across restarts. Load returns false for
-// a key never saved.
+// WindowStore keeps replay windows (opaque bytes) across restarts. Load
+// returns nil for a key never saved.
 type WindowStore interface {
-	LoadWindow(key string) (top, seen uint64, ok bool, err error)
-	SaveWindow(key string, top, seen uint64) error
+	LoadWindow(key string) ([]byte, error)
+	SaveWindow(key string, w []byte) error
 }
 
 func newReplayGuard(store WindowStore) *replayGuard {
@@ -66,12 +108,14 @@ func (g *replayGuard) window(key string) (*replayWindow, error) {
 	}
 	w := &replayWindow{}
 	if g.store != nil {
-		top, seen, ok, err := g.store.LoadWindow(key)
+		b, err := g.store.LoadWindow(key)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			w.top, w.seen = top, seen
+		if b != nil {
+			if err := w.UnmarshalBinary(b); err != nil {
+				return nil, err
+			}
 		}
 	}
 	g.byKey[key] = w
@@ -100,7 +144,7 @@ func (g *replayGuard) accept(key string, seq uint64) (bool, error) {
 	next := *w
 	next.mark(seq)
 	if g.store != nil {
-		if err := g.store.SaveWindow(key, next.top, next.seen); err != nil {
+		if err := g.store.SaveWindow(key, next.MarshalBinary()); err != nil {
 			return false, err
 		}
 	}

@@ -1,0 +1,404 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/mesh/meshtest"
+)
+
+// MeshBenchConfig sizes the messaging benchmark.
+type MeshBenchConfig struct {
+	Messages  int    // messages per throughput run; default 20,000
+	Senders   int    // goroutines sending at once over one stream; default 64
+	Latency   int    // messages sent one at a time for latency; default 2,000
+	Size      int    // body bytes; default 64
+	Mosquitto string // mosquitto binary; "" = find it; "-" = skip the baseline
+	Rounds    int    // runs of each path, median reported; default 3
+}
+
+func (c *MeshBenchConfig) defaults() {
+	if c.Messages <= 0 {
+		c.Messages = 20_000
+	}
+	if c.Senders <= 0 {
+		c.Senders = 64
+	}
+	if c.Latency <= 0 {
+		c.Latency = 2_000
+	}
+	if c.Size <= 0 {
+		c.Size = 64
+	}
+	if c.Rounds <= 0 {
+		c.Rounds = 3
+	}
+}
+
+// MeshPathResult is one path's figures: authorized messages delivered per
+// second, and one-way latency from the sender's call to the receiver's
+// handler (for direct messages also the round trip with the signed receipt).
+type MeshPathResult struct {
+	Path       string        `json:"path"`
+	MsgsPerSec float64       `json:"msgs_per_sec"`
+	P50        time.Duration `json:"p50"`
+	P99        time.Duration `json:"p99"`
+	RTTP50     time.Duration `json:"rtt_p50,omitempty"`
+}
+
+// MeshBenchResult holds the median of the rounds of each path.
+type MeshBenchResult struct {
+	Config MeshBenchConfig  `json:"config"`
+	Paths  []MeshPathResult `json:"paths"`
+}
+
+// meshPair is two devices on a real ledger: A may message B.
+type meshPair struct {
+	l          *meshtest.Ledger
+	aKey, bKey *identity.Key
+	auth       *mesh.LedgerAuthority
+}
+
+func newMeshPair(dir string) (*meshPair, error) {
+	l, err := meshtest.New(dir, "bench")
+	if err != nil {
+		return nil, err
+	}
+	p := &meshPair{l: l, auth: mesh.NewLedgerAuthority(l.View, func() string { return meshtest.ChainID })}
+	if p.aKey, err = l.Device("bench", "sensor", identity.Ed25519); err == nil {
+		if p.bKey, err = l.Device("bench", "actuator", identity.Ed25519); err == nil {
+			err = l.Grant("bench", "device:"+p.aKey.ID(), mesh.KindMessage, "device:"+p.bKey.ID())
+		}
+	}
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// delivery records when each message reached the receiver's handler.
+type delivery struct {
+	mu   sync.Mutex
+	at   map[uint64]time.Time
+	n    atomic.Int64
+	done chan struct{}
+	want int64
+}
+
+func newDelivery(want int) *delivery {
+	return &delivery{at: map[uint64]time.Time{}, done: make(chan struct{}), want: int64(want)}
+}
+
+func (d *delivery) handler(_ context.Context, m *mesh.Delivery) error {
+	now := time.Now()
+	d.mu.Lock()
+	d.at[m.Seq] = now
+	d.mu.Unlock()
+	if d.n.Add(1) == d.want {
+		close(d.done)
+	}
+	return nil
+}
+
+func (d *delivery) wait(ctx context.Context, within time.Duration) error {
+	select {
+	case <-d.done:
+		return nil
+	case <-time.After(within):
+		return fmt.Errorf("bench: %d of %d messages delivered within %v", d.n.Load(), d.want, within)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// MeshBench measures signed, authorized messages between two devices: over
+// a direct libp2p stream (TCP on loopback), and through a Mosquitto broker
+// on the same machine with the same signed messages and the same checks at
+// the receiver (the brokered baseline).
+func MeshBench(ctx context.Context, dir string, cfg MeshBenchConfig, progress io.Writer) (*MeshBenchResult, error) {
+	cfg.defaults()
+	if progress == nil {
+		progress = io.Discard
+	}
+	res := &MeshBenchResult{Config: cfg}
+	var direct, brokered []MeshPathResult
+	for r := range cfg.Rounds {
+		d, err := meshDirectRound(ctx, dir, cfg)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(progress, "round %d direct:    %8.0f msg/s  p50 %v  p99 %v  rtt p50 %v\n", r+1, d.MsgsPerSec, d.P50, d.P99, d.RTTP50)
+		direct = append(direct, d)
+		if cfg.Mosquitto == "-" {
+			continue
+		}
+		b, err := meshMosquittoRound(ctx, dir, cfg)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(progress, "round %d mosquitto: %8.0f msg/s  p50 %v  p99 %v\n", r+1, b.MsgsPerSec, b.P50, b.P99)
+		brokered = append(brokered, b)
+	}
+	res.Paths = append(res.Paths, medianPath(direct))
+	if len(brokered) > 0 {
+		res.Paths = append(res.Paths, medianPath(brokered))
+	}
+	return res, nil
+}
+
+func medianPath(rs []MeshPathResult) MeshPathResult {
+	med := func(f func(MeshPathResult) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return MeshPathResult{
+		Path:       rs[0].Path,
+		MsgsPerSec: med(func(r MeshPathResult) float64 { return r.MsgsPerSec }),
+		P50:        time.Duration(med(func(r MeshPathResult) float64 { return float64(r.P50) })),
+		P99:        time.Duration(med(func(r MeshPathResult) float64 { return float64(r.P99) })),
+		RTTP50:     time.Duration(med(func(r MeshPathResult) float64 { return float64(r.RTTP50) })),
+	}
+}
+
+func meshDirectRound(ctx context.Context, dir string, cfg MeshBenchConfig) (MeshPathResult, error) {
+	out := MeshPathResult{Path: "direct (libp2p TCP, loopback)"}
+	ldir, err := os.MkdirTemp(dir, "mesh-")
+	if err != nil {
+		return out, err
+	}
+	defer os.RemoveAll(ldir)
+	p, err := newMeshPair(ldir)
+	if err != nil {
+		return out, err
+	}
+	defer p.l.Close()
+	total := cfg.Messages + cfg.Latency
+	del := newDelivery(total)
+	limits := mesh.DefaultPeerLimits()
+	limits.MsgsPerSec, limits.Burst = 1e6, 1e6 // measure the path, not the limiter
+	b, err := mesh.New(mesh.Config{Key: p.bKey, Authority: p.auth, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, NoPubSub: true,
+		Handler: del.handler, PeerLimits: limits})
+	if err != nil {
+		return out, err
+	}
+	defer b.Close()
+	a, err := mesh.New(mesh.Config{Key: p.aKey, Authority: p.auth, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, NoPubSub: true})
+	if err != nil {
+		return out, err
+	}
+	defer a.Close()
+	if _, err := a.Connect(ctx, b.Addrs()[0]); err != nil {
+		return out, err
+	}
+	body := make([]byte, cfg.Size)
+	compose := func() ([]byte, uint64, error) {
+		env, err := a.Compose(mesh.Outgoing{To: p.bKey.ID(), Body: body})
+		if err != nil {
+			return nil, 0, err
+		}
+		e, err := mesh.Decode(env)
+		if err != nil {
+			return nil, 0, err
+		}
+		return env, e.Seq, nil
+	}
+	// Latency: one message at a time.
+	var oneWay, rtt []time.Duration
+	for range cfg.Latency {
+		env, seq, err := compose()
+		if err != nil {
+			return out, err
+		}
+		start := time.Now()
+		r, err := a.Send(ctx, env)
+		if err != nil {
+			return out, err
+		}
+		if err := r.Err(); err != nil {
+			return out, err
+		}
+		rtt = append(rtt, time.Since(start))
+		del.mu.Lock()
+		at := del.at[seq]
+		del.mu.Unlock()
+		oneWay = append(oneWay, at.Sub(start))
+	}
+	out.P50, out.P99 = quantile(oneWay, 0.50), quantile(oneWay, 0.99)
+	out.RTTP50 = quantile(rtt, 0.50)
+	// Throughput: Senders goroutines, messages signed as they go.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, cfg.Senders)
+	start := time.Now()
+	for range cfg.Senders {
+		wg.Go(func() {
+			for next.Add(1) <= int64(cfg.Messages) {
+				env, _, err := compose()
+				if err == nil {
+					var r *mesh.Result
+					if r, err = a.Send(ctx, env); err == nil {
+						err = r.Err()
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return out, err
+	}
+	if err := del.wait(ctx, time.Minute); err != nil {
+		return out, err
+	}
+	out.MsgsPerSec = float64(cfg.Messages) / time.Since(start).Seconds()
+	return out, nil
+}
+
+// meshMosquittoRound: A publishes the same signed messages to a Mosquitto
+// broker (QoS 1), B subscribes and runs the receiver's checks (mesh
+// Node.Accept: ledger status, grant, replay, signature) on each.
+func meshMosquittoRound(ctx context.Context, dir string, cfg MeshBenchConfig) (MeshPathResult, error) {
+	out := MeshPathResult{Path: "brokered (Mosquitto, QoS 1, loopback)"}
+	bin, err := FindMosquitto(cfg.Mosquitto)
+	if err != nil {
+		return out, err
+	}
+	broker, err := startMosquitto(ctx, dir, bin, false)
+	if err != nil {
+		return out, err
+	}
+	defer broker.stop()
+	ldir, err := os.MkdirTemp(dir, "mesh-")
+	if err != nil {
+		return out, err
+	}
+	defer os.RemoveAll(ldir)
+	p, err := newMeshPair(ldir)
+	if err != nil {
+		return out, err
+	}
+	defer p.l.Close()
+	total := cfg.Messages + cfg.Latency
+	del := newDelivery(total)
+	limits := mesh.DefaultPeerLimits()
+	limits.MsgsPerSec, limits.Burst = 1e6, 1e6 // measure the path, not the limiter
+	b, err := mesh.New(mesh.Config{Key: p.bKey, Authority: p.auth, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, NoPubSub: true,
+		Handler: del.handler, PeerLimits: limits})
+	if err != nil {
+		return out, err
+	}
+	defer b.Close()
+	a, err := mesh.New(mesh.Config{Key: p.aKey, Authority: p.auth, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, NoPubSub: true})
+	if err != nil {
+		return out, err
+	}
+	defer a.Close()
+	topic := "things/" + p.bKey.ID() + "/inbox"
+	connect := func(id string) (paho.Client, error) {
+		c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + broker.addr).SetClientID(id).
+			SetCleanSession(true).SetAutoReconnect(false).SetOrderMatters(true).SetMaxResumePubInFlight(1000))
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			return nil, fmt.Errorf("bench: mqtt connect: %v", tok.Error())
+		}
+		return c, nil
+	}
+	sub, err := connect("receiver")
+	if err != nil {
+		return out, err
+	}
+	defer sub.Disconnect(0)
+	var refused atomic.Int64
+	if tok := sub.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) {
+		if r := b.Accept(ctx, [][]byte{m.Payload()})[0]; r.Status != mesh.StatusDelivered {
+			refused.Add(1)
+		}
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		return out, fmt.Errorf("bench: subscribe: %v", tok.Error())
+	}
+	pub, err := connect("sender")
+	if err != nil {
+		return out, err
+	}
+	defer pub.Disconnect(0)
+	body := make([]byte, cfg.Size)
+	var oneWay []time.Duration
+	for range cfg.Latency {
+		env, err := a.Compose(mesh.Outgoing{To: p.bKey.ID(), Body: body})
+		if err != nil {
+			return out, err
+		}
+		e, _ := mesh.Decode(env)
+		before := del.n.Load()
+		start := time.Now()
+		if tok := pub.Publish(topic, 1, false, env); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			return out, fmt.Errorf("bench: publish: %v", tok.Error())
+		}
+		for del.n.Load() == before {
+			if refused.Load() > 0 {
+				return out, errors.New("bench: the receiver refused a brokered message")
+			}
+			time.Sleep(20 * time.Microsecond)
+		}
+		del.mu.Lock()
+		at := del.at[e.Seq]
+		del.mu.Unlock()
+		oneWay = append(oneWay, at.Sub(start))
+	}
+	out.P50, out.P99 = quantile(oneWay, 0.50), quantile(oneWay, 0.99)
+	start := time.Now()
+	toks := make([]paho.Token, 0, cfg.Messages)
+	base := del.n.Load()
+	for i := range cfg.Messages {
+		env, err := a.Compose(mesh.Outgoing{To: p.bKey.ID(), Body: body})
+		if err != nil {
+			return out, err
+		}
+		// Keep at most Senders*8 messages between publisher and receiver:
+		// Mosquitto drops QoS 1 messages beyond a subscriber's queue (1,000).
+		for int64(i)-(del.n.Load()-base) > int64(cfg.Senders*8) {
+			time.Sleep(20 * time.Microsecond)
+		}
+		toks = append(toks, pub.Publish(topic, 1, false, env))
+	}
+	for _, t := range toks {
+		if !t.WaitTimeout(time.Minute) || t.Error() != nil {
+			return out, fmt.Errorf("bench: publish: %v", t.Error())
+		}
+	}
+	if err := del.wait(ctx, time.Minute); err != nil {
+		return out, fmt.Errorf("%w (%d refused)", err, refused.Load())
+	}
+	out.MsgsPerSec = float64(cfg.Messages) / time.Since(start).Seconds()
+	return out, nil
+}
+
+// quantile of durations (q in [0,1]); d is sorted in place.
+func quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	i := int(q * float64(len(d)-1))
+	return d[i]
+}
