@@ -276,7 +276,17 @@ func TestLiveUpdates(t *testing.T) {
 		feed, _ := chromedp.Run(ctx, chromedp.Text(`#feed`))
 		t.Fatalf("suspension not shown live: %v (feed: %q)", err, feed)
 	}
+	noScriptErrors(t, ctx)
 	screenshot(t, ctx, "live-devices")
+}
+
+// noScriptErrors fails the test if the page recorded script errors
+// (app.js keeps them in window.__errors).
+func noScriptErrors(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if errs := get(t, ctx, chromedp.Evaluate[[]string](`window.__errors`)); len(errs) > 0 {
+		t.Errorf("script errors in the page: %q", errs)
+	}
 }
 
 func TestDevicePage(t *testing.T) {
@@ -294,6 +304,7 @@ func TestDevicePage(t *testing.T) {
 	if verdict := get(t, ctx, chromedp.Text(`#verify-verdict`)); !strings.Contains(verdict, "verified") || strings.Contains(verdict, "NOT") {
 		t.Errorf("verify button: %q", verdict)
 	}
+	noScriptErrors(t, ctx)
 	screenshot(t, ctx, "device")
 }
 
@@ -304,7 +315,12 @@ func TestVerifyReading(t *testing.T) {
 	for _, tc := range []struct {
 		query, name string
 		ok          bool
-	}{{"", "verify-genuine", true}, {"?tamper=1", "verify-tampered", false}} {
+		fails       string // the step that must fail, and why
+	}{
+		{"", "verify-genuine", true, ""},
+		{"?tamper=1", "verify-tampered", false, "the signature does not check"},
+		{"?tamper=header", "verify-lying-header", false, "does not hash to the block the commit signed"},
+	} {
 		do(t, ctx, chromedp.Navigate(shared.url+"/explorer/"+tc.query+"#/reading/1"), chromedp.WaitVisible(`#verify-verdict`))
 		verdict := get(t, ctx, chromedp.Text(`#verify-verdict`))
 		class := get(t, ctx, chromedp.AttributeValue(`#verify-verdict`, "class")).Value
@@ -312,11 +328,11 @@ func TestVerifyReading(t *testing.T) {
 		if got := strings.Contains(class, "ok"); got != tc.ok {
 			t.Errorf("%s: verdict %q (class %q); want ok=%v; steps:\n%s", tc.name, verdict, class, tc.ok, steps)
 		}
-		if tc.ok && !strings.Contains(steps, "Ed25519 signature checks") {
-			t.Errorf("genuine reading: the signature was not checked in the page:\n%s", steps)
+		if tc.ok && (!strings.Contains(steps, "Ed25519 signature checks") || !strings.Contains(steps, "voting power (> 2/3)")) {
+			t.Errorf("genuine reading: the signatures (device, validators) were not checked in the page:\n%s", steps)
 		}
-		if !tc.ok && !strings.Contains(steps, "does not check") {
-			t.Errorf("tampered reading: the signature check did not fail:\n%s", steps)
+		if !tc.ok && !strings.Contains(steps, tc.fails) {
+			t.Errorf("%s: no step failed with %q:\n%s", tc.name, tc.fails, steps)
 		}
 		screenshot(t, ctx, tc.name)
 	}
@@ -351,6 +367,7 @@ func TestOtherPages(t *testing.T) {
 		}
 		screenshot(t, ctx, strings.ReplaceAll(strings.Trim(tc.frag, "/"), "/", "-")[:min(len(tc.frag)-1, 12)])
 	}
+	noScriptErrors(t, ctx)
 }
 
 // TestOpenAPIEndpointsAnswered calls every GET endpoint the OpenAPI

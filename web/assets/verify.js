@@ -10,10 +10,13 @@
 //     a did:key;
 //  5. the signature over the COSE Sig_structure checks with that key.
 //
-// What it does not do: check the validators' signatures on the header (the
-// CLI `thingnet readings verify` and the light client do that).
+//  6. that header hashes to the block id its commit signed, and more than
+//     2/3 of the voting power of the validator set the node reports signed
+//     it (comet.js), as `thingnet readings verify` does; a light client
+//     (`--trust HEIGHT:HASH`) also trusts no node for the validator set.
 
 import { decode, concat, bstr, tstr, head } from './cbor.js';
+import { verifyHeader } from './comet.js';
 
 export const b64 = (s) => Uint8Array.from(atob(s || ''), (c) => c.charCodeAt(0));
 export const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
@@ -198,7 +201,7 @@ export const anchorKey = (gw, size) => {
 export const deviceKey = (id) => utf8('d/' + id);
 
 // verifyReading checks a ReadingProof (GET /v1/readings/{index}).
-// header(h) returns the app hash (hex) in the header of height h. With
+// header(h) returns the answer of GET /v1/headers/{h}. With
 // tamper, one byte of the reading's payload is changed first, as a forger
 // would, to show that the checks catch it. It returns the steps taken, each
 // {name, ok, detail}; the reading is verified when every step is ok.
@@ -232,8 +235,15 @@ export async function verifyReading(p, header, { tamper = false } = {}) {
       `ledger record L/${p.gateway.slice(0, 20)}…/${p.anchor.size}: root ${hex(rec.get(3))}, anchored at height ${rec.get(4)}`)) return done();
     const appHash = await ics23Root(b64(ap.proof), b64(ap.key), b64(ap.value));
     if (!step('anchor proof', eq(appHash, b64(ap.root)), `ICS23 proof gives app hash ${hex(appHash)}`)) return done();
-    const hdr = await header(ap.height + 1);
-    if (!step('header', hdr.toLowerCase() === hex(appHash), `header ${ap.height + 1} app hash ${hdr.toLowerCase()}`)) return done();
+    let hv;
+    try {
+      hv = await verifyHeader(await header(ap.height + 1));
+    } catch (err) {
+      step('header', false, `header ${ap.height + 1}: ${err.message}`);
+      return done();
+    }
+    if (!step('header', hv.appHash.toLowerCase() === hex(appHash),
+      `header ${hv.height} hashes to the block its commit signed, by validators holding ${hv.power} of ${hv.total} voting power (> 2/3); its app hash ${hv.appHash.toLowerCase()}`)) return done();
 
     const signer = e.attested ? e.kid : e.device;
     if (e.kid !== signer) { step('signer', false, `kid ${e.kid} differs from the payload's device ${e.device}`); return done(); }
