@@ -104,14 +104,52 @@ func TestProvisioning(t *testing.T) {
 	if out := run("device", "run", "--name", "field-1", "--key", "field-1", "--org", "demo", "--state-dir", states, "--wake", "300ms", "--duration", "3s"); !strings.Contains(out, "field-1: sent seq") {
 		t.Errorf("device run of the claimed device = %q", out)
 	}
+	// A new device with no admin shows a claim code and waits; once an
+	// admin claims it, it starts sending.
+	root := newRoot()
+	var fieldOut syncBuffer
+	root.SetOut(&fieldOut)
+	root.SetErr(&fieldOut)
+	root.SetArgs([]string{"--node", node, "--keystore", ks, "device", "run", "--name", "field-2", "--org", "demo", "--state-dir", states, "--wake", "300ms", "--transport", "coap"})
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(rctx) }()
+	var claimCode string
+	for claimCode == "" {
+		for _, line := range strings.Split(fieldOut.String(), "\n") {
+			if f := strings.Fields(line); len(f) == 4 && f[2] == "claim" && strings.HasPrefix(f[3], device.ClaimPrefix) {
+				claimCode = f[3]
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("device run exited: %v\n%s", err, fieldOut.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	run("device", "claim", claimCode, "--key", "demo-admin", "--org", "demo", "--class", "sensor")
+	for !strings.Contains(fieldOut.String(), "field-2: sent seq") {
+		select {
+		case err := <-done:
+			t.Fatalf("device run exited: %v\n%s", err, fieldOut.String())
+		case <-ctx.Done():
+			t.Fatalf("the claimed device never sent:\n%s", fieldOut.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("device run: %v", err)
+	}
+
 	// One device registered by an admin, over MQTT; then a fleet of three.
 	out = run("device", "run", "--name", "solo", "--org", "demo", "--admin", "demo-admin", "--state-dir", states,
-		"--transport", "mqtt", "--wake", "500ms", "--batch", "2", "--duration", "4s")
+		"--transport", "mqtt", "--wake", "400ms", "--batch", "2", "--duration", "3s")
 	if !strings.Contains(out, "registered in demo") || !strings.Contains(out, "2 readings, one signature") {
 		t.Errorf("device run = %q", out)
 	}
 	out = run("device", "run", "--fleet", "3", "--class", "mixed", "--org", "demo", "--admin", "demo-admin", "--state-dir", states,
-		"--wake", "500ms", "--duration", "5s")
+		"--wake", "400ms", "--duration", "4s")
 	if !strings.Contains(out, "fleet running: 3 devices, 3 newly registered") || strings.Count(out, "sent seq") < 3 {
 		t.Errorf("device run --fleet = %q", out)
 	}
