@@ -438,7 +438,7 @@ async function security(v) {
 async function apiPage(v) {
   const doc = await get('/v1/openapi.json');
   const rows = [];
-  for (const [path, ops] of Object.entries(doc.paths)) for (const [m, op] of Object.entries(ops)) rows.push(`<tr><td>${m.toUpperCase()}</td><td class="mono">${esc(path)}</td><td>${esc(op.summary)}</td></tr>`);
+  for (const [path, ops] of Object.entries(doc.paths)) for (const [m, op] of Object.entries(ops)) rows.push(`<tr><td>${esc(m.toUpperCase())}</td><td class="mono">${esc(path)}</td><td>${esc(op.summary)}</td></tr>`);
   v.innerHTML = `<h1>API</h1><p>Everything this explorer shows comes from the node's API, described in <a href="/v1/openapi.json">/v1/openapi.json</a> (OpenAPI ${esc(doc.openapi)}).
     Errors are <code>{"error": {"code", "message"}}</code>; live events: <code>curl -N ${esc(location.origin)}/v1/events?types=block,device</code>.</p>
     <table><thead><tr><th>method</th><th>path</th><th>does</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
