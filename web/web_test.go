@@ -350,8 +350,16 @@ func TestOtherPages(t *testing.T) {
 	if res.StatusCode != http.StatusBadRequest {
 		t.Fatalf("truncated tx: %s; want 400", res.Status)
 	}
+	// Ledger text is shown as text: an organisation named with markup.
+	const xss = `<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>`
+	rctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := api.NewClient(shared.url).Send(rctx, shared.admin, "", &ledger.OrgCreate{ID: "xss", Name: xss}, true); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct{ frag, sel, want string }{
 		{"/orgs", "#orgs", devnet.DemoOrg},
+		{"/org/xss", "dl.kv", xss},
 		{"/org/" + devnet.DemoOrg, "#devices", "sensor"},
 		{"/grants", "#grants", "read"},
 		{"/anchors", "#anchors", "did:key:"},
@@ -366,6 +374,9 @@ func TestOtherPages(t *testing.T) {
 			t.Errorf("%s: %q lacks %q", tc.frag, text, tc.want)
 		}
 		screenshot(t, ctx, strings.ReplaceAll(strings.Trim(tc.frag, "/"), "/", "-")[:min(len(tc.frag)-1, 12)])
+	}
+	if pwned := get(t, ctx, chromedp.Evaluate[bool](`window.__pwned === 1`)); pwned {
+		t.Error("markup in an organisation's name ran as script")
 	}
 	noScriptErrors(t, ctx)
 }
