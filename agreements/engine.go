@@ -359,8 +359,8 @@ func (p *Program) activation(st *Instance, in *Input, args map[string]any) map[s
 			a["state."+v.Name] = st.Vars[i].Int
 		}
 	}
-	for k, v := range args {
-		a["args."+k] = v
+	for _, k := range sortedKeys(args) { // (order does not matter; no map is ranged over in execution)
+		a["args."+k] = args[k]
 	}
 	if r := in.Reading; r != nil {
 		a["reading.value"], a["reading.seq"], a["reading.time"] = r.Value, int64(r.Seq), r.Time
