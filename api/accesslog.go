@@ -10,11 +10,18 @@ import (
 	"time"
 )
 
-// logged counts every request by route and status class (Stats), and
+// logged allows cross-origin reads, counts every request by route and
+// status class (Stats), and
 // logs it at debug level (method, path, status, bytes, duration, remote
 // address): --log-level debug shows the API's traffic.
 func (s *Server) logged(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/") {
+			// Reads are public: a page served from elsewhere may fetch them
+			// (without credentials; requests with an Authorization header
+			// need a preflight, which is not granted).
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+		}
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 		h.ServeHTTP(rec, r) // the mux sets r.Pattern

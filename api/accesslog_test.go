@@ -73,12 +73,20 @@ func TestRequestStats(t *testing.T) {
 		}
 		res.Body.Close()
 	}
+	res, err := http.Get(srv.URL + "/v1/orgs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("GET /v1/orgs: no Access-Control-Allow-Origin: *")
+	}
 	got := map[string]uint64{}
 	st := s.Stats()
 	for _, c := range st.Requests {
 		got[c.Route+" "+c.Status] = c.Count
 	}
-	if got["GET /v1/orgs/{id} 2xx"] != 3 || got["GET /v1/orgs/{id} 4xx"] != 1 || got["unmatched 4xx"] != 1 || st.Proofs != 2 {
+	if got["GET /v1/orgs 2xx"] != 1 || got["GET /v1/orgs/{id} 2xx"] != 3 || got["GET /v1/orgs/{id} 4xx"] != 1 || got["unmatched 4xx"] != 1 || st.Proofs != 2 {
 		t.Errorf("stats = %v, %d proofs; want 3 ok and 1 absent org reads, 1 unmatched, 2 proofs", got, st.Proofs)
 	}
 }

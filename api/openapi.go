@@ -17,7 +17,6 @@ var OpenAPI []byte
 
 func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Access-Control-Allow-Origin", "*")
 	_, _ = w.Write(OpenAPI)
 }
 
