@@ -304,7 +304,27 @@ func (n *Node) Send(ctx context.Context, env []byte) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := n.locate(ctx, pid); err != nil {
+		return nil, fmt.Errorf("mesh: cannot reach %s: %w", to.ID, err)
+	}
 	return n.exchange(ctx, pid, ProtoMessage, to.ID, to.Key, env)
+}
+
+// locate makes sure a peer can be dialled: connected, addresses known
+// (mDNS, Connect, AddPeer), or found in the DHT.
+func (n *Node) locate(ctx context.Context, p peer.ID) error {
+	if len(n.host.Network().ConnsToPeer(p)) > 0 || len(n.host.Peerstore().Addrs(p)) > 0 {
+		return nil
+	}
+	if n.dht == nil {
+		return errors.New("not connected, no address known, and no DHT to look it up")
+	}
+	ai, err := n.dht.FindPeer(ctx, p)
+	if err != nil {
+		return fmt.Errorf("DHT lookup: %w", err)
+	}
+	n.host.Peerstore().AddAddrs(p, ai.Addrs, time.Hour)
+	return nil
 }
 
 // exchange sends one frame on the session for (peer, proto) and waits

@@ -268,3 +268,44 @@ func TestFloodFromOnePeer(t *testing.T) {
 		t.Fatalf("%d delivered", box.count())
 	}
 }
+
+// TestDHTLookup: A and B know only the gateway (a DHT server); A finds B's
+// address in the DHT and sends to it directly.
+func TestDHTLookup(t *testing.T) {
+	l := newTestLedger(t, "acme")
+	gKey := l.device("acme", "gateway", identity.Ed25519)
+	aKey := l.device("acme", "sensor", identity.Ed25519)
+	bKey := l.device("acme", "actuator", identity.Ed25519)
+	l.grant("acme", "device:"+aKey.ID(), KindMessage, "device:"+bKey.ID())
+	g := startNode(t, l, gKey, func(c *Config) { c.Relay, c.DHT = true, true })
+	box := newInbox()
+	b := startNode(t, l, bKey, func(c *Config) { c.DHT, c.Handler, c.Bootstrap = true, box.handler, g.Addrs() })
+	a := startNode(t, l, aKey, func(c *Config) { c.DHT, c.Bootstrap = true, g.Addrs() })
+	ctx := ctxT(t)
+	if len(a.Host().Peerstore().Addrs(b.PeerID())) != 0 {
+		t.Fatal("A already knows B's address")
+	}
+	env, err := a.Compose(Outgoing{To: bKey.ID(), Body: []byte("found you in the DHT")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res *Result
+	// B's DHT routing table fills right after it connects to the gateway.
+	for i := 0; i < 50; i++ {
+		if res, err = a.Send(ctx, env); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil || res.Err() != nil {
+		t.Fatalf("send via DHT lookup: %v %v", err, res)
+	}
+	if d := box.next(t, 5*time.Second); string(d.Plaintext) != "found you in the DHT" {
+		t.Fatalf("got %q", d.Plaintext)
+	}
+	for _, c := range a.Host().Network().ConnsToPeer(b.PeerID()) {
+		if isCircuit(c.RemoteMultiaddr()) {
+			t.Fatal("went through a relay, not directly")
+		}
+	}
+}
