@@ -38,7 +38,7 @@ type net struct {
 
 func start(t *testing.T) *net {
 	home := t.TempDir()
-	base, err := chain.FreePortBase(1)
+	base, err := chain.FreePortBase(4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func start(t *testing.T) *net {
 	if testing.Verbose() {
 		lvl = slog.LevelInfo
 	}
-	d, err := devnet.Start(devnet.Config{Home: home, Validators: 1, BasePort: base, FastBlocks: true, NoSync: true,
+	d, err := devnet.Start(devnet.Config{Home: home, Validators: 4, BasePort: base, FastBlocks: true, NoSync: true,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))})
 	if err != nil {
 		t.Fatal(err)
@@ -67,13 +67,16 @@ func start(t *testing.T) *net {
 		t.Fatal(err)
 	}
 	n.must(n.acme, &ledger.OrgCreate{ID: "acme", Name: "Acme Cooling"})
-	// Credits by governance: the validator approves a mint to demo.
-	home0 := d.Net().Node(0).Config().Home
-	pub, sig, err := chain.SignWithValidatorKey(home0, ledger.CreditMintMessage(d.ChainID(), 1, "org:demo", 10_000))
-	if err != nil {
-		t.Fatal(err)
+	// Credits by governance: three of the four validators approve a mint to demo.
+	mint := &ledger.CreditMint{To: "org:demo", Amount: 10_000, Seq: 1}
+	for i := range 3 {
+		pub, sig, err := chain.SignWithValidatorKey(d.Net().Node(i).Config().Home, ledger.CreditMintMessage(d.ChainID(), 1, mint.To, mint.Amount))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mint.Approvals = append(mint.Approvals, ledger.Approval{Validator: pub, Signature: sig})
 	}
-	n.must(n.admin, &ledger.CreditMint{To: "org:demo", Amount: 10_000, Seq: 1, Approvals: []ledger.Approval{{Validator: pub, Signature: sig}}})
+	n.must(n.admin, mint)
 	return n
 }
 
@@ -176,8 +179,10 @@ func (n *net) proveReading(dev *identity.Key, seq uint64, v float64) *ledger.Rea
 	return &ledger.ReadingEvidence{Gateway: p.Gateway, Index: p.Index, Size: p.Anchor.Size, Envelope: p.Envelope, Inclusion: p.Inclusion}
 }
 
-// TestExamples runs the four example agreements on one devnet, then replays
-// the devnet's blocks on a fresh ledger and compares the app hashes.
+// TestExamples runs the four example agreements on one 4-validator devnet
+// (every block is agreed by all four, so they computed the same app hash),
+// then replays the devnet's blocks on a fresh ledger and compares the app
+// hashes.
 func TestExamples(t *testing.T) {
 	n := start(t)
 	sensor := n.register(n.admin, "demo", "sensor")
