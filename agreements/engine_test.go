@@ -360,3 +360,30 @@ func TestDeterministicCost(t *testing.T) {
 		t.Fatalf("actual cost %d above the estimate %d", first.Cost, max)
 	}
 }
+
+// TestJSON: a JSON document is YAML too, with positions in errors.
+func TestJSON(t *testing.T) {
+	src := `{
+  "agreement": "counter",
+  "parties": {"a": "org"},
+  "state": {"n": "int"},
+  "transitions": {
+    "inc": {"on": {"call": "a"}, "when": "state.n < 10", "do": [{"set": {"n": "state.n + 1"}}]}
+  }
+}`
+	p := mustCompile(t, []byte(src), map[string]string{"a": "ao"})
+	in, _ := p.Init(1, 1)
+	res, err := p.Fire(in, "inc", &Input{Agreement: 1, Height: 2, SignerParties: []string{"a"}})
+	if err != nil || p.StateMap(res.Instance)["n"] != int64(1) {
+		t.Fatalf("%v %v", res, err)
+	}
+	bad := strings.Replace(src, `"state.n < 10"`, `"state.n < 'ten'"`, 1)
+	d, err := Parse([]byte(bad))
+	if err == nil {
+		_, err = Compile(d, map[string]string{"a": "ao"}, DefaultLimits())
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Pos.Line != 6 || e.Field != "transitions.inc.when" {
+		t.Fatalf("error %v; want line 6, transitions.inc.when", err)
+	}
+}
