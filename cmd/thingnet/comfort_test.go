@@ -85,3 +85,20 @@ func TestStatusAndEvents(t *testing.T) {
 		t.Errorf("events (text) = %q", out)
 	}
 }
+
+// FuzzPrintEvents feeds arbitrary streams to the SSE reader of `thingnet
+// events`: it must not fail on any input, and prints one line per event.
+func FuzzPrintEvents(f *testing.F) {
+	f.Add("id: 1\nevent: block\ndata: {\"height\":1}\n\n", true)
+	f.Add(": comment\n\nretry: 2000\nid: 2\nevent: tx\ndata: {}\ndata: {}\n\n", false)
+	f.Add("data: x\n\n\n\nevent: lost\n", true)
+	f.Fuzz(func(t *testing.T, stream string, asJSON bool) {
+		var out strings.Builder
+		if err := printEvents(&out, strings.NewReader(stream), asJSON, 0); err != nil {
+			return // a line longer than the scanner's buffer
+		}
+		if n := strings.Count(out.String(), "\n"); n > strings.Count(stream, "\n") {
+			t.Fatalf("%d lines printed from %d input lines", n, strings.Count(stream, "\n"))
+		}
+	})
+}
