@@ -16,6 +16,7 @@ import (
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
 )
 
 // TestFleet runs a small simulated fleet for a few seconds: every device's
@@ -32,12 +33,21 @@ func TestFleet(t *testing.T) {
 	ctx := ctxT(t, 2*time.Minute)
 	var mu sync.Mutex
 	first := map[int]*device.Receipt{}
-	fl, err := d.StartFleet(ctx, FleetConfig{Size: 6, Wake: 500 * time.Millisecond, OnSend: func(i int, rc *device.Receipt) {
+	var commands []ledger.Command
+	fl, err := d.StartFleet(ctx, FleetConfig{Size: 6, Wake: 500 * time.Millisecond, Agreement: true, OnSend: func(i int, rc *device.Receipt) {
 		mu.Lock()
 		defer mu.Unlock()
 		if first[i] == nil {
 			first[i] = rc
 		}
+	}, OnCommand: func(i int, c ledger.Command) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if i != 1 {
+			t.Errorf("device %d got command %+v; the agreement commands device 1", i, c)
+		}
+		commands = append(commands, c)
+		return nil
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -72,8 +82,20 @@ func TestFleet(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// The sensor's readings cross the agreement's threshold: the fan is
+	// commanded (reading → anchor → relayer → agreement → proved command).
+	waitFor(t, ctx, "the agreement to command the fan", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(commands) > 0
+	})
+	mu.Lock()
+	if p := string(commands[0].Payload); p != "on" && p != "off" || commands[0].Agreement != fl.Agreement {
+		t.Errorf("command %+v", commands[0])
+	}
+	mu.Unlock()
 	env, rd := fl.Sent()
-	t.Logf("fleet of 6: %d envelopes, %d readings", env, rd)
+	t.Logf("fleet of 6: %d envelopes, %d readings, %d commands", env, rd, len(commands))
 	if err := fl.Stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -318,7 +318,7 @@ func (g *globals) runOne(ctx context.Context, out io.Writer, rc runConfig, tr de
 
 // startDevnetFleet starts the devnet's simulated fleet and says so; it
 // returns nil for a fleet of 0.
-func startDevnetFleet(ctx context.Context, out io.Writer, d *devnet.Devnet, c devnet.FleetConfig) (*device.Fleet, error) {
+func startDevnetFleet(ctx context.Context, out io.Writer, d *devnet.Devnet, c devnet.FleetConfig) (*devnet.Fleet, error) {
 	if c.Size <= 0 {
 		fmt.Fprintln(out, "no simulated fleet (--fleet 0)")
 		return nil, nil
@@ -337,6 +337,7 @@ func startDevnetFleet(ctx context.Context, out io.Writer, d *devnet.Devnet, c de
 	c.OnCommand = func(i int, cmd ledger.Command) error {
 		return printActuator{out: out, name: fmt.Sprintf("sim-%04d", i)}.Execute(ctx, cmd)
 	}
+	c.Agreement = c.Size >= 2
 	fl, err := d.StartFleet(ctx, c)
 	if err != nil {
 		return nil, fmt.Errorf("devnet: simulated fleet: %w", err)
@@ -354,12 +355,17 @@ func startDevnetFleet(ctx context.Context, out io.Writer, d *devnet.Devnet, c de
 			}
 		}
 	}
+	if fl.Agreement != 0 {
+		fmt.Fprintf(out, "agreement %d (fleet-fan): %s's temperature readings switch %s's fan on and off; a relayer here feeds it anchored readings, the fan executes the proved commands\n",
+			fl.Agreement, fl.Devices[0].Name, fl.Devices[1].Name)
+		fmt.Fprintf(out, "  thingnet agreement show %d --node %s\n", fl.Agreement, d.APIURL(0))
+	}
 	fmt.Fprintf(out, "  watch one: thingnet readings list --device %s --node %s\n", fl.Devices[0].Device.ID(), d.APIURL(0))
 	return fl, nil
 }
 
 // fleetStatus is the fleet's part of the devnet's periodic status line.
-func fleetStatus(fl *device.Fleet) string {
+func fleetStatus(fl *devnet.Fleet) string {
 	if fl == nil {
 		return ""
 	}

@@ -31,8 +31,8 @@ func (s *syncBuffer) String() string {
 }
 
 // TestDevnetFleetCommand runs `thingnet devnet` with a small fleet: it says
-// what it starts, every device's first reading is stored, and Ctrl-C stops
-// the fleet and the network.
+// what it starts, every device's first reading is stored, the fleet's
+// agreement commands the fan, and Ctrl-C stops the fleet and the network.
 func TestDevnetFleetCommand(t *testing.T) {
 	base, err := chain.FreePortBase(4)
 	if err != nil {
@@ -48,7 +48,7 @@ func TestDevnetFleetCommand(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()
 	deadline := time.After(90 * time.Second)
-	for strings.Count(out.String(), "first reading") < 4 {
+	for strings.Count(out.String(), "first reading") < 4 || !strings.Contains(out.String(), "executing command") {
 		select {
 		case err := <-done:
 			t.Fatalf("devnet exited: %v\n%s", err, out.String())
@@ -62,7 +62,7 @@ func TestDevnetFleetCommand(t *testing.T) {
 		t.Fatalf("devnet: %v\n%s", err, out.String())
 	}
 	got := out.String()
-	for _, want := range []string{"starting a simulated fleet of 4 devices", "fleet: 4 devices (4 newly registered)", "temperature sensors over http", "motion sensors over mqtt", "meter sensors over coap", "stopped; run again to resume"} {
+	for _, want := range []string{"starting a simulated fleet of 4 devices", "fleet: 4 devices (4 newly registered)", "temperature sensors over http", "motion sensors over mqtt", "meter sensors over coap", "(fleet-fan)", "sim-0001: executing command", "stopped; run again to resume"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
 		}
