@@ -25,8 +25,12 @@ func (n *Node) registerProtocols() {
 	}
 }
 
-// serveBatches reads messages off a stream, takes what has arrived (up to
-// maxBatch) as one batch, and answers each batch with one signed receipt.
+// serveBatches reads messages off a stream and answers each batch with
+// one signed receipt. A reader takes frames off the stream as they come;
+// the checker takes all that have arrived (up to maxBatch) as one batch.
+// So a lone message is answered at once, and under load, while one batch
+// is being verified the next one gathers: one batch verification and one
+// receipt then serve many messages.
 func (n *Node) serveBatches(s network.Stream, via string) {
 	defer s.Close()
 	p := s.Conn().RemotePeer()
@@ -34,26 +38,46 @@ func (n *Node) serveBatches(s network.Stream, via string) {
 		s.Reset()
 		return
 	}
-	r := bufio.NewReaderSize(s, 32<<10)
-	w := bufio.NewWriterSize(s, 4<<10)
-	for {
-		var frames [][]byte
-		for len(frames) < maxBatch {
-			if len(frames) > 0 && r.Buffered() == 0 {
-				break
-			}
+	in := make(chan []byte, 4*maxBatch)
+	var readErr error
+	go func() {
+		defer close(in)
+		r := bufio.NewReaderSize(s, 64<<10)
+		for {
 			_ = s.SetReadDeadline(time.Now().Add(5 * time.Minute))
 			f, err := readFrame(r, maxFrame)
 			if err != nil {
-				if len(frames) == 0 {
-					if !errors.Is(err, io.EOF) {
-						s.Reset()
-					}
-					return
-				}
-				break
+				readErr = err
+				return
 			}
-			frames = append(frames, f)
+			in <- f
+		}
+	}()
+	defer func() {
+		for range in { // let the reader finish
+		}
+	}()
+	w := bufio.NewWriterSize(s, 4<<10)
+	for {
+		f, ok := <-in
+		if !ok {
+			if !errors.Is(readErr, io.EOF) {
+				s.Reset()
+			}
+			return
+		}
+		frames := [][]byte{f}
+	gather:
+		for len(frames) < maxBatch {
+			select {
+			case f, ok := <-in:
+				if !ok {
+					break gather
+				}
+				frames = append(frames, f)
+			default:
+				break gather
+			}
 		}
 		var results []Result
 		if via == "mailbox" {
@@ -498,3 +522,4 @@ func (n *Node) knownPeerDevice(p peer.ID) (*Device, error) {
 	}
 	return n.auth.Device(id)
 }
+
