@@ -522,4 +522,3 @@ func (n *Node) knownPeerDevice(p peer.ID) (*Device, error) {
 	}
 	return n.auth.Device(id)
 }
-
