@@ -240,8 +240,9 @@ func TestOverviewLoads(t *testing.T) {
 	height := get(t, ctx, chromedp.Text(`#ov-height`))
 	validators := get(t, ctx, chromedp.Text(`#ov-validators`))
 	rows := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#blocks tbody tr').length`))
-	if h, err := strconv.Atoi(height); err != nil || h < 2 || validators != "1" || rows < 2 {
-		t.Fatalf("overview: height %q, validators %q, %d block rows", height, validators, rows)
+	bars := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll("#tx-bars rect").length`))
+	if h, err := strconv.Atoi(height); err != nil || h < 2 || validators != "1" || rows < 2 || bars != rows {
+		t.Fatalf("overview: height %q, validators %q, %d block rows, %d bars", height, validators, rows, bars)
 	}
 	screenshot(t, ctx, "overview")
 }

@@ -121,12 +121,22 @@ function rates(bs) {
   return { bt: (span / (bs.length - 1)).toFixed(2) + ' s', tps: span > 0 ? (txs / span).toFixed(2) : '–' };
 }
 
+// txBars draws transactions per block (newest on the right) as SVG bars.
+function txBars(bs) {
+  const W = 640, H = 90, n = Math.max(bs.length, 1), max = Math.max(1, ...bs.map((b) => b.txs));
+  const w = W / n;
+  return `<svg id="tx-bars" class="chart" viewBox="0 0 ${W} ${H + 16}" width="100%" role="img" aria-label="transactions per block">
+    ${bs.slice().reverse().map((b, i) => { const h = Math.max(1, (b.txs / max) * H); return `<rect class="bar" x="${(i * w + 1).toFixed(1)}" y="${(H - h).toFixed(1)}" width="${Math.max(w - 2, 1).toFixed(1)}" height="${h.toFixed(1)}"><title>block ${b.height}: ${b.txs} tx</title></rect>`; }).join('')}
+    <text x="2" y="${H + 13}">txs per block, last ${bs.length} (max ${max})</text></svg>`;
+}
+
 async function overview(v) {
   const [st, vals] = await Promise.all([get('/v1/status'), get('/v1/validators')]);
   const bs = await recentBlocks(st.height, 20);
   const r = rates(bs);
   v.innerHTML = `<h1>Network overview</h1>
     <div class="cards">${card('height', st.height, 'ov-height')}${card('block time (avg of 20)', r.bt, 'ov-blocktime')}${card('tx/s (last 20 blocks)', r.tps, 'ov-tps')}${card('validators', vals.items.length, 'ov-validators')}${card('node', st.moniker || short(st.node_id, 8))}</div>
+    <h2>Transactions</h2><div id="tx-bars-box">${txBars(bs)}</div>
     <h2>Latest blocks</h2>${blockTable(bs.map((b) => blockRow(b)).join(''))}
     <h2>Validators</h2><table><thead><tr><th>public key (Ed25519)</th><th>power</th></tr></thead><tbody>
     ${vals.items.map((x) => `<tr><td class="mono">${hex(b64(x.pub_key))}</td><td>${x.power}</td></tr>`).join('')}</tbody></table>`;
@@ -138,6 +148,7 @@ async function overview(v) {
     $('#ov-height').textContent = d.height;
     $('#ov-blocktime').textContent = rr.bt;
     $('#ov-tps').textContent = rr.tps;
+    $('#tx-bars-box').innerHTML = txBars(bs);
     const body = $('#blocks tbody');
     body.insertAdjacentHTML('afterbegin', blockRow(d, true));
     while (body.rows.length > 20) body.deleteRow(-1);
