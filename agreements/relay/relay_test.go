@@ -1,4 +1,4 @@
-package relay
+package relay_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thingnet/thingnet/agreements/relay"
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/devnet"
@@ -60,7 +61,7 @@ func TestRelay(t *testing.T) {
 		"sensor": "device:" + sensor.ID(), "cooler": "device:" + cooler.ID(), "buyer": "org:demo", "seller": "org:demo"}})
 
 	relayKey, _ := identity.GenerateKey(identity.Ed25519)
-	r, err := New(Config{Client: c, Key: relayKey, Agreements: []uint64{1}, Poll: 50 * time.Millisecond})
+	r, err := relay.New(relay.Config{Client: c, Key: relayKey, Agreements: []uint64{1}, Poll: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
