@@ -499,18 +499,37 @@ function dispatch(ev) {
   let d;
   try { d = JSON.parse(ev.data); } catch { return; }
   if (ev.type === 'block') $('#chain').textContent = `height ${d.height}`;
-  if (!(ev.type === 'block' && d.txs === 0)) {
-    const what = ev.type === 'block' ? `#${d.height}: ${d.txs} tx` : ev.type === 'tx' ? `${d.kind} ${d.reason}`
-      : d.device ? `${short(d.device, 12)} ${d.status || d.kind}` : ev.type === 'anchor' ? `${short(d.gateway, 12)} size ${d.size}` : JSON.stringify(d).slice(0, 60);
-    const feed = $('#feed');
-    feed.insertAdjacentHTML('afterbegin', `<li title="${esc(ev.data)}"><span class="t">${esc(ev.type)}</span>${esc(what)}</li>`);
-    while (feed.children.length > 60) feed.lastElementChild.remove();
-  }
+  feedItem(ev.type, d);
   toPage(ev.type, d);
+}
+
+// feedItem adds an event to the live feed (blocks only when they hold txs).
+function feedItem(type, d) {
+  if (type === 'block' && d.txs === 0) return;
+  const what = type === 'block' ? `#${d.height}: ${d.txs} tx` : type === 'tx' ? `${d.kind} ${d.reason}`
+    : d.device ? `${short(d.device, 12)} ${d.status || d.kind}` : type === 'anchor' ? `${short(d.gateway, 12)} size ${d.size}` : JSON.stringify(d).slice(0, 60);
+  const feed = $('#feed');
+  feed.insertAdjacentHTML('afterbegin', `<li title="${esc(JSON.stringify(d))}"><span class="t">${esc(type)}</span>${esc(what)}</li>`);
+  while (feed.children.length > 60) feed.lastElementChild.remove();
+}
+
+// The feed starts with the events the node kept, then follows the stream
+// from there.
+async function start() {
+  try {
+    const recent = await get('/v1/events/recent?limit=200');
+    for (const e of recent.items) {
+      feedItem(e.type, e.data);
+      lastID = e.id;
+    }
+  } catch (err) {
+    console.warn('recent events:', err.message);
+  }
+  follow();
 }
 
 window.addEventListener('hashchange', route);
 document.addEventListener('click', onVerifyClick);
 get('/v1/status').then((s) => { $('#chain').textContent = `${s.chain_id} · height ${s.height}`; }).catch(() => {});
 route();
-follow();
+start();
