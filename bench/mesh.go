@@ -12,6 +12,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/mesh"
@@ -177,7 +178,16 @@ func medianPath(rs []MeshPathResult) MeshPathResult {
 }
 
 func meshDirectRound(ctx context.Context, dir string, cfg MeshBenchConfig) (MeshPathResult, error) {
+	return meshDirect(ctx, dir, cfg, 0)
+}
+
+// meshDirect: A sends to B over libp2p TCP; with linkDelay > 0 through a link
+// of that latency in each direction.
+func meshDirect(ctx context.Context, dir string, cfg MeshBenchConfig, linkDelay time.Duration) (MeshPathResult, error) {
 	out := MeshPathResult{Path: "direct (libp2p TCP, loopback)"}
+	if linkDelay > 0 {
+		out.Path = fmt.Sprintf("direct, same LAN (%v RTT)", 2*linkDelay)
+	}
 	ldir, err := os.MkdirTemp(dir, "mesh-")
 	if err != nil {
 		return out, err
@@ -203,7 +213,20 @@ func meshDirectRound(ctx context.Context, dir string, cfg MeshBenchConfig) (Mesh
 		return out, err
 	}
 	defer a.Close()
-	if _, err := a.Connect(ctx, b.Addrs()[0]); err != nil {
+	addr := b.Addrs()[0]
+	if linkDelay > 0 {
+		na, err := manet.ToNetAddr(b.Host().Addrs()[0])
+		if err != nil {
+			return out, err
+		}
+		proxy, err := newDelayProxy(na.String(), linkDelay)
+		if err != nil {
+			return out, err
+		}
+		defer proxy.Close()
+		addr = fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", proxy.Addr().Port, b.PeerID())
+	}
+	if _, err := a.Connect(ctx, addr); err != nil {
 		return out, err
 	}
 	body := make([]byte, cfg.Size)
@@ -279,7 +302,16 @@ func meshDirectRound(ctx context.Context, dir string, cfg MeshBenchConfig) (Mesh
 // broker (QoS 1), B subscribes and runs the receiver's checks (mesh
 // Node.Accept: ledger status, grant, replay, signature) on each.
 func meshMosquittoRound(ctx context.Context, dir string, cfg MeshBenchConfig) (MeshPathResult, error) {
+	return meshMosquitto(ctx, dir, cfg, 0)
+}
+
+// meshMosquitto: through a broker; with linkDelay > 0 both clients reach it
+// over a link of that latency (linkDelay) in each direction.
+func meshMosquitto(ctx context.Context, dir string, cfg MeshBenchConfig, linkDelay time.Duration) (MeshPathResult, error) {
 	out := MeshPathResult{Path: "brokered (Mosquitto, QoS 1, loopback)"}
+	if linkDelay > 0 {
+		out.Path = fmt.Sprintf("brokered, broker %v RTT away", 2*linkDelay)
+	}
 	bin, err := FindMosquitto(cfg.Mosquitto)
 	if err != nil {
 		return out, err
@@ -289,6 +321,15 @@ func meshMosquittoRound(ctx context.Context, dir string, cfg MeshBenchConfig) (M
 		return out, err
 	}
 	defer broker.stop()
+	brokerAddr := broker.addr
+	if linkDelay > 0 {
+		proxy, err := newDelayProxy(broker.addr, linkDelay)
+		if err != nil {
+			return out, err
+		}
+		defer proxy.Close()
+		brokerAddr = proxy.Addr().String()
+	}
 	ldir, err := os.MkdirTemp(dir, "mesh-")
 	if err != nil {
 		return out, err
@@ -316,7 +357,7 @@ func meshMosquittoRound(ctx context.Context, dir string, cfg MeshBenchConfig) (M
 	defer a.Close()
 	topic := "things/" + p.bKey.ID() + "/inbox"
 	connect := func(id string) (paho.Client, error) {
-		c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + broker.addr).SetClientID(id).
+		c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + brokerAddr).SetClientID(id).
 			SetCleanSession(true).SetAutoReconnect(false).SetOrderMatters(true).SetMaxResumePubInFlight(1000))
 		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 			return nil, fmt.Errorf("bench: mqtt connect: %v", tok.Error())
@@ -401,4 +442,44 @@ func quantile(d []time.Duration, q float64) time.Duration {
 	slices.Sort(d)
 	i := int(q * float64(len(d)-1))
 	return d[i]
+}
+
+// MeshDistanceConfig: the same message between two devices a few feet
+// apart, directly over their LAN, or through a cloud broker.
+type MeshDistanceConfig struct {
+	LAN       time.Duration // one-way latency between the devices; default 250µs
+	Cloud     time.Duration // one-way latency from a device to the cloud broker; default 20ms
+	Messages  int           // one at a time, for latency; default 300
+	Mosquitto string
+}
+
+// MeshDistance measures one-way latency (and messages/s with many in
+// flight) of the direct LAN path and of the brokered path through a
+// Mosquitto broker as far away as a cloud region, with emulated links.
+func MeshDistance(ctx context.Context, dir string, dc MeshDistanceConfig, progress io.Writer) ([]MeshPathResult, error) {
+	if dc.LAN <= 0 {
+		dc.LAN = 250 * time.Microsecond
+	}
+	if dc.Cloud <= 0 {
+		dc.Cloud = 20 * time.Millisecond
+	}
+	if dc.Messages <= 0 {
+		dc.Messages = 300
+	}
+	if progress == nil {
+		progress = io.Discard
+	}
+	cfg := MeshBenchConfig{Latency: dc.Messages, Messages: 5000, Senders: 64, Mosquitto: dc.Mosquitto}
+	cfg.defaults()
+	d, err := meshDirect(ctx, dir, cfg, dc.LAN)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(progress, "%s: p50 %v p99 %v, %.0f msg/s\n", d.Path, d.P50, d.P99, d.MsgsPerSec)
+	b, err := meshMosquitto(ctx, dir, cfg, dc.Cloud)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(progress, "%s: p50 %v p99 %v, %.0f msg/s\n", b.Path, b.P50, b.P99, b.MsgsPerSec)
+	return []MeshPathResult{d, b}, nil
 }

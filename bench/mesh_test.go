@@ -28,3 +28,23 @@ func TestMeshBenchSmall(t *testing.T) {
 		}
 	}
 }
+
+// TestMeshDistanceSmall: the emulated LAN and cloud paths deliver, and the
+// cloud path's latency reflects its distance.
+func TestMeshDistanceSmall(t *testing.T) {
+	if _, err := FindMosquitto(""); err != nil {
+		t.Skipf("no mosquitto: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rs, err := MeshDistance(ctx, t.TempDir(), MeshDistanceConfig{Messages: 20, Cloud: 5 * time.Millisecond}, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs[1].P50 < 10*time.Millisecond {
+		t.Fatalf("brokered over two 5 ms links took %v one way", rs[1].P50)
+	}
+	if rs[0].P50 >= rs[1].P50 {
+		t.Fatalf("direct LAN %v not faster than the distant broker %v", rs[0].P50, rs[1].P50)
+	}
+}
