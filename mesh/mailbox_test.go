@@ -223,3 +223,38 @@ loop:
 		t.Fatalf("pulled %d: %v", n, err)
 	}
 }
+
+// TestDeviceRestartKeepsReplayState: a device that restarts with its
+// replay state on disk still refuses a message it took before, even when
+// a gateway hands it over again.
+func TestDeviceRestartKeepsReplayState(t *testing.T) {
+	s := newMailboxSetup(t, MailboxConfig{NoSync: true})
+	ctx := ctxT(t)
+	a := startNode(t, s.l, s.aKey, nil)
+	connect(t, a, s.g)
+	env, err := a.Compose(Outgoing{To: s.bKey.ID(), Body: []byte("once"), Seal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := a.Deposit(ctx, s.gKey.ID(), env); err != nil || res.Err() != nil {
+		t.Fatalf("deposit: %v %v", err, res)
+	}
+	state := filepath.Join(t.TempDir(), "replay.json")
+	start := func() *Node {
+		ws, err := OpenFileWindowStore(state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return startNode(t, s.l, s.bKey, func(c *Config) { c.Handler = s.box.handler; c.Replay = ws })
+	}
+	b := start()
+	connect(t, b, s.g)
+	if n, err := b.Pull(ctx, s.gKey.ID()); err != nil || n != 1 {
+		t.Fatalf("pulled %d: %v", n, err)
+	}
+	b.Close()
+	b = start()
+	if res := b.Accept(ctx, [][]byte{env})[0]; res.Status != StatusReplay {
+		t.Fatalf("after restart, the same message: %v", res.Status)
+	}
+}
