@@ -309,3 +309,56 @@ func TestDHTLookup(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamFlood: one peer opening streams without end hits the resource
+// manager's per-peer limit; another peer's messages still flow.
+func TestStreamFlood(t *testing.T) {
+	l := newTestLedger(t, "acme")
+	bKey := l.device("acme", "actuator", identity.Ed25519)
+	aKey := l.device("acme", "sensor", identity.Ed25519)
+	l.grant("acme", "device:"+aKey.ID(), KindMessage, "device:"+bKey.ID())
+	box := newInbox()
+	b := startNode(t, l, bKey, func(c *Config) { c.Handler = box.handler })
+	a := startNode(t, l, aKey, nil)
+	flooder := startNode(t, l, mustKey(t, identity.Ed25519), nil)
+	connect(t, a, b)
+	connect(t, flooder, b)
+	ctx := ctxT(t)
+	refused := 0
+	for i := 0; i < 400; i++ {
+		s, err := flooder.Host().NewStream(ctx, b.PeerID(), ProtoMessage)
+		if err == nil {
+			// The stream may be refused by b after it opened on our side.
+			_, err = s.Write([]byte{1, 0})
+		}
+		if err != nil {
+			refused++
+		}
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		return len(b.Host().Network().ConnsToPeer(flooder.PeerID())) == 0 ||
+			countStreams(b, flooder) <= 256
+	})
+	if n := countStreams(b, flooder); n > 256 {
+		t.Fatalf("b holds %d streams of one peer", n)
+	}
+	for i := 0; i < 50; i++ {
+		env, _ := a.Compose(Outgoing{To: bKey.ID(), Body: []byte("still here")})
+		res, err := a.Send(ctx, env)
+		if err != nil || res.Err() != nil {
+			t.Fatalf("legitimate message %d: %v %v", i, err, res)
+		}
+	}
+	if refused == 0 {
+		t.Fatal("400 streams from one peer, none refused")
+	}
+	t.Logf("%d of 400 streams refused", refused)
+}
+
+func countStreams(n *Node, p *Node) int {
+	c := 0
+	for _, conn := range n.Host().Network().ConnsToPeer(p.PeerID()) {
+		c += len(conn.GetStreams())
+	}
+	return c
+}
