@@ -326,7 +326,11 @@ func TestStreamFlood(t *testing.T) {
 	ctx := ctxT(t)
 	refused := 0
 	for i := 0; i < 400; i++ {
-		s, err := flooder.Host().NewStream(ctx, b.PeerID(), ProtoMessage)
+		// A stream the resource manager refuses may hang until the
+		// opener's deadline.
+		sctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		s, err := flooder.Host().NewStream(sctx, b.PeerID(), ProtoMessage)
+		cancel()
 		if err == nil {
 			// The stream may be refused by b after it opened on our side.
 			_, err = s.Write([]byte{1, 0})
