@@ -234,14 +234,47 @@ func poll(ctx context.Context, js string, timeout time.Duration) error {
 	return err
 }
 
+// show opens an explorer URL and waits until the page for frag is on
+// screen, complete (app.js sets #view's data-path then).
+func show(t *testing.T, ctx context.Context, url, frag string) {
+	t.Helper()
+	do(t, ctx, chromedp.Navigate(url))
+	js := fmt.Sprintf(`document.querySelector('#view').dataset.path === %s`, jsString(frag))
+	if err := poll(ctx, js, 20*time.Second); err != nil {
+		t.Fatalf("page %s not shown: %v", frag, err)
+	}
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// textOf waits for an element and returns its text, in one step in the
+// page (a live update may replace elements at any time).
+func textOf(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%s); return e ? e.innerText || ' ' : ''; })()`, jsString(sel))
+	v, err := chromedp.Run(ctx, chromedp.Poll[string](js, chromedp.WithPollingTimeout(15*time.Second)))
+	if err != nil {
+		t.Fatalf("%s: %v", sel, err)
+	}
+	return v
+}
+
+// count is the number of elements matching sel.
+func count(t *testing.T, ctx context.Context, sel string) int {
+	t.Helper()
+	return get(t, ctx, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll(%s).length`, jsString(sel))))
+}
+
 func TestOverviewLoads(t *testing.T) {
 	ctx := tab(t)
-	do(t, ctx, chromedp.Navigate(shared.url+"/"), chromedp.WaitVisible(`#blocks tbody tr`)) // / redirects to /explorer/
-	height := get(t, ctx, chromedp.Text(`#ov-height`))
-	validators := get(t, ctx, chromedp.Text(`#ov-validators`))
-	rows := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#blocks tbody tr').length`))
-	bars := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll("#tx-bars rect").length`))
-	if h, err := strconv.Atoi(height); err != nil || h < 2 || validators != "1" || rows < 2 || bars != rows {
+	show(t, ctx, shared.url+"/", "/") // / redirects to /explorer/
+	height := textOf(t, ctx, `#ov-height`)
+	validators := textOf(t, ctx, `#ov-validators`)
+	rows, bars := count(t, ctx, `#blocks tbody tr`), count(t, ctx, `#tx-bars rect`)
+	if h, err := strconv.Atoi(height); err != nil || h < 2 || validators != "1" || rows < 2 || bars < 2 {
 		t.Fatalf("overview: height %q, validators %q, %d block rows, %d bars", height, validators, rows, bars)
 	}
 	screenshot(t, ctx, "overview")
@@ -251,17 +284,22 @@ func TestOverviewLoads(t *testing.T) {
 // suspension appear without a reload.
 func TestLiveUpdates(t *testing.T) {
 	ctx := tab(t)
-	do(t, ctx, chromedp.Navigate(explorer("/")), chromedp.WaitVisible(`#blocks tbody tr`), chromedp.WaitVisible(`#live.on`))
+	show(t, ctx, explorer("/"), "/")
+	if err := poll(ctx, `document.querySelector('#live.on') !== null`, 15*time.Second); err != nil {
+		t.Fatalf("the event stream did not connect: %v", err)
+	}
 	get(t, ctx, chromedp.Evaluate[string](`window.__marker = 'no reload'`))
-	h0, _ := strconv.Atoi(get(t, ctx, chromedp.Text(`#ov-height`)))
+	h0, _ := strconv.Atoi(textOf(t, ctx, `#ov-height`))
 	// A newer block arrives over the event stream.
 	if err := poll(ctx, fmt.Sprintf(`+document.querySelector('#ov-height').textContent > %d && document.querySelector('#blocks tbody tr.new') !== null && window.__marker === 'no reload'`, h0), 15*time.Second); err != nil {
 		t.Fatalf("no new block shown after height %d: %v", h0, err)
 	}
 	// A device registered and suspended now shows in the feed, and on the
 	// devices page that is open.
-	do(t, ctx, chromedp.Navigate(explorer("/devices")), chromedp.WaitVisible(`#devices tbody tr`))
-	get(t, ctx, chromedp.Evaluate[string](`window.__marker = 'no reload'`))
+	show(t, ctx, explorer("/devices"), "/devices")
+	if window := get(t, ctx, chromedp.Evaluate[string](`window.__marker`)); window != "no reload" {
+		t.Fatalf("going to another page reloaded the explorer")
+	}
 	rctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	dev, err := registerDevice(rctx)
@@ -272,10 +310,9 @@ func TestLiveUpdates(t *testing.T) {
 		t.Fatal(err)
 	}
 	row := fmt.Sprintf(`#devices tr[data-id="%s"] .badge.suspended`, dev.ID())
-	js := fmt.Sprintf(`document.querySelector('%s') !== null && [...document.querySelectorAll('#feed li')].some(li => li.textContent.includes('suspended')) && window.__marker === 'no reload'`, row)
+	js := fmt.Sprintf(`document.querySelector(%s) !== null && [...document.querySelectorAll('#feed li')].some(li => li.textContent.includes('suspended')) && window.__marker === 'no reload'`, jsString(row))
 	if err := poll(ctx, js, 15*time.Second); err != nil {
-		feed, _ := chromedp.Run(ctx, chromedp.Text(`#feed`))
-		t.Fatalf("suspension not shown live: %v (feed: %q)", err, feed)
+		t.Fatalf("suspension not shown live: %v (feed: %q)", err, textOf(t, ctx, `#feed`))
 	}
 	noScriptErrors(t, ctx)
 	screenshot(t, ctx, "live-devices")
@@ -292,25 +329,26 @@ func noScriptErrors(t *testing.T, ctx context.Context) {
 
 func TestDevicePage(t *testing.T) {
 	ctx := tab(t)
-	do(t, ctx, chromedp.Navigate(explorer("/device/"+shared.dev.ID())), chromedp.WaitVisible(`#chart polyline`))
-	status := get(t, ctx, chromedp.Text(`#device-status`))
-	history := get(t, ctx, chromedp.Text(`#history`))
-	points := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#chart circle').length`))
-	rows := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#readings tbody tr').length`))
+	frag := "/device/" + shared.dev.ID()
+	show(t, ctx, explorer(frag), frag)
+	status := textOf(t, ctx, `#device-status`)
+	history := textOf(t, ctx, `#history`)
+	points, rows := count(t, ctx, `#chart circle`), count(t, ctx, `#readings tbody tr`)
 	if status != "active" || !strings.Contains(history, "device.register") || points != readings || rows != readings {
 		t.Fatalf("device page: status %q, history %q, %d chart points, %d rows; want active, device.register, %d, %d", status, history, points, rows, readings, readings)
 	}
 	// The button verifies in place.
-	do(t, ctx, chromedp.Click(`#readings button.verify[data-index="2"]`), chromedp.WaitVisible(`#verify-verdict`))
-	if verdict := get(t, ctx, chromedp.Text(`#verify-verdict`)); !strings.Contains(verdict, "verified") || strings.Contains(verdict, "NOT") {
+	do(t, ctx, chromedp.Click(`#readings button.verify[data-index="2"]`))
+	if verdict := textOf(t, ctx, `#verify-verdict`); !strings.Contains(verdict, "verified") || strings.Contains(verdict, "NOT") {
 		t.Errorf("verify button: %q", verdict)
 	}
 	noScriptErrors(t, ctx)
 	screenshot(t, ctx, "device")
 }
 
-// TestVerifyReading runs the proof in the page, for a genuine reading and
-// for a copy with one payload byte changed (?tamper=1).
+// TestVerifyReading runs the proof in the page, for a genuine reading, for
+// a copy with one payload byte changed (?tamper=1), and with a header a
+// lying node altered (?tamper=header).
 func TestVerifyReading(t *testing.T) {
 	ctx := tab(t)
 	for _, tc := range []struct {
@@ -322,10 +360,10 @@ func TestVerifyReading(t *testing.T) {
 		{"?tamper=1", "verify-tampered", false, "the signature does not check"},
 		{"?tamper=header", "verify-lying-header", false, "does not hash to the block the commit signed"},
 	} {
-		do(t, ctx, chromedp.Navigate(shared.url+"/explorer/"+tc.query+"#/reading/1"), chromedp.WaitVisible(`#verify-verdict`))
-		verdict := get(t, ctx, chromedp.Text(`#verify-verdict`))
-		class := get(t, ctx, chromedp.AttributeValue(`#verify-verdict`, "class")).Value
-		steps := get(t, ctx, chromedp.Text(`#verify-steps`))
+		show(t, ctx, shared.url+"/explorer/"+tc.query+"#/reading/1", "/reading/1")
+		verdict := textOf(t, ctx, `#verify-verdict`)
+		class := get(t, ctx, chromedp.Evaluate[string](`document.querySelector('#verify-verdict').className`))
+		steps := textOf(t, ctx, `#verify-steps`)
 		if got := strings.Contains(class, "ok"); got != tc.ok {
 			t.Errorf("%s: verdict %q (class %q); want ok=%v; steps:\n%s", tc.name, verdict, class, tc.ok, steps)
 		}
@@ -370,8 +408,8 @@ func TestOtherPages(t *testing.T) {
 		{"/api", "table", "/v1/events"},
 		{"/agreements", "#agreements", "no agreements yet"},
 	} {
-		do(t, ctx, chromedp.Navigate(explorer(tc.frag)), chromedp.WaitVisible(tc.sel))
-		if text := get(t, ctx, chromedp.Text(tc.sel)); !strings.Contains(text, tc.want) {
+		show(t, ctx, explorer(tc.frag), tc.frag)
+		if text := textOf(t, ctx, tc.sel); !strings.Contains(text, tc.want) {
 			t.Errorf("%s: %q lacks %q", tc.frag, text, tc.want)
 		}
 		screenshot(t, ctx, strings.ReplaceAll(strings.Trim(tc.frag, "/"), "/", "-")[:min(len(tc.frag)-1, 12)])

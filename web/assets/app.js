@@ -66,6 +66,13 @@ async function route() {
   const ctx = { handler: null, queue: [] };
   page.loading = ctx;
   const path = decodeURIComponent(location.hash.replace(/^#/, '')) || '/';
+  const view = $('#view');
+  if (view.dataset.path !== path) {
+    // Another page: take the old one away now. (A live refresh of the same
+    // page keeps it on screen until the new one is ready.)
+    delete view.dataset.path;
+    view.innerHTML = '<p class="muted">loading…</p>';
+  }
   const v = document.createElement('div');
   v.live = (h) => { ctx.handler = h; }; // a page's handler of live events
   const found = routes.find(([re]) => re.test(path));
@@ -76,7 +83,8 @@ async function route() {
     v.innerHTML = `<div class="err">${esc(err.message)}</div>`;
   }
   if (seq !== page.seq) return; // another page was asked for meanwhile
-  $('#view').replaceChildren(...v.childNodes);
+  view.replaceChildren(...v.childNodes);
+  view.dataset.path = path; // the page shown, complete (the browser tests wait for it)
   page.loading = null;
   page.onEvent = ctx.handler;
   for (const [type, d] of ctx.queue) toPage(type, d);
