@@ -65,6 +65,8 @@ func (x *txExec) run() error {
 		return x.creditTransfer(m)
 	case *CreditMint:
 		return x.creditMint(m)
+	case *ExchangeAnchor:
+		return x.exchangeAnchor(m)
 	default:
 		return errf(CodeUnknownKind, "no handler for %T", m)
 	}

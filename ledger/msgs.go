@@ -48,6 +48,7 @@ var msgTypes = map[string]func() Msg{
 	KindGrantRevoke:     func() Msg { return new(GrantRevoke) },
 	KindValidatorUpdate: func() Msg { return new(ValidatorUpdate) },
 	KindDataAnchor:      func() Msg { return new(DataAnchor) },
+	KindExchangeAnchor:  func() Msg { return new(ExchangeAnchor) },
 	// agreements.go, credits.go
 	KindAgreementDeploy: func() Msg { return new(AgreementDeploy) },
 	KindAgreementAccept: func() Msg { return new(AgreementAccept) },

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/mesh"
 )
 
@@ -31,7 +33,7 @@ sender is active and holds a "message" (or "command") grant for the receiver, an
 only once. --seal encrypts the body to the receiver (HPKE), so a gateway keeping
 it in a mailbox cannot read it.`,
 	}
-	c.AddCommand(msgSend(g), msgInbox(g), msgListen(g))
+	c.AddCommand(msgSend(g), msgInbox(g), msgListen(g), msgAnchor(g))
 	return c
 }
 
@@ -123,7 +125,7 @@ func msgSend(g *globals) *cobra.Command {
 			out := map[string]any{"hash": fmt.Sprintf("%x", res.Hash), "status": res.Status.String(), "reason": res.Reason, "by": by}
 			if err := g.print(cmd.OutOrStdout(), out, func(w io.Writer) {
 				if res.Status == mesh.StatusDelivered {
-					fmt.Fprintf(w, "delivered to %s (message %x)\n", by, res.Hash[:8])
+					fmt.Fprintf(w, "delivered to %s (message %x)\n", by, res.Hash)
 				}
 			}); err != nil {
 				return err
@@ -375,5 +377,45 @@ relayed or on a topic. It trusts the node's API for ledger answers.`,
 	f.StringSliceVar(&listen, "listen", []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}, "mesh listen multiaddrs")
 	f.StringSliceVar(&topics, "topic", nil, "topics to subscribe to, as ORG/NAME (repeat)")
 	f.BoolVar(&mdns, "mdns", true, "find devices on the local network with mDNS")
+	return c
+}
+
+func msgAnchor(g *globals) *cobra.Command {
+	var tf txFlags
+	var peerDev string
+	var hashes []string
+	c := &cobra.Command{
+		Use:   "anchor",
+		Short: "Anchor a message exchange on the ledger: the RFC 6962 root of its message hashes (as msg send prints them)",
+		Long: `Either party of an exchange (the sending or the receiving device) records the
+Merkle root of the exchange's message hashes, in order, with the other party.
+Any one message can later be proven part of the anchored exchange (mesh.ExchangeInclusion),
+for example to an agreement that needs proof that a command was delivered.`,
+		Example: `  thingnet msg anchor --key switch --peer lamp --hash 3f2a...e1 --hash 9b07...44`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := g.resolvePrincipal("device:" + peerDev)
+			if err != nil {
+				return err
+			}
+			var hs [][]byte
+			for _, h := range hashes {
+				b, err := hex.DecodeString(strings.TrimSpace(h))
+				if err != nil || len(b) != 32 {
+					return fmt.Errorf("--hash %q: want the 64 hex digits of a message's SHA-256 (msg send prints it)", h)
+				}
+				hs = append(hs, b)
+			}
+			root, err := mesh.ExchangeRoot(hs)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "exchange root %x (%d messages)\n", root, len(hs))
+			return g.send(cmd, &tf, &ledger.ExchangeAnchor{Peer: strings.TrimPrefix(p, "device:"), Root: root, Count: uint64(len(hs))})
+		},
+	}
+	tf.register(c)
+	c.Flags().StringVar(&peerDev, "peer", "", "the other device of the exchange (id or key name)")
+	c.Flags().StringArrayVar(&hashes, "hash", nil, "a message's hash, in the exchange's order (repeat)")
 	return c
 }

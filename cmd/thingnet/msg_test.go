@@ -96,6 +96,18 @@ func TestMsgCLI(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the lamp got nothing")
 	}
+	// The switch anchors the exchange: the two messages' hashes.
+	var sent map[string]any
+	if err := json.Unmarshal([]byte(run("msg", "send", "--key", "switch", "--to", "lamp", "off", "-o", "json")), &sent); err != nil {
+		t.Fatal(err)
+	}
+	var sent2 map[string]any
+	if err := json.Unmarshal([]byte(run("msg", "send", "--key", "switch", "--to", "lamp", "on", "-o", "json")), &sent2); err != nil {
+		t.Fatal(err)
+	}
+	if out := run("msg", "anchor", "--key", "switch", "--peer", "lamp", "--hash", sent["hash"].(string), "--hash", sent2["hash"].(string)); !strings.Contains(out, "exchange.anchor committed") {
+		t.Fatalf("msg anchor: %s", out)
+	}
 	// The gateway's mesh endpoint and metrics.
 	var info mesh.MeshInfo
 	if err := api.NewClient(node).Get(ctx, "/v1/mesh", &info); err != nil || info.PeerID == "" || info.Stats.MailboxPulled != 1 {
