@@ -55,6 +55,7 @@ const routes = [
   [/^\/reading\/(\d+)$/, readingPage],
   [/^\/agreements$/, agreementsPage],
   [/^\/agreement\/(\d+)$/, agreementPage],
+  [/^\/mesh$/, meshPage],
   [/^\/security$/, security],
   [/^\/api$/, apiPage],
 ];
@@ -397,6 +398,35 @@ async function agreementPage(v, id) {
     <h2>Document</h2><pre class="json">${esc(r.source)}</pre>
     ${cli([`thingnet agreement call ${r.id} TRANSITION --arg NAME=VALUE --key KEY`, `thingnet agreement dry-run ${r.id} TRANSITION --signer KEY --arg NAME=VALUE`, `thingnet agreement history ${r.id}`])}`;
   v.live((type, d) => { if (type === 'tx' && String(d.kind).startsWith('agreement.')) route(); });
+}
+
+// --- the mesh: peer-to-peer messaging and mailboxes ---
+
+async function meshPage(v) {
+  let m;
+  try {
+    m = await get('/v1/mesh');
+  } catch (err) {
+    v.innerHTML = `<h1>Mesh</h1><p class="muted">This node runs no peer-to-peer mesh (${esc(err.message)}).</p>`;
+    return;
+  }
+  const st = m.stats || {};
+  const flat = (o) => (o && typeof o === 'object' ? Object.entries(o).map(([k, n]) => `${esc(k)}: ${esc(n)}`).join(', ') || '–' : esc(o));
+  v.innerHTML = `<h1>Mesh</h1>
+    <div class="cards">${card('peers', st.Peers ?? '–', 'mesh-peers')}${card('messages delivered', st.Delivered ?? '–')}${card('held in mailboxes', st.MailboxDepth ?? '–', 'mesh-depth')}${card('wake-ups', st.Wakes ?? '–')}</div>
+    ${kv([['gateway', devLink(m.id)], ['peer id', `<span class="mono">${esc(m.peer_id)}</span>`], ['addresses', (m.addrs || []).map((a) => `<div class="mono">${esc(a)}</div>`).join('')], ['relay', m.relay ? 'yes' : 'no']])}
+    <h2>Counters</h2><table id="mesh-stats"><thead><tr><th>counter</th><th>value</th></tr></thead><tbody>
+    ${Object.entries(st).map(([k, n]) => `<tr><td>${esc(k)}</td><td>${flat(n)}</td></tr>`).join('')}</tbody></table>`;
+  const seq = page.seq;
+  every(3000, async () => {
+    const fresh = await get('/v1/mesh').catch(() => null);
+    if (fresh && seq === page.seq) {
+      const s2 = fresh.stats || {};
+      $('#mesh-peers').textContent = s2.Peers ?? '–';
+      $('#mesh-depth').textContent = s2.MailboxDepth ?? '–';
+      $('#mesh-stats tbody').innerHTML = Object.entries(s2).map(([k, n]) => `<tr><td>${esc(k)}</td><td>${flat(n)}</td></tr>`).join('');
+    }
+  });
 }
 
 // --- security events, from /metrics ---
