@@ -96,6 +96,42 @@ func TestMsgCLI(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the lamp got nothing")
 	}
+	// msg listen: the lamp on the mesh, printing what it receives.
+	lamp.Close()
+	var listenOut syncBuffer
+	lctx, stopListen := context.WithCancel(ctx)
+	listenDone := make(chan error, 1)
+	go func() {
+		root := newRoot()
+		root.SetOut(&listenOut)
+		root.SetErr(&listenOut)
+		root.SetArgs([]string{"--node", node, "--keystore", ks, "msg", "listen", "--key", "lamp", "--listen", "/ip4/127.0.0.1/tcp/0", "--mdns=false"})
+		listenDone <- root.ExecuteContext(lctx)
+	}()
+	var listenAddr string
+	for deadline := time.Now().Add(20 * time.Second); listenAddr == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, line := range strings.Split(listenOut.String(), "\n") {
+			if a, ok := strings.CutPrefix(line, "listening on "); ok {
+				listenAddr = a
+			}
+		}
+	}
+	if listenAddr == "" {
+		t.Fatalf("msg listen printed no address:\n%s", listenOut.String())
+	}
+	if !strings.Contains(listenOut.String(), "reachable through the gateway") {
+		t.Errorf("msg listen has no relay slot:\n%s", listenOut.String())
+	}
+	run("msg", "send", "--key", "switch", "--to", "lamp", "--direct", listenAddr, "--seal", "brighter")
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(listenOut.String(), "brighter") && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopListen()
+	<-listenDone
+	if !strings.Contains(listenOut.String(), "brighter") {
+		t.Fatalf("msg listen did not print the message:\n%s", listenOut.String())
+	}
+
 	// The switch anchors the exchange: the two messages' hashes.
 	var sent map[string]any
 	if err := json.Unmarshal([]byte(run("msg", "send", "--key", "switch", "--to", "lamp", "off", "-o", "json")), &sent); err != nil {
@@ -114,3 +150,4 @@ func TestMsgCLI(t *testing.T) {
 		t.Fatalf("GET /v1/mesh: %+v %v", info, err)
 	}
 }
+
