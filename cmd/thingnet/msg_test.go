@@ -150,4 +150,3 @@ func TestMsgCLI(t *testing.T) {
 		t.Fatalf("GET /v1/mesh: %+v %v", info, err)
 	}
 }
-
