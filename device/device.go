@@ -71,7 +71,7 @@ func (d *Device) ID() string { return d.id }
 // Key is the device's key.
 func (d *Device) Key() *identity.Key { return d.key }
 
-// Gateway is the gateway the device uses now (the first one that worked).
+// Gateway is the gateway the device used last (the first one that worked).
 func (d *Device) Gateway() Gateway {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -149,19 +149,17 @@ func (d *Device) apiClient(gw Gateway) *api.Client {
 	return c
 }
 
-// each runs fn against the gateways, starting with the one in use and in
-// order of preference after it, skipping those that failed recently
-// unless none is left, until fn succeeds. A gateway fn fails with (it is
-// down, or it lied) is set aside; the one that works becomes the one in
-// use. It returns the errors of every gateway tried when none worked.
+// each runs fn against the gateways in order of preference, those that
+// failed in the last 30 s last, until fn succeeds. A gateway fn fails with
+// (it is down, or it lied) is set aside for that long; so a device returns
+// to its preferred gateway once it has had time to recover. It returns the
+// errors of every gateway tried when none worked.
 func (d *Device) each(ctx context.Context, what string, fn func(i int, gw Gateway) error) error {
 	d.mu.Lock()
-	n := len(d.cfg.gateways)
 	now := d.cfg.now()
 	var order, later []int
-	for k := range n {
-		i := (d.cur + k) % n
-		if t := d.failed[i]; !t.IsZero() && now.Sub(t) < d.cfg.retryFailed && i != d.cur {
+	for i, t := range d.failed {
+		if !t.IsZero() && now.Sub(t) < d.cfg.retryFailed {
 			later = append(later, i)
 			continue
 		}

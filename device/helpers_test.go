@@ -114,16 +114,27 @@ func (tn *testNet) register(t testing.TB, alg identity.Algorithm) *identity.Key 
 		t.Fatal(err)
 	}
 	proof, _ := k.Sign(ledger.PossessionMessage(tn.d.ChainID(), devnet.DemoOrg, k.ID()))
-	if _, err := api.NewClient(tn.d.APIURL(0)).Send(ctxT(t), tn.admin, "", &ledger.DeviceRegister{Org: devnet.DemoOrg, Device: k.ID(), Class: "sensor", Proof: proof}, true); err != nil {
-		t.Fatalf("registering a device: %v", err)
-	}
+	tn.send(t, tn.admin, &ledger.DeviceRegister{Org: devnet.DemoOrg, Device: k.ID(), Class: "sensor", Proof: proof})
 	return k
 }
 
 func (tn *testNet) send(t testing.TB, k *identity.Key, m ledger.Msg) {
 	t.Helper()
-	if _, err := api.NewClient(tn.d.APIURL(0)).Send(ctxT(t), k, "", m, true); err != nil {
+	ctx := ctxT(t)
+	res, err := api.NewClient(tn.d.APIURL(0)).Send(ctx, k, "", m, true)
+	if err != nil {
 		t.Fatalf("%s: %v", m.Kind(), err)
+	}
+	// Every node's ledger, so every gateway a device may ask, has applied
+	// it (the block store is written before the application commits).
+	for i := range tn.d.Size() {
+		for a := tn.d.App(i); a == nil || a.Height() < res.Height; a = tn.d.App(i) {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("node %d did not apply block %d", i, res.Height)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
 	}
 }
 

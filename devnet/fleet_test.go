@@ -61,12 +61,15 @@ func TestFleet(t *testing.T) {
 		return len(first) == 6
 	})
 	for i, fd := range fl.Devices {
-		c := api.NewClient(d.APIURL(i % d.Size()))
+		mu.Lock()
+		gw := first[i].Gateway // its preferred one, unless that had not applied its registration yet
+		mu.Unlock()
+		c := api.NewClient(gw.API)
 		var page struct {
 			Items []gateway.ReadingItem `json:"items"`
 		}
 		if err := c.Get(ctx, "/v1/readings?device="+url.QueryEscape(fd.Device.ID()), &page); err != nil || len(page.Items) == 0 {
-			t.Errorf("%s (%s over %s): %d readings on gateway %d, %v", fd.Name, fd.Class, fd.Transport, len(page.Items), i%d.Size(), err)
+			t.Errorf("%s (%s over %s): %d readings on gateway %s, %v", fd.Name, fd.Class, fd.Transport, len(page.Items), gw.API, err)
 		}
 	}
 	mu.Lock()
