@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/gateway"
@@ -58,8 +59,12 @@ func (d *Device) authorize(ctx context.Context, c *api.Client, sender, action st
 	if err != nil {
 		return nil, err
 	}
+	before := d.lc.Trusted().Height
 	rec, p, err := d.provedDevice(ctx, c, sender, 0)
 	if err != nil {
+		return nil, err
+	}
+	if err := d.fresh(p, before); err != nil {
 		return nil, err
 	}
 	a := &Authorization{Sender: sender, Height: p.Height}
@@ -94,6 +99,27 @@ func (d *Device) authorize(ctx context.Context, c *api.Client, sender, action st
 		}
 	}
 	return a, nil
+}
+
+// ErrStale is returned when a gateway answers from a state older than the
+// freshness bounds (WithFreshness) allow.
+var ErrStale = errors.New("device: the gateway answered from a stale state")
+
+// fresh checks that a verified proof is recent enough for a live decision:
+// at most maxLag blocks below the header trusted before the check, and the
+// header now trusted (which carries its app hash, or a later one) within
+// maxAge of the device's clock.
+func (d *Device) fresh(p *ledger.Proof, trustedBefore int64) error {
+	if h := p.Height + 1; h < trustedBefore-d.cfg.maxLag {
+		return fmt.Errorf("%w: the proof is of the state after block %d; the device already trusts header %d (at most %d blocks behind)",
+			ErrStale, p.Height, trustedBefore, d.cfg.maxLag)
+	}
+	if d.cfg.maxAge > 0 {
+		if t := d.lc.Trusted().Time; d.cfg.now().Sub(t) > d.cfg.maxAge {
+			return fmt.Errorf("%w: the newest header it gave is of %v, more than %v ago", ErrStale, t.UTC().Format(time.RFC3339), d.cfg.maxAge)
+		}
+	}
+	return nil
 }
 
 // ownOrg returns the device's organisation, proved once.

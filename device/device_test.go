@@ -244,3 +244,53 @@ func TestTransports(t *testing.T) {
 		})
 	}
 }
+
+// TestStaleGateway: a gateway that answers from an old, genuine state (the
+// sender still active, before its suspension) is refused once the device
+// trusts a newer header, and the next gateway gives the current answer.
+func TestStaleGateway(t *testing.T) {
+	tn := startNet(t)
+	ctx := ctxT(t)
+	me := tn.register(t, identity.Ed25519)
+	sender := tn.register(t, identity.Ed25519)
+	tn.send(t, me, &ledger.GrantAdd{Grantor: "device:" + me.ID(), Subject: "device:" + sender.ID(), Action: "message", Resource: "device:" + me.ID()})
+	old := tn.d.App(0).Height() // the sender is active and granted here
+	tn.send(t, tn.admin, ledger.NewDeviceStatus(sender.ID(), ledger.StatusSuspended, "stolen"))
+	if err := tn.d.WaitForHeight(ctx, old+device.DefaultMaxLag+3); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	honest := tn.gw(2)
+	d0, err := device.New(me, device.WithGateways(honest), device.WithTrust(tn.trust), device.WithStateDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := d0.IsActiveAndGranted(ctx, sender.ID(), "message"); err != nil || ok {
+		t.Fatalf("suspended sender through the honest gateway: %v, %v", ok, err)
+	}
+	d0.Close()
+	stale := staleLiar(t, tn.d.APIURL(1), old)
+	// Without the freshness bound the old state would pass: its proofs are
+	// genuine, and old headers verify backwards from the trusted one.
+	lax, err := device.New(me, device.WithGateways(device.Gateway{API: stale.URL}), device.WithStateDir(t.TempDir()), device.WithTrust(tn.trust), device.WithFreshness(1<<40, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := lax.IsActiveAndGranted(ctx, sender.ID(), "message"); err != nil || !ok {
+		t.Fatalf("the stale answer without freshness bounds: %v, %v; want the (old) yes", ok, err)
+	}
+	alone, err := device.New(me, device.WithGateways(device.Gateway{API: stale.URL}), device.WithStateDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := alone.IsActiveAndGranted(ctx, sender.ID(), "message"); !errors.Is(err, device.ErrStale) {
+		t.Fatalf("an answer from the state of block %d: %v, %v; want ErrStale", old, ok, err)
+	}
+	d, err := device.New(me, device.WithGateways(device.Gateway{API: stale.URL}, honest), device.WithStateDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := d.Authorize(ctx, sender.ID(), "message"); err != nil || a.Status != ledger.StatusSuspended {
+		t.Fatalf("with an honest gateway after the stale one: %+v, %v", a, err)
+	}
+}

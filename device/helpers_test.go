@@ -235,3 +235,22 @@ func editJSON(t *testing.T, body []byte, edit func(map[string]any)) []byte {
 	}
 	return out
 }
+
+// staleLiar is a proxy in front of a real node's API that answers record
+// reads from the state after block height, an old but genuine state (say,
+// when a since revoked sender was still active).
+func staleLiar(t *testing.T, upstream string, height int64) *httptest.Server {
+	t.Helper()
+	u, _ := url.Parse(upstream)
+	p := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(u)
+		if strings.HasPrefix(r.In.URL.Path, "/v1/devices/") {
+			q := r.Out.URL.Query()
+			q.Set("height", strconv.FormatInt(height, 10))
+			r.Out.URL.RawQuery = q.Encode()
+		}
+	}}
+	s := httptest.NewServer(p)
+	t.Cleanup(s.Close)
+	return s
+}

@@ -56,6 +56,8 @@ type config struct {
 	log         *slog.Logger
 	now         func() time.Time
 	retryFailed time.Duration
+	maxLag      int64
+	maxAge      time.Duration
 }
 
 // SeqBlock is how many sequence numbers are reserved per write of the
@@ -64,7 +66,8 @@ const SeqBlock = 1000
 
 func newConfig(opts []Option) (config, error) {
 	c := config{transport: HTTP, tokenLife: time.Hour, timeout: 10 * time.Second, seqBlock: SeqBlock,
-		log: slog.New(slog.DiscardHandler), now: time.Now, retryFailed: 30 * time.Second}
+		log: slog.New(slog.DiscardHandler), now: time.Now, retryFailed: 30 * time.Second,
+		maxLag: DefaultMaxLag, maxAge: DefaultMaxAge}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -77,6 +80,8 @@ func newConfig(opts []Option) (config, error) {
 		return c, fmt.Errorf("device: timeout %v is not positive", c.timeout)
 	case c.seqBlock == 0:
 		return c, errors.New("device: sequence block of 0")
+	case c.maxLag < 0 || c.maxAge < 0:
+		return c, fmt.Errorf("device: negative freshness bound (lag %d, age %v)", c.maxLag, c.maxAge)
 	}
 	for i, g := range c.gateways {
 		if g.API == "" {
@@ -137,6 +142,27 @@ func WithLogger(l *slog.Logger) Option {
 			c.log = l
 		}
 	}
+}
+
+// Freshness of the state a live decision (IsActiveAndGranted) is made on.
+const (
+	// DefaultMaxLag is how many blocks below the device's trusted header
+	// a proof may be: a gateway a block or two behind is fine, one that
+	// answers from an old state (when a revoked sender was still active)
+	// is not.
+	DefaultMaxLag = 3
+	// DefaultMaxAge is how old the header a decision rests on may be, by
+	// the device's clock: a gateway that keeps newer headers from the
+	// device cannot make it decide on old state for longer than this.
+	DefaultMaxAge = 5 * time.Minute
+)
+
+// WithFreshness bounds how stale the state IsActiveAndGranted decides on
+// may be: at most maxLag blocks below the trusted header, whose time must
+// be within maxAge of the device's clock (0: no age bound, for a device
+// without a clock or a chain that makes no empty blocks).
+func WithFreshness(maxLag int64, maxAge time.Duration) Option {
+	return func(c *config) { c.maxLag, c.maxAge = maxLag, maxAge }
 }
 
 // WithClock sets the clock for reading times and tokens (default time.Now).
