@@ -1,0 +1,345 @@
+package files
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ipfs/boxo/bitswap"
+	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
+	"github.com/ipfs/boxo/blockservice"
+	blockstore "github.com/ipfs/boxo/blockstore"
+	chunker "github.com/ipfs/boxo/chunker"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
+	ihelper "github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	pebbleds "github.com/ipfs/go-ds-pebble"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// ChunkSize is the UnixFS leaf size: 256 KiB, kubo's default, so the same
+// bytes get the same CID in kubo (`ipfs add --cid-version 1`).
+const ChunkSize = 256 << 10
+
+// DefaultCacheBytes is the default ceiling of unpinned blocks kept.
+const DefaultCacheBytes = 1 << 30
+
+// Config configures a file service.
+type Config struct {
+	Host    host.Host       // the mesh node's libp2p host (mesh.Node.Host)
+	Routing routing.Routing // the mesh's DHT (mesh.Node.Routing); nil: only connected peers are asked
+	// Dir holds the blocks (a Pebble datastore) and pins. Empty: in memory.
+	Dir        string
+	CacheBytes int64 // ceiling of unpinned blocks; default DefaultCacheBytes
+	Logger     *slog.Logger
+	// ProvideTimeout bounds one DHT announcement; default 30 s.
+	ProvideTimeout time.Duration
+	// wrap lets a test wrap the blockstore that bitswap serves from.
+	wrapServe func(*Store) blockstoreServe
+}
+
+// blockstoreServe is the blockstore bitswap serves from.
+type blockstoreServe = blockstore.Blockstore
+
+// Service adds, serves and fetches content-addressed files over bitswap.
+type Service struct {
+	cfg   Config
+	ds    ds.Batching
+	store *Store
+	bs    *bitswap.Bitswap
+	bserv blockservice.BlockService
+	dag   ipld.DAGService
+	log   *slog.Logger
+
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// New starts a file service on the host.
+func New(cfg Config) (*Service, error) {
+	if cfg.Host == nil {
+		return nil, errors.New("files: Config.Host is required (the mesh node's host)")
+	}
+	if cfg.CacheBytes <= 0 {
+		cfg.CacheBytes = DefaultCacheBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ProvideTimeout <= 0 {
+		cfg.ProvideTimeout = 30 * time.Second
+	}
+	var d ds.Batching
+	if cfg.Dir == "" {
+		d = dssync.MutexWrap(ds.NewMapDatastore())
+	} else {
+		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("files: %w", err)
+		}
+		p, err := pebbleds.NewDatastore(filepath.Join(cfg.Dir, "blocks"))
+		if err != nil {
+			return nil, fmt.Errorf("files: opening the block store in %s: %w", cfg.Dir, err)
+		}
+		d = p
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := NewStore(ctx, d, cfg.CacheBytes)
+	if err != nil {
+		cancel()
+		d.Close()
+		return nil, err
+	}
+	s := &Service{cfg: cfg, ds: d, store: st, log: cfg.Logger, ctx: ctx, cancel: cancel}
+	var served blockstoreServe = st
+	if cfg.wrapServe != nil {
+		served = cfg.wrapServe(st)
+	}
+	net := bsnet.NewFromIpfsHost(cfg.Host)
+	var finder routing.ContentDiscovery
+	if cfg.Routing != nil {
+		finder = cfg.Routing
+	}
+	s.bs = bitswap.New(ctx, net, finder, served,
+		bitswap.ProviderSearchDelay(200*time.Millisecond),
+		bitswap.WithoutDuplicatedBlockStats())
+	s.bserv = blockservice.New(st, s.bs)
+	s.dag = merkledag.NewDAGService(s.bserv)
+	return s, nil
+}
+
+// Close stops bitswap and closes the block store.
+func (s *Service) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	err := s.bs.Close()
+	return errors.Join(err, s.ds.Close())
+}
+
+// Store is the service's bounded block store.
+func (s *Service) Store() *Store { return s.store }
+
+// Progress is told how many bytes have gone through so far.
+type Progress func(done int64)
+
+// Added is the result of Add.
+type Added struct {
+	CID  cid.Cid
+	Size uint64 // bytes of the file
+}
+
+// Add imports r as a UnixFS file (balanced DAG, 256 KiB chunks, CIDv1, raw
+// leaves), pins it and announces it. progress may be nil.
+func (s *Service) Add(ctx context.Context, r io.Reader, progress Progress) (Added, error) {
+	cr := &countReader{r: r, progress: progress}
+	batch := ipld.NewBufferedDAG(ctx, s.dag)
+	params := ihelper.DagBuilderParams{
+		Maxlinks:   ihelper.DefaultLinksPerBlock,
+		RawLeaves:  true,
+		CidBuilder: cid.V1Builder{Codec: cid.DagProtobuf, MhType: mh.SHA2_256},
+		Dagserv:    batch,
+	}
+	db, err := params.New(chunker.NewSizeSplitter(cr, ChunkSize))
+	if err != nil {
+		return Added{}, fmt.Errorf("files: add: %w", err)
+	}
+	release := s.store.hold()
+	defer release(ctx)
+	n, err := balanced.Layout(db)
+	if err != nil {
+		return Added{}, fmt.Errorf("files: add: %w", err)
+	}
+	if err := batch.Commit(); err != nil {
+		return Added{}, fmt.Errorf("files: add: %w", err)
+	}
+	if err := s.store.Pin(ctx, n.Cid()); err != nil {
+		return Added{}, err
+	}
+	s.provide(n.Cid())
+	return Added{CID: n.Cid(), Size: uint64(cr.n)}, nil
+}
+
+// provide announces root in the DHT in the background.
+func (s *Service) provide(root cid.Cid) {
+	if s.cfg.Routing == nil {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ProvideTimeout)
+		defer cancel()
+		if err := s.cfg.Routing.Provide(ctx, root, true); err != nil {
+			s.log.Debug("files: announcing a provider record failed", "cid", root, "err", err)
+		}
+	}()
+}
+
+// Provide announces root in the DHT now, waiting for the result.
+func (s *Service) Provide(ctx context.Context, root cid.Cid) error {
+	if s.cfg.Routing == nil {
+		return errors.New("files: no DHT: the node runs without one")
+	}
+	return s.cfg.Routing.Provide(ctx, root, true)
+}
+
+// GetOptions tunes Get.
+type GetOptions struct {
+	Pin      bool            // keep the file (pinned) after the download
+	Peers    []peer.AddrInfo // providers to connect to first (besides those the DHT finds)
+	Progress Progress
+}
+
+// Get fetches the file root (from every provider that has it, each block
+// checked against its CID) and writes its bytes to w.
+func (s *Service) Get(ctx context.Context, root cid.Cid, w io.Writer, o GetOptions) (int64, error) {
+	s.connect(ctx, o.Peers)
+	sess := merkledag.NewSession(ctx, s.dag)
+	if o.Pin {
+		release := s.store.hold()
+		defer release(ctx)
+		if err := s.fetchAll(ctx, root, sess); err != nil {
+			return 0, err
+		}
+		if err := s.store.Pin(ctx, root); err != nil {
+			return 0, err
+		}
+		s.provide(root)
+	}
+	n, err := sess.Get(ctx, root)
+	if err != nil {
+		return 0, fmt.Errorf("files: get %s: %w", root, err)
+	}
+	r, err := uio.NewDagReader(ctx, n, sess)
+	if err != nil {
+		return 0, fmt.Errorf("files: %s is not a UnixFS file: %w", root, err)
+	}
+	defer r.Close()
+	cw := &countWriter{w: w, progress: o.Progress}
+	if _, err := io.Copy(cw, r); err != nil {
+		return cw.n, fmt.Errorf("files: get %s: %w", root, err)
+	}
+	return cw.n, nil
+}
+
+// Fetch brings every block of root's DAG to the local store, optionally pinned.
+func (s *Service) Fetch(ctx context.Context, root cid.Cid, pin bool, peers ...peer.AddrInfo) error {
+	s.connect(ctx, peers)
+	sess := merkledag.NewSession(ctx, s.dag)
+	if pin {
+		release := s.store.hold()
+		defer release(ctx)
+	}
+	if err := s.fetchAll(ctx, root, sess); err != nil {
+		return err
+	}
+	if pin {
+		if err := s.store.Pin(ctx, root); err != nil {
+			return err
+		}
+		s.provide(root)
+	}
+	return nil
+}
+
+// fetchAll walks the DAG level by level, asking for each level's blocks at
+// once so that a session spreads them over all its providers.
+func (s *Service) fetchAll(ctx context.Context, root cid.Cid, ng ipld.NodeGetter) error {
+	level := []cid.Cid{root}
+	for len(level) > 0 {
+		var next []cid.Cid
+		for opt := range ng.GetMany(ctx, level) {
+			if opt.Err != nil {
+				return fmt.Errorf("files: fetch %s: %w", root, opt.Err)
+			}
+			for _, l := range opt.Node.Links() {
+				next = append(next, l.Cid)
+			}
+		}
+		level = next
+	}
+	return nil
+}
+
+func (s *Service) connect(ctx context.Context, peers []peer.AddrInfo) {
+	for _, p := range peers {
+		if p.ID == s.cfg.Host.ID() {
+			continue
+		}
+		if err := s.cfg.Host.Connect(ctx, p); err != nil {
+			s.log.Debug("files: connecting to a provider failed", "peer", p.ID, "err", err)
+		}
+	}
+}
+
+// Pin fetches root if needed and keeps it.
+func (s *Service) Pin(ctx context.Context, root cid.Cid) error { return s.Fetch(ctx, root, true) }
+
+// Unpin lets root's blocks be evicted from the cache.
+func (s *Service) Unpin(ctx context.Context, root cid.Cid) error {
+	return s.store.Unpin(ctx, root)
+}
+
+// Has reports whether the whole DAG of root is local.
+func (s *Service) Has(ctx context.Context, root cid.Cid) bool {
+	_, err := s.store.walkLocal(ctx, root)
+	return err == nil
+}
+
+// Stat returns the size of a local or remote UnixFS file.
+func (s *Service) Stat(ctx context.Context, root cid.Cid) (uint64, error) {
+	n, err := s.dag.Get(ctx, root)
+	if err != nil {
+		return 0, err
+	}
+	r, err := uio.NewDagReader(ctx, n, s.dag)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	return r.Size(), nil
+}
+
+type countReader struct {
+	r        io.Reader
+	n        int64
+	progress Progress
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.progress != nil && n > 0 {
+		c.progress(c.n)
+	}
+	return n, err
+}
+
+type countWriter struct {
+	w        io.Writer
+	n        int64
+	progress Progress
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if c.progress != nil && n > 0 {
+		c.progress(c.n)
+	}
+	return n, err
+}

@@ -1,0 +1,138 @@
+package files
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	pebbleds "github.com/ipfs/go-ds-pebble"
+	mh "github.com/multiformats/go-multihash"
+)
+
+func rawBlock(t *testing.T, data []byte) blocks.Block {
+	t.Helper()
+	c, err := cid.V1Builder{Codec: cid.Raw, MhType: mh.SHA2_256}.Sum(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := blocks.NewBlockWithCid(data, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestStoreLRUEviction(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewStore(ctx, dssync.MutexWrap(ds.NewMapDatastore()), 3000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bs []blocks.Block
+	for i := range 4 {
+		b := rawBlock(t, bytes.Repeat([]byte{byte(i)}, 1000))
+		bs = append(bs, b)
+		if err := s.Put(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if i == 2 {
+			if _, err := s.Get(ctx, bs[0].Cid()); err != nil { // 0 is now more recent than 1
+				t.Fatal(err)
+			}
+		}
+	}
+	has := func(b blocks.Block) bool { ok, _ := s.Has(ctx, b.Cid()); return ok }
+	if !has(bs[0]) || has(bs[1]) || !has(bs[2]) || !has(bs[3]) {
+		t.Fatalf("want block 1 (least recently used) evicted: %v %v %v %v", has(bs[0]), has(bs[1]), has(bs[2]), has(bs[3]))
+	}
+	if st := s.Stats(); st.CacheBytes != 3000 || st.CacheBlocks != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+
+	// A pinned block is kept whatever comes after it; unpinned, it is evictable.
+	if err := s.Pin(ctx, bs[2].Cid()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 10; i < 16; i++ {
+		if err := s.Put(ctx, rawBlock(t, bytes.Repeat([]byte{byte(i)}, 1000))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !has(bs[2]) {
+		t.Fatal("a pinned block was evicted")
+	}
+	if err := s.DeleteBlock(ctx, bs[2].Cid()); err == nil {
+		t.Fatal("deleted a pinned block")
+	}
+	if err := s.Unpin(ctx, bs[2].Cid()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 20; i < 24; i++ {
+		if err := s.Put(ctx, rawBlock(t, bytes.Repeat([]byte{byte(i)}, 1000))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if has(bs[2]) {
+		t.Fatal("an unpinned block outlived the cache")
+	}
+	if st := s.Stats(); st.CacheBytes > 3000 || st.PinnedRoots != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestStoreRefusesWrongBytes(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewStore(ctx, dssync.MutexWrap(ds.NewMapDatastore()), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := rawBlock(t, []byte("firmware image v1"))
+	bad, _ := blocks.NewBlockWithCid([]byte("firmware image v2"), good.Cid())
+	if err := s.Put(ctx, bad); err == nil {
+		t.Fatal("stored a block whose bytes do not match its CID")
+	}
+	if ok, _ := s.Has(ctx, good.Cid()); ok {
+		t.Fatal("the refused block is there")
+	}
+}
+
+// Pins survive a restart on the Pebble datastore; the cache is rebuilt.
+func TestStoreRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	open := func() (*Store, *pebbleds.Datastore) {
+		d, err := pebbleds.NewDatastore(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewStore(ctx, d, 2500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, d
+	}
+	s, d := open()
+	pinned := rawBlock(t, bytes.Repeat([]byte{1}, 1000))
+	cached := rawBlock(t, bytes.Repeat([]byte{2}, 1000))
+	for _, b := range []blocks.Block{pinned, cached} {
+		if err := s.Put(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Pin(ctx, pinned.Cid()); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	s, d = open()
+	defer d.Close()
+	if !s.IsPinned(pinned.Cid()) {
+		t.Fatal("pin lost over a restart")
+	}
+	if st := s.Stats(); st.CacheBlocks != 1 || st.CacheBytes != 1000 || st.PinnedBlocks != 1 {
+		t.Fatalf("after restart: %+v", st)
+	}
+}
