@@ -67,6 +67,16 @@ func (x *txExec) run() error {
 		return x.creditMint(m)
 	case *ExchangeAnchor:
 		return x.exchangeAnchor(m)
+	case *FilePublish:
+		return x.filePublish(m)
+	case *FileShare:
+		return x.fileShare(m)
+	case *FileRevoke:
+		return x.fileRevoke(m)
+	case *FileRekey:
+		return x.fileRekey(m)
+	case *FilePinMsg:
+		return x.filePin(m)
 	default:
 		return errf(CodeUnknownKind, "no handler for %T", m)
 	}

@@ -49,6 +49,11 @@ var msgTypes = map[string]func() Msg{
 	KindValidatorUpdate: func() Msg { return new(ValidatorUpdate) },
 	KindDataAnchor:      func() Msg { return new(DataAnchor) },
 	KindExchangeAnchor:  func() Msg { return new(ExchangeAnchor) },
+	KindFilePublish:     func() Msg { return new(FilePublish) }, // files.go
+	KindFileShare:       func() Msg { return new(FileShare) },
+	KindFileRevoke:      func() Msg { return new(FileRevoke) },
+	KindFileRekey:       func() Msg { return new(FileRekey) },
+	KindFilePin:         func() Msg { return new(FilePinMsg) },
 	// agreements.go, credits.go
 	KindAgreementDeploy: func() Msg { return new(AgreementDeploy) },
 	KindAgreementAccept: func() Msg { return new(AgreementAccept) },
