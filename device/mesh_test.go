@@ -1,0 +1,92 @@
+package device_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/thingnet/thingnet/devnet"
+	"github.com/thingnet/thingnet/device"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/mesh"
+)
+
+// TestMeshWithLightClient: two devices with no ledger talk over the mesh,
+// directly and through a gateway's mailbox; each checks the other with
+// proofs its light client verifies.
+func TestMeshWithLightClient(t *testing.T) {
+	tn := startNet(t)
+	ctx := ctxT(t)
+	sw := tn.register(t, identity.Ed25519)
+	lamp := tn.register(t, identity.Ed25519)
+	intruder := tn.register(t, identity.Ed25519)
+	gwKey, err := devnet.Keystore(tn.d.Home()).Load(devnet.GatewayKey(0), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.send(t, tn.admin, &ledger.GrantAdd{Grantor: "org:" + devnet.DemoOrg, Subject: "device:" + sw.ID(), Action: mesh.KindMessage, Resource: "device:" + lamp.ID()})
+	tn.send(t, tn.admin, &ledger.DeviceUpdate{Device: lamp.ID(), Labels: map[string]string{mesh.LabelMailboxes: gwKey.ID()}})
+
+	got := make(chan *mesh.Delivery, 10)
+	newDev := func(k *identity.Key, h func(context.Context, *mesh.Delivery) error) *mesh.Node {
+		d, err := device.New(k, device.WithGateways(tn.gw(0)), device.WithTrust(tn.trust), device.WithStateDir(t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		gwID, addr, err := d.GatewayMeshAddr(ctx)
+		if err != nil || gwID != gwKey.ID() {
+			t.Fatalf("gateway mesh address: %s %v", gwID, err)
+		}
+		n, err := d.Mesh(device.MeshOptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: []string{addr}, Handler: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	lampNode := newDev(lamp, func(_ context.Context, m *mesh.Delivery) error { got <- m; return nil })
+	swNode := newDev(sw, nil)
+	inNode := newDev(intruder, nil)
+
+	// Directly, sealed.
+	if _, err := swNode.Connect(ctx, lampNode.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	env, err := swNode.Compose(mesh.Outgoing{To: lamp.ID(), Body: []byte("on"), Seal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := swNode.Send(ctx, env)
+	if err != nil || res.Err() != nil {
+		t.Fatalf("direct: %v %v", err, res)
+	}
+	if m := <-got; string(m.Plaintext) != "on" || m.From != sw.ID() {
+		t.Fatalf("lamp got %q from %s", m.Plaintext, m.From)
+	}
+	// The intruder holds no grant: the lamp's proofs say so.
+	if _, err := inNode.Connect(ctx, lampNode.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	env, _ = inNode.Compose(mesh.Outgoing{To: lamp.ID(), Body: []byte("off")})
+	if res, err := inNode.Send(ctx, env); err != nil || res.Status != mesh.StatusNotGranted {
+		t.Fatalf("intruder: %v %v", err, res)
+	}
+	// Through the gateway's mailbox, pulled by the lamp.
+	env, _ = swNode.Compose(mesh.Outgoing{To: lamp.ID(), Body: []byte("dim"), Seal: true})
+	if res, err := swNode.Deposit(ctx, gwKey.ID(), env); err != nil || res.Err() != nil {
+		t.Fatalf("deposit: %v %v", err, res)
+	}
+	if n, err := lampNode.Pull(ctx, gwKey.ID()); err != nil || n != 1 {
+		t.Fatalf("pulled %d: %v", n, err)
+	}
+	select {
+	case m := <-got:
+		if string(m.Plaintext) != "dim" || m.Via != "mailbox" {
+			t.Fatalf("lamp got %q via %s", m.Plaintext, m.Via)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing delivered from the mailbox")
+	}
+}
