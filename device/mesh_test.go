@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/device"
+	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/mesh"
