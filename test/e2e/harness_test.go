@@ -46,6 +46,7 @@ const (
 	Restart   FaultKind = "restart"   // start Nodes again (after a Kill)
 	Partition FaultKind = "partition" // split the network into Groups
 	Heal      FaultKind = "heal"      // undo every partition
+	End       FaultKind = "end"       // nothing: the schedule ends at At
 )
 
 // Fault is one fault at a time after the schedule starts.
@@ -532,6 +533,9 @@ func (n *Net) Partition(groups ...[]int) {
 
 // Heal removes every partition.
 func (n *Net) Heal() {
+	if !n.NetNS {
+		return
+	}
 	for _, a := range n.Nodes {
 		if n.Firewall == "iptables" {
 			sh(n.t, "ip", "netns", "exec", a.NS, "iptables", "-F")
