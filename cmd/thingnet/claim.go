@@ -24,6 +24,7 @@ import (
 func deviceCode(g *globals) *cobra.Command {
 	var key, org, chainID, alg string
 	var ttl time.Duration
+	var qr bool
 	c := &cobra.Command{
 		Use:   "code",
 		Short: "On the device: create its key if needed and print a one-time claim code for an admin to claim",
@@ -55,7 +56,16 @@ QR-code alphanumeric characters; case, spaces and dashes do not matter.`,
 				return err
 			}
 			out := map[string]any{"device": k.ID(), "org": org, "chain_id": chainID, "code": code, "expires": time.Now().Add(ttl).UTC().Format(time.RFC3339), "created_key": created}
+			var drawing string
+			if qr {
+				if drawing, err = device.ClaimQR(code); err != nil {
+					return err
+				}
+			}
 			return g.print(cmd.OutOrStdout(), out, func(w io.Writer) {
+				if drawing != "" {
+					fmt.Fprintf(w, "%s\n", drawing)
+				}
 				if created {
 					fmt.Fprintf(w, "created key %q\n", key)
 				}
@@ -65,6 +75,7 @@ QR-code alphanumeric characters; case, spaces and dashes do not matter.`,
 	}
 	f := c.Flags()
 	f.StringVar(&key, "key", "", "the device's key name (created if missing)")
+	f.BoolVar(&qr, "qr", false, "also draw the code as a QR code in the terminal, for a technician's phone")
 	f.StringVar(&org, "org", "", "organisation the device joins")
 	f.StringVar(&chainID, "chain-id", "", "chain id (default: asked from --node)")
 	f.StringVar(&alg, "alg", "ed25519", "algorithm of a new key: ed25519 or p256")

@@ -48,6 +48,9 @@ func TestProvisioning(t *testing.T) {
 	if err := json.Unmarshal([]byte(run("device", "code", "--key", "field-1", "--org", "demo", "-o", "json")), &code); err != nil {
 		t.Fatal(err)
 	}
+	if out := run("device", "code", "--key", "field-1", "--org", "demo", "--qr"); !strings.Contains(out, "█") || !strings.Contains(out, "TNC") {
+		t.Errorf("device code --qr = %q", out)
+	}
 	if out := run("device", "claim", code.Code, "--key", "demo-admin", "--class", "sensor", "--label", "site=north"); !strings.Contains(out, "device.register committed") {
 		t.Errorf("claim = %q", out)
 	}
