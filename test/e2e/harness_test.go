@@ -16,10 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
+
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/node"
 )
 
 // Manifest describes a network to run: its nodes, organisations, devices
@@ -103,10 +104,15 @@ var (
 	binErr  error
 )
 
-// thingnetBinary builds cmd/thingnet once per test run.
+// thingnetBinary builds cmd/thingnet once per test run ($THINGNET_E2E_BIN:
+// use that binary instead).
 func thingnetBinary(t *testing.T) string {
 	t.Helper()
 	binOnce.Do(func() {
+		if p := os.Getenv("THINGNET_E2E_BIN"); p != "" {
+			binPath = p
+			return
+		}
 		dir, err := os.MkdirTemp("", "thingnet-e2e-bin-")
 		if err != nil {
 			binErr = err
@@ -363,27 +369,55 @@ func (n *Net) create() {
 				t.Fatal(err)
 			}
 		}
-		// Each node lists the others as persistent peers, as docs/multihost.md says.
-		cfg, err := node.LoadConfig(nd.Home)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.P2P.PersistentPeers = nil
+		// Each node lists the others as persistent peers, as docs/multihost.md
+		// says (the file is edited as TOML, so that the harness also runs a
+		// binary built from another version of the tree).
+		var peers []string
 		for _, o := range n.Nodes {
 			if o != nd {
-				cfg.P2P.PersistentPeers = append(cfg.P2P.PersistentPeers, o.NodeID+"@"+o.P2P)
+				peers = append(peers, o.NodeID+"@"+o.P2P)
 			}
 		}
+		set := map[string]map[string]any{
+			"p2p": {"persistent_peers": peers},
+			// One test process stands for many devices on one address: let
+			// each connection attempt be judged on its credentials.
+			"gateway.limits": {"connects_per_sec": 100.0, "connect_burst": 100, "msgs_per_sec": 200.0, "burst": 200},
+		}
 		if !n.NetNS {
-			cfg.P2P.AllowDuplicateIP, cfg.P2P.PEX = true, false // every node on 127.0.0.1
+			set["p2p"]["allow_duplicate_ip"], set["p2p"]["pex"] = true, false // every node on 127.0.0.1
 		}
-		// One test process stands for many devices on one address: let
-		// each connection attempt be judged on its credentials.
-		cfg.Gateway.Limits.ConnectsPerSec, cfg.Gateway.Limits.ConnectBurst = 100, 100
-		cfg.Gateway.Limits.MsgsPerSec, cfg.Gateway.Limits.Burst = 200, 200
-		if err := node.WriteConfig(nd.Home, cfg); err != nil {
-			t.Fatal(err)
+		editTOML(t, filepath.Join(nd.Home, "thingnet.toml"), set)
+	}
+}
+
+// editTOML sets values in a TOML file: table ("a.b") -> key -> value.
+func editTOML(t *testing.T, path string, set map[string]map[string]any) {
+	t.Helper()
+	var doc map[string]any
+	if _, err := toml.DecodeFile(path, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for table, kv := range set {
+		m := doc
+		for _, part := range strings.Split(table, ".") {
+			sub, ok := m[part].(map[string]any)
+			if !ok {
+				sub = map[string]any{}
+				m[part] = sub
+			}
+			m = sub
 		}
+		for k, v := range kv {
+			m[k] = v
+		}
+	}
+	var b bytes.Buffer
+	if err := toml.NewEncoder(&b).Encode(doc); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -459,7 +493,10 @@ func (n *Net) stopAll() {
 	}
 	if n.t.Failed() {
 		for _, nd := range n.Nodes {
-			b, _ := os.ReadFile(filepath.Join(nd.Home, "node.log"))
+			b, err := os.ReadFile(filepath.Join(nd.Home, "node.log"))
+			if err != nil {
+				b = []byte(err.Error())
+			}
 			if len(b) > 3000 {
 				b = b[len(b)-3000:]
 			}
