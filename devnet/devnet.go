@@ -20,6 +20,7 @@ import (
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/events"
+	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/gateway/coap"
 	"github.com/thingnet/thingnet/gateway/mqtt"
@@ -79,6 +80,7 @@ type Devnet struct {
 	brokers []*mqtt.Broker
 	coaps   []*coap.Server
 	meshes  []*mesh.Node
+	files   []*files.Service     // node i's file service, on its mesh host
 	buses   []*events.Bus        // node i's event bus, kept across restarts
 	watches []context.CancelFunc // stop node i's block watcher
 }
@@ -125,6 +127,7 @@ func Start(c Config) (*Devnet, error) {
 	d := &Devnet{cfg: c, log: c.Logger, Resumed: resumed, gwKeys: gwKeys,
 		apps: make([]*ledger.App, c.Validators), apis: make([]*api.Server, c.Validators), gws: make([]*gateway.Gateway, c.Validators), meshes: make([]*mesh.Node, c.Validators),
 		brokers: make([]*mqtt.Broker, c.Validators), coaps: make([]*coap.Server, c.Validators),
+		files: make([]*files.Service, c.Validators),
 		buses: make([]*events.Bus, c.Validators), watches: make([]context.CancelFunc, c.Validators)}
 	for i := range d.buses {
 		d.buses[i] = events.NewBus(0)
@@ -200,9 +203,15 @@ func (d *Devnet) startServices(i int) error {
 	if err != nil {
 		return errors.Join(err, cs.Close(), broker.Close(), gw.Close())
 	}
+	fs, err := files.New(files.Config{Host: mn.Host(), Routing: mn.Routing(), Dir: filepath.Join(node.Config().Home, "files"),
+		CacheBytes: 256 << 20, Logger: d.log.With("node", i, "module", "files")})
+	if err != nil {
+		return errors.Join(err, mn.Close(), cs.Close(), broker.Close(), gw.Close())
+	}
 	s := api.New(d.apps[i], node.Client(), d.log.With("node", i, "module", "api"))
 	gw.Mount(s, d.apps[i])
 	mesh.MountAPI(s, mn, gw.Authenticate)
+	files.MountAPI(s, fs, gw.Authenticate)
 	reg := metrics.New()
 	reg.Ledger(d.apps[i])
 	reg.CheckTxRejections(d.apps[i].Rejections)
@@ -214,7 +223,7 @@ func (d *Devnet) startServices(i int) error {
 	watch, err := events.Watch(ctx, node.Client(), d.buses[i], d.log.With("node", i, "module", "events"))
 	if err != nil {
 		cancel()
-		return errors.Join(err, mn.Close(), cs.Close(), broker.Close(), gw.Close())
+		return errors.Join(err, fs.Close(), mn.Close(), cs.Close(), broker.Close(), gw.Close())
 	}
 	reg.Chain(watch)
 	reg.Events(d.buses[i], s.ServeEvents(d.buses[i]))
@@ -223,9 +232,9 @@ func (d *Devnet) startServices(i int) error {
 	web.Mount(s)
 	if err := s.Start(fmt.Sprintf("127.0.0.1:%d", d.cfg.BasePort+10*i+2)); err != nil {
 		cancel()
-		return errors.Join(err, mn.Close(), cs.Close(), broker.Close(), gw.Close())
+		return errors.Join(err, fs.Close(), mn.Close(), cs.Close(), broker.Close(), gw.Close())
 	}
-	d.meshes[i] = mn
+	d.meshes[i], d.files[i] = mn, fs
 	d.watches[i] = cancel
 	d.apis[i], d.gws[i], d.brokers[i], d.coaps[i] = s, gw, broker, cs
 	return nil
@@ -236,12 +245,17 @@ func (d *Devnet) stopServices(i int) error {
 	d.mu.Lock()
 	s, gw, broker, cs, mn := d.apis[i], d.gws[i], d.brokers[i], d.coaps[i], d.meshes[i]
 	d.apis[i], d.gws[i], d.brokers[i], d.coaps[i], d.meshes[i] = nil, nil, nil, nil, nil
+	fs := d.files[i]
+	d.files[i] = nil
 	if d.watches[i] != nil {
 		d.watches[i]()
 		d.watches[i] = nil
 	}
 	d.mu.Unlock()
 	var errs []error
+	if fs != nil {
+		errs = append(errs, fs.Close())
+	}
 	if mn != nil {
 		errs = append(errs, mn.Close())
 	}
@@ -271,6 +285,13 @@ func (d *Devnet) API(i int) *api.Server {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.apis[i]
+}
+
+// Files is node i's file service (nil while the node is stopped).
+func (d *Devnet) Files(i int) *files.Service {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.files[i]
 }
 
 // Mesh is node i's mesh node (nil while the node is stopped).

@@ -54,6 +54,9 @@ type MeshConfig struct {
 	MailboxBytes      int `toml:"mailbox_bytes"`
 	DownlinksPerDay   int `toml:"downlinks_per_day"`
 	SenderWakesPerDay int `toml:"sender_wakes_per_day"`
+	// FilesCacheMB bounds the file blocks kept beside pinned files (LRU);
+	// 0: 1024 MiB. Files (docs/files.md) share the mesh node's host.
+	FilesCacheMB int64 `toml:"files_cache_mb"`
 }
 
 // CoAPConfig configures the gateway's CoAP (UDP) server.

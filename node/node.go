@@ -13,6 +13,7 @@ import (
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/events"
+	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/gateway/coap"
 	"github.com/thingnet/thingnet/gateway/mqtt"
@@ -33,6 +34,7 @@ type Node struct {
 	broker *mqtt.Broker
 	coap   *coap.Server
 	mesh   *mesh.Node
+	files  *files.Service
 	log    *slog.Logger
 	events *events.Bus
 	// stopEvents ends the watcher that publishes committed blocks.
@@ -103,6 +105,7 @@ func Start(home string, c Config, logger *slog.Logger) (*Node, error) {
 		if n.mesh != nil {
 			mesh.MountAPI(n.api, n.mesh, n.gw.Authenticate)
 			reg.Mesh(n.mesh)
+			files.MountAPI(n.api, n.files, n.gw.Authenticate)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		n.stopEvents = cancel
@@ -176,6 +179,10 @@ func (n *Node) startGateway(c Config) error {
 			return err
 		}
 		n.log.Info("mesh listening", "peer_id", n.mesh.PeerID(), "addrs", n.mesh.Addrs())
+		if n.files, err = files.New(files.Config{Host: n.mesh.Host(), Routing: n.mesh.Routing(), Dir: filepath.Join(n.home, "data", "files"),
+			CacheBytes: c.Mesh.FilesCacheMB << 20, Logger: n.log.With("module", "files")}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -232,6 +239,9 @@ func (n *Node) Close() error {
 	}
 	if n.coap != nil {
 		errs = append(errs, n.coap.Close())
+	}
+	if n.files != nil {
+		errs = append(errs, n.files.Close())
 	}
 	if n.mesh != nil {
 		errs = append(errs, n.mesh.Close())

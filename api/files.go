@@ -1,0 +1,63 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/thingnet/thingnet/ledger"
+)
+
+// fileRoutes serves the ledger's file manifests and pin records. The
+// content itself is served by the node's file service (files.MountAPI:
+// /v1/content).
+func (s *Server) fileRoutes() {
+	s.handle("GET /v1/files/{org}", s.listFiles)
+	s.handle("GET /v1/files/{org}/{name}", s.getFile)
+	s.handle("GET /v1/pins/{cid}", s.getPins)
+}
+
+// listFiles answers GET /v1/files/{org}?after=NAME&limit=N.
+func (s *Server) listFiles(r *http.Request) (any, error) {
+	st, _, err := s.view(r)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := limitParam(r)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := st.Files(r.PathValue("org"), r.URL.Query().Get("after"), limit)
+	if err != nil {
+		return nil, err
+	}
+	if fs == nil {
+		fs = []ledger.FileManifest{}
+	}
+	p := Page{Height: st.Height, Items: fs}
+	if len(fs) == limit {
+		p.Next = fs[len(fs)-1].Name
+	}
+	return p, nil
+}
+
+// getFile answers GET /v1/files/{org}/{name}: a manifest, with ?prove=true
+// its proof against the app hash.
+func (s *Server) getFile(r *http.Request) (any, error) {
+	org, name := r.PathValue("org"), r.PathValue("name")
+	return s.record(r, ledger.FileKey(org, name), func(st *ledger.State) (any, error) { return st.File(org, name) })
+}
+
+// getPins answers GET /v1/pins/{cid}: the nodes that recorded a pin of it.
+func (s *Server) getPins(r *http.Request) (any, error) {
+	st, _, err := s.view(r)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := st.FilePins(r.PathValue("cid"))
+	if err != nil {
+		return nil, err
+	}
+	if ps == nil {
+		ps = []ledger.FilePin{}
+	}
+	return Page{Height: st.Height, Items: ps}, nil
+}

@@ -1,0 +1,156 @@
+package files
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/identity"
+)
+
+// Authenticator checks a device's CWT (the gateway's Authenticate).
+type Authenticator func(ctx context.Context, deviceID string, token []byte) error
+
+// MountAPI adds the content endpoints of a node's file service to its API:
+//
+//	POST   /v1/content             add the body as a file (pinned); device CWT required
+//	GET    /v1/content             pinned roots and store counters
+//	GET    /v1/content/{cid}       the file's bytes, fetched over bitswap if not local
+//	POST   /v1/content/{cid}/pin   fetch and pin; device CWT required
+//	DELETE /v1/content/{cid}/pin   unpin; device CWT required
+//
+// Writes need "Authorization: CWT <token>" and "Thingnet-Device: <id>" of
+// an active device: storage on a gateway is for registered devices only.
+// The ledger's manifests are served by the api package (GET /v1/files).
+func MountAPI(s *api.Server, svc *Service, auth Authenticator) {
+	h := apiHandlers{svc: svc, auth: auth}
+	s.Mount(map[string]api.HandlerFunc{
+		"POST /v1/content":             h.add,
+		"GET /v1/content":              h.list,
+		"POST /v1/content/{cid}/pin":   h.pin,
+		"DELETE /v1/content/{cid}/pin": h.unpin,
+	})
+	s.MountHandler("GET /v1/content/{cid}", http.HandlerFunc(h.get))
+}
+
+// statTimeout bounds the search for a file's root block.
+const statTimeout = 30 * time.Second
+
+type apiHandlers struct {
+	svc  *Service
+	auth Authenticator
+}
+
+// AddResponse answers POST /v1/content.
+type AddResponse struct {
+	CID  string `json:"cid"`
+	Size uint64 `json:"size"`
+}
+
+// ContentList answers GET /v1/content.
+type ContentList struct {
+	Pins  []string   `json:"pins"`
+	Store StoreStats `json:"store"`
+}
+
+func (h apiHandlers) authorize(r *http.Request) error {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "CWT ")
+	device := r.Header.Get("Thingnet-Device")
+	if !ok || device == "" {
+		return api.NewError(http.StatusUnauthorized, "unauthorized", "send a device's token: Authorization: CWT <token> and Thingnet-Device: <device id>")
+	}
+	b, err := identity.DecodeCWTPassword(strings.TrimSpace(tok))
+	if err == nil {
+		err = h.auth(r.Context(), device, b)
+	}
+	if err != nil {
+		return api.NewError(http.StatusUnauthorized, "unauthorized", err.Error())
+	}
+	return nil
+}
+
+func pathCID(r *http.Request) (cid.Cid, error) {
+	c, err := cid.Decode(r.PathValue("cid"))
+	if err != nil {
+		return cid.Undef, api.NewError(http.StatusBadRequest, "bad_request", fmt.Sprintf("%q is not a CID", r.PathValue("cid")))
+	}
+	return c, nil
+}
+
+func (h apiHandlers) add(r *http.Request) (any, error) {
+	if err := h.authorize(r); err != nil {
+		return nil, err
+	}
+	a, err := h.svc.Add(r.Context(), r.Body, nil)
+	if err != nil {
+		return nil, err
+	}
+	return api.WithStatus(http.StatusCreated, AddResponse{CID: a.CID.String(), Size: a.Size}), nil
+}
+
+func (h apiHandlers) list(*http.Request) (any, error) {
+	out := ContentList{Pins: []string{}, Store: h.svc.store.Stats()}
+	for _, c := range h.svc.store.Pins() {
+		out.Pins = append(out.Pins, c.String())
+	}
+	return out, nil
+}
+
+func (h apiHandlers) pin(r *http.Request) (any, error) {
+	if err := h.authorize(r); err != nil {
+		return nil, err
+	}
+	c, err := pathCID(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.svc.Pin(r.Context(), c); err != nil {
+		return nil, err
+	}
+	return map[string]string{"pinned": c.String()}, nil
+}
+
+func (h apiHandlers) unpin(r *http.Request) (any, error) {
+	if err := h.authorize(r); err != nil {
+		return nil, err
+	}
+	c, err := pathCID(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.svc.Unpin(r.Context(), c); errors.Is(err, ErrNotPinned) {
+		return nil, api.NewError(http.StatusNotFound, "not_found", err.Error())
+	} else if err != nil {
+		return nil, err
+	}
+	return map[string]string{"unpinned": c.String()}, nil
+}
+
+// get streams a file. The size is known once the root is fetched, so the
+// answer has a Content-Length; a block that cannot be fetched cuts the
+// stream short (the client sees fewer bytes than announced).
+func (h apiHandlers) get(w http.ResponseWriter, r *http.Request) {
+	c, err := pathCID(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), statTimeout)
+	size, err := h.svc.Stat(ctx, c)
+	cancel()
+	if err != nil {
+		http.Error(w, fmt.Sprintf("files: %s cannot be fetched: %v", c, err), http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatUint(size, 10))
+	w.Header().Set("X-Ipfs-Roots", c.String())
+	h.svc.Get(r.Context(), c, w, GetOptions{}) //nolint:errcheck // headers are sent: a short body tells the client
+}
