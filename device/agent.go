@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/mesh"
 	"github.com/thingnet/thingnet/reading"
 )
 
@@ -32,6 +33,14 @@ type Agent struct {
 	Log      *slog.Logger
 	// OnSend, if set, is called after each envelope is acknowledged.
 	OnSend func(rc *Receipt)
+
+	// Mesh and MailboxGateway, if set: at each wake the agent pulls the
+	// device's mailbox at that gateway (messages go to the mesh node's
+	// Handler), and while it sleeps it keeps a wake channel there, so an
+	// authorized sender within the device's daily budget can wake it early
+	// (Device.Mesh, docs/mesh.md). Nothing else wakes it.
+	Mesh           *mesh.Node
+	MailboxGateway string
 }
 
 // Run runs the duty cycle until ctx ends. A failed wake (no gateway
@@ -48,7 +57,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	batch := max(a.Batch, 1)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	// Start at a random point of the first interval.
-	if !sleepCtx(ctx, time.Duration(rng.Float64()*float64(a.Wake))) {
+	if !a.sleep(ctx, time.Duration(rng.Float64()*float64(a.Wake)), log) {
 		return nil
 	}
 	for {
@@ -57,10 +66,39 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		a.Device.Sleep()
 		d := a.Wake + time.Duration(a.Jitter*rng.Float64()*float64(a.Wake))
-		if !sleepCtx(ctx, d) {
+		if !a.sleep(ctx, d, log) {
 			return nil
 		}
 	}
+}
+
+// sleep waits d, or less if the mailbox gateway wakes the device; false
+// when ctx ends.
+func (a *Agent) sleep(ctx context.Context, d time.Duration, log *slog.Logger) bool {
+	if a.Mesh == nil || a.MailboxGateway == "" {
+		return sleepCtx(ctx, d)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel() // closes the wake channel
+	wakes, err := a.Mesh.Sleep(sctx, a.MailboxGateway)
+	if err != nil {
+		log.Debug("device: no wake channel; sleeping on the timer only", "device", a.Device.ID(), "err", err)
+		return sleepCtx(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case n, ok := <-wakes:
+		if ok {
+			log.Info("device: woken by its gateway", "device", a.Device.ID(), "waiting", n)
+		} else {
+			return sleepCtx(ctx, d) // the gateway went away
+		}
+	}
+	return true
 }
 
 func (a *Agent) wake(ctx context.Context, batch int) error {
@@ -84,6 +122,11 @@ func (a *Agent) wake(ctx context.Context, batch int) error {
 		}
 		if a.OnSend != nil {
 			a.OnSend(rc)
+		}
+	}
+	if a.Mesh != nil && a.MailboxGateway != "" {
+		if _, err := a.Mesh.Pull(ctx, a.MailboxGateway); err != nil {
+			errs = append(errs, fmt.Errorf("pulling the mailbox: %w", err))
 		}
 	}
 	if a.Actuator != nil {

@@ -89,4 +89,41 @@ func TestMeshWithLightClient(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("nothing delivered from the mailbox")
 	}
+
+	// The lamp's agent sleeps for an hour; its gateway wakes it for the
+	// switch's urgent message, and it pulls the message at once. The
+	// intruder's wake request is refused before it costs the lamp anything.
+	lampDev, err := device.New(lamp, device.WithGateways(tn.gw(0)), device.WithTrust(tn.trust), device.WithStateDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lampDev.Close()
+	sensor, _ := device.NewSensor(device.ClassMotion, 1)
+	actx, stop := context.WithCancel(ctx)
+	defer stop()
+	sent := make(chan struct{}, 10)
+	go (&device.Agent{Device: lampDev, Sensors: []device.Sensor{sensor}, Wake: time.Hour, Mesh: lampNode, MailboxGateway: gwKey.ID(),
+		OnSend: func(*device.Receipt) { sent <- struct{}{} }}).Run(actx)
+	time.Sleep(300 * time.Millisecond) // the agent opens its wake channel
+	env, _ = inNode.Compose(mesh.Outgoing{To: lamp.ID(), Body: []byte("wake up!"), Wake: true})
+	if res, err := inNode.Deposit(ctx, gwKey.ID(), env); err != nil || res.Status != mesh.StatusNotGranted {
+		t.Fatalf("intruder's wake: %v %v", err, res)
+	}
+	select {
+	case <-sent:
+		t.Fatal("the intruder woke the lamp")
+	case <-time.After(time.Second):
+	}
+	env, _ = swNode.Compose(mesh.Outgoing{To: lamp.ID(), Body: []byte("urgent: off"), Seal: true, Wake: true})
+	if res, err := swNode.Deposit(ctx, gwKey.ID(), env); err != nil || res.Err() != nil {
+		t.Fatalf("urgent deposit: %v %v", err, res)
+	}
+	select {
+	case m := <-got:
+		if string(m.Plaintext) != "urgent: off" {
+			t.Fatalf("lamp got %q", m.Plaintext)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the agent was not woken, or did not pull")
+	}
 }
