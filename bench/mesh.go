@@ -64,29 +64,61 @@ type MeshBenchResult struct {
 	Paths  []MeshPathResult `json:"paths"`
 }
 
-// meshPair is two devices on a real ledger: A may message B.
+// meshPair is two devices on a real ledger, A may message B, each with a
+// mesh node on loopback; B records deliveries.
 type meshPair struct {
+	dir        string
 	l          *meshtest.Ledger
 	aKey, bKey *identity.Key
-	auth       *mesh.LedgerAuthority
+	a, b       *mesh.Node
+	del        *delivery
 }
 
-func newMeshPair(dir string) (*meshPair, error) {
-	l, err := meshtest.New(dir, "bench")
-	if err != nil {
+// newMeshPair sets a pair up in a new directory under dir; B expects want
+// messages.
+func newMeshPair(dir string, want int) (_ *meshPair, err error) {
+	p := &meshPair{del: newDelivery(want)}
+	if p.dir, err = os.MkdirTemp(dir, "mesh-"); err != nil {
 		return nil, err
 	}
-	p := &meshPair{l: l, auth: mesh.NewLedgerAuthority(l.View, func() string { return meshtest.ChainID })}
-	if p.aKey, err = l.Device("bench", "sensor", identity.Ed25519); err == nil {
-		if p.bKey, err = l.Device("bench", "actuator", identity.Ed25519); err == nil {
-			err = l.Grant("bench", "device:"+p.aKey.ID(), mesh.KindMessage, "device:"+p.bKey.ID())
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+	if p.l, err = meshtest.New(p.dir, "bench"); err != nil {
+		return nil, err
+	}
+	if p.aKey, err = p.l.Device("bench", "sensor", identity.Ed25519); err != nil {
+		return nil, err
+	}
+	if p.bKey, err = p.l.Device("bench", "actuator", identity.Ed25519); err != nil {
+		return nil, err
+	}
+	if err = p.l.Grant("bench", "device:"+p.aKey.ID(), mesh.KindMessage, "device:"+p.bKey.ID()); err != nil {
+		return nil, err
+	}
+	auth := mesh.NewLedgerAuthority(p.l.View, func() string { return meshtest.ChainID })
+	limits := mesh.DefaultPeerLimits()
+	limits.MsgsPerSec, limits.Burst = 1e6, 1e6 // measure the path, not the limiter
+	if p.b, err = mesh.New(mesh.Config{Key: p.bKey, Authority: auth, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, NoPubSub: true,
+		Handler: p.del.handler, PeerLimits: limits}); err != nil {
+		return nil, err
+	}
+	p.a, err = mesh.New(mesh.Config{Key: p.aKey, Authority: auth, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, NoPubSub: true})
+	return p, err
+}
+
+func (p *meshPair) close() {
+	for _, n := range []*mesh.Node{p.a, p.b} {
+		if n != nil {
+			n.Close()
 		}
 	}
-	if err != nil {
-		l.Close()
-		return nil, err
+	if p.l != nil {
+		p.l.Close()
 	}
-	return p, nil
+	os.RemoveAll(p.dir)
 }
 
 // delivery records when each message reached the receiver's handler.
@@ -188,31 +220,12 @@ func meshDirect(ctx context.Context, dir string, cfg MeshBenchConfig, linkDelay 
 	if linkDelay > 0 {
 		out.Path = fmt.Sprintf("direct, same LAN (%v RTT)", 2*linkDelay)
 	}
-	ldir, err := os.MkdirTemp(dir, "mesh-")
+	p, err := newMeshPair(dir, cfg.Messages+cfg.Latency)
 	if err != nil {
 		return out, err
 	}
-	defer os.RemoveAll(ldir)
-	p, err := newMeshPair(ldir)
-	if err != nil {
-		return out, err
-	}
-	defer p.l.Close()
-	total := cfg.Messages + cfg.Latency
-	del := newDelivery(total)
-	limits := mesh.DefaultPeerLimits()
-	limits.MsgsPerSec, limits.Burst = 1e6, 1e6 // measure the path, not the limiter
-	b, err := mesh.New(mesh.Config{Key: p.bKey, Authority: p.auth, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, NoPubSub: true,
-		Handler: del.handler, PeerLimits: limits})
-	if err != nil {
-		return out, err
-	}
-	defer b.Close()
-	a, err := mesh.New(mesh.Config{Key: p.aKey, Authority: p.auth, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, NoPubSub: true})
-	if err != nil {
-		return out, err
-	}
-	defer a.Close()
+	defer p.close()
+	a, b, del := p.a, p.b, p.del
 	addr := b.Addrs()[0]
 	if linkDelay > 0 {
 		na, err := manet.ToNetAddr(b.Host().Addrs()[0])
@@ -330,31 +343,12 @@ func meshMosquitto(ctx context.Context, dir string, cfg MeshBenchConfig, linkDel
 		defer proxy.Close()
 		brokerAddr = proxy.Addr().String()
 	}
-	ldir, err := os.MkdirTemp(dir, "mesh-")
+	p, err := newMeshPair(dir, cfg.Messages+cfg.Latency)
 	if err != nil {
 		return out, err
 	}
-	defer os.RemoveAll(ldir)
-	p, err := newMeshPair(ldir)
-	if err != nil {
-		return out, err
-	}
-	defer p.l.Close()
-	total := cfg.Messages + cfg.Latency
-	del := newDelivery(total)
-	limits := mesh.DefaultPeerLimits()
-	limits.MsgsPerSec, limits.Burst = 1e6, 1e6 // measure the path, not the limiter
-	b, err := mesh.New(mesh.Config{Key: p.bKey, Authority: p.auth, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, NoPubSub: true,
-		Handler: del.handler, PeerLimits: limits})
-	if err != nil {
-		return out, err
-	}
-	defer b.Close()
-	a, err := mesh.New(mesh.Config{Key: p.aKey, Authority: p.auth, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, NoPubSub: true})
-	if err != nil {
-		return out, err
-	}
-	defer a.Close()
+	defer p.close()
+	a, b, del := p.a, p.b, p.del
 	topic := "things/" + p.bKey.ID() + "/inbox"
 	connect := func(id string) (paho.Client, error) {
 		c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + brokerAddr).SetClientID(id).
