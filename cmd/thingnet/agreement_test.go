@@ -1,38 +1,18 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/thingnet/thingnet/chain"
-	"github.com/thingnet/thingnet/devnet"
 )
 
 // TestAgreementCLI drives credits and an agreement's whole life through the
 // CLI against a one-validator devnet.
 func TestAgreementCLI(t *testing.T) {
-	t.Setenv("THINGNET_PASSPHRASE", "")
-	home := t.TempDir()
-	base, err := chain.FreePortBase(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := devnet.Start(devnet.Config{Home: home, Validators: 1, BasePort: base, FastBlocks: true, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := d.WaitForHeight(ctx, 2); err != nil {
-		t.Fatal(err)
-	}
-	node, ks := d.APIURL(0), devnet.Keystore(home).Dir
+	d, node, ks := testDevnet(t, 1)
 	run := func(args ...string) string { return mustCLI(t, node, ks, args...) }
 	fails := func(want string, args ...string) {
 		t.Helper()

@@ -39,6 +39,30 @@ func mustCLI(t *testing.T, node, ks string, args ...string) string {
 	return out
 }
 
+// testDevnet starts a devnet of n validators for a CLI test, stopped when
+// the test ends, and returns it with its first node's API URL and its
+// keystore (keys with an empty passphrase).
+func testDevnet(t *testing.T, validators int) (d *devnet.Devnet, node, ks string) {
+	t.Helper()
+	t.Setenv("THINGNET_PASSPHRASE", "")
+	home := t.TempDir()
+	base, err := chain.FreePortBase(validators)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err = devnet.Start(devnet.Config{Home: home, Validators: validators, BasePort: base, FastBlocks: true, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := d.WaitForHeight(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	return d, d.APIURL(0), devnet.Keystore(home).Dir
+}
+
 // TestCLI drives every tx kind and read command of the CLI against a devnet.
 func TestCLI(t *testing.T) {
 	t.Setenv("THINGNET_PASSPHRASE", "")

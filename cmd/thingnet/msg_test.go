@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/api"
-	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/mesh"
@@ -17,23 +16,9 @@ import (
 // TestMsgCLI: messages through a gateway's mailbox over HTTP and directly
 // over the mesh, with the CLI, on a devnet.
 func TestMsgCLI(t *testing.T) {
-	t.Setenv("THINGNET_PASSPHRASE", "")
-	home := t.TempDir()
-	base, err := chain.FreePortBase(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := devnet.Start(devnet.Config{Home: home, Validators: 1, BasePort: base, FastBlocks: true, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Stop()
+	_, node, ks := testDevnet(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := d.WaitForHeight(ctx, 2); err != nil {
-		t.Fatal(err)
-	}
-	node, ks := d.APIURL(0), devnet.Keystore(home).Dir
 	run := func(args ...string) string { return mustCLI(t, node, ks, args...) }
 	id := func(name string) string {
 		info, err := identity.Keystore{Dir: ks}.Info(name)
