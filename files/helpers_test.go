@@ -17,12 +17,12 @@ import (
 // testNet is a real ledger with gateway devices, each running a mesh node
 // (libp2p on loopback, DHT in server mode) and a file service on its host.
 type testNet struct {
-	t      *testing.T
+	t      testing.TB
 	ledger *meshtest.Ledger
 	auth   *mesh.LedgerAuthority
 }
 
-func newTestNet(t *testing.T) *testNet {
+func newTestNet(t testing.TB) *testNet {
 	t.Helper()
 	l, err := meshtest.New(t.TempDir(), "acme", "beta")
 	if err != nil {
@@ -83,7 +83,7 @@ func randomBytes(t testing.TB, n int) []byte {
 	return b
 }
 
-func add(t *testing.T, p *testPeer, data []byte) Added {
+func add(t testing.TB, p *testPeer, data []byte) Added {
 	t.Helper()
 	a, err := p.files.Add(context.Background(), bytes.NewReader(data), nil)
 	if err != nil {

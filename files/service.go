@@ -343,3 +343,22 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// TransferStats counts what bitswap moved.
+type TransferStats struct {
+	BlocksReceived    uint64 `json:"blocks_received"`
+	BytesReceived     uint64 `json:"bytes_received"`
+	DupBlocksReceived uint64 `json:"dup_blocks_received"`
+	BlocksSent        uint64 `json:"blocks_sent"`
+	BytesSent         uint64 `json:"bytes_sent"`
+}
+
+// Transfers returns the bitswap counters.
+func (s *Service) Transfers() TransferStats {
+	st, err := s.bs.Stat()
+	if err != nil {
+		return TransferStats{}
+	}
+	return TransferStats{BlocksReceived: st.BlocksReceived, BytesReceived: st.DataReceived, DupBlocksReceived: st.DupBlksReceived,
+		BlocksSent: st.BlocksSent, BytesSent: st.DataSent}
+}

@@ -36,13 +36,19 @@ func TestAddGetThreeNodes(t *testing.T) {
 	if !b.files.Store().IsPinned(added.CID) {
 		t.Fatal("b did not pin what it fetched with Pin")
 	}
-	// c fetches from a and b.
+	// c fetches from a and b at once.
+	sentA, sentB := a.files.Transfers().BlocksSent, b.files.Transfers().BlocksSent
 	got.Reset()
 	if _, err := c.files.Get(ctx, added.CID, &got, GetOptions{Peers: []peer.AddrInfo{b.info()}}); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got.Bytes(), data) {
 		t.Fatal("c got different bytes")
+	}
+	fromA, fromB := a.files.Transfers().BlocksSent-sentA, b.files.Transfers().BlocksSent-sentB
+	t.Logf("c got %d blocks from a, %d from b", fromA, fromB)
+	if fromA == 0 || fromB == 0 {
+		t.Errorf("c fetched from one provider only: %d blocks from a, %d from b", fromA, fromB)
 	}
 	// Same bytes, same CID anywhere.
 	if again := add(t, c, data); !again.CID.Equals(added.CID) {
