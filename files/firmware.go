@@ -1,0 +1,143 @@
+package files
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+)
+
+// FirmwareManifest is a firmware release (a SUIT-like subset): who made it,
+// for which device class, its version and sequence number, and the digest,
+// size and CID of the image. The vendor signs its deterministic CBOR as a
+// COSE_Sign1 (SignFirmware), with external data FirmwareContext.
+type FirmwareManifest struct {
+	Vendor  string `cbor:"1,keyasint" json:"vendor"`  // the vendor's organisation
+	Class   string `cbor:"2,keyasint" json:"class"`   // device class it is for
+	Version string `cbor:"3,keyasint" json:"version"` // human version, e.g. "2.1.0"
+	Seq     uint64 `cbor:"4,keyasint" json:"seq"`     // strictly increasing: no rollback
+	Digest  []byte `cbor:"5,keyasint" json:"digest"`  // SHA-256 of the image
+	Size    uint64 `cbor:"6,keyasint" json:"size"`
+	CID     string `cbor:"7,keyasint" json:"cid"` // where the image is (files)
+}
+
+// FirmwareContext is the COSE external data of a firmware manifest.
+var FirmwareContext = []byte("thingnet/firmware/v1")
+
+// Firmware errors a device acts on.
+var (
+	ErrRollback       = errors.New("files: firmware sequence number is not newer than the running one (rollback refused)")
+	ErrWrongClass     = errors.New("files: firmware is for another device class")
+	ErrImageMismatch  = errors.New("files: firmware image does not match the manifest's digest and size")
+	ErrBadFirmwareSig = errors.New("files: firmware manifest is not signed by the vendor key")
+)
+
+func (m *FirmwareManifest) validate() error {
+	if m.Vendor == "" || m.Class == "" || m.Version == "" || m.Seq == 0 || m.Size == 0 {
+		return errors.New("files: firmware manifest needs vendor, class, version, seq ≥ 1 and size")
+	}
+	if len(m.Digest) != sha256.Size {
+		return fmt.Errorf("files: firmware digest is %d bytes; want SHA-256 (32)", len(m.Digest))
+	}
+	if m.CID != "" {
+		if _, err := ParseCID(m.CID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SignFirmware signs a manifest with the vendor's key (kid: its account id).
+func SignFirmware(k *identity.Key, kid string, m *FirmwareManifest) ([]byte, error) {
+	if err := m.validate(); err != nil {
+		return nil, err
+	}
+	payload, err := ledger.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return identity.SignCOSE(k, kid, payload, FirmwareContext)
+}
+
+// DecodeFirmware parses a signed manifest without verifying the signature;
+// kid is the signer's account id.
+func DecodeFirmware(raw []byte) (m *FirmwareManifest, kid string, err error) {
+	s, err := identity.DecodeSign1(raw)
+	if err != nil {
+		return nil, "", err
+	}
+	m = new(FirmwareManifest)
+	if err := ledger.Unmarshal(s.Payload, m); err != nil {
+		return nil, "", fmt.Errorf("files: firmware manifest: %w", err)
+	}
+	if err := m.validate(); err != nil {
+		return nil, "", err
+	}
+	return m, s.KID, nil
+}
+
+// VerifyFirmware is a device's check before it installs: the manifest is
+// signed by vendorKey, is for its class, and is newer than what it runs.
+func VerifyFirmware(raw []byte, vendorKey identity.PublicKey, class string, runningSeq uint64) (*FirmwareManifest, error) {
+	s, err := identity.DecodeSign1(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Verify(vendorKey, FirmwareContext); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadFirmwareSig, err)
+	}
+	m, _, err := DecodeFirmware(raw)
+	if err != nil {
+		return nil, err
+	}
+	if m.Class != class {
+		return nil, fmt.Errorf("%w: %q, this device is %q", ErrWrongClass, m.Class, class)
+	}
+	if m.Seq <= runningSeq {
+		return nil, fmt.Errorf("%w: offered %d, running %d", ErrRollback, m.Seq, runningSeq)
+	}
+	return m, nil
+}
+
+// ImageChecker hashes an image as it is written (e.g. while it is fetched)
+// and checks it against the manifest at the end.
+type ImageChecker struct {
+	m *FirmwareManifest
+	h hash.Hash
+	n uint64
+}
+
+// NewImageChecker returns a writer that checks an image against m.
+func NewImageChecker(m *FirmwareManifest) *ImageChecker {
+	return &ImageChecker{m: m, h: sha256.New()}
+}
+
+func (c *ImageChecker) Write(p []byte) (int, error) {
+	c.n += uint64(len(p))
+	if c.n > c.m.Size {
+		return 0, fmt.Errorf("%w: longer than %d bytes", ErrImageMismatch, c.m.Size)
+	}
+	return c.h.Write(p)
+}
+
+// Check reports whether the whole image matched.
+func (c *ImageChecker) Check() error {
+	if c.n != c.m.Size || subtle.ConstantTimeCompare(c.h.Sum(nil), c.m.Digest) != 1 {
+		return ErrImageMismatch
+	}
+	return nil
+}
+
+// CheckImage reads an image and checks it against m.
+func CheckImage(m *FirmwareManifest, r io.Reader) error {
+	c := NewImageChecker(m)
+	if _, err := io.Copy(c, r); err != nil {
+		return err
+	}
+	return c.Check()
+}
