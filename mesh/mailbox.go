@@ -27,6 +27,10 @@ type MailboxConfig struct {
 	// DownlinksPerDay is a device's daily wake-up budget unless its ledger
 	// label downlinks_per_day sets another; default 10.
 	DownlinksPerDay int
+	// DownlinksPerClass sets the daily budget by device class (e.g.
+	// "sensor": 4, "lock": 24), below a device's own label and above
+	// DownlinksPerDay.
+	DownlinksPerClass map[string]int
 	// SenderWakesPerDay is what one sender may spend of one device's
 	// budget in a day; default 5.
 	SenderWakesPerDay int
@@ -403,7 +407,11 @@ func (m *Mailbox) allowWake(b *pebble.Batch, counts map[string]uint64, c checked
 		n.stats.wakeDenied[wakeDenySenderQuota].Add(1)
 		return false
 	}
-	if dev >= uint64(to.DownlinkBudget(m.cfg.DownlinksPerDay)) {
+	def := m.cfg.DownlinksPerDay
+	if v, ok := m.cfg.DownlinksPerClass[to.Class]; ok {
+		def = v
+	}
+	if dev >= uint64(to.DownlinkBudget(def)) {
 		n.stats.wakeDenied[wakeDenyDeviceBudget].Add(1)
 		return false
 	}

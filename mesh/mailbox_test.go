@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
 )
 
 // mailboxSetup: gateway G keeps the mailbox of sleeping device B; A may
@@ -218,9 +219,52 @@ loop:
 	if st := s.g.Stats(); st.WakesDenied["sender_quota"] != 2 {
 		t.Fatalf("denied %v", st.WakesDenied)
 	}
-	n, err := b.Pull(ctx, s.gKey.ID())
-	if err != nil || n != 4 {
+	if n, err := b.Pull(ctx, s.gKey.ID()); err != nil || n != 4 {
 		t.Fatalf("pulled %d: %v", n, err)
+	}
+}
+
+// TestWakeBudgetByClass: a device class's daily budget applies unless the
+// device's own ledger label sets one.
+func TestWakeBudgetByClass(t *testing.T) {
+	s := newMailboxSetup(t, MailboxConfig{NoSync: true, SenderWakesPerDay: 100, DownlinksPerClass: map[string]int{"valve": 1}})
+	ctx := ctxT(t)
+	s.l.must(s.l.Do(s.l.admins["acme"], &ledger.DeviceUpdate{Device: s.bKey.ID(), RemoveLabels: []string{LabelDownlinks}}))
+	b := s.startB()
+	connect(t, b, s.g)
+	wakes, err := b.Sleep(ctx, s.gKey.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	a := startNode(t, s.l, s.aKey, nil)
+	connect(t, a, s.g)
+	wakeUps := func(tries int) int {
+		for range tries {
+			env, _ := a.Compose(Outgoing{To: s.bKey.ID(), Body: []byte("x"), Wake: true})
+			if res, err := a.Deposit(ctx, s.gKey.ID(), env); err != nil || res.Err() != nil {
+				t.Fatalf("deposit: %v %v", err, res)
+			}
+		}
+		got := 0
+		for {
+			select {
+			case <-wakes:
+				got++
+			case <-time.After(500 * time.Millisecond):
+				return got
+			}
+		}
+	}
+	if got := wakeUps(4); got != 1 {
+		t.Fatalf("class budget 1: %d wake-ups", got)
+	}
+	s.l.labels("acme", s.bKey.ID(), map[string]string{LabelDownlinks: "3"})
+	if got := wakeUps(4); got != 2 {
+		t.Fatalf("device label 3, 1 used: %d more wake-ups, want 2", got)
+	}
+	if st := s.g.Stats(); st.WakesDenied["device_budget"] != 5 {
+		t.Fatalf("denied %v", st.WakesDenied)
 	}
 }
 

@@ -54,6 +54,9 @@ type MeshConfig struct {
 	MailboxBytes      int `toml:"mailbox_bytes"`
 	DownlinksPerDay   int `toml:"downlinks_per_day"`
 	SenderWakesPerDay int `toml:"sender_wakes_per_day"`
+	// DownlinksPerClass: daily budgets by device class, e.g.
+	// [mesh.downlinks_per_class] sensor = 4, lock = 24.
+	DownlinksPerClass map[string]int `toml:"downlinks_per_class"`
 	// FilesCacheMB bounds the file blocks kept beside pinned files (LRU);
 	// 0: 1024 MiB. Files (docs/files.md) share the mesh node's host.
 	FilesCacheMB int64 `toml:"files_cache_mb"`

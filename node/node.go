@@ -171,6 +171,7 @@ func (n *Node) startGateway(c Config) error {
 				Dir:         filepath.Join(n.home, "data", "mailbox"),
 				MaxMessages: c.Mesh.MailboxMessages, MaxBytes: c.Mesh.MailboxBytes,
 				DownlinksPerDay: c.Mesh.DownlinksPerDay, SenderWakesPerDay: c.Mesh.SenderWakesPerDay,
+				DownlinksPerClass: c.Mesh.DownlinksPerClass,
 			},
 			Handler: n.meshMessage,
 			Logger:  n.log.With("module", "mesh"),
