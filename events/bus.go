@@ -34,6 +34,7 @@ const (
 	TypeOrg          = "org"           // TxData: an organisation was created or its admins changed
 	TypeGrant        = "grant"         // TxData: a grant was added or revoked
 	TypeValidator    = "validator"     // TxData: a validator-set change
+	TypeCommand      = "command"       // CommandData: an agreement issued a command to a device
 )
 
 // DefaultHistory is how many recent events a Bus keeps for clients that

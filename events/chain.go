@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
+	abci "github.com/cometbft/cometbft/abci/types"
 	ctypes "github.com/cometbft/cometbft/rpc/core/types"
 	"github.com/cometbft/cometbft/types"
 
@@ -55,6 +57,15 @@ type DeviceData struct {
 	Signer string `json:"signer"` // an org admin, or a gateway (a quarantine)
 	Height int64  `json:"height"`
 	Tx     string `json:"tx"`
+}
+
+// CommandData is the data of a "command" event.
+type CommandData struct {
+	ID        string `json:"id"`
+	Device    string `json:"device"`
+	Agreement string `json:"agreement"`
+	Height    int64  `json:"height"`
+	Tx        string `json:"tx,omitempty"` // empty for a command of a height trigger
 }
 
 // AnchorData is the data of an "anchor" event.
@@ -177,8 +188,13 @@ func (w *Watcher) block(b types.EventDataNewBlock) {
 			if typ, data := txEvent(tx, td); typ != "" {
 				follow = append(follow, func() { w.bus.Publish(typ, data) })
 			}
+			if strings.HasPrefix(tx.Kind, "agreement.") && i < len(b.ResultFinalizeBlock.TxResults) {
+				follow = append(follow, effectEvents(w.bus, b.ResultFinalizeBlock.TxResults[i].Events, h.Height, td.Hash)...)
+			}
 		}
 	}
+	// Effects of agreements' height triggers, run at the end of the block.
+	follow = append(follow, effectEvents(w.bus, b.ResultFinalizeBlock.Events, h.Height, "")...)
 	w.mu.Lock()
 	if !w.last.IsZero() && h.Height == w.height+1 {
 		d := h.Time.Sub(w.last).Seconds()
@@ -203,6 +219,28 @@ func (w *Watcher) block(b types.EventDataNewBlock) {
 	for _, f := range follow {
 		f()
 	}
+}
+
+// effectEvents turns the ABCI events of agreements' effects (device status
+// changes, commands) into bus events: what agreements do to devices is seen
+// live like what admins do.
+func effectEvents(bus *Bus, evs []abci.Event, height int64, tx string) []func() {
+	var out []func()
+	for _, ev := range evs {
+		attr := map[string]string{}
+		for _, a := range ev.Attributes {
+			attr[a.Key] = a.Value
+		}
+		switch ev.Type {
+		case "device":
+			d := DeviceData{Device: attr["id"], Kind: attr["action"], Status: attr["status"], Signer: "agreement", Height: height, Tx: tx}
+			out = append(out, func() { bus.Publish(TypeDeviceStatus, d) })
+		case "command":
+			c := CommandData{ID: attr["id"], Device: attr["device"], Agreement: attr["agreement"], Height: height, Tx: tx}
+			out = append(out, func() { bus.Publish(TypeCommand, c) })
+		}
+	}
+	return out
 }
 
 // txEvent is the specific event of a successful tx, if it has one.
