@@ -79,9 +79,15 @@ func (c cometLogger) log(level slog.Level, msg string, keyvals []any) {
 // slogArgs converts CometBFT's alternating keys and values for slog. Values that are
 // fmt.Stringers (hashes, lazy Sprintf values, peers) are rendered with String, when
 // a handler asks for them, so that JSON handlers print them as text, not as structs.
+// CometBFT's own "module" key (consensus, p2p, ...) becomes "component": the
+// node's loggers already carry "module" (comet), and a JSON line must not hold
+// one key twice.
 func slogArgs(keyvals []any) []any {
 	args := make([]any, len(keyvals))
 	for i, v := range keyvals {
+		if i%2 == 0 && v == "module" {
+			v = "component"
+		}
 		if i%2 == 1 {
 			if s, ok := v.(fmt.Stringer); ok {
 				if _, isErr := v.(error); !isErr {

@@ -52,12 +52,15 @@ func TestCometLoggerLevels(t *testing.T) {
 
 func TestCometLoggerAttributes(t *testing.T) {
 	var buf bytes.Buffer
-	l := newCometLogger(slog.New(slog.NewJSONHandler(&buf, nil)), "info")
+	l := newCometLogger(slog.New(slog.NewJSONHandler(&buf, nil)).With("module", "comet"), "info")
 	l.With("module", "consensus").Info("committed", "hash", cmtbytes.HexBytes{0xab, 0xcd}, "height", 7)
 	out := buf.String()
-	for _, want := range []string{`"module":"consensus"`, `"hash":"ABCD"`, `"height":7`, `"msg":"committed"`} {
+	for _, want := range []string{`"module":"comet"`, `"component":"consensus"`, `"hash":"ABCD"`, `"height":7`, `"msg":"committed"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("%s lacks %s", out, want)
 		}
+	}
+	if strings.Count(out, `"module"`) != 1 {
+		t.Errorf("a key twice: %s", out)
 	}
 }
