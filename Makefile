@@ -1,4 +1,4 @@
-.PHONY: test build fuzz bench devnet
+.PHONY: test build fuzz bench devnet e2e
 
 test: ## the whole test suite (what CI runs)
 	./scripts/test
@@ -8,6 +8,9 @@ build:
 
 devnet:
 	go run ./cmd/thingnet devnet
+
+e2e: ## the end-to-end fault and attack scenarios against real node processes (docs/e2e.md)
+	./scripts/e2e
 
 fuzz: ## every fuzz target for FUZZTIME each (default 30s)
 	./scripts/fuzz

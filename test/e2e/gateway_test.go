@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -33,14 +35,30 @@ func TestGatewayCrash(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	load := n.StartReadingLoad(ctx, 0, devices, 50*time.Millisecond)
 	kills := 0
+	var backMu sync.Mutex
+	var back []string // from a restart to the next acknowledged reading
 	n.RunFaults(ctx, func(f Fault) {
 		if f.Kind == Kill {
 			kills++
+		}
+		if f.Kind == Restart {
+			acked, since := load.Acked(), time.Now()
+			go func() {
+				for load.Acked() == acked && time.Since(since) < time.Minute {
+					time.Sleep(20 * time.Millisecond)
+				}
+				backMu.Lock()
+				back = append(back, time.Since(since).Round(100*time.Millisecond).String())
+				backMu.Unlock()
+			}()
 		}
 		t.Logf("fault: %v (%d readings acknowledged)", f, load.Acked())
 	})
 	cancel()
 	load.Stop()
+	backMu.Lock()
+	t.Logf("acknowledging again after restart: %s", strings.Join(back, " "))
+	backMu.Unlock()
 
 	wctx, wcancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer wcancel()
