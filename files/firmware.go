@@ -12,22 +12,13 @@ import (
 	"github.com/thingnet/thingnet/ledger"
 )
 
-// FirmwareManifest is a firmware release (a SUIT-like subset): who made it,
-// for which device class, its version and sequence number, and the digest,
-// size and CID of the image. The vendor signs its deterministic CBOR as a
-// COSE_Sign1 (SignFirmware), with external data FirmwareContext.
-type FirmwareManifest struct {
-	Vendor  string `cbor:"1,keyasint" json:"vendor"`  // the vendor's organisation
-	Class   string `cbor:"2,keyasint" json:"class"`   // device class it is for
-	Version string `cbor:"3,keyasint" json:"version"` // human version, e.g. "2.1.0"
-	Seq     uint64 `cbor:"4,keyasint" json:"seq"`     // strictly increasing: no rollback
-	Digest  []byte `cbor:"5,keyasint" json:"digest"`  // SHA-256 of the image
-	Size    uint64 `cbor:"6,keyasint" json:"size"`
-	CID     string `cbor:"7,keyasint" json:"cid"` // where the image is (files)
-}
+// FirmwareManifest is a firmware release (a SUIT-like subset): vendor,
+// device class, version, sequence number, image digest, size and CID. The
+// vendor signs its deterministic CBOR as a COSE_Sign1 (SignFirmware).
+type FirmwareManifest = ledger.FirmwareManifest
 
 // FirmwareContext is the COSE external data of a firmware manifest.
-var FirmwareContext = []byte("thingnet/firmware/v1")
+var FirmwareContext = ledger.FirmwareContext
 
 // Firmware errors a device acts on.
 var (
@@ -37,24 +28,9 @@ var (
 	ErrBadFirmwareSig = errors.New("files: firmware manifest is not signed by the vendor key")
 )
 
-func (m *FirmwareManifest) validate() error {
-	if m.Vendor == "" || m.Class == "" || m.Version == "" || m.Seq == 0 || m.Size == 0 {
-		return errors.New("files: firmware manifest needs vendor, class, version, seq ≥ 1 and size")
-	}
-	if len(m.Digest) != sha256.Size {
-		return fmt.Errorf("files: firmware digest is %d bytes; want SHA-256 (32)", len(m.Digest))
-	}
-	if m.CID != "" {
-		if _, err := ParseCID(m.CID); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // SignFirmware signs a manifest with the vendor's key (kid: its account id).
 func SignFirmware(k *identity.Key, kid string, m *FirmwareManifest) ([]byte, error) {
-	if err := m.validate(); err != nil {
+	if err := m.Validate(); err != nil {
 		return nil, err
 	}
 	payload, err := ledger.Marshal(m)
@@ -67,15 +43,8 @@ func SignFirmware(k *identity.Key, kid string, m *FirmwareManifest) ([]byte, err
 // DecodeFirmware parses a signed manifest without verifying the signature;
 // kid is the signer's account id.
 func DecodeFirmware(raw []byte) (m *FirmwareManifest, kid string, err error) {
-	s, err := identity.DecodeSign1(raw)
+	m, s, err := ledger.DecodeFirmware(raw)
 	if err != nil {
-		return nil, "", err
-	}
-	m = new(FirmwareManifest)
-	if err := ledger.Unmarshal(s.Payload, m); err != nil {
-		return nil, "", fmt.Errorf("files: firmware manifest: %w", err)
-	}
-	if err := m.validate(); err != nil {
 		return nil, "", err
 	}
 	return m, s.KID, nil

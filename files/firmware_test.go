@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
 )
 
 // A device fetches a release over bitswap and installs it only if the
@@ -86,4 +87,64 @@ func FuzzDecodeFirmware(f *testing.F) {
 			t.Fatalf("accepted %+v", m)
 		}
 	})
+}
+
+// The ledger side: a vendor releases (no lower seq after a higher one), an
+// organisation approves, a device reports; an unapproved image flags it and
+// its history keeps every version.
+func TestFirmwareLedger(t *testing.T) {
+	n := newTestNet(t)
+	vendor, customer := n.ledger.Admins["beta"], n.ledger.Admins["acme"]
+	cam, err := n.ledger.Device("acme", "camera", identity.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := func(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+	release := func(seq uint64, img string) error {
+		raw, err := SignFirmware(vendor, vendor.ID(), &FirmwareManifest{Vendor: "beta", Class: "camera", Version: "v" + img, Seq: seq, Digest: sum(img), Size: uint64(len(img))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.ledger.Do(vendor, &ledger.FirmwareRelease{Manifest: raw})
+	}
+	if err := release(2, "2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := release(1, "1"); err == nil {
+		t.Fatal("an older release after a newer one was accepted")
+	}
+	// Signed by someone else's key, sent by the vendor: refused.
+	raw, _ := SignFirmware(customer, vendor.ID(), &FirmwareManifest{Vendor: "beta", Class: "camera", Version: "v3", Seq: 3, Digest: sum("3"), Size: 1})
+	if err := n.ledger.Do(vendor, &ledger.FirmwareRelease{Manifest: raw}); err == nil {
+		t.Fatal("a manifest with a forged signature was accepted")
+	}
+	if err := release(3, "3"); err != nil {
+		t.Fatal(err)
+	}
+	mustDo(t, n, customer, &ledger.FirmwareApprove{Org: "acme", Vendor: "beta", Class: "camera", Seq: 2})
+	mustDo(t, n, cam, &ledger.FirmwareReport{Digest: sum("2"), Version: "v2"})
+	st, _ := n.ledger.View()
+	d, _ := st.Device(cam.ID())
+	if d.Firmware != "v2" || d.Labels[ledger.LabelFirmwareFlag] != "" {
+		t.Fatalf("after an approved report: %+v", d)
+	}
+	mustDo(t, n, cam, &ledger.FirmwareReport{Digest: sum("3"), Version: "v3"}) // released, not approved by acme
+	st, _ = n.ledger.View()
+	d, _ = st.Device(cam.ID())
+	if d.Firmware != "v3" || d.Labels[ledger.LabelFirmwareFlag] == "" {
+		t.Fatalf("an unapproved image did not flag the device: %+v", d)
+	}
+	hist, err := st.History(cam.ID(), 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reports []string
+	for _, e := range hist {
+		if e.Kind == ledger.KindFirmwareReport {
+			reports = append(reports, e.Note)
+		}
+	}
+	if len(reports) != 2 {
+		t.Fatalf("history keeps %d firmware reports: %v", len(reports), reports)
+	}
 }

@@ -77,6 +77,12 @@ func (x *txExec) run() error {
 		return x.fileRekey(m)
 	case *FilePinMsg:
 		return x.filePin(m)
+	case *FirmwareRelease:
+		return x.firmwareRelease(m)
+	case *FirmwareApprove:
+		return x.firmwareApprove(m)
+	case *FirmwareReport:
+		return x.firmwareReport(m)
 	default:
 		return errf(CodeUnknownKind, "no handler for %T", m)
 	}

@@ -54,6 +54,9 @@ var msgTypes = map[string]func() Msg{
 	KindFileRevoke:      func() Msg { return new(FileRevoke) },
 	KindFileRekey:       func() Msg { return new(FileRekey) },
 	KindFilePin:         func() Msg { return new(FilePinMsg) },
+	KindFirmwareRelease: func() Msg { return new(FirmwareRelease) }, // firmware.go
+	KindFirmwareApprove: func() Msg { return new(FirmwareApprove) },
+	KindFirmwareReport:  func() Msg { return new(FirmwareReport) },
 	// agreements.go, credits.go
 	KindAgreementDeploy: func() Msg { return new(AgreementDeploy) },
 	KindAgreementAccept: func() Msg { return new(AgreementAccept) },
