@@ -95,6 +95,9 @@ type ChainStats struct {
 	IntervalCounts []uint64
 	IntervalSum    float64
 	Intervals      uint64
+	// Transitions counts agreement transitions executed, by trigger (call,
+	// reading, height, event), from the ledger's "agreement" events.
+	Transitions map[string]uint64
 }
 
 // Watcher turns committed blocks into events and counts them.
@@ -107,6 +110,7 @@ type Watcher struct {
 	last      time.Time
 	blocks    uint64
 	committed map[string]map[string]uint64
+	trans     map[string]uint64 // agreement transitions by trigger
 	counts    []uint64 // per bucket, not cumulative; last one is +Inf
 	sum       float64
 	intervals uint64
@@ -206,6 +210,15 @@ func (w *Watcher) block(b types.EventDataNewBlock) {
 	}
 	w.height, w.last = h.Height, h.Time
 	w.blocks++
+	if w.trans == nil {
+		w.trans = map[string]uint64{}
+	}
+	countTransitions(w.trans, b.ResultFinalizeBlock.Events)
+	for _, r := range b.ResultFinalizeBlock.TxResults {
+		if r.Code == 0 {
+			countTransitions(w.trans, r.Events)
+		}
+	}
 	for _, c := range results {
 		m := w.committed[c.kind]
 		if m == nil {
@@ -241,6 +254,28 @@ func effectEvents(bus *Bus, evs []abci.Event, height int64, tx string) []func() 
 		}
 	}
 	return out
+}
+
+// countTransitions counts the "agreement" events of executed transitions
+// by their trigger.
+func countTransitions(m map[string]uint64, evs []abci.Event) {
+	for _, ev := range evs {
+		if ev.Type != "agreement" {
+			continue
+		}
+		trigger, transition := "", false
+		for _, a := range ev.Attributes {
+			switch a.Key {
+			case "trigger":
+				trigger = a.Value
+			case "transition":
+				transition = true
+			}
+		}
+		if transition {
+			m[trigger]++
+		}
+	}
 }
 
 // txEvent is the specific event of a successful tx, if it has one.
@@ -287,6 +322,10 @@ func (w *Watcher) Stats() ChainStats {
 			c[r] = n
 		}
 		s.Committed[k] = c
+	}
+	s.Transitions = make(map[string]uint64, len(w.trans))
+	for k, n := range w.trans {
+		s.Transitions[k] = n
 	}
 	var cum uint64
 	for i := range intervalBuckets {

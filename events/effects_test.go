@@ -38,3 +38,19 @@ func TestEffectEvents(t *testing.T) {
 		t.Fatalf("second: %+v", got[1])
 	}
 }
+
+// TestCountTransitions: executed transitions are counted by trigger; an
+// agreement's deploy event (no transition) is not.
+func TestCountTransitions(t *testing.T) {
+	m := map[string]uint64{}
+	countTransitions(m, []abci.Event{
+		{Type: "agreement", Attributes: []abci.EventAttribute{{Key: "id", Value: "1"}, {Key: "name", Value: "x"}, {Key: "status", Value: "active"}}},
+		{Type: "agreement", Attributes: []abci.EventAttribute{{Key: "id", Value: "1"}, {Key: "transition", Value: "hot"}, {Key: "trigger", Value: "reading"}}},
+		{Type: "agreement", Attributes: []abci.EventAttribute{{Key: "id", Value: "2"}, {Key: "transition", Value: "tick"}, {Key: "trigger", Value: "height"}}},
+		{Type: "agreement", Attributes: []abci.EventAttribute{{Key: "id", Value: "2"}, {Key: "transition", Value: "tick"}, {Key: "trigger", Value: "height"}}},
+		{Type: "device", Attributes: []abci.EventAttribute{{Key: "transition", Value: "no"}}},
+	})
+	if len(m) != 2 || m["reading"] != 1 || m["height"] != 2 {
+		t.Fatalf("%v", m)
+	}
+}

@@ -26,8 +26,10 @@ func (r *Registry) Chain(src ChainSource) {
 	interval := newDesc("consensus", "block_interval_seconds", "Time between consecutive block headers.")
 	txs := newDesc("ledger", "txs_committed_total",
 		"Transactions committed in blocks since start, by kind and result (ok, or the code execution refused them with).", "kind", "result")
+	transitions := newDesc("agreements", "transitions_total",
+		"Agreement transitions executed in committed blocks, by trigger (call, reading, height, event).", "trigger")
 	r.reg.MustRegister(&snapshot{
-		descs: []*prometheus.Desc{height, blockTime, blocks, interval, txs},
+		descs: []*prometheus.Desc{height, blockTime, blocks, interval, txs, transitions},
 		collect: func(ch chan<- prometheus.Metric) {
 			s := src.Stats()
 			gauge(ch, height, float64(s.Height))
@@ -55,6 +57,7 @@ func (r *Registry) Chain(src ChainSource) {
 					ch <- prometheus.MustNewConstMetric(txs, prometheus.CounterValue, float64(s.Committed[k][res]), k, res)
 				}
 			}
+			counters(ch, transitions, s.Transitions)
 		},
 	})
 }
