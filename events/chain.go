@@ -111,7 +111,7 @@ type Watcher struct {
 	blocks    uint64
 	committed map[string]map[string]uint64
 	trans     map[string]uint64 // agreement transitions by trigger
-	counts    []uint64 // per bucket, not cumulative; last one is +Inf
+	counts    []uint64          // per bucket, not cumulative; last one is +Inf
 	sum       float64
 	intervals uint64
 	done      chan struct{}
