@@ -17,11 +17,28 @@ import (
 )
 
 func (n *Node) registerProtocols() {
-	n.host.SetStreamHandler(ProtoMessage, func(s network.Stream) { n.serveBatches(s, "direct") })
+	n.host.SetStreamHandler(ProtoMessage, n.tracked(func(s network.Stream) { n.serveBatches(s, "direct") }))
 	if n.mailbox != nil {
-		n.host.SetStreamHandler(ProtoMailboxPut, func(s network.Stream) { n.serveBatches(s, "mailbox") })
-		n.host.SetStreamHandler(ProtoMailboxPull, n.mailbox.servePull)
-		n.host.SetStreamHandler(ProtoWake, n.mailbox.serveWake)
+		n.host.SetStreamHandler(ProtoMailboxPut, n.tracked(func(s network.Stream) { n.serveBatches(s, "mailbox") }))
+		n.host.SetStreamHandler(ProtoMailboxPull, n.tracked(n.mailbox.servePull))
+		n.host.SetStreamHandler(ProtoWake, n.tracked(n.mailbox.serveWake))
+	}
+}
+
+// tracked counts a stream handler in n.handlers, so Close waits for every
+// handler to end before it closes the mailbox store they write to.
+func (n *Node) tracked(h network.StreamHandler) network.StreamHandler {
+	return func(s network.Stream) {
+		n.handlersMu.Lock()
+		if n.closing {
+			n.handlersMu.Unlock()
+			s.Reset()
+			return
+		}
+		n.handlers.Add(1)
+		n.handlersMu.Unlock()
+		defer n.handlers.Done()
+		h(s)
 	}
 }
 

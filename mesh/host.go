@@ -105,6 +105,10 @@ type Node struct {
 
 	stats stats
 
+	handlersMu sync.Mutex
+	closing    bool
+	handlers   sync.WaitGroup // stream handlers running
+
 	ctx       context.Context
 	cancel    context.CancelFunc
 	closeOnce sync.Once
@@ -352,9 +356,13 @@ func (n *Node) close() error {
 	if n.dht != nil {
 		errs = append(errs, n.dht.Close())
 	}
+	n.handlersMu.Lock()
+	n.closing = true
+	n.handlersMu.Unlock()
 	if n.host != nil {
 		errs = append(errs, n.host.Close())
 	}
+	n.handlers.Wait()
 	n.wg.Wait()
 	if n.mailbox != nil {
 		errs = append(errs, n.mailbox.close())
