@@ -99,4 +99,11 @@ func TestFileCLI(t *testing.T) {
 	if out := n0("file", "ls", "demo"); !strings.Contains(out, "private v2, 1 keys") {
 		t.Errorf("after rekey: %q", out)
 	}
+
+	// Firmware: the demo admin publishes a release of the clip as an image and approves it.
+	n0("firmware", "publish", src, "--key", "demo-admin", "--vendor", "demo", "--class", "camera", "--version", "1.0.0", "--seq", "1", "--cid", cid)
+	if _, err := cli(t, d.APIURL(0), ks, "firmware", "publish", src, "--key", "demo-admin", "--vendor", "demo", "--class", "camera", "--version", "0.9.0", "--seq", "1"); err == nil {
+		t.Error("a release with a seq that is not newer was accepted")
+	}
+	n0("firmware", "approve", "--key", "demo-admin", "--org", "demo", "--vendor", "demo", "--class", "camera", "--seq", "1")
 }
