@@ -243,7 +243,10 @@ func TestImpersonationReplay(t *testing.T) {
 	}
 
 	// The log holds exactly the legitimate readings, each once.
-	stored := n.storedReadings(ctx, 0, 2)
+	stored, bad := n.storedReadings(ctx, 0, 2)
+	for _, b := range bad {
+		t.Errorf("log entry %d (%s) does not verify: %v", b.Index, b.Device, b.Err)
+	}
 	for dev, seqs := range stored {
 		for seq, times := range seqs {
 			if !want[dev][seq] || times != 1 {

@@ -62,7 +62,10 @@ func TestGatewayCrash(t *testing.T) {
 
 	wctx, wcancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer wcancel()
-	stored := n.storedReadings(wctx, 0, 1)
+	stored, bad := n.storedReadings(wctx, 0, 1)
+	for _, b := range bad {
+		t.Errorf("log entry %d (%s) does not verify: %v", b.Index, b.Device, b.Err)
+	}
 	lost, total := 0, 0
 	for dev, seqs := range load.acked {
 		for seq := range seqs {

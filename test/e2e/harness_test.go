@@ -32,6 +32,10 @@ type Manifest struct {
 	Orgs       []string // organisations in the genesis; admin key "<org>-admin"
 	Devices    []Device // devices registered in the genesis
 	Faults     []Fault  // injected by Net.RunFaults
+	// DefaultLimits keeps the gateways' default per-device and per-address
+	// limits; otherwise they are raised, as the harness is one address
+	// standing for many devices.
+	DefaultLimits bool
 }
 
 // Device is a device of the genesis; its key is named Name in the
@@ -76,26 +80,30 @@ type Net struct {
 	Nodes    []*Node
 	NetNS    bool   // each node in its own network namespace
 	Firewall string // how partitions are made: "iptables" or "blackhole routes"; "" without namespaces
-	prefix   string
-	subnet   string // "10.a.b." in namespace mode
+	// AttackerIP is a second local address of the harness, for attacks
+	// that must not share the legitimate devices' per-address limits.
+	AttackerIP string
+	prefix     string
+	subnet     string // "10.a.b." in namespace mode
 }
 
 // Node is one `thingnet node` process.
 type Node struct {
-	Index    int
-	Home     string
-	NS       string // network namespace ("" on loopback)
-	IP       string
-	API      string // host:port of the HTTP API
-	MQTT     string // host:port of the MQTT broker ("" unless a gateway)
-	P2P      string // host:port of CometBFT p2p
-	NodeID   string
-	Client   *api.Client
-	mu       sync.Mutex
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	logFile  *os.File
-	restarts int
+	Index     int
+	Home      string
+	NS        string // network namespace ("" on loopback)
+	IP        string
+	API       string // host:port of the HTTP API
+	MQTT      string // host:port of the MQTT broker ("" unless a gateway)
+	P2P       string // host:port of CometBFT p2p
+	NodeID    string
+	GatewayID string // the gateway's did:key ("" unless a gateway)
+	Client    *api.Client
+	mu        sync.Mutex
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	logFile   *os.File
+	restarts  int
 }
 
 var (
@@ -194,6 +202,7 @@ func StartNet(t *testing.T, m Manifest) *Net {
 	if n.NetNS {
 		n.setupNetNS()
 	} else {
+		n.AttackerIP = "127.0.0.2"
 		base, err := chain.FreePortBase(m.Validators)
 		if err != nil {
 			t.Fatal(err)
@@ -252,6 +261,8 @@ func (n *Net) setupNetNS() {
 	})
 	sh(t, "ip", "link", "add", br, "type", "bridge")
 	sh(t, "ip", "addr", "add", n.subnet+"254/24", "dev", br)
+	sh(t, "ip", "addr", "add", n.subnet+"253/24", "dev", br)
+	n.AttackerIP = n.subnet + "253"
 	sh(t, "ip", "link", "set", br, "up")
 	for i := 0; i < n.M.Validators; i++ {
 		nd := &Node{Index: i, NS: fmt.Sprintf("%s-n%d", n.prefix, i), IP: fmt.Sprintf("%s%d", n.subnet, i+1)}
@@ -343,6 +354,7 @@ func (n *Net) create() {
 			if err != nil {
 				t.Fatal(err)
 			}
+			nd.GatewayID = info.ID
 			args = append(args, "--gateway", "--mqtt-listen", nd.MQTT)
 			genesis = append(genesis, "--device", info.ID+":"+n.M.Orgs[0]+":gateway")
 		} else {
@@ -378,11 +390,11 @@ func (n *Net) create() {
 				peers = append(peers, o.NodeID+"@"+o.P2P)
 			}
 		}
-		set := map[string]map[string]any{
-			"p2p": {"persistent_peers": peers},
+		set := map[string]map[string]any{"p2p": {"persistent_peers": peers}}
+		if !n.M.DefaultLimits {
 			// One test process stands for many devices on one address: let
 			// each connection attempt be judged on its credentials.
-			"gateway.limits": {"connects_per_sec": 100.0, "connect_burst": 100, "msgs_per_sec": 200.0, "burst": 200},
+			set["gateway.limits"] = map[string]any{"connects_per_sec": 100.0, "connect_burst": 100, "msgs_per_sec": 200.0, "burst": 200}
 		}
 		if !n.NetNS {
 			set["p2p"]["allow_duplicate_ip"], set["p2p"]["pex"] = true, false // every node on 127.0.0.1
