@@ -50,21 +50,26 @@ const (
 	Kill      FaultKind = "kill"      // SIGKILL Nodes
 	Restart   FaultKind = "restart"   // start Nodes again (after a Kill)
 	Partition FaultKind = "partition" // split the network into Groups
-	Heal      FaultKind = "heal"      // undo every partition
+	Heal      FaultKind = "heal"      // undo every partition and loss
+	Loss      FaultKind = "loss"      // drop Percent of the packets between nodes (iptables only)
 	End       FaultKind = "end"       // nothing: the schedule ends at At
 )
 
 // Fault is one fault at a time after the schedule starts.
 type Fault struct {
-	At     time.Duration
-	Kind   FaultKind
-	Nodes  []int
-	Groups [][]int
+	At      time.Duration
+	Kind    FaultKind
+	Nodes   []int
+	Groups  [][]int
+	Percent int
 }
 
 func (f Fault) String() string {
 	if f.Kind == Partition {
 		return fmt.Sprintf("%v partition %v", f.At, f.Groups)
+	}
+	if f.Kind == Loss {
+		return fmt.Sprintf("%v loss %d%%", f.At, f.Percent)
 	}
 	return fmt.Sprintf("%v %s %v", f.At, f.Kind, f.Nodes)
 }
@@ -580,6 +585,24 @@ func (n *Net) Partition(groups ...[]int) {
 	}
 }
 
+// LossBetweenNodes drops percent of the packets each node receives from
+// the other nodes (iptables' statistic match: random loss without netem).
+// The harness's own traffic is not affected.
+func (n *Net) LossBetweenNodes(percent int) {
+	t := n.t
+	if !n.NetNS || n.Firewall != "iptables" {
+		t.Skip("packet loss needs network namespaces and iptables")
+	}
+	for _, a := range n.Nodes {
+		for _, b := range n.Nodes {
+			if a != b {
+				sh(t, "ip", "netns", "exec", a.NS, "iptables", "-A", "INPUT", "-s", b.IP, "-m", "statistic", "--mode", "random",
+					"--probability", fmt.Sprintf("%.2f", float64(percent)/100), "-j", "DROP")
+			}
+		}
+	}
+}
+
 // Heal removes every partition.
 func (n *Net) Heal() {
 	if !n.NetNS {
@@ -621,6 +644,8 @@ func (n *Net) RunFaults(ctx context.Context, log func(Fault)) {
 			n.Partition(f.Groups...)
 		case Heal:
 			n.Heal()
+		case Loss:
+			n.LossBetweenNodes(f.Percent)
 		}
 		if log != nil {
 			log(f)

@@ -80,3 +80,48 @@ func TestPartition(t *testing.T) {
 	t.Logf("partition: 2/2 %d blocks in %v, resumed %v after heal; 3/1 majority %d blocks in %v, node 3 caught up in %v; %d txs tried, %d acked, %d lost; no fork over %d heights",
 		commits2, hold, resume.Round(100*time.Millisecond), commits3, hold, catchUp.Round(100*time.Millisecond), tried, acked, lost, heights)
 }
+
+// TestLossyNetwork drops 20% of the packets between every two validators
+// (each direction) for 30 s under tx load: blocks keep coming, no fork, no
+// acknowledged tx lost. (No netem in this kernel: loss, but no delay.)
+func TestLossyNetwork(t *testing.T) {
+	long(t)
+	start := time.Now()
+	n := StartNet(t, Manifest{Name: "lossy", Validators: 4, Faults: []Fault{
+		{At: 0, Kind: Loss, Percent: 20},
+		{At: 30 * time.Second, Kind: Heal},
+	}})
+	if !n.NetNS || n.Firewall != "iptables" {
+		t.Skip("packet loss needs network namespaces and iptables")
+	}
+	r := result{Scenario: "lossy-network", Invariant: "blocks keep coming; no fork; 0 acked txs lost"}
+	defer func() { report(t, start, r) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	load := n.StartTxLoad(ctx, 2, 200*time.Millisecond)
+	time.Sleep(3 * time.Second)
+	h0 := n.MaxHeight()
+	t0 := time.Now()
+	n.RunFaults(ctx, nil)
+	lossy := time.Since(t0)
+	h1 := n.MaxHeight()
+	time.Sleep(2 * time.Second)
+	cancel()
+	load.Stop()
+	wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer wcancel()
+	top := n.MaxHeight()
+	for i := range n.Nodes {
+		n.WaitHeight(wctx, i, top)
+	}
+	heights := n.CheckNoFork(wctx)
+	lost := load.CheckAcked(wctx, t)
+	tried, acked, failed := load.Counts()
+	if h1-h0 < int64(lossy/(3*time.Second)) {
+		t.Errorf("only %d blocks in %v at 20%% loss", h1-h0, lossy.Round(time.Second))
+	}
+	r.Load = fmt.Sprintf("2 workers, %d txs acked", acked)
+	r.Faults = fmt.Sprintf("20%% loss for %v", lossy.Round(time.Second))
+	r.Inputs = fmt.Sprintf("%d txs (%d unacked)", tried, failed)
+	t.Logf("lossy network: %d blocks in %v at 20%% loss between nodes; %d txs tried, %d acked, %d lost; no fork over %d heights",
+		h1-h0, lossy.Round(time.Second), tried, acked, lost, heights)
+}
