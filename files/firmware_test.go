@@ -148,3 +148,118 @@ func TestFirmwareLedger(t *testing.T) {
 		t.Fatalf("history keeps %d firmware reports: %v", len(reports), reports)
 	}
 }
+
+// A rollout to a simulated fleet in waves: devices install when offered,
+// check the image, report; when too many fail, the ledger aborts the
+// rollout and no further device is offered it.
+func TestFirmwareRollout(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		failing map[int]bool
+	}{
+		{"all succeed", nil},
+		{"abort", map[int]bool{0: true, 3: true, 6: true, 9: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newTestNet(t)
+			vendor, admin := n.ledger.Admins["beta"], n.ledger.Admins["acme"]
+			const fleet = 12
+			var devs []*identity.Key
+			for range fleet {
+				k, err := n.ledger.Device("acme", "camera", identity.Ed25519)
+				if err != nil {
+					t.Fatal(err)
+				}
+				devs = append(devs, k)
+			}
+			image := []byte("camera firmware 3.0")
+			sum := sha256.Sum256(image)
+			raw, _ := SignFirmware(vendor, vendor.ID(), &FirmwareManifest{Vendor: "beta", Class: "camera", Version: "3.0", Seq: 3, Digest: sum[:], Size: uint64(len(image))})
+			mustDo(t, n, vendor, &ledger.FirmwareRelease{Manifest: raw})
+			rollout := &ledger.FirmwareRollout{Org: "acme", Vendor: "beta", Class: "camera", Seq: 3, Percent: 25, BlocksPerWave: 2, MaxFailures: 2}
+			if err := n.ledger.Do(admin, rollout); err == nil {
+				t.Fatal("a rollout of an unapproved release was accepted")
+			}
+			mustDo(t, n, admin, &ledger.FirmwareApprove{Org: "acme", Vendor: "beta", Class: "camera", Seq: 3})
+			mustDo(t, n, admin, rollout)
+			{ // the first wave offers about a quarter of the fleet, not all of it
+				st, _ := n.ledger.View()
+				r, _ := st.FirmwareRolloutFor("acme", "camera")
+				offered := 0
+				for _, k := range devs {
+					if r.Offers(k.ID(), st.Height+1) {
+						offered++
+					}
+				}
+				if offered == fleet {
+					t.Fatalf("wave 1 of 25%% offers all %d devices", fleet)
+				}
+			}
+
+			running := make([]uint64, fleet) // seq each device runs
+			failed := make([]bool, fleet)
+			for round := 0; round < 20; round++ {
+				st, _ := n.ledger.View()
+				r, err := st.FirmwareRolloutFor("acme", "camera")
+				if err != nil {
+					t.Fatal(err)
+				}
+				acted := false
+				for i, k := range devs {
+					if running[i] == 3 || failed[i] || !r.Offers(k.ID(), st.Height+1) {
+						continue
+					}
+					rel, _ := st.FirmwareRelease("beta", "camera", 3)
+					m, err := VerifyFirmware(rel.Signed, vendor.Public(), "camera", running[i])
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := CheckImage(m, bytes.NewReader(image)); err != nil {
+						t.Fatal(err)
+					}
+					rep := &ledger.FirmwareReport{Digest: m.Digest, Version: m.Version}
+					if tc.failing[i] {
+						rep.Failed, failed[i] = true, true
+					} else {
+						running[i] = m.Seq
+					}
+					mustDo(t, n, k, rep)
+					acted = true
+					break // one report a block: the rollout may abort in between
+				}
+				if !acted {
+					mustDo(t, n, admin, &ledger.GrantAdd{Grantor: "org:acme", Subject: "org:beta", Action: "read", Resource: "org:acme/tick"}) // a block passes
+				}
+			}
+			st, _ := n.ledger.View()
+			r, _ := st.FirmwareRolloutFor("acme", "camera")
+			installed := 0
+			for _, s := range running {
+				if s == 3 {
+					installed++
+				}
+			}
+			t.Logf("%s: installed %d, failed %d, status %s (wave %d)", tc.name, r.Installed, r.Failed, r.Status, r.Wave(st.Height))
+			if int(r.Installed) != installed {
+				t.Errorf("ledger counts %d installs, devices %d", r.Installed, installed)
+			}
+			if tc.failing == nil {
+				if installed != fleet || r.Status != ledger.RolloutActive {
+					t.Errorf("a clean rollout installed %d of %d (%s)", installed, fleet, r.Status)
+				}
+				return
+			}
+			if r.Status != ledger.RolloutAborted || r.Failed != 2 {
+				t.Fatalf("rollout %s with %d failures; want aborted at 2", r.Status, r.Failed)
+			}
+			if installed+2 >= fleet {
+				t.Errorf("the abort stopped nothing: %d installed", installed)
+			}
+			for _, k := range devs {
+				if r.Offers(k.ID(), st.Height+100) {
+					t.Fatal("an aborted rollout still offers the release")
+				}
+			}
+		})
+	}
+}

@@ -83,6 +83,8 @@ func (x *txExec) run() error {
 		return x.firmwareApprove(m)
 	case *FirmwareReport:
 		return x.firmwareReport(m)
+	case *FirmwareRollout:
+		return x.firmwareRollout(m)
 	default:
 		return errf(CodeUnknownKind, "no handler for %T", m)
 	}

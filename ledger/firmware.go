@@ -103,6 +103,7 @@ type FirmwareApprove struct {
 type FirmwareReport struct {
 	Digest  []byte `cbor:"1,keyasint"`
 	Version string `cbor:"2,keyasint"`
+	Failed  bool   `cbor:"3,keyasint,omitempty"` // the install of this image failed; the device runs what it ran
 }
 
 func (*FirmwareRelease) Kind() string { return KindFirmwareRelease }
@@ -239,6 +240,13 @@ func (x *txExec) firmwareReport(m *FirmwareReport) error {
 	if err != nil {
 		return notFound(err)
 	}
+	if err := x.countRollout(d, m); err != nil {
+		return err
+	}
+	if m.Failed {
+		x.record(d, fmt.Sprintf("firmware install FAILED: %s digest=%x", m.Version, m.Digest))
+		return nil
+	}
 	_, err = x.st.FirmwareApproved(d.Org, d.Class, m.Digest)
 	approved := err == nil
 	if err != nil && !errors.Is(err, ErrNotFound) {
@@ -257,5 +265,133 @@ func (x *txExec) firmwareReport(m *FirmwareReport) error {
 		x.emit("firmware", "action", "flagged", "device", d.ID, "digest", hex.EncodeToString(m.Digest))
 	}
 	x.record(d, note)
+	return nil
+}
+
+// KindFirmwareRollout starts (or replaces) a rollout of an approved release
+// to an organisation's devices of a class, in waves.
+const KindFirmwareRollout = "firmware.rollout"
+
+const prefixFwRollout = "fr/" // fr/<org>/<class> -> FirmwareRolloutRecord
+
+// FirmwareRollout offers release Vendor/Seq to Org's devices of Class in
+// waves: wave w (from 1) covers the devices whose bucket (0..99, from the
+// SHA-256 of rollout id and device id) is below w × Percent; a new wave
+// opens every BlocksPerWave blocks. When MaxFailures devices have reported
+// a failed install of it, the rollout is aborted: no device is offered it.
+type FirmwareRollout struct {
+	Org           string `cbor:"1,keyasint"`
+	Vendor        string `cbor:"2,keyasint"`
+	Class         string `cbor:"3,keyasint"`
+	Seq           uint64 `cbor:"4,keyasint"`
+	Percent       uint32 `cbor:"5,keyasint"` // devices per wave, percent 1..100
+	BlocksPerWave uint32 `cbor:"6,keyasint"` // ≥ 1
+	MaxFailures   uint32 `cbor:"7,keyasint"` // abort threshold, ≥ 1
+}
+
+func (*FirmwareRollout) Kind() string { return KindFirmwareRollout }
+func (m *FirmwareRollout) ValidateBasic() error {
+	if err := (&FirmwareApprove{Org: m.Org, Vendor: m.Vendor, Class: m.Class, Seq: m.Seq}).ValidateBasic(); err != nil {
+		return err
+	}
+	if m.Percent < 1 || m.Percent > 100 || m.BlocksPerWave < 1 || m.MaxFailures < 1 {
+		return errors.New("a rollout needs percent 1..100, blocks per wave ≥ 1 and max failures ≥ 1")
+	}
+	return nil
+}
+
+// Rollout statuses.
+const (
+	RolloutActive  = "active"
+	RolloutAborted = "aborted"
+)
+
+// FirmwareRolloutRecord is a rollout and its counts.
+type FirmwareRolloutRecord struct {
+	FirmwareRollout `cbor:"1,keyasint" json:"rollout"`
+	Version         string `cbor:"2,keyasint" json:"version"`
+	Digest          []byte `cbor:"3,keyasint" json:"digest"`
+	Start           int64  `cbor:"4,keyasint" json:"start"` // height
+	Installed       uint32 `cbor:"5,keyasint" json:"installed"`
+	Failed          uint32 `cbor:"6,keyasint" json:"failed"`
+	Status          string `cbor:"7,keyasint" json:"status"`
+	Aborted         int64  `cbor:"8,keyasint,omitempty" json:"aborted,omitempty"`
+}
+
+// FirmwareRolloutKey is the state key of an org's rollout for a class.
+func FirmwareRolloutKey(org, class string) []byte { return []byte(prefixFwRollout + org + "/" + class) }
+
+// Wave is the wave open at height h (from 1).
+func (r *FirmwareRolloutRecord) Wave(h int64) uint64 {
+	if h < r.Start {
+		return 0
+	}
+	return 1 + uint64(h-r.Start)/uint64(r.BlocksPerWave)
+}
+
+// Bucket is a device's place in a rollout, 0..99.
+func (r *FirmwareRolloutRecord) Bucket(device string) uint64 {
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s/%s/%d\x00%s", r.Org, r.Class, r.Start, device)))
+	return binary.BigEndian.Uint64(h[:8]) % 100
+}
+
+// Offers reports whether the rollout offers its release to device at height h.
+func (r *FirmwareRolloutRecord) Offers(device string, h int64) bool {
+	return r.Status == RolloutActive && r.Bucket(device) < r.Wave(h)*uint64(r.Percent)
+}
+
+// FirmwareRolloutFor returns org's rollout for class.
+func (s *State) FirmwareRolloutFor(org, class string) (*FirmwareRolloutRecord, error) {
+	var r FirmwareRolloutRecord
+	ok, err := s.get(FirmwareRolloutKey(org, class), &r)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("rollout for %s/%s: %w", org, class, ErrNotFound)
+	}
+	return &r, nil
+}
+
+func (x *txExec) firmwareRollout(m *FirmwareRollout) error {
+	if _, err := x.adminOrg(m.Org); err != nil {
+		return err
+	}
+	r, err := x.st.FirmwareRelease(m.Vendor, m.Class, m.Seq)
+	if err != nil {
+		return notFound(err)
+	}
+	if _, err := x.st.FirmwareApproved(m.Org, m.Class, r.Manifest.Digest); err != nil {
+		return errf(CodeInvalid, "approve release %s/%s #%d for %s first (firmware.approve)", m.Vendor, m.Class, m.Seq, m.Org)
+	}
+	x.buf.set(FirmwareRolloutKey(m.Org, m.Class), &FirmwareRolloutRecord{FirmwareRollout: *m, Version: r.Manifest.Version,
+		Digest: r.Manifest.Digest, Start: x.height, Status: RolloutActive})
+	x.emit("firmware", "action", "rollout", "org", m.Org, "class", m.Class, "seq", strconv.FormatUint(m.Seq, 10))
+	return nil
+}
+
+// countRollout counts a device's report against its org's rollout for the
+// image, aborting it at the failure threshold.
+func (x *txExec) countRollout(d *Device, m *FirmwareReport) error {
+	r, err := x.st.FirmwareRolloutFor(d.Org, d.Class)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if r.Status != RolloutActive || string(r.Digest) != string(m.Digest) {
+		return nil
+	}
+	if m.Failed {
+		r.Failed++
+		if r.Failed >= r.MaxFailures {
+			r.Status, r.Aborted = RolloutAborted, x.height
+			x.emit("firmware", "action", "abort", "org", r.Org, "class", r.Class, "failed", strconv.FormatUint(uint64(r.Failed), 10))
+		}
+	} else {
+		r.Installed++
+	}
+	x.buf.set(FirmwareRolloutKey(d.Org, d.Class), r)
 	return nil
 }

@@ -57,6 +57,7 @@ var msgTypes = map[string]func() Msg{
 	KindFirmwareRelease: func() Msg { return new(FirmwareRelease) }, // firmware.go
 	KindFirmwareApprove: func() Msg { return new(FirmwareApprove) },
 	KindFirmwareReport:  func() Msg { return new(FirmwareReport) },
+	KindFirmwareRollout: func() Msg { return new(FirmwareRollout) },
 	// agreements.go, credits.go
 	KindAgreementDeploy: func() Msg { return new(AgreementDeploy) },
 	KindAgreementAccept: func() Msg { return new(AgreementAccept) },

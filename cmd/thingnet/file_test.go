@@ -106,4 +106,5 @@ func TestFileCLI(t *testing.T) {
 		t.Error("a release with a seq that is not newer was accepted")
 	}
 	n0("firmware", "approve", "--key", "demo-admin", "--org", "demo", "--vendor", "demo", "--class", "camera", "--seq", "1")
+	n0("firmware", "rollout", "--key", "demo-admin", "--org", "demo", "--vendor", "demo", "--class", "camera", "--seq", "1", "--percent", "50", "--blocks-per-wave", "5", "--max-failures", "2")
 }

@@ -72,6 +72,24 @@ func firmwareCmd(g *globals) *cobra.Command {
 	af.StringVar(&a.Vendor, "vendor", "", "the vendor organisation")
 	af.StringVar(&a.Class, "class", "", "device class")
 	af.Uint64Var(&a.Seq, "seq", 0, "the release's sequence number")
-	c.AddCommand(publish, approve)
+	var tfr txFlags
+	var r ledger.FirmwareRollout
+	rollout := &cobra.Command{
+		Use:     "rollout",
+		Short:   "Offer an approved release to your devices of a class in waves, aborting after too many failed installs (firmware.rollout)",
+		Example: `  thingnet firmware rollout --key fleet-admin --org fleet --vendor acme --class camera --seq 7 --percent 10 --blocks-per-wave 100 --max-failures 5`,
+		Args:    cobra.NoArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return g.send(cmd, &tfr, &r) },
+	}
+	tfr.register(rollout)
+	rf := rollout.Flags()
+	rf.StringVar(&r.Org, "org", "", "your organisation")
+	rf.StringVar(&r.Vendor, "vendor", "", "the vendor organisation")
+	rf.StringVar(&r.Class, "class", "", "device class")
+	rf.Uint64Var(&r.Seq, "seq", 0, "the release's sequence number")
+	rf.Uint32Var(&r.Percent, "percent", 10, "percent of the devices each wave adds")
+	rf.Uint32Var(&r.BlocksPerWave, "blocks-per-wave", 100, "blocks between waves")
+	rf.Uint32Var(&r.MaxFailures, "max-failures", 5, "failed installs that abort the rollout")
+	c.AddCommand(publish, approve, rollout)
 	return c
 }
