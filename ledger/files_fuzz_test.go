@@ -14,6 +14,9 @@ func FuzzFileManifest(f *testing.F) {
 		&FilePublish{Org: "acme", Name: "clip", CID: "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", Size: 9, Private: true, Keys: keys},
 		&FileShare{Org: "acme", Name: "clip", Keys: keys},
 		&FileRevoke{Org: "acme", Name: "clip", Recipient: did},
+		&FirmwareApprove{Org: "acme", Vendor: "beta", Class: "camera", Seq: 3},
+		&FirmwareRollout{Org: "acme", Vendor: "beta", Class: "camera", Seq: 3, Percent: 10, BlocksPerWave: 5, MaxFailures: 2},
+		&FirmwareReport{Digest: make([]byte, 32), Version: "1.0", Failed: true},
 	} {
 		raw, err := Marshal(v)
 		if err != nil {
@@ -26,7 +29,9 @@ func FuzzFileManifest(f *testing.F) {
 		if Unmarshal(b, &m) == nil {
 			_ = m.KeyFor(did)
 		}
-		for _, msg := range []Msg{new(FilePublish), new(FileShare), new(FileRevoke), new(FileRekey), new(FilePinMsg)} {
+		_, _, _ = DecodeFirmware(b)
+		for _, msg := range []Msg{new(FilePublish), new(FileShare), new(FileRevoke), new(FileRekey), new(FilePinMsg),
+			new(FirmwareRelease), new(FirmwareApprove), new(FirmwareReport), new(FirmwareRollout)} {
 			if Unmarshal(b, msg) != nil || msg.ValidateBasic() != nil {
 				continue
 			}
