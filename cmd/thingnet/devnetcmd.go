@@ -51,6 +51,9 @@ the same --home resumes the same chain.`,
 			fmt.Fprintf(out, "%s devnet: chain %s, %d validators, home %s\n", verb, d.ChainID(), d.Size(), d.Home())
 			for i := range d.Size() {
 				fmt.Fprintf(out, "  node%d  api %s  mqtt %s  coap %s  rpc %s  p2p %s\n", i, d.APIURL(i), d.MQTTAddr(i), d.CoAPAddr(i), d.RPCURL(i), d.P2PAddr(i))
+				if m := d.Mesh(i); m != nil && len(m.Addrs()) > 0 {
+					fmt.Fprintf(out, "         mesh %s\n", m.Addrs()[0])
+				}
 			}
 			fmt.Fprintf(out, "explorer: %s/explorer/  (every node serves one; live events: %s/v1/events)\n", d.APIURL(0), d.APIURL(0))
 			ks := devnet.Keystore(d.Home()).Dir
@@ -93,7 +96,7 @@ Ctrl-C stops the devnet; run the same command again to resume it.
 	f := cmd.Flags()
 	f.StringVar(&c.Home, "home", filepath.Join(defaultHome(), "devnet"), "directory for the devnet's keys and storage")
 	f.IntVar(&c.Validators, "validators", 0, "number of validators (default 4; fixed once the devnet exists)")
-	f.IntVar(&c.BasePort, "base-port", 0, "first port: node i uses base+10i (p2p), +1 (CometBFT RPC), +2 (API), +3 (MQTT), +4 (CoAP, UDP); default 26600")
+	f.IntVar(&c.BasePort, "base-port", 0, "first port: node i uses base+10i (p2p), +1 (CometBFT RPC), +2 (API), +3 (MQTT), +4 (CoAP, UDP), +5 (mesh, TCP and QUIC); default 26600")
 	f.StringVar(&c.ChainID, "chain-id", "", "chain id of a new devnet (default thingnet-devnet)")
 	f.BoolVar(&c.FastBlocks, "fast", false, "short consensus timeouts (sub-second blocks)")
 	f.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn, error")
