@@ -32,6 +32,9 @@ func (g *Gateway) duties(ctx context.Context) {
 		case <-t.C:
 		}
 		nonce, err := g.dutyOnce(ctx, pendingNonce, pendingSince)
+		if errors.Is(err, ledger.ErrNoState) {
+			continue // the node is starting: no block committed yet
+		}
 		if err != nil {
 			if err.Error() != lastErr {
 				g.log.Warn("gateway ledger duty", "err", err)
