@@ -445,7 +445,7 @@ const counterTable = (ms, id, none) => `<table id="${id}"><thead><tr><th>counter
   ${ms.sort((a, b) => a.name.localeCompare(b.name)).map((m) => `<tr><td class="mono">${esc(m.name.replace(/^thingnet_/, ''))}</td>
     <td class="mono">${esc(m.labels.replace(/[{}"]/g, ''))}</td><td>${m.value > 0 ? badge('warn').replace('>warn<', `>${m.value}<`) : '0'}</td></tr>`).join('') || `<tr><td colspan="3" class="muted">${none}</td></tr>`}</tbody></table>`;
 
-const securityRe = /(rejected|refused|rate_limited|offenders|quarantin|too_large|dropped|overloaded|denied|banned)/;
+const securityRe = /(rejected|refused|rate_limited|offenders|quarantin|too_large|dropped|overloaded|denied|banned|bans)/;
 
 async function security(v) {
   const draw = async () => {
