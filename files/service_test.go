@@ -18,7 +18,7 @@ func TestAddGetThreeNodes(t *testing.T) {
 	a := n.peer("acme", nil, nil)
 	b := n.peer("acme", a, nil)
 	c := n.peer("beta", a, nil)
-	data := randomBytes(t, 3<<20+12345)
+	data := randomBytes(t, 6<<20+12345)
 	added := add(t, a, data)
 	if added.CID.Version() != 1 || added.Size != uint64(len(data)) {
 		t.Fatalf("added %v (%d bytes); want a CIDv1 of %d bytes", added.CID, added.Size, len(data))
@@ -36,10 +36,12 @@ func TestAddGetThreeNodes(t *testing.T) {
 	if !b.files.Store().IsPinned(added.CID) {
 		t.Fatal("b did not pin what it fetched with Pin")
 	}
-	// c fetches from a and b at once.
+	// c fetches from a and b at once (once its bitswap knows both).
+	c.files.connect(ctx, []peer.AddrInfo{a.info(), b.info()})
+	waitBitswapPeers(t, c, a, b)
 	sentA, sentB := a.files.Transfers().BlocksSent, b.files.Transfers().BlocksSent
 	got.Reset()
-	if _, err := c.files.Get(ctx, added.CID, &got, GetOptions{Peers: []peer.AddrInfo{b.info()}}); err != nil {
+	if _, err := c.files.Get(ctx, added.CID, &got, GetOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got.Bytes(), data) {
@@ -54,6 +56,26 @@ func TestAddGetThreeNodes(t *testing.T) {
 	if again := add(t, c, data); !again.CID.Equals(added.CID) {
 		t.Fatalf("adding the same bytes gave %v, then %v", added.CID, again.CID)
 	}
+}
+
+// waitBitswapPeers waits until p's host knows that the others speak
+// bitswap (identify done), so a session's first broadcast reaches them.
+func waitBitswapPeers(t *testing.T, p *testPeer, others ...*testPeer) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, o := range others {
+		for {
+			ps, _ := p.node.Host().Peerstore().SupportsProtocols(o.node.PeerID(), "/ipfs/bitswap/1.2.0")
+			if len(ps) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never announced bitswap", o.node.PeerID())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // bitswap's connect events follow identify
 }
 
 // lyingStore serves altered bytes under the right CID.
