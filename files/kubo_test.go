@@ -27,7 +27,7 @@ type kubo struct {
 }
 
 // kuboBinary finds ipfs in PATH or GOPATH/bin (scripts/test installs it).
-func kuboBinary(t *testing.T) string {
+func kuboBinary(t testing.TB) string {
 	if p, err := exec.LookPath("ipfs"); err == nil {
 		return p
 	}
@@ -43,7 +43,7 @@ func kuboBinary(t *testing.T) string {
 	return ""
 }
 
-func startKubo(t *testing.T) *kubo {
+func startKubo(t testing.TB) *kubo {
 	t.Helper()
 	bin := kuboBinary(t)
 	repo := t.TempDir()
@@ -122,7 +122,7 @@ func (k *kubo) call(cmd string, args url.Values, body []byte, out any) error {
 	return nil
 }
 
-func (k *kubo) addrInfo(t *testing.T) peer.AddrInfo {
+func (k *kubo) addrInfo(t testing.TB) peer.AddrInfo {
 	var id struct {
 		ID        string
 		Addresses []string
