@@ -37,6 +37,10 @@ type Device struct {
 	src     *switchSource
 	lc      *lightclient.Client
 	saved   int64 // height of the trusted header last saved
+
+	inbox   inbox      // mailbox reads over HTTP (Inbox)
+	msgMu   sync.Mutex // message sequence numbers (NewMessage)
+	lastMsg uint64
 }
 
 // New makes a device with key k. It reads the persistent state from the

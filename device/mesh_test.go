@@ -2,6 +2,7 @@ package device_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -125,5 +126,51 @@ func TestMeshWithLightClient(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the agent was not woken, or did not pull")
+	}
+}
+
+// TestMailboxOverHTTP: devices with no mesh node leave and read mail over
+// HTTP; the reader checks each message with proofs.
+func TestMailboxOverHTTP(t *testing.T) {
+	tn := startNet(t)
+	ctx := ctxT(t)
+	sw := tn.register(t, identity.Ed25519)
+	lamp := tn.register(t, identity.P256)
+	intruder := tn.register(t, identity.Ed25519)
+	gwKey, err := devnet.Keystore(tn.d.Home()).Load(devnet.GatewayKey(1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.send(t, tn.admin, &ledger.GrantAdd{Grantor: "org:" + devnet.DemoOrg, Subject: "device:" + sw.ID(), Action: mesh.KindCommand, Resource: "device:" + lamp.ID()})
+	tn.send(t, tn.admin, &ledger.DeviceUpdate{Device: lamp.ID(), Labels: map[string]string{mesh.LabelMailboxes: gwKey.ID()}})
+	newDev := func(k *identity.Key) *device.Device {
+		d, err := device.New(k, device.WithGateways(tn.gw(1)), device.WithTrust(tn.trust), device.WithStateDir(t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+	swDev, lampDev, inDev := newDev(sw), newDev(lamp), newDev(intruder)
+	env, err := swDev.NewMessage(ctx, lamp.ID(), mesh.Outgoing{Kind: mesh.KindCommand, Body: []byte("close valve 2")}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := swDev.Deposit(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := swDev.Deposit(ctx, env); !errors.Is(err, device.ErrRefused) || res.Status != mesh.StatusReplay {
+		t.Fatalf("the same message again: %v %v", res, err)
+	}
+	bad, _ := inDev.NewMessage(ctx, lamp.ID(), mesh.Outgoing{Body: []byte("open everything")}, false)
+	if res, err := inDev.Deposit(ctx, bad); !errors.Is(err, device.ErrRefused) || res.Status != mesh.StatusNotGranted {
+		t.Fatalf("intruder: %v %v", res, err)
+	}
+	msgs, more, err := lampDev.Inbox(ctx)
+	if err != nil || more || len(msgs) != 1 || string(msgs[0].Body) != "close valve 2" || msgs[0].From != sw.ID() || msgs[0].Kind != mesh.KindCommand {
+		t.Fatalf("inbox: %+v %v %v", msgs, more, err)
+	}
+	if msgs, _, err := lampDev.Inbox(ctx); err != nil || len(msgs) != 0 {
+		t.Fatalf("second read: %+v %v", msgs, err)
 	}
 }

@@ -151,3 +151,14 @@ func (g *replayGuard) accept(key string, seq uint64) (bool, error) {
 	*w = next
 	return true, nil
 }
+
+// ReplayGuard is a receiver's anti-replay state for messages it takes
+// over another transport than a mesh node (a mailbox read over HTTP by a
+// device with no libp2p host): the same window per sender as Node uses.
+type ReplayGuard struct{ g *replayGuard }
+
+// NewReplayGuard keeps its windows in store (nil: memory only).
+func NewReplayGuard(store WindowStore) *ReplayGuard { return &ReplayGuard{newReplayGuard(store)} }
+
+// Accept records seq from sender if it is fresh and reports whether it was.
+func (r *ReplayGuard) Accept(sender string, seq uint64) (bool, error) { return r.g.accept(sender, seq) }
