@@ -180,6 +180,17 @@ func TestReadingsEndToEnd(t *testing.T) {
 		}
 		idx = append(idx, i)
 	}
+	// An exact resend of the last stored envelope (the device lost the
+	// answer) is acknowledged, and stored once.
+	resp, err := http.Post(tn.client.BaseURL+"/v1/readings", "application/cose", bytes.NewReader(batch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(strings.ReplaceAll(string(b), " ", ""), `"duplicate":true`) {
+		t.Fatalf("resend: %s %s", resp.Status, b)
+	}
 
 	for n, i := range idx {
 		p := tn.proof(t, i)

@@ -43,6 +43,10 @@ func (g *Gateway) Routes(app *ledger.App) map[string]api.HandlerFunc {
 			switch {
 			case err == nil:
 				return api.WithStatus(http.StatusAccepted, map[string]any{"gateway": g.id, "index": idx}), nil
+			case errors.Is(err, ErrDuplicate):
+				// An exact resend of what is stored (the device lost the
+				// answer): acknowledged, as MQTT and CoAP acknowledge it.
+				return map[string]any{"gateway": g.id, "duplicate": true}, nil
 			case errors.Is(err, ErrOverloaded):
 				return nil, api.NewError(http.StatusServiceUnavailable, "overloaded", err.Error())
 			case errors.Is(err, ErrRejected):

@@ -129,10 +129,7 @@ func TestImpersonationReplay(t *testing.T) {
 	t.Run("HTTPDuplicateAcknowledged", func(t *testing.T) {
 		// docs/security.md: an exact resend of the last stored envelope is
 		// acknowledged as a duplicate (a device that lost the answer
-		// resends); MQTT and CoAP do so, POST /v1/readings answers 500.
-		if code == http.StatusInternalServerError {
-			t.Skipf("FINDING: POST /v1/readings answers an exact resend of the last stored reading with HTTP 500 (%s): gateway/http.go does not map ErrDuplicate; want 2xx as MQTT (PUBACK) and CoAP (2.04) do", body)
-		}
+		// resends), over HTTP as over MQTT (PUBACK) and CoAP (2.04).
 		if code >= 300 {
 			t.Errorf("an exact resend of the last stored reading: HTTP %d %s; want it acknowledged as a duplicate", code, body)
 		}
