@@ -2,6 +2,7 @@ package files
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -137,20 +138,27 @@ func (h apiHandlers) unpin(r *http.Request) (any, error) {
 // answer has a Content-Length; a block that cannot be fetched cuts the
 // stream short (the client sees fewer bytes than announced).
 func (h apiHandlers) get(w http.ResponseWriter, r *http.Request) {
-	c, err := pathCID(r)
+	c, err := cid.Decode(r.PathValue("cid"))
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("%q is not a CID: no such file", r.PathValue("cid")))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), statTimeout)
 	size, err := h.svc.Stat(ctx, c)
 	cancel()
 	if err != nil {
-		http.Error(w, fmt.Sprintf("files: %s cannot be fetched: %v", c, err), http.StatusNotFound)
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("%s cannot be fetched from any provider: %v", c, err))
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatUint(size, 10))
 	w.Header().Set("X-Ipfs-Roots", c.String())
 	h.svc.Get(r.Context(), c, w, GetOptions{}) //nolint:errcheck // headers are sent: a short body tells the client
+}
+
+// writeError answers in the API's error format ({"error": {"code", "message"}}).
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}}) //nolint:errcheck
 }
