@@ -63,6 +63,23 @@ func testDevnet(t *testing.T, validators int) (d *devnet.Devnet, node, ks string
 	return d, d.APIURL(0), devnet.Keystore(home).Dir
 }
 
+// syncNodes waits until every node's ledger has applied the blocks node 0
+// has: a tx committed through one node is then readable through any other
+// (a node applies a block a moment after another may have).
+func syncNodes(t *testing.T, d *devnet.Devnet) {
+	t.Helper()
+	want := d.App(0).Height()
+	deadline := time.Now().Add(20 * time.Second)
+	for i := range d.Size() {
+		for a := d.App(i); a == nil || a.Height() < want; a = d.App(i) {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d did not apply block %d", i, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
 // TestCLI drives every tx kind and read command of the CLI against a devnet.
 func TestCLI(t *testing.T) {
 	t.Setenv("THINGNET_PASSPHRASE", "")

@@ -43,6 +43,7 @@ func TestFileCLI(t *testing.T) {
 		n0("keys", "new", k)
 		n0("device", "register", "--key", "demo-admin", "--org", "demo", "--device-key", k, "--class", "camera")
 	}
+	syncNodes(t, d)
 	dir := t.TempDir()
 	data := make([]byte, 1<<20+333)
 	rand.Read(data)
@@ -73,6 +74,7 @@ func TestFileCLI(t *testing.T) {
 
 	// Private: only devices with a wrapped key open it.
 	n0("file", "add", src, "--key", "cam-1", "--publish", "demo/secret", "--private", "--type", "video/mp4")
+	syncNodes(t, d)
 	if out := n2("file", "ls", "demo"); !strings.Contains(out, "demo/secret") || !strings.Contains(out, "private v1, 1 keys") {
 		t.Errorf("ls demo = %q", out)
 	}
@@ -82,12 +84,14 @@ func TestFileCLI(t *testing.T) {
 	if _, err := cli(t, d.APIURL(0), ks, "file", "share", "demo/secret", "--key", "cam-1", "--to", "cam-2"); err != nil {
 		t.Logf("share to a device of the owner's org needs no grant: %v", err)
 	}
+	syncNodes(t, d)
 	n2("file", "get", "demo/secret", "--key", "cam-2", "-O", dst)
 	if got, _ := os.ReadFile(dst); !bytes.Equal(got, data) {
 		t.Fatal("cam-2 got a different plaintext")
 	}
 	// Revoke and re-key: cam-2 has no key to the new version; cam-1 still opens it.
 	n0("file", "revoke", "demo/secret", "--key", "cam-1", "--recipient", "cam-2", "--rekey")
+	syncNodes(t, d)
 	if _, err := cli(t, d.APIURL(2), ks, "file", "get", "demo/secret", "--key", "cam-2", "-O", dst); err == nil {
 		t.Fatal("cam-2 opened the file after revoke")
 	}
