@@ -280,13 +280,13 @@ const prefixFwRollout = "fr/" // fr/<org>/<class> -> FirmwareRolloutRecord
 // opens every BlocksPerWave blocks. When MaxFailures devices have reported
 // a failed install of it, the rollout is aborted: no device is offered it.
 type FirmwareRollout struct {
-	Org           string `cbor:"1,keyasint"`
-	Vendor        string `cbor:"2,keyasint"`
-	Class         string `cbor:"3,keyasint"`
-	Seq           uint64 `cbor:"4,keyasint"`
-	Percent       uint32 `cbor:"5,keyasint"` // devices per wave, percent 1..100
-	BlocksPerWave uint32 `cbor:"6,keyasint"` // ≥ 1
-	MaxFailures   uint32 `cbor:"7,keyasint"` // abort threshold, ≥ 1
+	Org           string `cbor:"1,keyasint" json:"org"`
+	Vendor        string `cbor:"2,keyasint" json:"vendor"`
+	Class         string `cbor:"3,keyasint" json:"class"`
+	Seq           uint64 `cbor:"4,keyasint" json:"seq"`
+	Percent       uint32 `cbor:"5,keyasint" json:"percent"`         // devices per wave, percent 1..100
+	BlocksPerWave uint32 `cbor:"6,keyasint" json:"blocks_per_wave"` // ≥ 1
+	MaxFailures   uint32 `cbor:"7,keyasint" json:"max_failures"`    // abort threshold, ≥ 1
 }
 
 func (*FirmwareRollout) Kind() string { return KindFirmwareRollout }

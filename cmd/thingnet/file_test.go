@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/devnet"
+	"github.com/thingnet/thingnet/ledger"
 )
 
 // TestFileCLI: add on one node, get through another (bitswap between the
@@ -111,4 +116,46 @@ func TestFileCLI(t *testing.T) {
 	}
 	n0("firmware", "approve", "--key", "demo-admin", "--org", "demo", "--vendor", "demo", "--class", "camera", "--seq", "1")
 	n0("firmware", "rollout", "--key", "demo-admin", "--org", "demo", "--vendor", "demo", "--class", "camera", "--seq", "1", "--percent", "50", "--blocks-per-wave", "5", "--max-failures", "2")
+	if out := n0("firmware", "status", "--vendor", "demo", "--class", "camera"); !strings.Contains(out, "#1 1.0.0") || !strings.Contains(out, "approved by demo") || !strings.Contains(out, "1.0.0 active, wave 1") {
+		t.Errorf("firmware status = %q", out)
+	}
+	// The cameras report: cam-1 installed it, cam-2 runs an image nobody
+	// approved (flagged), cam-3 failed to install it.
+	sum := sha256.Sum256(data)
+	digest := hex.EncodeToString(sum[:])
+	n0("firmware", "report", "--key", "cam-1", "--version", "1.0.0", "--digest", digest)
+	n0("firmware", "report", "--key", "cam-2", "--version", "6.6.6", "--digest", strings.Repeat("ab", 32))
+	n0("firmware", "report", "--key", "cam-3", "--version", "1.0.0", "--digest", digest, "--failed")
+	syncNodes(t, d)
+	var st fwStatus
+	if err := json.Unmarshal([]byte(n2("firmware", "status", "--vendor", "demo", "--class", "camera", "--org", "demo", "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Releases) != 1 || len(st.Approvals) != 1 || st.Rollout == nil || len(st.Devices) != 3 || st.Flagged != 1 {
+		t.Fatalf("firmware status -o json = %+v", st)
+	}
+	if r := st.Rollout; r.Installed != 1 || r.Failed != 1 || r.Status != "active" || r.Wave < 1 {
+		t.Errorf("rollout = %+v", r)
+	}
+	versions := map[string]string{}
+	for _, dv := range st.Devices {
+		versions[dv.Version+"/"+dv.Flagged] = dv.ID
+	}
+	if versions["1.0.0/"] == "" || versions["6.6.6/abababababababab"] == "" {
+		t.Errorf("devices = %+v", st.Devices)
+	}
+	// A release read through node 1 with its proof; an absent one answers 404 with an absence proof.
+	var rel ledger.FirmwareReleaseRecord
+	c := api.NewClient(d.APIURL(1))
+	if p, found, err := c.ProvedRecord(ctx, "/v1/firmware/demo/camera/1", &rel); err != nil || !found || p == nil || rel.Manifest.Version != "1.0.0" {
+		t.Errorf("proved release: %v found=%v %+v", err, found, rel)
+	}
+	if _, found, err := c.ProvedRecord(ctx, "/v1/firmware/demo/camera/2", nil); err != nil || found {
+		t.Errorf("absent release: found=%v %v", found, err)
+	}
+	// A second failure aborts the rollout.
+	n0("firmware", "report", "--key", "cam-2", "--version", "1.0.0", "--digest", digest, "--failed")
+	if out := n0("firmware", "status", "--vendor", "demo", "--class", "camera"); !strings.Contains(out, "aborted") || !strings.Contains(out, "0% offered") {
+		t.Errorf("after 2 failures: %q", out)
+	}
 }

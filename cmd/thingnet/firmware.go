@@ -1,13 +1,20 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
+	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/ledger"
 )
@@ -90,6 +97,188 @@ func firmwareCmd(g *globals) *cobra.Command {
 	rf.Uint32Var(&r.Percent, "percent", 10, "percent of the devices each wave adds")
 	rf.Uint32Var(&r.BlocksPerWave, "blocks-per-wave", 100, "blocks between waves")
 	rf.Uint32Var(&r.MaxFailures, "max-failures", 5, "failed installs that abort the rollout")
-	c.AddCommand(publish, approve, rollout)
+	c.AddCommand(publish, approve, rollout, firmwareReport(g), firmwareStatus(g))
+	return c
+}
+
+// fwStatus is what `thingnet firmware status` reports, all read at Height.
+type fwStatus struct {
+	Height    int64                          `json:"height"`
+	Vendor    string                         `json:"vendor"`
+	Class     string                         `json:"class"`
+	Org       string                         `json:"org"`
+	Releases  []ledger.FirmwareReleaseRecord `json:"releases"`
+	Approvals []ledger.FirmwareApproval      `json:"approvals"`
+	Rollout   *api.Rollout                   `json:"rollout,omitempty"`
+	Devices   []fwDevice                     `json:"devices"`
+	Flagged   int                            `json:"flagged"`
+}
+
+// fwDevice is a device of the class and the version it last reported.
+type fwDevice struct {
+	ID      string `json:"id"`
+	Status  string `json:"status"`
+	Version string `json:"version"`
+	Flagged string `json:"flagged,omitempty"` // digest prefix of the unapproved image it reported
+}
+
+func firmwareStatus(g *globals) *cobra.Command {
+	var s fwStatus
+	c := &cobra.Command{
+		Use:     "status",
+		Short:   "Show a class's releases, your organisation's approvals and rollout progress, and the version each device reports",
+		Example: `  thingnet firmware status --vendor acme --class camera --org fleet -o json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if s.Vendor == "" || s.Class == "" {
+				return errors.New("firmware status needs --vendor and --class")
+			}
+			if s.Org == "" {
+				s.Org = s.Vendor
+			}
+			if err := readFwStatus(cmd.Context(), g.client(), &s); err != nil {
+				return err
+			}
+			return g.print(cmd.OutOrStdout(), s, func(w io.Writer) { printFwStatus(w, &s) })
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&s.Vendor, "vendor", "", "the vendor organisation")
+	f.StringVar(&s.Class, "class", "", "device class")
+	f.StringVar(&s.Org, "org", "", "the organisation whose approvals, rollout and devices to show (default: the vendor)")
+	return c
+}
+
+// readFwStatus fills s, reading every list at the height of the first.
+func readFwStatus(ctx context.Context, c *api.Client, s *fwStatus) error {
+	var rel struct {
+		Height int64                          `json:"height"`
+		Items  []ledger.FirmwareReleaseRecord `json:"items"`
+		Next   string                         `json:"next"`
+	}
+	base := "/v1/firmware/" + url.PathEscape(s.Vendor) + "/" + url.PathEscape(s.Class) + "?limit=1000"
+	if err := c.Get(ctx, base, &rel); err != nil {
+		return err
+	}
+	s.Height, s.Releases = rel.Height, rel.Items
+	for rel.Next != "" {
+		next := rel.Next
+		rel.Items, rel.Next = nil, ""
+		if err := c.Get(ctx, base+"&height="+strconv.FormatInt(s.Height, 10)+"&after="+next, &rel); err != nil {
+			return err
+		}
+		s.Releases = append(s.Releases, rel.Items...)
+	}
+	at := "height=" + strconv.FormatInt(s.Height, 10)
+	oc := url.PathEscape(s.Org) + "/" + url.PathEscape(s.Class)
+	var ap struct {
+		Items []ledger.FirmwareApproval `json:"items"`
+	}
+	if err := c.Get(ctx, "/v1/firmware-approvals/"+oc+"?"+at, &ap); err != nil {
+		return err
+	}
+	s.Approvals = ap.Items
+	var ro struct {
+		Record *api.Rollout `json:"record"`
+	}
+	err := c.Get(ctx, "/v1/rollouts/"+oc+"?"+at, &ro)
+	var ae *api.Error
+	if err != nil && !(errors.As(err, &ae) && ae.Status == http.StatusNotFound) {
+		return err
+	}
+	s.Rollout = ro.Record
+	s.Devices, s.Flagged = []fwDevice{}, 0
+	after := ""
+	for {
+		var p struct {
+			Items []ledger.Device `json:"items"`
+			Next  string          `json:"next"`
+		}
+		path := "/v1/devices?limit=1000&org=" + url.QueryEscape(s.Org) + "&" + at
+		if after != "" {
+			path += "&after=" + url.QueryEscape(after)
+		}
+		if err := c.Get(ctx, path, &p); err != nil {
+			return err
+		}
+		for _, d := range p.Items {
+			if d.Class != s.Class {
+				continue
+			}
+			fd := fwDevice{ID: d.ID, Status: string(d.Status), Version: d.Firmware, Flagged: d.Labels[ledger.LabelFirmwareFlag]}
+			if fd.Flagged != "" {
+				s.Flagged++
+			}
+			s.Devices = append(s.Devices, fd)
+		}
+		if p.Next == "" {
+			return nil
+		}
+		after = p.Next
+	}
+}
+
+func printFwStatus(w io.Writer, s *fwStatus) {
+	fmt.Fprintf(w, "firmware %s/%s for %s, at height %d\n", s.Vendor, s.Class, s.Org, s.Height)
+	if len(s.Releases) == 0 {
+		fmt.Fprintln(w, "releases:  none")
+	}
+	approved := map[uint64]bool{}
+	for _, a := range s.Approvals {
+		if a.Vendor == s.Vendor {
+			approved[a.Seq] = true
+		}
+	}
+	for _, r := range s.Releases {
+		m := r.Manifest
+		mark := ""
+		if approved[m.Seq] {
+			mark = "  approved by " + s.Org
+		}
+		fmt.Fprintf(w, "release:   #%d %s  sha256 %x  %d bytes  height %d%s\n", m.Seq, m.Version, m.Digest, m.Size, r.Height, mark)
+	}
+	if r := s.Rollout; r != nil {
+		fmt.Fprintf(w, "rollout:   #%d %s %s, wave %d (%d%% offered, %d%% a wave every %d blocks), installed %d, failed %d of %d allowed\n",
+			r.Seq, r.Version, r.Status, r.Wave, r.Offered, r.Percent, r.BlocksPerWave, r.Installed, r.Failed, r.MaxFailures)
+	} else {
+		fmt.Fprintln(w, "rollout:   none")
+	}
+	fmt.Fprintf(w, "devices:   %d of class %s, %d flagged\n", len(s.Devices), s.Class, s.Flagged)
+	for _, d := range s.Devices {
+		v := d.Version
+		if v == "" {
+			v = "-"
+		}
+		flag := ""
+		if d.Flagged != "" {
+			flag = "  FLAGGED: reported unapproved image " + d.Flagged + "…"
+		}
+		fmt.Fprintf(w, "  %s  %-9s %s%s\n", d.ID, d.Status, v, flag)
+	}
+}
+
+func firmwareReport(g *globals) *cobra.Command {
+	var tf txFlags
+	var m ledger.FirmwareReport
+	var digest string
+	c := &cobra.Command{
+		Use:     "report",
+		Short:   "Report, as a device, the firmware it runs or failed to install (firmware.report; an unapproved image flags the device)",
+		Example: `  thingnet firmware report --key cam-1 --version 2.1.0 --digest 9f86d0...`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := hex.DecodeString(digest)
+			if err != nil || len(d) != sha256.Size {
+				return fmt.Errorf("--digest %q: want the image's SHA-256 in hex (64 digits)", digest)
+			}
+			m.Digest = d
+			return g.send(cmd, &tf, &m)
+		},
+	}
+	tf.register(c)
+	f := c.Flags()
+	f.StringVar(&m.Version, "version", "", "the version the device runs")
+	f.StringVar(&digest, "digest", "", "SHA-256 of the image, hex")
+	f.BoolVar(&m.Failed, "failed", false, "the install of this image failed (counts against a rollout)")
 	return c
 }
