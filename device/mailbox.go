@@ -1,19 +1,12 @@
 package device
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"path/filepath"
-	"strings"
 	"sync"
 
-	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/mesh"
 )
 
@@ -33,28 +26,13 @@ var ErrRefused = errors.New("device: the mailbox refused the message")
 // mailbox at the device's gateway, over HTTP: a device with no mesh node
 // can message one that sleeps. It returns the gateway's result.
 func (d *Device) Deposit(ctx context.Context, env []byte) (*mesh.Result, error) {
-	e, err := mesh.Decode(env)
-	if err != nil {
-		return nil, err
-	}
 	var res *mesh.Result
-	err = d.each(ctx, "leaving a message", func(_ int, gw Gateway) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(gw.API, "/")+"/v1/mailbox/"+url.PathEscape(e.To), bytes.NewReader(env))
-		if err != nil {
-			return err
+	err := d.each(ctx, "leaving a message", func(_ int, gw Gateway) error {
+		dr, err := mesh.MailboxClient{Base: gw.API}.Deposit(ctx, env)
+		if err == nil {
+			res = &dr.Result
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		var dr mesh.DepositResponse
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if err := json.Unmarshal(b, &dr); err != nil || len(dr.Hash) == 0 {
-			return fmt.Errorf("%s answered %s: %s", gw.API, resp.Status, strings.TrimSpace(string(b)))
-		}
-		res = &dr.Result
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -106,11 +84,12 @@ func (d *Device) Inbox(ctx context.Context) (msgs []Message, more bool, err erro
 	if err != nil {
 		return nil, false, err
 	}
-	var held mesh.Held
-	var gwAPI string
+	var held *mesh.Held
+	var mc mesh.MailboxClient
 	err = d.each(ctx, "reading the mailbox", func(_ int, gw Gateway) error {
-		gwAPI = strings.TrimSuffix(gw.API, "/") + "/v1/mailbox/" + url.PathEscape(d.id)
-		return mailboxCall(ctx, http.MethodGet, gwAPI+"?limit=64", tok, &held)
+		mc = mesh.MailboxClient{Base: gw.API}
+		held, err = mc.Held(ctx, d.id, tok, 64)
+		return err
 	})
 	if err != nil {
 		return nil, false, err
@@ -118,80 +97,19 @@ func (d *Device) Inbox(ctx context.Context) (msgs []Message, more bool, err erro
 	var last uint64
 	for _, h := range held.Messages {
 		last = h.Seq
-		m, err := d.checkHeld(st, h.Envelope)
+		env, body, err := mesh.CheckHeld(st.auth, st.guard, d.key, d.id, h.Envelope)
 		if err != nil {
 			d.cfg.log.Warn("device: mailbox message refused", "device", d.id, "err", err)
 			continue
 		}
-		msgs = append(msgs, *m)
+		msgs = append(msgs, Message{From: env.From, Kind: env.Kind, Type: env.Type, Seq: env.Seq, Body: body})
 	}
 	if last > 0 {
-		var left map[string]uint64
-		if err := mailboxCall(ctx, http.MethodDelete, fmt.Sprintf("%s?upto=%d", gwAPI, last), tok, &left); err != nil {
+		if _, err := mc.Ack(ctx, d.id, tok, last); err != nil {
 			return msgs, held.More, fmt.Errorf("read, but not deleted from the mailbox: %w", err)
 		}
 	}
 	return msgs, held.More, nil
-}
-
-func (d *Device) checkHeld(st *inbox, raw []byte) (*Message, error) {
-	env, err := mesh.Decode(raw)
-	if err != nil {
-		return nil, err
-	}
-	if env.To != d.id || env.Chain != st.auth.ChainID() {
-		return nil, fmt.Errorf("a message for %s on %s", env.To, env.Chain)
-	}
-	sender, err := st.auth.Device(env.From)
-	if err != nil {
-		return nil, err
-	}
-	if !sender.Active {
-		return nil, fmt.Errorf("%w: %s", mesh.ErrInactiveSender, env.From)
-	}
-	ok, err := st.auth.Granted(sender, env.Kind, "device:"+d.id)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("%w: %s", mesh.ErrNotGranted, env.From)
-	}
-	if err := env.Verify(sender.Key); err != nil {
-		return nil, err
-	}
-	fresh, err := st.guard.Accept(env.From, env.Seq)
-	if err != nil {
-		return nil, err
-	}
-	if !fresh {
-		return nil, fmt.Errorf("%w: %d from %s", mesh.ErrReplay, env.Seq, env.From)
-	}
-	body, err := env.Open(d.key)
-	if err != nil {
-		return nil, err
-	}
-	return &Message{From: env.From, Kind: env.Kind, Type: env.Type, Seq: env.Seq, Body: body}, nil
-}
-
-func mailboxCall(ctx context.Context, method, u string, tok []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "CWT "+identity.EncodeCWTPassword(tok))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %s: %s", method, u, resp.Status, strings.TrimSpace(string(b)))
-	}
-	return json.Unmarshal(b, out)
 }
 
 // NewMessage signs (and seals, with seal) a message from this device to

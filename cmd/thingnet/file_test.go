@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/api"
-	"github.com/thingnet/thingnet/chain"
-	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/ledger"
 )
 
@@ -23,23 +21,9 @@ import (
 // devnet's gateways), a private file shared with a fetch grant, revoked and
 // re-keyed, pins and listings.
 func TestFileCLI(t *testing.T) {
-	t.Setenv("THINGNET_PASSPHRASE", "")
-	home := t.TempDir()
-	base, err := chain.FreePortBase(4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := devnet.Start(devnet.Config{Home: home, BasePort: base, FastBlocks: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Stop()
+	d, _, ks := testDevnet(t, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := d.WaitForHeight(ctx, 2); err != nil {
-		t.Fatal(err)
-	}
-	ks := devnet.Keystore(home).Dir
 	on := func(i int) func(args ...string) string {
 		return func(args ...string) string { return mustCLI(t, d.APIURL(i), ks, args...) }
 	}

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -114,7 +111,7 @@ func msgSend(g *globals) *cobra.Command {
 				by = to
 			} else {
 				var dr *mesh.DepositResponse
-				dr, err = g.deposit(ctx, to, env)
+				dr, err = mesh.MailboxClient{Base: g.node}.Deposit(ctx, env)
 				if dr != nil {
 					res, by = &dr.Result, "the gateway's mailbox for "+to
 				}
@@ -145,29 +142,6 @@ func msgSend(g *globals) *cobra.Command {
 	f.BoolVar(&wake, "wake", false, "ask the mailbox to wake the sleeping receiver (within its daily budget)")
 	f.StringVar(&direct, "direct", "", "send directly to this mesh address of the receiver (multiaddr with /p2p/) instead of its mailbox")
 	return c
-}
-
-// deposit posts a signed message to the node's gateway mailbox.
-func (g *globals) deposit(ctx context.Context, to string, env []byte) (*mesh.DepositResponse, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(g.node, "/")+"/v1/mailbox/"+url.PathEscape(to), bytes.NewReader(env))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/cose")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("posting to %s: %w", g.node, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	var dr mesh.DepositResponse
-	if err := json.Unmarshal(b, &dr); err != nil || len(dr.Hash) == 0 {
-		return nil, fmt.Errorf("%s answered %s: %s", g.node, resp.Status, strings.TrimSpace(string(b)))
-	}
-	return &dr, nil
 }
 
 // sendDirect starts a short-lived mesh node with the sender's key and
@@ -203,11 +177,14 @@ func msgInbox(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			base := strings.TrimSuffix(g.node, "/") + "/v1/mailbox/" + url.PathEscape(s.id)
-			var held mesh.Held
-			if err := mailboxCall(ctx, http.MethodGet, base+"?limit=64", tok, &held); err != nil {
+			mc := mesh.MailboxClient{Base: g.node}
+			held, err := mc.Held(ctx, s.id, tok, 64)
+			if err != nil {
 				return err
 			}
+			// Each message once in this read: the CLI keeps no replay state
+			// between runs (read messages are deleted).
+			guard := mesh.NewReplayGuard(nil)
 			type shown struct {
 				Seq    uint64 `json:"seq"`
 				From   string `json:"from"`
@@ -222,7 +199,7 @@ func msgInbox(g *globals) *cobra.Command {
 			for _, m := range held.Messages {
 				last = m.Seq
 				sh := shown{Seq: m.Seq}
-				pt, env, err := openHeld(s, m.Envelope)
+				env, pt, err := mesh.CheckHeld(s.auth, guard, s.key, s.id, m.Envelope)
 				if env != nil {
 					sh.From, sh.Kind, sh.Type, sh.Sealed = env.From, env.Kind, env.Type, env.Suite != 0
 				}
@@ -234,8 +211,7 @@ func msgInbox(g *globals) *cobra.Command {
 				out = append(out, sh)
 			}
 			if !keep && last > 0 {
-				var left map[string]uint64
-				if err := mailboxCall(ctx, http.MethodDelete, fmt.Sprintf("%s?upto=%d", base, last), tok, &left); err != nil {
+				if _, err := mc.Ack(ctx, s.id, tok, last); err != nil {
 					return fmt.Errorf("read, but not deleted from the mailbox: %w", err)
 				}
 			}
@@ -260,52 +236,6 @@ func msgInbox(g *globals) *cobra.Command {
 	c.Flags().StringVar(&as, "as", "", "the device's id, if its key was rotated in")
 	c.Flags().BoolVar(&keep, "keep", false, "leave the messages in the mailbox")
 	return c
-}
-
-// openHeld checks a held message as its receiver must (the gateway is not
-// trusted: signature by the sender's current key, sender active, for this
-// device) and opens its body.
-func openHeld(s *msgSender, raw []byte) ([]byte, *mesh.Envelope, error) {
-	env, err := mesh.Decode(raw)
-	if err != nil {
-		return nil, nil, err
-	}
-	if env.To != s.id || env.Chain != s.auth.ChainID() {
-		return nil, env, fmt.Errorf("for %s on %s, not this device", env.To, env.Chain)
-	}
-	sender, err := s.auth.Device(env.From)
-	if err != nil {
-		return nil, env, err
-	}
-	if !sender.Active {
-		return nil, env, fmt.Errorf("sender %s is not active", env.From)
-	}
-	if err := env.Verify(sender.Key); err != nil {
-		return nil, env, err
-	}
-	pt, err := env.Open(s.key)
-	return pt, env, err
-}
-
-func mailboxCall(ctx context.Context, method, u string, tok []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "CWT "+identity.EncodeCWTPassword(tok))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %s: %s", method, u, resp.Status, strings.TrimSpace(string(b)))
-	}
-	return json.Unmarshal(b, out)
 }
 
 func msgListen(g *globals) *cobra.Command {
