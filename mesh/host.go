@@ -393,20 +393,9 @@ func (a relayACL) AllowConnect(src peer.ID, _ ma.Multiaddr, _ peer.ID) bool {
 	return a.n.registeredPeer(src)
 }
 
-// registeredPeer reports whether the peer's key is the current key of an
-// active device whose id is the did:key of that key, or of a device it
-// told us it is (hello cache).
+// registeredPeer reports whether the peer is an active registered device
+// (see peerDevice).
 func (n *Node) registeredPeer(p peer.ID) bool {
-	pub, err := n.peerKey(p)
-	if err != nil {
-		return false
-	}
-	d, err := n.auth.Device(pub.DID())
-	if err != nil {
-		d, err = n.knownPeerDevice(p)
-		if err != nil {
-			return false
-		}
-	}
-	return d.Active && d.Key.Equal(pub)
+	d, err := n.peerDevice(p)
+	return err == nil && d.Active
 }
