@@ -104,6 +104,7 @@ type FirmwareReport struct {
 	Digest  []byte `cbor:"1,keyasint"`
 	Version string `cbor:"2,keyasint"`
 	Failed  bool   `cbor:"3,keyasint,omitempty"` // the install of this image failed; the device runs what it ran
+	Reason  string `cbor:"4,keyasint,omitempty"` // why it failed (only with Failed), kept in the device's history
 }
 
 func (*FirmwareRelease) Kind() string { return KindFirmwareRelease }
@@ -132,8 +133,19 @@ func (m *FirmwareReport) ValidateBasic() error {
 	if len(m.Digest) != sha256.Size {
 		return fmt.Errorf("firmware digest is %d bytes; want SHA-256 (32)", len(m.Digest))
 	}
+	if m.Reason != "" {
+		if !m.Failed {
+			return errors.New("a firmware report gives a reason only for a failed install")
+		}
+		if err := validateText("reason", m.Reason, MaxFirmwareReason); err != nil {
+			return err
+		}
+	}
 	return validateText("version", m.Version, 64)
 }
+
+// MaxFirmwareReason bounds the reason of a failed firmware report (bytes).
+const MaxFirmwareReason = 200
 
 // FirmwareReleaseRecord is a published release.
 type FirmwareReleaseRecord struct {
@@ -244,7 +256,11 @@ func (x *txExec) firmwareReport(m *FirmwareReport) error {
 		return err
 	}
 	if m.Failed {
-		x.record(d, fmt.Sprintf("firmware install FAILED: %s digest=%x", m.Version, m.Digest))
+		note := fmt.Sprintf("firmware install FAILED: %s digest=%x", m.Version, m.Digest)
+		if m.Reason != "" {
+			note += ": " + m.Reason
+		}
+		x.record(d, note)
 		return nil
 	}
 	_, err = x.st.FirmwareApproved(d.Org, d.Class, m.Digest)
