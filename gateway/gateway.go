@@ -34,9 +34,14 @@ type Config struct {
 	MaxBatch       int           // readings verified and stored together; default 1024
 	QueueLen       int           // readings waiting for verification; default 8192
 
-	Limits  ratelimit.Limits // per device and per source; zero value: ratelimit.DefaultLimits()
-	MaxKeys int              // devices and sources tracked by the limiter; default 100000
-	NoSync  bool             // tests only: do not fsync the data log
+	Limits ratelimit.Limits // per device (and per source, unless SourceLimits); zero value: ratelimit.DefaultLimits()
+	// SourceLimits bound each source address (an IPv4 address, an IPv6
+	// /64) on every transport; zero value: Limits. Raise them where many
+	// devices share one address (a NAT, a simulated fleet on loopback):
+	// each device stays bound by Limits.
+	SourceLimits ratelimit.Limits
+	MaxKeys      int  // devices and sources tracked by each limiter; default 100000
+	NoSync       bool // tests only: do not fsync the data log
 
 	Logger *slog.Logger
 	Clock  Clock
@@ -52,7 +57,8 @@ type Gateway struct {
 	data    *datalog.Log
 	index   *index
 	seqs    *reading.SeqTracker
-	limiter *ratelimit.Limiter
+	limiter *ratelimit.Limiter // devices ("dev:", "device:" keys)
+	sources *ratelimit.Limiter // source addresses ("addr:" keys)
 	jobs    chan *job
 	keys    *identity.DIDCache
 
@@ -94,6 +100,15 @@ func New(c Config, l Ledger) (*Gateway, error) {
 	if c.Limits == (ratelimit.Limits{}) {
 		c.Limits = ratelimit.DefaultLimits()
 	}
+	if c.SourceLimits == (ratelimit.Limits{}) {
+		c.SourceLimits = c.Limits
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return nil, fmt.Errorf("gateway: per-device limits: %w", err)
+	}
+	if err := c.SourceLimits.Validate(); err != nil {
+		return nil, fmt.Errorf("gateway: per-source limits: %w", err)
+	}
 	if c.MaxKeys <= 0 {
 		c.MaxKeys = 100_000
 	}
@@ -111,6 +126,7 @@ func New(c Config, l Ledger) (*Gateway, error) {
 		cfg: c, id: c.ID, ledger: l, log: c.Logger, clock: c.Clock, data: data,
 		seqs:    reading.NewSeqTracker(c.MaxKeys),
 		limiter: ratelimit.New(c.Limits, c.MaxKeys, c.Clock),
+		sources: ratelimit.New(c.SourceLimits, c.MaxKeys, c.Clock),
 		jobs:    make(chan *job, c.QueueLen),
 		keys:    identity.NewDIDCache(c.MaxKeys),
 

@@ -35,7 +35,7 @@ func (g *Gateway) Routes(app *ledger.App) map[string]api.HandlerFunc {
 				return nil, api.NewError(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a reading envelope is at most %d bytes", reading.MaxEnvelopeSize))
 			}
 			src, _, _ := net.SplitHostPort(r.RemoteAddr)
-			if d := g.limiter.AllowMessage("addr:"+src, len(raw)); !d.Allowed {
+			if d := g.sources.AllowMessage("addr:"+src, len(raw)); !d.Allowed {
 				g.stats.limited.Add(1)
 				return nil, api.NewError(http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("too many readings from %s (%s); retry in %v", src, d.Reason, d.RetryAfter.Round(time.Millisecond)))
 			}

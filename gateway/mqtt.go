@@ -1,8 +1,11 @@
 package gateway
 
 import (
+	"strings"
+
 	"github.com/thingnet/thingnet/gateway/coap"
 	"github.com/thingnet/thingnet/gateway/mqtt"
+	"github.com/thingnet/thingnet/ratelimit"
 )
 
 // MQTTConfig configures the gateway's embedded MQTT broker.
@@ -22,11 +25,21 @@ func (g *Gateway) StartMQTT(c MQTTConfig) (*mqtt.Broker, error) {
 	})
 }
 
-// limiterAdapter lets the broker charge the gateway's limiter.
+// limiterAdapter lets the broker and the CoAP server charge the gateway's
+// limiters: source addresses ("addr:" keys) the per-source one, devices the
+// per-device one.
 type limiterAdapter struct{ g *Gateway }
 
+// limiterFor is the limiter that bounds key.
+func (g *Gateway) limiterFor(key string) *ratelimit.Limiter {
+	if strings.HasPrefix(key, "addr:") {
+		return g.sources
+	}
+	return g.limiter
+}
+
 func (a limiterAdapter) AllowConnect(key string) bool {
-	ok := a.g.limiter.AllowConnect(key).Allowed
+	ok := a.g.limiterFor(key).AllowConnect(key).Allowed
 	if !ok {
 		a.g.stats.limited.Add(1)
 	}
@@ -34,7 +47,7 @@ func (a limiterAdapter) AllowConnect(key string) bool {
 }
 
 func (a limiterAdapter) AllowMessage(key string, size int) bool {
-	ok := a.g.limiter.AllowMessage(key, size).Allowed
+	ok := a.g.limiterFor(key).AllowMessage(key, size).Allowed
 	if !ok {
 		a.g.stats.limited.Add(1)
 	}
