@@ -158,12 +158,17 @@ func (a *App) InitChain(_ context.Context, req *abci.RequestInitChain) (*abci.Re
 	buf := newBuffer(a.tree)
 	buf.set([]byte(keyChainID), []byte(req.ChainId))
 	g.apply(buf)
+	var vals []Validator
 	for _, v := range req.Validators {
 		pk := v.PubKey.GetEd25519()
 		if len(pk) != 32 {
 			return nil, fmt.Errorf("genesis validator key %v is not Ed25519", v.PubKey)
 		}
 		buf.set(validatorKey(pk), &Validator{PubKey: pk, Power: v.Power})
+		vals = append(vals, Validator{PubKey: pk, Power: v.Power})
+	}
+	if err := genesisValidators(buf, vals); err != nil { // evidence.go
+		return nil, err
 	}
 	if err := buf.flush(); err != nil {
 		return nil, err
@@ -278,9 +283,13 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 	chainID := a.chainID
 	a.mu.RUnlock()
 	start := time.Now() // for the log only; execution never reads the clock
+	// Byzantine validators are removed before the txs run (evidence.go).
+	valUpdates, evEvents, err := a.applyEvidence(req.Height, req.Misbehavior)
+	if err != nil {
+		return nil, fmt.Errorf("block %d evidence: %w", req.Height, err)
+	}
 	pre := a.preverify(req.Txs, req.Height)
 	results := make([]*abci.ExecTxResult, len(req.Txs))
-	var valUpdates []abci.ValidatorUpdate
 	for i, raw := range req.Txs {
 		res, vals, err := a.deliver(raw, pre[i], chainID, req.Height)
 		if err != nil {
@@ -297,8 +306,8 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 	a.log.Debug("block executed", "height", req.Height, "txs", len(req.Txs), "took", time.Since(start))
 	return &abci.ResponseFinalizeBlock{
 		TxResults:        results,
-		ValidatorUpdates: valUpdates,
-		Events:           abciEvents(scheduled),
+		ValidatorUpdates: mergeValidatorUpdates(valUpdates),
+		Events:           append(evEvents, abciEvents(scheduled)...),
 		AppHash:          hash,
 	}, nil
 }

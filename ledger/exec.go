@@ -500,6 +500,9 @@ func (x *txExec) validatorUpdate(m *ValidatorUpdate) error {
 	} else {
 		x.buf.set(validatorKey(m.PubKey), &Validator{PubKey: m.PubKey, Power: m.Power})
 	}
+	if err := appendValidatorEvent(x.st, x.buf, m.PubKey, ValidatorEvent{Height: x.height, Kind: ValEventUpdate, Power: m.Power, Tx: x.tx.Hash[:]}); err != nil {
+		return err
+	}
 	x.valUpdates = append(x.valUpdates, abci.ValidatorUpdate{
 		PubKey: cmtcrypto.PublicKey{Sum: &cmtcrypto.PublicKey_Ed25519{Ed25519: m.PubKey}},
 		Power:  m.Power,
