@@ -54,17 +54,18 @@ func (n *Net) postReading(ctx context.Context, i int, raw []byte) (int, string) 
 
 // TestImpersonationReplay tries forged signatures, a revoked device,
 // another device's key and token, and replays of readings and txs over
-// HTTP and MQTT against a real network; none may be accepted, while the
-// legitimate controls are.
+// HTTP, MQTT and CoAP, and of messages on the mesh (meshAttacks), against
+// a real network; none may be accepted, while the legitimate controls are.
 func TestImpersonationReplay(t *testing.T) {
 	long(t)
 	start := time.Now()
 	n := StartNet(t, Manifest{Name: "impersonation", Validators: 4, Gateways: []int{0}, Orgs: []string{"acme"},
-		Devices: []Device{{"sensor-1", "acme", "sensor"}, {"sensor-2", "acme", "sensor"}, {"sensor-r", "acme", "sensor"}}})
+		Devices: []Device{{"sensor-1", "acme", "sensor"}, {"sensor-2", "acme", "sensor"}, {"sensor-r", "acme", "sensor"}, {"lamp", "acme", "lamp"}},
+		Mesh:    true})
 	r := result{Scenario: "impersonation-replay", Invariant: "0 forged/revoked/replayed inputs accepted"}
 	a := &attempts{t: t}
 	defer func() { report(t, start, r) }()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
 	s1, s2, sr := n.Key("sensor-1"), n.Key("sensor-2"), n.Key("sensor-r")
@@ -180,6 +181,10 @@ func TestImpersonationReplay(t *testing.T) {
 	pub(own, flipLast(sign(s2, s2.ID(), 3, 3)))                  // forged signature
 	c.Disconnect(250)
 
+	// --- CoAP, and the mesh (meshattack_test.go)
+	n.coapAttacks(ctx, a, sign, want, s1, s2, sr, stranger)
+	n.meshAttacks(ctx, a, s1, s2, sr, stranger, n.Key("lamp"))
+
 	// --- transactions over HTTP
 	cl := n.Nodes[1].Client
 	st, err := cl.Status(ctx)
@@ -259,8 +264,8 @@ func TestImpersonationReplay(t *testing.T) {
 			}
 		}
 	}
-	r.Load = "controls: 5 readings, 2 txs"
+	r.Load = "controls: 7 readings, 3 msgs, 2 txs"
 	r.Faults = "attacker with stolen/forged creds"
-	r.Inputs = fmt.Sprintf("%d attacks (HTTP, MQTT, txs)", a.tried)
+	r.Inputs = fmt.Sprintf("%d attacks (HTTP/MQTT/CoAP/mesh/tx)", a.tried)
 	t.Logf("impersonation and replay: %d attacks tried, %d accepted", a.tried, len(a.accepted))
 }

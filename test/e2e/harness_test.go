@@ -36,6 +36,9 @@ type Manifest struct {
 	// limits; otherwise they are raised, as the harness is one address
 	// standing for many devices.
 	DefaultLimits bool
+	// Mesh: the gateways also run their mesh node (libp2p over TCP, with
+	// mailboxes) and a CoAP server.
+	Mesh bool
 }
 
 // Device is a device of the genesis; its key is named Name in the
@@ -103,6 +106,8 @@ type Node struct {
 	P2P       string // host:port of CometBFT p2p
 	NodeID    string
 	GatewayID string // the gateway's did:key ("" unless a gateway)
+	Mesh      string // the gateway's mesh listen multiaddr, without /p2p/ ("" unless Manifest.Mesh)
+	CoAP      string // host:port (UDP) of the gateway's CoAP server ("" unless Manifest.Mesh)
 	Client    *api.Client
 	mu        sync.Mutex
 	cmd       *exec.Cmd
@@ -349,7 +354,10 @@ func (n *Net) create() {
 		}
 		args := []string{"node", "init", "--home", nd.Home, "--moniker", fmt.Sprintf("node%d", nd.Index),
 			"--p2p-listen", "tcp://" + nd.P2P, "--external-address", nd.P2P, "--rpc-listen", rpc,
-			"--api-listen", nd.API, "--fast-blocks", "--mesh-listen="}
+			"--api-listen", nd.API, "--fast-blocks"}
+		if !n.M.Mesh || !n.isGateway(nd.Index) {
+			args = append(args, "--mesh-listen=")
+		}
 		if n.isGateway(nd.Index) {
 			ks := identity.Keystore{Dir: filepath.Join(nd.Home, "keys")}
 			if out, err := n.CLI("--keystore", ks.Dir, "keys", "new", "gateway"); err != nil {
@@ -361,6 +369,16 @@ func (n *Net) create() {
 			}
 			nd.GatewayID = info.ID
 			args = append(args, "--gateway", "--mqtt-listen", nd.MQTT)
+			if n.M.Mesh {
+				// Namespaces: the standard ports; loopback: base+4, base+5.
+				port, _ := strconv.Atoi(nd.MQTT[strings.LastIndex(nd.MQTT, ":")+1:])
+				meshPort, coapPort := port+1, port+2
+				if n.NetNS {
+					meshPort, coapPort = 26606, 5683
+				}
+				nd.Mesh, nd.CoAP = fmt.Sprintf("/ip4/%s/tcp/%d", nd.IP, meshPort), fmt.Sprintf("%s:%d", nd.IP, coapPort)
+				args = append(args, "--mesh-listen", nd.Mesh, "--mesh-mdns=false", "--coap-listen", nd.CoAP)
+			}
 			genesis = append(genesis, "--device", info.ID+":"+n.M.Orgs[0]+":gateway")
 		} else {
 			nd.MQTT = ""
