@@ -79,6 +79,10 @@ type GatewayConfig struct {
 	AnchorInterval Duration `toml:"anchor_interval"`
 	// Limits bound what each device and each source address may cost.
 	Limits LimitsConfig `toml:"limits"`
+	// SourceLimits, if set, bound each source address instead
+	// ([gateway.source_limits]; a field left out takes its value in
+	// limits): raise them where many devices share one address.
+	SourceLimits LimitsConfig `toml:"source_limits,omitempty"`
 }
 
 // LimitsConfig is [gateway.limits]; DefaultConfig holds the defaults.
@@ -97,6 +101,34 @@ func (l LimitsConfig) limits() ratelimit.Limits {
 		MsgsPerSec: l.MsgsPerSec, Burst: l.Burst, BytesPerSec: l.BytesPerSec, ByteBurst: l.ByteBurst,
 		ConnectsPerSec: l.ConnectsPerSec, ConnectBurst: l.ConnectBurst, MaxPacket: l.MaxPacket,
 	}
+}
+
+// sourceLimits are the per-source limits: SourceLimits, its fields left
+// out taken from Limits.
+func (g GatewayConfig) sourceLimits() ratelimit.Limits {
+	l, d := g.SourceLimits.limits(), g.Limits.limits()
+	if l.MsgsPerSec == 0 {
+		l.MsgsPerSec = d.MsgsPerSec
+	}
+	if l.Burst == 0 {
+		l.Burst = d.Burst
+	}
+	if l.BytesPerSec == 0 {
+		l.BytesPerSec = d.BytesPerSec
+	}
+	if l.ByteBurst == 0 {
+		l.ByteBurst = max(d.ByteBurst, l.MaxPacket)
+	}
+	if l.ConnectsPerSec == 0 {
+		l.ConnectsPerSec = d.ConnectsPerSec
+	}
+	if l.ConnectBurst == 0 {
+		l.ConnectBurst = d.ConnectBurst
+	}
+	if l.MaxPacket == 0 {
+		l.MaxPacket = d.MaxPacket
+	}
+	return l
 }
 
 func limitsConfig(l ratelimit.Limits) LimitsConfig {
@@ -214,6 +246,9 @@ func (c Config) Validate() error {
 	if c.Gateway.Enabled {
 		if err := c.Gateway.Limits.limits().Validate(); err != nil {
 			return fmt.Errorf("gateway.limits: %w", err)
+		}
+		if err := c.Gateway.sourceLimits().Validate(); err != nil {
+			return fmt.Errorf("gateway.source_limits: %w", err)
 		}
 	}
 	if c.MQTT.Listen != "" {

@@ -43,12 +43,27 @@ func TestConfig(t *testing.T) {
 		{"colour = \"blue\"\n", "unknown setting"},
 		{"[consensus]\ntimeout_commit = \"soon\"\n", "timeout_commit"},
 		{"[gateway]\nenabled = true\n[gateway.limits]\nmsgs_per_sec = -1\n", "gateway.limits"},
+		{"[gateway]\nenabled = true\n[gateway.source_limits]\nmsgs_per_sec = -1\n", "gateway.source_limits"},
 		{"[mqtt]\nlisten = \"127.0.0.1:1883\"\n", "gateway.enabled"},
 	} {
 		os.WriteFile(filepath.Join(home, ConfigFile), []byte(tc.toml), 0o600)
 		if _, err := LoadConfig(home); err == nil || !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(tc.want)) {
 			t.Errorf("LoadConfig(%q) error = %v; want one naming %q", tc.toml, err, tc.want)
 		}
+	}
+	// [gateway.source_limits] raises the per-address limits only; the
+	// fields left out are the per-device ones.
+	os.WriteFile(filepath.Join(home, ConfigFile), []byte("[gateway]\nenabled = true\n[gateway.source_limits]\nmsgs_per_sec = 1000\nburst = 2000\n"), 0o600)
+	lc, err := LoadConfig(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, dev := lc.Gateway.sourceLimits(), lc.Gateway.Limits.limits()
+	if src.MsgsPerSec != 1000 || src.Burst != 2000 || src.BytesPerSec != dev.BytesPerSec || src.MaxPacket != dev.MaxPacket || dev.MsgsPerSec != 10 {
+		t.Errorf("source limits %+v, device limits %+v; want 1000/s burst 2000 per address, the rest as per device (10/s)", src, dev)
+	}
+	if def := DefaultConfig().Gateway; def.sourceLimits() != def.Limits.limits() {
+		t.Errorf("default source limits %+v; want the device limits %+v", def.sourceLimits(), def.Limits.limits())
 	}
 	if _, err := LoadConfig(t.TempDir()); err == nil || !strings.Contains(err.Error(), "node init") {
 		t.Errorf("LoadConfig(empty home) = %v; want a hint to run node init", err)
