@@ -27,7 +27,7 @@ type env struct {
 
 // start starts a server on a free loopback port; edit may change the
 // config first. The server is closed when the test ends.
-func start(t *testing.T, edit func(*Config)) *env {
+func start(t testing.TB, edit func(*Config)) *env {
 	t.Helper()
 	e := &env{ingest: newFakeIngest(), limits: newFakeLimiter()}
 	c := Config{Listen: "127.0.0.1:0", Ingest: e.ingest, Limits: e.limits, Logger: testLogger()}
@@ -173,7 +173,7 @@ func decode(t *testing.T, b []byte) message.Message {
 }
 
 // msg encodes a CoAP message.
-func msg(t *testing.T, typ message.Type, code codes.Code, mid uint16, token []byte, payload []byte, opts ...message.Option) []byte {
+func msg(t testing.TB, typ message.Type, code codes.Code, mid uint16, token []byte, payload []byte, opts ...message.Option) []byte {
 	t.Helper()
 	m := message.Message{Type: typ, Code: code, MessageID: int32(mid), Token: token, Payload: payload, Options: opts}
 	buf := make([]byte, 70000)
@@ -191,7 +191,7 @@ func pathOpt(seg string) message.Option {
 func cfOpt(cf message.MediaType) message.Option { return uintOption(message.ContentFormat, uint32(cf)) }
 
 // postR is a confirmable POST /r of payload.
-func postR(t *testing.T, mid uint16, token, payload []byte, opts ...message.Option) []byte {
+func postR(t testing.TB, mid uint16, token, payload []byte, opts ...message.Option) []byte {
 	return msg(t, message.Confirmable, codes.POST, mid, token, payload, append([]message.Option{pathOpt("r")}, opts...)...)
 }
 

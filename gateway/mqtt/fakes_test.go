@@ -271,7 +271,7 @@ type env struct {
 
 // startBroker starts a broker on a free loopback port; edit may change its
 // Config. The broker is closed when the test ends.
-func startBroker(t *testing.T, edit func(*Config)) *env {
+func startBroker(t testing.TB, edit func(*Config)) *env {
 	t.Helper()
 	e := &env{auth: newFakeAuth(), ingest: newFakeIngest(), acl: &fakeACL{}, limits: newFakeLimiter()}
 	c := Config{
