@@ -165,6 +165,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/grants/{id}", s.getGrant)
 	s.handle("GET /v1/accounts/{id}/nonce", s.getNonce)
 	s.handle("GET /v1/validators", s.getValidators)
+	s.validatorRoutes() // validators.go
 	s.handle("GET /v1/anchors/{gateway}", s.getAnchor)
 	s.handle("GET /v1/proofs", s.getProof)
 	s.agreementRoutes() // agreements.go
