@@ -63,6 +63,10 @@ type FleetConfig struct {
 	Transports []Transport   // device i sends with Transports[i mod len]; default HTTP, MQTT, CoAP
 	Wake       time.Duration // default 5 s
 	Batch      int           // readings per wake; default 1
+	// Jitter is the fraction of Wake added at random to each sleep, so the
+	// devices do not wake in step: default 0.2; negative: none. A device
+	// then wakes on average every Wake·(1+Jitter/2) plus its send time.
+	Jitter float64
 	Trust      *lightclient.TrustOptions
 	Log        *slog.Logger
 	// OnSend, if set, is called after each envelope is acknowledged.
@@ -116,6 +120,12 @@ func StartFleet(ctx context.Context, c FleetConfig) (*Fleet, error) {
 	if c.Wake <= 0 {
 		c.Wake = 5 * time.Second
 	}
+	switch {
+	case c.Jitter == 0:
+		c.Jitter = 0.2
+	case c.Jitter < 0:
+		c.Jitter = 0
+	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
@@ -161,7 +171,7 @@ func StartFleet(ctx context.Context, c FleetConfig) (*Fleet, error) {
 			cancel()
 			return nil, err
 		}
-		a := &Agent{Device: fd.Device, Sensors: []Sensor{s}, Wake: c.Wake, Batch: c.Batch, Jitter: 0.2, Log: c.Log,
+		a := &Agent{Device: fd.Device, Sensors: []Sensor{s}, Wake: c.Wake, Batch: c.Batch, Jitter: c.Jitter, Log: c.Log,
 			OnSend: func(rc *Receipt) {
 				f.envelopes.Add(1)
 				f.readings.Add(int64(len(rc.Seqs)))

@@ -28,6 +28,7 @@ import (
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/mesh"
 	"github.com/thingnet/thingnet/metrics"
+	"github.com/thingnet/thingnet/ratelimit"
 	"github.com/thingnet/thingnet/web"
 )
 
@@ -50,11 +51,29 @@ type Config struct {
 	BasePort   int  // node i: p2p BasePort+10i, CometBFT RPC +1, API +2, MQTT +3, CoAP +4 (UDP), mesh +5 (TCP and QUIC); 0 = DefaultBasePort (tests: chain.FreePortBase)
 	FastBlocks bool // short consensus timeouts (tests, benchmarks)
 	NoSync     bool // tests only: gateways do not fsync their data logs
-	Logger     *slog.Logger
-	LogLevel   string // CometBFT's verbosity; see chain.Config.LogLevel
+	// Limits bound each device at every gateway (zero:
+	// ratelimit.DefaultLimits()); SourceLimits each source address (zero:
+	// Limits). Every simulated device and CLI of a devnet sends from
+	// 127.0.0.1: raise SourceLimits (SourceLimitsFor) for a fleet of more
+	// than a few dozen devices; each device stays bound by Limits.
+	Limits, SourceLimits ratelimit.Limits
+	Logger               *slog.Logger
+	LogLevel             string // CometBFT's verbosity; see chain.Config.LogLevel
 	// Progress, if set, is told each step of Start as it begins: step done
 	// of total (counting from 0), and what it is (e.g. a progress bar).
 	Progress func(done, total int, step string)
+}
+
+// SourceLimitsFor are per-source limits for rate envelopes/s from one
+// address (burst: that many at once): bytes at 4 KiB per envelope (a
+// batch of 100 readings is under 3 KiB), connections at a tenth of the
+// rate (at least 1/s, burst 3), packets as ratelimit.DefaultLimits.
+func SourceLimitsFor(rate float64, burst int) ratelimit.Limits {
+	l := ratelimit.DefaultLimits()
+	l.MsgsPerSec, l.Burst = rate, burst
+	l.BytesPerSec, l.ByteBurst = rate*4096, max(burst*4096, l.MaxPacket)
+	l.ConnectsPerSec, l.ConnectBurst = max(rate/10, 1), max(burst/10, 3)
+	return l
 }
 
 // manifest records what a devnet was created with, so a restart resumes it.
@@ -169,6 +188,7 @@ func (d *Devnet) startServices(i int) error {
 	node := d.net.Node(i)
 	gw, err := gateway.New(gateway.Config{
 		Dir: filepath.Join(node.Config().Home, "gateway"), Key: d.gwKeys[i], NoSync: d.cfg.NoSync,
+		Limits: d.cfg.Limits, SourceLimits: d.cfg.SourceLimits,
 		Logger: d.log.With("node", i, "module", "gateway"),
 	}, gateway.NodeLedger{App: d.apps[i], Comet: node.Client()})
 	if err != nil {

@@ -4,18 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/thingnet/thingnet/devnet"
+	"github.com/thingnet/thingnet/ratelimit"
 )
 
 func devnetCmd() *cobra.Command {
 	var c devnet.Config
 	var logLevel, logFormat string
 	var fleet devnet.FleetConfig
+	var lim limitFlags
 	cmd := &cobra.Command{
 		Use:   "devnet",
 		Short: "Run a whole local network: validating gateways and a demo organisation, in one command",
@@ -24,8 +27,11 @@ each with its ledger, CometBFT and HTTP API, and a demo organisation whose admin
 key is in the devnet's keystore. Ctrl-C stops it cleanly; running it again with
 the same --home resumes the same chain.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			if err := checkLogFlags(logLevel, logFormat); err != nil {
+				return err
+			}
+			if c.Limits, c.SourceLimits, err = devnetLimits(lim); err != nil {
 				return err
 			}
 			c.Logger = newLogger(logLevel, logFormat)
@@ -55,6 +61,8 @@ the same --home resumes the same chain.`,
 					fmt.Fprintf(out, "         mesh %s\n", m.Addrs()[0])
 				}
 			}
+			fmt.Fprintf(out, "gateway limits: %g envelopes/s per device (burst %d), %g/s per source address (burst %d); --per-device-rate, --per-address-rate\n",
+				c.Limits.MsgsPerSec, c.Limits.Burst, c.SourceLimits.MsgsPerSec, c.SourceLimits.Burst)
 			fmt.Fprintf(out, "explorer: %s/explorer/  (every node serves one; live events: %s/v1/events)\n", d.APIURL(0), d.APIURL(0))
 			ks := devnet.Keystore(d.Home()).Dir
 			fmt.Fprintf(out, `demo organisation %q, admin key %q (empty passphrase) in %s
@@ -103,5 +111,38 @@ Ctrl-C stops the devnet; run the same command again to resume it.
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json (one object per line)")
 	f.IntVar(&fleet.Size, "fleet", devnet.DefaultFleet, "simulated devices to run (temperature, motion and meter sensors across the gateways); 0: none")
 	f.DurationVar(&fleet.Wake, "fleet-wake", 5*time.Second, "time between a simulated device's wakes")
+	f.Float64Var(&lim.addrRate, "per-address-rate", 1000, "envelopes/s each gateway takes from one source address (every simulated device sends from 127.0.0.1)")
+	f.IntVar(&lim.addrBurst, "per-address-burst", 0, "envelopes one source address may send at once (default: 2 s of --per-address-rate)")
+	f.Float64Var(&lim.devRate, "per-device-rate", 10, "envelopes/s each gateway takes from one device")
+	f.IntVar(&lim.devBurst, "per-device-burst", 20, "envelopes one device may send at once")
 	return cmd
+}
+
+// limitFlags are the devnet gateways' rate limits.
+type limitFlags struct {
+	addrRate, devRate   float64
+	addrBurst, devBurst int
+}
+
+// devnetLimits turns the flags into the gateways' per-device and
+// per-address limits.
+func devnetLimits(l limitFlags) (dev, src ratelimit.Limits, err error) {
+	if !(l.addrRate > 0) || !(l.devRate > 0) || math.IsInf(l.addrRate, 0) || math.IsInf(l.devRate, 0) {
+		return dev, src, fmt.Errorf("--per-address-rate %v and --per-device-rate %v: both must be positive", l.addrRate, l.devRate)
+	}
+	if l.addrBurst == 0 {
+		l.addrBurst = int(math.Min(math.Ceil(2*l.addrRate), math.MaxInt32))
+	}
+	if l.addrBurst < 1 || l.devBurst < 1 {
+		return dev, src, fmt.Errorf("--per-address-burst %d and --per-device-burst %d: both must be 1 or more", l.addrBurst, l.devBurst)
+	}
+	dev = ratelimit.DefaultLimits()
+	dev.MsgsPerSec, dev.Burst = l.devRate, l.devBurst
+	src = devnet.SourceLimitsFor(l.addrRate, l.addrBurst)
+	for _, x := range []ratelimit.Limits{dev, src} {
+		if err := x.Validate(); err != nil {
+			return dev, src, err
+		}
+	}
+	return dev, src, nil
 }
