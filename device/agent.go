@@ -41,6 +41,10 @@ type Agent struct {
 	// (Device.Mesh, docs/mesh.md). Nothing else wakes it.
 	Mesh           *mesh.Node
 	MailboxGateway string
+
+	// Firmware, if set, runs the firmware update step at the end of
+	// every Firmware.Every-th wake (FirmwareUpdater; needs WithTrust).
+	Firmware *FirmwareUpdater
 }
 
 // Run runs the duty cycle until ctx ends. A failed wake (no gateway
@@ -143,6 +147,11 @@ func (a *Agent) wake(ctx context.Context, batch int) error {
 				errs = append(errs, err)
 				break
 			}
+		}
+	}
+	if a.Firmware != nil {
+		if err := a.Firmware.wake(ctx, a.Device); err != nil {
+			errs = append(errs, fmt.Errorf("firmware update: %w", err))
 		}
 	}
 	return errors.Join(errs...)

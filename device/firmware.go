@@ -157,12 +157,15 @@ func (d *Device) provedKey(ctx context.Context, c *api.Client, key []byte, heigh
 // committed. A gateway that cannot be reached is set aside and the next
 // one used; a refusal by the ledger is returned as is.
 func (d *Device) ReportFirmware(ctx context.Context, version string, digest []byte) error {
-	m := &ledger.FirmwareReport{Digest: digest, Version: version}
+	return d.reportFirmware(ctx, &ledger.FirmwareReport{Digest: digest, Version: version}, "reporting firmware "+version)
+}
+
+func (d *Device) reportFirmware(ctx context.Context, m *ledger.FirmwareReport, what string) error {
 	if err := m.ValidateBasic(); err != nil {
 		return fmt.Errorf("device: firmware report: %w", err)
 	}
 	var refused error
-	err := d.each(ctx, "reporting firmware "+version, func(_ int, gw Gateway) error {
+	err := d.each(ctx, what, func(_ int, gw Gateway) error {
 		_, err := d.apiClient(gw).Send(ctx, d.key, d.id, m, true)
 		var ae *api.Error
 		if errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && ae.Status != http.StatusTooManyRequests {

@@ -1,0 +1,263 @@
+package device
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/files"
+	"github.com/thingnet/thingnet/ledger"
+)
+
+// FirmwareOffer is what OfferedFirmware established: the device's record,
+// its organisation's rollout for its class and, when the open wave covers
+// this device, the release and the approval, each proved against one
+// header the light client verified.
+type FirmwareOffer struct {
+	Org    string
+	Class  string
+	Height int64 // the state the proofs are of; waves are counted at Height+1 (the proved header)
+
+	Device   *ledger.Device                // this device's proved record (Firmware: the version it last reported)
+	Rollout  *ledger.FirmwareRolloutRecord // nil: proved to have none
+	Wave     uint64                        // the wave open at Height+1
+	Bucket   uint64                        // this device's place in the rollout, 0..99
+	Release  *ledger.FirmwareReleaseRecord // the offered release, when Offered
+	Approval *ledger.FirmwareApproval      // the organisation's approval of it, when Offered
+	Offered  bool
+	Reason   string // why not, when not offered
+}
+
+// OfferedFirmware asks which release, if any, the rollout of the device's
+// organisation for its class offers to this device now: the rollout must
+// be active and its open wave must cover the device's bucket. The device's
+// record, the rollout, the release and the approval are fetched from one
+// gateway with state proofs of one state and verified by the light client;
+// a gateway that lies (a changed record) or omits one (an absence proof
+// that does not verify) or answers from a stale state is set aside and the
+// next one asked. Not offered is Offered false with the reason, not an
+// error.
+func (d *Device) OfferedFirmware(ctx context.Context) (*FirmwareOffer, error) {
+	var out *FirmwareOffer
+	err := d.verified(ctx, "asking for a firmware rollout", func(gw Gateway) error {
+		o, err := d.offeredFirmware(ctx, d.apiClient(gw))
+		out = o
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (d *Device) offeredFirmware(ctx context.Context, c *api.Client) (*FirmwareOffer, error) {
+	before := d.lc.Trusted().Height
+	self, p, err := d.provedDevice(ctx, c, d.id, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.fresh(p, before); err != nil {
+		return nil, err
+	}
+	if self == nil {
+		return nil, fmt.Errorf("%w: this device (%s) is not registered on the ledger", ErrNotRegistered, d.id)
+	}
+	d.mu.Lock()
+	d.org = self.Org
+	d.mu.Unlock()
+	o := &FirmwareOffer{Org: self.Org, Class: self.Class, Height: p.Height, Device: self}
+
+	var ro ledger.FirmwareRolloutRecord
+	found, err := d.provedKey(ctx, c, ledger.FirmwareRolloutKey(self.Org, self.Class), p.Height, &ro)
+	if err != nil {
+		return nil, fmt.Errorf("rollout of %s/%s: %w", self.Org, self.Class, err)
+	}
+	if !found {
+		o.Reason = fmt.Sprintf("organisation %s has no rollout for class %s", self.Org, self.Class)
+		return o, nil
+	}
+	if ro.Org != self.Org || ro.Class != self.Class {
+		return nil, fmt.Errorf("the record under the rollout of %s/%s is of %s/%s", self.Org, self.Class, ro.Org, ro.Class)
+	}
+	o.Rollout = &ro
+	h := p.Height + 1
+	o.Wave, o.Bucket = ro.Wave(h), ro.Bucket(d.id)
+	switch {
+	case ro.Status != ledger.RolloutActive:
+		o.Reason = fmt.Sprintf("the rollout of %s #%d is %s", ro.Version, ro.Seq, ro.Status)
+		return o, nil
+	case !ro.Offers(d.id, h):
+		o.Reason = fmt.Sprintf("wave %d of the rollout of %s #%d covers buckets below %d; this device is in bucket %d",
+			o.Wave, ro.Version, ro.Seq, min(o.Wave*uint64(ro.Percent), 100), o.Bucket)
+		return o, nil
+	}
+
+	var rel ledger.FirmwareReleaseRecord
+	found, err = d.provedKey(ctx, c, ledger.FirmwareKey(ro.Vendor, ro.Class, ro.Seq), p.Height, &rel)
+	if err != nil {
+		return nil, fmt.Errorf("release %s/%s #%d: %w", ro.Vendor, ro.Class, ro.Seq, err)
+	}
+	if !found {
+		o.Reason = fmt.Sprintf("the ledger has no release %s/%s #%d", ro.Vendor, ro.Class, ro.Seq)
+		return o, nil
+	}
+	if m := rel.Manifest; m.Vendor != ro.Vendor || m.Class != ro.Class || m.Seq != ro.Seq {
+		return nil, fmt.Errorf("the record under release %s/%s #%d is of %s/%s #%d", ro.Vendor, ro.Class, ro.Seq, m.Vendor, m.Class, m.Seq)
+	}
+	if !bytes.Equal(rel.Manifest.Digest, ro.Digest) {
+		o.Reason = fmt.Sprintf("release %s/%s #%d is image %x, the rollout is of %x", ro.Vendor, ro.Class, ro.Seq, rel.Manifest.Digest, ro.Digest)
+		return o, nil
+	}
+
+	var ap ledger.FirmwareApproval
+	found, err = d.provedKey(ctx, c, ledger.FirmwareApprovalKey(self.Org, self.Class, ro.Digest), p.Height, &ap)
+	if err != nil {
+		return nil, fmt.Errorf("approval by %s: %w", self.Org, err)
+	}
+	if !found {
+		o.Reason = fmt.Sprintf("organisation %s has not approved image %x for class %s", self.Org, ro.Digest, self.Class)
+		return o, nil
+	}
+	if ap.Org != self.Org || ap.Class != self.Class || !bytes.Equal(ap.Digest, ro.Digest) {
+		return nil, fmt.Errorf("the record under the approval of %x by %s/%s is of %x by %s/%s", ro.Digest, self.Org, self.Class, ap.Digest, ap.Org, ap.Class)
+	}
+	if ap.Vendor != ro.Vendor || ap.Seq != ro.Seq {
+		o.Reason = fmt.Sprintf("organisation %s approved this image as release %s #%d, not %s #%d", self.Org, ap.Vendor, ap.Seq, ro.Vendor, ro.Seq)
+		return o, nil
+	}
+	o.Release, o.Approval, o.Offered = &rel, &ap, true
+	return o, nil
+}
+
+// ReportFirmwareFailure records on the ledger that installing image
+// digest, version failed and why (a firmware.report with Failed and the
+// reason, signed by the device's key); the device keeps running what it
+// ran. It counts against the organisation's rollout of that image, which
+// aborts at its failure threshold. It returns once the tx is committed.
+func (d *Device) ReportFirmwareFailure(ctx context.Context, version string, digest []byte, reason string) error {
+	if len(reason) > ledger.MaxFirmwareReason {
+		r := []rune(reason)
+		for len(string(r))+3 > ledger.MaxFirmwareReason {
+			r = r[:len(r)-1]
+		}
+		reason = string(r) + "..."
+	}
+	reason = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, reason)
+	return d.reportFirmware(ctx, &ledger.FirmwareReport{Digest: digest, Version: version, Failed: true, Reason: reason}, "reporting a failed install of "+version)
+}
+
+// ImageWriter receives a firmware image while it is fetched (an
+// Installer's inactive slot). Reset discards what was written, when the
+// image a gateway served turned out not to match and the next one's is
+// written from the start.
+type ImageWriter interface {
+	io.Writer
+	Reset() error
+}
+
+// ErrNoImage is returned by FetchFirmware when no source served the image
+// the release names.
+var ErrNoImage = errors.New("device: no source served a firmware image matching the release")
+
+// FetchFirmware streams the image of a release into w, from the device's
+// file service over the mesh (WithFiles) if it has one, else from its
+// gateways' content endpoint (GET /v1/content/{cid}), checking the size
+// and SHA-256 against the release's manifest as it reads: memory stays
+// bounded whatever the image size, a source that sends more than the
+// manifest's size is cut off at that size, and an image that does not
+// match is discarded (w.Reset) and the next source tried. It returns nil
+// only when w holds exactly the image the manifest names; the caller
+// installs nothing otherwise.
+func (d *Device) FetchFirmware(ctx context.Context, rel *ledger.FirmwareReleaseRecord, w ImageWriter) error {
+	if rel == nil || w == nil {
+		return errors.New("device: FetchFirmware needs a release and a writer")
+	}
+	m := &rel.Manifest
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("device: release %s/%s #%d: %w", m.Vendor, m.Class, m.Seq, err)
+	}
+	if m.CID == "" {
+		return fmt.Errorf("%w: release %s/%s #%d names no CID", ErrNoImage, m.Vendor, m.Class, m.Seq)
+	}
+	root, err := files.ParseCID(m.CID)
+	if err != nil {
+		return fmt.Errorf("device: release %s/%s #%d: %w", m.Vendor, m.Class, m.Seq, err)
+	}
+	what := fmt.Sprintf("fetching firmware %s/%s #%d (%s)", m.Vendor, m.Class, m.Seq, m.CID)
+	var meshErr error
+	if svc := d.cfg.files; svc != nil {
+		c := files.NewImageChecker(m)
+		_, err := svc.Get(ctx, root, io.MultiWriter(c, w), files.GetOptions{})
+		if err == nil {
+			err = c.Check()
+		}
+		if err == nil {
+			return nil
+		}
+		d.cfg.log.Warn("device: firmware image over the mesh failed; trying the gateways", "device", d.id, "cid", m.CID, "err", err)
+		meshErr = fmt.Errorf("mesh: %w", err)
+		if rerr := w.Reset(); rerr != nil {
+			return fmt.Errorf("device: discarding a wrong image: %w", rerr)
+		}
+	}
+	var mismatch bool
+	err = d.each(ctx, what, func(_ int, gw Gateway) error {
+		err := d.fetchImage(ctx, gw, m, w)
+		if err == nil {
+			return nil
+		}
+		mismatch = mismatch || errors.Is(err, files.ErrImageMismatch)
+		if rerr := w.Reset(); rerr != nil {
+			return errors.Join(err, fmt.Errorf("discarding the image: %w", rerr))
+		}
+		return err
+	})
+	if err != nil {
+		if meshErr != nil {
+			err = errors.Join(meshErr, err)
+		}
+		return fmt.Errorf("%w: %w", ErrNoImage, err)
+	}
+	return nil
+}
+
+// fetchImage streams one gateway's copy of the image through the checker
+// into w.
+func (d *Device) fetchImage(ctx context.Context, gw Gateway, m *ledger.FirmwareManifest, w io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(gw.API, "/")+"/v1/content/"+m.CID, nil)
+	if err != nil {
+		return err
+	}
+	// No overall timeout: an image takes as long as it takes. The answer
+	// must start within the device's timeout.
+	hc := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: d.cfg.timeout, Proxy: nil}}
+	defer hc.CloseIdleConnections()
+	res, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+		return fmt.Errorf("GET /v1/content/%s: %s: %s", m.CID, res.Status, strings.TrimSpace(string(b)))
+	}
+	if res.ContentLength >= 0 && uint64(res.ContentLength) != m.Size {
+		return fmt.Errorf("%w: the gateway announces %d bytes, the release is %d", files.ErrImageMismatch, res.ContentLength, m.Size)
+	}
+	c := files.NewImageChecker(m)
+	// At most one byte past the size is read: the checker refuses it.
+	if _, err := io.Copy(io.MultiWriter(c, w), io.LimitReader(res.Body, int64(m.Size)+1)); err != nil {
+		return err
+	}
+	return c.Check()
+}
