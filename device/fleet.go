@@ -67,8 +67,8 @@ type FleetConfig struct {
 	// devices do not wake in step: default 0.2; negative: none. A device
 	// then wakes on average every Wake·(1+Jitter/2) plus its send time.
 	Jitter float64
-	Trust      *lightclient.TrustOptions
-	Log        *slog.Logger
+	Trust  *lightclient.TrustOptions
+	Log    *slog.Logger
 	// OnSend, if set, is called after each envelope is acknowledged.
 	OnSend func(device int, rc *Receipt)
 	// OnCommand, if set (with Trust), is each device's actuator: it is
