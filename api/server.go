@@ -153,6 +153,7 @@ type accepted struct {
 func (s *Server) routes() {
 	s.handle("GET /v1/status", s.status)
 	s.handle("POST /v1/txs", s.submitTx)
+	s.handle("GET /v1/txs", s.searchTxs) // search.go
 	s.handle("GET /v1/txs/{hash}", s.getTx)
 	s.handle("GET /v1/blocks/{height}", s.getBlock)
 	s.handle("GET /v1/headers/{height}", s.getHeader)
@@ -314,12 +315,7 @@ func (s *Server) getTx(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, notFound(fmt.Sprintf("tx %X: %v", h, err))
 	}
-	info := TxInfo{Hash: res.Hash.String(), Height: res.Height, Index: res.Index, Code: res.TxResult.Code,
-		Reason: ledger.Code(res.TxResult.Code).String(), Log: res.TxResult.Log, Events: res.TxResult.Events, Tx: res.Tx}
-	if tx, err := ledger.DecodeTx(res.Tx); err == nil {
-		info.Kind, info.Signer, info.Nonce, info.Msg = tx.Kind, tx.Signer, tx.Nonce, tx.Msg
-	}
-	return info, nil
+	return txInfo(res), nil
 }
 
 // BlockInfo is a block summary.

@@ -450,6 +450,7 @@ func TestOpenAPIEndpointsAnswered(t *testing.T) {
 		"/v1/agreements/{id}": "1", "/v1/agreements/{id}/history": "1", "/v1/devices/{id}/commands": shared.dev.ID(),
 	}
 	values["account"] = shared.admin.ID()
+	values["event"] = "firmware.action=release"
 	// No agreement exists on this devnet: these must answer with the
 	// handler's own not_found, not the router's.
 	absent := map[string]bool{"/v1/agreements/{id}": true, "/v1/agreements/{id}/history": true, "/v1/credits/{account}": true, "/v1/credits/{account}/transfers": true}
@@ -498,7 +499,7 @@ func TestOpenAPIEndpointsAnswered(t *testing.T) {
 		})
 		q := []string{}
 		for _, p := range op.Parameters {
-			if p.In == "query" && (p.Name == "device" || p.Name == "key") {
+			if p.In == "query" && (p.Name == "device" || p.Name == "key" || p.Name == "event") {
 				q = append(q, p.Name+"="+values[p.Name])
 			}
 		}
