@@ -1,7 +1,8 @@
 // The thingnet explorer: a read-only single-page app over the node's /v1
 // API, /metrics and /v1/events. No framework, no build step.
 
-import { verifyReading, hex, b64 } from './verify.js';
+import { verifyReading, didKey, sha256, hex, b64 } from './verify.js';
+import { decode, concat, head, bstr, tstr } from './cbor.js';
 
 // Script errors are kept for the browser tests (window.__errors).
 window.__errors = [];
@@ -55,6 +56,10 @@ const routes = [
   [/^\/reading\/(\d+)$/, readingPage],
   [/^\/agreements$/, agreementsPage],
   [/^\/agreement\/(\d+)$/, agreementPage],
+  [/^\/files(?:\/([^/]+))?$/, filesPage],
+  [/^\/file\/([^/]+)\/([^/]+)$/, filePage],
+  [/^\/firmware$/, firmwarePage],
+  [/^\/firmware\/([^/]+)\/([^/]+)$/, firmwareClass],
   [/^\/mesh$/, meshPage],
   [/^\/security$/, security],
   [/^\/api$/, apiPage],
@@ -398,6 +403,276 @@ async function agreementPage(v, id) {
     <h2>Document</h2><pre class="json">${esc(r.source)}</pre>
     ${cli([`thingnet agreement call ${r.id} TRANSITION --arg NAME=VALUE --key KEY`, `thingnet agreement dry-run ${r.id} TRANSITION --signer KEY --arg NAME=VALUE`, `thingnet agreement history ${r.id}`])}`;
   v.live((type, d) => { if (type === 'tx' && String(d.kind).startsWith('agreement.')) route(); });
+}
+
+// --- files: manifests on the ledger, pins, shares (docs/files.md) ---
+
+const tag = (cls, text) => `<span class="badge ${esc(cls)}">${esc(text)}</span>`;
+const fmtSize = (n) => (n >= 2 ** 30 ? (n / 2 ** 30).toFixed(1) + ' GiB' : n >= 2 ** 20 ? (n / 2 ** 20).toFixed(1) + ' MiB' : n >= 1024 ? (n / 1024).toFixed(1) + ' KiB' : n + ' B');
+const txLink = (h) => (h ? `<a class="mono" href="#/tx/${esc(h)}" title="${esc(h)}">${esc(short(h, 10))}</a>` : '<span class="muted">–</span>');
+const blockLink = (h) => (h ? `<a href="#/block/${h}">${h}</a>` : '<span class="muted">–</span>');
+const SUITES = { 1: 'x25519', 2: 'p256', 3: 'mlkem768-x25519' };
+
+// search asks the node's transaction index for the committed txs whose
+// ledger events match every filter (GET /v1/txs?event=TYPE.KEY=VALUE).
+const search = (filters, page = 1) => get('/v1/txs?' + filters.map((f) => 'event=' + enc(f)).join('&') + `&limit=100&page=${page}`);
+// attrsOf is the attributes of a tx's ledger events of a type.
+const attrsOf = (t, type) => (t.events || []).filter((e) => e.type === type).map((e) => Object.fromEntries((e.attributes || []).map((a) => [a.key, a.value])));
+
+// liveRefresh redraws the page on the events match picks; once more a
+// moment later, for the node indexes a block's txs just after announcing it.
+function liveRefresh(v, match) {
+  const path = location.hash;
+  v.live((type, d) => {
+    if (!match(type, d)) return;
+    route();
+    setTimeout(() => { if (location.hash === path) route(); }, 1500);
+  });
+}
+
+async function pinsOf(cids) {
+  const uniq = [...new Set(cids)];
+  const ps = await Promise.all(uniq.map((c) => get('/v1/pins/' + enc(c)).then((p) => p.items).catch(() => [])));
+  return new Map(uniq.map((c, i) => [c, ps[i]]));
+}
+
+const pinList = (ps) => (ps.length ? ps.map((p) => devLink(p.pinner)).join('<br>') : '<span class="muted">none</span>');
+
+function fileRow(f, pins) {
+  return `<tr data-org="${esc(f.org)}" data-name="${esc(f.name)}"><td><a href="#/file/${enc(f.org)}/${enc(f.name)}">${esc(f.name)}</a></td>
+    <td><a href="#/files/${enc(f.org)}">${esc(f.org)}</a></td><td class="mono" title="${esc(f.cid)}">${esc(short(f.cid, 14))}</td>
+    <td class="size" title="${f.size} bytes">${fmtSize(f.size)}</td><td>${esc(f.content_type || '–')}</td>
+    <td class="vis">${f.private ? tag('warn', 'private') : tag('ok', 'public')}</td><td class="recipients">${f.private ? (f.keys || []).length : '–'}</td>
+    <td>${devLink(f.owner)}</td><td class="pins" data-n="${pins.length}">${pinList(pins)}</td><td>${f.version}</td><td>${blockLink(f.height)}</td></tr>`;
+}
+
+async function filesPage(v, org) {
+  const orgIDs = org ? [org] : (await get('/v1/orgs?limit=1000')).items.map((o) => o.id);
+  const lists = await Promise.all(orgIDs.map((o) => get(`/v1/files/${enc(o)}?limit=1000`).then((p) => p.items)));
+  const all = lists.flat();
+  const pins = await pinsOf(all.map((f) => f.cid));
+  const pinned = all.filter((f) => pins.get(f.cid).length > 0).length;
+  v.innerHTML = `<h1>Files${org ? ` of <a href="#/org/${enc(org)}">${esc(org)}</a>` : ''}</h1>
+    <p class="muted">Content-addressed files (IPFS CIDs, fetched over bitswap) whose manifests the ledger keeps. A private file is encrypted; its content key is
+    wrapped (HPKE) for each recipient, and only the recipients are shown here. Pinning gateways are the nodes that recorded a pin on the ledger.</p>
+    <div class="cards">${card('files', all.length, 'files-count')}${card('private', all.filter((f) => f.private).length, 'files-private')}${card('pinned by a node', pinned, 'files-pinned')}${card('total size', fmtSize(all.reduce((s, f) => s + f.size, 0)))}</div>
+    ${org ? '<p><a href="#/files">all organisations</a></p>' : `<p class="muted">by organisation: ${orgIDs.map((o) => `<a href="#/files/${enc(o)}">${esc(o)}</a>`).join(' · ')}</p>`}
+    <table id="files"><thead><tr><th>name</th><th>org</th><th>CID</th><th>size</th><th>type</th><th>visibility</th><th>recipients</th><th>owner</th><th>pinned by</th><th>version</th><th>published at</th></tr></thead><tbody>
+    ${all.map((f) => fileRow(f, pins.get(f.cid))).join('') || '<tr><td colspan="11" class="muted">no files yet</td></tr>'}</tbody></table>
+    ${cli(['thingnet file add PATH --key DEVICE_KEY --publish ORG/NAME [--private --to DEVICE]', 'thingnet file share ORG/NAME --to DEVICE --key KEY', 'thingnet file ls ORG'])}`;
+  liveRefresh(v, (type, d) => type === 'tx' && d.code === 0 && String(d.kind).startsWith('file.'));
+}
+
+const fileActions = { publish: 'published', share: 'shared', revoke: 'revoked a recipient', rekey: 're-keyed (new content)', pin: 'pinned', unpin: 'unpinned' };
+
+function fileEventItem(t, a) {
+  const what = a.action === 'share' ? `${a.keys} key(s)` : a.action === 'revoke' ? `recipient ${devLink(a.recipient)}` : a.cid ? `<span class="mono">${esc(short(a.cid, 14))}</span>` : '';
+  return `<li class="${a.action === 'revoke' || a.action === 'unpin' ? 'suspended' : ''}" data-action="${esc(a.action)}"><b>${esc(fileActions[a.action] || a.action)}</b> ${what}
+    at height ${blockLink(t.height)} by ${devLink(t.signer)}, tx ${txLink(t.hash)}</li>`;
+}
+
+async function filePage(v, org, name) {
+  const resources = [`org:${org}/file/${name}`, `org:${org}/file`, `org:${org}`];
+  const [rec, hist, gs] = await Promise.all([
+    get(`/v1/files/${enc(org)}/${enc(name)}`),
+    search([`file.org=${org}`, `file.name=${name}`]).catch((err) => ({ items: [], error: err.message })),
+    get('/v1/grants?action=fetch&limit=1000').catch(() => ({ items: [] })),
+  ]);
+  const f = rec.record;
+  const [pins, pinHist] = await Promise.all([
+    get('/v1/pins/' + enc(f.cid)).then((p) => p.items),
+    search([`file.cid=${f.cid}`]).catch((err) => ({ items: [], error: err.message })),
+  ]);
+  const events = hist.items.flatMap((t) => attrsOf(t, 'file').filter((a) => a.org === org && a.name === name).map((a) => [t, a]));
+  const published = events.find(([, a]) => a.action === 'publish');
+  const pinEvents = pinHist.items.flatMap((t) => attrsOf(t, 'file').filter((a) => a.cid === f.cid && (a.action === 'pin' || a.action === 'unpin')).map((a) => [t, a]));
+  const grants = gs.items.filter((g) => resources.includes(g.resource));
+  // Never the wrapped keys themselves: who they are for, and the suite.
+  const manifest = { ...f, keys: f.keys && f.keys.map((k) => ({ recipient: k.recipient, suite: SUITES[k.suite] || k.suite })) };
+  v.innerHTML = `<h1>File ${esc(org)}/${esc(name)}</h1>
+    ${kv([['organisation', `<a href="#/files/${enc(org)}">${esc(org)}</a>`], ['CID', `<span class="mono" id="file-cid">${esc(f.cid)}</span>${f.private ? '' : ` · <a href="/v1/content/${enc(f.cid)}">download</a>`}`],
+      ['size', `${fmtSize(f.size)} (${f.size} bytes)`], ['content type', esc(f.content_type || '–')], ['visibility', `<span id="file-vis">${f.private ? tag('warn', 'private') : tag('ok', 'public')}</span>`],
+      ['version', f.version], ['owner', devLink(f.owner)], ['published', `at height ${blockLink(f.height)}, tx <span id="file-tx">${published ? txLink(published[0].hash) : '<span class="muted">not in this node\'s index</span>'}</span>`],
+      ['updated at height', blockLink(f.updated)], ['pinned by', `<span id="file-pins" data-n="${pins.length}">${pinList(pins)}</span>`]])}
+    <h2>Recipients</h2>
+    ${f.private ? `<table id="recipients"><thead><tr><th>recipient</th><th>HPKE suite</th></tr></thead><tbody>
+      ${(f.keys || []).map((k) => `<tr><td>${devLink(k.recipient)}</td><td>${esc(SUITES[k.suite] || k.suite)}</td></tr>`).join('') || '<tr><td colspan="2" class="muted">no recipient holds a key</td></tr>'}</tbody></table>
+      <p class="muted">The content key is sealed to each recipient's ledger key; the sealed keys are not shown.</p>` : '<p class="muted" id="recipients">A public file: anyone with the CID may fetch it.</p>'}
+    <h2>Fetch grants</h2><table id="file-grants"><thead><tr><th>id</th><th>subject</th><th>resource</th><th>granted by</th><th>expiry</th></tr></thead><tbody>
+      ${grants.map((g) => `<tr><td>${g.id}</td><td class="mono">${esc(short(g.subject, 28))}</td><td class="mono">${esc(g.resource)}</td><td class="mono">${esc(short(g.grantor, 24))}</td><td>${g.expiry || '–'}</td></tr>`).join('') || '<tr><td colspan="5" class="muted">none in force</td></tr>'}</tbody></table>
+    <h2>History</h2>${hist.error ? `<p class="muted">${esc(hist.error)}</p>` : ''}<ol id="file-history" class="timeline">${events.map(([t, a]) => fileEventItem(t, a)).join('')}</ol>
+    <h2>Pin history</h2>${pinHist.error ? `<p class="muted">${esc(pinHist.error)}</p>` : ''}<ol id="pin-history" class="timeline">${pinEvents.map(([t, a]) => fileEventItem(t, a).replace('<b>', `${devLink(a.pinner)} <b>`)).join('') || '<li class="muted">no pin recorded</li>'}</ol>
+    <h2>Manifest</h2><pre class="json" id="manifest">${esc(JSON.stringify(manifest, null, 2))}</pre>
+    ${cli([`thingnet file get ${org}/${name} --key DEVICE_KEY`, `thingnet file share ${org}/${name} --to DEVICE --key KEY`, `thingnet file revoke ${org}/${name} --recipient DEVICE [--rekey] --key KEY`, `thingnet file pin ${f.cid} --key GATEWAY_KEY`])}`;
+  liveRefresh(v, (type, d) => type === 'tx' && d.code === 0 && String(d.kind).startsWith('file.'));
+}
+
+// --- firmware: releases, approvals, rollouts (docs/files.md, "Firmware") ---
+
+const FIRMWARE_AAD = 'thingnet/firmware/v1';
+
+// firmwarePairs finds the (org or vendor, class) pairs that have firmware
+// records of a kind, from the ledger's firmware events in the node's
+// transaction index; without an index, every organisation × device class.
+async function firmwarePairs(action, key, devs) {
+  try {
+    const seen = new Map();
+    for (let page = 1; page <= 10; page++) {
+      const res = await search([`firmware.action=${action}`], page);
+      for (const t of res.items) for (const a of attrsOf(t, 'firmware')) if (a.action === action) seen.set(a[key] + '\x00' + a.class, [a[key], a.class]);
+      if (!res.next) break;
+    }
+    return [...seen.values()].sort((a, b) => (a[0] + '\x00' + a[1]).localeCompare(b[0] + '\x00' + b[1]));
+  } catch (err) {
+    console.warn('firmware search:', err.message);
+    const orgIDs = (await get('/v1/orgs?limit=1000')).items.map((o) => o.id);
+    const classes = [...new Set(devs.map((d) => d.class))];
+    return orgIDs.flatMap((o) => classes.map((c) => [o, c]));
+  }
+}
+
+// verifyCOSE checks a COSE_Sign1 signature (RFC 9052 4.4) made with
+// external data aad by the key of a did:key, with WebCrypto.
+async function verifyCOSE(prot, payload, signature, alg, did, aad) {
+  const k = didKey(did);
+  const data = concat(head(4, 4), tstr('Signature1'), bstr(prot), bstr(new TextEncoder().encode(aad)), bstr(payload));
+  if (k.alg === 'Ed25519') {
+    if (alg !== -8) throw new Error(`the manifest says alg ${alg}, the key is Ed25519`);
+    const key = await crypto.subtle.importKey('raw', k.raw, { name: 'Ed25519' }, false, ['verify']);
+    return crypto.subtle.verify({ name: 'Ed25519' }, key, signature, data);
+  }
+  if (alg !== -7) throw new Error(`the manifest says alg ${alg}, the key is P-256`);
+  const key = await crypto.subtle.importKey('raw', k.raw, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['verify']);
+  return crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, key, signature, data);
+}
+
+// checkRelease checks a release in the page: the COSE_Sign1 signature with
+// the signer's did:key (WebCrypto), that the signed manifest is the one the
+// ledger records, and that the signer administers the vendor organisation.
+async function checkRelease(r, admins) {
+  try {
+    const m = decode(b64(r.signed));
+    if (!m || m.tag !== 18 || !Array.isArray(m.value) || m.value.length !== 4) throw new Error('not a COSE_Sign1 message');
+    const [prot, , payload, signature] = m.value;
+    const ph = decode(prot);
+    const kid = ph.get(4) instanceof Uint8Array ? new TextDecoder().decode(ph.get(4)) : String(ph.get(4));
+    if (kid !== r.signer) throw new Error(`signed by ${kid}, recorded as ${r.signer}`);
+    const p = decode(payload), mf = r.manifest;
+    if (p.get(1) !== mf.vendor || p.get(2) !== mf.class || p.get(3) !== mf.version || p.get(4) !== mf.seq || hex(p.get(5)) !== hex(b64(mf.digest)) || p.get(6) !== mf.size) {
+      throw new Error('the signed manifest is not the recorded one');
+    }
+    if (!(await verifyCOSE(prot, payload, signature, ph.get(1), kid, FIRMWARE_AAD))) throw new Error('the signature does not check');
+    if (!admins.includes(kid)) return { cls: 'warn', text: 'signed; the signer no longer administers ' + mf.vendor };
+    return { cls: 'ok', text: 'vendor signature checks' };
+  } catch (err) {
+    return { cls: 'bad', text: 'NOT verified: ' + err.message };
+  }
+}
+
+// bucket is a device's place in a rollout, 0..99 (ledger FirmwareRolloutRecord.Bucket).
+async function bucket(ro, device) {
+  const h = await sha256(new TextEncoder().encode(`${ro.rollout.org}/${ro.rollout.class}/${ro.start}\x00${device}`));
+  return Number(new DataView(h.buffer).getBigUint64(0) % 100n);
+}
+
+// rolloutState: aborted (at a height), complete (every device offered and
+// running the release), or active.
+function rolloutState(ro, devs) {
+  if (ro.status === 'aborted') return { cls: 'bad', text: `aborted at height ${ro.aborted}` };
+  if (ro.offered_percent >= 100 && devs.length > 0 && devs.every((d) => d.firmware === ro.version && !(d.labels || {}).firmware_unapproved)) return { cls: 'ok', text: 'complete' };
+  return { cls: 'active', text: ro.status };
+}
+
+const flagOf = (d) => (d.labels || {}).firmware_unapproved;
+
+function rolloutRow(ro, devs) {
+  const st = rolloutState(ro, devs), r = ro.rollout;
+  return `<tr data-org="${esc(r.org)}" data-class="${esc(r.class)}"><td><a href="#/firmware/${enc(r.org)}/${enc(r.class)}">${esc(r.org)} / ${esc(r.class)}</a></td>
+    <td>${esc(r.vendor)} #${r.seq} (${esc(ro.version)})</td><td class="status">${tag(st.cls, st.text)}</td><td class="wave">${ro.wave}</td><td class="offered">${ro.offered_percent}%</td>
+    <td class="installed">${ro.installed}</td><td class="failed">${ro.failed} / ${r.max_failures}</td><td>${blockLink(ro.start)}</td></tr>`;
+}
+
+async function firmwarePage(v) {
+  const ds = await get('/v1/devices?limit=1000');
+  const [relPairs, apPairs, roPairs] = await Promise.all([firmwarePairs('release', 'vendor', ds.items), firmwarePairs('approve', 'org', ds.items), firmwarePairs('rollout', 'org', ds.items)]);
+  const [rels, aps, ros] = await Promise.all([
+    Promise.all(relPairs.map(([vd, c]) => get(`/v1/firmware/${enc(vd)}/${enc(c)}?limit=1000`).then((p) => p.items).catch(() => []))).then((x) => x.flat()),
+    Promise.all(apPairs.map(([o, c]) => get(`/v1/firmware-approvals/${enc(o)}/${enc(c)}`).then((p) => p.items).catch(() => []))).then((x) => x.flat()),
+    Promise.all(roPairs.map(([o, c]) => get(`/v1/rollouts/${enc(o)}/${enc(c)}`).then((p) => p.record).catch(() => null))).then((x) => x.filter(Boolean)),
+  ]);
+  const vendors = [...new Set(rels.map((r) => r.manifest.vendor))];
+  const admins = new Map(await Promise.all(vendors.map((vd) => get('/v1/orgs/' + enc(vd)).then((o) => [vd, o.record.admins]).catch(() => [vd, []]))));
+  const sigs = await Promise.all(rels.map((r) => checkRelease(r, admins.get(r.manifest.vendor))));
+  const classDevs = (o, c) => ds.items.filter((d) => d.org === o && d.class === c);
+  const flagged = ds.items.filter(flagOf);
+  v.innerHTML = `<h1>Firmware</h1>
+    <p class="muted">Vendors publish signed releases (a SUIT-like manifest); an organisation approves a release for its devices of a class and rolls it out in waves;
+    devices report what they installed. The vendor signatures are checked in this page (WebCrypto).</p>
+    <div class="cards">${card('releases', rels.length, 'fw-releases')}${card('approvals', aps.length, 'fw-approvals')}${card('rollouts active', ros.filter((r) => r.status === 'active').length, 'fw-active')}${card('devices flagged', flagged.length, 'fw-flagged')}</div>
+    <h2>Releases</h2><table id="releases"><thead><tr><th>vendor</th><th>class</th><th>version</th><th>seq</th><th>image digest (SHA-256)</th><th>size</th><th>image CID</th><th>signature</th><th>released at</th></tr></thead><tbody>
+    ${rels.map((r, i) => { const m = r.manifest, d = hex(b64(m.digest)); return `<tr data-vendor="${esc(m.vendor)}" data-class="${esc(m.class)}" data-seq="${m.seq}"><td>${esc(m.vendor)}</td><td>${esc(m.class)}</td><td>${esc(m.version)}</td><td>${m.seq}</td>
+      <td class="mono" title="${d}">${d.slice(0, 16)}…</td><td title="${m.size} bytes">${fmtSize(m.size)}</td><td class="mono" title="${esc(m.cid || '')}">${esc(short(m.cid || '–', 12))}</td>
+      <td class="sig">${tag(sigs[i].cls, sigs[i].text)}</td><td>${blockLink(r.height)}</td></tr>`; }).join('') || '<tr><td colspan="9" class="muted">no releases yet</td></tr>'}</tbody></table>
+    <h2>Approvals</h2><table id="approvals"><thead><tr><th>organisation / class</th><th>release</th><th>version</th><th>digest</th><th>approved at</th></tr></thead><tbody>
+    ${aps.map((a) => `<tr><td><a href="#/firmware/${enc(a.org)}/${enc(a.class)}">${esc(a.org)} / ${esc(a.class)}</a></td><td>${esc(a.vendor)} #${a.seq}</td><td>${esc(a.version)}</td>
+      <td class="mono">${hex(b64(a.digest)).slice(0, 16)}…</td><td>${blockLink(a.height)}</td></tr>`).join('') || '<tr><td colspan="5" class="muted">no approvals yet</td></tr>'}</tbody></table>
+    <h2>Rollouts</h2><table id="rollouts"><thead><tr><th>organisation / class</th><th>release</th><th>status</th><th>wave</th><th>offered</th><th>installed</th><th>failed / max</th><th>started at</th></tr></thead><tbody>
+    ${ros.map((ro) => rolloutRow(ro, classDevs(ro.rollout.org, ro.rollout.class))).join('') || '<tr><td colspan="8" class="muted">no rollouts yet</td></tr>'}</tbody></table>
+    <h2>Devices running unapproved firmware</h2><table id="flagged"><thead><tr><th>device</th><th>organisation / class</th><th>firmware</th><th>image digest (first 8 bytes)</th></tr></thead><tbody>
+    ${flagged.map((d) => `<tr><td>${devLink(d.id)}</td><td><a href="#/firmware/${enc(d.org)}/${enc(d.class)}">${esc(d.org)} / ${esc(d.class)}</a></td><td>${esc(d.firmware)}</td><td class="mono">${esc(flagOf(d))}</td></tr>`).join('') || '<tr><td colspan="4" class="muted">none</td></tr>'}</tbody></table>
+    ${cli(['thingnet firmware publish IMAGE --vendor VENDOR --class CLASS --version 2.1.0 --seq 7 --key VENDOR_ADMIN', 'thingnet firmware approve --org ORG --vendor VENDOR --class CLASS --seq 7 --key ADMIN_KEY',
+      'thingnet firmware rollout --org ORG --vendor VENDOR --class CLASS --seq 7 --percent 10 --blocks-per-wave 100 --max-failures 5 --key ADMIN_KEY'])}`;
+  liveRefresh(v, (type, d) => (type === 'tx' && d.code === 0 && String(d.kind).startsWith('firmware.')) || type.startsWith('device.'));
+}
+
+// waveBars draws a rollout's progress: the share of the class offered now
+// (wave boundaries marked), installs of the class's devices, and failures
+// against the abort threshold.
+function waveBars(ro, n) {
+  const W = 640, L = 150, BW = W - L - 70, r = ro.rollout;
+  const rows = [
+    ['offered', ro.offered_percent / 100, `${ro.offered_percent}%`, ''],
+    ['installed', n ? Math.min(ro.installed / n, 1) : 0, `${ro.installed} of ${n}`, 'ok'],
+    ['failed', Math.min(ro.failed / r.max_failures, 1), `${ro.failed} of ${r.max_failures}`, 'bad'],
+  ];
+  const waves = Math.ceil(100 / r.percent);
+  const ticks = [];
+  for (let k = 1; k < waves; k++) ticks.push(`<line class="tick" x1="${(L + (BW * k * r.percent) / 100).toFixed(1)}" y1="8" x2="${(L + (BW * k * r.percent) / 100).toFixed(1)}" y2="26"/>`);
+  return `<svg id="wave-bars" class="chart" viewBox="0 0 ${W} 110" width="100%" role="img" aria-label="rollout progress">
+    ${rows.map(([k, f, label, cls], i) => `<text x="8" y="${22 + i * 32}">${k}</text><rect class="track" x="${L}" y="${8 + i * 32}" width="${BW}" height="18"/>
+      <rect class="fill ${cls}" data-k="${k}" x="${L}" y="${8 + i * 32}" width="${(BW * f).toFixed(1)}" height="18"/><text x="${L + BW + 8}" y="${22 + i * 32}">${esc(label)}</text>`).join('')}
+    ${ticks.join('')}</svg>
+    <p class="muted">Wave ${ro.wave} of ${waves}: each wave adds ${r.percent}% of the devices, every ${r.blocks_per_wave} block(s) from height ${ro.start}; ${r.max_failures} failed install(s) abort the rollout.</p>`;
+}
+
+async function firmwareClass(v, org, cls) {
+  const [ro, ap, ds] = await Promise.all([
+    get(`/v1/rollouts/${enc(org)}/${enc(cls)}`).then((p) => p.record).catch((err) => { if (/^not_found/.test(err.message)) return null; throw err; }),
+    get(`/v1/firmware-approvals/${enc(org)}/${enc(cls)}`),
+    get(`/v1/devices?limit=1000&org=${enc(org)}`),
+  ]);
+  const devs = ds.items.filter((d) => d.class === cls);
+  const approved = new Set(ap.items.map((a) => a.version));
+  const buckets = ro ? await Promise.all(devs.map((d) => bucket(ro, d.id))) : [];
+  const st = ro && rolloutState(ro, devs);
+  v.innerHTML = `<h1>Firmware of <a href="#/org/${enc(org)}">${esc(org)}</a>'s ${esc(cls)} devices</h1>
+    <h2>Rollout</h2>
+    ${ro ? `${kv([['release', `${esc(ro.rollout.vendor)} / ${esc(ro.rollout.class)} #${ro.rollout.seq}, version <b>${esc(ro.version)}</b>`], ['image digest', `<span class="mono">${hex(b64(ro.digest))}</span>`],
+      ['status', `<span id="rollout-status">${tag(st.cls, st.text)}</span>`], ['started at height', blockLink(ro.start)]])}
+      <div class="cards">${card('wave open', ro.wave, 'rollout-wave')}${card('offered', ro.offered_percent + '%', 'rollout-offered')}${card('installed', ro.installed, 'rollout-installed')}${card('failed / max', `${ro.failed} / ${ro.rollout.max_failures}`, 'rollout-failed')}</div>
+      ${waveBars(ro, devs.length)}` : '<p class="muted" id="rollout-status">No rollout for this class.</p>'}
+    <h2>Approved releases</h2><table id="approvals"><thead><tr><th>release</th><th>version</th><th>digest</th><th>approved at</th></tr></thead><tbody>
+    ${ap.items.map((a) => `<tr><td>${esc(a.vendor)} #${a.seq}</td><td>${esc(a.version)}</td><td class="mono">${hex(b64(a.digest)).slice(0, 16)}…</td><td>${blockLink(a.height)}</td></tr>`).join('') || '<tr><td colspan="4" class="muted">none</td></tr>'}</tbody></table>
+    <h2>Devices</h2><p class="muted">${devs.length} device(s). A device's history lists every version it reported.</p>
+    <table id="class-devices"><thead><tr><th>device</th><th>status</th><th>firmware</th><th>approved</th>${ro ? '<th>bucket</th><th>offered now</th>' : ''}<th></th></tr></thead><tbody>
+    ${devs.map((d, i) => `<tr data-id="${esc(d.id)}"><td>${devLink(d.id)}</td><td>${badge(d.status)}</td><td class="fw">${esc(d.firmware || '–')}${ro && d.firmware === ro.version ? ' ' + tag('ok', 'rollout release') : ''}</td>
+      <td class="flag">${flagOf(d) ? tag('bad', 'firmware_unapproved') : approved.has(d.firmware) ? tag('ok', 'approved') : '<span class="muted">not reported</span>'}</td>
+      ${ro ? `<td>${buckets[i]}</td><td class="offered">${ro.status === 'active' && buckets[i] < ro.wave * ro.rollout.percent ? 'yes' : 'no'}</td>` : ''}
+      <td><a href="#/device/${enc(d.id)}">history</a></td></tr>`).join('') || `<tr><td colspan="${ro ? 7 : 5}" class="muted">no devices of this class</td></tr>`}</tbody></table>
+    ${cli([`thingnet firmware status --org ${org} --class ${cls}${ro ? ` --vendor ${ro.rollout.vendor}` : ' --vendor VENDOR'}`, `thingnet firmware rollout --org ${org} --class ${cls} --vendor VENDOR --seq SEQ --percent 10 --blocks-per-wave 100 --max-failures 5 --key ADMIN_KEY`])}`;
+  const end = ro && ro.status === 'active' ? ro.start + ro.wave * ro.rollout.blocks_per_wave : Infinity; // the next wave opens at this height
+  liveRefresh(v, (type, d) => (type === 'tx' && d.code === 0 && (String(d.kind).startsWith('firmware.') || String(d.kind).startsWith('device.')))
+    || (type === 'block' && d.height >= end && ro.offered_percent < 100));
 }
 
 // --- the mesh: peer-to-peer messaging and mailboxes ---

@@ -1,0 +1,272 @@
+package web_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/devnet"
+	"github.com/thingnet/thingnet/files"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+)
+
+// send signs m with key and waits for its block; the tx must succeed.
+func send(t *testing.T, key *identity.Key, m ledger.Msg) *api.SubmitResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := api.NewClient(shared.url).Send(ctx, key, "", m, true)
+	if err != nil {
+		t.Fatalf("%s: %v", m.Kind(), err)
+	}
+	if res.Code != 0 {
+		t.Fatalf("%s: %s %s", m.Kind(), res.Reason, res.Log)
+	}
+	return res
+}
+
+// registerClass registers a device of class in the demo organisation.
+func registerClass(t *testing.T, class, firmware string) *identity.Key {
+	t.Helper()
+	dev, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof, err := dev.Sign(ledger.PossessionMessage(shared.d.ChainID(), devnet.DemoOrg, dev.ID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, shared.admin, &ledger.DeviceRegister{Org: devnet.DemoOrg, Device: dev.ID(), Class: class, Firmware: firmware, Proof: proof})
+	return dev
+}
+
+// addContent stores b in node 0's file service and returns its CID.
+func addContent(t *testing.T, b []byte, key []byte) (string, uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var a files.Added
+	var err error
+	if key != nil {
+		a, err = shared.d.Files(0).AddPrivate(ctx, bytes.NewReader(b), key, nil)
+	} else {
+		a, err = shared.d.Files(0).Add(ctx, bytes.NewReader(b), nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.CID.String(), a.Size
+}
+
+// live waits until a JavaScript condition holds on a page that was not
+// reloaded (window.__marker survives), and fails with what sel shows if not.
+func live(t *testing.T, ctx context.Context, cond, sel, what string) {
+	t.Helper()
+	js := fmt.Sprintf(`(%s) && window.__marker === 'no reload'`, cond)
+	if err := poll(ctx, js, 20*time.Second); err != nil {
+		got := get(t, ctx, chromedp.Evaluate[string](fmt.Sprintf(`(() => { const e = document.querySelector(%s); return e ? e.innerText : '(no ' + %s + ')'; })()`, jsString(sel), jsString(sel))))
+		t.Fatalf("%s not shown live: %v\n%s shows:\n%s", what, err, sel, got)
+	}
+}
+
+func markPage(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if err := poll(ctx, `document.querySelector('#live.on') !== null`, 15*time.Second); err != nil {
+		t.Fatalf("the event stream did not connect: %v", err)
+	}
+	get(t, ctx, chromedp.Evaluate[string](`window.__marker = 'no reload'`))
+}
+
+// TestFilesPages publishes a public and a private file on the devnet's
+// ledger (real content in node 0's file service), pins one through the
+// gateway's tx queue, shares and revokes the other: the files page and a
+// file's page show each step live, with the numbers the ledger holds, and
+// never a wrapped key.
+func TestFilesPages(t *testing.T) {
+	ctx := tab(t)
+	org := devnet.DemoOrg
+	show(t, ctx, explorer("/files"), "/files")
+	markPage(t, ctx)
+
+	// A public file appears in the list, then its pin by the gateway.
+	pub, pubSize := addContent(t, []byte("thingnet explorer test: a public manual\n"), nil)
+	send(t, shared.admin, &ledger.FilePublish{Org: org, Name: "manual.txt", CID: pub, Size: pubSize, ContentType: "text/plain"})
+	row := `#files tr[data-name="manual.txt"]`
+	live(t, ctx, fmt.Sprintf(`(r => r && r.querySelector('.vis').innerText === 'public' && r.querySelector('.pins').dataset.n === '0' && r.querySelector('.size').title === '%d bytes')(document.querySelector(%s))`, pubSize, jsString(row)), "#files", "the published file")
+	gw := shared.d.Gateway(0)
+	pinned := make(chan error, 1)
+	if err := gw.Enqueue(&ledger.FilePinMsg{CID: pub}, func(err error) { pinned <- err }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-pinned:
+		if err != nil {
+			t.Fatalf("the gateway's pin: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the gateway's pin was not committed in 30 s")
+	}
+	live(t, ctx, fmt.Sprintf(`(r => r && r.querySelector('.pins').dataset.n === '1' && r.querySelector('.pins').innerHTML.includes(%s))(document.querySelector(%s))`, jsString(gw.ID()), jsString(row)), "#files", "the gateway's pin")
+	screenshot(t, ctx, "files")
+
+	// A private file, encrypted for a device of the organisation.
+	other := registerClass(t, "sensor", "1.0.0")
+	var recs []files.Recipient
+	for _, id := range []string{shared.dev.ID()} {
+		var d struct{ Record ledger.Device }
+		if err := api.NewClient(shared.url).Get(context.Background(), "/v1/devices/"+id, &d); err != nil {
+			t.Fatal(err)
+		}
+		r, err := files.RecipientOf(&d.Record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	priv, privSize := addContent(t, []byte("device,value\nsensor-1,21.5\n"), key)
+	keys, err := files.WrapKey(key, org, "secret.csv", 1, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubRes := send(t, shared.admin, &ledger.FilePublish{Org: org, Name: "secret.csv", CID: priv, Size: privSize, ContentType: "text/csv", Private: true, Keys: keys})
+	prow := `#files tr[data-name="secret.csv"]`
+	live(t, ctx, fmt.Sprintf(`(r => r && r.querySelector('.vis').innerText === 'private' && r.querySelector('.recipients').innerText === '1')(document.querySelector(%s))`, jsString(prow)), "#files", "the private file")
+
+	// Its page, kept open: a fetch grant and a share to another device,
+	// then a revocation, arrive live.
+	frag := "/file/" + org + "/secret.csv"
+	show(t, ctx, explorer(frag), frag)
+	markPage(t, ctx)
+	if h := get(t, ctx, chromedp.Evaluate[string](`document.querySelector('#file-tx a').getAttribute('href')`)); h != "#/tx/"+pubRes.Hash {
+		t.Errorf("publication tx link %q; want #/tx/%s", h, pubRes.Hash)
+	}
+	send(t, shared.admin, &ledger.GrantAdd{Grantor: "org:" + org, Subject: "device:" + other.ID(), Action: ledger.ActionFetch, Resource: ledger.FileResource(org, "secret.csv")})
+	r2, err := files.RecipientOf(&ledger.Device{ID: other.ID(), Key: other.ID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := files.WrapKey(key, org, "secret.csv", 1, []files.Recipient{r2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, shared.admin, &ledger.FileShare{Org: org, Name: "secret.csv", Keys: k2})
+	live(t, ctx, `document.querySelectorAll('#recipients tbody tr').length === 2 && document.querySelectorAll('#file-history li').length === 2 && document.querySelector('#file-grants').innerText.includes('/file/secret.csv')`, "#view", "the share and its grant")
+	send(t, shared.admin, &ledger.FileRevoke{Org: org, Name: "secret.csv", Recipient: other.ID()})
+	live(t, ctx, `document.querySelectorAll('#recipients tbody tr').length === 1 && [...document.querySelectorAll('#file-history li')].map(li => li.dataset.action).join() === 'revoke,share,publish'`, "#file-history", "the revocation")
+	html := get(t, ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`))
+	for _, k := range append(keys, k2...) {
+		if s := base64.StdEncoding.EncodeToString(k.Sealed); strings.Contains(html, s[:24]) {
+			t.Errorf("the page shows the key wrapped for %s", k.Recipient)
+		}
+	}
+	if !strings.Contains(textOf(t, ctx, `#recipients`), "x25519") {
+		t.Errorf("recipients: %q lacks the HPKE suite", textOf(t, ctx, `#recipients`))
+	}
+	screenshot(t, ctx, "file-private")
+
+	// The public file's page: its pin and the pin's history.
+	frag = "/file/" + org + "/manual.txt"
+	show(t, ctx, explorer(frag), frag)
+	if n := get(t, ctx, chromedp.Evaluate[string](`document.querySelector('#file-pins').dataset.n`)); n != "1" {
+		t.Errorf("pinned by %s nodes; want 1", n)
+	}
+	if h := textOf(t, ctx, `#pin-history`); !strings.Contains(h, "pinned") {
+		t.Errorf("pin history: %q", h)
+	}
+	if got := textOf(t, ctx, `#file-cid`); got != pub {
+		t.Errorf("CID %q; want %s", got, pub)
+	}
+	noScriptErrors(t, ctx)
+	screenshot(t, ctx, "file-public")
+}
+
+// TestFirmwarePages publishes a vendor-signed release, approves it, rolls
+// it out to four devices and has them report: one install, one image the
+// organisation never approved, then failures until the rollout aborts. The
+// open pages follow every step.
+func TestFirmwarePages(t *testing.T) {
+	ctx := tab(t)
+	org, class := devnet.DemoOrg, "valve"
+	devs := make([]*identity.Key, 4)
+	for i := range devs {
+		devs[i] = registerClass(t, class, "1.0.0")
+	}
+	show(t, ctx, explorer("/firmware"), "/firmware")
+	markPage(t, ctx)
+
+	image := bytes.Repeat([]byte("valve firmware 2.0.0 "), 300)
+	cid, _ := addContent(t, image, nil)
+	digest := sha256.Sum256(image)
+	m := &files.FirmwareManifest{Vendor: org, Class: class, Version: "2.0.0", Seq: 1, Digest: digest[:], Size: uint64(len(image)), CID: cid}
+	signed, err := files.SignFirmware(shared.admin, shared.admin.ID(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, shared.admin, &ledger.FirmwareRelease{Manifest: signed})
+	rel := fmt.Sprintf(`#releases tr[data-vendor="%s"][data-class="%s"][data-seq="1"]`, org, class)
+	live(t, ctx, fmt.Sprintf(`(r => r && r.querySelector('.sig .badge.ok') !== null && r.innerText.includes('2.0.0'))(document.querySelector(%s))`, jsString(rel)), "#releases", "the release, its vendor signature checked")
+	send(t, shared.admin, &ledger.FirmwareApprove{Org: org, Vendor: org, Class: class, Seq: 1})
+	start := send(t, shared.admin, &ledger.FirmwareRollout{Org: org, Vendor: org, Class: class, Seq: 1, Percent: 100, BlocksPerWave: 1000, MaxFailures: 2})
+	ro := fmt.Sprintf(`#rollouts tr[data-org="%s"][data-class="%s"]`, org, class)
+	live(t, ctx, fmt.Sprintf(`(r => r && r.querySelector('.status').innerText === 'active' && r.querySelector('.offered').innerText === '100%%' && r.querySelector('.failed').innerText === '0 / 2')(document.querySelector(%s))`, jsString(ro)), "#rollouts", "the rollout")
+	if a := textOf(t, ctx, `#approvals`); !strings.Contains(a, "2.0.0") {
+		t.Errorf("approvals: %q", a)
+	}
+	screenshot(t, ctx, "firmware")
+
+	// The class's page, kept open while the devices report.
+	frag := "/firmware/" + org + "/" + class
+	show(t, ctx, explorer(frag), frag)
+	markPage(t, ctx)
+	card := func(id string) string { return fmt.Sprintf(`document.querySelector('#%s').innerText`, id) }
+	if got := textOf(t, ctx, `#view .cards`); !strings.Contains(got, "100%") || count(t, ctx, `#class-devices tbody tr`) != len(devs) || count(t, ctx, `#class-devices td.offered`) != len(devs) {
+		t.Fatalf("rollout page: cards %q, %d device rows", got, count(t, ctx, `#class-devices tbody tr`))
+	}
+	if st := textOf(t, ctx, `#rollout-status`); st != "active" || !strings.Contains(textOf(t, ctx, `#view dl.kv`), fmt.Sprintf("%d", start.Height)) {
+		t.Errorf("status %q, started at %d: %q", st, start.Height, textOf(t, ctx, `#view dl.kv`))
+	}
+	send(t, devs[0], &ledger.FirmwareReport{Digest: digest[:], Version: "2.0.0"})
+	live(t, ctx, card("rollout-installed")+` === '1' && `+fmt.Sprintf(`document.querySelector('#class-devices tr[data-id="%s"] .fw').innerText.startsWith('2.0.0')`, devs[0].ID()), "#view", "the install")
+	bad := sha256.Sum256([]byte("an image nobody approved"))
+	send(t, devs[3], &ledger.FirmwareReport{Digest: bad[:], Version: "6.6.6"})
+	live(t, ctx, fmt.Sprintf(`document.querySelector('#class-devices tr[data-id="%s"] .flag').innerText === 'firmware_unapproved'`, devs[3].ID()), "#class-devices", "the unapproved image")
+	send(t, devs[1], &ledger.FirmwareReport{Digest: digest[:], Version: "2.0.0", Failed: true})
+	live(t, ctx, card("rollout-failed")+` === '1 / 2' && `+card("rollout-status")+` === 'active'`, "#view .cards", "the first failure")
+	abort := send(t, devs[2], &ledger.FirmwareReport{Digest: digest[:], Version: "2.0.0", Failed: true})
+	want := "aborted at height " + strconv.FormatInt(abort.Height, 10)
+	live(t, ctx, card("rollout-failed")+` === '2 / 2' && `+card("rollout-status")+` === `+jsString(want)+` && `+card("rollout-offered")+` === '0%' && document.querySelectorAll('#class-devices td.offered').length === 4 && [...document.querySelectorAll('#class-devices td.offered')].every(td => td.innerText === 'no')`, "#view", "the abort")
+	if w := get(t, ctx, chromedp.Evaluate[string](`document.querySelector('#wave-bars rect.fill.bad').getAttribute('width')`)); w == "0.0" {
+		t.Errorf("the failures bar is empty at the abort")
+	}
+	noScriptErrors(t, ctx)
+	screenshot(t, ctx, "firmware-rollout-aborted")
+
+	// The overview agrees, and lists the flagged device.
+	show(t, ctx, explorer("/firmware"), "/firmware")
+	if st := textOf(t, ctx, ro+` .status`); st != want {
+		t.Errorf("rollouts table: status %q; want %q", st, want)
+	}
+	if f := get(t, ctx, chromedp.Evaluate[string](`document.querySelector('#flagged').innerHTML`)); !strings.Contains(f, devs[3].ID()) {
+		t.Errorf("flagged devices lack %s", devs[3].ID())
+	}
+	// The installing device's history shows both versions it ran.
+	frag = "/device/" + devs[0].ID()
+	show(t, ctx, explorer(frag), frag)
+	if h := textOf(t, ctx, `#history`); !strings.Contains(h, "firmware=2.0.0") {
+		t.Errorf("device history lacks the install: %q", h)
+	}
+	noScriptErrors(t, ctx)
+}
