@@ -14,6 +14,7 @@ import (
 
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/devnet"
+	"github.com/thingnet/thingnet/ledger"
 )
 
 // cli runs one thingnet command in-process and returns its output.
@@ -236,6 +237,23 @@ func TestCLI(t *testing.T) {
 	run(append([]string{"validator", "update", "--key", "alice"}, approvals...)...)
 	if out := run("validator", "list"); strings.Count(out, "power") != 5 {
 		t.Errorf("validator list = %q; want 5 validators", out)
+	}
+	// Its record and history, by key and by address, with a checked proof.
+	addr := ledger.ValidatorAddress(newVal.ValidatorPubKey).String()
+	for _, id := range []string{pub, addr} {
+		if out := run("validator", "show", id, "--prove"); !strings.Contains(out, "validator "+addr) || !strings.Contains(out, "power    1 (in the set)") ||
+			!strings.Contains(out, "#1 height") || !strings.Contains(out, "validator.update power 1 tx ") || !strings.Contains(out, "proof checked") {
+			t.Errorf("validator show %s = %q", id, out)
+		}
+	}
+	if _, err := cli(t, node, ks, "validator", "show", strings.Repeat("AB", 20)); err == nil || !strings.Contains(err.Error(), "not_found") {
+		t.Errorf("validator show of an unknown address: err = %v; want not_found", err)
+	}
+	if _, err := cli(t, node, ks, "validator", "show", "nonsense"); err == nil || !strings.Contains(err.Error(), "neither a validator address") {
+		t.Errorf("validator show nonsense: err = %v", err)
+	}
+	if out := run("validator", "evidence"); !strings.Contains(out, "no evidence committed") {
+		t.Errorf("validator evidence = %q", out)
 	}
 }
 

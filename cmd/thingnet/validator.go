@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
+	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/ledger"
 )
@@ -25,7 +29,7 @@ type approvalFile struct {
 }
 
 func validatorCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "validator", Short: "Change the validator set, with approvals of more than 2/3 of the voting power"}
+	c := &cobra.Command{Use: "validator", Short: "Show validators and the evidence against them; change the set, with approvals of more than 2/3 of the voting power"}
 	var home, pub, chainID string
 	var power int64
 	var seq uint64
@@ -105,11 +109,173 @@ func validatorCmd(g *globals) *cobra.Command {
 			}
 			return g.print(cmd.OutOrStdout(), p.Items, func(w io.Writer) {
 				for _, v := range p.Items {
-					fmt.Fprintf(w, "%s  power %d\n", base64.StdEncoding.EncodeToString(v.PubKey), v.Power)
+					fmt.Fprintf(w, "%s  %s  power %d\n", ledger.ValidatorAddress(v.PubKey), base64.StdEncoding.EncodeToString(v.PubKey), v.Power)
 				}
 			})
 		},
 	}
-	c.AddCommand(approve, update, list)
+	c.AddCommand(approve, update, list, validatorShowCmd(g), validatorEvidenceCmd(g))
 	return c
+}
+
+// validatorView is what `validator show` prints as JSON.
+type validatorView struct {
+	*ledger.ValidatorInfo
+	Height   int64                   `json:"height"`
+	History  []ledger.ValidatorEvent `json:"history_entries"`
+	Evidence []ledger.Evidence       `json:"evidence_records"`
+	Proved   bool                    `json:"proved,omitempty"`
+}
+
+func validatorShowCmd(g *globals) *cobra.Command {
+	var prove bool
+	show := &cobra.Command{
+		Use:   "show ADDRESS|PUBKEY",
+		Short: "Show a validator, in or out of the set: power, history, evidence of misbehaviour against it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			addr, err := api.ParseValidatorID(args[0])
+			if err != nil {
+				return err
+			}
+			ctx, cl := cmd.Context(), g.client()
+			id := fmt.Sprintf("%X", addr)
+			var rec struct {
+				Height int64                 `json:"height"`
+				Record *ledger.ValidatorInfo `json:"record"`
+			}
+			v := validatorView{}
+			if prove {
+				var info ledger.ValidatorInfo
+				p, found, err := cl.ProvedRecord(ctx, "/v1/validators/"+id, &info)
+				if err != nil {
+					return err
+				}
+				if !found {
+					return fmt.Errorf("the ledger has no validator %s (absence proved at height %d)", id, p.Height)
+				}
+				if err := checkValidatorProof(ctx, cl, &info, p); err != nil {
+					return fmt.Errorf("validator %s: %w", id, err)
+				}
+				v.ValidatorInfo, v.Height, v.Proved = &info, p.Height, true
+			} else {
+				if err := cl.Get(ctx, "/v1/validators/"+id, &rec); err != nil {
+					return err
+				}
+				v.ValidatorInfo, v.Height = rec.Record, rec.Height
+			}
+			h := strconv.FormatInt(v.Height, 10)
+			for after := ""; ; {
+				var p struct {
+					Items []ledger.ValidatorEvent `json:"items"`
+					Next  string                  `json:"next"`
+				}
+				if err := cl.Get(ctx, "/v1/validators/"+id+"/history?limit=1000&height="+h+"&after="+after, &p); err != nil {
+					return err
+				}
+				v.History = append(v.History, p.Items...)
+				if after = p.Next; after == "" {
+					break
+				}
+			}
+			for _, e := range v.History {
+				if e.Kind != ledger.ValEventEvidence || e.Evidence == 0 {
+					continue
+				}
+				var r struct {
+					Record ledger.Evidence `json:"record"`
+				}
+				if err := cl.Get(ctx, "/v1/evidence/"+strconv.FormatUint(e.Evidence, 10)+"?height="+h, &r); err != nil {
+					return err
+				}
+				v.Evidence = append(v.Evidence, r.Record)
+			}
+			return g.print(cmd.OutOrStdout(), v, func(w io.Writer) {
+				status := "in the set"
+				if v.Power == 0 {
+					status = "not in the set"
+				}
+				fmt.Fprintf(w, "validator %s (height %d)\n  pub key  %s\n  power    %d (%s)\n", v.Address, v.Height, base64.StdEncoding.EncodeToString(v.PubKey), v.Power, status)
+				if v.Removed != 0 {
+					fmt.Fprintf(w, "  removed  at height %d for misbehaviour\n", v.Removed)
+				}
+				fmt.Fprintf(w, "  history  %d entries, %d evidence\n", v.ValidatorInfo.History, v.ValidatorInfo.Evidence)
+				for _, e := range v.History {
+					fmt.Fprintf(w, "    #%d height %d %s power %d", e.Seq, e.Height, e.Kind, e.Power)
+					if len(e.Tx) > 0 {
+						fmt.Fprintf(w, " tx %X", e.Tx)
+					}
+					if e.Evidence != 0 {
+						fmt.Fprintf(w, " evidence %d", e.Evidence)
+					}
+					if e.Note != "" {
+						fmt.Fprintf(w, " (%s)", e.Note)
+					}
+					fmt.Fprintln(w)
+				}
+				for _, e := range v.Evidence {
+					fmt.Fprintf(w, "  evidence %d: %s at height %d (%s), committed at %d, removed %v\n", e.Seq, e.Type, e.Height, e.Time, e.Committed, e.Removed)
+				}
+				if v.Proved {
+					fmt.Fprintf(w, "  proof checked against the header of height %d\n", v.Height+1)
+				}
+			})
+		},
+	}
+	show.Flags().BoolVar(&prove, "prove", false, "check the record's proof against a header signed by the validators")
+	return show
+}
+
+// checkValidatorProof checks the record's proof against a header signed by
+// the validators, and that the proven record is the one shown.
+func checkValidatorProof(ctx context.Context, cl *api.Client, v *ledger.ValidatorInfo, p *ledger.Proof) error {
+	st, err := cl.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := cl.VerifyProof(ctx, st.ChainID, p); err != nil {
+		return err
+	}
+	var proven ledger.ValidatorInfo
+	if err := ledger.Unmarshal(p.Value, &proven); err != nil {
+		return err
+	}
+	if !bytes.Equal(proven.Address, v.Address) || proven.Power != v.Power || proven.History != v.History || proven.Evidence != v.Evidence || proven.Removed != v.Removed {
+		return fmt.Errorf("the proven record differs from the one shown")
+	}
+	return nil
+}
+
+func validatorEvidenceCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use: "evidence", Short: "List the evidence of validator misbehaviour committed on the chain", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var all []ledger.Evidence
+			for after := ""; ; {
+				var p struct {
+					Items []ledger.Evidence `json:"items"`
+					Next  string            `json:"next"`
+				}
+				if err := g.client().Get(cmd.Context(), "/v1/evidence?limit=1000&after="+after, &p); err != nil {
+					return err
+				}
+				all = append(all, p.Items...)
+				if after = p.Next; after == "" {
+					break
+				}
+			}
+			return g.print(cmd.OutOrStdout(), all, func(w io.Writer) {
+				if len(all) == 0 {
+					fmt.Fprintln(w, "no evidence committed")
+				}
+				for _, e := range all {
+					action := "removed"
+					if !e.Removed {
+						action = "kept: " + e.Note
+					}
+					fmt.Fprintf(w, "%d  %s  %s at height %d, committed at %d, %s\n", e.Seq, e.Address, e.Type, e.Height, e.Committed, action)
+				}
+			})
+		},
+	}
 }
