@@ -26,15 +26,16 @@ type Event struct {
 // (use a dotted family name, e.g. "message.delivered", so that clients can
 // filter by family).
 const (
-	TypeBlock        = "block"         // BlockData: a committed block
-	TypeTx           = "tx"            // TxData: a committed tx and its result
-	TypeDeviceStatus = "device.status" // DeviceData: registered, suspended, resumed, revoked
-	TypeDeviceUpdate = "device.update" // DeviceData: key rotated, metadata changed
-	TypeAnchor       = "anchor"        // AnchorData: a gateway anchored its data log
-	TypeOrg          = "org"           // TxData: an organisation was created or its admins changed
-	TypeGrant        = "grant"         // TxData: a grant was added or revoked
-	TypeValidator    = "validator"     // TxData: a validator-set change
-	TypeCommand      = "command"       // CommandData: an agreement issued a command to a device
+	TypeBlock        = "block"              // BlockData: a committed block
+	TypeTx           = "tx"                 // TxData: a committed tx and its result
+	TypeDeviceStatus = "device.status"      // DeviceData: registered, suspended, resumed, revoked
+	TypeDeviceUpdate = "device.update"      // DeviceData: key rotated, metadata changed
+	TypeAnchor       = "anchor"             // AnchorData: a gateway anchored its data log
+	TypeOrg          = "org"                // TxData: an organisation was created or its admins changed
+	TypeGrant        = "grant"              // TxData: a grant was added or revoked
+	TypeValidator    = "validator"          // TxData: a validator-set change
+	TypeEvidence     = "validator.evidence" // EvidenceData: evidence of misbehaviour committed; the validator removed
+	TypeCommand      = "command"            // CommandData: an agreement issued a command to a device
 )
 
 // DefaultHistory is how many recent events a Bus keeps for clients that

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +76,19 @@ type AnchorData struct {
 	Root    string `json:"root"` // hex
 	Height  int64  `json:"height"`
 	Tx      string `json:"tx"`
+}
+
+// EvidenceData is the data of a "validator.evidence" event: CometBFT
+// committed evidence of a validator's misbehaviour and the ledger acted on
+// it (removed the validator unless it was the last one).
+type EvidenceData struct {
+	Seq     uint64 `json:"seq"`     // the ledger's evidence record (GET /v1/evidence/{seq})
+	Type    string `json:"type"`    // duplicate_vote or light_client_attack
+	Address string `json:"address"` // the validator's address (hex)
+	PubKey  string `json:"pub_key"` // its consensus key (hex)
+	At      int64  `json:"at"`      // height of the misbehaviour
+	Removed bool   `json:"removed"`
+	Height  int64  `json:"height"` // the block that committed the evidence
 }
 
 // IntervalBuckets are the upper bounds, in seconds, of the block interval
@@ -251,6 +265,11 @@ func effectEvents(bus *Bus, evs []abci.Event, height int64, tx string) []func() 
 		case "command":
 			c := CommandData{ID: attr["id"], Device: attr["device"], Agreement: attr["agreement"], Height: height, Tx: tx}
 			out = append(out, func() { bus.Publish(TypeCommand, c) })
+		case "evidence": // the ledger's block events (ledger/evidence.go)
+			seq, _ := strconv.ParseUint(attr["seq"], 10, 64)
+			at, _ := strconv.ParseInt(attr["height"], 10, 64)
+			e := EvidenceData{Seq: seq, Type: attr["type"], Address: attr["address"], PubKey: attr["pub_key"], At: at, Removed: attr["removed"] == "true", Height: height}
+			out = append(out, func() { bus.Publish(TypeEvidence, e) })
 		}
 	}
 	return out
