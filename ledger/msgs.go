@@ -380,10 +380,13 @@ func ParseResource(s string) (Resource, error) {
 	if len(s) > 512 {
 		return Resource{}, errors.New("resource is longer than 512 bytes")
 	}
-	owner, path, _ := strings.Cut(s, "/")
+	owner, path, slash := strings.Cut(s, "/")
 	p, err := ParsePrincipal(owner)
 	if err != nil {
 		return Resource{}, fmt.Errorf("resource: %w", err)
+	}
+	if slash && path == "" { // one spelling per resource: "org:x", not also "org:x/"
+		return Resource{}, fmt.Errorf("resource %q ends with '/': leave the slash out or name a path", s)
 	}
 	for _, seg := range strings.Split(path, "/") {
 		if path != "" && seg == "" {
