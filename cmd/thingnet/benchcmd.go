@@ -38,6 +38,6 @@ func benchCmd() *cobra.Command {
 	f.IntVar(&rate, "rate", 0, "offered load in tx/s (0: as fast as the nodes accept; use e.g. 500 to measure latency below saturation)")
 	f.IntVar(&rounds, "rounds", 3, "rounds of (baseline, ledger); medians are reported")
 	f.StringVar(&dir, "dir", "", "where the networks live (default: a temporary directory)")
-	c.AddCommand(ledger, benchGatewayCmd(), benchMeshCmd())
+	c.AddCommand(ledger, benchGatewayCmd(), benchMeshCmd(), benchFleetCmd())
 	return c
 }
