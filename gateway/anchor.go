@@ -11,31 +11,136 @@ import (
 )
 
 // txResubmit is how long a gateway tx may stay uncommitted before the
-// gateway sends another.
+// gateway sends another; Config.TxResubmit overrides it.
 const txResubmit = 30 * time.Second
 
-// duties runs the gateway's ledger work every AnchorInterval, one tx at a
-// time (they share the gateway key's nonce): quarantining devices that keep
-// exceeding their limits, where an organisation's policy allows it, and
-// anchoring the data log when it grew.
+// dutyPoll is how often the duty loop looks for its pending tx's commit,
+// so that queued messages go out one block after another, not one per
+// AnchorInterval.
+const dutyPoll = 50 * time.Millisecond
+
+// queued is a ledger message another component asked the gateway to send
+// with its key (Enqueue).
+type queued struct {
+	m    ledger.Msg
+	done func(error)
+}
+
+func (q *queued) finish(err error) {
+	if q.done != nil {
+		q.done(err)
+	}
+}
+
+// Enqueue hands the gateway a ledger message to sign with its key and send
+// (file.pin and the like): the gateway key has one nonce sequence, so every
+// tx signed with it goes out through the duty loop, one at a time, after
+// the quarantines and anchors it has to send. done (may be nil) is called
+// once: with nil when the tx holding m is committed (executed, so its nonce
+// is used; its result is in the block), or with the reason m was dropped —
+// the ledger refused it as invalid, or the gateway closed. A tx that is not
+// committed within the resubmit time is sent again, m included. m is
+// checked (ValidateBasic) before it is queued; a full queue answers
+// ErrQueueFull and queues nothing.
+func (g *Gateway) Enqueue(m ledger.Msg, done func(error)) error {
+	if err := m.ValidateBasic(); err != nil {
+		return fmt.Errorf("gateway: %s: %w", m.Kind(), err)
+	}
+	g.txMu.Lock()
+	defer g.txMu.Unlock()
+	if g.txClosed {
+		return ErrClosed
+	}
+	if len(g.txq) >= g.cfg.TxQueueLen {
+		return fmt.Errorf("%w: %d ledger messages wait to be sent (gateway.Config.TxQueueLen)", ErrQueueFull, len(g.txq))
+	}
+	g.txq = append(g.txq, &queued{m: m, done: done})
+	select {
+	case g.txWake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Queued is the number of messages waiting in the tx queue.
+func (g *Gateway) Queued() int {
+	g.txMu.Lock()
+	defer g.txMu.Unlock()
+	return len(g.txq)
+}
+
+func (g *Gateway) popQueued() *queued {
+	g.txMu.Lock()
+	defer g.txMu.Unlock()
+	if len(g.txq) == 0 {
+		return nil
+	}
+	q := g.txq[0]
+	g.txq[0] = nil
+	g.txq = g.txq[1:]
+	return q
+}
+
+// requeue puts q back at the head of the queue (its tx was not committed
+// or not accepted): nothing queued is lost across a resubmit.
+func (g *Gateway) requeue(q *queued) {
+	g.txMu.Lock()
+	defer g.txMu.Unlock()
+	g.txq = append([]*queued{q}, g.txq...)
+}
+
+// closeQueue answers every message still queued with ErrClosed.
+func (g *Gateway) closeQueue(inflight *queued) {
+	g.txMu.Lock()
+	q := g.txq
+	g.txq, g.txClosed = nil, true
+	g.txMu.Unlock()
+	if inflight != nil {
+		inflight.finish(fmt.Errorf("%w before its tx was committed", ErrClosed))
+	}
+	for _, m := range q {
+		m.finish(ErrClosed)
+	}
+}
+
+// duty is the duty loop's state.
+type duty struct {
+	pendingNonce uint64    // nonce of the tx sent and not yet seen committed (0: none)
+	pendingSince time.Time // when it was sent
+	inflight     *queued   // the queued message that tx holds, if any
+	lastAnchor   bool      // the last tx sent was an anchor
+	lastRound    time.Time // the last quarantine check
+	anchorDue    bool      // an anchor may be sent (set every AnchorInterval)
+	retryAt      time.Time // after a refused or failed submission: wait until then
+}
+
+// duties runs the gateway's ledger work, one tx at a time (they share the
+// gateway key's nonce): every AnchorInterval it quarantines devices that
+// keep exceeding their limits, where an organisation's policy allows it,
+// and anchors the data log when it grew; in between it sends the messages
+// other components queued (Enqueue). Priority: quarantine, anchor, queued —
+// but with messages waiting, two anchors never go in a row, so a busy log
+// does not starve the queue.
 func (g *Gateway) duties(ctx context.Context) {
 	defer g.wg.Done()
-	t := time.NewTicker(g.cfg.AnchorInterval)
+	t := time.NewTicker(min(g.cfg.AnchorInterval, dutyPoll))
 	defer t.Stop()
-	var pendingNonce uint64
-	var pendingSince time.Time
+	var d duty
 	var lastErr string
+	defer func() { g.closeQueue(d.inflight) }()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-g.txWake:
 		}
-		nonce, err := g.dutyOnce(ctx, pendingNonce, pendingSince)
+		err := g.dutyOnce(ctx, &d)
 		if errors.Is(err, ledger.ErrNoState) {
 			continue // the node is starting: no block committed yet
 		}
 		if err != nil {
+			d.retryAt = time.Now().Add(g.cfg.AnchorInterval)
 			if err.Error() != lastErr {
 				g.log.Warn("gateway ledger duty", "err", err)
 				lastErr = err.Error()
@@ -43,42 +148,93 @@ func (g *Gateway) duties(ctx context.Context) {
 			continue
 		}
 		lastErr = ""
-		if nonce != 0 {
-			pendingNonce, pendingSince = nonce, time.Now()
-		}
 	}
 }
 
-// dutyOnce submits at most one tx; it returns the nonce it used (0: none).
-func (g *Gateway) dutyOnce(ctx context.Context, pendingNonce uint64, pendingSince time.Time) (uint64, error) {
+// dutyOnce submits at most one tx.
+func (g *Gateway) dutyOnce(ctx context.Context, d *duty) error {
 	st, err := g.ledger.View()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	last, err := st.Nonce(g.id)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	if pendingNonce > last && time.Since(pendingSince) < txResubmit {
-		return 0, nil // our previous tx is not committed yet
+	now := time.Now()
+	if d.pendingNonce > last {
+		if now.Sub(d.pendingSince) < g.cfg.TxResubmit {
+			return nil // our previous tx is not committed yet
+		}
+		// Not committed in time (dropped from the mempool, or expired):
+		// what it held is sent again.
+		g.log.Warn("gateway tx not committed; sending again", "nonce", d.pendingNonce, "after", now.Sub(d.pendingSince))
+		if d.inflight != nil {
+			g.requeue(d.inflight)
+		}
+		if d.lastAnchor {
+			d.anchorDue = true
+		}
+	} else if d.inflight != nil {
+		d.inflight.finish(nil)
 	}
-	m, err := g.quarantineMsg(st)
-	if err != nil {
-		return 0, err
+	d.pendingNonce, d.inflight = 0, nil
+	if now.Before(d.retryAt) {
+		return nil
 	}
-	if m == nil {
-		if m, err = g.anchorMsg(st); err != nil || m == nil {
-			return 0, err
+	var m ledger.Msg
+	if now.Sub(d.lastRound) >= g.cfg.AnchorInterval {
+		d.lastRound, d.anchorDue = now, true
+		if m, err = g.quarantineMsg(st); err != nil {
+			return err
 		}
 	}
+	anchor := false
+	if m == nil && d.anchorDue && !(d.lastAnchor && g.Queued() > 0) {
+		if m, err = g.anchorMsg(st); err != nil {
+			return err
+		}
+		d.anchorDue, anchor = false, m != nil
+	}
+	var q *queued
+	if m == nil {
+		if q = g.popQueued(); q == nil {
+			return nil
+		}
+		m = q.m
+	}
 	tx, err := ledger.NewTx(g.cfg.Key, g.id, g.ledger.ChainID(), last+1, st.Height+20, m)
+	if err == nil {
+		err = g.ledger.Submit(ctx, tx)
+	}
 	if err != nil {
-		return 0, err
+		d.anchorDue = d.anchorDue || anchor
+		if q != nil {
+			if refused(err) {
+				q.finish(fmt.Errorf("gateway: the ledger refused %s: %w", m.Kind(), err))
+			} else {
+				g.requeue(q)
+			}
+		}
+		return fmt.Errorf("%s: %w", m.Kind(), err)
 	}
-	if err := g.ledger.Submit(ctx, tx); err != nil {
-		return 0, fmt.Errorf("%s: %w", m.Kind(), err)
+	d.pendingNonce, d.pendingSince, d.inflight, d.lastAnchor = last+1, now, q, anchor
+	return nil
+}
+
+// refused reports whether the ledger refused a tx for its message (sending
+// it again would not help), as opposed to its envelope (nonce, expiry) or
+// the transport.
+func refused(err error) bool {
+	var e *ledger.Error
+	if !errors.As(err, &e) {
+		return false
 	}
-	return last + 1, nil
+	switch e.Code {
+	case ledger.CodeMalformed, ledger.CodeTooLarge, ledger.CodeUnknownKind, ledger.CodeInvalid, ledger.CodeUnauthorized:
+		return true
+	}
+	return false
 }
 
 // anchorMsg is the anchor of the log's current size, if it grew past the

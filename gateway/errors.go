@@ -17,4 +17,6 @@ var (
 	ErrOverloaded     = mqtt.ErrOverloaded
 	ErrDuplicate      = mqtt.ErrDuplicate // already stored: acknowledge as success
 	ErrClosed         = errors.New("gateway closed")
+	// ErrQueueFull: the gateway's ledger tx queue (Enqueue) is full.
+	ErrQueueFull = errors.New("gateway: the ledger tx queue is full")
 )

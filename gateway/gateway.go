@@ -43,6 +43,13 @@ type Config struct {
 	MaxKeys      int  // devices and sources tracked by each limiter; default 100000
 	NoSync       bool // tests only: do not fsync the data log
 
+	// TxQueueLen bounds the ledger messages other components queue for the
+	// gateway key (Enqueue); default 1024.
+	TxQueueLen int
+	// TxResubmit is how long a gateway tx may stay uncommitted before it is
+	// sent again; default 30s.
+	TxResubmit time.Duration
+
 	Logger *slog.Logger
 	Clock  Clock
 }
@@ -71,6 +78,11 @@ type Gateway struct {
 	offenders map[string]offender // reported devices, candidates for quarantine
 
 	stats stats
+
+	txMu     sync.Mutex
+	txq      []*queued     // messages for the gateway key, sent by the duty loop
+	txClosed bool          // the duty loop ended: Enqueue refuses
+	txWake   chan struct{} // tells the duty loop that a message was queued
 
 	closeOnce sync.Once
 	cancel    context.CancelFunc
@@ -112,6 +124,12 @@ func New(c Config, l Ledger) (*Gateway, error) {
 	if c.MaxKeys <= 0 {
 		c.MaxKeys = 100_000
 	}
+	if c.TxQueueLen <= 0 {
+		c.TxQueueLen = 1024
+	}
+	if c.TxResubmit <= 0 {
+		c.TxResubmit = txResubmit
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -133,6 +151,7 @@ func New(c Config, l Ledger) (*Gateway, error) {
 		lastStored: map[string][32]byte{},
 		offenders:  map[string]offender{},
 		done:       make(chan struct{}),
+		txWake:     make(chan struct{}, 1),
 	}
 	if g.index, err = openIndex(filepath.Join(c.Dir, "index"), c.Logger); err != nil {
 		data.Close()

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"fmt"
 
 	rpcclient "github.com/cometbft/cometbft/rpc/client"
 
@@ -14,7 +13,9 @@ import (
 type Ledger interface {
 	View() (*ledger.State, error)
 	ChainID() string
-	Submit(ctx context.Context, tx []byte) error // into the mempool; commit is observed through View
+	// Submit puts tx into the mempool (commit is observed through View); a
+	// refusal is a *ledger.Error with its code.
+	Submit(ctx context.Context, tx []byte) error
 }
 
 // NodeLedger is the Ledger of a gateway running inside a node.
@@ -32,7 +33,7 @@ func (l NodeLedger) Submit(ctx context.Context, tx []byte) error {
 		return err
 	}
 	if res.Code != 0 {
-		return fmt.Errorf("%s: %s", ledger.Code(res.Code), res.Log)
+		return &ledger.Error{Code: ledger.Code(res.Code), Msg: res.Log}
 	}
 	return nil
 }
