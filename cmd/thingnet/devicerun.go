@@ -38,6 +38,9 @@ type runConfig struct {
 	Trust     string           `toml:"trust"` // HEIGHT:HASH of a header the device trusts
 	Admin     string           `toml:"admin"` // keystore name of an admin key that registers the device(s); else the device shows a claim code
 	Gateways  []device.Gateway `toml:"gateway"`
+	// Firmware updates (needs trust): check the rollout every N wakes (0: off).
+	FirmwareEvery int      `toml:"firmware_every"`
+	VendorKeys    []string `toml:"vendor_keys"` // ORG=DID: pin vendors' signing keys (default: the release's signer on the ledger)
 }
 
 const runExample = `# thingnet device run --config device.toml
@@ -49,6 +52,8 @@ batch = 1                  # readings per wake, under one signature
 transport = "mqtt"         # http, mqtt or coap
 # trust = "2:9F3A..."      # HEIGHT:HASH of a header: enables the light-client checks
 # admin = "demo-admin"     # register directly instead of showing a claim code
+# firmware_every = 6       # with trust: check the firmware rollout every 6 wakes, install what it offers
+# vendor_keys = ["acme=did:key:z6Mk..."]  # pin vendors' signing keys
 
 [[gateway]]                # in order of preference
 api = "http://127.0.0.1:26602"
@@ -78,7 +83,14 @@ N devices of mixed classes across the gateways, registered by --admin.
 
 With --trust (a light client), the device's simulated actuator executes the
 commands agreements on the ledger issue to it: each proved, run once (the last
-one executed is kept in the state directory), and printed.
+one executed is kept in the state directory), and printed. With --trust and
+--firmware-every N it also checks, every N wakes, which firmware release its
+organisation's rollout offers it (proved with the light client); a release
+newer than the one it runs is fetched from the gateways, checked (vendor
+signature, class, sequence number, digest and size) and installed in the
+inactive one of two image slots under its state directory (firmware/), the
+previous kept for rollback; then reported on the ledger. A failed install is
+retried a few times, then reported once as failed.
 
 Without gateways in the config, --node is the only gateway, with MQTT on the API
 port + 1 and CoAP on + 2 (as devnet lays them out). Example config:
@@ -118,6 +130,8 @@ port + 1 and CoAP on + 2 (as devnet lays them out). Example config:
 	f.StringVar(&rc.Trust, "trust", "", "HEIGHT:HASH of a header the device trusts (light-client checks)")
 	f.StringVar(&rc.Admin, "admin", "", "admin key that registers the device(s) (else: a claim code)")
 	f.StringVar(&rc.ChainID, "chain-id", "", "chain id (default: asked from the gateway)")
+	f.IntVar(&rc.FirmwareEvery, "firmware-every", 0, "check the firmware rollout every N wakes and install what it offers (needs --trust; 0: never)")
+	f.StringArrayVar(&rc.VendorKeys, "vendor-key", nil, "ORG=DID: accept firmware of vendor ORG only signed by this key (repeatable; default: the release's signer on the ledger)")
 	c.PreRun = func(*cobra.Command, []string) { rc.Wake = wake }
 	return c
 }
@@ -140,6 +154,8 @@ func mergeRunFlags(cmd *cobra.Command, rc *runConfig, flags runConfig) {
 	set("trust", func() { rc.Trust = flags.Trust })
 	set("admin", func() { rc.Admin = flags.Admin })
 	set("chain-id", func() { rc.ChainID = flags.ChainID })
+	set("firmware-every", func() { rc.FirmwareEvery = flags.FirmwareEvery })
+	set("vendor-key", func() { rc.VendorKeys = flags.VendorKeys })
 	if rc.StateDir == "" {
 		rc.StateDir = flags.StateDir
 	}
@@ -198,6 +214,19 @@ func (g *globals) runDevices(ctx context.Context, out io.Writer, rc runConfig, f
 		}
 		rc.ChainID = st.ChainID
 	}
+	if rc.FirmwareEvery < 0 {
+		return fmt.Errorf("--firmware-every %d: want a number of wakes, or 0 for no updates", rc.FirmwareEvery)
+	}
+	if rc.FirmwareEvery > 0 && trust == nil {
+		return errors.New("--firmware-every needs --trust: the device proves what its rollout offers with the light client")
+	}
+	if rc.FirmwareEvery > 0 && fleet > 0 {
+		return errors.New("--firmware-every runs with one device, not --fleet")
+	}
+	vendorKeys, err := parseVendorKeys(rc.VendorKeys)
+	if err != nil {
+		return err
+	}
 	var admin *identity.Key
 	if rc.Admin != "" {
 		if admin, err = g.loadKey(rc.Admin); err != nil {
@@ -238,10 +267,31 @@ func (g *globals) runDevices(ctx context.Context, out io.Writer, rc runConfig, f
 		fmt.Fprintf(out, "stopping: %d envelopes, %d readings sent\n", env, rd)
 		return fl.Stop()
 	}
-	return g.runOne(ctx, out, rc, tr, trust, admin, printSend)
+	return g.runOne(ctx, out, rc, tr, trust, admin, vendorKeys, printSend)
 }
 
-func (g *globals) runOne(ctx context.Context, out io.Writer, rc runConfig, tr device.Transport, trust *lightclient.TrustOptions, admin *identity.Key, printSend func(string, *device.Receipt)) error {
+// parseVendorKeys reads ORG=DID pairs.
+func parseVendorKeys(pairs []string) (map[string]identity.PublicKey, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	out := map[string]identity.PublicKey{}
+	for _, p := range pairs {
+		org, did, ok := strings.Cut(p, "=")
+		if !ok || org == "" {
+			return nil, fmt.Errorf("--vendor-key %q: want ORG=DID", p)
+		}
+		k, err := identity.ParseDID(did)
+		if err != nil {
+			return nil, fmt.Errorf("--vendor-key %q: %w", p, err)
+		}
+		out[org] = k
+	}
+	return out, nil
+}
+
+func (g *globals) runOne(ctx context.Context, out io.Writer, rc runConfig, tr device.Transport, trust *lightclient.TrustOptions, admin *identity.Key,
+	vendorKeys map[string]identity.PublicKey, printSend func(string, *device.Receipt)) error {
 	class := rc.Class
 	if class == "" || class == "mixed" {
 		class = device.ClassTemperature
@@ -313,7 +363,37 @@ func (g *globals) runOne(ctx context.Context, out io.Writer, rc runConfig, tr de
 	if trust != nil {
 		a.Actuator = printActuator{out: out, name: rc.Name}
 	}
+	if rc.FirmwareEvery > 0 {
+		if a.Firmware, err = firmwareUpdater(out, rc.Name, dir, rc.FirmwareEvery, vendorKeys); err != nil {
+			return err
+		}
+	}
 	return a.Run(ctx)
+}
+
+// firmwareUpdater opens the device's image slots and prints each update
+// check that does something.
+func firmwareUpdater(out io.Writer, name, dir string, every int, vendorKeys map[string]identity.PublicKey) (*device.FirmwareUpdater, error) {
+	slots, err := device.OpenSlots(filepath.Join(dir, device.FirmwareSlotsDir), device.Firmware{Version: "factory"})
+	if err != nil {
+		return nil, err
+	}
+	run, _ := slots.Running()
+	fmt.Fprintf(out, "%s: runs firmware %s (seq %d); checks its rollout every %d wakes (image slots in %s)\n",
+		name, run.Version, run.Seq, every, filepath.Join(dir, device.FirmwareSlotsDir))
+	return &device.FirmwareUpdater{Installer: slots, Every: every, VendorKeys: vendorKeys, OnResult: func(r device.UpdateResult) {
+		now := time.Now().Format("15:04:05")
+		switch r.Action {
+		case device.UpdateInstalled:
+			fmt.Fprintf(out, "%s %s: installed firmware %s (seq %d, sha256 %x), reported on the ledger\n", now, name, r.Running.Version, r.Running.Seq, r.Running.Digest)
+		case device.UpdateReported:
+			fmt.Fprintf(out, "%s %s: reported firmware %s on the ledger\n", now, name, r.Running.Version)
+		case device.UpdateRetry:
+			fmt.Fprintf(out, "%s %s: firmware %s attempt %d failed, trying again later: %v\n", now, name, r.Offer.Release.Manifest.Version, r.Attempt, r.Err)
+		case device.UpdateGaveUp:
+			fmt.Fprintf(out, "%s %s: gave up on firmware %s after %d attempt(s), reported as failed: %v\n", now, name, r.Offer.Release.Manifest.Version, r.Attempt, r.Err)
+		}
+	}}, nil
 }
 
 // startDevnetFleet starts the devnet's simulated fleet and says so; it
