@@ -74,10 +74,24 @@ func addContent(t *testing.T, b []byte, key []byte) (string, uint64) {
 func live(t *testing.T, ctx context.Context, cond, sel, what string) {
 	t.Helper()
 	js := fmt.Sprintf(`(%s) && window.__marker === 'no reload'`, cond)
-	if err := poll(ctx, js, 20*time.Second); err != nil {
+	if err := poll(ctx, js, 45*time.Second); err != nil {
 		got := get(t, ctx, chromedp.Evaluate[string](fmt.Sprintf(`(() => { const e = document.querySelector(%s); return e ? e.innerText : '(no ' + %s + ')'; })()`, jsString(sel), jsString(sel))))
 		t.Fatalf("%s not shown live: %v\n%s shows:\n%s", what, err, sel, got)
 	}
+}
+
+// longTab is tab with a deadline for tests that wait for many blocks.
+func longTab(t *testing.T) context.Context {
+	t.Helper()
+	need(t)
+	if shared.browser == nil {
+		tab(t) // skips, saying why
+	}
+	ctx, cancel := chromedp.NewContext(shared.browser)
+	t.Cleanup(cancel)
+	ctx, cancel2 := context.WithTimeout(ctx, 2*time.Minute)
+	t.Cleanup(cancel2)
+	return ctx
 }
 
 func markPage(t *testing.T, ctx context.Context) {
@@ -94,7 +108,7 @@ func markPage(t *testing.T, ctx context.Context) {
 // file's page show each step live, with the numbers the ledger holds, and
 // never a wrapped key.
 func TestFilesPages(t *testing.T) {
-	ctx := tab(t)
+	ctx := longTab(t)
 	org := devnet.DemoOrg
 	show(t, ctx, explorer("/files"), "/files")
 	markPage(t, ctx)
@@ -198,7 +212,7 @@ func TestFilesPages(t *testing.T) {
 // organisation never approved, then failures until the rollout aborts. The
 // open pages follow every step.
 func TestFirmwarePages(t *testing.T) {
-	ctx := tab(t)
+	ctx := longTab(t)
 	org, class := devnet.DemoOrg, "valve"
 	devs := make([]*identity.Key, 4)
 	for i := range devs {
@@ -267,6 +281,66 @@ func TestFirmwarePages(t *testing.T) {
 	show(t, ctx, explorer(frag), frag)
 	if h := textOf(t, ctx, `#history`); !strings.Contains(h, "firmware=2.0.0") {
 		t.Errorf("device history lacks the install: %q", h)
+	}
+	noScriptErrors(t, ctx)
+}
+
+// TestFirmwareWaves rolls a release out to half of a class per wave: the
+// open page moves to the second wave as blocks pass, shows each device's
+// bucket as the ledger computes it, and calls the rollout complete once
+// every device runs the release. With ?tamper=firmware the page checks a
+// copy of each release with one signature byte changed, and refuses it.
+func TestFirmwareWaves(t *testing.T) {
+	ctx := longTab(t)
+	org, class := devnet.DemoOrg, "lamp"
+	devs := []*identity.Key{registerClass(t, class, "0.9"), registerClass(t, class, "0.9"), registerClass(t, class, "0.9")}
+	image := bytes.Repeat([]byte("lamp firmware 1.1 "), 100)
+	digest := sha256.Sum256(image)
+	signed, err := files.SignFirmware(shared.admin, shared.admin.ID(), &files.FirmwareManifest{Vendor: org, Class: class, Version: "1.1", Seq: 3, Digest: digest[:], Size: uint64(len(image))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, shared.admin, &ledger.FirmwareRelease{Manifest: signed})
+	send(t, shared.admin, &ledger.FirmwareApprove{Org: org, Vendor: org, Class: class, Seq: 3})
+	ro := ledger.FirmwareRollout{Org: org, Vendor: org, Class: class, Seq: 3, Percent: 50, BlocksPerWave: 8, MaxFailures: 1}
+	start := send(t, shared.admin, &ro)
+	frag := "/firmware/" + org + "/" + class
+	show(t, ctx, explorer(frag), frag)
+	markPage(t, ctx)
+	rec := &ledger.FirmwareRolloutRecord{FirmwareRollout: ro, Start: start.Height}
+	for _, d := range devs {
+		sel := fmt.Sprintf(`#class-devices tr[data-id="%s"] td`, d.ID())
+		cells := get(t, ctx, chromedp.Evaluate[[]string](fmt.Sprintf(`[...document.querySelectorAll(%s)].map(td => td.innerText)`, jsString(sel))))
+		if len(cells) < 6 || cells[4] != strconv.FormatUint(rec.Bucket(d.ID()), 10) {
+			t.Fatalf("device %s: cells %q; want bucket %d (the ledger's)", d.ID(), cells, rec.Bucket(d.ID()))
+		}
+	}
+	if wave := textOf(t, ctx, `#rollout-wave`); wave == "1" {
+		if off := textOf(t, ctx, `#rollout-offered`); off != "50%" {
+			t.Errorf("wave 1 offers %s; want 50%%", off)
+		}
+	} else {
+		t.Logf("the page loaded at wave %s (a slow machine): the move to wave 2 is not seen live", wave)
+	}
+	live(t, ctx, `document.querySelector('#rollout-wave').innerText === '2' && document.querySelector('#rollout-offered').innerText === '100%' && [...document.querySelectorAll('#class-devices td.offered')].every(td => td.innerText === 'yes')`, "#view", "the second wave")
+	for _, d := range devs {
+		send(t, d, &ledger.FirmwareReport{Digest: digest[:], Version: "1.1"})
+	}
+	live(t, ctx, `document.querySelector('#rollout-status').innerText === 'complete' && document.querySelector('#rollout-installed').innerText === '3'`, "#view", "the complete rollout")
+	noScriptErrors(t, ctx)
+	screenshot(t, ctx, "firmware-rollout-complete")
+
+	show(t, ctx, shared.url+"/explorer/?tamper=firmware#/firmware", "/firmware")
+	rel := fmt.Sprintf(`#releases tr[data-vendor="%s"][data-class="%s"][data-seq="3"] .sig`, org, class)
+	if sig := textOf(t, ctx, rel); !strings.Contains(sig, "NOT verified: the signature does not check") {
+		t.Errorf("a release with a changed signature byte: %q", sig)
+	}
+	show(t, ctx, explorer("/firmware"), "/firmware")
+	if sig := textOf(t, ctx, rel); sig != "vendor signature checks" {
+		t.Errorf("the genuine release: %q", sig)
+	}
+	if st := textOf(t, ctx, fmt.Sprintf(`#rollouts tr[data-org="%s"][data-class="%s"] .status`, org, class)); st != "complete" {
+		t.Errorf("rollouts table: %q; want complete", st)
 	}
 	noScriptErrors(t, ctx)
 }

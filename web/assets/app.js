@@ -416,17 +416,28 @@ const SUITES = { 1: 'x25519', 2: 'p256', 3: 'mlkem768-x25519' };
 // search asks the node's transaction index for the committed txs whose
 // ledger events match every filter (GET /v1/txs?event=TYPE.KEY=VALUE).
 const search = (filters, page = 1) => get('/v1/txs?' + filters.map((f) => 'event=' + enc(f)).join('&') + `&limit=100&page=${page}`);
+// searchSince is search for a record last changed at height h: the node
+// indexes a block's txs just after committing it, so a search right after
+// the block may miss them; it asks again for up to 3 s.
+async function searchSince(filters, h) {
+  for (let i = 0; ; i++) {
+    const res = await search(filters);
+    if (!h || i >= 15 || res.items.some((t) => t.height >= h)) return res;
+    await sleep(200);
+  }
+}
 // attrsOf is the attributes of a tx's ledger events of a type.
 const attrsOf = (t, type) => (t.events || []).filter((e) => e.type === type).map((e) => Object.fromEntries((e.attributes || []).map((a) => [a.key, a.value])));
 
-// liveRefresh redraws the page on the events match picks; once more a
-// moment later, for the node indexes a block's txs just after announcing it.
+// liveRefresh redraws the page on the events match picks; twice more a
+// little later, for the node indexes a block's txs just after announcing it
+// (and later still when it is busy).
 function liveRefresh(v, match) {
   const path = location.hash;
   v.live((type, d) => {
     if (!match(type, d)) return;
     route();
-    setTimeout(() => { if (location.hash === path) route(); }, 1500);
+    for (const ms of [1500, 5000]) setTimeout(() => { if (location.hash === path) route(); }, ms);
   });
 }
 
@@ -473,15 +484,12 @@ function fileEventItem(t, a) {
 
 async function filePage(v, org, name) {
   const resources = [`org:${org}/file/${name}`, `org:${org}/file`, `org:${org}`];
-  const [rec, hist, gs] = await Promise.all([
-    get(`/v1/files/${enc(org)}/${enc(name)}`),
-    search([`file.org=${org}`, `file.name=${name}`]).catch((err) => ({ items: [], error: err.message })),
-    get('/v1/grants?action=fetch&limit=1000').catch(() => ({ items: [] })),
-  ]);
+  const [rec, gs] = await Promise.all([get(`/v1/files/${enc(org)}/${enc(name)}`), get('/v1/grants?action=fetch&limit=1000').catch(() => ({ items: [] }))]);
   const f = rec.record;
-  const [pins, pinHist] = await Promise.all([
-    get('/v1/pins/' + enc(f.cid)).then((p) => p.items),
-    search([`file.cid=${f.cid}`]).catch((err) => ({ items: [], error: err.message })),
+  const pins = (await get('/v1/pins/' + enc(f.cid))).items;
+  const [hist, pinHist] = await Promise.all([
+    searchSince([`file.org=${org}`, `file.name=${name}`], f.updated).catch((err) => ({ items: [], error: err.message })),
+    searchSince([`file.cid=${f.cid}`], Math.max(0, ...pins.map((p) => p.height))).catch((err) => ({ items: [], error: err.message })),
   ]);
   const events = hist.items.flatMap((t) => attrsOf(t, 'file').filter((a) => a.org === org && a.name === name).map((a) => [t, a]));
   const published = events.find(([, a]) => a.action === 'publish');
@@ -561,7 +569,9 @@ async function checkRelease(r, admins) {
     if (p.get(1) !== mf.vendor || p.get(2) !== mf.class || p.get(3) !== mf.version || p.get(4) !== mf.seq || hex(p.get(5)) !== hex(b64(mf.digest)) || p.get(6) !== mf.size) {
       throw new Error('the signed manifest is not the recorded one');
     }
-    if (!(await verifyCOSE(prot, payload, signature, ph.get(1), kid, FIRMWARE_AAD))) throw new Error('the signature does not check');
+    // ?tamper=firmware: check a copy with one signature byte changed.
+    const sig = params.get('tamper') === 'firmware' ? Uint8Array.from(signature, (x, i) => (i === signature.length - 1 ? x ^ 1 : x)) : signature;
+    if (!(await verifyCOSE(prot, payload, sig, ph.get(1), kid, FIRMWARE_AAD))) throw new Error('the signature does not check');
     if (!admins.includes(kid)) return { cls: 'warn', text: 'signed; the signer no longer administers ' + mf.vendor };
     return { cls: 'ok', text: 'vendor signature checks' };
   } catch (err) {
