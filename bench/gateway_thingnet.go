@@ -21,6 +21,7 @@ import (
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/ratelimit"
+	"github.com/thingnet/thingnet/reading"
 )
 
 // gwAnchorWaitTimeout bounds the wait, after the load, for an anchor that
@@ -263,7 +264,11 @@ func runGatewayOnNet(ctx context.Context, home string, net *chain.LocalNet, app 
 		if err != nil {
 			return res, fmt.Errorf("bench: reading log entry %d: %w", i, err)
 		}
-		if r, ok := published[sha256.Sum256(e)]; ok {
+		ent, err := reading.DecodeEntry(e)
+		if err != nil {
+			return res, fmt.Errorf("bench: log entry %d: %w", i, err)
+		}
+		if r, ok := published[sha256.Sum256(ent.Envelope.Raw)]; ok {
 			index[r] = i
 		}
 	}

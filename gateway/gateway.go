@@ -209,11 +209,11 @@ func (g *Gateway) restore() error {
 			if err != nil {
 				return fmt.Errorf("gateway: reading log entry %d: %w", i, err)
 			}
-			env, err := reading.Decode(raw)
+			e, err := reading.DecodeEntry(raw)
 			if err != nil {
 				return fmt.Errorf("gateway: log entry %d does not decode: %w", i, err)
 			}
-			envs = append(envs, env)
+			envs = append(envs, e.Envelope)
 		}
 		if err := g.index.add(from, envs); err != nil {
 			return fmt.Errorf("gateway: indexing log entries %d..%d: %w", from, from+n-1, err)

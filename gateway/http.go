@@ -119,10 +119,11 @@ func (g *Gateway) listReadings(r *http.Request) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		env, err := reading.Decode(raw)
+		e, err := reading.DecodeEntry(raw)
 		if err != nil {
 			return nil, fmt.Errorf("log entry %d: %w", i, err)
 		}
+		env := e.Envelope
 		for _, rd := range env.Readings {
 			if rd.Time.Before(from) || !rd.Time.Before(to) || len(items) >= limit {
 				continue

@@ -14,8 +14,11 @@ import (
 
 // job is one envelope waiting for batch verification and storage.
 type job struct {
-	env   *reading.Envelope
-	pub   identity.PublicKey
+	env *reading.Envelope
+	pub identity.PublicKey
+	// auth is the height of the committed state that authenticated the
+	// signer (active, with key pub); stored in the log entry.
+	auth  int64
 	index uint64     // log index, once stored
 	done  chan error // buffered, 1
 }
@@ -72,12 +75,12 @@ func (g *Gateway) IngestIndex(ctx context.Context, deviceID string, raw []byte, 
 		g.stats.limited.Add(1)
 		return 0, fmt.Errorf("%w: device %s: %s", ErrRejected, env.Device, d.Reason)
 	}
-	pub, err := g.signerOf(env)
+	pub, auth, err := g.signerOf(env)
 	if err != nil {
 		g.stats.rejected.Add(1)
 		return 0, fmt.Errorf("%w: %v", ErrRejected, err)
 	}
-	j := &job{env: env, pub: pub, done: make(chan error, 1)}
+	j := &job{env: env, pub: pub, auth: auth, done: make(chan error, 1)}
 	select {
 	case g.jobs <- j:
 	default:
@@ -94,27 +97,28 @@ func (g *Gateway) IngestIndex(ctx context.Context, deviceID string, raw []byte, 
 }
 
 // signerOf returns the key that must have signed env: the device's, or for
-// an attested device its gateway's.
-func (g *Gateway) signerOf(env *reading.Envelope) (identity.PublicKey, error) {
+// an attested device its gateway's; and the height of the committed state
+// that says so, which the log entry records.
+func (g *Gateway) signerOf(env *reading.Envelope) (identity.PublicKey, int64, error) {
 	st, err := g.ledger.View()
 	if err != nil {
-		return identity.PublicKey{}, err
+		return identity.PublicKey{}, 0, err
 	}
 	d, pub, err := g.activeDevice(st, env.Device)
 	if err != nil {
-		return pub, err
+		return pub, 0, err
 	}
 	if env.Attester == "" {
 		if d.AttestedBy != "" {
-			return pub, fmt.Errorf("device %s is attested by %s; its readings must be signed by that gateway", d.ID, d.AttestedBy)
+			return pub, 0, fmt.Errorf("device %s is attested by %s; its readings must be signed by that gateway", d.ID, d.AttestedBy)
 		}
-		return pub, nil
+		return pub, st.Height, nil
 	}
 	if env.Attester != d.AttestedBy {
-		return pub, fmt.Errorf("%s does not attest device %s", env.Attester, d.ID)
+		return pub, 0, fmt.Errorf("%s does not attest device %s", env.Attester, d.ID)
 	}
 	_, gpub, err := g.activeDevice(st, env.Attester)
-	return gpub, err
+	return gpub, st.Height, err
 }
 
 // minBatch is the batch size below which the verifier waits (up to
@@ -233,9 +237,15 @@ func (g *Gateway) process(batch []*job) {
 			g.stats.rejected.Add(1)
 			continue
 		}
+		entry, err := reading.NewEntry(j.auth, j.env.Raw)
+		if err != nil {
+			j.done <- fmt.Errorf("%w: %v", ErrRejected, err)
+			g.stats.rejected.Add(1)
+			continue
+		}
 		last[j.env.Device] = seqs[len(seqs)-1]
 		keep = append(keep, j)
-		entries = append(entries, j.env.Raw)
+		entries = append(entries, entry)
 	}
 	if len(keep) == 0 {
 		return

@@ -15,19 +15,36 @@ import (
 // ReadingProof is everything needed to check a stored reading end to end:
 // the signed envelope, its inclusion in the gateway's log up to an anchored
 // root, and the ledger proofs of that anchor and of the signer's record at
-// the anchor's height.
+// the height at which the gateway authenticated the reading (the anchor's
+// height for entries of layout 1, which do not record it).
 type ReadingProof struct {
-	Gateway   string        `json:"gateway"`
-	Index     uint64        `json:"index"`
-	Envelope  []byte        `json:"envelope"`  // the COSE_Sign1 reading envelope as the device sent it
-	Anchor    ledger.Anchor `json:"anchor"`    // the first anchor covering Index
-	Inclusion [][]byte      `json:"inclusion"` // RFC 6962 inclusion proof of Envelope at Index in the log of Anchor.Size
+	Gateway  string `json:"gateway"`
+	Index    uint64 `json:"index"`
+	Envelope []byte `json:"envelope"` // the COSE_Sign1 reading envelope as the device sent it
+	// AuthHeight is the ledger height at which the gateway authenticated
+	// the reading, recorded in its log entry (reading.EntryBytes); 0 for an
+	// entry of layout 1, which is the envelope alone.
+	AuthHeight int64         `json:"auth_height,omitempty"`
+	Anchor     ledger.Anchor `json:"anchor"`    // the first anchor covering Index
+	Inclusion  [][]byte      `json:"inclusion"` // RFC 6962 inclusion proof of the entry (reading.EntryBytes(AuthHeight, Envelope)) at Index in the log of Anchor.Size
 	// AnchorProof proves the anchor record (key L/<gateway>/<size>) in the
 	// state after block Anchor.Height.
 	AnchorProof *ledger.Proof `json:"anchor_proof"`
 	// SignerProof proves the record of the device (or of its attesting
-	// gateway) in the same state: active, with the key that signed.
+	// gateway) in the state after block AuthHeight (Anchor.Height for
+	// layout 1): active, with the key that signed.
 	SignerProof *ledger.Proof `json:"signer_proof"`
+}
+
+// Entry is the log entry the proof is about: the leaf is its hash.
+func (p *ReadingProof) Entry() []byte { return reading.EntryBytes(p.AuthHeight, p.Envelope) }
+
+// signerHeight is the height at which the signer's record must be proved.
+func (p *ReadingProof) signerHeight() int64 {
+	if p.AuthHeight != 0 {
+		return p.AuthHeight
+	}
+	return p.Anchor.Height
 }
 
 // ErrNotAnchored is returned for a stored reading no anchor covers yet.
@@ -39,10 +56,11 @@ func (g *Gateway) Prove(app *ledger.App, index uint64) (*ReadingProof, error) {
 	if err != nil {
 		return nil, err
 	}
-	env, err := reading.Decode(raw)
+	e, err := reading.DecodeEntry(raw)
 	if err != nil {
 		return nil, fmt.Errorf("log entry %d: %w", index, err)
 	}
+	env := e.Envelope
 	st, err := app.View(0)
 	if err != nil {
 		return nil, err
@@ -58,7 +76,7 @@ func (g *Gateway) Prove(app *ledger.App, index uint64) (*ReadingProof, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &ReadingProof{Gateway: g.id, Index: index, Envelope: raw, Anchor: *a}
+	p := &ReadingProof{Gateway: g.id, Index: index, Envelope: env.Raw, AuthHeight: e.AuthHeight, Anchor: *a}
 	for _, h := range incl {
 		p.Inclusion = append(p.Inclusion, h[:])
 	}
@@ -69,8 +87,8 @@ func (g *Gateway) Prove(app *ledger.App, index uint64) (*ReadingProof, error) {
 	if env.Attester != "" {
 		signer = env.Attester
 	}
-	if p.SignerProof, err = app.Prove(ledger.DeviceKey(signer), a.Height); err != nil {
-		return nil, fmt.Errorf("proving %s's record at height %d: %w", signer, a.Height, err)
+	if p.SignerProof, err = app.Prove(ledger.DeviceKey(signer), p.signerHeight()); err != nil {
+		return nil, fmt.Errorf("proving %s's record at height %d: %w", signer, p.signerHeight(), err)
 	}
 	return p, nil
 }
@@ -78,6 +96,7 @@ func (g *Gateway) Prove(app *ledger.App, index uint64) (*ReadingProof, error) {
 // VerifiedReading is what VerifyReading established.
 type VerifiedReading struct {
 	Envelope     *reading.Envelope
+	AuthHeight   int64 // the signer was proved active, with the key that signed, at this height
 	AnchorHeight int64 // the reading was anchored in this block
 	HeaderHeight int64 // whose app hash is in this signed header
 }
@@ -111,15 +130,23 @@ func VerifyReading(ctx context.Context, c *api.Client, chainID string, p *Readin
 }
 
 // VerifyReadingWith checks a reading proof end to end, trusting only what
-// check trusts: the anchor and signer records against the app hash of the
-// anchor's height, the envelope's inclusion under the anchored root, the
-// signer active with the key that signed, and the signature.
+// check trusts: the anchor record against the app hash of the anchor's
+// height, the entry's inclusion under the anchored root, the signer's
+// record at the height the entry says the gateway authenticated the
+// reading (before the anchor; the anchor's own height for entries of layout
+// 1): active then, with the key that signed; and the signature.
 func VerifyReadingWith(ctx context.Context, check ProofChecker, p *ReadingProof) (*VerifiedReading, error) {
 	if p.AnchorProof == nil || p.SignerProof == nil {
 		return nil, errors.New("the proof lacks its ledger proofs")
 	}
-	if p.AnchorProof.Height != p.SignerProof.Height || p.AnchorProof.Height != p.Anchor.Height {
-		return nil, errors.New("the ledger proofs are not of the anchor's height")
+	if p.AnchorProof.Height != p.Anchor.Height {
+		return nil, errors.New("the anchor proof is not of the anchor's height")
+	}
+	if p.AuthHeight < 0 || (p.AuthHeight != 0 && p.AuthHeight >= p.Anchor.Height) {
+		return nil, fmt.Errorf("the entry says it was authenticated at height %d, not before its anchor at height %d", p.AuthHeight, p.Anchor.Height)
+	}
+	if p.SignerProof.Height != p.signerHeight() {
+		return nil, fmt.Errorf("the signer proof is of height %d, not the authentication height %d", p.SignerProof.Height, p.signerHeight())
 	}
 	if string(p.AnchorProof.Key) != string(ledger.AnchorAtKey(p.Gateway, p.Anchor.Size)) {
 		return nil, errors.New("the anchor proof is of another key")
@@ -145,7 +172,7 @@ func VerifyReadingWith(ctx context.Context, check ProofChecker, p *ReadingProof)
 		}
 		incl[i] = [32]byte(h)
 	}
-	if err := datalog.VerifyInclusion(p.Envelope, p.Index, a.Size, incl, [32]byte(a.Root)); err != nil {
+	if err := datalog.VerifyInclusion(p.Entry(), p.Index, a.Size, incl, [32]byte(a.Root)); err != nil {
 		return nil, fmt.Errorf("inclusion in the anchored log: %w", err)
 	}
 	env, err := reading.Decode(p.Envelope)
@@ -164,13 +191,16 @@ func VerifyReadingWith(ctx context.Context, check ProofChecker, p *ReadingProof)
 	}
 	var d ledger.Device
 	if p.SignerProof.Value == nil {
-		return nil, fmt.Errorf("%s was not registered at height %d", signer, a.Height)
+		return nil, fmt.Errorf("%s was not registered at height %d", signer, p.signerHeight())
 	}
 	if err := ledger.Unmarshal(p.SignerProof.Value, &d); err != nil {
 		return nil, err
 	}
+	if d.ID != signer {
+		return nil, fmt.Errorf("the signer record is of %s, not %s", d.ID, signer)
+	}
 	if d.Status != ledger.StatusActive {
-		return nil, fmt.Errorf("%s was %s at height %d", signer, d.Status, a.Height)
+		return nil, fmt.Errorf("%s was %s at height %d", signer, d.Status, p.signerHeight())
 	}
 	pub, err := identity.ParseDID(d.Key)
 	if err != nil {
@@ -179,5 +209,5 @@ func VerifyReadingWith(ctx context.Context, check ProofChecker, p *ReadingProof)
 	if err := env.Verify(pub); err != nil {
 		return nil, fmt.Errorf("signature: %w", err)
 	}
-	return &VerifiedReading{Envelope: env, AnchorHeight: a.Height, HeaderHeight: header}, nil
+	return &VerifiedReading{Envelope: env, AuthHeight: p.signerHeight(), AnchorHeight: a.Height, HeaderHeight: header}, nil
 }

@@ -128,14 +128,18 @@ type AgreementCall struct {
 }
 
 // ReadingEvidence is a signed reading envelope with an RFC 6962 inclusion
-// proof into the log of Gateway as anchored at Size.
+// proof into the log of Gateway as anchored at Size. The leaf is the log
+// entry reading.EntryBytes(AuthHeight, Envelope): the envelope alone for
+// entries of layout 1 (AuthHeight 0), else with the height at which the
+// gateway authenticated it (layout 2).
 type ReadingEvidence struct {
-	Gateway   string   `cbor:"1,keyasint" json:"gateway"`
-	Index     uint64   `cbor:"2,keyasint" json:"index"`
-	Size      uint64   `cbor:"3,keyasint" json:"size"`
-	Envelope  []byte   `cbor:"4,keyasint" json:"envelope"`
-	Inclusion [][]byte `cbor:"5,keyasint,omitempty" json:"inclusion,omitempty"`
-	Item      uint32   `cbor:"6,keyasint,omitempty" json:"item,omitempty"` // which reading of a batch
+	Gateway    string   `cbor:"1,keyasint" json:"gateway"`
+	Index      uint64   `cbor:"2,keyasint" json:"index"`
+	Size       uint64   `cbor:"3,keyasint" json:"size"`
+	Envelope   []byte   `cbor:"4,keyasint" json:"envelope"`
+	Inclusion  [][]byte `cbor:"5,keyasint,omitempty" json:"inclusion,omitempty"`
+	Item       uint32   `cbor:"6,keyasint,omitempty" json:"item,omitempty"`        // which reading of a batch
+	AuthHeight int64    `cbor:"7,keyasint,omitempty" json:"auth_height,omitempty"` // from the log entry; 0 for layout 1
 }
 
 func (*AgreementCall) Kind() string { return KindAgreementCall }
@@ -177,6 +181,9 @@ func (m *AgreementCall) ValidateBasic() error {
 		}
 		if len(r.Inclusion) > 64 {
 			return fmt.Errorf("inclusion proof has %d hashes; at most 64", len(r.Inclusion))
+		}
+		if r.AuthHeight < 0 {
+			return fmt.Errorf("reading authentication height %d is negative", r.AuthHeight)
 		}
 		for i, h := range r.Inclusion {
 			if len(h) != 32 {
@@ -1062,7 +1069,10 @@ func verifyReading(st *State, ev *ReadingEvidence) (*agreements.Reading, error) 
 	if !ok {
 		return nil, errf(CodeNotFound, "gateway %s never anchored its log at size %d", ev.Gateway, ev.Size)
 	}
-	leaf := rfc6962.DefaultHasher.HashLeaf(ev.Envelope)
+	if ev.AuthHeight != 0 && ev.AuthHeight >= a.Height {
+		return nil, errf(CodeInvalid, "the reading's entry says it was authenticated at height %d, not before its anchor at height %d", ev.AuthHeight, a.Height)
+	}
+	leaf := rfc6962.DefaultHasher.HashLeaf(reading.EntryBytes(ev.AuthHeight, ev.Envelope))
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, ev.Index, ev.Size, leaf, ev.Inclusion, a.Root); err != nil {
 		return nil, errf(CodeInvalid, "the reading is not entry %d of %s's log anchored at size %d: %v", ev.Index, ev.Gateway, ev.Size, err)
 	}

@@ -176,7 +176,7 @@ func (n *net) proveReading(dev *identity.Key, seq uint64, v float64) *ledger.Rea
 		}
 		return err == nil
 	})
-	return &ledger.ReadingEvidence{Gateway: p.Gateway, Index: p.Index, Size: p.Anchor.Size, Envelope: p.Envelope, Inclusion: p.Inclusion}
+	return &ledger.ReadingEvidence{Gateway: p.Gateway, Index: p.Index, Size: p.Anchor.Size, Envelope: p.Envelope, AuthHeight: p.AuthHeight, Inclusion: p.Inclusion}
 }
 
 // TestExamples runs the four example agreements on one 4-validator devnet

@@ -200,6 +200,19 @@ export const anchorKey = (gw, size) => {
 };
 export const deviceKey = (id) => utf8('d/' + id);
 
+// logEntry rebuilds the log entry whose hash is the leaf (reading.EntryBytes
+// in Go, docs/readings.md): the envelope alone (layout 1, no auth height),
+// or 0x02, the height the gateway authenticated the reading at (8 bytes,
+// big-endian), the envelope (layout 2).
+export function logEntry(env, authHeight) {
+  if (!authHeight) return env;
+  const b = new Uint8Array(9 + env.length);
+  b[0] = 0x02;
+  new DataView(b.buffer).setBigUint64(1, BigInt(authHeight));
+  b.set(env, 9);
+  return b;
+}
+
 // verifyReading checks a ReadingProof (GET /v1/readings/{index}).
 // header(h) returns the answer of GET /v1/headers/{h}. With
 // tamper, one byte of the reading's payload is changed first, as a forger
@@ -219,14 +232,18 @@ export async function verifyReading(p, header, { tamper = false } = {}) {
     const r0 = e.readings[0];
     step('envelope', true, `COSE_Sign1 by ${e.kid}, ${e.readings.length} reading(s), first: seq ${r0.get(2)}, ${r0.get(4)} = ${r0.has(5) ? r0.get(5) : '(bytes)'}`);
 
-    const root = await merkleRoot(env, p.index, p.anchor.size, (p.inclusion || []).map(b64));
+    const auth = p.auth_height || 0;
+    const root = await merkleRoot(logEntry(env, auth), p.index, p.anchor.size, (p.inclusion || []).map(b64));
     const anchored = b64(p.anchor.root);
     // Go on after a mismatch: the signature check below says more about it.
     step('inclusion', eq(root, anchored), `leaf ${p.index} of ${p.anchor.size}: computed root ${hex(root)}; anchored root ${hex(anchored)}`);
 
     const ap = p.anchor_proof, sp = p.signer_proof;
-    if (!ap || !sp || ap.height !== p.anchor.height || sp.height !== ap.height) {
-      step('ledger proofs', false, 'the anchor and signer proofs are missing or not of the anchor height');
+    // The signer is proved where the gateway authenticated the reading
+    // (before the anchor), or at the anchor's height for layout 1 entries.
+    const sh0 = auth || p.anchor.height;
+    if (!ap || !sp || ap.height !== p.anchor.height || sp.height !== sh0 || (auth && auth >= p.anchor.height)) {
+      step('ledger proofs', false, `the anchor and signer proofs are missing, or not of the anchor height ${p.anchor.height} and the authentication height ${sh0} (which must come before the anchor)`);
       return done();
     }
     if (!eq(b64(ap.key), anchorKey(p.gateway, p.anchor.size))) { step('anchor record', false, 'the anchor proof is of another key'); return done(); }
@@ -247,11 +264,25 @@ export async function verifyReading(p, header, { tamper = false } = {}) {
 
     const signer = e.attested ? e.kid : e.device;
     if (e.kid !== signer) { step('signer', false, `kid ${e.kid} differs from the payload's device ${e.device}`); return done(); }
-    if (!eq(b64(sp.key), deviceKey(signer)) || !sp.value) { step('signer record', false, `no record of ${signer} at height ${ap.height}`); return done(); }
+    if (!eq(b64(sp.key), deviceKey(signer)) || !sp.value) { step('signer record', false, `no record of ${signer} at height ${sp.height}`); return done(); }
     const dev = decode(b64(sp.value));
     const sh = await ics23Root(b64(sp.proof), b64(sp.key), b64(sp.value));
-    if (!step('signer record', eq(sh, appHash) && dev.get(4) === 'active',
-      `${signer.slice(0, 24)}… is ${dev.get(4)} at height ${ap.height}, key ${dev.get(3).slice(0, 24)}…; its proof gives the same app hash: ${eq(sh, appHash)}`)) return done();
+    let signerHash = appHash;
+    if (sp.height !== ap.height) {
+      // Authenticated at an earlier height: its own header.
+      let sv;
+      try {
+        sv = await verifyHeader(await header(sp.height + 1));
+      } catch (err) {
+        step('signer header', false, `header ${sp.height + 1}: ${err.message}`);
+        return done();
+      }
+      signerHash = unhex(sv.appHash);
+      if (!step('signer header', eq(sh, b64(sp.root)) && eq(sh, signerHash),
+        `the gateway authenticated the reading at height ${sp.height}: header ${sv.height}, signed by validators holding ${sv.power} of ${sv.total} voting power (> 2/3), has app hash ${sv.appHash.toLowerCase()}`)) return done();
+    }
+    if (!step('signer record', eq(sh, signerHash) && dev.get(4) === 'active',
+      `${signer.slice(0, 24)}… is ${dev.get(4)} at height ${sp.height}, key ${dev.get(3).slice(0, 24)}…; its proof gives that height's app hash: ${eq(sh, signerHash)}`)) return done();
 
     const ok = await verifySignature(e, dev.get(3));
     step('signature', ok, ok ? `${e.alg === -8 ? 'Ed25519' : 'ECDSA P-256'} signature checks with the signer's key` : 'the signature does not check: the bytes are not what the device signed');

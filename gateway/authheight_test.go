@@ -1,0 +1,201 @@
+package gateway
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/reading"
+)
+
+// quietGateway replaces the test net's gateway with one that never anchors
+// by itself (the test anchors with anchorNow), in a fresh directory.
+func (tn *testNet) quietGateway(t *testing.T) {
+	t.Helper()
+	tn.gw.Close()
+	gw, err := New(Config{Dir: filepath.Join(tn.dir, "quiet-gateway"), Key: tn.gwKey, AnchorInterval: time.Hour},
+		NodeLedger{App: tn.app, Comet: tn.net.Node(0).Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.gw = gw
+	t.Cleanup(func() { gw.Close() })
+}
+
+// anchorNow anchors the gateway's log at its current size, signed by the
+// gateway's key as its duty loop would, and returns the anchor's height.
+func (tn *testNet) anchorNow(t *testing.T, from uint64) int64 {
+	t.Helper()
+	ctx := ctxT(t)
+	size, root := tn.gw.Log().Root()
+	m := &ledger.DataAnchor{Size: size, Root: root[:]}
+	if from > 0 {
+		p, err := tn.gw.Log().ConsistencyProof(from, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range p {
+			m.Consistency = append(m.Consistency, h[:])
+		}
+	}
+	if _, err := tn.client.Send(ctx, tn.gwKey, "", m, true); err != nil {
+		t.Fatalf("anchoring size %d: %v", size, err)
+	}
+	st, err := tn.app.View(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := st.Anchor(tn.gwKey.ID())
+	if err != nil || a.Size != size {
+		t.Fatalf("anchor after committing size %d: %+v, %v", size, a, err)
+	}
+	return a.Height
+}
+
+// TestReadingProvableAfterSuspension is issue 3: a reading the gateway
+// accepted while its device was active stays provable when the device is
+// suspended before the anchor, because the log entry records the height at
+// which the gateway authenticated it, and the proof shows the device's
+// record at that height. A gateway that backdates an entry to a height at
+// which the device was not registered is caught.
+func TestReadingProvableAfterSuspension(t *testing.T) {
+	tn := startTestNet(t)
+	tn.quietGateway(t)
+	ctx := ctxT(t)
+
+	raw, err := reading.Sign(tn.sensor, tn.sensor.ID(), temp(1, 21.5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := tn.post(t, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := tn.gw.Log().Entry(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := reading.DecodeEntry(entry)
+	if err != nil || e.Layout != 2 || e.AuthHeight < 1 {
+		t.Fatalf("stored entry: %+v, %v; want layout 2 with the authentication height", e, err)
+	}
+
+	// Suspended before the anchor.
+	if _, err := tn.client.Send(ctx, tn.admin, "", ledger.NewDeviceStatus(tn.sensor.ID(), ledger.StatusSuspended, "test"), true); err != nil {
+		t.Fatal(err)
+	}
+	anchorHeight := tn.anchorNow(t, 0)
+	st, err := tn.app.View(anchorHeight)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := st.Device(tn.sensor.ID()); err != nil || d.Status != ledger.StatusSuspended {
+		t.Fatalf("sensor at the anchor's height %d: %+v, %v; want suspended", anchorHeight, d, err)
+	}
+
+	p := tn.proof(t, idx)
+	if p.AuthHeight != e.AuthHeight || p.SignerProof.Height != e.AuthHeight {
+		t.Fatalf("proof: auth height %d, signer proved at %d; want both %d", p.AuthHeight, p.SignerProof.Height, e.AuthHeight)
+	}
+	v, err := VerifyReading(ctx, tn.client, "gw-test", p)
+	if err != nil {
+		t.Fatalf("a reading accepted before its device was suspended does not verify: %v", err)
+	}
+	if v.AuthHeight != e.AuthHeight || v.AnchorHeight != anchorHeight {
+		t.Errorf("verified: auth %d, anchor %d; want %d, %d", v.AuthHeight, v.AnchorHeight, e.AuthHeight, anchorHeight)
+	}
+
+	// The authentication height is covered by the anchored root: changing
+	// it breaks the inclusion, and a height at or after the anchor is
+	// refused outright.
+	for _, h := range []int64{e.AuthHeight - 1, e.AuthHeight + 1} {
+		bad := *p
+		bad.AuthHeight = h
+		bad.SignerProof = p.SignerProof
+		if _, err := VerifyReading(ctx, tn.client, "gw-test", &bad); err == nil {
+			t.Errorf("a proof claiming authentication at height %d (entry says %d) verified", h, e.AuthHeight)
+		}
+	}
+	bad := *p
+	bad.AuthHeight = anchorHeight
+	if _, err := VerifyReading(ctx, tn.client, "gw-test", &bad); err == nil || !strings.Contains(err.Error(), "not before its anchor") {
+		t.Errorf("authentication at the anchor's height: %v; want refused as not before its anchor", err)
+	}
+
+	// A lying gateway: a device registered late, and an entry that claims
+	// the gateway authenticated its reading at height 1, before it existed.
+	late := key(t)
+	proof, _ := late.Sign(ledger.PossessionMessage("gw-test", "acme", late.ID()))
+	if _, err := tn.client.Send(ctx, tn.admin, "", &ledger.DeviceRegister{Org: "acme", Device: late.ID(), Proof: proof}, true); err != nil {
+		t.Fatal(err)
+	}
+	lateRaw, err := reading.Sign(late, late.ID(), temp(1, 30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := reading.NewEntry(1, lateRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := tn.gw.Log().Size()
+	fi, err := tn.gw.Log().Append([][]byte{forged})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.anchorNow(t, size)
+	fp := tn.proof(t, fi)
+	if fp.AuthHeight != 1 {
+		t.Fatalf("forged entry's proof: auth height %d, want 1", fp.AuthHeight)
+	}
+	if _, err := VerifyReading(ctx, tn.client, "gw-test", fp); err == nil || !strings.Contains(err.Error(), "was not registered at height 1") {
+		t.Errorf("backdated entry: %v; want refused as not registered at height 1", err)
+	}
+	// Its honest twin (the device's record at the anchor, where it is
+	// registered) is not what the entry says, so it cannot be swapped in.
+	swapped := *fp
+	swapped.AuthHeight = 0
+	if _, err := VerifyReading(ctx, tn.client, "gw-test", &swapped); err == nil {
+		t.Error("the backdated entry verified as a layout 1 entry")
+	}
+}
+
+// TestLayout1EntriesStillVerify: entries written before layout 2 (the
+// envelope alone) verify as before, with the signer at the anchor's height.
+func TestLayout1EntriesStillVerify(t *testing.T) {
+	tn := startTestNet(t)
+	tn.quietGateway(t)
+	ctx := ctxT(t)
+	raw, err := reading.Sign(tn.sensor, tn.sensor.ID(), temp(1, 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i, err := tn.gw.Log().Append([][]byte{raw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := tn.anchorNow(t, 0)
+	p := tn.proof(t, i)
+	if p.AuthHeight != 0 || p.SignerProof.Height != h {
+		t.Fatalf("layout 1 proof: auth height %d, signer at %d; want 0, the anchor's %d", p.AuthHeight, p.SignerProof.Height, h)
+	}
+	if _, err := VerifyReading(ctx, tn.client, "gw-test", p); err != nil {
+		t.Fatalf("layout 1 entry: %v", err)
+	}
+	// Suspended before anchoring: a layout 1 entry cannot say when it was
+	// authenticated, so it is refused as before.
+	raw2, _ := reading.Sign(tn.sensor, tn.sensor.ID(), temp(2, 20))
+	size := tn.gw.Log().Size()
+	i2, err := tn.gw.Log().Append([][]byte{raw2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tn.client.Send(ctx, tn.admin, "", ledger.NewDeviceStatus(tn.sensor.ID(), ledger.StatusSuspended, "test"), true); err != nil {
+		t.Fatal(err)
+	}
+	tn.anchorNow(t, size)
+	if _, err := VerifyReading(ctx, tn.client, "gw-test", tn.proof(t, i2)); err == nil || !strings.Contains(err.Error(), "was suspended") {
+		t.Errorf("layout 1 entry of a device suspended before the anchor: %v; want refused as suspended", err)
+	}
+}
