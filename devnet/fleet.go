@@ -31,6 +31,20 @@ type FleetConfig struct {
 	Batch     int           // readings per wake; default 1
 	OnSend    func(device int, rc *device.Receipt)
 	OnCommand func(device int, c ledger.Command) error // the devices' actuator (simulated)
+
+	// Exchange adds a camera (CameraName) and a sleeping display
+	// (DisplayName) of the demo organisation, each with a mesh node,
+	// granted each other's messages: every ClipEvery the camera records a
+	// clip into a private file at its gateway, records the manifest on the
+	// ledger and leaves the display a message in its mailbox asking to
+	// wake it; the display, woken (or at its own wake, DisplayWake),
+	// fetches the clip through another gateway, checks it and answers the
+	// camera directly over the mesh. OnEvent is told each step.
+	Exchange    bool
+	ClipEvery   time.Duration // default 30 s
+	ClipSize    int           // bytes; default 256 KiB
+	DisplayWake time.Duration // default 60 s
+	OnEvent     func(Event)
 }
 
 // Gateways are the devnet's gateways, as a device sees them.
@@ -47,14 +61,27 @@ type Fleet struct {
 	*device.Fleet
 	Agreement uint64 // the fleet's agreement, if any
 	stopRelay func()
+	exchange  *exchange
 }
 
-// Stop stops the relayer and the devices.
+// Stop stops the exchange, the relayer and the devices.
 func (f *Fleet) Stop() error {
+	var err error
+	if f.exchange != nil {
+		err = f.exchange.stop()
+	}
 	if f.stopRelay != nil {
 		f.stopRelay()
 	}
-	return f.Fleet.Stop()
+	return errors.Join(err, f.Fleet.Stop())
+}
+
+// Exchange counts the steps of the fleet's exchange (zero without one).
+func (f *Fleet) Exchange() ExchangeStats {
+	if f.exchange == nil {
+		return ExchangeStats{}
+	}
+	return f.exchange.stats()
 }
 
 // FleetAgreement is the agreement a devnet fleet runs when asked: the
@@ -120,11 +147,24 @@ func (d *Devnet) StartFleet(ctx context.Context, c FleetConfig) (*Fleet, error) 
 		return nil, err
 	}
 	f := &Fleet{Fleet: df}
-	if !c.Agreement || len(df.Devices) < 2 {
-		return f, nil
+	if c.Agreement && len(df.Devices) >= 2 {
+		if err := f.startAgreement(ctx, d, cl, admin); err != nil {
+			return nil, errors.Join(fmt.Errorf("devnet: the fleet's agreement: %w", err), f.Stop())
+		}
 	}
-	if err := f.startAgreement(ctx, d, cl, admin); err != nil {
-		return nil, errors.Join(fmt.Errorf("devnet: the fleet's agreement: %w", err), df.Stop())
+	if c.Exchange {
+		if c.ClipEvery <= 0 {
+			c.ClipEvery = 30 * time.Second
+		}
+		if c.ClipSize <= 0 {
+			c.ClipSize = 256 << 10
+		}
+		if c.DisplayWake <= 0 {
+			c.DisplayWake = time.Minute
+		}
+		if err := f.startExchange(ctx, d, c, admin, &trust); err != nil {
+			return nil, errors.Join(fmt.Errorf("devnet: the fleet's exchange: %w", err), f.Stop())
+		}
 	}
 	return f, nil
 }
