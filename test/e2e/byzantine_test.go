@@ -1,0 +1,321 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	cmtjson "github.com/cometbft/cometbft/libs/json"
+	"github.com/cometbft/cometbft/privval"
+	cmtproto "github.com/cometbft/cometbft/proto/tendermint/types"
+	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
+	"github.com/cometbft/cometbft/types"
+	"golang.org/x/sys/unix"
+
+	"github.com/thingnet/thingnet/ledger"
+)
+
+// TestByzantineValidator makes one of 4 validators equivocate: two
+// conflicting prevotes for a committed height, signed with its real
+// consensus key (priv_validator_key.json in its home), packed as CometBFT
+// DuplicateVoteEvidence with the real validator set and block time of that
+// height, and submitted through another node's CometBFT RPC
+// (broadcast_evidence). Invariant: the evidence is committed in a block;
+// the ledger records it and removes the validator — every node's API shows
+// it out of the set and CometBFT's validator set two blocks later lacks it;
+// the remaining 3 keep committing txs; the same evidence submitted again
+// is not committed again; no fork.
+func TestByzantineValidator(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs node processes")
+	}
+	start := time.Now()
+	n := StartNet(t, Manifest{Name: "byzantine", Validators: 4})
+	r := result{Scenario: "byzantine-validator", Faults: "validator 3 double-signs a prevote",
+		Invariant: "evidence committed; signer out of the set on every node; 3 commit; no fork"}
+	defer func() { report(t, start, r) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const bad = 3
+	rpc := n.RPC(0)
+
+	lctx, lcancel := context.WithCancel(ctx)
+	defer lcancel()
+	load := n.StartTxLoad(lctx, 1, 200*time.Millisecond)
+
+	// A committed height that validator 3 helped sign, and its double vote.
+	n.WaitHeight(ctx, 0, 3)
+	h := n.Height(0) - 1
+	ev, addr := n.DoubleSign(ctx, bad, h, rpc)
+	sent := time.Now()
+	res, err := rpc.BroadcastEvidence(ctx, ev)
+	if err != nil {
+		t.Fatalf("broadcast_evidence on node 0: %v", err)
+	}
+	t.Logf("node %d equivocated at height %d (address %s); evidence %X submitted to node 0", bad, h, addr, res.Hash)
+
+	// The evidence is committed and the ledger acts on it.
+	var rec ledger.Evidence
+	waitFor(ctx, t, "the evidence to be committed", func() bool {
+		var p struct{ Items []ledger.Evidence }
+		if err := n.Nodes[0].Client.Get(ctx, "/v1/evidence", &p); err != nil || len(p.Items) == 0 {
+			return false
+		}
+		rec = p.Items[0]
+		return true
+	})
+	committed := rec.Committed
+	t.Logf("evidence committed in block %d, %v after submission", committed, time.Since(sent).Round(100*time.Millisecond))
+	if rec.Type != ledger.EvidenceDuplicateVote || rec.Address.String() != addr || rec.Height != h || !rec.Removed || rec.Power != 10 || rec.TotalPower != 40 {
+		t.Errorf("evidence record = %+v; want a removal of %s for height %d", rec, addr, h)
+	}
+	blk, err := rpc.Block(ctx, &committed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if evs := blk.Block.Evidence.Evidence; len(evs) != 1 || !bytes.Equal(evs[0].Hash(), res.Hash) {
+		t.Errorf("block %d carries evidence %v; want the submitted %X", committed, evs, res.Hash)
+	}
+
+	// Every node, the equivocator too, sees it removed: the ledger's set and
+	// record, and CometBFT's validator set from height committed+2 (updates
+	// of block H apply at H+2).
+	for i := range n.Nodes {
+		n.WaitHeight(ctx, i, committed+3)
+	}
+	for i, nd := range n.Nodes {
+		var set struct{ Items []ledger.Validator }
+		if err := nd.Client.Get(ctx, fmt.Sprintf("/v1/validators?height=%d", committed), &set); err != nil || len(set.Items) != 3 {
+			t.Errorf("node %d: the ledger's set after block %d = %+v, %v; want 3 validators", i, committed, set.Items, err)
+		}
+		for _, v := range set.Items {
+			if ledger.ValidatorAddress(v.PubKey).String() == addr {
+				t.Errorf("node %d: %s is still in the ledger's set", i, addr)
+			}
+		}
+		var info ledger.ValidatorInfo
+		p, found, err := nd.Client.ProvedRecord(ctx, fmt.Sprintf("/v1/validators/%s?height=%d", addr, committed), &info)
+		if err != nil || !found || info.Power != 0 || info.Removed != committed || info.Evidence != 1 {
+			t.Errorf("node %d: validator %s = %+v (found %v, %v); want power 0, removed at %d", i, addr, info, found, err, committed)
+		} else if _, err := nd.Client.VerifyProof(ctx, n.ChainID, p); err != nil {
+			t.Errorf("node %d: proof of validator %s: %v", i, addr, err)
+		}
+		for _, at := range []int64{committed + 1, committed + 2} {
+			hdr, err := nd.Client.Header(ctx, at)
+			if err != nil {
+				t.Fatalf("node %d: header %d: %v", i, at, err)
+			}
+			in := false
+			for _, v := range hdr.Validators {
+				in = in || v.Address.String() == addr
+			}
+			if want := at == committed+1; in != want || len(hdr.Validators) != map[bool]int{true: 4, false: 3}[want] {
+				t.Errorf("node %d: CometBFT's set at height %d has %d validators, %s in it: %v; want %v", i, at, len(hdr.Validators), addr, in, want)
+			}
+		}
+	}
+	if out, err := n.CLIAt(2, "validator", "show", addr); err != nil || !strings.Contains(out, "removed  at height "+fmt.Sprint(committed)) ||
+		!strings.Contains(out, "evidence 1: duplicate_vote at height "+fmt.Sprint(h)) {
+		t.Errorf("thingnet validator show %s on node 2: %v\n%s", addr, err, out)
+	}
+
+	// The same evidence again, to another node: CometBFT knows it is
+	// committed (it answers without error and drops it); checked below that
+	// no later block carries it and the ledger keeps one record.
+	if _, err := n.RPC(1).BroadcastEvidence(ctx, ev); err != nil {
+		t.Logf("the committed evidence broadcast again to node 1: %v", err)
+	}
+
+	// The remaining 3 keep committing, txs included, without validator 3.
+	removedAt := committed + 2
+	_, ackedBefore, _ := load.Counts()
+	top := n.MaxHeight()
+	for i := range n.Nodes {
+		n.WaitHeight(ctx, i, top+5)
+	}
+	waitFor(ctx, t, "txs committed by the 3 remaining validators", func() bool {
+		_, acked, _ := load.Counts()
+		return acked >= ackedBefore+3
+	})
+	lcancel()
+	load.Stop()
+	for at := committed + 1; at <= top+4; at++ {
+		b, err := rpc.Block(ctx, &at)
+		if err != nil {
+			t.Fatalf("block %d: %v", at, err)
+		}
+		if len(b.Block.Evidence.Evidence) != 0 {
+			t.Errorf("block %d carries evidence again: %v", at, b.Block.Evidence.Evidence)
+		}
+	}
+	for i, nd := range n.Nodes {
+		var p struct{ Items []ledger.Evidence }
+		if err := nd.Client.Get(ctx, "/v1/evidence", &p); err != nil || len(p.Items) != 1 {
+			t.Errorf("node %d: evidence records = %+v, %v; want the one", i, p.Items, err)
+		}
+	}
+	signed := 0
+	for at := removedAt; at <= top+4; at++ {
+		hdr, err := n.Nodes[0].Client.Header(ctx, at)
+		if err != nil {
+			t.Fatalf("header %d: %v", at, err)
+		}
+		for _, s := range hdr.SignedHeader.Commit.Signatures {
+			if s.ValidatorAddress.String() == addr {
+				t.Errorf("block %d is signed by the removed validator %s", at, addr)
+			}
+			if s.BlockIDFlag == types.BlockIDFlagCommit {
+				signed++
+			}
+		}
+	}
+	heights := n.CheckNoFork(ctx)
+	lost := load.CheckAcked(ctx, t)
+	tried, acked, failed := load.Counts()
+	r.Load = fmt.Sprintf("1 worker, %d txs acked", acked)
+	r.Inputs = "1 evidence, then the same again"
+	t.Logf("byzantine: evidence for height %d committed at %d; validator %s out of CometBFT's set from %d; %d blocks since, %d commit signatures, all by the 3; %d txs tried, %d acked (%d unacked), %d lost; no fork over %d heights",
+		h, committed, addr, removedAt, top+4-removedAt+1, signed, tried, acked, failed, lost, heights)
+}
+
+// waitFor polls cond every 200 ms until it holds; it fails the test when
+// ctx ends first.
+func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", what, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// RPC returns a CometBFT RPC client of node i, at the address of its
+// thingnet.toml ([rpc] listen), dialled inside the node's network
+// namespace when it has one (the RPC listens on the namespace's loopback).
+func (n *Net) RPC(i int) *rpchttp.HTTP {
+	n.t.Helper()
+	nd := n.Nodes[i]
+	var cfg struct {
+		RPC struct{ Listen string } `toml:"rpc"`
+	}
+	if _, err := toml.DecodeFile(filepath.Join(nd.Home, "thingnet.toml"), &cfg); err != nil {
+		n.t.Fatal(err)
+	}
+	addr, ok := strings.CutPrefix(cfg.RPC.Listen, "tcp://")
+	if !ok {
+		n.t.Fatalf("node %d: RPC listen address %q is not tcp://", i, cfg.RPC.Listen)
+	}
+	dial := (&net.Dialer{Timeout: 5 * time.Second}).DialContext
+	if nd.NS != "" {
+		dial = netnsDialer(nd.NS)
+	}
+	c, err := rpchttp.NewWithClient("http://"+addr, "/websocket", &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DialContext: dial}})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return c
+}
+
+// netnsDialer dials from inside the network namespace ns: a goroutine
+// locks its thread, moves it into ns and opens the socket there (a socket
+// stays in the namespace it was made in). The thread is never unlocked,
+// so it ends with the goroutine and no other goroutine runs in ns.
+func netnsDialer(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		type dialed struct {
+			c   net.Conn
+			err error
+		}
+		ch := make(chan dialed, 1)
+		go func() {
+			runtime.LockOSThread()
+			f, err := os.Open(filepath.Join("/var/run/netns", ns))
+			if err != nil {
+				ch <- dialed{nil, err}
+				return
+			}
+			defer f.Close()
+			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+				ch <- dialed{nil, fmt.Errorf("entering network namespace %s: %w", ns, err)}
+				return
+			}
+			c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+			ch <- dialed{c, err}
+		}()
+		d := <-ch
+		return d.c, d.err
+	}
+}
+
+// DoubleSign makes node i equivocate at height h: two prevotes of round 0
+// for two different block ids, signed with the node's consensus key, as
+// DuplicateVoteEvidence built with the validator set and block time of h
+// read from rpc. It returns the evidence and the validator's address.
+func (n *Net) DoubleSign(ctx context.Context, i int, h int64, rpc *rpchttp.HTTP) (*types.DuplicateVoteEvidence, string) {
+	t := n.t
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(n.Nodes[i].Home, "config", "priv_validator_key.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var key privval.FilePVKey
+	if err := cmtjson.Unmarshal(raw, &key); err != nil {
+		t.Fatalf("node %d's priv_validator_key.json: %v", i, err)
+	}
+	blk, err := rpc.Block(ctx, &h)
+	if err != nil {
+		t.Fatalf("block %d: %v", h, err)
+	}
+	var vals []*types.Validator
+	for page, perPage := 1, 100; ; page++ {
+		res, err := rpc.Validators(ctx, &h, &page, &perPage)
+		if err != nil {
+			t.Fatalf("validators at %d: %v", h, err)
+		}
+		vals = append(vals, res.Validators...)
+		if len(vals) >= res.Total {
+			break
+		}
+	}
+	set := types.NewValidatorSet(vals)
+	idx, val := set.GetByAddress(key.Address)
+	if val == nil {
+		t.Fatalf("node %d (%s) is not a validator at height %d", i, key.Address, h)
+	}
+	vote := func() *types.Vote {
+		id := types.BlockID{Hash: randomHash(t), PartSetHeader: types.PartSetHeader{Total: 1, Hash: randomHash(t)}}
+		v := &types.Vote{Type: cmtproto.PrevoteType, Height: h, Round: 0, BlockID: id, Timestamp: blk.Block.Time,
+			ValidatorAddress: key.Address, ValidatorIndex: idx}
+		sig, err := key.PrivKey.Sign(types.VoteSignBytes(n.ChainID, v.ToProto()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.Signature = sig
+		return v
+	}
+	ev, err := types.NewDuplicateVoteEvidence(vote(), vote(), blk.Block.Time, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev, key.Address.String()
+}
+
+func randomHash(t *testing.T) []byte {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
