@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -75,9 +77,17 @@ try, in another terminal:
   thingnet readings verify 0 --via %s
 Ctrl-C stops the devnet; run the same command again to resume it.
 `, devnet.DemoOrg, devnet.DemoAdminKey, ks, d.APIURL(0), ks, devnet.DemoAdminKey, devnet.DemoOrg, d.APIURL(1))
+			if fleet.Exchange {
+				fleet.OnEvent = firstOfEachKind(out)
+			}
 			fl, err := startDevnetFleet(cmd.Context(), out, d, fleet)
 			if err != nil {
 				return errors.Join(err, d.Stop())
+			}
+			if fl != nil && fleet.Exchange {
+				fmt.Fprintf(out, `exchange: %s records a clip every %v into a private file at node0 and leaves %s (asleep, waking every %v) a message in its mailbox at node1 asking for a wake-up;
+  the display fetches the clip through node1, checks it and answers the camera directly over the mesh (--exchange=false: none). First of each step:
+`, devnet.CameraName, fleet.ClipEvery, devnet.DisplayName, fleet.DisplayWake)
 			}
 			tick := time.NewTicker(10 * time.Second)
 			defer tick.Stop()
@@ -96,7 +106,7 @@ Ctrl-C stops the devnet; run the same command again to resume it.
 					fmt.Fprintln(out, "stopped; run again to resume")
 					return nil
 				case <-tick.C:
-					fmt.Fprintf(out, "height %d%s\n", d.App(0).Height(), fleetStatus(fl))
+					fmt.Fprintf(out, "height %d%s%s\n", d.App(0).Height(), fleetStatus(fl), exchangeStatus(fl))
 				}
 			}
 		},
@@ -111,11 +121,47 @@ Ctrl-C stops the devnet; run the same command again to resume it.
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json (one object per line)")
 	f.IntVar(&fleet.Size, "fleet", devnet.DefaultFleet, "simulated devices to run (temperature, motion and meter sensors across the gateways); 0: none")
 	f.DurationVar(&fleet.Wake, "fleet-wake", 5*time.Second, "time between a simulated device's wakes")
+	f.BoolVar(&fleet.Exchange, "exchange", true, "with a fleet: a camera shares clips (files) with a sleeping display through its mailbox, and the display answers directly over the mesh")
+	f.DurationVar(&fleet.ClipEvery, "clip-every", 30*time.Second, "time between the camera's clips")
+	f.DurationVar(&fleet.DisplayWake, "display-wake", time.Minute, "the display's own wake interval (the camera's messages wake it earlier)")
 	f.Float64Var(&lim.addrRate, "per-address-rate", 1000, "envelopes/s each gateway takes from one source address (every simulated device sends from 127.0.0.1)")
 	f.IntVar(&lim.addrBurst, "per-address-burst", 0, "envelopes one source address may send at once (default: 2 s of --per-address-rate)")
 	f.Float64Var(&lim.devRate, "per-device-rate", 10, "envelopes/s each gateway takes from one device")
 	f.IntVar(&lim.devBurst, "per-device-burst", 20, "envelopes one device may send at once")
 	return cmd
+}
+
+// firstOfEachKind prints the first exchange event of each kind (and the
+// first error), with the time; the periodic status line counts them all.
+func firstOfEachKind(out io.Writer) func(devnet.Event) {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	return func(e devnet.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if seen[e.Kind] {
+			return
+		}
+		seen[e.Kind] = true
+		fmt.Fprintf(out, "  %s %-7s %s\n", time.Now().Format("15:04:05"), e.Kind, e.Text)
+	}
+}
+
+// exchangeStatus is the exchange's part of the periodic status line.
+func exchangeStatus(fl *devnet.Fleet) string {
+	if fl == nil {
+		return ""
+	}
+	x := fl.Exchange()
+	if x == (devnet.ExchangeStats{}) {
+		return ""
+	}
+	s := fmt.Sprintf("; exchange: %d clips, %d mailbox messages (%d woke the display), %d clips fetched and verified, %d direct answers",
+		x.Clips, x.Deposited, x.Woken, x.Fetched, x.Direct)
+	if x.Errors > 0 {
+		s += fmt.Sprintf(", %d errors", x.Errors)
+	}
+	return s
 }
 
 // limitFlags are the devnet gateways' rate limits.
