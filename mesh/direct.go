@@ -132,6 +132,13 @@ func (n *Node) countRefusals(p peer.ID, results []Result) bool {
 			n.stats.bans.Add(1)
 			n.log.Warn("mesh: peer banned for refused messages", "peer", p, "for", n.cfg.BanFor)
 			go n.host.Network().ClosePeer(p)
+			if n.cfg.OnBan != nil {
+				go func() {
+					if d, err := n.peerDevice(p); err == nil {
+						n.cfg.OnBan(d.ID)
+					}
+				}()
+			}
 			return true
 		}
 	}

@@ -60,6 +60,11 @@ type Config struct {
 	// minute is disconnected and refused for BanFor. Default 100.
 	MaxRefusals int
 	BanFor      time.Duration // default 10 minutes
+	// OnBan, if set, is called (on its own goroutine) with the device id
+	// of a banned peer that is a registered device: the gateway reports it
+	// for quarantine (gateway.ReportOffender). Peers of unknown keys are
+	// only banned.
+	OnBan func(device string)
 
 	Replay WindowStore // keeps replay windows across restarts; nil: memory only
 	Logger *slog.Logger

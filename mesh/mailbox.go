@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"sync"
 	"time"
@@ -58,6 +59,7 @@ type Mailbox struct {
 	mu      sync.Mutex // store writes, counters, windows
 	boxes   map[string]*boxState
 	windows map[string]*replayWindow // sender "\x00" receiver
+	held    map[string]heldCount     // receiver "\x00" sender: what the sender holds in the box
 	depth   uint64
 	bytes   uint64
 
@@ -72,6 +74,24 @@ type boxState struct {
 	Head  uint64 `cbor:"2,keyasint"` // oldest held
 	Count uint64 `cbor:"3,keyasint"`
 	Bytes uint64 `cbor:"4,keyasint"`
+}
+
+// heldCount is what one sender holds in one device's mailbox, stored
+// under "n/<receiver>\x00<sender>" (two big-endian uint64s).
+type heldCount struct{ N, Bytes uint64 }
+
+func (h heldCount) marshal() []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, h.N), h.Bytes)
+}
+
+// less takes one message of size bytes away (never below zero: messages
+// stored before the counts were kept are not in them).
+func (h heldCount) less(size int) heldCount {
+	if h.N > 0 {
+		h.N--
+	}
+	h.Bytes -= min(h.Bytes, uint64(size))
+	return h
 }
 
 type waker struct {
@@ -101,7 +121,7 @@ func openMailbox(c MailboxConfig, n *Node) (*Mailbox, error) {
 		return nil, fmt.Errorf("mesh: opening mailbox store %s: %w", c.Dir, err)
 	}
 	m := &Mailbox{n: n, cfg: c, db: db, log: n.log, boxes: map[string]*boxState{}, windows: map[string]*replayWindow{},
-		wakers: map[string]*waker{}, closing: make(chan struct{})}
+		held: map[string]heldCount{}, wakers: map[string]*waker{}, closing: make(chan struct{})}
 	if err := m.load(); err != nil {
 		db.Close()
 		return nil, err
@@ -265,6 +285,47 @@ func (m *Mailbox) window(from, to string) (*replayWindow, error) {
 	return w, nil
 }
 
+// heldBy is what a sender holds in a device's mailbox (key: receiver
+// "\x00" sender); m.mu is held.
+func (m *Mailbox) heldBy(k string) (heldCount, error) {
+	if h, ok := m.held[k]; ok {
+		return h, nil
+	}
+	var h heldCount
+	v, closer, err := m.db.Get([]byte("n/" + k))
+	switch {
+	case err == nil:
+		if len(v) == 16 {
+			h = heldCount{binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])}
+		}
+		closer.Close()
+	case !errors.Is(err, pebble.ErrNotFound):
+		return h, fmt.Errorf("mesh: mailbox counts: %w", err)
+	}
+	if len(m.held) > 100_000 {
+		clear(m.held) // all are in the store
+	}
+	m.held[k] = h
+	return h, nil
+}
+
+// senderOf is the sender of a stored message ("" if it does not decode).
+func senderOf(raw []byte) string {
+	env, err := Decode(raw)
+	if err != nil {
+		return ""
+	}
+	return env.From
+}
+
+// share is what one sender may hold of a device's mailbox while others
+// hold messages there too: half of it. So a sender, even a granted one
+// that floods, cannot push the others' messages out; alone in the box it
+// only pushes out its own oldest.
+func (m *Mailbox) share() heldCount {
+	return heldCount{N: uint64(max(1, m.cfg.MaxMessages/2)), Bytes: uint64(max(1, m.cfg.MaxBytes/2))}
+}
+
 // store writes verified messages in one synced batch with their replay
 // windows, counters and wake counts; the oldest messages of a full box are
 // dropped. It returns how many were stored, the devices to wake (with
@@ -280,7 +341,15 @@ func (m *Mailbox) store(msgs []checked) (int, map[string]uint64, []error) {
 	defer b.Close()
 	boxes := map[string]*boxState{}
 	windows := map[string]replayWindow{}
+	helds := map[string]heldCount{}   // receiver "\x00" sender
 	wakeCounts := map[string]uint64{} // key -> count today after this batch
+	share := m.share()
+	heldBy := func(k string) (heldCount, error) {
+		if h, ok := helds[k]; ok {
+			return h, nil
+		}
+		return m.heldBy(k)
+	}
 	wakes := map[string]uint64{}
 	day := m.n.timeNow().Unix() / 86400
 	var dropped []string
@@ -301,10 +370,6 @@ func (m *Mailbox) store(msgs []checked) (int, map[string]uint64, []error) {
 			errs[j] = fmt.Errorf("%w: %d from %s to %s", ErrReplay, env.Seq, env.From, env.To)
 			continue
 		}
-		w.mark(env.Seq)
-		windows[wk] = w
-		_ = b.Set([]byte("r/"+wk), w.MarshalBinary(), nil)
-
 		box := boxes[env.To]
 		if box == nil {
 			box = new(boxState)
@@ -316,15 +381,36 @@ func (m *Mailbox) store(msgs []checked) (int, map[string]uint64, []error) {
 			}
 			boxes[env.To] = box
 		}
+		hk := env.To + "\x00" + env.From
+		h, err := heldBy(hk)
+		if err != nil {
+			errs[j] = err
+			continue
+		}
+		if (h.N >= share.N || h.Bytes+uint64(len(env.Raw)) > share.Bytes) && h.N < box.Count {
+			errs[j] = fmt.Errorf("%w: %s holds %d messages (%d bytes) of %s's mailbox, its share while others' wait there: more when %s reads its mail",
+				ErrRateLimited, env.From, h.N, h.Bytes, env.To, env.To)
+			continue
+		}
+		w.mark(env.Seq)
+		windows[wk] = w
+		_ = b.Set([]byte("r/"+wk), w.MarshalBinary(), nil)
+
 		_ = b.Set(msgKey(env.To, box.Next), env.Raw, nil)
 		box.Next++
 		box.Count++
 		box.Bytes += uint64(len(env.Raw))
+		helds[hk] = heldCount{h.N + 1, h.Bytes + uint64(len(env.Raw))}
 		for box.Count > uint64(m.cfg.MaxMessages) || box.Bytes > uint64(m.cfg.MaxBytes) {
 			k := msgKey(env.To, box.Head)
 			v, closer, err := b.Get(k)
 			if err == nil {
 				box.Bytes -= uint64(len(v))
+				if from := senderOf(v); from != "" {
+					if oh, err := heldBy(env.To + "\x00" + from); err == nil {
+						helds[env.To+"\x00"+from] = oh.less(len(v))
+					}
+				}
 				closer.Close()
 			}
 			_ = b.Delete(k, nil)
@@ -347,6 +433,7 @@ func (m *Mailbox) store(msgs []checked) (int, map[string]uint64, []error) {
 		}
 		_ = b.Set([]byte("c/"+id), v, nil)
 	}
+	setHeld(b, helds)
 	if err := b.Commit(m.syncOpt()); err != nil {
 		err = fmt.Errorf("mesh: mailbox store: %w", err)
 		for j := range errs {
@@ -359,6 +446,7 @@ func (m *Mailbox) store(msgs []checked) (int, map[string]uint64, []error) {
 	for k, w := range windows {
 		m.windows[k] = &w
 	}
+	maps.Copy(m.held, helds)
 	for id, box := range boxes {
 		old := m.boxes[id]
 		if old != nil {
@@ -637,11 +725,20 @@ func (m *Mailbox) ack(device string, upto uint64) (uint64, error) {
 	next := *box
 	b := m.db.NewBatch()
 	defer b.Close()
+	helds := map[string]heldCount{}
 	for seq := box.Head; seq <= upto; seq++ {
 		k := msgKey(device, seq)
 		v, closer, err := m.db.Get(k)
 		if err == nil {
 			next.Bytes -= uint64(len(v))
+			if from := senderOf(v); from != "" {
+				hk := device + "\x00" + from
+				h, ok := helds[hk]
+				if !ok {
+					h, _ = m.heldBy(hk)
+				}
+				helds[hk] = h.less(len(v))
+			}
 			closer.Close()
 		}
 		_ = b.Delete(k, nil)
@@ -650,14 +747,27 @@ func (m *Mailbox) ack(device string, upto uint64) (uint64, error) {
 	next.Head = upto + 1
 	v, _ := encMode.Marshal(&next)
 	_ = b.Set([]byte("c/"+device), v, nil)
+	setHeld(b, helds)
 	if err := b.Commit(m.syncOpt()); err != nil {
 		return box.Count, fmt.Errorf("mesh: mailbox ack: %w", err)
 	}
+	maps.Copy(m.held, helds)
 	m.n.stats.pulled.Add(box.Count - next.Count)
 	m.depth -= box.Count - next.Count
 	m.bytes -= box.Bytes - next.Bytes
 	*box = next
 	return box.Count, nil
+}
+
+// setHeld writes senders' counts into b (none held: the key goes).
+func setHeld(b *pebble.Batch, helds map[string]heldCount) {
+	for k, h := range helds {
+		if h == (heldCount{}) {
+			_ = b.Delete([]byte("n/"+k), nil)
+		} else {
+			_ = b.Set([]byte("n/"+k), h.marshal(), nil)
+		}
+	}
 }
 
 type pebbleLog struct{ l *slog.Logger }

@@ -302,3 +302,82 @@ func TestDeviceRestartKeepsReplayState(t *testing.T) {
 		t.Fatalf("after restart, the same message: %v", res.Status)
 	}
 }
+
+// TestMailboxSenderShare: a sender, even a granted one, holds at most half
+// of a device's mailbox while another sender's messages wait there: beyond
+// it its messages are refused (rate_limited) instead of pushing the
+// others' out; the counts survive a gateway restart and shrink when the
+// device reads its mail.
+func TestMailboxSenderShare(t *testing.T) {
+	s := newMailboxSetup(t, MailboxConfig{MaxMessages: 10, NoSync: true})
+	s.l.grant("acme", "device:"+s.cKey.ID(), KindMessage, "device:"+s.bKey.ID())
+	ctx := ctxT(t)
+	a := startNode(t, s.l, s.aKey, nil)
+	c := startNode(t, s.l, s.cKey, nil)
+	connect(t, a, s.g)
+	connect(t, c, s.g)
+	deposit := func(from *Node, body string) Status {
+		env, err := from.Compose(Outgoing{To: s.bKey.ID(), Body: []byte(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := from.Deposit(ctx, s.gKey.ID(), env)
+		if err != nil {
+			t.Fatalf("deposit %q: %v", body, err)
+		}
+		return res.Status
+	}
+	count := func(from *Node, prefix string, n int) (stored, limited int) {
+		for i := 0; i < n; i++ {
+			switch st := deposit(from, fmt.Sprint(prefix, i)); st {
+			case StatusDelivered:
+				stored++
+			case StatusRateLimited:
+				limited++
+			default:
+				t.Fatalf("deposit %s%d: %v", prefix, i, st)
+			}
+		}
+		return stored, limited
+	}
+	if st, _ := count(c, "c-old-", 2); st != 2 {
+		t.Fatalf("c stored %d of 2", st)
+	}
+	// A floods: 5 (half of 10) stored, the rest refused.
+	if st, lim := count(a, "a-", 20); st != 5 || lim != 15 {
+		t.Fatalf("a flooding: %d stored, %d refused; want 5 and 15", st, lim)
+	}
+	// C fills the box up to its own share; nothing of C's was pushed out.
+	if st, lim := count(c, "c-", 10); st != 3 || lim != 7 {
+		t.Fatalf("c: %d stored, %d refused; want 3 and 7", st, lim)
+	}
+	if st := s.g.Stats(); st.MailboxDepth != 10 || st.MailboxDropped != 0 {
+		t.Fatalf("depth %d dropped %d; want 10 and 0", st.MailboxDepth, st.MailboxDropped)
+	}
+	// The counts survive a restart.
+	s.g.Close()
+	s.startGateway()
+	connect(t, a, s.g)
+	if st := deposit(a, "a-after-restart"); st != StatusRateLimited {
+		t.Fatalf("a after the gateway's restart: %v; want rate_limited", st)
+	}
+	b := s.startB()
+	connect(t, b, s.g)
+	if n, err := b.Pull(ctx, s.gKey.ID()); err != nil || n != 10 {
+		t.Fatalf("pulled %d: %v", n, err)
+	}
+	got := map[string]bool{}
+	for i := 0; i < 10; i++ {
+		got[string(s.box.next(t, time.Second).Plaintext)] = true
+	}
+	for _, want := range []string{"c-old-0", "c-old-1", "a-0", "a-4", "c-2"} {
+		if !got[want] {
+			t.Errorf("%q is not in the mailbox: %v", want, got)
+		}
+	}
+	// B read its mail: A may deposit again.
+	connect(t, a, s.g)
+	if st := deposit(a, "a-after-pull"); st != StatusDelivered {
+		t.Fatalf("a after B read its mail: %v; want delivered", st)
+	}
+}

@@ -174,7 +174,10 @@ func (n *Node) startGateway(c Config) error {
 				DownlinksPerClass: c.Mesh.DownlinksPerClass,
 			},
 			Handler: n.meshMessage,
-			Logger:  n.log.With("module", "mesh"),
+			// A device banned for refused messages is an offender: quarantined
+			// by its organisation's policy, as on the gateway's other paths.
+			OnBan:  func(device string) { n.gw.ReportOffender(device, 100, "banned by the mesh for refused messages") },
+			Logger: n.log.With("module", "mesh"),
 		})
 		if err != nil {
 			return err
