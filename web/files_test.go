@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -343,4 +345,78 @@ func TestFirmwareWaves(t *testing.T) {
 		t.Errorf("rollouts table: %q; want complete", st)
 	}
 	noScriptErrors(t, ctx)
+}
+
+// TestTxSearch asks a real node's transaction index through GET /v1/txs:
+// the txs of one file, newest first and paged, and clear refusals.
+func TestTxSearch(t *testing.T) {
+	need(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := api.NewClient(shared.url)
+	name := fmt.Sprintf("search-%d.bin", time.Now().UnixNano())
+	var hashes []string
+	for i := range 3 {
+		cid, size := addContent(t, []byte(name+strconv.Itoa(i)), nil)
+		n := fmt.Sprintf("%s.%d", name, i)
+		hashes = append(hashes, send(t, shared.admin, &ledger.FilePublish{Org: devnet.DemoOrg, Name: n, CID: cid, Size: size}).Hash)
+	}
+	// The index trails the commit by a moment: wait for the last one.
+	for {
+		var last api.TxSearch
+		if err := c.Get(ctx, "/v1/txs?event=file.name="+name+".2", &last); err != nil {
+			t.Fatal(err)
+		}
+		if last.Total > 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s.2 not in the index after a minute", name)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	var one api.TxSearch
+	q := "/v1/txs?event=file.org=" + devnet.DemoOrg + "&event=file.name=" + name + ".1"
+	if err := c.Get(ctx, q, &one); err != nil {
+		t.Fatal(err)
+	}
+	if one.Total != 1 || len(one.Items) != 1 || one.Items[0].Hash != hashes[1] || one.Items[0].Kind != ledger.KindFilePublish || one.Next != 0 {
+		t.Fatalf("%s: %+v; want the one publication %s", q, one, hashes[1])
+	}
+	var p1, p2 api.TxSearch
+	if err := c.Get(ctx, "/v1/txs?event=file.action=publish&limit=2", &p1); err != nil {
+		t.Fatal(err)
+	}
+	if p1.Total < 3 || len(p1.Items) != 2 || p1.Next != 2 {
+		t.Fatalf("page 1: total %d, %d items, next %d", p1.Total, len(p1.Items), p1.Next)
+	}
+	if err := c.Get(ctx, "/v1/txs?event=file.action=publish&limit=2&page=2", &p2); err != nil {
+		t.Fatal(err)
+	}
+	if len(p2.Items) == 0 || p1.Items[1].Height < p2.Items[0].Height || p1.Items[0].Height < p1.Items[1].Height {
+		t.Errorf("not newest first: page 1 at heights %d, %d; page 2 starts at %d", p1.Items[0].Height, p1.Items[1].Height, p2.Items[0].Height)
+	}
+	for _, tc := range []struct {
+		q      string
+		status int
+	}{
+		{"/v1/txs", 400},
+		{"/v1/txs?event=file.cid", 400},
+		{"/v1/txs?event=file.cid=x'%20OR%20tx.height>'0", 400},
+		{"/v1/txs?event=file.action=publish&limit=101", 400},
+		{"/v1/txs?event=file.action=publish&page=0", 400},
+		{"/v1/txs?event=file.action=publish&page=100000", 404},
+	} {
+		res, err := http.Get(shared.url + tc.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body api.ErrorBody
+		err = json.NewDecoder(res.Body).Decode(&body)
+		res.Body.Close()
+		if res.StatusCode != tc.status || err != nil || body.Error.Message == "" {
+			t.Errorf("GET %s: %s %+v; want %d with a message", tc.q, res.Status, body, tc.status)
+		}
+	}
 }
