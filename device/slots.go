@@ -89,11 +89,8 @@ func OpenSlots(dir string, factory Firmware) (*SlotInstaller, error) {
 	case err != nil:
 		return nil, fmt.Errorf("device: firmware slots: %w", err)
 	}
-	if err := json.Unmarshal(b, &s.st); err != nil {
+	if s.st, err = parseSlotState(b); err != nil {
 		return nil, fmt.Errorf("device: firmware slots: %s: %w", filepath.Join(dir, SlotStateFile), err)
-	}
-	if s.st.Active != "a" && s.st.Active != "b" {
-		return nil, fmt.Errorf("device: firmware slots: %s names slot %q as running; want a or b", filepath.Join(dir, SlotStateFile), s.st.Active)
 	}
 	if s.st.Running.Seq > 0 {
 		fi, err := os.Stat(s.slotPath(s.st.Active))
@@ -105,6 +102,40 @@ func OpenSlots(dir string, factory Firmware) (*SlotInstaller, error) {
 		}
 	}
 	return s, nil
+}
+
+// parseSlotState decodes and checks a slots state file.
+func parseSlotState(b []byte) (slotState, error) {
+	var st slotState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return slotState{}, err
+	}
+	if st.Active != "a" && st.Active != "b" {
+		return slotState{}, fmt.Errorf("it names slot %q as running; want a or b", st.Active)
+	}
+	if err := st.Running.check(); err != nil {
+		return slotState{}, fmt.Errorf("the running firmware: %w", err)
+	}
+	if st.Previous != nil {
+		if err := st.Previous.check(); err != nil {
+			return slotState{}, fmt.Errorf("the previous firmware: %w", err)
+		}
+		if st.Previous.Seq == 0 && len(st.Previous.Digest) == 0 {
+			return slotState{}, errors.New("the previous firmware is the factory image, which no slot keeps")
+		}
+	}
+	return st, nil
+}
+
+// check: an installed release (Seq > 0) has its digest and size.
+func (f Firmware) check() error {
+	if f.Seq == 0 {
+		return nil
+	}
+	if len(f.Digest) != sha256.Size || f.Size == 0 {
+		return fmt.Errorf("release #%d has a %d-byte digest and size %d; want a SHA-256 and a size", f.Seq, len(f.Digest), f.Size)
+	}
+	return nil
 }
 
 func other(slot string) string {

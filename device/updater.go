@@ -3,6 +3,7 @@ package device
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -272,12 +273,26 @@ func (u *FirmwareUpdater) load(d *Device) error {
 	if err != nil {
 		return fmt.Errorf("device: reading the update state: %w", err)
 	}
+	st, err := parseUpdateState(b)
+	if err != nil {
+		// Only a count of attempts: start again rather than never update.
+		d.cfg.log.Warn("device: the firmware update state is unreadable; counting attempts afresh", "device", d.id, "file", p, "err", err)
+		return nil
+	}
+	u.st = st
+	return nil
+}
+
+// parseUpdateState decodes and checks the updater's state file.
+func parseUpdateState(b []byte) (*updateState, error) {
 	var st updateState
 	if err := json.Unmarshal(b, &st); err != nil {
-		return fmt.Errorf("device: %s: %w", p, err)
+		return nil, err
 	}
-	u.st = &st
-	return nil
+	if st.Seq == 0 || len(st.Digest) != sha256.Size || st.Attempts < 0 {
+		return nil, fmt.Errorf("it names release #%d, a %d-byte digest, %d attempts; want a release, its SHA-256 and attempts ≥ 0", st.Seq, len(st.Digest), st.Attempts)
+	}
+	return &st, nil
 }
 
 func (u *FirmwareUpdater) save(d *Device) error {
