@@ -167,20 +167,30 @@ func (g *Gateway) verifier(ctx context.Context) {
 		}
 		timer.Stop()
 		g.process(batch)
+		batch = batch[:0] // answered: Close must not answer them again
 	}
 }
 
 func (g *Gateway) drain(batch []*job) {
 	for _, j := range batch {
-		j.done <- ErrClosed
+		answer(j, ErrClosed)
 	}
 	for {
 		select {
 		case j := <-g.jobs:
-			j.done <- ErrClosed
+			answer(j, ErrClosed)
 		default:
 			return
 		}
+	}
+}
+
+// answer tells a job's ingester the outcome, unless it holds one already
+// (its ingester gave up waiting and never read it).
+func answer(j *job, err error) {
+	select {
+	case j.done <- err:
+	default:
 	}
 }
 
