@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -584,5 +586,84 @@ func TestFirmwareRolloutAbort(t *testing.T) {
 	r, err := u.Check(ctx, d.d)
 	if err != nil || r.Action != device.UpdateGaveUp || !errors.Is(r.Err, files.ErrBadFirmwareSig) {
 		t.Fatalf("a release not signed by the pinned key: %+v %v", r, err)
+	}
+}
+
+// rolloutLiar is a proxy in front of a real node's API that changes the
+// rollout record in every proof it passes on: "push" widens the wave to
+// every device, "omit" answers that there is none.
+func rolloutLiar(t *testing.T, upstream, how string, lied *atomic.Int32) *httptest.Server {
+	t.Helper()
+	u, _ := url.Parse(upstream)
+	p := httputil.NewSingleHostReverseProxy(u)
+	p.ModifyResponse = func(resp *http.Response) error {
+		if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/v1/proofs" {
+			return nil
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		var pr ledger.Proof
+		if json.Unmarshal(body, &pr) == nil && bytes.HasPrefix(pr.Key, []byte("fr/")) && pr.Value != nil {
+			var ro ledger.FirmwareRolloutRecord
+			if ledger.Unmarshal(pr.Value, &ro) == nil {
+				lied.Add(1)
+				if how == "omit" {
+					pr.Value = nil
+				} else {
+					ro.Percent, ro.BlocksPerWave = 100, 1
+					pr.Value, _ = ledger.Marshal(&ro)
+				}
+				body, _ = json.Marshal(&pr)
+			}
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		resp.ContentLength = int64(len(body))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+		return nil
+	}
+	s := httptest.NewServer(p)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// A gateway that widens the rollout to push a release on a device outside
+// its wave, or that hides the rollout, is caught by the proof check and the
+// next gateway asked: the device learns the truth and installs nothing.
+func TestOfferedFirmwareLyingGateway(t *testing.T) {
+	tn := startNet(t)
+	ctx := ctxT(t)
+	class := fwClass(t)
+	tn.publish(t, class, 1, 8<<10)
+	ro := tn.rollout(t, class, 1, 1, 100000, 3, true) // 1 % a wave, waves 100,000 blocks apart: bucket 0 only
+	var k *identity.Key
+	for k == nil || ro.Bucket(k.ID()) == 0 {
+		k = newKeys(t, 1)[0]
+	}
+	tn.registerClass(t, class, k)
+	for _, how := range []string{"push", "omit"} {
+		var lied atomic.Int32
+		liar := rolloutLiar(t, tn.d.APIURL(1), how, &lied)
+		alone := tn.fwDevice(t, k, device.Gateway{API: liar.URL})
+		if _, err := alone.d.OfferedFirmware(ctx); !errors.Is(err, ledger.ErrBadProof) {
+			t.Fatalf("%s, the liar alone: %v; want a proof refusal", how, err)
+		}
+		d := tn.fwDevice(t, k, device.Gateway{API: liar.URL}, tn.gw(2))
+		u := &device.FirmwareUpdater{Installer: d.slots, Every: 1}
+		r, err := u.Check(ctx, d.d)
+		if err != nil {
+			t.Fatalf("%s, with an honest gateway: %v", how, err)
+		}
+		if r.Offer.Offered || r.Offer.Rollout == nil || r.Offer.Rollout.Percent != 1 || r.Action != device.UpdateNone || lied.Load() < 2 {
+			t.Fatalf("%s: offer %+v, action %s, %d lies told", how, r.Offer, r.Action, lied.Load())
+		}
+		if d.d.Gateway().API != tn.gw(2).API {
+			t.Errorf("%s: the device uses %s after the lie", how, d.d.Gateway().API)
+		}
+		if run, _ := d.slots.Running(); run.Seq != 0 {
+			t.Fatalf("%s: installed %+v", how, run)
+		}
 	}
 }
