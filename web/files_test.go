@@ -115,11 +115,13 @@ func TestFilesPages(t *testing.T) {
 	show(t, ctx, explorer("/files"), "/files")
 	markPage(t, ctx)
 
-	// A public file appears in the list, then its pin by the gateway.
+	// A public file appears in the list, then its pin by the gateway (a
+	// node may record its pins of content added to it by itself: the pin
+	// below is then a second record of the same pin).
 	pub, pubSize := addContent(t, []byte("thingnet explorer test: a public manual\n"), nil)
 	send(t, shared.admin, &ledger.FilePublish{Org: org, Name: "manual.txt", CID: pub, Size: pubSize, ContentType: "text/plain"})
 	row := `#files tr[data-name="manual.txt"]`
-	live(t, ctx, fmt.Sprintf(`(r => r && r.querySelector('.vis').innerText === 'public' && r.querySelector('.pins').dataset.n === '0' && r.querySelector('.size').title === '%d bytes')(document.querySelector(%s))`, pubSize, jsString(row)), "#files", "the published file")
+	live(t, ctx, fmt.Sprintf(`(r => r && r.querySelector('.vis').innerText === 'public' && r.querySelector('.size').title === '%d bytes')(document.querySelector(%s))`, pubSize, jsString(row)), "#files", "the published file")
 	gw := shared.d.Gateway(0)
 	pinned := make(chan error, 1)
 	if err := gw.Enqueue(&ledger.FilePinMsg{CID: pub}, func(err error) { pinned <- err }); err != nil {
