@@ -224,7 +224,8 @@ func (d *Devnet) startServices(i int) error {
 		return errors.Join(err, cs.Close(), broker.Close(), gw.Close())
 	}
 	fs, err := files.New(files.Config{Host: mn.Host(), Routing: mn.Routing(), Dir: filepath.Join(node.Config().Home, "files"),
-		CacheBytes: 256 << 20, Logger: d.log.With("node", i, "module", "files")})
+		CacheBytes: 256 << 20, Ledger: &files.Ledger{ID: gw.ID(), View: func() (*ledger.State, error) { return app.View(0) }, Enqueue: gw.Enqueue},
+		Logger: d.log.With("node", i, "module", "files")})
 	if err != nil {
 		return errors.Join(err, mn.Close(), cs.Close(), broker.Close(), gw.Close())
 	}

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sort"
 
 	"github.com/ipfs/go-cid"
@@ -166,7 +168,8 @@ func (d *Decrypter) next() {
 	switch {
 	case err == nil:
 		// A full segment: not the last one (the writer ends with a short one).
-		pt, oerr := d.aead.Open(d.buf[:0:0], segmentNonce(d.i, false), d.buf[:n], d.hdr)
+		// Opened in place: a Decrypter allocates nothing per segment.
+		pt, oerr := d.aead.Open(d.buf[:0], segmentNonce(d.i, false), d.buf[:n], d.hdr)
 		if oerr != nil {
 			d.err = ErrCorrupt
 			return
@@ -177,7 +180,7 @@ func (d *Decrypter) next() {
 			d.err = fmt.Errorf("%w: truncated", ErrCorrupt)
 			return
 		}
-		pt, oerr := d.aead.Open(d.buf[:0:0], segmentNonce(d.i, true), d.buf[:n], d.hdr)
+		pt, oerr := d.aead.Open(d.buf[:0], segmentNonce(d.i, true), d.buf[:n], d.hdr)
 		if oerr != nil {
 			d.err = ErrCorrupt
 			return
@@ -188,6 +191,42 @@ func (d *Decrypter) next() {
 		return
 	}
 	d.i++
+}
+
+// DecryptToFile decrypts the encrypted file read from r segment by segment
+// (memory stays at one segment, whatever the file's size) into a temporary
+// file beside path, and renames it to path only once the whole file has
+// opened, the last segment included. On any error — a segment that does
+// not open, a truncated or reordered file, r failing — the temporary file
+// is removed and path is left as it was. It returns the plaintext size.
+func DecryptToFile(path string, r io.Reader, key []byte) (int64, error) {
+	d, err := NewDecrypter(r, key)
+	if err != nil {
+		return 0, err
+	}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, "."+base+".part-*")
+	if err != nil {
+		return 0, fmt.Errorf("files: %w", err)
+	}
+	n, err := io.Copy(tmp, d)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return 0, fmt.Errorf("files: decrypting to %s: %w", path, err)
+	}
+	return n, nil
 }
 
 // Decrypt returns the plaintext of an encrypted file held in memory.

@@ -50,6 +50,12 @@ func (n *testNet) peer(org string, boot *testPeer, mod func(*Config)) *testPeer 
 	if err != nil {
 		n.t.Fatal(err)
 	}
+	return n.peerWithKey(k, boot, mod)
+}
+
+// peerWithKey starts a gateway with key k (a registered device).
+func (n *testNet) peerWithKey(k *identity.Key, boot *testPeer, mod func(*Config)) *testPeer {
+	n.t.Helper()
 	mc := mesh.Config{Key: k, Authority: n.auth, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, NoPubSub: true, DHT: true, Relay: true}
 	node, err := mesh.New(mc)
 	if err != nil {

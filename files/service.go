@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/boxo/bitswap"
@@ -48,6 +49,12 @@ type Config struct {
 	Logger     *slog.Logger
 	// ProvideTimeout bounds one DHT announcement; default 30 s.
 	ProvideTimeout time.Duration
+	// ReprovideInterval is how often every pinned root is announced again
+	// (provider records expire); default DefaultReprovideInterval.
+	ReprovideInterval time.Duration
+	// Ledger, when set, records the node's pins on the ledger (file.pin)
+	// and points downloads at the nodes that recorded a pin of the file.
+	Ledger *Ledger
 	// wrap lets a test wrap the blockstore that bitswap serves from.
 	wrapServe func(*Store) blockstoreServe
 }
@@ -64,6 +71,9 @@ type Service struct {
 	bserv blockservice.BlockService
 	dag   ipld.DAGService
 	log   *slog.Logger
+
+	pins       pinRecords
+	reprovided atomic.Uint64 // provider records announced again
 
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -83,6 +93,12 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.ProvideTimeout <= 0 {
 		cfg.ProvideTimeout = 30 * time.Second
+	}
+	if cfg.ReprovideInterval <= 0 {
+		cfg.ReprovideInterval = DefaultReprovideInterval
+	}
+	if cfg.Ledger != nil && (cfg.Ledger.ID == "" || cfg.Ledger.View == nil || cfg.Ledger.Enqueue == nil) {
+		return nil, errors.New("files: Config.Ledger needs ID, View and Enqueue")
 	}
 	var d ds.Batching
 	if cfg.Dir == "" {
@@ -104,7 +120,7 @@ func New(cfg Config) (*Service, error) {
 		d.Close()
 		return nil, err
 	}
-	s := &Service{cfg: cfg, ds: d, store: st, log: cfg.Logger, ctx: ctx, cancel: cancel}
+	s := &Service{cfg: cfg, ds: d, store: st, log: cfg.Logger, ctx: ctx, cancel: cancel, pins: pinRecords{pending: map[string]bool{}}}
 	var served blockstoreServe = st
 	if cfg.wrapServe != nil {
 		served = cfg.wrapServe(st)
@@ -119,6 +135,10 @@ func New(cfg Config) (*Service, error) {
 		bitswap.WithoutDuplicatedBlockStats())
 	s.bserv = blockservice.New(st, s.bs)
 	s.dag = merkledag.NewDAGService(s.bserv)
+	if cfg.Routing != nil || cfg.Ledger != nil {
+		s.wg.Add(1)
+		go s.reprovide()
+	}
 	return s, nil
 }
 
@@ -143,7 +163,8 @@ type Added struct {
 }
 
 // Add imports r as a UnixFS file (balanced DAG, 256 KiB chunks, CIDv1, raw
-// leaves), pins it and announces it. progress may be nil.
+// leaves), pins it, announces it and records the pin on the ledger.
+// progress may be nil.
 func (s *Service) Add(ctx context.Context, r io.Reader, progress Progress) (Added, error) {
 	cr := &countReader{r: r, progress: progress}
 	batch := ipld.NewBufferedDAG(ctx, s.dag)
@@ -170,6 +191,7 @@ func (s *Service) Add(ctx context.Context, r io.Reader, progress Progress) (Adde
 		return Added{}, err
 	}
 	s.provide(n.Cid())
+	s.recordPin(n.Cid(), true)
 	return Added{CID: n.Cid(), Size: uint64(cr.n)}, nil
 }
 
@@ -205,9 +227,13 @@ type GetOptions struct {
 }
 
 // Get fetches the file root (from every provider that has it, each block
-// checked against its CID) and writes its bytes to w.
+// checked against its CID; the nodes that recorded a pin of it on the
+// ledger are asked first) and writes its bytes to w.
 func (s *Service) Get(ctx context.Context, root cid.Cid, w io.Writer, o GetOptions) (int64, error) {
 	s.connect(ctx, o.Peers)
+	if !s.Has(ctx, root) {
+		s.connectPinners(ctx, root)
+	}
 	sess := merkledag.NewSession(ctx, s.dag)
 	if o.Pin {
 		release := s.store.hold()
@@ -219,6 +245,7 @@ func (s *Service) Get(ctx context.Context, root cid.Cid, w io.Writer, o GetOptio
 			return 0, err
 		}
 		s.provide(root)
+		s.recordPin(root, true)
 	}
 	n, err := sess.Get(ctx, root)
 	if err != nil {
@@ -239,6 +266,9 @@ func (s *Service) Get(ctx context.Context, root cid.Cid, w io.Writer, o GetOptio
 // Fetch brings every block of root's DAG to the local store, optionally pinned.
 func (s *Service) Fetch(ctx context.Context, root cid.Cid, pin bool, peers ...peer.AddrInfo) error {
 	s.connect(ctx, peers)
+	if !s.Has(ctx, root) {
+		s.connectPinners(ctx, root)
+	}
 	sess := merkledag.NewSession(ctx, s.dag)
 	if pin {
 		release := s.store.hold()
@@ -252,6 +282,7 @@ func (s *Service) Fetch(ctx context.Context, root cid.Cid, pin bool, peers ...pe
 			return err
 		}
 		s.provide(root)
+		s.recordPin(root, true)
 	}
 	return nil
 }
@@ -286,13 +317,21 @@ func (s *Service) connect(ctx context.Context, peers []peer.AddrInfo) {
 	}
 }
 
-// Pin fetches root if needed and keeps it.
+// Pin fetches root if needed and keeps it (recorded on the ledger).
 func (s *Service) Pin(ctx context.Context, root cid.Cid) error { return s.Fetch(ctx, root, true) }
 
-// Unpin lets root's blocks be evicted from the cache.
+// Unpin lets root's blocks be evicted from the cache, and records on the
+// ledger that this node no longer pins it.
 func (s *Service) Unpin(ctx context.Context, root cid.Cid) error {
-	return s.store.Unpin(ctx, root)
+	if err := s.store.Unpin(ctx, root); err != nil {
+		return err
+	}
+	s.recordPin(root, false)
+	return nil
 }
+
+// Reprovided is the number of provider records announced again so far.
+func (s *Service) Reprovided() uint64 { return s.reprovided.Load() }
 
 // Has reports whether the whole DAG of root is local.
 func (s *Service) Has(ctx context.Context, root cid.Cid) bool {

@@ -60,6 +60,9 @@ type MeshConfig struct {
 	// FilesCacheMB bounds the file blocks kept beside pinned files (LRU);
 	// 0: 1024 MiB. Files (docs/files.md) share the mesh node's host.
 	FilesCacheMB int64 `toml:"files_cache_mb"`
+	// FilesReprovideInterval is how often pinned files are announced again
+	// in the DHT (provider records expire after 48 h); 0: 12h.
+	FilesReprovideInterval Duration `toml:"files_reprovide_interval"`
 }
 
 // CoAPConfig configures the gateway's CoAP (UDP) server.
@@ -250,6 +253,9 @@ func (c Config) Validate() error {
 		if err := c.Gateway.sourceLimits().Validate(); err != nil {
 			return fmt.Errorf("gateway.source_limits: %w", err)
 		}
+	}
+	if c.Mesh.FilesReprovideInterval.Duration < 0 {
+		return fmt.Errorf("mesh.files_reprovide_interval %s: must not be negative", c.Mesh.FilesReprovideInterval)
 	}
 	if c.MQTT.Listen != "" {
 		if !c.Gateway.Enabled {

@@ -184,7 +184,9 @@ func (n *Node) startGateway(c Config) error {
 		}
 		n.log.Info("mesh listening", "peer_id", n.mesh.PeerID(), "addrs", n.mesh.Addrs())
 		if n.files, err = files.New(files.Config{Host: n.mesh.Host(), Routing: n.mesh.Routing(), Dir: filepath.Join(n.home, "data", "files"),
-			CacheBytes: c.Mesh.FilesCacheMB << 20, Logger: n.log.With("module", "files")}); err != nil {
+			CacheBytes: c.Mesh.FilesCacheMB << 20, ReprovideInterval: c.Mesh.FilesReprovideInterval.Duration,
+			Ledger: &files.Ledger{ID: n.gw.ID(), View: func() (*ledger.State, error) { return n.app.View(0) }, Enqueue: n.gw.Enqueue},
+			Logger: n.log.With("module", "files")}); err != nil {
 			return err
 		}
 	}

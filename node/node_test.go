@@ -45,6 +45,7 @@ func TestConfig(t *testing.T) {
 		{"[gateway]\nenabled = true\n[gateway.limits]\nmsgs_per_sec = -1\n", "gateway.limits"},
 		{"[gateway]\nenabled = true\n[gateway.source_limits]\nmsgs_per_sec = -1\n", "gateway.source_limits"},
 		{"[mqtt]\nlisten = \"127.0.0.1:1883\"\n", "gateway.enabled"},
+		{"[mesh]\nfiles_reprovide_interval = \"-1h\"\n", "files_reprovide_interval"},
 	} {
 		os.WriteFile(filepath.Join(home, ConfigFile), []byte(tc.toml), 0o600)
 		if _, err := LoadConfig(home); err == nil || !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(tc.want)) {

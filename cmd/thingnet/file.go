@@ -1,11 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 
 func fileCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "file", Short: "Share content-addressed files over the mesh (IPFS CIDs); private files with keys on the ledger"}
-	c.AddCommand(fileAddCmd(g), fileGetCmd(g), fileLsCmd(g), filePinCmd(g, true), filePinCmd(g, false), fileShareCmd(g), fileRevokeCmd(g))
+	c.AddCommand(fileAddCmd(g), fileGetCmd(g), fileLsCmd(g), filePinCmd(g, true), filePinCmd(g, false), fileShareCmd(g), fileRevokeCmd(g), filePinsCmd(g))
 	return c
 }
 
@@ -223,6 +224,12 @@ func fileGetCmd(g *globals) *cobra.Command {
 					}
 				}
 			}
+			update, finish := progressLine(cmd.ErrOrStderr(), "get")
+			defer finish()
+			cl := &files.Client{Base: g.node}
+			if contentKey != nil {
+				return getPrivate(ctx, cl, id, contentKey, out, cmd.OutOrStdout(), update)
+			}
 			var w io.Writer = cmd.OutOrStdout()
 			if out != "" {
 				f, err := os.Create(out)
@@ -232,33 +239,77 @@ func fileGetCmd(g *globals) *cobra.Command {
 				defer f.Close()
 				w = f
 			}
-			var ct bytes.Buffer
-			dst := w
-			if contentKey != nil {
-				dst = &ct // decrypted once complete: nothing unauthenticated is written
-			}
-			update, finish := progressLine(cmd.ErrOrStderr(), "get")
-			cl := &files.Client{Base: g.node}
-			_, err := cl.Get(ctx, id, dst, update)
-			finish()
-			if err != nil {
-				return err
-			}
-			if contentKey != nil {
-				pt, err := files.Decrypt(ct.Bytes(), contentKey)
-				if err != nil {
-					return err
-				}
-				_, err = w.Write(pt)
-				return err
-			}
-			return nil
+			_, err := cl.Get(ctx, id, w, update)
+			return err
 		},
 	}
 	c.Flags().StringVar(&key, "key", "", "device key that opens a private file")
 	c.Flags().StringVar(&as, "as", "", "device id, if the key was rotated in")
 	c.Flags().StringVarP(&out, "out", "O", "", "write to this file (default: stdout)")
 	return c
+}
+
+// getPrivate downloads a private file and decrypts it segment by segment
+// as it arrives (memory stays at one segment): into a temporary file that
+// becomes out only once the whole file has opened, so a truncated,
+// reordered or altered file leaves no output. Without out the verified
+// plaintext is then copied to stdout.
+func getPrivate(ctx context.Context, cl *files.Client, id string, key []byte, out string, stdout io.Writer, progress func(done, total int64)) error {
+	pr, pw := io.Pipe()
+	got := make(chan error, 1)
+	go func() {
+		_, err := cl.Get(ctx, id, pw, progress)
+		pw.CloseWithError(err)
+		got <- err
+	}()
+	dst := out
+	if dst == "" {
+		dir, err := os.MkdirTemp("", "thingnet-get-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		dst = filepath.Join(dir, "plain")
+	}
+	_, err := files.DecryptToFile(dst, pr, key)
+	pr.CloseWithError(errors.New("decryption stopped")) // ends the download if decryption failed first
+	gerr := <-got
+	if err != nil {
+		return err // the download's error, if it broke, is in it
+	}
+	if gerr != nil || out != "" {
+		return gerr
+	}
+	f, err := os.Open(dst)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(stdout, f)
+	return err
+}
+
+func filePinsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "pins CID",
+		Short: "List the nodes that recorded on the ledger that they pin CID (file.pin); downloads ask them first",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var p struct {
+				Height int64            `json:"height"`
+				Items  []ledger.FilePin `json:"items"`
+			}
+			if err := g.client().Get(cmd.Context(), "/v1/pins/"+args[0], &p); err != nil {
+				return err
+			}
+			return g.print(cmd.OutOrStdout(), p.Items, func(w io.Writer) {
+				for _, f := range p.Items {
+					fmt.Fprintf(w, "%s  since height %d\n", f.Pinner, f.Height)
+				}
+				fmt.Fprintf(w, "%d nodes pin %s (height %d)\n", len(p.Items), args[0], p.Height)
+			})
+		},
+	}
 }
 
 func fileLsCmd(g *globals) *cobra.Command {
@@ -431,31 +482,39 @@ func fileRevokeCmd(g *globals) *cobra.Command {
 
 // rekey downloads and decrypts the file, encrypts it under a new key, adds
 // it, and records the new CID with keys for everyone but the revoked one.
+// It streams (download, decryption, encryption and upload run together,
+// one segment in memory); a segment of the old file that does not open
+// fails the upload, and nothing is recorded.
 func (g *globals) rekey(cmd *cobra.Command, tf *txFlags, m *ledger.FileManifest, old []byte, revoked string) error {
 	ctx := cmd.Context()
-	var ct bytes.Buffer
-	if _, err := (&files.Client{Base: g.node}).Get(ctx, m.CID, &ct, nil); err != nil {
-		return err
-	}
-	pt, err := files.Decrypt(ct.Bytes(), old)
-	if err != nil {
-		return err
-	}
 	nk, err := files.NewContentKey()
 	if err != nil {
-		return err
-	}
-	var enc bytes.Buffer
-	if _, err := files.Encrypt(&enc, bytes.NewReader(pt), nk); err != nil {
 		return err
 	}
 	cl, key, err := g.contentClient(ctx, tf.key, tf.as)
 	if err != nil {
 		return err
 	}
-	res, err := cl.Add(ctx, &enc, nil)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ctR, ctW := io.Pipe()
+	go func() {
+		_, err := (&files.Client{Base: g.node}).Get(ctx, m.CID, ctW, nil)
+		ctW.CloseWithError(err)
+	}()
+	encR, encW := io.Pipe()
+	go func() {
+		d, err := files.NewDecrypter(ctR, old)
+		if err == nil {
+			_, err = files.Encrypt(encW, d, nk)
+		}
+		ctR.CloseWithError(errors.New("re-encryption stopped"))
+		encW.CloseWithError(err)
+	}()
+	res, err := cl.Add(ctx, encR, nil)
+	encR.CloseWithError(errors.New("upload stopped"))
 	if err != nil {
-		return err
+		return fmt.Errorf("re-encrypting %s/%s: %w", m.Org, m.Name, err)
 	}
 	var ids []string
 	for _, k := range m.Keys {

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,7 +60,27 @@ func TestFileCLI(t *testing.T) {
 	if out := n1("file", "ls", "--local"); !strings.Contains(out, cid+" pinned") {
 		t.Errorf("ls --local = %q", out)
 	}
+	// Each node recorded its own pin on the ledger (file.pin, through its
+	// gateway's tx queue): node 0 when it added the file, node 1 now.
+	gw0, gw1 := d.Gateway(0).ID(), d.Gateway(1).ID()
+	waitPinners := func(want ...string) {
+		t.Helper()
+		var out string
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			out = n2("file", "pins", cid)
+			ok := strings.Contains(out, fmt.Sprintf("%d nodes pin", len(want)))
+			for _, w := range want {
+				ok = ok && strings.Contains(out, w)
+			}
+			if ok {
+				return
+			}
+		}
+		t.Fatalf("file pins = %q; want %v", out, want)
+	}
+	waitPinners(gw0, gw1)
 	n1("file", "unpin", cid, "--key", "cam-2")
+	waitPinners(gw0)
 
 	// Private: only devices with a wrapped key open it.
 	n0("file", "add", src, "--key", "cam-1", "--publish", "demo/secret", "--private", "--type", "video/mp4")
