@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -34,7 +36,8 @@ import (
 // the ledger records it and removes the validator — every node's API shows
 // it out of the set and CometBFT's validator set two blocks later lacks it;
 // the remaining 3 keep committing txs; the same evidence submitted again
-// is not committed again; no fork.
+// is not committed again; the validator's own approval no longer counts,
+// and approvals of the 3 others readmit it; no fork.
 func TestByzantineValidator(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs node processes")
@@ -42,7 +45,7 @@ func TestByzantineValidator(t *testing.T) {
 	start := time.Now()
 	n := StartNet(t, Manifest{Name: "byzantine", Validators: 4})
 	r := result{Scenario: "byzantine-validator", Faults: "validator 3 double-signs a prevote",
-		Invariant: "evidence committed; signer out of the set on every node; 3 commit; no fork"}
+		Invariant: "evidence committed; signer out of the set on every node; 3 commit; readmitted by the 3 only; no fork"}
 	defer func() { report(t, start, r) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -179,13 +182,93 @@ func TestByzantineValidator(t *testing.T) {
 			}
 		}
 	}
+	// The ledger's own set changed too: node 3's approval no longer counts.
+	// It comes back only with approvals of more than 2/3 of the remaining
+	// power (nodes 0, 1, 2), and then signs blocks again.
+	back := n.readmit(ctx, bad, addr)
 	heights := n.CheckNoFork(ctx)
 	lost := load.CheckAcked(ctx, t)
 	tried, acked, failed := load.Counts()
 	r.Load = fmt.Sprintf("1 worker, %d txs acked", acked)
-	r.Inputs = "1 evidence, then the same again"
-	t.Logf("byzantine: evidence for height %d committed at %d; validator %s out of CometBFT's set from %d; %d blocks since, %d commit signatures, all by the 3; %d txs tried, %d acked (%d unacked), %d lost; no fork over %d heights",
-		h, committed, addr, removedAt, top+4-removedAt+1, signed, tried, acked, failed, lost, heights)
+	r.Inputs = "evidence twice; 2 readmissions"
+	t.Logf("byzantine: evidence for height %d committed at %d; validator %s out of CometBFT's set from %d; %d blocks since, %d commit signatures, all by the 3; readmitted by validator.update at %d; %d txs tried, %d acked (%d unacked), %d lost; no fork over %d heights",
+		h, committed, addr, removedAt, top+4-removedAt+1, signed, back, tried, acked, failed, lost, heights)
+}
+
+// readmit checks that removed validator i's approval no longer counts
+// (approvals of nodes 0, 1 and i refused), then readmits it with the
+// approvals of nodes 0, 1, 2 and waits until it signs a block again. It
+// returns the height of the validator.update.
+func (n *Net) readmit(ctx context.Context, i int, addr string) int64 {
+	t := n.t
+	t.Helper()
+	key := n.validatorKey(i)
+	pub := base64.StdEncoding.EncodeToString(key.PubKey.Bytes())
+	approvals := func(by ...int) []string {
+		var files []string
+		for _, j := range by {
+			out, err := n.CLI("validator", "approve", "--home", n.Nodes[j].Home, "--chain-id", n.ChainID, "--pub-key", pub, "--power", "10", "--seq", "1")
+			if err != nil {
+				t.Fatalf("validator approve by node %d: %v\n%s", j, err, out)
+			}
+			f := filepath.Join(n.Dir, fmt.Sprintf("approval-%d.json", j))
+			if err := os.WriteFile(f, []byte(out), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, f)
+		}
+		return files
+	}
+	n.MustCLI("keys", "new", "readmitter")
+	out, err := n.CLI(append([]string{"validator", "update", "--key", "readmitter"}, approvals(0, 1, i)...)...)
+	if err == nil || !strings.Contains(out, "not a validator") {
+		t.Fatalf("readmission approved by the removed validator itself: %v\n%s\nwant refused: not a validator", err, out)
+	}
+	out = n.MustCLI(append([]string{"validator", "update", "--key", "readmitter", "-o", "json"}, approvals(0, 1, 2)...)...)
+	var res struct{ Height int64 }
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Height == 0 {
+		t.Fatalf("validator update: %v\n%s", err, out)
+	}
+	n.WaitHeight(ctx, i, res.Height)
+	var info ledger.ValidatorInfo
+	if err := n.Nodes[i].Client.Get(ctx, fmt.Sprintf("/v1/validators/%s?height=%d", addr, res.Height), &struct {
+		Record *ledger.ValidatorInfo `json:"record"`
+	}{&info}); err != nil || info.Power != 10 || info.History != 3 {
+		t.Errorf("readmitted validator on node %d = %+v, %v; want power 10 after 3 history entries", i, info, err)
+	}
+	// In CometBFT's set from res.Height+2; signing a commit soon after.
+	at := res.Height + 2
+	waitFor(ctx, t, "the readmitted validator to sign a block", func() bool {
+		if n.Height(0) < at+1 {
+			return false
+		}
+		hdr, err := n.Nodes[0].Client.Header(ctx, at)
+		if err != nil {
+			return false
+		}
+		for _, s := range hdr.SignedHeader.Commit.Signatures {
+			if s.ValidatorAddress.String() == addr && s.BlockIDFlag == types.BlockIDFlagCommit {
+				return true
+			}
+		}
+		at++
+		return false
+	})
+	return res.Height
+}
+
+// validatorKey reads node i's consensus key from its home.
+func (n *Net) validatorKey(i int) privval.FilePVKey {
+	n.t.Helper()
+	raw, err := os.ReadFile(filepath.Join(n.Nodes[i].Home, "config", "priv_validator_key.json"))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	var key privval.FilePVKey
+	if err := cmtjson.Unmarshal(raw, &key); err != nil {
+		n.t.Fatalf("node %d's priv_validator_key.json: %v", i, err)
+	}
+	return key
 }
 
 // waitFor polls cond every 200 ms until it holds; it fails the test when
@@ -266,14 +349,7 @@ func netnsDialer(ns string) func(ctx context.Context, network, addr string) (net
 func (n *Net) DoubleSign(ctx context.Context, i int, h int64, rpc *rpchttp.HTTP) (*types.DuplicateVoteEvidence, string) {
 	t := n.t
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(n.Nodes[i].Home, "config", "priv_validator_key.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var key privval.FilePVKey
-	if err := cmtjson.Unmarshal(raw, &key); err != nil {
-		t.Fatalf("node %d's priv_validator_key.json: %v", i, err)
-	}
+	key := n.validatorKey(i)
 	blk, err := rpc.Block(ctx, &h)
 	if err != nil {
 		t.Fatalf("block %d: %v", h, err)
