@@ -87,7 +87,9 @@ func startKubo(t testing.TB) *kubo {
 	}
 }
 
-// call POSTs to /api/v0/<cmd>; body, if set, is sent as the multipart file.
+// call POSTs to /api/v0/<cmd>; body, if set, is sent as the multipart
+// file. out is a *[]byte (the raw answer), an io.Writer (the answer
+// streamed to it) or a value the JSON answer decodes into.
 func (k *kubo) call(cmd string, args url.Values, body []byte, out any) error {
 	var rd io.Reader
 	ctype := ""
@@ -108,6 +110,10 @@ func (k *kubo) call(cmd string, args url.Values, body []byte, out any) error {
 		return err
 	}
 	defer res.Body.Close()
+	if w, ok := out.(io.Writer); ok && res.StatusCode == 200 { // streamed, not held in memory
+		_, err := io.Copy(w, res.Body)
+		return err
+	}
 	b, _ := io.ReadAll(res.Body)
 	if res.StatusCode != 200 {
 		return fmt.Errorf("ipfs %s: %s: %s", cmd, res.Status, b)
