@@ -280,6 +280,10 @@ func TestFirmwarePages(t *testing.T) {
 	if f := get(t, ctx, chromedp.Evaluate[string](`document.querySelector('#flagged').innerHTML`)); !strings.Contains(f, devs[3].ID()) {
 		t.Errorf("flagged devices lack %s", devs[3].ID())
 	}
+	cls := fmt.Sprintf(`#classes tr[data-org="%s"][data-class="%s"]`, org, class)
+	if n, f := textOf(t, ctx, cls+` .n`), textOf(t, ctx, cls+` .flagged`); n != "4" || f != "1" || !strings.Contains(textOf(t, ctx, cls), "2.0.0 ×1") {
+		t.Errorf("device classes: %q (%s devices, %s flagged); want 4 devices, 1 flagged, one running 2.0.0", textOf(t, ctx, cls), n, f)
+	}
 	// The installing device's history shows both versions it ran.
 	frag = "/device/" + devs[0].ID()
 	show(t, ctx, explorer(frag), frag)

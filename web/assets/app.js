@@ -223,6 +223,7 @@ async function org(v, id) {
   const [o, ds] = await Promise.all([get('/v1/orgs/' + enc(id)), get('/v1/devices?limit=1000&org=' + enc(id))]);
   v.innerHTML = `<h1>Organisation ${esc(id)}</h1>
     ${kv([['name', esc(o.record.name)], ['created at height', o.record.created], ['devices registered', o.record.devices]])}
+    <p><a href="#/files/${enc(id)}">its files</a> · <a href="#/firmware">firmware</a>${[...new Set(ds.items.map((d) => d.class))].filter((c) => c !== 'gateway').sort().map((c) => ` · <a href="#/firmware/${enc(id)}/${enc(c)}">${esc(c)} firmware</a>`).join('')}</p>
     <h2>Admins</h2><ul>${o.record.admins.map((a) => `<li class="mono">${esc(a)}</li>`).join('')}</ul>
     <h2>Devices</h2>${deviceTable(ds.items)}
     ${cli([`thingnet org admin add ${id} ADMIN_DID --key ADMIN_KEY`, `thingnet device register --org ${id} --device-key DEVICE_KEY --class sensor --key ADMIN_KEY`])}`;
@@ -615,6 +616,14 @@ async function firmwarePage(v) {
   const sigs = await Promise.all(rels.map((r) => checkRelease(r, admins.get(r.manifest.vendor))));
   const classDevs = (o, c) => ds.items.filter((d) => d.org === o && d.class === c);
   const flagged = ds.items.filter(flagOf);
+  const byClass = new Map();
+  for (const d of ds.items) {
+    if (d.class === 'gateway') continue;
+    const k = d.org + '\x00' + d.class;
+    if (!byClass.has(k)) byClass.set(k, [d.org, d.class, []]);
+    byClass.get(k)[2].push(d);
+  }
+  const classes = [...byClass.keys()].sort().map((k) => byClass.get(k));
   v.innerHTML = `<h1>Firmware</h1>
     <p class="muted">Vendors publish signed releases (a SUIT-like manifest); an organisation approves a release for its devices of a class and rolls it out in waves;
     devices report what they installed. The vendor signatures are checked in this page (WebCrypto).</p>
@@ -628,6 +637,10 @@ async function firmwarePage(v) {
       <td class="mono">${hex(b64(a.digest)).slice(0, 16)}…</td><td>${blockLink(a.height)}</td></tr>`).join('') || '<tr><td colspan="5" class="muted">no approvals yet</td></tr>'}</tbody></table>
     <h2>Rollouts</h2><table id="rollouts"><thead><tr><th>organisation / class</th><th>release</th><th>status</th><th>wave</th><th>offered</th><th>installed</th><th>failed / max</th><th>started at</th></tr></thead><tbody>
     ${ros.map((ro) => rolloutRow(ro, classDevs(ro.rollout.org, ro.rollout.class))).join('') || '<tr><td colspan="8" class="muted">no rollouts yet</td></tr>'}</tbody></table>
+    <h2>Device classes</h2><table id="classes"><thead><tr><th>organisation / class</th><th>devices</th><th>versions running</th><th>flagged</th></tr></thead><tbody>
+    ${classes.map(([o, c, ds2]) => { const vs = new Map(); ds2.forEach((d) => vs.set(d.firmware || '–', (vs.get(d.firmware || '–') || 0) + 1));
+      return `<tr data-org="${esc(o)}" data-class="${esc(c)}"><td><a href="#/firmware/${enc(o)}/${enc(c)}">${esc(o)} / ${esc(c)}</a></td><td class="n">${ds2.length}</td>
+      <td>${[...vs].sort().map(([ver, n]) => `${esc(ver)} ×${n}`).join(', ')}</td><td class="flagged">${ds2.filter(flagOf).length}</td></tr>`; }).join('') || '<tr><td colspan="4" class="muted">no devices</td></tr>'}</tbody></table>
     <h2>Devices running unapproved firmware</h2><table id="flagged"><thead><tr><th>device</th><th>organisation / class</th><th>firmware</th><th>image digest (first 8 bytes)</th></tr></thead><tbody>
     ${flagged.map((d) => `<tr><td>${devLink(d.id)}</td><td><a href="#/firmware/${enc(d.org)}/${enc(d.class)}">${esc(d.org)} / ${esc(d.class)}</a></td><td>${esc(d.firmware)}</td><td class="mono">${esc(flagOf(d))}</td></tr>`).join('') || '<tr><td colspan="4" class="muted">none</td></tr>'}</tbody></table>
     ${cli(['thingnet firmware publish IMAGE --vendor VENDOR --class CLASS --version 2.1.0 --seq 7 --key VENDOR_ADMIN', 'thingnet firmware approve --org ORG --vendor VENDOR --class CLASS --seq 7 --key ADMIN_KEY',
