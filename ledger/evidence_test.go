@@ -280,3 +280,66 @@ func TestEvidenceDeterminism(t *testing.T) {
 		t.Errorf("evidence %+v, validators %+v", evs, vals)
 	}
 }
+
+// FuzzEvidence feeds blocks of arbitrary misbehaviour (accused among the
+// validators, strangers and malformed addresses; any type, height, power)
+// to a 3-validator ledger: FinalizeBlock never fails, the set never
+// becomes empty, each update removes a validator that was in the set, once,
+// and a replica fed the same blocks computes the same app hashes.
+func FuzzEvidence(f *testing.F) {
+	f.Add([]byte{0, 1, 1, 1, 2, 1})
+	f.Add([]byte{0, 1, 0, 1, 0, 1, 1, 2, 2, 1, 3, 2})
+	f.Add([]byte{5, 0, 255, 3, 4, 1})
+	keys := []*identity.Key{mustKey(f, identity.Ed25519), mustKey(f, identity.Ed25519), mustKey(f, identity.Ed25519)}
+	stranger := mustKey(f, identity.Ed25519)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) > 64 {
+			return
+		}
+		a := newChainVals(t, GenesisState{}, "", keys)
+		b := newChainVals(t, GenesisState{}, "", keys)
+		var mbs []abci.Misbehavior
+		flush := func() {
+			before, _ := a.view().Validators()
+			in := map[string]bool{}
+			for _, v := range before {
+				in[string(v.PubKey)] = true
+			}
+			ra, rb := a.finalize(mbs), b.finalize(mbs)
+			if !bytes.Equal(ra.AppHash, rb.AppHash) {
+				t.Fatalf("replicas diverged at %d", a.height)
+			}
+			seen := map[string]bool{}
+			for _, u := range ra.ValidatorUpdates {
+				k := string(u.PubKey.GetEd25519())
+				if u.Power != 0 || !in[k] || seen[k] {
+					t.Fatalf("update %v: power must be 0, of a validator in the set, once", u)
+				}
+				seen[k] = true
+			}
+			after, _ := a.view().Validators()
+			if len(after) == 0 || len(after) != len(before)-len(seen) {
+				t.Fatalf("validators %d -> %d with %d removals", len(before), len(after), len(seen))
+			}
+			mbs = nil
+		}
+		for i := 0; i+1 < len(in); i += 2 {
+			var addr []byte
+			switch k := in[i] % 6; {
+			case k < 3:
+				addr = ValidatorAddress(keys[k].Public().Bytes)
+			case k == 3:
+				addr = ValidatorAddress(stranger.Public().Bytes)
+			case k == 4:
+				addr = []byte{in[i+1]}
+			}
+			if in[i]%6 == 5 {
+				flush()
+				continue
+			}
+			mbs = append(mbs, abci.Misbehavior{Type: abci.MisbehaviorType(in[i+1] % 4), Validator: abci.Validator{Address: addr, Power: int64(in[i+1])},
+				Height: int64(in[i+1]), Time: evidenceTime.Add(time.Duration(in[i+1]) * time.Second), TotalVotingPower: 30})
+		}
+		flush()
+	})
+}
