@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/lightclient"
 )
@@ -38,8 +39,9 @@ type Device struct {
 	lc      *lightclient.Client
 	saved   int64 // height of the trusted header last saved
 
-	inbox   inbox      // mailbox reads over HTTP (Inbox)
-	msgMu   sync.Mutex // message sequence numbers (NewMessage)
+	files   *files.Service // UseFiles; under mu
+	inbox   inbox          // mailbox reads over HTTP (Inbox)
+	msgMu   sync.Mutex     // message sequence numbers (NewMessage)
 	lastMsg uint64
 }
 

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/lightclient"
 )
 
@@ -59,7 +58,6 @@ type config struct {
 	retryFailed time.Duration
 	maxLag      int64
 	maxAge      time.Duration
-	files       *files.Service
 }
 
 // SeqBlock is how many sequence numbers are reserved per write of the
@@ -169,9 +167,3 @@ func WithFreshness(maxLag int64, maxAge time.Duration) Option {
 
 // WithClock sets the clock for reading times and tokens (default time.Now).
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
-
-// WithFiles gives the device a file service on its own mesh node:
-// FetchFirmware then fetches images over bitswap first, from any peer
-// that has them, and from its gateways' content endpoint only if that
-// fails.
-func WithFiles(s *files.Service) Option { return func(c *config) { c.files = s } }

@@ -8,6 +8,10 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/go-cid"
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/files"
@@ -169,8 +173,18 @@ type ImageWriter interface {
 // the release names.
 var ErrNoImage = errors.New("device: no source served a firmware image matching the release")
 
+// UseFiles gives the device a file service, on its own mesh node
+// (Device.Mesh, files.New on its host): FetchFirmware then fetches images
+// over bitswap first, from the peers it is connected to or finds, and
+// from its gateways' content endpoint only if that fails. Nil stops it.
+func (d *Device) UseFiles(s *files.Service) {
+	d.mu.Lock()
+	d.files = s
+	d.mu.Unlock()
+}
+
 // FetchFirmware streams the image of a release into w, from the device's
-// file service over the mesh (WithFiles) if it has one, else from its
+// file service over the mesh (UseFiles) if it has one, else from its
 // gateways' content endpoint (GET /v1/content/{cid}), checking the size
 // and SHA-256 against the release's manifest as it reads: memory stays
 // bounded whatever the image size, a source that sends more than the
@@ -195,14 +209,16 @@ func (d *Device) FetchFirmware(ctx context.Context, rel *ledger.FirmwareReleaseR
 	}
 	what := fmt.Sprintf("fetching firmware %s/%s #%d (%s)", m.Vendor, m.Class, m.Seq, m.CID)
 	var meshErr error
-	if svc := d.cfg.files; svc != nil {
-		c := files.NewImageChecker(m)
-		_, err := svc.Get(ctx, root, io.MultiWriter(c, w), files.GetOptions{})
-		if err == nil {
-			err = c.Check()
-		}
+	d.mu.Lock()
+	svc := d.files
+	d.mu.Unlock()
+	if svc != nil {
+		err := d.fetchMesh(ctx, svc, root, m, w)
 		if err == nil {
 			return nil
+		}
+		if ctx.Err() != nil {
+			return err
 		}
 		d.cfg.log.Warn("device: firmware image over the mesh failed; trying the gateways", "device", d.id, "cid", m.CID, "err", err)
 		meshErr = fmt.Errorf("mesh: %w", err)
@@ -229,6 +245,63 @@ func (d *Device) FetchFirmware(ctx context.Context, rel *ledger.FirmwareReleaseR
 		return fmt.Errorf("%w: %w", ErrNoImage, err)
 	}
 	return nil
+}
+
+// fetchMesh streams the image over bitswap through the checker into w. The
+// root must be found within the device's timeout, and the download must
+// not stall longer than that: a mesh with no provider falls back to the
+// gateways instead of waiting for ever.
+func (d *Device) fetchMesh(ctx context.Context, svc *files.Service, root cid.Cid, m *ledger.FirmwareManifest, w io.Writer) error {
+	sctx, cancel := context.WithTimeout(ctx, d.cfg.timeout)
+	size, err := svc.Stat(sctx, root)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if size != m.Size {
+		return fmt.Errorf("%w: the file is %d bytes, the release %d", files.ErrImageMismatch, size, m.Size)
+	}
+	gctx, stop := context.WithCancel(ctx)
+	defer stop()
+	pw := &progressWriter{w: w}
+	pw.last.Store(time.Now().UnixNano())
+	go func() {
+		t := time.NewTicker(d.cfg.timeout / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return
+			case now := <-t.C:
+				if now.Sub(time.Unix(0, pw.last.Load())) > d.cfg.timeout {
+					pw.stalled.Store(true)
+					stop()
+					return
+				}
+			}
+		}
+	}()
+	c := files.NewImageChecker(m)
+	_, err = svc.Get(gctx, root, io.MultiWriter(c, pw), files.GetOptions{})
+	if pw.stalled.Load() {
+		return fmt.Errorf("the download stalled: nothing for %v", d.cfg.timeout)
+	}
+	if err != nil {
+		return err
+	}
+	return c.Check()
+}
+
+// progressWriter notes when bytes last went through.
+type progressWriter struct {
+	w       io.Writer
+	last    atomic.Int64 // unix nanoseconds
+	stalled atomic.Bool
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	p.last.Store(time.Now().UnixNano())
+	return p.w.Write(b)
 }
 
 // fetchImage streams one gateway's copy of the image through the checker

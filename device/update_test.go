@@ -667,3 +667,94 @@ func TestOfferedFirmwareLyingGateway(t *testing.T) {
 		}
 	}
 }
+
+// A device with a file service on its own mesh node fetches the image over
+// bitswap from the gateway it is connected to, with no gateway's content
+// endpoint reachable; the image is checked the same way.
+func TestFetchFirmwareOverMesh(t *testing.T) {
+	tn := startNet(t)
+	ctx := ctxT(t)
+	class := fwClass(t)
+	k := newKeys(t, 1)[0]
+	tn.registerClass(t, class, k)
+	img := tn.publish(t, class, 1, 600<<10) // added on node 0
+	tn.rollout(t, class, 1, 100, 1, 3, true)
+
+	// Proofs through node 0's API; its content endpoint is cut off.
+	u, _ := url.Parse(tn.d.APIURL(0))
+	var contentAsked atomic.Int32
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	noContent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/content/") {
+			contentAsked.Add(1)
+			http.Error(w, "no content here", http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(noContent.Close)
+	dev := tn.fwDevice(t, k, device.Gateway{API: noContent.URL})
+	_, addr, err := dev.d.GatewayMeshAddr(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := dev.d.Mesh(device.MeshOptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: []string{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	svc, err := files.New(files.Config{Host: n.Host(), Routing: n.Routing()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	dev.d.UseFiles(svc)
+
+	u2 := &device.FirmwareUpdater{Installer: dev.slots, Every: 1}
+	r, err := u2.Check(ctx, dev.d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Action != device.UpdateInstalled || r.Running.Seq != 1 {
+		t.Fatalf("over the mesh: %s (%v)", r.Action, r.Err)
+	}
+	if contentAsked.Load() != 0 {
+		t.Errorf("the gateway's content endpoint was asked %d times; want the mesh only", contentAsked.Load())
+	}
+	if b, err := os.ReadFile(dev.slots.RunningImage()); err != nil || !bytes.Equal(b, img.data) {
+		t.Fatalf("the installed image is not the release's (%v)", err)
+	}
+
+	// A mesh node with no peer finds no provider: the device falls back on
+	// its gateway within its timeout.
+	k2 := newKeys(t, 1)[0]
+	tn.registerClass(t, class, k2)
+	dir := t.TempDir()
+	d2, err := device.New(k2, device.WithGateways(tn.gw(1)), device.WithChainID(tn.d.ChainID()), device.WithTrust(tn.trust),
+		device.WithStateDir(dir), device.WithTimeout(3*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d2.Close() })
+	lone, err := d2.Mesh(device.MeshOptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lone.Close() })
+	svc2, err := files.New(files.Config{Host: lone.Host()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc2.Close() })
+	d2.UseFiles(svc2)
+	slots, err := device.OpenSlots(filepath.Join(dir, device.FirmwareSlotsDir), device.Firmware{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r, err = (&device.FirmwareUpdater{Installer: slots, Every: 1}).Check(ctx, d2)
+	if err != nil || r.Action != device.UpdateInstalled {
+		t.Fatalf("with a lone mesh node: %+v %v", r, err)
+	}
+	t.Logf("installed through the gateway after the mesh found nothing: %v", time.Since(start).Round(time.Millisecond))
+}
