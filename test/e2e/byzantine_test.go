@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -324,7 +325,10 @@ func netnsDialer(ns string) func(ctx context.Context, network, addr string) (net
 		ch := make(chan dialed, 1)
 		go func() {
 			runtime.LockOSThread()
-			f, err := os.Open(filepath.Join("/var/run/netns", ns))
+			f, err := os.Open(filepath.Join("/run/netns", ns)) // where `ip netns add` puts it
+			if errors.Is(err, os.ErrNotExist) {
+				f, err = os.Open(filepath.Join("/var/run/netns", ns))
+			}
 			if err != nil {
 				ch <- dialed{nil, err}
 				return
