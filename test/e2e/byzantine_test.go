@@ -29,7 +29,7 @@ import (
 )
 
 // TestByzantineValidator makes one of 4 validators equivocate: two
-// conflicting prevotes for a committed height, signed with its real
+// conflicting prevotes for a committed height (its block and another), signed with its real
 // consensus key (priv_validator_key.json in its home), packed as CometBFT
 // DuplicateVoteEvidence with the real validator set and block time of that
 // height, and submitted through another node's CometBFT RPC
@@ -346,8 +346,8 @@ func netnsDialer(ns string) func(ctx context.Context, network, addr string) (net
 	}
 }
 
-// DoubleSign makes node i equivocate at height h: two prevotes of round 0
-// for two different block ids, signed with the node's consensus key, as
+// DoubleSign makes node i equivocate at height h: two prevotes of round 0,
+// one for the block committed at h and one for another block id, signed with the node's consensus key, as
 // DuplicateVoteEvidence built with the validator set and block time of h
 // read from rpc. It returns the evidence and the validator's address.
 func (n *Net) DoubleSign(ctx context.Context, i int, h int64, rpc *rpchttp.HTTP) (*types.DuplicateVoteEvidence, string) {
@@ -374,8 +374,7 @@ func (n *Net) DoubleSign(ctx context.Context, i int, h int64, rpc *rpchttp.HTTP)
 	if val == nil {
 		t.Fatalf("node %d (%s) is not a validator at height %d", i, key.Address, h)
 	}
-	vote := func() *types.Vote {
-		id := types.BlockID{Hash: randomHash(t), PartSetHeader: types.PartSetHeader{Total: 1, Hash: randomHash(t)}}
+	vote := func(id types.BlockID) *types.Vote {
 		v := &types.Vote{Type: cmtproto.PrevoteType, Height: h, Round: 0, BlockID: id, Timestamp: blk.Block.Time,
 			ValidatorAddress: key.Address, ValidatorIndex: idx}
 		sig, err := key.PrivKey.Sign(types.VoteSignBytes(n.ChainID, v.ToProto()))
@@ -385,7 +384,9 @@ func (n *Net) DoubleSign(ctx context.Context, i int, h int64, rpc *rpchttp.HTTP)
 		v.Signature = sig
 		return v
 	}
-	ev, err := types.NewDuplicateVoteEvidence(vote(), vote(), blk.Block.Time, set)
+	// One prevote for the block the chain committed at h, one for another.
+	other := types.BlockID{Hash: randomHash(t), PartSetHeader: types.PartSetHeader{Total: 1, Hash: randomHash(t)}}
+	ev, err := types.NewDuplicateVoteEvidence(vote(blk.BlockID), vote(other), blk.Block.Time, set)
 	if err != nil {
 		t.Fatal(err)
 	}
