@@ -46,11 +46,15 @@ type BlockCheckConfig struct {
 
 // BlockReport is what CheckBlocks found.
 type BlockReport struct {
-	ChainID      string         `json:"chain_id"`
-	Base         int64          `json:"base"`
-	Height       int64          `json:"height"`
-	AppHashesMet int            `json:"app_hashes_checked"` // heights whose ledger state hash was compared
-	Findings     []BlockFinding `json:"findings"`
+	ChainID      string `json:"chain_id"`
+	Base         int64  `json:"base"`
+	Height       int64  `json:"height"`
+	AppHashesMet int    `json:"app_hashes_checked"` // heights whose ledger state hash was compared
+	// LastBlockHash is the hash of the last block as its commit signs it
+	// (as stored if the commit does not verify): compare it with another
+	// node's to know the whole store is that network's chain.
+	LastBlockHash []byte         `json:"last_block_hash"`
+	Findings      []BlockFinding `json:"findings"`
 }
 
 // CheckBlocks checks every block of a node's block store offline: each
@@ -109,6 +113,9 @@ func CheckBlocks(c BlockCheckConfig) (*BlockReport, error) {
 	for h := k.rep.Base; h > 0 && h <= k.rep.Height; h++ {
 		prev = k.height(h, prev)
 	}
+	if prev != nil {
+		k.rep.LastBlockHash = prev.Hash
+	}
 	return k.rep, nil
 }
 
@@ -123,6 +130,27 @@ type blockCheck struct {
 
 func (k *blockCheck) add(h int64, field string, index int, format string, args ...any) {
 	k.rep.Findings = append(k.rep.Findings, BlockFinding{Height: h, Field: field, Index: index, Detail: fmt.Sprintf(format, args...)})
+}
+
+// sources names what a header field is computed from, for messages.
+var sources = map[string]string{
+	"block":                  "the previous block",
+	"txs":                    "the block's transactions",
+	"last_commit":            "the block's last commit",
+	"evidence":               "the block's evidence",
+	"state.validators":       "the state store's validator set",
+	"state.consensus_params": "the state store's consensus params",
+	"state.finalize_block":   "the state store's FinalizeBlock answer of the previous height",
+}
+
+// find returns the finding of height h and field, if any.
+func (k *blockCheck) find(h int64, field string) *BlockFinding {
+	for i := range k.rep.Findings {
+		if f := &k.rep.Findings[i]; f.Height == h && f.Field == field {
+			return f
+		}
+	}
+	return nil
 }
 
 // try runs a block store read that panics on undecodable records.
@@ -175,10 +203,10 @@ func (k *blockCheck) height(h int64, prev *types.BlockID) *types.BlockID {
 			return
 		}
 		if headerOK {
-			k.add(h, from, 0, "the signed header's %s is %X; the %s gives %X", name, got, from, want)
+			k.add(h, from, 0, "the signed header's %s is %X; %s gives %X", name, got, sources[from], want)
 			return
 		}
-		k.add(h, name, 0, "the header's %s is %X; it is computed as %X", name, got, want)
+		k.add(h, name, 0, "the header's %s is %X; %s gives %X", name, got, sources[from], want)
 	}
 
 	hd := &b.Header
@@ -241,6 +269,8 @@ func (k *blockCheck) height(h int64, prev *types.BlockID) *types.BlockID {
 				if !bytes.Equal(app, hd.AppHash) {
 					if headerOK {
 						k.add(h, "ledger", 0, "the ledger's state after block %d hashes to %X; the validators signed app hash %X", h-1, app, []byte(hd.AppHash))
+					} else if f := k.find(h, "app_hash"); f != nil {
+						f.Detail += fmt.Sprintf("; the ledger's state after block %d hashes to %X", h-1, app)
 					} else {
 						k.add(h, "app_hash", 0, "the header's app_hash is %X; the ledger's state after block %d hashes to %X", []byte(hd.AppHash), h-1, app)
 					}

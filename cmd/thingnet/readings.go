@@ -206,15 +206,17 @@ node, so the gateway that stored the reading is not trusted at all.`,
 	return c
 }
 
-// verifyCmd is `thingnet verify reading INDEX`, the same as `readings verify`.
+// verifyCmd is `thingnet verify reading INDEX` (the same as `readings
+// verify`) and `thingnet verify store` (a node's stores, offline).
 func verifyCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "verify", Short: "Check data end to end against the ledger"}
+	c := &cobra.Command{Use: "verify", Short: "Check data end to end against the ledger, or a node's stores for tampering"}
 	for _, sub := range readingsCmd(g).Commands() {
 		if sub.Name() == "verify" {
 			sub.Use = "reading INDEX"
 			c.AddCommand(sub)
 		}
 	}
+	c.AddCommand(verifyStoreCmd(g))
 	return c
 }
 

@@ -1,0 +1,165 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+
+	"github.com/thingnet/thingnet/datalog"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/reading"
+)
+
+// What a LogFinding says was altered, beside datalog's kinds (missing,
+// extra, entry, node, state).
+const (
+	FindMalformed = "malformed" // the entry does not decode (layout, envelope)
+	FindSignature = "signature" // the envelope's signature does not verify over its bytes: the payload or the signature was altered
+	FindSigner    = "signer"    // the entry's signer was not registered and active at its authentication height, or the height is not before its anchor
+	FindAnchor    = "anchor"    // the log as stored does not give an anchored root
+)
+
+// LogFinding is one alteration of a gateway's reading log.
+type LogFinding struct {
+	Index  uint64 `json:"index"`
+	What   string `json:"what"`
+	Level  uint   `json:"level,omitempty"` // for a subtree hash ("node")
+	Detail string `json:"detail"`
+}
+
+// LogReport is what CheckLog found.
+type LogReport struct {
+	Gateway  string       `json:"gateway"`
+	Size     uint64       `json:"size"`     // entries the log's state record claims
+	Anchors  int          `json:"anchors"`  // anchors of this gateway on the ledger
+	Anchored uint64       `json:"anchored"` // size of the last anchor
+	Findings []LogFinding `json:"findings"`
+	// FirstBadAnchor is the first anchor whose root the log as stored does
+	// not give: the log was altered within its entries.
+	FirstBadAnchor *ledger.Anchor `json:"first_bad_anchor,omitempty"`
+}
+
+// CheckLog checks, offline, the reading log in a gateway's directory (the
+// gateway stopped) against the ledger: every entry's bytes against the leaf
+// hash stored when it was appended (datalog.Check), its decoding, its
+// signature with the key its signer had at the entry's authentication
+// height (the anchor's for layout 1 entries), and the roots of the log as
+// stored against every anchor of the gateway on the ledger. st is the
+// ledger's latest state; versions reads past states (for keys at
+// authentication heights; ledger.App.View). A log rewritten consistently
+// (entries, tree and state together) is caught by the anchors and, unless
+// the attacker holds the devices' keys, by the signatures.
+func CheckLog(dir, gatewayID string, st *ledger.State, versions func(height int64) (*ledger.State, error)) (*LogReport, error) {
+	rep := &LogReport{Gateway: gatewayID}
+	var anchors []ledger.Anchor
+	for next := uint64(0); ; {
+		a, err := st.AnchorCovering(gatewayID, next)
+		if errors.Is(err, ledger.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("gateway: check: anchors of %s: %w", gatewayID, err)
+		}
+		anchors = append(anchors, *a)
+		next = a.Size
+	}
+	rep.Anchors = len(anchors)
+	if len(anchors) > 0 {
+		rep.Anchored = anchors[len(anchors)-1].Size
+	}
+	covering := func(i uint64) *ledger.Anchor {
+		k := sort.Search(len(anchors), func(k int) bool { return anchors[k].Size > i })
+		if k == len(anchors) {
+			return nil
+		}
+		return &anchors[k]
+	}
+	views := map[int64]*ledger.State{}
+	view := func(h int64) (*ledger.State, error) {
+		if v, ok := views[h]; ok {
+			return v, nil
+		}
+		v, err := versions(h)
+		if err != nil {
+			return nil, err
+		}
+		if len(views) > 4096 {
+			clear(views)
+		}
+		views[h] = v
+		return v, nil
+	}
+	keys := identity.NewDIDCache(1024)
+	checkEntry := func(i uint64, raw []byte) (string, string) {
+		e, err := reading.DecodeEntry(raw)
+		if err != nil {
+			return FindMalformed, fmt.Sprintf("entry %d does not decode: %v", i, err)
+		}
+		env := e.Envelope
+		signer := env.Signer()
+		at := e.AuthHeight
+		a := covering(i)
+		if a != nil && at >= a.Height {
+			return FindSigner, fmt.Sprintf("entry %d says it was authenticated at height %d, not before its anchor at height %d", i, at, a.Height)
+		}
+		if at == 0 {
+			if a == nil {
+				return "", "" // layout 1, not anchored yet: no height to check the key at
+			}
+			at = a.Height
+		}
+		v, err := view(at)
+		if err != nil {
+			return "", "" // the state at that height is pruned: the signature cannot be checked here
+		}
+		d, err := v.Device(signer)
+		if err != nil {
+			return FindSigner, fmt.Sprintf("entry %d: its signer %s is not registered at height %d", i, signer, at)
+		}
+		if d.Status != ledger.StatusActive {
+			return FindSigner, fmt.Sprintf("entry %d: its signer %s was %s at height %d", i, signer, d.Status, at)
+		}
+		pub, err := keys.Parse(d.Key)
+		if err != nil {
+			return FindSigner, fmt.Sprintf("entry %d: its signer %s has an unreadable key: %v", i, signer, err)
+		}
+		if err := env.Verify(pub); err != nil {
+			return FindSignature, fmt.Sprintf("entry %d: the signature of %s does not verify over the stored envelope (its payload or signature bytes were altered): %v", i, signer, err)
+		}
+		return "", ""
+	}
+	dr, err := datalog.Check(datalog.CheckConfig{Dir: filepath.Join(dir, "datalog"), Entry: checkEntry})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: check: %w", err)
+	}
+	rep.Size = dr.Size
+	for _, f := range dr.Findings {
+		rep.Findings = append(rep.Findings, LogFinding{Index: f.Index, What: f.Kind, Level: f.Level, Detail: f.Detail})
+	}
+	sizes := make([]uint64, len(anchors))
+	for k, a := range anchors {
+		sizes[k] = a.Size
+	}
+	roots := dr.Roots(sizes)
+	prev := uint64(0)
+	for k, a := range anchors {
+		root, ok := roots[a.Size]
+		switch {
+		case !ok:
+			rep.Findings = append(rep.Findings, LogFinding{Index: prev, What: datalog.FindMissing,
+				Detail: fmt.Sprintf("the ledger anchored %d entries at height %d; the log holds %d", a.Size, a.Height, dr.Size)})
+		case string(root[:]) != string(a.Root):
+			rep.Findings = append(rep.Findings, LogFinding{Index: prev, What: FindAnchor,
+				Detail: fmt.Sprintf("anchor %d (size %d, height %d): entries %d..%d as stored give root %x, the ledger has %x", k+1, a.Size, a.Height, prev, a.Size-1, root[:8], a.Root[:min(8, len(a.Root))])})
+		default:
+			prev = a.Size
+			continue
+		}
+		rep.FirstBadAnchor = &anchors[k]
+		break
+	}
+	sort.SliceStable(rep.Findings, func(x, y int) bool { return rep.Findings[x].Index < rep.Findings[y].Index })
+	return rep, nil
+}
