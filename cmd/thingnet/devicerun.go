@@ -405,13 +405,13 @@ func startDevnetFleet(ctx context.Context, out io.Writer, d *devnet.Devnet, c de
 	}
 	fmt.Fprintf(out, "starting a simulated fleet of %d devices in organisation %s (--fleet 0: none) ...\n", c.Size, devnet.DemoOrg)
 	var mu sync.Mutex
-	announced := map[int]bool{}
+	announced := map[device.Transport]bool{}
 	c.OnSend = func(i int, r *device.Receipt) {
 		mu.Lock()
 		defer mu.Unlock()
-		if !announced[i] { // each device's first reading; then the periodic summary
-			announced[i] = true
-			fmt.Fprintf(out, "  sim-%04d: first reading (seq %d) stored by %s over %s\n", i, r.Seqs[0], r.Gateway.API, r.Transport)
+		if !announced[r.Transport] { // the first reading over each transport; then the periodic summary
+			announced[r.Transport] = true
+			fmt.Fprintf(out, "  %s reading  sim-%04d's first over %s (seq %d) stored by %s\n", time.Now().Format("15:04:05"), i, r.Transport, r.Seqs[0], r.Gateway.API)
 		}
 	}
 	c.OnCommand = func(i int, cmd ledger.Command) error {
