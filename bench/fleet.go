@@ -56,6 +56,7 @@ func (c *FleetBenchConfig) defaults() {
 type FleetResult struct {
 	Config   FleetBenchConfig
 	Register time.Duration // keys made and devices registered in bulk (RegisterAll)
+	Stop     time.Duration // every agent stopped and device closed
 	Elapsed  time.Duration // the measured run
 
 	// Offered is the envelopes/s the devices would send if every gateway
@@ -64,9 +65,9 @@ type FleetResult struct {
 	// Acked is the envelopes/s the devices saw acknowledged (one reading
 	// each); GatewayStored the envelopes/s the gateways stored.
 	Acked, GatewayStored float64
-	// Totals since the fleet started: what the devices saw acknowledged
-	// and what the gateways stored, refused by the limits, rejected and
-	// refused when overloaded.
+	// Totals from the fleet's start to the end of the run: what the
+	// devices saw acknowledged and what the gateways stored, refused by
+	// the limits, rejected and refused when overloaded.
 	AckedTotal, StoredTotal, Limited, Rejected, Overloaded uint64
 
 	CPUBase, CPU float64 // cores: the devnet alone, then the whole process with the fleet
@@ -164,20 +165,21 @@ func FleetBench(ctx context.Context, dir string, c FleetBenchConfig, log io.Writ
 	env1, _ := fl.Sent()
 	st1 := gatewayStats(d)
 	res.Elapsed = time.Since(t0)
+	sec := res.Elapsed.Seconds()
+	res.Acked = float64(env1-env0) / sec
+	res.GatewayStored = float64(st1.Accepted-st0.Accepted) / sec
+	res.AckedTotal, res.StoredTotal = uint64(env1), st1.Accepted
+	res.Limited, res.Rejected, res.Overloaded = st1.Limited, st1.Rejected, st1.Overloaded
+	res.CPU = cpu.Seconds() / sec
+	res.CPUPerDevice = time.Duration(max(res.CPU-res.CPUBase, 0) * float64(time.Second) / float64(c.Devices))
+	res.Load = loadAverage()
+	fmt.Fprintf(log, "fleet: measured; stopping %d devices and the devnet ...\n", c.Devices)
+	t0 = time.Now()
 	stopped = true
 	if err := fl.Stop(); err != nil {
 		return nil, fmt.Errorf("stopping the fleet: %w", err)
 	}
-	envEnd, _ := fl.Sent()
-	stEnd := gatewayStats(d)
-	sec := res.Elapsed.Seconds()
-	res.Acked = float64(env1-env0) / sec
-	res.GatewayStored = float64(st1.Accepted-st0.Accepted) / sec
-	res.AckedTotal, res.StoredTotal = uint64(envEnd), stEnd.Accepted
-	res.Limited, res.Rejected, res.Overloaded = stEnd.Limited, stEnd.Rejected, stEnd.Overloaded
-	res.CPU = cpu.Seconds() / sec
-	res.CPUPerDevice = time.Duration(max(res.CPU-res.CPUBase, 0) * float64(time.Second) / float64(c.Devices))
-	res.Load = loadAverage()
+	res.Stop = time.Since(t0)
 	if res.AckedTotal == 0 {
 		return res, errors.New("fleet: no envelope was acknowledged")
 	}
@@ -203,7 +205,7 @@ func (r *FleetResult) WriteReport(w io.Writer) {
 	c := r.Config
 	fmt.Fprintf(w, "fleet of %d devices over %s across %d gateways, waking every %v (jitter %.0f%%), measured for %v\n",
 		c.Devices, c.Transport, c.Gateways, c.Wake, 100*c.Jitter, r.Elapsed.Round(time.Second))
-	fmt.Fprintf(w, "registered in bulk in       %v\n", r.Register.Round(time.Millisecond))
+	fmt.Fprintf(w, "registered in bulk in       %v (stopped in %v)\n", r.Register.Round(time.Millisecond), r.Stop.Round(time.Millisecond))
 	fmt.Fprintf(w, "envelopes/s offered         %.1f\n", r.Offered)
 	fmt.Fprintf(w, "envelopes/s acknowledged    %.1f (%.1f%% of offered)\n", r.Acked, 100*r.Acked/r.Offered)
 	fmt.Fprintf(w, "envelopes/s gateways stored %.1f\n", r.GatewayStored)
