@@ -445,8 +445,8 @@ func (f *flipReader) Close() error { return f.r.Close() }
 // Gateways serving a tampered image (a flipped byte; extra bytes past
 // the size) are refused while the image streams in, and the image is
 // fetched from the next gateway: the device installs exactly the released
-// image. With only tampering gateways nothing is installed and the
-// attempt is retried later, not reported.
+// image. With only tampering gateways nothing is installed; the attempt is
+// retried, backing off, and after 3 the failure is reported once.
 func TestFirmwareTamperedImage(t *testing.T) {
 	tn := startNet(t)
 	ctx := ctxT(t)
@@ -477,6 +477,30 @@ func TestFirmwareTamperedImage(t *testing.T) {
 		t.Fatalf("a fetch failure was reported: %q", h)
 	}
 	t.Logf("only tampering gateways: %v", r.Err)
+	// Back-off: attempt 2 at the next check, attempt 3 two checks later,
+	// then it gives up and reports once; a restarted updater (state on
+	// disk) does not try or report again.
+	var actions []string
+	for range 4 {
+		r, err := u.Check(ctx, alone.d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		actions = append(actions, fmt.Sprintf("%s/%d", r.Action, r.Attempt))
+	}
+	if want := "retry/2 waiting/2 gave-up/3 waiting/3"; strings.Join(actions, " ") != want {
+		t.Fatalf("checks after the first failure: %s; want %s", strings.Join(actions, " "), want)
+	}
+	restarted := &device.FirmwareUpdater{Installer: alone.slots, Every: 1}
+	if r, err := restarted.Check(ctx, alone.d); err != nil || r.Action != device.UpdateWaiting || r.Attempt != 3 {
+		t.Fatalf("a restarted updater: %+v %v; want waiting after 3 attempts", r, err)
+	}
+	if h := tn.firmwareHistory(t, keys[1].ID()); len(h) != 1 || !strings.Contains(h[0], "FAILED") || !strings.Contains(h[0], "gave up after 3 attempt(s)") {
+		t.Fatalf("history after giving up: %q", h)
+	}
+	if run, _ := alone.slots.Running(); run.Seq != 0 {
+		t.Fatalf("a tampered image was installed: %+v", run)
+	}
 
 	// With an honest gateway behind them, the device gets the image.
 	flipped.Store(0)
