@@ -47,3 +47,45 @@ func TestBanReportsDevice(t *testing.T) {
 		t.Fatalf("bans %d; want 2", st.Bans)
 	}
 }
+
+// TestDeviceConnectionsProtected: the connections of a registered device
+// that talks to a gateway (deposit, wake channel) are exempt from the
+// connection manager's trimming; an unregistered key's are not, and a
+// banned device loses the exemption.
+func TestDeviceConnectionsProtected(t *testing.T) {
+	s := newMailboxSetup(t, MailboxConfig{NoSync: true})
+	s.g.gater.max = 3
+	ctx := ctxT(t)
+	a := startNode(t, s.l, s.aKey, nil)
+	b := s.startB()
+	stranger := startNode(t, s.l, mustKey(t, identity.Ed25519), nil)
+	c := startNode(t, s.l, s.cKey, nil) // registered, no grant: banned below
+	for _, x := range []*Node{a, b, stranger, c} {
+		connect(t, x, s.g)
+	}
+	deposit := func(x *Node) {
+		env, _ := x.Compose(Outgoing{To: s.bKey.ID(), Body: []byte("x")})
+		_, _ = x.Deposit(ctx, s.gKey.ID(), env)
+	}
+	deposit(a)
+	deposit(stranger)
+	if _, err := b.Sleep(ctx, s.gKey.ID()); err != nil {
+		t.Fatal(err)
+	}
+	deposit(c)
+	cm := s.g.Host().ConnManager()
+	waitFor(t, 5*time.Second, func() bool { return cm.IsProtected(a.PeerID(), deviceTag) && cm.IsProtected(b.PeerID(), deviceTag) })
+	if cm.IsProtected(stranger.PeerID(), deviceTag) {
+		t.Error("an unregistered key's connection is protected")
+	}
+	if !cm.IsProtected(c.PeerID(), deviceTag) {
+		t.Error("a registered device's connection is not protected before its ban")
+	}
+	for i := 0; i < 5; i++ {
+		deposit(c)
+	}
+	waitFor(t, 5*time.Second, func() bool { return s.g.Stats().Bans >= 1 })
+	if cm.IsProtected(c.PeerID(), deviceTag) {
+		t.Error("a banned device's connections are still protected")
+	}
+}

@@ -55,6 +55,7 @@ func (n *Node) serveBatches(s network.Stream, via string) {
 		s.Reset()
 		return
 	}
+	n.keepDevice(p)
 	in := make(chan []byte, 4*maxBatch)
 	var readErr error
 	go func() {
@@ -131,6 +132,7 @@ func (n *Node) countRefusals(p peer.ID, results []Result) bool {
 		if n.gater.refused(p, time.Now()) {
 			n.stats.bans.Add(1)
 			n.log.Warn("mesh: peer banned for refused messages", "peer", p, "for", n.cfg.BanFor)
+			n.host.ConnManager().Unprotect(p, deviceTag)
 			go n.host.Network().ClosePeer(p)
 			if n.cfg.OnBan != nil {
 				go func() {
@@ -143,6 +145,22 @@ func (n *Node) countRefusals(p peer.ID, results []Result) bool {
 		}
 	}
 	return false
+}
+
+// deviceTag protects registered devices' connections in the connection
+// manager.
+const deviceTag = "thingnet-device"
+
+// keepDevice exempts the connections of a peer that is a registered,
+// active device from the connection manager's trimming. Under a flood of
+// connections the manager otherwise trims devices' connections with the
+// attackers' once they are past their grace period (a sleeping device's
+// idle wake channel among the first); a device banned for refused messages
+// loses the protection.
+func (n *Node) keepDevice(p peer.ID) {
+	if n.registeredPeer(p) {
+		n.host.ConnManager().Protect(p, deviceTag)
+	}
 }
 
 type acceptMode int

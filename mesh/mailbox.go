@@ -588,6 +588,7 @@ func (m *Mailbox) serveWake(s network.Stream) {
 		s.Reset()
 		return
 	}
+	m.n.host.ConnManager().Protect(s.Conn().RemotePeer(), deviceTag)
 	w := &waker{w: bufio.NewWriter(s), s: s}
 	m.wakeMu.Lock()
 	if old := m.wakers[req.Device]; old != nil {
@@ -641,6 +642,7 @@ func (m *Mailbox) servePull(s network.Stream) {
 		s.Reset()
 		return
 	}
+	m.n.host.ConnManager().Protect(s.Conn().RemotePeer(), deviceTag)
 	max := req.Max
 	if max == 0 || max > maxPull {
 		max = maxPull
