@@ -219,6 +219,7 @@ func TestMeshFlood(t *testing.T) {
 	// The legitimate load.
 	l := &latencies{phase: "baseline", lat: map[string][]time.Duration{}}
 	acked := map[[32]byte]bool{}
+	var slow []string // deposits over 100 ms, when (under l.mu)
 	pctx, pcancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for _, name := range legit {
@@ -242,6 +243,9 @@ func TestMeshFlood(t *testing.T) {
 				if err == nil && res.Status == mesh.StatusDelivered {
 					acked[sha256.Sum256(env)] = true
 					l.lat[l.phase] = append(l.lat[l.phase], d)
+					if d > 100*time.Millisecond && len(slow) < 30 {
+						slow = append(slow, fmt.Sprintf("%s %v at +%v", name, d.Round(time.Millisecond), t0.Sub(start).Round(100*time.Millisecond)))
+					}
 				} else if pctx.Err() == nil {
 					l.fails++
 					if l.fails <= 5 {
@@ -312,6 +316,7 @@ func TestMeshFlood(t *testing.T) {
 		spec.IPs = append(spec.IPs, ip.String())
 	}
 	attackStart := time.Now()
+	t.Logf("attack starts at +%v", attackStart.Sub(start).Round(100*time.Millisecond))
 	var res attackResult
 	wg.Add(1)
 	go func() {
@@ -366,6 +371,7 @@ func TestMeshFlood(t *testing.T) {
 	l.mu.Lock()
 	base, att := l.lat["baseline"], l.lat["attack"]
 	fails := l.fails
+	t.Logf("deposits over 100 ms: %v", slow)
 	l.mu.Unlock()
 	t.Logf("legit deposit latency: baseline %d, median %v p99 %v; under attack %d, median %v p99 %v; %d not acknowledged",
 		len(base), median(base), p99(base), len(att), median(att), p99(att), fails)
@@ -423,7 +429,11 @@ type attackResult struct {
 // returns what it reports.
 func runAttacker(t *testing.T, spec attackSpec) attackResult {
 	b, _ := json.Marshal(spec)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestMeshFloodAttacker$", "-test.v")
+	// At nice 10: on this one machine the attacker's own work (3,000
+	// libp2p hosts made, their handshakes) would otherwise stand in for
+	// load on the gateway; a real attacker spends its own CPU. What it
+	// sends is unchanged.
+	cmd := exec.Command("nice", "-n", "10", os.Args[0], "-test.run=^TestMeshFloodAttacker$", "-test.v")
 	cmd.Env = append(os.Environ(), "THINGNET_E2E_ATTACKER="+string(b), "THINGNET_PASSPHRASE=")
 	out, err := cmd.CombinedOutput()
 	var res attackResult
