@@ -127,3 +127,49 @@ func median(ds []time.Duration) time.Duration {
 }
 
 func kib(n uint64) string { return fmt.Sprintf("%d KiB", n>>10) }
+
+// A gateway that stops sending halfway is given up after the device's
+// timeout (no bytes for that long), and one that answers nothing at all
+// after it too; the image then comes from the next gateway, whole.
+func TestFetchFirmwareStall(t *testing.T) {
+	const size = 1 << 20
+	img, _ := io.ReadAll(imageReader(size))
+	sum := sha256.Sum256(img)
+	m := ledger.FirmwareManifest{Vendor: "acme", Class: "valve", Version: "9", Seq: 9, Digest: sum[:], Size: size,
+		CID: "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"}
+	serve := func(stallAfter int) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if stallAfter < 0 { // no answer at all
+				<-r.Context().Done()
+				return
+			}
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+			w.Write(img[:stallAfter])
+			w.(http.Flusher).Flush()
+			if stallAfter < size {
+				<-r.Context().Done()
+			}
+		}))
+		t.Cleanup(s.Close)
+		return s
+	}
+	half, silent, honest := serve(size/2), serve(-1), serve(size)
+	k, _ := identity.GenerateKey(identity.Ed25519)
+	d, err := device.New(k, device.WithGateways(device.Gateway{API: half.URL}, device.Gateway{API: silent.URL}, device.Gateway{API: honest.URL}),
+		device.WithChainID("x"), device.WithTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	w := &discard{}
+	start := time.Now()
+	if err := d.FetchFirmware(t.Context(), &ledger.FirmwareReleaseRecord{Manifest: m}, w); err != nil {
+		t.Fatal(err)
+	}
+	if w.n != size || d.Gateway().API != honest.URL {
+		t.Fatalf("%d bytes, from %s", w.n, d.Gateway().API)
+	}
+	if el := time.Since(start); el < 2*time.Second || el > 20*time.Second {
+		t.Errorf("took %v; want about two timeouts (1 s each)", el)
+	}
+}

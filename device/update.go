@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -226,13 +227,11 @@ func (d *Device) FetchFirmware(ctx context.Context, rel *ledger.FirmwareReleaseR
 			return fmt.Errorf("device: discarding a wrong image: %w", rerr)
 		}
 	}
-	var mismatch bool
 	err = d.each(ctx, what, func(_ int, gw Gateway) error {
 		err := d.fetchImage(ctx, gw, m, w)
 		if err == nil {
 			return nil
 		}
-		mismatch = mismatch || errors.Is(err, files.ErrImageMismatch)
 		if rerr := w.Reset(); rerr != nil {
 			return errors.Join(err, fmt.Errorf("discarding the image: %w", rerr))
 		}
@@ -261,30 +260,12 @@ func (d *Device) fetchMesh(ctx context.Context, svc *files.Service, root cid.Cid
 	if size != m.Size {
 		return fmt.Errorf("%w: the file is %d bytes, the release %d", files.ErrImageMismatch, size, m.Size)
 	}
-	gctx, stop := context.WithCancel(ctx)
-	defer stop()
-	pw := &progressWriter{w: w}
-	pw.last.Store(time.Now().UnixNano())
-	go func() {
-		t := time.NewTicker(d.cfg.timeout / 4)
-		defer t.Stop()
-		for {
-			select {
-			case <-gctx.Done():
-				return
-			case now := <-t.C:
-				if now.Sub(time.Unix(0, pw.last.Load())) > d.cfg.timeout {
-					pw.stalled.Store(true)
-					stop()
-					return
-				}
-			}
-		}
-	}()
 	c := files.NewImageChecker(m)
-	_, err = svc.Get(gctx, root, io.MultiWriter(c, pw), files.GetOptions{})
-	if pw.stalled.Load() {
-		return fmt.Errorf("the download stalled: nothing for %v", d.cfg.timeout)
+	gctx, sw, stop := guard(ctx, d.cfg.timeout, io.MultiWriter(c, w))
+	defer stop()
+	_, err = svc.Get(gctx, root, sw, files.GetOptions{})
+	if sw.stalled.Load() {
+		return fmt.Errorf("the download stalled: no bytes for %v", d.cfg.timeout)
 	}
 	if err != nil {
 		return err
@@ -292,31 +273,63 @@ func (d *Device) fetchMesh(ctx context.Context, svc *files.Service, root cid.Cid
 	return c.Check()
 }
 
-// progressWriter notes when bytes last went through.
-type progressWriter struct {
+// stallWriter notes when bytes last went through.
+type stallWriter struct {
 	w       io.Writer
 	last    atomic.Int64 // unix nanoseconds
 	stalled atomic.Bool
 }
 
-func (p *progressWriter) Write(b []byte) (int, error) {
-	p.last.Store(time.Now().UnixNano())
-	return p.w.Write(b)
+func (s *stallWriter) Write(b []byte) (int, error) {
+	s.last.Store(time.Now().UnixNano())
+	return s.w.Write(b)
+}
+
+// guard returns a context that is cancelled when nothing has been written
+// through the returned writer for limit (from now): a download that
+// stalls is given up instead of waited on for ever. stop ends the watch.
+func guard(ctx context.Context, limit time.Duration, w io.Writer) (gctx context.Context, sw *stallWriter, stop context.CancelFunc) {
+	gctx, cancel := context.WithCancel(ctx)
+	sw = &stallWriter{w: w}
+	sw.last.Store(time.Now().UnixNano())
+	go func() {
+		t := time.NewTicker(max(limit/4, time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return
+			case now := <-t.C:
+				if now.Sub(time.Unix(0, sw.last.Load())) > limit {
+					sw.stalled.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return gctx, sw, cancel
 }
 
 // fetchImage streams one gateway's copy of the image through the checker
 // into w.
 func (d *Device) fetchImage(ctx context.Context, gw Gateway, m *ledger.FirmwareManifest, w io.Writer) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(gw.API, "/")+"/v1/content/"+m.CID, nil)
+	c := files.NewImageChecker(m)
+	// No overall timeout: an image takes as long as it takes. The answer
+	// must start, and bytes keep coming, within the device's timeout.
+	gctx, sw, stop := guard(ctx, d.cfg.timeout, io.MultiWriter(c, w))
+	defer stop()
+	req, err := http.NewRequestWithContext(gctx, http.MethodGet, strings.TrimSuffix(gw.API, "/")+"/v1/content/"+m.CID, nil)
 	if err != nil {
 		return err
 	}
-	// No overall timeout: an image takes as long as it takes. The answer
-	// must start within the device's timeout.
-	hc := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: d.cfg.timeout, Proxy: nil}}
-	defer hc.CloseIdleConnections()
-	res, err := hc.Do(req)
+	tr := &http.Transport{DialContext: (&net.Dialer{Timeout: d.cfg.timeout}).DialContext, ResponseHeaderTimeout: d.cfg.timeout}
+	defer tr.CloseIdleConnections()
+	res, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
+		if sw.stalled.Load() {
+			return fmt.Errorf("GET /v1/content/%s: no answer within %v", m.CID, d.cfg.timeout)
+		}
 		return err
 	}
 	defer res.Body.Close()
@@ -327,9 +340,11 @@ func (d *Device) fetchImage(ctx context.Context, gw Gateway, m *ledger.FirmwareM
 	if res.ContentLength >= 0 && uint64(res.ContentLength) != m.Size {
 		return fmt.Errorf("%w: the gateway announces %d bytes, the release is %d", files.ErrImageMismatch, res.ContentLength, m.Size)
 	}
-	c := files.NewImageChecker(m)
 	// At most one byte past the size is read: the checker refuses it.
-	if _, err := io.Copy(io.MultiWriter(c, w), io.LimitReader(res.Body, int64(m.Size)+1)); err != nil {
+	if _, err := io.Copy(sw, io.LimitReader(res.Body, int64(m.Size)+1)); err != nil {
+		if sw.stalled.Load() {
+			return fmt.Errorf("GET /v1/content/%s: the download stalled: no bytes for %v", m.CID, d.cfg.timeout)
+		}
 		return err
 	}
 	return c.Check()
