@@ -544,8 +544,9 @@ func (failingStage) Install() error { return errors.New("self-test of the new im
 
 // Installs that fail on two devices are reported (with the reason); the
 // rollout's failure threshold (2) aborts it on the ledger, and the other
-// devices are then not offered the release and install nothing. A device
-// pinning another vendor key refuses the release outright.
+// devices are then not offered the release and install nothing. A new
+// rollout of the release is tried afresh. A device pinning another vendor
+// key refuses the release outright.
 func TestFirmwareRolloutAbort(t *testing.T) {
 	tn := startNet(t)
 	ctx := ctxT(t)
@@ -559,8 +560,10 @@ func TestFirmwareRolloutAbort(t *testing.T) {
 	for i, k := range keys {
 		devs[i] = tn.fwDevice(t, k)
 	}
+	failing := make([]*device.FirmwareUpdater, 2)
 	for i := range 2 {
 		u := &device.FirmwareUpdater{Installer: failingInstaller{devs[i].slots}, Every: 1, MaxAttempts: 2}
+		failing[i] = u
 		r, err := u.Check(ctx, devs[i].d)
 		if err != nil || r.Action != device.UpdateRetry || r.Attempt != 1 {
 			t.Fatalf("device %d, first attempt: %+v %v", i, r, err)
@@ -596,6 +599,16 @@ func TestFirmwareRolloutAbort(t *testing.T) {
 		if run, _ := devs[i].slots.Running(); run.Seq != 0 {
 			t.Fatalf("device %d installed %+v from an aborted rollout", i, run)
 		}
+	}
+
+	// The organisation rolls the release out anew: a device that gave up on
+	// it tries again, a healthy one installs it.
+	tn.rollout(t, class, 1, 100, 1, 10, false)
+	if r, err := failing[0].Check(ctx, devs[0].d); err != nil || r.Action != device.UpdateRetry || r.Attempt != 1 {
+		t.Fatalf("a new rollout of the release given up on: %+v %v; want a first attempt", r, err)
+	}
+	if r, err := (&device.FirmwareUpdater{Installer: devs[2].slots, Every: 1}).Check(ctx, devs[2].d); err != nil || r.Action != device.UpdateInstalled {
+		t.Fatalf("a healthy device under the new rollout: %+v %v", r, err)
 	}
 
 	// A pinned vendor key that is not the release signer's: refused at once.

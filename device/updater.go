@@ -35,8 +35,9 @@ const UpdateStateFile = "firmware-update.json"
 // backing off (1, 2, 4 ... checks apart); after MaxAttempts, or at once
 // for a release it must refuse, it gives up on that release and reports
 // the failure once, with the reason (a firmware.report with Failed,
-// which counts against the rollout). The device keeps running what it
-// ran. The attempts survive a restart (UpdateStateFile).
+// which counts against the rollout), and does not try it again unless the
+// organisation starts a new rollout of it. The device keeps running what
+// it ran. The attempts survive a restart (UpdateStateFile).
 //
 // A FirmwareUpdater belongs to one agent; it is not safe for concurrent
 // use.
@@ -78,6 +79,7 @@ type UpdateResult struct {
 }
 
 type updateState struct {
+	Rollout  int64  `json:"rollout"` // the start height of the rollout that offered it
 	Vendor   string `json:"vendor"`
 	Seq      uint64 `json:"seq"`
 	Version  string `json:"version"`
@@ -144,8 +146,10 @@ func (u *FirmwareUpdater) Check(ctx context.Context, d *Device) (*UpdateResult, 
 		return res, nil
 	}
 	st := u.st
-	if st == nil || st.Vendor != m.Vendor || st.Seq != m.Seq || !bytes.Equal(st.Digest, m.Digest) {
-		st = &updateState{Vendor: m.Vendor, Seq: m.Seq, Version: m.Version, Digest: m.Digest}
+	if st == nil || st.Rollout != o.Rollout.Start || st.Vendor != m.Vendor || st.Seq != m.Seq || !bytes.Equal(st.Digest, m.Digest) {
+		// Another release, or the same one rolled out anew: a new decision
+		// of the organisation, tried afresh.
+		st = &updateState{Rollout: o.Rollout.Start, Vendor: m.Vendor, Seq: m.Seq, Version: m.Version, Digest: m.Digest}
 		u.st, u.skip = st, 0
 	}
 	res.Attempt = st.Attempts
