@@ -1,10 +1,15 @@
 package gateway
 
 import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
@@ -198,4 +203,97 @@ func TestLayout1EntriesStillVerify(t *testing.T) {
 	if _, err := VerifyReading(ctx, tn.client, "gw-test", tn.proof(t, i2)); err == nil || !strings.Contains(err.Error(), "was suspended") {
 		t.Errorf("layout 1 entry of a device suspended before the anchor: %v; want refused as suspended", err)
 	}
+}
+
+// TestCheckLog checks a gateway's stopped log against the ledger: clean
+// as written; a backdated entry (its signer not registered at the height
+// it claims) is named, and so is an entry whose payload was altered after
+// the anchor, with the first anchor it breaks.
+func TestCheckLog(t *testing.T) {
+	tn := startTestNet(t)
+	tn.quietGateway(t)
+	for seq := uint64(1); seq <= 3; seq++ {
+		raw, err := reading.Sign(tn.sensor, tn.sensor.ID(), temp(seq, 20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tn.post(t, raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := tn.anchorNow(t, 0)
+	check := func() *LogReport {
+		t.Helper()
+		st, err := tn.app.View(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn.gw.Close() // the check reads a stopped gateway's store
+		rep, err := CheckLog(filepath.Join(tn.dir, "quiet-gateway"), tn.gwKey.ID(), st, tn.app.View)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	if rep := check(); len(rep.Findings) != 0 || rep.Size != 3 || rep.Anchors != 1 || rep.FirstBadAnchor != nil {
+		t.Fatalf("untouched log: %+v", rep)
+	}
+
+	// A backdated entry, anchored: the log is consistent, the signer is not.
+	tn.quietGateway2(t)
+	late := key(t)
+	proof, _ := late.Sign(ledger.PossessionMessage("gw-test", "acme", late.ID()))
+	if _, err := tn.client.Send(ctxT(t), tn.admin, "", &ledger.DeviceRegister{Org: "acme", Device: late.ID(), Proof: proof}, true); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := reading.Sign(late, late.ID(), temp(1, 30))
+	forged, _ := reading.NewEntry(1, raw)
+	if _, err := tn.gw.Log().Append([][]byte{forged}); err != nil {
+		t.Fatal(err)
+	}
+	tn.anchorNow(t, 3)
+	rep := check()
+	if len(rep.Findings) != 1 || rep.Findings[0].Index != 3 || rep.Findings[0].What != FindSigner || rep.FirstBadAnchor != nil {
+		t.Fatalf("backdated entry: %+v; want one signer finding at entry 3", rep.Findings)
+	}
+
+	// Entry 1's value altered on disk, after its anchor.
+	db, err := pebble.Open(filepath.Join(tn.dir, "quiet-gateway", "datalog"), &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := binary.BigEndian.AppendUint64([]byte{'e'}, 1)
+	v, closer, err := db.Get(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := bytes.Clone(v)
+	closer.Close()
+	e[len(e)-64-2-1] ^= 0x01
+	if err := db.Set(k, e, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	rep = check()
+	var got []string
+	for _, f := range rep.Findings {
+		got = append(got, fmt.Sprintf("%d %s", f.Index, f.What))
+	}
+	want := "0 anchor,1 entry,1 signature,3 signer"
+	if strings.Join(got, ",") != want || rep.FirstBadAnchor == nil || rep.FirstBadAnchor.Height != first {
+		t.Errorf("altered entry: %v (first bad anchor %+v); want %s and the anchor at height %d", got, rep.FirstBadAnchor, want, first)
+	}
+}
+
+// quietGateway2 reopens the quiet gateway on its directory after a check
+// closed it.
+func (tn *testNet) quietGateway2(t *testing.T) {
+	t.Helper()
+	gw, err := New(Config{Dir: filepath.Join(tn.dir, "quiet-gateway"), Key: tn.gwKey, AnchorInterval: time.Hour},
+		NodeLedger{App: tn.app, Comet: tn.net.Node(0).Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.gw = gw
+	t.Cleanup(func() { gw.Close() })
 }
