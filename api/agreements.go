@@ -101,15 +101,11 @@ func (s *Server) listAgreements(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	items := []AgreementView{}
+	items := make([]AgreementView, 0, len(ags))
 	for i := range ags {
 		items = append(items, ViewAgreement(&ags[i], s.app.Program))
 	}
-	p := Page{Height: st.Height, Items: items}
-	if len(ags) == limit {
-		p.Next = strconv.FormatUint(ags[len(ags)-1].ID, 10)
-	}
-	return p, nil
+	return pageOf(st.Height, items, limit, func(a AgreementView) string { return seqCursor(a.ID) }), nil
 }
 
 func (s *Server) getAgreement(r *http.Request) (any, error) {
@@ -150,14 +146,8 @@ func (s *Server) getAgreementHistory(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := Page{Height: st.Height, Items: evs}
-	if evs == nil {
-		p.Items = []ledger.AgreementEvent{}
-	}
-	if len(evs) == limit {
-		p.Next = strconv.FormatUint(evs[len(evs)-1].Seq+1, 10)
-	}
-	return p, nil
+	// ?from= is inclusive: the next page starts after the last event.
+	return pageOf(st.Height, evs, limit, func(e ledger.AgreementEvent) string { return seqCursor(e.Seq + 1) }), nil
 }
 
 // DryRunRequest is the body of POST /v1/agreements/dry-run: an
@@ -271,14 +261,7 @@ func (s *Server) getTransfers(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := Page{Height: st.Height, Items: ts}
-	if ts == nil {
-		p.Items = []ledger.Transfer{}
-	}
-	if len(ts) == limit {
-		p.Next = strconv.FormatUint(ts[len(ts)-1].Seq, 10)
-	}
-	return p, nil
+	return pageOf(st.Height, ts, limit, func(t ledger.Transfer) string { return seqCursor(t.Seq) }), nil
 }
 
 func (s *Server) getCommands(r *http.Request) (any, error) {
@@ -298,14 +281,7 @@ func (s *Server) getCommands(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := Page{Height: st.Height, Items: cs}
-	if cs == nil {
-		p.Items = []ledger.Command{}
-	}
-	if len(cs) == limit {
-		p.Next = strconv.FormatUint(cs[len(cs)-1].ID, 10)
-	}
-	return p, nil
+	return pageOf(st.Height, cs, limit, func(c ledger.Command) string { return seqCursor(c.ID) }), nil
 }
 
 // DryRun asks the node what a call or deployment would do.

@@ -29,14 +29,7 @@ func (s *Server) listFiles(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fs == nil {
-		fs = []ledger.FileManifest{}
-	}
-	p := Page{Height: st.Height, Items: fs}
-	if len(fs) == limit {
-		p.Next = fs[len(fs)-1].Name
-	}
-	return p, nil
+	return pageOf(st.Height, fs, limit, func(f ledger.FileManifest) string { return f.Name }), nil
 }
 
 // getFile answers GET /v1/files/{org}/{name}: a manifest, with ?prove=true
@@ -56,8 +49,5 @@ func (s *Server) getPins(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ps == nil {
-		ps = []ledger.FilePin{}
-	}
-	return Page{Height: st.Height, Items: ps}, nil
+	return pageOf(st.Height, ps, 0, nil), nil // all of them: no paging
 }

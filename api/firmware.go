@@ -37,14 +37,7 @@ func (s *Server) listFirmware(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rs == nil {
-		rs = []ledger.FirmwareReleaseRecord{}
-	}
-	p := Page{Height: st.Height, Items: rs}
-	if len(rs) == limit {
-		p.Next = strconv.FormatUint(rs[len(rs)-1].Manifest.Seq, 10)
-	}
-	return p, nil
+	return pageOf(st.Height, rs, limit, func(r ledger.FirmwareReleaseRecord) string { return seqCursor(r.Manifest.Seq) }), nil
 }
 
 // getFirmware answers GET /v1/firmware/{vendor}/{class}/{seq}: one release
@@ -72,10 +65,7 @@ func (s *Server) listFirmwareApprovals(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if as == nil {
-		as = []ledger.FirmwareApproval{}
-	}
-	return Page{Height: st.Height, Items: as}, nil
+	return pageOf(st.Height, as, 0, nil), nil // all of them: no paging
 }
 
 // Rollout is an organisation's rollout for a class with the wave open at

@@ -145,6 +145,23 @@ type Page struct {
 	Next   string `json:"next,omitempty"`
 }
 
+// pageOf is the Page of items, a list read at height with limit: Items is
+// never null, and Next, the cursor of the last item, is set when the page
+// is full (there may be more).
+func pageOf[T any](height int64, items []T, limit int, cursor func(T) string) Page {
+	if items == nil {
+		items = []T{}
+	}
+	p := Page{Height: height, Items: items}
+	if limit > 0 && len(items) == limit {
+		p.Next = cursor(items[len(items)-1])
+	}
+	return p
+}
+
+// seqCursor formats a sequence number or id as a cursor.
+func seqCursor(n uint64) string { return strconv.FormatUint(n, 10) }
+
 func (s *Server) listOrgs(r *http.Request) (any, error) {
 	st, _, err := s.view(r)
 	if err != nil {
@@ -158,14 +175,7 @@ func (s *Server) listOrgs(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := Page{Height: st.Height, Items: orgs}
-	if len(orgs) == limit {
-		p.Next = orgs[len(orgs)-1].ID
-	}
-	if orgs == nil {
-		p.Items = []ledger.Org{}
-	}
-	return p, nil
+	return pageOf(st.Height, orgs, limit, func(o ledger.Org) string { return o.ID }), nil
 }
 
 func (s *Server) listDevices(r *http.Request) (any, error) {
@@ -182,14 +192,7 @@ func (s *Server) listDevices(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := Page{Height: st.Height, Items: devs}
-	if len(devs) == limit {
-		p.Next = devs[len(devs)-1].ID
-	}
-	if devs == nil {
-		p.Items = []ledger.Device{}
-	}
-	return p, nil
+	return pageOf(st.Height, devs, limit, func(d ledger.Device) string { return d.ID }), nil
 }
 
 func (s *Server) getHistory(r *http.Request) (any, error) {
@@ -217,14 +220,7 @@ func (s *Server) getHistory(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := Page{Height: st.Height, Items: evs}
-	if len(evs) == limit {
-		p.Next = strconv.FormatUint(evs[len(evs)-1].Seq, 10)
-	}
-	if evs == nil {
-		p.Items = []ledger.Event{}
-	}
-	return p, nil
+	return pageOf(st.Height, evs, limit, func(e ledger.Event) string { return seqCursor(e.Seq) }), nil
 }
 
 func (s *Server) listGrants(r *http.Request) (any, error) {
@@ -247,14 +243,7 @@ func (s *Server) listGrants(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := Page{Height: st.Height, Items: gs}
-	if len(gs) == limit {
-		p.Next = strconv.FormatUint(gs[len(gs)-1].ID, 10)
-	}
-	if gs == nil {
-		p.Items = []ledger.Grant{}
-	}
-	return p, nil
+	return pageOf(st.Height, gs, limit, func(g ledger.Grant) string { return seqCursor(g.ID) }), nil
 }
 
 // Nonce is the answer of GET /v1/accounts/{id}/nonce.

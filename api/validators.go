@@ -91,14 +91,7 @@ func (s *Server) getValidatorHistory(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if evs == nil {
-		evs = []ledger.ValidatorEvent{}
-	}
-	p := Page{Height: st.Height, Items: evs}
-	if len(evs) == limit {
-		p.Next = strconv.FormatUint(evs[len(evs)-1].Seq, 10)
-	}
-	return p, nil
+	return pageOf(st.Height, evs, limit, func(e ledger.ValidatorEvent) string { return seqCursor(e.Seq) }), nil
 }
 
 // listEvidence answers GET /v1/evidence?after=SEQ&limit=N: the evidence
@@ -122,14 +115,7 @@ func (s *Server) listEvidence(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if evs == nil {
-		evs = []ledger.Evidence{}
-	}
-	p := Page{Height: st.Height, Items: evs}
-	if len(evs) == limit {
-		p.Next = strconv.FormatUint(evs[len(evs)-1].Seq, 10)
-	}
-	return p, nil
+	return pageOf(st.Height, evs, limit, func(e ledger.Evidence) string { return seqCursor(e.Seq) }), nil
 }
 
 // getEvidence answers GET /v1/evidence/{seq}: one evidence record, with
