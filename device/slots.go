@@ -120,9 +120,6 @@ func parseSlotState(b []byte) (slotState, error) {
 		if err := st.Previous.check(); err != nil {
 			return slotState{}, fmt.Errorf("the previous firmware: %w", err)
 		}
-		if st.Previous.Seq == 0 && len(st.Previous.Digest) == 0 {
-			return slotState{}, errors.New("the previous firmware is the factory image, which no slot keeps")
-		}
 	}
 	return st, nil
 }

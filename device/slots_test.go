@@ -52,6 +52,13 @@ func TestSlotInstaller(t *testing.T) {
 	img1, m1 := slotImage(t, 1, 70<<10)
 	img2, m2 := slotImage(t, 2, 50<<10)
 	install(t, s, img1, m1)
+	// Reopened after the first install: the factory image is kept for rollback.
+	if s, err = device.OpenSlots(dir, device.Firmware{Version: "factory"}); err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := s.Previous(); !ok || p.Seq != 0 || p.Version != "factory" {
+		t.Fatalf("kept for rollback after the first install: %+v %v", p, ok)
+	}
 	install(t, s, img2, m2)
 	if p, ok := s.Previous(); !ok || p.Seq != 1 {
 		t.Fatalf("kept for rollback: %+v %v", p, ok)
