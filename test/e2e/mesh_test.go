@@ -189,7 +189,9 @@ func streamFlood(ctx context.Context, h host.Host, gw peer.AddrInfo, streams int
 // a message), floods 4 connections with streams, and a compromised
 // registered device (granted to message hub, its organisation letting the
 // gateway manage it) floods valid messages as fast as it can. The legitimate
-// p99 stays within 2x the baseline's, no acknowledged message is lost,
+// p99 stays within 2x the baseline's (or the disk's fsync p99 measured
+// meanwhile, if higher: a deposit is acknowledged once fsynced), no
+// acknowledged message is lost,
 // nothing from an unregistered key is delivered, the flooding device is
 // banned by the mesh (GET /v1/mesh) and quarantined on the ledger.
 func TestMeshFlood(t *testing.T) {
@@ -295,7 +297,10 @@ func TestMeshFlood(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(15 * time.Second)
+	// A deposit is acknowledged once its batch is fsynced: the disk's own
+	// tail, measured during the baseline on the disk of the node homes,
+	// sets the floor of the latency comparison (this disk is shared).
+	fsyncs := fsyncLatencies(t, n.Dir, 15*time.Second)
 	before := n.meshInfo(ctx, 0).Stats
 
 	// The attack, from another process (the test binary again): its
@@ -373,8 +378,8 @@ func TestMeshFlood(t *testing.T) {
 	fails := l.fails
 	t.Logf("deposits over 100 ms: %v", slow)
 	l.mu.Unlock()
-	t.Logf("legit deposit latency: baseline %d, median %v p99 %v; under attack %d, median %v p99 %v; %d not acknowledged",
-		len(base), median(base), p99(base), len(att), median(att), p99(att), fails)
+	t.Logf("legit deposit latency: baseline %d, median %v p99 %v; under attack %d, median %v p99 %v; %d not acknowledged; fsync on this disk during the baseline: median %v p99 %v",
+		len(base), median(base), p99(base), len(att), median(att), p99(att), fails, median(fsyncs), p99(fsyncs))
 	t.Logf("unregistered: %d connections tried from %d addresses, %d connected, %d answered, %d delivered; %d of %d streams opened on %d connections",
 		res.Tried, len(spec.IPs), res.Connected, res.Answered, res.Delivered, res.Streams, spec.StreamPeers*spec.StreamsPer, spec.StreamPeers)
 	t.Logf("rogue: %d sent, %d delivered, %d refused, %d errors (reconnects after the ban); quarantined %v after the attack began",
@@ -386,8 +391,8 @@ func TestMeshFlood(t *testing.T) {
 	if attack.Bans-before.Bans < 1 {
 		t.Errorf("the flooding device was not banned (bans %d)", attack.Bans)
 	}
-	if p99(att) > 2*max(p99(base), 20*time.Millisecond) {
-		t.Errorf("legit p99 under attack %v is more than 2x the baseline's %v", p99(att), p99(base))
+	if p99(att) > 2*max(p99(base), p99(fsyncs)) {
+		t.Errorf("legit p99 under attack %v is more than 2x the baseline's %v (fsync p99 %v)", p99(att), p99(base), p99(fsyncs))
 	}
 
 	// Every acknowledged legitimate message reached hub.
@@ -406,6 +411,30 @@ func TestMeshFlood(t *testing.T) {
 	r.Load = fmt.Sprintf("3 devices 4/s; p99 %v -> %v", p99(base).Round(time.Millisecond), p99(att).Round(time.Millisecond))
 	r.Faults = fmt.Sprintf("%d unreg conns, streams, rogue", res.Tried)
 	r.Inputs = fmt.Sprintf("%d rogue msgs, %d streams", res.RogueSent, spec.StreamPeers*spec.StreamsPer)
+}
+
+// fsyncLatencies writes and fsyncs 4 KiB in dir every 50 ms for d and
+// returns how long each fsync took.
+func fsyncLatencies(t *testing.T, dir string, d time.Duration) []time.Duration {
+	f, err := os.CreateTemp(dir, "fsync-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	var out []time.Duration
+	buf := make([]byte, 4096)
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if _, err := f.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, time.Since(t0))
+	}
+	return out
 }
 
 // attackSpec is what the attacker process of TestMeshFlood does.
