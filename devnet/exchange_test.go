@@ -16,7 +16,7 @@ import (
 // the camera's message reaches the sleeping display through its mailbox at
 // another gateway, the display fetches the clip through that gateway,
 // decrypts it and checks its digest, and its answer reaches the camera
-// directly over the mesh.
+// directly over the mesh; a second start resumes it with the same devices.
 func TestFleetExchange(t *testing.T) {
 	base, err := chain.FreePortBase(4)
 	if err != nil {
@@ -39,7 +39,12 @@ func TestFleetExchange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fl.Stop()
+	stopped := false
+	defer func() {
+		if !stopped {
+			fl.Stop()
+		}
+	}()
 	waitFor(t, ctx, "a clip fetched, verified and answered directly, and a wake-up", func() bool {
 		st := fl.Exchange()
 		return st.Fetched > 0 && st.Direct > 0 && st.Woken > 0
@@ -70,4 +75,24 @@ func TestFleetExchange(t *testing.T) {
 		t.Errorf("no clip manifest among %d files of %s", len(page.Items), DemoOrg)
 	}
 	t.Logf("exchange: %+v", st)
+
+	// A second start finds the camera, the display and their grants, and
+	// the exchange goes on.
+	stopped = true
+	if err := fl.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	fl2, err := d.StartFleet(ctx, FleetConfig{Size: 1, Wake: time.Hour, Exchange: true, ClipEvery: 4 * time.Second, ClipSize: 10 << 10,
+		DisplayWake: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl2.Stop()
+	if fl2.exchange.cam.ID() != cam || fl2.exchange.disp.ID() != disp {
+		t.Errorf("the restarted exchange has other devices")
+	}
+	waitFor(t, ctx, "a clip fetched and answered after the restart", func() bool {
+		st := fl2.Exchange()
+		return st.Fetched > 0 && st.Direct > 0
+	})
 }
