@@ -155,10 +155,10 @@ node, so the gateway that stored the reading is not trusted at all.`,
 			if err != nil {
 				return fmt.Errorf("VERIFICATION FAILED: %w", err)
 			}
-			return g.print(cmd.OutOrStdout(), map[string]any{"verified": true, "index": p.Index, "gateway": p.Gateway, "anchor_height": v.AnchorHeight, "header": v.HeaderHeight}, func(w io.Writer) {
+			return g.print(cmd.OutOrStdout(), map[string]any{"verified": true, "index": p.Index, "gateway": p.Gateway, "auth_height": v.AuthHeight, "anchor_height": v.AnchorHeight, "header": v.HeaderHeight}, func(w io.Writer) {
 				printEnvelope(w, v.Envelope)
-				fmt.Fprintf(w, "verified: signed by the device's key, device active, entry %d of gateway %s's log, anchored at height %d (header %d signed by the validators)\n",
-					p.Index, p.Gateway, v.AnchorHeight, v.HeaderHeight)
+				fmt.Fprintf(w, "verified: signed by the device's key, device active at height %d (when the gateway authenticated it), entry %d of gateway %s's log, anchored at height %d (header %d signed by the validators)\n",
+					v.AuthHeight, p.Index, p.Gateway, v.AnchorHeight, v.HeaderHeight)
 			})
 		},
 	}
