@@ -263,3 +263,50 @@ func TestFirmwareRollout(t *testing.T) {
 		})
 	}
 }
+
+// Each device counts once: a device that reports a failure again and again
+// (a retry loop, a bug, a compromised device) cannot abort its
+// organisation's rollout on its own, nor inflate the installs.
+func TestFirmwareRolloutCountsEachDeviceOnce(t *testing.T) {
+	n := newTestNet(t)
+	vendor, admin := n.ledger.Admins["beta"], n.ledger.Admins["acme"]
+	var devs []*identity.Key
+	for range 3 {
+		k, err := n.ledger.Device("acme", "camera", identity.Ed25519)
+		if err != nil {
+			t.Fatal(err)
+		}
+		devs = append(devs, k)
+	}
+	sum := sha256.Sum256([]byte("image 4"))
+	raw, _ := SignFirmware(vendor, vendor.ID(), &FirmwareManifest{Vendor: "beta", Class: "camera", Version: "4.0", Seq: 4, Digest: sum[:], Size: 7})
+	mustDo(t, n, vendor, &ledger.FirmwareRelease{Manifest: raw})
+	mustDo(t, n, admin, &ledger.FirmwareApprove{Org: "acme", Vendor: "beta", Class: "camera", Seq: 4})
+	mustDo(t, n, admin, &ledger.FirmwareRollout{Org: "acme", Vendor: "beta", Class: "camera", Seq: 4, Percent: 100, BlocksPerWave: 1, MaxFailures: 2})
+	counts := func() *ledger.FirmwareRolloutRecord {
+		t.Helper()
+		st, _ := n.ledger.View()
+		r, err := st.FirmwareRolloutFor("acme", "camera")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	for range 3 {
+		mustDo(t, n, devs[0], &ledger.FirmwareReport{Digest: sum[:], Version: "4.0", Failed: true, Reason: "self-test failed"})
+	}
+	if r := counts(); r.Failed != 1 || r.Status != ledger.RolloutActive {
+		t.Fatalf("one device's three failure reports: failed %d, %s; want 1, active", r.Failed, r.Status)
+	}
+	for range 2 {
+		mustDo(t, n, devs[1], &ledger.FirmwareReport{Digest: sum[:], Version: "4.0"})
+	}
+	mustDo(t, n, devs[0], &ledger.FirmwareReport{Digest: sum[:], Version: "4.0"}) // installed on a retry
+	if r := counts(); r.Installed != 2 || r.Failed != 1 {
+		t.Fatalf("installs %d, failures %d; want 2 devices installed, 1 failed", r.Installed, r.Failed)
+	}
+	mustDo(t, n, devs[2], &ledger.FirmwareReport{Digest: sum[:], Version: "4.0", Failed: true})
+	if r := counts(); r.Failed != 2 || r.Status != ledger.RolloutAborted {
+		t.Fatalf("a second device's failure: failed %d, %s; want 2, aborted", r.Failed, r.Status)
+	}
+}

@@ -288,13 +288,17 @@ func (x *txExec) firmwareReport(m *FirmwareReport) error {
 // to an organisation's devices of a class, in waves.
 const KindFirmwareRollout = "firmware.rollout"
 
-const prefixFwRollout = "fr/" // fr/<org>/<class> -> FirmwareRolloutRecord
+const (
+	prefixFwRollout = "fr/" // fr/<org>/<class> -> FirmwareRolloutRecord
+	prefixFwOutcome = "fo/" // fo/<org>/<class>\x00<rollout start u64 BE><device did> -> RolloutOutcome
+)
 
 // FirmwareRollout offers release Vendor/Seq to Org's devices of Class in
 // waves: wave w (from 1) covers the devices whose bucket (0..99, from the
 // SHA-256 of rollout id and device id) is below w × Percent; a new wave
 // opens every BlocksPerWave blocks. When MaxFailures devices have reported
-// a failed install of it, the rollout is aborted: no device is offered it.
+// a failed install of it (each device counts once), the rollout is
+// aborted: no device is offered it.
 type FirmwareRollout struct {
 	Org           string `cbor:"1,keyasint" json:"org"`
 	Vendor        string `cbor:"2,keyasint" json:"vendor"`
@@ -336,6 +340,22 @@ type FirmwareRolloutRecord struct {
 
 // FirmwareRolloutKey is the state key of an org's rollout for a class.
 func FirmwareRolloutKey(org, class string) []byte { return []byte(prefixFwRollout + org + "/" + class) }
+
+// FirmwareOutcomeKey is the state key of what device reported to the
+// rollout of org's class that started at height start.
+func FirmwareOutcomeKey(org, class string, start int64, device string) []byte {
+	k := binary.BigEndian.AppendUint64([]byte(prefixFwOutcome+org+"/"+class+"\x00"), uint64(start))
+	return append(k, device...)
+}
+
+// RolloutOutcome is what one device reported to a rollout: each device
+// counts at most once as installed and at most once as failed, so a device
+// that reports again (a retry, a bug, a compromised device) cannot move the
+// counts — in particular it cannot abort its organisation's rollout alone.
+type RolloutOutcome struct {
+	Installed int64 `cbor:"1,keyasint,omitempty" json:"installed,omitempty"` // height of its first install report
+	Failed    int64 `cbor:"2,keyasint,omitempty" json:"failed,omitempty"`    // height of its first failure report
+}
 
 // Wave is the wave open at height h (from 1).
 func (r *FirmwareRolloutRecord) Wave(h int64) uint64 {
@@ -387,7 +407,8 @@ func (x *txExec) firmwareRollout(m *FirmwareRollout) error {
 }
 
 // countRollout counts a device's report against its org's rollout for the
-// image, aborting it at the failure threshold.
+// image — each device once as installed and once as failed (RolloutOutcome)
+// — aborting it at the failure threshold.
 func (x *txExec) countRollout(d *Device, m *FirmwareReport) error {
 	r, err := x.st.FirmwareRolloutFor(d.Org, d.Class)
 	if errors.Is(err, ErrNotFound) {
@@ -399,6 +420,20 @@ func (x *txExec) countRollout(d *Device, m *FirmwareReport) error {
 	if r.Status != RolloutActive || string(r.Digest) != string(m.Digest) {
 		return nil
 	}
+	var o RolloutOutcome
+	key := FirmwareOutcomeKey(d.Org, d.Class, r.Start, d.ID)
+	if _, err := x.st.get(key, &o); err != nil {
+		return err
+	}
+	if m.Failed && o.Failed != 0 || !m.Failed && o.Installed != 0 {
+		return nil // this device was counted already
+	}
+	if m.Failed {
+		o.Failed = x.height
+	} else {
+		o.Installed = x.height
+	}
+	x.buf.set(key, &o)
 	if m.Failed {
 		r.Failed++
 		if r.Failed >= r.MaxFailures {
