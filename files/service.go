@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/ipfs/boxo/bitswap"
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
 	"github.com/ipfs/boxo/blockservice"
@@ -107,7 +109,7 @@ func New(cfg Config) (*Service, error) {
 		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 			return nil, fmt.Errorf("files: %w", err)
 		}
-		p, err := pebbleds.NewDatastore(filepath.Join(cfg.Dir, "blocks"))
+		p, err := pebbleds.NewDatastore(filepath.Join(cfg.Dir, "blocks"), pebbleds.WithPebbleOpts(blockStoreOptions()), pebbleds.WithCacheSize(blockCacheBytes))
 		if err != nil {
 			return nil, fmt.Errorf("files: opening the block store in %s: %w", cfg.Dir, err)
 		}
@@ -131,7 +133,13 @@ func New(cfg Config) (*Service, error) {
 		finder = cfg.Routing
 	}
 	s.bs = bitswap.New(ctx, net, finder, served,
-		bitswap.ProviderSearchDelay(200*time.Millisecond),
+		// A session searches the DHT for providers once it has had no
+		// block for this long: kubo's 1 s. At 200 ms a busy node searched
+		// (and then broadcast want-haves to every peer it found) while the
+		// peers it was connected to were still sending: 5-10% slower
+		// distribution (BenchmarkDistribute).
+		bitswap.ProviderSearchDelay(time.Second),
+		bitswap.MaxOutstandingBytesPerPeer(maxOutstandingBytesPerPeer),
 		bitswap.WithoutDuplicatedBlockStats())
 	s.bserv = blockservice.New(st, s.bs)
 	s.dag = merkledag.NewDAGService(s.bserv)
@@ -140,6 +148,30 @@ func New(cfg Config) (*Service, error) {
 		go s.reprovide()
 	}
 	return s, nil
+}
+
+// The block store's Pebble settings. Blocks are values of up to 256 KiB
+// (a leaf) whose bytes are mostly already compressed or random (media,
+// firmware, ciphertext): Pebble's defaults (4 MiB memtables, Snappy on
+// every block, an 8 MiB cache) made a node spend a third of its CPU
+// flushing and compacting while it downloaded, and read the blocks it had
+// just written back from disk (BenchmarkDistribute, docs/benchmarks.md).
+const (
+	blockMemTableBytes = 32 << 20
+	blockCacheBytes    = 64 << 20
+)
+
+// maxOutstandingBytesPerPeer is how many bytes of blocks bitswap's server
+// has on its way to one peer before it serves the next request of that
+// peer (boxo's default: 1 MiB, four leaves).
+const maxOutstandingBytesPerPeer = 8 << 20
+
+func blockStoreOptions() *pebble.Options {
+	o := &pebble.Options{MemTableSize: blockMemTableBytes}
+	for i := range o.Levels {
+		o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+	}
+	return o
 }
 
 // Close stops bitswap and closes the block store.
@@ -256,6 +288,17 @@ func (s *Service) Get(ctx context.Context, root cid.Cid, w io.Writer, o GetOptio
 		return 0, fmt.Errorf("files: %s is not a UnixFS file: %w", root, err)
 	}
 	defer r.Close()
+	if !o.Pin && r.Size() <= uint64(s.cfg.CacheBytes/2) {
+		// Want the whole DAG at once, level by level, while the reader
+		// reads in order: its own look-ahead is 10 blocks and stalls a
+		// round trip every 10, which a busy machine makes long. The
+		// blocks land in the store (the cache holds twice the file), where
+		// the reader finds them.
+		pctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); s.fetchAll(pctx, root, sess) }() //nolint:errcheck // the reader reports what is missing
+		defer func() { cancel(); <-done }()
+	}
 	cw := &countWriter{w: w, progress: o.Progress}
 	if _, err := io.Copy(cw, r); err != nil {
 		return cw.n, fmt.Errorf("files: get %s: %w", root, err)
