@@ -125,13 +125,18 @@ func TestFileCLI(t *testing.T) {
 		t.Errorf("firmware status = %q", out)
 	}
 	// The cameras report: cam-1 installed it, cam-2 runs an image nobody
-	// approved (flagged), cam-3 failed to install it.
+	// approved (flagged), cam-3 failed to install it (and says so twice:
+	// a device counts once).
 	sum := sha256.Sum256(data)
 	digest := hex.EncodeToString(sum[:])
 	n0("firmware", "report", "--key", "cam-1", "--version", "1.0.0", "--digest", digest)
 	n0("firmware", "report", "--key", "cam-2", "--version", "6.6.6", "--digest", strings.Repeat("ab", 32))
-	n0("firmware", "report", "--key", "cam-3", "--version", "1.0.0", "--digest", digest, "--failed")
+	n0("firmware", "report", "--key", "cam-3", "--version", "1.0.0", "--digest", digest, "--failed", "--reason", "flash write failed")
+	n0("firmware", "report", "--key", "cam-3", "--version", "1.0.0", "--digest", digest, "--failed") // counts once
 	syncNodes(t, d)
+	if out := n2("device", "history", "cam-3"); !strings.Contains(out, "flash write failed") {
+		t.Errorf("cam-3's history does not keep the failure's reason:\n%s", out)
+	}
 	var st fwStatus
 	if err := json.Unmarshal([]byte(n2("firmware", "status", "--vendor", "demo", "--class", "camera", "--org", "demo", "-o", "json")), &st); err != nil {
 		t.Fatal(err)

@@ -264,7 +264,8 @@ func firmwareReport(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:     "report",
 		Short:   "Report, as a device, the firmware it runs or failed to install (firmware.report; an unapproved image flags the device)",
-		Example: `  thingnet firmware report --key cam-1 --version 2.1.0 --digest 9f86d0...`,
+		Example: `  thingnet firmware report --key cam-1 --version 2.1.0 --digest 9f86d0...
+  thingnet firmware report --key cam-1 --version 2.1.0 --digest 9f86d0... --failed --reason "self-test failed"`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d, err := hex.DecodeString(digest)
@@ -279,6 +280,7 @@ func firmwareReport(g *globals) *cobra.Command {
 	f := c.Flags()
 	f.StringVar(&m.Version, "version", "", "the version the device runs")
 	f.StringVar(&digest, "digest", "", "SHA-256 of the image, hex")
-	f.BoolVar(&m.Failed, "failed", false, "the install of this image failed (counts against a rollout)")
+	f.BoolVar(&m.Failed, "failed", false, "the install of this image failed (counts against a rollout, once per device)")
+	f.StringVar(&m.Reason, "reason", "", "with --failed: why the install failed (≤ 200 characters, kept in the device's history)")
 	return c
 }
