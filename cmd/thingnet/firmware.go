@@ -262,11 +262,11 @@ func firmwareReport(g *globals) *cobra.Command {
 	var m ledger.FirmwareReport
 	var digest string
 	c := &cobra.Command{
-		Use:     "report",
-		Short:   "Report, as a device, the firmware it runs or failed to install (firmware.report; an unapproved image flags the device)",
+		Use:   "report",
+		Short: "Report, as a device, the firmware it runs or failed to install (firmware.report; an unapproved image flags the device)",
 		Example: `  thingnet firmware report --key cam-1 --version 2.1.0 --digest 9f86d0...
   thingnet firmware report --key cam-1 --version 2.1.0 --digest 9f86d0... --failed --reason "self-test failed"`,
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d, err := hex.DecodeString(digest)
 			if err != nil || len(d) != sha256.Size {
