@@ -53,8 +53,13 @@ type BlockReport struct {
 	// LastBlockHash is the hash of the last block as its commit signs it
 	// (as stored if the commit does not verify): compare it with another
 	// node's to know the whole store is that network's chain.
-	LastBlockHash []byte         `json:"last_block_hash"`
-	Findings      []BlockFinding `json:"findings"`
+	LastBlockHash []byte `json:"last_block_hash"`
+	// AppHash is the app hash in the last header whose hash the validators'
+	// signatures confirm: the hash of the application's state after block
+	// AppHashOf. Records read from that state can be proved against it.
+	AppHash   []byte         `json:"app_hash"`
+	AppHashOf int64          `json:"app_hash_of"`
+	Findings  []BlockFinding `json:"findings"`
 }
 
 // CheckBlocks checks every block of a node's block store offline: each
@@ -188,6 +193,9 @@ func (k *blockCheck) height(h int64, prev *types.BlockID) *types.BlockID {
 	vals, verr := k.ss.LoadValidators(h)
 	signed, signedOK := k.commit(h, vals, verr)
 	headerOK := signedOK && bytes.Equal(signed.Hash, id.Hash)
+	if headerOK && h > k.initial {
+		k.rep.AppHash, k.rep.AppHashOf = b.AppHash, h-1
+	}
 	if signedOK && !headerOK {
 		defer func(n int) {
 			if len(k.rep.Findings) == n {

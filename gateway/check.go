@@ -39,6 +39,9 @@ type LogReport struct {
 	// FirstBadAnchor is the first anchor whose root the log as stored does
 	// not give: the log was altered within its entries.
 	FirstBadAnchor *ledger.Anchor `json:"first_bad_anchor,omitempty"`
+	// AnchorList is every anchor of the gateway in st, by size, for the
+	// caller to prove against a header it trusts.
+	AnchorList []ledger.Anchor `json:"-"`
 }
 
 // CheckLog checks, offline, the reading log in a gateway's directory (the
@@ -47,7 +50,8 @@ type LogReport struct {
 // signature with the key its signer had at the entry's authentication
 // height (the anchor's for layout 1 entries), and the roots of the log as
 // stored against every anchor of the gateway on the ledger. st is the
-// ledger's latest state; versions reads past states (for keys at
+// ledger state whose anchors count (the caller proves them: AnchorList);
+// versions reads past states (for keys at
 // authentication heights; ledger.App.View). A log rewritten consistently
 // (entries, tree and state together) is caught by the anchors and, unless
 // the attacker holds the devices' keys, by the signatures.
@@ -65,7 +69,7 @@ func CheckLog(dir, gatewayID string, st *ledger.State, versions func(height int6
 		anchors = append(anchors, *a)
 		next = a.Size
 	}
-	rep.Anchors = len(anchors)
+	rep.Anchors, rep.AnchorList = len(anchors), anchors
 	if len(anchors) > 0 {
 		rep.Anchored = anchors[len(anchors)-1].Size
 	}

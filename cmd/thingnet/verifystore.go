@@ -23,7 +23,7 @@ import (
 // StoreAlteration is one row of `thingnet verify store`: which store, which
 // item (a log entry index, a block height) and what was altered.
 type StoreAlteration struct {
-	Store  string `json:"store"` // "readings" or "blocks"
+	Store  string `json:"store"` // "readings", "blocks" or "ledger"
 	Item   string `json:"item"`  // "entry 7", "height 12", "anchor 3"
 	What   string `json:"what"`  // payload/signature, missing, extra, app_hash, tx 0, commit_signature 2, ...
 	Detail string `json:"detail"`
@@ -154,15 +154,36 @@ func verifyStore(cmd *cobra.Command, home, gwID, compare string) (*StoreReport, 
 				return nil, fmt.Errorf("which gateway's log is %s? %w (or pass --gateway DID)", gwDir, err)
 			}
 		}
-		st, err := app.View(0)
+		// The anchors are read from the state whose hash the last
+		// confirmed header carries, and each is proved against it: the
+		// ledger's own store is trusted no further than the signatures.
+		at := br.AppHashOf
+		if br.AppHash == nil || at > app.Height() {
+			at = 0
+			rep.Skipped = append(rep.Skipped, "anchor records: no header confirmed by the validators' signatures carries the ledger state's hash; they are read unproved")
+		}
+		st, err := app.View(at)
 		if err != nil {
-			return nil, fmt.Errorf("reading the ledger state: %w", err)
+			return nil, fmt.Errorf("reading the ledger state at height %d: %w", at, err)
 		}
 		lr, err := gateway.CheckLog(gwDir, gwID, st, app.View)
 		if err != nil {
 			return nil, err
 		}
 		rep.Readings = lr
+		for _, a := range lr.AnchorList {
+			if at == 0 {
+				break
+			}
+			p, err := app.Prove(ledger.AnchorAtKey(gwID, a.Size), at)
+			if err == nil {
+				err = ledger.VerifyProof(br.AppHash, p.Key, p.Value, p.Proof)
+			}
+			if err != nil {
+				rep.Alterations = append(rep.Alterations, StoreAlteration{Store: "ledger", Item: fmt.Sprintf("anchor record of size %d", a.Size), What: "anchor_record",
+					Detail: fmt.Sprintf("the ledger's record of the anchor of size %d does not prove against the app hash %X that the validators signed for height %d: %v", a.Size, br.AppHash, at, err)})
+			}
+		}
 		for _, f := range lr.Findings {
 			item := fmt.Sprintf("entry %d", f.Index)
 			what := f.What
