@@ -66,6 +66,57 @@ type clipNote struct {
 	SHA256 string `json:"sha256"`
 }
 
+// maxClipNote bounds a clip note's JSON.
+const maxClipNote = 1024
+
+// parseClipNote decodes and checks the camera's message to the display.
+func parseClipNote(b []byte) (clipNote, error) {
+	var n clipNote
+	if len(b) > maxClipNote {
+		return n, fmt.Errorf("clip note of %d bytes; at most %d", len(b), maxClipNote)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&n); err != nil {
+		return n, fmt.Errorf("clip note does not decode: %w", err)
+	}
+	if dec.More() {
+		return n, errors.New("clip note: data after the JSON object")
+	}
+	sum, err := hex.DecodeString(n.SHA256)
+	switch {
+	case n.Org != DemoOrg:
+		return n, fmt.Errorf("clip note: organisation %q; the exchange's clips are %s's", n.Org, DemoOrg)
+	case !clipName(n.Name):
+		return n, fmt.Errorf("clip note: file name %q: want 1 to 128 of A-Z a-z 0-9 . _ -, not starting with '.'", n.Name)
+	case err != nil || len(sum) != sha256.Size:
+		return n, fmt.Errorf("clip note: sha256 %q is not 64 hex digits", n.SHA256)
+	case n.Size <= 0 || n.Size > maxClipSize:
+		return n, fmt.Errorf("clip note: size %d; want 1 to %d bytes", n.Size, maxClipSize)
+	}
+	if _, err := files.ParseCID(n.CID); err != nil {
+		return n, fmt.Errorf("clip note: %w", err)
+	}
+	return n, nil
+}
+
+// clipName reports whether s is a file name the display asks for: safe in
+// a URL path as it is.
+func clipName(s string) bool {
+	if s == "" || len(s) > 128 || s[0] == '.' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// maxClipSize bounds the clips the display fetches.
+const maxClipSize = 64 << 20
+
 // exchange is a camera and a display of the demo organisation: the
 // camera records clips into files and tells the sleeping display through
 // its mailbox; the display fetches and checks them and answers directly.
@@ -319,9 +370,9 @@ func (x *exchange) displayHandler(_ context.Context, m *mesh.Delivery) error {
 	if m.From != x.cam.ID() {
 		return fmt.Errorf("the display expects messages from the camera only, not %s", m.From)
 	}
-	var n clipNote
-	if err := json.Unmarshal(m.Plaintext, &n); err != nil {
-		return fmt.Errorf("a clip note that does not decode: %w", err)
+	n, err := parseClipNote(m.Plaintext)
+	if err != nil {
+		return err
 	}
 	x.pulled.Add(1)
 	x.event(EventWoken, "%s took %s's message from its mailbox at node%d (via %s): clip %s/%s", DisplayName, CameraName, x.dispGW, m.Via, n.Org, n.Name)
@@ -362,6 +413,9 @@ func (x *exchange) view(ctx context.Context, n clipNote) error {
 		return fmt.Errorf("reading the manifest: %w", err)
 	}
 	m := &rec.Record
+	if m.Size > maxClipSize+1<<20 { // the plaintext's bound, and the encryption's overhead
+		return fmt.Errorf("the manifest says %d bytes; the display fetches clips of at most %d", m.Size, maxClipSize)
+	}
 	if m.CID != n.CID || m.Owner != x.cam.ID() {
 		return fmt.Errorf("the manifest says CID %s by %s; the camera's message %s by %s", m.CID, m.Owner, n.CID, x.cam.ID())
 	}

@@ -1,6 +1,7 @@
 package devnet
 
 import (
+	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -95,4 +96,47 @@ func TestFleetExchange(t *testing.T) {
 		st := fl2.Exchange()
 		return st.Fetched > 0 && st.Direct > 0
 	})
+}
+
+// FuzzClipNote: the display's decoder of the camera's message refuses
+// what is not a well-formed note, with an error, and what it takes
+// survives a round trip.
+func FuzzClipNote(f *testing.F) {
+	good, _ := json.Marshal(clipNote{Org: DemoOrg, Name: "cam-0000-clip-1-1", CID: "bafkreiazyttshzd4fqgr7dap5e7az6uy3gpqqcdoijx2btewucplplndva",
+		Size: 102400, SHA256: strings.Repeat("ab", 32)})
+	f.Add(good)
+	f.Add([]byte(`{"org":"demo","name":"a/b","cid":"x","size":1,"sha256":""}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"org":"demo"} {}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, err := parseClipNote(b)
+		if err != nil {
+			return
+		}
+		again, _ := json.Marshal(n)
+		m, err := parseClipNote(again)
+		if err != nil || m != n {
+			t.Fatalf("%q parsed as %+v, which re-encoded parses as %+v, %v", b, n, m, err)
+		}
+		if n.Org != DemoOrg || n.Size <= 0 || len(n.SHA256) != 64 || !clipName(n.Name) || strings.ContainsAny(n.Name, "/?#%") || n.Name == ".." {
+			t.Fatalf("accepted %+v", n)
+		}
+	})
+}
+
+func TestClipNoteErrors(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"org":"acme","name":"c","cid":"bafkreiazyttshzd4fqgr7dap5e7az6uy3gpqqcdoijx2btewucplplndva","size":1,"sha256":"` + strings.Repeat("0", 64) + `"}`, "organisation"},
+		{`{"org":"demo","name":"a/b","cid":"bafkreiazyttshzd4fqgr7dap5e7az6uy3gpqqcdoijx2btewucplplndva","size":1,"sha256":"` + strings.Repeat("0", 64) + `"}`, "file name"},
+		{`{"org":"demo","name":"c","cid":"bafkreiazyttshzd4fqgr7dap5e7az6uy3gpqqcdoijx2btewucplplndva","size":1,"sha256":"00"}`, "sha256"},
+		{`{"org":"demo","name":"c","cid":"bafkreiazyttshzd4fqgr7dap5e7az6uy3gpqqcdoijx2btewucplplndva","size":0,"sha256":"` + strings.Repeat("0", 64) + `"}`, "size"},
+		{`{"org":"demo","name":"c","cid":"nope","size":1,"sha256":"` + strings.Repeat("0", 64) + `"}`, "clip note"},
+		{`{"org":"demo","extra":1}`, "unknown field"},
+		{`[`, "does not decode"},
+	} {
+		if _, err := parseClipNote([]byte(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("parseClipNote(%s) = %v; want an error naming %q", tc.in, err, tc.want)
+		}
+	}
 }

@@ -159,6 +159,9 @@ func (d *Devnet) StartFleet(ctx context.Context, c FleetConfig) (*Fleet, error) 
 		if c.ClipSize <= 0 {
 			c.ClipSize = 256 << 10
 		}
+		if c.ClipSize > maxClipSize {
+			return nil, errors.Join(fmt.Errorf("devnet: clips of %d bytes; at most %d", c.ClipSize, maxClipSize), f.Stop())
+		}
 		if c.DisplayWake <= 0 {
 			c.DisplayWake = time.Minute
 		}
