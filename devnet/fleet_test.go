@@ -120,7 +120,8 @@ func TestFleet(t *testing.T) {
 // ingestion and anchoring), and the heap the devices hold. All
 // devices send from 127.0.0.1, so each gateway's per-source rate limit (10
 // envelopes/s by default) caps the total: 40 envelopes/s across 4
-// gateways. Run with -benchtime 1x.
+// gateways (`thingnet bench fleet` raises it, Config.SourceLimits, for
+// 10,000 devices). Run with -benchtime 1x.
 func BenchmarkFleet(b *testing.B) {
 	size, wake, run := envInt("FLEET_SIZE", 200), envDuration("FLEET_WAKE", 10*time.Second), envDuration("FLEET_RUN", 30*time.Second)
 	base, err := chain.FreePortBase(4)
