@@ -167,11 +167,13 @@ func TestAgreementsOnLedger(t *testing.T) {
 	if a := r.agreement(thermo); a.Status != AgreementActive {
 		t.Fatalf("status %s after acme accepts", a.Status)
 	}
-	// The sensor's readings: two envelopes in the gateway's log, anchored.
+	// The sensor's readings: two envelopes in the gateway's log, anchored;
+	// the first an entry of layout 1 (the envelope), the second of layout 2
+	// (authenticated at height 1).
 	v1, v2 := 35.0, 22.0
 	e1, _ := reading.Sign(sensor, sensor.ID(), reading.Reading{Seq: 1, Time: time.UnixMilli(1e12), ContentType: "temperature/celsius", Value: &v1})
 	e2, _ := reading.Sign(sensor, sensor.ID(), reading.Reading{Seq: 2, Time: time.UnixMilli(1e12 + 1000), ContentType: "temperature/celsius", Value: &v2})
-	l1, l2 := rfc6962.DefaultHasher.HashLeaf(e1), rfc6962.DefaultHasher.HashLeaf(e2)
+	l1, l2 := rfc6962.DefaultHasher.HashLeaf(e1), rfc6962.DefaultHasher.HashLeaf(reading.EntryBytes(1, e2))
 	root := rfc6962.DefaultHasher.HashChildren(l1, l2)
 	r.must(gw, "", &DataAnchor{Size: 2, Root: root})
 	hot := &AgreementCall{ID: thermo, Transition: "hot", Reading: &ReadingEvidence{Gateway: gw.ID(), Index: 0, Size: 2, Envelope: e1, Inclusion: [][]byte{l2}}}
@@ -193,7 +195,13 @@ func TestAgreementsOnLedger(t *testing.T) {
 	if b := r.balance("org:acme"); b != 152 {
 		t.Fatalf("acme holds %d after a paid command; want 152", b)
 	}
-	r.must(acme, "", &AgreementCall{ID: thermo, Transition: "cool", Reading: &ReadingEvidence{Gateway: gw.ID(), Index: 1, Size: 2, Envelope: e2, Inclusion: [][]byte{l1}}})
+	cool := &ReadingEvidence{Gateway: gw.ID(), Index: 1, Size: 2, Envelope: e2, AuthHeight: 1, Inclusion: [][]byte{l1}}
+	// The authentication height is part of the leaf, and must come before the anchor.
+	noHeight, late := *cool, *cool
+	noHeight.AuthHeight, late.AuthHeight = 0, 1<<40
+	r.want(CodeInvalid, "not entry 1", acme, "", &AgreementCall{ID: thermo, Transition: "cool", Reading: &noHeight})
+	r.want(CodeInvalid, "not before its anchor", acme, "", &AgreementCall{ID: thermo, Transition: "cool", Reading: &late})
+	r.must(acme, "", &AgreementCall{ID: thermo, Transition: "cool", Reading: cool})
 	if cmds, _ := r.c.view().Commands(cooler.ID(), 1, 10); len(cmds) != 1 || string(cmds[0].Payload) != "off" {
 		t.Fatalf("second command = %+v", cmds)
 	}
