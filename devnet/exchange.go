@@ -127,6 +127,7 @@ type exchange struct {
 	dispGW    int // the display's gateway (mailbox, fetches)
 	cam, disp *device.Device
 	camNode   *mesh.Node
+	camAuth   *device.MeshAuthority // the camera's proved answers, kept a minute
 	dispNode  *mesh.Node
 	work      chan clipNote
 
@@ -158,6 +159,7 @@ func (f *Fleet) startExchange(ctx context.Context, d *Devnet, c FleetConfig, adm
 	if x.disp, err = newDev(DisplayName, x.dispGW); err != nil {
 		return errors.Join(err, x.cam.Close())
 	}
+	x.camAuth = x.cam.MeshAuthority(0)
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, x.stop())
@@ -320,7 +322,7 @@ func (x *exchange) shoot(ctx context.Context, n int) error {
 	if err != nil {
 		return fmt.Errorf("adding the clip at node%d: %w", x.camGW, err)
 	}
-	disp, err := x.cam.MeshAuthority(0).Device(x.disp.ID()) // its key, proved
+	disp, err := x.camAuth.Device(x.disp.ID()) // its key, proved
 	if err != nil {
 		return fmt.Errorf("the display's key: %w", err)
 	}
