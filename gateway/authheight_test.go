@@ -283,13 +283,17 @@ func TestCheckLog(t *testing.T) {
 	if err := db.Set(k, e, pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
+	// Entry 2 replaced by bytes that are no entry at all.
+	if err := db.Set(binary.BigEndian.AppendUint64([]byte{'e'}, 2), []byte("not a reading"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
 	db.Close()
 	rep = check()
 	var got []string
 	for _, f := range rep.Findings {
 		got = append(got, fmt.Sprintf("%d %s", f.Index, f.What))
 	}
-	want := "0 anchor,1 entry,1 signature,3 signer"
+	want := "0 anchor,1 entry,1 signature,2 entry,2 malformed,3 signer"
 	if strings.Join(got, ",") != want || rep.FirstBadAnchor == nil || rep.FirstBadAnchor.Height != first {
 		t.Errorf("altered entry: %v (first bad anchor %+v); want %s and the anchor at height %d", got, rep.FirstBadAnchor, want, first)
 	}
