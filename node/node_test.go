@@ -15,6 +15,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 )
@@ -170,4 +171,93 @@ func TestSingleNode(t *testing.T) {
 	if _, err := view.Org("second"); err != nil {
 		t.Errorf("after restart: %v", err)
 	}
+}
+
+// TestNodeRecordsPins: a node with a gateway and a mesh records on the
+// ledger the files it pins (file.pin through its gateway's tx queue, signed
+// with the gateway key), and the removal when it unpins.
+func TestNodeRecordsPins(t *testing.T) {
+	home := t.TempDir()
+	base, err := chain.FreePortBase(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig()
+	c.P2P.Listen = fmt.Sprintf("tcp://127.0.0.1:%d", base)
+	c.RPC.Listen = fmt.Sprintf("tcp://127.0.0.1:%d", base+1)
+	c.API.Listen = fmt.Sprintf("127.0.0.1:%d", base+2)
+	c.Consensus.FastBlocks = true
+	c.P2P.PEX = false
+	c.Gateway.Enabled = true
+	c.Mesh.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	id, err := Init(home, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, _ := identity.GenerateKey(identity.Ed25519)
+	if _, err := (identity.Keystore{Dir: filepath.Join(home, "keys")}).Save(c.Gateway.Key, gw, nil); err != nil {
+		t.Fatal(err)
+	}
+	admin, _ := identity.GenerateKey(identity.Ed25519)
+	st, _ := json.Marshal(ledger.GenesisState{
+		Orgs:    []ledger.GenesisOrg{{ID: "acme", Admins: []string{admin.ID()}}},
+		Devices: []ledger.GenesisDevice{{ID: gw.ID(), Org: "acme", Class: ledger.ClassGateway}},
+	})
+	if err := chain.WriteGenesis(home, chain.Genesis{ChainID: "pins", Validators: []chain.GenesisValidator{{PubKey: id.ValidatorPubKey, Power: 10}}, AppState: st}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := Start(home, c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for n.App().Height() < 1 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("no block")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	tok, err := files.DeviceToken(gw, gw.ID(), "pins")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := &files.Client{Base: "http://" + n.APIAddr(), Device: gw.ID(), Token: tok}
+	added, err := fc.Add(ctx, strings.NewReader(strings.Repeat("pinned by its node ", 50_000)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := api.NewClient(n.APIAddr())
+	pinners := func() []string {
+		var p struct{ Items []ledger.FilePin }
+		if err := cl.Get(ctx, "/v1/pins/"+added.CID, &p); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, f := range p.Items {
+			out = append(out, f.Pinner)
+		}
+		return out
+	}
+	waitFor := func(what string, want int) {
+		t.Helper()
+		for {
+			got := pinners()
+			if len(got) == want && (want == 0 || got[0] == gw.ID()) {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s: pinners %v", what, got)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	waitFor("after add, the node's gateway", 1)
+	if err := fc.Unpin(ctx, added.CID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("after unpin, nobody", 0)
 }
