@@ -263,7 +263,7 @@ type GetOptions struct {
 // ledger are asked first) and writes its bytes to w.
 func (s *Service) Get(ctx context.Context, root cid.Cid, w io.Writer, o GetOptions) (int64, error) {
 	s.connect(ctx, o.Peers)
-	if !s.Has(ctx, root) {
+	if local, _ := s.store.Has(ctx, root); !local {
 		s.connectPinners(ctx, root)
 	}
 	sess := merkledag.NewSession(ctx, s.dag)
@@ -309,7 +309,7 @@ func (s *Service) Get(ctx context.Context, root cid.Cid, w io.Writer, o GetOptio
 // Fetch brings every block of root's DAG to the local store, optionally pinned.
 func (s *Service) Fetch(ctx context.Context, root cid.Cid, pin bool, peers ...peer.AddrInfo) error {
 	s.connect(ctx, peers)
-	if !s.Has(ctx, root) {
+	if local, _ := s.store.Has(ctx, root); !local {
 		s.connectPinners(ctx, root)
 	}
 	sess := merkledag.NewSession(ctx, s.dag)
