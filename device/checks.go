@@ -150,6 +150,26 @@ var ErrNotRegistered = errors.New("device: not registered")
 // provedDevice fetches a device record with its proof at height (0: the
 // latest) and verifies it; nil means proved absent. The record is decoded
 // from the proved value, never from the gateway's JSON.
+// provedSelf is this device's own record, proved from c's answer at its
+// latest state, which must not be stale; the device learns its org from it.
+func (d *Device) provedSelf(ctx context.Context, c *api.Client) (*ledger.Device, *ledger.Proof, error) {
+	before := d.lc.Trusted().Height
+	self, p, err := d.provedDevice(ctx, c, d.id, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := d.fresh(p, before); err != nil {
+		return nil, nil, err
+	}
+	if self == nil {
+		return nil, nil, fmt.Errorf("%w: this device (%s) is not registered on the ledger", ErrNotRegistered, d.id)
+	}
+	d.mu.Lock()
+	d.org = self.Org
+	d.mu.Unlock()
+	return self, p, nil
+}
+
 func (d *Device) provedDevice(ctx context.Context, c *api.Client, id string, height int64) (*ledger.Device, *ledger.Proof, error) {
 	path := "/v1/devices/" + url.PathEscape(id)
 	if height > 0 {

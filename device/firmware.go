@@ -67,20 +67,10 @@ func (d *Device) FirmwareApproved(ctx context.Context, vendor, class string, seq
 }
 
 func (d *Device) firmwareApproved(ctx context.Context, c *api.Client, vendor, class string, seq uint64, digest []byte) (*FirmwareApproval, error) {
-	before := d.lc.Trusted().Height
-	self, p, err := d.provedDevice(ctx, c, d.id, 0)
+	self, p, err := d.provedSelf(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	if err := d.fresh(p, before); err != nil {
-		return nil, err
-	}
-	if self == nil {
-		return nil, fmt.Errorf("%w: this device (%s) is not registered on the ledger", ErrNotRegistered, d.id)
-	}
-	d.mu.Lock()
-	d.org = self.Org
-	d.mu.Unlock()
 	a := &FirmwareApproval{Vendor: vendor, Class: self.Class, Org: self.Org, Seq: seq, Digest: digest, Height: p.Height}
 	if class != self.Class {
 		a.Reason = fmt.Sprintf("the image is for class %q, this device is of class %q", class, self.Class)

@@ -61,20 +61,10 @@ func (d *Device) OfferedFirmware(ctx context.Context) (*FirmwareOffer, error) {
 }
 
 func (d *Device) offeredFirmware(ctx context.Context, c *api.Client) (*FirmwareOffer, error) {
-	before := d.lc.Trusted().Height
-	self, p, err := d.provedDevice(ctx, c, d.id, 0)
+	self, p, err := d.provedSelf(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	if err := d.fresh(p, before); err != nil {
-		return nil, err
-	}
-	if self == nil {
-		return nil, fmt.Errorf("%w: this device (%s) is not registered on the ledger", ErrNotRegistered, d.id)
-	}
-	d.mu.Lock()
-	d.org = self.Org
-	d.mu.Unlock()
 	o := &FirmwareOffer{Org: self.Org, Class: self.Class, Height: p.Height, Device: self}
 
 	var ro ledger.FirmwareRolloutRecord
