@@ -35,11 +35,13 @@ import (
 // store) in its own OS process, as kubo runs each daemon in its own: the
 // test binary started again as a peer (TestDistributePeer), driven over
 // its stdin/stdout. "kubo" does the same with kubo daemons, in the same
+// run, with no content routing, and "kubo-dht" with kubo's default DHT
+// routing (among the daemons: no bootstrap peers), as thingnet's nodes
 // run; "thingnet-inproc" runs all thingnet nodes in this process (how the
 // figures before were taken). MB/s is the aggregate: N × file size over
 // the time until the last peer has it (and checked its SHA-256).
 //
-//	go test -run '^$' -bench 'Distribute/(thingnet|kubo)/' -benchtime 1x -count 3 -timeout 60m ./files/
+//	go test -run '^$' -bench 'Distribute/^(thingnet|kubo|kubo-dht)$/' -benchtime 1x -count 3 -timeout 60m ./files/
 //
 // THINGNET_DISTRIBUTE_PROFILE=DIR writes a CPU profile of each thingnet
 // peer process to DIR (seed.pprof, peer-<i>.pprof).
@@ -50,7 +52,10 @@ func BenchmarkDistribute(b *testing.B) {
 			benchProcesses(b, peers, size)
 		})
 		b.Run(fmt.Sprintf("kubo/peers=%d", peers), func(b *testing.B) {
-			benchKubo(b, peers, size)
+			benchKubo(b, peers, size, "none")
+		})
+		b.Run(fmt.Sprintf("kubo-dht/peers=%d", peers), func(b *testing.B) {
+			benchKubo(b, peers, size, "dht")
 		})
 		b.Run(fmt.Sprintf("thingnet-inproc/peers=%d", peers), func(b *testing.B) {
 			benchInProcess(b, peers, size)
@@ -131,12 +136,15 @@ func benchProcesses(b *testing.B, peers, size int) {
 	}
 }
 
-func benchKubo(b *testing.B, peers, size int) {
+// benchKubo: the same with kubo daemons, routing "none" (the daemons
+// fetch from the peers they are connected to: the seed) or "dht" (kubo's
+// default routing, a DHT among the daemons, as thingnet's nodes have).
+func benchKubo(b *testing.B, peers, size int, routing string) {
 	b.StopTimer()
-	seed := startKubo(b)
+	seed := startKuboRouting(b, routing)
 	var ks []*kubo
 	for range peers {
-		ks = append(ks, startKubo(b))
+		ks = append(ks, startKuboRouting(b, routing))
 	}
 	seedAddr := seed.addrInfo(b)
 	b.SetBytes(int64(size * peers))

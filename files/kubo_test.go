@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,14 @@ func kuboBinary(t testing.TB) string {
 	return ""
 }
 
-func startKubo(t testing.TB) *kubo {
+func startKubo(t testing.TB) *kubo { return startKuboRouting(t, "none") }
+
+// startKuboRouting starts a kubo daemon with Routing.Type routing: "none"
+// (no content routing: peers find content only among the peers they are
+// connected to) or "dht" (kubo's default routing, here with no bootstrap
+// peers: a DHT among the daemons connected to each other, as thingnet's
+// nodes run one among themselves).
+func startKuboRouting(t testing.TB, routing string) *kubo {
 	t.Helper()
 	bin := kuboBinary(t)
 	repo := t.TempDir()
@@ -57,7 +65,7 @@ func startKubo(t testing.TB) *kubo {
 	}
 	run("init", "--profile=test")
 	run("config", "Addresses.Gateway", "")
-	run("config", "--json", "Routing.Type", `"none"`)
+	run("config", "--json", "Routing.Type", strconv.Quote(routing))
 	ctx, cancel := context.WithCancel(context.Background())
 	d := exec.CommandContext(ctx, bin, "daemon", "--enable-gc=false")
 	d.Env = env
