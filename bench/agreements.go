@@ -431,8 +431,7 @@ func relayOnce(ctx context.Context, c *api.Client, d *devnet.Devnet, relayer *id
 		}
 	}
 	anchored = time.Now()
-	if _, err := c.Send(ctx, relayer, "", &ledger.AgreementCall{ID: 1, Transition: transition, Reading: &ledger.ReadingEvidence{
-		Gateway: p.Gateway, Index: p.Index, Size: p.Anchor.Size, Envelope: p.Envelope, Inclusion: p.Inclusion}}, true); err != nil {
+	if _, err := c.Send(ctx, relayer, "", &ledger.AgreementCall{ID: 1, Transition: transition, Reading: p.Evidence(0)}, true); err != nil {
 		return anchored, called, err
 	}
 	return anchored, time.Now(), nil

@@ -39,6 +39,14 @@ type ReadingProof struct {
 // Entry is the log entry the proof is about: the leaf is its hash.
 func (p *ReadingProof) Entry() []byte { return reading.EntryBytes(p.AuthHeight, p.Envelope) }
 
+// Evidence is the proof as an agreement call carries it (the ledger checks
+// it against the anchor on its own state): item is the reading's place in
+// its envelope.
+func (p *ReadingProof) Evidence(item uint32) *ledger.ReadingEvidence {
+	return &ledger.ReadingEvidence{Gateway: p.Gateway, Index: p.Index, Size: p.Anchor.Size, Envelope: p.Envelope,
+		AuthHeight: p.AuthHeight, Inclusion: p.Inclusion, Item: item}
+}
+
 // signerHeight is the height at which the signer's record must be proved.
 func (p *ReadingProof) signerHeight() int64 {
 	if p.AuthHeight != 0 {

@@ -210,7 +210,7 @@ func (r *Relayer) evidence(ctx context.Context, it gateway.ReadingItem) (*ledger
 	if item < 0 {
 		return nil, fmt.Errorf("reading %d holds no seq %d", it.Index, it.Seq)
 	}
-	return &ledger.ReadingEvidence{Gateway: p.Gateway, Index: p.Index, Size: p.Anchor.Size, Envelope: p.Envelope, AuthHeight: p.AuthHeight, Inclusion: p.Inclusion, Item: uint32(item)}, nil
+	return p.Evidence(uint32(item)), nil
 }
 
 // offer dry-runs the watching transitions and calls the first that would succeed.

@@ -389,7 +389,7 @@ func (g *globals) callMsg(ctx context.Context, idArg, transition string, f *call
 		if err != nil {
 			return nil, err
 		}
-		m.Reading = &ledger.ReadingEvidence{Gateway: p.Gateway, Index: p.Index, Size: p.Anchor.Size, Envelope: p.Envelope, AuthHeight: p.AuthHeight, Inclusion: p.Inclusion, Item: f.item}
+		m.Reading = p.Evidence(f.item)
 	}
 	if len(f.args) == 0 {
 		return m, nil
