@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -377,15 +378,43 @@ func (n *Node) close() error {
 
 type mdnsNotifee struct{ n *Node }
 
+// mdnsAttempts bounds the dials to one peer found by mDNS.
+const mdnsAttempts = 4
+
+// HandlePeerFound dials a peer found on the local network. Two nodes that
+// find each other at the same moment dial each other at once, and the two
+// Noise handshakes of a simultaneous open can both fail; mDNS reports a
+// peer only once, so the dial is retried: the node with the greater peer ID
+// lets the other dial first, and every retry waits a random while, so two
+// retries rarely collide again.
 func (m mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
 	if ai.ID == m.n.host.ID() {
 		return
 	}
 	m.n.stats.mdnsFound.Add(1)
-	ctx, cancel := context.WithTimeout(m.n.ctx, 10*time.Second)
-	defer cancel()
-	if err := m.n.host.Connect(ctx, ai); err != nil {
-		m.n.log.Debug("mesh: mDNS peer unreachable", "peer", ai.ID, "err", err)
+	wait := time.Duration(0)
+	if m.n.host.ID() > ai.ID {
+		wait = 500 * time.Millisecond
+	}
+	for attempt := 1; attempt <= mdnsAttempts; attempt++ {
+		t := time.NewTimer(wait)
+		select {
+		case <-m.n.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if m.n.host.Network().Connectedness(ai.ID) == network.Connected {
+			return // the other side's dial won
+		}
+		ctx, cancel := context.WithTimeout(m.n.ctx, 10*time.Second)
+		err := m.n.host.Connect(ctx, ai)
+		cancel()
+		if err == nil {
+			return
+		}
+		m.n.log.Debug("mesh: mDNS peer unreachable", "peer", ai.ID, "attempt", attempt, "err", err)
+		wait = time.Duration(200+rand.IntN(800)) * time.Millisecond
 	}
 }
 

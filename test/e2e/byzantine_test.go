@@ -231,10 +231,16 @@ func (n *Net) readmit(ctx context.Context, i int, addr string) int64 {
 		t.Fatalf("validator update: %v\n%s", err, out)
 	}
 	n.WaitHeight(ctx, i, res.Height)
+	// CometBFT reports a height once the block is stored, a moment before
+	// the ledger has committed it: ask until the node's ledger has it.
 	var info ledger.ValidatorInfo
-	if err := n.Nodes[i].Client.Get(ctx, fmt.Sprintf("/v1/validators/%s?height=%d", addr, res.Height), &struct {
-		Record *ledger.ValidatorInfo `json:"record"`
-	}{&info}); err != nil || info.Power != 10 || info.History != 3 {
+	waitFor(ctx, t, fmt.Sprintf("node %d's ledger to commit height %d", i, res.Height), func() bool {
+		err = n.Nodes[i].Client.Get(ctx, fmt.Sprintf("/v1/validators/%s?height=%d", addr, res.Height), &struct {
+			Record *ledger.ValidatorInfo `json:"record"`
+		}{&info})
+		return err == nil || !strings.Contains(err.Error(), "above the last committed height")
+	})
+	if err != nil || info.Power != 10 || info.History != 3 {
 		t.Errorf("readmitted validator on node %d = %+v, %v; want power 10 after 3 history entries", i, info, err)
 	}
 	// In CometBFT's set from res.Height+2; signing a commit soon after.
