@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -175,7 +176,14 @@ func sh(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-var prefixRE = regexp.MustCompile(`^te([0-9a-f]+)-n\d+$`)
+// A network's names start with te<pid in hex>g<n>: the pid tells
+// removeStale whether its run is alive, n tells apart the networks of one
+// run (the kernel removes a deleted namespace's veths a moment later, so the
+// next scenario must not reuse their names).
+var prefixRE = regexp.MustCompile(`^(te([0-9a-f]+)(?:g\d+)?)-n\d+$`)
+
+// netSeq numbers the networks this test process creates.
+var netSeq atomic.Int32
 
 // removeStale deletes namespaces, bridges and veths left by harness runs
 // whose process is gone (a run killed before its cleanup).
@@ -190,12 +198,12 @@ func removeStale() {
 		if m == nil {
 			continue
 		}
-		pid, _ := strconv.ParseInt(m[1], 16, 64)
+		pid, _ := strconv.ParseInt(m[2], 16, 64)
 		if syscall.Kill(int(pid), 0) == nil {
 			continue // its run is alive
 		}
 		exec.Command("ip", "netns", "del", f[0]).Run()
-		exec.Command("ip", "link", "del", "te"+m[1]+"-br").Run()
+		exec.Command("ip", "link", "del", m[1]+"-br").Run()
 	}
 }
 
@@ -249,7 +257,7 @@ func (n *Net) Where() string {
 func (n *Net) setupNetNS() {
 	t := n.t
 	removeStale()
-	n.prefix = fmt.Sprintf("te%x", os.Getpid())
+	n.prefix = fmt.Sprintf("te%xg%d", os.Getpid(), netSeq.Add(1)) // ≤ 11 of the 15 characters a link name may have, before "-h<i>"
 	routes := sh(t, "ip", "-4", "route")
 	for {
 		n.subnet = fmt.Sprintf("10.%d.%d.", 100+rand.IntN(100), rand.IntN(256))
