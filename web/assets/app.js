@@ -430,15 +430,15 @@ async function searchSince(filters, h) {
 // attrsOf is the attributes of a tx's ledger events of a type.
 const attrsOf = (t, type) => (t.events || []).filter((e) => e.type === type).map((e) => Object.fromEntries((e.attributes || []).map((a) => [a.key, a.value])));
 
-// liveRefresh redraws the page on the events match picks; twice more a
-// little later, for the node indexes a block's txs just after announcing it
-// (and later still when it is busy).
+// liveRefresh redraws the page on the events match picks, and a few times
+// more later: the node indexes a block's txs just after announcing it, and
+// much later when it is busy (a loaded node took more than 5 s).
 function liveRefresh(v, match) {
   const path = location.hash;
   v.live((type, d) => {
     if (!match(type, d)) return;
     route();
-    for (const ms of [1500, 5000]) setTimeout(() => { if (location.hash === path) route(); }, ms);
+    for (const ms of [1500, 5000, 12000, 25000]) setTimeout(() => { if (location.hash === path) route(); }, ms);
   });
 }
 
