@@ -27,11 +27,9 @@ func (s *Server) listFirmware(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var after uint64
-	if v := r.URL.Query().Get("after"); v != "" {
-		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
-			return nil, badRequest("after must be a release seq (a number)")
-		}
+	after, err := uintQuery(r, "after")
+	if err != nil {
+		return nil, err
 	}
 	rs, err := st.FirmwareReleases(r.PathValue("vendor"), r.PathValue("class"), after, limit)
 	if err != nil {

@@ -105,11 +105,9 @@ func (s *Server) listEvidence(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var after uint64
-	if v := r.URL.Query().Get("after"); v != "" {
-		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
-			return nil, badRequest("after must be an evidence seq (a number)")
-		}
+	after, err := uintQuery(r, "after")
+	if err != nil {
+		return nil, err
 	}
 	evs, err := st.EvidenceList(after, limit)
 	if err != nil {
