@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
+	"github.com/thingnet/thingnet/gateway/edge"
 	"github.com/thingnet/thingnet/ledger"
 )
 
@@ -281,10 +281,7 @@ const (
 // OffenderWindow, in case the policy arrives meanwhile.
 func (g *Gateway) quarantineMsg(st *ledger.State) (ledger.Msg, error) {
 	for _, o := range g.limiter.Offenders(OffenderThreshold, OffenderWindow) {
-		id, ok := strings.CutPrefix(o.Key, "dev:")
-		if !ok {
-			id, ok = strings.CutPrefix(o.Key, "device:") // the MQTT broker's keys
-		}
+		id, ok := edge.DeviceOf(o.Key)
 		if !ok {
 			continue // a source address: refused at the edge, nothing on chain to do
 		}

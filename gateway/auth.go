@@ -51,9 +51,6 @@ func (g *Gateway) activeDevice(st *ledger.State, id string) (*ledger.Device, ide
 	return d, pub, nil
 }
 
-// ReadingsTopic is the MQTT topic a device publishes its readings to.
-func ReadingsTopic(deviceID string) string { return "things/" + deviceID + "/readings" }
-
 // MaySubscribe allows a device to follow readings topics of devices whose
 // readings it may read: its own, and those a grant lets it (or its
 // organisation) read. Wildcards are never allowed.

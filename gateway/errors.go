@@ -3,19 +3,20 @@ package gateway
 import (
 	"errors"
 
-	"github.com/thingnet/thingnet/gateway/mqtt"
+	"github.com/thingnet/thingnet/gateway/edge"
 )
 
-// Sentinel errors; wrapped errors say which device and why. They are the
-// transports' own (gateway/mqtt names the contract its hooks rely on), so
-// a bridge can tell a refusal from a duplicate or an overload.
+// Sentinel errors; wrapped errors say which device and why. The device and
+// reading ones are the edge contract's (package gateway/edge), which the
+// transports answer by, named here for the gateway's own callers: so a
+// bridge can tell a refusal from a duplicate or an overload.
 var (
-	ErrUnknownDevice  = mqtt.ErrUnknownDevice
-	ErrInactiveDevice = mqtt.ErrInactiveDevice
-	ErrBadToken       = mqtt.ErrBadToken
-	ErrRejected       = mqtt.ErrRejected
-	ErrOverloaded     = mqtt.ErrOverloaded
-	ErrDuplicate      = mqtt.ErrDuplicate // already stored: acknowledge as success
+	ErrUnknownDevice  = edge.ErrUnknownDevice
+	ErrInactiveDevice = edge.ErrInactiveDevice
+	ErrBadToken       = edge.ErrBadToken
+	ErrRejected       = edge.ErrRejected
+	ErrOverloaded     = edge.ErrOverloaded
+	ErrDuplicate      = edge.ErrDuplicate // already stored: acknowledge as success
 	ErrClosed         = errors.New("gateway closed")
 	// ErrQueueFull: the gateway's ledger tx queue (Enqueue) is full.
 	ErrQueueFull = errors.New("gateway: the ledger tx queue is full")

@@ -64,8 +64,8 @@ type Gateway struct {
 	data    *datalog.Log
 	index   *index
 	seqs    *reading.SeqTracker
-	limiter *ratelimit.Limiter // devices ("dev:", "device:" keys)
-	sources *ratelimit.Limiter // source addresses ("addr:" keys)
+	limiter *ratelimit.Limiter // devices (edge.DeviceKey)
+	sources *ratelimit.Limiter // source addresses (edge.SourceKey)
 	jobs    chan *job
 	keys    *identity.DIDCache
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/gateway/edge"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
@@ -332,7 +333,7 @@ func TestQuarantinePolicy(t *testing.T) {
 	ctx := ctxT(t)
 	flood := func() {
 		for i := 0; i < 2*OffenderThreshold+40; i++ {
-			tn.gw.limiter.AllowMessage("dev:"+tn.sensor.ID(), 10)
+			tn.gw.limiter.AllowMessage(edge.DeviceKey(tn.sensor.ID()), 10)
 		}
 	}
 	flood()

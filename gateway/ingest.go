@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/thingnet/thingnet/gateway/edge"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/reading"
 )
@@ -46,22 +47,34 @@ func (g *Gateway) Stats() Stats {
 	}
 }
 
-// Ingest takes a signed reading envelope from deviceID (the identity the
-// transport authenticated; "" when the transport authenticates nothing, as
-// plain HTTP) coming from source (an address). It returns nil once the
-// envelope is durably stored in the data log, and an error wrapping
-// ErrRejected, ErrOverloaded or ErrClosed otherwise. Checks run cheapest
-// first: rate limits, size and decoding, the device's ledger record; the
-// signature is verified last, in batches.
+// Ingest is the gateway as the transports' edge.Ingestor: it takes a
+// signed reading envelope from deviceID (the device the transport
+// authenticated, and charged for this message under edge.DeviceKey; ""
+// when the transport authenticates none, as CoAP and plain HTTP) coming
+// from source (an address). It returns nil once the envelope is durably
+// stored in the data log, and an error wrapping ErrRejected, ErrOverloaded,
+// ErrDuplicate or ErrClosed otherwise. Checks run cheapest first: rate
+// limits, size and decoding, the device's ledger record; the signature is
+// verified last, in batches.
 func (g *Gateway) Ingest(ctx context.Context, deviceID string, raw []byte, source string) error {
-	_, err := g.IngestIndex(ctx, deviceID, raw, source)
+	_, err := g.ingest(ctx, deviceID, raw, deviceID != "")
 	return err
 }
 
-// IngestIndex is Ingest, returning the envelope's index in the data log.
-// The transports bound what a source address may cost before they call it
-// (per connection for MQTT, per datagram for CoAP, per request for HTTP).
+// IngestIndex is Ingest for callers other than a transport that charged
+// the device (the HTTP route, relays, tests): it charges the envelope's
+// device itself, whatever deviceID, and returns the envelope's index in the
+// data log. The transports bound what a source address may cost before
+// they call either (per connection for MQTT, per datagram for CoAP, per
+// request for HTTP).
 func (g *Gateway) IngestIndex(ctx context.Context, deviceID string, raw []byte, source string) (uint64, error) {
+	return g.ingest(ctx, deviceID, raw, false)
+}
+
+// ingest stores one envelope. charged says that deviceID (then set) was
+// already charged for it: each envelope is charged to its device once
+// (package edge).
+func (g *Gateway) ingest(ctx context.Context, deviceID string, raw []byte, charged bool) (uint64, error) {
 	env, err := reading.Decode(raw)
 	if err != nil {
 		g.stats.rejected.Add(1)
@@ -71,9 +84,11 @@ func (g *Gateway) IngestIndex(ctx context.Context, deviceID string, raw []byte, 
 		g.stats.rejected.Add(1)
 		return 0, fmt.Errorf("%w: %s published a reading of %s", ErrRejected, deviceID, env.Device)
 	}
-	if d := g.limiter.AllowMessage("dev:"+env.Device, len(raw)); !d.Allowed {
-		g.stats.limited.Add(1)
-		return 0, fmt.Errorf("%w: device %s: %s", ErrRejected, env.Device, d.Reason)
+	if !charged {
+		if d := g.limiter.AllowMessage(edge.DeviceKey(env.Device), len(raw)); !d.Allowed {
+			g.stats.limited.Add(1)
+			return 0, fmt.Errorf("%w: device %s: %s", ErrRejected, env.Device, d.Reason)
+		}
 	}
 	pub, auth, err := g.signerOf(env)
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 
-	"github.com/thingnet/thingnet/gateway/mqtt"
+	"github.com/thingnet/thingnet/gateway/edge"
 )
 
 // TestAmplification sends the smallest request that reaches each error
@@ -79,7 +79,7 @@ func TestAmplification(t *testing.T) {
 		{name: "rate limited", setup: func(t *testing.T, e *env) { e.limits.set("addr:127.0.0.1", 0) },
 			req: post([]byte{1}), code: codes.TooManyRequests, reason: RefusedRateLimited},
 		{name: "overloaded", setup: func(t *testing.T, e *env) {
-			e.ingest.setFail(fmt.Errorf("%w: queue full", mqtt.ErrOverloaded))
+			e.ingest.setFail(fmt.Errorf("%w: queue full", edge.ErrOverloaded))
 		}, req: post([]byte{1}), code: codes.ServiceUnavailable, reason: RefusedOverloaded},
 		{name: "storage failed", setup: func(t *testing.T, e *env) {
 			e.ingest.setFail(fmt.Errorf("disk on fire"))

@@ -1,29 +1,17 @@
 package coap
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"time"
-)
 
-// Ingestor takes a signed reading envelope. gateway.Gateway satisfies it.
-type Ingestor interface {
-	// Ingest returns nil only once the reading is durably stored. Errors
-	// wrap mqtt.ErrRejected (bad reading: malformed, bad signature,
-	// replayed sequence number, unknown or inactive device),
-	// mqtt.ErrOverloaded, or mqtt.ErrDuplicate (already stored: answered as
-	// a success). deviceID is always "" (CoAP authenticates no device:
-	// readings authenticate themselves by their signature); source is the
-	// client's IP address. Ingest must return when ctx is done, and must
-	// not modify payload (it may keep it).
-	Ingest(ctx context.Context, deviceID string, payload []byte, source string) error
-}
+	"github.com/thingnet/thingnet/gateway/edge"
+)
 
 // Limiter bounds what a source address may cost.
 type Limiter interface {
-	// AllowMessage is asked with the key "addr:<ip>" (for IPv6 the /64
-	// prefix) for every datagram a source sends, with the datagram's size
+	// AllowMessage is asked with the key edge.SourceKey of the source
+	// address (for IPv6 its /64) for every datagram a source sends, with the datagram's size
 	// in bytes, before anything but its CoAP header and options is looked
 	// at (the reading is decoded only after it allowed the datagram). A
 	// block-wise upload is asked once, when it starts, with its announced
@@ -61,8 +49,10 @@ type Config struct {
 	MaxPayload int
 	// Logger receives the server's logs; default: none.
 	Logger *slog.Logger
-	// Ingest stores the readings.
-	Ingest Ingestor
+	// Ingest stores the readings. The server calls it with the device id
+	// "" (CoAP authenticates no device: readings authenticate themselves
+	// by their signature, and the Ingestor charges their device).
+	Ingest edge.Ingestor
 	// Limits rate-limits source addresses.
 	Limits Limiter
 	// IngestTimeout bounds one Ingest call; a reading not stored by then is

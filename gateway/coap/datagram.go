@@ -7,6 +7,8 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
+
+	"github.com/thingnet/thingnet/gateway/edge"
 )
 
 // decoder holds the read loop's reusable buffers.
@@ -27,7 +29,7 @@ func (s *Server) datagram(d *decoder, b []byte, from netip.AddrPort) {
 	s.stats.datagrams.Add(1)
 	now := s.now()
 	ip := from.Addr().Unmap().WithZone("")
-	key := limiterKey(ip)
+	key := edge.SourceKey(ip)
 	m := message.Message{Options: d.opts[:0]}
 	if _, err := coder.DefaultCoder.Decode(b, &m); err != nil {
 		s.malformed(d, b, from, key)
@@ -44,22 +46,22 @@ func (s *Server) datagram(d *decoder, b []byte, from netip.AddrPort) {
 	}
 	if !free && !s.cfg.Limits.AllowMessage(key, s.cost(&m, v, len(b))) {
 		if isRequest(&m) {
-			s.stats.refused.add(RefusedRateLimited)
+			s.stats.refused.Add(RefusedRateLimited)
 			s.reply(d, &m, len(b), from, codes.TooManyRequests, s.maxAgeOpt)
 		} else {
-			s.stats.dropped.add(DroppedRateLimited)
+			s.stats.dropped.Add(DroppedRateLimited)
 		}
 		return
 	}
 
 	switch v.act {
 	case actDrop:
-		s.stats.dropped.add(v.reason)
+		s.stats.dropped.Add(v.reason)
 	case actReset:
-		s.stats.dropped.add(v.reason)
+		s.stats.dropped.Add(v.reason)
 		s.send(encodeReset(d.reply[:], uint16(m.MessageID)), len(b), from)
 	case actReply:
-		s.stats.refused.add(v.reason)
+		s.stats.refused.Add(v.reason)
 		if !v.silent {
 			opt := message.Option{}
 			if v.code == codes.RequestEntityTooLarge {
@@ -71,7 +73,7 @@ func (s *Server) datagram(d *decoder, b []byte, from netip.AddrPort) {
 		if v.block.continues() && !known {
 			// No session, so no upload it could belong to, and no cached
 			// answer to resend (RFC 7959 §2.9.2).
-			s.stats.refused.add(RefusedIncomplete)
+			s.stats.refused.Add(RefusedIncomplete)
 			s.reply(d, &m, len(b), from, codes.RequestEntityIncomplete, message.Option{})
 			return
 		}
@@ -102,14 +104,14 @@ func (s *Server) forward(d *decoder, m *message.Message, v verdict, b []byte, fr
 		ss = s.session(from, ip, now) // (no session for an upload that would be refused anyway)
 	}
 	if ss == nil {
-		s.stats.refused.add(RefusedBusy) // MaxSessions endpoints or MaxTransfers uploads, or closing
+		s.stats.refused.Add(RefusedBusy) // MaxSessions endpoints or MaxTransfers uploads, or closing
 		s.reply(d, m, len(b), from, codes.ServiceUnavailable, s.maxAgeOpt)
 		return
 	}
 	switch {
 	case v.block.starts():
 		if !s.beginTransfer(ss, v.block, now) {
-			s.stats.refused.add(RefusedBusy) // MaxTransfers uploads
+			s.stats.refused.Add(RefusedBusy) // MaxTransfers uploads
 			s.reply(d, m, len(b), from, codes.ServiceUnavailable, s.maxAgeOpt)
 			return
 		}
@@ -127,10 +129,10 @@ func (s *Server) forward(d *decoder, m *message.Message, v verdict, b []byte, fr
 // if the Limiter allows its source.
 func (s *Server) malformed(d *decoder, b []byte, from netip.AddrPort, key string) {
 	if !s.cfg.Limits.AllowMessage(key, len(b)) {
-		s.stats.dropped.add(DroppedRateLimited)
+		s.stats.dropped.Add(DroppedRateLimited)
 		return
 	}
-	s.stats.dropped.add(DroppedMalformed)
+	s.stats.dropped.Add(DroppedMalformed)
 	if len(b) >= 4 && b[0]>>6 == 1 && message.Type((b[0]>>4)&3) == message.Confirmable {
 		s.send(encodeReset(d.reply[:], uint16(b[2])<<8|uint16(b[3])), len(b), from)
 	}
@@ -151,7 +153,7 @@ func (s *Server) reply(d *decoder, m *message.Message, reqLen int, from netip.Ad
 // the amplification bound (which the answers built here never do).
 func (s *Server) send(b []byte, reqLen int, to netip.AddrPort) {
 	if !within(len(b), reqLen) {
-		s.stats.dropped.add(DroppedAmplification)
+		s.stats.dropped.Add(DroppedAmplification)
 		s.log.Error("coap: answer dropped: it would exceed the amplification bound", "client", to, "bytes", len(b), "request", reqLen)
 		return
 	}

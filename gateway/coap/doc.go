@@ -29,7 +29,7 @@
 // complete upload, and writes the answer the handler set only after the
 // handler returned (client.Conn.ProcessReceivedMessageWithHandler). The
 // handler blocks in Ingest and sets 2.04 only when Ingest returned nil or
-// mqtt.ErrDuplicate; any other outcome sets an error code. So no 2.04 can
+// edge.ErrDuplicate; any other outcome sets an error code. So no 2.04 can
 // leave before the reading is stored. A retransmission that arrives while
 // Ingest runs is dropped (Server.dispatch keeps the message ids in
 // flight); one that arrives later gets the cached answer from go-coap

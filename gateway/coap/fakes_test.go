@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/gateway/mqtt"
+	"github.com/thingnet/thingnet/gateway/edge"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/reading"
 )
@@ -17,7 +17,7 @@ import (
 // it decodes them with reading.Decode, verifies the signature with the
 // device's known key, and refuses a sequence number at or below the last
 // one it stored (a resend of the very envelope it stored last is
-// mqtt.ErrDuplicate, as with the gateway).
+// edge.ErrDuplicate, as with the gateway).
 type fakeIngest struct {
 	entered chan []byte   // when gate is set: an Ingest call began
 	release chan struct{} // when gate is set: lets one Ingest call go on
@@ -73,7 +73,7 @@ func (f *fakeIngest) Ingest(ctx context.Context, dev string, payload []byte, sou
 	gate, fail := f.gate && (f.gateSrc == "" || f.gateSrc == source), f.fail
 	f.mu.Unlock()
 	if dev != "" {
-		return fmt.Errorf("%w: CoAP authenticates no device, got device id %q", mqtt.ErrRejected, dev)
+		return fmt.Errorf("%w: CoAP authenticates no device, got device id %q", edge.ErrRejected, dev)
 	}
 	if gate {
 		f.entered <- payload
@@ -88,23 +88,23 @@ func (f *fakeIngest) Ingest(ctx context.Context, dev string, payload []byte, sou
 	}
 	env, err := reading.Decode(payload)
 	if err != nil {
-		return fmt.Errorf("%w: %v", mqtt.ErrRejected, err)
+		return fmt.Errorf("%w: %v", edge.ErrRejected, err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	pub, ok := f.keys[env.Signer()]
 	if !ok {
-		return fmt.Errorf("%w: unknown device %s", mqtt.ErrRejected, env.Signer())
+		return fmt.Errorf("%w: unknown device %s", edge.ErrRejected, env.Signer())
 	}
 	if err := env.Verify(pub); err != nil {
-		return fmt.Errorf("%w: %v", mqtt.ErrRejected, err)
+		return fmt.Errorf("%w: %v", edge.ErrRejected, err)
 	}
 	seqs := env.Seqs()
 	if seqs[0] <= f.last[env.Device] {
 		if bytes.Equal(payload, f.lastRaw[env.Device]) {
-			return fmt.Errorf("%w: %s seq %d", mqtt.ErrDuplicate, env.Device, seqs[len(seqs)-1])
+			return fmt.Errorf("%w: %s seq %d", edge.ErrDuplicate, env.Device, seqs[len(seqs)-1])
 		}
-		return fmt.Errorf("%w: %s: seq %d is not above %d (replay)", mqtt.ErrRejected, env.Device, seqs[0], f.last[env.Device])
+		return fmt.Errorf("%w: %s: seq %d is not above %d (replay)", edge.ErrRejected, env.Device, seqs[0], f.last[env.Device])
 	}
 	f.last[env.Device] = seqs[len(seqs)-1]
 	f.lastRaw[env.Device] = bytes.Clone(payload)

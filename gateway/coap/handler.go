@@ -11,7 +11,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/options/config"
 	"github.com/plgd-dev/go-coap/v3/udp/client"
 
-	"github.com/thingnet/thingnet/gateway/mqtt"
+	"github.com/thingnet/thingnet/gateway/edge"
 )
 
 // dispatch is go-coap's ProcessReceivedMessage for session ss: go-coap
@@ -34,7 +34,7 @@ func (s *Server) dispatch(ss *session, r *pool.Message, cc *client.Conn, next co
 	}
 	mid := r.MessageID()
 	if !ss.begin(mid) {
-		s.stats.dropped.add(DroppedDuplicate)
+		s.stats.dropped.Add(DroppedDuplicate)
 		cc.ReleaseMessage(r)
 		return
 	}
@@ -42,7 +42,7 @@ func (s *Server) dispatch(ss *session, r *pool.Message, cc *client.Conn, next co
 	case s.slots <- struct{}{}:
 	default:
 		ss.end(mid)
-		s.stats.refused.add(RefusedBusy)
+		s.stats.refused.Add(RefusedBusy)
 		s.answer(ss, r, codes.ServiceUnavailable, s.maxAgeOpt)
 		cc.ReleaseMessage(r)
 		return
@@ -81,7 +81,7 @@ func (s *Server) answer(ss *session, r *pool.Message, code codes.Code, opt messa
 // handle is the readings resource, called by go-coap with a complete
 // upload (a single datagram, or Block1 blocks assembled). Only POSTs to
 // PathShort or PathLong within the size bound reach it (classify). Its
-// answer is 2.04 Changed once Ingest returned nil or mqtt.ErrDuplicate,
+// answer is 2.04 Changed once Ingest returned nil or edge.ErrDuplicate,
 // that is once the reading is durably stored, and never before: go-coap
 // sends the answer only after handle returned.
 func (s *Server) handle(ss *session, w *responsewriter.ResponseWriter[*client.Conn], r *pool.Message) {
@@ -100,12 +100,12 @@ func (s *Server) handle(ss *session, w *responsewriter.ResponseWriter[*client.Co
 func (s *Server) ingest(ss *session, r *pool.Message) (codes.Code, message.Option) {
 	none := message.Option{}
 	if size, err := r.BodySize(); err == nil && size > int64(s.cfg.MaxPayload) {
-		s.stats.refused.add(RefusedTooLarge)
+		s.stats.refused.Add(RefusedTooLarge)
 		return codes.RequestEntityTooLarge, s.size1Opt
 	}
 	payload, err := r.ReadBody()
 	if err != nil || len(payload) == 0 {
-		s.stats.refused.add(RefusedBadRequest)
+		s.stats.refused.Add(RefusedBadRequest)
 		return codes.BadRequest, none
 	}
 	ctx, cancel := context.WithTimeout(ss.Context(), s.cfg.IngestTimeout)
@@ -115,19 +115,19 @@ func (s *Server) ingest(ss *session, r *pool.Message) (codes.Code, message.Optio
 	case err == nil:
 		s.stats.accepted.Add(1)
 		return codes.Changed, none
-	case errors.Is(err, mqtt.ErrDuplicate):
+	case errors.Is(err, edge.ErrDuplicate):
 		s.stats.accepted.Add(1)
 		s.stats.duplicates.Add(1)
 		return codes.Changed, none
-	case errors.Is(err, mqtt.ErrRejected):
-		s.stats.refused.add(RefusedRejected)
+	case errors.Is(err, edge.ErrRejected):
+		s.stats.refused.Add(RefusedRejected)
 		s.log.Debug("coap: reading rejected", "client", ss.addr, "error", err)
 		return codes.BadRequest, none
-	case errors.Is(err, mqtt.ErrOverloaded), errors.Is(err, context.DeadlineExceeded), ss.Context().Err() != nil:
-		s.stats.refused.add(RefusedOverloaded)
+	case errors.Is(err, edge.ErrOverloaded), errors.Is(err, context.DeadlineExceeded), ss.Context().Err() != nil:
+		s.stats.refused.Add(RefusedOverloaded)
 		return codes.ServiceUnavailable, s.maxAgeOpt
 	default:
-		s.stats.refused.add(RefusedError)
+		s.stats.refused.Add(RefusedError)
 		s.log.Warn("coap: storing a reading failed", "client", ss.addr, "error", err)
 		return codes.InternalServerError, none
 	}

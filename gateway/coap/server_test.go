@@ -9,7 +9,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 
-	"github.com/thingnet/thingnet/gateway/mqtt"
+	"github.com/thingnet/thingnet/gateway/edge"
 )
 
 func TestAcceptedReading(t *testing.T) {
@@ -96,7 +96,7 @@ func TestIngestOutcomes(t *testing.T) {
 		code   codes.Code
 		reason string
 	}{
-		{fmt.Errorf("%w: queue full", mqtt.ErrOverloaded), codes.ServiceUnavailable, RefusedOverloaded},
+		{fmt.Errorf("%w: queue full", edge.ErrOverloaded), codes.ServiceUnavailable, RefusedOverloaded},
 		{errors.New("disk on fire"), codes.InternalServerError, RefusedError},
 	} {
 		t.Run(tc.reason, func(t *testing.T) {

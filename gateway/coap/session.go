@@ -168,7 +168,7 @@ func (s *session) WriteMessage(m *pool.Message) error {
 func (s *session) write(b []byte) error {
 	if s.credit.Add(-int64(len(b))) < 0 {
 		s.credit.Add(int64(len(b)))
-		s.srv.stats.dropped.add(DroppedAmplification)
+		s.srv.stats.dropped.Add(DroppedAmplification)
 		s.srv.log.Error("coap: answer dropped: it would exceed the amplification bound", "client", s.addr, "bytes", len(b))
 		return nil
 	}

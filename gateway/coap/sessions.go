@@ -146,14 +146,3 @@ func (s *Server) lookup(addr netip.AddrPort) *session {
 	}
 	return ss
 }
-
-// limiterKey is the Limiter key of a source address: "addr:<ip>", for
-// IPv6 the /64 prefix (a host gets a whole /64; keying by address would
-// let it rotate through 2^64 of them).
-func limiterKey(ip netip.Addr) string {
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return "addr:" + p.String()
-	}
-	return "addr:" + ip.String()
-}

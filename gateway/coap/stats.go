@@ -1,6 +1,10 @@
 package coap
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/thingnet/thingnet/gateway/edge"
+)
 
 // Reasons a request is answered with an error (keys of Stats.Refused).
 const (
@@ -13,7 +17,7 @@ const (
 	RefusedBadRequest    = "bad_request"    // 4.00: an empty payload or a bad Block1 option
 	RefusedIncomplete    = "incomplete"     // 4.08: a later Block1 block of no upload the server knows
 	RefusedProxy         = "proxy"          // 5.05: a proxy request
-	RefusedRejected      = "rejected"       // 4.00: the Ingestor rejected the reading (mqtt.ErrRejected)
+	RefusedRejected      = "rejected"       // 4.00: the Ingestor rejected the reading (edge.ErrRejected)
 	RefusedOverloaded    = "overloaded"     // 5.03: the Ingestor is overloaded or too slow (IngestTimeout)
 	RefusedBusy          = "busy"           // 5.03: MaxInFlight, MaxSessions or MaxTransfers reached
 	RefusedError         = "error"          // 5.00: the Ingestor failed otherwise
@@ -35,7 +39,7 @@ const (
 type Stats struct {
 	Datagrams  uint64            // datagrams received
 	Accepted   uint64            // readings answered 2.04 (duplicates included)
-	Duplicates uint64            // of which the Ingestor had already stored (mqtt.ErrDuplicate)
+	Duplicates uint64            // of which the Ingestor had already stored (edge.ErrDuplicate)
 	Refused    map[string]uint64 // requests answered with an error, by Refused* reason
 	Dropped    map[string]uint64 // datagrams not answered, or answered with a Reset, by Dropped* reason
 	Sessions   int               // client endpoints the server holds state for
@@ -43,47 +47,18 @@ type Stats struct {
 	InFlight   int               // requests being handled
 }
 
-// tally counts events by a fixed set of keys, without locks.
-type tally struct {
-	keys []string
-	n    []atomic.Uint64
-}
-
-func newTally(keys ...string) *tally {
-	return &tally{keys: keys, n: make([]atomic.Uint64, len(keys))}
-}
-
-// add counts one event of key, which must be one of t's keys.
-func (t *tally) add(key string) {
-	for i, k := range t.keys {
-		if k == key {
-			t.n[i].Add(1)
-			return
-		}
-	}
-	panic("coap: no counter " + key) // a programming error: keys are this package's constants
-}
-
-func (t *tally) snapshot() map[string]uint64 {
-	m := make(map[string]uint64, len(t.keys))
-	for i, k := range t.keys {
-		m[k] = t.n[i].Load()
-	}
-	return m
-}
-
 // counters are the live values behind Stats.
 type counters struct {
 	datagrams, accepted, duplicates atomic.Uint64
-	refused, dropped                *tally
+	refused, dropped                *edge.Tally
 }
 
 func newCounters() *counters {
 	return &counters{
-		refused: newTally(RefusedRateLimited, RefusedTooLarge, RefusedNotFound, RefusedMethod,
+		refused: edge.NewTally(RefusedRateLimited, RefusedTooLarge, RefusedNotFound, RefusedMethod,
 			RefusedContentFormat, RefusedBadOption, RefusedBadRequest, RefusedIncomplete, RefusedProxy, RefusedRejected,
 			RefusedOverloaded, RefusedBusy, RefusedError),
-		dropped: newTally(DroppedMalformed, DroppedPing, DroppedNotRequest, DroppedRateLimited,
+		dropped: edge.NewTally(DroppedMalformed, DroppedPing, DroppedNotRequest, DroppedRateLimited,
 			DroppedDuplicate, DroppedAmplification),
 	}
 }

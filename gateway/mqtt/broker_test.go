@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -205,20 +204,6 @@ func TestCheckDeviceID(t *testing.T) {
 	} {
 		if err := checkDeviceID(id); (err == nil) != ok {
 			t.Errorf("checkDeviceID(%.20q) = %v; want ok=%v", id, err, ok)
-		}
-	}
-}
-
-func TestSource(t *testing.T) {
-	for remote, want := range map[string][2]string{
-		"192.0.2.7:4711":              {"192.0.2.7", "addr:192.0.2.7"},
-		"[::ffff:192.0.2.7]:4711":     {"192.0.2.7", "addr:192.0.2.7"},
-		"[2001:db8:1:2:3:4:5:6]:4711": {"2001:db8:1:2:3:4:5:6", "addr:2001:db8:1:2::/64"},
-		"[fe80::1%eth0]:4711":         {"fe80::1", "addr:fe80::/64"},
-	} {
-		cl := &mochi.Client{Net: mochi.ClientConnection{Remote: remote}}
-		if ip, key := source(cl); ip != want[0] || key != want[1] {
-			t.Errorf("source(%s) = %s, %s; want %s, %s", remote, ip, key, want[0], want[1])
 		}
 	}
 }

@@ -6,27 +6,19 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/thingnet/thingnet/gateway/edge"
 )
 
 // Authenticator checks a CONNECT: username = device id, password = a CWT
 // signed by the device's current key.
 type Authenticator interface {
 	// Authenticate returns nil if token is a valid CWT of the active device
-	// deviceID. Errors wrap ErrUnknownDevice, ErrInactiveDevice or
-	// ErrBadToken; any other error is taken as the ledger being unavailable
+	// deviceID. Errors wrap edge.ErrUnknownDevice or edge.ErrInactiveDevice
+	// (CONNACK "not authorized") or edge.ErrBadToken ("bad username or
+	// password"); any other error is taken as the ledger being unavailable
 	// (CONNACK "server unavailable").
 	Authenticate(ctx context.Context, deviceID string, token []byte) error
-}
-
-// Ingestor takes a signed reading envelope published on
-// things/<id>/readings.
-type Ingestor interface {
-	// Ingest returns nil only once the reading is durably stored. Errors
-	// wrap ErrRejected (bad reading: signature, replay, malformed),
-	// ErrOverloaded, or ErrDuplicate (already stored: acknowledged as a
-	// success). source is the client's IP address. Ingest must return when
-	// ctx is done, and must not modify payload (it may keep it).
-	Ingest(ctx context.Context, deviceID string, payload []byte, source string) error
 }
 
 // ACL answers subscriptions from ledger grants.
@@ -40,14 +32,16 @@ type ACL interface {
 }
 
 // Limiter bounds cost per device id and per source address. Keys are
-// "addr:<ip>" (for IPv6 the /64 prefix) and "device:<device id>".
+// edge.SourceKey and edge.DeviceKey.
 type Limiter interface {
 	// AllowConnect is asked for the source address, then for the device id,
 	// before any signature work.
 	AllowConnect(key string) bool
 	// AllowMessage is asked for the device id with the payload size of every
 	// PUBLISH (and the size of every SUBSCRIBE and UNSUBSCRIBE) before the
-	// reading is ingested.
+	// reading is ingested: the broker charges its devices' messages itself,
+	// and the Ingestor, given the device id, does not charge them again
+	// (package edge).
 	AllowMessage(key string, size int) bool
 }
 
@@ -91,7 +85,7 @@ type Config struct {
 	Logger *slog.Logger
 
 	Auth   Authenticator
-	Ingest Ingestor
+	Ingest edge.Ingestor
 	ACL    ACL
 	Limits Limiter
 }

@@ -12,6 +12,8 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/thingnet/thingnet/gateway/edge"
 )
 
 // maxDeviceID bounds a username before anything looks it up (a did:key id is
@@ -52,9 +54,9 @@ func (r refusal) codes() (reason string, v5, v3 byte) {
 // refusal writes its own CONNACK and returns an error, on which mochi closes
 // the connection without writing another.
 func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
-	ip, addrKey := source(cl)
+	ip, addrKey := edge.Source(cl.Net.Remote)
 	if !h.cfg.Limits.AllowConnect(addrKey) {
-		h.stats.rateLimited.add(LimitConnectSource)
+		h.stats.rateLimited.Add(LimitConnectSource)
 		return h.refuse(cl, refuseRateLimited, "too many connections from "+ip+"; retry later")
 	}
 	dev := string(pk.Connect.Username)
@@ -64,8 +66,8 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	if id := pk.Connect.ClientIdentifier; id != "" && id != dev {
 		return h.refuse(cl, refuseClientID, fmt.Sprintf("client id %.64q must be empty or the device id (the username)", id))
 	}
-	if !h.cfg.Limits.AllowConnect(deviceKey(dev)) {
-		h.stats.rateLimited.add(LimitConnectDevice)
+	if !h.cfg.Limits.AllowConnect(edge.DeviceKey(dev)) {
+		h.stats.rateLimited.Add(LimitConnectDevice)
 		return h.refuse(cl, refuseRateLimited, "too many connections for this device; retry later")
 	}
 	token, err := decodeToken(pk.Connect.Password)
@@ -77,9 +79,9 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	cancel()
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrBadToken):
+	case errors.Is(err, edge.ErrBadToken):
 		return h.refuse(cl, refuseBadCredentials, err.Error())
-	case errors.Is(err, ErrUnknownDevice), errors.Is(err, ErrInactiveDevice):
+	case errors.Is(err, edge.ErrUnknownDevice), errors.Is(err, edge.ErrInactiveDevice):
 		return h.refuse(cl, refuseNotAuthorized, err.Error())
 	case h.ctx.Err() != nil:
 		return h.refuse(cl, refuseUnavailable, "the gateway is shutting down")
@@ -119,7 +121,7 @@ func (h *hook) admit(cl *mochi.Client, dev string) {
 // into the CONNACK's reason string.
 func (h *hook) refuse(cl *mochi.Client, r refusal, detail string) error {
 	reason, v5, v3 := r.codes()
-	h.stats.connRefused.add(reason)
+	h.stats.connRefused.Add(reason)
 	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: v3}
 	if isV5(cl) {
 		ack.ReasonCode = v5

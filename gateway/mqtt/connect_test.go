@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/thingnet/thingnet/gateway/edge"
 )
 
 // TestConnect checks every CONNECT outcome with the exact CONNACK code, in
@@ -95,7 +97,7 @@ func TestConnectRateLimits(t *testing.T) {
 		c.expectClosed("rate-limited")
 	}
 	e.limits.setConnects("addr:127.0.0.1", 100)
-	e.limits.setConnects("device:"+devB, 0)
+	e.limits.setConnects(edge.DeviceKey(devB), 0)
 	for version, want := range map[byte]byte{5: 0x97, 4: 0x05} {
 		c := dialRaw(t, e.addr, version)
 		if code := c.connect(devB, devB, e.auth.token(devB)); code != want {
@@ -106,7 +108,7 @@ func TestConnectRateLimits(t *testing.T) {
 		t.Errorf("the Authenticator was asked %d times for rate-limited connections; want 0", got-calls)
 	}
 	asked := e.limits.askedKeys()
-	if want := []string{"addr:127.0.0.1", "device:" + devA}; !slices.Equal(asked[:2], want) {
+	if want := []string{"addr:127.0.0.1", edge.DeviceKey(devA)}; !slices.Equal(asked[:2], want) {
 		t.Errorf("AllowConnect asked %q first; want %q (source, then device)", asked[:2], want)
 	}
 	st := e.b.Stats()

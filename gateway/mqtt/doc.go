@@ -5,8 +5,9 @@
 // ledger's grants allow.
 //
 // The broker depends only on the small interfaces defined here
-// (Authenticator, Ingestor, ACL, Limiter); the gateway implements them with
-// the ledger, the data log and the rate limiter. Cheap checks run first: the
+// (Authenticator, ACL, Limiter) and on the gateway's edge contract (package
+// gateway/edge: the Ingestor, its errors, the rate-limit keys); the gateway
+// implements them with the ledger, the data log and the rate limiter. Cheap checks run first: the
 // connection rate of the source address and of the device id is checked
 // before any signature is verified, and a message's size and rate before its
 // reading is.

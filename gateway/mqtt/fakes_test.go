@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/thingnet/thingnet/gateway/edge"
 )
 
 // Devices of the fake ledger.
@@ -65,25 +67,25 @@ func (a *fakeAuth) Authenticate(_ context.Context, dev string, token []byte) err
 		st, ok = "active", true
 	}
 	if !ok {
-		return fmt.Errorf("%w: %s", ErrUnknownDevice, dev)
+		return fmt.Errorf("%w: %s", edge.ErrUnknownDevice, dev)
 	}
 	if st != "active" {
-		return fmt.Errorf("%w: %s is %s", ErrInactiveDevice, dev, st)
+		return fmt.Errorf("%w: %s is %s", edge.ErrInactiveDevice, dev, st)
 	}
 	parts := strings.Split(string(token[min(1, len(token)):]), "|")
 	if len(token) == 0 || token[0] != 0xd2 || len(parts) != 3 {
-		return fmt.Errorf("%w: not a CWT", ErrBadToken)
+		return fmt.Errorf("%w: not a CWT", edge.ErrBadToken)
 	}
 	mac := hmac.New(sha256.New, a.secret)
 	mac.Write([]byte(parts[0] + "|" + parts[1]))
 	if !hmac.Equal([]byte(hex.EncodeToString(mac.Sum(nil))), []byte(parts[2])) {
-		return fmt.Errorf("%w: signature does not verify", ErrBadToken)
+		return fmt.Errorf("%w: signature does not verify", edge.ErrBadToken)
 	}
 	if parts[0] != dev {
-		return fmt.Errorf("%w: token is for %s", ErrBadToken, parts[0])
+		return fmt.Errorf("%w: token is for %s", edge.ErrBadToken, parts[0])
 	}
 	if exp, _ := strconv.ParseInt(parts[1], 10, 64); time.Now().Unix() > exp {
-		return fmt.Errorf("%w: token expired", ErrBadToken)
+		return fmt.Errorf("%w: token expired", edge.ErrBadToken)
 	}
 	return nil
 }
@@ -107,7 +109,7 @@ type stored struct {
 }
 
 // fakeIngest stores readings in memory. Payloads choose its answer: "bad..."
-// ErrRejected, "busy..." ErrOverloaded, "dup..." ErrDuplicate, "fail..." an
+// edge.ErrRejected, "busy..." edge.ErrOverloaded, "dup..." edge.ErrDuplicate, "fail..." an
 // error of its own, "block..." waits for release (or its context) and then
 // stores; anything else is stored.
 type fakeIngest struct {
@@ -126,11 +128,11 @@ func (f *fakeIngest) Ingest(ctx context.Context, dev string, payload []byte, sou
 	p := string(payload)
 	switch {
 	case strings.HasPrefix(p, "bad"):
-		return fmt.Errorf("%w: signature of %s does not verify", ErrRejected, dev)
+		return fmt.Errorf("%w: signature of %s does not verify", edge.ErrRejected, dev)
 	case strings.HasPrefix(p, "busy"):
-		return fmt.Errorf("%w: queue full", ErrOverloaded)
+		return fmt.Errorf("%w: queue full", edge.ErrOverloaded)
 	case strings.HasPrefix(p, "dup"):
-		return fmt.Errorf("%w: seq 7 of %s", ErrDuplicate, dev)
+		return fmt.Errorf("%w: seq 7 of %s", edge.ErrDuplicate, dev)
 	case strings.HasPrefix(p, "fail"):
 		return errors.New("disk on fire")
 	case strings.HasPrefix(p, "block"):

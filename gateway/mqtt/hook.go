@@ -3,11 +3,12 @@ package mqtt
 import (
 	"context"
 	"log/slog"
-	"net/netip"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/thingnet/thingnet/gateway/edge"
 )
 
 // hook is the broker's whole policy, plugged into mochi. mochi calls every
@@ -63,8 +64,8 @@ func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet
 			pk.Connect.ClientIdentifier = string(pk.Connect.Username)
 		}
 	case packets.Subscribe, packets.Unsubscribe:
-		if !h.cfg.Limits.AllowMessage(deviceKey(cl.ID), pk.FixedHeader.Remaining) {
-			h.stats.rateLimited.add(LimitControl)
+		if !h.cfg.Limits.AllowMessage(edge.DeviceKey(cl.ID), pk.FixedHeader.Remaining) {
+			h.stats.rateLimited.Add(LimitControl)
 			h.log.Debug("mqtt: subscribe flood; disconnecting", "device", cl.ID, "remote", cl.Net.Remote)
 			return pk, packets.ErrRejectPacket
 		}
@@ -83,25 +84,6 @@ func extendDeadline(cl *mochi.Client) {
 
 // isV5 reports whether cl speaks MQTT 5.
 func isV5(cl *mochi.Client) bool { return cl.Properties.ProtocolVersion >= 5 }
-
-// source returns the client's IP address (the Ingestor's source) and its
-// rate-limit key: the address, or for IPv6 its /64 network, since one host
-// commonly holds a whole /64.
-func source(cl *mochi.Client) (ip, key string) {
-	ap, err := netip.ParseAddrPort(cl.Net.Remote)
-	if err != nil {
-		return cl.Net.Remote, "addr:" + cl.Net.Remote
-	}
-	a := ap.Addr().Unmap().WithZone("")
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return a.String(), "addr:" + p.String()
-	}
-	return a.String(), "addr:" + a.String()
-}
-
-// deviceKey is the Limiter key of a device.
-func deviceKey(deviceID string) string { return "device:" + deviceID }
 
 // ReadingsTopic is the topic a device publishes its readings to.
 func ReadingsTopic(deviceID string) string { return "things/" + deviceID + "/readings" }

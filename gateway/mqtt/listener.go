@@ -71,7 +71,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		select {
 		case l.slots <- struct{}{}:
 		default:
-			l.stats.connRefused.add(RefusedServerBusy)
+			l.stats.connRefused.Add(RefusedServerBusy)
 			l.log.Debug("mqtt: too many open connections; closing a new one", "remote", conn.RemoteAddr())
 			_ = conn.Close()
 			continue
@@ -97,7 +97,7 @@ func (l *listener) handle(conn net.Conn, establish listeners.EstablishFn) {
 		l.stats.tooLarge.Add(1)
 		l.log.Debug("mqtt: connection closed: packet too large", "remote", conn.RemoteAddr())
 	case errors.Is(err, packets.ErrServerBusy):
-		l.stats.connRefused.add(RefusedServerBusy)
+		l.stats.connRefused.Add(RefusedServerBusy)
 		l.log.Debug("mqtt: connection refused: too many clients", "remote", conn.RemoteAddr())
 	default:
 		l.log.Debug("mqtt: connection ended", "remote", conn.RemoteAddr(), "error", err)

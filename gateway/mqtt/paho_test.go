@@ -9,6 +9,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/thingnet/thingnet/gateway/edge"
 )
 
 // pahoClient is a connected (or refused) Eclipse Paho client, MQTT 3.1.1.
@@ -130,7 +132,7 @@ func TestPahoIngestRejected(t *testing.T) {
 func TestPahoFlood(t *testing.T) {
 	e := startBroker(t, nil)
 	const budget, flood, honest = 5, 200, 20
-	e.limits.setMessages("device:"+devA, budget)
+	e.limits.setMessages(edge.DeviceKey(devA), budget)
 	a := mustDialPaho(t, e, devA)
 	b := mustDialPaho(t, e, devB)
 

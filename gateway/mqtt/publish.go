@@ -6,6 +6,8 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/thingnet/thingnet/gateway/edge"
 )
 
 // OnPublish stores a reading before mochi acknowledges it.
@@ -47,27 +49,27 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		return h.refusePublish(cl, pk, ReadingACL, packets.ErrNotAuthorized,
 			"a device may publish only to "+ReadingsTopic(dev))
 	}
-	if !h.cfg.Limits.AllowMessage(deviceKey(dev), len(pk.Payload)) {
-		h.stats.rateLimited.add(LimitMessage)
+	if !h.cfg.Limits.AllowMessage(edge.DeviceKey(dev), len(pk.Payload)) {
+		h.stats.rateLimited.Add(LimitMessage)
 		return h.refusePublish(cl, pk, ReadingRateLimited, packets.ErrQuotaExceeded,
 			"message rate or volume limit exceeded; slow down")
 	}
-	ip, _ := source(cl)
+	ip, _ := edge.Source(cl.Net.Remote)
 	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.IngestTimeout)
 	err := h.cfg.Ingest.Ingest(ctx, dev, pk.Payload, ip)
 	cancel()
 	extendDeadline(cl)
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrDuplicate):
+	case errors.Is(err, edge.ErrDuplicate):
 		// Acknowledged, but neither retained nor delivered again:
 		// CodeSuccessIgnore makes processPublish send the PUBACK and skip both.
 		h.stats.readingsAccepted.Add(1)
 		h.stats.readingsDuplicate.Add(1)
 		return pk, packets.CodeSuccessIgnore
-	case errors.Is(err, ErrRejected):
+	case errors.Is(err, edge.ErrRejected):
 		return h.refusePublish(cl, pk, ReadingRejected, packets.ErrPayloadFormatInvalid, err.Error())
-	case errors.Is(err, ErrOverloaded), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, edge.ErrOverloaded), errors.Is(err, context.DeadlineExceeded):
 		return h.refusePublish(cl, pk, ReadingOverloaded, packets.ErrQuotaExceeded,
 			"the gateway cannot store readings this fast; retry later")
 	case h.ctx.Err() != nil:
@@ -83,7 +85,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 // refusePublish answers a refused PUBLISH (see OnPublish) and returns what
 // makes mochi drop it.
 func (h *hook) refusePublish(cl *mochi.Client, pk packets.Packet, reason string, code packets.Code, detail string) (packets.Packet, error) {
-	h.stats.readingsRefused.add(reason)
+	h.stats.readingsRefused.Add(reason)
 	h.log.Debug("mqtt: reading refused", "device", cl.ID, "reason", reason, "qos", pk.FixedHeader.Qos,
 		"version", cl.Properties.ProtocolVersion, "detail", detail)
 	switch {

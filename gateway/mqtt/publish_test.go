@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/thingnet/thingnet/gateway/edge"
 )
 
 // TestAckAfterIngest proves that the acknowledgement of a QoS 1 or 2
@@ -219,7 +221,7 @@ func TestOversize(t *testing.T) {
 // budget: PUBACK "quota exceeded", and the connection stays.
 func TestMessageRateLimitV5(t *testing.T) {
 	e := startBroker(t, nil)
-	e.limits.setMessages("device:"+devA, 1)
+	e.limits.setMessages(edge.DeviceKey(devA), 1)
 	c := dialRaw(t, e.addr, 5)
 	c.mustConnect(e, devA)
 	for i, want := range []byte{0x00, 0x97, 0x97} {

@@ -1,6 +1,10 @@
 package mqtt
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/thingnet/thingnet/gateway/edge"
+)
 
 // Reasons a connection is refused (keys of Stats.ConnectionsRefused).
 const (
@@ -16,8 +20,8 @@ const (
 const (
 	ReadingACL         = "acl"          // published to a topic other than its own readings topic
 	ReadingRateLimited = "rate_limited" // AllowMessage said no
-	ReadingRejected    = "rejected"     // the Ingestor rejected it (ErrRejected)
-	ReadingOverloaded  = "overloaded"   // ErrOverloaded, or not stored within IngestTimeout
+	ReadingRejected    = "rejected"     // the Ingestor rejected it (edge.ErrRejected)
+	ReadingOverloaded  = "overloaded"   // edge.ErrOverloaded, or not stored within IngestTimeout
 	ReadingError       = "error"        // any other Ingestor error
 )
 
@@ -35,7 +39,7 @@ type Stats struct {
 	ConnectionsAccepted uint64            // sessions established (CONNACK success sent)
 	ConnectionsRefused  map[string]uint64 // by Refused* reason
 	ReadingsAccepted    uint64            // readings Ingest stored (duplicates included)
-	ReadingsDuplicate   uint64            // of which already stored (ErrDuplicate)
+	ReadingsDuplicate   uint64            // of which already stored (edge.ErrDuplicate)
 	ReadingsRefused     map[string]uint64 // by Reading* reason
 	RateLimited         map[string]uint64 // by Limit* limit
 	SubscribesAccepted  uint64            // topic filters granted
@@ -43,60 +47,31 @@ type Stats struct {
 	PacketsTooLarge     uint64            // connections closed for a packet above MaxPacket
 }
 
-// tally counts events by a fixed set of keys, without locks.
-type tally struct {
-	keys []string
-	n    []atomic.Uint64
-}
-
-func newTally(keys ...string) *tally {
-	return &tally{keys: keys, n: make([]atomic.Uint64, len(keys))}
-}
-
-// add counts one event of key, which must be one of t's keys.
-func (t *tally) add(key string) {
-	for i, k := range t.keys {
-		if k == key {
-			t.n[i].Add(1)
-			return
-		}
-	}
-	panic("mqtt: no counter " + key) // a programming error: keys are this package's constants
-}
-
-func (t *tally) snapshot() map[string]uint64 {
-	m := make(map[string]uint64, len(t.keys))
-	for i, k := range t.keys {
-		m[k] = t.n[i].Load()
-	}
-	return m
-}
-
 // counters are the live values behind Stats.
 type counters struct {
 	connAccepted, readingsAccepted, readingsDuplicate atomic.Uint64
 	subsAccepted, subsRefused, tooLarge               atomic.Uint64
 
-	connRefused, readingsRefused, rateLimited *tally
+	connRefused, readingsRefused, rateLimited *edge.Tally
 }
 
 func newCounters() *counters {
 	return &counters{
-		connRefused: newTally(RefusedRateLimited, RefusedBadCredentials, RefusedNotAuthorized,
+		connRefused: edge.NewTally(RefusedRateLimited, RefusedBadCredentials, RefusedNotAuthorized,
 			RefusedClientID, RefusedUnavailable, RefusedServerBusy),
-		readingsRefused: newTally(ReadingACL, ReadingRateLimited, ReadingRejected, ReadingOverloaded, ReadingError),
-		rateLimited:     newTally(LimitConnectSource, LimitConnectDevice, LimitMessage, LimitControl),
+		readingsRefused: edge.NewTally(ReadingACL, ReadingRateLimited, ReadingRejected, ReadingOverloaded, ReadingError),
+		rateLimited:     edge.NewTally(LimitConnectSource, LimitConnectDevice, LimitMessage, LimitControl),
 	}
 }
 
 func (c *counters) snapshot() Stats {
 	return Stats{
 		ConnectionsAccepted: c.connAccepted.Load(),
-		ConnectionsRefused:  c.connRefused.snapshot(),
+		ConnectionsRefused:  c.connRefused.Snapshot(),
 		ReadingsAccepted:    c.readingsAccepted.Load(),
 		ReadingsDuplicate:   c.readingsDuplicate.Load(),
-		ReadingsRefused:     c.readingsRefused.snapshot(),
-		RateLimited:         c.rateLimited.snapshot(),
+		ReadingsRefused:     c.readingsRefused.Snapshot(),
+		RateLimited:         c.rateLimited.Snapshot(),
 		SubscribesAccepted:  c.subsAccepted.Load(),
 		SubscribesRefused:   c.subsRefused.Load(),
 		PacketsTooLarge:     c.tooLarge.Load(),

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/thingnet/thingnet/gateway/edge"
 )
 
 // TestSubscribeACL checks the SUBACK codes of both versions: only what the
@@ -63,7 +65,7 @@ func TestRetainedReading(t *testing.T) {
 // message budget and a flood of them ends the connection.
 func TestSubscribeFlood(t *testing.T) {
 	e := startBroker(t, nil)
-	e.limits.setMessages("device:"+devB, 2)
+	e.limits.setMessages(edge.DeviceKey(devB), 2)
 	c := dialRaw(t, e.addr, 5)
 	c.mustConnect(e, devB)
 	c.subscribe(1, "a")

@@ -1,0 +1,18 @@
+package gateway
+
+import "github.com/thingnet/thingnet/gateway/coap"
+
+// CoAPConfig configures the gateway's CoAP (UDP) server.
+type CoAPConfig struct {
+	Listen string // host:port; port 0 picks one
+}
+
+// StartCoAP starts a CoAP server that takes signed readings (POST /r) into
+// this gateway; readings authenticate themselves by their signatures.
+func (g *Gateway) StartCoAP(c CoAPConfig) (*coap.Server, error) {
+	return coap.Start(coap.Config{
+		Listen: c.Listen, MaxPayload: g.cfg.Limits.MaxPacket,
+		Logger: g.log.With("transport", "coap"),
+		Ingest: g, Limits: limiterAdapter{g},
+	})
+}
