@@ -685,8 +685,6 @@ func (r *agRunner) setStatus(ops *ledgerOps, self string, a agreements.Action) e
 		return nil
 	}
 	d.Status = to
-	d.History++
-	d.Updated = ops.height
 	note := string(to)
 	if a.Reason != "" {
 		note += ": " + a.Reason
@@ -695,8 +693,7 @@ func (r *agRunner) setStatus(ops *ledgerOps, self string, a agreements.Action) e
 	if to == StatusActive {
 		kind = KindDeviceResume
 	}
-	ops.buf.set(HistoryKey(d.ID, d.History), &Event{Seq: d.History, Height: ops.height, Tx: ops.tx, Kind: kind, Signer: self, Status: d.Status, Note: note})
-	ops.buf.set(DeviceKey(d.ID), d)
+	recordDevice(ops.buf, d, Event{Height: ops.height, Tx: ops.tx, Kind: kind, Signer: self, Note: note})
 	ops.emit("device", "id", d.ID, "org", d.Org, "action", kind, "status", string(d.Status))
 	return nil
 }
@@ -1080,12 +1077,22 @@ func verifyReading(st *State, ev *ReadingEvidence) (*agreements.Reading, error) 
 	if err != nil {
 		return nil, errf(CodeInvalid, "reading: %v", err)
 	}
-	signer, err := st.Device(env.Signer())
+	// The signer rule (SignerKeyAt), from the signer's history in the
+	// current state: registered, active and holding the key that signed at
+	// the height the gateway authenticated the reading (the anchor's for
+	// layout 1). Every replica reads the same current state, so this is
+	// deterministic whatever older versions a node keeps.
+	at := ev.AuthHeight
+	if at == 0 {
+		at = a.Height
+	}
+	held, _, err := st.HistoryAt(env.Signer(), at)
 	if err != nil {
 		return nil, errf(CodeNotFound, "the reading's signer: %v", err)
 	}
-	if signer.Status != StatusActive {
-		return nil, errf(CodeInactive, "the reading's signer %s is %s", signer.ID, signer.Status)
+	key, err := SignerKeyAt(env.Signer(), at, held)
+	if err != nil {
+		return nil, errf(CodeInactive, "the reading's signer: %v", err)
 	}
 	if env.Attester != "" {
 		d, err := st.Device(env.Device)
@@ -1096,9 +1103,9 @@ func verifyReading(st *State, ev *ReadingEvidence) (*agreements.Reading, error) 
 			return nil, errf(CodeUnauthorized, "device %s is not attested by %s", d.ID, env.Attester)
 		}
 	}
-	pub, err := identity.ParseDID(signer.Key)
+	pub, err := identity.ParseDID(key)
 	if err != nil {
-		return nil, errf(CodeUnknownSigner, "the reading's signer %s has an unreadable key: %v", signer.ID, err)
+		return nil, errf(CodeUnknownSigner, "the reading's signer %s has an unreadable key: %v", env.Signer(), err)
 	}
 	if err := env.Verify(pub); err != nil {
 		return nil, errf(CodeBadSignature, "the reading's signature: %v", err)

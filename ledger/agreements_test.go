@@ -120,7 +120,9 @@ func TestAgreementsOnLedger(t *testing.T) {
 	g := GenesisState{Orgs: []GenesisOrg{{ID: "home", Admins: []string{home.ID()}}, {ID: "acme", Admins: []string{acme.ID()}}},
 		Balances: []GenesisBalance{{Account: "org:home", Amount: 1000}}}
 	valKeys := []*identity.Key{mustKey(t, identity.Ed25519), mustKey(t, identity.Ed25519), mustKey(t, identity.Ed25519), mustKey(t, identity.Ed25519)}
-	r := &recorder{c: newChainVals(t, g, "", valKeys)}
+	// This node keeps 10 past versions of its state; the replica that
+	// replays the blocks below keeps them all.
+	r := &recorder{c: newChainConfig(t, g, Config{KeepVersions: 10}, valKeys)}
 	r.blocks = append(r.blocks, nil) // block 1 of newChain
 	r.hashes = append(r.hashes, r.c.app.tree.Hash())
 
@@ -167,19 +169,22 @@ func TestAgreementsOnLedger(t *testing.T) {
 	if a := r.agreement(thermo); a.Status != AgreementActive {
 		t.Fatalf("status %s after acme accepts", a.Status)
 	}
-	// The sensor's readings: two envelopes in the gateway's log, anchored;
-	// the first an entry of layout 1 (the envelope), the second of layout 2
-	// (authenticated at height 1).
-	v1, v2 := 35.0, 22.0
+	// The sensor's readings: three envelopes in the gateway's log, anchored;
+	// the first an entry of layout 1 (the envelope), the others of layout 2
+	// (authenticated at height authAt, the sensor registered and active).
+	authAt := r.c.height
+	v1, v2, v3 := 35.0, 22.0, 36.0
 	e1, _ := reading.Sign(sensor, sensor.ID(), reading.Reading{Seq: 1, Time: time.UnixMilli(1e12), ContentType: "temperature/celsius", Value: &v1})
 	e2, _ := reading.Sign(sensor, sensor.ID(), reading.Reading{Seq: 2, Time: time.UnixMilli(1e12 + 1000), ContentType: "temperature/celsius", Value: &v2})
-	l1, l2 := rfc6962.DefaultHasher.HashLeaf(e1), rfc6962.DefaultHasher.HashLeaf(reading.EntryBytes(1, e2))
-	root := rfc6962.DefaultHasher.HashChildren(l1, l2)
-	r.must(gw, "", &DataAnchor{Size: 2, Root: root})
-	hot := &AgreementCall{ID: thermo, Transition: "hot", Reading: &ReadingEvidence{Gateway: gw.ID(), Index: 0, Size: 2, Envelope: e1, Inclusion: [][]byte{l2}}}
+	e3, _ := reading.Sign(sensor, sensor.ID(), reading.Reading{Seq: 3, Time: time.UnixMilli(1e12 + 2000), ContentType: "temperature/celsius", Value: &v3})
+	l1, l2, l3 := rfc6962.DefaultHasher.HashLeaf(e1), rfc6962.DefaultHasher.HashLeaf(reading.EntryBytes(authAt, e2)), rfc6962.DefaultHasher.HashLeaf(reading.EntryBytes(authAt, e3))
+	l12 := rfc6962.DefaultHasher.HashChildren(l1, l2)
+	root := rfc6962.DefaultHasher.HashChildren(l12, l3)
+	r.must(gw, "", &DataAnchor{Size: 3, Root: root})
+	hot := &AgreementCall{ID: thermo, Transition: "hot", Reading: &ReadingEvidence{Gateway: gw.ID(), Index: 0, Size: 3, Envelope: e1, Inclusion: [][]byte{l2, l3}}}
 	// A forged proof is refused.
 	forged := *hot.Reading
-	forged.Inclusion = [][]byte{l1}
+	forged.Inclusion = [][]byte{l1, l3}
 	r.want(CodeInvalid, "not entry 0", acme, "", &AgreementCall{ID: thermo, Transition: "hot", Reading: &forged})
 	// Dry run: effects and cost, nothing committed.
 	dr, err := r.c.app.DryRun(acme.ID(), hot)
@@ -195,7 +200,7 @@ func TestAgreementsOnLedger(t *testing.T) {
 	if b := r.balance("org:acme"); b != 152 {
 		t.Fatalf("acme holds %d after a paid command; want 152", b)
 	}
-	cool := &ReadingEvidence{Gateway: gw.ID(), Index: 1, Size: 2, Envelope: e2, AuthHeight: 1, Inclusion: [][]byte{l1}}
+	cool := &ReadingEvidence{Gateway: gw.ID(), Index: 1, Size: 3, Envelope: e2, AuthHeight: authAt, Inclusion: [][]byte{l1, l3}}
 	// The authentication height is part of the leaf, and must come before the anchor.
 	noHeight, late := *cool, *cool
 	noHeight.AuthHeight, late.AuthHeight = 0, 1<<40
@@ -204,6 +209,23 @@ func TestAgreementsOnLedger(t *testing.T) {
 	r.must(acme, "", &AgreementCall{ID: thermo, Transition: "cool", Reading: cool})
 	if cmds, _ := r.c.view().Commands(cooler.ID(), 1, 10); len(cmds) != 1 || string(cmds[0].Payload) != "off" {
 		t.Fatalf("second command = %+v", cmds)
+	}
+	// The sensor rotates its key, and the states of the authentication and
+	// anchor heights are pruned here; the third reading, signed with the
+	// old key while it was in force, is still evidence: the ledger reads
+	// the key in force at authAt from the sensor's history in its current
+	// state, as the replica below, which prunes nothing, does.
+	newKey := mustKey(t, identity.Ed25519)
+	rp, _ := newKey.Sign(RotationMessage(testChain, sensor.ID(), newKey.ID()))
+	r.must(sensor, "", &DeviceRotate{Device: sensor.ID(), NewKey: newKey.ID(), Proof: rp})
+	r.empty(25)
+	if _, err := r.c.app.View(authAt); err == nil {
+		t.Fatalf("the state of height %d is still kept at height %d", authAt, r.c.height)
+	}
+	third := &ReadingEvidence{Gateway: gw.ID(), Index: 2, Size: 3, Envelope: e3, AuthHeight: authAt, Inclusion: [][]byte{l12}}
+	r.must(acme, "", &AgreementCall{ID: thermo, Transition: "hot", Reading: third})
+	if cmds, _ := r.c.view().Commands(cooler.ID(), 2, 10); len(cmds) != 1 || string(cmds[0].Payload) != "on" {
+		t.Fatalf("command from a reading older than the pruning horizon = %+v", cmds)
 	}
 	r.want(CodeUnauthorized, "may be called by", acme, "", &AgreementCall{ID: thermo, Transition: "retune", Args: map[string]any{"threshold": int64(20)}})
 	r.must(home, "", &AgreementCall{ID: thermo, Transition: "retune", Args: map[string]any{"threshold": int64(20)}})

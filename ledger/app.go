@@ -373,7 +373,8 @@ func (a *App) Commit(context.Context, *abci.RequestCommit) (*abci.ResponseCommit
 	if err != nil {
 		return nil, fmt.Errorf("saving state: %w", err)
 	}
-	if keep := a.cfg.KeepVersions; v > keep && v%100 == 0 {
+	// Prune every 100 blocks, or every keep blocks when fewer are kept.
+	if keep := a.cfg.KeepVersions; v > keep && v%min(100, keep) == 0 {
 		if err := a.tree.DeleteVersionsTo(v - keep); err != nil {
 			a.log.Warn("pruning old state versions", "to", v-keep, "err", err)
 		}

@@ -35,7 +35,18 @@ func newChainVals(t *testing.T, g GenesisState, dir string, valKeys []*identity.
 			valKeys = append(valKeys, mustKey(t, identity.Ed25519))
 		}
 	}
-	app, err := NewApp(Config{Dir: dir})
+	return newChainConfig(t, g, Config{Dir: dir}, valKeys)
+}
+
+// newChainConfig starts a chain on an App of the given configuration.
+func newChainConfig(t *testing.T, g GenesisState, cfg Config, valKeys []*identity.Key) *chainT {
+	t.Helper()
+	if valKeys == nil {
+		for i := 0; i < 4; i++ {
+			valKeys = append(valKeys, mustKey(t, identity.Ed25519))
+		}
+	}
+	app, err := NewApp(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -205,13 +205,7 @@ func (x *txExec) deviceRegister(m *DeviceRegister) error {
 
 // record appends a history event for d and writes it.
 func (x *txExec) record(d *Device, note string) {
-	d.History++
-	d.Updated = x.height
-	x.buf.set(HistoryKey(d.ID, d.History), &Event{
-		Seq: d.History, Height: x.height, Tx: x.tx.Hash[:], Kind: x.tx.Kind,
-		Signer: x.tx.Signer, Status: d.Status, Note: note,
-	})
-	x.buf.set(DeviceKey(d.ID), d)
+	recordDevice(x.buf, d, Event{Height: x.height, Tx: x.tx.Hash[:], Kind: x.tx.Kind, Signer: x.tx.Signer, Note: note})
 	x.emit("device", "id", d.ID, "org", d.Org, "action", x.tx.Kind, "status", string(d.Status))
 }
 

@@ -86,9 +86,8 @@ func (g *GenesisState) apply(buf *buffer) {
 	devices := map[string]uint64{}
 	for _, gd := range g.Devices {
 		devices[gd.Org]++
-		d := &Device{ID: gd.ID, Org: gd.Org, Key: gd.ID, Status: StatusActive, Class: gd.Class, History: 1}
-		buf.set(DeviceKey(d.ID), d)
-		buf.set(HistoryKey(d.ID, 1), &Event{Seq: 1, Kind: KindDeviceRegister, Signer: "genesis", Status: StatusActive, Note: "registered in " + gd.Org + " at genesis"})
+		d := &Device{ID: gd.ID, Org: gd.Org, Key: gd.ID, Status: StatusActive, Class: gd.Class}
+		recordDevice(buf, d, Event{Kind: KindDeviceRegister, Signer: "genesis", Note: "registered in " + gd.Org + " at genesis"})
 	}
 	g.applyBalances(buf)
 	for _, o := range g.Orgs {

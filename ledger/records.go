@@ -54,6 +54,10 @@ type Event struct {
 	Signer string `cbor:"5,keyasint" json:"signer"`
 	Status Status `cbor:"6,keyasint" json:"status"` // status after the change
 	Note   string `cbor:"7,keyasint,omitempty" json:"note,omitempty"`
+	// Key is the device's key after the change (did:key). With Status it
+	// says what the device held from Height on, so that a signature made
+	// at any height stays checkable from the current state (HistoryAt).
+	Key string `cbor:"8,keyasint,omitempty" json:"key,omitempty"`
 }
 
 // Grant lets a subject perform an action on a resource.
