@@ -8,6 +8,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/transparency-dev/merkle/compact"
+
+	"github.com/thingnet/thingnet/internal/pebblelog"
 )
 
 // Kinds of Finding, what Check found altered in a log's store.
@@ -83,7 +85,7 @@ func Check(c CheckConfig) (*CheckReport, error) {
 	if c.Dir == "" {
 		return nil, errors.New("datalog: check: CheckConfig.Dir is empty")
 	}
-	db, err := pebble.Open(c.Dir, &pebble.Options{ReadOnly: true, ErrorIfNotExists: true, Logger: quietPebble{}})
+	db, err := pebble.Open(c.Dir, &pebble.Options{ReadOnly: true, ErrorIfNotExists: true, Logger: pebblelog.New(nil, "datalog: check")})
 	if err != nil {
 		return nil, fmt.Errorf("datalog: check: open %s read-only: %w", c.Dir, err)
 	}
@@ -275,13 +277,4 @@ func leafHashAltered(get func([]byte) ([]byte, bool, error), i uint64, leaf [Has
 		l, r = sib, leaf[:]
 	}
 	return slices.Equal(newRangeFactory().Hash(l, r), parent)
-}
-
-// quietPebble discards Pebble's messages during a check.
-type quietPebble struct{}
-
-func (quietPebble) Infof(string, ...any)  {}
-func (quietPebble) Errorf(string, ...any) {}
-func (quietPebble) Fatalf(format string, args ...any) {
-	panic("datalog: check: pebble: " + fmt.Sprintf(format, args...))
 }

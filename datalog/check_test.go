@@ -7,6 +7,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/transparency-dev/merkle/compact"
+
+	"github.com/thingnet/thingnet/internal/pebblelog"
 )
 
 // buildLog writes a log of n test entries in a fresh directory and closes it.
@@ -32,7 +34,7 @@ func buildLog(t *testing.T, n int) (dir string, roots map[uint64][HashSize]byte)
 // tamper opens the store as an attacker with write access would and runs f.
 func tamper(t *testing.T, dir string, f func(db *pebble.DB)) {
 	t.Helper()
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebblelog.New(nil, "test")})
 	if err != nil {
 		t.Fatal(err)
 	}

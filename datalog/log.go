@@ -9,6 +9,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/transparency-dev/merkle/compact"
+
+	"github.com/thingnet/thingnet/internal/pebblelog"
 )
 
 // Config configures Open.
@@ -70,7 +72,7 @@ func Open(c Config) (*Log, error) {
 	}
 	opts := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{logger: logger},
+		Logger:             pebblelog.New(logger, "datalog"),
 		CacheSize:          cacheSize,
 	}
 	db, err := pebble.Open(c.Dir, opts)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/thingnet/thingnet/internal/pebblelog"
 	"github.com/thingnet/thingnet/reading"
 )
 
@@ -33,7 +34,7 @@ type index struct {
 var keyIndexed = []byte("m/indexed")
 
 func openIndex(dir string, log *slog.Logger) (*index, error) {
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebbleLog{log}})
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebblelog.New(log.With("component", "index"), "gateway: index")})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: opening the readings index in %s: %w", dir, err)
 	}
@@ -149,13 +150,3 @@ func (x *index) query(device string, from, to time.Time, limit int) ([]uint64, e
 	}
 	return out, it.Error()
 }
-
-// pebbleLog passes Pebble's errors to the gateway's log and drops its
-// informational chatter.
-type pebbleLog struct{ l *slog.Logger }
-
-func (pebbleLog) Infof(string, ...any) {}
-func (p pebbleLog) Errorf(f string, args ...any) {
-	p.l.Error(fmt.Sprintf(f, args...), "component", "index")
-}
-func (pebbleLog) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/pebblelog"
 )
 
 // MailboxConfig configures the mailboxes a gateway keeps for sleeping
@@ -116,7 +117,7 @@ func openMailbox(c MailboxConfig, n *Node) (*Mailbox, error) {
 	if c.SenderWakesPerDay <= 0 {
 		c.SenderWakesPerDay = 5
 	}
-	db, err := pebble.Open(filepath.Clean(c.Dir), &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebbleLog{n.log}})
+	db, err := pebble.Open(filepath.Clean(c.Dir), &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebblelog.New(n.log.With("component", "mailbox"), "mesh: mailbox")})
 	if err != nil {
 		return nil, fmt.Errorf("mesh: opening mailbox store %s: %w", c.Dir, err)
 	}
@@ -771,11 +772,3 @@ func setHeld(b *pebble.Batch, helds map[string]heldCount) {
 		}
 	}
 }
-
-type pebbleLog struct{ l *slog.Logger }
-
-func (pebbleLog) Infof(string, ...any) {}
-func (p pebbleLog) Errorf(f string, args ...any) {
-	p.l.Error(fmt.Sprintf(f, args...), "component", "mailbox")
-}
-func (pebbleLog) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }

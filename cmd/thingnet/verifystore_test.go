@@ -21,6 +21,7 @@ import (
 	"github.com/cosmos/gogoproto/proto"
 
 	"github.com/thingnet/thingnet/devnet"
+	"github.com/thingnet/thingnet/internal/pebblelog"
 )
 
 // TestVerifyStore runs a devnet, stores readings, stops it, and checks a
@@ -85,7 +86,7 @@ func TestVerifyStore(t *testing.T) {
 	}
 
 	// The reading log, as someone with write access to the disk would.
-	db, err := pebble.Open(filepath.Join(home, "gateway", "datalog"), &pebble.Options{Logger: quietPebble{}})
+	db, err := pebble.Open(filepath.Join(home, "gateway", "datalog"), &pebble.Options{Logger: pebblelog.New(nil, "test")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,10 +218,3 @@ func TestVerifyStore(t *testing.T) {
 		t.Errorf("text report:\n%s", text)
 	}
 }
-
-// quietPebble keeps Pebble's recovery messages out of the test output.
-type quietPebble struct{}
-
-func (quietPebble) Infof(string, ...any)         {}
-func (quietPebble) Errorf(string, ...any)        {}
-func (quietPebble) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }

@@ -21,6 +21,7 @@ import (
 	cmtproto "github.com/cometbft/cometbft/proto/tendermint/types"
 	"github.com/cosmos/gogoproto/proto"
 
+	"github.com/thingnet/thingnet/internal/pebblelog"
 	"github.com/thingnet/thingnet/ledger"
 )
 
@@ -42,12 +43,6 @@ func (n *Net) stop(i int) {
 	}
 	nd.cmd = nil
 }
-
-type quietPebble struct{}
-
-func (quietPebble) Infof(string, ...any)         {}
-func (quietPebble) Errorf(string, ...any)        {}
-func (quietPebble) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }
 
 // storeReport is what `thingnet verify store -o json` prints (the fields
 // this test reads).
@@ -157,7 +152,7 @@ func TestTamper(t *testing.T) {
 	}
 
 	// The reading log: entry 3's payload, entry 9's signature.
-	db, err := pebble.Open(filepath.Join(home, "data", "gateway", "datalog"), &pebble.Options{Logger: quietPebble{}})
+	db, err := pebble.Open(filepath.Join(home, "data", "gateway", "datalog"), &pebble.Options{Logger: pebblelog.New(nil, "test")})
 	if err != nil {
 		t.Fatal(err)
 	}
