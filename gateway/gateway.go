@@ -15,13 +15,6 @@ import (
 	"github.com/thingnet/thingnet/reading"
 )
 
-// Clock is the gateway's source of time (tokens' freshness, rate limits).
-type Clock interface{ Now() time.Time }
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
-
 // Config configures a gateway. Dir and Key are required.
 type Config struct {
 	Dir string        // data log and state
@@ -51,7 +44,9 @@ type Config struct {
 	TxResubmit time.Duration
 
 	Logger *slog.Logger
-	Clock  Clock
+	// Clock is the gateway's source of time (tokens' freshness, rate
+	// limits, quarantine windows); default ratelimit.SystemClock().
+	Clock ratelimit.Clock
 }
 
 // Gateway is a running gateway core.
@@ -60,7 +55,7 @@ type Gateway struct {
 	id      string
 	ledger  Ledger
 	log     *slog.Logger
-	clock   Clock
+	clock   ratelimit.Clock
 	data    *datalog.Log
 	index   *index
 	seqs    *reading.SeqTracker
@@ -134,7 +129,7 @@ func New(c Config, l Ledger) (*Gateway, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Clock == nil {
-		c.Clock = realClock{}
+		c.Clock = ratelimit.SystemClock()
 	}
 	data, err := datalog.Open(datalog.Config{Dir: filepath.Join(c.Dir, "datalog"), Logger: c.Logger, NoSync: c.NoSync})
 	if err != nil {

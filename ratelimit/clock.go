@@ -2,7 +2,9 @@ package ratelimit
 
 import "time"
 
-// Clock tells the time. Tests inject a fake one.
+// Clock tells the time: the one clock type of the node's components that
+// take an injected clock (the limiters, the gateway, the mesh). Tests
+// inject a fake one.
 type Clock interface {
 	Now() time.Time
 }
