@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strconv"
 	"time"
@@ -244,14 +243,12 @@ func (d *Device) WasAnchored(ctx context.Context, rc *Receipt) (*Anchoring, erro
 		}
 		rc.Index = idx
 	}
-	var p gateway.ReadingProof
-	err := store.Get(ctx, "/v1/readings/"+strconv.FormatInt(idx, 10), &p)
-	var ae *api.Error
-	if errors.As(err, &ae) && ae.Status == http.StatusConflict {
-		return &Anchoring{Index: idx}, nil
-	}
+	p, err := gateway.FetchReading(ctx, store, uint64(idx))
 	if err != nil {
-		return nil, fmt.Errorf("device: fetching the proof of entry %d from %s: %w", idx, rc.Gateway.API, err)
+		return nil, fmt.Errorf("device: fetching the proof of entry %d: %w", idx, err)
+	}
+	if errors.Is(p.Err(), gateway.ErrNotAnchored) {
+		return &Anchoring{Index: idx}, nil
 	}
 	if !bytes.Equal(p.Envelope, rc.Envelope) || p.Index != uint64(idx) {
 		return nil, fmt.Errorf("device: gateway %s answered another envelope for entry %d", rc.Gateway.API, idx)
@@ -261,7 +258,7 @@ func (d *Device) WasAnchored(ctx context.Context, rc *Receipt) (*Anchoring, erro
 	}
 	var out *Anchoring
 	err = d.verified(ctx, "verifying the anchor of a reading", func(Gateway) error {
-		v, err := gateway.VerifyReadingWith(ctx, lightChecker{d}, &p)
+		v, err := gateway.VerifyReadingWith(ctx, lightChecker{d}, p)
 		if err != nil {
 			return err
 		}

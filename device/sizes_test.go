@@ -114,7 +114,7 @@ func TestWireSizes(t *testing.T) {
 	}
 	row(fmt.Sprintf("reading inclusion proof (%d hashes of 32 bytes, log of %d)", len(rp.Inclusion), rp.Anchor.Size), 32*len(rp.Inclusion))
 	row("anchor record + its proof", len(rp.AnchorProof.Value)+len(rp.AnchorProof.Proof))
-	row("signer record + its proof", len(rp.SignerProof.Value)+len(rp.SignerProof.Proof))
+	row("signer's history event + next record, with their proofs", len(rp.Signer.Event.Value)+len(rp.Signer.Event.Proof)+len(rp.Signer.Next.Value)+len(rp.Signer.Next.Proof))
 	if err := c.Get(ctx, "/v1/readings/"+strconv.FormatInt(rc.Index, 10), &raw); err != nil {
 		t.Fatal(err)
 	}

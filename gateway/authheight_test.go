@@ -111,8 +111,8 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 	}
 
 	p := tn.proof(t, idx)
-	if p.AuthHeight != e.AuthHeight || p.SignerProof.Height != e.AuthHeight {
-		t.Fatalf("proof: auth height %d, signer proved at %d; want both %d", p.AuthHeight, p.SignerProof.Height, e.AuthHeight)
+	if held := heldEvent(t, p); p.AuthHeight != e.AuthHeight || held.Height > e.AuthHeight || held.Status != ledger.StatusActive {
+		t.Fatalf("proof: auth height %d, signer's event in force %+v; want auth height %d and an active event at or before it", p.AuthHeight, held, e.AuthHeight)
 	}
 	v, err := VerifyReading(ctx, tn.client, "gw-test", p)
 	if err != nil {
@@ -128,7 +128,6 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 	for _, h := range []int64{e.AuthHeight - 1, e.AuthHeight + 1} {
 		bad := *p
 		bad.AuthHeight = h
-		bad.SignerProof = p.SignerProof
 		if _, err := VerifyReading(ctx, tn.client, "gw-test", &bad); err == nil {
 			t.Errorf("a proof claiming authentication at height %d (entry says %d) verified", h, e.AuthHeight)
 		}
@@ -160,19 +159,47 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 		t.Fatal(err)
 	}
 	tn.anchorNow(t, size)
-	fp := tn.proof(t, fi)
+	fp, err := FetchReading(ctx, tn.client, fi)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if fp.AuthHeight != 1 {
-		t.Fatalf("forged entry's proof: auth height %d, want 1", fp.AuthHeight)
+		t.Fatalf("forged entry: auth height %d, want 1", fp.AuthHeight)
+	}
+	// No proof can be made of it (the reading itself is still answered).
+	if err := fp.Err(); !errors.Is(err, ErrUnprovable) || !strings.Contains(err.Error(), "was not registered at height 1") {
+		t.Errorf("backdated entry's proof error: %v; want unprovable, not registered at height 1", err)
 	}
 	if _, err := VerifyReading(ctx, tn.client, "gw-test", fp); err == nil || !strings.Contains(err.Error(), "was not registered at height 1") {
 		t.Errorf("backdated entry: %v; want refused as not registered at height 1", err)
 	}
-	// Its honest twin (the device's record at the anchor, where it is
-	// registered) is not what the entry says, so it cannot be swapped in.
-	swapped := *fp
-	swapped.AuthHeight = 0
-	if _, err := VerifyReading(ctx, tn.client, "gw-test", &swapped); err == nil {
-		t.Error("the backdated entry verified as a layout 1 entry")
+	// A lying gateway's proof of it as a layout 1 entry, with the device's
+	// history at the anchor (where it is registered): the entry is not
+	// what the anchored root covers, so it cannot be swapped in.
+	st, err = tn.app.View(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := st.AnchorCovering(tn.gwKey.ID(), fi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped := &ReadingProof{Gateway: tn.gwKey.ID(), Index: fi, Envelope: fp.Envelope, Anchor: *a, Height: st.Height}
+	incl, err := tn.gw.Log().InclusionProof(fi, a.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range incl {
+		swapped.Inclusion = append(swapped.Inclusion, h[:])
+	}
+	if swapped.AnchorProof, err = tn.app.Prove(ledger.AnchorAtKey(a.Gateway, a.Size), st.Height); err != nil {
+		t.Fatal(err)
+	}
+	if swapped.Signer, err = ProveSigner(tn.app, st, late.ID(), a.Height); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyReading(ctx, tn.client, "gw-test", swapped); err == nil || !strings.Contains(err.Error(), "inclusion") {
+		t.Errorf("the backdated entry as a layout 1 entry: %v; want refused: not included", err)
 	}
 }
 
@@ -192,8 +219,8 @@ func TestLayout1EntriesStillVerify(t *testing.T) {
 	}
 	h := tn.anchorNow(t, 0)
 	p := tn.proof(t, i)
-	if p.AuthHeight != 0 || p.SignerProof.Height != h {
-		t.Fatalf("layout 1 proof: auth height %d, signer at %d; want 0, the anchor's %d", p.AuthHeight, p.SignerProof.Height, h)
+	if held := heldEvent(t, p); p.AuthHeight != 0 || p.Anchor.Height != h || held.Height > h {
+		t.Fatalf("layout 1 proof: auth height %d, anchor %d, signer's event in force %+v; want 0, the anchor's %d, an event at or before it", p.AuthHeight, p.Anchor.Height, held, h)
 	}
 	if _, err := VerifyReading(ctx, tn.client, "gw-test", p); err != nil {
 		t.Fatalf("layout 1 entry: %v", err)
@@ -239,7 +266,7 @@ func TestCheckLog(t *testing.T) {
 			t.Fatal(err)
 		}
 		tn.gw.Close() // the check reads a stopped gateway's store
-		rep, err := CheckLog(filepath.Join(tn.dir, "quiet-gateway"), tn.gwKey.ID(), st, tn.app.View)
+		rep, err := CheckLog(filepath.Join(tn.dir, "quiet-gateway"), tn.gwKey.ID(), st)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -310,4 +337,18 @@ func (tn *testNet) quietGateway2(t *testing.T) {
 	}
 	tn.gw = gw
 	t.Cleanup(func() { gw.Close() })
+}
+
+// heldEvent decodes the signer's history event that a proof says was in
+// force at the authentication height.
+func heldEvent(t *testing.T, p *ReadingProof) *ledger.Event {
+	t.Helper()
+	if p.Signer == nil || p.Signer.Event == nil {
+		t.Fatalf("proof of entry %d has no signer proof", p.Index)
+	}
+	var e ledger.Event
+	if err := ledger.Unmarshal(p.Signer.Event.Value, &e); err != nil {
+		t.Fatal(err)
+	}
+	return &e
 }

@@ -50,12 +50,13 @@ type LogReport struct {
 // signature with the key its signer had at the entry's authentication
 // height (the anchor's for layout 1 entries), and the roots of the log as
 // stored against every anchor of the gateway on the ledger. st is the
-// ledger state whose anchors count (the caller proves them: AnchorList);
-// versions reads past states (for keys at
-// authentication heights; ledger.App.View). A log rewritten consistently
-// (entries, tree and state together) is caught by the anchors and, unless
-// the attacker holds the devices' keys, by the signatures.
-func CheckLog(dir, gatewayID string, st *ledger.State, versions func(height int64) (*ledger.State, error)) (*LogReport, error) {
+// ledger state whose anchors count (the caller proves them: AnchorList),
+// and whose device histories say which key each signer held at any height
+// (ledger.State.HistoryAt), so no past version of the state is needed. A
+// log rewritten consistently (entries, tree and state together) is caught
+// by the anchors and, unless the attacker holds the devices' keys, by the
+// signatures.
+func CheckLog(dir, gatewayID string, st *ledger.State) (*LogReport, error) {
 	rep := &LogReport{Gateway: gatewayID}
 	var anchors []ledger.Anchor
 	for next := uint64(0); ; {
@@ -80,21 +81,6 @@ func CheckLog(dir, gatewayID string, st *ledger.State, versions func(height int6
 		}
 		return &anchors[k]
 	}
-	views := map[int64]*ledger.State{}
-	view := func(h int64) (*ledger.State, error) {
-		if v, ok := views[h]; ok {
-			return v, nil
-		}
-		v, err := versions(h)
-		if err != nil {
-			return nil, err
-		}
-		if len(views) > 4096 {
-			clear(views)
-		}
-		views[h] = v
-		return v, nil
-	}
 	keys := identity.NewDIDCache(1024)
 	checkEntry := func(i uint64, raw []byte) (string, string) {
 		e, err := reading.DecodeEntry(raw)
@@ -114,18 +100,15 @@ func CheckLog(dir, gatewayID string, st *ledger.State, versions func(height int6
 			}
 			at = a.Height
 		}
-		v, err := view(at)
+		held, _, err := st.HistoryAt(signer, at)
 		if err != nil {
-			return "", "" // the state at that height is pruned: the signature cannot be checked here
+			return FindSigner, fmt.Sprintf("entry %d: its signer %s is not registered: %v", i, signer, err)
 		}
-		d, err := v.Device(signer)
+		key, err := ledger.SignerKeyAt(signer, at, held)
 		if err != nil {
-			return FindSigner, fmt.Sprintf("entry %d: its signer %s is not registered at height %d", i, signer, at)
+			return FindSigner, fmt.Sprintf("entry %d: %v", i, err)
 		}
-		if d.Status != ledger.StatusActive {
-			return FindSigner, fmt.Sprintf("entry %d: its signer %s was %s at height %d", i, signer, d.Status, at)
-		}
-		pub, err := keys.Parse(d.Key)
+		pub, err := keys.Parse(key)
 		if err != nil {
 			return FindSigner, fmt.Sprintf("entry %d: its signer %s has an unreadable key: %v", i, signer, err)
 		}

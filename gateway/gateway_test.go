@@ -40,6 +40,13 @@ type testNet struct {
 
 func startTestNet(t *testing.T) *testNet {
 	t.Helper()
+	return startTestNetKeep(t, 0)
+}
+
+// startTestNetKeep starts a test net whose ledger keeps keep past state
+// versions (0: the default).
+func startTestNetKeep(t *testing.T, keep int64) *testNet {
+	t.Helper()
 	tn := &testNet{dir: t.TempDir()}
 	tn.admin, tn.gwKey, tn.sensor, tn.weak = key(t), key(t), key(t), key(t)
 	g := ledger.GenesisState{
@@ -54,7 +61,7 @@ func startTestNet(t *testing.T) *testNet {
 	tn.net, err = chain.StartLocalNet(chain.LocalNetConfig{
 		Dir: filepath.Join(tn.dir, "net"), Validators: 1, ChainID: "gw-test", FastBlocks: true, AppState: st,
 		NewApp: func(_ int, home string) (abci.Application, error) {
-			app, err := ledger.NewApp(ledger.Config{Dir: filepath.Join(home, "data", "ledger")})
+			app, err := ledger.NewApp(ledger.Config{Dir: filepath.Join(home, "data", "ledger"), KeepVersions: keep})
 			tn.app = app
 			return app, err
 		},
@@ -148,13 +155,14 @@ func (tn *testNet) proof(t *testing.T, index uint64) *ReadingProof {
 	t.Helper()
 	ctx := ctxT(t)
 	for {
-		var p ReadingProof
-		err := tn.client.Get(ctx, "/v1/readings/"+itoa(index), &p)
+		p, err := FetchReading(ctx, tn.client, index)
 		if err == nil {
-			return &p
+			err = p.Err()
 		}
-		var e *api.Error
-		if !errors.As(err, &e) || e.Code != "not_anchored" {
+		if err == nil {
+			return p
+		}
+		if !errors.Is(err, ErrNotAnchored) {
 			t.Fatalf("GET reading %d: %v", index, err)
 		}
 		select {

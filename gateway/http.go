@@ -61,15 +61,14 @@ func (g *Gateway) Routes(app *ledger.App) map[string]api.HandlerFunc {
 			if err != nil {
 				return nil, api.NewError(http.StatusBadRequest, "bad_request", "index must be a number")
 			}
-			p, err := g.Prove(app, i)
-			switch {
-			case err == nil:
-				return p, nil
-			case errors.Is(err, ErrNotAnchored):
-				return nil, api.NewError(http.StatusConflict, "not_anchored", err.Error())
-			default:
+			// The stored reading is answered whether or not its proof can
+			// be made (proof_error says why not): data never disappears
+			// behind its proof.
+			p, err := g.Reading(app, i)
+			if errors.Is(err, ErrNoEntry) {
 				return nil, api.NewError(http.StatusNotFound, "not_found", err.Error())
 			}
+			return p, err
 		},
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/datalog"
@@ -14,9 +15,13 @@ import (
 
 // ReadingProof is everything needed to check a stored reading end to end:
 // the signed envelope, its inclusion in the gateway's log up to an anchored
-// root, and the ledger proofs of that anchor and of the signer's record at
-// the height at which the gateway authenticated the reading (the anchor's
-// height for entries of layout 1, which do not record it).
+// root, and ledger proofs, all against one recent state (Height), of that
+// anchor and of the key and status the signer held at the height at which
+// the gateway authenticated the reading (the anchor's height for entries
+// of layout 1, which do not record it). Every record proved stays in the
+// ledger's current state (anchors and device histories are never
+// deleted), so a reading stays verifiable however many old versions of
+// the state a node prunes (docs/readings.md).
 type ReadingProof struct {
 	Gateway  string `json:"gateway"`
 	Index    uint64 `json:"index"`
@@ -24,17 +29,60 @@ type ReadingProof struct {
 	// AuthHeight is the ledger height at which the gateway authenticated
 	// the reading, recorded in its log entry (reading.EntryBytes); 0 for an
 	// entry of layout 1, which is the envelope alone.
-	AuthHeight int64         `json:"auth_height,omitempty"`
+	AuthHeight int64 `json:"auth_height,omitempty"`
+	// ProofError says why no proof could be made (the reading is not
+	// anchored yet, or the ledger lacks a record): the reading is still
+	// returned, without the fields below. Err turns it into an error.
+	ProofError *ProofError   `json:"proof_error,omitempty"`
 	Anchor     ledger.Anchor `json:"anchor"`    // the first anchor covering Index
 	Inclusion  [][]byte      `json:"inclusion"` // RFC 6962 inclusion proof of the entry (reading.EntryBytes(AuthHeight, Envelope)) at Index in the log of Anchor.Size
-	// AnchorProof proves the anchor record (key L/<gateway>/<size>) in the
-	// state after block Anchor.Height.
+	// Height is the state every ledger proof below is of; their root is the
+	// app hash in the header of Height+1.
+	Height int64 `json:"height,omitempty"`
+	// AnchorProof proves the anchor record (key L/<gateway>/<size>).
 	AnchorProof *ledger.Proof `json:"anchor_proof"`
-	// SignerProof proves the record of the device (or of its attesting
-	// gateway) in the state after block AuthHeight (Anchor.Height for
-	// layout 1): active, with the key that signed.
-	SignerProof *ledger.Proof `json:"signer_proof"`
+	// Signer proves what the signer (the device, or its attesting gateway)
+	// held at the authentication height.
+	Signer *SignerProof `json:"signer"`
 }
+
+// SignerProof proves, from a device's history in the current state, the
+// key and status it held at a past height: Event is its history event in
+// force then (the last recorded at or before it, key h/<id>/<seq>), Next
+// shows that no later event precedes the height: either the next event
+// (h/<id>/<seq+1>, recorded after the height) or, when Event is the
+// latest, the device's record (d/<id>) whose history count is seq.
+type SignerProof struct {
+	Event *ledger.Proof `json:"event"`
+	Next  *ledger.Proof `json:"next"`
+}
+
+// ProofError is why a stored reading has no proof.
+type ProofError struct {
+	Code    string `json:"code"` // not_anchored, or unprovable
+	Message string `json:"message"`
+}
+
+// ErrUnprovable is returned (wrapped) for a stored reading whose proof
+// could not be made for another reason than not being anchored yet.
+var ErrUnprovable = errors.New("reading cannot be proved")
+
+// Err is the proof's error, nil if it has its proofs: wrapping
+// ErrNotAnchored or ErrUnprovable.
+func (p *ReadingProof) Err() error {
+	if p.ProofError == nil {
+		return nil
+	}
+	if p.ProofError.Code == codeNotAnchored {
+		return fmt.Errorf("%w: %s", ErrNotAnchored, p.ProofError.Message)
+	}
+	return fmt.Errorf("%w: %s", ErrUnprovable, p.ProofError.Message)
+}
+
+const (
+	codeNotAnchored = "not_anchored"
+	codeUnprovable  = "unprovable"
+)
 
 // Entry is the log entry the proof is about: the leaf is its hash.
 func (p *ReadingProof) Entry() []byte { return reading.EntryBytes(p.AuthHeight, p.Envelope) }
@@ -47,7 +95,8 @@ func (p *ReadingProof) Evidence(item uint32) *ledger.ReadingEvidence {
 		AuthHeight: p.AuthHeight, Inclusion: p.Inclusion, Item: item}
 }
 
-// signerHeight is the height at which the signer's record must be proved.
+// signerHeight is the height at which the signer must have been active
+// with the key that signed.
 func (p *ReadingProof) signerHeight() int64 {
 	if p.AuthHeight != 0 {
 		return p.AuthHeight
@@ -58,8 +107,28 @@ func (p *ReadingProof) signerHeight() int64 {
 // ErrNotAnchored is returned for a stored reading no anchor covers yet.
 var ErrNotAnchored = errors.New("reading not anchored yet")
 
-// Prove builds the proof of the envelope at index.
+// ErrNoEntry is returned for an index beyond the gateway's log.
+var ErrNoEntry = errors.New("no such log entry")
+
+// Prove builds the proof of the envelope at index, against the latest
+// committed state; the error wraps ErrNotAnchored or ErrUnprovable when the
+// reading is stored but its proof cannot be made (Reading answers it then).
 func (g *Gateway) Prove(app *ledger.App, index uint64) (*ReadingProof, error) {
+	p, err := g.Reading(app, index)
+	if err != nil {
+		return nil, err
+	}
+	return p, p.Err()
+}
+
+// Reading returns the stored reading at index with its proof, against the
+// latest committed state, or with ProofError set when the proof cannot be
+// made; the error is for an entry that cannot be read (ErrNoEntry beyond
+// the log).
+func (g *Gateway) Reading(app *ledger.App, index uint64) (*ReadingProof, error) {
+	if size := g.data.Size(); index >= size {
+		return nil, fmt.Errorf("%w: entry %d (the log has %d entries)", ErrNoEntry, index, size)
+	}
 	raw, err := g.data.Entry(index)
 	if err != nil {
 		return nil, err
@@ -68,37 +137,70 @@ func (g *Gateway) Prove(app *ledger.App, index uint64) (*ReadingProof, error) {
 	if err != nil {
 		return nil, fmt.Errorf("log entry %d: %w", index, err)
 	}
-	env := e.Envelope
+	p := &ReadingProof{Gateway: g.id, Index: index, Envelope: e.Envelope.Raw, AuthHeight: e.AuthHeight}
+	if err := g.prove(app, p, e.Envelope.Signer()); err != nil {
+		code := codeUnprovable
+		if errors.Is(err, ErrNotAnchored) {
+			code = codeNotAnchored
+		}
+		return &ReadingProof{Gateway: p.Gateway, Index: index, Envelope: p.Envelope, AuthHeight: p.AuthHeight,
+			ProofError: &ProofError{Code: code, Message: err.Error()}}, nil
+	}
+	return p, nil
+}
+
+// prove fills p's anchor, inclusion and ledger proofs, all of one state.
+func (g *Gateway) prove(app *ledger.App, p *ReadingProof, signer string) error {
 	st, err := app.View(0)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	a, err := st.AnchorCovering(g.id, index)
+	a, err := st.AnchorCovering(g.id, p.Index)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return nil, fmt.Errorf("%w: entry %d (the log has %d entries; anchors follow within a block or two)", ErrNotAnchored, index, g.data.Size())
+		return fmt.Errorf("%w: entry %d (the log has %d entries; anchors follow within a block or two)", ErrNotAnchored, p.Index, g.data.Size())
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	incl, err := g.data.InclusionProof(index, a.Size)
+	p.Anchor = *a
+	incl, err := g.data.InclusionProof(p.Index, a.Size)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	p := &ReadingProof{Gateway: g.id, Index: index, Envelope: env.Raw, AuthHeight: e.AuthHeight, Anchor: *a}
 	for _, h := range incl {
 		p.Inclusion = append(p.Inclusion, h[:])
 	}
-	if p.AnchorProof, err = app.Prove(ledger.AnchorAtKey(g.id, a.Size), a.Height); err != nil {
-		return nil, fmt.Errorf("proving the anchor at height %d: %w", a.Height, err)
+	p.Height = st.Height
+	if p.AnchorProof, err = app.Prove(ledger.AnchorAtKey(g.id, a.Size), st.Height); err != nil {
+		return fmt.Errorf("proving the anchor of size %d: %w", a.Size, err)
 	}
-	signer := env.Device
-	if env.Attester != "" {
-		signer = env.Attester
+	p.Signer, err = ProveSigner(app, st, signer, p.signerHeight())
+	return err
+}
+
+// ProveSigner proves from st (a committed state of app) what id held at
+// height: its history event in force then and the proof that no later one
+// precedes it (SignerProof).
+func ProveSigner(app *ledger.App, st *ledger.State, id string, height int64) (*SignerProof, error) {
+	held, d, err := st.HistoryAt(id, height)
+	if err != nil {
+		return nil, fmt.Errorf("the history of %s: %w", id, err)
 	}
-	if p.SignerProof, err = app.Prove(ledger.DeviceKey(signer), p.signerHeight()); err != nil {
-		return nil, fmt.Errorf("proving %s's record at height %d: %w", signer, p.signerHeight(), err)
+	if held == nil {
+		return nil, fmt.Errorf("%s was not registered at height %d", id, height)
 	}
-	return p, nil
+	sp := &SignerProof{}
+	if sp.Event, err = app.Prove(ledger.HistoryKey(id, held.Seq), st.Height); err != nil {
+		return nil, fmt.Errorf("proving %s's history event %d: %w", id, held.Seq, err)
+	}
+	next := ledger.DeviceKey(id)
+	if held.Seq < d.History {
+		next = ledger.HistoryKey(id, held.Seq+1)
+	}
+	if sp.Next, err = app.Prove(next, st.Height); err != nil {
+		return nil, fmt.Errorf("proving what follows %s's history event %d: %w", id, held.Seq, err)
+	}
+	return sp, nil
 }
 
 // VerifiedReading is what VerifyReading established.
@@ -138,23 +240,21 @@ func VerifyReading(ctx context.Context, c *api.Client, chainID string, p *Readin
 }
 
 // VerifyReadingWith checks a reading proof end to end, trusting only what
-// check trusts: the anchor record against the app hash of the anchor's
-// height, the entry's inclusion under the anchored root, the signer's
-// record at the height the entry says the gateway authenticated the
-// reading (before the anchor; the anchor's own height for entries of layout
-// 1): active then, with the key that signed; and the signature.
+// check trusts: the anchor record against the app hash of the proof's
+// height; the entry's inclusion under the anchored root; the signer rule
+// (ledger.SignerKeyAt) from the signer's history proved in the same state:
+// registered, active and holding the key that signed at the height the
+// entry says the gateway authenticated the reading (before the anchor; the
+// anchor's own height for entries of layout 1); and the signature.
 func VerifyReadingWith(ctx context.Context, check ProofChecker, p *ReadingProof) (*VerifiedReading, error) {
-	if p.AnchorProof == nil || p.SignerProof == nil {
+	if err := p.Err(); err != nil {
+		return nil, err
+	}
+	if p.AnchorProof == nil || p.Signer == nil {
 		return nil, errors.New("the proof lacks its ledger proofs")
 	}
-	if p.AnchorProof.Height != p.Anchor.Height {
-		return nil, errors.New("the anchor proof is not of the anchor's height")
-	}
-	if p.AuthHeight < 0 || (p.AuthHeight != 0 && p.AuthHeight >= p.Anchor.Height) {
-		return nil, fmt.Errorf("the entry says it was authenticated at height %d, not before its anchor at height %d", p.AuthHeight, p.Anchor.Height)
-	}
-	if p.SignerProof.Height != p.signerHeight() {
-		return nil, fmt.Errorf("the signer proof is of height %d, not the authentication height %d", p.SignerProof.Height, p.signerHeight())
+	if p.AnchorProof.Height != p.Height {
+		return nil, fmt.Errorf("the anchor proof is of height %d, not the proof's height %d", p.AnchorProof.Height, p.Height)
 	}
 	if string(p.AnchorProof.Key) != string(ledger.AnchorAtKey(p.Gateway, p.Anchor.Size)) {
 		return nil, errors.New("the anchor proof is of another key")
@@ -167,8 +267,11 @@ func VerifyReadingWith(ctx context.Context, check ProofChecker, p *ReadingProof)
 	if err := ledger.Unmarshal(p.AnchorProof.Value, &a); err != nil {
 		return nil, fmt.Errorf("anchor record: %w", err)
 	}
-	if a.Size != p.Anchor.Size || string(a.Root) != string(p.Anchor.Root) || a.Gateway != p.Gateway {
+	if a.Size != p.Anchor.Size || string(a.Root) != string(p.Anchor.Root) || a.Gateway != p.Gateway || a.Height != p.Anchor.Height {
 		return nil, errors.New("the anchor in the proof differs from the one on the ledger")
+	}
+	if p.AuthHeight < 0 || (p.AuthHeight != 0 && p.AuthHeight >= a.Height) {
+		return nil, fmt.Errorf("the entry says it was authenticated at height %d, not before its anchor at height %d", p.AuthHeight, a.Height)
 	}
 	if len(a.Root) != 32 {
 		return nil, errors.New("anchored root is not 32 bytes")
@@ -187,30 +290,11 @@ func VerifyReadingWith(ctx context.Context, check ProofChecker, p *ReadingProof)
 	if err != nil {
 		return nil, err
 	}
-	signer := env.Device
-	if env.Attester != "" {
-		signer = env.Attester
-	}
-	if string(p.SignerProof.Key) != string(ledger.DeviceKey(signer)) {
-		return nil, errors.New("the signer proof is of another key")
-	}
-	if _, err := check.CheckProof(ctx, p.SignerProof); err != nil {
-		return nil, fmt.Errorf("signer record: %w", err)
-	}
-	var d ledger.Device
-	if p.SignerProof.Value == nil {
-		return nil, fmt.Errorf("%s was not registered at height %d", signer, p.signerHeight())
-	}
-	if err := ledger.Unmarshal(p.SignerProof.Value, &d); err != nil {
+	key, err := VerifySigner(p.AnchorProof.Root, p.Height, p.Signer, env.Signer(), p.signerHeight())
+	if err != nil {
 		return nil, err
 	}
-	if d.ID != signer {
-		return nil, fmt.Errorf("the signer record is of %s, not %s", d.ID, signer)
-	}
-	if d.Status != ledger.StatusActive {
-		return nil, fmt.Errorf("%s was %s at height %d", signer, d.Status, p.signerHeight())
-	}
-	pub, err := identity.ParseDID(d.Key)
+	pub, err := identity.ParseDID(key)
 	if err != nil {
 		return nil, err
 	}
@@ -218,4 +302,74 @@ func VerifyReadingWith(ctx context.Context, check ProofChecker, p *ReadingProof)
 		return nil, fmt.Errorf("signature: %w", err)
 	}
 	return &VerifiedReading{Envelope: env, AuthHeight: p.signerHeight(), AnchorHeight: a.Height, HeaderHeight: header}, nil
+}
+
+// VerifySigner checks a SignerProof of the state of height proofHeight
+// against root (that state's app hash, already trusted) and applies the
+// signer rule: it returns the key id held at height if it was registered
+// and active then.
+func VerifySigner(root []byte, proofHeight int64, sp *SignerProof, id string, height int64) (string, error) {
+	if sp == nil || sp.Event == nil || sp.Next == nil {
+		return "", errors.New("the signer proof is incomplete")
+	}
+	for _, q := range []*ledger.Proof{sp.Event, sp.Next} {
+		if q.Height != proofHeight || string(q.Root) != string(root) {
+			return "", fmt.Errorf("the signer proof of %q is of another state than the anchor's", q.Key)
+		}
+		if q.Value == nil {
+			return "", fmt.Errorf("the signer proof of %q shows no record", q.Key)
+		}
+		if err := ledger.VerifyProof(root, q.Key, q.Value, q.Proof); err != nil {
+			return "", fmt.Errorf("signer record: %w", err)
+		}
+	}
+	var held ledger.Event
+	if err := ledger.Unmarshal(sp.Event.Value, &held); err != nil {
+		return "", fmt.Errorf("the signer's history event: %w", err)
+	}
+	if string(sp.Event.Key) != string(ledger.HistoryKey(id, held.Seq)) {
+		return "", fmt.Errorf("the signer's history event is not one of %s's", id)
+	}
+	if held.Height > height {
+		// The first event is its registration: not registered yet.
+		if held.Seq == 1 {
+			return ledger.SignerKeyAt(id, height, nil)
+		}
+		return "", fmt.Errorf("the signer's history event %d is of height %d, after the authentication height %d", held.Seq, held.Height, height)
+	}
+	switch string(sp.Next.Key) {
+	case string(ledger.HistoryKey(id, held.Seq+1)):
+		var next ledger.Event
+		if err := ledger.Unmarshal(sp.Next.Value, &next); err != nil {
+			return "", fmt.Errorf("the signer's next history event: %w", err)
+		}
+		if next.Seq != held.Seq+1 || next.Height <= height {
+			return "", fmt.Errorf("%s's history event %d is not the one in force at height %d (event %d follows at height %d)", id, held.Seq, height, next.Seq, next.Height)
+		}
+	case string(ledger.DeviceKey(id)):
+		var d ledger.Device
+		if err := ledger.Unmarshal(sp.Next.Value, &d); err != nil {
+			return "", fmt.Errorf("the signer's record: %w", err)
+		}
+		if d.ID != id || d.History != held.Seq {
+			return "", fmt.Errorf("%s's history event %d is not its latest (its record counts %d)", id, held.Seq, d.History)
+		}
+	default:
+		return "", errors.New("the signer proof's second record is neither the next history event nor the device record")
+	}
+	return ledger.SignerKeyAt(id, height, &held)
+}
+
+// FetchReading asks a node's API (GET /v1/readings/{index}) for a stored
+// reading of its gateway with its proof; p.Err() says whether the proof
+// could be made (ErrNotAnchored: ask again in a block or two).
+func FetchReading(ctx context.Context, c *api.Client, index uint64) (*ReadingProof, error) {
+	var p ReadingProof
+	if err := c.Get(ctx, "/v1/readings/"+strconv.FormatUint(index, 10), &p); err != nil {
+		return nil, fmt.Errorf("reading %d at %s: %w", index, c.BaseURL, err)
+	}
+	if p.Index != index {
+		return nil, fmt.Errorf("reading %d at %s: the answer is of entry %d", index, c.BaseURL, p.Index)
+	}
+	return &p, nil
 }

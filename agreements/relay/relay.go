@@ -193,10 +193,11 @@ var errNotAnchored = errors.New("not anchored yet")
 
 // evidence fetches a reading's proof and turns it into an agreement.call's evidence.
 func (r *Relayer) evidence(ctx context.Context, it gateway.ReadingItem) (*ledger.ReadingEvidence, error) {
-	var p gateway.ReadingProof
-	err := r.cfg.Client.Get(ctx, "/v1/readings/"+strconv.FormatUint(it.Index, 10), &p)
-	var e *api.Error
-	if errors.As(err, &e) && e.Code == "not_anchored" {
+	p, err := gateway.FetchReading(ctx, r.cfg.Client, it.Index)
+	if err == nil {
+		err = p.Err()
+	}
+	if errors.Is(err, gateway.ErrNotAnchored) {
 		return nil, errNotAnchored
 	}
 	if err != nil {

@@ -386,6 +386,9 @@ func (g *globals) callMsg(ctx context.Context, idArg, transition string, f *call
 	m := &ledger.AgreementCall{ID: id, Transition: transition}
 	if f.reading != "" {
 		p, err := g.readingProof(ctx, f.reading)
+		if err == nil {
+			err = p.Err()
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -30,7 +30,7 @@ func TestAgreementCLI(t *testing.T) {
 
 	// Credits: a governance mint approved by the validator, then a transfer.
 	approval := filepath.Join(t.TempDir(), "mint.json")
-	out := run("credits", "approve-mint", "--home", d.Net().Node(0).Config().Home, "--chain-id", d.ChainID(), "--seq", "1", "--to", "org:demo", "--amount", "1000")
+	out := run("credits", "approve-mint", "--home", d.NodeHome(0), "--chain-id", d.ChainID(), "--seq", "1", "--to", "org:demo", "--amount", "1000")
 	if err := os.WriteFile(approval, []byte(out), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestAgreementCLI(t *testing.T) {
 		if err == nil {
 			break
 		}
-		if !strings.Contains(err.Error(), "not_anchored") {
+		if !strings.Contains(err.Error(), "not anchored yet") {
 			t.Fatalf("agreement call --reading: %v\n%s", err, out)
 		}
 		time.Sleep(100 * time.Millisecond)

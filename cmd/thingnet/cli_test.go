@@ -197,7 +197,7 @@ func TestCLI(t *testing.T) {
 			}
 			break
 		}
-		if !strings.Contains(err.Error(), "not_anchored") || time.Now().After(deadline) {
+		if !strings.Contains(err.Error(), "not anchored yet") || time.Now().After(deadline) {
 			t.Fatalf("readings verify: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)

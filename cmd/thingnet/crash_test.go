@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -149,23 +149,18 @@ func TestGatewayCrash(t *testing.T) {
 	defer cancel()
 	stored := map[uint64]bool{}
 	for i := uint64(0); ; i++ {
-		var p gateway.ReadingProof
-		err := c.Get(ctx, fmt.Sprintf("/v1/readings/%d", i), &p)
-		for err != nil {
-			e, ok := err.(*api.Error)
-			if !ok || e.Status != http.StatusConflict { // 409: stored, not anchored yet
-				break
-			}
+		p, err := gateway.FetchReading(ctx, c, i)
+		for err == nil && errors.Is(p.Err(), gateway.ErrNotAnchored) {
 			time.Sleep(100 * time.Millisecond)
 			if ctx.Err() != nil {
 				t.Fatalf("entry %d never anchored", i)
 			}
-			err = c.Get(ctx, fmt.Sprintf("/v1/readings/%d", i), &p)
+			p, err = gateway.FetchReading(ctx, c, i)
 		}
 		if err != nil {
 			break // past the end of the log
 		}
-		v, err := gateway.VerifyReading(ctx, c, "crash-test", &p)
+		v, err := gateway.VerifyReading(ctx, c, "crash-test", p)
 		if err != nil {
 			t.Fatalf("entry %d: %v", i, err)
 		}

@@ -114,6 +114,10 @@ func readingsCmd(g *globals) *cobra.Command {
 			}
 			return g.print(cmd.OutOrStdout(), p, func(w io.Writer) {
 				printEnvelope(w, env)
+				if err := p.Err(); err != nil {
+					fmt.Fprintf(w, "log:     entry %d of gateway %s\nproof:   none: %v\n", p.Index, p.Gateway, err)
+					return
+				}
 				fmt.Fprintf(w, "log:     entry %d of gateway %s\nanchor:  log size %d, root %X, height %d\n", p.Index, p.Gateway, p.Anchor.Size, p.Anchor.Root, p.Anchor.Height)
 			})
 		},
@@ -221,14 +225,11 @@ func verifyCmd(g *globals) *cobra.Command {
 }
 
 func (g *globals) readingProof(ctx context.Context, index string) (*gateway.ReadingProof, error) {
-	if _, err := strconv.ParseUint(index, 10, 64); err != nil {
+	i, err := strconv.ParseUint(index, 10, 64)
+	if err != nil {
 		return nil, fmt.Errorf("reading index %q must be a number (POST /v1/readings answers it)", index)
 	}
-	var p gateway.ReadingProof
-	if err := g.client().Get(ctx, "/v1/readings/"+index, &p); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return gateway.FetchReading(ctx, g.client(), i)
 }
 
 func (g *globals) postReading(cmd *cobra.Command, raw []byte) error {

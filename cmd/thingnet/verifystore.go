@@ -166,7 +166,7 @@ func verifyStore(cmd *cobra.Command, home, gwID, compare string) (*StoreReport, 
 		if err != nil {
 			return nil, fmt.Errorf("reading the ledger state at height %d: %w", at, err)
 		}
-		lr, err := gateway.CheckLog(gwDir, gwID, st, app.View)
+		lr, err := gateway.CheckLog(gwDir, gwID, st)
 		if err != nil {
 			return nil, err
 		}

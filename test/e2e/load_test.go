@@ -250,19 +250,14 @@ func (n *Net) storedReadings(ctx context.Context, g, via int) (map[string]map[ui
 	stored := map[string]map[uint64]int{}
 	var bad []unproven
 	for i := uint64(0); ; i++ {
-		var p gateway.ReadingProof
-		err := c.Get(ctx, fmt.Sprintf("/v1/readings/%d", i), &p)
-		for err != nil {
-			var e *api.Error
-			if !errors.As(err, &e) || e.Status != http.StatusConflict { // 409: stored, not anchored yet
-				break
-			}
+		p, err := gateway.FetchReading(ctx, c, i)
+		for err == nil && errors.Is(p.Err(), gateway.ErrNotAnchored) {
 			select {
 			case <-ctx.Done():
 				t.Fatalf("log entry %d never anchored", i)
 			case <-time.After(200 * time.Millisecond):
 			}
-			err = c.Get(ctx, fmt.Sprintf("/v1/readings/%d", i), &p)
+			p, err = gateway.FetchReading(ctx, c, i)
 		}
 		if err != nil {
 			var e *api.Error
@@ -271,7 +266,7 @@ func (n *Net) storedReadings(ctx context.Context, g, via int) (map[string]map[ui
 			}
 			t.Fatalf("log entry %d: %v", i, err)
 		}
-		v, err := gateway.VerifyReading(ctx, n.Nodes[via].Client, n.ChainID, &p)
+		v, err := gateway.VerifyReading(ctx, n.Nodes[via].Client, n.ChainID, p)
 		if err != nil {
 			env, derr := reading.Decode(p.Envelope)
 			if derr != nil {

@@ -3,11 +3,14 @@
 //
 //  1. the envelope is a COSE_Sign1 reading (CBOR);
 //  2. its RFC 6962 leaf hash and inclusion proof give the anchored root;
-//  3. the anchor record (with that root) is in the ledger state: its ICS23
-//     proof gives the app hash of the anchor's height, which is the app hash
-//     in the next block's header;
-//  4. the signer's record at that height is in the same state, active, with
-//     a did:key;
+//  3. the anchor record (with that root) is in a recent ledger state: its
+//     ICS23 proof gives the app hash of the proof's height, which is the app
+//     hash in the next block's header;
+//  4. in the same state, the signer's history event in force at the height
+//     the gateway authenticated the reading (the last one at or before it:
+//     the next event is later, or the device record counts no more) says
+//     it was active, with a did:key: records that stay in the state, so
+//     this holds however many old versions a node prunes;
 //  5. the signature over the COSE Sig_structure checks with that key.
 //
 //  6. that header hashes to the block id its commit signed, and more than
@@ -199,6 +202,12 @@ export const anchorKey = (gw, size) => {
   return concat(utf8('L/' + gw + '/'), s);
 };
 export const deviceKey = (id) => utf8('d/' + id);
+// historyKey is ledger.HistoryKey: h/<device>/<seq, 8 bytes big-endian>.
+export const historyKey = (id, seq) => {
+  const s = new Uint8Array(8);
+  new DataView(s.buffer).setBigUint64(0, BigInt(seq));
+  return concat(utf8('h/' + id + '/'), s);
+};
 
 // logEntry rebuilds the log entry whose hash is the leaf (reading.EntryBytes
 // in Go, docs/readings.md): the envelope alone (layout 1, no auth height),
@@ -238,25 +247,34 @@ export async function verifyReading(p, header, { tamper = false } = {}) {
     // Go on after a mismatch: the signature check below says more about it.
     step('inclusion', eq(root, anchored), `leaf ${p.index} of ${p.anchor.size}: computed root ${hex(root)}; anchored root ${hex(anchored)}`);
 
-    const ap = p.anchor_proof, sp = p.signer_proof;
-    // The signer is proved where the gateway authenticated the reading
-    // (before the anchor), or at the anchor's height for layout 1 entries.
-    const sh0 = auth || p.anchor.height;
-    if (!ap || !sp || ap.height !== p.anchor.height || sp.height !== sh0 || (auth && auth >= p.anchor.height)) {
-      step('ledger proofs', false, `the anchor and signer proofs are missing, or not of the anchor height ${p.anchor.height} and the authentication height ${sh0} (which must come before the anchor)`);
+    if (p.proof_error) {
+      step('ledger proofs', false, `the node has no proof of this reading: ${p.proof_error.message}`);
+      return done();
+    }
+    const ap = p.anchor_proof, sp = p.signer || {};
+    if (!ap || !sp.event || !sp.next || ap.height !== p.height || sp.event.height !== p.height || sp.next.height !== p.height) {
+      step('ledger proofs', false, `the anchor and signer proofs are missing, or not all of the proof's height ${p.height}`);
       return done();
     }
     if (!eq(b64(ap.key), anchorKey(p.gateway, p.anchor.size))) { step('anchor record', false, 'the anchor proof is of another key'); return done(); }
     const rec = decode(b64(ap.value));
-    if (!step('anchor record', rec.get(1) === p.gateway && rec.get(2) === p.anchor.size && eq(rec.get(3), anchored),
+    if (!step('anchor record', rec.get(1) === p.gateway && rec.get(2) === p.anchor.size && eq(rec.get(3), anchored) && rec.get(4) === p.anchor.height,
       `ledger record L/${p.gateway.slice(0, 20)}…/${p.anchor.size}: root ${hex(rec.get(3))}, anchored at height ${rec.get(4)}`)) return done();
+    // The signer must have been active where the gateway authenticated
+    // the reading (before the anchor), or at the anchor's height for
+    // layout 1 entries.
+    const sh0 = auth || p.anchor.height;
+    if (auth && auth >= p.anchor.height) {
+      step('authentication height', false, `the entry says it was authenticated at height ${auth}, not before its anchor at height ${p.anchor.height}`);
+      return done();
+    }
     const appHash = await ics23Root(b64(ap.proof), b64(ap.key), b64(ap.value));
-    if (!step('anchor proof', eq(appHash, b64(ap.root)), `ICS23 proof gives app hash ${hex(appHash)}`)) return done();
+    if (!step('anchor proof', eq(appHash, b64(ap.root)), `ICS23 proof gives app hash ${hex(appHash)} of the state at height ${p.height}`)) return done();
     let hv;
     try {
-      hv = await verifyHeader(await header(ap.height + 1));
+      hv = await verifyHeader(await header(p.height + 1));
     } catch (err) {
-      step('header', false, `header ${ap.height + 1}: ${err.message}`);
+      step('header', false, `header ${p.height + 1}: ${err.message}`);
       return done();
     }
     if (!step('header', hv.appHash.toLowerCase() === hex(appHash),
@@ -264,27 +282,28 @@ export async function verifyReading(p, header, { tamper = false } = {}) {
 
     const signer = e.attested ? e.kid : e.device;
     if (e.kid !== signer) { step('signer', false, `kid ${e.kid} differs from the payload's device ${e.device}`); return done(); }
-    if (!eq(b64(sp.key), deviceKey(signer)) || !sp.value) { step('signer record', false, `no record of ${signer} at height ${sp.height}`); return done(); }
-    const dev = decode(b64(sp.value));
-    const sh = await ics23Root(b64(sp.proof), b64(sp.key), b64(sp.value));
-    let signerHash = appHash;
-    if (sp.height !== ap.height) {
-      // Authenticated at an earlier height: its own header.
-      let sv;
-      try {
-        sv = await verifyHeader(await header(sp.height + 1));
-      } catch (err) {
-        step('signer header', false, `header ${sp.height + 1}: ${err.message}`);
-        return done();
-      }
-      signerHash = unhex(sv.appHash);
-      if (!step('signer header', eq(sh, b64(sp.root)) && eq(sh, signerHash),
-        `the gateway authenticated the reading at height ${sp.height}: header ${sv.height}, signed by validators holding ${sv.power} of ${sv.total} voting power (> 2/3), has app hash ${sv.appHash.toLowerCase()}`)) return done();
+    const held = decode(b64(sp.event.value));
+    const seq = held.get(1);
+    const inState = async (q) => eq(await ics23Root(b64(q.proof), b64(q.key), b64(q.value)), appHash);
+    if (!eq(b64(sp.event.key), historyKey(signer, seq)) || !(await inState(sp.event))) {
+      step('signer history', false, `the signer proof is not a history event of ${signer} in the state of height ${p.height}`);
+      return done();
     }
-    if (!step('signer record', eq(sh, signerHash) && dev.get(4) === 'active',
-      `${signer.slice(0, 24)}… is ${dev.get(4)} at height ${sp.height}, key ${dev.get(3).slice(0, 24)}…; its proof gives that height's app hash: ${eq(sh, signerHash)}`)) return done();
+    let follows;
+    const nk = b64(sp.next.key);
+    if (eq(nk, historyKey(signer, seq + 1))) {
+      const nx = decode(b64(sp.next.value));
+      follows = nx.get(2) > sh0 ? `event ${seq + 1} follows at height ${nx.get(2)}` : null;
+    } else if (eq(nk, deviceKey(signer))) {
+      const dev = decode(b64(sp.next.value));
+      follows = dev.get(10) === seq ? 'it is the latest event' : null;
+    }
+    if (!step('signer history', follows !== null && follows !== undefined && held.get(2) <= sh0 && (await inState(sp.next)),
+      `${signer.slice(0, 24)}…'s history event ${seq} (height ${held.get(2)}) is the one in force at height ${sh0}: ${follows || 'NOT SHOWN'}`)) return done();
+    if (!step('signer record', held.get(6) === 'active' && typeof held.get(8) === 'string',
+      `${signer.slice(0, 24)}… was ${held.get(6)} at height ${sh0}, key ${String(held.get(8)).slice(0, 24)}…`)) return done();
 
-    const ok = await verifySignature(e, dev.get(3));
+    const ok = await verifySignature(e, held.get(8));
     step('signature', ok, ok ? `${e.alg === -8 ? 'Ed25519' : 'ECDSA P-256'} signature checks with the signer's key` : 'the signature does not check: the bytes are not what the device signed');
   } catch (err) {
     step('error', false, err.message);
