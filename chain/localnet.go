@@ -133,15 +133,30 @@ func (c LocalNetConfig) nodeConfig(i int) Config {
 	}
 }
 
-// ensureGenesis writes the genesis of a new net, or checks the one Dir holds against
-// the nodes' keys and the config. Node 0's file is written first and copied to the
-// others, so that an interrupted first start is completed, not restarted, by the next.
+// ensureGenesis writes the genesis of a new net, or checks the one Dir holds.
 func (l *LocalNet) ensureGenesis(ids []NodeIdentity) error {
-	c := l.cfg
-	doc, err := ReadGenesis(c.home(0))
+	homes := make([]string, len(ids))
+	for i := range homes {
+		homes[i] = l.cfg.home(i)
+	}
+	return EnsureNetGenesis(homes, ids, l.cfg.ChainID, l.cfg.AppState)
+}
+
+// EnsureNetGenesis writes the genesis of a new net of validators in homes
+// (node i is validator "node<i>" of ids[i], power 10; chainID "" is
+// DefaultLocalChainID), or checks the one the homes hold against their keys
+// and chainID ("" accepts any). Node 0's file is written first and copied to
+// the others, so that an interrupted first start is completed, not
+// restarted, by the next.
+func EnsureNetGenesis(homes []string, ids []NodeIdentity, chainID string, appState json.RawMessage) error {
+	if len(homes) == 0 || len(homes) != len(ids) {
+		return fmt.Errorf("chain: %d homes for %d node identities", len(homes), len(ids))
+	}
+	dir := filepath.Dir(homes[0])
+	doc, err := ReadGenesis(homes[0])
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		g := Genesis{ChainID: c.ChainID, AppState: c.AppState}
+		g := Genesis{ChainID: chainID, AppState: appState}
 		if g.ChainID == "" {
 			g.ChainID = DefaultLocalChainID
 		}
@@ -150,39 +165,39 @@ func (l *LocalNet) ensureGenesis(ids []NodeIdentity) error {
 				Name: fmt.Sprintf("node%d", i), PubKey: id.ValidatorPubKey, Power: 10,
 			})
 		}
-		if err := WriteGenesis(c.home(0), g); err != nil {
+		if err := WriteGenesis(homes[0], g); err != nil {
 			return err
 		}
 	case err != nil:
 		return err
 	default:
-		if c.ChainID != "" && doc.ChainID != c.ChainID {
-			return fmt.Errorf("chain: %s holds chain %q, not %q", c.Dir, doc.ChainID, c.ChainID)
+		if chainID != "" && doc.ChainID != chainID {
+			return fmt.Errorf("chain: %s holds chain %q, not %q", dir, doc.ChainID, chainID)
 		}
 		if len(doc.Validators) != len(ids) {
-			return fmt.Errorf("chain: %s holds a net of %d validators, not %d", c.Dir, len(doc.Validators), len(ids))
+			return fmt.Errorf("chain: %s holds a net of %d validators, not %d", dir, len(doc.Validators), len(ids))
 		}
 		for i, v := range doc.Validators {
 			if !bytes.Equal(v.PubKey.Bytes(), ids[i].ValidatorPubKey) {
-				return fmt.Errorf("chain: genesis validator %d in %s is not node%d's key", i, c.Dir, i)
+				return fmt.Errorf("chain: genesis validator %d in %s is not node%d's key", i, dir, i)
 			}
 		}
 	}
-	want, err := os.ReadFile(genesisPath(c.home(0)))
+	want, err := os.ReadFile(genesisPath(homes[0]))
 	if err != nil {
 		return fmt.Errorf("chain: %w", err)
 	}
-	for i := 1; i < len(ids); i++ {
-		have, err := os.ReadFile(genesisPath(c.home(i)))
+	for _, home := range homes[1:] {
+		have, err := os.ReadFile(genesisPath(home))
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			if err := writeGenesisFile(c.home(i), want); err != nil {
+			if err := writeGenesisFile(home, want); err != nil {
 				return err
 			}
 		case err != nil:
 			return fmt.Errorf("chain: %w", err)
 		case !bytes.Equal(have, want):
-			return fmt.Errorf("chain: %s differs from %s", genesisPath(c.home(i)), genesisPath(c.home(0)))
+			return fmt.Errorf("chain: %s differs from %s", genesisPath(home), genesisPath(homes[0]))
 		}
 	}
 	return nil

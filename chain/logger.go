@@ -25,12 +25,25 @@ type cometLogger struct {
 	// burst of errors about closed connections and services that are part of
 	// a clean shutdown; they go to Debug instead of Error.
 	stopping *atomic.Bool
+
+	// module is CometBFT's module of this logger ("blocksync", "p2p", ...).
+	module string
+	// blocksynced is set once block sync has handed over to consensus.
+	// CometBFT v0.38 stops the block pool then but not its peers' request
+	// timers: each fires 15 s later and logs "SendTimeout ... peer did not
+	// send us anything" at error, on every healthy start of a network. Block
+	// sync's errors after the handover go to Debug: nothing reads them.
+	blocksynced *atomic.Bool
 }
+
+// blocksyncDone is what CometBFT's block sync logs (at info) when it hands
+// over to consensus.
+const blocksyncDone = "Time to switch to consensus reactor!"
 
 var _ cmtlog.Logger = cometLogger{}
 
 func newCometLogger(l *slog.Logger, level string) cometLogger {
-	c := cometLogger{l: l, info: slog.LevelDebug, debug: slog.LevelDebug, infoOn: true, stopping: new(atomic.Bool)}
+	c := cometLogger{l: l, info: slog.LevelDebug, debug: slog.LevelDebug, infoOn: true, stopping: new(atomic.Bool), blocksynced: new(atomic.Bool)}
 	switch level {
 	case "error":
 		c.infoOn = false
@@ -50,13 +63,16 @@ func (c cometLogger) Debug(msg string, keyvals ...any) {
 }
 
 func (c cometLogger) Info(msg string, keyvals ...any) {
+	if c.module == "blocksync" && msg == blocksyncDone {
+		c.blocksynced.Store(true)
+	}
 	if c.infoOn {
 		c.log(c.info, msg, keyvals)
 	}
 }
 
 func (c cometLogger) Error(msg string, keyvals ...any) {
-	if c.stopping.Load() {
+	if c.stopping.Load() || (c.module == "blocksync" && c.blocksynced.Load()) {
 		c.log(slog.LevelDebug, msg, keyvals)
 		return
 	}
@@ -64,6 +80,11 @@ func (c cometLogger) Error(msg string, keyvals ...any) {
 }
 
 func (c cometLogger) With(keyvals ...any) cmtlog.Logger {
+	for i := 0; i+1 < len(keyvals); i += 2 {
+		if m, ok := keyvals[i+1].(string); ok && keyvals[i] == "module" {
+			c.module = m
+		}
+	}
 	c.l = c.l.With(slogArgs(keyvals)...)
 	return c
 }

@@ -64,3 +64,33 @@ func TestCometLoggerAttributes(t *testing.T) {
 		t.Errorf("a key twice: %s", out)
 	}
 }
+
+// TestCometLoggerStaleBlocksync: once block sync has handed over to
+// consensus, its leftover request timers' "SendTimeout" errors are not
+// errors (CometBFT v0.38 logs them 15 s into every healthy start); before
+// the handover, and from other modules, errors stay errors.
+func TestCometLoggerStaleBlocksync(t *testing.T) {
+	var buf bytes.Buffer
+	l := newCometLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), "")
+	bs, p2p := l.With("module", "blocksync"), l.With("module", "p2p")
+	level := func(emit func(string, ...any), msg string) string {
+		t.Helper()
+		buf.Reset()
+		emit(msg, "reason", "peer did not send us anything")
+		var rec map[string]any
+		if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+			t.Fatalf("%q: %v", buf.String(), err)
+		}
+		return rec["level"].(string)
+	}
+	if got := level(bs.Error, "SendTimeout"); got != "ERROR" {
+		t.Errorf("block sync SendTimeout before the handover at %s; want ERROR", got)
+	}
+	bs.With("peer", "ab").Info(blocksyncDone, "height", 1)
+	if got := level(bs.With("peer", "ab").Error, "SendTimeout"); got != "DEBUG" {
+		t.Errorf("block sync SendTimeout after the handover at %s; want DEBUG", got)
+	}
+	if got := level(p2p.Error, "Stopping peer for error"); got != "ERROR" {
+		t.Errorf("p2p error after block sync's handover at %s; want ERROR", got)
+	}
+}
