@@ -330,7 +330,7 @@ func RunReadingToCommand(ctx context.Context, home string, lc LatencyConfig) (La
 	sensor, cooler := devs[0], devs[1]
 	mint := &ledger.CreditMint{To: "org:demo", Amount: 1 << 30, Seq: 1}
 	for i := range validators {
-		pub, sig, err := chain.SignWithValidatorKey(d.Net().Node(i).Config().Home, ledger.CreditMintMessage(d.ChainID(), 1, mint.To, mint.Amount))
+		pub, sig, err := chain.SignWithValidatorKey(d.NodeHome(i), ledger.CreditMintMessage(d.ChainID(), 1, mint.To, mint.Amount))
 		if err != nil {
 			return LatencyResult{}, err
 		}

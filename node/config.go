@@ -134,7 +134,8 @@ func (g GatewayConfig) sourceLimits() ratelimit.Limits {
 	return l
 }
 
-func limitsConfig(l ratelimit.Limits) LimitsConfig {
+// LimitsConfigOf is l as [gateway.limits] (or [gateway.source_limits]).
+func LimitsConfigOf(l ratelimit.Limits) LimitsConfig {
 	return LimitsConfig{
 		MsgsPerSec: l.MsgsPerSec, Burst: l.Burst, BytesPerSec: l.BytesPerSec, ByteBurst: l.ByteBurst,
 		ConnectsPerSec: l.ConnectsPerSec, ConnectBurst: l.ConnectBurst, MaxPacket: l.MaxPacket,
@@ -212,13 +213,56 @@ func DefaultConfig() Config {
 			MempoolSize:       chain.DefaultMempoolSize,
 		},
 		Ledger:  LedgerConfig{KeepVersions: 1000},
-		Gateway: GatewayConfig{Key: "gateway", AnchorInterval: Duration{time.Second}, Limits: limitsConfig(ratelimit.DefaultLimits())},
+		Gateway: GatewayConfig{Key: "gateway", AnchorInterval: Duration{time.Second}, Limits: LimitsConfigOf(ratelimit.DefaultLimits())},
 		Mesh: MeshConfig{
 			Listen: []string{"/ip4/0.0.0.0/tcp/26606", "/ip4/0.0.0.0/udp/26606/quic-v1"},
 			MDNS:   true, DHT: true,
 			MailboxMessages: 1000, MailboxBytes: 1 << 20, DownlinksPerDay: 10, SenderWakesPerDay: 5,
 		},
 	}
+}
+
+// Ports of node i of a local network (DevConfig): the node uses
+// base+10i+offset, so ten nodes fit in a hundred ports.
+const (
+	PortP2P  = 0 // CometBFT p2p (TCP)
+	PortRPC  = 1 // CometBFT RPC
+	PortAPI  = 2 // HTTP API, metrics, explorer
+	PortMQTT = 3
+	PortCoAP = 4 // UDP
+	PortMesh = 5 // libp2p, TCP and QUIC
+)
+
+// DevConfig is node i of a local network on 127.0.0.1 whose ports start at
+// base (node i: base+10i+Port*): a gateway with MQTT, CoAP, API and a mesh
+// (DHT, no mDNS), CometBFT without peer exchange (a local network lists its
+// peers), 256 MiB of file cache. A devnet is N of these (StartNet).
+func DevConfig(i, base int) Config {
+	port := func(offset int) int { return base + 10*i + offset }
+	c := DefaultConfig()
+	c.Moniker = fmt.Sprintf("node%d", i)
+	c.API.Listen = fmt.Sprintf("127.0.0.1:%d", port(PortAPI))
+	c.P2P = P2PConfig{Listen: fmt.Sprintf("tcp://127.0.0.1:%d", port(PortP2P)), AllowDuplicateIP: true}
+	c.RPC.Listen = fmt.Sprintf("tcp://127.0.0.1:%d", port(PortRPC))
+	c.Gateway.Enabled = true
+	c.MQTT.Listen = fmt.Sprintf("127.0.0.1:%d", port(PortMQTT))
+	c.CoAP.Listen = fmt.Sprintf("127.0.0.1:%d", port(PortCoAP))
+	c.Mesh.Listen = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port(PortMesh)), fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", port(PortMesh))}
+	c.Mesh.MDNS = false
+	c.Mesh.FilesCacheMB = 256
+	return c
+}
+
+// TestConfig is node i of a test network (ports as DevConfig): fast blocks
+// (no wait after a commit) and only the ledger, CometBFT and the API. A
+// test that needs the gateway starts from DevConfig.
+func TestConfig(i, base int) Config {
+	c := DevConfig(i, base)
+	c.Consensus.FastBlocks = true
+	c.Consensus.TimeoutCommit = Duration{}
+	c.Gateway.Enabled = false
+	c.MQTT.Listen, c.CoAP.Listen, c.Mesh.Listen = "", "", nil
+	return c
 }
 
 // Validate names the first bad field.

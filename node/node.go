@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/thingnet/thingnet/api"
@@ -37,9 +38,36 @@ type Node struct {
 	files  *files.Service
 	log    *slog.Logger
 	events *events.Bus
+	opts   options
 	// stopEvents ends the watcher that publishes committed blocks.
 	stopEvents context.CancelFunc
+
+	closeOnce sync.Once
+	closeErr  error
 }
+
+// Option gives a node what it takes from its process rather than from its
+// configuration file.
+type Option func(*options)
+
+type options struct {
+	gatewayKey *identity.Key
+	events     *events.Bus
+	noSync     bool
+}
+
+// WithGatewayKey gives the node its gateway key itself, instead of loading
+// gateway.key from the keystore (a devnet's keystore holds its gateways'
+// keys with an empty passphrase).
+func WithGatewayKey(k *identity.Key) Option { return func(o *options) { o.gatewayKey = k } }
+
+// WithEvents makes the node publish its events on b, which may outlive the
+// node: a devnet keeps each node's bus across restarts.
+func WithEvents(b *events.Bus) Option { return func(o *options) { o.events = b } }
+
+// WithNoSync is for tests only: the gateway's data log and the mailboxes
+// are not fsynced, so a crash may lose what they acknowledged.
+func WithNoSync() Option { return func(o *options) { o.noSync = true } }
 
 // Init prepares a node home: CometBFT keys and config, and thingnet.toml
 // (written only if missing). It returns the node's identity, which the
@@ -60,13 +88,25 @@ func Init(home string, c Config) (chain.NodeIdentity, error) {
 	return id, nil
 }
 
-// Start opens the ledger state, starts CometBFT and the API.
-func Start(home string, c Config, logger *slog.Logger) (*Node, error) {
+// Start assembles and starts the node that c describes, living in home: the
+// ledger, CometBFT, and, as configured, the gateway with its MQTT and CoAP
+// servers, the mesh with mailboxes and files, the events watcher, and the
+// API with metrics and the explorer, in that order. It is the only place
+// that wires a node: devnets and test networks start theirs here too
+// (DevConfig, TestConfig, StartNet).
+func Start(home string, c Config, logger *slog.Logger, opts ...Option) (*Node, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.events == nil {
+		o.events = events.NewBus(0)
 	}
 	app, err := ledger.NewApp(ledger.Config{
 		Dir:          filepath.Join(home, "data", "ledger"),
@@ -81,7 +121,7 @@ func Start(home string, c Config, logger *slog.Logger) (*Node, error) {
 		app.Close()
 		return nil, err
 	}
-	n := &Node{home: home, app: app, chain: cn, log: logger, events: events.NewBus(0)}
+	n := &Node{home: home, app: app, chain: cn, log: logger, events: o.events, opts: o}
 	if c.Gateway.Enabled {
 		if err := n.startGateway(c); err != nil {
 			return nil, errors.Join(err, n.Close())
@@ -126,7 +166,12 @@ func Start(home string, c Config, logger *slog.Logger) (*Node, error) {
 	return n, nil
 }
 
-func (n *Node) startGateway(c Config) error {
+// gatewayKey is the key given by WithGatewayKey, or gateway.key loaded
+// from the keystore (passphrase: $THINGNET_GATEWAY_PASSPHRASE).
+func (n *Node) gatewayKey(c Config) (*identity.Key, error) {
+	if n.opts.gatewayKey != nil {
+		return n.opts.gatewayKey, nil
+	}
 	ks := c.Gateway.Keystore
 	if ks == "" {
 		ks = filepath.Join(n.home, "keys")
@@ -140,10 +185,18 @@ func (n *Node) startGateway(c Config) error {
 		key, err = identity.Keystore{Dir: ks}.Load(c.Gateway.Key, pass)
 	}
 	if err != nil {
-		return fmt.Errorf("gateway key %q: %w (create it with `thingnet keys new --keystore %s %s` and register it as a device of class gateway)", c.Gateway.Key, err, ks, c.Gateway.Key)
+		return nil, fmt.Errorf("gateway key %q: %w (create it with `thingnet keys new --keystore %s %s` and register it as a device of class gateway)", c.Gateway.Key, err, ks, c.Gateway.Key)
+	}
+	return key, nil
+}
+
+func (n *Node) startGateway(c Config) error {
+	key, err := n.gatewayKey(c)
+	if err != nil {
+		return err
 	}
 	n.gw, err = gateway.New(gateway.Config{
-		Dir: filepath.Join(n.home, "data", "gateway"), Key: key, AnchorInterval: c.Gateway.AnchorInterval.Duration,
+		Dir: filepath.Join(n.home, "data", "gateway"), Key: key, AnchorInterval: c.Gateway.AnchorInterval.Duration, NoSync: n.opts.noSync,
 		Limits: c.Gateway.Limits.limits(), SourceLimits: c.Gateway.sourceLimits(),
 		Logger: n.log.With("module", "gateway"),
 	}, gateway.NodeLedger{App: n.app, Comet: n.chain.Client()})
@@ -171,7 +224,7 @@ func (n *Node) startGateway(c Config) error {
 				Dir:         filepath.Join(n.home, "data", "mailbox"),
 				MaxMessages: c.Mesh.MailboxMessages, MaxBytes: c.Mesh.MailboxBytes,
 				DownlinksPerDay: c.Mesh.DownlinksPerDay, SenderWakesPerDay: c.Mesh.SenderWakesPerDay,
-				DownlinksPerClass: c.Mesh.DownlinksPerClass,
+				DownlinksPerClass: c.Mesh.DownlinksPerClass, NoSync: n.opts.noSync,
 			},
 			Handler: n.meshMessage,
 			// A device banned for refused messages is an offender: quarantined
@@ -204,6 +257,15 @@ func (n *Node) meshMessage(_ context.Context, d *mesh.Delivery) error {
 // (GET /v1/events).
 func (n *Node) Events() *events.Bus { return n.events }
 
+// Home is the node's home directory.
+func (n *Node) Home() string { return n.home }
+
+// API is the node's API server (nil when disabled).
+func (n *Node) API() *api.Server { return n.api }
+
+// Files is the node's file service (nil unless the gateway and mesh are on).
+func (n *Node) Files() *files.Service { return n.files }
+
 // Mesh is the node's mesh node (nil unless the gateway and mesh are on).
 func (n *Node) Mesh() *mesh.Node { return n.mesh }
 
@@ -232,8 +294,17 @@ func (n *Node) APIAddr() string {
 	return n.api.Addr()
 }
 
-// Close stops the API, CometBFT and the ledger, in that order. It is idempotent.
+// Close stops the node in the reverse of Start's order, the API first so
+// that no request reaches a stopped part: the events watcher, the API (at
+// most 5 s for requests in flight), files, mesh, CoAP, MQTT, the gateway,
+// CometBFT (at most chain.StopTimeout) and the ledger. It is idempotent:
+// later calls return the first call's result.
 func (n *Node) Close() error {
+	n.closeOnce.Do(func() { n.closeErr = n.close() })
+	return n.closeErr
+}
+
+func (n *Node) close() error {
 	var errs []error
 	if n.stopEvents != nil {
 		n.stopEvents()
@@ -243,14 +314,14 @@ func (n *Node) Close() error {
 		errs = append(errs, n.api.Shutdown(ctx))
 		cancel()
 	}
-	if n.coap != nil {
-		errs = append(errs, n.coap.Close())
-	}
 	if n.files != nil {
 		errs = append(errs, n.files.Close())
 	}
 	if n.mesh != nil {
 		errs = append(errs, n.mesh.Close())
+	}
+	if n.coap != nil {
+		errs = append(errs, n.coap.Close())
 	}
 	if n.broker != nil {
 		errs = append(errs, n.broker.Close())

@@ -20,7 +20,7 @@ import (
 	"github.com/thingnet/thingnet/ledger"
 )
 
-func TestConfig(t *testing.T) {
+func TestConfigFile(t *testing.T) {
 	home := t.TempDir()
 	c := DefaultConfig()
 	c.Moniker = "gw-7"

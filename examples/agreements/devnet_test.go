@@ -70,7 +70,7 @@ func start(t *testing.T) *net {
 	// Credits by governance: three of the four validators approve a mint to demo.
 	mint := &ledger.CreditMint{To: "org:demo", Amount: 10_000, Seq: 1}
 	for i := range 3 {
-		pub, sig, err := chain.SignWithValidatorKey(d.Net().Node(i).Config().Home, ledger.CreditMintMessage(d.ChainID(), 1, mint.To, mint.Amount))
+		pub, sig, err := chain.SignWithValidatorKey(d.NodeHome(i), ledger.CreditMintMessage(d.ChainID(), 1, mint.To, mint.Amount))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -295,8 +295,8 @@ func TestExamples(t *testing.T) {
 // replay re-executes every block of the devnet on a fresh ledger App and
 // checks that each gives the app hash the validators committed to.
 func replay(t *testing.T, n *net) {
-	node := n.d.Net().Node(0)
-	gen, err := chain.ReadGenesis(node.Config().Home)
+	node := n.d.Node(0).Chain()
+	gen, err := chain.ReadGenesis(n.d.NodeHome(0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,147 @@
+package devnet
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/reading"
+)
+
+// errorLog is a slog handler that writes to stderr what startDevnet would
+// and keeps every record at ERROR.
+type errorLog struct {
+	slog.Handler
+	mu   *sync.Mutex
+	recs *[]string
+}
+
+func newErrorLog() *errorLog {
+	lvl := slog.LevelWarn
+	if testing.Verbose() {
+		lvl = slog.LevelInfo
+	}
+	return &errorLog{Handler: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}), mu: new(sync.Mutex), recs: new([]string)}
+}
+
+func (h *errorLog) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		var b strings.Builder
+		b.WriteString(r.Message)
+		r.Attrs(func(a slog.Attr) bool { b.WriteString(" " + a.String()); return true })
+		h.mu.Lock()
+		*h.recs = append(*h.recs, b.String())
+		h.mu.Unlock()
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *errorLog) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelError || h.Handler.Enabled(ctx, l)
+}
+
+func (h *errorLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return &errorLog{Handler: h.Handler.WithAttrs(as), mu: h.mu, recs: h.recs}
+}
+
+func (h *errorLog) WithGroup(name string) slog.Handler {
+	return &errorLog{Handler: h.Handler.WithGroup(name), mu: h.mu, recs: h.recs}
+}
+
+func (h *errorLog) errors() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), *h.recs...)
+}
+
+// TestDevnetQuietStart: a healthy devnet start logs nothing at ERROR, also
+// after CometBFT's block sync request timeout (15 s), which fired on every
+// start and logged "SendTimeout ... peer did not send us anything" three
+// times: a new user read that as a failure.
+func TestDevnetQuietStart(t *testing.T) {
+	const blocksyncPeerTimeout = 15 * time.Second // cometbft/blocksync peerTimeout
+	home := t.TempDir()
+	base, err := chain.FreePortBase(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := newErrorLog()
+	started := time.Now()
+	// As `thingnet devnet` starts it: normal block times.
+	d, err := Start(Config{Home: home, BasePort: base, NoSync: true, Logger: slog.New(log)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop() })
+	ctx := ctxT(t, 2*time.Minute)
+	// Wait for the block after the timeout's window: if block sync's
+	// request timers are still logging, they have fired by then.
+	waitFor(t, ctx, "the block sync timeout to pass", func() bool { return time.Since(started) > blocksyncPeerTimeout+time.Second })
+	if err := d.WaitForHeight(ctx, d.App(0).Height()+1); err != nil {
+		t.Fatal(err)
+	}
+	if errs := log.errors(); len(errs) > 0 {
+		t.Errorf("a healthy start logged %d records at ERROR:\n%s", len(errs), strings.Join(errs, "\n"))
+	}
+}
+
+// TestDevnetMeshBanQuarantines: a device that keeps sending a devnet
+// gateway's mesh node messages it may not send is banned by the mesh and
+// reported to the gateway, which quarantines it (suspends it on the
+// ledger) where its organisation's policy lets the gateway: the path a
+// node has, which the devnet lacked when it wired its nodes itself.
+func TestDevnetMeshBanQuarantines(t *testing.T) {
+	// Registered, with no grant to message anyone.
+	dd := newDevnetDevice(t, identity.Ed25519, 0, reading.Reading{Seq: 1, Time: time.Now(), ContentType: "count"})
+	d, ctx, rogue := dd.d, dd.ctx, dd.dev
+	admin, err := Keystore(d.Home()).Load(DemoAdminKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := d.Gateway(0).ID()
+	// The organisation's policy lets gateway 0 quarantine it.
+	grant := &ledger.GrantAdd{Grantor: "org:" + DemoOrg, Subject: "device:" + gw, Action: ledger.ActionManage, Resource: "device:" + rogue.ID()}
+	if _, err := api.NewClient(d.APIURL(0)).Send(ctx, admin, "", grant, true); err != nil {
+		t.Fatalf("policy grant: %v", err)
+	}
+	app := d.App(0)
+	rn, err := mesh.New(mesh.Config{Key: rogue, Authority: mesh.NewLedgerAuthority(func() (*ledger.State, error) { return app.View(0) }, app.ChainID),
+		Listen: []string{"/ip4/127.0.0.1/tcp/0"}, NoPubSub: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rn.Close()
+	if _, err := rn.Connect(ctx, d.Mesh(0).Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	sent := 0
+	for ; sent < 1000; sent++ {
+		env, err := rn.Compose(mesh.Outgoing{To: gw, Body: []byte("let me in")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rn.Send(ctx, env); err != nil {
+			break // banned: cut off
+		}
+	}
+	if bans := d.Mesh(0).Stats().Bans; bans != 1 {
+		t.Fatalf("after %d refused messages the mesh has banned %d peers; want 1", sent, bans)
+	}
+	waitFor(t, ctx, "the banned device's quarantine", func() bool {
+		st, err := d.App(1).View(0)
+		if err != nil {
+			return false
+		}
+		dev, err := st.Device(rogue.ID())
+		return err == nil && dev.Status == ledger.StatusSuspended
+	})
+}
