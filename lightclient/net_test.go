@@ -3,25 +3,22 @@ package lightclient
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
-
-	abci "github.com/cometbft/cometbft/abci/types"
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/node"
 )
 
-// testNet is a real 4-validator CometBFT network running the ledger, with
-// one API server per node.
+// testNet is a real 4-validator network of nodes (node.TestConfig: the
+// ledger, CometBFT and the API).
 type testNet struct {
 	chainID string
-	dir     string
-	net     *chain.LocalNet
+	net     *node.Net
 	clients []*api.Client
 	admin   *identity.Key // admin of org "acme"
 }
@@ -30,32 +27,27 @@ const testOrg = "acme"
 
 func startNet(t *testing.T, chainID string) *testNet {
 	t.Helper()
-	tn := &testNet{chainID: chainID, dir: filepath.Join(t.TempDir(), "net"), admin: newKey(t)}
+	tn := &testNet{chainID: chainID, admin: newKey(t)}
 	st, err := json.Marshal(ledger.GenesisState{Orgs: []ledger.GenesisOrg{{ID: testOrg, Admins: []string{tn.admin.ID()}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const size = 4
-	apps := make([]*ledger.App, size)
-	tn.net, err = chain.StartLocalNet(chain.LocalNetConfig{
-		Dir: tn.dir, Validators: size, ChainID: chainID, FastBlocks: true, AppState: st,
-		NewApp: func(i int, home string) (abci.Application, error) {
-			app, err := ledger.NewApp(ledger.Config{Dir: filepath.Join(home, "data", "ledger")})
-			apps[i] = app
-			return app, err
-		},
-	}, nil)
+	base, err := chain.FreePortBase(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := make([]node.Config, size)
+	for i := range nodes {
+		nodes[i] = node.TestConfig(i, base)
+	}
+	tn.net, err = node.StartNet(node.NetConfig{Dir: filepath.Join(t.TempDir(), "net"), ChainID: chainID, AppState: st, Nodes: nodes})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tn.net.Stop() })
 	for i := range size {
-		s := api.New(apps[i], tn.net.Node(i).Client(), nil)
-		if err := s.Start("127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Shutdown(context.Background()) })
-		tn.clients = append(tn.clients, api.NewClient(s.Addr()))
+		tn.clients = append(tn.clients, api.NewClient(tn.net.Node(i).APIAddr()))
 	}
 	if err := tn.net.WaitForHeight(testCtx(t), 2); err != nil {
 		t.Fatal(err)
@@ -63,7 +55,7 @@ func startNet(t *testing.T, chainID string) *testNet {
 	return tn
 }
 
-func (tn *testNet) home(i int) string { return filepath.Join(tn.dir, fmt.Sprintf("node%d", i)) }
+func (tn *testNet) home(i int) string { return tn.net.Home(i) }
 
 // waitHeight waits until every node has committed block h.
 func (tn *testNet) waitHeight(t *testing.T, h int64) {
