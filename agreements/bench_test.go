@@ -1,23 +1,27 @@
 package agreements
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/thingnet/thingnet/agreements/lang"
+)
 
 func BenchmarkCompileThermostat(b *testing.B) {
 	src := example(&testing.T{}, "thermostat")
 	for b.Loop() {
-		d, err := Parse(src)
+		d, err := lang.Parse(src)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := Compile(d, map[string]string{"sensor": devA, "cooler": devB, "buyer": "home", "seller": "acme"}, DefaultLimits()); err != nil {
+		if _, err := Compile(d, map[string]string{"sensor": devA, "cooler": devB, "buyer": "home", "seller": "acme"}, lang.DefaultLimits()); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 func BenchmarkFireThermostat(b *testing.B) {
-	d, _ := Parse(example(&testing.T{}, "thermostat"))
-	p, err := Compile(d, map[string]string{"sensor": devA, "cooler": devB, "buyer": "home", "seller": "acme"}, DefaultLimits())
+	d, _ := lang.Parse(example(&testing.T{}, "thermostat"))
+	p, err := Compile(d, map[string]string{"sensor": devA, "cooler": devB, "buyer": "home", "seller": "acme"}, lang.DefaultLimits())
 	if err != nil {
 		b.Fatal(err)
 	}

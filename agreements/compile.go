@@ -10,33 +10,34 @@ import (
 	"github.com/google/cel-go/common/env"
 	"github.com/google/cel-go/common/overloads"
 	"github.com/google/cel-go/common/types"
+	"github.com/thingnet/thingnet/agreements/lang"
 )
 
 // Program is a compiled agreement: its document with every party bound and
 // every CEL expression type-checked, cost-estimated and ready to run.
 type Program struct {
-	Doc     *Doc
-	Parties []Party // bound, in document order
-	lim     Limits
+	Doc     *lang.Doc
+	Parties []lang.Party // bound, in document order
+	lim     lang.Limits
 	inits   []*compiled // per state variable; nil: zero value
 	trans   []*ctrans
 }
 
 type compiled struct {
-	expr *Expr
+	expr *lang.Expr
 	prg  cel.Program
 	max  uint64 // estimated worst-case cost
 }
 
 type ctrans struct {
-	t       *Transition
+	t       *lang.Transition
 	guard   *compiled
 	effects []ceffect
 	maxCost uint64
 }
 
 type ceffect struct {
-	e                             *Effect
+	e                             *lang.Effect
 	when                          *compiled
 	set                           []*compiled // parallel to e.Set
 	amount, payload, until, value *compiled
@@ -46,28 +47,28 @@ type ceffect struct {
 // id: a did:key for a device, an organisation id, optionally prefixed
 // "device:" or "org:"), type-checks every expression and estimates its
 // worst-case cost, refusing any over the limits. Errors are *Error.
-func Compile(d *Doc, bindings map[string]string, lim Limits) (*Program, error) {
+func Compile(d *lang.Doc, bindings map[string]string, lim lang.Limits) (*Program, error) {
 	p := &Program{Doc: d, lim: lim}
 	for _, pt := range d.Parties {
 		id, bound := bindings[pt.Name]
 		if bound {
 			id = strings.TrimPrefix(id, string(pt.Kind)+":")
 			if pt.ID != "" && pt.ID != id {
-				return nil, errAt(pt.Pos, "parties."+pt.Name, "the document fixes %s to %s; the deployment binds it to %s", pt.Name, pt.ID, id)
+				return nil, lang.ErrAt(pt.Pos, "parties."+pt.Name, "the document fixes %s to %s; the deployment binds it to %s", pt.Name, pt.ID, id)
 			}
-			if err := CheckPartyID(pt.Kind, id); err != nil {
-				return nil, errAt(pt.Pos, "parties."+pt.Name, "binding: %v", err)
+			if err := lang.CheckPartyID(pt.Kind, id); err != nil {
+				return nil, lang.ErrAt(pt.Pos, "parties."+pt.Name, "binding: %v", err)
 			}
 			pt.ID = id
 		}
 		if pt.ID == "" {
-			return nil, errAt(pt.Pos, "parties."+pt.Name, "party %s is not bound: deploy with a binding %s=%s:ID", pt.Name, pt.Name, pt.Kind)
+			return nil, lang.ErrAt(pt.Pos, "parties."+pt.Name, "party %s is not bound: deploy with a binding %s=%s:ID", pt.Name, pt.Name, pt.Kind)
 		}
 		p.Parties = append(p.Parties, pt)
 	}
 	for _, name := range sortedKeys(bindings) {
 		if p.partyIndex(name) < 0 {
-			return nil, errAt(Pos{}, "parties", "the deployment binds %q, which is not a party of the agreement", name)
+			return nil, lang.ErrAt(lang.Pos{}, "parties", "the deployment binds %q, which is not a party of the agreement", name)
 		}
 	}
 	base, err := newEnv(d, nil, "")
@@ -94,7 +95,7 @@ func Compile(d *Doc, bindings map[string]string, lim Limits) (*Program, error) {
 		}
 		ct := &ctrans{t: t}
 		if t.Guard != nil {
-			if ct.guard, err = p.compile(e, t.Guard, TypeBool); err != nil {
+			if ct.guard, err = p.compile(e, t.Guard, lang.TypeBool); err != nil {
 				return nil, err
 			}
 			ct.maxCost += ct.guard.max
@@ -102,7 +103,7 @@ func Compile(d *Doc, bindings map[string]string, lim Limits) (*Program, error) {
 		for j := range t.Effects {
 			ef := &t.Effects[j]
 			ce := ceffect{e: ef}
-			one := func(x *Expr, typ Type) (*compiled, error) {
+			one := func(x *lang.Expr, typ lang.Type) (*compiled, error) {
 				if x == nil {
 					return nil, nil
 				}
@@ -113,7 +114,7 @@ func Compile(d *Doc, bindings map[string]string, lim Limits) (*Program, error) {
 				ct.maxCost += c.max
 				return c, nil
 			}
-			if ce.when, err = one(ef.When, TypeBool); err != nil {
+			if ce.when, err = one(ef.When, lang.TypeBool); err != nil {
 				return nil, err
 			}
 			for _, a := range ef.Set {
@@ -123,25 +124,25 @@ func Compile(d *Doc, bindings map[string]string, lim Limits) (*Program, error) {
 				}
 				ce.set = append(ce.set, c)
 			}
-			if ce.amount, err = one(ef.Amount, TypeInt); err != nil {
+			if ce.amount, err = one(ef.Amount, lang.TypeInt); err != nil {
 				return nil, err
 			}
-			if ce.payload, err = one(ef.Payload, TypeString); err != nil {
+			if ce.payload, err = one(ef.Payload, lang.TypeString); err != nil {
 				return nil, err
 			}
-			if ce.until, err = one(ef.Until, TypeInt); err != nil {
+			if ce.until, err = one(ef.Until, lang.TypeInt); err != nil {
 				return nil, err
 			}
-			if ce.value, err = one(ef.Value, TypeInt); err != nil {
+			if ce.value, err = one(ef.Value, lang.TypeInt); err != nil {
 				return nil, err
 			}
-			if ef.Kind == EffectRevoke && !p.grantNamed(ef.Name) {
-				return nil, errAt(ef.Pos, fmt.Sprintf("transitions.%s.do[%d].revoke", t.Name, j), "no grant effect is named %q", ef.Name)
+			if ef.Kind == lang.EffectRevoke && !p.grantNamed(ef.Name) {
+				return nil, lang.ErrAt(ef.Pos, fmt.Sprintf("transitions.%s.do[%d].revoke", t.Name, j), "no grant effect is named %q", ef.Name)
 			}
 			ct.effects = append(ct.effects, ce)
 		}
 		if ct.maxCost > lim.TransitionCEL {
-			return nil, errAt(t.Pos, "transitions."+t.Name, "the transition's expressions may cost up to %d CEL units together; the limit is %d", ct.maxCost, lim.TransitionCEL)
+			return nil, lang.ErrAt(t.Pos, "transitions."+t.Name, "the transition's expressions may cost up to %d CEL units together; the limit is %d", ct.maxCost, lim.TransitionCEL)
 		}
 		p.trans = append(p.trans, ct)
 	}
@@ -151,7 +152,7 @@ func Compile(d *Doc, bindings map[string]string, lim Limits) (*Program, error) {
 func (p *Program) grantNamed(name string) bool {
 	for _, t := range p.Doc.Transitions {
 		for _, e := range t.Effects {
-			if e.Kind == EffectGrant && e.Name == name {
+			if e.Kind == lang.EffectGrant && e.Name == name {
 				return true
 			}
 		}
@@ -169,7 +170,7 @@ var excluded = []string{
 
 // newEnv declares the variables an expression of a transition with the
 // given trigger and arguments may use (kind "" for state initialisers).
-func newEnv(d *Doc, args []Var, kind TriggerKind) (*cel.Env, error) {
+func newEnv(d *lang.Doc, args []lang.Var, kind lang.TriggerKind) (*cel.Env, error) {
 	sub := env.NewLibrarySubset()
 	for _, f := range excluded {
 		sub.ExcludeFunctions = append(sub.ExcludeFunctions, env.NewFunction(f))
@@ -177,7 +178,7 @@ func newEnv(d *Doc, args []Var, kind TriggerKind) (*cel.Env, error) {
 	opts := []cel.EnvOption{
 		cel.StdLib(cel.StdLibSubset(sub)),
 		cel.CrossTypeNumericComparisons(true),
-		cel.ParserExpressionSizeLimit(DefaultLimits().ExprBytes),
+		cel.ParserExpressionSizeLimit(lang.DefaultLimits().ExprBytes),
 		cel.Variable("height", cel.IntType),
 		cel.Variable("self", cel.IntType),
 	}
@@ -194,12 +195,12 @@ func newEnv(d *Doc, args []Var, kind TriggerKind) (*cel.Env, error) {
 		opts = append(opts, cel.Variable("args."+a.Name, celType(a.Type)))
 	}
 	switch kind {
-	case TriggerReading:
+	case lang.TriggerReading:
 		opts = append(opts,
 			cel.Variable("reading.value", cel.DoubleType), cel.Variable("reading.seq", cel.IntType),
 			cel.Variable("reading.time", cel.IntType), cel.Variable("reading.type", cel.StringType),
 			cel.Variable("reading.device", cel.StringType))
-	case TriggerEvent:
+	case lang.TriggerEvent:
 		opts = append(opts, cel.Variable("event.name", cel.StringType), cel.Variable("event.value", cel.IntType),
 			cel.Variable("event.agreement", cel.IntType))
 	}
@@ -210,11 +211,11 @@ func newEnv(d *Doc, args []Var, kind TriggerKind) (*cel.Env, error) {
 	return e, nil
 }
 
-func celType(t Type) *cel.Type {
+func celType(t lang.Type) *cel.Type {
 	switch t {
-	case TypeBool:
+	case lang.TypeBool:
 		return cel.BoolType
-	case TypeString:
+	case lang.TypeString:
 		return cel.StringType
 	default:
 		return cel.IntType
@@ -222,31 +223,31 @@ func celType(t Type) *cel.Type {
 }
 
 // compile type-checks x, wants it to have type want, and estimates its cost.
-func (p *Program) compile(e *cel.Env, x *Expr, want Type) (*compiled, error) {
+func (p *Program) compile(e *cel.Env, x *lang.Expr, want lang.Type) (*compiled, error) {
 	ast, iss := e.Compile(x.Src)
 	if iss != nil && iss.Err() != nil {
 		errs := iss.Errors()
 		if len(errs) > 0 {
 			return nil, p.exprErr(x, errs[0].Location.Line(), errs[0].Location.Column(), errs[0].Message)
 		}
-		return nil, errAt(x.Pos, x.Field, "%v", iss.Err())
+		return nil, lang.ErrAt(x.Pos, x.Field, "%v", iss.Err())
 	}
 	if err := checkIteration(ast.NativeRep()); err != nil {
-		return nil, errAt(x.Pos, x.Field, "%v (in %q)", err, x.Src)
+		return nil, lang.ErrAt(x.Pos, x.Field, "%v (in %q)", err, x.Src)
 	}
 	if got := ast.OutputType(); !got.IsExactType(celType(want)) {
-		return nil, errAt(x.Pos, x.Field, "the expression is %s; want %s", got, celType(want))
+		return nil, lang.ErrAt(x.Pos, x.Field, "the expression is %s; want %s", got, celType(want))
 	}
 	est, err := e.EstimateCost(ast, sizeEstimator{max: uint64(p.lim.StringBytes)})
 	if err != nil {
-		return nil, errAt(x.Pos, x.Field, "estimating the cost: %v", err)
+		return nil, lang.ErrAt(x.Pos, x.Field, "estimating the cost: %v", err)
 	}
 	if est.Max > p.lim.ExprCost {
-		return nil, errAt(x.Pos, x.Field, "the expression may cost up to %d CEL units; the limit is %d (simplify it)", est.Max, p.lim.ExprCost)
+		return nil, lang.ErrAt(x.Pos, x.Field, "the expression may cost up to %d CEL units; the limit is %d (simplify it)", est.Max, p.lim.ExprCost)
 	}
 	prg, err := e.Program(ast, cel.CostLimit(p.lim.ExprCost), cel.EvalOptions(cel.OptTrackCost))
 	if err != nil {
-		return nil, errAt(x.Pos, x.Field, "%v", err)
+		return nil, lang.ErrAt(x.Pos, x.Field, "%v", err)
 	}
 	return &compiled{expr: x, prg: prg, max: est.Max}, nil
 }
@@ -272,7 +273,7 @@ func checkIteration(a *celast.AST) error {
 
 // exprErr locates a CEL error inside the document: CEL counts lines and
 // columns within the expression (1-based line, 0-based column).
-func (p *Program) exprErr(x *Expr, line, col int, msg string) *Error {
+func (p *Program) exprErr(x *lang.Expr, line, col int, msg string) *lang.Error {
 	pos := x.Pos
 	if line > 1 {
 		pos.Line += line - 1
@@ -284,7 +285,7 @@ func (p *Program) exprErr(x *Expr, line, col int, msg string) *Error {
 		msg += "; an expression may use height, self, parties.NAME and state.NAME, in a transition signer, escrow and its args.NAME, " +
 			"reading.value/seq/time/type/device with a reading trigger, event.name/value/agreement with an event trigger"
 	}
-	return errAt(pos, x.Field, "%s (in %q)", msg, x.Src)
+	return lang.ErrAt(pos, x.Field, "%s (in %q)", msg, x.Src)
 }
 
 // sizeEstimator bounds the sizes of strings the expressions read: state
@@ -327,16 +328,16 @@ func (p *Program) varIndex(name string) int {
 }
 
 // Party returns a bound party by name.
-func (p *Program) Party(name string) (Party, bool) {
+func (p *Program) Party(name string) (lang.Party, bool) {
 	i := p.partyIndex(name)
 	if i < 0 {
-		return Party{}, false
+		return lang.Party{}, false
 	}
 	return p.Parties[i], true
 }
 
 // Transition returns a transition by name.
-func (p *Program) Transition(name string) (*Transition, bool) {
+func (p *Program) Transition(name string) (*lang.Transition, bool) {
 	for _, t := range p.trans {
 		if t.t.Name == name {
 			return t.t, true

@@ -10,60 +10,8 @@ import (
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/thingnet/thingnet/agreements/lang"
 )
-
-// Value is the value of a state variable; which field holds it depends on
-// the variable's type (ints and credits: Int).
-type Value struct {
-	Int  int64  `cbor:"1,keyasint,omitempty" json:"int,omitempty"`
-	Str  string `cbor:"2,keyasint,omitempty" json:"str,omitempty"`
-	Bool bool   `cbor:"3,keyasint,omitempty" json:"bool,omitempty"`
-}
-
-// GrantRef is a grant an agreement added, by its name in the document.
-type GrantRef struct {
-	Name string `cbor:"1,keyasint" json:"name"`
-	ID   uint64 `cbor:"2,keyasint" json:"id"`
-}
-
-// Instance is the state of a deployed agreement. Slices follow the
-// document's order (state variables, parties), so encoding it is
-// deterministic.
-type Instance struct {
-	Vars     []Value    `cbor:"1,keyasint" json:"vars"`
-	Deposits []uint64   `cbor:"2,keyasint,omitempty" json:"deposits,omitempty"` // escrowed credits per party
-	LastSeq  []uint64   `cbor:"3,keyasint,omitempty" json:"last_seq,omitempty"` // last reading seq consumed per party
-	Grants   []GrantRef `cbor:"4,keyasint,omitempty" json:"grants,omitempty"`
-	Finished bool       `cbor:"5,keyasint,omitempty" json:"finished,omitempty"`
-}
-
-// Escrow is the total held in escrow.
-func (in *Instance) Escrow() uint64 {
-	var s uint64
-	for _, d := range in.Deposits {
-		s += d
-	}
-	return s
-}
-
-// SetGrant records the id the ledger gave a named grant.
-func (in *Instance) SetGrant(name string, id uint64) {
-	for i := range in.Grants {
-		if in.Grants[i].Name == name {
-			in.Grants[i].ID = id
-			return
-		}
-	}
-	in.Grants = append(in.Grants, GrantRef{Name: name, ID: id})
-	sort.Slice(in.Grants, func(i, j int) bool { return in.Grants[i].Name < in.Grants[j].Name })
-}
-
-func (in *Instance) clone() *Instance {
-	return &Instance{
-		Vars: slices.Clone(in.Vars), Deposits: slices.Clone(in.Deposits), LastSeq: slices.Clone(in.LastSeq),
-		Grants: slices.Clone(in.Grants), Finished: in.Finished,
-	}
-}
 
 // Reading is a verified reading that triggers a transition.
 type Reading struct {
@@ -92,39 +40,11 @@ type Input struct {
 	Event         *Event
 }
 
-// Action is an effect for the ledger to apply, in order. Principals are
-// "device:<did>", "org:<id>"; the agreement's escrow is "agreement:<id>".
-type Action struct {
-	Kind     EffectKind `cbor:"1,keyasint" json:"kind"`
-	From     string     `cbor:"2,keyasint,omitempty" json:"from,omitempty"`
-	To       string     `cbor:"3,keyasint,omitempty" json:"to,omitempty"`
-	Amount   uint64     `cbor:"4,keyasint,omitempty" json:"amount,omitempty"`
-	Device   string     `cbor:"5,keyasint,omitempty" json:"device,omitempty"`
-	Payload  []byte     `cbor:"6,keyasint,omitempty" json:"payload,omitempty"`
-	Reason   string     `cbor:"7,keyasint,omitempty" json:"reason,omitempty"`
-	Grant    *GrantSpec `cbor:"8,keyasint,omitempty" json:"grant,omitempty"`
-	RevokeID uint64     `cbor:"9,keyasint,omitempty" json:"revoke_id,omitempty"`
-	Event    string     `cbor:"10,keyasint,omitempty" json:"event,omitempty"`
-	Value    int64      `cbor:"11,keyasint,omitempty" json:"value,omitempty"`
-}
-
-// GrantSpec is a grant to add. Replaces is the id of the grant of the same
-// name that this one replaces (to revoke), or 0.
-type GrantSpec struct {
-	Name     string `cbor:"1,keyasint" json:"name"`
-	Grantor  string `cbor:"2,keyasint" json:"grantor"`
-	Subject  string `cbor:"3,keyasint" json:"subject"`
-	Action   string `cbor:"4,keyasint" json:"action"`
-	Resource string `cbor:"5,keyasint" json:"resource"`
-	Expiry   int64  `cbor:"6,keyasint,omitempty" json:"expiry,omitempty"`
-	Replaces uint64 `cbor:"7,keyasint,omitempty" json:"replaces,omitempty"`
-}
-
 // Result is the outcome of a transition.
 type Result struct {
-	Instance *Instance `json:"state"`
-	Actions  []Action  `json:"actions"`
-	Cost     uint64    `json:"cel_cost"`
+	Instance *lang.Instance `json:"state"`
+	Actions  []lang.Action  `json:"actions"`
+	Cost     uint64         `json:"cel_cost"`
 }
 
 // Errors of Fire. A call whose guard is false fails with ErrGuard.
@@ -136,8 +56,8 @@ var (
 
 // Init returns the initial instance: every state variable's init
 // expression evaluated (with height, self and parties).
-func (p *Program) Init(agreement uint64, height int64) (*Instance, error) {
-	in := &Instance{Vars: make([]Value, len(p.Doc.State)), Deposits: make([]uint64, len(p.Parties)), LastSeq: make([]uint64, len(p.Parties))}
+func (p *Program) Init(agreement uint64, height int64) (*lang.Instance, error) {
+	in := &lang.Instance{Vars: make([]lang.Value, len(p.Doc.State)), Deposits: make([]uint64, len(p.Parties)), LastSeq: make([]uint64, len(p.Parties))}
 	act := p.activation(in, &Input{Agreement: agreement, Height: height}, nil)
 	for i, c := range p.inits {
 		if c == nil {
@@ -160,7 +80,7 @@ func (p *Program) Init(agreement uint64, height int64) (*Instance, error) {
 // the new instance and the actions to apply. A called transition whose
 // guard is false returns ErrGuard; height and event transitions whose
 // guard is false return (nil, nil).
-func (p *Program) Fire(in *Instance, name string, input *Input) (*Result, error) {
+func (p *Program) Fire(in *lang.Instance, name string, input *Input) (*Result, error) {
 	var ct *ctrans
 	for _, t := range p.trans {
 		if t.t.Name == name {
@@ -174,7 +94,7 @@ func (p *Program) Fire(in *Instance, name string, input *Input) (*Result, error)
 		return nil, ErrFinished
 	}
 	t := ct.t
-	st := in.clone()
+	st := in.Clone()
 	if len(st.Deposits) != len(p.Parties) {
 		st.Deposits = make([]uint64, len(p.Parties))
 	}
@@ -196,8 +116,8 @@ func (p *Program) Fire(in *Instance, name string, input *Input) (*Result, error)
 			return nil, err
 		}
 		if v != types.True {
-			if t.Trigger.Kind == TriggerCall || t.Trigger.Kind == TriggerReading {
-				return nil, fmt.Errorf("%w: %s", ErrGuard, t.Guard.Src)
+			if t.Trigger.Kind == lang.TriggerCall || t.Trigger.Kind == lang.TriggerReading {
+				return nil, fmt.Errorf("%w: %s", lang.ErrGuard, t.Guard.Src)
 			}
 			return nil, nil
 		}
@@ -227,20 +147,20 @@ func (p *Program) transitionNames() string {
 	return s
 }
 
-func (p *Program) checkTrigger(t *Transition, st *Instance, in *Input) error {
+func (p *Program) checkTrigger(t *lang.Transition, st *lang.Instance, in *Input) error {
 	tr := t.Trigger
 	switch tr.Kind {
-	case TriggerCall:
+	case lang.TriggerCall:
 		if in.Reading != nil || in.Event != nil {
 			return fmt.Errorf("%w: %s is called by a party's tx", ErrNoTrigger, t.Name)
 		}
 		for _, c := range tr.Callers {
-			if c == Anyone || slices.Contains(in.SignerParties, c) {
+			if c == lang.Anyone || slices.Contains(in.SignerParties, c) {
 				return nil
 			}
 		}
 		return fmt.Errorf("%w: %s may be called by %v", ErrNotAllowed, t.Name, tr.Callers)
-	case TriggerReading:
+	case lang.TriggerReading:
 		r := in.Reading
 		if r == nil {
 			return fmt.Errorf("%w: %s needs a proven reading of %s", ErrNoTrigger, t.Name, tr.Device)
@@ -257,7 +177,7 @@ func (p *Program) checkTrigger(t *Transition, st *Instance, in *Input) error {
 		}
 		st.LastSeq[i] = r.Seq
 		return nil
-	case TriggerEvent:
+	case lang.TriggerEvent:
 		if in.Event == nil || in.Event.Name != tr.Event || (tr.Agreement != 0 && in.Event.Agreement != tr.Agreement) ||
 			(tr.Agreement == 0 && in.Event.Agreement != in.Agreement) {
 			return fmt.Errorf("%w: %s waits for event %s", ErrNoTrigger, t.Name, tr.Event)
@@ -273,7 +193,7 @@ func (p *Program) checkTrigger(t *Transition, st *Instance, in *Input) error {
 
 // args converts call arguments to their declared types; every declared
 // argument is required and no other is accepted.
-func (p *Program) args(t *Transition, raw map[string]any) (map[string]any, error) {
+func (p *Program) args(t *lang.Transition, raw map[string]any) (map[string]any, error) {
 	out := make(map[string]any, len(t.Args))
 	for _, a := range t.Args {
 		v, ok := raw[a.Name]
@@ -281,13 +201,13 @@ func (p *Program) args(t *Transition, raw map[string]any) (map[string]any, error
 			return nil, fmt.Errorf("argument %s (%s) is missing", a.Name, a.Type)
 		}
 		switch a.Type {
-		case TypeBool:
+		case lang.TypeBool:
 			b, ok := v.(bool)
 			if !ok {
 				return nil, fmt.Errorf("argument %s must be a bool", a.Name)
 			}
 			out[a.Name] = b
-		case TypeString:
+		case lang.TypeString:
 			s, ok := v.(string)
 			if !ok {
 				return nil, fmt.Errorf("argument %s must be a string", a.Name)
@@ -301,7 +221,7 @@ func (p *Program) args(t *Transition, raw map[string]any) (map[string]any, error
 			if err != nil {
 				return nil, fmt.Errorf("argument %s: %v", a.Name, err)
 			}
-			if a.Type == TypeCredits && n < 0 {
+			if a.Type == lang.TypeCredits && n < 0 {
 				return nil, fmt.Errorf("argument %s is credits and must not be negative", a.Name)
 			}
 			out[a.Name] = n
@@ -309,7 +229,7 @@ func (p *Program) args(t *Transition, raw map[string]any) (map[string]any, error
 	}
 	if len(raw) > len(t.Args) {
 		for _, k := range sortedKeys(raw) {
-			if !slices.ContainsFunc(t.Args, func(a Var) bool { return a.Name == k }) {
+			if !slices.ContainsFunc(t.Args, func(a lang.Var) bool { return a.Name == k }) {
 				return nil, fmt.Errorf("%s takes no argument %q", t.Name, k)
 			}
 		}
@@ -344,16 +264,16 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // activation is the variables an expression sees.
-func (p *Program) activation(st *Instance, in *Input, args map[string]any) map[string]any {
+func (p *Program) activation(st *lang.Instance, in *Input, args map[string]any) map[string]any {
 	a := map[string]any{"height": in.Height, "self": int64(in.Agreement), "signer": in.Signer, "escrow": int64(st.Escrow())}
 	for _, pt := range p.Parties {
 		a["parties."+pt.Name] = pt.ID
 	}
 	for i, v := range p.Doc.State {
 		switch v.Type {
-		case TypeBool:
+		case lang.TypeBool:
 			a["state."+v.Name] = st.Vars[i].Bool
-		case TypeString:
+		case lang.TypeString:
 			a["state."+v.Name] = st.Vars[i].Str
 		default:
 			a["state."+v.Name] = st.Vars[i].Int
@@ -379,37 +299,37 @@ func (p *Program) eval(c *compiled, act map[string]any) (ref.Val, uint64, error)
 		cost = *det.ActualCost()
 	}
 	if err != nil {
-		return nil, cost, errAt(c.expr.Pos, c.expr.Field, "%v", err)
+		return nil, cost, lang.ErrAt(c.expr.Pos, c.expr.Field, "%v", err)
 	}
 	return v, cost, nil
 }
 
-func (p *Program) toValue(x *Expr, t Type, v ref.Val) (Value, error) {
+func (p *Program) toValue(x *lang.Expr, t lang.Type, v ref.Val) (lang.Value, error) {
 	switch t {
-	case TypeBool:
+	case lang.TypeBool:
 		b, ok := v.Value().(bool)
 		if !ok {
-			return Value{}, errAt(x.Pos, x.Field, "the value is %s; want bool", v.Type())
+			return lang.Value{}, lang.ErrAt(x.Pos, x.Field, "the value is %s; want bool", v.Type())
 		}
-		return Value{Bool: b}, nil
-	case TypeString:
+		return lang.Value{Bool: b}, nil
+	case lang.TypeString:
 		s, ok := v.Value().(string)
 		if !ok {
-			return Value{}, errAt(x.Pos, x.Field, "the value is %s; want string", v.Type())
+			return lang.Value{}, lang.ErrAt(x.Pos, x.Field, "the value is %s; want string", v.Type())
 		}
 		if len(s) > p.lim.StringBytes {
-			return Value{}, errAt(x.Pos, x.Field, "the string is %d bytes; at most %d", len(s), p.lim.StringBytes)
+			return lang.Value{}, lang.ErrAt(x.Pos, x.Field, "the string is %d bytes; at most %d", len(s), p.lim.StringBytes)
 		}
-		return Value{Str: s}, nil
+		return lang.Value{Str: s}, nil
 	default:
 		n, ok := v.Value().(int64)
 		if !ok {
-			return Value{}, errAt(x.Pos, x.Field, "the value is %s; want int", v.Type())
+			return lang.Value{}, lang.ErrAt(x.Pos, x.Field, "the value is %s; want int", v.Type())
 		}
-		if t == TypeCredits && n < 0 {
-			return Value{}, errAt(x.Pos, x.Field, "credits would become %d; they may not be negative", n)
+		if t == lang.TypeCredits && n < 0 {
+			return lang.Value{}, lang.ErrAt(x.Pos, x.Field, "credits would become %d; they may not be negative", n)
 		}
-		return Value{Int: n}, nil
+		return lang.Value{Int: n}, nil
 	}
 }
 
@@ -421,7 +341,7 @@ func (p *Program) evalInt(c *compiled, act map[string]any, res *Result) (int64, 
 	}
 	n, ok := v.Value().(int64)
 	if !ok {
-		return 0, errAt(c.expr.Pos, c.expr.Field, "the value is %s; want int", v.Type())
+		return 0, lang.ErrAt(c.expr.Pos, c.expr.Field, "the value is %s; want int", v.Type())
 	}
 	return n, nil
 }
@@ -432,7 +352,7 @@ func (p *Program) amount(c *compiled, act map[string]any, res *Result) (uint64, 
 		return 0, err
 	}
 	if n < 0 {
-		return 0, errAt(c.expr.Pos, c.expr.Field, "the amount is %d; it may not be negative", n)
+		return 0, lang.ErrAt(c.expr.Pos, c.expr.Field, "the amount is %d; it may not be negative", n)
 	}
 	return uint64(n), nil
 }
@@ -443,7 +363,7 @@ func (p *Program) principal(name string) string {
 }
 
 // apply runs one effect on st and appends its actions.
-func (p *Program) apply(ce *ceffect, st *Instance, in *Input, args map[string]any, res *Result) error {
+func (p *Program) apply(ce *ceffect, st *lang.Instance, in *Input, args map[string]any, res *Result) error {
 	e := ce.e
 	act := p.activation(st, in, args)
 	if ce.when != nil {
@@ -458,9 +378,9 @@ func (p *Program) apply(ce *ceffect, st *Instance, in *Input, args map[string]an
 	}
 	self := "agreement:" + strconv.FormatUint(in.Agreement, 10)
 	switch e.Kind {
-	case EffectSet:
+	case lang.EffectSet:
 		// Every expression of one set sees the state before the set.
-		vals := make([]Value, len(e.Set))
+		vals := make([]lang.Value, len(e.Set))
 		for i, a := range e.Set {
 			v, cost, err := p.eval(ce.set[i], act)
 			res.Cost += cost
@@ -474,13 +394,13 @@ func (p *Program) apply(ce *ceffect, st *Instance, in *Input, args map[string]an
 		for i, a := range e.Set {
 			st.Vars[p.varIndex(a.Var)] = vals[i]
 		}
-	case EffectTransfer:
+	case lang.EffectTransfer:
 		n, err := p.amount(ce.amount, act, res)
 		if err != nil || n == 0 {
 			return err
 		}
-		res.Actions = append(res.Actions, Action{Kind: EffectTransfer, From: p.principal(e.From), To: p.principal(e.To), Amount: n})
-	case EffectEscrow:
+		res.Actions = append(res.Actions, lang.Action{Kind: lang.EffectTransfer, From: p.principal(e.From), To: p.principal(e.To), Amount: n})
+	case lang.EffectEscrow:
 		n, err := p.amount(ce.amount, act, res)
 		if err != nil || n == 0 {
 			return err
@@ -490,8 +410,8 @@ func (p *Program) apply(ce *ceffect, st *Instance, in *Input, args map[string]an
 			return errors.New("escrow overflows")
 		}
 		st.Deposits[i] += n
-		res.Actions = append(res.Actions, Action{Kind: EffectEscrow, From: p.principal(e.From), To: self, Amount: n})
-	case EffectRelease:
+		res.Actions = append(res.Actions, lang.Action{Kind: lang.EffectEscrow, From: p.principal(e.From), To: self, Amount: n})
+	case lang.EffectRelease:
 		total := st.Escrow()
 		n := total
 		if ce.amount != nil {
@@ -519,8 +439,8 @@ func (p *Program) apply(ce *ceffect, st *Instance, in *Input, args map[string]an
 			st.Deposits[i] -= take
 			left -= take
 		}
-		res.Actions = append(res.Actions, Action{Kind: EffectRelease, From: self, To: p.principal(e.To), Amount: n})
-	case EffectCommand:
+		res.Actions = append(res.Actions, lang.Action{Kind: lang.EffectRelease, From: self, To: p.principal(e.To), Amount: n})
+	case lang.EffectCommand:
 		v, cost, err := p.eval(ce.payload, act)
 		res.Cost += cost
 		if err != nil {
@@ -530,10 +450,10 @@ func (p *Program) apply(ce *ceffect, st *Instance, in *Input, args map[string]an
 		if len(s) > p.lim.StringBytes {
 			return fmt.Errorf("the payload is %d bytes; at most %d", len(s), p.lim.StringBytes)
 		}
-		res.Actions = append(res.Actions, Action{Kind: EffectCommand, Device: p.Parties[p.partyIndex(e.To)].ID, Payload: []byte(s)})
-	case EffectSuspend, EffectResume:
-		res.Actions = append(res.Actions, Action{Kind: e.Kind, Device: p.Parties[p.partyIndex(e.Device)].ID, Reason: e.Reason})
-	case EffectEmit:
+		res.Actions = append(res.Actions, lang.Action{Kind: lang.EffectCommand, Device: p.Parties[p.partyIndex(e.To)].ID, Payload: []byte(s)})
+	case lang.EffectSuspend, lang.EffectResume:
+		res.Actions = append(res.Actions, lang.Action{Kind: e.Kind, Device: p.Parties[p.partyIndex(e.Device)].ID, Reason: e.Reason})
+	case lang.EffectEmit:
 		var v int64
 		if ce.value != nil {
 			var err error
@@ -541,9 +461,9 @@ func (p *Program) apply(ce *ceffect, st *Instance, in *Input, args map[string]an
 				return err
 			}
 		}
-		res.Actions = append(res.Actions, Action{Kind: EffectEmit, Event: e.Event, Value: v})
-	case EffectGrant:
-		g := &GrantSpec{Name: e.Name, Grantor: p.principal(e.Grantor), Subject: p.principal(e.Subject), Action: e.Action, Resource: p.principal(e.Resource)}
+		res.Actions = append(res.Actions, lang.Action{Kind: lang.EffectEmit, Event: e.Event, Value: v})
+	case lang.EffectGrant:
+		g := &lang.GrantSpec{Name: e.Name, Grantor: p.principal(e.Grantor), Subject: p.principal(e.Subject), Action: e.Action, Resource: p.principal(e.Resource)}
 		if e.Path != "" {
 			g.Resource += "/" + e.Path
 		}
@@ -561,40 +481,40 @@ func (p *Program) apply(ce *ceffect, st *Instance, in *Input, args map[string]an
 				g.Replaces = r.ID
 			}
 		}
-		res.Actions = append(res.Actions, Action{Kind: EffectGrant, Grant: g})
-	case EffectRevoke:
+		res.Actions = append(res.Actions, lang.Action{Kind: lang.EffectGrant, Grant: g})
+	case lang.EffectRevoke:
 		for i, r := range st.Grants {
 			if r.Name == e.Name {
-				res.Actions = append(res.Actions, Action{Kind: EffectRevoke, RevokeID: r.ID})
+				res.Actions = append(res.Actions, lang.Action{Kind: lang.EffectRevoke, RevokeID: r.ID})
 				st.Grants = slices.Delete(st.Grants, i, i+1)
 				break
 			}
 		}
-	case EffectFinish:
+	case lang.EffectFinish:
 		// What is left in escrow goes back to who deposited it.
 		for i, d := range st.Deposits {
 			if d > 0 {
-				res.Actions = append(res.Actions, Action{Kind: EffectRelease, From: self, To: p.Parties[i].Principal(), Amount: d})
+				res.Actions = append(res.Actions, lang.Action{Kind: lang.EffectRelease, From: self, To: p.Parties[i].Principal(), Amount: d})
 				st.Deposits[i] = 0
 			}
 		}
-		res.Actions = append(res.Actions, Action{Kind: EffectFinish})
+		res.Actions = append(res.Actions, lang.Action{Kind: lang.EffectFinish})
 		st.Finished = true
 	}
 	return nil
 }
 
 // StateMap returns the instance's variables by name, for display.
-func (p *Program) StateMap(in *Instance) map[string]any {
+func (p *Program) StateMap(in *lang.Instance) map[string]any {
 	out := map[string]any{}
 	for i, v := range p.Doc.State {
 		if i >= len(in.Vars) {
 			break
 		}
 		switch v.Type {
-		case TypeBool:
+		case lang.TypeBool:
 			out[v.Name] = in.Vars[i].Bool
-		case TypeString:
+		case lang.TypeString:
 			out[v.Name] = in.Vars[i].Str
 		default:
 			out[v.Name] = in.Vars[i].Int
@@ -604,10 +524,10 @@ func (p *Program) StateMap(in *Instance) map[string]any {
 }
 
 // Var returns a state variable's value by name.
-func (p *Program) Var(in *Instance, name string) (Value, bool) {
+func (p *Program) Var(in *lang.Instance, name string) (lang.Value, bool) {
 	i := p.varIndex(name)
 	if i < 0 || i >= len(in.Vars) {
-		return Value{}, false
+		return lang.Value{}, false
 	}
 	return in.Vars[i], true
 }
@@ -623,7 +543,7 @@ type HeightTrigger struct {
 func (p *Program) HeightTriggers() []HeightTrigger {
 	var out []HeightTrigger
 	for _, t := range p.trans {
-		if t.t.Trigger.Kind == TriggerHeight {
+		if t.t.Trigger.Kind == lang.TriggerHeight {
 			out = append(out, HeightTrigger{Transition: t.t.Name, Every: t.t.Trigger.Every, At: t.t.Trigger.At})
 		}
 	}
@@ -641,7 +561,7 @@ type EventTrigger struct {
 func (p *Program) EventTriggers() []EventTrigger {
 	var out []EventTrigger
 	for _, t := range p.trans {
-		if t.t.Trigger.Kind == TriggerEvent {
+		if t.t.Trigger.Kind == lang.TriggerEvent {
 			out = append(out, EventTrigger{Transition: t.t.Name, Agreement: t.t.Trigger.Agreement, Event: t.t.Trigger.Event})
 		}
 	}
@@ -654,7 +574,7 @@ func (p *Program) ReadingTriggers(device, contentType string) []string {
 	var out []string
 	for _, t := range p.trans {
 		tr := t.t.Trigger
-		if tr.Kind == TriggerReading && p.Parties[p.partyIndex(tr.Device)].ID == device &&
+		if tr.Kind == lang.TriggerReading && p.Parties[p.partyIndex(tr.Device)].ID == device &&
 			(tr.ContentType == "" || tr.ContentType == contentType) {
 			out = append(out, t.t.Name)
 		}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/thingnet/thingnet/agreements/lang"
 )
 
 const (
@@ -25,11 +27,11 @@ func example(t *testing.T, name string) []byte {
 
 func mustCompile(t *testing.T, src []byte, bind map[string]string) *Program {
 	t.Helper()
-	d, err := Parse(src)
+	d, err := lang.Parse(src)
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
-	p, err := Compile(d, bind, DefaultLimits())
+	p, err := Compile(d, bind, lang.DefaultLimits())
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}
@@ -49,17 +51,17 @@ func TestThermostatScenario(t *testing.T) {
 		return &Input{Agreement: 7, Height: 11, Signer: "did:key:someone", Reading: &Reading{Device: devA, Seq: seq, ContentType: "temperature/celsius", Value: v}}
 	}
 	// Too cool: the guard is false.
-	if _, err := p.Fire(in, "hot", rd(1, 25)); !errors.Is(err, ErrGuard) {
+	if _, err := p.Fire(in, "hot", rd(1, 25)); !errors.Is(err, lang.ErrGuard) {
 		t.Fatalf("cool reading: %v", err)
 	}
 	res, err := p.Fire(in, "hot", rd(2, 31.5))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Actions) != 2 || res.Actions[0].Kind != EffectCommand || string(res.Actions[0].Payload) != "on" || res.Actions[0].Device != devB {
+	if len(res.Actions) != 2 || res.Actions[0].Kind != lang.EffectCommand || string(res.Actions[0].Payload) != "on" || res.Actions[0].Device != devB {
 		t.Fatalf("actions: %+v", res.Actions)
 	}
-	if a := res.Actions[1]; a.Kind != EffectTransfer || a.From != "org:home" || a.To != "org:acme" || a.Amount != 2 {
+	if a := res.Actions[1]; a.Kind != lang.EffectTransfer || a.From != "org:home" || a.To != "org:acme" || a.Amount != 2 {
 		t.Fatalf("transfer: %+v", a)
 	}
 	if res.Cost == 0 {
@@ -109,14 +111,14 @@ func TestChargingEscrowAndRefund(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call := func(in *Instance, name, party string, h int64, args map[string]any) (*Result, error) {
+	call := func(in *lang.Instance, name, party string, h int64, args map[string]any) (*Result, error) {
 		return p.Fire(in, name, &Input{Agreement: 1, Height: h, SignerParties: []string{party}, Args: args})
 	}
 	res, err := call(in, "reserve", "ev", 6, map[string]any{"slot": int64(3), "price": int64(40), "blocks": int64(10)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := res.Actions[0]; a.Kind != EffectEscrow || a.From != "device:"+devA || a.To != "agreement:1" || a.Amount != 40 {
+	if a := res.Actions[0]; a.Kind != lang.EffectEscrow || a.From != "device:"+devA || a.To != "agreement:1" || a.Amount != 40 {
 		t.Fatalf("escrow action %+v", a)
 	}
 	if c := res.Actions[1]; string(c.Payload) != "reserve slot 3" {
@@ -137,7 +139,7 @@ func TestChargingEscrowAndRefund(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := res.Actions[0]; a.Kind != EffectRelease || a.To != "org:grid" || a.Amount != 40 || !res.Instance.Finished || res.Instance.Escrow() != 0 {
+	if a := res.Actions[0]; a.Kind != lang.EffectRelease || a.To != "org:grid" || a.Amount != 40 || !res.Instance.Finished || res.Instance.Escrow() != 0 {
 		t.Fatalf("delivered: %+v finished=%v", res.Actions, res.Instance.Finished)
 	}
 	if _, err := call(res.Instance, "delivered", "charger", 10, map[string]any{"kwh": int64(1)}); !errors.Is(err, ErrFinished) {
@@ -148,7 +150,7 @@ func TestChargingEscrowAndRefund(t *testing.T) {
 	if err != nil || res == nil {
 		t.Fatalf("refund: %v %v", res, err)
 	}
-	if a := res.Actions[0]; a.Kind != EffectRelease || a.To != "device:"+devA || a.Amount != 40 {
+	if a := res.Actions[0]; a.Kind != lang.EffectRelease || a.To != "device:"+devA || a.Amount != 40 {
 		t.Fatalf("refund: %+v", res.Actions)
 	}
 	// A height transition whose guard is false does nothing, without error.
@@ -161,7 +163,7 @@ func TestChargingEscrowAndRefund(t *testing.T) {
 func TestQuarantineWindow(t *testing.T) {
 	p := mustCompile(t, example(t, "quarantine"), map[string]string{"gateway": devA, "suspect": devB, "owner": "home"})
 	in, _ := p.Init(3, 1)
-	report := func(h int64) []Action {
+	report := func(h int64) []lang.Action {
 		t.Helper()
 		res, err := p.Fire(in, "report", &Input{Agreement: 3, Height: h, SignerParties: []string{"gateway"}})
 		if err != nil {
@@ -178,14 +180,14 @@ func TestQuarantineWindow(t *testing.T) {
 	}
 	report(41)
 	acts := report(42)
-	if len(acts) != 2 || acts[0].Kind != EffectSuspend || acts[0].Device != devB || acts[1].Kind != EffectEmit || acts[1].Value != 3 {
+	if len(acts) != 2 || acts[0].Kind != lang.EffectSuspend || acts[0].Device != devB || acts[1].Kind != lang.EffectEmit || acts[1].Value != 3 {
 		t.Fatalf("third report in the window: %+v", acts)
 	}
-	if _, err := p.Fire(in, "report", &Input{Agreement: 3, Height: 43, SignerParties: []string{"gateway"}}); !errors.Is(err, ErrGuard) {
+	if _, err := p.Fire(in, "report", &Input{Agreement: 3, Height: 43, SignerParties: []string{"gateway"}}); !errors.Is(err, lang.ErrGuard) {
 		t.Fatalf("report after suspension: %v", err)
 	}
 	res, err := p.Fire(in, "release", &Input{Agreement: 3, Height: 44, SignerParties: []string{"owner"}})
-	if err != nil || res.Actions[0].Kind != EffectResume {
+	if err != nil || res.Actions[0].Kind != lang.EffectResume {
 		t.Fatalf("release: %v %+v", err, res)
 	}
 }
@@ -300,14 +302,14 @@ transitions:
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			d, err := Parse([]byte(c.src))
+			d, err := lang.Parse([]byte(c.src))
 			if err == nil {
-				_, err = Compile(d, map[string]string{"a": "org:ao", "d": devA}, DefaultLimits())
+				_, err = Compile(d, map[string]string{"a": "org:ao", "d": devA}, lang.DefaultLimits())
 			}
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			var e *Error
+			var e *lang.Error
 			if !errors.As(err, &e) {
 				t.Fatalf("error %T is not *Error: %v", err, err)
 			}
@@ -322,17 +324,17 @@ transitions:
 }
 
 func TestBindings(t *testing.T) {
-	d, err := Parse(example(t, "charging"))
+	d, err := lang.Parse(example(t, "charging"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Compile(d, map[string]string{"ev": devA, "charger": devB}, DefaultLimits()); err == nil || !strings.Contains(err.Error(), "operator is not bound") {
+	if _, err := Compile(d, map[string]string{"ev": devA, "charger": devB}, lang.DefaultLimits()); err == nil || !strings.Contains(err.Error(), "operator is not bound") {
 		t.Fatalf("unbound party: %v", err)
 	}
-	if _, err := Compile(d, map[string]string{"ev": devA, "charger": devB, "operator": "org:grid", "extra": "org:x"}, DefaultLimits()); err == nil {
+	if _, err := Compile(d, map[string]string{"ev": devA, "charger": devB, "operator": "org:grid", "extra": "org:x"}, lang.DefaultLimits()); err == nil {
 		t.Fatal("an unknown binding was accepted")
 	}
-	if _, err := Compile(d, map[string]string{"ev": "org:grid", "charger": devB, "operator": "grid"}, DefaultLimits()); err == nil {
+	if _, err := Compile(d, map[string]string{"ev": "org:grid", "charger": devB, "operator": "grid"}, lang.DefaultLimits()); err == nil {
 		t.Fatal("an org bound to a device party was accepted")
 	}
 }
@@ -378,11 +380,11 @@ func TestJSON(t *testing.T) {
 		t.Fatalf("%v %v", res, err)
 	}
 	bad := strings.Replace(src, `"state.n < 10"`, `"state.n < 'ten'"`, 1)
-	d, err := Parse([]byte(bad))
+	d, err := lang.Parse([]byte(bad))
 	if err == nil {
-		_, err = Compile(d, map[string]string{"a": "ao"}, DefaultLimits())
+		_, err = Compile(d, map[string]string{"a": "ao"}, lang.DefaultLimits())
 	}
-	var e *Error
+	var e *lang.Error
 	if !errors.As(err, &e) || e.Pos.Line != 6 || e.Field != "transitions.inc.when" {
 		t.Fatalf("error %v; want line 6, transitions.inc.when", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/thingnet/thingnet/agreements/lang"
 )
 
 // FuzzParse: Parse and Compile never panic, and every refusal is an *Error.
@@ -19,9 +21,9 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte(`{"agreement": "j", "parties": {"a": "org"}, "transitions": {"t": {"on": {"call": "a"}, "do": [{"finish": true}]}}}`))
 	f.Fuzz(func(t *testing.T, src []byte) {
-		d, err := Parse(src)
+		d, err := lang.Parse(src)
 		if err != nil {
-			var e *Error
+			var e *lang.Error
 			if !errors.As(err, &e) {
 				t.Fatalf("Parse error %T is not *Error: %v", err, err)
 			}
@@ -30,16 +32,16 @@ func FuzzParse(f *testing.F) {
 		bind := map[string]string{}
 		for _, p := range d.Parties {
 			if p.ID == "" {
-				if p.Kind == PartyOrg {
+				if p.Kind == lang.PartyOrg {
 					bind[p.Name] = "org-" + string(rune('a'+len(bind)%26))
 				} else {
 					bind[p.Name] = devA
 				}
 			}
 		}
-		p, err := Compile(d, bind, DefaultLimits())
+		p, err := Compile(d, bind, lang.DefaultLimits())
 		if err != nil {
-			var e *Error
+			var e *lang.Error
 			if !errors.As(err, &e) {
 				t.Fatalf("Compile error %T is not *Error: %v", err, err)
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/thingnet/thingnet/agreements"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // agreementRoutes serves agreements, credits and device commands.
@@ -28,7 +29,7 @@ func (s *Server) agreementRoutes() {
 // AgreementView is an agreement as the API shows it: its record, its
 // source, and its state by variable name.
 type AgreementView struct {
-	ledger.Agreement
+	record.Agreement
 	Source   string         `json:"source"`
 	State    map[string]any `json:"state"`
 	Escrow   uint64         `json:"escrow"`
@@ -38,7 +39,7 @@ type AgreementView struct {
 
 // ViewAgreement builds the API view of an agreement; compile (nil:
 // ledger.CompileAgreement) gives its program, to name its state variables.
-func ViewAgreement(a *ledger.Agreement, compile func(*ledger.Agreement) (*agreements.Program, error)) AgreementView {
+func ViewAgreement(a *record.Agreement, compile func(*record.Agreement) (*agreements.Program, error)) AgreementView {
 	v := AgreementView{Agreement: *a, Source: string(a.Source), State: map[string]any{}}
 	if a.State == nil {
 		return v
@@ -113,7 +114,7 @@ func (s *Server) getAgreement(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.record(r, ledger.AgreementKey(id), func(st *ledger.State) (any, error) {
+	return s.record(r, record.AgreementKey(id), func(st *ledger.State) (any, error) {
 		a, err := st.Agreement(id)
 		if err != nil {
 			return nil, err
@@ -147,7 +148,7 @@ func (s *Server) getAgreementHistory(r *http.Request) (any, error) {
 		return nil, err
 	}
 	// ?from= is inclusive: the next page starts after the last event.
-	return pageOf(st.Height, evs, limit, func(e ledger.AgreementEvent) string { return seqCursor(e.Seq + 1) }), nil
+	return pageOf(st.Height, evs, limit, func(e record.AgreementEvent) string { return seqCursor(e.Seq + 1) }), nil
 }
 
 // DryRunRequest is the body of POST /v1/agreements/dry-run: an
@@ -158,21 +159,21 @@ type DryRunRequest struct {
 	ID         uint64                  `json:"id,omitempty"`
 	Transition string                  `json:"transition,omitempty"`
 	Args       map[string]any          `json:"args,omitempty"` // numbers must be integers
-	Reading    *ledger.ReadingEvidence `json:"reading,omitempty"`
+	Reading    *record.ReadingEvidence `json:"reading,omitempty"`
 	Source     string                  `json:"source,omitempty"`
 	Parties    map[string]string       `json:"parties,omitempty"`
 }
 
 // Msg returns the ledger message the request describes.
-func (q *DryRunRequest) Msg() (ledger.Msg, error) {
+func (q *DryRunRequest) Msg() (record.Msg, error) {
 	if q.Source != "" {
-		return &ledger.AgreementDeploy{Source: []byte(q.Source), Parties: q.Parties}, nil
+		return &record.AgreementDeploy{Source: []byte(q.Source), Parties: q.Parties}, nil
 	}
 	args, err := LedgerArgs(q.Args)
 	if err != nil {
 		return nil, err
 	}
-	return &ledger.AgreementCall{ID: q.ID, Transition: q.Transition, Args: args, Reading: q.Reading}, nil
+	return &record.AgreementCall{ID: q.ID, Transition: q.Transition, Args: args, Reading: q.Reading}, nil
 }
 
 // LedgerArgs converts JSON call arguments (json.Number or float64 numbers)
@@ -207,7 +208,7 @@ func LedgerArgs(in map[string]any) (map[string]any, error) {
 }
 
 func (s *Server) dryRunAgreement(r *http.Request) (any, error) {
-	dec := json.NewDecoder(io.LimitReader(r.Body, ledger.MaxTxBytes*2))
+	dec := json.NewDecoder(io.LimitReader(r.Body, record.MaxTxBytes*2))
 	dec.UseNumber()
 	var q DryRunRequest
 	if err := dec.Decode(&q); err != nil {
@@ -231,7 +232,7 @@ type Credits struct {
 
 func (s *Server) getCredits(r *http.Request) (any, error) {
 	acct := r.PathValue("account")
-	return s.record(r, ledger.BalanceKey(acct), func(st *ledger.State) (any, error) {
+	return s.record(r, record.BalanceKey(acct), func(st *ledger.State) (any, error) {
 		b, err := st.Balance(acct)
 		if err != nil {
 			return nil, err
@@ -261,7 +262,7 @@ func (s *Server) getTransfers(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pageOf(st.Height, ts, limit, func(t ledger.Transfer) string { return seqCursor(t.Seq) }), nil
+	return pageOf(st.Height, ts, limit, func(t record.Transfer) string { return seqCursor(t.Seq) }), nil
 }
 
 func (s *Server) getCommands(r *http.Request) (any, error) {
@@ -281,7 +282,7 @@ func (s *Server) getCommands(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pageOf(st.Height, cs, limit, func(c ledger.Command) string { return seqCursor(c.ID) }), nil
+	return pageOf(st.Height, cs, limit, func(c record.Command) string { return seqCursor(c.ID) }), nil
 }
 
 // DryRun asks the node what a call or deployment would do.
@@ -306,9 +307,9 @@ func (c *Client) Agreement(ctx context.Context, id uint64) (*AgreementView, erro
 }
 
 // Commands lists a device's commands with id above after.
-func (c *Client) Commands(ctx context.Context, device string, after uint64) ([]ledger.Command, error) {
+func (c *Client) Commands(ctx context.Context, device string, after uint64) ([]record.Command, error) {
 	var p struct {
-		Items []ledger.Command `json:"items"`
+		Items []record.Command `json:"items"`
 	}
 	err := c.Get(ctx, "/v1/devices/"+url.PathEscape(device)+"/commands?after="+strconv.FormatUint(after, 10), &p)
 	return p.Items, err

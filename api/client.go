@@ -15,7 +15,7 @@ import (
 	cmtjson "github.com/cometbft/cometbft/libs/json"
 
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // Client talks to a node's /v1 API.
@@ -125,11 +125,11 @@ func (c *Client) Get(ctx context.Context, path string, out any) error {
 
 // ProvedRecord reads a record with its proof; rec receives the record when
 // it exists. For a missing record it returns the absence proof and found false.
-func (c *Client) ProvedRecord(ctx context.Context, path string, rec any) (p *ledger.Proof, found bool, err error) {
+func (c *Client) ProvedRecord(ctx context.Context, path string, rec any) (p *record.Proof, found bool, err error) {
 	var raw struct {
 		Height int64           `json:"height"`
 		Record json.RawMessage `json:"record"`
-		Proof  *ledger.Proof   `json:"proof"`
+		Proof  *record.Proof   `json:"proof"`
 	}
 	sep := "?"
 	if strings.Contains(path, "?") {
@@ -173,7 +173,7 @@ func (c *Client) Header(ctx context.Context, height int64) (*HeaderResponse, err
 
 // Send signs m with key as signer ("" = the key's did:key), using the next
 // nonce and an expiry 100 blocks ahead, and submits it.
-func (c *Client) Send(ctx context.Context, key *identity.Key, signer string, m ledger.Msg, wait bool) (*SubmitResult, error) {
+func (c *Client) Send(ctx context.Context, key *identity.Key, signer string, m record.Msg, wait bool) (*SubmitResult, error) {
 	if signer == "" {
 		signer = key.ID()
 	}
@@ -185,7 +185,7 @@ func (c *Client) Send(ctx context.Context, key *identity.Key, signer string, m l
 	if err != nil {
 		return nil, err
 	}
-	raw, err := ledger.NewTx(key, signer, st.ChainID, nonce, st.Height+TxLifetime, m)
+	raw, err := record.NewTx(key, signer, st.ChainID, nonce, st.Height+TxLifetime, m)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // ErrorBody is the shape of every error response: {"error": {"code", "message"}}.
@@ -32,19 +33,19 @@ func badRequest(msg string) error { return &apiError{http.StatusBadRequest, "bad
 func notFound(msg string) error   { return &apiError{http.StatusNotFound, "not_found", msg} }
 
 // ledgerStatus maps a ledger result code to an HTTP status.
-func ledgerStatus(c ledger.Code) int {
+func ledgerStatus(c record.Code) int {
 	switch c {
-	case ledger.CodeOK:
+	case record.CodeOK:
 		return http.StatusOK
-	case ledger.CodeUnknownSigner, ledger.CodeBadSignature, ledger.CodeInactive:
+	case record.CodeUnknownSigner, record.CodeBadSignature, record.CodeInactive:
 		return http.StatusUnauthorized
-	case ledger.CodeUnauthorized:
+	case record.CodeUnauthorized:
 		return http.StatusForbidden
-	case ledger.CodeNotFound:
+	case record.CodeNotFound:
 		return http.StatusNotFound
-	case ledger.CodeConflict, ledger.CodeBadNonce:
+	case record.CodeConflict, record.CodeBadNonce:
 		return http.StatusConflict
-	case ledger.CodeTooLarge:
+	case record.CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
 	default:
 		return http.StatusBadRequest

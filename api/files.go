@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // fileRoutes serves the ledger's file manifests and pin records. The
@@ -29,14 +30,14 @@ func (s *Server) listFiles(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pageOf(st.Height, fs, limit, func(f ledger.FileManifest) string { return f.Name }), nil
+	return pageOf(st.Height, fs, limit, func(f record.FileManifest) string { return f.Name }), nil
 }
 
 // getFile answers GET /v1/files/{org}/{name}: a manifest, with ?prove=true
 // its proof against the app hash.
 func (s *Server) getFile(r *http.Request) (any, error) {
 	org, name := r.PathValue("org"), r.PathValue("name")
-	return s.record(r, ledger.FileKey(org, name), func(st *ledger.State) (any, error) { return st.File(org, name) })
+	return s.record(r, record.FileKey(org, name), func(st *ledger.State) (any, error) { return st.File(org, name) })
 }
 
 // getPins answers GET /v1/pins/{cid}: the nodes that recorded a pin of it.

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // firmwareRoutes serves the ledger's firmware releases, approvals and
@@ -35,7 +36,7 @@ func (s *Server) listFirmware(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pageOf(st.Height, rs, limit, func(r ledger.FirmwareReleaseRecord) string { return seqCursor(r.Manifest.Seq) }), nil
+	return pageOf(st.Height, rs, limit, func(r record.FirmwareReleaseRecord) string { return seqCursor(r.Manifest.Seq) }), nil
 }
 
 // getFirmware answers GET /v1/firmware/{vendor}/{class}/{seq}: one release
@@ -47,7 +48,7 @@ func (s *Server) getFirmware(r *http.Request) (any, error) {
 		// No release has such a seq: a missing record, not a bad request.
 		return nil, notFound("no release " + vendor + "/" + class + " #" + r.PathValue("seq") + ": seq is a number ≥ 1 (GET /v1/firmware/" + vendor + "/" + class + " lists them)")
 	}
-	return s.record(r, ledger.FirmwareKey(vendor, class, seq), func(st *ledger.State) (any, error) {
+	return s.record(r, record.FirmwareKey(vendor, class, seq), func(st *ledger.State) (any, error) {
 		return st.FirmwareRelease(vendor, class, seq)
 	})
 }
@@ -69,7 +70,7 @@ func (s *Server) listFirmwareApprovals(r *http.Request) (any, error) {
 // Rollout is an organisation's rollout for a class with the wave open at
 // the height read.
 type Rollout struct {
-	*ledger.FirmwareRolloutRecord
+	*record.FirmwareRolloutRecord
 	Wave uint64 `json:"wave"`
 	// Percent of the class's devices offered the release now (0..100).
 	Offered uint64 `json:"offered_percent"`
@@ -79,14 +80,14 @@ type Rollout struct {
 // counts and its open wave, with ?prove=true a proof of the record.
 func (s *Server) getRollout(r *http.Request) (any, error) {
 	org, class := r.PathValue("org"), r.PathValue("class")
-	return s.record(r, ledger.FirmwareRolloutKey(org, class), func(st *ledger.State) (any, error) {
+	return s.record(r, record.FirmwareRolloutKey(org, class), func(st *ledger.State) (any, error) {
 		ro, err := st.FirmwareRolloutFor(org, class)
 		if err != nil {
 			return nil, err
 		}
 		w := ro.Wave(st.Height)
 		off := min(w*uint64(ro.Percent), 100)
-		if ro.Status != ledger.RolloutActive {
+		if ro.Status != record.RolloutActive {
 			off = 0
 		}
 		return Rollout{FirmwareRolloutRecord: ro, Wave: w, Offered: off}, nil

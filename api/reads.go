@@ -13,6 +13,7 @@ import (
 	"github.com/cometbft/cometbft/types"
 
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // HeaderResponse is a signed header with the validator set that signed it.
@@ -48,7 +49,7 @@ func allValidators(ctx context.Context, c rpcclient.Client, height int64) ([]*ty
 type Record struct {
 	Height int64         `json:"height"`
 	Record any           `json:"record"`
-	Proof  *ledger.Proof `json:"proof,omitempty"`
+	Proof  *record.Proof `json:"proof,omitempty"`
 }
 
 // view picks the state to read: the latest committed one, or with
@@ -105,17 +106,17 @@ func isNotFound(err error) bool { return errors.Is(err, ledger.ErrNotFound) }
 
 func (s *Server) getOrg(r *http.Request) (any, error) {
 	id := r.PathValue("id")
-	return s.record(r, ledger.OrgKey(id), func(st *ledger.State) (any, error) { return st.Org(id) })
+	return s.record(r, record.OrgKey(id), func(st *ledger.State) (any, error) { return st.Org(id) })
 }
 
 func (s *Server) getDevice(r *http.Request) (any, error) {
 	id := r.PathValue("id")
-	return s.record(r, ledger.DeviceKey(id), func(st *ledger.State) (any, error) { return st.Device(id) })
+	return s.record(r, record.DeviceKey(id), func(st *ledger.State) (any, error) { return st.Device(id) })
 }
 
 func (s *Server) getAnchor(r *http.Request) (any, error) {
 	gw := r.PathValue("gateway")
-	return s.record(r, ledger.AnchorKey(gw), func(st *ledger.State) (any, error) { return st.Anchor(gw) })
+	return s.record(r, record.AnchorKey(gw), func(st *ledger.State) (any, error) { return st.Anchor(gw) })
 }
 
 func (s *Server) getGrant(r *http.Request) (any, error) {
@@ -123,7 +124,7 @@ func (s *Server) getGrant(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, badRequest("grant id must be a number")
 	}
-	return s.record(r, ledger.GrantKey(id), func(st *ledger.State) (any, error) { return st.Grant(id) })
+	return s.record(r, record.GrantKey(id), func(st *ledger.State) (any, error) { return st.Grant(id) })
 }
 
 func limitParam(r *http.Request) (int, error) {
@@ -175,7 +176,7 @@ func (s *Server) listOrgs(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pageOf(st.Height, orgs, limit, func(o ledger.Org) string { return o.ID }), nil
+	return pageOf(st.Height, orgs, limit, func(o record.Org) string { return o.ID }), nil
 }
 
 func (s *Server) listDevices(r *http.Request) (any, error) {
@@ -192,7 +193,7 @@ func (s *Server) listDevices(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pageOf(st.Height, devs, limit, func(d ledger.Device) string { return d.ID }), nil
+	return pageOf(st.Height, devs, limit, func(d record.Device) string { return d.ID }), nil
 }
 
 func (s *Server) getHistory(r *http.Request) (any, error) {
@@ -220,7 +221,7 @@ func (s *Server) getHistory(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pageOf(st.Height, evs, limit, func(e ledger.Event) string { return seqCursor(e.Seq) }), nil
+	return pageOf(st.Height, evs, limit, func(e record.Event) string { return seqCursor(e.Seq) }), nil
 }
 
 func (s *Server) listGrants(r *http.Request) (any, error) {
@@ -243,7 +244,7 @@ func (s *Server) listGrants(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pageOf(st.Height, gs, limit, func(g ledger.Grant) string { return seqCursor(g.ID) }), nil
+	return pageOf(st.Height, gs, limit, func(g record.Grant) string { return seqCursor(g.ID) }), nil
 }
 
 // Nonce is the answer of GET /v1/accounts/{id}/nonce.

@@ -8,8 +8,7 @@ import (
 	"strings"
 
 	ctypes "github.com/cometbft/cometbft/rpc/core/types"
-
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // TxSearch is the answer of GET /v1/txs: committed transactions whose
@@ -96,8 +95,8 @@ func (s *Server) searchTxs(r *http.Request) (any, error) {
 // txInfo decodes a committed transaction.
 func txInfo(res *ctypes.ResultTx) TxInfo {
 	info := TxInfo{Hash: res.Hash.String(), Height: res.Height, Index: res.Index, Code: res.TxResult.Code,
-		Reason: ledger.Code(res.TxResult.Code).String(), Log: res.TxResult.Log, Events: res.TxResult.Events, Tx: res.Tx}
-	if tx, err := ledger.DecodeTx(res.Tx); err == nil {
+		Reason: record.Code(res.TxResult.Code).String(), Log: res.TxResult.Log, Events: res.TxResult.Events, Tx: res.Tx}
+	if tx, err := record.DecodeTx(res.Tx); err == nil {
 		info.Kind, info.Signer, info.Nonce, info.Msg = tx.Kind, tx.Signer, tx.Nonce, tx.Msg
 	}
 	return info

@@ -18,6 +18,7 @@ import (
 	rpcclient "github.com/cometbft/cometbft/rpc/client"
 
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // Server is a node's HTTP API.
@@ -220,7 +221,7 @@ type SubmitResult struct {
 }
 
 func (s *Server) submitTx(r *http.Request) (any, error) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, ledger.MaxTxBytes*2+1024))
+	body, err := io.ReadAll(io.LimitReader(r.Body, record.MaxTxBytes*2+1024))
 	if err != nil {
 		return nil, badRequest("reading the request body: " + err.Error())
 	}
@@ -241,9 +242,9 @@ func (s *Server) submitTx(r *http.Request) (any, error) {
 		if err != nil {
 			return nil, submitError(err)
 		}
-		out := SubmitResult{Hash: res.Hash.String(), Code: res.Code, Reason: ledger.Code(res.Code).String(), Log: res.Log}
+		out := SubmitResult{Hash: res.Hash.String(), Code: res.Code, Reason: record.Code(res.Code).String(), Log: res.Log}
 		if res.Code != 0 {
-			return nil, &apiError{ledgerStatus(ledger.Code(res.Code)), ledger.Code(res.Code).String(), res.Log}
+			return nil, &apiError{ledgerStatus(record.Code(res.Code)), record.Code(res.Code).String(), res.Log}
 		}
 		return &accepted{http.StatusAccepted, out}, nil
 	case "commit":
@@ -252,12 +253,12 @@ func (s *Server) submitTx(r *http.Request) (any, error) {
 			return nil, submitError(err)
 		}
 		if res.CheckTx.Code != 0 {
-			c := ledger.Code(res.CheckTx.Code)
+			c := record.Code(res.CheckTx.Code)
 			return nil, &apiError{ledgerStatus(c), c.String(), res.CheckTx.Log}
 		}
-		c := ledger.Code(res.TxResult.Code)
+		c := record.Code(res.TxResult.Code)
 		out := SubmitResult{Hash: res.Hash.String(), Height: res.Height, Code: res.TxResult.Code, Reason: c.String(), Log: res.TxResult.Log, Events: res.TxResult.Events}
-		if c != ledger.CodeOK {
+		if c != record.CodeOK {
 			// Committed but refused by execution: the tx is on chain with its error.
 			return &accepted{ledgerStatus(c), out}, nil
 		}

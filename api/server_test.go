@@ -13,6 +13,7 @@ import (
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // newTestServer serves the API over a ledger with one committed block and
@@ -83,23 +84,23 @@ func TestReadsAndProofs(t *testing.T) {
 	srv, admin := newTestServer(t)
 	c := NewClient(srv.URL)
 	ctx := context.Background()
-	var org ledger.Org
+	var org record.Org
 	p, found, err := c.ProvedRecord(ctx, "/v1/orgs/acme", &org)
 	if err != nil || !found || org.Admins[0] != admin.ID() {
 		t.Fatalf("ProvedRecord(acme) = %+v, %v, %v", org, found, err)
 	}
-	if err := ledger.VerifyProof(p.Root, p.Key, p.Value, p.Proof); err != nil {
+	if err := record.VerifyProof(p.Root, p.Key, p.Value, p.Proof); err != nil {
 		t.Errorf("proof of acme: %v", err)
 	}
 	p, found, err = c.ProvedRecord(ctx, "/v1/orgs/ghost", nil)
 	if err != nil || found || p.Value != nil {
 		t.Fatalf("ProvedRecord(ghost) = %v, %v, %v; want an absence proof", p, found, err)
 	}
-	if err := ledger.VerifyProof(p.Root, p.Key, nil, p.Proof); err != nil {
+	if err := record.VerifyProof(p.Root, p.Key, nil, p.Proof); err != nil {
 		t.Errorf("absence proof of ghost: %v", err)
 	}
 	var page struct {
-		Items []ledger.Org `json:"items"`
+		Items []record.Org `json:"items"`
 	}
 	if err := c.Get(ctx, "/v1/orgs", &page); err != nil || len(page.Items) != 1 {
 		t.Errorf("orgs = %+v, %v", page, err)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // validatorRoutes serves what the ledger knows of validators beyond the
@@ -30,12 +31,12 @@ func ParseValidatorID(id string) ([]byte, error) {
 		case 20:
 			return b, nil
 		case 32:
-			return ledger.ValidatorAddress(b), nil
+			return record.ValidatorAddress(b), nil
 		}
 	}
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
 		if b, err := enc.DecodeString(id); err == nil && len(b) == 32 {
-			return ledger.ValidatorAddress(b), nil
+			return record.ValidatorAddress(b), nil
 		}
 	}
 	return nil, fmt.Errorf("%q is neither a validator address (40 hex digits) nor an Ed25519 consensus key (64 hex digits or base64)", id)
@@ -58,7 +59,7 @@ func (s *Server) getValidator(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.record(r, ledger.ValidatorInfoKey(addr), func(st *ledger.State) (any, error) { return st.ValidatorInfo(addr) })
+	return s.record(r, record.ValidatorInfoKey(addr), func(st *ledger.State) (any, error) { return st.ValidatorInfo(addr) })
 }
 
 // getValidatorHistory answers GET /v1/validators/{id}/history?after=SEQ:
@@ -91,7 +92,7 @@ func (s *Server) getValidatorHistory(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pageOf(st.Height, evs, limit, func(e ledger.ValidatorEvent) string { return seqCursor(e.Seq) }), nil
+	return pageOf(st.Height, evs, limit, func(e record.ValidatorEvent) string { return seqCursor(e.Seq) }), nil
 }
 
 // listEvidence answers GET /v1/evidence?after=SEQ&limit=N: the evidence
@@ -113,7 +114,7 @@ func (s *Server) listEvidence(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pageOf(st.Height, evs, limit, func(e ledger.Evidence) string { return seqCursor(e.Seq) }), nil
+	return pageOf(st.Height, evs, limit, func(e record.Evidence) string { return seqCursor(e.Seq) }), nil
 }
 
 // getEvidence answers GET /v1/evidence/{seq}: one evidence record, with
@@ -124,5 +125,5 @@ func (s *Server) getEvidence(r *http.Request) (any, error) {
 	if err != nil || seq == 0 {
 		return nil, notFound("no evidence " + raw + ": seq is a number ≥ 1 (GET /v1/evidence lists them)")
 	}
-	return s.record(r, ledger.EvidenceKey(seq), func(st *ledger.State) (any, error) { return st.Evidence(seq) })
+	return s.record(r, record.EvidenceKey(seq), func(st *ledger.State) (any, error) { return st.Evidence(seq) })
 }

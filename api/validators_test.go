@@ -14,6 +14,7 @@ import (
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // TestValidatorRoutes: a 3-validator ledger commits evidence against one
@@ -38,7 +39,7 @@ func TestValidatorRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := keys[1].Public().Bytes
-	addr := ledger.ValidatorAddress(bad)
+	addr := record.ValidatorAddress(bad)
 	for h, mbs := range [][]abci.Misbehavior{nil, {{Type: abci.MisbehaviorType_DUPLICATE_VOTE,
 		Validator: abci.Validator{Address: addr, Power: 10}, Height: 1, Time: time.Unix(1764093600, 0), TotalVotingPower: 30}}} {
 		if _, err := app.FinalizeBlock(ctx, &abci.RequestFinalizeBlock{Height: int64(h + 1), Misbehavior: mbs}); err != nil {
@@ -55,12 +56,12 @@ func TestValidatorRoutes(t *testing.T) {
 	// The same validator under each of its names.
 	for _, id := range []string{addr.String(), hex.EncodeToString(addr), hex.EncodeToString(bad),
 		base64.RawURLEncoding.EncodeToString(bad), base64.URLEncoding.EncodeToString(bad)} {
-		var info ledger.ValidatorInfo
+		var info record.ValidatorInfo
 		p, found, err := c.ProvedRecord(ctx, "/v1/validators/"+id, &info)
 		if err != nil || !found {
 			t.Fatalf("validator %s: found %v, %v", id, found, err)
 		}
-		if err := ledger.VerifyProof(p.Root, p.Key, p.Value, p.Proof); err != nil {
+		if err := record.VerifyProof(p.Root, p.Key, p.Value, p.Proof); err != nil {
 			t.Errorf("proof of validator %s: %v", id, err)
 		}
 		if info.Power != 0 || info.Evidence != 1 || info.Removed != 2 || info.History != 2 {
@@ -68,31 +69,31 @@ func TestValidatorRoutes(t *testing.T) {
 		}
 	}
 	var hist struct {
-		Items []ledger.ValidatorEvent `json:"items"`
+		Items []record.ValidatorEvent `json:"items"`
 		Next  string                  `json:"next"`
 	}
-	if err := c.Get(ctx, "/v1/validators/"+addr.String()+"/history?limit=1", &hist); err != nil || len(hist.Items) != 1 || hist.Items[0].Kind != ledger.ValEventGenesis || hist.Next != "1" {
+	if err := c.Get(ctx, "/v1/validators/"+addr.String()+"/history?limit=1", &hist); err != nil || len(hist.Items) != 1 || hist.Items[0].Kind != record.ValEventGenesis || hist.Next != "1" {
 		t.Fatalf("history page 1 = %+v, %v", hist, err)
 	}
-	if err := c.Get(ctx, "/v1/validators/"+addr.String()+"/history?after=1", &hist); err != nil || len(hist.Items) != 1 || hist.Items[0].Kind != ledger.ValEventEvidence || hist.Items[0].Evidence != 1 {
+	if err := c.Get(ctx, "/v1/validators/"+addr.String()+"/history?after=1", &hist); err != nil || len(hist.Items) != 1 || hist.Items[0].Kind != record.ValEventEvidence || hist.Items[0].Evidence != 1 {
 		t.Fatalf("history after 1 = %+v, %v", hist, err)
 	}
 	var evs struct {
-		Items []ledger.Evidence `json:"items"`
+		Items []record.Evidence `json:"items"`
 	}
-	if err := c.Get(ctx, "/v1/evidence", &evs); err != nil || len(evs.Items) != 1 || evs.Items[0].Type != ledger.EvidenceDuplicateVote ||
+	if err := c.Get(ctx, "/v1/evidence", &evs); err != nil || len(evs.Items) != 1 || evs.Items[0].Type != record.EvidenceDuplicateVote ||
 		!evs.Items[0].Removed || evs.Items[0].Address.String() != addr.String() || evs.Items[0].Time != "2025-11-25T18:00:00Z" {
 		t.Fatalf("evidence list = %+v, %v", evs, err)
 	}
 	if err := c.Get(ctx, "/v1/evidence?after=1", &evs); err != nil || len(evs.Items) != 0 {
 		t.Errorf("evidence after 1 = %+v, %v; want none", evs, err)
 	}
-	var ev ledger.Evidence
+	var ev record.Evidence
 	p, found, err := c.ProvedRecord(ctx, "/v1/evidence/1", &ev)
 	if err != nil || !found || ev.Committed != 2 {
 		t.Fatalf("evidence 1 = %+v, %v, %v", ev, found, err)
 	}
-	if err := ledger.VerifyProof(p.Root, p.Key, p.Value, p.Proof); err != nil {
+	if err := record.VerifyProof(p.Root, p.Key, p.Value, p.Proof); err != nil {
 		t.Errorf("proof of evidence 1: %v", err)
 	}
 	// Absent: an absence proof with the 404.
@@ -100,19 +101,19 @@ func TestValidatorRoutes(t *testing.T) {
 	if err != nil || found {
 		t.Fatalf("evidence 2: found %v, %v; want an absence proof", found, err)
 	}
-	if err := ledger.VerifyProof(p.Root, p.Key, nil, p.Proof); err != nil {
+	if err := record.VerifyProof(p.Root, p.Key, nil, p.Proof); err != nil {
 		t.Errorf("absence proof of evidence 2: %v", err)
 	}
 	// The set as listed lost the removed validator; a kept one has no evidence.
 	var set struct {
-		Items []ledger.Validator `json:"items"`
+		Items []record.Validator `json:"items"`
 	}
 	if err := c.Get(ctx, "/v1/validators", &set); err != nil || len(set.Items) != 2 {
 		t.Errorf("validator set = %+v, %v; want 2", set, err)
 	}
-	var good ledger.ValidatorInfo
+	var good record.ValidatorInfo
 	if err := c.Get(ctx, "/v1/validators/"+hex.EncodeToString(keys[0].Public().Bytes), &struct {
-		Record *ledger.ValidatorInfo `json:"record"`
+		Record *record.ValidatorInfo `json:"record"`
 	}{&good}); err != nil || good.Power != 10 || good.Evidence != 0 {
 		t.Errorf("kept validator = %+v, %v", good, err)
 	}

@@ -9,8 +9,7 @@ import (
 	"time"
 
 	"github.com/cometbft/cometbft/types"
-
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // VerifiedProof says what a proof was checked against.
@@ -26,7 +25,7 @@ type VerifiedProof struct {
 // its app hash equals the proof's root, and the proof shows the value (or
 // absence) under that root. The validator set comes from the node; a device
 // that must trust no node pins it with the light client instead.
-func (c *Client) VerifyProof(ctx context.Context, chainID string, p *ledger.Proof) (*VerifiedProof, error) {
+func (c *Client) VerifyProof(ctx context.Context, chainID string, p *record.Proof) (*VerifiedProof, error) {
 	h, err := c.waitHeader(ctx, p.Height+1)
 	if err != nil {
 		return nil, fmt.Errorf("fetching the header that carries the app hash of height %d: %w", p.Height, err)
@@ -45,7 +44,7 @@ func (c *Client) VerifyProof(ctx context.Context, chainID string, p *ledger.Proo
 	if !bytes.Equal(sh.AppHash, p.Root) {
 		return nil, fmt.Errorf("the proof's root %X is not the app hash %X of header %d", p.Root, []byte(sh.AppHash), sh.Height)
 	}
-	if err := ledger.VerifyProof(p.Root, p.Key, p.Value, p.Proof); err != nil {
+	if err := record.VerifyProof(p.Root, p.Key, p.Value, p.Proof); err != nil {
 		return nil, err
 	}
 	return &VerifiedProof{Height: p.Height, Header: sh.Height, AppHash: sh.AppHash, Validators: vals.Size()}, nil

@@ -22,6 +22,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // Agreement workloads.
@@ -71,7 +72,7 @@ func RunAgreementBlocks(dir, workload string, n, perBlock int) (AgreementResult,
 	g := ledger.GenesisState{
 		Orgs: []ledger.GenesisOrg{{ID: "home", Admins: []string{home.ID()}}, {ID: "acme", Admins: []string{acme.ID()}}},
 		Devices: []ledger.GenesisDevice{{ID: sensor.ID(), Org: "home", Class: "sensor"}, {ID: cooler.ID(), Org: "acme", Class: "actuator"},
-			{ID: gw.ID(), Org: "home", Class: ledger.ClassGateway}},
+			{ID: gw.ID(), Org: "home", Class: record.ClassGateway}},
 		Balances: []ledger.GenesisBalance{{Account: "org:home", Amount: 1 << 40}, {Account: "org:acme", Amount: 1 << 40}},
 	}
 	app, err := ledger.NewApp(ledger.Config{Dir: filepath.Join(dir, "ledger")})
@@ -96,15 +97,15 @@ func RunAgreementBlocks(dir, workload string, n, perBlock int) (AgreementResult,
 		return res.TxResults, err
 	}
 	nonces := map[string]uint64{}
-	sign := func(k *identity.Key, m ledger.Msg) []byte {
+	sign := func(k *identity.Key, m record.Msg) []byte {
 		nonces[k.ID()]++
-		tx, err := ledger.NewTx(k, "", chainID, nonces[k.ID()], 1<<40, m)
+		tx, err := record.NewTx(k, "", chainID, nonces[k.ID()], 1<<40, m)
 		if err != nil {
 			panic(err) // our own well-formed messages always encode
 		}
 		return tx
 	}
-	setup := func(key *identity.Key, m ledger.Msg) error {
+	setup := func(key *identity.Key, m record.Msg) error {
 		res, err := run([][]byte{sign(key, m)})
 		if err != nil {
 			return err
@@ -121,11 +122,11 @@ func RunAgreementBlocks(dir, workload string, n, perBlock int) (AgreementResult,
 		if err != nil {
 			return AgreementResult{}, err
 		}
-		if err := setup(home, &ledger.AgreementDeploy{Source: src, Parties: map[string]string{
+		if err := setup(home, &record.AgreementDeploy{Source: src, Parties: map[string]string{
 			"sensor": "device:" + sensor.ID(), "cooler": "device:" + cooler.ID(), "buyer": "org:home", "seller": "org:acme"}}); err != nil {
 			return AgreementResult{}, err
 		}
-		if err := setup(acme, &ledger.AgreementAccept{ID: 1}); err != nil {
+		if err := setup(acme, &record.AgreementAccept{ID: 1}); err != nil {
 			return AgreementResult{}, err
 		}
 		evidence, anchor, err := provenReadings(filepath.Join(dir, "log"), sensor, gw.ID(), n)
@@ -144,22 +145,22 @@ func RunAgreementBlocks(dir, workload string, n, perBlock int) (AgreementResult,
 			if i%2 == 1 {
 				t = "cool"
 			}
-			calls = append(calls, sign(relayers[i%len(relayers)], &ledger.AgreementCall{ID: 1, Transition: t, Reading: ev}))
+			calls = append(calls, sign(relayers[i%len(relayers)], &record.AgreementCall{ID: 1, Transition: t, Reading: ev}))
 		}
 	case AgreementCalls:
 		src, err := exampleAgreement("datasharing")
 		if err != nil {
 			return AgreementResult{}, err
 		}
-		if err := setup(home, &ledger.AgreementDeploy{Source: src, Parties: map[string]string{
+		if err := setup(home, &record.AgreementDeploy{Source: src, Parties: map[string]string{
 			"owner": "org:home", "reader": "org:acme", "sensor": "device:" + sensor.ID()}}); err != nil {
 			return AgreementResult{}, err
 		}
-		if err := setup(acme, &ledger.AgreementAccept{ID: 1}); err != nil {
+		if err := setup(acme, &record.AgreementAccept{ID: 1}); err != nil {
 			return AgreementResult{}, err
 		}
 		for range n {
-			calls = append(calls, sign(acme, &ledger.AgreementCall{ID: 1, Transition: "pay", Args: map[string]any{"days": int64(1)}}))
+			calls = append(calls, sign(acme, &record.AgreementCall{ID: 1, Transition: "pay", Args: map[string]any{"days": int64(1)}}))
 		}
 	default:
 		return AgreementResult{}, fmt.Errorf("bench: workload %q is not %s or %s", workload, AgreementReadings, AgreementCalls)
@@ -216,7 +217,7 @@ func exampleAgreement(name string) ([]byte, error) {
 // provenReadings appends n signed readings of sensor (alternately hot and
 // cool) to a data log and returns each one's evidence against the log's
 // root, with the anchor tx to record that root.
-func provenReadings(dir string, sensor *identity.Key, gateway string, n int) ([]*ledger.ReadingEvidence, *ledger.DataAnchor, error) {
+func provenReadings(dir string, sensor *identity.Key, gateway string, n int) ([]*record.ReadingEvidence, *record.DataAnchor, error) {
 	l, err := datalog.Open(datalog.Config{Dir: dir})
 	if err != nil {
 		return nil, nil, err
@@ -236,19 +237,19 @@ func provenReadings(dir string, sensor *identity.Key, gateway string, n int) ([]
 		return nil, nil, err
 	}
 	size, root := l.Root()
-	out := make([]*ledger.ReadingEvidence, n)
+	out := make([]*record.ReadingEvidence, n)
 	for i := range envs {
 		p, err := l.InclusionProof(uint64(i), size)
 		if err != nil {
 			return nil, nil, err
 		}
-		ev := &ledger.ReadingEvidence{Gateway: gateway, Index: uint64(i), Size: size, Envelope: envs[i]}
+		ev := &record.ReadingEvidence{Gateway: gateway, Index: uint64(i), Size: size, Envelope: envs[i]}
 		for _, h := range p {
 			ev.Inclusion = append(ev.Inclusion, h[:])
 		}
 		out[i] = ev
 	}
-	return out, &ledger.DataAnchor{Size: size, Root: root[:]}, nil
+	return out, &record.DataAnchor{Size: size, Root: root[:]}, nil
 }
 
 // LatencyConfig says how RunReadingToCommand measures.
@@ -311,7 +312,7 @@ func RunReadingToCommand(ctx context.Context, home string, lc LatencyConfig) (La
 	}
 	c := api.NewClient(d.APIURL(0))
 	far := api.NewClient(d.APIURL(validators - 1)) // the actuator reads through the last node
-	must := func(key *identity.Key, m ledger.Msg) error {
+	must := func(key *identity.Key, m record.Msg) error {
 		if _, err := c.Send(ctx, key, "", m, true); err != nil {
 			return fmt.Errorf("bench setup %s: %w", m.Kind(), err)
 		}
@@ -322,19 +323,19 @@ func RunReadingToCommand(ctx context.Context, home string, lc LatencyConfig) (La
 		if devs[i], err = identity.GenerateKey(identity.Ed25519); err != nil {
 			return LatencyResult{}, err
 		}
-		proof, _ := devs[i].Sign(ledger.PossessionMessage(d.ChainID(), devnet.DemoOrg, devs[i].ID()))
-		if err := must(admin, &ledger.DeviceRegister{Org: devnet.DemoOrg, Device: devs[i].ID(), Proof: proof}); err != nil {
+		proof, _ := devs[i].Sign(record.PossessionMessage(d.ChainID(), devnet.DemoOrg, devs[i].ID()))
+		if err := must(admin, &record.DeviceRegister{Org: devnet.DemoOrg, Device: devs[i].ID(), Proof: proof}); err != nil {
 			return LatencyResult{}, err
 		}
 	}
 	sensor, cooler := devs[0], devs[1]
-	mint := &ledger.CreditMint{To: "org:demo", Amount: 1 << 30, Seq: 1}
+	mint := &record.CreditMint{To: "org:demo", Amount: 1 << 30, Seq: 1}
 	for i := range validators {
-		pub, sig, err := chain.SignWithValidatorKey(d.NodeHome(i), ledger.CreditMintMessage(d.ChainID(), 1, mint.To, mint.Amount))
+		pub, sig, err := chain.SignWithValidatorKey(d.NodeHome(i), record.CreditMintMessage(d.ChainID(), 1, mint.To, mint.Amount))
 		if err != nil {
 			return LatencyResult{}, err
 		}
-		mint.Approvals = append(mint.Approvals, ledger.Approval{Validator: pub, Signature: sig})
+		mint.Approvals = append(mint.Approvals, record.Approval{Validator: pub, Signature: sig})
 	}
 	if err := must(admin, mint); err != nil {
 		return LatencyResult{}, err
@@ -344,7 +345,7 @@ func RunReadingToCommand(ctx context.Context, home string, lc LatencyConfig) (La
 		return LatencyResult{}, err
 	}
 	// Buyer and seller are both demo here: one deploy activates it.
-	if err := must(admin, &ledger.AgreementDeploy{Source: src, Parties: map[string]string{
+	if err := must(admin, &record.AgreementDeploy{Source: src, Parties: map[string]string{
 		"sensor": "device:" + sensor.ID(), "cooler": "device:" + cooler.ID(), "buyer": "org:demo", "seller": "org:demo"}}); err != nil {
 		return LatencyResult{}, err
 	}
@@ -431,7 +432,7 @@ func relayOnce(ctx context.Context, c *api.Client, d *devnet.Devnet, relayer *id
 		}
 	}
 	anchored = time.Now()
-	if _, err := c.Send(ctx, relayer, "", &ledger.AgreementCall{ID: 1, Transition: transition, Reading: p.Evidence(0)}, true); err != nil {
+	if _, err := c.Send(ctx, relayer, "", &record.AgreementCall{ID: 1, Transition: transition, Reading: p.Evidence(0)}, true); err != nil {
 		return anchored, called, err
 	}
 	return anchored, time.Now(), nil

@@ -15,6 +15,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // GatewayBenchConfig configures RunGateway. Zero fields get the defaults
@@ -189,7 +190,7 @@ func newGatewayWorkload(devices int) (*gatewayWorkload, error) {
 	}
 	g := ledger.GenesisState{
 		Orgs:    []ledger.GenesisOrg{{ID: benchOrg, Admins: []string{admin.ID()}}},
-		Devices: []ledger.GenesisDevice{{ID: w.gwKey.ID(), Org: benchOrg, Class: ledger.ClassGateway}},
+		Devices: []ledger.GenesisDevice{{ID: w.gwKey.ID(), Org: benchOrg, Class: record.ClassGateway}},
 	}
 	for range devices {
 		k, err := identity.GenerateKey(identity.Ed25519)

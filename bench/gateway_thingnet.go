@@ -22,6 +22,7 @@ import (
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/ratelimit"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // gwAnchorWaitTimeout bounds the wait, after the load, for an anchor that
@@ -87,11 +88,11 @@ func (o *anchorObserver) follow(sub types.Subscription) {
 				if i >= len(results) || results[i].Code != abci.CodeTypeOK {
 					continue
 				}
-				tx, err := ledger.DecodeTx(raw)
+				tx, err := record.DecodeTx(raw)
 				if err != nil || tx.Signer != o.gw {
 					continue
 				}
-				if a, ok := tx.Msg.(*ledger.DataAnchor); ok {
+				if a, ok := tx.Msg.(*record.DataAnchor); ok {
 					o.mu.Lock()
 					o.anchors = append(o.anchors, anchorSeen{at: at, size: a.Size, bytes: len(raw)})
 					o.mu.Unlock()

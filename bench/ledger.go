@@ -14,6 +14,7 @@ import (
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // LedgerDevices is how many devices sign the ledger flood's transactions;
@@ -52,11 +53,11 @@ func NewLedgerWorkload(chainID string, n int) (*LedgerWorkload, error) {
 		if devs[i], err = identity.GenerateKey(identity.Ed25519); err != nil {
 			return nil, err
 		}
-		proof, err := devs[i].Sign(ledger.PossessionMessage(chainID, benchOrg, devs[i].ID()))
+		proof, err := devs[i].Sign(record.PossessionMessage(chainID, benchOrg, devs[i].ID()))
 		if err != nil {
 			return nil, err
 		}
-		tx, err := ledger.NewTx(admin, "", chainID, uint64(i+1), expiry, &ledger.DeviceRegister{Org: benchOrg, Device: devs[i].ID(), Class: "sensor", Proof: proof})
+		tx, err := record.NewTx(admin, "", chainID, uint64(i+1), expiry, &record.DeviceRegister{Org: benchOrg, Device: devs[i].ID(), Class: "sensor", Proof: proof})
 		if err != nil {
 			return nil, err
 		}
@@ -65,7 +66,7 @@ func NewLedgerWorkload(chainID string, n int) (*LedgerWorkload, error) {
 	rounds := (n + LedgerDevices - 1) / LedgerDevices
 	for r := range rounds {
 		for _, d := range devs {
-			tx, err := ledger.NewTx(d, "", chainID, uint64(r+1), expiry, &ledger.GrantAdd{
+			tx, err := record.NewTx(d, "", chainID, uint64(r+1), expiry, &record.GrantAdd{
 				Grantor: "device:" + d.ID(), Subject: "org:" + benchOrg, Action: "read", Resource: "device:" + d.ID() + "/readings",
 			})
 			if err != nil {

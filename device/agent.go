@@ -8,15 +8,15 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/mesh"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // Actuator executes commands on the device (a relay, a valve, a lock):
 // the commands agreements on the ledger issue to it (Device.Commands).
 type Actuator interface {
-	Execute(ctx context.Context, c ledger.Command) error
+	Execute(ctx context.Context, c record.Command) error
 }
 
 // Agent runs one device's duty cycle: wake, read the sensors, send the

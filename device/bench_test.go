@@ -12,9 +12,9 @@ import (
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/lightclient"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // BenchmarkSign is the device's cost per envelope: encode and sign (one
@@ -62,7 +62,7 @@ func BenchmarkVerify(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var p *ledger.Proof
+	var p *record.Proof
 	p, _, err = c.ProvedRecord(ctx, "/v1/devices/"+url.PathEscape(tn.admin.ID()), nil) // absence proof: the admin is no device
 	if err != nil {
 		b.Fatal(err)
@@ -89,7 +89,7 @@ func BenchmarkVerify(b *testing.B) {
 	b.Run("record-proof", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := ledger.VerifyProof(sh.AppHash, gw.Key, gw.Value, gw.Proof); err != nil {
+			if err := record.VerifyProof(sh.AppHash, gw.Key, gw.Value, gw.Proof); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -97,7 +97,7 @@ func BenchmarkVerify(b *testing.B) {
 	b.Run("absence-proof", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := ledger.VerifyProof(p.Root, p.Key, p.Value, p.Proof); err != nil {
+			if err := record.VerifyProof(p.Root, p.Key, p.Value, p.Proof); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -112,7 +112,7 @@ func BenchmarkCheck(b *testing.B) {
 	tn := startNet(b)
 	me := tn.register(b, identity.Ed25519)
 	other := tn.register(b, identity.Ed25519)
-	tn.send(b, me, &ledger.GrantAdd{Grantor: "device:" + me.ID(), Subject: "device:" + other.ID(), Action: "message", Resource: "device:" + me.ID()})
+	tn.send(b, me, &record.GrantAdd{Grantor: "device:" + me.ID(), Subject: "device:" + other.ID(), Action: "message", Resource: "device:" + me.ID()})
 	d, err := device.New(me, device.WithGateways(tn.gw(0)), device.WithTrust(tn.trust))
 	if err != nil {
 		b.Fatal(err)

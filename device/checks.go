@@ -11,7 +11,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/gateway"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // Authorization is what IsActiveAndGranted established, each fact proved
@@ -19,13 +19,13 @@ import (
 type Authorization struct {
 	Sender  string
 	Height  int64         // the state the proofs are of
-	Status  ledger.Status // the sender's status; "" if it is not a registered device
-	Grant   *ledger.Grant // a grant in force letting it act; nil if none was found
+	Status  record.Status // the sender's status; "" if it is not a registered device
+	Grant   *record.Grant // a grant in force letting it act; nil if none was found
 	Granted bool
 }
 
 // Active reports whether the sender is a registered, active device.
-func (a *Authorization) Active() bool { return a.Status == ledger.StatusActive }
+func (a *Authorization) Active() bool { return a.Status == record.StatusActive }
 
 // IsActiveAndGranted reports whether sender is an active device holding a
 // grant for action on this device (a grant to the sender or to its
@@ -78,7 +78,7 @@ func (d *Device) authorize(ctx context.Context, c *api.Client, sender, action st
 	for _, subject := range []string{"device:" + sender, "org:" + rec.Org} {
 		q := url.Values{"subject": {subject}, "action": {action}, "height": {strconv.FormatInt(p.Height, 10)}, "limit": {"1000"}}
 		var page struct {
-			Items []ledger.Grant `json:"items"`
+			Items []record.Grant `json:"items"`
 		}
 		if err := c.Get(ctx, "/v1/grants?"+q.Encode(), &page); err != nil {
 			return nil, fmt.Errorf("listing grants: %w", err)
@@ -108,7 +108,7 @@ var ErrStale = errors.New("device: the gateway answered from a stale state")
 // at most maxLag blocks below the header trusted before the check, and the
 // header now trusted (which carries its app hash, or a later one) within
 // maxAge of the device's clock.
-func (d *Device) fresh(p *ledger.Proof, trustedBefore int64) error {
+func (d *Device) fresh(p *record.Proof, trustedBefore int64) error {
 	if h := p.Height + 1; h < trustedBefore-d.cfg.maxLag {
 		return fmt.Errorf("%w: the proof is of the state after block %d; the device already trusts header %d (at most %d blocks behind)",
 			ErrStale, p.Height, trustedBefore, d.cfg.maxLag)
@@ -151,7 +151,7 @@ var ErrNotRegistered = errors.New("device: not registered")
 // from the proved value, never from the gateway's JSON.
 // provedSelf is this device's own record, proved from c's answer at its
 // latest state, which must not be stale; the device learns its org from it.
-func (d *Device) provedSelf(ctx context.Context, c *api.Client) (*ledger.Device, *ledger.Proof, error) {
+func (d *Device) provedSelf(ctx context.Context, c *api.Client) (*record.Device, *record.Proof, error) {
 	before := d.lc.Trusted().Height
 	self, p, err := d.provedDevice(ctx, c, d.id, 0)
 	if err != nil {
@@ -169,7 +169,7 @@ func (d *Device) provedSelf(ctx context.Context, c *api.Client) (*ledger.Device,
 	return self, p, nil
 }
 
-func (d *Device) provedDevice(ctx context.Context, c *api.Client, id string, height int64) (*ledger.Device, *ledger.Proof, error) {
+func (d *Device) provedDevice(ctx context.Context, c *api.Client, id string, height int64) (*record.Device, *record.Proof, error) {
 	path := "/v1/devices/" + url.PathEscape(id)
 	if height > 0 {
 		path += "?height=" + strconv.FormatInt(height, 10)
@@ -178,14 +178,14 @@ func (d *Device) provedDevice(ctx context.Context, c *api.Client, id string, hei
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := d.verifyProof(ctx, p, ledger.DeviceKey(id)); err != nil {
+	if err := d.verifyProof(ctx, p, record.DeviceKey(id)); err != nil {
 		return nil, nil, fmt.Errorf("record of %s: %w", id, err)
 	}
 	if p.Value == nil {
 		return nil, p, nil
 	}
-	var rec ledger.Device
-	if err := ledger.Unmarshal(p.Value, &rec); err != nil {
+	var rec record.Device
+	if err := record.Unmarshal(p.Value, &rec); err != nil {
 		return nil, nil, fmt.Errorf("record of %s: %w", id, err)
 	}
 	if rec.ID != id {
@@ -194,19 +194,19 @@ func (d *Device) provedDevice(ctx context.Context, c *api.Client, id string, hei
 	return &rec, p, nil
 }
 
-func (d *Device) provedGrant(ctx context.Context, c *api.Client, id uint64, height int64) (*ledger.Grant, error) {
+func (d *Device) provedGrant(ctx context.Context, c *api.Client, id uint64, height int64) (*record.Grant, error) {
 	p, _, err := c.ProvedRecord(ctx, "/v1/grants/"+strconv.FormatUint(id, 10)+"?height="+strconv.FormatInt(height, 10), nil)
 	if err != nil {
 		return nil, err
 	}
-	if err := d.verifyProof(ctx, p, ledger.GrantKey(id)); err != nil {
+	if err := d.verifyProof(ctx, p, record.GrantKey(id)); err != nil {
 		return nil, fmt.Errorf("grant %d: %w", id, err)
 	}
 	if p.Value == nil {
 		return nil, nil
 	}
-	var g ledger.Grant
-	if err := ledger.Unmarshal(p.Value, &g); err != nil {
+	var g record.Grant
+	if err := record.Unmarshal(p.Value, &g); err != nil {
 		return nil, fmt.Errorf("grant %d: %w", id, err)
 	}
 	if g.ID != id {

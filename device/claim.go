@@ -16,7 +16,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // A claim code is how a device in the field is onboarded: it generates its
@@ -116,7 +116,7 @@ func NewClaimCode(k *identity.Key, chainID, org string, now time.Time, ttl time.
 		return "", err
 	}
 	exp := now.Add(ttl).Unix()
-	pop, err := k.Sign(ledger.PossessionMessage(chainID, org, k.ID()))
+	pop, err := k.Sign(record.PossessionMessage(chainID, org, k.ID()))
 	if err != nil {
 		return "", err
 	}
@@ -212,7 +212,7 @@ func ParseClaimCode(s string) (*Claim, error) {
 	if err := pub.Verify(ClaimMessage(c.ChainID, c.Org, c.Device, c.Nonce, int64(w.Expiry)), c.Sig); err != nil {
 		return nil, fmt.Errorf("%w: the claim signature does not verify: %v", ErrBadClaimCode, err)
 	}
-	if err := pub.Verify(ledger.PossessionMessage(c.ChainID, c.Org, c.Device), c.Proof); err != nil {
+	if err := pub.Verify(record.PossessionMessage(c.ChainID, c.Org, c.Device), c.Proof); err != nil {
 		return nil, fmt.Errorf("%w: the proof of possession does not verify: %v", ErrBadClaimCode, err)
 	}
 	return c, nil
@@ -233,8 +233,8 @@ func (c *Claim) Check(chainID, org string, now time.Time) error {
 }
 
 // Register is the device.register message the claim allows.
-func (c *Claim) Register(class, firmware string, labels map[string]string) *ledger.DeviceRegister {
-	return &ledger.DeviceRegister{Org: c.Org, Device: c.Device, Class: class, Firmware: firmware, Labels: labels, Proof: c.Proof}
+func (c *Claim) Register(class, firmware string, labels map[string]string) *record.DeviceRegister {
+	return &record.DeviceRegister{Org: c.Org, Device: c.Device, Class: class, Firmware: firmware, Labels: labels, Proof: c.Proof}
 }
 
 // Registered reports whether the node's ledger has a record of device id

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // CommandsFile holds the id of the last command the device executed (8
@@ -23,25 +23,25 @@ const CommandsFile = "commands"
 // oldest first, each proved against a header the light client verified.
 // A gateway can withhold commands (they come later, from another
 // gateway), never forge or alter one.
-func (d *Device) Commands(ctx context.Context) ([]ledger.Command, error) {
+func (d *Device) Commands(ctx context.Context) ([]record.Command, error) {
 	after, err := d.lastCommand()
 	if err != nil {
 		return nil, err
 	}
-	var out []ledger.Command
+	var out []record.Command
 	err = d.verified(ctx, "fetching commands", func(gw Gateway) error {
 		out = nil
 		c := d.apiClient(gw)
 		var page struct {
 			Height int64            `json:"height"`
-			Items  []ledger.Command `json:"items"`
+			Items  []record.Command `json:"items"`
 		}
 		if err := c.Get(ctx, "/v1/devices/"+url.PathEscape(d.id)+"/commands?after="+strconv.FormatUint(after, 10), &page); err != nil {
 			return err
 		}
 		for _, cand := range page.Items {
-			key := ledger.CommandKey(d.id, cand.ID)
-			var p ledger.Proof
+			key := record.CommandKey(d.id, cand.ID)
+			var p record.Proof
 			q := url.Values{"key": {hex.EncodeToString(key)}, "height": {strconv.FormatInt(page.Height, 10)}}
 			if err := c.Get(ctx, "/v1/proofs?"+q.Encode(), &p); err != nil {
 				return fmt.Errorf("proof of command %d: %w", cand.ID, err)
@@ -52,8 +52,8 @@ func (d *Device) Commands(ctx context.Context) ([]ledger.Command, error) {
 			if p.Value == nil {
 				return fmt.Errorf("command %d is listed, but proved absent", cand.ID)
 			}
-			var cmd ledger.Command
-			if err := ledger.Unmarshal(p.Value, &cmd); err != nil {
+			var cmd record.Command
+			if err := record.Unmarshal(p.Value, &cmd); err != nil {
 				return fmt.Errorf("command %d: %w", cand.ID, err)
 			}
 			if cmd.ID != cand.ID || cmd.Device != d.id || cmd.ID <= after {

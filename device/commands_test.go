@@ -10,7 +10,7 @@ import (
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 const switchAgreement = `agreement: switch
@@ -30,10 +30,10 @@ transitions:
 
 type recorder struct {
 	mu   sync.Mutex
-	cmds []ledger.Command
+	cmds []record.Command
 }
 
-func (r *recorder) Execute(_ context.Context, c ledger.Command) error {
+func (r *recorder) Execute(_ context.Context, c record.Command) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.cmds = append(r.cmds, c)
@@ -53,16 +53,16 @@ func TestCommands(t *testing.T) {
 	tn := startNet(t)
 	ctx := ctxT(t)
 	lamp := tn.register(t, identity.Ed25519)
-	tn.send(t, tn.admin, &ledger.AgreementDeploy{Source: []byte(switchAgreement), Parties: map[string]string{"lamp": "device:" + lamp.ID(), "owner": "org:" + devnet.DemoOrg}})
+	tn.send(t, tn.admin, &record.AgreementDeploy{Source: []byte(switchAgreement), Parties: map[string]string{"lamp": "device:" + lamp.ID(), "owner": "org:" + devnet.DemoOrg}})
 	var page struct {
-		Items []ledger.Agreement `json:"items"`
+		Items []record.Agreement `json:"items"`
 	}
 	if err := api.NewClient(tn.d.APIURL(0)).Get(ctx, "/v1/agreements?limit=1000", &page); err != nil || len(page.Items) == 0 {
 		t.Fatalf("agreements: %v", err)
 	}
 	id := page.Items[len(page.Items)-1].ID
-	tn.send(t, tn.admin, &ledger.AgreementCall{ID: id, Transition: "toggle"})
-	tn.send(t, tn.admin, &ledger.AgreementCall{ID: id, Transition: "toggle"})
+	tn.send(t, tn.admin, &record.AgreementCall{ID: id, Transition: "toggle"})
+	tn.send(t, tn.admin, &record.AgreementCall{ID: id, Transition: "toggle"})
 
 	dir := t.TempDir()
 	d, err := device.New(lamp, device.WithGateways(tn.gw(1)), device.WithTrust(tn.trust), device.WithStateDir(dir))

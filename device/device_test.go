@@ -4,14 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/thingnet/thingnet/device"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/thingnet/thingnet/device"
+	"github.com/thingnet/thingnet/record"
+
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/lightclient"
 	"github.com/thingnet/thingnet/reading"
 )
@@ -49,7 +50,7 @@ func TestDevice(t *testing.T) {
 	ctx := ctxT(t)
 	me := tn.register(t, identity.Ed25519)
 	sender := tn.register(t, identity.P256)
-	tn.send(t, me, &ledger.GrantAdd{Grantor: "device:" + me.ID(), Subject: "device:" + sender.ID(), Action: "message", Resource: "device:" + me.ID()})
+	tn.send(t, me, &record.GrantAdd{Grantor: "device:" + me.ID(), Subject: "device:" + sender.ID(), Action: "message", Resource: "device:" + me.ID()})
 	stranger, _ := identity.GenerateKey(identity.Ed25519)
 
 	dir := t.TempDir()
@@ -87,8 +88,8 @@ func TestDevice(t *testing.T) {
 			t.Errorf("Authorize(%s, %s) = %+v, %v; want not granted", c.who, c.action, a, err)
 		}
 	}
-	tn.send(t, tn.admin, ledger.NewDeviceStatus(sender.ID(), ledger.StatusSuspended, "test"))
-	if a, err := d.Authorize(ctx, sender.ID(), "message"); err != nil || a.Active() || a.Status != ledger.StatusSuspended {
+	tn.send(t, tn.admin, record.NewDeviceStatus(sender.ID(), record.StatusSuspended, "test"))
+	if a, err := d.Authorize(ctx, sender.ID(), "message"); err != nil || a.Active() || a.Status != record.StatusSuspended {
 		t.Errorf("Authorize(suspended sender) = %+v, %v", a, err)
 	}
 
@@ -156,7 +157,7 @@ func TestLyingGateways(t *testing.T) {
 	tn := startNet(t)
 	me := tn.register(t, identity.Ed25519)
 	sender := tn.register(t, identity.Ed25519)
-	tn.send(t, me, &ledger.GrantAdd{Grantor: "device:" + me.ID(), Subject: "device:" + sender.ID(), Action: "message", Resource: "device:" + me.ID()})
+	tn.send(t, me, &record.GrantAdd{Grantor: "device:" + me.ID(), Subject: "device:" + sender.ID(), Action: "message", Resource: "device:" + me.ID()})
 	for _, how := range []lie{lieHeader, lieProof, lieValidators} {
 		t.Run(string(how), func(t *testing.T) {
 			ctx := ctxT(t)
@@ -189,7 +190,7 @@ func TestLyingGateways(t *testing.T) {
 			if how != lieProof && !errors.Is(err, lightclient.ErrBadHeader) && !errors.Is(err, lightclient.ErrTrustedHashMismatch) && !errors.Is(err, lightclient.ErrNotVerified) {
 				t.Errorf("error %v is not a light-client refusal", err)
 			}
-			if how == lieProof && !errors.Is(err, ledger.ErrBadProof) {
+			if how == lieProof && !errors.Is(err, record.ErrBadProof) {
 				t.Errorf("error %v is not a proof refusal", err)
 			}
 			// With an honest one behind it, the device gets the truth.
@@ -253,9 +254,9 @@ func TestStaleGateway(t *testing.T) {
 	ctx := ctxT(t)
 	me := tn.register(t, identity.Ed25519)
 	sender := tn.register(t, identity.Ed25519)
-	tn.send(t, me, &ledger.GrantAdd{Grantor: "device:" + me.ID(), Subject: "device:" + sender.ID(), Action: "message", Resource: "device:" + me.ID()})
+	tn.send(t, me, &record.GrantAdd{Grantor: "device:" + me.ID(), Subject: "device:" + sender.ID(), Action: "message", Resource: "device:" + me.ID()})
 	old := tn.d.App(0).Height() // the sender is active and granted here
-	tn.send(t, tn.admin, ledger.NewDeviceStatus(sender.ID(), ledger.StatusSuspended, "stolen"))
+	tn.send(t, tn.admin, record.NewDeviceStatus(sender.ID(), record.StatusSuspended, "stolen"))
 	if err := tn.d.WaitForHeight(ctx, old+device.DefaultMaxLag+3); err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +291,7 @@ func TestStaleGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, err := d.Authorize(ctx, sender.ID(), "message"); err != nil || a.Status != ledger.StatusSuspended {
+	if a, err := d.Authorize(ctx, sender.ID(), "message"); err != nil || a.Status != record.StatusSuspended {
 		t.Fatalf("with an honest gateway after the stale one: %+v, %v", a, err)
 	}
 }

@@ -18,7 +18,7 @@ import (
 
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // imageReader is a reproducible pseudo-random image of n bytes, made as
@@ -56,7 +56,7 @@ func TestFetchFirmwareMemory(t *testing.T) {
 	const size = 64 << 20
 	h := sha256.New()
 	io.Copy(h, imageReader(size))
-	m := ledger.FirmwareManifest{Vendor: "acme", Class: "valve", Version: "9", Seq: 9, Digest: h.Sum(nil), Size: size,
+	m := record.FirmwareManifest{Vendor: "acme", Class: "valve", Version: "9", Seq: 9, Digest: h.Sum(nil), Size: size,
 		CID: "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1/content/"+m.CID {
@@ -73,13 +73,13 @@ func TestFetchFirmwareMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	rel := &ledger.FirmwareReleaseRecord{Manifest: m}
+	rel := &record.FirmwareReleaseRecord{Manifest: m}
 	w := &discard{}
 	// One small fetch first, so one-off allocations (the HTTP transport,
 	// TLS-free dialer state) are not counted.
 	small := rel.Manifest
 	small.Size = 1
-	if err := d.FetchFirmware(t.Context(), &ledger.FirmwareReleaseRecord{Manifest: small}, w); err == nil {
+	if err := d.FetchFirmware(t.Context(), &record.FirmwareReleaseRecord{Manifest: small}, w); err == nil {
 		t.Fatal("a 1-byte release matched a 64 MiB image")
 	}
 	// Side by side, 3 rounds: the baseline is a plain GET of the same
@@ -135,7 +135,7 @@ func TestFetchFirmwareStall(t *testing.T) {
 	const size = 1 << 20
 	img, _ := io.ReadAll(imageReader(size))
 	sum := sha256.Sum256(img)
-	m := ledger.FirmwareManifest{Vendor: "acme", Class: "valve", Version: "9", Seq: 9, Digest: sum[:], Size: size,
+	m := record.FirmwareManifest{Vendor: "acme", Class: "valve", Version: "9", Seq: 9, Digest: sum[:], Size: size,
 		CID: "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"}
 	serve := func(stallAfter int) *httptest.Server {
 		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -163,7 +163,7 @@ func TestFetchFirmwareStall(t *testing.T) {
 	defer d.Close()
 	w := &discard{}
 	start := time.Now()
-	if err := d.FetchFirmware(t.Context(), &ledger.FirmwareReleaseRecord{Manifest: m}, w); err != nil {
+	if err := d.FetchFirmware(t.Context(), &record.FirmwareReleaseRecord{Manifest: m}, w); err != nil {
 		t.Fatal(err)
 	}
 	if w.n != size || d.Gateway().API != honest.URL {

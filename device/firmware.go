@@ -12,7 +12,7 @@ import (
 	"strconv"
 
 	"github.com/thingnet/thingnet/api"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // ErrFirmwareNotApproved is returned by FirmwareApproved when the ledger
@@ -31,8 +31,8 @@ type FirmwareApproval struct {
 	Digest []byte
 	Height int64 // the state the proofs are of
 
-	Release  *ledger.FirmwareReleaseRecord // the release Vendor/Class/Seq; nil if proved absent
-	Approval *ledger.FirmwareApproval      // Org's approval of Digest for Class; nil if proved absent
+	Release  *record.FirmwareReleaseRecord // the release Vendor/Class/Seq; nil if proved absent
+	Approval *record.FirmwareApproval      // Org's approval of Digest for Class; nil if proved absent
 	Approved bool
 	Reason   string // why not, when not approved
 }
@@ -77,8 +77,8 @@ func (d *Device) firmwareApproved(ctx context.Context, c *api.Client, vendor, cl
 		return a, nil
 	}
 
-	var rel ledger.FirmwareReleaseRecord
-	found, err := d.provedKey(ctx, c, ledger.FirmwareKey(vendor, class, seq), p.Height, &rel)
+	var rel record.FirmwareReleaseRecord
+	found, err := d.provedKey(ctx, c, record.FirmwareKey(vendor, class, seq), p.Height, &rel)
 	if err != nil {
 		return nil, fmt.Errorf("release %s/%s #%d: %w", vendor, class, seq, err)
 	}
@@ -95,8 +95,8 @@ func (d *Device) firmwareApproved(ctx context.Context, c *api.Client, vendor, cl
 		return a, nil
 	}
 
-	var ap ledger.FirmwareApproval
-	found, err = d.provedKey(ctx, c, ledger.FirmwareApprovalKey(self.Org, class, digest), p.Height, &ap)
+	var ap record.FirmwareApproval
+	found, err = d.provedKey(ctx, c, record.FirmwareApprovalKey(self.Org, class, digest), p.Height, &ap)
 	if err != nil {
 		return nil, fmt.Errorf("approval by %s: %w", self.Org, err)
 	}
@@ -121,12 +121,12 @@ func (d *Device) firmwareApproved(ctx context.Context, c *api.Client, vendor, cl
 // found false means the key is proved absent. The caller holds checkMu.
 func (d *Device) provedKey(ctx context.Context, c *api.Client, key []byte, height int64, rec any) (bool, error) {
 	q := url.Values{"key": {hex.EncodeToString(key)}, "height": {strconv.FormatInt(height, 10)}}
-	var p ledger.Proof
+	var p record.Proof
 	if err := c.Get(ctx, "/v1/proofs?"+q.Encode(), &p); err != nil {
 		return false, err
 	}
 	if p.Height != height {
-		return false, fmt.Errorf("%w: asked for the state after block %d, the gateway proved the one after %d", ledger.ErrBadProof, height, p.Height)
+		return false, fmt.Errorf("%w: asked for the state after block %d, the gateway proved the one after %d", record.ErrBadProof, height, p.Height)
 	}
 	if err := d.verifyProof(ctx, &p, key); err != nil {
 		return false, err
@@ -134,7 +134,7 @@ func (d *Device) provedKey(ctx context.Context, c *api.Client, key []byte, heigh
 	if p.Value == nil {
 		return false, nil
 	}
-	if err := ledger.Unmarshal(p.Value, rec); err != nil {
+	if err := record.Unmarshal(p.Value, rec); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -147,10 +147,10 @@ func (d *Device) provedKey(ctx context.Context, c *api.Client, key []byte, heigh
 // committed. A gateway that cannot be reached is set aside and the next
 // one used; a refusal by the ledger is returned as is.
 func (d *Device) ReportFirmware(ctx context.Context, version string, digest []byte) error {
-	return d.reportFirmware(ctx, &ledger.FirmwareReport{Digest: digest, Version: version}, "reporting firmware "+version)
+	return d.reportFirmware(ctx, &record.FirmwareReport{Digest: digest, Version: version}, "reporting firmware "+version)
 }
 
-func (d *Device) reportFirmware(ctx context.Context, m *ledger.FirmwareReport, what string) error {
+func (d *Device) reportFirmware(ctx context.Context, m *record.FirmwareReport, what string) error {
 	if err := m.ValidateBasic(); err != nil {
 		return fmt.Errorf("device: firmware report: %w", err)
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // The demo organisation publishes two releases for its sensors and approves
@@ -34,14 +34,14 @@ func TestFirmwareApproved(t *testing.T) {
 	img1, img2 := sha256.Sum256([]byte("sensor firmware 1.0")), sha256.Sum256([]byte("sensor firmware 2.0"))
 	for i, img := range [][]byte{img1[:], img2[:]} {
 		seq := uint64(i + 1)
-		raw, err := files.SignFirmware(tn.admin, tn.admin.ID(), &ledger.FirmwareManifest{Vendor: devnet.DemoOrg, Class: "sensor",
+		raw, err := files.SignFirmware(tn.admin, tn.admin.ID(), &record.FirmwareManifest{Vendor: devnet.DemoOrg, Class: "sensor",
 			Version: strconv.FormatUint(seq, 10) + ".0", Seq: seq, Digest: img, Size: 19})
 		if err != nil {
 			t.Fatal(err)
 		}
-		tn.send(t, tn.admin, &ledger.FirmwareRelease{Manifest: raw})
+		tn.send(t, tn.admin, &record.FirmwareRelease{Manifest: raw})
 	}
-	tn.send(t, tn.admin, &ledger.FirmwareApprove{Org: devnet.DemoOrg, Vendor: devnet.DemoOrg, Class: "sensor", Seq: 1})
+	tn.send(t, tn.admin, &record.FirmwareApprove{Org: devnet.DemoOrg, Vendor: devnet.DemoOrg, Class: "sensor", Seq: 1})
 
 	// Alone, a gateway forging firmware proofs is caught.
 	bad := fwLiar(t, tn.d.APIURL(0))
@@ -51,7 +51,7 @@ func TestFirmwareApproved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alone.FirmwareApproved(ctx, devnet.DemoOrg, "sensor", 1, img1[:]); !errors.Is(err, ledger.ErrBadProof) {
+	if _, err := alone.FirmwareApproved(ctx, devnet.DemoOrg, "sensor", 1, img1[:]); !errors.Is(err, record.ErrBadProof) {
 		t.Fatalf("a forged firmware proof: %v; want a proof refusal", err)
 	}
 	alone.Close()
@@ -114,14 +114,14 @@ func TestFirmwareApproved(t *testing.T) {
 	var reports []string
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		var page struct {
-			Items []ledger.Event `json:"items"`
+			Items []record.Event `json:"items"`
 		}
 		if err := api.NewClient(tn.d.APIURL(0)).Get(ctx, "/v1/devices/"+url.PathEscape(me.ID())+"/history", &page); err != nil {
 			t.Fatal(err)
 		}
 		reports = reports[:0]
 		for _, e := range page.Items {
-			if e.Kind == ledger.KindFirmwareReport {
+			if e.Kind == record.KindFirmwareReport {
 				if e.Signer != me.ID() {
 					t.Errorf("report signed by %s; want the device", e.Signer)
 				}
@@ -153,17 +153,17 @@ func fwLiar(t *testing.T, upstream string) *httptest.Server {
 		if err != nil {
 			return err
 		}
-		var pr ledger.Proof
+		var pr record.Proof
 		if json.Unmarshal(body, &pr) == nil && pr.Value != nil {
-			var ap ledger.FirmwareApproval
-			var rel ledger.FirmwareReleaseRecord
+			var ap record.FirmwareApproval
+			var rel record.FirmwareReleaseRecord
 			switch {
-			case ledger.Unmarshal(pr.Value, &ap) == nil:
+			case record.Unmarshal(pr.Value, &ap) == nil:
 				ap.Version += "-forged"
-				pr.Value, _ = ledger.Marshal(&ap)
-			case ledger.Unmarshal(pr.Value, &rel) == nil:
+				pr.Value, _ = record.Marshal(&ap)
+			case record.Unmarshal(pr.Value, &rel) == nil:
 				rel.Manifest.Digest = bytes.Repeat([]byte{0xAB}, sha256.Size)
-				pr.Value, _ = ledger.Marshal(&rel)
+				pr.Value, _ = record.Marshal(&rel)
 			}
 			body, _ = json.Marshal(&pr)
 		}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/lightclient"
+	"github.com/thingnet/thingnet/record"
 )
 
 // KeyFile is the name of a simulated device's private key in its state
@@ -73,13 +73,13 @@ type FleetConfig struct {
 	OnSend func(device int, rc *Receipt)
 	// OnCommand, if set (with Trust), is each device's actuator: it is
 	// called with every command the ledger holds for the device, once.
-	OnCommand func(device int, c ledger.Command) error
+	OnCommand func(device int, c record.Command) error
 }
 
 // actuatorFunc adapts a function to an Actuator.
-type actuatorFunc func(ctx context.Context, c ledger.Command) error
+type actuatorFunc func(ctx context.Context, c record.Command) error
 
-func (f actuatorFunc) Execute(ctx context.Context, c ledger.Command) error { return f(ctx, c) }
+func (f actuatorFunc) Execute(ctx context.Context, c record.Command) error { return f(ctx, c) }
 
 // FleetDevice is one device of a fleet.
 type FleetDevice struct {
@@ -130,7 +130,7 @@ func StartFleet(ctx context.Context, c FleetConfig) (*Fleet, error) {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
 	f := &Fleet{}
-	var regs []*ledger.DeviceRegister
+	var regs []*record.DeviceRegister
 	for i := range c.Size {
 		name := fmt.Sprintf("%s-%04d", c.Name, i)
 		dir := filepath.Join(c.Dir, name)
@@ -151,11 +151,11 @@ func StartFleet(ctx context.Context, c FleetConfig) (*Fleet, error) {
 			return nil, fmt.Errorf("device %s: %w", name, err)
 		}
 		f.Devices = append(f.Devices, fd)
-		proof, err := k.Sign(ledger.PossessionMessage(c.ChainID, c.Org, k.ID()))
+		proof, err := k.Sign(record.PossessionMessage(c.ChainID, c.Org, k.ID()))
 		if err != nil {
 			return nil, err
 		}
-		regs = append(regs, &ledger.DeviceRegister{Org: c.Org, Device: k.ID(), Class: fd.Class, Proof: proof,
+		regs = append(regs, &record.DeviceRegister{Org: c.Org, Device: k.ID(), Class: fd.Class, Proof: proof,
 			Labels: map[string]string{"name": name, "simulated": "true"}})
 	}
 	n, err := RegisterAll(ctx, api.NewClient(c.Gateways[0].API), c.Admin, c.ChainID, regs)
@@ -180,7 +180,7 @@ func StartFleet(ctx context.Context, c FleetConfig) (*Fleet, error) {
 				}
 			}}
 		if c.OnCommand != nil && c.Trust != nil {
-			a.Actuator = actuatorFunc(func(_ context.Context, cmd ledger.Command) error { return c.OnCommand(i, cmd) })
+			a.Actuator = actuatorFunc(func(_ context.Context, cmd record.Command) error { return c.OnCommand(i, cmd) })
 		}
 		f.wg.Go(func() { _ = a.Run(actx) })
 	}
@@ -206,7 +206,7 @@ func (f *Fleet) Stop() error {
 // consecutive nonces and are then waited for together (one or two blocks
 // for the lot, instead of one per device). It returns how many it
 // registered.
-func RegisterAll(ctx context.Context, c *api.Client, admin *identity.Key, chainID string, regs []*ledger.DeviceRegister) (int, error) {
+func RegisterAll(ctx context.Context, c *api.Client, admin *identity.Key, chainID string, regs []*record.DeviceRegister) (int, error) {
 	st, err := c.Status(ctx)
 	if err != nil {
 		return 0, err
@@ -237,7 +237,7 @@ func RegisterAll(ctx context.Context, c *api.Client, admin *identity.Key, chainI
 			}
 			inFlight = 0
 		}
-		raw, err := ledger.NewTx(admin, "", st.ChainID, nonce, st.Height+api.TxLifetime, m)
+		raw, err := record.NewTx(admin, "", st.ChainID, nonce, st.Height+api.TxLifetime, m)
 		if err != nil {
 			return 0, err
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"github.com/thingnet/thingnet/device"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,11 +18,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thingnet/thingnet/device"
+	"github.com/thingnet/thingnet/record"
+
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/lightclient"
 )
 
@@ -113,12 +114,12 @@ func (tn *testNet) register(t testing.TB, alg identity.Algorithm) *identity.Key 
 	if err != nil {
 		t.Fatal(err)
 	}
-	proof, _ := k.Sign(ledger.PossessionMessage(tn.d.ChainID(), devnet.DemoOrg, k.ID()))
-	tn.send(t, tn.admin, &ledger.DeviceRegister{Org: devnet.DemoOrg, Device: k.ID(), Class: "sensor", Proof: proof})
+	proof, _ := k.Sign(record.PossessionMessage(tn.d.ChainID(), devnet.DemoOrg, k.ID()))
+	tn.send(t, tn.admin, &record.DeviceRegister{Org: devnet.DemoOrg, Device: k.ID(), Class: "sensor", Proof: proof})
 	return k
 }
 
-func (tn *testNet) send(t testing.TB, k *identity.Key, m ledger.Msg) {
+func (tn *testNet) send(t testing.TB, k *identity.Key, m record.Msg) {
 	t.Helper()
 	ctx := ctxT(t)
 	res, err := api.NewClient(tn.d.APIURL(0)).Send(ctx, k, "", m, true)
@@ -198,16 +199,16 @@ func liar(t *testing.T, upstream string, how lie) *httptest.Server {
 					return
 				}
 				raw, _ := base64.StdEncoding.DecodeString(pr["value"].(string))
-				var d ledger.Device
-				if ledger.Unmarshal(raw, &d) != nil {
+				var d record.Device
+				if record.Unmarshal(raw, &d) != nil {
 					return
 				}
-				if d.Status == ledger.StatusActive {
-					d.Status = ledger.StatusSuspended
+				if d.Status == record.StatusActive {
+					d.Status = record.StatusSuspended
 				} else {
-					d.Status = ledger.StatusActive
+					d.Status = record.StatusActive
 				}
-				raw, _ = ledger.Marshal(&d)
+				raw, _ = record.Marshal(&d)
 				pr["value"] = base64.StdEncoding.EncodeToString(raw)
 			})
 		}

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/record"
 )
 
 // MeshAuthority answers the mesh's ledger questions for a device with no
@@ -74,7 +74,7 @@ func (a *MeshAuthority) Device(id string) (*mesh.Device, error) {
 	}
 	ctx, cancel := a.ctx()
 	defer cancel()
-	var rec *ledger.Device
+	var rec *record.Device
 	err := a.d.verified(ctx, "looking up "+id, func(gw Gateway) error {
 		r, _, err := a.d.provedDevice(ctx, a.d.apiClient(gw), id, 0)
 		rec = r
@@ -90,7 +90,7 @@ func (a *MeshAuthority) Device(id string) (*mesh.Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("device %s has an unreadable key: %w", id, err)
 	}
-	md := &mesh.Device{ID: rec.ID, Org: rec.Org, Class: rec.Class, Key: key, Active: rec.Status == ledger.StatusActive,
+	md := &mesh.Device{ID: rec.ID, Org: rec.Org, Class: rec.Class, Key: key, Active: rec.Status == record.StatusActive,
 		AttestedBy: rec.AttestedBy, Labels: rec.Labels}
 	a.mu.Lock()
 	a.devices[id] = cachedDevice{md, now}

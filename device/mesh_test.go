@@ -9,8 +9,8 @@ import (
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/record"
 )
 
 // TestMeshWithLightClient: two devices with no ledger talk over the mesh,
@@ -26,8 +26,8 @@ func TestMeshWithLightClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn.send(t, tn.admin, &ledger.GrantAdd{Grantor: "org:" + devnet.DemoOrg, Subject: "device:" + sw.ID(), Action: mesh.KindMessage, Resource: "device:" + lamp.ID()})
-	tn.send(t, tn.admin, &ledger.DeviceUpdate{Device: lamp.ID(), Labels: map[string]string{mesh.LabelMailboxes: gwKey.ID()}})
+	tn.send(t, tn.admin, &record.GrantAdd{Grantor: "org:" + devnet.DemoOrg, Subject: "device:" + sw.ID(), Action: mesh.KindMessage, Resource: "device:" + lamp.ID()})
+	tn.send(t, tn.admin, &record.DeviceUpdate{Device: lamp.ID(), Labels: map[string]string{mesh.LabelMailboxes: gwKey.ID()}})
 
 	got := make(chan *mesh.Delivery, 10)
 	newDev := func(k *identity.Key, h func(context.Context, *mesh.Delivery) error) *mesh.Node {
@@ -141,8 +141,8 @@ func TestMailboxOverHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn.send(t, tn.admin, &ledger.GrantAdd{Grantor: "org:" + devnet.DemoOrg, Subject: "device:" + sw.ID(), Action: mesh.KindCommand, Resource: "device:" + lamp.ID()})
-	tn.send(t, tn.admin, &ledger.DeviceUpdate{Device: lamp.ID(), Labels: map[string]string{mesh.LabelMailboxes: gwKey.ID()}})
+	tn.send(t, tn.admin, &record.GrantAdd{Grantor: "org:" + devnet.DemoOrg, Subject: "device:" + sw.ID(), Action: mesh.KindCommand, Resource: "device:" + lamp.ID()})
+	tn.send(t, tn.admin, &record.DeviceUpdate{Device: lamp.ID(), Labels: map[string]string{mesh.LabelMailboxes: gwKey.ID()}})
 	newDev := func(k *identity.Key) *device.Device {
 		d, err := device.New(k, device.WithGateways(tn.gw(1)), device.WithTrust(tn.trust), device.WithStateDir(t.TempDir()))
 		if err != nil {

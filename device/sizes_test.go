@@ -2,17 +2,18 @@ package device_test
 
 import (
 	"fmt"
-	"github.com/cometbft/cometbft/types"
-	"github.com/thingnet/thingnet/device"
-	"github.com/thingnet/thingnet/lightclient"
 	"net/url"
 	"strconv"
 	"testing"
 
+	"github.com/cometbft/cometbft/types"
+	"github.com/thingnet/thingnet/device"
+	"github.com/thingnet/thingnet/lightclient"
+	"github.com/thingnet/thingnet/record"
+
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
 )
 
@@ -24,7 +25,7 @@ func TestWireSizes(t *testing.T) {
 	ctx := ctxT(t)
 	me := tn.register(t, identity.Ed25519)
 	other := tn.register(t, identity.Ed25519)
-	tn.send(t, me, &ledger.GrantAdd{Grantor: "device:" + me.ID(), Subject: "device:" + other.ID(), Action: "message", Resource: "device:" + me.ID()})
+	tn.send(t, me, &record.GrantAdd{Grantor: "device:" + me.ID(), Subject: "device:" + other.ID(), Action: "message", Resource: "device:" + me.ID()})
 	d, err := device.New(me, device.WithGateways(tn.gw(0)), device.WithTrust(tn.trust), device.WithStateDir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +93,7 @@ func TestWireSizes(t *testing.T) {
 	}
 	row("GET /v1/devices/{id}?prove=true answer (JSON)", len(raw))
 	var page struct {
-		Items []ledger.Grant `json:"items"`
+		Items []record.Grant `json:"items"`
 	}
 	if err := c.Get(ctx, "/v1/grants?subject=device:"+url.QueryEscape(other.ID()), &page); err != nil || len(page.Items) == 0 {
 		t.Fatalf("grants: %v", err)

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // Firmware is an image a device runs: what the no-rollback check compares
@@ -33,7 +33,7 @@ type Installer interface {
 	Running() (Firmware, error)
 	// Stage prepares the inactive slot for the image of m. Nothing
 	// changes for the running image until Install.
-	Stage(m *ledger.FirmwareManifest) (StagedImage, error)
+	Stage(m *record.FirmwareManifest) (StagedImage, error)
 	// Rollback switches back to the previous image, if one is kept.
 	Rollback() error
 }
@@ -212,7 +212,7 @@ func (s *SlotInstaller) VerifyRunning() error {
 // image kept there is given up first (the state says so before its bytes
 // are overwritten), so a crash while writing leaves no rollback pointing
 // at half an image.
-func (s *SlotInstaller) Stage(m *ledger.FirmwareManifest) (StagedImage, error) {
+func (s *SlotInstaller) Stage(m *record.FirmwareManifest) (StagedImage, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}

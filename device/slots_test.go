@@ -10,18 +10,18 @@ import (
 	"testing"
 
 	"github.com/thingnet/thingnet/device"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
-func slotImage(t *testing.T, seq uint64, size int) ([]byte, *ledger.FirmwareManifest) {
+func slotImage(t *testing.T, seq uint64, size int) ([]byte, *record.FirmwareManifest) {
 	t.Helper()
 	b := make([]byte, size)
 	rand.Read(b)
 	sum := sha256.Sum256(b)
-	return b, &ledger.FirmwareManifest{Vendor: "acme", Class: "valve", Version: "v" + string(rune('0'+seq)), Seq: seq, Digest: sum[:], Size: uint64(size)}
+	return b, &record.FirmwareManifest{Vendor: "acme", Class: "valve", Version: "v" + string(rune('0'+seq)), Seq: seq, Digest: sum[:], Size: uint64(size)}
 }
 
-func install(t *testing.T, s *device.SlotInstaller, img []byte, m *ledger.FirmwareManifest) {
+func install(t *testing.T, s *device.SlotInstaller, img []byte, m *record.FirmwareManifest) {
 	t.Helper()
 	st, err := s.Stage(m)
 	if err != nil {
@@ -139,7 +139,7 @@ func TestSlotInstaller(t *testing.T) {
 	if _, err := device.OpenSlots(dir, device.Firmware{}); err == nil || !strings.Contains(err.Error(), `slot "c"`) {
 		t.Errorf("a state naming slot c: %v", err)
 	}
-	if _, err := s.Stage(&ledger.FirmwareManifest{Vendor: "acme", Class: "valve", Version: "4", Seq: 4, Size: 1}); err == nil {
+	if _, err := s.Stage(&record.FirmwareManifest{Vendor: "acme", Class: "valve", Version: "4", Seq: 4, Size: 1}); err == nil {
 		t.Error("a manifest without a digest was staged")
 	}
 }

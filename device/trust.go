@@ -11,8 +11,8 @@ import (
 
 	"github.com/cometbft/cometbft/types"
 
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/lightclient"
+	"github.com/thingnet/thingnet/record"
 )
 
 // TrustedFile is the name of the light client's state in the state
@@ -149,12 +149,12 @@ func (d *Device) verified(ctx context.Context, what string, check func(gw Gatewa
 // verifyProof checks that p proves key (its value, or its absence) in a
 // state the light client verifies. The caller holds checkMu (inside
 // verified).
-func (d *Device) verifyProof(ctx context.Context, p *ledger.Proof, key []byte) error {
+func (d *Device) verifyProof(ctx context.Context, p *record.Proof, key []byte) error {
 	if p == nil {
-		return fmt.Errorf("%w: the gateway sent no proof", ledger.ErrBadProof)
+		return fmt.Errorf("%w: the gateway sent no proof", record.ErrBadProof)
 	}
 	if !bytes.Equal(p.Key, key) {
-		return fmt.Errorf("%w: the gateway sent a proof of %q, not of %q", ledger.ErrBadProof, p.Key, key)
+		return fmt.Errorf("%w: the gateway sent a proof of %q, not of %q", record.ErrBadProof, p.Key, key)
 	}
 	return d.lc.VerifyProof(ctx, p)
 }
@@ -162,6 +162,6 @@ func (d *Device) verifyProof(ctx context.Context, p *ledger.Proof, key []byte) e
 // lightChecker checks reading proofs with the device's light client.
 type lightChecker struct{ d *Device }
 
-func (l lightChecker) CheckProof(ctx context.Context, p *ledger.Proof) (int64, error) {
+func (l lightChecker) CheckProof(ctx context.Context, p *record.Proof) (int64, error) {
 	return p.Height + 1, l.d.lc.VerifyProof(ctx, p)
 }

@@ -16,7 +16,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/files"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // FirmwareOffer is what OfferedFirmware established: the device's record,
@@ -28,12 +28,12 @@ type FirmwareOffer struct {
 	Class  string
 	Height int64 // the state the proofs are of; waves are counted at Height+1 (the proved header)
 
-	Device   *ledger.Device                // this device's proved record (Firmware: the version it last reported)
-	Rollout  *ledger.FirmwareRolloutRecord // nil: proved to have none
+	Device   *record.Device                // this device's proved record (Firmware: the version it last reported)
+	Rollout  *record.FirmwareRolloutRecord // nil: proved to have none
 	Wave     uint64                        // the wave open at Height+1
 	Bucket   uint64                        // this device's place in the rollout, 0..99
-	Release  *ledger.FirmwareReleaseRecord // the offered release, when Offered
-	Approval *ledger.FirmwareApproval      // the organisation's approval of it, when Offered
+	Release  *record.FirmwareReleaseRecord // the offered release, when Offered
+	Approval *record.FirmwareApproval      // the organisation's approval of it, when Offered
 	Offered  bool
 	Reason   string // why not, when not offered
 }
@@ -67,8 +67,8 @@ func (d *Device) offeredFirmware(ctx context.Context, c *api.Client) (*FirmwareO
 	}
 	o := &FirmwareOffer{Org: self.Org, Class: self.Class, Height: p.Height, Device: self}
 
-	var ro ledger.FirmwareRolloutRecord
-	found, err := d.provedKey(ctx, c, ledger.FirmwareRolloutKey(self.Org, self.Class), p.Height, &ro)
+	var ro record.FirmwareRolloutRecord
+	found, err := d.provedKey(ctx, c, record.FirmwareRolloutKey(self.Org, self.Class), p.Height, &ro)
 	if err != nil {
 		return nil, fmt.Errorf("rollout of %s/%s: %w", self.Org, self.Class, err)
 	}
@@ -83,7 +83,7 @@ func (d *Device) offeredFirmware(ctx context.Context, c *api.Client) (*FirmwareO
 	h := p.Height + 1
 	o.Wave, o.Bucket = ro.Wave(h), ro.Bucket(d.id)
 	switch {
-	case ro.Status != ledger.RolloutActive:
+	case ro.Status != record.RolloutActive:
 		o.Reason = fmt.Sprintf("the rollout of %s #%d is %s", ro.Version, ro.Seq, ro.Status)
 		return o, nil
 	case !ro.Offers(d.id, h):
@@ -92,8 +92,8 @@ func (d *Device) offeredFirmware(ctx context.Context, c *api.Client) (*FirmwareO
 		return o, nil
 	}
 
-	var rel ledger.FirmwareReleaseRecord
-	found, err = d.provedKey(ctx, c, ledger.FirmwareKey(ro.Vendor, ro.Class, ro.Seq), p.Height, &rel)
+	var rel record.FirmwareReleaseRecord
+	found, err = d.provedKey(ctx, c, record.FirmwareKey(ro.Vendor, ro.Class, ro.Seq), p.Height, &rel)
 	if err != nil {
 		return nil, fmt.Errorf("release %s/%s #%d: %w", ro.Vendor, ro.Class, ro.Seq, err)
 	}
@@ -109,8 +109,8 @@ func (d *Device) offeredFirmware(ctx context.Context, c *api.Client) (*FirmwareO
 		return o, nil
 	}
 
-	var ap ledger.FirmwareApproval
-	found, err = d.provedKey(ctx, c, ledger.FirmwareApprovalKey(self.Org, self.Class, ro.Digest), p.Height, &ap)
+	var ap record.FirmwareApproval
+	found, err = d.provedKey(ctx, c, record.FirmwareApprovalKey(self.Org, self.Class, ro.Digest), p.Height, &ap)
 	if err != nil {
 		return nil, fmt.Errorf("approval by %s: %w", self.Org, err)
 	}
@@ -135,9 +135,9 @@ func (d *Device) offeredFirmware(ctx context.Context, c *api.Client) (*FirmwareO
 // ran. It counts against the organisation's rollout of that image, which
 // aborts at its failure threshold. It returns once the tx is committed.
 func (d *Device) ReportFirmwareFailure(ctx context.Context, version string, digest []byte, reason string) error {
-	if len(reason) > ledger.MaxFirmwareReason {
+	if len(reason) > record.MaxFirmwareReason {
 		r := []rune(reason)
-		for len(string(r))+3 > ledger.MaxFirmwareReason {
+		for len(string(r))+3 > record.MaxFirmwareReason {
 			r = r[:len(r)-1]
 		}
 		reason = string(r) + "..."
@@ -148,7 +148,7 @@ func (d *Device) ReportFirmwareFailure(ctx context.Context, version string, dige
 		}
 		return r
 	}, reason)
-	return d.reportFirmware(ctx, &ledger.FirmwareReport{Digest: digest, Version: version, Failed: true, Reason: reason}, "reporting a failed install of "+version)
+	return d.reportFirmware(ctx, &record.FirmwareReport{Digest: digest, Version: version, Failed: true, Reason: reason}, "reporting a failed install of "+version)
 }
 
 // ImageWriter receives a firmware image while it is fetched (an
@@ -183,7 +183,7 @@ func (d *Device) UseFiles(s *files.Service) {
 // match is discarded (w.Reset) and the next source tried. It returns nil
 // only when w holds exactly the image the manifest names; the caller
 // installs nothing otherwise.
-func (d *Device) FetchFirmware(ctx context.Context, rel *ledger.FirmwareReleaseRecord, w ImageWriter) error {
+func (d *Device) FetchFirmware(ctx context.Context, rel *record.FirmwareReleaseRecord, w ImageWriter) error {
 	if rel == nil || w == nil {
 		return errors.New("device: FetchFirmware needs a release and a writer")
 	}
@@ -240,7 +240,7 @@ func (d *Device) FetchFirmware(ctx context.Context, rel *ledger.FirmwareReleaseR
 // root must be found within the device's timeout, and the download must
 // not stall longer than that: a mesh with no provider falls back to the
 // gateways instead of waiting for ever.
-func (d *Device) fetchMesh(ctx context.Context, svc *files.Service, root cid.Cid, m *ledger.FirmwareManifest, w io.Writer) error {
+func (d *Device) fetchMesh(ctx context.Context, svc *files.Service, root cid.Cid, m *record.FirmwareManifest, w io.Writer) error {
 	sctx, cancel := context.WithTimeout(ctx, d.cfg.timeout)
 	size, err := svc.Stat(sctx, root)
 	cancel()
@@ -303,7 +303,7 @@ func guard(ctx context.Context, limit time.Duration, w io.Writer) (gctx context.
 
 // fetchImage streams one gateway's copy of the image through the checker
 // into w.
-func (d *Device) fetchImage(ctx context.Context, gw Gateway, m *ledger.FirmwareManifest, w io.Writer) error {
+func (d *Device) fetchImage(ctx context.Context, gw Gateway, m *record.FirmwareManifest, w io.Writer) error {
 	c := files.NewImageChecker(m)
 	// No overall timeout: an image takes as long as it takes. The answer
 	// must start, and bytes keep coming, within the device's timeout.

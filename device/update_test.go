@@ -27,7 +27,7 @@ import (
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // fwClass is a device class of its own for one test: releases and
@@ -43,10 +43,10 @@ func fwClass(t *testing.T) string {
 func (tn *testNet) registerClass(t *testing.T, class string, keys ...*identity.Key) {
 	t.Helper()
 	ctx := ctxT(t)
-	var regs []*ledger.DeviceRegister
+	var regs []*record.DeviceRegister
 	for _, k := range keys {
-		proof, _ := k.Sign(ledger.PossessionMessage(tn.d.ChainID(), devnet.DemoOrg, k.ID()))
-		regs = append(regs, &ledger.DeviceRegister{Org: devnet.DemoOrg, Device: k.ID(), Class: class, Proof: proof})
+		proof, _ := k.Sign(record.PossessionMessage(tn.d.ChainID(), devnet.DemoOrg, k.ID()))
+		regs = append(regs, &record.DeviceRegister{Org: devnet.DemoOrg, Device: k.ID(), Class: class, Proof: proof})
 	}
 	c := api.NewClient(tn.d.APIURL(0))
 	if _, err := device.RegisterAll(ctx, c, tn.admin, tn.d.ChainID(), regs); err != nil {
@@ -99,7 +99,7 @@ func newKeys(t *testing.T, n int) []*identity.Key {
 // fwImage is a release's image, stored on node 0's file service.
 type fwImage struct {
 	data []byte
-	m    ledger.FirmwareManifest
+	m    record.FirmwareManifest
 }
 
 // publish adds a random image of size bytes to node 0's files and
@@ -113,29 +113,29 @@ func (tn *testNet) publish(t *testing.T, class string, seq uint64, size int) *fw
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(img)
-	m := ledger.FirmwareManifest{Vendor: devnet.DemoOrg, Class: class, Version: fmt.Sprintf("%d.0", seq), Seq: seq,
+	m := record.FirmwareManifest{Vendor: devnet.DemoOrg, Class: class, Version: fmt.Sprintf("%d.0", seq), Seq: seq,
 		Digest: sum[:], Size: uint64(size), CID: a.CID.String()}
 	raw, err := files.SignFirmware(tn.admin, tn.admin.ID(), &m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn.send(t, tn.admin, &ledger.FirmwareRelease{Manifest: raw})
+	tn.send(t, tn.admin, &record.FirmwareRelease{Manifest: raw})
 	return &fwImage{data: img, m: m}
 }
 
 // rollout approves release class #seq for the demo organisation and rolls
 // it out; it returns the rollout record.
-func (tn *testNet) rollout(t *testing.T, class string, seq uint64, percent, blocksPerWave, maxFailures uint32, approve bool) *ledger.FirmwareRolloutRecord {
+func (tn *testNet) rollout(t *testing.T, class string, seq uint64, percent, blocksPerWave, maxFailures uint32, approve bool) *record.FirmwareRolloutRecord {
 	t.Helper()
 	if approve {
-		tn.send(t, tn.admin, &ledger.FirmwareApprove{Org: devnet.DemoOrg, Vendor: devnet.DemoOrg, Class: class, Seq: seq})
+		tn.send(t, tn.admin, &record.FirmwareApprove{Org: devnet.DemoOrg, Vendor: devnet.DemoOrg, Class: class, Seq: seq})
 	}
-	tn.send(t, tn.admin, &ledger.FirmwareRollout{Org: devnet.DemoOrg, Vendor: devnet.DemoOrg, Class: class, Seq: seq,
+	tn.send(t, tn.admin, &record.FirmwareRollout{Org: devnet.DemoOrg, Vendor: devnet.DemoOrg, Class: class, Seq: seq,
 		Percent: percent, BlocksPerWave: blocksPerWave, MaxFailures: maxFailures})
 	return tn.rolloutRecord(t, class)
 }
 
-func (tn *testNet) rolloutRecord(t *testing.T, class string) *ledger.FirmwareRolloutRecord {
+func (tn *testNet) rolloutRecord(t *testing.T, class string) *record.FirmwareRolloutRecord {
 	t.Helper()
 	tn.synced(t)
 	var ro struct {
@@ -155,14 +155,14 @@ func (tn *testNet) firmwareHistory(t *testing.T, id string) []string {
 	t.Helper()
 	tn.synced(t)
 	var page struct {
-		Items []ledger.Event `json:"items"`
+		Items []record.Event `json:"items"`
 	}
 	if err := api.NewClient(tn.d.APIURL(0)).Get(ctxT(t), "/v1/devices/"+url.PathEscape(id)+"/history", &page); err != nil {
 		t.Fatal(err)
 	}
 	var out []string
 	for _, e := range page.Items {
-		if e.Kind == ledger.KindFirmwareReport {
+		if e.Kind == record.KindFirmwareReport {
 			out = append(out, e.Note)
 		}
 	}
@@ -530,7 +530,7 @@ func TestFirmwareTamperedImage(t *testing.T) {
 // the device's self-test would.
 type failingInstaller struct{ *device.SlotInstaller }
 
-func (f failingInstaller) Stage(m *ledger.FirmwareManifest) (device.StagedImage, error) {
+func (f failingInstaller) Stage(m *record.FirmwareManifest) (device.StagedImage, error) {
 	s, err := f.SlotInstaller.Stage(m)
 	if err != nil {
 		return nil, err
@@ -586,7 +586,7 @@ func TestFirmwareRolloutAbort(t *testing.T) {
 		}
 	}
 	ro := tn.rolloutRecord(t, class)
-	if ro.Status != ledger.RolloutAborted || ro.Failed != 2 {
+	if ro.Status != record.RolloutAborted || ro.Failed != 2 {
 		t.Fatalf("rollout after 2 failures: %s, %d failed", ro.Status, ro.Failed)
 	}
 	tn.applied(t, ro.Aborted)
@@ -642,16 +642,16 @@ func rolloutLiar(t *testing.T, upstream, how string, lied *atomic.Int32) *httpte
 		if err != nil {
 			return err
 		}
-		var pr ledger.Proof
+		var pr record.Proof
 		if json.Unmarshal(body, &pr) == nil && bytes.HasPrefix(pr.Key, []byte("fr/")) && pr.Value != nil {
-			var ro ledger.FirmwareRolloutRecord
-			if ledger.Unmarshal(pr.Value, &ro) == nil {
+			var ro record.FirmwareRolloutRecord
+			if record.Unmarshal(pr.Value, &ro) == nil {
 				lied.Add(1)
 				if how == "omit" {
 					pr.Value = nil
 				} else {
 					ro.Percent, ro.BlocksPerWave = 100, 1
-					pr.Value, _ = ledger.Marshal(&ro)
+					pr.Value, _ = record.Marshal(&ro)
 				}
 				body, _ = json.Marshal(&pr)
 			}
@@ -684,7 +684,7 @@ func TestOfferedFirmwareLyingGateway(t *testing.T) {
 		var lied atomic.Int32
 		liar := rolloutLiar(t, tn.d.APIURL(1), how, &lied)
 		alone := tn.fwDevice(t, k, device.Gateway{API: liar.URL})
-		if _, err := alone.d.OfferedFirmware(ctx); !errors.Is(err, ledger.ErrBadProof) {
+		if _, err := alone.d.OfferedFirmware(ctx); !errors.Is(err, record.ErrBadProof) {
 			t.Fatalf("%s, the liar alone: %v; want a proof refusal", how, err)
 		}
 		d := tn.fwDevice(t, k, device.Gateway{API: liar.URL}, tn.gw(2))

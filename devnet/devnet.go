@@ -24,6 +24,7 @@ import (
 	"github.com/thingnet/thingnet/mesh"
 	"github.com/thingnet/thingnet/node"
 	"github.com/thingnet/thingnet/ratelimit"
+	"github.com/thingnet/thingnet/record"
 )
 
 // Defaults of a devnet.
@@ -142,7 +143,7 @@ func Start(c Config) (*Devnet, error) {
 		if d.gwKeys[i], err = demoKey(c.Home, GatewayKey(i)); err != nil {
 			return nil, err
 		}
-		gen.Devices = append(gen.Devices, ledger.GenesisDevice{ID: d.gwKeys[i].ID(), Org: DemoOrg, Class: ledger.ClassGateway})
+		gen.Devices = append(gen.Devices, ledger.GenesisDevice{ID: d.gwKeys[i].ID(), Org: DemoOrg, Class: record.ClassGateway})
 		d.buses[i] = events.NewBus(0)
 		nodes[i] = NodeConfig(c, i)
 	}

@@ -17,8 +17,8 @@ import (
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 func startDevnet(t *testing.T, home string, base int) *Devnet {
@@ -67,8 +67,8 @@ func TestDevnet(t *testing.T) {
 	}
 
 	dev, _ := identity.GenerateKey(identity.P256)
-	proof, _ := dev.Sign(ledger.PossessionMessage(d.ChainID(), DemoOrg, dev.ID()))
-	res, err := c0.Send(ctx, admin, "", &ledger.DeviceRegister{Org: DemoOrg, Device: dev.ID(), Class: "sensor", Proof: proof}, true)
+	proof, _ := dev.Sign(record.PossessionMessage(d.ChainID(), DemoOrg, dev.ID()))
+	res, err := c0.Send(ctx, admin, "", &record.DeviceRegister{Org: DemoOrg, Device: dev.ID(), Class: "sensor", Proof: proof}, true)
 	if err != nil {
 		t.Fatalf("register: %v", err)
 	}
@@ -77,9 +77,9 @@ func TestDevnet(t *testing.T) {
 	// Every node serves the record, with a proof that checks against a signed header.
 	for i := range d.Size() {
 		c := api.NewClient(d.APIURL(i))
-		var got ledger.Device
+		var got record.Device
 		p, found, err := c.ProvedRecord(ctx, "/v1/devices/"+dev.ID(), &got)
-		if err != nil || !found || got.Status != ledger.StatusActive {
+		if err != nil || !found || got.Status != record.StatusActive {
 			t.Fatalf("node %d: device = %+v, found %v, err %v", i, got, found, err)
 		}
 		if _, err := c.VerifyProof(ctx, d.ChainID(), p); err != nil {
@@ -88,11 +88,11 @@ func TestDevnet(t *testing.T) {
 	}
 
 	// The device can sign; once suspended, its next tx is refused.
-	grant := &ledger.GrantAdd{Grantor: "device:" + dev.ID(), Subject: "org:" + DemoOrg, Action: "read", Resource: "device:" + dev.ID() + "/readings"}
+	grant := &record.GrantAdd{Grantor: "device:" + dev.ID(), Subject: "org:" + DemoOrg, Action: "read", Resource: "device:" + dev.ID() + "/readings"}
 	if _, err := c0.Send(ctx, dev, "", grant, true); err != nil {
 		t.Fatalf("device-signed grant: %v", err)
 	}
-	if _, err := c0.Send(ctx, admin, "", ledger.NewDeviceStatus(dev.ID(), ledger.StatusSuspended, "test"), true); err != nil {
+	if _, err := c0.Send(ctx, admin, "", record.NewDeviceStatus(dev.ID(), record.StatusSuspended, "test"), true); err != nil {
 		t.Fatalf("suspend: %v", err)
 	}
 	_, err = c0.Send(ctx, dev, "", grant, true)
@@ -116,8 +116,8 @@ func TestDevnet(t *testing.T) {
 		t.Fatal(err)
 	}
 	dev2, _ := identity.GenerateKey(identity.Ed25519)
-	proof2, _ := dev2.Sign(ledger.PossessionMessage(d.ChainID(), DemoOrg, dev2.ID()))
-	res, err = c0.Send(ctx, admin, "", &ledger.DeviceRegister{Org: DemoOrg, Device: dev2.ID(), Proof: proof2}, true)
+	proof2, _ := dev2.Sign(record.PossessionMessage(d.ChainID(), DemoOrg, dev2.ID()))
+	res, err = c0.Send(ctx, admin, "", &record.DeviceRegister{Org: DemoOrg, Device: dev2.ID(), Proof: proof2}, true)
 	if err != nil {
 		t.Fatalf("register with one validator down: %v", err)
 	}
@@ -132,9 +132,9 @@ func TestDevnet(t *testing.T) {
 		return a != nil && a.Height() >= res.Height
 	})
 	c3 := api.NewClient(d.APIURL(3))
-	var got ledger.Device
+	var got record.Device
 	if err := c3.Get(ctx, "/v1/devices/"+dev2.ID(), &struct {
-		Record *ledger.Device `json:"record"`
+		Record *record.Device `json:"record"`
 	}{&got}); err != nil || got.ID != dev2.ID() {
 		t.Fatalf("node 3 after catch-up: %+v, %v", got, err)
 	}
@@ -200,8 +200,8 @@ func newDevnetDevice(t *testing.T, alg identity.Algorithm, via int, r reading.Re
 	}
 	admin, _ := Keystore(home).Load(DemoAdminKey, nil)
 	dev, _ := identity.GenerateKey(alg)
-	proof, _ := dev.Sign(ledger.PossessionMessage(d.ChainID(), DemoOrg, dev.ID()))
-	if _, err := api.NewClient(d.APIURL(via)).Send(ctx, admin, "", &ledger.DeviceRegister{Org: DemoOrg, Device: dev.ID(), Proof: proof}, true); err != nil {
+	proof, _ := dev.Sign(record.PossessionMessage(d.ChainID(), DemoOrg, dev.ID()))
+	if _, err := api.NewClient(d.APIURL(via)).Send(ctx, admin, "", &record.DeviceRegister{Org: DemoOrg, Device: dev.ID(), Proof: proof}, true); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := reading.Sign(dev, dev.ID(), r)

@@ -18,9 +18,9 @@ import (
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/lightclient"
 	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/record"
 )
 
 // The devices of the fleet's exchange (FleetConfig.Exchange).
@@ -165,7 +165,7 @@ func (f *Fleet) startExchange(ctx context.Context, d *Devnet, c FleetConfig, adm
 			err = errors.Join(err, x.stop())
 		}
 	}()
-	var regs []*ledger.DeviceRegister
+	var regs []*record.DeviceRegister
 	for _, r := range []struct {
 		dev         *device.Device
 		name, class string
@@ -177,7 +177,7 @@ func (f *Fleet) startExchange(ctx context.Context, d *Devnet, c FleetConfig, adm
 		{x.disp, DisplayName, "display", map[string]string{mesh.LabelMailboxes: d.gwKeys[x.dispGW].ID(), mesh.LabelDownlinks: "100"}},
 	} {
 		k := r.dev.Key()
-		proof, err := k.Sign(ledger.PossessionMessage(d.ChainID(), DemoOrg, k.ID()))
+		proof, err := k.Sign(record.PossessionMessage(d.ChainID(), DemoOrg, k.ID()))
 		if err != nil {
 			return err
 		}
@@ -185,7 +185,7 @@ func (f *Fleet) startExchange(ctx context.Context, d *Devnet, c FleetConfig, adm
 		for l, v := range r.extra {
 			labels[l] = v
 		}
-		regs = append(regs, &ledger.DeviceRegister{Org: DemoOrg, Device: k.ID(), Class: r.class, Proof: proof, Labels: labels})
+		regs = append(regs, &record.DeviceRegister{Org: DemoOrg, Device: k.ID(), Class: r.class, Proof: proof, Labels: labels})
 	}
 	cl := api.NewClient(d.APIURL(0))
 	if _, err := device.RegisterAll(ctx, cl, admin, d.ChainID(), regs); err != nil {
@@ -249,7 +249,7 @@ func (x *exchange) grant(ctx context.Context, cl *api.Client, admin *identity.Ke
 		if ok {
 			continue
 		}
-		if _, err := cl.Send(ctx, admin, "", &ledger.GrantAdd{Grantor: "org:" + DemoOrg, Subject: g[0], Action: mesh.KindMessage, Resource: g[1]}, true); err != nil {
+		if _, err := cl.Send(ctx, admin, "", &record.GrantAdd{Grantor: "org:" + DemoOrg, Subject: g[0], Action: mesh.KindMessage, Resource: g[1]}, true); err != nil {
 			return err
 		}
 	}
@@ -330,7 +330,7 @@ func (x *exchange) shoot(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	res, err := api.NewClient(x.d.APIURL(x.camGW)).Send(ctx, camKey, "", &ledger.FilePublish{Org: DemoOrg, Name: name, CID: added.CID,
+	res, err := api.NewClient(x.d.APIURL(x.camGW)).Send(ctx, camKey, "", &record.FilePublish{Org: DemoOrg, Name: name, CID: added.CID,
 		Size: added.Size, ContentType: "video/x-simulated", Private: true, Keys: keys}, true)
 	if err != nil {
 		return fmt.Errorf("recording the manifest: %w", err)
@@ -409,7 +409,7 @@ func (x *exchange) view(ctx context.Context, n clipNote) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	var rec struct {
-		Record ledger.FileManifest `json:"record"`
+		Record record.FileManifest `json:"record"`
 	}
 	if err := api.NewClient(x.d.APIURL(x.dispGW)).Get(ctx, "/v1/files/"+n.Org+"/"+n.Name, &rec); err != nil {
 		return fmt.Errorf("reading the manifest: %w", err)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // TestFleetExchange runs the fleet's exchange: the camera's clip is added
@@ -57,7 +57,7 @@ func TestFleetExchange(t *testing.T) {
 	// The manifest is on the ledger: private, by the camera, its key
 	// wrapped for the camera and the display.
 	var page struct {
-		Items []ledger.FileManifest `json:"items"`
+		Items []record.FileManifest `json:"items"`
 	}
 	if err := api.NewClient(d.APIURL(2)).Get(ctx, "/v1/files/"+DemoOrg, &page); err != nil {
 		t.Fatal(err)

@@ -12,8 +12,8 @@ import (
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/lightclient"
+	"github.com/thingnet/thingnet/record"
 )
 
 // DefaultFleet is how many simulated devices `thingnet devnet` runs.
@@ -30,7 +30,7 @@ type FleetConfig struct {
 	Wake      time.Duration // time between wakes; default 5 s
 	Batch     int           // readings per wake; default 1
 	OnSend    func(device int, rc *device.Receipt)
-	OnCommand func(device int, c ledger.Command) error // the devices' actuator (simulated)
+	OnCommand func(device int, c record.Command) error // the devices' actuator (simulated)
 
 	// Exchange adds a camera (CameraName) and a sleeping display
 	// (DisplayName) of the demo organisation, each with a mesh node,
@@ -178,18 +178,18 @@ func (d *Devnet) StartFleet(ctx context.Context, c FleetConfig) (*Fleet, error) 
 func (f *Fleet) startAgreement(ctx context.Context, d *Devnet, c *api.Client, admin *identity.Key) error {
 	sensor, fan := f.Devices[0].Device.ID(), f.Devices[1].Device.ID()
 	var page struct {
-		Items []ledger.Agreement `json:"items"`
+		Items []record.Agreement `json:"items"`
 	}
 	if err := c.Get(ctx, "/v1/agreements?limit=1000", &page); err != nil {
 		return err
 	}
 	for _, a := range page.Items {
-		if a.Name == "fleet-fan" && a.Status == ledger.AgreementActive {
+		if a.Name == "fleet-fan" && a.Status == record.AgreementActive {
 			f.Agreement = a.ID
 		}
 	}
 	if f.Agreement == 0 {
-		res, err := c.Send(ctx, admin, "", &ledger.AgreementDeploy{Source: []byte(FleetAgreement),
+		res, err := c.Send(ctx, admin, "", &record.AgreementDeploy{Source: []byte(FleetAgreement),
 			Parties: map[string]string{"sensor": "device:" + sensor, "fan": "device:" + fan, "owner": "org:" + DemoOrg}}, true)
 		if err != nil {
 			return err
@@ -212,7 +212,7 @@ func (f *Fleet) startAgreement(ctx context.Context, d *Devnet, c *api.Client, ad
 			return err
 		}
 		th := int64(math.Floor(*s.Read(time.Now()).Value))
-		if _, err := c.Send(ctx, admin, "", &ledger.AgreementCall{ID: f.Agreement, Transition: "retune", Args: map[string]any{"threshold": th}}, true); err != nil {
+		if _, err := c.Send(ctx, admin, "", &record.AgreementCall{ID: f.Agreement, Transition: "retune", Args: map[string]any{"threshold": th}}, true); err != nil {
 			return err
 		}
 	}

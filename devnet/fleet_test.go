@@ -16,7 +16,7 @@ import (
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // TestFleet runs a small simulated fleet for a few seconds: every device's
@@ -33,14 +33,14 @@ func TestFleet(t *testing.T) {
 	ctx := ctxT(t, 2*time.Minute)
 	var mu sync.Mutex
 	first := map[int]*device.Receipt{}
-	var commands []ledger.Command
+	var commands []record.Command
 	fl, err := d.StartFleet(ctx, FleetConfig{Size: 6, Wake: 500 * time.Millisecond, Agreement: true, OnSend: func(i int, rc *device.Receipt) {
 		mu.Lock()
 		defer mu.Unlock()
 		if first[i] == nil {
 			first[i] = rc
 		}
-	}, OnCommand: func(i int, c ledger.Command) error {
+	}, OnCommand: func(i int, c record.Command) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if i != 1 {

@@ -12,9 +12,9 @@ import (
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/ratelimit"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // TestDevnetLimits: a devnet's gateways take its Limits per device and its
@@ -41,11 +41,11 @@ func TestDevnetLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := make([]*identity.Key, 2)
-	var regs []*ledger.DeviceRegister
+	var regs []*record.DeviceRegister
 	for i := range keys {
 		keys[i], _ = identity.GenerateKey(identity.Ed25519)
-		proof, _ := keys[i].Sign(ledger.PossessionMessage(d.ChainID(), DemoOrg, keys[i].ID()))
-		regs = append(regs, &ledger.DeviceRegister{Org: DemoOrg, Device: keys[i].ID(), Class: "sensor", Proof: proof})
+		proof, _ := keys[i].Sign(record.PossessionMessage(d.ChainID(), DemoOrg, keys[i].ID()))
+		regs = append(regs, &record.DeviceRegister{Org: DemoOrg, Device: keys[i].ID(), Class: "sensor", Proof: proof})
 	}
 	if _, err := device.RegisterAll(ctx, api.NewClient(d.APIURL(0)), admin, d.ChainID(), regs); err != nil {
 		t.Fatal(err)

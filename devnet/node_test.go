@@ -15,6 +15,7 @@ import (
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/mesh"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // errorLog is a slog handler that writes to stderr what startDevnet would
@@ -109,7 +110,7 @@ func TestDevnetMeshBanQuarantines(t *testing.T) {
 	}
 	gw := d.Gateway(0).ID()
 	// The organisation's policy lets gateway 0 quarantine it.
-	grant := &ledger.GrantAdd{Grantor: "org:" + DemoOrg, Subject: "device:" + gw, Action: ledger.ActionManage, Resource: "device:" + rogue.ID()}
+	grant := &record.GrantAdd{Grantor: "org:" + DemoOrg, Subject: "device:" + gw, Action: record.ActionManage, Resource: "device:" + rogue.ID()}
 	if _, err := api.NewClient(d.APIURL(0)).Send(ctx, admin, "", grant, true); err != nil {
 		t.Fatalf("policy grant: %v", err)
 	}
@@ -142,6 +143,6 @@ func TestDevnetMeshBanQuarantines(t *testing.T) {
 			return false
 		}
 		dev, err := st.Device(rogue.ID())
-		return err == nil && dev.Status == ledger.StatusSuspended
+		return err == nil && dev.Status == record.StatusSuspended
 	})
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/cometbft/cometbft/types"
 
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // BenchmarkPublish is the cost of one event for the publisher, with n
@@ -51,7 +51,7 @@ func BenchmarkWatcherBlock(b *testing.B) {
 	blk := types.EventDataNewBlock{Block: &types.Block{Header: types.Header{Height: 2}}}
 	for i := range n {
 		dev, _ := identity.GenerateKey(identity.Ed25519)
-		raw, err := ledger.NewTx(k, "", "bench", uint64(i+1), 0, ledger.NewDeviceStatus(dev.ID(), ledger.StatusSuspended, "bench"))
+		raw, err := record.NewTx(k, "", "bench", uint64(i+1), 0, record.NewDeviceStatus(dev.ID(), record.StatusSuspended, "bench"))
 		if err != nil {
 			b.Fatal(err)
 		}

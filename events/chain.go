@@ -14,8 +14,7 @@ import (
 	abci "github.com/cometbft/cometbft/abci/types"
 	ctypes "github.com/cometbft/cometbft/rpc/core/types"
 	"github.com/cometbft/cometbft/types"
-
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // ChainClient is what Watch needs of a CometBFT client: event
@@ -189,8 +188,8 @@ func (w *Watcher) block(b types.EventDataNewBlock) {
 			r := b.ResultFinalizeBlock.TxResults[i]
 			td.Code, td.Log = r.Code, r.Log
 		}
-		td.Reason = ledger.Code(td.Code).String()
-		tx, err := ledger.DecodeTx(raw)
+		td.Reason = record.Code(td.Code).String()
+		tx, err := record.DecodeTx(raw)
 		if err == nil {
 			td.Kind, td.Signer = tx.Kind, tx.Signer
 		}
@@ -298,32 +297,32 @@ func countTransitions(m map[string]uint64, evs []abci.Event) {
 }
 
 // txEvent is the specific event of a successful tx, if it has one.
-func txEvent(tx *ledger.Tx, td TxData) (string, any) {
+func txEvent(tx *record.Tx, td TxData) (string, any) {
 	switch m := tx.Msg.(type) {
-	case *ledger.DeviceRegister:
-		return TypeDeviceStatus, DeviceData{Device: m.Device, Kind: tx.Kind, Status: string(ledger.StatusActive), Signer: tx.Signer, Height: td.Height, Tx: td.Hash}
-	case *ledger.DeviceStatus:
-		st := ledger.StatusActive
+	case *record.DeviceRegister:
+		return TypeDeviceStatus, DeviceData{Device: m.Device, Kind: tx.Kind, Status: string(record.StatusActive), Signer: tx.Signer, Height: td.Height, Tx: td.Hash}
+	case *record.DeviceStatus:
+		st := record.StatusActive
 		switch tx.Kind {
-		case ledger.KindDeviceSuspend:
-			st = ledger.StatusSuspended
-		case ledger.KindDeviceRevoke:
-			st = ledger.StatusRevoked
+		case record.KindDeviceSuspend:
+			st = record.StatusSuspended
+		case record.KindDeviceRevoke:
+			st = record.StatusRevoked
 		}
 		return TypeDeviceStatus, DeviceData{Device: m.Device, Kind: tx.Kind, Status: string(st), Reason: m.Reason, Signer: tx.Signer, Height: td.Height, Tx: td.Hash}
-	case *ledger.DeviceRotate:
+	case *record.DeviceRotate:
 		return TypeDeviceUpdate, DeviceData{Device: m.Device, Kind: tx.Kind, Signer: tx.Signer, Height: td.Height, Tx: td.Hash}
-	case *ledger.DeviceUpdate:
+	case *record.DeviceUpdate:
 		return TypeDeviceUpdate, DeviceData{Device: m.Device, Kind: tx.Kind, Signer: tx.Signer, Height: td.Height, Tx: td.Hash}
-	case *ledger.DataAnchor:
+	case *record.DataAnchor:
 		return TypeAnchor, AnchorData{Gateway: tx.Signer, Size: m.Size, Root: hex.EncodeToString(m.Root), Height: td.Height, Tx: td.Hash}
 	}
 	switch tx.Kind {
-	case ledger.KindOrgCreate, ledger.KindOrgAdminAdd, ledger.KindOrgAdminRemove:
+	case record.KindOrgCreate, record.KindOrgAdminAdd, record.KindOrgAdminRemove:
 		return TypeOrg, td
-	case ledger.KindGrantAdd, ledger.KindGrantRevoke:
+	case record.KindGrantAdd, record.KindGrantRevoke:
 		return TypeGrant, td
-	case ledger.KindValidatorUpdate:
+	case record.KindValidatorUpdate:
 		return TypeValidator, td
 	}
 	return "", nil

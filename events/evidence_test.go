@@ -12,6 +12,7 @@ import (
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // TestEvidenceEvent: the ledger's block event for committed evidence (from
@@ -34,7 +35,7 @@ func TestEvidenceEvent(t *testing.T) {
 	if _, err := app.InitChain(ctx, &abci.RequestInitChain{ChainId: "c", AppStateBytes: []byte("{}"), Validators: vals, InitialHeight: 1}); err != nil {
 		t.Fatal(err)
 	}
-	addr := ledger.ValidatorAddress(keys[0].Public().Bytes)
+	addr := record.ValidatorAddress(keys[0].Public().Bytes)
 	res, err := app.FinalizeBlock(ctx, &abci.RequestFinalizeBlock{Height: 1, Misbehavior: []abci.Misbehavior{{
 		Type: abci.MisbehaviorType_DUPLICATE_VOTE, Validator: abci.Validator{Address: addr, Power: 10}, Height: 1, Time: time.Unix(0, 0), TotalVotingPower: 20,
 	}}})
@@ -53,7 +54,7 @@ func TestEvidenceEvent(t *testing.T) {
 	if err := json.Unmarshal(got[0].Data, &e); err != nil {
 		t.Fatal(err)
 	}
-	if e.Seq != 1 || e.Type != ledger.EvidenceDuplicateVote || e.Address != addr.String() || !e.Removed || e.At != 1 || e.Height != 1 ||
+	if e.Seq != 1 || e.Type != record.EvidenceDuplicateVote || e.Address != addr.String() || !e.Removed || e.At != 1 || e.Height != 1 ||
 		e.PubKey != strings.ToUpper(hex.EncodeToString(keys[0].Public().Bytes)) {
 		t.Errorf("evidence event = %+v", e)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // Private files are encrypted before they are added, so what bitswap moves
@@ -239,14 +239,14 @@ func Decrypt(ct, key []byte) ([]byte, error) {
 }
 
 // Recipient is a device a content key is wrapped for: its id and its
-// current ledger key (ledger.Device.Key).
+// current ledger key (record.Device.Key).
 type Recipient struct {
 	ID  string
 	Key identity.PublicKey
 }
 
 // RecipientOf returns a device record's recipient.
-func RecipientOf(d *ledger.Device) (Recipient, error) {
+func RecipientOf(d *record.Device) (Recipient, error) {
 	k, err := identity.ParseDID(d.Key)
 	if err != nil {
 		return Recipient{}, fmt.Errorf("files: device %s key: %w", d.ID, err)
@@ -257,9 +257,9 @@ func RecipientOf(d *ledger.Device) (Recipient, error) {
 // WrapKey seals the content key of file org/name at version for each
 // recipient (HPKE to its ledger key's default suite) and returns the
 // wrapped keys sorted by recipient, as the ledger wants them.
-func WrapKey(key []byte, org, name string, version uint64, rs []Recipient) ([]ledger.WrappedKey, error) {
-	info := ledger.FileKeyInfo(org, name, version)
-	out := make([]ledger.WrappedKey, 0, len(rs))
+func WrapKey(key []byte, org, name string, version uint64, rs []Recipient) ([]record.WrappedKey, error) {
+	info := record.FileKeyInfo(org, name, version)
+	out := make([]record.WrappedKey, 0, len(rs))
 	for _, r := range rs {
 		suite, pub, err := r.Key.EncryptionKey()
 		if err != nil {
@@ -269,7 +269,7 @@ func WrapKey(key []byte, org, name string, version uint64, rs []Recipient) ([]le
 		if err != nil {
 			return nil, fmt.Errorf("files: sealing to %s: %w", r.ID, err)
 		}
-		out = append(out, ledger.WrappedKey{Recipient: r.ID, Suite: uint8(suite), Sealed: sealed})
+		out = append(out, record.WrappedKey{Recipient: r.ID, Suite: uint8(suite), Sealed: sealed})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Recipient < out[j].Recipient })
 	for i := 1; i < len(out); i++ {
@@ -285,7 +285,7 @@ func WrapKey(key []byte, org, name string, version uint64, rs []Recipient) ([]le
 var ErrNoKey = errors.New("files: the ledger holds no key of this file for this device (no fetch grant, or revoked)")
 
 // UnwrapKey opens the content key that m holds for device id with its key.
-func UnwrapKey(m *ledger.FileManifest, id string, k *identity.Key) ([]byte, error) {
+func UnwrapKey(m *record.FileManifest, id string, k *identity.Key) ([]byte, error) {
 	if !m.Private {
 		return nil, fmt.Errorf("files: %s/%s is public; it has no key", m.Org, m.Name)
 	}
@@ -293,7 +293,7 @@ func UnwrapKey(m *ledger.FileManifest, id string, k *identity.Key) ([]byte, erro
 	if w == nil {
 		return nil, ErrNoKey
 	}
-	key, err := k.Open(identity.Suite(w.Suite), ledger.FileKeyInfo(m.Org, m.Name, m.Version), w.Sealed)
+	key, err := k.Open(identity.Suite(w.Suite), record.FileKeyInfo(m.Org, m.Name, m.Version), w.Sealed)
 	if err != nil {
 		return nil, fmt.Errorf("files: the wrapped key for %s does not open with this key: %w", id, err)
 	}

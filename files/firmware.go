@@ -9,16 +9,16 @@ import (
 	"io"
 
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // FirmwareManifest is a firmware release (a SUIT-like subset): vendor,
 // device class, version, sequence number, image digest, size and CID. The
 // vendor signs its deterministic CBOR as a COSE_Sign1 (SignFirmware).
-type FirmwareManifest = ledger.FirmwareManifest
+type FirmwareManifest = record.FirmwareManifest
 
 // FirmwareContext is the COSE external data of a firmware manifest.
-var FirmwareContext = ledger.FirmwareContext
+var FirmwareContext = record.FirmwareContext
 
 // Firmware errors a device acts on.
 var (
@@ -33,7 +33,7 @@ func SignFirmware(k *identity.Key, kid string, m *FirmwareManifest) ([]byte, err
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	payload, err := ledger.Marshal(m)
+	payload, err := record.Marshal(m)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +43,7 @@ func SignFirmware(k *identity.Key, kid string, m *FirmwareManifest) ([]byte, err
 // DecodeFirmware parses a signed manifest without verifying the signature;
 // kid is the signer's account id.
 func DecodeFirmware(raw []byte) (m *FirmwareManifest, kid string, err error) {
-	m, s, err := ledger.DecodeFirmware(raw)
+	m, s, err := record.DecodeFirmware(raw)
 	if err != nil {
 		return nil, "", err
 	}

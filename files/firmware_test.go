@@ -11,7 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // A device fetches a release over bitswap and installs it only if the
@@ -105,7 +105,7 @@ func TestFirmwareLedger(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return n.ledger.Do(vendor, &ledger.FirmwareRelease{Manifest: raw})
+		return n.ledger.Do(vendor, &record.FirmwareRelease{Manifest: raw})
 	}
 	if err := release(2, "2"); err != nil {
 		t.Fatal(err)
@@ -115,23 +115,23 @@ func TestFirmwareLedger(t *testing.T) {
 	}
 	// Signed by someone else's key, sent by the vendor: refused.
 	raw, _ := SignFirmware(customer, vendor.ID(), &FirmwareManifest{Vendor: "beta", Class: "camera", Version: "v3", Seq: 3, Digest: sum("3"), Size: 1})
-	if err := n.ledger.Do(vendor, &ledger.FirmwareRelease{Manifest: raw}); err == nil {
+	if err := n.ledger.Do(vendor, &record.FirmwareRelease{Manifest: raw}); err == nil {
 		t.Fatal("a manifest with a forged signature was accepted")
 	}
 	if err := release(3, "3"); err != nil {
 		t.Fatal(err)
 	}
-	mustDo(t, n, customer, &ledger.FirmwareApprove{Org: "acme", Vendor: "beta", Class: "camera", Seq: 2})
-	mustDo(t, n, cam, &ledger.FirmwareReport{Digest: sum("2"), Version: "v2"})
+	mustDo(t, n, customer, &record.FirmwareApprove{Org: "acme", Vendor: "beta", Class: "camera", Seq: 2})
+	mustDo(t, n, cam, &record.FirmwareReport{Digest: sum("2"), Version: "v2"})
 	st, _ := n.ledger.View()
 	d, _ := st.Device(cam.ID())
-	if d.Firmware != "v2" || d.Labels[ledger.LabelFirmwareFlag] != "" {
+	if d.Firmware != "v2" || d.Labels[record.LabelFirmwareFlag] != "" {
 		t.Fatalf("after an approved report: %+v", d)
 	}
-	mustDo(t, n, cam, &ledger.FirmwareReport{Digest: sum("3"), Version: "v3"}) // released, not approved by acme
+	mustDo(t, n, cam, &record.FirmwareReport{Digest: sum("3"), Version: "v3"}) // released, not approved by acme
 	st, _ = n.ledger.View()
 	d, _ = st.Device(cam.ID())
-	if d.Firmware != "v3" || d.Labels[ledger.LabelFirmwareFlag] == "" {
+	if d.Firmware != "v3" || d.Labels[record.LabelFirmwareFlag] == "" {
 		t.Fatalf("an unapproved image did not flag the device: %+v", d)
 	}
 	hist, err := st.History(cam.ID(), 0, 100)
@@ -140,7 +140,7 @@ func TestFirmwareLedger(t *testing.T) {
 	}
 	var reports []string
 	for _, e := range hist {
-		if e.Kind == ledger.KindFirmwareReport {
+		if e.Kind == record.KindFirmwareReport {
 			reports = append(reports, e.Note)
 		}
 	}
@@ -175,12 +175,12 @@ func TestFirmwareRollout(t *testing.T) {
 			image := []byte("camera firmware 3.0")
 			sum := sha256.Sum256(image)
 			raw, _ := SignFirmware(vendor, vendor.ID(), &FirmwareManifest{Vendor: "beta", Class: "camera", Version: "3.0", Seq: 3, Digest: sum[:], Size: uint64(len(image))})
-			mustDo(t, n, vendor, &ledger.FirmwareRelease{Manifest: raw})
-			rollout := &ledger.FirmwareRollout{Org: "acme", Vendor: "beta", Class: "camera", Seq: 3, Percent: 25, BlocksPerWave: 2, MaxFailures: 2}
+			mustDo(t, n, vendor, &record.FirmwareRelease{Manifest: raw})
+			rollout := &record.FirmwareRollout{Org: "acme", Vendor: "beta", Class: "camera", Seq: 3, Percent: 25, BlocksPerWave: 2, MaxFailures: 2}
 			if err := n.ledger.Do(admin, rollout); err == nil {
 				t.Fatal("a rollout of an unapproved release was accepted")
 			}
-			mustDo(t, n, admin, &ledger.FirmwareApprove{Org: "acme", Vendor: "beta", Class: "camera", Seq: 3})
+			mustDo(t, n, admin, &record.FirmwareApprove{Org: "acme", Vendor: "beta", Class: "camera", Seq: 3})
 			mustDo(t, n, admin, rollout)
 			{ // the first wave offers about a quarter of the fleet, not all of it
 				st, _ := n.ledger.View()
@@ -217,7 +217,7 @@ func TestFirmwareRollout(t *testing.T) {
 					if err := CheckImage(m, bytes.NewReader(image)); err != nil {
 						t.Fatal(err)
 					}
-					rep := &ledger.FirmwareReport{Digest: m.Digest, Version: m.Version}
+					rep := &record.FirmwareReport{Digest: m.Digest, Version: m.Version}
 					if tc.failing[i] {
 						rep.Failed, failed[i] = true, true
 					} else {
@@ -228,7 +228,7 @@ func TestFirmwareRollout(t *testing.T) {
 					break // one report a block: the rollout may abort in between
 				}
 				if !acted {
-					mustDo(t, n, admin, &ledger.GrantAdd{Grantor: "org:acme", Subject: "org:beta", Action: "read", Resource: "org:acme/tick"}) // a block passes
+					mustDo(t, n, admin, &record.GrantAdd{Grantor: "org:acme", Subject: "org:beta", Action: "read", Resource: "org:acme/tick"}) // a block passes
 				}
 			}
 			st, _ := n.ledger.View()
@@ -244,12 +244,12 @@ func TestFirmwareRollout(t *testing.T) {
 				t.Errorf("ledger counts %d installs, devices %d", r.Installed, installed)
 			}
 			if tc.failing == nil {
-				if installed != fleet || r.Status != ledger.RolloutActive {
+				if installed != fleet || r.Status != record.RolloutActive {
 					t.Errorf("a clean rollout installed %d of %d (%s)", installed, fleet, r.Status)
 				}
 				return
 			}
-			if r.Status != ledger.RolloutAborted || r.Failed != 2 {
+			if r.Status != record.RolloutAborted || r.Failed != 2 {
 				t.Fatalf("rollout %s with %d failures; want aborted at 2", r.Status, r.Failed)
 			}
 			if installed+2 >= fleet {
@@ -280,10 +280,10 @@ func TestFirmwareRolloutCountsEachDeviceOnce(t *testing.T) {
 	}
 	sum := sha256.Sum256([]byte("image 4"))
 	raw, _ := SignFirmware(vendor, vendor.ID(), &FirmwareManifest{Vendor: "beta", Class: "camera", Version: "4.0", Seq: 4, Digest: sum[:], Size: 7})
-	mustDo(t, n, vendor, &ledger.FirmwareRelease{Manifest: raw})
-	mustDo(t, n, admin, &ledger.FirmwareApprove{Org: "acme", Vendor: "beta", Class: "camera", Seq: 4})
-	mustDo(t, n, admin, &ledger.FirmwareRollout{Org: "acme", Vendor: "beta", Class: "camera", Seq: 4, Percent: 100, BlocksPerWave: 1, MaxFailures: 2})
-	counts := func() *ledger.FirmwareRolloutRecord {
+	mustDo(t, n, vendor, &record.FirmwareRelease{Manifest: raw})
+	mustDo(t, n, admin, &record.FirmwareApprove{Org: "acme", Vendor: "beta", Class: "camera", Seq: 4})
+	mustDo(t, n, admin, &record.FirmwareRollout{Org: "acme", Vendor: "beta", Class: "camera", Seq: 4, Percent: 100, BlocksPerWave: 1, MaxFailures: 2})
+	counts := func() *record.FirmwareRolloutRecord {
 		t.Helper()
 		st, _ := n.ledger.View()
 		r, err := st.FirmwareRolloutFor("acme", "camera")
@@ -293,20 +293,20 @@ func TestFirmwareRolloutCountsEachDeviceOnce(t *testing.T) {
 		return r
 	}
 	for range 3 {
-		mustDo(t, n, devs[0], &ledger.FirmwareReport{Digest: sum[:], Version: "4.0", Failed: true, Reason: "self-test failed"})
+		mustDo(t, n, devs[0], &record.FirmwareReport{Digest: sum[:], Version: "4.0", Failed: true, Reason: "self-test failed"})
 	}
-	if r := counts(); r.Failed != 1 || r.Status != ledger.RolloutActive {
+	if r := counts(); r.Failed != 1 || r.Status != record.RolloutActive {
 		t.Fatalf("one device's three failure reports: failed %d, %s; want 1, active", r.Failed, r.Status)
 	}
 	for range 2 {
-		mustDo(t, n, devs[1], &ledger.FirmwareReport{Digest: sum[:], Version: "4.0"})
+		mustDo(t, n, devs[1], &record.FirmwareReport{Digest: sum[:], Version: "4.0"})
 	}
-	mustDo(t, n, devs[0], &ledger.FirmwareReport{Digest: sum[:], Version: "4.0"}) // installed on a retry
+	mustDo(t, n, devs[0], &record.FirmwareReport{Digest: sum[:], Version: "4.0"}) // installed on a retry
 	if r := counts(); r.Installed != 2 || r.Failed != 1 {
 		t.Fatalf("installs %d, failures %d; want 2 devices installed, 1 failed", r.Installed, r.Failed)
 	}
-	mustDo(t, n, devs[2], &ledger.FirmwareReport{Digest: sum[:], Version: "4.0", Failed: true})
-	if r := counts(); r.Failed != 2 || r.Status != ledger.RolloutAborted {
+	mustDo(t, n, devs[2], &record.FirmwareReport{Digest: sum[:], Version: "4.0", Failed: true})
+	if r := counts(); r.Failed != 2 || r.Status != record.RolloutAborted {
 		t.Fatalf("a second device's failure: failed %d, %s; want 2, aborted", r.Failed, r.Status)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/record"
 )
 
 // DefaultReprovideInterval is how often pinned roots are announced again:
@@ -28,7 +29,7 @@ type Ledger struct {
 	View func() (*ledger.State, error) // the last committed state
 	// Enqueue sends m with the node's key, after the other txs of that key
 	// (gateway.Gateway.Enqueue); done is told once m is committed or dropped.
-	Enqueue func(m ledger.Msg, done func(error)) error
+	Enqueue func(m record.Msg, done func(error)) error
 }
 
 // pinRecords tracks the file.pin messages queued and not yet committed, so
@@ -76,7 +77,7 @@ func (s *Service) recordPin(root cid.Cid, pinned bool) {
 			s.log.Warn("files: recording a pin on the ledger failed", "cid", c, "pinned", pinned, "err", err)
 		}
 	}
-	if err := l.Enqueue(&ledger.FilePinMsg{CID: c, Unpin: !pinned}, done); err != nil {
+	if err := l.Enqueue(&record.FilePinMsg{CID: c, Unpin: !pinned}, done); err != nil {
 		done(err)
 	}
 }
@@ -90,7 +91,7 @@ func (s *Service) pinnedOnLedger(c string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return slices.ContainsFunc(ps, func(p ledger.FilePin) bool { return p.Pinner == s.cfg.Ledger.ID }), nil
+	return slices.ContainsFunc(ps, func(p record.FilePin) bool { return p.Pinner == s.cfg.Ledger.ID }), nil
 }
 
 // pinnerConnectTimeout bounds how long a download waits to connect to the
@@ -122,7 +123,7 @@ func (s *Service) connectPinners(ctx context.Context, root cid.Cid) {
 			continue
 		}
 		d, err := st.Device(p.Pinner)
-		if err != nil || d.Status != ledger.StatusActive {
+		if err != nil || d.Status != record.StatusActive {
 			continue
 		}
 		pub, err := identity.ParseDID(d.Key)

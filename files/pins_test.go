@@ -13,7 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/routing"
 
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // ledgerFor is a Ledger for p that runs each queued message in a block of
@@ -22,7 +22,7 @@ func (n *testNet) ledgerFor(p **testPeer, mu *sync.Mutex, sent *atomic.Int64) *L
 	return &Ledger{
 		ID:   "", // set once the peer exists
 		View: n.ledger.View,
-		Enqueue: func(m ledger.Msg, done func(error)) error {
+		Enqueue: func(m record.Msg, done func(error)) error {
 			mu.Lock()
 			err := n.ledger.Do((*p).key, m)
 			mu.Unlock()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 func TestEncryptRoundTrip(t *testing.T) {
@@ -49,14 +50,14 @@ func TestEncryptRoundTrip(t *testing.T) {
 	}
 }
 
-func mustDo(t *testing.T, n *testNet, k *identity.Key, m ledger.Msg) {
+func mustDo(t *testing.T, n *testNet, k *identity.Key, m record.Msg) {
 	t.Helper()
 	if err := n.ledger.Do(k, m); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func manifest(t *testing.T, n *testNet, org, name string) *ledger.FileManifest {
+func manifest(t *testing.T, n *testNet, org, name string) *record.FileManifest {
 	t.Helper()
 	st, err := n.ledger.View()
 	if err != nil {
@@ -109,17 +110,17 @@ func TestPrivateShareRevokeRekey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustDo(t, n, owner.key, &ledger.FilePublish{Org: "acme", Name: "clip", CID: added.CID.String(), Size: added.Size, ContentType: "video/mp4", Private: true, Keys: keys})
+	mustDo(t, n, owner.key, &record.FilePublish{Org: "acme", Name: "clip", CID: added.CID.String(), Size: added.Size, ContentType: "video/mp4", Private: true, Keys: keys})
 
 	// Sharing with a device that holds no fetch grant is refused by the ledger.
 	fkeys, _ := WrapKey(key, "acme", "clip", 1, recipients(t, n, friend.key.ID()))
-	if err := n.ledger.Do(admin, &ledger.FileShare{Org: "acme", Name: "clip", Keys: fkeys}); err == nil || !strings.Contains(err.Error(), "no fetch grant") {
+	if err := n.ledger.Do(admin, &record.FileShare{Org: "acme", Name: "clip", Keys: fkeys}); err == nil || !strings.Contains(err.Error(), "no fetch grant") {
 		t.Fatalf("share without a grant: %v", err)
 	}
-	if err := n.ledger.Grant("acme", "device:"+friend.key.ID(), ledger.ActionFetch, ledger.FileResource("acme", "clip")); err != nil {
+	if err := n.ledger.Grant("acme", "device:"+friend.key.ID(), record.ActionFetch, record.FileResource("acme", "clip")); err != nil {
 		t.Fatal(err)
 	}
-	mustDo(t, n, admin, &ledger.FileShare{Org: "acme", Name: "clip", Keys: fkeys})
+	mustDo(t, n, admin, &record.FileShare{Org: "acme", Name: "clip", Keys: fkeys})
 
 	// The friend opens its key and the file.
 	m := manifest(t, n, "acme", "clip")
@@ -148,20 +149,20 @@ func TestPrivateShareRevokeRekey(t *testing.T) {
 		t.Fatal("the ciphertext holds the plaintext")
 	}
 	// Another device's wrapped key does not open with its key.
-	if _, err := UnwrapKey(&ledger.FileManifest{Org: "acme", Name: "clip", Private: true, Version: 1,
-		Keys: []ledger.WrappedKey{{Recipient: other.key.ID(), Suite: fkeys[0].Suite, Sealed: fkeys[0].Sealed}}}, other.key.ID(), other.key); err == nil {
+	if _, err := UnwrapKey(&record.FileManifest{Org: "acme", Name: "clip", Private: true, Version: 1,
+		Keys: []record.WrappedKey{{Recipient: other.key.ID(), Suite: fkeys[0].Suite, Sealed: fkeys[0].Sealed}}}, other.key.ID(), other.key); err == nil {
 		t.Fatal("a key wrapped for another device opened")
 	}
 
 	// Revoke: the friend's key is gone and cannot be shared again while the grant is revoked.
-	mustDo(t, n, admin, &ledger.FileRevoke{Org: "acme", Name: "clip", Recipient: friend.key.ID()})
+	mustDo(t, n, admin, &record.FileRevoke{Org: "acme", Name: "clip", Recipient: friend.key.ID()})
 	if _, err := UnwrapKey(manifest(t, n, "acme", "clip"), friend.key.ID(), friend.key); !errors.Is(err, ErrNoKey) {
 		t.Fatalf("after revoke: %v", err)
 	}
 	st, _ := n.ledger.View()
 	gs, _ := st.Grants(ledger.GrantFilter{Subject: "device:" + friend.key.ID(), Limit: 10})
-	mustDo(t, n, admin, &ledger.GrantRevoke{ID: gs[0].ID})
-	if err := n.ledger.Do(admin, &ledger.FileShare{Org: "acme", Name: "clip", Keys: fkeys}); err == nil {
+	mustDo(t, n, admin, &record.GrantRevoke{ID: gs[0].ID})
+	if err := n.ledger.Do(admin, &record.FileShare{Org: "acme", Name: "clip", Keys: fkeys}); err == nil {
 		t.Fatal("shared again after the grant was revoked")
 	}
 
@@ -172,7 +173,7 @@ func TestPrivateShareRevokeRekey(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys2, _ := WrapKey(key2, "acme", "clip", 2, recipients(t, n, owner.key.ID()))
-	mustDo(t, n, owner.key, &ledger.FileRekey{Org: "acme", Name: "clip", CID: added2.CID.String(), Size: added2.Size, Keys: keys2})
+	mustDo(t, n, owner.key, &record.FileRekey{Org: "acme", Name: "clip", CID: added2.CID.String(), Size: added2.Size, Keys: keys2})
 	m2 := manifest(t, n, "acme", "clip")
 	if m2.Version != 2 || m2.CID == m.CID {
 		t.Fatalf("after re-key: version %d cid %s", m2.Version, m2.CID)
@@ -194,35 +195,35 @@ func TestFileTxRules(t *testing.T) {
 	acmeDev, _ := n.ledger.Device("acme", "sensor", identity.Ed25519)
 	betaDev, _ := n.ledger.Device("beta", "sensor", identity.Ed25519)
 	cidStr := "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
-	if err := n.ledger.Do(betaDev, &ledger.FilePublish{Org: "acme", Name: "x", CID: cidStr, Size: 1}); err == nil {
+	if err := n.ledger.Do(betaDev, &record.FilePublish{Org: "acme", Name: "x", CID: cidStr, Size: 1}); err == nil {
 		t.Fatal("a beta device published as acme")
 	}
-	mustDo(t, n, acmeDev, &ledger.FilePublish{Org: "acme", Name: "x", CID: cidStr, Size: 1})
-	if err := n.ledger.Do(acmeDev, &ledger.FilePublish{Org: "acme", Name: "x", CID: cidStr, Size: 1}); err == nil {
+	mustDo(t, n, acmeDev, &record.FilePublish{Org: "acme", Name: "x", CID: cidStr, Size: 1})
+	if err := n.ledger.Do(acmeDev, &record.FilePublish{Org: "acme", Name: "x", CID: cidStr, Size: 1}); err == nil {
 		t.Fatal("published twice")
 	}
-	if err := n.ledger.Do(n.ledger.Admins["acme"], &ledger.FileShare{Org: "acme", Name: "x", Keys: []ledger.WrappedKey{{Recipient: betaDev.ID(), Suite: 1, Sealed: []byte{1}}}}); err == nil {
+	if err := n.ledger.Do(n.ledger.Admins["acme"], &record.FileShare{Org: "acme", Name: "x", Keys: []record.WrappedKey{{Recipient: betaDev.ID(), Suite: 1, Sealed: []byte{1}}}}); err == nil {
 		t.Fatal("shared a key of a public file")
 	}
-	mustDo(t, n, acmeDev, &ledger.FilePinMsg{CID: cidStr})
+	mustDo(t, n, acmeDev, &record.FilePinMsg{CID: cidStr})
 	st, _ := n.ledger.View()
 	pins, err := st.FilePins(cidStr)
 	if err != nil || len(pins) != 1 || pins[0].Pinner != acmeDev.ID() {
 		t.Fatalf("pins %v %v", pins, err)
 	}
-	mustDo(t, n, acmeDev, &ledger.FilePinMsg{CID: cidStr, Unpin: true})
-	if err := n.ledger.Do(acmeDev, &ledger.FilePinMsg{CID: cidStr, Unpin: true}); err == nil {
+	mustDo(t, n, acmeDev, &record.FilePinMsg{CID: cidStr, Unpin: true})
+	if err := n.ledger.Do(acmeDev, &record.FilePinMsg{CID: cidStr, Unpin: true}); err == nil {
 		t.Fatal("unpinned twice")
 	}
 	fs, err := st.Files("acme", "", 10)
 	if err != nil || len(fs) != 1 || fs[0].Owner != acmeDev.ID() {
 		t.Fatalf("files %v %v", fs, err)
 	}
-	bad := []ledger.Msg{
-		&ledger.FilePublish{Org: "acme", Name: "a/b", CID: cidStr},
-		&ledger.FilePublish{Org: "acme", Name: "y", CID: "not a cid"},
-		&ledger.FilePublish{Org: "acme", Name: "y", CID: cidStr, Keys: []ledger.WrappedKey{{Recipient: acmeDev.ID(), Suite: 1, Sealed: []byte{1}}}},
-		&ledger.FileShare{Org: "acme", Name: "y", Keys: []ledger.WrappedKey{{Recipient: betaDev.ID(), Suite: 1, Sealed: []byte{1}}, {Recipient: acmeDev.ID(), Suite: 1, Sealed: []byte{1}}}[:2]},
+	bad := []record.Msg{
+		&record.FilePublish{Org: "acme", Name: "a/b", CID: cidStr},
+		&record.FilePublish{Org: "acme", Name: "y", CID: "not a cid"},
+		&record.FilePublish{Org: "acme", Name: "y", CID: cidStr, Keys: []record.WrappedKey{{Recipient: acmeDev.ID(), Suite: 1, Sealed: []byte{1}}}},
+		&record.FileShare{Org: "acme", Name: "y", Keys: []record.WrappedKey{{Recipient: betaDev.ID(), Suite: 1, Sealed: []byte{1}}, {Recipient: acmeDev.ID(), Suite: 1, Sealed: []byte{1}}}[:2]},
 	}
 	for i, m := range bad {
 		if err := m.ValidateBasic(); err == nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/thingnet/thingnet/gateway/edge"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // txResubmit is how long a gateway tx may stay uncommitted before the
@@ -22,7 +23,7 @@ const dutyPoll = 50 * time.Millisecond
 // queued is a ledger message another component asked the gateway to send
 // with its key (Enqueue).
 type queued struct {
-	m    ledger.Msg
+	m    record.Msg
 	done func(error)
 }
 
@@ -42,7 +43,7 @@ func (q *queued) finish(err error) {
 // committed within the resubmit time is sent again, m included. m is
 // checked (ValidateBasic) before it is queued; a full queue answers
 // ErrQueueFull and queues nothing.
-func (g *Gateway) Enqueue(m ledger.Msg, done func(error)) error {
+func (g *Gateway) Enqueue(m record.Msg, done func(error)) error {
 	if err := m.ValidateBasic(); err != nil {
 		return fmt.Errorf("gateway: %s: %w", m.Kind(), err)
 	}
@@ -182,7 +183,7 @@ func (g *Gateway) dutyOnce(ctx context.Context, d *duty) error {
 	if now.Before(d.retryAt) {
 		return nil
 	}
-	var m ledger.Msg
+	var m record.Msg
 	if now.Sub(d.lastRound) >= g.cfg.AnchorInterval {
 		d.lastRound, d.anchorDue = now, true
 		if m, err = g.quarantineMsg(st); err != nil {
@@ -203,7 +204,7 @@ func (g *Gateway) dutyOnce(ctx context.Context, d *duty) error {
 		}
 		m = q.m
 	}
-	tx, err := ledger.NewTx(g.cfg.Key, g.id, g.ledger.ChainID(), last+1, st.Height+20, m)
+	tx, err := record.NewTx(g.cfg.Key, g.id, g.ledger.ChainID(), last+1, st.Height+20, m)
 	if err == nil {
 		err = g.ledger.Submit(ctx, tx)
 	}
@@ -226,12 +227,12 @@ func (g *Gateway) dutyOnce(ctx context.Context, d *duty) error {
 // it again would not help), as opposed to its envelope (nonce, expiry) or
 // the transport.
 func refused(err error) bool {
-	var e *ledger.Error
+	var e *record.Error
 	if !errors.As(err, &e) {
 		return false
 	}
 	switch e.Code {
-	case ledger.CodeMalformed, ledger.CodeTooLarge, ledger.CodeUnknownKind, ledger.CodeInvalid, ledger.CodeUnauthorized:
+	case record.CodeMalformed, record.CodeTooLarge, record.CodeUnknownKind, record.CodeInvalid, record.CodeUnauthorized:
 		return true
 	}
 	return false
@@ -239,7 +240,7 @@ func refused(err error) bool {
 
 // anchorMsg is the anchor of the log's current size, if it grew past the
 // last anchored size.
-func (g *Gateway) anchorMsg(st *ledger.State) (ledger.Msg, error) {
+func (g *Gateway) anchorMsg(st *ledger.State) (record.Msg, error) {
 	size, root := g.data.Root()
 	if size == 0 {
 		return nil, nil
@@ -254,7 +255,7 @@ func (g *Gateway) anchorMsg(st *ledger.State) (ledger.Msg, error) {
 	if size <= anchored {
 		return nil, nil
 	}
-	m := &ledger.DataAnchor{Size: size, Root: root[:]}
+	m := &record.DataAnchor{Size: size, Root: root[:]}
 	if anchored > 0 {
 		p, err := g.data.ConsistencyProof(anchored, size)
 		if err != nil {
@@ -279,7 +280,7 @@ const (
 // "let our gateways quarantine our devices"). Offenders without such a
 // policy are only reported (logged and counted); they stay candidates for
 // OffenderWindow, in case the policy arrives meanwhile.
-func (g *Gateway) quarantineMsg(st *ledger.State) (ledger.Msg, error) {
+func (g *Gateway) quarantineMsg(st *ledger.State) (record.Msg, error) {
 	for _, o := range g.limiter.Offenders(OffenderThreshold, OffenderWindow) {
 		id, ok := edge.DeviceOf(o.Key)
 		if !ok {
@@ -303,17 +304,17 @@ func (g *Gateway) quarantineMsg(st *ledger.State) (ledger.Msg, error) {
 			continue
 		}
 		d, err := st.Device(id)
-		if err != nil || d.Status != ledger.StatusActive {
+		if err != nil || d.Status != record.StatusActive {
 			delete(g.offenders, id)
 			continue
 		}
-		allowed, err := st.HasGrant("device:"+g.id, ledger.ActionManage, []string{"device:" + id, "org:" + d.Org}, st.Height+1)
+		allowed, err := st.HasGrant("device:"+g.id, record.ActionManage, []string{"device:" + id, "org:" + d.Org}, st.Height+1)
 		if err != nil {
 			return nil, err
 		}
 		if allowed {
 			delete(g.offenders, id) // one try; it is reported again if it goes on
-			return ledger.NewDeviceStatus(id, ledger.StatusSuspended,
+			return record.NewDeviceStatus(id, record.StatusSuspended,
 				fmt.Sprintf("quarantined by gateway %s: %d limit violations within %v", g.id, o.violations, OffenderWindow)), nil
 		}
 	}

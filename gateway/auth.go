@@ -9,6 +9,7 @@ import (
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // TokenSkew is the clock difference tolerated between a device and the gateway.
@@ -33,7 +34,7 @@ func (g *Gateway) Authenticate(_ context.Context, deviceID string, token []byte)
 
 // activeDevice looks a device up in the committed state: it must exist and
 // be active; it returns the key that signs for it.
-func (g *Gateway) activeDevice(st *ledger.State, id string) (*ledger.Device, identity.PublicKey, error) {
+func (g *Gateway) activeDevice(st *ledger.State, id string) (*record.Device, identity.PublicKey, error) {
 	d, err := st.Device(id)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return nil, identity.PublicKey{}, fmt.Errorf("%w: %s", ErrUnknownDevice, id)
@@ -41,7 +42,7 @@ func (g *Gateway) activeDevice(st *ledger.State, id string) (*ledger.Device, ide
 	if err != nil {
 		return nil, identity.PublicKey{}, err
 	}
-	if d.Status != ledger.StatusActive {
+	if d.Status != record.StatusActive {
 		return d, identity.PublicKey{}, fmt.Errorf("%w: %s is %s", ErrInactiveDevice, id, d.Status)
 	}
 	pub, err := g.keys.Parse(d.Key)

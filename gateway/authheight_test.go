@@ -13,8 +13,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // silentLedger lets a gateway read the ledger but submit nothing: the test
@@ -45,7 +45,7 @@ func (tn *testNet) anchorNow(t *testing.T, from uint64) int64 {
 	t.Helper()
 	ctx := ctxT(t)
 	size, root := tn.gw.Log().Root()
-	m := &ledger.DataAnchor{Size: size, Root: root[:]}
+	m := &record.DataAnchor{Size: size, Root: root[:]}
 	if from > 0 {
 		p, err := tn.gw.Log().ConsistencyProof(from, size)
 		if err != nil {
@@ -98,7 +98,7 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 	}
 
 	// Suspended before the anchor.
-	if _, err := tn.client.Send(ctx, tn.admin, "", ledger.NewDeviceStatus(tn.sensor.ID(), ledger.StatusSuspended, "test"), true); err != nil {
+	if _, err := tn.client.Send(ctx, tn.admin, "", record.NewDeviceStatus(tn.sensor.ID(), record.StatusSuspended, "test"), true); err != nil {
 		t.Fatal(err)
 	}
 	anchorHeight := tn.anchorNow(t, 0)
@@ -106,12 +106,12 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d, err := st.Device(tn.sensor.ID()); err != nil || d.Status != ledger.StatusSuspended {
+	if d, err := st.Device(tn.sensor.ID()); err != nil || d.Status != record.StatusSuspended {
 		t.Fatalf("sensor at the anchor's height %d: %+v, %v; want suspended", anchorHeight, d, err)
 	}
 
 	p := tn.proof(t, idx)
-	if held := heldEvent(t, p); p.AuthHeight != e.AuthHeight || held.Height > e.AuthHeight || held.Status != ledger.StatusActive {
+	if held := heldEvent(t, p); p.AuthHeight != e.AuthHeight || held.Height > e.AuthHeight || held.Status != record.StatusActive {
 		t.Fatalf("proof: auth height %d, signer's event in force %+v; want auth height %d and an active event at or before it", p.AuthHeight, held, e.AuthHeight)
 	}
 	v, err := VerifyReading(ctx, tn.client, "gw-test", p)
@@ -141,8 +141,8 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 	// A lying gateway: a device registered late, and an entry that claims
 	// the gateway authenticated its reading at height 1, before it existed.
 	late := key(t)
-	proof, _ := late.Sign(ledger.PossessionMessage("gw-test", "acme", late.ID()))
-	if _, err := tn.client.Send(ctx, tn.admin, "", &ledger.DeviceRegister{Org: "acme", Device: late.ID(), Proof: proof}, true); err != nil {
+	proof, _ := late.Sign(record.PossessionMessage("gw-test", "acme", late.ID()))
+	if _, err := tn.client.Send(ctx, tn.admin, "", &record.DeviceRegister{Org: "acme", Device: late.ID(), Proof: proof}, true); err != nil {
 		t.Fatal(err)
 	}
 	lateRaw, err := reading.Sign(late, late.ID(), temp(1, 30))
@@ -192,7 +192,7 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 	for _, h := range incl {
 		swapped.Inclusion = append(swapped.Inclusion, h[:])
 	}
-	if swapped.AnchorProof, err = tn.app.Prove(ledger.AnchorAtKey(a.Gateway, a.Size), st.Height); err != nil {
+	if swapped.AnchorProof, err = tn.app.Prove(record.AnchorAtKey(a.Gateway, a.Size), st.Height); err != nil {
 		t.Fatal(err)
 	}
 	if swapped.Signer, err = ProveSigner(tn.app, st, late.ID(), a.Height); err != nil {
@@ -233,7 +233,7 @@ func TestLayout1EntriesStillVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tn.client.Send(ctx, tn.admin, "", ledger.NewDeviceStatus(tn.sensor.ID(), ledger.StatusSuspended, "test"), true); err != nil {
+	if _, err := tn.client.Send(ctx, tn.admin, "", record.NewDeviceStatus(tn.sensor.ID(), record.StatusSuspended, "test"), true); err != nil {
 		t.Fatal(err)
 	}
 	tn.anchorNow(t, size)
@@ -279,8 +279,8 @@ func TestCheckLog(t *testing.T) {
 	// A backdated entry, anchored: the log is consistent, the signer is not.
 	tn.quietGateway2(t)
 	late := key(t)
-	proof, _ := late.Sign(ledger.PossessionMessage("gw-test", "acme", late.ID()))
-	if _, err := tn.client.Send(ctxT(t), tn.admin, "", &ledger.DeviceRegister{Org: "acme", Device: late.ID(), Proof: proof}, true); err != nil {
+	proof, _ := late.Sign(record.PossessionMessage("gw-test", "acme", late.ID()))
+	if _, err := tn.client.Send(ctxT(t), tn.admin, "", &record.DeviceRegister{Org: "acme", Device: late.ID(), Proof: proof}, true); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := reading.Sign(late, late.ID(), temp(1, 30))
@@ -341,13 +341,13 @@ func (tn *testNet) quietGateway2(t *testing.T) {
 
 // heldEvent decodes the signer's history event that a proof says was in
 // force at the authentication height.
-func heldEvent(t *testing.T, p *ReadingProof) *ledger.Event {
+func heldEvent(t *testing.T, p *ReadingProof) *record.Event {
 	t.Helper()
 	if p.Signer == nil || p.Signer.Event == nil {
 		t.Fatalf("proof of entry %d has no signer proof", p.Index)
 	}
-	var e ledger.Event
-	if err := ledger.Unmarshal(p.Signer.Event.Value, &e); err != nil {
+	var e record.Event
+	if err := record.Unmarshal(p.Signer.Event.Value, &e); err != nil {
 		t.Fatal(err)
 	}
 	return &e

@@ -10,6 +10,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // What a LogFinding says was altered, beside datalog's kinds (missing,
@@ -38,10 +39,10 @@ type LogReport struct {
 	Findings []LogFinding `json:"findings"`
 	// FirstBadAnchor is the first anchor whose root the log as stored does
 	// not give: the log was altered within its entries.
-	FirstBadAnchor *ledger.Anchor `json:"first_bad_anchor,omitempty"`
+	FirstBadAnchor *record.Anchor `json:"first_bad_anchor,omitempty"`
 	// AnchorList is every anchor of the gateway in st, by size, for the
 	// caller to prove against a header it trusts.
-	AnchorList []ledger.Anchor `json:"-"`
+	AnchorList []record.Anchor `json:"-"`
 }
 
 // CheckLog checks, offline, the reading log in a gateway's directory (the
@@ -58,7 +59,7 @@ type LogReport struct {
 // signatures.
 func CheckLog(dir, gatewayID string, st *ledger.State) (*LogReport, error) {
 	rep := &LogReport{Gateway: gatewayID}
-	var anchors []ledger.Anchor
+	var anchors []record.Anchor
 	for next := uint64(0); ; {
 		a, err := st.AnchorCovering(gatewayID, next)
 		if errors.Is(err, ledger.ErrNotFound) {
@@ -74,7 +75,7 @@ func CheckLog(dir, gatewayID string, st *ledger.State) (*LogReport, error) {
 	if len(anchors) > 0 {
 		rep.Anchored = anchors[len(anchors)-1].Size
 	}
-	covering := func(i uint64) *ledger.Anchor {
+	covering := func(i uint64) *record.Anchor {
 		k := sort.Search(len(anchors), func(k int) bool { return anchors[k].Size > i })
 		if k == len(anchors) {
 			return nil
@@ -104,7 +105,7 @@ func CheckLog(dir, gatewayID string, st *ledger.State) (*LogReport, error) {
 		if err != nil {
 			return FindSigner, fmt.Sprintf("entry %d: its signer %s is not registered: %v", i, signer, err)
 		}
-		key, err := ledger.SignerKeyAt(signer, at, held)
+		key, err := record.SignerKeyAt(signer, at, held)
 		if err != nil {
 			return FindSigner, fmt.Sprintf("entry %d: %v", i, err)
 		}

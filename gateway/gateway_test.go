@@ -23,6 +23,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // testNet is one validator with its ledger, API and gateway.
@@ -52,7 +53,7 @@ func startTestNetKeep(t *testing.T, keep int64) *testNet {
 	g := ledger.GenesisState{
 		Orgs: []ledger.GenesisOrg{{ID: "acme", Admins: []string{tn.admin.ID()}}},
 		Devices: []ledger.GenesisDevice{
-			{ID: tn.gwKey.ID(), Org: "acme", Class: ledger.ClassGateway},
+			{ID: tn.gwKey.ID(), Org: "acme", Class: record.ClassGateway},
 			{ID: tn.sensor.ID(), Org: "acme", Class: "sensor"},
 		},
 	}
@@ -84,8 +85,8 @@ func startTestNetKeep(t *testing.T, keep int64) *testNet {
 		t.Fatal(err)
 	}
 	// Register the weak device, attested by the gateway.
-	proof, _ := tn.weak.Sign(ledger.PossessionMessage("gw-test", "acme", tn.weak.ID()))
-	if _, err := tn.client.Send(ctx, tn.admin, "", &ledger.DeviceRegister{Org: "acme", Device: tn.weak.ID(), Proof: proof, AttestedBy: tn.gwKey.ID()}, true); err != nil {
+	proof, _ := tn.weak.Sign(record.PossessionMessage("gw-test", "acme", tn.weak.ID()))
+	if _, err := tn.client.Send(ctx, tn.admin, "", &record.DeviceRegister{Org: "acme", Device: tn.weak.ID(), Proof: proof, AttestedBy: tn.gwKey.ID()}, true); err != nil {
 		t.Fatal(err)
 	}
 	return tn
@@ -254,7 +255,7 @@ func TestReadingsEndToEnd(t *testing.T) {
 	}
 
 	// Suspended: refused from the next block.
-	if _, err := tn.client.Send(ctx, tn.admin, "", ledger.NewDeviceStatus(tn.sensor.ID(), ledger.StatusSuspended, "test"), true); err != nil {
+	if _, err := tn.client.Send(ctx, tn.admin, "", record.NewDeviceStatus(tn.sensor.ID(), record.StatusSuspended, "test"), true); err != nil {
 		t.Fatal(err)
 	}
 	late, _ := reading.Sign(tn.sensor, tn.sensor.ID(), temp(10, 1))
@@ -276,7 +277,7 @@ func TestReadingsEndToEnd(t *testing.T) {
 	if got := tn.gw.Log().Size(); got != size {
 		t.Errorf("log size after restart = %d; want %d", got, size)
 	}
-	if _, err := tn.client.Send(ctx, tn.admin, "", ledger.NewDeviceStatus(tn.sensor.ID(), ledger.StatusActive, ""), true); err != nil {
+	if _, err := tn.client.Send(ctx, tn.admin, "", record.NewDeviceStatus(tn.sensor.ID(), record.StatusActive, ""), true); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := tn.post(t, batch); err == nil {
@@ -319,13 +320,13 @@ func TestAuthenticate(t *testing.T) {
 	if tn.gw.MaySubscribe(tn.weak.ID(), ReadingsTopic(tn.sensor.ID())) || tn.gw.MaySubscribe(tn.weak.ID(), "things/#") {
 		t.Errorf("a device may follow another's readings without a grant")
 	}
-	if _, err := tn.client.Send(ctx, tn.admin, "", &ledger.GrantAdd{Grantor: "org:acme", Subject: "device:" + tn.weak.ID(), Action: "read", Resource: "device:" + tn.sensor.ID() + "/readings"}, true); err != nil {
+	if _, err := tn.client.Send(ctx, tn.admin, "", &record.GrantAdd{Grantor: "org:acme", Subject: "device:" + tn.weak.ID(), Action: "read", Resource: "device:" + tn.sensor.ID() + "/readings"}, true); err != nil {
 		t.Fatal(err)
 	}
 	if !tn.gw.MaySubscribe(tn.weak.ID(), ReadingsTopic(tn.sensor.ID())) {
 		t.Errorf("a granted device may not follow the readings")
 	}
-	if _, err := tn.client.Send(ctx, tn.admin, "", ledger.NewDeviceStatus(tn.sensor.ID(), ledger.StatusRevoked, ""), true); err != nil {
+	if _, err := tn.client.Send(ctx, tn.admin, "", record.NewDeviceStatus(tn.sensor.ID(), record.StatusRevoked, ""), true); err != nil {
 		t.Fatal(err)
 	}
 	if err := tn.gw.Authenticate(ctx, tn.sensor.ID(), good); !errors.Is(err, ErrInactiveDevice) {
@@ -345,7 +346,7 @@ func TestQuarantinePolicy(t *testing.T) {
 		}
 	}
 	flood()
-	status := func() ledger.Status {
+	status := func() record.Status {
 		st, err := tn.app.View(0)
 		if err != nil {
 			t.Fatal(err)
@@ -357,16 +358,16 @@ func TestQuarantinePolicy(t *testing.T) {
 		return d.Status
 	}
 	time.Sleep(500 * time.Millisecond) // several duty rounds
-	if got := status(); got != ledger.StatusActive {
+	if got := status(); got != record.StatusActive {
 		t.Fatalf("without a policy the device was %s; want it only reported", got)
 	}
 	if tn.gw.Stats().Offenders == 0 {
 		t.Errorf("the offender was not reported")
 	}
-	if _, err := tn.client.Send(ctx, tn.admin, "", &ledger.GrantAdd{Grantor: "org:acme", Subject: "device:" + tn.gwKey.ID(), Action: ledger.ActionManage, Resource: "org:acme"}, true); err != nil {
+	if _, err := tn.client.Send(ctx, tn.admin, "", &record.GrantAdd{Grantor: "org:acme", Subject: "device:" + tn.gwKey.ID(), Action: record.ActionManage, Resource: "org:acme"}, true); err != nil {
 		t.Fatal(err)
 	}
-	for status() != ledger.StatusSuspended {
+	for status() != record.StatusSuspended {
 		select {
 		case <-ctx.Done():
 			t.Fatal("the offender was never quarantined")

@@ -6,6 +6,7 @@ import (
 	rpcclient "github.com/cometbft/cometbft/rpc/client"
 
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // Ledger is what a gateway needs of the ledger: the last committed state,
@@ -14,7 +15,7 @@ type Ledger interface {
 	View() (*ledger.State, error)
 	ChainID() string
 	// Submit puts tx into the mempool (commit is observed through View); a
-	// refusal is a *ledger.Error with its code.
+	// refusal is a *record.Error with its code.
 	Submit(ctx context.Context, tx []byte) error
 }
 
@@ -33,7 +34,7 @@ func (l NodeLedger) Submit(ctx context.Context, tx []byte) error {
 		return err
 	}
 	if res.Code != 0 {
-		return &ledger.Error{Code: ledger.Code(res.Code), Msg: res.Log}
+		return &record.Error{Code: record.Code(res.Code), Msg: res.Log}
 	}
 	return nil
 }

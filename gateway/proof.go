@@ -11,6 +11,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // ReadingProof is everything needed to check a stored reading end to end:
@@ -34,13 +35,13 @@ type ReadingProof struct {
 	// anchored yet, or the ledger lacks a record): the reading is still
 	// returned, without the fields below. Err turns it into an error.
 	ProofError *ProofError   `json:"proof_error,omitempty"`
-	Anchor     ledger.Anchor `json:"anchor"`    // the first anchor covering Index
+	Anchor     record.Anchor `json:"anchor"`    // the first anchor covering Index
 	Inclusion  [][]byte      `json:"inclusion"` // RFC 6962 inclusion proof of the entry (reading.EntryBytes(AuthHeight, Envelope)) at Index in the log of Anchor.Size
 	// Height is the state every ledger proof below is of; their root is the
 	// app hash in the header of Height+1.
 	Height int64 `json:"height,omitempty"`
 	// AnchorProof proves the anchor record (key L/<gateway>/<size>).
-	AnchorProof *ledger.Proof `json:"anchor_proof"`
+	AnchorProof *record.Proof `json:"anchor_proof"`
 	// Signer proves what the signer (the device, or its attesting gateway)
 	// held at the authentication height.
 	Signer *SignerProof `json:"signer"`
@@ -53,8 +54,8 @@ type ReadingProof struct {
 // (h/<id>/<seq+1>, recorded after the height) or, when Event is the
 // latest, the device's record (d/<id>) whose history count is seq.
 type SignerProof struct {
-	Event *ledger.Proof `json:"event"`
-	Next  *ledger.Proof `json:"next"`
+	Event *record.Proof `json:"event"`
+	Next  *record.Proof `json:"next"`
 }
 
 // ProofError is why a stored reading has no proof.
@@ -90,8 +91,8 @@ func (p *ReadingProof) Entry() []byte { return reading.EntryBytes(p.AuthHeight, 
 // Evidence is the proof as an agreement call carries it (the ledger checks
 // it against the anchor on its own state): item is the reading's place in
 // its envelope.
-func (p *ReadingProof) Evidence(item uint32) *ledger.ReadingEvidence {
-	return &ledger.ReadingEvidence{Gateway: p.Gateway, Index: p.Index, Size: p.Anchor.Size, Envelope: p.Envelope,
+func (p *ReadingProof) Evidence(item uint32) *record.ReadingEvidence {
+	return &record.ReadingEvidence{Gateway: p.Gateway, Index: p.Index, Size: p.Anchor.Size, Envelope: p.Envelope,
 		AuthHeight: p.AuthHeight, Inclusion: p.Inclusion, Item: item}
 }
 
@@ -171,7 +172,7 @@ func (g *Gateway) prove(app *ledger.App, p *ReadingProof, signer string) error {
 		p.Inclusion = append(p.Inclusion, h[:])
 	}
 	p.Height = st.Height
-	if p.AnchorProof, err = app.Prove(ledger.AnchorAtKey(g.id, a.Size), st.Height); err != nil {
+	if p.AnchorProof, err = app.Prove(record.AnchorAtKey(g.id, a.Size), st.Height); err != nil {
 		return fmt.Errorf("proving the anchor of size %d: %w", a.Size, err)
 	}
 	p.Signer, err = ProveSigner(app, st, signer, p.signerHeight())
@@ -190,12 +191,12 @@ func ProveSigner(app *ledger.App, st *ledger.State, id string, height int64) (*S
 		return nil, fmt.Errorf("%s was not registered at height %d", id, height)
 	}
 	sp := &SignerProof{}
-	if sp.Event, err = app.Prove(ledger.HistoryKey(id, held.Seq), st.Height); err != nil {
+	if sp.Event, err = app.Prove(record.HistoryKey(id, held.Seq), st.Height); err != nil {
 		return nil, fmt.Errorf("proving %s's history event %d: %w", id, held.Seq, err)
 	}
-	next := ledger.DeviceKey(id)
+	next := record.DeviceKey(id)
 	if held.Seq < d.History {
-		next = ledger.HistoryKey(id, held.Seq+1)
+		next = record.HistoryKey(id, held.Seq+1)
 	}
 	if sp.Next, err = app.Prove(next, st.Height); err != nil {
 		return nil, fmt.Errorf("proving what follows %s's history event %d: %w", id, held.Seq, err)
@@ -214,7 +215,7 @@ type VerifiedReading struct {
 // ProofChecker checks a ledger proof against a header it trusts and
 // returns that header's height.
 type ProofChecker interface {
-	CheckProof(ctx context.Context, p *ledger.Proof) (header int64, err error)
+	CheckProof(ctx context.Context, p *record.Proof) (header int64, err error)
 }
 
 // NodeChecker checks proofs against headers signed by more than 2/3 of the
@@ -226,7 +227,7 @@ type NodeChecker struct {
 }
 
 // CheckProof implements ProofChecker.
-func (n NodeChecker) CheckProof(ctx context.Context, p *ledger.Proof) (int64, error) {
+func (n NodeChecker) CheckProof(ctx context.Context, p *record.Proof) (int64, error) {
 	v, err := n.Client.VerifyProof(ctx, n.ChainID, p)
 	if err != nil {
 		return 0, err
@@ -242,7 +243,7 @@ func VerifyReading(ctx context.Context, c *api.Client, chainID string, p *Readin
 // VerifyReadingWith checks a reading proof end to end, trusting only what
 // check trusts: the anchor record against the app hash of the proof's
 // height; the entry's inclusion under the anchored root; the signer rule
-// (ledger.SignerKeyAt) from the signer's history proved in the same state:
+// (record.SignerKeyAt) from the signer's history proved in the same state:
 // registered, active and holding the key that signed at the height the
 // entry says the gateway authenticated the reading (before the anchor; the
 // anchor's own height for entries of layout 1); and the signature.
@@ -256,15 +257,15 @@ func VerifyReadingWith(ctx context.Context, check ProofChecker, p *ReadingProof)
 	if p.AnchorProof.Height != p.Height {
 		return nil, fmt.Errorf("the anchor proof is of height %d, not the proof's height %d", p.AnchorProof.Height, p.Height)
 	}
-	if string(p.AnchorProof.Key) != string(ledger.AnchorAtKey(p.Gateway, p.Anchor.Size)) {
+	if string(p.AnchorProof.Key) != string(record.AnchorAtKey(p.Gateway, p.Anchor.Size)) {
 		return nil, errors.New("the anchor proof is of another key")
 	}
 	header, err := check.CheckProof(ctx, p.AnchorProof)
 	if err != nil {
 		return nil, fmt.Errorf("anchor: %w", err)
 	}
-	var a ledger.Anchor
-	if err := ledger.Unmarshal(p.AnchorProof.Value, &a); err != nil {
+	var a record.Anchor
+	if err := record.Unmarshal(p.AnchorProof.Value, &a); err != nil {
 		return nil, fmt.Errorf("anchor record: %w", err)
 	}
 	if a.Size != p.Anchor.Size || string(a.Root) != string(p.Anchor.Root) || a.Gateway != p.Gateway || a.Height != p.Anchor.Height {
@@ -312,43 +313,43 @@ func VerifySigner(root []byte, proofHeight int64, sp *SignerProof, id string, he
 	if sp == nil || sp.Event == nil || sp.Next == nil {
 		return "", errors.New("the signer proof is incomplete")
 	}
-	for _, q := range []*ledger.Proof{sp.Event, sp.Next} {
+	for _, q := range []*record.Proof{sp.Event, sp.Next} {
 		if q.Height != proofHeight || string(q.Root) != string(root) {
 			return "", fmt.Errorf("the signer proof of %q is of another state than the anchor's", q.Key)
 		}
 		if q.Value == nil {
 			return "", fmt.Errorf("the signer proof of %q shows no record", q.Key)
 		}
-		if err := ledger.VerifyProof(root, q.Key, q.Value, q.Proof); err != nil {
+		if err := record.VerifyProof(root, q.Key, q.Value, q.Proof); err != nil {
 			return "", fmt.Errorf("signer record: %w", err)
 		}
 	}
-	var held ledger.Event
-	if err := ledger.Unmarshal(sp.Event.Value, &held); err != nil {
+	var held record.Event
+	if err := record.Unmarshal(sp.Event.Value, &held); err != nil {
 		return "", fmt.Errorf("the signer's history event: %w", err)
 	}
-	if string(sp.Event.Key) != string(ledger.HistoryKey(id, held.Seq)) {
+	if string(sp.Event.Key) != string(record.HistoryKey(id, held.Seq)) {
 		return "", fmt.Errorf("the signer's history event is not one of %s's", id)
 	}
 	if held.Height > height {
 		// The first event is its registration: not registered yet.
 		if held.Seq == 1 {
-			return ledger.SignerKeyAt(id, height, nil)
+			return record.SignerKeyAt(id, height, nil)
 		}
 		return "", fmt.Errorf("the signer's history event %d is of height %d, after the authentication height %d", held.Seq, held.Height, height)
 	}
 	switch string(sp.Next.Key) {
-	case string(ledger.HistoryKey(id, held.Seq+1)):
-		var next ledger.Event
-		if err := ledger.Unmarshal(sp.Next.Value, &next); err != nil {
+	case string(record.HistoryKey(id, held.Seq+1)):
+		var next record.Event
+		if err := record.Unmarshal(sp.Next.Value, &next); err != nil {
 			return "", fmt.Errorf("the signer's next history event: %w", err)
 		}
 		if next.Seq != held.Seq+1 || next.Height <= height {
 			return "", fmt.Errorf("%s's history event %d is not the one in force at height %d (event %d follows at height %d)", id, held.Seq, height, next.Seq, next.Height)
 		}
-	case string(ledger.DeviceKey(id)):
-		var d ledger.Device
-		if err := ledger.Unmarshal(sp.Next.Value, &d); err != nil {
+	case string(record.DeviceKey(id)):
+		var d record.Device
+		if err := record.Unmarshal(sp.Next.Value, &d); err != nil {
 			return "", fmt.Errorf("the signer's record: %w", err)
 		}
 		if d.ID != id || d.History != held.Seq {
@@ -357,7 +358,7 @@ func VerifySigner(root []byte, proofHeight int64, sp *SignerProof, id string, he
 	default:
 		return "", errors.New("the signer proof's second record is neither the next history event nor the device record")
 	}
-	return ledger.SignerKeyAt(id, height, &held)
+	return record.SignerKeyAt(id, height, &held)
 }
 
 // FetchReading asks a node's API (GET /v1/readings/{index}) for a stored

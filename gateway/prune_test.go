@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // TestReadingVerifiesAfterPruning: a node that keeps only 10 past
@@ -36,11 +36,11 @@ func TestReadingVerifiesAfterPruning(t *testing.T) {
 	// A second device, revoked; then an entry (a lying or broken gateway's)
 	// that says it was authenticated after the revocation.
 	doomed := key(t)
-	proof, _ := doomed.Sign(ledger.PossessionMessage("gw-test", "acme", doomed.ID()))
-	if _, err := tn.client.Send(ctx, tn.admin, "", &ledger.DeviceRegister{Org: "acme", Device: doomed.ID(), Proof: proof}, true); err != nil {
+	proof, _ := doomed.Sign(record.PossessionMessage("gw-test", "acme", doomed.ID()))
+	if _, err := tn.client.Send(ctx, tn.admin, "", &record.DeviceRegister{Org: "acme", Device: doomed.ID(), Proof: proof}, true); err != nil {
 		t.Fatal(err)
 	}
-	res, err := tn.client.Send(ctx, tn.admin, "", ledger.NewDeviceStatus(doomed.ID(), ledger.StatusRevoked, "stolen"), true)
+	res, err := tn.client.Send(ctx, tn.admin, "", record.NewDeviceStatus(doomed.ID(), record.StatusRevoked, "stolen"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,8 +60,8 @@ func TestReadingVerifiesAfterPruning(t *testing.T) {
 
 	// The sensor rotates its key after the reading.
 	next := key(t)
-	rp, _ := next.Sign(ledger.RotationMessage("gw-test", tn.sensor.ID(), next.ID()))
-	if _, err := tn.client.Send(ctx, tn.sensor, "", &ledger.DeviceRotate{Device: tn.sensor.ID(), NewKey: next.ID(), Proof: rp}, true); err != nil {
+	rp, _ := next.Sign(record.RotationMessage("gw-test", tn.sensor.ID(), next.ID()))
+	if _, err := tn.client.Send(ctx, tn.sensor, "", &record.DeviceRotate{Device: tn.sensor.ID(), NewKey: next.ID(), Proof: rp}, true); err != nil {
 		t.Fatal(err)
 	}
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // testCID is a valid CIDv1 (raw, SHA2-256) of s.
@@ -53,7 +54,7 @@ func (tn *testNet) pinnedBy(t *testing.T, c, gw string) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return slices.ContainsFunc(ps, func(p ledger.FilePin) bool { return p.Pinner == gw })
+	return slices.ContainsFunc(ps, func(p record.FilePin) bool { return p.Pinner == gw })
 }
 
 // TestTxQueueWithAnchors: while readings keep arriving (an anchor is due
@@ -93,7 +94,7 @@ func TestTxQueueWithAnchors(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for _, c := range mine {
-				if err := gw.Enqueue(&ledger.FilePinMsg{CID: c}, func(err error) { calls.Add(1); results <- err }); err != nil {
+				if err := gw.Enqueue(&record.FilePinMsg{CID: c}, func(err error) { calls.Add(1); results <- err }); err != nil {
 					results <- err
 				}
 				time.Sleep(30 * time.Millisecond)
@@ -179,7 +180,7 @@ func TestTxQueueResubmit(t *testing.T) {
 	done := make(chan error, 2)
 	l.dropNext.Store(true)
 	for _, c := range []string{c1, c2} {
-		if err := gw.Enqueue(&ledger.FilePinMsg{CID: c}, func(err error) { done <- err }); err != nil {
+		if err := gw.Enqueue(&record.FilePinMsg{CID: c}, func(err error) { done <- err }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -202,7 +203,7 @@ func TestTxQueueResubmit(t *testing.T) {
 		}
 	}
 	// Unpin goes through the same queue.
-	if err := gw.Enqueue(&ledger.FilePinMsg{CID: c1, Unpin: true}, func(err error) { done <- err }); err != nil {
+	if err := gw.Enqueue(&record.FilePinMsg{CID: c1, Unpin: true}, func(err error) { done <- err }); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
@@ -220,17 +221,17 @@ func TestTxQueueBounds(t *testing.T) {
 	tn := startTestNet(t)
 	l := &dropLedger{NodeLedger: NodeLedger{App: tn.app, Comet: tn.net.Node(0).Client()}, noState: true}
 	gw := tn.swapGateway(t, "bounds", Config{TxQueueLen: 3}, l)
-	if err := gw.Enqueue(&ledger.FilePinMsg{CID: "not-a-cid"}, nil); err == nil {
+	if err := gw.Enqueue(&record.FilePinMsg{CID: "not-a-cid"}, nil); err == nil {
 		t.Errorf("a pin of %q was queued", "not-a-cid")
 	}
 	var told []error
 	var mu sync.Mutex
 	for i := range 3 {
-		if err := gw.Enqueue(&ledger.FilePinMsg{CID: testCID(t, fmt.Sprint(i))}, func(err error) { mu.Lock(); told = append(told, err); mu.Unlock() }); err != nil {
+		if err := gw.Enqueue(&record.FilePinMsg{CID: testCID(t, fmt.Sprint(i))}, func(err error) { mu.Lock(); told = append(told, err); mu.Unlock() }); err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
 	}
-	if err := gw.Enqueue(&ledger.FilePinMsg{CID: testCID(t, "one too many")}, nil); !errors.Is(err, ErrQueueFull) {
+	if err := gw.Enqueue(&record.FilePinMsg{CID: testCID(t, "one too many")}, nil); !errors.Is(err, ErrQueueFull) {
 		t.Errorf("4th message in a queue of 3: %v; want ErrQueueFull", err)
 	}
 	if gw.Queued() != 3 {
@@ -240,7 +241,7 @@ func TestTxQueueBounds(t *testing.T) {
 	if len(told) != 3 || !errors.Is(told[0], ErrClosed) {
 		t.Errorf("after Close the queued messages were told %v; want ErrClosed three times", told)
 	}
-	if err := gw.Enqueue(&ledger.FilePinMsg{CID: testCID(t, "late")}, nil); !errors.Is(err, ErrClosed) {
+	if err := gw.Enqueue(&record.FilePinMsg{CID: testCID(t, "late")}, nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("Enqueue after Close: %v; want ErrClosed", err)
 	}
 }

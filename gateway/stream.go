@@ -11,6 +11,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // feed fans stored readings out to live subscribers. A subscriber that
@@ -105,7 +106,7 @@ func (g *Gateway) caller(r *http.Request, st *ledger.State) (string, error) {
 // mayRead reports whether caller may read device's readings: the device
 // itself, an admin of its organisation, or the holder of a read grant (for
 // itself, or for an organisation it is a device or an admin of).
-func mayRead(st *ledger.State, caller string, d *ledger.Device) (bool, error) {
+func mayRead(st *ledger.State, caller string, d *record.Device) (bool, error) {
 	if caller == d.ID {
 		return true, nil
 	}

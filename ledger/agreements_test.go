@@ -16,6 +16,7 @@ import (
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 func exampleAgreement(t testing.TB, name string) []byte {
@@ -43,7 +44,7 @@ func (r *recorder) block(txs ...[]byte) []*abci.ExecTxResult {
 }
 
 // do runs m signed by key in its own block and returns code and log.
-func (r *recorder) do(key *identity.Key, signer string, m Msg) (Code, string) {
+func (r *recorder) do(key *identity.Key, signer string, m record.Msg) (record.Code, string) {
 	r.c.t.Helper()
 	if signer == "" {
 		signer = key.ID()
@@ -51,17 +52,17 @@ func (r *recorder) do(key *identity.Key, signer string, m Msg) (Code, string) {
 	res := r.block(r.c.sign(key, signer, m))[0]
 	n, _ := r.c.view().Nonce(signer)
 	r.c.nonces[signer] = n
-	return Code(res.Code), res.Log
+	return record.Code(res.Code), res.Log
 }
 
-func (r *recorder) must(key *identity.Key, signer string, m Msg) {
+func (r *recorder) must(key *identity.Key, signer string, m record.Msg) {
 	r.c.t.Helper()
-	if code, log := r.do(key, signer, m); code != CodeOK {
+	if code, log := r.do(key, signer, m); code != record.CodeOK {
 		r.c.t.Fatalf("%s: code %v (%s); want ok", m.Kind(), code, log)
 	}
 }
 
-func (r *recorder) want(code Code, contains string, key *identity.Key, signer string, m Msg) {
+func (r *recorder) want(code record.Code, contains string, key *identity.Key, signer string, m record.Msg) {
 	r.c.t.Helper()
 	got, log := r.do(key, signer, m)
 	if got != code || !strings.Contains(log, contains) {
@@ -93,7 +94,7 @@ func (r *recorder) balance(acct string) uint64 {
 	return b
 }
 
-func (r *recorder) agreement(id uint64) *Agreement {
+func (r *recorder) agreement(id uint64) *record.Agreement {
 	r.c.t.Helper()
 	a, err := r.c.view().Agreement(id)
 	if err != nil {
@@ -127,19 +128,19 @@ func TestAgreementsOnLedger(t *testing.T) {
 	r.hashes = append(r.hashes, r.c.app.tree.Hash())
 
 	// Credits: transfers, overdrafts, governance mints.
-	r.must(home, "", &CreditTransfer{From: "org:home", To: "org:acme", Amount: 100, Memo: "setup"})
-	r.want(CodeConflict, "holds 100 credits", acme, "", &CreditTransfer{From: "org:acme", To: "org:home", Amount: 101})
-	r.want(CodeUnauthorized, "", acme, "", &CreditTransfer{From: "org:home", To: "org:acme", Amount: 1})
-	mint := &CreditMint{To: "org:acme", Amount: 50, Seq: 1}
+	r.must(home, "", &record.CreditTransfer{From: "org:home", To: "org:acme", Amount: 100, Memo: "setup"})
+	r.want(record.CodeConflict, "holds 100 credits", acme, "", &record.CreditTransfer{From: "org:acme", To: "org:home", Amount: 101})
+	r.want(record.CodeUnauthorized, "", acme, "", &record.CreditTransfer{From: "org:home", To: "org:acme", Amount: 1})
+	mint := &record.CreditMint{To: "org:acme", Amount: 50, Seq: 1}
 	for _, v := range valKeys[:2] { // 2 of 4: not enough
-		sig, _ := v.Sign(CreditMintMessage(testChain, 1, "org:acme", 50))
-		mint.Approvals = append(mint.Approvals, Approval{Validator: v.Public().Bytes, Signature: sig})
+		sig, _ := v.Sign(record.CreditMintMessage(testChain, 1, "org:acme", 50))
+		mint.Approvals = append(mint.Approvals, record.Approval{Validator: v.Public().Bytes, Signature: sig})
 	}
-	r.want(CodeUnauthorized, "more than 2/3", home, "", mint)
-	sig, _ := valKeys[2].Sign(CreditMintMessage(testChain, 1, "org:acme", 50))
-	mint.Approvals = append(mint.Approvals, Approval{Validator: valKeys[2].Public().Bytes, Signature: sig})
+	r.want(record.CodeUnauthorized, "more than 2/3", home, "", mint)
+	sig, _ := valKeys[2].Sign(record.CreditMintMessage(testChain, 1, "org:acme", 50))
+	mint.Approvals = append(mint.Approvals, record.Approval{Validator: valKeys[2].Public().Bytes, Signature: sig})
 	r.must(home, "", mint)
-	r.want(CodeBadNonce, "", home, "", mint) // a replayed mint
+	r.want(record.CodeBadNonce, "", home, "", mint) // a replayed mint
 	if b := r.balance("org:acme"); b != 150 {
 		t.Fatalf("acme holds %d; want 150", b)
 	}
@@ -149,24 +150,24 @@ func TestAgreementsOnLedger(t *testing.T) {
 	}
 
 	sensor := r.register(home, "home", "sensor")
-	gw := r.register(home, "home", ClassGateway)
+	gw := r.register(home, "home", record.ClassGateway)
 	cooler := r.register(acme, "acme", "actuator")
 
 	// A malformed agreement is refused with its line.
 	bad := bytes.Replace(exampleAgreement(t, "thermostat"), []byte("state.commands + 1"), []byte("state.commands + \"1\""), 1)
-	r.want(CodeInvalid, "line 22, column 40", home, "", &AgreementDeploy{Source: bad, Parties: map[string]string{"sensor": "device:" + sensor.ID(), "cooler": "device:" + cooler.ID(), "buyer": "org:home", "seller": "org:acme"}})
-	r.want(CodeNotFound, "party seller", home, "", &AgreementDeploy{Source: exampleAgreement(t, "thermostat"), Parties: map[string]string{"sensor": "device:" + sensor.ID(), "cooler": "device:" + cooler.ID(), "buyer": "org:home", "seller": "org:nobody"}})
+	r.want(record.CodeInvalid, "line 22, column 40", home, "", &record.AgreementDeploy{Source: bad, Parties: map[string]string{"sensor": "device:" + sensor.ID(), "cooler": "device:" + cooler.ID(), "buyer": "org:home", "seller": "org:acme"}})
+	r.want(record.CodeNotFound, "party seller", home, "", &record.AgreementDeploy{Source: exampleAgreement(t, "thermostat"), Parties: map[string]string{"sensor": "device:" + sensor.ID(), "cooler": "device:" + cooler.ID(), "buyer": "org:home", "seller": "org:nobody"}})
 
 	// Thermostat: home deploys, acme accepts, then a proven reading commands acme's cooler.
-	r.must(home, "", &AgreementDeploy{Source: exampleAgreement(t, "thermostat"), Parties: map[string]string{"sensor": "device:" + sensor.ID(), "cooler": "device:" + cooler.ID(), "buyer": "org:home", "seller": "org:acme"}})
+	r.must(home, "", &record.AgreementDeploy{Source: exampleAgreement(t, "thermostat"), Parties: map[string]string{"sensor": "device:" + sensor.ID(), "cooler": "device:" + cooler.ID(), "buyer": "org:home", "seller": "org:acme"}})
 	const thermo = 1
-	if a := r.agreement(thermo); a.Status != AgreementProposed {
+	if a := r.agreement(thermo); a.Status != record.AgreementProposed {
 		t.Fatalf("status %s before acme accepts", a.Status)
 	}
-	r.want(CodeConflict, "is proposed", home, "", &AgreementCall{ID: thermo, Transition: "retune", Args: map[string]any{"threshold": int64(20)}})
-	r.want(CodeUnauthorized, "speaks for no party", home, "", &AgreementAccept{ID: thermo})
-	r.must(acme, "", &AgreementAccept{ID: thermo})
-	if a := r.agreement(thermo); a.Status != AgreementActive {
+	r.want(record.CodeConflict, "is proposed", home, "", &record.AgreementCall{ID: thermo, Transition: "retune", Args: map[string]any{"threshold": int64(20)}})
+	r.want(record.CodeUnauthorized, "speaks for no party", home, "", &record.AgreementAccept{ID: thermo})
+	r.must(acme, "", &record.AgreementAccept{ID: thermo})
+	if a := r.agreement(thermo); a.Status != record.AgreementActive {
 		t.Fatalf("status %s after acme accepts", a.Status)
 	}
 	// The sensor's readings: three envelopes in the gateway's log, anchored;
@@ -180,19 +181,19 @@ func TestAgreementsOnLedger(t *testing.T) {
 	l1, l2, l3 := rfc6962.DefaultHasher.HashLeaf(e1), rfc6962.DefaultHasher.HashLeaf(reading.EntryBytes(authAt, e2)), rfc6962.DefaultHasher.HashLeaf(reading.EntryBytes(authAt, e3))
 	l12 := rfc6962.DefaultHasher.HashChildren(l1, l2)
 	root := rfc6962.DefaultHasher.HashChildren(l12, l3)
-	r.must(gw, "", &DataAnchor{Size: 3, Root: root})
-	hot := &AgreementCall{ID: thermo, Transition: "hot", Reading: &ReadingEvidence{Gateway: gw.ID(), Index: 0, Size: 3, Envelope: e1, Inclusion: [][]byte{l2, l3}}}
+	r.must(gw, "", &record.DataAnchor{Size: 3, Root: root})
+	hot := &record.AgreementCall{ID: thermo, Transition: "hot", Reading: &record.ReadingEvidence{Gateway: gw.ID(), Index: 0, Size: 3, Envelope: e1, Inclusion: [][]byte{l2, l3}}}
 	// A forged proof is refused.
 	forged := *hot.Reading
 	forged.Inclusion = [][]byte{l1, l3}
-	r.want(CodeInvalid, "not entry 0", acme, "", &AgreementCall{ID: thermo, Transition: "hot", Reading: &forged})
+	r.want(record.CodeInvalid, "not entry 0", acme, "", &record.AgreementCall{ID: thermo, Transition: "hot", Reading: &forged})
 	// Dry run: effects and cost, nothing committed.
 	dr, err := r.c.app.DryRun(acme.ID(), hot)
 	if err != nil || !dr.OK || len(dr.Trace) != 1 || dr.Cost == 0 || len(dr.Trace[0].Actions) != 2 {
 		t.Fatalf("dry run = %+v, %v", dr, err)
 	}
 	r.must(acme, "", hot) // anyone may relay a proven reading
-	r.want(CodeInvalid, "replay", acme, "", hot)
+	r.want(record.CodeInvalid, "replay", acme, "", hot)
 	cmds, err := r.c.view().Commands(cooler.ID(), 0, 10)
 	if err != nil || len(cmds) != 1 || string(cmds[0].Payload) != "on" || cmds[0].Agreement != thermo {
 		t.Fatalf("cooler's commands = %+v, %v", cmds, err)
@@ -200,13 +201,13 @@ func TestAgreementsOnLedger(t *testing.T) {
 	if b := r.balance("org:acme"); b != 152 {
 		t.Fatalf("acme holds %d after a paid command; want 152", b)
 	}
-	cool := &ReadingEvidence{Gateway: gw.ID(), Index: 1, Size: 3, Envelope: e2, AuthHeight: authAt, Inclusion: [][]byte{l1, l3}}
+	cool := &record.ReadingEvidence{Gateway: gw.ID(), Index: 1, Size: 3, Envelope: e2, AuthHeight: authAt, Inclusion: [][]byte{l1, l3}}
 	// The authentication height is part of the leaf, and must come before the anchor.
 	noHeight, late := *cool, *cool
 	noHeight.AuthHeight, late.AuthHeight = 0, 1<<40
-	r.want(CodeInvalid, "not entry 1", acme, "", &AgreementCall{ID: thermo, Transition: "cool", Reading: &noHeight})
-	r.want(CodeInvalid, "not before its anchor", acme, "", &AgreementCall{ID: thermo, Transition: "cool", Reading: &late})
-	r.must(acme, "", &AgreementCall{ID: thermo, Transition: "cool", Reading: cool})
+	r.want(record.CodeInvalid, "not entry 1", acme, "", &record.AgreementCall{ID: thermo, Transition: "cool", Reading: &noHeight})
+	r.want(record.CodeInvalid, "not before its anchor", acme, "", &record.AgreementCall{ID: thermo, Transition: "cool", Reading: &late})
+	r.must(acme, "", &record.AgreementCall{ID: thermo, Transition: "cool", Reading: cool})
 	if cmds, _ := r.c.view().Commands(cooler.ID(), 1, 10); len(cmds) != 1 || string(cmds[0].Payload) != "off" {
 		t.Fatalf("second command = %+v", cmds)
 	}
@@ -216,28 +217,28 @@ func TestAgreementsOnLedger(t *testing.T) {
 	// the key in force at authAt from the sensor's history in its current
 	// state, as the replica below, which prunes nothing, does.
 	newKey := mustKey(t, identity.Ed25519)
-	rp, _ := newKey.Sign(RotationMessage(testChain, sensor.ID(), newKey.ID()))
-	r.must(sensor, "", &DeviceRotate{Device: sensor.ID(), NewKey: newKey.ID(), Proof: rp})
+	rp, _ := newKey.Sign(record.RotationMessage(testChain, sensor.ID(), newKey.ID()))
+	r.must(sensor, "", &record.DeviceRotate{Device: sensor.ID(), NewKey: newKey.ID(), Proof: rp})
 	r.empty(25)
 	if _, err := r.c.app.View(authAt); err == nil {
 		t.Fatalf("the state of height %d is still kept at height %d", authAt, r.c.height)
 	}
-	third := &ReadingEvidence{Gateway: gw.ID(), Index: 2, Size: 3, Envelope: e3, AuthHeight: authAt, Inclusion: [][]byte{l12}}
-	r.must(acme, "", &AgreementCall{ID: thermo, Transition: "hot", Reading: third})
+	third := &record.ReadingEvidence{Gateway: gw.ID(), Index: 2, Size: 3, Envelope: e3, AuthHeight: authAt, Inclusion: [][]byte{l12}}
+	r.must(acme, "", &record.AgreementCall{ID: thermo, Transition: "hot", Reading: third})
 	if cmds, _ := r.c.view().Commands(cooler.ID(), 2, 10); len(cmds) != 1 || string(cmds[0].Payload) != "on" {
 		t.Fatalf("command from a reading older than the pruning horizon = %+v", cmds)
 	}
-	r.want(CodeUnauthorized, "may be called by", acme, "", &AgreementCall{ID: thermo, Transition: "retune", Args: map[string]any{"threshold": int64(20)}})
-	r.must(home, "", &AgreementCall{ID: thermo, Transition: "retune", Args: map[string]any{"threshold": int64(20)}})
+	r.want(record.CodeUnauthorized, "may be called by", acme, "", &record.AgreementCall{ID: thermo, Transition: "retune", Args: map[string]any{"threshold": int64(20)}})
+	r.must(home, "", &record.AgreementCall{ID: thermo, Transition: "retune", Args: map[string]any{"threshold": int64(20)}})
 
 	// Charging: the EV's credits go to escrow; refunded at the deadline.
 	ev := r.register(home, "home", "vehicle")
 	charger := r.register(acme, "acme", "charger")
-	r.must(home, "", &CreditTransfer{From: "org:home", To: "device:" + ev.ID(), Amount: 100})
-	charging := &AgreementDeploy{Source: exampleAgreement(t, "charging"), Parties: map[string]string{"ev": "device:" + ev.ID(), "charger": "device:" + charger.ID(), "operator": "org:acme"}}
+	r.must(home, "", &record.CreditTransfer{From: "org:home", To: "device:" + ev.ID(), Amount: 100})
+	charging := &record.AgreementDeploy{Source: exampleAgreement(t, "charging"), Parties: map[string]string{"ev": "device:" + ev.ID(), "charger": "device:" + charger.ID(), "operator": "org:acme"}}
 	r.must(home, "", charging) // home's admin accepts for its EV
-	r.must(acme, "", &AgreementAccept{ID: 2})
-	r.must(ev, "", &AgreementCall{ID: 2, Transition: "reserve", Args: map[string]any{"slot": int64(4), "price": int64(30), "blocks": int64(3)}})
+	r.must(acme, "", &record.AgreementAccept{ID: 2})
+	r.must(ev, "", &record.AgreementCall{ID: 2, Transition: "reserve", Args: map[string]any{"slot": int64(4), "price": int64(30), "blocks": int64(3)}})
 	if b := r.balance("device:" + ev.ID()); b != 70 {
 		t.Fatalf("EV holds %d after escrow; want 70", b)
 	}
@@ -245,16 +246,16 @@ func TestAgreementsOnLedger(t *testing.T) {
 	if s := r.stateVar(2, "status"); s != "refunded" {
 		t.Fatalf("charging status %v after the deadline; want refunded", s)
 	}
-	if b := r.balance("device:" + ev.ID()); b != 100 || r.agreement(2).Status != AgreementFinished {
+	if b := r.balance("device:" + ev.ID()); b != 100 || r.agreement(2).Status != record.AgreementFinished {
 		t.Fatalf("EV holds %d after the refund; want 100", b)
 	}
 	// Delivered in time: paid to the operator.
 	r.must(home, "", charging)
-	r.must(acme, "", &AgreementAccept{ID: 3})
-	r.must(ev, "", &AgreementCall{ID: 3, Transition: "reserve", Args: map[string]any{"slot": int64(1), "price": int64(25), "blocks": int64(50)}})
-	r.want(CodeUnauthorized, "", ev, "", &AgreementCall{ID: 3, Transition: "delivered", Args: map[string]any{"kwh": int64(9)}})
+	r.must(acme, "", &record.AgreementAccept{ID: 3})
+	r.must(ev, "", &record.AgreementCall{ID: 3, Transition: "reserve", Args: map[string]any{"slot": int64(1), "price": int64(25), "blocks": int64(50)}})
+	r.want(record.CodeUnauthorized, "", ev, "", &record.AgreementCall{ID: 3, Transition: "delivered", Args: map[string]any{"kwh": int64(9)}})
 	acmeBefore := r.balance("org:acme")
-	r.must(charger, "", &AgreementCall{ID: 3, Transition: "delivered", Args: map[string]any{"kwh": int64(9)}})
+	r.must(charger, "", &record.AgreementCall{ID: 3, Transition: "delivered", Args: map[string]any{"kwh": int64(9)}})
 	if b := r.balance("org:acme"); b != acmeBefore+25 {
 		t.Fatalf("operator holds %d; want %d", b, acmeBefore+25)
 	}
@@ -262,29 +263,29 @@ func TestAgreementsOnLedger(t *testing.T) {
 	// Quarantine: the gateway reports; the third report suspends the suspect,
 	// since home granted the agreement "manage".
 	suspect := r.register(home, "home", "camera")
-	r.must(home, "", &AgreementDeploy{Source: exampleAgreement(t, "quarantine"), Parties: map[string]string{"gateway": "device:" + gw.ID(), "suspect": "device:" + suspect.ID(), "owner": "org:home"}})
+	r.must(home, "", &record.AgreementDeploy{Source: exampleAgreement(t, "quarantine"), Parties: map[string]string{"gateway": "device:" + gw.ID(), "suspect": "device:" + suspect.ID(), "owner": "org:home"}})
 	const quar = 4
-	if r.agreement(quar).Status != AgreementActive {
+	if r.agreement(quar).Status != record.AgreementActive {
 		t.Fatal("quarantine is not active; home speaks for every party")
 	}
-	r.must(gw, "", &AgreementCall{ID: quar, Transition: "report"})
-	r.must(gw, "", &AgreementCall{ID: quar, Transition: "report"})
-	r.want(CodeUnauthorized, "manage", gw, "", &AgreementCall{ID: quar, Transition: "report"})
-	r.must(home, "", &GrantAdd{Grantor: "org:home", Subject: "agreement:4", Action: ActionManage, Resource: "device:" + suspect.ID()})
-	r.must(gw, "", &AgreementCall{ID: quar, Transition: "report"})
-	if d, _ := r.c.view().Device(suspect.ID()); d.Status != StatusSuspended {
+	r.must(gw, "", &record.AgreementCall{ID: quar, Transition: "report"})
+	r.must(gw, "", &record.AgreementCall{ID: quar, Transition: "report"})
+	r.want(record.CodeUnauthorized, "manage", gw, "", &record.AgreementCall{ID: quar, Transition: "report"})
+	r.must(home, "", &record.GrantAdd{Grantor: "org:home", Subject: "agreement:4", Action: record.ActionManage, Resource: "device:" + suspect.ID()})
+	r.must(gw, "", &record.AgreementCall{ID: quar, Transition: "report"})
+	if d, _ := r.c.view().Device(suspect.ID()); d.Status != record.StatusSuspended {
 		t.Fatalf("suspect is %s; want suspended", d.Status)
 	}
-	r.want(CodeInactive, "", suspect, "", &GrantAdd{Grantor: "device:" + suspect.ID(), Subject: "org:acme", Action: "read", Resource: "device:" + suspect.ID()})
-	r.must(home, "", &AgreementCall{ID: quar, Transition: "release"})
-	if d, _ := r.c.view().Device(suspect.ID()); d.Status != StatusActive {
+	r.want(record.CodeInactive, "", suspect, "", &record.GrantAdd{Grantor: "device:" + suspect.ID(), Subject: "org:acme", Action: "read", Resource: "device:" + suspect.ID()})
+	r.must(home, "", &record.AgreementCall{ID: quar, Transition: "release"})
+	if d, _ := r.c.view().Device(suspect.ID()); d.Status != record.StatusActive {
 		t.Fatalf("suspect is %s after release; want active", d.Status)
 	}
 
 	// Data sharing: acme pays home for read access, which lapses.
-	r.must(home, "", &AgreementDeploy{Source: exampleAgreement(t, "datasharing"), Parties: map[string]string{"owner": "org:home", "reader": "org:acme", "sensor": "device:" + sensor.ID()}})
-	r.must(acme, "", &AgreementAccept{ID: 5})
-	r.must(acme, "", &AgreementCall{ID: 5, Transition: "pay", Args: map[string]any{"days": int64(1)}})
+	r.must(home, "", &record.AgreementDeploy{Source: exampleAgreement(t, "datasharing"), Parties: map[string]string{"owner": "org:home", "reader": "org:acme", "sensor": "device:" + sensor.ID()}})
+	r.must(acme, "", &record.AgreementAccept{ID: 5})
+	r.must(acme, "", &record.AgreementCall{ID: 5, Transition: "pay", Args: map[string]any{"days": int64(1)}})
 	readers := func() int {
 		gs, err := r.c.view().Grants(GrantFilter{Subject: "org:acme", Action: "read"})
 		if err != nil {
@@ -363,10 +364,10 @@ transitions:
       - set: {ticks: state.ticks + 1}
       - transfer: {from: a, to: b, amount: "1"}
 `
-	r.must(admin, "", &AgreementDeploy{Source: []byte(pinger), Parties: map[string]string{"a": "org:a1"}})
-	r.want(CodeNotFound, "agreement 9", admin, "", &AgreementDeploy{Source: []byte(strings.Replace(listener, "agreement: 1", "agreement: 9", 1)), Parties: map[string]string{"a": "org:a1", "b": "org:b1"}})
-	r.must(admin, "", &AgreementDeploy{Source: []byte(listener), Parties: map[string]string{"a": "org:a1", "b": "org:b1"}})
-	r.must(admin, "", &AgreementCall{ID: 1, Transition: "ping"})
+	r.must(admin, "", &record.AgreementDeploy{Source: []byte(pinger), Parties: map[string]string{"a": "org:a1"}})
+	r.want(record.CodeNotFound, "agreement 9", admin, "", &record.AgreementDeploy{Source: []byte(strings.Replace(listener, "agreement: 1", "agreement: 9", 1)), Parties: map[string]string{"a": "org:a1", "b": "org:b1"}})
+	r.must(admin, "", &record.AgreementDeploy{Source: []byte(listener), Parties: map[string]string{"a": "org:a1", "b": "org:b1"}})
+	r.must(admin, "", &record.AgreementCall{ID: 1, Transition: "ping"})
 	if v := r.stateVar(2, "seen"); v != int64(7) {
 		t.Fatalf("listener saw %v; want 7", v)
 	}
@@ -398,7 +399,7 @@ transitions:
 `
 	var txs [][]byte
 	for range MaxScheduledPerBlock + 44 {
-		txs = append(txs, r.c.sign(admin, "", &AgreementDeploy{Source: []byte(every), Parties: map[string]string{"a": "org:a1"}}))
+		txs = append(txs, r.c.sign(admin, "", &record.AgreementDeploy{Source: []byte(every), Parties: map[string]string{"a": "org:a1"}}))
 	}
 	for _, res := range r.block(txs...) {
 		if res.Code != 0 {

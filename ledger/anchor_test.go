@@ -9,6 +9,7 @@ import (
 	"github.com/transparency-dev/merkle/testonly"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/record"
 )
 
 // TestDataAnchor anchors a growing log and checks the ledger refuses
@@ -18,7 +19,7 @@ func TestDataAnchor(t *testing.T) {
 	c := newChain(t, orgGenesis(admin, "acme"), "")
 	gw := mustKey(t, identity.Ed25519)
 	m := registerMsg(t, gw, "acme")
-	m.Class = ClassGateway
+	m.Class = record.ClassGateway
 	c.must(admin, "", m)
 	sensor := c.register(admin, "acme", identity.Ed25519)
 
@@ -28,8 +29,8 @@ func TestDataAnchor(t *testing.T) {
 			log.AppendData([]byte(fmt.Sprintf("reading %d", log.Size())))
 		}
 	}
-	anchor := func(from uint64) *DataAnchor {
-		a := &DataAnchor{Size: log.Size(), Root: log.Hash()}
+	anchor := func(from uint64) *record.DataAnchor {
+		a := &record.DataAnchor{Size: log.Size(), Root: log.Hash()}
 		if from > 0 {
 			p, err := log.ConsistencyProof(from, log.Size())
 			if err != nil {
@@ -41,21 +42,21 @@ func TestDataAnchor(t *testing.T) {
 	}
 
 	grow(5)
-	c.want(CodeUnauthorized, sensor, "", anchor(0)) // not a gateway
-	c.want(CodeUnauthorized, admin, "", anchor(0))  // not a device at all
+	c.want(record.CodeUnauthorized, sensor, "", anchor(0)) // not a gateway
+	c.want(record.CodeUnauthorized, admin, "", anchor(0))  // not a device at all
 	c.must(gw, "", anchor(0))
-	c.want(CodeConflict, gw, "", anchor(5)) // same size again
+	c.want(record.CodeConflict, gw, "", anchor(5)) // same size again
 
 	grow(12)
 	bad := anchor(5)
 	bad.Consistency[0] = bytes.Repeat([]byte{7}, 32)
-	c.want(CodeInvalid, gw, "", bad) // a proof that does not link the roots
+	c.want(record.CodeInvalid, gw, "", bad) // a proof that does not link the roots
 	forked := testonly.New(rfc6962.DefaultHasher)
 	for i := uint64(0); i < log.Size(); i++ {
 		forked.AppendData([]byte(fmt.Sprintf("rewritten %d", i)))
 	}
 	p, _ := forked.ConsistencyProof(5, forked.Size())
-	c.want(CodeInvalid, gw, "", &DataAnchor{Size: forked.Size(), Root: forked.Hash(), Consistency: p}) // a rewritten history
+	c.want(record.CodeInvalid, gw, "", &record.DataAnchor{Size: forked.Size(), Root: forked.Hash(), Consistency: p}) // a rewritten history
 	c.must(gw, "", anchor(5))
 
 	st := c.view()
@@ -77,13 +78,13 @@ func TestDataAnchor(t *testing.T) {
 	}
 
 	// A suspended gateway cannot anchor; attested devices need a gateway of their org.
-	c.must(admin, "", NewDeviceStatus(gw.ID(), StatusSuspended, ""))
+	c.must(admin, "", record.NewDeviceStatus(gw.ID(), record.StatusSuspended, ""))
 	grow(1)
-	c.want(CodeInactive, gw, "", anchor(17))
+	c.want(record.CodeInactive, gw, "", anchor(17))
 	weak := mustKey(t, identity.Ed25519)
 	wm := registerMsg(t, weak, "acme")
 	wm.AttestedBy = sensor.ID()
-	c.want(CodeInvalid, admin, "", wm)
+	c.want(record.CodeInvalid, admin, "", wm)
 	wm.AttestedBy = gw.ID()
 	c.must(admin, "", wm)
 	if d, _ := c.view().Device(weak.ID()); d.AttestedBy != gw.ID() {

@@ -15,6 +15,7 @@ import (
 	iavldb "github.com/cosmos/iavl/db"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/record"
 )
 
 // AppVersion is the application protocol version reported to CometBFT.
@@ -46,9 +47,9 @@ type App struct {
 	sigs     *sigCache
 	keys     *identity.DIDCache
 	txs      *txCache
-	progs    *progCache               // compiled agreements
-	verified atomic.Uint64            // signatures verified (individually or in batches)
-	rejected [codeCount]atomic.Uint64 // CheckTx rejections by code
+	progs    *progCache                      // compiled agreements
+	verified atomic.Uint64                   // signatures verified (individually or in batches)
+	rejected [record.CodeCount]atomic.Uint64 // CheckTx rejections by code
 
 	mu        sync.RWMutex
 	committed *iavl.ImmutableTree // latest committed version, for readers
@@ -156,16 +157,16 @@ func (a *App) InitChain(_ context.Context, req *abci.RequestInitChain) (*abci.Re
 		a.tree.SetInitialVersion(uint64(req.InitialHeight))
 	}
 	buf := newBuffer(a.tree)
-	buf.set([]byte(keyChainID), []byte(req.ChainId))
+	buf.set([]byte(record.KeyChainID), []byte(req.ChainId))
 	g.apply(buf)
-	var vals []Validator
+	var vals []record.Validator
 	for _, v := range req.Validators {
 		pk := v.PubKey.GetEd25519()
 		if len(pk) != 32 {
 			return nil, fmt.Errorf("genesis validator key %v is not Ed25519", v.PubKey)
 		}
-		buf.set(validatorKey(pk), &Validator{PubKey: pk, Power: v.Power})
-		vals = append(vals, Validator{PubKey: pk, Power: v.Power})
+		buf.set(validatorKey(pk), &record.Validator{PubKey: pk, Power: v.Power})
+		vals = append(vals, record.Validator{PubKey: pk, Power: v.Power})
 	}
 	if err := genesisValidators(buf, vals); err != nil { // evidence.go
 		return nil, err
@@ -189,11 +190,11 @@ func (a *App) CheckTx(_ context.Context, req *abci.RequestCheckTx) (*abci.Respon
 		err = a.checkTx(tx, req.Type == abci.CheckTxType_Recheck)
 	}
 	if err != nil {
-		if c := CodeOf(err); int(c) < len(a.rejected) {
+		if c := record.CodeOf(err); int(c) < len(a.rejected) {
 			a.rejected[c].Add(1)
 		}
-		a.log.Debug("checktx rejected", "reason", CodeOf(err).String(), "err", err)
-		return &abci.ResponseCheckTx{Code: uint32(CodeOf(err)), Log: logOf(err), Codespace: Codespace}, nil
+		a.log.Debug("checktx rejected", "reason", record.CodeOf(err).String(), "err", err)
+		return &abci.ResponseCheckTx{Code: uint32(record.CodeOf(err)), Log: logOf(err), Codespace: record.Codespace}, nil
 	}
 	return &abci.ResponseCheckTx{Code: 0, GasWanted: 1}, nil
 }
@@ -202,11 +203,11 @@ func (a *App) CheckTx(_ context.Context, req *abci.RequestCheckTx) (*abci.Respon
 // block, for every tx left in the mempool) only redoes what a block can
 // change cheaply — nonce and expiry — so that it costs little per tx; a tx
 // whose signer was suspended meanwhile is refused when executed.
-func (a *App) checkTx(tx *Tx, recheck bool) error {
+func (a *App) checkTx(tx *record.Tx, recheck bool) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.committed == nil {
-		return errf(CodeInvalid, "the ledger has no committed state yet")
+		return record.Errf(record.CodeInvalid, "the ledger has no committed state yet")
 	}
 	st := &State{r: a.committed, Height: a.committed.Version()}
 	last, err := st.Nonce(tx.Signer)
@@ -233,17 +234,17 @@ func (a *App) checkTx(tx *Tx, recheck bool) error {
 }
 
 // verify checks tx's signature with pub, unless this node already did.
-func (a *App) verify(tx *Tx, pub identity.PublicKey) error {
+func (a *App) verify(tx *record.Tx, pub identity.PublicKey) error {
 	k := sigCacheKey(tx.Hash, pub.Bytes)
 	if a.sigs.has(k) {
 		return nil
 	}
 	if pub.Alg != tx.Envelope.Alg {
-		return errf(CodeBadSignature, "signed with %s but %s's key is %s", tx.Envelope.Alg, tx.Signer, pub.Alg)
+		return record.Errf(record.CodeBadSignature, "signed with %s but %s's key is %s", tx.Envelope.Alg, tx.Signer, pub.Alg)
 	}
 	a.verified.Add(1)
 	if err := tx.Envelope.Verify(pub, nil); err != nil {
-		return errf(CodeBadSignature, "signature does not verify with %s's key", tx.Signer)
+		return record.Errf(record.CodeBadSignature, "signature does not verify with %s's key", tx.Signer)
 	}
 	a.sigs.add(k)
 	return nil
@@ -257,7 +258,7 @@ func (a *App) PrepareProposal(_ context.Context, req *abci.RequestPrepareProposa
 		if size+int64(len(raw)) > req.MaxTxBytes {
 			break
 		}
-		if len(raw) > MaxTxBytes {
+		if len(raw) > record.MaxTxBytes {
 			continue
 		}
 		txs = append(txs, raw)
@@ -270,7 +271,7 @@ func (a *App) PrepareProposal(_ context.Context, req *abci.RequestPrepareProposa
 // is judged tx by tx in FinalizeBlock.
 func (a *App) ProcessProposal(_ context.Context, req *abci.RequestProcessProposal) (*abci.ResponseProcessProposal, error) {
 	for _, raw := range req.Txs {
-		if len(raw) > MaxTxBytes {
+		if len(raw) > record.MaxTxBytes {
 			return &abci.ResponseProcessProposal{Status: abci.ResponseProcessProposal_REJECT}, nil
 		}
 	}
@@ -316,11 +317,11 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 // rejected tx is a result with a non-zero code and leaves only its nonce used.
 func (a *App) deliver(raw []byte, pre preverified, chainID string, height int64) (*abci.ExecTxResult, []abci.ValidatorUpdate, error) {
 	reject := func(err error) (*abci.ExecTxResult, []abci.ValidatorUpdate, error) {
-		var e *Error
+		var e *record.Error
 		if !errors.As(err, &e) {
 			return nil, nil, err
 		}
-		return &abci.ExecTxResult{Code: uint32(e.Code), Log: e.Msg, Codespace: Codespace}, nil, nil
+		return &abci.ExecTxResult{Code: uint32(e.Code), Log: e.Msg, Codespace: record.Codespace}, nil, nil
 	}
 	tx, err := a.txs.decode(raw)
 	if err != nil {
@@ -341,7 +342,7 @@ func (a *App) deliver(raw []byte, pre preverified, chainID string, height int64)
 	}
 	if pre.done && pre.pub.Equal(pub) {
 		if !pre.valid {
-			return reject(errf(CodeBadSignature, "signature does not verify with %s's key", tx.Signer))
+			return reject(record.Errf(record.CodeBadSignature, "signature does not verify with %s's key", tx.Signer))
 		}
 	} else if err := a.verify(tx, pub); err != nil {
 		return reject(err)
@@ -352,7 +353,7 @@ func (a *App) deliver(raw []byte, pre preverified, chainID string, height int64)
 	if execErr != nil {
 		buf.reset()
 	}
-	buf.set(NonceKey(tx.Signer), u64bytes(tx.Nonce))
+	buf.set(record.NonceKey(tx.Signer), u64bytes(tx.Nonce))
 	if err := buf.flush(); err != nil {
 		return nil, nil, err
 	}
@@ -388,8 +389,8 @@ func (a *App) Commit(context.Context, *abci.RequestCommit) (*abci.ResponseCommit
 // Rejections returns CheckTx rejections so far by reason, every reason
 // present (zeros included); safe to call at any time.
 func (a *App) Rejections() map[string]uint64 {
-	out := make(map[string]uint64, codeCount-1)
-	for c := Code(1); c < codeCount; c++ {
+	out := make(map[string]uint64, record.CodeCount-1)
+	for c := record.Code(1); c < record.CodeCount; c++ {
 		out[c.String()] = a.rejected[c].Load()
 	}
 	return out

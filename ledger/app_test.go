@@ -9,6 +9,7 @@ import (
 	cmtcrypto "github.com/cometbft/cometbft/proto/tendermint/crypto"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/record"
 )
 
 const testChain = "test-chain"
@@ -75,13 +76,13 @@ func mustKey(t testing.TB, alg identity.Algorithm) *identity.Key {
 }
 
 // sign builds a tx from key (as signer id, "" = the key's did) with the next nonce.
-func (c *chainT) sign(key *identity.Key, signer string, m Msg) []byte {
+func (c *chainT) sign(key *identity.Key, signer string, m record.Msg) []byte {
 	c.t.Helper()
 	if signer == "" {
 		signer = key.ID()
 	}
 	c.nonces[signer]++
-	raw, err := NewTx(key, signer, testChain, c.nonces[signer], c.height+100, m)
+	raw, err := record.NewTx(key, signer, testChain, c.nonces[signer], c.height+100, m)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -103,7 +104,7 @@ func (c *chainT) block(txs ...[]byte) []*abci.ExecTxResult {
 }
 
 // do signs m with key and runs it in its own block; it returns the result code.
-func (c *chainT) do(key *identity.Key, signer string, m Msg) (Code, string) {
+func (c *chainT) do(key *identity.Key, signer string, m record.Msg) (record.Code, string) {
 	c.t.Helper()
 	if signer == "" {
 		signer = key.ID()
@@ -115,32 +116,32 @@ func (c *chainT) do(key *identity.Key, signer string, m Msg) (Code, string) {
 		c.t.Fatal(err)
 	}
 	c.nonces[signer] = n
-	return Code(r.Code), r.Log
+	return record.Code(r.Code), r.Log
 }
 
 // must runs m and fails the test unless it succeeds.
-func (c *chainT) must(key *identity.Key, signer string, m Msg) {
+func (c *chainT) must(key *identity.Key, signer string, m record.Msg) {
 	c.t.Helper()
-	if code, log := c.do(key, signer, m); code != CodeOK {
+	if code, log := c.do(key, signer, m); code != record.CodeOK {
 		c.t.Fatalf("%s by %s: code %v (%s); want ok", m.Kind(), key.ID(), code, log)
 	}
 }
 
 // want runs m and fails the test unless it is rejected with code.
-func (c *chainT) want(code Code, key *identity.Key, signer string, m Msg) {
+func (c *chainT) want(code record.Code, key *identity.Key, signer string, m record.Msg) {
 	c.t.Helper()
 	if got, log := c.do(key, signer, m); got != code {
 		c.t.Fatalf("%s by %s: code %v (%s); want %v", m.Kind(), key.ID(), got, log, code)
 	}
 }
 
-func (c *chainT) check(raw []byte) (Code, string) {
+func (c *chainT) check(raw []byte) (record.Code, string) {
 	c.t.Helper()
 	r, err := c.app.CheckTx(context.Background(), &abci.RequestCheckTx{Tx: raw})
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return Code(r.Code), r.Log
+	return record.Code(r.Code), r.Log
 }
 
 func (c *chainT) view() *State {
@@ -160,11 +161,11 @@ func (c *chainT) register(admin *identity.Key, org string, alg identity.Algorith
 	return dev
 }
 
-func registerMsg(t testing.TB, dev *identity.Key, org string) *DeviceRegister {
+func registerMsg(t testing.TB, dev *identity.Key, org string) *record.DeviceRegister {
 	t.Helper()
-	proof, err := dev.Sign(PossessionMessage(testChain, org, dev.ID()))
+	proof, err := dev.Sign(record.PossessionMessage(testChain, org, dev.ID()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &DeviceRegister{Org: org, Device: dev.ID(), Class: "sensor", Firmware: "1.0.0", Proof: proof}
+	return &record.DeviceRegister{Org: org, Device: dev.ID(), Class: "sensor", Firmware: "1.0.0", Proof: proof}
 }

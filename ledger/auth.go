@@ -4,27 +4,28 @@ import (
 	"errors"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/record"
 )
 
 // signerKey resolves the key that must have signed a tx from signer: a
 // registered device signs with its current key and only while active; any
 // other signer must be a did:key, which is its own key.
-func signerKey(s *State, signer string, keys *identity.DIDCache) (identity.PublicKey, *Device, error) {
+func signerKey(s *State, signer string, keys *identity.DIDCache) (identity.PublicKey, *record.Device, error) {
 	d, err := s.Device(signer)
 	switch {
 	case err == nil:
-		if d.Status != StatusActive {
-			return identity.PublicKey{}, d, errf(CodeInactive, "device %s is %s", signer, d.Status)
+		if d.Status != record.StatusActive {
+			return identity.PublicKey{}, d, record.Errf(record.CodeInactive, "device %s is %s", signer, d.Status)
 		}
 		k, err := keys.Parse(d.Key)
 		if err != nil {
-			return identity.PublicKey{}, d, errf(CodeUnknownSigner, "device %s has an unreadable key: %v", signer, err)
+			return identity.PublicKey{}, d, record.Errf(record.CodeUnknownSigner, "device %s has an unreadable key: %v", signer, err)
 		}
 		return k, d, nil
 	case errors.Is(err, ErrNotFound):
 		k, err := keys.Parse(signer)
 		if err != nil {
-			return identity.PublicKey{}, nil, errf(CodeUnknownSigner, "signer %q is not a registered device nor a did:key: %v", signer, err)
+			return identity.PublicKey{}, nil, record.Errf(record.CodeUnknownSigner, "signer %q is not a registered device nor a did:key: %v", signer, err)
 		}
 		return k, nil, nil
 	default:
@@ -42,18 +43,18 @@ func signerKey(s *State, signer string, keys *identity.DIDCache) (identity.Publi
 // would commit it and make the acknowledged nonce n invalid. With strict
 // sequencing a mempool refuses n+1 until it holds n, and accepts it when
 // n+1 is gossiped again.
-func checkEnvelope(tx *Tx, chainID string, height int64, lastNonce uint64) error {
+func checkEnvelope(tx *record.Tx, chainID string, height int64, lastNonce uint64) error {
 	if tx.ChainID != chainID {
-		return errf(CodeWrongChain, "tx is for chain %q; this is %q", tx.ChainID, chainID)
+		return record.Errf(record.CodeWrongChain, "tx is for chain %q; this is %q", tx.ChainID, chainID)
 	}
 	if tx.Expiry < height {
-		return errf(CodeExpired, "tx expired at height %d; the next block is %d", tx.Expiry, height)
+		return record.Errf(record.CodeExpired, "tx expired at height %d; the next block is %d", tx.Expiry, height)
 	}
 	switch {
 	case tx.Nonce <= lastNonce:
-		return errf(CodeBadNonce, "nonce %d is used: %s's last nonce is %d (a replay, or a tx already sent)", tx.Nonce, tx.Signer, lastNonce)
+		return record.Errf(record.CodeBadNonce, "nonce %d is used: %s's last nonce is %d (a replay, or a tx already sent)", tx.Nonce, tx.Signer, lastNonce)
 	case tx.Nonce > lastNonce+1:
-		return errf(CodeBadNonce, "nonce %d is ahead: %s's next nonce is %d (an earlier tx is missing; send it first)", tx.Nonce, tx.Signer, lastNonce+1)
+		return record.Errf(record.CodeBadNonce, "nonce %d is ahead: %s's next nonce is %d (an earlier tx is missing; send it first)", tx.Nonce, tx.Signer, lastNonce+1)
 	}
 	return nil
 }

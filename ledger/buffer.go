@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	corestore "cosmossdk.io/core/store"
+	"github.com/thingnet/thingnet/record"
 )
 
 // buffer stages one transaction's writes over the working tree so that a
@@ -35,7 +36,7 @@ func (b *buffer) set(key []byte, v any) {
 		b.writes[string(key)] = raw
 		return
 	}
-	b.writes[string(key)] = mustMarshal(v)
+	b.writes[string(key)] = record.MustMarshal(v)
 }
 
 func (b *buffer) del(key []byte) { b.writes[string(key)] = nil }

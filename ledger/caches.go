@@ -3,6 +3,8 @@ package ledger
 import (
 	"crypto/sha256"
 	"sync"
+
+	"github.com/thingnet/thingnet/record"
 )
 
 // The caches below only skip repeated work on the same input: each holds
@@ -14,20 +16,20 @@ import (
 // Decoded txs are never modified after decoding.
 type txCache struct {
 	mu   sync.Mutex
-	m    map[[32]byte]*Tx
+	m    map[[32]byte]*record.Tx
 	ring [][32]byte
 	next int
 }
 
 func newTxCache(size int) *txCache {
-	return &txCache{m: make(map[[32]byte]*Tx, size), ring: make([][32]byte, size)}
+	return &txCache{m: make(map[[32]byte]*record.Tx, size), ring: make([][32]byte, size)}
 }
 
 // decode returns the decoded tx for raw, from the cache or by decoding it.
 // Only successfully decoded txs are cached.
-func (c *txCache) decode(raw []byte) (*Tx, error) {
-	if len(raw) > MaxTxBytes {
-		return DecodeTx(raw) // refused for its size, unhashed
+func (c *txCache) decode(raw []byte) (*record.Tx, error) {
+	if len(raw) > record.MaxTxBytes {
+		return record.DecodeTx(raw) // refused for its size, unhashed
 	}
 	h := sha256.Sum256(raw)
 	c.mu.Lock()
@@ -36,7 +38,7 @@ func (c *txCache) decode(raw []byte) (*Tx, error) {
 	if ok {
 		return tx, nil
 	}
-	tx, err := DecodeTx(raw)
+	tx, err := record.DecodeTx(raw)
 	if err != nil {
 		return nil, err
 	}

@@ -2,149 +2,36 @@ package ledger
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 
 	abci "github.com/cometbft/cometbft/abci/types"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/record"
 )
-
-// Credit tx kinds.
-const (
-	KindCreditTransfer = "credit.transfer"
-	KindCreditMint     = "credit.mint"
-)
-
-// State keys of credits.
-const (
-	prefixBalance     = "cb/" // cb/<account> -> u64 BE balance
-	prefixTransfer    = "ct/" // ct/<seq u64 BE> -> Transfer
-	prefixTransferIdx = "cx/" // cx/<account>/<seq u64 BE> -> marker (an account's transfers)
-	keyTransferSeq    = "m/transferseq"
-	keyMintSeq        = "m/mintseq"
-)
-
-// BalanceKey is the state key of an account's balance.
-func BalanceKey(account string) []byte { return []byte(prefixBalance + account) }
-
-// TransferKey is the state key of a transfer record.
-func TransferKey(seq uint64) []byte {
-	return binary.BigEndian.AppendUint64([]byte(prefixTransfer), seq)
-}
 
 func transferIdxKey(account string, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64([]byte(prefixTransferIdx+account+"/"), seq)
-}
-
-// CreditTransfer moves credits between accounts ("org:<id>", "device:<did>").
-// The signer must speak for From: an admin of the organisation, or the device.
-type CreditTransfer struct {
-	From   string `cbor:"1,keyasint"`
-	To     string `cbor:"2,keyasint"`
-	Amount uint64 `cbor:"3,keyasint"`
-	Memo   string `cbor:"4,keyasint,omitempty"`
-}
-
-func (*CreditTransfer) Kind() string { return KindCreditTransfer }
-func (m *CreditTransfer) ValidateBasic() error {
-	if err := checkAccount(m.From); err != nil {
-		return fmt.Errorf("from: %w", err)
-	}
-	if err := checkAccount(m.To); err != nil {
-		return fmt.Errorf("to: %w", err)
-	}
-	if m.From == m.To {
-		return errors.New("from and to are the same account")
-	}
-	if m.Amount == 0 || m.Amount > MaxCredits {
-		return fmt.Errorf("amount %d is out of range 1..%d", m.Amount, uint64(MaxCredits))
-	}
-	return validateText("memo", m.Memo, 256)
-}
-
-// MaxCredits bounds any balance or amount (so sums never overflow).
-const MaxCredits = math.MaxInt64 / 4
-
-// CreditMint creates credits in an account. Credits exist only from genesis
-// or by this governance tx: it is accepted when validators holding more than
-// 2/3 of the power signed CreditMintMessage(chainID, Seq, To, Amount).
-type CreditMint struct {
-	To        string     `cbor:"1,keyasint"`
-	Amount    uint64     `cbor:"2,keyasint"`
-	Seq       uint64     `cbor:"3,keyasint"` // the ledger's next mint sequence
-	Approvals []Approval `cbor:"4,keyasint"`
-}
-
-func (*CreditMint) Kind() string { return KindCreditMint }
-func (m *CreditMint) ValidateBasic() error {
-	if err := checkAccount(m.To); err != nil {
-		return fmt.Errorf("to: %w", err)
-	}
-	if m.Amount == 0 || m.Amount > MaxCredits {
-		return fmt.Errorf("amount %d is out of range 1..%d", m.Amount, uint64(MaxCredits))
-	}
-	if len(m.Approvals) == 0 {
-		return errors.New("no validator approvals")
-	}
-	for i, a := range m.Approvals {
-		if len(a.Validator) != 32 || len(a.Signature) != 64 {
-			return fmt.Errorf("approval %d: want a 32-byte key and a 64-byte signature", i)
-		}
-	}
-	return nil
-}
-
-// CreditMintMessage is what each approving validator signs.
-func CreditMintMessage(chainID string, seq uint64, to string, amount uint64) []byte {
-	return mustMarshal([]any{"thingnet/credit-mint/v1", chainID, seq, to, amount})
-}
-
-// checkAccount accepts "org:<id>" and "device:<did>".
-func checkAccount(s string) error {
-	p, err := ParsePrincipal(s)
-	if err != nil {
-		return err
-	}
-	if p.Type != "org" && p.Type != "device" {
-		return fmt.Errorf("%q: credits are held by org:<id> or device:<did>", s)
-	}
-	return nil
-}
-
-// Transfer is one movement of credits, kept forever: a mint, a transfer,
-// or an agreement's escrow, release or payment.
-type Transfer struct {
-	Seq       uint64 `cbor:"1,keyasint" json:"seq"`
-	Height    int64  `cbor:"2,keyasint" json:"height"`
-	From      string `cbor:"3,keyasint,omitempty" json:"from,omitempty"` // empty for a mint
-	To        string `cbor:"4,keyasint" json:"to"`
-	Amount    uint64 `cbor:"5,keyasint" json:"amount"`
-	Kind      string `cbor:"6,keyasint" json:"kind"` // mint, transfer, escrow, release
-	Agreement uint64 `cbor:"7,keyasint,omitempty" json:"agreement,omitempty"`
-	Tx        []byte `cbor:"8,keyasint,omitempty" json:"tx,omitempty"`
-	Memo      string `cbor:"9,keyasint,omitempty" json:"memo,omitempty"`
+	return binary.BigEndian.AppendUint64([]byte(record.PrefixTransferIdx+account+"/"), seq)
 }
 
 // Balance returns an account's credits (0 if it never held any).
 func (s *State) Balance(account string) (uint64, error) {
-	return s.u64(BalanceKey(account))
+	return s.u64(record.BalanceKey(account))
 }
 
 // Transfers lists an account's transfers (every one if account is ""),
 // oldest first, with seq above after.
-func (s *State) Transfers(account string, after uint64, limit int) ([]Transfer, error) {
+func (s *State) Transfers(account string, after uint64, limit int) ([]record.Transfer, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	var out []Transfer
+	var out []record.Transfer
 	if account == "" {
-		err := s.scan(TransferKey(after+1), prefixEnd([]byte(prefixTransfer)), func(_, v []byte) (bool, error) {
-			var t Transfer
-			if err := Unmarshal(v, &t); err != nil {
+		err := s.scan(record.TransferKey(after+1), prefixEnd([]byte(record.PrefixTransfer)), func(_, v []byte) (bool, error) {
+			var t record.Transfer
+			if err := record.Unmarshal(v, &t); err != nil {
 				return false, err
 			}
 			out = append(out, t)
@@ -152,10 +39,10 @@ func (s *State) Transfers(account string, after uint64, limit int) ([]Transfer, 
 		})
 		return out, err
 	}
-	p := []byte(prefixTransferIdx + account + "/")
+	p := []byte(record.PrefixTransferIdx + account + "/")
 	err := s.scan(transferIdxKey(account, after+1), prefixEnd(p), func(k, _ []byte) (bool, error) {
-		var t Transfer
-		ok, err := s.get(TransferKey(binary.BigEndian.Uint64(k[len(k)-8:])), &t)
+		var t record.Transfer
+		ok, err := s.get(record.TransferKey(binary.BigEndian.Uint64(k[len(k)-8:])), &t)
 		if err != nil || !ok {
 			return false, err
 		}
@@ -201,9 +88,9 @@ func (o *ledgerOps) debit(account string, amount uint64) error {
 		return err
 	}
 	if bal < amount {
-		return errf(CodeConflict, "%s holds %d credits; %d needed", account, bal, amount)
+		return record.Errf(record.CodeConflict, "%s holds %d credits; %d needed", account, bal, amount)
 	}
-	o.buf.set(BalanceKey(account), u64bytes(bal-amount))
+	o.buf.set(record.BalanceKey(account), u64bytes(bal-amount))
 	return nil
 }
 
@@ -212,10 +99,10 @@ func (o *ledgerOps) credit(account string, amount uint64) error {
 	if err != nil {
 		return err
 	}
-	if bal+amount > MaxCredits {
-		return errf(CodeConflict, "%s would hold more than %d credits", account, uint64(MaxCredits))
+	if bal+amount > record.MaxCredits {
+		return record.Errf(record.CodeConflict, "%s would hold more than %d credits", account, uint64(record.MaxCredits))
 	}
-	o.buf.set(BalanceKey(account), u64bytes(bal+amount))
+	o.buf.set(record.BalanceKey(account), u64bytes(bal+amount))
 	return nil
 }
 
@@ -232,11 +119,11 @@ func (o *ledgerOps) move(kind, from, to string, amount uint64, agreement uint64,
 			return err
 		}
 	}
-	seq, err := o.nextSeq(keyTransferSeq)
+	seq, err := o.nextSeq(record.KeyTransferSeq)
 	if err != nil {
 		return err
 	}
-	o.buf.set(TransferKey(seq), &Transfer{Seq: seq, Height: o.height, From: from, To: to, Amount: amount, Kind: kind, Agreement: agreement, Tx: o.tx, Memo: memo})
+	o.buf.set(record.TransferKey(seq), &record.Transfer{Seq: seq, Height: o.height, From: from, To: to, Amount: amount, Kind: kind, Agreement: agreement, Tx: o.tx, Memo: memo})
 	for _, acct := range []string{from, to} {
 		if acct != "" {
 			o.buf.set(transferIdxKey(acct, seq), marker)
@@ -264,12 +151,12 @@ func (x *txExec) flushEvents() {
 	*x.sink = nil
 }
 
-func (x *txExec) creditTransfer(m *CreditTransfer) error {
-	from, _ := ParsePrincipal(m.From)
+func (x *txExec) creditTransfer(m *record.CreditTransfer) error {
+	from, _ := record.ParsePrincipal(m.From)
 	if err := x.mayActFor(from); err != nil {
 		return err
 	}
-	to, _ := ParsePrincipal(m.To)
+	to, _ := record.ParsePrincipal(m.To)
 	if err := x.exists(to); err != nil {
 		return err
 	}
@@ -277,29 +164,29 @@ func (x *txExec) creditTransfer(m *CreditTransfer) error {
 	return x.ops().move("transfer", m.From, m.To, m.Amount, 0, m.Memo)
 }
 
-func (x *txExec) creditMint(m *CreditMint) error {
-	last, err := x.st.u64([]byte(keyMintSeq))
+func (x *txExec) creditMint(m *record.CreditMint) error {
+	last, err := x.st.u64([]byte(record.KeyMintSeq))
 	if err != nil {
 		return err
 	}
 	if m.Seq != last+1 {
-		return errf(CodeBadNonce, "mint sequence %d; the next is %d", m.Seq, last+1)
+		return record.Errf(record.CodeBadNonce, "mint sequence %d; the next is %d", m.Seq, last+1)
 	}
-	if err := x.checkApprovals(CreditMintMessage(x.chainID, m.Seq, m.To, m.Amount), m.Approvals); err != nil {
+	if err := x.checkApprovals(record.CreditMintMessage(x.chainID, m.Seq, m.To, m.Amount), m.Approvals); err != nil {
 		return err
 	}
-	to, _ := ParsePrincipal(m.To)
+	to, _ := record.ParsePrincipal(m.To)
 	if err := x.exists(to); err != nil {
 		return err
 	}
-	x.buf.set([]byte(keyMintSeq), u64bytes(m.Seq))
+	x.buf.set([]byte(record.KeyMintSeq), u64bytes(m.Seq))
 	defer x.flushEvents()
 	return x.ops().move("mint", "", m.To, m.Amount, 0, "")
 }
 
 // checkApprovals checks that validators holding more than 2/3 of the
 // current power signed msg with their consensus keys.
-func (x *txExec) checkApprovals(msg []byte, approvals []Approval) error {
+func (x *txExec) checkApprovals(msg []byte, approvals []record.Approval) error {
 	vals, err := x.st.Validators()
 	if err != nil {
 		return err
@@ -317,23 +204,23 @@ func (x *txExec) checkApprovals(msg []byte, approvals []Approval) error {
 			}
 		}
 		if power < 0 {
-			return errf(CodeUnauthorized, "approval %d is from %X, which is not a validator", i, a.Validator)
+			return record.Errf(record.CodeUnauthorized, "approval %d is from %X, which is not a validator", i, a.Validator)
 		}
 		if seen[string(a.Validator)] {
-			return errf(CodeInvalid, "approval %d repeats validator %X", i, a.Validator)
+			return record.Errf(record.CodeInvalid, "approval %d repeats validator %X", i, a.Validator)
 		}
 		seen[string(a.Validator)] = true
 		pub, err := identity.NewPublicKey(identity.Ed25519, a.Validator)
 		if err != nil {
-			return errf(CodeInvalid, "approval %d: %v", i, err)
+			return record.Errf(record.CodeInvalid, "approval %d: %v", i, err)
 		}
 		if err := pub.Verify(msg, a.Signature); err != nil {
-			return errf(CodeBadSignature, "approval %d by %X does not verify", i, a.Validator)
+			return record.Errf(record.CodeBadSignature, "approval %d by %X does not verify", i, a.Validator)
 		}
 		approved += power
 	}
 	if 3*approved <= 2*total {
-		return errf(CodeUnauthorized, "approvals hold power %d of %d; more than 2/3 is needed", approved, total)
+		return record.Errf(record.CodeUnauthorized, "approvals hold power %d of %d; more than 2/3 is needed", approved, total)
 	}
 	return nil
 }
@@ -359,10 +246,10 @@ type GenesisBalance struct {
 func (g *GenesisState) checkBalances(orgs, devices map[string]bool) error {
 	seen := map[string]bool{}
 	for _, b := range g.Balances {
-		if err := checkAccount(b.Account); err != nil {
+		if err := record.CheckAccount(b.Account); err != nil {
 			return fmt.Errorf("genesis balance: %w", err)
 		}
-		p, _ := ParsePrincipal(b.Account)
+		p, _ := record.ParsePrincipal(b.Account)
 		if p.Type == "org" && !orgs[p.ID] || p.Type == "device" && !devices[p.ID] {
 			return fmt.Errorf("genesis balance of %s: the account is not in the genesis", b.Account)
 		}
@@ -370,8 +257,8 @@ func (g *GenesisState) checkBalances(orgs, devices map[string]bool) error {
 			return fmt.Errorf("genesis balance of %s appears twice", b.Account)
 		}
 		seen[b.Account] = true
-		if b.Amount == 0 || b.Amount > MaxCredits {
-			return fmt.Errorf("genesis balance of %s: amount %d is out of range 1..%d", b.Account, b.Amount, uint64(MaxCredits))
+		if b.Amount == 0 || b.Amount > record.MaxCredits {
+			return fmt.Errorf("genesis balance of %s: amount %d is out of range 1..%d", b.Account, b.Amount, uint64(record.MaxCredits))
 		}
 	}
 	return nil
@@ -381,11 +268,11 @@ func (g *GenesisState) checkBalances(orgs, devices map[string]bool) error {
 func (g *GenesisState) applyBalances(buf *buffer) {
 	for i, b := range g.Balances {
 		seq := uint64(i + 1)
-		buf.set(BalanceKey(b.Account), u64bytes(b.Amount))
-		buf.set(TransferKey(seq), &Transfer{Seq: seq, To: b.Account, Amount: b.Amount, Kind: "mint", Memo: "genesis"})
+		buf.set(record.BalanceKey(b.Account), u64bytes(b.Amount))
+		buf.set(record.TransferKey(seq), &record.Transfer{Seq: seq, To: b.Account, Amount: b.Amount, Kind: "mint", Memo: "genesis"})
 		buf.set(transferIdxKey(b.Account, seq), marker)
 	}
 	if n := len(g.Balances); n > 0 {
-		buf.set([]byte(keyTransferSeq), u64bytes(uint64(n)))
+		buf.set([]byte(record.KeyTransferSeq), u64bytes(uint64(n)))
 	}
 }

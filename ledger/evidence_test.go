@@ -9,6 +9,7 @@ import (
 	abci "github.com/cometbft/cometbft/abci/types"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/record"
 )
 
 // finalize runs one block with misbehaviour and txs through FinalizeBlock
@@ -33,7 +34,7 @@ var evidenceTime = time.Date(2026, 11, 25, 18, 0, 0, 123456789, time.UTC)
 func duplicateVote(val *identity.Key, height int64) abci.Misbehavior {
 	return abci.Misbehavior{
 		Type:      abci.MisbehaviorType_DUPLICATE_VOTE,
-		Validator: abci.Validator{Address: ValidatorAddress(val.Public().Bytes), Power: 10},
+		Validator: abci.Validator{Address: record.ValidatorAddress(val.Public().Bytes), Power: 10},
 		Height:    height, Time: evidenceTime, TotalVotingPower: 40,
 	}
 }
@@ -62,8 +63,8 @@ func TestEvidenceRemovesValidator(t *testing.T) {
 		t.Fatalf("validator updates = %v; want %X at power 0", res.ValidatorUpdates, bad.Public().Bytes)
 	}
 	evs := evidenceEvents(res)
-	if len(evs) != 1 || evs[0]["type"] != EvidenceDuplicateVote || evs[0]["removed"] != "true" || evs[0]["seq"] != "1" ||
-		evs[0]["address"] != ValidatorAddress(bad.Public().Bytes).String() {
+	if len(evs) != 1 || evs[0]["type"] != record.EvidenceDuplicateVote || evs[0]["removed"] != "true" || evs[0]["seq"] != "1" ||
+		evs[0]["address"] != record.ValidatorAddress(bad.Public().Bytes).String() {
 		t.Errorf("evidence events = %v", evs)
 	}
 	committed := c.height
@@ -81,28 +82,28 @@ func TestEvidenceRemovesValidator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Evidence{Seq: 1, Type: EvidenceDuplicateVote, Address: ValidatorAddress(bad.Public().Bytes), PubKey: bad.Public().Bytes,
+	want := record.Evidence{Seq: 1, Type: record.EvidenceDuplicateVote, Address: record.ValidatorAddress(bad.Public().Bytes), PubKey: bad.Public().Bytes,
 		Height: 1, Time: "2026-11-25T18:00:00.123456789Z", Power: 10, TotalPower: 40, Committed: committed, Removed: true}
 	if !evidenceEqual(ev, &want) {
 		t.Errorf("evidence = %+v;\nwant %+v", ev, want)
 	}
-	addr := ValidatorAddress(bad.Public().Bytes)
+	addr := record.ValidatorAddress(bad.Public().Bytes)
 	info, err := st.ValidatorInfo(addr)
 	if err != nil || info.Power != 0 || info.Evidence != 1 || info.History != 2 || info.Removed != committed {
 		t.Errorf("validator info = %+v, %v; want power 0, 1 evidence, 2 history entries, removed at %d", info, err, committed)
 	}
 	hist, err := st.ValidatorHistory(addr, 0, 10)
-	if err != nil || len(hist) != 2 || hist[0].Kind != ValEventGenesis || hist[0].Power != 10 ||
-		hist[1].Kind != ValEventEvidence || hist[1].Power != 0 || hist[1].Evidence != 1 || hist[1].Height != committed {
+	if err != nil || len(hist) != 2 || hist[0].Kind != record.ValEventGenesis || hist[0].Power != 10 ||
+		hist[1].Kind != record.ValEventEvidence || hist[1].Power != 0 || hist[1].Evidence != 1 || hist[1].Height != committed {
 		t.Errorf("history = %+v, %v", hist, err)
 	}
 	// The records are provable against the app hash.
-	for _, key := range [][]byte{EvidenceKey(1), ValidatorInfoKey(addr), ValidatorHistoryKey(addr, 2)} {
+	for _, key := range [][]byte{record.EvidenceKey(1), record.ValidatorInfoKey(addr), record.ValidatorHistoryKey(addr, 2)} {
 		p, err := c.app.Prove(key, 0)
 		if err != nil || p.Value == nil {
 			t.Fatalf("prove %q: %v (value %x)", key, err, p.Value)
 		}
-		if err := VerifyProof(p.Root, p.Key, p.Value, p.Proof); err != nil {
+		if err := record.VerifyProof(p.Root, p.Key, p.Value, p.Proof); err != nil {
 			t.Errorf("proof of %q: %v", key, err)
 		}
 	}
@@ -111,27 +112,27 @@ func TestEvidenceRemovesValidator(t *testing.T) {
 	// counts, and the three others alone hold all the power.
 	submitter := mustKey(t, identity.Ed25519)
 	newVal := mustKey(t, identity.Ed25519)
-	approve := func(seq uint64, by ...*identity.Key) *ValidatorUpdate {
-		m := &ValidatorUpdate{PubKey: newVal.Public().Bytes, Power: 10, Seq: seq}
+	approve := func(seq uint64, by ...*identity.Key) *record.ValidatorUpdate {
+		m := &record.ValidatorUpdate{PubKey: newVal.Public().Bytes, Power: 10, Seq: seq}
 		for _, v := range by {
-			sig, _ := v.Sign(ValidatorUpdateMessage(testChain, seq, m.PubKey, 10))
-			m.Approvals = append(m.Approvals, Approval{Validator: v.Public().Bytes, Signature: sig})
+			sig, _ := v.Sign(record.ValidatorUpdateMessage(testChain, seq, m.PubKey, 10))
+			m.Approvals = append(m.Approvals, record.Approval{Validator: v.Public().Bytes, Signature: sig})
 		}
 		return m
 	}
-	c.want(CodeUnauthorized, submitter, "", approve(1, c.vals[0], c.vals[1], bad)) // bad is no validator now
-	c.want(CodeUnauthorized, submitter, "", approve(1, c.vals[0], c.vals[1]))      // 20 of 30
+	c.want(record.CodeUnauthorized, submitter, "", approve(1, c.vals[0], c.vals[1], bad)) // bad is no validator now
+	c.want(record.CodeUnauthorized, submitter, "", approve(1, c.vals[0], c.vals[1]))      // 20 of 30
 	c.must(submitter, "", approve(1, c.vals[0], c.vals[1], c.vals[2]))
 	if vals, _ := c.view().Validators(); len(vals) != 4 {
 		t.Errorf("validators after adding one = %d; want 4", len(vals))
 	}
-	newAddr := ValidatorAddress(newVal.Public().Bytes)
-	if h, err := c.view().ValidatorHistory(newAddr, 0, 10); err != nil || len(h) != 1 || h[0].Kind != ValEventUpdate || len(h[0].Tx) != 32 {
+	newAddr := record.ValidatorAddress(newVal.Public().Bytes)
+	if h, err := c.view().ValidatorHistory(newAddr, 0, 10); err != nil || len(h) != 1 || h[0].Kind != record.ValEventUpdate || len(h[0].Tx) != 32 {
 		t.Errorf("history of the added validator = %+v, %v", h, err)
 	}
 }
 
-func evidenceEqual(a, b *Evidence) bool {
+func evidenceEqual(a, b *record.Evidence) bool {
 	return a.Seq == b.Seq && a.Type == b.Type && bytes.Equal(a.Address, b.Address) && bytes.Equal(a.PubKey, b.PubKey) &&
 		a.Height == b.Height && a.Time == b.Time && a.Power == b.Power && a.TotalPower == b.TotalPower &&
 		a.Committed == b.Committed && a.Removed == b.Removed && a.Note == b.Note
@@ -194,7 +195,7 @@ func TestEvidenceKeepsLastValidator(t *testing.T) {
 	if !evs[0].Removed || evs[1].Removed || evs[1].Note == "" {
 		t.Errorf("evidence = %+v; want the first removed, the second recorded with a note", evs)
 	}
-	info, _ := c.view().ValidatorInfo(ValidatorAddress(keys[0].Public().Bytes))
+	info, _ := c.view().ValidatorInfo(record.ValidatorAddress(keys[0].Public().Bytes))
 	if info == nil || info.Power != 10 || info.Evidence != 1 || info.Removed != 0 {
 		t.Errorf("kept validator = %+v; want power 10, 1 evidence, not removed", info)
 	}
@@ -215,10 +216,10 @@ func TestEvidenceAndUpdateInOneBlock(t *testing.T) {
 	c := newChain(t, GenesisState{}, "")
 	bad := c.vals[3]
 	submitter := mustKey(t, identity.Ed25519)
-	m := &ValidatorUpdate{PubKey: bad.Public().Bytes, Power: 5, Seq: 1}
+	m := &record.ValidatorUpdate{PubKey: bad.Public().Bytes, Power: 5, Seq: 1}
 	for _, v := range c.vals[:3] {
-		sig, _ := v.Sign(ValidatorUpdateMessage(testChain, 1, m.PubKey, 5))
-		m.Approvals = append(m.Approvals, Approval{Validator: v.Public().Bytes, Signature: sig})
+		sig, _ := v.Sign(record.ValidatorUpdateMessage(testChain, 1, m.PubKey, 5))
+		m.Approvals = append(m.Approvals, record.Approval{Validator: v.Public().Bytes, Signature: sig})
 	}
 	res := c.finalize([]abci.Misbehavior{duplicateVote(bad, 1)}, c.sign(submitter, "", m))
 	if res.TxResults[0].Code != 0 {
@@ -227,8 +228,8 @@ func TestEvidenceAndUpdateInOneBlock(t *testing.T) {
 	if len(res.ValidatorUpdates) != 1 || res.ValidatorUpdates[0].Power != 5 {
 		t.Fatalf("validator updates = %v; want one, power 5", res.ValidatorUpdates)
 	}
-	hist, _ := c.view().ValidatorHistory(ValidatorAddress(bad.Public().Bytes), 0, 10)
-	if len(hist) != 3 || hist[1].Kind != ValEventEvidence || hist[2].Kind != ValEventUpdate || hist[2].Power != 5 {
+	hist, _ := c.view().ValidatorHistory(record.ValidatorAddress(bad.Public().Bytes), 0, 10)
+	if len(hist) != 3 || hist[1].Kind != record.ValEventEvidence || hist[2].Kind != record.ValEventUpdate || hist[2].Power != 5 {
 		t.Errorf("history = %+v; want genesis, evidence, validator.update", hist)
 	}
 }
@@ -254,7 +255,7 @@ func TestEvidenceDeterminism(t *testing.T) {
 	blocks := [][]abci.Misbehavior{
 		{duplicateVote(a.vals[1], 1), duplicateVote(a.vals[3], 1)},
 		nil,
-		{{Type: abci.MisbehaviorType_LIGHT_CLIENT_ATTACK, Validator: abci.Validator{Address: ValidatorAddress(a.vals[0].Public().Bytes), Power: 10}, Height: 2, Time: evidenceTime, TotalVotingPower: 40}},
+		{{Type: abci.MisbehaviorType_LIGHT_CLIENT_ATTACK, Validator: abci.Validator{Address: record.ValidatorAddress(a.vals[0].Public().Bytes), Power: 10}, Height: 2, Time: evidenceTime, TotalVotingPower: 40}},
 		{duplicateVote(a.vals[2], 3), duplicateVote(a.vals[1], 3)},
 	}
 	for i, mbs := range blocks {
@@ -276,7 +277,7 @@ func TestEvidenceDeterminism(t *testing.T) {
 	// one, kept; the second evidence against vals[1] is ignored.
 	evs, _ := b.view().EvidenceList(0, 10)
 	vals, _ := b.view().Validators()
-	if len(evs) != 4 || len(vals) != 1 || !bytes.Equal(vals[0].PubKey, a.vals[2].Public().Bytes) || evs[2].Type != EvidenceLightClientAttack {
+	if len(evs) != 4 || len(vals) != 1 || !bytes.Equal(vals[0].PubKey, a.vals[2].Public().Bytes) || evs[2].Type != record.EvidenceLightClientAttack {
 		t.Errorf("evidence %+v, validators %+v", evs, vals)
 	}
 }
@@ -327,9 +328,9 @@ func FuzzEvidence(f *testing.F) {
 			var addr []byte
 			switch k := in[i] % 6; {
 			case k < 3:
-				addr = ValidatorAddress(keys[k].Public().Bytes)
+				addr = record.ValidatorAddress(keys[k].Public().Bytes)
 			case k == 3:
-				addr = ValidatorAddress(stranger.Public().Bytes)
+				addr = record.ValidatorAddress(stranger.Public().Bytes)
 			case k == 4:
 				addr = []byte{in[i+1]}
 			}

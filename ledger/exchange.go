@@ -4,55 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/thingnet/thingnet/record"
 )
 
-// KindExchangeAnchor records the digest of a message exchange between two
-// devices on the ledger, so that an agreement or an auditor can later be
-// shown that a message was part of it.
-const KindExchangeAnchor = "exchange.anchor"
-
-const prefixExchange = "xa/" // xa/<root, 32 bytes> -> Exchange
-
-// ExchangeKey is the state key of an anchored exchange.
-func ExchangeKey(root []byte) []byte { return append([]byte(prefixExchange), root...) }
-
-// ExchangeAnchor is signed by one party of an exchange (the sender or the
-// receiver device). Root is the RFC 6962 Merkle root of the SHA-256 hashes
-// of the signed messages, in the order the receiver's receipts list them
-// (mesh.ExchangeRoot); Count is how many.
-type ExchangeAnchor struct {
-	Peer  string `cbor:"1,keyasint"` // the other device
-	Root  []byte `cbor:"2,keyasint"` // 32 bytes
-	Count uint64 `cbor:"3,keyasint"`
-}
-
-func (*ExchangeAnchor) Kind() string { return KindExchangeAnchor }
-func (m *ExchangeAnchor) ValidateBasic() error {
-	if err := checkDIDSyntax(m.Peer); err != nil {
-		return fmt.Errorf("peer: %w", err)
-	}
-	if len(m.Root) != 32 {
-		return fmt.Errorf("root is %d bytes; want a 32-byte RFC 6962 root", len(m.Root))
-	}
-	if m.Count == 0 {
-		return errors.New("an exchange has at least one message")
-	}
-	return nil
-}
-
-// Exchange is an anchored message exchange.
-type Exchange struct {
-	By     string `cbor:"1,keyasint" json:"by"`
-	Peer   string `cbor:"2,keyasint" json:"peer"`
-	Root   []byte `cbor:"3,keyasint" json:"root"`
-	Count  uint64 `cbor:"4,keyasint" json:"count"`
-	Height int64  `cbor:"5,keyasint" json:"height"`
-}
-
 // Exchange returns an anchored exchange by its root.
-func (s *State) Exchange(root []byte) (*Exchange, error) {
-	var e Exchange
-	ok, err := s.get(ExchangeKey(root), &e)
+func (s *State) Exchange(root []byte) (*record.Exchange, error) {
+	var e record.Exchange
+	ok, err := s.get(record.ExchangeKey(root), &e)
 	if err != nil {
 		return nil, err
 	}
@@ -62,22 +21,22 @@ func (s *State) Exchange(root []byte) (*Exchange, error) {
 	return &e, nil
 }
 
-func (x *txExec) exchangeAnchor(m *ExchangeAnchor) error {
+func (x *txExec) exchangeAnchor(m *record.ExchangeAnchor) error {
 	if x.device == nil {
-		return errf(CodeUnauthorized, "only a device anchors an exchange it took part in")
+		return record.Errf(record.CodeUnauthorized, "only a device anchors an exchange it took part in")
 	}
 	if m.Peer == x.device.ID {
-		return errf(CodeInvalid, "an exchange is between two devices; the peer is the signer")
+		return record.Errf(record.CodeInvalid, "an exchange is between two devices; the peer is the signer")
 	}
 	if _, err := x.st.Device(m.Peer); err != nil {
 		return notFound(err)
 	}
 	if _, err := x.st.Exchange(m.Root); err == nil {
-		return errf(CodeConflict, "exchange %x is anchored already", m.Root)
+		return record.Errf(record.CodeConflict, "exchange %x is anchored already", m.Root)
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	x.buf.set(ExchangeKey(m.Root), &Exchange{By: x.device.ID, Peer: m.Peer, Root: m.Root, Count: m.Count, Height: x.height})
+	x.buf.set(record.ExchangeKey(m.Root), &record.Exchange{By: x.device.ID, Peer: m.Peer, Root: m.Root, Count: m.Count, Height: x.height})
 	x.emit("exchange", "by", x.device.ID, "peer", m.Peer, "root", fmt.Sprintf("%X", m.Root), "count", strconv.FormatUint(m.Count, 10))
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/record"
 )
 
 // txExec executes one authenticated transaction against the working state.
@@ -21,10 +23,10 @@ import (
 type txExec struct {
 	st      *State  // reads through buf
 	buf     *buffer // staged writes
-	tx      *Tx
+	tx      *record.Tx
 	chainID string
 	height  int64
-	device  *Device // the signer's device record, if the signer is a device
+	device  *record.Device // the signer's device record, if the signer is a device
 
 	events     []abci.Event
 	valUpdates []abci.ValidatorUpdate
@@ -35,58 +37,58 @@ type txExec struct {
 
 func (x *txExec) run() error {
 	switch m := x.tx.Msg.(type) {
-	case *OrgCreate:
+	case *record.OrgCreate:
 		return x.orgCreate(m)
-	case *OrgAdmin:
+	case *record.OrgAdmin:
 		return x.orgAdmin(m)
-	case *DeviceRegister:
+	case *record.DeviceRegister:
 		return x.deviceRegister(m)
-	case *DeviceRotate:
+	case *record.DeviceRotate:
 		return x.deviceRotate(m)
-	case *DeviceStatus:
+	case *record.DeviceStatus:
 		return x.deviceStatus(m)
-	case *DeviceUpdate:
+	case *record.DeviceUpdate:
 		return x.deviceUpdate(m)
-	case *GrantAdd:
+	case *record.GrantAdd:
 		return x.grantAdd(m)
-	case *GrantRevoke:
+	case *record.GrantRevoke:
 		return x.grantRevoke(m)
-	case *ValidatorUpdate:
+	case *record.ValidatorUpdate:
 		return x.validatorUpdate(m)
-	case *DataAnchor:
+	case *record.DataAnchor:
 		return x.dataAnchor(m)
-	case *AgreementDeploy:
+	case *record.AgreementDeploy:
 		return x.agreementDeploy(m)
-	case *AgreementAccept:
+	case *record.AgreementAccept:
 		return x.agreementAccept(m)
-	case *AgreementCall:
+	case *record.AgreementCall:
 		return x.agreementCall(m)
-	case *CreditTransfer:
+	case *record.CreditTransfer:
 		return x.creditTransfer(m)
-	case *CreditMint:
+	case *record.CreditMint:
 		return x.creditMint(m)
-	case *ExchangeAnchor:
+	case *record.ExchangeAnchor:
 		return x.exchangeAnchor(m)
-	case *FilePublish:
+	case *record.FilePublish:
 		return x.filePublish(m)
-	case *FileShare:
+	case *record.FileShare:
 		return x.fileShare(m)
-	case *FileRevoke:
+	case *record.FileRevoke:
 		return x.fileRevoke(m)
-	case *FileRekey:
+	case *record.FileRekey:
 		return x.fileRekey(m)
-	case *FilePinMsg:
+	case *record.FilePinMsg:
 		return x.filePin(m)
-	case *FirmwareRelease:
+	case *record.FirmwareRelease:
 		return x.firmwareRelease(m)
-	case *FirmwareApprove:
+	case *record.FirmwareApprove:
 		return x.firmwareApprove(m)
-	case *FirmwareReport:
+	case *record.FirmwareReport:
 		return x.firmwareReport(m)
-	case *FirmwareRollout:
+	case *record.FirmwareRollout:
 		return x.firmwareRollout(m)
 	default:
-		return errf(CodeUnknownKind, "no handler for %T", m)
+		return record.Errf(record.CodeUnknownKind, "no handler for %T", m)
 	}
 }
 
@@ -101,118 +103,118 @@ func (x *txExec) emit(typ string, kv ...string) {
 // notFound maps ErrNotFound to CodeNotFound and leaves other errors alone.
 func notFound(err error) error {
 	if errors.Is(err, ErrNotFound) {
-		return errf(CodeNotFound, "%v", err)
+		return record.Errf(record.CodeNotFound, "%v", err)
 	}
 	return err
 }
 
-func (x *txExec) adminOrg(id string) (*Org, error) {
+func (x *txExec) adminOrg(id string) (*record.Org, error) {
 	o, err := x.st.Org(id)
 	if err != nil {
 		return nil, notFound(err)
 	}
 	if !o.IsAdmin(x.tx.Signer) {
-		return nil, errf(CodeUnauthorized, "%s is not an admin of organisation %q", x.tx.Signer, id)
+		return nil, record.Errf(record.CodeUnauthorized, "%s is not an admin of organisation %q", x.tx.Signer, id)
 	}
 	return o, nil
 }
 
-func (x *txExec) orgCreate(m *OrgCreate) error {
+func (x *txExec) orgCreate(m *record.OrgCreate) error {
 	if x.device != nil {
-		return errf(CodeUnauthorized, "a device cannot create an organisation")
+		return record.Errf(record.CodeUnauthorized, "a device cannot create an organisation")
 	}
 	if _, err := x.st.Org(m.ID); err == nil {
-		return errf(CodeConflict, "organisation %q already exists", m.ID)
+		return record.Errf(record.CodeConflict, "organisation %q already exists", m.ID)
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	x.buf.set(OrgKey(m.ID), &Org{ID: m.ID, Name: m.Name, Admins: []string{x.tx.Signer}, Created: x.height})
+	x.buf.set(record.OrgKey(m.ID), &record.Org{ID: m.ID, Name: m.Name, Admins: []string{x.tx.Signer}, Created: x.height})
 	x.buf.set(adminKey(x.tx.Signer, m.ID), marker)
 	x.emit("org", "id", m.ID, "action", "create")
 	return nil
 }
 
-func (x *txExec) orgAdmin(m *OrgAdmin) error {
+func (x *txExec) orgAdmin(m *record.OrgAdmin) error {
 	o, err := x.adminOrg(m.Org)
 	if err != nil {
 		return err
 	}
 	has := o.IsAdmin(m.Admin)
-	if m.add {
+	if m.Kind() == record.KindOrgAdminAdd {
 		if has {
-			return errf(CodeConflict, "%s is already an admin of %q", m.Admin, m.Org)
+			return record.Errf(record.CodeConflict, "%s is already an admin of %q", m.Admin, m.Org)
 		}
 		if d, err := x.st.Device(m.Admin); err == nil {
-			return errf(CodeInvalid, "%s is a device of %q; admins are people's keys", m.Admin, d.Org)
+			return record.Errf(record.CodeInvalid, "%s is a device of %q; admins are people's keys", m.Admin, d.Org)
 		}
 		o.Admins = append(o.Admins, m.Admin)
 		slices.Sort(o.Admins)
 		x.buf.set(adminKey(m.Admin, m.Org), marker)
 	} else {
 		if !has {
-			return errf(CodeNotFound, "%s is not an admin of %q", m.Admin, m.Org)
+			return record.Errf(record.CodeNotFound, "%s is not an admin of %q", m.Admin, m.Org)
 		}
 		if len(o.Admins) == 1 {
-			return errf(CodeConflict, "cannot remove the last admin of %q; add another first", m.Org)
+			return record.Errf(record.CodeConflict, "cannot remove the last admin of %q; add another first", m.Org)
 		}
 		o.Admins = slices.DeleteFunc(o.Admins, func(a string) bool { return a == m.Admin })
 		x.buf.del(adminKey(m.Admin, m.Org))
 	}
-	x.buf.set(OrgKey(m.Org), o)
+	x.buf.set(record.OrgKey(m.Org), o)
 	x.emit("org", "id", m.Org, "action", m.Kind(), "admin", m.Admin)
 	return nil
 }
 
-func (x *txExec) deviceRegister(m *DeviceRegister) error {
+func (x *txExec) deviceRegister(m *record.DeviceRegister) error {
 	o, err := x.adminOrg(m.Org)
 	if err != nil {
 		return err
 	}
 	if _, err := x.st.Device(m.Device); err == nil {
-		return errf(CodeConflict, "device %s is already registered", m.Device)
+		return record.Errf(record.CodeConflict, "device %s is already registered", m.Device)
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}
 	if slices.Contains(o.Admins, m.Device) {
-		return errf(CodeInvalid, "%s is an admin key of %q; a device needs its own key", m.Device, m.Org)
+		return record.Errf(record.CodeInvalid, "%s is an admin key of %q; a device needs its own key", m.Device, m.Org)
 	}
 	pub, err := identity.ParseDID(m.Device)
 	if err != nil {
-		return errf(CodeInvalid, "device: %v", err)
+		return record.Errf(record.CodeInvalid, "device: %v", err)
 	}
-	if err := pub.Verify(PossessionMessage(x.chainID, m.Org, m.Device), m.Proof); err != nil {
-		return errf(CodeInvalid, "proof of possession of the device key does not verify: %v", err)
+	if err := pub.Verify(record.PossessionMessage(x.chainID, m.Org, m.Device), m.Proof); err != nil {
+		return record.Errf(record.CodeInvalid, "proof of possession of the device key does not verify: %v", err)
 	}
 	if m.AttestedBy != "" {
 		gw, err := x.st.Device(m.AttestedBy)
 		if err != nil {
 			return notFound(err)
 		}
-		if gw.Class != ClassGateway || gw.Org != m.Org {
-			return errf(CodeInvalid, "attested_by %s is not a gateway of %q", m.AttestedBy, m.Org)
+		if gw.Class != record.ClassGateway || gw.Org != m.Org {
+			return record.Errf(record.CodeInvalid, "attested_by %s is not a gateway of %q", m.AttestedBy, m.Org)
 		}
 	}
-	d := &Device{
-		ID: m.Device, Org: m.Org, Key: m.Device, Status: StatusActive,
+	d := &record.Device{
+		ID: m.Device, Org: m.Org, Key: m.Device, Status: record.StatusActive,
 		Class: m.Class, Firmware: m.Firmware, Labels: m.Labels, AttestedBy: m.AttestedBy,
 		Registered: x.height, Updated: x.height,
 	}
 	o.Devices++
-	x.buf.set(OrgKey(o.ID), o)
+	x.buf.set(record.OrgKey(o.ID), o)
 	x.record(d, "registered in "+m.Org)
 	return nil
 }
 
 // record appends a history event for d and writes it.
-func (x *txExec) record(d *Device, note string) {
-	recordDevice(x.buf, d, Event{Height: x.height, Tx: x.tx.Hash[:], Kind: x.tx.Kind, Signer: x.tx.Signer, Note: note})
+func (x *txExec) record(d *record.Device, note string) {
+	recordDevice(x.buf, d, record.Event{Height: x.height, Tx: x.tx.Hash[:], Kind: x.tx.Kind, Signer: x.tx.Signer, Note: note})
 	x.emit("device", "id", d.ID, "org", d.Org, "action", x.tx.Kind, "status", string(d.Status))
 }
 
 // manageable loads a device that the signer may manage: an admin of its
 // organisation, or a holder of a "manage" grant on it (for another
 // organisation's admin: through a grant to that organisation).
-func (x *txExec) manageable(id string) (*Device, error) {
+func (x *txExec) manageable(id string) (*record.Device, error) {
 	d, err := x.st.Device(id)
 	if err != nil {
 		return nil, notFound(err)
@@ -224,19 +226,15 @@ func (x *txExec) manageable(id string) (*Device, error) {
 	if o.IsAdmin(x.tx.Signer) {
 		return d, nil
 	}
-	ok, err := x.granted(ActionManage, []string{"device:" + d.ID, "org:" + d.Org})
+	ok, err := x.granted(record.ActionManage, []string{"device:" + d.ID, "org:" + d.Org})
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return nil, errf(CodeUnauthorized, "%s may not manage device %s of %q (not an admin and no %q grant)", x.tx.Signer, id, d.Org, ActionManage)
+		return nil, record.Errf(record.CodeUnauthorized, "%s may not manage device %s of %q (not an admin and no %q grant)", x.tx.Signer, id, d.Org, record.ActionManage)
 	}
 	return d, nil
 }
-
-// ActionManage is the grant action that lets a subject manage another
-// organisation's device (status and metadata).
-const ActionManage = "manage"
 
 // granted reports whether the signer, directly or through an organisation it
 // administers, holds a grant for action on one of resources.
@@ -260,45 +258,45 @@ func (x *txExec) granted(action string, resources []string) (bool, error) {
 	return false, nil
 }
 
-func (x *txExec) deviceRotate(m *DeviceRotate) error {
-	var d *Device
+func (x *txExec) deviceRotate(m *record.DeviceRotate) error {
+	var d *record.Device
 	var err error
 	if x.device != nil && x.device.ID == m.Device {
 		d = x.device // a device rotates its own key; signerKey checked it is active
 	} else if d, err = x.manageable(m.Device); err != nil {
 		return err
 	}
-	if d.Status == StatusRevoked {
-		return errf(CodeConflict, "device %s is revoked; its key cannot change", d.ID)
+	if d.Status == record.StatusRevoked {
+		return record.Errf(record.CodeConflict, "device %s is revoked; its key cannot change", d.ID)
 	}
 	if m.NewKey == d.Key {
-		return errf(CodeConflict, "the new key is the device's current key")
+		return record.Errf(record.CodeConflict, "the new key is the device's current key")
 	}
 	if other, err := x.st.Device(m.NewKey); err == nil && other.ID != d.ID {
-		return errf(CodeConflict, "key %s is another device's id", m.NewKey)
+		return record.Errf(record.CodeConflict, "key %s is another device's id", m.NewKey)
 	}
 	pub, err := identity.ParseDID(m.NewKey)
 	if err != nil {
-		return errf(CodeInvalid, "new key: %v", err)
+		return record.Errf(record.CodeInvalid, "new key: %v", err)
 	}
-	if err := pub.Verify(RotationMessage(x.chainID, d.ID, m.NewKey), m.Proof); err != nil {
-		return errf(CodeInvalid, "proof of possession of the new key does not verify: %v", err)
+	if err := pub.Verify(record.RotationMessage(x.chainID, d.ID, m.NewKey), m.Proof); err != nil {
+		return record.Errf(record.CodeInvalid, "proof of possession of the new key does not verify: %v", err)
 	}
 	d.Key = m.NewKey
 	x.record(d, "key rotated to "+m.NewKey)
 	return nil
 }
 
-func (x *txExec) deviceStatus(m *DeviceStatus) error {
+func (x *txExec) deviceStatus(m *record.DeviceStatus) error {
 	d, err := x.manageable(m.Device)
 	if err != nil {
 		return err
 	}
 	switch {
-	case d.Status == StatusRevoked:
-		return errf(CodeConflict, "device %s is revoked; revocation is final", d.ID)
+	case d.Status == record.StatusRevoked:
+		return record.Errf(record.CodeConflict, "device %s is revoked; revocation is final", d.ID)
 	case d.Status == m.To:
-		return errf(CodeConflict, "device %s is already %s", d.ID, d.Status)
+		return record.Errf(record.CodeConflict, "device %s is already %s", d.ID, d.Status)
 	}
 	d.Status = m.To
 	note := string(m.To)
@@ -309,13 +307,13 @@ func (x *txExec) deviceStatus(m *DeviceStatus) error {
 	return nil
 }
 
-func (x *txExec) deviceUpdate(m *DeviceUpdate) error {
+func (x *txExec) deviceUpdate(m *record.DeviceUpdate) error {
 	d, err := x.manageable(m.Device)
 	if err != nil {
 		return err
 	}
-	if d.Status == StatusRevoked {
-		return errf(CodeConflict, "device %s is revoked", d.ID)
+	if d.Status == record.StatusRevoked {
+		return record.Errf(record.CodeConflict, "device %s is revoked", d.ID)
 	}
 	note := ""
 	if m.Class != "" {
@@ -326,7 +324,7 @@ func (x *txExec) deviceUpdate(m *DeviceUpdate) error {
 		d.Firmware = m.Firmware
 		note += " firmware=" + m.Firmware
 	}
-	for _, k := range sortedKeys(m.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(m.Labels)) {
 		if d.Labels == nil {
 			d.Labels = map[string]string{}
 		}
@@ -338,7 +336,7 @@ func (x *txExec) deviceUpdate(m *DeviceUpdate) error {
 		note += " -" + k
 	}
 	if len(d.Labels) > 32 {
-		return errf(CodeInvalid, "device would have %d labels; at most 32", len(d.Labels))
+		return record.Errf(record.CodeInvalid, "device would have %d labels; at most 32", len(d.Labels))
 	}
 	if len(note) > 0 {
 		note = note[1:]
@@ -349,7 +347,7 @@ func (x *txExec) deviceUpdate(m *DeviceUpdate) error {
 
 // owns reports whether the grantor principal owns the resource: its own
 // resources, and for an organisation the resources of its devices.
-func (x *txExec) owns(grantor Principal, r Resource) (bool, error) {
+func (x *txExec) owns(grantor record.Principal, r record.Resource) (bool, error) {
 	if r.Owner == grantor {
 		return true, nil
 	}
@@ -363,37 +361,37 @@ func (x *txExec) owns(grantor Principal, r Resource) (bool, error) {
 	return false, nil
 }
 
-func (x *txExec) grantAdd(m *GrantAdd) error {
-	grantor, _ := ParsePrincipal(m.Grantor) // validated in ValidateBasic
+func (x *txExec) grantAdd(m *record.GrantAdd) error {
+	grantor, _ := record.ParsePrincipal(m.Grantor) // validated in ValidateBasic
 	if err := x.mayActFor(grantor); err != nil {
 		return err
 	}
-	res, _ := ParseResource(m.Resource)
+	res, _ := record.ParseResource(m.Resource)
 	ok, err := x.owns(grantor, res)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return errf(CodeUnauthorized, "%s does not own %s and cannot grant on it", m.Grantor, m.Resource)
+		return record.Errf(record.CodeUnauthorized, "%s does not own %s and cannot grant on it", m.Grantor, m.Resource)
 	}
-	subj, _ := ParsePrincipal(m.Subject)
+	subj, _ := record.ParsePrincipal(m.Subject)
 	if err := x.exists(subj); err != nil {
 		return err
 	}
 	if m.Expiry != 0 && m.Expiry < x.height {
-		return errf(CodeInvalid, "grant expiry %d is before the current height %d", m.Expiry, x.height)
+		return record.Errf(record.CodeInvalid, "grant expiry %d is before the current height %d", m.Expiry, x.height)
 	}
-	seq, err := x.st.u64([]byte(keyGrantSeq))
+	seq, err := x.st.u64([]byte(record.KeyGrantSeq))
 	if err != nil {
 		return err
 	}
 	id := seq + 1
-	g := &Grant{
+	g := &record.Grant{
 		ID: id, Grantor: m.Grantor, Subject: m.Subject, Action: m.Action, Resource: m.Resource,
 		Expiry: m.Expiry, Quota: m.Quota, Created: x.height, Signer: x.tx.Signer,
 	}
-	x.buf.set([]byte(keyGrantSeq), binary.BigEndian.AppendUint64(nil, id))
-	x.buf.set(GrantKey(id), g)
+	x.buf.set([]byte(record.KeyGrantSeq), binary.BigEndian.AppendUint64(nil, id))
+	x.buf.set(record.GrantKey(id), g)
 	x.buf.set(grantIdxKey(g.Subject, g.Action, g.Resource, id), marker)
 	x.emit("grant", "id", strconv.FormatUint(id, 10), "action", "add", "subject", g.Subject, "resource", g.Resource, "grant_action", g.Action)
 	return nil
@@ -401,30 +399,30 @@ func (x *txExec) grantAdd(m *GrantAdd) error {
 
 // mayActFor checks that the signer speaks for the principal: an admin of
 // the organisation, or the device itself.
-func (x *txExec) mayActFor(p Principal) error {
+func (x *txExec) mayActFor(p record.Principal) error {
 	switch p.Type {
 	case "org":
 		_, err := x.adminOrg(p.ID)
 		return err
 	default:
 		if x.tx.Signer != p.ID {
-			return errf(CodeUnauthorized, "only device %s itself may grant as %s", p.ID, p)
+			return record.Errf(record.CodeUnauthorized, "only device %s itself may grant as %s", p.ID, p)
 		}
 		return nil
 	}
 }
 
-func (x *txExec) exists(p Principal) error { return principalExists(x.st, p) }
+func (x *txExec) exists(p record.Principal) error { return principalExists(x.st, p) }
 
-func (x *txExec) grantRevoke(m *GrantRevoke) error {
+func (x *txExec) grantRevoke(m *record.GrantRevoke) error {
 	g, err := x.st.Grant(m.ID)
 	if err != nil {
 		return notFound(err)
 	}
 	if g.Revoked != 0 {
-		return errf(CodeConflict, "grant %d was revoked at height %d", g.ID, g.Revoked)
+		return record.Errf(record.CodeConflict, "grant %d was revoked at height %d", g.ID, g.Revoked)
 	}
-	grantor, err := ParsePrincipal(g.Grantor)
+	grantor, err := record.ParsePrincipal(g.Grantor)
 	if err != nil {
 		return err
 	}
@@ -432,19 +430,19 @@ func (x *txExec) grantRevoke(m *GrantRevoke) error {
 		return err
 	}
 	g.Revoked = x.height
-	x.buf.set(GrantKey(g.ID), g)
+	x.buf.set(record.GrantKey(g.ID), g)
 	x.buf.del(grantIdxKey(g.Subject, g.Action, g.Resource, g.ID))
 	x.emit("grant", "id", strconv.FormatUint(g.ID, 10), "action", "revoke", "subject", g.Subject, "resource", g.Resource)
 	return nil
 }
 
-func (x *txExec) validatorUpdate(m *ValidatorUpdate) error {
-	last, err := x.st.u64([]byte(keyValSeq))
+func (x *txExec) validatorUpdate(m *record.ValidatorUpdate) error {
+	last, err := x.st.u64([]byte(record.KeyValSeq))
 	if err != nil {
 		return err
 	}
 	if m.Seq != last+1 {
-		return errf(CodeBadNonce, "validator update sequence %d; the next is %d", m.Seq, last+1)
+		return record.Errf(record.CodeBadNonce, "validator update sequence %d; the next is %d", m.Seq, last+1)
 	}
 	vals, err := x.st.Validators()
 	if err != nil {
@@ -456,45 +454,45 @@ func (x *txExec) validatorUpdate(m *ValidatorUpdate) error {
 		power[string(v.PubKey)] = v.Power
 		total += v.Power
 	}
-	msg := ValidatorUpdateMessage(x.chainID, m.Seq, m.PubKey, m.Power)
+	msg := record.ValidatorUpdateMessage(x.chainID, m.Seq, m.PubKey, m.Power)
 	seen := map[string]bool{}
 	var approved int64
 	for i, a := range m.Approvals {
 		p, ok := power[string(a.Validator)]
 		if !ok {
-			return errf(CodeUnauthorized, "approval %d is from %X, which is not a validator", i, a.Validator)
+			return record.Errf(record.CodeUnauthorized, "approval %d is from %X, which is not a validator", i, a.Validator)
 		}
 		if seen[string(a.Validator)] {
-			return errf(CodeInvalid, "approval %d repeats validator %X", i, a.Validator)
+			return record.Errf(record.CodeInvalid, "approval %d repeats validator %X", i, a.Validator)
 		}
 		seen[string(a.Validator)] = true
 		pub, _ := identity.NewPublicKey(identity.Ed25519, a.Validator)
 		if err := pub.Verify(msg, a.Signature); err != nil {
-			return errf(CodeBadSignature, "approval %d by %X does not verify", i, a.Validator)
+			return record.Errf(record.CodeBadSignature, "approval %d by %X does not verify", i, a.Validator)
 		}
 		approved += p
 	}
 	if 3*approved <= 2*total {
-		return errf(CodeUnauthorized, "approvals hold power %d of %d; more than 2/3 is needed", approved, total)
+		return record.Errf(record.CodeUnauthorized, "approvals hold power %d of %d; more than 2/3 is needed", approved, total)
 	}
 	old, isVal := power[string(m.PubKey)]
 	newTotal := total - old + m.Power
 	if m.Power == 0 && !isVal {
-		return errf(CodeNotFound, "%X is not a validator; nothing to remove", m.PubKey)
+		return record.Errf(record.CodeNotFound, "%X is not a validator; nothing to remove", m.PubKey)
 	}
 	if newTotal <= 0 || (m.Power == 0 && len(vals) == 1) {
-		return errf(CodeConflict, "the update would leave no validators")
+		return record.Errf(record.CodeConflict, "the update would leave no validators")
 	}
 	if _, err := identity.NewPublicKey(identity.Ed25519, m.PubKey); err != nil {
-		return errf(CodeInvalid, "validator key: %v", err)
+		return record.Errf(record.CodeInvalid, "validator key: %v", err)
 	}
-	x.buf.set([]byte(keyValSeq), binary.BigEndian.AppendUint64(nil, m.Seq))
+	x.buf.set([]byte(record.KeyValSeq), binary.BigEndian.AppendUint64(nil, m.Seq))
 	if m.Power == 0 {
 		x.buf.del(validatorKey(m.PubKey))
 	} else {
-		x.buf.set(validatorKey(m.PubKey), &Validator{PubKey: m.PubKey, Power: m.Power})
+		x.buf.set(validatorKey(m.PubKey), &record.Validator{PubKey: m.PubKey, Power: m.Power})
 	}
-	if err := appendValidatorEvent(x.st, x.buf, m.PubKey, ValidatorEvent{Height: x.height, Kind: ValEventUpdate, Power: m.Power, Tx: x.tx.Hash[:]}); err != nil {
+	if err := appendValidatorEvent(x.st, x.buf, m.PubKey, record.ValidatorEvent{Height: x.height, Kind: record.ValEventUpdate, Power: m.Power, Tx: x.tx.Hash[:]}); err != nil {
 		return err
 	}
 	x.valUpdates = append(x.valUpdates, abci.ValidatorUpdate{
@@ -507,31 +505,31 @@ func (x *txExec) validatorUpdate(m *ValidatorUpdate) error {
 
 // dataAnchor records a gateway's log size and root, refusing any anchor that
 // is not an append-only extension of the previous one.
-func (x *txExec) dataAnchor(m *DataAnchor) error {
-	if x.device == nil || x.device.Class != ClassGateway {
-		return errf(CodeUnauthorized, "only a device of class %q anchors a data log", ClassGateway)
+func (x *txExec) dataAnchor(m *record.DataAnchor) error {
+	if x.device == nil || x.device.Class != record.ClassGateway {
+		return record.Errf(record.CodeUnauthorized, "only a device of class %q anchors a data log", record.ClassGateway)
 	}
 	gw := x.device.ID
 	prev, err := x.st.Anchor(gw)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		prev = &Anchor{Gateway: gw}
+		prev = &record.Anchor{Gateway: gw}
 	case err != nil:
 		return err
 	}
 	if m.Size <= prev.Size {
-		return errf(CodeConflict, "log size %d is not above the last anchored size %d", m.Size, prev.Size)
+		return record.Errf(record.CodeConflict, "log size %d is not above the last anchored size %d", m.Size, prev.Size)
 	}
 	if prev.Size > 0 {
 		if err := proof.VerifyConsistency(rfc6962.DefaultHasher, prev.Size, m.Size, m.Consistency, prev.Root, m.Root); err != nil {
-			return errf(CodeInvalid, "the log of size %d is not an extension of the anchored log of size %d: %v", m.Size, prev.Size, err)
+			return record.Errf(record.CodeInvalid, "the log of size %d is not an extension of the anchored log of size %d: %v", m.Size, prev.Size, err)
 		}
 	} else if len(m.Consistency) != 0 {
-		return errf(CodeInvalid, "the first anchor takes no consistency proof")
+		return record.Errf(record.CodeInvalid, "the first anchor takes no consistency proof")
 	}
-	a := &Anchor{Gateway: gw, Size: m.Size, Root: m.Root, Height: x.height, Count: prev.Count + 1}
-	x.buf.set(AnchorKey(gw), a)
-	x.buf.set(AnchorAtKey(gw, m.Size), a)
+	a := &record.Anchor{Gateway: gw, Size: m.Size, Root: m.Root, Height: x.height, Count: prev.Count + 1}
+	x.buf.set(record.AnchorKey(gw), a)
+	x.buf.set(record.AnchorAtKey(gw, m.Size), a)
 	x.emit("anchor", "gateway", gw, "size", strconv.FormatUint(m.Size, 10), "root", fmt.Sprintf("%X", m.Root))
 	return nil
 }

@@ -3,244 +3,15 @@ package ledger
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
-	"strings"
+
+	"github.com/thingnet/thingnet/record"
 )
-
-// File tx kinds (docs/files.md). A file manifest is what the ledger knows of
-// a shared file: its content id (an IPFS CID), size and type, its owner
-// organisation, and, for a private file, the content key wrapped (HPKE) for
-// each recipient that holds a "fetch" grant on it.
-const (
-	KindFilePublish = "file.publish"
-	KindFileShare   = "file.share"
-	KindFileRevoke  = "file.revoke"
-	KindFileRekey   = "file.rekey"
-	KindFilePin     = "file.pin"
-
-	// ActionFetch is the grant action that lets a subject receive the
-	// wrapped key of a private file: resource "org:<org>/file/<name>" (or
-	// "org:<org>/file" for all of the organisation's files).
-	ActionFetch = "fetch"
-
-	maxFileKeys    = 256
-	maxSealedKey   = 2048
-	maxContentType = 128
-	maxCIDLen      = 128
-)
-
-const (
-	prefixFile    = "f/" // f/<org>/<name> -> FileManifest
-	prefixFilePin = "p/" // p/<cid>/<pinner did> -> FilePin
-)
-
-// FileKey is the state key of a file manifest.
-func FileKey(org, name string) []byte { return []byte(prefixFile + org + "/" + name) }
-
-// FilePinKey is the state key of one node's pin of a CID.
-func FilePinKey(cid, pinner string) []byte { return []byte(prefixFilePin + cid + "/" + pinner) }
-
-// FileResource is the grant resource of a file, for "fetch" grants.
-func FileResource(org, name string) string { return "org:" + org + "/file/" + name }
-
-// WrappedKey is a private file's content key sealed with HPKE to one
-// recipient device's ledger key (identity.Seal, info FileKeyInfo).
-type WrappedKey struct {
-	Recipient string `cbor:"1,keyasint" json:"recipient"` // device did
-	Suite     uint8  `cbor:"2,keyasint" json:"suite"`     // identity.Suite
-	Sealed    []byte `cbor:"3,keyasint" json:"sealed"`
-}
-
-// FileKeyInfo is the HPKE info string of a wrapped key: it binds the key to
-// the file and its version, so a wrapped key cannot be replayed for another.
-func FileKeyInfo(org, name string, version uint64) []byte {
-	return []byte("thingnet/file-key/v1\x00" + org + "/" + name + "\x00" + strconv.FormatUint(version, 10))
-}
-
-// FilePublish records a new file manifest. Signed by an admin of Org or by
-// one of its devices.
-type FilePublish struct {
-	Org         string       `cbor:"1,keyasint"`
-	Name        string       `cbor:"2,keyasint"`
-	CID         string       `cbor:"3,keyasint"`
-	Size        uint64       `cbor:"4,keyasint"`
-	ContentType string       `cbor:"5,keyasint,omitempty"`
-	Private     bool         `cbor:"6,keyasint,omitempty"`
-	Keys        []WrappedKey `cbor:"7,keyasint,omitempty"`
-}
-
-// FileShare adds (or replaces) wrapped keys of a private file; every
-// recipient must hold a fetch grant in force.
-type FileShare struct {
-	Org  string       `cbor:"1,keyasint"`
-	Name string       `cbor:"2,keyasint"`
-	Keys []WrappedKey `cbor:"3,keyasint"`
-}
-
-// FileRevoke removes a recipient's wrapped key: the ledger no longer hands
-// it out. Whoever fetched it before keeps what they have; file.rekey makes
-// later versions unreadable to them.
-type FileRevoke struct {
-	Org       string `cbor:"1,keyasint"`
-	Name      string `cbor:"2,keyasint"`
-	Recipient string `cbor:"3,keyasint"`
-}
-
-// FileRekey replaces a private file's content (re-encrypted with a new key)
-// and its wrapped keys; the version goes up by one.
-type FileRekey struct {
-	Org  string       `cbor:"1,keyasint"`
-	Name string       `cbor:"2,keyasint"`
-	CID  string       `cbor:"3,keyasint"`
-	Size uint64       `cbor:"4,keyasint"`
-	Keys []WrappedKey `cbor:"5,keyasint"`
-}
-
-// FilePinMsg records that the signing device (a gateway) pins CID, or no
-// longer does (Unpin).
-type FilePinMsg struct {
-	CID   string `cbor:"1,keyasint"`
-	Unpin bool   `cbor:"2,keyasint,omitempty"`
-}
-
-func (*FilePublish) Kind() string { return KindFilePublish }
-func (*FileShare) Kind() string   { return KindFileShare }
-func (*FileRevoke) Kind() string  { return KindFileRevoke }
-func (*FileRekey) Kind() string   { return KindFileRekey }
-func (*FilePinMsg) Kind() string  { return KindFilePin }
-
-func (m *FilePublish) ValidateBasic() error {
-	if err := validateFileName(m.Org, m.Name); err != nil {
-		return err
-	}
-	if err := validateCID(m.CID); err != nil {
-		return err
-	}
-	if err := validateText("content type", m.ContentType, maxContentType); err != nil {
-		return err
-	}
-	if !m.Private && len(m.Keys) > 0 {
-		return errors.New("a public file has no wrapped keys; set private")
-	}
-	return validateKeys(m.Keys, false)
-}
-
-func (m *FileShare) ValidateBasic() error {
-	if err := validateFileName(m.Org, m.Name); err != nil {
-		return err
-	}
-	return validateKeys(m.Keys, true)
-}
-
-func (m *FileRevoke) ValidateBasic() error {
-	if err := validateFileName(m.Org, m.Name); err != nil {
-		return err
-	}
-	return checkDIDSyntax(m.Recipient)
-}
-
-func (m *FileRekey) ValidateBasic() error {
-	if err := validateFileName(m.Org, m.Name); err != nil {
-		return err
-	}
-	if err := validateCID(m.CID); err != nil {
-		return err
-	}
-	return validateKeys(m.Keys, false)
-}
-
-func (m *FilePinMsg) ValidateBasic() error { return validateCID(m.CID) }
-
-func validateFileName(org, name string) error {
-	if err := validateOrgID(org); err != nil {
-		return err
-	}
-	if name == "" || len(name) > 128 {
-		return fmt.Errorf("file name %q must be 1 to 128 characters", name)
-	}
-	if strings.Contains(name, "/") {
-		return fmt.Errorf("file name %q must not hold '/'", name)
-	}
-	return validatePathSegment(name)
-}
-
-// validateCID checks the syntax of a CID string (multibase, printable,
-// bounded); the files package parses it fully.
-func validateCID(c string) error {
-	if len(c) < 8 || len(c) > maxCIDLen {
-		return fmt.Errorf("cid %q must be 8 to %d characters", c, maxCIDLen)
-	}
-	for _, r := range c {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
-			return fmt.Errorf("cid %q holds %q; want a multibase (base32 or base58) string", c, r)
-		}
-	}
-	return nil
-}
-
-// validateKeys checks wrapped keys: recipients sorted, distinct, at most
-// maxFileKeys, sealed keys bounded. Sorted order makes the manifest
-// canonical without ranging over a map.
-func validateKeys(ks []WrappedKey, nonEmpty bool) error {
-	if nonEmpty && len(ks) == 0 {
-		return errors.New("no wrapped keys")
-	}
-	if len(ks) > maxFileKeys {
-		return fmt.Errorf("%d wrapped keys; at most %d", len(ks), maxFileKeys)
-	}
-	for i, k := range ks {
-		if err := checkDIDSyntax(k.Recipient); err != nil {
-			return fmt.Errorf("wrapped key %d: %w", i, err)
-		}
-		if k.Suite < 1 || k.Suite > 3 {
-			return fmt.Errorf("wrapped key %d: HPKE suite %d is not 1, 2 or 3", i, k.Suite)
-		}
-		if len(k.Sealed) == 0 || len(k.Sealed) > maxSealedKey {
-			return fmt.Errorf("wrapped key %d: sealed key is %d bytes; want 1 to %d", i, len(k.Sealed), maxSealedKey)
-		}
-		if i > 0 && ks[i-1].Recipient >= k.Recipient {
-			return fmt.Errorf("wrapped keys must be sorted by recipient, without repeats (%d)", i)
-		}
-	}
-	return nil
-}
-
-// FileManifest is a file as the ledger records it.
-type FileManifest struct {
-	Org         string       `cbor:"1,keyasint" json:"org"`
-	Name        string       `cbor:"2,keyasint" json:"name"`
-	CID         string       `cbor:"3,keyasint" json:"cid"`
-	Size        uint64       `cbor:"4,keyasint" json:"size"`
-	ContentType string       `cbor:"5,keyasint,omitempty" json:"content_type,omitempty"`
-	Private     bool         `cbor:"6,keyasint,omitempty" json:"private,omitempty"`
-	Keys        []WrappedKey `cbor:"7,keyasint,omitempty" json:"keys,omitempty"`
-	Owner       string       `cbor:"8,keyasint" json:"owner"` // the signer of file.publish
-	Version     uint64       `cbor:"9,keyasint" json:"version"`
-	Height      int64        `cbor:"10,keyasint" json:"height"`
-	Updated     int64        `cbor:"11,keyasint" json:"updated"`
-}
-
-// KeyFor returns the key wrapped for recipient, or nil.
-func (f *FileManifest) KeyFor(recipient string) *WrappedKey {
-	i := sort.Search(len(f.Keys), func(i int) bool { return f.Keys[i].Recipient >= recipient })
-	if i < len(f.Keys) && f.Keys[i].Recipient == recipient {
-		return &f.Keys[i]
-	}
-	return nil
-}
-
-// FilePin records that a node pins a CID.
-type FilePin struct {
-	CID    string `cbor:"1,keyasint" json:"cid"`
-	Pinner string `cbor:"2,keyasint" json:"pinner"`
-	Height int64  `cbor:"3,keyasint" json:"height"`
-}
 
 // File returns a file manifest.
-func (s *State) File(org, name string) (*FileManifest, error) {
-	var f FileManifest
-	ok, err := s.get(FileKey(org, name), &f)
+func (s *State) File(org, name string) (*record.FileManifest, error) {
+	var f record.FileManifest
+	ok, err := s.get(record.FileKey(org, name), &f)
 	if err != nil {
 		return nil, err
 	}
@@ -251,19 +22,19 @@ func (s *State) File(org, name string) (*FileManifest, error) {
 }
 
 // Files lists an organisation's files by name, after the name given.
-func (s *State) Files(org, after string, limit int) ([]FileManifest, error) {
+func (s *State) Files(org, after string, limit int) ([]record.FileManifest, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
-	p := []byte(prefixFile + org + "/")
+	p := []byte(record.PrefixFile + org + "/")
 	start := p
 	if after != "" {
 		start = append(append([]byte{}, p...), after+"\x00"...)
 	}
-	var out []FileManifest
+	var out []record.FileManifest
 	err := s.scan(start, prefixEnd(p), func(_, v []byte) (bool, error) {
-		var f FileManifest
-		if err := Unmarshal(v, &f); err != nil {
+		var f record.FileManifest
+		if err := record.Unmarshal(v, &f); err != nil {
 			return false, err
 		}
 		out = append(out, f)
@@ -273,12 +44,12 @@ func (s *State) Files(org, after string, limit int) ([]FileManifest, error) {
 }
 
 // FilePins lists the nodes that pin a CID, in pinner order.
-func (s *State) FilePins(cid string) ([]FilePin, error) {
-	p := []byte(prefixFilePin + cid + "/")
-	var out []FilePin
+func (s *State) FilePins(cid string) ([]record.FilePin, error) {
+	p := []byte(record.PrefixFilePin + cid + "/")
+	var out []record.FilePin
 	err := s.scan(p, prefixEnd(p), func(_, v []byte) (bool, error) {
-		var f FilePin
-		if err := Unmarshal(v, &f); err != nil {
+		var f record.FilePin
+		if err := record.Unmarshal(v, &f); err != nil {
 			return false, err
 		}
 		out = append(out, f)
@@ -291,7 +62,7 @@ func (s *State) FilePins(cid string) ([]FilePin, error) {
 func (x *txExec) mayPublish(org string) error {
 	if x.device != nil {
 		if x.device.Org != org {
-			return errf(CodeUnauthorized, "device %s belongs to %s, not %s", x.device.ID, x.device.Org, org)
+			return record.Errf(record.CodeUnauthorized, "device %s belongs to %s, not %s", x.device.ID, x.device.Org, org)
 		}
 		return nil
 	}
@@ -300,12 +71,12 @@ func (x *txExec) mayPublish(org string) error {
 }
 
 // mayManageFile: the file's owner (publisher) or an admin of its org.
-func (x *txExec) mayManageFile(f *FileManifest) error {
+func (x *txExec) mayManageFile(f *record.FileManifest) error {
 	if x.tx.Signer == f.Owner {
 		return nil
 	}
 	if x.device != nil {
-		return errf(CodeUnauthorized, "only the owner %s or an admin of %s manages file %s", f.Owner, f.Org, f.Name)
+		return record.Errf(record.CodeUnauthorized, "only the owner %s or an admin of %s manages file %s", f.Owner, f.Org, f.Name)
 	}
 	_, err := x.adminOrg(f.Org)
 	return err
@@ -314,8 +85,8 @@ func (x *txExec) mayManageFile(f *FileManifest) error {
 // checkRecipients: every recipient is a known device that may fetch the
 // file (a fetch grant in force, to the device or its organisation), or the
 // signer itself.
-func (x *txExec) checkRecipients(org, name string, keys []WrappedKey) error {
-	res := []string{FileResource(org, name), "org:" + org + "/file", "org:" + org}
+func (x *txExec) checkRecipients(org, name string, keys []record.WrappedKey) error {
+	res := []string{record.FileResource(org, name), "org:" + org + "/file", "org:" + org}
 	for _, k := range keys {
 		if k.Recipient == x.tx.Signer {
 			continue
@@ -324,45 +95,45 @@ func (x *txExec) checkRecipients(org, name string, keys []WrappedKey) error {
 		if err != nil {
 			return notFound(err)
 		}
-		if d.Status != StatusActive {
-			return errf(CodeUnauthorized, "recipient %s is %s", d.ID, d.Status)
+		if d.Status != record.StatusActive {
+			return record.Errf(record.CodeUnauthorized, "recipient %s is %s", d.ID, d.Status)
 		}
 		ok := d.Org == org
 		for _, s := range []string{"device:" + d.ID, "org:" + d.Org} {
 			if ok {
 				break
 			}
-			if ok, err = x.st.HasGrant(s, ActionFetch, res, x.height); err != nil {
+			if ok, err = x.st.HasGrant(s, record.ActionFetch, res, x.height); err != nil {
 				return err
 			}
 		}
 		if !ok {
-			return errf(CodeUnauthorized, "recipient %s holds no fetch grant on %s", d.ID, FileResource(org, name))
+			return record.Errf(record.CodeUnauthorized, "recipient %s holds no fetch grant on %s", d.ID, record.FileResource(org, name))
 		}
 	}
 	return nil
 }
 
-func (x *txExec) filePublish(m *FilePublish) error {
+func (x *txExec) filePublish(m *record.FilePublish) error {
 	if err := x.mayPublish(m.Org); err != nil {
 		return err
 	}
 	if _, err := x.st.File(m.Org, m.Name); err == nil {
-		return errf(CodeConflict, "file %s/%s exists; use file.rekey to replace a private file's content", m.Org, m.Name)
+		return record.Errf(record.CodeConflict, "file %s/%s exists; use file.rekey to replace a private file's content", m.Org, m.Name)
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}
 	if err := x.checkRecipients(m.Org, m.Name, m.Keys); err != nil {
 		return err
 	}
-	f := &FileManifest{Org: m.Org, Name: m.Name, CID: m.CID, Size: m.Size, ContentType: m.ContentType,
+	f := &record.FileManifest{Org: m.Org, Name: m.Name, CID: m.CID, Size: m.Size, ContentType: m.ContentType,
 		Private: m.Private, Keys: m.Keys, Owner: x.tx.Signer, Version: 1, Height: x.height, Updated: x.height}
-	x.buf.set(FileKey(m.Org, m.Name), f)
+	x.buf.set(record.FileKey(m.Org, m.Name), f)
 	x.emit("file", "action", "publish", "org", m.Org, "name", m.Name, "cid", m.CID)
 	return nil
 }
 
-func (x *txExec) fileForUpdate(org, name string) (*FileManifest, error) {
+func (x *txExec) fileForUpdate(org, name string) (*record.FileManifest, error) {
 	f, err := x.st.File(org, name)
 	if err != nil {
 		return nil, notFound(err)
@@ -371,12 +142,12 @@ func (x *txExec) fileForUpdate(org, name string) (*FileManifest, error) {
 		return nil, err
 	}
 	if !f.Private {
-		return nil, errf(CodeInvalid, "file %s/%s is public: it has no keys to share, revoke or replace", org, name)
+		return nil, record.Errf(record.CodeInvalid, "file %s/%s is public: it has no keys to share, revoke or replace", org, name)
 	}
 	return f, nil
 }
 
-func (x *txExec) fileShare(m *FileShare) error {
+func (x *txExec) fileShare(m *record.FileShare) error {
 	f, err := x.fileForUpdate(m.Org, m.Name)
 	if err != nil {
 		return err
@@ -385,18 +156,18 @@ func (x *txExec) fileShare(m *FileShare) error {
 		return err
 	}
 	f.Keys = mergeKeys(f.Keys, m.Keys)
-	if len(f.Keys) > maxFileKeys {
-		return errf(CodeInvalid, "file %s/%s would have %d wrapped keys; at most %d", m.Org, m.Name, len(f.Keys), maxFileKeys)
+	if len(f.Keys) > record.MaxFileKeys {
+		return record.Errf(record.CodeInvalid, "file %s/%s would have %d wrapped keys; at most %d", m.Org, m.Name, len(f.Keys), record.MaxFileKeys)
 	}
 	f.Updated = x.height
-	x.buf.set(FileKey(m.Org, m.Name), f)
+	x.buf.set(record.FileKey(m.Org, m.Name), f)
 	x.emit("file", "action", "share", "org", m.Org, "name", m.Name, "keys", strconv.Itoa(len(m.Keys)))
 	return nil
 }
 
 // mergeKeys merges two recipient-sorted lists; b wins on equal recipients.
-func mergeKeys(a, b []WrappedKey) []WrappedKey {
-	out := make([]WrappedKey, 0, len(a)+len(b))
+func mergeKeys(a, b []record.WrappedKey) []record.WrappedKey {
+	out := make([]record.WrappedKey, 0, len(a)+len(b))
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
 		switch {
@@ -415,7 +186,7 @@ func mergeKeys(a, b []WrappedKey) []WrappedKey {
 	return out
 }
 
-func (x *txExec) fileRevoke(m *FileRevoke) error {
+func (x *txExec) fileRevoke(m *record.FileRevoke) error {
 	f, err := x.fileForUpdate(m.Org, m.Name)
 	if err != nil {
 		return err
@@ -427,46 +198,46 @@ func (x *txExec) fileRevoke(m *FileRevoke) error {
 		}
 	}
 	if len(kept) == len(f.Keys) {
-		return errf(CodeNotFound, "file %s/%s has no key for %s", m.Org, m.Name, m.Recipient)
+		return record.Errf(record.CodeNotFound, "file %s/%s has no key for %s", m.Org, m.Name, m.Recipient)
 	}
 	f.Keys, f.Updated = kept, x.height
-	x.buf.set(FileKey(m.Org, m.Name), f)
+	x.buf.set(record.FileKey(m.Org, m.Name), f)
 	x.emit("file", "action", "revoke", "org", m.Org, "name", m.Name, "recipient", m.Recipient)
 	return nil
 }
 
-func (x *txExec) fileRekey(m *FileRekey) error {
+func (x *txExec) fileRekey(m *record.FileRekey) error {
 	f, err := x.fileForUpdate(m.Org, m.Name)
 	if err != nil {
 		return err
 	}
 	if m.CID == f.CID {
-		return errf(CodeInvalid, "re-key needs new content: %s is the current CID", m.CID)
+		return record.Errf(record.CodeInvalid, "re-key needs new content: %s is the current CID", m.CID)
 	}
 	if err := x.checkRecipients(m.Org, m.Name, m.Keys); err != nil {
 		return err
 	}
 	f.CID, f.Size, f.Keys, f.Version, f.Updated = m.CID, m.Size, m.Keys, f.Version+1, x.height
-	x.buf.set(FileKey(m.Org, m.Name), f)
+	x.buf.set(record.FileKey(m.Org, m.Name), f)
 	x.emit("file", "action", "rekey", "org", m.Org, "name", m.Name, "cid", m.CID, "version", strconv.FormatUint(f.Version, 10))
 	return nil
 }
 
-func (x *txExec) filePin(m *FilePinMsg) error {
+func (x *txExec) filePin(m *record.FilePinMsg) error {
 	if x.device == nil {
-		return errf(CodeUnauthorized, "only a device (a gateway or full device) records a pin")
+		return record.Errf(record.CodeUnauthorized, "only a device (a gateway or full device) records a pin")
 	}
-	k := FilePinKey(m.CID, x.device.ID)
+	k := record.FilePinKey(m.CID, x.device.ID)
 	if m.Unpin {
-		var old FilePin
+		var old record.FilePin
 		if ok, err := x.st.get(k, &old); err != nil {
 			return err
 		} else if !ok {
-			return errf(CodeNotFound, "%s does not pin %s", x.device.ID, m.CID)
+			return record.Errf(record.CodeNotFound, "%s does not pin %s", x.device.ID, m.CID)
 		}
 		x.buf.del(k)
 	} else {
-		x.buf.set(k, &FilePin{CID: m.CID, Pinner: x.device.ID, Height: x.height})
+		x.buf.set(k, &record.FilePin{CID: m.CID, Pinner: x.device.ID, Height: x.height})
 	}
 	action := "pin"
 	if m.Unpin {

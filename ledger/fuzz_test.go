@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/record"
 )
 
 // FuzzDecodeTx: the decoder never panics, and whatever it accepts re-encodes.
@@ -13,15 +14,15 @@ func FuzzDecodeTx(f *testing.F) {
 		f.Fatal(err)
 	}
 	dev, _ := identity.GenerateKey(identity.P256)
-	proof, _ := dev.Sign(PossessionMessage("c", "acme", dev.ID()))
-	for _, m := range []Msg{
-		&OrgCreate{ID: "acme", Name: "Acme"},
-		&DeviceRegister{Org: "acme", Device: dev.ID(), Class: "sensor", Labels: map[string]string{"a": "b"}, Proof: proof},
-		&GrantAdd{Grantor: "org:acme", Subject: "device:" + dev.ID(), Action: "read", Resource: "org:acme/x", Expiry: 9},
-		&DataAnchor{Size: 9, Root: make([]byte, 32), Consistency: [][]byte{make([]byte, 32)}},
-		&ValidatorUpdate{PubKey: make([]byte, 32), Power: 1, Seq: 1, Approvals: []Approval{{Validator: make([]byte, 32), Signature: make([]byte, 64)}}},
+	proof, _ := dev.Sign(record.PossessionMessage("c", "acme", dev.ID()))
+	for _, m := range []record.Msg{
+		&record.OrgCreate{ID: "acme", Name: "Acme"},
+		&record.DeviceRegister{Org: "acme", Device: dev.ID(), Class: "sensor", Labels: map[string]string{"a": "b"}, Proof: proof},
+		&record.GrantAdd{Grantor: "org:acme", Subject: "device:" + dev.ID(), Action: "read", Resource: "org:acme/x", Expiry: 9},
+		&record.DataAnchor{Size: 9, Root: make([]byte, 32), Consistency: [][]byte{make([]byte, 32)}},
+		&record.ValidatorUpdate{PubKey: make([]byte, 32), Power: 1, Seq: 1, Approvals: []record.Approval{{Validator: make([]byte, 32), Signature: make([]byte, 64)}}},
 	} {
-		raw, err := NewTx(k, "", "c", 1, 10, m)
+		raw, err := record.NewTx(k, "", "c", 1, 10, m)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -30,14 +31,14 @@ func FuzzDecodeTx(f *testing.F) {
 	}
 	f.Add([]byte{0xd2, 0x84, 0x40, 0xa0, 0xf6, 0x40})
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		tx, err := DecodeTx(raw)
+		tx, err := record.DecodeTx(raw)
 		if err != nil {
-			if CodeOf(err) == CodeOK {
+			if record.CodeOf(err) == record.CodeOK {
 				t.Fatalf("error %v has code ok", err)
 			}
 			return
 		}
-		if _, err := Marshal(tx.Msg); err != nil {
+		if _, err := record.Marshal(tx.Msg); err != nil {
 			t.Fatalf("accepted message does not re-encode: %v", err)
 		}
 	})

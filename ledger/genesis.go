@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/record"
 )
 
 // GenesisState is the app_state of genesis.json: what the ledger holds before block 1.
@@ -43,7 +44,7 @@ func ParseGenesis(raw []byte) (*GenesisState, error) {
 	}
 	seen := map[string]bool{}
 	for _, o := range g.Orgs {
-		if err := (&OrgCreate{ID: o.ID, Name: o.Name}).ValidateBasic(); err != nil {
+		if err := (&record.OrgCreate{ID: o.ID, Name: o.Name}).ValidateBasic(); err != nil {
 			return nil, fmt.Errorf("genesis org %q: %w", o.ID, err)
 		}
 		if seen[o.ID] {
@@ -71,7 +72,7 @@ func ParseGenesis(raw []byte) (*GenesisState, error) {
 			return nil, fmt.Errorf("genesis device %s appears twice", d.ID)
 		}
 		devs[d.ID] = true
-		if err := validateMeta(d.Class, "", nil); err != nil {
+		if err := record.ValidateMeta(d.Class, "", nil); err != nil {
 			return nil, fmt.Errorf("genesis device %s: %w", d.ID, err)
 		}
 	}
@@ -86,15 +87,15 @@ func (g *GenesisState) apply(buf *buffer) {
 	devices := map[string]uint64{}
 	for _, gd := range g.Devices {
 		devices[gd.Org]++
-		d := &Device{ID: gd.ID, Org: gd.Org, Key: gd.ID, Status: StatusActive, Class: gd.Class}
-		recordDevice(buf, d, Event{Kind: KindDeviceRegister, Signer: "genesis", Note: "registered in " + gd.Org + " at genesis"})
+		d := &record.Device{ID: gd.ID, Org: gd.Org, Key: gd.ID, Status: record.StatusActive, Class: gd.Class}
+		recordDevice(buf, d, record.Event{Kind: record.KindDeviceRegister, Signer: "genesis", Note: "registered in " + gd.Org + " at genesis"})
 	}
 	g.applyBalances(buf)
 	for _, o := range g.Orgs {
 		admins := slices.Clone(o.Admins)
 		slices.Sort(admins)
 		admins = slices.Compact(admins)
-		buf.set(OrgKey(o.ID), &Org{ID: o.ID, Name: o.Name, Admins: admins, Devices: devices[o.ID]})
+		buf.set(record.OrgKey(o.ID), &record.Org{ID: o.ID, Name: o.Name, Admins: admins, Devices: devices[o.ID]})
 		for _, a := range admins {
 			buf.set(adminKey(a, o.ID), marker)
 		}

@@ -3,6 +3,8 @@ package ledger
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/thingnet/thingnet/record"
 )
 
 // FuzzParseGenesis decodes arbitrary app_state JSON: what is accepted
@@ -39,12 +41,12 @@ func FuzzParsePrincipalResource(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if p, err := ParsePrincipal(s); err == nil {
+		if p, err := record.ParsePrincipal(s); err == nil {
 			if p.String() != s {
 				t.Fatalf("principal %q prints as %q", s, p.String())
 			}
 		}
-		if r, err := ParseResource(s); err == nil {
+		if r, err := record.ParseResource(s); err == nil {
 			if r.String() != s {
 				t.Fatalf("resource %q prints as %q", s, r.String())
 			}

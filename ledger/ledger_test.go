@@ -11,6 +11,7 @@ import (
 	abci "github.com/cometbft/cometbft/abci/types"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/record"
 )
 
 func orgGenesis(admin *identity.Key, ids ...string) GenesisState {
@@ -25,15 +26,15 @@ func TestOrganisations(t *testing.T) {
 	alice, bob, carol := mustKey(t, identity.Ed25519), mustKey(t, identity.P256), mustKey(t, identity.Ed25519)
 	c := newChain(t, GenesisState{}, "")
 
-	c.must(alice, "", &OrgCreate{ID: "acme", Name: "Acme Sensors"})
-	c.want(CodeConflict, bob, "", &OrgCreate{ID: "acme"})
-	c.want(CodeUnauthorized, bob, "", NewOrgAdminAdd("acme", bob.ID()))
-	c.must(alice, "", NewOrgAdminAdd("acme", bob.ID()))
-	c.want(CodeConflict, alice, "", NewOrgAdminAdd("acme", bob.ID()))
-	c.must(bob, "", NewOrgAdminRemove("acme", alice.ID()))
-	c.want(CodeConflict, bob, "", NewOrgAdminRemove("acme", bob.ID())) // last admin
-	c.want(CodeUnauthorized, alice, "", NewOrgAdminAdd("acme", carol.ID()))
-	c.want(CodeNotFound, bob, "", NewOrgAdminAdd("nope", carol.ID()))
+	c.must(alice, "", &record.OrgCreate{ID: "acme", Name: "Acme Sensors"})
+	c.want(record.CodeConflict, bob, "", &record.OrgCreate{ID: "acme"})
+	c.want(record.CodeUnauthorized, bob, "", record.NewOrgAdminAdd("acme", bob.ID()))
+	c.must(alice, "", record.NewOrgAdminAdd("acme", bob.ID()))
+	c.want(record.CodeConflict, alice, "", record.NewOrgAdminAdd("acme", bob.ID()))
+	c.must(bob, "", record.NewOrgAdminRemove("acme", alice.ID()))
+	c.want(record.CodeConflict, bob, "", record.NewOrgAdminRemove("acme", bob.ID())) // last admin
+	c.want(record.CodeUnauthorized, alice, "", record.NewOrgAdminAdd("acme", carol.ID()))
+	c.want(record.CodeNotFound, bob, "", record.NewOrgAdminAdd("nope", carol.ID()))
 
 	o, err := c.view().Org("acme")
 	if err != nil {
@@ -57,32 +58,32 @@ func TestDeviceLifecycle(t *testing.T) {
 			peer := c.register(admin, "acme", identity.Ed25519)
 
 			// The device signs for itself: it grants a peer "message" on itself.
-			grant := &GrantAdd{Grantor: "device:" + dev.ID(), Subject: "device:" + peer.ID(), Action: "message", Resource: "device:" + dev.ID()}
+			grant := &record.GrantAdd{Grantor: "device:" + dev.ID(), Subject: "device:" + peer.ID(), Action: "message", Resource: "device:" + dev.ID()}
 			c.must(dev, "", grant)
 
-			c.must(admin, "", NewDeviceStatus(dev.ID(), StatusSuspended, "battery swap"))
-			c.want(CodeInactive, dev, "", grant)
-			c.want(CodeConflict, admin, "", NewDeviceStatus(dev.ID(), StatusSuspended, ""))
-			c.must(admin, "", NewDeviceStatus(dev.ID(), StatusActive, ""))
+			c.must(admin, "", record.NewDeviceStatus(dev.ID(), record.StatusSuspended, "battery swap"))
+			c.want(record.CodeInactive, dev, "", grant)
+			c.want(record.CodeConflict, admin, "", record.NewDeviceStatus(dev.ID(), record.StatusSuspended, ""))
+			c.must(admin, "", record.NewDeviceStatus(dev.ID(), record.StatusActive, ""))
 			c.must(dev, "", grant)
 
 			// Rotate: the id stays, the old key is refused, the new one works.
 			next := mustKey(t, alg)
-			proof, _ := next.Sign(RotationMessage(testChain, dev.ID(), next.ID()))
-			c.must(dev, "", &DeviceRotate{Device: dev.ID(), NewKey: next.ID(), Proof: proof})
-			c.want(CodeBadSignature, dev, "", grant)
+			proof, _ := next.Sign(record.RotationMessage(testChain, dev.ID(), next.ID()))
+			c.must(dev, "", &record.DeviceRotate{Device: dev.ID(), NewKey: next.ID(), Proof: proof})
+			c.want(record.CodeBadSignature, dev, "", grant)
 			c.must(next, dev.ID(), grant)
 
-			c.must(admin, "", &DeviceUpdate{Device: dev.ID(), Firmware: "1.1.0", Labels: map[string]string{"room": "lab"}})
-			c.must(admin, "", NewDeviceStatus(dev.ID(), StatusRevoked, "stolen"))
-			c.want(CodeInactive, next, dev.ID(), grant)
-			c.want(CodeConflict, admin, "", NewDeviceStatus(dev.ID(), StatusActive, ""))
+			c.must(admin, "", &record.DeviceUpdate{Device: dev.ID(), Firmware: "1.1.0", Labels: map[string]string{"room": "lab"}})
+			c.must(admin, "", record.NewDeviceStatus(dev.ID(), record.StatusRevoked, "stolen"))
+			c.want(record.CodeInactive, next, dev.ID(), grant)
+			c.want(record.CodeConflict, admin, "", record.NewDeviceStatus(dev.ID(), record.StatusActive, ""))
 
 			d, err := c.view().Device(dev.ID())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d.Status != StatusRevoked || d.Key != next.ID() || d.Firmware != "1.1.0" || d.Labels["room"] != "lab" {
+			if d.Status != record.StatusRevoked || d.Key != next.ID() || d.Firmware != "1.1.0" || d.Labels["room"] != "lab" {
 				t.Errorf("Device = %+v; want revoked, rotated, firmware 1.1.0, room=lab", d)
 			}
 			h, err := c.view().History(dev.ID(), 1, 100)
@@ -111,15 +112,15 @@ func TestRegisterNeedsProofOfPossession(t *testing.T) {
 
 	wrongOrg := registerMsg(t, dev, "other") // proof bound to another org
 	wrongOrg.Org = "acme"
-	c.want(CodeInvalid, admin, "", wrongOrg)
+	c.want(record.CodeInvalid, admin, "", wrongOrg)
 
 	stranger := mustKey(t, identity.Ed25519) // proof by a key that is not the device's
 	m := registerMsg(t, dev, "acme")
-	m.Proof, _ = stranger.Sign(PossessionMessage(testChain, "acme", dev.ID()))
-	c.want(CodeInvalid, admin, "", m)
+	m.Proof, _ = stranger.Sign(record.PossessionMessage(testChain, "acme", dev.ID()))
+	c.want(record.CodeInvalid, admin, "", m)
 
 	c.must(admin, "", registerMsg(t, dev, "acme"))
-	c.want(CodeConflict, admin, "", registerMsg(t, dev, "other"))
+	c.want(record.CodeConflict, admin, "", registerMsg(t, dev, "other"))
 }
 
 func TestTenancy(t *testing.T) {
@@ -131,33 +132,33 @@ func TestTenancy(t *testing.T) {
 	// Nothing of A's can be changed by B's admin or B's devices.
 	for _, tc := range []struct {
 		key *identity.Key
-		m   Msg
+		m   record.Msg
 	}{
 		{b, registerMsg(t, mustKey(t, identity.Ed25519), "org-a")},
-		{b, NewDeviceStatus(devA.ID(), StatusSuspended, "")},
-		{b, NewDeviceStatus(devA.ID(), StatusRevoked, "")},
-		{b, &DeviceUpdate{Device: devA.ID(), Firmware: "evil"}},
-		{b, NewOrgAdminAdd("org-a", b.ID())},
-		{b, &GrantAdd{Grantor: "org-a", Subject: "org:org-b", Action: "read", Resource: "device:" + devA.ID()}},
-		{b, &GrantAdd{Grantor: "org:org-b", Subject: "org:org-b", Action: "read", Resource: "device:" + devA.ID()}},
-		{devB, &GrantAdd{Grantor: "device:" + devA.ID(), Subject: "device:" + devB.ID(), Action: "message", Resource: "device:" + devA.ID()}},
-		{devB, NewDeviceStatus(devA.ID(), StatusSuspended, "")},
+		{b, record.NewDeviceStatus(devA.ID(), record.StatusSuspended, "")},
+		{b, record.NewDeviceStatus(devA.ID(), record.StatusRevoked, "")},
+		{b, &record.DeviceUpdate{Device: devA.ID(), Firmware: "evil"}},
+		{b, record.NewOrgAdminAdd("org-a", b.ID())},
+		{b, &record.GrantAdd{Grantor: "org-a", Subject: "org:org-b", Action: "read", Resource: "device:" + devA.ID()}},
+		{b, &record.GrantAdd{Grantor: "org:org-b", Subject: "org:org-b", Action: "read", Resource: "device:" + devA.ID()}},
+		{devB, &record.GrantAdd{Grantor: "device:" + devA.ID(), Subject: "device:" + devB.ID(), Action: "message", Resource: "device:" + devA.ID()}},
+		{devB, record.NewDeviceStatus(devA.ID(), record.StatusSuspended, "")},
 	} {
-		if got, log := c.do(tc.key, "", tc.m); got != CodeUnauthorized && got != CodeInvalid {
+		if got, log := c.do(tc.key, "", tc.m); got != record.CodeUnauthorized && got != record.CodeInvalid {
 			t.Errorf("%s by %s: code %v (%s); want unauthorized", tc.m.Kind(), tc.key.ID(), got, log)
 		}
 	}
 
 	// With a "manage" grant from A, B's admin may suspend A's device; after revocation no longer.
-	c.must(a, "", &GrantAdd{Grantor: "org:org-a", Subject: "org:org-b", Action: ActionManage, Resource: "device:" + devA.ID()})
+	c.must(a, "", &record.GrantAdd{Grantor: "org:org-a", Subject: "org:org-b", Action: record.ActionManage, Resource: "device:" + devA.ID()})
 	gs, err := c.view().Grants(GrantFilter{Subject: "org:org-b"})
 	if err != nil || len(gs) != 1 {
 		t.Fatalf("Grants(org-b) = %v, %v; want 1", gs, err)
 	}
-	c.must(b, "", NewDeviceStatus(devA.ID(), StatusSuspended, "maintenance by integrator"))
-	c.want(CodeUnauthorized, b, "", &GrantRevoke{ID: gs[0].ID}) // only the grantor revokes
-	c.must(a, "", &GrantRevoke{ID: gs[0].ID})
-	c.want(CodeUnauthorized, b, "", NewDeviceStatus(devA.ID(), StatusActive, ""))
+	c.must(b, "", record.NewDeviceStatus(devA.ID(), record.StatusSuspended, "maintenance by integrator"))
+	c.want(record.CodeUnauthorized, b, "", &record.GrantRevoke{ID: gs[0].ID}) // only the grantor revokes
+	c.must(a, "", &record.GrantRevoke{ID: gs[0].ID})
+	c.want(record.CodeUnauthorized, b, "", record.NewDeviceStatus(devA.ID(), record.StatusActive, ""))
 	if gs, _ := c.view().Grants(GrantFilter{Subject: "org:org-b"}); len(gs) != 0 {
 		t.Errorf("grants in force after revoke = %v; want none", gs)
 	}
@@ -168,7 +169,7 @@ func TestGrantExpiry(t *testing.T) {
 	c := newChain(t, orgGenesis(admin, "acme"), "")
 	dev := c.register(admin, "acme", identity.Ed25519)
 	expiry := c.height + 3
-	c.must(admin, "", &GrantAdd{Grantor: "org:acme", Subject: "org:acme", Action: "read", Resource: "device:" + dev.ID() + "/readings", Expiry: expiry})
+	c.must(admin, "", &record.GrantAdd{Grantor: "org:acme", Subject: "org:acme", Action: "read", Resource: "device:" + dev.ID() + "/readings", Expiry: expiry})
 	has := func() bool {
 		ok, err := c.view().HasGrant("org:acme", "read", []string{"device:" + dev.ID() + "/readings"}, c.height+1)
 		if err != nil {
@@ -190,9 +191,9 @@ func TestGrantExpiry(t *testing.T) {
 func TestEnvelopeRejections(t *testing.T) {
 	admin := mustKey(t, identity.Ed25519)
 	c := newChain(t, orgGenesis(admin, "acme"), "")
-	m := &OrgCreate{ID: "new-org"}
+	m := &record.OrgCreate{ID: "new-org"}
 	mk := func(chain string, nonce uint64, expiry int64) []byte {
-		raw, err := NewTx(admin, "", chain, nonce, expiry, m)
+		raw, err := record.NewTx(admin, "", chain, nonce, expiry, m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,26 +203,26 @@ func TestEnvelopeRejections(t *testing.T) {
 	tampered := bytes.Clone(good)
 	tampered[len(tampered)-1] ^= 1
 	other := mustKey(t, identity.Ed25519)
-	impostor, _ := NewTx(other, admin.ID(), testChain, 1, 100, m) // claims to be admin
-	unknown, _ := identity.SignCOSE(admin, "not-a-did", mustMarshal(Body{ChainID: testChain, Signer: "not-a-did", Nonce: 1, Expiry: 100, Kind: KindOrgCreate, Msg: mustMarshal(m)}), nil)
-	badKind, _ := identity.SignCOSE(admin, admin.ID(), mustMarshal(Body{ChainID: testChain, Signer: admin.ID(), Nonce: 1, Expiry: 100, Kind: "org.delete", Msg: mustMarshal(m)}), nil)
-	huge := bytes.Repeat([]byte{0}, MaxTxBytes+1)
+	impostor, _ := record.NewTx(other, admin.ID(), testChain, 1, 100, m) // claims to be admin
+	unknown, _ := identity.SignCOSE(admin, "not-a-did", record.MustMarshal(record.Body{ChainID: testChain, Signer: "not-a-did", Nonce: 1, Expiry: 100, Kind: record.KindOrgCreate, Msg: record.MustMarshal(m)}), nil)
+	badKind, _ := identity.SignCOSE(admin, admin.ID(), record.MustMarshal(record.Body{ChainID: testChain, Signer: admin.ID(), Nonce: 1, Expiry: 100, Kind: "org.delete", Msg: record.MustMarshal(m)}), nil)
+	huge := bytes.Repeat([]byte{0}, record.MaxTxBytes+1)
 
 	cases := []struct {
 		name string
 		raw  []byte
-		want Code
+		want record.Code
 	}{
-		{"truncated", good[:len(good)/2], CodeMalformed},
-		{"empty", nil, CodeMalformed},
-		{"garbage", []byte("hello"), CodeMalformed},
-		{"oversized", huge, CodeTooLarge},
-		{"wrong chain", mk("other-chain", 1, 100), CodeWrongChain},
-		{"expired", mk(testChain, 1, 1), CodeExpired},
-		{"bad signature", tampered, CodeBadSignature},
-		{"impostor", impostor, CodeBadSignature},
-		{"unknown signer", unknown, CodeUnknownSigner},
-		{"unknown kind", badKind, CodeUnknownKind},
+		{"truncated", good[:len(good)/2], record.CodeMalformed},
+		{"empty", nil, record.CodeMalformed},
+		{"garbage", []byte("hello"), record.CodeMalformed},
+		{"oversized", huge, record.CodeTooLarge},
+		{"wrong chain", mk("other-chain", 1, 100), record.CodeWrongChain},
+		{"expired", mk(testChain, 1, 1), record.CodeExpired},
+		{"bad signature", tampered, record.CodeBadSignature},
+		{"impostor", impostor, record.CodeBadSignature},
+		{"unknown signer", unknown, record.CodeUnknownSigner},
+		{"unknown kind", badKind, record.CodeUnknownKind},
 	}
 	before := c.app.tree.Hash()
 	for _, tc := range cases {
@@ -231,8 +232,8 @@ func TestEnvelopeRejections(t *testing.T) {
 			} else if log == "" {
 				t.Errorf("CheckTx gave no log for %v", got)
 			}
-			if r := c.block(tc.raw)[0]; Code(r.Code) != tc.want {
-				t.Errorf("FinalizeBlock = %v (%s); want %v", Code(r.Code), r.Log, tc.want)
+			if r := c.block(tc.raw)[0]; record.Code(r.Code) != tc.want {
+				t.Errorf("FinalizeBlock = %v (%s); want %v", record.Code(r.Code), r.Log, tc.want)
 			}
 		})
 	}
@@ -244,34 +245,34 @@ func TestEnvelopeRejections(t *testing.T) {
 	}
 
 	// Replay: accepted once, then refused in the mempool and in a block.
-	if got, log := c.check(good); got != CodeOK {
+	if got, log := c.check(good); got != record.CodeOK {
 		t.Fatalf("CheckTx(good) = %v (%s)", got, log)
 	}
-	if got, _ := c.check(good); got != CodeBadNonce {
+	if got, _ := c.check(good); got != record.CodeBadNonce {
 		t.Errorf("CheckTx(same nonce pending) = %v; want bad_nonce", got)
 	}
-	if r := c.block(good, good); r[0].Code != 0 || Code(r[1].Code) != CodeBadNonce {
+	if r := c.block(good, good); r[0].Code != 0 || record.Code(r[1].Code) != record.CodeBadNonce {
 		t.Errorf("block(good, good) codes = %d, %d; want 0, bad_nonce", r[0].Code, r[1].Code)
 	}
-	if got, _ := c.check(good); got != CodeBadNonce {
+	if got, _ := c.check(good); got != record.CodeBadNonce {
 		t.Errorf("CheckTx(replay after commit) = %v; want bad_nonce", got)
 	}
 
 	// Nonces are sequential: a tx that arrives before its predecessor waits
 	// for it (a mempool refuses it, and accepts it when gossiped again).
 	next2, next3 := mk(testChain, 2, 100), mk(testChain, 3, 100)
-	if got, log := c.check(next3); got != CodeBadNonce || !strings.Contains(log, "ahead") {
+	if got, log := c.check(next3); got != record.CodeBadNonce || !strings.Contains(log, "ahead") {
 		t.Errorf("CheckTx(nonce 3 before 2) = %v (%s); want bad_nonce, ahead", got, log)
 	}
-	if got, _ := c.check(next2); got != CodeOK {
+	if got, _ := c.check(next2); got != record.CodeOK {
 		t.Errorf("CheckTx(nonce 2) = %v; want ok", got)
 	}
-	if got, _ := c.check(next3); got != CodeOK {
+	if got, _ := c.check(next3); got != record.CodeOK {
 		t.Errorf("CheckTx(nonce 3 after 2) = %v; want ok", got)
 	}
 	// In a block, order matters: 3 before 2 is refused, 2 executes (and is
 	// refused by execution, since the org exists: its nonce is used all the same).
-	if r := c.block(next3, next2); Code(r[0].Code) != CodeBadNonce || Code(r[1].Code) != CodeConflict {
+	if r := c.block(next3, next2); record.Code(r[0].Code) != record.CodeBadNonce || record.Code(r[1].Code) != record.CodeConflict {
 		t.Errorf("block(nonce 3, nonce 2) codes = %d, %d; want bad_nonce, conflict", r[0].Code, r[1].Code)
 	}
 	if n, _ := c.view().Nonce(admin.ID()); n != 2 {
@@ -282,8 +283,8 @@ func TestEnvelopeRejections(t *testing.T) {
 func TestSignatureVerifiedOnce(t *testing.T) {
 	admin := mustKey(t, identity.Ed25519)
 	c := newChain(t, orgGenesis(admin, "acme"), "")
-	raw := c.sign(admin, "", &OrgCreate{ID: "seen"})
-	if got, log := c.check(raw); got != CodeOK {
+	raw := c.sign(admin, "", &record.OrgCreate{ID: "seen"})
+	if got, log := c.check(raw); got != record.CodeOK {
 		t.Fatalf("CheckTx = %v (%s)", got, log)
 	}
 	before := c.app.Verifications()
@@ -293,7 +294,7 @@ func TestSignatureVerifiedOnce(t *testing.T) {
 	if got := c.app.Verifications() - before; got != 0 {
 		t.Errorf("FinalizeBlock verified %d signatures of a tx CheckTx had verified; want 0", got)
 	}
-	unseen := c.sign(admin, "", &OrgCreate{ID: "unseen"})
+	unseen := c.sign(admin, "", &record.OrgCreate{ID: "unseen"})
 	before = c.app.Verifications()
 	if r := c.block(unseen); r[0].Code != 0 {
 		t.Fatalf("FinalizeBlock: %s", r[0].Log)
@@ -307,18 +308,18 @@ func TestValidatorUpdate(t *testing.T) {
 	c := newChain(t, GenesisState{}, "")
 	submitter := mustKey(t, identity.Ed25519)
 	newVal := mustKey(t, identity.Ed25519)
-	approve := func(seq uint64, power int64, by ...*identity.Key) *ValidatorUpdate {
-		m := &ValidatorUpdate{PubKey: newVal.Public().Bytes, Power: power, Seq: seq}
+	approve := func(seq uint64, power int64, by ...*identity.Key) *record.ValidatorUpdate {
+		m := &record.ValidatorUpdate{PubKey: newVal.Public().Bytes, Power: power, Seq: seq}
 		for _, v := range by {
-			sig, _ := v.Sign(ValidatorUpdateMessage(testChain, seq, m.PubKey, power))
-			m.Approvals = append(m.Approvals, Approval{Validator: v.Public().Bytes, Signature: sig})
+			sig, _ := v.Sign(record.ValidatorUpdateMessage(testChain, seq, m.PubKey, power))
+			m.Approvals = append(m.Approvals, record.Approval{Validator: v.Public().Bytes, Signature: sig})
 		}
 		return m
 	}
-	c.want(CodeUnauthorized, submitter, "", approve(1, 10, c.vals[0], c.vals[1]))         // 20 of 40
-	c.want(CodeInvalid, submitter, "", approve(1, 10, c.vals[0], c.vals[0], c.vals[1]))   // repeated
-	c.want(CodeUnauthorized, submitter, "", approve(1, 10, c.vals[0], c.vals[1], newVal)) // not a validator
-	c.want(CodeBadNonce, submitter, "", approve(2, 10, c.vals[0], c.vals[1], c.vals[2]))  // wrong seq
+	c.want(record.CodeUnauthorized, submitter, "", approve(1, 10, c.vals[0], c.vals[1]))         // 20 of 40
+	c.want(record.CodeInvalid, submitter, "", approve(1, 10, c.vals[0], c.vals[0], c.vals[1]))   // repeated
+	c.want(record.CodeUnauthorized, submitter, "", approve(1, 10, c.vals[0], c.vals[1], newVal)) // not a validator
+	c.want(record.CodeBadNonce, submitter, "", approve(2, 10, c.vals[0], c.vals[1], c.vals[2]))  // wrong seq
 	raw := c.sign(submitter, "", approve(1, 10, c.vals[0], c.vals[1], c.vals[2]))
 	c.height++
 	res, err := c.app.FinalizeBlock(context.Background(), &abci.RequestFinalizeBlock{Height: c.height, Txs: [][]byte{raw}})
@@ -329,7 +330,7 @@ func TestValidatorUpdate(t *testing.T) {
 		t.Fatalf("validator update: code %d (%s), updates %v", res.TxResults[0].Code, res.TxResults[0].Log, res.ValidatorUpdates)
 	}
 	c.app.Commit(context.Background(), &abci.RequestCommit{})
-	c.want(CodeBadNonce, submitter, "", approve(1, 10, c.vals[0], c.vals[1], c.vals[2])) // replayed approvals
+	c.want(record.CodeBadNonce, submitter, "", approve(1, 10, c.vals[0], c.vals[1], c.vals[2])) // replayed approvals
 	if vals, _ := c.view().Validators(); len(vals) != 5 {
 		t.Errorf("validators = %d; want 5", len(vals))
 	}
@@ -341,35 +342,35 @@ func TestProofs(t *testing.T) {
 	dev := c.register(admin, "acme", identity.Ed25519)
 	c.block()
 
-	p, err := c.app.Prove(DeviceKey(dev.ID()), 0)
+	p, err := c.app.Prove(record.DeviceKey(dev.ID()), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := VerifyProof(p.Root, p.Key, p.Value, p.Proof); err != nil {
+	if err := record.VerifyProof(p.Root, p.Key, p.Value, p.Proof); err != nil {
 		t.Errorf("inclusion proof: %v", err)
 	}
-	var d Device
-	if err := Unmarshal(p.Value, &d); err != nil || d.ID != dev.ID() {
+	var d record.Device
+	if err := record.Unmarshal(p.Value, &d); err != nil || d.ID != dev.ID() {
 		t.Errorf("proved value = %+v, %v; want device %s", d, err, dev.ID())
 	}
 	tampered := bytes.Clone(p.Value)
 	tampered[len(tampered)-1] ^= 1
-	if err := VerifyProof(p.Root, p.Key, tampered, p.Proof); !errors.Is(err, ErrBadProof) {
+	if err := record.VerifyProof(p.Root, p.Key, tampered, p.Proof); !errors.Is(err, record.ErrBadProof) {
 		t.Errorf("tampered value: err = %v; want ErrBadProof", err)
 	}
-	if err := VerifyProof(p.Root, p.Key, nil, p.Proof); err == nil {
+	if err := record.VerifyProof(p.Root, p.Key, nil, p.Proof); err == nil {
 		t.Errorf("inclusion proof accepted as absence proof")
 	}
 
 	ghost := mustKey(t, identity.Ed25519)
-	a, err := c.app.Prove(DeviceKey(ghost.ID()), 0)
+	a, err := c.app.Prove(record.DeviceKey(ghost.ID()), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.Value != nil {
 		t.Fatalf("ghost device has a value")
 	}
-	if err := VerifyProof(a.Root, a.Key, nil, a.Proof); err != nil {
+	if err := record.VerifyProof(a.Root, a.Key, nil, a.Proof); err != nil {
 		t.Errorf("absence proof: %v", err)
 	}
 	// The root is the app hash CometBFT will carry in the next header.
@@ -415,9 +416,9 @@ func TestDeterminism(t *testing.T) {
 	dev := mustKey(t, identity.Ed25519)
 	blocks = append(blocks, [][]byte{a.sign(admin, "", registerMsg(t, dev, "acme"))})
 	blocks = append(blocks, [][]byte{
-		a.sign(admin, "", &DeviceUpdate{Device: dev.ID(), Labels: map[string]string{"z": "1", "a": "2", "m": "3", "k": "4"}}),
-		a.sign(admin, "", &GrantAdd{Grantor: "org:acme", Subject: "device:" + dev.ID(), Action: "read", Resource: "org:acme/weather"}),
-		a.sign(dev, "", &GrantAdd{Grantor: "device:" + dev.ID(), Subject: "org:acme", Action: "command", Resource: "device:" + dev.ID()}),
+		a.sign(admin, "", &record.DeviceUpdate{Device: dev.ID(), Labels: map[string]string{"z": "1", "a": "2", "m": "3", "k": "4"}}),
+		a.sign(admin, "", &record.GrantAdd{Grantor: "org:acme", Subject: "device:" + dev.ID(), Action: "read", Resource: "org:acme/weather"}),
+		a.sign(dev, "", &record.GrantAdd{Grantor: "device:" + dev.ID(), Subject: "org:acme", Action: "command", Resource: "device:" + dev.ID()}),
 	})
 	for _, txs := range blocks {
 		a.block(txs...)
@@ -431,16 +432,16 @@ func TestDeterminism(t *testing.T) {
 func TestGenesisDevices(t *testing.T) {
 	admin, gw := mustKey(t, identity.Ed25519), mustKey(t, identity.Ed25519)
 	g := orgGenesis(admin, "acme")
-	g.Devices = []GenesisDevice{{ID: gw.ID(), Org: "acme", Class: ClassGateway}}
+	g.Devices = []GenesisDevice{{ID: gw.ID(), Org: "acme", Class: record.ClassGateway}}
 	c := newChain(t, g, "")
 	d, err := c.view().Device(gw.ID())
-	if err != nil || d.Class != ClassGateway || d.Status != StatusActive || d.History != 1 {
+	if err != nil || d.Class != record.ClassGateway || d.Status != record.StatusActive || d.History != 1 {
 		t.Fatalf("genesis device = %+v, %v", d, err)
 	}
 	if o, _ := c.view().Org("acme"); o.Devices != 1 {
 		t.Errorf("org devices = %d; want 1", o.Devices)
 	}
-	c.must(gw, "", &DataAnchor{Size: 1, Root: make([]byte, 32)})
+	c.must(gw, "", &record.DataAnchor{Size: 1, Root: make([]byte, 32)})
 
 	for _, bad := range []GenesisState{
 		{Orgs: g.Orgs, Devices: []GenesisDevice{{ID: gw.ID(), Org: "nope"}}},

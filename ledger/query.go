@@ -9,6 +9,7 @@ import (
 	cmtcrypto "github.com/cometbft/cometbft/proto/tendermint/crypto"
 	"github.com/cosmos/iavl"
 	ics23 "github.com/cosmos/ics23/go"
+	"github.com/thingnet/thingnet/record"
 )
 
 // ProofOpType names the proof format in ABCI query responses.
@@ -63,19 +64,8 @@ func (a *App) ChainID() string {
 	return a.chainID
 }
 
-// Proof is a value (or its absence) at a height, with an ICS-23 proof
-// against the app hash of that height's state, which CometBFT puts in the
-// header of block Height+1.
-type Proof struct {
-	Height int64  `json:"height"`
-	Key    []byte `json:"key"`
-	Value  []byte `json:"value,omitempty"` // nil: the proof shows the key is absent
-	Root   []byte `json:"root"`            // app hash of the state after block Height
-	Proof  []byte `json:"proof"`           // protobuf-encoded ics23.CommitmentProof
-}
-
 // Prove returns key's value at height (0 = latest) with an inclusion or absence proof.
-func (a *App) Prove(key []byte, height int64) (*Proof, error) {
+func (a *App) Prove(key []byte, height int64) (*record.Proof, error) {
 	t, err := a.version(height)
 	if err != nil {
 		return nil, err
@@ -97,29 +87,7 @@ func (a *App) Prove(key []byte, height int64) (*Proof, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Proof{Height: t.Version(), Key: key, Value: val, Root: t.Hash(), Proof: pb}, nil
-}
-
-// ErrBadProof is returned when a proof does not check against a root.
-var ErrBadProof = errors.New("proof does not verify")
-
-// VerifyProof checks a proof against an app hash taken from a trusted
-// header: the value's inclusion, or with value nil, the key's absence.
-func VerifyProof(root, key, value, proof []byte) error {
-	var cp ics23.CommitmentProof
-	if err := cp.Unmarshal(proof); err != nil {
-		return fmt.Errorf("%w: decoding: %v", ErrBadProof, err)
-	}
-	var ok bool
-	if value != nil {
-		ok = ics23.VerifyMembership(ics23.IavlSpec, root, &cp, key, value)
-	} else {
-		ok = ics23.VerifyNonMembership(ics23.IavlSpec, root, &cp, key)
-	}
-	if !ok {
-		return fmt.Errorf("%w: key %q against root %X", ErrBadProof, key, root)
-	}
-	return nil
+	return &record.Proof{Height: t.Version(), Key: key, Value: val, Root: t.Hash(), Proof: pb}, nil
 }
 
 // Query serves ABCI queries. Path "/key": Data is a state key; with Prove
@@ -130,13 +98,13 @@ func (a *App) Query(_ context.Context, req *abci.RequestQuery) (*abci.ResponseQu
 	switch req.Path {
 	case "/key", "/store", "":
 	case "/nonce":
-		key = NonceKey(string(req.Data))
+		key = record.NonceKey(string(req.Data))
 	default:
-		return &abci.ResponseQuery{Code: uint32(CodeInvalid), Log: fmt.Sprintf("unknown query path %q (known: /key, /nonce)", req.Path), Codespace: Codespace}, nil
+		return &abci.ResponseQuery{Code: uint32(record.CodeInvalid), Log: fmt.Sprintf("unknown query path %q (known: /key, /nonce)", req.Path), Codespace: record.Codespace}, nil
 	}
 	p, err := a.Prove(key, req.Height)
 	if err != nil {
-		return &abci.ResponseQuery{Code: uint32(CodeNotFound), Log: err.Error(), Codespace: Codespace}, nil
+		return &abci.ResponseQuery{Code: uint32(record.CodeNotFound), Log: err.Error(), Codespace: record.Codespace}, nil
 	}
 	res := &abci.ResponseQuery{Key: key, Value: p.Value, Height: p.Height}
 	if req.Prove {

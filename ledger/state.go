@@ -9,47 +9,17 @@ import (
 	"sort"
 
 	corestore "cosmossdk.io/core/store"
-)
-
-// Key layout of the state tree. Every record a device or auditor may need to
-// check lives under one key, so it has an inclusion (or absence) proof
-// against the app hash. docs/protocol.md lists the same layout.
-const (
-	prefixOrg       = "o/" // o/<org> -> Org
-	prefixAdmin     = "a/" // a/<admin did>/<org> -> marker (orgs an admin administers)
-	prefixDevice    = "d/" // d/<device did> -> Device
-	prefixHistory   = "h/" // h/<device did>/<seq u64 BE> -> Event
-	prefixGrant     = "g/" // g/<id u64 BE> -> Grant
-	prefixGrantIdx  = "s/" // s/<subject>\x00<action>\x00<resource>\x00<id u64 BE> -> marker (grants in force)
-	prefixNonce     = "n/" // n/<signer> -> u64 BE last nonce
-	prefixValidator = "v/" // v/<hex pubkey> -> Validator
-	prefixAnchor    = "l/" // l/<gateway did> -> Anchor (latest)
-	prefixAnchorAt  = "L/" // L/<gateway did>/<size u64 BE> -> Anchor (every anchor)
-	keyChainID      = "m/chain"
-	keyGrantSeq     = "m/grantseq"
-	keyValSeq       = "m/valseq"
+	"github.com/thingnet/thingnet/record"
 )
 
 var marker = []byte{1}
 
-// OrgKey and the functions below return state keys, for proofs.
-func OrgKey(id string) []byte       { return []byte(prefixOrg + id) }
-func DeviceKey(id string) []byte    { return []byte(prefixDevice + id) }
-func GrantKey(id uint64) []byte     { return binary.BigEndian.AppendUint64([]byte(prefixGrant), id) }
-func NonceKey(signer string) []byte { return []byte(prefixNonce + signer) }
-func HistoryKey(device string, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64([]byte(prefixHistory+device+"/"), seq)
-}
-func AnchorKey(gateway string) []byte { return []byte(prefixAnchor + gateway) }
-func AnchorAtKey(gateway string, size uint64) []byte {
-	return binary.BigEndian.AppendUint64([]byte(prefixAnchorAt+gateway+"/"), size)
-}
-func validatorKey(pub []byte) []byte { return []byte(prefixValidator + hex.EncodeToString(pub)) }
+func validatorKey(pub []byte) []byte { return []byte(record.PrefixValidator + hex.EncodeToString(pub)) }
 func adminKey(admin, org string) []byte {
-	return []byte(prefixAdmin + admin + "/" + org)
+	return []byte(record.PrefixAdmin + admin + "/" + org)
 }
 func grantIdxKey(subject, action, resource string, id uint64) []byte {
-	k := []byte(prefixGrantIdx + subject + "\x00" + action + "\x00" + resource + "\x00")
+	k := []byte(record.PrefixGrantIdx + subject + "\x00" + action + "\x00" + resource + "\x00")
 	return binary.BigEndian.AppendUint64(k, id)
 }
 
@@ -81,7 +51,7 @@ func (s *State) get(key []byte, v any) (bool, error) {
 	if b == nil {
 		return false, nil
 	}
-	if err := Unmarshal(b, v); err != nil {
+	if err := record.Unmarshal(b, v); err != nil {
 		return false, fmt.Errorf("decoding %q: %w", key, err)
 	}
 	return true, nil
@@ -91,9 +61,9 @@ func (s *State) get(key []byte, v any) (bool, error) {
 var ErrNotFound = errors.New("not found")
 
 // Org returns an organisation.
-func (s *State) Org(id string) (*Org, error) {
-	var o Org
-	ok, err := s.get(OrgKey(id), &o)
+func (s *State) Org(id string) (*record.Org, error) {
+	var o record.Org
+	ok, err := s.get(record.OrgKey(id), &o)
 	if err != nil {
 		return nil, err
 	}
@@ -104,9 +74,9 @@ func (s *State) Org(id string) (*Org, error) {
 }
 
 // Device returns a device.
-func (s *State) Device(id string) (*Device, error) {
-	var d Device
-	ok, err := s.get(DeviceKey(id), &d)
+func (s *State) Device(id string) (*record.Device, error) {
+	var d record.Device
+	ok, err := s.get(record.DeviceKey(id), &d)
 	if err != nil {
 		return nil, err
 	}
@@ -117,9 +87,9 @@ func (s *State) Device(id string) (*Device, error) {
 }
 
 // Grant returns a grant (in force, expired or revoked).
-func (s *State) Grant(id uint64) (*Grant, error) {
-	var g Grant
-	ok, err := s.get(GrantKey(id), &g)
+func (s *State) Grant(id uint64) (*record.Grant, error) {
+	var g record.Grant
+	ok, err := s.get(record.GrantKey(id), &g)
 	if err != nil {
 		return nil, err
 	}
@@ -130,9 +100,9 @@ func (s *State) Grant(id uint64) (*Grant, error) {
 }
 
 // Anchor returns a gateway's latest anchor.
-func (s *State) Anchor(gateway string) (*Anchor, error) {
-	var a Anchor
-	ok, err := s.get(AnchorKey(gateway), &a)
+func (s *State) Anchor(gateway string) (*record.Anchor, error) {
+	var a record.Anchor
+	ok, err := s.get(record.AnchorKey(gateway), &a)
 	if err != nil {
 		return nil, err
 	}
@@ -144,12 +114,12 @@ func (s *State) Anchor(gateway string) (*Anchor, error) {
 
 // AnchorCovering returns the first anchor of a gateway's log whose size is
 // above index (the anchor that first covered entry index).
-func (s *State) AnchorCovering(gateway string, index uint64) (*Anchor, error) {
-	p := []byte(prefixAnchorAt + gateway + "/")
-	var found *Anchor
-	err := s.scan(AnchorAtKey(gateway, index+1), prefixEnd(p), func(_, v []byte) (bool, error) {
-		var a Anchor
-		if err := Unmarshal(v, &a); err != nil {
+func (s *State) AnchorCovering(gateway string, index uint64) (*record.Anchor, error) {
+	p := []byte(record.PrefixAnchorAt + gateway + "/")
+	var found *record.Anchor
+	err := s.scan(record.AnchorAtKey(gateway, index+1), prefixEnd(p), func(_, v []byte) (bool, error) {
+		var a record.Anchor
+		if err := record.Unmarshal(v, &a); err != nil {
 			return false, err
 		}
 		found = &a
@@ -166,7 +136,7 @@ func (s *State) AnchorCovering(gateway string, index uint64) (*Anchor, error) {
 
 // Nonce returns the last nonce used by signer (0 if none).
 func (s *State) Nonce(signer string) (uint64, error) {
-	return s.u64(NonceKey(signer))
+	return s.u64(record.NonceKey(signer))
 }
 
 func (s *State) u64(key []byte) (uint64, error) {
@@ -185,7 +155,7 @@ func (s *State) u64(key []byte) (uint64, error) {
 
 // ChainID returns the chain id recorded at genesis.
 func (s *State) ChainID() (string, error) {
-	b, err := s.r.Get([]byte(keyChainID))
+	b, err := s.r.Get([]byte(record.KeyChainID))
 	if err != nil {
 		return "", err
 	}
@@ -193,16 +163,16 @@ func (s *State) ChainID() (string, error) {
 }
 
 // History returns up to limit events of a device starting at seq from (1-based).
-func (s *State) History(device string, from uint64, limit int) ([]Event, error) {
+func (s *State) History(device string, from uint64, limit int) ([]record.Event, error) {
 	if from == 0 {
 		from = 1
 	}
-	start := HistoryKey(device, from)
-	end := prefixEnd([]byte(prefixHistory + device + "/"))
-	var out []Event
+	start := record.HistoryKey(device, from)
+	end := prefixEnd([]byte(record.PrefixHistory + device + "/"))
+	var out []record.Event
 	err := s.scan(start, end, func(_, v []byte) (bool, error) {
-		var e Event
-		if err := Unmarshal(v, &e); err != nil {
+		var e record.Event
+		if err := record.Unmarshal(v, &e); err != nil {
 			return false, fmt.Errorf("decoding history of %s: %w", device, err)
 		}
 		out = append(out, e)
@@ -212,11 +182,11 @@ func (s *State) History(device string, from uint64, limit int) ([]Event, error) 
 }
 
 // Orgs lists organisations in id order, starting after the id `after`.
-func (s *State) Orgs(after string, limit int) ([]Org, error) {
-	var out []Org
-	err := s.scan(after1(prefixOrg, after), prefixEnd([]byte(prefixOrg)), func(_, v []byte) (bool, error) {
-		var o Org
-		if err := Unmarshal(v, &o); err != nil {
+func (s *State) Orgs(after string, limit int) ([]record.Org, error) {
+	var out []record.Org
+	err := s.scan(after1(record.PrefixOrg, after), prefixEnd([]byte(record.PrefixOrg)), func(_, v []byte) (bool, error) {
+		var o record.Org
+		if err := record.Unmarshal(v, &o); err != nil {
 			return false, err
 		}
 		out = append(out, o)
@@ -226,11 +196,11 @@ func (s *State) Orgs(after string, limit int) ([]Org, error) {
 }
 
 // Devices lists devices in id order (optionally of one org), starting after `after`.
-func (s *State) Devices(org, after string, limit int) ([]Device, error) {
-	var out []Device
-	err := s.scan(after1(prefixDevice, after), prefixEnd([]byte(prefixDevice)), func(_, v []byte) (bool, error) {
-		var d Device
-		if err := Unmarshal(v, &d); err != nil {
+func (s *State) Devices(org, after string, limit int) ([]record.Device, error) {
+	var out []record.Device
+	err := s.scan(after1(record.PrefixDevice, after), prefixEnd([]byte(record.PrefixDevice)), func(_, v []byte) (bool, error) {
+		var d record.Device
+		if err := record.Unmarshal(v, &d); err != nil {
 			return false, err
 		}
 		if org == "" || d.Org == org {
@@ -243,7 +213,7 @@ func (s *State) Devices(org, after string, limit int) ([]Device, error) {
 
 // AdminOrgs lists the organisations of which id is an admin, sorted.
 func (s *State) AdminOrgs(id string) ([]string, error) {
-	p := []byte(prefixAdmin + id + "/")
+	p := []byte(record.PrefixAdmin + id + "/")
 	var out []string
 	err := s.scan(p, prefixEnd(p), func(k, _ []byte) (bool, error) {
 		out = append(out, string(k[len(p):]))
@@ -261,22 +231,22 @@ type GrantFilter struct {
 }
 
 // Grants lists grants in force at this state's height that match f, in id order.
-func (s *State) Grants(f GrantFilter) ([]Grant, error) {
+func (s *State) Grants(f GrantFilter) ([]record.Grant, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
-	var out []Grant
-	keep := func(g *Grant) bool {
+	var out []record.Grant
+	keep := func(g *record.Grant) bool {
 		return g.ID > f.After && g.ActiveAt(s.Height+1) &&
 			(f.Subject == "" || g.Subject == f.Subject) &&
 			(f.Action == "" || g.Action == f.Action) &&
 			(f.Resource == "" || g.Resource == f.Resource)
 	}
 	if f.Subject == "" {
-		start := GrantKey(f.After + 1)
-		err := s.scan(start, prefixEnd([]byte(prefixGrant)), func(_, v []byte) (bool, error) {
-			var g Grant
-			if err := Unmarshal(v, &g); err != nil {
+		start := record.GrantKey(f.After + 1)
+		err := s.scan(start, prefixEnd([]byte(record.PrefixGrant)), func(_, v []byte) (bool, error) {
+			var g record.Grant
+			if err := record.Unmarshal(v, &g); err != nil {
 				return false, err
 			}
 			if keep(&g) {
@@ -286,7 +256,7 @@ func (s *State) Grants(f GrantFilter) ([]Grant, error) {
 		})
 		return out, err
 	}
-	p := []byte(prefixGrantIdx + f.Subject + "\x00")
+	p := []byte(record.PrefixGrantIdx + f.Subject + "\x00")
 	if f.Action != "" {
 		p = append(p, f.Action+"\x00"...)
 	}
@@ -313,7 +283,7 @@ func (s *State) Grants(f GrantFilter) ([]Grant, error) {
 // a grant on "org:O" covers O's own resources and O's devices (owners passed in).
 func (s *State) HasGrant(subject, action string, resources []string, h int64) (bool, error) {
 	for _, r := range resources {
-		p := []byte(prefixGrantIdx + subject + "\x00" + action + "\x00" + r + "\x00")
+		p := []byte(record.PrefixGrantIdx + subject + "\x00" + action + "\x00" + r + "\x00")
 		found := false
 		err := s.scan(p, prefixEnd(p), func(k, _ []byte) (bool, error) {
 			g, err := s.Grant(binary.BigEndian.Uint64(k[len(k)-8:]))
@@ -331,11 +301,11 @@ func (s *State) HasGrant(subject, action string, resources []string, h int64) (b
 }
 
 // Validators returns the validator set as the application tracks it, in key order.
-func (s *State) Validators() ([]Validator, error) {
-	var out []Validator
-	err := s.scan([]byte(prefixValidator), prefixEnd([]byte(prefixValidator)), func(_, v []byte) (bool, error) {
-		var val Validator
-		if err := Unmarshal(v, &val); err != nil {
+func (s *State) Validators() ([]record.Validator, error) {
+	var out []record.Validator
+	err := s.scan([]byte(record.PrefixValidator), prefixEnd([]byte(record.PrefixValidator)), func(_, v []byte) (bool, error) {
+		var val record.Validator
+		if err := record.Unmarshal(v, &val); err != nil {
 			return false, err
 		}
 		out = append(out, val)

@@ -8,8 +8,7 @@ import (
 
 	"github.com/cometbft/cometbft/light"
 	"github.com/cometbft/cometbft/types"
-
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 const twoWeeks = 14 * 24 * time.Hour
@@ -83,13 +82,13 @@ func TestLightClient(t *testing.T) {
 		value := *p
 		value.Value = bytes.Clone(p.Value)
 		value.Value[len(value.Value)-1] ^= 1
-		if err := lc.VerifyProof(ctx, &value); !errors.Is(err, ledger.ErrBadProof) {
-			t.Errorf("tampered value: err = %v; want ledger.ErrBadProof", err)
+		if err := lc.VerifyProof(ctx, &value); !errors.Is(err, record.ErrBadProof) {
+			t.Errorf("tampered value: err = %v; want record.ErrBadProof", err)
 		}
 		denial := *p
 		denial.Value = nil
-		if err := lc.VerifyProof(ctx, &denial); !errors.Is(err, ledger.ErrBadProof) {
-			t.Errorf("inclusion proof passed off as absence: err = %v; want ledger.ErrBadProof", err)
+		if err := lc.VerifyProof(ctx, &denial); !errors.Is(err, record.ErrBadProof) {
+			t.Errorf("inclusion proof passed off as absence: err = %v; want record.ErrBadProof", err)
 		}
 		root := *p
 		root.Root = bytes.Repeat([]byte{1}, 32)
@@ -102,8 +101,8 @@ func TestLightClient(t *testing.T) {
 		// a later height could legitimately verify.)
 		old := *p
 		old.Height = regHeight - 1
-		if err := lc.VerifyProof(ctx, &old); !errors.Is(err, ErrAppHashMismatch) && !errors.Is(err, ledger.ErrBadProof) {
-			t.Errorf("proof relabelled as of height %d, before the device was registered: err = %v; want ErrAppHashMismatch or ledger.ErrBadProof", old.Height, err)
+		if err := lc.VerifyProof(ctx, &old); !errors.Is(err, ErrAppHashMismatch) && !errors.Is(err, record.ErrBadProof) {
+			t.Errorf("proof relabelled as of height %d, before the device was registered: err = %v; want ErrAppHashMismatch or record.ErrBadProof", old.Height, err)
 		}
 		trusted := lc.Trusted()
 		first, err := lc.VerifyTo(ctx, 1)
@@ -161,8 +160,8 @@ func TestLightClient(t *testing.T) {
 		value := *p
 		value.Value = bytes.Clone(p.Value)
 		value.Value[len(value.Value)-1] ^= 1
-		if err := lc.VerifyProof(ctx, &value); !errors.Is(err, ledger.ErrBadProof) {
-			t.Errorf("old proof with a tampered value: err = %v; want ledger.ErrBadProof", err)
+		if err := lc.VerifyProof(ctx, &value); !errors.Is(err, record.ErrBadProof) {
+			t.Errorf("old proof with a tampered value: err = %v; want record.ErrBadProof", err)
 		}
 
 		state, err := stateOf(lc).MarshalBinary()

@@ -12,6 +12,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/node"
+	"github.com/thingnet/thingnet/record"
 )
 
 // testNet is a real 4-validator network of nodes (node.TestConfig: the
@@ -81,11 +82,11 @@ func (tn *testNet) trustedHash(t *testing.T, h int64) []byte {
 func (tn *testNet) register(t *testing.T) (*identity.Key, int64) {
 	t.Helper()
 	dev := newKey(t)
-	proof, err := dev.Sign(ledger.PossessionMessage(tn.chainID, testOrg, dev.ID()))
+	proof, err := dev.Sign(record.PossessionMessage(tn.chainID, testOrg, dev.ID()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := tn.clients[0].Send(testCtx(t), tn.admin, "", &ledger.DeviceRegister{Org: testOrg, Device: dev.ID(), Class: "sensor", Proof: proof}, true)
+	res, err := tn.clients[0].Send(testCtx(t), tn.admin, "", &record.DeviceRegister{Org: testOrg, Device: dev.ID(), Class: "sensor", Proof: proof}, true)
 	if err != nil {
 		t.Fatalf("registering a device: %v", err)
 	}
@@ -93,9 +94,9 @@ func (tn *testNet) register(t *testing.T) (*identity.Key, int64) {
 }
 
 // deviceProof asks node i for the latest record of a device with its proof.
-func (tn *testNet) deviceProof(t *testing.T, i int, id string) (*ledger.Proof, bool) {
+func (tn *testNet) deviceProof(t *testing.T, i int, id string) (*record.Proof, bool) {
 	t.Helper()
-	var d ledger.Device
+	var d record.Device
 	p, found, err := tn.clients[i].ProvedRecord(testCtx(t), "/v1/devices/"+id, &d)
 	if err != nil {
 		t.Fatalf("proof of device %s: %v", id, err)
@@ -116,14 +117,14 @@ func (tn *testNet) setPower(t *testing.T, seq uint64, target int, power int64, a
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &ledger.ValidatorUpdate{PubKey: pub, Power: power, Seq: seq}
-	msg := ledger.ValidatorUpdateMessage(tn.chainID, seq, pub, power)
+	m := &record.ValidatorUpdate{PubKey: pub, Power: power, Seq: seq}
+	msg := record.ValidatorUpdateMessage(tn.chainID, seq, pub, power)
 	for _, i := range approvers {
 		vpub, sig, err := chain.SignWithValidatorKey(tn.home(i), msg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		m.Approvals = append(m.Approvals, ledger.Approval{Validator: vpub, Signature: sig})
+		m.Approvals = append(m.Approvals, record.Approval{Validator: vpub, Signature: sig})
 	}
 	res, err := tn.clients[1].Send(testCtx(t), newKey(t), "", m, true)
 	if err != nil {

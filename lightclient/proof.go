@@ -6,8 +6,7 @@ import (
 	"fmt"
 
 	"github.com/cometbft/cometbft/types"
-
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // VerifyProof checks a state proof from an untrusted node: it verifies the
@@ -20,12 +19,12 @@ import (
 // data anchor from a while ago) is checked against a header hash-linked to
 // the trusted one and leaves the state as it is. A proof further back than
 // WithMaxBackwards allows is refused with ErrBelowTrusted.
-func (c *Client) VerifyProof(ctx context.Context, p *ledger.Proof) error {
+func (c *Client) VerifyProof(ctx context.Context, p *record.Proof) error {
 	if p == nil {
-		return fmt.Errorf("%w: no proof", ledger.ErrBadProof)
+		return fmt.Errorf("%w: no proof", record.ErrBadProof)
 	}
 	if p.Height <= 0 {
-		return fmt.Errorf("%w: height %d is not positive", ledger.ErrBadProof, p.Height)
+		return fmt.Errorf("%w: height %d is not positive", record.ErrBadProof, p.Height)
 	}
 	var sh *types.SignedHeader
 	var err error
@@ -40,5 +39,5 @@ func (c *Client) VerifyProof(ctx context.Context, p *ledger.Proof) error {
 	if p.Root != nil && !bytes.Equal(p.Root, sh.AppHash) {
 		return fmt.Errorf("%w: root %X, app hash %X in header %d", ErrAppHashMismatch, p.Root, []byte(sh.AppHash), sh.Height)
 	}
-	return ledger.VerifyProof(sh.AppHash, p.Key, p.Value, p.Proof)
+	return record.VerifyProof(sh.AppHash, p.Key, p.Value, p.Proof)
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // APIAuthority answers from a node's API: for the CLI and for devices that
@@ -44,7 +44,7 @@ func (a *APIAuthority) Device(id string) (*Device, error) {
 	ctx, cancel := a.ctx()
 	defer cancel()
 	var rec struct {
-		Record ledger.Device `json:"record"`
+		Record record.Device `json:"record"`
 	}
 	err := a.Client.Get(ctx, "/v1/devices/"+url.PathEscape(id), &rec)
 	var ae *api.Error
@@ -59,7 +59,7 @@ func (a *APIAuthority) Device(id string) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("device %s has an unreadable key: %w", id, err)
 	}
-	return &Device{ID: d.ID, Org: d.Org, Class: d.Class, Key: key, Active: d.Status == ledger.StatusActive,
+	return &Device{ID: d.ID, Org: d.Org, Class: d.Class, Key: key, Active: d.Status == record.StatusActive,
 		AttestedBy: d.AttestedBy, Labels: d.Labels}, nil
 }
 
@@ -86,7 +86,7 @@ func (a *APIAuthority) Granted(sender *Device, action, resource string) (bool, e
 			for _, res := range resources {
 				var page struct {
 					Height int64          `json:"height"`
-					Items  []ledger.Grant `json:"items"`
+					Items  []record.Grant `json:"items"`
 				}
 				q := url.Values{"subject": {subject}, "action": {act}, "resource": {res}}
 				if err := a.Client.Get(ctx, "/v1/grants?"+q.Encode(), &page); err != nil {

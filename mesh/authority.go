@@ -9,6 +9,7 @@ import (
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // Why a message is refused. Each is also a Status in receipts.
@@ -152,7 +153,7 @@ func (a *LedgerAuthority) device(st *ledger.State, id string) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("device %s has an unreadable key: %w", id, err)
 	}
-	return &Device{ID: d.ID, Org: d.Org, Class: d.Class, Key: key, Active: d.Status == ledger.StatusActive,
+	return &Device{ID: d.ID, Org: d.Org, Class: d.Class, Key: key, Active: d.Status == record.StatusActive,
 		AttestedBy: d.AttestedBy, Labels: d.Labels}, nil
 }
 

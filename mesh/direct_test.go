@@ -10,7 +10,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 func ctxT(t *testing.T) context.Context {
@@ -86,7 +86,7 @@ func TestDirectRefusals(t *testing.T) {
 	for _, k := range []*identity.Key{aKey, revoked} {
 		l.grant("acme", "device:"+k.ID(), KindMessage, "device:"+bKey.ID())
 	}
-	l.setStatus("acme", revoked.ID(), ledger.StatusRevoked)
+	l.setStatus("acme", revoked.ID(), record.StatusRevoked)
 
 	box := newInbox()
 	b := startNode(t, l, bKey, func(c *Config) { c.Handler = box.handler })

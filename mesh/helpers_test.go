@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/mesh/meshtest"
+	"github.com/thingnet/thingnet/record"
 )
 
 const testChain = meshtest.ChainID
@@ -62,7 +62,7 @@ func (l *testLedger) grant(org, subject, action, resource string) {
 	l.must(l.Grant(org, subject, action, resource))
 }
 
-func (l *testLedger) setStatus(org, device string, to ledger.Status) {
+func (l *testLedger) setStatus(org, device string, to record.Status) {
 	l.t.Helper()
 	l.must(l.SetStatus(org, device, to))
 }

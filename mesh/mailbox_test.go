@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // mailboxSetup: gateway G keeps the mailbox of sleeping device B; A may
@@ -229,7 +229,7 @@ loop:
 func TestWakeBudgetByClass(t *testing.T) {
 	s := newMailboxSetup(t, MailboxConfig{NoSync: true, SenderWakesPerDay: 100, DownlinksPerClass: map[string]int{"valve": 1}})
 	ctx := ctxT(t)
-	s.l.must(s.l.Do(s.l.admins["acme"], &ledger.DeviceUpdate{Device: s.bKey.ID(), RemoveLabels: []string{LabelDownlinks}}))
+	s.l.must(s.l.Do(s.l.admins["acme"], &record.DeviceUpdate{Device: s.bKey.ID(), RemoveLabels: []string{LabelDownlinks}}))
 	b := s.startB()
 	connect(t, b, s.g)
 	wakes, err := b.Sleep(ctx, s.gKey.ID())

@@ -18,6 +18,7 @@ import (
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 func TestConfigFile(t *testing.T) {
@@ -113,7 +114,7 @@ func TestSingleNode(t *testing.T) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	if _, err := cl.Send(ctx, admin, "", &ledger.OrgCreate{ID: "second", Name: "Second"}, true); err != nil {
+	if _, err := cl.Send(ctx, admin, "", &record.OrgCreate{ID: "second", Name: "Second"}, true); err != nil {
 		t.Fatalf("org create: %v", err)
 	}
 	resp, err := http.Get("http://" + n.APIAddr() + "/metrics")
@@ -201,7 +202,7 @@ func TestNodeRecordsPins(t *testing.T) {
 	admin, _ := identity.GenerateKey(identity.Ed25519)
 	st, _ := json.Marshal(ledger.GenesisState{
 		Orgs:    []ledger.GenesisOrg{{ID: "acme", Admins: []string{admin.ID()}}},
-		Devices: []ledger.GenesisDevice{{ID: gw.ID(), Org: "acme", Class: ledger.ClassGateway}},
+		Devices: []ledger.GenesisDevice{{ID: gw.ID(), Org: "acme", Class: record.ClassGateway}},
 	})
 	if err := chain.WriteGenesis(home, chain.Genesis{ChainID: "pins", Validators: []chain.GenesisValidator{{PubKey: id.ValidatorPubKey, Power: 10}}, AppState: st}); err != nil {
 		t.Fatal(err)
@@ -231,7 +232,7 @@ func TestNodeRecordsPins(t *testing.T) {
 	}
 	cl := api.NewClient(n.APIAddr())
 	pinners := func() []string {
-		var p struct{ Items []ledger.FilePin }
+		var p struct{ Items []record.FilePin }
 		if err := cl.Get(ctx, "/v1/pins/"+added.CID, &p); err != nil {
 			t.Fatal(err)
 		}

@@ -20,11 +20,11 @@ import (
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // send signs m with key and waits for its block; the tx must succeed.
-func send(t *testing.T, key *identity.Key, m ledger.Msg) *api.SubmitResult {
+func send(t *testing.T, key *identity.Key, m record.Msg) *api.SubmitResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -45,11 +45,11 @@ func registerClass(t *testing.T, class, firmware string) *identity.Key {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proof, err := dev.Sign(ledger.PossessionMessage(shared.d.ChainID(), devnet.DemoOrg, dev.ID()))
+	proof, err := dev.Sign(record.PossessionMessage(shared.d.ChainID(), devnet.DemoOrg, dev.ID()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	send(t, shared.admin, &ledger.DeviceRegister{Org: devnet.DemoOrg, Device: dev.ID(), Class: class, Firmware: firmware, Proof: proof})
+	send(t, shared.admin, &record.DeviceRegister{Org: devnet.DemoOrg, Device: dev.ID(), Class: class, Firmware: firmware, Proof: proof})
 	return dev
 }
 
@@ -119,12 +119,12 @@ func TestFilesPages(t *testing.T) {
 	// node may record its pins of content added to it by itself: the pin
 	// below is then a second record of the same pin).
 	pub, pubSize := addContent(t, []byte("thingnet explorer test: a public manual\n"), nil)
-	send(t, shared.admin, &ledger.FilePublish{Org: org, Name: "manual.txt", CID: pub, Size: pubSize, ContentType: "text/plain"})
+	send(t, shared.admin, &record.FilePublish{Org: org, Name: "manual.txt", CID: pub, Size: pubSize, ContentType: "text/plain"})
 	row := `#files tr[data-name="manual.txt"]`
 	live(t, ctx, fmt.Sprintf(`(r => r && r.querySelector('.vis').innerText === 'public' && r.querySelector('.size').title === '%d bytes')(document.querySelector(%s))`, pubSize, jsString(row)), "#files", "the published file")
 	gw := shared.d.Gateway(0)
 	pinned := make(chan error, 1)
-	if err := gw.Enqueue(&ledger.FilePinMsg{CID: pub}, func(err error) { pinned <- err }); err != nil {
+	if err := gw.Enqueue(&record.FilePinMsg{CID: pub}, func(err error) { pinned <- err }); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -142,7 +142,7 @@ func TestFilesPages(t *testing.T) {
 	other := registerClass(t, "sensor", "1.0.0")
 	var recs []files.Recipient
 	for _, id := range []string{shared.dev.ID()} {
-		var d struct{ Record ledger.Device }
+		var d struct{ Record record.Device }
 		if err := api.NewClient(shared.url).Get(context.Background(), "/v1/devices/"+id, &d); err != nil {
 			t.Fatal(err)
 		}
@@ -159,7 +159,7 @@ func TestFilesPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pubRes := send(t, shared.admin, &ledger.FilePublish{Org: org, Name: "secret.csv", CID: priv, Size: privSize, ContentType: "text/csv", Private: true, Keys: keys})
+	pubRes := send(t, shared.admin, &record.FilePublish{Org: org, Name: "secret.csv", CID: priv, Size: privSize, ContentType: "text/csv", Private: true, Keys: keys})
 	prow := `#files tr[data-name="secret.csv"]`
 	live(t, ctx, fmt.Sprintf(`(r => r && r.querySelector('.vis').innerText === 'private' && r.querySelector('.recipients').innerText === '1')(document.querySelector(%s))`, jsString(prow)), "#files", "the private file")
 
@@ -171,8 +171,8 @@ func TestFilesPages(t *testing.T) {
 	if h := get(t, ctx, chromedp.Evaluate[string](`document.querySelector('#file-tx a').getAttribute('href')`)); h != "#/tx/"+pubRes.Hash {
 		t.Errorf("publication tx link %q; want #/tx/%s", h, pubRes.Hash)
 	}
-	send(t, shared.admin, &ledger.GrantAdd{Grantor: "org:" + org, Subject: "device:" + other.ID(), Action: ledger.ActionFetch, Resource: ledger.FileResource(org, "secret.csv")})
-	r2, err := files.RecipientOf(&ledger.Device{ID: other.ID(), Key: other.ID()})
+	send(t, shared.admin, &record.GrantAdd{Grantor: "org:" + org, Subject: "device:" + other.ID(), Action: record.ActionFetch, Resource: record.FileResource(org, "secret.csv")})
+	r2, err := files.RecipientOf(&record.Device{ID: other.ID(), Key: other.ID()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,9 +180,9 @@ func TestFilesPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	send(t, shared.admin, &ledger.FileShare{Org: org, Name: "secret.csv", Keys: k2})
+	send(t, shared.admin, &record.FileShare{Org: org, Name: "secret.csv", Keys: k2})
 	live(t, ctx, `document.querySelectorAll('#recipients tbody tr').length === 2 && document.querySelectorAll('#file-history li').length === 2 && document.querySelector('#file-grants').innerText.includes('/file/secret.csv')`, "#view", "the share and its grant")
-	send(t, shared.admin, &ledger.FileRevoke{Org: org, Name: "secret.csv", Recipient: other.ID()})
+	send(t, shared.admin, &record.FileRevoke{Org: org, Name: "secret.csv", Recipient: other.ID()})
 	live(t, ctx, `document.querySelectorAll('#recipients tbody tr').length === 1 && [...document.querySelectorAll('#file-history li')].map(li => li.dataset.action).join() === 'revoke,share,publish'`, "#file-history", "the revocation")
 	html := get(t, ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`))
 	for _, k := range append(keys, k2...) {
@@ -233,11 +233,11 @@ func TestFirmwarePages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	send(t, shared.admin, &ledger.FirmwareRelease{Manifest: signed})
+	send(t, shared.admin, &record.FirmwareRelease{Manifest: signed})
 	rel := fmt.Sprintf(`#releases tr[data-vendor="%s"][data-class="%s"][data-seq="1"]`, org, class)
 	live(t, ctx, fmt.Sprintf(`(r => r && r.querySelector('.sig .badge.ok') !== null && r.innerText.includes('2.0.0'))(document.querySelector(%s))`, jsString(rel)), "#releases", "the release, its vendor signature checked")
-	send(t, shared.admin, &ledger.FirmwareApprove{Org: org, Vendor: org, Class: class, Seq: 1})
-	start := send(t, shared.admin, &ledger.FirmwareRollout{Org: org, Vendor: org, Class: class, Seq: 1, Percent: 100, BlocksPerWave: 1000, MaxFailures: 2})
+	send(t, shared.admin, &record.FirmwareApprove{Org: org, Vendor: org, Class: class, Seq: 1})
+	start := send(t, shared.admin, &record.FirmwareRollout{Org: org, Vendor: org, Class: class, Seq: 1, Percent: 100, BlocksPerWave: 1000, MaxFailures: 2})
 	ro := fmt.Sprintf(`#rollouts tr[data-org="%s"][data-class="%s"]`, org, class)
 	live(t, ctx, fmt.Sprintf(`(r => r && r.querySelector('.status').innerText === 'active' && r.querySelector('.offered').innerText === '100%%' && r.querySelector('.failed').innerText === '0 / 2')(document.querySelector(%s))`, jsString(ro)), "#rollouts", "the rollout")
 	if a := textOf(t, ctx, `#approvals`); !strings.Contains(a, "2.0.0") {
@@ -256,14 +256,14 @@ func TestFirmwarePages(t *testing.T) {
 	if st := textOf(t, ctx, `#rollout-status`); st != "active" || !strings.Contains(textOf(t, ctx, `#view dl.kv`), fmt.Sprintf("%d", start.Height)) {
 		t.Errorf("status %q, started at %d: %q", st, start.Height, textOf(t, ctx, `#view dl.kv`))
 	}
-	send(t, devs[0], &ledger.FirmwareReport{Digest: digest[:], Version: "2.0.0"})
+	send(t, devs[0], &record.FirmwareReport{Digest: digest[:], Version: "2.0.0"})
 	live(t, ctx, card("rollout-installed")+` === '1' && `+fmt.Sprintf(`document.querySelector('#class-devices tr[data-id="%s"] .fw').innerText.startsWith('2.0.0')`, devs[0].ID()), "#view", "the install")
 	bad := sha256.Sum256([]byte("an image nobody approved"))
-	send(t, devs[3], &ledger.FirmwareReport{Digest: bad[:], Version: "6.6.6"})
+	send(t, devs[3], &record.FirmwareReport{Digest: bad[:], Version: "6.6.6"})
 	live(t, ctx, fmt.Sprintf(`document.querySelector('#class-devices tr[data-id="%s"] .flag').innerText === 'firmware_unapproved'`, devs[3].ID()), "#class-devices", "the unapproved image")
-	send(t, devs[1], &ledger.FirmwareReport{Digest: digest[:], Version: "2.0.0", Failed: true})
+	send(t, devs[1], &record.FirmwareReport{Digest: digest[:], Version: "2.0.0", Failed: true})
 	live(t, ctx, card("rollout-failed")+` === '1 / 2' && `+card("rollout-status")+` === 'active'`, "#view .cards", "the first failure")
-	abort := send(t, devs[2], &ledger.FirmwareReport{Digest: digest[:], Version: "2.0.0", Failed: true})
+	abort := send(t, devs[2], &record.FirmwareReport{Digest: digest[:], Version: "2.0.0", Failed: true})
 	want := "aborted at height " + strconv.FormatInt(abort.Height, 10)
 	live(t, ctx, card("rollout-failed")+` === '2 / 2' && `+card("rollout-status")+` === `+jsString(want)+` && `+card("rollout-offered")+` === '0%' && document.querySelectorAll('#class-devices td.offered').length === 4 && [...document.querySelectorAll('#class-devices td.offered')].every(td => td.innerText === 'no')`, "#view", "the abort")
 	if w := get(t, ctx, chromedp.Evaluate[string](`document.querySelector('#wave-bars rect.fill.bad').getAttribute('width')`)); w == "0.0" {
@@ -308,14 +308,14 @@ func TestFirmwareWaves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	send(t, shared.admin, &ledger.FirmwareRelease{Manifest: signed})
-	send(t, shared.admin, &ledger.FirmwareApprove{Org: org, Vendor: org, Class: class, Seq: 3})
-	ro := ledger.FirmwareRollout{Org: org, Vendor: org, Class: class, Seq: 3, Percent: 50, BlocksPerWave: 8, MaxFailures: 1}
+	send(t, shared.admin, &record.FirmwareRelease{Manifest: signed})
+	send(t, shared.admin, &record.FirmwareApprove{Org: org, Vendor: org, Class: class, Seq: 3})
+	ro := record.FirmwareRollout{Org: org, Vendor: org, Class: class, Seq: 3, Percent: 50, BlocksPerWave: 8, MaxFailures: 1}
 	start := send(t, shared.admin, &ro)
 	frag := "/firmware/" + org + "/" + class
 	show(t, ctx, explorer(frag), frag)
 	markPage(t, ctx)
-	rec := &ledger.FirmwareRolloutRecord{FirmwareRollout: ro, Start: start.Height}
+	rec := &record.FirmwareRolloutRecord{FirmwareRollout: ro, Start: start.Height}
 	for _, d := range devs {
 		sel := fmt.Sprintf(`#class-devices tr[data-id="%s"] td`, d.ID())
 		cells := get(t, ctx, chromedp.Evaluate[[]string](fmt.Sprintf(`[...document.querySelectorAll(%s)].map(td => td.innerText)`, jsString(sel))))
@@ -332,7 +332,7 @@ func TestFirmwareWaves(t *testing.T) {
 	}
 	live(t, ctx, `document.querySelector('#rollout-wave').innerText === '2' && document.querySelector('#rollout-offered').innerText === '100%' && [...document.querySelectorAll('#class-devices td.offered')].every(td => td.innerText === 'yes')`, "#view", "the second wave")
 	for _, d := range devs {
-		send(t, d, &ledger.FirmwareReport{Digest: digest[:], Version: "1.1"})
+		send(t, d, &record.FirmwareReport{Digest: digest[:], Version: "1.1"})
 	}
 	live(t, ctx, `document.querySelector('#rollout-status').innerText === 'complete' && document.querySelector('#rollout-installed').innerText === '3'`, "#view", "the complete rollout")
 	noScriptErrors(t, ctx)
@@ -365,7 +365,7 @@ func TestTxSearch(t *testing.T) {
 	for i := range 3 {
 		cid, size := addContent(t, []byte(name+strconv.Itoa(i)), nil)
 		n := fmt.Sprintf("%s.%d", name, i)
-		hashes = append(hashes, send(t, shared.admin, &ledger.FilePublish{Org: devnet.DemoOrg, Name: n, CID: cid, Size: size}).Hash)
+		hashes = append(hashes, send(t, shared.admin, &record.FilePublish{Org: devnet.DemoOrg, Name: n, CID: cid, Size: size}).Hash)
 	}
 	// The index trails the commit by a moment: wait for the last one.
 	for {
@@ -387,7 +387,7 @@ func TestTxSearch(t *testing.T) {
 	if err := c.Get(ctx, q, &one); err != nil {
 		t.Fatal(err)
 	}
-	if one.Total != 1 || len(one.Items) != 1 || one.Items[0].Hash != hashes[1] || one.Items[0].Kind != ledger.KindFilePublish || one.Next != 0 {
+	if one.Total != 1 || len(one.Items) != 1 || one.Items[0].Hash != hashes[1] || one.Items[0].Kind != record.KindFilePublish || one.Next != 0 {
 		t.Fatalf("%s: %+v; want the one publication %s", q, one, hashes[1])
 	}
 	var p1, p2 api.TxSearch

@@ -25,8 +25,8 @@ import (
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // env is the devnet and the browser every test in this package shares:
@@ -93,13 +93,13 @@ func setup(home string) (stop func()) {
 		return fail(err)
 	}
 	c := api.NewClient(shared.url)
-	g := &ledger.GrantAdd{Grantor: "device:" + shared.dev.ID(), Subject: "org:" + devnet.DemoOrg, Action: "read", Resource: "device:" + shared.dev.ID() + "/readings"}
+	g := &record.GrantAdd{Grantor: "device:" + shared.dev.ID(), Subject: "org:" + devnet.DemoOrg, Action: "read", Resource: "device:" + shared.dev.ID() + "/readings"}
 	res, err := c.Send(ctx, shared.dev, "", g, true)
 	if err != nil {
 		return fail(fmt.Errorf("grant: %w", err))
 	}
 	shared.tx = res.Hash
-	var gs struct{ Items []ledger.Grant }
+	var gs struct{ Items []record.Grant }
 	if err := c.Get(ctx, "/v1/grants", &gs); err != nil || len(gs.Items) == 0 {
 		return fail(fmt.Errorf("grants: %v", err))
 	}
@@ -160,11 +160,11 @@ func registerDevice(ctx context.Context) (*identity.Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	proof, err := dev.Sign(ledger.PossessionMessage(shared.d.ChainID(), devnet.DemoOrg, dev.ID()))
+	proof, err := dev.Sign(record.PossessionMessage(shared.d.ChainID(), devnet.DemoOrg, dev.ID()))
 	if err != nil {
 		return nil, err
 	}
-	_, err = api.NewClient(shared.url).Send(ctx, shared.admin, "", &ledger.DeviceRegister{Org: devnet.DemoOrg, Device: dev.ID(), Class: "sensor", Firmware: "1.0.0", Proof: proof}, true)
+	_, err = api.NewClient(shared.url).Send(ctx, shared.admin, "", &record.DeviceRegister{Org: devnet.DemoOrg, Device: dev.ID(), Class: "sensor", Firmware: "1.0.0", Proof: proof}, true)
 	if err != nil {
 		return nil, fmt.Errorf("register: %w", err)
 	}
@@ -306,7 +306,7 @@ func TestLiveUpdates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := api.NewClient(shared.url).Send(rctx, shared.admin, "", ledger.NewDeviceStatus(dev.ID(), ledger.StatusSuspended, "browser test"), true); err != nil {
+	if _, err := api.NewClient(shared.url).Send(rctx, shared.admin, "", record.NewDeviceStatus(dev.ID(), record.StatusSuspended, "browser test"), true); err != nil {
 		t.Fatal(err)
 	}
 	row := fmt.Sprintf(`#devices tr[data-id="%s"] .badge.suspended`, dev.ID())
@@ -393,7 +393,7 @@ func TestOtherPages(t *testing.T) {
 	const xss = `<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>`
 	rctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := api.NewClient(shared.url).Send(rctx, shared.admin, "", &ledger.OrgCreate{ID: "xss", Name: xss}, true); err != nil {
+	if _, err := api.NewClient(shared.url).Send(rctx, shared.admin, "", &record.OrgCreate{ID: "xss", Name: xss}, true); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ frag, sel, want string }{
@@ -442,7 +442,7 @@ func TestOpenAPIEndpointsAnswered(t *testing.T) {
 	gw := shared.d.Gateway(0).ID()
 	values := map[string]string{
 		"hash": shared.tx, "height": "1", "id": "", "gateway": gw, "index": "0",
-		"device": shared.dev.ID(), "key": hex.EncodeToString(ledger.OrgKey(devnet.DemoOrg)),
+		"device": shared.dev.ID(), "key": hex.EncodeToString(record.OrgKey(devnet.DemoOrg)),
 	}
 	ids := map[string]string{
 		"/v1/orgs/{id}": devnet.DemoOrg, "/v1/devices/{id}": shared.dev.ID(), "/v1/devices/{id}/history": shared.dev.ID(),

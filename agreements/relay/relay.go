@@ -17,12 +17,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/thingnet/thingnet/agreements"
+	"github.com/thingnet/thingnet/agreements/lang"
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // Config configures a relayer.
@@ -125,15 +125,15 @@ func (r *Relayer) watches(ctx context.Context) ([]watch, error) {
 		if err != nil {
 			return nil, fmt.Errorf("agreement %d: %w", id, err)
 		}
-		if a.Status != ledger.AgreementActive {
+		if a.Status != record.AgreementActive {
 			continue
 		}
-		d, err := agreements.Parse([]byte(a.Source))
+		d, err := lang.Parse([]byte(a.Source))
 		if err != nil {
 			return nil, fmt.Errorf("agreement %d: %w", id, err)
 		}
 		for _, t := range d.Transitions {
-			if t.Trigger.Kind != agreements.TriggerReading {
+			if t.Trigger.Kind != lang.TriggerReading {
 				continue
 			}
 			for _, p := range a.Parties {
@@ -192,7 +192,7 @@ func (r *Relayer) device(ctx context.Context, dev string, watches []watch) (int,
 var errNotAnchored = errors.New("not anchored yet")
 
 // evidence fetches a reading's proof and turns it into an agreement.call's evidence.
-func (r *Relayer) evidence(ctx context.Context, it gateway.ReadingItem) (*ledger.ReadingEvidence, error) {
+func (r *Relayer) evidence(ctx context.Context, it gateway.ReadingItem) (*record.ReadingEvidence, error) {
 	p, err := gateway.FetchReading(ctx, r.cfg.Client, it.Index)
 	if err == nil {
 		err = p.Err()
@@ -215,7 +215,7 @@ func (r *Relayer) evidence(ctx context.Context, it gateway.ReadingItem) (*ledger
 }
 
 // offer dry-runs the watching transitions and calls the first that would succeed.
-func (r *Relayer) offer(ctx context.Context, it gateway.ReadingItem, ev *ledger.ReadingEvidence, watches []watch) (bool, error) {
+func (r *Relayer) offer(ctx context.Context, it gateway.ReadingItem, ev *record.ReadingEvidence, watches []watch) (bool, error) {
 	for _, w := range watches {
 		if w.device != it.Device || (w.contentType != "" && w.contentType != it.ContentType) {
 			continue
@@ -228,7 +228,7 @@ func (r *Relayer) offer(ctx context.Context, it gateway.ReadingItem, ev *ledger.
 			r.log.Debug("reading does not fire", "agreement", w.agreement, "transition", w.transition, "seq", it.Seq, "why", dr.Error)
 			continue
 		}
-		res, err := r.cfg.Client.Send(ctx, r.cfg.Key, "", &ledger.AgreementCall{ID: w.agreement, Transition: w.transition, Reading: ev}, true)
+		res, err := r.cfg.Client.Send(ctx, r.cfg.Key, "", &record.AgreementCall{ID: w.agreement, Transition: w.transition, Reading: ev}, true)
 		if err != nil {
 			var e *api.Error
 			if errors.As(err, &e) && e.Status < 500 {

@@ -12,8 +12,8 @@ import (
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // TestRelay: readings a sensor sends to a gateway fire the thermostat with
@@ -40,7 +40,7 @@ func TestRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := api.NewClient(d.APIURL(0))
-	must := func(m ledger.Msg) {
+	must := func(m record.Msg) {
 		t.Helper()
 		if _, err := c.Send(ctx, admin, "", m, true); err != nil {
 			t.Fatalf("%s: %v", m.Kind(), err)
@@ -49,15 +49,15 @@ func TestRelay(t *testing.T) {
 	var devs [2]*identity.Key
 	for i := range devs {
 		devs[i], _ = identity.GenerateKey(identity.Ed25519)
-		proof, _ := devs[i].Sign(ledger.PossessionMessage(d.ChainID(), devnet.DemoOrg, devs[i].ID()))
-		must(&ledger.DeviceRegister{Org: devnet.DemoOrg, Device: devs[i].ID(), Proof: proof})
+		proof, _ := devs[i].Sign(record.PossessionMessage(d.ChainID(), devnet.DemoOrg, devs[i].ID()))
+		must(&record.DeviceRegister{Org: devnet.DemoOrg, Device: devs[i].ID(), Proof: proof})
 	}
 	sensor, cooler := devs[0], devs[1]
 	src, err := os.ReadFile(filepath.Join("..", "..", "examples", "agreements", "thermostat.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	must(&ledger.AgreementDeploy{Source: src, Parties: map[string]string{
+	must(&record.AgreementDeploy{Source: src, Parties: map[string]string{
 		"sensor": "device:" + sensor.ID(), "cooler": "device:" + cooler.ID(), "buyer": "org:demo", "seller": "org:demo"}})
 
 	relayKey, _ := identity.GenerateKey(identity.Ed25519)
@@ -79,7 +79,7 @@ func TestRelay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var cmds []ledger.Command
+	var cmds []record.Command
 	for len(cmds) < 2 {
 		if cmds, err = c.Commands(ctx, cooler.ID(), 0); err != nil {
 			t.Fatal(err)

@@ -20,10 +20,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thingnet/thingnet/agreements"
+	"github.com/thingnet/thingnet/agreements/lang"
 	"github.com/thingnet/thingnet/agreements/relay"
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 func agreementCmd(g *globals) *cobra.Command {
@@ -58,7 +60,7 @@ func agreementCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.send(cmd, &tfa, &ledger.AgreementAccept{ID: id})
+			return g.send(cmd, &tfa, &record.AgreementAccept{ID: id})
 		},
 	}
 	tfa.register(accept)
@@ -74,7 +76,7 @@ func agreementCmd(g *globals) *cobra.Command {
 			var rec struct {
 				Height int64             `json:"height"`
 				Record api.AgreementView `json:"record"`
-				Proof  *ledger.Proof     `json:"proof,omitempty"`
+				Proof  *record.Proof     `json:"proof,omitempty"`
 			}
 			path := "/v1/agreements/" + args[0]
 			if prove {
@@ -208,7 +210,7 @@ func agreementCmd(g *globals) *cobra.Command {
 				return err
 			}
 			var p struct {
-				Items []ledger.AgreementEvent `json:"items"`
+				Items []record.AgreementEvent `json:"items"`
 			}
 			if err := g.client().Get(cmd.Context(), "/v1/agreements/"+args[0]+"/history?limit=1000", &p); err != nil {
 				return err
@@ -308,7 +310,7 @@ fires. Any key may relay: the ledger trusts the proof, not the relayer.`,
 
 // checkAgreementProof checks the record's proof against a header signed by
 // the validators, and that the proven record is the one shown.
-func checkAgreementProof(ctx context.Context, cl *api.Client, a *ledger.Agreement, p *ledger.Proof) error {
+func checkAgreementProof(ctx context.Context, cl *api.Client, a *record.Agreement, p *record.Proof) error {
 	if p == nil || p.Value == nil {
 		return fmt.Errorf("the node sent no proof of the record")
 	}
@@ -319,8 +321,8 @@ func checkAgreementProof(ctx context.Context, cl *api.Client, a *ledger.Agreemen
 	if _, err := cl.VerifyProof(ctx, st.ChainID, p); err != nil {
 		return err
 	}
-	var proven ledger.Agreement
-	if err := ledger.Unmarshal(p.Value, &proven); err != nil {
+	var proven record.Agreement
+	if err := record.Unmarshal(p.Value, &proven); err != nil {
 		return err
 	}
 	if proven.ID != a.ID || proven.Status != a.Status || proven.History != a.History || string(proven.Hash) != string(a.Hash) {
@@ -350,16 +352,16 @@ func agreementID(s string) (uint64, error) {
 	return id, nil
 }
 
-func (g *globals) deployMsg(file string, parties []string) (*ledger.AgreementDeploy, error) {
+func (g *globals) deployMsg(file string, parties []string) (*record.AgreementDeploy, error) {
 	src, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
 	}
-	doc, err := agreements.Parse(src)
+	doc, err := lang.Parse(src)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	m := &ledger.AgreementDeploy{Source: src, Parties: map[string]string{}}
+	m := &record.AgreementDeploy{Source: src, Parties: map[string]string{}}
 	for _, p := range parties {
 		name, val, ok := strings.Cut(p, "=")
 		if !ok {
@@ -370,7 +372,7 @@ func (g *globals) deployMsg(file string, parties []string) (*ledger.AgreementDep
 		}
 	}
 	// Type-check here too, so that a mistake costs no tx.
-	if _, err := agreements.Compile(doc, m.Parties, agreements.DefaultLimits()); err != nil {
+	if _, err := agreements.Compile(doc, m.Parties, lang.DefaultLimits()); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return m, nil
@@ -378,12 +380,12 @@ func (g *globals) deployMsg(file string, parties []string) (*ledger.AgreementDep
 
 // callMsg builds an agreement.call, typing arguments as the agreement's
 // document declares them.
-func (g *globals) callMsg(ctx context.Context, idArg, transition string, f *callFlags) (*ledger.AgreementCall, error) {
+func (g *globals) callMsg(ctx context.Context, idArg, transition string, f *callFlags) (*record.AgreementCall, error) {
 	id, err := agreementID(idArg)
 	if err != nil {
 		return nil, err
 	}
-	m := &ledger.AgreementCall{ID: id, Transition: transition}
+	m := &record.AgreementCall{ID: id, Transition: transition}
 	if f.reading != "" {
 		p, err := g.readingProof(ctx, f.reading)
 		if err == nil {
@@ -401,11 +403,11 @@ func (g *globals) callMsg(ctx context.Context, idArg, transition string, f *call
 	if err != nil {
 		return nil, err
 	}
-	d, err := agreements.Parse([]byte(a.Source))
+	d, err := lang.Parse([]byte(a.Source))
 	if err != nil {
 		return nil, err
 	}
-	var decl []agreements.Var
+	var decl []lang.Var
 	for _, t := range d.Transitions {
 		if t.Name == transition {
 			decl = t.Args
@@ -417,7 +419,7 @@ func (g *globals) callMsg(ctx context.Context, idArg, transition string, f *call
 		if !ok {
 			return nil, fmt.Errorf("--arg %q: want NAME=VALUE", kv)
 		}
-		typ := agreements.Type("")
+		typ := lang.Type("")
 		for _, v := range decl {
 			if v.Name == name {
 				typ = v.Type
@@ -426,9 +428,9 @@ func (g *globals) callMsg(ctx context.Context, idArg, transition string, f *call
 		switch typ {
 		case "":
 			return nil, fmt.Errorf("--arg %s: transition %s declares no such argument", name, transition)
-		case agreements.TypeString:
+		case lang.TypeString:
 			m.Args[name] = val
-		case agreements.TypeBool:
+		case lang.TypeBool:
 			b, err := strconv.ParseBool(val)
 			if err != nil {
 				return nil, fmt.Errorf("--arg %s: %q is not true or false", name, val)
@@ -446,7 +448,7 @@ func (g *globals) callMsg(ctx context.Context, idArg, transition string, f *call
 }
 
 // sendWith2 signs and submits m and prints the result with text.
-func (g *globals) sendWith2(cmd *cobra.Command, t *txFlags, m ledger.Msg, text func(io.Writer, *api.SubmitResult)) error {
+func (g *globals) sendWith2(cmd *cobra.Command, t *txFlags, m record.Msg, text func(io.Writer, *api.SubmitResult)) error {
 	key, err := g.loadKey(t.key)
 	if err != nil {
 		return err
@@ -499,23 +501,23 @@ func eventAttr(events any, typ, key string) string {
 	return "?"
 }
 
-func describeAction(a agreements.Action) string {
+func describeAction(a lang.Action) string {
 	switch a.Kind {
-	case agreements.EffectTransfer, agreements.EffectEscrow, agreements.EffectRelease:
+	case lang.EffectTransfer, lang.EffectEscrow, lang.EffectRelease:
 		return fmt.Sprintf("%s %d credits %s -> %s", a.Kind, a.Amount, a.From, a.To)
-	case agreements.EffectCommand:
+	case lang.EffectCommand:
 		return fmt.Sprintf("command %s %q", a.Device, a.Payload)
-	case agreements.EffectSuspend, agreements.EffectResume:
+	case lang.EffectSuspend, lang.EffectResume:
 		return fmt.Sprintf("%s %s (%s)", a.Kind, a.Device, a.Reason)
-	case agreements.EffectGrant:
+	case lang.EffectGrant:
 		s := fmt.Sprintf("grant %s: %s may %s %s (by %s)", a.Grant.Name, a.Grant.Subject, a.Grant.Action, a.Grant.Resource, a.Grant.Grantor)
 		if a.Grant.Expiry != 0 {
 			s += fmt.Sprintf(" until height %d", a.Grant.Expiry)
 		}
 		return s
-	case agreements.EffectRevoke:
+	case lang.EffectRevoke:
 		return fmt.Sprintf("revoke grant %d", a.RevokeID)
-	case agreements.EffectEmit:
+	case lang.EffectEmit:
 		return fmt.Sprintf("emit %s = %d", a.Event, a.Value)
 	}
 	return string(a.Kind)
@@ -569,7 +571,7 @@ func creditsCmd(g *globals) *cobra.Command {
 		},
 	}
 	var tf txFlags
-	var m ledger.CreditTransfer
+	var m record.CreditTransfer
 	transfer := &cobra.Command{
 		Use:     "transfer",
 		Short:   "Move credits from an account the signer speaks for",
@@ -600,7 +602,7 @@ func creditsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			var p struct {
-				Items []ledger.Transfer `json:"items"`
+				Items []record.Transfer `json:"items"`
 			}
 			if err := g.client().Get(cmd.Context(), "/v1/credits/"+url.PathEscape(acct)+"/transfers?limit=1000", &p); err != nil {
 				return err
@@ -648,7 +650,7 @@ func approveMintCmd() *cobra.Command {
 			if seq == 0 || amount == 0 || to == "" || chainID == "" {
 				return fmt.Errorf("--chain-id, --seq (the last mint's + 1), --to and --amount are required")
 			}
-			pub, sig, err := chain.SignWithValidatorKey(home, ledger.CreditMintMessage(chainID, seq, to, amount))
+			pub, sig, err := chain.SignWithValidatorKey(home, record.CreditMintMessage(chainID, seq, to, amount))
 			if err != nil {
 				return err
 			}
@@ -672,7 +674,7 @@ func mintCmd(g *globals) *cobra.Command {
 		Short: "Submit a credit mint with approvals of validators holding more than 2/3 of the power",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var m *ledger.CreditMint
+			var m *record.CreditMint
 			for _, file := range args {
 				b, err := os.ReadFile(file)
 				if err != nil {
@@ -688,11 +690,11 @@ func mintCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("%s: bad base64 field", file)
 				}
 				if m == nil {
-					m = &ledger.CreditMint{To: a.To, Amount: a.Amount, Seq: a.Seq}
+					m = &record.CreditMint{To: a.To, Amount: a.Amount, Seq: a.Seq}
 				} else if m.To != a.To || m.Amount != a.Amount || m.Seq != a.Seq {
 					return fmt.Errorf("%s approves a different mint than the others", file)
 				}
-				m.Approvals = append(m.Approvals, ledger.Approval{Validator: v, Signature: sg})
+				m.Approvals = append(m.Approvals, record.Approval{Validator: v, Signature: sg})
 			}
 			return g.send(cmd, &tf, m)
 		},

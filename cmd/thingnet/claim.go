@@ -16,7 +16,7 @@ import (
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // deviceCode is the device side of onboarding: make (or load) the device's
@@ -158,7 +158,7 @@ func deviceClaim(g *globals) *cobra.Command {
 type csvRow struct {
 	line   int
 	device string
-	m      *ledger.DeviceRegister
+	m      *record.DeviceRegister
 }
 
 // registerCSV registers every device of a CSV file (columns: id or key
@@ -198,7 +198,7 @@ func (g *globals) registerCSV(cmd *cobra.Command, admin *identity.Key, org, file
 			skipped++
 			continue
 		}
-		raw, err := ledger.NewTx(admin, "", st.ChainID, nonce, st.Height+api.TxLifetime+int64(len(rows)), r.m)
+		raw, err := record.NewTx(admin, "", st.ChainID, nonce, st.Height+api.TxLifetime+int64(len(rows)), r.m)
 		if err != nil {
 			failures = append(failures, fmt.Sprintf("line %d (%s): %v", r.line, r.device, err))
 			continue
@@ -305,7 +305,7 @@ func (g *globals) readCSV(file, chainID, org string) ([]csvRow, []string, error)
 
 func (g *globals) csvRow(rec []string, chainID, org string) (csvRow, error) {
 	id, class, labels, pop := strings.TrimSpace(rec[0]), strings.TrimSpace(rec[1]), strings.TrimSpace(rec[2]), strings.TrimSpace(rec[3])
-	m := &ledger.DeviceRegister{Org: org, Class: class}
+	m := &record.DeviceRegister{Org: org, Class: class}
 	if labels != "" {
 		lb, err := parseLabels(strings.Split(labels, ";"))
 		if err != nil {
@@ -331,7 +331,7 @@ func (g *globals) csvRow(rec []string, chainID, org string) (csvRow, error) {
 			return csvRow{}, err
 		}
 		m.Device = k.ID()
-		if m.Proof, err = k.Sign(ledger.PossessionMessage(chainID, org, m.Device)); err != nil {
+		if m.Proof, err = k.Sign(record.PossessionMessage(chainID, org, m.Device)); err != nil {
 			return csvRow{}, err
 		}
 	}
@@ -342,7 +342,7 @@ func (g *globals) csvRow(rec []string, chainID, org string) (csvRow, error) {
 	if err != nil {
 		return csvRow{}, err
 	}
-	if err := pub.Verify(ledger.PossessionMessage(chainID, org, m.Device), m.Proof); err != nil {
+	if err := pub.Verify(record.PossessionMessage(chainID, org, m.Device), m.Proof); err != nil {
 		return csvRow{}, fmt.Errorf("%s: the proof of possession is not for organisation %s on chain %s: %v", m.Device, org, chainID, err)
 	}
 	return csvRow{device: m.Device, m: m}, nil

@@ -16,7 +16,7 @@ import (
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // TestProvisioning drives onboarding through the CLI against a devnet: a
@@ -78,7 +78,7 @@ func TestProvisioning(t *testing.T) {
 		t.Fatal(err)
 	}
 	stranger, _ := identity.GenerateKey(identity.Ed25519)
-	badPop, _ := stranger.Sign(ledger.PossessionMessage(d.ChainID(), "acme", stranger.ID()))
+	badPop, _ := stranger.Sign(record.PossessionMessage(d.ChainID(), "acme", stranger.ID()))
 	rows := []string{
 		"id,class,labels,pop",
 		"csv-1,meter,floor=1;room=a,",

@@ -14,7 +14,7 @@ import (
 
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/devnet"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // cli runs one thingnet command in-process and returns its output.
@@ -239,7 +239,7 @@ func TestCLI(t *testing.T) {
 		t.Errorf("validator list = %q; want 5 validators", out)
 	}
 	// Its record and history, by key and by address, with a checked proof.
-	addr := ledger.ValidatorAddress(newVal.ValidatorPubKey).String()
+	addr := record.ValidatorAddress(newVal.ValidatorPubKey).String()
 	for _, id := range []string{pub, addr} {
 		if out := run("validator", "show", id, "--prove"); !strings.Contains(out, "validator "+addr) || !strings.Contains(out, "power    1 (in the set)") ||
 			!strings.Contains(out, "#1 height") || !strings.Contains(out, "validator.update power 1 tx ") || !strings.Contains(out, "proof checked") {

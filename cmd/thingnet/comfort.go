@@ -18,7 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/thingnet/thingnet/api"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // statusCmd is `thingnet status`: the node's chain, heights and validators.
@@ -31,7 +31,7 @@ func statusCmd(g *globals) *cobra.Command {
 			if err := c.Get(cmd.Context(), "/v1/status", &st); err != nil {
 				return fmt.Errorf("%w (is a node running at %s? start one with `thingnet devnet`, or pass --node)", err, g.node)
 			}
-			var vals struct{ Items []ledger.Validator }
+			var vals struct{ Items []record.Validator }
 			if err := c.Get(cmd.Context(), "/v1/validators", &vals); err != nil {
 				return err
 			}

@@ -10,14 +10,13 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 func deviceCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "device", Short: "Register devices, change their keys, status and metadata, and read their records"}
 	c.AddCommand(deviceRegister(g), devicePop(g), deviceRotate(g),
-		deviceStatus(g, "suspend", ledger.StatusSuspended), deviceStatus(g, "resume", ledger.StatusActive), deviceStatus(g, "revoke", ledger.StatusRevoked),
+		deviceStatus(g, "suspend", record.StatusSuspended), deviceStatus(g, "resume", record.StatusActive), deviceStatus(g, "revoke", record.StatusRevoked),
 		deviceUpdate(g), deviceShow(g), deviceHistory(g), deviceList(g), deviceToken(g),
 		deviceCode(g), deviceClaim(g), deviceRun(g))
 	return c
@@ -42,7 +41,7 @@ func deviceRegister(g *globals) *cobra.Command {
 				}
 				return g.registerCSV(cmd, admin, org, csvFile)
 			}
-			m := &ledger.DeviceRegister{Org: org, Class: class, Firmware: firmware}
+			m := &record.DeviceRegister{Org: org, Class: class, Firmware: firmware}
 			var err error
 			if attestedBy != "" {
 				if m.AttestedBy, err = g.resolveID(attestedBy); err != nil {
@@ -67,7 +66,7 @@ func deviceRegister(g *globals) *cobra.Command {
 					return err
 				}
 				m.Device = dk.ID()
-				if m.Proof, err = dk.Sign(ledger.PossessionMessage(st.ChainID, org, m.Device)); err != nil {
+				if m.Proof, err = dk.Sign(record.PossessionMessage(st.ChainID, org, m.Device)); err != nil {
 					return err
 				}
 			case devID != "" && proofHex != "":
@@ -113,7 +112,7 @@ func devicePop(g *globals) *cobra.Command {
 				}
 				chainID = st.ChainID
 			}
-			sig, err := k.Sign(ledger.PossessionMessage(chainID, org, k.ID()))
+			sig, err := k.Sign(record.PossessionMessage(chainID, org, k.ID()))
 			if err != nil {
 				return err
 			}
@@ -149,11 +148,11 @@ func deviceRotate(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			proof, err := nk.Sign(ledger.RotationMessage(st.ChainID, id, nk.ID()))
+			proof, err := nk.Sign(record.RotationMessage(st.ChainID, id, nk.ID()))
 			if err != nil {
 				return err
 			}
-			return g.send(cmd, &tf, &ledger.DeviceRotate{Device: id, NewKey: nk.ID(), Proof: proof})
+			return g.send(cmd, &tf, &record.DeviceRotate{Device: id, NewKey: nk.ID(), Proof: proof})
 		},
 	}
 	tf.register(c)
@@ -161,7 +160,7 @@ func deviceRotate(g *globals) *cobra.Command {
 	return c
 }
 
-func deviceStatus(g *globals, verb string, to ledger.Status) *cobra.Command {
+func deviceStatus(g *globals, verb string, to record.Status) *cobra.Command {
 	var tf txFlags
 	var reason string
 	short := map[string]string{
@@ -176,7 +175,7 @@ func deviceStatus(g *globals, verb string, to ledger.Status) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.send(cmd, &tf, ledger.NewDeviceStatus(id, to, reason))
+			return g.send(cmd, &tf, record.NewDeviceStatus(id, to, reason))
 		},
 	}
 	tf.register(c)
@@ -186,7 +185,7 @@ func deviceStatus(g *globals, verb string, to ledger.Status) *cobra.Command {
 
 func deviceUpdate(g *globals) *cobra.Command {
 	var tf txFlags
-	var m ledger.DeviceUpdate
+	var m record.DeviceUpdate
 	var labels []string
 	c := &cobra.Command{
 		Use: "update DEVICE", Short: "Change a device's class, firmware version or labels", Args: cobra.ExactArgs(1),
@@ -219,7 +218,7 @@ func deviceShow(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var d ledger.Device
+			var d record.Device
 			if err := g.getRecord(cmd, "/v1/devices/"+url.PathEscape(id), prove, &d); err != nil {
 				return err
 			}
@@ -252,11 +251,11 @@ func deviceHistory(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var all []ledger.Event
+			var all []record.Event
 			after := ""
 			for {
 				var p struct {
-					Items []ledger.Event `json:"items"`
+					Items []record.Event `json:"items"`
 					Next  string         `json:"next"`
 				}
 				path := "/v1/devices/" + url.PathEscape(id) + "/history?limit=1000"
@@ -287,7 +286,7 @@ func deviceList(g *globals) *cobra.Command {
 		Use: "list", Short: "List devices", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var p struct {
-				Items []ledger.Device `json:"items"`
+				Items []record.Device `json:"items"`
 			}
 			if err := g.client().Get(cmd.Context(), "/v1/devices?limit=1000&org="+url.QueryEscape(org), &p); err != nil {
 				return err

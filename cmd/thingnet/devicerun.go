@@ -20,8 +20,8 @@ import (
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/lightclient"
+	"github.com/thingnet/thingnet/record"
 )
 
 // runConfig is the TOML file of `thingnet device run`.
@@ -255,7 +255,7 @@ func (g *globals) runDevices(ctx context.Context, out io.Writer, rc runConfig, f
 		fl, err := device.StartFleet(ctx, device.FleetConfig{Size: fleet, Dir: rc.StateDir, Name: rc.Name, ChainID: rc.ChainID, Org: rc.Org,
 			Admin: admin, Gateways: rc.Gateways, Classes: classes, Transports: []device.Transport{tr}, Wake: rc.Wake, Batch: rc.Batch, Trust: trust,
 			OnSend: func(i int, r *device.Receipt) { printSend(fmt.Sprintf("%s-%04d", rc.Name, i), r) },
-			OnCommand: func(i int, cmd ledger.Command) error {
+			OnCommand: func(i int, cmd record.Command) error {
 				return printActuator{out: out, name: fmt.Sprintf("%s-%04d", rc.Name, i)}.Execute(ctx, cmd)
 			}})
 		if err != nil {
@@ -326,11 +326,11 @@ func (g *globals) runOne(ctx context.Context, out io.Writer, rc runConfig, tr de
 		return err
 	}
 	if !known && admin != nil {
-		proof, err := k.Sign(ledger.PossessionMessage(rc.ChainID, rc.Org, k.ID()))
+		proof, err := k.Sign(record.PossessionMessage(rc.ChainID, rc.Org, k.ID()))
 		if err != nil {
 			return err
 		}
-		if _, err := device.RegisterAll(ctx, c, admin, rc.ChainID, []*ledger.DeviceRegister{{Org: rc.Org, Device: k.ID(), Class: class, Proof: proof}}); err != nil {
+		if _, err := device.RegisterAll(ctx, c, admin, rc.ChainID, []*record.DeviceRegister{{Org: rc.Org, Device: k.ID(), Class: class, Proof: proof}}); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "%s: registered in %s by %s\n", rc.Name, rc.Org, admin.ID())
@@ -414,7 +414,7 @@ func startDevnetFleet(ctx context.Context, out io.Writer, d *devnet.Devnet, c de
 			fmt.Fprintf(out, "  %s reading  sim-%04d's first over %s (seq %d) stored by %s\n", time.Now().Format("15:04:05"), i, r.Transport, r.Seqs[0], r.Gateway.API)
 		}
 	}
-	c.OnCommand = func(i int, cmd ledger.Command) error {
+	c.OnCommand = func(i int, cmd record.Command) error {
 		return printActuator{out: out, name: fmt.Sprintf("sim-%04d", i)}.Execute(ctx, cmd)
 	}
 	c.Agreement = c.Size >= 2
@@ -459,7 +459,7 @@ type printActuator struct {
 	name string
 }
 
-func (p printActuator) Execute(_ context.Context, c ledger.Command) error {
+func (p printActuator) Execute(_ context.Context, c record.Command) error {
 	fmt.Fprintf(p.out, "%s %s: executing command %d of agreement %d (%s): %q\n", time.Now().Format("15:04:05"), p.name, c.ID, c.Agreement, c.Transition, c.Payload)
 	return nil
 }

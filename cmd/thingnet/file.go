@@ -14,7 +14,7 @@ import (
 
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 func fileCmd(g *globals) *cobra.Command {
@@ -77,9 +77,9 @@ func splitFile(s string) (string, string, error) {
 	return org, name, nil
 }
 
-func (g *globals) manifest(ctx context.Context, org, name string) (*ledger.FileManifest, error) {
+func (g *globals) manifest(ctx context.Context, org, name string) (*record.FileManifest, error) {
 	var rec struct {
-		Record ledger.FileManifest `json:"record"`
+		Record record.FileManifest `json:"record"`
 	}
 	if err := g.client().Get(ctx, "/v1/files/"+org+"/"+name, &rec); err != nil {
 		return nil, err
@@ -96,7 +96,7 @@ func (g *globals) recipients(ctx context.Context, ids []string) ([]files.Recipie
 			return nil, err
 		}
 		var rec struct {
-			Record ledger.Device `json:"record"`
+			Record record.Device `json:"record"`
 		}
 		if err := g.client().Get(ctx, "/v1/devices/"+id, &rec); err != nil {
 			return nil, fmt.Errorf("recipient %s: %w", id, err)
@@ -167,7 +167,7 @@ func fileAddCmd(g *globals) *cobra.Command {
 			if publish == "" {
 				return g.print(cmd.OutOrStdout(), res, func(w io.Writer) { fmt.Fprintf(w, "%s  %d bytes\n", res.CID, res.Size) })
 			}
-			m := &ledger.FilePublish{Org: org, Name: name, CID: res.CID, Size: res.Size, ContentType: ctype, Private: private}
+			m := &record.FilePublish{Org: org, Name: name, CID: res.CID, Size: res.Size, ContentType: ctype, Private: private}
 			if private {
 				rs, err := g.recipients(ctx, append([]string{cl.Device}, to...))
 				if err != nil {
@@ -297,7 +297,7 @@ func filePinsCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var p struct {
 				Height int64            `json:"height"`
-				Items  []ledger.FilePin `json:"items"`
+				Items  []record.FilePin `json:"items"`
 			}
 			if err := g.client().Get(cmd.Context(), "/v1/pins/"+args[0], &p); err != nil {
 				return err
@@ -334,7 +334,7 @@ func fileLsCmd(g *globals) *cobra.Command {
 				})
 			}
 			var p struct {
-				Items []ledger.FileManifest `json:"items"`
+				Items []record.FileManifest `json:"items"`
 			}
 			if err := g.client().Get(ctx, "/v1/files/"+args[0]+"?limit=1000", &p); err != nil {
 				return err
@@ -387,7 +387,7 @@ func filePinCmd(g *globals, pin bool) *cobra.Command {
 }
 
 // ownKey opens the content key the manifest holds for the signer.
-func (g *globals) ownKey(ctx context.Context, tf *txFlags, m *ledger.FileManifest) ([]byte, error) {
+func (g *globals) ownKey(ctx context.Context, tf *txFlags, m *record.FileManifest) ([]byte, error) {
 	k, err := g.loadKey(tf.key)
 	if err != nil {
 		return nil, err
@@ -430,7 +430,7 @@ func fileShareCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.send(cmd, &tf, &ledger.FileShare{Org: org, Name: name, Keys: keys})
+			return g.send(cmd, &tf, &record.FileShare{Org: org, Name: name, Keys: keys})
 		},
 	}
 	tf.register(c)
@@ -465,7 +465,7 @@ func fileRevokeCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			if err := g.send(cmd, &tf, &ledger.FileRevoke{Org: org, Name: name, Recipient: recipient}); err != nil {
+			if err := g.send(cmd, &tf, &record.FileRevoke{Org: org, Name: name, Recipient: recipient}); err != nil {
 				return err
 			}
 			if !rekey {
@@ -485,7 +485,7 @@ func fileRevokeCmd(g *globals) *cobra.Command {
 // It streams (download, decryption, encryption and upload run together,
 // one segment in memory); a segment of the old file that does not open
 // fails the upload, and nothing is recorded.
-func (g *globals) rekey(cmd *cobra.Command, tf *txFlags, m *ledger.FileManifest, old []byte, revoked string) error {
+func (g *globals) rekey(cmd *cobra.Command, tf *txFlags, m *record.FileManifest, old []byte, revoked string) error {
 	ctx := cmd.Context()
 	nk, err := files.NewContentKey()
 	if err != nil {
@@ -530,5 +530,5 @@ func (g *globals) rekey(cmd *cobra.Command, tf *txFlags, m *ledger.FileManifest,
 	if err != nil {
 		return err
 	}
-	return g.sendWith(cmd, key, tf, &ledger.FileRekey{Org: m.Org, Name: m.Name, CID: res.CID, Size: res.Size, Keys: keys})
+	return g.sendWith(cmd, key, tf, &record.FileRekey{Org: m.Org, Name: m.Name, CID: res.CID, Size: res.Size, Keys: keys})
 }

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/api"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // TestFileCLI: add on one node, get through another (bitswap between the
@@ -155,7 +155,7 @@ func TestFileCLI(t *testing.T) {
 		t.Errorf("devices = %+v", st.Devices)
 	}
 	// A release read through node 1 with its proof; an absent one answers 404 with an absence proof.
-	var rel ledger.FirmwareReleaseRecord
+	var rel record.FirmwareReleaseRecord
 	c := api.NewClient(d.APIURL(1))
 	if p, found, err := c.ProvedRecord(ctx, "/v1/firmware/demo/camera/1", &rel); err != nil || !found || p == nil || rel.Manifest.Version != "1.0.0" {
 		t.Errorf("proved release: %v found=%v %+v", err, found, rel)

@@ -16,13 +16,13 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/files"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 func firmwareCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "firmware", Short: "Firmware releases: a vendor-signed manifest on the ledger, approvals per device class (docs/files.md#firmware)"}
 	var tf txFlags
-	var m ledger.FirmwareManifest
+	var m record.FirmwareManifest
 	publish := &cobra.Command{
 		Use:   "publish IMAGE",
 		Short: "Sign a release manifest for IMAGE (digest and size computed here) and record it (firmware.release)",
@@ -54,7 +54,7 @@ func firmwareCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "release %s/%s %s (seq %d): sha256 %x, %d bytes\n", m.Vendor, m.Class, m.Version, m.Seq, m.Digest, m.Size)
-			return g.sendWith(cmd, key, &tf, &ledger.FirmwareRelease{Manifest: raw})
+			return g.sendWith(cmd, key, &tf, &record.FirmwareRelease{Manifest: raw})
 		},
 	}
 	tf.register(publish)
@@ -66,7 +66,7 @@ func firmwareCmd(g *globals) *cobra.Command {
 	f.StringVar(&m.CID, "cid", "", "CID of the image (thingnet file add)")
 
 	var tfa txFlags
-	var a ledger.FirmwareApprove
+	var a record.FirmwareApprove
 	approve := &cobra.Command{
 		Use:   "approve",
 		Short: "Approve a release for your organisation's devices of a class (firmware.approve)",
@@ -80,7 +80,7 @@ func firmwareCmd(g *globals) *cobra.Command {
 	af.StringVar(&a.Class, "class", "", "device class")
 	af.Uint64Var(&a.Seq, "seq", 0, "the release's sequence number")
 	var tfr txFlags
-	var r ledger.FirmwareRollout
+	var r record.FirmwareRollout
 	rollout := &cobra.Command{
 		Use:     "rollout",
 		Short:   "Offer an approved release to your devices of a class in waves, aborting after too many failed installs (firmware.rollout)",
@@ -107,8 +107,8 @@ type fwStatus struct {
 	Vendor    string                         `json:"vendor"`
 	Class     string                         `json:"class"`
 	Org       string                         `json:"org"`
-	Releases  []ledger.FirmwareReleaseRecord `json:"releases"`
-	Approvals []ledger.FirmwareApproval      `json:"approvals"`
+	Releases  []record.FirmwareReleaseRecord `json:"releases"`
+	Approvals []record.FirmwareApproval      `json:"approvals"`
 	Rollout   *api.Rollout                   `json:"rollout,omitempty"`
 	Devices   []fwDevice                     `json:"devices"`
 	Flagged   int                            `json:"flagged"`
@@ -153,7 +153,7 @@ func firmwareStatus(g *globals) *cobra.Command {
 func readFwStatus(ctx context.Context, c *api.Client, s *fwStatus) error {
 	var rel struct {
 		Height int64                          `json:"height"`
-		Items  []ledger.FirmwareReleaseRecord `json:"items"`
+		Items  []record.FirmwareReleaseRecord `json:"items"`
 		Next   string                         `json:"next"`
 	}
 	base := "/v1/firmware/" + url.PathEscape(s.Vendor) + "/" + url.PathEscape(s.Class) + "?limit=1000"
@@ -172,7 +172,7 @@ func readFwStatus(ctx context.Context, c *api.Client, s *fwStatus) error {
 	at := "height=" + strconv.FormatInt(s.Height, 10)
 	oc := url.PathEscape(s.Org) + "/" + url.PathEscape(s.Class)
 	var ap struct {
-		Items []ledger.FirmwareApproval `json:"items"`
+		Items []record.FirmwareApproval `json:"items"`
 	}
 	if err := c.Get(ctx, "/v1/firmware-approvals/"+oc+"?"+at, &ap); err != nil {
 		return err
@@ -191,7 +191,7 @@ func readFwStatus(ctx context.Context, c *api.Client, s *fwStatus) error {
 	after := ""
 	for {
 		var p struct {
-			Items []ledger.Device `json:"items"`
+			Items []record.Device `json:"items"`
 			Next  string          `json:"next"`
 		}
 		path := "/v1/devices?limit=1000&org=" + url.QueryEscape(s.Org) + "&" + at
@@ -205,7 +205,7 @@ func readFwStatus(ctx context.Context, c *api.Client, s *fwStatus) error {
 			if d.Class != s.Class {
 				continue
 			}
-			fd := fwDevice{ID: d.ID, Status: string(d.Status), Version: d.Firmware, Flagged: d.Labels[ledger.LabelFirmwareFlag]}
+			fd := fwDevice{ID: d.ID, Status: string(d.Status), Version: d.Firmware, Flagged: d.Labels[record.LabelFirmwareFlag]}
 			if fd.Flagged != "" {
 				s.Flagged++
 			}
@@ -259,7 +259,7 @@ func printFwStatus(w io.Writer, s *fwStatus) {
 
 func firmwareReport(g *globals) *cobra.Command {
 	var tf txFlags
-	var m ledger.FirmwareReport
+	var m record.FirmwareReport
 	var digest string
 	c := &cobra.Command{
 		Use:   "report",

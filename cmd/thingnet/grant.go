@@ -7,14 +7,13 @@ import (
 	"strconv"
 
 	"github.com/spf13/cobra"
-
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 func grantCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "grant", Short: "Grant and revoke permissions (message, read, command, fetch, manage, ...)"}
 	var tf txFlags
-	var m ledger.GrantAdd
+	var m record.GrantAdd
 	add := &cobra.Command{
 		Use:   "add",
 		Short: "Let a subject perform an action on a resource the grantor owns",
@@ -52,7 +51,7 @@ func grantCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("grant id %q must be a number (see `thingnet grant list`)", args[0])
 			}
-			return g.send(cmd, &tfr, &ledger.GrantRevoke{ID: id})
+			return g.send(cmd, &tfr, &record.GrantRevoke{ID: id})
 		},
 	}
 	tfr.register(revoke)
@@ -67,7 +66,7 @@ func grantCmd(g *globals) *cobra.Command {
 			}
 			q := url.Values{"subject": {subject}, "action": {action}, "resource": {resource}, "limit": {"1000"}}
 			var p struct {
-				Items []ledger.Grant `json:"items"`
+				Items []record.Grant `json:"items"`
 			}
 			if err := g.client().Get(cmd.Context(), "/v1/grants?"+q.Encode(), &p); err != nil {
 				return err

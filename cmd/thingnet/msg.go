@@ -17,8 +17,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/record"
 )
 
 func msgCmd(g *globals) *cobra.Command {
@@ -341,7 +341,7 @@ for example to an agreement that needs proof that a command was delivered.`,
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "exchange root %x (%d messages)\n", root, len(hs))
-			return g.send(cmd, &tf, &ledger.ExchangeAnchor{Peer: strings.TrimPrefix(p, "device:"), Root: root, Count: uint64(len(hs))})
+			return g.send(cmd, &tf, &record.ExchangeAnchor{Peer: strings.TrimPrefix(p, "device:"), Root: root, Count: uint64(len(hs))})
 		},
 	}
 	tf.register(c)

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thingnet/thingnet/api"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 func orgCmd(g *globals) *cobra.Command {
@@ -21,7 +21,7 @@ func orgCmd(g *globals) *cobra.Command {
 		Short: "Create an organisation; the signing key becomes its first admin",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.send(cmd, &tf, &ledger.OrgCreate{ID: args[0], Name: name})
+			return g.send(cmd, &tf, &record.OrgCreate{ID: args[0], Name: name})
 		},
 	}
 	tf.register(create)
@@ -36,7 +36,7 @@ func orgCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.send(cmd, &tfa, ledger.NewOrgAdminAdd(args[0], id))
+			return g.send(cmd, &tfa, record.NewOrgAdminAdd(args[0], id))
 		},
 	}
 	tfa.register(add)
@@ -48,7 +48,7 @@ func orgCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.send(cmd, &tfr, ledger.NewOrgAdminRemove(args[0], id))
+			return g.send(cmd, &tfr, record.NewOrgAdminRemove(args[0], id))
 		},
 	}
 	tfr.register(remove)
@@ -58,7 +58,7 @@ func orgCmd(g *globals) *cobra.Command {
 	show := &cobra.Command{
 		Use: "show ID", Short: "Show an organisation", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var o ledger.Org
+			var o record.Org
 			if err := g.getRecord(cmd, "/v1/orgs/"+url.PathEscape(args[0]), prove, &o); err != nil {
 				return err
 			}
@@ -72,7 +72,7 @@ func orgCmd(g *globals) *cobra.Command {
 		Use: "list", Short: "List organisations", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var p struct {
-				Items []ledger.Org `json:"items"`
+				Items []record.Org `json:"items"`
 			}
 			if err := g.client().Get(cmd.Context(), "/v1/orgs", &p); err != nil {
 				return err
@@ -118,7 +118,7 @@ func (g *globals) getRecord(cmd *cobra.Command, path string, prove bool, rec any
 	return nil
 }
 
-func printProof(cmd *cobra.Command, p *ledger.Proof, v *api.VerifiedProof) {
+func printProof(cmd *cobra.Command, p *record.Proof, v *api.VerifiedProof) {
 	what := "present"
 	if p.Value == nil {
 		what = "absent"

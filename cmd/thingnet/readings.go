@@ -19,9 +19,9 @@ import (
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/lightclient"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 func deviceToken(g *globals) *cobra.Command {
@@ -278,7 +278,7 @@ func printEnvelope(w io.Writer, env *reading.Envelope) {
 // lightChecker checks proofs with a light client.
 type lightChecker struct{ lc *lightclient.Client }
 
-func (l lightChecker) CheckProof(ctx context.Context, p *ledger.Proof) (int64, error) {
+func (l lightChecker) CheckProof(ctx context.Context, p *record.Proof) (int64, error) {
 	return p.Height + 1, l.lc.VerifyProof(ctx, p)
 }
 

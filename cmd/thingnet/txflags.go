@@ -9,7 +9,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // txFlags are the flags of every command that sends a transaction.
@@ -26,7 +26,7 @@ func (t *txFlags) register(c *cobra.Command) {
 }
 
 // send signs m and submits it, printing the outcome.
-func (g *globals) send(cmd *cobra.Command, t *txFlags, m ledger.Msg) error {
+func (g *globals) send(cmd *cobra.Command, t *txFlags, m record.Msg) error {
 	key, err := g.loadKey(t.key)
 	if err != nil {
 		return err
@@ -34,7 +34,7 @@ func (g *globals) send(cmd *cobra.Command, t *txFlags, m ledger.Msg) error {
 	return g.sendWith(cmd, key, t, m)
 }
 
-func (g *globals) sendWith(cmd *cobra.Command, key *identity.Key, t *txFlags, m ledger.Msg) error {
+func (g *globals) sendWith(cmd *cobra.Command, key *identity.Key, t *txFlags, m record.Msg) error {
 	res, err := g.client().Send(cmd.Context(), key, t.as, m, !t.noWait)
 	if err != nil {
 		if e, ok := err.(*api.Error); ok {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // approvalFile is what `validator approve` writes and `validator update` reads.
@@ -45,7 +45,7 @@ func validatorCmd(g *globals) *cobra.Command {
 			if seq == 0 {
 				return fmt.Errorf("--seq is required: the next validator-update sequence (last one + 1)")
 			}
-			vpub, sig, err := chain.SignWithValidatorKey(home, ledger.ValidatorUpdateMessage(chainID, seq, pk, power))
+			vpub, sig, err := chain.SignWithValidatorKey(home, record.ValidatorUpdateMessage(chainID, seq, pk, power))
 			if err != nil {
 				return err
 			}
@@ -70,7 +70,7 @@ func validatorCmd(g *globals) *cobra.Command {
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			files = args
-			var m *ledger.ValidatorUpdate
+			var m *record.ValidatorUpdate
 			for _, f := range files {
 				b, err := os.ReadFile(f)
 				if err != nil {
@@ -87,11 +87,11 @@ func validatorCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("%s: bad base64 field", f)
 				}
 				if m == nil {
-					m = &ledger.ValidatorUpdate{PubKey: pk, Power: a.Power, Seq: a.Seq}
+					m = &record.ValidatorUpdate{PubKey: pk, Power: a.Power, Seq: a.Seq}
 				} else if string(m.PubKey) != string(pk) || m.Power != a.Power || m.Seq != a.Seq {
 					return fmt.Errorf("%s approves a different change than the others", f)
 				}
-				m.Approvals = append(m.Approvals, ledger.Approval{Validator: v, Signature: s})
+				m.Approvals = append(m.Approvals, record.Approval{Validator: v, Signature: s})
 			}
 			return g.send(cmd, &tf, m)
 		},
@@ -102,14 +102,14 @@ func validatorCmd(g *globals) *cobra.Command {
 		Use: "list", Short: "List the validators as the ledger records them", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var p struct {
-				Items []ledger.Validator `json:"items"`
+				Items []record.Validator `json:"items"`
 			}
 			if err := g.client().Get(cmd.Context(), "/v1/validators", &p); err != nil {
 				return err
 			}
 			return g.print(cmd.OutOrStdout(), p.Items, func(w io.Writer) {
 				for _, v := range p.Items {
-					fmt.Fprintf(w, "%s  %s  power %d\n", ledger.ValidatorAddress(v.PubKey), base64.StdEncoding.EncodeToString(v.PubKey), v.Power)
+					fmt.Fprintf(w, "%s  %s  power %d\n", record.ValidatorAddress(v.PubKey), base64.StdEncoding.EncodeToString(v.PubKey), v.Power)
 				}
 			})
 		},
@@ -120,10 +120,10 @@ func validatorCmd(g *globals) *cobra.Command {
 
 // validatorView is what `validator show` prints as JSON.
 type validatorView struct {
-	*ledger.ValidatorInfo
+	*record.ValidatorInfo
 	Height   int64                   `json:"height"`
-	History  []ledger.ValidatorEvent `json:"history_entries"`
-	Evidence []ledger.Evidence       `json:"evidence_records"`
+	History  []record.ValidatorEvent `json:"history_entries"`
+	Evidence []record.Evidence       `json:"evidence_records"`
 	Proved   bool                    `json:"proved,omitempty"`
 }
 
@@ -142,11 +142,11 @@ func validatorShowCmd(g *globals) *cobra.Command {
 			id := fmt.Sprintf("%X", addr)
 			var rec struct {
 				Height int64                 `json:"height"`
-				Record *ledger.ValidatorInfo `json:"record"`
+				Record *record.ValidatorInfo `json:"record"`
 			}
 			v := validatorView{}
 			if prove {
-				var info ledger.ValidatorInfo
+				var info record.ValidatorInfo
 				p, found, err := cl.ProvedRecord(ctx, "/v1/validators/"+id, &info)
 				if err != nil {
 					return err
@@ -167,7 +167,7 @@ func validatorShowCmd(g *globals) *cobra.Command {
 			h := strconv.FormatInt(v.Height, 10)
 			for after := ""; ; {
 				var p struct {
-					Items []ledger.ValidatorEvent `json:"items"`
+					Items []record.ValidatorEvent `json:"items"`
 					Next  string                  `json:"next"`
 				}
 				if err := cl.Get(ctx, "/v1/validators/"+id+"/history?limit=1000&height="+h+"&after="+after, &p); err != nil {
@@ -179,11 +179,11 @@ func validatorShowCmd(g *globals) *cobra.Command {
 				}
 			}
 			for _, e := range v.History {
-				if e.Kind != ledger.ValEventEvidence || e.Evidence == 0 {
+				if e.Kind != record.ValEventEvidence || e.Evidence == 0 {
 					continue
 				}
 				var r struct {
-					Record ledger.Evidence `json:"record"`
+					Record record.Evidence `json:"record"`
 				}
 				if err := cl.Get(ctx, "/v1/evidence/"+strconv.FormatUint(e.Evidence, 10)+"?height="+h, &r); err != nil {
 					return err
@@ -228,7 +228,7 @@ func validatorShowCmd(g *globals) *cobra.Command {
 
 // checkValidatorProof checks the record's proof against a header signed by
 // the validators, and that the proven record is the one shown.
-func checkValidatorProof(ctx context.Context, cl *api.Client, v *ledger.ValidatorInfo, p *ledger.Proof) error {
+func checkValidatorProof(ctx context.Context, cl *api.Client, v *record.ValidatorInfo, p *record.Proof) error {
 	st, err := cl.Status(ctx)
 	if err != nil {
 		return err
@@ -236,8 +236,8 @@ func checkValidatorProof(ctx context.Context, cl *api.Client, v *ledger.Validato
 	if _, err := cl.VerifyProof(ctx, st.ChainID, p); err != nil {
 		return err
 	}
-	var proven ledger.ValidatorInfo
-	if err := ledger.Unmarshal(p.Value, &proven); err != nil {
+	var proven record.ValidatorInfo
+	if err := record.Unmarshal(p.Value, &proven); err != nil {
 		return err
 	}
 	if !bytes.Equal(proven.Address, v.Address) || proven.Power != v.Power || proven.History != v.History || proven.Evidence != v.Evidence || proven.Removed != v.Removed {
@@ -250,10 +250,10 @@ func validatorEvidenceCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use: "evidence", Short: "List the evidence of validator misbehaviour committed on the chain", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var all []ledger.Evidence
+			var all []record.Evidence
 			for after := ""; ; {
 				var p struct {
-					Items []ledger.Evidence `json:"items"`
+					Items []record.Evidence `json:"items"`
 					Next  string            `json:"next"`
 				}
 				if err := g.client().Get(cmd.Context(), "/v1/evidence?limit=1000&after="+after, &p); err != nil {

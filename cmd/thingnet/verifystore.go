@@ -18,6 +18,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/node"
+	"github.com/thingnet/thingnet/record"
 )
 
 // StoreAlteration is one row of `thingnet verify store`: which store, which
@@ -175,9 +176,9 @@ func verifyStore(cmd *cobra.Command, home, gwID, compare string) (*StoreReport, 
 			if at == 0 {
 				break
 			}
-			p, err := app.Prove(ledger.AnchorAtKey(gwID, a.Size), at)
+			p, err := app.Prove(record.AnchorAtKey(gwID, a.Size), at)
 			if err == nil {
-				err = ledger.VerifyProof(br.AppHash, p.Key, p.Value, p.Proof)
+				err = record.VerifyProof(br.AppHash, p.Key, p.Value, p.Proof)
 			}
 			if err != nil {
 				rep.Alterations = append(rep.Alterations, StoreAlteration{Store: "ledger", Item: fmt.Sprintf("anchor record of size %d", a.Size), What: "anchor_record",

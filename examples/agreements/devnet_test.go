@@ -22,6 +22,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // net is the devnet the example tests share, with its keys.
@@ -66,25 +67,25 @@ func start(t *testing.T) *net {
 	if err := d.WaitForHeight(ctx, 2); err != nil {
 		t.Fatal(err)
 	}
-	n.must(n.acme, &ledger.OrgCreate{ID: "acme", Name: "Acme Cooling"})
+	n.must(n.acme, &record.OrgCreate{ID: "acme", Name: "Acme Cooling"})
 	// Credits by governance: three of the four validators approve a mint to demo.
-	mint := &ledger.CreditMint{To: "org:demo", Amount: 10_000, Seq: 1}
+	mint := &record.CreditMint{To: "org:demo", Amount: 10_000, Seq: 1}
 	for i := range 3 {
-		pub, sig, err := chain.SignWithValidatorKey(d.NodeHome(i), ledger.CreditMintMessage(d.ChainID(), 1, mint.To, mint.Amount))
+		pub, sig, err := chain.SignWithValidatorKey(d.NodeHome(i), record.CreditMintMessage(d.ChainID(), 1, mint.To, mint.Amount))
 		if err != nil {
 			t.Fatal(err)
 		}
-		mint.Approvals = append(mint.Approvals, ledger.Approval{Validator: pub, Signature: sig})
+		mint.Approvals = append(mint.Approvals, record.Approval{Validator: pub, Signature: sig})
 	}
 	n.must(n.admin, mint)
 	return n
 }
 
-func (n *net) send(key *identity.Key, m ledger.Msg) (*api.SubmitResult, error) {
+func (n *net) send(key *identity.Key, m record.Msg) (*api.SubmitResult, error) {
 	return n.c.Send(n.ctx, key, "", m, true)
 }
 
-func (n *net) must(key *identity.Key, m ledger.Msg) *api.SubmitResult {
+func (n *net) must(key *identity.Key, m record.Msg) *api.SubmitResult {
 	n.t.Helper()
 	res, err := n.send(key, m)
 	if err != nil {
@@ -93,7 +94,7 @@ func (n *net) must(key *identity.Key, m ledger.Msg) *api.SubmitResult {
 	return res
 }
 
-func (n *net) refused(key *identity.Key, m ledger.Msg, code string) {
+func (n *net) refused(key *identity.Key, m record.Msg, code string) {
 	n.t.Helper()
 	_, err := n.send(key, m)
 	var e *api.Error
@@ -105,8 +106,8 @@ func (n *net) refused(key *identity.Key, m ledger.Msg, code string) {
 func (n *net) register(admin *identity.Key, org, class string) *identity.Key {
 	n.t.Helper()
 	dev, _ := identity.GenerateKey(identity.Ed25519)
-	proof, _ := dev.Sign(ledger.PossessionMessage(n.d.ChainID(), org, dev.ID()))
-	n.must(admin, &ledger.DeviceRegister{Org: org, Device: dev.ID(), Class: class, Proof: proof})
+	proof, _ := dev.Sign(record.PossessionMessage(n.d.ChainID(), org, dev.ID()))
+	n.must(admin, &record.DeviceRegister{Org: org, Device: dev.ID(), Class: class, Proof: proof})
 	return dev
 }
 
@@ -116,7 +117,7 @@ func (n *net) deploy(key *identity.Key, name string, parties map[string]string) 
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	n.must(key, &ledger.AgreementDeploy{Source: src, Parties: parties})
+	n.must(key, &record.AgreementDeploy{Source: src, Parties: parties})
 	n.nextAg++
 	a, err := n.c.Agreement(n.ctx, n.nextAg)
 	if err != nil || a.Name != name {
@@ -157,7 +158,7 @@ func (n *net) waitUntil(what string, cond func() bool) {
 
 // proveReading stores a signed reading in node 0's gateway and waits until
 // an anchor covers it; it returns the evidence an agreement.call carries.
-func (n *net) proveReading(dev *identity.Key, seq uint64, v float64) *ledger.ReadingEvidence {
+func (n *net) proveReading(dev *identity.Key, seq uint64, v float64) *record.ReadingEvidence {
 	n.t.Helper()
 	raw, err := reading.Sign(dev, dev.ID(), reading.Reading{Seq: seq, Time: time.UnixMilli(1_700_000_000_000 + int64(seq)), ContentType: "temperature/celsius", Value: &v})
 	if err != nil {
@@ -176,7 +177,7 @@ func (n *net) proveReading(dev *identity.Key, seq uint64, v float64) *ledger.Rea
 		}
 		return err == nil
 	})
-	return &ledger.ReadingEvidence{Gateway: p.Gateway, Index: p.Index, Size: p.Anchor.Size, Envelope: p.Envelope, AuthHeight: p.AuthHeight, Inclusion: p.Inclusion}
+	return &record.ReadingEvidence{Gateway: p.Gateway, Index: p.Index, Size: p.Anchor.Size, Envelope: p.Envelope, AuthHeight: p.AuthHeight, Inclusion: p.Inclusion}
 }
 
 // TestExamples runs the four example agreements on one 4-validator devnet
@@ -191,15 +192,15 @@ func TestExamples(t *testing.T) {
 		n.t = t
 		cooler := n.register(n.acme, "acme", "actuator")
 		id := n.deploy(n.admin, "thermostat", map[string]string{"sensor": "device:" + sensor.ID(), "cooler": "device:" + cooler.ID(), "buyer": "org:demo", "seller": "org:acme"})
-		if a := n.agreement(id); a.Status != ledger.AgreementProposed {
+		if a := n.agreement(id); a.Status != record.AgreementProposed {
 			t.Fatalf("status %s before acme accepts", a.Status)
 		}
-		n.must(n.acme, &ledger.AgreementAccept{ID: id})
+		n.must(n.acme, &record.AgreementAccept{ID: id})
 		// A cool reading: the guard is false, the call is refused, nothing is paid.
-		n.refused(n.acme, &ledger.AgreementCall{ID: id, Transition: "hot", Reading: n.proveReading(sensor, 1, 24.5)}, "conflict")
+		n.refused(n.acme, &record.AgreementCall{ID: id, Transition: "hot", Reading: n.proveReading(sensor, 1, 24.5)}, "conflict")
 		// A hot reading, proven in the anchored log, relayed by anyone: the cooler gets "on".
 		start := time.Now()
-		n.must(n.acme, &ledger.AgreementCall{ID: id, Transition: "hot", Reading: n.proveReading(sensor, 2, 33.1)})
+		n.must(n.acme, &record.AgreementCall{ID: id, Transition: "hot", Reading: n.proveReading(sensor, 2, 33.1)})
 		cmds, err := n.c.Commands(n.ctx, cooler.ID(), 0)
 		if err != nil || len(cmds) != 1 || string(cmds[0].Payload) != "on" || cmds[0].Agreement != id {
 			t.Fatalf("cooler's commands = %+v, %v", cmds, err)
@@ -217,26 +218,26 @@ func TestExamples(t *testing.T) {
 		n.t = t
 		ev := n.register(n.admin, "demo", "vehicle")
 		charger := n.register(n.acme, "acme", "charger")
-		n.must(n.admin, &ledger.CreditTransfer{From: "org:demo", To: "device:" + ev.ID(), Amount: 100})
+		n.must(n.admin, &record.CreditTransfer{From: "org:demo", To: "device:" + ev.ID(), Amount: 100})
 		parties := map[string]string{"ev": "device:" + ev.ID(), "charger": "device:" + charger.ID(), "operator": "org:acme"}
 		// Delivered in time: the escrow goes to the operator.
 		id := n.deploy(n.admin, "charging", parties)
-		n.must(n.acme, &ledger.AgreementAccept{ID: id})
-		n.must(ev, &ledger.AgreementCall{ID: id, Transition: "reserve", Args: map[string]any{"slot": int64(2), "price": int64(30), "blocks": int64(1000)}})
+		n.must(n.acme, &record.AgreementAccept{ID: id})
+		n.must(ev, &record.AgreementCall{ID: id, Transition: "reserve", Args: map[string]any{"slot": int64(2), "price": int64(30), "blocks": int64(1000)}})
 		if b := n.balance("device:" + ev.ID()); b != 70 || n.agreement(id).Escrow != 30 {
 			t.Fatalf("after reserving: EV holds %d, escrow %d", b, n.agreement(id).Escrow)
 		}
 		acmeBefore := n.balance("org:acme")
-		n.refused(ev, &ledger.AgreementCall{ID: id, Transition: "delivered", Args: map[string]any{"kwh": int64(7)}}, "unauthorized")
-		n.must(charger, &ledger.AgreementCall{ID: id, Transition: "delivered", Args: map[string]any{"kwh": int64(7)}})
-		if b := n.balance("org:acme"); b != acmeBefore+30 || n.agreement(id).Status != ledger.AgreementFinished {
+		n.refused(ev, &record.AgreementCall{ID: id, Transition: "delivered", Args: map[string]any{"kwh": int64(7)}}, "unauthorized")
+		n.must(charger, &record.AgreementCall{ID: id, Transition: "delivered", Args: map[string]any{"kwh": int64(7)}})
+		if b := n.balance("org:acme"); b != acmeBefore+30 || n.agreement(id).Status != record.AgreementFinished {
 			t.Fatalf("after delivery: acme holds %d (want %d), status %s", b, acmeBefore+30, n.agreement(id).Status)
 		}
 		// Not delivered: refunded at the deadline, by the ledger itself.
 		id = n.deploy(n.admin, "charging", parties)
-		n.must(n.acme, &ledger.AgreementAccept{ID: id})
-		n.must(ev, &ledger.AgreementCall{ID: id, Transition: "reserve", Args: map[string]any{"slot": int64(5), "price": int64(40), "blocks": int64(3)}})
-		n.waitUntil("the refund", func() bool { return n.agreement(id).Status == ledger.AgreementFinished })
+		n.must(n.acme, &record.AgreementAccept{ID: id})
+		n.must(ev, &record.AgreementCall{ID: id, Transition: "reserve", Args: map[string]any{"slot": int64(5), "price": int64(40), "blocks": int64(3)}})
+		n.waitUntil("the refund", func() bool { return n.agreement(id).Status == record.AgreementFinished })
 		if a := n.agreement(id); a.State["status"] != "refunded" || n.balance("device:"+ev.ID()) != 70 {
 			t.Fatalf("after the deadline: %v, EV holds %d", a.State, n.balance("device:"+ev.ID()))
 		}
@@ -246,16 +247,16 @@ func TestExamples(t *testing.T) {
 		n.t = t
 		suspect := n.register(n.admin, "demo", "camera")
 		id := n.deploy(n.admin, "quarantine", map[string]string{"gateway": "device:" + n.gw.ID(), "suspect": "device:" + suspect.ID(), "owner": "org:demo"})
-		n.must(n.admin, &ledger.GrantAdd{Grantor: "org:demo", Subject: "agreement:" + strconv.FormatUint(id, 10), Action: ledger.ActionManage, Resource: "device:" + suspect.ID()})
+		n.must(n.admin, &record.GrantAdd{Grantor: "org:demo", Subject: "agreement:" + strconv.FormatUint(id, 10), Action: record.ActionManage, Resource: "device:" + suspect.ID()})
 		// Only the gateway may report.
-		n.refused(n.admin, &ledger.AgreementCall{ID: id, Transition: "report"}, "unauthorized")
+		n.refused(n.admin, &record.AgreementCall{ID: id, Transition: "report"}, "unauthorized")
 		for range 3 {
-			n.must(n.gw, &ledger.AgreementCall{ID: id, Transition: "report"})
+			n.must(n.gw, &record.AgreementCall{ID: id, Transition: "report"})
 		}
-		var d ledger.Device
+		var d record.Device
 		if err := n.c.Get(n.ctx, "/v1/devices/"+suspect.ID(), &struct {
-			Record *ledger.Device `json:"record"`
-		}{&d}); err != nil || d.Status != ledger.StatusSuspended {
+			Record *record.Device `json:"record"`
+		}{&d}); err != nil || d.Status != record.StatusSuspended {
 			t.Fatalf("suspect is %q (%v); want suspended", d.Status, err)
 		}
 		// Suspended means refused everywhere: the gateway drops its readings.
@@ -264,16 +265,16 @@ func TestExamples(t *testing.T) {
 		if _, err := n.d.Gateway(0).IngestIndex(n.ctx, suspect.ID(), raw, "test"); err == nil {
 			t.Fatal("the gateway accepted a reading of the suspended device")
 		}
-		n.must(n.admin, &ledger.AgreementCall{ID: id, Transition: "release"})
+		n.must(n.admin, &record.AgreementCall{ID: id, Transition: "release"})
 	})
 
 	t.Run("datasharing", func(t *testing.T) {
 		n.t = t
 		id := n.deploy(n.admin, "datasharing", map[string]string{"owner": "org:demo", "reader": "org:acme", "sensor": "device:" + sensor.ID()})
-		n.must(n.acme, &ledger.AgreementAccept{ID: id})
+		n.must(n.acme, &record.AgreementAccept{ID: id})
 		readGrants := func() int {
 			var p struct {
-				Items []ledger.Grant `json:"items"`
+				Items []record.Grant `json:"items"`
 			}
 			if err := n.c.Get(n.ctx, "/v1/grants?subject=org:acme&action=read", &p); err != nil {
 				t.Fatal(err)
@@ -281,7 +282,7 @@ func TestExamples(t *testing.T) {
 			return len(p.Items)
 		}
 		before := n.balance("org:demo")
-		n.must(n.acme, &ledger.AgreementCall{ID: id, Transition: "pay", Args: map[string]any{"days": int64(1)}})
+		n.must(n.acme, &record.AgreementCall{ID: id, Transition: "pay", Args: map[string]any{"days": int64(1)}})
 		if readGrants() != 1 || n.balance("org:demo") != before+5 {
 			t.Fatalf("after paying: %d read grants, demo holds %d", readGrants(), n.balance("org:demo"))
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // ChainID is the test ledger's chain id.
@@ -82,9 +83,9 @@ func (l *Ledger) Block(txs ...[]byte) error {
 }
 
 // Do signs m with key and runs it in its own block.
-func (l *Ledger) Do(key *identity.Key, m ledger.Msg) error {
+func (l *Ledger) Do(key *identity.Key, m record.Msg) error {
 	l.nonces[key.ID()]++
-	raw, err := ledger.NewTx(key, key.ID(), ChainID, l.nonces[key.ID()], l.height+100, m)
+	raw, err := record.NewTx(key, key.ID(), ChainID, l.nonces[key.ID()], l.height+100, m)
 	if err != nil {
 		return err
 	}
@@ -97,24 +98,24 @@ func (l *Ledger) Device(org, class string, alg identity.Algorithm) (*identity.Ke
 	if err != nil {
 		return nil, err
 	}
-	proof, err := k.Sign(ledger.PossessionMessage(ChainID, org, k.ID()))
+	proof, err := k.Sign(record.PossessionMessage(ChainID, org, k.ID()))
 	if err != nil {
 		return nil, err
 	}
-	return k, l.Do(l.Admins[org], &ledger.DeviceRegister{Org: org, Device: k.ID(), Class: class, Proof: proof})
+	return k, l.Do(l.Admins[org], &record.DeviceRegister{Org: org, Device: k.ID(), Class: class, Proof: proof})
 }
 
 // Grant: org grants subject action on resource.
 func (l *Ledger) Grant(org, subject, action, resource string) error {
-	return l.Do(l.Admins[org], &ledger.GrantAdd{Grantor: "org:" + org, Subject: subject, Action: action, Resource: resource})
+	return l.Do(l.Admins[org], &record.GrantAdd{Grantor: "org:" + org, Subject: subject, Action: action, Resource: resource})
 }
 
 // SetStatus changes a device's status.
-func (l *Ledger) SetStatus(org, device string, to ledger.Status) error {
-	return l.Do(l.Admins[org], ledger.NewDeviceStatus(device, to, "test"))
+func (l *Ledger) SetStatus(org, device string, to record.Status) error {
+	return l.Do(l.Admins[org], record.NewDeviceStatus(device, to, "test"))
 }
 
 // Labels sets device labels.
 func (l *Ledger) Labels(org, device string, labels map[string]string) error {
-	return l.Do(l.Admins[org], &ledger.DeviceUpdate{Device: device, Labels: labels})
+	return l.Do(l.Admins[org], &record.DeviceUpdate{Device: device, Labels: labels})
 }

@@ -11,8 +11,8 @@ import (
 
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // attempts counts the attacks of a scenario and which were accepted.
@@ -192,7 +192,7 @@ func TestImpersonationReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	nonce, _ := cl.NextNonce(ctx, admin.ID())
-	okTx, _ := ledger.NewTx(admin, admin.ID(), n.ChainID, nonce, st.Height+100, &ledger.DeviceUpdate{Device: s1.ID(), Labels: map[string]string{"room": "1"}})
+	okTx, _ := record.NewTx(admin, admin.ID(), n.ChainID, nonce, st.Height+100, &record.DeviceUpdate{Device: s1.ID(), Labels: map[string]string{"room": "1"}})
 	if res, err := cl.Submit(ctx, okTx, true); err != nil || res.Code != 0 {
 		t.Fatalf("control: the admin's tx was refused: %v", err)
 	}
@@ -204,8 +204,8 @@ func TestImpersonationReplay(t *testing.T) {
 		}
 		a.refused("tx "+what, err != nil || res.Code != 0, detail)
 	}
-	newTx := func(k *identity.Key, signer string, nonce uint64, m ledger.Msg) []byte {
-		raw, err := ledger.NewTx(k, signer, n.ChainID, nonce, st.Height+100, m)
+	newTx := func(k *identity.Key, signer string, nonce uint64, m record.Msg) []byte {
+		raw, err := record.NewTx(k, signer, n.ChainID, nonce, st.Height+100, m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,27 +213,27 @@ func TestImpersonationReplay(t *testing.T) {
 	}
 	txTry("replayed (same bytes, same node)", 1, okTx)
 	txTry("replayed (same bytes, another node)", 2, okTx)
-	txTry("with a forged signature", 1, flipLast(newTx(admin, admin.ID(), nonce+1, &ledger.DeviceStatus{Device: s1.ID(), To: ledger.StatusSuspended})))
-	txTry("signed by a stranger as the admin", 1, newTx(stranger, admin.ID(), nonce+1, &ledger.DeviceStatus{Device: s1.ID(), To: ledger.StatusSuspended}))
-	txTry("signed by sensor-2 as sensor-1", 1, newTx(s2, s1.ID(), 1, &ledger.OrgCreate{ID: "by-s1"}))
-	txTry("signed by a revoked device", 1, newTx(sr, sr.ID(), 1, &ledger.OrgCreate{ID: "by-revoked"}))
+	txTry("with a forged signature", 1, flipLast(newTx(admin, admin.ID(), nonce+1, &record.DeviceStatus{Device: s1.ID(), To: record.StatusSuspended})))
+	txTry("signed by a stranger as the admin", 1, newTx(stranger, admin.ID(), nonce+1, &record.DeviceStatus{Device: s1.ID(), To: record.StatusSuspended}))
+	txTry("signed by sensor-2 as sensor-1", 1, newTx(s2, s1.ID(), 1, &record.OrgCreate{ID: "by-s1"}))
+	txTry("signed by a revoked device", 1, newTx(sr, sr.ID(), 1, &record.OrgCreate{ID: "by-revoked"}))
 	txTry("for another chain", 1, func() []byte {
-		raw, _ := ledger.NewTx(admin, admin.ID(), "other-chain", nonce+1, st.Height+100, &ledger.DeviceStatus{Device: s1.ID(), To: ledger.StatusSuspended})
+		raw, _ := record.NewTx(admin, admin.ID(), "other-chain", nonce+1, st.Height+100, &record.DeviceStatus{Device: s1.ID(), To: record.StatusSuspended})
 		return raw
 	}())
 	txTry("expired", 1, func() []byte {
-		raw, _ := ledger.NewTx(admin, admin.ID(), n.ChainID, nonce+1, 1, &ledger.DeviceStatus{Device: s1.ID(), To: ledger.StatusSuspended})
+		raw, _ := record.NewTx(admin, admin.ID(), n.ChainID, nonce+1, 1, &record.DeviceStatus{Device: s1.ID(), To: record.StatusSuspended})
 		return raw
 	}())
 
 	// The state: sensor-1 still active with no other change.
 	var rec struct {
-		Record ledger.Device `json:"record"`
+		Record record.Device `json:"record"`
 	}
 	if err := cl.Get(ctx, "/v1/devices/"+s1.ID(), &rec); err != nil {
 		t.Fatal(err)
 	}
-	if rec.Record.Status != ledger.StatusActive {
+	if rec.Record.Status != record.StatusActive {
 		t.Errorf("sensor-1 is %q after the attacks", rec.Record.Status)
 	}
 	for _, org := range []string{"by-s1", "by-revoked"} {

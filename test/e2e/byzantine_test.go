@@ -23,9 +23,8 @@ import (
 	cmtproto "github.com/cometbft/cometbft/proto/tendermint/types"
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 	"github.com/cometbft/cometbft/types"
+	"github.com/thingnet/thingnet/record"
 	"golang.org/x/sys/unix"
-
-	"github.com/thingnet/thingnet/ledger"
 )
 
 // TestByzantineValidator makes one of 4 validators equivocate: two
@@ -69,9 +68,9 @@ func TestByzantineValidator(t *testing.T) {
 	t.Logf("node %d equivocated at height %d (address %s); evidence %X submitted to node 0", bad, h, addr, res.Hash)
 
 	// The evidence is committed and the ledger acts on it.
-	var rec ledger.Evidence
+	var rec record.Evidence
 	waitFor(ctx, t, "the evidence to be committed", func() bool {
-		var p struct{ Items []ledger.Evidence }
+		var p struct{ Items []record.Evidence }
 		if err := n.Nodes[0].Client.Get(ctx, "/v1/evidence", &p); err != nil || len(p.Items) == 0 {
 			return false
 		}
@@ -80,7 +79,7 @@ func TestByzantineValidator(t *testing.T) {
 	})
 	committed := rec.Committed
 	t.Logf("evidence committed in block %d, %v after submission", committed, time.Since(sent).Round(100*time.Millisecond))
-	if rec.Type != ledger.EvidenceDuplicateVote || rec.Address.String() != addr || rec.Height != h || !rec.Removed || rec.Power != 10 || rec.TotalPower != 40 {
+	if rec.Type != record.EvidenceDuplicateVote || rec.Address.String() != addr || rec.Height != h || !rec.Removed || rec.Power != 10 || rec.TotalPower != 40 {
 		t.Errorf("evidence record = %+v; want a removal of %s for height %d", rec, addr, h)
 	}
 	blk, err := rpc.Block(ctx, &committed)
@@ -98,16 +97,16 @@ func TestByzantineValidator(t *testing.T) {
 		n.WaitHeight(ctx, i, committed+3)
 	}
 	for i, nd := range n.Nodes {
-		var set struct{ Items []ledger.Validator }
+		var set struct{ Items []record.Validator }
 		if err := nd.Client.Get(ctx, fmt.Sprintf("/v1/validators?height=%d", committed), &set); err != nil || len(set.Items) != 3 {
 			t.Errorf("node %d: the ledger's set after block %d = %+v, %v; want 3 validators", i, committed, set.Items, err)
 		}
 		for _, v := range set.Items {
-			if ledger.ValidatorAddress(v.PubKey).String() == addr {
+			if record.ValidatorAddress(v.PubKey).String() == addr {
 				t.Errorf("node %d: %s is still in the ledger's set", i, addr)
 			}
 		}
-		var info ledger.ValidatorInfo
+		var info record.ValidatorInfo
 		p, found, err := nd.Client.ProvedRecord(ctx, fmt.Sprintf("/v1/validators/%s?height=%d", addr, committed), &info)
 		if err != nil || !found || info.Power != 0 || info.Removed != committed || info.Evidence != 1 {
 			t.Errorf("node %d: validator %s = %+v (found %v, %v); want power 0, removed at %d", i, addr, info, found, err, committed)
@@ -163,7 +162,7 @@ func TestByzantineValidator(t *testing.T) {
 		}
 	}
 	for i, nd := range n.Nodes {
-		var p struct{ Items []ledger.Evidence }
+		var p struct{ Items []record.Evidence }
 		if err := nd.Client.Get(ctx, "/v1/evidence", &p); err != nil || len(p.Items) != 1 {
 			t.Errorf("node %d: evidence records = %+v, %v; want the one", i, p.Items, err)
 		}
@@ -233,10 +232,10 @@ func (n *Net) readmit(ctx context.Context, i int, addr string) int64 {
 	n.WaitHeight(ctx, i, res.Height)
 	// CometBFT reports a height once the block is stored, a moment before
 	// the ledger has committed it: ask until the node's ledger has it.
-	var info ledger.ValidatorInfo
+	var info record.ValidatorInfo
 	waitFor(ctx, t, fmt.Sprintf("node %d's ledger to commit height %d", i, res.Height), func() bool {
 		err = n.Nodes[i].Client.Get(ctx, fmt.Sprintf("/v1/validators/%s?height=%d", addr, res.Height), &struct {
-			Record *ledger.ValidatorInfo `json:"record"`
+			Record *record.ValidatorInfo `json:"record"`
 		}{&info})
 		return err == nil || !strings.Contains(err.Error(), "above the last committed height")
 	})

@@ -15,8 +15,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/thingnet/thingnet/gateway"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // mqttConnectPacket is an MQTT 3.1.1 CONNECT with a username and password.
@@ -228,9 +228,9 @@ func TestFlood(t *testing.T) {
 		t0 := time.Now()
 		for ctx.Err() == nil {
 			var rec struct {
-				Record ledger.Device `json:"record"`
+				Record record.Device `json:"record"`
 			}
-			if err := n.Nodes[1].Client.Get(ctx, "/v1/devices/"+rogue.ID(), &rec); err == nil && rec.Record.Status == ledger.StatusSuspended {
+			if err := n.Nodes[1].Client.Get(ctx, "/v1/devices/"+rogue.ID(), &rec); err == nil && rec.Record.Status == record.StatusSuspended {
 				quarantined <- time.Since(t0)
 				return
 			}

@@ -15,8 +15,8 @@ import (
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 )
 
 // ackedTx is a tx a node acknowledged as committed.
@@ -79,7 +79,7 @@ func (l *TxLoad) one(ctx context.Context, org string) {
 	if err != nil {
 		panic(err)
 	}
-	raw, err := ledger.NewTx(key, key.ID(), st.ChainID, 1, st.Height+api.TxLifetime, &ledger.OrgCreate{ID: org})
+	raw, err := record.NewTx(key, key.ID(), st.ChainID, 1, st.Height+api.TxLifetime, &record.OrgCreate{ID: org})
 	if err != nil {
 		panic(err)
 	}

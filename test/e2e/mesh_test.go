@@ -28,8 +28,8 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/record"
 )
 
 // attackerIPs gives the attack count local addresses of its own, so that
@@ -334,9 +334,9 @@ func TestMeshFlood(t *testing.T) {
 	go func() {
 		for ctx.Err() == nil {
 			var rec struct {
-				Record ledger.Device `json:"record"`
+				Record record.Device `json:"record"`
 			}
-			if err := n.Nodes[1].Client.Get(ctx, "/v1/devices/"+rogue.ID(), &rec); err == nil && rec.Record.Status == ledger.StatusSuspended {
+			if err := n.Nodes[1].Client.Get(ctx, "/v1/devices/"+rogue.ID(), &rec); err == nil && rec.Record.Status == record.StatusSuspended {
 				quarantined <- time.Since(attackStart)
 				return
 			}

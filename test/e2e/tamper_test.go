@@ -22,7 +22,7 @@ import (
 	"github.com/cosmos/gogoproto/proto"
 
 	"github.com/thingnet/thingnet/internal/pebblelog"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // stop ends node i's process with SIGTERM (a clean stop, as an operator
@@ -51,7 +51,7 @@ type storeReport struct {
 	Alterations []struct{ Store, Item, What, Detail string }
 	Readings    struct {
 		Size, Anchors  uint64
-		FirstBadAnchor *ledger.Anchor `json:"first_bad_anchor"`
+		FirstBadAnchor *record.Anchor `json:"first_bad_anchor"`
 	}
 	Blocks struct{ Height int64 }
 }
@@ -119,7 +119,7 @@ func TestTamper(t *testing.T) {
 	var anchored uint64
 	waitFor(wctx, t, "the gateway's log anchored", func() bool {
 		var rec struct {
-			Record ledger.Anchor `json:"record"`
+			Record record.Anchor `json:"record"`
 		}
 		if err := gw.Client.Get(wctx, "/v1/anchors/"+gw.GatewayID, &rec); err != nil {
 			return false

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/gateway"
-	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/record"
 )
 
 // TestTenancy tries every cross-organisation write an admin of acme (and
@@ -69,17 +69,17 @@ func TestTenancy(t *testing.T) {
 	// globex's records are unchanged on every node.
 	for i, nd := range n.Nodes {
 		var dev struct {
-			Record ledger.Device `json:"record"`
+			Record record.Device `json:"record"`
 		}
 		if err := nd.Client.Get(ctx, "/v1/devices/"+globexS1, &dev); err != nil {
 			t.Fatal(err)
 		}
 		d := dev.Record
-		if d.Status != ledger.StatusActive || len(d.Labels) > 0 || d.Key != globexS1 || d.History != 1 {
+		if d.Status != record.StatusActive || len(d.Labels) > 0 || d.Key != globexS1 || d.History != 1 {
 			t.Errorf("node %d: globex's device changed: %+v", i, d)
 		}
 		var org struct {
-			Record ledger.Org `json:"record"`
+			Record record.Org `json:"record"`
 		}
 		if err := nd.Client.Get(ctx, "/v1/orgs/globex", &org); err != nil {
 			t.Fatal(err)
@@ -92,7 +92,7 @@ func TestTenancy(t *testing.T) {
 			t.Errorf("node %d: the device registered into globex by acme exists", i)
 		}
 		var grants struct {
-			Items []ledger.Grant `json:"items"`
+			Items []record.Grant `json:"items"`
 		}
 		if err := nd.Client.Get(ctx, "/v1/grants", &grants); err != nil {
 			t.Fatal(err)
