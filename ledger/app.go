@@ -299,7 +299,7 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 		results[i] = res
 		valUpdates = append(valUpdates, vals...)
 	}
-	scheduled, err := a.runScheduled(req.Height) // agreements' height triggers (agreements.go)
+	scheduled, err := a.runScheduled(req.Height) // agreements' height triggers (schedule.go)
 	if err != nil {
 		return nil, fmt.Errorf("block %d agreements: %w", req.Height, err)
 	}

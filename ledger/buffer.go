@@ -65,3 +65,15 @@ func (b *buffer) flush() error {
 	b.reset()
 	return nil
 }
+
+// Set and Remove let a buffer stage writes over another buffer (a
+// transition's writes over its tx's), applied by flush.
+func (b *buffer) Set(key, value []byte) (bool, error) {
+	b.writes[string(key)] = value
+	return false, nil
+}
+
+func (b *buffer) Remove(key []byte) ([]byte, bool, error) {
+	b.writes[string(key)] = nil
+	return nil, false, nil
+}

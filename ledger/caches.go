@@ -2,8 +2,11 @@ package ledger
 
 import (
 	"crypto/sha256"
+	"strings"
 	"sync"
 
+	"github.com/thingnet/thingnet/agreements"
+	"github.com/thingnet/thingnet/agreements/lang"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -53,4 +56,74 @@ func (c *txCache) decode(raw []byte) (*record.Tx, error) {
 		c.next = (c.next + 1) % len(c.ring)
 	}
 	return tx, nil
+}
+
+// progCache keeps compiled agreements (compiling is pure, so a cache
+// cannot make nodes diverge).
+type progCache struct {
+	mu    sync.Mutex
+	m     map[string]*agreements.Program
+	order []string
+	max   int
+}
+
+func newProgCache(n int) *progCache { return &progCache{m: map[string]*agreements.Program{}, max: n} }
+
+// Program compiles (or returns the cached) program of an agreement.
+func (c *progCache) get(a *record.Agreement) (*agreements.Program, error) {
+	var b strings.Builder
+	b.Write(a.Hash)
+	for _, p := range a.Parties {
+		b.WriteString("\x00" + p.Name + "=" + p.Principal)
+	}
+	key := b.String()
+	if c != nil {
+		c.mu.Lock()
+		p := c.m[key]
+		c.mu.Unlock()
+		if p != nil {
+			return p, nil
+		}
+	}
+	p, err := compileAgreement(a.Source, a.Parties)
+	if err != nil {
+		return nil, err
+	}
+	if c != nil {
+		c.mu.Lock()
+		if _, ok := c.m[key]; !ok {
+			c.m[key] = p
+			c.order = append(c.order, key)
+			if len(c.order) > c.max {
+				delete(c.m, c.order[0])
+				c.order = c.order[1:]
+			}
+		}
+		c.mu.Unlock()
+	}
+	return p, nil
+}
+
+func compileAgreement(src []byte, parties []record.AgreementParty) (*agreements.Program, error) {
+	d, err := lang.Parse(src)
+	if err != nil {
+		return nil, err
+	}
+	bind := make(map[string]string, len(parties))
+	for _, p := range parties {
+		bind[p.Name] = p.Principal
+	}
+	return agreements.Compile(d, bind, lang.DefaultLimits())
+}
+
+// CompileAgreement compiles a deployed agreement (for readers: the API
+// shows its state by variable name).
+func CompileAgreement(a *record.Agreement) (*agreements.Program, error) {
+	return compileAgreement(a.Source, a.Parties)
+}
+
+// Program returns a deployed agreement's compiled program from the
+// application's cache (for readers: the API shows state by variable name).
+func (a *App) Program(ag *record.Agreement) (*agreements.Program, error) {
+	return a.progs.get(ag)
 }

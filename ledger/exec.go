@@ -31,7 +31,7 @@ type txExec struct {
 	events     []abci.Event
 	valUpdates []abci.ValidatorUpdate
 
-	progs *progCache   // compiled agreements (agreements.go)
+	progs *progCache   // compiled agreements (caches.go)
 	sink  *[]eventSink // events of agreement and credit execution (credits.go)
 }
 
