@@ -1,16 +1,15 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 
 	"github.com/thingnet/thingnet/agreements"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/record"
 )
@@ -26,21 +25,10 @@ func (s *Server) agreementRoutes() {
 	s.handle("GET /v1/devices/{id}/commands", s.getCommands)
 }
 
-// AgreementView is an agreement as the API shows it: its record, its
-// source, and its state by variable name.
-type AgreementView struct {
-	record.Agreement
-	Source   string         `json:"source"`
-	State    map[string]any `json:"state"`
-	Escrow   uint64         `json:"escrow"`
-	Deposits map[string]any `json:"deposits,omitempty"`
-	Grants   any            `json:"grants,omitempty"`
-}
-
 // ViewAgreement builds the API view of an agreement; compile (nil:
 // ledger.CompileAgreement) gives its program, to name its state variables.
-func ViewAgreement(a *record.Agreement, compile func(*record.Agreement) (*agreements.Program, error)) AgreementView {
-	v := AgreementView{Agreement: *a, Source: string(a.Source), State: map[string]any{}}
+func ViewAgreement(a *record.Agreement, compile func(*record.Agreement) (*agreements.Program, error)) client.AgreementView {
+	v := client.AgreementView{Agreement: *a, Source: string(a.Source), State: map[string]any{}}
 	if a.State == nil {
 		return v
 	}
@@ -102,11 +90,11 @@ func (s *Server) listAgreements(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	items := make([]AgreementView, 0, len(ags))
+	items := make([]client.AgreementView, 0, len(ags))
 	for i := range ags {
 		items = append(items, ViewAgreement(&ags[i], s.app.Program))
 	}
-	return pageOf(st.Height, items, limit, func(a AgreementView) string { return seqCursor(a.ID) }), nil
+	return pageOf(st.Height, items, limit, func(a client.AgreementView) string { return seqCursor(a.ID) }), nil
 }
 
 func (s *Server) getAgreement(r *http.Request) (any, error) {
@@ -151,66 +139,10 @@ func (s *Server) getAgreementHistory(r *http.Request) (any, error) {
 	return pageOf(st.Height, evs, limit, func(e record.AgreementEvent) string { return seqCursor(e.Seq + 1) }), nil
 }
 
-// DryRunRequest is the body of POST /v1/agreements/dry-run: an
-// agreement.call (ID and Transition set) or an agreement.deploy (Source
-// set), as Signer would send it.
-type DryRunRequest struct {
-	Signer     string                  `json:"signer"`
-	ID         uint64                  `json:"id,omitempty"`
-	Transition string                  `json:"transition,omitempty"`
-	Args       map[string]any          `json:"args,omitempty"` // numbers must be integers
-	Reading    *record.ReadingEvidence `json:"reading,omitempty"`
-	Source     string                  `json:"source,omitempty"`
-	Parties    map[string]string       `json:"parties,omitempty"`
-}
-
-// Msg returns the ledger message the request describes.
-func (q *DryRunRequest) Msg() (record.Msg, error) {
-	if q.Source != "" {
-		return &record.AgreementDeploy{Source: []byte(q.Source), Parties: q.Parties}, nil
-	}
-	args, err := LedgerArgs(q.Args)
-	if err != nil {
-		return nil, err
-	}
-	return &record.AgreementCall{ID: q.ID, Transition: q.Transition, Args: args, Reading: q.Reading}, nil
-}
-
-// LedgerArgs converts JSON call arguments (json.Number or float64 numbers)
-// to the integers, strings and booleans of an agreement.call.
-func LedgerArgs(in map[string]any) (map[string]any, error) {
-	if len(in) == 0 {
-		return nil, nil
-	}
-	out := make(map[string]any, len(in))
-	for k, v := range in {
-		switch x := v.(type) {
-		case json.Number:
-			n, err := strconv.ParseInt(string(x), 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("argument %s: %s is not an integer", k, x)
-			}
-			out[k] = n
-		case float64:
-			if x != float64(int64(x)) {
-				return nil, fmt.Errorf("argument %s: %v is not an integer", k, x)
-			}
-			out[k] = int64(x)
-		case int64, string, bool:
-			out[k] = x
-		case int:
-			out[k] = int64(x)
-		default:
-			return nil, fmt.Errorf("argument %s: want an integer, a string or a boolean", k)
-		}
-	}
-	return out, nil
-}
-
 func (s *Server) dryRunAgreement(r *http.Request) (any, error) {
 	dec := json.NewDecoder(io.LimitReader(r.Body, record.MaxTxBytes*2))
 	dec.UseNumber()
-	var q DryRunRequest
+	var q client.DryRunRequest
 	if err := dec.Decode(&q); err != nil {
 		return nil, badRequest("body must be a dry-run request (signer, id, transition, args, reading; or signer, source, parties): " + err.Error())
 	}
@@ -224,12 +156,6 @@ func (s *Server) dryRunAgreement(r *http.Request) (any, error) {
 	return s.app.DryRun(q.Signer, m)
 }
 
-// Credits is the answer of GET /v1/credits/{account}.
-type Credits struct {
-	Account string `json:"account"`
-	Balance uint64 `json:"balance"`
-}
-
 func (s *Server) getCredits(r *http.Request) (any, error) {
 	acct := r.PathValue("account")
 	return s.record(r, record.BalanceKey(acct), func(st *ledger.State) (any, error) {
@@ -237,7 +163,7 @@ func (s *Server) getCredits(r *http.Request) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return Credits{Account: acct, Balance: b}, nil
+		return client.Credits{Account: acct, Balance: b}, nil
 	})
 }
 
@@ -285,41 +211,8 @@ func (s *Server) getCommands(r *http.Request) (any, error) {
 	return pageOf(st.Height, cs, limit, func(c record.Command) string { return seqCursor(c.ID) }), nil
 }
 
-// DryRun asks the node what a call or deployment would do.
-func (c *Client) DryRun(ctx context.Context, q *DryRunRequest) (*ledger.DryRun, error) {
-	b, err := json.Marshal(q)
-	if err != nil {
-		return nil, err
-	}
+// DryRun asks the node behind c what a call or deployment would do.
+func DryRun(ctx context.Context, c *client.Client, q *client.DryRunRequest) (*ledger.DryRun, error) {
 	var out ledger.DryRun
-	return &out, c.do(ctx, http.MethodPost, "/v1/agreements/dry-run", bytes.NewReader(b), "application/json", &out)
-}
-
-// Agreement reads an agreement.
-func (c *Client) Agreement(ctx context.Context, id uint64) (*AgreementView, error) {
-	var rec struct {
-		Record AgreementView `json:"record"`
-	}
-	if err := c.Get(ctx, "/v1/agreements/"+strconv.FormatUint(id, 10), &rec); err != nil {
-		return nil, err
-	}
-	return &rec.Record, nil
-}
-
-// Commands lists a device's commands with id above after.
-func (c *Client) Commands(ctx context.Context, device string, after uint64) ([]record.Command, error) {
-	var p struct {
-		Items []record.Command `json:"items"`
-	}
-	err := c.Get(ctx, "/v1/devices/"+url.PathEscape(device)+"/commands?after="+strconv.FormatUint(after, 10), &p)
-	return p.Items, err
-}
-
-// Balance returns an account's credits.
-func (c *Client) Balance(ctx context.Context, account string) (uint64, error) {
-	var rec struct {
-		Record Credits `json:"record"`
-	}
-	err := c.Get(ctx, "/v1/credits/"+url.PathEscape(account), &rec)
-	return rec.Record.Balance, err
+	return &out, c.Post(ctx, "/v1/agreements/dry-run", q, &out)
 }

@@ -5,20 +5,10 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/record"
 )
-
-// ErrorBody is the shape of every error response: {"error": {"code", "message"}}.
-type ErrorBody struct {
-	Error ErrorDetail `json:"error"`
-}
-
-// ErrorDetail says what went wrong: a stable machine code and a message for people.
-type ErrorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
 
 // apiError is an error with an HTTP status and a code.
 type apiError struct {
@@ -64,7 +54,7 @@ func writeError(w http.ResponseWriter, err error) {
 			ae = &apiError{http.StatusInternalServerError, "internal", err.Error()}
 		}
 	}
-	writeJSON(w, ae.status, ErrorBody{Error: ErrorDetail{Code: ae.code, Message: ae.msg}})
+	writeJSON(w, ae.status, client.ErrorBody{Error: client.ErrorDetail{Code: ae.code, Message: ae.msg}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

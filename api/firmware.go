@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/record"
 )
@@ -67,15 +68,6 @@ func (s *Server) listFirmwareApprovals(r *http.Request) (any, error) {
 	return pageOf(st.Height, as, 0, nil), nil // all of them: no paging
 }
 
-// Rollout is an organisation's rollout for a class with the wave open at
-// the height read.
-type Rollout struct {
-	*record.FirmwareRolloutRecord
-	Wave uint64 `json:"wave"`
-	// Percent of the class's devices offered the release now (0..100).
-	Offered uint64 `json:"offered_percent"`
-}
-
 // getRollout answers GET /v1/rollouts/{org}/{class}: the rollout, its
 // counts and its open wave, with ?prove=true a proof of the record.
 func (s *Server) getRollout(r *http.Request) (any, error) {
@@ -90,6 +82,6 @@ func (s *Server) getRollout(r *http.Request) (any, error) {
 		if ro.Status != record.RolloutActive {
 			off = 0
 		}
-		return Rollout{FirmwareRolloutRecord: ro, Wave: w, Offered: off}, nil
+		return client.Rollout{FirmwareRolloutRecord: ro, Wave: w, Offered: off}, nil
 	})
 }

@@ -12,15 +12,10 @@ import (
 	rpcclient "github.com/cometbft/cometbft/rpc/client"
 	"github.com/cometbft/cometbft/types"
 
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/record"
 )
-
-// HeaderResponse is a signed header with the validator set that signed it.
-type HeaderResponse struct {
-	SignedHeader types.SignedHeader `json:"signed_header"`
-	Validators   []*types.Validator `json:"validators"`
-}
 
 func mustCmtJSON(v any) []byte {
 	b, err := cmtjson.Marshal(v)
@@ -43,13 +38,6 @@ func allValidators(ctx context.Context, c rpcclient.Client, height int64) ([]*ty
 			return out, nil
 		}
 	}
-}
-
-// Record is a state record, with a proof when ?prove=true.
-type Record struct {
-	Height int64         `json:"height"`
-	Record any           `json:"record"`
-	Proof  *record.Proof `json:"proof,omitempty"`
 }
 
 // view picks the state to read: the latest committed one, or with
@@ -89,11 +77,11 @@ func (s *Server) record(r *http.Request, key []byte, load func(*ledger.State) (a
 			if perr != nil {
 				return nil, perr
 			}
-			return &accepted{http.StatusNotFound, Record{Height: st.Height, Proof: p}}, nil
+			return &accepted{http.StatusNotFound, client.Record{Height: st.Height, Proof: p}}, nil
 		}
 		return nil, err
 	}
-	out := Record{Height: st.Height, Record: rec}
+	out := client.Record{Height: st.Height, Record: rec}
 	if prove {
 		if out.Proof, err = s.app.Prove(key, st.Height); err != nil {
 			return nil, err
@@ -139,21 +127,14 @@ func limitParam(r *http.Request) (int, error) {
 	return n, nil
 }
 
-// Page is a list response; Next is the value of ?after= for the next page ("" at the end).
-type Page struct {
-	Height int64  `json:"height"`
-	Items  any    `json:"items"`
-	Next   string `json:"next,omitempty"`
-}
-
 // pageOf is the Page of items, a list read at height with limit: Items is
 // never null, and Next, the cursor of the last item, is set when the page
 // is full (there may be more).
-func pageOf[T any](height int64, items []T, limit int, cursor func(T) string) Page {
+func pageOf[T any](height int64, items []T, limit int, cursor func(T) string) client.Page {
 	if items == nil {
 		items = []T{}
 	}
-	p := Page{Height: height, Items: items}
+	p := client.Page{Height: height, Items: items}
 	if limit > 0 && len(items) == limit {
 		p.Next = cursor(items[len(items)-1])
 	}
@@ -247,12 +228,6 @@ func (s *Server) listGrants(r *http.Request) (any, error) {
 	return pageOf(st.Height, gs, limit, func(g record.Grant) string { return seqCursor(g.ID) }), nil
 }
 
-// Nonce is the answer of GET /v1/accounts/{id}/nonce.
-type Nonce struct {
-	Height int64  `json:"height"`
-	Nonce  uint64 `json:"nonce"` // last used; the next tx uses a larger one
-}
-
 func (s *Server) getNonce(r *http.Request) (any, error) {
 	st, _, err := s.view(r)
 	if err != nil {
@@ -262,7 +237,7 @@ func (s *Server) getNonce(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Nonce{Height: st.Height, Nonce: n}, nil
+	return client.Nonce{Height: st.Height, Nonce: n}, nil
 }
 
 func (s *Server) getValidators(r *http.Request) (any, error) {
@@ -274,7 +249,7 @@ func (s *Server) getValidators(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Page{Height: st.Height, Items: vals}, nil
+	return client.Page{Height: st.Height, Items: vals}, nil
 }
 
 // getProof proves any state key: ?key=<hex>[&height=H].

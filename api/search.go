@@ -8,17 +8,9 @@ import (
 	"strings"
 
 	ctypes "github.com/cometbft/cometbft/rpc/core/types"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/record"
 )
-
-// TxSearch is the answer of GET /v1/txs: committed transactions whose
-// ledger events match, newest first.
-type TxSearch struct {
-	Total int      `json:"total"` // matching transactions, all pages
-	Page  int      `json:"page"`
-	Next  int      `json:"next,omitempty"` // the ?page= of the following page; absent at the end
-	Items []TxInfo `json:"items"`
-}
 
 // eventTag is the name of a ledger event attribute: "type.key" (for
 // example file.cid, firmware.action), as the ledger emits them.
@@ -82,7 +74,7 @@ func (s *Server) searchTxs(r *http.Request) (any, error) {
 		}
 		return nil, fmt.Errorf("searching transactions for %s: %w", query, err)
 	}
-	out := TxSearch{Total: res.TotalCount, Page: page, Items: make([]TxInfo, 0, len(res.Txs))}
+	out := client.TxSearch{Total: res.TotalCount, Page: page, Items: make([]client.TxInfo, 0, len(res.Txs))}
 	for _, t := range res.Txs {
 		out.Items = append(out.Items, txInfo(t))
 	}
@@ -93,8 +85,8 @@ func (s *Server) searchTxs(r *http.Request) (any, error) {
 }
 
 // txInfo decodes a committed transaction.
-func txInfo(res *ctypes.ResultTx) TxInfo {
-	info := TxInfo{Hash: res.Hash.String(), Height: res.Height, Index: res.Index, Code: res.TxResult.Code,
+func txInfo(res *ctypes.ResultTx) client.TxInfo {
+	info := client.TxInfo{Hash: res.Hash.String(), Height: res.Height, Index: res.Index, Code: res.TxResult.Code,
 		Reason: record.Code(res.TxResult.Code).String(), Log: res.TxResult.Log, Events: res.TxResult.Events, Tx: res.Tx}
 	if tx, err := record.DecodeTx(res.Tx); err == nil {
 		info.Kind, info.Signer, info.Nonce, info.Msg = tx.Kind, tx.Signer, tx.Nonce, tx.Msg

@@ -17,6 +17,7 @@ import (
 
 	rpcclient "github.com/cometbft/cometbft/rpc/client"
 
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/record"
 )
@@ -180,44 +181,16 @@ func (s *Server) routes() {
 	})
 }
 
-// Status is the answer of GET /v1/status.
-type Status struct {
-	ChainID    string    `json:"chain_id"`
-	NodeID     string    `json:"node_id"`
-	Moniker    string    `json:"moniker"`
-	Height     int64     `json:"height"`
-	BlockTime  time.Time `json:"block_time"`
-	AppHeight  int64     `json:"app_height"`
-	CatchingUp bool      `json:"catching_up"`
-	Validator  string    `json:"validator_address"`
-}
-
 func (s *Server) status(r *http.Request) (any, error) {
 	st, err := s.comet.Status(r.Context())
 	if err != nil {
 		return nil, err
 	}
-	return Status{
+	return client.Status{
 		ChainID: st.NodeInfo.Network, NodeID: string(st.NodeInfo.DefaultNodeID), Moniker: st.NodeInfo.Moniker,
 		Height: st.SyncInfo.LatestBlockHeight, BlockTime: st.SyncInfo.LatestBlockTime,
 		AppHeight: s.app.Height(), CatchingUp: st.SyncInfo.CatchingUp, Validator: st.ValidatorInfo.Address.String(),
 	}, nil
-}
-
-// SubmitRequest is the JSON form of POST /v1/txs; the raw COSE bytes may
-// also be posted as the body with Content-Type application/cose.
-type SubmitRequest struct {
-	Tx []byte `json:"tx"` // base64 in JSON
-}
-
-// SubmitResult is the answer of POST /v1/txs.
-type SubmitResult struct {
-	Hash   string `json:"hash"`
-	Height int64  `json:"height,omitempty"` // with ?wait=commit
-	Code   uint32 `json:"code"`
-	Reason string `json:"reason"`
-	Log    string `json:"log,omitempty"`
-	Events any    `json:"events,omitempty"`
 }
 
 func (s *Server) submitTx(r *http.Request) (any, error) {
@@ -227,7 +200,7 @@ func (s *Server) submitTx(r *http.Request) (any, error) {
 	}
 	raw := body
 	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/cose") {
-		var req SubmitRequest
+		var req client.SubmitRequest
 		if err := json.Unmarshal(body, &req); err != nil {
 			return nil, badRequest(`body must be {"tx": "<base64 COSE_Sign1>"} or raw bytes with Content-Type application/cose: ` + err.Error())
 		}
@@ -242,7 +215,7 @@ func (s *Server) submitTx(r *http.Request) (any, error) {
 		if err != nil {
 			return nil, submitError(err)
 		}
-		out := SubmitResult{Hash: res.Hash.String(), Code: res.Code, Reason: record.Code(res.Code).String(), Log: res.Log}
+		out := client.SubmitResult{Hash: res.Hash.String(), Code: res.Code, Reason: record.Code(res.Code).String(), Log: res.Log}
 		if res.Code != 0 {
 			return nil, &apiError{ledgerStatus(record.Code(res.Code)), record.Code(res.Code).String(), res.Log}
 		}
@@ -257,7 +230,7 @@ func (s *Server) submitTx(r *http.Request) (any, error) {
 			return nil, &apiError{ledgerStatus(c), c.String(), res.CheckTx.Log}
 		}
 		c := record.Code(res.TxResult.Code)
-		out := SubmitResult{Hash: res.Hash.String(), Height: res.Height, Code: res.TxResult.Code, Reason: c.String(), Log: res.TxResult.Log, Events: res.TxResult.Events}
+		out := client.SubmitResult{Hash: res.Hash.String(), Height: res.Height, Code: res.TxResult.Code, Reason: c.String(), Log: res.TxResult.Log, Events: res.TxResult.Events}
 		if c != record.CodeOK {
 			// Committed but refused by execution: the tx is on chain with its error.
 			return &accepted{ledgerStatus(c), out}, nil
@@ -279,22 +252,6 @@ func submitError(err error) error {
 		return &apiError{http.StatusGatewayTimeout, "timeout", "the transaction was accepted but not committed in time; query it by hash later"}
 	}
 	return &apiError{http.StatusBadGateway, "consensus", "submitting to consensus: " + msg}
-}
-
-// TxInfo is a committed transaction.
-type TxInfo struct {
-	Hash   string `json:"hash"`
-	Height int64  `json:"height"`
-	Index  uint32 `json:"index"`
-	Code   uint32 `json:"code"`
-	Reason string `json:"reason"`
-	Log    string `json:"log,omitempty"`
-	Kind   string `json:"kind,omitempty"`
-	Signer string `json:"signer,omitempty"`
-	Nonce  uint64 `json:"nonce,omitempty"`
-	Msg    any    `json:"msg,omitempty"`
-	Events any    `json:"events,omitempty"`
-	Tx     []byte `json:"tx"`
 }
 
 func (s *Server) getTx(r *http.Request) (any, error) {
@@ -319,16 +276,6 @@ func (s *Server) getTx(r *http.Request) (any, error) {
 	return txInfo(res), nil
 }
 
-// BlockInfo is a block summary.
-type BlockInfo struct {
-	Height   int64     `json:"height"`
-	Hash     string    `json:"hash"`
-	Time     time.Time `json:"time"`
-	Proposer string    `json:"proposer"`
-	AppHash  string    `json:"app_hash"`
-	Txs      []string  `json:"txs"`
-}
-
 func (s *Server) heightParam(r *http.Request) (*int64, error) {
 	v := r.PathValue("height")
 	if v == "latest" || v == "" {
@@ -351,7 +298,7 @@ func (s *Server) getBlock(r *http.Request) (any, error) {
 		return nil, notFound(err.Error())
 	}
 	b := res.Block
-	out := BlockInfo{Height: b.Height, Hash: res.BlockID.Hash.String(), Time: b.Time, Proposer: b.ProposerAddress.String(), AppHash: b.AppHash.String(), Txs: []string{}}
+	out := client.BlockInfo{Height: b.Height, Hash: res.BlockID.Hash.String(), Time: b.Time, Proposer: b.ProposerAddress.String(), AppHash: b.AppHash.String(), Txs: []string{}}
 	for _, tx := range b.Txs {
 		out.Txs = append(out.Txs, fmt.Sprintf("%X", tx.Hash()))
 	}
@@ -375,5 +322,5 @@ func (s *Server) getHeader(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return json.RawMessage(mustCmtJSON(HeaderResponse{SignedHeader: c.SignedHeader, Validators: vals})), nil
+	return json.RawMessage(mustCmtJSON(client.HeaderResponse{SignedHeader: c.SignedHeader, Validators: vals})), nil
 }

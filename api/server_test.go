@@ -11,6 +11,7 @@ import (
 
 	abci "github.com/cometbft/cometbft/abci/types"
 
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/record"
@@ -72,7 +73,7 @@ func TestErrors(t *testing.T) {
 			}
 			defer resp.Body.Close()
 			b, _ := io.ReadAll(resp.Body)
-			var e ErrorBody
+			var e client.ErrorBody
 			if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != tc.status || e.Error.Code != tc.code || e.Error.Message == "" {
 				t.Errorf("status %d body %s; want %d with code %q and a message", resp.StatusCode, b, tc.status, tc.code)
 			}
@@ -82,7 +83,7 @@ func TestErrors(t *testing.T) {
 
 func TestReadsAndProofs(t *testing.T) {
 	srv, admin := newTestServer(t)
-	c := NewClient(srv.URL)
+	c := client.New(srv.URL)
 	ctx := context.Background()
 	var org record.Org
 	p, found, err := c.ProvedRecord(ctx, "/v1/orgs/acme", &org)

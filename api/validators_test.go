@@ -12,6 +12,7 @@ import (
 
 	abci "github.com/cometbft/cometbft/abci/types"
 
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/record"
@@ -51,7 +52,7 @@ func TestValidatorRoutes(t *testing.T) {
 	}
 	srv := httptest.NewServer(New(app, nil, nil).Handler())
 	t.Cleanup(srv.Close)
-	c := NewClient(srv.URL)
+	c := client.New(srv.URL)
 
 	// The same validator under each of its names.
 	for _, id := range []string{addr.String(), hex.EncodeToString(addr), hex.EncodeToString(bad),
@@ -135,7 +136,7 @@ func TestValidatorRoutes(t *testing.T) {
 		{"/v1/evidence/1?height=99", 400},
 	} {
 		err := c.Get(ctx, tc.path, nil)
-		var e *Error
+		var e *client.Error
 		if !errors.As(err, &e) || e.Status != tc.status || e.Message == "" {
 			t.Errorf("GET %s: %v; want %d with a message", tc.path, err, tc.status)
 		}

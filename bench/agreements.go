@@ -14,8 +14,8 @@ import (
 	abci "github.com/cometbft/cometbft/abci/types"
 
 	"github.com/thingnet/thingnet/agreements/relay"
-	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/datalog"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/gateway"
@@ -310,8 +310,8 @@ func RunReadingToCommand(ctx context.Context, home string, lc LatencyConfig) (La
 	if err != nil {
 		return LatencyResult{}, err
 	}
-	c := api.NewClient(d.APIURL(0))
-	far := api.NewClient(d.APIURL(validators - 1)) // the actuator reads through the last node
+	c := client.New(d.APIURL(0))
+	far := client.New(d.APIURL(validators - 1)) // the actuator reads through the last node
 	must := func(key *identity.Key, m record.Msg) error {
 		if _, err := c.Send(ctx, key, "", m, true); err != nil {
 			return fmt.Errorf("bench setup %s: %w", m.Kind(), err)
@@ -416,7 +416,7 @@ func RunReadingToCommand(ctx context.Context, home string, lc LatencyConfig) (La
 
 // relayOnce waits until the reading at idx is anchored and sends the call,
 // returning when it was anchored and when the call committed.
-func relayOnce(ctx context.Context, c *api.Client, d *devnet.Devnet, relayer *identity.Key, idx uint64, transition string) (anchored, called time.Time, err error) {
+func relayOnce(ctx context.Context, c *client.Client, d *devnet.Devnet, relayer *identity.Key, idx uint64, transition string) (anchored, called time.Time, err error) {
 	gw := d.Gateway(0)
 	var p *gateway.ReadingProof
 	for {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/cometbft/cometbft/light"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/lightclient"
@@ -56,7 +56,7 @@ func BenchmarkVerify(b *testing.B) {
 	tn := startNet(b)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c := api.NewClient(tn.d.APIURL(0))
+	c := client.New(tn.d.APIURL(0))
 	src := lightclient.APISource(c)
 	trustedSH, trustedVals, err := src.Header(ctx, tn.trust.Height)
 	if err != nil {

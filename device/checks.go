@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/record"
 )
@@ -53,7 +53,7 @@ func (d *Device) Authorize(ctx context.Context, sender, action string) (*Authori
 	return out, err
 }
 
-func (d *Device) authorize(ctx context.Context, c *api.Client, sender, action string) (*Authorization, error) {
+func (d *Device) authorize(ctx context.Context, c *client.Client, sender, action string) (*Authorization, error) {
 	org, err := d.ownOrg(ctx, c)
 	if err != nil {
 		return nil, err
@@ -122,7 +122,7 @@ func (d *Device) fresh(p *record.Proof, trustedBefore int64) error {
 }
 
 // ownOrg returns the device's organisation, proved once.
-func (d *Device) ownOrg(ctx context.Context, c *api.Client) (string, error) {
+func (d *Device) ownOrg(ctx context.Context, c *client.Client) (string, error) {
 	d.mu.Lock()
 	org := d.org
 	d.mu.Unlock()
@@ -151,7 +151,7 @@ var ErrNotRegistered = errors.New("device: not registered")
 // from the proved value, never from the gateway's JSON.
 // provedSelf is this device's own record, proved from c's answer at its
 // latest state, which must not be stale; the device learns its org from it.
-func (d *Device) provedSelf(ctx context.Context, c *api.Client) (*record.Device, *record.Proof, error) {
+func (d *Device) provedSelf(ctx context.Context, c *client.Client) (*record.Device, *record.Proof, error) {
 	before := d.lc.Trusted().Height
 	self, p, err := d.provedDevice(ctx, c, d.id, 0)
 	if err != nil {
@@ -169,7 +169,7 @@ func (d *Device) provedSelf(ctx context.Context, c *api.Client) (*record.Device,
 	return self, p, nil
 }
 
-func (d *Device) provedDevice(ctx context.Context, c *api.Client, id string, height int64) (*record.Device, *record.Proof, error) {
+func (d *Device) provedDevice(ctx context.Context, c *client.Client, id string, height int64) (*record.Device, *record.Proof, error) {
 	path := "/v1/devices/" + url.PathEscape(id)
 	if height > 0 {
 		path += "?height=" + strconv.FormatInt(height, 10)
@@ -194,7 +194,7 @@ func (d *Device) provedDevice(ctx context.Context, c *api.Client, id string, hei
 	return &rec, p, nil
 }
 
-func (d *Device) provedGrant(ctx context.Context, c *api.Client, id uint64, height int64) (*record.Grant, error) {
+func (d *Device) provedGrant(ctx context.Context, c *client.Client, id uint64, height int64) (*record.Grant, error) {
 	p, _, err := c.ProvedRecord(ctx, "/v1/grants/"+strconv.FormatUint(id, 10)+"?height="+strconv.FormatInt(height, 10), nil)
 	if err != nil {
 		return nil, err
@@ -273,7 +273,7 @@ func (d *Device) WasAnchored(ctx context.Context, rc *Receipt) (*Anchoring, erro
 
 // findIndex asks the storing gateway where an envelope sent without an
 // index in the answer (MQTT, CoAP) is; WasAnchored then checks the bytes.
-func (d *Device) findIndex(ctx context.Context, c *api.Client, rc *Receipt) (int64, error) {
+func (d *Device) findIndex(ctx context.Context, c *client.Client, rc *Receipt) (int64, error) {
 	ms := rc.Time.UnixMilli()
 	q := url.Values{"device": {d.id}, "from": {strconv.FormatInt(ms, 10)}, "to": {strconv.FormatInt(ms+1, 10)}, "limit": {"1000"}}
 	var page struct {

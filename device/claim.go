@@ -14,7 +14,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/record"
 )
@@ -239,9 +239,9 @@ func (c *Claim) Register(class, firmware string, labels map[string]string) *reco
 
 // Registered reports whether the node's ledger has a record of device id
 // (not proved: to decide what to register, not to trust).
-func Registered(ctx context.Context, c *api.Client, id string) (bool, error) {
+func Registered(ctx context.Context, c *client.Client, id string) (bool, error) {
 	err := c.Get(ctx, "/v1/devices/"+url.PathEscape(id), nil)
-	var e *api.Error
+	var e *client.Error
 	if errors.As(err, &e) && e.Status == http.StatusNotFound {
 		return false, nil
 	}

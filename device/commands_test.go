@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
@@ -57,7 +57,7 @@ func TestCommands(t *testing.T) {
 	var page struct {
 		Items []record.Agreement `json:"items"`
 	}
-	if err := api.NewClient(tn.d.APIURL(0)).Get(ctx, "/v1/agreements?limit=1000", &page); err != nil || len(page.Items) == 0 {
+	if err := client.New(tn.d.APIURL(0)).Get(ctx, "/v1/agreements?limit=1000", &page); err != nil || len(page.Items) == 0 {
 		t.Fatalf("agreements: %v", err)
 	}
 	id := page.Items[len(page.Items)-1].ID

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/lightclient"
@@ -149,8 +149,8 @@ func (d *Device) Close() error {
 	return d.saveTrusted()
 }
 
-func (d *Device) apiClient(gw Gateway) *api.Client {
-	c := api.NewClient(gw.API)
+func (d *Device) apiClient(gw Gateway) *client.Client {
+	c := client.New(gw.API)
 	c.HTTP.Timeout = d.cfg.timeout
 	return c
 }

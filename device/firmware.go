@@ -11,7 +11,7 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -66,7 +66,7 @@ func (d *Device) FirmwareApproved(ctx context.Context, vendor, class string, seq
 	return out, nil
 }
 
-func (d *Device) firmwareApproved(ctx context.Context, c *api.Client, vendor, class string, seq uint64, digest []byte) (*FirmwareApproval, error) {
+func (d *Device) firmwareApproved(ctx context.Context, c *client.Client, vendor, class string, seq uint64, digest []byte) (*FirmwareApproval, error) {
 	self, p, err := d.provedSelf(ctx, c)
 	if err != nil {
 		return nil, err
@@ -119,7 +119,7 @@ func (d *Device) firmwareApproved(ctx context.Context, c *api.Client, vendor, cl
 // provedKey fetches any state key with its proof in the state after block
 // height (/v1/proofs), verifies it and decodes the proved value into rec;
 // found false means the key is proved absent. The caller holds checkMu.
-func (d *Device) provedKey(ctx context.Context, c *api.Client, key []byte, height int64, rec any) (bool, error) {
+func (d *Device) provedKey(ctx context.Context, c *client.Client, key []byte, height int64, rec any) (bool, error) {
 	q := url.Values{"key": {hex.EncodeToString(key)}, "height": {strconv.FormatInt(height, 10)}}
 	var p record.Proof
 	if err := c.Get(ctx, "/v1/proofs?"+q.Encode(), &p); err != nil {
@@ -157,7 +157,7 @@ func (d *Device) reportFirmware(ctx context.Context, m *record.FirmwareReport, w
 	var refused error
 	err := d.each(ctx, what, func(_ int, gw Gateway) error {
 		_, err := d.apiClient(gw).Send(ctx, d.key, d.id, m, true)
-		var ae *api.Error
+		var ae *client.Error
 		if errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && ae.Status != http.StatusTooManyRequests {
 			refused = err // the ledger (or the gateway's checks) said no: another gateway would too
 			return nil

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/files"
@@ -116,7 +116,7 @@ func TestFirmwareApproved(t *testing.T) {
 		var page struct {
 			Items []record.Event `json:"items"`
 		}
-		if err := api.NewClient(tn.d.APIURL(0)).Get(ctx, "/v1/devices/"+url.PathEscape(me.ID())+"/history", &page); err != nil {
+		if err := client.New(tn.d.APIURL(0)).Get(ctx, "/v1/devices/"+url.PathEscape(me.ID())+"/history", &page); err != nil {
 			t.Fatal(err)
 		}
 		reports = reports[:0]

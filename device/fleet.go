@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/lightclient"
 	"github.com/thingnet/thingnet/record"
@@ -158,7 +158,7 @@ func StartFleet(ctx context.Context, c FleetConfig) (*Fleet, error) {
 		regs = append(regs, &record.DeviceRegister{Org: c.Org, Device: k.ID(), Class: fd.Class, Proof: proof,
 			Labels: map[string]string{"name": name, "simulated": "true"}})
 	}
-	n, err := RegisterAll(ctx, api.NewClient(c.Gateways[0].API), c.Admin, c.ChainID, regs)
+	n, err := RegisterAll(ctx, client.New(c.Gateways[0].API), c.Admin, c.ChainID, regs)
 	if err != nil {
 		return nil, fmt.Errorf("device: registering the fleet: %w", err)
 	}
@@ -206,7 +206,7 @@ func (f *Fleet) Stop() error {
 // consecutive nonces and are then waited for together (one or two blocks
 // for the lot, instead of one per device). It returns how many it
 // registered.
-func RegisterAll(ctx context.Context, c *api.Client, admin *identity.Key, chainID string, regs []*record.DeviceRegister) (int, error) {
+func RegisterAll(ctx context.Context, c *client.Client, admin *identity.Key, chainID string, regs []*record.DeviceRegister) (int, error) {
 	st, err := c.Status(ctx)
 	if err != nil {
 		return 0, err
@@ -237,7 +237,7 @@ func RegisterAll(ctx context.Context, c *api.Client, admin *identity.Key, chainI
 			}
 			inFlight = 0
 		}
-		raw, err := record.NewTx(admin, "", st.ChainID, nonce, st.Height+api.TxLifetime, m)
+		raw, err := record.NewTx(admin, "", st.ChainID, nonce, st.Height+client.TxLifetime, m)
 		if err != nil {
 			return 0, err
 		}
@@ -265,9 +265,9 @@ func RegisterAll(ctx context.Context, c *api.Client, admin *identity.Key, chainI
 const registerChunk = 500
 
 // waitNonce waits until signer's committed nonce reaches n.
-func waitNonce(ctx context.Context, c *api.Client, signer string, n uint64) error {
+func waitNonce(ctx context.Context, c *client.Client, signer string, n uint64) error {
 	for {
-		var got api.Nonce
+		var got client.Nonce
 		if err := c.Get(ctx, "/v1/accounts/"+url.PathEscape(signer)+"/nonce", &got); err != nil {
 			return err
 		}

@@ -18,10 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/record"
 
-	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
@@ -84,7 +84,7 @@ func startNet(t testing.TB) *testNet {
 		if tn.admin, sharedErr = devnet.Keystore(home).Load(devnet.DemoAdminKey, nil); sharedErr != nil {
 			return
 		}
-		h, err := api.NewClient(d.APIURL(0)).Header(ctx, 2)
+		h, err := client.New(d.APIURL(0)).Header(ctx, 2)
 		if err != nil {
 			sharedErr = err
 			return
@@ -122,7 +122,7 @@ func (tn *testNet) register(t testing.TB, alg identity.Algorithm) *identity.Key 
 func (tn *testNet) send(t testing.TB, k *identity.Key, m record.Msg) {
 	t.Helper()
 	ctx := ctxT(t)
-	res, err := api.NewClient(tn.d.APIURL(0)).Send(ctx, k, "", m, true)
+	res, err := client.New(tn.d.APIURL(0)).Send(ctx, k, "", m, true)
 	if err != nil {
 		t.Fatalf("%s: %v", m.Kind(), err)
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/udp"
 	coapclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/reading"
 )
 
@@ -124,7 +124,7 @@ func (d *Device) sendHTTP(ctx context.Context, gw Gateway, raw []byte, rc *Recei
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode != http.StatusAccepted {
-		var e api.ErrorBody
+		var e client.ErrorBody
 		if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
 			return fmt.Errorf("reading refused: %s: %s", e.Error.Code, e.Error.Message)
 		}

@@ -7,11 +7,11 @@ import (
 	"testing"
 
 	"github.com/cometbft/cometbft/types"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/lightclient"
 	"github.com/thingnet/thingnet/record"
 
-	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/reading"
@@ -76,7 +76,7 @@ func TestWireSizes(t *testing.T) {
 	}
 	row(fmt.Sprintf("the same at height %d", h.Height), len(grown))
 
-	c := api.NewClient(tn.d.APIURL(0))
+	c := client.New(tn.d.APIURL(0))
 	var raw []byte
 	if err := c.Get(ctx, "/v1/headers/"+strconv.FormatInt(d.TrustedHeight(), 10), &raw); err != nil {
 		t.Fatal(err)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/record"
 )
@@ -60,7 +60,7 @@ func (d *Device) OfferedFirmware(ctx context.Context) (*FirmwareOffer, error) {
 	return out, nil
 }
 
-func (d *Device) offeredFirmware(ctx context.Context, c *api.Client) (*FirmwareOffer, error) {
+func (d *Device) offeredFirmware(ctx context.Context, c *client.Client) (*FirmwareOffer, error) {
 	self, p, err := d.provedSelf(ctx, c)
 	if err != nil {
 		return nil, err

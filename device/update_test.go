@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/files"
@@ -48,7 +48,7 @@ func (tn *testNet) registerClass(t *testing.T, class string, keys ...*identity.K
 		proof, _ := k.Sign(record.PossessionMessage(tn.d.ChainID(), devnet.DemoOrg, k.ID()))
 		regs = append(regs, &record.DeviceRegister{Org: devnet.DemoOrg, Device: k.ID(), Class: class, Proof: proof})
 	}
-	c := api.NewClient(tn.d.APIURL(0))
+	c := client.New(tn.d.APIURL(0))
 	if _, err := device.RegisterAll(ctx, c, tn.admin, tn.d.ChainID(), regs); err != nil {
 		t.Fatal(err)
 	}
@@ -139,9 +139,9 @@ func (tn *testNet) rolloutRecord(t *testing.T, class string) *record.FirmwareRol
 	t.Helper()
 	tn.synced(t)
 	var ro struct {
-		Record api.Rollout `json:"record"`
+		Record client.Rollout `json:"record"`
 	}
-	if err := api.NewClient(tn.d.APIURL(0)).Get(ctxT(t), "/v1/rollouts/"+devnet.DemoOrg+"/"+class, &ro); err != nil {
+	if err := client.New(tn.d.APIURL(0)).Get(ctxT(t), "/v1/rollouts/"+devnet.DemoOrg+"/"+class, &ro); err != nil {
 		t.Fatal(err)
 	}
 	if ro.Record.FirmwareRolloutRecord == nil {
@@ -157,7 +157,7 @@ func (tn *testNet) firmwareHistory(t *testing.T, id string) []string {
 	var page struct {
 		Items []record.Event `json:"items"`
 	}
-	if err := api.NewClient(tn.d.APIURL(0)).Get(ctxT(t), "/v1/devices/"+url.PathEscape(id)+"/history", &page); err != nil {
+	if err := client.New(tn.d.APIURL(0)).Get(ctxT(t), "/v1/devices/"+url.PathEscape(id)+"/history", &page); err != nil {
 		t.Fatal(err)
 	}
 	var out []string

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/reading"
@@ -61,7 +61,7 @@ func TestDevnet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c0 := api.NewClient(d.APIURL(0))
+	c0 := client.New(d.APIURL(0))
 	if err := d.WaitForHeight(ctx, 2); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestDevnet(t *testing.T) {
 
 	// Every node serves the record, with a proof that checks against a signed header.
 	for i := range d.Size() {
-		c := api.NewClient(d.APIURL(i))
+		c := client.New(d.APIURL(i))
 		var got record.Device
 		p, found, err := c.ProvedRecord(ctx, "/v1/devices/"+dev.ID(), &got)
 		if err != nil || !found || got.Status != record.StatusActive {
@@ -96,7 +96,7 @@ func TestDevnet(t *testing.T) {
 		t.Fatalf("suspend: %v", err)
 	}
 	_, err = c0.Send(ctx, dev, "", grant, true)
-	var ae *api.Error
+	var ae *client.Error
 	if !errors.As(err, &ae) || ae.Code != "inactive_signer" || ae.Status != http.StatusUnauthorized {
 		t.Fatalf("tx by suspended device: err = %v; want inactive_signer (401)", err)
 	}
@@ -131,7 +131,7 @@ func TestDevnet(t *testing.T) {
 		a := d.App(3)
 		return a != nil && a.Height() >= res.Height
 	})
-	c3 := api.NewClient(d.APIURL(3))
+	c3 := client.New(d.APIURL(3))
 	var got record.Device
 	if err := c3.Get(ctx, "/v1/devices/"+dev2.ID(), &struct {
 		Record *record.Device `json:"record"`
@@ -201,7 +201,7 @@ func newDevnetDevice(t *testing.T, alg identity.Algorithm, via int, r reading.Re
 	admin, _ := Keystore(home).Load(DemoAdminKey, nil)
 	dev, _ := identity.GenerateKey(alg)
 	proof, _ := dev.Sign(record.PossessionMessage(d.ChainID(), DemoOrg, dev.ID()))
-	if _, err := api.NewClient(d.APIURL(via)).Send(ctx, admin, "", &record.DeviceRegister{Org: DemoOrg, Device: dev.ID(), Proof: proof}, true); err != nil {
+	if _, err := client.New(d.APIURL(via)).Send(ctx, admin, "", &record.DeviceRegister{Org: DemoOrg, Device: dev.ID(), Proof: proof}, true); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := reading.Sign(dev, dev.ID(), r)
@@ -215,7 +215,7 @@ func newDevnetDevice(t *testing.T, alg identity.Algorithm, via int, r reading.Re
 // proveAndVerify waits until node i's entry 0 is anchored and verifies it through node `check`.
 func (dd *devnetDevice) proveAndVerify(t *testing.T, i, check int) *gateway.VerifiedReading {
 	t.Helper()
-	c := api.NewClient(dd.d.APIURL(i))
+	c := client.New(dd.d.APIURL(i))
 	var p gateway.ReadingProof
 	for c.Get(dd.ctx, "/v1/readings/0", &p) != nil {
 		select {
@@ -224,7 +224,7 @@ func (dd *devnetDevice) proveAndVerify(t *testing.T, i, check int) *gateway.Veri
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	v, err := gateway.VerifyReading(dd.ctx, api.NewClient(dd.d.APIURL(check)), dd.d.ChainID(), &p)
+	v, err := gateway.VerifyReading(dd.ctx, client.New(dd.d.APIURL(check)), dd.d.ChainID(), &p)
 	if err != nil {
 		t.Fatalf("VerifyReading: %v", err)
 	}

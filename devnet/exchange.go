@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/identity"
@@ -187,7 +187,7 @@ func (f *Fleet) startExchange(ctx context.Context, d *Devnet, c FleetConfig, adm
 		}
 		regs = append(regs, &record.DeviceRegister{Org: DemoOrg, Device: k.ID(), Class: r.class, Proof: proof, Labels: labels})
 	}
-	cl := api.NewClient(d.APIURL(0))
+	cl := client.New(d.APIURL(0))
 	if _, err := device.RegisterAll(ctx, cl, admin, d.ChainID(), regs); err != nil {
 		return fmt.Errorf("registering the camera and the display: %w", err)
 	}
@@ -235,7 +235,7 @@ func (x *exchange) gatewayAddrs(is ...int) []string {
 
 // grant lets the camera message the display and the display the camera,
 // unless the ledger already holds those grants.
-func (x *exchange) grant(ctx context.Context, cl *api.Client, admin *identity.Key) error {
+func (x *exchange) grant(ctx context.Context, cl *client.Client, admin *identity.Key) error {
 	st, err := x.d.App(0).View(0)
 	if err != nil {
 		return err
@@ -330,7 +330,7 @@ func (x *exchange) shoot(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	res, err := api.NewClient(x.d.APIURL(x.camGW)).Send(ctx, camKey, "", &record.FilePublish{Org: DemoOrg, Name: name, CID: added.CID,
+	res, err := client.New(x.d.APIURL(x.camGW)).Send(ctx, camKey, "", &record.FilePublish{Org: DemoOrg, Name: name, CID: added.CID,
 		Size: added.Size, ContentType: "video/x-simulated", Private: true, Keys: keys}, true)
 	if err != nil {
 		return fmt.Errorf("recording the manifest: %w", err)
@@ -411,7 +411,7 @@ func (x *exchange) view(ctx context.Context, n clipNote) error {
 	var rec struct {
 		Record record.FileManifest `json:"record"`
 	}
-	if err := api.NewClient(x.d.APIURL(x.dispGW)).Get(ctx, "/v1/files/"+n.Org+"/"+n.Name, &rec); err != nil {
+	if err := client.New(x.d.APIURL(x.dispGW)).Get(ctx, "/v1/files/"+n.Org+"/"+n.Name, &rec); err != nil {
 		return fmt.Errorf("reading the manifest: %w", err)
 	}
 	m := &rec.Record

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -59,7 +59,7 @@ func TestFleetExchange(t *testing.T) {
 	var page struct {
 		Items []record.FileManifest `json:"items"`
 	}
-	if err := api.NewClient(d.APIURL(2)).Get(ctx, "/v1/files/"+DemoOrg, &page); err != nil {
+	if err := client.New(d.APIURL(2)).Get(ctx, "/v1/files/"+DemoOrg, &page); err != nil {
 		t.Fatal(err)
 	}
 	cam, disp := fl.exchange.cam.ID(), fl.exchange.disp.ID()

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/agreements/relay"
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/lightclient"
@@ -132,7 +132,7 @@ func (d *Devnet) StartFleet(ctx context.Context, c FleetConfig) (*Fleet, error) 
 	if err := d.WaitForHeight(ctx, 2); err != nil {
 		return nil, err
 	}
-	cl := api.NewClient(d.APIURL(0))
+	cl := client.New(d.APIURL(0))
 	h, err := cl.Header(ctx, 1)
 	if err != nil {
 		return nil, fmt.Errorf("devnet: fleet: the header to trust: %w", err)
@@ -175,7 +175,7 @@ func (d *Devnet) StartFleet(ctx context.Context, c FleetConfig) (*Fleet, error) 
 // startAgreement deploys FleetAgreement between the fleet's first two
 // devices (once: a resumed devnet finds it) and relays the sensor's
 // anchored readings to it.
-func (f *Fleet) startAgreement(ctx context.Context, d *Devnet, c *api.Client, admin *identity.Key) error {
+func (f *Fleet) startAgreement(ctx context.Context, d *Devnet, c *client.Client, admin *identity.Key) error {
 	sensor, fan := f.Devices[0].Device.ID(), f.Devices[1].Device.ID()
 	var page struct {
 		Items []record.Agreement `json:"items"`

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
@@ -64,7 +64,7 @@ func TestFleet(t *testing.T) {
 		mu.Lock()
 		gw := first[i].Gateway // its preferred one, unless that had not applied its registration yet
 		mu.Unlock()
-		c := api.NewClient(gw.API)
+		c := client.New(gw.API)
 		var page struct {
 			Items []gateway.ReadingItem `json:"items"`
 		}

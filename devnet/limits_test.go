@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ratelimit"
@@ -47,7 +47,7 @@ func TestDevnetLimits(t *testing.T) {
 		proof, _ := keys[i].Sign(record.PossessionMessage(d.ChainID(), DemoOrg, keys[i].ID()))
 		regs = append(regs, &record.DeviceRegister{Org: DemoOrg, Device: keys[i].ID(), Class: "sensor", Proof: proof})
 	}
-	if _, err := device.RegisterAll(ctx, api.NewClient(d.APIURL(0)), admin, d.ChainID(), regs); err != nil {
+	if _, err := device.RegisterAll(ctx, client.New(d.APIURL(0)), admin, d.ChainID(), regs); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.WaitForHeight(ctx, d.App(0).Height()+1); err != nil { // every node has applied the registrations

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/mesh"
@@ -111,7 +111,7 @@ func TestDevnetMeshBanQuarantines(t *testing.T) {
 	gw := d.Gateway(0).ID()
 	// The organisation's policy lets gateway 0 quarantine it.
 	grant := &record.GrantAdd{Grantor: "org:" + DemoOrg, Subject: "device:" + gw, Action: record.ActionManage, Resource: "device:" + rogue.ID()}
-	if _, err := api.NewClient(d.APIURL(0)).Send(ctx, admin, "", grant, true); err != nil {
+	if _, err := client.New(d.APIURL(0)).Send(ctx, admin, "", grant, true); err != nil {
 		t.Fatalf("policy grant: %v", err)
 	}
 	app := d.App(0)

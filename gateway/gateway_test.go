@@ -19,6 +19,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/gateway/edge"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
@@ -31,7 +32,7 @@ type testNet struct {
 	app    *ledger.App
 	net    *chain.LocalNet
 	gw     *Gateway
-	client *api.Client
+	client *client.Client
 	admin  *identity.Key
 	gwKey  *identity.Key
 	sensor *identity.Key
@@ -79,7 +80,7 @@ func startTestNetKeep(t *testing.T, keep int64) *testNet {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Shutdown(context.Background()) })
-	tn.client = api.NewClient(s.Addr())
+	tn.client = client.New(s.Addr())
 	ctx := ctxT(t)
 	if err := tn.net.WaitForHeight(ctx, 2); err != nil {
 		t.Fatal(err)
@@ -140,9 +141,9 @@ func (tn *testNet) post(t *testing.T, raw []byte) (uint64, error) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusAccepted {
-		var e api.ErrorBody
+		var e client.ErrorBody
 		json.Unmarshal(b, &e)
-		return 0, &api.Error{Status: resp.StatusCode, ErrorDetail: e.Error}
+		return 0, &client.Error{Status: resp.StatusCode, ErrorDetail: e.Error}
 	}
 	var ok struct{ Index uint64 }
 	if err := json.Unmarshal(b, &ok); err != nil {

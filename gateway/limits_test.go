@@ -14,7 +14,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/udp"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/gateway/coap"
 	"github.com/thingnet/thingnet/gateway/edge"
 	"github.com/thingnet/thingnet/gateway/mqtt"
@@ -57,7 +57,7 @@ func TestSourceLimits(t *testing.T) {
 		return err
 	}
 	status := func(err error) int {
-		var e *api.Error
+		var e *client.Error
 		if errors.As(err, &e) {
 			return e.Status
 		}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/datalog"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
@@ -219,10 +219,10 @@ type ProofChecker interface {
 }
 
 // NodeChecker checks proofs against headers signed by more than 2/3 of the
-// validator set a node reports (api.Client.VerifyProof). A device that must
+// validator set a node reports (client.Client.VerifyProof). A device that must
 // trust no node uses a light client instead (lightclient.Client).
 type NodeChecker struct {
-	Client  *api.Client
+	Client  *client.Client
 	ChainID string
 }
 
@@ -236,7 +236,7 @@ func (n NodeChecker) CheckProof(ctx context.Context, p *record.Proof) (int64, er
 }
 
 // VerifyReading is VerifyReadingWith a NodeChecker over c.
-func VerifyReading(ctx context.Context, c *api.Client, chainID string, p *ReadingProof) (*VerifiedReading, error) {
+func VerifyReading(ctx context.Context, c *client.Client, chainID string, p *ReadingProof) (*VerifiedReading, error) {
 	return VerifyReadingWith(ctx, NodeChecker{Client: c, ChainID: chainID}, p)
 }
 
@@ -364,7 +364,7 @@ func VerifySigner(root []byte, proofHeight int64, sp *SignerProof, id string, he
 // FetchReading asks a node's API (GET /v1/readings/{index}) for a stored
 // reading of its gateway with its proof; p.Err() says whether the proof
 // could be made (ErrNotAnchored: ask again in a block or two).
-func FetchReading(ctx context.Context, c *api.Client, index uint64) (*ReadingProof, error) {
+func FetchReading(ctx context.Context, c *client.Client, index uint64) (*ReadingProof, error) {
 	var p ReadingProof
 	if err := c.Get(ctx, "/v1/readings/"+strconv.FormatUint(index, 10), &p); err != nil {
 		return nil, fmt.Errorf("reading %d at %s: %w", index, c.BaseURL, err)

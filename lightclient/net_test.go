@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/node"
@@ -20,7 +20,7 @@ import (
 type testNet struct {
 	chainID string
 	net     *node.Net
-	clients []*api.Client
+	clients []*client.Client
 	admin   *identity.Key // admin of org "acme"
 }
 
@@ -48,7 +48,7 @@ func startNet(t *testing.T, chainID string) *testNet {
 	}
 	t.Cleanup(func() { tn.net.Stop() })
 	for i := range size {
-		tn.clients = append(tn.clients, api.NewClient(tn.net.Node(i).APIAddr()))
+		tn.clients = append(tn.clients, client.New(tn.net.Node(i).APIAddr()))
 	}
 	if err := tn.net.WaitForHeight(testCtx(t), 2); err != nil {
 		t.Fatal(err)

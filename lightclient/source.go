@@ -8,8 +8,7 @@ import (
 
 	cmtjson "github.com/cometbft/cometbft/libs/json"
 	"github.com/cometbft/cometbft/types"
-
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 )
 
 // Source is where headers come from: a node, a gateway, a peer. It is not
@@ -23,22 +22,22 @@ type Source interface {
 }
 
 // APISource adapts a node API client (GET /v1/headers/{height}) to a Source.
-func APISource(c *api.Client) Source { return apiSource{c} }
+func APISource(c *client.Client) Source { return apiSource{c} }
 
-type apiSource struct{ c *api.Client }
+type apiSource struct{ c *client.Client }
 
 func (s apiSource) Header(ctx context.Context, height int64) (*types.SignedHeader, *types.ValidatorSet, error) {
 	if height < 0 {
 		return nil, nil, fmt.Errorf("lightclient: negative height %d", height)
 	}
-	var h *api.HeaderResponse
+	var h *client.HeaderResponse
 	var err error
 	if height == 0 {
 		h, err = s.latest(ctx)
 	} else {
 		h, err = s.c.Header(ctx, height)
 	}
-	var e *api.Error
+	var e *client.Error
 	if errors.As(err, &e) && e.Status == http.StatusNotFound {
 		return nil, nil, fmt.Errorf("%w: %s: height %d: %v", ErrHeaderNotFound, s.c.BaseURL, height, err)
 	}
@@ -52,12 +51,12 @@ func (s apiSource) Header(ctx context.Context, height int64) (*types.SignedHeade
 	return &h.SignedHeader, vals, nil
 }
 
-func (s apiSource) latest(ctx context.Context) (*api.HeaderResponse, error) {
+func (s apiSource) latest(ctx context.Context) (*client.HeaderResponse, error) {
 	var raw []byte
 	if err := s.c.Get(ctx, "/v1/headers/latest", &raw); err != nil {
 		return nil, err
 	}
-	var h api.HeaderResponse
+	var h client.HeaderResponse
 	if err := cmtjson.Unmarshal(raw, &h); err != nil {
 		return nil, fmt.Errorf("%w: %s: decoding the latest header: %v", ErrBadHeader, s.c.BaseURL, err)
 	}

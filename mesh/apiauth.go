@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/record"
 )
@@ -18,13 +18,13 @@ import (
 // trust the node they talk to. A device that trusts no node verifies
 // proofs with a light client instead (the device SDK).
 type APIAuthority struct {
-	Client  *api.Client
+	Client  *client.Client
 	Chain   string
 	Timeout time.Duration // per request; default 10s
 }
 
 // NewAPIAuthority asks the node for its chain id.
-func NewAPIAuthority(ctx context.Context, c *api.Client) (*APIAuthority, error) {
+func NewAPIAuthority(ctx context.Context, c *client.Client) (*APIAuthority, error) {
 	st, err := c.Status(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("mesh: asking the node for its chain: %w", err)
@@ -47,7 +47,7 @@ func (a *APIAuthority) Device(id string) (*Device, error) {
 		Record record.Device `json:"record"`
 	}
 	err := a.Client.Get(ctx, "/v1/devices/"+url.PathEscape(id), &rec)
-	var ae *api.Error
+	var ae *client.Error
 	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownSender, id)
 	}

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
@@ -106,7 +106,7 @@ func TestSingleNode(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cl := api.NewClient(n.APIAddr())
+	cl := client.New(n.APIAddr())
 	for n.App().Height() < 1 {
 		select {
 		case <-ctx.Done():
@@ -230,7 +230,7 @@ func TestNodeRecordsPins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := api.NewClient(n.APIAddr())
+	cl := client.New(n.APIAddr())
 	pinners := func() []string {
 		var p struct{ Items []record.FilePin }
 		if err := cl.Get(ctx, "/v1/pins/"+added.CID, &p); err != nil {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/identity"
@@ -24,11 +24,11 @@ import (
 )
 
 // send signs m with key and waits for its block; the tx must succeed.
-func send(t *testing.T, key *identity.Key, m record.Msg) *api.SubmitResult {
+func send(t *testing.T, key *identity.Key, m record.Msg) *client.SubmitResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := api.NewClient(shared.url).Send(ctx, key, "", m, true)
+	res, err := client.New(shared.url).Send(ctx, key, "", m, true)
 	if err != nil {
 		t.Fatalf("%s: %v", m.Kind(), err)
 	}
@@ -143,7 +143,7 @@ func TestFilesPages(t *testing.T) {
 	var recs []files.Recipient
 	for _, id := range []string{shared.dev.ID()} {
 		var d struct{ Record record.Device }
-		if err := api.NewClient(shared.url).Get(context.Background(), "/v1/devices/"+id, &d); err != nil {
+		if err := client.New(shared.url).Get(context.Background(), "/v1/devices/"+id, &d); err != nil {
 			t.Fatal(err)
 		}
 		r, err := files.RecipientOf(&d.Record)
@@ -359,7 +359,7 @@ func TestTxSearch(t *testing.T) {
 	need(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c := api.NewClient(shared.url)
+	c := client.New(shared.url)
 	name := fmt.Sprintf("search-%d.bin", time.Now().UnixNano())
 	var hashes []string
 	for i := range 3 {
@@ -369,7 +369,7 @@ func TestTxSearch(t *testing.T) {
 	}
 	// The index trails the commit by a moment: wait for the last one.
 	for {
-		var last api.TxSearch
+		var last client.TxSearch
 		if err := c.Get(ctx, "/v1/txs?event=file.name="+name+".2", &last); err != nil {
 			t.Fatal(err)
 		}
@@ -382,7 +382,7 @@ func TestTxSearch(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	var one api.TxSearch
+	var one client.TxSearch
 	q := "/v1/txs?event=file.org=" + devnet.DemoOrg + "&event=file.name=" + name + ".1"
 	if err := c.Get(ctx, q, &one); err != nil {
 		t.Fatal(err)
@@ -390,7 +390,7 @@ func TestTxSearch(t *testing.T) {
 	if one.Total != 1 || len(one.Items) != 1 || one.Items[0].Hash != hashes[1] || one.Items[0].Kind != record.KindFilePublish || one.Next != 0 {
 		t.Fatalf("%s: %+v; want the one publication %s", q, one, hashes[1])
 	}
-	var p1, p2 api.TxSearch
+	var p1, p2 client.TxSearch
 	if err := c.Get(ctx, "/v1/txs?event=file.action=publish&limit=2", &p1); err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +418,7 @@ func TestTxSearch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var body api.ErrorBody
+		var body client.ErrorBody
 		err = json.NewDecoder(res.Body).Decode(&body)
 		res.Body.Close()
 		if res.StatusCode != tc.status || err != nil || body.Error.Message == "" {

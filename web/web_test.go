@@ -23,6 +23,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/reading"
@@ -92,7 +93,7 @@ func setup(home string) (stop func()) {
 	if shared.dev, err = registerDevice(ctx); err != nil {
 		return fail(err)
 	}
-	c := api.NewClient(shared.url)
+	c := client.New(shared.url)
 	g := &record.GrantAdd{Grantor: "device:" + shared.dev.ID(), Subject: "org:" + devnet.DemoOrg, Action: "read", Resource: "device:" + shared.dev.ID() + "/readings"}
 	res, err := c.Send(ctx, shared.dev, "", g, true)
 	if err != nil {
@@ -164,7 +165,7 @@ func registerDevice(ctx context.Context) (*identity.Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = api.NewClient(shared.url).Send(ctx, shared.admin, "", &record.DeviceRegister{Org: devnet.DemoOrg, Device: dev.ID(), Class: "sensor", Firmware: "1.0.0", Proof: proof}, true)
+	_, err = client.New(shared.url).Send(ctx, shared.admin, "", &record.DeviceRegister{Org: devnet.DemoOrg, Device: dev.ID(), Class: "sensor", Firmware: "1.0.0", Proof: proof}, true)
 	if err != nil {
 		return nil, fmt.Errorf("register: %w", err)
 	}
@@ -306,7 +307,7 @@ func TestLiveUpdates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := api.NewClient(shared.url).Send(rctx, shared.admin, "", record.NewDeviceStatus(dev.ID(), record.StatusSuspended, "browser test"), true); err != nil {
+	if _, err := client.New(shared.url).Send(rctx, shared.admin, "", record.NewDeviceStatus(dev.ID(), record.StatusSuspended, "browser test"), true); err != nil {
 		t.Fatal(err)
 	}
 	row := fmt.Sprintf(`#devices tr[data-id="%s"] .badge.suspended`, dev.ID())
@@ -393,7 +394,7 @@ func TestOtherPages(t *testing.T) {
 	const xss = `<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>`
 	rctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := api.NewClient(shared.url).Send(rctx, shared.admin, "", &record.OrgCreate{ID: "xss", Name: xss}, true); err != nil {
+	if _, err := client.New(shared.url).Send(rctx, shared.admin, "", &record.OrgCreate{ID: "xss", Name: xss}, true); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ frag, sel, want string }{

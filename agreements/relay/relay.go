@@ -19,6 +19,7 @@ import (
 
 	"github.com/thingnet/thingnet/agreements/lang"
 	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/reading"
@@ -29,7 +30,7 @@ import (
 type Config struct {
 	// Client talks to a node that runs a gateway (readings and their
 	// proofs) and the ledger API.
-	Client *api.Client
+	Client *client.Client
 	// Key signs the agreement calls (any key: a did:key pays no fee).
 	Key *identity.Key
 	// Agreements are the ids to serve.
@@ -220,7 +221,7 @@ func (r *Relayer) offer(ctx context.Context, it gateway.ReadingItem, ev *record.
 		if w.device != it.Device || (w.contentType != "" && w.contentType != it.ContentType) {
 			continue
 		}
-		dr, err := r.cfg.Client.DryRun(ctx, &api.DryRunRequest{Signer: r.cfg.Key.ID(), ID: w.agreement, Transition: w.transition, Reading: ev})
+		dr, err := api.DryRun(ctx, r.cfg.Client, &client.DryRunRequest{Signer: r.cfg.Key.ID(), ID: w.agreement, Transition: w.transition, Reading: ev})
 		if err != nil {
 			return false, err
 		}
@@ -230,7 +231,7 @@ func (r *Relayer) offer(ctx context.Context, it gateway.ReadingItem, ev *record.
 		}
 		res, err := r.cfg.Client.Send(ctx, r.cfg.Key, "", &record.AgreementCall{ID: w.agreement, Transition: w.transition, Reading: ev}, true)
 		if err != nil {
-			var e *api.Error
+			var e *client.Error
 			if errors.As(err, &e) && e.Status < 500 {
 				// Refused on the committed state (a concurrent change): not ours to retry.
 				r.log.Info("call refused", "agreement", w.agreement, "transition", w.transition, "seq", it.Seq, "err", err)

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/agreements/relay"
-	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/reading"
@@ -39,7 +39,7 @@ func TestRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := api.NewClient(d.APIURL(0))
+	c := client.New(d.APIURL(0))
 	must := func(m record.Msg) {
 		t.Helper()
 		if _, err := c.Send(ctx, admin, "", m, true); err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/thingnet/thingnet/agreements/relay"
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/record"
 )
@@ -44,7 +45,7 @@ func agreementCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.sendWith2(cmd, &tfd, m, func(w io.Writer, res *api.SubmitResult) {
+			return g.sendWith2(cmd, &tfd, m, func(w io.Writer, res *client.SubmitResult) {
 				fmt.Fprintf(w, "agreement %s deployed at height %d (%s): tx %s\n", eventAttr(res.Events, "agreement", "id"), res.Height, eventAttr(res.Events, "agreement", "status"), res.Hash)
 			})
 		},
@@ -74,9 +75,9 @@ func agreementCmd(g *globals) *cobra.Command {
 				return err
 			}
 			var rec struct {
-				Height int64             `json:"height"`
-				Record api.AgreementView `json:"record"`
-				Proof  *record.Proof     `json:"proof,omitempty"`
+				Height int64                `json:"height"`
+				Record client.AgreementView `json:"record"`
+				Proof  *record.Proof        `json:"proof,omitempty"`
 			}
 			path := "/v1/agreements/" + args[0]
 			if prove {
@@ -116,7 +117,7 @@ func agreementCmd(g *globals) *cobra.Command {
 		Use: "list", Short: "List agreements", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var p struct {
-				Items []api.AgreementView `json:"items"`
+				Items []client.AgreementView `json:"items"`
 			}
 			if err := g.client().Get(cmd.Context(), "/v1/agreements?limit=1000", &p); err != nil {
 				return err
@@ -142,7 +143,7 @@ func agreementCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.sendWith2(cmd, &tfc, m, func(w io.Writer, res *api.SubmitResult) {
+			return g.sendWith2(cmd, &tfc, m, func(w io.Writer, res *client.SubmitResult) {
 				fmt.Fprintf(w, "%s committed at height %d: tx %s\n", m.Transition, res.Height, res.Hash)
 				for _, id := range eventAttrs(res.Events, "command", "id") {
 					fmt.Fprintf(w, "  command %s issued\n", id)
@@ -167,7 +168,7 @@ func agreementCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--signer: %w", err)
 			}
-			q := &api.DryRunRequest{Signer: signer}
+			q := &client.DryRunRequest{Signer: signer}
 			switch {
 			case dryFile != "":
 				m, err := g.deployMsg(dryFile, dryParties)
@@ -185,7 +186,7 @@ func agreementCmd(g *globals) *cobra.Command {
 			default:
 				return fmt.Errorf("give ID TRANSITION (a call) or --file FILE (a deployment)")
 			}
-			res, err := g.client().DryRun(cmd.Context(), q)
+			res, err := api.DryRun(cmd.Context(), g.client(), q)
 			if err != nil {
 				return err
 			}
@@ -310,7 +311,7 @@ fires. Any key may relay: the ledger trusts the proof, not the relayer.`,
 
 // checkAgreementProof checks the record's proof against a header signed by
 // the validators, and that the proven record is the one shown.
-func checkAgreementProof(ctx context.Context, cl *api.Client, a *record.Agreement, p *record.Proof) error {
+func checkAgreementProof(ctx context.Context, cl *client.Client, a *record.Agreement, p *record.Proof) error {
 	if p == nil || p.Value == nil {
 		return fmt.Errorf("the node sent no proof of the record")
 	}
@@ -448,14 +449,14 @@ func (g *globals) callMsg(ctx context.Context, idArg, transition string, f *call
 }
 
 // sendWith2 signs and submits m and prints the result with text.
-func (g *globals) sendWith2(cmd *cobra.Command, t *txFlags, m record.Msg, text func(io.Writer, *api.SubmitResult)) error {
+func (g *globals) sendWith2(cmd *cobra.Command, t *txFlags, m record.Msg, text func(io.Writer, *client.SubmitResult)) error {
 	key, err := g.loadKey(t.key)
 	if err != nil {
 		return err
 	}
 	res, err := g.client().Send(cmd.Context(), key, t.as, m, !t.noWait)
 	if err != nil {
-		if e, ok := err.(*api.Error); ok {
+		if e, ok := err.(*client.Error); ok {
 			return fmt.Errorf("%s refused: %s: %s%s", m.Kind(), e.Code, e.Message, hint(e.Code))
 		}
 		return err
@@ -565,7 +566,7 @@ func creditsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.print(cmd.OutOrStdout(), api.Credits{Account: acct, Balance: b}, func(w io.Writer) {
+			return g.print(cmd.OutOrStdout(), client.Credits{Account: acct, Balance: b}, func(w io.Writer) {
 				fmt.Fprintf(w, "%s holds %d credits\n", acct, b)
 			})
 		},

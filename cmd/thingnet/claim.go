@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/record"
@@ -198,7 +198,7 @@ func (g *globals) registerCSV(cmd *cobra.Command, admin *identity.Key, org, file
 			skipped++
 			continue
 		}
-		raw, err := record.NewTx(admin, "", st.ChainID, nonce, st.Height+api.TxLifetime+int64(len(rows)), r.m)
+		raw, err := record.NewTx(admin, "", st.ChainID, nonce, st.Height+client.TxLifetime+int64(len(rows)), r.m)
 		if err != nil {
 			failures = append(failures, fmt.Sprintf("line %d (%s): %v", r.line, r.device, err))
 			continue
@@ -216,7 +216,7 @@ func (g *globals) registerCSV(cmd *cobra.Command, admin *identity.Key, org, file
 	// Wait until the last tx sent is committed: the admin's nonce reaches it.
 	deadline := time.Now().Add(time.Minute + time.Duration(len(sent))*100*time.Millisecond)
 	for len(sent) > 0 {
-		var n api.Nonce
+		var n client.Nonce
 		if err := c.Get(ctx, "/v1/accounts/"+url.PathEscape(admin.ID())+"/nonce", &n); err != nil {
 			return err
 		}

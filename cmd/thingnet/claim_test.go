@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
@@ -156,7 +156,7 @@ func TestProvisioning(t *testing.T) {
 	if !strings.Contains(out, "fleet running: 3 devices, 3 newly registered") || strings.Count(out, "sent seq") < 3 {
 		t.Errorf("device run --fleet = %q", out)
 	}
-	c := api.NewClient(node)
+	c := client.New(node)
 	for _, name := range []string{"solo", "device-0000", "device-0001", "device-0002"} {
 		k, created, err := device.LoadOrCreateKey(filepath.Join(states, name), identity.Ed25519)
 		if err != nil || created {

@@ -17,7 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -27,7 +27,7 @@ func statusCmd(g *globals) *cobra.Command {
 		Use: "status", Short: "Show the node's chain, height and validators, and where its explorer is", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c := g.client()
-			var st api.Status
+			var st client.Status
 			if err := c.Get(cmd.Context(), "/v1/status", &st); err != nil {
 				return fmt.Errorf("%w (is a node running at %s? start one with `thingnet devnet`, or pass --node)", err, g.node)
 			}
@@ -36,7 +36,7 @@ func statusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			out := struct {
-				api.Status
+				client.Status
 				Validators int    `json:"validators"`
 				Explorer   string `json:"explorer"`
 				Events     string `json:"events"`
@@ -77,7 +77,7 @@ device.update). With -o json each event is one JSON line: {id, type, data}.`,
 			if after > 0 {
 				q.Set("after", strconv.FormatUint(after, 10))
 			}
-			base := api.NewClient(g.node).BaseURL
+			base := client.New(g.node).BaseURL
 			req, err := http.NewRequestWithContext(cmd.Context(), "GET", base+"/v1/events?"+q.Encode(), nil)
 			if err != nil {
 				return err
@@ -89,7 +89,7 @@ device.update). With -o json each event is one JSON line: {id, type, data}.`,
 			}
 			defer res.Body.Close()
 			if res.StatusCode != http.StatusOK {
-				var e api.ErrorBody
+				var e client.ErrorBody
 				_ = json.NewDecoder(res.Body).Decode(&e)
 				return fmt.Errorf("GET /v1/events: %s: %s", res.Status, e.Error.Message)
 			}

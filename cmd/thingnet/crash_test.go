@@ -14,8 +14,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/reading"
@@ -59,7 +59,7 @@ func startNodeProcess(t *testing.T, bin, home, apiAddr string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	c := api.NewClient(apiAddr)
+	c := client.New(apiAddr)
 	deadline := time.Now().Add(time.Minute)
 	for {
 		if st, err := c.Status(context.Background()); err == nil && st.AppHeight >= 1 {
@@ -116,10 +116,10 @@ func TestGatewayCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	token, _ := identity.NewCWT(sensor, sensor.ID(), "crash-test", time.Now(), time.Hour)
-	client := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetProtocolVersion(4).
+	mq := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetProtocolVersion(4).
 		SetClientID(sensor.ID()).SetUsername(sensor.ID()).SetPassword(identity.EncodeCWTPassword(token)).
 		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).SetWriteTimeout(5 * time.Second))
-	if tok := client.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+	if tok := mq.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("mqtt connect: %v", tok.Error())
 	}
 	// Publish one reading after another, each waiting for its PUBACK, and
@@ -128,7 +128,7 @@ func TestGatewayCrash(t *testing.T) {
 	for seq := uint64(1); ; seq++ {
 		v := float64(seq)
 		raw, _ := reading.Sign(sensor, sensor.ID(), reading.Reading{Seq: seq, Time: time.Now(), ContentType: "count", Value: &v})
-		tok := client.Publish(gateway.ReadingsTopic(sensor.ID()), 1, false, raw)
+		tok := mq.Publish(gateway.ReadingsTopic(sensor.ID()), 1, false, raw)
 		if len(acked) == 40 {
 			time.Sleep(time.Millisecond)
 			proc.Process.Kill()
@@ -141,10 +141,10 @@ func TestGatewayCrash(t *testing.T) {
 		acked = append(acked, seq)
 		time.Sleep(80 * time.Millisecond) // within the default 10 readings/s per device (burst 20)
 	}
-	client.Disconnect(0)
+	mq.Disconnect(0)
 
 	startNodeProcess(t, bin, home, apiAddr)
-	c := api.NewClient(apiAddr)
+	c := client.New(apiAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	stored := map[uint64]bool{}

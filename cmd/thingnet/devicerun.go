@@ -16,7 +16,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/spf13/cobra"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
@@ -208,7 +208,7 @@ func (g *globals) runDevices(ctx context.Context, out io.Writer, rc runConfig, f
 		trust = &t
 	}
 	if rc.ChainID == "" {
-		st, err := api.NewClient(rc.Gateways[0].API).Status(ctx)
+		st, err := client.New(rc.Gateways[0].API).Status(ctx)
 		if err != nil {
 			return fmt.Errorf("asking the chain id: %w (or set chain_id)", err)
 		}
@@ -320,7 +320,7 @@ func (g *globals) runOne(ctx context.Context, out io.Writer, rc runConfig, tr de
 		return err
 	}
 	defer d.Close()
-	c := api.NewClient(rc.Gateways[0].API)
+	c := client.New(rc.Gateways[0].API)
 	known, err := device.Registered(ctx, c, k.ID())
 	if err != nil {
 		return err

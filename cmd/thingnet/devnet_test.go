@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 )
 
 // TestDevnetCommand runs the real binary: `thingnet devnet` starts, stops
@@ -47,7 +47,7 @@ func TestDevnetCommand(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("devnet printed:\n%s\nwant %q", out.String(), want)
 		}
-		c := api.NewClient(fmt.Sprintf("127.0.0.1:%d", base+2))
+		c := client.New(fmt.Sprintf("127.0.0.1:%d", base+2))
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		var h int64

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -156,7 +156,7 @@ func TestFileCLI(t *testing.T) {
 	}
 	// A release read through node 1 with its proof; an absent one answers 404 with an absence proof.
 	var rel record.FirmwareReleaseRecord
-	c := api.NewClient(d.APIURL(1))
+	c := client.New(d.APIURL(1))
 	if p, found, err := c.ProvedRecord(ctx, "/v1/firmware/demo/camera/1", &rel); err != nil || !found || p == nil || rel.Manifest.Version != "1.0.0" {
 		t.Errorf("proved release: %v found=%v %+v", err, found, rel)
 	}

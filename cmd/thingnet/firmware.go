@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/record"
 )
@@ -109,7 +109,7 @@ type fwStatus struct {
 	Org       string                         `json:"org"`
 	Releases  []record.FirmwareReleaseRecord `json:"releases"`
 	Approvals []record.FirmwareApproval      `json:"approvals"`
-	Rollout   *api.Rollout                   `json:"rollout,omitempty"`
+	Rollout   *client.Rollout                `json:"rollout,omitempty"`
 	Devices   []fwDevice                     `json:"devices"`
 	Flagged   int                            `json:"flagged"`
 }
@@ -150,7 +150,7 @@ func firmwareStatus(g *globals) *cobra.Command {
 }
 
 // readFwStatus fills s, reading every list at the height of the first.
-func readFwStatus(ctx context.Context, c *api.Client, s *fwStatus) error {
+func readFwStatus(ctx context.Context, c *client.Client, s *fwStatus) error {
 	var rel struct {
 		Height int64                          `json:"height"`
 		Items  []record.FirmwareReleaseRecord `json:"items"`
@@ -179,10 +179,10 @@ func readFwStatus(ctx context.Context, c *api.Client, s *fwStatus) error {
 	}
 	s.Approvals = ap.Items
 	var ro struct {
-		Record *api.Rollout `json:"record"`
+		Record *client.Rollout `json:"record"`
 	}
 	err := c.Get(ctx, "/v1/rollouts/"+oc+"?"+at, &ro)
-	var ae *api.Error
+	var ae *client.Error
 	if err != nil && !(errors.As(err, &ae) && ae.Status == http.StatusNotFound) {
 		return err
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/mesh"
@@ -59,7 +59,7 @@ func TestMsgCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth, err := mesh.NewAPIAuthority(ctx, api.NewClient(node))
+	auth, err := mesh.NewAPIAuthority(ctx, client.New(node))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestMsgCLI(t *testing.T) {
 	}
 	// The gateway's mesh endpoint and metrics.
 	var info mesh.MeshInfo
-	if err := api.NewClient(node).Get(ctx, "/v1/mesh", &info); err != nil || info.PeerID == "" || info.Stats.MailboxPulled != 1 {
+	if err := client.New(node).Get(ctx, "/v1/mesh", &info); err != nil || info.PeerID == "" || info.Stats.MailboxPulled != 1 {
 		t.Fatalf("GET /v1/mesh: %+v %v", info, err)
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -118,7 +118,7 @@ func (g *globals) getRecord(cmd *cobra.Command, path string, prove bool, rec any
 	return nil
 }
 
-func printProof(cmd *cobra.Command, p *record.Proof, v *api.VerifiedProof) {
+func printProof(cmd *cobra.Command, p *record.Proof, v *client.VerifiedProof) {
 	what := "present"
 	if p.Value == nil {
 		what = "absent"

@@ -16,7 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/lightclient"
@@ -137,7 +137,7 @@ node, so the gateway that stored the reading is not trusted at all.`,
 			}
 			headers := g.client()
 			if via != "" {
-				headers = api.NewClient(via)
+				headers = client.New(via)
 			}
 			st, err := headers.Status(cmd.Context())
 			if err != nil {
@@ -245,7 +245,7 @@ func (g *globals) postReading(cmd *cobra.Command, raw []byte) error {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusAccepted {
-		var e api.ErrorBody
+		var e client.ErrorBody
 		if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
 			return fmt.Errorf("reading refused: %s: %s", e.Error.Code, e.Error.Message)
 		}

@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 )
 
@@ -64,7 +64,7 @@ func defaultKeystore() string { return filepath.Join(defaultHome(), "keys") }
 
 func (g *globals) ks() identity.Keystore { return identity.Keystore{Dir: g.keystore} }
 
-func (g *globals) client() *api.Client { return api.NewClient(g.node) }
+func (g *globals) client() *client.Client { return client.New(g.node) }
 
 // passphrase returns the passphrase for a key: $THINGNET_PASSPHRASE, else a
 // prompt on a terminal, else empty.

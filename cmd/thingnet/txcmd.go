@@ -7,8 +7,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 )
 
 func txCmd(g *globals) *cobra.Command {
@@ -40,7 +39,7 @@ func txCmd(g *globals) *cobra.Command {
 	show := &cobra.Command{
 		Use: "show HASH", Short: "Show a committed transaction", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var t api.TxInfo
+			var t client.TxInfo
 			if err := g.client().Get(cmd.Context(), "/v1/txs/"+args[0], &t); err != nil {
 				return err
 			}
@@ -53,7 +52,7 @@ func txCmd(g *globals) *cobra.Command {
 	block := &cobra.Command{
 		Use: "block HEIGHT", Short: "Show a block (or 'latest')", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var b api.BlockInfo
+			var b client.BlockInfo
 			if err := g.client().Get(cmd.Context(), "/v1/blocks/"+args[0], &b); err != nil {
 				return err
 			}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/record"
 )
@@ -37,7 +37,7 @@ func (g *globals) send(cmd *cobra.Command, t *txFlags, m record.Msg) error {
 func (g *globals) sendWith(cmd *cobra.Command, key *identity.Key, t *txFlags, m record.Msg) error {
 	res, err := g.client().Send(cmd.Context(), key, t.as, m, !t.noWait)
 	if err != nil {
-		if e, ok := err.(*api.Error); ok {
+		if e, ok := err.(*client.Error); ok {
 			return fmt.Errorf("%s refused: %s: %s%s", m.Kind(), e.Code, e.Message, hint(e.Code))
 		}
 		return err

@@ -15,6 +15,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -228,7 +229,7 @@ func validatorShowCmd(g *globals) *cobra.Command {
 
 // checkValidatorProof checks the record's proof against a header signed by
 // the validators, and that the proven record is the one shown.
-func checkValidatorProof(ctx context.Context, cl *api.Client, v *record.ValidatorInfo, p *record.Proof) error {
+func checkValidatorProof(ctx context.Context, cl *client.Client, v *record.ValidatorInfo, p *record.Proof) error {
 	st, err := cl.Status(ctx)
 	if err != nil {
 		return err

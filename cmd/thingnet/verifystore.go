@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
@@ -130,7 +130,7 @@ func verifyStore(cmd *cobra.Command, home, gwID, compare string) (*StoreReport, 
 	}
 	if compare != "" {
 		rep.Compared = compare
-		h, err := api.NewClient(compare).Header(cmd.Context(), br.Height)
+		h, err := client.New(compare).Header(cmd.Context(), br.Height)
 		if err != nil {
 			return nil, fmt.Errorf("--compare %s: header %d: %w", compare, br.Height, err)
 		}

@@ -15,8 +15,8 @@ import (
 
 	abci "github.com/cometbft/cometbft/abci/types"
 
-	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
@@ -30,7 +30,7 @@ type net struct {
 	t      *testing.T
 	ctx    context.Context
 	d      *devnet.Devnet
-	c      *api.Client
+	c      *client.Client
 	admin  *identity.Key // demo's admin
 	acme   *identity.Key // acme's admin
 	gw     *identity.Key // node 0's gateway
@@ -55,7 +55,7 @@ func start(t *testing.T) *net {
 	t.Cleanup(func() { d.Stop() })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	n := &net{t: t, ctx: ctx, d: d, c: api.NewClient(d.APIURL(0))}
+	n := &net{t: t, ctx: ctx, d: d, c: client.New(d.APIURL(0))}
 	ks := devnet.Keystore(home)
 	if n.admin, err = ks.Load(devnet.DemoAdminKey, nil); err != nil {
 		t.Fatal(err)
@@ -81,11 +81,11 @@ func start(t *testing.T) *net {
 	return n
 }
 
-func (n *net) send(key *identity.Key, m record.Msg) (*api.SubmitResult, error) {
+func (n *net) send(key *identity.Key, m record.Msg) (*client.SubmitResult, error) {
 	return n.c.Send(n.ctx, key, "", m, true)
 }
 
-func (n *net) must(key *identity.Key, m record.Msg) *api.SubmitResult {
+func (n *net) must(key *identity.Key, m record.Msg) *client.SubmitResult {
 	n.t.Helper()
 	res, err := n.send(key, m)
 	if err != nil {
@@ -97,7 +97,7 @@ func (n *net) must(key *identity.Key, m record.Msg) *api.SubmitResult {
 func (n *net) refused(key *identity.Key, m record.Msg, code string) {
 	n.t.Helper()
 	_, err := n.send(key, m)
-	var e *api.Error
+	var e *client.Error
 	if !errors.As(err, &e) || e.Code != code {
 		n.t.Fatalf("%s: %v; want %s", m.Kind(), err, code)
 	}
@@ -126,7 +126,7 @@ func (n *net) deploy(key *identity.Key, name string, parties map[string]string) 
 	return n.nextAg
 }
 
-func (n *net) agreement(id uint64) *api.AgreementView {
+func (n *net) agreement(id uint64) *client.AgreementView {
 	n.t.Helper()
 	a, err := n.c.Agreement(n.ctx, id)
 	if err != nil {

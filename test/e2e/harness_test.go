@@ -19,8 +19,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 )
 
@@ -109,7 +109,7 @@ type Node struct {
 	GatewayID string // the gateway's did:key ("" unless a gateway)
 	Mesh      string // the gateway's mesh listen multiaddr, without /p2p/ ("" unless Manifest.Mesh)
 	CoAP      string // host:port (UDP) of the gateway's CoAP server ("" unless Manifest.Mesh)
-	Client    *api.Client
+	Client    *client.Client
 	mu        sync.Mutex
 	cmd       *exec.Cmd
 	exited    chan struct{}
@@ -398,7 +398,7 @@ func (n *Net) create() {
 		}
 		nd.NodeID = id[1]
 		genesis = append(genesis, "--validator", fmt.Sprintf("%s:10:node%d", v[1], nd.Index))
-		nd.Client = api.NewClient(nd.API)
+		nd.Client = client.New(nd.API)
 		nd.Client.HTTP.Timeout = 15 * time.Second
 	}
 	n.MustCLI(append([]string{"genesis", "create", "--home", n.Nodes[0].Home, "--chain-id", n.ChainID}, genesis...)...)
@@ -698,7 +698,7 @@ func (n *Net) CheckNoFork(ctx context.Context) int64 {
 	for h := int64(1); h <= low; h++ {
 		var first string
 		for i, nd := range n.Nodes {
-			var b api.BlockInfo
+			var b client.BlockInfo
 			if err := nd.Client.Get(ctx, fmt.Sprintf("/v1/blocks/%d", h), &b); err != nil {
 				t.Fatalf("no fork: block %d of node %d: %v", h, i, err)
 			}

@@ -12,7 +12,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/reading"
@@ -79,7 +79,7 @@ func (l *TxLoad) one(ctx context.Context, org string) {
 	if err != nil {
 		panic(err)
 	}
-	raw, err := record.NewTx(key, key.ID(), st.ChainID, 1, st.Height+api.TxLifetime, &record.OrgCreate{ID: org})
+	raw, err := record.NewTx(key, key.ID(), st.ChainID, 1, st.Height+client.TxLifetime, &record.OrgCreate{ID: org})
 	if err != nil {
 		panic(err)
 	}
@@ -114,7 +114,7 @@ func (l *TxLoad) CheckAcked(ctx context.Context, t *testing.T) int {
 	lost := 0
 	for _, a := range l.acked {
 		for i, nd := range l.n.Nodes {
-			var info api.TxInfo
+			var info client.TxInfo
 			if err := nd.Client.Get(ctx, "/v1/txs/"+a.Hash, &info); err != nil {
 				t.Errorf("acknowledged tx %s (height %d) missing on node %d: %v", a.Hash, a.Height, i, err)
 				lost++
@@ -260,7 +260,7 @@ func (n *Net) storedReadings(ctx context.Context, g, via int) (map[string]map[ui
 			p, err = gateway.FetchReading(ctx, c, i)
 		}
 		if err != nil {
-			var e *api.Error
+			var e *client.Error
 			if errors.As(err, &e) && e.Status == http.StatusNotFound {
 				return stored, bad // past the end of the log
 			}

@@ -26,7 +26,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/mesh"
 	"github.com/thingnet/thingnet/record"
@@ -532,7 +532,7 @@ func TestMeshFloodAttacker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth, err := mesh.NewAPIAuthority(ctx, api.NewClient(spec.API))
+	auth, err := mesh.NewAPIAuthority(ctx, client.New(spec.API))
 	if err != nil {
 		t.Fatal(err)
 	}

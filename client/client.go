@@ -1,0 +1,204 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	cmtjson "github.com/cometbft/cometbft/libs/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/record"
+)
+
+// Client talks to a node's /v1 API.
+type Client struct {
+	BaseURL string       // e.g. "http://127.0.0.1:8080"
+	HTTP    *http.Client // nil: a client with a 30 s timeout
+}
+
+// New returns a client for the node at baseURL ("host:port" gets http://).
+func New(baseURL string) *Client {
+	if !strings.Contains(baseURL, "://") {
+		baseURL = "http://" + baseURL
+	}
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), HTTP: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// Error is an error answer of the API.
+type Error struct {
+	Status int
+	ErrorDetail
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s (HTTP %d): %s", e.Code, e.Status, e.Message)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader, contentType string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	if err != nil {
+		return err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the node at %s (is it running? check --node): %w", c.BaseURL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("reading the answer of %s: %w", path, err)
+	}
+	if resp.StatusCode >= 300 {
+		var eb ErrorBody
+		if json.Unmarshal(b, &eb) == nil && eb.Error.Code != "" {
+			return &Error{Status: resp.StatusCode, ErrorDetail: eb.Error}
+		}
+		// Committed-but-failed submissions answer a SubmitResult with a 4xx.
+		var sr SubmitResult
+		if json.Unmarshal(b, &sr) == nil && sr.Hash != "" {
+			if p, ok := out.(*SubmitResult); ok {
+				*p = sr
+			}
+			return &Error{Status: resp.StatusCode, ErrorDetail: ErrorDetail{Code: sr.Reason, Message: sr.Log}}
+		}
+		return &Error{Status: resp.StatusCode, ErrorDetail: ErrorDetail{Code: "http", Message: strings.TrimSpace(string(b))}}
+	}
+	if out == nil {
+		return nil
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = b
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("decoding the answer of %s: %w", path, err)
+	}
+	return nil
+}
+
+// Submit sends a signed tx; with wait it returns once the tx is committed
+// (or refused by execution, as an *Error carrying the result).
+func (c *Client) Submit(ctx context.Context, raw []byte, wait bool) (*SubmitResult, error) {
+	path := "/v1/txs"
+	if wait {
+		path += "?wait=commit"
+	}
+	var res SubmitResult
+	err := c.do(ctx, http.MethodPost, path, bytes.NewReader(raw), "application/cose", &res)
+	return &res, err
+}
+
+// Status returns the node's status.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var s Status
+	return &s, c.do(ctx, http.MethodGet, "/v1/status", nil, "", &s)
+}
+
+// NextNonce returns the nonce signer's next tx should use.
+func (c *Client) NextNonce(ctx context.Context, signer string) (uint64, error) {
+	var n Nonce
+	if err := c.do(ctx, http.MethodGet, "/v1/accounts/"+url.PathEscape(signer)+"/nonce", nil, "", &n); err != nil {
+		return 0, err
+	}
+	return n.Nonce + 1, nil
+}
+
+// Get reads any /v1 path into out (a *[]byte gets the raw JSON).
+func (c *Client) Get(ctx context.Context, path string, out any) error {
+	return c.do(ctx, http.MethodGet, path, nil, "", out)
+}
+
+// ProvedRecord reads a record with its proof; rec receives the record when
+// it exists. For a missing record it returns the absence proof and found false.
+func (c *Client) ProvedRecord(ctx context.Context, path string, rec any) (p *record.Proof, found bool, err error) {
+	var raw struct {
+		Height int64           `json:"height"`
+		Record json.RawMessage `json:"record"`
+		Proof  *record.Proof   `json:"proof"`
+	}
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	var body []byte
+	err = c.do(ctx, http.MethodGet, path+sep+"prove=true", nil, "", &body)
+	if e, ok := err.(*Error); ok && e.Status == http.StatusNotFound && e.Code == "http" {
+		body, err = []byte(e.Message), nil // an absence, answered with its proof
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, false, fmt.Errorf("decoding the answer of %s: %w", path, err)
+	}
+	if raw.Proof == nil {
+		return nil, false, fmt.Errorf("the node sent no proof for %s", path)
+	}
+	found = len(raw.Record) > 0 && string(raw.Record) != "null"
+	if rec != nil && found {
+		if err := json.Unmarshal(raw.Record, rec); err != nil {
+			return nil, false, err
+		}
+	}
+	return raw.Proof, found, nil
+}
+
+// Header returns the signed header and validators of a height.
+func (c *Client) Header(ctx context.Context, height int64) (*HeaderResponse, error) {
+	var raw []byte
+	if err := c.do(ctx, http.MethodGet, "/v1/headers/"+strconv.FormatInt(height, 10), nil, "", &raw); err != nil {
+		return nil, err
+	}
+	var h HeaderResponse
+	if err := cmtjson.Unmarshal(raw, &h); err != nil {
+		return nil, fmt.Errorf("decoding header %d: %w", height, err)
+	}
+	return &h, nil
+}
+
+// Send signs m with key as signer ("" = the key's did:key), using the next
+// nonce and an expiry 100 blocks ahead, and submits it.
+func (c *Client) Send(ctx context.Context, key *identity.Key, signer string, m record.Msg, wait bool) (*SubmitResult, error) {
+	if signer == "" {
+		signer = key.ID()
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nonce, err := c.NextNonce(ctx, signer)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := record.NewTx(key, signer, st.ChainID, nonce, st.Height+TxLifetime, m)
+	if err != nil {
+		return nil, err
+	}
+	return c.Submit(ctx, raw, wait)
+}
+
+// TxLifetime is how many blocks ahead Send sets a tx's expiry.
+const TxLifetime = 100
+
+// Post sends in as JSON to a /v1 path and decodes the answer into out.
+func (c *Client) Post(ctx context.Context, path string, in, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, path, bytes.NewReader(b), "application/json", out)
+}
