@@ -216,15 +216,11 @@ func newDevnetDevice(t *testing.T, alg identity.Algorithm, via int, r reading.Re
 func (dd *devnetDevice) proveAndVerify(t *testing.T, i, check int) *gateway.VerifiedReading {
 	t.Helper()
 	c := client.New(dd.d.APIURL(i))
-	var p gateway.ReadingProof
-	for c.Get(dd.ctx, "/v1/readings/0", &p) != nil {
-		select {
-		case <-dd.ctx.Done():
-			t.Fatal("the reading was never anchored")
-		case <-time.After(100 * time.Millisecond):
-		}
+	p, err := gateway.WaitProof(dd.ctx, c, 0, 100*time.Millisecond)
+	if err != nil {
+		t.Fatalf("the reading was never anchored: %v", err)
 	}
-	v, err := gateway.VerifyReading(dd.ctx, client.New(dd.d.APIURL(check)), dd.d.ChainID(), &p)
+	v, err := gateway.VerifyReading(dd.ctx, client.New(dd.d.APIURL(check)), dd.d.ChainID(), p)
 	if err != nil {
 		t.Fatalf("VerifyReading: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/datalog"
@@ -373,4 +374,23 @@ func FetchReading(ctx context.Context, c *client.Client, index uint64) (*Reading
 		return nil, fmt.Errorf("reading %d at %s: the answer is of entry %d", index, c.BaseURL, p.Index)
 	}
 	return &p, nil
+}
+
+// WaitProof fetches the reading at index until it has its proof: while it
+// is not anchored yet it asks again every poll, until ctx ends.
+func WaitProof(ctx context.Context, c *client.Client, index uint64, poll time.Duration) (*ReadingProof, error) {
+	for {
+		p, err := FetchReading(ctx, c, index)
+		if err == nil {
+			err = p.Err()
+		}
+		if !errors.Is(err, ErrNotAnchored) {
+			return p, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("reading %d: %w (%w)", index, err, ctx.Err())
+		case <-time.After(poll):
+		}
+	}
 }

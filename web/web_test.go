@@ -25,6 +25,7 @@ import (
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/devnet"
+	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
@@ -122,16 +123,8 @@ func setup(home string) (stop func()) {
 		}
 	}
 	// Wait until the last reading is anchored (the gateway anchors every second).
-	for {
-		var p map[string]any
-		if err := c.Get(ctx, fmt.Sprintf("/v1/readings/%d", readings-1), &p); err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return fail(fmt.Errorf("reading %d not anchored in time", readings-1))
-		case <-time.After(100 * time.Millisecond):
-		}
+	if _, err := gateway.WaitProof(ctx, c, readings-1, 100*time.Millisecond); err != nil {
+		return fail(fmt.Errorf("reading %d not anchored in time: %w", readings-1, err))
 	}
 	// The browser, if there is one.
 	path := ""

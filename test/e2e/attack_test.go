@@ -85,15 +85,8 @@ func TestImpersonationReplay(t *testing.T) {
 	}
 	// A reading proves only while its signer was active at the anchor's
 	// height: revoke once the gateway anchored it.
-	for {
-		var p gateway.ReadingProof
-		if err := n.Nodes[0].Client.Get(ctx, "/v1/readings/0", &p); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("sensor-r's reading was never anchored")
-		}
-		time.Sleep(200 * time.Millisecond)
+	if _, err := gateway.WaitProof(ctx, n.Nodes[0].Client, 0, 200*time.Millisecond); err != nil {
+		t.Fatalf("sensor-r's reading was never anchored: %v", err)
 	}
 	n.MustCLI("device", "revoke", "sensor-r", "--key", "acme-admin", "--reason", "stolen")
 	want := map[string]map[uint64]bool{sr.ID(): {1: true}, s1.ID(): {}, s2.ID(): {}}
