@@ -472,8 +472,12 @@ func (p *Program) apply(ce *ceffect, st *lang.Instance, in *Input, args map[stri
 			if g.Expiry, err = p.evalInt(ce.until, act, res); err != nil {
 				return err
 			}
-			if g.Expiry < in.Height {
-				return fmt.Errorf("the grant would expire at height %d, before the current height %d", g.Expiry, in.Height)
+			// An expiry of 0 means none in a GrantSpec: an until that
+			// evaluates to 0 or less must not make a grant that never
+			// expires. Whether the height has passed is the ledger's rule
+			// (ledger/rules.go), not the engine's.
+			if g.Expiry < 1 {
+				return fmt.Errorf("until is %d; a grant's last height is 1 or more", g.Expiry)
 			}
 		}
 		for _, r := range st.Grants {

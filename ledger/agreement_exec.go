@@ -74,7 +74,7 @@ func partyList(ag *record.Agreement) string {
 func (x *txExec) accept(ag *record.Agreement) (bool, error) {
 	accepted := false
 	for i := range ag.Parties {
-		ok, err := speaksFor(x.st, x.tx.Signer, ag.Parties[i].Principal, true)
+		ok, err := speaksForParty(x.st, x.tx.Signer, ag.Parties[i].Principal, true)
 		if err != nil {
 			return false, err
 		}
@@ -167,7 +167,7 @@ func (x *txExec) agreementCallRun(m *record.AgreementCall) (*agRunner, error) {
 		}
 	} else {
 		for _, p := range ag.Parties {
-			ok, err := speaksFor(x.st, x.tx.Signer, p.Principal, false)
+			ok, err := speaksForParty(x.st, x.tx.Signer, p.Principal, false)
 			if err != nil {
 				return nil, err
 			}

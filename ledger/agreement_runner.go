@@ -234,22 +234,28 @@ func (r *agRunner) apply(ops *ledgerOps, ag *record.Agreement, inst *lang.Instan
 		ops.emit("command", "id", strconv.FormatUint(id, 10), "device", a.Device, "agreement", strconv.FormatUint(ag.ID, 10))
 		return nil
 	case lang.EffectSuspend, lang.EffectResume:
-		return r.setStatus(ops, self, a)
+		to := record.StatusSuspended
+		if a.Kind == lang.EffectResume {
+			to = record.StatusActive
+		}
+		return setDeviceStatus(ops, agreementActor(ag), a.Device, to, a.Reason)
 	case lang.EffectGrant:
-		g := a.Grant
+		g, who := a.Grant, agreementActor(ag)
 		if g.Replaces != 0 {
-			if err := revokeAgreementGrant(ops, self, g.Replaces); err != nil {
+			if err := revokeGrant(ops, who, g.Replaces); err != nil {
 				return err
 			}
 		}
-		id, err := addAgreementGrant(ops, self, g)
+		id, err := addGrant(ops, who, record.Grant{
+			Grantor: g.Grantor, Subject: g.Subject, Action: g.Action, Resource: g.Resource, Expiry: g.Expiry,
+		})
 		if err != nil {
 			return err
 		}
 		inst.SetGrant(g.Name, id)
 		return nil
 	case lang.EffectRevoke:
-		return revokeAgreementGrant(ops, self, a.RevokeID)
+		return revokeGrant(ops, agreementActor(ag), a.RevokeID)
 	case lang.EffectEmit:
 		ops.emit("agreement_event", "agreement", strconv.FormatUint(ag.ID, 10), "event", a.Event, "value", strconv.FormatInt(a.Value, 10))
 		return nil
@@ -257,98 +263,4 @@ func (r *agRunner) apply(ops *ledgerOps, ag *record.Agreement, inst *lang.Instan
 		return nil
 	}
 	return record.Errf(record.CodeInvalid, "unknown action %q", a.Kind)
-}
-
-// setStatus suspends or resumes a device, which the agreement may do only
-// with a "manage" grant on the device or its organisation.
-func (r *agRunner) setStatus(ops *ledgerOps, self string, a lang.Action) error {
-	d, err := ops.st.Device(a.Device)
-	if err != nil {
-		return notFound(err)
-	}
-	ok, err := ops.st.HasGrant(self, record.ActionManage, []string{"device:" + d.ID, "org:" + d.Org}, ops.height)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return record.Errf(record.CodeUnauthorized, "%s has no %q grant on device %s or organisation %q", self, record.ActionManage, d.ID, d.Org)
-	}
-	to := record.StatusSuspended
-	if a.Kind == lang.EffectResume {
-		to = record.StatusActive
-	}
-	if d.Status == record.StatusRevoked {
-		return record.Errf(record.CodeConflict, "device %s is revoked", d.ID)
-	}
-	if d.Status == to {
-		return nil
-	}
-	d.Status = to
-	note := string(to)
-	if a.Reason != "" {
-		note += ": " + a.Reason
-	}
-	kind := record.KindDeviceSuspend
-	if to == record.StatusActive {
-		kind = record.KindDeviceResume
-	}
-	recordDevice(ops.buf, d, record.Event{Height: ops.height, Tx: ops.tx, Kind: kind, Signer: self, Note: note})
-	ops.emit("device", "id", d.ID, "org", d.Org, "action", kind, "status", string(d.Status))
-	return nil
-}
-
-func addAgreementGrant(ops *ledgerOps, self string, g *lang.GrantSpec) (uint64, error) {
-	grantor, err := record.ParsePrincipal(g.Grantor)
-	if err != nil {
-		return 0, record.Errf(record.CodeInvalid, "grantor: %v", err)
-	}
-	subj, err := record.ParsePrincipal(g.Subject)
-	if err != nil {
-		return 0, record.Errf(record.CodeInvalid, "subject: %v", err)
-	}
-	if err := record.ValidateAction(g.Action); err != nil {
-		return 0, record.Errf(record.CodeInvalid, "%v", err)
-	}
-	res, err := record.ParseResource(g.Resource)
-	if err != nil {
-		return 0, record.Errf(record.CodeInvalid, "%v", err)
-	}
-	ok, err := ownsResource(ops.st, grantor, res)
-	if err != nil {
-		return 0, err
-	}
-	if !ok {
-		return 0, record.Errf(record.CodeUnauthorized, "%s does not own %s and cannot grant on it", g.Grantor, g.Resource)
-	}
-	if err := principalExists(ops.st, subj); err != nil {
-		return 0, err
-	}
-	id, err := ops.nextSeq(record.KeyGrantSeq)
-	if err != nil {
-		return 0, err
-	}
-	gr := &record.Grant{ID: id, Grantor: g.Grantor, Subject: g.Subject, Action: g.Action, Resource: g.Resource, Expiry: g.Expiry, Created: ops.height, Signer: self}
-	ops.buf.set(record.GrantKey(id), gr)
-	ops.buf.set(grantIdxKey(gr.Subject, gr.Action, gr.Resource, id), marker)
-	ops.emit("grant", "id", strconv.FormatUint(id, 10), "action", "add", "subject", gr.Subject, "resource", gr.Resource, "grant_action", gr.Action)
-	return id, nil
-}
-
-// revokeAgreementGrant revokes a grant the agreement added, if still in force.
-func revokeAgreementGrant(ops *ledgerOps, self string, id uint64) error {
-	g, err := ops.st.Grant(id)
-	if err != nil {
-		return notFound(err)
-	}
-	if g.Signer != self {
-		return record.Errf(record.CodeUnauthorized, "grant %d was not added by %s", id, self)
-	}
-	if g.Revoked != 0 {
-		return nil
-	}
-	g.Revoked = ops.height
-	ops.buf.set(record.GrantKey(id), g)
-	ops.buf.del(grantIdxKey(g.Subject, g.Action, g.Resource, id))
-	ops.emit("grant", "id", strconv.FormatUint(id, 10), "action", "revoke", "subject", g.Subject, "resource", g.Resource)
-	return nil
 }

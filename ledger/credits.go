@@ -153,11 +153,11 @@ func (x *txExec) flushEvents() {
 
 func (x *txExec) creditTransfer(m *record.CreditTransfer) error {
 	from, _ := record.ParsePrincipal(m.From)
-	if err := x.mayActFor(from); err != nil {
+	if err := mayActFor(x.st, x.actor(), from); err != nil {
 		return err
 	}
 	to, _ := record.ParsePrincipal(m.To)
-	if err := x.exists(to); err != nil {
+	if err := principalExists(x.st, to); err != nil {
 		return err
 	}
 	defer x.flushEvents()
@@ -176,7 +176,7 @@ func (x *txExec) creditMint(m *record.CreditMint) error {
 		return err
 	}
 	to, _ := record.ParsePrincipal(m.To)
-	if err := x.exists(to); err != nil {
+	if err := principalExists(x.st, to); err != nil {
 		return err
 	}
 	x.buf.set([]byte(record.KeyMintSeq), u64bytes(m.Seq))

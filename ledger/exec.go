@@ -108,16 +108,8 @@ func notFound(err error) error {
 	return err
 }
 
-func (x *txExec) adminOrg(id string) (*record.Org, error) {
-	o, err := x.st.Org(id)
-	if err != nil {
-		return nil, notFound(err)
-	}
-	if !o.IsAdmin(x.tx.Signer) {
-		return nil, record.Errf(record.CodeUnauthorized, "%s is not an admin of organisation %q", x.tx.Signer, id)
-	}
-	return o, nil
-}
+// adminOrg loads organisation id if the signer is one of its admins.
+func (x *txExec) adminOrg(id string) (*record.Org, error) { return adminOf(x.st, x.tx.Signer, id) }
 
 func (x *txExec) orgCreate(m *record.OrgCreate) error {
 	if x.device != nil {
@@ -211,51 +203,16 @@ func (x *txExec) record(d *record.Device, note string) {
 	x.emit("device", "id", d.ID, "org", d.Org, "action", x.tx.Kind, "status", string(d.Status))
 }
 
-// manageable loads a device that the signer may manage: an admin of its
-// organisation, or a holder of a "manage" grant on it (for another
-// organisation's admin: through a grant to that organisation).
+// manageable loads a device that the signer may manage (mayManage).
 func (x *txExec) manageable(id string) (*record.Device, error) {
 	d, err := x.st.Device(id)
 	if err != nil {
 		return nil, notFound(err)
 	}
-	o, err := x.st.Org(d.Org)
-	if err != nil {
+	if err := mayManage(x.st, x.actor(), d, x.height); err != nil {
 		return nil, err
-	}
-	if o.IsAdmin(x.tx.Signer) {
-		return d, nil
-	}
-	ok, err := x.granted(record.ActionManage, []string{"device:" + d.ID, "org:" + d.Org})
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, record.Errf(record.CodeUnauthorized, "%s may not manage device %s of %q (not an admin and no %q grant)", x.tx.Signer, id, d.Org, record.ActionManage)
 	}
 	return d, nil
-}
-
-// granted reports whether the signer, directly or through an organisation it
-// administers, holds a grant for action on one of resources.
-func (x *txExec) granted(action string, resources []string) (bool, error) {
-	subjects := []string{"device:" + x.tx.Signer}
-	if x.device == nil {
-		orgs, err := x.st.AdminOrgs(x.tx.Signer)
-		if err != nil {
-			return false, err
-		}
-		for _, o := range orgs {
-			subjects = append(subjects, "org:"+o)
-		}
-	}
-	for _, s := range subjects {
-		ok, err := x.st.HasGrant(s, action, resources, x.height)
-		if err != nil || ok {
-			return ok, err
-		}
-	}
-	return false, nil
 }
 
 func (x *txExec) deviceRotate(m *record.DeviceRotate) error {
@@ -288,23 +245,8 @@ func (x *txExec) deviceRotate(m *record.DeviceRotate) error {
 }
 
 func (x *txExec) deviceStatus(m *record.DeviceStatus) error {
-	d, err := x.manageable(m.Device)
-	if err != nil {
-		return err
-	}
-	switch {
-	case d.Status == record.StatusRevoked:
-		return record.Errf(record.CodeConflict, "device %s is revoked; revocation is final", d.ID)
-	case d.Status == m.To:
-		return record.Errf(record.CodeConflict, "device %s is already %s", d.ID, d.Status)
-	}
-	d.Status = m.To
-	note := string(m.To)
-	if m.Reason != "" {
-		note += ": " + m.Reason
-	}
-	x.record(d, note)
-	return nil
+	defer x.flushEvents()
+	return setDeviceStatus(x.ops(), x.actor(), m.Device, m.To, m.Reason)
 }
 
 func (x *txExec) deviceUpdate(m *record.DeviceUpdate) error {
@@ -345,95 +287,17 @@ func (x *txExec) deviceUpdate(m *record.DeviceUpdate) error {
 	return nil
 }
 
-// owns reports whether the grantor principal owns the resource: its own
-// resources, and for an organisation the resources of its devices.
-func (x *txExec) owns(grantor record.Principal, r record.Resource) (bool, error) {
-	if r.Owner == grantor {
-		return true, nil
-	}
-	if grantor.Type == "org" && r.Owner.Type == "device" {
-		d, err := x.st.Device(r.Owner.ID)
-		if err != nil {
-			return false, notFound(err)
-		}
-		return d.Org == grantor.ID, nil
-	}
-	return false, nil
-}
-
 func (x *txExec) grantAdd(m *record.GrantAdd) error {
-	grantor, _ := record.ParsePrincipal(m.Grantor) // validated in ValidateBasic
-	if err := x.mayActFor(grantor); err != nil {
-		return err
-	}
-	res, _ := record.ParseResource(m.Resource)
-	ok, err := x.owns(grantor, res)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return record.Errf(record.CodeUnauthorized, "%s does not own %s and cannot grant on it", m.Grantor, m.Resource)
-	}
-	subj, _ := record.ParsePrincipal(m.Subject)
-	if err := x.exists(subj); err != nil {
-		return err
-	}
-	if m.Expiry != 0 && m.Expiry < x.height {
-		return record.Errf(record.CodeInvalid, "grant expiry %d is before the current height %d", m.Expiry, x.height)
-	}
-	seq, err := x.st.u64([]byte(record.KeyGrantSeq))
-	if err != nil {
-		return err
-	}
-	id := seq + 1
-	g := &record.Grant{
-		ID: id, Grantor: m.Grantor, Subject: m.Subject, Action: m.Action, Resource: m.Resource,
-		Expiry: m.Expiry, Quota: m.Quota, Created: x.height, Signer: x.tx.Signer,
-	}
-	x.buf.set([]byte(record.KeyGrantSeq), binary.BigEndian.AppendUint64(nil, id))
-	x.buf.set(record.GrantKey(id), g)
-	x.buf.set(grantIdxKey(g.Subject, g.Action, g.Resource, id), marker)
-	x.emit("grant", "id", strconv.FormatUint(id, 10), "action", "add", "subject", g.Subject, "resource", g.Resource, "grant_action", g.Action)
-	return nil
+	defer x.flushEvents()
+	_, err := addGrant(x.ops(), x.actor(), record.Grant{
+		Grantor: m.Grantor, Subject: m.Subject, Action: m.Action, Resource: m.Resource, Expiry: m.Expiry, Quota: m.Quota,
+	})
+	return err
 }
-
-// mayActFor checks that the signer speaks for the principal: an admin of
-// the organisation, or the device itself.
-func (x *txExec) mayActFor(p record.Principal) error {
-	switch p.Type {
-	case "org":
-		_, err := x.adminOrg(p.ID)
-		return err
-	default:
-		if x.tx.Signer != p.ID {
-			return record.Errf(record.CodeUnauthorized, "only device %s itself may grant as %s", p.ID, p)
-		}
-		return nil
-	}
-}
-
-func (x *txExec) exists(p record.Principal) error { return principalExists(x.st, p) }
 
 func (x *txExec) grantRevoke(m *record.GrantRevoke) error {
-	g, err := x.st.Grant(m.ID)
-	if err != nil {
-		return notFound(err)
-	}
-	if g.Revoked != 0 {
-		return record.Errf(record.CodeConflict, "grant %d was revoked at height %d", g.ID, g.Revoked)
-	}
-	grantor, err := record.ParsePrincipal(g.Grantor)
-	if err != nil {
-		return err
-	}
-	if err := x.mayActFor(grantor); err != nil {
-		return err
-	}
-	g.Revoked = x.height
-	x.buf.set(record.GrantKey(g.ID), g)
-	x.buf.del(grantIdxKey(g.Subject, g.Action, g.Resource, g.ID))
-	x.emit("grant", "id", strconv.FormatUint(g.ID, 10), "action", "revoke", "subject", g.Subject, "resource", g.Resource)
-	return nil
+	defer x.flushEvents()
+	return revokeGrant(x.ops(), x.actor(), m.ID)
 }
 
 func (x *txExec) validatorUpdate(m *record.ValidatorUpdate) error {

@@ -99,11 +99,8 @@ func (x *txExec) checkRecipients(org, name string, keys []record.WrappedKey) err
 			return record.Errf(record.CodeUnauthorized, "recipient %s is %s", d.ID, d.Status)
 		}
 		ok := d.Org == org
-		for _, s := range []string{"device:" + d.ID, "org:" + d.Org} {
-			if ok {
-				break
-			}
-			if ok, err = x.st.HasGrant(s, record.ActionFetch, res, x.height); err != nil {
+		if !ok {
+			if ok, err = holdsGrant(x.st, []string{"device:" + d.ID, "org:" + d.Org}, record.ActionFetch, res, x.height); err != nil {
 				return err
 			}
 		}

@@ -13,9 +13,13 @@ import (
 	"github.com/thingnet/thingnet/record"
 )
 
-// verifyReading checks reading evidence against the ledger: the anchor of
-// the gateway's log at the given size, the envelope's inclusion under its
-// root, the signer's registration and signature. It returns the reading.
+// verifyReading is the ledger's one verifier of reading evidence: the
+// anchor of the gateway's log at the given size, the envelope's inclusion
+// under its root, and the signer rule (record.SignerKeyAt, documented in
+// docs/protocol.md "The signer rule", the rule gateways, the device SDK,
+// the explorer and the CLI apply too): registered, active and holding the
+// key that signed at the reading's authentication height. It returns the
+// reading.
 func verifyReading(st *State, ev *record.ReadingEvidence) (*agreements.Reading, error) {
 	var a record.Anchor
 	ok, err := st.get(record.AnchorAtKey(ev.Gateway, ev.Size), &a)
