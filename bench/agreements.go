@@ -18,9 +18,9 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/datalog"
 	"github.com/thingnet/thingnet/devnet"
-	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -418,13 +418,13 @@ func RunReadingToCommand(ctx context.Context, home string, lc LatencyConfig) (La
 // returning when it was anchored and when the call committed.
 func relayOnce(ctx context.Context, c *client.Client, d *devnet.Devnet, relayer *identity.Key, idx uint64, transition string) (anchored, called time.Time, err error) {
 	gw := d.Gateway(0)
-	var p *gateway.ReadingProof
+	var p *proof.Reading
 	for {
 		p, err = gw.Prove(d.App(0), idx)
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, gateway.ErrNotAnchored) {
+		if !errors.Is(err, proof.ErrNotAnchored) {
 			return anchored, called, err
 		}
 		if err := sleepCtx(ctx, 5*time.Millisecond); err != nil {

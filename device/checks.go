@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/client"
-	"github.com/thingnet/thingnet/gateway"
+	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -243,11 +243,11 @@ func (d *Device) WasAnchored(ctx context.Context, rc *Receipt) (*Anchoring, erro
 		}
 		rc.Index = idx
 	}
-	p, err := gateway.FetchReading(ctx, store, uint64(idx))
+	p, err := store.Reading(ctx, uint64(idx))
 	if err != nil {
 		return nil, fmt.Errorf("device: fetching the proof of entry %d: %w", idx, err)
 	}
-	if errors.Is(p.Err(), gateway.ErrNotAnchored) {
+	if errors.Is(p.Err(), proof.ErrNotAnchored) {
 		return &Anchoring{Index: idx}, nil
 	}
 	if !bytes.Equal(p.Envelope, rc.Envelope) || p.Index != uint64(idx) {
@@ -258,7 +258,7 @@ func (d *Device) WasAnchored(ctx context.Context, rc *Receipt) (*Anchoring, erro
 	}
 	var out *Anchoring
 	err = d.verified(ctx, "verifying the anchor of a reading", func(Gateway) error {
-		v, err := gateway.VerifyReadingWith(ctx, lightChecker{d}, p)
+		v, err := proof.VerifyReading(ctx, lightChecker{d}, p)
 		if err != nil {
 			return err
 		}
@@ -277,7 +277,7 @@ func (d *Device) findIndex(ctx context.Context, c *client.Client, rc *Receipt) (
 	ms := rc.Time.UnixMilli()
 	q := url.Values{"device": {d.id}, "from": {strconv.FormatInt(ms, 10)}, "to": {strconv.FormatInt(ms+1, 10)}, "limit": {"1000"}}
 	var page struct {
-		Items []gateway.ReadingItem `json:"items"`
+		Items []client.ReadingItem `json:"items"`
 	}
 	if err := c.Get(ctx, "/v1/readings?"+q.Encode(), &page); err != nil {
 		return 0, fmt.Errorf("device: finding the reading on %s: %w", rc.Gateway.API, err)

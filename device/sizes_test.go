@@ -10,9 +10,9 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/lightclient"
+	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/record"
 
-	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/reading"
 )
@@ -109,7 +109,7 @@ func TestWireSizes(t *testing.T) {
 		t.Fatal(err)
 	}
 	row("absence proof of a device (ICS-23, protobuf)", len(absent.Proof))
-	var rp gateway.ReadingProof
+	var rp proof.Reading
 	if err := c.Get(ctx, "/v1/readings/"+strconv.FormatInt(rc.Index, 10), &rp); err != nil {
 		t.Fatal(err)
 	}

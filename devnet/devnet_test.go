@@ -17,6 +17,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -213,14 +214,14 @@ func newDevnetDevice(t *testing.T, alg identity.Algorithm, via int, r reading.Re
 }
 
 // proveAndVerify waits until node i's entry 0 is anchored and verifies it through node `check`.
-func (dd *devnetDevice) proveAndVerify(t *testing.T, i, check int) *gateway.VerifiedReading {
+func (dd *devnetDevice) proveAndVerify(t *testing.T, i, check int) *proof.Verified {
 	t.Helper()
 	c := client.New(dd.d.APIURL(i))
-	p, err := gateway.WaitProof(dd.ctx, c, 0, 100*time.Millisecond)
+	p, err := c.WaitReadingProof(dd.ctx, 0, 100*time.Millisecond)
 	if err != nil {
 		t.Fatalf("the reading was never anchored: %v", err)
 	}
-	v, err := gateway.VerifyReading(dd.ctx, client.New(dd.d.APIURL(check)), dd.d.ChainID(), p)
+	v, err := client.New(dd.d.APIURL(check)).VerifyReading(dd.ctx, dd.d.ChainID(), p)
 	if err != nil {
 		t.Fatalf("VerifyReading: %v", err)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
-	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/record"
 )
@@ -66,7 +65,7 @@ func TestFleet(t *testing.T) {
 		mu.Unlock()
 		c := client.New(gw.API)
 		var page struct {
-			Items []gateway.ReadingItem `json:"items"`
+			Items []client.ReadingItem `json:"items"`
 		}
 		if err := c.Get(ctx, "/v1/readings?device="+url.QueryEscape(fd.Device.ID()), &page); err != nil || len(page.Items) == 0 {
 			t.Errorf("%s (%s over %s): %d readings on gateway %s, %v", fd.Name, fd.Class, fd.Transport, len(page.Items), gw.API, err)

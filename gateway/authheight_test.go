@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -114,7 +115,7 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 	if held := heldEvent(t, p); p.AuthHeight != e.AuthHeight || held.Height > e.AuthHeight || held.Status != record.StatusActive {
 		t.Fatalf("proof: auth height %d, signer's event in force %+v; want auth height %d and an active event at or before it", p.AuthHeight, held, e.AuthHeight)
 	}
-	v, err := VerifyReading(ctx, tn.client, "gw-test", p)
+	v, err := tn.client.VerifyReading(ctx, "gw-test", p)
 	if err != nil {
 		t.Fatalf("a reading accepted before its device was suspended does not verify: %v", err)
 	}
@@ -128,21 +129,21 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 	for _, h := range []int64{e.AuthHeight - 1, e.AuthHeight + 1} {
 		bad := *p
 		bad.AuthHeight = h
-		if _, err := VerifyReading(ctx, tn.client, "gw-test", &bad); err == nil {
+		if _, err := tn.client.VerifyReading(ctx, "gw-test", &bad); err == nil {
 			t.Errorf("a proof claiming authentication at height %d (entry says %d) verified", h, e.AuthHeight)
 		}
 	}
 	bad := *p
 	bad.AuthHeight = anchorHeight
-	if _, err := VerifyReading(ctx, tn.client, "gw-test", &bad); err == nil || !strings.Contains(err.Error(), "not before its anchor") {
+	if _, err := tn.client.VerifyReading(ctx, "gw-test", &bad); err == nil || !strings.Contains(err.Error(), "not before its anchor") {
 		t.Errorf("authentication at the anchor's height: %v; want refused as not before its anchor", err)
 	}
 
 	// A lying gateway: a device registered late, and an entry that claims
 	// the gateway authenticated its reading at height 1, before it existed.
 	late := key(t)
-	proof, _ := late.Sign(record.PossessionMessage("gw-test", "acme", late.ID()))
-	if _, err := tn.client.Send(ctx, tn.admin, "", &record.DeviceRegister{Org: "acme", Device: late.ID(), Proof: proof}, true); err != nil {
+	pop, _ := late.Sign(record.PossessionMessage("gw-test", "acme", late.ID()))
+	if _, err := tn.client.Send(ctx, tn.admin, "", &record.DeviceRegister{Org: "acme", Device: late.ID(), Proof: pop}, true); err != nil {
 		t.Fatal(err)
 	}
 	lateRaw, err := reading.Sign(late, late.ID(), temp(1, 30))
@@ -159,7 +160,7 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 		t.Fatal(err)
 	}
 	tn.anchorNow(t, size)
-	fp, err := FetchReading(ctx, tn.client, fi)
+	fp, err := tn.client.Reading(ctx, fi)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,10 +168,10 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 		t.Fatalf("forged entry: auth height %d, want 1", fp.AuthHeight)
 	}
 	// No proof can be made of it (the reading itself is still answered).
-	if err := fp.Err(); !errors.Is(err, ErrUnprovable) || !strings.Contains(err.Error(), "was not registered at height 1") {
+	if err := fp.Err(); !errors.Is(err, proof.ErrUnprovable) || !strings.Contains(err.Error(), "was not registered at height 1") {
 		t.Errorf("backdated entry's proof error: %v; want unprovable, not registered at height 1", err)
 	}
-	if _, err := VerifyReading(ctx, tn.client, "gw-test", fp); err == nil || !strings.Contains(err.Error(), "was not registered at height 1") {
+	if _, err := tn.client.VerifyReading(ctx, "gw-test", fp); err == nil || !strings.Contains(err.Error(), "was not registered at height 1") {
 		t.Errorf("backdated entry: %v; want refused as not registered at height 1", err)
 	}
 	// A lying gateway's proof of it as a layout 1 entry, with the device's
@@ -184,7 +185,7 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	swapped := &ReadingProof{Gateway: tn.gwKey.ID(), Index: fi, Envelope: fp.Envelope, Anchor: *a, Height: st.Height}
+	swapped := &proof.Reading{Gateway: tn.gwKey.ID(), Index: fi, Envelope: fp.Envelope, Anchor: *a, Height: st.Height}
 	incl, err := tn.gw.Log().InclusionProof(fi, a.Size)
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +199,7 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 	if swapped.Signer, err = ProveSigner(tn.app, st, late.ID(), a.Height); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := VerifyReading(ctx, tn.client, "gw-test", swapped); err == nil || !strings.Contains(err.Error(), "inclusion") {
+	if _, err := tn.client.VerifyReading(ctx, "gw-test", swapped); err == nil || !strings.Contains(err.Error(), "inclusion") {
 		t.Errorf("the backdated entry as a layout 1 entry: %v; want refused: not included", err)
 	}
 }
@@ -222,7 +223,7 @@ func TestLayout1EntriesStillVerify(t *testing.T) {
 	if held := heldEvent(t, p); p.AuthHeight != 0 || p.Anchor.Height != h || held.Height > h {
 		t.Fatalf("layout 1 proof: auth height %d, anchor %d, signer's event in force %+v; want 0, the anchor's %d, an event at or before it", p.AuthHeight, p.Anchor.Height, held, h)
 	}
-	if _, err := VerifyReading(ctx, tn.client, "gw-test", p); err != nil {
+	if _, err := tn.client.VerifyReading(ctx, "gw-test", p); err != nil {
 		t.Fatalf("layout 1 entry: %v", err)
 	}
 	// Suspended before anchoring: a layout 1 entry cannot say when it was
@@ -237,7 +238,7 @@ func TestLayout1EntriesStillVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	tn.anchorNow(t, size)
-	if _, err := VerifyReading(ctx, tn.client, "gw-test", tn.proof(t, i2)); err == nil || !strings.Contains(err.Error(), "was suspended") {
+	if _, err := tn.client.VerifyReading(ctx, "gw-test", tn.proof(t, i2)); err == nil || !strings.Contains(err.Error(), "was suspended") {
 		t.Errorf("layout 1 entry of a device suspended before the anchor: %v; want refused as suspended", err)
 	}
 }
@@ -341,7 +342,7 @@ func (tn *testNet) quietGateway2(t *testing.T) {
 
 // heldEvent decodes the signer's history event that a proof says was in
 // force at the authentication height.
-func heldEvent(t *testing.T, p *ReadingProof) *record.Event {
+func heldEvent(t *testing.T, p *proof.Reading) *record.Event {
 	t.Helper()
 	if p.Signer == nil || p.Signer.Event == nil {
 		t.Fatalf("proof of entry %d has no signer proof", p.Index)

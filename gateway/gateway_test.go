@@ -23,6 +23,7 @@ import (
 	"github.com/thingnet/thingnet/gateway/edge"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -153,18 +154,18 @@ func (tn *testNet) post(t *testing.T, raw []byte) (uint64, error) {
 }
 
 // proof waits until the reading at index is anchored and returns its proof.
-func (tn *testNet) proof(t *testing.T, index uint64) *ReadingProof {
+func (tn *testNet) proof(t *testing.T, index uint64) *proof.Reading {
 	t.Helper()
 	ctx := ctxT(t)
 	for {
-		p, err := FetchReading(ctx, tn.client, index)
+		p, err := tn.client.Reading(ctx, index)
 		if err == nil {
 			err = p.Err()
 		}
 		if err == nil {
 			return p
 		}
-		if !errors.Is(err, ErrNotAnchored) {
+		if !errors.Is(err, proof.ErrNotAnchored) {
 			t.Fatalf("GET reading %d: %v", index, err)
 		}
 		select {
@@ -205,7 +206,7 @@ func TestReadingsEndToEnd(t *testing.T) {
 
 	for n, i := range idx {
 		p := tn.proof(t, i)
-		v, err := VerifyReading(ctx, tn.client, "gw-test", p)
+		v, err := tn.client.VerifyReading(ctx, "gw-test", p)
 		if err != nil {
 			t.Fatalf("VerifyReading(%d): %v", i, err)
 		}
@@ -216,20 +217,20 @@ func TestReadingsEndToEnd(t *testing.T) {
 		bad := *p
 		bad.Envelope = bytes.Clone(p.Envelope)
 		bad.Envelope[len(bad.Envelope)-1] ^= 1
-		if _, err := VerifyReading(ctx, tn.client, "gw-test", &bad); err == nil {
+		if _, err := tn.client.VerifyReading(ctx, "gw-test", &bad); err == nil {
 			t.Errorf("tampered envelope %d verified", i)
 		}
 		if len(p.Inclusion) > 0 {
 			bad = *p
 			bad.Inclusion = [][]byte{bytes.Repeat([]byte{1}, 32)}
-			if _, err := VerifyReading(ctx, tn.client, "gw-test", &bad); err == nil {
+			if _, err := tn.client.VerifyReading(ctx, "gw-test", &bad); err == nil {
 				t.Errorf("tampered inclusion proof %d verified", i)
 			}
 		}
 	}
 
 	// Queries by device and time.
-	var list struct{ Items []ReadingItem }
+	var list struct{ Items []client.ReadingItem }
 	if err := tn.client.Get(ctx, "/v1/readings?device="+tn.sensor.ID(), &list); err != nil || len(list.Items) != 4 {
 		t.Fatalf("list = %+v, %v; want the 4 readings of the sensor", list, err)
 	}
@@ -414,7 +415,7 @@ func TestStream(t *testing.T) {
 		if !ok {
 			continue
 		}
-		var item ReadingItem
+		var item client.ReadingItem
 		if err := json.Unmarshal([]byte(line), &item); err != nil || item.Seq != 1 || *item.Value != 42 {
 			t.Fatalf("event = %s (%v); want the reading", line, err)
 		}

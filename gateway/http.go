@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
 )
@@ -73,18 +74,6 @@ func (g *Gateway) Routes(app *ledger.App) map[string]api.HandlerFunc {
 	}
 }
 
-// ReadingItem is one reading in a list: where it is in the log (to fetch its
-// proof from /v1/readings/{index}) and what it says.
-type ReadingItem struct {
-	Index       uint64    `json:"index"`
-	Device      string    `json:"device"`
-	Seq         uint64    `json:"seq"`
-	Time        time.Time `json:"time"`
-	ContentType string    `json:"content_type"`
-	Value       *float64  `json:"value,omitempty"`
-	Bytes       []byte    `json:"bytes,omitempty"`
-}
-
 // listReadings answers GET /v1/readings?device=ID[&from=T][&to=T][&limit=N]:
 // a device's readings timed in [from, to), oldest first; times are RFC 3339
 // or Unix milliseconds.
@@ -112,7 +101,7 @@ func (g *Gateway) listReadings(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	items := []ReadingItem{}
+	items := []client.ReadingItem{}
 	for _, i := range idx {
 		raw, err := g.data.Entry(i)
 		if err != nil {
@@ -127,7 +116,7 @@ func (g *Gateway) listReadings(r *http.Request) (any, error) {
 			if rd.Time.Before(from) || !rd.Time.Before(to) || len(items) >= limit {
 				continue
 			}
-			items = append(items, ReadingItem{Index: i, Device: env.Device, Seq: rd.Seq, Time: rd.Time, ContentType: rd.ContentType, Value: rd.Value, Bytes: rd.Bytes})
+			items = append(items, client.ReadingItem{Index: i, Device: env.Device, Seq: rd.Seq, Time: rd.Time, ContentType: rd.ContentType, Value: rd.Value, Bytes: rd.Bytes})
 		}
 	}
 	return map[string]any{"gateway": g.id, "items": items}, nil

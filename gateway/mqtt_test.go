@@ -54,7 +54,7 @@ func TestMQTTEndToEnd(t *testing.T) {
 		t.Fatalf("log grew by %d after 5 acknowledged readings; want 5", got)
 	}
 	p := tn.proof(t, before+4)
-	if _, err := VerifyReading(ctx, tn.client, "gw-test", p); err != nil {
+	if _, err := tn.client.VerifyReading(ctx, "gw-test", p); err != nil {
 		t.Fatalf("VerifyReading: %v", err)
 	}
 }

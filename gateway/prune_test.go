@@ -84,7 +84,7 @@ func TestReadingVerifiesAfterPruning(t *testing.T) {
 	if p.Height <= anchorHeight+10 {
 		t.Errorf("proof of height %d; want one of a state after pruning (anchor at %d)", p.Height, anchorHeight)
 	}
-	v, err := VerifyReading(ctx, tn.client, "gw-test", p)
+	v, err := tn.client.VerifyReading(ctx, "gw-test", p)
 	if err != nil {
 		t.Fatalf("a reading anchored before the pruning horizon does not verify: %v", err)
 	}
@@ -110,7 +110,7 @@ func TestReadingVerifiesAfterPruning(t *testing.T) {
 	if forgedSigner.AnchorProof, err = tn.app.Prove(p.AnchorProof.Key, st.Height); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := VerifyReading(ctx, tn.client, "gw-test", &forgedSigner); err == nil || !strings.Contains(err.Error(), "not the one in force") && !strings.Contains(err.Error(), "after the authentication height") {
+	if _, err := tn.client.VerifyReading(ctx, "gw-test", &forgedSigner); err == nil || !strings.Contains(err.Error(), "not the one in force") && !strings.Contains(err.Error(), "after the authentication height") {
 		t.Errorf("a signer proof of the key after its rotation: %v; want refused as not in force at the authentication height", err)
 	}
 
@@ -120,7 +120,7 @@ func TestReadingVerifiesAfterPruning(t *testing.T) {
 	if !bytes.Equal(fp.Envelope, doomedRaw) {
 		t.Error("the entry after revocation is answered without its envelope")
 	}
-	if _, err := VerifyReading(ctx, tn.client, "gw-test", fp); err == nil || !strings.Contains(err.Error(), "was revoked at height") {
+	if _, err := tn.client.VerifyReading(ctx, "gw-test", fp); err == nil || !strings.Contains(err.Error(), "was revoked at height") {
 		t.Errorf("entry authenticated after its signer's revocation: %v; want refused: revoked", err)
 	}
 

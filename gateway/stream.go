@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
@@ -24,7 +25,7 @@ type feed struct {
 
 type subscriber struct {
 	device string
-	ch     chan ReadingItem
+	ch     chan client.ReadingItem
 	lost   int // readings dropped because ch was full; guarded by feed.mu
 }
 
@@ -32,7 +33,7 @@ type subscriber struct {
 const subscriberBuffer = 256
 
 func (f *feed) subscribe(device string) *subscriber {
-	s := &subscriber{device: device, ch: make(chan ReadingItem, subscriberBuffer)}
+	s := &subscriber{device: device, ch: make(chan client.ReadingItem, subscriberBuffer)}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.subs == nil {
@@ -57,7 +58,7 @@ func (f *feed) publish(first uint64, envs []*reading.Envelope) {
 	}
 	for k, env := range envs {
 		for _, r := range env.Readings {
-			item := ReadingItem{Index: first + uint64(k), Device: env.Device, Seq: r.Seq, Time: r.Time, ContentType: r.ContentType, Value: r.Value, Bytes: r.Bytes}
+			item := client.ReadingItem{Index: first + uint64(k), Device: env.Device, Seq: r.Seq, Time: r.Time, ContentType: r.ContentType, Value: r.Value, Bytes: r.Bytes}
 			for s := range f.subs {
 				if s.device != env.Device {
 					continue

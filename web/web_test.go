@@ -25,7 +25,6 @@ import (
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/devnet"
-	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
@@ -123,7 +122,7 @@ func setup(home string) (stop func()) {
 		}
 	}
 	// Wait until the last reading is anchored (the gateway anchors every second).
-	if _, err := gateway.WaitProof(ctx, c, readings-1, 100*time.Millisecond); err != nil {
+	if _, err := c.WaitReadingProof(ctx, readings-1, 100*time.Millisecond); err != nil {
 		return fail(fmt.Errorf("reading %d not anchored in time: %w", readings-1, err))
 	}
 	// The browser, if there is one.

@@ -20,8 +20,8 @@ import (
 	"github.com/thingnet/thingnet/agreements/lang"
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/client"
-	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -158,7 +158,7 @@ func (r *Relayer) device(ctx context.Context, dev string, watches []watch) (int,
 		q.Set("from", strconv.FormatInt(cur.time.UnixMilli(), 10))
 	}
 	var list struct {
-		Items []gateway.ReadingItem `json:"items"`
+		Items []client.ReadingItem `json:"items"`
 	}
 	if err := r.cfg.Client.Get(ctx, "/v1/readings?"+q.Encode(), &list); err != nil {
 		return 0, fmt.Errorf("readings of %s: %w", dev, err)
@@ -193,12 +193,12 @@ func (r *Relayer) device(ctx context.Context, dev string, watches []watch) (int,
 var errNotAnchored = errors.New("not anchored yet")
 
 // evidence fetches a reading's proof and turns it into an agreement.call's evidence.
-func (r *Relayer) evidence(ctx context.Context, it gateway.ReadingItem) (*record.ReadingEvidence, error) {
-	p, err := gateway.FetchReading(ctx, r.cfg.Client, it.Index)
+func (r *Relayer) evidence(ctx context.Context, it client.ReadingItem) (*record.ReadingEvidence, error) {
+	p, err := r.cfg.Client.Reading(ctx, it.Index)
 	if err == nil {
 		err = p.Err()
 	}
-	if errors.Is(err, gateway.ErrNotAnchored) {
+	if errors.Is(err, proof.ErrNotAnchored) {
 		return nil, errNotAnchored
 	}
 	if err != nil {
@@ -216,7 +216,7 @@ func (r *Relayer) evidence(ctx context.Context, it gateway.ReadingItem) (*record
 }
 
 // offer dry-runs the watching transitions and calls the first that would succeed.
-func (r *Relayer) offer(ctx context.Context, it gateway.ReadingItem, ev *record.ReadingEvidence, watches []watch) (bool, error) {
+func (r *Relayer) offer(ctx context.Context, it client.ReadingItem, ev *record.ReadingEvidence, watches []watch) (bool, error) {
 	for _, w := range watches {
 		if w.device != it.Device || (w.contentType != "" && w.contentType != it.ContentType) {
 			continue

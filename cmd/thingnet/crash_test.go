@@ -18,6 +18,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/reading"
 )
 
@@ -149,18 +150,18 @@ func TestGatewayCrash(t *testing.T) {
 	defer cancel()
 	stored := map[uint64]bool{}
 	for i := uint64(0); ; i++ {
-		p, err := gateway.FetchReading(ctx, c, i)
-		for err == nil && errors.Is(p.Err(), gateway.ErrNotAnchored) {
+		p, err := c.Reading(ctx, i)
+		for err == nil && errors.Is(p.Err(), proof.ErrNotAnchored) {
 			time.Sleep(100 * time.Millisecond)
 			if ctx.Err() != nil {
 				t.Fatalf("entry %d never anchored", i)
 			}
-			p, err = gateway.FetchReading(ctx, c, i)
+			p, err = c.Reading(ctx, i)
 		}
 		if err != nil {
 			break // past the end of the log
 		}
-		v, err := gateway.VerifyReading(ctx, c, "crash-test", p)
+		v, err := c.VerifyReading(ctx, "crash-test", p)
 		if err != nil {
 			t.Fatalf("entry %d: %v", i, err)
 		}

@@ -17,9 +17,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thingnet/thingnet/client"
-	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/lightclient"
+	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -143,7 +143,7 @@ node, so the gateway that stored the reading is not trusted at all.`,
 			if err != nil {
 				return err
 			}
-			var check gateway.ProofChecker = gateway.NodeChecker{Client: headers, ChainID: st.ChainID}
+			var check proof.Checker = client.Checker{Client: headers, ChainID: st.ChainID}
 			if trust != "" {
 				opts, err := parseTrust(trust)
 				if err != nil {
@@ -155,7 +155,7 @@ node, so the gateway that stored the reading is not trusted at all.`,
 				}
 				check = lightChecker{lc}
 			}
-			v, err := gateway.VerifyReadingWith(cmd.Context(), check, p)
+			v, err := proof.VerifyReading(cmd.Context(), check, p)
 			if err != nil {
 				return fmt.Errorf("VERIFICATION FAILED: %w", err)
 			}
@@ -185,7 +185,7 @@ node, so the gateway that stored the reading is not trusted at all.`,
 				q.Set("to", to)
 			}
 			var page struct {
-				Items []gateway.ReadingItem `json:"items"`
+				Items []client.ReadingItem `json:"items"`
 			}
 			if err := g.client().Get(cmd.Context(), "/v1/readings?"+q.Encode(), &page); err != nil {
 				return err
@@ -224,12 +224,12 @@ func verifyCmd(g *globals) *cobra.Command {
 	return c
 }
 
-func (g *globals) readingProof(ctx context.Context, index string) (*gateway.ReadingProof, error) {
+func (g *globals) readingProof(ctx context.Context, index string) (*proof.Reading, error) {
 	i, err := strconv.ParseUint(index, 10, 64)
 	if err != nil {
 		return nil, fmt.Errorf("reading index %q must be a number (POST /v1/readings answers it)", index)
 	}
-	return gateway.FetchReading(ctx, g.client(), i)
+	return g.client().Reading(ctx, i)
 }
 
 func (g *globals) postReading(cmd *cobra.Command, raw []byte) error {

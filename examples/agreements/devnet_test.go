@@ -18,9 +18,9 @@ import (
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/devnet"
-	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -169,10 +169,10 @@ func (n *net) proveReading(dev *identity.Key, seq uint64, v float64) *record.Rea
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	var p *gateway.ReadingProof
+	var p *proof.Reading
 	n.waitUntil("the reading's anchor", func() bool {
 		p, err = gw.Prove(n.d.App(0), idx)
-		if err != nil && !errors.Is(err, gateway.ErrNotAnchored) {
+		if err != nil && !errors.Is(err, proof.ErrNotAnchored) {
 			n.t.Fatal(err)
 		}
 		return err == nil

@@ -85,7 +85,7 @@ func TestImpersonationReplay(t *testing.T) {
 	}
 	// A reading proves only while its signer was active at the anchor's
 	// height: revoke once the gateway anchored it.
-	if _, err := gateway.WaitProof(ctx, n.Nodes[0].Client, 0, 200*time.Millisecond); err != nil {
+	if _, err := n.Nodes[0].Client.WaitReadingProof(ctx, 0, 200*time.Millisecond); err != nil {
 		t.Fatalf("sensor-r's reading was never anchored: %v", err)
 	}
 	n.MustCLI("device", "revoke", "sensor-r", "--key", "acme-admin", "--reason", "stolen")

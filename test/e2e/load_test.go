@@ -15,6 +15,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -250,14 +251,14 @@ func (n *Net) storedReadings(ctx context.Context, g, via int) (map[string]map[ui
 	stored := map[string]map[uint64]int{}
 	var bad []unproven
 	for i := uint64(0); ; i++ {
-		p, err := gateway.FetchReading(ctx, c, i)
-		for err == nil && errors.Is(p.Err(), gateway.ErrNotAnchored) {
+		p, err := c.Reading(ctx, i)
+		for err == nil && errors.Is(p.Err(), proof.ErrNotAnchored) {
 			select {
 			case <-ctx.Done():
 				t.Fatalf("log entry %d never anchored", i)
 			case <-time.After(200 * time.Millisecond):
 			}
-			p, err = gateway.FetchReading(ctx, c, i)
+			p, err = c.Reading(ctx, i)
 		}
 		if err != nil {
 			var e *client.Error
@@ -266,7 +267,7 @@ func (n *Net) storedReadings(ctx context.Context, g, via int) (map[string]map[ui
 			}
 			t.Fatalf("log entry %d: %v", i, err)
 		}
-		v, err := gateway.VerifyReading(ctx, n.Nodes[via].Client, n.ChainID, p)
+		v, err := n.Nodes[via].Client.VerifyReading(ctx, n.ChainID, p)
 		if err != nil {
 			env, derr := reading.Decode(p.Envelope)
 			if derr != nil {
