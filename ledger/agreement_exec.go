@@ -4,7 +4,6 @@ package ledger
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"strconv"
 	"strings"
 
@@ -101,24 +100,7 @@ func (x *txExec) activateIfReady(ag *record.Agreement, prog *agreements.Program)
 	}
 	if ready {
 		ag.Status = record.AgreementActive
-		for i, ht := range prog.HeightTriggers() {
-			switch {
-			case ht.Every > 0:
-				x.buf.set(scheduleKey(x.height+ht.Every, ag.ID, i), marker)
-			default:
-				if v, _ := prog.Var(ag.State, ht.At); v.Int > x.height {
-					x.buf.set(scheduleKey(v.Int, ag.ID, i), marker)
-				}
-			}
-		}
-		for i, et := range prog.EventTriggers() {
-			src := et.Agreement
-			if src == 0 {
-				src = ag.ID
-			}
-			k := binary.BigEndian.AppendUint64(subscriptionPrefix(src, et.Event), ag.ID)
-			x.buf.set(binary.BigEndian.AppendUint16(k, uint16(i)), marker)
-		}
+		startTriggers(x.buf, prog, ag, x.height)
 	}
 	x.buf.set(record.AgreementKey(ag.ID), ag)
 	x.emit("agreement", "id", strconv.FormatUint(ag.ID, 10), "name", ag.Name, "status", ag.Status)

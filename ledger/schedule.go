@@ -26,6 +26,29 @@ func subscriptionPrefix(source uint64, event string) []byte {
 	return append(binary.BigEndian.AppendUint64([]byte(record.PrefixSubscription), source), event+"\x00"...)
 }
 
+// startTriggers schedules the height triggers of agreement ag, activated
+// at height, and subscribes its event triggers.
+func startTriggers(buf *buffer, prog *agreements.Program, ag *record.Agreement, height int64) {
+	for i, ht := range prog.HeightTriggers() {
+		switch {
+		case ht.Every > 0:
+			buf.set(scheduleKey(height+ht.Every, ag.ID, i), marker)
+		default:
+			if v, _ := prog.Var(ag.State, ht.At); v.Int > height {
+				buf.set(scheduleKey(v.Int, ag.ID, i), marker)
+			}
+		}
+	}
+	for i, et := range prog.EventTriggers() {
+		src := et.Agreement
+		if src == 0 {
+			src = ag.ID
+		}
+		k := binary.BigEndian.AppendUint64(subscriptionPrefix(src, et.Event), ag.ID)
+		buf.set(binary.BigEndian.AppendUint16(k, uint16(i)), marker)
+	}
+}
+
 // reschedule moves the "at" height triggers whose variable changed.
 func reschedule(ops *ledgerOps, prog *agreements.Program, id uint64, old, cur *lang.Instance) error {
 	for i, ht := range prog.HeightTriggers() {
