@@ -17,6 +17,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/mesh"
 	"github.com/thingnet/thingnet/mesh/meshtest"
+	"github.com/thingnet/thingnet/mesh/message"
 )
 
 // MeshBenchConfig sizes the messaging benchmark.
@@ -95,7 +96,7 @@ func newMeshPair(dir string, want int) (_ *meshPair, err error) {
 	if p.bKey, err = p.l.Device("bench", "actuator", identity.Ed25519); err != nil {
 		return nil, err
 	}
-	if err = p.l.Grant("bench", "device:"+p.aKey.ID(), mesh.KindMessage, "device:"+p.bKey.ID()); err != nil {
+	if err = p.l.Grant("bench", "device:"+p.aKey.ID(), message.KindMessage, "device:"+p.bKey.ID()); err != nil {
 		return nil, err
 	}
 	auth := mesh.NewLedgerAuthority(p.l.View, func() string { return meshtest.ChainID })
@@ -244,11 +245,11 @@ func meshDirect(ctx context.Context, dir string, cfg MeshBenchConfig, linkDelay 
 	}
 	body := make([]byte, cfg.Size)
 	compose := func() ([]byte, uint64, error) {
-		env, err := a.Compose(mesh.Outgoing{To: p.bKey.ID(), Body: body})
+		env, err := a.Compose(message.Outgoing{To: p.bKey.ID(), Body: body})
 		if err != nil {
 			return nil, 0, err
 		}
-		e, err := mesh.Decode(env)
+		e, err := message.Decode(env)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -287,7 +288,7 @@ func meshDirect(ctx context.Context, dir string, cfg MeshBenchConfig, linkDelay 
 			for next.Add(1) <= int64(cfg.Messages) {
 				env, _, err := compose()
 				if err == nil {
-					var r *mesh.Result
+					var r *message.Result
 					if r, err = a.Send(ctx, env); err == nil {
 						err = r.Err()
 					}
@@ -365,7 +366,7 @@ func meshMosquitto(ctx context.Context, dir string, cfg MeshBenchConfig, linkDel
 	defer sub.Disconnect(0)
 	var refused atomic.Int64
 	if tok := sub.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) {
-		if r := b.Accept(ctx, [][]byte{m.Payload()})[0]; r.Status != mesh.StatusDelivered {
+		if r := b.Accept(ctx, [][]byte{m.Payload()})[0]; r.Status != message.StatusDelivered {
 			refused.Add(1)
 		}
 	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -379,11 +380,11 @@ func meshMosquitto(ctx context.Context, dir string, cfg MeshBenchConfig, linkDel
 	body := make([]byte, cfg.Size)
 	var oneWay []time.Duration
 	for range cfg.Latency {
-		env, err := a.Compose(mesh.Outgoing{To: p.bKey.ID(), Body: body})
+		env, err := a.Compose(message.Outgoing{To: p.bKey.ID(), Body: body})
 		if err != nil {
 			return out, err
 		}
-		e, _ := mesh.Decode(env)
+		e, _ := message.Decode(env)
 		before := del.n.Load()
 		start := time.Now()
 		if tok := pub.Publish(topic, 1, false, env); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -405,7 +406,7 @@ func meshMosquitto(ctx context.Context, dir string, cfg MeshBenchConfig, linkDel
 	toks := make([]paho.Token, 0, cfg.Messages)
 	base := del.n.Load()
 	for i := range cfg.Messages {
-		env, err := a.Compose(mesh.Outgoing{To: p.bKey.ID(), Body: body})
+		env, err := a.Compose(message.Outgoing{To: p.bKey.ID(), Body: body})
 		if err != nil {
 			return out, err
 		}

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/mesh/message"
 )
 
 // Message is a message from the device's mailbox, checked and opened.
@@ -25,10 +25,10 @@ var ErrRefused = errors.New("device: the mailbox refused the message")
 // Deposit leaves a signed message (mesh.Sign, mesh.Seal) in its receiver's
 // mailbox at the device's gateway, over HTTP: a device with no mesh node
 // can message one that sleeps. It returns the gateway's result.
-func (d *Device) Deposit(ctx context.Context, env []byte) (*mesh.Result, error) {
-	var res *mesh.Result
+func (d *Device) Deposit(ctx context.Context, env []byte) (*message.Result, error) {
+	var res *message.Result
 	err := d.each(ctx, "leaving a message", func(_ int, gw Gateway) error {
-		dr, err := mesh.MailboxClient{Base: gw.API}.Deposit(ctx, env)
+		dr, err := message.MailboxClient{Base: gw.API}.Deposit(ctx, env)
 		if err == nil {
 			res = &dr.Result
 		}
@@ -37,7 +37,7 @@ func (d *Device) Deposit(ctx context.Context, env []byte) (*mesh.Result, error) 
 	if err != nil {
 		return nil, err
 	}
-	if res.Status != mesh.StatusDelivered {
+	if res.Status != message.StatusDelivered {
 		return res, fmt.Errorf("%w: %s: %s", ErrRefused, res.Status, res.Reason)
 	}
 	return res, nil
@@ -48,14 +48,14 @@ type inbox struct {
 	once  sync.Once
 	err   error
 	auth  *MeshAuthority
-	guard *mesh.ReplayGuard
+	guard *message.ReplayGuard
 }
 
 func (d *Device) inboxState() (*inbox, error) {
 	d.inbox.once.Do(func() {
-		var ws mesh.WindowStore
+		var ws message.WindowStore
 		if d.cfg.stateDir != "" {
-			fs, err := mesh.OpenFileWindowStore(filepath.Join(d.cfg.stateDir, "replay.json"))
+			fs, err := message.OpenFileWindowStore(filepath.Join(d.cfg.stateDir, "replay.json"))
 			if err != nil {
 				d.inbox.err = err
 				return
@@ -63,7 +63,7 @@ func (d *Device) inboxState() (*inbox, error) {
 			ws = fs
 		}
 		d.inbox.auth = d.MeshAuthority(0)
-		d.inbox.guard = mesh.NewReplayGuard(ws)
+		d.inbox.guard = message.NewReplayGuard(ws)
 	})
 	return &d.inbox, d.inbox.err
 }
@@ -84,10 +84,10 @@ func (d *Device) Inbox(ctx context.Context) (msgs []Message, more bool, err erro
 	if err != nil {
 		return nil, false, err
 	}
-	var held *mesh.Held
-	var mc mesh.MailboxClient
+	var held *message.Held
+	var mc message.MailboxClient
 	err = d.each(ctx, "reading the mailbox", func(_ int, gw Gateway) error {
-		mc = mesh.MailboxClient{Base: gw.API}
+		mc = message.MailboxClient{Base: gw.API}
 		held, err = mc.Held(ctx, d.id, tok, 64)
 		return err
 	})
@@ -97,7 +97,7 @@ func (d *Device) Inbox(ctx context.Context) (msgs []Message, more bool, err erro
 	var last uint64
 	for _, h := range held.Messages {
 		last = h.Seq
-		env, body, err := mesh.CheckHeld(st.auth, st.guard, d.key, d.id, h.Envelope)
+		env, body, err := message.CheckHeld(st.auth, st.guard, d.key, d.id, h.Envelope)
 		if err != nil {
 			d.cfg.log.Warn("device: mailbox message refused", "device", d.id, "err", err)
 			continue
@@ -115,13 +115,13 @@ func (d *Device) Inbox(ctx context.Context) (msgs []Message, more bool, err erro
 // NewMessage signs (and seals, with seal) a message from this device to
 // another, with the device's next sequence number for messages: the
 // receiver's key is proved with the light client.
-func (d *Device) NewMessage(ctx context.Context, to string, o mesh.Outgoing, seal bool) ([]byte, error) {
+func (d *Device) NewMessage(ctx context.Context, to string, o message.Outgoing, seal bool) ([]byte, error) {
 	st, err := d.inboxState()
 	if err != nil {
 		return nil, err
 	}
 	o.To, o.Seal = to, seal
-	return mesh.Compose(d.key, d.id, d.msgSeq(), o, st.auth)
+	return message.Compose(d.key, d.id, d.msgSeq(), o, st.auth)
 }
 
 // msgSeq is the next sequence number of the device's messages: the clock
@@ -130,7 +130,7 @@ func (d *Device) msgSeq() uint64 {
 	d.msgMu.Lock()
 	defer d.msgMu.Unlock()
 	if d.lastMsg == 0 {
-		d.lastMsg = mesh.TimeSeq(d.cfg.now())
+		d.lastMsg = message.TimeSeq(d.cfg.now())
 	}
 	d.lastMsg++
 	return d.lastMsg

@@ -11,6 +11,7 @@ import (
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/mesh/message"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -30,7 +31,7 @@ type MeshAuthority struct {
 }
 
 type cachedDevice struct {
-	d  *mesh.Device
+	d  *message.Device
 	at time.Time
 }
 
@@ -64,7 +65,7 @@ func (a *MeshAuthority) ChainID() string {
 }
 
 // Device returns a device's proved record.
-func (a *MeshAuthority) Device(id string) (*mesh.Device, error) {
+func (a *MeshAuthority) Device(id string) (*message.Device, error) {
 	now := a.d.cfg.now()
 	a.mu.Lock()
 	c, ok := a.devices[id]
@@ -84,13 +85,13 @@ func (a *MeshAuthority) Device(id string) (*mesh.Device, error) {
 		return nil, err
 	}
 	if rec == nil {
-		return nil, fmt.Errorf("%w: %s (proved absent)", mesh.ErrUnknownSender, id)
+		return nil, fmt.Errorf("%w: %s (proved absent)", message.ErrUnknownSender, id)
 	}
 	key, err := identity.ParseDID(rec.Key)
 	if err != nil {
 		return nil, fmt.Errorf("device %s has an unreadable key: %w", id, err)
 	}
-	md := &mesh.Device{ID: rec.ID, Org: rec.Org, Class: rec.Class, Key: key, Active: rec.Status == record.StatusActive,
+	md := &message.Device{ID: rec.ID, Org: rec.Org, Class: rec.Class, Key: key, Active: rec.Status == record.StatusActive,
 		AttestedBy: rec.AttestedBy, Labels: rec.Labels}
 	a.mu.Lock()
 	a.devices[id] = cachedDevice{md, now}
@@ -104,7 +105,7 @@ var ErrResourceUnsupported = errors.New("device: the light-client authority prov
 
 // Granted proves that sender (or its organisation) holds action (or, for
 // "message", "command") on this device or its organisation.
-func (a *MeshAuthority) Granted(sender *mesh.Device, action, resource string) (bool, error) {
+func (a *MeshAuthority) Granted(sender *message.Device, action, resource string) (bool, error) {
 	if resource != "device:"+a.d.id {
 		return false, fmt.Errorf("%w (asked about %s)", ErrResourceUnsupported, resource)
 	}
@@ -119,8 +120,8 @@ func (a *MeshAuthority) Granted(sender *mesh.Device, action, resource string) (b
 	ctx, cancel := a.ctx()
 	defer cancel()
 	actions := []string{action}
-	if action == mesh.KindMessage {
-		actions = append(actions, mesh.KindCommand)
+	if action == message.KindMessage {
+		actions = append(actions, message.KindCommand)
 	}
 	granted := false
 	for _, act := range actions {
@@ -153,9 +154,9 @@ type MeshOptions struct {
 // replay windows are kept in the state directory (replay.json), so a
 // restarted device refuses messages it took before.
 func (d *Device) Mesh(o MeshOptions) (*mesh.Node, error) {
-	var ws mesh.WindowStore
+	var ws message.WindowStore
 	if d.cfg.stateDir != "" {
-		fs, err := mesh.OpenFileWindowStore(filepath.Join(d.cfg.stateDir, "replay.json"))
+		fs, err := message.OpenFileWindowStore(filepath.Join(d.cfg.stateDir, "replay.json"))
 		if err != nil {
 			return nil, err
 		}

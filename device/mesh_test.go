@@ -10,6 +10,7 @@ import (
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/mesh/message"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -26,8 +27,8 @@ func TestMeshWithLightClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn.send(t, tn.admin, &record.GrantAdd{Grantor: "org:" + devnet.DemoOrg, Subject: "device:" + sw.ID(), Action: mesh.KindMessage, Resource: "device:" + lamp.ID()})
-	tn.send(t, tn.admin, &record.DeviceUpdate{Device: lamp.ID(), Labels: map[string]string{mesh.LabelMailboxes: gwKey.ID()}})
+	tn.send(t, tn.admin, &record.GrantAdd{Grantor: "org:" + devnet.DemoOrg, Subject: "device:" + sw.ID(), Action: message.KindMessage, Resource: "device:" + lamp.ID()})
+	tn.send(t, tn.admin, &record.DeviceUpdate{Device: lamp.ID(), Labels: map[string]string{message.LabelMailboxes: gwKey.ID()}})
 
 	got := make(chan *mesh.Delivery, 10)
 	newDev := func(k *identity.Key, h func(context.Context, *mesh.Delivery) error) *mesh.Node {
@@ -55,7 +56,7 @@ func TestMeshWithLightClient(t *testing.T) {
 	if _, err := swNode.Connect(ctx, lampNode.Addrs()[0]); err != nil {
 		t.Fatal(err)
 	}
-	env, err := swNode.Compose(mesh.Outgoing{To: lamp.ID(), Body: []byte("on"), Seal: true})
+	env, err := swNode.Compose(message.Outgoing{To: lamp.ID(), Body: []byte("on"), Seal: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,12 +71,12 @@ func TestMeshWithLightClient(t *testing.T) {
 	if _, err := inNode.Connect(ctx, lampNode.Addrs()[0]); err != nil {
 		t.Fatal(err)
 	}
-	env, _ = inNode.Compose(mesh.Outgoing{To: lamp.ID(), Body: []byte("off")})
-	if res, err := inNode.Send(ctx, env); err != nil || res.Status != mesh.StatusNotGranted {
+	env, _ = inNode.Compose(message.Outgoing{To: lamp.ID(), Body: []byte("off")})
+	if res, err := inNode.Send(ctx, env); err != nil || res.Status != message.StatusNotGranted {
 		t.Fatalf("intruder: %v %v", err, res)
 	}
 	// Through the gateway's mailbox, pulled by the lamp.
-	env, _ = swNode.Compose(mesh.Outgoing{To: lamp.ID(), Body: []byte("dim"), Seal: true})
+	env, _ = swNode.Compose(message.Outgoing{To: lamp.ID(), Body: []byte("dim"), Seal: true})
 	if res, err := swNode.Deposit(ctx, gwKey.ID(), env); err != nil || res.Err() != nil {
 		t.Fatalf("deposit: %v %v", err, res)
 	}
@@ -106,8 +107,8 @@ func TestMeshWithLightClient(t *testing.T) {
 	go (&device.Agent{Device: lampDev, Sensors: []device.Sensor{sensor}, Wake: time.Hour, Mesh: lampNode, MailboxGateway: gwKey.ID(),
 		OnSend: func(*device.Receipt) { sent <- struct{}{} }}).Run(actx)
 	time.Sleep(300 * time.Millisecond) // the agent opens its wake channel
-	env, _ = inNode.Compose(mesh.Outgoing{To: lamp.ID(), Body: []byte("wake up!"), Wake: true})
-	if res, err := inNode.Deposit(ctx, gwKey.ID(), env); err != nil || res.Status != mesh.StatusNotGranted {
+	env, _ = inNode.Compose(message.Outgoing{To: lamp.ID(), Body: []byte("wake up!"), Wake: true})
+	if res, err := inNode.Deposit(ctx, gwKey.ID(), env); err != nil || res.Status != message.StatusNotGranted {
 		t.Fatalf("intruder's wake: %v %v", err, res)
 	}
 	select {
@@ -115,7 +116,7 @@ func TestMeshWithLightClient(t *testing.T) {
 		t.Fatal("the intruder woke the lamp")
 	case <-time.After(time.Second):
 	}
-	env, _ = swNode.Compose(mesh.Outgoing{To: lamp.ID(), Body: []byte("urgent: off"), Seal: true, Wake: true})
+	env, _ = swNode.Compose(message.Outgoing{To: lamp.ID(), Body: []byte("urgent: off"), Seal: true, Wake: true})
 	if res, err := swNode.Deposit(ctx, gwKey.ID(), env); err != nil || res.Err() != nil {
 		t.Fatalf("urgent deposit: %v %v", err, res)
 	}
@@ -141,8 +142,8 @@ func TestMailboxOverHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn.send(t, tn.admin, &record.GrantAdd{Grantor: "org:" + devnet.DemoOrg, Subject: "device:" + sw.ID(), Action: mesh.KindCommand, Resource: "device:" + lamp.ID()})
-	tn.send(t, tn.admin, &record.DeviceUpdate{Device: lamp.ID(), Labels: map[string]string{mesh.LabelMailboxes: gwKey.ID()}})
+	tn.send(t, tn.admin, &record.GrantAdd{Grantor: "org:" + devnet.DemoOrg, Subject: "device:" + sw.ID(), Action: message.KindCommand, Resource: "device:" + lamp.ID()})
+	tn.send(t, tn.admin, &record.DeviceUpdate{Device: lamp.ID(), Labels: map[string]string{message.LabelMailboxes: gwKey.ID()}})
 	newDev := func(k *identity.Key) *device.Device {
 		d, err := device.New(k, device.WithGateways(tn.gw(1)), device.WithTrust(tn.trust), device.WithStateDir(t.TempDir()))
 		if err != nil {
@@ -152,22 +153,22 @@ func TestMailboxOverHTTP(t *testing.T) {
 		return d
 	}
 	swDev, lampDev, inDev := newDev(sw), newDev(lamp), newDev(intruder)
-	env, err := swDev.NewMessage(ctx, lamp.ID(), mesh.Outgoing{Kind: mesh.KindCommand, Body: []byte("close valve 2")}, true)
+	env, err := swDev.NewMessage(ctx, lamp.ID(), message.Outgoing{Kind: message.KindCommand, Body: []byte("close valve 2")}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := swDev.Deposit(ctx, env); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := swDev.Deposit(ctx, env); !errors.Is(err, device.ErrRefused) || res.Status != mesh.StatusReplay {
+	if res, err := swDev.Deposit(ctx, env); !errors.Is(err, device.ErrRefused) || res.Status != message.StatusReplay {
 		t.Fatalf("the same message again: %v %v", res, err)
 	}
-	bad, _ := inDev.NewMessage(ctx, lamp.ID(), mesh.Outgoing{Body: []byte("open everything")}, false)
-	if res, err := inDev.Deposit(ctx, bad); !errors.Is(err, device.ErrRefused) || res.Status != mesh.StatusNotGranted {
+	bad, _ := inDev.NewMessage(ctx, lamp.ID(), message.Outgoing{Body: []byte("open everything")}, false)
+	if res, err := inDev.Deposit(ctx, bad); !errors.Is(err, device.ErrRefused) || res.Status != message.StatusNotGranted {
 		t.Fatalf("intruder: %v %v", res, err)
 	}
 	msgs, more, err := lampDev.Inbox(ctx)
-	if err != nil || more || len(msgs) != 1 || string(msgs[0].Body) != "close valve 2" || msgs[0].From != sw.ID() || msgs[0].Kind != mesh.KindCommand {
+	if err != nil || more || len(msgs) != 1 || string(msgs[0].Body) != "close valve 2" || msgs[0].From != sw.ID() || msgs[0].Kind != message.KindCommand {
 		t.Fatalf("inbox: %+v %v %v", msgs, more, err)
 	}
 	if msgs, _, err := lampDev.Inbox(ctx); err != nil || len(msgs) != 0 {

@@ -20,6 +20,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/lightclient"
 	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/mesh/message"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -174,7 +175,7 @@ func (f *Fleet) startExchange(ctx context.Context, d *Devnet, c FleetConfig, adm
 		{x.cam, CameraName, "camera", nil},
 		// The display keeps its mailbox at its gateway, and may be woken
 		// up to 100 times a day (the gateway also caps each sender).
-		{x.disp, DisplayName, "display", map[string]string{mesh.LabelMailboxes: d.gwKeys[x.dispGW].ID(), mesh.LabelDownlinks: "100"}},
+		{x.disp, DisplayName, "display", map[string]string{message.LabelMailboxes: d.gwKeys[x.dispGW].ID(), message.LabelDownlinks: "100"}},
 	} {
 		k := r.dev.Key()
 		proof, err := k.Sign(record.PossessionMessage(d.ChainID(), DemoOrg, k.ID()))
@@ -242,14 +243,14 @@ func (x *exchange) grant(ctx context.Context, cl *client.Client, admin *identity
 	}
 	cam, disp := "device:"+x.cam.ID(), "device:"+x.disp.ID()
 	for _, g := range [][2]string{{cam, disp}, {disp, cam}} {
-		ok, err := st.HasGrant(g[0], mesh.KindMessage, []string{g[1]}, st.Height+1)
+		ok, err := st.HasGrant(g[0], message.KindMessage, []string{g[1]}, st.Height+1)
 		if err != nil {
 			return err
 		}
 		if ok {
 			continue
 		}
-		if _, err := cl.Send(ctx, admin, "", &record.GrantAdd{Grantor: "org:" + DemoOrg, Subject: g[0], Action: mesh.KindMessage, Resource: g[1]}, true); err != nil {
+		if _, err := cl.Send(ctx, admin, "", &record.GrantAdd{Grantor: "org:" + DemoOrg, Subject: g[0], Action: message.KindMessage, Resource: g[1]}, true); err != nil {
 			return err
 		}
 	}
@@ -339,7 +340,7 @@ func (x *exchange) shoot(ctx context.Context, n int) error {
 	x.event(EventClip, "%s recorded a %d-byte clip: encrypted, added to node%d's file service (%s), manifest %s/%s recorded by its signed file.publish at height %d, key wrapped for itself and %s",
 		CameraName, len(clip), x.camGW, added.CID, DemoOrg, name, res.Height, DisplayName)
 	body, _ := json.Marshal(clipNote{Org: DemoOrg, Name: name, CID: added.CID, Size: len(clip), SHA256: hex.EncodeToString(sum[:])})
-	env, err := x.camNode.Compose(mesh.Outgoing{To: x.disp.ID(), Type: "application/json", Body: body, Seal: true, Wake: true})
+	env, err := x.camNode.Compose(message.Outgoing{To: x.disp.ID(), Type: "application/json", Body: body, Seal: true, Wake: true})
 	if err != nil {
 		return err
 	}
@@ -351,7 +352,7 @@ func (x *exchange) shoot(ctx context.Context, n int) error {
 	if err != nil {
 		return fmt.Errorf("leaving the message at node%d: %w", x.dispGW, err)
 	}
-	if r.Status != mesh.StatusDelivered {
+	if r.Status != message.StatusDelivered {
 		return fmt.Errorf("node%d's mailbox refused the message: %s %s", x.dispGW, r.Status, r.Reason)
 	}
 	x.deposited.Add(1)
@@ -440,7 +441,7 @@ func (x *exchange) view(ctx context.Context, n clipNote) error {
 	x.fetched.Add(1)
 	x.event(EventFetch, "%s fetched %s/%s through node%d (blocks from node%d by bitswap), opened the key wrapped for it, decrypted %d bytes: SHA-256 %s… matches the camera's signed message",
 		DisplayName, n.Org, n.Name, x.dispGW, x.camGW, len(clip), n.SHA256[:16])
-	env, err := x.dispNode.Compose(mesh.Outgoing{To: x.cam.ID(), Type: "text/plain", Body: []byte("viewed " + n.Name + " sha256 ok")})
+	env, err := x.dispNode.Compose(message.Outgoing{To: x.cam.ID(), Type: "text/plain", Body: []byte("viewed " + n.Name + " sha256 ok")})
 	if err != nil {
 		return err
 	}
@@ -448,7 +449,7 @@ func (x *exchange) view(ctx context.Context, n clipNote) error {
 	if err != nil {
 		return fmt.Errorf("answering the camera directly: %w", err)
 	}
-	if r.Status != mesh.StatusDelivered {
+	if r.Status != message.StatusDelivered {
 		return fmt.Errorf("the camera refused the answer: %s %s", r.Status, r.Reason)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/mesh/message"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -126,7 +127,7 @@ func TestDevnetMeshBanQuarantines(t *testing.T) {
 	}
 	sent := 0
 	for ; sent < 1000; sent++ {
-		env, err := rn.Compose(mesh.Outgoing{To: gw, Body: []byte("let me in")})
+		env, err := rn.Compose(message.Outgoing{To: gw, Body: []byte("let me in")})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/mesh/message"
 )
 
 // Authenticator checks a device's CWT (the gateway's Authenticate).
@@ -53,40 +54,33 @@ func (h apiHandlers) info(*http.Request) (any, error) {
 	return MeshInfo{ID: h.n.id, PeerID: h.n.PeerID().String(), Addrs: h.n.Addrs(), Relay: h.n.cfg.Relay, Stats: h.n.Stats()}, nil
 }
 
-// DepositResponse answers POST /v1/mailbox/{device}.
-type DepositResponse struct {
-	Result
-	StatusName string `json:"status_name"`
-	Receipt    []byte `json:"receipt"` // the gateway's signed receipt (COSE_Sign1), base64 in JSON
-}
-
 func (h apiHandlers) deposit(r *http.Request) (any, error) {
-	raw, err := io.ReadAll(io.LimitReader(r.Body, MaxEnvelope+1))
+	raw, err := io.ReadAll(io.LimitReader(r.Body, message.MaxEnvelope+1))
 	if err != nil {
 		return nil, api.NewError(http.StatusBadRequest, "bad_request", err.Error())
 	}
-	if len(raw) > MaxEnvelope {
-		return nil, api.NewError(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a message is at most %d bytes", MaxEnvelope))
+	if len(raw) > message.MaxEnvelope {
+		return nil, api.NewError(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a message is at most %d bytes", message.MaxEnvelope))
 	}
-	if env, err := Decode(raw); err == nil && env.To != r.PathValue("device") {
+	if env, err := message.Decode(raw); err == nil && env.To != r.PathValue("device") {
 		return nil, api.NewError(http.StatusBadRequest, "wrong_receiver", fmt.Sprintf("the message is for %s, not %s", env.To, r.PathValue("device")))
 	}
 	src, _, _ := net.SplitHostPort(r.RemoteAddr)
 	res := h.n.mailbox.deposit(r.Context(), "http:"+src, [][]byte{raw})[0]
-	if res.Status != StatusDelivered {
+	if res.Status != message.StatusDelivered {
 		h.n.stats.refused[res.Status].Add(1)
 	}
-	rc, err := signReceipt(h.n.cfg.Key, h.n.id, Receipt{Chain: h.n.auth.ChainID(), By: h.n.id, Results: []Result{res}})
+	rc, err := message.SignReceipt(h.n.cfg.Key, h.n.id, message.Receipt{Chain: h.n.auth.ChainID(), By: h.n.id, Results: []message.Result{res}})
 	if err != nil {
 		return nil, err
 	}
-	out := DepositResponse{Result: res, StatusName: res.Status.String(), Receipt: rc}
+	out := message.DepositResponse{Result: res, StatusName: res.Status.String(), Receipt: rc}
 	switch res.Status {
-	case StatusDelivered:
+	case message.StatusDelivered:
 		return api.WithStatus(http.StatusAccepted, out), nil
-	case StatusRateLimited:
+	case message.StatusRateLimited:
 		return api.WithStatus(http.StatusTooManyRequests, out), nil
-	case StatusInternal:
+	case message.StatusInternal:
 		return nil, fmt.Errorf("mesh: %s", res.Reason)
 	default:
 		return api.WithStatus(http.StatusForbidden, out), nil
@@ -114,18 +108,6 @@ func (h apiHandlers) authorize(r *http.Request) (string, error) {
 	return device, nil
 }
 
-// HeldMessage is one message in GET /v1/mailbox/{device}.
-type HeldMessage struct {
-	Seq      uint64 `json:"seq"`
-	Envelope []byte `json:"envelope"` // the signed message, base64 in JSON
-}
-
-// Held answers GET /v1/mailbox/{device}.
-type Held struct {
-	Messages []HeldMessage `json:"messages"`
-	More     bool          `json:"more"`
-}
-
 func (h apiHandlers) list(r *http.Request) (any, error) {
 	device, err := h.authorize(r)
 	if err != nil {
@@ -143,9 +125,9 @@ func (h apiHandlers) list(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := Held{Messages: []HeldMessage{}, More: b.More}
+	out := message.Held{Messages: []message.HeldMessage{}, More: b.More}
 	for _, it := range b.Items {
-		out.Messages = append(out.Messages, HeldMessage{Seq: it.Seq, Envelope: it.Env})
+		out.Messages = append(out.Messages, message.HeldMessage{Seq: it.Seq, Envelope: it.Env})
 	}
 	return out, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/mesh/message"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -40,7 +41,7 @@ func (a *APIAuthority) ctx() (context.Context, context.CancelFunc) {
 }
 
 // Device fetches a device record.
-func (a *APIAuthority) Device(id string) (*Device, error) {
+func (a *APIAuthority) Device(id string) (*message.Device, error) {
 	ctx, cancel := a.ctx()
 	defer cancel()
 	var rec struct {
@@ -49,7 +50,7 @@ func (a *APIAuthority) Device(id string) (*Device, error) {
 	err := a.Client.Get(ctx, "/v1/devices/"+url.PathEscape(id), &rec)
 	var ae *client.Error
 	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-		return nil, fmt.Errorf("%w: %s", ErrUnknownSender, id)
+		return nil, fmt.Errorf("%w: %s", message.ErrUnknownSender, id)
 	}
 	if err != nil {
 		return nil, err
@@ -59,12 +60,12 @@ func (a *APIAuthority) Device(id string) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("device %s has an unreadable key: %w", id, err)
 	}
-	return &Device{ID: d.ID, Org: d.Org, Class: d.Class, Key: key, Active: d.Status == record.StatusActive,
+	return &message.Device{ID: d.ID, Org: d.Org, Class: d.Class, Key: key, Active: d.Status == record.StatusActive,
 		AttestedBy: d.AttestedBy, Labels: d.Labels}, nil
 }
 
 // Granted looks for a grant in force, as LedgerAuthority.Granted does.
-func (a *APIAuthority) Granted(sender *Device, action, resource string) (bool, error) {
+func (a *APIAuthority) Granted(sender *message.Device, action, resource string) (bool, error) {
 	resources := []string{resource}
 	if id, ok := strings.CutPrefix(resource, "device:"); ok {
 		d, err := a.Device(id)
@@ -76,8 +77,8 @@ func (a *APIAuthority) Granted(sender *Device, action, resource string) (bool, e
 		resources = append(resources, owner)
 	}
 	actions := []string{action}
-	if action == KindMessage {
-		actions = append(actions, KindCommand)
+	if action == message.KindMessage {
+		actions = append(actions, message.KindCommand)
 	}
 	ctx, cancel := a.ctx()
 	defer cancel()

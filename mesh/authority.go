@@ -3,81 +3,14 @@ package mesh
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/mesh/message"
 	"github.com/thingnet/thingnet/record"
 )
-
-// Why a message is refused. Each is also a Status in receipts.
-var (
-	ErrUnknownSender  = errors.New("mesh: sender is not a registered device")
-	ErrInactiveSender = errors.New("mesh: sender is not active")
-	ErrNotGranted     = errors.New("mesh: sender holds no grant for this")
-	ErrReplay         = errors.New("mesh: sequence number already used (replay)")
-	ErrPeerMismatch   = errors.New("mesh: connection's key is not the sender's current ledger key")
-	ErrWrongReceiver  = errors.New("mesh: message is for another receiver or chain")
-	ErrRateLimited    = errors.New("mesh: sender or peer is over its rate limit")
-	ErrUndecryptable  = errors.New("mesh: sealed body does not open with the receiver's key")
-	ErrNoMailbox      = errors.New("mesh: this gateway keeps no mailbox for the receiver")
-)
-
-// Device is what the mesh needs to know of a device from the ledger.
-type Device struct {
-	ID, Org, Class string
-	Key            identity.PublicKey // current key
-	Active         bool
-	AttestedBy     string            // gateway that attests its readings
-	Labels         map[string]string // e.g. LabelMailboxes, LabelDownlinks
-}
-
-// Device labels the mesh reads from the ledger.
-const (
-	// LabelMailboxes lists the gateways (device ids, comma-separated) that
-	// keep the device's mailbox; its attesting gateway always may.
-	LabelMailboxes = "mailboxes"
-	// LabelDownlinks is the device's daily downlink (wake-up) budget.
-	LabelDownlinks = "downlinks_per_day"
-)
-
-// Authority answers the ledger questions the mesh asks: who a device is
-// and whether a sender may act on a receiver or topic. Implementations
-// read the latest committed state (LedgerAuthority) or verify proofs
-// against a light client (the device SDK).
-type Authority interface {
-	ChainID() string
-	Device(id string) (*Device, error) // wraps ErrUnknownSender when there is none
-	// Granted reports whether sender may perform action on resource
-	// ("device:<id>", or "org:<org>/topic/<name>" for a topic).
-	Granted(sender *Device, action, resource string) (bool, error)
-}
-
-// DownlinkBudget is the device's daily downlink budget: its
-// LabelDownlinks label, else def.
-func (d *Device) DownlinkBudget(def int) int {
-	if v, ok := d.Labels[LabelDownlinks]; ok {
-		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-			return n
-		}
-	}
-	return def
-}
-
-// MailboxAt reports whether gateway keeps the device's mailbox.
-func (d *Device) MailboxAt(gateway string) bool {
-	if d.AttestedBy == gateway {
-		return true
-	}
-	for _, g := range strings.Split(d.Labels[LabelMailboxes], ",") {
-		if strings.TrimSpace(g) == gateway {
-			return true
-		}
-	}
-	return false
-}
 
 // LedgerAuthority answers from a node's committed ledger state.
 type LedgerAuthority struct {
@@ -89,7 +22,7 @@ type LedgerAuthority struct {
 	// empties the cache, so a revocation takes effect at once.
 	mu      sync.Mutex
 	height  int64
-	devices map[string]*Device
+	devices map[string]*message.Device
 	grants  map[string]bool
 }
 
@@ -103,7 +36,7 @@ func (a *LedgerAuthority) cached() (*ledger.State, error) {
 	}
 	a.mu.Lock()
 	if st.Height != a.height || a.devices == nil || len(a.devices)+len(a.grants) > maxCached {
-		a.height, a.devices, a.grants = st.Height, map[string]*Device{}, map[string]bool{}
+		a.height, a.devices, a.grants = st.Height, map[string]*message.Device{}, map[string]bool{}
 	}
 	a.mu.Unlock()
 	return st, nil
@@ -118,7 +51,7 @@ func NewLedgerAuthority(view func() (*ledger.State, error), chainID func() strin
 func (a *LedgerAuthority) ChainID() string { return a.Chain() }
 
 // Device looks a device up in the committed state.
-func (a *LedgerAuthority) Device(id string) (*Device, error) {
+func (a *LedgerAuthority) Device(id string) (*message.Device, error) {
 	st, err := a.cached()
 	if err != nil {
 		return nil, err
@@ -141,10 +74,10 @@ func (a *LedgerAuthority) Device(id string) (*Device, error) {
 	return out, err
 }
 
-func (a *LedgerAuthority) device(st *ledger.State, id string) (*Device, error) {
+func (a *LedgerAuthority) device(st *ledger.State, id string) (*message.Device, error) {
 	d, err := st.Device(id)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %s", ErrUnknownSender, id)
+		return nil, fmt.Errorf("%w: %s", message.ErrUnknownSender, id)
 	}
 	if err != nil {
 		return nil, err
@@ -153,14 +86,14 @@ func (a *LedgerAuthority) device(st *ledger.State, id string) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("device %s has an unreadable key: %w", id, err)
 	}
-	return &Device{ID: d.ID, Org: d.Org, Class: d.Class, Key: key, Active: d.Status == record.StatusActive,
+	return &message.Device{ID: d.ID, Org: d.Org, Class: d.Class, Key: key, Active: d.Status == record.StatusActive,
 		AttestedBy: d.AttestedBy, Labels: d.Labels}, nil
 }
 
 // Granted checks the grants in force at the next height: the sender
 // device or its organisation must hold action on the resource, or (for a
 // device) on the device's organisation.
-func (a *LedgerAuthority) Granted(sender *Device, action, resource string) (bool, error) {
+func (a *LedgerAuthority) Granted(sender *message.Device, action, resource string) (bool, error) {
 	st, err := a.cached()
 	if err != nil {
 		return false, err
@@ -184,7 +117,7 @@ func (a *LedgerAuthority) Granted(sender *Device, action, resource string) (bool
 	return ok, err
 }
 
-func (a *LedgerAuthority) granted(st *ledger.State, sender *Device, action, resource string) (bool, error) {
+func (a *LedgerAuthority) granted(st *ledger.State, sender *message.Device, action, resource string) (bool, error) {
 	resources := []string{resource}
 	if id, ok := strings.CutPrefix(resource, "device:"); ok {
 		d, err := st.Device(id)
@@ -199,8 +132,8 @@ func (a *LedgerAuthority) granted(st *ledger.State, sender *Device, action, reso
 		resources = append(resources, owner) // a grant on an org covers its topics
 	}
 	actions := []string{action}
-	if action == KindMessage {
-		actions = append(actions, KindCommand) // who may command may also message
+	if action == message.KindMessage {
+		actions = append(actions, message.KindCommand) // who may command may also message
 	}
 	for _, subject := range []string{"device:" + sender.ID, "org:" + sender.Org} {
 		for _, act := range actions {

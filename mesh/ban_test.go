@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/mesh/message"
 )
 
 // TestBanReportsDevice: a registered device whose messages keep being
@@ -24,7 +25,7 @@ func TestBanReportsDevice(t *testing.T) {
 		a := startNode(t, l, k, nil)
 		connect(t, a, b)
 		for i := 0; i < 40; i++ {
-			env, _ := a.Compose(Outgoing{To: bKey.ID(), Body: []byte("let me in")})
+			env, _ := a.Compose(message.Outgoing{To: bKey.ID(), Body: []byte("let me in")})
 			if _, err := a.Send(ctx, env); err != nil {
 				break // banned: cut off
 			}
@@ -64,7 +65,7 @@ func TestDeviceConnectionsProtected(t *testing.T) {
 		connect(t, x, s.g)
 	}
 	deposit := func(x *Node) {
-		env, _ := x.Compose(Outgoing{To: s.bKey.ID(), Body: []byte("x")})
+		env, _ := x.Compose(message.Outgoing{To: s.bKey.ID(), Body: []byte("x")})
 		_, _ = x.Deposit(ctx, s.gKey.ID(), env)
 	}
 	deposit(a)

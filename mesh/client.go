@@ -7,12 +7,13 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/thingnet/thingnet/mesh/message"
 )
 
 // Deposit hands a signed message to a gateway's mailbox for its sleeping
 // receiver; the result is signed by the gateway. gateway is the gateway's
 // device id (its key must be reachable as a peer).
-func (n *Node) Deposit(ctx context.Context, gateway string, env []byte) (*Result, error) {
+func (n *Node) Deposit(ctx context.Context, gateway string, env []byte) (*message.Result, error) {
 	g, err := n.auth.Device(gateway)
 	if err != nil {
 		return nil, fmt.Errorf("mesh: gateway: %w", err)
@@ -47,7 +48,7 @@ func (n *Node) Pull(ctx context.Context, gateway string) (int, error) {
 	}
 	r := bufio.NewReaderSize(s, 64<<10)
 	w := bufio.NewWriter(s)
-	req, _ := encMode.Marshal(sleepRequest{Device: n.id})
+	req, _ := message.Marshal(sleepRequest{Device: n.id})
 	if err := writeFrame(w, req); err != nil {
 		return 0, err
 	}
@@ -56,23 +57,23 @@ func (n *Node) Pull(ctx context.Context, gateway string) (int, error) {
 	}
 	delivered := 0
 	for {
-		f, err := readFrame(r, maxPull*(MaxEnvelope+64)+64)
+		f, err := readFrame(r, maxPull*(message.MaxEnvelope+64)+64)
 		if err != nil {
 			return delivered, fmt.Errorf("mesh: pulling from %s: %w", gateway, err)
 		}
 		var batch pullBatch
-		if err := decMode.Unmarshal(f, &batch); err != nil {
-			return delivered, fmt.Errorf("%w: pull batch: %v", ErrMalformed, err)
+		if err := message.Unmarshal(f, &batch); err != nil {
+			return delivered, fmt.Errorf("%w: pull batch: %v", message.ErrMalformed, err)
 		}
 		var upto uint64
 		var stop error
 		for _, it := range batch.Items {
 			res := n.accept(ctx, pid, [][]byte{it.Env}, acceptMailbox)[0]
-			if res.Status == StatusRejected || res.Status == StatusInternal {
+			if res.Status == message.StatusRejected || res.Status == message.StatusInternal {
 				stop = res.Err() // keep it and what follows for the next pull
 				break
 			}
-			if res.Status == StatusDelivered {
+			if res.Status == message.StatusDelivered {
 				delivered++
 			} else {
 				n.stats.refused[res.Status].Add(1) // forged or replayed: drop it
@@ -81,7 +82,7 @@ func (n *Node) Pull(ctx context.Context, gateway string) (int, error) {
 		}
 		// Message numbers start at 1, so Upto 0 acknowledges nothing.
 		ack := pullAck{Upto: upto, Done: stop != nil || !batch.More || len(batch.Items) == 0}
-		b, _ := encMode.Marshal(ack)
+		b, _ := message.Marshal(ack)
 		if err := writeFrame(w, b); err != nil {
 			return delivered, err
 		}
@@ -115,7 +116,7 @@ func (n *Node) Sleep(ctx context.Context, gateway string) (<-chan uint64, error)
 		return nil, fmt.Errorf("mesh: wake channel to %s: %w", gateway, err)
 	}
 	w := bufio.NewWriter(s)
-	req, _ := encMode.Marshal(sleepRequest{Device: n.id})
+	req, _ := message.Marshal(sleepRequest{Device: n.id})
 	if err := writeFrame(w, req); err != nil || w.Flush() != nil {
 		s.Reset()
 		return nil, fmt.Errorf("mesh: wake channel to %s: %v", gateway, err)
@@ -134,7 +135,7 @@ func (n *Node) Sleep(ctx context.Context, gateway string) (<-chan uint64, error)
 				return
 			}
 			var wf wakeFrame
-			if decMode.Unmarshal(f, &wf) != nil {
+			if message.Unmarshal(f, &wf) != nil {
 				return
 			}
 			select {

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/mesh/message"
 )
 
 func (n *Node) registerProtocols() {
@@ -97,13 +98,13 @@ func (n *Node) serveBatches(s network.Stream, via string) {
 				break gather
 			}
 		}
-		var results []Result
+		var results []message.Result
 		if via == "mailbox" {
 			results = n.mailbox.deposit(n.ctx, p.String(), frames)
 		} else {
 			results = n.accept(n.ctx, p, frames, acceptDirect)
 		}
-		rc, err := signReceipt(n.cfg.Key, n.id, Receipt{Chain: n.auth.ChainID(), By: n.id, Results: results})
+		rc, err := message.SignReceipt(n.cfg.Key, n.id, message.Receipt{Chain: n.auth.ChainID(), By: n.id, Results: results})
 		if err == nil {
 			err = writeFrame(w, rc)
 		}
@@ -123,9 +124,9 @@ func (n *Node) serveBatches(s network.Stream, via string) {
 
 // countRefusals feeds refused results to the gater; it reports whether the
 // peer is now banned (its connections are then closed).
-func (n *Node) countRefusals(p peer.ID, results []Result) bool {
+func (n *Node) countRefusals(p peer.ID, results []message.Result) bool {
 	for _, r := range results {
-		if r.Status == StatusDelivered || r.Status == StatusRejected || r.Status == StatusInternal {
+		if r.Status == message.StatusDelivered || r.Status == message.StatusRejected || r.Status == message.StatusInternal {
 			continue
 		}
 		n.stats.refused[r.Status].Add(1)
@@ -174,7 +175,7 @@ const (
 // transport (an MQTT broker, a file): sender active and granted, fresh,
 // signed, then opens them and hands them to the Handler, as for messages
 // pulled from a mailbox. It returns one result per message.
-func (n *Node) Accept(ctx context.Context, msgs [][]byte) []Result {
+func (n *Node) Accept(ctx context.Context, msgs [][]byte) []message.Result {
 	return n.accept(ctx, "", msgs, acceptMailbox)
 }
 
@@ -182,16 +183,16 @@ func (n *Node) Accept(ctx context.Context, msgs [][]byte) []Result {
 // signature to be verified.
 type checked struct {
 	i      int
-	env    *Envelope
-	sender *Device
+	env    *message.Envelope
+	sender *message.Device
 }
 
 // accept runs the receiver's checks on a batch, cheapest first (size,
 // decoding, receiver, peer limits, ledger status and grant, replay), then
 // verifies the signatures together, decrypts and hands messages to the
 // Handler. It returns one result per frame, in order.
-func (n *Node) accept(ctx context.Context, p peer.ID, frames [][]byte, mode acceptMode) []Result {
-	results := make([]Result, len(frames))
+func (n *Node) accept(ctx context.Context, p peer.ID, frames [][]byte, mode acceptMode) []message.Result {
+	results := make([]message.Result, len(frames))
 	var todo []checked
 	var peerPub identity.PublicKey
 	var peerErr error
@@ -219,25 +220,25 @@ func (n *Node) accept(ctx context.Context, p peer.ID, frames [][]byte, mode acce
 	return results
 }
 
-func refusal(frame []byte, err error) Result {
+func refusal(frame []byte, err error) message.Result {
 	h := hashOf(frame)
-	return Result{Hash: h[:], Status: statusOf(err), Reason: err.Error()}
+	return message.Result{Hash: h[:], Status: message.StatusOf(err), Reason: err.Error()}
 }
 
-func (n *Node) precheck(p peer.ID, f []byte, mode acceptMode, peerPub identity.PublicKey, peerErr error) (*Envelope, *Device, error) {
+func (n *Node) precheck(p peer.ID, f []byte, mode acceptMode, peerPub identity.PublicKey, peerErr error) (*message.Envelope, *message.Device, error) {
 	src := p.String()
 	if p == "" {
 		src = "relayed"
 	}
 	if d := n.peerLimit.AllowMessage(src, len(f)); !d.Allowed {
-		return nil, nil, fmt.Errorf("%w: %s (retry after %v)", ErrRateLimited, src, d.RetryAfter)
+		return nil, nil, fmt.Errorf("%w: %s (retry after %v)", message.ErrRateLimited, src, d.RetryAfter)
 	}
-	env, err := Decode(f)
+	env, err := message.Decode(f)
 	if err != nil {
 		return nil, nil, err
 	}
 	if env.Chain != n.auth.ChainID() || env.To != n.id {
-		return nil, nil, fmt.Errorf("%w: it is for %s on %s, this is %s on %s", ErrWrongReceiver, env.To, env.Chain, n.id, n.auth.ChainID())
+		return nil, nil, fmt.Errorf("%w: it is for %s on %s, this is %s on %s", message.ErrWrongReceiver, env.To, env.Chain, n.id, n.auth.ChainID())
 	}
 	sender, err := n.checkSender(env)
 	if err != nil {
@@ -245,31 +246,31 @@ func (n *Node) precheck(p peer.ID, f []byte, mode acceptMode, peerPub identity.P
 	}
 	if mode == acceptDirect {
 		if peerErr != nil || !peerPub.Equal(sender.Key) {
-			return nil, nil, fmt.Errorf("%w: message from %s came over a connection of another key", ErrPeerMismatch, env.From)
+			return nil, nil, fmt.Errorf("%w: message from %s came over a connection of another key", message.ErrPeerMismatch, env.From)
 		}
 		n.rememberPeer(p, sender.ID)
 	}
 	if ok, err := n.auth.Granted(sender, env.Kind, "device:"+n.id); err != nil {
 		return nil, nil, err
 	} else if !ok {
-		return nil, nil, fmt.Errorf("%w: %s may not send a %s to %s", ErrNotGranted, env.From, env.Kind, n.id)
+		return nil, nil, fmt.Errorf("%w: %s may not send a %s to %s", message.ErrNotGranted, env.From, env.Kind, n.id)
 	}
-	if fresh, err := n.replay.check(env.From, env.Seq); err != nil {
+	if fresh, err := n.replay.Check(env.From, env.Seq); err != nil {
 		return nil, nil, err
 	} else if !fresh {
-		return nil, nil, fmt.Errorf("%w: %d from %s", ErrReplay, env.Seq, env.From)
+		return nil, nil, fmt.Errorf("%w: %d from %s", message.ErrReplay, env.Seq, env.From)
 	}
 	return env, sender, nil
 }
 
 // checkSender looks the sender up: registered and active.
-func (n *Node) checkSender(env *Envelope) (*Device, error) {
+func (n *Node) checkSender(env *message.Envelope) (*message.Device, error) {
 	sender, err := n.auth.Device(env.From)
 	if err != nil {
 		return nil, err
 	}
 	if !sender.Active {
-		return nil, fmt.Errorf("%w: %s", ErrInactiveSender, env.From)
+		return nil, fmt.Errorf("%w: %s", message.ErrInactiveSender, env.From)
 	}
 	return sender, nil
 }
@@ -295,22 +296,22 @@ func (n *Node) verifyAll(todo []checked) []bool {
 
 // deliver records the sequence number, opens the body and hands the
 // message to the Handler.
-func (n *Node) deliver(ctx context.Context, p peer.ID, c checked, mode acceptMode) Result {
-	res := Result{Hash: c.env.Hash[:]}
-	fail := func(err error) Result {
-		res.Status, res.Reason = statusOf(err), err.Error()
+func (n *Node) deliver(ctx context.Context, p peer.ID, c checked, mode acceptMode) message.Result {
+	res := message.Result{Hash: c.env.Hash[:]}
+	fail := func(err error) message.Result {
+		res.Status, res.Reason = message.StatusOf(err), err.Error()
 		return res
 	}
-	ok, err := n.replay.accept(c.env.From, c.env.Seq)
+	ok, err := n.replay.Accept(c.env.From, c.env.Seq)
 	if err != nil {
 		return fail(err)
 	}
 	if !ok {
-		return fail(fmt.Errorf("%w: %d from %s", ErrReplay, c.env.Seq, c.env.From))
+		return fail(fmt.Errorf("%w: %d from %s", message.ErrReplay, c.env.Seq, c.env.From))
 	}
 	pt, err := c.env.Open(n.cfg.Key)
 	if err != nil {
-		return fail(fmt.Errorf("%w: %v", ErrUndecryptable, err))
+		return fail(fmt.Errorf("%w: %v", message.ErrUndecryptable, err))
 	}
 	via := "direct"
 	if mode == acceptMailbox {
@@ -318,7 +319,7 @@ func (n *Node) deliver(ctx context.Context, p peer.ID, c checked, mode acceptMod
 	}
 	if n.cfg.Handler != nil {
 		if err := n.cfg.Handler(ctx, &Delivery{Envelope: c.env, Sender: c.sender, Plaintext: pt, Peer: p, Via: via}); err != nil {
-			return fail(fmt.Errorf("%w: %v", ErrRejected, err))
+			return fail(fmt.Errorf("%w: %v", message.ErrRejected, err))
 		}
 	}
 	n.stats.delivered.Add(1)
@@ -343,7 +344,7 @@ type session struct {
 }
 
 type sendResult struct {
-	res Result
+	res message.Result
 	err error
 }
 
@@ -357,8 +358,8 @@ type sessionKey struct {
 // kept open for further messages, and returns the receiver's signed result.
 // The receiver must be reachable: connected, in the peerstore (mDNS, DHT,
 // Connect) or through a relay address added with Connect.
-func (n *Node) Send(ctx context.Context, env []byte) (*Result, error) {
-	e, err := Decode(env)
+func (n *Node) Send(ctx context.Context, env []byte) (*message.Result, error) {
+	e, err := message.Decode(env)
 	if err != nil {
 		return nil, err
 	}
@@ -395,7 +396,7 @@ func (n *Node) locate(ctx context.Context, p peer.ID) error {
 
 // exchange sends one frame on the session for (peer, proto) and waits
 // for its result.
-func (n *Node) exchange(ctx context.Context, p peer.ID, proto protocol.ID, by string, byKey identity.PublicKey, env []byte) (*Result, error) {
+func (n *Node) exchange(ctx context.Context, p peer.ID, proto protocol.ID, by string, byKey identity.PublicKey, env []byte) (*message.Result, error) {
 	s, err := n.session(ctx, p, proto, by, byKey)
 	if err != nil {
 		return nil, err
@@ -433,7 +434,7 @@ func (n *Node) exchange(ctx context.Context, p peer.ID, proto protocol.ID, by st
 	}
 }
 
-func (n *Node) exchangeRetry(ctx context.Context, p peer.ID, proto protocol.ID, by string, byKey identity.PublicKey, env []byte, cause error) (*Result, error) {
+func (n *Node) exchangeRetry(ctx context.Context, p peer.ID, proto protocol.ID, by string, byKey identity.PublicKey, env []byte, cause error) (*message.Result, error) {
 	if ctx.Err() != nil {
 		return nil, cause
 	}
@@ -506,7 +507,7 @@ func (s *session) readReceipts() {
 			s.fail(fmt.Errorf("mesh: stream to %s closed: %w", s.by, err))
 			return
 		}
-		rc, err := DecodeReceipt(f, s.by, s.byKey)
+		rc, err := message.DecodeReceipt(f, s.by, s.byKey)
 		if err != nil {
 			s.fail(err)
 			return
@@ -555,12 +556,12 @@ func (n *Node) rememberPeer(p peer.ID, device string) {
 	n.peerDevices[p] = device
 }
 
-func (n *Node) knownPeerDevice(p peer.ID) (*Device, error) {
+func (n *Node) knownPeerDevice(p peer.ID) (*message.Device, error) {
 	n.peersMu.Lock()
 	id, ok := n.peerDevices[p]
 	n.peersMu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("%w: peer %s", ErrUnknownSender, p)
+		return nil, fmt.Errorf("%w: peer %s", message.ErrUnknownSender, p)
 	}
 	return n.auth.Device(id)
 }

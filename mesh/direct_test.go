@@ -10,6 +10,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/mesh/message"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -25,7 +26,7 @@ func TestDirectMessages(t *testing.T) {
 		t.Run(alg.String(), func(t *testing.T) {
 			aKey := l.device("acme", "sensor", alg)
 			bKey := l.device("acme", "actuator", alg)
-			l.grant("acme", "device:"+aKey.ID(), KindCommand, "device:"+bKey.ID())
+			l.grant("acme", "device:"+aKey.ID(), message.KindCommand, "device:"+bKey.ID())
 			box := newInbox()
 			a := startNode(t, l, aKey, nil)
 			b := startNode(t, l, bKey, func(c *Config) { c.Handler = box.handler })
@@ -36,9 +37,9 @@ func TestDirectMessages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, o := range []Outgoing{
-				{To: bKey.ID(), Kind: KindCommand, Type: "text/plain", Body: []byte("valve open")},
-				{To: bKey.ID(), Kind: KindCommand, Body: []byte("sealed: valve close"), Seal: true},
+			for _, o := range []message.Outgoing{
+				{To: bKey.ID(), Kind: message.KindCommand, Type: "text/plain", Body: []byte("valve open")},
+				{To: bKey.ID(), Kind: message.KindCommand, Body: []byte("sealed: valve close"), Seal: true},
 				{To: bKey.ID(), Body: []byte("sealed, post-quantum"), Seal: true, HybridKey: hybrid},
 			} {
 				env, err := a.Compose(o)
@@ -64,7 +65,7 @@ func TestDirectMessages(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if res.Status != StatusReplay {
+				if res.Status != message.StatusReplay {
 					t.Fatalf("replayed message: %v", res.Status)
 				}
 			}
@@ -84,14 +85,14 @@ func TestDirectRefusals(t *testing.T) {
 	foreign := l.device("other", "sensor", identity.Ed25519)
 	stranger := mustKey(t, identity.Ed25519) // never registered
 	for _, k := range []*identity.Key{aKey, revoked} {
-		l.grant("acme", "device:"+k.ID(), KindMessage, "device:"+bKey.ID())
+		l.grant("acme", "device:"+k.ID(), message.KindMessage, "device:"+bKey.ID())
 	}
 	l.setStatus("acme", revoked.ID(), record.StatusRevoked)
 
 	box := newInbox()
 	b := startNode(t, l, bKey, func(c *Config) { c.Handler = box.handler })
 	ctx := ctxT(t)
-	send := func(from *Node, env []byte) Status {
+	send := func(from *Node, env []byte) message.Status {
 		t.Helper()
 		res, err := from.Send(ctx, env)
 		if err != nil {
@@ -99,7 +100,7 @@ func TestDirectRefusals(t *testing.T) {
 		}
 		return res.Status
 	}
-	compose := func(n *Node, o Outgoing) []byte {
+	compose := func(n *Node, o message.Outgoing) []byte {
 		t.Helper()
 		env, err := n.Compose(o)
 		if err != nil {
@@ -107,16 +108,16 @@ func TestDirectRefusals(t *testing.T) {
 		}
 		return env
 	}
-	to := Outgoing{To: bKey.ID(), Body: []byte("hello")}
+	to := message.Outgoing{To: bKey.ID(), Body: []byte("hello")}
 	cases := []struct {
 		name string
 		key  *identity.Key
-		want Status
+		want message.Status
 	}{
-		{"unregistered key", stranger, StatusUnknownSender},
-		{"no grant", noGrant, StatusNotGranted},
-		{"revoked", revoked, StatusInactiveSender},
-		{"other organisation", foreign, StatusNotGranted},
+		{"unregistered key", stranger, message.StatusUnknownSender},
+		{"no grant", noGrant, message.StatusNotGranted},
+		{"revoked", revoked, message.StatusInactiveSender},
+		{"other organisation", foreign, message.StatusNotGranted},
 	}
 	for _, c := range cases {
 		n := startNode(t, l, c.key, nil)
@@ -132,19 +133,19 @@ func TestDirectRefusals(t *testing.T) {
 	// direct connection the peer must be the sender.
 	fwd := startNode(t, l, noGrant, nil)
 	connect(t, fwd, b)
-	if got := send(fwd, compose(a, to)); got != StatusPeerMismatch {
+	if got := send(fwd, compose(a, to)); got != message.StatusPeerMismatch {
 		t.Errorf("forwarded: %v", got)
 	}
 	// A bad signature.
 	env := compose(a, to)
 	env[len(env)-1] ^= 1
-	if got := send(a, env); got != StatusBadSignature {
+	if got := send(a, env); got != message.StatusBadSignature {
 		t.Errorf("bad signature: %v", got)
 	}
 	// For another receiver.
-	other := compose(a, Outgoing{To: noGrant.ID(), Body: []byte("x")})
+	other := compose(a, message.Outgoing{To: noGrant.ID(), Body: []byte("x")})
 	res, err := a.exchange(ctx, b.PeerID(), ProtoMessage, bKey.ID(), bKey.Public(), other)
-	if err != nil || res.Status != StatusWrongReceiver {
+	if err != nil || res.Status != message.StatusWrongReceiver {
 		t.Errorf("wrong receiver: %v %v", res, err)
 	}
 	if box.count() != 0 {
@@ -153,15 +154,15 @@ func TestDirectRefusals(t *testing.T) {
 	// A's own message goes through, and a sequence number it used is
 	// refused even in a new, validly signed message.
 	good := compose(a, to)
-	if got := send(a, good); got != StatusDelivered {
+	if got := send(a, good); got != message.StatusDelivered {
 		t.Fatalf("good: %v", got)
 	}
-	e, _ := Decode(good)
-	again, err := Sign(aKey, Message{Chain: testChain, From: aKey.ID(), To: bKey.ID(), Seq: e.Seq, Kind: KindMessage, Body: []byte("again")})
+	e, _ := message.Decode(good)
+	again, err := message.Sign(aKey, message.Message{Chain: testChain, From: aKey.ID(), To: bKey.ID(), Seq: e.Seq, Kind: message.KindMessage, Body: []byte("again")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := send(a, again); got != StatusReplay {
+	if got := send(a, again); got != message.StatusReplay {
 		t.Fatalf("reused seq: %v", got)
 	}
 	if s := b.Stats(); s.Refused["unknown_sender"] != 1 || s.Refused["replay"] != 1 || s.Delivered != 1 {
@@ -175,7 +176,7 @@ func TestRelay(t *testing.T) {
 	aKey := l.device("acme", "sensor", identity.Ed25519)
 	bKey := l.device("acme", "actuator", identity.Ed25519)
 	stranger := mustKey(t, identity.Ed25519)
-	l.grant("acme", "device:"+aKey.ID(), KindMessage, "device:"+bKey.ID())
+	l.grant("acme", "device:"+aKey.ID(), message.KindMessage, "device:"+bKey.ID())
 	g := startNode(t, l, gKey, func(c *Config) { c.Relay = true })
 	box := newInbox()
 	// B listens on nothing reachable but the relay: it has no listen
@@ -192,7 +193,7 @@ func TestRelay(t *testing.T) {
 	if _, err := a.AddPeer(circuit); err != nil {
 		t.Fatal(err)
 	}
-	env, err := a.Compose(Outgoing{To: bKey.ID(), Body: []byte("through the gateway"), Seal: true})
+	env, err := a.Compose(message.Outgoing{To: bKey.ID(), Body: []byte("through the gateway"), Seal: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +226,7 @@ func TestFloodFromOnePeer(t *testing.T) {
 	l := newTestLedger(t, "acme")
 	bKey := l.device("acme", "actuator", identity.Ed25519)
 	aKey := l.device("acme", "sensor", identity.Ed25519)
-	l.grant("acme", "device:"+aKey.ID(), KindMessage, "device:"+bKey.ID())
+	l.grant("acme", "device:"+aKey.ID(), message.KindMessage, "device:"+bKey.ID())
 	box := newInbox()
 	b := startNode(t, l, bKey, func(c *Config) { c.Handler = box.handler; c.MaxRefusals = 50 })
 	a := startNode(t, l, aKey, nil)
@@ -235,7 +236,7 @@ func TestFloodFromOnePeer(t *testing.T) {
 	ctx := ctxT(t)
 	banned := false
 	for i := 0; i < 200 && !banned; i++ {
-		env, _ := flooder.Compose(Outgoing{To: bKey.ID(), Body: []byte("let me in")})
+		env, _ := flooder.Compose(message.Outgoing{To: bKey.ID(), Body: []byte("let me in")})
 		_, err := flooder.Send(ctx, env)
 		banned = err != nil
 	}
@@ -258,7 +259,7 @@ func TestFloodFromOnePeer(t *testing.T) {
 		t.Fatal("a banned peer reconnected")
 	}
 	for i := 0; i < 100; i++ {
-		env, _ := a.Compose(Outgoing{To: bKey.ID(), Body: []byte("still here")})
+		env, _ := a.Compose(message.Outgoing{To: bKey.ID(), Body: []byte("still here")})
 		res, err := a.Send(ctx, env)
 		if err != nil || res.Err() != nil {
 			t.Fatalf("legitimate message %d: %v %v", i, err, res)
@@ -276,7 +277,7 @@ func TestDHTLookup(t *testing.T) {
 	gKey := l.device("acme", "gateway", identity.Ed25519)
 	aKey := l.device("acme", "sensor", identity.Ed25519)
 	bKey := l.device("acme", "actuator", identity.Ed25519)
-	l.grant("acme", "device:"+aKey.ID(), KindMessage, "device:"+bKey.ID())
+	l.grant("acme", "device:"+aKey.ID(), message.KindMessage, "device:"+bKey.ID())
 	g := startNode(t, l, gKey, func(c *Config) { c.Relay, c.DHT = true, true })
 	box := newInbox()
 	b := startNode(t, l, bKey, func(c *Config) { c.DHT, c.Handler, c.Bootstrap = true, box.handler, g.Addrs() })
@@ -285,11 +286,11 @@ func TestDHTLookup(t *testing.T) {
 	if len(a.Host().Peerstore().Addrs(b.PeerID())) != 0 {
 		t.Fatal("A already knows B's address")
 	}
-	env, err := a.Compose(Outgoing{To: bKey.ID(), Body: []byte("found you in the DHT")})
+	env, err := a.Compose(message.Outgoing{To: bKey.ID(), Body: []byte("found you in the DHT")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res *Result
+	var res *message.Result
 	// B's DHT routing table fills right after it connects to the gateway.
 	for i := 0; i < 50; i++ {
 		if res, err = a.Send(ctx, env); err == nil {
@@ -316,7 +317,7 @@ func TestStreamFlood(t *testing.T) {
 	l := newTestLedger(t, "acme")
 	bKey := l.device("acme", "actuator", identity.Ed25519)
 	aKey := l.device("acme", "sensor", identity.Ed25519)
-	l.grant("acme", "device:"+aKey.ID(), KindMessage, "device:"+bKey.ID())
+	l.grant("acme", "device:"+aKey.ID(), message.KindMessage, "device:"+bKey.ID())
 	box := newInbox()
 	b := startNode(t, l, bKey, func(c *Config) { c.Handler = box.handler })
 	a := startNode(t, l, aKey, nil)
@@ -347,7 +348,7 @@ func TestStreamFlood(t *testing.T) {
 		t.Fatalf("b holds %d streams of one peer", n)
 	}
 	for i := 0; i < 50; i++ {
-		env, _ := a.Compose(Outgoing{To: bKey.ID(), Body: []byte("still here")})
+		env, _ := a.Compose(message.Outgoing{To: bKey.ID(), Body: []byte("still here")})
 		res, err := a.Send(ctx, env)
 		if err != nil || res.Err() != nil {
 			t.Fatalf("legitimate message %d: %v %v", i, err, res)

@@ -11,5 +11,7 @@
 // bounded, end-to-end encrypted mailboxes for sleeping devices and wake a
 // device only for an authorized sender within its daily downlink budget.
 //
+// The message format, receipts, replay windows and the mailbox's HTTP
+// client are in package mesh/message, which a device uses with no host.
 // The wire formats are in docs/protocol.md ("Mesh").
 package mesh

@@ -27,6 +27,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/mesh/message"
 	"github.com/thingnet/thingnet/ratelimit"
 )
 
@@ -34,7 +35,7 @@ import (
 type Config struct {
 	Key       *identity.Key // the device's (or gateway's) ledger key; it is the libp2p identity
 	ID        string        // the device id; default Key.ID()
-	Authority Authority
+	Authority message.Authority
 
 	// Listen addresses (multiaddrs); default TCP and QUIC on all
 	// interfaces, ports chosen by the system.
@@ -67,15 +68,15 @@ type Config struct {
 	// only banned.
 	OnBan func(device string)
 
-	Replay WindowStore // keeps replay windows across restarts; nil: memory only
+	Replay message.WindowStore // keeps replay windows across restarts; nil: memory only
 	Logger *slog.Logger
 	Clock  ratelimit.Clock
 }
 
 // Delivery is a message delivered to this node, verified and authorized.
 type Delivery struct {
-	*Envelope
-	Sender    *Device
+	*message.Envelope
+	Sender    *message.Device
 	Plaintext []byte  // the body, opened if it was sealed
 	Peer      peer.ID // the peer that handed it over (the sender, a relay, or a mailbox gateway)
 	Via       string  // "direct", "mailbox" or "topic"
@@ -90,11 +91,11 @@ type Node struct {
 	ps    *pubsub.PubSub
 	mdns  interface{ Close() error }
 	log   *slog.Logger
-	auth  Authority
+	auth  message.Authority
 	gater *gater
 
 	peerLimit *ratelimit.Limiter
-	replay    *replayGuard
+	replay    *message.ReplayGuard
 	mailbox   *Mailbox
 
 	topicsMu sync.Mutex
@@ -171,7 +172,7 @@ func New(c Config) (*Node, error) {
 		cfg: c, id: c.ID, log: c.Logger, auth: c.Authority,
 		gater:     newGater(c.MaxRefusals, c.BanFor),
 		peerLimit: ratelimit.New(c.PeerLimits, 100_000, c.Clock),
-		replay:    newReplayGuard(c.Replay),
+		replay:    message.NewReplayGuard(c.Replay),
 		topics:    map[string]*topicState{},
 		sessions:  map[sessionKey]*session{},
 
@@ -228,7 +229,7 @@ func New(c Config) (*Node, error) {
 			pubsub.WithPeerFilter(n.topicPeerFilter),
 			pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 			pubsub.WithValidateQueueSize(1024),
-			pubsub.WithMaxMessageSize(MaxEnvelope+1024),
+			pubsub.WithMaxMessageSize(message.MaxEnvelope+1024),
 		)
 		if err != nil {
 			return fail(fmt.Errorf("mesh: gossipsub: %w", err))

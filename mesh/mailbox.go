@@ -18,6 +18,7 @@ import (
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/internal/pebblelog"
+	"github.com/thingnet/thingnet/mesh/message"
 )
 
 // MailboxConfig configures the mailboxes a gateway keeps for sleeping
@@ -59,8 +60,8 @@ type Mailbox struct {
 
 	mu      sync.Mutex // store writes, counters, windows
 	boxes   map[string]*boxState
-	windows map[string]*replayWindow // sender "\x00" receiver
-	held    map[string]heldCount     // receiver "\x00" sender: what the sender holds in the box
+	windows map[string]*message.ReplayWindow // sender "\x00" receiver
+	held    map[string]heldCount             // receiver "\x00" sender: what the sender holds in the box
 	depth   uint64
 	bytes   uint64
 
@@ -121,7 +122,7 @@ func openMailbox(c MailboxConfig, n *Node) (*Mailbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mesh: opening mailbox store %s: %w", c.Dir, err)
 	}
-	m := &Mailbox{n: n, cfg: c, db: db, log: n.log, boxes: map[string]*boxState{}, windows: map[string]*replayWindow{},
+	m := &Mailbox{n: n, cfg: c, db: db, log: n.log, boxes: map[string]*boxState{}, windows: map[string]*message.ReplayWindow{},
 		held: map[string]heldCount{}, wakers: map[string]*waker{}, closing: make(chan struct{})}
 	if err := m.load(); err != nil {
 		db.Close()
@@ -138,7 +139,7 @@ func (m *Mailbox) load() error {
 	defer it.Close()
 	for it.First(); it.Valid(); it.Next() {
 		var b boxState
-		if err := decMode.Unmarshal(it.Value(), &b); err != nil {
+		if err := message.Unmarshal(it.Value(), &b); err != nil {
 			return fmt.Errorf("mesh: mailbox counters of %q: %w", it.Key()[2:], err)
 		}
 		m.boxes[string(it.Key()[2:])] = &b
@@ -180,9 +181,9 @@ func dayKey(prefix string, day int64) []byte {
 // receipt says delivered. A wake-up is sent to a listening device only for
 // messages that ask for it, within the sender's quota and the device's
 // daily budget.
-func (m *Mailbox) deposit(_ context.Context, src string, frames [][]byte) []Result {
+func (m *Mailbox) deposit(_ context.Context, src string, frames [][]byte) []message.Result {
 	n := m.n
-	results := make([]Result, len(frames))
+	results := make([]message.Result, len(frames))
 	var todo []checked
 	for i, f := range frames {
 		n.stats.received.Add(1)
@@ -214,7 +215,7 @@ func (m *Mailbox) deposit(_ context.Context, src string, frames [][]byte) []Resu
 			results[c.i] = refusal(frames[c.i], errs[j])
 			continue
 		}
-		results[c.i] = Result{Hash: c.env.Hash[:]}
+		results[c.i] = message.Result{Hash: c.env.Hash[:]}
 	}
 	n.stats.stored.Add(uint64(stored))
 	for device, waiting := range wakes {
@@ -223,21 +224,21 @@ func (m *Mailbox) deposit(_ context.Context, src string, frames [][]byte) []Resu
 	return results
 }
 
-func (m *Mailbox) precheck(src string, f []byte) (*Envelope, *Device, error) {
+func (m *Mailbox) precheck(src string, f []byte) (*message.Envelope, *message.Device, error) {
 	n := m.n
 	if d := n.peerLimit.AllowMessage(src, len(f)); !d.Allowed {
-		return nil, nil, fmt.Errorf("%w: %s (retry after %v)", ErrRateLimited, src, d.RetryAfter)
+		return nil, nil, fmt.Errorf("%w: %s (retry after %v)", message.ErrRateLimited, src, d.RetryAfter)
 	}
-	env, err := Decode(f)
+	env, err := message.Decode(f)
 	if err != nil {
 		return nil, nil, err
 	}
 	if env.Chain != n.auth.ChainID() {
-		return env, nil, fmt.Errorf("%w: it is for chain %s, this is %s", ErrWrongReceiver, env.Chain, n.auth.ChainID())
+		return env, nil, fmt.Errorf("%w: it is for chain %s, this is %s", message.ErrWrongReceiver, env.Chain, n.auth.ChainID())
 	}
 	to, err := n.auth.Device(env.To)
 	if err != nil || !to.MailboxAt(n.id) {
-		return env, nil, fmt.Errorf("%w: %s", ErrNoMailbox, env.To)
+		return env, nil, fmt.Errorf("%w: %s", message.ErrNoMailbox, env.To)
 	}
 	sender, err := n.checkSender(env)
 	if err != nil {
@@ -246,28 +247,28 @@ func (m *Mailbox) precheck(src string, f []byte) (*Envelope, *Device, error) {
 	if ok, err := n.auth.Granted(sender, env.Kind, "device:"+env.To); err != nil {
 		return env, nil, err
 	} else if !ok {
-		return env, nil, fmt.Errorf("%w: %s may not send a %s to %s", ErrNotGranted, env.From, env.Kind, env.To)
+		return env, nil, fmt.Errorf("%w: %s may not send a %s to %s", message.ErrNotGranted, env.From, env.Kind, env.To)
 	}
 	m.mu.Lock()
 	w, err := m.window(env.From, env.To)
-	fresh := err == nil && w.fresh(env.Seq)
+	fresh := err == nil && w.Fresh(env.Seq)
 	m.mu.Unlock()
 	if err != nil {
 		return env, nil, err
 	}
 	if !fresh {
-		return env, nil, fmt.Errorf("%w: %d from %s to %s", ErrReplay, env.Seq, env.From, env.To)
+		return env, nil, fmt.Errorf("%w: %d from %s to %s", message.ErrReplay, env.Seq, env.From, env.To)
 	}
 	return env, sender, nil
 }
 
 // window returns the replay window of sender → receiver; m.mu is held.
-func (m *Mailbox) window(from, to string) (*replayWindow, error) {
+func (m *Mailbox) window(from, to string) (*message.ReplayWindow, error) {
 	k := from + "\x00" + to
 	if w, ok := m.windows[k]; ok {
 		return w, nil
 	}
-	w := &replayWindow{}
+	w := &message.ReplayWindow{}
 	v, closer, err := m.db.Get([]byte("r/" + k))
 	switch {
 	case err == nil:
@@ -312,7 +313,7 @@ func (m *Mailbox) heldBy(k string) (heldCount, error) {
 
 // senderOf is the sender of a stored message ("" if it does not decode).
 func senderOf(raw []byte) string {
-	env, err := Decode(raw)
+	env, err := message.Decode(raw)
 	if err != nil {
 		return ""
 	}
@@ -341,7 +342,7 @@ func (m *Mailbox) store(msgs []checked) (int, map[string]uint64, []error) {
 	b := m.db.NewIndexedBatch()
 	defer b.Close()
 	boxes := map[string]*boxState{}
-	windows := map[string]replayWindow{}
+	windows := map[string]message.ReplayWindow{}
 	helds := map[string]heldCount{}   // receiver "\x00" sender
 	wakeCounts := map[string]uint64{} // key -> count today after this batch
 	share := m.share()
@@ -367,8 +368,8 @@ func (m *Mailbox) store(msgs []checked) (int, map[string]uint64, []error) {
 			}
 			w = *cur
 		}
-		if !w.fresh(env.Seq) {
-			errs[j] = fmt.Errorf("%w: %d from %s to %s", ErrReplay, env.Seq, env.From, env.To)
+		if !w.Fresh(env.Seq) {
+			errs[j] = fmt.Errorf("%w: %d from %s to %s", message.ErrReplay, env.Seq, env.From, env.To)
 			continue
 		}
 		box := boxes[env.To]
@@ -390,10 +391,10 @@ func (m *Mailbox) store(msgs []checked) (int, map[string]uint64, []error) {
 		}
 		if (h.N >= share.N || h.Bytes+uint64(len(env.Raw)) > share.Bytes) && h.N < box.Count {
 			errs[j] = fmt.Errorf("%w: %s holds %d messages (%d bytes) of %s's mailbox, its share while others' wait there: more when %s reads its mail",
-				ErrRateLimited, env.From, h.N, h.Bytes, env.To, env.To)
+				message.ErrRateLimited, env.From, h.N, h.Bytes, env.To, env.To)
 			continue
 		}
-		w.mark(env.Seq)
+		w.Mark(env.Seq)
 		windows[wk] = w
 		_ = b.Set([]byte("r/"+wk), w.MarshalBinary(), nil)
 
@@ -428,7 +429,7 @@ func (m *Mailbox) store(msgs []checked) (int, map[string]uint64, []error) {
 		}
 	}
 	for id, box := range boxes {
-		v, err := encMode.Marshal(box)
+		v, err := message.Marshal(box)
 		if err != nil {
 			panic(err) // a struct of integers
 		}
@@ -530,7 +531,7 @@ func (m *Mailbox) wake(device string, waiting uint64) {
 	if w == nil {
 		return
 	}
-	b, _ := encMode.Marshal(wakeFrame{Waiting: waiting})
+	b, _ := message.Marshal(wakeFrame{Waiting: waiting})
 	w.mu.Lock()
 	err := writeFrame(w.w, b)
 	if err == nil {
@@ -559,8 +560,8 @@ func (m *Mailbox) ownerOf(s network.Stream, r *bufio.Reader) (*sleepRequest, err
 		return nil, err
 	}
 	var req sleepRequest
-	if err := decMode.Unmarshal(f, &req); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	if err := message.Unmarshal(f, &req); err != nil {
+		return nil, fmt.Errorf("%w: %v", message.ErrMalformed, err)
 	}
 	d, err := m.n.auth.Device(req.Device)
 	if err != nil {
@@ -568,13 +569,13 @@ func (m *Mailbox) ownerOf(s network.Stream, r *bufio.Reader) (*sleepRequest, err
 	}
 	pub, err := m.n.peerKey(s.Conn().RemotePeer())
 	if err != nil || !pub.Equal(d.Key) {
-		return nil, fmt.Errorf("%w: peer is not %s", ErrPeerMismatch, req.Device)
+		return nil, fmt.Errorf("%w: peer is not %s", message.ErrPeerMismatch, req.Device)
 	}
 	if !d.Active {
-		return nil, fmt.Errorf("%w: %s", ErrInactiveSender, req.Device)
+		return nil, fmt.Errorf("%w: %s", message.ErrInactiveSender, req.Device)
 	}
 	if !d.MailboxAt(m.n.id) {
-		return nil, fmt.Errorf("%w: %s", ErrNoMailbox, req.Device)
+		return nil, fmt.Errorf("%w: %s", message.ErrNoMailbox, req.Device)
 	}
 	_ = s.SetReadDeadline(time.Time{})
 	return &req, nil
@@ -654,7 +655,7 @@ func (m *Mailbox) servePull(s network.Stream) {
 			s.Reset()
 			return
 		}
-		b, _ := encMode.Marshal(batch)
+		b, _ := message.Marshal(batch)
 		if writeFrame(w, b) != nil || w.Flush() != nil {
 			s.Reset()
 			return
@@ -665,7 +666,7 @@ func (m *Mailbox) servePull(s network.Stream) {
 			return
 		}
 		var ack pullAck
-		if err := decMode.Unmarshal(f, &ack); err != nil {
+		if err := message.Unmarshal(f, &ack); err != nil {
 			s.Reset()
 			return
 		}
@@ -675,7 +676,7 @@ func (m *Mailbox) servePull(s network.Stream) {
 			return
 		}
 		if ack.Done || len(batch.Items) == 0 {
-			b, _ := encMode.Marshal(pullLeft{Left: left})
+			b, _ := message.Marshal(pullLeft{Left: left})
 			_ = writeFrame(w, b)
 			_ = w.Flush()
 			return
@@ -748,7 +749,7 @@ func (m *Mailbox) ack(device string, upto uint64) (uint64, error) {
 		next.Count--
 	}
 	next.Head = upto + 1
-	v, _ := encMode.Marshal(&next)
+	v, _ := message.Marshal(&next)
 	_ = b.Set([]byte("c/"+device), v, nil)
 	setHeld(b, helds)
 	if err := b.Commit(m.syncOpt()); err != nil {

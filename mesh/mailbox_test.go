@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/mesh/message"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -30,8 +31,8 @@ func newMailboxSetup(t *testing.T, cfg MailboxConfig) *mailboxSetup {
 	s.aKey = l.device("acme", "sensor", identity.Ed25519)
 	s.bKey = l.device("acme", "valve", identity.Ed25519)
 	s.cKey = l.device("acme", "sensor", identity.Ed25519)
-	l.grant("acme", "device:"+s.aKey.ID(), KindMessage, "device:"+s.bKey.ID())
-	l.labels("acme", s.bKey.ID(), map[string]string{LabelMailboxes: s.gKey.ID(), LabelDownlinks: "3"})
+	l.grant("acme", "device:"+s.aKey.ID(), message.KindMessage, "device:"+s.bKey.ID())
+	l.labels("acme", s.bKey.ID(), map[string]string{message.LabelMailboxes: s.gKey.ID(), message.LabelDownlinks: "3"})
 	var listen []string
 	s.startGateway = func() *Node {
 		cfg.Dir = filepath.Join(s.gDir, "mailbox")
@@ -64,7 +65,7 @@ func TestMailboxStoreAndPullAcrossRestart(t *testing.T) {
 	var sent []string
 	for i := 0; i < 5; i++ {
 		body := fmt.Sprintf("set point %d", i)
-		env, err := a.Compose(Outgoing{To: s.bKey.ID(), Body: []byte(body), Seal: true})
+		env, err := a.Compose(message.Outgoing{To: s.bKey.ID(), Body: []byte(body), Seal: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,15 +75,15 @@ func TestMailboxStoreAndPullAcrossRestart(t *testing.T) {
 		}
 		sent = append(sent, body)
 		// The same message again is a replay, for the mailbox too.
-		if res, err := a.Deposit(ctx, s.gKey.ID(), env); err != nil || res.Status != StatusReplay {
+		if res, err := a.Deposit(ctx, s.gKey.ID(), env); err != nil || res.Status != message.StatusReplay {
 			t.Fatalf("replayed deposit: %v %v", err, res)
 		}
 	}
 	// C holds no grant: refused, not stored.
 	c := startNode(t, s.l, s.cKey, nil)
 	connect(t, c, s.g)
-	env, _ := c.Compose(Outgoing{To: s.bKey.ID(), Body: []byte("spam")})
-	if res, err := c.Deposit(ctx, s.gKey.ID(), env); err != nil || res.Status != StatusNotGranted {
+	env, _ := c.Compose(message.Outgoing{To: s.bKey.ID(), Body: []byte("spam")})
+	if res, err := c.Deposit(ctx, s.gKey.ID(), env); err != nil || res.Status != message.StatusNotGranted {
 		t.Fatalf("ungranted deposit: %v %v", err, res)
 	}
 	if st := s.g.Stats(); st.MailboxDepth != 5 {
@@ -129,7 +130,7 @@ func TestMailboxBounded(t *testing.T) {
 	a := startNode(t, s.l, s.aKey, nil)
 	connect(t, a, s.g)
 	for i := 0; i < 25; i++ {
-		env, _ := a.Compose(Outgoing{To: s.bKey.ID(), Body: []byte(fmt.Sprint(i))})
+		env, _ := a.Compose(message.Outgoing{To: s.bKey.ID(), Body: []byte(fmt.Sprint(i))})
 		if res, err := a.Deposit(ctx, s.gKey.ID(), env); err != nil || res.Err() != nil {
 			t.Fatalf("deposit %d: %v %v", i, err, res)
 		}
@@ -171,12 +172,12 @@ func TestDenialOfSleep(t *testing.T) {
 	for _, att := range []*Node{stranger, c} {
 		connect(t, att, s.g)
 		for i := 0; i < 500; i++ {
-			env, _ := att.Compose(Outgoing{To: s.bKey.ID(), Body: []byte("wake up"), Wake: true})
+			env, _ := att.Compose(message.Outgoing{To: s.bKey.ID(), Body: []byte("wake up"), Wake: true})
 			res, err := att.Deposit(ctx, s.gKey.ID(), env)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Status == StatusDelivered {
+			if res.Status == message.StatusDelivered {
 				t.Fatal("an unauthorized message was accepted")
 			}
 		}
@@ -194,7 +195,7 @@ func TestDenialOfSleep(t *testing.T) {
 	a := startNode(t, s.l, s.aKey, nil)
 	connect(t, a, s.g)
 	for i := 0; i < 4; i++ {
-		env, _ := a.Compose(Outgoing{To: s.bKey.ID(), Body: []byte(fmt.Sprint("urgent ", i)), Wake: true, Seal: true})
+		env, _ := a.Compose(message.Outgoing{To: s.bKey.ID(), Body: []byte(fmt.Sprint("urgent ", i)), Wake: true, Seal: true})
 		if res, err := a.Deposit(ctx, s.gKey.ID(), env); err != nil || res.Err() != nil {
 			t.Fatalf("deposit: %v %v", err, res)
 		}
@@ -229,7 +230,7 @@ loop:
 func TestWakeBudgetByClass(t *testing.T) {
 	s := newMailboxSetup(t, MailboxConfig{NoSync: true, SenderWakesPerDay: 100, DownlinksPerClass: map[string]int{"valve": 1}})
 	ctx := ctxT(t)
-	s.l.must(s.l.Do(s.l.admins["acme"], &record.DeviceUpdate{Device: s.bKey.ID(), RemoveLabels: []string{LabelDownlinks}}))
+	s.l.must(s.l.Do(s.l.admins["acme"], &record.DeviceUpdate{Device: s.bKey.ID(), RemoveLabels: []string{message.LabelDownlinks}}))
 	b := s.startB()
 	connect(t, b, s.g)
 	wakes, err := b.Sleep(ctx, s.gKey.ID())
@@ -241,7 +242,7 @@ func TestWakeBudgetByClass(t *testing.T) {
 	connect(t, a, s.g)
 	wakeUps := func(tries int) int {
 		for range tries {
-			env, _ := a.Compose(Outgoing{To: s.bKey.ID(), Body: []byte("x"), Wake: true})
+			env, _ := a.Compose(message.Outgoing{To: s.bKey.ID(), Body: []byte("x"), Wake: true})
 			if res, err := a.Deposit(ctx, s.gKey.ID(), env); err != nil || res.Err() != nil {
 				t.Fatalf("deposit: %v %v", err, res)
 			}
@@ -259,7 +260,7 @@ func TestWakeBudgetByClass(t *testing.T) {
 	if got := wakeUps(4); got != 1 {
 		t.Fatalf("class budget 1: %d wake-ups", got)
 	}
-	s.l.labels("acme", s.bKey.ID(), map[string]string{LabelDownlinks: "3"})
+	s.l.labels("acme", s.bKey.ID(), map[string]string{message.LabelDownlinks: "3"})
 	if got := wakeUps(4); got != 2 {
 		t.Fatalf("device label 3, 1 used: %d more wake-ups, want 2", got)
 	}
@@ -276,7 +277,7 @@ func TestDeviceRestartKeepsReplayState(t *testing.T) {
 	ctx := ctxT(t)
 	a := startNode(t, s.l, s.aKey, nil)
 	connect(t, a, s.g)
-	env, err := a.Compose(Outgoing{To: s.bKey.ID(), Body: []byte("once"), Seal: true})
+	env, err := a.Compose(message.Outgoing{To: s.bKey.ID(), Body: []byte("once"), Seal: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +286,7 @@ func TestDeviceRestartKeepsReplayState(t *testing.T) {
 	}
 	state := filepath.Join(t.TempDir(), "replay.json")
 	start := func() *Node {
-		ws, err := OpenFileWindowStore(state)
+		ws, err := message.OpenFileWindowStore(state)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -298,7 +299,7 @@ func TestDeviceRestartKeepsReplayState(t *testing.T) {
 	}
 	b.Close()
 	b = start()
-	if res := b.Accept(ctx, [][]byte{env})[0]; res.Status != StatusReplay {
+	if res := b.Accept(ctx, [][]byte{env})[0]; res.Status != message.StatusReplay {
 		t.Fatalf("after restart, the same message: %v", res.Status)
 	}
 }
@@ -310,14 +311,14 @@ func TestDeviceRestartKeepsReplayState(t *testing.T) {
 // device reads its mail.
 func TestMailboxSenderShare(t *testing.T) {
 	s := newMailboxSetup(t, MailboxConfig{MaxMessages: 10, NoSync: true})
-	s.l.grant("acme", "device:"+s.cKey.ID(), KindMessage, "device:"+s.bKey.ID())
+	s.l.grant("acme", "device:"+s.cKey.ID(), message.KindMessage, "device:"+s.bKey.ID())
 	ctx := ctxT(t)
 	a := startNode(t, s.l, s.aKey, nil)
 	c := startNode(t, s.l, s.cKey, nil)
 	connect(t, a, s.g)
 	connect(t, c, s.g)
-	deposit := func(from *Node, body string) Status {
-		env, err := from.Compose(Outgoing{To: s.bKey.ID(), Body: []byte(body)})
+	deposit := func(from *Node, body string) message.Status {
+		env, err := from.Compose(message.Outgoing{To: s.bKey.ID(), Body: []byte(body)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -330,9 +331,9 @@ func TestMailboxSenderShare(t *testing.T) {
 	count := func(from *Node, prefix string, n int) (stored, limited int) {
 		for i := 0; i < n; i++ {
 			switch st := deposit(from, fmt.Sprint(prefix, i)); st {
-			case StatusDelivered:
+			case message.StatusDelivered:
 				stored++
-			case StatusRateLimited:
+			case message.StatusRateLimited:
 				limited++
 			default:
 				t.Fatalf("deposit %s%d: %v", prefix, i, st)
@@ -358,7 +359,7 @@ func TestMailboxSenderShare(t *testing.T) {
 	s.g.Close()
 	s.startGateway()
 	connect(t, a, s.g)
-	if st := deposit(a, "a-after-restart"); st != StatusRateLimited {
+	if st := deposit(a, "a-after-restart"); st != message.StatusRateLimited {
 		t.Fatalf("a after the gateway's restart: %v; want rate_limited", st)
 	}
 	b := s.startB()
@@ -377,7 +378,7 @@ func TestMailboxSenderShare(t *testing.T) {
 	}
 	// B read its mail: A may deposit again.
 	connect(t, a, s.g)
-	if st := deposit(a, "a-after-pull"); st != StatusDelivered {
+	if st := deposit(a, "a-after-pull"); st != message.StatusDelivered {
 		t.Fatalf("a after B read its mail: %v; want delivered", st)
 	}
 }

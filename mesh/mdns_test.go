@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/mesh/message"
 )
 
 // TestMDNSDiscovery: two devices with no bootstrap peers find each other
@@ -18,7 +19,7 @@ func TestMDNSDiscovery(t *testing.T) {
 	l := newTestLedger(t, "acme")
 	aKey := l.device("acme", "sensor", identity.Ed25519)
 	bKey := l.device("acme", "lamp", identity.Ed25519)
-	l.grant("acme", "device:"+aKey.ID(), KindMessage, "device:"+bKey.ID())
+	l.grant("acme", "device:"+aKey.ID(), message.KindMessage, "device:"+bKey.ID())
 	box := newInbox()
 	mdns := func(b *inbox) func(*Config) {
 		return func(c *Config) {
@@ -34,7 +35,7 @@ func TestMDNSDiscovery(t *testing.T) {
 	// mDNS queries at start, after 4 s, then backs off (zeroconf): a first
 	// query can miss a peer that starts at the same moment.
 	waitFor(t, 45*time.Second, func() bool { return len(a.Host().Network().ConnsToPeer(b.PeerID())) > 0 })
-	env, err := a.Compose(Outgoing{To: bKey.ID(), Body: []byte("found you")})
+	env, err := a.Compose(message.Outgoing{To: bKey.ID(), Body: []byte("found you")})
 	if err != nil {
 		t.Fatal(err)
 	}

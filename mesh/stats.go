@@ -1,11 +1,15 @@
 package mesh
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/thingnet/thingnet/mesh/message"
+)
 
 type stats struct {
 	received   atomic.Uint64 // messages read off the wire (direct, mailbox put, topic)
 	delivered  atomic.Uint64 // handed to the application
-	refused    [statusCount]atomic.Uint64
+	refused    [message.StatusCount]atomic.Uint64
 	sent       atomic.Uint64
 	mdnsFound  atomic.Uint64
 	bans       atomic.Uint64
@@ -47,8 +51,8 @@ func (n *Node) Stats() Stats {
 		MailboxStored: n.stats.stored.Load(), MailboxDropped: n.stats.dropped.Load(), MailboxPulled: n.stats.pulled.Load(),
 	}
 	for i := range n.stats.refused {
-		if i != int(StatusDelivered) {
-			s.Refused[Status(i).String()] = n.stats.refused[i].Load()
+		if i != int(message.StatusDelivered) {
+			s.Refused[message.Status(i).String()] = n.stats.refused[i].Load()
 		}
 	}
 	for i := range n.stats.wakeDenied {

@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/mesh/message"
 )
 
 // Topics belong to organisations: a topic is named "<org>/<name>" and its
@@ -35,8 +36,8 @@ func (n *Node) pubsubTopic(name string) string {
 
 func checkTopic(name string) error {
 	org, rest, ok := strings.Cut(name, "/")
-	if !ok || org == "" || rest == "" || len(name) > MaxIDLen || strings.ContainsAny(name, " \t\n*") || strings.Contains(rest, "/") {
-		return fmt.Errorf("mesh: topic %q must be <org>/<name>, at most %d characters, without spaces", name, MaxIDLen)
+	if !ok || org == "" || rest == "" || len(name) > message.MaxIDLen || strings.ContainsAny(name, " \t\n*") || strings.Contains(rest, "/") {
+		return fmt.Errorf("mesh: topic %q must be <org>/<name>, at most %d characters, without spaces", name, message.MaxIDLen)
 	}
 	return nil
 }
@@ -75,11 +76,11 @@ func (n *Node) join(name string) (*topicState, error) {
 // honest peer.
 func (n *Node) validateTopic(name string, m *pubsub.Message) pubsub.ValidationResult {
 	n.stats.received.Add(1)
-	env, err := Decode(m.Data)
+	env, err := message.Decode(m.Data)
 	if err == nil && (env.Topic != name || env.Chain != n.auth.ChainID()) {
-		err = fmt.Errorf("%w: message for topic %q on %s arrived on %q", ErrWrongReceiver, env.Topic, env.Chain, name)
+		err = fmt.Errorf("%w: message for topic %q on %s arrived on %q", message.ErrWrongReceiver, env.Topic, env.Chain, name)
 	}
-	var sender *Device
+	var sender *message.Device
 	if err == nil {
 		sender, err = n.checkSender(env)
 	}
@@ -88,14 +89,14 @@ func (n *Node) validateTopic(name string, m *pubsub.Message) pubsub.ValidationRe
 		// be the sender.
 		pub, perr := n.publisherKey(m)
 		if perr != nil || !pub.Equal(sender.Key) {
-			err = fmt.Errorf("%w: topic message from %s published by another key", ErrPeerMismatch, env.From)
+			err = fmt.Errorf("%w: topic message from %s published by another key", message.ErrPeerMismatch, env.From)
 		}
 	}
 	if err == nil {
 		var ok bool
-		ok, err = n.auth.Granted(sender, KindPublish, TopicResource(name))
+		ok, err = n.auth.Granted(sender, message.KindPublish, TopicResource(name))
 		if err == nil && !ok {
-			err = fmt.Errorf("%w: %s may not publish on %s", ErrNotGranted, env.From, name)
+			err = fmt.Errorf("%w: %s may not publish on %s", message.ErrNotGranted, env.From, name)
 		}
 	}
 	if err == nil {
@@ -103,13 +104,13 @@ func (n *Node) validateTopic(name string, m *pubsub.Message) pubsub.ValidationRe
 	}
 	if err == nil {
 		var fresh bool
-		fresh, err = n.replay.accept("topic\x00"+name+"\x00"+env.From, env.Seq)
+		fresh, err = n.replay.Accept("topic\x00"+name+"\x00"+env.From, env.Seq)
 		if err == nil && !fresh {
-			err = fmt.Errorf("%w: %d from %s on %s", ErrReplay, env.Seq, env.From, name)
+			err = fmt.Errorf("%w: %d from %s on %s", message.ErrReplay, env.Seq, env.From, name)
 		}
 	}
 	if err != nil {
-		n.stats.refused[statusOf(err)].Add(1)
+		n.stats.refused[message.StatusOf(err)].Add(1)
 		n.log.Debug("mesh: topic message refused", "topic", name, "err", err)
 		return pubsub.ValidationReject
 	}
@@ -129,7 +130,7 @@ func (n *Node) topicPeerFilter(p peer.ID, topic string) bool {
 	if err != nil || !d.Active {
 		return false
 	}
-	for _, act := range []string{ActionSubscribe, KindPublish} {
+	for _, act := range []string{ActionSubscribe, message.KindPublish} {
 		if ok, err := n.auth.Granted(d, act, TopicResource(name)); err == nil && ok {
 			return true
 		}
@@ -139,7 +140,7 @@ func (n *Node) topicPeerFilter(p peer.ID, topic string) bool {
 
 // peerDevice is the active device a peer is: the device whose id is the
 // did:key of the peer's key, or the one it proved it is.
-func (n *Node) peerDevice(p peer.ID) (*Device, error) {
+func (n *Node) peerDevice(p peer.ID) (*message.Device, error) {
 	pub, err := n.peerKey(p)
 	if err != nil {
 		return nil, err
@@ -151,7 +152,7 @@ func (n *Node) peerDevice(p peer.ID) (*Device, error) {
 		}
 	}
 	if !d.Key.Equal(pub) {
-		return nil, fmt.Errorf("%w: peer %s is not %s's current key", ErrPeerMismatch, p, d.ID)
+		return nil, fmt.Errorf("%w: peer %s is not %s's current key", message.ErrPeerMismatch, p, d.ID)
 	}
 	return d, nil
 }
@@ -166,7 +167,7 @@ func (n *Node) Subscribe(name string) error {
 	if ok, err := n.auth.Granted(me, ActionSubscribe, TopicResource(name)); err != nil {
 		return err
 	} else if !ok {
-		return fmt.Errorf("%w: %s may not subscribe to %s (grant %q on %s)", ErrNotGranted, n.id, name, ActionSubscribe, TopicResource(name))
+		return fmt.Errorf("%w: %s may not subscribe to %s (grant %q on %s)", message.ErrNotGranted, n.id, name, ActionSubscribe, TopicResource(name))
 	}
 	ts, err := n.join(name)
 	if err != nil {
@@ -210,7 +211,7 @@ func (n *Node) Publish(ctx context.Context, name, typ string, body []byte) error
 	if err != nil {
 		return err
 	}
-	env, err := n.Compose(Outgoing{Topic: name, Type: typ, Body: body})
+	env, err := n.Compose(message.Outgoing{Topic: name, Type: typ, Body: body})
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/mesh/message"
 )
 
 // TestTopics: P — S1 — S2 in a line, and U (registered, no grant) next to
@@ -20,7 +21,7 @@ func TestTopics(t *testing.T) {
 	uKey := l.device("acme", "sensor", identity.Ed25519)
 	s1Key := l.device("acme", "gateway", identity.P256)
 	s2Key := l.device("acme", "display", identity.Ed25519)
-	l.grant("acme", "device:"+pKey.ID(), KindPublish, res)
+	l.grant("acme", "device:"+pKey.ID(), message.KindPublish, res)
 	for _, k := range []*identity.Key{s1Key, s2Key} {
 		l.grant("acme", "device:"+k.ID(), ActionSubscribe, res)
 	}
@@ -79,7 +80,7 @@ func TestTopics(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, func() bool { return len(rtopic.ListPeers()) > 0 })
 	for i := 0; i < 5; i++ {
-		env, err := rogue.Compose(Outgoing{Topic: topic, Body: []byte("fake alarm")})
+		env, err := rogue.Compose(message.Outgoing{Topic: topic, Body: []byte("fake alarm")})
 		if err != nil {
 			t.Fatal(err)
 		}

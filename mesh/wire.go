@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+
+	"github.com/thingnet/thingnet/mesh/message"
 )
 
 // Protocol ids.
@@ -16,7 +18,7 @@ const (
 )
 
 // maxFrame bounds one frame: a message or a receipt of a full batch.
-const maxFrame = MaxEnvelope + 16<<10
+const maxFrame = message.MaxEnvelope + 16<<10
 
 // maxBatch is how many messages the receiver verifies together and
 // answers with one receipt.
@@ -38,7 +40,7 @@ func readFrame(r *bufio.Reader, max int) ([]byte, error) {
 		return nil, err
 	}
 	if n > uint64(max) {
-		return nil, fmt.Errorf("%w: frame of %d bytes, more than %d", ErrMalformed, n, max)
+		return nil, fmt.Errorf("%w: frame of %d bytes, more than %d", message.ErrMalformed, n, max)
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {

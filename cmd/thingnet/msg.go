@@ -18,6 +18,7 @@ import (
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/mesh/message"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -96,22 +97,22 @@ func msgSend(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o := mesh.Outgoing{To: to, Kind: kind, Type: ctype, Body: body, Seal: seal || hybrid, Wake: wake}
+			o := message.Outgoing{To: to, Kind: kind, Type: ctype, Body: body, Seal: seal || hybrid, Wake: wake}
 			if hybrid {
 				return errors.New("--hybrid needs the receiver's announced ML-KEM key, which the mesh fetches from the receiver: use the device SDK")
 			}
-			env, err := mesh.Compose(s.key, s.id, mesh.TimeSeq(time.Now()), o, s.auth)
+			env, err := message.Compose(s.key, s.id, message.TimeSeq(time.Now()), o, s.auth)
 			if err != nil {
 				return err
 			}
-			var res *mesh.Result
+			var res *message.Result
 			var by string
 			if direct != "" {
 				res, err = sendDirect(ctx, s, direct, env)
 				by = to
 			} else {
-				var dr *mesh.DepositResponse
-				dr, err = mesh.MailboxClient{Base: g.node}.Deposit(ctx, env)
+				var dr *message.DepositResponse
+				dr, err = message.MailboxClient{Base: g.node}.Deposit(ctx, env)
 				if dr != nil {
 					res, by = &dr.Result, "the gateway's mailbox for "+to
 				}
@@ -121,7 +122,7 @@ func msgSend(g *globals) *cobra.Command {
 			}
 			out := map[string]any{"hash": fmt.Sprintf("%x", res.Hash), "status": res.Status.String(), "reason": res.Reason, "by": by}
 			if err := g.print(cmd.OutOrStdout(), out, func(w io.Writer) {
-				if res.Status == mesh.StatusDelivered {
+				if res.Status == message.StatusDelivered {
 					fmt.Fprintf(w, "delivered to %s (message %x)\n", by, res.Hash)
 				}
 			}); err != nil {
@@ -134,7 +135,7 @@ func msgSend(g *globals) *cobra.Command {
 	f.StringVar(&key, "key", "", "the sending device's key")
 	f.StringVar(&as, "as", "", "the sending device's id, if its key was rotated in")
 	f.StringVar(&to, "to", "", "the receiving device's id (or its key's name in the keystore)")
-	f.StringVar(&kind, "kind", mesh.KindMessage, "message or command (the grant the sender needs)")
+	f.StringVar(&kind, "kind", message.KindMessage, "message or command (the grant the sender needs)")
 	f.StringVar(&ctype, "type", "text/plain", "content type of the body")
 	f.StringVar(&file, "file", "", "send this file's bytes")
 	f.BoolVar(&seal, "seal", false, "encrypt the body to the receiver (HPKE)")
@@ -146,7 +147,7 @@ func msgSend(g *globals) *cobra.Command {
 
 // sendDirect starts a short-lived mesh node with the sender's key and
 // sends one message to addr.
-func sendDirect(ctx context.Context, s *msgSender, addr string, env []byte) (*mesh.Result, error) {
+func sendDirect(ctx context.Context, s *msgSender, addr string, env []byte) (*message.Result, error) {
 	n, err := mesh.New(mesh.Config{Key: s.key, ID: s.id, Authority: s.auth, Listen: []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}, NoPubSub: true})
 	if err != nil {
 		return nil, err
@@ -177,14 +178,14 @@ func msgInbox(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			mc := mesh.MailboxClient{Base: g.node}
+			mc := message.MailboxClient{Base: g.node}
 			held, err := mc.Held(ctx, s.id, tok, 64)
 			if err != nil {
 				return err
 			}
 			// Each message once in this read: the CLI keeps no replay state
 			// between runs (read messages are deleted).
-			guard := mesh.NewReplayGuard(nil)
+			guard := message.NewReplayGuard(nil)
 			type shown struct {
 				Seq    uint64 `json:"seq"`
 				From   string `json:"from"`
@@ -199,7 +200,7 @@ func msgInbox(g *globals) *cobra.Command {
 			for _, m := range held.Messages {
 				last = m.Seq
 				sh := shown{Seq: m.Seq}
-				env, pt, err := mesh.CheckHeld(s.auth, guard, s.key, s.id, m.Envelope)
+				env, pt, err := message.CheckHeld(s.auth, guard, s.key, s.id, m.Envelope)
 				if env != nil {
 					sh.From, sh.Kind, sh.Type, sh.Sealed = env.From, env.Kind, env.Type, env.Suite != 0
 				}
@@ -336,7 +337,7 @@ for example to an agreement that needs proof that a command was delivered.`,
 				}
 				hs = append(hs, b)
 			}
-			root, err := mesh.ExchangeRoot(hs)
+			root, err := message.ExchangeRoot(hs)
 			if err != nil {
 				return err
 			}

@@ -29,6 +29,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/mesh/message"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -151,9 +152,9 @@ func (f *connFlood) attempt(ctx context.Context, h host.Host, gw peer.AddrInfo, 
 		return true
 	}
 	f.answered.Add(1)
-	if rc, err := mesh.DecodeReceipt(b, gwID, gwKey); err == nil {
+	if rc, err := message.DecodeReceipt(b, gwID, gwKey); err == nil {
 		for _, r := range rc.Results {
-			if r.Status == mesh.StatusDelivered {
+			if r.Status == message.StatusDelivered {
 				f.delivered.Add(1)
 			}
 		}
@@ -233,7 +234,7 @@ func TestMeshFlood(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for pctx.Err() == nil {
-				env, err := m.Compose(mesh.Outgoing{To: hub.ID(), Body: []byte("reading for hub"), Seal: true})
+				env, err := m.Compose(message.Outgoing{To: hub.ID(), Body: []byte("reading for hub"), Seal: true})
 				if err != nil {
 					t.Error(err)
 					return
@@ -244,7 +245,7 @@ func TestMeshFlood(t *testing.T) {
 				dcancel()
 				d := time.Since(t0)
 				l.mu.Lock()
-				if err == nil && res.Status == mesh.StatusDelivered {
+				if err == nil && res.Status == message.StatusDelivered {
 					acked[sha256.Sum256(env)] = true
 					l.lat[l.phase] = append(l.lat[l.phase], d)
 					if d > 100*time.Millisecond && len(slow) < 30 {
@@ -262,7 +263,7 @@ func TestMeshFlood(t *testing.T) {
 		}()
 	}
 	// hub wakes every 10 s and reads its mail (over HTTP, with its token).
-	mc := mesh.MailboxClient{Base: "http://" + n.Nodes[0].API}
+	mc := message.MailboxClient{Base: "http://" + n.Nodes[0].API}
 	tok, err := identity.NewCWT(hub, hub.ID(), n.ChainID, time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -313,7 +314,7 @@ func TestMeshFlood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	strangerEnv, err := mesh.Compose(stranger, stranger.ID(), 1, mesh.Outgoing{To: hub.ID(), Body: []byte("let me in"), Wake: true}, auth)
+	strangerEnv, err := message.Compose(stranger, stranger.ID(), 1, message.Outgoing{To: hub.ID(), Body: []byte("let me in"), Wake: true}, auth)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -551,7 +552,7 @@ func TestMeshFloodAttacker(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				env, err := rogue.Compose(mesh.Outgoing{To: spec.To, Body: []byte("flood")})
+				env, err := rogue.Compose(message.Outgoing{To: spec.To, Body: []byte("flood")})
 				if err != nil {
 					return
 				}
@@ -564,7 +565,7 @@ func TestMeshFloodAttacker(t *testing.T) {
 					// their deposits (docs/e2e.md, findings), not measured here.
 					errs.Add(1)
 					return
-				case r.Status == mesh.StatusDelivered:
+				case r.Status == message.StatusDelivered:
 					delivered.Add(1)
 				default:
 					refused.Add(1)

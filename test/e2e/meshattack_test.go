@@ -20,6 +20,7 @@ import (
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/mesh"
+	meshmsg "github.com/thingnet/thingnet/mesh/message"
 )
 
 // The CoAP and mesh parts of TestImpersonationReplay.
@@ -138,23 +139,23 @@ func (n *Net) meshAttacks(ctx context.Context, a *attempts, s1, s2, sr, stranger
 	if err != nil {
 		t.Fatal(err)
 	}
-	seq := mesh.TimeSeq(time.Now())
+	seq := meshmsg.TimeSeq(time.Now())
 	compose := func(k *identity.Key, from, to string) []byte {
 		seq++
-		env, err := mesh.Compose(k, from, seq, mesh.Outgoing{To: to, Body: []byte(fmt.Sprint("msg ", seq)), Wake: true}, auth)
+		env, err := meshmsg.Compose(k, from, seq, meshmsg.Outgoing{To: to, Body: []byte(fmt.Sprint("msg ", seq)), Wake: true}, auth)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return env
 	}
-	result := func(res *mesh.Result, err error) (bool, string) {
+	result := func(res *meshmsg.Result, err error) (bool, string) {
 		if err != nil {
 			return true, "error: " + err.Error()
 		}
-		return res.Status != mesh.StatusDelivered, res.Status.String() + ": " + res.Reason
+		return res.Status != meshmsg.StatusDelivered, res.Status.String() + ": " + res.Reason
 	}
-	delivered := func(what string, res *mesh.Result, err error) {
-		if err != nil || res.Status != mesh.StatusDelivered {
+	delivered := func(what string, res *meshmsg.Result, err error) {
+		if err != nil || res.Status != meshmsg.StatusDelivered {
 			refused, detail := result(res, err)
 			t.Fatalf("control: %s refused (%v): %s", what, refused, detail)
 		}
@@ -181,7 +182,7 @@ func (n *Net) meshAttacks(ctx context.Context, a *attempts, s1, s2, sr, stranger
 	res, err = s1n.Deposit(ctx, gw, overMesh)
 	delivered("sensor-1's deposit over the mesh", res, err)
 	kept = append(kept, overMesh)
-	mc := mesh.MailboxClient{Base: "http://" + n.Nodes[0].API}
+	mc := meshmsg.MailboxClient{Base: "http://" + n.Nodes[0].API}
 	overHTTP := compose(s1, s1.ID(), lamp.ID())
 	dr, err := mc.Deposit(ctx, overHTTP)
 	if err != nil {
@@ -195,7 +196,7 @@ func (n *Net) meshAttacks(ctx context.Context, a *attempts, s1, s2, sr, stranger
 	}
 	httpTry := func(what string, env []byte) {
 		dr, err := mc.Deposit(ctx, env)
-		var res *mesh.Result
+		var res *meshmsg.Result
 		if dr != nil {
 			res = &dr.Result
 		}

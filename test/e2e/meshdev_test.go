@@ -13,6 +13,7 @@ import (
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/mesh/message"
 )
 
 // Helpers for the mesh scenarios: devices on the mesh in the test process
@@ -29,11 +30,11 @@ type cachedAuthority struct {
 }
 
 type cachedDevice struct {
-	d  *mesh.Device
+	d  *message.Device
 	at time.Time
 }
 
-func (a *cachedAuthority) Device(id string) (*mesh.Device, error) {
+func (a *cachedAuthority) Device(id string) (*message.Device, error) {
 	a.mu.Lock()
 	c, ok := a.devs[id]
 	a.mu.Unlock()
@@ -183,15 +184,15 @@ func (l *listener) received() []map[string]any {
 // the organisation's admin, through the CLI).
 func (n *Net) grantMessage(org, from, to string) {
 	n.MustCLI("grant", "add", "--key", org+"-admin", "--grantor", "org:"+org, "--subject", "device:"+from,
-		"--action", mesh.KindMessage, "--resource", "device:"+to)
+		"--action", message.KindMessage, "--resource", "device:"+to)
 }
 
 // keepMailbox makes gateway gw keep device's mailbox, with a daily
 // wake-up budget if budget > 0 (ledger labels, through the CLI).
 func (n *Net) keepMailbox(org, device string, gw, budget int) {
-	args := []string{"device", "update", device, "--key", org + "-admin", "--label", mesh.LabelMailboxes + "=" + n.Nodes[gw].GatewayID}
+	args := []string{"device", "update", device, "--key", org + "-admin", "--label", message.LabelMailboxes + "=" + n.Nodes[gw].GatewayID}
 	if budget > 0 {
-		args = append(args, "--label", mesh.LabelDownlinks+"="+strconv.Itoa(budget))
+		args = append(args, "--label", message.LabelDownlinks+"="+strconv.Itoa(budget))
 	}
 	n.MustCLI(args...)
 }

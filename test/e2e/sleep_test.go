@@ -13,6 +13,7 @@ import (
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/mesh/message"
 )
 
 // wakeCounter counts the wake-ups a sleeping device sees on its wake
@@ -97,7 +98,7 @@ func TestDenialOfSleep(t *testing.T) {
 		t.Fatal(err)
 	}
 	compose := func(k *identity.Key, seq uint64) []byte {
-		env, err := mesh.Compose(k, k.ID(), seq, mesh.Outgoing{To: lampKey.ID(), Body: []byte(fmt.Sprint("wake up ", seq)), Wake: true}, auth)
+		env, err := message.Compose(k, k.ID(), seq, message.Outgoing{To: lampKey.ID(), Body: []byte(fmt.Sprint("wake up ", seq)), Wake: true}, auth)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,12 +106,12 @@ func TestDenialOfSleep(t *testing.T) {
 	}
 	acked := map[[32]byte]bool{}
 	switchNode := n.meshDevice(ctx, 0, sw, "", nil)
-	swSeq := mesh.TimeSeq(time.Now())
+	swSeq := message.TimeSeq(time.Now())
 	fromSwitch := func() []byte {
 		swSeq++
 		env := compose(sw, swSeq)
 		res, err := switchNode.Deposit(ctx, gw, env)
-		if err != nil || res.Status != mesh.StatusDelivered {
+		if err != nil || res.Status != message.StatusDelivered {
 			t.Fatalf("switch's wake message refused: %v %v", err, res)
 		}
 		acked[sha256.Sum256(env)] = true
@@ -126,15 +127,15 @@ func TestDenialOfSleep(t *testing.T) {
 
 	// The attack: 1,200 wake attempts.
 	var tried, delivered atomic.Int64
-	count := func(res *mesh.Result, err error) {
+	count := func(res *message.Result, err error) {
 		tried.Add(1)
-		if err == nil && res.Status == mesh.StatusDelivered {
+		if err == nil && res.Status == message.StatusDelivered {
 			delivered.Add(1)
 			t.Errorf("ACCEPTED: an attacker's wake message (%x)", res.Hash)
 		}
 	}
 	before := n.meshInfo(ctx, 0).Stats
-	atk := mesh.MailboxClient{Base: "http://" + n.Nodes[0].API, HTTP: n.attackerHTTP()}
+	atk := message.MailboxClient{Base: "http://" + n.Nodes[0].API, HTTP: n.attackerHTTP()}
 	var wg sync.WaitGroup
 	httpKeys := make(chan *identity.Key, 600)
 	for i := 0; i < 400; i++ { // 400 unregistered keys, one message each
@@ -146,14 +147,14 @@ func TestDenialOfSleep(t *testing.T) {
 	}
 	close(httpKeys)
 	var intruderSeq atomic.Uint64
-	intruderSeq.Store(mesh.TimeSeq(time.Now()))
+	intruderSeq.Store(message.TimeSeq(time.Now()))
 	for w := 0; w < 8; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for k := range httpKeys {
 				dr, err := atk.Deposit(ctx, compose(k, intruderSeq.Add(1)))
-				var res *mesh.Result
+				var res *message.Result
 				if dr != nil {
 					res = &dr.Result
 				}
@@ -199,7 +200,7 @@ func TestDenialOfSleep(t *testing.T) {
 	// Replays of switch's wake message (its quota still has 4 left).
 	for i := 0; i < 100; i++ {
 		dr, err := atk.Deposit(ctx, first)
-		var res *mesh.Result
+		var res *message.Result
 		if dr != nil {
 			res = &dr.Result
 		}
@@ -217,13 +218,13 @@ func TestDenialOfSleep(t *testing.T) {
 	if got := wakes.settle(quota, time.Minute, 3*time.Second); got != quota {
 		t.Errorf("switch's 20 wake messages: lamp saw %d wake-ups; want %d (its quota)", got, quota)
 	}
-	mc := mesh.MailboxClient{Base: "http://" + n.Nodes[0].API}
-	seq2 := mesh.TimeSeq(time.Now())
+	mc := message.MailboxClient{Base: "http://" + n.Nodes[0].API}
+	seq2 := message.TimeSeq(time.Now())
 	for i := 0; i < 20; i++ {
 		seq2++
 		env := compose(sw2, seq2)
 		dr, err := mc.Deposit(ctx, env)
-		if err != nil || dr.Status != mesh.StatusDelivered {
+		if err != nil || dr.Status != message.StatusDelivered {
 			t.Fatalf("switch-2's wake message refused: %v %v", err, dr)
 		}
 		acked[sha256.Sum256(env)] = true

@@ -1,4 +1,4 @@
-package mesh
+package message
 
 import (
 	"crypto/sha256"
@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/fxamacker/cbor/v2"
-
 	"github.com/thingnet/thingnet/identity"
 )
 
@@ -198,3 +197,12 @@ func (e *Envelope) Open(k *identity.Key) ([]byte, error) {
 	}
 	return k.Open(identity.Suite(e.Suite), SealInfo(e.Chain, e.From, e.To, e.Seq), e.Body)
 }
+
+// Marshal encodes v in the mesh's deterministic CBOR (RFC 8949 core
+// deterministic encoding): messages, receipts and the frames of the mesh
+// protocols.
+func Marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
+
+// Unmarshal decodes the mesh's CBOR strictly: no duplicate or unknown
+// keys, no indefinite lengths, no tags, bounded nesting and sizes.
+func Unmarshal(b []byte, v any) error { return decMode.Unmarshal(b, v) }

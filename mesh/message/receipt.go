@@ -1,4 +1,4 @@
-package mesh
+package message
 
 import (
 	"errors"
@@ -26,7 +26,7 @@ const (
 	StatusNoMailbox
 	StatusRejected // the receiving application refused it
 	StatusInternal
-	statusCount
+	StatusCount // the number of statuses, not one of them
 )
 
 var statusNames = [...]string{"delivered", "malformed", "wrong_receiver", "unknown_sender", "inactive_sender",
@@ -43,7 +43,8 @@ func (s Status) String() string {
 // Statuses lists every status name, for metrics.
 func Statuses() []string { return statusNames[:] }
 
-func statusOf(err error) Status {
+// StatusOf is the status a refusal error reports in a receipt.
+func StatusOf(err error) Status {
 	for _, c := range []struct {
 		err error
 		s   Status
@@ -87,7 +88,9 @@ func (r *Result) Err() error {
 	return fmt.Errorf("mesh: refused (%s): %s", r.Status, r.Reason)
 }
 
-func signReceipt(k *identity.Key, by string, rc Receipt) ([]byte, error) {
+// SignReceipt signs a receipt with the key of the receiver (or mailbox
+// gateway) by.
+func SignReceipt(k *identity.Key, by string, rc Receipt) ([]byte, error) {
 	b, err := encMode.Marshal(rc)
 	if err != nil {
 		return nil, err

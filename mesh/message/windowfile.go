@@ -1,4 +1,4 @@
-package mesh
+package message
 
 import (
 	"encoding/json"

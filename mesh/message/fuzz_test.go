@@ -1,4 +1,4 @@
-package mesh
+package message
 
 import (
 	"bytes"
@@ -37,7 +37,7 @@ func FuzzDecode(f *testing.F) {
 // FuzzDecodeReceipt: receipts decode or fail cleanly.
 func FuzzDecodeReceipt(f *testing.F) {
 	k, _ := identity.GenerateKey(identity.Ed25519)
-	rc, _ := signReceipt(k, k.ID(), Receipt{Chain: "c", By: k.ID(), Results: []Result{{Hash: make([]byte, 32), Status: StatusReplay, Reason: "x"}}})
+	rc, _ := SignReceipt(k, k.ID(), Receipt{Chain: "c", By: k.ID(), Results: []Result{{Hash: make([]byte, 32), Status: StatusReplay, Reason: "x"}}})
 	f.Add(rc)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := DecodeReceipt(b, k.ID(), k.Public()); err == nil && r.By != k.ID() {
@@ -48,11 +48,11 @@ func FuzzDecodeReceipt(f *testing.F) {
 
 // FuzzReplayWindow: the binary form of a window never panics.
 func FuzzReplayWindow(f *testing.F) {
-	var w replayWindow
-	w.mark(5)
+	var w ReplayWindow
+	w.Mark(5)
 	f.Add(w.MarshalBinary())
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var w replayWindow
+		var w ReplayWindow
 		if w.UnmarshalBinary(b) == nil && !bytes.Equal(w.MarshalBinary(), b) {
 			t.Fatal("window does not round-trip")
 		}

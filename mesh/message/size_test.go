@@ -1,4 +1,4 @@
-package mesh
+package message
 
 import (
 	"testing"
@@ -7,9 +7,9 @@ import (
 )
 
 // TestWireSizes prints the bytes of a message as docs/mesh.md lists them
-// (go test -v -run TestWireSizes ./mesh), and checks they stay small.
+// (go test -v -run TestWireSizes ./mesh/message), and checks they stay small.
 func TestWireSizes(t *testing.T) {
-	a, b := mustKey(t, identity.Ed25519), mustKey(t, identity.Ed25519)
+	a, b := mustKey(t), mustKey(t)
 	m := Message{Chain: "thingnet-1", From: a.ID(), To: b.ID(), Seq: 1795624318038407, Kind: KindCommand, Type: "text/plain", Body: []byte("valve 3 open")}
 	plain, err := Sign(a, m)
 	if err != nil {
@@ -24,7 +24,7 @@ func TestWireSizes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := signReceipt(b, b.ID(), Receipt{Chain: m.Chain, By: b.ID(), Results: []Result{{Hash: make([]byte, 32)}}})
+	rc, err := SignReceipt(b, b.ID(), Receipt{Chain: m.Chain, By: b.ID(), Results: []Result{{Hash: make([]byte, 32)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,4 +33,13 @@ func TestWireSizes(t *testing.T) {
 	if len(plain) > 330 || len(sealed) > len(plain)+64 || len(rc) > 260 {
 		t.Fatalf("sizes grew: %d %d %d", len(plain), len(sealed), len(rc))
 	}
+}
+
+func mustKey(t testing.TB) *identity.Key {
+	t.Helper()
+	k, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
