@@ -13,7 +13,6 @@ import (
 
 	abci "github.com/cometbft/cometbft/abci/types"
 
-	"github.com/thingnet/thingnet/agreements/relay"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/datalog"
@@ -23,6 +22,7 @@ import (
 	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
+	"github.com/thingnet/thingnet/relay"
 )
 
 // Agreement workloads.
@@ -256,7 +256,7 @@ func provenReadings(dir string, sensor *identity.Key, gateway string, n int) ([]
 type LatencyConfig struct {
 	Validators int
 	Samples    int
-	// Relay: a relayer (agreements/relay, polling every 20 ms) finds each
+	// Relay: a relayer (package relay, polling every 20 ms) finds each
 	// reading and sends the call, as a deployment would run it; otherwise
 	// the harness relays each reading itself the moment it is anchored.
 	Relay bool

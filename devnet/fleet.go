@@ -8,12 +8,12 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/thingnet/thingnet/agreements/relay"
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/lightclient"
 	"github.com/thingnet/thingnet/record"
+	"github.com/thingnet/thingnet/relay"
 )
 
 // DefaultFleet is how many simulated devices `thingnet devnet` runs.

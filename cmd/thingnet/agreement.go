@@ -21,12 +21,12 @@ import (
 
 	"github.com/thingnet/thingnet/agreements"
 	"github.com/thingnet/thingnet/agreements/lang"
-	"github.com/thingnet/thingnet/agreements/relay"
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/record"
+	"github.com/thingnet/thingnet/relay"
 )
 
 func agreementCmd(g *globals) *cobra.Command {

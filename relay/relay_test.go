@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/agreements/relay"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
+	"github.com/thingnet/thingnet/relay"
 )
 
 // TestRelay: readings a sensor sends to a gateway fire the thermostat with
@@ -53,7 +53,7 @@ func TestRelay(t *testing.T) {
 		must(&record.DeviceRegister{Org: devnet.DemoOrg, Device: devs[i].ID(), Proof: proof})
 	}
 	sensor, cooler := devs[0], devs[1]
-	src, err := os.ReadFile(filepath.Join("..", "..", "examples", "agreements", "thermostat.yaml"))
+	src, err := os.ReadFile(filepath.Join("..", "examples", "agreements", "thermostat.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
