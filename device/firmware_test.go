@@ -18,7 +18,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/devnet"
-	"github.com/thingnet/thingnet/files"
+	"github.com/thingnet/thingnet/files/firmware"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/record"
 )
@@ -34,7 +34,7 @@ func TestFirmwareApproved(t *testing.T) {
 	img1, img2 := sha256.Sum256([]byte("sensor firmware 1.0")), sha256.Sum256([]byte("sensor firmware 2.0"))
 	for i, img := range [][]byte{img1[:], img2[:]} {
 		seq := uint64(i + 1)
-		raw, err := files.SignFirmware(tn.admin, tn.admin.ID(), &record.FirmwareManifest{Vendor: devnet.DemoOrg, Class: "sensor",
+		raw, err := firmware.Sign(tn.admin, tn.admin.ID(), &record.FirmwareManifest{Vendor: devnet.DemoOrg, Class: "sensor",
 			Version: strconv.FormatUint(seq, 10) + ".0", Seq: seq, Digest: img, Size: 19})
 		if err != nil {
 			t.Fatal(err)

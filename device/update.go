@@ -16,6 +16,7 @@ import (
 
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/files"
+	"github.com/thingnet/thingnet/files/firmware"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -194,7 +195,7 @@ func (d *Device) FetchFirmware(ctx context.Context, rel *record.FirmwareReleaseR
 	if m.CID == "" {
 		return fmt.Errorf("%w: release %s/%s #%d names no CID", ErrNoImage, m.Vendor, m.Class, m.Seq)
 	}
-	root, err := files.ParseCID(m.CID)
+	root, err := firmware.ParseCID(m.CID)
 	if err != nil {
 		return fmt.Errorf("device: release %s/%s #%d: %w", m.Vendor, m.Class, m.Seq, err)
 	}
@@ -248,9 +249,9 @@ func (d *Device) fetchMesh(ctx context.Context, svc *files.Service, root cid.Cid
 		return err
 	}
 	if size != m.Size {
-		return fmt.Errorf("%w: the file is %d bytes, the release %d", files.ErrImageMismatch, size, m.Size)
+		return fmt.Errorf("%w: the file is %d bytes, the release %d", firmware.ErrImageMismatch, size, m.Size)
 	}
-	c := files.NewImageChecker(m)
+	c := firmware.NewImageChecker(m)
 	gctx, sw, stop := guard(ctx, d.cfg.timeout, io.MultiWriter(c, w))
 	defer stop()
 	_, err = svc.Get(gctx, root, sw, files.GetOptions{})
@@ -304,7 +305,7 @@ func guard(ctx context.Context, limit time.Duration, w io.Writer) (gctx context.
 // fetchImage streams one gateway's copy of the image through the checker
 // into w.
 func (d *Device) fetchImage(ctx context.Context, gw Gateway, m *record.FirmwareManifest, w io.Writer) error {
-	c := files.NewImageChecker(m)
+	c := firmware.NewImageChecker(m)
 	// No overall timeout: an image takes as long as it takes. The answer
 	// must start, and bytes keep coming, within the device's timeout.
 	gctx, sw, stop := guard(ctx, d.cfg.timeout, io.MultiWriter(c, w))
@@ -328,7 +329,7 @@ func (d *Device) fetchImage(ctx context.Context, gw Gateway, m *record.FirmwareM
 		return fmt.Errorf("GET /v1/content/%s: %s: %s", m.CID, res.Status, strings.TrimSpace(string(b)))
 	}
 	if res.ContentLength >= 0 && uint64(res.ContentLength) != m.Size {
-		return fmt.Errorf("%w: the gateway announces %d bytes, the release is %d", files.ErrImageMismatch, res.ContentLength, m.Size)
+		return fmt.Errorf("%w: the gateway announces %d bytes, the release is %d", firmware.ErrImageMismatch, res.ContentLength, m.Size)
 	}
 	// At most one byte past the size is read: the checker refuses it.
 	if _, err := io.Copy(sw, io.LimitReader(res.Body, int64(m.Size)+1)); err != nil {

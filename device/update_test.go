@@ -26,6 +26,7 @@ import (
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/files"
+	"github.com/thingnet/thingnet/files/firmware"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/record"
 )
@@ -115,7 +116,7 @@ func (tn *testNet) publish(t *testing.T, class string, seq uint64, size int) *fw
 	sum := sha256.Sum256(img)
 	m := record.FirmwareManifest{Vendor: devnet.DemoOrg, Class: class, Version: fmt.Sprintf("%d.0", seq), Seq: seq,
 		Digest: sum[:], Size: uint64(size), CID: a.CID.String()}
-	raw, err := files.SignFirmware(tn.admin, tn.admin.ID(), &m)
+	raw, err := firmware.Sign(tn.admin, tn.admin.ID(), &m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +312,7 @@ func TestFirmwareUpdateAgents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Action != device.UpdateGaveUp || !errors.Is(r.Err, files.ErrRollback) || !errors.Is(r.Err, device.ErrFirmwareRefused) {
+	if r.Action != device.UpdateGaveUp || !errors.Is(r.Err, firmware.ErrRollback) || !errors.Is(r.Err, device.ErrFirmwareRefused) {
 		t.Fatalf("a rollback offered: %s (%v); want gave-up with ErrRollback", r.Action, r.Err)
 	}
 	if r, err := u.Check(ctx, devs[0].d); err != nil || r.Action != device.UpdateWaiting {
@@ -467,7 +468,7 @@ func TestFirmwareTamperedImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Action != device.UpdateRetry || !errors.Is(r.Err, device.ErrNoImage) || !errors.Is(r.Err, files.ErrImageMismatch) {
+	if r.Action != device.UpdateRetry || !errors.Is(r.Err, device.ErrNoImage) || !errors.Is(r.Err, firmware.ErrImageMismatch) {
 		t.Fatalf("only tampering gateways: %s (%v); want a retry after image mismatches", r.Action, r.Err)
 	}
 	if run, _ := alone.slots.Running(); run.Seq != 0 {
@@ -621,7 +622,7 @@ func TestFirmwareRolloutAbort(t *testing.T) {
 	d := tn.fwDevice(t, k)
 	u := &device.FirmwareUpdater{Installer: d.slots, Every: 1, VendorKeys: map[string]identity.PublicKey{devnet.DemoOrg: other.Public()}}
 	r, err := u.Check(ctx, d.d)
-	if err != nil || r.Action != device.UpdateGaveUp || !errors.Is(r.Err, files.ErrBadFirmwareSig) {
+	if err != nil || r.Action != device.UpdateGaveUp || !errors.Is(r.Err, firmware.ErrBadSignature) {
 		t.Fatalf("a release not signed by the pinned key: %+v %v", r, err)
 	}
 }

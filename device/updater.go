@@ -10,7 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/thingnet/thingnet/files"
+	"github.com/thingnet/thingnet/files/firmware"
 	"github.com/thingnet/thingnet/identity"
 )
 
@@ -26,7 +26,7 @@ const UpdateStateFile = "firmware-update.json"
 // FirmwareUpdater is an Agent's update step. Every Every wakes it asks
 // the ledger which release the rollout offers this device
 // (OfferedFirmware). If that is not what runs, it checks the release
-// (files.VerifyFirmware: the vendor's signature, the device's class, a
+// (firmware.Verify: the vendor's signature, the device's class, a
 // sequence number above the running one — anything else is refused: no
 // rollback), fetches the image into the Installer's inactive slot
 // (FetchFirmware: digest and size checked while it reads, a wrong image
@@ -205,7 +205,7 @@ func (u *FirmwareUpdater) install(ctx context.Context, d *Device, o *FirmwareOff
 	rel := o.Release
 	m := &rel.Manifest
 	if m.Seq <= run.Seq {
-		return fmt.Errorf("%w: %w: offered %s #%d, running %s #%d", ErrFirmwareRefused, files.ErrRollback, m.Version, m.Seq, run.Version, run.Seq)
+		return fmt.Errorf("%w: %w: offered %s #%d, running %s #%d", ErrFirmwareRefused, firmware.ErrRollback, m.Version, m.Seq, run.Version, run.Seq)
 	}
 	var key identity.PublicKey
 	if u.VendorKeys != nil {
@@ -221,7 +221,7 @@ func (u *FirmwareUpdater) install(ctx context.Context, d *Device, o *FirmwareOff
 		}
 		key = k
 	}
-	vm, err := files.VerifyFirmware(rel.Signed, key, o.Class, run.Seq)
+	vm, err := firmware.Verify(rel.Signed, key, o.Class, run.Seq)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrFirmwareRefused, err)
 	}

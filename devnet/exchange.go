@@ -17,6 +17,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/files"
+	"github.com/thingnet/thingnet/files/firmware"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/lightclient"
 	"github.com/thingnet/thingnet/mesh"
@@ -95,7 +96,7 @@ func parseClipNote(b []byte) (clipNote, error) {
 	case n.Size <= 0 || n.Size > maxClipSize:
 		return n, fmt.Errorf("clip note: size %d; want 1 to %d bytes", n.Size, maxClipSize)
 	}
-	if _, err := files.ParseCID(n.CID); err != nil {
+	if _, err := firmware.ParseCID(n.CID); err != nil {
 		return n, fmt.Errorf("clip note: %w", err)
 	}
 	return n, nil

@@ -13,8 +13,6 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/ipfs/go-cid"
-
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/record"
 )
@@ -301,13 +299,4 @@ func UnwrapKey(m *record.FileManifest, id string, k *identity.Key) ([]byte, erro
 		return nil, fmt.Errorf("files: the wrapped key is %d bytes; want %d", len(key), KeySize)
 	}
 	return key, nil
-}
-
-// ParseCID parses a CID string as the ledger and CLI give it.
-func ParseCID(s string) (cid.Cid, error) {
-	c, err := cid.Decode(s)
-	if err != nil {
-		return cid.Undef, fmt.Errorf("files: %q is not a CID: %w", s, err)
-	}
-	return c, nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/thingnet/thingnet/files/firmware"
 )
 
 // kubo is a stock IPFS node (kubo's ipfs daemon) on loopback, driven over
@@ -172,7 +173,7 @@ func TestKuboInterop(t *testing.T) {
 	if err := k.call("add", url.Values{"cid-version": {"1"}, "raw-leaves": {"true"}, "chunker": {"size-262144"}, "pin": {"true"}}, data, &added); err != nil {
 		t.Fatal(err)
 	}
-	c, err := ParseCID(added.Hash)
+	c, err := firmware.ParseCID(added.Hash)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/thingnet/thingnet/files/firmware"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/record"
@@ -128,7 +129,7 @@ func TestPrivateShareRevokeRekey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, _ := ParseCID(m.CID)
+	root, _ := firmware.ParseCID(m.CID)
 	var got bytes.Buffer
 	if _, err := friend.files.GetPrivate(ctx, root, k, &got, GetOptions{Peers: []peer.AddrInfo{owner.info()}}); err != nil {
 		t.Fatal(err)
@@ -183,7 +184,7 @@ func TestPrivateShareRevokeRekey(t *testing.T) {
 		t.Fatalf("owner's new key: %v", err)
 	}
 	// The old key does not open the new version.
-	root2, _ := ParseCID(m2.CID)
+	root2, _ := firmware.ParseCID(m2.CID)
 	if _, err := friend.files.GetPrivate(ctx, root2, k, &bytes.Buffer{}, GetOptions{Peers: []peer.AddrInfo{owner.info()}}); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("the revoked key on the re-keyed file: %v", err)
 	}

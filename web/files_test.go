@@ -19,6 +19,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/files"
+	"github.com/thingnet/thingnet/files/firmware"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/record"
 )
@@ -228,8 +229,8 @@ func TestFirmwarePages(t *testing.T) {
 	image := bytes.Repeat([]byte("valve firmware 2.0.0 "), 300)
 	cid, _ := addContent(t, image, nil)
 	digest := sha256.Sum256(image)
-	m := &files.FirmwareManifest{Vendor: org, Class: class, Version: "2.0.0", Seq: 1, Digest: digest[:], Size: uint64(len(image)), CID: cid}
-	signed, err := files.SignFirmware(shared.admin, shared.admin.ID(), m)
+	m := &record.FirmwareManifest{Vendor: org, Class: class, Version: "2.0.0", Seq: 1, Digest: digest[:], Size: uint64(len(image)), CID: cid}
+	signed, err := firmware.Sign(shared.admin, shared.admin.ID(), m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +305,7 @@ func TestFirmwareWaves(t *testing.T) {
 	devs := []*identity.Key{registerClass(t, class, "0.9"), registerClass(t, class, "0.9"), registerClass(t, class, "0.9")}
 	image := bytes.Repeat([]byte("lamp firmware 1.1 "), 100)
 	digest := sha256.Sum256(image)
-	signed, err := files.SignFirmware(shared.admin, shared.admin.ID(), &files.FirmwareManifest{Vendor: org, Class: class, Version: "1.1", Seq: 3, Digest: digest[:], Size: uint64(len(image))})
+	signed, err := firmware.Sign(shared.admin, shared.admin.ID(), &record.FirmwareManifest{Vendor: org, Class: class, Version: "1.1", Seq: 3, Digest: digest[:], Size: uint64(len(image))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thingnet/thingnet/client"
-	"github.com/thingnet/thingnet/files"
+	"github.com/thingnet/thingnet/files/firmware"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -49,7 +49,7 @@ func firmwareCmd(g *globals) *cobra.Command {
 			if kid == "" {
 				kid = key.ID()
 			}
-			raw, err := files.SignFirmware(key, kid, &m)
+			raw, err := firmware.Sign(key, kid, &m)
 			if err != nil {
 				return err
 			}

@@ -1,4 +1,4 @@
-package files
+package firmware
 
 import (
 	"crypto/sha256"
@@ -8,28 +8,21 @@ import (
 	"hash"
 	"io"
 
+	"github.com/ipfs/go-cid"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/record"
 )
 
-// FirmwareManifest is a firmware release (a SUIT-like subset): vendor,
-// device class, version, sequence number, image digest, size and CID. The
-// vendor signs its deterministic CBOR as a COSE_Sign1 (SignFirmware).
-type FirmwareManifest = record.FirmwareManifest
-
-// FirmwareContext is the COSE external data of a firmware manifest.
-var FirmwareContext = record.FirmwareContext
-
 // Firmware errors a device acts on.
 var (
-	ErrRollback       = errors.New("files: firmware sequence number is not newer than the running one (rollback refused)")
-	ErrWrongClass     = errors.New("files: firmware is for another device class")
-	ErrImageMismatch  = errors.New("files: firmware image does not match the manifest's digest and size")
-	ErrBadFirmwareSig = errors.New("files: firmware manifest is not signed by the vendor key")
+	ErrRollback      = errors.New("files: firmware sequence number is not newer than the running one (rollback refused)")
+	ErrWrongClass    = errors.New("files: firmware is for another device class")
+	ErrImageMismatch = errors.New("files: firmware image does not match the manifest's digest and size")
+	ErrBadSignature  = errors.New("files: firmware manifest is not signed by the vendor key")
 )
 
-// SignFirmware signs a manifest with the vendor's key (kid: its account id).
-func SignFirmware(k *identity.Key, kid string, m *FirmwareManifest) ([]byte, error) {
+// Sign signs a manifest with the vendor's key (kid: its account id).
+func Sign(k *identity.Key, kid string, m *record.FirmwareManifest) ([]byte, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
@@ -37,12 +30,12 @@ func SignFirmware(k *identity.Key, kid string, m *FirmwareManifest) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	return identity.SignCOSE(k, kid, payload, FirmwareContext)
+	return identity.SignCOSE(k, kid, payload, record.FirmwareContext)
 }
 
-// DecodeFirmware parses a signed manifest without verifying the signature;
+// Decode parses a signed manifest without verifying the signature;
 // kid is the signer's account id.
-func DecodeFirmware(raw []byte) (m *FirmwareManifest, kid string, err error) {
+func Decode(raw []byte) (m *record.FirmwareManifest, kid string, err error) {
 	m, s, err := record.DecodeFirmware(raw)
 	if err != nil {
 		return nil, "", err
@@ -50,17 +43,17 @@ func DecodeFirmware(raw []byte) (m *FirmwareManifest, kid string, err error) {
 	return m, s.KID, nil
 }
 
-// VerifyFirmware is a device's check before it installs: the manifest is
+// Verify is a device's check before it installs: the manifest is
 // signed by vendorKey, is for its class, and is newer than what it runs.
-func VerifyFirmware(raw []byte, vendorKey identity.PublicKey, class string, runningSeq uint64) (*FirmwareManifest, error) {
+func Verify(raw []byte, vendorKey identity.PublicKey, class string, runningSeq uint64) (*record.FirmwareManifest, error) {
 	s, err := identity.DecodeSign1(raw)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.Verify(vendorKey, FirmwareContext); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadFirmwareSig, err)
+	if err := s.Verify(vendorKey, record.FirmwareContext); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
-	m, _, err := DecodeFirmware(raw)
+	m, _, err := Decode(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -76,13 +69,13 @@ func VerifyFirmware(raw []byte, vendorKey identity.PublicKey, class string, runn
 // ImageChecker hashes an image as it is written (e.g. while it is fetched)
 // and checks it against the manifest at the end.
 type ImageChecker struct {
-	m *FirmwareManifest
+	m *record.FirmwareManifest
 	h hash.Hash
 	n uint64
 }
 
 // NewImageChecker returns a writer that checks an image against m.
-func NewImageChecker(m *FirmwareManifest) *ImageChecker {
+func NewImageChecker(m *record.FirmwareManifest) *ImageChecker {
 	return &ImageChecker{m: m, h: sha256.New()}
 }
 
@@ -103,10 +96,19 @@ func (c *ImageChecker) Check() error {
 }
 
 // CheckImage reads an image and checks it against m.
-func CheckImage(m *FirmwareManifest, r io.Reader) error {
+func CheckImage(m *record.FirmwareManifest, r io.Reader) error {
 	c := NewImageChecker(m)
 	if _, err := io.Copy(c, r); err != nil {
 		return err
 	}
 	return c.Check()
+}
+
+// ParseCID parses a CID string as the ledger and CLI give it.
+func ParseCID(s string) (cid.Cid, error) {
+	c, err := cid.Decode(s)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("files: %q is not a CID: %w", s, err)
+	}
+	return c, nil
 }
