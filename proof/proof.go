@@ -30,7 +30,7 @@ type Reading struct {
 	// ProofError says why no proof could be made (the reading is not
 	// anchored yet, or the ledger lacks a record): the reading is still
 	// returned, without the fields below. Err turns it into an error.
-	ProofError *Unavailable   `json:"proof_error,omitempty"`
+	ProofError *Unavailable  `json:"proof_error,omitempty"`
 	Anchor     record.Anchor `json:"anchor"`    // the first anchor covering Index
 	Inclusion  [][]byte      `json:"inclusion"` // RFC 6962 inclusion proof of the entry (reading.EntryBytes(AuthHeight, Envelope)) at Index in the log of Anchor.Size
 	// Height is the state every ledger proof below is of; their root is the

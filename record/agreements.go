@@ -217,4 +217,3 @@ type Command struct {
 	Height     int64  `cbor:"6,keyasint" json:"height"`
 	Tx         []byte `cbor:"7,keyasint,omitempty" json:"tx,omitempty"`
 }
-

@@ -53,4 +53,3 @@ func MustMarshal(v any) []byte {
 	}
 	return b
 }
-

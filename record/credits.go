@@ -120,4 +120,3 @@ type Transfer struct {
 	Tx        []byte `cbor:"8,keyasint,omitempty" json:"tx,omitempty"`
 	Memo      string `cbor:"9,keyasint,omitempty" json:"memo,omitempty"`
 }
-

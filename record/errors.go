@@ -71,4 +71,3 @@ func CodeOf(err error) Code {
 	}
 	return CodeInvalid
 }
-

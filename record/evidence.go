@@ -103,4 +103,3 @@ type ValidatorEvent struct {
 	Evidence uint64 `cbor:"6,keyasint,omitempty" json:"evidence,omitempty"` // evidence: its seq
 	Note     string `cbor:"7,keyasint,omitempty" json:"note,omitempty"`
 }
-

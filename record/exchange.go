@@ -48,4 +48,3 @@ type Exchange struct {
 	Count  uint64 `cbor:"4,keyasint" json:"count"`
 	Height int64  `cbor:"5,keyasint" json:"height"`
 }
-

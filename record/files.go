@@ -240,4 +240,3 @@ type FilePin struct {
 	Pinner string `cbor:"2,keyasint" json:"pinner"`
 	Height int64  `cbor:"3,keyasint" json:"height"`
 }
-

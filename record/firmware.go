@@ -269,4 +269,3 @@ func (r *FirmwareRolloutRecord) Bucket(device string) uint64 {
 func (r *FirmwareRolloutRecord) Offers(device string, h int64) bool {
 	return r.Status == RolloutActive && r.Bucket(device) < r.Wave(h)*uint64(r.Percent)
 }
-

@@ -39,4 +39,3 @@ func AnchorKey(gateway string) []byte { return []byte(prefixAnchor + gateway) }
 func AnchorAtKey(gateway string, size uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte(PrefixAnchorAt+gateway+"/"), size)
 }
-

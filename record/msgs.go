@@ -550,7 +550,6 @@ func (m *DataAnchor) ValidateBasic() error {
 	return nil
 }
 
-
 // NewMsg returns an empty message of kind, to decode into; false if the
 // kind is unknown.
 func NewMsg(kind string) (Msg, bool) {

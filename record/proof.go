@@ -39,4 +39,3 @@ func VerifyProof(root, key, value, proof []byte) error {
 	}
 	return nil
 }
-

@@ -99,4 +99,3 @@ type Anchor struct {
 // ActionManage is the grant action that lets a subject manage another
 // organisation's device (status and metadata).
 const ActionManage = "manage"
-

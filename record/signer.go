@@ -27,4 +27,3 @@ func SignerKeyAt(id string, height int64, held *Event) (string, error) {
 	}
 	return held.Key, nil
 }
-

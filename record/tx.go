@@ -95,4 +95,3 @@ func NewTx(key *identity.Key, signer, chainID string, nonce uint64, expiry int64
 	}
 	return identity.SignCOSE(key, signer, body, nil)
 }
-

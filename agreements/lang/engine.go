@@ -85,4 +85,3 @@ func (in *Instance) Clone() *Instance {
 		Grants: slices.Clone(in.Grants), Finished: in.Finished,
 	}
 }
-

@@ -814,4 +814,3 @@ func (p *parser) effect(n *yaml.Node, field string) (*Effect, error) {
 
 // ErrGuard is returned by Fire when a called transition's guard is false.
 var ErrGuard = errors.New("the guard is false")
-

@@ -229,4 +229,3 @@ func DefaultLimits() Limits {
 		ExprBytes: 1024, StringBytes: 256, ExprCost: 1000, TransitionCEL: 10_000,
 	}
 }
-
