@@ -1,19 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/record"
@@ -154,99 +153,35 @@ func deviceClaim(g *globals) *cobra.Command {
 	return c
 }
 
-// csvRow is one device of a bulk registration file.
-type csvRow struct {
-	line   int
-	device string
-	m      *record.DeviceRegister
-}
-
 // registerCSV registers every device of a CSV file (columns: id or key
-// name, class, labels "k=v;k2=v2", pop hex) in org, signed by admin.
-// Devices already registered are skipped, so an interrupted run can be
-// started again. Transactions go out back to back with consecutive
-// nonces, and are waited for at the end.
+// name, class, labels "k=v;k2=v2", pop hex) in org, signed by admin, with
+// the SDK's device.RegisterAll: devices already registered are skipped, so
+// an interrupted run can be started again; the others go out back to back
+// with consecutive nonces, in chunks the node's mempool holds.
 func (g *globals) registerCSV(cmd *cobra.Command, admin *identity.Key, org, file string) error {
 	ctx := cmd.Context()
-	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	c := g.client()
 	st, err := c.Status(ctx)
 	if err != nil {
 		return err
 	}
-	rows, bad, err := g.readCSV(file, st.ChainID, org)
+	rows, failures, err := g.readCSV(file, st.ChainID, org)
 	if err != nil {
 		return err
 	}
-	failures := append([]string(nil), bad...)
-	nonce, err := c.NextNonce(ctx, admin.ID())
+	fmt.Fprintf(cmd.ErrOrStderr(), "registering the devices of %d rows (%d unreadable)\n", len(rows), len(failures))
+	// Bounded: a registration lost from the mempool never commits.
+	ctx, cancel := context.WithTimeout(ctx, time.Minute+time.Duration(len(rows))*100*time.Millisecond)
+	defer cancel()
+	registered, err := device.RegisterAll(ctx, c, admin, st.ChainID, rows)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w; run the command again to resume (registered rows are skipped)", err)
 	}
-	var sent []csvRow
-	skipped := 0
-	progress := func(i int) {
-		fmt.Fprintf(errOut, "\r%d/%d rows: %d sent, %d already registered, %d failed", i, len(rows), len(sent), skipped, len(failures))
-	}
-	for i, r := range rows {
-		progress(i)
-		exists, err := device.Registered(ctx, c, r.device)
-		if err != nil {
-			return err
-		}
-		if exists {
-			skipped++
-			continue
-		}
-		raw, err := record.NewTx(admin, "", st.ChainID, nonce, st.Height+client.TxLifetime+int64(len(rows)), r.m)
-		if err != nil {
-			failures = append(failures, fmt.Sprintf("line %d (%s): %v", r.line, r.device, err))
-			continue
-		}
-		if _, err := c.Submit(ctx, raw, false); err != nil {
-			// Refused before execution: the nonce is not used.
-			failures = append(failures, fmt.Sprintf("line %d (%s): %v", r.line, r.device, err))
-			continue
-		}
-		nonce++
-		sent = append(sent, r)
-	}
-	progress(len(rows))
-	fmt.Fprintln(errOut)
-	// Wait until the last tx sent is committed: the admin's nonce reaches it.
-	deadline := time.Now().Add(time.Minute + time.Duration(len(sent))*100*time.Millisecond)
-	for len(sent) > 0 {
-		var n client.Nonce
-		if err := c.Get(ctx, "/v1/accounts/"+url.PathEscape(admin.ID())+"/nonce", &n); err != nil {
-			return err
-		}
-		if n.Nonce >= nonce-1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("only nonce %d of %d committed after waiting; run the command again to resume", n.Nonce, nonce-1)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	registered := 0
-	for _, r := range sent {
-		ok, err := device.Registered(ctx, c, r.device)
-		if err != nil {
-			return err
-		}
-		if ok {
-			registered++
-		} else {
-			failures = append(failures, fmt.Sprintf("line %d (%s): refused when executed (see 'thingnet device show' and the admin's txs)", r.line, r.device))
-		}
-	}
-	summary := map[string]any{"rows": len(rows) + len(bad), "registered": registered, "already_registered": skipped, "failed": len(failures), "failures": failures}
-	err = g.print(out, summary, func(w io.Writer) {
-		fmt.Fprintf(w, "registered %d, already registered %d, failed %d (of %d rows)\n", registered, skipped, len(failures), len(rows)+len(bad))
+	skipped := len(rows) - registered
+	total := len(rows) + len(failures)
+	summary := map[string]any{"rows": total, "registered": registered, "already_registered": skipped, "failed": len(failures), "failures": failures}
+	err = g.print(cmd.OutOrStdout(), summary, func(w io.Writer) {
+		fmt.Fprintf(w, "registered %d, already registered %d, failed %d (of %d rows)\n", registered, skipped, len(failures), total)
 		for _, f := range failures {
 			fmt.Fprintf(w, "  FAILED %s\n", f)
 		}
@@ -260,7 +195,7 @@ func (g *globals) registerCSV(cmd *cobra.Command, admin *identity.Key, org, file
 // readCSV reads the rows of a bulk registration file. A first row whose
 // first cell is "id" or "key" is a header. Rows that cannot be used are
 // returned as failures, not errors.
-func (g *globals) readCSV(file, chainID, org string) ([]csvRow, []string, error) {
+func (g *globals) readCSV(file, chainID, org string) ([]*record.DeviceRegister, []string, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, nil, err
@@ -270,7 +205,7 @@ func (g *globals) readCSV(file, chainID, org string) ([]csvRow, []string, error)
 	rd.FieldsPerRecord = -1
 	rd.TrimLeadingSpace = true
 	rd.Comment = '#'
-	var rows []csvRow
+	var rows []*record.DeviceRegister
 	var bad []string
 	seen := map[string]bool{}
 	for line := 1; ; line++ {
@@ -287,63 +222,64 @@ func (g *globals) readCSV(file, chainID, org string) ([]csvRow, []string, error)
 		for len(rec) < 4 {
 			rec = append(rec, "")
 		}
-		r, err := g.csvRow(rec, chainID, org)
+		r, err := g.csvRegistration(rec, chainID, org)
 		if err != nil {
 			bad = append(bad, fmt.Sprintf("line %d: %v", line, err))
 			continue
 		}
-		if seen[r.device] {
-			bad = append(bad, fmt.Sprintf("line %d: %s appears twice", line, r.device))
+		if seen[r.Device] {
+			bad = append(bad, fmt.Sprintf("line %d: %s appears twice", line, r.Device))
 			continue
 		}
-		seen[r.device] = true
-		r.line = line
+		seen[r.Device] = true
 		rows = append(rows, r)
 	}
 	return rows, bad, nil
 }
 
-func (g *globals) csvRow(rec []string, chainID, org string) (csvRow, error) {
+// csvRegistration makes the registration of one row, checking its proof
+// of possession.
+func (g *globals) csvRegistration(rec []string, chainID, org string) (*record.DeviceRegister, error) {
 	id, class, labels, pop := strings.TrimSpace(rec[0]), strings.TrimSpace(rec[1]), strings.TrimSpace(rec[2]), strings.TrimSpace(rec[3])
 	m := &record.DeviceRegister{Org: org, Class: class}
 	if labels != "" {
 		lb, err := parseLabels(strings.Split(labels, ";"))
 		if err != nil {
-			return csvRow{}, err
+			return nil, err
 		}
 		m.Labels = lb
 	}
 	switch {
 	case id == "":
-		return csvRow{}, errors.New("no device id or key name in the first column")
+		return nil, errors.New("no device id or key name in the first column")
 	case strings.HasPrefix(id, "did:"):
 		if pop == "" {
-			return csvRow{}, fmt.Errorf("%s: no proof of possession (fourth column, hex, from 'thingnet device pop')", id)
+			return nil, fmt.Errorf("%s: no proof of possession (fourth column, hex, from 'thingnet device pop')", id)
 		}
 		p, err := hex.DecodeString(pop)
 		if err != nil {
-			return csvRow{}, fmt.Errorf("%s: proof: %w", id, err)
+			return nil, fmt.Errorf("%s: proof: %w", id, err)
 		}
 		m.Device, m.Proof = id, p
 	default:
 		k, err := g.loadKey(id)
 		if err != nil {
-			return csvRow{}, err
+			return nil, err
 		}
 		m.Device = k.ID()
 		if m.Proof, err = k.Sign(record.PossessionMessage(chainID, org, m.Device)); err != nil {
-			return csvRow{}, err
+			return nil, err
 		}
 	}
 	if err := m.ValidateBasic(); err != nil {
-		return csvRow{}, fmt.Errorf("%s: %w", m.Device, err)
+		return nil, fmt.Errorf("%s: %w", m.Device, err)
 	}
 	pub, err := identity.ParseDID(m.Device)
 	if err != nil {
-		return csvRow{}, err
+		return nil, err
 	}
 	if err := pub.Verify(record.PossessionMessage(chainID, org, m.Device), m.Proof); err != nil {
-		return csvRow{}, fmt.Errorf("%s: the proof of possession is not for organisation %s on chain %s: %v", m.Device, org, chainID, err)
+		return nil, fmt.Errorf("%s: the proof of possession is not for organisation %s on chain %s: %v", m.Device, org, chainID, err)
 	}
-	return csvRow{device: m.Device, m: m}, nil
+	return m, nil
 }
