@@ -45,7 +45,11 @@ func agreementCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.sendWith2(cmd, &tfd, m, func(w io.Writer, res *client.SubmitResult) {
+			key, err := g.loadKey(tfd.key)
+			if err != nil {
+				return err
+			}
+			return g.sendPrint(cmd, key, &tfd, m, func(w io.Writer, res *client.SubmitResult) {
 				fmt.Fprintf(w, "agreement %s deployed at height %d (%s): tx %s\n", eventAttr(res.Events, "agreement", "id"), res.Height, eventAttr(res.Events, "agreement", "status"), res.Hash)
 			})
 		},
@@ -143,7 +147,11 @@ func agreementCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.sendWith2(cmd, &tfc, m, func(w io.Writer, res *client.SubmitResult) {
+			key, err := g.loadKey(tfc.key)
+			if err != nil {
+				return err
+			}
+			return g.sendPrint(cmd, key, &tfc, m, func(w io.Writer, res *client.SubmitResult) {
 				fmt.Fprintf(w, "%s committed at height %d: tx %s\n", m.Transition, res.Height, res.Hash)
 				for _, id := range eventAttrs(res.Events, "command", "id") {
 					fmt.Fprintf(w, "  command %s issued\n", id)
@@ -446,28 +454,6 @@ func (g *globals) callMsg(ctx context.Context, idArg, transition string, f *call
 		}
 	}
 	return m, nil
-}
-
-// sendWith2 signs and submits m and prints the result with text.
-func (g *globals) sendWith2(cmd *cobra.Command, t *txFlags, m record.Msg, text func(io.Writer, *client.SubmitResult)) error {
-	key, err := g.loadKey(t.key)
-	if err != nil {
-		return err
-	}
-	res, err := g.client().Send(cmd.Context(), key, t.as, m, !t.noWait)
-	if err != nil {
-		if e, ok := err.(*client.Error); ok {
-			return fmt.Errorf("%s refused: %s: %s%s", m.Kind(), e.Code, e.Message, hint(e.Code))
-		}
-		return err
-	}
-	return g.print(cmd.OutOrStdout(), res, func(w io.Writer) {
-		if t.noWait {
-			fmt.Fprintf(w, "%s accepted: tx %s (not yet committed)\n", m.Kind(), res.Hash)
-			return
-		}
-		text(w, res)
-	})
 }
 
 // eventAttrs returns the values of key in the tx's events of type typ.

@@ -34,7 +34,17 @@ func (g *globals) send(cmd *cobra.Command, t *txFlags, m record.Msg) error {
 	return g.sendWith(cmd, key, t, m)
 }
 
+// sendWith signs m with key, submits it and prints the outcome.
 func (g *globals) sendWith(cmd *cobra.Command, key *identity.Key, t *txFlags, m record.Msg) error {
+	return g.sendPrint(cmd, key, t, m, func(w io.Writer, res *client.SubmitResult) {
+		fmt.Fprintf(w, "%s committed at height %d: tx %s\n", m.Kind(), res.Height, res.Hash)
+	})
+}
+
+// sendPrint signs m with key and submits it; a refusal becomes an error
+// that says what to do, and a committed result is printed with committed
+// (as text) or as JSON.
+func (g *globals) sendPrint(cmd *cobra.Command, key *identity.Key, t *txFlags, m record.Msg, committed func(io.Writer, *client.SubmitResult)) error {
 	res, err := g.client().Send(cmd.Context(), key, t.as, m, !t.noWait)
 	if err != nil {
 		if e, ok := err.(*client.Error); ok {
@@ -47,7 +57,7 @@ func (g *globals) sendWith(cmd *cobra.Command, key *identity.Key, t *txFlags, m 
 			fmt.Fprintf(w, "%s accepted: tx %s (not yet committed)\n", m.Kind(), res.Hash)
 			return
 		}
-		fmt.Fprintf(w, "%s committed at height %d: tx %s\n", m.Kind(), res.Height, res.Hash)
+		committed(w, res)
 	})
 }
 
