@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/thingnet/thingnet/mesh"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -38,13 +37,22 @@ type Agent struct {
 	// device's mailbox at that gateway (messages go to the mesh node's
 	// Handler), and while it sleeps it keeps a wake channel there, so an
 	// authorized sender within the device's daily budget can wake it early
-	// (Device.Mesh, docs/mesh.md). Nothing else wakes it.
-	Mesh           *mesh.Node
+	// (meshnode.Start, docs/mesh.md). Nothing else wakes it.
+	Mesh           MeshNode
 	MailboxGateway string
 
 	// Firmware, if set, runs the firmware update step at the end of
 	// every Firmware.Every-th wake (FirmwareUpdater; needs WithTrust).
 	Firmware *FirmwareUpdater
+}
+
+// MeshNode is what the agent needs of the device's mesh node (a
+// *mesh.Node, started with meshnode.Start): the device's mailbox pulled
+// at a gateway, and a wake channel there while it sleeps, closed when ctx
+// ends.
+type MeshNode interface {
+	Pull(ctx context.Context, gateway string) (int, error)
+	Sleep(ctx context.Context, gateway string) (<-chan uint64, error)
 }
 
 // Run runs the duty cycle until ctx ends. A failed wake (no gateway

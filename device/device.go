@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/client"
-	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/lightclient"
 )
@@ -39,9 +38,9 @@ type Device struct {
 	lc      *lightclient.Client
 	saved   int64 // height of the trusted header last saved
 
-	files   *files.Service // UseFiles; under mu
-	inbox   inbox          // mailbox reads over HTTP (Inbox)
-	msgMu   sync.Mutex     // message sequence numbers (NewMessage)
+	files   FileSource // UseFiles; under mu
+	inbox   inbox      // mailbox reads over HTTP (Inbox)
+	msgMu   sync.Mutex // message sequence numbers (NewMessage)
 	lastMsg uint64
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 
 	"github.com/thingnet/thingnet/mesh/message"
@@ -53,14 +52,10 @@ type inbox struct {
 
 func (d *Device) inboxState() (*inbox, error) {
 	d.inbox.once.Do(func() {
-		var ws message.WindowStore
-		if d.cfg.stateDir != "" {
-			fs, err := message.OpenFileWindowStore(filepath.Join(d.cfg.stateDir, "replay.json"))
-			if err != nil {
-				d.inbox.err = err
-				return
-			}
-			ws = fs
+		ws, err := d.ReplayStore()
+		if err != nil {
+			d.inbox.err = err
+			return
 		}
 		d.inbox.auth = d.MeshAuthority(0)
 		d.inbox.guard = message.NewReplayGuard(ws)

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/mesh"
 	"github.com/thingnet/thingnet/mesh/message"
 	"github.com/thingnet/thingnet/record"
 )
@@ -140,39 +140,30 @@ func (a *MeshAuthority) Granted(sender *message.Device, action, resource string)
 	return granted, nil
 }
 
-// MeshOptions configure the device's mesh node.
-type MeshOptions struct {
-	Listen    []string // default: TCP and QUIC on all interfaces
-	Bootstrap []string // gateways' mesh addresses
-	MDNS      bool
-	TTL       time.Duration // how long proved answers are kept; default one minute
-	Handler   func(context.Context, *mesh.Delivery) error
+// ReplayStore opens the device's replay windows in its state directory
+// (replay.json), so that a restarted device refuses messages it took
+// before; nil (memory only) when it has no state directory. Its mailbox
+// reads (Inbox) and its mesh node (package device/meshnode) keep them there.
+func (d *Device) ReplayStore() (message.WindowStore, error) {
+	if d.cfg.stateDir == "" {
+		return nil, nil
+	}
+	fs, err := message.OpenFileWindowStore(filepath.Join(d.cfg.stateDir, "replay.json"))
+	if err != nil {
+		return nil, err
+	}
+	return fs, nil
 }
 
-// Mesh starts the device's node on the mesh: its libp2p key is the
-// device key, its ledger answers are proved by the light client, and its
-// replay windows are kept in the state directory (replay.json), so a
-// restarted device refuses messages it took before.
-func (d *Device) Mesh(o MeshOptions) (*mesh.Node, error) {
-	var ws message.WindowStore
-	if d.cfg.stateDir != "" {
-		fs, err := message.OpenFileWindowStore(filepath.Join(d.cfg.stateDir, "replay.json"))
-		if err != nil {
-			return nil, err
-		}
-		ws = fs
-	}
-	return mesh.New(mesh.Config{
-		Key: d.key, ID: d.id, Authority: d.MeshAuthority(o.TTL), Listen: o.Listen, Bootstrap: o.Bootstrap,
-		MDNS: o.MDNS, Handler: o.Handler, Replay: ws, Logger: d.cfg.log,
-	})
-}
+// Logger is the device's logger (WithLogger).
+func (d *Device) Logger() *slog.Logger { return d.cfg.log }
 
 // GatewayMeshAddr asks the current gateway for its mesh address (GET
-// /v1/mesh), to bootstrap from and to pull the mailbox at.
+// /v1/mesh), for the device's mesh node (device/meshnode) to bootstrap
+// from and to pull the mailbox at.
 func (d *Device) GatewayMeshAddr(ctx context.Context) (id, addr string, err error) {
 	err = d.each(ctx, "asking for the mesh address", func(_ int, gw Gateway) error {
-		var info mesh.MeshInfo
+		var info message.MeshInfo
 		if err := d.apiClient(gw).Get(ctx, "/v1/mesh", &info); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/device"
+	"github.com/thingnet/thingnet/device/meshnode"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/mesh"
@@ -41,7 +42,7 @@ func TestMeshWithLightClient(t *testing.T) {
 		if err != nil || gwID != gwKey.ID() {
 			t.Fatalf("gateway mesh address: %s %v", gwID, err)
 		}
-		n, err := d.Mesh(device.MeshOptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: []string{addr}, Handler: h})
+		n, err := meshnode.Start(d, meshnode.Options{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: []string{addr}, Handler: h})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,7 +15,6 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/thingnet/thingnet/client"
-	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/files/firmware"
 	"github.com/thingnet/thingnet/record"
 )
@@ -165,11 +164,20 @@ type ImageWriter interface {
 // the release names.
 var ErrNoImage = errors.New("device: no source served a firmware image matching the release")
 
-// UseFiles gives the device a file service, on its own mesh node
-// (Device.Mesh, files.New on its host): FetchFirmware then fetches images
+// FileSource fetches files by CID over the mesh: a file service on the
+// device's own mesh node (meshnode.Files adapts a *files.Service).
+type FileSource interface {
+	// Stat returns the size of the file root.
+	Stat(ctx context.Context, root cid.Cid) (uint64, error)
+	// Get writes the file root to w.
+	Get(ctx context.Context, root cid.Cid, w io.Writer) error
+}
+
+// UseFiles gives the device a file source on its own mesh node
+// (meshnode.Start, meshnode.Files): FetchFirmware then fetches images
 // over bitswap first, from the peers it is connected to or finds, and
 // from its gateways' content endpoint only if that fails. Nil stops it.
-func (d *Device) UseFiles(s *files.Service) {
+func (d *Device) UseFiles(s FileSource) {
 	d.mu.Lock()
 	d.files = s
 	d.mu.Unlock()
@@ -241,7 +249,7 @@ func (d *Device) FetchFirmware(ctx context.Context, rel *record.FirmwareReleaseR
 // root must be found within the device's timeout, and the download must
 // not stall longer than that: a mesh with no provider falls back to the
 // gateways instead of waiting for ever.
-func (d *Device) fetchMesh(ctx context.Context, svc *files.Service, root cid.Cid, m *record.FirmwareManifest, w io.Writer) error {
+func (d *Device) fetchMesh(ctx context.Context, svc FileSource, root cid.Cid, m *record.FirmwareManifest, w io.Writer) error {
 	sctx, cancel := context.WithTimeout(ctx, d.cfg.timeout)
 	size, err := svc.Stat(sctx, root)
 	cancel()
@@ -254,7 +262,7 @@ func (d *Device) fetchMesh(ctx context.Context, svc *files.Service, root cid.Cid
 	c := firmware.NewImageChecker(m)
 	gctx, sw, stop := guard(ctx, d.cfg.timeout, io.MultiWriter(c, w))
 	defer stop()
-	_, err = svc.Get(gctx, root, sw, files.GetOptions{})
+	err = svc.Get(gctx, root, sw)
 	if sw.stalled.Load() {
 		return fmt.Errorf("the download stalled: no bytes for %v", d.cfg.timeout)
 	}

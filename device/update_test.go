@@ -24,6 +24,7 @@ import (
 
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
+	"github.com/thingnet/thingnet/device/meshnode"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/files/firmware"
@@ -736,7 +737,7 @@ func TestFetchFirmwareOverMesh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := dev.d.Mesh(device.MeshOptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: []string{addr}})
+	n, err := meshnode.Start(dev.d, meshnode.Options{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: []string{addr}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -746,7 +747,7 @@ func TestFetchFirmwareOverMesh(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Close() })
-	dev.d.UseFiles(svc)
+	dev.d.UseFiles(meshnode.Files(svc))
 
 	u2 := &device.FirmwareUpdater{Installer: dev.slots, Every: 1}
 	r, err := u2.Check(ctx, dev.d)
@@ -774,7 +775,7 @@ func TestFetchFirmwareOverMesh(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d2.Close() })
-	lone, err := d2.Mesh(device.MeshOptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
+	lone, err := meshnode.Start(d2, meshnode.Options{Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -784,7 +785,7 @@ func TestFetchFirmwareOverMesh(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc2.Close() })
-	d2.UseFiles(svc2)
+	d2.UseFiles(meshnode.Files(svc2))
 	slots, err := device.OpenSlots(filepath.Join(dir, device.FirmwareSlotsDir), device.Firmware{})
 	if err != nil {
 		t.Fatal(err)

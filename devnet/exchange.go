@@ -16,6 +16,7 @@ import (
 
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
+	"github.com/thingnet/thingnet/device/meshnode"
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/files/firmware"
 	"github.com/thingnet/thingnet/identity"
@@ -196,11 +197,11 @@ func (f *Fleet) startExchange(ctx context.Context, d *Devnet, c FleetConfig, adm
 	if err := x.grant(ctx, cl, admin); err != nil {
 		return fmt.Errorf("granting the camera and the display each other's messages: %w", err)
 	}
-	if x.camNode, err = x.cam.Mesh(device.MeshOptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: x.gatewayAddrs(x.camGW, x.dispGW),
+	if x.camNode, err = meshnode.Start(x.cam, meshnode.Options{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: x.gatewayAddrs(x.camGW, x.dispGW),
 		Handler: x.cameraHandler}); err != nil {
 		return fmt.Errorf("the camera's mesh node: %w", err)
 	}
-	if x.dispNode, err = x.disp.Mesh(device.MeshOptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: x.gatewayAddrs(x.dispGW),
+	if x.dispNode, err = meshnode.Start(x.disp, meshnode.Options{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: x.gatewayAddrs(x.dispGW),
 		Handler: x.displayHandler}); err != nil {
 		return fmt.Errorf("the display's mesh node: %w", err)
 	}

@@ -41,17 +41,8 @@ type apiHandlers struct {
 	auth Authenticator
 }
 
-// MeshInfo is GET /v1/mesh.
-type MeshInfo struct {
-	ID     string   `json:"id"`      // the gateway's device id
-	PeerID string   `json:"peer_id"` // its libp2p peer id (its key)
-	Addrs  []string `json:"addrs"`   // multiaddrs with /p2p/
-	Relay  bool     `json:"relay"`
-	Stats  Stats    `json:"stats"`
-}
-
 func (h apiHandlers) info(*http.Request) (any, error) {
-	return MeshInfo{ID: h.n.id, PeerID: h.n.PeerID().String(), Addrs: h.n.Addrs(), Relay: h.n.cfg.Relay, Stats: h.n.Stats()}, nil
+	return message.MeshInfo{ID: h.n.id, PeerID: h.n.PeerID().String(), Addrs: h.n.Addrs(), Relay: h.n.cfg.Relay, Stats: h.n.Stats()}, nil
 }
 
 func (h apiHandlers) deposit(r *http.Request) (any, error) {

@@ -20,27 +20,9 @@ type stats struct {
 	pulled     atomic.Uint64 // mailbox messages acknowledged by their device
 }
 
-// Stats is a snapshot of a node's counters, for metrics.
-type Stats struct {
-	Peers          int
-	Received       uint64
-	Delivered      uint64
-	Sent           uint64
-	Refused        map[string]uint64 // by status
-	MDNSFound      uint64
-	Bans           uint64
-	Wakes          uint64
-	WakesDenied    map[string]uint64 // by reason
-	MailboxStored  uint64
-	MailboxDropped uint64
-	MailboxPulled  uint64
-	MailboxDepth   uint64 // messages held now
-	MailboxBytes   uint64
-}
-
 // Stats returns the node's counters.
-func (n *Node) Stats() Stats {
-	s := Stats{
+func (n *Node) Stats() message.Stats {
+	s := message.Stats{
 		Peers:     len(n.host.Network().Peers()),
 		Received:  n.stats.received.Load(),
 		Delivered: n.stats.delivered.Load(),

@@ -2,12 +2,11 @@ package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/mesh/message"
 )
 
 // MeshStats is what the mesh metrics read.
-type MeshStats interface{ Stats() mesh.Stats }
+type MeshStats interface{ Stats() message.Stats }
 
 // Mesh exports a mesh node's counters: peers, messages received,
 // delivered and refused by reason, mailbox depth and drops, wake-ups sent

@@ -276,7 +276,7 @@ relayed or on a topic. It trusts the node's API for ledger answers.`,
 				return err
 			}
 			defer n.Close()
-			var info mesh.MeshInfo
+			var info message.MeshInfo
 			if err := g.client().Get(ctx, "/v1/mesh", &info); err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "no gateway mesh at %s (%v): listening on the local network only\n", g.node, err)
 			} else if len(info.Addrs) > 0 {

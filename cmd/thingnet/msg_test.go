@@ -11,6 +11,7 @@ import (
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/mesh"
+	"github.com/thingnet/thingnet/mesh/message"
 )
 
 // TestMsgCLI: messages through a gateway's mailbox over HTTP and directly
@@ -130,7 +131,7 @@ func TestMsgCLI(t *testing.T) {
 		t.Fatalf("msg anchor: %s", out)
 	}
 	// The gateway's mesh endpoint and metrics.
-	var info mesh.MeshInfo
+	var info message.MeshInfo
 	if err := client.New(node).Get(ctx, "/v1/mesh", &info); err != nil || info.PeerID == "" || info.Stats.MailboxPulled != 1 {
 		t.Fatalf("GET /v1/mesh: %+v %v", info, err)
 	}

@@ -14,25 +14,6 @@ import (
 	"github.com/thingnet/thingnet/identity"
 )
 
-// DepositResponse answers POST /v1/mailbox/{device}.
-type DepositResponse struct {
-	Result
-	StatusName string `json:"status_name"`
-	Receipt    []byte `json:"receipt"` // the gateway's signed receipt (COSE_Sign1), base64 in JSON
-}
-
-// HeldMessage is one message in GET /v1/mailbox/{device}.
-type HeldMessage struct {
-	Seq      uint64 `json:"seq"`
-	Envelope []byte `json:"envelope"` // the signed message, base64 in JSON
-}
-
-// Held answers GET /v1/mailbox/{device}.
-type Held struct {
-	Messages []HeldMessage `json:"messages"`
-	More     bool          `json:"more"`
-}
-
 // MailboxClient speaks to a gateway's mailbox endpoints over HTTP (see
 // mesh.MountAPI): for a CLI or a device with no mesh node.
 type MailboxClient struct {

@@ -52,9 +52,9 @@ func (a *cachedAuthority) Device(id string) (*message.Device, error) {
 }
 
 // meshInfo is GET /v1/mesh of node i.
-func (n *Net) meshInfo(ctx context.Context, i int) mesh.MeshInfo {
+func (n *Net) meshInfo(ctx context.Context, i int) message.MeshInfo {
 	n.t.Helper()
-	var info mesh.MeshInfo
+	var info message.MeshInfo
 	if err := n.Nodes[i].Client.Get(ctx, "/v1/mesh", &info); err != nil {
 		n.t.Fatalf("GET /v1/mesh of node %d: %v", i, err)
 	}

@@ -251,7 +251,7 @@ func TestDenialOfSleep(t *testing.T) {
 	if got != len(acked) || len(pulled) != len(acked) {
 		t.Errorf("lamp pulled %d messages (%d distinct); %d were acknowledged", got, len(pulled), len(acked))
 	}
-	denied := func(s mesh.Stats, reason string) uint64 { return s.WakesDenied[reason] }
+	denied := func(s message.Stats, reason string) uint64 { return s.WakesDenied[reason] }
 	t.Logf("attack: %d wake attempts, %d accepted; gateway: wakes %d, denied unauthorized +%d, bans +%d, refused %v",
 		tried.Load(), delivered.Load(), end.Wakes, denied(attack, "unauthorized")-denied(before, "unauthorized"), attack.Bans-before.Bans, attack.Refused)
 	t.Logf("authorized: switch 20 and switch-2 20 wake messages, lamp woken %d times (gateway: %d; denied sender_quota %d, device_budget %d); %d pulled, %d lost",
