@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/cometbft/cometbft/light"
 	"github.com/cometbft/cometbft/types"
 )
 
@@ -51,7 +50,7 @@ func (c *Client) back(ctx context.Context, trusted *types.SignedHeader, height i
 		if err != nil {
 			return nil, fmt.Errorf("walking back from header %d to %d: %w", trusted.Height, height, err)
 		}
-		if err := light.VerifyBackwards(sh.Header, next.Header); err != nil {
+		if err := verifyBackwards(sh.Header, next.Header); err != nil {
 			return nil, fmt.Errorf("%w: header %d is not the one header %d links to (walking back from %d): %v",
 				ErrNotVerified, h, h+1, trusted.Height, err)
 		}

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cometbft/cometbft/light"
 	"github.com/cometbft/cometbft/types"
 )
 
@@ -189,7 +188,7 @@ func (c *Client) advance(ctx context.Context, target types.LightBlock) (*types.S
 }
 
 func (c *Client) checkNotExpired(lb types.LightBlock, now time.Time) error {
-	if light.HeaderExpired(lb.SignedHeader, c.cfg.trustingPeriod, now) {
+	if headerExpired(lb.SignedHeader, c.cfg.trustingPeriod, now) {
 		return fmt.Errorf("%w: header %d of %v expired at %v (now %v); provision the device again",
 			ErrExpired, lb.Height, lb.Time, lb.Time.Add(c.cfg.trustingPeriod), now)
 	}

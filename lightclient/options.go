@@ -5,7 +5,6 @@ import (
 	"time"
 
 	cmtmath "github.com/cometbft/cometbft/libs/math"
-	"github.com/cometbft/cometbft/light"
 )
 
 const (
@@ -42,7 +41,7 @@ type config struct {
 func newConfig(opts []Option) (config, error) {
 	c := config{
 		now:            time.Now,
-		trustLevel:     light.DefaultTrustLevel,
+		trustLevel:     defaultTrustLevel,
 		maxClockDrift:  DefaultMaxClockDrift,
 		trustingPeriod: DefaultTrustingPeriod,
 		headerWait:     DefaultHeaderWait,
@@ -63,7 +62,7 @@ func newConfig(opts []Option) (config, error) {
 	case c.maxBackwards < 0:
 		return c, fmt.Errorf("%w: negative max backwards %d", ErrBadOption, c.maxBackwards)
 	}
-	if err := light.ValidateTrustLevel(c.trustLevel); err != nil {
+	if err := validateTrustLevel(c.trustLevel); err != nil {
 		return c, fmt.Errorf("%w: %v", ErrBadOption, err)
 	}
 	return c, nil

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cometbft/cometbft/light"
 	"github.com/cometbft/cometbft/types"
 )
 
 // verifySkipping verifies target from trusted with CometBFT's skipping
-// verification (light.Verify). When the trusted validator set cannot vouch
+// verification (light.Verify, in verify.go). When the trusted validator set cannot vouch
 // for a header because the set changed too much (ErrNewValSetCantBeTrusted),
 // it fetches the header half way, verifies that first and continues from
 // it: bisection, as CometBFT's own light client does. It returns the last
@@ -24,9 +23,9 @@ func (c *Client) verifySkipping(ctx context.Context, trusted, target types.Light
 			return types.LightBlock{}, err
 		}
 		next := pending[len(pending)-1]
-		err := light.Verify(verified.SignedHeader, verified.ValidatorSet, next.SignedHeader, next.ValidatorSet,
+		err := verify(verified.SignedHeader, verified.ValidatorSet, next.SignedHeader, next.ValidatorSet,
 			c.cfg.trustingPeriod, now, c.cfg.maxClockDrift, c.cfg.trustLevel)
-		var cantTrust light.ErrNewValSetCantBeTrusted
+		var cantTrust errNewValSetCantBeTrusted
 		switch {
 		case err == nil:
 			verified = next
@@ -46,7 +45,7 @@ func (c *Client) verifySkipping(ctx context.Context, trusted, target types.Light
 }
 
 func verifyError(from, to int64, err error) error {
-	var expired light.ErrOldHeaderExpired
+	var expired errOldHeaderExpired
 	if errors.As(err, &expired) {
 		return fmt.Errorf("%w: %v", ErrExpired, err)
 	}
