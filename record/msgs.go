@@ -322,7 +322,7 @@ func (m *ValidatorUpdate) ValidateBasic() error {
 	return nil
 }
 
-const maxValidatorPower = 1 << 40
+const maxValidatorPower int64 = 1 << 40
 
 // PossessionMessage is what a device key signs to prove possession when it is registered.
 func PossessionMessage(chainID, org, device string) []byte {
