@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,8 @@ import (
 	dbm "github.com/cometbft/cometbft-db"
 	"github.com/cometbft/cometbft/abci/example/kvstore"
 	abci "github.com/cometbft/cometbft/abci/types"
+
+	"github.com/thingnet/thingnet/internal/testutil"
 )
 
 // waitTimeout bounds every wait in these tests: generous, for a loaded 2-core machine.
@@ -59,57 +60,10 @@ func queryKV(t *testing.T, n *Node, key string) string {
 	return string(res.Response.Value)
 }
 
-func waitCond(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	if err := waitFor(ctx, cond); err != nil {
-		t.Fatalf("waiting for %s: %v", what, err)
-	}
-}
-
 // knownLeaks are goroutines that CometBFT v0.38 never ends: each consensus WAL opens
 // an autofile whose SIGHUP watcher and close ticker outlive it (autofile.Group.Close
 // closes the file, not the AutoFile), and os/signal's loop starts once per process.
 var knownLeaks = []string{"cometbft/libs/autofile.", "os/signal.loop"}
-
-// goroutines counts the live goroutines, not counting knownLeaks, and returns their stacks.
-func goroutines() (int, string) {
-	buf := make([]byte, 4<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var n int
-	var kept []string
-next:
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		for _, leak := range knownLeaks {
-			if strings.Contains(g, leak) {
-				continue next
-			}
-		}
-		n++
-		kept = append(kept, g)
-	}
-	return n, strings.Join(kept, "\n\n")
-}
-
-// checkGoroutines fails if the goroutine count does not come back near baseline.
-// CometBFT's p2p switch lets some goroutines finish a sleep (dial randomisation,
-// reconnect back-off, up to a few seconds) after Stop, hence the polling.
-func checkGoroutines(t *testing.T, baseline int) {
-	t.Helper()
-	const tolerance = 3
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		n, stacks := goroutines()
-		if n <= baseline+tolerance {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines after stop, baseline %d:\n%s", n, baseline, stacks)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 func TestSingleNode(t *testing.T) {
 	base, err := FreePortBase(1)
@@ -162,7 +116,7 @@ func TestSingleNode(t *testing.T) {
 }
 
 func TestLocalNet(t *testing.T) {
-	baseline, _ := goroutines()
+	baseline, _ := testutil.Goroutines(knownLeaks...)
 	cfg := LocalNetConfig{
 		Dir:        t.TempDir(),
 		Validators: 4,
@@ -197,8 +151,8 @@ func TestLocalNet(t *testing.T) {
 		t.Fatal(err)
 	}
 	node3 := net.Node(3)
-	waitCond(t, "node3 to catch up", func() bool { return node3.Height() >= h })
-	waitCond(t, "node3's state", func() bool { return queryKV(t, node3, "down2") == "3" })
+	testutil.WaitFor(t, testutil.Context(t, waitTimeout), "node3 to catch up", func() bool { return node3.Height() >= h })
+	testutil.WaitFor(t, testutil.Context(t, waitTimeout), "node3's state", func() bool { return queryKV(t, node3, "down2") == "3" })
 	t.Logf("node3 caught up to %d in %v", h, time.Since(start))
 	commitTx(t, node3, "back", "4")
 
@@ -244,7 +198,7 @@ func TestLocalNet(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("stopped in %v", time.Since(start))
-	checkGoroutines(t, baseline)
+	testutil.CheckGoroutines(t, baseline, knownLeaks...)
 	t.Logf("goroutines back to baseline %v after stop", time.Since(start))
 }
 

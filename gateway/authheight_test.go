@@ -13,6 +13,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
@@ -44,7 +46,7 @@ func (tn *testNet) quietGateway(t *testing.T) {
 // gateway's key as its duty loop would, and returns the anchor's height.
 func (tn *testNet) anchorNow(t *testing.T, from uint64) int64 {
 	t.Helper()
-	ctx := ctxT(t)
+	ctx := testutil.Context(t, time.Minute)
 	size, root := tn.gw.Log().Root()
 	m := &record.DataAnchor{Size: size, Root: root[:]}
 	if from > 0 {
@@ -79,7 +81,7 @@ func (tn *testNet) anchorNow(t *testing.T, from uint64) int64 {
 func TestReadingProvableAfterSuspension(t *testing.T) {
 	tn := startTestNet(t)
 	tn.quietGateway(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t, time.Minute)
 
 	raw, err := reading.Sign(tn.sensor, tn.sensor.ID(), temp(1, 21.5))
 	if err != nil {
@@ -141,7 +143,7 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 
 	// A lying gateway: a device registered late, and an entry that claims
 	// the gateway authenticated its reading at height 1, before it existed.
-	late := key(t)
+	late := testutil.Key(t, identity.Ed25519)
 	pop, _ := late.Sign(record.PossessionMessage("gw-test", "acme", late.ID()))
 	if _, err := tn.client.Send(ctx, tn.admin, "", &record.DeviceRegister{Org: "acme", Device: late.ID(), Proof: pop}, true); err != nil {
 		t.Fatal(err)
@@ -209,7 +211,7 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 func TestLayout1EntriesStillVerify(t *testing.T) {
 	tn := startTestNet(t)
 	tn.quietGateway(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t, time.Minute)
 	raw, err := reading.Sign(tn.sensor, tn.sensor.ID(), temp(1, 20))
 	if err != nil {
 		t.Fatal(err)
@@ -279,9 +281,9 @@ func TestCheckLog(t *testing.T) {
 
 	// A backdated entry, anchored: the log is consistent, the signer is not.
 	tn.quietGateway2(t)
-	late := key(t)
+	late := testutil.Key(t, identity.Ed25519)
 	proof, _ := late.Sign(record.PossessionMessage("gw-test", "acme", late.ID()))
-	if _, err := tn.client.Send(ctxT(t), tn.admin, "", &record.DeviceRegister{Org: "acme", Device: late.ID(), Proof: proof}, true); err != nil {
+	if _, err := tn.client.Send(testutil.Context(t, time.Minute), tn.admin, "", &record.DeviceRegister{Org: "acme", Device: late.ID(), Proof: proof}, true); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := reading.Sign(late, late.ID(), temp(1, 30))

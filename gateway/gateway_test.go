@@ -22,6 +22,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/gateway/edge"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/reading"
@@ -51,7 +52,7 @@ func startTestNet(t *testing.T) *testNet {
 func startTestNetKeep(t *testing.T, keep int64) *testNet {
 	t.Helper()
 	tn := &testNet{dir: t.TempDir()}
-	tn.admin, tn.gwKey, tn.sensor, tn.weak = key(t), key(t), key(t), key(t)
+	tn.admin, tn.gwKey, tn.sensor, tn.weak = testutil.Key(t, identity.Ed25519), testutil.Key(t, identity.Ed25519), testutil.Key(t, identity.Ed25519), testutil.Key(t, identity.Ed25519)
 	g := ledger.GenesisState{
 		Orgs: []ledger.GenesisOrg{{ID: "acme", Admins: []string{tn.admin.ID()}}},
 		Devices: []ledger.GenesisDevice{
@@ -82,7 +83,7 @@ func startTestNetKeep(t *testing.T, keep int64) *testNet {
 	}
 	t.Cleanup(func() { s.Shutdown(context.Background()) })
 	tn.client = client.New(s.Addr())
-	ctx := ctxT(t)
+	ctx := testutil.Context(t, time.Minute)
 	if err := tn.net.WaitForHeight(ctx, 2); err != nil {
 		t.Fatal(err)
 	}
@@ -114,20 +115,6 @@ func (tn *testNet) startGateway(t *testing.T) {
 	t.Cleanup(func() { gw.Close() })
 }
 
-func key(t *testing.T) *identity.Key {
-	k, err := identity.GenerateKey(identity.Ed25519)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func temp(seq uint64, v float64) reading.Reading {
 	return reading.Reading{Seq: seq, Time: time.UnixMilli(1_700_000_000_000 + int64(seq)), ContentType: "temperature/celsius", Value: &v}
 }
@@ -156,7 +143,7 @@ func (tn *testNet) post(t *testing.T, raw []byte) (uint64, error) {
 // proof waits until the reading at index is anchored and returns its proof.
 func (tn *testNet) proof(t *testing.T, index uint64) *proof.Reading {
 	t.Helper()
-	ctx := ctxT(t)
+	ctx := testutil.Context(t, time.Minute)
 	for {
 		p, err := tn.client.Reading(ctx, index)
 		if err == nil {
@@ -176,11 +163,9 @@ func (tn *testNet) proof(t *testing.T, index uint64) *proof.Reading {
 	}
 }
 
-func itoa(i uint64) string { b, _ := json.Marshal(i); return string(b) }
-
 func TestReadingsEndToEnd(t *testing.T) {
 	tn := startTestNet(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t, time.Minute)
 	single, _ := reading.Sign(tn.sensor, tn.sensor.ID(), temp(1, 21.4))
 	batch, _ := reading.Sign(tn.sensor, tn.sensor.ID(), temp(2, 21.5), temp(3, 21.6), temp(4, 21.7))
 	attested, _ := reading.SignAttested(tn.gwKey, tn.gwKey.ID(), tn.weak.ID(), temp(1, 5))
@@ -243,7 +228,7 @@ func TestReadingsEndToEnd(t *testing.T) {
 	}
 
 	// Refusals: replay, another key, unknown device, attested device signing itself.
-	stranger := key(t)
+	stranger := testutil.Key(t, identity.Ed25519)
 	forged, _ := reading.Sign(stranger, tn.sensor.ID(), temp(9, 0))
 	unknown, _ := reading.Sign(stranger, stranger.ID(), temp(1, 0))
 	self, _ := reading.Sign(tn.weak, tn.weak.ID(), temp(2, 0))
@@ -292,13 +277,13 @@ func TestReadingsEndToEnd(t *testing.T) {
 
 func TestAuthenticate(t *testing.T) {
 	tn := startTestNet(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t, time.Minute)
 	now := time.Now()
 	good, _ := identity.NewCWT(tn.sensor, tn.sensor.ID(), "gw-test", now, time.Hour)
 	otherChain, _ := identity.NewCWT(tn.sensor, tn.sensor.ID(), "other", now, time.Hour)
 	expired, _ := identity.NewCWT(tn.sensor, tn.sensor.ID(), "gw-test", now.Add(-3*time.Hour), time.Hour)
-	forged, _ := identity.NewCWT(key(t), tn.sensor.ID(), "gw-test", now, time.Hour)
-	stranger := key(t)
+	forged, _ := identity.NewCWT(testutil.Key(t, identity.Ed25519), tn.sensor.ID(), "gw-test", now, time.Hour)
+	stranger := testutil.Key(t, identity.Ed25519)
 	unknown, _ := identity.NewCWT(stranger, stranger.ID(), "gw-test", now, time.Hour)
 	for _, tc := range []struct {
 		name, device string
@@ -341,7 +326,7 @@ func TestAuthenticate(t *testing.T) {
 // the gateway suspends it on the ledger.
 func TestQuarantinePolicy(t *testing.T) {
 	tn := startTestNet(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t, time.Minute)
 	flood := func() {
 		for i := 0; i < 2*OffenderThreshold+40; i++ {
 			tn.gw.limiter.AllowMessage(edge.DeviceKey(tn.sensor.ID()), 10)
@@ -387,7 +372,7 @@ func TestQuarantinePolicy(t *testing.T) {
 // device's organisation admin; a device without a read grant is refused.
 func TestStream(t *testing.T) {
 	tn := startTestNet(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t, time.Minute)
 	open := func(caller *identity.Key) (*http.Response, error) {
 		tok, _ := identity.NewCWT(caller, caller.ID(), "gw-test", time.Now(), time.Hour)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, tn.client.BaseURL+"/v1/readings/stream?device="+tn.sensor.ID(), nil)
@@ -397,7 +382,7 @@ func TestStream(t *testing.T) {
 	if resp, err := open(tn.weak); err != nil || resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("stream without a grant: %v, %v; want 403", resp.Status, err)
 	}
-	if resp, err := open(key(t)); err != nil || resp.StatusCode != http.StatusForbidden {
+	if resp, err := open(testutil.Key(t, identity.Ed25519)); err != nil || resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("stream by a stranger: %v, %v; want 403", resp.Status, err)
 	}
 	resp, err := open(tn.admin)
@@ -435,7 +420,7 @@ func TestReplayBeyondTrackedDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer gw.Close()
-	ctx := ctxT(t)
+	ctx := testutil.Context(t, time.Minute)
 	s1, _ := reading.Sign(tn.sensor, tn.sensor.ID(), temp(1, 1))
 	w1, _ := reading.SignAttested(tn.gwKey, tn.gwKey.ID(), tn.weak.ID(), temp(1, 1))
 	s2, _ := reading.Sign(tn.sensor, tn.sensor.ID(), temp(2, 2))

@@ -19,6 +19,7 @@ import (
 	"github.com/thingnet/thingnet/gateway/edge"
 	"github.com/thingnet/thingnet/gateway/mqtt"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/ratelimit"
 	"github.com/thingnet/thingnet/reading"
 )
@@ -107,7 +108,7 @@ func TestSourceLimits(t *testing.T) {
 // under the same key.
 func TestOneDeviceKeyAcrossTransports(t *testing.T) {
 	tn := startTestNet(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t, time.Minute)
 	limits := func(burst int) ratelimit.Limits {
 		l := ratelimit.DefaultLimits()
 		l.MsgsPerSec, l.Burst = 0.001, burst // no refill during the test

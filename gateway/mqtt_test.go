@@ -7,6 +7,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/reading"
 )
 
@@ -15,7 +16,7 @@ import (
 // and, once anchored, provable on the ledger.
 func TestMQTTEndToEnd(t *testing.T) {
 	tn := startTestNet(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t, time.Minute)
 	b, err := tn.gw.StartMQTT(MQTTConfig{Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +31,7 @@ func TestMQTTEndToEnd(t *testing.T) {
 		return c, tok.Error()
 	}
 	now := time.Now()
-	forged, _ := identity.NewCWT(key(t), tn.sensor.ID(), "gw-test", now, time.Hour)
+	forged, _ := identity.NewCWT(testutil.Key(t, identity.Ed25519), tn.sensor.ID(), "gw-test", now, time.Hour)
 	if c, err := dial(tn.sensor, forged); err == nil {
 		c.Disconnect(0)
 		t.Fatal("forged token accepted")

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -12,7 +13,7 @@ import (
 // here is; without the policy it stays active.
 func TestReportOffender(t *testing.T) {
 	tn := startTestNet(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t, time.Minute)
 	status := func(id string) record.Status {
 		st, err := tn.app.View(0)
 		if err != nil {

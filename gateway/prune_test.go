@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -21,7 +23,7 @@ import (
 func TestReadingVerifiesAfterPruning(t *testing.T) {
 	tn := startTestNetKeep(t, 10)
 	tn.quietGateway(t)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t, time.Minute)
 
 	raw, err := reading.Sign(tn.sensor, tn.sensor.ID(), temp(1, 21.5))
 	if err != nil {
@@ -35,7 +37,7 @@ func TestReadingVerifiesAfterPruning(t *testing.T) {
 
 	// A second device, revoked; then an entry (a lying or broken gateway's)
 	// that says it was authenticated after the revocation.
-	doomed := key(t)
+	doomed := testutil.Key(t, identity.Ed25519)
 	proof, _ := doomed.Sign(record.PossessionMessage("gw-test", "acme", doomed.ID()))
 	if _, err := tn.client.Send(ctx, tn.admin, "", &record.DeviceRegister{Org: "acme", Device: doomed.ID(), Proof: proof}, true); err != nil {
 		t.Fatal(err)
@@ -59,7 +61,7 @@ func TestReadingVerifiesAfterPruning(t *testing.T) {
 	anchorHeight := tn.anchorNow(t, 0)
 
 	// The sensor rotates its key after the reading.
-	next := key(t)
+	next := testutil.Key(t, identity.Ed25519)
 	rp, _ := next.Sign(record.RotationMessage("gw-test", tn.sensor.ID(), next.ID()))
 	if _, err := tn.client.Send(ctx, tn.sensor, "", &record.DeviceRotate{Device: tn.sensor.ID(), NewKey: next.ID(), Proof: rp}, true); err != nil {
 		t.Fatal(err)

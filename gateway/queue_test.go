@@ -14,6 +14,7 @@ import (
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
 
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
@@ -175,7 +176,7 @@ func TestTxQueueResubmit(t *testing.T) {
 	tn := startTestNet(t)
 	l := &dropLedger{NodeLedger: NodeLedger{App: tn.app, Comet: tn.net.Node(0).Client()}}
 	gw := tn.swapGateway(t, "resubmit", Config{AnchorInterval: 100 * time.Millisecond, TxResubmit: time.Second}, l)
-	ctx := ctxT(t)
+	ctx := testutil.Context(t, time.Minute)
 	c1, c2 := testCID(t, "lost once"), testCID(t, "behind it")
 	done := make(chan error, 2)
 	l.dropNext.Store(true)

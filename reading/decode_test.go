@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 )
 
 // pmap is a payload as a CBOR map; tests edit it to make bad envelopes.
@@ -37,9 +38,9 @@ func mustHex(t testing.TB, s string) []byte {
 }
 
 func TestDecodeMalformed(t *testing.T) {
-	k := mustKey(t, identity.Ed25519)
+	k := testutil.Key(t, identity.Ed25519)
 	id := k.ID()
-	other := mustKey(t, identity.Ed25519).ID()
+	other := testutil.Key(t, identity.Ed25519).ID()
 	single := func(f func(p pmap)) []byte {
 		p := singlePayload(id)
 		f(p)
@@ -169,7 +170,7 @@ func encodeNoT(v any) []byte {
 }
 
 func TestDecodeValues(t *testing.T) {
-	k := mustKey(t, identity.Ed25519)
+	k := testutil.Key(t, identity.Ed25519)
 	id := k.ID()
 	tests := []struct {
 		value string // encoded
@@ -206,7 +207,7 @@ func TestDecodeValues(t *testing.T) {
 }
 
 func TestDecodeCopies(t *testing.T) {
-	k := mustKey(t, identity.Ed25519)
+	k := testutil.Key(t, identity.Ed25519)
 	b := mustSign(t, k, k.ID(), Reading{Seq: 1, Time: testTime, ContentType: "blob", Bytes: []byte{1, 2, 3}})
 	e := mustDecode(t, b)
 	want := bytes.Clone(b)

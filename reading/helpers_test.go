@@ -15,16 +15,6 @@ var testTime = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
 func allAlgs() []identity.Algorithm { return []identity.Algorithm{identity.Ed25519, identity.P256} }
 
-// mustKey generates a key or fails the test.
-func mustKey(t testing.TB, alg identity.Algorithm) *identity.Key {
-	t.Helper()
-	k, err := identity.GenerateKey(alg)
-	if err != nil {
-		t.Fatalf("GenerateKey(%v) error = %v", alg, err)
-	}
-	return k
-}
-
 // seededKey returns a fixed key: Ed25519 from a 32-byte seed of b, or a
 // P-256 key with scalar b repeated (valid for small b).
 func seededKey(t testing.TB, alg identity.Algorithm, b byte) *identity.Key {

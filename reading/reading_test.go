@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 )
 
 // sameReading reports whether two readings are equal.
@@ -28,7 +29,7 @@ func sameReading(a, b Reading) bool {
 func TestRoundTrip(t *testing.T) {
 	for _, alg := range allAlgs() {
 		t.Run(alg.String(), func(t *testing.T) {
-			k := mustKey(t, alg)
+			k := testutil.Key(t, alg)
 			id := k.ID()
 			tests := []struct {
 				name string
@@ -94,7 +95,7 @@ func batchOf(first uint64, n int) []Reading {
 }
 
 func TestTimePrecision(t *testing.T) {
-	k := mustKey(t, identity.Ed25519)
+	k := testutil.Key(t, identity.Ed25519)
 	r := temp(1, 1)
 	r.Time = testTime.Add(1234567 * time.Nanosecond).In(time.FixedZone("CET", 3600))
 	e := mustDecode(t, mustSign(t, k, k.ID(), r))
@@ -105,8 +106,8 @@ func TestTimePrecision(t *testing.T) {
 }
 
 func TestAttested(t *testing.T) {
-	gw := mustKey(t, identity.Ed25519)
-	dev := mustKey(t, identity.Ed25519).ID()
+	gw := testutil.Key(t, identity.Ed25519)
+	dev := testutil.Key(t, identity.Ed25519).ID()
 	for _, rs := range [][]Reading{{temp(1, 3)}, batchOf(5, 3)} {
 		b, err := SignAttested(gw, gw.ID(), dev, rs...)
 		if err != nil {
@@ -144,7 +145,7 @@ func TestAttested(t *testing.T) {
 }
 
 func TestSignRefuses(t *testing.T) {
-	k := mustKey(t, identity.Ed25519)
+	k := testutil.Key(t, identity.Ed25519)
 	id := k.ID()
 	with := func(f func(r *Reading)) Reading {
 		r := temp(1, 21.5)
@@ -210,7 +211,7 @@ func bigBatch(n int) []Reading {
 
 func TestEnvelopeSizeFormula(t *testing.T) {
 	for _, alg := range allAlgs() {
-		k := mustKey(t, alg)
+		k := testutil.Key(t, alg)
 		for _, rs := range [][]Reading{{temp(1, 1)}, batchOf(1, 10), {{Seq: 1, Time: testTime, ContentType: "x", Bytes: make([]byte, 300)}}} {
 			b := mustSign(t, k, k.ID(), rs...)
 			e := mustDecode(t, b)
@@ -222,7 +223,7 @@ func TestEnvelopeSizeFormula(t *testing.T) {
 }
 
 func TestSizeLimits(t *testing.T) {
-	k := mustKey(t, identity.Ed25519)
+	k := testutil.Key(t, identity.Ed25519)
 	pair := func(n int) []Reading {
 		return []Reading{bigBatch(1)[0], {Seq: 2, Time: testTime, ContentType: "blob", Bytes: make([]byte, n)}}
 	}
@@ -247,9 +248,9 @@ func TestSizeLimits(t *testing.T) {
 }
 
 func TestVerifyRefuses(t *testing.T) {
-	k := mustKey(t, identity.Ed25519)
-	other := mustKey(t, identity.Ed25519)
-	p256 := mustKey(t, identity.P256)
+	k := testutil.Key(t, identity.Ed25519)
+	other := testutil.Key(t, identity.Ed25519)
+	p256 := testutil.Key(t, identity.P256)
 	b := mustSign(t, k, k.ID(), temp(1, 21.5))
 	e := mustDecode(t, b)
 	for name, pub := range map[string]identity.PublicKey{"other key": other.Public(), "other algorithm": p256.Public()} {
@@ -288,7 +289,7 @@ func TestBatchVerification(t *testing.T) {
 		good  = 0
 	)
 	for _, alg := range allAlgs() {
-		k := mustKey(t, alg)
+		k := testutil.Key(t, alg)
 		e := mustDecode(t, mustSign(t, k, k.ID(), batchOf(1, 3)...))
 		tbs, err := e.ToBeSigned()
 		if err != nil {
@@ -297,10 +298,10 @@ func TestBatchVerification(t *testing.T) {
 		batch.Add(k.Public(), tbs, e.Sign1.Signature)
 		good++
 	}
-	k := mustKey(t, identity.Ed25519)
+	k := testutil.Key(t, identity.Ed25519)
 	e := mustDecode(t, mustSign(t, k, k.ID(), temp(1, 1)))
 	tbs, _ := e.ToBeSigned()
-	batch.Add(mustKey(t, identity.Ed25519).Public(), tbs, e.Sign1.Signature) // wrong key
+	batch.Add(testutil.Key(t, identity.Ed25519).Public(), tbs, e.Sign1.Signature) // wrong key
 	all, valid := batch.Verify()
 	if all || len(valid) != good+1 || !valid[0] || !valid[1] || valid[2] {
 		t.Errorf("Batch.Verify() = %v, %v; want false, [true true false]", all, valid)

@@ -8,6 +8,8 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/options"
+
+	"github.com/thingnet/thingnet/internal/testutil"
 )
 
 // block1 is a Block1 option of block num of 1024 bytes.
@@ -105,20 +107,9 @@ func TestMaxTransfers(t *testing.T) {
 	if st := e.srv.Stats(); st.Transfers != 1 || st.Sessions != 1 {
 		t.Fatalf("Stats transfers %d sessions %d; want 1, 1", st.Transfers, st.Sessions)
 	}
-	waitFor(t, "the stalled upload to give its slot back", func() bool { return e.srv.Stats().Transfers == 0 })
+	testutil.WaitFor(t, testutil.Context(t, 5*time.Second), "the stalled upload to give its slot back", func() bool { return e.srv.Stats().Transfers == 0 })
 	if ans := b.exchange(postR(t, 2, nil, chunk, block1(0, true))); ans.Code != codes.Continue {
 		t.Fatalf("upload after the stalled one expired: %v; want 2.31", ans.Code)
 	}
-	waitFor(t, "idle sessions to end", func() bool { return e.srv.Stats().Sessions == 0 })
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, testutil.Context(t, 5*time.Second), "idle sessions to end", func() bool { return e.srv.Stats().Sessions == 0 })
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/thingnet/thingnet/gateway/edge"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/reading"
 )
 
@@ -205,10 +206,7 @@ type device struct {
 
 func newDevice(t testing.TB, f *fakeIngest) *device {
 	t.Helper()
-	k, err := identity.GenerateKey(identity.Ed25519)
-	if err != nil {
-		t.Fatalf("GenerateKey: %v", err)
-	}
+	k := testutil.Key(t, identity.Ed25519)
 	f.register(k)
 	return &device{key: k}
 }

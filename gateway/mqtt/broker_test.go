@@ -12,12 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/thingnet/thingnet/internal/testutil"
 )
 
 func TestStartConfigErrors(t *testing.T) {
@@ -65,7 +66,7 @@ func (a blockingAuth) Authenticate(ctx context.Context, _ string, _ []byte) erro
 // sent a CONNECT, one in Authenticate, one in Ingest, idle sessions — within
 // its bound, is idempotent, and leaves no goroutine behind.
 func TestCloseLeaves(t *testing.T) {
-	base := runtime.NumGoroutine()
+	base, _ := testutil.Goroutines()
 	auth := newFakeAuth()
 	ingest := newFakeIngest()
 	entered := make(chan struct{}, 1)
@@ -119,7 +120,7 @@ func TestCloseLeaves(t *testing.T) {
 		t.Error("the reading in Ingest at Close was stored")
 	}
 	p.Disconnect(0)
-	checkGoroutines(t, base)
+	testutil.CheckGoroutines(t, base)
 }
 
 // authByDevice sends each device to its own Authenticator ("" for the rest).

@@ -10,6 +10,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/thingnet/thingnet/gateway/edge"
+	"github.com/thingnet/thingnet/internal/testutil"
 )
 
 // TestConnect checks every CONNECT outcome with the exact CONNACK code, in
@@ -184,5 +185,5 @@ func TestMaxClients(t *testing.T) {
 			t.Errorf("v%d CONNACK beyond MaxClients = 0x%02x; want 0x%02x", version, code, want)
 		}
 	}
-	eventually(t, "server_busy counted", func() bool { return e.b.Stats().ConnectionsRefused[RefusedServerBusy] == 2 })
+	testutil.WaitFor(t, testutil.Context(t, 5*time.Second), "server_busy counted", func() bool { return e.b.Stats().ConnectionsRefused[RefusedServerBusy] == 2 })
 }

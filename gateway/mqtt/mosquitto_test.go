@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/thingnet/thingnet/internal/testutil"
 )
 
 // mosquitto runs the Debian mosquitto-clients tools against a test broker.
@@ -96,7 +98,7 @@ func TestMosquittoPublish(t *testing.T) {
 				t.Fatalf("mosquitto_pub exited ok=%v with %q; want ok=%v and %q", ok, out, tt.ok, tt.output)
 			}
 			if tt.stored != "" { // QoS 0: mosquitto_pub may exit before the broker stored it
-				eventually(t, "reading "+tt.stored+" stored", func() bool { return e.ingest.has(devA, tt.stored) })
+				testutil.WaitFor(t, testutil.Context(t, 5*time.Second), "reading "+tt.stored+" stored", func() bool { return e.ingest.has(devA, tt.stored) })
 			}
 		})
 	}
@@ -160,7 +162,7 @@ func TestMosquittoSubscribe(t *testing.T) {
 		if err := sub.Start(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "mosquitto_sub to subscribe", func() bool { return e.b.Stats().SubscribesAccepted > before })
+		testutil.WaitFor(t, testutil.Context(t, 5*time.Second), "mosquitto_sub to subscribe", func() bool { return e.b.Stats().SubscribesAccepted > before })
 		if out, ok := m.run("mosquitto_pub", version, "-u", devA, "-P", m.password(devA), "-q", "1", "-t", ReadingsTopic(devA), "-m", "21.4 "+version); !ok {
 			t.Fatalf("mosquitto_pub: %s", out)
 		}

@@ -11,6 +11,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/thingnet/thingnet/gateway/edge"
+	"github.com/thingnet/thingnet/internal/testutil"
 )
 
 // pahoClient is a connected (or refused) Eclipse Paho client, MQTT 3.1.1.
@@ -157,7 +158,7 @@ func TestPahoFlood(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("the honest device was affected: %v", err)
 	}
-	eventually(t, "the flood to be counted", func() bool {
+	testutil.WaitFor(t, testutil.Context(t, 5*time.Second), "the flood to be counted", func() bool {
 		return e.b.Stats().RateLimited[LimitMessage] == flood-budget
 	})
 	if got := e.ingest.count(devA); got != budget {

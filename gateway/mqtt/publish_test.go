@@ -9,6 +9,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/thingnet/thingnet/gateway/edge"
+	"github.com/thingnet/thingnet/internal/testutil"
 )
 
 // TestAckAfterIngest proves that the acknowledgement of a QoS 1 or 2
@@ -214,7 +215,7 @@ func TestOversize(t *testing.T) {
 	if n := e.ingest.count(devA); n != 1 {
 		t.Errorf("%d readings stored; want 1", n)
 	}
-	eventually(t, "PacketsTooLarge == 2", func() bool { return e.b.Stats().PacketsTooLarge == 2 })
+	testutil.WaitFor(t, testutil.Context(t, 5*time.Second), "PacketsTooLarge == 2", func() bool { return e.b.Stats().PacketsTooLarge == 2 })
 }
 
 // TestMessageRateLimitV5 checks the v5 answer to a device over its message
