@@ -247,3 +247,32 @@ func Registered(ctx context.Context, c *client.Client, id string) (bool, error) 
 	}
 	return err == nil, err
 }
+
+// WaitClaimed returns once the device of key k is registered on the ledger
+// (asked through c every poll). While it is not, it shows a claim code for
+// an admin of org (NewClaimCode, valid ttl) and a new one when that one
+// expires; show is called with each code. It returns ctx's error if ctx
+// ends first; a failed question is retried.
+func WaitClaimed(ctx context.Context, c *client.Client, k *identity.Key, chainID, org string, ttl, poll time.Duration, show func(code string)) error {
+	for {
+		known, err := Registered(ctx, c, k.ID())
+		if err == nil && known {
+			return nil
+		}
+		code, err := NewClaimCode(k, chainID, org, time.Now(), ttl)
+		if err != nil {
+			return err
+		}
+		show(code)
+		for deadline := time.Now().Add(ttl); time.Now().Before(deadline); {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(poll):
+			}
+			if known, err := Registered(ctx, c, k.ID()); err == nil && known {
+				return nil
+			}
+		}
+	}
+}

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -193,4 +196,20 @@ func (c *Client) checkNotExpired(lb types.LightBlock, now time.Time) error {
 			ErrExpired, lb.Height, lb.Time, lb.Time.Add(c.cfg.trustingPeriod), now)
 	}
 	return nil
+}
+
+// ParseTrust reads a trusted header as HEIGHT:HASH (the hash in hex, as
+// `thingnet tx block HEIGHT` prints it), with a trusting period of two
+// weeks.
+func ParseTrust(s string) (TrustOptions, error) {
+	h, hash, ok := strings.Cut(s, ":")
+	height, err := strconv.ParseInt(h, 10, 64)
+	if !ok || err != nil || height < 1 {
+		return TrustOptions{}, fmt.Errorf("trust %q: want HEIGHT:HASH (the hash in hex, as `thingnet tx block HEIGHT` prints it)", s)
+	}
+	b, err := hex.DecodeString(hash)
+	if err != nil || len(b) != 32 {
+		return TrustOptions{}, fmt.Errorf("trust %q: the hash must be 64 hex digits", s)
+	}
+	return TrustOptions{Height: height, Hash: b, Period: 14 * 24 * time.Hour}, nil
 }

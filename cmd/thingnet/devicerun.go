@@ -336,21 +336,15 @@ func (g *globals) runOne(ctx context.Context, out io.Writer, rc runConfig, tr de
 		fmt.Fprintf(out, "%s: registered in %s by %s\n", rc.Name, rc.Org, admin.ID())
 		known = true
 	}
-	for !known {
-		code, err := device.NewClaimCode(k, rc.ChainID, rc.Org, time.Now(), 15*time.Minute)
+	if !known {
+		err := device.WaitClaimed(ctx, c, k, rc.ChainID, rc.Org, 15*time.Minute, 2*time.Second, func(code string) {
+			fmt.Fprintf(out, "%s is not registered. Claim it as an admin of %s (the code is valid 15 minutes; QR codes need a QR module this build does not have):\n\n  thingnet device claim %s\n\nwaiting to be claimed ...\n", rc.Name, rc.Org, code)
+		})
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
 		if err != nil {
 			return err
-		}
-		fmt.Fprintf(out, "%s is not registered. Claim it as an admin of %s (the code is valid 15 minutes; QR codes need a QR module this build does not have):\n\n  thingnet device claim %s\n\nwaiting to be claimed ...\n", rc.Name, rc.Org, code)
-		for deadline := time.Now().Add(15 * time.Minute); !known && time.Now().Before(deadline); {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(2 * time.Second):
-			}
-			if known, err = device.Registered(ctx, c, k.ID()); err != nil {
-				fmt.Fprintf(out, "asking %s: %v\n", rc.Gateways[0].API, err)
-			}
 		}
 	}
 	s, err := device.NewSensor(class, uint64(time.Now().UnixNano()))

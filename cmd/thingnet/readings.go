@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -284,14 +282,9 @@ func (l lightChecker) CheckProof(ctx context.Context, p *record.Proof) (int64, e
 
 // parseTrust reads HEIGHT:HASH (hex) for a light client.
 func parseTrust(s string) (lightclient.TrustOptions, error) {
-	h, hash, ok := strings.Cut(s, ":")
-	height, err := strconv.ParseInt(h, 10, 64)
-	if !ok || err != nil || height < 1 {
-		return lightclient.TrustOptions{}, fmt.Errorf("--trust %q: want HEIGHT:HASH (the hash in hex, as `thingnet tx block HEIGHT` prints it)", s)
+	o, err := lightclient.ParseTrust(s)
+	if err != nil {
+		return o, fmt.Errorf("--%w", err)
 	}
-	b, err := hex.DecodeString(hash)
-	if err != nil || len(b) != 32 {
-		return lightclient.TrustOptions{}, fmt.Errorf("--trust %q: the hash must be 64 hex digits", s)
-	}
-	return lightclient.TrustOptions{Height: height, Hash: b, Period: 14 * 24 * time.Hour}, nil
+	return o, nil
 }
