@@ -17,6 +17,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
@@ -35,12 +36,6 @@ func startDevnet(t *testing.T, home string, base int) *Devnet {
 	return d
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // TestDevnet runs a 4-validator devnet and drives it through the API only:
 // registration, suspension, a validator crash and catch-up, and a restart
 // of the whole network.
@@ -57,7 +52,7 @@ func TestDevnet(t *testing.T) {
 			d.Stop()
 		}
 	})
-	ctx := ctxT(t, 3*time.Minute)
+	ctx := testutil.Context(t, 3*time.Minute)
 	admin, err := Keystore(home).Load(DemoAdminKey, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +123,7 @@ func TestDevnet(t *testing.T) {
 	if err := d.StartNode(3); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "node 3 to catch up", func() bool {
+	testutil.WaitFor(t, ctx, "node 3 to catch up", func() bool {
 		a := d.App(3)
 		return a != nil && a.Height() >= res.Height
 	})
@@ -165,17 +160,6 @@ func TestDevnet(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 // devnetDevice starts a devnet, registers a new device of alg with the demo
 // organisation through node `via`, and writes a signed reading of it to a
 // file, for the real-client tests.
@@ -195,7 +179,7 @@ func newDevnetDevice(t *testing.T, alg identity.Algorithm, via int, r reading.Re
 	}
 	d := startDevnet(t, home, base)
 	t.Cleanup(func() { d.Stop() })
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	if err := d.WaitForHeight(ctx, 2); err != nil {
 		t.Fatal(err)
 	}

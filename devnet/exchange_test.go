@@ -9,6 +9,7 @@ import (
 
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/client"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -25,7 +26,7 @@ func TestFleetExchange(t *testing.T) {
 	}
 	d := startDevnet(t, t.TempDir(), base)
 	defer d.Stop()
-	ctx := ctxT(t, 4*time.Minute)
+	ctx := testutil.Context(t, 4*time.Minute)
 	var mu sync.Mutex
 	seen := map[string]int{}
 	fl, err := d.StartFleet(ctx, FleetConfig{Size: 1, Wake: time.Hour, Exchange: true, ClipEvery: 4 * time.Second, ClipSize: 100 << 10,
@@ -46,7 +47,7 @@ func TestFleetExchange(t *testing.T) {
 			fl.Stop()
 		}
 	}()
-	waitFor(t, ctx, "a clip fetched, verified and answered directly, and a wake-up", func() bool {
+	testutil.WaitFor(t, ctx, "a clip fetched, verified and answered directly, and a wake-up", func() bool {
 		st := fl.Exchange()
 		return st.Fetched > 0 && st.Direct > 0 && st.Woken > 0
 	})
@@ -92,7 +93,7 @@ func TestFleetExchange(t *testing.T) {
 	if fl2.exchange.cam.ID() != cam || fl2.exchange.disp.ID() != disp {
 		t.Errorf("the restarted exchange has other devices")
 	}
-	waitFor(t, ctx, "a clip fetched and answered after the restart", func() bool {
+	testutil.WaitFor(t, ctx, "a clip fetched and answered after the restart", func() bool {
 		st := fl2.Exchange()
 		return st.Fetched > 0 && st.Direct > 0
 	})

@@ -15,6 +15,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -29,7 +30,7 @@ func TestFleet(t *testing.T) {
 	}
 	d := startDevnet(t, t.TempDir(), base)
 	defer d.Stop()
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	var mu sync.Mutex
 	first := map[int]*device.Receipt{}
 	var commands []record.Command
@@ -54,7 +55,7 @@ func TestFleet(t *testing.T) {
 	if fl.Registered != 6 {
 		t.Errorf("registered %d devices; want 6", fl.Registered)
 	}
-	waitFor(t, ctx, "every device to send", func() bool {
+	testutil.WaitFor(t, ctx, "every device to send", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(first) == 6
@@ -86,7 +87,7 @@ func TestFleet(t *testing.T) {
 	}
 	// The sensor's readings cross the agreement's threshold: the fan is
 	// commanded (reading → anchor → relayer → agreement → proved command).
-	waitFor(t, ctx, "the agreement to command the fan", func() bool {
+	testutil.WaitFor(t, ctx, "the agreement to command the fan", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(commands) > 0

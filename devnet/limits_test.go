@@ -12,6 +12,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/ratelimit"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
@@ -32,7 +33,7 @@ func TestDevnetLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Stop()
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	if err := d.WaitForHeight(ctx, 2); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/mesh"
 	"github.com/thingnet/thingnet/mesh/message"
@@ -84,10 +85,10 @@ func TestDevnetQuietStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Stop() })
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	// Wait for the block after the timeout's window: if block sync's
 	// request timers are still logging, they have fired by then.
-	waitFor(t, ctx, "the block sync timeout to pass", func() bool { return time.Since(started) > blocksyncPeerTimeout+time.Second })
+	testutil.WaitFor(t, ctx, "the block sync timeout to pass", func() bool { return time.Since(started) > blocksyncPeerTimeout+time.Second })
 	if err := d.WaitForHeight(ctx, d.App(0).Height()+1); err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +139,7 @@ func TestDevnetMeshBanQuarantines(t *testing.T) {
 	if bans := d.Mesh(0).Stats().Bans; bans != 1 {
 		t.Fatalf("after %d refused messages the mesh has banned %d peers; want 1", sent, bans)
 	}
-	waitFor(t, ctx, "the banned device's quarantine", func() bool {
+	testutil.WaitFor(t, ctx, "the banned device's quarantine", func() bool {
 		st, err := d.App(1).View(0)
 		if err != nil {
 			return false

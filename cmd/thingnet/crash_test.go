@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,35 +17,10 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/reading"
 )
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// thingnetBinary builds the binary once per test run.
-func thingnetBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "thingnet-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "thingnet")
-		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
 
 // startNodeProcess runs `thingnet node start` and waits for its API.
 func startNodeProcess(t *testing.T, bin, home, apiAddr string) *exec.Cmd {
@@ -81,7 +55,7 @@ func TestGatewayCrash(t *testing.T) {
 		t.Skip("runs node processes")
 	}
 	t.Setenv("THINGNET_PASSPHRASE", "")
-	bin := thingnetBinary(t)
+	bin := testutil.ThingnetBinary(t)
 	home := t.TempDir()
 	ks := filepath.Join(home, "keys")
 	base, err := chain.FreePortBase(1)

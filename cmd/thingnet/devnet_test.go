@@ -14,6 +14,7 @@ import (
 
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/client"
+	"github.com/thingnet/thingnet/internal/testutil"
 )
 
 // TestDevnetCommand runs the real binary: `thingnet devnet` starts, stops
@@ -22,7 +23,7 @@ func TestDevnetCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := thingnetBinary(t)
+	bin := testutil.ThingnetBinary(t)
 	home := t.TempDir()
 	base, err := chain.FreePortBase(4)
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/thingnet/thingnet/audit"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/internal/pebblelog"
+	"github.com/thingnet/thingnet/internal/testutil"
 )
 
 // TestVerifyStore runs a devnet, stores readings, stops it, and checks a
@@ -42,17 +43,11 @@ func TestVerifyStore(t *testing.T) {
 	for seq := 1; seq <= 6; seq++ {
 		run("readings", "send", "--key", "sensor-t", "--seq", strconv.Itoa(seq), "--value", strconv.Itoa(20+seq))
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		// The gateway answers a reading before an anchor covers it ("proof: none").
-		if out, err := cli(t, node, ks, "readings", "get", "5"); err == nil && strings.Contains(out, "anchor:  log size") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("entry 5 was never anchored")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	// The gateway answers a reading before an anchor covers it ("proof: none").
+	testutil.WaitFor(t, testutil.Context(t, time.Minute), "entry 5 to be anchored", func() bool {
+		out, err := cli(t, node, ks, "readings", "get", "5")
+		return err == nil && strings.Contains(out, "anchor:  log size")
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := d.WaitForHeight(ctx, d.App(0).Height()+2); err != nil {

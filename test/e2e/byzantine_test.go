@@ -23,6 +23,8 @@ import (
 	cmtproto "github.com/cometbft/cometbft/proto/tendermint/types"
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 	"github.com/cometbft/cometbft/types"
+
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/record"
 	"golang.org/x/sys/unix"
 )
@@ -69,7 +71,7 @@ func TestByzantineValidator(t *testing.T) {
 
 	// The evidence is committed and the ledger acts on it.
 	var rec record.Evidence
-	waitFor(ctx, t, "the evidence to be committed", func() bool {
+	testutil.WaitFor(t, ctx, "the evidence to be committed", func() bool {
 		var p struct{ Items []record.Evidence }
 		if err := n.Nodes[0].Client.Get(ctx, "/v1/evidence", &p); err != nil || len(p.Items) == 0 {
 			return false
@@ -146,7 +148,7 @@ func TestByzantineValidator(t *testing.T) {
 	for i := range n.Nodes {
 		n.WaitHeight(ctx, i, top+5)
 	}
-	waitFor(ctx, t, "txs committed by the 3 remaining validators", func() bool {
+	testutil.WaitFor(t, ctx, "txs committed by the 3 remaining validators", func() bool {
 		_, acked, _ := load.Counts()
 		return acked >= ackedBefore+3
 	})
@@ -233,7 +235,7 @@ func (n *Net) readmit(ctx context.Context, i int, addr string) int64 {
 	// CometBFT reports a height once the block is stored, a moment before
 	// the ledger has committed it: ask until the node's ledger has it.
 	var info record.ValidatorInfo
-	waitFor(ctx, t, fmt.Sprintf("node %d's ledger to commit height %d", i, res.Height), func() bool {
+	testutil.WaitFor(t, ctx, fmt.Sprintf("node %d's ledger to commit height %d", i, res.Height), func() bool {
 		err = n.Nodes[i].Client.Get(ctx, fmt.Sprintf("/v1/validators/%s?height=%d", addr, res.Height), &struct {
 			Record *record.ValidatorInfo `json:"record"`
 		}{&info})
@@ -244,7 +246,7 @@ func (n *Net) readmit(ctx context.Context, i int, addr string) int64 {
 	}
 	// In CometBFT's set from res.Height+2; signing a commit soon after.
 	at := res.Height + 2
-	waitFor(ctx, t, "the readmitted validator to sign a block", func() bool {
+	testutil.WaitFor(t, ctx, "the readmitted validator to sign a block", func() bool {
 		if n.Height(0) < at+1 {
 			return false
 		}
@@ -275,19 +277,6 @@ func (n *Net) validatorKey(i int) privval.FilePVKey {
 		n.t.Fatalf("node %d's priv_validator_key.json: %v", i, err)
 	}
 	return key
-}
-
-// waitFor polls cond every 200 ms until it holds; it fails the test when
-// ctx ends first.
-func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 // RPC returns a CometBFT RPC client of node i, at the address of its

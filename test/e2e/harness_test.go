@@ -22,6 +22,7 @@ import (
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 )
 
 // Manifest describes a network to run: its nodes, organisations, devices
@@ -117,38 +118,6 @@ type Node struct {
 	restarts  int
 }
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// thingnetBinary builds cmd/thingnet once per test run ($THINGNET_E2E_BIN:
-// use that binary instead).
-func thingnetBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		if p := os.Getenv("THINGNET_E2E_BIN"); p != "" {
-			binPath = p
-			return
-		}
-		dir, err := os.MkdirTemp("", "thingnet-e2e-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "thingnet")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/thingnet/thingnet/cmd/thingnet")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build ./cmd/thingnet: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
 // netnsPermitted reports whether this process may create network
 // namespaces, veth pairs and bridges (root with CAP_NET_ADMIN and the ip tool).
 func netnsPermitted() bool {
@@ -214,7 +183,7 @@ func StartNet(t *testing.T, m Manifest) *Net {
 	t.Helper()
 	t.Setenv("THINGNET_PASSPHRASE", "")
 	t.Setenv("THINGNET_GATEWAY_PASSPHRASE", "")
-	n := &Net{t: t, M: m, Dir: t.TempDir(), Bin: thingnetBinary(t), ChainID: "e2e-" + m.Name}
+	n := &Net{t: t, M: m, Dir: t.TempDir(), Bin: testutil.ThingnetBinary(t), ChainID: "e2e-" + m.Name}
 	n.Keystore = filepath.Join(n.Dir, "keys")
 	n.NetNS = netnsPermitted()
 	if n.NetNS {

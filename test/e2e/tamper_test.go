@@ -22,6 +22,7 @@ import (
 	"github.com/cosmos/gogoproto/proto"
 
 	"github.com/thingnet/thingnet/internal/pebblelog"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -117,7 +118,7 @@ func TestTamper(t *testing.T) {
 	wctx, wcancel := context.WithTimeout(context.Background(), time.Minute)
 	defer wcancel()
 	var anchored uint64
-	waitFor(wctx, t, "the gateway's log anchored", func() bool {
+	testutil.WaitFor(t, wctx, "the gateway's log anchored", func() bool {
 		var rec struct {
 			Record record.Anchor `json:"record"`
 		}
