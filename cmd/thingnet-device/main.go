@@ -16,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -33,7 +34,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil && !errors.Is(err, context.Canceled) {
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintln(os.Stderr, "thingnet-device:", err)
 		os.Exit(1)
 	}
@@ -62,7 +63,7 @@ func (g *gateways) Set(s string) error {
 	return nil
 }
 
-func run(ctx context.Context, args []string) error {
+func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("thingnet-device", flag.ContinueOnError)
 	var gws gateways
 	state := fs.String("state", "thingnet-device", "directory of the device's key, trusted header and sequence numbers")
@@ -95,7 +96,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	if created {
-		fmt.Printf("new key: device id %s (state in %s)\n", k.ID(), *state)
+		fmt.Fprintf(out, "new key: device id %s (state in %s)\n", k.ID(), *state)
 	}
 	opts := []device.Option{device.WithGateways(gws...), device.WithTransport(tr), device.WithChainID(*chainID), device.WithStateDir(*state)}
 	if *trust != "" {
@@ -112,7 +113,7 @@ func run(ctx context.Context, args []string) error {
 	defer d.Close()
 
 	if err := device.WaitClaimed(ctx, client.New(gws[0].API), k, *chainID, *org, 15*time.Minute, 2*time.Second, func(code string) {
-		fmt.Printf("not registered: claim it as an admin of %s (valid 15 minutes):\n\n  thingnet device claim %s\n\n", *org, code)
+		fmt.Fprintf(out, "not registered: claim it as an admin of %s (valid 15 minutes):\n\n  thingnet device claim %s\n\n", *org, code)
 	}); err != nil {
 		return err
 	}
@@ -120,22 +121,22 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("device %s: %s sensor, waking every %v, sending over %s\n", k.ID(), *class, *wake, tr)
+	fmt.Fprintf(out, "device %s: %s sensor, waking every %v, sending over %s\n", k.ID(), *class, *wake, tr)
 	a := &device.Agent{Device: d, Sensors: []device.Sensor{sensor}, Wake: *wake, Jitter: 0.1, Log: log,
 		OnSend: func(rc *device.Receipt) {
-			fmt.Printf("sent seq %v to %s over %s\n", rc.Seqs, rc.Gateway.API, rc.Transport)
+			fmt.Fprintf(out, "sent seq %v to %s over %s\n", rc.Seqs, rc.Gateway.API, rc.Transport)
 		}}
 	if *trust != "" {
-		a.Actuator = printActuator{}
+		a.Actuator = printActuator{out}
 	}
 	return a.Run(ctx)
 }
 
 // printActuator executes a proved command by printing it: a board
 // replaces it with its relay, valve or motor.
-type printActuator struct{}
+type printActuator struct{ out io.Writer }
 
-func (printActuator) Execute(_ context.Context, c record.Command) error {
-	fmt.Printf("command %d of agreement %d (%s): %s\n", c.ID, c.Agreement, c.Transition, c.Payload)
+func (p printActuator) Execute(_ context.Context, c record.Command) error {
+	fmt.Fprintf(p.out, "command %d of agreement %d (%s): %s\n", c.ID, c.Agreement, c.Transition, c.Payload)
 	return nil
 }
