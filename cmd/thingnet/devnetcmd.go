@@ -76,7 +76,7 @@ try, in another terminal:
   thingnet readings send --key sensor-1 --seq 1 --type temperature/celsius --value 21.4
   thingnet readings verify 0 --via %s
 Ctrl-C stops the devnet; run the same command again to resume it.
-`, devnet.DemoOrg, devnet.DemoAdminKey, ks, d.APIURL(0), ks, devnet.DemoAdminKey, devnet.DemoOrg, d.APIURL(1))
+`, devnet.DemoOrg, devnet.DemoAdminKey, ks, d.APIURL(0), ks, devnet.DemoAdminKey, devnet.DemoOrg, d.APIURL(min(1, d.Size()-1)))
 			if fleet.Exchange {
 				fleet.OnEvent = firstOfEachKind(out)
 			}
