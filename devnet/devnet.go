@@ -46,6 +46,10 @@ type Config struct {
 	BasePort   int  // node i: p2p BasePort+10i, CometBFT RPC +1, API +2, MQTT +3, CoAP +4 (UDP), mesh +5 (TCP and QUIC) (node.DevConfig); 0 = DefaultBasePort (tests: chain.FreePortBase)
 	FastBlocks bool // short consensus timeouts (tests, benchmarks)
 	NoSync     bool // tests only: gateways do not fsync their data logs
+	// KeepVersions is how many past versions of the ledger state each node
+	// keeps (0: the node default, 1,000); tests set it small to show that
+	// proofs do not depend on pruned versions.
+	KeepVersions int64
 	// Limits bound each device at every gateway (zero:
 	// ratelimit.DefaultLimits()); SourceLimits each source address (zero:
 	// Limits). Every simulated device and CLI of a devnet sends from
@@ -99,6 +103,9 @@ func NodeConfig(c Config, i int) node.Config {
 	if c.FastBlocks {
 		nc.Consensus.FastBlocks = true
 		nc.Consensus.TimeoutCommit = node.Duration{}
+	}
+	if c.KeepVersions > 0 {
+		nc.Ledger.KeepVersions = c.KeepVersions
 	}
 	if c.Limits != (ratelimit.Limits{}) {
 		nc.Gateway.Limits = node.LimitsConfigOf(c.Limits)

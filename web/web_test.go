@@ -26,6 +26,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -78,7 +79,9 @@ func setup(home string) (stop func()) {
 		return fail(err)
 	}
 	lvl := slog.LevelWarn
-	d, err := devnet.Start(devnet.Config{Home: home, Validators: 1, BasePort: base, FastBlocks: true, NoSync: true,
+	// The node keeps 10 past versions of its state: the explorer's
+	// verifier must not depend on pruned ones (TestVerifyReading).
+	d, err := devnet.Start(devnet.Config{Home: home, Validators: 1, BasePort: base, FastBlocks: true, NoSync: true, KeepVersions: 10,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))})
 	if err != nil {
 		return fail(err)
@@ -344,6 +347,17 @@ func TestDevicePage(t *testing.T) {
 // lying node altered (?tamper=header).
 func TestVerifyReading(t *testing.T) {
 	ctx := tab(t)
+	// Only once the states of the reading's heights are pruned.
+	wctx := testutil.Context(t, time.Minute)
+	p, err := client.New(shared.url).WaitReadingProof(wctx, 1, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, wctx, fmt.Sprintf("the states of heights %d and %d pruned", p.AuthHeight, p.Anchor.Height), func() bool {
+		_, errAuth := shared.d.App(0).View(p.AuthHeight)
+		_, errAnchor := shared.d.App(0).View(p.Anchor.Height)
+		return errAuth != nil && errAnchor != nil
+	})
 	for _, tc := range []struct {
 		query, name string
 		ok          bool

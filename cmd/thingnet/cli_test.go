@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/devnet"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -45,13 +47,21 @@ func mustCLI(t *testing.T, node, ks string, args ...string) string {
 // keystore (keys with an empty passphrase).
 func testDevnet(t *testing.T, validators int) (d *devnet.Devnet, node, ks string) {
 	t.Helper()
+	return testDevnetWith(t, devnet.Config{Validators: validators})
+}
+
+// testDevnetWith is testDevnet of c (Home, BasePort, FastBlocks and NoSync
+// are set here).
+func testDevnetWith(t *testing.T, c devnet.Config) (d *devnet.Devnet, node, ks string) {
+	t.Helper()
 	t.Setenv("THINGNET_PASSPHRASE", "")
 	home := t.TempDir()
-	base, err := chain.FreePortBase(validators)
+	base, err := chain.FreePortBase(max(c.Validators, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err = devnet.Start(devnet.Config{Home: home, Validators: validators, BasePort: base, FastBlocks: true, NoSync: true})
+	c.Home, c.BasePort, c.FastBlocks, c.NoSync = home, base, true, true
+	d, err = devnet.Start(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,3 +268,46 @@ func TestCLI(t *testing.T) {
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// TestReadingsVerifyAfterPruning: on a devnet whose nodes keep 10 past
+// versions of the ledger state, an early reading still verifies through
+// another node once the states of its heights are pruned, against that
+// node's validator set and with a light client from block 2.
+func TestReadingsVerifyAfterPruning(t *testing.T) {
+	d, node, ks := testDevnetWith(t, devnet.Config{Validators: 2, KeepVersions: 10})
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := cli(t, node, ks, args...)
+		if err != nil {
+			t.Fatalf("thingnet %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	run("keys", "new", "early")
+	run("device", "register", "--key", "demo-admin", "--org", "demo", "--device-key", "early")
+	run("readings", "send", "--key", "early", "--seq", "1", "--type", "temperature/celsius", "--value", "19.5")
+	ctx := testutil.Context(t, 2*time.Minute)
+	p, err := client.New(node).WaitReadingProof(ctx, 0, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, ctx, "the states of the reading's heights pruned on both nodes", func() bool {
+		for i := range d.Size() {
+			if _, err := d.App(i).View(p.Anchor.Height); err == nil {
+				return false
+			}
+		}
+		return true
+	})
+	out := run("readings", "verify", "0", "--via", d.APIURL(1))
+	if !strings.Contains(out, "verified: signed by the device's key") || !strings.Contains(out, "19.5 temperature/celsius") {
+		t.Errorf("readings verify after pruning = %q", out)
+	}
+	var b2 struct{ Hash string }
+	if err := json.Unmarshal([]byte(run("tx", "block", "2", "-o", "json")), &b2); err != nil {
+		t.Fatal(err)
+	}
+	if out := run("verify", "reading", "0", "--via", d.APIURL(1), "--trust", "2:"+b2.Hash); !strings.Contains(out, "verified:") {
+		t.Errorf("verify reading --trust after pruning = %q", out)
+	}
+}
