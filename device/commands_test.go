@@ -10,23 +10,9 @@ import (
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/record"
 )
-
-const switchAgreement = `agreement: switch
-description: the owner switches the lamp on
-parties:
-  lamp: device
-  owner: org
-state:
-  n: int
-transitions:
-  toggle:
-    on: {call: owner}
-    do:
-      - command: {to: lamp, payload: '"on"'}
-      - set: {n: state.n + 1}
-`
 
 type recorder struct {
 	mu   sync.Mutex
@@ -53,7 +39,7 @@ func TestCommands(t *testing.T) {
 	tn := startNet(t)
 	ctx := ctxT(t)
 	lamp := tn.register(t, identity.Ed25519)
-	tn.send(t, tn.admin, &record.AgreementDeploy{Source: []byte(switchAgreement), Parties: map[string]string{"lamp": "device:" + lamp.ID(), "owner": "org:" + devnet.DemoOrg}})
+	tn.send(t, tn.admin, &record.AgreementDeploy{Source: []byte(testutil.SwitchAgreement), Parties: map[string]string{"lamp": "device:" + lamp.ID(), "owner": "org:" + devnet.DemoOrg}})
 	var page struct {
 		Items []record.Agreement `json:"items"`
 	}

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,39 +15,6 @@ import (
 	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/record"
 )
-
-// syncBuffer is the program's output, read while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-const switchAgreement = `agreement: switch
-description: the owner switches the lamp on
-parties:
-  lamp: device
-  owner: org
-state:
-  n: int
-transitions:
-  toggle:
-    on: {call: owner}
-    do:
-      - command: {to: lamp, payload: '"on"'}
-      - set: {n: state.n + 1}
-`
 
 // TestDeviceProgram runs the minimal device program against a devnet as a
 // board would: it shows a claim code, an admin claims it, it sends signed
@@ -80,7 +45,7 @@ func TestDeviceProgram(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	out := &syncBuffer{}
+	out := &testutil.Buffer{}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
@@ -137,7 +102,7 @@ func TestDeviceProgram(t *testing.T) {
 	}
 
 	// A command for it, through an agreement, is proved and executed.
-	if res, err := c.Send(ctx, admin, "", &record.AgreementDeploy{Source: []byte(switchAgreement), Parties: map[string]string{"lamp": "device:" + id, "owner": "org:" + devnet.DemoOrg}}, true); err != nil || res.Code != 0 {
+	if res, err := c.Send(ctx, admin, "", &record.AgreementDeploy{Source: []byte(testutil.SwitchAgreement), Parties: map[string]string{"lamp": "device:" + id, "owner": "org:" + devnet.DemoOrg}}, true); err != nil || res.Code != 0 {
 		t.Fatalf("deploy: %+v, %v", res, err)
 	}
 	var ags struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -110,7 +111,7 @@ func TestProvisioning(t *testing.T) {
 	// A new device with no admin shows a claim code and waits; once an
 	// admin claims it, it starts sending.
 	root := newRoot()
-	var fieldOut syncBuffer
+	var fieldOut testutil.Buffer
 	root.SetOut(&fieldOut)
 	root.SetErr(&fieldOut)
 	root.SetArgs([]string{"--node", node, "--keystore", ks, "device", "run", "--name", "field-2", "--org", "demo", "--state-dir", states, "--wake", "300ms", "--transport", "coap"})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/device"
+	"github.com/thingnet/thingnet/internal/testutil"
 )
 
 // `thingnet device run --firmware-every 1` installs the release its
@@ -48,7 +49,7 @@ func TestDeviceRunFirmware(t *testing.T) {
 	}
 
 	root := newRoot()
-	var out syncBuffer
+	var out testutil.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)
 	root.SetArgs([]string{"--node", node, "--keystore", ks, "device", "run", "--name", "fw-1", "--org", "demo", "--admin", "demo-admin",

@@ -1,34 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/internal/testutil"
 )
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestDevnetFleetCommand runs `thingnet devnet` with a small fleet: it says
 // what it starts, the first reading over each transport is stored, the
@@ -41,7 +22,7 @@ func TestDevnetFleetCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := newRoot()
-	var out syncBuffer
+	var out testutil.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)
 	root.SetArgs([]string{"devnet", "--home", t.TempDir(), "--base-port", fmt.Sprint(base), "--fast", "--fleet", "4", "--fleet-wake", "500ms", "--clip-every", "3s"})

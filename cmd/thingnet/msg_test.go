@@ -10,6 +10,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/mesh"
 	"github.com/thingnet/thingnet/mesh/message"
 )
@@ -84,7 +85,7 @@ func TestMsgCLI(t *testing.T) {
 	}
 	// msg listen: the lamp on the mesh, printing what it receives.
 	lamp.Close()
-	var listenOut syncBuffer
+	var listenOut testutil.Buffer
 	lctx, stopListen := context.WithCancel(ctx)
 	listenDone := make(chan error, 1)
 	go func() {

@@ -5,6 +5,7 @@
 package testutil
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -129,3 +130,39 @@ func CheckGoroutines(t testing.TB, baseline int, ignore ...string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Buffer is a bytes.Buffer safe for one writer (a program's output) and a
+// reader (the test) at once.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// SwitchAgreement is an agreement document for tests: its owner's call
+// "toggle" commands the lamp "on".
+const SwitchAgreement = `agreement: switch
+description: the owner switches the lamp on
+parties:
+  lamp: device
+  owner: org
+state:
+  n: int
+transitions:
+  toggle:
+    on: {call: owner}
+    do:
+      - command: {to: lamp, payload: '"on"'}
+      - set: {n: state.n + 1}
+`
