@@ -4,8 +4,7 @@
 package ledger
 
 import (
-	"github.com/transparency-dev/merkle/proof"
-	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/thingnet/thingnet/proof"
 
 	"github.com/thingnet/thingnet/agreements"
 	"github.com/thingnet/thingnet/identity"
@@ -32,8 +31,7 @@ func verifyReading(st *State, ev *record.ReadingEvidence) (*agreements.Reading, 
 	if ev.AuthHeight != 0 && ev.AuthHeight >= a.Height {
 		return nil, record.Errf(record.CodeInvalid, "the reading's entry says it was authenticated at height %d, not before its anchor at height %d", ev.AuthHeight, a.Height)
 	}
-	leaf := rfc6962.DefaultHasher.HashLeaf(reading.EntryBytes(ev.AuthHeight, ev.Envelope))
-	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, ev.Index, ev.Size, leaf, ev.Inclusion, a.Root); err != nil {
+	if err := proof.VerifyInclusion(reading.EntryBytes(ev.AuthHeight, ev.Envelope), ev.Index, ev.Size, ev.Inclusion, a.Root); err != nil {
 		return nil, record.Errf(record.CodeInvalid, "the reading is not entry %d of %s's log anchored at size %d: %v", ev.Index, ev.Gateway, ev.Size, err)
 	}
 	env, err := reading.Decode(ev.Envelope)
