@@ -19,6 +19,9 @@ const (
 	FindEntry   = "entry"   // an entry's leaf hash differs from the leaf hash stored when it was appended
 	FindNode    = "node"    // a stored subtree hash differs from the hash of its stored children
 	FindState   = "state"   // the state record is unreadable or disagrees with the stored tree
+	// FindTombstone: a tombstone stands where the entry is still stored,
+	// or beyond the log's size, or CheckConfig.Tombstone refused it.
+	FindTombstone = "tombstone"
 )
 
 // Finding is one alteration Check found. Index is the entry's index (for
@@ -32,8 +35,11 @@ type Finding struct {
 
 // CheckReport is what Check found in a log's store.
 type CheckReport struct {
-	Size     uint64 // the size its state record claims
-	Stored   uint64 // entries stored (below and beyond Size)
+	Size   uint64 // the size its state record claims
+	Stored uint64 // entries stored (below and beyond Size)
+	// Erased lists the entries below Size that were erased (their
+	// tombstone stands in their place), in index order.
+	Erased   []Erased
 	Findings []Finding
 	// leaves are the leaf hashes of the entries as stored now (for a missing
 	// entry, the stored leaf hash, or zeros): the tree a verifier gets
@@ -65,6 +71,12 @@ func (r *CheckReport) Roots(sizes []uint64) map[uint64][HashSize]byte {
 	return out
 }
 
+// Erased is an erased entry Check found, with its tombstone.
+type Erased struct {
+	Index     uint64
+	Tombstone []byte
+}
+
 // CheckConfig configures Check.
 type CheckConfig struct {
 	Dir string // the log's Pebble directory; opened read-only
@@ -72,6 +84,10 @@ type CheckConfig struct {
 	// signatures) and returns a finding kind and detail, or "" if it is
 	// sound.
 	Entry func(index uint64, entry []byte) (kind, detail string)
+	// Tombstone, if set, checks the tombstone of each erased entry below
+	// the size (what it says against the ledger) and returns a finding
+	// kind and detail, or "" if the erasure is backed.
+	Tombstone func(index uint64, tombstone []byte) (kind, detail string)
 }
 
 // Check reads a log's store offline (no Log may have it open) and reports
@@ -136,7 +152,21 @@ func Check(c CheckConfig) (*CheckReport, error) {
 	}
 	missing := func(upTo uint64) error {
 		for ; next < upTo && next < rep.Size; next++ {
-			add(Finding{Kind: FindMissing, Index: next, Detail: fmt.Sprintf("entry %d of a log of size %d is not stored", next, rep.Size)})
+			tomb, erased, err := get(tombKey(next))
+			if err != nil {
+				return err
+			}
+			switch {
+			case erased:
+				rep.Erased = append(rep.Erased, Erased{Index: next, Tombstone: tomb})
+				if c.Tombstone != nil {
+					if kind, detail := c.Tombstone(next, tomb); kind != "" {
+						add(Finding{Kind: kind, Index: next, Detail: detail})
+					}
+				}
+			default:
+				add(Finding{Kind: FindMissing, Index: next, Detail: fmt.Sprintf("entry %d of a log of size %d is not stored", next, rep.Size)})
+			}
 			h, _, err := leafAt(next)
 			if err != nil {
 				return err
@@ -159,6 +189,11 @@ func Check(c CheckConfig) (*CheckReport, error) {
 		}
 		if err := missing(i); err != nil {
 			return nil, err
+		}
+		if _, both, err := get(tombKey(i)); err != nil {
+			return nil, err
+		} else if both {
+			add(Finding{Kind: FindTombstone, Index: i, Detail: fmt.Sprintf("entry %d is stored and has a tombstone: it was said erased and is not", i)})
 		}
 		entry := append([]byte(nil), it.Value()...)
 		leaf := LeafHash(entry)
@@ -193,6 +228,18 @@ func Check(c CheckConfig) (*CheckReport, error) {
 	}
 	if err := missing(rep.Size); err != nil {
 		return nil, err
+	}
+	tit, err := db.NewIter(&pebble.IterOptions{LowerBound: tombKey(rep.Size), UpperBound: []byte{prefixTomb + 1}})
+	if err != nil {
+		return nil, fmt.Errorf("datalog: check: %w", err)
+	}
+	for tit.First(); tit.Valid(); tit.Next() {
+		if k := tit.Key(); len(k) == 9 {
+			add(Finding{Kind: FindTombstone, Index: indexOf(k), Detail: fmt.Sprintf("a tombstone for entry %d stands beyond the log's size %d", indexOf(k), rep.Size)})
+		}
+	}
+	if err := errors.Join(tit.Error(), tit.Close()); err != nil {
+		return nil, fmt.Errorf("datalog: check: iterate tombstones: %w", err)
 	}
 
 	// Subtree hashes: every stored interior node against its stored children.

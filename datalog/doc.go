@@ -15,10 +15,19 @@
 //	'e' | index (8 bytes)               -> the entry's bytes
 //	'n' | level (1 byte) | index (8)    -> hash of a perfect subtree node
 //	's'                                 -> the log's state (size and compact range)
+//	't' | index (8 bytes)               -> tombstone of an erased entry
 //
 // The hash of every perfect subtree is written once, when it completes, so any
 // root, inclusion proof or consistency proof for any past size is O(log n)
 // point reads. One [Log.Append] writes its entries, the new perfect-subtree
 // hashes and the new state in a single Pebble batch committed with fsync, so
 // after a crash the log is exactly as it was after some acknowledged Append.
+//
+// # Erasure
+//
+// [Log.Erase] destroys entries' bytes and keeps their leaf hashes, so the
+// tree, its roots and every proof stay as they were; a tombstone takes the
+// erased entry's place ([Log.Entry] answers an [ErasedError] holding it).
+// Erase flushes and compacts the erased range, and the store never
+// recycles a write-ahead log, so that no file under Dir keeps the bytes.
 package datalog

@@ -12,7 +12,12 @@ const (
 	prefixEntry byte = 'e' // 'e' | index (8 bytes) -> entry bytes
 	prefixNode  byte = 'n' // 'n' | level (1) | index (8) -> perfect subtree hash
 	prefixState byte = 's' // 's' -> encoded state (see state.go)
+	prefixTomb  byte = 't' // 't' | index (8 bytes) -> tombstone of an erased entry (erase.go)
+	prefixWAL   byte = 'w' // 'w' -> empty; written to rotate the write-ahead log (erase.go)
 )
+
+// walMarkKey is the key purge writes to rotate the write-ahead log.
+func walMarkKey() []byte { return []byte{prefixWAL} }
 
 // entryKey returns the key of entry i.
 func entryKey(i uint64) []byte {
@@ -21,6 +26,9 @@ func entryKey(i uint64) []byte {
 	binary.BigEndian.PutUint64(k[1:], i)
 	return k
 }
+
+// indexOf returns the index of an entry or tombstone key.
+func indexOf(k []byte) uint64 { return binary.BigEndian.Uint64(k[1:]) }
 
 // nodeKey returns the key of the perfect subtree node id. Levels are below
 // 64 for any tree of at most 2^64-1 leaves, so one byte holds them.

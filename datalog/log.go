@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/transparency-dev/merkle/compact"
 
 	"github.com/thingnet/thingnet/internal/pebblelog"
@@ -74,6 +75,7 @@ func Open(c Config) (*Log, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebblelog.New(logger, "datalog"),
 		CacheSize:          cacheSize,
+		FS:                 noRecycleFS{vfs.Default},
 	}
 	db, err := pebble.Open(c.Dir, opts)
 	if err != nil {
@@ -133,7 +135,7 @@ func (l *Log) recover() error {
 		}
 	}
 	if size > 0 {
-		if ok, err := l.has(entryKey(size - 1)); err != nil || !ok {
+		if ok, err := l.stored(size - 1); err != nil || !ok {
 			return fmt.Errorf("%w: last entry %d of a log of size %d is missing (%v)", ErrCorrupt, size-1, size, err)
 		}
 	}
@@ -164,7 +166,8 @@ func (l *Log) Root() (size uint64, root [HashSize]byte) {
 }
 
 // Entry returns a copy of entry i. It returns an error wrapping ErrNotFound
-// if i is not below the log's size.
+// if i is not below the log's size, and an *ErasedError (ErrErased) if
+// the entry was erased.
 func (l *Log) Entry(i uint64) ([]byte, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -176,9 +179,20 @@ func (l *Log) Entry(i uint64) ([]byte, error) {
 	}
 	e, err := l.get(entryKey(i))
 	if errors.Is(err, ErrNotFound) {
+		if t, terr := l.get(tombKey(i)); terr == nil {
+			return nil, &ErasedError{Index: i, Tombstone: t}
+		}
 		return nil, fmt.Errorf("%w: entry %d of a log of size %d is missing", ErrCorrupt, i, l.size)
 	}
 	return e, err
+}
+
+// stored reports whether entry i is stored, or erased with its tombstone.
+func (l *Log) stored(i uint64) (bool, error) {
+	if ok, err := l.has(entryKey(i)); err != nil || ok {
+		return ok, err
+	}
+	return l.has(tombKey(i))
 }
 
 // Close closes the log, waiting for Appends and reads in progress. It is
