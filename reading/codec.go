@@ -16,6 +16,7 @@ const (
 	keyBytes       = 6
 	keyReadings    = 7
 	keyAttested    = 8
+	keySealed      = 9
 )
 
 // fieldNames names the payload keys in error messages.
@@ -28,6 +29,7 @@ var fieldNames = [...]string{
 	keyBytes:       "bytes",
 	keyReadings:    "readings",
 	keyAttested:    "attested device",
+	keySealed:      "sealed value",
 }
 
 // field names payload key k in error messages: "4 (content type)".
@@ -82,6 +84,7 @@ type outSingle struct {
 	Value       *float64 `cbor:"5,keyasint,omitempty"`
 	Bytes       *[]byte  `cbor:"6,keyasint,omitempty"`
 	Attested    string   `cbor:"8,keyasint,omitempty"`
+	Sealed      *Sealed  `cbor:"9,keyasint,omitempty"`
 }
 
 type outItem struct {
@@ -90,6 +93,7 @@ type outItem struct {
 	ContentType string   `cbor:"4,keyasint"`
 	Value       *float64 `cbor:"5,keyasint,omitempty"`
 	Bytes       *[]byte  `cbor:"6,keyasint,omitempty"`
+	Sealed      *Sealed  `cbor:"9,keyasint,omitempty"`
 }
 
 type outBatch struct {
@@ -107,6 +111,7 @@ type inItem struct {
 	ContentType *string         `cbor:"4,keyasint,omitempty"`
 	Value       cbor.RawMessage `cbor:"5,keyasint,omitempty"`
 	Bytes       *[]byte         `cbor:"6,keyasint,omitempty"`
+	Sealed      *inSealed       `cbor:"9,keyasint,omitempty"`
 }
 
 type inPayload struct {
@@ -118,9 +123,10 @@ type inPayload struct {
 	Bytes       *[]byte         `cbor:"6,keyasint,omitempty"`
 	Readings    *[]inItem       `cbor:"7,keyasint,omitempty"`
 	Attested    *string         `cbor:"8,keyasint,omitempty"`
+	Sealed      *inSealed       `cbor:"9,keyasint,omitempty"`
 }
 
 // item returns the reading fields of a single-form payload.
 func (p *inPayload) item() inItem {
-	return inItem{Seq: p.Seq, Time: p.Time, ContentType: p.ContentType, Value: p.Value, Bytes: p.Bytes}
+	return inItem{Seq: p.Seq, Time: p.Time, ContentType: p.ContentType, Value: p.Value, Bytes: p.Bytes, Sealed: p.Sealed}
 }

@@ -16,17 +16,18 @@ import (
 //
 //   - at most MaxEnvelopeSize bytes (else also ErrTooLarge);
 //   - a COSE_Sign1 message as identity.DecodeSign1 accepts it;
-//   - a payload map with integer keys 1 to 8 only, no duplicates, definite
+//   - a payload map with integer keys 1 to 9 only, no duplicates, definite
 //     lengths, no tags, valid UTF-8;
 //   - key 1 a did:key equal to the kid; key 8, if present, another did:key
 //     (the attested device);
 //   - either key 7 (the batch form: 1 to MaxBatch items, each a map of
-//     keys 2 to 6, strictly increasing seqs) and none of keys 2 to 6, or
-//     keys 2, 3 and 4 (the single form);
+//     keys 2 to 6 and 9, strictly increasing seqs) and none of keys 2 to
+//     6 and 9, or keys 2, 3 and 4 (the single form);
 //   - in every reading: seq >= 1; time at most year 9999 in Unix
 //     milliseconds; content type 1 to 64 bytes of printable ASCII; exactly
 //     one of value (an integer of magnitude at most 2^53, or a finite
-//     float) and bytes (at most MaxBytes).
+//     float), bytes (at most MaxBytes) and sealed value (a map as
+//     Sealed describes, see sealed.go).
 //
 // The envelope does not share memory with raw.
 func Decode(raw []byte) (*Envelope, error) {
@@ -84,8 +85,8 @@ func Decode(raw []byte) (*Envelope, error) {
 		}
 	} else {
 		it := p.item()
-		if it.Seq == nil && it.Time == nil && it.ContentType == nil && it.Value == nil && it.Bytes == nil {
-			return nil, malformed("payload has neither key %s (a batch) nor keys 2 to 6 (a single reading)", field(keyReadings))
+		if it.Seq == nil && it.Time == nil && it.ContentType == nil && it.Value == nil && it.Bytes == nil && it.Sealed == nil {
+			return nil, malformed("payload has neither key %s (a batch) nor keys 2 to 6 or 9 (a single reading)", field(keyReadings))
 		}
 		r, err := it.reading(e.Device)
 		if err != nil {
@@ -108,6 +109,7 @@ func (p *inPayload) checkBatchOnly() error {
 		{keyContentType, p.ContentType != nil},
 		{keyValue, p.Value != nil},
 		{keyBytes, p.Bytes != nil},
+		{keySealed, p.Sealed != nil},
 	}
 	for _, f := range present {
 		if f.ok {
@@ -126,10 +128,12 @@ func (it *inItem) reading(device string) (Reading, error) {
 		return Reading{}, fmt.Errorf("key %s is missing", field(keyTime))
 	case it.ContentType == nil:
 		return Reading{}, fmt.Errorf("key %s is missing", field(keyContentType))
-	case it.Value == nil && it.Bytes == nil:
-		return Reading{}, fmt.Errorf("keys %s and %s are both missing, want one", field(keyValue), field(keyBytes))
-	case it.Value != nil && it.Bytes != nil:
-		return Reading{}, fmt.Errorf("keys %s and %s are both present, want one", field(keyValue), field(keyBytes))
+	}
+	switch n := count(it.Value != nil, it.Bytes != nil, it.Sealed != nil); {
+	case n == 0:
+		return Reading{}, fmt.Errorf("keys %s, %s and %s are all missing, want one", field(keyValue), field(keyBytes), field(keySealed))
+	case n > 1:
+		return Reading{}, fmt.Errorf("%d of keys %s, %s and %s are present, want one", n, field(keyValue), field(keyBytes), field(keySealed))
 	}
 	if *it.Seq == 0 {
 		return Reading{}, fmt.Errorf("key %s is 0, want 1 or more", field(keySeq))
@@ -146,13 +150,20 @@ func (it *inItem) reading(device string) (Reading, error) {
 		Time:        time.UnixMilli(int64(*it.Time)).UTC(),
 		ContentType: *it.ContentType,
 	}
-	if it.Value != nil {
+	switch {
+	case it.Sealed != nil:
+		sv, err := it.Sealed.sealed()
+		if err != nil {
+			return Reading{}, fmt.Errorf("key %s: %v", field(keySealed), err)
+		}
+		r.Sealed = sv
+	case it.Value != nil:
 		v, err := decodeValue(it.Value)
 		if err != nil {
 			return Reading{}, fmt.Errorf("key %s %v", field(keyValue), err)
 		}
 		r.Value = &v
-	} else {
+	default:
 		if len(*it.Bytes) > MaxBytes {
 			return Reading{}, fmt.Errorf("key %s is %d bytes, more than %d", field(keyBytes), len(*it.Bytes), MaxBytes)
 		}

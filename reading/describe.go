@@ -67,6 +67,7 @@ func describeType(e *cbor.UnmarshalTypeError) string {
 		"reading.inItem":    "a map",
 		"reading.inPayload": "a map",
 		"[]reading.inItem":  "an array",
+		"reading.inSealed":  "a map",
 	}[e.GoType]
 	if want == "" {
 		want = e.GoType
@@ -97,15 +98,18 @@ func describeType(e *cbor.UnmarshalTypeError) string {
 // findUnknown names the unknown key that made payload fail to decode. It
 // decodes the payload again, loosely; it runs on the error path only.
 func findUnknown(payload []byte) string {
-	const generic = "unknown key (a payload holds keys 1 to 8, a batch item keys 2 to 6)"
+	const generic = "unknown key (a payload holds keys 1 to 9, a batch item keys 2 to 6 and 9, a sealed value keys 1 to 5)"
 	var top map[any]cbor.RawMessage
 	if cdc.dec.Unmarshal(payload, &top) != nil {
 		return generic
 	}
 	for k := range top {
-		if n, ok := k.(uint64); !ok || n < keyDevice || n > keyAttested {
-			return fmt.Sprintf("unknown key %s (a payload holds keys 1 to 8)", keyString(k))
+		if n, ok := k.(uint64); !ok || n < keyDevice || n > keySealed {
+			return fmt.Sprintf("unknown key %s (a payload holds keys 1 to 9)", keyString(k))
 		}
+	}
+	if msg := unknownSealed(top, ""); msg != "" {
+		return msg
 	}
 	var items []map[any]cbor.RawMessage
 	if raw, ok := top[uint64(keyReadings)]; !ok || cdc.dec.Unmarshal(raw, &items) != nil {
@@ -113,12 +117,33 @@ func findUnknown(payload []byte) string {
 	}
 	for i, it := range items {
 		for k := range it {
-			if n, ok := k.(uint64); !ok || n < keySeq || n > keyBytes {
-				return fmt.Sprintf("key %s, item %d: unknown key %s (an item holds keys 2 to 6)", field(keyReadings), i, keyString(k))
+			if n, ok := k.(uint64); !ok || n < keySeq || n > keySealed || n == keyReadings || n == keyAttested {
+				return fmt.Sprintf("key %s, item %d: unknown key %s (an item holds keys 2 to 6 and 9)", field(keyReadings), i, keyString(k))
 			}
+		}
+		if msg := unknownSealed(it, fmt.Sprintf("key %s, item %d: ", field(keyReadings), i)); msg != "" {
+			return msg
 		}
 	}
 	return generic
+}
+
+// unknownSealed names an unknown key of the sealed value of m, if any.
+func unknownSealed(m map[any]cbor.RawMessage, where string) string {
+	raw, ok := m[uint64(keySealed)]
+	if !ok {
+		return ""
+	}
+	var sm map[any]cbor.RawMessage
+	if cdc.dec.Unmarshal(raw, &sm) != nil {
+		return ""
+	}
+	for k := range sm {
+		if n, ok := k.(uint64); !ok || n < 1 || n > 5 {
+			return fmt.Sprintf("%skey %s: unknown key %s (a sealed value holds keys 1 to 5)", where, field(keySealed), keyString(k))
+		}
+	}
+	return ""
 }
 
 // keyString formats a decoded map key.

@@ -25,6 +25,7 @@ func fuzzSeeds(t testing.TB) [][]byte {
 		}
 		seeds = append(seeds, att)
 	}
+	seeds = append(seeds, sealedSeeds(t)...)
 	k := seededKey(t, identity.Ed25519, 7)
 	seeds = append(seeds,
 		signPayload(t, k, k.ID(), mustHex(t, "a2026161026161")),

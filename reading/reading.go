@@ -57,10 +57,13 @@ type Reading struct {
 	// ContentType says what the value is, for example
 	// "temperature/celsius": 1 to 64 bytes of printable ASCII, no spaces.
 	ContentType string
-	// Exactly one of Value and Bytes is set. Value is a finite number;
-	// Bytes, which may be empty but not nil, at most MaxBytes bytes.
-	Value *float64
-	Bytes []byte
+	// Exactly one of Value, Bytes and Sealed is set. Value is a finite
+	// number; Bytes, which may be empty but not nil, at most MaxBytes
+	// bytes; Sealed a value (number or bytes) sealed to the data key of
+	// the device's organisation (SealReading, Open).
+	Value  *float64
+	Bytes  []byte
+	Sealed *Sealed
 }
 
 // Envelope is a decoded reading envelope.

@@ -23,6 +23,9 @@ func sameReading(a, b Reading) bool {
 	if a.Value != nil && math.Float64bits(*a.Value) != math.Float64bits(*b.Value) {
 		return false
 	}
+	if (a.Sealed == nil) != (b.Sealed == nil) || a.Sealed != nil && !sameSealed(a.Sealed, b.Sealed) {
+		return false
+	}
 	return bytes.Equal(a.Bytes, b.Bytes)
 }
 
@@ -174,8 +177,8 @@ func TestSignRefuses(t *testing.T) {
 		{"space in content type", k, id, []Reading{with(func(r *Reading) { r.ContentType = "a b" })}, "0x20"},
 		{"control in content type", k, id, []Reading{with(func(r *Reading) { r.ContentType = "a\nb" })}, "0x0a"},
 		{"non-ASCII content type", k, id, []Reading{with(func(r *Reading) { r.ContentType = "°C" })}, "0xc2"},
-		{"no value", k, id, []Reading{with(func(r *Reading) { r.Value = nil })}, "neither"},
-		{"value and bytes", k, id, []Reading{with(func(r *Reading) { r.Bytes = []byte{1} })}, "both"},
+		{"no value", k, id, []Reading{with(func(r *Reading) { r.Value = nil })}, "none of Value, Bytes and Sealed"},
+		{"value and bytes", k, id, []Reading{with(func(r *Reading) { r.Bytes = []byte{1} })}, "more than one of"},
 		{"NaN", k, id, []Reading{with(func(r *Reading) { r.Value = fptr(math.NaN()) })}, "finite"},
 		{"infinity", k, id, []Reading{with(func(r *Reading) { r.Value = fptr(math.Inf(-1)) })}, "finite"},
 		{"bytes too long", k, id, []Reading{with(func(r *Reading) { r.Value = nil; r.Bytes = make([]byte, MaxBytes+1) })}, "65537 long"},

@@ -60,7 +60,7 @@ func sign(k *identity.Key, signer, device, attested string, rs []Reading) ([]byt
 		it := items[0]
 		v = outSingle{
 			Device: signer, Seq: it.Seq, Time: it.Time, ContentType: it.ContentType,
-			Value: it.Value, Bytes: it.Bytes, Attested: attested,
+			Value: it.Value, Bytes: it.Bytes, Attested: attested, Sealed: it.Sealed,
 		}
 	} else {
 		v = outBatch{Device: signer, Readings: items, Attested: attested}
@@ -96,8 +96,14 @@ func encodeReading(r Reading, device string) (outItem, error) {
 	}
 	it := outItem{Seq: r.Seq, Time: uint64(ms), ContentType: r.ContentType}
 	switch {
-	case r.Value != nil && r.Bytes != nil:
-		return outItem{}, fmt.Errorf("both Value and Bytes are set, want one")
+	case (r.Value != nil) && (r.Bytes != nil) || (r.Value != nil || r.Bytes != nil) && r.Sealed != nil:
+		return outItem{}, fmt.Errorf("more than one of Value, Bytes and Sealed is set, want one")
+	case r.Sealed != nil:
+		if err := r.Sealed.check(); err != nil {
+			return outItem{}, fmt.Errorf("sealed value %v", err)
+		}
+		s := *r.Sealed
+		it.Sealed = &s
 	case r.Value != nil:
 		if err := checkValue(*r.Value); err != nil {
 			return outItem{}, fmt.Errorf("value %v", err)
@@ -110,7 +116,7 @@ func encodeReading(r Reading, device string) (outItem, error) {
 		}
 		it.Bytes = &r.Bytes
 	default:
-		return outItem{}, fmt.Errorf("neither Value nor Bytes is set, want one")
+		return outItem{}, fmt.Errorf("none of Value, Bytes and Sealed is set, want one")
 	}
 	return it, nil
 }
