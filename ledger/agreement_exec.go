@@ -144,7 +144,7 @@ func (x *txExec) agreementCallRun(m *record.AgreementCall) (*agRunner, error) {
 	kind := "call"
 	if m.Reading != nil {
 		kind = "reading"
-		if in.Reading, err = verifyReading(x.st, m.Reading); err != nil {
+		if in.Reading, err = verifyReading(x.st, x.chainID, x.tx.Signer, m.Reading); err != nil {
 			return nil, err
 		}
 	} else {

@@ -18,8 +18,9 @@ import (
 // docs/protocol.md "The signer rule", the rule gateways, the device SDK,
 // the explorer and the CLI apply too): registered, active and holding the
 // key that signed at the reading's authentication height. It returns the
-// reading.
-func verifyReading(st *State, ev *record.ReadingEvidence) (*agreements.Reading, error) {
+// reading: for a sealed reading, the value its evidence discloses
+// (openDisclosed), which signer must be entitled to disclose.
+func verifyReading(st *State, chainID, signer string, ev *record.ReadingEvidence) (*agreements.Reading, error) {
 	var a record.Anchor
 	ok, err := st.get(record.AnchorAtKey(ev.Gateway, ev.Size), &a)
 	if err != nil {
@@ -75,6 +76,11 @@ func verifyReading(st *State, ev *record.ReadingEvidence) (*agreements.Reading, 
 		return nil, record.Errf(record.CodeInvalid, "the envelope holds %d readings; item %d is not one", len(env.Readings), ev.Item)
 	}
 	rd := env.Readings[ev.Item]
+	if rd.Sealed != nil || len(ev.Secret) != 0 {
+		if rd, err = openDisclosed(st, chainID, signer, env, rd, ev.Secret); err != nil {
+			return nil, err
+		}
+	}
 	if rd.Value == nil {
 		return nil, record.Errf(record.CodeInvalid, "reading %d of %s holds bytes; only number readings trigger agreements", rd.Seq, env.Device)
 	}

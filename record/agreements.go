@@ -116,6 +116,11 @@ type ReadingEvidence struct {
 	Inclusion  [][]byte `cbor:"5,keyasint,omitempty" json:"inclusion,omitempty"`
 	Item       uint32   `cbor:"6,keyasint,omitempty" json:"item,omitempty"`        // which reading of a batch
 	AuthHeight int64    `cbor:"7,keyasint,omitempty" json:"auth_height,omitempty"` // from the log entry; 0 for layout 1
+	// Secret discloses a sealed reading (reading.Sealed): the 32-byte
+	// secret of that one value, which the ledger checks against the
+	// sealed value's commitment and opens it with (docs/privacy.md,
+	// "Disclosing one sealed reading"). Empty for a plaintext reading.
+	Secret []byte `cbor:"8,keyasint,omitempty" json:"secret,omitempty"`
 }
 
 func (*AgreementCall) Kind() string { return KindAgreementCall }
@@ -161,6 +166,9 @@ func (m *AgreementCall) ValidateBasic() error {
 		}
 		if r.AuthHeight < 0 {
 			return fmt.Errorf("reading authentication height %d is negative", r.AuthHeight)
+		}
+		if len(r.Secret) != 0 && len(r.Secret) != reading.SecretSize {
+			return fmt.Errorf("disclosed secret is %d bytes; want %d", len(r.Secret), reading.SecretSize)
 		}
 		for i, h := range r.Inclusion {
 			if len(h) != 32 {
