@@ -41,6 +41,8 @@ func (x *txExec) run() error {
 		return x.orgCreate(m)
 	case *record.OrgAdmin:
 		return x.orgAdmin(m)
+	case *record.OrgDataKeyShare:
+		return x.orgDataKeyShare(m) // datakey_share.go
 	case *record.DeviceRegister:
 		return x.deviceRegister(m)
 	case *record.DeviceRotate:
@@ -87,6 +89,12 @@ func (x *txExec) run() error {
 		return x.firmwareReport(m)
 	case *record.FirmwareRollout:
 		return x.firmwareRollout(m)
+	case *record.OrgPolicy:
+		return x.orgPolicy(m)
+	case *record.OrgDataKey:
+		return x.orgDataKey(m)
+	case *record.DataErase:
+		return x.dataErase(m)
 	default:
 		return record.Errf(record.CodeUnknownKind, "no handler for %T", m)
 	}

@@ -339,3 +339,66 @@ func setDeviceStatus(ops *ledgerOps, a actor, id string, to record.Status, reaso
 	ops.emit("device", "id", d.ID, "org", d.Org, "action", kind, "status", string(d.Status))
 	return nil
 }
+
+// ReadAccess is the read rule's answer for one caller and one device.
+type ReadAccess struct {
+	Allowed bool
+	// As says why: "device" (the device itself), "admin" (of its
+	// organisation), "grant" (a read grant), "public" (its organisation
+	// marked it public); empty when refused.
+	As string
+	// Grant is the read grant that allows it, when As is "grant": its
+	// quota (reads per day) is counted where the values are served.
+	Grant *record.Grant
+}
+
+// MayRead is the read rule (docs/privacy.md): who may read device d's
+// reading values, payloads and stream. caller is a device id or a
+// person's did:key, authenticated by the caller of MayRead, or "" for an
+// anonymous caller. Allowed: the device itself; an admin of its
+// organisation; the holder of a read grant in force at the next height,
+// for itself or for an organisation it is a device or an admin of, on
+// "device:<id>/readings", "device:<id>" or "org:<org>"; anyone, where the
+// organisation's policy marks the device or its class public. Everything
+// else, including that a log entry exists, its hash and its proofs, is
+// public and needs no rule.
+func (s *State) MayRead(caller string, d *record.Device) (ReadAccess, error) {
+	if caller != "" && caller == d.ID {
+		return ReadAccess{Allowed: true, As: "device"}, nil
+	}
+	if caller != "" {
+		subjects := []string{"device:" + caller}
+		if cd, err := s.Device(caller); err == nil {
+			subjects = append(subjects, "org:"+cd.Org)
+		} else {
+			orgs, err := s.AdminOrgs(caller)
+			if err != nil {
+				return ReadAccess{}, err
+			}
+			for _, o := range orgs {
+				if o == d.Org {
+					return ReadAccess{Allowed: true, As: "admin"}, nil
+				}
+				subjects = append(subjects, "org:"+o)
+			}
+		}
+		resources := []string{"device:" + d.ID + "/readings", "device:" + d.ID, "org:" + d.Org}
+		for _, sub := range subjects {
+			g, err := s.grantFor(sub, record.ActionRead, resources, s.Height+1)
+			if err != nil {
+				return ReadAccess{}, err
+			}
+			if g != nil {
+				return ReadAccess{Allowed: true, As: "grant", Grant: g}, nil
+			}
+		}
+	}
+	p, err := s.Policy(d.Org)
+	if err != nil {
+		return ReadAccess{}, err
+	}
+	if p.IsPublic(d.ID, d.Class) {
+		return ReadAccess{Allowed: true, As: "public"}, nil
+	}
+	return ReadAccess{}, nil
+}

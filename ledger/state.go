@@ -282,22 +282,31 @@ func (s *State) Grants(f GrantFilter) ([]record.Grant, error) {
 // resource, at height h. A grant on "device:X" covers "device:X/anything";
 // a grant on "org:O" covers O's own resources and O's devices (owners passed in).
 func (s *State) HasGrant(subject, action string, resources []string, h int64) (bool, error) {
+	g, err := s.grantFor(subject, action, resources, h)
+	return g != nil, err
+}
+
+// grantFor returns the first grant of subject for action on one of
+// resources (tried in order) in force at height h, or nil.
+func (s *State) grantFor(subject, action string, resources []string, h int64) (*record.Grant, error) {
 	for _, r := range resources {
 		p := []byte(record.PrefixGrantIdx + subject + "\x00" + action + "\x00" + r + "\x00")
-		found := false
+		var found *record.Grant
 		err := s.scan(p, prefixEnd(p), func(k, _ []byte) (bool, error) {
 			g, err := s.Grant(binary.BigEndian.Uint64(k[len(k)-8:]))
 			if err != nil {
 				return false, err
 			}
-			found = g.ActiveAt(h)
-			return !found, nil
+			if g.ActiveAt(h) {
+				found = g
+			}
+			return found == nil, nil
 		})
-		if err != nil || found {
+		if err != nil || found != nil {
 			return found, err
 		}
 	}
-	return false, nil
+	return nil, nil
 }
 
 // Validators returns the validator set as the application tracks it, in key order.

@@ -65,6 +65,10 @@ var msgTypes = map[string]func() Msg{
 	KindAgreementCall:   func() Msg { return new(AgreementCall) },
 	KindCreditTransfer:  func() Msg { return new(CreditTransfer) },
 	KindCreditMint:      func() Msg { return new(CreditMint) },
+	// privacy.go
+	KindOrgPolicy:  func() Msg { return new(OrgPolicy) },
+	KindOrgDataKey: func() Msg { return new(OrgDataKey) },
+	KindDataErase:  func() Msg { return new(DataErase) },
 }
 
 // Kinds lists the known tx kinds, sorted.
