@@ -43,6 +43,19 @@ type LogReport struct {
 	// AnchorList is every anchor of the gateway in st, by size, for the
 	// caller to prove against a header it trusts.
 	AnchorList []record.Anchor `json:"-"`
+	// Erased lists the entries whose values were erased (erase.go): by a
+	// ledger erasure that covers them, or under their organisation's
+	// retention. A tombstone that does not check is a finding
+	// (datalog.FindTombstone), and is listed here too.
+	Erased []ErasedEntry `json:"erased,omitempty"`
+}
+
+// ErasedEntry is an erased entry the audit found.
+type ErasedEntry struct {
+	Index   uint64 `json:"index"`
+	Reason  string `json:"reason"`            // ReasonErasure or ReasonRetention ("" if the tombstone does not decode)
+	Erasure uint64 `json:"erasure,omitempty"` // the ledger erasure's seq
+	Device  string `json:"device,omitempty"`
 }
 
 // CheckLog checks, offline, the reading log in a gateway's directory (the
@@ -118,7 +131,19 @@ func CheckLog(dir, gatewayID string, st *ledger.State) (*LogReport, error) {
 		}
 		return "", ""
 	}
-	dr, err := datalog.Check(datalog.CheckConfig{Dir: filepath.Join(dir, "datalog"), Entry: checkEntry})
+	checkTomb := func(i uint64, raw []byte) (string, string) {
+		t, err := DecodeTombstone(raw)
+		if err != nil {
+			rep.Erased = append(rep.Erased, ErasedEntry{Index: i})
+			return datalog.FindTombstone, fmt.Sprintf("entry %d was replaced by a tombstone that does not decode: %v", i, err)
+		}
+		rep.Erased = append(rep.Erased, ErasedEntry{Index: i, Reason: t.Reason, Erasure: t.Erasure, Device: t.Device})
+		if why := backed(st, t); why != "" {
+			return datalog.FindTombstone, fmt.Sprintf("entry %d was removed with a tombstone of %s that nothing on the ledger backs: %s", i, t.Reason, why)
+		}
+		return "", ""
+	}
+	dr, err := datalog.Check(datalog.CheckConfig{Dir: filepath.Join(dir, "datalog"), Entry: checkEntry, Tombstone: checkTomb})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: check: %w", err)
 	}
@@ -150,4 +175,49 @@ func CheckLog(dir, gatewayID string, st *ledger.State) (*LogReport, error) {
 	}
 	sort.SliceStable(rep.Findings, func(x, y int) bool { return rep.Findings[x].Index < rep.Findings[y].Index })
 	return rep, nil
+}
+
+// backed checks a tombstone against the ledger: "" if an erasure on the
+// ledger covers its device and one of its readings' times, or its
+// device's organisation had the retention it names and its newest reading
+// had expired when it was dropped; else why not. The reading times are
+// the tombstone's word (the values are gone): a forger could only claim
+// an erasure for what the organisation did erase.
+func backed(st *ledger.State, t *Tombstone) string {
+	switch t.Reason {
+	case ReasonErasure:
+		e, err := st.Erasure(t.Erasure)
+		if err != nil {
+			return fmt.Sprintf("it names erasure %d, which the ledger does not hold (%v)", t.Erasure, err)
+		}
+		if e.Device != t.Device {
+			return fmt.Sprintf("erasure %d is of device %s, not of %s", e.Seq, e.Device, t.Device)
+		}
+		if t.Last < e.From || (e.To != 0 && t.First >= e.To) {
+			return fmt.Sprintf("erasure %d covers [%d, %d) ms; the entry's readings are timed %d..%d", e.Seq, e.From, e.To, t.First, t.Last)
+		}
+		return ""
+	case ReasonRetention:
+		d, err := st.Device(t.Device)
+		if err != nil {
+			return fmt.Sprintf("its device %s is not on the ledger (%v)", t.Device, err)
+		}
+		p, err := st.Policy(d.Org)
+		if err != nil {
+			return err.Error()
+		}
+		// A policy changed after the drop cannot be checked against the
+		// one in force then (past states are pruned); the same one can.
+		if p.Height <= t.PolicyHeight && p.Retention != t.Retention {
+			return fmt.Sprintf("it names a retention of %d s by the policy of height %d; %s's policy (height %d) says %d s", t.Retention, t.PolicyHeight, d.Org, p.Height, p.Retention)
+		}
+		if t.PolicyHeight == 0 || t.PolicyHeight > p.Height && p.Retention == 0 {
+			return fmt.Sprintf("%s has no retention policy of height %d", d.Org, t.PolicyHeight)
+		}
+		if exp := t.Last + int64(t.Retention)*1000; exp > t.At {
+			return fmt.Sprintf("its newest reading (%d ms) had not expired when it was dropped (%d ms) under a retention of %d s", t.Last, t.At, t.Retention)
+		}
+		return ""
+	}
+	return fmt.Sprintf("unknown reason %q", t.Reason)
 }

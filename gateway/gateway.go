@@ -43,6 +43,11 @@ type Config struct {
 	// sent again; default 30s.
 	TxResubmit time.Duration
 
+	// RetentionInterval is how often the gateway drops the values that
+	// their organisations' retention periods expired (by Clock); default
+	// DefaultRetentionInterval.
+	RetentionInterval time.Duration
+
 	Logger *slog.Logger
 	// Clock is the gateway's source of time (tokens' freshness, rate
 	// limits, quarantine windows); default ratelimit.SystemClock().
@@ -73,6 +78,8 @@ type Gateway struct {
 	offenders map[string]offender // reported devices, candidates for quarantine
 
 	stats stats
+	// storeMu orders storing entries (log and index) with erasing them.
+	storeMu sync.Mutex
 
 	txMu     sync.Mutex
 	txq      []*queued     // messages for the gateway key, sent by the duty loop
@@ -125,6 +132,9 @@ func New(c Config, l Ledger) (*Gateway, error) {
 	if c.TxResubmit <= 0 {
 		c.TxResubmit = txResubmit
 	}
+	if c.RetentionInterval <= 0 {
+		c.RetentionInterval = DefaultRetentionInterval
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -159,9 +169,10 @@ func New(c Config, l Ledger) (*Gateway, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
-	g.wg.Add(2)
+	g.wg.Add(3)
 	go g.verifier(ctx)
 	go g.duties(ctx)
+	go g.eraser(ctx)
 	return g, nil
 }
 
@@ -201,6 +212,10 @@ func (g *Gateway) restore() error {
 		envs := make([]*reading.Envelope, 0, n)
 		for i := from; i < from+n; i++ {
 			raw, err := g.data.Entry(i)
+			if errors.Is(err, datalog.ErrErased) {
+				envs = append(envs, nil) // nothing to index
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("gateway: reading log entry %d: %w", i, err)
 			}

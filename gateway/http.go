@@ -11,6 +11,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/client"
+	"github.com/thingnet/thingnet/datalog"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
 )
@@ -104,6 +105,9 @@ func (g *Gateway) listReadings(r *http.Request) (any, error) {
 	items := []client.ReadingItem{}
 	for _, i := range idx {
 		raw, err := g.data.Entry(i)
+		if errors.Is(err, datalog.ErrErased) {
+			continue // erased while the list was read (erase.go)
+		}
 		if err != nil {
 			return nil, err
 		}

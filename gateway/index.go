@@ -27,6 +27,9 @@ import (
 //	r/<device>\x00<time ms, 8 BE><log index, 8 BE>  -> empty
 //	s/<device>                                      -> seq (8 BE) || envelope hash (32)
 //	m/indexed                                       -> log size covered (8 BE)
+//	m/erased                                        -> seq of the last ledger erasure applied (8 BE; erase.go)
+//
+// An erased entry's r/ keys are deleted with it (erase.go).
 type index struct {
 	db *pebble.DB
 }
@@ -74,6 +77,9 @@ func (x *index) add(first uint64, envs []*reading.Envelope) error {
 	b := x.db.NewBatch()
 	defer b.Close()
 	for k, env := range envs {
+		if env == nil {
+			continue // erased before it was indexed
+		}
 		for _, r := range env.Readings {
 			if err := b.Set(readingKey(env.Device, r.Time, first+uint64(k)), nil, nil); err != nil {
 				return err
@@ -127,6 +133,11 @@ func (x *index) lastSeq(device string) (seq uint64, found bool, err error) {
 // query returns the log indexes of a device's readings timed in [from, to),
 // in time order, each once, at most limit.
 func (x *index) query(device string, from, to time.Time, limit int) ([]uint64, error) {
+	return x.queryExcept(device, from, to, limit, nil)
+}
+
+// queryExcept is query without the indexes in skip.
+func (x *index) queryExcept(device string, from, to time.Time, limit int, skip map[uint64]bool) ([]uint64, error) {
 	lo := readingKey(device, from, 0)
 	hi := readingKey(device, to, 0)
 	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
@@ -143,7 +154,7 @@ func (x *index) query(device string, from, to time.Time, limit int) ([]uint64, e
 			continue
 		}
 		i := binary.BigEndian.Uint64(k[len(k)-8:])
-		if !seen[i] {
+		if !seen[i] && !skip[i] {
 			seen[i] = true
 			out = append(out, i)
 		}

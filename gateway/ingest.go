@@ -27,6 +27,7 @@ type job struct {
 // stats are the gateway's counters.
 type stats struct {
 	accepted, rejected, limited, overloaded, stored, offenders atomic.Uint64
+	erased, expired                                            atomic.Uint64
 }
 
 // Stats is a snapshot of the gateway's counters.
@@ -37,6 +38,8 @@ type Stats struct {
 	Limited    uint64 // refused by the rate limits
 	Overloaded uint64 // refused because the verification queue was full
 	Offenders  uint64 // devices reported for exceeding their limits again and again
+	Erased     uint64 // log entries whose values ledger erasures destroyed (erase.go)
+	Expired    uint64 // log entries whose values were dropped under retention periods
 }
 
 // Stats returns the counters.
@@ -44,6 +47,7 @@ func (g *Gateway) Stats() Stats {
 	return Stats{
 		Accepted: g.stats.accepted.Load(), Readings: g.stats.stored.Load(), Rejected: g.stats.rejected.Load(),
 		Limited: g.stats.limited.Load(), Overloaded: g.stats.overloaded.Load(), Offenders: g.stats.offenders.Load(),
+		Erased: g.stats.erased.Load(), Expired: g.stats.expired.Load(),
 	}
 }
 
@@ -275,6 +279,8 @@ func (g *Gateway) process(batch []*job) {
 	if len(keep) == 0 {
 		return
 	}
+	g.storeMu.Lock() // an erasure sees these entries indexed, or not stored yet
+	defer g.storeMu.Unlock()
 	first, err := g.data.Append(entries)
 	if err != nil {
 		g.log.Error("storing readings failed", "readings", len(entries), "err", err)

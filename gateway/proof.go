@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/thingnet/thingnet/datalog"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/reading"
@@ -27,12 +28,17 @@ func (g *Gateway) Prove(app *ledger.App, index uint64) (*proof.Reading, error) {
 // Reading returns the stored reading at index with its proof, against the
 // latest committed state, or with ProofError set when the proof cannot be
 // made; the error is for an entry that cannot be read (ErrNoEntry beyond
-// the log).
+// the log). An erased entry (erase.go) answers without its envelope:
+// Withheld code "erased", its EntryHash and the public part of the proof.
 func (g *Gateway) Reading(app *ledger.App, index uint64) (*proof.Reading, error) {
 	if size := g.data.Size(); index >= size {
 		return nil, fmt.Errorf("%w: entry %d (the log has %d entries)", ErrNoEntry, index, size)
 	}
 	raw, err := g.data.Entry(index)
+	var ee *datalog.ErasedError
+	if errors.As(err, &ee) {
+		return g.erasedReading(app, index, ee)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -58,6 +64,16 @@ func (g *Gateway) prove(app *ledger.App, p *proof.Reading, signer string) error 
 	if err != nil {
 		return err
 	}
+	if err := g.proveAnchor(app, st, p); err != nil {
+		return err
+	}
+	p.Signer, err = ProveSigner(app, st, signer, p.SignerHeight())
+	return err
+}
+
+// proveAnchor fills p's anchor, inclusion and anchor proofs, of state st:
+// the public part of a reading's proof (proof.VerifyAnchored).
+func (g *Gateway) proveAnchor(app *ledger.App, st *ledger.State, p *proof.Reading) error {
 	a, err := st.AnchorCovering(g.id, p.Index)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return fmt.Errorf("%w: entry %d (the log has %d entries; anchors follow within a block or two)", proof.ErrNotAnchored, p.Index, g.data.Size())
@@ -77,8 +93,7 @@ func (g *Gateway) prove(app *ledger.App, p *proof.Reading, signer string) error 
 	if p.AnchorProof, err = app.Prove(record.AnchorAtKey(g.id, a.Size), st.Height); err != nil {
 		return fmt.Errorf("proving the anchor of size %d: %w", a.Size, err)
 	}
-	p.Signer, err = ProveSigner(app, st, signer, p.SignerHeight())
-	return err
+	return nil
 }
 
 // ProveSigner proves from st (a committed state of app) what id held at

@@ -31,6 +31,8 @@ var (
 //	thingnet_gateway_rate_limited_total
 //	thingnet_gateway_overloaded_total
 //	thingnet_gateway_offenders_total
+//	thingnet_gateway_erased_total
+//	thingnet_gateway_retention_dropped_total
 //	thingnet_gateway_log_size
 func (r *Registry) Gateway(g *gateway.Gateway) { r.GatewaySource(g, g.Log()) }
 
@@ -45,9 +47,11 @@ func (r *Registry) GatewaySource(s GatewayStats, log LogSizer) {
 	limited := newDesc(sub, "rate_limited_total", "Envelopes refused by the per-device and per-source rate limits.")
 	overloaded := newDesc(sub, "overloaded_total", "Envelopes refused because the verification queue was full.")
 	offenders := newDesc(sub, "offenders_total", "Devices reported for exceeding their rate limits again and again.")
+	erased := newDesc(sub, "erased_total", "Log entries whose values the gateway destroyed for erasures recorded on the ledger (their hashes and proofs remain).")
+	dropped := newDesc(sub, "retention_dropped_total", "Log entries whose values the gateway dropped under their organisation's retention period.")
 	size := newDesc(sub, "log_size", "Entries in the gateway's append-only data log.")
 
-	descs := []*prometheus.Desc{accepted, readings, rejected, limited, overloaded, offenders}
+	descs := []*prometheus.Desc{accepted, readings, rejected, limited, overloaded, offenders, erased, dropped}
 	if log != nil {
 		descs = append(descs, size)
 	}
@@ -61,6 +65,8 @@ func (r *Registry) GatewaySource(s GatewayStats, log LogSizer) {
 			counter(ch, limited, st.Limited)
 			counter(ch, overloaded, st.Overloaded)
 			counter(ch, offenders, st.Offenders)
+			counter(ch, erased, st.Erased)
+			counter(ch, dropped, st.Expired)
 			if log != nil {
 				gauge(ch, size, float64(log.Size()))
 			}
