@@ -1,5 +1,7 @@
 // Package audit checks a stopped node's stores offline and lists exactly
-// what was altered: the gateway's reading log (gateway.CheckLog), the
+// what was altered: the gateway's reading log (gateway.CheckLog; entries
+// erased by a ledger erasure or a retention period are listed as erased,
+// not altered, when the ledger backs their tombstones), the
 // CometBFT block store (chain.CheckBlocks) and the ledger's anchor records,
 // each tied to the headers the validators signed. It opens the stores
 // read-only through their own packages; `thingnet verify store` prints
@@ -13,10 +15,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/client"
+	"github.com/thingnet/thingnet/datalog"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/record"
@@ -163,6 +167,8 @@ func Store(ctx context.Context, c Config) (*Report, error) {
 			item = fmt.Sprintf("anchor at height %d", lr.FirstBadAnchor.Height)
 		case gateway.FindSignature:
 			what = "payload/signature"
+		case datalog.FindTombstone:
+			what = "tombstone" // removed, and said erased without a ledger erasure or retention that covers it
 		}
 		rep.Alterations = append(rep.Alterations, Alteration{Store: "readings", Item: item, What: what, Detail: f.Detail})
 	}
@@ -178,6 +184,9 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	if l := r.Readings; l != nil {
 		fmt.Fprintf(w, "readings: gateway %s, %d entries, %d anchors up to size %d\n", l.Gateway, l.Size, l.Anchors, l.Anchored)
+		if len(l.Erased) > 0 {
+			fmt.Fprintf(w, "erased:   %s\n", erasedSummary(l.Erased))
+		}
 		if a := l.FirstBadAnchor; a != nil {
 			fmt.Fprintf(w, "          first bad anchor: size %d at height %d\n", a.Size, a.Height)
 		}
@@ -198,4 +207,30 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Store, a.Item, a.What, a.Detail)
 	}
 	tw.Flush()
+}
+
+// erasedSummary says how many entries were erased, and why: "3 entries
+// (erasure 1: 2, retention: 1); their values are gone, their hashes and
+// proofs remain".
+func erasedSummary(es []gateway.ErasedEntry) string {
+	by := map[string]int{}
+	var order []string
+	for _, e := range es {
+		k := e.Reason
+		switch {
+		case e.Reason == gateway.ReasonErasure:
+			k = fmt.Sprintf("erasure %d", e.Erasure)
+		case k == "":
+			k = "unreadable tombstone"
+		}
+		if by[k] == 0 {
+			order = append(order, k)
+		}
+		by[k]++
+	}
+	parts := make([]string, len(order))
+	for i, k := range order {
+		parts[i] = fmt.Sprintf("%s: %d", k, by[k])
+	}
+	return fmt.Sprintf("%d entries (%s); their values are gone, their hashes and proofs remain (an unbacked tombstone is listed below as altered)", len(es), strings.Join(parts, ", "))
 }

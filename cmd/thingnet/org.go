@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -54,6 +57,44 @@ func orgCmd(g *globals) *cobra.Command {
 	tfr.register(remove)
 	admin.AddCommand(add, remove)
 
+	var tfp txFlags
+	var public []string
+	var retention time.Duration
+	policy := &cobra.Command{
+		Use:   "policy ORG [--public device:DID|class:C ...] [--retention 720h]",
+		Short: "Set an organisation's privacy policy: what anyone may read, how long gateways keep reading values",
+		Long: `Replaces the organisation's policy on the ledger (signed by one of its admins).
+
+  --public     device:DID (or device:KEYNAME) or class:CLASS, repeatable: those
+               devices' readings anyone may read; no mark: every value is read
+               only by the device, the organisation's admins and read grantees.
+  --retention  how long gateways keep a reading's value, from the reading's time
+               (at least 1m; 0 keeps values for ever). Older values are dropped
+               by every gateway on its own; their hashes and proofs remain.`,
+		Example: `  thingnet org policy demo --key demo-admin --public class:weather --retention 720h`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m := &record.OrgPolicy{Org: args[0]}
+			if retention < 0 || retention%time.Second != 0 {
+				return fmt.Errorf("--retention %v: a whole number of seconds, not negative", retention)
+			}
+			m.Retention = uint64(retention / time.Second)
+			for _, p := range public {
+				r, err := g.resolvePrincipal(p)
+				if err != nil {
+					return err
+				}
+				m.Public = append(m.Public, r)
+			}
+			slices.Sort(m.Public)
+			m.Public = slices.Compact(m.Public)
+			return g.send(cmd, &tfp, m)
+		},
+	}
+	tfp.register(policy)
+	policy.Flags().StringArrayVar(&public, "public", nil, "a device:DID or class:CLASS whose readings anyone may read (repeatable)")
+	policy.Flags().DurationVar(&retention, "retention", 0, "how long gateways keep reading values, from the reading's time (0: for ever)")
+
 	var prove bool
 	show := &cobra.Command{
 		Use: "show ID", Short: "Show an organisation", Args: cobra.ExactArgs(1),
@@ -62,8 +103,36 @@ func orgCmd(g *globals) *cobra.Command {
 			if err := g.getRecord(cmd, "/v1/orgs/"+url.PathEscape(args[0]), prove, &o); err != nil {
 				return err
 			}
-			return g.print(cmd.OutOrStdout(), o, func(w io.Writer) {
+			var p struct {
+				Record *record.Policy `json:"record"`
+			}
+			var ae *client.Error
+			if err := g.client().Get(cmd.Context(), "/v1/orgs/"+url.PathEscape(args[0])+"/policy", &p); err != nil && !(errors.As(err, &ae) && ae.Status == 404) {
+				return err
+			}
+			out := struct {
+				record.Org
+				Policy *record.Policy `json:"policy,omitempty"`
+			}{Org: o}
+			if p.Record != nil && p.Record.Height > 0 {
+				out.Policy = p.Record
+			}
+			return g.print(cmd.OutOrStdout(), out, func(w io.Writer) {
 				fmt.Fprintf(w, "id:      %s\nname:    %s\nadmins:  %s\ndevices: %d\ncreated: height %d\n", o.ID, o.Name, strings.Join(o.Admins, "\n         "), o.Devices, o.Created)
+				if pol := out.Policy; pol != nil {
+					ret := "values kept for ever"
+					if pol.Retention > 0 {
+						ret = (time.Duration(pol.Retention) * time.Second).String()
+					}
+					pub := "none (values are private)"
+					if len(pol.Public) > 0 {
+						pub = strings.Join(pol.Public, "\n         ")
+					}
+					fmt.Fprintf(w, "policy:  set at height %d by %s\npublic:  %s\nretention: %s\n", pol.Height, pol.Signer, pub, ret)
+					if pol.DataKey > 0 {
+						fmt.Fprintf(w, "data key: version %d\n", pol.DataKey)
+					}
+				}
 			})
 		},
 	}
@@ -84,7 +153,7 @@ func orgCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	c.AddCommand(create, admin, show, list)
+	c.AddCommand(create, admin, policy, show, list)
 	return c
 }
 
