@@ -1,4 +1,4 @@
-.PHONY: test build fuzz bench devnet e2e
+.PHONY: test build fuzz bench bench-retention devnet e2e
 
 test: ## the whole test suite (what CI runs)
 	./scripts/test
@@ -17,3 +17,6 @@ fuzz: ## every fuzz target for FUZZTIME each (default 30s)
 
 bench: ## ledger throughput next to the bare CometBFT kvstore baseline
 	go run ./cmd/thingnet bench ledger
+
+bench-retention: ## a gateway's disk under a retention period levels off (docs/benchmarks.md)
+	THINGNET_BENCH=1 go test ./gateway -run TestRetentionDiskBound -count=1 -v

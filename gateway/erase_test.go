@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/proof"
+	"github.com/thingnet/thingnet/ratelimit"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -274,7 +276,7 @@ func TestRetention(t *testing.T) {
 			}
 		}
 	}
-	round(30*time.Second, 1, [][]byte{va}, [][]byte{vb1, vc})     // cutoff base-30s: a only; b has a reading at base
+	round(30*time.Second, 1, [][]byte{va}, [][]byte{vb1, vc})      // cutoff base-30s: a only; b has a reading at base
 	round(31*time.Second, 2, [][]byte{va, vb1}, [][]byte{vc})      // cutoff base+1s: b
 	round(30*time.Second, 3, [][]byte{va, vb1, vc}, [][]byte(nil)) // cutoff base+31s: c
 
@@ -329,4 +331,106 @@ func FuzzDecodeTombstone(f *testing.F) {
 			t.Fatalf("re-decoded %+v, %v; want %+v", ts2, err, ts)
 		}
 	})
+}
+
+// TestRetentionDiskBound writes readings at a steady rate under a
+// retention of 60 s (by the gateway's fake clock, a retention round every
+// 10 s of it) and measures the data log's files: the space they take
+// levels off at about retention × rate instead of growing with the log.
+// docs/benchmarks.md quotes its table; it runs with THINGNET_BENCH=1
+// (make bench-retention): about a minute on a busy 2-core machine.
+func TestRetentionDiskBound(t *testing.T) {
+	const (
+		retention = 60  // seconds
+		envPerSec = 10  // envelopes a second
+		perEnv    = 10  // readings an envelope
+		valueSize = 256 // bytes of each reading's value
+		seconds   = 300 // simulated
+		round     = 10  // seconds between retention rounds
+	)
+	if os.Getenv("THINGNET_BENCH") == "" {
+		t.Skip("writes 30,000 readings: run with THINGNET_BENCH=1 (make bench-retention)")
+	}
+	tn := startTestNet(t)
+	ctx := testutil.Context(t, 5*time.Minute)
+	if _, err := tn.client.Send(ctx, tn.admin, "", &record.OrgPolicy{Org: "acme", Retention: retention}, true); err != nil {
+		t.Fatalf("org.policy: %v", err)
+	}
+	clock := &fakeClock{now: time.Now().Truncate(time.Second)}
+	tn.gw.Close()
+	wide := ratelimit.Limits{MsgsPerSec: 1e6, Burst: 1e6, BytesPerSec: 1e12, ByteBurst: 1 << 30, ConnectsPerSec: 1e3, ConnectBurst: 1e3, MaxPacket: 1 << 20}
+	gw, err := New(Config{Dir: filepath.Join(tn.dir, "gateway"), Key: tn.gwKey, AnchorInterval: 100 * time.Millisecond, NoSync: true,
+		Clock: clock, RetentionInterval: 1000 * time.Hour, Limits: wide}, NodeLedger{App: tn.app, Comet: tn.net.Node(0).Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.gw = gw
+	t.Cleanup(func() { gw.Close() })
+	logDir := filepath.Join(tn.dir, "gateway", "datalog")
+	size := func() (sst, all int64) {
+		filepath.WalkDir(logDir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			if info, err := d.Info(); err == nil {
+				all += info.Size()
+				if strings.HasSuffix(p, ".sst") {
+					sst += info.Size()
+				}
+			}
+			return nil
+		})
+		return sst, all
+	}
+	seq := uint64(0)
+	var written int64
+	var samples []int64
+	t.Logf("%8s %10s %12s %12s %12s", "second", "readings", "values sent", "log files", "sstables")
+	for s := 1; s <= seconds; s++ {
+		for range envPerSec {
+			rs := make([]reading.Reading, perEnv)
+			for k := range rs {
+				seq++
+				rs[k], _ = secret(seq, clock.Now().Add(time.Duration(k)*time.Millisecond))
+				rs[k].Bytes = append(rs[k].Bytes, make([]byte, valueSize-len(rs[k].Bytes))...)
+				rand.Read(rs[k].Bytes)
+				written += valueSize
+			}
+			raw, err := reading.Sign(tn.sensor, tn.sensor.ID(), rs...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := gw.Ingest(ctx, "", raw, "127.0.0.1"); err != nil {
+				t.Fatalf("second %d: %v", s, err)
+			}
+		}
+		clock.Advance(time.Second)
+		if s%round == 0 {
+			if err := gw.Retain(clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			sst, all := size()
+			samples = append(samples, all)
+			if s%(3*round) == 0 {
+				t.Logf("%8d %10d %11.1fM %11.2fM %11.2fM", s, seq, float64(written)/1e6, float64(all)/1e6, float64(sst)/1e6)
+			}
+		}
+	}
+	// Steady state: once the first values expire (after retention plus a
+	// round), the files stay within a band; without retention they would
+	// grow with every second.
+	steady := slices.Clone(samples[(retention+2*round)/round:])
+	slices.Sort(steady)
+	lo, median, hi := steady[0], steady[len(steady)/2], steady[len(steady)-1]
+	bound := int64(retention+round) * envPerSec * perEnv * valueSize
+	t.Logf("steady state: log files %.2f MB (median), %.2f..%.2f MB (the peaks are flushed files not yet compacted); retention × rate = %.2f MB of values (%.2f MB with one round more); %.1f MB sent; %d entries dropped",
+		float64(median)/1e6, float64(lo)/1e6, float64(hi)/1e6, float64(retention*envPerSec*perEnv*valueSize)/1e6, float64(bound)/1e6, float64(written)/1e6, gw.Stats().Expired)
+	// The files hold the values with their envelopes (signature, seq,
+	// time, content type), the tree's hashes and the tombstones.
+	if median > 3*bound/2 || hi > 4*bound {
+		t.Fatalf("the log's files hold %d bytes (median; peak %d), more than 1.5 × retention × rate (%d): not bounded", median, hi, bound)
+	}
+	if last := samples[len(samples)-1]; last > written/2 {
+		t.Fatalf("the log's files hold %d bytes of %d written: retention does not free space", last, written)
+	}
 }
