@@ -161,6 +161,8 @@ func (s *Server) routes() {
 	s.handle("GET /v1/headers/{height}", s.getHeader)
 	s.handle("GET /v1/orgs", s.listOrgs)
 	s.handle("GET /v1/orgs/{id}", s.getOrg)
+	s.handle("GET /v1/orgs/{id}/datakey", s.getDataKey) // datakey.go
+	s.handle("GET /v1/orgs/{id}/datakey/shares/{grantee}", s.getDataKeyShare)
 	s.handle("GET /v1/devices", s.listDevices)
 	s.handle("GET /v1/devices/{id}", s.getDevice)
 	s.handle("GET /v1/devices/{id}/history", s.getHistory)
