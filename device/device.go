@@ -25,8 +25,9 @@ type Device struct {
 	cur       int         // the gateway in use
 	failed    []time.Time // when each gateway last failed or lied; zero: never
 	chainID   string
-	org       string // the device's organisation, once proved
-	acked     uint64 // the last command executed
+	org       string         // the device's organisation, once proved
+	dataKey   *cachedDataKey // WithSealing: the data key sealed to (sealing.go)
+	acked     uint64         // the last command executed
 	ackLoaded bool
 	mqtt      map[int]*mqttConn
 	coap      map[int]*coapConn

@@ -58,6 +58,8 @@ type config struct {
 	retryFailed time.Duration
 	maxLag      int64
 	maxAge      time.Duration
+	seal        bool          // WithSealing (sealing.go)
+	sealRefresh time.Duration // how long a data key is used before asking again
 }
 
 // SeqBlock is how many sequence numbers are reserved per write of the

@@ -43,6 +43,11 @@ func (d *Device) Send(ctx context.Context, r reading.Reading) (*Receipt, error) 
 // first gateway that acknowledges it, in order of preference. Readings
 // with a zero Seq get consecutive sequence numbers.
 func (d *Device) SendBatch(ctx context.Context, rs []reading.Reading) (*Receipt, error) {
+	if d.cfg.seal {
+		if _, err := d.DataKey(ctx); err != nil {
+			return nil, fmt.Errorf("device: the data key to seal to: %w", err)
+		}
+	}
 	raw, rc, err := d.Sign(rs)
 	if err != nil {
 		return nil, err
@@ -51,7 +56,8 @@ func (d *Device) SendBatch(ctx context.Context, rs []reading.Reading) (*Receipt,
 }
 
 // Sign signs readings into an envelope without sending it, filling in
-// sequence numbers and times as SendBatch does. rc describes it; its
+// sequence numbers and times as SendBatch does; WithSealing, it seals
+// their values to the data key DataKey fetched last. rc describes it; its
 // gateway fields are set by SendEnvelope.
 func (d *Device) Sign(rs []reading.Reading) ([]byte, *Receipt, error) {
 	if len(rs) == 0 || len(rs) > reading.MaxBatch {
@@ -79,6 +85,11 @@ func (d *Device) Sign(rs []reading.Reading) ([]byte, *Receipt, error) {
 		}
 		if rs[i].Time.IsZero() {
 			rs[i].Time = now
+		}
+	}
+	if d.cfg.seal {
+		if err := d.seal(rs); err != nil {
+			return nil, nil, err
 		}
 	}
 	raw, err := reading.Sign(d.key, d.id, rs...)
