@@ -65,7 +65,6 @@ func (s *Server) getDataKey(r *http.Request) (any, error) {
 	return out, nil
 }
 
-
 // getDataKeyShare answers GET /v1/orgs/{id}/datakey/shares/{grantee}
 // ?version=V: the grantee's share of a version of the organisation's data
 // key (wrapped to the grantee's ledger key: only the grantee opens it),

@@ -238,4 +238,3 @@ func (d *Device) seal(rs []reading.Reading) error {
 	}
 	return nil
 }
-
