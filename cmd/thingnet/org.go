@@ -153,7 +153,7 @@ func orgCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	c.AddCommand(create, admin, policy, show, list)
+	c.AddCommand(create, admin, policy, show, list, dataKeyCmd(g)) // datakey.go
 	return c
 }
 

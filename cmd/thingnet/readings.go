@@ -99,6 +99,7 @@ func readingsCmd(g *globals) *cobra.Command {
 	f.Float64Var(&value, "value", 0, "the value")
 	f.StringVar(&out, "out", "", "write the signed envelope to this file instead of sending it (e.g. for mosquitto_pub -f)")
 
+	var decrypt, decryptList bool
 	get := &cobra.Command{
 		Use: "get INDEX", Short: "Show a stored reading of the node's gateway, with its proof", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -110,7 +111,12 @@ func readingsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.print(cmd.OutOrStdout(), p, func(w io.Writer) {
+			if decrypt { // datakey.go
+				if err := g.openEnvelope(cmd.Context(), env); err != nil {
+					return err
+				}
+			}
+			return g.print(cmd.OutOrStdout(), openedJSON(p, env, decrypt), func(w io.Writer) {
 				printEnvelope(w, env)
 				if err := p.Err(); err != nil {
 					fmt.Fprintf(w, "log:     entry %d of gateway %s\nproof:   none: %v\n", p.Index, p.Gateway, err)
@@ -120,6 +126,7 @@ func readingsCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
+	get.Flags().BoolVar(&decrypt, "decrypt", false, "open a sealed reading with the organisation's data key (keystore ORG.data.VERSION, or the share for --identity)")
 	var via, trust string
 	verify := &cobra.Command{
 		Use:   "verify INDEX",
@@ -188,6 +195,11 @@ node, so the gateway that stored the reading is not trusted at all.`,
 			if err := g.client().Get(cmd.Context(), "/v1/readings?"+q.Encode(), &page); err != nil {
 				return err
 			}
+			if decryptList { // datakey.go
+				if err := g.openItems(cmd.Context(), page.Items); err != nil {
+					return err
+				}
+			}
 			return g.print(cmd.OutOrStdout(), page.Items, func(w io.Writer) {
 				for _, r := range page.Items {
 					val := fmt.Sprintf("%d bytes", len(r.Bytes))
@@ -204,6 +216,7 @@ node, so the gateway that stored the reading is not trusted at all.`,
 	lf.StringVar(&from, "from", "", "from this time (RFC 3339 or Unix ms)")
 	lf.StringVar(&to, "to", "", "until this time (exclusive)")
 	lf.IntVar(&limit, "limit", 100, "at most this many readings (1..1000)")
+	lf.BoolVar(&decryptList, "decrypt", false, "open sealed readings with the organisation's data key (as readings get --decrypt)")
 	c.AddCommand(send, get, verify, list)
 	return c
 }
@@ -265,10 +278,7 @@ func printEnvelope(w io.Writer, env *reading.Envelope) {
 		fmt.Fprintf(w, "attested by gateway %s\n", env.Attester)
 	}
 	for _, r := range env.Readings {
-		val := fmt.Sprintf("%d bytes", len(r.Bytes))
-		if r.Value != nil {
-			val = strconv.FormatFloat(*r.Value, 'g', -1, 64)
-		}
+		val := valueText(r)
 		fmt.Fprintf(w, "reading: seq %d at %s: %s %s\n", r.Seq, r.Time.UTC().Format(time.RFC3339Nano), val, r.ContentType)
 	}
 }
