@@ -42,7 +42,10 @@ func ledgerStatus(c record.Code) int {
 	}
 }
 
-func writeError(w http.ResponseWriter, err error) {
+// WriteError answers err as the API does: {"error": {"code", "message"}}
+// with the status of an error made by NewError (or one of the API's),
+// 404 for ledger.ErrNotFound, 503 before the first state, else 500.
+func WriteError(w http.ResponseWriter, err error) {
 	var ae *apiError
 	if !errors.As(err, &ae) {
 		switch {

@@ -135,7 +135,7 @@ func (s *Server) handle(pattern string, h HandlerFunc) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		v, err := h(r)
 		if err != nil {
-			writeError(w, err)
+			WriteError(w, err)
 			return
 		}
 		if ar, ok := v.(*accepted); ok {
@@ -180,7 +180,7 @@ func (s *Server) routes() {
 	s.erasureRoutes()  // erasures.go
 	s.MountHandler("GET /v1/openapi.json", http.HandlerFunc(serveOpenAPI))
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, notFound(fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)))
+		WriteError(w, notFound(fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)))
 	})
 }
 

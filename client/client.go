@@ -21,6 +21,10 @@ import (
 type Client struct {
 	BaseURL string       // e.g. "http://127.0.0.1:8080"
 	HTTP    *http.Client // nil: a client with a 30 s timeout
+	// Identity, if set, is who the client says it is: every request
+	// carries its token (auth.go). Without it the client is anonymous and
+	// sees what is public.
+	Identity *Identity
 }
 
 // New returns a client for the node at baseURL ("host:port" gets http://).
@@ -48,6 +52,9 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if err := c.Authorize(ctx, req); err != nil {
+		return err
 	}
 	hc := c.HTTP
 	if hc == nil {
@@ -87,6 +94,20 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("decoding the answer of %s: %w", path, err)
 	}
+	return nil
+}
+
+// Authorize sets req's Authorization header to c's token, if c has an
+// Identity: for requests built outside the client (streams).
+func (c *Client) Authorize(ctx context.Context, req *http.Request) error {
+	if c.Identity == nil {
+		return nil
+	}
+	h, err := c.Identity.header(ctx, c)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", h)
 	return nil
 }
 

@@ -250,6 +250,9 @@ func (d *Device) WasAnchored(ctx context.Context, rc *Receipt) (*Anchoring, erro
 	if errors.Is(p.Err(), proof.ErrNotAnchored) {
 		return &Anchoring{Index: idx}, nil
 	}
+	if p.Withheld != nil {
+		return nil, fmt.Errorf("device: gateway %s withholds entry %d from the device (%s: %s)", rc.Gateway.API, idx, p.Withheld.Code, p.Withheld.Message)
+	}
 	if !bytes.Equal(p.Envelope, rc.Envelope) || p.Index != uint64(idx) {
 		return nil, fmt.Errorf("device: gateway %s answered another envelope for entry %d", rc.Gateway.API, idx)
 	}

@@ -39,6 +39,8 @@ type Device struct {
 	lc      *lightclient.Client
 	saved   int64 // height of the trusted header last saved
 
+	reader *client.Identity // the device's tokens for API reads (apiClient)
+
 	files   FileSource // UseFiles; under mu
 	inbox   inbox      // mailbox reads over HTTP (Inbox)
 	msgMu   sync.Mutex // message sequence numbers (NewMessage)
@@ -62,6 +64,7 @@ func New(k *identity.Key, opts ...Option) (*Device, error) {
 		d.id = k.ID()
 	}
 	d.src = &switchSource{d: d}
+	d.reader = &client.Identity{Key: k, ID: d.id, ChainID: cfg.chainID, Lifetime: cfg.tokenLife, Now: cfg.now}
 	if d.seq, err = openSeq(cfg.stateDir, cfg.seqBlock, cfg.now); err != nil {
 		return nil, err
 	}
@@ -149,9 +152,12 @@ func (d *Device) Close() error {
 	return d.saveTrusted()
 }
 
+// apiClient is a client of gw's API that reads as the device itself: a
+// device may read its own readings (and what it is granted), nothing else.
 func (d *Device) apiClient(gw Gateway) *client.Client {
 	c := client.New(gw.API)
 	c.HTTP.Timeout = d.cfg.timeout
+	c.Identity = d.reader
 	return c
 }
 

@@ -200,7 +200,7 @@ func newDevnetDevice(t *testing.T, alg identity.Algorithm, via int, r reading.Re
 // proveAndVerify waits until node i's entry 0 is anchored and verifies it through node `check`.
 func (dd *devnetDevice) proveAndVerify(t *testing.T, i, check int) *proof.Verified {
 	t.Helper()
-	c := client.New(dd.d.APIURL(i))
+	c := client.New(dd.d.APIURL(i)).WithIdentity(&client.Identity{Key: dd.dev}) // the device reads its own reading
 	p, err := c.WaitReadingProof(dd.ctx, 0, 100*time.Millisecond)
 	if err != nil {
 		t.Fatalf("the reading was never anchored: %v", err)

@@ -64,7 +64,7 @@ func TestFleet(t *testing.T) {
 		mu.Lock()
 		gw := first[i].Gateway // its preferred one, unless that had not applied its registration yet
 		mu.Unlock()
-		c := client.New(gw.API)
+		c := client.New(gw.API).WithIdentity(&client.Identity{Key: fd.Device.Key()}) // the device reads its own readings
 		var page struct {
 			Items []client.ReadingItem `json:"items"`
 		}

@@ -7,31 +7,28 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
 
 	"github.com/thingnet/thingnet/api"
-	"github.com/thingnet/thingnet/identity"
 )
-
-// Authenticator checks a device's CWT (the gateway's Authenticate).
-type Authenticator func(ctx context.Context, deviceID string, token []byte) error
 
 // MountAPI adds the content endpoints of a node's file service to its API:
 //
-//	POST   /v1/content             add the body as a file (pinned); device CWT required
+//	POST   /v1/content             add the body as a file (pinned); a device's token required
 //	GET    /v1/content             pinned roots and store counters
 //	GET    /v1/content/{cid}       the file's bytes, fetched over bitswap if not local
-//	POST   /v1/content/{cid}/pin   fetch and pin; device CWT required
-//	DELETE /v1/content/{cid}/pin   unpin; device CWT required
+//	POST   /v1/content/{cid}/pin   fetch and pin; a device's token required
+//	DELETE /v1/content/{cid}/pin   unpin; a device's token required
 //
-// Writes need "Authorization: CWT <token>" and "Thingnet-Device: <id>" of
-// an active device: storage on a gateway is for registered devices only.
+// Writes need "Authorization: Bearer <token>" (api.Caller) of an active
+// registered device: storage on a gateway is for registered devices only.
+// Reads are open: a private file's content is encrypted (only its
+// recipients hold its key), a public file is public (docs/privacy.md).
 // The ledger's manifests are served by the api package (GET /v1/files).
-func MountAPI(s *api.Server, svc *Service, auth Authenticator) {
-	h := apiHandlers{svc: svc, auth: auth}
+func MountAPI(s *api.Server, svc *Service) {
+	h := apiHandlers{svc: svc, s: s}
 	s.Mount(map[string]api.HandlerFunc{
 		"POST /v1/content":             h.add,
 		"GET /v1/content":              h.list,
@@ -45,8 +42,8 @@ func MountAPI(s *api.Server, svc *Service, auth Authenticator) {
 const statTimeout = 30 * time.Second
 
 type apiHandlers struct {
-	svc  *Service
-	auth Authenticator
+	svc *Service
+	s   *api.Server
 }
 
 // AddResponse answers POST /v1/content.
@@ -62,17 +59,15 @@ type ContentList struct {
 }
 
 func (h apiHandlers) authorize(r *http.Request) error {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "CWT ")
-	device := r.Header.Get("Thingnet-Device")
-	if !ok || device == "" {
-		return api.NewError(http.StatusUnauthorized, "unauthorized", "send a device's token: Authorization: CWT <token> and Thingnet-Device: <device id>")
-	}
-	b, err := identity.DecodeCWTPassword(strings.TrimSpace(tok))
-	if err == nil {
-		err = h.auth(r.Context(), device, b)
-	}
+	caller, st, err := h.s.Caller(r)
 	if err != nil {
-		return api.NewError(http.StatusUnauthorized, "unauthorized", err.Error())
+		return err
+	}
+	if caller == "" {
+		return api.NewError(http.StatusUnauthorized, "unauthenticated", "storing on a gateway is for registered devices: send Authorization: Bearer <the device's token> (thingnet token --key DEVICE_KEY)")
+	}
+	if _, err := st.Device(caller); err != nil {
+		return api.NewError(http.StatusForbidden, "forbidden", fmt.Sprintf("%s is not a registered device: storing on a gateway is for registered devices", caller))
 	}
 	return nil
 }

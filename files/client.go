@@ -38,8 +38,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 		return err
 	}
 	if c.Token != nil {
-		req.Header.Set("Authorization", "CWT "+identity.EncodeCWTPassword(c.Token))
-		req.Header.Set("Thingnet-Device", c.Device)
+		req.Header.Set("Authorization", identity.Bearer(c.Token))
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/octet-stream")

@@ -53,8 +53,9 @@ func (g *Gateway) activeDevice(st *ledger.State, id string) (*record.Device, ide
 }
 
 // MaySubscribe allows a device to follow readings topics of devices whose
-// readings it may read: its own, and those a grant lets it (or its
-// organisation) read. Wildcards are never allowed.
+// readings the read rule (ledger.State.MayRead) lets it read: its own,
+// those a grant lets it (or its organisation) read, and public ones.
+// Wildcards are never allowed.
 func (g *Gateway) MaySubscribe(deviceID, filter string) bool {
 	target, ok := strings.CutPrefix(filter, "things/")
 	if !ok {
@@ -64,26 +65,17 @@ func (g *Gateway) MaySubscribe(deviceID, filter string) bool {
 	if !ok || strings.ContainsAny(target, "#+/") {
 		return false
 	}
-	if target == deviceID {
-		return true
-	}
 	st, err := g.ledger.View()
 	if err != nil {
 		return false
 	}
-	sub, _, err := g.activeDevice(st, deviceID)
-	if err != nil {
+	if _, _, err := g.activeDevice(st, deviceID); err != nil {
 		return false
 	}
 	tgt, err := st.Device(target)
 	if err != nil {
 		return false
 	}
-	resources := []string{"device:" + target + "/readings", "device:" + target, "org:" + tgt.Org}
-	for _, subject := range []string{"device:" + deviceID, "org:" + sub.Org} {
-		if ok, err := st.HasGrant(subject, "read", resources, st.Height+1); err == nil && ok {
-			return true
-		}
-	}
-	return false
+	ok, err = g.allowRead(st, deviceID, tgt)
+	return err == nil && ok
 }

@@ -226,8 +226,9 @@ func (g *Gateway) applyErasures(ctx context.Context) error {
 	}
 }
 
-// eraseBatch is how many entries one datalog.Erase takes.
-const eraseBatch = 512
+// eraseBatch is how many entries one datalog.Erase takes: each call
+// flushes and compacts, so batches are large.
+const eraseBatch = 4096
 
 // applyErasure erases the stored entries of e.Device with a reading in
 // e's range, and returns how many it erased.
@@ -237,13 +238,14 @@ func (g *Gateway) applyErasure(e *record.Erasure) (int, error) {
 		to = time.UnixMilli(math.MaxInt64)
 	}
 	total := 0
-	// Entries stored meanwhile are either indexed before the query or
-	// after the erasure, never in between.
-	g.storeMu.Lock()
-	defer g.storeMu.Unlock()
 	for {
+		// Under storeMu, entries being stored are either indexed before
+		// the query or stored after the batch is erased, never in
+		// between; ingestion waits for one batch at most.
+		g.storeMu.Lock()
 		idx, err := g.index.query(e.Device, time.UnixMilli(e.From), to, eraseBatch)
 		if err != nil || len(idx) == 0 {
+			g.storeMu.Unlock()
 			return total, err
 		}
 		n, err := g.erase(idx, func(*reading.Envelope) bool { return true }, func(env *reading.Envelope, auth int64) *Tombstone {
@@ -251,6 +253,7 @@ func (g *Gateway) applyErasure(e *record.Erasure) (int, error) {
 			t.Erasure = e.Seq
 			return t
 		})
+		g.storeMu.Unlock()
 		total += n
 		g.stats.erased.Add(uint64(n))
 		if err != nil {
@@ -351,11 +354,11 @@ func (g *Gateway) Retain(now time.Time) error {
 func (g *Gateway) retainDevice(dev string, p *record.Policy, now time.Time) error {
 	cutoff := now.Add(-time.Duration(p.Retention) * time.Second)
 	kept := map[uint64]bool{} // entries with a reading older than cutoff and one newer: kept for now
-	g.storeMu.Lock()
-	defer g.storeMu.Unlock()
 	for {
+		g.storeMu.Lock() // as in applyErasure: one batch at a time
 		idx, err := g.index.queryExcept(dev, time.UnixMilli(0), cutoff, eraseBatch, kept)
 		if err != nil || len(idx) == 0 {
+			g.storeMu.Unlock()
 			return err
 		}
 		n, err := g.erase(idx, func(env *reading.Envelope) bool {
@@ -370,6 +373,7 @@ func (g *Gateway) retainDevice(dev string, p *record.Policy, now time.Time) erro
 			t.Retention, t.PolicyHeight = p.Retention, p.Height
 			return t
 		})
+		g.storeMu.Unlock()
 		g.stats.expired.Add(uint64(n))
 		if err != nil {
 			return err

@@ -385,6 +385,7 @@ func TestRetentionDiskBound(t *testing.T) {
 	seq := uint64(0)
 	var written int64
 	var samples []int64
+	var rounds, longest time.Duration // time spent in retention rounds
 	t.Logf("%8s %10s %12s %12s %12s", "second", "readings", "values sent", "log files", "sstables")
 	for s := 1; s <= seconds; s++ {
 		for range envPerSec {
@@ -406,9 +407,12 @@ func TestRetentionDiskBound(t *testing.T) {
 		}
 		clock.Advance(time.Second)
 		if s%round == 0 {
+			start := time.Now()
 			if err := gw.Retain(clock.Now()); err != nil {
 				t.Fatal(err)
 			}
+			took := time.Since(start)
+			rounds, longest = rounds+took, max(longest, took)
 			sst, all := size()
 			samples = append(samples, all)
 			if s%(3*round) == 0 {
@@ -425,6 +429,7 @@ func TestRetentionDiskBound(t *testing.T) {
 	bound := int64(retention+round) * envPerSec * perEnv * valueSize
 	t.Logf("steady state: log files %.2f MB (median), %.2f..%.2f MB (the peaks are flushed files not yet compacted); retention × rate = %.2f MB of values (%.2f MB with one round more); %.1f MB sent; %d entries dropped",
 		float64(median)/1e6, float64(lo)/1e6, float64(hi)/1e6, float64(retention*envPerSec*perEnv*valueSize)/1e6, float64(bound)/1e6, float64(written)/1e6, gw.Stats().Expired)
+	t.Logf("retention rounds: %v on average (%d entries each), longest %v", rounds/time.Duration(seconds/round), envPerSec*round, longest)
 	// The files hold the values with their envelopes (signature, seq,
 	// time, content type), the tree's hashes and the tombstones.
 	if median > 3*bound/2 || hi > 4*bound {

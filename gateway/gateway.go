@@ -71,8 +71,9 @@ type Gateway struct {
 
 	lastStored map[string][32]byte // per device, hash of the last envelope stored
 
-	feed feed
-	done chan struct{} // closed by Close, ends streams
+	feed  feed
+	reads readQuotas    // read grants' daily quotas (read.go)
+	done  chan struct{} // closed by Close, ends streams
 
 	offMu     sync.Mutex
 	offenders map[string]offender // reported devices, candidates for quarantine

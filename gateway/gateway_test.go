@@ -82,7 +82,8 @@ func startTestNetKeep(t *testing.T, keep int64) *testNet {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Shutdown(context.Background()) })
-	tn.client = client.New(s.Addr())
+	// The tests read as acme's admin: values are served to who may read them.
+	tn.client = client.New(s.Addr()).WithIdentity(&client.Identity{Key: tn.admin, ChainID: "gw-test"})
 	ctx := testutil.Context(t, time.Minute)
 	if err := tn.net.WaitForHeight(ctx, 2); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/datalog"
 	"github.com/thingnet/thingnet/ledger"
+	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/reading"
 )
 
@@ -58,21 +59,61 @@ func (g *Gateway) Routes(app *ledger.App) map[string]api.HandlerFunc {
 			}
 		},
 		"GET /v1/readings": g.listReadings,
-		"GET /v1/readings/{index}": func(r *http.Request) (any, error) {
-			i, err := strconv.ParseUint(r.PathValue("index"), 10, 64)
-			if err != nil {
-				return nil, api.NewError(http.StatusBadRequest, "bad_request", "index must be a number")
-			}
-			// The stored reading is answered whether or not its proof can
-			// be made (proof_error says why not): data never disappears
-			// behind its proof.
-			p, err := g.Reading(app, i)
-			if errors.Is(err, ErrNoEntry) {
-				return nil, api.NewError(http.StatusNotFound, "not_found", err.Error())
-			}
-			return p, err
-		},
+		"GET /v1/readings/{index}": func(r *http.Request) (any, error) { return g.getReading(app, r) },
 	}
+}
+
+// getReading answers GET /v1/readings/{index}: the stored reading with its
+// proof, whether or not the proof can be made (proof_error says why not):
+// data never disappears behind its proof. To a caller the read rule
+// refuses, the entry's public part only: its hash, inclusion and anchor
+// proofs, with withheld saying why (integrity is public, values are not).
+func (g *Gateway) getReading(app *ledger.App, r *http.Request) (any, error) {
+	i, err := strconv.ParseUint(r.PathValue("index"), 10, 64)
+	if err != nil {
+		return nil, api.NewError(http.StatusBadRequest, "bad_request", "index must be a number")
+	}
+	st, err := g.ledger.View()
+	if err != nil {
+		return nil, err
+	}
+	caller, err := api.Caller(r, st, g.ledger.ChainID(), g.clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	p, err := g.Reading(app, i)
+	if errors.Is(err, ErrNoEntry) {
+		return nil, api.NewError(http.StatusNotFound, "not_found", err.Error())
+	}
+	if err != nil {
+		return nil, err
+	}
+	env, err := reading.Decode(p.Envelope)
+	if err != nil {
+		return nil, fmt.Errorf("log entry %d: %w", i, err)
+	}
+	ok := false
+	if d, err := st.Device(env.Device); err == nil {
+		if ok, err = g.allowRead(st, caller, d); err != nil {
+			return nil, err
+		}
+	}
+	if !ok {
+		return withhold(p, caller), nil
+	}
+	return p, nil
+}
+
+// withhold is p without what only a reader may see: the envelope and the
+// signer's proofs.
+func withhold(p *proof.Reading, caller string) *proof.Reading {
+	why := "the reading is not public; authenticate as the device, an admin of its organisation or a holder of a read grant (Authorization: Bearer <token>)"
+	if caller != "" {
+		why = caller + " may not read this reading (not the device, not an admin of its organisation, no read grant in force)"
+	}
+	return &proof.Reading{Gateway: p.Gateway, Index: p.Index, EntryHash: proof.LeafHash(p.Entry()), AuthHeight: p.AuthHeight,
+		Withheld: &proof.Unavailable{Code: proof.CodeWithheld, Message: why}, ProofError: p.ProofError,
+		Anchor: p.Anchor, Inclusion: p.Inclusion, Height: p.Height, AnchorProof: p.AnchorProof}
 }
 
 // listReadings answers GET /v1/readings?device=ID[&from=T][&to=T][&limit=N]:
@@ -81,8 +122,8 @@ func (g *Gateway) Routes(app *ledger.App) map[string]api.HandlerFunc {
 func (g *Gateway) listReadings(r *http.Request) (any, error) {
 	q := r.URL.Query()
 	device := q.Get("device")
-	if device == "" {
-		return nil, api.NewError(http.StatusBadRequest, "bad_request", "device is required: /v1/readings?device=DID")
+	if _, err := g.mayRead(r, device); err != nil {
+		return nil, err
 	}
 	from, err := parseTime(q.Get("from"), time.UnixMilli(0))
 	if err != nil {

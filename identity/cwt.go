@@ -317,3 +317,9 @@ func CWTFromPassword(p []byte) ([]byte, error) {
 	}
 	return DecodeCWTPassword(string(p))
 }
+
+// Bearer is the value of the HTTP Authorization header that presents a
+// token to a node's API: "Bearer " and the token's text form
+// (EncodeCWTPassword). It is the one way a caller says who it is over
+// HTTP (docs/api.md).
+func Bearer(tok []byte) string { return "Bearer " + EncodeCWTPassword(tok) }

@@ -1,32 +1,26 @@
 package mesh
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/thingnet/thingnet/api"
-	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/mesh/message"
 )
-
-// Authenticator checks a device's CWT (the gateway's Authenticate).
-type Authenticator func(ctx context.Context, deviceID string, token []byte) error
 
 // MountAPI adds the mesh endpoints of a gateway to its API:
 //
 //	GET    /v1/mesh                  the node's peer id, addresses and counters
 //	POST   /v1/mailbox/{device}      deposit a signed message (body: its bytes); answers a signed receipt
-//	GET    /v1/mailbox/{device}      held messages (device's CWT in "Authorization: CWT <token>")
+//	GET    /v1/mailbox/{device}      held messages, to the device only ("Authorization: Bearer <token>", api.Caller)
 //	DELETE /v1/mailbox/{device}?upto=N  acknowledge held messages up to N (same authorization)
 //
 // A deposit over HTTP is checked exactly as one over the mesh.
-func MountAPI(s *api.Server, n *Node, auth Authenticator) {
-	h := apiHandlers{n: n, auth: auth}
+func MountAPI(s *api.Server, n *Node) {
+	h := apiHandlers{n: n, s: s}
 	routes := map[string]api.HandlerFunc{"GET /v1/mesh": h.info}
 	if n.mailbox != nil {
 		routes["POST /v1/mailbox/{device}"] = h.deposit
@@ -37,8 +31,8 @@ func MountAPI(s *api.Server, n *Node, auth Authenticator) {
 }
 
 type apiHandlers struct {
-	n    *Node
-	auth Authenticator
+	n *Node
+	s *api.Server
 }
 
 func (h apiHandlers) info(*http.Request) (any, error) {
@@ -78,19 +72,19 @@ func (h apiHandlers) deposit(r *http.Request) (any, error) {
 	}
 }
 
-// authorize checks the device's CWT from "Authorization: CWT <token>".
+// authorize lets only the device itself at its mailbox: its messages are
+// for it alone (api.Caller authenticates it).
 func (h apiHandlers) authorize(r *http.Request) (string, error) {
 	device := r.PathValue("device")
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "CWT ")
-	if !ok {
-		return "", api.NewError(http.StatusUnauthorized, "unauthorized", "send the device's token: Authorization: CWT <token> (thingnet device token)")
-	}
-	b, err := identity.DecodeCWTPassword(strings.TrimSpace(tok))
-	if err == nil {
-		err = h.auth(r.Context(), device, b)
-	}
+	caller, _, err := h.s.Caller(r)
 	if err != nil {
-		return "", api.NewError(http.StatusUnauthorized, "unauthorized", err.Error())
+		return "", err
+	}
+	if caller != device {
+		if caller == "" {
+			return "", api.NewError(http.StatusUnauthorized, "unauthenticated", "a mailbox is read by its device only: send Authorization: Bearer <the device's token> (thingnet token --key DEVICE_KEY)")
+		}
+		return "", api.NewError(http.StatusForbidden, "forbidden", fmt.Sprintf("%s may not read the mailbox of %s: a mailbox is read by its device only", caller, device))
 	}
 	d, err := h.n.auth.Device(device)
 	if err != nil || !d.MailboxAt(h.n.id) {

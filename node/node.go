@@ -143,9 +143,9 @@ func Start(home string, c Config, logger *slog.Logger, opts ...Option) (*Node, e
 			reg.CoAP(n.coap)
 		}
 		if n.mesh != nil {
-			mesh.MountAPI(n.api, n.mesh, n.gw.Authenticate)
+			mesh.MountAPI(n.api, n.mesh)
 			reg.Mesh(n.mesh)
-			files.MountAPI(n.api, n.files, n.gw.Authenticate)
+			files.MountAPI(n.api, n.files)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		n.stopEvents = cancel

@@ -12,23 +12,33 @@ import (
 // check.
 var ErrInvalidProof = errors.New("invalid proof")
 
+// LeafHash is the RFC 6962 leaf hash of a log entry: SHA-256(0x00 ‖ entry).
+func LeafHash(entry []byte) []byte { return rfc6962.DefaultHasher.HashLeaf(entry) }
+
 // VerifyInclusion checks that entry is leaf index of the RFC 6962 tree of
-// the given size and root (SHA-256; leaf hash SHA-256(0x00 ‖ entry)), with
-// the inclusion path as a log gives it. Hashes must be 32 bytes. Errors
-// wrap ErrInvalidProof.
+// the given size and root (SHA-256; leaf hash LeafHash(entry)), with the
+// inclusion path as a log gives it. Hashes must be 32 bytes. Errors wrap
+// ErrInvalidProof.
 func VerifyInclusion(entry []byte, index, size uint64, path [][]byte, root []byte) error {
+	return VerifyLeafInclusion(LeafHash(entry), index, size, path, root)
+}
+
+// VerifyLeafInclusion is VerifyInclusion given the entry's leaf hash.
+func VerifyLeafInclusion(leaf []byte, index, size uint64, path [][]byte, root []byte) error {
 	if index >= size {
 		return fmt.Errorf("%w: leaf index %d is not below tree size %d", ErrInvalidProof, index, size)
 	}
 	if len(root) != rfc6962.DefaultHasher.Size() {
 		return fmt.Errorf("%w: the root is %d bytes, not %d", ErrInvalidProof, len(root), rfc6962.DefaultHasher.Size())
 	}
+	if len(leaf) != rfc6962.DefaultHasher.Size() {
+		return fmt.Errorf("%w: the leaf hash is %d bytes, not %d", ErrInvalidProof, len(leaf), rfc6962.DefaultHasher.Size())
+	}
 	for i, h := range path {
 		if len(h) != rfc6962.DefaultHasher.Size() {
 			return fmt.Errorf("%w: inclusion hash %d is %d bytes", ErrInvalidProof, i, len(h))
 		}
 	}
-	leaf := rfc6962.DefaultHasher.HashLeaf(entry)
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, index, size, leaf, path, root); err != nil {
 		return fmt.Errorf("%w: entry %d in tree of size %d: %v", ErrInvalidProof, index, size, err)
 	}

@@ -22,7 +22,15 @@ import (
 type Reading struct {
 	Gateway  string `json:"gateway"`
 	Index    uint64 `json:"index"`
-	Envelope []byte `json:"envelope"` // the COSE_Sign1 reading envelope as the device sent it
+	Envelope []byte `json:"envelope,omitempty"` // the COSE_Sign1 reading envelope as the device sent it; absent when Withheld
+	// EntryHash is the log's leaf hash of the entry, SHA-256(0x00 ‖
+	// entry): what anyone can check is in the anchored log, whether or not
+	// they may read the reading (VerifyAnchored).
+	EntryHash []byte `json:"entry_hash,omitempty"`
+	// Withheld says why Envelope (and Signer) are absent: the caller may
+	// not read the reading (code "withheld"), or its value was erased
+	// ("erased"). The entry's hash, inclusion and anchor proofs remain.
+	Withheld *Unavailable `json:"withheld,omitempty"`
 	// AuthHeight is the ledger height at which the gateway authenticated
 	// the reading, recorded in its log entry (reading.EntryBytes); 0 for an
 	// entry of layout 1, which is the envelope alone.
@@ -79,7 +87,13 @@ func (p *Reading) Err() error {
 const (
 	CodeNotAnchored = "not_anchored"
 	CodeUnprovable  = "unprovable"
+	CodeWithheld    = "withheld" // Reading.Withheld: the caller may not read the value
+	CodeErased      = "erased"   // Reading.Withheld: the value was erased (record.Erasure)
 )
+
+// ErrWithheld is returned (wrapped) by VerifyReading for a proof whose
+// envelope is withheld: only VerifyAnchored applies to it.
+var ErrWithheld = errors.New("reading withheld")
 
 // Entry is the log entry the proof is about: the leaf is its hash.
 func (p *Reading) Entry() []byte { return reading.EntryBytes(p.AuthHeight, p.Envelope) }
@@ -126,11 +140,53 @@ type Checker interface {
 // entry says the gateway authenticated the reading (before the anchor; the
 // anchor's own height for entries of layout 1); and the signature.
 func VerifyReading(ctx context.Context, check Checker, p *Reading) (*Verified, error) {
+	if p.Withheld != nil {
+		return nil, fmt.Errorf("%w (%s): %s; its place in the log can still be checked (VerifyAnchored)", ErrWithheld, p.Withheld.Code, p.Withheld.Message)
+	}
+	if p.Signer == nil && p.Err() == nil {
+		return nil, errors.New("the proof lacks its ledger proofs")
+	}
+	an, err := VerifyAnchored(ctx, check, p)
+	if err != nil {
+		return nil, err
+	}
+	env, err := reading.Decode(p.Envelope)
+	if err != nil {
+		return nil, err
+	}
+	key, err := VerifySigner(p.AnchorProof.Root, p.Height, p.Signer, env.Signer(), p.SignerHeight())
+	if err != nil {
+		return nil, err
+	}
+	pub, err := identity.ParseDID(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := env.Verify(pub); err != nil {
+		return nil, fmt.Errorf("signature: %w", err)
+	}
+	return &Verified{Envelope: env, AuthHeight: p.SignerHeight(), AnchorHeight: an.AnchorHeight, HeaderHeight: an.HeaderHeight}, nil
+}
+
+// Anchored is what VerifyAnchored established.
+type Anchored struct {
+	EntryHash    []byte // the leaf hash proved included
+	AnchorHeight int64  // the log was anchored in this block
+	HeaderHeight int64  // whose app hash is in this signed header
+}
+
+// VerifyAnchored checks the public part of a reading proof, trusting only
+// what check trusts: the anchor record against the app hash of the
+// proof's height, and the entry's inclusion under the anchored root — of
+// the entry itself when the envelope is present (its hash must then be
+// EntryHash, if given), else of EntryHash. It does not check the signer
+// or the signature (VerifyReading does).
+func VerifyAnchored(ctx context.Context, check Checker, p *Reading) (*Anchored, error) {
 	if err := p.Err(); err != nil {
 		return nil, err
 	}
-	if p.AnchorProof == nil || p.Signer == nil {
-		return nil, errors.New("the proof lacks its ledger proofs")
+	if p.AnchorProof == nil {
+		return nil, errors.New("the proof lacks its anchor proof")
 	}
 	if p.AnchorProof.Height != p.Height {
 		return nil, fmt.Errorf("the anchor proof is of height %d, not the proof's height %d", p.AnchorProof.Height, p.Height)
@@ -152,25 +208,21 @@ func VerifyReading(ctx context.Context, check Checker, p *Reading) (*Verified, e
 	if p.AuthHeight < 0 || (p.AuthHeight != 0 && p.AuthHeight >= a.Height) {
 		return nil, fmt.Errorf("the entry says it was authenticated at height %d, not before its anchor at height %d", p.AuthHeight, a.Height)
 	}
-	if err := VerifyInclusion(p.Entry(), p.Index, a.Size, p.Inclusion, a.Root); err != nil {
+	leaf := p.EntryHash
+	if p.Envelope != nil {
+		h := LeafHash(p.Entry())
+		if leaf != nil && string(leaf) != string(h) {
+			return nil, fmt.Errorf("the entry hash %x is not the hash of the entry (%x)", leaf, h)
+		}
+		leaf = h
+	}
+	if leaf == nil {
+		return nil, errors.New("the proof has neither the entry nor its hash")
+	}
+	if err := VerifyLeafInclusion(leaf, p.Index, a.Size, p.Inclusion, a.Root); err != nil {
 		return nil, fmt.Errorf("inclusion in the anchored log: %w", err)
 	}
-	env, err := reading.Decode(p.Envelope)
-	if err != nil {
-		return nil, err
-	}
-	key, err := VerifySigner(p.AnchorProof.Root, p.Height, p.Signer, env.Signer(), p.SignerHeight())
-	if err != nil {
-		return nil, err
-	}
-	pub, err := identity.ParseDID(key)
-	if err != nil {
-		return nil, err
-	}
-	if err := env.Verify(pub); err != nil {
-		return nil, fmt.Errorf("signature: %w", err)
-	}
-	return &Verified{Envelope: env, AuthHeight: p.SignerHeight(), AnchorHeight: a.Height, HeaderHeight: header}, nil
+	return &Anchored{EntryHash: leaf, AnchorHeight: a.Height, HeaderHeight: header}, nil
 }
 
 // VerifySigner checks a Signer of the state of height proofHeight

@@ -66,6 +66,11 @@ func New(c Config) (*Relayer, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Client.Identity == nil {
+		// The relayer reads the readings it relays as the key that signs
+		// the calls: a party that may read them (a read grant, an admin).
+		c.Client = c.Client.WithIdentity(&client.Identity{Key: c.Key})
+	}
 	return &Relayer{cfg: c, log: c.Logger, seen: map[string]cursor{}}, nil
 }
 

@@ -60,7 +60,12 @@ func TestRelay(t *testing.T) {
 	must(&record.AgreementDeploy{Source: src, Parties: map[string]string{
 		"sensor": "device:" + sensor.ID(), "cooler": "device:" + cooler.ID(), "buyer": "org:demo", "seller": "org:demo"}})
 
+	// The relayer reads the sensor's readings: it is a device of demo with
+	// a read grant on the sensor (the read rule serves values to nobody else).
 	relayKey, _ := identity.GenerateKey(identity.Ed25519)
+	proof, _ := relayKey.Sign(record.PossessionMessage(d.ChainID(), devnet.DemoOrg, relayKey.ID()))
+	must(&record.DeviceRegister{Org: devnet.DemoOrg, Device: relayKey.ID(), Class: "relay", Proof: proof})
+	must(&record.GrantAdd{Grantor: "org:demo", Subject: "device:" + relayKey.ID(), Action: record.ActionRead, Resource: "device:" + sensor.ID() + "/readings"})
 	r, err := relay.New(relay.Config{Client: c, Key: relayKey, Agreements: []uint64{1}, Poll: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -323,9 +323,31 @@ func noScriptErrors(t *testing.T, ctx context.Context) {
 	}
 }
 
+// signIn signs the tab in as k, through the sign-in page, with a token
+// as `thingnet token` makes it.
+func signIn(t *testing.T, ctx context.Context, k *identity.Key) {
+	t.Helper()
+	tok, err := identity.NewCWT(k, k.ID(), shared.d.ChainID(), time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	show(t, ctx, explorer("/signin"), "/signin")
+	do(t, ctx, chromedp.SendKeys(`#signin-token`, identity.EncodeCWTPassword(tok)), chromedp.Click(`#signin-form button`))
+	if err := poll(ctx, fmt.Sprintf(`document.querySelector('#who').textContent.startsWith('signed in as') && document.querySelector('#signin-state').textContent.includes(%s)`, jsString(k.ID())), 10*time.Second); err != nil {
+		t.Fatalf("sign in: %v (%q)", err, textOf(t, ctx, `#signin-error`))
+	}
+}
+
 func TestDevicePage(t *testing.T) {
 	ctx := tab(t)
 	frag := "/device/" + shared.dev.ID()
+	// Anonymous: the public view, no values.
+	show(t, ctx, explorer(frag), frag)
+	if private := textOf(t, ctx, `#readings-private`); !strings.Contains(private, "Readings are private") || count(t, ctx, `#readings tbody tr`) != 0 || count(t, ctx, `#chart circle`) != 0 {
+		t.Fatalf("anonymous device page: %q, %d rows; want the public view", private, count(t, ctx, `#readings tbody tr`))
+	}
+	// Signed in as the organisation's admin: the readings.
+	signIn(t, ctx, shared.admin)
 	show(t, ctx, explorer(frag), frag)
 	status := textOf(t, ctx, `#device-status`)
 	history := textOf(t, ctx, `#history`)
@@ -367,6 +389,9 @@ func TestVerifyReading(t *testing.T) {
 		{"?tamper=1", "verify-tampered", false, "the signature does not check"},
 		{"?tamper=header", "verify-lying-header", false, "does not hash to the block the commit signed"},
 	} {
+		if tc.query == "" {
+			signIn(t, ctx, shared.admin)
+		}
 		show(t, ctx, shared.url+"/explorer/"+tc.query+"#/reading/1", "/reading/1")
 		verdict := textOf(t, ctx, `#verify-verdict`)
 		class := get(t, ctx, chromedp.Evaluate[string](`document.querySelector('#verify-verdict').className`))
@@ -515,7 +540,8 @@ func TestOpenAPIEndpointsAnswered(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		req, _ := http.NewRequestWithContext(ctx, "GET", shared.url+url, nil)
-		if path == "/v1/readings/stream" {
+		if path == "/v1/readings/stream" || path == "/v1/readings" || path == "/v1/readings/{index}" {
+			// Values are served to the device (and its admins, grantees).
 			tok, err := identity.NewCWT(shared.dev, shared.dev.ID(), shared.d.ChainID(), time.Now(), time.Minute)
 			if err == nil {
 				req.Header.Set("Authorization", "Bearer "+identity.EncodeCWTPassword(tok))

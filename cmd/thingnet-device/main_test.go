@@ -90,6 +90,7 @@ func TestDeviceProgram(t *testing.T) {
 	var page struct {
 		Items []client.ReadingItem `json:"items"`
 	}
+	c = c.WithIdentity(&client.Identity{Key: admin}) // values are served to the organisation's admin
 	testutil.WaitFor(t, ctx, "a stored reading of the device", func() bool {
 		return c.Get(ctx, "/v1/readings?device="+id, &page) == nil && len(page.Items) > 0
 	})

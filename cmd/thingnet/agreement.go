@@ -143,6 +143,7 @@ func agreementCmd(g *globals) *cobra.Command {
   thingnet agreement call 1 hot --key demo-admin --reading 17`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			call.signer = tfc.key
 			m, err := g.callMsg(cmd.Context(), args[0], args[1], &call)
 			if err != nil {
 				return err
@@ -345,6 +346,7 @@ type callFlags struct {
 	args    []string
 	reading string
 	item    uint32
+	signer  string // the key that signs the call: it reads --reading too, unless --identity says otherwise
 }
 
 func (f *callFlags) register(c *cobra.Command) {
@@ -396,6 +398,9 @@ func (g *globals) callMsg(ctx context.Context, idArg, transition string, f *call
 	}
 	m := &record.AgreementCall{ID: id, Transition: transition}
 	if f.reading != "" {
+		if g.identity == "" && g.token == "" {
+			g.identity = f.signer // read the reading as the caller, a party that may read it
+		}
 		p, err := g.readingProof(ctx, f.reading)
 		if err == nil {
 			err = p.Err()

@@ -92,6 +92,12 @@ func TestAgreementCLI(t *testing.T) {
 	if _, err := fmt.Sscanf(out, "stored as entry %s", &index); err != nil {
 		t.Fatalf("readings send = %q", out)
 	}
+	// acme relays the sensor's readings: demo must let it read them;
+	// until then the reading is withheld from acme.
+	if out := run("readings", "get", index, "--identity", "acme-admin"); !strings.Contains(out, "withheld") || strings.Contains(out, "36.6") {
+		t.Errorf("acme reads demo's reading without a grant: %q", out)
+	}
+	run("grant", "add", "--key", "demo-admin", "--grantor", "org:demo", "--subject", "org:acme", "--action", "read", "--resource", "device:sensor-1/readings")
 	for {
 		out, err := cli(t, node, ks, "agreement", "call", "2", "hot", "--key", "acme-admin", "--reading", index)
 		if err == nil {

@@ -169,7 +169,7 @@ func TestProvisioning(t *testing.T) {
 				ContentType string `json:"content_type"`
 			} `json:"items"`
 		}
-		if err := c.Get(ctx, "/v1/readings?device="+url.QueryEscape(k.ID()), &page); err != nil || len(page.Items) == 0 {
+		if err := c.WithIdentity(&client.Identity{Key: k}).Get(ctx, "/v1/readings?device="+url.QueryEscape(k.ID()), &page); err != nil || len(page.Items) == 0 {
 			t.Errorf("%s: readings through the API: %v, %d items", name, err, len(page.Items))
 		}
 	}

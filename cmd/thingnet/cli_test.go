@@ -200,7 +200,7 @@ func TestCLI(t *testing.T) {
 		t.Errorf("replayed seq: err = %v; want rejected", err)
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		out, err := cli(t, node, ks, "readings", "verify", "0", "--via", d.APIURL(2))
+		out, err := cli(t, node, ks, "readings", "verify", "0", "--via", d.APIURL(2), "--identity", "demo-admin")
 		if err == nil {
 			if !strings.Contains(out, "verified: signed by the device's key") || !strings.Contains(out, "21.4 temperature/celsius") {
 				t.Errorf("readings verify = %q", out)
@@ -218,13 +218,13 @@ func TestCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(run("tx", "block", "2", "-o", "json")), &b2); err != nil {
 		t.Fatal(err)
 	}
-	if out := run("verify", "reading", "0", "--via", d.APIURL(3), "--trust", "2:"+b2.Hash); !strings.Contains(out, "verified:") {
+	if out := run("verify", "reading", "0", "--via", d.APIURL(3), "--trust", "2:"+b2.Hash, "--identity", "demo-admin"); !strings.Contains(out, "verified:") {
 		t.Errorf("verify reading --trust = %q", out)
 	}
 	if _, err := cli(t, node, ks, "verify", "reading", "0", "--trust", "2:"+strings.Repeat("00", 32)); err == nil || !strings.Contains(err.Error(), "light client") {
 		t.Errorf("verify reading with a wrong trusted hash: err = %v; want refused", err)
 	}
-	if out := run("readings", "list", "--device", "sensor-3"); !strings.Contains(out, "seq 1") || !strings.Contains(out, "21.4 temperature/celsius") {
+	if out := run("readings", "list", "--device", "sensor-3", "--identity", "demo-admin"); !strings.Contains(out, "seq 1") || !strings.Contains(out, "21.4 temperature/celsius") {
 		t.Errorf("readings list = %q", out)
 	}
 	if tok := strings.TrimSpace(run("device", "token", "--key", "sensor-3")); len(tok) < 100 {
@@ -299,7 +299,7 @@ func TestReadingsVerifyAfterPruning(t *testing.T) {
 		}
 		return true
 	})
-	out := run("readings", "verify", "0", "--via", d.APIURL(1))
+	out := run("readings", "verify", "0", "--via", d.APIURL(1), "--identity", "demo-admin")
 	if !strings.Contains(out, "verified: signed by the device's key") || !strings.Contains(out, "19.5 temperature/celsius") {
 		t.Errorf("readings verify after pruning = %q", out)
 	}
@@ -307,7 +307,7 @@ func TestReadingsVerifyAfterPruning(t *testing.T) {
 	if err := json.Unmarshal([]byte(run("tx", "block", "2", "-o", "json")), &b2); err != nil {
 		t.Fatal(err)
 	}
-	if out := run("verify", "reading", "0", "--via", d.APIURL(1), "--trust", "2:"+b2.Hash); !strings.Contains(out, "verified:") {
+	if out := run("verify", "reading", "0", "--via", d.APIURL(1), "--trust", "2:"+b2.Hash, "--identity", "demo-admin"); !strings.Contains(out, "verified:") {
 		t.Errorf("verify reading --trust after pruning = %q", out)
 	}
 }

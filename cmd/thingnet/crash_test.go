@@ -119,7 +119,7 @@ func TestGatewayCrash(t *testing.T) {
 	mq.Disconnect(0)
 
 	startNodeProcess(t, bin, home, apiAddr)
-	c := client.New(apiAddr)
+	c := client.New(apiAddr).WithIdentity(&client.Identity{Key: sensor}) // the device reads its own readings
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	stored := map[uint64]bool{}

@@ -69,14 +69,14 @@ the same --home resumes the same chain.`,
 			ks := devnet.Keystore(d.Home()).Dir
 			fmt.Fprintf(out, `demo organisation %q, admin key %q (empty passphrase) in %s
 try, in another terminal:
-  export THINGNET_NODE=%s THINGNET_KEYSTORE=%s
+  export THINGNET_NODE=%s THINGNET_KEYSTORE=%s THINGNET_IDENTITY=%s
   thingnet keys new sensor-1
   thingnet device register --key %s --org %s --device-key sensor-1
   thingnet device show sensor-1 --prove
   thingnet readings send --key sensor-1 --seq 1 --type temperature/celsius --value 21.4
   thingnet readings verify 0 --via %s
 Ctrl-C stops the devnet; run the same command again to resume it.
-`, devnet.DemoOrg, devnet.DemoAdminKey, ks, d.APIURL(0), ks, devnet.DemoAdminKey, devnet.DemoOrg, d.APIURL(min(1, d.Size()-1)))
+`, devnet.DemoOrg, devnet.DemoAdminKey, ks, d.APIURL(0), ks, devnet.DemoAdminKey, devnet.DemoAdminKey, devnet.DemoOrg, d.APIURL(min(1, d.Size()-1)))
 			if fleet.Exchange {
 				fleet.OnEvent = firstOfEachKind(out)
 			}

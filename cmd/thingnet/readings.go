@@ -23,15 +23,28 @@ import (
 )
 
 func deviceToken(g *globals) *cobra.Command {
+	c := tokenCmd(g)
+	c.Short = "Print a token for the device: its MQTT password, its HTTP bearer token (same as `thingnet token`)"
+	return c
+}
+
+// tokenCmd prints a token: the one credential a caller presents over HTTP
+// ("Authorization: Bearer <token>"), to the explorer, and, for a device,
+// as its MQTT password.
+func tokenCmd(g *globals) *cobra.Command {
 	var key, as, chainID string
 	var lifetime time.Duration
 	c := &cobra.Command{
 		Use:   "token",
-		Short: "Print a CWT for the device to use as its MQTT password (base64url)",
-		Example: `  mosquitto_pub -h gw -p 1883 -q 1 -u DEVICE_DID -P "$(thingnet device token --key sensor-1)" \
+		Short: "Print a short-lived token that says who you are: for HTTP reads, the explorer, and a device's MQTT password",
+		Example: `  curl -H "Authorization: Bearer $(thingnet token --key admin)" http://127.0.0.1:26602/v1/readings?device=DID
+  mosquitto_pub -h gw -p 1883 -q 1 -u DEVICE_DID -P "$(thingnet token --key sensor-1)" \
     -t things/DEVICE_DID/readings -f reading.cbor`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if key == "" {
+				key = g.identity
+			}
 			k, err := g.loadKey(key)
 			if err != nil {
 				return err
@@ -40,7 +53,7 @@ func deviceToken(g *globals) *cobra.Command {
 				as = k.ID()
 			}
 			if chainID == "" {
-				st, err := g.client().Status(cmd.Context())
+				st, err := client.New(g.node).Status(cmd.Context())
 				if err != nil {
 					return fmt.Errorf("%w (or pass --chain-id)", err)
 				}
@@ -54,10 +67,10 @@ func deviceToken(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&key, "key", "", "the device's key")
-	c.Flags().StringVar(&as, "as", "", "device id, if the key was rotated in")
+	c.Flags().StringVar(&key, "key", envOr("THINGNET_KEY", ""), "the key that signs the token: a device's, an admin's, a grantee's (default --identity)")
+	c.Flags().StringVar(&as, "as", "", "the id to sign as, if not the key's did:key (a device whose key was rotated in)")
 	c.Flags().StringVar(&chainID, "chain-id", "", "chain id (default: asked from --node)")
-	c.Flags().DurationVar(&lifetime, "lifetime", time.Hour, "how long the token is valid (at most 24h)")
+	c.Flags().DurationVar(&lifetime, "lifetime", time.Hour, "how long the token is valid (at most 24h): a bearer token, keep it short")
 	return c
 }
 
@@ -106,6 +119,16 @@ func readingsCmd(g *globals) *cobra.Command {
 			p, err := g.readingProof(cmd.Context(), args[0])
 			if err != nil {
 				return err
+			}
+			if p.Withheld != nil {
+				return g.print(cmd.OutOrStdout(), p, func(w io.Writer) {
+					fmt.Fprintf(w, "value:   withheld (%s): %s\nentry:   hash %X\n", p.Withheld.Code, p.Withheld.Message, p.EntryHash)
+					if err := p.Err(); err != nil {
+						fmt.Fprintf(w, "log:     entry %d of gateway %s\nproof:   none: %v\n", p.Index, p.Gateway, err)
+						return
+					}
+					fmt.Fprintf(w, "log:     entry %d of gateway %s\nanchor:  log size %d, root %X, height %d\n", p.Index, p.Gateway, p.Anchor.Size, p.Anchor.Root, p.Anchor.Height)
+				})
 			}
 			env, err := reading.Decode(p.Envelope)
 			if err != nil {
@@ -159,6 +182,14 @@ node, so the gateway that stored the reading is not trusted at all.`,
 					return fmt.Errorf("light client from --trust %s: %w", trust, err)
 				}
 				check = lightChecker{lc}
+			}
+			if p.Withheld != nil {
+				an, err := proof.VerifyAnchored(cmd.Context(), check, p)
+				if err != nil {
+					return fmt.Errorf("VERIFICATION FAILED: %w", err)
+				}
+				return fmt.Errorf("VERIFICATION INCOMPLETE: the value is withheld (%s: %s); checked only that entry %d (hash %X) is in gateway %s's log, anchored at height %d (header %d); read as someone who may read it (--identity KEY) to check its signature",
+					p.Withheld.Code, p.Withheld.Message, p.Index, an.EntryHash, p.Gateway, an.AnchorHeight, an.HeaderHeight)
 			}
 			v, err := proof.VerifyReading(cmd.Context(), check, p)
 			if err != nil {

@@ -22,6 +22,12 @@ type globals struct {
 	node     string
 	keystore string
 	output   string
+	// Who reads: a keystore key that signs tokens, or a ready token
+	// (the read paths serve values only to whom may read them).
+	identity   string
+	identityAs string
+	token      string
+	reader     *client.Identity // loaded once from identity or token
 }
 
 func newRoot() *cobra.Command {
@@ -36,12 +42,15 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.node, "node", envOr("THINGNET_NODE", "http://127.0.0.1:26602"), "API address of the node to talk to (env THINGNET_NODE)")
 	pf.StringVar(&g.keystore, "keystore", envOr("THINGNET_KEYSTORE", defaultKeystore()), "directory of key files (env THINGNET_KEYSTORE)")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
+	pf.StringVar(&g.identity, "identity", envOr("THINGNET_IDENTITY", ""), "keystore name (or file) of the key you read as: a device, an organisation admin or a read grantee (env THINGNET_IDENTITY)")
+	pf.StringVar(&g.identityAs, "identity-as", "", "the id --identity reads as, if not the key's did:key (a device whose key was rotated)")
+	pf.StringVar(&g.token, "token", envOr("THINGNET_TOKEN", ""), "a token from `thingnet token` to read with, instead of --identity (env THINGNET_TOKEN)")
 	root.AddCommand(
 		keysCmd(g), nodeCmd(), genesisCmd(), devnetCmd(),
 		orgCmd(g), deviceCmd(g), grantCmd(g), validatorCmd(g), txCmd(g), readingsCmd(g), verifyCmd(g), msgCmd(g), benchCmd(),
-		statusCmd(g), eventsCmd(g),
+		statusCmd(g), eventsCmd(g), tokenCmd(g),
 		agreementCmd(g), creditsCmd(g),
-		fileCmd(g), firmwareCmd(g), dataCmd(g), auditCmd(g),
+		fileCmd(g), firmwareCmd(g), dataCmd(g),
 	)
 	return root
 }
@@ -64,7 +73,32 @@ func defaultKeystore() string { return filepath.Join(defaultHome(), "keys") }
 
 func (g *globals) ks() identity.Keystore { return identity.Keystore{Dir: g.keystore} }
 
-func (g *globals) client() *client.Client { return client.New(g.node) }
+// client is the API client, presenting the reader's identity (--identity
+// or --token) if one is given.
+func (g *globals) client() *client.Client {
+	c := client.New(g.node)
+	if g.reader == nil {
+		switch {
+		case g.token != "":
+			tok, err := identity.DecodeCWTPassword(strings.TrimSpace(g.token))
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "warning: --token is not a thingnet token (%v); reading anonymously\n", err)
+				return c
+			}
+			g.reader = client.Token(tok)
+		case g.identity != "":
+			k, err := g.loadKey(g.identity)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "warning: --identity: %v; reading anonymously\n", err)
+				return c
+			}
+			g.reader = &client.Identity{Key: k, ID: g.identityAs}
+		default:
+			return c
+		}
+	}
+	return c.WithIdentity(g.reader)
+}
 
 // passphrase returns the passphrase for a key: $THINGNET_PASSPHRASE, else a
 // prompt on a terminal, else empty.

@@ -45,7 +45,7 @@ func TestVerifyStore(t *testing.T) {
 	}
 	// The gateway answers a reading before an anchor covers it ("proof: none").
 	testutil.WaitFor(t, testutil.Context(t, time.Minute), "entry 5 to be anchored", func() bool {
-		out, err := cli(t, node, ks, "readings", "get", "5")
+		out, err := cli(t, node, ks, "readings", "get", "5", "--identity", "demo-admin")
 		return err == nil && strings.Contains(out, "anchor:  log size")
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

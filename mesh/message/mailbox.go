@@ -74,7 +74,7 @@ func (c MailboxClient) authed(ctx context.Context, method, u string, tok []byte)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "CWT "+identity.EncodeCWTPassword(tok))
+	req.Header.Set("Authorization", identity.Bearer(tok))
 	return req, nil
 }
 

@@ -15,8 +15,47 @@ const short = (s, n = 16) => (s && s.length > n + 6 ? s.slice(0, n) + '…' + s.
 const enc = encodeURIComponent;
 const params = new URLSearchParams(location.search);
 
+// --- who is reading: the explorer signs in with a token (thingnet token),
+// kept for this tab only; every API call presents it. Without one the
+// explorer shows the public view: counts, hashes, proofs, never values. ---
+const TOKEN = 'thingnet.token';
+const b64url = (s) => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+
+// tokenClaims decodes a token's claims (it does not check the signature:
+// the node does) and throws if it is not a thingnet token.
+export function tokenClaims(tok) {
+  let v = decode(b64url(tok.trim()));
+  if (v && v.tag === 61) v = v.value;
+  if (v && v.tag === 18) v = v.value;
+  if (!Array.isArray(v) || v.length !== 4 || !(v[2] instanceof Uint8Array)) throw new Error('not a CWT (COSE_Sign1)');
+  const c = decode(v[2]);
+  const sub = c.get(2), exp = c.get(4);
+  if (typeof sub !== 'string' || typeof exp !== 'number') throw new Error('the token lacks its subject or expiry');
+  return { sub, aud: c.get(3), exp: new Date(exp * 1000) };
+}
+
+function signedIn() {
+  const t = sessionStorage.getItem(TOKEN);
+  if (!t) return null;
+  try {
+    const c = tokenClaims(t);
+    if (c.exp <= new Date()) { sessionStorage.removeItem(TOKEN); return null; }
+    return { token: t, ...c };
+  } catch { sessionStorage.removeItem(TOKEN); return null; }
+}
+
+function showWho() {
+  const who = signedIn(), el = $('#who');
+  if (!el) return;
+  el.textContent = who ? 'signed in as ' + short(who.sub) : 'sign in';
+  el.title = who ? `${who.sub}, until ${who.exp.toLocaleString()}` : 'read what your identity may read';
+}
+
 async function get(path) {
-  const r = await fetch(path, { headers: { Accept: 'application/json' } });
+  const headers = { Accept: 'application/json' };
+  const who = signedIn();
+  if (who) headers.Authorization = 'Bearer ' + who.token;
+  const r = await fetch(path, { headers });
   const body = await r.json().catch(() => null);
   if (!r.ok) throw new Error(body && body.error ? `${body.error.code}: ${body.error.message}` : `${r.status} ${r.statusText}`);
   return body;
@@ -63,6 +102,7 @@ const routes = [
   [/^\/mesh$/, meshPage],
   [/^\/security$/, security],
   [/^\/api$/, apiPage],
+  [/^\/signin$/, signinPage],
 ];
 
 async function route() {
@@ -281,7 +321,7 @@ async function device(v, id) {
     <h2>Recent readings <span class="muted">(on this node's gateway; last ${items.length})</span></h2>
     <div id="chart-box">${chart(items)}</div>
     <div id="verify-box"></div>
-    ${rs.error ? `<p class="muted">${esc(rs.error)}</p>` : ''}
+    ${rs.error ? `<p id="readings-private" class="muted">${/^(unauthenticated|forbidden)/.test(rs.error) ? `Readings are private: ${esc(rs.error.replace(/^\w+: /, ''))} <a href="#/signin">Sign in</a> as the device, an admin of its organisation or a read grantee.` : esc(rs.error)}</p>` : ''}
     <table id="readings"><thead><tr><th>log index</th><th>seq</th><th>time</th><th>type</th><th>value</th><th></th></tr></thead><tbody>${readingRows(items)}</tbody></table>
     <h2>History</h2><ol id="history" class="timeline">${h.items.map((e) => `<li class="${esc(e.status)}"><b>${esc(e.kind)}</b> → ${badge(e.status)}
       at height <a href="#/block/${e.height}">${e.height}</a>, signed by ${devLink(e.signer)}${e.note ? ` — <i>${esc(e.note)}</i>` : ''}</li>`).join('')}</ol>
@@ -352,6 +392,33 @@ async function readingPage(v, index) {
   v.innerHTML = `<h1>Verify reading ${index}</h1><div id="verify-box"><p class="muted">verifying…</p></div>`;
   const html = await verifyHTML(+index);
   $('#verify-box', v).innerHTML = html + `<p><a href="${params.get('tamper') === '1' ? '?' : '?tamper=1'}#/reading/${index}">${params.get('tamper') === '1' ? 'verify the genuine reading' : 'try a tampered copy (one payload byte changed)'}</a></p>`;
+}
+
+async function signinPage(v) {
+  const who = signedIn();
+  v.innerHTML = `<h1>Sign in</h1>
+    <p>Reading values are served only to the device, admins of its organisation, read grantees, or anyone where the organisation made them public;
+    everyone else sees the public view (counts, hashes, proofs). Sign in with a short-lived token signed by your key:</p>
+    <pre class="cli">thingnet token --key YOUR_KEY --lifetime 1h</pre>
+    ${who ? `<p id="signin-state">Signed in as <span class="mono">${esc(who.sub)}</span> until ${esc(who.exp.toLocaleString())}. <button id="signout">sign out</button></p>` : '<p id="signin-state" class="muted">Not signed in.</p>'}
+    <form id="signin-form"><label>token<br><textarea id="signin-token" rows="4" cols="80" spellcheck="false"></textarea></label><br><button>sign in</button></form>
+    <p id="signin-error" class="bad"></p>
+    <p class="muted">The token stays in this tab (session storage) and is sent to this node only, as <code>Authorization: Bearer</code>.</p>`;
+  $('#signin-form', v).addEventListener('submit', (e) => {
+    e.preventDefault();
+    const t = $('#signin-token').value.trim();
+    try {
+      const c = tokenClaims(t);
+      if (c.exp <= new Date()) throw new Error('the token has expired; make a new one');
+      sessionStorage.setItem(TOKEN, t);
+      showWho();
+      route();
+    } catch (err) {
+      $('#signin-error').textContent = 'not a usable token: ' + err.message;
+    }
+  });
+  const out = $('#signout', v);
+  if (out) out.addEventListener('click', () => { sessionStorage.removeItem(TOKEN); showWho(); route(); });
 }
 
 async function grants(v) {
@@ -865,6 +932,7 @@ async function start() {
 }
 
 window.addEventListener('hashchange', route);
+showWho();
 document.addEventListener('click', onVerifyClick);
 get('/v1/status').then((s) => { $('#chain').textContent = `${s.chain_id} · height ${s.height}`; }).catch(() => {});
 route();
