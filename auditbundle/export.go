@@ -146,6 +146,21 @@ func Export(ctx context.Context, c *client.Client, o ExportOptions) (*Bundle, er
 	for _, p := range proofs {
 		b.StateHeight = max(b.StateHeight, p.Height)
 	}
+	// A reading proof may be of a state the node's API does not serve
+	// proofs of yet (committed, its header not yet): wait for it.
+	for deadline := time.Now().Add(30 * time.Second); st.Height < b.StateHeight; {
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the node's state stays at height %d, below its reading proofs' %d", st.Height, b.StateHeight)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if st, err = c.Status(ctx); err != nil {
+			return nil, err
+		}
+	}
 	pt := &proofTable{c: c, height: b.StateHeight, byKey: map[string]*record.Proof{}}
 	for _, id := range ids {
 		var d record.Device
