@@ -80,6 +80,10 @@ type GatewayConfig struct {
 	Key            string   `toml:"key"`
 	Keystore       string   `toml:"keystore"` // default <home>/keys
 	AnchorInterval Duration `toml:"anchor_interval"`
+	// RetentionInterval is how often the gateway drops the reading values
+	// that their organisations' retention periods expired (0: the
+	// default, 10m; docs/readings.md).
+	RetentionInterval Duration `toml:"retention_interval,omitempty"`
 	// Limits bound what each device and each source address may cost.
 	Limits LimitsConfig `toml:"limits"`
 	// SourceLimits, if set, bound each source address instead
