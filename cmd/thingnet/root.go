@@ -50,7 +50,7 @@ func newRoot() *cobra.Command {
 		orgCmd(g), deviceCmd(g), grantCmd(g), validatorCmd(g), txCmd(g), readingsCmd(g), verifyCmd(g), msgCmd(g), benchCmd(),
 		statusCmd(g), eventsCmd(g), tokenCmd(g),
 		agreementCmd(g), creditsCmd(g),
-		fileCmd(g), firmwareCmd(g), dataCmd(g),
+		fileCmd(g), firmwareCmd(g), dataCmd(g), auditCmd(g),
 	)
 	return root
 }
