@@ -58,7 +58,7 @@ func (g *Gateway) Routes(app *ledger.App) map[string]api.HandlerFunc {
 				return nil, err
 			}
 		},
-		"GET /v1/readings": g.listReadings,
+		"GET /v1/readings":         g.listReadings,
 		"GET /v1/readings/{index}": func(r *http.Request) (any, error) { return g.getReading(app, r) },
 	}
 }
