@@ -29,17 +29,9 @@ func Caller(r *http.Request, st *ledger.State, chainID string, now time.Time) (s
 	if h == "" {
 		return "", nil
 	}
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok {
-		return "", unauthenticated("the Authorization header must be \"Bearer <token>\" (a token from `thingnet token`, docs/api.md)")
-	}
-	b, err := identity.DecodeCWTPassword(strings.TrimSpace(tok))
+	b, claims, err := ParseBearer(h)
 	if err != nil {
-		return "", unauthenticated("the bearer token is not a thingnet token: " + err.Error())
-	}
-	_, claims, err := identity.ParseCWT(b)
-	if err != nil {
-		return "", unauthenticated("the bearer token is not a thingnet token: " + err.Error())
+		return "", err
 	}
 	id := claims.Subject
 	pub, err := callerKey(st, id)
@@ -50,6 +42,25 @@ func Caller(r *http.Request, st *ledger.State, chainID string, now time.Time) (s
 		return "", unauthenticated(fmt.Sprintf("the token of %s does not check: %v", id, err))
 	}
 	return id, nil
+}
+
+// ParseBearer decodes an Authorization header value "Bearer <token>":
+// the token's bytes and its claims, not yet verified (Caller verifies
+// them against the ledger). Errors are answered 401 and say what is wrong.
+func ParseBearer(h string) ([]byte, *identity.Claims, error) {
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok {
+		return nil, nil, unauthenticated("the Authorization header must be \"Bearer <token>\" (a token from `thingnet token`, docs/api.md)")
+	}
+	b, err := identity.DecodeCWTPassword(strings.TrimSpace(tok))
+	if err != nil {
+		return nil, nil, unauthenticated("the bearer token is not a thingnet token: " + err.Error())
+	}
+	_, claims, err := identity.ParseCWT(b)
+	if err != nil {
+		return nil, nil, unauthenticated("the bearer token is not a thingnet token: " + err.Error())
+	}
+	return b, claims, nil
 }
 
 // callerKey is the key that signs for id: a device's current key, if it
