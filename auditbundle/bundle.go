@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 
 	cmtjson "github.com/cometbft/cometbft/libs/json"
 	"github.com/thingnet/thingnet/client"
@@ -142,14 +141,10 @@ func (b *Bundle) VerifySignature() error {
 // as GET /v1/headers/{height} answers it (CometBFT's JSON encoding).
 type Header struct {
 	client.HeaderResponse
-	raw []byte
 }
 
 // MarshalJSON is CometBFT's JSON encoding of the header and its validators.
 func (h Header) MarshalJSON() ([]byte, error) {
-	if h.raw != nil {
-		return h.raw, nil
-	}
 	return cmtjson.Marshal(&h.HeaderResponse)
 }
 
@@ -170,7 +165,7 @@ func (h *Header) UnmarshalJSON(b []byte) error {
 	if !bytes.Equal(out, b) {
 		return errors.New("not in CometBFT's JSON encoding")
 	}
-	h.HeaderResponse, h.raw = r, slices.Clone(b)
+	h.HeaderResponse = r
 	return nil
 }
 

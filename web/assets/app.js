@@ -3,6 +3,7 @@
 
 import { verifyReading, didKey, sha256, hex, b64 } from './verify.js';
 import { decode, concat, head, bstr, tstr } from './cbor.js';
+import { auditPage } from './audit.js';
 
 // Script errors are kept for the browser tests (window.__errors).
 window.__errors = [];
@@ -103,6 +104,7 @@ const routes = [
   [/^\/security$/, security],
   [/^\/api$/, apiPage],
   [/^\/signin$/, signinPage],
+  [/^\/audit$/, auditPage],
 ];
 
 async function route() {

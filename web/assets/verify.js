@@ -34,9 +34,15 @@ export async function sha256(...parts) {
 // merkleRoot recomputes an RFC 6962 root from a leaf's data, its index, the
 // tree size and the inclusion path (RFC 9162, 2.1.3.2).
 export async function merkleRoot(data, index, size, path) {
+  return merkleRootOfLeaf(await sha256(Uint8Array.of(0), data), index, size, path);
+}
+
+// merkleRootOfLeaf is merkleRoot from the leaf's hash (an erased or
+// withheld entry's entry_hash).
+export async function merkleRootOfLeaf(leaf, index, size, path) {
   if (index >= size) throw new Error(`index ${index} is not below the tree size ${size}`);
   let fn = index, sn = size - 1;
-  let r = await sha256(Uint8Array.of(0), data);
+  let r = leaf;
   for (const p of path) {
     if (sn === 0) throw new Error('the inclusion path is too long');
     if (fn % 2 === 1 || fn === sn) {
