@@ -42,14 +42,14 @@ type testNet struct {
 	dir    string
 }
 
-func startTestNet(t *testing.T) *testNet {
+func startTestNet(t testing.TB) *testNet {
 	t.Helper()
 	return startTestNetKeep(t, 0)
 }
 
 // startTestNetKeep starts a test net whose ledger keeps keep past state
 // versions (0: the default).
-func startTestNetKeep(t *testing.T, keep int64) *testNet {
+func startTestNetKeep(t testing.TB, keep int64) *testNet {
 	t.Helper()
 	tn := &testNet{dir: t.TempDir()}
 	tn.admin, tn.gwKey, tn.sensor, tn.weak = testutil.Key(t, identity.Ed25519), testutil.Key(t, identity.Ed25519), testutil.Key(t, identity.Ed25519), testutil.Key(t, identity.Ed25519)
@@ -105,7 +105,7 @@ func (tn *testNet) gatewayRoutes() map[string]api.HandlerFunc {
 	return out
 }
 
-func (tn *testNet) startGateway(t *testing.T) {
+func (tn *testNet) startGateway(t testing.TB) {
 	t.Helper()
 	gw, err := New(Config{Dir: filepath.Join(tn.dir, "gateway"), Key: tn.gwKey, AnchorInterval: 100 * time.Millisecond},
 		NodeLedger{App: tn.app, Comet: tn.net.Node(0).Client()})
