@@ -1,4 +1,4 @@
-.PHONY: test build fuzz bench bench-retention devnet e2e
+.PHONY: test build fuzz bench bench-retention bench-audit devnet e2e
 
 test: ## the whole test suite (what CI runs)
 	./scripts/test
@@ -20,3 +20,6 @@ bench: ## ledger throughput next to the bare CometBFT kvstore baseline
 
 bench-retention: ## a gateway's disk under a retention period levels off (docs/benchmarks.md)
 	THINGNET_BENCH=1 go test ./gateway -run TestRetentionDiskBound -count=1 -v
+
+bench-audit: ## export and offline verification of a 100,000-reading audit bundle (docs/benchmarks.md)
+	go test ./auditbundle -run '^$$' -bench BenchmarkBundle -benchtime 1x -count=1 -timeout 30m
