@@ -15,6 +15,7 @@ import (
 
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/identity/pkcs11"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -85,6 +86,10 @@ QR-code alphanumeric characters; case, spaces and dashes do not matter.`,
 // loadOrCreateKey loads a key, or creates it (passphrase from
 // $THINGNET_PASSPHRASE or a prompt) when it does not exist.
 func (g *globals) loadOrCreateKey(name, alg string) (*identity.Key, bool, error) {
+	if pkcs11.IsURI(name) {
+		k, err := g.loadKey(name)
+		return k, false, err
+	}
 	if _, err := g.ks().Info(name); err == nil {
 		k, err := g.loadKey(name)
 		return k, false, err

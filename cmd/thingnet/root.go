@@ -15,6 +15,7 @@ import (
 
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/identity/pkcs11"
 )
 
 // globals are the flags every command shares.
@@ -130,10 +131,15 @@ func passphrase(prompt string, confirm bool) ([]byte, error) {
 	return p, nil
 }
 
-// loadKey loads a key by keystore name, or from a file path.
+// loadKey loads a key by keystore name, from a file path, or from a
+// PKCS#11 token by its RFC 7512 URI (pkcs11:token=...;object=...).
 func (g *globals) loadKey(name string) (*identity.Key, error) {
 	if name == "" {
 		return nil, errors.New("no signing key: pass --key NAME (see `thingnet keys list`)")
+	}
+	if pkcs11.IsURI(name) { // a key in a token: it signs there, for the life of the process
+		k, _, err := pkcs11.Open(name)
+		return k, err
 	}
 	ks := g.ks()
 	load := func(pass []byte) (*identity.Key, error) {
