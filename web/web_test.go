@@ -380,6 +380,15 @@ func TestVerifyReading(t *testing.T) {
 		_, errAnchor := shared.d.App(0).View(p.Anchor.Height)
 		return errAuth != nil && errAnchor != nil
 	})
+	// Anonymous: the public part verifies in the page, the value is not shown.
+	show(t, ctx, explorer("/reading/1"), "/reading/1")
+	if w := textOf(t, ctx, `#verify-withheld`); !strings.Contains(w, "not shown") {
+		t.Errorf("anonymous reading page: %q; want the value withheld", w)
+	}
+	if verdict, steps := textOf(t, ctx, `#verify-verdict`), textOf(t, ctx, `#verify-steps`); !strings.Contains(verdict, "anchored on the ledger") || strings.Contains(verdict, "NOT") || !strings.Contains(steps, "voting power (> 2/3)") {
+		t.Errorf("anonymous reading page: verdict %q, steps:\n%s", verdict, steps)
+	}
+	screenshot(t, ctx, "verify-withheld")
 	for _, tc := range []struct {
 		query, name string
 		ok          bool

@@ -1,7 +1,7 @@
 // The thingnet explorer: a read-only single-page app over the node's /v1
 // API, /metrics and /v1/events. No framework, no build step.
 
-import { verifyReading, didKey, sha256, hex, b64 } from './verify.js';
+import { verifyReading, verifyAnchored, didKey, sha256, hex, b64 } from './verify.js';
 import { decode, concat, head, bstr, tstr } from './cbor.js';
 import { auditPage } from './audit.js';
 
@@ -379,6 +379,14 @@ async function verifyHTML(index) {
     p = await get('/v1/readings/' + index);
   } catch (err) {
     return `<div id="verify-verdict" class="verdict bad">could not fetch reading ${index}: ${esc(err.message)}</div>`;
+  }
+  if (p.withheld) {
+    // The public part: integrity is public, the value is not.
+    const res = await verifyAnchored(p, headerJSON);
+    return `<h2>Reading ${index} <span class="badge warn">${esc(p.withheld.code)}</span></h2>
+      <p id="verify-withheld">The value is ${p.withheld.code === 'erased' ? 'erased' : 'not shown'}: ${esc(p.withheld.message)}${p.withheld.code === 'withheld' ? ' <a href="#/signin">Sign in</a>.' : ''}</p>
+      <div id="verify-verdict" class="verdict ${res.ok ? 'ok' : 'bad'}">${res.ok ? '✓ in the gateway log, anchored on the ledger (value and signature not checked: withheld)' : '✗ NOT verified'}</div>
+      <ul id="verify-steps" class="steps">${res.steps.map((s) => `<li class="${s.ok ? 'ok' : 'bad'}"><span class="n">${esc(s.name)}</span> <span class="d">${esc(s.detail)}</span></li>`).join('')}</ul>`;
   }
   const res = await verifyReading(p, headerJSON, { tamper });
   const altered = tamper ? ' <span class="badge bad">tampered copy</span>' : params.get('tamper') === 'header' ? ' <span class="badge bad">header altered</span>' : '';

@@ -233,6 +233,64 @@ export function logEntry(env, authHeight) {
 // tamper, one byte of the reading's payload is changed first, as a forger
 // would, to show that the checks catch it. It returns the steps taken, each
 // {name, ok, detail}; the reading is verified when every step is ok.
+// checkAnchor checks, as steps, the anchor record of p against the
+// anchored root, its ICS-23 proof to the app hash of p.height, and the
+// header after it (signed by > 2/3 of the voting power); it returns the
+// app hash, or null after a failed step.
+async function checkAnchor(p, anchored, step, header) {
+  const ap = p.anchor_proof;
+  if (!eq(b64(ap.key), anchorKey(p.gateway, p.anchor.size))) { step('anchor record', false, 'the anchor proof is of another key'); return null; }
+  const rec = decode(b64(ap.value));
+  if (!step('anchor record', rec.get(1) === p.gateway && rec.get(2) === p.anchor.size && eq(rec.get(3), anchored) && rec.get(4) === p.anchor.height,
+    `ledger record L/${p.gateway.slice(0, 20)}…/${p.anchor.size}: root ${hex(rec.get(3))}, anchored at height ${rec.get(4)}`)) return null;
+  // The signer must have been active where the gateway authenticated the
+  // reading, before the anchor (or at the anchor's height for layout 1).
+  const auth = p.auth_height || 0;
+  if (auth && auth >= p.anchor.height) {
+    step('authentication height', false, `the entry says it was authenticated at height ${auth}, not before its anchor at height ${p.anchor.height}`);
+    return null;
+  }
+  const appHash = await ics23Root(b64(ap.proof), b64(ap.key), b64(ap.value));
+  if (!step('anchor proof', eq(appHash, b64(ap.root)), `ICS23 proof gives app hash ${hex(appHash)} of the state at height ${p.height}`)) return null;
+  let hv;
+  try {
+    hv = await verifyHeader(await header(p.height + 1));
+  } catch (err) {
+    step('header', false, `header ${p.height + 1}: ${err.message}`);
+    return null;
+  }
+  if (!step('header', hv.appHash.toLowerCase() === hex(appHash),
+    `header ${hv.height} hashes to the block its commit signed, by validators holding ${hv.power} of ${hv.total} voting power (> 2/3); its app hash ${hv.appHash.toLowerCase()}`)) return null;
+  return appHash;
+}
+
+// verifyAnchored checks the public part of a reading whose value is
+// withheld (or erased): its entry hash is leaf p.index of the gateway's
+// log under a root anchored on the ledger, proved to a signed header. It
+// says nothing of the signer or the value (proof.VerifyAnchored in Go).
+export async function verifyAnchored(p, header) {
+  const steps = [];
+  const step = (name, ok, detail) => { steps.push({ name, ok, detail }); return ok; };
+  const done = () => ({ ok: steps.length > 0 && steps.every((s) => s.ok), steps });
+  try {
+    const anchored = b64(p.anchor.root);
+    const root = await merkleRootOfLeaf(b64(p.entry_hash), p.index, p.anchor.size, (p.inclusion || []).map(b64));
+    step('inclusion', eq(root, anchored), `entry hash ${hex(b64(p.entry_hash))} is leaf ${p.index} of ${p.anchor.size}: computed root ${hex(root)}; anchored root ${hex(anchored)}`);
+    if (p.proof_error) {
+      step('ledger proofs', false, `the node has no proof of this entry: ${p.proof_error.message}`);
+      return done();
+    }
+    if (!p.anchor_proof || p.anchor_proof.height !== p.height) {
+      step('ledger proofs', false, `the anchor proof is missing, or not of the proof's height ${p.height}`);
+      return done();
+    }
+    await checkAnchor(p, anchored, step, header);
+  } catch (err) {
+    step('error', false, err.message);
+  }
+  return done();
+}
+
 export async function verifyReading(p, header, { tamper = false } = {}) {
   const steps = [];
   const step = (name, ok, detail) => { steps.push({ name, ok, detail }); return ok; };
@@ -262,29 +320,9 @@ export async function verifyReading(p, header, { tamper = false } = {}) {
       step('ledger proofs', false, `the anchor and signer proofs are missing, or not all of the proof's height ${p.height}`);
       return done();
     }
-    if (!eq(b64(ap.key), anchorKey(p.gateway, p.anchor.size))) { step('anchor record', false, 'the anchor proof is of another key'); return done(); }
-    const rec = decode(b64(ap.value));
-    if (!step('anchor record', rec.get(1) === p.gateway && rec.get(2) === p.anchor.size && eq(rec.get(3), anchored) && rec.get(4) === p.anchor.height,
-      `ledger record L/${p.gateway.slice(0, 20)}…/${p.anchor.size}: root ${hex(rec.get(3))}, anchored at height ${rec.get(4)}`)) return done();
-    // The signer must have been active where the gateway authenticated
-    // the reading (before the anchor), or at the anchor's height for
-    // layout 1 entries.
     const sh0 = auth || p.anchor.height;
-    if (auth && auth >= p.anchor.height) {
-      step('authentication height', false, `the entry says it was authenticated at height ${auth}, not before its anchor at height ${p.anchor.height}`);
-      return done();
-    }
-    const appHash = await ics23Root(b64(ap.proof), b64(ap.key), b64(ap.value));
-    if (!step('anchor proof', eq(appHash, b64(ap.root)), `ICS23 proof gives app hash ${hex(appHash)} of the state at height ${p.height}`)) return done();
-    let hv;
-    try {
-      hv = await verifyHeader(await header(p.height + 1));
-    } catch (err) {
-      step('header', false, `header ${p.height + 1}: ${err.message}`);
-      return done();
-    }
-    if (!step('header', hv.appHash.toLowerCase() === hex(appHash),
-      `header ${hv.height} hashes to the block its commit signed, by validators holding ${hv.power} of ${hv.total} voting power (> 2/3); its app hash ${hv.appHash.toLowerCase()}`)) return done();
+    const appHash = await checkAnchor(p, anchored, step, header);
+    if (!appHash) return done();
 
     const signer = e.attested ? e.kid : e.device;
     if (e.kid !== signer) { step('signer', false, `kid ${e.kid} differs from the payload's device ${e.device}`); return done(); }
