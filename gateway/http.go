@@ -88,6 +88,9 @@ func (g *Gateway) getReading(app *ledger.App, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.Withheld != nil {
+		return p, nil // erased (erase.go): no value to withhold, to anyone
+	}
 	env, err := reading.Decode(p.Envelope)
 	if err != nil {
 		return nil, fmt.Errorf("log entry %d: %w", i, err)
