@@ -8,7 +8,9 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -59,7 +61,11 @@ type GatewayBenchConfig struct {
 	// measured window (gateway-b<batch>-r<round>.pprof). Profiles cover the
 	// whole process: gateway, ledger node and the clients.
 	ProfileDir string
-	Progress   io.Writer // progress lines; nil discards
+	// Sealed adds, for every envelope size, a variant of sealed readings
+	// (values sealed to an X25519 data key, reading.SealReading), measured
+	// in the same rounds as the plaintext one; the report gives the ratio.
+	Sealed   bool
+	Progress io.Writer // progress lines; nil discards
 }
 
 func (c GatewayBenchConfig) withDefaults() GatewayBenchConfig {
@@ -113,6 +119,7 @@ type GatewayReport struct {
 // against the gateway and the baseline, once per round.
 type GatewayVariant struct {
 	Batch        int     // readings per envelope
+	Sealed       bool    // values sealed to the organisation's data key
 	PayloadBytes float64 // mean envelope size
 	Gateway      []GatewayRun
 	Mosquitto    []LoadRun // plain mosquitto (no persistence)
@@ -208,7 +215,7 @@ func newGatewayWorkload(devices int) (*gatewayWorkload, error) {
 
 // signPool signs perDevice envelopes of batch readings for every device,
 // sequence numbers from 1, on every core.
-func (w *gatewayWorkload) signPool(perDevice, batch int) ([][][]byte, float64, error) {
+func (w *gatewayWorkload) signPool(perDevice, batch int, seal *reading.DataKey) ([][][]byte, float64, error) {
 	pool := make([][][]byte, len(w.devices))
 	base := time.Now().Add(-time.Hour).UnixMilli()
 	var (
@@ -228,6 +235,18 @@ func (w *gatewayWorkload) signPool(perDevice, batch int) ([][][]byte, float64, e
 						seq := uint64(i*batch + j + 1)
 						v := 20 + float64(seq%100)/10
 						rs[j] = reading.Reading{Seq: seq, Time: time.UnixMilli(base + int64(seq)), ContentType: "temperature/celsius", Value: &v}
+						if seal != nil {
+							sealed, err := reading.SealReading(rs[j], w.chainID, k.ID(), *seal)
+							if err != nil {
+								mu.Lock()
+								if firstErr == nil {
+									firstErr = err
+								}
+								mu.Unlock()
+								return
+							}
+							rs[j] = sealed
+						}
 					}
 					raw, err := reading.Sign(k, k.ID(), rs...)
 					if err != nil {
@@ -305,38 +324,64 @@ func RunGateway(ctx context.Context, dir string, cfg GatewayBenchConfig) (*Gatew
 		batches = append(batches, cfg.Batch)
 	}
 	run := cfg.Warmup + cfg.Duration
-	pools := map[int][][][]byte{}
+	pools := map[*GatewayVariant][][][]byte{}
+	var seal *reading.DataKey
+	if cfg.Sealed {
+		dk, err := identity.GenerateKey(identity.Ed25519)
+		if err != nil {
+			return nil, err
+		}
+		pub, err := dk.HPKEPublicKey(identity.SuiteX25519)
+		if err != nil {
+			return nil, err
+		}
+		seal = &reading.DataKey{Version: 1, Suite: identity.SuiteX25519, Key: pub}
+	}
 	for _, b := range batches {
 		rate := float64(cfg.MaxRate)
 		if b > 1 {
 			rate /= 2
 		}
 		per := int(math.Ceil(rate*run.Seconds()/float64(cfg.Devices))) + cfg.Window
-		pool, size, err := w.signPool(per, b)
-		if err != nil {
-			return nil, err
+		keys := []*reading.DataKey{nil}
+		if seal != nil {
+			keys = append(keys, seal)
 		}
-		pools[b] = pool
-		rep.Variants = append(rep.Variants, &GatewayVariant{Batch: b, PayloadBytes: size})
-		fmt.Fprintf(cfg.Progress, "  %d envelopes of %d reading(s) per device, %.0f bytes each\n", per, b, size)
+		for _, sk := range keys {
+			start := time.Now()
+			pool, size, err := w.signPool(per, b, sk)
+			if err != nil {
+				return nil, err
+			}
+			v := &GatewayVariant{Batch: b, PayloadBytes: size, Sealed: sk != nil}
+			pools[v] = pool
+			rep.Variants = append(rep.Variants, v)
+			fmt.Fprintf(cfg.Progress, "  %d envelopes of %d %sreading(s) per device, %.0f bytes each, made in %v\n", per, b, sealedWord(v.Sealed), size, time.Since(start).Round(time.Millisecond))
+		}
 	}
 
 	for r := range cfg.Rounds {
-		v, err := measureVerify(w, pools[1], cfg.VerifyTime)
+		v, err := measureVerify(w, pools[rep.Variants[0]], cfg.VerifyTime)
 		if err != nil {
 			return rep, err
 		}
 		rep.Verify = append(rep.Verify, v)
 		fmt.Fprintf(cfg.Progress, "round %d  raw Ed25519 verify, one core: batch of 1024 %.0f/s, one by one %.0f/s\n", r+1, v.BatchPerS, v.SinglePerS)
-		for _, vr := range rep.Variants {
-			pool := pools[vr.Batch]
-			if mosq != "" {
+		order := slices.Clone(rep.Variants)
+		if cfg.Sealed && r%2 == 1 {
+			// Sealed before plaintext every other round: neither always
+			// runs on the machine the other one left.
+			slices.Reverse(order)
+		}
+		for _, vr := range order {
+			pool := pools[vr]
+			if mosq != "" && !vr.Sealed { // the baseline does not depend on the bytes
 				res, err := runMosquittoLoad(ctx, dir, mosq, false, w, pool, vr.Batch, cfg)
 				if err != nil {
 					return rep, fmt.Errorf("round %d mosquitto, batch %d: %w", r+1, vr.Batch, err)
 				}
 				vr.Mosquitto = append(vr.Mosquitto, res)
-				fmt.Fprintf(cfg.Progress, "round %d  batch %-3d mosquitto          %s\n", r+1, vr.Batch, res)
+				fmt.Fprintf(cfg.Progress, "round %d  batch %-3d %-7s mosquitto          %s\n", r+1, vr.Batch, sealedWord(vr.Sealed), res)
 				if cfg.MosquittoPersistence {
 					res, err := runMosquittoLoad(ctx, dir, mosq, true, w, pool, vr.Batch, cfg)
 					if err != nil {
@@ -346,15 +391,30 @@ func RunGateway(ctx context.Context, dir string, cfg GatewayBenchConfig) (*Gatew
 					fmt.Fprintf(cfg.Progress, "round %d  batch %-3d mosquitto persist  %s\n", r+1, vr.Batch, res)
 				}
 			}
-			res, err := runGatewayLoad(ctx, dir, w, pool, vr.Batch, r+1, cfg)
+			vcfg := cfg
+			if vr.Sealed && cfg.ProfileDir != "" {
+				vcfg.ProfileDir = filepath.Join(cfg.ProfileDir, "sealed")
+				if err := os.MkdirAll(vcfg.ProfileDir, 0o755); err != nil {
+					return rep, fmt.Errorf("bench: %w", err)
+				}
+			}
+			res, err := runGatewayLoad(ctx, dir, w, pool, vr.Batch, r+1, vcfg)
 			if err != nil {
 				return rep, fmt.Errorf("round %d gateway, batch %d: %w", r+1, vr.Batch, err)
 			}
 			vr.Gateway = append(vr.Gateway, res)
-			fmt.Fprintf(cfg.Progress, "round %d  batch %-3d thingnet gateway   %s\n", r+1, vr.Batch, res)
+			fmt.Fprintf(cfg.Progress, "round %d  batch %-3d %-7s thingnet gateway   %s\n", r+1, vr.Batch, sealedWord(vr.Sealed), res)
 		}
 	}
 	return rep, nil
+}
+
+// sealedWord labels sealed variants.
+func sealedWord(sealed bool) string {
+	if sealed {
+		return "sealed "
+	}
+	return ""
 }
 
 func (r LoadRun) String() string {

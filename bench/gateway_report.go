@@ -5,6 +5,7 @@ import (
 	"io"
 	"runtime"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -36,6 +37,7 @@ func gwMedianOf[R any, T int | float64 | time.Duration](rs []R, f func(R) T) T {
 // GatewayMedians are the medians over rounds of one variant.
 type GatewayMedians struct {
 	Batch                     int
+	Sealed                    bool
 	PayloadBytes              float64
 	MosquittoMsgs             float64 // PUBACKs/s; 0 if not run
 	MosquittoPMsgs            float64 // with persistence; 0 if not run
@@ -52,7 +54,7 @@ type GatewayMedians struct {
 
 // Medians summarises a variant.
 func (v *GatewayVariant) Medians() GatewayMedians {
-	m := GatewayMedians{Batch: v.Batch, PayloadBytes: v.PayloadBytes}
+	m := GatewayMedians{Batch: v.Batch, Sealed: v.Sealed, PayloadBytes: v.PayloadBytes}
 	m.MosquittoMsgs = gwMedianOf(v.Mosquitto, func(r LoadRun) float64 { return r.EnvelopesPerS })
 	m.MosquittoPMsgs = gwMedianOf(v.MosquittoP, func(r LoadRun) float64 { return r.EnvelopesPerS })
 	m.GatewayMsgs = gwMedianOf(v.Gateway, func(r GatewayRun) float64 { return r.EnvelopesPerS })
@@ -110,11 +112,21 @@ func (r *GatewayReport) WriteReport(w io.Writer) {
 			mosq = fmt.Sprintf("%.0f", m.MosquittoMsgs)
 			ratio = fmt.Sprintf("%.2f", m.GatewayMsgs/m.MosquittoMsgs)
 		}
-		fmt.Fprintf(w, "%-22d %8.0f %14s %14.0f %14.0f %8s %10v %10v %12.0f\n",
-			m.Batch, m.PayloadBytes, mosq, m.GatewayMsgs, m.GatewayReads, ratio,
+		fmt.Fprintf(w, "%-22s %8.0f %14s %14.0f %14.0f %8s %10v %10v %12.0f\n",
+			strconv.Itoa(m.Batch)+map[bool]string{true: " sealed"}[m.Sealed], m.PayloadBytes, mosq, m.GatewayMsgs, m.GatewayReads, ratio,
 			m.P50.Round(time.Millisecond), m.P99.Round(time.Millisecond), m.BytesPer10k)
 		if m.MosquittoPMsgs > 0 {
 			fmt.Fprintf(w, "%-22s %8s %14.0f   (mosquitto with persistence on)\n", "", "", m.MosquittoPMsgs)
+		}
+	}
+	for _, m := range ms {
+		if !m.Sealed {
+			continue
+		}
+		for _, p := range ms {
+			if !p.Sealed && p.Batch == m.Batch && p.GatewayReads > 0 {
+				fmt.Fprintf(w, "sealed vs plaintext, %d reading(s)/envelope: %.0f vs %.0f readings/s through the gateway = %.2f×\n", m.Batch, m.GatewayReads, p.GatewayReads, m.GatewayReads/p.GatewayReads)
+			}
 		}
 	}
 	fmt.Fprintf(w, "\nraw Ed25519 verification, one core: batch of 1,024 %.0f/s; one by one %.0f/s\n", vb, vs)

@@ -64,6 +64,7 @@ readings. It runs one-reading envelopes and envelopes of --batch readings.`,
 	f.BoolVar(&cfg.NoMosquitto, "no-mosquitto", false, "skip the Mosquitto baseline")
 	f.BoolVar(&cfg.MosquittoPersistence, "mosquitto-persistence", false, "also run Mosquitto with persistence on")
 	f.StringVar(&cfg.ProfileDir, "cpuprofile-dir", "", "write a CPU profile of each gateway run's measured window here")
+	f.BoolVar(&cfg.Sealed, "sealed", false, "also run sealed readings (values sealed to the organisation's X25519 data key) in the same rounds, and report sealed vs plaintext readings/s")
 	f.StringVar(&dir, "dir", "", "where the networks live (default: a temporary directory)")
 	return c
 }
