@@ -193,6 +193,10 @@ type Device struct {
 	// Refused, when set, is why the exporter could not list the device's
 	// readings (an identity that may not read them): the bundle has none.
 	Refused *proof.Unavailable `json:"refused,omitempty"`
+	// Erasures are the device's erasure records (Proofs[Erasures[i]], key
+	// er/<seq>, ascending seq) whose range meets the bundle's: why
+	// readings of the range may be missing or erased.
+	Erasures []int `json:"erasures,omitempty"`
 }
 
 // Reading is one log entry: a reading proof (proof.Reading) whose ledger
@@ -350,6 +354,11 @@ func (b *Bundle) check() error {
 		}
 		for j, h := range d.History {
 			if err := ref(fmt.Sprintf("device %s's history event %d", d.ID, j+1), h); err != nil {
+				return err
+			}
+		}
+		for j, e := range d.Erasures {
+			if err := ref(fmt.Sprintf("device %s's erasure %d", d.ID, j), e); err != nil {
 				return err
 			}
 		}

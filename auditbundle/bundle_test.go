@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -178,11 +179,30 @@ func TestExportVerify(t *testing.T) {
 			t.Errorf("outsider's bundle, device %s: refused %q, %d events", d.ID, d.Refused, d.Events)
 		}
 	}
-	enc, _ := ob.Encode()
-	for _, k := range keys {
-		if strings.Contains(string(enc), `"envelope"`) {
-			t.Errorf("the outsider's bundle holds an envelope of %s", k.ID())
-		}
+	if enc, _ := ob.Encode(); strings.Contains(string(enc), `"envelope"`) {
+		t.Error("the outsider's bundle holds envelopes")
+	}
+
+	// An erasure of device 1's readings (entries 2 and 4): they leave the
+	// gateway's lists; a new bundle has none of them and the erasure
+	// record, proved.
+	if _, err := client.New(tn.url).Send(ctx, tn.admin, "", &record.DataErase{Org: devnet.DemoOrg, Device: keys[1].ID(), Reason: "audit test"}, true); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, ctx, "device 1's readings erased at the gateway", func() bool {
+		p, err := tn.adminClient().Reading(ctx, 4)
+		return err == nil && p.Withheld != nil && p.Withheld.Code == proof.CodeErased
+	})
+	eb, err := Export(ctx, tn.adminClient(), ExportOptions{Org: devnet.DemoOrg, Devices: []string{keys[1].ID()}, From: tn.start})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := Verify(ctx, eb, VerifyOptions{Trust: tn.trust(t, eb.TrustHeight)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := es.Devices[0]; d.Entries != 0 || len(d.Erasures) != 1 || d.Erasures[0].Reason != "audit test" || d.Erasures[0].Signer != tn.admin.ID() {
+		t.Errorf("after the erasure: %+v", d)
 	}
 }
 
@@ -199,7 +219,7 @@ func dropUnused(b *Bundle) ([]*record.Proof, []Device, []Anchor) {
 	}
 	for _, d := range b.Devices {
 		used[d.Record] = true
-		for _, h := range d.History {
+		for _, h := range append(slices.Clone(d.History), d.Erasures...) {
 			used[h] = true
 		}
 	}
@@ -223,6 +243,9 @@ func dropUnused(b *Bundle) ([]*record.Proof, []Device, []Anchor) {
 		b.Devices[i].Record = pos[b.Devices[i].Record]
 		for j := range b.Devices[i].History {
 			b.Devices[i].History[j] = pos[b.Devices[i].History[j]]
+		}
+		for j := range b.Devices[i].Erasures {
+			b.Devices[i].Erasures[j] = pos[b.Devices[i].Erasures[j]]
 		}
 	}
 	for i := range b.Readings {

@@ -175,9 +175,17 @@ func Export(ctx context.Context, c *client.Client, o ExportOptions) (*Bundle, er
 		for seq := uint64(1); seq <= d.History; seq++ {
 			keys = append(keys, record.HistoryKey(id, seq))
 		}
+		ers, err := deviceErasures(ctx, c, o.Org, id, b)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range ers {
+			keys = append(keys, record.ErasureKey(e.Seq))
+		}
 		if err := pt.prove(ctx, o.Workers, keys[1:]); err != nil {
 			return nil, fmt.Errorf("device %s's history: %w", id, err)
 		}
+		pt.erasures = append(pt.erasures, len(ers))
 		b.Devices = append(b.Devices, dev)
 		pt.deviceKeys = append(pt.deviceKeys, keys)
 	}
@@ -264,8 +272,12 @@ func Export(ctx context.Context, c *client.Client, o ExportOptions) (*Bundle, er
 	for i, dk := range pt.deviceKeys {
 		b.Devices[i].Record = pos[string(dk[0])]
 		b.Devices[i].History = []int{}
-		for _, k := range dk[1:] {
+		ne := pt.erasures[i]
+		for _, k := range dk[1 : len(dk)-ne] {
 			b.Devices[i].History = append(b.Devices[i].History, pos[string(k)])
+		}
+		for _, k := range dk[len(dk)-ne:] {
+			b.Devices[i].Erasures = append(b.Devices[i].Erasures, pos[string(k)])
 		}
 	}
 	sort.Slice(anchorKeys, func(i, j int) bool {
@@ -386,7 +398,38 @@ type proofTable struct {
 	height     int64
 	mu         sync.Mutex
 	byKey      map[string]*record.Proof
-	deviceKeys [][][]byte // per device: its record key, then its history keys
+	deviceKeys [][][]byte // per device: its record key, its history keys, its erasures' keys
+	erasures   []int      // per device: how many erasure keys end its deviceKeys
+}
+
+// deviceErasures lists the erasures of a device whose range meets the
+// bundle's, in seq order.
+func deviceErasures(ctx context.Context, c *client.Client, org, device string, b *Bundle) ([]record.Erasure, error) {
+	var out []record.Erasure
+	after := ""
+	for range MaxProofs/1000 + 1 {
+		var page struct {
+			Items []record.Erasure `json:"items"`
+			Next  string           `json:"next"`
+		}
+		path := "/v1/erasures?limit=1000&org=" + url.QueryEscape(org) + "&device=" + url.QueryEscape(device)
+		if after != "" {
+			path += "&after=" + url.QueryEscape(after)
+		}
+		if err := c.Get(ctx, path, &page); err != nil {
+			return nil, fmt.Errorf("listing the erasures of %s: %w", device, err)
+		}
+		for _, e := range page.Items {
+			if b.meets(e) {
+				out = append(out, e)
+			}
+		}
+		if page.Next == "" {
+			return out, nil
+		}
+		after = page.Next
+	}
+	return nil, fmt.Errorf("device %s has more erasures than a bundle holds", device)
 }
 
 func (t *proofTable) get(ctx context.Context, key []byte) (*record.Proof, error) {

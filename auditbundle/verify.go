@@ -66,6 +66,14 @@ type DeviceSummary struct {
 	Erased   int
 	Withheld int
 	Refused  string // why the exporter could not list its readings
+	// Erasures are the device's erasures on the ledger that meet the
+	// bundle's range, as the exporter found them.
+	Erasures []record.Erasure
+}
+
+// meets reports whether an erasure's range meets the bundle's.
+func (b *Bundle) meets(e record.Erasure) bool {
+	return (b.To == 0 || e.From < b.To) && (e.To == 0 || e.To > b.From)
 }
 
 // Verify checks a decoded bundle offline from one trusted header: every
@@ -294,6 +302,23 @@ func (b *Bundle) verifyDevice(d Device) (*DeviceSummary, error) {
 		}
 	}
 	ds := &DeviceSummary{ID: d.ID, Status: rec.Status, Events: len(d.History)}
+	for j, pi := range d.Erasures {
+		q := b.Proofs[pi]
+		var e record.Erasure
+		if err := record.Unmarshal(q.Value, &e); err != nil {
+			return nil, fmt.Errorf("erasure %d: %v", j, err)
+		}
+		if string(q.Key) != string(record.ErasureKey(e.Seq)) || e.Device != d.ID || e.Org != b.Org {
+			return nil, fmt.Errorf("erasure %d (key %s) is not an erasure of this device's readings by %s", j, keyName(q.Key), b.Org)
+		}
+		if j > 0 && e.Seq <= ds.Erasures[j-1].Seq {
+			return nil, fmt.Errorf("erasure %d: erasures must be in ascending seq, each once", j)
+		}
+		if !b.meets(e) {
+			return nil, fmt.Errorf("erasure %d's range [%s, %s) does not meet the bundle's", e.Seq, msTime(e.From), msTime(e.To))
+		}
+		ds.Erasures = append(ds.Erasures, e)
+	}
 	if d.Refused != nil {
 		ds.Refused = d.Refused.Code + ": " + d.Refused.Message
 	}

@@ -171,6 +171,13 @@ func printAuditSummary(w io.Writer, s *auditbundle.Summary, trust lightclient.Tr
 			}
 		}
 		fmt.Fprintln(w, line)
+		for _, e := range d.Erasures {
+			why := ""
+			if e.Reason != "" {
+				why = " (" + e.Reason + ")"
+			}
+			fmt.Fprintf(w, "    erasure %d at height %d by %s: readings timed %s erased%s\n", e.Seq, e.Height, e.Signer, timeRange(e.From, e.To), why)
+		}
 	}
 	if len(s.SignersOther) > 0 {
 		fmt.Fprintf(w, "readings signed by attesting gateways: %s\n", strings.Join(s.SignersOther, ", "))

@@ -137,7 +137,13 @@ export async function verifyBundle(text, trust, progress = () => {}) {
       const q = b.proofs[pi];
       if (!q || !eq(b64(q.key), historyKey(d.id, i + 1))) throw new Error(`device ${d.id}: history event ${i + 1}: its proof is of another key`);
     });
-    devices.set(d.id, { id: d.id, status: rec.get(4), events: d.history.length, readings: 0, entries: 0, erased: 0, withheld: 0, refused: d.refused ? d.refused.message : '' });
+    const erasures = (d.erasures || []).map((pi, j) => {
+      const q = b.proofs[pi];
+      const e = q && decode(b64(q.value));
+      if (!e || e.get(3) !== d.id || e.get(2) !== b.org || !keyName(b64(q.key)).startsWith('er/')) throw new Error(`device ${d.id}: erasure ${j} is not an erasure of its readings`);
+      return e.get(1);
+    });
+    devices.set(d.id, { id: d.id, status: rec.get(4), events: d.history.length, readings: 0, entries: 0, erased: 0, withheld: 0, erasures, refused: d.refused ? d.refused.message : '' });
   }
 
   // 5. Readings.
@@ -226,7 +232,7 @@ export async function auditPage(v) {
       const trust = parseTrust(document.querySelector('#audit-trust').value);
       const s = await verifyBundle(await file.text(), trust, (m) => { prog.textContent = m; });
       const rows = s.devices.map((d) => `<tr><td class="mono">${esc(d.id)}</td><td>${esc(d.status)}</td><td>${d.events}</td>
-        <td>${d.refused ? `<span class="muted">not exported: ${esc(d.refused)}</span>` : `${d.readings} in ${d.entries} entries`}</td><td>${d.erased}</td><td>${d.withheld}</td></tr>`).join('');
+        <td>${d.refused ? `<span class="muted">not exported: ${esc(d.refused)}</span>` : `${d.readings} in ${d.entries} entries`}</td><td>${d.erased}${d.erasures.length ? ` (erasure ${d.erasures.join(', ')})` : ''}</td><td>${d.withheld}</td></tr>`).join('');
       out.className = 'ok';
       out.innerHTML = `<p id="audit-verdict" class="ok">verified: ${s.full} log entries in full, ${s.erased} erased, ${s.withheld} withheld, from the trusted header ${s.trusted}</p>
         <p>organisation ${esc(s.org)} on chain ${esc(s.chainID)}; every ledger proof is of state ${s.stateHeight}; headers ${s.headers[0]}..${s.headers[s.headers.length - 1]};
