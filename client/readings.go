@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/proof"
+	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -22,6 +23,9 @@ type ReadingItem struct {
 	ContentType string    `json:"content_type"`
 	Value       *float64  `json:"value,omitempty"`
 	Bytes       []byte    `json:"bytes,omitempty"`
+	// Sealed is a value sealed to the organisation's data key
+	// (reading.Sealed; Opener opens it), for a gateway that sends it.
+	Sealed *reading.Sealed `json:"sealed,omitempty"`
 }
 
 // Reading asks the node's gateway for the stored reading at index with its

@@ -251,6 +251,20 @@ func (g *globals) openItems(ctx context.Context, items []client.ReadingItem) err
 	var o *client.Opener
 	envs := map[uint64]*reading.Envelope{}
 	for i, it := range items {
+		if it.Sealed != nil { // the gateway sent the sealed value
+			if o == nil {
+				var err error
+				if o, err = g.opener(ctx); err != nil {
+					return err
+				}
+			}
+			open, err := o.Open(ctx, reading.Reading{Device: it.Device, Seq: it.Seq, Time: it.Time, ContentType: it.ContentType, Sealed: it.Sealed})
+			if err != nil {
+				return fmt.Errorf("entry %d, reading %d: %w", it.Index, it.Seq, err)
+			}
+			items[i].Value, items[i].Bytes, items[i].Sealed = open.Value, open.Bytes, nil
+			continue
+		}
 		if it.Value != nil || len(it.Bytes) > 0 {
 			continue // a plaintext reading (an empty one may be sealed: look)
 		}
