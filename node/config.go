@@ -33,6 +33,7 @@ type Config struct {
 	MQTT      MQTTConfig      `toml:"mqtt"`
 	CoAP      CoAPConfig      `toml:"coap"`
 	Mesh      MeshConfig      `toml:"mesh"`
+	Modbus    ModbusConfig    `toml:"modbus,omitempty"`
 }
 
 // MeshConfig configures the gateway's peer-to-peer mesh node: device to
@@ -285,6 +286,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
 			return fmt.Errorf("api.listen %q: %w", c.API.Listen, err)
 		}
+	}
+	if c.Modbus.Map != "" && !c.Gateway.Enabled {
+		return errors.New("modbus.map needs gateway.enabled: the gateway attests the sensors' readings")
 	}
 	if c.Gateway.Enabled {
 		if c.Gateway.Key == "" {

@@ -17,6 +17,7 @@ import (
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/gateway/coap"
+	"github.com/thingnet/thingnet/gateway/modbus"
 	"github.com/thingnet/thingnet/gateway/mqtt"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
@@ -41,6 +42,8 @@ type Node struct {
 	opts   options
 	// stopEvents ends the watcher that publishes committed blocks.
 	stopEvents context.CancelFunc
+	modbus     *modbus.Poller
+	stopModbus func()
 
 	closeOnce sync.Once
 	closeErr  error
@@ -205,6 +208,9 @@ func (n *Node) startGateway(c Config) error {
 		return err
 	}
 	n.log.Info("gateway started", "id", key.ID(), "log_size", n.gw.Log().Size())
+	if err := n.startModbus(c, key); err != nil {
+		return err
+	}
 	if c.MQTT.Listen != "" {
 		if n.broker, err = n.gw.StartMQTT(gateway.MQTTConfig{Listen: c.MQTT.Listen, MaxClients: c.MQTT.MaxClients}); err != nil {
 			return err
@@ -309,6 +315,9 @@ func (n *Node) close() error {
 	var errs []error
 	if n.stopEvents != nil {
 		n.stopEvents()
+	}
+	if n.stopModbus != nil {
+		n.stopModbus()
 	}
 	if n.api != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/thingnet/thingnet/identity"
 )
 
 // Config is the [[modbus.sensor]] part of a gateway's configuration.
@@ -32,7 +33,11 @@ type Config struct {
 
 // Sensor is one Modbus TCP device and the registers polled on it.
 type Sensor struct {
-	Name      string     `toml:"name"`     // unique at this gateway: [a-z0-9-], 1-64
+	Name string `toml:"name"` // unique at this gateway: [a-z0-9-], 1-64
+	// Device is the sensor's id on the ledger: the did:key it was
+	// registered under with attested_by this gateway (docs/devices.md).
+	// Its readings carry it; the gateway signs them.
+	Device    string     `toml:"device"`
 	Address   string     `toml:"address"`  // host:port of its Modbus TCP server (port 502 usually)
 	UnitID    uint8      `toml:"unit_id"`  // the Modbus unit (slave) id; 0-247 (default 1)
 	Interval  Duration   `toml:"interval"` // poll interval, 100ms to 24h
@@ -134,6 +139,11 @@ func (c *Config) Validate() error {
 			return bad("a second sensor of that name")
 		}
 		names[s.Name] = true
+		if s.Device != "" {
+			if _, err := identity.ParseDID(s.Device); err != nil {
+				return bad("device %q: %v", s.Device, err)
+			}
+		}
 		host, port, err := net.SplitHostPort(s.Address)
 		if err != nil || host == "" {
 			return bad("address %q: want host:port", s.Address)
