@@ -75,7 +75,8 @@ type CoAPConfig struct {
 // HTTP (POST /v1/readings, on the API) and, with [mqtt], over MQTT.
 type GatewayConfig struct {
 	Enabled bool `toml:"enabled"`
-	// Key is the gateway's key: a name in Keystore, or a key file path. Its
+	// Key is the gateway's key: a name in Keystore, a key file path, or a
+	// PKCS#11 token URI (pkcs11:token=...;object=...?module-path=...). Its
 	// did:key must be registered on the ledger as a device of class
 	// "gateway". The passphrase comes from $THINGNET_GATEWAY_PASSPHRASE.
 	Key            string   `toml:"key"`

@@ -20,6 +20,7 @@ import (
 	"github.com/thingnet/thingnet/gateway/modbus"
 	"github.com/thingnet/thingnet/gateway/mqtt"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/identity/pkcs11"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/mesh"
 	"github.com/thingnet/thingnet/metrics"
@@ -44,6 +45,7 @@ type Node struct {
 	stopEvents context.CancelFunc
 	modbus     *modbus.Poller
 	stopModbus func()
+	keyToken   *pkcs11.Token // the gateway key's token, if it is in one
 
 	closeOnce sync.Once
 	closeErr  error
@@ -169,11 +171,20 @@ func Start(home string, c Config, logger *slog.Logger, opts ...Option) (*Node, e
 	return n, nil
 }
 
-// gatewayKey is the key given by WithGatewayKey, or gateway.key loaded
-// from the keystore (passphrase: $THINGNET_GATEWAY_PASSPHRASE).
+// gatewayKey is the key given by WithGatewayKey, or gateway.key: a PKCS#11
+// token URI (pkcs11:token=...;object=..., docs/devices.md), a key file, or
+// a name in the keystore (passphrase: $THINGNET_GATEWAY_PASSPHRASE).
 func (n *Node) gatewayKey(c Config) (*identity.Key, error) {
 	if n.opts.gatewayKey != nil {
 		return n.opts.gatewayKey, nil
+	}
+	if pkcs11.IsURI(c.Gateway.Key) { // a key in a token: it signs there while the node runs
+		k, tok, err := pkcs11.Open(c.Gateway.Key)
+		if err != nil {
+			return nil, fmt.Errorf("gateway key: %w", err)
+		}
+		n.keyToken = tok
+		return k, nil
 	}
 	ks := c.Gateway.Keystore
 	if ks == "" {
@@ -344,6 +355,9 @@ func (n *Node) close() error {
 	}
 	if err := n.app.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing ledger: %w", err))
+	}
+	if n.keyToken != nil {
+		errs = append(errs, n.keyToken.Close())
 	}
 	return errors.Join(errs...)
 }
