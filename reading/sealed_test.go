@@ -467,3 +467,53 @@ func FuzzDecodePlaintext(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecodeSealed compares decoding a batch of plaintext and of
+// sealed readings (what a gateway does before verifying).
+func BenchmarkDecodeSealed(b *testing.B) {
+	k := seededKey(b, identity.Ed25519, 3)
+	_, pub := dataKey(b, identity.SuiteX25519, 1, 9)
+	for _, sealed := range []bool{false, true} {
+		rs := batchOf(1, 10)
+		if sealed {
+			for i := range rs {
+				rs[i] = mustSeal(b, rs[i], k.ID(), pub)
+			}
+		}
+		raw := mustSign(b, k, k.ID(), rs...)
+		b.Run(fmt.Sprintf("sealed=%v", sealed), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Decode(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(raw)), "bytes")
+		})
+	}
+}
+
+// BenchmarkSeal measures what sealing costs a device per reading, and
+// opening a reader, by suite.
+func BenchmarkSeal(b *testing.B) {
+	dev := seededKey(b, identity.Ed25519, 7)
+	for _, suite := range allSuites() {
+		priv, pub := dataKey(b, suite, 1, 9)
+		r := temp(1, 21.5)
+		b.Run("seal/"+suite.String(), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := SealReading(r, testChain, dev.ID(), pub); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		s := withDevice(mustSeal(b, r, dev.ID(), pub), dev.ID())
+		b.Run("open/"+suite.String(), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := Open(priv, testChain, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
