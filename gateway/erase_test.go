@@ -175,6 +175,25 @@ func TestErasure(t *testing.T) {
 	}
 	check("after a restart")
 
+	// The index rebuilt from the log (an operator removed it): erased
+	// entries are skipped, and the erasures are applied again, erasing
+	// nothing more.
+	if err := tn.gw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(gwDir, "index")); err != nil {
+		t.Fatal(err)
+	}
+	tn.startGateway(t)
+	testutil.WaitFor(t, ctx, "the erasures to be followed again", func() bool {
+		seq, err := tn.gw.index.erasedSeq()
+		return err == nil && seq == 1
+	})
+	if n := tn.gw.Stats().Erased; n != 0 {
+		t.Fatalf("a rebuilt index erased %d entries again", n)
+	}
+	check("with the index rebuilt")
+
 	// Tampering dressed as erasure: entry i1 deleted with a tombstone
 	// naming an erasure the ledger does not hold, entry i5 with one naming
 	// erasure 1, whose range does not cover it.
