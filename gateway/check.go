@@ -211,8 +211,8 @@ func backed(st *ledger.State, t *Tombstone) string {
 		if p.Height <= t.PolicyHeight && p.Retention != t.Retention {
 			return fmt.Sprintf("it names a retention of %d s by the policy of height %d; %s's policy (height %d) says %d s", t.Retention, t.PolicyHeight, d.Org, p.Height, p.Retention)
 		}
-		if t.PolicyHeight == 0 || t.PolicyHeight > p.Height && p.Retention == 0 {
-			return fmt.Sprintf("%s has no retention policy of height %d", d.Org, t.PolicyHeight)
+		if t.PolicyHeight == 0 || t.PolicyHeight > p.Height {
+			return fmt.Sprintf("%s has no policy of height %d (its policy is of height %d)", d.Org, t.PolicyHeight, p.Height)
 		}
 		if exp := t.Last + int64(t.Retention)*1000; exp > t.At {
 			return fmt.Sprintf("its newest reading (%d ms) had not expired when it was dropped (%d ms) under a retention of %d s", t.Last, t.At, t.Retention)

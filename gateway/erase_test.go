@@ -315,6 +315,26 @@ func TestRetention(t *testing.T) {
 	if err != nil || len(rep.Findings) != 0 || len(rep.Erased) != 3 || rep.Erased[0].Reason != ReasonRetention {
 		t.Fatalf("CheckLog after retention = %+v, %v; want 3 expired entries, nothing altered", rep, err)
 	}
+	// Retention tombstones the ledger does not back.
+	pol, _ := st.Policy("acme")
+	good := Tombstone{Version: 1, Reason: ReasonRetention, Retention: 60, PolicyHeight: pol.Height, Device: tn.sensor.ID(),
+		First: base.UnixMilli(), Last: base.UnixMilli(), Readings: 1, At: base.Add(61 * time.Second).UnixMilli()}
+	if why := backed(st, &good); why != "" {
+		t.Fatalf("a retention tombstone the policy backs: %s", why)
+	}
+	for name, mod := range map[string]func(*Tombstone){
+		"early":          func(t *Tombstone) { t.At = base.Add(59 * time.Second).UnixMilli() },
+		"other period":   func(t *Tombstone) { t.Retention = 3600 },
+		"future policy":  func(t *Tombstone) { t.PolicyHeight = pol.Height + 100 },
+		"no policy":      func(t *Tombstone) { t.PolicyHeight = 0 },
+		"unknown device": func(t *Tombstone) { t.Device = tn.admin.ID() },
+	} {
+		forged := good
+		mod(&forged)
+		if why := backed(st, &forged); why == "" {
+			t.Errorf("forged retention tombstone (%s) passes", name)
+		}
+	}
 }
 
 // FuzzDecodeTombstone checks that DecodeTombstone never panics and that
