@@ -37,38 +37,39 @@ type VerifyOptions struct {
 
 // Summary is what a verified bundle established.
 type Summary struct {
-	ChainID      string
-	Exporter     string // who signed the bundle ("" unsigned: its claims are no one's word)
-	Created      int64  // when the exporter says it made it (Unix ms)
-	Org          string
-	From, To     int64 // Unix ms, as exported
-	Trusted      int64 // the trusted header's height
-	StateHeight  int64 // every ledger proof is of this state
-	StateHeader  int64 // whose app hash is in this header, verified from the trusted one
-	Headers      int   // headers in the bundle, each verified from the trusted one
-	HeaderRange  [2]int64
-	AnchorRange  [2]int64 // lowest and highest anchor height of the readings (0, 0 without readings)
-	Readings     int      // entries in the bundle
-	Verified     int      // readings verified end to end (signature, signer, inclusion, anchor)
-	Erased       int      // entries whose value was erased: hash, inclusion and anchor verified
-	Withheld     int      // entries the exporter could not read: hash, inclusion and anchor verified
-	Devices      []DeviceSummary
-	SignersOther []string // signers of readings that are not exported devices (attesting gateways)
+	ChainID      string          `json:"chain_id"`
+	Exporter     string          `json:"exporter,omitempty"` // who signed the bundle ("" unsigned: its claims are no one's word)
+	Created      int64           `json:"created"`            // when the exporter says it made it (Unix ms)
+	Org          string          `json:"org"`
+	From         int64           `json:"from"` // Unix ms, as exported
+	To           int64           `json:"to"`
+	Trusted      int64           `json:"trusted"`      // the trusted header's height
+	StateHeight  int64           `json:"state_height"` // every ledger proof is of this state
+	StateHeader  int64           `json:"state_header"` // whose app hash is in this header, verified from the trusted one
+	Headers      int             `json:"headers"`      // headers in the bundle, each verified from the trusted one
+	HeaderRange  [2]int64        `json:"header_range"`
+	AnchorRange  [2]int64        `json:"anchor_range"` // lowest and highest anchor height of the readings (0, 0 without readings)
+	Readings     int             `json:"readings"`     // entries in the bundle
+	Verified     int             `json:"verified"`     // log entries verified in full (signature, signer, inclusion, anchor)
+	Erased       int             `json:"erased"`       // entries whose value was erased: hash, inclusion and anchor verified
+	Withheld     int             `json:"withheld"`     // entries the exporter could not read: hash, inclusion and anchor verified
+	Devices      []DeviceSummary `json:"devices"`
+	SignersOther []string        `json:"signers_other,omitempty"` // signers of readings that are not exported devices (attesting gateways)
 }
 
 // DeviceSummary is what was verified of one device.
 type DeviceSummary struct {
-	ID       string
-	Status   record.Status
-	Events   int // history events, all of them, verified
-	Readings int // readings (values in envelopes) verified
-	Entries  int // log entries verified in full
-	Erased   int
-	Withheld int
-	Refused  string // why the exporter could not list its readings
+	ID       string        `json:"id"`
+	Status   record.Status `json:"status"`
+	Events   int           `json:"events"`   // history events, all of them, verified
+	Readings int           `json:"readings"` // readings (values in envelopes) verified
+	Entries  int           `json:"entries"`  // log entries verified in full
+	Erased   int           `json:"erased"`
+	Withheld int           `json:"withheld"`
+	Refused  string        `json:"refused,omitempty"` // why the exporter could not list its readings
 	// Erasures are the device's erasures on the ledger that meet the
 	// bundle's range, as the exporter found them.
-	Erasures []record.Erasure
+	Erasures []record.Erasure `json:"erasures,omitempty"`
 }
 
 // meets reports whether an erasure's range meets the bundle's.
