@@ -3,10 +3,13 @@
 package main
 
 import (
+	"crypto/rand"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/thingnet/thingnet/identity"
@@ -21,19 +24,16 @@ func TestKeyPKCS11(t *testing.T) {
 	if _, err := os.Stat(module); err != nil {
 		t.Skip("no SoftHSM2 (apt-get install softhsm2)")
 	}
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "softhsm2.conf")
-	if err := os.MkdirAll(filepath.Join(dir, "tokens"), 0o700); err != nil {
-		t.Fatal(err)
+	// One SoftHSM configuration for the process: the CLI keeps its
+	// token open, so the module stays loaded with it (-count=2).
+	hsmOnce.Do(func() { hsmErr = initHSM() })
+	if hsmErr != nil {
+		t.Fatal(hsmErr)
 	}
-	if err := os.WriteFile(conf, []byte("directories.tokendir = "+filepath.Join(dir, "tokens")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SOFTHSM2_CONF", conf)
-	if out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", "cli", "--pin", "1234", "--so-pin", "12345678").CombinedOutput(); err != nil {
-		t.Fatalf("softhsm2-util: %v: %s", err, out)
-	}
-	uri := "pkcs11:token=cli;object=sensor?module-path=" + module + "&pin-value=1234"
+	var b [4]byte
+	rand.Read(b[:])
+	obj := fmt.Sprintf("sensor-%x", b)
+	uri := "pkcs11:token=cli;object=" + obj + "?module-path=" + module + "&pin-value=1234"
 	k, tok, err := pkcs11.Generate(uri, identity.P256)
 	if err != nil {
 		t.Fatal(err)
@@ -48,4 +48,30 @@ func TestKeyPKCS11(t *testing.T) {
 		!strings.Contains(err.Error(), `attribute "label": not an RFC 7512 attribute`) {
 		t.Errorf("a malformed URI: %v", err)
 	}
+}
+
+var (
+	hsmOnce sync.Once
+	hsmErr  error
+)
+
+// initHSM makes a SoftHSM2 configuration and a token "cli" for the test
+// process (SOFTHSM2_CONF, read when the module is first loaded).
+func initHSM() error {
+	dir, err := os.MkdirTemp("", "thingnet-cli-softhsm")
+	if err != nil {
+		return err
+	}
+	conf := filepath.Join(dir, "softhsm2.conf")
+	if err := os.MkdirAll(filepath.Join(dir, "tokens"), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(conf, []byte("directories.tokendir = "+filepath.Join(dir, "tokens")+"\n"), 0o600); err != nil {
+		return err
+	}
+	os.Setenv("SOFTHSM2_CONF", conf)
+	if out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", "cli", "--pin", "1234", "--so-pin", "12345678").CombinedOutput(); err != nil {
+		return fmt.Errorf("softhsm2-util: %v: %s", err, out)
+	}
+	return nil
 }
