@@ -84,6 +84,20 @@ func TestExportVerify(t *testing.T) {
 	if s, err := Verify(ctx, b2, VerifyOptions{Trust: tn.trust(t, low)}); err != nil || s.Verified != 2 {
 		t.Errorf("bundle from header %d: %v (%+v)", low, err, s)
 	}
+	// A trusted header above the bundle's state: the headers between are
+	// hash-linked back to it.
+	now, err := client.New(tn.url).Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	high := now.Height + 5
+	b3, err := Export(ctx, tn.adminClient(), ExportOptions{Org: devnet.DemoOrg, Devices: []string{keys[0].ID()}, TrustHeight: high})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Verify(ctx, b3, VerifyOptions{Trust: tn.trust(t, high)}); err != nil || s.Verified != 3 || b3.StateHeight+1 >= high || int64(s.Headers) != high-b3.StateHeight {
+		t.Errorf("bundle from header %d, above its state %d: %v (%+v)", high, b3.StateHeight, err, s)
+	}
 	// The first bundle with a later trusted header than the one it was
 	// built from: not in the bundle.
 	if _, err := Verify(ctx, b, VerifyOptions{Trust: tn.trust(t, b.StateHeight+3)}); err == nil || !strings.Contains(err.Error(), "not in the bundle") {
