@@ -343,16 +343,18 @@ func checkAgreementProof(ctx context.Context, cl *client.Client, a *record.Agree
 
 // callFlags are the inputs of a call: arguments or a reading.
 type callFlags struct {
-	args    []string
-	reading string
-	item    uint32
-	signer  string // the key that signs the call: it reads --reading too, unless --identity says otherwise
+	args     []string
+	reading  string
+	item     uint32
+	signer   string // the key that signs the call: it reads --reading too, unless --identity says otherwise
+	disclose bool   // with reading: disclose a sealed reading's value (datakey.go)
 }
 
 func (f *callFlags) register(c *cobra.Command) {
 	c.Flags().StringArrayVar(&f.args, "arg", nil, "an argument NAME=VALUE (typed as the transition declares it); repeat")
 	c.Flags().StringVar(&f.reading, "reading", "", "fire with the reading at this index of the node's gateway log, with its proof")
 	c.Flags().Uint32Var(&f.item, "item", 0, "with --reading: which reading of a batch envelope")
+	c.Flags().BoolVar(&f.disclose, "disclose", false, "with --reading of a sealed reading: disclose that one value to the ledger (its secret, from the organisation's data key; docs/privacy.md)")
 }
 
 func agreementID(s string) (uint64, error) {
@@ -409,6 +411,11 @@ func (g *globals) callMsg(ctx context.Context, idArg, transition string, f *call
 			return nil, err
 		}
 		m.Reading = p.Evidence(f.item)
+		if f.disclose {
+			if m.Reading.Secret, err = g.disclosure(ctx, p.Envelope, f.item); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if len(f.args) == 0 {
 		return m, nil

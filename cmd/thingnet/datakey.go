@@ -328,3 +328,20 @@ func openedJSON(p *proof.Reading, env *reading.Envelope, decrypted bool) any {
 		Opened []client.ReadingItem `json:"opened"`
 	}{p, items}
 }
+
+// disclosure is the secret that discloses reading item of a sealed
+// envelope to the ledger (record.ReadingEvidence.Secret).
+func (g *globals) disclosure(ctx context.Context, envelope []byte, item uint32) ([]byte, error) {
+	env, err := reading.Decode(envelope)
+	if err != nil {
+		return nil, err
+	}
+	if int(item) >= len(env.Readings) {
+		return nil, fmt.Errorf("the envelope holds %d readings; --item %d is not one", len(env.Readings), item)
+	}
+	o, err := g.opener(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return o.Secret(ctx, env.Readings[item])
+}

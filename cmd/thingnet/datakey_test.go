@@ -81,4 +81,43 @@ func TestDataKeyCLI(t *testing.T) {
 	if out := mustCLI(t, node, own, "--identity", "analyst", "readings", "get", idx, "--decrypt"); !strings.Contains(out, ": 42.625 temperature/celsius") {
 		t.Fatalf("readings get --decrypt as the grantee:\n%s", out)
 	}
+
+	// An agreement acts on the sealed reading once the admin discloses it.
+	src := filepath.Join(t.TempDir(), "watch.yaml")
+	if err := os.WriteFile(src, []byte(`agreement: watch
+parties:
+  sensor: device
+  owner: org
+state:
+  hot: int
+transitions:
+  seen:
+    on: {reading: sensor, type: temperature/celsius}
+    when: reading.value > 40
+    do:
+      - set: {hot: state.hot + 1}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := run("agreement", "deploy", src, "--key", "demo-admin", "--party", "sensor=device:sensor-s", "--party", "owner=org:demo")
+	id := agreementIDFrom(t, out)
+	if out, err := cli(t, node, ks, "agreement", "call", id, "seen", "--key", "demo-admin", "--reading", idx); err == nil || !strings.Contains(err.Error(), "discloses") {
+		t.Fatalf("a call on the sealed reading without disclosure: %v\n%s", err, out)
+	}
+	if out := run("agreement", "call", id, "seen", "--key", "demo-admin", "--reading", idx, "--disclose"); !strings.Contains(out, "committed") {
+		t.Fatalf("a call disclosing the sealed reading:\n%s", out)
+	}
+}
+
+// agreementIDFrom finds the agreement id in agreement deploy's output.
+func agreementIDFrom(t *testing.T, out string) string {
+	t.Helper()
+	for _, f := range strings.Fields(out) {
+		f = strings.Trim(f, "#,.:()")
+		if n, err := strconv.ParseUint(f, 10, 64); err == nil && n > 0 && strings.Contains(out, "agreement "+f) {
+			return f
+		}
+	}
+	t.Fatalf("no agreement id in:\n%s", out)
+	return ""
 }
