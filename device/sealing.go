@@ -134,9 +134,6 @@ func (d *Device) fetchDataKey(ctx context.Context) (*record.DataKey, error) {
 		if err != nil {
 			return err
 		}
-		if ans.PolicyProof == nil || ans.Proof == nil || ans.PolicyProof.Height != ans.Proof.Height {
-			return fmt.Errorf("%w: the gateway sent no proofs of one state for the data key", record.ErrBadProof)
-		}
 		if err := d.verifyProof(ctx, ans.PolicyProof, record.PolicyKey(org)); err != nil {
 			return fmt.Errorf("the policy of %q: %w", org, err)
 		}
@@ -152,6 +149,9 @@ func (d *Device) fetchDataKey(ctx context.Context) (*record.DataKey, error) {
 		}
 		if p.DataKey == 0 {
 			return fmt.Errorf("organisation %q has published no data key (proved at height %d)", org, ans.PolicyProof.Height)
+		}
+		if ans.Proof == nil || ans.Proof.Height != ans.PolicyProof.Height {
+			return fmt.Errorf("%w: the gateway sent no proof of data key version %d of the policy's state", record.ErrBadProof, p.DataKey)
 		}
 		if err := d.verifyProof(ctx, ans.Proof, record.DataKeyKey(org, p.DataKey)); err != nil {
 			return fmt.Errorf("the data key of %q: %w", org, err)
