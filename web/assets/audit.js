@@ -218,7 +218,7 @@ export async function auditPage(v) {
     headers that tie them to one header you trust. It is checked here, in your browser, with no request to any node: give the header you trust
     (its hash from a source you trust, e.g. <span class="mono">thingnet tx block HEIGHT</span>) and drop the file.</p>
     <p><label>trusted header <input id="audit-trust" class="mono" size="80" placeholder="HEIGHT:HASH"></label></p>
-    <div id="audit-drop" class="dropzone" tabindex="0" style="border: 2px dashed #888; padding: 2em; text-align: center; margin: 1em 0">drop a bundle here, or <label class="link">choose a file<input id="audit-file" type="file" hidden></label></div>
+    <div id="audit-drop" class="dropzone" tabindex="0">drop a bundle here, or <label class="link">choose a file<input id="audit-file" type="file" hidden></label></div>
     <div id="audit-progress" class="muted"></div>
     <div id="audit-result"></div>`;
   const zone = v.querySelector('#audit-drop');
@@ -226,21 +226,18 @@ export async function auditPage(v) {
   const prog = v.querySelector('#audit-progress');
   const check = async (file) => {
     out.innerHTML = '';
-    out.className = '';
     delete out.dataset.done;
     try {
       const trust = parseTrust(document.querySelector('#audit-trust').value);
       const s = await verifyBundle(await file.text(), trust, (m) => { prog.textContent = m; });
       const rows = s.devices.map((d) => `<tr><td class="mono">${esc(d.id)}</td><td>${esc(d.status)}</td><td>${d.events}</td>
         <td>${d.refused ? `<span class="muted">not exported: ${esc(d.refused)}</span>` : `${d.readings} in ${d.entries} entries`}</td><td>${d.erased}${d.erasures.length ? ` (erasure ${d.erasures.join(', ')})` : ''}</td><td>${d.withheld}</td></tr>`).join('');
-      out.className = 'ok';
-      out.innerHTML = `<p id="audit-verdict" class="ok">verified: ${s.full} log entries in full, ${s.erased} erased, ${s.withheld} withheld, from the trusted header ${s.trusted}</p>
+      out.innerHTML = `<p id="audit-verdict" class="verdict ok">verified: ${s.full} log entries in full, ${s.erased} erased, ${s.withheld} withheld, from the trusted header ${s.trusted}</p>
         <p>organisation ${esc(s.org)} on chain ${esc(s.chainID)}; every ledger proof is of state ${s.stateHeight}; headers ${s.headers[0]}..${s.headers[s.headers.length - 1]};
         ${s.exporter ? `signed by <span class="mono">${esc(s.exporter)}</span>` : 'unsigned'}</p>
         <table id="audit-devices"><thead><tr><th>device</th><th>status</th><th>history events</th><th>readings verified</th><th>erased</th><th>withheld</th></tr></thead><tbody>${rows}</tbody></table>`;
     } catch (err) {
-      out.className = 'err';
-      out.innerHTML = `<p id="audit-verdict" class="err">refused: ${esc(err.message)}</p>`;
+      out.innerHTML = `<p id="audit-verdict" class="verdict bad">refused: ${esc(err.message)}</p>`;
     }
     prog.textContent = '';
     out.dataset.done = '1';
