@@ -12,6 +12,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/internal/testutil"
+	"github.com/thingnet/thingnet/proof"
 )
 
 // TestAuditBundleDrop: a bundle the organisation's admin exported, dropped
@@ -88,5 +89,24 @@ func TestAuditBundleDrop(t *testing.T) {
 		}
 	}
 	screenshot(t, ctx, "audit-refused")
+
+	// An erased entry (as a gateway answers it after an erasure): its hash
+	// and place in the anchored log are checked, not as a failure.
+	e, err := auditbundle.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &e.Readings[0]
+	r.EntryHash = proof.LeafHash(e.ProofOf(0).Entry())
+	r.Envelope, r.Signer = nil, nil
+	r.Withheld = &proof.Unavailable{Code: proof.CodeErased, Message: "erased"}
+	e.Exporter, e.Signature = "", nil
+	erased, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := drop(erased); !strings.Contains(got, fmt.Sprintf("verified: %d log entries in full, 1 erased, 0 withheld", readings-1)) {
+		t.Errorf("a bundle with an erased entry: %q", got)
+	}
 	noScriptErrors(t, ctx)
 }
