@@ -346,6 +346,18 @@ func TestDevicePage(t *testing.T) {
 	if private := textOf(t, ctx, `#readings-private`); !strings.Contains(private, "Readings are private") || count(t, ctx, `#readings tbody tr`) != 0 || count(t, ctx, `#chart circle`) != 0 {
 		t.Fatalf("anonymous device page: %q, %d rows; want the public view", private, count(t, ctx, `#readings tbody tr`))
 	}
+	// Signed in as another organisation's admin: still the public view.
+	rival := testutil.Key(t, identity.Ed25519)
+	rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer rcancel()
+	if _, err := client.New(shared.url).Send(rctx, rival, "", &record.OrgCreate{ID: "rival"}, true); err != nil {
+		t.Fatal(err)
+	}
+	signIn(t, ctx, rival)
+	show(t, ctx, explorer(frag), frag)
+	if private := textOf(t, ctx, `#readings-private`); !strings.Contains(private, "may not read") || count(t, ctx, `#readings tbody tr`) != 0 {
+		t.Fatalf("device page as another organisation's admin: %q, %d rows; want the public view", private, count(t, ctx, `#readings tbody tr`))
+	}
 	// Signed in as the organisation's admin: the readings.
 	signIn(t, ctx, shared.admin)
 	show(t, ctx, explorer(frag), frag)
