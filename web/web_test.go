@@ -350,7 +350,7 @@ func TestDevicePage(t *testing.T) {
 	rival := testutil.Key(t, identity.Ed25519)
 	rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer rcancel()
-	if _, err := client.New(shared.url).Send(rctx, rival, "", &record.OrgCreate{ID: "rival"}, true); err != nil {
+	if _, err := client.New(shared.url).Send(rctx, rival, "", &record.OrgCreate{ID: fmt.Sprintf("rival-%d", time.Now().UnixNano())}, true); err != nil {
 		t.Fatal(err)
 	}
 	signIn(t, ctx, rival)
