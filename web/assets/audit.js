@@ -14,11 +14,11 @@
 //     period: `thingnet audit verify` does;
 //  3. every ledger proof gives the app hash of the state's header;
 //  4. every device's record counts exactly the history events given;
-//  5. every reading verifies end to end; an erased or withheld entry's hash
-//     is in the anchored log;
+//  5. every reading verifies end to end (verifyReading); an erased or
+//     withheld entry's hash is in the anchored log (verifyAnchored);
 //  6. the exporter's signature, when the bundle is signed.
 
-import { verifyReading, merkleRootOfLeaf, ics23Root, anchorKey, deviceKey, historyKey, parseEnvelope, didKey, b64, hex, unhex, eq, sha256 } from './verify.js';
+import { verifyReading, verifyAnchored, ics23Root, deviceKey, historyKey, parseEnvelope, didKey, b64, hex, unhex, eq, sha256 } from './verify.js';
 import { verifyHeader, headerHash, voteSignBytes } from './comet.js';
 import { decode } from './cbor.js';
 
@@ -157,12 +157,15 @@ export async function verifyBundle(text, trust, progress = () => {}) {
     if (!a) throw new Error(`${name}: refers to an anchor not in the bundle`);
     const ap = b.proofs[a.proof];
     if (!r.envelope) {
-      const root = await merkleRootOfLeaf(b64(r.entry_hash), r.index, a.size, (r.inclusion || []).map(b64)).catch((err) => { throw new Error(`${name}: ${err.message}`); });
-      const rec = decode(b64(ap.value));
-      if (!eq(b64(ap.key), anchorKey(r.gateway, a.size)) || rec.get(1) !== r.gateway || rec.get(2) !== a.size || !eq(rec.get(3), b64(a.root)) || rec.get(4) !== a.height) {
-        throw new Error(`${name}: the anchor differs from the one on the ledger`);
+      const res = await verifyAnchored({
+        gateway: r.gateway, index: r.index, entry_hash: r.entry_hash, auth_height: r.auth_height || 0,
+        anchor: { gateway: a.gateway, size: a.size, root: a.root, height: a.height, count: a.count },
+        inclusion: r.inclusion, height: b.state_height, anchor_proof: ap,
+      }, header);
+      if (!res.ok) {
+        const s = res.steps.find((x) => !x.ok) || { name: 'proof', detail: 'incomplete' };
+        throw new Error(`${name} (${r.withheld.code}): ${s.name}: ${s.detail}`);
       }
-      if (!eq(root, b64(a.root))) throw new Error(`${name}: its entry hash is not in the anchored log`);
       if (r.withheld.code === 'erased') { erased++; dev.erased++; } else { withheld++; dev.withheld++; }
       continue;
     }
