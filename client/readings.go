@@ -26,6 +26,17 @@ type ReadingItem struct {
 	// Sealed is a value sealed to the organisation's data key
 	// (reading.Sealed; Opener opens it), for a gateway that sends it.
 	Sealed *reading.Sealed `json:"sealed,omitempty"`
+	// AttestedBy is the gateway that signed the reading for a device that
+	// cannot sign (a legacy sensor it polls): the reading is attested by
+	// that gateway, not signed by the device. Empty for device-signed ones.
+	AttestedBy string `json:"attested_by,omitempty"`
+}
+
+// NewReadingItem is the list item of reading r of envelope env at log
+// index i: the one way a gateway turns a stored reading into an item.
+func NewReadingItem(i uint64, env *reading.Envelope, r reading.Reading) ReadingItem {
+	return ReadingItem{Index: i, Device: env.Device, Seq: r.Seq, Time: r.Time, ContentType: r.ContentType,
+		Value: r.Value, Bytes: r.Bytes, Sealed: r.Sealed, AttestedBy: env.Attester}
 }
 
 // Reading asks the node's gateway for the stored reading at index with its

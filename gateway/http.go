@@ -164,7 +164,7 @@ func (g *Gateway) listReadings(r *http.Request) (any, error) {
 			if rd.Time.Before(from) || !rd.Time.Before(to) || len(items) >= limit {
 				continue
 			}
-			items = append(items, client.ReadingItem{Index: i, Device: env.Device, Seq: rd.Seq, Time: rd.Time, ContentType: rd.ContentType, Value: rd.Value, Bytes: rd.Bytes})
+			items = append(items, client.NewReadingItem(i, env, rd))
 		}
 	}
 	return map[string]any{"gateway": g.id, "items": items}, nil

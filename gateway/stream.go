@@ -55,7 +55,7 @@ func (f *feed) publish(first uint64, envs []*reading.Envelope) {
 	}
 	for k, env := range envs {
 		for _, r := range env.Readings {
-			item := client.ReadingItem{Index: first + uint64(k), Device: env.Device, Seq: r.Seq, Time: r.Time, ContentType: r.ContentType, Value: r.Value, Bytes: r.Bytes}
+			item := client.NewReadingItem(first+uint64(k), env, r)
 			for s := range f.subs {
 				if s.device != env.Device {
 					continue

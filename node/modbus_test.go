@@ -140,7 +140,7 @@ func TestNodeModbus(t *testing.T) {
 	if err := cl.WithIdentity(&client.Identity{Key: admin}).Get(ctx, "/v1/readings?device="+sensor.ID(), &page); err != nil || len(page.Items) == 0 {
 		t.Fatalf("the sensor's readings: %v", err)
 	}
-	if it := page.Items[0]; it.ContentType != "temperature/celsius" || it.Value == nil || *it.Value != 21.5 {
-		t.Fatalf("%+v", it)
+	if it := page.Items[0]; it.ContentType != "temperature/celsius" || it.Value == nil || *it.Value != 21.5 || it.AttestedBy != gw.ID() {
+		t.Fatalf("%+v; want 21.5 °C attested by the gateway %s", it, gw.ID())
 	}
 }

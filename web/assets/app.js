@@ -302,7 +302,7 @@ function chart(items) {
 
 function readingRows(items) {
   return items.slice().reverse().map((r) => `<tr data-index="${r.index}"><td>${r.index}</td><td>${r.seq}</td><td>${esc(new Date(r.time).toLocaleString())}</td>
-    <td>${esc(r.content_type)}</td><td>${r.value !== undefined ? esc(r.value) : `<span class="muted">${b64(r.bytes).length} bytes</span>`}</td>
+    <td>${esc(r.content_type)}</td><td>${r.value !== undefined ? esc(r.value) : r.sealed ? '<span class="muted">sealed</span>' : `<span class="muted">${b64(r.bytes).length} bytes</span>`}${r.attested_by ? ` <span class="badge warn attested" title="signed by gateway ${esc(r.attested_by)} for a device that cannot sign: attested, not device-signed">attested</span>` : ''}</td>
     <td><button class="verify" data-index="${r.index}">verify this reading</button></td></tr>`).join('');
 }
 
