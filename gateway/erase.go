@@ -400,20 +400,7 @@ type indexed struct {
 var keyErasedSeq = []byte("m/erased")
 
 // erasedSeq is the seq of the last ledger erasure the gateway applied.
-func (x *index) erasedSeq() (uint64, error) {
-	v, closer, err := x.db.Get(keyErasedSeq)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	defer closer.Close()
-	if len(v) != 8 {
-		return 0, fmt.Errorf("gateway: index erasure mark is %d bytes", len(v))
-	}
-	return binary.BigEndian.Uint64(v), nil
-}
+func (x *index) erasedSeq() (uint64, error) { return x.u64(keyErasedSeq, "index erasure mark") }
 
 // setErasedSeq records, durably, that erasure seq was applied.
 func (x *index) setErasedSeq(seq uint64) error {

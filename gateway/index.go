@@ -47,8 +47,11 @@ func openIndex(dir string, log *slog.Logger) (*index, error) {
 func (x *index) close() error { return x.db.Close() }
 
 // covered is the log size the index covers.
-func (x *index) covered() (uint64, error) {
-	v, closer, err := x.db.Get(keyIndexed)
+func (x *index) covered() (uint64, error) { return x.u64(keyIndexed, "index meta") }
+
+// u64 reads a counter of the index's own (absent: 0).
+func (x *index) u64(key []byte, what string) (uint64, error) {
+	v, closer, err := x.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
 	}
@@ -57,7 +60,7 @@ func (x *index) covered() (uint64, error) {
 	}
 	defer closer.Close()
 	if len(v) != 8 {
-		return 0, fmt.Errorf("gateway: index meta is %d bytes", len(v))
+		return 0, fmt.Errorf("gateway: %s is %d bytes", what, len(v))
 	}
 	return binary.BigEndian.Uint64(v), nil
 }
