@@ -71,9 +71,24 @@ func (s *Server) getDataKey(r *http.Request) (any, error) {
 // with ?prove=true its proof.
 func (s *Server) getDataKeyShare(r *http.Request) (any, error) {
 	org, grantee := r.PathValue("id"), r.PathValue("grantee")
-	v, err := strconv.ParseUint(r.URL.Query().Get("version"), 10, 64)
-	if err != nil || v == 0 {
-		return nil, badRequest("version must be a number ≥ 1")
+	var v uint64
+	if q := r.URL.Query().Get("version"); q != "" {
+		n, err := strconv.ParseUint(q, 10, 64)
+		if err != nil || n == 0 {
+			return nil, badRequest("version " + strconv.Quote(q) + " must be a number ≥ 1")
+		}
+		v = n
+	} else {
+		// The current version, as GET /v1/orgs/{id}/datakey answers it.
+		st, err := s.app.View(0)
+		if err != nil {
+			return nil, err
+		}
+		k, err := st.DataKey(org, 0)
+		if err != nil {
+			return nil, err
+		}
+		v = k.Version
 	}
 	return s.record(r, record.DataKeyShareKey(org, v, grantee), func(st *ledger.State) (any, error) {
 		return st.DataKeyShare(org, v, grantee)
