@@ -172,7 +172,14 @@ func TestLyingGateways(t *testing.T) {
 			if ok, err := d0.IsActiveAndGranted(ctx, sender.ID(), "message"); err != nil || !ok {
 				t.Fatalf("through the honest gateway: %v, %v", ok, err)
 			}
+			trusted := d0.TrustedHeight()
 			d0.Close()
+			// A newer state than the trusted header covers, so that the
+			// device needs a header from the liar (without a new block it
+			// would prove from the header it trusts, and no lie be told).
+			if err := tn.d.WaitForHeight(ctx, trusted+2); err != nil {
+				t.Fatal(err)
+			}
 			// Alone, the liar is caught.
 			alone, err := device.New(me, device.WithGateways(device.Gateway{API: bad.URL}), device.WithStateDir(dir))
 			if err != nil {
