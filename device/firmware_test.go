@@ -30,18 +30,21 @@ import (
 func TestFirmwareApproved(t *testing.T) {
 	tn := startNet(t)
 	ctx := ctxT(t)
-	me := tn.register(t, identity.Ed25519) // class "sensor" of the demo organisation
+	// A class of its own: releases and approvals are class-wide records, and
+	// the network is shared by every test (and every -count run).
+	class := "fw-approved-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	me := tn.registerIn(t, identity.Ed25519, class)
 	img1, img2 := sha256.Sum256([]byte("sensor firmware 1.0")), sha256.Sum256([]byte("sensor firmware 2.0"))
 	for i, img := range [][]byte{img1[:], img2[:]} {
 		seq := uint64(i + 1)
-		raw, err := firmware.Sign(tn.admin, tn.admin.ID(), &record.FirmwareManifest{Vendor: devnet.DemoOrg, Class: "sensor",
+		raw, err := firmware.Sign(tn.admin, tn.admin.ID(), &record.FirmwareManifest{Vendor: devnet.DemoOrg, Class: class,
 			Version: strconv.FormatUint(seq, 10) + ".0", Seq: seq, Digest: img, Size: 19})
 		if err != nil {
 			t.Fatal(err)
 		}
 		tn.send(t, tn.admin, &record.FirmwareRelease{Manifest: raw})
 	}
-	tn.send(t, tn.admin, &record.FirmwareApprove{Org: devnet.DemoOrg, Vendor: devnet.DemoOrg, Class: "sensor", Seq: 1})
+	tn.send(t, tn.admin, &record.FirmwareApprove{Org: devnet.DemoOrg, Vendor: devnet.DemoOrg, Class: class, Seq: 1})
 
 	// Alone, a gateway forging firmware proofs is caught.
 	bad := fwLiar(t, tn.d.APIURL(0))
@@ -51,7 +54,7 @@ func TestFirmwareApproved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alone.FirmwareApproved(ctx, devnet.DemoOrg, "sensor", 1, img1[:]); !errors.Is(err, record.ErrBadProof) {
+	if _, err := alone.FirmwareApproved(ctx, devnet.DemoOrg, class, 1, img1[:]); !errors.Is(err, record.ErrBadProof) {
 		t.Fatalf("a forged firmware proof: %v; want a proof refusal", err)
 	}
 	alone.Close()
@@ -63,7 +66,7 @@ func TestFirmwareApproved(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	a, err := d.FirmwareApproved(ctx, devnet.DemoOrg, "sensor", 1, img1[:])
+	a, err := d.FirmwareApproved(ctx, devnet.DemoOrg, class, 1, img1[:])
 	if err != nil {
 		t.Fatalf("approved release: %v", err)
 	}
@@ -82,9 +85,9 @@ func TestFirmwareApproved(t *testing.T) {
 		digest  []byte
 		release bool // the release is proved to exist
 	}{
-		{"released, not approved", "sensor", 2, img2[:], true},
-		{"another digest than the release's", "sensor", 1, unknown[:], true},
-		{"no such release", "sensor", 9, img1[:], false},
+		{"released, not approved", class, 2, img2[:], true},
+		{"another digest than the release's", class, 1, unknown[:], true},
+		{"no such release", class, 9, img1[:], false},
 		{"another class", "camera", 1, img1[:], false},
 	} {
 		a, err := d.FirmwareApproved(ctx, devnet.DemoOrg, tc.class, tc.seq, tc.digest)

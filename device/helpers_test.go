@@ -110,12 +110,20 @@ func (tn *testNet) gw(i int) device.Gateway {
 // register registers a new device of the demo organisation.
 func (tn *testNet) register(t testing.TB, alg identity.Algorithm) *identity.Key {
 	t.Helper()
+	return tn.registerIn(t, alg, "sensor")
+}
+
+// registerIn registers a new device of class in the demo organisation.
+// Tests that publish class-wide records (releases, approvals) use a class
+// of their own, so that they hold under -count=N on the shared network.
+func (tn *testNet) registerIn(t testing.TB, alg identity.Algorithm, class string) *identity.Key {
+	t.Helper()
 	k, err := identity.GenerateKey(alg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	proof, _ := k.Sign(record.PossessionMessage(tn.d.ChainID(), devnet.DemoOrg, k.ID()))
-	tn.send(t, tn.admin, &record.DeviceRegister{Org: devnet.DemoOrg, Device: k.ID(), Class: "sensor", Proof: proof})
+	tn.send(t, tn.admin, &record.DeviceRegister{Org: devnet.DemoOrg, Device: k.ID(), Class: class, Proof: proof})
 	return k
 }
 
