@@ -54,7 +54,9 @@ type App struct {
 	mu        sync.RWMutex
 	committed *iavl.ImmutableTree // latest committed version, for readers
 	chainID   string
-	pending   map[string]uint64 // CheckTx: highest nonce per signer in the mempool
+	pending   map[string]uint64  // CheckTx: highest nonce per signer in the mempool
+	inPool    map[string]int     // CheckTx: txs in the mempool per charge (governance.go)
+	gov       *record.Governance // the committed state's governance
 	closed    bool
 }
 
@@ -93,7 +95,7 @@ func NewApp(c Config) (*App, error) {
 		return nil, fmt.Errorf("loading ledger state: %w", err)
 	}
 	reads := iavl.NewMutableTree(db, c.CacheNodes, true, iavl.NewNopLogger())
-	a := &App{log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), progs: newProgCache(1024), pending: map[string]uint64{}}
+	a := &App{log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), progs: newProgCache(1024), pending: map[string]uint64{}, inPool: map[string]int{}}
 	if err := a.refreshCommitted(); err != nil {
 		db.Close()
 		return nil, err
@@ -120,8 +122,12 @@ func (a *App) refreshCommitted() error {
 			return err
 		}
 		a.chainID = id
+		if a.gov, err = st.Governance(); err != nil {
+			return err
+		}
 	}
 	clear(a.pending)
+	clear(a.inPool) // the recheck after each commit counts again what stays
 	return nil
 }
 
@@ -218,8 +224,13 @@ func (a *App) checkTx(tx *record.Tx, recheck bool) error {
 	if err := checkEnvelope(tx, a.chainID, st.Height+1, last); err != nil {
 		return err
 	}
+	charge, err := a.mempoolCharge(st, tx, recheck)
+	if err != nil {
+		return err
+	}
 	if recheck {
 		a.pending[tx.Signer] = tx.Nonce
+		a.inPool[charge]++
 		return nil
 	}
 	pub, _, err := signerKey(st, tx.Signer, a.keys)
@@ -230,7 +241,26 @@ func (a *App) checkTx(tx *record.Tx, recheck bool) error {
 		return err
 	}
 	a.pending[tx.Signer] = tx.Nonce
+	a.inPool[charge]++
 	return nil
+}
+
+// mempoolCharge returns what tx is charged to in the mempool ("" when
+// governance sets no mempool budget), refusing a new tx of an
+// organisation that holds its whole share. A recheck is never refused for
+// it: those txs are in the mempool already. a.mu is held.
+func (a *App) mempoolCharge(st *State, tx *record.Tx, recheck bool) (string, error) {
+	if a.gov == nil || a.gov.MempoolTxs == 0 {
+		return "", nil
+	}
+	c, err := chargeOf(st, tx.Signer, tx.Kind)
+	if err != nil || c == "" {
+		return "", err
+	}
+	if !recheck && a.inPool[c] >= a.gov.MempoolTxs {
+		return "", record.Errf(record.CodeOverBudget, "%s has %d txs waiting in this node's mempool, its whole share (mempool_txs_per_org); retry after the next blocks", c, a.inPool[c])
+	}
+	return c, nil
 }
 
 // verify checks tx's signature with pub, unless this node already did.
@@ -250,15 +280,19 @@ func (a *App) verify(tx *record.Tx, pub identity.PublicKey) error {
 	return nil
 }
 
-// PrepareProposal drops txs that cannot be decoded and respects the byte limit.
+// PrepareProposal respects the byte limit and each organisation's block
+// budget (governance.go): a tx over either stays in the mempool for the
+// next blocks.
 func (a *App) PrepareProposal(_ context.Context, req *abci.RequestPrepareProposal) (*abci.ResponsePrepareProposal, error) {
+	g, charges, err := a.blockCharges(req.Txs)
+	if err != nil {
+		return nil, err
+	}
+	budget := newBudgetCounter(g.BlockTxs)
 	txs := make([][]byte, 0, len(req.Txs))
 	var size int64
-	for _, raw := range req.Txs {
-		if size+int64(len(raw)) > req.MaxTxBytes {
-			break
-		}
-		if len(raw) > record.MaxTxBytes {
+	for i, raw := range req.Txs {
+		if len(raw) > record.MaxTxBytes || size+int64(len(raw)) > req.MaxTxBytes || !budget.take(charges[i]) {
 			continue
 		}
 		txs = append(txs, raw)
@@ -267,11 +301,23 @@ func (a *App) PrepareProposal(_ context.Context, req *abci.RequestPrepareProposa
 	return &abci.ResponsePrepareProposal{Txs: txs}, nil
 }
 
-// ProcessProposal rejects blocks that carry oversized txs; everything else
-// is judged tx by tx in FinalizeBlock.
+// ProcessProposal rejects blocks that carry oversized txs or more txs of
+// one organisation than its block budget; everything else is judged tx by
+// tx in FinalizeBlock.
 func (a *App) ProcessProposal(_ context.Context, req *abci.RequestProcessProposal) (*abci.ResponseProcessProposal, error) {
 	for _, raw := range req.Txs {
 		if len(raw) > record.MaxTxBytes {
+			return &abci.ResponseProcessProposal{Status: abci.ResponseProcessProposal_REJECT}, nil
+		}
+	}
+	g, charges, err := a.blockCharges(req.Txs)
+	if err != nil {
+		return nil, err
+	}
+	budget := newBudgetCounter(g.BlockTxs)
+	for _, c := range charges {
+		if !budget.take(c) {
+			a.log.Warn("proposal rejected: an organisation over its block budget", "height", req.Height, "charged", c, "budget", g.BlockTxs)
 			return &abci.ResponseProcessProposal{Status: abci.ResponseProcessProposal_REJECT}, nil
 		}
 	}
