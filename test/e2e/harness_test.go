@@ -370,7 +370,8 @@ func (n *Net) create() {
 		nd.Client = client.New(nd.API)
 		nd.Client.HTTP.Timeout = 15 * time.Second
 	}
-	n.MustCLI(append([]string{"genesis", "create", "--home", n.Nodes[0].Home, "--chain-id", n.ChainID}, genesis...)...)
+	// A test network: open organisation creation (load_test creates its own).
+	n.MustCLI(append([]string{"genesis", "create", "--home", n.Nodes[0].Home, "--chain-id", n.ChainID, "--org-creation", "open"}, genesis...)...)
 	gen, err := os.ReadFile(filepath.Join(n.Nodes[0].Home, "config", "genesis.json"))
 	if err != nil {
 		t.Fatal(err)
