@@ -18,7 +18,8 @@ import (
 	"github.com/thingnet/thingnet/record"
 )
 
-// AppVersion is the application protocol version reported to CometBFT.
+// AppVersion is the application protocol version of a ledger before any
+// upgrade; the state's version (State.AppVersion) is reported to CometBFT.
 const AppVersion = 1
 
 // Config configures the ledger application. The zero value keeps state in
@@ -29,6 +30,9 @@ type Config struct {
 	KeepVersions int64        // past state versions kept for proofs; default 1000
 	SigCacheSize int          // verified signatures remembered between CheckTx and FinalizeBlock; default 65536
 	CacheNodes   int          // IAVL node cache size; default 100000
+	// Upgrades are the state migrations this binary carries besides its
+	// own (upgrade.go); tests add some.
+	Upgrades []Upgrade
 }
 
 // App is the thingnet ABCI application.
@@ -50,6 +54,9 @@ type App struct {
 	progs    *progCache                      // compiled agreements
 	verified atomic.Uint64                   // signatures verified (individually or in batches)
 	rejected [record.CodeCount]atomic.Uint64 // CheckTx rejections by code
+
+	upgrades upgradeSet // the migrations this binary carries (upgrade.go)
+	halt     chan error // why the ledger refuses to go on (Halted)
 
 	mu        sync.RWMutex
 	committed *iavl.ImmutableTree // latest committed version, for readers
@@ -95,10 +102,21 @@ func NewApp(c Config) (*App, error) {
 		return nil, fmt.Errorf("loading ledger state: %w", err)
 	}
 	reads := iavl.NewMutableTree(db, c.CacheNodes, true, iavl.NewNopLogger())
-	a := &App{log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), progs: newProgCache(1024), pending: map[string]uint64{}, inPool: map[string]int{}}
+	upgrades, err := newUpgradeSet(append(knownUpgrades(), c.Upgrades...))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	a := &App{upgrades: upgrades, halt: make(chan error, 1), log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), progs: newProgCache(1024), pending: map[string]uint64{}, inPool: map[string]int{}}
 	if err := a.refreshCommitted(); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if a.committed != nil {
+		if err := upgrades.checkVersion(&State{r: a.committed, Height: a.committed.Version()}); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -144,10 +162,21 @@ func (a *App) Close() error {
 
 // Info tells CometBFT where the application is, so it can replay blocks.
 func (a *App) Info(context.Context, *abci.RequestInfo) (*abci.ResponseInfo, error) {
+	version := uint64(AppVersion)
+	a.mu.RLock()
+	if a.committed != nil {
+		v, err := (&State{r: a.committed, Height: a.committed.Version()}).AppVersion()
+		if err != nil {
+			a.mu.RUnlock()
+			return nil, err
+		}
+		version = v
+	}
+	a.mu.RUnlock()
 	return &abci.ResponseInfo{
 		Data:             "thingnet",
 		Version:          "thingnet/1",
-		AppVersion:       AppVersion,
+		AppVersion:       version,
 		LastBlockHeight:  a.tree.Version(),
 		LastBlockAppHash: a.tree.Hash(),
 	}, nil
@@ -330,6 +359,11 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 	chainID := a.chainID
 	a.mu.RUnlock()
 	start := time.Now() // for the log only; execution never reads the clock
+	// A planned upgrade runs before anything else of its block (upgrade.go).
+	params, upEvents, err := a.runUpgrade(req.Height)
+	if err != nil {
+		return nil, fmt.Errorf("block %d: %w", req.Height, err)
+	}
 	// Byzantine validators are removed before the txs run (evidence.go).
 	valUpdates, evEvents, err := a.applyEvidence(req.Height, req.Misbehavior)
 	if err != nil {
@@ -352,10 +386,11 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 	hash := a.tree.WorkingHash()
 	a.log.Debug("block executed", "height", req.Height, "txs", len(req.Txs), "took", time.Since(start))
 	return &abci.ResponseFinalizeBlock{
-		TxResults:        results,
-		ValidatorUpdates: mergeValidatorUpdates(valUpdates),
-		Events:           append(evEvents, abciEvents(scheduled)...),
-		AppHash:          hash,
+		TxResults:             results,
+		ValidatorUpdates:      mergeValidatorUpdates(valUpdates),
+		ConsensusParamUpdates: params,
+		Events:                append(append(abciEvents(upEvents), evEvents...), abciEvents(scheduled)...),
+		AppHash:               hash,
 	}, nil
 }
 

@@ -97,6 +97,8 @@ func (x *txExec) run() error {
 		return x.orgDataKey(m)
 	case *record.DataErase:
 		return x.dataErase(m)
+	case *record.UpgradePlan:
+		return x.upgradePlan(m) // upgrade.go
 	default:
 		return record.Errf(record.CodeUnknownKind, "no handler for %T", m)
 	}

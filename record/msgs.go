@@ -70,6 +70,8 @@ var msgTypes = map[string]func() Msg{
 	KindOrgPolicy:  func() Msg { return new(OrgPolicy) },
 	KindOrgDataKey: func() Msg { return new(OrgDataKey) },
 	KindDataErase:  func() Msg { return new(DataErase) },
+	// upgrade.go
+	KindUpgradePlan: func() Msg { return new(UpgradePlan) },
 }
 
 // Kinds lists the known tx kinds, sorted.

@@ -54,27 +54,49 @@ func orgApproveCmd() *cobra.Command {
 
 // readOrgApprovals reads `org approve` files for the creation of org by creator.
 func readOrgApprovals(files []string, org, creator string) ([]record.Approval, error) {
+	_, as, err := readApprovals(files, func(file string, a *orgApproval) error {
+		if a.Org != org || a.Creator != creator {
+			return fmt.Errorf("%s approves %s creating %q; this is %s creating %q", file, a.Creator, a.Org, creator, org)
+		}
+		return nil
+	}, func(a *orgApproval) (string, string) { return a.Validator, a.Signature })
+	return as, err
+}
+
+// readApprovals reads validator approval files, as an `approve` command
+// prints them, into T: check refuses one that approves something else
+// than wanted (or than the first file), sig returns its base64 validator
+// key and signature. It returns the first file's T and the approvals.
+func readApprovals[T any](files []string, check func(file string, a *T) error, sig func(*T) (string, string)) (*T, []record.Approval, error) {
+	var first *T
 	var out []record.Approval
 	for _, file := range files {
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		var a orgApproval
-		if err := json.Unmarshal(b, &a); err != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
+		a := new(T)
+		if err := json.Unmarshal(b, a); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", file, err)
 		}
-		if a.Org != org || a.Creator != creator {
-			return nil, fmt.Errorf("%s approves %s creating %q; this is %s creating %q", file, a.Creator, a.Org, creator, org)
+		if err := check(file, a); err != nil {
+			return nil, nil, err
 		}
-		v, err1 := base64.StdEncoding.DecodeString(a.Validator)
-		s, err2 := base64.StdEncoding.DecodeString(a.Signature)
+		vb, sb := sig(a)
+		v, err1 := base64.StdEncoding.DecodeString(vb)
+		s, err2 := base64.StdEncoding.DecodeString(sb)
 		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("%s: bad base64 field", file)
+			return nil, nil, fmt.Errorf("%s: bad base64 field", file)
+		}
+		if first == nil {
+			first = a
 		}
 		out = append(out, record.Approval{Validator: v, Signature: s})
 	}
-	return out, nil
+	if first == nil {
+		return nil, nil, fmt.Errorf("no approval files")
+	}
+	return first, out, nil
 }
 
 func orgRotateCmd(g *globals) *cobra.Command {

@@ -98,9 +98,15 @@ genesis needs (see 'thingnet genesis create' and docs/multihost.md).`,
 				return err
 			}
 			log.Info("node started", "home", startHome, "api", n.APIAddr(), "node_id", n.Chain().NodeID())
-			<-cmd.Context().Done()
-			log.Info("shutting down")
-			return n.Close()
+			select {
+			case <-cmd.Context().Done():
+				log.Info("shutting down")
+				return n.Close()
+			case err := <-n.App().Halted(): // a planned upgrade this binary does not carry
+				log.Error("the ledger stopped", "err", err)
+				n.Close()
+				return fmt.Errorf("node stopped: %w", err)
+			}
 		},
 	}
 	start.Flags().StringVar(&startHome, "home", filepath.Join(defaultHome(), "node"), "node home directory")
