@@ -14,6 +14,15 @@ func (s *Server) erasureRoutes() {
 	s.handle("GET /v1/orgs/{id}/policy", s.getPolicy)
 	s.handle("GET /v1/erasures", s.listErasures)
 	s.handle("GET /v1/erasures/{seq}", s.getErasure)
+	s.handle("GET /v1/governance", s.getGovernance)
+}
+
+// getGovernance answers GET /v1/governance: who may create organisations
+// and each organisation's share of the mempool, blocks and height
+// triggers (record/governance.go). With ?prove=true, its proof (absent on
+// a network whose genesis set none: open and unlimited).
+func (s *Server) getGovernance(r *http.Request) (any, error) {
+	return s.record(r, []byte(record.KeyGovernance), func(st *ledger.State) (any, error) { return st.Governance() })
 }
 
 // getPolicy answers GET /v1/orgs/{id}/policy: the organisation's privacy

@@ -50,6 +50,9 @@ type Config struct {
 	// keeps (0: the node default, 1,000); tests set it small to show that
 	// proofs do not depend on pruned versions.
 	KeepVersions int64
+	// Governance is the network's membership and budget rules (nil: open
+	// organisation creation, no budgets — a devnet is for trying things).
+	Governance *record.Governance
 	// Limits bound each device at every gateway (zero:
 	// ratelimit.DefaultLimits()); SourceLimits each source address (zero:
 	// Limits). Every simulated device and CLI of a devnet sends from
@@ -143,7 +146,8 @@ func Start(c Config) (*Devnet, error) {
 		return nil, err
 	}
 	gen := ledger.GenesisState{Orgs: []ledger.GenesisOrg{{ID: DemoOrg, Name: "Demo organisation", Admins: []string{admin.ID()}}},
-		Balances: []ledger.GenesisBalance{{Account: "org:" + DemoOrg, Amount: DemoCredits}}} // credits to try agreements with
+		Balances:   []ledger.GenesisBalance{{Account: "org:" + DemoOrg, Amount: DemoCredits}}, // credits to try agreements with
+		Governance: c.Governance}
 	d := &Devnet{cfg: c, log: c.Logger, Resumed: resumed, gwKeys: make([]*identity.Key, c.Validators), buses: make([]*events.Bus, c.Validators)}
 	nodes := make([]node.Config, c.Validators)
 	for i := range c.Validators {

@@ -18,7 +18,8 @@ import (
 	"github.com/thingnet/thingnet/record"
 )
 
-// AppVersion is the application protocol version reported to CometBFT.
+// AppVersion is the application protocol version of a ledger before any
+// upgrade; the state's version (State.AppVersion) is reported to CometBFT.
 const AppVersion = 1
 
 // Config configures the ledger application. The zero value keeps state in
@@ -29,6 +30,9 @@ type Config struct {
 	KeepVersions int64        // past state versions kept for proofs; default 1000
 	SigCacheSize int          // verified signatures remembered between CheckTx and FinalizeBlock; default 65536
 	CacheNodes   int          // IAVL node cache size; default 100000
+	// Upgrades are the state migrations this binary carries besides its
+	// own (upgrade.go); tests add some.
+	Upgrades []Upgrade
 }
 
 // App is the thingnet ABCI application.
@@ -51,10 +55,15 @@ type App struct {
 	verified atomic.Uint64                   // signatures verified (individually or in batches)
 	rejected [record.CodeCount]atomic.Uint64 // CheckTx rejections by code
 
+	upgrades upgradeSet // the migrations this binary carries (upgrade.go)
+	halt     chan error // why the ledger refuses to go on (Halted)
+
 	mu        sync.RWMutex
 	committed *iavl.ImmutableTree // latest committed version, for readers
 	chainID   string
-	pending   map[string]uint64 // CheckTx: highest nonce per signer in the mempool
+	pending   map[string]uint64  // CheckTx: highest nonce per signer in the mempool
+	inPool    map[string]int     // CheckTx: txs in the mempool per charge (governance.go)
+	gov       *record.Governance // the committed state's governance
 	closed    bool
 }
 
@@ -93,10 +102,21 @@ func NewApp(c Config) (*App, error) {
 		return nil, fmt.Errorf("loading ledger state: %w", err)
 	}
 	reads := iavl.NewMutableTree(db, c.CacheNodes, true, iavl.NewNopLogger())
-	a := &App{log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), progs: newProgCache(1024), pending: map[string]uint64{}}
+	upgrades, err := newUpgradeSet(append(knownUpgrades(), c.Upgrades...))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	a := &App{upgrades: upgrades, halt: make(chan error, 1), log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), progs: newProgCache(1024), pending: map[string]uint64{}, inPool: map[string]int{}}
 	if err := a.refreshCommitted(); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if a.committed != nil {
+		if err := upgrades.checkVersion(&State{r: a.committed, Height: a.committed.Version()}); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -120,8 +140,12 @@ func (a *App) refreshCommitted() error {
 			return err
 		}
 		a.chainID = id
+		if a.gov, err = st.Governance(); err != nil {
+			return err
+		}
 	}
 	clear(a.pending)
+	clear(a.inPool) // the recheck after each commit counts again what stays
 	return nil
 }
 
@@ -138,10 +162,21 @@ func (a *App) Close() error {
 
 // Info tells CometBFT where the application is, so it can replay blocks.
 func (a *App) Info(context.Context, *abci.RequestInfo) (*abci.ResponseInfo, error) {
+	version := uint64(AppVersion)
+	a.mu.RLock()
+	if a.committed != nil {
+		v, err := (&State{r: a.committed, Height: a.committed.Version()}).AppVersion()
+		if err != nil {
+			a.mu.RUnlock()
+			return nil, err
+		}
+		version = v
+	}
+	a.mu.RUnlock()
 	return &abci.ResponseInfo{
 		Data:             "thingnet",
 		Version:          "thingnet/1",
-		AppVersion:       AppVersion,
+		AppVersion:       version,
 		LastBlockHeight:  a.tree.Version(),
 		LastBlockAppHash: a.tree.Hash(),
 	}, nil
@@ -218,8 +253,13 @@ func (a *App) checkTx(tx *record.Tx, recheck bool) error {
 	if err := checkEnvelope(tx, a.chainID, st.Height+1, last); err != nil {
 		return err
 	}
+	charge, err := a.mempoolCharge(st, tx, recheck)
+	if err != nil {
+		return err
+	}
 	if recheck {
 		a.pending[tx.Signer] = tx.Nonce
+		a.inPool[charge]++
 		return nil
 	}
 	pub, _, err := signerKey(st, tx.Signer, a.keys)
@@ -230,7 +270,26 @@ func (a *App) checkTx(tx *record.Tx, recheck bool) error {
 		return err
 	}
 	a.pending[tx.Signer] = tx.Nonce
+	a.inPool[charge]++
 	return nil
+}
+
+// mempoolCharge returns what tx is charged to in the mempool ("" when
+// governance sets no mempool budget), refusing a new tx of an
+// organisation that holds its whole share. A recheck is never refused for
+// it: those txs are in the mempool already. a.mu is held.
+func (a *App) mempoolCharge(st *State, tx *record.Tx, recheck bool) (string, error) {
+	if a.gov == nil || a.gov.MempoolTxs == 0 {
+		return "", nil
+	}
+	c, err := chargeOf(st, tx.Signer, tx.Kind)
+	if err != nil || c == "" {
+		return "", err
+	}
+	if !recheck && a.inPool[c] >= a.gov.MempoolTxs {
+		return "", record.Errf(record.CodeOverBudget, "%s has %d txs waiting in this node's mempool, its whole share (mempool_txs_per_org); retry after the next blocks", c, a.inPool[c])
+	}
+	return c, nil
 }
 
 // verify checks tx's signature with pub, unless this node already did.
@@ -250,15 +309,19 @@ func (a *App) verify(tx *record.Tx, pub identity.PublicKey) error {
 	return nil
 }
 
-// PrepareProposal drops txs that cannot be decoded and respects the byte limit.
+// PrepareProposal respects the byte limit and each organisation's block
+// budget (governance.go): a tx over either stays in the mempool for the
+// next blocks.
 func (a *App) PrepareProposal(_ context.Context, req *abci.RequestPrepareProposal) (*abci.ResponsePrepareProposal, error) {
+	g, charges, err := a.blockCharges(req.Txs)
+	if err != nil {
+		return nil, err
+	}
+	budget := newBudgetCounter(g.BlockTxs)
 	txs := make([][]byte, 0, len(req.Txs))
 	var size int64
-	for _, raw := range req.Txs {
-		if size+int64(len(raw)) > req.MaxTxBytes {
-			break
-		}
-		if len(raw) > record.MaxTxBytes {
+	for i, raw := range req.Txs {
+		if len(raw) > record.MaxTxBytes || size+int64(len(raw)) > req.MaxTxBytes || !budget.take(charges[i]) {
 			continue
 		}
 		txs = append(txs, raw)
@@ -267,11 +330,23 @@ func (a *App) PrepareProposal(_ context.Context, req *abci.RequestPrepareProposa
 	return &abci.ResponsePrepareProposal{Txs: txs}, nil
 }
 
-// ProcessProposal rejects blocks that carry oversized txs; everything else
-// is judged tx by tx in FinalizeBlock.
+// ProcessProposal rejects blocks that carry oversized txs or more txs of
+// one organisation than its block budget; everything else is judged tx by
+// tx in FinalizeBlock.
 func (a *App) ProcessProposal(_ context.Context, req *abci.RequestProcessProposal) (*abci.ResponseProcessProposal, error) {
 	for _, raw := range req.Txs {
 		if len(raw) > record.MaxTxBytes {
+			return &abci.ResponseProcessProposal{Status: abci.ResponseProcessProposal_REJECT}, nil
+		}
+	}
+	g, charges, err := a.blockCharges(req.Txs)
+	if err != nil {
+		return nil, err
+	}
+	budget := newBudgetCounter(g.BlockTxs)
+	for _, c := range charges {
+		if !budget.take(c) {
+			a.log.Warn("proposal rejected: an organisation over its block budget", "height", req.Height, "charged", c, "budget", g.BlockTxs)
 			return &abci.ResponseProcessProposal{Status: abci.ResponseProcessProposal_REJECT}, nil
 		}
 	}
@@ -284,6 +359,11 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 	chainID := a.chainID
 	a.mu.RUnlock()
 	start := time.Now() // for the log only; execution never reads the clock
+	// A planned upgrade runs before anything else of its block (upgrade.go).
+	params, upEvents, err := a.runUpgrade(req.Height)
+	if err != nil {
+		return nil, fmt.Errorf("block %d: %w", req.Height, err)
+	}
 	// Byzantine validators are removed before the txs run (evidence.go).
 	valUpdates, evEvents, err := a.applyEvidence(req.Height, req.Misbehavior)
 	if err != nil {
@@ -306,10 +386,11 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 	hash := a.tree.WorkingHash()
 	a.log.Debug("block executed", "height", req.Height, "txs", len(req.Txs), "took", time.Since(start))
 	return &abci.ResponseFinalizeBlock{
-		TxResults:        results,
-		ValidatorUpdates: mergeValidatorUpdates(valUpdates),
-		Events:           append(evEvents, abciEvents(scheduled)...),
-		AppHash:          hash,
+		TxResults:             results,
+		ValidatorUpdates:      mergeValidatorUpdates(valUpdates),
+		ConsensusParamUpdates: params,
+		Events:                append(append(abciEvents(upEvents), evEvents...), abciEvents(scheduled)...),
+		AppHash:               hash,
 	}, nil
 }
 

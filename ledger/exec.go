@@ -41,6 +41,8 @@ func (x *txExec) run() error {
 		return x.orgCreate(m)
 	case *record.OrgAdmin:
 		return x.orgAdmin(m)
+	case *record.OrgAdminRotate:
+		return x.orgAdminRotate(m) // governance.go
 	case *record.OrgDataKeyShare:
 		return x.orgDataKeyShare(m) // datakey_share.go
 	case *record.DeviceRegister:
@@ -95,6 +97,8 @@ func (x *txExec) run() error {
 		return x.orgDataKey(m)
 	case *record.DataErase:
 		return x.dataErase(m)
+	case *record.UpgradePlan:
+		return x.upgradePlan(m) // upgrade.go
 	default:
 		return record.Errf(record.CodeUnknownKind, "no handler for %T", m)
 	}
@@ -126,6 +130,9 @@ func (x *txExec) orgCreate(m *record.OrgCreate) error {
 	if _, err := x.st.Org(m.ID); err == nil {
 		return record.Errf(record.CodeConflict, "organisation %q already exists", m.ID)
 	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if err := x.orgCreateAllowed(m); err != nil { // governance.go
 		return err
 	}
 	x.buf.set(record.OrgKey(m.ID), &record.Org{ID: m.ID, Name: m.Name, Admins: []string{x.tx.Signer}, Created: x.height})
@@ -326,26 +333,8 @@ func (x *txExec) validatorUpdate(m *record.ValidatorUpdate) error {
 		power[string(v.PubKey)] = v.Power
 		total += v.Power
 	}
-	msg := record.ValidatorUpdateMessage(x.chainID, m.Seq, m.PubKey, m.Power)
-	seen := map[string]bool{}
-	var approved int64
-	for i, a := range m.Approvals {
-		p, ok := power[string(a.Validator)]
-		if !ok {
-			return record.Errf(record.CodeUnauthorized, "approval %d is from %X, which is not a validator", i, a.Validator)
-		}
-		if seen[string(a.Validator)] {
-			return record.Errf(record.CodeInvalid, "approval %d repeats validator %X", i, a.Validator)
-		}
-		seen[string(a.Validator)] = true
-		pub, _ := identity.NewPublicKey(identity.Ed25519, a.Validator)
-		if err := pub.Verify(msg, a.Signature); err != nil {
-			return record.Errf(record.CodeBadSignature, "approval %d by %X does not verify", i, a.Validator)
-		}
-		approved += p
-	}
-	if 3*approved <= 2*total {
-		return record.Errf(record.CodeUnauthorized, "approvals hold power %d of %d; more than 2/3 is needed", approved, total)
+	if err := x.checkApprovals(record.ValidatorUpdateMessage(x.chainID, m.Seq, m.PubKey, m.Power), m.Approvals); err != nil {
+		return err
 	}
 	old, isVal := power[string(m.PubKey)]
 	newTotal := total - old + m.Power

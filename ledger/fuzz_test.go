@@ -17,6 +17,9 @@ func FuzzDecodeTx(f *testing.F) {
 	proof, _ := dev.Sign(record.PossessionMessage("c", "acme", dev.ID()))
 	for _, m := range []record.Msg{
 		&record.OrgCreate{ID: "acme", Name: "Acme"},
+		&record.OrgCreate{ID: "acme", Approvals: []record.Approval{{Validator: make([]byte, 32), Signature: make([]byte, 64)}}, DepositFrom: "org:sponsor"},
+		&record.OrgAdminRotate{Org: "acme", New: dev.ID(), Proof: proof},
+		&record.UpgradePlan{Name: "v2", Height: 100, AppVersion: 2, Info: "i", Seq: 1, Approvals: []record.Approval{{Validator: make([]byte, 32), Signature: make([]byte, 64)}}},
 		&record.DeviceRegister{Org: "acme", Device: dev.ID(), Class: "sensor", Labels: map[string]string{"a": "b"}, Proof: proof},
 		&record.GrantAdd{Grantor: "org:acme", Subject: "device:" + dev.ID(), Action: "read", Resource: "org:acme/x", Expiry: 9},
 		&record.DataAnchor{Size: 9, Root: make([]byte, 32), Consistency: [][]byte{make([]byte, 32)}},

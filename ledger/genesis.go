@@ -16,6 +16,11 @@ type GenesisState struct {
 	// Balances are the credits that exist from the start (credits.go);
 	// afterwards only credit.mint by the validators creates more.
 	Balances []GenesisBalance `json:"balances,omitempty"`
+	// Governance is who may create organisations and each organisation's
+	// share of the mempool and blocks (governance.go). Without it the
+	// network is open and unlimited, as networks made before it were;
+	// `thingnet node init` writes approval-only creation for new networks.
+	Governance *record.Governance `json:"governance,omitempty"`
 }
 
 // GenesisDevice is a device registered from the start (gateways of a new
@@ -79,6 +84,11 @@ func ParseGenesis(raw []byte) (*GenesisState, error) {
 	if err := g.checkBalances(seen, devs); err != nil {
 		return nil, err
 	}
+	if g.Governance != nil {
+		if err := g.Governance.Validate(); err != nil {
+			return nil, fmt.Errorf("genesis: %w", err)
+		}
+	}
 	return &g, nil
 }
 
@@ -91,6 +101,9 @@ func (g *GenesisState) apply(buf *buffer) {
 		recordDevice(buf, d, record.Event{Kind: record.KindDeviceRegister, Signer: "genesis", Note: "registered in " + gd.Org + " at genesis"})
 	}
 	g.applyBalances(buf)
+	if g.Governance != nil {
+		buf.set([]byte(record.KeyGovernance), g.Governance)
+	}
 	for _, o := range g.Orgs {
 		admins := slices.Clone(o.Admins)
 		slices.Sort(admins)

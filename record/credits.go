@@ -79,15 +79,7 @@ func (m *CreditMint) ValidateBasic() error {
 	if m.Amount == 0 || m.Amount > MaxCredits {
 		return fmt.Errorf("amount %d is out of range 1..%d", m.Amount, uint64(MaxCredits))
 	}
-	if len(m.Approvals) == 0 {
-		return errors.New("no validator approvals")
-	}
-	for i, a := range m.Approvals {
-		if len(a.Validator) != 32 || len(a.Signature) != 64 {
-			return fmt.Errorf("approval %d: want a 32-byte key and a 64-byte signature", i)
-		}
-	}
-	return nil
+	return ValidateApprovals(m.Approvals, true)
 }
 
 // CreditMintMessage is what each approving validator signs.

@@ -28,8 +28,9 @@ const (
 	CodeUnauthorized  Code = 11 // signer may not do this
 	CodeNotFound      Code = 12 // referenced record does not exist
 	CodeConflict      Code = 13 // record already exists or state forbids the change
+	CodeOverBudget    Code = 14 // the signer's organisation spent its share of the mempool or block (governance.go)
 
-	CodeCount = 14 // one more than the highest code
+	CodeCount = 15 // one more than the highest code
 )
 
 var codeNames = map[Code]string{
@@ -37,6 +38,7 @@ var codeNames = map[Code]string{
 	CodeExpired: "expired", CodeUnknownKind: "unknown_kind", CodeUnknownSigner: "unknown_signer",
 	CodeBadSignature: "bad_signature", CodeBadNonce: "bad_nonce", CodeInactive: "inactive_signer",
 	CodeInvalid: "invalid", CodeUnauthorized: "unauthorized", CodeNotFound: "not_found", CodeConflict: "conflict",
+	CodeOverBudget: "over_budget",
 }
 
 // String returns the short reason name used in logs and metrics.

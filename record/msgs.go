@@ -39,6 +39,7 @@ var msgTypes = map[string]func() Msg{
 	KindOrgCreate:       func() Msg { return new(OrgCreate) },
 	KindOrgAdminAdd:     func() Msg { return &OrgAdmin{add: true} },
 	KindOrgAdminRemove:  func() Msg { return &OrgAdmin{} },
+	KindOrgAdminRotate:  func() Msg { return new(OrgAdminRotate) }, // governance.go
 	KindDeviceRegister:  func() Msg { return new(DeviceRegister) },
 	KindDeviceRotate:    func() Msg { return new(DeviceRotate) },
 	KindDeviceSuspend:   func() Msg { return &DeviceStatus{To: StatusSuspended} },
@@ -69,6 +70,8 @@ var msgTypes = map[string]func() Msg{
 	KindOrgPolicy:  func() Msg { return new(OrgPolicy) },
 	KindOrgDataKey: func() Msg { return new(OrgDataKey) },
 	KindDataErase:  func() Msg { return new(DataErase) },
+	// upgrade.go
+	KindUpgradePlan: func() Msg { return new(UpgradePlan) },
 }
 
 // Kinds lists the known tx kinds, sorted.
@@ -81,10 +84,19 @@ func Kinds() []string {
 	return ks
 }
 
-// OrgCreate creates an organisation (a tenant); the signer becomes its first admin.
+// OrgCreate creates an organisation (a tenant); the signer becomes its first
+// admin. What else it needs depends on the network's governance (its
+// genesis, governance.go): nothing where creation is open, approvals of
+// validators holding more than 2/3 of the power over
+// OrgCreateMessage(chain, ID, signer), or a deposit of credits paid from an
+// account the signer acts for.
 type OrgCreate struct {
-	ID   string `cbor:"1,keyasint"`
-	Name string `cbor:"2,keyasint,omitempty"`
+	ID        string     `cbor:"1,keyasint"`
+	Name      string     `cbor:"2,keyasint,omitempty"`
+	Approvals []Approval `cbor:"3,keyasint,omitempty"`
+	// DepositFrom is the account ("org:ID" or "device:DID") that pays the
+	// deposit where governance asks for one.
+	DepositFrom string `cbor:"4,keyasint,omitempty"`
 }
 
 func (*OrgCreate) Kind() string { return KindOrgCreate }
@@ -92,6 +104,14 @@ func (*OrgCreate) Kind() string { return KindOrgCreate }
 func (m *OrgCreate) ValidateBasic() error {
 	if err := validateOrgID(m.ID); err != nil {
 		return err
+	}
+	if err := ValidateApprovals(m.Approvals, false); err != nil {
+		return err
+	}
+	if m.DepositFrom != "" {
+		if err := CheckAccount(m.DepositFrom); err != nil {
+			return fmt.Errorf("deposit_from: %w", err)
+		}
 	}
 	return validateText("name", m.Name, 128)
 }
@@ -315,15 +335,7 @@ func (m *ValidatorUpdate) ValidateBasic() error {
 	if m.Power < 0 || m.Power > maxValidatorPower {
 		return fmt.Errorf("power %d is out of range 0..%d", m.Power, maxValidatorPower)
 	}
-	if len(m.Approvals) == 0 {
-		return errors.New("no validator approvals")
-	}
-	for i, a := range m.Approvals {
-		if len(a.Validator) != 32 || len(a.Signature) != 64 {
-			return fmt.Errorf("approval %d: want a 32-byte key and a 64-byte signature", i)
-		}
-	}
-	return nil
+	return ValidateApprovals(m.Approvals, true)
 }
 
 const maxValidatorPower int64 = 1 << 40

@@ -15,6 +15,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/node"
+	"github.com/thingnet/thingnet/record"
 )
 
 func nodeCmd() *cobra.Command {
@@ -97,9 +98,15 @@ genesis needs (see 'thingnet genesis create' and docs/multihost.md).`,
 				return err
 			}
 			log.Info("node started", "home", startHome, "api", n.APIAddr(), "node_id", n.Chain().NodeID())
-			<-cmd.Context().Done()
-			log.Info("shutting down")
-			return n.Close()
+			select {
+			case <-cmd.Context().Done():
+				log.Info("shutting down")
+				return n.Close()
+			case err := <-n.App().Halted(): // a planned upgrade this binary does not carry
+				log.Error("the ledger stopped", "err", err)
+				n.Close()
+				return fmt.Errorf("node stopped: %w", err)
+			}
 		},
 	}
 	start.Flags().StringVar(&startHome, "home", filepath.Join(defaultHome(), "node"), "node home directory")
@@ -113,6 +120,7 @@ func genesisCmd() *cobra.Command {
 	c := &cobra.Command{Use: "genesis", Short: "Create a network's genesis file"}
 	var home, chainID string
 	var vals, orgs, devices []string
+	gov := record.Governance{}
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Write <home>/config/genesis.json from validator keys and initial organisations",
@@ -132,7 +140,7 @@ func genesisCmd() *cobra.Command {
 			if len(g.Validators) == 0 {
 				return errors.New("at least one --validator KEY[:POWER[:NAME]] is needed (`thingnet node init` prints each node's key)")
 			}
-			var st ledger.GenesisState
+			st := ledger.GenesisState{Governance: &gov}
 			for _, o := range orgs {
 				id, admin, ok := strings.Cut(o, ":")
 				if !ok {
@@ -174,6 +182,11 @@ func genesisCmd() *cobra.Command {
 	f.StringArrayVar(&vals, "validator", nil, "validator as BASE64_ED25519_KEY[:POWER[:NAME]] (repeat)")
 	f.StringArrayVar(&orgs, "org", nil, "initial organisation as ID:ADMIN_DID (repeat)")
 	f.StringArrayVar(&devices, "device", nil, "initial device as DID:ORG[:CLASS], e.g. the gateways' keys with class gateway (repeat)")
+	f.StringVar(&gov.OrgCreation, "org-creation", record.OrgCreationApproval, "who may create organisations: approval (validators holding more than 2/3 of the power approve each), deposit (--org-deposit credits), or open (anyone; for test networks)")
+	f.Uint64Var(&gov.OrgDeposit, "org-deposit", 0, "credits an organisation's creation deposits (with --org-creation deposit)")
+	f.IntVar(&gov.BlockTxs, "block-txs-per-org", 1000, "txs charged to one organisation a block may carry (0: unlimited)")
+	f.IntVar(&gov.MempoolTxs, "mempool-txs-per-org", 1000, "txs charged to one organisation a node's mempool holds at once (0: unlimited)")
+	f.IntVar(&gov.BlockTriggers, "block-triggers-per-org", 64, "agreements' height-triggered transitions charged to one organisation per block (0: unlimited)")
 	c.AddCommand(create)
 	return c
 }

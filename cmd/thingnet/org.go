@@ -18,17 +18,31 @@ import (
 func orgCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "org", Short: "Organisations (tenants) and their admins"}
 	var tf txFlags
-	var name string
+	var name, depositFrom string
+	var approvals []string
 	create := &cobra.Command{
 		Use:   "create ID",
 		Short: "Create an organisation; the signing key becomes its first admin",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.send(cmd, &tf, &record.OrgCreate{ID: args[0], Name: name})
+			m := &record.OrgCreate{ID: args[0], Name: name, DepositFrom: depositFrom}
+			if len(approvals) == 0 {
+				return g.send(cmd, &tf, m)
+			}
+			key, err := g.loadKey(tf.key)
+			if err != nil {
+				return err
+			}
+			if m.Approvals, err = readOrgApprovals(approvals, m.ID, key.ID()); err != nil { // governance.go
+				return err
+			}
+			return g.sendWith(cmd, key, &tf, m)
 		},
 	}
 	tf.register(create)
 	create.Flags().StringVar(&name, "name", "", "display name")
+	create.Flags().StringArrayVar(&approvals, "approval", nil, "a validator's approval from `thingnet org approve` (repeat; where the network creates organisations by approval)")
+	create.Flags().StringVar(&depositFrom, "deposit-from", "", "account (org:ID or device:DID) paying the deposit, where the network asks for one")
 
 	admin := &cobra.Command{Use: "admin", Short: "Add or remove an organisation's admins"}
 	var tfa txFlags
@@ -55,7 +69,7 @@ func orgCmd(g *globals) *cobra.Command {
 		},
 	}
 	tfr.register(remove)
-	admin.AddCommand(add, remove)
+	admin.AddCommand(add, remove, orgRotateCmd(g))
 
 	var tfp txFlags
 	var public []string
@@ -153,7 +167,7 @@ func orgCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	c.AddCommand(create, admin, policy, show, list, dataKeyCmd(g)) // datakey.go
+	c.AddCommand(create, admin, policy, show, list, dataKeyCmd(g), orgApproveCmd()) // datakey.go, governance.go
 	return c
 }
 

@@ -48,7 +48,7 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.token, "token", envOr("THINGNET_TOKEN", ""), "a token from `thingnet token` to read with, instead of --identity (env THINGNET_TOKEN)")
 	root.AddCommand(
 		keysCmd(g), nodeCmd(), genesisCmd(), devnetCmd(),
-		orgCmd(g), deviceCmd(g), grantCmd(g), validatorCmd(g), txCmd(g), readingsCmd(g), verifyCmd(g), msgCmd(g), benchCmd(),
+		orgCmd(g), governanceCmd(g), upgradeCmd(g), deviceCmd(g), grantCmd(g), validatorCmd(g), txCmd(g), readingsCmd(g), verifyCmd(g), msgCmd(g), benchCmd(),
 		statusCmd(g), eventsCmd(g), tokenCmd(g),
 		agreementCmd(g), creditsCmd(g),
 		fileCmd(g), firmwareCmd(g), dataCmd(g), auditCmd(g),

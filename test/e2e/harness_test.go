@@ -41,6 +41,8 @@ type Manifest struct {
 	// Mesh: the gateways also run their mesh node (libp2p over TCP, with
 	// mailboxes) and a CoAP server.
 	Mesh bool
+	// Genesis are extra `thingnet genesis create` flags (e.g. budgets).
+	Genesis []string
 }
 
 // Device is a device of the genesis; its key is named Name in the
@@ -370,7 +372,8 @@ func (n *Net) create() {
 		nd.Client = client.New(nd.API)
 		nd.Client.HTTP.Timeout = 15 * time.Second
 	}
-	n.MustCLI(append([]string{"genesis", "create", "--home", n.Nodes[0].Home, "--chain-id", n.ChainID}, genesis...)...)
+	// A test network: open organisation creation (load_test creates its own).
+	n.MustCLI(append(append([]string{"genesis", "create", "--home", n.Nodes[0].Home, "--chain-id", n.ChainID, "--org-creation", "open"}, genesis...), n.M.Genesis...)...)
 	gen, err := os.ReadFile(filepath.Join(n.Nodes[0].Home, "config", "genesis.json"))
 	if err != nil {
 		t.Fatal(err)
