@@ -129,6 +129,9 @@ func stateSyncFlags(c *node.Config, trust string) error {
 	if !ok || err != nil || height <= 0 {
 		return fmt.Errorf("--trust %q: want HEIGHT:HASH, the height and hash of a block you trust (`curl http://NODE:26657/commit?height=H` shows both)", trust)
 	}
+	if len(c.P2P.PersistentPeers) == 0 {
+		return errors.New("--state-sync needs --peers: the nodes (nodeid@host:26656) to fetch the snapshot from")
+	}
 	if len(c.StateSync.RPCServers) == 0 {
 		return errors.New("--state-sync needs --rpc-servers: the CometBFT RPC (http://host:26657) of one or better two nodes of the network")
 	}
