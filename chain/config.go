@@ -67,6 +67,27 @@ type Config struct {
 	//   "info"  errors at Error and info at slog Info (verbose: several lines per block)
 	//   "debug" everything: errors at Error, info at Info, debug at Debug
 	LogLevel string
+
+	// StateSync, if enabled, makes a node with no state restore a snapshot
+	// from its peers instead of replaying every block from genesis.
+	StateSync StateSync
+}
+
+// StateSync is how a new node joins from a snapshot (CometBFT's [statesync]):
+// the snapshot's app hash is checked against headers verified by a light
+// client from TrustHeight/TrustHash, fetched from RPCServers.
+type StateSync struct {
+	Enable bool
+	// RPCServers are CometBFT RPC addresses ("http://host:26657") of nodes
+	// of the network; the light client needs two (one is listed twice, which
+	// leaves the light client without an independent witness).
+	RPCServers  []string
+	TrustHeight int64
+	TrustHash   string        // the block hash at TrustHeight, hex
+	TrustPeriod time.Duration // default 168h; must be under the unbonding period
+	// DiscoveryTime is how long the node gathers snapshots from its peers
+	// before choosing one; default 15s, at least 5s.
+	DiscoveryTime time.Duration
 }
 
 // DefaultConfig returns the configuration of a production node living in home.
@@ -150,6 +171,23 @@ func (c Config) Validate() error {
 	if c.MempoolSize < 0 {
 		bad("MempoolSize", "negative (%d)", c.MempoolSize)
 	}
+	if ss := c.StateSync; ss.Enable {
+		if len(ss.RPCServers) == 0 {
+			bad("StateSync.RPCServers", "empty; name a CometBFT RPC address of the network (http://host:26657), better two")
+		}
+		if ss.TrustHeight <= 0 {
+			bad("StateSync.TrustHeight", "%d; give the height of a block you trust", ss.TrustHeight)
+		}
+		if b, err := hex.DecodeString(ss.TrustHash); err != nil || len(b) != 32 {
+			bad("StateSync.TrustHash", "%q is not a block hash (64 hex digits)", ss.TrustHash)
+		}
+		if ss.TrustPeriod < 0 {
+			bad("StateSync.TrustPeriod", "negative (%v)", ss.TrustPeriod)
+		}
+		if ss.DiscoveryTime != 0 && ss.DiscoveryTime < 5*time.Second {
+			bad("StateSync.DiscoveryTime", "%v; at least 5s", ss.DiscoveryTime)
+		}
+	}
 	switch c.LogLevel {
 	case "", "error", "info", "debug":
 	default:
@@ -181,6 +219,22 @@ func (c Config) cometConfig() *cmtcfg.Config {
 
 	cc.Mempool.Size = c.MempoolSize
 	cc.Mempool.CacheSize = max(cc.Mempool.CacheSize, c.MempoolSize)
+
+	if ss := c.StateSync; ss.Enable {
+		cc.StateSync.Enable = true
+		cc.StateSync.RPCServers = ss.RPCServers
+		if len(ss.RPCServers) == 1 {
+			cc.StateSync.RPCServers = []string{ss.RPCServers[0], ss.RPCServers[0]}
+		}
+		cc.StateSync.TrustHeight = ss.TrustHeight
+		cc.StateSync.TrustHash = ss.TrustHash
+		if ss.TrustPeriod > 0 {
+			cc.StateSync.TrustPeriod = ss.TrustPeriod
+		}
+		if ss.DiscoveryTime > 0 {
+			cc.StateSync.DiscoveryTime = ss.DiscoveryTime
+		}
+	}
 
 	cs := cc.Consensus
 	cs.TimeoutCommit = c.TimeoutCommit

@@ -39,6 +39,10 @@ func TestValidateNamesTheBadField(t *testing.T) {
 		{"EmptyBlocksInterval", func(c *Config) { c.EmptyBlocksInterval = -1 }},
 		{"MempoolSize", func(c *Config) { c.MempoolSize = -1 }},
 		{"LogLevel", func(c *Config) { c.LogLevel = "loud" }},
+		{"StateSync.RPCServers", func(c *Config) { c.StateSync = goodStateSync(); c.StateSync.RPCServers = nil }},
+		{"StateSync.TrustHeight", func(c *Config) { c.StateSync = goodStateSync(); c.StateSync.TrustHeight = 0 }},
+		{"StateSync.TrustHash", func(c *Config) { c.StateSync = goodStateSync(); c.StateSync.TrustHash = "abc" }},
+		{"StateSync.DiscoveryTime", func(c *Config) { c.StateSync = goodStateSync(); c.StateSync.DiscoveryTime = time.Second }},
 	}
 	for _, tc := range cases {
 		c := DefaultConfig("/tmp/x")
@@ -52,6 +56,27 @@ func TestValidateNamesTheBadField(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "Config."+tc.field+":") {
 			t.Errorf("%s: got %v", tc.field, err)
 		}
+	}
+}
+
+func goodStateSync() StateSync {
+	return StateSync{Enable: true, RPCServers: []string{"http://127.0.0.1:26657"}, TrustHeight: 10, TrustHash: strings.Repeat("AB", 32)}
+}
+
+// TestStateSyncConfig: [statesync] as CometBFT wants it; one RPC server is
+// listed twice (CometBFT needs two entries).
+func TestStateSyncConfig(t *testing.T) {
+	c := Config{Home: "/tmp/x", StateSync: goodStateSync()}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cc := c.withDefaults().cometConfig()
+	if err := cc.ValidateBasic(); err != nil {
+		t.Fatal(err)
+	}
+	ss := cc.StateSync
+	if !ss.Enable || len(ss.RPCServers) != 2 || ss.TrustHeight != 10 || ss.TrustPeriod != 168*time.Hour {
+		t.Errorf("statesync = %+v", ss)
 	}
 }
 

@@ -37,6 +37,12 @@ type Genesis struct {
 	// 0 means DefaultBlockMaxBytes. (CometBFT has no per-transaction consensus limit:
 	// the application enforces one in CheckTx and ProcessProposal if it wants one.)
 	MaxTxBytes int64
+	// EvidenceMaxAgeBlocks and EvidenceMaxAge bound how old evidence of
+	// misbehaviour may be (consensus_params.evidence; 0: CometBFT's
+	// defaults, 100000 blocks and 48h). Nodes keep at least these blocks
+	// when they prune (docs/operations.md).
+	EvidenceMaxAgeBlocks int64
+	EvidenceMaxAge       time.Duration
 }
 
 // genesisDoc turns g into a complete, validated CometBFT genesis document.
@@ -45,6 +51,12 @@ func (g Genesis) genesisDoc() (*types.GenesisDoc, error) {
 	params.Block.MaxBytes = DefaultBlockMaxBytes
 	if g.MaxTxBytes != 0 {
 		params.Block.MaxBytes = g.MaxTxBytes
+	}
+	if g.EvidenceMaxAgeBlocks > 0 {
+		params.Evidence.MaxAgeNumBlocks = g.EvidenceMaxAgeBlocks
+	}
+	if g.EvidenceMaxAge > 0 {
+		params.Evidence.MaxAgeDuration = g.EvidenceMaxAge
 	}
 	doc := &types.GenesisDoc{
 		ChainID:         g.ChainID,

@@ -33,6 +33,15 @@ type Config struct {
 	// Upgrades are the state migrations this binary carries besides its
 	// own (upgrade.go); tests add some.
 	Upgrades []Upgrade
+
+	// State sync snapshots (snapshot.go): one every SnapshotInterval
+	// heights (0: none), SnapshotKeep kept (default 2), in chunks of
+	// SnapshotChunkBytes (default DefaultSnapshotChunkBytes).
+	SnapshotInterval   int64
+	SnapshotKeep       int
+	SnapshotChunkBytes int
+	// Retain is the block retention policy (retain.go); zero keeps every block.
+	Retain RetainPolicy
 }
 
 // App is the thingnet ABCI application.
@@ -52,6 +61,8 @@ type App struct {
 	keys     *identity.DIDCache
 	txs      *txCache
 	progs    *progCache                      // compiled agreements
+	snap     *snapshots                      // state sync (snapshot.go)
+	retain   *retention                      // block retention (retain.go)
 	verified atomic.Uint64                   // signatures verified (individually or in batches)
 	rejected [record.CodeCount]atomic.Uint64 // CheckTx rejections by code
 
@@ -83,31 +94,22 @@ func NewApp(c Config) (*App, error) {
 	if c.CacheNodes <= 0 {
 		c.CacheNodes = 100_000
 	}
-	var db iavldb.DB
-	if c.Dir == "" {
-		db = iavldb.NewMemDB()
-	} else {
-		ldb, err := iavldb.NewGoLevelDB("state", c.Dir)
-		if err != nil {
-			return nil, fmt.Errorf("opening ledger state in %s: %w", c.Dir, err)
-		}
-		db = ldb
+	db, tree, reads, err := openState(c) // snapshot.go
+	if err != nil {
+		return nil, err
 	}
-	// Fast storage stays off: IAVL v1.3's fast path reads the node DB's latest
-	// version without its lock, a data race with Commit for readers of
-	// committed versions (the API, gateways); it gave no measurable speed-up.
-	tree := iavl.NewMutableTree(db, c.CacheNodes, true, iavl.NewNopLogger())
-	if _, err := tree.Load(); err != nil {
+	snap, err := newSnapshots(c)
+	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("loading ledger state: %w", err)
+		return nil, err
 	}
-	reads := iavl.NewMutableTree(db, c.CacheNodes, true, iavl.NewNopLogger())
 	upgrades, err := newUpgradeSet(append(knownUpgrades(), c.Upgrades...))
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	a := &App{upgrades: upgrades, halt: make(chan error, 1), log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), progs: newProgCache(1024), pending: map[string]uint64{}, inPool: map[string]int{}}
+	a := &App{upgrades: upgrades, halt: make(chan error, 1), log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), progs: newProgCache(1024), pending: map[string]uint64{}, inPool: map[string]int{},
+		snap: snap, retain: &retention{p: c.Retain}}
 	if err := a.refreshCommitted(); err != nil {
 		db.Close()
 		return nil, err
@@ -151,6 +153,7 @@ func (a *App) refreshCommitted() error {
 
 // Close closes the state database.
 func (a *App) Close() error {
+	a.snap.stopAndWait()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -457,14 +460,16 @@ func (a *App) Commit(context.Context, *abci.RequestCommit) (*abci.ResponseCommit
 	}
 	// Prune every 100 blocks, or every keep blocks when fewer are kept.
 	if keep := a.cfg.KeepVersions; v > keep && v%min(100, keep) == 0 {
-		if err := a.tree.DeleteVersionsTo(v - keep); err != nil {
-			a.log.Warn("pruning old state versions", "to", v-keep, "err", err)
+		to := a.snap.pruneLimit(v - keep) // never a version being exported
+		if err := a.tree.DeleteVersionsTo(to); err != nil {
+			a.log.Warn("pruning old state versions", "to", to, "err", err)
 		}
 	}
 	if err := a.refreshCommitted(); err != nil {
 		return nil, err
 	}
-	return &abci.ResponseCommit{}, nil
+	a.snapshotAfterCommit(v)
+	return &abci.ResponseCommit{RetainHeight: a.retain.retainHeight(v, a.snap.oldestServed())}, nil
 }
 
 // Rejections returns CheckTx rejections so far by reason, every reason

@@ -11,6 +11,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/ratelimit"
 )
 
@@ -29,6 +30,7 @@ type Config struct {
 	RPC       RPCConfig       `toml:"rpc"`
 	Consensus ConsensusConfig `toml:"consensus"`
 	Ledger    LedgerConfig    `toml:"ledger"`
+	StateSync StateSyncConfig `toml:"statesync"`
 	Gateway   GatewayConfig   `toml:"gateway"`
 	MQTT      MQTTConfig      `toml:"mqtt"`
 	CoAP      CoAPConfig      `toml:"coap"`
@@ -187,6 +189,27 @@ type ConsensusConfig struct {
 // LedgerConfig tunes the application's state store.
 type LedgerConfig struct {
 	KeepVersions int64 `toml:"keep_versions"` // past state versions kept for proofs
+	// SnapshotInterval: a state sync snapshot every this many heights (0:
+	// none); SnapshotKeep of them are kept and served (docs/operations.md).
+	SnapshotInterval int64 `toml:"snapshot_interval"`
+	SnapshotKeep     int   `toml:"snapshot_keep"`
+	// RetainBlocks and RetainAge: blocks kept (0 and 0: all); the node keeps
+	// whichever reaches further back, and never less than evidence and the
+	// served snapshots need.
+	RetainBlocks int64    `toml:"retain_blocks"`
+	RetainAge    Duration `toml:"retain_age"`
+}
+
+// StateSyncConfig makes a new node join from a snapshot ([statesync];
+// `thingnet node init --state-sync`).
+type StateSyncConfig struct {
+	Enable      bool     `toml:"enable"`
+	RPCServers  []string `toml:"rpc_servers"`  // CometBFT RPC of two nodes of the network, http://host:26657
+	TrustHeight int64    `toml:"trust_height"` // a block height and its hash, from a source you trust
+	TrustHash   string   `toml:"trust_hash"`
+	TrustPeriod Duration `toml:"trust_period"` // 0: 168h
+	// DiscoveryTime: how long to gather snapshots before choosing one (0: 15s).
+	DiscoveryTime Duration `toml:"discovery_time,omitempty"`
 }
 
 // Duration is a time.Duration written as "1s" in TOML.
@@ -218,7 +241,7 @@ func DefaultConfig() Config {
 			CreateEmptyBlocks: true,
 			MempoolSize:       chain.DefaultMempoolSize,
 		},
-		Ledger:  LedgerConfig{KeepVersions: 1000},
+		Ledger:  LedgerConfig{KeepVersions: 1000, SnapshotInterval: 1000, SnapshotKeep: 2},
 		Gateway: GatewayConfig{Key: "gateway", AnchorInterval: Duration{time.Second}, Limits: LimitsConfigOf(ratelimit.DefaultLimits())},
 		Mesh: MeshConfig{
 			Listen: []string{"/ip4/0.0.0.0/tcp/26606", "/ip4/0.0.0.0/udp/26606/quic-v1"},
@@ -329,6 +352,9 @@ func (c Config) Validate() error {
 	if c.Ledger.KeepVersions < 2 {
 		return fmt.Errorf("ledger.keep_versions %d: keep at least 2", c.Ledger.KeepVersions)
 	}
+	if c.Ledger.SnapshotInterval < 0 || c.Ledger.SnapshotKeep < 0 || c.Ledger.RetainBlocks < 0 || c.Ledger.RetainAge.Duration < 0 {
+		return errors.New("ledger: snapshot_interval, snapshot_keep, retain_blocks and retain_age must not be negative")
+	}
 	return c.chainConfig(".").Validate() // the home itself is checked when the node starts
 }
 
@@ -349,7 +375,32 @@ func (c Config) chainConfig(home string) chain.Config {
 		AllowDuplicateIP:    c.P2P.AllowDuplicateIP,
 		DisablePEX:          !c.P2P.PEX,
 		LogLevel:            cometLogLevel(c.LogLevel),
+		StateSync: chain.StateSync{
+			Enable: c.StateSync.Enable, RPCServers: c.StateSync.RPCServers,
+			TrustHeight: c.StateSync.TrustHeight, TrustHash: c.StateSync.TrustHash, TrustPeriod: c.StateSync.TrustPeriod.Duration,
+			DiscoveryTime: c.StateSync.DiscoveryTime.Duration,
+		},
 	}
+}
+
+// ledgerConfig is the ledger's configuration; its block retention respects
+// the evidence age of the genesis in home.
+func (c Config) ledgerConfig(home string) (ledger.Config, error) {
+	lc := ledger.Config{
+		Dir:              filepath.Join(home, "data", "ledger"),
+		KeepVersions:     c.Ledger.KeepVersions,
+		SnapshotInterval: c.Ledger.SnapshotInterval,
+		SnapshotKeep:     c.Ledger.SnapshotKeep,
+		Retain:           ledger.RetainPolicy{Blocks: c.Ledger.RetainBlocks, Age: c.Ledger.RetainAge.Duration},
+	}
+	if c.Ledger.RetainBlocks > 0 || c.Ledger.RetainAge.Duration > 0 {
+		blocks, age, err := chain.EvidenceAge(home)
+		if err != nil {
+			return lc, err
+		}
+		lc.Retain.EvidenceBlocks, lc.Retain.EvidenceAge = blocks, age
+	}
+	return lc, nil
 }
 
 // cometLogLevel keeps CometBFT's chatty info lines at debug unless asked.

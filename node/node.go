@@ -113,11 +113,12 @@ func Start(home string, c Config, logger *slog.Logger, opts ...Option) (*Node, e
 	if o.events == nil {
 		o.events = events.NewBus(0)
 	}
-	app, err := ledger.NewApp(ledger.Config{
-		Dir:          filepath.Join(home, "data", "ledger"),
-		Logger:       logger.With("module", "ledger"),
-		KeepVersions: c.Ledger.KeepVersions,
-	})
+	lc, err := c.ledgerConfig(home) // config.go
+	if err != nil {
+		return nil, err
+	}
+	lc.Logger = logger.With("module", "ledger")
+	app, err := ledger.NewApp(lc)
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +127,7 @@ func Start(home string, c Config, logger *slog.Logger, opts ...Option) (*Node, e
 		app.Close()
 		return nil, err
 	}
+	app.SetBlockTimes(chain.BlockTimes(cn))
 	n := &Node{home: home, app: app, chain: cn, log: logger, events: o.events, opts: o}
 	if c.Gateway.Enabled {
 		if err := n.startGateway(c); err != nil {

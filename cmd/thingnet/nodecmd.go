@@ -22,7 +22,7 @@ func nodeCmd() *cobra.Command {
 	c := &cobra.Command{Use: "node", Short: "Set up and run a node (a gateway; a validator if the genesis says so)"}
 	var home string
 	var cfg = node.DefaultConfig()
-	var peers string
+	var peers, trust string
 	initc := &cobra.Command{
 		Use:   "init",
 		Short: "Create a node home: keys, CometBFT config and thingnet.toml",
@@ -32,6 +32,9 @@ genesis needs (see 'thingnet genesis create' and docs/multihost.md).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if peers != "" {
 				cfg.P2P.PersistentPeers = strings.Split(peers, ",")
+			}
+			if err := stateSyncFlags(&cfg, trust); err != nil {
+				return err
 			}
 			id, err := node.Init(home, cfg)
 			if err != nil {
@@ -63,6 +66,9 @@ genesis needs (see 'thingnet genesis create' and docs/multihost.md).`,
 	f.StringSliceVar(&cfg.Mesh.Bootstrap, "mesh-bootstrap", nil, "other gateways' mesh addresses (multiaddrs with /p2p/), comma-separated")
 	f.BoolVar(&cfg.Mesh.MDNS, "mesh-mdns", cfg.Mesh.MDNS, "find devices on the local network with mDNS")
 	f.BoolVar(&cfg.Consensus.FastBlocks, "fast-blocks", false, "short consensus timeouts (local test networks)")
+	f.BoolVar(&cfg.StateSync.Enable, "state-sync", false, "join from a state snapshot served by --peers instead of replaying every block (needs --trust and --rpc-servers)")
+	f.StringVar(&trust, "trust", "", "with --state-sync: HEIGHT:HASH of a block you trust (e.g. from `curl http://NODE:26657/commit`)")
+	f.StringSliceVar(&cfg.StateSync.RPCServers, "rpc-servers", nil, "with --state-sync: CometBFT RPC addresses of two nodes of the network, http://host:26657, comma-separated")
 
 	var startHome, startLogLevel, startLogFormat string
 	start := &cobra.Command{
@@ -114,6 +120,30 @@ genesis needs (see 'thingnet genesis create' and docs/multihost.md).`,
 	start.Flags().StringVar(&startLogFormat, "log-format", "text", "log format: text or json, one object per line (default: log_format in thingnet.toml)")
 	c.AddCommand(initc, start)
 	return c
+}
+
+// stateSyncFlags checks --state-sync, --trust and --rpc-servers together
+// and puts the trusted block into c.
+func stateSyncFlags(c *node.Config, trust string) error {
+	if !c.StateSync.Enable {
+		if trust != "" || len(c.StateSync.RPCServers) > 0 {
+			return errors.New("--trust and --rpc-servers go with --state-sync")
+		}
+		return nil
+	}
+	h, hash, ok := strings.Cut(trust, ":")
+	height, err := strconv.ParseInt(h, 10, 64)
+	if !ok || err != nil || height <= 0 {
+		return fmt.Errorf("--trust %q: want HEIGHT:HASH, the height and hash of a block you trust (`curl http://NODE:26657/commit?height=H` shows both)", trust)
+	}
+	if len(c.P2P.PersistentPeers) == 0 {
+		return errors.New("--state-sync needs --peers: the nodes (nodeid@host:26656) to fetch the snapshot from")
+	}
+	if len(c.StateSync.RPCServers) == 0 {
+		return errors.New("--state-sync needs --rpc-servers: the CometBFT RPC (http://host:26657) of one or better two nodes of the network")
+	}
+	c.StateSync.TrustHeight, c.StateSync.TrustHash = height, strings.ToUpper(hash)
+	return nil
 }
 
 func genesisCmd() *cobra.Command {
