@@ -7,8 +7,10 @@
 // -firmware-every) installs the firmware its organisation rolls out into
 // the image slots in its state directory. It links the device SDK only: no
 // server, no ledger application (docs/device-sdk.md), and builds with
-// CGO_ENABLED=0 for every linux architecture (docs/devices.md). Built with
-// -tags pkcs11 (and cgo) its key can be in a PKCS#11 token (-key pkcs11:...).
+// CGO_ENABLED=0 for every linux architecture (docs/devices.md); build it
+// for a board with -tags grpcnotrace, 5–6 MiB smaller (deps_test.go). Built
+// with -tags pkcs11 (and cgo) its key can be in a PKCS#11 token (-key
+// pkcs11:..., a P-256 or an Ed25519 key).
 // -measure prints what a signed reading and a header update cost it.
 //
 //	thingnet-device -chain thingnet-devnet -org demo \
