@@ -15,6 +15,14 @@ import (
 	"github.com/thingnet/thingnet/identity"
 )
 
+// The PKCS#11 3.0 names of Edwards-curve keys, which the PKCS#11 library
+// (written against 2.40) does not define.
+const (
+	ckkECEdwards           = 0x40   // CKK_EC_EDWARDS
+	ckmECEdwardsKeyPairGen = 0x1055 // CKM_EC_EDWARDS_KEY_PAIR_GEN
+	ckmEdDSA               = 0x1057 // CKM_EDDSA
+)
+
 // session is one logged-in PKCS#11 session on a token, through
 // github.com/miekg/pkcs11 (crypto11's own binding): what crypto11 does not
 // do — telling a key's type, and Ed25519 keys (CKK_EC_EDWARDS, CKM_EDDSA,

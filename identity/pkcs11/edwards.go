@@ -10,14 +10,6 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
-// The PKCS#11 3.0 names of Edwards-curve keys, which the PKCS#11 library
-// (written against 2.40) does not define.
-const (
-	ckkECEdwards           = 0x40   // CKK_EC_EDWARDS
-	ckmECEdwardsKeyPairGen = 0x1055 // CKM_EC_EDWARDS_KEY_PAIR_GEN
-	ckmEdDSA               = 0x1057 // CKM_EDDSA
-)
-
 // ed25519Params is CKA_EC_PARAMS for Ed25519 as a key is made with it: the
 // DER of the object identifier id-Ed25519 (1.3.101.112, RFC 8410), which
 // SoftHSM2 and most tokens take. PKCS#11 3.0 also allows the printable
