@@ -199,7 +199,8 @@ func newEnv(d *lang.Doc, args []lang.Var, kind lang.TriggerKind) (*cel.Env, erro
 		opts = append(opts,
 			cel.Variable("reading.value", cel.DoubleType), cel.Variable("reading.seq", cel.IntType),
 			cel.Variable("reading.time", cel.IntType), cel.Variable("reading.type", cel.StringType),
-			cel.Variable("reading.device", cel.StringType))
+			cel.Variable("reading.device", cel.StringType), cel.Variable("reading.attested", cel.BoolType),
+			cel.Variable("reading.attester", cel.StringType))
 	case lang.TriggerEvent:
 		opts = append(opts, cel.Variable("event.name", cel.StringType), cel.Variable("event.value", cel.IntType),
 			cel.Variable("event.agreement", cel.IntType))
@@ -283,7 +284,7 @@ func (p *Program) exprErr(x *lang.Expr, line, col int, msg string) *lang.Error {
 	}
 	if strings.Contains(msg, "undeclared reference") {
 		msg += "; an expression may use height, self, parties.NAME and state.NAME, in a transition signer, escrow and its args.NAME, " +
-			"reading.value/seq/time/type/device with a reading trigger, event.name/value/agreement with an event trigger"
+			"reading.value/seq/time/type/device/attested/attester with a reading trigger, event.name/value/agreement with an event trigger"
 	}
 	return lang.ErrAt(pos, x.Field, "%s (in %q)", msg, x.Src)
 }

@@ -20,6 +20,11 @@ type Reading struct {
 	Time        int64   // Unix milliseconds, the device's clock
 	ContentType string  // e.g. temperature/celsius
 	Value       float64 // the number (readings with bytes cannot trigger)
+	// Attester is the gateway that signed the reading for a sensor that
+	// cannot sign (gateway-attested, e.g. polled over Modbus); "" when the
+	// device signed it itself. Guards see it as reading.attested and
+	// reading.attester.
+	Attester string
 }
 
 // Event is another agreement's (or this one's) emitted event.
@@ -285,6 +290,7 @@ func (p *Program) activation(st *lang.Instance, in *Input, args map[string]any) 
 	if r := in.Reading; r != nil {
 		a["reading.value"], a["reading.seq"], a["reading.time"] = r.Value, int64(r.Seq), r.Time
 		a["reading.type"], a["reading.device"] = r.ContentType, r.Device
+		a["reading.attested"], a["reading.attester"] = r.Attester != "", r.Attester
 	}
 	if e := in.Event; e != nil {
 		a["event.name"], a["event.value"], a["event.agreement"] = e.Name, e.Value, int64(e.Agreement)

@@ -84,5 +84,5 @@ func verifyReading(st *State, chainID, signer string, ev *record.ReadingEvidence
 	if rd.Value == nil {
 		return nil, record.Errf(record.CodeInvalid, "reading %d of %s holds bytes; only number readings trigger agreements", rd.Seq, env.Device)
 	}
-	return &agreements.Reading{Device: env.Device, Seq: rd.Seq, Time: rd.Time.UnixMilli(), ContentType: rd.ContentType, Value: *rd.Value}, nil
+	return &agreements.Reading{Device: env.Device, Seq: rd.Seq, Time: rd.Time.UnixMilli(), ContentType: rd.ContentType, Value: *rd.Value, Attester: env.Attester}, nil
 }

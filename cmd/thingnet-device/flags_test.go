@@ -10,9 +10,10 @@ import (
 func TestFlagErrors(t *testing.T) {
 	base := []string{"-state", t.TempDir(), "-chain", "c", "-gateway", "http://127.0.0.1:1"}
 	cases := map[string][]string{
-		"-firmware-every needs -trust": {"-firmware-every", "1"},
-		"want a number of wakes":       {"-firmware-every", "-1"},
-		"want a PKCS#11 token URI":     {"-key", "/etc/key.pem"},
+		"-firmware-every needs -trust":                       {"-firmware-every", "1"},
+		"want a number of wakes":                             {"-firmware-every", "-1"},
+		"want a PKCS#11 token URI":                           {"-key", "/etc/key.pem"},
+		"-key-alg: identity: unsupported algorithm: \"rsa\"": {"-key-alg", "rsa"},
 	}
 	if tokenKeys == nil {
 		cases["built without PKCS#11; build it with CGO_ENABLED=1 go build -tags pkcs11"] = []string{"-key", "pkcs11:token=t;object=k"}

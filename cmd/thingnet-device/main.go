@@ -7,8 +7,10 @@
 // -firmware-every) installs the firmware its organisation rolls out into
 // the image slots in its state directory. It links the device SDK only: no
 // server, no ledger application (docs/device-sdk.md), and builds with
-// CGO_ENABLED=0 for every linux architecture (docs/devices.md). Built with
-// -tags pkcs11 (and cgo) its key can be in a PKCS#11 token (-key pkcs11:...).
+// CGO_ENABLED=0 for every linux architecture (docs/devices.md); build it
+// for a board with -tags grpcnotrace, 5–6 MiB smaller (deps_test.go). Built
+// with -tags pkcs11 (and cgo) its key can be in a PKCS#11 token (-key
+// pkcs11:..., a P-256 or an Ed25519 key).
 // -measure prints what a signed reading and a header update cost it.
 //
 //	thingnet-device -chain thingnet-devnet -org demo \
@@ -82,6 +84,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fwEvery := fs.Int("firmware-every", 0, "check the firmware rollout every N wakes and install what it offers into the image slots in the state directory (needs -trust; 0: never)")
 	stats := fs.Bool("stats", false, "print the CPU time and the Go runtime's memory when it stops")
 	keyURI := fs.String("key", "", "a PKCS#11 token URI (RFC 7512) of the device's key, made there on first use (builds with -tags pkcs11); default: a key file in the state directory")
+	keyAlg := fs.String("key-alg", "", "the algorithm of a key made on first use: ed25519 or p256 (default: ed25519 for a key file, p256 in a token); a key already there keeps its own")
 	devID := fs.String("id", "", "the device's id when it is not its key's (after a key rotation the id stays the first key's)")
 	measureFor := fs.Duration("measure", 0, "measure the CPU cost of a signed reading and of a light-client header update (each for about this long), print it and exit")
 	seal := fs.Bool("seal", false, "seal every reading's value to the organisation's data key (HPKE; verified with the light client with -trust): gateways store, anchor and prove it without reading it")
@@ -111,7 +114,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := os.MkdirAll(*state, 0o700); err != nil {
 		return err
 	}
-	k, created, tok, err := loadKey(*keyURI, *state)
+	k, created, tok, err := loadKey(*keyURI, *state, *keyAlg)
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/thingnet/thingnet/record"
 )
 
-// A device whose key is in a token is registered, sends readings over
+// A device whose key (P-256, then Ed25519) is in a token is registered, sends readings over
 // MQTT (its CWT and envelopes signed on the token) and HTTP, rotates to
 // a new key made on the token (the ledger keeps its id), sends with it,
 // and its old key is refused. Its state directory holds no key.
@@ -48,8 +48,13 @@ func TestTokenDeviceOnDevnet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, a := range algs {
+		t.Run(a.alg.String(), func(t *testing.T) { testTokenDevice(ctx, t, d, c, admin, a.alg) })
+	}
+}
 
-	k, tok, err := tnpkcs11.Generate(keyURI("devnet", unique("sensor")), identity.P256)
+func testTokenDevice(ctx context.Context, t *testing.T, d *devnet.Devnet, c *client.Client, admin *identity.Key, alg identity.Algorithm) {
+	k, tok, err := tnpkcs11.Generate(keyURI("devnet", unique("sensor")), alg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +84,7 @@ func TestTokenDeviceOnDevnet(t *testing.T) {
 	}
 
 	// Rotation to a second key made on the token, signed by the first.
-	k2, tok2, err := tnpkcs11.Generate(keyURI("devnet", unique("sensor-2027")), identity.P256)
+	k2, tok2, err := tnpkcs11.Generate(keyURI("devnet", unique("sensor-2027")), alg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,10 @@
 //
 // ParseURI is pure Go. Talking to a token (Open, Generate) needs cgo, as
 // every PKCS#11 module is a C library loaded with dlopen: built with
-// CGO_ENABLED=0 they return ErrNoCgo. The library is
-// github.com/ThalesGroup/crypto11; P-256 keys only (crypto11 does not
-// do EdDSA), which is what most secure elements offer. See
-// docs/devices.md for how a board vendor cross-builds it.
+// CGO_ENABLED=0 they return ErrNoCgo. P-256 keys, what most secure
+// elements offer, sign through github.com/ThalesGroup/crypto11; Ed25519
+// keys (PKCS#11 3.0 CKK_EC_EDWARDS and CKM_EDDSA, which crypto11 does not
+// do) through its binding, github.com/miekg/pkcs11. Open takes the
+// algorithm from the token's key object. See docs/devices.md for how a
+// board vendor cross-builds it.
 package pkcs11

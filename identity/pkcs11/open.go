@@ -12,10 +12,13 @@ import (
 	"github.com/thingnet/thingnet/identity"
 )
 
-// Token is a logged-in session with the token a URI names.
+// Token is a logged-in session with the token a URI names. P-256 keys
+// sign through crypto11; Ed25519 keys, which crypto11 does not know,
+// through a session of Token's own on the same module (eddsa.go).
 type Token struct {
 	uri *URI
 	ctx *crypto11.Context
+	raw *session
 
 	once sync.Once
 	err  error
@@ -45,12 +48,26 @@ func OpenToken(u *URI) (*Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11: opening %s with %s: %w", u, mod, err)
 	}
-	return &Token{uri: u, ctx: ctx}, nil
+	// After crypto11, which initialises the module: the session shares
+	// that initialisation and crypto11's login.
+	raw, err := openSession(u, mod, pin)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("pkcs11: opening %s with %s: %w", u, mod, err), ctx.Close())
+	}
+	return &Token{uri: u, ctx: ctx, raw: raw}, nil
 }
 
 // Key finds the key pair the URI names (by id and/or label) and wraps it
-// as an identity.Key: signing happens on the token.
+// as an identity.Key: signing happens on the token. The algorithm is the
+// token object's: a P-256 or an Ed25519 key.
 func (t *Token) Key() (*identity.Key, error) {
+	priv, kind, err := t.raw.privateKey(t.uri)
+	if err != nil {
+		return nil, err
+	}
+	if kind == ckkECEdwards {
+		return t.raw.ed25519Key(t.uri, priv)
+	}
 	ss, err := t.ctx.FindKeyPairs(t.uri.ID, label(t.uri))
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11: looking for %s: %w", t.uri, err)
@@ -73,15 +90,20 @@ func (t *Token) Key() (*identity.Key, error) {
 // and id; the private key is sensitive and not extractable. It refuses to
 // make a second key under a label or id the token already holds.
 func (t *Token) Generate(alg identity.Algorithm) (*identity.Key, error) {
-	if alg != identity.P256 {
-		return nil, fmt.Errorf("pkcs11: %v keys: only p256 keys can be made on a token (the PKCS#11 library has no EdDSA)", alg)
+	if alg != identity.P256 && alg != identity.Ed25519 {
+		return nil, fmt.Errorf("pkcs11: %v keys: a token key is p256 or ed25519", alg)
 	}
-	if ss, err := t.ctx.FindKeyPairs(t.uri.ID, label(t.uri)); err == nil && len(ss) > 0 {
+	if _, _, err := t.raw.privateKey(t.uri); err == nil {
 		return nil, fmt.Errorf("pkcs11: the token already holds a key named %s", t.uri)
+	} else if !errors.Is(err, ErrNoKey) {
+		return nil, err
 	}
 	id := t.uri.ID
 	if id == nil {
-		id = []byte(t.uri.Object) // crypto11 needs an id
+		id = []byte(t.uri.Object) // what finds the public half
+	}
+	if alg == identity.Ed25519 {
+		return t.raw.generateEd25519(t.uri, id)
 	}
 	s, err := t.ctx.GenerateECDSAKeyPairWithLabel(id, []byte(t.uri.Object), elliptic.P256())
 	if err != nil {
@@ -93,7 +115,9 @@ func (t *Token) Generate(alg identity.Algorithm) (*identity.Key, error) {
 // Close logs out and unloads the module once no other Token uses it.
 // Keys from this token cannot sign after it.
 func (t *Token) Close() error {
-	t.once.Do(func() { t.err = t.ctx.Close() })
+	// The session first: crypto11 finalises the module when its last
+	// context closes.
+	t.once.Do(func() { t.err = errors.Join(t.raw.close(), t.ctx.Close()) })
 	return t.err
 }
 

@@ -15,25 +15,51 @@ import (
 
 var open = tnpkcs11.Open
 
-// A P-256 key made on the token signs through identity.Key; opened again
-// by its URI it is the same key; its private half cannot be read out of
+// algs are the algorithms a token key can have, with the start of their
+// did:key ids.
+var algs = []struct {
+	alg    identity.Algorithm
+	prefix string
+}{{identity.P256, "did:key:zDn"}, {identity.Ed25519, "did:key:z6Mk"}}
+
+// A P-256 or an Ed25519 key made on the token signs through
+// identity.Key; opened again by its URI (which does not say the
+// algorithm) it is the same key; its private half cannot be read out of
 // the token; what the token cannot do, or a wrong URI or PIN, is an
 // error that says so.
 func TestTokenKey(t *testing.T) {
 	token(t)
-	obj := unique("device")
-	uri := keyURI("tk", obj)
 	// A wrong PIN (first: once the token is logged in, PKCS#11 keeps it so
 	// for every session of the process).
-	if _, _, err := tnpkcs11.Open(strings.Replace(uri, "pin-value="+userPIN, "pin-value=0000", 1)); err == nil || !strings.Contains(err.Error(), "CKR_PIN_INCORRECT") {
+	if _, _, err := tnpkcs11.Open(strings.Replace(keyURI("tk", "device"), "pin-value="+userPIN, "pin-value=0000", 1)); err == nil || !strings.Contains(err.Error(), "CKR_PIN_INCORRECT") {
 		t.Errorf("a wrong PIN: %v", err)
 	}
-	k, tok, err := tnpkcs11.Generate(uri, identity.P256)
+	for _, a := range algs {
+		t.Run(a.alg.String(), func(t *testing.T) { testTokenKey(t, a.alg, a.prefix) })
+	}
+	if _, _, err := tnpkcs11.Generate(keyURI("tk", "rsa"), identity.Algorithm(-257)); err == nil || !strings.Contains(err.Error(), "p256 or ed25519") {
+		t.Errorf("an RS256 key on the token: %v", err)
+	}
+	if _, _, err := tnpkcs11.Open(keyURI("tk", "nothing")); !errors.Is(err, tnpkcs11.ErrNoKey) {
+		t.Errorf("a key that is not there: %v", err)
+	}
+	if _, _, err := tnpkcs11.Open(keyURI("no-such-token", "device")); err == nil || !strings.Contains(err.Error(), "no-such-token") {
+		t.Errorf("a token that is not there: %v", err)
+	}
+	if _, _, err := tnpkcs11.Open("pkcs11:token=tk;object=device;?module-path=" + softhsmModule); !errors.Is(err, tnpkcs11.ErrBadURI) {
+		t.Errorf("a malformed URI: %v", err)
+	}
+}
+
+func testTokenKey(t *testing.T, alg identity.Algorithm, prefix string) {
+	obj := unique("device")
+	uri := keyURI("tk", obj)
+	k, tok, err := tnpkcs11.Generate(uri, alg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tok.Close()
-	if k.Alg() != identity.P256 || !strings.HasPrefix(k.ID(), "did:key:zDn") {
+	if k.Alg() != alg || !strings.HasPrefix(k.ID(), prefix) {
 		t.Fatalf("a %v key %s", k.Alg(), k.ID())
 	}
 	msg := []byte("a reading")
@@ -47,31 +73,19 @@ func TestTokenKey(t *testing.T) {
 	if _, err := identity.MarshalPrivateKey(k); err == nil {
 		t.Error("a token key was exported as PKCS#8")
 	}
-
 	k2, tok2, err := tnpkcs11.Open(uri)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tok2.Close()
-	if k2.ID() != k.ID() {
+	if k2.ID() != k.ID() || k2.Alg() != alg {
 		t.Errorf("opened %s; made %s", k2.ID(), k.ID())
 	}
-	if _, _, err := tnpkcs11.Generate(uri, identity.P256); err == nil || !strings.Contains(err.Error(), "already holds") {
-		t.Errorf("a second key under the same label: %v", err)
+	for _, other := range algs { // whatever the algorithm asked for
+		if _, _, err := tnpkcs11.Generate(uri, other.alg); err == nil || !strings.Contains(err.Error(), "already holds") {
+			t.Errorf("a second %v key under the same label: %v", other.alg, err)
+		}
 	}
-	if _, _, err := tnpkcs11.Generate(keyURI("tk", "ed"), identity.Ed25519); err == nil || !strings.Contains(err.Error(), "only p256") {
-		t.Errorf("an Ed25519 key on the token: %v", err)
-	}
-	if _, _, err := tnpkcs11.Open(keyURI("tk", "nothing")); !errors.Is(err, tnpkcs11.ErrNoKey) {
-		t.Errorf("a key that is not there: %v", err)
-	}
-	if _, _, err := tnpkcs11.Open(keyURI("no-such-token", "device")); err == nil || !strings.Contains(err.Error(), "no-such-token") {
-		t.Errorf("a token that is not there: %v", err)
-	}
-	if _, _, err := tnpkcs11.Open("pkcs11:token=tk;object=" + obj + ";?module-path=" + softhsmModule); !errors.Is(err, tnpkcs11.ErrBadURI) {
-		t.Errorf("a malformed URI: %v", err)
-	}
-
 	// The PIN from a file.
 	pin := filepath.Join(t.TempDir(), "pin")
 	if err := os.WriteFile(pin, []byte(userPIN+"\n"), 0o600); err != nil {
@@ -82,7 +96,6 @@ func TestTokenKey(t *testing.T) {
 		t.Fatalf("with pin-source: %v", err)
 	}
 	tok3.Close()
-
 	// The private key is sensitive and not extractable: the token does not
 	// give its value, even to a process logged in with the PIN.
 	out, err := runChild(t, hsm.conf, uri, "THINGNET_PKCS11_EXTRACT=1")
@@ -98,8 +111,14 @@ func TestTokenKey(t *testing.T) {
 // same URI signs.
 func TestCopyCannotSign(t *testing.T) {
 	token(t)
+	for _, a := range algs {
+		t.Run(a.alg.String(), func(t *testing.T) { testCopyCannotSign(t, a.alg) })
+	}
+}
+
+func testCopyCannotSign(t *testing.T, alg identity.Algorithm) {
 	uri := keyURI("dev", unique("device"))
-	k, tok, err := tnpkcs11.Generate(uri, identity.P256)
+	k, tok, err := tnpkcs11.Generate(uri, alg)
 	if err != nil {
 		t.Fatal(err)
 	}
