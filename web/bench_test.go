@@ -30,7 +30,7 @@ type sealedBatch struct {
 	reader   *identity.Key
 }
 
-func newSealedBatch(b *testing.B, s identity.Suite, n int) *sealedBatch {
+func newSealedBatch(b testing.TB, s identity.Suite, n int) *sealedBatch {
 	b.Helper()
 	alg := identity.Ed25519
 	if s == identity.SuiteP256 {
