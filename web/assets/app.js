@@ -82,6 +82,7 @@ function signOut() {
   clearInterval(session.timer);
   keys.forget(session.key);
   session.dataKeys.forEach((d) => keys.forget(d.key));
+  for (const p of session.dataKeyOf.values()) p.then((h) => h.sk.fill(0), () => {});
   Object.assign(session, { key: null, dataKeys: [], timer: null, opened: new Map(), dataKeyOf: new Map() });
   sessionStorage.removeItem(TOKEN);
 }
@@ -391,7 +392,10 @@ function dataKey(org, version) {
       } catch (err) {
         throw new Error(`no data key for "${org}" version ${version}: none loaded, and no share for ${session.key.id} (${err.message})`);
       }
-      return keys.checkDataKey(await keys.openShare(session.key, await chainID(), sh), dk);
+      const k = await keys.openShare(session.key, await chainID(), sh);
+      const h = await keys.checkDataKey(k, dk).finally(() => k.der?.fill(0));
+      if (h.sk !== k.secret) k.secret.fill(0); // only the HPKE key is kept
+      return h;
     })();
     session.dataKeyOf.set(id, p);
     p.catch(() => session.dataKeyOf.delete(id)); // asked again next time (a key loaded, a share published)

@@ -145,8 +145,11 @@ export async function mintToken(k, chainID, lifetime, now = Date.now()) {
 async function sign(k, msg) {
   if (k.alg === 'ed25519') return (await lib()).ed25519.sign(msg, k.secret);
   // P-256 with WebCrypto: an ECDSA signature is r ‖ s, 64 bytes, as COSE wants.
-  k.signer ??= await crypto.subtle.importKey('pkcs8', k.der, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
-  return new Uint8Array(await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, k.signer, msg));
+  k.signer ??= crypto.subtle.importKey('pkcs8', k.der, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']).finally(() => {
+    k.der.fill(0); // the signing key is now a non-extractable CryptoKey
+    k.der = null;
+  });
+  return new Uint8Array(await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, await k.signer, msg));
 }
 
 // forget overwrites a key's secret bytes.
