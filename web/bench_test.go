@@ -25,6 +25,7 @@ type sealedBatch struct {
 	Share    record.DataKeyShare `json:"share"`
 	DK       record.DataKey      `json:"dk"`
 	Sealed   []*reading.Sealed   `json:"sealed"`
+	WebDH    bool                `json:"webDH"`
 
 	readings []reading.Reading
 	reader   *identity.Key
@@ -78,6 +79,7 @@ func newSealedBatch(b testing.TB, s identity.Suite, n int) *sealedBatch {
 const openInPage = `(async () => {
 	const keys = await import('./keys.js');
 	const d = window.__bench;
+	keys.options.webDH = d.webDH ?? true;
 	const reader = await keys.privateKey(Uint8Array.from(atob(d.reader), (c) => c.charCodeAt(0)));
 	reader.id = d.readerID;
 	const t0 = performance.now();
@@ -99,6 +101,7 @@ func BenchmarkOpenSealed(b *testing.B) {
 	}
 	for _, s := range []identity.Suite{identity.SuiteX25519, identity.SuiteP256, identity.SuiteHybrid} {
 		sb := newSealedBatch(b, s, 100)
+		sb.WebDH = true
 		b.Run(fmt.Sprintf("suite=%v/go", s), func(b *testing.B) {
 			for b.Loop() {
 				k, err := client.UnwrapDataKey(sb.Chain, &sb.Share, sb.reader, &sb.DK)
@@ -142,4 +145,27 @@ func BenchmarkOpenSealed(b *testing.B) {
 			b.ReportMetric(total/float64(b.N), "page-ms/op")
 		})
 	}
+}
+
+// TestOpenSealedKnownAnswers: readings Go sealed to a data key of each
+// suite, with the reader's share, open in the page to the values Go
+// sealed — with the Diffie-Hellman in WebCrypto and in @noble alike.
+func TestOpenSealedKnownAnswers(t *testing.T) {
+	ctx := tab(t)
+	show(t, ctx, explorer("/api"), "/api")
+	for _, s := range []identity.Suite{identity.SuiteX25519, identity.SuiteP256, identity.SuiteHybrid} {
+		sb := newSealedBatch(t, s, 3)
+		for _, web := range []bool{true, false} {
+			sb.WebDH = web
+			data, err := json.Marshal(sb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			get(t, ctx, chromedp.Evaluate[bool](fmt.Sprintf(`(window.__bench = %s, true)`, data)))
+			if _, err := chromedp.Run(ctx, chromedp.Evaluate[float64](openInPage, chromedp.EvalAwaitPromise)); err != nil {
+				t.Errorf("suite %v (WebCrypto DH %v): %v", s, web, err)
+			}
+		}
+	}
+	noScriptErrors(t, ctx)
 }

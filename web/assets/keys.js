@@ -17,6 +17,10 @@ const utf8 = (s) => new TextEncoder().encode(s);
 const b64std = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
 const u16 = (n) => Uint8Array.of(n >> 8, n & 255);
 
+// options.webDH: Diffie-Hellman in WebCrypto where the browser has it
+// (false: @noble only; the browser tests check both give the same values).
+export const options = { webDH: true };
+
 // --- key files (identity/keystore.go) ---
 
 const MAX_KEY_FILE = 64 << 10;
@@ -206,6 +210,7 @@ async function decap(h, enc) {
 // is recent); null sends the caller to @noble. The private key is
 // imported once, not extractable.
 async function webDH(h, enc) {
+  if (!options.webDH) return null;
   const alg = h.s === 1 ? { name: 'X25519' } : { name: 'ECDH', namedCurve: 'P-256' };
   if (h.webKey === undefined) {
     const u = (b) => btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
