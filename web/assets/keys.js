@@ -188,7 +188,13 @@ export async function hpkeKey(k, s) {
     // DeriveKeyPair of MLKEM768-X25519: SHAKE256 LabeledDerive (draft-ietf-hpke-pq).
     const label = utf8('DeriveKeyPair');
     const seed = N.shake256(concat(ikm, utf8('HPKE-v1'), utf8('KEM'), u16(0x647a), u16(label.length), label, u16(32)), { dkLen: 32 });
-    return { s, sk: seed, pk: N.ml_kem768_x25519.keygen(seed).publicKey };
+    // The key pair of the seed, expanded once (X-Wing: SHAKE256(seed, 96)
+    // = the ML-KEM-768 seed d ‖ z, then the X25519 private key).
+    const x = N.shake256(seed, { dkLen: 96 });
+    const pq = N.ml_kem768.keygen(x.subarray(0, 64));
+    const t = { s: 1, sk: x.slice(64), pk: N.x25519.getPublicKey(x.subarray(64)) };
+    x.fill(0);
+    return { s, sk: seed, pq: pq.secretKey, t, pk: concat(pq.publicKey, t.pk) };
   }
   throw new Error(`a ${k.alg} key has no ${suiteName(s)} HPKE key`);
 }
@@ -196,7 +202,13 @@ export async function hpkeKey(k, s) {
 // decap is the KEM's shared secret for enc and the private key h.
 async function decap(h, enc) {
   const N = await lib();
-  if (h.s === 3) return N.ml_kem768_x25519.decapsulate(enc, h.sk);
+  if (h.s === 3) {
+    // MLKEM768-X25519 (X-Wing): SHA3-256(ss_PQ ‖ ss_T ‖ ct_T ‖ pk_T ‖ label).
+    const ctT = enc.subarray(1088);
+    const ssT = (await webDH(h.t, ctT)) ?? N.x25519.getSharedSecret(h.t.sk, ctT);
+    if (ssT.every((b) => b === 0)) throw new Error('HPKE: the X25519 shared secret is zero');
+    return N.sha3_256(concat(N.ml_kem768.decapsulate(enc.subarray(0, 1088), h.pq), ssT, ctT, h.t.pk, utf8('\\.//^\\')));
+  }
   let dh = await webDH(h, enc);
   if (!dh) dh = h.s === 1 ? N.x25519.getSharedSecret(h.sk, enc) : N.p256.getSharedSecret(h.sk, enc, true).slice(1);
   if (dh.every((x) => x === 0)) throw new Error('HPKE: the shared secret is zero');
