@@ -11,10 +11,13 @@ set -eu
 cd "$(dirname "$0")"
 npm ci --no-audit --no-fund --ignore-scripts >/dev/null
 out=../assets/vendor/noble.js
+lic=../assets/vendor/LICENSE-noble
 dst=$out
+licdst=$lic
 if [ "${1:-}" = "--check" ]; then
 	dst=$(mktemp)
-	trap 'rm -f "$dst"' EXIT
+	licdst=$(mktemp)
+	trap 'rm -f "$dst" "$licdst"' EXIT
 fi
 {
 	printf '/*! thingnet explorer vendor bundle: built by web/vendor/build.sh from entry.js\n'
@@ -25,17 +28,18 @@ fi
 	printf ' * Licence (MIT, every package): see vendor/LICENSE-noble next to this file.\n */\n'
 	npx --no-install esbuild entry.js --bundle --format=esm --target=es2022 --charset=utf8 --legal-comments=none --log-level=warning
 } >"$dst"
-cat node_modules/@noble/hashes/LICENSE >../assets/vendor/LICENSE-noble.tmp
-for p in ciphers curves post-quantum; do
-	cmp -s node_modules/@noble/hashes/LICENSE "node_modules/@noble/$p/LICENSE" || {
-		printf '\n--- @noble/%s ---\n' "$p"
-		cat "node_modules/@noble/$p/LICENSE"
-	} >>../assets/vendor/LICENSE-noble.tmp
-done
-mv ../assets/vendor/LICENSE-noble.tmp ../assets/vendor/LICENSE-noble
+{
+	cat node_modules/@noble/hashes/LICENSE
+	for p in ciphers curves post-quantum; do
+		cmp -s node_modules/@noble/hashes/LICENSE "node_modules/@noble/$p/LICENSE" || {
+			printf '\n--- @noble/%s ---\n' "$p"
+			cat "node_modules/@noble/$p/LICENSE"
+		}
+	done
+} >"$licdst"
 if [ "$dst" != "$out" ]; then
-	if ! cmp -s "$dst" "$out"; then
-		echo "web/vendor/build.sh: $out differs from a fresh build of entry.js" >&2
+	if ! cmp -s "$dst" "$out" || ! cmp -s "$licdst" "$lic"; then
+		echo "web/vendor/build.sh: $out or $lic differs from a fresh build of entry.js" >&2
 		exit 1
 	fi
 	echo "$out is the build of entry.js"
