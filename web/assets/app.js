@@ -29,7 +29,13 @@ const TOKEN = 'thingnet.token';
 // The lifetime of a token minted in the page, in seconds (short: it is a
 // bearer token); ?token-lifetime=S changes it (the browser tests).
 const TOKEN_LIFETIME = Math.min(Math.max(+params.get('token-lifetime') || 600, 2), 3600);
-const session = { key: null, dataKeys: [], timer: null, opened: new Map(), dataKeyOf: new Map(), chainID: null };
+const session = { key: null, dataKeys: [], timer: null, opened: new Map(), dataKeyOf: new Map(), chainID: null, clock: 0 };
+// nodeNow is the time on the node's clock, as its Date header tells it: a
+// token is minted and judged on it, so a browser whose clock is off still
+// signs in (the node allows 30 s). ?clock-skew=S sets this page's clock S
+// seconds off (the browser tests).
+const pageNow = () => Date.now() + (+params.get('clock-skew') || 0) * 1000;
+const nodeNow = () => pageNow() + session.clock;
 const b64url = (s) => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
 
 // tokenClaims decodes a token's claims (it does not check the signature:
@@ -50,13 +56,24 @@ function signedIn() {
   if (!t) return null;
   try {
     const c = tokenClaims(t);
-    if (c.exp <= new Date()) { sessionStorage.removeItem(TOKEN); return null; }
+    if (c.exp <= nodeNow()) { sessionStorage.removeItem(TOKEN); return null; }
     return { token: t, ...c };
   } catch { sessionStorage.removeItem(TOKEN); return null; }
 }
 
+// status fetches /v1/status, and sets the node's clock from its answer.
+async function status() {
+  const r = await fetch('/v1/status', { headers: { Accept: 'application/json' } });
+  if (!r.ok) throw new Error(`status: ${r.status} ${r.statusText}`);
+  const s = await r.json();
+  const d = Date.parse(r.headers.get('Date')); // whole seconds: ignore less than 5 s
+  session.clock = Number.isFinite(d) && Math.abs(d - pageNow()) > 5000 ? d - pageNow() : 0;
+  session.chainID = s.chain_id;
+  return s;
+}
+
 async function chainID() {
-  session.chainID ??= (await get('/v1/status')).chain_id;
+  if (!session.chainID) await status();
   return session.chainID;
 }
 
@@ -64,14 +81,15 @@ async function chainID() {
 // mints a token now and again when half of its lifetime has passed.
 async function signInWithKey(k) {
   signOut();
-  const tok = await keys.mintToken(k, await chainID(), TOKEN_LIFETIME);
+  await status(); // the chain id and the node's clock, fresh
+  const tok = await keys.mintToken(k, session.chainID, TOKEN_LIFETIME, nodeNow());
   session.key = k;
   sessionStorage.setItem(TOKEN, tok);
   session.timer = setInterval(async () => {
     const who = signedIn();
-    if (!session.key || (who && who.exp - Date.now() > (TOKEN_LIFETIME * 1000) / 2)) return;
+    if (!session.key || (who && who.exp - nodeNow() > (TOKEN_LIFETIME * 1000) / 2)) return;
     try {
-      sessionStorage.setItem(TOKEN, await keys.mintToken(session.key, await chainID(), TOKEN_LIFETIME));
+      sessionStorage.setItem(TOKEN, await keys.mintToken(session.key, await chainID(), TOKEN_LIFETIME, nodeNow()));
       showWho();
     } catch (err) { console.warn('re-minting the token:', err.message); }
   }, Math.min(30, TOKEN_LIFETIME / 4) * 1000);
@@ -585,7 +603,7 @@ async function signinPage(v) {
     const t = $('#signin-token').value.trim();
     try {
       const c = tokenClaims(t);
-      if (c.exp <= new Date()) throw new Error('the token has expired; make a new one');
+      if (c.exp <= nodeNow()) throw new Error('the token has expired; make a new one');
       signOut();
       sessionStorage.setItem(TOKEN, t);
       showWho();
@@ -1124,8 +1142,10 @@ async function start() {
 }
 
 window.addEventListener('hashchange', route);
-showWho();
 document.addEventListener('click', onVerifyClick);
-get('/v1/status').then((s) => { $('#chain').textContent = `${s.chain_id} · height ${s.height}`; }).catch(() => {});
-route();
-start();
+// The node's clock first: a stored token is judged on it.
+status().then((s) => { $('#chain').textContent = `${s.chain_id} · height ${s.height}`; }).catch(() => {}).finally(() => {
+  showWho();
+  route();
+  start();
+});
