@@ -1,4 +1,4 @@
-.PHONY: test build fuzz bench bench-retention bench-audit devnet e2e
+.PHONY: test build fuzz bench bench-retention bench-audit bench-explorer devnet e2e web-vendor web-vendor-check
 
 test: ## the whole test suite (what CI runs)
 	./scripts/test
@@ -23,3 +23,12 @@ bench-retention: ## a gateway's disk under a retention period levels off (docs/b
 
 bench-audit: ## export and offline verification of a 100,000-reading audit bundle (docs/benchmarks.md)
 	go test ./auditbundle -run '^$$' -bench BenchmarkBundle -benchtime 1x -count=1 -timeout 30m
+
+bench-explorer: ## open 100 sealed readings in the explorer's page (Chromium) next to Go (docs/benchmarks.md)
+	go test ./web -run '^$$' -bench BenchmarkOpenSealed -benchtime 5x -count 5
+
+web-vendor: ## rebuild web/assets/vendor/noble.js from web/vendor (needs npm; the build and tests do not)
+	web/vendor/build.sh
+
+web-vendor-check: ## check the committed explorer bundle is the build of web/vendor, byte for byte (needs npm)
+	web/vendor/build.sh --check

@@ -113,15 +113,18 @@ func markPage(t *testing.T, ctx context.Context) {
 func TestFilesPages(t *testing.T) {
 	ctx := longTab(t)
 	org := devnet.DemoOrg
+	// Fresh names and contents for each run (go test -count=2).
+	run := time.Now().UnixNano()
+	pubName, privName := fmt.Sprintf("manual-%d.txt", run), fmt.Sprintf("secret-%d.csv", run)
 	show(t, ctx, explorer("/files"), "/files")
 	markPage(t, ctx)
 
 	// A public file appears in the list, then its pin by the gateway (a
 	// node may record its pins of content added to it by itself: the pin
 	// below is then a second record of the same pin).
-	pub, pubSize := addContent(t, []byte("thingnet explorer test: a public manual\n"), nil)
-	send(t, shared.admin, &record.FilePublish{Org: org, Name: "manual.txt", CID: pub, Size: pubSize, ContentType: "text/plain"})
-	row := `#files tr[data-name="manual.txt"]`
+	pub, pubSize := addContent(t, fmt.Appendf(nil, "thingnet explorer test: a public manual (%d)\n", run), nil)
+	send(t, shared.admin, &record.FilePublish{Org: org, Name: pubName, CID: pub, Size: pubSize, ContentType: "text/plain"})
+	row := `#files tr[data-name="` + pubName + `"]`
 	live(t, ctx, fmt.Sprintf(`(r => r && r.querySelector('.vis').innerText === 'public' && r.querySelector('.size').title === '%d bytes')(document.querySelector(%s))`, pubSize, jsString(row)), "#files", "the published file")
 	gw := shared.d.Gateway(0)
 	pinned := make(chan error, 1)
@@ -155,35 +158,35 @@ func TestFilesPages(t *testing.T) {
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
-	priv, privSize := addContent(t, []byte("device,value\nsensor-1,21.5\n"), key)
-	keys, err := files.WrapKey(key, org, "secret.csv", 1, recs)
+	priv, privSize := addContent(t, fmt.Appendf(nil, "device,value\nsensor-1,21.5\nrun,%d\n", run), key)
+	keys, err := files.WrapKey(key, org, privName, 1, recs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pubRes := send(t, shared.admin, &record.FilePublish{Org: org, Name: "secret.csv", CID: priv, Size: privSize, ContentType: "text/csv", Private: true, Keys: keys})
-	prow := `#files tr[data-name="secret.csv"]`
+	pubRes := send(t, shared.admin, &record.FilePublish{Org: org, Name: privName, CID: priv, Size: privSize, ContentType: "text/csv", Private: true, Keys: keys})
+	prow := `#files tr[data-name="` + privName + `"]`
 	live(t, ctx, fmt.Sprintf(`(r => r && r.querySelector('.vis').innerText === 'private' && r.querySelector('.recipients').innerText === '1')(document.querySelector(%s))`, jsString(prow)), "#files", "the private file")
 
 	// Its page, kept open: a fetch grant and a share to another device,
 	// then a revocation, arrive live.
-	frag := "/file/" + org + "/secret.csv"
+	frag := "/file/" + org + "/" + privName
 	show(t, ctx, explorer(frag), frag)
 	markPage(t, ctx)
 	if h := get(t, ctx, chromedp.Evaluate[string](`document.querySelector('#file-tx a').getAttribute('href')`)); h != "#/tx/"+pubRes.Hash {
 		t.Errorf("publication tx link %q; want #/tx/%s", h, pubRes.Hash)
 	}
-	send(t, shared.admin, &record.GrantAdd{Grantor: "org:" + org, Subject: "device:" + other.ID(), Action: record.ActionFetch, Resource: record.FileResource(org, "secret.csv")})
+	send(t, shared.admin, &record.GrantAdd{Grantor: "org:" + org, Subject: "device:" + other.ID(), Action: record.ActionFetch, Resource: record.FileResource(org, privName)})
 	r2, err := files.RecipientOf(&record.Device{ID: other.ID(), Key: other.ID()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	k2, err := files.WrapKey(key, org, "secret.csv", 1, []files.Recipient{r2})
+	k2, err := files.WrapKey(key, org, privName, 1, []files.Recipient{r2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	send(t, shared.admin, &record.FileShare{Org: org, Name: "secret.csv", Keys: k2})
-	live(t, ctx, `document.querySelectorAll('#recipients tbody tr').length === 2 && document.querySelectorAll('#file-history li').length === 2 && document.querySelector('#file-grants').innerText.includes('/file/secret.csv')`, "#view", "the share and its grant")
-	send(t, shared.admin, &record.FileRevoke{Org: org, Name: "secret.csv", Recipient: other.ID()})
+	send(t, shared.admin, &record.FileShare{Org: org, Name: privName, Keys: k2})
+	live(t, ctx, `document.querySelectorAll('#recipients tbody tr').length === 2 && document.querySelectorAll('#file-history li').length === 2 && document.querySelector('#file-grants').innerText.includes('/file/`+privName+`')`, "#view", "the share and its grant")
+	send(t, shared.admin, &record.FileRevoke{Org: org, Name: privName, Recipient: other.ID()})
 	live(t, ctx, `document.querySelectorAll('#recipients tbody tr').length === 1 && [...document.querySelectorAll('#file-history li')].map(li => li.dataset.action).join() === 'revoke,share,publish'`, "#file-history", "the revocation")
 	html := get(t, ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`))
 	for _, k := range append(keys, k2...) {
@@ -197,7 +200,7 @@ func TestFilesPages(t *testing.T) {
 	screenshot(t, ctx, "file-private")
 
 	// The public file's page: its pin and the pin's history.
-	frag = "/file/" + org + "/manual.txt"
+	frag = "/file/" + org + "/" + pubName
 	show(t, ctx, explorer(frag), frag)
 	if n := get(t, ctx, chromedp.Evaluate[string](`document.querySelector('#file-pins').dataset.n`)); n != "1" {
 		t.Errorf("pinned by %s nodes; want 1", n)
@@ -218,7 +221,7 @@ func TestFilesPages(t *testing.T) {
 // open pages follow every step.
 func TestFirmwarePages(t *testing.T) {
 	ctx := longTab(t)
-	org, class := devnet.DemoOrg, "valve"
+	org, class := devnet.DemoOrg, fmt.Sprintf("valve-%d", time.Now().UnixNano()) // fresh for each run
 	devs := make([]*identity.Key, 4)
 	for i := range devs {
 		devs[i] = registerClass(t, class, "1.0.0")
@@ -301,7 +304,7 @@ func TestFirmwarePages(t *testing.T) {
 // copy of each release with one signature byte changed, and refuses it.
 func TestFirmwareWaves(t *testing.T) {
 	ctx := longTab(t)
-	org, class := devnet.DemoOrg, "lamp"
+	org, class := devnet.DemoOrg, fmt.Sprintf("lamp-%d", time.Now().UnixNano()) // fresh for each run
 	devs := []*identity.Key{registerClass(t, class, "0.9"), registerClass(t, class, "0.9"), registerClass(t, class, "0.9")}
 	image := bytes.Repeat([]byte("lamp firmware 1.1 "), 100)
 	digest := sha256.Sum256(image)

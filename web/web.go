@@ -5,7 +5,11 @@
 // (GET /v1/events) for live updates. "Verify this reading" runs the whole
 // proof in the browser: the RFC 6962 inclusion proof and the ICS23 state
 // proofs with WebCrypto SHA-256, and the device's signature with WebCrypto
-// Ed25519 or ECDSA P-256.
+// Ed25519 or ECDSA P-256. A reader signs in with a token or with a key
+// file opened in the page, and sealed readings open in the page
+// (assets/keys.js) with the audited @noble libraries, vendored as one
+// committed file, assets/vendor/noble.js (web/vendor/build.sh rebuilds it;
+// building thingnet never needs npm).
 package web
 
 import (

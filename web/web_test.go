@@ -446,12 +446,13 @@ func TestOtherPages(t *testing.T) {
 	const xss = `<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>`
 	rctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := client.New(shared.url).Send(rctx, shared.admin, "", &record.OrgCreate{ID: "xss", Name: xss}, true); err != nil {
+	xssOrg := fmt.Sprintf("xss-%d", time.Now().UnixNano()) // fresh for each run
+	if _, err := client.New(shared.url).Send(rctx, shared.admin, "", &record.OrgCreate{ID: xssOrg, Name: xss}, true); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ frag, sel, want string }{
 		{"/orgs", "#orgs", devnet.DemoOrg},
-		{"/org/xss", "dl.kv", xss},
+		{"/org/" + xssOrg, "dl.kv", xss},
 		{"/org/" + devnet.DemoOrg, "#devices", "sensor"},
 		{"/grants", "#grants", "read"},
 		{"/anchors", "#anchors", "did:key:"},

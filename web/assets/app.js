@@ -4,6 +4,7 @@
 import { verifyReading, verifyAnchored, didKey, sha256, hex, b64 } from './verify.js';
 import { decode, concat, head, bstr, tstr } from './cbor.js';
 import { auditPage } from './audit.js';
+import * as keys from './keys.js';
 
 // Script errors are kept for the browser tests (window.__errors).
 window.__errors = [];
@@ -16,10 +17,25 @@ const short = (s, n = 16) => (s && s.length > n + 6 ? s.slice(0, n) + '…' + s.
 const enc = encodeURIComponent;
 const params = new URLSearchParams(location.search);
 
-// --- who is reading: the explorer signs in with a token (thingnet token),
-// kept for this tab only; every API call presents it. Without one the
-// explorer shows the public view: counts, hashes, proofs, never values. ---
+// --- who is reading: the explorer signs in with a token, kept for this tab
+// only (session storage); every API call presents it. The token is either
+// pasted (thingnet token) or minted in the page from a key file opened
+// with its passphrase: that key, and any data key loaded to open sealed
+// readings, live in this module's memory only, never in storage, and are
+// forgotten on sign-out or when the tab closes; while the page is open it
+// re-mints the token before it expires. Without a token the explorer
+// shows the public view: counts, hashes, proofs, never values. ---
 const TOKEN = 'thingnet.token';
+// The lifetime of a token minted in the page, in seconds (short: it is a
+// bearer token); ?token-lifetime=S changes it (the browser tests).
+const TOKEN_LIFETIME = Math.min(Math.max(+params.get('token-lifetime') || 600, 2), 3600);
+const session = { key: null, dataKeys: [], timer: null, opened: new Map(), dataKeyOf: new Map(), chainID: null, clock: 0 };
+// nodeNow is the time on the node's clock, as its Date header tells it: a
+// token is minted and judged on it, so a browser whose clock is off still
+// signs in (the node allows 30 s). ?clock-skew=S sets this page's clock S
+// seconds off (the browser tests).
+const pageNow = () => Date.now() + (+params.get('clock-skew') || 0) * 1000;
+const nodeNow = () => pageNow() + session.clock;
 const b64url = (s) => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
 
 // tokenClaims decodes a token's claims (it does not check the signature:
@@ -40,9 +56,53 @@ function signedIn() {
   if (!t) return null;
   try {
     const c = tokenClaims(t);
-    if (c.exp <= new Date()) { sessionStorage.removeItem(TOKEN); return null; }
+    if (c.exp <= nodeNow()) { sessionStorage.removeItem(TOKEN); return null; }
     return { token: t, ...c };
   } catch { sessionStorage.removeItem(TOKEN); return null; }
+}
+
+// status fetches /v1/status, and sets the node's clock from its answer.
+async function status() {
+  const r = await fetch('/v1/status', { headers: { Accept: 'application/json' } });
+  if (!r.ok) throw new Error(`status: ${r.status} ${r.statusText}`);
+  const s = await r.json();
+  const d = Date.parse(r.headers.get('Date')); // whole seconds: ignore less than 5 s
+  session.clock = Number.isFinite(d) && Math.abs(d - pageNow()) > 5000 ? d - pageNow() : 0;
+  session.chainID = s.chain_id;
+  return s;
+}
+
+async function chainID() {
+  if (!session.chainID) await status();
+  return session.chainID;
+}
+
+// signInWithKey makes k (from keys.openKeyFile) the tab's identity: it
+// mints a token now and again when half of its lifetime has passed.
+async function signInWithKey(k) {
+  signOut();
+  await status(); // the chain id and the node's clock, fresh
+  const tok = await keys.mintToken(k, session.chainID, TOKEN_LIFETIME, nodeNow());
+  session.key = k;
+  sessionStorage.setItem(TOKEN, tok);
+  session.timer = setInterval(async () => {
+    const who = signedIn();
+    if (!session.key || (who && who.exp - nodeNow() > (TOKEN_LIFETIME * 1000) / 2)) return;
+    try {
+      sessionStorage.setItem(TOKEN, await keys.mintToken(session.key, await chainID(), TOKEN_LIFETIME, nodeNow()));
+      showWho();
+    } catch (err) { console.warn('re-minting the token:', err.message); }
+  }, Math.min(30, TOKEN_LIFETIME / 4) * 1000);
+}
+
+// signOut forgets the token, the key and the data keys.
+function signOut() {
+  clearInterval(session.timer);
+  keys.forget(session.key);
+  session.dataKeys.forEach((d) => keys.forget(d.key));
+  for (const p of session.dataKeyOf.values()) p.then((h) => h.sk.fill(0), () => {});
+  Object.assign(session, { key: null, dataKeys: [], timer: null, opened: new Map(), dataKeyOf: new Map() });
+  sessionStorage.removeItem(TOKEN);
 }
 
 function showWho() {
@@ -300,9 +360,81 @@ function chart(items) {
     <polyline class="line" points="${line}"/>${pts.map((p) => `<circle class="dot" cx="${x(p.t).toFixed(1)}" cy="${y(p.v).toFixed(1)}" r="3"/>`).join('')}</svg>`;
 }
 
+// sealedCell shows a sealed value: opened in the page, refused with the
+// reason, or sealed (no data key at hand).
+function sealedCell(r) {
+  const o = session.opened.get(r.index);
+  if (o && o.value !== undefined) return `<span class="sealed-open">${esc(o.value)}</span> <span class="badge ok" title="sealed to the organisation's data key (${esc(keys.suiteName(r.sealed.suite))}, version ${r.sealed.version}); opened in this page">sealed</span>`;
+  if (o && o.bytes) return `<span class="sealed-open muted">${o.bytes.length} bytes</span> <span class="badge ok" title="opened in this page">sealed</span>`;
+  if (o && o.refused) return `<span class="sealed-refused bad">sealed value refused: ${esc(o.refused)}</span>`;
+  return `<span class="sealed muted" title="${esc(o ? o.nokey : '')}">sealed</span>`;
+}
+
+// openSealed opens the sealed values of items (of organisation org) that
+// are not opened yet, with a data key at hand: one loaded on the sign-in
+// page, or the signed-in reader's share on the ledger.
+async function openSealed(items, org) {
+  const todo = items.filter((r) => r.sealed && !session.opened.has(r.index));
+  if (todo.length === 0) return;
+  const chain = await chainID();
+  for (const r of todo) {
+    let h;
+    try {
+      h = await dataKey(org, r.sealed.version);
+    } catch (err) {
+      session.opened.set(r.index, { nokey: err.message });
+      continue;
+    }
+    try {
+      session.opened.set(r.index, await keys.openSealed(h, chain, r.device, r.seq, r.sealed));
+    } catch (err) {
+      session.opened.set(r.index, { refused: err.message });
+    }
+  }
+}
+
+// dataKey is the HPKE private key of org's data key version, checked
+// against the one the ledger publishes; it throws if none is at hand.
+function dataKey(org, version) {
+  const id = `${org}/${version}`;
+  if (!session.dataKeyOf.has(id)) {
+    const p = (async () => {
+      const dk = (await get(`/v1/orgs/${enc(org)}/datakey?version=${version}`)).record;
+      for (const d of session.dataKeys) {
+        try { return await keys.checkDataKey(d.key, dk); } catch { /* another key */ }
+      }
+      if (!session.key) throw new Error(`no data key for "${org}" version ${version}: load it on the sign-in page`);
+      let sh;
+      try {
+        sh = (await get(`/v1/orgs/${enc(org)}/datakey/shares/${enc(session.key.id)}?version=${version}`)).record;
+      } catch (err) {
+        throw new Error(`no data key for "${org}" version ${version}: none loaded, and no share for ${session.key.id} (${err.message})`);
+      }
+      const k = await keys.openShare(session.key, await chainID(), sh);
+      const h = await keys.checkDataKey(k, dk).finally(() => k.der?.fill(0));
+      if (h.sk !== k.secret) k.secret.fill(0); // only the HPKE key is kept
+      return h;
+    })();
+    session.dataKeyOf.set(id, p);
+    p.catch(() => session.dataKeyOf.delete(id)); // asked again next time (a key loaded, a share published)
+  }
+  return session.dataKeyOf.get(id);
+}
+
+// sealedNote says why sealed readings stay sealed, and what opens them.
+function sealedNote(items) {
+  const closed = items.filter((r) => session.opened.get(r.index)?.nokey);
+  if (closed.length === 0) return '';
+  return `<p id="sealed-note" class="muted">${closed.length} sealed reading(s) not opened: ${esc(session.opened.get(closed[0].index).nokey)}.
+    <a href="#/signin">Sign in with your key file or load the data key</a> to open them in this page, or run <code>thingnet readings get INDEX --decrypt</code>.</p>`;
+}
+
+// shown is items with their opened sealed values, for the chart.
+const shown = (items) => items.map((r) => (session.opened.get(r.index)?.value !== undefined ? { ...r, value: session.opened.get(r.index).value } : r));
+
 function readingRows(items) {
   return items.slice().reverse().map((r) => `<tr data-index="${r.index}"><td>${r.index}</td><td>${r.seq}</td><td>${esc(new Date(r.time).toLocaleString())}</td>
-    <td>${esc(r.content_type)}</td><td>${r.value !== undefined ? esc(r.value) : r.sealed ? '<span class="muted">sealed</span>' : `<span class="muted">${b64(r.bytes).length} bytes</span>`}${r.attested_by ? ` <span class="badge warn attested" title="signed by gateway ${esc(r.attested_by)} for a device that cannot sign: attested, not device-signed">attested</span>` : ''}</td>
+    <td>${esc(r.content_type)}</td><td>${r.value !== undefined ? esc(r.value) : r.sealed ? sealedCell(r) : `<span class="muted">${b64(r.bytes).length} bytes</span>`}${r.attested_by ? ` <span class="badge warn attested" title="signed by gateway ${esc(r.attested_by)} for a device that cannot sign: attested, not device-signed">attested</span>` : ''}</td>
     <td><button class="verify" data-index="${r.index}">verify this reading</button></td></tr>`).join('');
 }
 
@@ -316,14 +448,17 @@ async function device(v, id) {
   if (seq !== page.seq) return;
   const r = d.record;
   const items = rs.items.slice(-100);
+  await openSealed(items, r.org);
+  if (seq !== page.seq) return;
   v.innerHTML = `<h1>Device <span class="mono">${esc(short(id, 24))}</span></h1>
     ${kv([['id', `<span class="mono">${esc(r.id)}</span>`], ['status', `<span id="device-status">${badge(r.status)}</span>`], ['organisation', `<a href="#/org/${enc(r.org)}">${esc(r.org)}</a>`],
       ['key', `<span class="mono">${esc(r.key)}</span>${r.key !== r.id ? ' (rotated)' : ''}`], ['class', esc(r.class)], ['firmware', esc(r.firmware) || '<span class="muted">–</span>'],
       ['labels', esc(Object.entries(r.labels || {}).map(([k, x]) => `${k}=${x}`).join(', '))], ['registered at height', r.registered], ['attested by', r.attested_by ? devLink(r.attested_by) : '–']])}
     <h2>Recent readings <span class="muted">(on this node's gateway; last ${items.length})</span></h2>
-    <div id="chart-box">${chart(items)}</div>
+    <div id="chart-box">${chart(shown(items))}</div>
     <div id="verify-box"></div>
     ${rs.error ? `<p id="readings-private" class="muted">${/^(unauthenticated|forbidden)/.test(rs.error) ? `Readings are private: ${esc(rs.error.replace(/^\w+: /, ''))} <a href="#/signin">Sign in</a> as the device, an admin of its organisation or a read grantee.` : esc(rs.error)}</p>` : ''}
+    ${sealedNote(items)}
     <table id="readings"><thead><tr><th>log index</th><th>seq</th><th>time</th><th>type</th><th>value</th><th></th></tr></thead><tbody>${readingRows(items)}</tbody></table>
     <h2>History</h2><ol id="history" class="timeline">${h.items.map((e) => `<li class="${esc(e.status)}"><b>${esc(e.kind)}</b> → ${badge(e.status)}
       at height <a href="#/block/${e.height}">${e.height}</a>, signed by ${devLink(e.signer)}${e.note ? ` — <i>${esc(e.note)}</i>` : ''}</li>`).join('')}</ol>
@@ -337,7 +472,9 @@ async function device(v, id) {
     const newest = all.length ? all[all.length - 1].index : -1;
     if (newest === last) return;
     last = newest;
-    $('#chart-box').innerHTML = chart(all);
+    await openSealed(all, r.org);
+    if (seq !== page.seq) return;
+    $('#chart-box').innerHTML = chart(shown(all));
     $('#readings tbody').innerHTML = readingRows(all);
   });
   v.live((type, ev) => {
@@ -406,20 +543,68 @@ async function readingPage(v, index) {
 
 async function signinPage(v) {
   const who = signedIn();
+  const held = session.dataKeys.map((d) => `<li><span class="mono">${esc(d.name)}</span> (${esc(d.key.alg)})</li>`).join('');
   v.innerHTML = `<h1>Sign in</h1>
     <p>Reading values are served only to the device, admins of its organisation, read grantees, or anyone where the organisation made them public;
-    everyone else sees the public view (counts, hashes, proofs). Sign in with a short-lived token signed by your key:</p>
-    <pre class="cli">thingnet token --key YOUR_KEY --lifetime 1h</pre>
-    ${who ? `<p id="signin-state">Signed in as <span class="mono">${esc(who.sub)}</span> until ${esc(who.exp.toLocaleString())}. <button id="signout">sign out</button></p>` : '<p id="signin-state" class="muted">Not signed in.</p>'}
-    <form id="signin-form"><label>token<br><textarea id="signin-token" rows="4" cols="80" spellcheck="false"></textarea></label><br><button>sign in</button></form>
+    everyone else sees the public view (counts, hashes, proofs).</p>
+    ${who ? `<p id="signin-state">Signed in as <span class="mono">${esc(who.sub)}</span> until ${esc(who.exp.toLocaleString())}${session.key ? ' (with your key file: renewed while this page is open)' : ''}. <button id="signout">sign out</button></p>` : '<p id="signin-state" class="muted">Not signed in.</p>'}
+    <h2>With your key file</h2>
+    <form id="keyfile-form">
+      <div id="signin-drop" class="dropzone" tabindex="0">drop your key file here (<span class="mono">~/.thingnet/keys/NAME.json</span>), or <label class="link">choose it<input id="signin-keyfile" type="file" accept=".json,application/json" hidden></label>
+        <span id="signin-keyname" class="mono"></span></div>
+      <label>passphrase <input id="signin-pass" type="password" autocomplete="off"></label> <button>sign in</button>
+    </form>
     <p id="signin-error" class="bad"></p>
-    <p class="muted">The token stays in this tab (session storage) and is sent to this node only, as <code>Authorization: Bearer</code>.</p>`;
+    <p class="muted">The file is decrypted in this page (scrypt, XChaCha20-Poly1305); the key stays in this page's memory only — never in storage,
+    never sent — and signs a token for ${Math.round(TOKEN_LIFETIME / 60) || 1} min at a time, renewed while the page is open. Sign out or close the tab to forget it.</p>
+    <h2>With a token</h2>
+    <pre class="cli">thingnet token --key YOUR_KEY --lifetime 1h</pre>
+    <form id="signin-form"><label>token<br><textarea id="signin-token" rows="4" cols="80" spellcheck="false"></textarea></label><br><button>sign in</button></form>
+    <p class="muted">The token stays in this tab (session storage) and is sent to this node only, as <code>Authorization: Bearer</code>.</p>
+    <h2>Open sealed readings</h2>
+    <p>Sealed readings open in the page with the organisation's data key: a grantee's share on the ledger opens with the key file you signed in with;
+    an admin loads the data key file itself (<span class="mono">ORG.data.VERSION.json</span>, from <span class="mono">thingnet org datakey new</span>).</p>
+    <form id="datakey-form"><label>data key file <input id="datakey-file" type="file" accept=".json,application/json"></label>
+      <label>passphrase <input id="datakey-pass" type="password" autocomplete="off"></label> <button>load</button></form>
+    <p id="datakey-error" class="bad"></p>
+    <ul id="datakeys">${held}</ul>`;
+  let file = null;
+  const pick = (f) => { file = f; $('#signin-keyname').textContent = f ? f.name : ''; $('#signin-error').textContent = ''; };
+  const zone = $('#signin-drop', v);
+  zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
+  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+  zone.addEventListener('drop', (e) => { e.preventDefault(); zone.classList.remove('over'); pick(e.dataTransfer.files[0] || null); });
+  $('#signin-keyfile', v).addEventListener('change', (e) => pick(e.target.files[0] || null));
+  // openFile reads and decrypts a key file, reporting progress in out.
+  const openFile = async (f, pass, out) => {
+    if (!f) throw new Error('choose your key file first');
+    const kf = keys.parseKeyFile(await f.text());
+    out.classList.remove('bad');
+    out.textContent = `decrypting ${kf.name}…`;
+    try {
+      return await keys.openKeyFile(kf, pass, (p) => { out.textContent = `decrypting ${kf.name}… ${Math.round(p * 100)}%`; });
+    } finally { out.classList.add('bad'); }
+  };
+  $('#keyfile-form', v).addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const out = $('#signin-error'), pass = $('#signin-pass');
+    try {
+      const k = await openFile(file, pass.value, out);
+      pass.value = '';
+      await signInWithKey(k);
+      showWho();
+      route();
+    } catch (err) {
+      out.textContent = 'not signed in: ' + err.message;
+    }
+  });
   $('#signin-form', v).addEventListener('submit', (e) => {
     e.preventDefault();
     const t = $('#signin-token').value.trim();
     try {
       const c = tokenClaims(t);
-      if (c.exp <= new Date()) throw new Error('the token has expired; make a new one');
+      if (c.exp <= nodeNow()) throw new Error('the token has expired; make a new one');
+      signOut();
       sessionStorage.setItem(TOKEN, t);
       showWho();
       route();
@@ -427,8 +612,23 @@ async function signinPage(v) {
       $('#signin-error').textContent = 'not a usable token: ' + err.message;
     }
   });
+  $('#datakey-form', v).addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const out = $('#datakey-error'), pass = $('#datakey-pass');
+    try {
+      const k = await openFile($('#datakey-file').files[0], pass.value, out);
+      pass.value = '';
+      session.dataKeys.push({ name: k.name, key: k });
+      // Readings that found no key are tried again.
+      for (const [i, o] of session.opened) if (o.nokey) session.opened.delete(i);
+      out.textContent = '';
+      route();
+    } catch (err) {
+      out.textContent = 'data key not loaded: ' + err.message;
+    }
+  });
   const out = $('#signout', v);
-  if (out) out.addEventListener('click', () => { sessionStorage.removeItem(TOKEN); showWho(); route(); });
+  if (out) out.addEventListener('click', () => { signOut(); showWho(); route(); });
 }
 
 async function grants(v) {
@@ -942,8 +1142,10 @@ async function start() {
 }
 
 window.addEventListener('hashchange', route);
-showWho();
 document.addEventListener('click', onVerifyClick);
-get('/v1/status').then((s) => { $('#chain').textContent = `${s.chain_id} · height ${s.height}`; }).catch(() => {});
-route();
-start();
+// The node's clock first: a stored token is judged on it.
+status().then((s) => { $('#chain').textContent = `${s.chain_id} · height ${s.height}`; }).catch(() => {}).finally(() => {
+  showWho();
+  route();
+  start();
+});

@@ -73,7 +73,10 @@ export function head(major, n) {
   if (n < 24) return Uint8Array.of(m | n);
   if (n < 256) return Uint8Array.of(m | 24, n);
   if (n < 65536) return Uint8Array.of(m | 25, n >> 8, n & 255);
-  return Uint8Array.of(m | 26, (n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255);
+  if (n < 2 ** 32) return Uint8Array.of(m | 26, (n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255);
+  if (!Number.isSafeInteger(n)) throw new CBORError(`${n} is not an integer below 2^53`);
+  const hi = Math.floor(n / 2 ** 32), lo = n >>> 0;
+  return Uint8Array.of(m | 27, (hi >>> 24) & 255, (hi >>> 16) & 255, (hi >>> 8) & 255, hi & 255, (lo >>> 24) & 255, (lo >>> 16) & 255, (lo >>> 8) & 255, lo & 255);
 }
 
 export function concat(...parts) {

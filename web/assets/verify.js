@@ -303,7 +303,7 @@ export async function verifyReading(p, header, { tamper = false } = {}) {
       e = parseEnvelope(env);
     }
     const r0 = e.readings[0];
-    step('envelope', true, `COSE_Sign1 by ${e.kid}, ${e.readings.length} reading(s), first: seq ${r0.get(2)}, ${r0.get(4)} = ${r0.has(5) ? r0.get(5) : '(bytes)'}`);
+    step('envelope', true, `COSE_Sign1 by ${e.kid}, ${e.readings.length} reading(s), first: seq ${r0.get(2)}, ${r0.get(4)} = ${r0.has(5) ? r0.get(5) : r0.has(9) ? '(sealed)' : '(bytes)'}`);
 
     const auth = p.auth_height || 0;
     const root = await merkleRoot(logEntry(env, auth), p.index, p.anchor.size, (p.inclusion || []).map(b64));
