@@ -63,6 +63,7 @@ type DeviceSummary struct {
 	Status   record.Status `json:"status"`
 	Events   int           `json:"events"`   // history events, all of them, verified
 	Readings int           `json:"readings"` // readings (values in envelopes) verified
+	Attested int           `json:"attested"` // of those, readings a gateway attested (Modbus sensors): the gateway signed, not the device
 	Entries  int           `json:"entries"`  // log entries verified in full
 	Erased   int           `json:"erased"`
 	Withheld int           `json:"withheld"`
@@ -192,6 +193,7 @@ func Verify(ctx context.Context, b *Bundle, o VerifyOptions) (*Summary, error) {
 			ds.Readings += r.values
 			if r.signer != ds.ID {
 				others[r.signer] = true
+				ds.Attested += r.values
 			}
 		}
 		if s.AnchorRange[0] == 0 || r.anchor < s.AnchorRange[0] {

@@ -163,6 +163,9 @@ func printAuditSummary(w io.Writer, s *auditbundle.Summary, trust lightclient.Tr
 			line += "; readings not exported (" + d.Refused + ")"
 		} else {
 			line += fmt.Sprintf("; %d reading(s) in %d log entries verified", d.Readings, d.Entries)
+			if d.Attested > 0 {
+				line += fmt.Sprintf(" (%d gateway-attested, not device-signed)", d.Attested)
+			}
 			if d.Erased > 0 {
 				line += fmt.Sprintf(", %d entries erased", d.Erased)
 			}

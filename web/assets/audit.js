@@ -143,7 +143,7 @@ export async function verifyBundle(text, trust, progress = () => {}) {
       if (!e || e.get(3) !== d.id || e.get(2) !== b.org || !keyName(b64(q.key)).startsWith('er/')) throw new Error(`device ${d.id}: erasure ${j} is not an erasure of its readings`);
       return e.get(1);
     });
-    devices.set(d.id, { id: d.id, status: rec.get(4), events: d.history.length, readings: 0, entries: 0, erased: 0, withheld: 0, erasures, refused: d.refused ? d.refused.message : '' });
+    devices.set(d.id, { id: d.id, status: rec.get(4), events: d.history.length, readings: 0, attested: 0, entries: 0, erased: 0, withheld: 0, erasures, refused: d.refused ? d.refused.message : '' });
   }
 
   // 5. Readings.
@@ -185,6 +185,7 @@ export async function verifyBundle(text, trust, progress = () => {}) {
     full++;
     dev.entries++;
     dev.readings += e.readings.length;
+    if (e.attested) dev.attested += e.readings.length; // signed by the attesting gateway, not the device
     if (i % 50 === 0) progress(`${i + 1} of ${b.readings.length} log entries verified`);
   }
 
@@ -234,7 +235,7 @@ export async function auditPage(v) {
       const trust = parseTrust(document.querySelector('#audit-trust').value);
       const s = await verifyBundle(await file.text(), trust, (m) => { prog.textContent = m; });
       const rows = s.devices.map((d) => `<tr><td class="mono">${esc(d.id)}</td><td>${esc(d.status)}</td><td>${d.events}</td>
-        <td>${d.refused ? `<span class="muted">not exported: ${esc(d.refused)}</span>` : `${d.readings} in ${d.entries} entries`}</td><td>${d.erased}${d.erasures.length ? ` (erasure ${d.erasures.join(', ')})` : ''}</td><td>${d.withheld}</td></tr>`).join('');
+        <td>${d.refused ? `<span class="muted">not exported: ${esc(d.refused)}</span>` : `${d.readings} in ${d.entries} entries${d.attested ? ` (${d.attested} gateway-attested)` : ''}`}</td><td>${d.erased}${d.erasures.length ? ` (erasure ${d.erasures.join(', ')})` : ''}</td><td>${d.withheld}</td></tr>`).join('');
       out.innerHTML = `<p id="audit-verdict" class="verdict ok">verified: ${s.full} log entries in full, ${s.erased} erased, ${s.withheld} withheld, from the trusted header ${s.trusted}</p>
         <p>organisation ${esc(s.org)} on chain ${esc(s.chainID)}; every ledger proof is of state ${s.stateHeight}; headers ${s.headers[0]}..${s.headers[s.headers.length - 1]};
         ${s.exporter ? `signed by <span class="mono">${esc(s.exporter)}</span>` : 'unsigned'}</p>
