@@ -1,10 +1,18 @@
-.PHONY: test build fuzz bench bench-retention bench-audit bench-explorer devnet e2e web-vendor web-vendor-check
+.PHONY: test build device-boards fuzz bench bench-retention bench-audit bench-explorer devnet e2e web-vendor web-vendor-check
 
 test: ## the whole test suite (what CI runs)
 	./scripts/test
 
 build:
 	go build -o bin/thingnet ./cmd/thingnet
+
+device-boards: ## the minimal device program for every board architecture, stripped, into bin/ (docs/devices.md)
+	@for t in arm:5 arm:6 arm:7 arm64: mipsle: riscv64:; do \
+	  arch=$${t%%:*}; arm=$${t#*:}; out=bin/thingnet-device-linux-$$arch$${arm:+v$$arm}; \
+	  GOOS=linux GOARCH=$$arch GOARM=$$arm GOMIPS=softfloat CGO_ENABLED=0 \
+	    go build -tags grpcnotrace -trimpath -ldflags="-s -w" -o $$out ./cmd/thingnet-device || exit 1; \
+	  ls -l $$out | awk '{printf "%-40s %5.1f MiB\n", $$9, $$5/1048576}'; \
+	done
 
 devnet:
 	go run ./cmd/thingnet devnet
