@@ -152,7 +152,7 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged, err := reading.NewEntry(1, lateRaw)
+	forged, err := reading.NewEntry(1, time.Now(), lateRaw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func TestCheckLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw, _ := reading.Sign(late, late.ID(), temp(1, 30))
-	forged, _ := reading.NewEntry(1, raw)
+	forged, _ := reading.NewEntry(1, time.Now(), raw)
 	if _, err := tn.gw.Log().Append([][]byte{forged}); err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,8 @@ func (g *Gateway) Routes(app *ledger.App) map[string]api.HandlerFunc {
 				// An exact resend of what is stored (the device lost the
 				// answer): acknowledged, as MQTT and CoAP acknowledge it.
 				return map[string]any{"gateway": g.id, "duplicate": true}, nil
+			case errors.Is(err, ErrFutureReading):
+				return nil, api.NewError(http.StatusUnprocessableEntity, "future_reading", err.Error())
 			case errors.Is(err, ErrOverloaded):
 				return nil, api.NewError(http.StatusServiceUnavailable, "overloaded", err.Error())
 			case errors.Is(err, ErrRejected):
@@ -114,7 +116,7 @@ func withhold(p *proof.Reading, caller string) *proof.Reading {
 	if caller != "" {
 		why = caller + " may not read this reading (not the device, not an admin of its organisation, no read grant in force)"
 	}
-	return &proof.Reading{Gateway: p.Gateway, Index: p.Index, EntryHash: proof.LeafHash(p.Entry()), AuthHeight: p.AuthHeight,
+	return &proof.Reading{Gateway: p.Gateway, Index: p.Index, EntryHash: proof.LeafHash(p.Entry()), AuthHeight: p.AuthHeight, ReceivedAt: p.ReceivedAt,
 		Withheld: &proof.Unavailable{Code: proof.CodeWithheld, Message: why}, ProofError: p.ProofError,
 		Anchor: p.Anchor, Inclusion: p.Inclusion, Height: p.Height, AnchorProof: p.AnchorProof}
 }
@@ -159,12 +161,11 @@ func (g *Gateway) listReadings(r *http.Request) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("log entry %d: %w", i, err)
 		}
-		env := e.Envelope
-		for _, rd := range env.Readings {
+		for _, rd := range e.Envelope.Readings {
 			if rd.Time.Before(from) || !rd.Time.Before(to) || len(items) >= limit {
 				continue
 			}
-			items = append(items, client.NewReadingItem(i, env, rd))
+			items = append(items, client.NewReadingItem(i, e, rd, g.late(e.ReceivedAt, rd)))
 		}
 	}
 	return map[string]any{"gateway": g.id, "items": items}, nil

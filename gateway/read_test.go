@@ -89,7 +89,7 @@ func TestReadsArePrivate(t *testing.T) {
 			an, err := proof.VerifyAnchored(ctx, client.Checker{Client: anon, ChainID: "gw-test"}, &p)
 			if err != nil {
 				t.Errorf("%s: the public part does not verify: %v", c.name, err)
-			} else if string(an.EntryHash) != string(proof.LeafHash(reading.EntryBytes(p.AuthHeight, raw))) {
+			} else if string(an.EntryHash) != string(proof.LeafHash(reading.EntryBytes(p.AuthHeight, p.ReceivedAt, raw))) {
 				t.Errorf("%s: the entry hash is not the stored entry's", c.name)
 			}
 			if _, err := proof.VerifyReading(ctx, client.Checker{Client: anon, ChainID: "gw-test"}, &p); !errors.Is(err, proof.ErrWithheld) {
