@@ -38,6 +38,9 @@ type ReadingItem struct {
 	// age before it was received (a device that buffered it offline;
 	// docs/readings.md, "Time").
 	Late bool `json:"late,omitempty"`
+	// Gateway is the gateway whose log Index is of, in answers that may
+	// merge several (GET /v1/readings/query, QueryNetwork).
+	Gateway string `json:"gateway,omitempty"`
 }
 
 // NewReadingItem is the list item of reading r of log entry e at index i,

@@ -20,10 +20,12 @@ import (
 // Mount adds the gateway's HTTP endpoints to the node's API:
 // POST /v1/readings (a signed envelope; 202 once durably stored),
 // GET /v1/readings?device= (by time), GET /v1/readings/{index} (with its
-// proof) and GET /v1/readings/stream?device= (server-sent events).
+// proof), GET /v1/readings/stream?device= (server-sent events) and GET
+// /v1/readings/query (ranges and roll-ups, query.go).
 func (g *Gateway) Mount(s *api.Server, app *ledger.App) {
 	s.Mount(g.Routes(app))
 	s.MountHandler("GET /v1/readings/stream", http.HandlerFunc(g.stream))
+	s.MountHandler("GET /v1/readings/query", http.HandlerFunc(g.queryReadings))
 }
 
 // Routes are the gateway's JSON endpoints (see Mount).
@@ -75,11 +77,7 @@ func (g *Gateway) getReading(app *ledger.App, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, api.NewError(http.StatusBadRequest, "bad_request", "index must be a number")
 	}
-	st, err := g.ledger.View()
-	if err != nil {
-		return nil, err
-	}
-	caller, err := api.Caller(r, st, g.ledger.ChainID(), g.clock.Now())
+	st, caller, err := g.caller(r)
 	if err != nil {
 		return nil, err
 	}

@@ -248,7 +248,7 @@ node, so the gateway that stored the reading is not trusted at all.`,
 	lf.StringVar(&to, "to", "", "until this time (exclusive)")
 	lf.IntVar(&limit, "limit", 100, "at most this many readings (1..1000)")
 	lf.BoolVar(&decryptList, "decrypt", false, "open sealed readings with the organisation's data key (as readings get --decrypt)")
-	c.AddCommand(send, get, verify, list)
+	c.AddCommand(send, get, verify, list, readingsQueryCmd(g))
 	return c
 }
 
