@@ -96,8 +96,8 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 		t.Fatal(err)
 	}
 	e, err := reading.DecodeEntry(entry)
-	if err != nil || e.Layout != 2 || e.AuthHeight < 1 {
-		t.Fatalf("stored entry: %+v, %v; want layout 2 with the authentication height", e, err)
+	if err != nil || e.Layout != 3 || e.AuthHeight < 1 || e.ReceivedAt < 1 {
+		t.Fatalf("stored entry: %+v, %v; want layout 3 with the authentication height and receive time", e, err)
 	}
 
 	// Suspended before the anchor.
