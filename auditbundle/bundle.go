@@ -212,6 +212,7 @@ type Reading struct {
 	EntryHash  []byte             `json:"entry_hash,omitempty"`
 	Withheld   *proof.Unavailable `json:"withheld,omitempty"`
 	AuthHeight int64              `json:"auth_height,omitempty"`
+	ReceivedAt int64              `json:"received_at,omitempty"` // the entry's receive time (layout 3), Unix ms
 	Anchor     int                `json:"anchor"`
 	Inclusion  [][]byte           `json:"inclusion"`
 	Signer     []int              `json:"signer,omitempty"`

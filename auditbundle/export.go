@@ -291,7 +291,7 @@ func Export(ctx context.Context, c *client.Client, o ExportOptions) (*Bundle, er
 	}
 	for i, p := range proofs {
 		r := Reading{Device: entries[i].device, Gateway: p.Gateway, Index: p.Index, Envelope: p.Envelope, AuthHeight: p.AuthHeight,
-			Anchor: apos[anchorKey{p.Gateway, p.Anchor.Size}], Inclusion: p.Inclusion}
+			ReceivedAt: p.ReceivedAt, Anchor: apos[anchorKey{p.Gateway, p.Anchor.Size}], Inclusion: p.Inclusion}
 		if p.Envelope == nil {
 			r.EntryHash, r.Withheld = p.EntryHash, p.Withheld
 		} else {

@@ -341,7 +341,7 @@ func (b *Bundle) ProofOf(i int) *proof.Reading {
 	r := &b.Readings[i]
 	a := &b.Anchors[r.Anchor]
 	p := &proof.Reading{Gateway: r.Gateway, Index: r.Index, Envelope: r.Envelope, EntryHash: r.EntryHash, Withheld: r.Withheld,
-		AuthHeight: r.AuthHeight, Anchor: a.Anchor, Inclusion: r.Inclusion, Height: b.StateHeight, AnchorProof: b.Proofs[a.Proof]}
+		AuthHeight: r.AuthHeight, ReceivedAt: r.ReceivedAt, Anchor: a.Anchor, Inclusion: r.Inclusion, Height: b.StateHeight, AnchorProof: b.Proofs[a.Proof]}
 	if len(r.Signer) == 2 {
 		p.Signer = &proof.Signer{Event: b.Proofs[r.Signer[0]], Next: b.Proofs[r.Signer[1]]}
 	}

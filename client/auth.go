@@ -86,3 +86,11 @@ func (id *Identity) header(ctx context.Context, c *Client) (string, error) {
 	id.tok, id.exp = tok, t.Add(life)
 	return identity.Bearer(tok), nil
 }
+
+// At returns a client of the node at baseURL with c's identity: to ask
+// other gateways of the same network as the same caller.
+func (c *Client) At(baseURL string) *Client {
+	n := New(baseURL)
+	n.Identity = c.Identity
+	return n
+}

@@ -30,13 +30,31 @@ type ReadingItem struct {
 	// cannot sign (a legacy sensor it polls): the reading is attested by
 	// that gateway, not signed by the device. Empty for device-signed ones.
 	AttestedBy string `json:"attested_by,omitempty"`
+	// ReceivedAt is when the gateway received the reading, by its clock
+	// (its log entry records it; absent for entries stored before
+	// gateways recorded it).
+	ReceivedAt *time.Time `json:"received_at,omitempty"`
+	// Late says that the reading is dated more than the gateway's late
+	// age before it was received (a device that buffered it offline;
+	// docs/readings.md, "Time").
+	Late bool `json:"late,omitempty"`
+	// Gateway is the gateway whose log Index is of, in answers that may
+	// merge several (GET /v1/readings/query, QueryNetwork).
+	Gateway string `json:"gateway,omitempty"`
 }
 
-// NewReadingItem is the list item of reading r of envelope env at log
-// index i: the one way a gateway turns a stored reading into an item.
-func NewReadingItem(i uint64, env *reading.Envelope, r reading.Reading) ReadingItem {
-	return ReadingItem{Index: i, Device: env.Device, Seq: r.Seq, Time: r.Time, ContentType: r.ContentType,
-		Value: r.Value, Bytes: r.Bytes, Sealed: r.Sealed, AttestedBy: env.Attester}
+// NewReadingItem is the list item of reading r of log entry e at index i,
+// late by the gateway's rule: the one way a gateway turns a stored reading
+// into an item.
+func NewReadingItem(i uint64, e *reading.Entry, r reading.Reading, late bool) ReadingItem {
+	env := e.Envelope
+	it := ReadingItem{Index: i, Device: env.Device, Seq: r.Seq, Time: r.Time, ContentType: r.ContentType,
+		Value: r.Value, Bytes: r.Bytes, Sealed: r.Sealed, AttestedBy: env.Attester, Late: late}
+	if e.ReceivedAt != 0 {
+		t := time.UnixMilli(e.ReceivedAt).UTC()
+		it.ReceivedAt = &t
+	}
+	return it
 }
 
 // Reading asks the node's gateway for the stored reading at index with its

@@ -96,8 +96,8 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 		t.Fatal(err)
 	}
 	e, err := reading.DecodeEntry(entry)
-	if err != nil || e.Layout != 2 || e.AuthHeight < 1 {
-		t.Fatalf("stored entry: %+v, %v; want layout 2 with the authentication height", e, err)
+	if err != nil || e.Layout != 3 || e.AuthHeight < 1 || e.ReceivedAt < 1 {
+		t.Fatalf("stored entry: %+v, %v; want layout 3 with the authentication height and receive time", e, err)
 	}
 
 	// Suspended before the anchor.
@@ -152,7 +152,7 @@ func TestReadingProvableAfterSuspension(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged, err := reading.NewEntry(1, lateRaw)
+	forged, err := reading.NewEntry(1, time.Now(), lateRaw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func TestCheckLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw, _ := reading.Sign(late, late.ID(), temp(1, 30))
-	forged, _ := reading.NewEntry(1, raw)
+	forged, _ := reading.NewEntry(1, time.Now(), raw)
 	if _, err := tn.gw.Log().Append([][]byte{forged}); err != nil {
 		t.Fatal(err)
 	}

@@ -68,6 +68,9 @@ type Tombstone struct {
 	// height of the policy that set it (ReasonRetention).
 	Retention    uint64 `cbor:"10,keyasint,omitempty" json:"retention,omitempty"`
 	PolicyHeight int64  `cbor:"11,keyasint,omitempty" json:"policy_height,omitempty"`
+	// ReceivedAt is the entry's receive time (layout 3, Unix ms), which
+	// its proof still needs, as AuthHeight.
+	ReceivedAt int64 `cbor:"12,keyasint,omitempty" json:"received_at,omitempty"`
 }
 
 // EncodeTombstone is the tombstone's stored form (deterministic CBOR).
@@ -93,7 +96,7 @@ func DecodeTombstone(b []byte) (*Tombstone, error) {
 		return nil, fmt.Errorf("tombstone reason %q, want %q or %q", t.Reason, ReasonErasure, ReasonRetention)
 	case t.Device == "":
 		return nil, errors.New("tombstone names no device")
-	case t.Readings < 1 || t.First > t.Last || t.AuthHeight < 0:
+	case t.Readings < 1 || t.First > t.Last || t.AuthHeight < 0 || t.ReceivedAt < 0:
 		return nil, fmt.Errorf("tombstone of %d readings timed %d..%d, auth height %d: inconsistent", t.Readings, t.First, t.Last, t.AuthHeight)
 	}
 	return &t, nil
@@ -110,10 +113,11 @@ func (t *Tombstone) Message() string {
 	return fmt.Sprintf("the value was erased at %s by erasure %d on the ledger (GET /v1/erasures); the entry's hash and proofs remain", at, t.Erasure)
 }
 
-// tombstoneOf is the tombstone of an envelope stored with authHeight.
-func tombstoneOf(env *reading.Envelope, authHeight int64, reason string, now time.Time) *Tombstone {
+// tombstoneOf is the tombstone of log entry e.
+func tombstoneOf(e *reading.Entry, reason string, now time.Time) *Tombstone {
+	env := e.Envelope
 	t := &Tombstone{Version: tombstoneVersion, Reason: reason, Device: env.Device, Readings: len(env.Readings),
-		AuthHeight: authHeight, At: now.UnixMilli(), First: math.MaxInt64, Last: math.MinInt64}
+		AuthHeight: e.AuthHeight, ReceivedAt: e.ReceivedAt, At: now.UnixMilli(), First: math.MaxInt64, Last: math.MinInt64}
 	for _, r := range env.Readings {
 		ms := r.Time.UnixMilli()
 		t.First, t.Last = min(t.First, ms), max(t.Last, ms)
@@ -132,7 +136,7 @@ func (g *Gateway) erasedReading(app *ledger.App, index uint64, ee *datalog.Erase
 	if err != nil {
 		return nil, err
 	}
-	p := &proof.Reading{Gateway: g.id, Index: index, EntryHash: leaf[:], AuthHeight: t.AuthHeight,
+	p := &proof.Reading{Gateway: g.id, Index: index, EntryHash: leaf[:], AuthHeight: t.AuthHeight, ReceivedAt: t.ReceivedAt,
 		Withheld: &proof.Unavailable{Code: proof.CodeErased, Message: t.Message()}}
 	st, err := app.View(0)
 	if err == nil {
@@ -143,7 +147,7 @@ func (g *Gateway) erasedReading(app *ledger.App, index uint64, ee *datalog.Erase
 		if errors.Is(err, proof.ErrNotAnchored) {
 			code = proof.CodeNotAnchored
 		}
-		return &proof.Reading{Gateway: g.id, Index: index, EntryHash: leaf[:], AuthHeight: t.AuthHeight, Withheld: p.Withheld,
+		return &proof.Reading{Gateway: g.id, Index: index, EntryHash: leaf[:], AuthHeight: t.AuthHeight, ReceivedAt: t.ReceivedAt, Withheld: p.Withheld,
 			ProofError: &proof.Unavailable{Code: code, Message: err.Error()}}, nil
 	}
 	return p, nil
@@ -248,8 +252,8 @@ func (g *Gateway) applyErasure(e *record.Erasure) (int, error) {
 			g.storeMu.Unlock()
 			return total, err
 		}
-		n, err := g.erase(idx, func(*reading.Envelope) bool { return true }, func(env *reading.Envelope, auth int64) *Tombstone {
-			t := tombstoneOf(env, auth, ReasonErasure, g.clock.Now())
+		n, err := g.erase(idx, func(*reading.Envelope) bool { return true }, func(ent *reading.Entry) *Tombstone {
+			t := tombstoneOf(ent, ReasonErasure, g.clock.Now())
 			t.Erasure = e.Seq
 			return t
 		})
@@ -268,7 +272,7 @@ func (g *Gateway) applyErasure(e *record.Erasure) (int, error) {
 // erase erases the entries idx for which keep says so (an entry already
 // erased only leaves the index), with tombstones from tomb, and removes
 // them from the index. It returns how many it erased.
-func (g *Gateway) erase(idx []uint64, want func(*reading.Envelope) bool, tomb func(*reading.Envelope, int64) *Tombstone) (int, error) {
+func (g *Gateway) erase(idx []uint64, want func(*reading.Envelope) bool, tomb func(*reading.Entry) *Tombstone) (int, error) {
 	var tombs []datalog.Tomb
 	var gone []indexed
 	for _, i := range idx {
@@ -280,7 +284,7 @@ func (g *Gateway) erase(idx []uint64, want func(*reading.Envelope) bool, tomb fu
 			if err != nil {
 				return 0, fmt.Errorf("log entry %d: %w", i, err)
 			}
-			gone = append(gone, indexed{device: t.Device, first: t.First, last: t.Last, index: i})
+			gone = append(gone, indexed{device: t.Device, first: t.First, last: t.Last, received: t.ReceivedAt, index: i})
 			continue
 		}
 		if err != nil {
@@ -293,13 +297,13 @@ func (g *Gateway) erase(idx []uint64, want func(*reading.Envelope) bool, tomb fu
 		if !want(ent.Envelope) {
 			continue
 		}
-		t := tomb(ent.Envelope, ent.AuthHeight)
+		t := tomb(ent)
 		b, err := EncodeTombstone(t)
 		if err != nil {
 			return 0, err
 		}
 		tombs = append(tombs, datalog.Tomb{Index: i, Tombstone: b})
-		gone = append(gone, indexed{device: t.Device, first: t.First, last: t.Last, index: i})
+		gone = append(gone, indexed{device: t.Device, first: t.First, last: t.Last, received: t.ReceivedAt, index: i})
 	}
 	n := 0
 	if len(tombs) > 0 {
@@ -308,7 +312,7 @@ func (g *Gateway) erase(idx []uint64, want func(*reading.Envelope) bool, tomb fu
 			return n, err
 		}
 	}
-	return n, g.index.remove(gone)
+	return n, g.index.remove(gone, g.entryAt)
 }
 
 // Retain runs one retention round at now: for every device with readings
@@ -368,8 +372,8 @@ func (g *Gateway) retainDevice(dev string, p *record.Policy, now time.Time) erro
 				}
 			}
 			return true
-		}, func(env *reading.Envelope, auth int64) *Tombstone {
-			t := tombstoneOf(env, auth, ReasonRetention, now)
+		}, func(e *reading.Entry) *Tombstone {
+			t := tombstoneOf(e, ReasonRetention, now)
 			t.Retention, t.PolicyHeight = p.Retention, p.Height
 			return t
 		})
@@ -390,10 +394,12 @@ func (g *Gateway) retainDevice(dev string, p *record.Policy, now time.Time) erro
 }
 
 // indexed is an erased entry whose keys leave the index: its device, the
-// time span of its readings (Unix ms) and its log index.
+// time span of its readings and its receive time (Unix ms), and its log
+// index.
 type indexed struct {
 	device      string
 	first, last int64
+	received    int64
 	index       uint64
 }
 
@@ -407,14 +413,23 @@ func (x *index) setErasedSeq(seq uint64) error {
 	return x.db.Set(keyErasedSeq, binary.BigEndian.AppendUint64(nil, seq), pebble.Sync)
 }
 
-// remove deletes the index keys of erased entries.
-func (x *index) remove(gone []indexed) error {
+// remove deletes the index keys of erased entries and computes again the
+// roll-ups they were in, in one batch (entryAt answers nil for an erased
+// entry).
+func (x *index) remove(gone []indexed, entryAt func(uint64) (*reading.Entry, error)) error {
 	if len(gone) == 0 {
 		return nil
 	}
 	b := x.db.NewBatch()
 	defer b.Close()
+	skip := map[uint64]bool{}
 	for _, e := range gone {
+		skip[e.index] = true
+		if e.received != 0 {
+			if err := b.Delete(receivedKey(e.device, e.received, e.index), nil); err != nil {
+				return err
+			}
+		}
 		it, err := x.db.NewIter(&pebble.IterOptions{
 			LowerBound: readingKey(e.device, time.UnixMilli(e.first), 0),
 			UpperBound: readingKey(e.device, time.UnixMilli(e.last), math.MaxUint64),
@@ -432,6 +447,11 @@ func (x *index) remove(gone []indexed) error {
 			}
 		}
 		if err := errors.Join(it.Error(), it.Close()); err != nil {
+			return err
+		}
+	}
+	if x.rollups {
+		if err := x.unroll(b, gone, skip, entryAt); err != nil {
 			return err
 		}
 	}

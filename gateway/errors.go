@@ -17,6 +17,7 @@ var (
 	ErrRejected       = edge.ErrRejected
 	ErrOverloaded     = edge.ErrOverloaded
 	ErrDuplicate      = edge.ErrDuplicate // already stored: acknowledge as success
+	ErrFutureReading  = edge.ErrFutureReading
 	ErrClosed         = errors.New("gateway closed")
 	// ErrQueueFull: the gateway's ledger tx queue (Enqueue) is full.
 	ErrQueueFull = errors.New("gateway: the ledger tx queue is full")

@@ -48,11 +48,28 @@ type Config struct {
 	// DefaultRetentionInterval.
 	RetentionInterval time.Duration
 
+	// MaxSkew is how far after the gateway's clock a reading may be
+	// dated: a later one is refused (ErrFutureReading); default
+	// DefaultMaxSkew. LateAfter is how long before its receipt a reading
+	// may be dated and not be flagged late (a device that buffered it
+	// offline); default DefaultLateAfter (docs/readings.md, "Time").
+	MaxSkew, LateAfter time.Duration
+	// NoRollups turns the roll-ups off (rollup.go): bucketed queries are
+	// then computed from the raw readings. For measuring what they cost.
+	NoRollups bool
+
 	Logger *slog.Logger
 	// Clock is the gateway's source of time (tokens' freshness, rate
-	// limits, quarantine windows); default ratelimit.SystemClock().
+	// limits, quarantine windows, receive times); default
+	// ratelimit.SystemClock().
 	Clock ratelimit.Clock
 }
+
+// The defaults of Config.MaxSkew and Config.LateAfter.
+const (
+	DefaultMaxSkew   = 5 * time.Minute
+	DefaultLateAfter = time.Hour
+)
 
 // Gateway is a running gateway core.
 type Gateway struct {
@@ -136,6 +153,12 @@ func New(c Config, l Ledger) (*Gateway, error) {
 	if c.RetentionInterval <= 0 {
 		c.RetentionInterval = DefaultRetentionInterval
 	}
+	if c.MaxSkew <= 0 {
+		c.MaxSkew = DefaultMaxSkew
+	}
+	if c.LateAfter <= 0 {
+		c.LateAfter = DefaultLateAfter
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -159,7 +182,7 @@ func New(c Config, l Ledger) (*Gateway, error) {
 		done:       make(chan struct{}),
 		txWake:     make(chan struct{}, 1),
 	}
-	if g.index, err = openIndex(filepath.Join(c.Dir, "index"), c.Logger); err != nil {
+	if g.index, err = openIndex(filepath.Join(c.Dir, "index"), c.Logger, !c.NoRollups); err != nil {
 		data.Close()
 		return nil, err
 	}
@@ -208,25 +231,29 @@ func (g *Gateway) restore() error {
 	if from > size {
 		return fmt.Errorf("gateway: the readings index covers %d entries but the log has %d; remove %s to rebuild it", from, size, filepath.Join(g.cfg.Dir, "index"))
 	}
+	if g.index.rollups {
+		rolled, err := g.index.u64(keyRolled, "roll-up meta")
+		if err != nil {
+			return err
+		}
+		if rolled != from {
+			g.log.Info("rebuilding the roll-ups from the log", "entries", from)
+			if err := g.index.rebuildRollups(from, g.entryAt); err != nil {
+				return fmt.Errorf("gateway: rebuilding the roll-ups: %w", err)
+			}
+		}
+	}
 	for from < size {
 		n := min(size-from, 1024)
-		envs := make([]*reading.Envelope, 0, n)
+		ents := make([]*reading.Entry, 0, n)
 		for i := from; i < from+n; i++ {
-			raw, err := g.data.Entry(i)
-			if errors.Is(err, datalog.ErrErased) {
-				envs = append(envs, nil) // nothing to index
-				continue
-			}
+			e, err := g.entryAt(i)
 			if err != nil {
-				return fmt.Errorf("gateway: reading log entry %d: %w", i, err)
+				return err
 			}
-			e, err := reading.DecodeEntry(raw)
-			if err != nil {
-				return fmt.Errorf("gateway: log entry %d does not decode: %w", i, err)
-			}
-			envs = append(envs, e.Envelope)
+			ents = append(ents, e) // nil if erased: nothing to index
 		}
-		if err := g.index.add(from, envs); err != nil {
+		if err := g.index.add(from, ents); err != nil {
 			return fmt.Errorf("gateway: indexing log entries %d..%d: %w", from, from+n-1, err)
 		}
 		from += n
@@ -237,4 +264,20 @@ func (g *Gateway) restore() error {
 			g.lastStored[device] = hash
 		}
 	})
+}
+
+// entryAt decodes log entry i; nil for an erased one.
+func (g *Gateway) entryAt(i uint64) (*reading.Entry, error) {
+	raw, err := g.data.Entry(i)
+	if errors.Is(err, datalog.ErrErased) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gateway: reading log entry %d: %w", i, err)
+	}
+	e, err := reading.DecodeEntry(raw)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: log entry %d does not decode: %w", i, err)
+	}
+	return e, nil
 }

@@ -78,6 +78,7 @@ func startTestNetKeep(t testing.TB, keep int64) *testNet {
 	s := api.New(tn.app, tn.net.Node(0).Client(), nil)
 	s.Mount(tn.gatewayRoutes())
 	s.MountHandler("GET /v1/readings/stream", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { tn.gw.stream(w, r) }))
+	s.MountHandler("GET /v1/readings/query", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { tn.gw.queryReadings(w, r) }))
 	if err := s.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
@@ -105,10 +106,16 @@ func (tn *testNet) gatewayRoutes() map[string]api.HandlerFunc {
 	return out
 }
 
-func (tn *testNet) startGateway(t testing.TB) {
+func (tn *testNet) startGateway(t testing.TB) { tn.startGatewayWith(t, nil) }
+
+// startGatewayWith starts the gateway with its config changed by set.
+func (tn *testNet) startGatewayWith(t testing.TB, set func(*Config)) {
 	t.Helper()
-	gw, err := New(Config{Dir: filepath.Join(tn.dir, "gateway"), Key: tn.gwKey, AnchorInterval: 100 * time.Millisecond},
-		NodeLedger{App: tn.app, Comet: tn.net.Node(0).Client()})
+	c := Config{Dir: filepath.Join(tn.dir, "gateway"), Key: tn.gwKey, AnchorInterval: 100 * time.Millisecond}
+	if set != nil {
+		set(&c)
+	}
+	gw, err := New(c, NodeLedger{App: tn.app, Comet: tn.net.Node(0).Client()})
 	if err != nil {
 		t.Fatal(err)
 	}

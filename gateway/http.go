@@ -20,10 +20,12 @@ import (
 // Mount adds the gateway's HTTP endpoints to the node's API:
 // POST /v1/readings (a signed envelope; 202 once durably stored),
 // GET /v1/readings?device= (by time), GET /v1/readings/{index} (with its
-// proof) and GET /v1/readings/stream?device= (server-sent events).
+// proof), GET /v1/readings/stream?device= (server-sent events) and GET
+// /v1/readings/query (ranges and roll-ups, query.go).
 func (g *Gateway) Mount(s *api.Server, app *ledger.App) {
 	s.Mount(g.Routes(app))
 	s.MountHandler("GET /v1/readings/stream", http.HandlerFunc(g.stream))
+	s.MountHandler("GET /v1/readings/query", http.HandlerFunc(g.queryReadings))
 }
 
 // Routes are the gateway's JSON endpoints (see Mount).
@@ -50,6 +52,8 @@ func (g *Gateway) Routes(app *ledger.App) map[string]api.HandlerFunc {
 				// An exact resend of what is stored (the device lost the
 				// answer): acknowledged, as MQTT and CoAP acknowledge it.
 				return map[string]any{"gateway": g.id, "duplicate": true}, nil
+			case errors.Is(err, ErrFutureReading):
+				return nil, api.NewError(http.StatusUnprocessableEntity, "future_reading", err.Error())
 			case errors.Is(err, ErrOverloaded):
 				return nil, api.NewError(http.StatusServiceUnavailable, "overloaded", err.Error())
 			case errors.Is(err, ErrRejected):
@@ -73,11 +77,7 @@ func (g *Gateway) getReading(app *ledger.App, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, api.NewError(http.StatusBadRequest, "bad_request", "index must be a number")
 	}
-	st, err := g.ledger.View()
-	if err != nil {
-		return nil, err
-	}
-	caller, err := api.Caller(r, st, g.ledger.ChainID(), g.clock.Now())
+	st, caller, err := g.caller(r)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func withhold(p *proof.Reading, caller string) *proof.Reading {
 	if caller != "" {
 		why = caller + " may not read this reading (not the device, not an admin of its organisation, no read grant in force)"
 	}
-	return &proof.Reading{Gateway: p.Gateway, Index: p.Index, EntryHash: proof.LeafHash(p.Entry()), AuthHeight: p.AuthHeight,
+	return &proof.Reading{Gateway: p.Gateway, Index: p.Index, EntryHash: proof.LeafHash(p.Entry()), AuthHeight: p.AuthHeight, ReceivedAt: p.ReceivedAt,
 		Withheld: &proof.Unavailable{Code: proof.CodeWithheld, Message: why}, ProofError: p.ProofError,
 		Anchor: p.Anchor, Inclusion: p.Inclusion, Height: p.Height, AnchorProof: p.AnchorProof}
 }
@@ -159,12 +159,11 @@ func (g *Gateway) listReadings(r *http.Request) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("log entry %d: %w", i, err)
 		}
-		env := e.Envelope
-		for _, rd := range env.Readings {
+		for _, rd := range e.Envelope.Readings {
 			if rd.Time.Before(from) || !rd.Time.Before(to) || len(items) >= limit {
 				continue
 			}
-			items = append(items, client.NewReadingItem(i, env, rd))
+			items = append(items, client.NewReadingItem(i, e, rd, g.late(e.ReceivedAt, rd)))
 		}
 	}
 	return map[string]any{"gateway": g.id, "items": items}, nil

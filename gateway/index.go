@@ -24,24 +24,30 @@ import (
 //
 // Keys:
 //
-//	r/<device>\x00<time ms, 8 BE><log index, 8 BE>  -> empty
-//	s/<device>                                      -> seq (8 BE) || envelope hash (32)
-//	m/indexed                                       -> log size covered (8 BE)
-//	m/erased                                        -> seq of the last ledger erasure applied (8 BE; erase.go)
+//	r/<device>\x00<time ms, 8 BE><log index, 8 BE>      -> empty
+//	v/<device>\x00<received ms, 8 BE><log index, 8 BE>  -> empty (entries of layout 3)
+//	s/<device>                                          -> seq (8 BE) || envelope hash (32)
+//	u/<device>\x00<type>\x00<size><start ms, 8 BE>      -> roll-up (rollup.Agg; rollup.go)
+//	m/indexed                                           -> log size covered (8 BE)
+//	m/rolled                                            -> log size the roll-ups cover (8 BE; rollup.go)
+//	m/erased                                            -> seq of the last ledger erasure applied (8 BE; erase.go)
 //
-// An erased entry's r/ keys are deleted with it (erase.go).
+// An erased entry's r/ and v/ keys are deleted with it, and the roll-ups
+// it was in are computed again without it, in the same batch (erase.go).
 type index struct {
 	db *pebble.DB
+	// rollups says that the roll-ups are kept (Config.NoRollups unset).
+	rollups bool
 }
 
 var keyIndexed = []byte("m/indexed")
 
-func openIndex(dir string, log *slog.Logger) (*index, error) {
+func openIndex(dir string, log *slog.Logger, rollups bool) (*index, error) {
 	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebblelog.New(log.With("component", "index"), "gateway: index")})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: opening the readings index in %s: %w", dir, err)
 	}
-	return &index{db: db}, nil
+	return &index{db: db, rollups: rollups}, nil
 }
 
 func (x *index) close() error { return x.db.Close() }
@@ -74,17 +80,33 @@ func readingKey(device string, t time.Time, i uint64) []byte {
 	return binary.BigEndian.AppendUint64(k, i)
 }
 
-// add indexes envelopes stored at first, first+1, ... and records that the
-// index covers the log up to first+len(envs).
-func (x *index) add(first uint64, envs []*reading.Envelope) error {
+func receivedKey(device string, ms int64, i uint64) []byte {
+	k := make([]byte, 0, 2+len(device)+1+16)
+	k = append(k, "v/"...)
+	k = append(k, device...)
+	k = append(k, 0)
+	k = binary.BigEndian.AppendUint64(k, uint64(ms))
+	return binary.BigEndian.AppendUint64(k, i)
+}
+
+// add indexes the entries stored at first, first+1, ... (nil for one
+// erased before it was indexed), updates the roll-ups, and records that
+// the index covers the log up to first+len(ents).
+func (x *index) add(first uint64, ents []*reading.Entry) error {
 	b := x.db.NewBatch()
 	defer b.Close()
-	for k, env := range envs {
-		if env == nil {
+	for k, e := range ents {
+		if e == nil {
 			continue // erased before it was indexed
 		}
+		env := e.Envelope
 		for _, r := range env.Readings {
 			if err := b.Set(readingKey(env.Device, r.Time, first+uint64(k)), nil, nil); err != nil {
+				return err
+			}
+		}
+		if e.ReceivedAt != 0 {
+			if err := b.Set(receivedKey(env.Device, e.ReceivedAt, first+uint64(k)), nil, nil); err != nil {
 				return err
 			}
 		}
@@ -94,8 +116,16 @@ func (x *index) add(first uint64, envs []*reading.Envelope) error {
 			return err
 		}
 	}
-	if err := b.Set(keyIndexed, binary.BigEndian.AppendUint64(nil, first+uint64(len(envs))), nil); err != nil {
+	if err := b.Set(keyIndexed, binary.BigEndian.AppendUint64(nil, first+uint64(len(ents))), nil); err != nil {
 		return err
+	}
+	if x.rollups {
+		if err := x.roll(b, ents); err != nil {
+			return err
+		}
+		if err := b.Set(keyRolled, binary.BigEndian.AppendUint64(nil, first+uint64(len(ents))), nil); err != nil {
+			return err
+		}
 	}
 	return b.Commit(pebble.NoSync)
 }

@@ -19,9 +19,12 @@ type job struct {
 	pub identity.PublicKey
 	// auth is the height of the committed state that authenticated the
 	// signer (active, with key pub); stored in the log entry.
-	auth  int64
-	index uint64     // log index, once stored
-	done  chan error // buffered, 1
+	auth int64
+	// received is when the gateway received it (its clock), stored in the
+	// log entry (layout 3).
+	received time.Time
+	index    uint64     // log index, once stored
+	done     chan error // buffered, 1
 }
 
 // stats are the gateway's counters.
@@ -94,12 +97,17 @@ func (g *Gateway) ingest(ctx context.Context, deviceID string, raw []byte, charg
 			return 0, fmt.Errorf("%w: device %s: %s", ErrRejected, env.Device, d.Reason)
 		}
 	}
+	now := g.clock.Now()
+	if err := g.checkTime(env, now); err != nil {
+		g.stats.rejected.Add(1)
+		return 0, err
+	}
 	pub, auth, err := g.signerOf(env)
 	if err != nil {
 		g.stats.rejected.Add(1)
 		return 0, fmt.Errorf("%w: %v", ErrRejected, err)
 	}
-	j := &job{env: env, pub: pub, auth: auth, done: make(chan error, 1)}
+	j := &job{env: env, pub: pub, auth: auth, received: now, done: make(chan error, 1)}
 	select {
 	case g.jobs <- j:
 	default:
@@ -266,7 +274,7 @@ func (g *Gateway) process(batch []*job) {
 			g.stats.rejected.Add(1)
 			continue
 		}
-		entry, err := reading.NewEntry(j.auth, j.env.Raw)
+		entry, err := reading.NewEntry(j.auth, j.received, j.env.Raw)
 		if err != nil {
 			j.done <- fmt.Errorf("%w: %v", ErrRejected, err)
 			g.stats.rejected.Add(1)
@@ -289,15 +297,15 @@ func (g *Gateway) process(batch []*job) {
 		}
 		return
 	}
-	envs := make([]*reading.Envelope, len(keep))
+	ents := make([]*reading.Entry, len(keep))
 	for k, j := range keep {
-		envs[k] = j.env
+		ents[k] = &reading.Entry{Layout: 3, AuthHeight: j.auth, ReceivedAt: j.received.UnixMilli(), Envelope: j.env}
 	}
-	if err := g.index.add(first, envs); err != nil {
+	if err := g.index.add(first, ents); err != nil {
 		// The readings are stored; the index catches up when the gateway restarts.
 		g.log.Error("indexing stored readings", "first", first, "err", err)
 	}
-	g.feed.publish(first, envs)
+	g.feed.publish(first, ents, g.late)
 	for k, j := range keep {
 		j.index = first + uint64(k)
 		g.seqs.Accept(j.env.Device, j.env.Readings[len(j.env.Readings)-1].Seq)
@@ -316,4 +324,23 @@ func (g *Gateway) remember(env *reading.Envelope) {
 		clear(g.lastStored)
 	}
 	g.lastStored[env.Device] = sha256.Sum256(env.Raw)
+}
+
+// checkTime refuses an envelope with a reading dated more than MaxSkew
+// after now, the gateway's clock (docs/readings.md, "Time").
+func (g *Gateway) checkTime(env *reading.Envelope, now time.Time) error {
+	limit := now.Add(g.cfg.MaxSkew)
+	for _, r := range env.Readings {
+		if r.Time.After(limit) {
+			return fmt.Errorf("%w: seq %d of %s is dated %s, more than %v after the gateway's clock (%s); set the device's clock",
+				ErrFutureReading, r.Seq, env.Device, r.Time.UTC().Format(time.RFC3339Nano), g.cfg.MaxSkew, now.UTC().Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+// late says whether reading r, received at receivedAt (Unix ms; 0 for an
+// entry that does not record it), is dated more than LateAfter before it.
+func (g *Gateway) late(receivedAt int64, r reading.Reading) bool {
+	return receivedAt != 0 && receivedAt-r.Time.UnixMilli() > g.cfg.LateAfter.Milliseconds()
 }

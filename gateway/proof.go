@@ -46,13 +46,16 @@ func (g *Gateway) Reading(app *ledger.App, index uint64) (*proof.Reading, error)
 	if err != nil {
 		return nil, fmt.Errorf("log entry %d: %w", index, err)
 	}
-	p := &proof.Reading{Gateway: g.id, Index: index, Envelope: e.Envelope.Raw, AuthHeight: e.AuthHeight}
+	p := &proof.Reading{Gateway: g.id, Index: index, Envelope: e.Envelope.Raw, AuthHeight: e.AuthHeight, ReceivedAt: e.ReceivedAt}
+	for _, r := range e.Envelope.Readings {
+		p.Late = p.Late || g.late(e.ReceivedAt, r)
+	}
 	if err := g.prove(app, p, e.Envelope.Signer()); err != nil {
 		code := proof.CodeUnprovable
 		if errors.Is(err, proof.ErrNotAnchored) {
 			code = proof.CodeNotAnchored
 		}
-		return &proof.Reading{Gateway: p.Gateway, Index: index, Envelope: p.Envelope, AuthHeight: p.AuthHeight,
+		return &proof.Reading{Gateway: p.Gateway, Index: index, Envelope: p.Envelope, AuthHeight: p.AuthHeight, ReceivedAt: p.ReceivedAt, Late: p.Late,
 			ProofError: &proof.Unavailable{Code: code, Message: err.Error()}}, nil
 	}
 	return p, nil

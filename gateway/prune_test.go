@@ -50,7 +50,7 @@ func TestReadingVerifiesAfterPruning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged, err := reading.NewEntry(res.Height, doomedRaw)
+	forged, err := reading.NewEntry(res.Height, time.Now(), doomedRaw)
 	if err != nil {
 		t.Fatal(err)
 	}

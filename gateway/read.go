@@ -26,11 +26,7 @@ func (g *Gateway) mayRead(r *http.Request, device string) (string, error) {
 	if device == "" {
 		return "", api.NewError(http.StatusBadRequest, "bad_request", "device is required: ?device=DID")
 	}
-	st, err := g.ledger.View()
-	if err != nil {
-		return "", err
-	}
-	caller, err := api.Caller(r, st, g.ledger.ChainID(), g.clock.Now())
+	st, caller, err := g.caller(r)
 	if err != nil {
 		return "", err
 	}
@@ -49,6 +45,17 @@ func (g *Gateway) mayRead(r *http.Request, device string) (string, error) {
 		return "", api.Refuse(caller, "the readings of "+device)
 	}
 	return caller, nil
+}
+
+// caller is the ledger's latest state and r's caller in it ("" if
+// anonymous; an error for a token that does not check).
+func (g *Gateway) caller(r *http.Request) (*ledger.State, string, error) {
+	st, err := g.ledger.View()
+	if err != nil {
+		return nil, "", err
+	}
+	caller, err := api.Caller(r, st, g.ledger.ChainID(), g.clock.Now())
+	return st, caller, err
 }
 
 // allowRead applies the read rule and counts a granted read against its

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,28 @@ func TestReadsArePrivate(t *testing.T) {
 		} else if strings.Contains(ae.Message, leak) {
 			t.Errorf("%s: list refusal discloses the value", c.name)
 		}
+		// Query: the device refused as by list; of its class or
+		// organisation, nothing, the device counted as withheld.
+		err = c.cl.Get(ctx, "/v1/readings/query?bucket=1h&device="+url.QueryEscape(tn.sensor.ID()), &body)
+		if !errors.As(err, &ae) || ae.Status != c.status || ae.Code != c.code || strings.Contains(ae.Message, leak) {
+			t.Errorf("%s: query of the device = %v; want %d %s", c.name, err, c.status, c.code)
+		}
+		for _, q := range []string{"class=sensor", "org=acme", "org=acme&bucket=1d", "class=sensor&time=received&bucket=1m"} {
+			err = c.cl.Get(ctx, "/v1/readings/query?"+q, &body)
+			if c.status == http.StatusUnauthorized && c.name != "anonymous" {
+				if !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
+					t.Errorf("%s: query %s = %v; want 401", c.name, q, err)
+				}
+				continue
+			}
+			var a client.QueryAnswer
+			if err == nil {
+				err = json.Unmarshal(body, &a)
+			}
+			if err != nil || len(a.Items) != 0 || len(a.Buckets) != 0 || a.Withheld != 1 || a.Devices != 0 || strings.Contains(string(body), leak) || strings.Contains(string(body), tn.sensor.ID()) {
+				t.Errorf("%s: query %s = %s, %v; want no values, 1 device withheld", c.name, q, body, err)
+			}
+		}
 		// Get: the public part only.
 		err = c.cl.Get(ctx, "/v1/readings/0", &body)
 		if c.status == http.StatusUnauthorized && c.name != "anonymous" {
@@ -89,7 +112,7 @@ func TestReadsArePrivate(t *testing.T) {
 			an, err := proof.VerifyAnchored(ctx, client.Checker{Client: anon, ChainID: "gw-test"}, &p)
 			if err != nil {
 				t.Errorf("%s: the public part does not verify: %v", c.name, err)
-			} else if string(an.EntryHash) != string(proof.LeafHash(reading.EntryBytes(p.AuthHeight, raw))) {
+			} else if string(an.EntryHash) != string(proof.LeafHash(reading.EntryBytes(p.AuthHeight, p.ReceivedAt, raw))) {
 				t.Errorf("%s: the entry hash is not the stored entry's", c.name)
 			}
 			if _, err := proof.VerifyReading(ctx, client.Checker{Client: anon, ChainID: "gw-test"}, &p); !errors.Is(err, proof.ErrWithheld) {
@@ -110,6 +133,11 @@ func TestReadsArePrivate(t *testing.T) {
 		if resp.StatusCode != c.status || strings.Contains(string(b), leak) {
 			t.Errorf("%s: stream = %d %s; want %d", c.name, resp.StatusCode, b, c.status)
 		}
+	}
+	// Its organisation's admin reads the value through the query.
+	var a client.QueryAnswer
+	if err := tn.client.Get(ctx, "/v1/readings/query?org=acme&bucket=1d", &a); err != nil || len(a.Buckets) != 1 || a.Buckets[0].Last != secret || a.Withheld != 0 {
+		t.Fatalf("the admin's query = %+v, %v; want the value", a, err)
 	}
 	if tn.gw.MaySubscribe(other.ID(), ReadingsTopic(tn.sensor.ID())) {
 		t.Error("a key that is not a device may subscribe over MQTT")

@@ -47,15 +47,17 @@ func (f *feed) unsubscribe(s *subscriber) {
 }
 
 // publish offers the readings of stored envelopes to their subscribers.
-func (f *feed) publish(first uint64, envs []*reading.Envelope) {
+// late is the gateway's late rule (Gateway.late).
+func (f *feed) publish(first uint64, ents []*reading.Entry, late func(int64, reading.Reading) bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.subs) == 0 {
 		return
 	}
-	for k, env := range envs {
+	for k, e := range ents {
+		env := e.Envelope
 		for _, r := range env.Readings {
-			item := client.NewReadingItem(first+uint64(k), env, r)
+			item := client.NewReadingItem(first+uint64(k), e, r, late(e.ReceivedAt, r))
 			for s := range f.subs {
 				if s.device != env.Device {
 					continue

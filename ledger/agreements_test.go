@@ -172,13 +172,14 @@ func TestAgreementsOnLedger(t *testing.T) {
 	}
 	// The sensor's readings: three envelopes in the gateway's log, anchored;
 	// the first an entry of layout 1 (the envelope), the others of layout 2
-	// (authenticated at height authAt, the sensor registered and active).
-	authAt := r.c.height
+	// (authenticated at height authAt, the sensor registered and active),
+	// the third of layout 3 (received at receivedAt).
+	authAt, receivedAt := r.c.height, int64(1e12+2500)
 	v1, v2, v3 := 35.0, 22.0, 36.0
 	e1, _ := reading.Sign(sensor, sensor.ID(), reading.Reading{Seq: 1, Time: time.UnixMilli(1e12), ContentType: "temperature/celsius", Value: &v1})
 	e2, _ := reading.Sign(sensor, sensor.ID(), reading.Reading{Seq: 2, Time: time.UnixMilli(1e12 + 1000), ContentType: "temperature/celsius", Value: &v2})
 	e3, _ := reading.Sign(sensor, sensor.ID(), reading.Reading{Seq: 3, Time: time.UnixMilli(1e12 + 2000), ContentType: "temperature/celsius", Value: &v3})
-	l1, l2, l3 := rfc6962.DefaultHasher.HashLeaf(e1), rfc6962.DefaultHasher.HashLeaf(reading.EntryBytes(authAt, e2)), rfc6962.DefaultHasher.HashLeaf(reading.EntryBytes(authAt, e3))
+	l1, l2, l3 := rfc6962.DefaultHasher.HashLeaf(e1), rfc6962.DefaultHasher.HashLeaf(reading.EntryBytes(authAt, 0, e2)), rfc6962.DefaultHasher.HashLeaf(reading.EntryBytes(authAt, receivedAt, e3))
 	l12 := rfc6962.DefaultHasher.HashChildren(l1, l2)
 	root := rfc6962.DefaultHasher.HashChildren(l12, l3)
 	r.must(gw, "", &record.DataAnchor{Size: 3, Root: root})
@@ -223,7 +224,7 @@ func TestAgreementsOnLedger(t *testing.T) {
 	if _, err := r.c.app.View(authAt); err == nil {
 		t.Fatalf("the state of height %d is still kept at height %d", authAt, r.c.height)
 	}
-	third := &record.ReadingEvidence{Gateway: gw.ID(), Index: 2, Size: 3, Envelope: e3, AuthHeight: authAt, Inclusion: [][]byte{l12}}
+	third := &record.ReadingEvidence{Gateway: gw.ID(), Index: 2, Size: 3, Envelope: e3, AuthHeight: authAt, ReceivedAt: receivedAt, Inclusion: [][]byte{l12}}
 	r.must(acme, "", &record.AgreementCall{ID: thermo, Transition: "hot", Reading: third})
 	if cmds, _ := r.c.view().Commands(cooler.ID(), 2, 10); len(cmds) != 1 || string(cmds[0].Payload) != "on" {
 		t.Fatalf("command from a reading older than the pruning horizon = %+v", cmds)

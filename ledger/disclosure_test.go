@@ -55,7 +55,7 @@ func TestDisclosure(t *testing.T) {
 	v3 := 37.0
 	e3, _ := reading.Sign(sensor, sensor.ID(), reading.Reading{Seq: 3, Time: time.UnixMilli(1e12 + 3), ContentType: "temperature/celsius", Value: &v3})
 	h := rfc6962.DefaultHasher
-	l1, l2, l3 := h.HashLeaf(reading.EntryBytes(authAt, e1)), h.HashLeaf(reading.EntryBytes(authAt, e2)), h.HashLeaf(reading.EntryBytes(authAt, e3))
+	l1, l2, l3 := h.HashLeaf(reading.EntryBytes(authAt, 0, e1)), h.HashLeaf(reading.EntryBytes(authAt, 0, e2)), h.HashLeaf(reading.EntryBytes(authAt, 0, e3))
 	l12 := h.HashChildren(l1, l2)
 	r.must(gw, "", &record.DataAnchor{Size: 3, Root: h.HashChildren(l12, l3)})
 	ev := func(i uint64, env []byte, secret []byte) *record.AgreementCall {

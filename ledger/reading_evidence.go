@@ -32,7 +32,7 @@ func verifyReading(st *State, chainID, signer string, ev *record.ReadingEvidence
 	if ev.AuthHeight != 0 && ev.AuthHeight >= a.Height {
 		return nil, record.Errf(record.CodeInvalid, "the reading's entry says it was authenticated at height %d, not before its anchor at height %d", ev.AuthHeight, a.Height)
 	}
-	if err := proof.VerifyInclusion(reading.EntryBytes(ev.AuthHeight, ev.Envelope), ev.Index, ev.Size, ev.Inclusion, a.Root); err != nil {
+	if err := proof.VerifyInclusion(reading.EntryBytes(ev.AuthHeight, ev.ReceivedAt, ev.Envelope), ev.Index, ev.Size, ev.Inclusion, a.Root); err != nil {
 		return nil, record.Errf(record.CodeInvalid, "the reading is not entry %d of %s's log anchored at size %d: %v", ev.Index, ev.Gateway, ev.Size, err)
 	}
 	env, err := reading.Decode(ev.Envelope)

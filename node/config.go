@@ -88,6 +88,14 @@ type GatewayConfig struct {
 	// that their organisations' retention periods expired (0: the
 	// default, 10m; docs/readings.md).
 	RetentionInterval Duration `toml:"retention_interval,omitempty"`
+	// MaxSkew is how far after the gateway's clock a reading may be dated
+	// (0: 5m); LateAfter how long before its receipt one may be dated
+	// without being flagged late (0: 1h); docs/readings.md, "Time".
+	MaxSkew   Duration `toml:"max_skew,omitempty"`
+	LateAfter Duration `toml:"late_after,omitempty"`
+	// NoRollups turns off the roll-ups (docs/data.md): bucketed queries
+	// are then computed from the raw readings.
+	NoRollups bool `toml:"no_rollups,omitempty"`
 	// Limits bound what each device and each source address may cost.
 	Limits LimitsConfig `toml:"limits"`
 	// SourceLimits, if set, bound each source address instead

@@ -214,7 +214,8 @@ func (n *Node) startGateway(c Config) error {
 	n.gw, err = gateway.New(gateway.Config{
 		Dir: filepath.Join(n.home, "data", "gateway"), Key: key, AnchorInterval: c.Gateway.AnchorInterval.Duration, NoSync: n.opts.noSync,
 		RetentionInterval: c.Gateway.RetentionInterval.Duration,
-		Limits:            c.Gateway.Limits.limits(), SourceLimits: c.Gateway.sourceLimits(),
+		MaxSkew:           c.Gateway.MaxSkew.Duration, LateAfter: c.Gateway.LateAfter.Duration, NoRollups: c.Gateway.NoRollups,
+		Limits: c.Gateway.Limits.limits(), SourceLimits: c.Gateway.sourceLimits(),
 		Logger: n.log.With("module", "gateway"),
 	}, gateway.NodeLedger{App: n.app, Comet: n.chain.Client()})
 	if err != nil {

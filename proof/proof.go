@@ -35,12 +35,20 @@ type Reading struct {
 	// the reading, recorded in its log entry (reading.EntryBytes); 0 for an
 	// entry of layout 1, which is the envelope alone.
 	AuthHeight int64 `json:"auth_height,omitempty"`
+	// ReceivedAt is when the gateway received the envelope, Unix
+	// milliseconds by its clock, recorded in its log entry (layout 3); 0
+	// for entries of layouts 1 and 2, which do not record it.
+	ReceivedAt int64 `json:"received_at,omitempty"`
+	// Late is the gateway's flag, not part of the proof: a reading of the
+	// envelope is dated more than the gateway's late age before it was
+	// received (docs/readings.md, "Time").
+	Late bool `json:"late,omitempty"`
 	// ProofError says why no proof could be made (the reading is not
 	// anchored yet, or the ledger lacks a record): the reading is still
 	// returned, without the fields below. Err turns it into an error.
 	ProofError *Unavailable  `json:"proof_error,omitempty"`
 	Anchor     record.Anchor `json:"anchor"`    // the first anchor covering Index
-	Inclusion  [][]byte      `json:"inclusion"` // RFC 6962 inclusion proof of the entry (reading.EntryBytes(AuthHeight, Envelope)) at Index in the log of Anchor.Size
+	Inclusion  [][]byte      `json:"inclusion"` // RFC 6962 inclusion proof of the entry (reading.EntryBytes(AuthHeight, ReceivedAt, Envelope)) at Index in the log of Anchor.Size
 	// Height is the state every ledger proof below is of; their root is the
 	// app hash in the header of Height+1.
 	Height int64 `json:"height,omitempty"`
@@ -96,14 +104,14 @@ const (
 var ErrWithheld = errors.New("reading withheld")
 
 // Entry is the log entry the proof is about: the leaf is its hash.
-func (p *Reading) Entry() []byte { return reading.EntryBytes(p.AuthHeight, p.Envelope) }
+func (p *Reading) Entry() []byte { return reading.EntryBytes(p.AuthHeight, p.ReceivedAt, p.Envelope) }
 
 // Evidence is the proof as an agreement call carries it (the ledger checks
 // it against the anchor on its own state): item is the reading's place in
 // its envelope.
 func (p *Reading) Evidence(item uint32) *record.ReadingEvidence {
 	return &record.ReadingEvidence{Gateway: p.Gateway, Index: p.Index, Size: p.Anchor.Size, Envelope: p.Envelope,
-		AuthHeight: p.AuthHeight, Inclusion: p.Inclusion, Item: item}
+		AuthHeight: p.AuthHeight, ReceivedAt: p.ReceivedAt, Inclusion: p.Inclusion, Item: item}
 }
 
 // SignerHeight is the height at which the signer must have been active
@@ -207,6 +215,9 @@ func VerifyAnchored(ctx context.Context, check Checker, p *Reading) (*Anchored, 
 	}
 	if p.AuthHeight < 0 || (p.AuthHeight != 0 && p.AuthHeight >= a.Height) {
 		return nil, fmt.Errorf("the entry says it was authenticated at height %d, not before its anchor at height %d", p.AuthHeight, a.Height)
+	}
+	if p.ReceivedAt < 0 || (p.ReceivedAt != 0 && p.AuthHeight == 0) {
+		return nil, fmt.Errorf("the entry's receive time %d needs an authentication height (layout 3)", p.ReceivedAt)
 	}
 	leaf := p.EntryHash
 	if p.Envelope != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/thingnet/thingnet/identity"
 )
@@ -20,15 +21,12 @@ func TestEntryLayouts(t *testing.T) {
 	if e.Layout != 1 || e.AuthHeight != 0 || !bytes.Equal(e.Envelope.Raw, env) {
 		t.Fatalf("layout 1: got layout %d, height %d", e.Layout, e.AuthHeight)
 	}
-	if !bytes.Equal(EntryBytes(0, env), env) {
-		t.Fatal("EntryBytes(0, env) is not the envelope")
+	if !bytes.Equal(EntryBytes(0, 0, env), env) {
+		t.Fatal("EntryBytes(0, 0, env) is not the envelope")
 	}
 
 	// Layout 2: 0x02, the height (8 bytes BE), the envelope.
-	b, err := NewEntry(258, env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := EntryBytes(258, 0, env)
 	want := append([]byte{0x02, 0, 0, 0, 0, 0, 0, 1, 2}, env...)
 	if !bytes.Equal(b, want) {
 		t.Fatalf("layout 2 entry % x..., want % x...", b[:12], want[:12])
@@ -45,17 +43,42 @@ func TestEntryLayouts(t *testing.T) {
 		t.Fatal("the decoded envelope shares memory with the entry")
 	}
 
-	if _, err := NewEntry(0, env); !errors.Is(err, ErrInvalid) {
+	// Layout 3: 0x03, the height (8 bytes BE), the receive time (Unix ms,
+	// 8 bytes BE), the envelope. A gateway writes it (NewEntry).
+	b, err = NewEntry(258, time.UnixMilli(0x01020304050), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append([]byte{0x03, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0x10, 0x20, 0x30, 0x40, 0x50}, env...)
+	if !bytes.Equal(b, want) {
+		t.Fatalf("layout 3 entry % x..., want % x...", b[:20], want[:20])
+	}
+	e, err = DecodeEntry(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Layout != 3 || e.AuthHeight != 258 || e.ReceivedAt != 0x01020304050 || !bytes.Equal(e.Envelope.Raw, env) {
+		t.Fatalf("layout 3: got layout %d, height %d, received %d", e.Layout, e.AuthHeight, e.ReceivedAt)
+	}
+
+	if _, err := NewEntry(0, time.Now(), env); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("NewEntry at height 0: %v, want ErrInvalid", err)
 	}
+	if _, err := NewEntry(1, time.UnixMilli(0), env); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("NewEntry received at 1970: %v, want ErrInvalid", err)
+	}
 	bad := map[string][]byte{
-		"empty":           nil,
-		"short header":    {0x02, 0, 0, 1},
-		"height 0":        append([]byte{0x02, 0, 0, 0, 0, 0, 0, 0, 0}, env...),
-		"height above 63": append([]byte{0x02, 0x80, 0, 0, 0, 0, 0, 0, 1}, env...),
-		"no envelope":     {0x02, 0, 0, 0, 0, 0, 0, 0, 1},
-		"bad envelope":    append([]byte{0x02, 0, 0, 0, 0, 0, 0, 0, 1}, env[:len(env)-1]...),
-		"unknown layout":  append([]byte{0x03}, env...),
+		"empty":             nil,
+		"short header":      {0x02, 0, 0, 1},
+		"height 0":          append([]byte{0x02, 0, 0, 0, 0, 0, 0, 0, 0}, env...),
+		"height above 63":   append([]byte{0x02, 0x80, 0, 0, 0, 0, 0, 0, 1}, env...),
+		"no envelope":       {0x02, 0, 0, 0, 0, 0, 0, 0, 1},
+		"bad envelope":      append([]byte{0x02, 0, 0, 0, 0, 0, 0, 0, 1}, env[:len(env)-1]...),
+		"unknown layout":    append([]byte{0x04}, env...),
+		"short layout 3":    append([]byte{0x03, 0, 0, 0, 0, 0, 0, 0, 1}, env[:4]...),
+		"layout 3 time 0":   append([]byte{0x03, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0}, env...),
+		"layout 3 in 10000": append([]byte{0x03, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0xe7, 0, 0, 0, 0, 0}, env...),
+		"layout 3 height 0": append([]byte{0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, env...),
 	}
 	for name, b := range bad {
 		if _, err := DecodeEntry(b); !errors.Is(err, ErrMalformed) {
@@ -69,11 +92,13 @@ func TestEntryLayouts(t *testing.T) {
 func FuzzDecodeEntry(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s)
-		f.Add(EntryBytes(1, s))
-		f.Add(EntryBytes(1<<40, s))
+		f.Add(EntryBytes(1, 0, s))
+		f.Add(EntryBytes(1<<40, 0, s))
+		f.Add(EntryBytes(7, 1_765_000_000_000, s))
 	}
 	f.Add([]byte{0x02})
 	f.Add([]byte{0x02, 0, 0, 0, 0, 0, 0, 0, 1})
+	f.Add([]byte{0x03, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := DecodeEntry(b)
 		if err != nil {
@@ -82,10 +107,10 @@ func FuzzDecodeEntry(f *testing.F) {
 			}
 			return
 		}
-		if (e.Layout == 1) != (e.AuthHeight == 0) || e.AuthHeight < 0 {
-			t.Fatalf("layout %d with height %d", e.Layout, e.AuthHeight)
+		if (e.Layout == 1) != (e.AuthHeight == 0) || e.AuthHeight < 0 || (e.Layout == 3) != (e.ReceivedAt > 0) {
+			t.Fatalf("layout %d with height %d, received at %d", e.Layout, e.AuthHeight, e.ReceivedAt)
 		}
-		if got := EntryBytes(e.AuthHeight, e.Envelope.Raw); !bytes.Equal(got, b) {
+		if got := EntryBytes(e.AuthHeight, e.ReceivedAt, e.Envelope.Raw); !bytes.Equal(got, b) {
 			t.Fatalf("re-encoded entry differs:\n% x\n% x", got, b)
 		}
 	})

@@ -105,9 +105,10 @@ type AgreementCall struct {
 
 // ReadingEvidence is a signed reading envelope with an RFC 6962 inclusion
 // proof into the log of Gateway as anchored at Size. The leaf is the log
-// entry reading.EntryBytes(AuthHeight, Envelope): the envelope alone for
-// entries of layout 1 (AuthHeight 0), else with the height at which the
-// gateway authenticated it (layout 2).
+// entry reading.EntryBytes(AuthHeight, ReceivedAt, Envelope): the envelope
+// alone for entries of layout 1 (AuthHeight 0), else with the height at
+// which the gateway authenticated it (layout 2) and the time it received
+// it (layout 3).
 type ReadingEvidence struct {
 	Gateway    string   `cbor:"1,keyasint" json:"gateway"`
 	Index      uint64   `cbor:"2,keyasint" json:"index"`
@@ -121,6 +122,9 @@ type ReadingEvidence struct {
 	// sealed value's commitment and opens it with (docs/privacy.md,
 	// "Disclosing one sealed reading"). Empty for a plaintext reading.
 	Secret []byte `cbor:"8,keyasint,omitempty" json:"secret,omitempty"`
+	// ReceivedAt is the gateway's receive time from the log entry (Unix
+	// ms); 0 for layouts 1 and 2.
+	ReceivedAt int64 `cbor:"9,keyasint,omitempty" json:"received_at,omitempty"`
 }
 
 func (*AgreementCall) Kind() string { return KindAgreementCall }
@@ -166,6 +170,9 @@ func (m *AgreementCall) ValidateBasic() error {
 		}
 		if r.AuthHeight < 0 {
 			return fmt.Errorf("reading authentication height %d is negative", r.AuthHeight)
+		}
+		if r.ReceivedAt < 0 || (r.ReceivedAt != 0 && r.AuthHeight == 0) {
+			return fmt.Errorf("reading receive time %d: want 0, or with an authentication height (entry layout 3)", r.ReceivedAt)
 		}
 		if len(r.Secret) != 0 && len(r.Secret) != reading.SecretSize {
 			return fmt.Errorf("disclosed secret is %d bytes; want %d", len(r.Secret), reading.SecretSize)

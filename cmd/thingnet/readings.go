@@ -141,6 +141,13 @@ func readingsCmd(g *globals) *cobra.Command {
 			}
 			return g.print(cmd.OutOrStdout(), openedJSON(p, env, decrypt), func(w io.Writer) {
 				printEnvelope(w, env)
+				if p.ReceivedAt != 0 {
+					late := ""
+					if p.Late {
+						late = " (late: dated long before)"
+					}
+					fmt.Fprintf(w, "received: %s by the gateway's clock%s\n", time.UnixMilli(p.ReceivedAt).UTC().Format(time.RFC3339Nano), late)
+				}
 				if err := p.Err(); err != nil {
 					fmt.Fprintf(w, "log:     entry %d of gateway %s\nproof:   none: %v\n", p.Index, p.Gateway, err)
 					return
@@ -248,7 +255,7 @@ node, so the gateway that stored the reading is not trusted at all.`,
 	lf.StringVar(&to, "to", "", "until this time (exclusive)")
 	lf.IntVar(&limit, "limit", 100, "at most this many readings (1..1000)")
 	lf.BoolVar(&decryptList, "decrypt", false, "open sealed readings with the organisation's data key (as readings get --decrypt)")
-	c.AddCommand(send, get, verify, list)
+	c.AddCommand(send, get, verify, list, readingsQueryCmd(g))
 	return c
 }
 

@@ -1,6 +1,9 @@
 package edge
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors of the Ingestor and of the gateway's device checks.
 // Wrapped errors say which device and why; the transports answer by them
@@ -20,6 +23,12 @@ var (
 	// sequence number, another device's reading, over its device's rate
 	// limit). It is not acknowledged.
 	ErrRejected = errors.New("reading rejected")
+
+	// ErrFutureReading: a reading is dated further after the gateway's
+	// clock than the gateway allows (its skew): the device's clock is
+	// wrong. It wraps ErrRejected, so a transport that knows no better
+	// refuses it as it refuses any bad reading.
+	ErrFutureReading = fmt.Errorf("%w: dated in the future", ErrRejected)
 
 	// ErrOverloaded: the gateway cannot take the reading now; the device
 	// should retry later. It is not acknowledged.

@@ -158,7 +158,7 @@ export async function verifyBundle(text, trust, progress = () => {}) {
     const ap = b.proofs[a.proof];
     if (!r.envelope) {
       const res = await verifyAnchored({
-        gateway: r.gateway, index: r.index, entry_hash: r.entry_hash, auth_height: r.auth_height || 0,
+        gateway: r.gateway, index: r.index, entry_hash: r.entry_hash, auth_height: r.auth_height || 0, received_at: r.received_at || 0,
         anchor: { gateway: a.gateway, size: a.size, root: a.root, height: a.height, count: a.count },
         inclusion: r.inclusion, height: b.state_height, anchor_proof: ap,
       }, header);
@@ -170,7 +170,7 @@ export async function verifyBundle(text, trust, progress = () => {}) {
       continue;
     }
     const p = {
-      gateway: r.gateway, index: r.index, envelope: r.envelope, auth_height: r.auth_height || 0,
+      gateway: r.gateway, index: r.index, envelope: r.envelope, auth_height: r.auth_height || 0, received_at: r.received_at || 0,
       anchor: { gateway: a.gateway, size: a.size, root: a.root, height: a.height, count: a.count },
       inclusion: r.inclusion, height: b.state_height, anchor_proof: ap,
       signer: { event: b.proofs[r.signer[0]], next: b.proofs[r.signer[1]] },

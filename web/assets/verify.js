@@ -216,15 +216,20 @@ export const historyKey = (id, seq) => {
 };
 
 // logEntry rebuilds the log entry whose hash is the leaf (reading.EntryBytes
-// in Go, docs/readings.md): the envelope alone (layout 1, no auth height),
+// in Go, docs/protocol.md): the envelope alone (layout 1, no auth height);
 // or 0x02, the height the gateway authenticated the reading at (8 bytes,
-// big-endian), the envelope (layout 2).
-export function logEntry(env, authHeight) {
-  if (!authHeight) return env;
-  const b = new Uint8Array(9 + env.length);
-  b[0] = 0x02;
-  new DataView(b.buffer).setBigUint64(1, BigInt(authHeight));
-  b.set(env, 9);
+// big-endian), the envelope (layout 2); or 0x03, that height, the time the
+// gateway received it (Unix ms, 8 bytes, big-endian), the envelope
+// (layout 3).
+export function logEntry(env, authHeight, receivedAt) {
+  if (!authHeight && !receivedAt) return env;
+  const head = receivedAt ? 17 : 9;
+  const b = new Uint8Array(head + env.length);
+  const v = new DataView(b.buffer);
+  b[0] = receivedAt ? 0x03 : 0x02;
+  v.setBigUint64(1, BigInt(authHeight || 0));
+  if (receivedAt) v.setBigUint64(9, BigInt(receivedAt));
+  b.set(env, head);
   return b;
 }
 
@@ -306,7 +311,7 @@ export async function verifyReading(p, header, { tamper = false } = {}) {
     step('envelope', true, `COSE_Sign1 by ${e.kid}, ${e.readings.length} reading(s), first: seq ${r0.get(2)}, ${r0.get(4)} = ${r0.has(5) ? r0.get(5) : r0.has(9) ? '(sealed)' : '(bytes)'}`);
 
     const auth = p.auth_height || 0;
-    const root = await merkleRoot(logEntry(env, auth), p.index, p.anchor.size, (p.inclusion || []).map(b64));
+    const root = await merkleRoot(logEntry(env, auth, p.received_at || 0), p.index, p.anchor.size, (p.inclusion || []).map(b64));
     const anchored = b64(p.anchor.root);
     // Go on after a mismatch: the signature check below says more about it.
     step('inclusion', eq(root, anchored), `leaf ${p.index} of ${p.anchor.size}: computed root ${hex(root)}; anchored root ${hex(anchored)}`);

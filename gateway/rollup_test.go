@@ -1,0 +1,198 @@
+package gateway
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/rollup"
+)
+
+// randomEntries makes n log entries of random readings of three devices
+// and three content types: random times (many on bucket boundaries,
+// some out of order), values (integers, fractions, negatives, huge),
+// batches of 1 to 4 readings, some sealed or byte-string values (which do
+// not roll up).
+func randomEntries(rng *rand.Rand, n int) []*reading.Entry {
+	devices := []string{"did:key:z6Mkdev1", "did:key:z6Mkdev2", "did:key:z6Mkdev3"}
+	types := []string{"temperature/celsius", "humidity/percent", "power/watt"}
+	base := int64(1_765_000_000_000) / 86_400_000 * 86_400_000
+	seqs := map[string]uint64{}
+	out := make([]*reading.Entry, n)
+	for i := range out {
+		dev := devices[rng.IntN(len(devices))]
+		env := &reading.Envelope{Device: dev, Raw: []byte(fmt.Sprint(i))}
+		for range 1 + rng.IntN(4) {
+			seqs[dev]++
+			var ms int64
+			switch rng.IntN(4) {
+			case 0: // on a boundary of some bucket size, or just before one
+				z := rollup.Sizes[rng.IntN(3)]
+				ms = base + int64(rng.IntN(5))*z.MS - int64(rng.IntN(2))
+			case 1: // within a few minutes
+				ms = base + rng.Int64N(5*60_000)
+			default: // within three days
+				ms = base + rng.Int64N(3*86_400_000)
+			}
+			r := reading.Reading{Device: dev, Seq: seqs[dev], Time: time.UnixMilli(ms), ContentType: types[rng.IntN(len(types))]}
+			switch rng.IntN(10) {
+			case 0:
+				r.Bytes = []byte{1}
+			case 1:
+				r.Sealed = &reading.Sealed{}
+			case 2:
+				v := float64(rng.Int64N(1<<40)) * 1e290 // sums overflow to infinity
+				r.Value = &v
+			default:
+				v := math.Round(rng.NormFloat64()*1000) / float64(1+rng.IntN(100))
+				r.Value = &v
+			}
+			env.Readings = append(env.Readings, r)
+		}
+		out[i] = &reading.Entry{Layout: 3, AuthHeight: 1, ReceivedAt: base + int64(i)*1000, Envelope: env}
+	}
+	return out
+}
+
+// bruteForce aggregates the numeric readings of ents (nil: erased), in
+// log order, into buckets of size z, by the plainest code there is.
+func bruteForce(ents []*reading.Entry, z rollup.Size) map[rollup.Key]rollup.Agg {
+	out := map[rollup.Key]rollup.Agg{}
+	for _, e := range ents {
+		if e == nil {
+			continue
+		}
+		for _, r := range e.Envelope.Readings {
+			if r.Value == nil {
+				continue
+			}
+			ms := r.Time.UnixMilli()
+			start := ms - ms%z.MS
+			k := rollup.Key{Device: e.Envelope.Device, Type: r.ContentType, Start: start}
+			a, ok := out[k]
+			v := *r.Value
+			if !ok {
+				out[k] = rollup.Agg{Count: 1, Sum: v, Min: v, Max: v, Last: v, LastTime: ms, LastSeq: r.Seq}
+				continue
+			}
+			a.Count++
+			a.Sum += v
+			if v < a.Min {
+				a.Min = v
+			}
+			if v > a.Max {
+				a.Max = v
+			}
+			if ms > a.LastTime || ms == a.LastTime && r.Seq > a.LastSeq {
+				a.Last, a.LastTime, a.LastSeq = v, ms, r.Seq
+			}
+			out[k] = a
+		}
+	}
+	return out
+}
+
+// stored reads every roll-up of size z in the index.
+func stored(t *testing.T, x *index, z rollup.Size) map[rollup.Key]rollup.Agg {
+	t.Helper()
+	out := map[rollup.Key]rollup.Agg{}
+	for _, d := range []string{"did:key:z6Mkdev1", "did:key:z6Mkdev2", "did:key:z6Mkdev3"} {
+		types, err := x.rollupTypes(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, typ := range types {
+			err := x.scanRollups(d, typ, z, 0, math.MaxInt64, func(start int64, a *rollup.Agg) bool {
+				out[rollup.Key{Device: d, Type: typ, Start: start}] = *a
+				return true
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return out
+}
+
+// sameAggs compares roll-ups bit for bit (an infinite sum too).
+func sameAggs(t *testing.T, what string, got, want map[rollup.Key]rollup.Agg) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d buckets; want %d", what, len(got), len(want))
+	}
+	for k, w := range want {
+		g, ok := got[k]
+		if !ok || g.Count != w.Count || math.Float64bits(g.Sum) != math.Float64bits(w.Sum) || g.Min != w.Min || g.Max != w.Max || g.Last != w.Last || g.LastSeq != w.LastSeq {
+			t.Fatalf("%s: bucket %+v = %+v; want %+v", what, k, g, w)
+		}
+	}
+}
+
+// TestRollupsMatchBruteForce is the property test of the roll-ups: over
+// random readings added in random batches, the stored roll-ups of every
+// size equal a brute-force computation over the raw readings, bit for
+// bit; after random entries are erased, they equal the brute force over
+// the rest; and rebuilt from the log they are the same again.
+func TestRollupsMatchBruteForce(t *testing.T) {
+	for round := range 4 {
+		seed := rand.Uint64()
+		t.Run(fmt.Sprint(round), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, uint64(round)))
+			ents := randomEntries(rng, 200+rng.IntN(300))
+			x, err := openIndex(filepath.Join(t.TempDir(), "index"), slog.New(slog.DiscardHandler), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer x.close()
+			for first := 0; first < len(ents); {
+				n := min(len(ents)-first, 1+rng.IntN(64))
+				if err := x.add(uint64(first), ents[first:first+n]); err != nil {
+					t.Fatal(err)
+				}
+				first += n
+			}
+			for _, z := range rollup.Sizes {
+				sameAggs(t, fmt.Sprintf("seed %d, %s, as ingested", seed, z.Name), stored(t, x, z), bruteForce(ents, z))
+			}
+
+			// Erase a random fifth of the entries, in a few batches.
+			left := append([]*reading.Entry(nil), ents...)
+			entryAt := func(i uint64) (*reading.Entry, error) { return left[i], nil }
+			for range 3 {
+				var gone []indexed
+				for i, e := range left {
+					if e == nil || rng.IntN(15) != 0 {
+						continue
+					}
+					first, last := int64(math.MaxInt64), int64(math.MinInt64)
+					for _, r := range e.Envelope.Readings {
+						first, last = min(first, r.Time.UnixMilli()), max(last, r.Time.UnixMilli())
+					}
+					gone = append(gone, indexed{device: e.Envelope.Device, first: first, last: last, received: e.ReceivedAt, index: uint64(i)})
+					left[i] = nil // the log erases it before the index forgets it
+				}
+				if err := x.remove(gone, entryAt); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, z := range rollup.Sizes {
+				sameAggs(t, fmt.Sprintf("seed %d, %s, after erasures", seed, z.Name), stored(t, x, z), bruteForce(left, z))
+			}
+			before := map[rollup.Size]map[rollup.Key]rollup.Agg{}
+			for _, z := range rollup.Sizes {
+				before[z] = stored(t, x, z)
+			}
+			if err := x.rebuildRollups(uint64(len(left)), entryAt); err != nil {
+				t.Fatal(err)
+			}
+			for _, z := range rollup.Sizes {
+				sameAggs(t, fmt.Sprintf("seed %d, %s, rebuilt", seed, z.Name), stored(t, x, z), before[z])
+			}
+		})
+	}
+}
