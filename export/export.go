@@ -305,12 +305,23 @@ type Status struct {
 	LastError string `json:"last_error,omitempty"`
 }
 
+// deliveryCounter is a sink that retries and gives up on single
+// deliveries (webhooks): its counts add to Status's.
+type deliveryCounter interface {
+	Retried() uint64      // attempts after the first
+	DeadLettered() uint64 // deliveries given up on
+}
+
 // Status returns the exporter's state now.
 func (e *Exporter) Status() Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	s := Status{Name: e.o.Name, Kind: e.o.Kind, After: e.o.After, Gateway: e.gateway, Checkpoint: e.next, LogSize: e.size, Anchored: e.anchored,
 		Delivered: e.delivered.Load(), Retried: e.retried.Load(), Failed: e.failed.Load(), Skipped: e.skipped.Load(), LastError: e.lastError}
+	if c, ok := e.sink.(deliveryCounter); ok {
+		s.Retried += c.Retried()
+		s.Failed += c.DeadLettered()
+	}
 	target := e.size
 	if e.o.After == AfterAnchored {
 		target = e.anchored

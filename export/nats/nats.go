@@ -146,24 +146,6 @@ func (s *Sink) setRev(k string, r uint64) {
 	s.rev[k] = r
 }
 
-// Message is a reading as published (JSON).
-type Message struct {
-	Gateway      string          `json:"gateway"`
-	Index        uint64          `json:"index"`
-	Org          string          `json:"org"`
-	Device       string          `json:"device"`
-	Seq          uint64          `json:"seq"`
-	Time         time.Time       `json:"time"`
-	Type         string          `json:"type"`
-	Value        *float64        `json:"value,omitempty"`
-	Bytes        []byte          `json:"bytes,omitempty"`
-	Sealed       json.RawMessage `json:"sealed,omitempty"`
-	AttestedBy   string          `json:"attested_by,omitempty"`
-	AnchorHeight int64           `json:"anchor_height,omitempty"`
-	EntryHash    []byte          `json:"entry_hash"`
-	Proof        string          `json:"proof"`
-}
-
 // Subject is the subject a row is published on.
 func (s *Sink) Subject(r *export.Row) string {
 	return s.c.Subject + "." + token(r.Org) + "." + token(r.Reading.Device) + "." + token(r.Reading.ContentType)
@@ -194,13 +176,7 @@ func (s *Sink) Write(ctx context.Context, b *export.Batch) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(b.Rows))
 	for i := range b.Rows {
 		r := &b.Rows[i]
-		m := Message{Gateway: r.Gateway, Index: r.Index, Org: r.Org, Device: r.Reading.Device, Seq: r.Reading.Seq, Time: r.Reading.Time,
-			Type: r.Reading.ContentType, Value: r.Reading.Value, Bytes: r.Reading.Bytes, AttestedBy: r.Reading.AttestedBy,
-			AnchorHeight: r.AnchorHeight, EntryHash: r.EntryHash, Proof: r.Proof}
-		if r.Reading.Sealed != nil {
-			m.Sealed, _ = json.Marshal(r.Reading.Sealed)
-		}
-		data, err := json.Marshal(m)
+		data, err := json.Marshal(r.Message())
 		if err != nil {
 			return err
 		}

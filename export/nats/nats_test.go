@@ -171,7 +171,7 @@ func TestNoneMissingNoDuplicates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var msg expnats.Message
+		var msg export.Message
 		if err := json.Unmarshal(m.Data(), &msg); err != nil {
 			t.Fatal(err)
 		}
