@@ -203,10 +203,18 @@ func TestVerifyRefuses(t *testing.T) {
 	}
 	other := testutil.Key(t, identity.Ed25519)
 	for name, c := range map[string]func() (http.Header, []byte, time.Time){
-		"body":      func() (http.Header, []byte, time.Time) { return got, append([]byte(nil), append(body, ' ')...), now },
-		"stale":     func() (http.Header, []byte, time.Time) { return got, body, now.Add(2 * time.Minute) },
-		"delivery":  func() (http.Header, []byte, time.Time) { h := got.Clone(); h.Set(webhook.HeaderDelivery, "gw/0/2"); return h, body, now },
-		"other key": func() (http.Header, []byte, time.Time) { h := got.Clone(); h.Set(webhook.HeaderSignature, fmt.Sprintf("keyid=%q, sig=\"AAAA\"", other.ID())); return h, body, now },
+		"body":  func() (http.Header, []byte, time.Time) { return got, append([]byte(nil), append(body, ' ')...), now },
+		"stale": func() (http.Header, []byte, time.Time) { return got, body, now.Add(2 * time.Minute) },
+		"delivery": func() (http.Header, []byte, time.Time) {
+			h := got.Clone()
+			h.Set(webhook.HeaderDelivery, "gw/0/2")
+			return h, body, now
+		},
+		"other key": func() (http.Header, []byte, time.Time) {
+			h := got.Clone()
+			h.Set(webhook.HeaderSignature, fmt.Sprintf("keyid=%q, sig=\"AAAA\"", other.ID()))
+			return h, body, now
+		},
 	} {
 		h, bd, at := c()
 		if _, err := webhook.Verify(h, bd, identity.ParseDID, at, time.Minute); err == nil {
