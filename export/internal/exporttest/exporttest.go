@@ -41,7 +41,11 @@ type Net struct {
 }
 
 // Start starts the network with sensors acme devices.
-func Start(t testing.TB, sensors int) *Net {
+func Start(t testing.TB, sensors int) *Net { t.Helper(); return StartWith(t, sensors, nil) }
+
+// StartWith is Start with the node's configuration changed by configure
+// (given the network, its keys made).
+func StartWith(t testing.TB, sensors int, configure func(*Net, *node.Config)) *Net {
 	t.Helper()
 	n := &Net{Admin: testutil.Key(t, identity.Ed25519), Gateway: testutil.Key(t, identity.Ed25519), Stranger: testutil.Key(t, identity.Ed25519), seqs: map[string]uint64{}}
 	beta := testutil.Key(t, identity.Ed25519)
@@ -73,6 +77,9 @@ func Start(t testing.TB, sensors int) *Net {
 	// on one address.
 	c.Gateway.Limits.MsgsPerSec, c.Gateway.Limits.Burst = 1e6, 1e6
 	c.Gateway.Limits.BytesPerSec, c.Gateway.Limits.ByteBurst = 1e9, 1e9
+	if configure != nil {
+		configure(n, &c)
+	}
 	n.net, err = node.StartNet(node.NetConfig{Dir: filepath.Join(t.TempDir(), "net"), ChainID: ChainID, AppState: st, Nodes: []node.Config{c},
 		Options: func(int) []node.Option { return []node.Option{node.WithGatewayKey(n.Gateway), node.WithNoSync()} }})
 	if err != nil {
