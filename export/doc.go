@@ -3,5 +3,5 @@
 // (exactly once: the checkpoint is committed with the rows), NATS
 // JetStream (at least once, de-duplicated by the server) and signed
 // webhooks (at least once, with retries and a dead-letter list). The
-// sinks live in the subpackages; docs/data.md says what each guarantees.
+// sinks live in the subpackages; docs/export.md says what each guarantees.
 package export

@@ -6,7 +6,7 @@ import (
 )
 
 // Message is a reading as the NATS and webhook connectors send it (JSON):
-// the row's columns (docs/data.md).
+// the row's columns (docs/export.md).
 type Message struct {
 	Gateway      string          `json:"gateway"`
 	Index        uint64          `json:"index"`

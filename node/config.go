@@ -36,7 +36,7 @@ type Config struct {
 	Mesh      MeshConfig      `toml:"mesh"`
 	Modbus    ModbusConfig    `toml:"modbus,omitempty"`
 	// Export lists the export connectors the node runs ([[export]]
-	// tables: PostgreSQL, NATS JetStream, webhooks; docs/data.md).
+	// tables: PostgreSQL, NATS JetStream, webhooks; docs/export.md).
 	Export []exporters.Spec `toml:"export,omitempty"`
 }
 

@@ -31,7 +31,7 @@ func exportCmd(g *globals) *cobra.Command {
 		Use:   "export --config FILE [--listen ADDR]",
 		Short: "Run export connectors (PostgreSQL, NATS JetStream, webhooks) as their own process",
 		Long: `Runs the [[export]] tables of FILE (a thingnet.toml, or a file of [[export]]
-tables only; docs/data.md, "Export") until interrupted: each follows a gateway's
+tables only; docs/export.md) until interrupted: each follows a gateway's
 log from its checkpoint, through the gateway node's API, as the identity the
 table names, so it exports only what that identity may read. With --listen it
 serves /metrics and /v1/exports (the exports' status) on ADDR.`,

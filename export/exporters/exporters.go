@@ -31,7 +31,7 @@ const (
 	KindWebhook  = "webhook"
 )
 
-// Spec is one [[export]] table (docs/data.md, "Export").
+// Spec is one [[export]] table (docs/export.md).
 type Spec struct {
 	Name string `toml:"name"` // unique; names the checkpoint and the metrics
 	Kind string `toml:"kind"` // postgres, nats or webhook
@@ -134,7 +134,7 @@ func LoadFile(path string) ([]Spec, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if len(f.Export) == 0 {
-		return nil, fmt.Errorf("%s has no [[export]] table (docs/data.md, \"Export\")", path)
+		return nil, fmt.Errorf("%s has no [[export]] table (docs/export.md)", path)
 	}
 	if err := Validate(f.Export); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

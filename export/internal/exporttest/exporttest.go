@@ -103,17 +103,28 @@ func (n *Net) Client(k *identity.Key) *client.Client {
 // Post signs the next reading of device k (value v) and stores it at the
 // gateway; it returns the log index.
 func (n *Net) Post(ctx context.Context, k *identity.Key, v float64) (uint64, error) {
+	raw, err := n.Sign(k, v)
+	if err != nil {
+		return 0, err
+	}
+	return n.Store(ctx, raw)
+}
+
+// Sign signs the next reading of device k (value v).
+func (n *Net) Sign(k *identity.Key, v float64) ([]byte, error) {
 	n.mu.Lock()
 	n.seqs[k.ID()]++
 	seq := n.seqs[k.ID()]
 	n.mu.Unlock()
-	raw, err := reading.Sign(k, k.ID(), reading.Reading{Seq: seq, Time: time.UnixMilli(1_700_000_000_000 + int64(seq)), ContentType: "temperature/celsius", Value: &v})
-	if err != nil {
-		return 0, err
-	}
+	return reading.Sign(k, k.ID(), reading.Reading{Seq: seq, Time: time.UnixMilli(1_700_000_000_000 + int64(seq)), ContentType: "temperature/celsius", Value: &v})
+}
+
+// Store stores a signed envelope at the gateway (as a transport would,
+// without the network); it returns the log index.
+func (n *Net) Store(ctx context.Context, raw []byte) (uint64, error) {
 	i, err := n.Node.Gateway().IngestIndex(ctx, "", raw, "exporttest")
 	if err != nil {
-		return 0, fmt.Errorf("storing %s seq %d: %w", k.ID(), seq, err)
+		return 0, fmt.Errorf("storing a reading: %w", err)
 	}
 	return i, nil
 }
