@@ -75,13 +75,66 @@ func BenchmarkExport(b *testing.B) {
 		<-done
 		sink.Close()
 
+		concurrentIngest, behind, catchUp := keepUp(b, ctx, tn, pg.DSN, total)
 		p50, p99 := lagAt1000(b, ctx, tn, pg.DSN)
+		b.ReportMetric(concurrentIngest, "ingest_with_export_readings/s")
+		b.ReportMetric(float64(behind), "entries_behind_at_end")
+		b.ReportMetric(float64(catchUp.Milliseconds()), "catch_up_ms")
 		b.ReportMetric(ingest, "ingest_readings/s")
 		b.ReportMetric(exported, "export_readings/s")
 		b.ReportMetric(exported/ingest, "export/ingest")
 		b.ReportMetric(float64(p50.Milliseconds()), "lag_p50_ms")
 		b.ReportMetric(float64(p99.Milliseconds()), "lag_p99_ms")
 	}
+}
+
+// keepUp stores n more readings as fast as 32 devices can send them while
+// an exporter follows the log into PostgreSQL: the ingest rate meanwhile,
+// how many entries the export is behind when the last is stored, and how
+// long it then takes to catch up.
+func keepUp(b *testing.B, ctx context.Context, tn *exporttest.Net, dsn string, n int) (float64, uint64, time.Duration) {
+	raws := make([][][]byte, len(tn.Sensors))
+	for d, k := range tn.Sensors {
+		for i := range n / len(tn.Sensors) {
+			raw, err := tn.Sign(k, float64(i))
+			if err != nil {
+				b.Fatal(err)
+			}
+			raws[d] = append(raws[d], raw)
+		}
+	}
+	sink, err := postgres.Open(ctx, postgres.Config{DSN: dsn, Table: "keepup"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sink.Close()
+	e, err := export.New(export.Options{Name: "keepup", Source: tn.Client(tn.Admin), From: tn.Node.Gateway().Log().Size(), Batch: 1000}, sink)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, rs := range raws {
+		wg.Go(func() {
+			for _, raw := range rs {
+				if _, err := tn.Store(ctx, raw); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	end := time.Now()
+	rate := float64(n) / end.Sub(start).Seconds()
+	size := tn.Node.Gateway().Log().Size()
+	behind := size - min(size, e.Status().Checkpoint)
+	testutil.WaitFor(b, ctx, "the export to catch up", func() bool { return e.Status().Checkpoint >= size })
+	return rate, behind, time.Since(end)
 }
 
 // lagAt1000 sends 10,000 readings at 1,000 a second (20 devices at 50 a
