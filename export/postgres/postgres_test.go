@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -72,8 +75,8 @@ func runChild(cfg string) int {
 }
 
 // TestExactlyOnce exports a stream of readings while the exporter (a
-// subprocess) is killed with SIGKILL at random points and PostgreSQL is
-// restarted as a crash would: every reading the exporter may read is in
+// subprocess) is killed with SIGKILL at random points, PostgreSQL is
+// restarted as a crash would and the network between them is cut: every reading the exporter may read is in
 // the table exactly once, and nothing else.
 func TestExactlyOnce(t *testing.T) {
 	pg := pgtest.Start(t)
@@ -83,7 +86,10 @@ func TestExactlyOnce(t *testing.T) {
 	if _, err := ks.Save("reader", tn.Admin, nil); err != nil {
 		t.Fatal(err)
 	}
-	cfg, _ := json.Marshal(childConfig{Source: tn.API, Keystore: ks.Dir, DSN: pg.DSN, Batch: 50})
+	// The exporter reaches PostgreSQL through a proxy the test can cut.
+	px := startProxy(t, fmt.Sprintf("127.0.0.1:%d", pg.Port))
+	dsn := fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", px.addr())
+	cfg, _ := json.Marshal(childConfig{Source: tn.API, Keystore: ks.Dir, DSN: dsn, Batch: 50})
 
 	// The stream: 1,500 readings of acme's sensors and 100 of beta's
 	// device (which acme's admin may not read), posted while the
@@ -158,6 +164,10 @@ func TestExactlyOnce(t *testing.T) {
 	pg.Restart()
 	t.Logf("restarted PostgreSQL at %d rows", rows())
 	waitRows("rows after PostgreSQL restarted", rows()+100)
+	time.Sleep(time.Duration(rand.N(200)) * time.Millisecond)
+	px.cut() // a network cut: every connection of the exporter reset
+	t.Logf("cut the exporter's connections at %d rows", rows())
+	waitRows("rows after the network cut", rows()+100)
 	time.Sleep(time.Duration(rand.N(200)) * time.Millisecond)
 	kill(child)
 	pg.Restart() // both down at once
@@ -316,4 +326,55 @@ func TestReadGrant(t *testing.T) {
 	if st := e.Status(); st.Skipped != 40 || st.Delivered != 20 || st.LagEntries != 0 {
 		t.Errorf("status = %+v; want 20 delivered, 40 skipped, no lag", st)
 	}
+}
+
+// proxy forwards TCP connections to a target until cut resets them all.
+type proxy struct {
+	l      net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{l: l, target: target}
+	t.Cleanup(func() { l.Close(); p.cut() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { io.Copy(up, c); up.Close() }()
+			go func() { io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *proxy) addr() string { return p.l.Addr().String() }
+
+// cut resets every connection through the proxy.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0) // RST, as a broken network
+		}
+		c.Close()
+	}
+	p.conns = nil
 }
