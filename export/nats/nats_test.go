@@ -1,7 +1,6 @@
 package nats_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -101,10 +100,8 @@ func TestNoneMissingNoDuplicates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { defer close(done); e.Run(rctx) }()
-		return e, func() { cancel(); <-done; sink.Close() }
+		stop := exporttest.Run(ctx, e)
+		return e, func() { stop(); sink.Close() }
 	}
 	e, stop := run("stream")
 	delivered := func(n uint64) func() bool { return func() bool { return e.Status().Delivered >= n } }

@@ -30,30 +30,10 @@ func BenchmarkExport(b *testing.B) {
 	for range b.N {
 		// Sign first: the gateway's rate is what it stores, not what the
 		// devices sign.
-		raws := make([][][]byte, devices)
-		for d, k := range tn.Sensors {
-			for i := range total / devices {
-				raw, err := tn.Sign(k, float64(i))
-				if err != nil {
-					b.Fatal(err)
-				}
-				raws[d] = append(raws[d], raw)
-			}
-		}
+		raws := tn.SignAll(b, total)
 		first := tn.Node.Gateway().Log().Size()
 		start := time.Now()
-		var wg sync.WaitGroup
-		for d := range devices {
-			wg.Go(func() {
-				for _, raw := range raws[d] {
-					if _, err := tn.Store(ctx, raw); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
+		tn.StoreAll(b, ctx, raws)
 		ingest := float64(total) / time.Since(start).Seconds()
 
 		sink, err := postgres.Open(ctx, postgres.Config{DSN: pg.DSN, Table: "bench"})
@@ -65,14 +45,11 @@ func BenchmarkExport(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
 		start = time.Now()
-		go func() { defer close(done); e.Run(rctx) }()
+		stop := exporttest.Run(ctx, e)
 		testutil.WaitFor(b, ctx, "the export of the burst", func() bool { return e.Status().Checkpoint >= size })
 		exported := float64(total) / time.Since(start).Seconds()
-		cancel()
-		<-done
+		stop()
 		sink.Close()
 
 		concurrentIngest, behind, catchUp := keepUp(b, ctx, tn, pg.DSN, total)
@@ -93,16 +70,7 @@ func BenchmarkExport(b *testing.B) {
 // how many entries the export is behind when the last is stored, and how
 // long it then takes to catch up.
 func keepUp(b *testing.B, ctx context.Context, tn *exporttest.Net, dsn string, n int) (float64, uint64, time.Duration) {
-	raws := make([][][]byte, len(tn.Sensors))
-	for d, k := range tn.Sensors {
-		for i := range n / len(tn.Sensors) {
-			raw, err := tn.Sign(k, float64(i))
-			if err != nil {
-				b.Fatal(err)
-			}
-			raws[d] = append(raws[d], raw)
-		}
-	}
+	raws := tn.SignAll(b, n)
 	sink, err := postgres.Open(ctx, postgres.Config{DSN: dsn, Table: "keepup"})
 	if err != nil {
 		b.Fatal(err)
@@ -112,23 +80,9 @@ func keepUp(b *testing.B, ctx context.Context, tn *exporttest.Net, dsn string, n
 	if err != nil {
 		b.Fatal(err)
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); e.Run(rctx) }()
-	defer func() { cancel(); <-done }()
+	defer exporttest.Run(ctx, e)()
 	start := time.Now()
-	var wg sync.WaitGroup
-	for _, rs := range raws {
-		wg.Go(func() {
-			for _, raw := range rs {
-				if _, err := tn.Store(ctx, raw); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	tn.StoreAll(b, ctx, raws)
 	end := time.Now()
 	rate := float64(n) / end.Sub(start).Seconds()
 	size := tn.Node.Gateway().Log().Size()
@@ -157,10 +111,7 @@ func lagAt1000(b *testing.B, ctx context.Context, tn *exporttest.Net, dsn string
 	if err != nil {
 		b.Fatal(err)
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); e.Run(rctx) }()
-	defer func() { cancel(); <-done }()
+	defer exporttest.Run(ctx, e)()
 
 	var wg sync.WaitGroup
 	for _, k := range tn.Sensors[:devices] {

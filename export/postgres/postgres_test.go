@@ -310,10 +310,7 @@ func TestReadGrant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); e.Run(rctx) }()
-	defer func() { cancel(); <-done }()
+	defer exporttest.Run(ctx, e)()
 	size := tn.Node.Gateway().Log().Size()
 	testutil.WaitFor(t, ctx, "the export to reach the log's end", func() bool { return e.Status().Checkpoint == size })
 	out, err := pg.PSQL(ctx, "SELECT device, count(*), min(anchor_height) > 0 FROM granted GROUP BY device")

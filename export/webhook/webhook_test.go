@@ -104,10 +104,7 @@ func TestDeliveries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { defer close(done); e.Run(rctx) }()
-		t.Cleanup(func() { cancel(); <-done })
+		t.Cleanup(exporttest.Run(ctx, e))
 		return run{e, sink}
 	}
 	f, h, d := start("flaky", flakyURL), start("healthy", healthyURL), start("dead", deadURL)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/client"
+	"github.com/thingnet/thingnet/export"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/ledger"
@@ -133,4 +134,46 @@ func (n *Net) Store(ctx context.Context, raw []byte) (uint64, error) {
 func (n *Net) Grant(ctx context.Context, subject, resource string) error {
 	_, err := client.New(n.API).Send(ctx, n.Admin, "", &record.GrantAdd{Grantor: "org:acme", Subject: subject, Action: record.ActionRead, Resource: resource}, true)
 	return err
+}
+
+// Run runs e until the returned stop is called (stop waits for it).
+func Run(ctx context.Context, e *export.Exporter) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	return func() { cancel(); <-done }
+}
+
+// SignAll signs n readings spread over the sensors: SignAll(...)[d] are
+// sensor d's, in order.
+func (n *Net) SignAll(t testing.TB, count int) [][][]byte {
+	t.Helper()
+	raws := make([][][]byte, len(n.Sensors))
+	for d, k := range n.Sensors {
+		for i := range count / len(n.Sensors) {
+			raw, err := n.Sign(k, float64(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			raws[d] = append(raws[d], raw)
+		}
+	}
+	return raws
+}
+
+// StoreAll stores each sensor's readings, the sensors at once, as fast as
+// the gateway takes them.
+func (n *Net) StoreAll(t testing.TB, ctx context.Context, raws [][][]byte) {
+	var wg sync.WaitGroup
+	for _, rs := range raws {
+		wg.Go(func() {
+			for _, raw := range rs {
+				if _, err := n.Store(ctx, raw); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
