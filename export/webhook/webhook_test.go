@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,4 +226,30 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestRateLimit: at most Rate deliveries a second reach the endpoint
+// (after the burst), so 11 deliveries at 20/s with a burst of 1 take at
+// least half a second (a lower bound: a slow machine only adds to it).
+func TestRateLimit(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { n.Add(1) }))
+	defer srv.Close()
+	sink, err := webhook.Open(webhook.Config{URL: srv.URL, StateDir: t.TempDir(), Key: testutil.Key(t, identity.Ed25519), Rate: 20, Burst: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &export.Batch{Gateway: "gw", Next: 11}
+	for i := range 11 {
+		r := export.Row{Gateway: "gw", Index: uint64(i), Org: "acme", Proof: "p"}
+		r.Reading.Seq, r.Reading.Bytes = 1, []byte("x")
+		b.Rows = append(b.Rows, r)
+	}
+	start := time.Now()
+	if err := sink.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 450*time.Millisecond || n.Load() != 11 {
+		t.Errorf("11 deliveries at 20/s took %v (%d made); want at least 500ms less the limiter's slack", d, n.Load())
+	}
 }
