@@ -11,6 +11,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/export/exporters"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/ratelimit"
 )
@@ -36,6 +37,9 @@ type Config struct {
 	CoAP      CoAPConfig      `toml:"coap"`
 	Mesh      MeshConfig      `toml:"mesh"`
 	Modbus    ModbusConfig    `toml:"modbus,omitempty"`
+	// Export lists the export connectors the node runs ([[export]]
+	// tables: PostgreSQL, NATS JetStream, webhooks; docs/export.md).
+	Export []exporters.Spec `toml:"export,omitempty"`
 }
 
 // MeshConfig configures the gateway's peer-to-peer mesh node: device to
@@ -318,6 +322,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
 			return fmt.Errorf("api.listen %q: %w", c.API.Listen, err)
 		}
+	}
+	if err := exporters.Validate(c.Export); err != nil {
+		return err
 	}
 	if c.Modbus.Map != "" && !c.Gateway.Enabled {
 		return errors.New("modbus.map needs gateway.enabled: the gateway attests the sensors' readings")

@@ -9,11 +9,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/events"
+	"github.com/thingnet/thingnet/export/exporters"
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/gateway/coap"
@@ -45,7 +47,9 @@ type Node struct {
 	stopEvents context.CancelFunc
 	modbus     *modbus.Poller
 	stopModbus func()
-	keyToken   *pkcs11.Token // the gateway key's token, if it is in one
+	keyToken   *pkcs11.Token                 // the gateway key's token, if it is in one
+	gwKey      *identity.Key                 // the gateway key (exports read as it by default)
+	exports    atomic.Pointer[exporters.Set] // set once the API listens
 
 	closeOnce sync.Once
 	closeErr  error
@@ -163,12 +167,16 @@ func Start(home string, c Config, logger *slog.Logger, opts ...Option) (*Node, e
 		reg.Chain(watch)
 		reg.Events(n.events, n.api.ServeEvents(n.events))
 		reg.API(n.api)
+		n.mountExports(reg)
 		n.api.MountHandler("GET /metrics", reg.Handler())
 		web.Mount(n.api)
 		if err := n.api.Start(c.API.Listen); err != nil {
 			return nil, errors.Join(err, n.Close())
 		}
 		logger.Info("api listening", "addr", "http://"+n.api.Addr())
+		if err := n.startExports(c); err != nil {
+			return nil, errors.Join(err, n.Close())
+		}
 	}
 	return n, nil
 }
@@ -222,6 +230,7 @@ func (n *Node) startGateway(c Config) error {
 		return err
 	}
 	n.log.Info("gateway started", "id", key.ID(), "log_size", n.gw.Log().Size())
+	n.gwKey = key
 	if err := n.startModbus(c, key); err != nil {
 		return err
 	}
@@ -332,6 +341,9 @@ func (n *Node) close() error {
 	}
 	if n.stopModbus != nil {
 		n.stopModbus()
+	}
+	if set := n.exports.Load(); set != nil {
+		errs = append(errs, set.Close())
 	}
 	if n.api != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
