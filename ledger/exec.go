@@ -95,6 +95,8 @@ func (x *txExec) run() error {
 		return x.orgDataKey(m)
 	case *record.DataErase:
 		return x.dataErase(m)
+	case *record.ConfigSet:
+		return x.configSet(m) // config.go
 	default:
 		return record.Errf(record.CodeUnknownKind, "no handler for %T", m)
 	}

@@ -69,6 +69,8 @@ var msgTypes = map[string]func() Msg{
 	KindOrgPolicy:  func() Msg { return new(OrgPolicy) },
 	KindOrgDataKey: func() Msg { return new(OrgDataKey) },
 	KindDataErase:  func() Msg { return new(DataErase) },
+	// config.go
+	KindConfigSet: func() Msg { return new(ConfigSet) },
 }
 
 // Kinds lists the known tx kinds, sorted.
