@@ -177,6 +177,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/exchanges/{root}", s.getExchange)
 	s.fileRoutes()     // files.go
 	s.firmwareRoutes() // firmware.go
+	s.configRoutes()   // config.go
 	s.erasureRoutes()  // erasures.go
 	s.MountHandler("GET /v1/openapi.json", http.HandlerFunc(serveOpenAPI))
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {

@@ -44,6 +44,16 @@ type Agent struct {
 	// Firmware, if set, runs the firmware update step at the end of
 	// every Firmware.Every-th wake (FirmwareUpdater; needs WithTrust).
 	Firmware *FirmwareUpdater
+
+	// ConfigEvery, if above 0: at every ConfigEvery-th wake (the first
+	// included) the agent proves and applies the device's desired
+	// configuration and reports what it applied (Device.ApplyConfig; needs
+	// WithTrust). A wake interval it sets (SettingWake) replaces Wake.
+	ConfigEvery int
+	// OnConfig, if set, is called with each applied configuration report
+	// and whether it was sent.
+	OnConfig func(rep *record.ConfigReport, sent bool)
+	wakes    int
 }
 
 // MeshNode is what the agent needs of the device's mesh node (a
@@ -69,7 +79,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	batch := max(a.Batch, 1)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	// Start at a random point of the first interval.
-	if !a.sleep(ctx, time.Duration(rng.Float64()*float64(a.Wake)), log) {
+	if !a.sleep(ctx, time.Duration(rng.Float64()*float64(a.interval())), log) {
 		return nil
 	}
 	for {
@@ -77,7 +87,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			log.Warn("device: wake failed", "device", a.Device.ID(), "err", err)
 		}
 		a.Device.Sleep()
-		d := a.Wake + time.Duration(a.Jitter*rng.Float64()*float64(a.Wake))
+		w := a.interval()
+		d := w + time.Duration(a.Jitter*rng.Float64()*float64(w))
 		if !a.sleep(ctx, d, log) {
 			return nil
 		}
@@ -157,6 +168,16 @@ func (a *Agent) wake(ctx context.Context, batch int) error {
 			}
 		}
 	}
+	if a.ConfigEvery > 0 && a.wakes%a.ConfigEvery == 0 {
+		rep, sent, err := a.Device.ApplyConfig(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("desired configuration: %w", err))
+		}
+		if rep != nil && a.OnConfig != nil {
+			a.OnConfig(rep, sent)
+		}
+	}
+	a.wakes++
 	if a.Firmware != nil {
 		if err := a.Firmware.wake(ctx, a.Device); err != nil {
 			errs = append(errs, fmt.Errorf("firmware update: %w", err))
@@ -174,4 +195,13 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// interval is the time between wakes: the desired configuration's
+// (SettingWake), else Wake.
+func (a *Agent) interval() time.Duration {
+	if w := a.Device.Wake(); w > 0 {
+		return w
+	}
+	return a.Wake
 }

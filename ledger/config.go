@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/thingnet/thingnet/record"
 )
@@ -93,16 +94,20 @@ func (s *State) configs(start, end []byte, limit int) ([]record.ConfigRecord, er
 }
 
 // DesiredConfig is a device's effective desired configuration: its layers
-// in merge order and their merge.
+// in merge order, the layers whose right has ended (left out, as the
+// device leaves them out), and the merge.
 type DesiredConfig struct {
-	Device   string                `json:"device"`
-	Org      string                `json:"org"`
-	Height   int64                 `json:"height"`
-	Layers   []record.ConfigRecord `json:"layers"`
-	Settings map[string]any        `json:"settings"`
+	Device   string                 `json:"device"`
+	Org      string                 `json:"org"`
+	Height   int64                  `json:"height"`
+	Layers   []record.ConfigRecord  `json:"layers"`
+	Refused  []record.ConfigRefusal `json:"refused,omitempty"`
+	Settings map[string]any         `json:"settings"`
 }
 
-// Desired returns device id's effective desired configuration.
+// Desired returns device id's effective desired configuration: the
+// layers of record.ConfigLayers whose right still holds
+// (record.ConfigRightHolds), merged in order.
 func (s *State) Desired(id string) (*DesiredConfig, error) {
 	d, err := s.Device(id)
 	if err != nil {
@@ -118,9 +123,42 @@ func (s *State) Desired(id string) (*DesiredConfig, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := s.configRight(r, d.ID); err != nil {
+			out.Refused = append(out.Refused, record.ConfigRefusal{Scope: r.Scope, Name: r.Name, Version: r.Version, Reason: err.Error()})
+			continue
+		}
 		out.Layers = append(out.Layers, *r)
 		maps = append(maps, r.Settings)
 	}
 	out.Settings = record.MergeConfig(maps...)
 	return out, nil
+}
+
+// configRight loads what record.ConfigRightHolds needs and asks it, at
+// the next height (as the read rule does).
+func (s *State) configRight(r *record.ConfigRecord, device string) error {
+	o, err := s.Org(r.Org)
+	if err != nil {
+		return err
+	}
+	var g *record.Grant
+	var sub *record.Org
+	if r.Grant != 0 {
+		if g, err = s.Grant(r.Grant); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if id, ok := strings.CutPrefix(grantSubject(g), "org:"); ok {
+			if sub, err = s.Org(id); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+	}
+	return record.ConfigRightHolds(r, device, o, g, sub, s.Height+1)
+}
+
+func grantSubject(g *record.Grant) string {
+	if g == nil {
+		return ""
+	}
+	return g.Subject
 }

@@ -57,6 +57,11 @@ func TestConfigSet(t *testing.T) {
 	}
 	c.must(a, "", &record.GrantRevoke{ID: gs[0].ID})
 	c.want(record.CodeUnauthorized, b, "", &record.ConfigSet{Org: "org-a", Scope: record.ConfigClass, Name: "sensor", Version: 3})
+	// The class layer set through the revoked grant no longer applies.
+	des, err = c.view().Desired(dev.ID())
+	if err != nil || len(des.Refused) != 1 || des.Refused[0].Scope != record.ConfigClass || len(des.Layers) != 2 {
+		t.Fatalf("desired after the revoke = %+v, %v; want the class layer refused", des, err)
+	}
 
 	h, err := c.view().ConfigHistory("org-a", record.ConfigClass, "sensor", 0, 10)
 	if err != nil || len(h) != 2 || h[0].Version != 1 || h[1].Version != 2 {

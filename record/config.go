@@ -177,11 +177,29 @@ func ConfigValue(v any) (any, error) {
 }
 
 // SameConfigValue reports whether two setting values are equal in their
-// one Go form (an integer 30 from JSON and from CBOR compare equal).
+// one Go form; numbers compare by value, so an integer 30 read from JSON
+// (a float64) equals 30 from CBOR.
 func SameConfigValue(a, b any) bool {
 	x, err1 := ConfigValue(a)
 	y, err2 := ConfigValue(b)
-	return err1 == nil && err2 == nil && x == y
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	if fx, ok := asFloat(x); ok {
+		fy, ok := asFloat(y)
+		return ok && fx == fy
+	}
+	return x == y
+}
+
+func asFloat(v any) (float64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return float64(n), true
+	case float64:
+		return n, true
+	}
+	return 0, false
 }
 
 // ConfigRecord is a desired configuration on the ledger: what was set, by
@@ -355,4 +373,40 @@ func ConfigLayers(d *Device) [][2]string {
 		out = append(out, [2]string{ConfigLabel, k + "=" + d.Labels[k]})
 	}
 	return append(out, [2]string{ConfigDevice, d.ID})
+}
+
+// ConfigRightHolds checks that the right a configuration was set by still
+// holds at height h (the state o and g are from): for a record set by an
+// admin (Grant 0), o is the organisation and the signer is still one of
+// its admins; for one set through a grant, g is that grant, in force at h,
+// a "manage" grant on the device (device scope) or on the organisation,
+// held by the signer itself or by an organisation whose admin it is (then
+// subjectOrg is that organisation's record). The ledger's view of a
+// device's desired configuration and the device's own check both use it.
+func ConfigRightHolds(r *ConfigRecord, device string, o *Org, g *Grant, subjectOrg *Org, h int64) error {
+	if r.Grant == 0 {
+		if o == nil || o.ID != r.Org || !o.IsAdmin(r.Signer) {
+			return fmt.Errorf("set by %s, no longer an admin of %s", r.Signer, r.Org)
+		}
+		return nil
+	}
+	if g == nil || g.ID != r.Grant {
+		return fmt.Errorf("set through grant %d, which does not exist", r.Grant)
+	}
+	if !g.ActiveAt(h) {
+		return fmt.Errorf("set through grant %d, revoked or expired", r.Grant)
+	}
+	if g.Action != ActionManage {
+		return fmt.Errorf("set through grant %d, a %q grant, not %q", r.Grant, g.Action, ActionManage)
+	}
+	if g.Resource != "org:"+r.Org && !(r.Scope == ConfigDevice && g.Resource == "device:"+device) {
+		return fmt.Errorf("set through grant %d on %s, which does not cover it", r.Grant, g.Resource)
+	}
+	switch {
+	case g.Subject == "device:"+r.Signer:
+		return nil
+	case subjectOrg != nil && g.Subject == "org:"+subjectOrg.ID && subjectOrg.IsAdmin(r.Signer):
+		return nil
+	}
+	return fmt.Errorf("set through grant %d to %s, which %s does not hold", r.Grant, g.Subject, r.Signer)
 }
