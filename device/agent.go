@@ -53,7 +53,12 @@ type Agent struct {
 	// OnConfig, if set, is called with each applied configuration report
 	// and whether it was sent.
 	OnConfig func(rep *record.ConfigReport, sent bool)
-	wakes    int
+	// Status, if set, is asked at each wake for the device's health
+	// (battery, signal, uptime, free memory, firmware); it goes with the
+	// wake's readings as a reading of content type record.ContentStatus.
+	// The wake interval in force is filled in when Status leaves it 0.
+	Status func() record.StatusReport
+	wakes  int
 }
 
 // MeshNode is what the agent needs of the device's mesh node (a
@@ -135,6 +140,17 @@ func (a *Agent) wake(ctx context.Context, batch int) error {
 		}
 	}
 	var errs []error
+	if a.Status != nil {
+		st := a.Status()
+		if st.WakeS == 0 {
+			st.WakeS = uint64(a.interval() / time.Second)
+		}
+		if err := st.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("status report: %w", err))
+		} else if b, err := record.Marshal(&st); err == nil {
+			rs = append(rs, reading.Reading{Time: now, ContentType: record.ContentStatus, Bytes: b})
+		}
+	}
 	for len(rs) > 0 {
 		n := min(len(rs), reading.MaxBatch)
 		rc, err := a.Device.SendBatch(ctx, rs[:n])

@@ -51,3 +51,23 @@ func FuzzDecodeConfigReport(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeStatusReport: a device's status report never panics the
+// decoder; what it accepts re-encodes and validates.
+func FuzzDecodeStatusReport(f *testing.F) {
+	b, sig := 87.5, -71.0
+	f.Add(MustMarshal(&StatusReport{Battery: &b, Signal: &sig, Uptime: 3600, FreeMem: 20480, Firmware: "1.2.0", WakeS: 30}))
+	f.Add([]byte{0xa1, 0x01, 0xf9, 0x7e, 0x00})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		s, err := DecodeStatusReport(raw)
+		if err != nil {
+			return
+		}
+		if err := s.Validate(); err != nil {
+			t.Fatalf("accepted report is invalid: %v", err)
+		}
+		if _, err := Marshal(s); err != nil {
+			t.Fatalf("accepted report does not re-encode: %v", err)
+		}
+	})
+}

@@ -52,6 +52,7 @@ func newRoot() *cobra.Command {
 		statusCmd(g), eventsCmd(g), tokenCmd(g),
 		agreementCmd(g), creditsCmd(g),
 		fileCmd(g), firmwareCmd(g), dataCmd(g), auditCmd(g),
+		fleetCmd(g), // fleet.go
 	)
 	return root
 }
