@@ -24,7 +24,8 @@ func (s *Server) configRoutes() {
 func (s *Server) getConfig(r *http.Request) (any, error) {
 	org, scope, name := r.PathValue("org"), r.PathValue("scope"), r.PathValue("name")
 	if err := record.ValidateConfigTarget(scope, name); err != nil {
-		return nil, NewError(http.StatusBadRequest, "bad_request", err.Error())
+		// No configuration has such a target: a missing record, not a bad request.
+		return nil, notFound("no configuration " + org + "/" + scope + "/" + name + ": " + err.Error())
 	}
 	return s.record(r, record.ConfigKey(org, scope, name), func(st *ledger.State) (any, error) {
 		return st.Config(org, scope, name)
@@ -36,7 +37,8 @@ func (s *Server) getConfig(r *http.Request) (any, error) {
 func (s *Server) getConfigHistory(r *http.Request) (any, error) {
 	org, scope, name := r.PathValue("org"), r.PathValue("scope"), r.PathValue("name")
 	if err := record.ValidateConfigTarget(scope, name); err != nil {
-		return nil, NewError(http.StatusBadRequest, "bad_request", err.Error())
+		// No configuration has such a target: a missing record, not a bad request.
+		return nil, notFound("no configuration " + org + "/" + scope + "/" + name + ": " + err.Error())
 	}
 	st, _, err := s.view(r)
 	if err != nil {

@@ -39,4 +39,20 @@ func TestDeviceConfigCLI(t *testing.T) {
 	if !strings.Contains(out, "wake_s = 5") || !strings.Contains(out, "mode = eco") || !strings.Contains(out, "layer device") {
 		t.Fatalf("show DEVICE:\n%s", out)
 	}
+
+	// Another organisation's admin can neither set the device's or its
+	// class's configuration nor read what the device reported.
+	run("keys", "new", "rival")
+	run("org", "create", "rival-org", "--key", "rival")
+	for _, args := range [][]string{
+		{"device", "config", "set", dev, "--key", "rival", "--set", "wake_s=1"},
+		{"device", "config", "set", "--key", "rival", "--org", "demo", "--class", class, "--set", "wake_s=1"},
+	} {
+		if _, err := cli(t, node, ks, args...); err == nil || !strings.Contains(err.Error(), "unauthorized") {
+			t.Errorf("%v by another organisation's admin: %v; want unauthorized", args, err)
+		}
+	}
+	if _, err := cli(t, node, ks, "device", "config", "diff", dev, "--identity", "rival"); err == nil {
+		t.Error("another organisation's admin read what the device reported")
+	}
 }
