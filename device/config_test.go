@@ -159,17 +159,15 @@ func TestConfigClassWideConverges(t *testing.T) {
 func cfgLiar(t *testing.T, upstream string, swapKey func(key []byte) []byte) *httptest.Server {
 	t.Helper()
 	u, _ := url.Parse(upstream)
-	p := httputil.NewSingleHostReverseProxy(u)
-	orig := p.Director
-	p.Director = func(r *http.Request) {
-		orig(r)
-		if swapKey != nil && r.URL.Path == "/v1/proofs" {
-			q := r.URL.Query()
+	p := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(u)
+		if swapKey != nil && r.Out.URL.Path == "/v1/proofs" {
+			q := r.Out.URL.Query()
 			k, _ := hex.DecodeString(q.Get("key"))
 			q.Set("key", hex.EncodeToString(swapKey(k)))
-			r.URL.RawQuery = q.Encode()
+			r.Out.URL.RawQuery = q.Encode()
 		}
-	}
+	}}
 	p.ModifyResponse = func(resp *http.Response) error {
 		if swapKey != nil || resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/v1/proofs" {
 			return nil
