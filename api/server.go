@@ -178,6 +178,7 @@ func (s *Server) routes() {
 	s.fileRoutes()     // files.go
 	s.firmwareRoutes() // firmware.go
 	s.configRoutes()   // config.go
+	s.fleetRoutes()    // fleet.go
 	s.erasureRoutes()  // erasures.go
 	s.MountHandler("GET /v1/openapi.json", http.HandlerFunc(serveOpenAPI))
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package device_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -94,7 +95,20 @@ func TestFleetHealthSilent(t *testing.T) {
 		t.Error("no gateway's view of the live device")
 	}
 
+	// The API's view (GET /v1/fleet/{org}) is the same computation on one
+	// gateway, under the read rule as the caller.
+	var api client.Fleet
+	if err := gws[0].Get(ctx, "/v1/fleet/"+devnet.DemoOrg+"?missed=2&class="+class, &api); err != nil {
+		t.Fatal(err)
+	}
+	if api.Counts[class][client.HealthSilent]+api.Counts[class][client.HealthOK]+api.Counts[class][client.HealthNever] != 2 {
+		t.Errorf("GET /v1/fleet: %+v; want the class's 2 devices", api.Counts)
+	}
 	other, _ := identity.GenerateKey(identity.Ed25519)
+	var ae *client.Error
+	if err := client.New(tn.d.APIURL(0)).WithIdentity(&client.Identity{Key: other}).Get(ctx, "/v1/fleet/"+devnet.DemoOrg+"?class="+class, &api); !errors.As(err, &ae) || ae.Status != 403 {
+		t.Errorf("GET /v1/fleet as a stranger: %v; want 403", err)
+	}
 	if _, err := client.FleetHealth(ctx, []*client.Client{client.New(tn.d.APIURL(0)).WithIdentity(&client.Identity{Key: other})}, devnet.DemoOrg,
 		client.FleetOptions{Class: class}); err == nil {
 		t.Error("a stranger read the fleet's health")
