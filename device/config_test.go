@@ -203,9 +203,10 @@ func TestConfigRefusals(t *testing.T) {
 	tn := startNet(t)
 	ctx := ctxT(t)
 	class := freshName("cfgr")
-	me := tn.registerLabelled(t, class, map[string]string{"site": "north"})
+	site := freshName("north")
+	me := tn.registerLabelled(t, class, map[string]string{"site": site})
 	peer := tn.registerLabelled(t, class, nil)
-	tn.send(t, tn.admin, &record.ConfigSet{Org: devnet.DemoOrg, Scope: record.ConfigLabel, Name: "site=north", Version: 1, Settings: map[string]any{"mode": "eco"}})
+	tn.send(t, tn.admin, &record.ConfigSet{Org: devnet.DemoOrg, Scope: record.ConfigLabel, Name: "site=" + site, Version: 1, Settings: map[string]any{"mode": "eco"}})
 	tn.send(t, tn.admin, &record.ConfigSet{Org: devnet.DemoOrg, Scope: record.ConfigDevice, Name: peer.ID(), Version: 1, Settings: map[string]any{"mode": "full"}})
 	handler := device.WithConfigHandler("mode", func(any) error { return nil })
 	opts := func(dir string, gws ...device.Gateway) []device.Option {
