@@ -86,36 +86,15 @@ type Reported struct {
 // of 1,000 readings are read.
 func (c *Client) ReportedConfigs(ctx context.Context, id string, maxPages int) ([]Reported, error) {
 	var out []Reported
-	from := int64(0)
-	seen := map[[2]uint64]bool{}
-	for range max(maxPages, 1) {
-		var p struct {
-			Items []ReadingItem `json:"items"`
+	err := c.eachReading(ctx, id, time.UnixMilli(0), maxPages, func(it ReadingItem) {
+		if it.ContentType != record.ContentConfigReported {
+			return
 		}
-		q := url.Values{"device": {id}, "from": {strconv.FormatInt(from, 10)}, "limit": {"1000"}}
-		if err := c.Get(ctx, "/v1/readings?"+q.Encode(), &p); err != nil {
-			return nil, err
+		rep, err := record.DecodeConfigReport(it.Bytes)
+		if err != nil {
+			return // a malformed report is the device's own: the raw readings show it
 		}
-		fresh := 0
-		for _, it := range p.Items {
-			k := [2]uint64{it.Index, it.Seq}
-			if seen[k] {
-				continue
-			}
-			seen[k], fresh = true, fresh+1
-			from = it.Time.UnixMilli()
-			if it.ContentType != record.ContentConfigReported {
-				continue
-			}
-			rep, err := record.DecodeConfigReport(it.Bytes)
-			if err != nil {
-				continue // a malformed report is the device's own: shown by the raw readings
-			}
-			out = append(out, Reported{Index: it.Index, Seq: it.Seq, Time: it.Time, Report: rep})
-		}
-		if fresh == 0 || len(p.Items) < 1000 {
-			break
-		}
-	}
-	return out, nil
+		out = append(out, Reported{Index: it.Index, Seq: it.Seq, Time: it.Time, Report: rep})
+	})
+	return out, err
 }

@@ -179,29 +179,46 @@ func listDevices(ctx context.Context, c *Client, org string, limit int) ([]recor
 func lastReading(ctx context.Context, c *Client, device string, from time.Time) (time.Time, *record.StatusReport, error) {
 	var last time.Time
 	var st *record.StatusReport
+	err := c.eachReading(ctx, device, from, 20, func(it ReadingItem) {
+		if it.Time.After(last) {
+			last = it.Time
+		}
+		if it.ContentType == record.ContentStatus {
+			if s, err := record.DecodeStatusReport(it.Bytes); err == nil {
+				st = s
+			}
+		}
+	})
+	return last, st, err
+}
+
+// eachReading calls fn with each of device's readings at this gateway
+// from time from on, oldest first, reading at most maxPages pages of
+// 1,000 (GET /v1/readings?device=, under the read rule).
+func (c *Client) eachReading(ctx context.Context, device string, from time.Time, maxPages int, fn func(ReadingItem)) error {
 	ms := from.UnixMilli()
-	for range 20 {
+	seen := map[[2]uint64]bool{}
+	for range max(maxPages, 1) {
 		var p struct {
 			Items []ReadingItem `json:"items"`
 		}
 		q := url.Values{"device": {device}, "from": {strconv.FormatInt(ms, 10)}, "limit": {"1000"}}
 		if err := c.Get(ctx, "/v1/readings?"+q.Encode(), &p); err != nil {
-			return time.Time{}, nil, err
+			return err
 		}
+		fresh := 0
 		for _, it := range p.Items {
-			if it.Time.After(last) {
-				last = it.Time
+			k := [2]uint64{it.Index, it.Seq}
+			if seen[k] {
+				continue
 			}
-			if it.ContentType == record.ContentStatus {
-				if s, err := record.DecodeStatusReport(it.Bytes); err == nil {
-					st = s
-				}
-			}
+			seen[k], fresh = true, fresh+1
+			ms = it.Time.UnixMilli()
+			fn(it)
 		}
-		if len(p.Items) < 1000 || last.UnixMilli() == ms {
-			break
+		if fresh == 0 || len(p.Items) < 1000 {
+			return nil
 		}
-		ms = last.UnixMilli()
 	}
-	return last, st, nil
+	return nil
 }
