@@ -321,7 +321,7 @@ func (d *Device) loadConfigLocked() (*configState, error) {
 		case err != nil:
 			return nil, fmt.Errorf("device: reading the applied configuration: %w", err)
 		default:
-			if err := record.Unmarshal(b, st); err != nil {
+			if st, err = parseConfigState(b); err != nil {
 				return nil, fmt.Errorf("device: %s: %w (remove it: the device applies its desired configuration again)", p, err)
 			}
 		}
@@ -336,6 +336,27 @@ func (d *Device) loadConfigLocked() (*configState, error) {
 		}
 	}
 	d.applied = st
+	return st, nil
+}
+
+// parseConfigState decodes config.state strictly: layer versions, and
+// applied settings that are valid settings.
+func parseConfigState(b []byte) (*configState, error) {
+	st := &configState{}
+	if err := record.Unmarshal(b, st); err != nil {
+		return nil, err
+	}
+	if len(st.Applied) > 4*record.MaxConfigSettings || len(st.Versions) > 64 {
+		return nil, fmt.Errorf("%d applied settings and %d layers: more than a configuration holds", len(st.Applied), len(st.Versions))
+	}
+	for k, v := range st.Applied {
+		if err := record.ValidateSettingName(k); err != nil {
+			return nil, err
+		}
+		if _, err := record.ConfigValue(v); err != nil {
+			return nil, fmt.Errorf("setting %s: %w", k, err)
+		}
+	}
 	return st, nil
 }
 
