@@ -177,6 +177,8 @@ func (s *Server) routes() {
 	s.handle("GET /v1/exchanges/{root}", s.getExchange)
 	s.fileRoutes()     // files.go
 	s.firmwareRoutes() // firmware.go
+	s.configRoutes()   // config.go
+	s.fleetRoutes()    // fleet.go
 	s.erasureRoutes()  // erasures.go
 	s.upgradeRoutes()  // upgrade.go
 	s.MountHandler("GET /v1/openapi.json", http.HandlerFunc(serveOpenAPI))

@@ -44,6 +44,21 @@ type Agent struct {
 	// Firmware, if set, runs the firmware update step at the end of
 	// every Firmware.Every-th wake (FirmwareUpdater; needs WithTrust).
 	Firmware *FirmwareUpdater
+
+	// ConfigEvery, if above 0: at every ConfigEvery-th wake (the first
+	// included) the agent proves and applies the device's desired
+	// configuration and reports what it applied (Device.ApplyConfig; needs
+	// WithTrust). A wake interval it sets (SettingWake) replaces Wake.
+	ConfigEvery int
+	// OnConfig, if set, is called with each applied configuration report
+	// and whether it was sent.
+	OnConfig func(rep *record.ConfigReport, sent bool)
+	// Status, if set, is asked at each wake for the device's health
+	// (battery, signal, uptime, free memory, firmware); it goes with the
+	// wake's readings as a reading of content type record.ContentStatus.
+	// The wake interval in force is filled in when Status leaves it 0.
+	Status func() record.StatusReport
+	wakes  int
 }
 
 // MeshNode is what the agent needs of the device's mesh node (a
@@ -69,7 +84,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	batch := max(a.Batch, 1)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	// Start at a random point of the first interval.
-	if !a.sleep(ctx, time.Duration(rng.Float64()*float64(a.Wake)), log) {
+	if !a.sleep(ctx, time.Duration(rng.Float64()*float64(a.interval())), log) {
 		return nil
 	}
 	for {
@@ -77,7 +92,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			log.Warn("device: wake failed", "device", a.Device.ID(), "err", err)
 		}
 		a.Device.Sleep()
-		d := a.Wake + time.Duration(a.Jitter*rng.Float64()*float64(a.Wake))
+		w := a.interval()
+		d := w + time.Duration(a.Jitter*rng.Float64()*float64(w))
 		if !a.sleep(ctx, d, log) {
 			return nil
 		}
@@ -124,6 +140,17 @@ func (a *Agent) wake(ctx context.Context, batch int) error {
 		}
 	}
 	var errs []error
+	if a.Status != nil {
+		st := a.Status()
+		if st.WakeS == 0 {
+			st.WakeS = uint64(a.interval() / time.Second)
+		}
+		if err := st.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("status report: %w", err))
+		} else if b, err := record.Marshal(&st); err == nil {
+			rs = append(rs, reading.Reading{Time: now, ContentType: record.ContentStatus, Bytes: b})
+		}
+	}
 	for len(rs) > 0 {
 		n := min(len(rs), reading.MaxBatch)
 		rc, err := a.Device.SendBatch(ctx, rs[:n])
@@ -157,6 +184,16 @@ func (a *Agent) wake(ctx context.Context, batch int) error {
 			}
 		}
 	}
+	if a.ConfigEvery > 0 && a.wakes%a.ConfigEvery == 0 {
+		rep, sent, err := a.Device.ApplyConfig(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("desired configuration: %w", err))
+		}
+		if rep != nil && a.OnConfig != nil {
+			a.OnConfig(rep, sent)
+		}
+	}
+	a.wakes++
 	if a.Firmware != nil {
 		if err := a.Firmware.wake(ctx, a.Device); err != nil {
 			errs = append(errs, fmt.Errorf("firmware update: %w", err))
@@ -174,4 +211,13 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// interval is the time between wakes: the desired configuration's
+// (SettingWake), else Wake.
+func (a *Agent) interval() time.Duration {
+	if w := a.Device.Wake(); w > 0 {
+		return w
+	}
+	return a.Wake
 }

@@ -45,6 +45,12 @@ type Device struct {
 	inbox   inbox      // mailbox reads over HTTP (Inbox)
 	msgMu   sync.Mutex // message sequence numbers (NewMessage)
 	lastMsg uint64
+
+	// The desired configuration (config.go): cfgMu serialises applying it.
+	cfgMu     sync.Mutex
+	applied   *configState  // under cfgMu
+	wake      time.Duration // SettingWake applied; under mu
+	transport Transport     // SettingTransport applied; under mu
 }
 
 // New makes a device with key k. It reads the persistent state from the

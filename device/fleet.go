@@ -74,6 +74,12 @@ type FleetConfig struct {
 	// OnCommand, if set (with Trust), is each device's actuator: it is
 	// called with every command the ledger holds for the device, once.
 	OnCommand func(device int, c record.Command) error
+	// ConfigEvery (with Trust): each device proves, applies and reports its
+	// desired configuration every ConfigEvery wakes (Agent.ConfigEvery);
+	// 0: every wake; negative: never.
+	ConfigEvery int
+	// OnConfig, if set, is called with each configuration report a device sent.
+	OnConfig func(device int, rep *record.ConfigReport)
 }
 
 // actuatorFunc adapts a function to an Actuator.
@@ -181,6 +187,14 @@ func StartFleet(ctx context.Context, c FleetConfig) (*Fleet, error) {
 			}}
 		if c.OnCommand != nil && c.Trust != nil {
 			a.Actuator = actuatorFunc(func(_ context.Context, cmd record.Command) error { return c.OnCommand(i, cmd) })
+		}
+		if c.Trust != nil && c.ConfigEvery >= 0 {
+			a.ConfigEvery = max(c.ConfigEvery, 1)
+			a.OnConfig = func(rep *record.ConfigReport, sent bool) {
+				if sent && c.OnConfig != nil {
+					c.OnConfig(i, rep)
+				}
+			}
 		}
 		f.wg.Go(func() { _ = a.Run(actx) })
 	}

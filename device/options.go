@@ -58,8 +58,9 @@ type config struct {
 	retryFailed time.Duration
 	maxLag      int64
 	maxAge      time.Duration
-	seal        bool          // WithSealing (sealing.go)
-	sealRefresh time.Duration // how long a data key is used before asking again
+	seal        bool                     // WithSealing (sealing.go)
+	sealRefresh time.Duration            // how long a data key is used before asking again
+	handlers    map[string]ConfigHandler // WithConfigHandler (config.go)
 }
 
 // SeqBlock is how many sequence numbers are reserved per write of the

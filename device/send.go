@@ -109,8 +109,9 @@ func (d *Device) SendEnvelope(ctx context.Context, raw []byte, rc *Receipt) erro
 	return d.each(ctx, "sending a reading", func(i int, gw Gateway) error {
 		sctx, cancel := context.WithTimeout(ctx, d.cfg.timeout)
 		defer cancel()
-		rc.Gateway, rc.Transport = gw, d.cfg.transport
-		switch d.cfg.transport {
+		t := d.Transport()
+		rc.Gateway, rc.Transport = gw, t
+		switch t {
 		case MQTT:
 			return d.sendMQTT(sctx, i, gw, raw)
 		case CoAP:

@@ -99,6 +99,8 @@ func (x *txExec) run() error {
 		return x.dataErase(m)
 	case *record.UpgradePlan:
 		return x.upgradePlan(m) // upgrade.go
+	case *record.ConfigSet:
+		return x.configSet(m) // config.go
 	default:
 		return record.Errf(record.CodeUnknownKind, "no handler for %T", m)
 	}

@@ -23,6 +23,7 @@ func FuzzDecodeTx(f *testing.F) {
 		&record.DeviceRegister{Org: "acme", Device: dev.ID(), Class: "sensor", Labels: map[string]string{"a": "b"}, Proof: proof},
 		&record.GrantAdd{Grantor: "org:acme", Subject: "device:" + dev.ID(), Action: "read", Resource: "org:acme/x", Expiry: 9},
 		&record.DataAnchor{Size: 9, Root: make([]byte, 32), Consistency: [][]byte{make([]byte, 32)}},
+		&record.ConfigSet{Org: "acme", Scope: record.ConfigClass, Name: "sensor", Version: 2, Settings: map[string]any{"wake_s": 30, "mode": "eco"}},
 		&record.ValidatorUpdate{PubKey: make([]byte, 32), Power: 1, Seq: 1, Approvals: []record.Approval{{Validator: make([]byte, 32), Signature: make([]byte, 64)}}},
 	} {
 		raw, err := record.NewTx(k, "", "c", 1, 10, m)

@@ -148,31 +148,42 @@ func mayActFor(st *State, a actor, p record.Principal) error {
 }
 
 // mayManage checks that a may manage device d (change its status, key or
-// metadata): an admin of its organisation, or a holder of a "manage" grant
-// on the device or its organisation (for another organisation's admin:
-// through a grant to that organisation).
+// metadata, set its desired configuration): an admin of its organisation,
+// or a holder of a "manage" grant on the device or its organisation (for
+// another organisation's admin: through a grant to that organisation).
 func mayManage(st *State, a actor, d *record.Device, h int64) error {
+	_, err := manageRight(st, a, d.Org, "device "+d.ID+" of "+strconv.Quote(d.Org), []string{"device:" + d.ID, "org:" + d.Org}, h)
+	return err
+}
+
+// manageRight is the right by which a manages what org owns (resources,
+// described by what): nil for an admin of org, else the "manage" grant in
+// force at h on one of resources that a holds. Desired configurations
+// record it, so that a device can check the right still holds.
+func manageRight(st *State, a actor, org, what string, resources []string, h int64) (*record.Grant, error) {
 	if !a.isAgreement() {
-		o, err := st.Org(d.Org)
+		o, err := st.Org(org)
 		if err != nil {
-			return err
+			return nil, notFound(err)
 		}
 		if o.IsAdmin(a.signer) {
-			return nil
+			return nil, nil
 		}
 	}
 	subjects, err := a.subjects(st)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ok, err := holdsGrant(st, subjects, record.ActionManage, []string{"device:" + d.ID, "org:" + d.Org}, h)
-	if err != nil || ok {
-		return err
+	for _, s := range subjects {
+		g, err := st.grantFor(s, record.ActionManage, resources, h)
+		if err != nil || g != nil {
+			return g, err
+		}
 	}
 	if a.isAgreement() {
-		return record.Errf(record.CodeUnauthorized, "%s has no %q grant on device %s or organisation %q", a.agreement, record.ActionManage, d.ID, d.Org)
+		return nil, record.Errf(record.CodeUnauthorized, "%s has no %q grant on %s", a.agreement, record.ActionManage, what)
 	}
-	return record.Errf(record.CodeUnauthorized, "%s may not manage device %s of %q (not an admin and no %q grant)", a.signer, d.ID, d.Org, record.ActionManage)
+	return nil, record.Errf(record.CodeUnauthorized, "%s may not manage %s (not an admin and no %q grant)", a.signer, what, record.ActionManage)
 }
 
 // owns reports whether grantor owns r: its own resources, and for an

@@ -72,6 +72,8 @@ var msgTypes = map[string]func() Msg{
 	KindDataErase:  func() Msg { return new(DataErase) },
 	// upgrade.go
 	KindUpgradePlan: func() Msg { return new(UpgradePlan) },
+	// config.go
+	KindConfigSet: func() Msg { return new(ConfigSet) },
 }
 
 // Kinds lists the known tx kinds, sorted.

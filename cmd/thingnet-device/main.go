@@ -3,7 +3,8 @@
 // be claimed by an admin of its organisation if it is not registered yet,
 // then wakes on its duty cycle, sends signed readings over MQTT, CoAP or
 // HTTP (failing over between its gateways in order), and, given a trusted
-// header, executes the commands the ledger proves are for it and (with
+// header, applies the desired configuration it proves (its wake interval,
+// its transport), executes the commands the ledger proves are for it and (with
 // -firmware-every) installs the firmware its organisation rolls out into
 // the image slots in its state directory. It links the device SDK only: no
 // server, no ledger application (docs/device-sdk.md), and builds with
@@ -87,6 +88,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	keyAlg := fs.String("key-alg", "", "the algorithm of a key made on first use: ed25519 or p256 (default: ed25519 for a key file, p256 in a token); a key already there keeps its own")
 	devID := fs.String("id", "", "the device's id when it is not its key's (after a key rotation the id stays the first key's)")
 	measureFor := fs.Duration("measure", 0, "measure the CPU cost of a signed reading and of a light-client header update (each for about this long), print it and exit")
+	cfgEvery := fs.Int("config-every", 1, "prove and apply the desired configuration every N wakes (wake_s, transport; needs -trust; 0: never), reporting what it applied")
 	seal := fs.Bool("seal", false, "seal every reading's value to the organisation's data key (HPKE; verified with the light client with -trust): gateways store, anchor and prove it without reading it")
 	fs.Var(&gws, "gateway", "a gateway, in order of preference: API[,mqtt=HOST:PORT][,coap=HOST:PORT] (repeatable; at least one)")
 	if err := fs.Parse(args); err != nil {
@@ -169,6 +171,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}}
 	if *trust != "" {
 		a.Actuator = printActuator{out}
+		a.ConfigEvery = max(*cfgEvery, 0)
+		a.OnConfig = func(rep *record.ConfigReport, sent bool) {
+			if sent {
+				fmt.Fprintf(out, "applied configuration %v (proved at height %d; %d refused), reported\n", rep.Applied, rep.Height, len(rep.Refused))
+			}
+		}
 	}
 	if *fwEvery > 0 {
 		if a.Firmware, err = firmwareUpdater(out, *state, *fwEvery); err != nil {

@@ -18,7 +18,7 @@ func deviceCmd(g *globals) *cobra.Command {
 	c.AddCommand(deviceRegister(g), devicePop(g), deviceRotate(g),
 		deviceStatus(g, "suspend", record.StatusSuspended), deviceStatus(g, "resume", record.StatusActive), deviceStatus(g, "revoke", record.StatusRevoked),
 		deviceUpdate(g), deviceShow(g), deviceHistory(g), deviceList(g), deviceToken(g),
-		deviceCode(g), deviceClaim(g), deviceRun(g))
+		deviceCode(g), deviceClaim(g), deviceRun(g), deviceConfigCmd(g))
 	return c
 }
 

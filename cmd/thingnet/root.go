@@ -53,6 +53,7 @@ func newRoot() *cobra.Command {
 		agreementCmd(g), creditsCmd(g),
 		fileCmd(g), firmwareCmd(g), dataCmd(g), auditCmd(g),
 		exportCmd(g),
+		fleetCmd(g), // fleet.go
 	)
 	return root
 }
