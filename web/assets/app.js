@@ -1,7 +1,7 @@
 // The thingnet explorer: a read-only single-page app over the node's /v1
 // API, /metrics and /v1/events. No framework, no build step.
 
-import { verifyReading, verifyAnchored, didKey, sha256, hex, b64 } from './verify.js';
+import { verifyReading, verifyAnchored, checkProof, didKey, sha256, hex, b64, eq } from './verify.js';
 import { decode, concat, head, bstr, tstr } from './cbor.js';
 import { auditPage } from './audit.js';
 import * as keys from './keys.js';
@@ -161,6 +161,7 @@ const routes = [
   [/^\/firmware$/, firmwarePage],
   [/^\/firmware\/([^/]+)\/([^/]+)$/, firmwareClass],
   [/^\/mesh$/, meshPage],
+  [/^\/network$/, networkPage],
   [/^\/security$/, security],
   [/^\/api$/, apiPage],
   [/^\/signin$/, signinPage],
@@ -1001,6 +1002,117 @@ async function meshPage(v) {
       $('#mesh-depth').textContent = s2.MailboxDepth ?? '–';
       $('#mesh-stats tbody').innerHTML = Object.entries(s2).map(([k, n]) => `<tr><td>${esc(k)}</td><td>${flat(n)}</td></tr>`).join('');
     }
+  });
+}
+
+// --- the network's rules and upgrades (docs/operations.md "Governance",
+// "Upgrades") ---
+
+// GOV_BUDGETS are record.Governance's budgets: CBOR key, JSON name, what
+// each bounds, what happens over it.
+const GOV_BUDGETS = [
+  [4, 'mempool_txs_per_org', "txs in a node's mempool", 'CheckTx refuses more with over_budget until some commit'],
+  [3, 'block_txs_per_org', 'txs per block', 'the proposer leaves the rest in the mempool for the next blocks'],
+  [5, 'block_triggers_per_org', "agreements' height triggers per block", 'the rest stay due and run in the next blocks, oldest first'],
+];
+
+// governanceOf is the governance a proof shows: the record it proves, or,
+// proved absent, the rules of a network whose genesis set none (open,
+// unlimited; ledger.State.Governance).
+function governanceOf(value) {
+  if (!value) return { org_creation: 'open' };
+  const m = decode(b64(value));
+  if (!(m instanceof Map)) throw new Error('the governance record is not a CBOR map');
+  const g = { org_creation: m.get(1) };
+  if (m.get(2)) g.org_deposit = m.get(2);
+  for (const [k, name] of GOV_BUDGETS) if (m.get(k)) g[name] = m.get(k);
+  return g;
+}
+const sameRules = (a, b) => ['org_creation', 'org_deposit', ...GOV_BUDGETS.map((x) => x[1])].every((k) => (a[k] || 0) === (b[k] || 0));
+
+// governanceHTML renders governance rules (record.Governance's JSON); a
+// budget of 0 is unlimited.
+export function governanceHTML(g) {
+  const creation = { open: 'open: any key may create an organisation', approval: 'approval: validators holding more than 2/3 of the voting power sign each creation',
+    deposit: `deposit: ${g.org_deposit} credits, moved into the new organisation's own account` }[g.org_creation] || `unknown policy "${g.org_creation}"`;
+  return `${kv([['organisation creation', `<span id="gov-creation">${esc(creation)}</span>`]])}
+    <table id="gov-budgets"><thead><tr><th>per organisation</th><th>budget</th><th>genesis field</th><th>over it</th></tr></thead><tbody>
+    ${GOV_BUDGETS.map(([, name, what, over]) => `<tr data-field="${name}"><td>${esc(what)}</td><td class="budget">${g[name] > 0 ? g[name] : 'unlimited'}</td><td class="mono">${name}</td><td class="muted">${esc(over)}</td></tr>`).join('')}</tbody></table>`;
+}
+
+// upgradeHTML renders GET /v1/upgrade's answer at the live height: the
+// application version, the pending plan with a countdown in blocks, the
+// upgrades done.
+export function upgradeHTML(u, height) {
+  const p = u.pending;
+  return `<div class="cards">${card('application version', u.app_version, 'up-version')}${card('height', height, 'up-height')}${card('upgrades done', u.done.length)}</div>
+    <h3>Planned</h3>${p ? `<div id="up-pending">${kv([['name', `<b>${esc(p.name)}</b>`], ['at height', blockLink(p.height)], ['application version', `${u.app_version} → ${p.app_version}`],
+      ['in', `<span id="up-countdown">${countdown(p.height, height)}</span>`], ['release', esc(p.info) || '<span class="muted">–</span>'], ['planned at height', blockLink(p.planned)], ['sequence', p.seq]])}</div>
+      <p class="muted">Every node stops before executing block ${p.height} unless it runs a release that carries "${esc(p.name)}"; that release runs the state migration there and goes on.</p>`
+    : '<p id="up-pending" class="muted">No upgrade is planned.</p>'}
+    <h3>Done</h3><table id="up-done"><thead><tr><th>name</th><th>at height</th><th>application version</th></tr></thead><tbody>
+    ${u.done.map((d) => `<tr><td>${esc(d.name)}</td><td>${blockLink(d.height)}</td><td>${d.app_version}</td></tr>`).join('') || '<tr><td colspan="3" class="muted">none</td></tr>'}</tbody></table>`;
+}
+
+// countdown says how far height h is from the live height.
+function countdown(h, height) {
+  const n = h - height;
+  if (n > 1) return `${n} blocks`;
+  if (n === 1) return 'the next block';
+  return 'due: nodes without the release stop here';
+}
+
+// governanceProof checks GET /v1/governance?prove=true in the page: the
+// proof is of the governance key, gives the app hash of a header signed by
+// the validators, and proves what the node answered (a record, or none:
+// open and unlimited). It returns the rules proved and the steps.
+async function governanceProof(res) {
+  const steps = [];
+  const step = (name, ok, detail) => { steps.push({ name, ok, detail }); return ok; };
+  let rules = null;
+  try {
+    const p = res.proof;
+    if (!p) throw new Error('the node sent no proof');
+    if (step('key', eq(b64(p.key), new TextEncoder().encode('m/governance')), `the proof is of key ${new TextDecoder().decode(b64(p.key))}`)
+      && await checkProof(p, 'governance proof', p.value ? 'of the governance record' : 'that the genesis set no governance record', step, headerJSON)) {
+      const g = governanceOf(p.value);
+      if (step('rules', sameRules(g, res.record), p.value ? 'the rules shown are the record proved' : 'no record: the network is open and unlimited')) rules = g;
+    }
+  } catch (err) {
+    step('error', false, err.message);
+  }
+  return { ok: rules !== null && steps.every((x) => x.ok), rules, steps };
+}
+
+// overBudget is this node's count of txs CheckTx refused over their
+// organisation's budget (thingnet_ledger_checktx_rejected_total).
+async function overBudget() {
+  const text = await fetch('/metrics').then((r) => (r.ok ? r.text() : ''), () => '');
+  return parseMetrics(text).filter((m) => m.name === 'thingnet_ledger_checktx_rejected_total' && m.labels.includes('reason="over_budget"')).reduce((s, m) => s + m.value, 0);
+}
+
+async function networkPage(v) {
+  const [gov, up, st, refused] = await Promise.all([get('/v1/governance?prove=true'), get('/v1/upgrade'), get('/v1/status'), overBudget()]);
+  const proved = await governanceProof(gov);
+  let height = Math.max(st.height, up.height);
+  v.innerHTML = `<h1>Network rules and upgrades</h1>
+    <h2>Governance</h2>
+    <p class="muted">Set in the genesis, kept in the ledger's state: who may create an organisation, and how much of the shared mempool and blocks one
+    organisation may take. Every tx is charged to its signer's organisation; anchors, validator updates and credit mints are never charged.</p>
+    <div id="gov-verdict" class="verdict ${proved.ok ? 'ok' : 'bad'}">${proved.ok ? `✓ proved: in the ledger state of height ${gov.proof.height}, signed by the validators` : '✗ NOT verified: the rules below are what the node says'}</div>
+    ${governanceHTML(proved.rules || gov.record)}
+    <ul id="gov-steps" class="steps">${proved.steps.map((s) => `<li class="${s.ok ? 'ok' : 'bad'}"><span class="n">${esc(s.name)}</span> <span class="d">${esc(s.detail)}</span></li>`).join('')}</ul>
+    <div class="cards">${card('txs refused over budget (this node, since it started)', refused, 'gov-over-budget')}</div>
+    ${cli(['thingnet governance --prove', 'thingnet org create ORG --key KEY --approval gw1.json ...   # org_creation: approval', 'thingnet org admin rotate ORG --key OLD --new-key NEW'])}
+    <h2>Software upgrades</h2><div id="up-box">${upgradeHTML(up, height)}</div>
+    ${cli(['thingnet upgrade show', 'thingnet upgrade approve --home NODE_HOME --chain-id CHAIN --seq SEQ --name v2 --height H --app-version 2 --info "..." > gw1.json', 'thingnet upgrade plan gw1.json gw2.json gw3.json --key KEY'])}`;
+  v.live((type, d) => {
+    if (type === 'tx' && d.code === 0 && d.kind === 'upgrade.plan') { route(); return; }
+    if (type !== 'block' || d.height <= height) return;
+    height = d.height;
+    if (up.pending && height >= up.pending.height) { route(); return; } // done, or the node stopped: ask again
+    $('#up-height').textContent = height;
+    if (up.pending) $('#up-countdown').textContent = countdown(up.pending.height, height);
   });
 }
 

@@ -102,34 +102,127 @@ function lengthPrefix(op, b) {
   throw new Error(`unsupported ics23 length op ${op}`);
 }
 
-// ics23Root computes the root an ICS23 existence proof commits to, after
-// checking that it proves key = value.
-export async function ics23Root(proof, key, value) {
-  const exist = pbFields(proof).find(([f]) => f === 1);
-  if (!exist) throw new Error('the state proof is not a membership proof');
+// IAVL's ICS-23 spec (ics23.IavlSpec): leaves are SHA-256 over the prefix
+// (starting 0x00), the length-prefixed key and the length-prefixed
+// SHA-256 of the value; an inner node's prefix holds 4 to 12 bytes before
+// its left child, and each child hash comes with its 1-byte length (33).
+const IAVL = { childSize: 33, minPrefix: 4, maxPrefix: 12 };
+
+// existence parses an ics23 ExistenceProof and computes its root, after
+// checking its ops against the IAVL spec. It returns the key, the value,
+// the root and the path (leaf to root) of {prefix, suffix}.
+async function existence(b) {
   let k, v, leaf = null;
-  const path = [];
-  for (const [f, x] of pbFields(exist[1])) {
-    if (f === 1) k = x; else if (f === 2) v = x; else if (f === 3) leaf = x; else if (f === 4) path.push(x);
+  const raw = [];
+  for (const [f, x] of pbFields(b)) {
+    if (f === 1) k = x; else if (f === 2) v = x; else if (f === 3) leaf = x; else if (f === 4) raw.push(x);
   }
-  if (!k || !eq(k, key)) throw new Error('the state proof is of another key');
-  if (!v || !eq(v, value)) throw new Error('the state proof is of another value');
+  if (!k || !v) throw new Error('the state proof has no key or value');
   if (!leaf) throw new Error('the state proof has no leaf');
   const lo = { hash: 0, pk: 0, pv: 0, len: 0, prefix: new Uint8Array() };
   for (const [f, x] of pbFields(leaf)) {
     if (f === 1) lo.hash = x; else if (f === 2) lo.pk = x; else if (f === 3) lo.pv = x; else if (f === 4) lo.len = x; else if (f === 5) lo.prefix = x;
   }
   if (lo.hash !== 1) throw new Error('the state proof does not use SHA-256');
+  if (lo.prefix[0] !== 0) throw new Error('the state proof\'s leaf is not an IAVL leaf');
   let h = await sha256(lo.prefix, lengthPrefix(lo.len, await prehash(lo.pk, k)), lengthPrefix(lo.len, await prehash(lo.pv, v)));
-  for (const step of path) {
+  const path = [];
+  for (const step of raw) {
     let hop = 0, prefix = new Uint8Array(), suffix = new Uint8Array();
     for (const [f, x] of pbFields(step)) {
       if (f === 1) hop = x; else if (f === 2) prefix = x; else if (f === 3) suffix = x;
     }
     if (hop !== 1) throw new Error('the state proof does not use SHA-256');
+    if (prefix[0] === 0 || branchOf({ prefix, suffix }) < 0) throw new Error('the state proof has an inner node that is not an IAVL one');
     h = await sha256(prefix, h, suffix);
+    path.push({ prefix, suffix });
   }
-  return h;
+  return { key: k, value: v, root: h, path };
+}
+
+// branchOf is the side (0 left, 1 right) an inner step's child is on, from
+// its padding, or -1 (ics23's orderFromPadding).
+function branchOf(s) {
+  for (const b of [0, 1]) {
+    const pre = b * IAVL.childSize;
+    if (s.prefix.length >= pre + IAVL.minPrefix && s.prefix.length <= pre + IAVL.maxPrefix && s.suffix.length === (1 - b) * IAVL.childSize) return b;
+  }
+  return -1;
+}
+const allOn = (path, b) => path.every((s) => branchOf(s) === b);
+
+// leftNeighbours says whether the leaves of paths l and r are adjacent, l
+// just left of r (ics23's IsLeftNeighbor): below the node where their
+// paths part, l always goes right and r always left.
+function leftNeighbours(l, r) {
+  let i = l.length - 1, j = r.length - 1;
+  while (i >= 0 && j >= 0 && eq(l[i].prefix, r[j].prefix) && eq(l[i].suffix, r[j].suffix)) { i--; j--; }
+  if (i < 0 || j < 0 || branchOf(l[i]) !== 0 || branchOf(r[j]) !== 1) return false;
+  return allOn(l.slice(0, i), 1) && allOn(r.slice(0, j), 0);
+}
+
+const cmp = (a, b) => {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return a.length - b.length;
+};
+
+// ics23Root computes the root an ICS23 existence proof commits to, after
+// checking that it proves key = value.
+export async function ics23Root(proof, key, value) {
+  const exist = pbFields(proof).find(([f]) => f === 1);
+  if (!exist) throw new Error('the state proof is not a membership proof');
+  const e = await existence(exist[1]);
+  if (!eq(e.key, key)) throw new Error('the state proof is of another key');
+  if (!eq(e.value, value)) throw new Error('the state proof is of another value');
+  return e.root;
+}
+
+// ics23AbsentRoot computes the root an ICS23 non-existence proof commits
+// to, after checking that it proves key absent: the leaves either side of
+// key are adjacent in the tree (or the first or last leaf), and both give
+// the same root (ics23.VerifyNonMembership with the IAVL spec).
+export async function ics23AbsentRoot(proof, key) {
+  const ne = pbFields(proof).find(([f]) => f === 2);
+  if (!ne) throw new Error('the state proof is not a proof of absence');
+  let left = null, right = null;
+  for (const [f, x] of pbFields(ne[1])) {
+    if (f === 1 && !eq(x, key)) throw new Error('the proof of absence is of another key');
+    if (f === 2) left = await existence(x); else if (f === 3) right = await existence(x);
+  }
+  if (!left && !right) throw new Error('the proof of absence has no neighbour');
+  if (left && right && !eq(left.root, right.root)) throw new Error('the proof of absence\'s neighbours give two roots');
+  if (left && cmp(left.key, key) >= 0) throw new Error('the proof of absence\'s left neighbour is not left of the key');
+  if (right && cmp(key, right.key) >= 0) throw new Error('the proof of absence\'s right neighbour is not right of the key');
+  const adjacent = !left ? allOn(right.path, 0) : !right ? allOn(left.path, 1) : leftNeighbours(left.path, right.path);
+  if (!adjacent) throw new Error('the proof of absence\'s neighbours are not adjacent leaves');
+  return (left || right).root;
+}
+
+// checkProof checks, as steps, a record proof (record.Proof: GET ...?prove=true):
+// its ICS-23 proof (inclusion of p.value, or with none, absence of p.key)
+// gives p.root, and that is the app hash in the header after p.height,
+// signed by > 2/3 of the voting power. It returns the app hash, or null
+// after a failed step. name names the proof's step; what says what it
+// proves.
+export async function checkProof(p, name, what, step, header) {
+  let appHash;
+  try {
+    appHash = p.value ? await ics23Root(b64(p.proof), b64(p.key), b64(p.value)) : await ics23AbsentRoot(b64(p.proof), b64(p.key));
+  } catch (err) {
+    step(name, false, err.message);
+    return null;
+  }
+  if (!step(name, eq(appHash, b64(p.root)), `ICS23 proof ${what}: app hash ${hex(appHash)} of the state at height ${p.height}`)) return null;
+  let hv;
+  try {
+    hv = await verifyHeader(await header(p.height + 1));
+  } catch (err) {
+    step('header', false, `header ${p.height + 1}: ${err.message}`);
+    return null;
+  }
+  if (!step('header', hv.appHash.toLowerCase() === hex(appHash),
+    `header ${hv.height} hashes to the block its commit signed, by validators holding ${hv.power} of ${hv.total} voting power (> 2/3); its app hash ${hv.appHash.toLowerCase()}`)) return null;
+  return appHash;
 }
 
 // --- did:key ---
@@ -255,18 +348,7 @@ async function checkAnchor(p, anchored, step, header) {
     step('authentication height', false, `the entry says it was authenticated at height ${auth}, not before its anchor at height ${p.anchor.height}`);
     return null;
   }
-  const appHash = await ics23Root(b64(ap.proof), b64(ap.key), b64(ap.value));
-  if (!step('anchor proof', eq(appHash, b64(ap.root)), `ICS23 proof gives app hash ${hex(appHash)} of the state at height ${p.height}`)) return null;
-  let hv;
-  try {
-    hv = await verifyHeader(await header(p.height + 1));
-  } catch (err) {
-    step('header', false, `header ${p.height + 1}: ${err.message}`);
-    return null;
-  }
-  if (!step('header', hv.appHash.toLowerCase() === hex(appHash),
-    `header ${hv.height} hashes to the block its commit signed, by validators holding ${hv.power} of ${hv.total} voting power (> 2/3); its app hash ${hv.appHash.toLowerCase()}`)) return null;
-  return appHash;
+  return checkProof(ap, 'anchor proof', 'of the anchor record', step, header);
 }
 
 // verifyAnchored checks the public part of a reading whose value is
