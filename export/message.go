@@ -19,6 +19,8 @@ type Message struct {
 	Bytes        []byte          `json:"bytes,omitempty"`
 	Sealed       json.RawMessage `json:"sealed,omitempty"`
 	AttestedBy   string          `json:"attested_by,omitempty"`
+	ReceivedAt   *time.Time      `json:"received_at,omitempty"` // the gateway's receive time (docs/readings.md "Time")
+	Late         bool            `json:"late,omitempty"`
 	AnchorHeight int64           `json:"anchor_height,omitempty"`
 	EntryHash    []byte          `json:"entry_hash"`
 	Proof        string          `json:"proof"`
@@ -28,7 +30,7 @@ type Message struct {
 func (r *Row) Message() Message {
 	m := Message{Gateway: r.Gateway, Index: r.Index, Org: r.Org, Device: r.Reading.Device, Seq: r.Reading.Seq, Time: r.Reading.Time,
 		Type: r.Reading.ContentType, Value: r.Reading.Value, Bytes: r.Reading.Bytes, AttestedBy: r.Reading.AttestedBy,
-		AnchorHeight: r.AnchorHeight, EntryHash: r.EntryHash, Proof: r.Proof}
+		ReceivedAt: r.Reading.ReceivedAt, Late: r.Reading.Late, AnchorHeight: r.AnchorHeight, EntryHash: r.EntryHash, Proof: r.Proof}
 	if r.Reading.Sealed != nil {
 		m.Sealed, _ = json.Marshal(r.Reading.Sealed)
 	}

@@ -74,11 +74,11 @@ func Open(ctx context.Context, c Config) (*Sink, error) {
 }
 
 // schemaVersion is the version of the tables this package writes.
-const schemaVersion = 1
+const schemaVersion = 2
 
-// migrate creates the tables (version 1) under an advisory lock, so two
-// exporters starting together do not race. Later versions add their
-// steps after the version check.
+// migrate creates the tables under an advisory lock, so two exporters
+// starting together do not race, and brings older ones up: version 2 adds
+// the gateway's receive time and the late flag (docs/readings.md "Time").
 func (s *Sink) migrate(ctx context.Context) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -103,11 +103,15 @@ func (s *Sink) migrate(ctx context.Context) error {
 			bytes         bytea,
 			sealed        jsonb,
 			attested_by   text,
+			received_at   timestamptz,
+			late          boolean NOT NULL DEFAULT false,
 			anchor_height bigint,
 			entry_hash    bytea NOT NULL,
 			proof         text NOT NULL,
 			exported_at   timestamptz NOT NULL DEFAULT now(),
 			PRIMARY KEY (gateway, log_index, seq))`,
+		`ALTER TABLE ` + t + ` ADD COLUMN IF NOT EXISTS received_at timestamptz`, // version 1 -> 2
+		`ALTER TABLE ` + t + ` ADD COLUMN IF NOT EXISTS late boolean NOT NULL DEFAULT false`,
 		`CREATE INDEX IF NOT EXISTS ` + idx + ` ON ` + t + ` (device, time)`,
 		`CREATE TABLE IF NOT EXISTS ` + cps + ` (
 			gateway    text PRIMARY KEY,
@@ -130,6 +134,10 @@ func (s *Sink) migrate(ctx context.Context) error {
 		return fmt.Errorf("postgres: reading the schema version: %w", err)
 	case v > schemaVersion:
 		return fmt.Errorf("postgres: table %s is at schema version %d, newer than this exporter's %d: upgrade thingnet", s.tableString, v, schemaVersion)
+	case v < schemaVersion:
+		if _, err := tx.Exec(ctx, `UPDATE thingnet_export_schema SET version = $2 WHERE tbl = $1`, s.tableString, schemaVersion); err != nil {
+			return fmt.Errorf("postgres: recording the schema version: %w", err)
+		}
 	}
 	return tx.Commit(ctx)
 }
@@ -149,7 +157,7 @@ func (s *Sink) Checkpoint(ctx context.Context, gateway string) (uint64, bool, er
 
 // columns of the readings table that Write fills.
 var columns = []string{"gateway", "log_index", "seq", "device", "org", "time", "type", "value", "value_text", "bytes", "sealed",
-	"attested_by", "anchor_height", "entry_hash", "proof"}
+	"attested_by", "received_at", "late", "anchor_height", "entry_hash", "proof"}
 
 // Write implements export.Sink: in one transaction, it locks the
 // gateway's checkpoint row, checks it is b.From (or absent), copies the
@@ -262,12 +270,15 @@ func values(r *export.Row) ([]any, error) {
 	if r.AnchorHeight > 0 {
 		anchor = r.AnchorHeight
 	}
-	var sj any
+	var sj, received any
 	if sealed != nil {
 		sj = string(sealed)
 	}
+	if rd.ReceivedAt != nil {
+		received = rd.ReceivedAt.UTC().Truncate(time.Microsecond)
+	}
 	return []any{r.Gateway, int64(r.Index), int64(rd.Seq), rd.Device, r.Org, rd.Time.UTC().Truncate(time.Microsecond), rd.ContentType,
-		value, text, bts, sj, attested, anchor, r.EntryHash, r.Proof}, nil
+		value, text, bts, sj, attested, received, rd.Late, anchor, r.EntryHash, r.Proof}, nil
 }
 
 // Close closes the connections.

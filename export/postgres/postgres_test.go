@@ -247,6 +247,13 @@ func TestExactlyOnce(t *testing.T) {
 	if err != nil || out != strconv.Itoa(total) {
 		t.Errorf("psql count = %q, %v; want %d", out, err, total)
 	}
+	// Every row carries the gateway's receive time; the test's readings
+	// are dated in 2023, so the gateway flagged them all late.
+	var noRecv, notLate int
+	scan(`SELECT count(*) FILTER (WHERE received_at IS NULL OR received_at < now() - interval '1 hour'), count(*) FILTER (WHERE NOT late) FROM thingnet_readings`, &noRecv, &notLate)
+	if noRecv != 0 || notLate != 0 {
+		t.Errorf("%d rows without this run's receive time, %d not flagged late", noRecv, notLate)
+	}
 	var idx int64
 	if err := conn.QueryRow(ctx, `SELECT log_index FROM thingnet_readings ORDER BY log_index DESC LIMIT 1`).Scan(&idx); err != nil {
 		t.Fatal(err)
