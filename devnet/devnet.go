@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/thingnet/thingnet/api"
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/events"
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/gateway"
@@ -154,9 +155,12 @@ func Start(c Config) (*Devnet, error) {
 		if d.gwKeys[i], err = demoKey(c.Home, GatewayKey(i)); err != nil {
 			return nil, err
 		}
-		gen.Devices = append(gen.Devices, ledger.GenesisDevice{ID: d.gwKeys[i].ID(), Org: DemoOrg, Class: record.ClassGateway})
 		d.buses[i] = events.NewBus(0)
 		nodes[i] = NodeConfig(c, i)
+		// The api label tells clients where the gateway answers
+		// (readings query --network asks every labelled gateway).
+		gen.Devices = append(gen.Devices, ledger.GenesisDevice{ID: d.gwKeys[i].ID(), Org: DemoOrg, Class: record.ClassGateway,
+			Labels: map[string]string{client.GatewayAPILabel: "http://" + nodes[i].API.Listen}})
 	}
 	state, err := json.Marshal(gen)
 	if err != nil {

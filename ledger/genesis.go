@@ -26,9 +26,10 @@ type GenesisState struct {
 // GenesisDevice is a device registered from the start (gateways of a new
 // network, factory batches); genesis is trusted, so no proof of possession.
 type GenesisDevice struct {
-	ID    string `json:"id"` // did:key
-	Org   string `json:"org"`
-	Class string `json:"class,omitempty"`
+	ID     string            `json:"id"` // did:key
+	Org    string            `json:"org"`
+	Class  string            `json:"class,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"` // e.g. a gateway's api URL (client.GatewayAPILabel)
 }
 
 // GenesisOrg is an organisation that exists from the start.
@@ -77,7 +78,7 @@ func ParseGenesis(raw []byte) (*GenesisState, error) {
 			return nil, fmt.Errorf("genesis device %s appears twice", d.ID)
 		}
 		devs[d.ID] = true
-		if err := record.ValidateMeta(d.Class, "", nil); err != nil {
+		if err := record.ValidateMeta(d.Class, "", d.Labels); err != nil {
 			return nil, fmt.Errorf("genesis device %s: %w", d.ID, err)
 		}
 	}
@@ -97,7 +98,7 @@ func (g *GenesisState) apply(buf *buffer) {
 	devices := map[string]uint64{}
 	for _, gd := range g.Devices {
 		devices[gd.Org]++
-		d := &record.Device{ID: gd.ID, Org: gd.Org, Key: gd.ID, Status: record.StatusActive, Class: gd.Class}
+		d := &record.Device{ID: gd.ID, Org: gd.Org, Key: gd.ID, Status: record.StatusActive, Class: gd.Class, Labels: gd.Labels}
 		recordDevice(buf, d, record.Event{Kind: record.KindDeviceRegister, Signer: "genesis", Note: "registered in " + gd.Org + " at genesis"})
 	}
 	g.applyBalances(buf)
