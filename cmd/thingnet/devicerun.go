@@ -39,8 +39,11 @@ type runConfig struct {
 	Admin     string           `toml:"admin"` // keystore name of an admin key that registers the device(s); else the device shows a claim code
 	Gateways  []device.Gateway `toml:"gateway"`
 	// Firmware updates (needs trust): check the rollout every N wakes (0: off).
-	FirmwareEvery int      `toml:"firmware_every"`
-	VendorKeys    []string `toml:"vendor_keys"` // ORG=DID: pin vendors' signing keys (default: the release's signer on the ledger)
+	FirmwareEvery int `toml:"firmware_every"`
+	// Desired configuration (needs trust): prove and apply it every N
+	// wakes, reporting what was applied (0: off; docs/management.md).
+	ConfigEvery int      `toml:"config_every"`
+	VendorKeys  []string `toml:"vendor_keys"` // ORG=DID: pin vendors' signing keys (default: the release's signer on the ledger)
 }
 
 const runExample = `# thingnet device run --config device.toml
@@ -53,6 +56,7 @@ transport = "mqtt"         # http, mqtt or coap
 # trust = "2:9F3A..."      # HEIGHT:HASH of a header: enables the light-client checks
 # admin = "demo-admin"     # register directly instead of showing a claim code
 # firmware_every = 6       # with trust: check the firmware rollout every 6 wakes, install what it offers
+# config_every = 1         # with trust: prove and apply the desired configuration every wake (wake_s, transport)
 # vendor_keys = ["acme=did:key:z6Mk..."]  # pin vendors' signing keys
 
 [[gateway]]                # in order of preference
@@ -130,6 +134,7 @@ port + 1 and CoAP on + 2 (as devnet lays them out). Example config:
 	f.StringVar(&rc.Trust, "trust", "", "HEIGHT:HASH of a header the device trusts (light-client checks)")
 	f.StringVar(&rc.Admin, "admin", "", "admin key that registers the device(s) (else: a claim code)")
 	f.StringVar(&rc.ChainID, "chain-id", "", "chain id (default: asked from the gateway)")
+	f.IntVar(&rc.ConfigEvery, "config-every", 1, "prove and apply the desired configuration every N wakes (wake_s, transport), reporting what it applied (with --trust; 0: never)")
 	f.IntVar(&rc.FirmwareEvery, "firmware-every", 0, "check the firmware rollout every N wakes and install what it offers (needs --trust; 0: never)")
 	f.StringArrayVar(&rc.VendorKeys, "vendor-key", nil, "ORG=DID: accept firmware of vendor ORG only signed by this key (repeatable; default: the release's signer on the ledger)")
 	c.PreRun = func(*cobra.Command, []string) { rc.Wake = wake }
@@ -155,6 +160,7 @@ func mergeRunFlags(cmd *cobra.Command, rc *runConfig, flags runConfig) {
 	set("admin", func() { rc.Admin = flags.Admin })
 	set("chain-id", func() { rc.ChainID = flags.ChainID })
 	set("firmware-every", func() { rc.FirmwareEvery = flags.FirmwareEvery })
+	set("config-every", func() { rc.ConfigEvery = flags.ConfigEvery })
 	set("vendor-key", func() { rc.VendorKeys = flags.VendorKeys })
 	if rc.StateDir == "" {
 		rc.StateDir = flags.StateDir
@@ -356,6 +362,7 @@ func (g *globals) runOne(ctx context.Context, out io.Writer, rc runConfig, tr de
 		Log: newLogger("warn", "text"), OnSend: func(r *device.Receipt) { printSend(rc.Name, r) }}
 	if trust != nil {
 		a.Actuator = printActuator{out: out, name: rc.Name}
+		a.ConfigEvery = max(rc.ConfigEvery, 0) // proves what it applies with the light client
 	}
 	if rc.FirmwareEvery > 0 {
 		if a.Firmware, err = firmwareUpdater(out, rc.Name, dir, rc.FirmwareEvery, vendorKeys); err != nil {
