@@ -177,7 +177,7 @@ func (n *net) proveReading(dev *identity.Key, seq uint64, v float64) *record.Rea
 		}
 		return err == nil
 	})
-	return &record.ReadingEvidence{Gateway: p.Gateway, Index: p.Index, Size: p.Anchor.Size, Envelope: p.Envelope, AuthHeight: p.AuthHeight, Inclusion: p.Inclusion}
+	return p.Evidence(0)
 }
 
 // TestExamples runs the four example agreements on one 4-validator devnet
