@@ -12,6 +12,7 @@ import (
 
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/ratelimit"
+	"github.com/thingnet/thingnet/rules"
 )
 
 // ConfigFile is the node's configuration file name inside its home.
@@ -34,6 +35,9 @@ type Config struct {
 	CoAP      CoAPConfig      `toml:"coap"`
 	Mesh      MeshConfig      `toml:"mesh"`
 	Modbus    ModbusConfig    `toml:"modbus,omitempty"`
+	// Rules run on the readings this node's gateway stores ([[rules]];
+	// docs/data.md, "Rules").
+	Rules []rules.Rule `toml:"rules,omitempty"`
 }
 
 // MeshConfig configures the gateway's peer-to-peer mesh node: device to
@@ -290,6 +294,9 @@ func (c Config) Validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("log_format %q: use text or json", c.LogFormat)
+	}
+	if err := rules.CheckAll(c.Rules, rules.DefaultLimits()); err != nil {
+		return err
 	}
 	if c.API.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/mesh"
 	"github.com/thingnet/thingnet/metrics"
+	"github.com/thingnet/thingnet/rules"
 	"github.com/thingnet/thingnet/web"
 )
 
@@ -46,6 +47,9 @@ type Node struct {
 	modbus     *modbus.Poller
 	stopModbus func()
 	keyToken   *pkcs11.Token // the gateway key's token, if it is in one
+	rules      *rules.Engine // [[rules]] (rules.go)
+	rulesOut   *rules.Dispatcher
+	stopRules  func()
 
 	closeOnce sync.Once
 	closeErr  error
@@ -140,6 +144,9 @@ func Start(home string, c Config, logger *slog.Logger, opts ...Option) (*Node, e
 		if n.gw != nil {
 			n.gw.Mount(n.api, app)
 			reg.Gateway(n.gw)
+			if n.rules != nil {
+				reg.Register(n.rulesOut.Collector(n.rules))
+			}
 		}
 		if n.broker != nil {
 			reg.MQTT(n.broker)
@@ -221,6 +228,9 @@ func (n *Node) startGateway(c Config) error {
 	}
 	n.log.Info("gateway started", "id", key.ID(), "log_size", n.gw.Log().Size())
 	if err := n.startModbus(c, key); err != nil {
+		return err
+	}
+	if err := n.startRules(c, key); err != nil {
 		return err
 	}
 	if c.MQTT.Listen != "" {
@@ -348,6 +358,7 @@ func (n *Node) close() error {
 	if n.broker != nil {
 		errs = append(errs, n.broker.Close())
 	}
+	n.stopRulesEngine()
 	if n.gw != nil {
 		errs = append(errs, n.gw.Close())
 	}

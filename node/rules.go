@@ -1,0 +1,66 @@
+package node
+
+import (
+	"github.com/thingnet/thingnet/client"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/rules"
+)
+
+// rulesBuffer is how many stored readings may wait for the rules engine
+// before it loses some (counted by the gateway's feed).
+const rulesBuffer = 8192
+
+// startRules runs the [[rules]] of c on every numeric reading the gateway
+// stores: the gateway's stored-reading feed (Gateway.FollowStored) carries
+// the values, which the events bus does not. The device's organisation,
+// class and labels come from the ledger's latest state.
+func (n *Node) startRules(c Config, key *identity.Key) error {
+	if len(c.Rules) == 0 {
+		return nil
+	}
+	log := n.log.With("module", "rules")
+	n.rulesOut = rules.NewDispatcher(rules.DispatcherConfig{Rules: c.Rules, Key: key, Logger: log})
+	eng, err := rules.NewEngine(rules.Config{Rules: c.Rules, Fire: n.rulesOut.Fire, Logger: log})
+	if err != nil {
+		n.rulesOut.Close()
+		n.rulesOut = nil
+		return err
+	}
+	n.rules = eng
+	var height int64
+	devs := map[string]rules.Device{} // of the ledger state at height
+	n.stopRules, _ = n.gw.FollowStored(rulesBuffer, func(it client.ReadingItem) {
+		if it.Value == nil {
+			return // bytes and sealed values are not numbers a rule can read
+		}
+		st, err := n.app.View(0)
+		if err != nil {
+			return
+		}
+		if st.Height != height {
+			height, devs = st.Height, map[string]rules.Device{}
+		}
+		d, ok := devs[it.Device]
+		if !ok {
+			rec, err := st.Device(it.Device)
+			if err != nil {
+				return
+			}
+			d = rules.Device{ID: rec.ID, Org: rec.Org, Class: rec.Class, Labels: rec.Labels}
+			devs[it.Device] = d
+		}
+		eng.Observe(d, it.ContentType, it.Seq, it.Time, *it.Value)
+	})
+	log.Info("rules running", "rules", len(c.Rules))
+	return nil
+}
+
+// stopRulesEngine stops following readings and delivering actions.
+func (n *Node) stopRulesEngine() {
+	if n.stopRules != nil {
+		n.stopRules()
+	}
+	if n.rulesOut != nil {
+		n.rulesOut.Close()
+	}
+}
