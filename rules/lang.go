@@ -77,7 +77,9 @@ func rewrite(src string) (string, []int) {
 			from = append(from, k)
 		}
 	}
-	isIdent := func(c byte) bool { return c == '_' || c < 128 && (unicode.IsLetter(rune(c)) || unicode.IsDigit(rune(c))) }
+	isIdent := func(c byte) bool {
+		return c == '_' || c < 128 && (unicode.IsLetter(rune(c)) || unicode.IsDigit(rune(c)))
+	}
 	skipSpace := func(i int) int {
 		for i < len(src) && (src[i] == ' ' || src[i] == '\t' || src[i] == '\n' || src[i] == '\r') {
 			i++
