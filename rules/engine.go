@@ -104,7 +104,7 @@ func (e *Engine) Rules() []Rule {
 // device's windows and evaluates the rules that pick the device. It
 // returns the firings (also given to Config.Fire).
 func (e *Engine) Observe(d Device, typ string, seq uint64, t time.Time, v float64) []Firing {
-	e.observed.Add(1)
+	defer e.observed.Add(1) // once evaluated and its firings given to Fire
 	var picked []int
 	for i := range e.rules {
 		if e.rules[i].Picks(d) {
@@ -204,6 +204,9 @@ func (e *Engine) evict() {
 
 // Stats counts what an engine did.
 type Stats struct {
+	// Observed counts the readings evaluated (their firings given to
+	// Config.Fire); TooOld those older than the longest window before the
+	// device's newest, refused.
 	Observed, Fired, EvalErrors, TooOld uint64
 	Devices                             int
 }

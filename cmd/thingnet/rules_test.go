@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -80,5 +83,107 @@ cooldown = "10m"
 	}
 	if out, err := cli(t, node0, ks, "rules", "list", "--rule", file); err != nil || !strings.Contains(out, "hot-slow") || !strings.Contains(out, "classes=rsensor") {
 		t.Fatalf("rules list: %v\n%s", err, out)
+	}
+}
+
+// TestRulesActOnANode: a devnet node restarted with a [[rules]] table runs
+// it on the readings its gateway stores: the condition becoming true once
+// gives one webhook delivery, signed by the gateway's key on the ledger,
+// and the firing is counted on /metrics; readings that keep it true give
+// no second delivery.
+func TestRulesActOnANode(t *testing.T) {
+	d, node0, ks := testDevnet(t, 1)
+	run := func(args ...string) string { return mustCLI(t, node0, ks, args...) }
+	run("keys", "new", "asensor")
+	run("device", "register", "--key", "demo-admin", "--org", "demo", "--device-key", "asensor", "--class", "asensor")
+	var mu sync.Mutex
+	var deliveries []*http.Request
+	var bodies [][]byte
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		deliveries, bodies = append(deliveries, r), append(bodies, b)
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	c := d.Net().Config(0)
+	c.Rules = []rules.Rule{{Name: "hot", Org: "demo", When: "count(temperature, 1m) >= 2 && mean(temperature, 1m) > 30.0",
+		Devices: rules.Selector{Classes: []string{"asensor"}}, Action: rules.Action{Webhook: hook.URL}}}
+	if err := d.StopNode(0); err != nil {
+		t.Fatal(err)
+	}
+	d.Net().SetConfig(0, c)
+	if err := d.StartNode(0); err != nil {
+		t.Fatal(err)
+	}
+	key, err := identity.Keystore{Dir: ks}.Load("asensor", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	for i, v := range []float64{25, 40, 41, 42} { // true from the second reading on
+		raw, err := reading.Sign(key, key.ID(), reading.Reading{Seq: uint64(i + 1), Time: now.Add(time.Duration(i) * time.Second), ContentType: "temperature/celsius", Value: &v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp, err := http.Post(node0+"/v1/readings", "application/cose", bytes.NewReader(raw))
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusAccepted {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("reading %d not stored after the restart: %v", i, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	metric := `thingnet_rules_fired_total{rule="hot"} 1`
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(deliveries)
+		mu.Unlock()
+		resp, err := http.Get(node0 + "/metrics")
+		var m []byte
+		if err == nil {
+			m, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		if n >= 1 && strings.Contains(string(m), metric) && strings.Contains(string(m), `thingnet_rules_readings_observed_total 4`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deliveries; /metrics has %q: %v", n, metric, strings.Contains(string(m), metric))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(deliveries) != 1 {
+		t.Fatalf("%d deliveries; want 1 (once per transition)", len(deliveries))
+	}
+	var got rules.Delivery
+	if err := json.Unmarshal(bodies[0], &got); err != nil || got.Rule != "hot" || got.Seq != 2 || got.Device != key.ID() {
+		t.Fatalf("delivery %+v, %v; want rule hot at seq 2 of %s", got, err, key.ID())
+	}
+	signer := deliveries[0].Header.Get(rules.HeaderSigner)
+	st, err := d.App(0).View(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := st.Device(signer)
+	if err != nil || signer != d.Gateway(0).ID() {
+		t.Fatalf("signer %s: %v; want the gateway %s", signer, err, d.Gateway(0).ID())
+	}
+	pub, err := identity.ParseDID(rec.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rules.Verify(deliveries[0].Header, pub, bodies[0]); err != nil {
+		t.Fatalf("the delivery's signature does not verify with the gateway's key on the ledger: %v", err)
 	}
 }
