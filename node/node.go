@@ -43,13 +43,14 @@ type Node struct {
 	events *events.Bus
 	opts   options
 	// stopEvents ends the watcher that publishes committed blocks.
-	stopEvents context.CancelFunc
-	modbus     *modbus.Poller
-	stopModbus func()
-	keyToken   *pkcs11.Token // the gateway key's token, if it is in one
-	rules      *rules.Engine // [[rules]] (rules.go)
-	rulesOut   *rules.Dispatcher
-	stopRules  func()
+	stopEvents   context.CancelFunc
+	modbus       *modbus.Poller
+	stopModbus   func()
+	keyToken     *pkcs11.Token // the gateway key's token, if it is in one
+	rules        *rules.Engine // [[rules]] (rules.go)
+	rulesOut     *rules.Dispatcher
+	stopRules    func()
+	rulesSkipped func() int
 
 	closeOnce sync.Once
 	closeErr  error
@@ -145,7 +146,8 @@ func Start(home string, c Config, logger *slog.Logger, opts ...Option) (*Node, e
 			n.gw.Mount(n.api, app)
 			reg.Gateway(n.gw)
 			if n.rules != nil {
-				reg.Register(n.rulesOut.Collector(n.rules))
+				reg.Register(n.rulesOut.Collector(n.rules, n.rulesSkipped))
+				n.api.Mount(map[string]api.HandlerFunc{"GET /v1/rules/firings": n.ruleFirings})
 			}
 		}
 		if n.broker != nil {

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"net/http"
+
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/rules"
@@ -29,7 +31,7 @@ func (n *Node) startRules(c Config, key *identity.Key) error {
 	n.rules = eng
 	var height int64
 	devs := map[string]rules.Device{} // of the ledger state at height
-	n.stopRules, _ = n.gw.FollowStored(rulesBuffer, func(it client.ReadingItem) {
+	n.stopRules, n.rulesSkipped = n.gw.FollowStored(rulesBuffer, func(it client.ReadingItem) {
 		if it.Value == nil {
 			return // bytes and sealed values are not numbers a rule can read
 		}
@@ -63,4 +65,16 @@ func (n *Node) stopRulesEngine() {
 	if n.rulesOut != nil {
 		n.rulesOut.Close()
 	}
+}
+
+// ruleFirings serves GET /v1/rules/firings?device=DID: the recent firings
+// this node's rules made for the device (kept in memory, the last 1,024 of
+// all devices), to whom may read the device's readings (the gateway's read
+// rule, as for the readings themselves).
+func (n *Node) ruleFirings(r *http.Request) (any, error) {
+	device := r.URL.Query().Get("device")
+	if _, err := n.gw.MayRead(r, device); err != nil {
+		return nil, err
+	}
+	return map[string]any{"device": device, "firings": n.rulesOut.History(device)}, nil
 }

@@ -41,8 +41,11 @@ type DispatcherConfig struct {
 	// QueueLen bounds the firings waiting for delivery; past it a firing's
 	// webhook is dropped (and counted). Default 1024.
 	QueueLen int
-	Logger   *slog.Logger
-	Now      func() time.Time // default time.Now
+	// HistoryLen is how many recent firings History keeps (all devices
+	// together, in memory); default 1024.
+	HistoryLen int
+	Logger     *slog.Logger
+	Now        func() time.Time // default time.Now
 }
 
 // Dispatcher carries out the actions of firings: a log line and a counter
@@ -55,6 +58,10 @@ type Dispatcher struct {
 	q     chan Firing
 	done  chan struct{}
 	wg    sync.WaitGroup
+
+	histMu  sync.Mutex
+	history []Firing // ring of the last HistoryLen firings, oldest at histAt once full
+	histAt  int
 
 	fired, delivered, retried, failed, dropped atomic.Uint64
 	perRule                                    sync.Map // rule name -> *atomic.Uint64
@@ -74,6 +81,9 @@ func NewDispatcher(c DispatcherConfig) *Dispatcher {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.HistoryLen <= 0 {
+		c.HistoryLen = 1024
+	}
 	d := &Dispatcher{cfg: c, rules: map[string]Rule{}, q: make(chan Firing, c.QueueLen), done: make(chan struct{})}
 	for _, r := range c.Rules {
 		d.rules[r.Name] = r
@@ -88,6 +98,14 @@ func (d *Dispatcher) Fire(f Firing) {
 	d.fired.Add(1)
 	n, _ := d.perRule.LoadOrStore(f.Rule, new(atomic.Uint64))
 	n.(*atomic.Uint64).Add(1)
+	d.histMu.Lock()
+	if len(d.history) < d.cfg.HistoryLen {
+		d.history = append(d.history, f)
+	} else {
+		d.history[d.histAt] = f
+		d.histAt = (d.histAt + 1) % len(d.history)
+	}
+	d.histMu.Unlock()
 	d.cfg.Logger.Info("rule fired", "rule", f.Rule, "device", f.Device, "type", f.Type, "seq", f.Seq, "value", f.Value, "time", f.Time)
 	if d.rules[f.Rule].Action.Webhook == "" {
 		return
@@ -98,6 +116,19 @@ func (d *Dispatcher) Fire(f Firing) {
 		d.dropped.Add(1)
 		d.cfg.Logger.Warn("rule webhook dropped: the queue is full", "rule", f.Rule, "device", f.Device)
 	}
+}
+
+// History is the kept firings for device, oldest first.
+func (d *Dispatcher) History(device string) []Firing {
+	d.histMu.Lock()
+	defer d.histMu.Unlock()
+	out := []Firing{}
+	for k := range d.history {
+		if f := d.history[(d.histAt+k)%len(d.history)]; f.Device == device {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Close stops the worker; queued deliveries not yet made are abandoned.
@@ -209,24 +240,33 @@ func Verify(h http.Header, pub identity.PublicKey, body []byte) error {
 	return pub.Verify(append([]byte(h.Get(HeaderTimestamp)+"."), body...), sig)
 }
 
-// Collector exports the dispatcher's and the engine's counts to Prometheus.
-func (d *Dispatcher) Collector(e *Engine) prometheus.Collector { return collector{d, e} }
+// Collector exports the dispatcher's and the engine's counts to Prometheus;
+// skipped counts the readings the engine never saw because it fell behind
+// (nil: none).
+func (d *Dispatcher) Collector(e *Engine, skipped func() int) prometheus.Collector {
+	if skipped == nil {
+		skipped = func() int { return 0 }
+	}
+	return collector{d, e, skipped}
+}
 
 type collector struct {
-	d *Dispatcher
-	e *Engine
+	d       *Dispatcher
+	e       *Engine
+	skipped func() int
 }
 
 var (
 	descFired    = prometheus.NewDesc("thingnet_rules_fired_total", "Rule firings, by rule.", []string{"rule"}, nil)
 	descWebhooks = prometheus.NewDesc("thingnet_rules_webhooks_total", "Rule webhook deliveries by outcome (delivered, retried, failed, dropped).", []string{"outcome"}, nil)
 	descObserved = prometheus.NewDesc("thingnet_rules_readings_observed_total", "Stored readings given to the rules engine.", nil, nil)
+	descSkipped  = prometheus.NewDesc("thingnet_rules_readings_skipped_total", "Stored readings the rules engine skipped because it fell behind the gateway.", nil, nil)
 	descErrors   = prometheus.NewDesc("thingnet_rules_eval_errors_total", "Rule conditions that failed to evaluate (counted as false).", nil, nil)
 	descDevices  = prometheus.NewDesc("thingnet_rules_devices", "Devices with windows in memory.", nil, nil)
 )
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFired, descWebhooks, descObserved, descErrors, descDevices} {
+	for _, d := range []*prometheus.Desc{descFired, descWebhooks, descObserved, descSkipped, descErrors, descDevices} {
 		ch <- d
 	}
 }
@@ -244,6 +284,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	s := c.e.Stats()
 	ch <- prometheus.MustNewConstMetric(descObserved, prometheus.CounterValue, float64(s.Observed))
+	ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.CounterValue, float64(c.skipped()))
 	ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(s.EvalErrors))
 	ch <- prometheus.MustNewConstMetric(descDevices, prometheus.GaugeValue, float64(s.Devices))
 }

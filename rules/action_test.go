@@ -96,3 +96,22 @@ func TestWebhookRetriesThenDelivers(t *testing.T) {
 		}
 	})
 }
+
+func TestHistoryKeepsTheLatest(t *testing.T) {
+	key, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDispatcher(DispatcherConfig{Rules: []Rule{{Name: "r", Org: "acme", When: "true"}}, Key: key, HistoryLen: 3})
+	defer d.Close()
+	for i := range 5 {
+		d.Fire(Firing{Rule: "r", Device: []string{"a", "b"}[i%2], Seq: uint64(i)})
+	}
+	// Kept: seqs 2 (a), 3 (b), 4 (a).
+	if h := d.History("a"); len(h) != 2 || h[0].Seq != 2 || h[1].Seq != 4 {
+		t.Fatalf("history of a: %+v; want seqs 2, 4", h)
+	}
+	if h := d.History("c"); len(h) != 0 {
+		t.Fatalf("history of c: %+v", h)
+	}
+}

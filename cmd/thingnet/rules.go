@@ -23,7 +23,7 @@ import (
 // its gateway stores (docs/data.md, "Rules").
 func rulesCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "rules", Short: "Rules over windows of readings that act when they become true: list them, test them on stored readings"}
-	c.AddCommand(rulesListCmd(g), rulesTestCmd(g))
+	c.AddCommand(rulesListCmd(g), rulesTestCmd(g), rulesHistoryCmd(g))
 	return c
 }
 
@@ -164,14 +164,7 @@ func rulesTestCmd(g *globals) *cobra.Command {
 				fired = append(fired, eng.Observe(rd, it.ContentType, it.Seq, it.Time, *it.Value)...)
 			}
 			fmt.Fprintf(errw, "%d readings (%d numeric), %d firings\n", len(items), numeric, len(fired))
-			return g.print(cmd.OutOrStdout(), fired, func(w io.Writer) {
-				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "TIME\tRULE\tSEQ\tTYPE\tVALUE")
-				for _, f := range fired {
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%g\n", f.Time.UTC().Format(time.RFC3339Nano), f.Rule, f.Seq, f.Type, f.Value)
-				}
-				tw.Flush()
-			})
+			return g.print(cmd.OutOrStdout(), fired, func(w io.Writer) { printFirings(w, fired) })
 		},
 	}
 	f := c.Flags()
@@ -182,4 +175,39 @@ func rulesTestCmd(g *globals) *cobra.Command {
 	f.StringVar(&to, "to", "", "until this time (exclusive)")
 	f.IntVar(&pageSize, "page-size", client.MaxQueryLimit, "readings per request")
 	return c
+}
+
+// rulesHistoryCmd is `thingnet rules history`: GET /v1/rules/firings, the
+// recent firings the node's rules made for a device (as the caller).
+func rulesHistoryCmd(g *globals) *cobra.Command {
+	var dev string
+	c := &cobra.Command{
+		Use:   "history",
+		Short: "Show the recent firings of the node's rules for a device you may read (kept in the node's memory)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			id, err := g.resolveID(dev)
+			if err != nil {
+				return err
+			}
+			var a struct {
+				Firings []rules.Firing `json:"firings"`
+			}
+			if err := g.client().Get(cmd.Context(), "/v1/rules/firings?device="+url.QueryEscape(id), &a); err != nil {
+				return err
+			}
+			return g.print(cmd.OutOrStdout(), a.Firings, func(w io.Writer) { printFirings(w, a.Firings) })
+		},
+	}
+	c.Flags().StringVar(&dev, "device", "", "a device id or keystore name")
+	return c
+}
+
+func printFirings(w io.Writer, fired []rules.Firing) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tRULE\tSEQ\tTYPE\tVALUE")
+	for _, f := range fired {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%g\n", f.Time.UTC().Format(time.RFC3339Nano), f.Rule, f.Seq, f.Type, f.Value)
+	}
+	tw.Flush()
 }

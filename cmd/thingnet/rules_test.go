@@ -95,6 +95,7 @@ func TestRulesActOnANode(t *testing.T) {
 	d, node0, ks := testDevnet(t, 1)
 	run := func(args ...string) string { return mustCLI(t, node0, ks, args...) }
 	run("keys", "new", "asensor")
+	run("keys", "new", "astranger")
 	run("device", "register", "--key", "demo-admin", "--org", "demo", "--device-key", "asensor", "--class", "asensor")
 	var mu sync.Mutex
 	var deliveries []*http.Request
@@ -160,6 +161,14 @@ func TestRulesActOnANode(t *testing.T) {
 			t.Fatalf("%d deliveries; /metrics has %q: %v", n, metric, strings.Contains(string(m), metric))
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	var hist []rules.Firing
+	out := run("--identity", "demo-admin", "-o", "json", "rules", "history", "--device", "asensor")
+	if err := json.NewDecoder(strings.NewReader(out)).Decode(&hist); err != nil || len(hist) != 1 || hist[0].Seq != 2 {
+		t.Fatalf("rules history: %v, %+v; want the one firing at seq 2\n%s", err, hist, out)
+	}
+	if out, err := cli(t, node0, ks, "--identity", "astranger", "rules", "history", "--device", "asensor"); err == nil || strings.Contains(out, "hot") {
+		t.Fatalf("rules history for a reader without a grant: %v\n%s", err, out)
 	}
 	mu.Lock()
 	defer mu.Unlock()
