@@ -1,10 +1,15 @@
 package node
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/rules"
 )
 
@@ -21,7 +26,7 @@ func (n *Node) startRules(c Config, key *identity.Key) error {
 		return nil
 	}
 	log := n.log.With("module", "rules")
-	n.rulesOut = rules.NewDispatcher(rules.DispatcherConfig{Rules: c.Rules, Key: key, Logger: log})
+	n.rulesOut = rules.NewDispatcher(rules.DispatcherConfig{Rules: c.Rules, Key: key, Logger: log, Alert: n.ruleAlert(key)})
 	eng, err := rules.NewEngine(rules.Config{Rules: c.Rules, Fire: n.rulesOut.Fire, Logger: log})
 	if err != nil {
 		n.rulesOut.Close()
@@ -77,4 +82,39 @@ func (n *Node) ruleFirings(r *http.Request) (any, error) {
 		return nil, err
 	}
 	return map[string]any{"device": device, "firings": n.rulesOut.History(device)}, nil
+}
+
+// ruleAlert stores a firing as an alert record: a reading of the gateway
+// itself (content type rules.AlertType, the firing as JSON), signed with
+// its key and stored in its data log like any reading, so that the log's
+// anchor on the ledger covers it. Only for a rule of the gateway's own
+// organisation: the gateway's readings are readable by its organisation,
+// and an alert names the device and its value.
+func (n *Node) ruleAlert(key *identity.Key) func(context.Context, rules.Firing) error {
+	var last uint64 // the alert's seq: microseconds, strictly increasing
+	return func(ctx context.Context, f rules.Firing) error {
+		st, err := n.app.View(0)
+		if err != nil {
+			return err
+		}
+		gw, err := st.Device(key.ID())
+		if err != nil {
+			return fmt.Errorf("the gateway %s: %w", key.ID(), err)
+		}
+		if gw.Org != f.Org {
+			return fmt.Errorf("rule %q is of organisation %s, the gateway of %s: its alerts would be readable by %s (use a webhook)", f.Rule, f.Org, gw.Org, gw.Org)
+		}
+		body, err := json.Marshal(f)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		last = max(last+1, uint64(now.UnixMicro()))
+		raw, err := reading.Sign(key, key.ID(), reading.Reading{Seq: last, Time: now, ContentType: rules.AlertType, Bytes: body})
+		if err != nil {
+			return err
+		}
+		_, err = n.gw.IngestIndex(ctx, key.ID(), raw, "rules")
+		return err
+	}
 }

@@ -44,8 +44,11 @@ type DispatcherConfig struct {
 	// HistoryLen is how many recent firings History keeps (all devices
 	// together, in memory); default 1024.
 	HistoryLen int
-	Logger     *slog.Logger
-	Now        func() time.Time // default time.Now
+	// Alert stores a firing as an alert record, for rules whose action
+	// asks for one (the node: a reading of its gateway, in its log).
+	Alert  func(context.Context, Firing) error
+	Logger *slog.Logger
+	Now    func() time.Time // default time.Now
 }
 
 // Dispatcher carries out the actions of firings: a log line and a counter
@@ -64,6 +67,7 @@ type Dispatcher struct {
 	histAt  int
 
 	fired, delivered, retried, failed, dropped atomic.Uint64
+	alerts, alertsFailed                       atomic.Uint64
 	perRule                                    sync.Map // rule name -> *atomic.Uint64
 }
 
@@ -107,7 +111,7 @@ func (d *Dispatcher) Fire(f Firing) {
 	}
 	d.histMu.Unlock()
 	d.cfg.Logger.Info("rule fired", "rule", f.Rule, "device", f.Device, "type", f.Type, "seq", f.Seq, "value", f.Value, "time", f.Time)
-	if d.rules[f.Rule].Action.Webhook == "" {
+	if a := d.rules[f.Rule].Action; a.Webhook == "" && !a.Alert {
 		return
 	}
 	select {
@@ -147,9 +151,30 @@ func (d *Dispatcher) run() {
 		case <-d.done:
 			return
 		case f := <-d.q:
-			d.deliver(ctx, d.rules[f.Rule].Action, f)
+			a := d.rules[f.Rule].Action
+			if a.Alert {
+				d.alert(ctx, f)
+			}
+			if a.Webhook != "" {
+				d.deliver(ctx, a, f)
+			}
 		}
 	}
+}
+
+// alert stores f as an alert record.
+func (d *Dispatcher) alert(ctx context.Context, f Firing) {
+	if d.cfg.Alert == nil {
+		d.alertsFailed.Add(1)
+		d.cfg.Logger.Warn("rule alert not stored: this node stores no alert records", "rule", f.Rule, "device", f.Device)
+		return
+	}
+	if err := d.cfg.Alert(ctx, f); err != nil {
+		d.alertsFailed.Add(1)
+		d.cfg.Logger.Warn("rule alert not stored", "rule", f.Rule, "device", f.Device, "err", err)
+		return
+	}
+	d.alerts.Add(1)
 }
 
 // deliver POSTs f to the action's webhook: 1 + Retries attempts (default
@@ -259,6 +284,7 @@ type collector struct {
 var (
 	descFired    = prometheus.NewDesc("thingnet_rules_fired_total", "Rule firings, by rule.", []string{"rule"}, nil)
 	descWebhooks = prometheus.NewDesc("thingnet_rules_webhooks_total", "Rule webhook deliveries by outcome (delivered, retried, failed, dropped).", []string{"outcome"}, nil)
+	descAlerts   = prometheus.NewDesc("thingnet_rules_alerts_total", "Rule alert records by outcome (stored, failed).", []string{"outcome"}, nil)
 	descObserved = prometheus.NewDesc("thingnet_rules_readings_observed_total", "Stored readings given to the rules engine.", nil, nil)
 	descSkipped  = prometheus.NewDesc("thingnet_rules_readings_skipped_total", "Stored readings the rules engine skipped because it fell behind the gateway.", nil, nil)
 	descErrors   = prometheus.NewDesc("thingnet_rules_eval_errors_total", "Rule conditions that failed to evaluate (counted as false).", nil, nil)
@@ -266,7 +292,7 @@ var (
 )
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFired, descWebhooks, descObserved, descSkipped, descErrors, descDevices} {
+	for _, d := range []*prometheus.Desc{descFired, descWebhooks, descAlerts, descObserved, descSkipped, descErrors, descDevices} {
 		ch <- d
 	}
 }
@@ -282,6 +308,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}{{"delivered", &c.d.delivered}, {"retried", &c.d.retried}, {"failed", &c.d.failed}, {"dropped", &c.d.dropped}} {
 		ch <- prometheus.MustNewConstMetric(descWebhooks, prometheus.CounterValue, float64(o.n.Load()), o.name)
 	}
+	ch <- prometheus.MustNewConstMetric(descAlerts, prometheus.CounterValue, float64(c.d.alerts.Load()), "stored")
+	ch <- prometheus.MustNewConstMetric(descAlerts, prometheus.CounterValue, float64(c.d.alertsFailed.Load()), "failed")
 	s := c.e.Stats()
 	ch <- prometheus.MustNewConstMetric(descObserved, prometheus.CounterValue, float64(s.Observed))
 	ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.CounterValue, float64(c.skipped()))

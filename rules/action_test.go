@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -114,4 +115,38 @@ func TestHistoryKeepsTheLatest(t *testing.T) {
 	if h := d.History("c"); len(h) != 0 {
 		t.Fatalf("history of c: %+v", h)
 	}
+}
+
+// TestAlertAction: a rule with alert = true gives its firings to the
+// node's alert store, once each; without one they are counted as failed.
+func TestAlertAction(t *testing.T) {
+	key, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		var got []Firing
+		var mu sync.Mutex
+		rs := []Rule{{Name: "a", Org: "acme", When: "true", Action: Action{Alert: true}}, {Name: "quiet", Org: "acme", When: "true"}}
+		d := NewDispatcher(DispatcherConfig{Rules: rs, Key: key, Alert: func(_ context.Context, f Firing) error {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, f)
+			return nil
+		}})
+		d.Fire(Firing{Rule: "a", Seq: 1})
+		d.Fire(Firing{Rule: "quiet", Seq: 2})
+		synctest.Wait()
+		d.Close()
+		if len(got) != 1 || got[0].Seq != 1 || d.alerts.Load() != 1 {
+			t.Fatalf("alerts %+v; want the firing of rule a only", got)
+		}
+		d = NewDispatcher(DispatcherConfig{Rules: rs, Key: key})
+		d.Fire(Firing{Rule: "a"})
+		synctest.Wait()
+		d.Close()
+		if d.alertsFailed.Load() != 1 {
+			t.Fatal("an alert with no store was not counted as failed")
+		}
+	})
 }

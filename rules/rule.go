@@ -37,12 +37,19 @@ type Selector struct {
 }
 
 // Action is what a firing does: it is always logged and counted; with
-// Webhook it is POSTed there, signed with the node's gateway key.
+// Webhook it is POSTed there, signed with the node's gateway key; with
+// Alert it is stored as an alert record (AlertType) in the gateway's own
+// data log, anchored on the ledger with it.
 type Action struct {
 	Webhook string   `toml:"webhook"`
+	Alert   bool     `toml:"alert"`
 	Timeout Duration `toml:"timeout"` // per attempt; default 5s
 	Retries int      `toml:"retries"` // attempts after the first; default 3, at most 10
 }
+
+// AlertType is the content type of an alert record: a reading of the
+// gateway itself whose bytes are the firing as JSON (Firing).
+const AlertType = "alert/rule"
 
 // Duration is a time.Duration written as "5m" in TOML.
 type Duration struct{ time.Duration }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/rules"
@@ -109,7 +110,7 @@ func TestRulesActOnANode(t *testing.T) {
 	defer hook.Close()
 	c := d.Net().Config(0)
 	c.Rules = []rules.Rule{{Name: "hot", Org: "demo", When: "count(temperature, 1m) >= 2 && mean(temperature, 1m) > 30.0",
-		Devices: rules.Selector{Classes: []string{"asensor"}}, Action: rules.Action{Webhook: hook.URL}}}
+		Devices: rules.Selector{Classes: []string{"asensor"}}, Action: rules.Action{Webhook: hook.URL, Alert: true}}}
 	if err := d.StopNode(0); err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +155,8 @@ func TestRulesActOnANode(t *testing.T) {
 			m, _ = io.ReadAll(resp.Body)
 			resp.Body.Close()
 		}
-		if n >= 1 && strings.Contains(string(m), metric) && strings.Contains(string(m), `thingnet_rules_readings_observed_total 4`) {
+		if n >= 1 && strings.Contains(string(m), metric) && strings.Contains(string(m), `thingnet_rules_readings_observed_total 4`) &&
+			strings.Contains(string(m), `thingnet_rules_alerts_total{outcome="stored"} 1`) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -162,8 +164,18 @@ func TestRulesActOnANode(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The alert record: a reading of the gateway itself, in its log.
+	var alerts struct{ Items []client.ReadingItem }
+	out := run("--identity", "demo-admin", "-o", "json", "readings", "query", "--device", d.Gateway(0).ID(), "--type", rules.AlertType)
+	if err := json.NewDecoder(strings.NewReader(out)).Decode(&alerts); err != nil || len(alerts.Items) != 1 {
+		t.Fatalf("alert records: %v, %d; want 1\n%s", err, len(alerts.Items), out)
+	}
+	var alert rules.Firing
+	if err := json.Unmarshal(alerts.Items[0].Bytes, &alert); err != nil || alert.Rule != "hot" || alert.Seq != 2 || alert.Device != key.ID() {
+		t.Fatalf("the alert record holds %+v, %v; want rule hot at seq 2", alert, err)
+	}
 	var hist []rules.Firing
-	out := run("--identity", "demo-admin", "-o", "json", "rules", "history", "--device", "asensor")
+	out = run("--identity", "demo-admin", "-o", "json", "rules", "history", "--device", "asensor")
 	if err := json.NewDecoder(strings.NewReader(out)).Decode(&hist); err != nil || len(hist) != 1 || hist[0].Seq != 2 {
 		t.Fatalf("rules history: %v, %+v; want the one firing at seq 2\n%s", err, hist, out)
 	}
