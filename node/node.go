@@ -147,8 +147,8 @@ func Start(home string, c Config, logger *slog.Logger, opts ...Option) (*Node, e
 			reg.Gateway(n.gw)
 			if n.rules != nil {
 				reg.Register(n.rulesOut.Collector(n.rules, n.rulesSkipped))
-				n.api.Mount(map[string]api.HandlerFunc{"GET /v1/rules/firings": n.ruleFirings})
 			}
+			n.api.Mount(map[string]api.HandlerFunc{"GET /v1/rules/firings": n.ruleFirings})
 		}
 		if n.broker != nil {
 			reg.MQTT(n.broker)

@@ -81,7 +81,11 @@ func (n *Node) ruleFirings(r *http.Request) (any, error) {
 	if _, err := n.gw.MayRead(r, device); err != nil {
 		return nil, err
 	}
-	return map[string]any{"device": device, "firings": n.rulesOut.History(device)}, nil
+	firings := []rules.Firing{}
+	if n.rulesOut != nil { // a node without [[rules]]: none
+		firings = n.rulesOut.History(device)
+	}
+	return map[string]any{"device": device, "firings": firings}, nil
 }
 
 // ruleAlert stores a firing as an alert record: a reading of the gateway
