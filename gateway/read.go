@@ -47,6 +47,12 @@ func (g *Gateway) mayRead(r *http.Request, device string) (string, error) {
 	return caller, nil
 }
 
+// MayRead is mayRead for the node's other read paths over readings (rule
+// firings): the caller, or the error to answer.
+func (g *Gateway) MayRead(r *http.Request, device string) (string, error) {
+	return g.mayRead(r, device)
+}
+
 // caller is the ledger's latest state and r's caller in it ("" if
 // anonymous; an error for a token that does not check).
 func (g *Gateway) caller(r *http.Request) (*ledger.State, string, error) {

@@ -29,8 +29,12 @@ type subscriber struct {
 // subscriberBuffer is how many readings a slow subscriber may fall behind.
 const subscriberBuffer = 256
 
-func (f *feed) subscribe(device string) *subscriber {
-	s := &subscriber{device: device, ch: make(chan client.ReadingItem, subscriberBuffer)}
+func (f *feed) subscribe(device string) *subscriber { return f.subscribeN(device, subscriberBuffer) }
+
+// subscribeN subscribes to device's readings ("": every device's) with a
+// buffer of n.
+func (f *feed) subscribeN(device string, n int) *subscriber {
+	s := &subscriber{device: device, ch: make(chan client.ReadingItem, n)}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.subs == nil {
@@ -59,7 +63,7 @@ func (f *feed) publish(first uint64, ents []*reading.Entry, late func(int64, rea
 		for _, r := range env.Readings {
 			item := client.NewReadingItem(first+uint64(k), e, r, late(e.ReceivedAt, r))
 			for s := range f.subs {
-				if s.device != env.Device {
+				if s.device != "" && s.device != env.Device {
 					continue
 				}
 				select {
@@ -70,6 +74,33 @@ func (f *feed) publish(first uint64, ents []*reading.Entry, late func(int64, rea
 			}
 		}
 	}
+}
+
+// FollowStored calls fn, from one goroutine, with every reading the gateway
+// stores from now on (after it is in the log), until the returned stop is
+// called or the gateway closes. fn must keep up: readings that arrive
+// while buffer of them wait are lost, counted by lost. For in-process
+// consumers that evaluate readings where they arrive (the rules engine).
+func (g *Gateway) FollowStored(buffer int, fn func(client.ReadingItem)) (stop func(), lost func() int) {
+	sub := g.feed.subscribeN("", buffer)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-g.done:
+				return
+			case it := <-sub.ch:
+				fn(it)
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { g.feed.unsubscribe(sub); close(quit); <-done }) }
+	lost = func() int { g.feed.mu.Lock(); defer g.feed.mu.Unlock(); return sub.lost }
+	return stop, lost
 }
 
 // stream serves GET /v1/readings/stream?device=ID as server-sent events:

@@ -14,6 +14,7 @@ import (
 	"github.com/thingnet/thingnet/export/exporters"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/ratelimit"
+	"github.com/thingnet/thingnet/rules"
 )
 
 // ConfigFile is the node's configuration file name inside its home.
@@ -40,6 +41,9 @@ type Config struct {
 	// Export lists the export connectors the node runs ([[export]]
 	// tables: PostgreSQL, NATS JetStream, webhooks; docs/export.md).
 	Export []exporters.Spec `toml:"export,omitempty"`
+	// Rules run on the readings this node's gateway stores ([[rules]];
+	// docs/data.md, "Rules").
+	Rules []rules.Rule `toml:"rules,omitempty"`
 }
 
 // MeshConfig configures the gateway's peer-to-peer mesh node: device to
@@ -317,6 +321,9 @@ func (c Config) Validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("log_format %q: use text or json", c.LogFormat)
+	}
+	if err := rules.CheckAll(c.Rules, rules.DefaultLimits()); err != nil {
+		return err
 	}
 	if c.API.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {

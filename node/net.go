@@ -107,6 +107,10 @@ func (n *Net) Size() int { return len(n.cfg.Nodes) }
 // Config is node i's configuration, persistent peers included.
 func (n *Net) Config(i int) Config { return n.cfg.Nodes[i] }
 
+// SetConfig changes the configuration node i starts with next (StartNode);
+// a running node keeps its own.
+func (n *Net) SetConfig(i int, c Config) { n.cfg.Nodes[i] = c }
+
 // Node is node i (nil while it is stopped).
 func (n *Net) Node(i int) *Node {
 	n.mu.Lock()

@@ -26,6 +26,7 @@ import (
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/mesh"
 	"github.com/thingnet/thingnet/metrics"
+	"github.com/thingnet/thingnet/rules"
 	"github.com/thingnet/thingnet/web"
 )
 
@@ -44,12 +45,16 @@ type Node struct {
 	events *events.Bus
 	opts   options
 	// stopEvents ends the watcher that publishes committed blocks.
-	stopEvents context.CancelFunc
-	modbus     *modbus.Poller
-	stopModbus func()
-	keyToken   *pkcs11.Token                 // the gateway key's token, if it is in one
-	gwKey      *identity.Key                 // the gateway key (exports read as it by default)
-	exports    atomic.Pointer[exporters.Set] // set once the API listens
+	stopEvents   context.CancelFunc
+	modbus       *modbus.Poller
+	stopModbus   func()
+	keyToken     *pkcs11.Token                 // the gateway key's token, if it is in one
+	gwKey        *identity.Key                 // the gateway key (exports read as it by default)
+	exports      atomic.Pointer[exporters.Set] // set once the API listens
+	rules        *rules.Engine                 // [[rules]] (rules.go)
+	rulesOut     *rules.Dispatcher
+	stopRules    func()
+	rulesSkipped func() int
 
 	closeOnce sync.Once
 	closeErr  error
@@ -146,6 +151,10 @@ func Start(home string, c Config, logger *slog.Logger, opts ...Option) (*Node, e
 		if n.gw != nil {
 			n.gw.Mount(n.api, app)
 			reg.Gateway(n.gw)
+			if n.rules != nil {
+				reg.Register(n.rulesOut.Collector(n.rules, n.rulesSkipped))
+			}
+			n.api.Mount(map[string]api.HandlerFunc{"GET /v1/rules/firings": n.ruleFirings})
 		}
 		if n.broker != nil {
 			reg.MQTT(n.broker)
@@ -232,6 +241,9 @@ func (n *Node) startGateway(c Config) error {
 	n.log.Info("gateway started", "id", key.ID(), "log_size", n.gw.Log().Size())
 	n.gwKey = key
 	if err := n.startModbus(c, key); err != nil {
+		return err
+	}
+	if err := n.startRules(c, key); err != nil {
 		return err
 	}
 	if c.MQTT.Listen != "" {
@@ -362,6 +374,7 @@ func (n *Node) close() error {
 	if n.broker != nil {
 		errs = append(errs, n.broker.Close())
 	}
+	n.stopRulesEngine()
 	if n.gw != nil {
 		errs = append(errs, n.gw.Close())
 	}

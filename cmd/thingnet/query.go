@@ -37,16 +37,7 @@ func readingsQueryCmd(g *globals) *cobra.Command {
 				}
 				q.Device = id
 			}
-			// One parser for the flags and the API: check them as the
-			// gateway will.
-			v := q.Values()
-			if from != "" {
-				v.Set("from", from)
-			}
-			if to != "" {
-				v.Set("to", to)
-			}
-			q, err := client.ParseReadingQuery(v)
+			q, err := withRange(q, from, to)
 			if err != nil {
 				return err
 			}
@@ -131,6 +122,19 @@ func readingsQueryCmd(g *globals) *cobra.Command {
 	f.BoolVar(&network, "network", false, "ask every gateway registered on the ledger (their api label names their API) and merge: each reading once")
 	f.StringArrayVar(&gateways, "gateway", nil, "also ask the gateway at this API URL (repeat); with it, the answers are merged as with --network")
 	return c
+}
+
+// withRange is q over the --from and --to flags, checked by the one
+// parser the flags and the API share, as the gateway will check them.
+func withRange(q client.ReadingQuery, from, to string) (client.ReadingQuery, error) {
+	v := q.Values()
+	if from != "" {
+		v.Set("from", from)
+	}
+	if to != "" {
+		v.Set("to", to)
+	}
+	return client.ParseReadingQuery(v)
 }
 
 type enough struct{}

@@ -51,7 +51,7 @@ func newRoot() *cobra.Command {
 		orgCmd(g), governanceCmd(g), upgradeCmd(g), deviceCmd(g), grantCmd(g), validatorCmd(g), txCmd(g), readingsCmd(g), verifyCmd(g), msgCmd(g), benchCmd(),
 		statusCmd(g), eventsCmd(g), tokenCmd(g),
 		agreementCmd(g), creditsCmd(g),
-		fileCmd(g), firmwareCmd(g), dataCmd(g), auditCmd(g),
+		fileCmd(g), firmwareCmd(g), dataCmd(g), auditCmd(g), rulesCmd(g),
 		exportCmd(g),
 		fleetCmd(g), // fleet.go
 	)

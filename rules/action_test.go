@@ -1,0 +1,152 @@
+package rules
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/thingnet/thingnet/identity"
+)
+
+// handlerTransport hands requests to an http.Handler in memory, so that
+// the dispatcher's timeouts and back-off run on synctest's clock.
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() { t.h.ServeHTTP(rec, r); close(done) }()
+	select {
+	case <-done:
+		return rec.Result(), nil
+	case <-r.Context().Done():
+		<-done
+		return nil, r.Context().Err()
+	}
+}
+
+// TestWebhookRetriesThenDelivers: an endpoint that answers 500 twice and
+// then hangs past the timeout gets the delivery on the fourth attempt,
+// after 0.5 + 1 + 2 s of back-off and one 2 s timeout; the signature
+// verifies with the node's public key; a 400 is not retried.
+func TestWebhookRetriesThenDelivers(t *testing.T) {
+	key, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var attempts []time.Time
+		var body []byte
+		var hdr http.Header
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			attempts = append(attempts, time.Now())
+			n := len(attempts)
+			mu.Unlock()
+			switch n {
+			case 1, 2:
+				w.WriteHeader(http.StatusInternalServerError)
+			case 3:
+				<-r.Context().Done()
+			default:
+				b, _ := io.ReadAll(r.Body)
+				mu.Lock()
+				body, hdr = b, r.Header.Clone()
+				mu.Unlock()
+			}
+		})
+		rule := Rule{Name: "hot", Org: "acme", When: "true", Action: Action{Webhook: "http://example.test/hook", Timeout: Duration{2 * time.Second}}}
+		d := NewDispatcher(DispatcherConfig{Rules: []Rule{rule}, Key: key, Client: &http.Client{Transport: handlerTransport{h}}})
+		defer d.Close()
+		start := time.Now()
+		d.Fire(Firing{Rule: "hot", Org: "acme", Device: "d1", Seq: 7, Value: 31})
+		for d.delivered.Load()+d.failed.Load() == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if d.delivered.Load() != 1 || d.retried.Load() != 3 {
+			t.Fatalf("delivered %d, retried %d; want 1, 3", d.delivered.Load(), d.retried.Load())
+		}
+		if took := attempts[3].Sub(start); took != 5500*time.Millisecond {
+			t.Fatalf("the fourth attempt came after %v; want 5.5s (0.5+1+2 s back-off, one 2 s timeout)", took)
+		}
+		if err := Verify(hdr, key.Public(), body); err != nil {
+			t.Fatalf("the delivery's signature: %v", err)
+		}
+		if Verify(hdr, key.Public(), append(body, ' ')) == nil {
+			t.Fatal("a changed body verified")
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		n := 0
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n++; w.WriteHeader(http.StatusBadRequest) })
+		rule := Rule{Name: "r", Org: "acme", When: "true", Action: Action{Webhook: "http://example.test/hook"}}
+		d := NewDispatcher(DispatcherConfig{Rules: []Rule{rule}, Key: key, Client: &http.Client{Transport: handlerTransport{h}}})
+		defer d.Close()
+		d.Fire(Firing{Rule: "r"})
+		for d.failed.Load() == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n != 1 || d.retried.Load() != 0 {
+			t.Fatalf("a 400 was tried %d times", n)
+		}
+	})
+}
+
+func TestHistoryKeepsTheLatest(t *testing.T) {
+	key, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDispatcher(DispatcherConfig{Rules: []Rule{{Name: "r", Org: "acme", When: "true"}}, Key: key, HistoryLen: 3})
+	defer d.Close()
+	for i := range 5 {
+		d.Fire(Firing{Rule: "r", Device: []string{"a", "b"}[i%2], Seq: uint64(i)})
+	}
+	// Kept: seqs 2 (a), 3 (b), 4 (a).
+	if h := d.History("a"); len(h) != 2 || h[0].Seq != 2 || h[1].Seq != 4 {
+		t.Fatalf("history of a: %+v; want seqs 2, 4", h)
+	}
+	if h := d.History("c"); len(h) != 0 {
+		t.Fatalf("history of c: %+v", h)
+	}
+}
+
+// TestAlertAction: a rule with alert = true gives its firings to the
+// node's alert store, once each; without one they are counted as failed.
+func TestAlertAction(t *testing.T) {
+	key, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		var got []Firing
+		var mu sync.Mutex
+		rs := []Rule{{Name: "a", Org: "acme", When: "true", Action: Action{Alert: true}}, {Name: "quiet", Org: "acme", When: "true"}}
+		d := NewDispatcher(DispatcherConfig{Rules: rs, Key: key, Alert: func(_ context.Context, f Firing) error {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, f)
+			return nil
+		}})
+		d.Fire(Firing{Rule: "a", Seq: 1})
+		d.Fire(Firing{Rule: "quiet", Seq: 2})
+		synctest.Wait()
+		d.Close()
+		if len(got) != 1 || got[0].Seq != 1 || d.alerts.Load() != 1 {
+			t.Fatalf("alerts %+v; want the firing of rule a only", got)
+		}
+		d = NewDispatcher(DispatcherConfig{Rules: rs, Key: key})
+		d.Fire(Firing{Rule: "a"})
+		synctest.Wait()
+		d.Close()
+		if d.alertsFailed.Load() != 1 {
+			t.Fatal("an alert with no store was not counted as failed")
+		}
+	})
+}

@@ -1,0 +1,31 @@
+package rules
+
+import (
+	"errors"
+	"testing"
+)
+
+// FuzzParse: a rules file or condition from outside is parsed without
+// panicking; what is accepted compiles again to the same, and what is
+// refused for its condition says where.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("[[rules]]\nname = \"hot\"\norg = \"acme\"\nwhen = \"mean(temperature, 5m) > 30 && count(5m) >= 3\"\ncooldown = \"10m\"\n[rules.devices]\nclasses = [\"sensor\"]\n[rules.action]\nwebhook = \"https://example.com/hook\"\n"))
+	f.Add([]byte("[[rules]]\nname = \"x\"\norg = \"o\"\nwhen = \"last(humidity) < 10.0 || min('temperature/celsius', 30s) < -5.0\"\n"))
+	f.Add([]byte("[[rules]]\nname = \"bad\"\norg = \"o\"\nwhen = \"mean(t, 5m) >\"\n"))
+	f.Add([]byte("mean(temperature, 5m) > 30"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		rs, err := Parse(src, DefaultLimits())
+		if err == nil {
+			for i := range rs {
+				if _, err := rs[i].Check(DefaultLimits()); err != nil {
+					t.Fatalf("a parsed rule does not check again: %v", err)
+				}
+			}
+		}
+		_, err = Compile("f", string(src), DefaultLimits())
+		var re *Error
+		if err != nil && !errors.As(err, &re) {
+			t.Fatalf("a bad condition's error is not a rules.Error: %v", err)
+		}
+	})
+}
