@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -42,50 +43,9 @@ func newQueryOrg(t *testing.T) *queryOrg {
 	}
 	o.a, o.b = reg(), reg()
 	o.minute = time.Now().UTC().Truncate(time.Minute).Add(-10 * time.Minute)
-	post := func(dev *identity.Key, values ...float64) {
-		for i, v := range values {
-			raw, err := reading.Sign(dev, dev.ID(), reading.Reading{Seq: uint64(i + 1), Time: o.minute.Add(time.Duration(5+10*i) * time.Second), ContentType: "temperature/celsius", Value: &v})
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := http.Post(shared.url+"/v1/readings", "application/cose", bytes.NewReader(raw))
-			if err != nil {
-				t.Fatal(err)
-			}
-			res.Body.Close()
-			if res.StatusCode != http.StatusAccepted {
-				t.Fatalf("POST /v1/readings: %s", res.Status)
-			}
-		}
-	}
-	post(o.a, 10, 20, 30)
-	post(o.b, 100, 200)
-	// Acknowledged readings are indexed (and rolled up) shortly after:
-	// wait until the admin's query counts all five.
-	ctx := testutil.Context(t, 30*time.Second)
-	tok, err := identity.NewCWT(o.admin, o.admin.ID(), shared.d.ChainID(), time.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := url.Values{"org": {o.id}, "bucket": {"1m"}, "from": {o.minute.Format(time.RFC3339)}, "to": {o.minute.Add(time.Minute).Format(time.RFC3339)}}
-	testutil.WaitFor(t, ctx, "the five readings rolled up", func() bool {
-		req, _ := http.NewRequestWithContext(ctx, "GET", shared.url+"/v1/readings/query?"+q.Encode(), nil)
-		req.Header.Set("Authorization", "Bearer "+identity.EncodeCWTPassword(tok))
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return false
-		}
-		defer res.Body.Close()
-		var a struct{ Buckets []struct{ Count int } }
-		if json.NewDecoder(res.Body).Decode(&a) != nil {
-			return false
-		}
-		n := 0
-		for _, b := range a.Buckets {
-			n += b.Count
-		}
-		return n == 5
-	})
+	postAt(t, o.a, 1, o.minute.Add(5*time.Second), 10*time.Second, 10, 20, 30)
+	postAt(t, o.b, 1, o.minute.Add(5*time.Second), 10*time.Second, 100, 200)
+	o.waitCount(t, "org="+o.id, 5)
 	return o
 }
 
@@ -171,6 +131,16 @@ func TestDeviceRange(t *testing.T) {
 	if err := poll(ctx, `document.querySelector('#series-box').dataset.query.includes('bucket=1h') && document.querySelector('#series-box').dataset.state === 'done'`, 20*time.Second); err != nil {
 		t.Fatalf("auto over a week did not ask for hours: %v", err)
 	}
+	// By receive time: the three readings were received in the last hour.
+	choose(t, ctx, `#range-span`, "hour")
+	choose(t, ctx, `#range-axis`, "received")
+	if err := poll(ctx, `document.querySelector('#series-box').dataset.query.includes('time=received') && document.querySelector('#series-box').dataset.state === 'done'`, 20*time.Second); err != nil {
+		t.Fatalf("receive time not asked for: %v", err)
+	}
+	if n := count(t, ctx, `#series-chart-0 circle`); n != 3 {
+		t.Errorf("raw readings received in the last hour: %d points; want 3", n)
+	}
+	choose(t, ctx, `#range-axis`, "device") // the choice lasts while the tab is open
 	noScriptErrors(t, ctx)
 	screenshot(t, ctx, "device-range")
 }
@@ -214,6 +184,86 @@ func TestOrgAggregates(t *testing.T) {
 	waitSeries(t, ctx, "#org-series-box")
 	if wh, n := textOf(t, ctx, "#org-withheld"), count(t, ctx, `#org-aggregates td.mean`); wh != "2" || n != 0 {
 		t.Errorf("anonymous: withheld %q, %d mean cells; want 2 and none", wh, n)
+	}
+	noScriptErrors(t, ctx)
+}
+
+// postAt posts readings of dev, in one envelope, with seqs from seq on,
+// the first at time at and the next every step.
+func postAt(t *testing.T, dev *identity.Key, seq uint64, at time.Time, step time.Duration, values ...float64) {
+	t.Helper()
+	rs := make([]reading.Reading, len(values))
+	for i := range values {
+		rs[i] = reading.Reading{Seq: seq + uint64(i), Time: at.Add(time.Duration(i) * step), ContentType: "temperature/celsius", Value: &values[i]}
+	}
+	raw, err := reading.Sign(dev, dev.ID(), rs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.Post(shared.url+"/v1/readings", "application/cose", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /v1/readings: %s", res.Status)
+	}
+}
+
+// waitCount waits until the admin's raw query over scope in the last hour
+// finds want readings: acknowledged readings are indexed (and rolled up)
+// shortly after.
+func (o *queryOrg) waitCount(t *testing.T, scope string, want int) {
+	t.Helper()
+	ctx := testutil.Context(t, 30*time.Second)
+	tok, err := identity.NewCWT(o.admin, o.admin.ID(), shared.d.ChainID(), time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := strconv.FormatInt(time.Now().Add(-time.Hour).UnixMilli(), 10)
+	testutil.WaitFor(t, ctx, fmt.Sprintf("%d readings of %s indexed", want, scope), func() bool {
+		req, _ := http.NewRequestWithContext(ctx, "GET", shared.url+"/v1/readings/query?"+scope+"&limit=10000&from="+from, nil)
+		req.Header.Set("Authorization", "Bearer "+identity.EncodeCWTPassword(tok))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		var a struct{ Items []json.RawMessage }
+		return json.NewDecoder(res.Body).Decode(&a) == nil && len(a.Items) == want
+	})
+}
+
+// TestDeviceRangePages: raw readings are read page by page with the
+// cursor, and the page stops after 20 pages, saying so.
+func TestDeviceRangePages(t *testing.T) {
+	ctx := tab(t)
+	o := newQueryOrg(t)
+	values := make([]float64, 22)
+	for i := range values {
+		values[i] = float64(i)
+	}
+	postAt(t, o.b, 3, o.minute.Add(30*time.Second), 100*time.Millisecond, values...)
+	o.waitCount(t, "device="+url.QueryEscape(o.b.ID()), 24)
+	signIn(t, ctx, o.admin)
+	frag := "/device/" + o.b.ID()
+	for _, tc := range []struct {
+		limit, points int
+		truncated     bool
+	}{{2, 24, false}, {1, 20, true}} {
+		show(t, ctx, fmt.Sprintf("%s/explorer/?query-limit=%d#%s", shared.url, tc.limit, frag), frag)
+		choose(t, ctx, `#range-span`, "hour")
+		choose(t, ctx, `#range-bucket`, "raw")
+		if err := poll(ctx, `document.querySelector('#series-box').dataset.query.includes('bucket=raw') && document.querySelector('#series-box').dataset.state === 'done'`, 20*time.Second); err != nil {
+			t.Fatalf("raw readings not drawn: %v", err)
+		}
+		n, truncated := count(t, ctx, `#series-chart-0 circle`), count(t, ctx, `#series-truncated`) == 1
+		if n != tc.points || truncated != tc.truncated {
+			t.Errorf("pages of %d: %d points, truncated %v; want %d, %v", tc.limit, n, truncated, tc.points, tc.truncated)
+		}
+	}
+	if text := textOf(t, ctx, `#series-truncated`); !strings.Contains(text, "Stopped after 20 pages") {
+		t.Errorf("truncation note: %q", text)
 	}
 	noScriptErrors(t, ctx)
 }

@@ -452,6 +452,9 @@ function readingRows(items) {
 
 const SPANS = { hour: 3600e3, day: 86400e3, week: 7 * 86400e3, month: 30 * 86400e3 };
 const MAX_PAGES = 20;
+// Readings or buckets per page; ?query-limit=N makes pages smaller (the
+// browser tests page through a few readings).
+const QUERY_LIMIT = Math.min(Math.max(+params.get('query-limit') || 10000, 1), 10000);
 const rangeState = { span: 'hour', bucket: 'auto', axis: 'device', from: '', to: '' };
 
 // autoBucket is the bucket for a range of ms milliseconds: raw up to an
@@ -598,7 +601,7 @@ function rangeQuery(scope, allowed) {
   // next larger that is.
   const order = ['raw', '1m', '1h', '1d'];
   if (!allowed.includes(bucket)) bucket = allowed.find((x) => order.indexOf(x) > order.indexOf(bucket)) || allowed[allowed.length - 1];
-  return { from, to, bucket, q: `${scope}&from=${from}&to=${to}&time=${rangeState.axis}&bucket=${bucket}&limit=10000` };
+  return { from, to, bucket, q: `${scope}&from=${from}&to=${to}&time=${rangeState.axis}&bucket=${bucket}&limit=${QUERY_LIMIT}` };
 }
 
 const rangeText = (from, to, bucket) => `${fmtTime(from)} – ${fmtTime(to)}, ${bucket === 'raw' ? 'raw readings' : bucket + ' buckets'}, by ${rangeState.axis === 'device' ? "the devices' time" : 'receive time'}`;
