@@ -548,8 +548,9 @@ export function seriesChart(pts, from, to, raw, id) {
     body = pts.map((p) => `<circle class="dot" cx="${x(p.t).toFixed(1)}" cy="${y(p.value).toFixed(1)}" r="2.5"/>`).join('');
   } else {
     const band = pts.map((p) => xy(p.t, p.max)).concat(pts.slice().reverse().map((p) => xy(p.t, p.min))).join(' ');
-    body = `<polygon class="band" points="${band}"/><polyline class="line" points="${pts.map((p) => xy(p.t, p.mean)).join(' ')}"/>`
-      + (pts.length === 1 ? `<circle class="dot" cx="${x(pts[0].t).toFixed(1)}" cy="${y(pts[0].mean).toFixed(1)}" r="3"/>` : '');
+    body = `<polygon class="band" points="${band}"/><polyline class="line" points="${pts.filter((p) => p.mean !== undefined).map((p) => xy(p.t, p.mean)).join(' ')}"/>`
+      + (pts.length === 1 ? `<line class="whisker" x1="${x(pts[0].t).toFixed(1)}" y1="${y(pts[0].min).toFixed(1)}" x2="${x(pts[0].t).toFixed(1)}" y2="${y(pts[0].max).toFixed(1)}"/>`
+        + `<circle class="dot" cx="${x(pts[0].t).toFixed(1)}" cy="${y(pts[0].mean ?? pts[0].min).toFixed(1)}" r="3"/>` : '');
   }
   return `<svg id="${id}" class="chart series" viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="${raw ? 'readings' : 'mean, min and max per bucket'}" data-series="${esc(JSON.stringify(pts))}">
     <line class="axis" x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}"/><line class="axis" x1="${L}" y1="${T}" x2="${L}" y2="${H - B}"/>
