@@ -90,6 +90,10 @@ func setup(home string) (stop func()) {
 	shared.d, shared.url = d, d.APIURL(0)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// The API answers no_state until the first block is committed.
+	if err := d.WaitForHeight(ctx, 1); err != nil {
+		return fail(fmt.Errorf("the devnet committed no block: %w", err))
+	}
 	if shared.admin, err = devnet.Keystore(home).Load(devnet.DemoAdminKey, nil); err != nil {
 		return fail(err)
 	}

@@ -329,7 +329,14 @@ async function org(v, id) {
     <p><a href="#/files/${enc(id)}">its files</a> · <a href="#/firmware">firmware</a>${[...new Set(ds.items.map((d) => d.class))].filter((c) => c !== 'gateway').sort().map((c) => ` · <a href="#/firmware/${enc(id)}/${enc(c)}">${esc(c)} firmware</a>`).join('')}</p>
     <h2>Admins</h2><ul>${o.record.admins.map((a) => `<li class="mono">${esc(a)}</li>`).join('')}</ul>
     <h2>Devices</h2>${deviceTable(ds.items)}
-    ${cli([`thingnet org admin add ${id} ADMIN_DID --key ADMIN_KEY`, `thingnet device register --org ${id} --device-key DEVICE_KEY --class sensor --key ADMIN_KEY`])}`;
+    <h2>Readings of its devices</h2>
+    <p class="muted">Aggregates over the devices whose readings this node's gateway holds and you may read (<code>GET /v1/readings/query?org=</code>), per reading type. <span id="series-range"></span></p>
+    ${rangeForm(['auto', '1h', '1d'])}
+    <div id="org-series-box"></div>
+    ${cli([`thingnet org admin add ${id} ADMIN_DID --key ADMIN_KEY`, `thingnet device register --org ${id} --device-key DEVICE_KEY --class sensor --key ADMIN_KEY`, `thingnet readings query --org ${id} --bucket 1h`])}`;
+  const els = { box: $('#org-series-box', v), range: $('#series-range', v) }; // v is emptied when the page is shown
+  bindRange(v, () => orgSeries(els, id));
+  orgSeries(els, id);
 }
 
 function deviceTable(items) {
@@ -439,6 +446,248 @@ function readingRows(items) {
     <td><button class="verify" data-index="${r.index}">verify this reading</button></td></tr>`).join('');
 }
 
+// --- readings over a range: GET /v1/readings/query (docs/data.md). The
+// range and bucket chosen are kept while the tab is open, for every
+// device and organisation page. ---
+
+const SPANS = { hour: 3600e3, day: 86400e3, week: 7 * 86400e3, month: 30 * 86400e3 };
+const MAX_PAGES = 20;
+// Readings or buckets per page; ?query-limit=N makes pages smaller (the
+// browser tests page through a few readings).
+const QUERY_LIMIT = Math.min(Math.max(+params.get('query-limit') || 10000, 1), 10000);
+const rangeState = { span: 'hour', bucket: 'auto', axis: 'device', from: '', to: '' };
+
+// autoBucket is the bucket for a range of ms milliseconds: raw up to an
+// hour, minutes up to a day, hours up to a month, days beyond.
+export function autoBucket(ms) {
+  if (ms <= SPANS.hour) return 'raw';
+  if (ms <= SPANS.day) return '1m';
+  if (ms <= 31 * 86400e3) return '1h';
+  return '1d';
+}
+
+// chosenRange is [from, to) in Unix ms for the state s; it throws on a
+// custom range that is not one.
+function chosenRange(s) {
+  if (s.span === 'custom') {
+    const from = Date.parse(s.from), to = Date.parse(s.to);
+    if (!Number.isFinite(from) || !Number.isFinite(to)) throw new Error('custom range: give both from and to');
+    if (from >= to) throw new Error('custom range: from must be before to');
+    return [from, to];
+  }
+  const to = Math.ceil(nodeNow() / 60e3) * 60e3; // the end of this minute
+  return [to - SPANS[s.span], to];
+}
+
+// queryAll reads every page of a query (base: its parameters), at most
+// MAX_PAGES; it returns the items or buckets, the withheld and device
+// counts, and whether it stopped with more to read.
+async function queryAll(base) {
+  const out = { items: [], buckets: [], withheld: 0, devices: 0, truncated: false, pages: 0 };
+  let cursor = '';
+  do {
+    const a = await get('/v1/readings/query?' + base + (cursor ? '&cursor=' + enc(cursor) : ''));
+    out.items.push(...(a.items || []));
+    out.buckets.push(...(a.buckets || []));
+    out.withheld = Math.max(out.withheld, a.withheld || 0);
+    out.devices = Math.max(out.devices, a.devices || 0);
+    cursor = a.next || '';
+    out.pages++;
+  } while (cursor && out.pages < MAX_PAGES);
+  out.truncated = !!cursor;
+  return out;
+}
+
+// rangeForm is the range, bucket and time-axis controls; buckets lists
+// the bucket choices offered.
+function rangeForm(buckets) {
+  const s = rangeState;
+  const opt = (v, label, cur) => `<option value="${v}"${v === cur ? ' selected' : ''}>${esc(label)}</option>`;
+  return `<form id="range-form" class="row">
+    <label>range <select id="range-span">${[['hour', 'last hour'], ['day', 'last day'], ['week', 'last week'], ['month', 'last month'], ['custom', 'custom']].map(([v, l]) => opt(v, l, s.span)).join('')}</select></label>
+    <label class="custom">from <input id="range-from" type="datetime-local" value="${esc(s.from)}"></label>
+    <label class="custom">to <input id="range-to" type="datetime-local" value="${esc(s.to)}"></label>
+    <label>bucket <select id="range-bucket">${buckets.map((b) => opt(b, b === 'auto' ? 'auto' : b === 'raw' ? 'raw readings' : b, buckets.includes(s.bucket) ? s.bucket : 'auto')).join('')}</select></label>
+    <label>time <select id="range-axis">${opt('device', "device's", s.axis)}${opt('received', 'received by the gateway', s.axis)}</select></label>
+    <button>show</button></form>`;
+}
+
+// bindRange makes the form in v redraw with draw() on every change.
+function bindRange(v, draw) {
+  const form = $('#range-form', v);
+  const custom = () => form.classList.toggle('is-custom', $('#range-span', form).value === 'custom');
+  custom();
+  const read = () => {
+    Object.assign(rangeState, { span: $('#range-span', form).value, bucket: $('#range-bucket', form).value, axis: $('#range-axis', form).value,
+      from: $('#range-from', form).value, to: $('#range-to', form).value });
+    custom();
+    if (rangeState.span === 'custom' && !(rangeState.from && rangeState.to)) return;
+    draw();
+  };
+  form.addEventListener('change', read);
+  form.addEventListener('submit', (e) => { e.preventDefault(); read(); });
+}
+
+const fmtNum = (x) => (typeof x === 'number' ? String(+x.toPrecision(6)) : '–');
+const fmtTime = (ms) => new Date(ms).toLocaleString();
+
+// seriesChart draws one type's series over [from, to): for buckets the
+// mean line with a min–max band, for raw readings points. Its data-series
+// holds the points drawn ({t, count, min, mean, max} or {t, value}).
+export function seriesChart(pts, from, to, raw, id) {
+  if (pts.length === 0) return '<p class="muted">no numeric values in this range</p>';
+  const W = 640, H = 200, L = 48, R = 12, T = 12, B = 28;
+  const lo = raw ? pts.map((p) => p.value) : pts.map((p) => p.min), hi = raw ? lo : pts.map((p) => p.max);
+  let v0 = Math.min(...lo), v1 = Math.max(...hi);
+  if (v0 === v1) { v0 -= 1; v1 += 1; }
+  const x = (t) => L + ((t - from) / (to - from)) * (W - L - R);
+  const y = (val) => T + (1 - (val - v0) / (v1 - v0)) * (H - T - B);
+  const xy = (t, val) => `${x(t).toFixed(1)},${y(val).toFixed(1)}`;
+  let body;
+  if (raw) {
+    body = pts.map((p) => `<circle class="dot" cx="${x(p.t).toFixed(1)}" cy="${y(p.value).toFixed(1)}" r="2.5"/>`).join('');
+  } else {
+    const band = pts.map((p) => xy(p.t, p.max)).concat(pts.slice().reverse().map((p) => xy(p.t, p.min))).join(' ');
+    body = `<polygon class="band" points="${band}"/><polyline class="line" points="${pts.filter((p) => p.mean !== undefined).map((p) => xy(p.t, p.mean)).join(' ')}"/>`
+      + (pts.length === 1 ? `<line class="whisker" x1="${x(pts[0].t).toFixed(1)}" y1="${y(pts[0].min).toFixed(1)}" x2="${x(pts[0].t).toFixed(1)}" y2="${y(pts[0].max).toFixed(1)}"/>`
+        + `<circle class="dot" cx="${x(pts[0].t).toFixed(1)}" cy="${y(pts[0].mean ?? pts[0].min).toFixed(1)}" r="3"/>` : '');
+  }
+  return `<svg id="${id}" class="chart series" viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="${raw ? 'readings' : 'mean, min and max per bucket'}" data-series="${esc(JSON.stringify(pts))}">
+    <line class="axis" x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}"/><line class="axis" x1="${L}" y1="${T}" x2="${L}" y2="${H - B}"/>
+    <text x="${L - 6}" y="${y(v1) + 4}" text-anchor="end">${fmtNum(v1)}</text><text x="${L - 6}" y="${y(v0) + 4}" text-anchor="end">${fmtNum(v0)}</text>
+    <text x="${L}" y="${H - 8}">${esc(fmtTime(from))}</text><text x="${W - R}" y="${H - 8}" text-anchor="end">${esc(fmtTime(to))}</text>${body}</svg>`;
+}
+
+// mergeBuckets adds up buckets of several devices by start: count, min,
+// max, and the mean as the sum over the count.
+export function mergeBuckets(bs) {
+  const by = new Map();
+  for (const b of bs) {
+    const t = Date.parse(b.start);
+    const sum = b.sum ?? (b.mean !== undefined ? b.mean * b.count : undefined);
+    const m = by.get(t);
+    if (!m) { by.set(t, { t, count: b.count, min: b.min, max: b.max, sum }); continue; }
+    m.count += b.count;
+    m.min = Math.min(m.min, b.min);
+    m.max = Math.max(m.max, b.max);
+    m.sum = m.sum === undefined || sum === undefined ? undefined : m.sum + sum;
+  }
+  return [...by.values()].sort((a, b) => a.t - b.t).map((m) => ({ t: m.t, count: m.count, min: m.min, mean: m.sum === undefined ? undefined : m.sum / m.count, max: m.max }));
+}
+
+// summary is count, min, mean and max over a series' points.
+function summary(pts, raw) {
+  const count = raw ? pts.length : pts.reduce((s, p) => s + p.count, 0);
+  if (count === 0) return { count: 0 };
+  const sum = raw ? pts.reduce((s, p) => s + p.value, 0) : pts.reduce((s, p) => (s === undefined || p.mean === undefined ? undefined : s + p.mean * p.count), 0);
+  return { count, min: Math.min(...pts.map((p) => (raw ? p.value : p.min))), max: Math.max(...pts.map((p) => (raw ? p.value : p.max))), mean: sum === undefined ? undefined : sum / count };
+}
+
+const byType = (rows) => {
+  const m = new Map();
+  for (const r of rows) {
+    const k = r.type ?? r.content_type;
+    if (!m.has(k)) m.set(k, []);
+    m.get(k).push(r);
+  }
+  return [...m.entries()].sort(([a], [b]) => a.localeCompare(b));
+};
+
+// rangeQuery is the query parameters for the state's range over scope
+// (device=…, org=…), with the bucket to use, and the range itself.
+function rangeQuery(scope, allowed) {
+  const [from, to] = chosenRange(rangeState);
+  let bucket = rangeState.bucket === 'auto' || !allowed.includes(rangeState.bucket) ? autoBucket(to - from) : rangeState.bucket;
+  // Not offered here (an organisation's page has no raw or 1m): the
+  // next larger that is.
+  const order = ['raw', '1m', '1h', '1d'];
+  if (!allowed.includes(bucket)) bucket = allowed.find((x) => order.indexOf(x) > order.indexOf(bucket)) || allowed[allowed.length - 1];
+  return { from, to, bucket, q: `${scope}&from=${from}&to=${to}&time=${rangeState.axis}&bucket=${bucket}&limit=${QUERY_LIMIT}` };
+}
+
+const rangeText = (from, to, bucket) => `${fmtTime(from)} – ${fmtTime(to)}, ${bucket === 'raw' ? 'raw readings' : bucket + ' buckets'}, by ${rangeState.axis === 'device' ? "the devices' time" : 'receive time'}`;
+
+const privateNote = (msg, who) => `<p class="muted series-private">${/^(unauthenticated|forbidden)/.test(msg)
+  ? `Readings are private: ${esc(msg.replace(/^\w+: /, ''))} <a href="#/signin">Sign in</a> as ${who}.` : esc(msg)}</p>`;
+
+// loadRange asks the query of the chosen range over scope (device=…,
+// org=…) with a bucket of allowed, saying which in els.box's data-query
+// and els.range; it returns the range and the answer, or null when the
+// query failed (els.box then says why, with failed(message)) or the page
+// moved on meanwhile.
+async function loadRange(els, scope, allowed, failed) {
+  const { box } = els;
+  const seq = page.seq;
+  const done = (html) => { box.innerHTML = html; box.dataset.state = 'done'; return null; };
+  let r;
+  try {
+    r = rangeQuery(scope, allowed);
+  } catch (err) { return done(`<p class="bad">${esc(err.message)}</p>`); }
+  box.dataset.query = r.q;
+  box.dataset.state = 'loading';
+  els.range.textContent = rangeText(r.from, r.to, r.bucket);
+  const current = () => seq === page.seq && box.dataset.query === r.q; // else another page or range was asked for meanwhile
+  try {
+    const a = await queryAll(r.q);
+    return current() ? { r, a, current } : null;
+  } catch (err) {
+    return current() ? done(failed(err.message)) : null;
+  }
+}
+
+// deviceSeries draws the device's readings over the chosen range into
+// els.box (els.range says the range), per reading type.
+async function deviceSeries(els, id, org) {
+  const { box } = els;
+  const got = await loadRange(els, 'device=' + enc(id), ['raw', '1m', '1h', '1d'], (msg) => privateNote(msg, 'the device, an admin of its organisation or a read grantee'));
+  if (!got) return;
+  const { r, a, current } = got;
+  const raw = r.bucket === 'raw';
+  let rows = a.buckets;
+  let sealed = 0;
+  if (raw) {
+    await openSealed(a.items, org);
+    if (!current()) return;
+    rows = shown(a.items);
+    sealed = rows.filter((x) => x.sealed && typeof x.value !== 'number').length;
+  }
+  const groups = byType(rows);
+  box.innerHTML = `${a.truncated ? `<p id="series-truncated" class="warn">Stopped after ${MAX_PAGES} pages (${raw ? a.items.length + ' readings' : a.buckets.length + ' buckets'}): narrow the range or choose a larger bucket to see all of it.</p>` : ''}
+    ${!raw ? '<p class="muted">Buckets hold numeric values only: sealed values are never in them (the gateway cannot read them); choose raw readings to open them in this page.</p>'
+      : sealed ? `<p class="muted">${sealed} sealed value(s) not opened: <a href="#/signin">load the data key</a> to chart them.</p>` : ''}
+    ${groups.map(([type, xs], i) => {
+      const pts = raw ? xs.filter((x) => typeof x.value === 'number').map((x) => ({ t: Date.parse(rangeState.axis === 'received' && x.received_at ? x.received_at : x.time), value: x.value }))
+        : xs.map((b) => ({ t: Date.parse(b.start), count: b.count, min: b.min, mean: b.mean, max: b.max }));
+      const s = summary(pts, raw);
+      return `<section class="series" data-type="${esc(type)}"><h3>${esc(type)}</h3>
+        <table class="series-summary"><thead><tr><th>values</th><th>min</th><th>mean</th><th>max</th></tr></thead>
+        <tbody><tr><td class="count">${s.count}</td><td class="min">${fmtNum(s.min)}</td><td class="mean">${fmtNum(s.mean)}</td><td class="max">${fmtNum(s.max)}</td></tr></tbody></table>
+        ${seriesChart(pts, r.from, r.to, raw, 'series-chart-' + i)}
+        ${raw ? '' : `<details><summary class="muted">${pts.length} bucket(s)</summary><table class="series-buckets"><thead><tr><th>start</th><th>count</th><th>min</th><th>mean</th><th>max</th></tr></thead><tbody>
+          ${pts.map((p) => `<tr data-start="${new Date(p.t).toISOString()}"><td>${esc(fmtTime(p.t))}</td><td class="count">${p.count}</td><td class="min">${fmtNum(p.min)}</td><td class="mean">${fmtNum(p.mean)}</td><td class="max">${fmtNum(p.max)}</td></tr>`).join('')}</tbody></table></details>`}</section>`;
+    }).join('') || '<p id="series-none" class="muted">no readings in this range</p>'}`;
+  box.dataset.state = 'done';
+}
+
+// orgSeries draws the aggregates of an organisation's devices over the
+// chosen range into els.box (els.range says the range), per reading type.
+async function orgSeries(els, id) {
+  const { box } = els;
+  const got = await loadRange(els, 'org=' + enc(id), ['1h', '1d'], (msg) => `<p class="bad">${esc(msg)}</p>`);
+  if (!got) return;
+  const { r, a } = got;
+  const groups = byType(a.buckets);
+  box.innerHTML = `<div class="cards">${card('devices with readings you may read', a.devices, 'org-devices-read')}${card('devices withheld from you', a.withheld, 'org-withheld')}</div>
+    ${a.withheld ? `<p class="muted">${a.withheld} device(s) of this organisation have readings here that you may not read: they are left out. <a href="#/signin">Sign in</a> as an admin or a read grantee to include them.</p>` : ''}
+    ${a.truncated ? `<p id="series-truncated" class="warn">Stopped after ${MAX_PAGES} pages (${a.buckets.length} buckets): narrow the range or choose 1d buckets.</p>` : ''}
+    <p class="muted">Buckets hold numeric values only: sealed values are never in them.</p>
+    <table id="org-aggregates"><thead><tr><th>type</th><th>devices</th><th>count</th><th>min</th><th>mean</th><th>max</th></tr></thead><tbody>
+    ${groups.map(([type, bs]) => { const s = summary(mergeBuckets(bs), false); return `<tr data-type="${esc(type)}"><td>${esc(type)}</td><td class="devices">${new Set(bs.map((b) => b.device)).size}</td><td class="count">${s.count}</td><td class="min">${fmtNum(s.min)}</td><td class="mean">${fmtNum(s.mean)}</td><td class="max">${fmtNum(s.max)}</td></tr>`; }).join('')
+      || '<tr><td colspan="6" class="muted">no readings you may read in this range</td></tr>'}</tbody></table>
+    ${groups.map(([type, bs], i) => `<h3>${esc(type)}</h3>${seriesChart(mergeBuckets(bs), r.from, r.to, false, 'org-chart-' + i)}`).join('')}`;
+  box.dataset.state = 'done';
+}
+
 async function device(v, id) {
   const seq = page.seq;
   const [d, h, rs] = await Promise.all([
@@ -461,10 +710,17 @@ async function device(v, id) {
     ${rs.error ? `<p id="readings-private" class="muted">${/^(unauthenticated|forbidden)/.test(rs.error) ? `Readings are private: ${esc(rs.error.replace(/^\w+: /, ''))} <a href="#/signin">Sign in</a> as the device, an admin of its organisation or a read grantee.` : esc(rs.error)}</p>` : ''}
     ${sealedNote(items)}
     <table id="readings"><thead><tr><th>log index</th><th>seq</th><th>time</th><th>type</th><th>value</th><th></th></tr></thead><tbody>${readingRows(items)}</tbody></table>
+    <h2>Readings over a range</h2>
+    <p class="muted">From this node's gateway (<code>GET /v1/readings/query</code>), per reading type: raw readings as points, buckets as the mean with a min–max band. <span id="series-range"></span></p>
+    ${rangeForm(['auto', 'raw', '1m', '1h', '1d'])}
+    <div id="series-box"></div>
     <h2>History</h2><ol id="history" class="timeline">${h.items.map((e) => `<li class="${esc(e.status)}"><b>${esc(e.kind)}</b> → ${badge(e.status)}
       at height <a href="#/block/${e.height}">${e.height}</a>, signed by ${devLink(e.signer)}${e.note ? ` — <i>${esc(e.note)}</i>` : ''}</li>`).join('')}</ol>
     ${cli([`thingnet device suspend ${id} --key ADMIN_KEY --reason "why"`, `thingnet device resume ${id} --key ADMIN_KEY`, `thingnet device update ${id} --firmware 1.2.3 --key ADMIN_KEY`,
       `thingnet device rotate ${id} --new-key NEW_KEY --key ADMIN_KEY`, `thingnet readings list --device ${id}`])}`;
+  const els = { box: $('#series-box', v), range: $('#series-range', v) }; // v is emptied when the page is shown
+  bindRange(v, () => deviceSeries(els, id, r.org));
+  deviceSeries(els, id, r.org);
   let last = items.length ? items[items.length - 1].index : -1;
   every(2000, async () => {
     const fresh = await get('/v1/readings?limit=1000&device=' + enc(id)).catch(() => null);
