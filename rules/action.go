@@ -3,7 +3,6 @@ package rules
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -14,17 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/thingnet/thingnet/export/webhook"
 	"github.com/thingnet/thingnet/identity"
-)
-
-// Webhook signature headers (docs/data.md, "Rules"): the signer's device id,
-// the delivery's time in Unix milliseconds, and the signature, base64, of
-// "<timestamp>.<body>" by the signer's key, verifiable with its public key
-// on the ledger.
-const (
-	HeaderSigner    = "Thingnet-Signer"
-	HeaderTimestamp = "Thingnet-Timestamp"
-	HeaderSignature = "Thingnet-Signature"
 )
 
 // Delivery is the body of a webhook POST.
@@ -189,6 +179,9 @@ func (d *Dispatcher) deliver(ctx context.Context, a Action, f Firing) {
 		retries = 3
 	}
 	body, _ := json.Marshal(Delivery{Firing: f, Node: d.cfg.Key.ID()})
+	// The delivery id names the firing: one per rule, device and reading,
+	// the same on every retry (receivers de-duplicate by it).
+	id := "rule/" + f.Rule + "/" + f.Device + "/" + strconv.FormatUint(f.Seq, 10)
 	wait := 500 * time.Millisecond
 	var last error
 	for attempt := 0; attempt <= retries; attempt++ {
@@ -202,7 +195,7 @@ func (d *Dispatcher) deliver(ctx context.Context, a Action, f Firing) {
 			wait *= 2
 		}
 		var final bool
-		final, last = d.post(ctx, a.Webhook, timeout, body)
+		final, last = d.post(ctx, a.Webhook, id, timeout, body)
 		if last == nil {
 			d.delivered.Add(1)
 			return
@@ -216,14 +209,14 @@ func (d *Dispatcher) deliver(ctx context.Context, a Action, f Firing) {
 }
 
 // post makes one attempt; final says that trying again cannot help.
-func (d *Dispatcher) post(ctx context.Context, url string, timeout time.Duration, body []byte) (final bool, err error) {
+func (d *Dispatcher) post(ctx context.Context, url, deliveryID string, timeout time.Duration, body []byte) (final bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return true, err
 	}
-	if err := Sign(req.Header, d.cfg.Key, d.cfg.Now(), body); err != nil {
+	if err := webhook.SignRequest(req.Header, d.cfg.Key, d.cfg.Key.ID(), deliveryID, d.cfg.Now(), body); err != nil {
 		return true, err
 	}
 	req.Header.Set("Content-Type", "application/json")
@@ -240,29 +233,6 @@ func (d *Dispatcher) post(ctx context.Context, url string, timeout time.Duration
 	default:
 		return false, fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
-}
-
-// Sign sets the signature headers of a delivery of body at now.
-func Sign(h http.Header, k *identity.Key, now time.Time, body []byte) error {
-	ts := strconv.FormatInt(now.UnixMilli(), 10)
-	sig, err := k.Sign(append([]byte(ts+"."), body...))
-	if err != nil {
-		return fmt.Errorf("signing the webhook delivery: %w", err)
-	}
-	h.Set(HeaderSigner, k.ID())
-	h.Set(HeaderTimestamp, ts)
-	h.Set(HeaderSignature, base64.StdEncoding.EncodeToString(sig))
-	return nil
-}
-
-// Verify checks a delivery's signature with the signer's public key (from
-// the ledger: the device HeaderSigner names).
-func Verify(h http.Header, pub identity.PublicKey, body []byte) error {
-	sig, err := base64.StdEncoding.DecodeString(h.Get(HeaderSignature))
-	if err != nil {
-		return fmt.Errorf("%s is not base64: %w", HeaderSignature, err)
-	}
-	return pub.Verify(append([]byte(h.Get(HeaderTimestamp)+"."), body...), sig)
 }
 
 // Collector exports the dispatcher's and the engine's counts to Prometheus;

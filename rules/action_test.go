@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/thingnet/thingnet/export/webhook"
 	"github.com/thingnet/thingnet/identity"
 )
 
@@ -75,10 +77,19 @@ func TestWebhookRetriesThenDelivers(t *testing.T) {
 		if took := attempts[3].Sub(start); took != 5500*time.Millisecond {
 			t.Fatalf("the fourth attempt came after %v; want 5.5s (0.5+1+2 s back-off, one 2 s timeout)", took)
 		}
-		if err := Verify(hdr, key.Public(), body); err != nil {
-			t.Fatalf("the delivery's signature: %v", err)
+		pub := func(id string) (identity.PublicKey, error) {
+			if id != key.ID() {
+				return identity.PublicKey{}, fmt.Errorf("unknown key %s", id)
+			}
+			return key.Public(), nil
 		}
-		if Verify(hdr, key.Public(), append(body, ' ')) == nil {
+		if id, err := webhook.Verify(hdr, body, pub, time.Now(), time.Minute); err != nil || id != key.ID() {
+			t.Fatalf("the delivery's signature: %s %v", id, err)
+		}
+		if hdr.Get(webhook.HeaderDelivery) != "rule/hot/d1/7" {
+			t.Errorf("delivery id %q; want rule/hot/d1/7", hdr.Get(webhook.HeaderDelivery))
+		}
+		if _, err := webhook.Verify(hdr, append(body, ' '), pub, time.Now(), time.Minute); err == nil {
 			t.Fatal("a changed body verified")
 		}
 	})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/client"
+	"github.com/thingnet/thingnet/export/webhook"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/rules"
@@ -191,20 +192,22 @@ func TestRulesActOnANode(t *testing.T) {
 	if err := json.Unmarshal(bodies[0], &got); err != nil || got.Rule != "hot" || got.Seq != 2 || got.Device != key.ID() {
 		t.Fatalf("delivery %+v, %v; want rule hot at seq 2 of %s", got, err, key.ID())
 	}
-	signer := deliveries[0].Header.Get(rules.HeaderSigner)
 	st, err := d.App(0).View(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := st.Device(signer)
-	if err != nil || signer != d.Gateway(0).ID() {
-		t.Fatalf("signer %s: %v; want the gateway %s", signer, err, d.Gateway(0).ID())
+	onLedger := func(id string) (identity.PublicKey, error) { // the signer's key as the ledger has it
+		rec, err := st.Device(id)
+		if err != nil {
+			return identity.PublicKey{}, err
+		}
+		return identity.ParseDID(rec.Key)
 	}
-	pub, err := identity.ParseDID(rec.Key)
+	signer, err := webhook.Verify(deliveries[0].Header, bodies[0], onLedger, time.Now(), time.Minute)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rules.Verify(deliveries[0].Header, pub, bodies[0]); err != nil {
 		t.Fatalf("the delivery's signature does not verify with the gateway's key on the ledger: %v", err)
+	}
+	if signer != d.Gateway(0).ID() {
+		t.Fatalf("signed by %s; want the gateway %s", signer, d.Gateway(0).ID())
 	}
 }

@@ -54,6 +54,22 @@ func SignedBytes(timestamp, delivery string, body []byte) []byte {
 	return append(b, body...)
 }
 
+// SignRequest sets the headers of a delivery of body with id delivery: the
+// id, the time (now, Unix seconds) and k's signature over SignedBytes,
+// naming keyID (k's did:key on the ledger). Every thingnet webhook — the
+// export connector's and the rules' — is signed by it; Verify checks it.
+func SignRequest(h http.Header, k *identity.Key, keyID, delivery string, now time.Time, body []byte) error {
+	ts := strconv.FormatInt(now.Unix(), 10)
+	sig, err := k.Sign(SignedBytes(ts, delivery, body))
+	if err != nil {
+		return fmt.Errorf("webhook: signing delivery %s: %w", delivery, err)
+	}
+	h.Set(HeaderDelivery, delivery)
+	h.Set(HeaderTimestamp, ts)
+	h.Set(HeaderSignature, fmt.Sprintf("keyid=%q, sig=%q", keyID, base64.StdEncoding.EncodeToString(sig)))
+	return nil
+}
+
 // Config configures a Sink.
 type Config struct {
 	URL      string
@@ -215,15 +231,10 @@ func (s *Sink) attempt(ctx context.Context, d *Letter) error {
 	if err != nil {
 		return err
 	}
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	sig, err := s.c.Key.Sign(SignedBytes(ts, d.ID, d.Body))
-	if err != nil {
-		return fmt.Errorf("signing: %w", err)
+	if err := SignRequest(req.Header, s.c.Key, s.c.KeyID, d.ID, time.Now(), d.Body); err != nil {
+		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(HeaderDelivery, d.ID)
-	req.Header.Set(HeaderTimestamp, ts)
-	req.Header.Set(HeaderSignature, fmt.Sprintf("keyid=%q, sig=%q", s.c.KeyID, base64.StdEncoding.EncodeToString(sig)))
 	resp, err := s.c.HTTP.Do(req)
 	if err != nil {
 		return err
