@@ -12,14 +12,7 @@ import (
 
 // Desired is a device's effective desired configuration as the ledger
 // holds it (GET /v1/devices/{id}/config): public, like all ledger data.
-type Desired struct {
-	Device   string                 `json:"device"`
-	Org      string                 `json:"org"`
-	Height   int64                  `json:"height"`
-	Layers   []record.ConfigRecord  `json:"layers"`
-	Refused  []record.ConfigRefusal `json:"refused,omitempty"`
-	Settings map[string]any         `json:"settings"`
-}
+type Desired = record.DesiredConfig
 
 // Desired returns device id's effective desired configuration.
 func (c *Client) Desired(ctx context.Context, id string) (*Desired, error) {

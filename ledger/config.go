@@ -93,17 +93,9 @@ func (s *State) configs(start, end []byte, limit int) ([]record.ConfigRecord, er
 	return out, err
 }
 
-// DesiredConfig is a device's effective desired configuration: its layers
-// in merge order, the layers whose right has ended (left out, as the
-// device leaves them out), and the merge.
-type DesiredConfig struct {
-	Device   string                 `json:"device"`
-	Org      string                 `json:"org"`
-	Height   int64                  `json:"height"`
-	Layers   []record.ConfigRecord  `json:"layers"`
-	Refused  []record.ConfigRefusal `json:"refused,omitempty"`
-	Settings map[string]any         `json:"settings"`
-}
+// DesiredConfig is record.DesiredConfig: the one shape of a device's
+// effective desired configuration, served and read.
+type DesiredConfig = record.DesiredConfig
 
 // Desired returns device id's effective desired configuration: the
 // layers of record.ConfigLayers whose right still holds

@@ -202,6 +202,19 @@ func asFloat(v any) (float64, bool) {
 	return 0, false
 }
 
+// DesiredConfig is a device's effective desired configuration as the
+// ledger computes it (GET /v1/devices/{id}/config): its layers in merge
+// order (ConfigLayers), the layers whose right has ended (left out, as the
+// device leaves them out: ConfigRightHolds), and the merge.
+type DesiredConfig struct {
+	Device   string          `json:"device"`
+	Org      string          `json:"org"`
+	Height   int64           `json:"height"`
+	Layers   []ConfigRecord  `json:"layers"`
+	Refused  []ConfigRefusal `json:"refused,omitempty"`
+	Settings map[string]any  `json:"settings"`
+}
+
 // ConfigRecord is a desired configuration on the ledger: what was set, by
 // whom and by what right. Grant is the "manage" grant the signer held (0:
 // the signer was an admin of Org); a device refuses a layer whose right
