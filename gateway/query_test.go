@@ -5,14 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/thingnet/thingnet/client"
@@ -246,6 +249,25 @@ func TestQuery(t *testing.T) {
 			_, got, _ := queryAll(t, tn.client, client.ReadingQuery{Device: dev, Bucket: z.Name})
 			sameBuckets(t, how+" after a crash "+z.Name, got, brute(z))
 		}
+	}
+
+	// A store of the first roll-up layout (one 56-byte value per bucket,
+	// no layout key): the roll-ups are dropped and rebuilt at start.
+	if err := tn.gw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	x, err := openIndex(filepath.Join(tn.dir, "gateway", "index"), slog.New(slog.DiscardHandler), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := rollupKey(dev, posted[0].ContentType, rollup.Minute, rollup.Minute.Start(posted[0].Time.UnixMilli()))
+	if err := errors.Join(x.db.Delete(keyRollupLayout, pebble.Sync), x.db.Set(old, make([]byte, 56), pebble.Sync), x.close()); err != nil {
+		t.Fatal(err)
+	}
+	tn.startGateway(t)
+	for _, z := range rollup.Sizes {
+		_, got, _ := queryAll(t, tn.client, client.ReadingQuery{Device: dev, Bucket: z.Name})
+		sameBuckets(t, "migrated from layout 1 "+z.Name, got, brute(z))
 	}
 }
 
