@@ -35,16 +35,32 @@ func queryAll(t *testing.T, c *client.Client, q client.ReadingQuery) ([]client.R
 	pages := 0
 	err := c.QueryAll(testutil.Context(t, time.Minute), q, func(a *client.QueryAnswer) error {
 		pages++
-		if q.Limit > 0 && len(a.Items)+len(a.Buckets) > q.Limit {
-			return fmt.Errorf("page of %d; the limit is %d", len(a.Items)+len(a.Buckets), q.Limit)
+		cols := seriesBuckets(a.Series)
+		if q.Format == client.FormatColumns && len(a.Buckets) > 0 || q.Format != client.FormatColumns && len(a.Series) > 0 {
+			return fmt.Errorf("format %q answered %d rows and %d series", q.Format, len(a.Buckets), len(a.Series))
 		}
-		items, buckets, last = append(items, a.Items...), append(buckets, a.Buckets...), a
+		if q.Limit > 0 && len(a.Items)+len(a.Buckets)+len(cols) > q.Limit {
+			return fmt.Errorf("page of %d; the limit is %d", len(a.Items)+len(a.Buckets)+len(cols), q.Limit)
+		}
+		items, buckets, last = append(items, a.Items...), append(append(buckets, a.Buckets...), cols...), a
 		return nil
 	})
 	if err != nil {
 		t.Fatalf("query %+v (page %d): %v", q, pages, err)
 	}
 	return items, buckets, last
+}
+
+// seriesBuckets is the buckets of columns as rows.
+func seriesBuckets(ss []client.Series) []rollup.Bucket {
+	var out []rollup.Bucket
+	for _, s := range ss {
+		for i, t := range s.T {
+			a := rollup.Agg{Count: s.Count[i], Min: s.Min[i], Max: s.Max[i], Sum: s.Sum[i], Last: s.Last[i]}
+			out = append(out, rollup.BucketOf(s.Device, s.Type, t, &a))
+		}
+	}
+	return out
 }
 
 // sameBuckets compares two answers' buckets exactly.
@@ -144,6 +160,23 @@ func TestQuery(t *testing.T) {
 		_, got, _ := queryAll(t, tn.client, client.ReadingQuery{Device: dev, Bucket: z.Name, Limit: 5})
 		sameBuckets(t, "roll-ups "+z.Name, got, brute(z))
 		answers[z.Name] = got
+		// In columns, paged across the two types' series, and in one page.
+		for _, limit := range []int{5, client.MaxBucketQueryLimit} {
+			_, cols, _ := queryAll(t, tn.client, client.ReadingQuery{Device: dev, Bucket: z.Name, Limit: limit, Format: client.FormatColumns})
+			sameBuckets(t, fmt.Sprintf("roll-ups %s in columns, %d a page", z.Name, limit), cols, got)
+		}
+	}
+	// Nothing in the range: the answer's fields, no buckets.
+	for _, f := range []string{client.FormatJSON, client.FormatColumns} {
+		a, err := tn.client.QueryReadings(t.Context(), client.ReadingQuery{Device: dev, Bucket: "1h", To: base.Add(-time.Hour), Format: f})
+		if err != nil || a.Devices != 1 || a.Bucket != "1h" || a.Gateway != tn.gw.ID() || len(a.Buckets)+len(a.Series) != 0 || a.Next != "" {
+			t.Fatalf("empty range in %s = %+v, %v", f, a, err)
+		}
+	}
+	// Rows of a whole range in one page.
+	_, one, last := queryAll(t, tn.client, client.ReadingQuery{Device: dev, Bucket: "1m", Limit: client.MaxBucketQueryLimit})
+	if sameBuckets(t, "minutes in one page", one, answers["1m"]); last.Next != "" || last.Devices != 1 {
+		t.Fatalf("one page of minutes: next %q, devices %d", last.Next, last.Devices)
 	}
 	// A range in buckets: whole buckets from the one holding from.
 	_, hours, _ := queryAll(t, tn.client, client.ReadingQuery{Device: dev, Bucket: "1h", From: from.Add(30 * time.Minute), To: to})
@@ -214,6 +247,8 @@ func TestQuery(t *testing.T) {
 	for _, z := range rollup.Sizes {
 		_, got, _ := queryAll(t, tn.client, client.ReadingQuery{Device: dev, Bucket: z.Name})
 		sameBuckets(t, "computed "+z.Name, got, answers[z.Name])
+		_, got, _ = queryAll(t, tn.client, client.ReadingQuery{Class: "sensor", Bucket: z.Name, Limit: 4, Format: client.FormatColumns})
+		sameBuckets(t, "computed in columns "+z.Name, got, answers[z.Name])
 	}
 
 	// A crash between the log and the index: entries in the log the index

@@ -219,6 +219,14 @@ type Key struct {
 // Compute aggregates points, in the order given, into buckets of size z,
 // and returns them in order of device, type and start.
 func Compute(points []Point, z Size) []Bucket {
+	var out []Bucket
+	Aggregate(points, z, func(k Key, a *Agg) { out = append(out, BucketOf(k.Device, k.Type, k.Start, a)) })
+	return out
+}
+
+// Aggregate aggregates points, in the order given, into buckets of size
+// z, and calls fn with them in order of device, type and start.
+func Aggregate(points []Point, z Size, fn func(Key, *Agg)) {
 	aggs := map[Key]*Agg{}
 	var keys []Key
 	for _, p := range points {
@@ -232,11 +240,9 @@ func Compute(points []Point, z Size) []Bucket {
 		a.Add(p.Value, p.Time, p.Seq)
 	}
 	slices.SortFunc(keys, CompareKeys)
-	out := make([]Bucket, len(keys))
-	for i, k := range keys {
-		out[i] = BucketOf(k.Device, k.Type, k.Start, aggs[k])
+	for _, k := range keys {
+		fn(k, aggs[k])
 	}
-	return out
 }
 
 // CompareKeys orders buckets by device, type and start.
