@@ -36,47 +36,68 @@ func (f Floats) MarshalJSON() ([]byte, error) {
 // (nil). Anything else, a number out of float64's range among them, is an
 // error that names what was wrong, and f is then left as it was.
 func (f *Floats) UnmarshalJSON(b []byte) error {
+	out, err := parseColumn(b, Floats(nil), func(out Floats, tok []byte) (Floats, bool) {
+		if string(tok) == "null" {
+			return append(out, math.NaN()), true
+		}
+		v, err := strconv.ParseFloat(string(tok), 64)
+		return append(out, v), err == nil && jsonNumber(tok)
+	})
+	if err == nil {
+		*f = out
+	}
+	return err
+}
+
+// Ints is a column of integers of a Series (bucket starts, counts), with
+// its own decoder, as Floats.
+type Ints []int64
+
+// UnmarshalJSON reads a JSON array of integers, or null (nil).
+func (n *Ints) UnmarshalJSON(b []byte) error {
+	out, err := parseColumn(b, Ints(nil), func(out Ints, tok []byte) (Ints, bool) {
+		v, err := strconv.ParseInt(string(tok), 10, 64)
+		return append(out, v), err == nil && jsonNumber(tok)
+	})
+	if err == nil {
+		*n = out
+	}
+	return err
+}
+
+// parseColumn reads a JSON array (or null) of number tokens, each added
+// to the column by item (false: not a number it takes).
+func parseColumn[S ~[]E, E any](b []byte, _ S, item func(S, []byte) (S, bool)) (S, error) {
 	b = bytes.TrimSpace(b)
 	if string(b) == "null" {
-		*f = nil
-		return nil
+		return nil, nil
 	}
 	if len(b) < 2 || b[0] != '[' || b[len(b)-1] != ']' {
-		return errors.New("client: a column of numbers is a JSON array")
+		return nil, errors.New("client: a column of numbers is a JSON array")
 	}
 	p := bytes.TrimSpace(b[1 : len(b)-1])
-	out := make(Floats, 0, bytes.Count(p, []byte{','})+1)
+	out := make(S, 0, bytes.Count(p, []byte{','})+1)
 	for n := 0; len(p) > 0; n++ {
 		i := 0
 		for i < len(p) && p[i] != ',' && p[i] != ' ' && p[i] != '\t' && p[i] != '\n' && p[i] != '\r' {
 			i++
 		}
-		tok := p[:i]
-		if string(tok) == "null" {
-			out = append(out, math.NaN())
-		} else {
-			if !jsonNumber(tok) {
-				return fmt.Errorf("client: item %d of a column of numbers is %q, not a number", n, truncate(string(tok), 40))
-			}
-			v, err := strconv.ParseFloat(string(tok), 64)
-			if err != nil {
-				return fmt.Errorf("client: item %d of a column of numbers: %q is out of range", n, truncate(string(tok), 40))
-			}
-			out = append(out, v)
+		var ok bool
+		if out, ok = item(out, p[:i]); !ok {
+			return nil, fmt.Errorf("client: item %d of a column of numbers, %q, is not a number it can hold", n, truncate(string(p[:i]), 40))
 		}
 		p = bytes.TrimSpace(p[i:])
 		if len(p) == 0 {
 			break
 		}
 		if p[0] != ',' {
-			return fmt.Errorf("client: a column of numbers has %q after item %d; want a comma", p[0], n)
+			return nil, fmt.Errorf("client: a column of numbers has %q after item %d; want a comma", p[0], n)
 		}
 		if p = bytes.TrimSpace(p[1:]); len(p) == 0 {
-			return errors.New("client: a column of numbers ends with a comma")
+			return nil, errors.New("client: a column of numbers ends with a comma")
 		}
 	}
-	*f = out
-	return nil
+	return out, nil
 }
 
 // jsonNumber says whether b is a JSON number (RFC 8259, section 6).

@@ -83,16 +83,19 @@ type QueryAnswer struct {
 // (format=columns, docs/data.md): bucket i starts at T[i] (Unix ms) and
 // holds Count[i] readings, their Min[i], Max[i], Sum[i], Mean[i] and
 // Last[i]. Sum and Mean are NaN (null in JSON) where the sum overflows.
+// A series holds at most 8,192 buckets: a longer run of a device's
+// buckets of one type comes as consecutive series of the same device and
+// type, as does a run that goes on in the next page.
 type Series struct {
-	Device string   `json:"device"`
-	Type   string   `json:"type"`
-	T      []int64  `json:"t"`
-	Count  []uint64 `json:"count"`
-	Min    Floats   `json:"min"`
-	Max    Floats   `json:"max"`
-	Sum    Floats   `json:"sum"`
-	Mean   Floats   `json:"mean"`
-	Last   Floats   `json:"last"`
+	Device string `json:"device"`
+	Type   string `json:"type"`
+	T      Ints   `json:"t"`
+	Count  Ints   `json:"count"`
+	Min    Floats `json:"min"`
+	Max    Floats `json:"max"`
+	Sum    Floats `json:"sum"`
+	Mean   Floats `json:"mean"`
+	Last   Floats `json:"last"`
 }
 
 // Len is the number of buckets in s.

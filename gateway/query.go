@@ -77,9 +77,13 @@ func (g *Gateway) queryReadings(w http.ResponseWriter, r *http.Request) {
 // valid only during the call.
 type bucketSink func(device, typ string, start int64, a *rollup.Agg)
 
+// maxSeries is the most buckets a client.Series of an answer holds.
+const maxSeries = 8192
+
 // bucketWriter writes a page of buckets in JSON as the query finds them:
 // rows (client.QueryAnswer's buckets, as encoding/json would) or, with
-// columns, one client.Series per run of a device's buckets of one type.
+// columns, one client.Series per run of up to maxSeries of a device's
+// buckets of one type.
 // The answer's header fields come first (a holds them once the caller's
 // devices are known, before the first bucket), next last.
 type bucketWriter struct {
@@ -110,7 +114,7 @@ func (o *bucketWriter) bucket(device, typ string, start int64, a *rollup.Agg) {
 		o.flushSome()
 		return
 	}
-	if len(o.starts) > 0 && (device != o.device || typ != o.typ) {
+	if len(o.starts) > 0 && (device != o.device || typ != o.typ || len(o.starts) == maxSeries) {
 		o.series()
 	}
 	o.device, o.typ = device, typ

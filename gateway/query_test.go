@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -56,7 +57,7 @@ func seriesBuckets(ss []client.Series) []rollup.Bucket {
 	var out []rollup.Bucket
 	for _, s := range ss {
 		for i, t := range s.T {
-			a := rollup.Agg{Count: s.Count[i], Min: s.Min[i], Max: s.Max[i], Sum: s.Sum[i], Last: s.Last[i]}
+			a := rollup.Agg{Count: uint64(s.Count[i]), Min: s.Min[i], Max: s.Max[i], Sum: s.Sum[i], Last: s.Last[i]}
 			out = append(out, rollup.BucketOf(s.Device, s.Type, t, &a))
 		}
 	}
@@ -413,4 +414,52 @@ func TestReadingTime(t *testing.T) {
 	if err := tn.client.Get(ctx, fmt.Sprintf("/v1/readings/%d", li), &got); err != nil || got["received_at"] != float64(p.ReceivedAt-1) || got["late"] != true {
 		t.Fatalf("GET reading: received_at %v, late %v, %v; want %d and true", got["received_at"], got["late"], err, p.ReceivedAt-1)
 	}
+}
+
+// TestBucketWriterColumns: a long run of buckets comes in series of at
+// most maxSeries, consecutive ones of the same device and type, which
+// together are the run; rows of the same buckets say the same.
+func TestBucketWriterColumns(t *testing.T) {
+	var want []rollup.Bucket
+	write := func(columns bool) *client.QueryAnswer {
+		rec := httptest.NewRecorder()
+		a := &client.QueryAnswer{Gateway: "gw", Axis: client.AxisDevice, Bucket: "1m", Devices: 2, Withheld: 1, Next: "cursor"}
+		o := &bucketWriter{w: rec, a: a, columns: columns}
+		want = want[:0]
+		for _, run := range []struct {
+			dev, typ string
+			n        int
+		}{{"d1", "t1", 2*maxSeries + 5}, {"d1", "t2", 3}, {"d2", "t1", maxSeries}} {
+			for i := range run.n {
+				var agg rollup.Agg
+				agg.Add(float64(i)/3, 0, 0)
+				if i%7 == 0 {
+					agg.Add(math.MaxFloat64, 0, 0) // the sum overflows
+				}
+				start := int64(i) * 60_000
+				o.bucket(run.dev, run.typ, start, &agg)
+				want = append(want, rollup.BucketOf(run.dev, run.typ, start, &agg))
+			}
+		}
+		o.end()
+		var got client.QueryAnswer
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Gateway != "gw" || got.Devices != 2 || got.Withheld != 1 || got.Next != "cursor" || rec.Header().Get("Content-Type") != "application/json" {
+			t.Fatalf("answer's fields %+v, content type %q", got, rec.Header().Get("Content-Type"))
+		}
+		return &got
+	}
+	cols := write(true)
+	for _, s := range cols.Series {
+		if s.Len() == 0 || s.Len() > maxSeries || len(s.Count) != s.Len() || len(s.Last) != s.Len() {
+			t.Fatalf("series of %s %s: %d buckets, %d counts, %d lasts", s.Device, s.Type, s.Len(), len(s.Count), len(s.Last))
+		}
+	}
+	if len(cols.Series) != 5 {
+		t.Errorf("%d series; want 5 (3, 1 and 1 of the runs, split at %d)", len(cols.Series), maxSeries)
+	}
+	sameBuckets(t, "columns", seriesBuckets(cols.Series), want)
+	sameBuckets(t, "rows", write(false).Buckets, want)
 }
