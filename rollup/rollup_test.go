@@ -53,8 +53,8 @@ func TestBlock(t *testing.T) {
 		block int64
 		slot  int
 	}{
-		{Minute, 0, 0, 0}, {Minute, 59 * 60_000, 0, 59}, {Minute, 3_600_000, 3_600_000, 0}, {Hour, 23 * 3_600_000, 0, 23},
-		{Hour, 86_400_000 + 3_600_000, 86_400_000, 1}, {Day, 5 * 86_400_000, 5 * 86_400_000, 0}, {Minute, -60_000, -3_600_000, 59},
+		{Minute, 0, 0, 0}, {Minute, 14 * 60_000, 0, 14}, {Minute, 59 * 60_000, 45 * 60_000, 14}, {Minute, 3_600_000, 3_600_000, 0}, {Hour, 23 * 3_600_000, 0, 23},
+		{Hour, 86_400_000 + 3_600_000, 86_400_000, 1}, {Day, 5 * 86_400_000, 5 * 86_400_000, 0}, {Minute, -60_000, -900_000, 14},
 	} {
 		if b, i := c.z.BlockStart(c.start); b != c.block || i != c.slot {
 			t.Errorf("%s.BlockStart(%d) = %d, %d; want %d, %d", c.z.Name, c.start, b, i, c.block, c.slot)
@@ -62,19 +62,19 @@ func TestBlock(t *testing.T) {
 	}
 	var b Block
 	b.Add(0, 3, 10, 1)
-	b.Add(59, -2, 30, 2)
-	b.Add(59, 7, 30, 3)
+	b.Add(23, -2, 30, 2)
+	b.Add(23, 7, 30, 3)
 	b.Add(7, 1e300, 20, 4)
 	b.Set(7, Agg{}) // removed
 	b.Add(7, 5, 21, 5)
 	var got Block
-	if err := got.Decode(b.Append(nil), Minute); err != nil {
+	if err := got.Decode(b.Append(nil), Hour); err != nil {
 		t.Fatal(err)
 	}
-	if got.Has != b.Has || got.Has != 1|1<<7|1<<59 {
+	if got.Has != b.Has || got.Has != 1|1<<7|1<<23 {
 		t.Fatalf("decoded slots %#x; want %#x", got.Has, b.Has)
 	}
-	for _, i := range []int{0, 7, 59} {
+	for _, i := range []int{0, 7, 23} {
 		if got.Aggs[i] != b.Aggs[i] {
 			t.Errorf("slot %d = %+v; want %+v", i, got.Aggs[i], b.Aggs[i])
 		}
@@ -89,9 +89,9 @@ func TestBlock(t *testing.T) {
 	}{
 		{"short", []byte{0, 0, 0}, Minute},
 		{"no buckets", make([]byte, 8), Minute},
-		{"slot beyond the block", b.Append(nil), Hour},
-		{"truncated", b.Append(nil)[:8+56*3-1], Minute},
-		{"trailing byte", append(b.Append(nil), 0), Minute},
+		{"slot beyond the block", b.Append(nil), Minute},
+		{"truncated", b.Append(nil)[:8+56*3-1], Hour},
+		{"trailing byte", append(b.Append(nil), 0), Hour},
 		{"no readings", append([]byte{0, 0, 0, 0, 0, 0, 0, 1}, make([]byte, 56)...), Day},
 	} {
 		got.Has = 1
@@ -106,7 +106,7 @@ func TestBlock(t *testing.T) {
 func FuzzBlockDecode(f *testing.F) {
 	var b Block
 	b.Add(3, 1.5, 1, 1)
-	b.Add(60, math.Inf(1), 2, 2)
+	b.Add(14, math.Inf(1), 2, 2)
 	f.Add(b.Append(nil), byte(0))
 	f.Add(make([]byte, 8), byte(2))
 	f.Fuzz(func(t *testing.T, v []byte, size byte) {
