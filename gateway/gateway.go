@@ -236,8 +236,12 @@ func (g *Gateway) restore() error {
 		if err != nil {
 			return err
 		}
-		if rolled != from {
-			g.log.Info("rebuilding the roll-ups from the log", "entries", from)
+		layout, err := g.index.u64(keyRollupLayout, "roll-up layout")
+		if err != nil {
+			return err
+		}
+		if rolled != from || layout != rollupLayout {
+			g.log.Info("rebuilding the roll-ups from the log", "entries", from, "layout", layout)
 			if err := g.index.rebuildRollups(from, g.entryAt); err != nil {
 				return fmt.Errorf("gateway: rebuilding the roll-ups: %w", err)
 			}
