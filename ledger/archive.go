@@ -54,23 +54,15 @@ func (x *txExec) logArchive(m *record.LogArchiveMsg) error {
 // LogArchiveCovering returns the archived range of gateway's log holding
 // entry index.
 func (s *State) LogArchiveCovering(gateway string, index uint64) (*record.LogArchive, error) {
-	p := []byte(record.PrefixLogArchive + gateway + "/")
-	var found *record.LogArchive
-	err := s.scan(record.LogArchiveKey(gateway, index+1), prefixEnd(p), func(_, v []byte) (bool, error) {
-		var a record.LogArchive
-		if err := record.Unmarshal(v, &a); err != nil {
-			return false, err
-		}
-		found = &a
-		return false, nil
-	})
+	var a record.LogArchive
+	found, err := s.firstFrom(record.LogArchiveKey(gateway, index+1), []byte(record.PrefixLogArchive+gateway+"/"), &a)
 	if err != nil {
 		return nil, err
 	}
-	if found == nil || found.First > index {
+	if !found || a.First > index {
 		return nil, fmt.Errorf("no archived range of gateway %q holds entry %d: %w", gateway, index, ErrNotFound)
 	}
-	return found, nil
+	return &a, nil
 }
 
 // LastLogArchive returns gateway's last archived range.
