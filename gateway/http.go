@@ -149,7 +149,7 @@ func (g *Gateway) listReadings(r *http.Request) (any, error) {
 	}
 	items := []client.ReadingItem{}
 	for _, i := range idx {
-		raw, err := g.data.Entry(i)
+		raw, err := g.entry(i)
 		if errors.Is(err, datalog.ErrErased) {
 			continue // erased while the list was read (erase.go)
 		}
