@@ -59,6 +59,10 @@ type Config struct {
 	// Compare is the API URL of another node of the network: the last
 	// block's hash must be that node's (empty: no comparison).
 	Compare string
+	// Segments, if set, fetches the segments of the log's archived
+	// ranges (e.g. a node's GET /v1/content/{cid}: files.Client.Fetch),
+	// which are then checked; nil: archived ranges are listed unchecked.
+	Segments gateway.SegmentFetch
 }
 
 // Store audits the stores of a stopped node. An error means the audit
@@ -139,11 +143,14 @@ func Store(ctx context.Context, c Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the ledger state at height %d: %w", at, err)
 	}
-	lr, err := gateway.CheckLog(gwDir, gwID, st)
+	lr, err := gateway.CheckLogWith(ctx, gwDir, gwID, st, c.Segments)
 	if err != nil {
 		return nil, err
 	}
 	rep.Readings = lr
+	if len(lr.Archived) > 0 && c.Segments == nil {
+		rep.Skipped = append(rep.Skipped, fmt.Sprintf("archived segments: %d ranges are listed, not fetched (--segments URL of a node fetches and checks them)", len(lr.Archived)))
+	}
 	for _, a := range lr.AnchorList {
 		if at == 0 {
 			break
@@ -169,6 +176,8 @@ func Store(ctx context.Context, c Config) (*Report, error) {
 			what = "payload/signature"
 		case datalog.FindTombstone:
 			what = "tombstone" // removed, and said erased without a ledger erasure or retention that covers it
+		case gateway.FindArchive, gateway.FindSegment:
+			item = fmt.Sprintf("entries from %d", f.Index)
 		}
 		rep.Alterations = append(rep.Alterations, Alteration{Store: "readings", Item: item, What: what, Detail: f.Detail})
 	}
@@ -186,6 +195,9 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "readings: gateway %s, %d entries, %d anchors up to size %d\n", l.Gateway, l.Size, l.Anchors, l.Anchored)
 		if len(l.Erased) > 0 {
 			fmt.Fprintf(w, "erased:   %s\n", erasedSummary(l.Erased))
+		}
+		for _, a := range l.Archived {
+			fmt.Fprintf(w, "archived: entries %d..%d in segment %s: %s\n", a.First, a.First+a.Count-1, a.CID, a.Status)
 		}
 		if a := l.FirstBadAnchor; a != nil {
 			fmt.Fprintf(w, "          first bad anchor: size %d at height %d\n", a.Size, a.Height)

@@ -50,6 +50,15 @@ type CheckReport struct {
 	leaves [][HashSize]byte
 }
 
+// Leaf returns the leaf hash of entry i as Check found it (for an entry
+// not stored, the leaf hash stored when it was appended).
+func (r *CheckReport) Leaf(i uint64) ([HashSize]byte, error) {
+	if i >= uint64(len(r.leaves)) {
+		return [HashSize]byte{}, fmt.Errorf("%w: entry %d of a log of %d checked entries", ErrNotFound, i, len(r.leaves))
+	}
+	return r.leaves[i], nil
+}
+
 // Roots returns the RFC 6962 roots, over the entries as stored now, of the
 // trees of the given sizes (each at most Size; others are left out).
 func (r *CheckReport) Roots(sizes []uint64) map[uint64][HashSize]byte {

@@ -248,17 +248,23 @@ func (l *Log) CutSegment(gateway string, r ArchivedRange, keep func(i uint64, en
 // CheckSegment checks that s is the segment of entries r of this log: the
 // same gateway's, every item's leaf hash the one the log stored.
 func (l *Log) CheckSegment(s *Segment, gateway string, r ArchivedRange) error {
+	return s.Check(gateway, r, l.LeafHash)
+}
+
+// Check checks that s is gateway's segment of entries r, each item's leaf
+// hash the one leaf gives (the log's).
+func (s *Segment) Check(gateway string, r ArchivedRange, leaf func(i uint64) ([HashSize]byte, error)) error {
 	if s.Gateway != gateway || s.Range() != r {
 		return fmt.Errorf("%w: the segment is of %s's entries %d..+%d, want %s's %d..+%d", ErrSegment, s.Gateway, s.First, len(s.Items), gateway, r.First, r.Count)
 	}
 	for k, it := range s.Items {
 		i := r.First + uint64(k)
-		leaf, err := l.LeafHash(i)
+		want, err := leaf(i)
 		if err != nil {
 			return err
 		}
-		if leaf != it.Leaf {
-			return fmt.Errorf("%w: the segment's entry %d hashes to leaf %x, the log holds %x", ErrSegment, i, it.Leaf[:8], leaf[:8])
+		if want != it.Leaf {
+			return fmt.Errorf("%w: the segment's entry %d hashes to leaf %x, the log holds %x", ErrSegment, i, it.Leaf[:8], want[:8])
 		}
 	}
 	return nil

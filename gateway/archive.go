@@ -433,29 +433,43 @@ func (g *Gateway) entry(i uint64) ([]byte, error) {
 // its SHA-256 against the ledger's record, its range and every leaf hash
 // against the log. Failures are *ArchiveUnavailableError for entry i.
 func (g *Gateway) segment(ctx context.Context, a *archiver, rec *record.LogArchive, i uint64) (*datalog.Segment, error) {
-	r := datalog.ArchivedRange{First: rec.First, Count: rec.Count}
-	if s := a.cached(r); s != nil {
+	if s := a.cached(datalog.ArchivedRange{First: rec.First, Count: rec.Count}); s != nil {
 		return s, nil
 	}
 	fail := func(err error) error {
 		g.stats.archiveUnavailable.Add(1)
 		return &ArchiveUnavailableError{Index: i, First: rec.First, Count: rec.Count, CID: rec.CID, Err: err}
 	}
-	b, err := a.store.Fetch(ctx, rec.CID, rec.Size)
-	if err != nil {
-		return nil, fail(fmt.Errorf("no node served it: %w", err))
-	}
-	if sum := sha256.Sum256(b); !bytes.Equal(sum[:], rec.Digest) {
-		return nil, fail(fmt.Errorf("its SHA-256 is %x, the ledger records %x: it was altered", sum[:8], rec.Digest[:min(8, len(rec.Digest))]))
-	}
-	s, err := datalog.DecodeSegment(b)
-	if err == nil {
-		err = g.data.CheckSegment(s, g.id, r)
-	}
+	s, err := fetchSegment(ctx, a.store.Fetch, rec, g.data.LeafHash)
 	if err != nil {
 		return nil, fail(err)
 	}
 	a.remember(s)
+	return s, nil
+}
+
+// SegmentFetch fetches file cid of at most max bytes (SegmentStore.Fetch).
+type SegmentFetch func(ctx context.Context, cid string, max uint64) ([]byte, error)
+
+// fetchSegment fetches rec's segment and checks it: its SHA-256 against
+// the ledger's record, its gateway and range against the record, each
+// leaf hash against leaf (the log's). The one check of a segment, for
+// reads and for the audit (CheckLog).
+func fetchSegment(ctx context.Context, fetch SegmentFetch, rec *record.LogArchive, leaf func(uint64) ([datalog.HashSize]byte, error)) (*datalog.Segment, error) {
+	b, err := fetch(ctx, rec.CID, rec.Size)
+	if err != nil {
+		return nil, fmt.Errorf("no node served it: %w", err)
+	}
+	if sum := sha256.Sum256(b); !bytes.Equal(sum[:], rec.Digest) {
+		return nil, fmt.Errorf("its SHA-256 is %x, the ledger records %x: it was altered", sum[:8], rec.Digest[:min(8, len(rec.Digest))])
+	}
+	s, err := datalog.DecodeSegment(b)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Check(rec.Gateway, datalog.ArchivedRange{First: rec.First, Count: rec.Count}, leaf); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
