@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/ipfs/go-cid"
@@ -32,11 +31,11 @@ func (s segmentStore) Fetch(ctx context.Context, c string, max uint64) ([]byte, 
 	if err != nil {
 		return nil, fmt.Errorf("segment cid %q: %w", c, err)
 	}
-	w := &capped{max: max}
+	w := &files.Capped{Max: max}
 	if _, err := s.fs.Get(ctx, root, w, files.GetOptions{}); err != nil {
 		return nil, err
 	}
-	return w.buf.Bytes(), nil
+	return w.Bytes(), nil
 }
 
 func (s segmentStore) Pin(ctx context.Context, c string) error {
@@ -53,20 +52,4 @@ func (s segmentStore) Unpin(ctx context.Context, c string) error {
 		return fmt.Errorf("segment cid %q: %w", c, err)
 	}
 	return s.fs.Unpin(ctx, root)
-}
-
-// capped collects at most max bytes and fails past them: a segment is no
-// larger than its ledger record says.
-type capped struct {
-	buf bytes.Buffer
-	max uint64
-}
-
-var errTooLarge = errors.New("the file is larger than the ledger's record of it")
-
-func (w *capped) Write(p []byte) (int, error) {
-	if uint64(w.buf.Len()+len(p)) > w.max {
-		return 0, errTooLarge
-	}
-	return w.buf.Write(p)
 }
