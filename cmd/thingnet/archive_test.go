@@ -153,6 +153,12 @@ func TestReadingsVerifyAfterArchiving(t *testing.T) {
 	if err != nil || !strings.Contains(out, "archived: entries 0..3 in segment") || !strings.Contains(out, ": checked") || !strings.Contains(out, "clean: nothing altered") {
 		t.Errorf("verify store of an archived store: %v\n%s", err, out)
 	}
+	// A lost segment (no node at the URL serves it) is an alteration, never skipped.
+	out, err = cli(t, apiURL(1), ks, "verify", "store", "--home", home, "--gateway", gwKeys[0].ID(), "--segments", "http://127.0.0.1:1")
+	var ae alteredError
+	if !errors.As(err, &ae) || !strings.Contains(out, "no node served it") {
+		t.Errorf("verify store with the segment lost: err %v; want an alteration\n%s", err, out)
+	}
 	out, err = cli(t, apiURL(1), ks, "verify", "store", "--home", home, "--gateway", gwKeys[0].ID())
 	if err != nil || !strings.Contains(out, "not_fetched") || !strings.Contains(out, "skipped:  archived segments") {
 		t.Errorf("verify store without --segments: %v\n%s", err, out)
