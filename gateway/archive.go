@@ -497,6 +497,9 @@ func (a *archiver) remember(s *datalog.Segment) {
 // ArchiveStatus is what archiving did so far (GET /v1/archive).
 type ArchiveStatus struct {
 	Gateway string `json:"gateway"`
+	// Archiving and Pinning say what this node does (ArchiveConfig).
+	Archiving bool `json:"archiving"`
+	Pinning   bool `json:"pinning"`
 	// Archived is the end of the entries dropped here (their segments
 	// hold them); Recorded the end of those the ledger records.
 	Archived uint64 `json:"archived"`
@@ -512,6 +515,9 @@ func (g *Gateway) ArchiveStatus() (*ArchiveStatus, error) {
 		return nil, err
 	}
 	out := &ArchiveStatus{Gateway: g.id, Archived: local.End(), Dropped: g.stats.archived.Load(), Missing: g.stats.archiveUnavailable.Load()}
+	if a := g.arch.Load(); a != nil {
+		out.Archiving, out.Pinning = a.cfg.Archive, a.cfg.Pin
+	}
 	st, err := g.ledger.View()
 	if err != nil {
 		return nil, err
@@ -523,3 +529,6 @@ func (g *Gateway) ArchiveStatus() (*ArchiveStatus, error) {
 	}
 	return out, nil
 }
+
+// archiveStatus answers GET /v1/archive (public: counts, no values).
+func (g *Gateway) archiveStatus(*http.Request) (any, error) { return g.ArchiveStatus() }

@@ -144,6 +144,10 @@ func TestReadingsVerifyAfterArchiving(t *testing.T) {
 		t.Errorf("verify reading --trust of an archived reading = %q", out)
 	}
 
+	if out := run("archive", "status"); !strings.Contains(out, "entries below 4 dropped here; the ledger records segments up to 4") || !strings.Contains(out, "archiving:   true") {
+		t.Errorf("archive status = %q", out)
+	}
+
 	// verify store: node 0 stopped, its segment fetched from node 1.
 	if err := net.StopNode(0); err != nil {
 		t.Fatal(err)
