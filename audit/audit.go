@@ -22,6 +22,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/datalog"
 	"github.com/thingnet/thingnet/gateway"
+	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/record"
 )
@@ -63,6 +64,9 @@ type Config struct {
 	// ranges (e.g. a node's GET /v1/content/{cid}: files.Client.Fetch),
 	// which are then checked; nil: archived ranges are listed unchecked.
 	Segments gateway.SegmentFetch
+	// GatewayKey opens the segments (they are sealed to it); nil: only
+	// their digests are checked.
+	GatewayKey *identity.Key
 }
 
 // Store audits the stores of a stopped node. An error means the audit
@@ -143,13 +147,15 @@ func Store(ctx context.Context, c Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the ledger state at height %d: %w", at, err)
 	}
-	lr, err := gateway.CheckLogWith(ctx, gwDir, gwID, st, c.Segments)
+	lr, err := gateway.CheckLogWith(ctx, gwDir, gwID, st, c.Segments, c.GatewayKey)
 	if err != nil {
 		return nil, err
 	}
 	rep.Readings = lr
 	if len(lr.Archived) > 0 && c.Segments == nil {
 		rep.Skipped = append(rep.Skipped, fmt.Sprintf("archived segments: %d ranges are listed, not fetched (--segments URL of a node fetches and checks them)", len(lr.Archived)))
+	} else if len(lr.Archived) > 0 && c.GatewayKey == nil {
+		rep.Skipped = append(rep.Skipped, "archived segments: their digests are checked, not their entries (they are sealed to the gateway's key, which could not be loaded: set THINGNET_GATEWAY_PASSPHRASE)")
 	}
 	for _, a := range lr.AnchorList {
 		if at == 0 {

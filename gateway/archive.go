@@ -12,6 +12,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/datalog"
+	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
@@ -20,7 +21,8 @@ import (
 // Archiving (docs/operations.md, "Archiving"): bounded disks for years of
 // readings. Entries received more than ArchiveConfig.Age ago, once
 // anchored, are packed SegmentEntries at a time into a segment
-// (datalog.Segment), published through the file service, and recorded on
+// (datalog.Segment), sealed to the gateway's key, published through the
+// file service, and recorded on
 // the ledger (log.archive, signed with the gateway's key). Once at least
 // MinPins other nodes record a pin of the segment (file.pin), the gateway
 // drops the entries' bytes (datalog.Log.Archive) and its own pin of the
@@ -258,7 +260,11 @@ func (g *Gateway) archiveRound(ctx context.Context, a *archiver) error {
 	if err != nil {
 		return err
 	}
-	b, err := seg.Encode()
+	plain, err := seg.Encode()
+	if err != nil {
+		return err
+	}
+	b, err := sealSegment(g.cfg.Key, g.id, r, plain)
 	if err != nil {
 		return err
 	}
@@ -277,6 +283,10 @@ func (g *Gateway) archiveRound(ctx context.Context, a *archiver) error {
 		return ctx.Err()
 	}
 	if err != nil {
+		// Not recorded: nobody will pin it or read it; drop this node's pin.
+		if uerr := a.store.Unpin(ctx, cid); uerr != nil {
+			g.log.Warn("unpinning an unrecorded segment", "cid", cid, "err", uerr)
+		}
 		return fmt.Errorf("recording the segment of entries %d..%d: %w", r.First, r.End()-1, err)
 	}
 	a.remember(seg)
@@ -440,7 +450,7 @@ func (g *Gateway) segment(ctx context.Context, a *archiver, rec *record.LogArchi
 		g.stats.archiveUnavailable.Add(1)
 		return &ArchiveUnavailableError{Index: i, First: rec.First, Count: rec.Count, CID: rec.CID, Err: err}
 	}
-	s, err := fetchSegment(ctx, a.store.Fetch, rec, g.data.LeafHash)
+	s, err := fetchSegment(ctx, a.store.Fetch, rec, g.data.LeafHash, g.cfg.Key)
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -451,11 +461,16 @@ func (g *Gateway) segment(ctx context.Context, a *archiver, rec *record.LogArchi
 // SegmentFetch fetches file cid of at most max bytes (SegmentStore.Fetch).
 type SegmentFetch func(ctx context.Context, cid string, max uint64) ([]byte, error)
 
+// ErrSealed reports a segment whose digest was checked but that could not
+// be opened: the gateway's key was not given (an audit without it).
+var ErrSealed = errors.New("sealed to the gateway's key, which was not given")
+
 // fetchSegment fetches rec's segment and checks it: its SHA-256 against
-// the ledger's record, its gateway and range against the record, each
-// leaf hash against leaf (the log's). The one check of a segment, for
-// reads and for the audit (CheckLog).
-func fetchSegment(ctx context.Context, fetch SegmentFetch, rec *record.LogArchive, leaf func(uint64) ([datalog.HashSize]byte, error)) (*datalog.Segment, error) {
+// the ledger's record, then (opened with key, the gateway's) its gateway
+// and range against the record, each leaf hash against leaf (the log's).
+// The one check of a segment, for reads and for the audit (CheckLog). A
+// nil key checks the digest only and answers ErrSealed.
+func fetchSegment(ctx context.Context, fetch SegmentFetch, rec *record.LogArchive, leaf func(uint64) ([datalog.HashSize]byte, error), key *identity.Key) (*datalog.Segment, error) {
 	b, err := fetch(ctx, rec.CID, rec.Size)
 	if err != nil {
 		return nil, fmt.Errorf("no node served it: %w", err)
@@ -463,7 +478,14 @@ func fetchSegment(ctx context.Context, fetch SegmentFetch, rec *record.LogArchiv
 	if sum := sha256.Sum256(b); !bytes.Equal(sum[:], rec.Digest) {
 		return nil, fmt.Errorf("its SHA-256 is %x, the ledger records %x: it was altered", sum[:8], rec.Digest[:min(8, len(rec.Digest))])
 	}
-	s, err := datalog.DecodeSegment(b)
+	if key == nil {
+		return nil, ErrSealed
+	}
+	plain, err := openSegment(key, rec, b)
+	if err != nil {
+		return nil, err
+	}
+	s, err := datalog.DecodeSegment(plain)
 	if err != nil {
 		return nil, err
 	}
@@ -471,6 +493,35 @@ func fetchSegment(ctx context.Context, fetch SegmentFetch, rec *record.LogArchiv
 		return nil, err
 	}
 	return s, nil
+}
+
+// Segments are sealed (HPKE, identity.Seal) to the gateway's own ledger
+// key before they are published: the file service serves a file to
+// anyone who asks for its CID, and a segment holds reading values, which
+// only their readers may see — through the gateway, under the read rule.
+// The info binds the gateway and the range.
+func segmentInfo(gateway string, first, count uint64) []byte {
+	return fmt.Appendf(nil, "thingnet/log-segment/v1\x00%s\x00%d\x00%d", gateway, first, count)
+}
+
+func sealSegment(k *identity.Key, gateway string, r datalog.ArchivedRange, plain []byte) ([]byte, error) {
+	suite, pub, err := k.Public().EncryptionKey()
+	if err != nil {
+		return nil, fmt.Errorf("sealing a segment to the gateway's key: %w", err)
+	}
+	return identity.Seal(suite, pub, segmentInfo(gateway, r.First, r.Count), plain)
+}
+
+func openSegment(k *identity.Key, rec *record.LogArchive, sealed []byte) ([]byte, error) {
+	suite, _, err := k.Public().EncryptionKey()
+	if err != nil {
+		return nil, err
+	}
+	plain, err := k.Open(suite, segmentInfo(rec.Gateway, rec.First, rec.Count), sealed)
+	if err != nil {
+		return nil, fmt.Errorf("it does not open with the gateway's key: %w", err)
+	}
+	return plain, nil
 }
 
 func (a *archiver) cached(r datalog.ArchivedRange) *datalog.Segment {

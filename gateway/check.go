@@ -57,10 +57,11 @@ type LogReport struct {
 // What an ArchivedSegment's check found, and the finding kinds of
 // archiving.
 const (
-	SegmentChecked    = "checked"     // fetched; digest, leaf hashes and signatures check
-	SegmentNotFetched = "not_fetched" // no way to fetch it was given
-	FindArchive       = "archive"     // entries dropped as archived that the ledger records no segment of
-	FindSegment       = "segment"     // a segment that was lost or does not check
+	SegmentChecked    = "checked"        // fetched; digest, leaf hashes and signatures check
+	SegmentNotFetched = "not_fetched"    // no way to fetch it was given
+	SegmentDigest     = "digest_checked" // fetched, its digest checks; not opened (no gateway key given)
+	FindArchive       = "archive"        // entries dropped as archived that the ledger records no segment of
+	FindSegment       = "segment"        // a segment that was lost or does not check
 )
 
 // ArchivedSegment is an archived range the audit found, with its ledger
@@ -94,16 +95,17 @@ type ErasedEntry struct {
 // by the anchors and, unless the attacker holds the devices' keys, by the
 // signatures.
 func CheckLog(dir, gatewayID string, st *ledger.State) (*LogReport, error) {
-	return CheckLogWith(context.Background(), dir, gatewayID, st, nil)
+	return CheckLogWith(context.Background(), dir, gatewayID, st, nil, nil)
 }
 
 // CheckLogWith is CheckLog that also fetches, with fetch (nil: none), the
 // segments of the archived ranges, and checks them as reads do (their
 // digest against the ledger, their leaf hashes against the log) and their
-// entries as stored ones (decoding, signatures). Entries dropped as
-// archived without a ledger record, and segments lost or altered, are
-// findings.
-func CheckLogWith(ctx context.Context, dir, gatewayID string, st *ledger.State, fetch SegmentFetch) (*LogReport, error) {
+// entries as stored ones (decoding, signatures); segments are sealed to
+// the gateway's key: without it (nil) only their digests are checked.
+// Entries dropped as archived without a ledger record, and segments lost
+// or altered, are findings.
+func CheckLogWith(ctx context.Context, dir, gatewayID string, st *ledger.State, fetch SegmentFetch, key *identity.Key) (*LogReport, error) {
 	rep := &LogReport{Gateway: gatewayID}
 	var anchors []record.Anchor
 	for next := uint64(0); ; {
@@ -196,12 +198,15 @@ func CheckLogWith(ctx context.Context, dir, gatewayID string, st *ledger.State, 
 		}
 		seg.CID = rec.CID
 		if fetch != nil {
-			s, err := fetchSegment(ctx, fetch, rec, dr.Leaf)
-			if err != nil {
+			s, err := fetchSegment(ctx, fetch, rec, dr.Leaf, key)
+			switch {
+			case errors.Is(err, ErrSealed):
+				seg.Status = SegmentDigest
+			case err != nil:
 				seg.Status = err.Error()
 				rep.Findings = append(rep.Findings, LogFinding{Index: r.First, What: FindSegment,
 					Detail: fmt.Sprintf("the segment %s of entries %d..%d: %v", rec.CID, r.First, r.End()-1, err)})
-			} else {
+			default:
 				seg.Status = SegmentChecked
 				for k, it := range s.Items {
 					if it.Entry == nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/datalog"
+	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/ledger"
@@ -148,15 +150,43 @@ func TestReadingsVerifyAfterArchiving(t *testing.T) {
 		t.Errorf("archive status = %q", out)
 	}
 
+	// The file service serves a segment to anyone who names it: it holds
+	// no envelope in the clear (it is sealed to the gateway's key).
+	view, err := net.Node(1).App().View(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := view.LogArchiveCovering(gwKeys[0].ID(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := (&files.Client{Base: apiURL(1)}).Fetch(ctx, rec.CID, rec.Size)
+	if err != nil || bytes.Contains(raw, p.Envelope) || bytes.Contains(raw, []byte("temperature/celsius")) {
+		t.Errorf("GET /v1/content/%s = %d bytes, %v; want the segment, sealed", rec.CID, len(raw), err)
+	}
+
 	// verify store: node 0 stopped, its segment fetched from node 1.
 	if err := net.StopNode(0); err != nil {
 		t.Fatal(err)
 	}
 	home := net.Home(0)
+	// Segments are sealed to the gateway's key: without it, their digests only.
 	out, err := cli(t, apiURL(1), ks, "verify", "store", "--home", home, "--gateway", gwKeys[0].ID(), "--segments", apiURL(1))
+	if err != nil || !strings.Contains(out, ": digest_checked") || !strings.Contains(out, "sealed to the gateway's key") {
+		t.Errorf("verify store without the gateway key: %v\n%s", err, out)
+	}
+	// With the key the home's thingnet.toml names, they are opened and checked.
+	if _, err := (identity.Keystore{Dir: filepath.Join(home, "keys")}).Save(cfgs[0].Gateway.Key, gwKeys[0], nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := node.WriteConfig(home, cfgs[0]); err != nil {
+		t.Fatal(err)
+	}
+	out, err = cli(t, apiURL(1), ks, "verify", "store", "--home", home, "--gateway", gwKeys[0].ID(), "--segments", apiURL(1))
 	if err != nil || !strings.Contains(out, "archived: entries 0..3 in segment") || !strings.Contains(out, ": checked") || !strings.Contains(out, "clean: nothing altered") {
 		t.Errorf("verify store of an archived store: %v\n%s", err, out)
 	}
+
 	// A lost segment (no node at the URL serves it) is an alteration, never skipped.
 	out, err = cli(t, apiURL(1), ks, "verify", "store", "--home", home, "--gateway", gwKeys[0].ID(), "--segments", "http://127.0.0.1:1")
 	var ae alteredError

@@ -39,7 +39,8 @@ func verifyStoreCmd(g *globals) *cobra.Command {
             ledger (the first bad anchor). Archived ranges (entries dropped once
             their segment was published and pinned) must match a log.archive
             record; with --segments their segments are fetched and checked
-            (digest, leaf hashes, signatures), and a lost one is reported.
+            (digest; opened with the home's gateway key: leaf hashes and
+            signatures), and a lost one is reported.
   blocks    CometBFT's block store: commit signatures against the validator sets,
             each header against the block ID they signed, the hash chain, data
             hash vs transactions (each altered transaction by index), app hash vs
@@ -58,10 +59,12 @@ against another node of the network.`,
 				return errors.New("--home is required: the node's home directory")
 			}
 			var fetch gateway.SegmentFetch
+			var key *identity.Key
 			if segments != "" {
 				fetch = (&files.Client{Base: segments}).Fetch
+				key, _ = gatewayKeyOf(home) // nil: the segments' digests only
 			}
-			rep, err := audit.Store(cmd.Context(), audit.Config{Home: home, Gateway: gw, Compare: compare, Segments: fetch, GatewayID: func() (string, error) {
+			rep, err := audit.Store(cmd.Context(), audit.Config{Home: home, Gateway: gw, Compare: compare, Segments: fetch, GatewayKey: key, GatewayID: func() (string, error) {
 				id, err := gatewayIDOf(home)
 				if err != nil {
 					return "", fmt.Errorf("%w (or pass --gateway DID)", err)
@@ -85,6 +88,24 @@ against another node of the network.`,
 	c.Flags().StringVar(&compare, "compare", "", "API URL of another node: the last block's hash must be that node's")
 	c.Flags().StringVar(&segments, "segments", "", "API URL of a node to fetch archived log segments from (GET /v1/content/{cid}); each is checked against the ledger and the log")
 	return c
+}
+
+// gatewayKeyOf loads the gateway key a node home's thingnet.toml names
+// (a key file or a keystore name; passphrase $THINGNET_GATEWAY_PASSPHRASE).
+func gatewayKeyOf(home string) (*identity.Key, error) {
+	c, err := node.LoadConfig(home)
+	if err != nil {
+		return nil, err
+	}
+	pass := []byte(os.Getenv("THINGNET_GATEWAY_PASSPHRASE"))
+	if strings.ContainsRune(c.Gateway.Key, os.PathSeparator) {
+		return identity.LoadKeyFile(c.Gateway.Key, pass)
+	}
+	ks := c.Gateway.Keystore
+	if ks == "" {
+		ks = filepath.Join(home, "keys")
+	}
+	return identity.Keystore{Dir: ks}.Load(c.Gateway.Key, pass)
 }
 
 // gatewayIDOf reads a node home's thingnet.toml for the gateway key and
