@@ -209,8 +209,10 @@ func (r *cborReader) skip(depth int) error {
 	return nil
 }
 
-// appendHead appends the shortest head of an item of the given major type.
-func appendHead(b []byte, major byte, arg uint64) []byte {
+// AppendCBORHead appends the shortest head of a CBOR item of the given
+// major type (0 unsigned, 2 bytes, 3 text, 6 tag...) and argument (RFC
+// 8949, section 3).
+func AppendCBORHead(b []byte, major byte, arg uint64) []byte {
 	m := major << 5
 	switch {
 	case arg < 24:
@@ -242,13 +244,13 @@ func headSize(arg uint64) int {
 
 // appendBytes appends p as a byte string.
 func appendBytes(b, p []byte) []byte {
-	return append(appendHead(b, majorBytes, uint64(len(p))), p...)
+	return append(AppendCBORHead(b, majorBytes, uint64(len(p))), p...)
 }
 
 // appendInt appends v as an integer.
 func appendInt(b []byte, v int64) []byte {
 	if v < 0 {
-		return appendHead(b, majorNegInt, uint64(-1-v))
+		return AppendCBORHead(b, majorNegInt, uint64(-1-v))
 	}
-	return appendHead(b, majorUint, uint64(v))
+	return AppendCBORHead(b, majorUint, uint64(v))
 }

@@ -34,11 +34,11 @@ func checkKID(kid []byte) error {
 // encodeProtected encodes the protected header {1: alg, 4: kid}.
 func encodeProtected(alg Algorithm, kid string) []byte {
 	b := make([]byte, 0, 4+headSize(uint64(len(kid)))+len(kid))
-	b = appendHead(b, majorMap, 2)
+	b = AppendCBORHead(b, majorMap, 2)
 	b = appendInt(b, headerAlg)
 	b = appendInt(b, int64(alg))
 	b = appendInt(b, headerKID)
-	b = appendHead(b, majorBytes, uint64(len(kid)))
+	b = AppendCBORHead(b, majorBytes, uint64(len(kid)))
 	return append(b, kid...)
 }
 
@@ -50,8 +50,8 @@ func sigStructure(protected, external, payload []byte) []byte {
 		headSize(uint64(len(external))) + len(external) +
 		headSize(uint64(len(payload))) + len(payload)
 	b := make([]byte, 0, n)
-	b = appendHead(b, majorArray, 4)
-	b = appendHead(b, majorText, uint64(len(sig1Context)))
+	b = AppendCBORHead(b, majorArray, 4)
+	b = AppendCBORHead(b, majorText, uint64(len(sig1Context)))
 	b = append(b, sig1Context...)
 	b = appendBytes(b, protected)
 	b = appendBytes(b, external)
@@ -83,10 +83,10 @@ func SignCOSE(k *Key, kid string, payload, external []byte) ([]byte, error) {
 		return nil, err
 	}
 	b := make([]byte, 0, size)
-	b = appendHead(b, majorTag, cborTagSign1)
-	b = appendHead(b, majorArray, 4)
+	b = AppendCBORHead(b, majorTag, cborTagSign1)
+	b = AppendCBORHead(b, majorArray, 4)
 	b = appendBytes(b, protected)
-	b = appendHead(b, majorMap, 0)
+	b = AppendCBORHead(b, majorMap, 0)
 	b = appendBytes(b, payload)
 	return appendBytes(b, sig), nil
 }

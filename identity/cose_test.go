@@ -20,7 +20,7 @@ func cat(parts ...[]byte) []byte {
 	return b
 }
 
-func cborHead(major byte, arg uint64) []byte { return appendHead(nil, major, arg) }
+func cborHead(major byte, arg uint64) []byte { return AppendCBORHead(nil, major, arg) }
 func cborBytes(b []byte) []byte              { return appendBytes(nil, b) }
 func cborInt(v int64) []byte                 { return appendInt(nil, v) }
 func cborText(s string) []byte               { return append(cborHead(majorText, uint64(len(s))), s...) }
