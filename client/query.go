@@ -35,9 +35,9 @@ type ReadingQuery struct {
 	// Cursor resumes after the previous page (QueryAnswer.Next).
 	Cursor string
 	// Format is the answer's encoding: FormatJSON (rows, the default),
-	// FormatColumns (buckets as Series) or FormatCSV (not for
-	// QueryReadings, which decodes JSON); "" lets the Accept header
-	// decide.
+	// FormatColumns (buckets as Series), FormatCBOR (Series in CBOR,
+	// the fastest) or FormatCSV (not for QueryReadings, which decodes
+	// JSON or CBOR); "" lets the Accept header decide.
 	Format string
 }
 
@@ -54,7 +54,10 @@ const (
 	FormatJSON          = "json"
 	FormatCSV           = "csv"
 	FormatColumns       = "columns"
-	maxQueryMillis      = 253402300799999 // 9999-12-31T23:59:59.999Z, the readings' latest time
+	// FormatCBOR is columns in CBOR, each column an RFC 8746 typed
+	// array: no number is formatted or parsed (docs/data.md).
+	FormatCBOR     = "cbor"
+	maxQueryMillis = 253402300799999 // 9999-12-31T23:59:59.999Z, the readings' latest time
 	// maxQueryAnswer bounds the bytes of a page QueryReadings reads: a
 	// page of a million buckets in rows is about 270 MB.
 	maxQueryAnswer = 512 << 20
@@ -189,12 +192,12 @@ func ParseReadingQuery(v url.Values) (ReadingQuery, error) {
 	}
 	switch q.Format {
 	case "", FormatJSON, FormatCSV:
-	case FormatColumns:
+	case FormatColumns, FormatCBOR:
 		if q.Bucket == BucketRaw {
-			return q, errors.New("format columns is for buckets: add bucket=1m, 1h or 1d")
+			return q, fmt.Errorf("format %s is for buckets: add bucket=1m, 1h or 1d", q.Format)
 		}
 	default:
-		return q, fmt.Errorf("format %q: want json, csv or columns", q.Format)
+		return q, fmt.Errorf("format %q: want json, csv, columns or cbor", q.Format)
 	}
 	q.Limit = DefaultQueryLimit
 	if s := v.Get("limit"); s != "" {
@@ -279,6 +282,16 @@ func (c *Client) QueryReadings(ctx context.Context, q ReadingQuery) (*QueryAnswe
 		return nil, errors.New("query: QueryReadings decodes JSON: ask for format json or columns (WriteQueryCSV writes CSV)")
 	}
 	var a QueryAnswer
+	if q.Format == FormatCBOR {
+		var raw []byte
+		if err := c.doMax(ctx, http.MethodGet, "/v1/readings/query?"+q.Values().Encode(), nil, "", &raw, maxQueryAnswer); err != nil {
+			return nil, fmt.Errorf("query of %s: %w", c.BaseURL, err)
+		}
+		if err := DecodeQueryCBOR(raw, &a); err != nil {
+			return nil, fmt.Errorf("query of %s: %w", c.BaseURL, err)
+		}
+		return &a, nil
+	}
 	if err := c.doMax(ctx, http.MethodGet, "/v1/readings/query?"+q.Values().Encode(), nil, "", &a, maxQueryAnswer); err != nil {
 		return nil, fmt.Errorf("query of %s: %w", c.BaseURL, err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/client"
+	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/rollup"
 )
@@ -24,7 +25,8 @@ import (
 // queryReadings serves GET /v1/readings/query (docs/data.md): raw readings
 // or buckets of one device, a class or an organisation, in JSON or CSV
 // (format=csv, or Accept: text/csv), buckets also in columns
-// (format=columns), a page at a time. Buckets in JSON are written as they
+// (format=columns) or in columns of CBOR typed arrays (format=cbor, or
+// Accept: application/cbor), a page at a time. Buckets in JSON are written as they
 // are read from the store, 64 KiB at a time.
 func (g *Gateway) queryReadings(w http.ResponseWriter, r *http.Request) {
 	q, err := client.ParseReadingQuery(r.URL.Query())
@@ -34,13 +36,16 @@ func (g *Gateway) queryReadings(w http.ResponseWriter, r *http.Request) {
 	}
 	if q.Format == "" {
 		q.Format = client.FormatJSON
-		if strings.Contains(r.Header.Get("Accept"), "text/csv") {
+		switch accept := r.Header.Get("Accept"); {
+		case strings.Contains(accept, "text/csv"):
 			q.Format = client.FormatCSV
+		case strings.Contains(accept, "application/cbor") && q.Bucket != client.BucketRaw:
+			q.Format = client.FormatCBOR
 		}
 	}
 	a := &client.QueryAnswer{Gateway: g.id, Axis: q.Axis, Bucket: q.Bucket}
 	if q.Bucket != client.BucketRaw && q.Format != client.FormatCSV {
-		out := &bucketWriter{w: w, a: a, columns: q.Format == client.FormatColumns}
+		out := &bucketWriter{w: w, a: a, columns: q.Format == client.FormatColumns || q.Format == client.FormatCBOR, cbor: q.Format == client.FormatCBOR}
 		if err := g.query(r, q, a, out.bucket); err != nil {
 			if out.started {
 				g.log.Warn("query answer cut short", "err", err)
@@ -90,6 +95,7 @@ type bucketWriter struct {
 	w       http.ResponseWriter
 	a       *client.QueryAnswer
 	columns bool
+	cbor    bool // columns in CBOR, typed arrays (client.DecodeQueryCBOR)
 	buf     []byte
 	started bool // bytes went out: an error can no longer be answered
 	n       int  // buckets, or with columns series, written
@@ -140,6 +146,10 @@ func (o *bucketWriter) head(more string) {
 
 // series appends the pending run of buckets as a client.Series.
 func (o *bucketWriter) series() {
+	if o.cbor {
+		o.cborSeries()
+		return
+	}
 	if o.n == 0 {
 		o.head(`,"series":[`)
 	} else {
@@ -204,6 +214,10 @@ func (o *bucketWriter) end() {
 	if len(o.starts) > 0 {
 		o.series()
 	}
+	if o.cbor {
+		o.cborEnd()
+		return
+	}
 	if o.n == 0 {
 		o.head("")
 	} else {
@@ -226,11 +240,94 @@ func (o *bucketWriter) flushSome() {
 
 func (o *bucketWriter) flush() {
 	if !o.started {
-		o.w.Header().Set("Content-Type", "application/json")
+		ct := "application/json"
+		if o.cbor {
+			ct = "application/cbor"
+		}
+		o.w.Header().Set("Content-Type", ct)
 		o.started = true
 	}
 	o.w.Write(o.buf) // a client gone away is no error of the query's
 	o.buf = o.buf[:0]
+}
+
+// cborHead appends the answer's fields known before its buckets, as an
+// indefinite-length CBOR map (the number of its fields is known at the
+// end), with series, an indefinite-length array, open.
+func (o *bucketWriter) cborHead(series bool) {
+	o.buf = append(o.buf, 0xbf)
+	o.buf = cborText(cborText(o.buf, "gateway"), o.a.Gateway)
+	o.buf = cborText(cborText(o.buf, "time"), o.a.Axis)
+	o.buf = cborText(cborText(o.buf, "bucket"), o.a.Bucket)
+	o.buf = identity.AppendCBORHead(cborText(o.buf, "devices"), 0, uint64(o.a.Devices))
+	if o.a.Withheld != 0 {
+		o.buf = identity.AppendCBORHead(cborText(o.buf, "withheld"), 0, uint64(o.a.Withheld))
+	}
+	if series {
+		o.buf = append(cborText(o.buf, "series"), 0x9f)
+	}
+}
+
+// cborSeries appends the pending run of buckets as a client.Series in
+// CBOR: a map of the device, the type and the columns, each an RFC 8746
+// typed array, little-endian.
+func (o *bucketWriter) cborSeries() {
+	if o.n == 0 {
+		o.cborHead(true)
+	}
+	o.n++
+	o.buf = append(o.buf, 0xa9) // a map of 9 pairs
+	o.buf = cborText(cborText(o.buf, "device"), o.device)
+	o.buf = cborText(cborText(o.buf, "type"), o.typ)
+	n := len(o.starts)
+	o.buf = client.AppendTypedArrayHead(cborText(o.buf, "t"), client.TagSint64LE, n)
+	for _, t := range o.starts {
+		o.buf = binary.LittleEndian.AppendUint64(o.buf, uint64(t))
+	}
+	o.buf = client.AppendTypedArrayHead(cborText(o.buf, "count"), client.TagUint64LE, n)
+	for i := range o.aggs {
+		o.buf = binary.LittleEndian.AppendUint64(o.buf, o.aggs[i].Count)
+	}
+	for _, c := range []struct {
+		name string
+		f    func(a *rollup.Agg) float64
+	}{
+		{"min", func(a *rollup.Agg) float64 { return a.Min }},
+		{"max", func(a *rollup.Agg) float64 { return a.Max }},
+		{"sum", func(a *rollup.Agg) float64 { return a.Sum }},
+		{"mean", func(a *rollup.Agg) float64 { return a.Mean() }},
+		{"last", func(a *rollup.Agg) float64 { return a.Last }},
+	} {
+		o.buf = client.AppendTypedArrayHead(cborText(o.buf, c.name), client.TagFloat64LE, n)
+		for i := range o.aggs {
+			v := c.f(&o.aggs[i])
+			if math.IsInf(v, 0) {
+				v = math.NaN() // as null in JSON: the sum overflowed
+			}
+			o.buf = binary.LittleEndian.AppendUint64(o.buf, math.Float64bits(v))
+		}
+		o.flushSome()
+	}
+	o.starts, o.aggs = o.starts[:0], o.aggs[:0]
+}
+
+// cborEnd closes the series and the answer, next last.
+func (o *bucketWriter) cborEnd() {
+	if o.n == 0 {
+		o.cborHead(false)
+	} else {
+		o.buf = append(o.buf, 0xff)
+	}
+	if o.a.Next != "" {
+		o.buf = cborText(cborText(o.buf, "next"), o.a.Next)
+	}
+	o.buf = append(o.buf, 0xff)
+	o.flush()
+}
+
+// cborText appends s as a CBOR text string.
+func cborText(dst []byte, s string) []byte {
+	return append(identity.AppendCBORHead(dst, 3, uint64(len(s))), s...)
 }
 
 // appendJSONString appends s as encoding/json writes a string.

@@ -36,8 +36,9 @@ func percentiles(b *testing.B, ds []time.Duration) {
 // over loopback HTTP (token checked, read rule applied): the year in day
 // buckets, the year in hour buckets (one page), a week in minute buckets,
 // and the whole year in minute buckets, paged 10,000 at a time, in one
-// page of rows and in one page of columns (format=columns), and the last
-// two received but not decoded. The
+// page of rows and in one page of columns (format=columns, and
+// format=cbor: typed arrays), and the last three received but not
+// decoded. The
 // roll-ups are filled through the index (index.add, as ingest does),
 // not by signing half a million readings. docs/benchmarks.md has the
 // figures.
@@ -79,6 +80,8 @@ func BenchmarkQueryYear(b *testing.B) {
 		{"year-1m-rows", client.ReadingQuery{Device: dev, Bucket: "1m", From: start, To: end, Limit: client.MaxBucketQueryLimit}, minutes},
 		{"year-1m-columns", client.ReadingQuery{Device: dev, Bucket: "1m", From: start, To: end, Limit: client.MaxBucketQueryLimit, Format: client.FormatColumns}, minutes},
 		{"year-1h-columns", client.ReadingQuery{Device: dev, Bucket: "1h", From: start, To: end, Limit: client.MaxBucketQueryLimit, Format: client.FormatColumns}, 8760},
+		{"year-1m-cbor", client.ReadingQuery{Device: dev, Bucket: "1m", From: start, To: end, Limit: client.MaxBucketQueryLimit, Format: client.FormatCBOR}, minutes},
+		{"year-1h-cbor", client.ReadingQuery{Device: dev, Bucket: "1h", From: start, To: end, Limit: client.MaxBucketQueryLimit, Format: client.FormatCBOR}, 8760},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			var ds []time.Duration
@@ -108,6 +111,7 @@ func BenchmarkQueryYear(b *testing.B) {
 	}{
 		{"year-1m-rows-undecoded", client.ReadingQuery{Device: dev, Bucket: "1m", From: start, To: end, Limit: client.MaxBucketQueryLimit, Format: client.FormatJSON}},
 		{"year-1m-columns-undecoded", client.ReadingQuery{Device: dev, Bucket: "1m", From: start, To: end, Limit: client.MaxBucketQueryLimit, Format: client.FormatColumns}},
+		{"year-1m-cbor-undecoded", client.ReadingQuery{Device: dev, Bucket: "1m", From: start, To: end, Limit: client.MaxBucketQueryLimit, Format: client.FormatCBOR}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			var ds []time.Duration

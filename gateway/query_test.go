@@ -37,7 +37,8 @@ func queryAll(t *testing.T, c *client.Client, q client.ReadingQuery) ([]client.R
 	err := c.QueryAll(testutil.Context(t, time.Minute), q, func(a *client.QueryAnswer) error {
 		pages++
 		cols := seriesBuckets(a.Series)
-		if q.Format == client.FormatColumns && len(a.Buckets) > 0 || q.Format != client.FormatColumns && len(a.Series) > 0 {
+		columns := q.Format == client.FormatColumns || q.Format == client.FormatCBOR
+		if columns && len(a.Buckets) > 0 || !columns && len(a.Series) > 0 {
 			return fmt.Errorf("format %q answered %d rows and %d series", q.Format, len(a.Buckets), len(a.Series))
 		}
 		if q.Limit > 0 && len(a.Items)+len(a.Buckets)+len(cols) > q.Limit {
@@ -161,14 +162,17 @@ func TestQuery(t *testing.T) {
 		_, got, _ := queryAll(t, tn.client, client.ReadingQuery{Device: dev, Bucket: z.Name, Limit: 5})
 		sameBuckets(t, "roll-ups "+z.Name, got, brute(z))
 		answers[z.Name] = got
-		// In columns, paged across the two types' series, and in one page.
-		for _, limit := range []int{5, client.MaxBucketQueryLimit} {
-			_, cols, _ := queryAll(t, tn.client, client.ReadingQuery{Device: dev, Bucket: z.Name, Limit: limit, Format: client.FormatColumns})
-			sameBuckets(t, fmt.Sprintf("roll-ups %s in columns, %d a page", z.Name, limit), cols, got)
+		// In columns, JSON and CBOR, paged across the two types' series,
+		// and in one page.
+		for _, f := range []string{client.FormatColumns, client.FormatCBOR} {
+			for _, limit := range []int{5, client.MaxBucketQueryLimit} {
+				_, cols, _ := queryAll(t, tn.client, client.ReadingQuery{Device: dev, Bucket: z.Name, Limit: limit, Format: f})
+				sameBuckets(t, fmt.Sprintf("roll-ups %s in %s, %d a page", z.Name, f, limit), cols, got)
+			}
 		}
 	}
 	// Nothing in the range: the answer's fields, no buckets.
-	for _, f := range []string{client.FormatJSON, client.FormatColumns} {
+	for _, f := range []string{client.FormatJSON, client.FormatColumns, client.FormatCBOR} {
 		a, err := tn.client.QueryReadings(t.Context(), client.ReadingQuery{Device: dev, Bucket: "1h", To: base.Add(-time.Hour), Format: f})
 		if err != nil || a.Devices != 1 || a.Bucket != "1h" || a.Gateway != tn.gw.ID() || len(a.Buckets)+len(a.Series) != 0 || a.Next != "" {
 			t.Fatalf("empty range in %s = %+v, %v", f, a, err)
@@ -250,6 +254,8 @@ func TestQuery(t *testing.T) {
 		sameBuckets(t, "computed "+z.Name, got, answers[z.Name])
 		_, got, _ = queryAll(t, tn.client, client.ReadingQuery{Class: "sensor", Bucket: z.Name, Limit: 4, Format: client.FormatColumns})
 		sameBuckets(t, "computed in columns "+z.Name, got, answers[z.Name])
+		_, got, _ = queryAll(t, tn.client, client.ReadingQuery{Class: "sensor", Bucket: z.Name, Limit: 4, Format: client.FormatCBOR})
+		sameBuckets(t, "computed in CBOR "+z.Name, got, answers[z.Name])
 	}
 
 	// A crash between the log and the index: entries in the log the index
@@ -421,10 +427,10 @@ func TestReadingTime(t *testing.T) {
 // together are the run; rows of the same buckets say the same.
 func TestBucketWriterColumns(t *testing.T) {
 	var want []rollup.Bucket
-	write := func(columns bool) *client.QueryAnswer {
+	write := func(format string) *client.QueryAnswer {
 		rec := httptest.NewRecorder()
 		a := &client.QueryAnswer{Gateway: "gw", Axis: client.AxisDevice, Bucket: "1m", Devices: 2, Withheld: 1, Next: "cursor"}
-		o := &bucketWriter{w: rec, a: a, columns: columns}
+		o := &bucketWriter{w: rec, a: a, columns: format != client.FormatJSON, cbor: format == client.FormatCBOR}
 		want = want[:0]
 		for _, run := range []struct {
 			dev, typ string
@@ -443,23 +449,29 @@ func TestBucketWriterColumns(t *testing.T) {
 		}
 		o.end()
 		var got client.QueryAnswer
-		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		decode, ct := json.Unmarshal, "application/json"
+		if format == client.FormatCBOR {
+			decode, ct = func(b []byte, v any) error { return client.DecodeQueryCBOR(b, v.(*client.QueryAnswer)) }, "application/cbor"
+		}
+		if err := decode(rec.Body.Bytes(), &got); err != nil {
 			t.Fatal(err)
 		}
-		if got.Gateway != "gw" || got.Devices != 2 || got.Withheld != 1 || got.Next != "cursor" || rec.Header().Get("Content-Type") != "application/json" {
+		if got.Gateway != "gw" || got.Devices != 2 || got.Withheld != 1 || got.Next != "cursor" || rec.Header().Get("Content-Type") != ct {
 			t.Fatalf("answer's fields %+v, content type %q", got, rec.Header().Get("Content-Type"))
 		}
 		return &got
 	}
-	cols := write(true)
-	for _, s := range cols.Series {
-		if s.Len() == 0 || s.Len() > maxSeries || len(s.Count) != s.Len() || len(s.Last) != s.Len() {
-			t.Fatalf("series of %s %s: %d buckets, %d counts, %d lasts", s.Device, s.Type, s.Len(), len(s.Count), len(s.Last))
+	for _, f := range []string{client.FormatColumns, client.FormatCBOR} {
+		cols := write(f)
+		for _, s := range cols.Series {
+			if s.Len() == 0 || s.Len() > maxSeries || len(s.Count) != s.Len() || len(s.Last) != s.Len() {
+				t.Fatalf("%s: series of %s %s: %d buckets, %d counts, %d lasts", f, s.Device, s.Type, s.Len(), len(s.Count), len(s.Last))
+			}
 		}
+		if len(cols.Series) != 5 {
+			t.Errorf("%s: %d series; want 5 (3, 1 and 1 of the runs, split at %d)", f, len(cols.Series), maxSeries)
+		}
+		sameBuckets(t, f, seriesBuckets(cols.Series), want)
 	}
-	if len(cols.Series) != 5 {
-		t.Errorf("%d series; want 5 (3, 1 and 1 of the runs, split at %d)", len(cols.Series), maxSeries)
-	}
-	sameBuckets(t, "columns", seriesBuckets(cols.Series), want)
-	sameBuckets(t, "rows", write(false).Buckets, want)
+	sameBuckets(t, "rows", write(client.FormatJSON).Buckets, want)
 }
