@@ -34,6 +34,7 @@ import (
 
 	"github.com/thingnet/thingnet/export"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/atomicfile"
 )
 
 // Headers of a delivery (docs/protocol.md, "Webhook deliveries").
@@ -409,23 +410,8 @@ func (l *DeadLetters) Drop(id string) error {
 
 // writeFile writes b to path durably: a temporary file, fsync, rename.
 func writeFile(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-")
-	if err != nil {
+	if err := atomicfile.WriteFile(path, b); err != nil {
 		return fmt.Errorf("webhook: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("webhook: writing %s: %w", path, err)
 	}
 	return nil
 }
