@@ -20,6 +20,13 @@ const (
 	// ("suspended", "revoked"): it is not expected to report.
 )
 
+// The defaults of fleet health, the same for `fleet status`, the API and
+// a gateway's own census (package fleet).
+const (
+	DefaultFleetWake   = 5 * time.Second // a device's wake interval when its desired configuration sets none
+	DefaultFleetMissed = 3               // silent after this many wake intervals without a reading
+)
+
 // FleetOptions tunes FleetHealth.
 type FleetOptions struct {
 	Now      time.Time     // default time.Now()
@@ -66,10 +73,10 @@ func FleetHealth(ctx context.Context, gws []*Client, org string, o FleetOptions)
 		o.Now = time.Now()
 	}
 	if o.Wake <= 0 {
-		o.Wake = 5 * time.Second
+		o.Wake = DefaultFleetWake
 	}
 	if o.Missed <= 0 {
-		o.Missed = 3
+		o.Missed = DefaultFleetMissed
 	}
 	if o.LookBack <= 0 {
 		o.LookBack = 24 * time.Hour
@@ -88,9 +95,7 @@ func FleetHealth(ctx context.Context, gws []*Client, org string, o FleetOptions)
 		}
 		h := DeviceHealth{Device: d.ID, Class: d.Class, Labels: d.Labels, Wake: o.Wake, LastSeenBy: map[string]time.Time{}}
 		if des, err := gws[0].Desired(ctx, d.ID); err == nil {
-			if s, ok := des.Settings["wake_s"].(float64); ok && s >= 1 {
-				h.Wake = time.Duration(s) * time.Second
-			}
+			h.Wake = WakeOf(des.Settings, o.Wake)
 		}
 		for _, gw := range gws {
 			last, st, err := lastReading(ctx, gw, d.ID, o.Now.Add(-o.LookBack))
@@ -132,6 +137,26 @@ func FleetHealth(ctx context.Context, gws []*Client, org string, o FleetOptions)
 		return a.LastSeen.Before(b.LastSeen)
 	})
 	return f, nil
+}
+
+// WakeOf is the wake interval a desired configuration sets (wake_s, whole
+// seconds, at least 1), else def.
+func WakeOf(settings map[string]any, def time.Duration) time.Duration {
+	var s float64
+	switch v := settings["wake_s"].(type) {
+	case float64:
+		s = v
+	case int64:
+		s = float64(v)
+	case uint64:
+		s = float64(v)
+	case int:
+		s = float64(v)
+	}
+	if s < 1 {
+		return def
+	}
+	return time.Duration(s) * time.Second
 }
 
 // HealthState is a device's state: its status if it is not active;
