@@ -46,11 +46,12 @@ type DispatcherConfig struct {
 // per attempt and bounded retries with exponential back-off, so that a
 // slow endpoint never blocks the readings' path.
 type Dispatcher struct {
-	cfg   DispatcherConfig
-	rules map[string]Rule
-	q     chan Firing
-	done  chan struct{}
-	wg    sync.WaitGroup
+	cfg     DispatcherConfig
+	rulesMu sync.Mutex
+	rules   map[string]Rule
+	q       chan Firing
+	done    chan struct{}
+	wg      sync.WaitGroup
 
 	histMu  sync.Mutex
 	history []Firing // ring of the last HistoryLen firings, oldest at histAt once full
@@ -78,13 +79,30 @@ func NewDispatcher(c DispatcherConfig) *Dispatcher {
 	if c.HistoryLen <= 0 {
 		c.HistoryLen = 1024
 	}
-	d := &Dispatcher{cfg: c, rules: map[string]Rule{}, q: make(chan Firing, c.QueueLen), done: make(chan struct{})}
-	for _, r := range c.Rules {
-		d.rules[r.Name] = r
-	}
+	d := &Dispatcher{cfg: c, q: make(chan Firing, c.QueueLen), done: make(chan struct{})}
+	d.SetRules(c.Rules)
 	d.wg.Add(1)
 	go d.run()
 	return d
+}
+
+// SetRules replaces the rules whose actions the dispatcher carries out
+// (with Engine.SetRules). A queued firing of a removed rule is dropped.
+func (d *Dispatcher) SetRules(rs []Rule) {
+	m := make(map[string]Rule, len(rs))
+	for _, r := range rs {
+		m[r.Name] = r
+	}
+	d.rulesMu.Lock()
+	d.rules = m
+	d.rulesMu.Unlock()
+}
+
+// action is the action of rule name (zero if it is gone).
+func (d *Dispatcher) action(name string) Action {
+	d.rulesMu.Lock()
+	defer d.rulesMu.Unlock()
+	return d.rules[name].Action
 }
 
 // Fire logs and counts f and queues its webhook; it never blocks.
@@ -100,8 +118,8 @@ func (d *Dispatcher) Fire(f Firing) {
 		d.histAt = (d.histAt + 1) % len(d.history)
 	}
 	d.histMu.Unlock()
-	d.cfg.Logger.Info("rule fired", "rule", f.Rule, "device", f.Device, "type", f.Type, "seq", f.Seq, "value", f.Value, "time", f.Time)
-	if a := d.rules[f.Rule].Action; a.Webhook == "" && !a.Alert {
+	d.cfg.Logger.Info("rule fired", "rule", f.Rule, "subject", f.subject(), "type", f.Type, "seq", f.Seq, "value", f.Value, "time", f.Time)
+	if a := d.action(f.Rule); a.Webhook == "" && !a.Alert {
 		return
 	}
 	select {
@@ -141,7 +159,7 @@ func (d *Dispatcher) run() {
 		case <-d.done:
 			return
 		case f := <-d.q:
-			a := d.rules[f.Rule].Action
+			a := d.action(f.Rule)
 			if a.Alert {
 				d.alert(ctx, f)
 			}
@@ -179,9 +197,10 @@ func (d *Dispatcher) deliver(ctx context.Context, a Action, f Firing) {
 		retries = 3
 	}
 	body, _ := json.Marshal(Delivery{Firing: f, Node: d.cfg.Key.ID()})
-	// The delivery id names the firing: one per rule, device and reading,
-	// the same on every retry (receivers de-duplicate by it).
-	id := "rule/" + f.Rule + "/" + f.Device + "/" + strconv.FormatUint(f.Seq, 10)
+	// The delivery id names the firing: one per rule, device and reading
+	// (a fleet rule's: class and census time), the same on every retry
+	// (receivers de-duplicate by it).
+	id := "rule/" + f.Rule + "/" + f.subject() + "/" + strconv.FormatUint(f.Seq, 10)
 	wait := 500 * time.Millisecond
 	var last error
 	for attempt := 0; attempt <= retries; attempt++ {
@@ -259,10 +278,11 @@ var (
 	descSkipped  = prometheus.NewDesc("thingnet_rules_readings_skipped_total", "Stored readings the rules engine skipped because it fell behind the gateway.", nil, nil)
 	descErrors   = prometheus.NewDesc("thingnet_rules_eval_errors_total", "Rule conditions that failed to evaluate (counted as false).", nil, nil)
 	descDevices  = prometheus.NewDesc("thingnet_rules_devices", "Devices with windows in memory.", nil, nil)
+	descCensuses = prometheus.NewDesc("thingnet_rules_fleet_censuses_total", "Fleet censuses the fleet rules were evaluated on.", nil, nil)
 )
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFired, descWebhooks, descAlerts, descObserved, descSkipped, descErrors, descDevices} {
+	for _, d := range []*prometheus.Desc{descFired, descWebhooks, descAlerts, descObserved, descSkipped, descErrors, descDevices, descCensuses} {
 		ch <- d
 	}
 }
@@ -285,4 +305,5 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.CounterValue, float64(c.skipped()))
 	ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(s.EvalErrors))
 	ch <- prometheus.MustNewConstMetric(descDevices, prometheus.GaugeValue, float64(s.Devices))
+	ch <- prometheus.MustNewConstMetric(descCensuses, prometheus.CounterValue, float64(s.Censuses))
 }

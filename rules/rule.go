@@ -12,28 +12,47 @@ import (
 
 // Rule is one [[rules]] table of thingnet.toml (or of a rules file).
 type Rule struct {
-	Name string `toml:"name"`
+	Name string `toml:"name" json:"name"`
 	// Org is the organisation whose devices the rule watches: it applies
 	// to no other organisation's devices, whatever the selector says.
-	Org string `toml:"org"`
+	Org string `toml:"org" json:"org"`
 	// When is the condition, in CEL with window functions.
-	When    string   `toml:"when"`
-	Devices Selector `toml:"devices"`
+	When    string   `toml:"when,omitempty" json:"when,omitempty"`
+	Devices Selector `toml:"devices,omitempty" json:"devices,omitempty"`
+	// Fleet makes it a fleet rule instead ([rules.fleet], no when): it
+	// watches how many of the organisation's devices of a class are
+	// silent, not a device's readings.
+	Fleet *Fleet `toml:"fleet,omitempty" json:"fleet,omitempty"`
 	// Cooldown is the least time between two firings for one device;
 	// ClearAfter is how long the condition must be false before the rule
 	// may fire again (0: one reading that makes it false). Both are
 	// measured in the readings' own time.
-	Cooldown   Duration `toml:"cooldown"`
-	ClearAfter Duration `toml:"clear_after"`
-	Action     Action   `toml:"action"`
+	Cooldown   Duration `toml:"cooldown,omitempty" json:"cooldown,omitempty"`
+	ClearAfter Duration `toml:"clear_after,omitempty" json:"clear_after,omitempty"`
+	Action     Action   `toml:"action,omitempty" json:"action,omitempty"`
 }
+
+// Fleet is the condition of a fleet rule: true while more than SilentOver
+// of the organisation's devices of Class ("": of every class) are silent
+// (docs/management.md, "Fleet health": no reading for the configured
+// number of their wake intervals). It is evaluated at each fleet census
+// of the node (every 10 s), with the rule's cooldown and clear_after, as
+// one (rule, class) state.
+type Fleet struct {
+	Class      string `toml:"class,omitempty" json:"class,omitempty"`
+	SilentOver int    `toml:"silent_over" json:"silent_over"`
+}
+
+// FleetType is the content type of a fleet rule's firing: its Value is
+// the number of silent devices.
+const FleetType = "fleet/silent"
 
 // Selector picks an organisation's devices: by id, by class, by labels (all
 // must match); an empty selector picks all of them.
 type Selector struct {
-	IDs     []string          `toml:"ids"`
-	Classes []string          `toml:"classes"`
-	Labels  map[string]string `toml:"labels"`
+	IDs     []string          `toml:"ids,omitempty" json:"ids,omitempty"`
+	Classes []string          `toml:"classes,omitempty" json:"classes,omitempty"`
+	Labels  map[string]string `toml:"labels,omitempty" json:"labels,omitempty"`
 }
 
 // Action is what a firing does: it is always logged and counted; with
@@ -41,10 +60,10 @@ type Selector struct {
 // Alert it is stored as an alert record (AlertType) in the gateway's own
 // data log, anchored on the ledger with it.
 type Action struct {
-	Webhook string   `toml:"webhook"`
-	Alert   bool     `toml:"alert"`
-	Timeout Duration `toml:"timeout"` // per attempt; default 5s
-	Retries int      `toml:"retries"` // attempts after the first; default 3, at most 10
+	Webhook string   `toml:"webhook,omitempty" json:"webhook,omitempty"`
+	Alert   bool     `toml:"alert,omitempty" json:"alert,omitempty"`
+	Timeout Duration `toml:"timeout,omitempty" json:"timeout,omitempty"` // per attempt; default 5s
+	Retries int      `toml:"retries,omitempty" json:"retries,omitempty"` // attempts after the first; default 3, at most 10
 }
 
 // AlertType is the content type of an alert record: a reading of the
@@ -71,9 +90,10 @@ type Device struct {
 	Labels         map[string]string
 }
 
-// Picks says whether the rule applies to the device.
+// Picks says whether the rule applies to the device's readings (a fleet
+// rule applies to none).
 func (r *Rule) Picks(d Device) bool {
-	if d.Org != r.Org {
+	if d.Org != r.Org || r.Fleet != nil {
 		return false
 	}
 	if len(r.Devices.IDs) > 0 && !slices.Contains(r.Devices.IDs, d.ID) {
@@ -110,12 +130,23 @@ func (r *Rule) Check(lim Limits) (*Condition, error) {
 			return nil, fmt.Errorf("rule %q: action.webhook %q is not an http(s) URL", r.Name, r.Action.Webhook)
 		}
 	}
+	if f := r.Fleet; f != nil {
+		switch {
+		case r.When != "":
+			return nil, fmt.Errorf("rule %q: a fleet rule has no when (its condition is [rules.fleet])", r.Name)
+		case len(r.Devices.IDs) > 0 || len(r.Devices.Classes) > 0 || len(r.Devices.Labels) > 0:
+			return nil, fmt.Errorf("rule %q: a fleet rule has no [rules.devices] (it counts a class: fleet.class)", r.Name)
+		case f.SilentOver < 0:
+			return nil, fmt.Errorf("rule %q: fleet.silent_over is %d; it fires when more than that many devices are silent (0 or more)", r.Name, f.SilentOver)
+		}
+		return nil, nil
+	}
 	return Compile(r.Name, r.When, lim)
 }
 
 // File is a rules file: [[rules]] tables, as in thingnet.toml.
 type File struct {
-	Rules []Rule `toml:"rules"`
+	Rules []Rule `toml:"rules" json:"rules"`
 }
 
 // Parse reads a rules file and checks every rule; names must be unique.
