@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/thingnet/thingnet/record"
@@ -29,12 +30,13 @@ const (
 
 // FleetOptions tunes FleetHealth.
 type FleetOptions struct {
-	Now      time.Time     // default time.Now()
-	Wake     time.Duration // a device's wake interval when its desired configuration sets none (wake_s); default 5 s
-	Missed   int           // silent after this many wake intervals without a reading; default 3
-	LookBack time.Duration // how far back readings are read; default 24 h
-	Class    string        // only this class ("" all)
-	Limit    int           // at most this many devices (default 1,000)
+	Now      time.Time         // default time.Now()
+	Wake     time.Duration     // a device's wake interval when its desired configuration sets none (wake_s); default 5 s
+	Missed   int               // silent after this many wake intervals without a reading; default 3
+	LookBack time.Duration     // how far back readings are read; default 24 h
+	Class    string            // only this class ("" all)
+	Labels   map[string]string // only devices with all these labels
+	Limit    int               // at most this many devices (default 1,000)
 }
 
 // DeviceHealth is one device's health as the gateways asked see it.
@@ -58,6 +60,10 @@ type Fleet struct {
 	Missed  int                       `json:"missed"`
 	Devices []DeviceHealth            `json:"devices"`
 	Counts  map[string]map[string]int `json:"counts"` // class -> state -> devices
+	// Public says that this is the public view (GET /v1/fleet/{org} to a
+	// caller who is not signed in, or ?view=counts): the gateway's own
+	// census counts, no device and no value.
+	Public bool `json:"public,omitempty"`
 }
 
 // FleetHealth reads org's devices from the ledger (through the first
@@ -90,7 +96,7 @@ func FleetHealth(ctx context.Context, gws []*Client, org string, o FleetOptions)
 	}
 	f := &Fleet{Org: org, Now: o.Now, Missed: o.Missed, Devices: []DeviceHealth{}, Counts: map[string]map[string]int{}}
 	for _, d := range devs {
-		if o.Class != "" && d.Class != o.Class {
+		if o.Class != "" && d.Class != o.Class || !hasLabels(d.Labels, o.Labels) {
 			continue
 		}
 		h := DeviceHealth{Device: d.ID, Class: d.Class, Labels: d.Labels, Wake: o.Wake, LastSeenBy: map[string]time.Time{}}
@@ -137,6 +143,29 @@ func FleetHealth(ctx context.Context, gws []*Client, org string, o FleetOptions)
 		return a.LastSeen.Before(b.LastSeen)
 	})
 	return f, nil
+}
+
+// ParseLabels reads key=value labels (a fleet filter) into a map.
+func ParseLabels(kvs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, l := range kvs {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("label %q: want key=value", l)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// hasLabels says whether labels hold every key of want with its value.
+func hasLabels(labels, want map[string]string) bool {
+	for k, v := range want {
+		if l, ok := labels[k]; !ok || l != v {
+			return false
+		}
+	}
+	return true
 }
 
 // WakeOf is the wake interval a desired configuration sets (wake_s, whole
