@@ -43,7 +43,8 @@ func (n *Node) startRules(c Config, key *identity.Key) error {
 	}
 	n.rulesConf = c.Rules
 	all := append(slices.Clone(c.Rules), stored...)
-	n.rulesOut = rules.NewDispatcher(rules.DispatcherConfig{Rules: all, Key: key, Logger: log, Alert: n.ruleAlert(key)})
+	n.rulesOut = rules.NewDispatcher(rules.DispatcherConfig{Rules: all, Key: key, Logger: log, Alert: n.ruleAlert(key),
+		StateDir: RulesWebhooksDir(n.home)})
 	eng, err := rules.NewEngine(rules.Config{Rules: all, Fire: n.rulesOut.Fire, Logger: log})
 	if err != nil {
 		n.rulesOut.Close()
@@ -109,6 +110,10 @@ func (n *Node) startRules(c Config, key *identity.Key) error {
 	log.Info("rules running", "rules", len(all), "added", len(stored))
 	return nil
 }
+
+// RulesWebhooksDir is where a node's rules keep their webhooks' dead
+// letters (rules.WebhookDir of each rule under it).
+func RulesWebhooksDir(home string) string { return filepath.Join(home, "data", "rules", "webhooks") }
 
 // rulesSaveEvery is how often the rules engine's state is saved: a crash
 // loses at most this much of it (a clean stop saves it all).

@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"slices"
 	"time"
@@ -64,6 +65,9 @@ type Action struct {
 	Alert   bool     `toml:"alert,omitempty" json:"alert,omitempty"`
 	Timeout Duration `toml:"timeout,omitempty" json:"timeout,omitempty"` // per attempt; default 5s
 	Retries int      `toml:"retries,omitempty" json:"retries,omitempty"` // attempts after the first; default 3, at most 10
+	// Rate is the most deliveries a second to the webhook (default 10);
+	// past it deliveries wait their turn.
+	Rate float64 `toml:"rate,omitempty" json:"rate,omitempty"`
 }
 
 // AlertType is the content type of an alert record: a reading of the
@@ -123,6 +127,8 @@ func (r *Rule) Check(lim Limits) (*Condition, error) {
 		return nil, fmt.Errorf("rule %q: cooldown, clear_after and action.timeout may not be negative", r.Name)
 	case r.Action.Retries < 0 || r.Action.Retries > 10:
 		return nil, fmt.Errorf("rule %q: action.retries is %d; 0 to 10", r.Name, r.Action.Retries)
+	case r.Action.Rate < 0 || r.Action.Rate > 1000 || math.IsNaN(r.Action.Rate):
+		return nil, fmt.Errorf("rule %q: action.rate is %v; 0 (the default, 10) to 1000 deliveries a second", r.Name, r.Action.Rate)
 	}
 	if r.Action.Webhook != "" {
 		u, err := url.Parse(r.Action.Webhook)

@@ -31,8 +31,8 @@ func fleetCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("--org is required")
 			}
 			var err error
-			if o.Labels, err = client.ParseLabels(labels); err != nil {
-				return fmt.Errorf("--label: %w", err)
+			if o.Labels, err = parseLabels(labels); err != nil {
+				return err
 			}
 			base := g.client()
 			gws := []*client.Client{base}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thingnet/thingnet/client"
+	"github.com/thingnet/thingnet/export/webhook"
 	"github.com/thingnet/thingnet/node"
 	"github.com/thingnet/thingnet/record"
 	"github.com/thingnet/thingnet/rules"
@@ -23,7 +24,7 @@ import (
 // its gateway stores (docs/data.md, "Rules").
 func rulesCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "rules", Short: "Rules over windows of readings (and fleet rules over silent devices) that act when they become true: add, list, test, history"}
-	c.AddCommand(rulesListCmd(g), rulesTestCmd(g), rulesHistoryCmd(g), rulesAddCmd(g), rulesRemoveCmd(g))
+	c.AddCommand(rulesListCmd(g), rulesTestCmd(g), rulesHistoryCmd(g), rulesAddCmd(g), rulesRemoveCmd(g), rulesDeadLettersCmd(g))
 	return c
 }
 
@@ -291,4 +292,45 @@ func printFirings(w io.Writer, fired []rules.Firing) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%g\n", f.Time.UTC().Format(time.RFC3339Nano), f.Rule, f.Seq, f.Type, f.Value)
 	}
 	tw.Flush()
+}
+
+// rulesDeadLettersCmd is `thingnet rules dead-letters`: a rule's webhook
+// deliveries that failed every attempt, kept in the node's home.
+func rulesDeadLettersCmd(g *globals) *cobra.Command {
+	var home, name, drop string
+	c := &cobra.Command{
+		Use:   "dead-letters --rule NAME [--drop ID]",
+		Short: "List a rule's webhook deliveries that failed every attempt (in the node's home); --drop forgets one",
+		Long: `A rule's webhook delivery that fails every attempt (or is answered a 4xx
+other than 408 and 429) is kept as a dead letter in
+<home>/data/rules/webhooks/<hex of the rule's name>/dead-letters, as an
+export's are. Run it where the node runs.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if name == "" {
+				return fmt.Errorf("--rule NAME is required")
+			}
+			dl, err := webhook.OpenDeadLetters(rules.WebhookDir(node.RulesWebhooksDir(home), name))
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if drop != "" {
+				if err := dl.Drop(drop); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "dropped %s\n", drop)
+				return nil
+			}
+			letters, err := dl.List()
+			if err != nil {
+				return err
+			}
+			return g.print(out, letters, func(w io.Writer) { printLetters(w, letters) })
+		},
+	}
+	c.Flags().StringVar(&home, "home", defaultHome(), "the node's home")
+	c.Flags().StringVar(&name, "rule", "", "the rule")
+	c.Flags().StringVar(&drop, "drop", "", "forget this dead letter")
+	return c
 }
