@@ -17,6 +17,7 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 	"github.com/thingnet/thingnet/rules"
 )
 
@@ -44,7 +45,7 @@ func (n *Node) startRules(c Config, key *identity.Key) error {
 	n.rulesConf = c.Rules
 	all := append(slices.Clone(c.Rules), stored...)
 	n.rulesOut = rules.NewDispatcher(rules.DispatcherConfig{Rules: all, Key: key, Logger: log, Alert: n.ruleAlert(key),
-		StateDir: RulesWebhooksDir(n.home)})
+		Call: n.ruleCall, StateDir: RulesWebhooksDir(n.home)})
 	eng, err := rules.NewEngine(rules.Config{Rules: all, Fire: n.rulesOut.Fire, Logger: log})
 	if err != nil {
 		n.rulesOut.Close()
@@ -152,6 +153,23 @@ func (n *Node) ruleFirings(r *http.Request) (any, error) {
 		firings = n.rulesOut.History(device)
 	}
 	return map[string]any{"device": device, "firings": firings}, nil
+}
+
+// ruleCall makes a firing's agreement call: a tx signed by the gateway
+// key, sent through the gateway's tx queue; it returns once the tx is
+// committed (its result, refused or done, is in the agreement's history)
+// or dropped.
+func (n *Node) ruleCall(ctx context.Context, f rules.Firing, c rules.Call) error {
+	done := make(chan error, 1)
+	if err := n.gw.Enqueue(&record.AgreementCall{ID: c.Agreement, Transition: c.Transition, Args: c.Args}, func(err error) { done <- err }); err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // ruleAlert stores a firing as an alert record: a reading of the gateway

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"reflect"
@@ -41,7 +42,10 @@ type DispatcherConfig struct {
 	HistoryLen int
 	// Alert stores a firing as an alert record, for rules whose action
 	// asks for one (the node: a reading of its gateway, in its log).
-	Alert  func(context.Context, Firing) error
+	Alert func(context.Context, Firing) error
+	// Call makes an agreement call for rules whose action has one (the
+	// node: a tx signed by its gateway key, returning once committed).
+	Call   func(context.Context, Firing, Call) error
 	Logger *slog.Logger
 }
 
@@ -63,6 +67,7 @@ type Dispatcher struct {
 
 	fired, delivered, retried, failed, dropped atomic.Uint64
 	alerts, alertsFailed                       atomic.Uint64
+	calls, callsFailed                         atomic.Uint64
 	perRule                                    sync.Map // rule name -> *atomic.Uint64
 }
 
@@ -106,7 +111,7 @@ func (d *Dispatcher) SetRules(rs []Rule) {
 	}
 	keep := map[string]bool{}
 	for _, r := range rs {
-		if r.Action.Webhook == "" && !r.Action.Alert {
+		if r.Action.Webhook == "" && !r.Action.Alert && r.Action.Call == nil {
 			continue
 		}
 		keep[r.Name] = true
@@ -244,6 +249,9 @@ func (d *Dispatcher) run(ctx context.Context, w *worker) {
 			if w.rule.Action.Alert {
 				d.alert(ctx, f)
 			}
+			if c := w.rule.Action.Call; c != nil {
+				d.call(ctx, f, *c)
+			}
 			if w.rule.Action.Webhook != "" {
 				d.deliver(ctx, w, f)
 			}
@@ -264,6 +272,22 @@ func (d *Dispatcher) alert(ctx context.Context, f Firing) {
 		return
 	}
 	d.alerts.Add(1)
+}
+
+// call makes f's agreement call.
+func (d *Dispatcher) call(ctx context.Context, f Firing, c Call) {
+	if d.cfg.Call == nil {
+		d.callsFailed.Add(1)
+		d.cfg.Logger.Warn("rule agreement call not made: this node makes none", "rule", f.Rule, "subject", f.subject())
+		return
+	}
+	c.Args = maps.Clone(c.Args)
+	if err := d.cfg.Call(ctx, f, c); err != nil {
+		d.callsFailed.Add(1)
+		d.cfg.Logger.Warn("rule agreement call failed", "rule", f.Rule, "agreement", c.Agreement, "transition", c.Transition, "err", err)
+		return
+	}
+	d.calls.Add(1)
 }
 
 // deliver POSTs f to the rule's webhook (webhook.Deliverer.Send: 1 +
@@ -318,11 +342,12 @@ var (
 	descSkipped  = prometheus.NewDesc("thingnet_rules_readings_skipped_total", "Stored readings the rules engine skipped because it fell behind the gateway.", nil, nil)
 	descErrors   = prometheus.NewDesc("thingnet_rules_eval_errors_total", "Rule conditions that failed to evaluate (counted as false).", nil, nil)
 	descDevices  = prometheus.NewDesc("thingnet_rules_devices", "Devices with windows in memory.", nil, nil)
+	descCalls    = prometheus.NewDesc("thingnet_rules_calls_total", "Rule agreement calls by outcome (committed, failed).", []string{"outcome"}, nil)
 	descCensuses = prometheus.NewDesc("thingnet_rules_fleet_censuses_total", "Fleet censuses the fleet rules were evaluated on.", nil, nil)
 )
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFired, descWebhooks, descAlerts, descObserved, descSkipped, descErrors, descDevices, descCensuses} {
+	for _, d := range []*prometheus.Desc{descFired, descWebhooks, descAlerts, descObserved, descSkipped, descErrors, descDevices, descCensuses, descCalls} {
 		ch <- d
 	}
 }
@@ -340,6 +365,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descAlerts, prometheus.CounterValue, float64(c.d.alerts.Load()), "stored")
 	ch <- prometheus.MustNewConstMetric(descAlerts, prometheus.CounterValue, float64(c.d.alertsFailed.Load()), "failed")
+	ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(c.d.calls.Load()), "committed")
+	ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(c.d.callsFailed.Load()), "failed")
 	s := c.e.Stats()
 	ch <- prometheus.MustNewConstMetric(descObserved, prometheus.CounterValue, float64(s.Observed))
 	ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.CounterValue, float64(c.skipped()))

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -207,4 +208,33 @@ func TestWebhookRateAndIsolation(t *testing.T) {
 			t.Fatalf("the sixth delivery at rate 2/s (burst 2) came after %v; want 2s", took)
 		}
 	})
+}
+
+// TestCallAction: a rule's agreement call is made once per firing with
+// its arguments (whole numbers from JSON as ints); arguments that are not
+// ints, strings or bools are refused when the rule is checked.
+func TestCallAction(t *testing.T) {
+	key, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs File
+	if err := json.Unmarshal([]byte(`{"rules":[{"name":"r","org":"acme","when":"true","action":{"call":{"agreement":7,"transition":"alarm","args":{"level":2,"zone":"n"}}}}]}`), &rs); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckAll(rs.Rules, DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan Call, 2)
+	d := NewDispatcher(DispatcherConfig{Rules: rs.Rules, Key: key, Call: func(_ context.Context, _ Firing, c Call) error { got <- c; return nil }})
+	defer d.Close()
+	d.Fire(Firing{Rule: "r", Device: "d"})
+	c := <-got
+	if c.Agreement != 7 || c.Transition != "alarm" || c.Args["level"] != int64(2) || c.Args["zone"] != "n" {
+		t.Fatalf("call %+v; want agreement 7, alarm, level int64 2", c)
+	}
+	bad := Rule{Name: "b", Org: "acme", When: "true", Action: Action{Call: &Call{Agreement: 1, Transition: "t", Args: map[string]any{"x": 1.5}}}}
+	if _, err := bad.Check(DefaultLimits()); err == nil {
+		t.Fatal("a fractional argument was accepted")
+	}
 }

@@ -68,6 +68,40 @@ type Action struct {
 	// Rate is the most deliveries a second to the webhook (default 10);
 	// past it deliveries wait their turn.
 	Rate float64 `toml:"rate,omitempty" json:"rate,omitempty"`
+	// Call, if set, calls an agreement's transition with a tx signed by
+	// the node's gateway key ([rules.action.call]).
+	Call *Call `toml:"call,omitempty" json:"call,omitempty"`
+}
+
+// Call is an agreement call a firing makes: transition Transition of
+// agreement Agreement, with Args (ints, strings, bools), signed by the
+// node's gateway key — which must speak for a party the transition may be
+// called by (the gateway's device, or its organisation).
+type Call struct {
+	Agreement  uint64         `toml:"agreement" json:"agreement"`
+	Transition string         `toml:"transition" json:"transition"`
+	Args       map[string]any `toml:"args,omitempty" json:"args,omitempty"`
+}
+
+// check validates a call and makes its whole numbers int64 (JSON reads
+// them as float64).
+func (c *Call) check() error {
+	if c.Agreement == 0 || c.Transition == "" {
+		return errors.New("action.call needs agreement (its id) and transition")
+	}
+	for k, v := range c.Args {
+		switch x := v.(type) {
+		case int64, string, bool:
+		case float64:
+			if x != math.Trunc(x) || math.Abs(x) > 1<<53 {
+				return fmt.Errorf("action.call.args.%s is %v: arguments are ints, strings or bools", k, x)
+			}
+			c.Args[k] = int64(x)
+		default:
+			return fmt.Errorf("action.call.args.%s is a %T: arguments are ints, strings or bools", k, v)
+		}
+	}
+	return nil
 }
 
 // AlertType is the content type of an alert record: a reading of the
@@ -129,6 +163,11 @@ func (r *Rule) Check(lim Limits) (*Condition, error) {
 		return nil, fmt.Errorf("rule %q: action.retries is %d; 0 to 10", r.Name, r.Action.Retries)
 	case r.Action.Rate < 0 || r.Action.Rate > 1000 || math.IsNaN(r.Action.Rate):
 		return nil, fmt.Errorf("rule %q: action.rate is %v; 0 (the default, 10) to 1000 deliveries a second", r.Name, r.Action.Rate)
+	}
+	if c := r.Action.Call; c != nil {
+		if err := c.check(); err != nil {
+			return nil, fmt.Errorf("rule %q: %w", r.Name, err)
+		}
 	}
 	if r.Action.Webhook != "" {
 		u, err := url.Parse(r.Action.Webhook)

@@ -25,7 +25,9 @@ import (
 // organisation) adds a fleet rule to a running devnet node with `rules
 // add`; when more than one of the organisation's devices of a class goes
 // silent it fires once (one signed webhook delivery naming the class and
-// the count), /metrics counts the devices by organisation, class and state,
+// the count) and one agreement call signed by the gateway's key (the
+// agreement's history shows it), /metrics counts the devices by
+// organisation, class and state,
 // and after a restart the rule is still there and, its state restored,
 // does not fire again. Others may not add rules; `rules remove` removes it.
 func TestFleetRuleAddedToANode(t *testing.T) {
@@ -68,6 +70,29 @@ func TestFleetRuleAddedToANode(t *testing.T) {
 	}
 	restart()
 
+	// An agreement the gateway may call: it counts the alarms.
+	doc := filepath.Join(t.TempDir(), "alarms.yaml")
+	os.WriteFile(doc, []byte(`agreement: alarms
+parties:
+  watcher: device
+  owner: org
+state:
+  alarms: {type: int, init: '0'}
+transitions:
+  alarm:
+    on: {call: watcher}
+    args: {level: int}
+    when: args.level > 0
+    do:
+      - set: {alarms: state.alarms + args.level}
+`), 0o600)
+	out := run("agreement", "deploy", doc, "--key", "demo-admin", "--party", "watcher=device:"+d.Gateway(0).ID(), "--party", "owner=org:demo")
+	m := regexp.MustCompile(`agreement (\d+) deployed`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("deploy: %s", out)
+	}
+	agreement := m[1]
+
 	file := filepath.Join(t.TempDir(), "quiet.toml")
 	os.WriteFile(file, []byte(`
 [[rules]]
@@ -79,6 +104,10 @@ class = "fsensor"
 silent_over = 1
 [rules.action]
 webhook = "`+hook.URL+`"
+[rules.action.call]
+agreement = `+agreement+`
+transition = "alarm"
+args = { level = 2 }
 `), 0o600)
 	if out, err := cli(t, node0, ks, "rules", "add", "--rule", file); err == nil || !strings.Contains(out+err.Error(), "unauthenticated") {
 		t.Fatalf("rules add without an identity: %v\n%s", err, out)
@@ -114,6 +143,13 @@ webhook = "`+hook.URL+`"
 	mu.Unlock()
 	if err != nil || got.Rule != "quiet" || got.Class != "fsensor" || got.Value != 2 || got.Type != rules.FleetType {
 		t.Fatalf("delivery %+v, %v; want rule quiet, class fsensor, 2 silent", got, err)
+	}
+	waitFor(t, "the agreement call", func() bool {
+		out, err := cli(t, node0, ks, "agreement", "history", agreement)
+		return err == nil && strings.Contains(out, "call alarm")
+	})
+	if out := run("-o", "json", "agreement", "show", agreement); !regexp.MustCompile(`"alarms":\s*2\b`).MatchString(out) {
+		t.Fatalf("agreement show after the call: want alarms 2\n%s", out)
 	}
 	metrics := func() string {
 		resp, err := http.Get(node0 + "/metrics")
