@@ -43,6 +43,11 @@ type SavedWin struct {
 	Values []float64 `json:"v"`
 }
 
+// MaxSavedPoints bounds the window points a saved state holds (about 40
+// bytes of JSON each): past it the windows are not saved at all (the
+// states are), and fill again after a restart.
+const MaxSavedPoints = 2_000_000
+
 // State is a copy of the engine's states and windows, in a stable order.
 func (e *Engine) State() *Saved {
 	e.mu.Lock()
@@ -51,7 +56,18 @@ func (e *Engine) State() *Saved {
 	for k, st := range e.state {
 		s.States = append(s.States, SavedState{Rule: k.rule, Subject: k.device, Active: st.active, LastFire: st.lastFire, FalseSince: st.falseSince})
 	}
-	for id, w := range e.devs {
+	points := 0
+	for _, w := range e.devs {
+		for _, ps := range w.byType {
+			points += len(ps)
+		}
+	}
+	devs := e.devs
+	if points > MaxSavedPoints {
+		e.cfg.Logger.Warn("rules state: the windows are too large to save; only the states are", "points", points, "max", MaxSavedPoints)
+		devs = nil
+	}
+	for id, w := range devs {
 		for typ, ps := range w.byType {
 			sw := SavedWin{Device: id, Type: typ, Times: make([]int64, len(ps)), Values: make([]float64, len(ps))}
 			for i, p := range ps {
