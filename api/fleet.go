@@ -16,12 +16,15 @@ func (s *Server) fleetRoutes() {
 	s.handle("GET /v1/fleet/{org}", s.getFleet)
 }
 
-// SetFleetCensus gives the server its gateway's fleet census: the counts
-// GET /v1/fleet/{org} shows to callers who are not signed in.
-func (s *Server) SetFleetCensus(census func() (*fleet.Summary, error)) {
+// SetFleetCensus gives the server its gateway's fleet census (the counts
+// GET /v1/fleet/{org} shows to callers who are not signed in) and its
+// tracker's hint of where each device's latest readings start
+// (fleet.Tracker.Since), so that the signed-in view reads a page per
+// device, not its whole look-back.
+func (s *Server) SetFleetCensus(census func() (*fleet.Summary, error), since func(device string) time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.census = census
+	s.census, s.since = census, since
 }
 
 // getFleet answers GET /v1/fleet/{org}?class=&label=k=v&missed=&wake=: the
@@ -57,6 +60,9 @@ func (s *Server) getFleet(r *http.Request) (any, error) {
 		}
 		o.Wake = d
 	}
+	s.mu.Lock()
+	o.Since = s.since
+	s.mu.Unlock()
 	c := client.New("http://" + r.Host) // the transport serves it in process; the name is this node's
 	c.HTTP = &http.Client{Transport: selfTransport{h: s.mux, auth: r.Header.Get("Authorization")}}
 	f, err := client.FleetHealth(r.Context(), []*client.Client{c}, r.PathValue("org"), o)

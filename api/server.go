@@ -38,6 +38,7 @@ type Server struct {
 	patterns   []string // every route served, for Routes
 	stats      requestStats
 	census     func() (*fleet.Summary, error) // the gateway's fleet census (fleet.go); nil without one
+	since      func(device string) time.Time  // its tracker's hint (fleet.Tracker.Since)
 }
 
 // New builds the API over a ledger application and its CometBFT node's client.

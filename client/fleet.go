@@ -36,7 +36,12 @@ type FleetOptions struct {
 	LookBack time.Duration     // how far back readings are read; default 24 h
 	Class    string            // only this class ("" all)
 	Labels   map[string]string // only devices with all these labels
-	Limit    int               // at most this many devices (default 1,000)
+	// Since, if set, is a hint for a one-gateway view: a time at or before
+	// the device's latest reading and latest status report at that
+	// gateway (zero: unknown), from which its readings are read instead of
+	// from Now − LookBack — a page instead of a day of readings.
+	Since func(device string) time.Time
+	Limit int // at most this many devices (default 1,000)
 }
 
 // DeviceHealth is one device's health as the gateways asked see it.
@@ -103,8 +108,14 @@ func FleetHealth(ctx context.Context, gws []*Client, org string, o FleetOptions)
 		if des, err := gws[0].Desired(ctx, d.ID); err == nil {
 			h.Wake = WakeOf(des.Settings, o.Wake)
 		}
+		from := o.Now.Add(-o.LookBack)
+		if o.Since != nil && len(gws) == 1 {
+			if t := o.Since(d.ID); t.After(from) {
+				from = t
+			}
+		}
 		for _, gw := range gws {
-			last, st, err := lastReading(ctx, gw, d.ID, o.Now.Add(-o.LookBack))
+			last, st, err := lastReading(ctx, gw, d.ID, from)
 			if err != nil {
 				return nil, fmt.Errorf("readings of %s at %s: %w", d.ID, gw.BaseURL, err)
 			}

@@ -99,6 +99,22 @@ func (t *Tracker) Seen(device string) (Seen, bool) {
 	return *s, true
 }
 
+// Since is the earlier of device's latest reading time and its latest
+// status report's (zero if the tracker does not know it): reading its
+// readings from there finds both (client.FleetOptions.Since).
+func (t *Tracker) Since(device string) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.seen[device]
+	if s == nil {
+		return time.Time{}
+	}
+	if st, ok := t.status[device]; ok && st.Before(s.Time) {
+		return st
+	}
+	return s.Time
+}
+
 // Len is how many devices the tracker knows.
 func (t *Tracker) Len() int {
 	t.mu.Lock()

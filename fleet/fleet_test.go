@@ -105,3 +105,21 @@ func BenchmarkClassify1000(b *testing.B) {
 		tr.Classify(devs, 5*time.Second, 3, t0)
 	}
 }
+
+// TestSince: the hint is the earlier of the latest reading and the latest
+// status report, so that reading from it finds both.
+func TestSince(t *testing.T) {
+	tr := NewTracker(0)
+	if !tr.Since("a").IsZero() {
+		t.Fatal("an unknown device has a hint")
+	}
+	tr.Observe(client.ReadingItem{Device: "a", Time: t0.Add(-time.Minute), ContentType: record.ContentStatus, Bytes: status(t, 50, "1")})
+	tr.Observe(client.ReadingItem{Device: "a", Time: t0, ContentType: "temperature"})
+	if got := tr.Since("a"); !got.Equal(t0.Add(-time.Minute)) {
+		t.Fatalf("Since = %v; want the status report's time", got)
+	}
+	tr.Observe(client.ReadingItem{Device: "b", Time: t0, ContentType: "temperature"})
+	if got := tr.Since("b"); !got.Equal(t0) {
+		t.Fatalf("Since = %v; want the latest reading's time", got)
+	}
+}

@@ -161,7 +161,7 @@ func Start(home string, c Config, logger *slog.Logger, opts ...Option) (*Node, e
 			reg.Gateway(n.gw)
 			reg.Register(n.rulesOut.Collector(n.rules, n.rulesSkipped))
 			reg.Fleet(n.census.Summary)
-			n.api.SetFleetCensus(n.census.Summary)
+			n.api.SetFleetCensus(n.census.Summary, n.fleet.Since)
 			n.mountRules()
 		}
 		if n.broker != nil {
