@@ -29,7 +29,8 @@ import (
 // agreement's history shows it), /metrics counts the devices by
 // organisation, class and state,
 // and after a restart the rule is still there and, its state restored,
-// does not fire again. Others may not add rules; `rules remove` removes it.
+// does not fire again (and the gateway, seeded from its data log, still
+// counts the two silent). Others may not add rules; `rules remove` removes it.
 func TestFleetRuleAddedToANode(t *testing.T) {
 	d, node0, ks := testDevnet(t, 1)
 	run := func(args ...string) string { return mustCLI(t, node0, ks, args...) }
@@ -176,6 +177,10 @@ args = { level = 2 }
 	})
 	if n := deliveries(); n != 1 {
 		t.Fatalf("%d deliveries after a restart; want still 1 (the rule's state survives it)", n)
+	}
+	// The tracker was seeded from the data log: the two are still silent, not never.
+	if m := metrics(); !strings.Contains(m, `thingnet_fleet_devices{class="fsensor",org="demo",state="silent"} 2`) {
+		t.Fatalf("after a restart, the fleet metrics lost the last-seen times:\n%s", regexp.MustCompile(`(?m)^thingnet_fleet_devices.*fsensor.*$`).FindAllString(m, -1))
 	}
 	if out := run("--identity", "demo-admin", "rules", "list", "--running"); !strings.Contains(out, "quiet") {
 		t.Fatalf("after a restart, rules list --running:\n%s", out)
