@@ -1,4 +1,4 @@
-.PHONY: test build device-boards fuzz bench bench-retention bench-audit bench-explorer devnet e2e web-vendor web-vendor-check
+.PHONY: test build device-boards fuzz bench bench-retention bench-growth soak bench-audit bench-explorer devnet e2e web-vendor web-vendor-check
 
 test: ## the whole test suite (what CI runs)
 	./scripts/test
@@ -28,6 +28,12 @@ bench: ## ledger throughput next to the bare CometBFT kvstore baseline
 
 bench-retention: ## a gateway's disk under a retention period levels off (docs/benchmarks.md)
 	THINGNET_BENCH=1 go test ./gateway -run TestRetentionDiskBound -count=1 -v
+
+bench-growth: ## a gateway's disk per simulated day with and without archiving (docs/benchmarks.md)
+	THINGNET_BENCH=1 go test ./gateway -run TestGrowth -count=1 -v -timeout 30m
+
+soak: ## an accelerated month of archiving: the gateway's log stays under its bound (docs/benchmarks.md)
+	THINGNET_SOAK_DAYS=30 go test ./gateway -run TestGrowth -count=1 -v -timeout 60m
 
 bench-audit: ## export and offline verification of a 100,000-reading audit bundle (docs/benchmarks.md)
 	go test ./auditbundle -run '^$$' -bench BenchmarkBundle -benchtime 1x -count=1 -timeout 30m

@@ -22,6 +22,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/datalog"
 	"github.com/thingnet/thingnet/gateway"
+	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/record"
 )
@@ -59,6 +60,13 @@ type Config struct {
 	// Compare is the API URL of another node of the network: the last
 	// block's hash must be that node's (empty: no comparison).
 	Compare string
+	// Segments, if set, fetches the segments of the log's archived
+	// ranges (e.g. a node's GET /v1/content/{cid}: files.Client.Fetch),
+	// which are then checked; nil: archived ranges are listed unchecked.
+	Segments gateway.SegmentFetch
+	// GatewayKey opens the segments (they are sealed to it); nil: only
+	// their digests are checked.
+	GatewayKey *identity.Key
 }
 
 // Store audits the stores of a stopped node. An error means the audit
@@ -139,11 +147,16 @@ func Store(ctx context.Context, c Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the ledger state at height %d: %w", at, err)
 	}
-	lr, err := gateway.CheckLog(gwDir, gwID, st)
+	lr, err := gateway.CheckLogWith(ctx, gwDir, gwID, st, c.Segments, c.GatewayKey)
 	if err != nil {
 		return nil, err
 	}
 	rep.Readings = lr
+	if len(lr.Archived) > 0 && c.Segments == nil {
+		rep.Skipped = append(rep.Skipped, fmt.Sprintf("archived segments: %d ranges are listed, not fetched (--segments URL of a node fetches and checks them)", len(lr.Archived)))
+	} else if len(lr.Archived) > 0 && c.GatewayKey == nil {
+		rep.Skipped = append(rep.Skipped, "archived segments: their digests are checked, not their entries (they are sealed to the gateway's key, which could not be loaded: set THINGNET_GATEWAY_PASSPHRASE)")
+	}
 	for _, a := range lr.AnchorList {
 		if at == 0 {
 			break
@@ -169,6 +182,8 @@ func Store(ctx context.Context, c Config) (*Report, error) {
 			what = "payload/signature"
 		case datalog.FindTombstone:
 			what = "tombstone" // removed, and said erased without a ledger erasure or retention that covers it
+		case gateway.FindArchive, gateway.FindSegment:
+			item = fmt.Sprintf("entries from %d", f.Index)
 		}
 		rep.Alterations = append(rep.Alterations, Alteration{Store: "readings", Item: item, What: what, Detail: f.Detail})
 	}
@@ -186,6 +201,9 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "readings: gateway %s, %d entries, %d anchors up to size %d\n", l.Gateway, l.Size, l.Anchors, l.Anchored)
 		if len(l.Erased) > 0 {
 			fmt.Fprintf(w, "erased:   %s\n", erasedSummary(l.Erased))
+		}
+		for _, a := range l.Archived {
+			fmt.Fprintf(w, "archived: entries %d..%d in segment %s: %s\n", a.First, a.First+a.Count-1, a.CID, a.Status)
 		}
 		if a := l.FirstBadAnchor; a != nil {
 			fmt.Fprintf(w, "          first bad anchor: size %d at height %d\n", a.Size, a.Height)

@@ -46,6 +46,12 @@ func (e *Error) Error() string {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, contentType string, out any) error {
+	return c.doMax(ctx, method, path, body, contentType, out, 64<<20)
+}
+
+// doMax is do reading an answer of at most max bytes; a longer one is an
+// error, never cut short silently.
+func (c *Client) doMax(ctx context.Context, method, path string, body io.Reader, contentType string, out any, max int64) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
 	if err != nil {
 		return err
@@ -65,9 +71,12 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 		return fmt.Errorf("cannot reach the node at %s (is it running? check --node): %w", c.BaseURL, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
 	if err != nil {
 		return fmt.Errorf("reading the answer of %s: %w", path, err)
+	}
+	if int64(len(b)) > max {
+		return fmt.Errorf("the answer of %s is over %d MiB: ask for less (a smaller page)", path, max>>20)
 	}
 	if resp.StatusCode >= 300 {
 		var eb ErrorBody

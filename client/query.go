@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"time"
@@ -33,6 +34,11 @@ type ReadingQuery struct {
 	Limit int
 	// Cursor resumes after the previous page (QueryAnswer.Next).
 	Cursor string
+	// Format is the answer's encoding: FormatJSON (rows, the default),
+	// FormatColumns (buckets as Series) or FormatCSV (not for
+	// QueryReadings, which decodes JSON); "" lets the Accept header
+	// decide.
+	Format string
 }
 
 // Query axes and limits.
@@ -41,24 +47,59 @@ const (
 	AxisReceived      = "received" // the time the gateway received them (entries of layout 3)
 	BucketRaw         = "raw"
 	DefaultQueryLimit = 1000
-	MaxQueryLimit     = 10000
-	maxQueryMillis    = 253402300799999 // 9999-12-31T23:59:59.999Z, the readings' latest time
+	MaxQueryLimit     = 10000 // of raw readings a page
+	// MaxBucketQueryLimit is the most buckets a page holds: a year of
+	// minute buckets (525,600) and more, in one request.
+	MaxBucketQueryLimit = 1_000_000
+	FormatJSON          = "json"
+	FormatCSV           = "csv"
+	FormatColumns       = "columns"
+	maxQueryMillis      = 253402300799999 // 9999-12-31T23:59:59.999Z, the readings' latest time
+	// maxQueryAnswer bounds the bytes of a page QueryReadings reads: a
+	// page of a million buckets in rows is about 270 MB.
+	maxQueryAnswer = 512 << 20
 )
 
 // QueryAnswer is a page of GET /v1/readings/query. Items (raw) or Buckets
 // hold what the caller may read; Withheld counts the devices of the class
 // or organisation it may not read, skipped. Next is the cursor of the
 // following page, empty on the last.
+//
+// Buckets asked for with format=columns come in Series instead of
+// Buckets.
 type QueryAnswer struct {
 	Gateway  string          `json:"gateway"`
 	Axis     string          `json:"time"`
 	Bucket   string          `json:"bucket"`
 	Items    []ReadingItem   `json:"items,omitempty"`
 	Buckets  []rollup.Bucket `json:"buckets,omitempty"`
+	Series   []Series        `json:"series,omitempty"`
 	Devices  int             `json:"devices"`
 	Withheld int             `json:"withheld,omitempty"`
 	Next     string          `json:"next,omitempty"`
 }
+
+// Series is a page's buckets of one device and content type in columns
+// (format=columns, docs/data.md): bucket i starts at T[i] (Unix ms) and
+// holds Count[i] readings, their Min[i], Max[i], Sum[i], Mean[i] and
+// Last[i]. Sum and Mean are NaN (null in JSON) where the sum overflows.
+// A series holds at most 8,192 buckets: a longer run of a device's
+// buckets of one type comes as consecutive series of the same device and
+// type, as does a run that goes on in the next page.
+type Series struct {
+	Device string `json:"device"`
+	Type   string `json:"type"`
+	T      Ints   `json:"t"`
+	Count  Ints   `json:"count"`
+	Min    Floats `json:"min"`
+	Max    Floats `json:"max"`
+	Sum    Floats `json:"sum"`
+	Mean   Floats `json:"mean"`
+	Last   Floats `json:"last"`
+}
+
+// Len is the number of buckets in s.
+func (s *Series) Len() int { return len(s.T) }
 
 // Values is q as query parameters: times as Unix milliseconds.
 func (q ReadingQuery) Values() url.Values {
@@ -88,6 +129,7 @@ func (q ReadingQuery) Values() url.Values {
 		v.Set("limit", strconv.Itoa(q.Limit))
 	}
 	set("cursor", q.Cursor)
+	set("format", q.Format)
 	return v
 }
 
@@ -106,7 +148,7 @@ func ParseReadingQuery(v url.Values) (ReadingQuery, error) {
 		}
 	}
 	q := ReadingQuery{Device: v.Get("device"), Class: v.Get("class"), Org: v.Get("org"), Type: v.Get("type"),
-		Axis: v.Get("time"), Bucket: v.Get("bucket"), Cursor: v.Get("cursor")}
+		Axis: v.Get("time"), Bucket: v.Get("bucket"), Cursor: v.Get("cursor"), Format: v.Get("format")}
 	n := 0
 	for _, s := range []string{q.Device, q.Class, q.Org} {
 		if s != "" {
@@ -145,10 +187,23 @@ func ParseReadingQuery(v url.Values) (ReadingQuery, error) {
 			return q, err
 		}
 	}
+	switch q.Format {
+	case "", FormatJSON, FormatCSV:
+	case FormatColumns:
+		if q.Bucket == BucketRaw {
+			return q, errors.New("format columns is for buckets: add bucket=1m, 1h or 1d")
+		}
+	default:
+		return q, fmt.Errorf("format %q: want json, csv or columns", q.Format)
+	}
 	q.Limit = DefaultQueryLimit
 	if s := v.Get("limit"); s != "" {
-		if q.Limit, err = strconv.Atoi(s); err != nil || q.Limit < 1 || q.Limit > MaxQueryLimit {
-			return q, fmt.Errorf("limit %q: want 1 to %d (page on with cursor)", s, MaxQueryLimit)
+		most := MaxQueryLimit
+		if q.Bucket != BucketRaw {
+			most = MaxBucketQueryLimit
+		}
+		if q.Limit, err = strconv.Atoi(s); err != nil || q.Limit < 1 || q.Limit > most {
+			return q, fmt.Errorf("limit %q: want 1 to %d (page on with cursor)", s, most)
 		}
 	}
 	if q.Cursor != "" {
@@ -220,8 +275,11 @@ func truncate(s string, n int) string {
 
 // QueryReadings asks for one page of a query (GET /v1/readings/query).
 func (c *Client) QueryReadings(ctx context.Context, q ReadingQuery) (*QueryAnswer, error) {
+	if q.Format == FormatCSV {
+		return nil, errors.New("query: QueryReadings decodes JSON: ask for format json or columns (WriteQueryCSV writes CSV)")
+	}
 	var a QueryAnswer
-	if err := c.Get(ctx, "/v1/readings/query?"+q.Values().Encode(), &a); err != nil {
+	if err := c.doMax(ctx, http.MethodGet, "/v1/readings/query?"+q.Values().Encode(), nil, "", &a, maxQueryAnswer); err != nil {
 		return nil, fmt.Errorf("query of %s: %w", c.BaseURL, err)
 	}
 	return &a, nil

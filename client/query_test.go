@@ -18,25 +18,31 @@ func TestParseReadingQuery(t *testing.T) {
 		t.Fatalf("parsed %+v; want %+v", q, want)
 	}
 	for raw, wantErr := range map[string]string{
-		"":                                "exactly one",
-		"device=a&org=b":                  "exactly one",
-		"device=a&bucket=2h":              "bucket",
-		"device=a&time=server":            "time",
-		"device=a&limit=0":                "limit",
-		"device=a&limit=10001":            "limit",
-		"device=a&from=5&to=5":            "before",
-		"device=a&from=-1":                "1970",
-		"device=a&to=yesterday":           "RFC 3339",
-		"device=a&cursor=xyz":             "cursor",
-		"device=a&device=b":               "2 times",
-		"device=a&colour=blue":            "unknown parameter",
-		"device=a&from=99999999999999999": "1970",
-		"device=a&cursor=eyJkIjoiIn0":     "cursor",
+		"":                                 "exactly one",
+		"device=a&org=b":                   "exactly one",
+		"device=a&bucket=2h":               "bucket",
+		"device=a&time=server":             "time",
+		"device=a&limit=0":                 "limit",
+		"device=a&limit=10001":             "limit",
+		"device=a&from=5&to=5":             "before",
+		"device=a&from=-1":                 "1970",
+		"device=a&to=yesterday":            "RFC 3339",
+		"device=a&cursor=xyz":              "cursor",
+		"device=a&device=b":                "2 times",
+		"device=a&colour=blue":             "unknown parameter",
+		"device=a&from=99999999999999999":  "1970",
+		"device=a&cursor=eyJkIjoiIn0":      "cursor",
+		"device=a&bucket=1m&limit=1000001": "limit",
+		"device=a&format=columns":          "for buckets",
+		"device=a&format=xml":              "format",
 	} {
 		v, _ := url.ParseQuery(raw)
 		if _, err := ParseReadingQuery(v); err == nil || !strings.Contains(err.Error(), wantErr) {
 			t.Errorf("%q: %v; want an error saying %q", raw, err, wantErr)
 		}
+	}
+	if q, err := ParseReadingQuery(url.Values{"device": {"a"}, "bucket": {"1m"}, "limit": {"1000000"}, "format": {"columns"}}); err != nil || q.Limit != MaxBucketQueryLimit || q.Format != FormatColumns {
+		t.Errorf("a page of a million minute buckets in columns = %+v, %v", q, err)
 	}
 	c := Cursor{Device: "did:key:z6Mk", Type: "t", Time: 5, Index: 7, Item: 2}
 	if got, err := DecodeCursor(c.Encode()); err != nil || got != c {
@@ -51,6 +57,7 @@ func FuzzParseReadingQuery(f *testing.F) {
 	for _, s := range []string{
 		"device=did:key:z6Mk&bucket=1m&from=0&to=1000",
 		"class=sensor&time=received&bucket=1d&limit=10&format=csv",
+		"device=x&bucket=1m&limit=600000&format=columns",
 		"org=acme&type=temperature/celsius&from=2026-12-01T00:00:00Z&to=2026-12-02T00:00:00.123456Z",
 		"device=x&cursor=" + Cursor{Device: "x", Time: 9, Index: 3, Item: 1}.Encode(),
 		"device=x&from=253402300799999",
@@ -67,7 +74,7 @@ func FuzzParseReadingQuery(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if q.Limit < 1 || q.Limit > MaxQueryLimit || (q.Device == "") == (q.Class == "" && q.Org == "") && q.Device == "" {
+		if q.Limit < 1 || q.Limit > MaxBucketQueryLimit || q.Bucket == BucketRaw && q.Limit > MaxQueryLimit || (q.Device == "") == (q.Class == "" && q.Org == "") && q.Device == "" {
 			t.Fatalf("accepted %q as %+v", raw, q)
 		}
 		again, err := ParseReadingQuery(q.Values())

@@ -39,12 +39,24 @@ type CheckReport struct {
 	Stored uint64 // entries stored (below and beyond Size)
 	// Erased lists the entries below Size that were erased (their
 	// tombstone stands in their place), in index order.
-	Erased   []Erased
+	Erased []Erased
+	// Archived lists the archived ranges (archive.go), in order: their
+	// entries not stored are not missing, their segments hold them.
+	Archived []ArchivedRange
 	Findings []Finding
 	// leaves are the leaf hashes of the entries as stored now (for a missing
 	// entry, the stored leaf hash, or zeros): the tree a verifier gets
 	// from this store.
 	leaves [][HashSize]byte
+}
+
+// Leaf returns the leaf hash of entry i as Check found it (for an entry
+// not stored, the leaf hash stored when it was appended).
+func (r *CheckReport) Leaf(i uint64) ([HashSize]byte, error) {
+	if i >= uint64(len(r.leaves)) {
+		return [HashSize]byte{}, fmt.Errorf("%w: entry %d of a log of %d checked entries", ErrNotFound, i, len(r.leaves))
+	}
+	return r.leaves[i], nil
 }
 
 // Roots returns the RFC 6962 roots, over the entries as stored now, of the
@@ -134,6 +146,25 @@ func Check(c CheckConfig) (*CheckReport, error) {
 		}
 	}
 
+	if err := scanArchived(db, func(r ArchivedRange) bool {
+		rep.Archived = append(rep.Archived, r)
+		return true
+	}); err != nil {
+		add(Finding{Kind: FindState, Detail: err.Error()})
+	}
+	archived := func(i uint64) bool {
+		k, found := slices.BinarySearchFunc(rep.Archived, i, func(r ArchivedRange, i uint64) int {
+			switch {
+			case r.End() <= i:
+				return -1
+			case r.First > i:
+				return 1
+			}
+			return 0
+		})
+		return found && k >= 0
+	}
+
 	// Entries: stored ones, in index order.
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixEntry}, UpperBound: []byte{prefixEntry + 1}})
 	if err != nil {
@@ -164,6 +195,8 @@ func Check(c CheckConfig) (*CheckReport, error) {
 						add(Finding{Kind: kind, Index: next, Detail: detail})
 					}
 				}
+			case archived(next):
+				// In its segment: the audit checks the segments.
 			default:
 				add(Finding{Kind: FindMissing, Index: next, Detail: fmt.Sprintf("entry %d of a log of size %d is not stored", next, rep.Size)})
 			}

@@ -16,6 +16,7 @@
 //	'n' | level (1 byte) | index (8)    -> hash of a perfect subtree node
 //	's'                                 -> the log's state (size and compact range)
 //	't' | index (8 bytes)               -> tombstone of an erased entry
+//	'a' | end (8 bytes)                 -> first (8 bytes): an archived range
 //
 // The hash of every perfect subtree is written once, when it completes, so any
 // root, inclusion proof or consistency proof for any past size is O(log n)
@@ -30,4 +31,12 @@
 // erased entry's place ([Log.Entry] answers an [ErasedError] holding it).
 // Erase flushes and compacts the erased range, and the store never
 // recycles a write-ahead log, so that no file under Dir keeps the bytes.
+//
+// # Archiving
+//
+// [Log.CutSegment] packs a range of entries into a [Segment] (its wire
+// format is in segment.go and docs/protocol.md) and [Log.Archive] then
+// removes their bytes, keeping leaf and subtree hashes as erasure does;
+// [Log.Entry] answers an [ArchivedError] naming the range, and the caller
+// reads the entry from the segment, checked with [Log.CheckSegment].
 package datalog

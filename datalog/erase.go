@@ -87,9 +87,18 @@ func (l *Log) Erase(tombs []Tomb) (int, error) {
 			return 0, err
 		}
 		if !ok {
-			continue // erased before
-		}
-		if err := b.Delete(entryKey(t.Index), nil); err != nil {
+			// Erased before, or archived: an archived entry gets its
+			// tombstone, which then answers for it (Entry).
+			if erased, err := l.has(tombKey(t.Index)); err != nil || erased {
+				if err != nil {
+					return 0, err
+				}
+				continue
+			}
+			if _, archived, err := l.archivedRange(t.Index); err != nil || !archived {
+				return 0, fmt.Errorf("%w: entry %d to erase is missing (%v)", ErrCorrupt, t.Index, err)
+			}
+		} else if err := b.Delete(entryKey(t.Index), nil); err != nil {
 			return 0, err
 		}
 		if err := b.Set(tombKey(t.Index), t.Tombstone, nil); err != nil {

@@ -9,11 +9,12 @@ import (
 // Key prefixes of the Pebble store. Integers in keys are big-endian so that
 // keys sort in index order.
 const (
-	prefixEntry byte = 'e' // 'e' | index (8 bytes) -> entry bytes
-	prefixNode  byte = 'n' // 'n' | level (1) | index (8) -> perfect subtree hash
-	prefixState byte = 's' // 's' -> encoded state (see state.go)
-	prefixTomb  byte = 't' // 't' | index (8 bytes) -> tombstone of an erased entry (erase.go)
-	prefixWAL   byte = 'w' // 'w' -> empty; written to rotate the write-ahead log (erase.go)
+	prefixEntry   byte = 'e' // 'e' | index (8 bytes) -> entry bytes
+	prefixNode    byte = 'n' // 'n' | level (1) | index (8) -> perfect subtree hash
+	prefixState   byte = 's' // 's' -> encoded state (see state.go)
+	prefixTomb    byte = 't' // 't' | index (8 bytes) -> tombstone of an erased entry (erase.go)
+	prefixWAL     byte = 'w' // 'w' -> empty; written to rotate the write-ahead log (erase.go)
+	prefixArchive byte = 'a' // 'a' | end (8 bytes) -> first (8 bytes): an archived range (archive.go)
 )
 
 // walMarkKey is the key purge writes to rotate the write-ahead log.

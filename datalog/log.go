@@ -166,8 +166,9 @@ func (l *Log) Root() (size uint64, root [HashSize]byte) {
 }
 
 // Entry returns a copy of entry i. It returns an error wrapping ErrNotFound
-// if i is not below the log's size, and an *ErasedError (ErrErased) if
-// the entry was erased.
+// if i is not below the log's size, an *ErasedError (ErrErased) if the
+// entry was erased, and an *ArchivedError (ErrArchived) if its bytes were
+// archived.
 func (l *Log) Entry(i uint64) ([]byte, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -182,17 +183,27 @@ func (l *Log) Entry(i uint64) ([]byte, error) {
 		if t, terr := l.get(tombKey(i)); terr == nil {
 			return nil, &ErasedError{Index: i, Tombstone: t}
 		}
+		if r, ok, aerr := l.archivedRange(i); aerr != nil {
+			return nil, aerr
+		} else if ok {
+			return nil, &ArchivedError{Index: i, Range: r}
+		}
 		return nil, fmt.Errorf("%w: entry %d of a log of size %d is missing", ErrCorrupt, i, l.size)
 	}
 	return e, err
 }
 
-// stored reports whether entry i is stored, or erased with its tombstone.
+// stored reports whether entry i is stored, or erased with its tombstone,
+// or archived.
 func (l *Log) stored(i uint64) (bool, error) {
 	if ok, err := l.has(entryKey(i)); err != nil || ok {
 		return ok, err
 	}
-	return l.has(tombKey(i))
+	if ok, err := l.has(tombKey(i)); err != nil || ok {
+		return ok, err
+	}
+	_, ok, err := l.archivedRange(i)
+	return ok, err
 }
 
 // Close closes the log, waiting for Appends and reads in progress. It is

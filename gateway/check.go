@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -48,6 +49,29 @@ type LogReport struct {
 	// retention. A tombstone that does not check is a finding
 	// (datalog.FindTombstone), and is listed here too.
 	Erased []ErasedEntry `json:"erased,omitempty"`
+	// Archived lists the archived ranges (archive.go) with what the
+	// audit could check of their segments.
+	Archived []ArchivedSegment `json:"archived,omitempty"`
+}
+
+// What an ArchivedSegment's check found, and the finding kinds of
+// archiving.
+const (
+	SegmentChecked    = "checked"        // fetched; digest, leaf hashes and signatures check
+	SegmentNotFetched = "not_fetched"    // no way to fetch it was given
+	SegmentDigest     = "digest_checked" // fetched, its digest checks; not opened (no gateway key given)
+	FindArchive       = "archive"        // entries dropped as archived that the ledger records no segment of
+	FindSegment       = "segment"        // a segment that was lost or does not check
+)
+
+// ArchivedSegment is an archived range the audit found, with its ledger
+// record's CID and its segment's state: SegmentChecked,
+// SegmentNotFetched, or why it is unavailable.
+type ArchivedSegment struct {
+	First  uint64 `json:"first"`
+	Count  uint64 `json:"count"`
+	CID    string `json:"cid,omitempty"`
+	Status string `json:"status"`
 }
 
 // ErasedEntry is an erased entry the audit found.
@@ -71,6 +95,17 @@ type ErasedEntry struct {
 // by the anchors and, unless the attacker holds the devices' keys, by the
 // signatures.
 func CheckLog(dir, gatewayID string, st *ledger.State) (*LogReport, error) {
+	return CheckLogWith(context.Background(), dir, gatewayID, st, nil, nil)
+}
+
+// CheckLogWith is CheckLog that also fetches, with fetch (nil: none), the
+// segments of the archived ranges, and checks them as reads do (their
+// digest against the ledger, their leaf hashes against the log) and their
+// entries as stored ones (decoding, signatures); segments are sealed to
+// the gateway's key: without it (nil) only their digests are checked.
+// Entries dropped as archived without a ledger record, and segments lost
+// or altered, are findings.
+func CheckLogWith(ctx context.Context, dir, gatewayID string, st *ledger.State, fetch SegmentFetch, key *identity.Key) (*LogReport, error) {
 	rep := &LogReport{Gateway: gatewayID}
 	var anchors []record.Anchor
 	for next := uint64(0); ; {
@@ -150,6 +185,40 @@ func CheckLog(dir, gatewayID string, st *ledger.State) (*LogReport, error) {
 	rep.Size = dr.Size
 	for _, f := range dr.Findings {
 		rep.Findings = append(rep.Findings, LogFinding{Index: f.Index, What: f.Kind, Level: f.Level, Detail: f.Detail})
+	}
+	for _, r := range dr.Archived {
+		seg := ArchivedSegment{First: r.First, Count: r.Count, Status: SegmentNotFetched}
+		rec, err := st.LogArchiveCovering(gatewayID, r.First)
+		if err != nil || rec.First != r.First || rec.Count != r.Count {
+			rep.Findings = append(rep.Findings, LogFinding{Index: r.First, What: FindArchive,
+				Detail: fmt.Sprintf("entries %d..%d were dropped as archived, and the ledger records no segment of exactly them (%v)", r.First, r.End()-1, err)})
+			seg.Status = "no ledger record"
+			rep.Archived = append(rep.Archived, seg)
+			continue
+		}
+		seg.CID = rec.CID
+		if fetch != nil {
+			s, err := fetchSegment(ctx, fetch, rec, dr.Leaf, key)
+			switch {
+			case errors.Is(err, ErrSealed):
+				seg.Status = SegmentDigest
+			case err != nil:
+				seg.Status = err.Error()
+				rep.Findings = append(rep.Findings, LogFinding{Index: r.First, What: FindSegment,
+					Detail: fmt.Sprintf("the segment %s of entries %d..%d: %v", rec.CID, r.First, r.End()-1, err)})
+			default:
+				seg.Status = SegmentChecked
+				for k, it := range s.Items {
+					if it.Entry == nil {
+						continue
+					}
+					if kind, detail := checkEntry(r.First+uint64(k), it.Entry); kind != "" {
+						rep.Findings = append(rep.Findings, LogFinding{Index: r.First + uint64(k), What: kind, Detail: "in its segment " + rec.CID + ": " + detail})
+					}
+				}
+			}
+		}
+		rep.Archived = append(rep.Archived, seg)
 	}
 	sizes := make([]uint64, len(anchors))
 	for k, a := range anchors {

@@ -276,7 +276,7 @@ func (g *Gateway) erase(idx []uint64, want func(*reading.Envelope) bool, tomb fu
 	var tombs []datalog.Tomb
 	var gone []indexed
 	for _, i := range idx {
-		raw, err := g.data.Entry(i)
+		raw, err := g.entry(i) // an archived entry is erased too (its tombstone then answers)
 		var ee *datalog.ErasedError
 		if errors.As(err, &ee) {
 			// Erased before a crash left its index keys: remove them.

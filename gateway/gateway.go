@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/thingnet/thingnet/datalog"
@@ -96,6 +97,7 @@ type Gateway struct {
 	offenders map[string]offender // reported devices, candidates for quarantine
 
 	stats stats
+	arch  atomic.Pointer[archiver] // archive.go; nil until StartArchive
 	// storeMu orders storing entries (log and index) with erasing them.
 	storeMu sync.Mutex
 
@@ -236,8 +238,12 @@ func (g *Gateway) restore() error {
 		if err != nil {
 			return err
 		}
-		if rolled != from {
-			g.log.Info("rebuilding the roll-ups from the log", "entries", from)
+		layout, err := g.index.u64(keyRollupLayout, "roll-up layout")
+		if err != nil {
+			return err
+		}
+		if rolled != from || layout != rollupLayout {
+			g.log.Info("rebuilding the roll-ups from the log", "entries", from, "layout", layout)
 			if err := g.index.rebuildRollups(from, g.entryAt); err != nil {
 				return fmt.Errorf("gateway: rebuilding the roll-ups: %w", err)
 			}
@@ -266,9 +272,10 @@ func (g *Gateway) restore() error {
 	})
 }
 
-// entryAt decodes log entry i; nil for an erased one.
+// entryAt decodes log entry i (fetched from its segment if archived);
+// nil for an erased one.
 func (g *Gateway) entryAt(i uint64) (*reading.Entry, error) {
-	raw, err := g.data.Entry(i)
+	raw, err := g.entry(i)
 	if errors.Is(err, datalog.ErrErased) {
 		return nil, nil
 	}

@@ -65,6 +65,7 @@ func (g *Gateway) Routes(app *ledger.App) map[string]api.HandlerFunc {
 		"GET /v1/readings":         g.listReadings,
 		"GET /v1/readings/{index}": func(r *http.Request) (any, error) { return g.getReading(app, r) },
 		"GET /v1/log/entries":      g.logEntries, // logentries.go: what exporters follow
+		"GET /v1/archive":          g.archiveStatus,
 	}
 }
 
@@ -149,7 +150,7 @@ func (g *Gateway) listReadings(r *http.Request) (any, error) {
 	}
 	items := []client.ReadingItem{}
 	for _, i := range idx {
-		raw, err := g.data.Entry(i)
+		raw, err := g.entry(i)
 		if errors.Is(err, datalog.ErrErased) {
 			continue // erased while the list was read (erase.go)
 		}

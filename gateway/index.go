@@ -27,9 +27,10 @@ import (
 //	r/<device>\x00<time ms, 8 BE><log index, 8 BE>      -> empty
 //	v/<device>\x00<received ms, 8 BE><log index, 8 BE>  -> empty (entries of layout 3)
 //	s/<device>                                          -> seq (8 BE) || envelope hash (32)
-//	u/<device>\x00<type>\x00<size><start ms, 8 BE>      -> roll-up (rollup.Agg; rollup.go)
+//	u/<device>\x00<type>\x00<size><block start ms, 8 BE> -> roll-ups (rollup.Block; rollup.go)
 //	m/indexed                                           -> log size covered (8 BE)
 //	m/rolled                                            -> log size the roll-ups cover (8 BE; rollup.go)
+//	m/rollup-layout                                     -> the roll-ups' layout (8 BE; rollup.go)
 //	m/erased                                            -> seq of the last ledger erasure applied (8 BE; erase.go)
 //
 // An erased entry's r/ and v/ keys are deleted with it, and the roll-ups

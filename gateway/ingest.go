@@ -31,6 +31,7 @@ type job struct {
 type stats struct {
 	accepted, rejected, limited, overloaded, stored, offenders atomic.Uint64
 	erased, expired                                            atomic.Uint64
+	archived, archiveUnavailable                               atomic.Uint64 // archive.go
 }
 
 // Stats is a snapshot of the gateway's counters.
@@ -43,6 +44,10 @@ type Stats struct {
 	Offenders  uint64 // devices reported for exceeding their limits again and again
 	Erased     uint64 // log entries whose values ledger erasures destroyed (erase.go)
 	Expired    uint64 // log entries whose values were dropped under retention periods
+	// Archived counts log entries whose bytes were dropped here once
+	// their segment was published and pinned (archive.go);
+	// ArchiveUnavailable the reads that found a segment lost or altered.
+	Archived, ArchiveUnavailable uint64
 }
 
 // Stats returns the counters.
@@ -51,6 +56,7 @@ func (g *Gateway) Stats() Stats {
 		Accepted: g.stats.accepted.Load(), Readings: g.stats.stored.Load(), Rejected: g.stats.rejected.Load(),
 		Limited: g.stats.limited.Load(), Overloaded: g.stats.overloaded.Load(), Offenders: g.stats.offenders.Load(),
 		Erased: g.stats.erased.Load(), Expired: g.stats.expired.Load(),
+		Archived: g.stats.archived.Load(), ArchiveUnavailable: g.stats.archiveUnavailable.Load(),
 	}
 }
 

@@ -78,7 +78,7 @@ func (p *pageReader) entry(i uint64) (*client.LogEntry, error) {
 	if e.AnchorHeight, err = p.anchorHeight(i); err != nil {
 		return nil, err
 	}
-	raw, err := p.g.data.Entry(i)
+	raw, err := p.g.entry(i)
 	var ee *datalog.ErasedError
 	if errors.As(err, &ee) {
 		msg := "the value was erased"

@@ -34,7 +34,7 @@ func (g *Gateway) Reading(app *ledger.App, index uint64) (*proof.Reading, error)
 	if size := g.data.Size(); index >= size {
 		return nil, fmt.Errorf("%w: entry %d (the log has %d entries)", ErrNoEntry, index, size)
 	}
-	raw, err := g.data.Entry(index)
+	raw, err := g.entry(index)
 	var ee *datalog.ErasedError
 	if errors.As(err, &ee) {
 		return g.erasedReading(app, index, ee)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -22,19 +23,43 @@ import (
 
 // queryReadings serves GET /v1/readings/query (docs/data.md): raw readings
 // or buckets of one device, a class or an organisation, in JSON or CSV
-// (format=csv, or Accept: text/csv), a page at a time.
+// (format=csv, or Accept: text/csv), buckets also in columns
+// (format=columns), a page at a time. Buckets in JSON are written as they
+// are read from the store, 64 KiB at a time.
 func (g *Gateway) queryReadings(w http.ResponseWriter, r *http.Request) {
-	a, err := g.Query(r)
+	q, err := client.ParseReadingQuery(r.URL.Query())
+	if err != nil {
+		api.WriteError(w, api.NewError(http.StatusBadRequest, "bad_request", err.Error()))
+		return
+	}
+	if q.Format == "" {
+		q.Format = client.FormatJSON
+		if strings.Contains(r.Header.Get("Accept"), "text/csv") {
+			q.Format = client.FormatCSV
+		}
+	}
+	a := &client.QueryAnswer{Gateway: g.id, Axis: q.Axis, Bucket: q.Bucket}
+	if q.Bucket != client.BucketRaw && q.Format != client.FormatCSV {
+		out := &bucketWriter{w: w, a: a, columns: q.Format == client.FormatColumns}
+		if err := g.query(r, q, a, out.bucket); err != nil {
+			if out.started {
+				g.log.Warn("query answer cut short", "err", err)
+				panic(http.ErrAbortHandler) // the client sees a truncated answer, never a wrong one
+			}
+			api.WriteError(w, err)
+			return
+		}
+		out.end()
+		return
+	}
+	err = g.query(r, q, a, func(device, typ string, start int64, agg *rollup.Agg) {
+		a.Buckets = append(a.Buckets, rollup.BucketOf(device, typ, start, agg))
+	})
 	if err != nil {
 		api.WriteError(w, err)
 		return
 	}
-	asCSV, err := wantsCSV(r)
-	if err != nil {
-		api.WriteError(w, err)
-		return
-	}
-	if !asCSV {
+	if q.Format != client.FormatCSV {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(a)
 		return
@@ -48,43 +73,200 @@ func (g *Gateway) queryReadings(w http.ResponseWriter, r *http.Request) {
 	client.WriteQueryCSV(w, a.Bucket, a.Items, a.Buckets)
 }
 
-// wantsCSV reads the answer's format: format=json|csv, else the Accept
-// header.
-func wantsCSV(r *http.Request) (bool, error) {
-	switch f := r.URL.Query().Get("format"); f {
-	case "csv":
-		return true, nil
-	case "json":
-		return false, nil
-	case "":
-		return strings.Contains(r.Header.Get("Accept"), "text/csv"), nil
-	default:
-		return false, api.NewError(http.StatusBadRequest, "bad_request", fmt.Sprintf("format %q: want json or csv", f))
+// bucketSink takes a page's buckets in the order of the answer; a is
+// valid only during the call.
+type bucketSink func(device, typ string, start int64, a *rollup.Agg)
+
+// maxSeries is the most buckets a client.Series of an answer holds.
+const maxSeries = 8192
+
+// bucketWriter writes a page of buckets in JSON as the query finds them:
+// rows (client.QueryAnswer's buckets, as encoding/json would) or, with
+// columns, one client.Series per run of up to maxSeries of a device's
+// buckets of one type.
+// The answer's header fields come first (a holds them once the caller's
+// devices are known, before the first bucket), next last.
+type bucketWriter struct {
+	w       http.ResponseWriter
+	a       *client.QueryAnswer
+	columns bool
+	buf     []byte
+	started bool // bytes went out: an error can no longer be answered
+	n       int  // buckets, or with columns series, written
+	rows    rollup.JSONRows
+	// with columns, the run of buckets not yet written
+	device, typ string
+	starts      []int64
+	aggs        []rollup.Agg
+	mins        []byte // the run's mins as JSON numbers, one after another
+	minEnd      []int  // where each ends in mins
+}
+
+func (o *bucketWriter) bucket(device, typ string, start int64, a *rollup.Agg) {
+	if !o.columns {
+		if o.n == 0 {
+			o.head(`,"buckets":[`)
+		} else {
+			o.buf = append(o.buf, ',')
+		}
+		o.n++
+		o.buf = o.rows.Append(o.buf, device, typ, start, a)
+		o.flushSome()
+		return
+	}
+	if len(o.starts) > 0 && (device != o.device || typ != o.typ || len(o.starts) == maxSeries) {
+		o.series()
+	}
+	o.device, o.typ = device, typ
+	o.starts, o.aggs = append(o.starts, start), append(o.aggs, *a)
+}
+
+// head appends the answer's fields known before its buckets, then more.
+func (o *bucketWriter) head(more string) {
+	o.buf = append(o.buf, `{"gateway":`...)
+	o.buf = appendJSONString(o.buf, o.a.Gateway)
+	o.buf = append(o.buf, `,"time":`...)
+	o.buf = appendJSONString(o.buf, o.a.Axis)
+	o.buf = append(o.buf, `,"bucket":`...)
+	o.buf = appendJSONString(o.buf, o.a.Bucket)
+	o.buf = append(o.buf, `,"devices":`...)
+	o.buf = strconv.AppendInt(o.buf, int64(o.a.Devices), 10)
+	if o.a.Withheld != 0 {
+		o.buf = append(o.buf, `,"withheld":`...)
+		o.buf = strconv.AppendInt(o.buf, int64(o.a.Withheld), 10)
+	}
+	o.buf = append(o.buf, more...)
+}
+
+// series appends the pending run of buckets as a client.Series.
+func (o *bucketWriter) series() {
+	if o.n == 0 {
+		o.head(`,"series":[`)
+	} else {
+		o.buf = append(o.buf, ',')
+	}
+	o.n++
+	o.buf = append(o.buf, `{"device":`...)
+	o.buf = appendJSONString(o.buf, o.device)
+	o.buf = append(o.buf, `,"type":`...)
+	o.buf = appendJSONString(o.buf, o.typ)
+	o.buf = append(o.buf, `,"t":[`...)
+	for i, t := range o.starts {
+		if i > 0 {
+			o.buf = append(o.buf, ',')
+		}
+		o.buf = strconv.AppendInt(o.buf, t, 10)
+		o.flushSome()
+	}
+	// Each min as text, once: of a bucket of one reading every number is
+	// the same, and the other columns copy it.
+	o.mins, o.minEnd = o.mins[:0], o.minEnd[:0]
+	for i := range o.aggs {
+		o.mins = rollup.AppendFloat(o.mins, o.aggs[i].Min)
+		o.minEnd = append(o.minEnd, len(o.mins))
+	}
+	column := func(name string, f func(a *rollup.Agg) float64) {
+		o.buf = append(append(append(o.buf, `],"`...), name...), `":[`...)
+		from := 0
+		for i := range o.aggs {
+			if i > 0 {
+				o.buf = append(o.buf, ',')
+			}
+			a := &o.aggs[i]
+			switch v := 0.0; {
+			case name == "count":
+				o.buf = strconv.AppendUint(o.buf, a.Count, 10)
+			case name == "min":
+				o.buf = append(o.buf, o.mins[from:o.minEnd[i]]...)
+			default:
+				if v = f(a); math.Float64bits(v) == math.Float64bits(a.Min) {
+					o.buf = append(o.buf, o.mins[from:o.minEnd[i]]...)
+				} else {
+					o.buf = rollup.AppendFloat(o.buf, v) // null where not finite
+				}
+			}
+			from = o.minEnd[i]
+			o.flushSome()
+		}
+	}
+	column("count", nil)
+	column("min", nil)
+	column("max", func(a *rollup.Agg) float64 { return a.Max })
+	column("sum", func(a *rollup.Agg) float64 { return a.Sum })
+	column("mean", func(a *rollup.Agg) float64 { return a.Mean() })
+	column("last", func(a *rollup.Agg) float64 { return a.Last })
+	o.buf = append(o.buf, "]}"...)
+	o.starts, o.aggs = o.starts[:0], o.aggs[:0]
+}
+
+// end writes the rest of the answer.
+func (o *bucketWriter) end() {
+	if len(o.starts) > 0 {
+		o.series()
+	}
+	if o.n == 0 {
+		o.head("")
+	} else {
+		o.buf = append(o.buf, ']')
+	}
+	if o.a.Next != "" {
+		o.buf = append(o.buf, `,"next":`...)
+		o.buf = appendJSONString(o.buf, o.a.Next)
+	}
+	o.buf = append(o.buf, "}\n"...)
+	o.flush()
+}
+
+// flushSome writes the buffer out once it holds 64 KiB.
+func (o *bucketWriter) flushSome() {
+	if len(o.buf) >= 64<<10 {
+		o.flush()
 	}
 }
 
-// Query answers one page of a query (GET /v1/readings/query) as its
-// caller may read it: a device it may not read is refused (403, 401); of
-// a class or an organisation, such devices are skipped and counted in
-// Withheld.
-func (g *Gateway) Query(r *http.Request) (*client.QueryAnswer, error) {
-	q, err := client.ParseReadingQuery(r.URL.Query())
-	if err != nil {
-		return nil, api.NewError(http.StatusBadRequest, "bad_request", err.Error())
+func (o *bucketWriter) flush() {
+	if !o.started {
+		o.w.Header().Set("Content-Type", "application/json")
+		o.started = true
 	}
+	o.w.Write(o.buf) // a client gone away is no error of the query's
+	o.buf = o.buf[:0]
+}
+
+// appendJSONString appends s as encoding/json writes a string.
+func appendJSONString(dst []byte, s string) []byte {
+	b, _ := json.Marshal(s)
+	return append(dst, b...)
+}
+
+// query answers one page of q into a, as its caller may read it: a
+// device it may not read is refused (403, 401); of a class or an
+// organisation, such devices are skipped and counted in Withheld.
+// Readings go into a.Items, buckets to sink, in order; a's header fields
+// are set before the first.
+func (g *Gateway) query(r *http.Request, q client.ReadingQuery, a *client.QueryAnswer, sink bucketSink) error {
 	st, caller, err := g.caller(r)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	a := &client.QueryAnswer{Gateway: g.id, Axis: q.Axis, Bucket: q.Bucket}
 	devices, err := g.readable(st, caller, q, a)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var cur *client.Cursor
 	if q.Cursor != "" {
 		c, _ := client.DecodeCursor(q.Cursor) // checked by ParseReadingQuery
 		cur = &c
+	}
+	n := 0 // buckets in the page
+	add := func(d, typ string, start int64, agg *rollup.Agg) bool {
+		if n >= q.Limit {
+			a.Next = client.Cursor{Device: d, Type: typ, Time: start}.Encode()
+			return false
+		}
+		n++
+		sink(d, typ, start, agg)
+		return true
 	}
 	for _, d := range devices {
 		if cur != nil && d < cur.Device {
@@ -98,13 +280,13 @@ func (g *Gateway) Query(r *http.Request) (*client.QueryAnswer, error) {
 		if q.Bucket == client.BucketRaw {
 			full, err = g.queryRaw(d, q, c, a)
 		} else {
-			full, err = g.queryBuckets(d, q, c, a)
+			full, err = g.queryBuckets(d, q, c, add)
 		}
 		if err != nil || full {
-			return a, err
+			return err
 		}
 	}
-	return a, nil
+	return nil
 }
 
 // readable lists, in order, the devices of q that caller may read and
@@ -204,25 +386,18 @@ func (g *Gateway) queryRaw(d string, q client.ReadingQuery, c *client.Cursor, a 
 	return full, err
 }
 
-// queryBuckets adds device d's buckets of q to a, from cursor c: the
+// queryBuckets gives device d's buckets of q to add, from cursor c, until
+// add says the page is full (then full is true): the
 // stored roll-ups for the devices' time, else computed from the raw
 // readings in log order, as the roll-ups are (so both give the same
 // numbers). A bucket is answered whole: those starting in
 // [start of from's bucket, to).
-func (g *Gateway) queryBuckets(d string, q client.ReadingQuery, c *client.Cursor, a *client.QueryAnswer) (bool, error) {
+func (g *Gateway) queryBuckets(d string, q client.ReadingQuery, c *client.Cursor, add func(d, typ string, start int64, a *rollup.Agg) bool) (bool, error) {
 	z, _ := rollup.ParseSize(q.Bucket) // checked by ParseReadingQuery
 	from, to := span(q)
 	from = z.Start(from)
 	after := func(typ string, start int64) bool { // at or after the cursor
 		return c == nil || typ > c.Type || typ == c.Type && start >= c.Time
-	}
-	add := func(b rollup.Bucket) bool {
-		if len(a.Buckets) >= q.Limit {
-			a.Next = client.Cursor{Device: d, Type: b.Type, Time: b.Start.UnixMilli()}.Encode()
-			return false
-		}
-		a.Buckets = append(a.Buckets, b)
-		return true
 	}
 	if q.Axis == client.AxisDevice && g.index.rollups {
 		types := []string{q.Type}
@@ -242,7 +417,7 @@ func (g *Gateway) queryBuckets(d string, q client.ReadingQuery, c *client.Cursor
 			}
 			more := true
 			err := g.index.scanRollups(d, typ, z, lo, to, func(start int64, agg *rollup.Agg) bool {
-				more = add(rollup.BucketOf(d, typ, start, agg))
+				more = add(d, typ, start, agg)
 				return more
 			})
 			if err != nil || !more {
@@ -297,15 +472,13 @@ func (g *Gateway) queryBuckets(d string, q client.ReadingQuery, c *client.Cursor
 	for n, p := range pts {
 		points[n] = p.p
 	}
-	for _, b := range rollup.Compute(points, z) {
-		if !after(b.Type, b.Start.UnixMilli()) {
-			continue
+	more := true
+	rollup.Aggregate(points, z, func(k rollup.Key, agg *rollup.Agg) {
+		if more && after(k.Type, k.Start) {
+			more = add(d, k.Type, k.Start, agg)
 		}
-		if !add(b) {
-			return true, nil
-		}
-	}
-	return false, nil
+	})
+	return !more, nil
 }
 
 func cmpU64(a, b uint64) int {

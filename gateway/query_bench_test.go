@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -33,7 +35,9 @@ func percentiles(b *testing.B, ds []time.Duration) {
 // hour and 365 day buckets in its roll-ups), as its organisation's admin
 // over loopback HTTP (token checked, read rule applied): the year in day
 // buckets, the year in hour buckets (one page), a week in minute buckets,
-// and the whole year in minute buckets, paged 10,000 at a time. The
+// and the whole year in minute buckets, paged 10,000 at a time, in one
+// page of rows and in one page of columns (format=columns), and the last
+// two received but not decoded. The
 // roll-ups are filled through the index (index.add, as ingest does),
 // not by signing half a million readings. docs/benchmarks.md has the
 // figures.
@@ -72,17 +76,63 @@ func BenchmarkQueryYear(b *testing.B) {
 		{"year-1h", client.ReadingQuery{Device: dev, Bucket: "1h", From: start, To: end, Limit: 10000}, 8760},
 		{"week-1m", client.ReadingQuery{Device: dev, Bucket: "1m", From: start, To: start.AddDate(0, 0, 7), Limit: 10000}, 10080},
 		{"year-1m-paged", client.ReadingQuery{Device: dev, Bucket: "1m", From: start, To: end, Limit: 10000}, minutes},
+		{"year-1m-rows", client.ReadingQuery{Device: dev, Bucket: "1m", From: start, To: end, Limit: client.MaxBucketQueryLimit}, minutes},
+		{"year-1m-columns", client.ReadingQuery{Device: dev, Bucket: "1m", From: start, To: end, Limit: client.MaxBucketQueryLimit, Format: client.FormatColumns}, minutes},
+		{"year-1h-columns", client.ReadingQuery{Device: dev, Bucket: "1h", From: start, To: end, Limit: client.MaxBucketQueryLimit, Format: client.FormatColumns}, 8760},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			var ds []time.Duration
 			for b.Loop() {
 				t := time.Now()
 				n := 0
-				if err := tn.client.QueryAll(ctx, c.q, func(a *client.QueryAnswer) error { n += len(a.Buckets); return nil }); err != nil || n != c.values {
+				err := tn.client.QueryAll(ctx, c.q, func(a *client.QueryAnswer) error {
+					n += len(a.Buckets)
+					for _, s := range a.Series {
+						n += s.Len()
+					}
+					return nil
+				})
+				if err != nil || n != c.values {
 					b.Fatalf("%d buckets, %v; want %d", n, err, c.values)
 				}
 				ds = append(ds, time.Since(t))
 			}
+			percentiles(b, ds)
+		})
+	}
+	// The same queries' answers received whole but not decoded: the
+	// gateway's side (token, read rule, store, encoding, HTTP).
+	for _, c := range []struct {
+		name string
+		q    client.ReadingQuery
+	}{
+		{"year-1m-rows-undecoded", client.ReadingQuery{Device: dev, Bucket: "1m", From: start, To: end, Limit: client.MaxBucketQueryLimit, Format: client.FormatJSON}},
+		{"year-1m-columns-undecoded", client.ReadingQuery{Device: dev, Bucket: "1m", From: start, To: end, Limit: client.MaxBucketQueryLimit, Format: client.FormatColumns}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var ds []time.Duration
+			size := int64(0)
+			for b.Loop() {
+				t := time.Now()
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, tn.client.BaseURL+"/v1/readings/query?"+c.q.Values().Encode(), nil)
+				if err == nil {
+					err = tn.client.Authorize(ctx, req)
+				}
+				var resp *http.Response
+				if err == nil {
+					resp, err = http.DefaultClient.Do(req)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				size, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK {
+					b.Fatalf("%s, %v", resp.Status, err)
+				}
+				ds = append(ds, time.Since(t))
+			}
+			b.ReportMetric(float64(size)/1e6, "MB")
 			percentiles(b, ds)
 		})
 	}

@@ -5,14 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/thingnet/thingnet/client"
@@ -32,16 +36,32 @@ func queryAll(t *testing.T, c *client.Client, q client.ReadingQuery) ([]client.R
 	pages := 0
 	err := c.QueryAll(testutil.Context(t, time.Minute), q, func(a *client.QueryAnswer) error {
 		pages++
-		if q.Limit > 0 && len(a.Items)+len(a.Buckets) > q.Limit {
-			return fmt.Errorf("page of %d; the limit is %d", len(a.Items)+len(a.Buckets), q.Limit)
+		cols := seriesBuckets(a.Series)
+		if q.Format == client.FormatColumns && len(a.Buckets) > 0 || q.Format != client.FormatColumns && len(a.Series) > 0 {
+			return fmt.Errorf("format %q answered %d rows and %d series", q.Format, len(a.Buckets), len(a.Series))
 		}
-		items, buckets, last = append(items, a.Items...), append(buckets, a.Buckets...), a
+		if q.Limit > 0 && len(a.Items)+len(a.Buckets)+len(cols) > q.Limit {
+			return fmt.Errorf("page of %d; the limit is %d", len(a.Items)+len(a.Buckets)+len(cols), q.Limit)
+		}
+		items, buckets, last = append(items, a.Items...), append(append(buckets, a.Buckets...), cols...), a
 		return nil
 	})
 	if err != nil {
 		t.Fatalf("query %+v (page %d): %v", q, pages, err)
 	}
 	return items, buckets, last
+}
+
+// seriesBuckets is the buckets of columns as rows.
+func seriesBuckets(ss []client.Series) []rollup.Bucket {
+	var out []rollup.Bucket
+	for _, s := range ss {
+		for i, t := range s.T {
+			a := rollup.Agg{Count: uint64(s.Count[i]), Min: s.Min[i], Max: s.Max[i], Sum: s.Sum[i], Last: s.Last[i]}
+			out = append(out, rollup.BucketOf(s.Device, s.Type, t, &a))
+		}
+	}
+	return out
 }
 
 // sameBuckets compares two answers' buckets exactly.
@@ -141,6 +161,23 @@ func TestQuery(t *testing.T) {
 		_, got, _ := queryAll(t, tn.client, client.ReadingQuery{Device: dev, Bucket: z.Name, Limit: 5})
 		sameBuckets(t, "roll-ups "+z.Name, got, brute(z))
 		answers[z.Name] = got
+		// In columns, paged across the two types' series, and in one page.
+		for _, limit := range []int{5, client.MaxBucketQueryLimit} {
+			_, cols, _ := queryAll(t, tn.client, client.ReadingQuery{Device: dev, Bucket: z.Name, Limit: limit, Format: client.FormatColumns})
+			sameBuckets(t, fmt.Sprintf("roll-ups %s in columns, %d a page", z.Name, limit), cols, got)
+		}
+	}
+	// Nothing in the range: the answer's fields, no buckets.
+	for _, f := range []string{client.FormatJSON, client.FormatColumns} {
+		a, err := tn.client.QueryReadings(t.Context(), client.ReadingQuery{Device: dev, Bucket: "1h", To: base.Add(-time.Hour), Format: f})
+		if err != nil || a.Devices != 1 || a.Bucket != "1h" || a.Gateway != tn.gw.ID() || len(a.Buckets)+len(a.Series) != 0 || a.Next != "" {
+			t.Fatalf("empty range in %s = %+v, %v", f, a, err)
+		}
+	}
+	// Rows of a whole range in one page.
+	_, one, last := queryAll(t, tn.client, client.ReadingQuery{Device: dev, Bucket: "1m", Limit: client.MaxBucketQueryLimit})
+	if sameBuckets(t, "minutes in one page", one, answers["1m"]); last.Next != "" || last.Devices != 1 {
+		t.Fatalf("one page of minutes: next %q, devices %d", last.Next, last.Devices)
 	}
 	// A range in buckets: whole buckets from the one holding from.
 	_, hours, _ := queryAll(t, tn.client, client.ReadingQuery{Device: dev, Bucket: "1h", From: from.Add(30 * time.Minute), To: to})
@@ -211,6 +248,8 @@ func TestQuery(t *testing.T) {
 	for _, z := range rollup.Sizes {
 		_, got, _ := queryAll(t, tn.client, client.ReadingQuery{Device: dev, Bucket: z.Name})
 		sameBuckets(t, "computed "+z.Name, got, answers[z.Name])
+		_, got, _ = queryAll(t, tn.client, client.ReadingQuery{Class: "sensor", Bucket: z.Name, Limit: 4, Format: client.FormatColumns})
+		sameBuckets(t, "computed in columns "+z.Name, got, answers[z.Name])
 	}
 
 	// A crash between the log and the index: entries in the log the index
@@ -246,6 +285,25 @@ func TestQuery(t *testing.T) {
 			_, got, _ := queryAll(t, tn.client, client.ReadingQuery{Device: dev, Bucket: z.Name})
 			sameBuckets(t, how+" after a crash "+z.Name, got, brute(z))
 		}
+	}
+
+	// A store of the first roll-up layout (one 56-byte value per bucket,
+	// no layout key): the roll-ups are dropped and rebuilt at start.
+	if err := tn.gw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	x, err := openIndex(filepath.Join(tn.dir, "gateway", "index"), slog.New(slog.DiscardHandler), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := rollupKey(dev, posted[0].ContentType, rollup.Minute, rollup.Minute.Start(posted[0].Time.UnixMilli()))
+	if err := errors.Join(x.db.Delete(keyRollupLayout, pebble.Sync), x.db.Set(old, make([]byte, 56), pebble.Sync), x.close()); err != nil {
+		t.Fatal(err)
+	}
+	tn.startGateway(t)
+	for _, z := range rollup.Sizes {
+		_, got, _ := queryAll(t, tn.client, client.ReadingQuery{Device: dev, Bucket: z.Name})
+		sameBuckets(t, "migrated from layout 1 "+z.Name, got, brute(z))
 	}
 }
 
@@ -356,4 +414,52 @@ func TestReadingTime(t *testing.T) {
 	if err := tn.client.Get(ctx, fmt.Sprintf("/v1/readings/%d", li), &got); err != nil || got["received_at"] != float64(p.ReceivedAt-1) || got["late"] != true {
 		t.Fatalf("GET reading: received_at %v, late %v, %v; want %d and true", got["received_at"], got["late"], err, p.ReceivedAt-1)
 	}
+}
+
+// TestBucketWriterColumns: a long run of buckets comes in series of at
+// most maxSeries, consecutive ones of the same device and type, which
+// together are the run; rows of the same buckets say the same.
+func TestBucketWriterColumns(t *testing.T) {
+	var want []rollup.Bucket
+	write := func(columns bool) *client.QueryAnswer {
+		rec := httptest.NewRecorder()
+		a := &client.QueryAnswer{Gateway: "gw", Axis: client.AxisDevice, Bucket: "1m", Devices: 2, Withheld: 1, Next: "cursor"}
+		o := &bucketWriter{w: rec, a: a, columns: columns}
+		want = want[:0]
+		for _, run := range []struct {
+			dev, typ string
+			n        int
+		}{{"d1", "t1", 2*maxSeries + 5}, {"d1", "t2", 3}, {"d2", "t1", maxSeries}} {
+			for i := range run.n {
+				var agg rollup.Agg
+				agg.Add(float64(i)/3, 0, 0)
+				if i%7 == 0 {
+					agg.Add(math.MaxFloat64, 0, 0) // the sum overflows
+				}
+				start := int64(i) * 60_000
+				o.bucket(run.dev, run.typ, start, &agg)
+				want = append(want, rollup.BucketOf(run.dev, run.typ, start, &agg))
+			}
+		}
+		o.end()
+		var got client.QueryAnswer
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Gateway != "gw" || got.Devices != 2 || got.Withheld != 1 || got.Next != "cursor" || rec.Header().Get("Content-Type") != "application/json" {
+			t.Fatalf("answer's fields %+v, content type %q", got, rec.Header().Get("Content-Type"))
+		}
+		return &got
+	}
+	cols := write(true)
+	for _, s := range cols.Series {
+		if s.Len() == 0 || s.Len() > maxSeries || len(s.Count) != s.Len() || len(s.Last) != s.Len() {
+			t.Fatalf("series of %s %s: %d buckets, %d counts, %d lasts", s.Device, s.Type, s.Len(), len(s.Count), len(s.Last))
+		}
+	}
+	if len(cols.Series) != 5 {
+		t.Errorf("%d series; want 5 (3, 1 and 1 of the runs, split at %d)", len(cols.Series), maxSeries)
+	}
+	sameBuckets(t, "columns", seriesBuckets(cols.Series), want)
+	sameBuckets(t, "rows", write(false).Buckets, want)
 }

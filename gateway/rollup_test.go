@@ -196,3 +196,43 @@ func TestRollupsMatchBruteForce(t *testing.T) {
 		})
 	}
 }
+
+// TestRollupScanAllocs: reading a week of minute buckets from the store
+// and writing them as JSON rows allocates per block read at most, never
+// per bucket (10,080 buckets, 168 blocks).
+func TestRollupScanAllocs(t *testing.T) {
+	x, err := openIndex(filepath.Join(t.TempDir(), "index"), slog.New(slog.DiscardHandler), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.close()
+	const dev, typ, minutes = "did:key:z6Mkdev1", "temperature/celsius", 7 * 24 * 60
+	base := int64(1_735_689_600_000) // 2025-01-01
+	ents := make([]*reading.Entry, minutes)
+	for i := range ents {
+		v := float64(i) / 7
+		ents[i] = &reading.Entry{Layout: 3, AuthHeight: 1, ReceivedAt: base, Envelope: &reading.Envelope{Device: dev, Raw: []byte{byte(i)},
+			Readings: []reading.Reading{{Device: dev, Seq: uint64(i + 1), Time: time.UnixMilli(base + int64(i)*60_000), ContentType: typ, Value: &v}}}}
+	}
+	if err := x.add(0, ents); err != nil {
+		t.Fatal(err)
+	}
+	var rows rollup.JSONRows
+	buf := make([]byte, 0, 4<<20)
+	n := 0
+	allocs := testing.AllocsPerRun(5, func() {
+		buf, n = buf[:0], 0
+		err := x.scanRollups(dev, typ, rollup.Minute, base, base+minutes*60_000, func(start int64, a *rollup.Agg) bool {
+			buf = rows.Append(buf, dev, typ, start, a)
+			n++
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n != minutes || allocs > minutes/60 {
+		t.Fatalf("scanned %d buckets with %.0f allocations; want %d buckets and at most one allocation per block", n, allocs, minutes)
+	}
+	t.Logf("%d buckets, %.0f allocations", n, allocs)
+}

@@ -101,6 +101,8 @@ func (x *txExec) run() error {
 		return x.upgradePlan(m) // upgrade.go
 	case *record.ConfigSet:
 		return x.configSet(m) // config.go
+	case *record.LogArchiveMsg:
+		return x.logArchive(m) // archive.go
 	default:
 		return record.Errf(record.CodeUnknownKind, "no handler for %T", m)
 	}

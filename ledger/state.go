@@ -115,23 +115,26 @@ func (s *State) Anchor(gateway string) (*record.Anchor, error) {
 // AnchorCovering returns the first anchor of a gateway's log whose size is
 // above index (the anchor that first covered entry index).
 func (s *State) AnchorCovering(gateway string, index uint64) (*record.Anchor, error) {
-	p := []byte(record.PrefixAnchorAt + gateway + "/")
-	var found *record.Anchor
-	err := s.scan(record.AnchorAtKey(gateway, index+1), prefixEnd(p), func(_, v []byte) (bool, error) {
-		var a record.Anchor
-		if err := record.Unmarshal(v, &a); err != nil {
-			return false, err
-		}
-		found = &a
-		return false, nil
-	})
+	var a record.Anchor
+	found, err := s.firstFrom(record.AnchorAtKey(gateway, index+1), []byte(record.PrefixAnchorAt+gateway+"/"), &a)
 	if err != nil {
 		return nil, err
 	}
-	if found == nil {
+	if !found {
 		return nil, fmt.Errorf("no anchor of gateway %q covers entry %d yet: %w", gateway, index, ErrNotFound)
 	}
-	return found, nil
+	return &a, nil
+}
+
+// firstFrom decodes into v the first record at or after key start under
+// prefix; false if there is none.
+func (s *State) firstFrom(start, prefix []byte, v any) (bool, error) {
+	found := false
+	err := s.scan(start, prefixEnd(prefix), func(_, b []byte) (bool, error) {
+		found = true
+		return false, record.Unmarshal(b, v)
+	})
+	return found && err == nil, err
 }
 
 // Nonce returns the last nonce used by signer (0 if none).

@@ -33,6 +33,8 @@ var (
 //	thingnet_gateway_offenders_total
 //	thingnet_gateway_erased_total
 //	thingnet_gateway_retention_dropped_total
+//	thingnet_gateway_archived_total
+//	thingnet_gateway_archive_unavailable_total
 //	thingnet_gateway_log_size
 func (r *Registry) Gateway(g *gateway.Gateway) { r.GatewaySource(g, g.Log()) }
 
@@ -49,9 +51,11 @@ func (r *Registry) GatewaySource(s GatewayStats, log LogSizer) {
 	offenders := newDesc(sub, "offenders_total", "Devices reported for exceeding their rate limits again and again.")
 	erased := newDesc(sub, "erased_total", "Log entries whose values the gateway destroyed for erasures recorded on the ledger (their hashes and proofs remain).")
 	dropped := newDesc(sub, "retention_dropped_total", "Log entries whose values the gateway dropped under their organisation's retention period.")
+	archived := newDesc(sub, "archived_total", "Log entries whose bytes the gateway dropped once their archive segment was published and pinned (their hashes and proofs remain).")
+	unavailable := newDesc(sub, "archive_unavailable_total", "Reads of archived log entries whose segment was lost (no node served it) or altered (digest or hashes did not check).")
 	size := newDesc(sub, "log_size", "Entries in the gateway's append-only data log.")
 
-	descs := []*prometheus.Desc{accepted, readings, rejected, limited, overloaded, offenders, erased, dropped}
+	descs := []*prometheus.Desc{accepted, readings, rejected, limited, overloaded, offenders, erased, dropped, archived, unavailable}
 	if log != nil {
 		descs = append(descs, size)
 	}
@@ -67,6 +71,8 @@ func (r *Registry) GatewaySource(s GatewayStats, log LogSizer) {
 			counter(ch, offenders, st.Offenders)
 			counter(ch, erased, st.Erased)
 			counter(ch, dropped, st.Expired)
+			counter(ch, archived, st.Archived)
+			counter(ch, unavailable, st.ArchiveUnavailable)
 			if log != nil {
 				gauge(ch, size, float64(log.Size()))
 			}

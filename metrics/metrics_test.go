@@ -188,20 +188,22 @@ type fakeCoAP struct{ st coap.Stats }
 func (f *fakeCoAP) Stats() coap.Stats { return f.st }
 
 func TestGateway(t *testing.T) {
-	g := &fakeGateway{st: gateway.Stats{Accepted: 10, Readings: 25, Rejected: 3, Limited: 4, Overloaded: 5, Offenders: 1, Erased: 6, Expired: 7}}
+	g := &fakeGateway{st: gateway.Stats{Accepted: 10, Readings: 25, Rejected: 3, Limited: 4, Overloaded: 5, Offenders: 1, Erased: 6, Expired: 7, Archived: 8, ArchiveUnavailable: 2}}
 	r := New()
 	r.GatewaySource(g, fakeLog(25))
 	fams, _ := scrape(t, r)
 	for name, want := range map[string]float64{
-		"thingnet_gateway_envelopes_accepted_total": 10,
-		"thingnet_gateway_readings_stored_total":    25,
-		"thingnet_gateway_rejected_total":           3,
-		"thingnet_gateway_rate_limited_total":       4,
-		"thingnet_gateway_overloaded_total":         5,
-		"thingnet_gateway_offenders_total":          1,
-		"thingnet_gateway_erased_total":             6,
-		"thingnet_gateway_retention_dropped_total":  7,
-		"thingnet_gateway_log_size":                 25,
+		"thingnet_gateway_envelopes_accepted_total":  10,
+		"thingnet_gateway_readings_stored_total":     25,
+		"thingnet_gateway_rejected_total":            3,
+		"thingnet_gateway_rate_limited_total":        4,
+		"thingnet_gateway_overloaded_total":          5,
+		"thingnet_gateway_offenders_total":           1,
+		"thingnet_gateway_erased_total":              6,
+		"thingnet_gateway_retention_dropped_total":   7,
+		"thingnet_gateway_archived_total":            8,
+		"thingnet_gateway_archive_unavailable_total": 2,
+		"thingnet_gateway_log_size":                  25,
 	} {
 		if v := value(t, fams, name); v != want {
 			t.Errorf("%s = %v, want %v", name, v, want)

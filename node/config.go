@@ -11,7 +11,9 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/thingnet/thingnet/chain"
+	"github.com/thingnet/thingnet/datalog"
 	"github.com/thingnet/thingnet/export/exporters"
+	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/ratelimit"
 	"github.com/thingnet/thingnet/rules"
@@ -106,12 +108,45 @@ type GatewayConfig struct {
 	// NoRollups turns off the roll-ups (docs/data.md): bucketed queries
 	// are then computed from the raw readings.
 	NoRollups bool `toml:"no_rollups,omitempty"`
+	// Archive packs old log entries into segments published through the
+	// file service, and drops them locally once other nodes pin them
+	// ([gateway.archive]; docs/operations.md, "Archiving").
+	Archive ArchiveConfig `toml:"archive,omitempty"`
 	// Limits bound what each device and each source address may cost.
 	Limits LimitsConfig `toml:"limits"`
 	// SourceLimits, if set, bound each source address instead
 	// ([gateway.source_limits]; a field left out takes its value in
 	// limits): raise them where many devices share one address.
 	SourceLimits LimitsConfig `toml:"source_limits,omitempty"`
+}
+
+// ArchiveConfig is [gateway.archive]: off unless enabled. Archiving needs
+// the file service (mesh.listen).
+type ArchiveConfig struct {
+	// Enabled archives this gateway's old log entries.
+	Enabled bool `toml:"enabled"`
+	// Pin pins the segments other gateways archive (the k copies their
+	// archiving waits for); on by default where mesh.listen is set.
+	Pin *bool `toml:"pin,omitempty"`
+	// Age is how long after its receipt an entry may be archived (0: once
+	// anchored).
+	Age Duration `toml:"age,omitempty"`
+	// SegmentEntries is the entries of one segment (0: 4096, at most 65536).
+	SegmentEntries int `toml:"segment_entries,omitempty"`
+	// MinPins is how many other nodes must pin a segment before its
+	// entries are dropped here (0: 2; -1: none, for a single node).
+	MinPins int `toml:"min_pins,omitempty"`
+	// Interval is how often archiving looks for work (0: 10s).
+	Interval Duration `toml:"interval,omitempty"`
+}
+
+func (a ArchiveConfig) gateway(mesh bool) gateway.ArchiveConfig {
+	pin := mesh
+	if a.Pin != nil {
+		pin = *a.Pin && mesh
+	}
+	return gateway.ArchiveConfig{Archive: a.Enabled, Pin: pin, Age: a.Age.Duration, SegmentEntries: a.SegmentEntries,
+		MinPins: a.MinPins, Interval: a.Interval.Duration}
 }
 
 // LimitsConfig is [gateway.limits]; DefaultConfig holds the defaults.
@@ -345,6 +380,11 @@ func (c Config) Validate() error {
 		if c.API.Listen == "" && c.MQTT.Listen == "" {
 			return errors.New("gateway.enabled needs api.listen or mqtt.listen: devices reach the gateway through them")
 		}
+	}
+	if a := c.Gateway.Archive; a.Enabled && (!c.Gateway.Enabled || len(c.Mesh.Listen) == 0) {
+		return errors.New("gateway.archive.enabled needs gateway.enabled and mesh.listen: segments are published through the file service")
+	} else if a.SegmentEntries < 0 || a.SegmentEntries > datalog.MaxSegmentEntries || a.MinPins < -1 || a.Age.Duration < 0 || a.Interval.Duration < 0 {
+		return fmt.Errorf("gateway.archive: segment_entries must be 0..%d, min_pins -1 or more, age and interval not negative", datalog.MaxSegmentEntries)
 	}
 	if c.Gateway.Enabled {
 		if err := c.Gateway.Limits.limits().Validate(); err != nil {

@@ -293,6 +293,11 @@ func (n *Node) startGateway(c Config) error {
 			return err
 		}
 	}
+	if n.files != nil {
+		if err := n.gw.StartArchive(c.Gateway.Archive.gateway(true), segmentStore{n.files}); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -48,6 +48,8 @@ func TestConfigFile(t *testing.T) {
 		{"[gateway]\nenabled = true\n[gateway.source_limits]\nmsgs_per_sec = -1\n", "gateway.source_limits"},
 		{"[mqtt]\nlisten = \"127.0.0.1:1883\"\n", "gateway.enabled"},
 		{"[mesh]\nfiles_reprovide_interval = \"-1h\"\n", "files_reprovide_interval"},
+		{"[gateway]\nenabled = true\n[gateway.archive]\nenabled = true\n[mesh]\nlisten = []\n", "mesh.listen"},
+		{"[gateway.archive]\nsegment_entries = 100000\n", "gateway.archive"},
 	} {
 		os.WriteFile(filepath.Join(home, ConfigFile), []byte(tc.toml), 0o600)
 		if _, err := LoadConfig(home); err == nil || !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(tc.want)) {
@@ -67,6 +69,17 @@ func TestConfigFile(t *testing.T) {
 	}
 	if def := DefaultConfig().Gateway; def.sourceLimits() != def.Limits.limits() {
 		t.Errorf("default source limits %+v; want the device limits %+v", def.sourceLimits(), def.Limits.limits())
+	}
+	// [gateway.archive] reads into the gateway's archiving config.
+	os.WriteFile(filepath.Join(home, ConfigFile), []byte("[gateway]\nenabled = true\n[mesh]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n[gateway.archive]\nenabled = true\nage = \"720h\"\nsegment_entries = 1000\nmin_pins = 3\npin = false\n"), 0o600)
+	if lc, err = LoadConfig(home); err != nil {
+		t.Fatal(err)
+	}
+	if a := lc.Gateway.Archive.gateway(true); !a.Archive || a.Pin || a.Age != 720*time.Hour || a.SegmentEntries != 1000 || a.MinPins != 3 {
+		t.Errorf("[gateway.archive] = %+v; want archiving after 720h in segments of 1000, 3 pins, not pinning others", a)
+	}
+	if a := DefaultConfig().Gateway.Archive.gateway(true); a.Archive || !a.Pin {
+		t.Errorf("default archiving %+v; want off, pinning others' segments on", a)
 	}
 	if _, err := LoadConfig(t.TempDir()); err == nil || !strings.Contains(err.Error(), "node init") {
 		t.Errorf("LoadConfig(empty home) = %v; want a hint to run node init", err)

@@ -74,6 +74,8 @@ var msgTypes = map[string]func() Msg{
 	KindUpgradePlan: func() Msg { return new(UpgradePlan) },
 	// config.go
 	KindConfigSet: func() Msg { return new(ConfigSet) },
+	// archive.go
+	KindLogArchive: func() Msg { return new(LogArchiveMsg) },
 }
 
 // Kinds lists the known tx kinds, sorted.

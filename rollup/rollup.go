@@ -9,8 +9,10 @@ package rollup
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"time"
 )
@@ -20,14 +22,20 @@ type Size struct {
 	Name string // "1m", "1h", "1d"
 	Code byte   // its byte in store keys
 	MS   int64  // its length, milliseconds
+	// Block is how many consecutive buckets of this size are stored
+	// together, in one Block (at most 64): the minutes of a quarter of an
+	// hour, the hours of a day. A block is rewritten whole at ingest, so a
+	// small one keeps ingest cheap and a large one makes long ranges few
+	// values to read.
+	Block int
 }
 
 // The bucket sizes roll-ups are kept at. Buckets are aligned on the Unix
 // epoch, in UTC: a day bucket starts at 00:00 UTC.
 var (
-	Minute = Size{Name: "1m", Code: 'm', MS: 60_000}
-	Hour   = Size{Name: "1h", Code: 'h', MS: 3_600_000}
-	Day    = Size{Name: "1d", Code: 'd', MS: 86_400_000}
+	Minute = Size{Name: "1m", Code: 'm', MS: 60_000, Block: 15}
+	Hour   = Size{Name: "1h", Code: 'h', MS: 3_600_000, Block: 24}
+	Day    = Size{Name: "1d", Code: 'd', MS: 86_400_000, Block: 1}
 	// Sizes lists them, smallest first.
 	Sizes = []Size{Minute, Hour, Day}
 )
@@ -85,31 +93,89 @@ func (a *Agg) Mean() float64 { return a.Sum / float64(a.Count) }
 // aggLen is the length of an encoded Agg.
 const aggLen = 7 * 8
 
-// Encode is a's stored form: its seven fields, 8 bytes big-endian each.
-func (a *Agg) Encode() []byte {
-	b := make([]byte, 0, aggLen)
-	for _, u := range []uint64{a.Count, math.Float64bits(a.Sum), math.Float64bits(a.Min), math.Float64bits(a.Max),
-		math.Float64bits(a.Last), uint64(a.LastTime), a.LastSeq} {
-		b = append(b, byte(u>>56), byte(u>>48), byte(u>>40), byte(u>>32), byte(u>>24), byte(u>>16), byte(u>>8), byte(u))
-	}
-	return b
+// BlockStart is the start of the block of buckets of size z that holds
+// the bucket starting at start, and the bucket's slot in it.
+func (z Size) BlockStart(start int64) (int64, int) {
+	span := Size{MS: z.MS * int64(z.Block)}
+	b := span.Start(start)
+	return b, int((start - b) / z.MS)
 }
 
-// Decode is the inverse of Encode.
-func Decode(b []byte) (Agg, error) {
-	if len(b) != aggLen {
-		return Agg{}, fmt.Errorf("rollup: an aggregate is %d bytes, not %d", len(b), aggLen)
+// Block is the stored form of the buckets of one device, content type
+// and size in one span of Size.Block buckets: Has has bit i set when the
+// bucket in slot i (starting at the block's start + i×size) holds
+// readings, and Aggs[i] is then its aggregate. A year of minute buckets
+// is 35,040 blocks, read in one sequential scan and decoded without an
+// allocation.
+type Block struct {
+	Has  uint64
+	Aggs [64]Agg
+}
+
+// Add adds a reading to the bucket in slot i.
+func (b *Block) Add(i int, v float64, t int64, seq uint64) {
+	if b.Has&(1<<i) == 0 {
+		b.Has |= 1 << i
+		b.Aggs[i] = Agg{}
 	}
-	u := func(i int) uint64 {
-		p := b[8*i:]
-		return uint64(p[0])<<56 | uint64(p[1])<<48 | uint64(p[2])<<40 | uint64(p[3])<<32 | uint64(p[4])<<24 | uint64(p[5])<<16 | uint64(p[6])<<8 | uint64(p[7])
-	}
-	a := Agg{Count: u(0), Sum: math.Float64frombits(u(1)), Min: math.Float64frombits(u(2)), Max: math.Float64frombits(u(3)),
-		Last: math.Float64frombits(u(4)), LastTime: int64(u(5)), LastSeq: u(6)}
+	b.Aggs[i].Add(v, t, seq)
+}
+
+// Set sets the bucket in slot i to a; an aggregate of no readings
+// removes it.
+func (b *Block) Set(i int, a Agg) {
 	if a.Count == 0 {
-		return Agg{}, fmt.Errorf("rollup: an aggregate of no readings")
+		b.Has &^= 1 << i
+		return
 	}
-	return a, nil
+	b.Has |= 1 << i
+	b.Aggs[i] = a
+}
+
+// Append appends b's stored form to dst: Has, 8 bytes big-endian, then
+// the aggregate of each bucket present in slot order, its seven fields
+// (count, sum, min, max, last, last time, last seq) 8 bytes big-endian
+// each.
+func (b *Block) Append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, b.Has)
+	for h := b.Has; h != 0; h &= h - 1 {
+		a := &b.Aggs[bits.TrailingZeros64(h)]
+		for _, u := range [7]uint64{a.Count, math.Float64bits(a.Sum), math.Float64bits(a.Min), math.Float64bits(a.Max),
+			math.Float64bits(a.Last), uint64(a.LastTime), a.LastSeq} {
+			dst = binary.BigEndian.AppendUint64(dst, u)
+		}
+	}
+	return dst
+}
+
+// Decode sets b from v, a block of buckets of size z made by Append. A
+// block of no buckets, of a bucket beyond z.Block or of no readings, or
+// of the wrong length is refused, and b is then left empty.
+func (b *Block) Decode(v []byte, z Size) error {
+	b.Has = 0
+	if len(v) < 8 {
+		return fmt.Errorf("rollup: a block is at least 8 bytes, not %d", len(v))
+	}
+	has := binary.BigEndian.Uint64(v)
+	if has == 0 || z.Block < 64 && has>>z.Block != 0 {
+		return fmt.Errorf("rollup: block of %s buckets has slots %#x: want 1 to %d of them", z.Name, has, z.Block)
+	}
+	if n := bits.OnesCount64(has); len(v) != 8+n*aggLen {
+		return fmt.Errorf("rollup: a block of %d buckets is %d bytes, not %d", n, 8+n*aggLen, len(v))
+	}
+	p := v[8:]
+	for h := has; h != 0; h &= h - 1 {
+		u := func(k int) uint64 { return binary.BigEndian.Uint64(p[8*k:]) }
+		a := &b.Aggs[bits.TrailingZeros64(h)]
+		*a = Agg{Count: u(0), Sum: math.Float64frombits(u(1)), Min: math.Float64frombits(u(2)), Max: math.Float64frombits(u(3)),
+			Last: math.Float64frombits(u(4)), LastTime: int64(u(5)), LastSeq: u(6)}
+		if a.Count == 0 {
+			return fmt.Errorf("rollup: block of %s buckets: slot %d holds no readings", z.Name, bits.TrailingZeros64(h))
+		}
+		p = p[aggLen:]
+	}
+	b.Has = has
+	return nil
 }
 
 // Bucket is one bucket of a query's answer (GET /v1/readings/query with
@@ -155,6 +221,14 @@ type Key struct {
 // Compute aggregates points, in the order given, into buckets of size z,
 // and returns them in order of device, type and start.
 func Compute(points []Point, z Size) []Bucket {
+	var out []Bucket
+	Aggregate(points, z, func(k Key, a *Agg) { out = append(out, BucketOf(k.Device, k.Type, k.Start, a)) })
+	return out
+}
+
+// Aggregate aggregates points, in the order given, into buckets of size
+// z, and calls fn with them in order of device, type and start.
+func Aggregate(points []Point, z Size, fn func(Key, *Agg)) {
 	aggs := map[Key]*Agg{}
 	var keys []Key
 	for _, p := range points {
@@ -168,11 +242,9 @@ func Compute(points []Point, z Size) []Bucket {
 		a.Add(p.Value, p.Time, p.Seq)
 	}
 	slices.SortFunc(keys, CompareKeys)
-	out := make([]Bucket, len(keys))
-	for i, k := range keys {
-		out[i] = BucketOf(k.Device, k.Type, k.Start, aggs[k])
+	for _, k := range keys {
+		fn(k, aggs[k])
 	}
-	return out
 }
 
 // CompareKeys orders buckets by device, type and start.

@@ -117,7 +117,7 @@ func readingsQueryCmd(g *globals) *cobra.Command {
 	f.StringVar(&to, "to", "", "until this time (exclusive)")
 	f.StringVar(&axis, "time", client.AxisDevice, "the time the range is of: device (as the devices dated the readings) or received (the gateway's receive time)")
 	f.StringVar(&bucket, "bucket", client.BucketRaw, "raw, 1m, 1h or 1d")
-	f.IntVar(&pageSize, "page-size", 0, fmt.Sprintf("readings or buckets per request (1..%d; default %d)", client.MaxQueryLimit, client.DefaultQueryLimit))
+	f.IntVar(&pageSize, "page-size", 0, fmt.Sprintf("readings (1..%d) or buckets (1..%d) per request (default %d)", client.MaxQueryLimit, client.MaxBucketQueryLimit, client.DefaultQueryLimit))
 	f.IntVar(&max, "max", 0, "stop after this many readings or buckets (0: all)")
 	f.BoolVar(&network, "network", false, "ask every gateway registered on the ledger (their api label names their API) and merge: each reading once")
 	f.StringArrayVar(&gateways, "gateway", nil, "also ask the gateway at this API URL (repeat); with it, the answers are merged as with --network")

@@ -53,7 +53,8 @@ func newRoot() *cobra.Command {
 		agreementCmd(g), creditsCmd(g),
 		fileCmd(g), firmwareCmd(g), dataCmd(g), auditCmd(g), rulesCmd(g),
 		exportCmd(g),
-		fleetCmd(g), // fleet.go
+		fleetCmd(g),   // fleet.go
+		archiveCmd(g), // archivecmd.go
 	)
 	return root
 }
