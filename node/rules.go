@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -295,14 +294,8 @@ func (n *Node) addRules(r *http.Request) (any, error) {
 	if len(body) > maxRulesBody {
 		return nil, api.NewError(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a rules body is at most %d bytes", maxRulesBody))
 	}
-	var f rules.File
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
-		return nil, api.NewError(http.StatusBadRequest, "bad_request", "the body is not {\"rules\": [rule, ...]} (JSON): "+err.Error())
-	}
-	add := f.Rules
-	if err := rules.CheckAll(add, rules.DefaultLimits()); err != nil {
+	add, err := rules.DecodeJSON(body, rules.DefaultLimits())
+	if err != nil {
 		return nil, api.NewError(http.StatusBadRequest, "bad_rule", err.Error())
 	}
 	if len(add) == 0 {

@@ -51,3 +51,22 @@ func FuzzDecodeState(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeJSON: a POST /v1/rules body is decoded and checked without
+// panicking; what is accepted checks again (its call arguments already
+// made ints).
+func FuzzDecodeJSON(f *testing.F) {
+	f.Add([]byte(`{"rules":[{"name":"hot","org":"acme","when":"last(temperature) > 30.0","cooldown":"10m","action":{"webhook":"https://example.com/h","rate":5}}]}`))
+	f.Add([]byte(`{"rules":[{"name":"q","org":"acme","fleet":{"class":"sensor","silent_over":2},"action":{"call":{"agreement":7,"transition":"alarm","args":{"level":2,"zone":"n","on":true}}}}]}`))
+	f.Add([]byte(`{"rules":[{"name":"x","org":"o","when":"true","action":{"call":{"agreement":1,"transition":"t","args":{"f":1.5}}}}]}`))
+	f.Add([]byte(`{"rules":[],"extra":1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rs, err := DecodeJSON(b, DefaultLimits())
+		if err != nil {
+			return
+		}
+		if err := CheckAll(rs, DefaultLimits()); err != nil {
+			t.Fatalf("decoded rules do not check again: %v", err)
+		}
+	})
+}

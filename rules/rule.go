@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -203,6 +205,25 @@ func Parse(src []byte, lim Limits) ([]Rule, error) {
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		return nil, fmt.Errorf("rules file: unknown key %s", und[0])
+	}
+	if err := CheckAll(f.Rules, lim); err != nil {
+		return nil, err
+	}
+	return f.Rules, nil
+}
+
+// DecodeJSON reads {"rules": [rule, ...]} (the JSON of [[rules]] tables,
+// as POST /v1/rules takes it; unknown fields refused) and checks every
+// rule, as Parse does a rules file.
+func DecodeJSON(b []byte, lim Limits) ([]Rule, error) {
+	var f File
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("rules: the body is not {\"rules\": [rule, ...]}: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("rules: more than one JSON value")
 	}
 	if err := CheckAll(f.Rules, lim); err != nil {
 		return nil, err
