@@ -1,6 +1,8 @@
 package api
 
 import (
+	"github.com/thingnet/thingnet/fleet"
+
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -35,6 +37,8 @@ type Server struct {
 	onShutdown []func() // run first by Shutdown: end streams, which never go idle
 	patterns   []string // every route served, for Routes
 	stats      requestStats
+	census     func() (*fleet.Summary, error) // the gateway's fleet census (fleet.go); nil without one
+	since      func(device string) time.Time  // its tracker's hint (fleet.Tracker.Since)
 }
 
 // New builds the API over a ledger application and its CometBFT node's client.

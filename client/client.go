@@ -152,6 +152,11 @@ func (c *Client) Get(ctx context.Context, path string, out any) error {
 	return c.do(ctx, http.MethodGet, path, nil, "", out)
 }
 
+// Delete asks for DELETE of a /v1 path and decodes the answer into out.
+func (c *Client) Delete(ctx context.Context, path string, out any) error {
+	return c.do(ctx, http.MethodDelete, path, nil, "", out)
+}
+
 // ProvedRecord reads a record with its proof; rec receives the record when
 // it exists. For a missing record it returns the absence proof and found false.
 func (c *Client) ProvedRecord(ctx context.Context, path string, rec any) (p *record.Proof, found bool, err error) {

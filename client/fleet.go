@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/thingnet/thingnet/record"
@@ -20,14 +21,27 @@ const (
 	// ("suspended", "revoked"): it is not expected to report.
 )
 
+// The defaults of fleet health, the same for `fleet status`, the API and
+// a gateway's own census (package fleet).
+const (
+	DefaultFleetWake   = 5 * time.Second // a device's wake interval when its desired configuration sets none
+	DefaultFleetMissed = 3               // silent after this many wake intervals without a reading
+)
+
 // FleetOptions tunes FleetHealth.
 type FleetOptions struct {
-	Now      time.Time     // default time.Now()
-	Wake     time.Duration // a device's wake interval when its desired configuration sets none (wake_s); default 5 s
-	Missed   int           // silent after this many wake intervals without a reading; default 3
-	LookBack time.Duration // how far back readings are read; default 24 h
-	Class    string        // only this class ("" all)
-	Limit    int           // at most this many devices (default 1,000)
+	Now      time.Time         // default time.Now()
+	Wake     time.Duration     // a device's wake interval when its desired configuration sets none (wake_s); default 5 s
+	Missed   int               // silent after this many wake intervals without a reading; default 3
+	LookBack time.Duration     // how far back readings are read; default 24 h
+	Class    string            // only this class ("" all)
+	Labels   map[string]string // only devices with all these labels
+	// Since, if set, is a hint for a one-gateway view: a time at or before
+	// the device's latest reading and latest status report at that
+	// gateway (zero: unknown), from which its readings are read instead of
+	// from Now − LookBack — a page instead of a day of readings.
+	Since func(device string) time.Time
+	Limit int // at most this many devices (default 1,000)
 }
 
 // DeviceHealth is one device's health as the gateways asked see it.
@@ -51,6 +65,10 @@ type Fleet struct {
 	Missed  int                       `json:"missed"`
 	Devices []DeviceHealth            `json:"devices"`
 	Counts  map[string]map[string]int `json:"counts"` // class -> state -> devices
+	// Public says that this is the public view (GET /v1/fleet/{org} to a
+	// caller who is not signed in, or ?view=counts): the gateway's own
+	// census counts, no device and no value.
+	Public bool `json:"public,omitempty"`
 }
 
 // FleetHealth reads org's devices from the ledger (through the first
@@ -66,10 +84,10 @@ func FleetHealth(ctx context.Context, gws []*Client, org string, o FleetOptions)
 		o.Now = time.Now()
 	}
 	if o.Wake <= 0 {
-		o.Wake = 5 * time.Second
+		o.Wake = DefaultFleetWake
 	}
 	if o.Missed <= 0 {
-		o.Missed = 3
+		o.Missed = DefaultFleetMissed
 	}
 	if o.LookBack <= 0 {
 		o.LookBack = 24 * time.Hour
@@ -83,17 +101,21 @@ func FleetHealth(ctx context.Context, gws []*Client, org string, o FleetOptions)
 	}
 	f := &Fleet{Org: org, Now: o.Now, Missed: o.Missed, Devices: []DeviceHealth{}, Counts: map[string]map[string]int{}}
 	for _, d := range devs {
-		if o.Class != "" && d.Class != o.Class {
+		if o.Class != "" && d.Class != o.Class || !hasLabels(d.Labels, o.Labels) {
 			continue
 		}
 		h := DeviceHealth{Device: d.ID, Class: d.Class, Labels: d.Labels, Wake: o.Wake, LastSeenBy: map[string]time.Time{}}
 		if des, err := gws[0].Desired(ctx, d.ID); err == nil {
-			if s, ok := des.Settings["wake_s"].(float64); ok && s >= 1 {
-				h.Wake = time.Duration(s) * time.Second
+			h.Wake = WakeOf(des.Settings, o.Wake)
+		}
+		from := o.Now.Add(-o.LookBack)
+		if o.Since != nil && len(gws) == 1 {
+			if t := o.Since(d.ID); t.After(from) {
+				from = t
 			}
 		}
 		for _, gw := range gws {
-			last, st, err := lastReading(ctx, gw, d.ID, o.Now.Add(-o.LookBack))
+			last, st, err := lastReading(ctx, gw, d.ID, from)
 			if err != nil {
 				return nil, fmt.Errorf("readings of %s at %s: %w", d.ID, gw.BaseURL, err)
 			}
@@ -132,6 +154,49 @@ func FleetHealth(ctx context.Context, gws []*Client, org string, o FleetOptions)
 		return a.LastSeen.Before(b.LastSeen)
 	})
 	return f, nil
+}
+
+// ParseLabels reads key=value labels (a fleet filter) into a map.
+func ParseLabels(kvs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, l := range kvs {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("label %q: want key=value", l)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// hasLabels says whether labels hold every key of want with its value.
+func hasLabels(labels, want map[string]string) bool {
+	for k, v := range want {
+		if l, ok := labels[k]; !ok || l != v {
+			return false
+		}
+	}
+	return true
+}
+
+// WakeOf is the wake interval a desired configuration sets (wake_s, whole
+// seconds, at least 1), else def.
+func WakeOf(settings map[string]any, def time.Duration) time.Duration {
+	var s float64
+	switch v := settings["wake_s"].(type) {
+	case float64:
+		s = v
+	case int64:
+		s = float64(v)
+	case uint64:
+		s = float64(v)
+	case int:
+		s = float64(v)
+	}
+	if s < 1 {
+		return def
+	}
+	return time.Duration(s) * time.Second
 }
 
 // HealthState is a device's state: its status if it is not active;

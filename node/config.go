@@ -46,6 +46,8 @@ type Config struct {
 	// Rules run on the readings this node's gateway stores ([[rules]];
 	// docs/data.md, "Rules").
 	Rules []rules.Rule `toml:"rules,omitempty"`
+	// Fleet tunes the gateway's fleet health (fleet.go).
+	Fleet FleetConfig `toml:"fleet,omitempty"`
 }
 
 // MeshConfig configures the gateway's peer-to-peer mesh node: device to

@@ -17,6 +17,7 @@ import (
 	"github.com/thingnet/thingnet/events"
 	"github.com/thingnet/thingnet/export/exporters"
 	"github.com/thingnet/thingnet/files"
+	"github.com/thingnet/thingnet/fleet"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/gateway/coap"
 	"github.com/thingnet/thingnet/gateway/modbus"
@@ -45,16 +46,23 @@ type Node struct {
 	events *events.Bus
 	opts   options
 	// stopEvents ends the watcher that publishes committed blocks.
-	stopEvents   context.CancelFunc
-	modbus       *modbus.Poller
-	stopModbus   func()
-	keyToken     *pkcs11.Token                 // the gateway key's token, if it is in one
-	gwKey        *identity.Key                 // the gateway key (exports read as it by default)
-	exports      atomic.Pointer[exporters.Set] // set once the API listens
-	rules        *rules.Engine                 // [[rules]] (rules.go)
-	rulesOut     *rules.Dispatcher
-	stopRules    func()
-	rulesSkipped func() int
+	stopEvents    context.CancelFunc
+	modbus        *modbus.Poller
+	stopModbus    func()
+	keyToken      *pkcs11.Token                 // the gateway key's token, if it is in one
+	gwKey         *identity.Key                 // the gateway key (exports read as it by default)
+	exports       atomic.Pointer[exporters.Set] // set once the API listens
+	rules         *rules.Engine                 // [[rules]] and rules.d (rules.go)
+	rulesOut      *rules.Dispatcher
+	rulesConf     []rules.Rule // those of thingnet.toml
+	rulesStore    rules.Store  // those added while running
+	rulesMu       sync.Mutex   // serialises changes of the rule set
+	rulesState    string       // the engine's saved state
+	stopRules     func()
+	stopRuleLoops func()
+	rulesSkipped  func() int
+	fleet         *fleet.Tracker // fleet.go
+	census        *fleet.Census
 
 	closeOnce sync.Once
 	closeErr  error
@@ -151,10 +159,10 @@ func Start(home string, c Config, logger *slog.Logger, opts ...Option) (*Node, e
 		if n.gw != nil {
 			n.gw.Mount(n.api, app)
 			reg.Gateway(n.gw)
-			if n.rules != nil {
-				reg.Register(n.rulesOut.Collector(n.rules, n.rulesSkipped))
-			}
-			n.api.Mount(map[string]api.HandlerFunc{"GET /v1/rules/firings": n.ruleFirings})
+			reg.Register(n.rulesOut.Collector(n.rules, n.rulesSkipped))
+			reg.Fleet(n.census.Summary)
+			n.api.SetFleetCensus(n.census.Summary, n.fleet.Since)
+			n.mountRules()
 		}
 		if n.broker != nil {
 			reg.MQTT(n.broker)

@@ -3,13 +3,20 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"path/filepath"
+	"slices"
 	"time"
 
+	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
+	"github.com/thingnet/thingnet/record"
 	"github.com/thingnet/thingnet/rules"
 )
 
@@ -17,26 +24,43 @@ import (
 // before it loses some (counted by the gateway's feed).
 const rulesBuffer = 8192
 
-// startRules runs the [[rules]] of c on every numeric reading the gateway
-// stores: the gateway's stored-reading feed (Gateway.FollowStored) carries
-// the values, which the events bus does not. The device's organisation,
-// class and labels come from the ledger's latest state.
+// startRules runs the rules of c ([[rules]] in thingnet.toml) and of the
+// node's rules store (<home>/rules.d, `thingnet rules add`) on every
+// numeric reading the gateway stores, and its fleet rules on the fleet
+// census: the gateway's stored-reading feed (Gateway.FollowStored)
+// carries the values, which the events bus does not; the same feed keeps
+// the fleet tracker. The device's organisation, class and labels come
+// from the ledger's latest state. The engine runs even without rules, so
+// that a rule added later takes effect at once; its states and windows are
+// saved in <home>/data/rules/state.json every 30 s and at stop, and
+// restored at start.
 func (n *Node) startRules(c Config, key *identity.Key) error {
-	if len(c.Rules) == 0 {
-		return nil
-	}
 	log := n.log.With("module", "rules")
-	n.rulesOut = rules.NewDispatcher(rules.DispatcherConfig{Rules: c.Rules, Key: key, Logger: log, Alert: n.ruleAlert(key)})
-	eng, err := rules.NewEngine(rules.Config{Rules: c.Rules, Fire: n.rulesOut.Fire, Logger: log})
+	n.rulesStore = rules.Store{Dir: filepath.Join(n.home, rules.StoreDir)}
+	stored, err := n.rulesStore.List(rules.DefaultLimits())
+	if err != nil {
+		return err
+	}
+	n.rulesConf = c.Rules
+	all := append(slices.Clone(c.Rules), stored...)
+	n.rulesOut = rules.NewDispatcher(rules.DispatcherConfig{Rules: all, Key: key, Logger: log, Alert: n.ruleAlert(key),
+		Call: n.ruleCall, StateDir: RulesWebhooksDir(n.home)})
+	eng, err := rules.NewEngine(rules.Config{Rules: all, Fire: n.rulesOut.Fire, Logger: log})
 	if err != nil {
 		n.rulesOut.Close()
 		n.rulesOut = nil
-		return err
+		return fmt.Errorf("%w (rules of thingnet.toml and %s together)", err, n.rulesStore.Dir)
 	}
 	n.rules = eng
+	n.rulesState = filepath.Join(n.home, "data", "rules", "state.json")
+	if err := eng.LoadState(n.rulesState); err != nil {
+		log.Warn("rules state not restored: windows and states start empty", "err", err)
+	}
+	n.startFleet(c)
 	var height int64
 	devs := map[string]rules.Device{} // of the ledger state at height
 	n.stopRules, n.rulesSkipped = n.gw.FollowStored(rulesBuffer, func(it client.ReadingItem) {
+		n.fleet.Observe(it)
 		if it.Value == nil {
 			return // bytes and sealed values are not numbers a rule can read
 		}
@@ -58,14 +82,56 @@ func (n *Node) startRules(c Config, key *identity.Key) error {
 		}
 		eng.Observe(d, it.ContentType, it.Seq, it.Time, *it.Value)
 	})
-	log.Info("rules running", "rules", len(c.Rules))
+	every := c.Fleet.Every.Duration
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { // every [fleet] every, the fleet rules; every 30 s, the state saved
+		defer close(done)
+		census, save := time.NewTicker(every), time.NewTicker(rulesSaveEvery)
+		defer census.Stop()
+		defer save.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-census.C:
+				n.fleetRules()
+			case <-save.C:
+				if err := eng.SaveState(n.rulesState); err != nil {
+					log.Warn("saving the rules state", "err", err)
+				}
+			}
+		}
+	}()
+	n.stopRuleLoops = func() { cancel(); <-done }
+	log.Info("rules running", "rules", len(all), "added", len(stored))
 	return nil
 }
 
-// stopRulesEngine stops following readings and delivering actions.
+// RulesWebhooksDir is where a node's rules keep their webhooks' dead
+// letters (rules.WebhookDir of each rule under it).
+func RulesWebhooksDir(home string) string { return filepath.Join(home, "data", "rules", "webhooks") }
+
+// rulesSaveEvery is how often the rules engine's state is saved: a crash
+// loses at most this much of it (a clean stop saves it all).
+const rulesSaveEvery = 30 * time.Second
+
+// stopRulesEngine stops following readings and delivering actions, and
+// saves the engine's state.
 func (n *Node) stopRulesEngine() {
 	if n.stopRules != nil {
 		n.stopRules()
+	}
+	if n.stopRuleLoops != nil {
+		n.stopRuleLoops()
+	}
+	if n.rules != nil {
+		if err := n.rules.SaveState(n.rulesState); err != nil {
+			n.log.Warn("saving the rules state", "err", err)
+		}
 	}
 	if n.rulesOut != nil {
 		n.rulesOut.Close()
@@ -82,10 +148,27 @@ func (n *Node) ruleFirings(r *http.Request) (any, error) {
 		return nil, err
 	}
 	firings := []rules.Firing{}
-	if n.rulesOut != nil { // a node without [[rules]]: none
+	if n.rulesOut != nil { // a node without a gateway: none
 		firings = n.rulesOut.History(device)
 	}
 	return map[string]any{"device": device, "firings": firings}, nil
+}
+
+// ruleCall makes a firing's agreement call: a tx signed by the gateway
+// key, sent through the gateway's tx queue; it returns once the tx is
+// committed (its result, refused or done, is in the agreement's history)
+// or dropped.
+func (n *Node) ruleCall(ctx context.Context, f rules.Firing, c rules.Call) error {
+	done := make(chan error, 1)
+	if err := n.gw.Enqueue(&record.AgreementCall{ID: c.Agreement, Transition: c.Transition, Args: c.Args}, func(err error) { done <- err }); err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // ruleAlert stores a firing as an alert record: a reading of the gateway
@@ -121,4 +204,180 @@ func (n *Node) ruleAlert(key *identity.Key) func(context.Context, rules.Firing) 
 		_, err = n.gw.IngestIndex(ctx, key.ID(), raw, "rules")
 		return err
 	}
+}
+
+// mountRules adds the rules routes: GET /v1/rules/firings (under the read
+// rule) and, for the node's operators, GET /v1/rules, POST /v1/rules and
+// DELETE /v1/rules/{name} (docs/api.md, "Rules").
+func (n *Node) mountRules() {
+	n.api.Mount(map[string]api.HandlerFunc{
+		"GET /v1/rules/firings":   n.ruleFirings,
+		"GET /v1/rules":           n.listRules,
+		"POST /v1/rules":          n.addRules,
+		"DELETE /v1/rules/{name}": n.removeRule,
+	})
+}
+
+// operator authenticates r's caller (api.Caller, a bearer token) as an
+// operator of this node: an admin, on the ledger, of the organisation of
+// its gateway key's device record. Anonymous: 401; another caller: 403.
+func (n *Node) operator(r *http.Request) (string, *ledger.State, error) {
+	caller, st, err := n.api.Caller(r)
+	if err != nil {
+		return "", nil, err
+	}
+	gw, err := st.Device(n.gwKey.ID())
+	if err != nil {
+		return "", nil, fmt.Errorf("the gateway %s: %w", n.gwKey.ID(), err)
+	}
+	if caller == "" {
+		return "", nil, api.NewError(http.StatusUnauthorized, "unauthenticated",
+			fmt.Sprintf("the node's rules are for its operators: authenticate (Authorization: Bearer <token>, thingnet token --key KEY) as an admin of %s, the organisation of its gateway", gw.Org))
+	}
+	o, err := st.Org(gw.Org)
+	if err != nil {
+		return "", nil, err
+	}
+	if !o.IsAdmin(caller) {
+		return "", nil, api.NewError(http.StatusForbidden, "forbidden",
+			fmt.Sprintf("%s is not an admin of %s, the organisation of this node's gateway: only its operators may see or change its rules", caller, gw.Org))
+	}
+	return caller, st, nil
+}
+
+// ruleEntry is a rule as GET /v1/rules lists it.
+type ruleEntry struct {
+	rules.Rule
+	Source string `json:"source"` // "thingnet.toml" or "rules.d"
+}
+
+// listRules serves GET /v1/rules: the rules the node runs, to its operators.
+func (n *Node) listRules(r *http.Request) (any, error) {
+	if _, _, err := n.operator(r); err != nil {
+		return nil, err
+	}
+	n.rulesMu.Lock()
+	defer n.rulesMu.Unlock()
+	conf := map[string]bool{}
+	for _, c := range n.rulesConf {
+		conf[c.Name] = true
+	}
+	out := []ruleEntry{}
+	for _, rl := range n.rules.Rules() {
+		src := rules.StoreDir
+		if conf[rl.Name] {
+			src = ConfigFile
+		}
+		out = append(out, ruleEntry{Rule: rl, Source: src})
+	}
+	return map[string]any{"rules": out}, nil
+}
+
+// maxRulesBody bounds a POST /v1/rules body.
+const maxRulesBody = 64 << 10
+
+// addRules serves POST /v1/rules: {"rules": [rule, ...]} (JSON, the
+// fields of a [[rules]] table) whose rules the node adds to those it runs, at once and across restarts
+// (its rules store), replacing added rules of the same names. The caller
+// must be an operator of the node and an admin of each rule's
+// organisation; a rule of thingnet.toml cannot be replaced here. All or
+// nothing: one bad rule and none is added.
+func (n *Node) addRules(r *http.Request) (any, error) {
+	caller, st, err := n.operator(r)
+	if err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRulesBody+1))
+	if err != nil {
+		return nil, api.NewError(http.StatusBadRequest, "bad_request", err.Error())
+	}
+	if len(body) > maxRulesBody {
+		return nil, api.NewError(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a rules body is at most %d bytes", maxRulesBody))
+	}
+	add, err := rules.DecodeJSON(body, rules.DefaultLimits())
+	if err != nil {
+		return nil, api.NewError(http.StatusBadRequest, "bad_rule", err.Error())
+	}
+	if len(add) == 0 {
+		return nil, api.NewError(http.StatusBadRequest, "bad_rule", "the body holds no rule")
+	}
+	for _, rl := range add {
+		o, err := st.Org(rl.Org)
+		if err != nil || !o.IsAdmin(caller) {
+			return nil, api.NewError(http.StatusForbidden, "forbidden", fmt.Sprintf("rule %q watches the devices of %s: %s is not an admin of it", rl.Name, rl.Org, caller))
+		}
+	}
+	n.rulesMu.Lock()
+	defer n.rulesMu.Unlock()
+	all := slices.Clone(n.rulesConf)
+	for _, rl := range add {
+		if slices.ContainsFunc(n.rulesConf, func(c rules.Rule) bool { return c.Name == rl.Name }) {
+			return nil, api.NewError(http.StatusConflict, "conflict", fmt.Sprintf("rule %q is defined in the node's %s: change it there", rl.Name, ConfigFile))
+		}
+	}
+	for _, rl := range n.rules.Rules()[len(n.rulesConf):] {
+		if !slices.ContainsFunc(add, func(a rules.Rule) bool { return a.Name == rl.Name }) {
+			all = append(all, rl)
+		}
+	}
+	all = append(all, add...)
+	if err := rules.CheckAll(all, rules.DefaultLimits()); err != nil {
+		return nil, api.NewError(http.StatusBadRequest, "bad_rule", err.Error())
+	}
+	for _, rl := range add {
+		if err := n.rulesStore.Put(rl, rules.DefaultLimits()); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.setRules(all); err != nil {
+		return nil, err
+	}
+	names := make([]string, len(add))
+	for i, rl := range add {
+		names[i] = rl.Name
+	}
+	n.log.Info("rules added", "rules", names, "by", caller)
+	return api.WithStatus(http.StatusCreated, map[string]any{"added": names, "rules": len(all)}), nil
+}
+
+// removeRule serves DELETE /v1/rules/{name}: the node stops running an
+// added rule and forgets it. Its caller must be an operator of the node
+// and an admin of the rule's organisation.
+func (n *Node) removeRule(r *http.Request) (any, error) {
+	caller, st, err := n.operator(r)
+	if err != nil {
+		return nil, err
+	}
+	name := r.PathValue("name")
+	n.rulesMu.Lock()
+	defer n.rulesMu.Unlock()
+	if slices.ContainsFunc(n.rulesConf, func(c rules.Rule) bool { return c.Name == name }) {
+		return nil, api.NewError(http.StatusConflict, "conflict", fmt.Sprintf("rule %q is defined in the node's %s: remove it there", name, ConfigFile))
+	}
+	cur := n.rules.Rules()
+	i := slices.IndexFunc(cur, func(c rules.Rule) bool { return c.Name == name })
+	if i < 0 {
+		return nil, api.NewError(http.StatusNotFound, "not_found", fmt.Sprintf("no rule %q on this node (thingnet rules list --node)", name))
+	}
+	if o, err := st.Org(cur[i].Org); err != nil || !o.IsAdmin(caller) {
+		return nil, api.NewError(http.StatusForbidden, "forbidden", fmt.Sprintf("rule %q watches the devices of %s: %s is not an admin of it", name, cur[i].Org, caller))
+	}
+	if err := n.rulesStore.Remove(name); err != nil && !errors.Is(err, rules.ErrNoRule) {
+		return nil, err
+	}
+	if err := n.setRules(slices.Delete(cur, i, i+1)); err != nil {
+		return nil, err
+	}
+	n.log.Info("rule removed", "rule", name, "by", caller)
+	return map[string]any{"removed": name}, nil
+}
+
+// setRules makes rs the rules the engine evaluates and the dispatcher
+// acts for. Called with n.rulesMu held.
+func (n *Node) setRules(rs []rules.Rule) error {
+	if err := n.rules.SetRules(rs); err != nil {
+		return err
+	}
+	n.rulesOut.SetRules(rs)
+	return nil
 }

@@ -1,12 +1,14 @@
 package rules
 
 import (
-	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"path/filepath"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,29 +30,36 @@ type DispatcherConfig struct {
 	Rules  []Rule
 	Key    *identity.Key // signs webhook deliveries: the node's gateway key
 	Client *http.Client  // default: a client with no timeout of its own (each attempt has the action's)
-	// QueueLen bounds the firings waiting for delivery; past it a firing's
-	// webhook is dropped (and counted). Default 1024.
+	// StateDir holds each webhook rule's dead letters, in
+	// <StateDir>/<hex of the rule's name>/dead-letters (export/webhook's
+	// list). Required for rules with a webhook.
+	StateDir string
+	// QueueLen bounds the firings of a rule waiting for its actions; past
+	// it a firing's actions are dropped (and counted). Default 1024.
 	QueueLen int
 	// HistoryLen is how many recent firings History keeps (all devices
 	// together, in memory); default 1024.
 	HistoryLen int
 	// Alert stores a firing as an alert record, for rules whose action
 	// asks for one (the node: a reading of its gateway, in its log).
-	Alert  func(context.Context, Firing) error
+	Alert func(context.Context, Firing) error
+	// Call makes an agreement call for rules whose action has one (the
+	// node: a tx signed by its gateway key, returning once committed).
+	Call   func(context.Context, Firing, Call) error
 	Logger *slog.Logger
-	Now    func() time.Time // default time.Now
 }
 
 // Dispatcher carries out the actions of firings: a log line and a counter
-// for each, and the rule's webhook, delivered by one worker with a timeout
-// per attempt and bounded retries with exponential back-off, so that a
-// slow endpoint never blocks the readings' path.
+// for each, and, per rule, its alert record and its webhook, delivered by
+// the rule's own worker through export/webhook's Deliverer (the one
+// implementation of signed deliveries: a timeout per attempt, bounded
+// retries with back-off, the rule's rate limit, dead letters), so that a
+// slow endpoint holds back neither the readings' path nor other rules.
 type Dispatcher struct {
-	cfg   DispatcherConfig
-	rules map[string]Rule
-	q     chan Firing
-	done  chan struct{}
-	wg    sync.WaitGroup
+	cfg     DispatcherConfig
+	mu      sync.Mutex
+	workers map[string]*worker // by rule name, for rules with an alert or a webhook
+	closed  bool
 
 	histMu  sync.Mutex
 	history []Firing // ring of the last HistoryLen firings, oldest at histAt once full
@@ -58,10 +67,20 @@ type Dispatcher struct {
 
 	fired, delivered, retried, failed, dropped atomic.Uint64
 	alerts, alertsFailed                       atomic.Uint64
+	calls, callsFailed                         atomic.Uint64
 	perRule                                    sync.Map // rule name -> *atomic.Uint64
 }
 
-// NewDispatcher starts a dispatcher's worker; Close stops it.
+// worker carries out one rule's actions, in firing order.
+type worker struct {
+	rule   Rule
+	q      chan Firing
+	hook   *webhook.Deliverer // nil without a webhook
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewDispatcher starts a dispatcher; Close stops its workers.
 func NewDispatcher(c DispatcherConfig) *Dispatcher {
 	if c.Client == nil {
 		c.Client = &http.Client{}
@@ -72,22 +91,102 @@ func NewDispatcher(c DispatcherConfig) *Dispatcher {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
 	if c.HistoryLen <= 0 {
 		c.HistoryLen = 1024
 	}
-	d := &Dispatcher{cfg: c, rules: map[string]Rule{}, q: make(chan Firing, c.QueueLen), done: make(chan struct{})}
-	for _, r := range c.Rules {
-		d.rules[r.Name] = r
-	}
-	d.wg.Add(1)
-	go d.run()
+	d := &Dispatcher{cfg: c, workers: map[string]*worker{}}
+	d.SetRules(c.Rules)
 	return d
 }
 
-// Fire logs and counts f and queues its webhook; it never blocks.
+// SetRules replaces the rules whose actions the dispatcher carries out
+// (with Engine.SetRules): a rule whose action is unchanged keeps its
+// worker and queue; a removed or changed rule's worker stops, and what it
+// had queued is abandoned.
+func (d *Dispatcher) SetRules(rs []Rule) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	keep := map[string]bool{}
+	for _, r := range rs {
+		if r.Action.Webhook == "" && !r.Action.Alert && r.Action.Call == nil {
+			continue
+		}
+		keep[r.Name] = true
+		if w := d.workers[r.Name]; w != nil {
+			if reflect.DeepEqual(w.rule.Action, r.Action) && w.rule.Org == r.Org {
+				continue
+			}
+			w.stop()
+		}
+		d.workers[r.Name] = d.start(r)
+	}
+	for name, w := range d.workers {
+		if !keep[name] {
+			w.stop()
+			delete(d.workers, name)
+		}
+	}
+}
+
+// start starts rule r's worker. Called with d.mu held.
+func (d *Dispatcher) start(r Rule) *worker {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &worker{rule: r, q: make(chan Firing, d.cfg.QueueLen), cancel: cancel, done: make(chan struct{})}
+	if a := r.Action; a.Webhook != "" {
+		timeout, retries, rps := a.Timeout.Duration, a.Retries, a.Rate
+		if timeout == 0 {
+			timeout = 5 * time.Second
+		}
+		if retries == 0 {
+			retries = 3
+		}
+		if rps == 0 {
+			rps = 10
+		}
+		hook, err := webhook.NewDeliverer(webhook.Config{URL: a.Webhook, StateDir: d.stateDir(r.Name), Key: d.cfg.Key,
+			Timeout: timeout, MaxAttempts: 1 + retries, Rate: rps, Burst: max(1, int(rps)), HTTP: d.cfg.Client})
+		if err != nil {
+			d.cfg.Logger.Warn("rule webhook off: its deliveries will fail", "rule", r.Name, "err", err)
+		}
+		w.hook = hook
+	}
+	go d.run(ctx, w)
+	return w
+}
+
+func (d *Dispatcher) stateDir(rule string) string {
+	if d.cfg.StateDir == "" {
+		return ""
+	}
+	return WebhookDir(d.cfg.StateDir, rule)
+}
+
+// WebhookDir is the state directory of rule's webhook (its dead letters)
+// under a dispatcher's StateDir.
+func WebhookDir(stateDir, rule string) string {
+	return filepath.Join(stateDir, hex.EncodeToString([]byte(rule)))
+}
+
+// DeadLetters is the dead-letter list of rule's webhook (nil if the rule
+// has none, or no state directory).
+func (d *Dispatcher) DeadLetters(rule string) *webhook.DeadLetters {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if w := d.workers[rule]; w != nil && w.hook != nil {
+		return w.hook.DeadLetters()
+	}
+	return nil
+}
+
+func (w *worker) stop() {
+	w.cancel()
+	<-w.done
+}
+
+// Fire logs and counts f and queues its actions; it never blocks.
 func (d *Dispatcher) Fire(f Firing) {
 	d.fired.Add(1)
 	n, _ := d.perRule.LoadOrStore(f.Rule, new(atomic.Uint64))
@@ -100,15 +199,18 @@ func (d *Dispatcher) Fire(f Firing) {
 		d.histAt = (d.histAt + 1) % len(d.history)
 	}
 	d.histMu.Unlock()
-	d.cfg.Logger.Info("rule fired", "rule", f.Rule, "device", f.Device, "type", f.Type, "seq", f.Seq, "value", f.Value, "time", f.Time)
-	if a := d.rules[f.Rule].Action; a.Webhook == "" && !a.Alert {
-		return
+	d.cfg.Logger.Info("rule fired", "rule", f.Rule, "subject", f.subject(), "type", f.Type, "seq", f.Seq, "value", f.Value, "time", f.Time)
+	d.mu.Lock()
+	w := d.workers[f.Rule]
+	d.mu.Unlock()
+	if w == nil {
+		return // no action but the log line and the counter
 	}
 	select {
-	case d.q <- f:
+	case w.q <- f:
 	default:
 		d.dropped.Add(1)
-		d.cfg.Logger.Warn("rule webhook dropped: the queue is full", "rule", f.Rule, "device", f.Device)
+		d.cfg.Logger.Warn("rule actions dropped: the rule's queue is full", "rule", f.Rule, "subject", f.subject())
 	}
 }
 
@@ -125,28 +227,33 @@ func (d *Dispatcher) History(device string) []Firing {
 	return out
 }
 
-// Close stops the worker; queued deliveries not yet made are abandoned.
+// Close stops the workers; queued actions not yet carried out are
+// abandoned. It is idempotent.
 func (d *Dispatcher) Close() {
-	close(d.done)
-	d.wg.Wait()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	for name, w := range d.workers {
+		w.stop()
+		delete(d.workers, name)
+	}
 }
 
-func (d *Dispatcher) run() {
-	defer d.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { <-d.done; cancel() }()
+func (d *Dispatcher) run(ctx context.Context, w *worker) {
+	defer close(w.done)
 	for {
 		select {
-		case <-d.done:
+		case <-ctx.Done():
 			return
-		case f := <-d.q:
-			a := d.rules[f.Rule].Action
-			if a.Alert {
+		case f := <-w.q:
+			if w.rule.Action.Alert {
 				d.alert(ctx, f)
 			}
-			if a.Webhook != "" {
-				d.deliver(ctx, a, f)
+			if c := w.rule.Action.Call; c != nil {
+				d.call(ctx, f, *c)
+			}
+			if w.rule.Action.Webhook != "" {
+				d.deliver(ctx, w, f)
 			}
 		}
 	}
@@ -156,82 +263,58 @@ func (d *Dispatcher) run() {
 func (d *Dispatcher) alert(ctx context.Context, f Firing) {
 	if d.cfg.Alert == nil {
 		d.alertsFailed.Add(1)
-		d.cfg.Logger.Warn("rule alert not stored: this node stores no alert records", "rule", f.Rule, "device", f.Device)
+		d.cfg.Logger.Warn("rule alert not stored: this node stores no alert records", "rule", f.Rule, "subject", f.subject())
 		return
 	}
 	if err := d.cfg.Alert(ctx, f); err != nil {
 		d.alertsFailed.Add(1)
-		d.cfg.Logger.Warn("rule alert not stored", "rule", f.Rule, "device", f.Device, "err", err)
+		d.cfg.Logger.Warn("rule alert not stored", "rule", f.Rule, "subject", f.subject(), "err", err)
 		return
 	}
 	d.alerts.Add(1)
 }
 
-// deliver POSTs f to the action's webhook: 1 + Retries attempts (default
-// 3 retries), each within Timeout (default 5s), 500ms, 1s, 2s... apart; a
-// 2xx answer delivers it, a 4xx other than 429 fails it at once.
-func (d *Dispatcher) deliver(ctx context.Context, a Action, f Firing) {
-	timeout, retries := a.Timeout.Duration, a.Retries
-	if timeout == 0 {
-		timeout = 5 * time.Second
+// call makes f's agreement call.
+func (d *Dispatcher) call(ctx context.Context, f Firing, c Call) {
+	if d.cfg.Call == nil {
+		d.callsFailed.Add(1)
+		d.cfg.Logger.Warn("rule agreement call not made: this node makes none", "rule", f.Rule, "subject", f.subject())
+		return
 	}
-	if a.Retries == 0 {
-		retries = 3
+	c.Args = maps.Clone(c.Args)
+	if err := d.cfg.Call(ctx, f, c); err != nil {
+		d.callsFailed.Add(1)
+		d.cfg.Logger.Warn("rule agreement call failed", "rule", f.Rule, "agreement", c.Agreement, "transition", c.Transition, "err", err)
+		return
 	}
-	body, _ := json.Marshal(Delivery{Firing: f, Node: d.cfg.Key.ID()})
-	// The delivery id names the firing: one per rule, device and reading,
-	// the same on every retry (receivers de-duplicate by it).
-	id := "rule/" + f.Rule + "/" + f.Device + "/" + strconv.FormatUint(f.Seq, 10)
-	wait := 500 * time.Millisecond
-	var last error
-	for attempt := 0; attempt <= retries; attempt++ {
-		if attempt > 0 {
-			d.retried.Add(1)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-			wait *= 2
-		}
-		var final bool
-		final, last = d.post(ctx, a.Webhook, id, timeout, body)
-		if last == nil {
-			d.delivered.Add(1)
-			return
-		}
-		if final {
-			break
-		}
-	}
-	d.failed.Add(1)
-	d.cfg.Logger.Warn("rule webhook failed", "rule", f.Rule, "device", f.Device, "url", a.Webhook, "err", last)
+	d.calls.Add(1)
 }
 
-// post makes one attempt; final says that trying again cannot help.
-func (d *Dispatcher) post(ctx context.Context, url, deliveryID string, timeout time.Duration, body []byte) (final bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return true, err
+// deliver POSTs f to the rule's webhook (webhook.Deliverer.Send: 1 +
+// Retries attempts, default 3 retries, each within Timeout, default 5s,
+// back-off from 0.5 s doubling with jitter, at most Rate a second; a 4xx
+// other than 408 and 429 is not retried); a delivery that fails them all
+// is a dead letter.
+func (d *Dispatcher) deliver(ctx context.Context, w *worker, f Firing) {
+	if w.hook == nil {
+		d.failed.Add(1)
+		return
 	}
-	if err := webhook.SignRequest(req.Header, d.cfg.Key, d.cfg.Key.ID(), deliveryID, d.cfg.Now(), body); err != nil {
-		return true, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := d.cfg.Client.Do(req)
-	if err != nil {
-		return false, err
-	}
-	resp.Body.Close()
+	body, _ := json.Marshal(Delivery{Firing: f, Node: d.cfg.Key.ID()})
+	// The delivery id names the firing: one per rule, device and reading
+	// (a fleet rule's: class and census time), the same on every retry
+	// (receivers de-duplicate by it).
+	id := "rule/" + f.Rule + "/" + f.subject() + "/" + strconv.FormatUint(f.Seq, 10)
+	before := w.hook.Retried()
+	err := w.hook.Send(ctx, id, body)
+	d.retried.Add(w.hook.Retried() - before)
 	switch {
-	case resp.StatusCode/100 == 2:
-		return false, nil
-	case resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusTooManyRequests:
-		return true, fmt.Errorf("HTTP %d", resp.StatusCode)
+	case err == nil:
+		d.delivered.Add(1)
+	case ctx.Err() != nil:
 	default:
-		return false, fmt.Errorf("HTTP %d", resp.StatusCode)
+		d.failed.Add(1)
+		d.cfg.Logger.Warn("rule webhook failed", "rule", f.Rule, "subject", f.subject(), "url", w.rule.Action.Webhook, "err", err)
 	}
 }
 
@@ -253,16 +336,18 @@ type collector struct {
 
 var (
 	descFired    = prometheus.NewDesc("thingnet_rules_fired_total", "Rule firings, by rule.", []string{"rule"}, nil)
-	descWebhooks = prometheus.NewDesc("thingnet_rules_webhooks_total", "Rule webhook deliveries by outcome (delivered, retried, failed, dropped).", []string{"outcome"}, nil)
+	descWebhooks = prometheus.NewDesc("thingnet_rules_webhooks_total", "Rule webhook deliveries by outcome (delivered, retried, failed: dead-lettered, dropped: the rule's queue was full).", []string{"outcome"}, nil)
 	descAlerts   = prometheus.NewDesc("thingnet_rules_alerts_total", "Rule alert records by outcome (stored, failed).", []string{"outcome"}, nil)
 	descObserved = prometheus.NewDesc("thingnet_rules_readings_observed_total", "Stored readings given to the rules engine.", nil, nil)
 	descSkipped  = prometheus.NewDesc("thingnet_rules_readings_skipped_total", "Stored readings the rules engine skipped because it fell behind the gateway.", nil, nil)
 	descErrors   = prometheus.NewDesc("thingnet_rules_eval_errors_total", "Rule conditions that failed to evaluate (counted as false).", nil, nil)
 	descDevices  = prometheus.NewDesc("thingnet_rules_devices", "Devices with windows in memory.", nil, nil)
+	descCalls    = prometheus.NewDesc("thingnet_rules_calls_total", "Rule agreement calls by outcome (committed, failed).", []string{"outcome"}, nil)
+	descCensuses = prometheus.NewDesc("thingnet_rules_fleet_censuses_total", "Fleet censuses the fleet rules were evaluated on.", nil, nil)
 )
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFired, descWebhooks, descAlerts, descObserved, descSkipped, descErrors, descDevices} {
+	for _, d := range []*prometheus.Desc{descFired, descWebhooks, descAlerts, descObserved, descSkipped, descErrors, descDevices, descCensuses, descCalls} {
 		ch <- d
 	}
 }
@@ -280,9 +365,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descAlerts, prometheus.CounterValue, float64(c.d.alerts.Load()), "stored")
 	ch <- prometheus.MustNewConstMetric(descAlerts, prometheus.CounterValue, float64(c.d.alertsFailed.Load()), "failed")
+	ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(c.d.calls.Load()), "committed")
+	ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(c.d.callsFailed.Load()), "failed")
 	s := c.e.Stats()
 	ch <- prometheus.MustNewConstMetric(descObserved, prometheus.CounterValue, float64(s.Observed))
 	ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.CounterValue, float64(c.skipped()))
 	ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(s.EvalErrors))
 	ch <- prometheus.MustNewConstMetric(descDevices, prometheus.GaugeValue, float64(s.Devices))
+	ch <- prometheus.MustNewConstMetric(descCensuses, prometheus.CounterValue, float64(s.Censuses))
 }

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,8 +35,9 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // TestWebhookRetriesThenDelivers: an endpoint that answers 500 twice and
 // then hangs past the timeout gets the delivery on the fourth attempt,
-// after 0.5 + 1 + 2 s of back-off and one 2 s timeout; the signature
-// verifies with the node's public key; a 400 is not retried.
+// after 0.5 + 1 + 2 s of back-off (each jittered down to half) and one 2 s
+// timeout; the signature verifies with the node's public key; a 400 is not
+// retried, and the delivery is kept as a dead letter.
 func TestWebhookRetriesThenDelivers(t *testing.T) {
 	key, err := identity.GenerateKey(identity.Ed25519)
 	if err != nil {
@@ -64,7 +66,7 @@ func TestWebhookRetriesThenDelivers(t *testing.T) {
 			}
 		})
 		rule := Rule{Name: "hot", Org: "acme", When: "true", Action: Action{Webhook: "http://example.test/hook", Timeout: Duration{2 * time.Second}}}
-		d := NewDispatcher(DispatcherConfig{Rules: []Rule{rule}, Key: key, Client: &http.Client{Transport: handlerTransport{h}}})
+		d := NewDispatcher(DispatcherConfig{Rules: []Rule{rule}, Key: key, Client: &http.Client{Transport: handlerTransport{h}}, StateDir: t.TempDir()})
 		defer d.Close()
 		start := time.Now()
 		d.Fire(Firing{Rule: "hot", Org: "acme", Device: "d1", Seq: 7, Value: 31})
@@ -74,8 +76,8 @@ func TestWebhookRetriesThenDelivers(t *testing.T) {
 		if d.delivered.Load() != 1 || d.retried.Load() != 3 {
 			t.Fatalf("delivered %d, retried %d; want 1, 3", d.delivered.Load(), d.retried.Load())
 		}
-		if took := attempts[3].Sub(start); took != 5500*time.Millisecond {
-			t.Fatalf("the fourth attempt came after %v; want 5.5s (0.5+1+2 s back-off, one 2 s timeout)", took)
+		if took := attempts[3].Sub(start); took < 3750*time.Millisecond || took > 5500*time.Millisecond {
+			t.Fatalf("the fourth attempt came after %v; want 3.75 to 5.5 s (0.5+1+2 s back-off less jitter, one 2 s timeout)", took)
 		}
 		pub := func(id string) (identity.PublicKey, error) {
 			if id != key.ID() {
@@ -97,14 +99,18 @@ func TestWebhookRetriesThenDelivers(t *testing.T) {
 		n := 0
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n++; w.WriteHeader(http.StatusBadRequest) })
 		rule := Rule{Name: "r", Org: "acme", When: "true", Action: Action{Webhook: "http://example.test/hook"}}
-		d := NewDispatcher(DispatcherConfig{Rules: []Rule{rule}, Key: key, Client: &http.Client{Transport: handlerTransport{h}}})
+		d := NewDispatcher(DispatcherConfig{Rules: []Rule{rule}, Key: key, Client: &http.Client{Transport: handlerTransport{h}}, StateDir: t.TempDir()})
 		defer d.Close()
-		d.Fire(Firing{Rule: "r"})
+		d.Fire(Firing{Rule: "r", Device: "d1", Seq: 9})
 		for d.failed.Load() == 0 {
 			time.Sleep(10 * time.Millisecond)
 		}
 		if n != 1 || d.retried.Load() != 0 {
 			t.Fatalf("a 400 was tried %d times", n)
+		}
+		letters, err := d.DeadLetters("r").List()
+		if err != nil || len(letters) != 1 || letters[0].ID != "rule/r/d1/9" || letters[0].Attempts != 1 {
+			t.Fatalf("dead letters %+v, %v; want the one delivery", letters, err)
 		}
 	})
 }
@@ -160,4 +166,75 @@ func TestAlertAction(t *testing.T) {
 			t.Fatal("an alert with no store was not counted as failed")
 		}
 	})
+}
+
+// TestWebhookRateAndIsolation: a rule's webhook gets at most its rate (2
+// a second, a burst of 2: six firings take 2 s), and a rule whose endpoint
+// hangs holds back only itself: another rule's deliveries go on.
+func TestWebhookRateAndIsolation(t *testing.T) {
+	key, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var at []time.Time
+		fast := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/hang" {
+				<-r.Context().Done()
+				return
+			}
+			mu.Lock()
+			at = append(at, time.Now())
+			mu.Unlock()
+		})
+		rs := []Rule{
+			{Name: "limited", Org: "acme", When: "true", Action: Action{Webhook: "http://example.test/ok", Rate: 2}},
+			{Name: "stuck", Org: "acme", When: "true", Action: Action{Webhook: "http://example.test/hang", Timeout: Duration{time.Hour}}},
+		}
+		d := NewDispatcher(DispatcherConfig{Rules: rs, Key: key, Client: &http.Client{Transport: handlerTransport{fast}}, StateDir: t.TempDir()})
+		defer d.Close()
+		start := time.Now()
+		d.Fire(Firing{Rule: "stuck", Device: "d", Seq: 1})
+		for i := range 6 {
+			d.Fire(Firing{Rule: "limited", Device: "d", Seq: uint64(i + 1)})
+		}
+		for d.delivered.Load() < 6 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if took := at[5].Sub(start); took != 2*time.Second {
+			t.Fatalf("the sixth delivery at rate 2/s (burst 2) came after %v; want 2s", took)
+		}
+	})
+}
+
+// TestCallAction: a rule's agreement call is made once per firing with
+// its arguments (whole numbers from JSON as ints); arguments that are not
+// ints, strings or bools are refused when the rule is checked.
+func TestCallAction(t *testing.T) {
+	key, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs File
+	if err := json.Unmarshal([]byte(`{"rules":[{"name":"r","org":"acme","when":"true","action":{"call":{"agreement":7,"transition":"alarm","args":{"level":2,"zone":"n"}}}}]}`), &rs); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckAll(rs.Rules, DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan Call, 2)
+	d := NewDispatcher(DispatcherConfig{Rules: rs.Rules, Key: key, Call: func(_ context.Context, _ Firing, c Call) error { got <- c; return nil }})
+	defer d.Close()
+	d.Fire(Firing{Rule: "r", Device: "d"})
+	c := <-got
+	if c.Agreement != 7 || c.Transition != "alarm" || c.Args["level"] != int64(2) || c.Args["zone"] != "n" {
+		t.Fatalf("call %+v; want agreement 7, alarm, level int64 2", c)
+	}
+	bad := Rule{Name: "b", Org: "acme", When: "true", Action: Action{Call: &Call{Agreement: 1, Transition: "t", Args: map[string]any{"x": 1.5}}}}
+	if _, err := bad.Check(DefaultLimits()); err == nil {
+		t.Fatal("a fractional argument was accepted")
+	}
 }

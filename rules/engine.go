@@ -2,6 +2,7 @@ package rules
 
 import (
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,11 +13,21 @@ import (
 type Firing struct {
 	Rule   string    `json:"rule"`
 	Org    string    `json:"org"`
-	Device string    `json:"device"`
+	Device string    `json:"device,omitempty"` // "" for a fleet rule's firing
+	Class  string    `json:"class,omitempty"`  // a fleet rule's class`
 	Type   string    `json:"type"`
 	Seq    uint64    `json:"seq"`
 	Value  float64   `json:"value"`
-	Time   time.Time `json:"time"` // the reading's time
+	Time   time.Time `json:"time"` // the reading's time (a fleet rule's: the census's)
+}
+
+// subject is what a firing is about: the device, or a fleet rule's class
+// ("class:sensor"; "class:" for every class).
+func (f *Firing) subject() string {
+	if f.Device != "" {
+		return f.Device
+	}
+	return "class:" + f.Class
 }
 
 // Config configures an engine.
@@ -46,24 +57,27 @@ type state struct {
 	falseSince time.Time // zero: the condition is true, or not yet seen false while active
 }
 
+// key is a state's (rule, subject): the subject is a device, or a fleet
+// rule's "class:<class>". Keyed by the rule's name so that a state
+// outlives a change of the rule set (SetRules) and a restart (State).
 type key struct {
-	rule   int
+	rule   string
 	device string
 }
 
 // Engine evaluates rules on the readings given to Observe. It is safe for
 // concurrent use.
 type Engine struct {
-	cfg   Config
-	rules []compiled
+	cfg Config
 
 	mu    sync.Mutex
+	rules []compiled
 	devs  map[string]*deviceWindows
 	seen  map[string]uint64 // device -> observation counter, for eviction
 	tick  uint64
 	state map[key]*state
 
-	observed, fired, evalErrors, tooOld atomic.Uint64
+	observed, fired, evalErrors, tooOld, censuses atomic.Uint64
 }
 
 // NewEngine checks and compiles the rules.
@@ -80,19 +94,50 @@ func NewEngine(c Config) (*Engine, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := CheckAll(c.Rules, c.Limits); err != nil {
-		return nil, err
-	}
 	e := &Engine{cfg: c, devs: map[string]*deviceWindows{}, seen: map[string]uint64{}, state: map[key]*state{}}
-	for _, r := range c.Rules {
-		cond, _ := r.Check(c.Limits) // checked above
-		e.rules = append(e.rules, compiled{Rule: r, cond: cond})
+	if err := e.SetRules(c.Rules); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
 
+// SetRules replaces the engine's rules (a rule added or removed on a
+// running node). A rule kept with the same definition keeps its states;
+// the states of a removed or changed rule are forgotten. The windows are
+// kept; a new rule reading a longer window than any before sees what they
+// hold.
+func (e *Engine) SetRules(rs []Rule) error {
+	if err := CheckAll(rs, e.cfg.Limits); err != nil {
+		return err
+	}
+	out := make([]compiled, 0, len(rs))
+	for _, r := range rs {
+		cond, _ := r.Check(e.cfg.Limits) // checked above
+		out = append(out, compiled{Rule: r, cond: cond})
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	keep := map[string]bool{}
+	for _, n := range out {
+		for _, o := range e.rules {
+			if o.Name == n.Name && reflect.DeepEqual(o.Rule, n.Rule) {
+				keep[n.Name] = true
+			}
+		}
+	}
+	for k := range e.state {
+		if !keep[k.rule] {
+			delete(e.state, k)
+		}
+	}
+	e.rules = out
+	return nil
+}
+
 // Rules are the engine's rules, in order.
 func (e *Engine) Rules() []Rule {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	out := make([]Rule, len(e.rules))
 	for i, r := range e.rules {
 		out[i] = r.Rule
@@ -106,16 +151,17 @@ func (e *Engine) Rules() []Rule {
 func (e *Engine) Observe(d Device, typ string, seq uint64, t time.Time, v float64) []Firing {
 	defer e.observed.Add(1) // once evaluated and its firings given to Fire
 	var picked []int
+	e.mu.Lock()
 	for i := range e.rules {
 		if e.rules[i].Picks(d) {
 			picked = append(picked, i)
 		}
 	}
 	if len(picked) == 0 {
+		e.mu.Unlock()
 		return nil
 	}
 	var out []Firing
-	e.mu.Lock()
 	w := e.devs[d.ID]
 	if w == nil {
 		if len(e.devs) >= e.cfg.MaxDevices {
@@ -139,17 +185,28 @@ func (e *Engine) Observe(d Device, typ string, seq uint64, t time.Time, v float6
 			e.evalErrors.Add(1)
 			e.cfg.Logger.Debug("rule condition", "rule", r.Name, "device", d.ID, "seq", seq, "err", err)
 		}
-		k := key{i, d.ID}
-		s := e.state[k]
-		if s == nil {
-			s = &state{}
-			e.state[k] = s
-		}
-		if s.step(ok, t, r.Cooldown.Duration, r.ClearAfter.Duration) {
+		if e.stateOf(r.Name, d.ID).step(ok, t, r.Cooldown.Duration, r.ClearAfter.Duration) {
 			out = append(out, Firing{Rule: r.Name, Org: r.Org, Device: d.ID, Type: typ, Seq: seq, Value: v, Time: t})
 		}
 	}
 	e.mu.Unlock()
+	return e.fire(out)
+}
+
+// stateOf is the state of (rule, subject), made if new. Called with e.mu
+// held.
+func (e *Engine) stateOf(rule, subject string) *state {
+	k := key{rule, subject}
+	s := e.state[k]
+	if s == nil {
+		s = &state{}
+		e.state[k] = s
+	}
+	return s
+}
+
+// fire counts firings and gives them to Config.Fire, under no lock.
+func (e *Engine) fire(out []Firing) []Firing {
 	e.fired.Add(uint64(len(out)))
 	if e.cfg.Fire != nil {
 		for _, f := range out {
@@ -157,6 +214,42 @@ func (e *Engine) Observe(d Device, typ string, seq uint64, t time.Time, v float6
 		}
 	}
 	return out
+}
+
+// FleetCount is how many of an organisation's devices of a class a fleet
+// census found, and how many of them silent.
+type FleetCount struct {
+	Org, Class      string
+	Devices, Silent int
+}
+
+// ObserveFleet evaluates the fleet rules on a census taken at t: a rule
+// of organisation O and class C is true while more than its silent_over
+// of O's devices of C (of every class when C is "") are silent. Cooldown,
+// clear_after and de-duplication are as for a device, per (rule, class);
+// the firing's Value is the silent count and its Seq the census time in
+// Unix milliseconds.
+func (e *Engine) ObserveFleet(counts []FleetCount, t time.Time) []Firing {
+	defer e.censuses.Add(1)
+	var out []Firing
+	e.mu.Lock()
+	for i := range e.rules {
+		r := &e.rules[i]
+		if r.Fleet == nil {
+			continue
+		}
+		silent := 0
+		for _, c := range counts {
+			if c.Org == r.Org && (r.Fleet.Class == "" || c.Class == r.Fleet.Class) {
+				silent += c.Silent
+			}
+		}
+		if e.stateOf(r.Name, "class:"+r.Fleet.Class).step(silent > r.Fleet.SilentOver, t, r.Cooldown.Duration, r.ClearAfter.Duration) {
+			out = append(out, Firing{Rule: r.Name, Org: r.Org, Class: r.Fleet.Class, Type: FleetType, Seq: uint64(t.UnixMilli()), Value: float64(silent), Time: t})
+		}
+	}
+	e.mu.Unlock()
+	return e.fire(out)
 }
 
 // step advances a (rule, device) state with the condition's value at t and
@@ -208,12 +301,14 @@ type Stats struct {
 	// Config.Fire); TooOld those older than the longest window before the
 	// device's newest, refused.
 	Observed, Fired, EvalErrors, TooOld uint64
-	Devices                             int
+	// Censuses counts the fleet censuses given to ObserveFleet.
+	Censuses uint64
+	Devices  int
 }
 
 func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	n := len(e.devs)
 	e.mu.Unlock()
-	return Stats{Observed: e.observed.Load(), Fired: e.fired.Load(), EvalErrors: e.evalErrors.Load(), TooOld: e.tooOld.Load(), Devices: n}
+	return Stats{Observed: e.observed.Load(), Fired: e.fired.Load(), EvalErrors: e.evalErrors.Load(), TooOld: e.tooOld.Load(), Censuses: e.censuses.Load(), Devices: n}
 }

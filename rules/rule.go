@@ -1,8 +1,11 @@
 package rules
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"slices"
 	"time"
@@ -12,28 +15,47 @@ import (
 
 // Rule is one [[rules]] table of thingnet.toml (or of a rules file).
 type Rule struct {
-	Name string `toml:"name"`
+	Name string `toml:"name" json:"name"`
 	// Org is the organisation whose devices the rule watches: it applies
 	// to no other organisation's devices, whatever the selector says.
-	Org string `toml:"org"`
+	Org string `toml:"org" json:"org"`
 	// When is the condition, in CEL with window functions.
-	When    string   `toml:"when"`
-	Devices Selector `toml:"devices"`
+	When    string   `toml:"when,omitempty" json:"when,omitempty"`
+	Devices Selector `toml:"devices,omitempty" json:"devices,omitempty"`
+	// Fleet makes it a fleet rule instead ([rules.fleet], no when): it
+	// watches how many of the organisation's devices of a class are
+	// silent, not a device's readings.
+	Fleet *Fleet `toml:"fleet,omitempty" json:"fleet,omitempty"`
 	// Cooldown is the least time between two firings for one device;
 	// ClearAfter is how long the condition must be false before the rule
 	// may fire again (0: one reading that makes it false). Both are
 	// measured in the readings' own time.
-	Cooldown   Duration `toml:"cooldown"`
-	ClearAfter Duration `toml:"clear_after"`
-	Action     Action   `toml:"action"`
+	Cooldown   Duration `toml:"cooldown,omitempty" json:"cooldown,omitempty"`
+	ClearAfter Duration `toml:"clear_after,omitempty" json:"clear_after,omitempty"`
+	Action     Action   `toml:"action,omitempty" json:"action,omitempty"`
 }
+
+// Fleet is the condition of a fleet rule: true while more than SilentOver
+// of the organisation's devices of Class ("": of every class) are silent
+// (docs/management.md, "Fleet health": no reading for the configured
+// number of their wake intervals). It is evaluated at each fleet census
+// of the node (every 10 s), with the rule's cooldown and clear_after, as
+// one (rule, class) state.
+type Fleet struct {
+	Class      string `toml:"class,omitempty" json:"class,omitempty"`
+	SilentOver int    `toml:"silent_over" json:"silent_over"`
+}
+
+// FleetType is the content type of a fleet rule's firing: its Value is
+// the number of silent devices.
+const FleetType = "fleet/silent"
 
 // Selector picks an organisation's devices: by id, by class, by labels (all
 // must match); an empty selector picks all of them.
 type Selector struct {
-	IDs     []string          `toml:"ids"`
-	Classes []string          `toml:"classes"`
-	Labels  map[string]string `toml:"labels"`
+	IDs     []string          `toml:"ids,omitempty" json:"ids,omitempty"`
+	Classes []string          `toml:"classes,omitempty" json:"classes,omitempty"`
+	Labels  map[string]string `toml:"labels,omitempty" json:"labels,omitempty"`
 }
 
 // Action is what a firing does: it is always logged and counted; with
@@ -41,10 +63,47 @@ type Selector struct {
 // Alert it is stored as an alert record (AlertType) in the gateway's own
 // data log, anchored on the ledger with it.
 type Action struct {
-	Webhook string   `toml:"webhook"`
-	Alert   bool     `toml:"alert"`
-	Timeout Duration `toml:"timeout"` // per attempt; default 5s
-	Retries int      `toml:"retries"` // attempts after the first; default 3, at most 10
+	Webhook string   `toml:"webhook,omitempty" json:"webhook,omitempty"`
+	Alert   bool     `toml:"alert,omitempty" json:"alert,omitempty"`
+	Timeout Duration `toml:"timeout,omitempty" json:"timeout,omitempty"` // per attempt; default 5s
+	Retries int      `toml:"retries,omitempty" json:"retries,omitempty"` // attempts after the first; default 3, at most 10
+	// Rate is the most deliveries a second to the webhook (default 10);
+	// past it deliveries wait their turn.
+	Rate float64 `toml:"rate,omitempty" json:"rate,omitempty"`
+	// Call, if set, calls an agreement's transition with a tx signed by
+	// the node's gateway key ([rules.action.call]).
+	Call *Call `toml:"call,omitempty" json:"call,omitempty"`
+}
+
+// Call is an agreement call a firing makes: transition Transition of
+// agreement Agreement, with Args (ints, strings, bools), signed by the
+// node's gateway key — which must speak for a party the transition may be
+// called by (the gateway's device, or its organisation).
+type Call struct {
+	Agreement  uint64         `toml:"agreement" json:"agreement"`
+	Transition string         `toml:"transition" json:"transition"`
+	Args       map[string]any `toml:"args,omitempty" json:"args,omitempty"`
+}
+
+// check validates a call and makes its whole numbers int64 (JSON reads
+// them as float64).
+func (c *Call) check() error {
+	if c.Agreement == 0 || c.Transition == "" {
+		return errors.New("action.call needs agreement (its id) and transition")
+	}
+	for k, v := range c.Args {
+		switch x := v.(type) {
+		case int64, string, bool:
+		case float64:
+			if x != math.Trunc(x) || math.Abs(x) > 1<<53 {
+				return fmt.Errorf("action.call.args.%s is %v: arguments are ints, strings or bools", k, x)
+			}
+			c.Args[k] = int64(x)
+		default:
+			return fmt.Errorf("action.call.args.%s is a %T: arguments are ints, strings or bools", k, v)
+		}
+	}
+	return nil
 }
 
 // AlertType is the content type of an alert record: a reading of the
@@ -71,9 +130,10 @@ type Device struct {
 	Labels         map[string]string
 }
 
-// Picks says whether the rule applies to the device.
+// Picks says whether the rule applies to the device's readings (a fleet
+// rule applies to none).
 func (r *Rule) Picks(d Device) bool {
-	if d.Org != r.Org {
+	if d.Org != r.Org || r.Fleet != nil {
 		return false
 	}
 	if len(r.Devices.IDs) > 0 && !slices.Contains(r.Devices.IDs, d.ID) {
@@ -103,6 +163,13 @@ func (r *Rule) Check(lim Limits) (*Condition, error) {
 		return nil, fmt.Errorf("rule %q: cooldown, clear_after and action.timeout may not be negative", r.Name)
 	case r.Action.Retries < 0 || r.Action.Retries > 10:
 		return nil, fmt.Errorf("rule %q: action.retries is %d; 0 to 10", r.Name, r.Action.Retries)
+	case r.Action.Rate < 0 || r.Action.Rate > 1000 || math.IsNaN(r.Action.Rate):
+		return nil, fmt.Errorf("rule %q: action.rate is %v; 0 (the default, 10) to 1000 deliveries a second", r.Name, r.Action.Rate)
+	}
+	if c := r.Action.Call; c != nil {
+		if err := c.check(); err != nil {
+			return nil, fmt.Errorf("rule %q: %w", r.Name, err)
+		}
 	}
 	if r.Action.Webhook != "" {
 		u, err := url.Parse(r.Action.Webhook)
@@ -110,12 +177,23 @@ func (r *Rule) Check(lim Limits) (*Condition, error) {
 			return nil, fmt.Errorf("rule %q: action.webhook %q is not an http(s) URL", r.Name, r.Action.Webhook)
 		}
 	}
+	if f := r.Fleet; f != nil {
+		switch {
+		case r.When != "":
+			return nil, fmt.Errorf("rule %q: a fleet rule has no when (its condition is [rules.fleet])", r.Name)
+		case len(r.Devices.IDs) > 0 || len(r.Devices.Classes) > 0 || len(r.Devices.Labels) > 0:
+			return nil, fmt.Errorf("rule %q: a fleet rule has no [rules.devices] (it counts a class: fleet.class)", r.Name)
+		case f.SilentOver < 0:
+			return nil, fmt.Errorf("rule %q: fleet.silent_over is %d; it fires when more than that many devices are silent (0 or more)", r.Name, f.SilentOver)
+		}
+		return nil, nil
+	}
 	return Compile(r.Name, r.When, lim)
 }
 
 // File is a rules file: [[rules]] tables, as in thingnet.toml.
 type File struct {
-	Rules []Rule `toml:"rules"`
+	Rules []Rule `toml:"rules" json:"rules"`
 }
 
 // Parse reads a rules file and checks every rule; names must be unique.
@@ -127,6 +205,25 @@ func Parse(src []byte, lim Limits) ([]Rule, error) {
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		return nil, fmt.Errorf("rules file: unknown key %s", und[0])
+	}
+	if err := CheckAll(f.Rules, lim); err != nil {
+		return nil, err
+	}
+	return f.Rules, nil
+}
+
+// DecodeJSON reads {"rules": [rule, ...]} (the JSON of [[rules]] tables,
+// as POST /v1/rules takes it; unknown fields refused) and checks every
+// rule, as Parse does a rules file.
+func DecodeJSON(b []byte, lim Limits) ([]Rule, error) {
+	var f File
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("rules: the body is not {\"rules\": [rule, ...]}: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("rules: more than one JSON value")
 	}
 	if err := CheckAll(f.Rules, lim); err != nil {
 		return nil, err

@@ -1,7 +1,6 @@
 package web_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -196,18 +195,7 @@ func postAt(t *testing.T, dev *identity.Key, seq uint64, at time.Time, step time
 	for i := range values {
 		rs[i] = reading.Reading{Seq: seq + uint64(i), Time: at.Add(time.Duration(i) * step), ContentType: "temperature/celsius", Value: &values[i]}
 	}
-	raw, err := reading.Sign(dev, dev.ID(), rs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := http.Post(shared.url+"/v1/readings", "application/cose", bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusAccepted {
-		t.Fatalf("POST /v1/readings: %s", res.Status)
-	}
+	post(t, dev, rs...)
 }
 
 // waitCount waits until the admin's raw query over scope in the last hour

@@ -7,9 +7,10 @@ import (
 	"io"
 	"net/url"
 	"sort"
-	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -306,13 +307,9 @@ func parseLabels(kvs []string) (map[string]string, error) {
 	if len(kvs) == 0 {
 		return nil, nil
 	}
-	m := map[string]string{}
-	for _, kv := range kvs {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("--label %q: want key=value", kv)
-		}
-		m[k] = v
+	m, err := client.ParseLabels(kvs)
+	if err != nil {
+		return nil, fmt.Errorf("--%w", err)
 	}
 	return m, nil
 }

@@ -18,7 +18,7 @@ func fleetCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "fleet", Short: "Fleet health: last seen, reported status, silent devices (docs/management.md)"}
 	var o client.FleetOptions
 	var org string
-	var gateways []string
+	var gateways, labels []string
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Counts by class and state, then every device, the silent ones first (reads readings: needs --identity allowed to read them)",
@@ -29,6 +29,10 @@ func fleetCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if org == "" {
 				return fmt.Errorf("--org is required")
+			}
+			var err error
+			if o.Labels, err = parseLabels(labels); err != nil {
+				return err
 			}
 			base := g.client()
 			gws := []*client.Client{base}
@@ -47,6 +51,7 @@ func fleetCmd(g *globals) *cobra.Command {
 	fs := status.Flags()
 	fs.StringVar(&org, "org", "", "the organisation")
 	fs.StringVar(&o.Class, "class", "", "only this class")
+	fs.StringArrayVar(&labels, "label", nil, "only devices with this label, key=value (repeatable: all must match)")
 	fs.IntVar(&o.Missed, "missed", 3, "a device is silent after this many of its wake intervals without a reading")
 	fs.DurationVar(&o.Wake, "wake", 5*time.Second, "the wake interval of devices whose desired configuration sets none (wake_s)")
 	fs.DurationVar(&o.LookBack, "look-back", 24*time.Hour, "how far back to read readings")
@@ -73,6 +78,15 @@ func printFleet(w io.Writer, f *client.Fleet) {
 		if s := d.Status; s != nil {
 			if s.Battery != nil {
 				fmt.Fprintf(w, ", battery %.0f%%", *s.Battery)
+			}
+			if s.Signal != nil {
+				fmt.Fprintf(w, ", signal %.0f dBm", *s.Signal)
+			}
+			if s.Uptime != 0 {
+				fmt.Fprintf(w, ", up %v", time.Duration(s.Uptime)*time.Second)
+			}
+			if s.FreeMem != 0 {
+				fmt.Fprintf(w, ", %d bytes free", s.FreeMem)
 			}
 			if s.Firmware != "" {
 				fmt.Fprintf(w, ", firmware %s", s.Firmware)

@@ -34,6 +34,7 @@ import (
 
 	"github.com/thingnet/thingnet/export"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/atomicfile"
 )
 
 // Headers of a delivery (docs/protocol.md, "Webhook deliveries").
@@ -91,8 +92,12 @@ type Config struct {
 	HTTP *http.Client
 }
 
-// Sink delivers readings to one endpoint.
-type Sink struct {
+// Deliverer makes signed deliveries to one endpoint: each attempt within
+// Timeout and the rate limit, retried with back-off up to MaxAttempts (a
+// 4xx answer other than 408 and 429 is not retried: trying again cannot
+// help), then kept as a dead letter. The export sink and the rules'
+// webhooks (package rules) both deliver through it.
+type Deliverer struct {
 	c       Config
 	limit   *rate.Limiter
 	dead    *DeadLetters
@@ -100,10 +105,24 @@ type Sink struct {
 	deadN   atomic.Uint64 // deliveries dead-lettered
 }
 
+// Sink delivers readings to one endpoint.
+type Sink struct {
+	*Deliverer
+}
+
 var _ export.Sink = (*Sink)(nil)
 
 // Open prepares the sink's state directory.
 func Open(c Config) (*Sink, error) {
+	d, err := NewDeliverer(c)
+	if err != nil {
+		return nil, err
+	}
+	return &Sink{d}, nil
+}
+
+// NewDeliverer prepares a deliverer's dead-letter list in c.StateDir.
+func NewDeliverer(c Config) (*Deliverer, error) {
 	if c.URL == "" || c.StateDir == "" || c.Key == nil {
 		return nil, errors.New("webhook: Config.URL, StateDir and Key are required")
 	}
@@ -135,16 +154,33 @@ func Open(c Config) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Sink{c: c, limit: rate.NewLimiter(rate.Limit(c.Rate), c.Burst), dead: dead}, nil
+	return &Deliverer{c: c, limit: rate.NewLimiter(rate.Limit(c.Rate), c.Burst), dead: dead}, nil
 }
 
 // Retried is how many attempts were retries; DeadLettered how many
 // deliveries went to the dead-letter list.
-func (s *Sink) Retried() uint64      { return s.retried.Load() }
-func (s *Sink) DeadLettered() uint64 { return s.deadN.Load() }
+func (s *Deliverer) Retried() uint64      { return s.retried.Load() }
+func (s *Deliverer) DeadLettered() uint64 { return s.deadN.Load() }
 
-// DeadLetters is the sink's dead-letter list.
-func (s *Sink) DeadLetters() *DeadLetters { return s.dead }
+// DeadLetters is the deliverer's dead-letter list.
+func (s *Deliverer) DeadLetters() *DeadLetters { return s.dead }
+
+// Send delivers body as delivery id (signed, retried); if every attempt
+// fails it is dead-lettered and the error returned. It returns ctx's
+// error, and keeps nothing, when ctx ends first.
+func (s *Deliverer) Send(ctx context.Context, id string, body []byte) error {
+	d := &Letter{ID: id, URL: s.c.URL, Body: body}
+	err := s.deliver(ctx, d)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	d.LastError, d.At = err.Error(), time.Now().UTC()
+	if err := s.dead.add(d); err != nil {
+		return err
+	}
+	s.deadN.Add(1)
+	return fmt.Errorf("%w: delivery %s, after %d attempts: %w", ErrDeadLettered, id, d.Attempts, err)
+}
 
 func (s *Sink) checkpointPath(gateway string) string {
 	return filepath.Join(s.c.StateDir, "checkpoint-"+hex.EncodeToString([]byte(gateway)))
@@ -180,23 +216,17 @@ func (s *Sink) Write(ctx context.Context, b *export.Batch) error {
 		if err != nil {
 			return err
 		}
-		d := &Letter{ID: r.Key(), URL: s.c.URL, Body: body}
-		if err := s.deliver(ctx, d); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			d.LastError, d.At = err.Error(), time.Now().UTC()
-			if err := s.dead.add(d); err != nil {
-				return err
-			}
-			s.deadN.Add(1)
+		if err := s.Send(ctx, r.Key(), body); err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		} else if err != nil && !errors.Is(err, ErrDeadLettered) {
+			return err
 		}
 	}
 	return writeFile(s.checkpointPath(b.Gateway), []byte(strconv.FormatUint(b.Next, 10)+"\n"))
 }
 
 // deliver attempts d up to MaxAttempts times.
-func (s *Sink) deliver(ctx context.Context, d *Letter) error {
+func (s *Deliverer) deliver(ctx context.Context, d *Letter) error {
 	var err error
 	for n := 1; n <= s.c.MaxAttempts; n++ {
 		if n > 1 {
@@ -216,12 +246,23 @@ func (s *Sink) deliver(ctx context.Context, d *Letter) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if errors.Is(err, errFinal) {
+			return err
+		}
 	}
 	return err
 }
 
+// ErrDeadLettered is the error of a delivery that Send gave up on and kept
+// as a dead letter.
+var ErrDeadLettered = errors.New("webhook: dead-lettered")
+
+// errFinal marks an answer that trying again cannot change: a 4xx other
+// than 408 (timeout) and 429 (too many requests).
+var errFinal = errors.New("not retried")
+
 // attempt makes one signed POST of d, within the rate limit and the timeout.
-func (s *Sink) attempt(ctx context.Context, d *Letter) error {
+func (s *Deliverer) attempt(ctx context.Context, d *Letter) error {
 	if err := s.limit.Wait(ctx); err != nil {
 		return err
 	}
@@ -241,15 +282,18 @@ func (s *Sink) attempt(ctx context.Context, d *Letter) error {
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s answered %s", d.URL, resp.Status)
+	switch {
+	case resp.StatusCode/100 == 2:
+		return nil
+	case resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
+		return fmt.Errorf("%s answered %s (%w)", d.URL, resp.Status, errFinal)
 	}
-	return nil
+	return fmt.Errorf("%s answered %s", d.URL, resp.Status)
 }
 
 // Redeliver attempts a dead letter once more, now; on success it is
 // removed from the list.
-func (s *Sink) Redeliver(ctx context.Context, id string) error {
+func (s *Deliverer) Redeliver(ctx context.Context, id string) error {
 	d, err := s.dead.Get(id)
 	if err != nil {
 		return err
@@ -409,23 +453,8 @@ func (l *DeadLetters) Drop(id string) error {
 
 // writeFile writes b to path durably: a temporary file, fsync, rename.
 func writeFile(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-")
-	if err != nil {
+	if err := atomicfile.WriteFile(path, b); err != nil {
 		return fmt.Errorf("webhook: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("webhook: writing %s: %w", path, err)
 	}
 	return nil
 }

@@ -158,6 +158,7 @@ const routes = [
   [/^\/agreement\/(\d+)$/, agreementPage],
   [/^\/files(?:\/([^/]+))?$/, filesPage],
   [/^\/file\/([^/]+)\/([^/]+)$/, filePage],
+  [/^\/fleet(?:\/([^/]+))?$/, fleetPage],
   [/^\/firmware$/, firmwarePage],
   [/^\/firmware\/([^/]+)\/([^/]+)$/, firmwareClass],
   [/^\/mesh$/, meshPage],
@@ -184,10 +185,11 @@ async function route() {
   }
   const v = document.createElement('div');
   v.live = (h) => { ctx.handler = h; }; // a page's handler of live events
-  const found = routes.find(([re]) => re.test(path));
+  const route0 = path.split('?')[0]; // a page's own parameters follow '?' (#/fleet/ORG?class=sensor)
+  const found = routes.find(([re]) => re.test(route0));
   try {
     if (!found) throw new Error(`no such page: ${path}`);
-    await found[1](v, ...path.match(found[0]).slice(1));
+    await found[1](v, ...route0.match(found[0]).slice(1));
   } catch (err) {
     v.innerHTML = `<div class="err">${esc(err.message)}</div>`;
   }
@@ -312,6 +314,89 @@ async function tx(v, hash) {
     <h2>Events</h2><pre class="json">${esc(JSON.stringify(t.events, null, 2))}</pre>`;
 }
 
+// --- fleet health: GET /v1/fleet/{org}. Signed in, the devices of the
+// identity's organisations as the read rule lets it read them: state, last
+// seen (at this gateway), the last status report; silent devices first.
+// Not signed in (or refused), the public view: the gateway's counts by
+// class and state, never a device or a value. ---
+
+const FLEET_STATES = ['silent', 'never', 'ok', 'suspended', 'revoked'];
+const fleetBadge = (s) => badge(s).replace('class="badge ', `class="badge ${s === 'silent' ? 'bad' : s === 'never' ? 'warn' : ''} `);
+
+function fleetCounts(f) {
+  const classes = Object.keys(f.counts || {}).sort();
+  const states = FLEET_STATES.filter((st) => classes.some((c) => f.counts[c][st]));
+  return `<table id="fleet-counts"><thead><tr><th>class</th>${states.map((st) => `<th>${esc(st)}</th>`).join('')}</tr></thead><tbody>
+    ${classes.map((c) => `<tr data-class="${esc(c)}"><td>${esc(c)}</td>${states.map((st) => `<td class="n" data-state="${esc(st)}">${f.counts[c][st] || 0}</td>`).join('')}</tr>`).join('')
+      || `<tr><td colspan="${states.length + 1}" class="muted">no devices</td></tr>`}</tbody></table>`;
+}
+
+const fmtUptime = (s) => (s >= 86400 ? `${Math.floor(s / 86400)} d` : s >= 3600 ? `${Math.floor(s / 3600)} h` : `${Math.floor(s / 60)} min`);
+const fmtBytes = (b) => (b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(1)} MiB` : `${(b / 1024).toFixed(0)} KiB`);
+
+function fleetRow(d) {
+  const st = d.status || {};
+  const by = Object.entries(d.last_seen_by || {}).map(([g, t]) => `${esc(g)}: ${esc(ago(t))}`).join('<br>');
+  const labels = Object.entries(d.labels || {}).sort().map(([k, v]) => `<span class="mono">${esc(k)}=${esc(v)}</span>`).join(' ');
+  return `<tr data-id="${esc(d.device)}" data-state="${esc(d.state)}"><td>${devLink(d.device)}</td><td>${esc(d.class)}</td><td class="labels">${labels}</td>
+    <td class="state">${fleetBadge(d.state)}</td><td class="seen" title="${esc(d.last_seen || '')}">${d.last_seen ? esc(ago(d.last_seen)) : '<span class="muted">never</span>'}</td><td class="by">${by}</td>
+    <td class="n battery">${st.battery != null ? esc(st.battery) + ' %' : ''}</td><td class="n signal">${st.signal != null ? esc(st.signal) + ' dBm' : ''}</td>
+    <td class="n uptime">${st.uptime_s ? fmtUptime(st.uptime_s) : ''}</td><td class="n mem">${st.free_mem ? fmtBytes(st.free_mem) : ''}</td><td class="fw">${esc(st.firmware || '')}</td></tr>`;
+}
+
+async function fleetPage(v, org) {
+  const who = signedIn();
+  const q = new URLSearchParams(location.hash.split('?')[1] || '');
+  const os = (await get('/v1/orgs?limit=1000')).items;
+  const mine = who ? os.filter((o) => o.admins.includes(who.sub)).map((o) => o.id) : [];
+  const choices = mine.length ? mine : os.map((o) => o.id);
+  org = org || choices[0] || '';
+  const sel = (id, opts, cur) => `<select id="${id}">${opts.map(([val, label]) => `<option value="${esc(val)}"${val === cur ? ' selected' : ''}>${esc(label)}</option>`).join('')}</select>`;
+  const ds = org ? (await get('/v1/devices?limit=1000&org=' + enc(org))).items.filter((d) => d.class !== 'gateway') : [];
+  const classes = [...new Set(ds.map((d) => d.class))].sort();
+  const cls = q.get('class') || '', label = q.get('label') || '', status = q.get('status') || '';
+  const form = `<form id="fleet-form" class="range">organisation ${sel('fleet-org', choices.map((o) => [o, o]), org)}
+    class ${sel('fleet-class', [['', 'all'], ...classes.map((c) => [c, c])], cls)}
+    label <input id="fleet-label" placeholder="key=value" value="${esc(label)}" size="14">
+    status ${sel('fleet-status', [['', 'all'], ...FLEET_STATES.map((st) => [st, st])], status)} <button>filter</button></form>`;
+  let body;
+  if (!org) {
+    body = '<p class="muted">no organisations</p>';
+  } else {
+    const args = new URLSearchParams();
+    if (cls) args.set('class', cls);
+    if (label) args.set('label', label);
+    let f, refused = '';
+    try {
+      f = await get(`/v1/fleet/${enc(org)}?${args}`);
+    } catch (err) {
+      if (!/^(unauthenticated|forbidden)/.test(err.message)) throw err;
+      refused = err.message.replace(/^\w+: /, '');
+      f = await get(`/v1/fleet/${enc(org)}?view=counts${cls ? '&class=' + enc(cls) : ''}`);
+    }
+    const rows = f.devices.filter((d) => !status || d.state === status);
+    body = `<p class="muted" id="fleet-summary">at ${esc(new Date(f.now).toLocaleString())}; silent: ${f.missed} wake intervals without a reading${f.public ? ' (this gateway’s census)' : ''}</p>
+      <h2>By class and state</h2>${fleetCounts(f)}
+      ${f.public ? `<p id="fleet-public" class="muted">${refused ? esc(refused) + ' ' : ''}This is the public view: counts only. <a href="#/signin">Sign in</a> as an admin of ${esc(org)} (or a holder of read grants on its devices) to see each device, when it was last seen and what it reports.</p>`
+      : `<h2>Devices</h2><table id="fleet-devices"><thead><tr><th>device</th><th>class</th><th>labels</th><th>state</th><th>last seen</th><th>per gateway</th><th>battery</th><th>signal</th><th>uptime</th><th>free memory</th><th>firmware</th></tr></thead><tbody>
+        ${rows.map(fleetRow).join('') || '<tr><td colspan="11" class="muted">no devices</td></tr>'}</tbody></table>`}`;
+  }
+  v.innerHTML = `<h1>Fleet health${org ? ` of <a href="#/org/${enc(org)}">${esc(org)}</a>` : ''}</h1>
+    <p class="muted">Devices by state at this node’s gateway: <b>ok</b> (a reading within its wake intervals), <b>silent</b> (seen, then missed them), <b>never</b>, or their ledger status. Silent devices first.</p>
+    ${form}${body}
+    ${cli([`thingnet fleet status --org ${org || 'ORG'} --identity ADMIN_KEY`, 'thingnet rules add --rule silent.toml --identity ADMIN_KEY   # [rules.fleet]: alert when more than N are silent'])}`;
+  $('#fleet-form', v).addEventListener('submit', (e) => {
+    e.preventDefault();
+    const p = new URLSearchParams();
+    for (const [k, id] of [['class', '#fleet-class'], ['label', '#fleet-label'], ['status', '#fleet-status']]) {
+      const val = $(id).value.trim();
+      if (val) p.set(k, val);
+    }
+    location.hash = `#/fleet/${enc($('#fleet-org').value)}${p.size ? '?' + p : ''}`;
+  });
+  every(30000, route);
+}
+
 // --- organisations, devices, grants ---
 
 async function orgs(v) {
@@ -326,7 +411,7 @@ async function org(v, id) {
   const [o, ds] = await Promise.all([get('/v1/orgs/' + enc(id)), get('/v1/devices?limit=1000&org=' + enc(id))]);
   v.innerHTML = `<h1>Organisation ${esc(id)}</h1>
     ${kv([['name', esc(o.record.name)], ['created at height', o.record.created], ['devices registered', o.record.devices]])}
-    <p><a href="#/files/${enc(id)}">its files</a> · <a href="#/firmware">firmware</a>${[...new Set(ds.items.map((d) => d.class))].filter((c) => c !== 'gateway').sort().map((c) => ` · <a href="#/firmware/${enc(id)}/${enc(c)}">${esc(c)} firmware</a>`).join('')}</p>
+    <p><a id="org-fleet" href="#/fleet/${enc(id)}">fleet health</a> · <a href="#/files/${enc(id)}">its files</a> · <a href="#/firmware">firmware</a>${[...new Set(ds.items.map((d) => d.class))].filter((c) => c !== 'gateway').sort().map((c) => ` · <a href="#/firmware/${enc(id)}/${enc(c)}">${esc(c)} firmware</a>`).join('')}</p>
     <h2>Admins</h2><ul>${o.record.admins.map((a) => `<li class="mono">${esc(a)}</li>`).join('')}</ul>
     <h2>Devices</h2>${deviceTable(ds.items)}
     <h2>Readings of its devices</h2>
