@@ -114,7 +114,7 @@ func BenchmarkCatchUpNet(b *testing.B) {
 		if stateSync {
 			meta := v.Chain().Comet().BlockStore().LoadBlockMeta(n)
 			c.StateSync = StateSyncConfig{Enable: true, TrustHeight: n, TrustHash: fmt.Sprintf("%X", meta.BlockID.Hash),
-				RPCServers: []string{"http://" + c0.RPC.Listen[len("tcp://"):]}, DiscoveryTime: Duration{5 * time.Second}}
+				RPCServers: []string{"http://" + c0.RPC.Listen[len("tcp://"):]}, DiscoveryTime: Duration{Duration: 5 * time.Second}}
 		}
 		home := filepath.Join(b.TempDir(), fmt.Sprint("joiner", i))
 		if _, err := Init(home, c); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/thingnet/thingnet/datalog"
 	"github.com/thingnet/thingnet/export/exporters"
 	"github.com/thingnet/thingnet/gateway"
+	"github.com/thingnet/thingnet/internal/textdur"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/ratelimit"
 	"github.com/thingnet/thingnet/rules"
@@ -265,19 +266,8 @@ type StateSyncConfig struct {
 	DiscoveryTime Duration `toml:"discovery_time,omitempty"`
 }
 
-// Duration is a time.Duration written as "1s" in TOML.
-type Duration struct{ time.Duration }
-
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	d.Duration = v
-	return nil
-}
-
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+// Duration is a time.Duration written as text ("500ms", "5m") in TOML.
+type Duration = textdur.Duration
 
 // DefaultConfig is a production node's configuration.
 func DefaultConfig() Config {
@@ -290,12 +280,12 @@ func DefaultConfig() Config {
 		P2P:       P2PConfig{Listen: chain.DefaultP2PListen, PEX: true},
 		RPC:       RPCConfig{Listen: chain.DefaultRPCListen},
 		Consensus: ConsensusConfig{
-			TimeoutCommit:     Duration{chain.DefaultTimeoutCommit},
+			TimeoutCommit:     Duration{Duration: chain.DefaultTimeoutCommit},
 			CreateEmptyBlocks: true,
 			MempoolSize:       chain.DefaultMempoolSize,
 		},
 		Ledger:  LedgerConfig{KeepVersions: 1000, SnapshotInterval: 1000, SnapshotKeep: 2},
-		Gateway: GatewayConfig{Key: "gateway", AnchorInterval: Duration{time.Second}, Limits: LimitsConfigOf(ratelimit.DefaultLimits())},
+		Gateway: GatewayConfig{Key: "gateway", AnchorInterval: Duration{Duration: time.Second}, Limits: LimitsConfigOf(ratelimit.DefaultLimits())},
 		Mesh: MeshConfig{
 			Listen: []string{"/ip4/0.0.0.0/tcp/26606", "/ip4/0.0.0.0/udp/26606/quic-v1"},
 			MDNS:   true, DHT: true,

@@ -50,7 +50,7 @@ func TestStateSyncAndPruning(t *testing.T) {
 		cfgs[i].Ledger.SnapshotInterval, cfgs[i].Ledger.SnapshotKeep, cfgs[i].Ledger.RetainBlocks = interval, 2, retain
 	}
 	cfgs[0].Gateway.Enabled = true
-	cfgs[0].Gateway.AnchorInterval = Duration{200 * time.Millisecond}
+	cfgs[0].Gateway.AnchorInterval = Duration{Duration: 200 * time.Millisecond}
 
 	// The genesis, written before StartNet (which keeps it): evidence
 	// expires after 5 blocks and a second, so retention is not held up.
@@ -144,7 +144,7 @@ func TestStateSyncAndPruning(t *testing.T) {
 	meta := net.Node(1).Chain().Comet().BlockStore().LoadBlockMeta(trustH)
 	c3.StateSync = StateSyncConfig{Enable: true, TrustHeight: trustH, TrustHash: hex.EncodeToString(meta.BlockID.Hash),
 		RPCServers:    []string{"http://" + cfgs[0].RPC.Listen[len("tcp://"):], "http://" + cfgs[1].RPC.Listen[len("tcp://"):]},
-		DiscoveryTime: Duration{5 * time.Second}}
+		DiscoveryTime: Duration{Duration: 5 * time.Second}}
 	for i := range 3 {
 		c3.P2P.PersistentPeers = append(c3.P2P.PersistentPeers, net.Node(i).Chain().P2PAddress())
 	}

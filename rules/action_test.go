@@ -65,7 +65,7 @@ func TestWebhookRetriesThenDelivers(t *testing.T) {
 				mu.Unlock()
 			}
 		})
-		rule := Rule{Name: "hot", Org: "acme", When: "true", Action: Action{Webhook: "http://example.test/hook", Timeout: Duration{2 * time.Second}}}
+		rule := Rule{Name: "hot", Org: "acme", When: "true", Action: Action{Webhook: "http://example.test/hook", Timeout: Duration{Duration: 2 * time.Second}}}
 		d := NewDispatcher(DispatcherConfig{Rules: []Rule{rule}, Key: key, Client: &http.Client{Transport: handlerTransport{h}}, StateDir: t.TempDir()})
 		defer d.Close()
 		start := time.Now()
@@ -190,7 +190,7 @@ func TestWebhookRateAndIsolation(t *testing.T) {
 		})
 		rs := []Rule{
 			{Name: "limited", Org: "acme", When: "true", Action: Action{Webhook: "http://example.test/ok", Rate: 2}},
-			{Name: "stuck", Org: "acme", When: "true", Action: Action{Webhook: "http://example.test/hang", Timeout: Duration{time.Hour}}},
+			{Name: "stuck", Org: "acme", When: "true", Action: Action{Webhook: "http://example.test/hang", Timeout: Duration{Duration: time.Hour}}},
 		}
 		d := NewDispatcher(DispatcherConfig{Rules: rs, Key: key, Client: &http.Client{Transport: handlerTransport{fast}}, StateDir: t.TempDir()})
 		defer d.Close()

@@ -70,13 +70,13 @@ func TestHysteresisAndCooldown(t *testing.T) {
 	if got := feed(e, time.Minute, "t", 31, 32, 33, 20, 31, 31); len(got) != 2 || got[0] != 0 || got[1] != 4 {
 		t.Fatalf("fired at %v; want [0 4]: once per transition", got)
 	}
-	e = engine(t, Rule{When: `reading.value > 30`, ClearAfter: Duration{3 * time.Minute}})
+	e = engine(t, Rule{When: `reading.value > 30`, ClearAfter: Duration{Duration: 3 * time.Minute}})
 	// False at 1, 2 (2 minutes): not cleared; true at 3: no firing; false
 	// 4..7 (3 minutes): cleared; true at 8: fires.
 	if got := feed(e, time.Minute, "t", 31, 20, 20, 31, 20, 20, 20, 20, 31); len(got) != 2 || got[1] != 8 {
 		t.Fatalf("clear_after: fired at %v; want [0 8]", got)
 	}
-	e = engine(t, Rule{When: `reading.value > 30`, Cooldown: Duration{10 * time.Minute}})
+	e = engine(t, Rule{When: `reading.value > 30`, Cooldown: Duration{Duration: 10 * time.Minute}})
 	// Transitions at 0, 2, 4, ... every 2 minutes: at most one per 10m.
 	vals := []float64{31, 20, 31, 20, 31, 20, 31, 20, 31, 20, 31, 20, 31}
 	if got := feed(e, time.Minute, "t", vals...); len(got) != 2 || got[0] != 0 || got[1] != 10 {

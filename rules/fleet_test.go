@@ -14,7 +14,7 @@ import (
 // or class's devices.
 func TestFleetRule(t *testing.T) {
 	e, err := NewEngine(Config{Rules: []Rule{{Name: "quiet", Org: "acme", Fleet: &Fleet{Class: "sensor", SilentOver: 2},
-		ClearAfter: Duration{20 * time.Second}}}})
+		ClearAfter: Duration{Duration: 20 * time.Second}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestStateAcrossRestart(t *testing.T) {
 	if f := e2.Observe(dev, "temperature", 5, t0.Add(4*time.Minute), 40); len(f) != 0 {
 		t.Fatalf("an unchanged rule fired again after SetRules: %v", f)
 	}
-	r.Cooldown = Duration{time.Second}
+	r.Cooldown = Duration{Duration: time.Second}
 	if err := e2.SetRules([]Rule{r}); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestStore(t *testing.T) {
 	if rs, err := s.List(DefaultLimits()); err != nil || len(rs) != 0 {
 		t.Fatalf("empty store: %v, %v", rs, err)
 	}
-	a := Rule{Name: "hot/1", Org: "acme", When: "last(temperature) > 30.0", Cooldown: Duration{time.Minute},
+	a := Rule{Name: "hot/1", Org: "acme", When: "last(temperature) > 30.0", Cooldown: Duration{Duration: time.Minute},
 		Devices: Selector{Labels: map[string]string{"site": "north"}}, Action: Action{Webhook: "http://127.0.0.1:1/x", Alert: true}}
 	b := Rule{Name: "quiet", Org: "acme", Fleet: &Fleet{Class: "sensor", SilentOver: 3}}
 	for _, r := range []Rule{a, b} {

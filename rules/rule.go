@@ -8,9 +8,10 @@ import (
 	"math"
 	"net/url"
 	"slices"
-	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/thingnet/thingnet/internal/textdur"
 )
 
 // Rule is one [[rules]] table of thingnet.toml (or of a rules file).
@@ -110,19 +111,8 @@ func (c *Call) check() error {
 // gateway itself whose bytes are the firing as JSON (Firing).
 const AlertType = "alert/rule"
 
-// Duration is a time.Duration written as "5m" in TOML.
-type Duration struct{ time.Duration }
-
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	d.Duration = v
-	return nil
-}
-
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+// Duration is a time.Duration written as text ("500ms", "5m") in TOML.
+type Duration = textdur.Duration
 
 // Device is what a rule knows of a device: from the ledger.
 type Device struct {

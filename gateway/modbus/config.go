@@ -24,6 +24,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/textdur"
 )
 
 // Config is the [[modbus.sensor]] part of a gateway's configuration.
@@ -64,18 +65,8 @@ type Register struct {
 	Offset float64 `toml:"offset"`
 }
 
-// Duration is a time.Duration written as "500ms", "10s".
-type Duration struct{ time.Duration }
-
-// UnmarshalText reads a Go duration.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	d.Duration = v
-	return nil
-}
+// Duration is a time.Duration written as text ("500ms", "5m") in TOML.
+type Duration = textdur.Duration
 
 // Limits of a configuration.
 const (

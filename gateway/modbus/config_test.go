@@ -71,7 +71,7 @@ func TestParseConfigErrors(t *testing.T) {
 		"[[sensor]]\nname = \"s\"\naddress = \"h\"\ninterval = \"1s\"\n":         "want host:port",
 		"[[sensor]]\nname = \"s\"\naddress = \"h:99999\"\ninterval = \"1s\"\n":   `port "99999"`,
 		"[[sensor]]\nname = \"s\"\naddress = \"h:502\"\ninterval = \"1ms\"\n":    "interval 1ms: want 100ms",
-		"[[sensor]]\nname = \"s\"\naddress = \"h:502\"\ninterval = \"soon\"\n":   "invalid duration",
+		"[[sensor]]\nname = \"s\"\naddress = \"h:502\"\ninterval = \"soon\"\n":   "is no duration",
 		"[[sensor]]\nname = \"s\"\naddress = \"h:502\"\ninterval = \"1s\"\n":     "0 registers",
 		sensor("", ok) + "\n[[sensor.register]]\n" + ok:                          "a second register for temperature/celsius",
 		sensor("", ok) + "\n" + sensor("", ok):                                   "a second sensor of that name",
