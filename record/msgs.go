@@ -74,6 +74,10 @@ var msgTypes = map[string]func() Msg{
 	KindUpgradePlan: func() Msg { return new(UpgradePlan) },
 	// config.go
 	KindConfigSet: func() Msg { return new(ConfigSet) },
+	// jobs.go
+	KindJobCreate: func() Msg { return new(JobCreate) },
+	KindJobCancel: func() Msg { return new(JobCancel) },
+	KindJobReport: func() Msg { return new(JobReport) },
 }
 
 // Kinds lists the known tx kinds, sorted.
