@@ -263,18 +263,26 @@ func DecodeJobRecord(b []byte) (*JobRecord, error) {
 	if err := Unmarshal(b, &j); err != nil {
 		return nil, fmt.Errorf("job record: %w", err)
 	}
+	if err := j.Validate(); err != nil {
+		return nil, err
+	}
+	return &j, nil
+}
+
+// Validate checks a job record's fields.
+func (j *JobRecord) Validate() error {
 	if err := j.JobCreate.ValidateBasic(); err != nil {
-		return nil, fmt.Errorf("job record: %w", err)
+		return fmt.Errorf("job record: %w", err)
 	}
 	switch j.State {
 	case JobActive, JobAborted, JobCancelled, JobDone:
 	default:
-		return nil, fmt.Errorf("job record: state %q", j.State)
+		return fmt.Errorf("job record: state %q", j.State)
 	}
 	if j.ID == 0 {
-		return nil, errors.New("job record: id 0")
+		return errors.New("job record: id 0")
 	}
-	return &j, nil
+	return nil
 }
 
 // JobIndex lists the open jobs of one target (a class, a label, a
@@ -289,13 +297,21 @@ func DecodeJobIndex(b []byte) (*JobIndex, error) {
 	if err := Unmarshal(b, &x); err != nil {
 		return nil, fmt.Errorf("job index: %w", err)
 	}
-	if len(x.IDs) > MaxOpenJobs {
-		return nil, fmt.Errorf("job index lists %d jobs; at most %d", len(x.IDs), MaxOpenJobs)
-	}
-	if !slices.IsSorted(x.IDs) {
-		return nil, errors.New("job index is not in id order")
+	if err := x.Validate(); err != nil {
+		return nil, err
 	}
 	return &x, nil
+}
+
+// Validate checks that an index is bounded and in id order.
+func (x *JobIndex) Validate() error {
+	if len(x.IDs) > MaxOpenJobs {
+		return fmt.Errorf("job index lists %d jobs; at most %d", len(x.IDs), MaxOpenJobs)
+	}
+	if !slices.IsSorted(x.IDs) {
+		return errors.New("job index is not in id order")
+	}
+	return nil
 }
 
 // JobOutcome is what one device reported to a job.
