@@ -44,3 +44,23 @@ func (c *Client) Jobs(ctx context.Context, org string) ([]record.JobRecord, erro
 		after = p.Items[len(p.Items)-1].ID
 	}
 }
+
+// JobTargeted counts the devices of org a job target covers now, listing
+// at most limit of the organisation's devices (for a failure threshold
+// given in percent).
+func (c *Client) JobTargeted(ctx context.Context, org string, t record.JobTarget, limit int) (int, error) {
+	if len(t.Devices) > 0 {
+		return len(t.Devices), nil
+	}
+	ds, err := listDevices(ctx, c, org, limit)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range ds {
+		if t.Covers(&ds[i]) {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -54,6 +54,7 @@ func newRoot() *cobra.Command {
 		fileCmd(g), firmwareCmd(g), dataCmd(g), auditCmd(g), rulesCmd(g),
 		exportCmd(g),
 		fleetCmd(g), // fleet.go
+		jobCmd(g),   // job.go
 	)
 	return root
 }
