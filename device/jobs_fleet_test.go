@@ -47,8 +47,7 @@ func TestJobFleetAbortsAtThreshold(t *testing.T) {
 	}
 	failing := func(i int) bool { return i%20 == 0 } // 5%
 	threshold := uint32(max(2, 3*n/100)) // 3%: reached before all 5% have reported
-	var calls []atomic.Int32
-	calls = make([]atomic.Int32, n)
+	calls := make([]atomic.Int32, n)
 	devs := make([]*device.Device, n)
 	for i, k := range keys {
 		h := device.WithCommandHandler("ping", func(context.Context, map[string]any) error {

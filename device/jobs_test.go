@@ -101,9 +101,10 @@ func TestJobRunsOnceAcrossRestart(t *testing.T) {
 	go func() { defer close(done); hung.RunJobs(ctx) }()
 	<-started
 	copyDir := t.TempDir()
-	for _, f := range []string{device.JobsFile, "trusted"} {
-		if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
-			os.WriteFile(filepath.Join(copyDir, f), b, 0o600)
+	files, _ := os.ReadDir(dir)
+	for _, f := range files {
+		if b, err := os.ReadFile(filepath.Join(dir, f.Name())); err == nil {
+			os.WriteFile(filepath.Join(copyDir, f.Name()), b, 0o600)
 		}
 	}
 	var again atomic.Int32
