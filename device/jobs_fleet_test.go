@@ -46,7 +46,7 @@ func TestJobFleetAbortsAtThreshold(t *testing.T) {
 		t.Fatal(err)
 	}
 	failing := func(i int) bool { return i%20 == 0 } // 5%
-	threshold := uint32(max(2, 3*n/100)) // 3%: reached before all 5% have reported
+	threshold := uint32(max(2, 3*n/100))             // 3%: reached before all 5% have reported
 	calls := make([]atomic.Int32, n)
 	devs := make([]*device.Device, n)
 	for i, k := range keys {

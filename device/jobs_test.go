@@ -16,6 +16,7 @@ import (
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/devnet"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -77,10 +78,11 @@ func TestJobRunsOnceAcrossRestart(t *testing.T) {
 	if a, _ := gotArgs.Load().(map[string]any); a["n"] != int64(7) {
 		t.Errorf("handler args = %v; want n=7", a)
 	}
-	p, err := client.New(tn.d.APIURL(1)).Job(ctx, devnet.DemoOrg, j.ID)
-	if err != nil || p.Job.Succeeded != 1 || p.Counts.Succeeded != 1 {
-		t.Fatalf("job progress = %+v, %v; want 1 succeeded", p, err)
-	}
+	// Another node counts it once it has applied the block.
+	testutil.WaitFor(t, ctx, "job counted succeeded at node 1", func() bool {
+		p, err := client.New(tn.d.APIURL(1)).Job(ctx, devnet.DemoOrg, j.ID)
+		return err == nil && p.Job.Succeeded == 1 && p.Counts.Succeeded == 1
+	})
 	d.Close()
 	d = open(dir, ping)
 	if res, err := d.RunJobs(ctx); err != nil || len(res.Ran) != 0 || calls.Load() != 1 {
@@ -238,8 +240,8 @@ func TestJobRefusals(t *testing.T) {
 		!strings.Contains(res.Ran[0].Reason, "revoked") || calls.Load() != 1 {
 		t.Fatalf("after the revoke: %+v, %v (calls %d); want job %d rejected (revoked) and reported", res, err, calls.Load(), j3.ID)
 	}
-	p, err := client.New(tn.d.APIURL(0)).Job(ctx, devnet.DemoOrg, j3.ID)
-	if err != nil || p.Job.Rejected != 1 || len(p.Failed) != 1 || !strings.Contains(p.Failed[0].Reason, "revoked") {
-		t.Fatalf("job %d progress = %+v, %v; want 1 rejected with the reason", j3.ID, p, err)
-	}
+	testutil.WaitFor(t, ctx, "job counted rejected, with the reason", func() bool {
+		p, err := client.New(tn.d.APIURL(0)).Job(ctx, devnet.DemoOrg, j3.ID)
+		return err == nil && p.Job.Rejected == 1 && len(p.Failed) == 1 && strings.Contains(p.Failed[0].Reason, "revoked")
+	})
 }
