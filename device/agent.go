@@ -174,11 +174,7 @@ func (a *Agent) wake(ctx context.Context, batch int) error {
 			errs = append(errs, fmt.Errorf("pulling the mailbox: %w", err))
 		}
 	}
-	act := a.Actuator
-	if act == nil && len(a.Device.cfg.commands) > 0 {
-		act = a.Device.Actuator() // the same handlers as jobs
-	}
-	if act != nil {
+	if act := a.Actuator; act != nil {
 		cmds, err := a.Device.Commands(ctx)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("fetching commands: %w", err))

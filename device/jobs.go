@@ -357,6 +357,7 @@ func (d *Device) saveJobsLocked(st *jobsState) error {
 // handler named by the first word of its payload, with the arguments
 // "payload" (the whole text), "agreement" and "transition". A command with
 // no handler is an error (retried at the next wake, like any failure).
+// Give it as Agent.Actuator for the agent to use it.
 func (d *Device) Actuator() Actuator { return registryActuator{d} }
 
 type registryActuator struct{ d *Device }
