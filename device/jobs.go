@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,6 +54,10 @@ type jobEntry struct {
 	Reason   string `cbor:"3,keyasint,omitempty"`
 	Reported bool   `cbor:"4,keyasint,omitempty"` // the ledger took the report, or refused it for good
 }
+
+// maxJobEntries bounds jobs.state: jobs the device ran and has not yet
+// proved closed.
+const maxJobEntries = 256
 
 // Job statuses a device proves (ProvedJob.Status).
 const (
@@ -210,6 +215,12 @@ func (d *Device) RunJobs(ctx context.Context) (*JobsResult, error) {
 		j := p.Job
 		key := j.JobCreate.Org + "/" + strconv.FormatUint(j.ID, 10)
 		listed[key] = true
+		if p.Status == JobClosed {
+			// Proved aborted, cancelled or done: final, it never runs again,
+			// so what the device did of it can go.
+			delete(st.Jobs, key)
+			continue
+		}
 		e := st.Jobs[key]
 		if e == nil {
 			e = &jobEntry{}
@@ -265,10 +276,15 @@ func (d *Device) RunJobs(ctx context.Context) (*JobsResult, error) {
 			return res, err
 		}
 	}
-	// Jobs no index lists any more are closed: what the device did of them is forgotten.
-	for k, e := range st.Jobs {
-		if !listed[k] && (e.Reported || !e.Started) {
-			delete(st.Jobs, k)
+	// An entry goes when the device proves its job closed (above), never
+	// merely because an index no longer lists it: a gateway answering
+	// from a state before the job was created must not make the device
+	// forget it ran it. Past maxJobEntries, unlisted reported ones go.
+	if len(st.Jobs) > maxJobEntries {
+		for _, k := range slices.Sorted(maps.Keys(st.Jobs)) {
+			if e := st.Jobs[k]; len(st.Jobs) > maxJobEntries && !listed[k] && e.Reported {
+				delete(st.Jobs, k)
+			}
 		}
 	}
 	return res, errors.Join(append(errs, d.saveJobsLocked(st))...)
@@ -325,7 +341,7 @@ func (d *Device) loadJobsLocked() (*jobsState, error) {
 		case err != nil:
 			return nil, fmt.Errorf("device: reading the jobs' state: %w", err)
 		default:
-			if err := record.Unmarshal(b, st); err != nil {
+			if st, err = parseJobsState(b); err != nil {
 				return nil, fmt.Errorf("device: %s: %w (remove it only if no job is running: a job started before would run again)", p, err)
 			}
 		}
@@ -334,6 +350,35 @@ func (d *Device) loadJobsLocked() (*jobsState, error) {
 		st.Jobs = map[string]*jobEntry{}
 	}
 	d.jobs = st
+	return st, nil
+}
+
+// parseJobsState decodes jobs.state strictly: bounded, keys "org/id",
+// known outcomes, reasons a report may carry.
+func parseJobsState(b []byte) (*jobsState, error) {
+	st := &jobsState{}
+	if err := record.Unmarshal(b, st); err != nil {
+		return nil, err
+	}
+	if len(st.Jobs) > 4*maxJobEntries {
+		return nil, fmt.Errorf("%d jobs: more than a device keeps", len(st.Jobs))
+	}
+	for k, e := range st.Jobs {
+		org, id, ok := strings.Cut(k, "/")
+		if n, err := strconv.ParseUint(id, 10, 64); !ok || err != nil || n == 0 || org == "" {
+			return nil, fmt.Errorf("job %q: want ORG/ID", k)
+		}
+		if e == nil {
+			return nil, fmt.Errorf("job %s: no entry", k)
+		}
+		if e.Outcome != "" {
+			if err := (&record.JobReport{Org: org, ID: 1, Outcome: e.Outcome, Reason: e.Reason}).ValidateBasic(); err != nil {
+				return nil, fmt.Errorf("job %s: %w", k, err)
+			}
+		} else if e.Reason != "" || e.Reported {
+			return nil, fmt.Errorf("job %s: a reason or a report without an outcome", k)
+		}
+	}
 	return st, nil
 }
 
