@@ -166,8 +166,8 @@ func (m *JobCreate) ValidateBasic() error {
 	switch {
 	case m.Waves < 1 || m.Waves > MaxJobWaves:
 		return fmt.Errorf("%d waves; want 1 to %d", m.Waves, MaxJobWaves)
-	case m.BlocksPerWave < 1:
-		return errors.New("a job needs at least 1 block per wave")
+	case m.BlocksPerWave < 1 || m.BlocksPerWave > maxJobTimeout:
+		return fmt.Errorf("%d blocks per wave; want 1 to %d", m.BlocksPerWave, maxJobTimeout)
 	case m.MaxFailures < 1:
 		return errors.New("a job needs a failure threshold of at least 1")
 	case m.TimeoutBlocks < (m.Waves-1)*m.BlocksPerWave+1 || m.TimeoutBlocks > maxJobTimeout:
