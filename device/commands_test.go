@@ -32,12 +32,10 @@ func (r *recorder) count() int {
 	return len(r.cmds)
 }
 
-// TestCommands has an agreement command a device: the device gets each
-// command proved, executes it once (acknowledged across restarts), and
-// its agent runs the actuator.
-func TestCommands(t *testing.T) {
-	tn := startNet(t)
-	ctx := ctxT(t)
+// switchAgreement registers a lamp and deploys testutil.SwitchAgreement
+// for it; it returns the lamp's key and the agreement's id.
+func (tn *testNet) switchAgreement(t *testing.T, ctx context.Context) (*identity.Key, uint64) {
+	t.Helper()
 	lamp := tn.register(t, identity.Ed25519)
 	tn.send(t, tn.admin, &record.AgreementDeploy{Source: []byte(testutil.SwitchAgreement), Parties: map[string]string{"lamp": "device:" + lamp.ID(), "owner": "org:" + devnet.DemoOrg}})
 	var page struct {
@@ -46,7 +44,16 @@ func TestCommands(t *testing.T) {
 	if err := client.New(tn.d.APIURL(0)).Get(ctx, "/v1/agreements?limit=1000", &page); err != nil || len(page.Items) == 0 {
 		t.Fatalf("agreements: %v", err)
 	}
-	id := page.Items[len(page.Items)-1].ID
+	return lamp, page.Items[len(page.Items)-1].ID
+}
+
+// TestCommands has an agreement command a device: the device gets each
+// command proved, executes it once (acknowledged across restarts), and
+// its agent runs the actuator.
+func TestCommands(t *testing.T) {
+	tn := startNet(t)
+	ctx := ctxT(t)
+	lamp, id := tn.switchAgreement(t, ctx)
 	tn.send(t, tn.admin, &record.AgreementCall{ID: id, Transition: "toggle"})
 	tn.send(t, tn.admin, &record.AgreementCall{ID: id, Transition: "toggle"})
 
@@ -102,15 +109,7 @@ func TestCommands(t *testing.T) {
 func TestAgreementCommandsUseHandlers(t *testing.T) {
 	tn := startNet(t)
 	ctx := ctxT(t)
-	lamp := tn.register(t, identity.Ed25519)
-	tn.send(t, tn.admin, &record.AgreementDeploy{Source: []byte(testutil.SwitchAgreement), Parties: map[string]string{"lamp": "device:" + lamp.ID(), "owner": "org:" + devnet.DemoOrg}})
-	var page struct {
-		Items []record.Agreement `json:"items"`
-	}
-	if err := client.New(tn.d.APIURL(0)).Get(ctx, "/v1/agreements?limit=1000", &page); err != nil || len(page.Items) == 0 {
-		t.Fatalf("agreements: %v", err)
-	}
-	id := page.Items[len(page.Items)-1].ID
+	lamp, id := tn.switchAgreement(t, ctx)
 	tn.send(t, tn.admin, &record.AgreementCall{ID: id, Transition: "toggle"})
 	var got map[string]any
 	d, err := device.New(lamp, device.WithGateways(tn.gw(1)), device.WithTrust(tn.trust),

@@ -347,17 +347,11 @@ func (d *Device) loadConfigLocked() (*configState, error) {
 		return d.applied, nil
 	}
 	st := &configState{}
-	if d.cfg.stateDir != "" {
-		p := filepath.Join(d.cfg.stateDir, ConfigFile)
-		b, err := os.ReadFile(p)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-		case err != nil:
-			return nil, fmt.Errorf("device: reading the applied configuration: %w", err)
-		default:
-			if st, err = parseConfigState(b); err != nil {
-				return nil, fmt.Errorf("device: %s: %w (remove it: the device applies its desired configuration again)", p, err)
-			}
+	if b, err := d.readState(ConfigFile, "the applied configuration"); err != nil {
+		return nil, err
+	} else if b != nil {
+		if st, err = parseConfigState(b); err != nil {
+			return nil, fmt.Errorf("device: %s: %w (remove it: the device applies its desired configuration again)", filepath.Join(d.cfg.stateDir, ConfigFile), err)
 		}
 	}
 	// Settings applied before a restart are in force again: the SDK's own
@@ -396,15 +390,37 @@ func parseConfigState(b []byte) (*configState, error) {
 
 func (d *Device) saveConfigLocked(st *configState) error {
 	d.applied = st
+	return d.saveState(ConfigFile, "the applied configuration", st)
+}
+
+// readState reads file name of the state directory: nil when there is no
+// state directory or no such file yet.
+func (d *Device) readState(name, what string) ([]byte, error) {
+	if d.cfg.stateDir == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(filepath.Join(d.cfg.stateDir, name))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("device: reading %s: %w", what, err)
+	}
+	return b, nil
+}
+
+// saveState replaces file name of the state directory with v's CBOR
+// (nothing without a state directory).
+func (d *Device) saveState(name, what string, v any) error {
 	if d.cfg.stateDir == "" {
 		return nil
 	}
-	b, err := record.Marshal(st)
+	b, err := record.Marshal(v)
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(d.cfg.stateDir, ConfigFile), b); err != nil {
-		return fmt.Errorf("device: saving the applied configuration: %w", err)
+	if err := writeAtomic(filepath.Join(d.cfg.stateDir, name), b); err != nil {
+		return fmt.Errorf("device: saving %s: %w", what, err)
 	}
 	return nil
 }

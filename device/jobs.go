@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -333,17 +332,11 @@ func (d *Device) loadJobsLocked() (*jobsState, error) {
 		return d.jobs, nil
 	}
 	st := &jobsState{}
-	if d.cfg.stateDir != "" {
-		p := filepath.Join(d.cfg.stateDir, JobsFile)
-		b, err := os.ReadFile(p)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-		case err != nil:
-			return nil, fmt.Errorf("device: reading the jobs' state: %w", err)
-		default:
-			if st, err = parseJobsState(b); err != nil {
-				return nil, fmt.Errorf("device: %s: %w (remove it only if no job is running: a job started before would run again)", p, err)
-			}
+	if b, err := d.readState(JobsFile, "the jobs' state"); err != nil {
+		return nil, err
+	} else if b != nil {
+		if st, err = parseJobsState(b); err != nil {
+			return nil, fmt.Errorf("device: %s: %w (remove it only if no job is running: a job started before would run again)", filepath.Join(d.cfg.stateDir, JobsFile), err)
 		}
 	}
 	if st.Jobs == nil {
@@ -384,17 +377,7 @@ func parseJobsState(b []byte) (*jobsState, error) {
 
 func (d *Device) saveJobsLocked(st *jobsState) error {
 	d.jobs = st
-	if d.cfg.stateDir == "" {
-		return nil
-	}
-	b, err := record.Marshal(st)
-	if err != nil {
-		return err
-	}
-	if err := writeAtomic(filepath.Join(d.cfg.stateDir, JobsFile), b); err != nil {
-		return fmt.Errorf("device: saving the jobs' state: %w", err)
-	}
-	return nil
+	return d.saveState(JobsFile, "the jobs' state", st)
 }
 
 // Actuator returns the Actuator that executes an agreement's commands with
