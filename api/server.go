@@ -182,6 +182,7 @@ func (s *Server) routes() {
 	s.fileRoutes()     // files.go
 	s.firmwareRoutes() // firmware.go
 	s.configRoutes()   // config.go
+	s.jobRoutes()      // jobs.go
 	s.fleetRoutes()    // fleet.go
 	s.erasureRoutes()  // erasures.go
 	s.upgradeRoutes()  // upgrade.go

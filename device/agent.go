@@ -53,6 +53,12 @@ type Agent struct {
 	// OnConfig, if set, is called with each applied configuration report
 	// and whether it was sent.
 	OnConfig func(rep *record.ConfigReport, sent bool)
+	// OnJobs, if set, is called with the outcome of each round of jobs: at
+	// the same wakes as the desired configuration (ConfigEvery), never at
+	// a wake of their own, the agent proves and runs the device's jobs
+	// (Device.RunJobs) when the device has a command handler
+	// (WithCommandHandler).
+	OnJobs func(*JobsResult)
 	// Status, if set, is asked at each wake for the device's health
 	// (battery, signal, uptime, free memory, firmware); it goes with the
 	// wake's readings as a reading of content type record.ContentStatus.
@@ -168,13 +174,13 @@ func (a *Agent) wake(ctx context.Context, batch int) error {
 			errs = append(errs, fmt.Errorf("pulling the mailbox: %w", err))
 		}
 	}
-	if a.Actuator != nil {
+	if act := a.Actuator; act != nil {
 		cmds, err := a.Device.Commands(ctx)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("fetching commands: %w", err))
 		}
 		for _, c := range cmds {
-			if err := a.Actuator.Execute(ctx, c); err != nil {
+			if err := act.Execute(ctx, c); err != nil {
 				errs = append(errs, fmt.Errorf("command %d of agreement %d: %w", c.ID, c.Agreement, err))
 				break // executed in order: retried at the next wake
 			}
@@ -191,6 +197,15 @@ func (a *Agent) wake(ctx context.Context, batch int) error {
 		}
 		if rep != nil && a.OnConfig != nil {
 			a.OnConfig(rep, sent)
+		}
+		if len(a.Device.cfg.commands) > 0 {
+			res, err := a.Device.RunJobs(ctx)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("jobs: %w", err))
+			}
+			if res != nil && a.OnJobs != nil {
+				a.OnJobs(res)
+			}
 		}
 	}
 	a.wakes++

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/client"
-	"github.com/thingnet/thingnet/lightclient"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -81,8 +80,7 @@ func (d *Device) DesiredConfig(ctx context.Context) (*ProvedConfig, error) {
 	var unproved []string
 	err = d.verified(ctx, "proving the desired configuration", func(gw Gateway) error {
 		pc, err := d.desiredConfig(ctx, d.apiClient(gw), st)
-		if err != nil && (errors.Is(err, record.ErrBadProof) || errors.Is(err, lightclient.ErrBadHeader) ||
-			errors.Is(err, lightclient.ErrNotVerified) || errors.Is(err, lightclient.ErrTrustedHashMismatch)) {
+		if err != nil && isBadProof(err) {
 			unproved = append(unproved, gw.API)
 		}
 		out = pc
@@ -102,7 +100,7 @@ func (d *Device) desiredConfig(ctx context.Context, c *client.Client, st *config
 	}
 	pc := &ProvedConfig{Height: p.Height}
 	h := p.Height + 1
-	var org *record.Org
+	rights := d.rights(c, self.Org, p.Height)
 	var layers []map[string]any
 	for _, t := range record.ConfigLayers(self) {
 		scope, name := t[0], t[1]
@@ -128,39 +126,75 @@ func (d *Device) desiredConfig(ctx context.Context, c *client.Client, st *config
 			refuse(fmt.Sprintf("stale: version %d is below the applied version %d", r.Version, v))
 			continue
 		}
-		if org == nil {
-			org = new(record.Org)
-			if ok, err := d.provedKey(ctx, c, record.OrgKey(self.Org), p.Height, org); err != nil || !ok {
-				return nil, fmt.Errorf("organisation %s: %w", self.Org, errors.Join(err, errIf(!ok, "not on the ledger")))
-			}
+		mr := record.ManageRight{Org: r.Org, Signer: r.Signer, Grant: r.Grant}
+		if scope == record.ConfigDevice {
+			mr.Device = d.id
 		}
-		var g *record.Grant
-		var sub *record.Org
-		if r.Grant != 0 {
-			g = new(record.Grant)
-			if ok, err := d.provedKey(ctx, c, record.GrantKey(r.Grant), p.Height, g); err != nil {
-				return nil, fmt.Errorf("grant %d: %w", r.Grant, err)
-			} else if !ok {
-				g = nil
+		if err := rights.check(ctx, mr, h); err != nil {
+			if errors.Is(err, errRightEnded) {
+				refuse(strings.TrimPrefix(err.Error(), errRightEnded.Error()+": "))
+				continue
 			}
-			if g != nil && strings.HasPrefix(g.Subject, "org:") {
-				sub = new(record.Org)
-				if ok, err := d.provedKey(ctx, c, record.OrgKey(strings.TrimPrefix(g.Subject, "org:")), p.Height, sub); err != nil {
-					return nil, fmt.Errorf("organisation %s: %w", g.Subject, err)
-				} else if !ok {
-					sub = nil
-				}
-			}
-		}
-		if err := record.ConfigRightHolds(&r, d.id, org, g, sub, h); err != nil {
-			refuse(err.Error())
-			continue
+			return nil, err
 		}
 		pc.Layers = append(pc.Layers, r)
 		layers = append(layers, r.Settings)
 	}
 	pc.Settings = record.MergeConfig(layers...)
 	return pc, nil
+}
+
+// errRightEnded wraps ManageRightHolds' refusal: the right a record was
+// written by has ended (a revoked grant, a removed admin).
+var errRightEnded = errors.New("right ended")
+
+// rightChecker proves what record.ManageRightHolds needs — the
+// organisation, the grant, the grantee organisation — in one state, each
+// once, and asks it: the one check of desired configurations and jobs.
+type rightChecker struct {
+	d      *Device
+	c      *client.Client
+	org    string
+	height int64
+	o      *record.Org
+}
+
+func (d *Device) rights(c *client.Client, org string, height int64) *rightChecker {
+	return &rightChecker{d: d, c: c, org: org, height: height}
+}
+
+// check returns nil when the right holds at h, an error wrapping
+// errRightEnded when it has ended, any other error when a proof failed.
+func (rc *rightChecker) check(ctx context.Context, r record.ManageRight, h int64) error {
+	if rc.o == nil {
+		rc.o = new(record.Org)
+		if ok, err := rc.d.provedKey(ctx, rc.c, record.OrgKey(rc.org), rc.height, rc.o); err != nil || !ok {
+			rc.o = nil
+			return fmt.Errorf("organisation %s: %w", rc.org, errors.Join(err, errIf(!ok, "not on the ledger")))
+		}
+	}
+	var g *record.Grant
+	var sub *record.Org
+	if r.Grant != 0 {
+		g = new(record.Grant)
+		if ok, err := rc.d.provedKey(ctx, rc.c, record.GrantKey(r.Grant), rc.height, g); err != nil {
+			return fmt.Errorf("grant %d: %w", r.Grant, err)
+		} else if !ok {
+			g = nil
+		}
+		if g != nil && strings.HasPrefix(g.Subject, "org:") {
+			sub = new(record.Org)
+			if ok, err := rc.d.provedKey(ctx, rc.c, record.OrgKey(strings.TrimPrefix(g.Subject, "org:")), rc.height, sub); err != nil {
+				return fmt.Errorf("organisation %s: %w", g.Subject, err)
+			} else if !ok {
+				sub = nil
+			}
+		}
+	}
+	if err := record.ManageRightHolds(r, rc.o, g, sub, h); err != nil {
+		return fmt.Errorf("%w: %w", errRightEnded, err)
+	}
+	return nil
 }
 
 func errIf(cond bool, msg string) error {
@@ -313,17 +347,11 @@ func (d *Device) loadConfigLocked() (*configState, error) {
 		return d.applied, nil
 	}
 	st := &configState{}
-	if d.cfg.stateDir != "" {
-		p := filepath.Join(d.cfg.stateDir, ConfigFile)
-		b, err := os.ReadFile(p)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-		case err != nil:
-			return nil, fmt.Errorf("device: reading the applied configuration: %w", err)
-		default:
-			if st, err = parseConfigState(b); err != nil {
-				return nil, fmt.Errorf("device: %s: %w (remove it: the device applies its desired configuration again)", p, err)
-			}
+	if b, err := d.readState(ConfigFile, "the applied configuration"); err != nil {
+		return nil, err
+	} else if b != nil {
+		if st, err = parseConfigState(b); err != nil {
+			return nil, fmt.Errorf("device: %s: %w (remove it: the device applies its desired configuration again)", filepath.Join(d.cfg.stateDir, ConfigFile), err)
 		}
 	}
 	// Settings applied before a restart are in force again: the SDK's own
@@ -362,15 +390,37 @@ func parseConfigState(b []byte) (*configState, error) {
 
 func (d *Device) saveConfigLocked(st *configState) error {
 	d.applied = st
+	return d.saveState(ConfigFile, "the applied configuration", st)
+}
+
+// readState reads file name of the state directory: nil when there is no
+// state directory or no such file yet.
+func (d *Device) readState(name, what string) ([]byte, error) {
+	if d.cfg.stateDir == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(filepath.Join(d.cfg.stateDir, name))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("device: reading %s: %w", what, err)
+	}
+	return b, nil
+}
+
+// saveState replaces file name of the state directory with v's CBOR
+// (nothing without a state directory).
+func (d *Device) saveState(name, what string, v any) error {
 	if d.cfg.stateDir == "" {
 		return nil
 	}
-	b, err := record.Marshal(st)
+	b, err := record.Marshal(v)
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(d.cfg.stateDir, ConfigFile), b); err != nil {
-		return fmt.Errorf("device: saving the applied configuration: %w", err)
+	if err := writeAtomic(filepath.Join(d.cfg.stateDir, name), b); err != nil {
+		return fmt.Errorf("device: saving %s: %w", what, err)
 	}
 	return nil
 }

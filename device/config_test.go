@@ -157,6 +157,20 @@ func TestConfigClassWideConverges(t *testing.T) {
 // cfgLiar is a gateway that forges desired configurations in proofs, or
 // answers the proof of another key (another device's configuration).
 func cfgLiar(t *testing.T, upstream string, swapKey func(key []byte) []byte) *httptest.Server {
+	return proofLiar(t, upstream, swapKey, func(v []byte) []byte {
+		r, err := record.DecodeConfigRecord(v)
+		if err != nil {
+			return v
+		}
+		r.Settings = map[string]any{"mode": "evil"}
+		out, _ := record.Marshal(r)
+		return out
+	})
+}
+
+// proofLiar is a gateway that answers the proof of another key
+// (swapKey), or, without swapKey, changes the proved values (forge).
+func proofLiar(t *testing.T, upstream string, swapKey func(key []byte) []byte, forge func(value []byte) []byte) *httptest.Server {
 	t.Helper()
 	u, _ := url.Parse(upstream)
 	p := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
@@ -179,11 +193,8 @@ func cfgLiar(t *testing.T, upstream string, swapKey func(key []byte) []byte) *ht
 		}
 		var pr record.Proof
 		if json.Unmarshal(body, &pr) == nil && pr.Value != nil {
-			if r, err := record.DecodeConfigRecord(pr.Value); err == nil {
-				r.Settings = map[string]any{"mode": "evil"}
-				pr.Value, _ = record.Marshal(r)
-				body, _ = json.Marshal(&pr)
-			}
+			pr.Value = forge(pr.Value)
+			body, _ = json.Marshal(&pr)
 		}
 		resp.Body = io.NopCloser(bytes.NewReader(body))
 		resp.ContentLength = int64(len(body))

@@ -51,6 +51,10 @@ type Device struct {
 	applied   *configState  // under cfgMu
 	wake      time.Duration // SettingWake applied; under mu
 	transport Transport     // SettingTransport applied; under mu
+
+	// Jobs (jobs.go): jobsMu serialises running them.
+	jobsMu sync.Mutex
+	jobs   *jobsState // under jobsMu
 }
 
 // New makes a device with key k. It reads the persistent state from the

@@ -154,6 +154,17 @@ func (d *Device) reportFirmware(ctx context.Context, m *record.FirmwareReport, w
 	if err := m.ValidateBasic(); err != nil {
 		return fmt.Errorf("device: firmware report: %w", err)
 	}
+	return d.submit(ctx, m, what)
+}
+
+// ErrTxRefused wraps the ledger's refusal of a tx the device signed (a
+// report): another gateway would refuse it too.
+var ErrTxRefused = errors.New("device: refused by the ledger")
+
+// submit signs m with the device's key and submits it, waiting for its
+// commit; a gateway that cannot be reached is set aside and the next one
+// used; a refusal (a 4xx other than 429) is returned wrapping ErrTxRefused.
+func (d *Device) submit(ctx context.Context, m record.Msg, what string) error {
 	var refused error
 	err := d.each(ctx, what, func(_ int, gw Gateway) error {
 		_, err := d.apiClient(gw).Send(ctx, d.key, d.id, m, true)
@@ -168,7 +179,7 @@ func (d *Device) reportFirmware(ctx context.Context, m *record.FirmwareReport, w
 		return err
 	}
 	if refused != nil {
-		return fmt.Errorf("device: the firmware report was refused: %w", refused)
+		return fmt.Errorf("%w: %s: %w", ErrTxRefused, what, refused)
 	}
 	return nil
 }

@@ -80,6 +80,10 @@ type FleetConfig struct {
 	ConfigEvery int
 	// OnConfig, if set, is called with each configuration report a device sent.
 	OnConfig func(device int, rep *record.ConfigReport)
+	// Commands (with Trust and configuration wakes): every device
+	// registers these handlers (WithCommandHandler), so it proves, runs
+	// and reports its jobs at its configuration wakes.
+	Commands map[string]CommandHandler
 }
 
 // actuatorFunc adapts a function to an Actuator.
@@ -152,6 +156,9 @@ func StartFleet(ctx context.Context, c FleetConfig) (*Fleet, error) {
 		opts := []Option{WithGateways(gws...), WithTransport(fd.Transport), WithChainID(c.ChainID), WithStateDir(dir), WithLogger(c.Log)}
 		if c.Trust != nil {
 			opts = append(opts, WithTrust(*c.Trust))
+		}
+		for name, h := range c.Commands {
+			opts = append(opts, WithCommandHandler(name, h))
 		}
 		if fd.Device, err = New(k, opts...); err != nil {
 			return nil, fmt.Errorf("device %s: %w", name, err)

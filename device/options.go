@@ -58,9 +58,10 @@ type config struct {
 	retryFailed time.Duration
 	maxLag      int64
 	maxAge      time.Duration
-	seal        bool                     // WithSealing (sealing.go)
-	sealRefresh time.Duration            // how long a data key is used before asking again
-	handlers    map[string]ConfigHandler // WithConfigHandler (config.go)
+	seal        bool                      // WithSealing (sealing.go)
+	sealRefresh time.Duration             // how long a data key is used before asking again
+	handlers    map[string]ConfigHandler  // WithConfigHandler (config.go)
+	commands    map[string]CommandHandler // WithCommandHandler (jobs.go)
 }
 
 // SeqBlock is how many sequence numbers are reserved per write of the

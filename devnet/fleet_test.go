@@ -97,6 +97,20 @@ func TestFleet(t *testing.T) {
 		t.Errorf("command %+v", commands[0])
 	}
 	mu.Unlock()
+	// A ping job to the fleet's first device is run and counted.
+	admin, err := Keystore(d.Home()).Load(DemoAdminKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := client.New(d.APIURL(0))
+	if _, err := cl.Send(ctx, admin, "", &record.JobCreate{Org: DemoOrg, Command: "ping", Target: record.JobTarget{Devices: []string{fl.Devices[0].Device.ID()}},
+		Waves: 1, BlocksPerWave: 1, MaxFailures: 1, TimeoutBlocks: 1000}, true); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, ctx, "the ping job done", func() bool {
+		js, err := cl.Jobs(ctx, DemoOrg)
+		return err == nil && len(js) > 0 && js[len(js)-1].State == record.JobDone && js[len(js)-1].Succeeded == 1
+	})
 	env, rd := fl.Sent()
 	t.Logf("fleet of 6: %d envelopes, %d readings, %d commands", env, rd, len(commands))
 	if err := fl.Stop(); err != nil {

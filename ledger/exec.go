@@ -103,6 +103,12 @@ func (x *txExec) run() error {
 		return x.configSet(m) // config.go
 	case *record.LogArchiveMsg:
 		return x.logArchive(m) // archive.go
+	case *record.JobCreate:
+		return x.jobCreate(m) // jobs.go
+	case *record.JobCancel:
+		return x.jobCancel(m)
+	case *record.JobReport:
+		return x.jobReport(m)
 	default:
 		return record.Errf(record.CodeUnknownKind, "no handler for %T", m)
 	}

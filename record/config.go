@@ -389,14 +389,38 @@ func ConfigLayers(d *Device) [][2]string {
 }
 
 // ConfigRightHolds checks that the right a configuration was set by still
-// holds at height h (the state o and g are from): for a record set by an
-// admin (Grant 0), o is the organisation and the signer is still one of
-// its admins; for one set through a grant, g is that grant, in force at h,
-// a "manage" grant on the device (device scope) or on the organisation,
-// held by the signer itself or by an organisation whose admin it is (then
-// subjectOrg is that organisation's record). The ledger's view of a
-// device's desired configuration and the device's own check both use it.
+// holds at height h (ManageRightHolds); a device-scope layer may also have
+// been set through a "manage" grant on that device alone. The ledger's
+// view of a device's desired configuration and the device's own check
+// both use it.
 func ConfigRightHolds(r *ConfigRecord, device string, o *Org, g *Grant, subjectOrg *Org, h int64) error {
+	mr := ManageRight{Org: r.Org, Signer: r.Signer, Grant: r.Grant}
+	if r.Scope == ConfigDevice {
+		mr.Device = device
+	}
+	return ManageRightHolds(mr, o, g, subjectOrg, h)
+}
+
+// ManageRight is the right a record was written by: its organisation,
+// its signer, and the "manage" grant the signer held (0: the signer was an
+// admin of Org). Device, if set, is the one device the record is for: a
+// "manage" grant on that device alone then covers it too.
+type ManageRight struct {
+	Org    string
+	Signer string
+	Grant  uint64
+	Device string
+}
+
+// ManageRightHolds checks that the right a record (a desired
+// configuration, a job) was written by still holds at height h (the state
+// o and g are from): for a record written by an admin (Grant 0), o is the
+// organisation and the signer is still one of its admins; for one written
+// through a grant, g is that grant, in force at h, a "manage" grant on the
+// organisation (or on r.Device), held by the signer itself or by an
+// organisation whose admin it is (then subjectOrg is that organisation's
+// record). The ledger and the device both ask it: one rule.
+func ManageRightHolds(r ManageRight, o *Org, g *Grant, subjectOrg *Org, h int64) error {
 	if r.Grant == 0 {
 		if o == nil || o.ID != r.Org || !o.IsAdmin(r.Signer) {
 			return fmt.Errorf("set by %s, no longer an admin of %s", r.Signer, r.Org)
@@ -412,7 +436,7 @@ func ConfigRightHolds(r *ConfigRecord, device string, o *Org, g *Grant, subjectO
 	if g.Action != ActionManage {
 		return fmt.Errorf("set through grant %d, a %q grant, not %q", r.Grant, g.Action, ActionManage)
 	}
-	if g.Resource != "org:"+r.Org && !(r.Scope == ConfigDevice && g.Resource == "device:"+device) {
+	if g.Resource != "org:"+r.Org && !(r.Device != "" && g.Resource == "device:"+r.Device) {
 		return fmt.Errorf("set through grant %d on %s, which does not cover it", r.Grant, g.Resource)
 	}
 	switch {

@@ -251,21 +251,18 @@ type RolloutOutcome struct {
 	Failed    int64 `cbor:"2,keyasint,omitempty" json:"failed,omitempty"`    // height of its first failure report
 }
 
-// Wave is the wave open at height h (from 1).
-func (r *FirmwareRolloutRecord) Wave(h int64) uint64 {
-	if h < r.Start {
-		return 0
-	}
-	return 1 + uint64(h-r.Start)/uint64(r.BlocksPerWave)
+// Waves is the rollout's wave arithmetic (record.Waves, shared with jobs).
+func (r *FirmwareRolloutRecord) Waves() Waves {
+	return Waves{Seed: fmt.Sprintf("%s/%s/%d", r.Org, r.Class, r.Start), Start: r.Start, Percent: r.Percent, Blocks: r.BlocksPerWave}
 }
 
+// Wave is the wave open at height h (from 1).
+func (r *FirmwareRolloutRecord) Wave(h int64) uint64 { return r.Waves().Wave(h) }
+
 // Bucket is a device's place in a rollout, 0..99.
-func (r *FirmwareRolloutRecord) Bucket(device string) uint64 {
-	h := sha256.Sum256([]byte(fmt.Sprintf("%s/%s/%d\x00%s", r.Org, r.Class, r.Start, device)))
-	return binary.BigEndian.Uint64(h[:8]) % 100
-}
+func (r *FirmwareRolloutRecord) Bucket(device string) uint64 { return r.Waves().Bucket(device) }
 
 // Offers reports whether the rollout offers its release to device at height h.
 func (r *FirmwareRolloutRecord) Offers(device string, h int64) bool {
-	return r.Status == RolloutActive && r.Bucket(device) < r.Wave(h)*uint64(r.Percent)
+	return r.Status == RolloutActive && r.Waves().Open(device, h)
 }

@@ -76,6 +76,10 @@ var msgTypes = map[string]func() Msg{
 	KindConfigSet: func() Msg { return new(ConfigSet) },
 	// archive.go
 	KindLogArchive: func() Msg { return new(LogArchiveMsg) },
+	// jobs.go
+	KindJobCreate: func() Msg { return new(JobCreate) },
+	KindJobCancel: func() Msg { return new(JobCancel) },
+	KindJobReport: func() Msg { return new(JobReport) },
 }
 
 // Kinds lists the known tx kinds, sorted.

@@ -147,7 +147,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *seal {
 		opts = append(opts, device.WithSealing(0))
 	}
-	d, err := device.New(k, opts...)
+	sensor, err := device.NewSensor(*class, uint64(time.Now().UnixNano()))
+	if err != nil {
+		return err
+	}
+	var d *device.Device
+	opts = append(opts, jobHandlers(out, &d, sensor)...)
+	d, err = device.New(k, opts...)
 	if err != nil {
 		return err
 	}
@@ -158,10 +164,6 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	} else if err := device.WaitClaimed(ctx, client.New(gws[0].API), k, *chainID, *org, 15*time.Minute, 2*time.Second, func(code string) {
 		fmt.Fprintf(out, "not registered: claim it as an admin of %s (valid 15 minutes):\n\n  thingnet device claim %s\n\n", *org, code)
 	}); err != nil {
-		return err
-	}
-	sensor, err := device.NewSensor(*class, uint64(time.Now().UnixNano()))
-	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "device %s: %s sensor, waking every %v, sending over %s\n", id, *class, *wake, tr)
@@ -175,6 +177,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		a.OnConfig = func(rep *record.ConfigReport, sent bool) {
 			if sent {
 				fmt.Fprintf(out, "applied configuration %v (proved at height %d; %d refused), reported\n", rep.Applied, rep.Height, len(rep.Refused))
+			}
+		}
+		a.OnJobs = func(res *device.JobsResult) {
+			for _, r := range res.Ran {
+				fmt.Fprintf(out, "job %d of %s (%s): %s %s, reported %v\n", r.ID, r.Org, r.Command, r.Outcome, r.Reason, r.Reported)
 			}
 		}
 	}
@@ -211,6 +218,26 @@ func firmwareUpdater(out io.Writer, state string, every int) (*device.FirmwareUp
 			fmt.Fprintf(out, "gave up on firmware %s after %d attempt(s), reported as failed: %v\n", r.Offer.Release.Manifest.Version, r.Attempt, r.Err)
 		}
 	}}, nil
+}
+
+// jobHandlers are the commands this program runs for jobs
+// (docs/management.md, "Commands and jobs"), at the configuration's
+// wakes: "ping" answers on its output; "report-now" sends a reading of
+// its sensor at once (argument "note", optional, is printed).
+func jobHandlers(out io.Writer, d **device.Device, sensor device.Sensor) []device.Option {
+	return []device.Option{
+		device.WithCommandHandler("ping", func(_ context.Context, args map[string]any) error {
+			fmt.Fprintf(out, "ping %v: pong\n", args)
+			return nil
+		}),
+		device.WithCommandHandler("report-now", func(ctx context.Context, args map[string]any) error {
+			if note, ok := args["note"].(string); ok {
+				fmt.Fprintf(out, "report-now: %s\n", note)
+			}
+			_, err := (*d).Send(ctx, sensor.Read(time.Now()))
+			return err
+		}),
+	}
 }
 
 // printActuator executes a proved command by printing it: a board

@@ -119,4 +119,17 @@ func TestDeviceProgram(t *testing.T) {
 	if m := match(`command \d+ of agreement (\d+) \(toggle\): on`); m[1] != fmt.Sprint(ag) {
 		t.Errorf("executed a command of agreement %s; want %d", m[1], ag)
 	}
+
+	// A job for it (its class, "lamp") is proved at a wake, run once and
+	// reported: the ledger counts it succeeded.
+	if res, err := c.Send(ctx, admin, "", &record.JobCreate{Org: devnet.DemoOrg, Command: "ping", Args: map[string]any{"n": 1},
+		Target: record.JobTarget{Class: "lamp"}, Waves: 1, BlocksPerWave: 1, MaxFailures: 1, TimeoutBlocks: 1000}, true); err != nil || res.Code != 0 {
+		t.Fatalf("job.create: %+v, %v", res, err)
+	}
+	match(`ping map\[n:1\]: pong`)
+	match(`job 1 of demo \(ping\): succeeded`)
+	testutil.WaitFor(t, ctx, "job 1 counted succeeded", func() bool {
+		p, err := c.Job(ctx, devnet.DemoOrg, 1)
+		return err == nil && p.Job.Succeeded == 1
+	})
 }

@@ -55,6 +55,7 @@ func newRoot() *cobra.Command {
 		exportCmd(g),
 		fleetCmd(g),   // fleet.go
 		archiveCmd(g), // archivecmd.go
+		jobCmd(g),     // job.go
 	)
 	return root
 }

@@ -51,6 +51,8 @@ func TestTenancy(t *testing.T) {
 	try("grant on globex's org as acme", 1, "grant", "add", "--key", "acme-admin", "--grantor", "org:acme", "--subject", "org:acme", "--action", "manage", "--resource", "org:globex")
 	try("acme's device granting as globex's device", 2, "grant", "add", "--key", "acme-s1", "--grantor", "device:"+globexS1, "--subject", "device:"+acmeS1, "--action", "message", "--resource", "device:"+globexS1)
 	try("acme's device updating globex's device", 3, "device", "update", "globex-s1", "--key", "acme-s1", "--label", "owner=acme")
+	try("a job on globex's class", 1, "job", "create", "--key", "acme-admin", "--org", "globex", "--class", "sensor", "--command", "ping")
+	try("a job of acme on globex's device", 2, "job", "create", "--key", "acme-admin", "--org", "acme", "--device", globexS1, "--command", "ping")
 
 	// Cross-organisation read: acme's device follows globex's readings.
 	c, err := mqttConnect(n.Nodes[0].MQTT, acmeS1, n.deviceToken(n.Key("acme-s1"), acmeS1))
@@ -99,6 +101,11 @@ func TestTenancy(t *testing.T) {
 		}
 		if len(grants.Items) > 0 {
 			t.Errorf("node %d: grants exist, though every attempt was refused: %+v", i, grants.Items)
+		}
+		for _, org := range []string{"globex", "acme"} {
+			if js, err := nd.Client.Jobs(ctx, org); err != nil || len(js) > 0 {
+				t.Errorf("node %d: jobs of %s: %+v, %v; want none, every attempt was refused", i, org, js, err)
+			}
 		}
 	}
 	n.CheckNoFork(ctx)
