@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	cmtjson "github.com/cometbft/cometbft/libs/json"
@@ -236,4 +237,38 @@ func (c *Client) Post(ctx context.Context, path string, in, out any) error {
 		return err
 	}
 	return c.do(ctx, http.MethodPost, path, bytes.NewReader(b), "application/json", out)
+}
+
+// MaxProofKeys is the most state keys one GET /v1/proofs proves.
+const MaxProofKeys = 32
+
+// Proofs is the answer of GET /v1/proofs with several keys: the proof of
+// each, in the order asked, all of the state after block Height.
+type Proofs struct {
+	Height int64           `json:"height"`
+	Proofs []*record.Proof `json:"proofs"`
+}
+
+// ProveKeys proves 2 to MaxProofKeys state keys in the state after block
+// height (0: the latest) in one request. Each proof is the gateway's word
+// until verified: the caller checks each against a header it trusts.
+func (c *Client) ProveKeys(ctx context.Context, height int64, keys ...[]byte) (*Proofs, error) {
+	if len(keys) < 2 || len(keys) > MaxProofKeys {
+		return nil, fmt.Errorf("ProveKeys: %d keys; want 2 to %d (one key: GET /v1/proofs?key=)", len(keys), MaxProofKeys)
+	}
+	q := url.Values{}
+	for _, k := range keys {
+		q.Add("key", hex.EncodeToString(k))
+	}
+	if height > 0 {
+		q.Set("height", strconv.FormatInt(height, 10))
+	}
+	var out Proofs
+	if err := c.Get(ctx, "/v1/proofs?"+q.Encode(), &out); err != nil {
+		return nil, err
+	}
+	if len(out.Proofs) != len(keys) {
+		return nil, fmt.Errorf("the node proved %d keys of the %d asked", len(out.Proofs), len(keys))
+	}
+	return &out, nil
 }

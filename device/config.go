@@ -101,6 +101,11 @@ func (d *Device) desiredConfig(ctx context.Context, c *client.Client, st *config
 	pc := &ProvedConfig{Height: p.Height}
 	h := p.Height + 1
 	rights := d.rights(c, self.Org, p.Height)
+	keys := [][]byte{record.OrgKey(self.Org)}
+	for _, t := range record.ConfigLayers(self) {
+		keys = append(keys, record.ConfigKey(self.Org, t[0], t[1]))
+	}
+	d.prefetch(ctx, c, p.Height, keys...)
 	var layers []map[string]any
 	for _, t := range record.ConfigLayers(self) {
 		scope, name := t[0], t[1]

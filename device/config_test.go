@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -177,8 +179,10 @@ func proofLiar(t *testing.T, upstream string, swapKey func(key []byte) []byte, f
 		r.SetURL(u)
 		if swapKey != nil && r.Out.URL.Path == "/v1/proofs" {
 			q := r.Out.URL.Query()
-			k, _ := hex.DecodeString(q.Get("key"))
-			q.Set("key", hex.EncodeToString(swapKey(k)))
+			for i, h := range q["key"] { // one key, or a batch
+				k, _ := hex.DecodeString(h)
+				q["key"][i] = hex.EncodeToString(swapKey(k))
+			}
 			r.Out.URL.RawQuery = q.Encode()
 		}
 	}}
@@ -191,8 +195,17 @@ func proofLiar(t *testing.T, upstream string, swapKey func(key []byte) []byte, f
 		if err != nil {
 			return err
 		}
+		var batch client.Proofs
 		var pr record.Proof
-		if json.Unmarshal(body, &pr) == nil && pr.Value != nil {
+		switch {
+		case json.Unmarshal(body, &batch) == nil && len(batch.Proofs) > 0:
+			for _, p := range batch.Proofs {
+				if p != nil && p.Value != nil {
+					p.Value = forge(p.Value)
+				}
+			}
+			body, _ = json.Marshal(&batch)
+		case json.Unmarshal(body, &pr) == nil && pr.Value != nil:
 			pr.Value = forge(pr.Value)
 			body, _ = json.Marshal(&pr)
 		}
@@ -271,5 +284,74 @@ func TestConfigRefusals(t *testing.T) {
 	tn.send(t, tn.admin, &record.GrantRevoke{ID: cur.Grant})
 	if rep, _, err = d.ApplyConfig(ctx); err != nil || rep.Applied["mode"] != "eco" || len(rep.Refused) != 1 || rep.Refused[0].Scope != record.ConfigDevice {
 		t.Fatalf("after the revoke: %+v, %v; want the device layer refused, the label's eco", rep, err)
+	}
+}
+
+// TestConfigRoundTrips: a device proves its record and then every layer
+// of its configuration and its organisation in one batched request
+// (GET /v1/proofs with several keys), not one request per key; the batch
+// proves what single requests prove.
+func TestConfigRoundTrips(t *testing.T) {
+	tn := startNet(t)
+	ctx := ctxT(t)
+	class, site := freshName("cfgrt"), freshName("west")
+	me := tn.registerLabelled(t, class, map[string]string{"site": site, "floor": "2"})
+	tn.send(t, tn.admin, &record.ConfigSet{Org: devnet.DemoOrg, Scope: record.ConfigClass, Name: class, Version: 1, Settings: map[string]any{"mode": "eco", "wake_s": int64(60)}})
+	tn.send(t, tn.admin, &record.ConfigSet{Org: devnet.DemoOrg, Scope: record.ConfigLabel, Name: "site=" + site, Version: 1, Settings: map[string]any{"mode": "full"}})
+	u, _ := url.Parse(tn.d.APIURL(0))
+	var mu sync.Mutex
+	asked := map[string]int{}
+	p := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(u)
+		mu.Lock()
+		defer mu.Unlock()
+		switch path := r.In.URL.Path; {
+		case path == "/v1/proofs":
+			asked["proofs"]++
+			asked["keys"] += len(r.In.URL.Query()["key"])
+		case strings.HasPrefix(path, "/v1/devices/"):
+			asked["devices"]++
+		}
+	}}
+	s := httptest.NewServer(p)
+	t.Cleanup(s.Close)
+	d, err := device.New(me, device.WithGateways(device.Gateway{API: s.URL}), device.WithChainID(tn.d.ChainID()), device.WithTrust(tn.trust),
+		device.WithStateDir(t.TempDir()), device.WithConfigHandler("mode", func(any) error { return nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	pc, err := d.DesiredConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.Settings["mode"] != "full" || pc.Settings["wake_s"] != int64(60) || len(pc.Layers) != 2 {
+		t.Fatalf("proved %+v; want the class and label layers merged", pc)
+	}
+	mu.Lock()
+	got := maps.Clone(asked)
+	mu.Unlock()
+	// Its record, then the organisation and its 4 layers (class, two
+	// labels, itself) in one request.
+	if got["devices"] != 1 || got["proofs"] != 1 || got["keys"] != 5 {
+		t.Fatalf("requests: %v; want its record and one batch of 5 keys", got)
+	}
+
+	c := client.New(tn.d.APIURL(0))
+	keys := [][]byte{record.OrgKey(devnet.DemoOrg), record.ConfigKey(devnet.DemoOrg, record.ConfigClass, class), record.ConfigKey(devnet.DemoOrg, record.ConfigClass, freshName("none"))}
+	batch, err := c.ProveKeys(ctx, pc.Height, keys...)
+	if err != nil || batch.Height != pc.Height {
+		t.Fatalf("ProveKeys: %+v, %v", batch, err)
+	}
+	for i, k := range keys {
+		var one record.Proof
+		if err := c.Get(ctx, "/v1/proofs?key="+hex.EncodeToString(k)+"&height="+strconv.FormatInt(pc.Height, 10), &one); err != nil {
+			t.Fatal(err)
+		}
+		a, _ := json.Marshal(batch.Proofs[i])
+		b, _ := json.Marshal(&one)
+		if !bytes.Equal(a, b) {
+			t.Errorf("key %d: the batch proved\n%s\nalone\n%s", i, a, b)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/lightclient"
+	"github.com/thingnet/thingnet/record"
 )
 
 // Device is one thing: its key, its gateways and its small persistent
@@ -38,6 +39,10 @@ type Device struct {
 	src     *switchSource
 	lc      *lightclient.Client
 	saved   int64 // height of the trusted header last saved
+	// proofs holds state proofs fetched ahead in one request (prefetch)
+	// for provedKey, by height and key; emptied before each gateway a
+	// verified call asks.
+	proofs map[string]*record.Proof
 
 	reader *client.Identity // the device's tokens for API reads (apiClient)
 

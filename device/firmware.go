@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/thingnet/thingnet/client"
@@ -120,10 +121,14 @@ func (d *Device) firmwareApproved(ctx context.Context, c *client.Client, vendor,
 // height (/v1/proofs), verifies it and decodes the proved value into rec;
 // found false means the key is proved absent. The caller holds checkMu.
 func (d *Device) provedKey(ctx context.Context, c *client.Client, key []byte, height int64, rec any) (bool, error) {
-	q := url.Values{"key": {hex.EncodeToString(key)}, "height": {strconv.FormatInt(height, 10)}}
 	var p record.Proof
-	if err := c.Get(ctx, "/v1/proofs?"+q.Encode(), &p); err != nil {
-		return false, err
+	if ahead := d.proofs[proofSlot(height, key)]; ahead != nil {
+		p = *ahead
+	} else {
+		q := url.Values{"key": {hex.EncodeToString(key)}, "height": {strconv.FormatInt(height, 10)}}
+		if err := c.Get(ctx, "/v1/proofs?"+q.Encode(), &p); err != nil {
+			return false, err
+		}
 	}
 	if p.Height != height {
 		return false, fmt.Errorf("%w: asked for the state after block %d, the gateway proved the one after %d", record.ErrBadProof, height, p.Height)
@@ -138,6 +143,43 @@ func (d *Device) provedKey(ctx context.Context, c *client.Client, key []byte, he
 		return false, err
 	}
 	return true, nil
+}
+
+// prefetch asks for the proofs of keys in the state after block height
+// in one request (GET /v1/proofs with several keys), for the provedKey
+// calls that follow: a wake's configuration and jobs take two or three
+// round trips, not one per key. Nothing is trusted here — provedKey
+// verifies each proof as if fetched alone — and a gateway that does not
+// answer the batch (an older node) is simply asked key by key. The caller
+// holds checkMu.
+func (d *Device) prefetch(ctx context.Context, c *client.Client, height int64, keys ...[]byte) {
+	var want [][]byte
+	for _, k := range keys {
+		if d.proofs[proofSlot(height, k)] == nil && !slices.ContainsFunc(want, func(w []byte) bool { return bytes.Equal(w, k) }) {
+			want = append(want, k)
+		}
+	}
+	for len(want) >= 2 {
+		n := min(len(want), client.MaxProofKeys)
+		got, err := c.ProveKeys(ctx, height, want[:n]...)
+		if err != nil || got.Height != height {
+			return
+		}
+		if d.proofs == nil {
+			d.proofs = make(map[string]*record.Proof)
+		}
+		for i, p := range got.Proofs {
+			if p != nil {
+				d.proofs[proofSlot(height, want[i])] = p
+			}
+		}
+		want = want[n:]
+	}
+}
+
+// proofSlot is the key of d.proofs.
+func proofSlot(height int64, key []byte) string {
+	return strconv.FormatInt(height, 10) + "/" + string(key)
 }
 
 // ReportFirmware records on the ledger (a firmware.report tx signed by the

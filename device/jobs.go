@@ -119,6 +119,11 @@ func (d *Device) provedJobs(ctx context.Context, c *client.Client) (*ProvedJobs,
 	}
 	out := &ProvedJobs{Height: p.Height}
 	h := p.Height + 1 // the earliest block a report can be in
+	keys := [][]byte{record.OrgKey(self.Org)}
+	for _, t := range record.ConfigLayers(self) {
+		keys = append(keys, record.JobIndexKey(self.Org, t[0], t[1]))
+	}
+	d.prefetch(ctx, c, p.Height, keys...)
 	var ids []uint64
 	for _, t := range record.ConfigLayers(self) {
 		var idx record.JobIndex
@@ -136,7 +141,13 @@ func (d *Device) provedJobs(ctx context.Context, c *client.Client) (*ProvedJobs,
 	}
 	slices.Sort(ids)
 	rights := d.rights(c, self.Org, p.Height)
-	for _, id := range slices.Compact(ids) {
+	ids = slices.Compact(ids)
+	jobKeys := make([][]byte, len(ids))
+	for i, id := range ids {
+		jobKeys[i] = record.JobKey(self.Org, id)
+	}
+	d.prefetch(ctx, c, p.Height, jobKeys...)
+	for _, id := range ids {
 		var j record.JobRecord
 		found, err := d.provedKey(ctx, c, record.JobKey(self.Org, id), p.Height, &j)
 		if err != nil {

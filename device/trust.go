@@ -131,6 +131,7 @@ func (d *Device) verified(ctx context.Context, what string, check func(gw Gatewa
 	}
 	err = d.each(ctx, what, func(i int, gw Gateway) error {
 		d.src.i.Store(int32(i))
+		clear(d.proofs) // proofs fetched ahead come from one gateway: a forged one is not asked of the next
 		if d.lc == nil {
 			lc, err := lightclient.New(ctx, chainID, *d.cfg.trust, d.src, d.cfg.lcOpts...)
 			if err != nil {
