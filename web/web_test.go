@@ -488,6 +488,7 @@ func TestOpenAPIEndpointsAnswered(t *testing.T) {
 		Paths map[string]map[string]struct {
 			Parameters []struct {
 				Name, In string
+				Required bool
 				Schema   struct{ Type, Pattern string }
 			}
 			Security []map[string]any
@@ -509,6 +510,7 @@ func TestOpenAPIEndpointsAnswered(t *testing.T) {
 	}
 	values["account"] = shared.admin.ID()
 	values["event"] = "firmware.action=release"
+	values["org"] = devnet.DemoOrg
 	// No agreement exists on this devnet: these must answer with the
 	// handler's own not_found, not the router's.
 	absent := map[string]bool{"/v1/agreements/{id}": true, "/v1/agreements/{id}/history": true, "/v1/credits/{account}": true, "/v1/credits/{account}/transfers": true}
@@ -557,7 +559,7 @@ func TestOpenAPIEndpointsAnswered(t *testing.T) {
 		})
 		q := []string{}
 		for _, p := range op.Parameters {
-			if p.In == "query" && (p.Name == "device" || p.Name == "key" || p.Name == "event") {
+			if p.In == "query" && (p.Name == "device" || p.Name == "key" || p.Name == "event" || p.Name == "org" && p.Required) {
 				q = append(q, p.Name+"="+values[p.Name])
 			}
 		}
