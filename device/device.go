@@ -35,10 +35,11 @@ type Device struct {
 
 	// checkMu serialises light-client work: the source is switched per
 	// gateway while a check runs.
-	checkMu sync.Mutex
-	src     *switchSource
-	lc      *lightclient.Client
-	saved   int64 // height of the trusted header last saved
+	checkMu   sync.Mutex
+	src       *switchSource
+	lc        *lightclient.Client
+	saved     int64     // height of the trusted header last saved
+	savedTime time.Time // and its time
 	// proofs holds state proofs fetched ahead in one request (prefetch)
 	// for provedKey, by height and key; emptied before each gateway a
 	// verified call asks.
@@ -164,7 +165,7 @@ func (d *Device) Close() error {
 	d.Sleep()
 	d.checkMu.Lock()
 	defer d.checkMu.Unlock()
-	return d.saveTrusted()
+	return d.saveTrusted(true)
 }
 
 // apiClient is a client of gw's API that reads as the device itself: a

@@ -302,3 +302,45 @@ func TestStaleGateway(t *testing.T) {
 		t.Fatalf("with an honest gateway after the stale one: %+v, %v", a, err)
 	}
 }
+
+// TestTrustSave: the trusted header is written to the state directory at
+// provisioning, then only once it moved WithTrustSave in header time (a
+// device's flash is not written at every wake), and at Close; with 0, at
+// every move.
+func TestTrustSave(t *testing.T) {
+	tn := startNet(t)
+	ctx := ctxT(t)
+	me := tn.register(t, identity.Ed25519)
+	for _, every := range []time.Duration{time.Hour, 0} {
+		dir := t.TempDir()
+		d, err := device.New(me, device.WithGateways(tn.gw(0)), device.WithTrust(tn.trust), device.WithStateDir(dir), device.WithTrustSave(every))
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved := func() []byte {
+			b, err := os.ReadFile(filepath.Join(dir, device.TrustedFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		if _, err := d.IsActiveAndGranted(ctx, me.ID(), "message"); err != nil {
+			t.Fatal(err)
+		}
+		first, h := saved(), d.TrustedHeight()
+		tn.send(t, tn.admin, &record.DeviceUpdate{Device: me.ID(), Labels: map[string]string{"n": freshName("x")}}) // a later block
+		if _, err := d.IsActiveAndGranted(ctx, me.ID(), "message"); err != nil || d.TrustedHeight() <= h {
+			t.Fatalf("the light client did not move on from %d: %v", h, err)
+		}
+		if moved := !bytes.Equal(saved(), first); moved != (every == 0) {
+			t.Errorf("save every %v: the file changed %v after a move of seconds", every, moved)
+		}
+		last := mustState(t, d)
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(saved(), last) {
+			t.Errorf("save every %v: Close did not write the trusted state", every)
+		}
+	}
+}

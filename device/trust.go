@@ -68,19 +68,20 @@ func (d *Device) loadTrusted() error {
 	if err != nil {
 		return fmt.Errorf("device: restoring the light client from %s: %w", p, err)
 	}
-	d.lc, d.chainID, d.saved = lc, st.ChainID, st.Header.Height
+	d.lc, d.chainID, d.saved, d.savedTime = lc, st.ChainID, st.Header.Height, st.Header.Time
 	return nil
 }
 
-// saveTrusted writes the trusted state if it moved since the last save.
-// The caller holds checkMu.
-func (d *Device) saveTrusted() error {
+// saveTrusted writes the trusted state if it moved since the last save:
+// with force (Close) at any move, otherwise once its header time is
+// WithTrustSave past the saved one's. The caller holds checkMu.
+func (d *Device) saveTrusted(force bool) error {
 	p := d.trustedPath()
 	if p == "" || d.lc == nil {
 		return nil
 	}
 	st := d.lc.State()
-	if st.Header.Height == d.saved {
+	if st.Header.Height == d.saved || !force && d.saved != 0 && st.Header.Time.Sub(d.savedTime) < d.cfg.trustSave {
 		return nil
 	}
 	b, err := st.MarshalBinary()
@@ -90,7 +91,7 @@ func (d *Device) saveTrusted() error {
 	if err := writeAtomic(p, b); err != nil {
 		return fmt.Errorf("device: saving the trusted state: %w", err)
 	}
-	d.saved = st.Header.Height
+	d.saved, d.savedTime = st.Header.Height, st.Header.Time
 	return nil
 }
 
@@ -141,7 +142,7 @@ func (d *Device) verified(ctx context.Context, what string, check func(gw Gatewa
 		}
 		return check(gw)
 	})
-	if serr := d.saveTrusted(); serr != nil {
+	if serr := d.saveTrusted(false); serr != nil {
 		return errors.Join(err, serr)
 	}
 	return err
