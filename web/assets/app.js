@@ -159,6 +159,8 @@ const routes = [
   [/^\/files(?:\/([^/]+))?$/, filesPage],
   [/^\/file\/([^/]+)\/([^/]+)$/, filePage],
   [/^\/fleet(?:\/([^/]+))?$/, fleetPage],
+  [/^\/jobs\/([^/]+)$/, jobsPage],
+  [/^\/jobs\/([^/]+)\/(\d+)$/, jobPage],
   [/^\/firmware$/, firmwarePage],
   [/^\/firmware\/([^/]+)\/([^/]+)$/, firmwareClass],
   [/^\/mesh$/, meshPage],
@@ -383,7 +385,7 @@ async function fleetPage(v, org) {
   }
   v.innerHTML = `<h1>Fleet health${org ? ` of <a href="#/org/${enc(org)}">${esc(org)}</a>` : ''}</h1>
     <p class="muted">Devices by state at this node’s gateway: <b>ok</b> (a reading within its wake intervals), <b>silent</b> (seen, then missed them), <b>never</b>, or their ledger status. Silent devices first.</p>
-    ${form}${body}
+    ${form}${org ? `<p><a id="fleet-jobs" href="#/jobs/${enc(org)}">jobs</a>: commands sent to these devices in waves</p>` : ''}${body}
     ${cli([`thingnet fleet status --org ${org || 'ORG'} --identity ADMIN_KEY`, 'thingnet rules add --rule silent.toml --identity ADMIN_KEY   # [rules.fleet]: alert when more than N are silent'])}`;
   $('#fleet-form', v).addEventListener('submit', (e) => {
     e.preventDefault();
@@ -395,6 +397,71 @@ async function fleetPage(v, org) {
     location.hash = `#/fleet/${enc($('#fleet-org').value)}${p.size ? '?' + p : ''}`;
   });
   every(30000, route);
+}
+
+// --- jobs (docs/management.md, "Commands and jobs"): ledger data, public.
+// The pages read; creating and cancelling are signed transactions (the CLI). ---
+
+const JOB_COUNTS = ['targeted', 'succeeded', 'failed', 'rejected', 'pending', 'timed_out', 'skipped'];
+const jobBadge = (s) => badge(s).replace('class="badge ', `class="badge ${s === 'aborted' ? 'bad' : s === 'cancelled' ? 'warn' : ''} `);
+const jobTarget = (t) => (t.class ? `class ${esc(t.class)}` : t.label ? `label <span class="mono">${esc(t.label)}</span>` : `${(t.devices || []).length} device(s): ${(t.devices || []).map(devLink).join(' ')}`);
+const jobCommand = (c) => `<span class="mono">${esc(c.command)}</span>${Object.keys(c.args || {}).length ? ` <span class="mono muted">${esc(Object.entries(c.args).map(([k, x]) => `${k}=${JSON.stringify(x)}`).join(' '))}</span>` : ''}`;
+
+// jobWave is the wave of j open at height h, as record.Waves.Wave (0: none
+// yet), capped at the job's last wave.
+function jobWave(j, h) {
+  if (h < j.start || !j.job.blocks_per_wave) return 0;
+  return Math.min(1 + Math.floor((h - j.start) / j.job.blocks_per_wave), j.job.waves);
+}
+
+// jobState is record.JobRecord.StateAt: an active job is done from its
+// timeout height on.
+const jobState = (j, h) => (j.state === 'active' && h >= j.timeout ? 'done' : j.state);
+
+async function jobsPage(v, org) {
+  const items = [];
+  let height = 0;
+  for (let after = 0, n = 0; n < 20; n++) { // pages of 1,000, oldest first
+    const p = await get(`/v1/jobs?limit=1000&org=${enc(org)}&after=${after}`);
+    items.push(...p.items);
+    height = p.height;
+    if (!p.next || !p.items.length) break;
+    after = p.items[p.items.length - 1].id;
+  }
+  items.reverse(); // newest first
+  const h = height + 1; // the next block, as GET /v1/jobs/{org}/{id} reckons
+  v.innerHTML = `<h1>Jobs of <a href="#/org/${enc(org)}">${esc(org)}</a></h1>
+    <p class="muted">Commands its admins sent to its devices in waves, newest first, at height ${height}. Jobs are ledger data, public like every record: each device reports succeeded, failed (with a reason) or rejected in a signed transaction.</p>
+    <table id="jobs"><thead><tr><th>id</th><th>command</th><th>target</th><th>state</th><th>wave open</th><th>succeeded</th><th>failed</th><th>rejected</th><th>created</th></tr></thead><tbody>
+    ${items.map((j) => `<tr data-id="${j.id}" data-state="${esc(jobState(j, h))}"><td><a href="#/jobs/${enc(org)}/${j.id}">${j.id}</a></td><td>${jobCommand(j.job)}</td><td>${jobTarget(j.job.target)}</td>
+      <td class="state">${jobBadge(jobState(j, h))}</td><td class="n wave">${jobWave(j, h)} / ${j.job.waves}</td><td class="n succeeded">${j.succeeded || 0}</td><td class="n failed">${j.failed || 0}</td><td class="n rejected">${j.rejected || 0}</td>
+      <td><a href="#/block/${j.start}">${j.start}</a> by ${devLink(j.signer)}</td></tr>`).join('') || '<tr><td colspan="9" class="muted">no jobs</td></tr>'}</tbody></table>
+    <p><a href="#/fleet/${enc(org)}">fleet health</a></p>
+    ${cli([`thingnet job create --org ${org} --class sensor --command ping --waves 3 --wave-blocks 20 --max-failures 5% --key ADMIN_KEY`, `thingnet job list --org ${org}`, `thingnet job cancel ${org}/ID --key ADMIN_KEY`])}`;
+  v.live((type, d) => { if (type === 'tx' && String(d.kind).startsWith('job.')) route(); });
+}
+
+const jobCountCells = (c) => JOB_COUNTS.map((k) => `<td class="n" data-count="${k}">${c[k] || 0}</td>`).join('');
+
+async function jobPage(v, org, id) {
+  const p = (await get(`/v1/jobs/${enc(org)}/${enc(id)}`)).record;
+  const j = p.job;
+  v.innerHTML = `<h1>Job <a href="#/jobs/${enc(org)}">${esc(org)}</a> / ${j.id}</h1>
+    ${kv([['command', jobCommand(j.job)], ['target', jobTarget(j.job.target)], ['state', `<span id="job-state">${jobBadge(p.state)}</span>`],
+      ['wave open', `<span id="job-wave">${Math.min(p.open_wave, j.job.waves)} / ${j.job.waves}</span> (one every ${j.job.blocks_per_wave} block(s))`], ['failure threshold', `aborted at ${j.job.max_failures} failed or rejected`],
+      ['created', `height <a href="#/block/${j.start}">${j.start}</a> by ${devLink(j.signer)}${j.grant ? ` (grant ${j.grant})` : ''}`],
+      ['timeout', `height ${j.timeout}`], ['ended', j.ended ? `height <a href="#/block/${j.ended}">${j.ended}</a>` : '–'], ['at height', p.height]])}
+    <h2>Progress</h2>
+    <table id="job-counts"><thead><tr><th>wave</th><th>opens at</th>${JOB_COUNTS.map((k) => `<th>${esc(k.replace('_', ' '))}</th>`).join('')}</tr></thead><tbody>
+      ${(p.waves || []).map((w) => `<tr data-wave="${w.wave}"><td>${w.wave}</td><td>${w.opens}</td>${jobCountCells(w.counts)}</tr>`).join('')}
+      <tr data-wave="total"><td><b>total</b></td><td></td>${jobCountCells(p.counts)}</tr></tbody></table>
+    <h2>Failed and rejected</h2>
+    <table id="job-outcomes"><thead><tr><th>device</th><th>outcome</th><th>reason</th><th>wave</th><th>reported at</th></tr></thead><tbody>
+      ${(p.outcomes || []).map((o) => `<tr data-device="${esc(o.device)}" data-outcome="${esc(o.outcome)}"><td>${devLink(o.device)}</td><td>${badge(o.outcome)}</td><td class="reason">${esc(o.reason || '')}</td><td>${o.wave}</td><td><a href="#/block/${o.height}">${o.height}</a></td></tr>`).join('')
+        || '<tr><td colspan="5" class="muted">none</td></tr>'}</tbody></table>
+    ${cli([`thingnet job show ${org}/${j.id}`, `thingnet job cancel ${org}/${j.id} --key ADMIN_KEY`])}`;
+  v.live((type, d) => { if (type === 'tx' && String(d.kind).startsWith('job.')) route(); });
+  if (p.state === 'active') every(10000, route); // waves open and the timeout passes with blocks, not transactions
 }
 
 // --- organisations, devices, grants ---
@@ -411,7 +478,7 @@ async function org(v, id) {
   const [o, ds] = await Promise.all([get('/v1/orgs/' + enc(id)), get('/v1/devices?limit=1000&org=' + enc(id))]);
   v.innerHTML = `<h1>Organisation ${esc(id)}</h1>
     ${kv([['name', esc(o.record.name)], ['created at height', o.record.created], ['devices registered', o.record.devices]])}
-    <p><a id="org-fleet" href="#/fleet/${enc(id)}">fleet health</a> · <a href="#/files/${enc(id)}">its files</a> · <a href="#/firmware">firmware</a>${[...new Set(ds.items.map((d) => d.class))].filter((c) => c !== 'gateway').sort().map((c) => ` · <a href="#/firmware/${enc(id)}/${enc(c)}">${esc(c)} firmware</a>`).join('')}</p>
+    <p><a id="org-fleet" href="#/fleet/${enc(id)}">fleet health</a> · <a id="org-jobs" href="#/jobs/${enc(id)}">jobs</a> · <a href="#/files/${enc(id)}">its files</a> · <a href="#/firmware">firmware</a>${[...new Set(ds.items.map((d) => d.class))].filter((c) => c !== 'gateway').sort().map((c) => ` · <a href="#/firmware/${enc(id)}/${enc(c)}">${esc(c)} firmware</a>`).join('')}</p>
     <h2>Admins</h2><ul>${o.record.admins.map((a) => `<li class="mono">${esc(a)}</li>`).join('')}</ul>
     <h2>Devices</h2>${deviceTable(ds.items)}
     <h2>Readings of its devices</h2>

@@ -1,0 +1,74 @@
+package web_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/thingnet/thingnet/client"
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/record"
+)
+
+// TestJobsAndConfigPages: an organisation with three sensors and a job
+// for all of them in one wave — one succeeded, one failed with a reason,
+// one pending. The jobs list shows the job; its page shows the counts GET
+// /v1/jobs/{org}/{id} gives and the failure's reason; the org and fleet
+// pages link to the list.
+func TestJobsAndConfigPages(t *testing.T) {
+	ctx := tab(t)
+	org, admin := newOrg(t, "jobs")
+	devs := []*identity.Key{registerIn(t, admin, org, "sensor", nil), registerIn(t, admin, org, "sensor", nil), registerIn(t, admin, org, "sensor", nil)}
+	send(t, admin, &record.JobCreate{Org: org, Command: "ping", Args: map[string]any{"n": int64(3)}, Target: record.JobTarget{Class: "sensor"},
+		Waves: 1, BlocksPerWave: 1, MaxFailures: 3, TimeoutBlocks: 10000})
+	send(t, devs[0], &record.JobReport{Org: org, ID: 1, Outcome: record.JobSucceeded})
+	send(t, devs[1], &record.JobReport{Org: org, ID: 1, Outcome: record.JobFailed, Reason: "sensor bus busy"})
+	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := client.New(shared.url).Job(rctx, org, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Counts.Succeeded != 1 || p.Counts.Failed != 1 || p.Counts.Pending != 1 {
+		t.Fatalf("GET /v1/jobs/%s/1 counts %+v; want 1 succeeded, 1 failed, 1 pending", org, p.Counts)
+	}
+
+	show(t, ctx, explorer("/jobs/"+org), "/jobs/"+org)
+	row := `#jobs tr[data-id="1"]`
+	if st, cmd, f := cell(t, ctx, row, ".state"), cell(t, ctx, row, "td:nth-child(2)"), cell(t, ctx, row, ".failed"); st != "active" || !strings.Contains(cmd, "ping") || f != "1" {
+		t.Errorf("jobs list: state %q command %q failed %q; want active, ping, 1", st, cmd, f)
+	}
+	if w := cell(t, ctx, row, ".wave"); w != "1 / 1" {
+		t.Errorf("jobs list: wave %q; want 1 / 1", w)
+	}
+	show(t, ctx, explorer("/jobs/"+org+"/1"), "/jobs/"+org+"/1")
+	want := map[string]int{"targeted": p.Counts.Targeted, "succeeded": p.Counts.Succeeded, "failed": p.Counts.Failed, "rejected": p.Counts.Rejected,
+		"pending": p.Counts.Pending, "timed_out": p.Counts.TimedOut, "skipped": p.Counts.Skipped}
+	for k, n := range want {
+		if got := cell(t, ctx, `#job-counts tr[data-wave="total"]`, fmt.Sprintf(`[data-count="%s"]`, k)); got != strconv.Itoa(n) {
+			t.Errorf("job page total %s: %q; want %d", k, got, n)
+		}
+		if got := cell(t, ctx, `#job-counts tr[data-wave="1"]`, fmt.Sprintf(`[data-count="%s"]`, k)); got != strconv.Itoa(n) {
+			t.Errorf("job page wave 1 %s: %q; want %d", k, got, n)
+		}
+	}
+	if r := cell(t, ctx, fmt.Sprintf(`#job-outcomes tr[data-device="%s"]`, devs[1].ID()), ".reason"); r != "sensor bus busy" {
+		t.Errorf("failed outcome's reason: %q", r)
+	}
+	if !strings.Contains(textOf(t, ctx, "pre.cli"), "thingnet job cancel "+org+"/1") {
+		t.Errorf("no cancel command: %q", textOf(t, ctx, "pre.cli"))
+	}
+	for _, l := range [][2]string{{"/org/" + org, "#org-jobs"}, {"/fleet/" + org, "#fleet-jobs"}} {
+		show(t, ctx, explorer(l[0]), l[0])
+		if href := get(t, ctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector('%s').getAttribute('href')`, l[1]))); href != "#/jobs/"+org {
+			t.Errorf("%s links to %q; want #/jobs/%s", l[0], href, org)
+		}
+	}
+
+	noScriptErrors(t, ctx)
+}
