@@ -12,6 +12,7 @@ import (
 
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -19,7 +20,10 @@ import (
 // for all of them in one wave — one succeeded, one failed with a reason,
 // one pending. The jobs list shows the job; its page shows the counts GET
 // /v1/jobs/{org}/{id} gives and the failure's reason; the org and fleet
-// pages link to the list.
+// pages link to the list. A class configuration and a device one, and a
+// report from the device that differs in one setting: not signed in, the
+// device page shows the desired layers and settings and no reported
+// value; signed in as the admin, desired against reported per setting.
 func TestJobsAndConfigPages(t *testing.T) {
 	ctx := tab(t)
 	org, admin := newOrg(t, "jobs")
@@ -70,5 +74,39 @@ func TestJobsAndConfigPages(t *testing.T) {
 		}
 	}
 
+	// Configuration: the class's, then the device's (which wins), and a report.
+	dev := devs[0]
+	send(t, admin, &record.ConfigSet{Org: org, Scope: record.ConfigClass, Name: "sensor", Version: 1, Settings: map[string]any{"wake_s": int64(30), "mode": "eco"}})
+	send(t, admin, &record.ConfigSet{Org: org, Scope: record.ConfigDevice, Name: dev.ID(), Version: 1, Settings: map[string]any{"wake_s": int64(5)}})
+	rep, err := record.Marshal(&record.ConfigReport{Height: 1, Applied: map[string]any{"wake_s": int64(30), "mode": "eco"},
+		Layers: []record.ConfigLayer{{Scope: record.ConfigClass, Name: "sensor", Version: 1, Height: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	post(t, dev, reading.Reading{Seq: 1, Time: time.Now(), ContentType: record.ContentConfigReported, Bytes: rep})
+
+	frag := "/device/" + dev.ID()
+	show(t, ctx, explorer(frag), frag)
+	if n := count(t, ctx, "#config-layers tbody tr[data-scope]"); n != 2 {
+		t.Errorf("public: %d layers; want class and device", n)
+	}
+	if d := cell(t, ctx, `#config-settings tr[data-setting="wake_s"]`, ".desired"); d != "5" {
+		t.Errorf("public: desired wake_s %q; want 5 (the device's layer wins)", d)
+	}
+	if count(t, ctx, "#config-private") != 1 || count(t, ctx, "#config-settings .reported") != 0 || count(t, ctx, "#config-reported") != 0 {
+		t.Fatalf("not signed in, the page shows the reported side:\n%s", textOf(t, ctx, "#config-box"))
+	}
+
+	signIn(t, ctx, admin)
+	show(t, ctx, explorer(frag), frag)
+	diff := func(s string) string {
+		return get(t, ctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector('#config-settings tr[data-setting="%s"]') || {dataset: {}}).dataset.diff || ''`, s)))
+	}
+	if w, m := diff("wake_s"), diff("mode"); w != "differs" || m != "in sync" {
+		t.Errorf("signed in: wake_s %q, mode %q; want differs, in sync\n%s", w, m, textOf(t, ctx, "#config-box"))
+	}
+	if r := cell(t, ctx, `#config-settings tr[data-setting="wake_s"]`, ".reported"); r != "30" {
+		t.Errorf("reported wake_s %q; want 30", r)
+	}
 	noScriptErrors(t, ctx)
 }

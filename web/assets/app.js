@@ -840,12 +840,73 @@ async function orgSeries(els, id) {
   box.dataset.state = 'done';
 }
 
+// --- configuration (docs/management.md): the desired side is ledger data,
+// public; the reported side is a reading (thingnet/config-reported, a CBOR
+// record.ConfigReport), private under the read rule like any reading. ---
+
+const CONFIG_REPORTED = 'thingnet/config-reported';
+const cfgValue = (x) => (x === undefined ? '<span class="muted">–</span>' : `<span class="mono">${esc(JSON.stringify(x))}</span>`);
+
+// plain turns a decoded CBOR item's maps into objects (setting values are
+// scalars or lists; a byte string is shown as its length).
+function plain(x) {
+  if (x instanceof Map) return Object.fromEntries([...x].map(([k, y]) => [String(k), plain(y)]));
+  if (x instanceof Uint8Array) return `${x.length} bytes`;
+  return Array.isArray(x) ? x.map(plain) : x;
+}
+
+// configReport decodes a reading's record.ConfigReport (CBOR keys: 1
+// height, 2 layers, 3 applied, 4 refused); null if it is not one.
+function configReport(item) {
+  try {
+    const m = decode(b64(item.bytes));
+    if (!(m instanceof Map)) return null;
+    const layer = (l) => ({ scope: l.get(1), name: l.get(2), version: l.get(3), height: l.get(4) });
+    const ref = (r) => ({ scope: r.get(1), name: r.get(2), setting: r.get(3), version: r.get(4), reason: r.get(5) });
+    return { index: item.index, time: item.time, height: m.get(1), layers: (m.get(2) || []).map(layer), applied: plain(m.get(3) || new Map()), refused: (m.get(4) || []).map(ref) };
+  } catch {
+    return null; // a malformed report is the device's own: the readings table shows it
+  }
+}
+
+const refusalItem = (r) => `<li>${r.scope ? `${esc(r.scope)} ${esc(r.name || '')}${r.version ? ` v${r.version}` : ''}` : ''}${r.setting ? ` setting <span class="mono">${esc(r.setting)}</span>` : ''}: ${esc(r.reason)}</li>`;
+
+// configSection is the device page's Configuration: desired (public) and,
+// when readings could be read (rs has no error), the last report and the
+// difference per setting.
+function configSection(want, rs) {
+  if (want.error) return `<h2>Configuration</h2><p class="muted" id="config-desired">${esc(want.error)}</p>`;
+  const ds = want.settings || {};
+  const report = rs.error ? null : rs.items.filter((r) => r.content_type === CONFIG_REPORTED && r.bytes).map(configReport).filter(Boolean).pop();
+  const got = report ? report.applied : {};
+  const names = [...new Set([...Object.keys(ds), ...Object.keys(got)])].sort();
+  const diff = (k) => (!(k in got) ? 'not reported' : !(k in ds) ? 'not desired' : JSON.stringify(ds[k]) === JSON.stringify(got[k]) ? 'in sync' : 'differs');
+  const diffBadge = (s) => `<span class="badge ${s === 'differs' ? 'bad' : s === 'in sync' ? '' : 'warn'}">${esc(s)}</span>`;
+  const settings = rs.error
+    ? `<table id="config-settings"><thead><tr><th>setting</th><th>desired</th></tr></thead><tbody>
+      ${names.map((k) => `<tr data-setting="${esc(k)}"><td class="mono">${esc(k)}</td><td class="desired">${cfgValue(ds[k])}</td></tr>`).join('') || '<tr><td colspan="2" class="muted">no settings</td></tr>'}</tbody></table>
+      <p id="config-private" class="muted">What the device reports applying is a reading, private: <a href="#/signin">sign in</a> as the device, an admin of its organisation or a read grantee to compare it with the desired configuration.</p>`
+    : `<table id="config-settings"><thead><tr><th>setting</th><th>desired</th><th>reported</th><th></th></tr></thead><tbody>
+      ${names.map((k) => `<tr data-setting="${esc(k)}" data-diff="${esc(diff(k))}"><td class="mono">${esc(k)}</td><td class="desired">${cfgValue(ds[k])}</td><td class="reported">${cfgValue(got[k])}</td><td>${diffBadge(diff(k))}</td></tr>`).join('')
+        || '<tr><td colspan="4" class="muted">no settings</td></tr>'}</tbody></table>
+      <p id="config-reported" class="muted">${report ? `Last reported in reading <a href="#/reading/${report.index}">${report.index}</a> (${esc(ago(report.time))}), with the layers proved at height ${report.height}: ${report.layers.map((l) => `${esc(l.scope)} ${esc(l.name)} v${l.version}`).join(', ') || 'none'}.` : 'No configuration report among this gateway’s last 1,000 readings of the device.'}</p>
+      ${report && report.refused.length ? `<p>The device refused:</p><ul id="config-refused-reported">${report.refused.map(refusalItem).join('')}</ul>` : ''}`;
+  return `<h2>Configuration</h2>
+    <p class="muted">Desired at height ${want.height}: layers in merge order (a later layer wins per setting). Ledger data, public.</p>
+    <table id="config-layers"><thead><tr><th>scope</th><th>name</th><th>version</th><th>signer</th><th>set at</th></tr></thead><tbody>
+      ${(want.layers || []).map((l) => `<tr data-scope="${esc(l.scope)}"><td>${esc(l.scope)}</td><td class="mono">${l.scope === 'device' ? devLink(l.name) : esc(l.name)}</td><td class="n">${l.version}</td><td>${devLink(l.signer)}</td><td><a href="#/block/${l.height}">${l.height}</a></td></tr>`).join('')
+        || '<tr><td colspan="5" class="muted">no configuration</td></tr>'}</tbody></table>
+    ${(want.refused || []).length ? `<p>Layers refused by the ledger’s merge:</p><ul id="config-refused">${want.refused.map(refusalItem).join('')}</ul>` : ''}
+    ${settings}`;
+}
+
 async function device(v, id) {
   const seq = page.seq;
-  const [d, h, rs] = await Promise.all([
+  const [d, h, rs, want] = await Promise.all([
     get('/v1/devices/' + enc(id)),
     get('/v1/devices/' + enc(id) + '/history?limit=1000'),
     get('/v1/readings?limit=1000&device=' + enc(id)).catch((err) => ({ items: [], error: err.message })),
+    get('/v1/devices/' + enc(id) + '/config').catch((err) => ({ error: err.message })),
   ]);
   if (seq !== page.seq) return;
   const r = d.record;
@@ -866,10 +927,11 @@ async function device(v, id) {
     <p class="muted">From this node's gateway (<code>GET /v1/readings/query</code>), per reading type: raw readings as points, buckets as the mean with a min–max band. <span id="series-range"></span></p>
     ${rangeForm(['auto', 'raw', '1m', '1h', '1d'])}
     <div id="series-box"></div>
+    <div id="config-box">${configSection(want, rs)}</div>
     <h2>History</h2><ol id="history" class="timeline">${h.items.map((e) => `<li class="${esc(e.status)}"><b>${esc(e.kind)}</b> → ${badge(e.status)}
       at height <a href="#/block/${e.height}">${e.height}</a>, signed by ${devLink(e.signer)}${e.note ? ` — <i>${esc(e.note)}</i>` : ''}</li>`).join('')}</ol>
     ${cli([`thingnet device suspend ${id} --key ADMIN_KEY --reason "why"`, `thingnet device resume ${id} --key ADMIN_KEY`, `thingnet device update ${id} --firmware 1.2.3 --key ADMIN_KEY`,
-      `thingnet device rotate ${id} --new-key NEW_KEY --key ADMIN_KEY`, `thingnet readings list --device ${id}`])}`;
+      `thingnet device rotate ${id} --new-key NEW_KEY --key ADMIN_KEY`, `thingnet readings list --device ${id}`, `thingnet device config set ${id} --key ADMIN_KEY --set NAME=VALUE`, `thingnet device config diff ${id} --identity KEY`])}`;
   const els = { box: $('#series-box', v), range: $('#series-range', v) }; // v is emptied when the page is shown
   bindRange(v, () => deviceSeries(els, id, r.org));
   deviceSeries(els, id, r.org);
