@@ -2,7 +2,9 @@ package web_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
@@ -108,5 +110,71 @@ func TestJobsAndConfigPages(t *testing.T) {
 	if r := cell(t, ctx, `#config-settings tr[data-setting="wake_s"]`, ".reported"); r != "30" {
 		t.Errorf("reported wake_s %q; want 30", r)
 	}
+	noScriptErrors(t, ctx)
+}
+
+// TestConfigReportDecoder feeds the page's decoder of reported
+// configurations (bytes a device signs, so anyone's) a genuine report, a
+// hostile one and a seeded set of mutations, as a fuzz target would: each
+// decodes with fields of their types or is refused (null) — never an
+// exception — and the section renders a hostile report as text.
+func TestConfigReportDecoder(t *testing.T) {
+	ctx := tab(t)
+	genuine, err := record.Marshal(&record.ConfigReport{Height: 7, Applied: map[string]any{"wake_s": int64(30), "mode": "eco", "on": true},
+		Layers:  []record.ConfigLayer{{Scope: record.ConfigClass, Name: "sensor", Version: 2, Height: 6}},
+		Refused: []record.ConfigRefusal{{Setting: "x", Reason: "unknown setting"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const xss = `<img src=x onerror="window.__pwned=1">`
+	hostile, err := record.Marshal(map[int]any{1: 1, 2: []any{map[int]any{1: "class", 2: xss, 3: 1, 4: 1}},
+		3: map[string]any{"__proto__": xss, "toString": xss, "mode": []any{xss, map[string]any{"a": xss}}}, 4: []any{map[int]any{3: xss, 5: xss}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(21, 7))
+	inputs := [][]byte{genuine, hostile, {}, {0xa0}, {0xa1, 0x03, 0x05}, {0xa1, 0x02, 0xa0}, {0xa1, 0x04, 0x81, 0x01}}
+	for range 300 {
+		b := append([]byte(nil), genuine...)
+		switch rng.IntN(3) {
+		case 0:
+			b[rng.IntN(len(b))] ^= byte(1 + rng.IntN(255))
+		case 1:
+			b = b[:rng.IntN(len(b))]
+		case 2:
+			b[rng.IntN(len(b))] = byte(rng.UintN(256))
+			b[rng.IntN(len(b))] = byte(rng.UintN(256))
+		}
+		inputs = append(inputs, b)
+	}
+	in, err := json.Marshal(inputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	show(t, ctx, explorer("/api"), "/api")
+	js := fmt.Sprintf(`(async () => {
+		const app = await import('./app.js');
+		const out = [];
+		const typed = (r) => typeof r.height === 'number' && Array.isArray(r.layers) && Array.isArray(r.refused) && Object.getPrototypeOf(r.applied) === null
+			&& r.layers.every((l) => typeof l.scope === 'string' && typeof l.name === 'string' && typeof l.version === 'number')
+			&& r.refused.every((x) => typeof x.reason === 'string');
+		const want = { height: 9, layers: [], settings: { wake_s: 30, mode: 'eco' } };
+		for (const [i, b] of %s.entries()) {
+			const item = { index: i, time: new Date().toISOString(), content_type: 'thingnet/config-reported', bytes: b };
+			try {
+				const r = app.configReport(item);
+				if (i < 2 && !r) out.push('report ' + i + ' refused');
+				if (r && !typed(r)) out.push('report ' + i + ' decoded with fields of other types: ' + JSON.stringify(r));
+				const d = document.createElement('div');
+				d.innerHTML = app.configSection(want, { items: [item] });
+				if (d.querySelector('img')) out.push('report ' + i + ' rendered markup');
+				if (i === 0 && d.querySelector('tr[data-setting="wake_s"]').dataset.diff !== 'in sync') out.push('genuine wake_s: ' + d.querySelector('tr[data-setting="wake_s"]').dataset.diff);
+				if (i === 1 && d.querySelector('tr[data-setting="toString"]').dataset.diff !== 'not desired') out.push('hostile toString: ' + d.querySelector('#config-settings').innerText);
+			} catch (e) { out.push('report ' + i + ': ' + e); }
+		}
+		if (window.__pwned) out.push('a report ran script');
+		return out;
+	})()`, in)
+	problems(t, ctx, "the configuration report decoder", js)
 	noScriptErrors(t, ctx)
 }

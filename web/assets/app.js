@@ -856,14 +856,20 @@ function plain(x) {
 }
 
 // configReport decodes a reading's record.ConfigReport (CBOR keys: 1
-// height, 2 layers, 3 applied, 4 refused); null if it is not one.
-function configReport(item) {
+// height, 2 layers, 3 applied, 4 refused), strictly: the bytes are the
+// device's, so a field of another type refuses the whole report (null).
+export function configReport(item) {
+  const is = (x, t) => { if (typeof x !== t) throw new Error(`not a ${t}`); return x; };
+  const map = (x) => { if (!(x instanceof Map)) throw new Error('not a map'); return x; };
+  const list = (x) => { if (x === undefined) return []; if (!Array.isArray(x)) throw new Error('not a list'); return x; };
+  const opt = (x, t) => (x === undefined ? undefined : is(x, t));
   try {
-    const m = decode(b64(item.bytes));
-    if (!(m instanceof Map)) return null;
-    const layer = (l) => ({ scope: l.get(1), name: l.get(2), version: l.get(3), height: l.get(4) });
-    const ref = (r) => ({ scope: r.get(1), name: r.get(2), setting: r.get(3), version: r.get(4), reason: r.get(5) });
-    return { index: item.index, time: item.time, height: m.get(1), layers: (m.get(2) || []).map(layer), applied: plain(m.get(3) || new Map()), refused: (m.get(4) || []).map(ref) };
+    const m = map(decode(b64(item.bytes)));
+    const layer = (l) => ({ scope: is(map(l).get(1), 'string'), name: is(l.get(2), 'string'), version: is(l.get(3), 'number'), height: is(l.get(4), 'number') });
+    const ref = (r) => ({ scope: opt(map(r).get(1), 'string'), name: opt(r.get(2), 'string'), setting: opt(r.get(3), 'string'), version: opt(r.get(4), 'number'), reason: is(r.get(5), 'string') });
+    const applied = Object.create(null); // setting names are the device's: no prototype to collide with
+    for (const [k, x] of map(m.get(3) || new Map())) applied[is(k, 'string')] = plain(x);
+    return { index: item.index, time: item.time, height: is(m.get(1), 'number'), layers: list(m.get(2)).map(layer), applied, refused: list(m.get(4)).map(ref) };
   } catch {
     return null; // a malformed report is the device's own: the readings table shows it
   }
@@ -874,20 +880,21 @@ const refusalItem = (r) => `<li>${r.scope ? `${esc(r.scope)} ${esc(r.name || '')
 // configSection is the device page's Configuration: desired (public) and,
 // when readings could be read (rs has no error), the last report and the
 // difference per setting.
-function configSection(want, rs) {
+export function configSection(want, rs) {
   if (want.error) return `<h2>Configuration</h2><p class="muted" id="config-desired">${esc(want.error)}</p>`;
   const ds = want.settings || {};
   const report = rs.error ? null : rs.items.filter((r) => r.content_type === CONFIG_REPORTED && r.bytes).map(configReport).filter(Boolean).pop();
   const got = report ? report.applied : {};
   const names = [...new Set([...Object.keys(ds), ...Object.keys(got)])].sort();
-  const diff = (k) => (!(k in got) ? 'not reported' : !(k in ds) ? 'not desired' : JSON.stringify(ds[k]) === JSON.stringify(got[k]) ? 'in sync' : 'differs');
+  const has = Object.hasOwn, at = (o, k) => (has(o, k) ? o[k] : undefined);
+  const diff = (k) => (!has(got, k) ? 'not reported' : !has(ds, k) ? 'not desired' : JSON.stringify(ds[k]) === JSON.stringify(got[k]) ? 'in sync' : 'differs');
   const diffBadge = (s) => `<span class="badge ${s === 'differs' ? 'bad' : s === 'in sync' ? '' : 'warn'}">${esc(s)}</span>`;
   const settings = rs.error
     ? `<table id="config-settings"><thead><tr><th>setting</th><th>desired</th></tr></thead><tbody>
-      ${names.map((k) => `<tr data-setting="${esc(k)}"><td class="mono">${esc(k)}</td><td class="desired">${cfgValue(ds[k])}</td></tr>`).join('') || '<tr><td colspan="2" class="muted">no settings</td></tr>'}</tbody></table>
+      ${names.map((k) => `<tr data-setting="${esc(k)}"><td class="mono">${esc(k)}</td><td class="desired">${cfgValue(at(ds, k))}</td></tr>`).join('') || '<tr><td colspan="2" class="muted">no settings</td></tr>'}</tbody></table>
       <p id="config-private" class="muted">What the device reports applying is a reading, private: <a href="#/signin">sign in</a> as the device, an admin of its organisation or a read grantee to compare it with the desired configuration.</p>`
     : `<table id="config-settings"><thead><tr><th>setting</th><th>desired</th><th>reported</th><th></th></tr></thead><tbody>
-      ${names.map((k) => `<tr data-setting="${esc(k)}" data-diff="${esc(diff(k))}"><td class="mono">${esc(k)}</td><td class="desired">${cfgValue(ds[k])}</td><td class="reported">${cfgValue(got[k])}</td><td>${diffBadge(diff(k))}</td></tr>`).join('')
+      ${names.map((k) => `<tr data-setting="${esc(k)}" data-diff="${esc(diff(k))}"><td class="mono">${esc(k)}</td><td class="desired">${cfgValue(at(ds, k))}</td><td class="reported">${cfgValue(at(got, k))}</td><td>${diffBadge(diff(k))}</td></tr>`).join('')
         || '<tr><td colspan="4" class="muted">no settings</td></tr>'}</tbody></table>
       <p id="config-reported" class="muted">${report ? `Last reported in reading <a href="#/reading/${report.index}">${report.index}</a> (${esc(ago(report.time))}), with the layers proved at height ${report.height}: ${report.layers.map((l) => `${esc(l.scope)} ${esc(l.name)} v${l.version}`).join(', ') || 'none'}.` : 'No configuration report among this gateway’s last 1,000 readings of the device.'}</p>
       ${report && report.refused.length ? `<p>The device refused:</p><ul id="config-refused-reported">${report.refused.map(refusalItem).join('')}</ul>` : ''}`;
