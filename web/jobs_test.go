@@ -166,7 +166,7 @@ func TestConfigReportDecoder(t *testing.T) {
 				if (i < 2 && !r) out.push('report ' + i + ' refused');
 				if (r && !typed(r)) out.push('report ' + i + ' decoded with fields of other types: ' + JSON.stringify(r));
 				const d = document.createElement('div');
-				d.innerHTML = app.configSection(want, { items: [item] });
+				d.innerHTML = app.configSection(want, [item]);
 				if (d.querySelector('img')) out.push('report ' + i + ' rendered markup');
 				if (i === 0 && d.querySelector('tr[data-setting="wake_s"]').dataset.diff !== 'in sync') out.push('genuine wake_s: ' + d.querySelector('tr[data-setting="wake_s"]').dataset.diff);
 				if (i === 1 && d.querySelector('tr[data-setting="toString"]').dataset.diff !== 'not desired') out.push('hostile toString: ' + d.querySelector('#config-settings').innerText);

@@ -877,26 +877,41 @@ export function configReport(item) {
 
 const refusalItem = (r) => `<li>${r.scope ? `${esc(r.scope)} ${esc(r.name || '')}${r.version ? ` v${r.version}` : ''}` : ''}${r.setting ? ` setting <span class="mono">${esc(r.setting)}</span>` : ''}: ${esc(r.reason)}</li>`;
 
+// configReadings are the device's configuration reports among its
+// readings on this gateway (GET /v1/readings, oldest first): those of the
+// page's first 1,000 (rs), then later pages, at most 20 more; null when
+// the readings may not be read.
+async function configReadings(id, rs) {
+  if (rs.error) return null;
+  const of = (items) => items.filter((r) => r.content_type === CONFIG_REPORTED && r.bytes);
+  const out = of(rs.items);
+  for (let items = rs.items, n = 0; items.length === 1000 && n < 20; n++) {
+    items = (await get(`/v1/readings?limit=1000&device=${enc(id)}&from=${new Date(items[items.length - 1].time).getTime()}`).catch(() => ({ items: [] }))).items; // a page that fails ends the search: the reports so far stand
+    out.push(...of(items));
+  }
+  return out;
+}
+
 // configSection is the device page's Configuration: desired (public) and,
-// when readings could be read (rs has no error), the last report and the
-// difference per setting.
-export function configSection(want, rs) {
+// when readings could be read (reports is not null), the last report and
+// the difference per setting.
+export function configSection(want, reports) {
   if (want.error) return `<h2>Configuration</h2><p class="muted" id="config-desired">${esc(want.error)}</p>`;
   const ds = want.settings || {};
-  const report = rs.error ? null : rs.items.filter((r) => r.content_type === CONFIG_REPORTED && r.bytes).map(configReport).filter(Boolean).pop();
+  const report = reports && reports.map(configReport).filter(Boolean).pop();
   const got = report ? report.applied : {};
   const names = [...new Set([...Object.keys(ds), ...Object.keys(got)])].sort();
   const has = Object.hasOwn, at = (o, k) => (has(o, k) ? o[k] : undefined);
   const diff = (k) => (!has(got, k) ? 'not reported' : !has(ds, k) ? 'not desired' : JSON.stringify(ds[k]) === JSON.stringify(got[k]) ? 'in sync' : 'differs');
   const diffBadge = (s) => `<span class="badge ${s === 'differs' ? 'bad' : s === 'in sync' ? '' : 'warn'}">${esc(s)}</span>`;
-  const settings = rs.error
+  const settings = !reports
     ? `<table id="config-settings"><thead><tr><th>setting</th><th>desired</th></tr></thead><tbody>
       ${names.map((k) => `<tr data-setting="${esc(k)}"><td class="mono">${esc(k)}</td><td class="desired">${cfgValue(at(ds, k))}</td></tr>`).join('') || '<tr><td colspan="2" class="muted">no settings</td></tr>'}</tbody></table>
       <p id="config-private" class="muted">What the device reports applying is a reading, private: <a href="#/signin">sign in</a> as the device, an admin of its organisation or a read grantee to compare it with the desired configuration.</p>`
     : `<table id="config-settings"><thead><tr><th>setting</th><th>desired</th><th>reported</th><th></th></tr></thead><tbody>
       ${names.map((k) => `<tr data-setting="${esc(k)}" data-diff="${esc(diff(k))}"><td class="mono">${esc(k)}</td><td class="desired">${cfgValue(at(ds, k))}</td><td class="reported">${cfgValue(at(got, k))}</td><td>${diffBadge(diff(k))}</td></tr>`).join('')
         || '<tr><td colspan="4" class="muted">no settings</td></tr>'}</tbody></table>
-      <p id="config-reported" class="muted">${report ? `Last reported in reading <a href="#/reading/${report.index}">${report.index}</a> (${esc(ago(report.time))}), with the layers proved at height ${report.height}: ${report.layers.map((l) => `${esc(l.scope)} ${esc(l.name)} v${l.version}`).join(', ') || 'none'}.` : 'No configuration report among this gateway’s last 1,000 readings of the device.'}</p>
+      <p id="config-reported" class="muted">${report ? `Last reported in reading <a href="#/reading/${report.index}">${report.index}</a> (${esc(ago(report.time))}), with the layers proved at height ${report.height}: ${report.layers.map((l) => `${esc(l.scope)} ${esc(l.name)} v${l.version}`).join(', ') || 'none'}.` : 'No configuration report among this gateway’s readings of the device.'}</p>
       ${report && report.refused.length ? `<p>The device refused:</p><ul id="config-refused-reported">${report.refused.map(refusalItem).join('')}</ul>` : ''}`;
   return `<h2>Configuration</h2>
     <p class="muted">Desired at height ${want.height}: layers in merge order (a later layer wins per setting). Ledger data, public.</p>
@@ -918,6 +933,7 @@ async function device(v, id) {
   if (seq !== page.seq) return;
   const r = d.record;
   const items = rs.items.slice(-100);
+  const reports = await configReadings(id, rs);
   await openSealed(items, r.org);
   if (seq !== page.seq) return;
   v.innerHTML = `<h1>Device <span class="mono">${esc(short(id, 24))}</span></h1>
@@ -934,7 +950,7 @@ async function device(v, id) {
     <p class="muted">From this node's gateway (<code>GET /v1/readings/query</code>), per reading type: raw readings as points, buckets as the mean with a min–max band. <span id="series-range"></span></p>
     ${rangeForm(['auto', 'raw', '1m', '1h', '1d'])}
     <div id="series-box"></div>
-    <div id="config-box">${configSection(want, rs)}</div>
+    <div id="config-box">${configSection(want, reports)}</div>
     <h2>History</h2><ol id="history" class="timeline">${h.items.map((e) => `<li class="${esc(e.status)}"><b>${esc(e.kind)}</b> → ${badge(e.status)}
       at height <a href="#/block/${e.height}">${e.height}</a>, signed by ${devLink(e.signer)}${e.note ? ` — <i>${esc(e.note)}</i>` : ''}</li>`).join('')}</ol>
     ${cli([`thingnet device suspend ${id} --key ADMIN_KEY --reason "why"`, `thingnet device resume ${id} --key ADMIN_KEY`, `thingnet device update ${id} --firmware 1.2.3 --key ADMIN_KEY`,
