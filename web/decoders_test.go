@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -101,11 +102,18 @@ func TestPageDecodersRefuse(t *testing.T) {
 		}
 		return out;
 	})()`, in)
+	problems(t, ctx, "the page's decoders let through or failed on", js)
+}
+
+// problems runs js, an async function's call that returns a list of
+// problems, in the page, and reports them under what.
+func problems(t *testing.T, ctx context.Context, what, js string) {
+	t.Helper()
 	bad, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](js, chromedp.EvalAwaitPromise))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(bad) > 0 {
-		t.Errorf("the page's decoders let through or failed on:\n%s", strings.Join(bad, "\n"))
+		t.Errorf("%s:\n%s", what, strings.Join(bad, "\n"))
 	}
 }

@@ -24,18 +24,8 @@ import (
 // the list; the organisation page links to it.
 func TestFleetPage(t *testing.T) {
 	ctx := tab(t)
-	org := fmt.Sprintf("fleet-%d", time.Now().UnixNano())
-	admin := testutil.Key(t, identity.Ed25519)
-	send(t, admin, &record.OrgCreate{ID: org})
-	reg := func(labels map[string]string) *identity.Key {
-		dev := testutil.Key(t, identity.Ed25519)
-		proof, err := dev.Sign(record.PossessionMessage(shared.d.ChainID(), org, dev.ID()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		send(t, admin, &record.DeviceRegister{Org: org, Device: dev.ID(), Class: "sensor", Labels: labels, Proof: proof})
-		return dev
-	}
+	org, admin := newOrg(t, "fleet")
+	reg := func(labels map[string]string) *identity.Key { return registerIn(t, admin, org, "sensor", labels) }
 	ok, silent, never := reg(map[string]string{"site": "north"}), reg(map[string]string{"site": "north"}), reg(nil)
 	battery := 77.0
 	st, err := record.Marshal(&record.StatusReport{Battery: &battery, Firmware: "2.1.0", Uptime: 7200})
@@ -100,6 +90,27 @@ func TestFleetPage(t *testing.T) {
 		t.Errorf("the organisation page links to %q; want #/fleet/%s", href, org)
 	}
 	noScriptErrors(t, ctx)
+}
+
+// newOrg creates an organisation named prefix-NANOS with a new admin.
+func newOrg(t *testing.T, prefix string) (string, *identity.Key) {
+	t.Helper()
+	org := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano())
+	admin := testutil.Key(t, identity.Ed25519)
+	send(t, admin, &record.OrgCreate{ID: org})
+	return org, admin
+}
+
+// registerIn registers a new device of class, with labels, in org.
+func registerIn(t *testing.T, admin *identity.Key, org, class string, labels map[string]string) *identity.Key {
+	t.Helper()
+	dev := testutil.Key(t, identity.Ed25519)
+	proof, err := dev.Sign(record.PossessionMessage(shared.d.ChainID(), org, dev.ID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, admin, &record.DeviceRegister{Org: org, Device: dev.ID(), Class: class, Labels: labels, Proof: proof})
+	return dev
 }
 
 // post sends one envelope of dev's readings to the gateway.

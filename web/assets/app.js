@@ -159,6 +159,8 @@ const routes = [
   [/^\/files(?:\/([^/]+))?$/, filesPage],
   [/^\/file\/([^/]+)\/([^/]+)$/, filePage],
   [/^\/fleet(?:\/([^/]+))?$/, fleetPage],
+  [/^\/jobs\/([^/]+)$/, jobsPage],
+  [/^\/jobs\/([^/]+)\/(\d+)$/, jobPage],
   [/^\/firmware$/, firmwarePage],
   [/^\/firmware\/([^/]+)\/([^/]+)$/, firmwareClass],
   [/^\/mesh$/, meshPage],
@@ -383,7 +385,7 @@ async function fleetPage(v, org) {
   }
   v.innerHTML = `<h1>Fleet health${org ? ` of <a href="#/org/${enc(org)}">${esc(org)}</a>` : ''}</h1>
     <p class="muted">Devices by state at this node’s gateway: <b>ok</b> (a reading within its wake intervals), <b>silent</b> (seen, then missed them), <b>never</b>, or their ledger status. Silent devices first.</p>
-    ${form}${body}
+    ${form}${org ? `<p><a id="fleet-jobs" href="#/jobs/${enc(org)}">jobs</a>: commands sent to these devices in waves</p>` : ''}${body}
     ${cli([`thingnet fleet status --org ${org || 'ORG'} --identity ADMIN_KEY`, 'thingnet rules add --rule silent.toml --identity ADMIN_KEY   # [rules.fleet]: alert when more than N are silent'])}`;
   $('#fleet-form', v).addEventListener('submit', (e) => {
     e.preventDefault();
@@ -395,6 +397,71 @@ async function fleetPage(v, org) {
     location.hash = `#/fleet/${enc($('#fleet-org').value)}${p.size ? '?' + p : ''}`;
   });
   every(30000, route);
+}
+
+// --- jobs (docs/management.md, "Commands and jobs"): ledger data, public.
+// The pages read; creating and cancelling are signed transactions (the CLI). ---
+
+const JOB_COUNTS = ['targeted', 'succeeded', 'failed', 'rejected', 'pending', 'timed_out', 'skipped'];
+const jobBadge = (s) => badge(s).replace('class="badge ', `class="badge ${s === 'aborted' ? 'bad' : s === 'cancelled' ? 'warn' : ''} `);
+const jobTarget = (t) => (t.class ? `class ${esc(t.class)}` : t.label ? `label <span class="mono">${esc(t.label)}</span>` : `${(t.devices || []).length} device(s): ${(t.devices || []).map(devLink).join(' ')}`);
+const jobCommand = (c) => `<span class="mono">${esc(c.command)}</span>${Object.keys(c.args || {}).length ? ` <span class="mono muted">${esc(Object.entries(c.args).map(([k, x]) => `${k}=${JSON.stringify(x)}`).join(' '))}</span>` : ''}`;
+
+// jobWave is the wave of j open at height h, as record.Waves.Wave (0: none
+// yet), capped at the job's last wave.
+function jobWave(j, h) {
+  if (h < j.start || !j.job.blocks_per_wave) return 0;
+  return Math.min(1 + Math.floor((h - j.start) / j.job.blocks_per_wave), j.job.waves);
+}
+
+// jobState is record.JobRecord.StateAt: an active job is done from its
+// timeout height on.
+const jobState = (j, h) => (j.state === 'active' && h >= j.timeout ? 'done' : j.state);
+
+async function jobsPage(v, org) {
+  const items = [];
+  let height = 0;
+  for (let after = 0, n = 0; n < 20; n++) { // pages of 1,000, oldest first
+    const p = await get(`/v1/jobs?limit=1000&org=${enc(org)}&after=${after}`);
+    items.push(...p.items);
+    height = p.height;
+    if (!p.next || !p.items.length) break;
+    after = p.items[p.items.length - 1].id;
+  }
+  items.reverse(); // newest first
+  const h = height + 1; // the next block, as GET /v1/jobs/{org}/{id} reckons
+  v.innerHTML = `<h1>Jobs of <a href="#/org/${enc(org)}">${esc(org)}</a></h1>
+    <p class="muted">Commands its admins sent to its devices in waves, newest first, at height ${height}. Jobs are ledger data, public like every record: each device reports succeeded, failed (with a reason) or rejected in a signed transaction.</p>
+    <table id="jobs"><thead><tr><th>id</th><th>command</th><th>target</th><th>state</th><th>wave open</th><th>succeeded</th><th>failed</th><th>rejected</th><th>created</th></tr></thead><tbody>
+    ${items.map((j) => `<tr data-id="${j.id}" data-state="${esc(jobState(j, h))}"><td><a href="#/jobs/${enc(org)}/${j.id}">${j.id}</a></td><td>${jobCommand(j.job)}</td><td>${jobTarget(j.job.target)}</td>
+      <td class="state">${jobBadge(jobState(j, h))}</td><td class="n wave">${jobWave(j, h)} / ${j.job.waves}</td><td class="n succeeded">${j.succeeded || 0}</td><td class="n failed">${j.failed || 0}</td><td class="n rejected">${j.rejected || 0}</td>
+      <td><a href="#/block/${j.start}">${j.start}</a> by ${devLink(j.signer)}</td></tr>`).join('') || '<tr><td colspan="9" class="muted">no jobs</td></tr>'}</tbody></table>
+    <p><a href="#/fleet/${enc(org)}">fleet health</a></p>
+    ${cli([`thingnet job create --org ${org} --class sensor --command ping --waves 3 --wave-blocks 20 --max-failures 5% --key ADMIN_KEY`, `thingnet job list --org ${org}`, `thingnet job cancel ${org}/ID --key ADMIN_KEY`])}`;
+  v.live((type, d) => { if (type === 'tx' && String(d.kind).startsWith('job.')) route(); });
+}
+
+const jobCountCells = (c) => JOB_COUNTS.map((k) => `<td class="n" data-count="${k}">${c[k] || 0}</td>`).join('');
+
+async function jobPage(v, org, id) {
+  const p = (await get(`/v1/jobs/${enc(org)}/${enc(id)}`)).record;
+  const j = p.job;
+  v.innerHTML = `<h1>Job <a href="#/jobs/${enc(org)}">${esc(org)}</a> / ${j.id}</h1>
+    ${kv([['command', jobCommand(j.job)], ['target', jobTarget(j.job.target)], ['state', `<span id="job-state">${jobBadge(p.state)}</span>`],
+      ['wave open', `<span id="job-wave">${Math.min(p.open_wave, j.job.waves)} / ${j.job.waves}</span> (one every ${j.job.blocks_per_wave} block(s))`], ['failure threshold', `aborted at ${j.job.max_failures} failed or rejected`],
+      ['created', `height <a href="#/block/${j.start}">${j.start}</a> by ${devLink(j.signer)}${j.grant ? ` (grant ${j.grant})` : ''}`],
+      ['timeout', `height ${j.timeout}`], ['ended', j.ended ? `height <a href="#/block/${j.ended}">${j.ended}</a>` : '–'], ['at height', p.height]])}
+    <h2>Progress</h2>
+    <table id="job-counts"><thead><tr><th>wave</th><th>opens at</th>${JOB_COUNTS.map((k) => `<th>${esc(k.replace('_', ' '))}</th>`).join('')}</tr></thead><tbody>
+      ${(p.waves || []).map((w) => `<tr data-wave="${w.wave}"><td>${w.wave}</td><td>${w.opens}</td>${jobCountCells(w.counts)}</tr>`).join('')}
+      <tr data-wave="total"><td><b>total</b></td><td></td>${jobCountCells(p.counts)}</tr></tbody></table>
+    <h2>Failed and rejected</h2>
+    <table id="job-outcomes"><thead><tr><th>device</th><th>outcome</th><th>reason</th><th>wave</th><th>reported at</th></tr></thead><tbody>
+      ${(p.outcomes || []).map((o) => `<tr data-device="${esc(o.device)}" data-outcome="${esc(o.outcome)}"><td>${devLink(o.device)}</td><td>${badge(o.outcome)}</td><td class="reason">${esc(o.reason || '')}</td><td>${o.wave}</td><td><a href="#/block/${o.height}">${o.height}</a></td></tr>`).join('')
+        || '<tr><td colspan="5" class="muted">none</td></tr>'}</tbody></table>
+    ${cli([`thingnet job show ${org}/${j.id}`, `thingnet job cancel ${org}/${j.id} --key ADMIN_KEY`])}`;
+  v.live((type, d) => { if (type === 'tx' && String(d.kind).startsWith('job.')) route(); });
+  if (p.state === 'active') every(10000, route); // waves open and the timeout passes with blocks, not transactions
 }
 
 // --- organisations, devices, grants ---
@@ -411,7 +478,7 @@ async function org(v, id) {
   const [o, ds] = await Promise.all([get('/v1/orgs/' + enc(id)), get('/v1/devices?limit=1000&org=' + enc(id))]);
   v.innerHTML = `<h1>Organisation ${esc(id)}</h1>
     ${kv([['name', esc(o.record.name)], ['created at height', o.record.created], ['devices registered', o.record.devices]])}
-    <p><a id="org-fleet" href="#/fleet/${enc(id)}">fleet health</a> · <a href="#/files/${enc(id)}">its files</a> · <a href="#/firmware">firmware</a>${[...new Set(ds.items.map((d) => d.class))].filter((c) => c !== 'gateway').sort().map((c) => ` · <a href="#/firmware/${enc(id)}/${enc(c)}">${esc(c)} firmware</a>`).join('')}</p>
+    <p><a id="org-fleet" href="#/fleet/${enc(id)}">fleet health</a> · <a id="org-jobs" href="#/jobs/${enc(id)}">jobs</a> · <a href="#/files/${enc(id)}">its files</a> · <a href="#/firmware">firmware</a>${[...new Set(ds.items.map((d) => d.class))].filter((c) => c !== 'gateway').sort().map((c) => ` · <a href="#/firmware/${enc(id)}/${enc(c)}">${esc(c)} firmware</a>`).join('')}</p>
     <h2>Admins</h2><ul>${o.record.admins.map((a) => `<li class="mono">${esc(a)}</li>`).join('')}</ul>
     <h2>Devices</h2>${deviceTable(ds.items)}
     <h2>Readings of its devices</h2>
@@ -773,16 +840,100 @@ async function orgSeries(els, id) {
   box.dataset.state = 'done';
 }
 
+// --- configuration (docs/management.md): the desired side is ledger data,
+// public; the reported side is a reading (thingnet/config-reported, a CBOR
+// record.ConfigReport), private under the read rule like any reading. ---
+
+const CONFIG_REPORTED = 'thingnet/config-reported';
+const cfgValue = (x) => (x === undefined ? '<span class="muted">–</span>' : `<span class="mono">${esc(JSON.stringify(x))}</span>`);
+
+// plain turns a decoded CBOR item's maps into objects (setting values are
+// scalars or lists; a byte string is shown as its length).
+function plain(x) {
+  if (x instanceof Map) return Object.fromEntries([...x].map(([k, y]) => [String(k), plain(y)]));
+  if (x instanceof Uint8Array) return `${x.length} bytes`;
+  return Array.isArray(x) ? x.map(plain) : x;
+}
+
+// configReport decodes a reading's record.ConfigReport (CBOR keys: 1
+// height, 2 layers, 3 applied, 4 refused), strictly: the bytes are the
+// device's, so a field of another type refuses the whole report (null).
+export function configReport(item) {
+  const is = (x, t) => { if (typeof x !== t) throw new Error(`not a ${t}`); return x; };
+  const map = (x) => { if (!(x instanceof Map)) throw new Error('not a map'); return x; };
+  const list = (x) => { if (x === undefined) return []; if (!Array.isArray(x)) throw new Error('not a list'); return x; };
+  const opt = (x, t) => (x === undefined ? undefined : is(x, t));
+  try {
+    const m = map(decode(b64(item.bytes)));
+    const layer = (l) => ({ scope: is(map(l).get(1), 'string'), name: is(l.get(2), 'string'), version: is(l.get(3), 'number'), height: is(l.get(4), 'number') });
+    const ref = (r) => ({ scope: opt(map(r).get(1), 'string'), name: opt(r.get(2), 'string'), setting: opt(r.get(3), 'string'), version: opt(r.get(4), 'number'), reason: is(r.get(5), 'string') });
+    const applied = Object.create(null); // setting names are the device's: no prototype to collide with
+    for (const [k, x] of map(m.get(3) || new Map())) applied[is(k, 'string')] = plain(x);
+    return { index: item.index, time: item.time, height: is(m.get(1), 'number'), layers: list(m.get(2)).map(layer), applied, refused: list(m.get(4)).map(ref) };
+  } catch {
+    return null; // a malformed report is the device's own: the readings table shows it
+  }
+}
+
+const refusalItem = (r) => `<li>${r.scope ? `${esc(r.scope)} ${esc(r.name || '')}${r.version ? ` v${r.version}` : ''}` : ''}${r.setting ? ` setting <span class="mono">${esc(r.setting)}</span>` : ''}: ${esc(r.reason)}</li>`;
+
+// configReadings are the device's configuration reports among its
+// readings on this gateway (GET /v1/readings, oldest first): those of the
+// page's first 1,000 (rs), then later pages, at most 20 more; null when
+// the readings may not be read.
+async function configReadings(id, rs) {
+  if (rs.error) return null;
+  const of = (items) => items.filter((r) => r.content_type === CONFIG_REPORTED && r.bytes);
+  const out = of(rs.items);
+  for (let items = rs.items, n = 0; items.length === 1000 && n < 20; n++) {
+    items = (await get(`/v1/readings?limit=1000&device=${enc(id)}&from=${new Date(items[items.length - 1].time).getTime()}`).catch(() => ({ items: [] }))).items; // a page that fails ends the search: the reports so far stand
+    out.push(...of(items));
+  }
+  return out;
+}
+
+// configSection is the device page's Configuration: desired (public) and,
+// when readings could be read (reports is not null), the last report and
+// the difference per setting.
+export function configSection(want, reports) {
+  if (want.error) return `<h2>Configuration</h2><p class="muted" id="config-desired">${esc(want.error)}</p>`;
+  const ds = want.settings || {};
+  const report = reports && reports.map(configReport).filter(Boolean).pop();
+  const got = report ? report.applied : {};
+  const names = [...new Set([...Object.keys(ds), ...Object.keys(got)])].sort();
+  const has = Object.hasOwn, at = (o, k) => (has(o, k) ? o[k] : undefined);
+  const diff = (k) => (!has(got, k) ? 'not reported' : !has(ds, k) ? 'not desired' : JSON.stringify(ds[k]) === JSON.stringify(got[k]) ? 'in sync' : 'differs');
+  const diffBadge = (s) => `<span class="badge ${s === 'differs' ? 'bad' : s === 'in sync' ? '' : 'warn'}">${esc(s)}</span>`;
+  const settings = !reports
+    ? `<table id="config-settings"><thead><tr><th>setting</th><th>desired</th></tr></thead><tbody>
+      ${names.map((k) => `<tr data-setting="${esc(k)}"><td class="mono">${esc(k)}</td><td class="desired">${cfgValue(at(ds, k))}</td></tr>`).join('') || '<tr><td colspan="2" class="muted">no settings</td></tr>'}</tbody></table>
+      <p id="config-private" class="muted">What the device reports applying is a reading, private: <a href="#/signin">sign in</a> as the device, an admin of its organisation or a read grantee to compare it with the desired configuration.</p>`
+    : `<table id="config-settings"><thead><tr><th>setting</th><th>desired</th><th>reported</th><th></th></tr></thead><tbody>
+      ${names.map((k) => `<tr data-setting="${esc(k)}" data-diff="${esc(diff(k))}"><td class="mono">${esc(k)}</td><td class="desired">${cfgValue(at(ds, k))}</td><td class="reported">${cfgValue(at(got, k))}</td><td>${diffBadge(diff(k))}</td></tr>`).join('')
+        || '<tr><td colspan="4" class="muted">no settings</td></tr>'}</tbody></table>
+      <p id="config-reported" class="muted">${report ? `Last reported in reading <a href="#/reading/${report.index}">${report.index}</a> (${esc(ago(report.time))}), with the layers proved at height ${report.height}: ${report.layers.map((l) => `${esc(l.scope)} ${esc(l.name)} v${l.version}`).join(', ') || 'none'}.` : 'No configuration report among this gateway’s readings of the device.'}</p>
+      ${report && report.refused.length ? `<p>The device refused:</p><ul id="config-refused-reported">${report.refused.map(refusalItem).join('')}</ul>` : ''}`;
+  return `<h2>Configuration</h2>
+    <p class="muted">Desired at height ${want.height}: layers in merge order (a later layer wins per setting). Ledger data, public.</p>
+    <table id="config-layers"><thead><tr><th>scope</th><th>name</th><th>version</th><th>signer</th><th>set at</th></tr></thead><tbody>
+      ${(want.layers || []).map((l) => `<tr data-scope="${esc(l.scope)}"><td>${esc(l.scope)}</td><td class="mono">${l.scope === 'device' ? devLink(l.name) : esc(l.name)}</td><td class="n">${l.version}</td><td>${devLink(l.signer)}</td><td><a href="#/block/${l.height}">${l.height}</a></td></tr>`).join('')
+        || '<tr><td colspan="5" class="muted">no configuration</td></tr>'}</tbody></table>
+    ${(want.refused || []).length ? `<p>Layers refused by the ledger’s merge:</p><ul id="config-refused">${want.refused.map(refusalItem).join('')}</ul>` : ''}
+    ${settings}`;
+}
+
 async function device(v, id) {
   const seq = page.seq;
-  const [d, h, rs] = await Promise.all([
+  const [d, h, rs, want] = await Promise.all([
     get('/v1/devices/' + enc(id)),
     get('/v1/devices/' + enc(id) + '/history?limit=1000'),
     get('/v1/readings?limit=1000&device=' + enc(id)).catch((err) => ({ items: [], error: err.message })),
+    get('/v1/devices/' + enc(id) + '/config').catch((err) => ({ error: err.message })),
   ]);
   if (seq !== page.seq) return;
   const r = d.record;
   const items = rs.items.slice(-100);
+  const reports = await configReadings(id, rs);
   await openSealed(items, r.org);
   if (seq !== page.seq) return;
   v.innerHTML = `<h1>Device <span class="mono">${esc(short(id, 24))}</span></h1>
@@ -799,10 +950,11 @@ async function device(v, id) {
     <p class="muted">From this node's gateway (<code>GET /v1/readings/query</code>), per reading type: raw readings as points, buckets as the mean with a min–max band. <span id="series-range"></span></p>
     ${rangeForm(['auto', 'raw', '1m', '1h', '1d'])}
     <div id="series-box"></div>
+    <div id="config-box">${configSection(want, reports)}</div>
     <h2>History</h2><ol id="history" class="timeline">${h.items.map((e) => `<li class="${esc(e.status)}"><b>${esc(e.kind)}</b> → ${badge(e.status)}
       at height <a href="#/block/${e.height}">${e.height}</a>, signed by ${devLink(e.signer)}${e.note ? ` — <i>${esc(e.note)}</i>` : ''}</li>`).join('')}</ol>
     ${cli([`thingnet device suspend ${id} --key ADMIN_KEY --reason "why"`, `thingnet device resume ${id} --key ADMIN_KEY`, `thingnet device update ${id} --firmware 1.2.3 --key ADMIN_KEY`,
-      `thingnet device rotate ${id} --new-key NEW_KEY --key ADMIN_KEY`, `thingnet readings list --device ${id}`])}`;
+      `thingnet device rotate ${id} --new-key NEW_KEY --key ADMIN_KEY`, `thingnet readings list --device ${id}`, `thingnet device config set ${id} --key ADMIN_KEY --set NAME=VALUE`, `thingnet device config diff ${id} --identity KEY`])}`;
   const els = { box: $('#series-box', v), range: $('#series-range', v) }; // v is emptied when the page is shown
   bindRange(v, () => deviceSeries(els, id, r.org));
   deviceSeries(els, id, r.org);
