@@ -68,8 +68,15 @@ func startNet(t testing.TB) *testNet {
 		if testing.Verbose() {
 			lvl = slog.LevelWarn
 		}
+		// Every simulated device sends from 127.0.0.1: the gateways'
+		// per-address limit (10 envelopes/s by default, a defence against
+		// one address flooding) is raised as `thingnet bench fleet` does,
+		// or a fleet's readings and configuration reports are refused
+		// (rate_limited) and retried a wake later, and the fleet
+		// benchmarks measure the limit.
 		d, err := devnet.Start(devnet.Config{Home: home, BasePort: base, FastBlocks: true, NoSync: true,
-			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))})
+			SourceLimits: devnet.SourceLimitsFor(2000, 4000),
+			Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))})
 		if err != nil {
 			sharedErr = err
 			return
