@@ -35,11 +35,10 @@ type Device struct {
 
 	// checkMu serialises light-client work: the source is switched per
 	// gateway while a check runs.
-	checkMu   sync.Mutex
-	src       *switchSource
-	lc        *lightclient.Client
-	saved     int64     // height of the trusted header last saved
-	savedTime time.Time // and its time
+	checkMu sync.Mutex
+	src     *switchSource
+	lc      *lightclient.Client
+	saved   int64 // height of the trusted header last saved
 	// proofs holds state proofs fetched ahead in one request (prefetch)
 	// for provedKey, by height and key; emptied before each gateway a
 	// verified call asks.
@@ -165,7 +164,7 @@ func (d *Device) Close() error {
 	d.Sleep()
 	d.checkMu.Lock()
 	defer d.checkMu.Unlock()
-	return d.saveTrusted(true)
+	return d.saveTrusted()
 }
 
 // apiClient is a client of gw's API that reads as the device itself: a

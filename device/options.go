@@ -58,7 +58,6 @@ type config struct {
 	retryFailed time.Duration
 	maxLag      int64
 	maxAge      time.Duration
-	trustSave   time.Duration
 	seal        bool                      // WithSealing (sealing.go)
 	sealRefresh time.Duration             // how long a data key is used before asking again
 	handlers    map[string]ConfigHandler  // WithConfigHandler (config.go)
@@ -72,7 +71,7 @@ const SeqBlock = 1000
 func newConfig(opts []Option) (config, error) {
 	c := config{transport: HTTP, tokenLife: time.Hour, timeout: 10 * time.Second, seqBlock: SeqBlock,
 		log: slog.New(slog.DiscardHandler), now: time.Now, retryFailed: 30 * time.Second,
-		maxLag: DefaultMaxLag, maxAge: DefaultMaxAge, trustSave: DefaultTrustSave}
+		maxLag: DefaultMaxLag, maxAge: DefaultMaxAge}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -85,8 +84,6 @@ func newConfig(opts []Option) (config, error) {
 		return c, fmt.Errorf("device: timeout %v is not positive", c.timeout)
 	case c.seqBlock == 0:
 		return c, errors.New("device: sequence block of 0")
-	case c.trustSave < 0:
-		return c, fmt.Errorf("device: negative trusted-state save interval %v", c.trustSave)
 	case c.maxLag < 0 || c.maxAge < 0:
 		return c, fmt.Errorf("device: negative freshness bound (lag %d, age %v)", c.maxLag, c.maxAge)
 	}
@@ -163,21 +160,6 @@ const (
 	// device cannot make it decide on old state for longer than this.
 	DefaultMaxAge = 5 * time.Minute
 )
-
-// DefaultTrustSave is how far, in header time, the trusted header moves
-// before the device writes it to its state directory again: a device
-// waking every 5 s writes its flash once a minute, not at every wake.
-// After a power loss it resumes from a header at most this old, well
-// inside DefaultMaxAge, so what a gateway can make it accept is no older
-// than before.
-const DefaultTrustSave = time.Minute
-
-// WithTrustSave sets how far the trusted header moves, in header time,
-// before the device saves it again (0: at every move); Close always
-// saves.
-func WithTrustSave(every time.Duration) Option {
-	return func(c *config) { c.trustSave = every }
-}
 
 // WithFreshness bounds how stale the state IsActiveAndGranted decides on
 // may be: at most maxLag blocks below the trusted header, whose time must

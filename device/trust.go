@@ -68,20 +68,19 @@ func (d *Device) loadTrusted() error {
 	if err != nil {
 		return fmt.Errorf("device: restoring the light client from %s: %w", p, err)
 	}
-	d.lc, d.chainID, d.saved, d.savedTime = lc, st.ChainID, st.Header.Height, st.Header.Time
+	d.lc, d.chainID, d.saved = lc, st.ChainID, st.Header.Height
 	return nil
 }
 
-// saveTrusted writes the trusted state if it moved since the last save:
-// with force (Close) at any move, otherwise once its header time is
-// WithTrustSave past the saved one's. The caller holds checkMu.
-func (d *Device) saveTrusted(force bool) error {
+// saveTrusted writes the trusted state if it moved since the last save.
+// The caller holds checkMu.
+func (d *Device) saveTrusted() error {
 	p := d.trustedPath()
 	if p == "" || d.lc == nil {
 		return nil
 	}
 	st := d.lc.State()
-	if st.Header.Height == d.saved || !force && d.saved != 0 && st.Header.Time.Sub(d.savedTime) < d.cfg.trustSave {
+	if st.Header.Height == d.saved {
 		return nil
 	}
 	b, err := st.MarshalBinary()
@@ -91,7 +90,7 @@ func (d *Device) saveTrusted(force bool) error {
 	if err := writeAtomic(p, b); err != nil {
 		return fmt.Errorf("device: saving the trusted state: %w", err)
 	}
-	d.saved, d.savedTime = st.Header.Height, st.Header.Time
+	d.saved = st.Header.Height
 	return nil
 }
 
@@ -142,7 +141,7 @@ func (d *Device) verified(ctx context.Context, what string, check func(gw Gatewa
 		}
 		return check(gw)
 	})
-	if serr := d.saveTrusted(false); serr != nil {
+	if serr := d.saveTrusted(); serr != nil {
 		return errors.Join(err, serr)
 	}
 	return err
