@@ -69,6 +69,9 @@ func Start(c Config, app abci.Application, logger *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 
+	if _, err := indexReplay(cc, logger); err != nil {
+		return nil, err
+	}
 	dbs := &dbSet{}
 	clog := newCometLogger(logger, c.LogLevel)
 	cn, err := node.NewNode(cc, pv, nodeKey,

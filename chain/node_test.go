@@ -13,6 +13,7 @@ import (
 	dbm "github.com/cometbft/cometbft-db"
 	"github.com/cometbft/cometbft/abci/example/kvstore"
 	abci "github.com/cometbft/cometbft/abci/types"
+	"github.com/cometbft/cometbft/types"
 
 	"github.com/thingnet/thingnet/internal/testutil"
 )
@@ -221,5 +222,68 @@ func TestLocalNetRejectsOtherChain(t *testing.T) {
 	cfg.ChainID, cfg.Validators = "a", 2
 	if _, err := StartLocalNet(cfg, testLogger(t)); err == nil || !strings.Contains(err.Error(), "1 validators") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestIndexAfterCrash: a node whose index missed committed blocks (killed
+// between commit and indexing; here its index is deleted outright) finds
+// every transaction by hash again once restarted.
+func TestIndexAfterCrash(t *testing.T) {
+	base, err := FreePortBase(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig(t.TempDir())
+	c.Moniker = "indexed"
+	c.P2PListen = fmt.Sprintf("tcp://127.0.0.1:%d", base)
+	c.RPCListen = fmt.Sprintf("tcp://127.0.0.1:%d", base+1)
+	c.FastBlocks = true
+	c.DisablePEX = true
+	id, err := InitHome(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteGenesis(c.Home, Genesis{ChainID: "indexed", Validators: []GenesisValidator{{Name: "solo", PubKey: id.ValidatorPubKey, Power: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	app, err := persistentKVStore(0, c.Home) // the node does not own it: one for both runs
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func() *Node {
+		t.Helper()
+		n, err := Start(c, app, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	n := start()
+	var txs []types.Tx
+	for i := range 3 {
+		k, v := fmt.Sprintf("k%d", i), "v"
+		commitTx(t, n, k, v)
+		txs = append(txs, kvstore.NewTx(k, v))
+	}
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	cc := c.withDefaults().cometConfig()
+	if got, err := indexReplay(cc, testLogger(t)); err != nil || got != 0 {
+		t.Fatalf("a cleanly stopped node re-indexed %d blocks (%v); want 0", got, err)
+	}
+	if err := os.RemoveAll(filepath.Join(cc.DBDir(), "tx_index.db")); err != nil {
+		t.Fatal(err)
+	}
+	n = start()
+	defer n.Stop()
+	for i, tx := range txs {
+		r, err := n.Client().Tx(context.Background(), tx.Hash(), false)
+		if err != nil {
+			t.Fatalf("tx %d after restart: %v", i, err)
+		}
+		if r.TxResult.Code != 0 || r.Height == 0 {
+			t.Errorf("tx %d: code %d height %d", i, r.TxResult.Code, r.Height)
+		}
 	}
 }
