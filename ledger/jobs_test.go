@@ -177,4 +177,28 @@ func TestJobTenancy(t *testing.T) {
 	}
 	c.must(a, "", &record.GrantRevoke{ID: gs[0].ID})
 	c.want(record.CodeUnauthorized, b, "", classJob("org-a", 1, 1, 5))
+
+	// A device (a gateway whose rules command devices) creates jobs only
+	// through a "manage" grant on the organisation held by itself.
+	c.must(a, "", &record.GrantAdd{Grantor: "org:org-a", Subject: "device:" + devA.ID(), Action: record.ActionManage, Resource: "device:" + devA.ID()})
+	c.want(record.CodeUnauthorized, devA, "", classJob("org-a", 1, 1, 5))
+	c.must(a, "", &record.GrantAdd{Grantor: "org:org-a", Subject: "device:" + devA.ID(), Action: record.ActionManage, Resource: "org:org-a"})
+	one := &record.JobCreate{Org: "org-a", Command: "reboot", Target: record.JobTarget{Devices: []string{devA.ID()}}, Waves: 1, BlocksPerWave: 1, MaxFailures: 1, TimeoutBlocks: 10}
+	c.must(devA, "", one)
+	dg, _ := c.view().Grants(GrantFilter{Subject: "device:" + devA.ID()})
+	j, err := c.view().Job("org-a", 3)
+	if err != nil || j.Signer != devA.ID() || j.Grant == 0 {
+		t.Fatalf("job created by a device through its grant = %+v, %v", j, err)
+	}
+	var held *record.Grant
+	for i := range dg {
+		if dg[i].ID == j.Grant {
+			held = &dg[i]
+		}
+	}
+	o, _ := c.view().Org("org-a")
+	if err := record.ManageRightHolds(record.ManageRight{Org: "org-a", Signer: j.Signer, Grant: j.Grant}, o, held, nil, c.height); err != nil {
+		t.Fatalf("the device's own check of that job: %v", err)
+	}
+	c.want(record.CodeUnauthorized, devB, "", &record.JobCreate{Org: "org-a", Command: "reboot", Target: record.JobTarget{Devices: []string{devA.ID()}}, Waves: 1, BlocksPerWave: 1, MaxFailures: 1, TimeoutBlocks: 10})
 }
