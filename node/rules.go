@@ -44,7 +44,7 @@ func (n *Node) startRules(c Config, key *identity.Key) error {
 	n.rulesConf = c.Rules
 	all := append(slices.Clone(c.Rules), stored...)
 	n.rulesOut = rules.NewDispatcher(rules.DispatcherConfig{Rules: all, Key: key, Logger: log, Alert: n.ruleAlert(key),
-		Call: n.ruleCall, StateDir: RulesWebhooksDir(n.home)})
+		Call: n.ruleCall, Command: n.ruleCommand, StateDir: RulesWebhooksDir(n.home)})
 	eng, err := rules.NewEngine(rules.Config{Rules: all, Fire: n.rulesOut.Fire, Logger: log})
 	if err != nil {
 		n.rulesOut.Close()
@@ -159,8 +159,14 @@ func (n *Node) ruleFirings(r *http.Request) (any, error) {
 // committed (its result, refused or done, is in the agreement's history)
 // or dropped.
 func (n *Node) ruleCall(ctx context.Context, f rules.Firing, c rules.Call) error {
+	return n.gatewayTx(ctx, &record.AgreementCall{ID: c.Agreement, Transition: c.Transition, Args: c.Args})
+}
+
+// gatewayTx sends m, signed by the gateway key, through the gateway's tx
+// queue and waits until it is committed or dropped.
+func (n *Node) gatewayTx(ctx context.Context, m record.Msg) error {
 	done := make(chan error, 1)
-	if err := n.gw.Enqueue(&record.AgreementCall{ID: c.Agreement, Transition: c.Transition, Args: c.Args}, func(err error) { done <- err }); err != nil {
+	if err := n.gw.Enqueue(m, func(err error) { done <- err }); err != nil {
 		return err
 	}
 	select {
@@ -169,6 +175,14 @@ func (n *Node) ruleCall(ctx context.Context, f rules.Firing, c rules.Call) error
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// ruleCommand sends a firing's command to its device: a job of that one
+// device, created by a tx signed by the gateway key (which needs a "manage"
+// grant on the rule's organisation), sent through the gateway's tx queue;
+// it returns once the tx is committed or dropped.
+func (n *Node) ruleCommand(ctx context.Context, f rules.Firing, c rules.Command) error {
+	return n.gatewayTx(ctx, c.Job(f.Org, f.Device))
 }
 
 // ruleAlert stores a firing as an alert record: a reading of the gateway

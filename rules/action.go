@@ -45,8 +45,12 @@ type DispatcherConfig struct {
 	Alert func(context.Context, Firing) error
 	// Call makes an agreement call for rules whose action has one (the
 	// node: a tx signed by its gateway key, returning once committed).
-	Call   func(context.Context, Firing, Call) error
-	Logger *slog.Logger
+	Call func(context.Context, Firing, Call) error
+	// Command sends a command to a firing's device, for rules whose action
+	// has one (the node: a one-device job created by a tx signed by its
+	// gateway key, returning once committed).
+	Command func(context.Context, Firing, Command) error
+	Logger  *slog.Logger
 }
 
 // Dispatcher carries out the actions of firings: a log line and a counter
@@ -68,6 +72,7 @@ type Dispatcher struct {
 	fired, delivered, retried, failed, dropped atomic.Uint64
 	alerts, alertsFailed                       atomic.Uint64
 	calls, callsFailed                         atomic.Uint64
+	commands, commandsFailed                   atomic.Uint64
 	perRule                                    sync.Map // rule name -> *atomic.Uint64
 }
 
@@ -111,7 +116,7 @@ func (d *Dispatcher) SetRules(rs []Rule) {
 	}
 	keep := map[string]bool{}
 	for _, r := range rs {
-		if r.Action.Webhook == "" && !r.Action.Alert && r.Action.Call == nil {
+		if r.Action.Webhook == "" && !r.Action.Alert && r.Action.Call == nil && r.Action.Command == nil {
 			continue
 		}
 		keep[r.Name] = true
@@ -252,6 +257,9 @@ func (d *Dispatcher) run(ctx context.Context, w *worker) {
 			if c := w.rule.Action.Call; c != nil {
 				d.call(ctx, f, *c)
 			}
+			if c := w.rule.Action.Command; c != nil {
+				d.command(ctx, f, *c)
+			}
 			if w.rule.Action.Webhook != "" {
 				d.deliver(ctx, w, f)
 			}
@@ -288,6 +296,22 @@ func (d *Dispatcher) call(ctx context.Context, f Firing, c Call) {
 		return
 	}
 	d.calls.Add(1)
+}
+
+// command sends c to f's device.
+func (d *Dispatcher) command(ctx context.Context, f Firing, c Command) {
+	if d.cfg.Command == nil || f.Device == "" {
+		d.commandsFailed.Add(1)
+		d.cfg.Logger.Warn("rule command not sent: this node sends none", "rule", f.Rule, "subject", f.subject())
+		return
+	}
+	c.Args = maps.Clone(c.Args)
+	if err := d.cfg.Command(ctx, f, c); err != nil {
+		d.commandsFailed.Add(1)
+		d.cfg.Logger.Warn("rule command failed", "rule", f.Rule, "device", f.Device, "command", c.Name, "err", err)
+		return
+	}
+	d.commands.Add(1)
 }
 
 // deliver POSTs f to the rule's webhook (webhook.Deliverer.Send: 1 +
@@ -343,11 +367,12 @@ var (
 	descErrors   = prometheus.NewDesc("thingnet_rules_eval_errors_total", "Rule conditions that failed to evaluate (counted as false).", nil, nil)
 	descDevices  = prometheus.NewDesc("thingnet_rules_devices", "Devices with windows in memory.", nil, nil)
 	descCalls    = prometheus.NewDesc("thingnet_rules_calls_total", "Rule agreement calls by outcome (committed, failed).", []string{"outcome"}, nil)
+	descCommands = prometheus.NewDesc("thingnet_rules_commands_total", "Rule commands to devices (one-device jobs) by outcome (committed, failed).", []string{"outcome"}, nil)
 	descCensuses = prometheus.NewDesc("thingnet_rules_fleet_censuses_total", "Fleet censuses the fleet rules were evaluated on.", nil, nil)
 )
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFired, descWebhooks, descAlerts, descObserved, descSkipped, descErrors, descDevices, descCensuses, descCalls} {
+	for _, d := range []*prometheus.Desc{descFired, descWebhooks, descAlerts, descObserved, descSkipped, descErrors, descDevices, descCensuses, descCalls, descCommands} {
 		ch <- d
 	}
 }
@@ -367,6 +392,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descAlerts, prometheus.CounterValue, float64(c.d.alertsFailed.Load()), "failed")
 	ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(c.d.calls.Load()), "committed")
 	ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(c.d.callsFailed.Load()), "failed")
+	ch <- prometheus.MustNewConstMetric(descCommands, prometheus.CounterValue, float64(c.d.commands.Load()), "committed")
+	ch <- prometheus.MustNewConstMetric(descCommands, prometheus.CounterValue, float64(c.d.commandsFailed.Load()), "failed")
 	s := c.e.Stats()
 	ch <- prometheus.MustNewConstMetric(descObserved, prometheus.CounterValue, float64(s.Observed))
 	ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.CounterValue, float64(c.skipped()))

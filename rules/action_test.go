@@ -14,6 +14,7 @@ import (
 
 	"github.com/thingnet/thingnet/export/webhook"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/record"
 )
 
 // handlerTransport hands requests to an http.Handler in memory, so that
@@ -236,5 +237,44 @@ func TestCallAction(t *testing.T) {
 	bad := Rule{Name: "b", Org: "acme", When: "true", Action: Action{Call: &Call{Agreement: 1, Transition: "t", Args: map[string]any{"x": 1.5}}}}
 	if _, err := bad.Check(DefaultLimits()); err == nil {
 		t.Fatal("a fractional argument was accepted")
+	}
+}
+
+// TestCommandAction: a rule's command goes to the firing's device as a
+// one-device job (whole numbers from JSON as ints); a command the ledger
+// would refuse, or one on a fleet rule (its firing is about a class), is
+// refused when the rule is checked.
+func TestCommandAction(t *testing.T) {
+	key, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs File
+	if err := json.Unmarshal([]byte(`{"rules":[{"name":"r","org":"acme","when":"true","action":{"command":{"name":"reboot","args":{"delay":5}}}}]}`), &rs); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckAll(rs.Rules, DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *record.JobCreate, 2)
+	d := NewDispatcher(DispatcherConfig{Rules: rs.Rules, Key: key, Command: func(_ context.Context, f Firing, c Command) error { got <- c.Job(f.Org, f.Device); return nil }})
+	defer d.Close()
+	dev := key.ID()
+	d.Fire(Firing{Rule: "r", Org: "acme", Device: dev})
+	j := <-got
+	if err := j.ValidateBasic(); err != nil {
+		t.Fatalf("the job %+v: %v", j, err)
+	}
+	if j.Org != "acme" || j.Command != "reboot" || j.Args["delay"] != int64(5) || len(j.Target.Devices) != 1 || j.Target.Devices[0] != dev || j.TimeoutBlocks != DefaultCommandTimeout {
+		t.Fatalf("job %+v; want reboot(delay int64 5) to %s alone", j, dev)
+	}
+	for _, bad := range []Rule{
+		{Name: "b", Org: "acme", When: "true", Action: Action{Command: &Command{Name: ""}}},
+		{Name: "b", Org: "acme", When: "true", Action: Action{Command: &Command{Name: "reboot", Args: map[string]any{"x": 1.5}}}},
+		{Name: "b", Org: "acme", Fleet: &Fleet{Class: "sensor"}, Action: Action{Command: &Command{Name: "reboot"}}},
+	} {
+		if _, err := bad.Check(DefaultLimits()); err == nil {
+			t.Errorf("rule %+v accepted", bad.Action.Command)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/thingnet/thingnet/internal/textdur"
+	"github.com/thingnet/thingnet/record"
 )
 
 // Rule is one [[rules]] table of thingnet.toml (or of a rules file).
@@ -74,6 +75,51 @@ type Action struct {
 	// Call, if set, calls an agreement's transition with a tx signed by
 	// the node's gateway key ([rules.action.call]).
 	Call *Call `toml:"call,omitempty" json:"call,omitempty"`
+	// Command, if set, sends a command to the firing's device
+	// ([rules.action.command]).
+	Command *Command `toml:"command,omitempty" json:"command,omitempty"`
+}
+
+// Command is a command a firing sends to the device it is about: a job of
+// one device (docs/management.md, "Commands and jobs") created by a tx
+// signed by the node's gateway key, which must hold a "manage" grant on the
+// rule's organisation. The device proves the job against the ledger before
+// it runs it, runs it once, and reports its outcome on the ledger, as for
+// any job; `thingnet job show` follows it.
+type Command struct {
+	Name string         `toml:"name" json:"name"`
+	Args map[string]any `toml:"args,omitempty" json:"args,omitempty"`
+	// TimeoutBlocks is how many blocks the device has to report before the
+	// job counts it as timed out; default 600.
+	TimeoutBlocks uint32 `toml:"timeout_blocks,omitempty" json:"timeout_blocks,omitempty"`
+}
+
+// DefaultCommandTimeout is a rule command's timeout in blocks when the rule
+// names none.
+const DefaultCommandTimeout = 600
+
+// Job is the job that sends c to device of org.
+func (c *Command) Job(org, device string) *record.JobCreate {
+	timeout := c.TimeoutBlocks
+	if timeout == 0 {
+		timeout = DefaultCommandTimeout
+	}
+	return &record.JobCreate{Org: org, Command: c.Name, Args: c.Args, Target: record.JobTarget{Devices: []string{device}},
+		Waves: 1, BlocksPerWave: 1, MaxFailures: 1, TimeoutBlocks: timeout}
+}
+
+// check validates a command by the ledger's own rules for a job, and makes
+// its whole numbers int64 (JSON reads them as float64).
+func (c *Command) check(org string) error {
+	if err := wholeArgs("action.command.args", c.Args); err != nil {
+		return err
+	}
+	j := c.Job(org, "")
+	j.Target = record.JobTarget{Class: "any"} // the device is the firing's
+	if err := j.ValidateBasic(); err != nil {
+		return fmt.Errorf("action.command: %w", err)
+	}
+	return nil
 }
 
 // Call is an agreement call a firing makes: transition Transition of
@@ -92,16 +138,22 @@ func (c *Call) check() error {
 	if c.Agreement == 0 || c.Transition == "" {
 		return errors.New("action.call needs agreement (its id) and transition")
 	}
-	for k, v := range c.Args {
+	return wholeArgs("action.call.args", c.Args)
+}
+
+// wholeArgs checks that args (named what) are ints, strings or bools, and
+// makes whole float64s (as JSON reads numbers) int64.
+func wholeArgs(what string, args map[string]any) error {
+	for k, v := range args {
 		switch x := v.(type) {
 		case int64, string, bool:
 		case float64:
 			if x != math.Trunc(x) || math.Abs(x) > 1<<53 {
-				return fmt.Errorf("action.call.args.%s is %v: arguments are ints, strings or bools", k, x)
+				return fmt.Errorf("%s.%s is %v: arguments are ints, strings or bools", what, k, x)
 			}
-			c.Args[k] = int64(x)
+			args[k] = int64(x)
 		default:
-			return fmt.Errorf("action.call.args.%s is a %T: arguments are ints, strings or bools", k, v)
+			return fmt.Errorf("%s.%s is a %T: arguments are ints, strings or bools", what, k, v)
 		}
 	}
 	return nil
@@ -158,6 +210,14 @@ func (r *Rule) Check(lim Limits) (*Condition, error) {
 	}
 	if c := r.Action.Call; c != nil {
 		if err := c.check(); err != nil {
+			return nil, fmt.Errorf("rule %q: %w", r.Name, err)
+		}
+	}
+	if c := r.Action.Command; c != nil {
+		if r.Fleet != nil {
+			return nil, fmt.Errorf("rule %q: a fleet rule's firing is about a class, not a device: it cannot send a command (use a job: thingnet job create)", r.Name)
+		}
+		if err := c.check(r.Org); err != nil {
 			return nil, fmt.Errorf("rule %q: %w", r.Name, err)
 		}
 	}

@@ -75,7 +75,7 @@ func rulesListCmd(g *globals) *cobra.Command {
 			}
 			return g.print(cmd.OutOrStdout(), rs, func(w io.Writer) {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tORG\tWHEN\tDEVICES\tCOOLDOWN\tCLEAR AFTER\tWEBHOOK")
+				fmt.Fprintln(tw, "NAME\tORG\tWHEN\tDEVICES\tCOOLDOWN\tCLEAR AFTER\tACTIONS")
 				for _, r := range rs {
 					when, devs := r.When, selector(r.Devices)
 					if f := r.Fleet; f != nil {
@@ -84,7 +84,7 @@ func rulesListCmd(g *globals) *cobra.Command {
 							devs = "fleet (every class)"
 						}
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%v\t%s\n", r.Name, r.Org, when, devs, r.Cooldown.Duration, r.ClearAfter.Duration, r.Action.Webhook)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%v\t%s\n", r.Name, r.Org, when, devs, r.Cooldown.Duration, r.ClearAfter.Duration, actions(r.Action))
 				}
 				tw.Flush()
 			})
@@ -149,6 +149,27 @@ func rulesRemoveCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// actions names what a rule's firing does beyond its log line.
+func actions(a rules.Action) string {
+	var p []string
+	if a.Webhook != "" {
+		p = append(p, "webhook "+a.Webhook)
+	}
+	if a.Alert {
+		p = append(p, "alert")
+	}
+	if c := a.Call; c != nil {
+		p = append(p, fmt.Sprintf("call %d.%s", c.Agreement, c.Transition))
+	}
+	if c := a.Command; c != nil {
+		p = append(p, "command "+c.Name)
+	}
+	if len(p) == 0 {
+		return "-"
+	}
+	return strings.Join(p, "; ")
 }
 
 func selector(s rules.Selector) string {
