@@ -28,6 +28,9 @@ func (x *txExec) logArchive(m *record.LogArchiveMsg) error {
 	if err != nil {
 		return err
 	}
+	if m.Recut {
+		return x.logRecut(gw, m)
+	}
 	// Contiguous: the range before ends at First (none for entry 0), and
 	// none ends after it.
 	if m.First > 0 {
@@ -48,6 +51,31 @@ func (x *txExec) logArchive(m *record.LogArchiveMsg) error {
 	})
 	x.emit("log_archive", "gateway", gw, "first", strconv.FormatUint(m.First, 10), "count", strconv.FormatUint(m.Count, 10),
 		"cid", m.CID, "digest", hex.EncodeToString(m.Digest))
+	return nil
+}
+
+// logRecut replaces the segment of gw's recorded range [m.First,
+// m.First+m.Count) by m's: the same range, cut again without erased values.
+func (x *txExec) logRecut(gw string, m *record.LogArchiveMsg) error {
+	var prev record.LogArchive
+	key := record.LogArchiveKey(gw, m.First+m.Count)
+	if ok, err := x.st.get(key, &prev); err != nil {
+		return err
+	} else if !ok || prev.First != m.First {
+		return record.Errf(record.CodeConflict, "no archived range %d..%d of %s to re-cut: a re-cut replaces a recorded range exactly", m.First, m.First+m.Count-1, gw)
+	}
+	if prev.CID == m.CID {
+		return record.Errf(record.CodeConflict, "entries %d..%d of %s are archived in %s already", m.First, m.First+m.Count-1, gw, m.CID)
+	}
+	replaced := append(prev.Replaced, prev.CID)
+	if n := len(replaced); n > record.MaxReplacedSegments {
+		replaced = replaced[n-record.MaxReplacedSegments:]
+	}
+	x.buf.set(key, &record.LogArchive{
+		Gateway: gw, First: m.First, Count: m.Count, CID: m.CID, Digest: m.Digest, Size: m.Size, Height: x.height, Replaced: replaced,
+	})
+	x.emit("log_archive", "gateway", gw, "first", strconv.FormatUint(m.First, 10), "count", strconv.FormatUint(m.Count, 10),
+		"cid", m.CID, "digest", hex.EncodeToString(m.Digest), "replaced", prev.CID)
 	return nil
 }
 

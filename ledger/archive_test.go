@@ -62,4 +62,23 @@ func TestLogArchive(t *testing.T) {
 	if err := st.LogArchives("", func(*record.LogArchive) bool { n++; return true }); err != nil || n != 2 {
 		t.Errorf("LogArchives = %d, %v; want 2", n, err)
 	}
+
+	// A re-cut replaces a recorded range exactly, by another segment; the
+	// replaced CIDs are listed for pinners to drop.
+	recut := func(first, count uint64, cid string) *record.LogArchiveMsg {
+		m := arch(first, count)
+		m.CID, m.Recut = cid, true
+		return m
+	}
+	c.want(record.CodeConflict, gw, "", recut(0, 3, "bafkreirecut0"))         // not a recorded range
+	c.want(record.CodeConflict, gw, "", recut(8, 2, "bafkreirecut8"))         // not recorded at all
+	c.want(record.CodeConflict, gw, "", recut(0, 4, "bafkreiarchive0"))       // the same segment
+	c.want(record.CodeUnauthorized, sensor, "", recut(0, 4, "bafkreirecut0")) // not a gateway
+	c.must(gw, "", recut(0, 4, "bafkreirecut0"))
+	c.must(gw, "", recut(0, 4, "bafkreirecut0b"))
+	a, err := c.view().LogArchiveCovering(gw.ID(), 2)
+	if err != nil || a.CID != "bafkreirecut0b" || len(a.Replaced) != 2 || a.Replaced[0] != "bafkreiarchive0" || a.Replaced[1] != "bafkreirecut0" || a.Count != 4 {
+		t.Fatalf("after two re-cuts, the range = %+v, %v; want CID bafkreirecut0b replacing the two before", a, err)
+	}
+	c.must(gw, "", arch(8, 2)) // ranges still follow each other
 }

@@ -37,6 +37,10 @@ type LogArchiveMsg struct {
 	CID    string `cbor:"3,keyasint"`
 	Digest []byte `cbor:"4,keyasint"`
 	Size   uint64 `cbor:"5,keyasint"`
+	// Recut replaces the segment of exactly this recorded range by CID:
+	// the gateway cut it again without the values of entries erased after
+	// it was archived (docs/operations.md, "Erasure after archiving").
+	Recut bool `cbor:"6,keyasint,omitempty"`
 }
 
 func (*LogArchiveMsg) Kind() string { return KindLogArchive }
@@ -64,7 +68,15 @@ type LogArchive struct {
 	Digest  []byte `cbor:"5,keyasint" json:"digest"`
 	Size    uint64 `cbor:"6,keyasint" json:"size"`
 	Height  int64  `cbor:"7,keyasint" json:"height"`
+	// Replaced are the CIDs of the earlier segments of this range, oldest
+	// first (at most MaxReplacedSegments, the latest kept): pinners drop
+	// them, so erased values do not outlive a re-cut at the nodes that
+	// follow the ledger.
+	Replaced []string `cbor:"8,keyasint,omitempty" json:"replaced,omitempty"`
 }
+
+// MaxReplacedSegments bounds LogArchive.Replaced.
+const MaxReplacedSegments = 16
 
 // End is the index after the range's last entry.
 func (a *LogArchive) End() uint64 { return a.First + a.Count }
