@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/thingnet/thingnet/api"
@@ -49,7 +50,8 @@ type SegmentStore interface {
 	// Fetch returns the bytes of file cid, of at most max bytes.
 	Fetch(ctx context.Context, cid string, max uint64) ([]byte, error)
 	// Pin fetches and pins cid here (another gateway's segment) and
-	// records the pin on the ledger; Unpin drops this node's pin.
+	// records the pin on the ledger; Unpin drops this node's pin (nothing,
+	// and no error, if it has none).
 	Pin(ctx context.Context, cid string) error
 	Unpin(ctx context.Context, cid string) error
 }
@@ -141,6 +143,14 @@ type archiver struct {
 	cache []*datalog.Segment // most recently used last
 	// pinned are the other gateways' segments pinned here.
 	pinned map[string]bool
+	// unpinned are segments replaced by a re-cut (recut.go) whose pins
+	// here were dropped, or this gateway's re-cut segments that enough
+	// others pin. Archive loop only.
+	unpinned map[string]bool
+	// cutEnd is the end of the last range cut, raised under storeMu before
+	// a cut reads its entries (recut.go).
+	cutEnd atomic.Uint64
+	recut  atomic.Uint64 // segments re-cut since start
 }
 
 // StartArchive starts archiving with store (the node calls it once its
@@ -158,7 +168,17 @@ func (g *Gateway) StartArchive(c ArchiveConfig, store SegmentStore) error {
 		return ErrClosed
 	default:
 	}
-	a := &archiver{cfg: c, store: store, pinned: map[string]bool{}}
+	a := &archiver{cfg: c, store: store, pinned: map[string]bool{}, unpinned: map[string]bool{}}
+	local, err := g.data.LastArchived()
+	if err != nil {
+		return err
+	}
+	a.cutEnd.Store(local.End())
+	if st, err := g.ledger.View(); err == nil {
+		if last, err := st.LastLogArchive(g.id); err == nil {
+			a.cutEnd.Store(max(local.End(), last.End()))
+		}
+	}
 	g.arch.Store(a)
 	g.wg.Add(1)
 	go g.archiveLoop(a)
@@ -211,6 +231,12 @@ func (g *Gateway) archiveRound(ctx context.Context, a *archiver) error {
 	if err != nil {
 		return err
 	}
+	if did, err := g.recutRound(ctx, a, st); did || err != nil {
+		return err
+	}
+	if err := g.dropRecutPins(ctx, a, st); err != nil {
+		return err
+	}
 	local, err := g.data.LastArchived()
 	if err != nil {
 		return err
@@ -238,6 +264,13 @@ func (g *Gateway) archiveRound(ctx context.Context, a *archiver) error {
 	if g.clock.Now().Sub(last) < a.cfg.Age {
 		return nil
 	}
+	// Entries erased from now on are marked for a re-cut; those erased
+	// before are read as erased by the cut.
+	g.storeMu.Lock()
+	if r.End() > a.cutEnd.Load() {
+		a.cutEnd.Store(r.End())
+	}
+	g.storeMu.Unlock()
 	retained := map[string]bool{} // org -> has a retention period
 	seg, err := g.data.CutSegment(g.id, r, func(_ uint64, raw []byte) bool {
 		e, err := reading.DecodeEntry(raw)
@@ -264,34 +297,49 @@ func (g *Gateway) archiveRound(ctx context.Context, a *archiver) error {
 	if err != nil {
 		return err
 	}
-	b, err := sealSegment(g.cfg.Key, g.id, r, plain)
+	cid, size, err := g.publishSegment(ctx, a, r, plain, false)
 	if err != nil {
 		return err
+	}
+	a.remember(seg)
+	g.log.Info("log segment archived", "first", r.First, "count", r.Count, "cid", cid, "bytes", size)
+	return nil
+}
+
+// publishSegment seals plain (the segment of r), publishes it and records
+// it on the ledger (a re-cut of r if recut), returning once the record is
+// committed, with the segment's CID and size. A segment not recorded is
+// unpinned here: nobody will pin or read it.
+func (g *Gateway) publishSegment(ctx context.Context, a *archiver, r datalog.ArchivedRange, plain []byte, recut bool) (string, int, error) {
+	what := "segment"
+	if recut {
+		what = "re-cut segment"
+	}
+	b, err := sealSegment(g.cfg.Key, g.id, r, plain)
+	if err != nil {
+		return "", 0, err
 	}
 	cid, err := a.store.Publish(ctx, b)
 	if err != nil {
-		return fmt.Errorf("publishing the segment of entries %d..%d: %w", r.First, r.End()-1, err)
+		return "", 0, fmt.Errorf("publishing the %s of entries %d..%d: %w", what, r.First, r.End()-1, err)
 	}
 	sum := sha256.Sum256(b)
 	done := make(chan error, 1)
-	if err := g.Enqueue(&record.LogArchiveMsg{First: r.First, Count: r.Count, CID: cid, Digest: sum[:], Size: uint64(len(b))}, func(err error) { done <- err }); err != nil {
-		return err
+	if err := g.Enqueue(&record.LogArchiveMsg{First: r.First, Count: r.Count, CID: cid, Digest: sum[:], Size: uint64(len(b)), Recut: recut}, func(err error) { done <- err }); err != nil {
+		return "", 0, err
 	}
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		return ctx.Err()
+		return "", 0, ctx.Err()
 	}
 	if err != nil {
-		// Not recorded: nobody will pin it or read it; drop this node's pin.
 		if uerr := a.store.Unpin(ctx, cid); uerr != nil {
 			g.log.Warn("unpinning an unrecorded segment", "cid", cid, "err", uerr)
 		}
-		return fmt.Errorf("recording the segment of entries %d..%d: %w", r.First, r.End()-1, err)
+		return "", 0, fmt.Errorf("recording the %s of entries %d..%d: %w", what, r.First, r.End()-1, err)
 	}
-	a.remember(seg)
-	g.log.Info("log segment archived", "first", r.First, "count", r.Count, "cid", cid, "bytes", len(b))
-	return nil
+	return cid, len(b), nil
 }
 
 // dropArchived drops the bytes of rec's entries once at least MinPins
@@ -374,8 +422,17 @@ func (g *Gateway) pinRound(ctx context.Context, a *archiver) error {
 	}
 	var todo []string
 	var errs []error
+	var drop []string
 	err = st.LogArchives("", func(r *record.LogArchive) bool {
-		if r.Gateway == g.id || a.pinned[r.CID] {
+		if r.Gateway == g.id {
+			return true
+		}
+		for _, c := range r.Replaced {
+			if !a.unpinned[c] {
+				drop = append(drop, c)
+			}
+		}
+		if a.pinned[r.CID] {
 			return true
 		}
 		// Enough copies already (MinPins of nodes other than the
@@ -392,6 +449,15 @@ func (g *Gateway) pinRound(ctx context.Context, a *archiver) error {
 	})
 	if err != nil || len(errs) > 0 {
 		return errors.Join(append(errs, err)...)
+	}
+	// Replaced by a re-cut: the old copy may hold erased values.
+	for _, c := range drop {
+		if err := a.store.Unpin(ctx, c); err != nil {
+			errs = append(errs, fmt.Errorf("unpinning replaced segment %s: %w", c, err))
+			continue
+		}
+		a.unpinned[c] = true
+		delete(a.pinned, c)
 	}
 	for _, c := range todo {
 		if err := a.store.Pin(ctx, c); err != nil {
@@ -557,6 +623,11 @@ type ArchiveStatus struct {
 	Recorded uint64 `json:"recorded"`
 	Dropped  uint64 `json:"dropped"`     // entries' bytes dropped since start
 	Missing  uint64 `json:"unavailable"` // reads that found a segment unavailable since start
+	// Recut counts segments cut again since start, without the values of
+	// entries erased after they were archived; PendingRecut is how many
+	// erased entries wait to be checked against their segment (recut.go).
+	Recut        uint64 `json:"recut"`
+	PendingRecut int    `json:"pending_recut"`
 }
 
 // ArchiveStatus reports the archiving state.
@@ -567,8 +638,13 @@ func (g *Gateway) ArchiveStatus() (*ArchiveStatus, error) {
 	}
 	out := &ArchiveStatus{Gateway: g.id, Archived: local.End(), Dropped: g.stats.archived.Load(), Missing: g.stats.archiveUnavailable.Load()}
 	if a := g.arch.Load(); a != nil {
-		out.Archiving, out.Pinning = a.cfg.Archive, a.cfg.Pin
+		out.Archiving, out.Pinning, out.Recut = a.cfg.Archive, a.cfg.Pin, a.recut.Load()
 	}
+	marks, err := g.index.recutMarks(1 << 20)
+	if err != nil {
+		return nil, err
+	}
+	out.PendingRecut = len(marks)
 	st, err := g.ledger.View()
 	if err != nil {
 		return nil, err

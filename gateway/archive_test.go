@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -15,14 +16,17 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/datalog"
 	"github.com/thingnet/thingnet/internal/testutil"
+	"github.com/thingnet/thingnet/proof"
+	"github.com/thingnet/thingnet/record"
 )
 
 // memSegments is a SegmentStore in memory, content-addressed by SHA-256,
 // that a test can make lose or alter a segment. (The devnet test archives
 // through the real file service.)
 type memSegments struct {
-	mu    sync.Mutex
-	files map[string][]byte
+	mu       sync.Mutex
+	files    map[string][]byte
+	unpinned []string
 }
 
 func (m *memSegments) Publish(_ context.Context, b []byte) (string, error) {
@@ -47,8 +51,13 @@ func (m *memSegments) Fetch(_ context.Context, c string, max uint64) ([]byte, er
 	return bytes.Clone(b), nil
 }
 
-func (m *memSegments) Pin(context.Context, string) error   { return nil }
-func (m *memSegments) Unpin(context.Context, string) error { return nil }
+func (m *memSegments) Pin(context.Context, string) error { return nil }
+func (m *memSegments) Unpin(_ context.Context, c string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.unpinned = append(m.unpinned, c)
+	return nil
+}
 
 func (m *memSegments) set(c string, b []byte) {
 	m.mu.Lock()
@@ -154,4 +163,107 @@ func (tn *testNet) forgetSegments() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.cache = nil
+}
+
+// TestRecutAfterErasure: an entry erased after its segment was archived
+// leaves that segment too: the gateway cuts the range again with the
+// entry as its leaf hash only, records the re-cut (the old CID among the
+// replaced), and the old copy is dropped from its store; the readings
+// kept still verify through the new segment, the erased one answers
+// erased, and a restarted gateway has nothing left to re-cut.
+func TestRecutAfterErasure(t *testing.T) {
+	tn := startTestNet(t)
+	ctx := testutil.Context(t, 2*time.Minute)
+	base := time.UnixMilli(1_700_000_000_000)
+	at := func(s int) time.Time { return base.Add(time.Duration(s) * time.Second) }
+	var values [][]byte
+	for k := range 6 {
+		r, v := secret(uint64(k+1), at(k+1))
+		tn.sendSigned(t, r)
+		values = append(values, v)
+	}
+	tn.proof(t, 5) // all six anchored
+	store := &memSegments{files: map[string][]byte{}}
+	start := func() {
+		t.Helper()
+		if err := tn.gw.StartArchive(ArchiveConfig{Archive: true, SegmentEntries: 4, MinPins: NoPins, Interval: 50 * time.Millisecond}, store); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start()
+	testutil.WaitFor(t, ctx, "the first segment archived", func() bool { r, _ := tn.gw.data.LastArchived(); return r.End() == 4 })
+	st, _ := tn.gw.ledger.View()
+	first, err := st.LogArchiveCovering(tn.gw.id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holds := func(cid string, v []byte) bool {
+		t.Helper()
+		b, err := store.Fetch(ctx, cid, 1<<30)
+		if err != nil {
+			t.Fatalf("segment %s: %v", cid, err)
+		}
+		plain, err := openSegment(tn.gwKey, first, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bytes.Contains(plain, v)
+	}
+	if !holds(first.CID, values[1]) {
+		t.Fatal("the first cut does not hold reading 2's value: the search sees nothing")
+	}
+
+	// Erase reading 2 (entry 1), archived already.
+	if _, err := tn.client.Send(ctx, tn.admin, "", &record.DataErase{Org: "acme", Device: tn.sensor.ID(), From: at(2).UnixMilli(), To: at(3).UnixMilli(), Reason: "subject's request"}, true); err != nil {
+		t.Fatalf("data.erase: %v", err)
+	}
+	var rec *record.LogArchive
+	testutil.WaitFor(t, ctx, "the segment re-cut", func() bool {
+		st, err := tn.gw.ledger.View()
+		if err != nil {
+			return false
+		}
+		rec, err = st.LogArchiveCovering(tn.gw.id, 0)
+		return err == nil && rec.CID != first.CID
+	})
+	if len(rec.Replaced) != 1 || rec.Replaced[0] != first.CID || rec.First != 0 || rec.Count != 4 {
+		t.Fatalf("re-cut record %+v; want range 0..3 replacing %s", rec, first.CID)
+	}
+	if holds(rec.CID, values[1]) {
+		t.Fatal("the re-cut segment still holds the erased value")
+	}
+	testutil.WaitFor(t, ctx, "the gateway to drop its pin of the replaced segment", func() bool {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		return slices.Contains(store.unpinned, first.CID)
+	})
+	for _, k := range []int{0, 2, 3} {
+		if !holds(rec.CID, values[k]) {
+			t.Fatalf("the re-cut segment lost reading %d, which was not erased", k+1)
+		}
+	}
+	tn.forgetSegments()
+	for _, i := range []uint64{0, 2, 3} {
+		if _, err := tn.client.VerifyReading(ctx, "gw-test", tn.proof(t, i)); err != nil {
+			t.Fatalf("VerifyReading(%d) through the re-cut segment = %v", i, err)
+		}
+	}
+	if p := tn.proof(t, 1); p.Withheld == nil || p.Withheld.Code != proof.CodeErased || p.Envelope != nil {
+		t.Fatalf("erased entry 1 answers %+v; want withheld, erased", p.Withheld)
+	}
+	testutil.WaitFor(t, ctx, "the marks cleared", func() bool {
+		s, err := tn.gw.ArchiveStatus()
+		return err == nil && s.Recut == 1 && s.PendingRecut == 0
+	})
+
+	// A restart: nothing left to re-cut, the record unchanged.
+	tn.gw.Close()
+	tn.startGateway(t)
+	start()
+	if s, err := tn.gw.ArchiveStatus(); err != nil || s.PendingRecut != 0 {
+		t.Fatalf("after restart, ArchiveStatus = %+v, %v; want nothing pending", s, err)
+	}
+	if p := tn.proof(t, 1); p.Withheld == nil || p.Withheld.Code != proof.CodeErased {
+		t.Fatalf("after restart, erased entry 1 answers %+v", p.Withheld)
+	}
 }

@@ -307,6 +307,12 @@ func (g *Gateway) erase(idx []uint64, want func(*reading.Envelope) bool, tomb fu
 	}
 	n := 0
 	if len(tombs) > 0 {
+		// Marked first: a crash after the erasure still re-cuts (recut.go).
+		if m := g.recutBelow(tombs); len(m) > 0 {
+			if err := g.index.markRecut(m); err != nil {
+				return 0, err
+			}
+		}
 		var err error
 		if n, err = g.data.Erase(tombs); err != nil {
 			return n, err

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/ipfs/go-cid"
@@ -51,5 +52,8 @@ func (s segmentStore) Unpin(ctx context.Context, c string) error {
 	if err != nil {
 		return fmt.Errorf("segment cid %q: %w", c, err)
 	}
-	return s.fs.Unpin(ctx, root)
+	if err := s.fs.Unpin(ctx, root); err != nil && !errors.Is(err, files.ErrNotPinned) {
+		return err
+	}
+	return nil
 }

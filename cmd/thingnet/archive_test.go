@@ -21,6 +21,7 @@ import (
 	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/node"
+	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -164,6 +165,36 @@ func TestReadingsVerifyAfterArchiving(t *testing.T) {
 	if err != nil || bytes.Contains(raw, p.Envelope) || bytes.Contains(raw, []byte("temperature/celsius")) {
 		t.Errorf("GET /v1/content/%s = %d bytes, %v; want the segment, sealed", rec.CID, len(raw), err)
 	}
+
+	// An erasure after archiving: the gateway re-cuts the segment without
+	// the erased values, node 1 pins the new one and drops its pin of the
+	// old (the ledger lists no pin of it any more); the erased reading
+	// answers erased, through the new segment's range.
+	run("data", "erase", "--key", "demo-admin", "--org", "demo", "--device", "old", "--from", "0",
+		"--to", time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "--reason", "subject's request")
+	var recut *record.LogArchive
+	testutil.WaitFor(t, ctx, "the segment re-cut and the old one unpinned on node 1", func() bool {
+		view, err := net.Node(1).App().View(0)
+		if err != nil {
+			return false
+		}
+		recut, err = view.LogArchiveCovering(gwKeys[0].ID(), 1)
+		if err != nil || recut.CID == rec.CID {
+			return false
+		}
+		oldPins, err1 := view.FilePins(rec.CID)
+		newPins, err2 := view.FilePins(recut.CID)
+		return err1 == nil && err2 == nil && len(oldPins) == 0 && len(newPins) > 0
+	})
+	if len(recut.Replaced) != 1 || recut.Replaced[0] != rec.CID {
+		t.Errorf("re-cut record %+v; want it to replace %s", recut, rec.CID)
+	}
+	if p, err := c0.Reading(ctx, 1); err != nil || p.Withheld == nil || p.Withheld.Code != proof.CodeErased || p.Envelope != nil {
+		t.Errorf("GET erased archived reading 1 = %+v, %v; want withheld, erased", p, err)
+	}
+	testutil.WaitFor(t, ctx, "archive status to count the re-cut", func() bool {
+		return strings.Contains(run("archive", "status"), "1 segments re-cut after erasures")
+	})
 
 	// verify store: node 0 stopped, its segment fetched from node 1.
 	if err := net.StopNode(0); err != nil {

@@ -23,7 +23,10 @@ func archiveCmd(g *globals) *cobra.Command {
 			return g.print(cmd.OutOrStdout(), st, func(w io.Writer) {
 				fmt.Fprintf(w, "gateway:     %s\narchiving:   %v (pinning others' segments: %v)\n", st.Gateway, st.Archiving, st.Pinning)
 				fmt.Fprintf(w, "archived:    entries below %d dropped here; the ledger records segments up to %d\n", st.Archived, st.Recorded)
-				fmt.Fprintf(w, "since start: %d entries dropped, %d reads found a segment unavailable\n", st.Dropped, st.Missing)
+				fmt.Fprintf(w, "since start: %d entries dropped, %d reads found a segment unavailable, %d segments re-cut after erasures\n", st.Dropped, st.Missing, st.Recut)
+				if st.PendingRecut > 0 {
+					fmt.Fprintf(w, "re-cut:      %d erased entries wait to be taken out of their segments\n", st.PendingRecut)
+				}
 			})
 		},
 	})
