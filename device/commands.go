@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/thingnet/thingnet/internal/atomicfile"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -75,7 +76,7 @@ func (d *Device) AckCommand(id uint64) error {
 		return nil
 	}
 	if d.cfg.stateDir != "" {
-		if err := writeAtomic(filepath.Join(d.cfg.stateDir, CommandsFile), binary.BigEndian.AppendUint64(nil, id)); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(d.cfg.stateDir, CommandsFile), binary.BigEndian.AppendUint64(nil, id)); err != nil {
 			return fmt.Errorf("device: saving the last command: %w", err)
 		}
 	}

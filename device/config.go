@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/client"
+	"github.com/thingnet/thingnet/internal/atomicfile"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -424,7 +425,7 @@ func (d *Device) saveState(name, what string, v any) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(d.cfg.stateDir, name), b); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(d.cfg.stateDir, name), b); err != nil {
 		return fmt.Errorf("device: saving %s: %w", what, err)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/atomicfile"
 	"github.com/thingnet/thingnet/lightclient"
 	"github.com/thingnet/thingnet/record"
 )
@@ -44,7 +45,7 @@ func LoadOrCreateKey(dir string, alg identity.Algorithm) (k *identity.Key, creat
 	if der, err = identity.MarshalPrivateKey(k); err != nil {
 		return nil, false, err
 	}
-	if err := writeAtomic(path, der); err != nil {
+	if err := atomicfile.WriteFile(path, der); err != nil {
 		return nil, false, fmt.Errorf("device: saving its key: %w", err)
 	}
 	return k, true, nil

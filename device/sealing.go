@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/atomicfile"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -213,7 +214,7 @@ func (d *Device) saveDataKey(c *cachedDataKey) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(p, b)
+	return atomicfile.WriteFile(p, b)
 }
 
 // seal seals the values of rs (sequence numbers assigned) to the cached

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/thingnet/thingnet/internal/atomicfile"
 )
 
 const seqFile = "seq"
@@ -58,7 +60,7 @@ func (s *seqStore) take(n int) (uint64, error) {
 	end := first + uint64(n)
 	if end > s.reserved {
 		r := end + s.block
-		if err := writeAtomic(s.path, binary.BigEndian.AppendUint64(nil, r)); err != nil {
+		if err := atomicfile.WriteFile(s.path, binary.BigEndian.AppendUint64(nil, r)); err != nil {
 			return 0, fmt.Errorf("device: saving the sequence number: %w", err)
 		}
 		s.reserved = r
@@ -72,41 +74,6 @@ func (s *seqStore) peek() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.next
-}
-
-// writeAtomic replaces path with b: a temporary file in the same
-// directory, synced, renamed over path, and the directory synced, so a
-// power cut leaves the old file or the new one, never a mix.
-func writeAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		err = d.Sync()
-		d.Close()
-		return err
-	}
-	return nil
 }
 
 // NextSeq is the sequence number the next reading without one will get.

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/thingnet/thingnet/internal/atomicfile"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -152,7 +153,7 @@ func (s *SlotInstaller) save() error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(s.dir, SlotStateFile), b); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(s.dir, SlotStateFile), b); err != nil {
 		return fmt.Errorf("device: firmware slots: saving the state: %w", err)
 	}
 	return nil

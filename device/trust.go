@@ -11,6 +11,7 @@ import (
 
 	"github.com/cometbft/cometbft/types"
 
+	"github.com/thingnet/thingnet/internal/atomicfile"
 	"github.com/thingnet/thingnet/lightclient"
 	"github.com/thingnet/thingnet/record"
 )
@@ -87,7 +88,7 @@ func (d *Device) saveTrusted() error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(p, b); err != nil {
+	if err := atomicfile.WriteFile(p, b); err != nil {
 		return fmt.Errorf("device: saving the trusted state: %w", err)
 	}
 	d.saved = st.Header.Height

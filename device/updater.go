@@ -12,6 +12,7 @@ import (
 
 	"github.com/thingnet/thingnet/files/firmware"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/atomicfile"
 )
 
 // DefaultUpdateAttempts is how many times a FirmwareUpdater tries a
@@ -314,7 +315,7 @@ func (u *FirmwareUpdater) save(d *Device) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(p, b)
+	return atomicfile.WriteFile(p, b)
 }
 
 // FirmwareSlotsDir is where OpenSlots keeps a device's slots by default:

@@ -1,6 +1,7 @@
 // Package atomicfile writes a file so that a crash leaves either its old
 // contents or its new ones: a temporary file in the same directory,
-// fsync, rename.
+// fsync, rename, fsync of the directory. It uses only os: the device side
+// (32-bit ARM and MIPS builds) uses it too.
 package atomicfile
 
 import (
@@ -9,12 +10,15 @@ import (
 	"path/filepath"
 )
 
-// WriteFile writes b to path durably, creating its directory (0700).
+// WriteFile replaces path with b durably, creating its directory (0700):
+// a power cut leaves the old file or the new one, never a mix, and the new
+// one's name is synced with its directory.
 func WriteFile(path string, b []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-")
+	f, err := os.CreateTemp(dir, ".tmp-")
 	if err != nil {
 		return err
 	}
@@ -31,6 +35,13 @@ func WriteFile(path string, b []byte) error {
 	if err != nil {
 		os.Remove(f.Name())
 		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return fmt.Errorf("syncing the directory of %s: %w", path, err)
+		}
 	}
 	return nil
 }
