@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net/http"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -17,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/thingnet/thingnet/export/webhook"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/atomicfile"
 )
 
 // Delivery is the body of a webhook POST.
@@ -83,6 +88,9 @@ type worker struct {
 	hook   *webhook.Deliverer // nil without a webhook
 	cancel context.CancelFunc
 	done   chan struct{}
+	// unfinished is the firing whose actions run (the worker's goroutine
+	// only; read once done is closed).
+	unfinished *Firing
 }
 
 // NewDispatcher starts a dispatcher; Close stops its workers.
@@ -158,6 +166,23 @@ func (d *Dispatcher) start(r Rule) *worker {
 		}
 		w.hook = hook
 	}
+	pending, err := d.loadPending(r.Name)
+	if err != nil {
+		d.cfg.Logger.Warn("rule actions saved at the last stop not restored", "rule", r.Name, "err", err)
+	}
+	for k, f := range pending {
+		select {
+		case w.q <- f:
+			continue
+		default:
+		}
+		d.dropped.Add(uint64(len(pending) - k))
+		d.cfg.Logger.Warn("rule actions saved at the last stop dropped: the rule's queue is full", "rule", r.Name, "firings", len(pending)-k)
+		break
+	}
+	if len(pending) > 0 {
+		d.cfg.Logger.Info("rule actions saved at the last stop queued again", "rule", r.Name, "firings", len(pending))
+	}
 	go d.run(ctx, w)
 	return w
 }
@@ -232,8 +257,11 @@ func (d *Dispatcher) History(device string) []Firing {
 	return out
 }
 
-// Close stops the workers; queued actions not yet carried out are
-// abandoned. It is idempotent.
+// Close stops the workers. The firings whose actions were not carried
+// out yet — queued, or cut short by the stop — are saved in each rule's
+// state directory (PendingFile) and carried out first by the next
+// dispatcher with that StateDir: a restart loses none. (A crash loses
+// what was queued.) It is idempotent.
 func (d *Dispatcher) Close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -241,7 +269,72 @@ func (d *Dispatcher) Close() {
 	for name, w := range d.workers {
 		w.stop()
 		delete(d.workers, name)
+		var pending []Firing
+		if w.unfinished != nil {
+			pending = append(pending, *w.unfinished)
+		}
+	drain:
+		for {
+			select {
+			case f := <-w.q:
+				pending = append(pending, f)
+			default:
+				break drain
+			}
+		}
+		if err := d.savePending(name, pending); err != nil {
+			d.cfg.Logger.Warn("rule actions not saved at stop: they are lost", "rule", name, "firings", len(pending), "err", err)
+		}
 	}
+}
+
+// PendingFile holds, in a rule's state directory, the firings whose
+// actions a stopped dispatcher had not carried out (JSON, oldest first).
+const PendingFile = "pending.json"
+
+// savePending saves rule's pending firings (removes the file if none).
+func (d *Dispatcher) savePending(rule string, firings []Firing) error {
+	dir := d.stateDir(rule)
+	if dir == "" {
+		if len(firings) > 0 {
+			return errors.New("the dispatcher has no state directory")
+		}
+		return nil
+	}
+	path := filepath.Join(dir, PendingFile)
+	if len(firings) == 0 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	b, err := json.Marshal(firings)
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, b)
+}
+
+// loadPending returns rule's pending firings saved at the last stop, and
+// removes them: they are queued again, and saved again at the next stop.
+func (d *Dispatcher) loadPending(rule string) ([]Firing, error) {
+	dir := d.stateDir(rule)
+	if dir == "" {
+		return nil, nil
+	}
+	path := filepath.Join(dir, PendingFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Firing
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return out, os.Remove(path)
 }
 
 func (d *Dispatcher) run(ctx context.Context, w *worker) {
@@ -251,6 +344,7 @@ func (d *Dispatcher) run(ctx context.Context, w *worker) {
 		case <-ctx.Done():
 			return
 		case f := <-w.q:
+			w.unfinished = &f
 			if w.rule.Action.Alert {
 				d.alert(ctx, f)
 			}
@@ -263,6 +357,10 @@ func (d *Dispatcher) run(ctx context.Context, w *worker) {
 			if w.rule.Action.Webhook != "" {
 				d.deliver(ctx, w, f)
 			}
+			if ctx.Err() != nil {
+				return // cut short by Close: f stays unfinished, saved again
+			}
+			w.unfinished = nil
 		}
 	}
 }

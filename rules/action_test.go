@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -276,5 +278,76 @@ func TestCommandAction(t *testing.T) {
 		if _, err := bad.Check(DefaultLimits()); err == nil {
 			t.Errorf("rule %+v accepted", bad.Action.Command)
 		}
+	}
+}
+
+// TestPendingActionsSurviveAStop: the firings a dispatcher had queued, and
+// the one whose webhook delivery a stop cut short, are saved at Close and
+// delivered, in order, by the next dispatcher with the same state
+// directory; nothing is left saved after.
+func TestPendingActionsSurviveAStop(t *testing.T) {
+	key, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	started := make(chan struct{}, 16)
+	var mu sync.Mutex
+	var got []uint64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var dl Delivery
+		if err := json.NewDecoder(r.Body).Decode(&dl); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return // cut short: not delivered
+		}
+		mu.Lock()
+		got = append(got, dl.Seq)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	rule := Rule{Name: "hot", Org: "acme", When: "true", Action: Action{Webhook: srv.URL, Timeout: Duration{Duration: time.Minute}}}
+	cfg := DispatcherConfig{Rules: []Rule{rule}, Key: key, StateDir: dir}
+	d := NewDispatcher(cfg)
+	for seq := uint64(1); seq <= 3; seq++ {
+		d.Fire(Firing{Rule: "hot", Org: "acme", Device: "dev", Seq: seq})
+	}
+	<-started // the first delivery is in flight, two are queued
+	d.Close()
+	var saved []Firing
+	b, err := os.ReadFile(filepath.Join(WebhookDir(dir, "hot"), PendingFile))
+	if err != nil || json.Unmarshal(b, &saved) != nil || len(saved) != 3 || saved[0].Seq != 1 || saved[2].Seq != 3 {
+		t.Fatalf("saved at stop: %s, %v; want firings 1, 2, 3", b, err)
+	}
+
+	close(release)
+	d = NewDispatcher(cfg)
+	defer d.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a restart, %d of the 3 saved firings delivered", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(got) != "[1 2 3]" {
+		t.Fatalf("delivered %v; want [1 2 3], in order, once each", got)
+	}
+	if _, err := os.Stat(filepath.Join(WebhookDir(dir, "hot"), PendingFile)); !os.IsNotExist(err) {
+		t.Fatalf("the saved firings are still there after they were queued again: %v", err)
 	}
 }
