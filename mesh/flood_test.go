@@ -3,7 +3,6 @@ package mesh
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,15 +23,18 @@ import (
 
 // TestMeshFloodRedial is TestMeshFlood's scenario (test/e2e) inside one
 // process, with the attacker it left out: three devices deposit for a
-// sleeping device into a gateway's fsynced mailbox while a granted device
-// floods the same mailbox until it is banned, then keeps redialling the
-// gateway from the legitimate devices' address (~80 dials a second, as
-// measured in docs/security.md). The legitimate deposits' p99 under attack
-// stays within 2x of the baseline's (or of the disk's fsync p99 meanwhile,
-// or of 20 ms, as TestMeshFlood), and every acknowledged deposit reaches
-// the device.
+// sleeping device into a gateway's mailbox while a granted device floods
+// the same mailbox until it is banned, then keeps redialling the gateway
+// from the legitimate devices' address (~80 dials a second, as measured in
+// docs/security.md). The legitimate deposits' p99 under attack stays
+// within 2x of the baseline's (or of 20 ms, as TestMeshFlood), and every
+// acknowledged deposit reaches the device. The mailbox's disk is Pebble's
+// in-memory one with every fsync taking floodFsync: a disk of known speed,
+// where the machine's shared disk adds its own stalls (up to 100-300 ms
+// here, under other work) that no attacker caused.
 func TestMeshFloodRedial(t *testing.T) {
-	s := newMailboxSetup(t, MailboxConfig{})
+	const floodFsync = 5 * time.Millisecond
+	s := newMailboxSetup(t, MailboxConfig{fs: newSlowDisk(floodFsync)})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	l := s.l
@@ -96,43 +98,6 @@ func TestMeshFloodRedial(t *testing.T) {
 			}
 		}()
 	}
-	// The disk's own tail: a deposit is acknowledged once its batch is
-	// fsynced, and this disk is shared with other work, so a 4 KiB write
-	// is fsynced beside the mailbox every 50 ms, by phase.
-	fsyncs := map[string][]time.Duration{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		f, err := os.CreateTemp(s.gDir, "fsync-")
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer f.Close()
-		buf := make([]byte, 4096)
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-lctx.Done():
-				return
-			case <-tick.C:
-			}
-			t0 := time.Now()
-			_, err := f.Write(buf)
-			if err == nil {
-				err = f.Sync()
-			}
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			d := time.Since(t0)
-			mu.Lock()
-			fsyncs[phase] = append(fsyncs[phase], d)
-			mu.Unlock()
-		}
-	}()
 	// B reads its mail every second, as a reader beside the deposits.
 	var pullErrs atomic.Int64
 	wg.Add(1)
@@ -250,13 +215,9 @@ func TestMeshFloodRedial(t *testing.T) {
 	if lost > 0 {
 		t.Errorf("%d of %d acknowledged deposits lost", lost, len(acked))
 	}
-	// As TestMeshFlood: within 2x of the baseline, of the disk's fsync p99
-	// meanwhile, or of 20 ms, the highest.
-	fs := append(fsyncs["flood"], fsyncs["redial"]...)
-	t.Logf("fsync of 4 KiB beside the mailbox: baseline p50 %v p99 %v; attack p50 %v p99 %v",
-		quantile(fsyncs["baseline"], 0.5), quantile(fsyncs["baseline"], 0.99), quantile(fs, 0.5), quantile(fs, 0.99))
-	if p99 := quantile(att, 0.99); p99 > 2*max(quantile(base, 0.99), quantile(fs, 0.99), 20*time.Millisecond) {
-		t.Errorf("legit p99 under attack %v is more than 2x the baseline's %v (fsync p99 %v)", p99, quantile(base, 0.99), quantile(fs, 0.99))
+	// As TestMeshFlood: within 2x of the baseline, or of 20 ms.
+	if p99 := quantile(att, 0.99); p99 > 2*max(quantile(base, 0.99), 20*time.Millisecond) {
+		t.Errorf("legit p99 under attack %v is more than 2x the baseline's %v", p99, quantile(base, 0.99))
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/thingnet/thingnet/identity"
@@ -38,6 +39,8 @@ type MailboxConfig struct {
 	// budget in a day; default 5.
 	SenderWakesPerDay int
 	NoSync            bool // tests only
+
+	fs vfs.FS // tests: the store's file system (a slow disk); default the OS's
 }
 
 // Why a wake-up was not sent.
@@ -118,7 +121,8 @@ func openMailbox(c MailboxConfig, n *Node) (*Mailbox, error) {
 	if c.SenderWakesPerDay <= 0 {
 		c.SenderWakesPerDay = 5
 	}
-	db, err := pebble.Open(filepath.Clean(c.Dir), &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebblelog.New(n.log.With("component", "mailbox"), "mesh: mailbox")})
+	db, err := pebble.Open(filepath.Clean(c.Dir), &pebble.Options{FormatMajorVersion: pebble.FormatNewest, FS: c.fs,
+		Logger: pebblelog.New(n.log.With("component", "mailbox"), "mesh: mailbox")})
 	if err != nil {
 		return nil, fmt.Errorf("mesh: opening mailbox store %s: %w", c.Dir, err)
 	}
