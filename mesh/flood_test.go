@@ -83,7 +83,7 @@ func TestMeshFloodRedial(t *testing.T) {
 					e, _ := message.Decode(env)
 					acked[e.Hash] = true
 					lat[phase] = append(lat[phase], d)
-					if d > 100*time.Millisecond && len(slow) < 20 {
+					if d > 50*time.Millisecond && len(slow) < 30 {
 						slow = append(slow, fmt.Sprintf("dev%d %v at %s+%v", i, d.Round(time.Millisecond), phase, t0.Sub(phaseStart).Round(10*time.Millisecond)))
 					}
 				} else if lctx.Err() == nil {
@@ -98,8 +98,26 @@ func TestMeshFloodRedial(t *testing.T) {
 			}
 		}()
 	}
+	// The machine's own stalls: this machine is shared, and when others
+	// keep its cores busy the whole process waits for one, devices,
+	// gateway and B at once. A goroutine that takes no lock and touches no
+	// disk sleeps 5 ms at a time and records how late it wakes, by phase.
+	late := map[string][]time.Duration{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for lctx.Err() == nil {
+			t0 := time.Now()
+			time.Sleep(5 * time.Millisecond)
+			d := time.Since(t0) - 5*time.Millisecond
+			mu.Lock()
+			late[phase] = append(late[phase], d)
+			mu.Unlock()
+		}
+	}()
 	// B reads its mail every second, as a reader beside the deposits.
 	var pullErrs atomic.Int64
+	var pulls []string
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -112,9 +130,14 @@ func TestMeshFloodRedial(t *testing.T) {
 			case <-tick.C:
 			}
 			pctx, pcancel := context.WithTimeout(lctx, 10*time.Second)
-			if _, err := b.Pull(pctx, s.gKey.ID()); err != nil && lctx.Err() == nil {
+			t0 := time.Now()
+			n, err := b.Pull(pctx, s.gKey.ID())
+			if err != nil && lctx.Err() == nil {
 				pullErrs.Add(1)
 			}
+			mu.Lock()
+			pulls = append(pulls, fmt.Sprintf("%s+%v:%d/%v", phase, t0.Sub(phaseStart).Round(10*time.Millisecond), n, time.Since(t0).Round(time.Millisecond)))
+			mu.Unlock()
 			pcancel()
 		}
 	}()
@@ -208,16 +231,25 @@ func TestMeshFloodRedial(t *testing.T) {
 	for _, p := range []string{"baseline", "flood", "redial"} {
 		t.Logf("legit deposits, %s: %d, p50 %v p99 %v max %v", p, len(lat[p]), quantile(lat[p], 0.5), quantile(lat[p], 0.99), quantile(lat[p], 1))
 	}
-	t.Logf("rogue: %d sent, %d stored, %d refused, banned %v after the attack began; then %d redials in %v (%d refused at accept, %d after the handshake); deposits over 100 ms: %v",
+	t.Logf("rogue: %d sent, %d stored, %d refused, banned %v after the attack began; then %d redials in %v (%d refused at accept, %d after the handshake); deposits over 50 ms: %v",
 		rogueSent.Load(), rogueStored.Load(), rogueRefused.Load(), banned.Round(time.Millisecond), dials, (attackFor - banned).Round(time.Millisecond),
 		s.g.gater.acceptsRefused.Load(), s.g.gater.handshakesRefused.Load(), slow)
+	t.Logf("pulls: %v", pulls)
 	t.Logf("gateway: dropped %d, pulled %d; acked %d, lost %d, not acknowledged %d, pull errors %d", st.MailboxDropped, st.MailboxPulled, len(acked), lost, fails, pullErrs.Load())
 	if lost > 0 {
 		t.Errorf("%d of %d acknowledged deposits lost", lost, len(acked))
 	}
-	// As TestMeshFlood: within 2x of the baseline, or of 20 ms.
-	if p99 := quantile(att, 0.99); p99 > 2*max(quantile(base, 0.99), 20*time.Millisecond) {
-		t.Errorf("legit p99 under attack %v is more than 2x the baseline's %v", p99, quantile(base, 0.99))
+	for _, p := range []string{"baseline", "flood", "redial"} {
+		t.Logf("the process's own stalls (a 5 ms sleep's lateness), %s: p50 %v p99 %v max %v", p, quantile(late[p], 0.5), quantile(late[p], 0.99), quantile(late[p], 1))
+	}
+	// As TestMeshFlood: within 2x of the baseline, of 20 ms, or of the
+	// longest stall the machine put the whole process in meanwhile (where
+	// TestMeshFlood takes its disk's fsync p99: here the disk is fixed and
+	// the cores are shared). Such a stall holds up the three devices at
+	// once, so two of them make the p99 of the attack's ~330 deposits.
+	stalls := quantile(append(late["flood"], late["redial"]...), 1)
+	if p99 := quantile(att, 0.99); p99 > 2*max(quantile(base, 0.99), stalls, 20*time.Millisecond) {
+		t.Errorf("legit p99 under attack %v is more than 2x the baseline's %v (the process's longest stall meanwhile: %v)", p99, quantile(base, 0.99), stalls)
 	}
 }
 
