@@ -169,7 +169,12 @@ func (m *Mailbox) totals() (uint64, uint64) {
 // until b is durable (fsynced, unless NoSync) and closes b: call it after
 // releasing m.mu, so that one fsync holds up only the writers waiting for
 // it, and Pebble syncs the batches applied meanwhile together. If apply
-// fails, b was not applied and wait only closes it.
+// fails, b was not applied and wait only closes it. If the fsync fails,
+// b's writers get the error and acknowledge nothing, though b stays
+// visible and may be kept: a deposit then may reach its device without
+// having been acknowledged (at least once), never the other way round.
+// (ApplyNoSyncWait is marked experimental by Pebble; CockroachDB commits
+// this way.)
 func (m *Mailbox) apply(b *pebble.Batch) (wait func() error, err error) {
 	closeOnly := func() error { return b.Close() }
 	if m.cfg.NoSync {
