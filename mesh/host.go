@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	lcrypto "github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -62,6 +63,12 @@ type Config struct {
 	// minute is disconnected and refused for BanFor. Default 100.
 	MaxRefusals int
 	BanFor      time.Duration // default 10 minutes
+	// RegisteredOnly refuses connections, right after their security
+	// handshake, from keys that are not the current key of an active
+	// registered device (as the relay's ACL does). Leave it off where the
+	// host serves others too: a gateway's files are fetched by stock IPFS
+	// nodes, and a DHT server answers any peer.
+	RegisteredOnly bool
 	// OnBan, if set, is called (on its own goroutine) with the device id
 	// of a banned peer that is a registered device: the gateway reports it
 	// for quarantine (gateway.ReportOffender). Peers of unknown keys are
@@ -170,7 +177,7 @@ func New(c Config) (*Node, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
 		cfg: c, id: c.ID, log: c.Logger, auth: c.Authority,
-		gater:     newGater(c.MaxRefusals, c.BanFor),
+		gater:     newGater(c.MaxRefusals, c.BanFor, c.Clock),
 		peerLimit: ratelimit.New(c.PeerLimits, 100_000, c.Clock),
 		replay:    message.NewReplayGuard(c.Replay),
 		topics:    map[string]*topicState{},
@@ -178,6 +185,9 @@ func New(c Config) (*Node, error) {
 
 		peerDevices: map[peer.ID]string{},
 		ctx:         ctx, cancel: cancel,
+	}
+	if c.RegisteredOnly {
+		n.gater.admit = n.registeredKey
 	}
 	opts := []libp2p.Option{
 		libp2p.Identity(priv),
@@ -432,5 +442,16 @@ func (a relayACL) AllowConnect(src peer.ID, _ ma.Multiaddr, _ peer.ID) bool {
 // (see peerDevice).
 func (n *Node) registeredPeer(p peer.ID) bool {
 	d, err := n.peerDevice(p)
+	return err == nil && d.Active
+}
+
+// registeredKey is registeredPeer for a peer whose key is known from its
+// handshake but not yet in the peerstore (the connection gater's view).
+func (n *Node) registeredKey(p peer.ID, lk lcrypto.PubKey) bool {
+	pub, err := ledgerKey(lk)
+	if err != nil {
+		return false
+	}
+	d, err := n.keyDevice(p, pub)
 	return err == nil && d.Active
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/thingnet/thingnet/identity"
@@ -38,6 +39,8 @@ type MailboxConfig struct {
 	// budget in a day; default 5.
 	SenderWakesPerDay int
 	NoSync            bool // tests only
+
+	fs vfs.FS // tests: the store's file system (a slow disk); default the OS's
 }
 
 // Why a wake-up was not sent.
@@ -118,7 +121,8 @@ func openMailbox(c MailboxConfig, n *Node) (*Mailbox, error) {
 	if c.SenderWakesPerDay <= 0 {
 		c.SenderWakesPerDay = 5
 	}
-	db, err := pebble.Open(filepath.Clean(c.Dir), &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebblelog.New(n.log.With("component", "mailbox"), "mesh: mailbox")})
+	db, err := pebble.Open(filepath.Clean(c.Dir), &pebble.Options{FormatMajorVersion: pebble.FormatNewest, FS: c.fs,
+		Logger: pebblelog.New(n.log.With("component", "mailbox"), "mesh: mailbox")})
 	if err != nil {
 		return nil, fmt.Errorf("mesh: opening mailbox store %s: %w", c.Dir, err)
 	}
@@ -160,11 +164,30 @@ func (m *Mailbox) totals() (uint64, uint64) {
 	return m.depth, m.bytes
 }
 
-func (m *Mailbox) syncOpt() *pebble.WriteOptions {
+// apply applies b to the store, to be called under m.mu: b is visible
+// to readers at once, in the order m.mu gives. The returned wait blocks
+// until b is durable (fsynced, unless NoSync) and closes b: call it after
+// releasing m.mu, so that one fsync holds up only the writers waiting for
+// it, and Pebble syncs the batches applied meanwhile together. If apply
+// fails, b was not applied and wait only closes it. If the fsync fails,
+// b's writers get the error and acknowledge nothing, though b stays
+// visible and may be kept: a deposit then may reach its device without
+// having been acknowledged (at least once), never the other way round.
+// (ApplyNoSyncWait is marked experimental by Pebble; CockroachDB commits
+// this way.)
+func (m *Mailbox) apply(b *pebble.Batch) (wait func() error, err error) {
+	closeOnly := func() error { return b.Close() }
 	if m.cfg.NoSync {
-		return pebble.NoSync
+		return closeOnly, b.Commit(pebble.NoSync)
 	}
-	return pebble.Sync
+	if err := m.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		return closeOnly, err
+	}
+	return func() error {
+		err := b.SyncWait()
+		b.Close()
+		return err
+	}, nil
 }
 
 func msgKey(device string, seq uint64) []byte {
@@ -337,10 +360,34 @@ func (m *Mailbox) store(msgs []checked) (int, map[string]uint64, []error) {
 	if len(msgs) == 0 {
 		return 0, nil, errs
 	}
+	b := m.db.NewIndexedBatch()
+	stored, wakes, synced, err := m.stage(b, msgs, errs)
+	// The batch was applied (visible to readers, in order) under m.mu; its
+	// fsync is waited for here, after m.mu is released, so other deposits,
+	// pulls and acks go on meanwhile and their fsyncs group in Pebble's
+	// WAL. A message is acknowledged only once its batch is durable.
+	if serr := synced(); err == nil {
+		err = serr
+	}
+	if err != nil {
+		err = fmt.Errorf("mesh: mailbox store: %w", err)
+		for j := range errs {
+			if errs[j] == nil {
+				errs[j] = err
+			}
+		}
+		return 0, nil, errs
+	}
+	return stored, wakes, errs
+}
+
+// stage checks msgs against the mailbox under m.mu, writes the ones that
+// fit into b and applies b (see apply); errs gets an error per refused
+// message. It returns what store returns, the wait for b's fsync, and an
+// error if b could not be applied (the mailbox is then unchanged).
+func (m *Mailbox) stage(b *pebble.Batch, msgs []checked, errs []error) (int, map[string]uint64, func() error, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	b := m.db.NewIndexedBatch()
-	defer b.Close()
 	boxes := map[string]*boxState{}
 	windows := map[string]message.ReplayWindow{}
 	helds := map[string]heldCount{}   // receiver "\x00" sender
@@ -436,14 +483,9 @@ func (m *Mailbox) store(msgs []checked) (int, map[string]uint64, []error) {
 		_ = b.Set([]byte("c/"+id), v, nil)
 	}
 	setHeld(b, helds)
-	if err := b.Commit(m.syncOpt()); err != nil {
-		err = fmt.Errorf("mesh: mailbox store: %w", err)
-		for j := range errs {
-			if errs[j] == nil {
-				errs[j] = err
-			}
-		}
-		return 0, nil, errs
+	synced, err := m.apply(b)
+	if err != nil {
+		return 0, nil, synced, err
 	}
 	for k, w := range windows {
 		m.windows[k] = &w
@@ -464,7 +506,7 @@ func (m *Mailbox) store(msgs []checked) (int, map[string]uint64, []error) {
 		m.log.Warn("mesh: mailbox full, oldest message dropped", "device", id,
 			"max_messages", m.cfg.MaxMessages, "max_bytes", m.cfg.MaxBytes)
 	}
-	return stored, wakes, errs
+	return stored, wakes, synced, nil
 }
 
 // allowWake spends one wake-up of the sender's quota and the device's
@@ -712,23 +754,33 @@ func (m *Mailbox) list(device string, max uint64) (*pullBatch, error) {
 	return out, it.Error()
 }
 
-// ack deletes a device's messages up to upto and returns how many remain.
+// ack deletes a device's messages up to upto and returns how many remain,
+// once the deletion is durable (its fsync waited for outside m.mu).
 func (m *Mailbox) ack(device string, upto uint64) (uint64, error) {
+	b := m.db.NewBatch()
+	left, synced, err := m.stageAck(b, device, upto)
+	if serr := synced(); err == nil && serr != nil {
+		err = fmt.Errorf("mesh: mailbox ack: %w", serr)
+	}
+	return left, err
+}
+
+// stageAck writes the deletion of ack into b and applies it under m.mu.
+func (m *Mailbox) stageAck(b *pebble.Batch, device string, upto uint64) (uint64, func() error, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	closeOnly := func() error { return b.Close() }
 	box := m.boxes[device]
 	if box == nil || box.Count == 0 || upto < box.Head {
 		if box == nil {
-			return 0, nil
+			return 0, closeOnly, nil
 		}
-		return box.Count, nil
+		return box.Count, closeOnly, nil
 	}
 	if upto >= box.Next {
 		upto = box.Next - 1
 	}
 	next := *box
-	b := m.db.NewBatch()
-	defer b.Close()
 	helds := map[string]heldCount{}
 	for seq := box.Head; seq <= upto; seq++ {
 		k := msgKey(device, seq)
@@ -752,15 +804,16 @@ func (m *Mailbox) ack(device string, upto uint64) (uint64, error) {
 	v, _ := message.Marshal(&next)
 	_ = b.Set([]byte("c/"+device), v, nil)
 	setHeld(b, helds)
-	if err := b.Commit(m.syncOpt()); err != nil {
-		return box.Count, fmt.Errorf("mesh: mailbox ack: %w", err)
+	synced, err := m.apply(b)
+	if err != nil {
+		return box.Count, synced, fmt.Errorf("mesh: mailbox ack: %w", err)
 	}
 	maps.Copy(m.held, helds)
 	m.n.stats.pulled.Add(box.Count - next.Count)
 	m.depth -= box.Count - next.Count
 	m.bytes -= box.Bytes - next.Bytes
 	*box = next
-	return box.Count, nil
+	return box.Count, synced, nil
 }
 
 // setHeld writes senders' counts into b (none held: the key goes).

@@ -145,6 +145,11 @@ func (n *Node) peerDevice(p peer.ID) (*message.Device, error) {
 	if err != nil {
 		return nil, err
 	}
+	return n.keyDevice(p, pub)
+}
+
+// keyDevice is the device whose current key is pub, peer p's key.
+func (n *Node) keyDevice(p peer.ID, pub identity.PublicKey) (*message.Device, error) {
 	d, err := n.auth.Device(pub.DID())
 	if err != nil {
 		if d, err = n.knownPeerDevice(p); err != nil {
