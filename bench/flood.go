@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	abci "github.com/cometbft/cometbft/abci/types"
@@ -48,6 +49,11 @@ type FloodResult struct {
 	// node's NewBlock event for the block holding it.
 	P50, P99 time.Duration
 
+	// CPU is the CPU time (user + system) this process used from the first
+	// submission until the last commit was seen: every node of a LocalNet and
+	// the flood's own workers. CPUPerTx divides it by Committed.
+	CPU time.Duration
+
 	RejectReason string // the first rejection's reason, if any
 }
 
@@ -83,6 +89,7 @@ func Flood(ctx context.Context, nodes []*chain.Node, c FloodConfig) (FloodResult
 	}
 	defer f.tracker.close()
 
+	cpu0 := processCPU()
 	f.submitAll(ctx)
 	accepted := 0
 	for _, ok := range f.accepted {
@@ -92,6 +99,7 @@ func Flood(ctx context.Context, nodes []*chain.Node, c FloodConfig) (FloodResult
 	}
 	waitErr := f.tracker.wait(ctx, accepted)
 	res := f.result()
+	res.CPU = processCPU() - cpu0
 	if waitErr == nil && res.Submitted < len(c.Txs) {
 		waitErr = fmt.Errorf("bench: submitted %d of %d txs: %w", res.Submitted, len(c.Txs), ctx.Err())
 	}
@@ -283,4 +291,21 @@ func (f *flood) result() FloodResult {
 func percentile(sorted []time.Duration, p int) time.Duration {
 	rank := (p*len(sorted) + 99) / 100 // ceil(p/100 * n)
 	return sorted[max(rank, 1)-1]
+}
+
+// CPUPerTx is the process's CPU time per committed tx (0 if none committed).
+func (r FloodResult) CPUPerTx() time.Duration {
+	if r.Committed == 0 {
+		return 0
+	}
+	return r.CPU / time.Duration(r.Committed)
+}
+
+// processCPU returns the CPU time (user + system) this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
