@@ -48,10 +48,15 @@ type Config struct {
 type App struct {
 	abci.BaseApplication
 
-	log  *slog.Logger
-	cfg  Config
-	db   iavldb.DB
-	tree *iavl.MutableTree // working state; touched only by ABCI calls (serialised by CometBFT)
+	log *slog.Logger
+	cfg Config
+	db  iavldb.DB
+	// tree is the working state: touched only by the consensus connection's
+	// calls (InitChain, FinalizeBlock, Commit; CometBFT serialises them) and
+	// by state sync's, which end before consensus starts. CheckTx, queries
+	// and PreCheckTx run concurrently with those (chain.ConcurrentApp) and
+	// read committed versions only.
+	tree *iavl.MutableTree
 	// reads loads committed versions for readers, with its own node cache:
 	// IAVL's working tree rewrites fields of the persisted nodes it shares
 	// with its committed versions (Node.clone drops child pointers), so
@@ -71,11 +76,15 @@ type App struct {
 
 	mu        sync.RWMutex
 	committed *iavl.ImmutableTree // latest committed version, for readers
-	chainID   string
-	pending   map[string]uint64  // CheckTx: highest nonce per signer in the mempool
-	inPool    map[string]int     // CheckTx: txs in the mempool per charge (governance.go)
-	gov       *record.Governance // the committed state's governance
-	closed    bool
+	saved     struct {            // the working tree's last saved version, for Info
+		height int64
+		hash   []byte
+	}
+	chainID string
+	pending map[string]uint64  // CheckTx: highest nonce per signer in the mempool
+	inPool  map[string]int     // CheckTx: txs in the mempool per charge (governance.go)
+	gov     *record.Governance // the committed state's governance
+	closed  bool
 }
 
 var _ abci.Application = (*App)(nil)
@@ -132,9 +141,11 @@ func (a *App) refreshCommitted() error {
 			return fmt.Errorf("loading state version %d: %w", v, err)
 		}
 	}
+	hash := a.tree.Hash()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.committed = imm
+	a.saved.height, a.saved.hash = v, hash
 	if imm != nil {
 		st := &State{r: imm, Height: v}
 		id, err := st.ChainID()
@@ -175,13 +186,14 @@ func (a *App) Info(context.Context, *abci.RequestInfo) (*abci.ResponseInfo, erro
 		}
 		version = v
 	}
+	height, hash := a.saved.height, a.saved.hash
 	a.mu.RUnlock()
 	return &abci.ResponseInfo{
 		Data:             "thingnet",
 		Version:          "thingnet/1",
 		AppVersion:       version,
-		LastBlockHeight:  a.tree.Version(),
-		LastBlockAppHash: a.tree.Hash(),
+		LastBlockHeight:  height,
+		LastBlockAppHash: hash,
 	}, nil
 }
 
@@ -235,6 +247,37 @@ func (a *App) CheckTx(_ context.Context, req *abci.RequestCheckTx) (*abci.Respon
 		return &abci.ResponseCheckTx{Code: uint32(record.CodeOf(err)), Log: logOf(err), Codespace: record.Codespace}, nil
 	}
 	return &abci.ResponseCheckTx{Code: 0, GasWanted: 1}, nil
+}
+
+// PreCheckTx verifies a new tx's signature ahead of CheckTx
+// (chain.ConcurrentApp): CometBFT calls it from the goroutine submitting the
+// tx, outside the mempool connection's lock, so several txs are verified on
+// several cores at once while CheckTx stays serialised. The result only
+// fills the signature cache, which CheckTx and FinalizeBlock consult; every
+// check is still made by CheckTx, so PreCheckTx changes no answer. The
+// cheap checks come first (chain, expiry, a nonce not used yet) so that a
+// tx CheckTx would refuse for them costs no verification.
+func (a *App) PreCheckTx(raw []byte) {
+	tx, err := a.txs.decode(raw)
+	if err != nil {
+		return
+	}
+	a.mu.RLock()
+	committed, chainID := a.committed, a.chainID
+	a.mu.RUnlock()
+	if committed == nil {
+		return
+	}
+	st := &State{r: committed, Height: committed.Version()}
+	last, err := st.Nonce(tx.Signer)
+	if err != nil || tx.Nonce <= last || tx.ChainID != chainID || tx.Expiry <= st.Height {
+		return
+	}
+	pub, _, err := signerKey(st, tx.Signer, a.keys)
+	if err != nil {
+		return
+	}
+	_ = a.verify(tx, pub) // a bad signature is refused by CheckTx, which tries again
 }
 
 // checkTx checks tx against the last committed state. A recheck (after each
