@@ -65,6 +65,7 @@ type App struct {
 	sigs     *sigCache
 	keys     *identity.DIDCache
 	txs      *txCache
+	signers  *signerMemo                     // CheckTx's reads of the committed version
 	progs    *progCache                      // compiled agreements
 	snap     *snapshots                      // state sync (snapshot.go)
 	retain   *retention                      // block retention (retain.go)
@@ -117,7 +118,7 @@ func NewApp(c Config) (*App, error) {
 		db.Close()
 		return nil, err
 	}
-	a := &App{upgrades: upgrades, halt: make(chan error, 1), log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), progs: newProgCache(1024), pending: map[string]uint64{}, inPool: map[string]int{},
+	a := &App{upgrades: upgrades, halt: make(chan error, 1), log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), signers: newSignerMemo(c.SigCacheSize), progs: newProgCache(1024), pending: map[string]uint64{}, inPool: map[string]int{},
 		snap: snap, retain: &retention{p: c.Retain}}
 	if err := a.refreshCommitted(); err != nil {
 		db.Close()
@@ -269,15 +270,14 @@ func (a *App) PreCheckTx(raw []byte) {
 		return
 	}
 	st := &State{r: committed, Height: committed.Version()}
-	last, err := st.Nonce(tx.Signer)
-	if err != nil || tx.Nonce <= last || tx.ChainID != chainID || tx.Expiry <= st.Height {
+	if tx.ChainID != chainID || tx.Expiry <= st.Height {
 		return
 	}
-	pub, _, err := signerKey(st, tx.Signer, a.keys)
-	if err != nil {
+	r, err := a.signers.get(st, tx.Signer, a.keys)
+	if err != nil || tx.Nonce <= r.nonce || r.keyErr != nil {
 		return
 	}
-	_ = a.verify(tx, pub) // a bad signature is refused by CheckTx, which tries again
+	_ = a.verify(tx, r.pub) // a bad signature is refused by CheckTx, which tries again
 }
 
 // checkTx checks tx against the last committed state. A recheck (after each
@@ -291,11 +291,11 @@ func (a *App) checkTx(tx *record.Tx, recheck bool) error {
 		return record.Errf(record.CodeInvalid, "the ledger has no committed state yet")
 	}
 	st := &State{r: a.committed, Height: a.committed.Version()}
-	last, err := st.Nonce(tx.Signer)
+	r, err := a.signers.get(st, tx.Signer, a.keys)
 	if err != nil {
 		return err
 	}
-	last = max(last, a.pending[tx.Signer])
+	last := max(r.nonce, a.pending[tx.Signer])
 	if err := checkEnvelope(tx, a.chainID, st.Height+1, last); err != nil {
 		return err
 	}
@@ -308,11 +308,10 @@ func (a *App) checkTx(tx *record.Tx, recheck bool) error {
 		a.inPool[charge]++
 		return nil
 	}
-	pub, _, err := signerKey(st, tx.Signer, a.keys)
-	if err != nil {
-		return err
+	if r.keyErr != nil {
+		return r.keyErr
 	}
-	if err := a.verify(tx, pub); err != nil {
+	if err := a.verify(tx, r.pub); err != nil {
 		return err
 	}
 	a.pending[tx.Signer] = tx.Nonce

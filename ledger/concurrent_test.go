@@ -250,3 +250,42 @@ func TestPreCheckTxDecidesNothing(t *testing.T) {
 		t.Errorf("CheckTx verified %d signatures after PreCheckTx; want none (cached)", got-before)
 	}
 }
+
+// TestCheckTxSeesEachCommit: CheckTx remembers a signer's reads of the
+// committed version (signerMemo) only until the next commit, so a
+// suspension, a resumption and a key rotation apply to the very next
+// CheckTx after the block that made them.
+func TestCheckTxSeesEachCommit(t *testing.T) {
+	admin := mustKey(t, identity.Ed25519)
+	c := newChain(t, orgGenesis(admin, "acme"), "")
+	dev := c.register(admin, "acme", identity.Ed25519)
+	grant := &record.GrantAdd{Grantor: "device:" + dev.ID(), Subject: "org:acme", Action: "read", Resource: "device:" + dev.ID() + "/readings"}
+	tx := func(key *identity.Key) []byte {
+		raw, err := record.NewTx(key, dev.ID(), testChain, 1, c.height+100, grant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	if code, log := c.check(tx(dev)); code != record.CodeOK {
+		t.Fatalf("CheckTx = %v (%s); want ok", code, log)
+	}
+	c.must(admin, "", record.NewDeviceStatus(dev.ID(), record.StatusSuspended, ""))
+	if code, _ := c.check(tx(dev)); code != record.CodeInactive {
+		t.Fatalf("CheckTx after the suspension = %v; want %v", code, record.CodeInactive)
+	}
+	c.must(admin, "", record.NewDeviceStatus(dev.ID(), record.StatusActive, ""))
+	next := mustKey(t, identity.Ed25519)
+	proof, _ := next.Sign(record.RotationMessage(testChain, dev.ID(), next.ID()))
+	c.must(dev, "", &record.DeviceRotate{Device: dev.ID(), NewKey: next.ID(), Proof: proof})
+	old, _ := record.NewTx(dev, dev.ID(), testChain, 2, c.height+100, grant)
+	c.app.PreCheckTx(old)
+	if code, _ := c.check(old); code != record.CodeBadSignature {
+		t.Fatalf("CheckTx by the rotated-out key = %v; want %v", code, record.CodeBadSignature)
+	}
+	rotated, _ := record.NewTx(next, dev.ID(), testChain, 2, c.height+100, grant)
+	c.app.PreCheckTx(rotated)
+	if code, log := c.check(rotated); code != record.CodeOK {
+		t.Fatalf("CheckTx by the new key = %v (%s); want ok", code, log)
+	}
+}
