@@ -24,8 +24,9 @@ type CompareConfig struct {
 	Txs    int // transactions per flood
 	Rate   int // tx/s offered; 0 = as fast as accepted
 	Rounds int
-	// ProfileDir, if set, receives a CPU profile of each ledger flood
-	// (ledger-r<round>.pprof), from its first submission to its last commit.
+	// ProfileDir, if set, receives a CPU profile of each flood
+	// (kvstore-r<round>.pprof, ledger-r<round>.pprof), from its first
+	// submission to its last commit.
 	ProfileDir string
 }
 
@@ -34,8 +35,14 @@ type CompareConfig struct {
 func Compare(ctx context.Context, dir string, cfg CompareConfig, progress io.Writer) (*Comparison, error) {
 	txs, rate, rounds := cfg.Txs, cfg.Rate, cfg.Rounds
 	c := &Comparison{Txs: txs, Rate: rate, Rounds: rounds}
+	profile := func(name string, round int) string {
+		if cfg.ProfileDir == "" {
+			return ""
+		}
+		return filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-r%d.pprof", name, round))
+	}
 	for r := range rounds {
-		b, err := RunKVStoreBaseline(ctx, dir, txs, rate)
+		b, err := runKVStore(ctx, dir, txs, rate, profile("kvstore", r+1))
 		if err != nil {
 			return c, fmt.Errorf("round %d kvstore baseline: %w", r+1, err)
 		}
@@ -45,11 +52,7 @@ func Compare(ctx context.Context, dir string, cfg CompareConfig, progress io.Wri
 		if err != nil {
 			return c, err
 		}
-		prof := ""
-		if cfg.ProfileDir != "" {
-			prof = filepath.Join(cfg.ProfileDir, fmt.Sprintf("ledger-r%d.pprof", r+1))
-		}
-		l, err := runLedgerNet(ctx, dir, w, rate, prof)
+		l, err := runLedgerNet(ctx, dir, w, rate, profile("ledger", r+1))
 		if err != nil {
 			return c, fmt.Errorf("round %d ledger: %w", r+1, err)
 		}
@@ -60,6 +63,13 @@ func Compare(ctx context.Context, dir string, cfg CompareConfig, progress io.Wri
 }
 
 func (r FloodResult) String() string {
+	if r.RejectReason != "" {
+		return r.figures() + " (first rejection: " + r.RejectReason + ")"
+	}
+	return r.figures()
+}
+
+func (r FloodResult) figures() string {
 	return fmt.Sprintf("%6.0f tx/s  p50 %-8v p99 %-8v cpu/tx/node %-7v committed %d/%d rejected %d failed %d",
 		r.TxPerSec, r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond), perNode(r.CPUPerTx()), r.Committed, r.Submitted, r.Rejected, r.Failed)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"syscall"
@@ -30,6 +32,7 @@ type FloodConfig struct {
 	Rate        int           // target tx/s; 0 = as fast as the nodes accept them
 	Concurrency int           // submitting workers; default 4 per node
 	Timeout     time.Duration // for the whole flood, submission and commits; default DefaultFloodTimeout
+	CPUProfile  string        // if set, a CPU profile of the flood (as FloodResult.CPU) is written to this file
 }
 
 // FloodResult is what a flood measured.
@@ -89,6 +92,13 @@ func Flood(ctx context.Context, nodes []*chain.Node, c FloodConfig) (FloodResult
 	}
 	defer f.tracker.close()
 
+	if c.CPUProfile != "" {
+		stop, err := startCPUProfile(c.CPUProfile)
+		if err != nil {
+			return FloodResult{}, err
+		}
+		defer stop()
+	}
 	cpu0 := processCPU()
 	f.submitAll(ctx)
 	accepted := 0
@@ -299,6 +309,19 @@ func (r FloodResult) CPUPerTx() time.Duration {
 		return 0
 	}
 	return r.CPU / time.Duration(r.Committed)
+}
+
+// startCPUProfile starts a CPU profile into file; stop ends it.
+func startCPUProfile(file string) (stop func(), err error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, fmt.Errorf("bench: cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // processCPU returns the CPU time (user + system) this process has used.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"time"
 
 	abci "github.com/cometbft/cometbft/abci/types"
@@ -126,16 +125,5 @@ func runLedger(ctx context.Context, net *chain.LocalNet, w *LedgerWorkload, rate
 	if reg.Committed != len(w.Register) || reg.Failed != 0 {
 		return FloodResult{}, fmt.Errorf("bench: registering devices: %d of %d committed, %d failed (%s)", reg.Committed, len(w.Register), reg.Failed, reg.RejectReason)
 	}
-	if profile != "" {
-		f, err := os.Create(profile)
-		if err != nil {
-			return FloodResult{}, fmt.Errorf("bench: cpu profile: %w", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return FloodResult{}, fmt.Errorf("bench: cpu profile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
-	}
-	return Flood(ctx, net.Nodes(), FloodConfig{Txs: w.Flood, Rate: rate, Timeout: DefaultFloodTimeout + time.Duration(len(w.Flood))*time.Millisecond})
+	return Flood(ctx, net.Nodes(), FloodConfig{Txs: w.Flood, Rate: rate, Timeout: DefaultFloodTimeout + time.Duration(len(w.Flood))*time.Millisecond, CPUProfile: profile})
 }

@@ -38,7 +38,7 @@ func benchCmd() *cobra.Command {
 	f.IntVar(&rate, "rate", 0, "offered load in tx/s (0: as fast as the nodes accept; use e.g. 500 to measure latency below saturation)")
 	f.IntVar(&rounds, "rounds", 3, "rounds of (baseline, ledger); medians are reported")
 	f.StringVar(&dir, "dir", "", "where the networks live (default: a temporary directory)")
-	f.StringVar(&profileDir, "cpuprofile-dir", "", "write a CPU profile of each round's ledger flood here (ledger-r<round>.pprof)")
+	f.StringVar(&profileDir, "cpuprofile-dir", "", "write a CPU profile of each round's floods here (kvstore-r<round>.pprof, ledger-r<round>.pprof)")
 	c.AddCommand(ledger, benchGatewayCmd(), benchMeshCmd(), benchFleetCmd())
 	return c
 }
