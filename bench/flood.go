@@ -198,9 +198,19 @@ feed:
 				}
 			}
 		}
+		// The window token is taken here, in submission order, not by the
+		// workers: a worker blocked on a full window could otherwise be
+		// overtaken by one holding a later tx of the same signer, which the
+		// ledger refuses as a nonce gap.
+		select {
+		case f.window <- struct{}{}:
+		case <-ctx.Done():
+			break feed
+		}
 		select {
 		case work <- i:
 		case <-ctx.Done():
+			f.release()
 			break feed
 		}
 	}
@@ -208,13 +218,9 @@ feed:
 	wg.Wait()
 }
 
-// submit sends tx i to its node, retrying while the mempool is full.
+// submit sends tx i to its node, retrying while the mempool is full; its
+// window token is taken.
 func (f *flood) submit(ctx context.Context, i int) {
-	select {
-	case f.window <- struct{}{}:
-	case <-ctx.Done():
-		return
-	}
 	node := f.nodes[i%len(f.nodes)]
 	f.submittedAt[i] = time.Now()
 	f.mu.Lock()
