@@ -38,6 +38,8 @@ func clientCreator(app abci.Application) proxy.ClientCreator {
 
 type connSyncCreator struct{ app ConcurrentApp }
 
+var _ proxy.ClientCreator = connSyncCreator{}
+
 func (c connSyncCreator) NewABCIClient() (abcicli.Client, error) {
 	cli, err := proxy.NewConnSyncLocalClientCreator(c.app).NewABCIClient()
 	if err != nil {
