@@ -255,26 +255,31 @@ func (a *App) CheckTx(_ context.Context, req *abci.RequestCheckTx) (*abci.Respon
 // tx, outside the mempool connection's lock, so several txs are verified on
 // several cores at once while CheckTx stays serialised. The result only
 // fills the signature cache, which CheckTx and FinalizeBlock consult; every
-// check is still made by CheckTx, so PreCheckTx changes no answer. The
-// cheap checks come first (chain, expiry, a nonce not used yet) so that a
-// tx CheckTx would refuse for them costs no verification.
+// check is still made by CheckTx, so PreCheckTx changes no answer. CheckTx's
+// cheap checks come first (signer, chain, expiry, nonce against the
+// mempool's, the organisation's mempool budget) so that a tx CheckTx would
+// refuse for them costs no verification; a tx whose predecessor is still
+// being checked is left for CheckTx to verify.
 func (a *App) PreCheckTx(raw []byte) {
 	tx, err := a.txs.decode(raw)
 	if err != nil {
 		return
 	}
 	a.mu.RLock()
-	committed, chainID := a.committed, a.chainID
+	committed, chainID, pending := a.committed, a.chainID, a.pending[tx.Signer]
 	a.mu.RUnlock()
 	if committed == nil {
 		return
 	}
 	st := &State{r: committed, Height: committed.Version()}
-	if tx.ChainID != chainID || tx.Expiry <= st.Height {
+	r, err := a.signers.get(st, tx.Signer, a.keys)
+	if err != nil || r.keyErr != nil || checkEnvelope(tx, chainID, st.Height+1, max(r.nonce, pending)) != nil {
 		return
 	}
-	r, err := a.signers.get(st, tx.Signer, a.keys)
-	if err != nil || tx.Nonce <= r.nonce || r.keyErr != nil {
+	a.mu.RLock()
+	_, err = a.mempoolCharge(st, tx, false)
+	a.mu.RUnlock()
+	if err != nil {
 		return
 	}
 	_ = a.verify(tx, r.pub) // a bad signature is refused by CheckTx, which tries again
@@ -322,7 +327,8 @@ func (a *App) checkTx(tx *record.Tx, recheck bool) error {
 // mempoolCharge returns what tx is charged to in the mempool ("" when
 // governance sets no mempool budget), refusing a new tx of an
 // organisation that holds its whole share. A recheck is never refused for
-// it: those txs are in the mempool already. a.mu is held.
+// it: those txs are in the mempool already. a.mu is held (read-locked at
+// least); it changes nothing.
 func (a *App) mempoolCharge(st *State, tx *record.Tx, recheck bool) (string, error) {
 	if a.gov == nil || a.gov.MempoolTxs == 0 {
 		return "", nil

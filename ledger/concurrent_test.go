@@ -206,8 +206,9 @@ func TestConcurrentConnections(t *testing.T) {
 }
 
 // TestPreCheckTxDecidesNothing: PreCheckTx only fills the signature cache.
-// A tx CheckTx refuses for its envelope costs no verification there, and a
-// bad signature is still refused by CheckTx.
+// A tx CheckTx refuses for its envelope (chain, expiry, a used nonce or one
+// ahead) costs no verification there, and a bad signature is still refused
+// by CheckTx.
 func TestPreCheckTxDecidesNothing(t *testing.T) {
 	admin := mustKey(t, identity.Ed25519)
 	c := newChain(t, orgGenesis(admin, "acme"), "")
@@ -218,6 +219,7 @@ func TestPreCheckTxDecidesNothing(t *testing.T) {
 	refusedCheap["used nonce"], _ = record.NewTx(dev, "", testChain, 0, c.height+100, grant)
 	refusedCheap["other chain"], _ = record.NewTx(dev, "", "other", 1, c.height+100, grant)
 	refusedCheap["expired"], _ = record.NewTx(dev, "", testChain, 1, c.height, grant)
+	refusedCheap["nonce ahead"], _ = record.NewTx(dev, "", testChain, 2, c.height+100, grant)
 	refusedCheap["not a tx"] = []byte("junk")
 	for name, tx := range refusedCheap {
 		before := c.app.Verifications()
