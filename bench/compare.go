@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"time"
 )
@@ -18,12 +19,30 @@ type Comparison struct {
 	Baseline []FloodResult
 }
 
+// CompareConfig describes a Compare run.
+type CompareConfig struct {
+	Txs    int // transactions per flood
+	Rate   int // tx/s offered; 0 = as fast as accepted
+	Rounds int
+	// ProfileDir, if set, receives a CPU profile of each flood
+	// (kvstore-r<round>.pprof, ledger-r<round>.pprof), from its first
+	// submission to its last commit.
+	ProfileDir string
+}
+
 // Compare runs rounds × (kvstore baseline, ledger) floods of txs each,
 // alternating so that both see the same machine conditions.
-func Compare(ctx context.Context, dir string, txs, rate, rounds int, progress io.Writer) (*Comparison, error) {
+func Compare(ctx context.Context, dir string, cfg CompareConfig, progress io.Writer) (*Comparison, error) {
+	txs, rate, rounds := cfg.Txs, cfg.Rate, cfg.Rounds
 	c := &Comparison{Txs: txs, Rate: rate, Rounds: rounds}
+	profile := func(name string, round int) string {
+		if cfg.ProfileDir == "" {
+			return ""
+		}
+		return filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-r%d.pprof", name, round))
+	}
 	for r := range rounds {
-		b, err := RunKVStoreBaseline(ctx, dir, txs, rate)
+		b, err := runKVStore(ctx, dir, txs, rate, profile("kvstore", r+1))
 		if err != nil {
 			return c, fmt.Errorf("round %d kvstore baseline: %w", r+1, err)
 		}
@@ -33,7 +52,7 @@ func Compare(ctx context.Context, dir string, txs, rate, rounds int, progress io
 		if err != nil {
 			return c, err
 		}
-		l, err := RunLedger(ctx, dir, w, rate)
+		l, err := runLedgerNet(ctx, dir, w, rate, profile("ledger", r+1))
 		if err != nil {
 			return c, fmt.Errorf("round %d ledger: %w", r+1, err)
 		}
@@ -44,8 +63,15 @@ func Compare(ctx context.Context, dir string, txs, rate, rounds int, progress io
 }
 
 func (r FloodResult) String() string {
-	return fmt.Sprintf("%6.0f tx/s  p50 %-8v p99 %-8v committed %d/%d rejected %d failed %d",
-		r.TxPerSec, r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Committed, r.Submitted, r.Rejected, r.Failed)
+	if r.RejectReason != "" {
+		return r.figures() + " (first rejection: " + r.RejectReason + ")"
+	}
+	return r.figures()
+}
+
+func (r FloodResult) figures() string {
+	return fmt.Sprintf("%6.0f tx/s  p50 %-8v p99 %-8v cpu/tx/node %-7v committed %d/%d rejected %d failed %d",
+		r.TxPerSec, r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond), perNode(r.CPUPerTx()), r.Committed, r.Submitted, r.Rejected, r.Failed)
 }
 
 // Median is the median of each figure over rounds.
@@ -56,14 +82,17 @@ func Median(rs []FloodResult) FloodResult {
 	tps := make([]float64, len(rs))
 	p50 := make([]time.Duration, len(rs))
 	p99 := make([]time.Duration, len(rs))
+	cpu := make([]time.Duration, len(rs))
 	for i, r := range rs {
-		tps[i], p50[i], p99[i] = r.TxPerSec, r.P50, r.P99
+		tps[i], p50[i], p99[i], cpu[i] = r.TxPerSec, r.P50, r.P99, r.CPUPerTx()
 	}
 	slices.Sort(tps)
 	slices.Sort(p50)
 	slices.Sort(p99)
+	slices.Sort(cpu)
 	m := len(rs) / 2
-	return FloodResult{TxPerSec: tps[m], P50: p50[m], P99: p99[m]}
+	// Committed 1 with CPU the median per-tx figure keeps CPUPerTx meaningful.
+	return FloodResult{TxPerSec: tps[m], P50: p50[m], P99: p99[m], Committed: 1, CPU: cpu[m]}
 }
 
 // WriteReport prints the medians and the ledger/baseline ratios.
@@ -74,10 +103,16 @@ func (c *Comparison) WriteReport(w io.Writer) {
 		offered = fmt.Sprintf("offered at %d tx/s", c.Rate)
 	}
 	fmt.Fprintf(w, "\n%d txs per flood, %s, %d validators, medians of %d rounds\n", c.Txs, offered, BaselineValidators, len(c.Ledger))
-	fmt.Fprintf(w, "%-26s %10s %10s %10s\n", "", "tx/s", "p50", "p99")
-	fmt.Fprintf(w, "%-26s %10.0f %10v %10v\n", "CometBFT kvstore baseline", b.TxPerSec, b.P50.Round(time.Millisecond), b.P99.Round(time.Millisecond))
-	fmt.Fprintf(w, "%-26s %10.0f %10v %10v\n", "thingnet ledger", l.TxPerSec, l.P50.Round(time.Millisecond), l.P99.Round(time.Millisecond))
+	fmt.Fprintf(w, "%-26s %10s %10s %10s %14s\n", "", "tx/s", "p50", "p99", "cpu/tx/node")
+	fmt.Fprintf(w, "%-26s %10.0f %10v %10v %14v\n", "CometBFT kvstore baseline", b.TxPerSec, b.P50.Round(time.Millisecond), b.P99.Round(time.Millisecond), perNode(b.CPUPerTx()))
+	fmt.Fprintf(w, "%-26s %10.0f %10v %10v %14v\n", "thingnet ledger", l.TxPerSec, l.P50.Round(time.Millisecond), l.P99.Round(time.Millisecond), perNode(l.CPUPerTx()))
 	if b.TxPerSec > 0 {
 		fmt.Fprintf(w, "ledger / baseline throughput: %.2f\n", l.TxPerSec/b.TxPerSec)
 	}
+}
+
+// perNode is a whole-network CPU figure per node (the flood's own workers
+// included), rounded to the microsecond.
+func perNode(d time.Duration) time.Duration {
+	return (d / BaselineValidators).Round(time.Microsecond)
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	abci "github.com/cometbft/cometbft/abci/types"
@@ -29,6 +32,7 @@ type FloodConfig struct {
 	Rate        int           // target tx/s; 0 = as fast as the nodes accept them
 	Concurrency int           // submitting workers; default 4 per node
 	Timeout     time.Duration // for the whole flood, submission and commits; default DefaultFloodTimeout
+	CPUProfile  string        // if set, a CPU profile of the flood (as FloodResult.CPU) is written to this file
 }
 
 // FloodResult is what a flood measured.
@@ -47,6 +51,11 @@ type FloodResult struct {
 	// BroadcastTxSync call for a tx (a full mempool makes the call repeat) to the first
 	// node's NewBlock event for the block holding it.
 	P50, P99 time.Duration
+
+	// CPU is the CPU time (user + system) this process used from the first
+	// submission until the last commit was seen: every node of a LocalNet and
+	// the flood's own workers. CPUPerTx divides it by Committed.
+	CPU time.Duration
 
 	RejectReason string // the first rejection's reason, if any
 }
@@ -83,6 +92,14 @@ func Flood(ctx context.Context, nodes []*chain.Node, c FloodConfig) (FloodResult
 	}
 	defer f.tracker.close()
 
+	if c.CPUProfile != "" {
+		stop, err := startCPUProfile(c.CPUProfile)
+		if err != nil {
+			return FloodResult{}, err
+		}
+		defer stop()
+	}
+	cpu0 := processCPU()
 	f.submitAll(ctx)
 	accepted := 0
 	for _, ok := range f.accepted {
@@ -92,6 +109,7 @@ func Flood(ctx context.Context, nodes []*chain.Node, c FloodConfig) (FloodResult
 	}
 	waitErr := f.tracker.wait(ctx, accepted)
 	res := f.result()
+	res.CPU = processCPU() - cpu0
 	if waitErr == nil && res.Submitted < len(c.Txs) {
 		waitErr = fmt.Errorf("bench: submitted %d of %d txs: %w", res.Submitted, len(c.Txs), ctx.Err())
 	}
@@ -180,9 +198,19 @@ feed:
 				}
 			}
 		}
+		// The window token is taken here, in submission order, not by the
+		// workers: a worker blocked on a full window could otherwise be
+		// overtaken by one holding a later tx of the same signer, which the
+		// ledger refuses as a nonce gap.
+		select {
+		case f.window <- struct{}{}:
+		case <-ctx.Done():
+			break feed
+		}
 		select {
 		case work <- i:
 		case <-ctx.Done():
+			f.release()
 			break feed
 		}
 	}
@@ -190,13 +218,9 @@ feed:
 	wg.Wait()
 }
 
-// submit sends tx i to its node, retrying while the mempool is full.
+// submit sends tx i to its node, retrying while the mempool is full; its
+// window token is taken.
 func (f *flood) submit(ctx context.Context, i int) {
-	select {
-	case f.window <- struct{}{}:
-	case <-ctx.Done():
-		return
-	}
 	node := f.nodes[i%len(f.nodes)]
 	f.submittedAt[i] = time.Now()
 	f.mu.Lock()
@@ -283,4 +307,34 @@ func (f *flood) result() FloodResult {
 func percentile(sorted []time.Duration, p int) time.Duration {
 	rank := (p*len(sorted) + 99) / 100 // ceil(p/100 * n)
 	return sorted[max(rank, 1)-1]
+}
+
+// CPUPerTx is the process's CPU time per committed tx (0 if none committed).
+func (r FloodResult) CPUPerTx() time.Duration {
+	if r.Committed == 0 {
+		return 0
+	}
+	return r.CPU / time.Duration(r.Committed)
+}
+
+// startCPUProfile starts a CPU profile into file; stop ends it.
+func startCPUProfile(file string) (stop func(), err error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, fmt.Errorf("bench: cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// processCPU returns the CPU time (user + system) this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

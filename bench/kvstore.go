@@ -44,6 +44,12 @@ const BaselineValidators = 4
 // with txs transactions of KVStoreTxSize bytes, at rate tx/s (0: as fast as they are
 // accepted). The network lives in a fresh directory under dir, removed afterwards.
 func RunKVStoreBaseline(ctx context.Context, dir string, txs, rate int) (FloodResult, error) {
+	return runKVStore(ctx, dir, txs, rate, "")
+}
+
+// runKVStore is RunKVStoreBaseline, writing a CPU profile of the flood to
+// profile if it is not "".
+func runKVStore(ctx context.Context, dir string, txs, rate int, profile string) (FloodResult, error) {
 	if txs < 1 {
 		return FloodResult{}, fmt.Errorf("bench: RunKVStoreBaseline: %d txs", txs)
 	}
@@ -69,9 +75,10 @@ func RunKVStoreBaseline(ctx context.Context, dir string, txs, rate int) (FloodRe
 		return FloodResult{}, err
 	}
 	res, err := floodLocalNet(ctx, net, FloodConfig{
-		Txs:     KVStoreTxs(txs, KVStoreTxSize),
-		Rate:    rate,
-		Timeout: DefaultFloodTimeout + time.Duration(txs)*time.Millisecond,
+		Txs:        KVStoreTxs(txs, KVStoreTxSize),
+		Rate:       rate,
+		Timeout:    DefaultFloodTimeout + time.Duration(txs)*time.Millisecond,
+		CPUProfile: profile,
 	})
 	return res, errors.Join(err, net.Stop())
 }

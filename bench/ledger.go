@@ -84,6 +84,12 @@ func NewLedgerWorkload(chainID string, n int) (*LedgerWorkload, error) {
 // device-signed transactions at rate tx/s (0: as fast as accepted). The
 // devices are registered first, outside the measurement.
 func RunLedger(ctx context.Context, dir string, w *LedgerWorkload, rate int) (FloodResult, error) {
+	return runLedgerNet(ctx, dir, w, rate, "")
+}
+
+// runLedgerNet is RunLedger, writing a CPU profile of the flood to profile
+// if it is not "".
+func runLedgerNet(ctx context.Context, dir string, w *LedgerWorkload, rate int, profile string) (FloodResult, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return FloodResult{}, fmt.Errorf("bench: %w", err)
 	}
@@ -101,11 +107,11 @@ func RunLedger(ctx context.Context, dir string, w *LedgerWorkload, rate int) (Fl
 	if err != nil {
 		return FloodResult{}, err
 	}
-	res, err := runLedger(ctx, net, w, rate)
+	res, err := runLedger(ctx, net, w, rate, profile)
 	return res, errors.Join(err, net.Stop())
 }
 
-func runLedger(ctx context.Context, net *chain.LocalNet, w *LedgerWorkload, rate int) (FloodResult, error) {
+func runLedger(ctx context.Context, net *chain.LocalNet, w *LedgerWorkload, rate int, profile string) (FloodResult, error) {
 	readyCtx, cancel := context.WithTimeout(ctx, netReadyTimeout)
 	defer cancel()
 	if err := net.WaitForHeight(readyCtx, 2); err != nil {
@@ -119,5 +125,5 @@ func runLedger(ctx context.Context, net *chain.LocalNet, w *LedgerWorkload, rate
 	if reg.Committed != len(w.Register) || reg.Failed != 0 {
 		return FloodResult{}, fmt.Errorf("bench: registering devices: %d of %d committed, %d failed (%s)", reg.Committed, len(w.Register), reg.Failed, reg.RejectReason)
 	}
-	return Flood(ctx, net.Nodes(), FloodConfig{Txs: w.Flood, Rate: rate, Timeout: DefaultFloodTimeout + time.Duration(len(w.Flood))*time.Millisecond})
+	return Flood(ctx, net.Nodes(), FloodConfig{Txs: w.Flood, Rate: rate, Timeout: DefaultFloodTimeout + time.Duration(len(w.Flood))*time.Millisecond, CPUProfile: profile})
 }

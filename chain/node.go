@@ -16,14 +16,15 @@ import (
 	abci "github.com/cometbft/cometbft/abci/types"
 	"github.com/cometbft/cometbft/node"
 	"github.com/cometbft/cometbft/p2p"
-	"github.com/cometbft/cometbft/proxy"
 	"github.com/cometbft/cometbft/rpc/client/local"
 )
 
 // StopTimeout bounds Node.Stop.
 const StopTimeout = 30 * time.Second
 
-// Node is a running CometBFT node around an ABCI application (proxy.NewLocalClientCreator).
+// Node is a running CometBFT node around an in-process ABCI application
+// (one lock for all its ABCI connections, or one per connection for a
+// ConcurrentApp).
 //
 // The node does not own the application: stopping the node does not close it.
 type Node struct {
@@ -75,7 +76,7 @@ func Start(c Config, app abci.Application, logger *slog.Logger) (*Node, error) {
 	dbs := &dbSet{}
 	clog := newCometLogger(logger, c.LogLevel)
 	cn, err := node.NewNode(cc, pv, nodeKey,
-		proxy.NewLocalClientCreator(app),
+		clientCreator(app),
 		node.DefaultGenesisDocProviderFunc(cc),
 		dbs.provider,
 		node.DefaultMetricsProvider(cc.Instrumentation),

@@ -48,10 +48,15 @@ type Config struct {
 type App struct {
 	abci.BaseApplication
 
-	log  *slog.Logger
-	cfg  Config
-	db   iavldb.DB
-	tree *iavl.MutableTree // working state; touched only by ABCI calls (serialised by CometBFT)
+	log *slog.Logger
+	cfg Config
+	db  iavldb.DB
+	// tree is the working state: touched only by the consensus connection's
+	// calls (InitChain, FinalizeBlock, Commit; CometBFT serialises them) and
+	// by state sync's, which end before consensus starts. CheckTx, queries
+	// and PreCheckTx run concurrently with those (chain.ConcurrentApp) and
+	// read committed versions only.
+	tree *iavl.MutableTree
 	// reads loads committed versions for readers, with its own node cache:
 	// IAVL's working tree rewrites fields of the persisted nodes it shares
 	// with its committed versions (Node.clone drops child pointers), so
@@ -60,6 +65,7 @@ type App struct {
 	sigs     *sigCache
 	keys     *identity.DIDCache
 	txs      *txCache
+	signers  *signerMemo                     // CheckTx's reads of the committed version
 	progs    *progCache                      // compiled agreements
 	snap     *snapshots                      // state sync (snapshot.go)
 	retain   *retention                      // block retention (retain.go)
@@ -71,11 +77,15 @@ type App struct {
 
 	mu        sync.RWMutex
 	committed *iavl.ImmutableTree // latest committed version, for readers
-	chainID   string
-	pending   map[string]uint64  // CheckTx: highest nonce per signer in the mempool
-	inPool    map[string]int     // CheckTx: txs in the mempool per charge (governance.go)
-	gov       *record.Governance // the committed state's governance
-	closed    bool
+	saved     struct {            // the working tree's last saved version, for Info
+		height int64
+		hash   []byte
+	}
+	chainID string
+	pending map[string]uint64  // CheckTx: highest nonce per signer in the mempool
+	inPool  map[string]int     // CheckTx: txs in the mempool per charge (governance.go)
+	gov     *record.Governance // the committed state's governance
+	closed  bool
 }
 
 var _ abci.Application = (*App)(nil)
@@ -108,7 +118,7 @@ func NewApp(c Config) (*App, error) {
 		db.Close()
 		return nil, err
 	}
-	a := &App{upgrades: upgrades, halt: make(chan error, 1), log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), progs: newProgCache(1024), pending: map[string]uint64{}, inPool: map[string]int{},
+	a := &App{upgrades: upgrades, halt: make(chan error, 1), log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), signers: newSignerMemo(c.SigCacheSize), progs: newProgCache(1024), pending: map[string]uint64{}, inPool: map[string]int{},
 		snap: snap, retain: &retention{p: c.Retain}}
 	if err := a.refreshCommitted(); err != nil {
 		db.Close()
@@ -132,9 +142,11 @@ func (a *App) refreshCommitted() error {
 			return fmt.Errorf("loading state version %d: %w", v, err)
 		}
 	}
+	hash := a.tree.Hash()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.committed = imm
+	a.saved.height, a.saved.hash = v, hash
 	if imm != nil {
 		st := &State{r: imm, Height: v}
 		id, err := st.ChainID()
@@ -175,13 +187,14 @@ func (a *App) Info(context.Context, *abci.RequestInfo) (*abci.ResponseInfo, erro
 		}
 		version = v
 	}
+	height, hash := a.saved.height, a.saved.hash
 	a.mu.RUnlock()
 	return &abci.ResponseInfo{
 		Data:             "thingnet",
 		Version:          "thingnet/1",
 		AppVersion:       version,
-		LastBlockHeight:  a.tree.Version(),
-		LastBlockAppHash: a.tree.Hash(),
+		LastBlockHeight:  height,
+		LastBlockAppHash: hash,
 	}, nil
 }
 
@@ -237,6 +250,41 @@ func (a *App) CheckTx(_ context.Context, req *abci.RequestCheckTx) (*abci.Respon
 	return &abci.ResponseCheckTx{Code: 0, GasWanted: 1}, nil
 }
 
+// PreCheckTx verifies a new tx's signature ahead of CheckTx
+// (chain.ConcurrentApp): CometBFT calls it from the goroutine submitting the
+// tx, outside the mempool connection's lock, so several txs are verified on
+// several cores at once while CheckTx stays serialised. The result only
+// fills the signature cache, which CheckTx and FinalizeBlock consult; every
+// check is still made by CheckTx, so PreCheckTx changes no answer. CheckTx's
+// cheap checks come first (signer, chain, expiry, nonce against the
+// mempool's, the organisation's mempool budget) so that a tx CheckTx would
+// refuse for them costs no verification; a tx whose predecessor is still
+// being checked is left for CheckTx to verify.
+func (a *App) PreCheckTx(raw []byte) {
+	tx, err := a.txs.decode(raw)
+	if err != nil {
+		return
+	}
+	a.mu.RLock()
+	committed, chainID, pending := a.committed, a.chainID, a.pending[tx.Signer]
+	a.mu.RUnlock()
+	if committed == nil {
+		return
+	}
+	st := &State{r: committed, Height: committed.Version()}
+	r, err := a.signers.get(st, tx.Signer, a.keys)
+	if err != nil || r.keyErr != nil || checkEnvelope(tx, chainID, st.Height+1, max(r.nonce, pending)) != nil {
+		return
+	}
+	a.mu.RLock()
+	_, err = a.mempoolCharge(st, tx, false)
+	a.mu.RUnlock()
+	if err != nil {
+		return
+	}
+	_ = a.verify(tx, r.pub) // a bad signature is refused by CheckTx, which tries again
+}
+
 // checkTx checks tx against the last committed state. A recheck (after each
 // block, for every tx left in the mempool) only redoes what a block can
 // change cheaply — nonce and expiry — so that it costs little per tx; a tx
@@ -248,11 +296,11 @@ func (a *App) checkTx(tx *record.Tx, recheck bool) error {
 		return record.Errf(record.CodeInvalid, "the ledger has no committed state yet")
 	}
 	st := &State{r: a.committed, Height: a.committed.Version()}
-	last, err := st.Nonce(tx.Signer)
+	r, err := a.signers.get(st, tx.Signer, a.keys)
 	if err != nil {
 		return err
 	}
-	last = max(last, a.pending[tx.Signer])
+	last := max(r.nonce, a.pending[tx.Signer])
 	if err := checkEnvelope(tx, a.chainID, st.Height+1, last); err != nil {
 		return err
 	}
@@ -265,11 +313,10 @@ func (a *App) checkTx(tx *record.Tx, recheck bool) error {
 		a.inPool[charge]++
 		return nil
 	}
-	pub, _, err := signerKey(st, tx.Signer, a.keys)
-	if err != nil {
-		return err
+	if r.keyErr != nil {
+		return r.keyErr
 	}
-	if err := a.verify(tx, pub); err != nil {
+	if err := a.verify(tx, r.pub); err != nil {
 		return err
 	}
 	a.pending[tx.Signer] = tx.Nonce
@@ -280,7 +327,8 @@ func (a *App) checkTx(tx *record.Tx, recheck bool) error {
 // mempoolCharge returns what tx is charged to in the mempool ("" when
 // governance sets no mempool budget), refusing a new tx of an
 // organisation that holds its whole share. A recheck is never refused for
-// it: those txs are in the mempool already. a.mu is held.
+// it: those txs are in the mempool already. a.mu is held (read-locked at
+// least); it changes nothing.
 func (a *App) mempoolCharge(st *State, tx *record.Tx, recheck bool) (string, error) {
 	if a.gov == nil || a.gov.MempoolTxs == 0 {
 		return "", nil

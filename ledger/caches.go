@@ -2,11 +2,13 @@ package ledger
 
 import (
 	"crypto/sha256"
+	"errors"
 	"strings"
 	"sync"
 
 	"github.com/thingnet/thingnet/agreements"
 	"github.com/thingnet/thingnet/agreements/lang"
+	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -126,4 +128,59 @@ func CompileAgreement(a *record.Agreement) (*agreements.Program, error) {
 // application's cache (for readers: the API shows state by variable name).
 func (a *App) Program(ag *record.Agreement) (*agreements.Program, error) {
 	return a.progs.get(ag)
+}
+
+// signerMemo remembers what CheckTx and PreCheckTx read about a signer in
+// the latest committed version (its last nonce and its key, or why it has
+// none), so that a signer's txs arriving between two commits, their
+// pre-checks and the rechecks after a commit read the state once. A
+// committed version never changes, so the memo gives the answers the reads
+// would; it is dropped when CheckTx moves to a newer version. Storage
+// errors are never remembered.
+type signerMemo struct {
+	mu      sync.Mutex
+	version int64
+	m       map[string]signerReads
+	max     int
+}
+
+type signerReads struct {
+	nonce  uint64
+	pub    identity.PublicKey
+	keyErr error // signerKey's refusal (a *record.Error), if any
+}
+
+func newSignerMemo(max int) *signerMemo {
+	return &signerMemo{m: map[string]signerReads{}, max: max}
+}
+
+// get returns signer's reads in st, a committed version.
+func (c *signerMemo) get(st *State, signer string, keys *identity.DIDCache) (signerReads, error) {
+	c.mu.Lock()
+	if st.Height > c.version { // an older version (a pre-check racing a commit) is read, not remembered
+		c.version = st.Height
+		clear(c.m)
+	}
+	r, ok := c.m[signer]
+	ok = ok && c.version == st.Height
+	c.mu.Unlock()
+	if ok {
+		return r, nil
+	}
+	nonce, err := st.Nonce(signer)
+	if err != nil {
+		return r, err
+	}
+	pub, _, keyErr := signerKey(st, signer, keys)
+	var refused *record.Error
+	if keyErr != nil && !errors.As(keyErr, &refused) {
+		return r, keyErr
+	}
+	r = signerReads{nonce: nonce, pub: pub, keyErr: keyErr}
+	c.mu.Lock()
+	if c.version == st.Height && len(c.m) < c.max {
+		c.m[signer] = r
+	}
+	c.mu.Unlock()
+	return r, nil
 }

@@ -115,8 +115,14 @@ func TestBlockBudget(t *testing.T) {
 	all := append(append(append([][]byte{}, txs...), calm), anchor)
 
 	// CheckTx: five of flood's six fit its share of the mempool.
+	// PreCheckTx verifies none of what CheckTx refuses for the budget.
 	var codes []record.Code
-	for _, raw := range all {
+	for i, raw := range all {
+		before := c.app.Verifications()
+		c.app.PreCheckTx(raw)
+		if verified := c.app.Verifications() - before; i == 5 && verified != 0 {
+			t.Errorf("PreCheckTx verified flood's sixth tx, over its mempool budget")
+		}
 		code, _ := c.check(raw)
 		codes = append(codes, code)
 	}

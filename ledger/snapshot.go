@@ -369,6 +369,7 @@ func (a *App) wipeState() error {
 		return err
 	}
 	a.db, a.tree, a.reads, a.committed = db, tree, reads, nil
+	a.saved.height, a.saved.hash = 0, tree.Hash()
 	return nil
 }
 

@@ -11,7 +11,7 @@ import (
 func benchCmd() *cobra.Command {
 	c := &cobra.Command{Use: "bench", Short: "Measure thingnet next to baselines on this machine"}
 	var txs, rounds, rate int
-	var dir string
+	var dir, profileDir string
 	ledger := &cobra.Command{
 		Use:   "ledger",
 		Short: "Flood a 4-validator ledger network with device-signed txs, next to a bare CometBFT kvstore network",
@@ -25,7 +25,7 @@ func benchCmd() *cobra.Command {
 				defer os.RemoveAll(d)
 				dir = d
 			}
-			cmp, err := bench.Compare(cmd.Context(), dir, txs, rate, rounds, cmd.ErrOrStderr())
+			cmp, err := bench.Compare(cmd.Context(), dir, bench.CompareConfig{Txs: txs, Rate: rate, Rounds: rounds, ProfileDir: profileDir}, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -38,6 +38,7 @@ func benchCmd() *cobra.Command {
 	f.IntVar(&rate, "rate", 0, "offered load in tx/s (0: as fast as the nodes accept; use e.g. 500 to measure latency below saturation)")
 	f.IntVar(&rounds, "rounds", 3, "rounds of (baseline, ledger); medians are reported")
 	f.StringVar(&dir, "dir", "", "where the networks live (default: a temporary directory)")
+	f.StringVar(&profileDir, "cpuprofile-dir", "", "write a CPU profile of each round's floods here (kvstore-r<round>.pprof, ledger-r<round>.pprof)")
 	c.AddCommand(ledger, benchGatewayCmd(), benchMeshCmd(), benchFleetCmd())
 	return c
 }
