@@ -21,7 +21,7 @@ const (
 	sessionExpiry    = 3600            // seconds a disconnected persistent session is kept
 	maxInflight      = 128             // QoS 1/2 messages queued per subscriber
 	maxWritesPending = 512             // packets queued for writing per client
-	receiveMaximum   = 64              // QoS 2 PUBLISHes a client may have awaiting PUBREL
+	receiveMaximum   = 64              // readings a connection may have in its pipeline (pipeline.go); QoS 2 PUBLISHes awaiting PUBREL
 	sysTopicInterval = 10              // seconds between $SYS updates (only the ACL lets anyone read them)
 )
 
