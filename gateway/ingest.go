@@ -129,6 +129,8 @@ func (g *Gateway) Submit(ctx context.Context, deviceID string, raw []byte, sourc
 	select {
 	case g.jobs <- j:
 		return j.done
+	case <-g.done:
+		return answered(ErrClosed)
 	case <-ctx.Done():
 		g.stats.overloaded.Add(1)
 		return answered(fmt.Errorf("%w: %d readings waiting: %v", ErrOverloaded, cap(g.jobs), ctx.Err()))
