@@ -113,9 +113,9 @@ func (g *Gateway) ingest(ctx context.Context, deviceID string, raw []byte, charg
 // Submit is Ingest without the wait (edge.Pipeliner): the MQTT broker keeps
 // many envelopes of one connection in flight with it. Where Ingest refuses
 // an envelope when the queue is full, Submit waits for room until ctx is
-// done: a transport's client is held back, and an envelope of a device is
-// never refused while a later one of it is stored (its refusal would then
-// be final: the later sequence number makes the resent one a replay).
+// done: a transport's client is held back rather than refused while later
+// envelopes of its device get stored (a refusal would then be final: the
+// later sequence numbers make the resent envelope a replay).
 func (g *Gateway) Submit(ctx context.Context, deviceID string, raw []byte, source string) <-chan error {
 	j, err := g.prepare(deviceID, raw, deviceID != "")
 	if err != nil {
