@@ -86,6 +86,9 @@ type Gateway struct {
 	sources *ratelimit.Limiter // source addresses (edge.SourceKey)
 	jobs    chan *job
 	keys    *identity.DIDCache
+	// expanded holds the devices' expanded Ed25519 keys for batch
+	// verification (ingest.go).
+	expanded *identity.ExpandedKeys
 
 	lastStored map[string][32]byte // per device, hash of the last envelope stored
 
@@ -178,6 +181,8 @@ func New(c Config, l Ledger) (*Gateway, error) {
 		sources: ratelimit.New(c.SourceLimits, c.MaxKeys, c.Clock),
 		jobs:    make(chan *job, c.QueueLen),
 		keys:    identity.NewDIDCache(c.MaxKeys),
+
+		expanded: identity.NewExpandedKeys(min(c.MaxKeys, expandedKeys)),
 
 		lastStored: map[string][32]byte{},
 		offenders:  map[string]offender{},

@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -88,32 +91,10 @@ func (g *Gateway) IngestIndex(ctx context.Context, deviceID string, raw []byte, 
 // already charged for it: each envelope is charged to its device once
 // (package edge).
 func (g *Gateway) ingest(ctx context.Context, deviceID string, raw []byte, charged bool) (uint64, error) {
-	env, err := reading.Decode(raw)
+	j, err := g.prepare(deviceID, raw, charged)
 	if err != nil {
-		g.stats.rejected.Add(1)
-		return 0, fmt.Errorf("%w: %v", ErrRejected, err)
-	}
-	if deviceID != "" && env.Device != deviceID {
-		g.stats.rejected.Add(1)
-		return 0, fmt.Errorf("%w: %s published a reading of %s", ErrRejected, deviceID, env.Device)
-	}
-	if !charged {
-		if d := g.limiter.AllowMessage(edge.DeviceKey(env.Device), len(raw)); !d.Allowed {
-			g.stats.limited.Add(1)
-			return 0, fmt.Errorf("%w: device %s: %s", ErrRejected, env.Device, d.Reason)
-		}
-	}
-	now := g.clock.Now()
-	if err := g.checkTime(env, now); err != nil {
-		g.stats.rejected.Add(1)
 		return 0, err
 	}
-	pub, auth, err := g.signerOf(env)
-	if err != nil {
-		g.stats.rejected.Add(1)
-		return 0, fmt.Errorf("%w: %v", ErrRejected, err)
-	}
-	j := &job{env: env, pub: pub, auth: auth, received: now, done: make(chan error, 1)}
 	select {
 	case g.jobs <- j:
 	default:
@@ -127,6 +108,71 @@ func (g *Gateway) ingest(ctx context.Context, deviceID string, raw []byte, charg
 		// The reading may still be stored; the client did not wait to know.
 		return 0, ctx.Err()
 	}
+}
+
+// Submit is Ingest without the wait (edge.Pipeliner): the MQTT broker keeps
+// many envelopes of one connection in flight with it. Where Ingest refuses
+// an envelope when the queue is full, Submit waits for room until ctx is
+// done: a transport's client is held back rather than refused while later
+// envelopes of its device get stored (a refusal would then be final: the
+// later sequence numbers make the resent envelope a replay).
+func (g *Gateway) Submit(ctx context.Context, deviceID string, raw []byte, source string) <-chan error {
+	j, err := g.prepare(deviceID, raw, deviceID != "")
+	if err != nil {
+		return answered(err)
+	}
+	select {
+	case g.jobs <- j:
+		return j.done
+	default:
+	}
+	select {
+	case g.jobs <- j:
+		return j.done
+	case <-g.done:
+		return answered(ErrClosed)
+	case <-ctx.Done():
+		g.stats.overloaded.Add(1)
+		return answered(fmt.Errorf("%w: %d readings waiting: %v", ErrOverloaded, cap(g.jobs), ctx.Err()))
+	}
+}
+
+// answered is a job's answer channel holding err already.
+func answered(err error) <-chan error {
+	c := make(chan error, 1)
+	c <- err
+	return c
+}
+
+// prepare runs an envelope's checks that come before its signature, cheapest
+// first, and returns its job.
+func (g *Gateway) prepare(deviceID string, raw []byte, charged bool) (*job, error) {
+	env, err := reading.Decode(raw)
+	if err != nil {
+		g.stats.rejected.Add(1)
+		return nil, fmt.Errorf("%w: %v", ErrRejected, err)
+	}
+	if deviceID != "" && env.Device != deviceID {
+		g.stats.rejected.Add(1)
+		return nil, fmt.Errorf("%w: %s published a reading of %s", ErrRejected, deviceID, env.Device)
+	}
+	if !charged {
+		if d := g.limiter.AllowMessage(edge.DeviceKey(env.Device), len(raw)); !d.Allowed {
+			g.stats.limited.Add(1)
+			return nil, fmt.Errorf("%w: device %s: %s", ErrRejected, env.Device, d.Reason)
+		}
+	}
+	now := g.clock.Now()
+	if err := g.checkTime(env, now); err != nil {
+		g.stats.rejected.Add(1)
+		return nil, err
+	}
+	pub, auth, err := g.signerOf(env)
+	if err != nil {
+		g.stats.rejected.Add(1)
+		return nil, fmt.Errorf("%w: %v", ErrRejected, err)
+	}
+	return &job{env: env, pub: pub, auth: auth, received: now, done: make(chan error, 1)}, nil
 }
 
 // signerOf returns the key that must have signed env: the device's, or for
@@ -159,20 +205,36 @@ func (g *Gateway) signerOf(env *reading.Envelope) (identity.PublicKey, int64, er
 // verification speed-up, waiting costs latency.
 const minBatch = 16
 
-// verifier batches queued envelopes: it verifies their signatures together,
-// drops replays, stores the rest in one durable append, and answers each.
+// verifier batches queued envelopes and verifies each batch's signatures on
+// all cores; a second goroutine, the committer, drops replays, stores the
+// rest in one durable append and answers each. The two overlap: while one
+// batch is appended and fsynced, the next is verified. Batches reach the
+// committer in the order their envelopes were queued, so one client's
+// envelopes are stored in the order it sent them.
 func (g *Gateway) verifier(ctx context.Context) {
 	defer g.wg.Done()
-	batch := make([]*job, 0, g.cfg.MaxBatch)
+	verified := make(chan verifiedBatch, 1)
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		for vb := range verified {
+			g.commit(vb.jobs, vb.valid)
+		}
+	}()
+	defer func() {
+		close(verified)
+		<-committed // a verified batch is still stored: Close waits for it
+	}()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
+		var batch []*job
 		select {
 		case <-ctx.Done():
-			g.drain(batch)
+			g.drain(nil)
 			return
 		case j := <-g.jobs:
-			batch = append(batch[:0], j)
+			batch = append(make([]*job, 0, g.cfg.MaxBatch), j)
 		}
 		// Take what is queued; wait up to BatchWindow for more only while
 		// the batch is small (under load the queue refills while the
@@ -199,9 +261,56 @@ func (g *Gateway) verifier(ctx context.Context) {
 			}
 		}
 		timer.Stop()
-		g.process(batch)
-		batch = batch[:0] // answered: Close must not answer them again
+		verified <- verifiedBatch{jobs: batch, valid: verifyJobs(batch, g.expanded)}
 	}
+}
+
+// verifiedBatch is a batch whose signatures were checked: valid[i] says
+// whether jobs[i]'s does.
+type verifiedBatch struct {
+	jobs  []*job
+	valid []bool
+}
+
+// minVerifyShare is the fewest signatures a verification goroutine gets:
+// below it, splitting a batch costs more in lost batch speed-up than the
+// extra core gains.
+const minVerifyShare = 32
+
+// expandedKeys is how many devices' expanded Ed25519 keys the verifier
+// keeps (~1.5 KiB each): decompressing a key cost a fifth of a
+// signature's verification in a large batch (CPU profile, issue 19).
+const expandedKeys = 16384
+
+// verifyJobs checks the signatures of batch, split in GOMAXPROCS shares
+// verified in parallel, each as one identity.Batch using keys.
+func verifyJobs(batch []*job, keys *identity.ExpandedKeys) []bool {
+	valid := make([]bool, len(batch))
+	shares := max(1, min(runtime.GOMAXPROCS(0), len(batch)/minVerifyShare))
+	size := (len(batch) + shares - 1) / shares
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(batch); lo += size {
+		hi := min(lo+size, len(batch))
+		verify := func() {
+			v := identity.NewBatchWithKeys(hi-lo, keys)
+			for _, j := range batch[lo:hi] {
+				tbs, err := j.env.ToBeSigned()
+				if err != nil {
+					tbs = nil
+				}
+				v.Add(j.pub, tbs, j.env.Sign1.Signature)
+			}
+			_, ok := v.Verify()
+			copy(valid[lo:hi], ok)
+		}
+		if hi == len(batch) {
+			verify() // the last share on this goroutine
+			break
+		}
+		wg.Go(verify)
+	}
+	wg.Wait()
+	return valid
 }
 
 func (g *Gateway) drain(batch []*job) {
@@ -227,17 +336,9 @@ func answer(j *job, err error) {
 	}
 }
 
-// process verifies and stores one batch.
-func (g *Gateway) process(batch []*job) {
-	v := identity.NewBatch(len(batch))
-	for _, j := range batch {
-		tbs, err := j.env.ToBeSigned()
-		if err != nil {
-			tbs = nil
-		}
-		v.Add(j.pub, tbs, j.env.Sign1.Signature)
-	}
-	_, valid := v.Verify()
+// commit stores the envelopes of one verified batch that are not replays,
+// and answers every one of them.
+func (g *Gateway) commit(batch []*job, valid []bool) {
 	var keep []*job
 	var entries [][]byte
 	last := map[string]uint64{} // replay checks within the batch, before the tracker learns them
@@ -270,7 +371,7 @@ func (g *Gateway) process(batch []*job) {
 			}
 		}
 		if err != nil {
-			if g.lastStored[j.env.Device] == sha256.Sum256(j.env.Raw) {
+			if g.lastStored[j.env.Device] == sha256.Sum256(j.env.Raw) || g.stored(j.env) {
 				// The device resent what is stored (its ack was lost): say so,
 				// so the transport acknowledges it without storing it twice.
 				j.done <- fmt.Errorf("%w: %s seq %d", ErrDuplicate, j.env.Device, seqs[len(seqs)-1])
@@ -323,13 +424,37 @@ func (g *Gateway) process(batch []*job) {
 }
 
 // remember notes the last envelope stored for a device, to recognise a
-// resend of it. Only the verifier goroutine (and restoreSeqs before it
+// resend of it. Only the committer goroutine (and restore before it
 // starts) touch lastStored.
 func (g *Gateway) remember(env *reading.Envelope) {
 	if len(g.lastStored) >= g.cfg.MaxKeys {
 		clear(g.lastStored)
 	}
 	g.lastStored[env.Device] = sha256.Sum256(env.Raw)
+}
+
+// stored reports whether env, refused as a replay, is an envelope the log
+// holds: a client with several envelopes in flight (MQTT) resends all those
+// whose acknowledgements it lost, not only the last one stored. The index
+// finds the candidates by the device and the first reading's time; only
+// entries still in the local log are compared (an archived one is not
+// fetched for this).
+func (g *Gateway) stored(env *reading.Envelope) bool {
+	t := env.Readings[0].Time
+	idx, err := g.index.query(env.Device, t, t.Add(time.Millisecond), 16)
+	if err != nil {
+		return false
+	}
+	for _, i := range idx {
+		raw, err := g.data.Entry(i)
+		if err != nil {
+			continue
+		}
+		if e, err := reading.DecodeEntry(raw); err == nil && bytes.Equal(e.Envelope.Raw, env.Raw) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkTime refuses an envelope with a reading dated more than MaxSkew

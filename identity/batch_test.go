@@ -21,9 +21,18 @@ type batchCase struct {
 
 // checkBatch verifies cases as one batch and checks that the result of each
 // is that of PublicKey.Verify, and that those that should be valid are.
+// It runs without a key cache, then twice with one (keys expanded, then
+// reused), then with a cache of one key (forgetting all at every new key).
 func checkBatch(t *testing.T, cases []batchCase, wantValid func(i int) bool) {
 	t.Helper()
-	b := NewBatch(len(cases))
+	keys := NewExpandedKeys(len(cases))
+	for _, k := range []*ExpandedKeys{nil, keys, keys, NewExpandedKeys(1)} {
+		checkBatchWith(t, NewBatchWithKeys(len(cases), k), cases, wantValid)
+	}
+}
+
+func checkBatchWith(t *testing.T, b *Batch, cases []batchCase, wantValid func(i int) bool) {
+	t.Helper()
 	for _, c := range cases {
 		b.Add(c.pub, c.msg, c.sig)
 	}

@@ -97,24 +97,41 @@ func TestGatewayCrash(t *testing.T) {
 	if tok := mq.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("mqtt connect: %v", tok.Error())
 	}
-	// Publish one reading after another, each waiting for its PUBACK, and
-	// kill the node once 40 are acknowledged, while the next is in flight.
+	// Publish bursts of 10 readings without waiting between them (the
+	// broker pipelines a connection's readings), each burst once the last
+	// one is acknowledged, and kill the node once 40 are acknowledged and
+	// the next burst's first one too, while the rest of it is in flight:
+	// every reading whose PUBACK came, from the last burst too, must survive.
 	var acked []uint64
-	for seq := uint64(1); ; seq++ {
-		v := float64(seq)
-		raw, _ := reading.Sign(sensor, sensor.ID(), reading.Reading{Seq: seq, Time: time.Now(), ContentType: "count", Value: &v})
-		tok := mq.Publish(gateway.ReadingsTopic(sensor.ID()), 1, false, raw)
-		if len(acked) == 40 {
-			time.Sleep(time.Millisecond)
-			proc.Process.Kill()
-			proc.Wait()
-			break
+	seq := uint64(0)
+	publishBurst := func() (toks []paho.Token, seqs []uint64) {
+		for range 10 {
+			seq++
+			v := float64(seq)
+			raw, _ := reading.Sign(sensor, sensor.ID(), reading.Reading{Seq: seq, Time: time.Now(), ContentType: "count", Value: &v})
+			toks = append(toks, mq.Publish(gateway.ReadingsTopic(sensor.ID()), 1, false, raw))
+			seqs = append(seqs, seq)
 		}
-		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			t.Fatalf("publish %d: %v", seq, tok.Error())
+		return toks, seqs
+	}
+	for len(acked) < 40 {
+		toks, seqs := publishBurst()
+		for i, tok := range toks {
+			if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatalf("publish %d: %v", seqs[i], tok.Error())
+			}
+			acked = append(acked, seqs[i])
 		}
-		acked = append(acked, seq)
-		time.Sleep(80 * time.Millisecond) // within the default 10 readings/s per device (burst 20)
+		time.Sleep(time.Second) // within the default 10 readings/s per device (burst 20)
+	}
+	toks, seqs := publishBurst()
+	toks[0].WaitTimeout(10 * time.Second) // the rest of the burst is still in the gateway
+	proc.Process.Kill()
+	proc.Wait()
+	for i, tok := range toks {
+		if tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
+			acked = append(acked, seqs[i])
+		}
 	}
 	mq.Disconnect(0)
 

@@ -22,3 +22,18 @@ type Ingestor interface {
 	// may keep it).
 	Ingest(ctx context.Context, deviceID string, payload []byte, source string) error
 }
+
+// Pipeliner is an Ingestor that also takes envelopes without waiting for
+// each to be stored, so that a transport can keep several of one client's
+// envelopes in flight (MQTT: many PUBLISHes before their PUBACKs).
+// gateway.Gateway implements it.
+type Pipeliner interface {
+	Ingestor
+	// Submit runs Ingest's checks up to queueing the envelope and returns
+	// a channel that receives, once, what Ingest would have returned. It
+	// blocks while the gateway's queue is full (back-pressure: the
+	// caller stops reading its client) until ctx is done, which refuses
+	// the envelope as overloaded. Envelopes that one goroutine submits one
+	// after the other are stored, or refused, in that order.
+	Submit(ctx context.Context, deviceID string, payload []byte, source string) <-chan error
+}

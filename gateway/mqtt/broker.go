@@ -11,6 +11,8 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/thingnet/thingnet/gateway/edge"
 )
 
 // Bounds that are not worth a Config field.
@@ -19,13 +21,14 @@ const (
 	sessionExpiry    = 3600            // seconds a disconnected persistent session is kept
 	maxInflight      = 128             // QoS 1/2 messages queued per subscriber
 	maxWritesPending = 512             // packets queued for writing per client
-	receiveMaximum   = 64              // QoS 2 PUBLISHes a client may have awaiting PUBREL
+	receiveMaximum   = 64              // readings a connection may have in its pipeline (pipeline.go); QoS 2 PUBLISHes awaiting PUBREL
 	sysTopicInterval = 10              // seconds between $SYS updates (only the ACL lets anyone read them)
 )
 
 // Broker is a running MQTT broker.
 type Broker struct {
 	server *mochi.Server
+	hook   *hook
 	ln     *listener
 	log    *slog.Logger
 	stats  *counters
@@ -65,12 +68,14 @@ func Start(c Config) (*Broker, error) {
 		Logger:                 log,
 		SysTopicResendInterval: sysTopicInterval,
 	})
-	h := &hook{ctx: ctx, cfg: c, log: log, stats: stats}
+	h := &hook{ctx: ctx, cfg: c, log: log, stats: stats, server: server,
+		inline: server.NewClient(nil, "local", "thingnet-relay", true)}
+	h.pipe, _ = c.Ingest.(edge.Pipeliner)
 	// Open connections are capped above MaxClients so that a CONNECT beyond
 	// it is still read and answered with "server busy" by mochi; beyond the
 	// cap a connection is closed at once.
 	ln := newListener(nl, c.MaxClients+c.MaxClients/4+16, c.ConnectTimeout, log, stats)
-	b := &Broker{server: server, ln: ln, log: log, stats: stats, cancel: cancel}
+	b := &Broker{server: server, hook: h, ln: ln, log: log, stats: stats, cancel: cancel}
 	ln.disconnect = b.disconnectAll
 	if err := server.AddHook(h, nil); err != nil {
 		b.abort()
@@ -141,6 +146,7 @@ func (b *Broker) Close() error {
 		go func() {
 			defer close(done)
 			_ = b.server.Close() // always nil
+			b.hook.wg.Wait()     // the pipelines end with their connections
 		}()
 		select {
 		case <-done:

@@ -12,7 +12,11 @@
 // before any signature is verified, and a message's size and rate before its
 // reading is.
 //
-// A QoS 1 PUBLISH is acknowledged (PUBACK; PUBREC for QoS 2) only after
-// Ingestor.Ingest returned nil, that is once the reading is durably stored:
-// see Broker's hook OnPublish for how this is guaranteed with mochi.
+// A QoS 1 PUBLISH is acknowledged (PUBACK; PUBREC for QoS 2) only once the
+// Ingestor has said the reading is durably stored. With an Ingestor that is
+// an edge.Pipeliner (the gateway), a connection's QoS 0 and 1 readings are
+// pipelined: up to 64 are in the gateway at once, their PUBACKs go out in
+// the order of the PUBLISHes, and a connection whose pipeline is full is
+// not read until a reading is answered. See Broker's hook OnPublish for how
+// this is done with mochi.
 package mqtt

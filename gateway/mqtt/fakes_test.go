@@ -117,6 +117,7 @@ type fakeIngest struct {
 
 	mu     sync.Mutex
 	stored []stored
+	last   chan struct{} // closed when the last Submit's Ingest returned
 }
 
 func newFakeIngest() *fakeIngest {
@@ -146,6 +147,28 @@ func (f *fakeIngest) Ingest(ctx context.Context, dev string, payload []byte, sou
 	defer f.mu.Unlock()
 	f.stored = append(f.stored, stored{device: dev, source: source, payload: bytes.Clone(payload)})
 	return nil
+}
+
+// Submit makes the fake an edge.Pipeliner, so that the tests run the
+// broker's pipelined path (QoS 0 and 1): Ingest runs in a goroutine, after
+// the previous Submit's, so readings are stored in the order they came. A
+// "block..." one waits for release, or at most IngestTimeout's default.
+func (f *fakeIngest) Submit(ctx context.Context, dev string, payload []byte, source string) <-chan error {
+	res, done := make(chan error, 1), make(chan struct{})
+	f.mu.Lock()
+	prev := f.last
+	f.last = done
+	f.mu.Unlock()
+	go func() {
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), DefaultIngestTimeout)
+		defer cancel()
+		res <- f.Ingest(ctx, dev, payload, source)
+	}()
+	return res
 }
 
 // has reports whether payload is stored for dev.

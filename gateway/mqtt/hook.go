@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -20,6 +21,21 @@ type hook struct {
 	cfg   Config
 	log   *slog.Logger
 	stats *counters
+
+	server *mochi.Server
+	// pipe is cfg.Ingest if it is an edge.Pipeliner: QoS 0 and 1 readings
+	// are then pipelined (pipeline.go); nil otherwise.
+	pipe edge.Pipeliner
+	// inline is the broker's own inline client, which relays stored
+	// readings to mochi for retaining and delivery (pipeline.go).
+	inline    *mochi.Client
+	pipelines sync.Map       // *mochi.Client → *pipeline
+	wg        sync.WaitGroup // the pipelines' goroutines
+}
+
+// ingestContext bounds one Ingest call, or one Submit's wait for room.
+func (h *hook) ingestContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(h.ctx, h.cfg.IngestTimeout)
 }
 
 func (h *hook) ID() string { return "thingnet" }
@@ -48,6 +64,7 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 }
 
 func (h *hook) OnDisconnect(cl *mochi.Client, err error, _ bool) {
+	h.closePipeline(cl)
 	h.log.Debug("mqtt: device disconnected", "device", cl.ID, "remote", cl.Net.Remote, "error", err)
 }
 

@@ -10,7 +10,7 @@ import (
 	"github.com/thingnet/thingnet/gateway/edge"
 )
 
-// OnPublish stores a reading before mochi acknowledges it.
+// OnPublish stores a reading before it is acknowledged.
 //
 // How a PUBACK comes only after the reading is durably stored, in mochi
 // v2.7.9 (server.go): the goroutine that reads a client handles one packet at
@@ -20,47 +20,95 @@ import (
 //  1. drops a topic name that is invalid (wildcards, $SYS), and asks
 //     OnACLCheck, which leaves the topic check to OnPublish;
 //  2. calls hooks.OnPublish, this method, synchronously;
-//  3. only when OnPublish returned no error, writes the PUBACK (QoS 1) or
-//     PUBREC (QoS 2) with Client.WritePacket, then retains the message if
-//     asked and fans it out to subscribers.
+//  3. when OnPublish returned no error, writes the PUBACK (QoS 1) or PUBREC
+//     (QoS 2) with Client.WritePacket, then retains the message if asked and
+//     fans it out to subscribers; when it returned packets.ErrRejectPacket,
+//     it does none of this and returns at once.
 //
-// OnPublish blocks in Ingest, so step 3 cannot happen before Ingest returned
-// nil. When the reading is refused, OnPublish answers itself — v5: a PUBACK
-// (PUBREC for QoS 2) with a reason code of 0x80 or more; v3.1.1, which has no
-// negative acknowledgement: it closes the connection, so the client keeps
-// the message and sends it again once reconnected — and returns
-// packets.ErrRejectPacket, on which processPublish returns at once: no
-// acknowledgement, no retained copy, no fan-out. (mochi's own way, returning
-// a packets.Code, is not used: it answers QoS 2 with a PUBACK, and for v3 it
-// goes on to the success path and acknowledges.)
+// QoS 0 and 1 readings are pipelined when the Ingestor is an
+// edge.Pipeliner (the gateway is): OnPublish submits the reading, hands it
+// to the client's pipeline and returns packets.ErrRejectPacket, so that
+// mochi reads the client's next packet while this one is verified and
+// stored. The pipeline's goroutine takes the answers in the order the
+// PUBLISHes came, and for each one stored writes the PUBACK itself (QoS 1)
+// and then has mochi retain and deliver it (see relay): a PUBACK still
+// means that the reading is durable, and PUBACKs go out in the order of the
+// PUBLISHes. A client has at most receiveMaximum readings in its pipeline;
+// beyond that, and while the gateway's queue is full, OnPublish blocks, and
+// the client's connection is not read (back-pressure).
 //
-// QoS 0 readings are ingested the same way, with nothing to answer: a
-// refused one is dropped. QoS 2 is accepted and handled like QoS 1 (the
-// PUBREC waits for the store); exactly-once storage rests on the readings'
-// sequence numbers, not on the MQTT QoS 2 exchange.
+// Otherwise (QoS 2, or an Ingestor that only blocks) OnPublish first waits
+// for the client's pipeline to empty, then blocks in Ingest, so step 3
+// cannot happen before Ingest returned nil; exactly-once storage rests on
+// the readings' sequence numbers, not on the MQTT QoS 2 exchange.
 //
-// Blocking holds back only this client, and bounds its cost: it has at most
-// one reading in Ingest at a time.
+// When the reading is refused, the broker answers itself — v5: a PUBACK
+// (PUBREC for QoS 2) with a reason code of 0x80 or more; v3.1.1, which has
+// no negative acknowledgement: it closes the connection, so the client
+// keeps the message and sends it again once reconnected — and mochi neither
+// acknowledges, retains nor delivers it. (mochi's own way, returning a
+// packets.Code, is not used: it answers QoS 2 with a PUBACK, and for v3 it
+// goes on to the success path and acknowledges.) A refused QoS 0 reading is
+// dropped.
 func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
-	dev := cl.ID
+	if cl == h.inline {
+		return pk, nil // a stored reading, relayed to be retained and delivered
+	}
+	if h.pipe != nil && pk.FixedHeader.Qos < 2 {
+		h.pipeline(cl, pk)
+		return pk, packets.ErrRejectPacket // answered by the client's pipeline
+	}
+	if p, ok := h.pipelines.Load(cl); ok {
+		p.(*pipeline).pending.Wait()
+	}
+	err := h.checkPublish(cl, pk)
+	if err == nil {
+		ip, _ := edge.Source(cl.Net.Remote)
+		ctx, cancel := h.ingestContext()
+		err = h.cfg.Ingest.Ingest(ctx, cl.ID, pk.Payload, ip)
+		cancel()
+		extendDeadline(cl)
+	}
+	return h.answer(cl, pk, err)
+}
+
+// publishRefusal is a PUBLISH that the broker refuses before the Ingestor sees it.
+type publishRefusal struct {
+	reason string       // a Reading* key of Stats.ReadingsRefused
+	code   packets.Code // the v5 reason code
+	detail string
+}
+
+func (r *publishRefusal) Error() string { return r.detail }
+
+// checkPublish runs the broker's own checks of a PUBLISH: the topic, and the
+// device's message budget.
+func (h *hook) checkPublish(cl *mochi.Client, pk packets.Packet) error {
 	// The only topic a device may publish to. (This is also after mochi
 	// resolved any topic alias, which OnACLCheck would not see.)
-	if pk.TopicName != ReadingsTopic(dev) {
-		return h.refusePublish(cl, pk, ReadingACL, packets.ErrNotAuthorized,
-			"a device may publish only to "+ReadingsTopic(dev))
+	if pk.TopicName != ReadingsTopic(cl.ID) {
+		return &publishRefusal{ReadingACL, packets.ErrNotAuthorized, "a device may publish only to " + ReadingsTopic(cl.ID)}
 	}
-	if !h.cfg.Limits.AllowMessage(edge.DeviceKey(dev), len(pk.Payload)) {
+	if !h.cfg.Limits.AllowMessage(edge.DeviceKey(cl.ID), len(pk.Payload)) {
 		h.stats.rateLimited.Add(LimitMessage)
-		return h.refusePublish(cl, pk, ReadingRateLimited, packets.ErrQuotaExceeded,
-			"message rate or volume limit exceeded; slow down")
+		return &publishRefusal{ReadingRateLimited, packets.ErrQuotaExceeded, "message rate or volume limit exceeded; slow down"}
 	}
-	ip, _ := edge.Source(cl.Net.Remote)
-	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.IngestTimeout)
-	err := h.cfg.Ingest.Ingest(ctx, dev, pk.Payload, ip)
-	cancel()
-	extendDeadline(cl)
+	return nil
+}
+
+// answer counts the outcome err of cl's PUBLISH pk, refuses it unless it was
+// stored (refusePublish), and returns what OnPublish returns to mochi: no
+// error (acknowledge, retain, deliver), packets.CodeSuccessIgnore (an
+// already stored reading: acknowledge only) or packets.ErrRejectPacket
+// (refused and answered).
+func (h *hook) answer(cl *mochi.Client, pk packets.Packet, err error) (packets.Packet, error) {
+	var r *publishRefusal
 	switch {
 	case err == nil:
+		h.stats.readingsAccepted.Add(1)
+		return pk, nil
+	case errors.As(err, &r):
+		return h.refusePublish(cl, pk, r.reason, r.code, r.detail)
 	case errors.Is(err, edge.ErrDuplicate):
 		// Acknowledged, but neither retained nor delivered again:
 		// CodeSuccessIgnore makes processPublish send the PUBACK and skip both.
@@ -75,11 +123,9 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	case h.ctx.Err() != nil:
 		return h.refusePublish(cl, pk, ReadingOverloaded, packets.ErrQuotaExceeded, "the gateway is shutting down")
 	default:
-		h.log.Warn("mqtt: storing a reading failed", "device", dev, "error", err)
+		h.log.Warn("mqtt: storing a reading failed", "device", cl.ID, "error", err)
 		return h.refusePublish(cl, pk, ReadingError, packets.ErrUnspecifiedError, "the gateway could not store the reading")
 	}
-	h.stats.readingsAccepted.Add(1)
-	return pk, nil
 }
 
 // refusePublish answers a refused PUBLISH (see OnPublish) and returns what

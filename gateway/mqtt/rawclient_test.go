@@ -50,6 +50,8 @@ func (c *rawClient) send(pk packets.Packet) {
 		err = pk.SubscribeEncode(&buf)
 	case packets.Disconnect:
 		err = pk.DisconnectEncode(&buf)
+	case packets.Pingreq:
+		err = pk.PingreqEncode(&buf)
 	default:
 		err = fmt.Errorf("rawClient cannot send packet type %d", pk.FixedHeader.Type)
 	}
