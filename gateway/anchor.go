@@ -37,28 +37,64 @@ const (
 // per (Config.AnchorBudget: bytes of chain per 10,000 entries).
 const budgetEntries = 10_000
 
-// anchorCadence decides when the duty loop anchors the data log: as soon
-// as the entries the anchor would add pay for its bytes under the budget
-// (entries × budget ≥ its size × 10,000: the count trigger, derived from
-// the anchor's known size), else once the oldest of them has waited the
-// interval (the upper bound). It is a pure rule: time is an input.
+// anchorIdle is how long the log must not grow, after new entries, for an
+// anchor to go out on credit (anchorCadence).
+const anchorIdle = 200 * time.Millisecond
+
+// anchorCadence decides when the duty loop anchors the data log. It keeps
+// a balance, in bytes × 10,000: every new entry an anchor covers adds the
+// budget, every anchor sent takes its size × 10,000 (the gateway builds the
+// tx, so its size is known). An anchor goes out
+//
+//   - as soon as the balance pays for it (the count trigger: with ~800-byte
+//     anchors and the default budget, every ~8,000 entries);
+//   - when the log has been idle for anchorIdle after new entries, on
+//     credit: if the balance stays above minus one anchor afterwards (the
+//     end of a burst is anchored at once; the next anchor repays it);
+//   - when the oldest unanchored entry has waited the interval, whatever
+//     the balance (the upper bound).
+//
+// The balance is kept within one anchor either side, so neither a debt
+// nor a saving outlives a burst. It is a pure rule: time is an input.
 type anchorCadence struct {
 	interval time.Duration
-	budget   int // bytes of chain per budgetEntries entries; ≤ 0: no early anchors
+	budget   int // bytes of chain per budgetEntries entries; ≤ 0: anchors only every interval
 }
 
-// due reports whether an anchor of txBytes bytes adding entries new log
-// entries, the oldest of which has waited waited, goes out now.
-func (c anchorCadence) due(entries uint64, txBytes int, waited time.Duration) bool {
-	if entries == 0 {
+// anchorBacklog is what anchorCadence decides on.
+type anchorBacklog struct {
+	entries uint64        // new entries the anchor would cover
+	txBytes int           // its size
+	waited  time.Duration // since the oldest of them was seen
+	idle    time.Duration // since the log last grew
+	balance int64         // the budget's balance before this anchor, bytes × budgetEntries
+}
+
+// after is the balance once an anchor is sent for b, unclamped.
+func (c anchorCadence) after(b anchorBacklog) int64 {
+	return b.balance + int64(b.entries)*int64(max(c.budget, 0)) - int64(b.txBytes)*budgetEntries
+}
+
+// due reports whether the anchor of b goes out now.
+func (c anchorCadence) due(b anchorBacklog) bool {
+	if b.entries == 0 {
 		return false
 	}
-	return waited >= c.interval || c.paid(entries, txBytes)
+	if b.waited >= c.interval {
+		return true
+	}
+	if c.budget <= 0 {
+		return false
+	}
+	a := c.after(b)
+	return a >= 0 || b.idle >= anchorIdle && a >= -int64(b.txBytes)*budgetEntries
 }
 
-// paid reports whether entries new entries pay for an anchor of txBytes.
-func (c anchorCadence) paid(entries uint64, txBytes int) bool {
-	return c.budget > 0 && entries*uint64(c.budget) >= uint64(txBytes)*budgetEntries
+// sent is the balance after the anchor of b went out: kept within one
+// anchor of zero.
+func (c anchorCadence) sent(b anchorBacklog) int64 {
+	limit := int64(b.txBytes) * budgetEntries
+	return min(max(c.after(b), -limit), limit)
 }
 
 // queued is a ledger message another component asked the gateway to send
@@ -160,14 +196,21 @@ type duty struct {
 	// that an anchor that fails is retried as soon as that one is due.
 	oldest, sentOldest time.Time
 	sentSize           uint64
+	// seenSize is the log's size the duty loop last saw, grewAt when it
+	// saw it grow; balance is anchorCadence's, sentBalance what it becomes
+	// once the anchor anchorTx built is sent.
+	seenSize             uint64
+	grewAt               time.Time
+	balance, sentBalance int64
 }
 
 // duties runs the gateway's ledger work, one tx at a time (they share the
 // gateway key's nonce): every AnchorInterval (at most every second) it
 // quarantines devices that keep exceeding their limits, where an
 // organisation's policy allows it; it anchors the data log when the new
-// entries pay for an anchor under AnchorBudget, or when the oldest of them
-// has waited AnchorInterval (anchorCadence); in between it sends the
+// entries pay for an anchor under AnchorBudget, when the log went idle and
+// the budget can lend it, or when the oldest entry has waited
+// AnchorInterval (anchorCadence); in between it sends the
 // messages other components queued (Enqueue). Priority: quarantine,
 // anchor, queued — but with messages waiting, two anchors never go in a
 // row, so a busy log does not starve the queue. One tx is in flight at a
@@ -275,8 +318,9 @@ func (g *Gateway) dutyOnce(ctx context.Context, d *duty) error {
 		return fmt.Errorf("%s: %w", kind, err)
 	}
 	if anchor {
-		// Entries appended from now on are not covered by this anchor.
-		d.sentOldest, d.oldest = d.oldest, now
+		// Entries appended from now on are not covered by this anchor. Its
+		// bytes are spent now: if it fails, it still took room in a block.
+		d.sentOldest, d.oldest, d.balance = d.oldest, now, d.sentBalance
 	}
 	d.pendingNonce, d.pendingSince, d.inflight, d.lastAnchor = last+1, now, q, anchor
 	return nil
@@ -303,11 +347,14 @@ func (g *Gateway) anchorTx(st *ledger.State, d *duty, nonce uint64, now time.Tim
 	if d.oldest.IsZero() {
 		d.oldest = now
 	}
+	if size != d.seenSize {
+		d.seenSize, d.grewAt = size, now
+	}
 	c := anchorCadence{interval: g.cfg.AnchorInterval, budget: g.cfg.AnchorBudget}
-	entries, waited := size-anchored, now.Sub(d.oldest)
+	b := anchorBacklog{entries: size - anchored, txBytes: minAnchorTx, waited: now.Sub(d.oldest), idle: now.Sub(d.grewAt), balance: d.balance}
 	// An anchor costs at least its fixed part (~230 bytes): skip building
-	// one the budget cannot pay for yet.
-	if !c.due(entries, minAnchorTx, waited) {
+	// one that would not be due at that size.
+	if !c.due(b) {
 		return nil, nil
 	}
 	m, err := g.anchorMsg(size, root, anchored)
@@ -318,10 +365,10 @@ func (g *Gateway) anchorTx(st *ledger.State, d *duty, nonce uint64, now time.Tim
 	if err != nil {
 		return nil, err
 	}
-	if !c.due(entries, len(tx), waited) {
+	if b.txBytes = len(tx); !c.due(b) {
 		return nil, nil
 	}
-	d.sentSize = size
+	d.sentSize, d.sentBalance = size, c.sent(b)
 	return tx, nil
 }
 
