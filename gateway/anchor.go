@@ -38,8 +38,10 @@ const (
 const budgetEntries = 10_000
 
 // anchorIdle is how long the log must not grow, after new entries, for an
-// anchor to go out on credit (anchorCadence).
-const anchorIdle = 200 * time.Millisecond
+// anchor to go out on credit (anchorCadence). Long enough that a stall of
+// a busy gateway is not taken for the end of a burst: a loan repaid by a
+// steady stream delays its next anchor by as much as it saved.
+const anchorIdle = time.Second
 
 // anchorCadence decides when the duty loop anchors the data log. It keeps
 // a balance, in bytes × 10,000: every new entry an anchor covers adds the
