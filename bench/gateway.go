@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/reading"
@@ -39,8 +40,15 @@ type GatewayBenchConfig struct {
 	// a lower bound). Default 30,000; the batched variant gets MaxRate/2
 	// envelopes/s.
 	MaxRate int
-	// AnchorInterval is the gateway's; default 1s (a node's default).
+	// Rate, if set, paces the load: envelopes/s over all devices, each
+	// device publishing at Rate/Devices per second (still at most Window
+	// in flight); the pre-signed readings are sized for it. 0: as fast as
+	// PUBACKs come back (the saturating rate).
+	Rate int
+	// AnchorInterval and AnchorBudget are the gateway's; default a node's
+	// defaults (gateway.DefaultAnchorInterval, gateway.DefaultAnchorBudget).
 	AnchorInterval time.Duration
+	AnchorBudget   int
 	// BatchWindow and MaxBatch are the gateway's (gateway.Config); zero
 	// leaves the gateway's defaults (2ms, 1024), as a node runs it. For
 	// experiments.
@@ -93,7 +101,10 @@ func (c GatewayBenchConfig) withDefaults() GatewayBenchConfig {
 		c.MaxRate = 30_000
 	}
 	if c.AnchorInterval <= 0 {
-		c.AnchorInterval = time.Second
+		c.AnchorInterval = gateway.DefaultAnchorInterval
+	}
+	if c.AnchorBudget == 0 {
+		c.AnchorBudget = gateway.DefaultAnchorBudget
 	}
 	if c.VerifyTime <= 0 {
 		c.VerifyTime = time.Second
@@ -341,6 +352,9 @@ func RunGateway(ctx context.Context, dir string, cfg GatewayBenchConfig) (*Gatew
 		rate := float64(cfg.MaxRate)
 		if b > 1 {
 			rate /= 2
+		}
+		if cfg.Rate > 0 {
+			rate = float64(cfg.Rate)
 		}
 		per := int(math.Ceil(rate*run.Seconds()/float64(cfg.Devices))) + cfg.Window
 		keys := []*reading.DataKey{nil}

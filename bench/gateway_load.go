@@ -217,6 +217,14 @@ func (l *mqttLoad) connect(ctx context.Context, passwords []string) ([]paho.Clie
 func (l *mqttLoad) device(ctx context.Context, c paho.Client, d int, dl *deviceLoad, stop <-chan struct{}) {
 	topic := gateway.ReadingsTopic(l.w.devices[d].ID())
 	envs := l.pool[d]
+	// With a paced load, envelope i of device d goes out at start +
+	// (d/devices + i) × every: the devices' publishes are spread evenly.
+	var every time.Duration
+	start := time.Now()
+	if l.cfg.Rate > 0 {
+		every = time.Duration(len(l.pool)) * time.Second / time.Duration(l.cfg.Rate)
+		start = start.Add(every * time.Duration(d) / time.Duration(len(l.pool)))
+	}
 	sem := make(chan struct{}, l.cfg.Window)
 	pending := make(chan gwInflight, l.cfg.Window)
 	var lost atomic.Bool
@@ -266,6 +274,15 @@ publish:
 		}
 		if lost.Load() {
 			break
+		}
+		if every > 0 {
+			if wait := time.Until(start.Add(time.Duration(i) * every)); wait > 0 {
+				select {
+				case <-stop:
+					break publish
+				case <-time.After(wait):
+				}
+			}
 		}
 		k := i
 		if k >= len(envs) {

@@ -89,7 +89,10 @@ func (r *GatewayReport) WriteReport(w io.Writer) {
 	c := r.Config
 	fmt.Fprintf(w, "\nthingnet gateway (fsync on, 1 validator) vs plain Mosquitto: %d devices, MQTT 3.1.1 QoS 1, %d publishes in flight per client,\n",
 		c.Devices, c.Window)
-	fmt.Fprintf(w, "%s measured after %s warm-up, anchor interval %s, medians of %d round(s)\n", c.Duration, c.Warmup, c.AnchorInterval, c.Rounds)
+	fmt.Fprintf(w, "%s measured after %s warm-up, anchor interval %s, anchor budget %d B per 10,000 entries, medians of %d round(s)\n", c.Duration, c.Warmup, c.AnchorInterval, c.AnchorBudget, c.Rounds)
+	if c.Rate > 0 {
+		fmt.Fprintf(w, "paced load: %d envelopes/s over all devices\n", c.Rate)
+	}
 	fmt.Fprintf(w, "machine: %s\n", r.Machine)
 	if r.MosquittoMissing != "" {
 		fmt.Fprintf(w, "BASELINE NOT RUN: %s\n", r.MosquittoMissing)

@@ -65,3 +65,29 @@ func TestGatewayBench(t *testing.T) {
 		t.Errorf("verify rates %+v", rep.Verify)
 	}
 }
+
+// TestGatewayBenchPaced: with Rate set, the load publishes no faster than
+// the pace (and the gateway gets all of it, anchored).
+func TestGatewayBenchPaced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a ledger network")
+	}
+	cfg := GatewayBenchConfig{
+		Devices: 4, Duration: 2 * time.Second, Warmup: -1, Batch: 1, Rounds: 1, Rate: 200,
+		AnchorInterval: 200 * time.Millisecond, VerifyTime: 100 * time.Millisecond, NoMosquitto: true,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := RunGateway(ctx, t.TempDir(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rep.Variants[0].Gateway[0]
+	t.Logf("paced at %d/s: %s", cfg.Rate, r)
+	if limit := cfg.Rate*int(cfg.Duration/time.Second) + cfg.Devices; r.Envelopes == 0 || r.Envelopes > limit {
+		t.Errorf("%d envelopes acknowledged in the window; want 1 to %d at %d/s", r.Envelopes, limit, cfg.Rate)
+	}
+	if r.AckedMissing != 0 || r.Failed != 0 || r.Samples == 0 {
+		t.Errorf("paced run: %s", r)
+	}
+}

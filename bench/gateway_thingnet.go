@@ -195,7 +195,7 @@ func runGatewayOnNet(ctx context.Context, home string, net *chain.LocalNet, app 
 	}
 	defer obs.close()
 	gw, err := gateway.New(gateway.Config{
-		Dir: filepath.Join(home, "gateway"), Key: w.gwKey, AnchorInterval: cfg.AnchorInterval,
+		Dir: filepath.Join(home, "gateway"), Key: w.gwKey, AnchorInterval: cfg.AnchorInterval, AnchorBudget: cfg.AnchorBudget,
 		BatchWindow: cfg.BatchWindow, MaxBatch: cfg.MaxBatch,
 		Limits: gwBenchLimits(), // NoSync stays false: every PUBACK waits for an fsync
 	}, gateway.NodeLedger{App: app, Comet: node.Client()})
@@ -240,7 +240,7 @@ func runGatewayOnNet(ctx context.Context, home string, net *chain.LocalNet, app 
 
 	// Every envelope stored gets anchored, then its latency is known.
 	size := gw.Log().Size()
-	actx, cancel := context.WithTimeout(ctx, gwAnchorWaitTimeout)
+	actx, cancel := context.WithTimeout(ctx, cfg.AnchorInterval+gwAnchorWaitTimeout)
 	defer cancel()
 	if err := obs.waitCovered(actx, size); err != nil {
 		return res, err

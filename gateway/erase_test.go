@@ -19,7 +19,6 @@ import (
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/proof"
-	"github.com/thingnet/thingnet/ratelimit"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -397,7 +396,7 @@ func TestRetentionDiskBound(t *testing.T) {
 	}
 	clock := &fakeClock{now: time.Now().Truncate(time.Second)}
 	tn.gw.Close()
-	wide := ratelimit.Limits{MsgsPerSec: 1e6, Burst: 1e6, BytesPerSec: 1e12, ByteBurst: 1 << 30, ConnectsPerSec: 1e3, ConnectBurst: 1e3, MaxPacket: 1 << 20}
+	wide := wideLimits
 	gw, err := New(Config{Dir: filepath.Join(tn.dir, "gateway"), Key: tn.gwKey, AnchorInterval: 100 * time.Millisecond, NoSync: true,
 		Clock: clock, RetentionInterval: 1000 * time.Hour, Limits: wide}, NodeLedger{App: tn.app, Comet: tn.net.Node(0).Client()})
 	if err != nil {

@@ -23,7 +23,14 @@ type Config struct {
 	// ID is the gateway's device id; default Key.ID().
 	ID string
 
-	AnchorInterval time.Duration // how often new data is anchored; default 1s
+	// AnchorInterval is the longest new log entries wait for an anchor
+	// (counted from when the duty loop first sees them); default
+	// DefaultAnchorInterval. AnchorBudget is the chain an anchor may cost
+	// before that, in bytes of anchor tx per 10,000 new entries: an anchor
+	// goes out as soon as the entries it adds pay for it; default
+	// DefaultAnchorBudget; negative: anchors only every AnchorInterval.
+	AnchorInterval time.Duration
+	AnchorBudget   int
 	BatchWindow    time.Duration // how long the verifier waits to fill a batch; default 2ms
 	MaxBatch       int           // readings verified and stored together; default 1024
 	QueueLen       int           // readings waiting for verification; default 8192
@@ -123,7 +130,10 @@ func New(c Config, l Ledger) (*Gateway, error) {
 		c.ID = c.Key.ID()
 	}
 	if c.AnchorInterval <= 0 {
-		c.AnchorInterval = time.Second
+		c.AnchorInterval = DefaultAnchorInterval
+	}
+	if c.AnchorBudget == 0 {
+		c.AnchorBudget = DefaultAnchorBudget
 	}
 	if c.BatchWindow <= 0 {
 		c.BatchWindow = 2 * time.Millisecond

@@ -25,6 +25,7 @@ import (
 	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/proof"
+	"github.com/thingnet/thingnet/ratelimit"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -122,6 +123,9 @@ func (tn *testNet) startGatewayWith(t testing.TB, set func(*Config)) {
 	tn.gw = gw
 	t.Cleanup(func() { gw.Close() })
 }
+
+// wideLimits never bind: for tests that ingest many readings quickly.
+var wideLimits = ratelimit.Limits{MsgsPerSec: 1e6, Burst: 1e6, BytesPerSec: 1e12, ByteBurst: 1 << 30, ConnectsPerSec: 1e3, ConnectBurst: 1e3, MaxPacket: 1 << 20}
 
 func temp(seq uint64, v float64) reading.Reading {
 	return reading.Reading{Seq: seq, Time: time.UnixMilli(1_700_000_000_000 + int64(seq)), ContentType: "temperature/celsius", Value: &v}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/thingnet/thingnet/internal/testutil"
-	"github.com/thingnet/thingnet/ratelimit"
 	"github.com/thingnet/thingnet/reading"
 )
 
@@ -58,7 +57,7 @@ func growth(t *testing.T, days int, archive bool) {
 	ctx := testutil.Context(t, 30*time.Minute)
 	clock := &fakeClock{now: time.Now().Truncate(time.Second)}
 	tn.gw.Close()
-	wide := ratelimit.Limits{MsgsPerSec: 1e6, Burst: 1e6, BytesPerSec: 1e12, ByteBurst: 1 << 30, ConnectsPerSec: 1e3, ConnectBurst: 1e3, MaxPacket: 1 << 20}
+	wide := wideLimits
 	gw, err := New(Config{Dir: filepath.Join(tn.dir, "gateway"), Key: tn.gwKey, AnchorInterval: 100 * time.Millisecond, NoSync: true,
 		Clock: clock, Limits: wide}, NodeLedger{App: tn.app, Comet: tn.net.Node(0).Client()})
 	if err != nil {

@@ -9,12 +9,8 @@ import (
 
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/internal/testutil"
-	"github.com/thingnet/thingnet/ratelimit"
 	"github.com/thingnet/thingnet/reading"
 )
-
-// wideLimits never bind in a test.
-var wideLimits = ratelimit.Limits{MsgsPerSec: 1e6, Burst: 1e6, BytesPerSec: 1e12, ByteBurst: 1 << 30, ConnectsPerSec: 1e3, ConnectBurst: 1e3, MaxPacket: 1 << 20}
 
 // TestSubmitPipelined: envelopes submitted one after the other without
 // waiting are all stored, in the order they came (batches verified on all

@@ -14,7 +14,6 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/internal/testutil"
-	"github.com/thingnet/thingnet/ratelimit"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -178,7 +177,7 @@ func BenchmarkIngestRollups(b *testing.B) {
 			signed[d] = append(signed[d], raw)
 		}
 	}
-	wide := ratelimit.Limits{MsgsPerSec: 1e6, Burst: 1e6, BytesPerSec: 1e12, ByteBurst: 1 << 30, ConnectsPerSec: 1e3, ConnectBurst: 1e3, MaxPacket: 1 << 20}
+	wide := wideLimits
 	round := 0
 	run := func(noRollups bool) float64 {
 		round++

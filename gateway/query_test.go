@@ -22,7 +22,6 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/internal/testutil"
-	"github.com/thingnet/thingnet/ratelimit"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/rollup"
 )
@@ -86,7 +85,7 @@ func sameBuckets(t *testing.T, what string, got, want []rollup.Bucket) {
 // equal the brute force.
 func TestQuery(t *testing.T) {
 	tn := startTestNet(t)
-	wide := ratelimit.Limits{MsgsPerSec: 1e6, Burst: 1e6, BytesPerSec: 1e12, ByteBurst: 1 << 30, ConnectsPerSec: 1e3, ConnectBurst: 1e3, MaxPacket: 1 << 20}
+	wide := wideLimits
 	if err := tn.gw.Close(); err != nil {
 		t.Fatal(err)
 	}

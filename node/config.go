@@ -94,9 +94,15 @@ type GatewayConfig struct {
 	// PKCS#11 token URI (pkcs11:token=...;object=...?module-path=...). Its
 	// did:key must be registered on the ledger as a device of class
 	// "gateway". The passphrase comes from $THINGNET_GATEWAY_PASSPHRASE.
-	Key            string   `toml:"key"`
-	Keystore       string   `toml:"keystore"` // default <home>/keys
+	Key      string `toml:"key"`
+	Keystore string `toml:"keystore"` // default <home>/keys
+	// AnchorInterval is the longest new readings wait for their anchor
+	// (default 2m); AnchorBudget the chain, in bytes of anchor tx per
+	// 10,000 log entries, that an earlier anchor may cost (default 1000;
+	// negative: anchors only every anchor_interval). docs/readings.md,
+	// "Anchoring cadence".
 	AnchorInterval Duration `toml:"anchor_interval"`
+	AnchorBudget   int      `toml:"anchor_budget,omitempty"`
 	// RetentionInterval is how often the gateway drops the reading values
 	// that their organisations' retention periods expired (0: the
 	// default, 10m; docs/readings.md).
@@ -285,7 +291,7 @@ func DefaultConfig() Config {
 			MempoolSize:       chain.DefaultMempoolSize,
 		},
 		Ledger:  LedgerConfig{KeepVersions: 1000, SnapshotInterval: 1000, SnapshotKeep: 2},
-		Gateway: GatewayConfig{Key: "gateway", AnchorInterval: Duration{Duration: time.Second}, Limits: LimitsConfigOf(ratelimit.DefaultLimits())},
+		Gateway: GatewayConfig{Key: "gateway", AnchorInterval: Duration{Duration: gateway.DefaultAnchorInterval}, AnchorBudget: gateway.DefaultAnchorBudget, Limits: LimitsConfigOf(ratelimit.DefaultLimits())},
 		Mesh: MeshConfig{
 			Listen: []string{"/ip4/0.0.0.0/tcp/26606", "/ip4/0.0.0.0/udp/26606/quic-v1"},
 			MDNS:   true, DHT: true,
@@ -317,6 +323,7 @@ func DevConfig(i, base int) Config {
 	c.P2P = P2PConfig{Listen: fmt.Sprintf("tcp://127.0.0.1:%d", port(PortP2P)), AllowDuplicateIP: true}
 	c.RPC.Listen = fmt.Sprintf("tcp://127.0.0.1:%d", port(PortRPC))
 	c.Gateway.Enabled = true
+	c.Gateway.AnchorInterval = Duration{Duration: time.Second} // a local network favours latency over chain growth
 	c.MQTT.Listen = fmt.Sprintf("127.0.0.1:%d", port(PortMQTT))
 	c.CoAP.Listen = fmt.Sprintf("127.0.0.1:%d", port(PortCoAP))
 	c.Mesh.Listen = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port(PortMesh)), fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", port(PortMesh))}
@@ -359,6 +366,9 @@ func (c Config) Validate() error {
 	}
 	if err := exporters.Validate(c.Export); err != nil {
 		return err
+	}
+	if c.Gateway.AnchorInterval.Duration < 0 {
+		return fmt.Errorf("gateway.anchor_interval %v: must not be negative (0: the default, %v)", c.Gateway.AnchorInterval.Duration, gateway.DefaultAnchorInterval)
 	}
 	if c.Modbus.Map != "" && !c.Gateway.Enabled {
 		return errors.New("modbus.map needs gateway.enabled: the gateway attests the sensors' readings")

@@ -237,7 +237,7 @@ func (n *Node) startGateway(c Config) error {
 		return err
 	}
 	n.gw, err = gateway.New(gateway.Config{
-		Dir: filepath.Join(n.home, "data", "gateway"), Key: key, AnchorInterval: c.Gateway.AnchorInterval.Duration, NoSync: n.opts.noSync,
+		Dir: filepath.Join(n.home, "data", "gateway"), Key: key, AnchorInterval: c.Gateway.AnchorInterval.Duration, AnchorBudget: c.Gateway.AnchorBudget, NoSync: n.opts.noSync,
 		RetentionInterval: c.Gateway.RetentionInterval.Duration,
 		MaxSkew:           c.Gateway.MaxSkew.Duration, LateAfter: c.Gateway.LateAfter.Duration, NoRollups: c.Gateway.NoRollups,
 		Limits: c.Gateway.Limits.limits(), SourceLimits: c.Gateway.sourceLimits(),

@@ -16,6 +16,7 @@ import (
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/files"
+	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/identity"
 	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/record"
@@ -33,7 +34,8 @@ func TestConfigFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Moniker != "gw-7" || len(got.P2P.PersistentPeers) != 1 || got.Consensus.TimeoutCommit != c.Consensus.TimeoutCommit {
+	if got.Moniker != "gw-7" || len(got.P2P.PersistentPeers) != 1 || got.Consensus.TimeoutCommit != c.Consensus.TimeoutCommit ||
+		got.Gateway.AnchorInterval.Duration != gateway.DefaultAnchorInterval || got.Gateway.AnchorBudget != gateway.DefaultAnchorBudget {
 		t.Errorf("LoadConfig = %+v; want what was written", got)
 	}
 
@@ -44,6 +46,7 @@ func TestConfigFile(t *testing.T) {
 		{"[p2p]\nlisten = \"tcp://:x\"\n", "P2P"},
 		{"colour = \"blue\"\n", "unknown setting"},
 		{"[consensus]\ntimeout_commit = \"soon\"\n", "timeout_commit"},
+		{"[gateway]\nanchor_interval = \"-1s\"\n", "gateway.anchor_interval"},
 		{"[gateway]\nenabled = true\n[gateway.limits]\nmsgs_per_sec = -1\n", "gateway.limits"},
 		{"[gateway]\nenabled = true\n[gateway.source_limits]\nmsgs_per_sec = -1\n", "gateway.source_limits"},
 		{"[mqtt]\nlisten = \"127.0.0.1:1883\"\n", "gateway.enabled"},
