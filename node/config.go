@@ -97,7 +97,7 @@ type GatewayConfig struct {
 	Key      string `toml:"key"`
 	Keystore string `toml:"keystore"` // default <home>/keys
 	// AnchorInterval is the longest new readings wait for their anchor
-	// (default 2m); AnchorBudget the chain, in bytes of anchor tx per
+	// (default 1s); AnchorBudget the chain, in bytes of anchor tx per
 	// 10,000 log entries, that an earlier anchor may cost (default 1000;
 	// negative: anchors only every anchor_interval). docs/readings.md,
 	// "Anchoring cadence".

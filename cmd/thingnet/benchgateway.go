@@ -57,7 +57,7 @@ readings. It runs one-reading envelopes and envelopes of --batch readings.`,
 	f.IntVar(&cfg.Window, "window", 32, "QoS 1 publishes in flight per client")
 	f.IntVar(&cfg.Rounds, "rounds", 3, "rounds of every measurement; medians are reported")
 	f.IntVar(&cfg.MaxRate, "max-rate", 30000, "envelopes/s the pre-signed readings are sized for (the batched variant gets half)")
-	f.DurationVar(&cfg.AnchorInterval, "anchor-interval", 0, "the gateway's anchor interval (default: a node's, 2m)")
+	f.DurationVar(&cfg.AnchorInterval, "anchor-interval", 0, "the gateway's anchor interval (default: a node's, 1s)")
 	f.IntVar(&cfg.AnchorBudget, "anchor-budget", 0, "the gateway's anchor budget, bytes per 10,000 log entries (default: a node's, 1000; negative: none)")
 	f.IntVar(&cfg.Rate, "rate", 0, "pace the load at this many envelopes/s over all devices (default: as fast as PUBACKs come back)")
 	f.DurationVar(&cfg.BatchWindow, "batch-window", 0, "the gateway's batch window (experiments; default: the gateway's own, 2ms)")
