@@ -260,8 +260,11 @@ func (n *Net) storedReadings(ctx context.Context, g, via int) (map[string]map[ui
 		}
 		return p, err
 	}
-	stored := map[string]map[uint64]int{}
-	var bad []unproven
+	// Read every entry (each waits for its anchor), then verify them
+	// through node via at once: a proof of the latest state is checked
+	// against the next block's header, so one by one each would wait for
+	// a block.
+	var proofs []*proof.Reading
 	for i := uint64(0); ; i++ {
 		p, err := read(i)
 		for err == nil && errors.Is(p.Err(), proof.ErrNotAnchored) {
@@ -275,11 +278,32 @@ func (n *Net) storedReadings(ctx context.Context, g, via int) (map[string]map[ui
 		if err != nil {
 			var e *client.Error
 			if errors.As(err, &e) && e.Status == http.StatusNotFound {
-				return stored, bad // past the end of the log
+				break // past the end of the log
 			}
 			t.Fatalf("log entry %d: %v", i, err)
 		}
-		v, err := n.Nodes[via].Client.VerifyReading(ctx, n.ChainID, p)
+		proofs = append(proofs, p)
+	}
+	verified := make([]*proof.Verified, len(proofs))
+	errs := make([]error, len(proofs))
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range min(32, len(proofs)) {
+		wg.Go(func() {
+			for i := range work {
+				verified[i], errs[i] = n.Nodes[via].Client.VerifyReading(ctx, n.ChainID, proofs[i])
+			}
+		})
+	}
+	for i := range proofs {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	stored := map[string]map[uint64]int{}
+	var bad []unproven
+	for k, p := range proofs {
+		i, v, err := uint64(k), verified[k], errs[k]
 		if err != nil {
 			env, derr := reading.Decode(p.Envelope)
 			if derr != nil {
@@ -301,4 +325,5 @@ func (n *Net) storedReadings(ctx context.Context, g, via int) (map[string]map[ui
 			stored[v.Envelope.Device][r.Seq]++
 		}
 	}
+	return stored, bad
 }
