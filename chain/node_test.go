@@ -66,17 +66,25 @@ func queryKV(t *testing.T, n *Node, key string) string {
 // closes the file, not the AutoFile), and os/signal's loop starts once per process.
 var knownLeaks = []string{"cometbft/libs/autofile.", "os/signal.loop"}
 
-func TestSingleNode(t *testing.T) {
+// soloConfig is the configuration of a one-node network on free loopback
+// ports, with fast blocks, in a temporary home (no genesis yet).
+func soloConfig(t *testing.T, moniker string) Config {
+	t.Helper()
 	base, err := FreePortBase(1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := DefaultConfig(t.TempDir())
-	c.Moniker = "solo"
+	c.Moniker = moniker
 	c.P2PListen = fmt.Sprintf("tcp://127.0.0.1:%d", base)
 	c.RPCListen = fmt.Sprintf("tcp://127.0.0.1:%d", base+1)
 	c.FastBlocks = true
 	c.DisablePEX = true // its address book is saved after Stop, racing TempDir's cleanup
+	return c
+}
+
+func TestSingleNode(t *testing.T) {
+	c := soloConfig(t, "solo")
 
 	if _, err := Start(c, kvstore.NewInMemoryApplication(), testLogger(t)); err == nil || !strings.Contains(err.Error(), "no genesis") {
 		t.Fatalf("start without genesis: %v", err)
@@ -93,7 +101,7 @@ func TestSingleNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.NodeID() != id.NodeID || n.P2PAddress() != fmt.Sprintf("%s@127.0.0.1:%d", id.NodeID, base) {
+	if n.NodeID() != id.NodeID || n.P2PAddress() != id.NodeID+"@"+strings.TrimPrefix(c.P2PListen, "tcp://") {
 		t.Errorf("node id %s, p2p address %s", n.NodeID(), n.P2PAddress())
 	}
 	commitTx(t, n, "solo", "yes")
@@ -229,16 +237,7 @@ func TestLocalNetRejectsOtherChain(t *testing.T) {
 // between commit and indexing; here its index is deleted outright) finds
 // every transaction by hash again once restarted.
 func TestIndexAfterCrash(t *testing.T) {
-	base, err := FreePortBase(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := DefaultConfig(t.TempDir())
-	c.Moniker = "indexed"
-	c.P2PListen = fmt.Sprintf("tcp://127.0.0.1:%d", base)
-	c.RPCListen = fmt.Sprintf("tcp://127.0.0.1:%d", base+1)
-	c.FastBlocks = true
-	c.DisablePEX = true
+	c := soloConfig(t, "indexed")
 	id, err := InitHome(c)
 	if err != nil {
 		t.Fatal(err)
