@@ -51,7 +51,7 @@ func (x *index) markRecut(idx []uint64) error {
 
 // recutMarks returns the marked entries from the first, at most limit.
 func (x *index) recutMarks(limit int) ([]uint64, error) {
-	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: prefixRecut, UpperBound: append(append([]byte{}, prefixRecut[:len(prefixRecut)-1]...), '/'+1)})
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: prefixRecut, UpperBound: []byte("m/recut0")}) // "0" follows "/"
 	if err != nil {
 		return nil, err
 	}
