@@ -206,13 +206,24 @@ func (n *Net) StopNode(i int) error {
 	return nd.Close()
 }
 
-// Stop stops every node, at once. It is idempotent.
+// Stop stops every node, at once: first what takes requests on every
+// node, then the gateways, consensus and ledgers. It is idempotent.
 func (n *Net) Stop() error {
 	n.mu.Lock()
 	n.closed = true
 	n.mu.Unlock()
-	errs := make([]error, len(n.nodes))
+	// Every node's front first, while the chain still has its quorum: a
+	// request in flight on one node (a tx waiting for its commit) must not
+	// wait for consensus the others already left.
+	// (CloseFront's error comes back from Close.)
 	var wg sync.WaitGroup
+	for i := range n.nodes {
+		if nd := n.Node(i); nd != nil {
+			wg.Go(func() { _ = nd.CloseFront() })
+		}
+	}
+	wg.Wait()
+	errs := make([]error, len(n.nodes))
 	for i := range n.nodes {
 		wg.Go(func() { errs[i] = n.StopNode(i) })
 	}

@@ -66,6 +66,8 @@ type Node struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	frontOnce sync.Once
+	frontErr  error
 }
 
 // Option gives a node what it takes from its process rather than from its
@@ -355,11 +357,23 @@ func (n *Node) APIAddr() string {
 // CometBFT (at most chain.StopTimeout) and the ledger. It is idempotent:
 // later calls return the first call's result.
 func (n *Node) Close() error {
-	n.closeOnce.Do(func() { n.closeErr = n.close() })
+	n.closeOnce.Do(func() { n.closeErr = errors.Join(n.CloseFront(), n.closeBack()) })
 	return n.closeErr
 }
 
-func (n *Node) close() error {
+// CloseFront stops what takes requests from outside (the events watcher,
+// Modbus polling, exports, the API, files, mesh, CoAP, MQTT and the rules)
+// and leaves the gateway, CometBFT and the ledger running, so that requests
+// in flight still see their transactions committed. A net of nodes stops
+// every node's front before any node's consensus: a request waiting for a
+// commit on one node would otherwise wait for a chain that lost its quorum.
+// Close calls it; it is idempotent.
+func (n *Node) CloseFront() error {
+	n.frontOnce.Do(func() { n.frontErr = n.closeFront() })
+	return n.frontErr
+}
+
+func (n *Node) closeFront() error {
 	var errs []error
 	if n.stopEvents != nil {
 		n.stopEvents()
@@ -372,7 +386,9 @@ func (n *Node) close() error {
 	}
 	if n.api != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		errs = append(errs, n.api.Shutdown(ctx))
+		if err := n.api.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping the API: requests still in flight after 5 s were cut off: %w", err))
+		}
 		cancel()
 	}
 	if n.files != nil {
@@ -388,6 +404,11 @@ func (n *Node) close() error {
 		errs = append(errs, n.broker.Close())
 	}
 	n.stopRulesEngine()
+	return errors.Join(errs...)
+}
+
+func (n *Node) closeBack() error {
+	var errs []error
 	if n.gw != nil {
 		errs = append(errs, n.gw.Close())
 	}
