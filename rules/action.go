@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -21,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/thingnet/thingnet/export/webhook"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/internal/atomicfile"
 )
 
 // Delivery is the body of a webhook POST.
@@ -86,11 +84,9 @@ type worker struct {
 	rule   Rule
 	q      chan Firing
 	hook   *webhook.Deliverer // nil without a webhook
+	out    *outbox            // nil without a state directory
 	cancel context.CancelFunc
 	done   chan struct{}
-	// unfinished is the firing whose actions run (the worker's goroutine
-	// only; read once done is closed).
-	unfinished *Firing
 }
 
 // NewDispatcher starts a dispatcher; Close stops its workers.
@@ -114,8 +110,9 @@ func NewDispatcher(c DispatcherConfig) *Dispatcher {
 
 // SetRules replaces the rules whose actions the dispatcher carries out
 // (with Engine.SetRules): a rule whose action is unchanged keeps its
-// worker and queue; a removed or changed rule's worker stops, and what it
-// had queued is abandoned.
+// worker and queue; a changed rule's worker stops and the new one carries
+// out what the old one had not (the rule's outbox); a removed rule's
+// worker stops, and what it had queued is abandoned (its outbox removed).
 func (d *Dispatcher) SetRules(rs []Rule) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -140,6 +137,11 @@ func (d *Dispatcher) SetRules(rs []Rule) {
 		if !keep[name] {
 			w.stop()
 			delete(d.workers, name)
+			if dir := d.stateDir(name); dir != "" {
+				if err := os.Remove(filepath.Join(dir, OutboxFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					d.cfg.Logger.Warn("removing a removed rule's outbox", "rule", name, "err", err)
+				}
+			}
 		}
 	}
 }
@@ -166,22 +168,25 @@ func (d *Dispatcher) start(r Rule) *worker {
 		}
 		w.hook = hook
 	}
-	pending, err := d.loadPending(r.Name)
-	if err != nil {
-		d.cfg.Logger.Warn("rule actions saved at the last stop not restored", "rule", r.Name, "err", err)
-	}
-	for k, f := range pending {
-		select {
-		case w.q <- f:
-			continue
-		default:
+	if dir := d.stateDir(r.Name); dir != "" {
+		out, pending, err := openOutbox(dir, d.cfg.QueueLen)
+		var dropped errDroppedAtStart
+		switch {
+		case errors.As(err, &dropped):
+			d.dropped.Add(uint64(dropped.n))
+			d.cfg.Logger.Warn("rule actions of the outbox dropped", "rule", r.Name, "err", err)
+		case err != nil:
+			d.cfg.Logger.Warn("rule outbox not opened: firings are kept in memory only, and a stop or crash loses those not carried out", "rule", r.Name, "err", err)
 		}
-		d.dropped.Add(uint64(len(pending) - k))
-		d.cfg.Logger.Warn("rule actions saved at the last stop dropped: the rule's queue is full", "rule", r.Name, "firings", len(pending)-k)
-		break
-	}
-	if len(pending) > 0 {
-		d.cfg.Logger.Info("rule actions saved at the last stop queued again", "rule", r.Name, "firings", len(pending))
+		if out != nil {
+			w.out = out
+			for _, f := range pending {
+				w.q <- f // fits: openOutbox returns at most QueueLen
+			}
+			if len(pending) > 0 {
+				d.cfg.Logger.Info("rule actions pending at the last stop or crash queued again", "rule", r.Name, "firings", len(pending))
+			}
+		}
 	}
 	go d.run(ctx, w)
 	return w
@@ -211,9 +216,14 @@ func (d *Dispatcher) DeadLetters(rule string) *webhook.DeadLetters {
 	return nil
 }
 
+// stop stops w's goroutine and closes its outbox; the firings not carried
+// out stay in it, for the rule's next worker.
 func (w *worker) stop() {
 	w.cancel()
 	<-w.done
+	if w.out != nil {
+		w.out.close()
+	}
 }
 
 // Fire logs and counts f and queues its actions; it never blocks.
@@ -236,11 +246,22 @@ func (d *Dispatcher) Fire(f Firing) {
 	if w == nil {
 		return // no action but the log line and the counter
 	}
-	select {
-	case w.q <- f:
-	default:
-		d.dropped.Add(1)
-		d.cfg.Logger.Warn("rule actions dropped: the rule's queue is full", "rule", f.Rule, "subject", f.subject())
+	queue := func() bool {
+		select {
+		case w.q <- f:
+			return true
+		default:
+			d.dropped.Add(1)
+			d.cfg.Logger.Warn("rule actions dropped: the rule's queue is full", "rule", f.Rule, "subject", f.subject())
+			return false
+		}
+	}
+	if w.out == nil {
+		queue()
+		return
+	}
+	if _, err := w.out.add(f, queue); err != nil {
+		d.cfg.Logger.Error("rule outbox failed: a crash or stop now loses queued firings", "rule", f.Rule, "err", err)
 	}
 }
 
@@ -258,10 +279,10 @@ func (d *Dispatcher) History(device string) []Firing {
 }
 
 // Close stops the workers. The firings whose actions were not carried
-// out yet — queued, or cut short by the stop — are saved in each rule's
-// state directory (PendingFile) and carried out first by the next
-// dispatcher with that StateDir: a restart loses none. (A crash loses
-// what was queued.) It is idempotent.
+// out yet — queued, or cut short by the stop — stay in each rule's outbox
+// (OutboxFile, in its state directory), as they would after a crash, and
+// are carried out first by the next dispatcher with that StateDir. It is
+// idempotent.
 func (d *Dispatcher) Close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -269,72 +290,7 @@ func (d *Dispatcher) Close() {
 	for name, w := range d.workers {
 		w.stop()
 		delete(d.workers, name)
-		var pending []Firing
-		if w.unfinished != nil {
-			pending = append(pending, *w.unfinished)
-		}
-	drain:
-		for {
-			select {
-			case f := <-w.q:
-				pending = append(pending, f)
-			default:
-				break drain
-			}
-		}
-		if err := d.savePending(name, pending); err != nil {
-			d.cfg.Logger.Warn("rule actions not saved at stop: they are lost", "rule", name, "firings", len(pending), "err", err)
-		}
 	}
-}
-
-// PendingFile holds, in a rule's state directory, the firings whose
-// actions a stopped dispatcher had not carried out (JSON, oldest first).
-const PendingFile = "pending.json"
-
-// savePending saves rule's pending firings (removes the file if none).
-func (d *Dispatcher) savePending(rule string, firings []Firing) error {
-	dir := d.stateDir(rule)
-	if dir == "" {
-		if len(firings) > 0 {
-			return errors.New("the dispatcher has no state directory")
-		}
-		return nil
-	}
-	path := filepath.Join(dir, PendingFile)
-	if len(firings) == 0 {
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		return nil
-	}
-	b, err := json.Marshal(firings)
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, b)
-}
-
-// loadPending returns rule's pending firings saved at the last stop, and
-// removes them: they are queued again, and saved again at the next stop.
-func (d *Dispatcher) loadPending(rule string) ([]Firing, error) {
-	dir := d.stateDir(rule)
-	if dir == "" {
-		return nil, nil
-	}
-	path := filepath.Join(dir, PendingFile)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []Firing
-	if err := json.Unmarshal(b, &out); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return out, os.Remove(path)
 }
 
 func (d *Dispatcher) run(ctx context.Context, w *worker) {
@@ -344,7 +300,6 @@ func (d *Dispatcher) run(ctx context.Context, w *worker) {
 		case <-ctx.Done():
 			return
 		case f := <-w.q:
-			w.unfinished = &f
 			if w.rule.Action.Alert {
 				d.alert(ctx, f)
 			}
@@ -358,9 +313,13 @@ func (d *Dispatcher) run(ctx context.Context, w *worker) {
 				d.deliver(ctx, w, f)
 			}
 			if ctx.Err() != nil {
-				return // cut short by Close: f stays unfinished, saved again
+				return // cut short by Close: f stays pending in the outbox
 			}
-			w.unfinished = nil
+			if w.out != nil {
+				if err := w.out.done(); err != nil {
+					d.cfg.Logger.Warn("rule outbox: marking a firing done failed; its actions may be carried out again after a restart", "rule", w.rule.Name, "err", err)
+				}
+			}
 		}
 	}
 }

@@ -1,14 +1,19 @@
 package rules
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -16,6 +21,7 @@ import (
 
 	"github.com/thingnet/thingnet/export/webhook"
 	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -282,58 +288,38 @@ func TestCommandAction(t *testing.T) {
 }
 
 // TestPendingActionsSurviveAStop: the firings a dispatcher had queued, and
-// the one whose webhook delivery a stop cut short, are saved at Close and
-// delivered, in order, by the next dispatcher with the same state
-// directory; nothing is left saved after.
+// the one whose webhook delivery a stop cut short, stay in the rule's
+// outbox at Close and are delivered, in order, by the next dispatcher with
+// the same state directory; the outbox is empty after.
 func TestPendingActionsSurviveAStop(t *testing.T) {
 	key, err := identity.GenerateKey(identity.Ed25519)
 	if err != nil {
 		t.Fatal(err)
 	}
-	release := make(chan struct{})
-	started := make(chan struct{}, 16)
-	var mu sync.Mutex
-	var got []uint64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var dl Delivery
-		if err := json.NewDecoder(r.Body).Decode(&dl); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		started <- struct{}{}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-			return // cut short: not delivered
-		}
-		mu.Lock()
-		got = append(got, dl.Seq)
-		mu.Unlock()
-	}))
-	defer srv.Close()
+	hook := newHeldHook(t)
 	dir := t.TempDir()
-	rule := Rule{Name: "hot", Org: "acme", When: "true", Action: Action{Webhook: srv.URL, Timeout: Duration{Duration: time.Minute}}}
+	rule := Rule{Name: "hot", Org: "acme", When: "true", Action: Action{Webhook: hook.srv.URL, Timeout: Duration{Duration: time.Minute}}}
 	cfg := DispatcherConfig{Rules: []Rule{rule}, Key: key, StateDir: dir}
 	d := NewDispatcher(cfg)
 	for seq := uint64(1); seq <= 3; seq++ {
 		d.Fire(Firing{Rule: "hot", Org: "acme", Device: "dev", Seq: seq})
 	}
-	<-started // the first delivery is in flight, two are queued
+	<-hook.started // the first delivery is in flight, two are queued
 	d.Close()
-	var saved []Firing
-	b, err := os.ReadFile(filepath.Join(WebhookDir(dir, "hot"), PendingFile))
-	if err != nil || json.Unmarshal(b, &saved) != nil || len(saved) != 3 || saved[0].Seq != 1 || saved[2].Seq != 3 {
-		t.Fatalf("saved at stop: %s, %v; want firings 1, 2, 3", b, err)
+	outbox := filepath.Join(WebhookDir(dir, "hot"), OutboxFile)
+	b, err := os.ReadFile(outbox)
+	saved, perr := parseOutbox(b)
+	if err != nil || perr != nil || len(saved) != 3 || saved[0].Seq != 1 || saved[2].Seq != 3 {
+		t.Fatalf("pending at stop: %s, %v, %v; want firings 1, 2, 3", b, err, perr)
 	}
 
-	close(release)
+	<-hook.cut // the first delivery, cut short, is not delivered
+	close(hook.release)
 	d = NewDispatcher(cfg)
 	defer d.Close()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		mu.Lock()
-		n := len(got)
-		mu.Unlock()
+		n := len(hook.delivered())
 		if n >= 3 {
 			break
 		}
@@ -342,12 +328,185 @@ func TestPendingActionsSurviveAStop(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if fmt.Sprint(got) != "[1 2 3]" {
+	if got := hook.delivered(); fmt.Sprint(got) != "[1 2 3]" {
 		t.Fatalf("delivered %v; want [1 2 3], in order, once each", got)
 	}
-	if _, err := os.Stat(filepath.Join(WebhookDir(dir, "hot"), PendingFile)); !os.IsNotExist(err) {
-		t.Fatalf("the saved firings are still there after they were queued again: %v", err)
+	testutil.WaitFor(t, testutil.Context(t, 30*time.Second), "the outbox empty once every firing's actions were carried out",
+		func() bool { fi, err := os.Stat(outbox); return err == nil && fi.Size() == 0 })
+}
+
+// TestPendingActionsSurviveACrash: a node process fires three firings of
+// a rule whose webhook is slow and is killed (SIGKILL) with the first
+// delivery in flight; a dispatcher started on the same state directory
+// delivers all three, in order, once each.
+func TestPendingActionsSurviveACrash(t *testing.T) {
+	if env := os.Getenv("THINGNET_RULES_CRASH_CHILD"); env != "" {
+		dir, url, _ := strings.Cut(env, " ")
+		key, err := identity.GenerateKey(identity.Ed25519)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := NewDispatcher(DispatcherConfig{Key: key, StateDir: dir, Rules: []Rule{{Name: "hot", Org: "acme", When: "true",
+			Action: Action{Webhook: url, Timeout: Duration{Duration: time.Minute}}}}})
+		for seq := uint64(1); seq <= 3; seq++ {
+			d.Fire(Firing{Rule: "hot", Org: "acme", Device: "dev", Seq: seq})
+		}
+		fmt.Println("fired") // Fire returned: each firing is on disk
+		select {}            // until killed
+	}
+	hook := newHeldHook(t)
+	dir := t.TempDir()
+	child := exec.Command(os.Args[0], "-test.run=^TestPendingActionsSurviveACrash$")
+	child.Env = append(os.Environ(), "THINGNET_RULES_CRASH_CHILD="+dir+" "+hook.srv.URL)
+	stdout, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	fired := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if sc.Text() == "fired" {
+				close(fired)
+			}
+		}
+	}()
+	for _, ch := range []chan struct{}{hook.started, fired} { // the first delivery in flight, all three fired
+		select {
+		case <-ch:
+		case <-time.After(time.Minute):
+			child.Process.Kill()
+			t.Fatal("the child did not fire its three firings and start delivering the first")
+		}
+	}
+	if err := child.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+
+	<-hook.cut // the first delivery, cut short, is not delivered
+	close(hook.release)
+	key, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDispatcher(DispatcherConfig{Key: key, StateDir: dir, Rules: []Rule{{Name: "hot", Org: "acme", When: "true",
+		Action: Action{Webhook: hook.srv.URL, Timeout: Duration{Duration: time.Minute}}}}})
+	defer d.Close()
+	testutil.WaitFor(t, testutil.Context(t, 30*time.Second), "the three firings delivered after the crash", func() bool {
+		return len(hook.delivered()) >= 3
+	})
+	if got := hook.delivered(); fmt.Sprint(got) != "[1 2 3]" {
+		t.Fatalf("delivered %v; want [1 2 3], in order, once each", got)
+	}
+}
+
+// heldHook is a webhook endpoint that holds each delivery until release
+// is closed, and records the delivered firings' sequence numbers; a
+// delivery whose sender goes away first is not delivered.
+type heldHook struct {
+	srv     *httptest.Server
+	release chan struct{}
+	started chan struct{} // one per delivery received
+	cut     chan struct{} // one per delivery whose sender went away
+	mu      sync.Mutex
+	got     []uint64
+}
+
+func newHeldHook(t *testing.T) *heldHook {
+	h := &heldHook{release: make(chan struct{}), started: make(chan struct{}, 16), cut: make(chan struct{}, 16)}
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var dl Delivery
+		if err := json.NewDecoder(r.Body).Decode(&dl); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		h.started <- struct{}{}
+		select {
+		case <-h.release:
+		case <-r.Context().Done():
+			h.cut <- struct{}{}
+			return // cut short: not delivered
+		}
+		h.mu.Lock()
+		h.got = append(h.got, dl.Seq)
+		h.mu.Unlock()
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func (h *heldHook) delivered() []uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.got)
+}
+
+// TestOutbox: the outbox file's lines (firings, "done"), a last line cut
+// short by a crash, firings saved by an older dispatcher at stop
+// (PendingFile), and more pending than the queue holds.
+func TestOutbox(t *testing.T) {
+	dir := t.TempDir()
+	line := func(seq uint64) string { b, _ := json.Marshal(Firing{Rule: "r", Seq: seq}); return string(b) + "\n" }
+	old, _ := json.Marshal([]Firing{{Rule: "r", Seq: 1}})
+	if err := os.WriteFile(filepath.Join(dir, PendingFile), old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	content := line(2) + line(3) + "done\n" + line(4) + line(5) + `{"rule":"r","se`
+	if err := os.WriteFile(filepath.Join(dir, OutboxFile), []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, pending, err := openOutbox(dir, 3)
+	var dropped errDroppedAtStart
+	if !errors.As(err, &dropped) || dropped.n != 1 {
+		t.Fatalf("opening an outbox of 4 pending with room for 3: %v", err)
+	}
+	seqs := func(fs []Firing) (out []uint64) {
+		for _, f := range fs {
+			out = append(out, f.Seq)
+		}
+		return out
+	}
+	if fmt.Sprint(seqs(pending)) != "[1 3 4]" {
+		t.Fatalf("pending %v; want [1 3 4]: the old file's first, 2 done, 5 past the queue, the cut line never queued", seqs(pending))
+	}
+	if _, err := os.Stat(filepath.Join(dir, PendingFile)); !os.IsNotExist(err) {
+		t.Fatalf("the old pending file is still there: %v", err)
+	}
+	if q, err := o.add(Firing{Rule: "r", Seq: 6}, func() bool { return true }); !q || err != nil {
+		t.Fatal(q, err)
+	}
+	if q, err := o.add(Firing{Rule: "r", Seq: 7}, func() bool { return false }); q || err != nil { // the queue is full: dropped, not written
+		t.Fatal(q, err)
+	}
+	for range 2 { // 1 and 3 carried out
+		if err := o.done(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.close()
+	b, _ := os.ReadFile(filepath.Join(dir, OutboxFile))
+	left, err := parseOutbox(b)
+	if err != nil || fmt.Sprint(seqs(left)) != "[4 6]" {
+		t.Fatalf("left %v (%v); want [4 6]:\n%s", seqs(left), err, b)
+	}
+	o, pending, err = openOutbox(dir, 3)
+	if err != nil || fmt.Sprint(seqs(pending)) != "[4 6]" {
+		t.Fatalf("reopened: %v, %v; want [4 6]", seqs(pending), err)
+	}
+	for range 2 {
+		if err := o.done(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.close()
+	if fi, err := os.Stat(filepath.Join(dir, OutboxFile)); err != nil || fi.Size() != 0 {
+		t.Fatalf("an outbox with nothing pending is not empty: %v, %v", fi.Size(), err)
+	}
+	if _, err := parseOutbox([]byte("done\n")); err == nil {
+		t.Fatal("an outbox that marks done with nothing pending parsed")
 	}
 }

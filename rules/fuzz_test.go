@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"testing"
 )
@@ -67,6 +69,38 @@ func FuzzDecodeJSON(f *testing.F) {
 		}
 		if err := CheckAll(rs, DefaultLimits()); err != nil {
 			t.Fatalf("decoded rules do not check again: %v", err)
+		}
+	})
+}
+
+// FuzzParseOutbox: an outbox file (a rule's firings, "done" lines, a last
+// line cut short) parses without panicking; what parses is a list of
+// firings no longer than the file's lines, and writing them out as an
+// outbox parses back to the same.
+func FuzzParseOutbox(f *testing.F) {
+	f.Add([]byte("{\"rule\":\"hot\",\"device\":\"d\",\"seq\":1}\n{\"rule\":\"hot\",\"seq\":2}\ndone\n{\"rule\":\"hot\",\"se"))
+	f.Add([]byte("done\n"))
+	f.Add([]byte("{\"rule\":1}\n"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fs, err := parseOutbox(b)
+		if err != nil {
+			return
+		}
+		if len(fs) > bytes.Count(b, []byte("\n")) {
+			t.Fatalf("%d firings from %d lines", len(fs), bytes.Count(b, []byte("\n")))
+		}
+		var out []byte
+		for _, x := range fs {
+			line, err := json.Marshal(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(append(out, line...), '\n')
+		}
+		again, err := parseOutbox(out)
+		if err != nil || len(again) != len(fs) {
+			t.Fatalf("written out and parsed again: %d firings, %v; want %d", len(again), err, len(fs))
 		}
 	})
 }
