@@ -43,8 +43,16 @@ type index struct {
 
 var keyIndexed = []byte("m/indexed")
 
+// indexCache is the size of the index's block cache: a year of one
+// device's minute roll-ups is about 30 MB of blocks, read whole by a
+// query of the year (Pebble's default, 8 MB, holds none of it the next
+// time: every such query read and decompressed it again).
+const indexCache = 64 << 20
+
 func openIndex(dir string, log *slog.Logger, rollups bool) (*index, error) {
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebblelog.New(log.With("component", "index"), "gateway: index")})
+	cache := pebble.NewCache(indexCache)
+	defer cache.Unref() // the store holds its own reference
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Cache: cache, Logger: pebblelog.New(log.With("component", "index"), "gateway: index")})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: opening the readings index in %s: %w", dir, err)
 	}
