@@ -39,6 +39,8 @@ type index struct {
 	db *pebble.DB
 	// rollups says that the roll-ups are kept (Config.NoRollups unset).
 	rollups bool
+	// blocks holds the roll-up blocks ingest wrote last (rollup.go).
+	blocks blockCache
 }
 
 var keyIndexed = []byte("m/indexed")
@@ -128,15 +130,19 @@ func (x *index) add(first uint64, ents []*reading.Entry) error {
 	if err := b.Set(keyIndexed, binary.BigEndian.AppendUint64(nil, first+uint64(len(ents))), nil); err != nil {
 		return err
 	}
-	if x.rollups {
-		if err := x.roll(b, ents); err != nil {
-			return err
-		}
-		if err := b.Set(keyRolled, binary.BigEndian.AppendUint64(nil, first+uint64(len(ents))), nil); err != nil {
-			return err
-		}
+	if !x.rollups {
+		return b.Commit(pebble.NoSync)
 	}
-	return b.Commit(pebble.NoSync)
+	e, err := x.roll(b, ents)
+	if err != nil {
+		return err
+	}
+	if err := b.Set(keyRolled, binary.BigEndian.AppendUint64(nil, first+uint64(len(ents))), nil); err != nil {
+		return err
+	}
+	err = b.Commit(pebble.NoSync)
+	x.blocks.set(e, err == nil)
+	return err
 }
 
 // replayState calls fn with every device's last stored seq and envelope hash.
