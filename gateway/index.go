@@ -142,6 +142,7 @@ func (x *index) add(first uint64, ents []*reading.Entry) error {
 	}
 	err = b.Commit(pebble.NoSync)
 	x.blocks.set(e, err == nil)
+	e.release()
 	return err
 }
 
