@@ -213,3 +213,29 @@ func TestSeriesCBORRefused(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDecodeQueryCBORYear decodes a year of one device's minute
+// buckets, one reading each (525,600 buckets in series of 8,192, as a
+// gateway sends them: the min column and runs), into Series columns.
+func BenchmarkDecodeQueryCBORYear(b *testing.B) {
+	const minutes, series = 365 * 24 * 60, 8192
+	ans := []byte("\xbf\x66series\x9f")
+	for from := 0; from < minutes; from += series {
+		n := min(series, minutes-from)
+		starts, aggs := make([]int64, n), make([]rollup.Agg, n)
+		for i := range n {
+			v := 20 + 5*math.Sin(float64(from+i)/720)
+			starts[i] = int64(from+i) * 60_000
+			aggs[i].Add(v, starts[i], uint64(from+i))
+		}
+		ans = AppendSeriesCBOR(ans, "did:key:z6Mk", "temperature/celsius", 60_000, starts, aggs)
+	}
+	ans = append(ans, 0xff, 0xff)
+	b.SetBytes(int64(len(ans)))
+	for b.Loop() {
+		var a QueryAnswer
+		if err := DecodeQueryCBOR(ans, &a); err != nil || len(a.Series) != (minutes+series-1)/series {
+			b.Fatal(err, len(a.Series))
+		}
+	}
+}
