@@ -11,6 +11,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
+	"github.com/thingnet/thingnet/internal/testutil"
 	"github.com/thingnet/thingnet/rollup"
 )
 
@@ -114,28 +115,11 @@ func TestSeriesCBORCompact(t *testing.T) {
 			n = rng.IntN(3000)
 		}
 		const step = 60_000
-		starts := make([]int64, n)
-		aggs := make([]rollup.Agg, n)
-		t0 := rng.Int64N(1<<41) - 1<<40
-		several := rng.IntN(3) == 0
-		for i := range n {
-			t0 += step
-			if rng.IntN(50) == 0 {
-				t0 += step * (1 + rng.Int64N(1000)) // a gap
-			}
-			starts[i] = t0
-			most := 1
-			if several {
-				most = 3
-			}
-			for range 1 + rng.IntN(most) {
-				v := math.Round(rng.NormFloat64()*1e4) / 100
-				if rng.IntN(20) == 0 {
-					v = edge[rng.IntN(len(edge))]
-				}
-				aggs[i].Add(v, t0+rng.Int64N(step), uint64(i))
-			}
+		most := 1
+		if rng.IntN(3) == 0 {
+			most = 3
 		}
+		starts, aggs := testutil.RandomRun(rng, n, step, most, edge)
 		b := AppendSeriesCBOR(nil, "did:key:z6Mk", "temperature/celsius", step, starts, aggs)
 		var s Series
 		if err := s.UnmarshalCBOR(b); err != nil {
@@ -152,7 +136,7 @@ func TestSeriesCBORCompact(t *testing.T) {
 				t.Fatalf("round %d, bucket %d: count %d, bits %x; want %d, %x", round, i, s.Count[i], got, a.Count, want)
 			}
 		}
-		if !several && n > 2 && len(b) > 9*n+300 { // the min column, 8 bytes a bucket, and gaps' runs
+		if most == 1 && n > 2 && len(b) > 9*n+300 { // the min column, 8 bytes a bucket, and gaps' runs
 			t.Errorf("round %d: %d buckets of one reading each take %d bytes; want the min column and little else", round, n, len(b))
 		}
 	}

@@ -495,25 +495,13 @@ func TestBucketWriterCBORCompact(t *testing.T) {
 		var in []bucket
 		for _, dev := range []string{"d1", "d2"} {
 			for _, typ := range []string{"t1", "t2"} {
-				start, several := rng.Int64N(1<<40)/60_000*60_000, rng.IntN(2) == 0
-				for range rng.IntN(2 * maxSeries) {
-					start += 60_000
-					if rng.IntN(100) == 0 {
-						start += 60_000 * rng.Int64N(500)
-					}
-					b := bucket{dev: dev, typ: typ, start: start}
-					most := 1
-					if several {
-						most = 4
-					}
-					for range 1 + rng.IntN(most) {
-						v := math.Round(rng.NormFloat64()*1e5) / 1000
-						if rng.IntN(50) == 0 {
-							v = edge[rng.IntN(len(edge))]
-						}
-						b.agg.Add(v, start+rng.Int64N(60_000), rng.Uint64N(1000))
-					}
-					in = append(in, b)
+				most := 1
+				if rng.IntN(2) == 0 {
+					most = 4
+				}
+				starts, aggs := testutil.RandomRun(rng, rng.IntN(2*maxSeries), 60_000, most, edge)
+				for k := range starts {
+					in = append(in, bucket{dev, typ, starts[k], aggs[k]})
 				}
 			}
 		}
