@@ -4,9 +4,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/fxamacker/cbor/v2"
-	"github.com/thingnet/thingnet/identity"
 	"math"
+	"math/bits"
+	"slices"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/thingnet/thingnet/identity"
+	"github.com/thingnet/thingnet/rollup"
 )
 
 // Tags of RFC 8746 typed arrays a Series' columns travel as in
@@ -164,4 +169,302 @@ func DecodeQueryCBOR(b []byte, a *QueryAnswer) error {
 	}
 	*a = out
 	return nil
+}
+
+// The compact forms a Series' columns may take in format=cbor
+// (docs/data.md, "Columns in CBOR"), beside the typed arrays: a bucket
+// start column that is regular (T[i] = T[i-1] + step but at a few gaps)
+// as runs, a count column of one number as that number, and a column of
+// floats identical to an earlier one as that column's name. A device
+// reading once a minute has one reading in every minute bucket, so min =
+// max = sum = mean = last and every count is 1: its year of minute
+// buckets is the min column alone, 8 bytes a bucket instead of 56.
+
+// floatColumns are the float columns of a Series in their order on the
+// wire; a column may name only one before it.
+var floatColumns = [5]string{"min", "max", "sum", "mean", "last"}
+
+// Bounds of the runs form of a start column, so that no start overflows:
+// |start| below 2^62, a step below 2^40 ms, at most 2^17 buckets.
+const (
+	maxRunStart = 1 << 62
+	maxRunStep  = 1 << 40
+)
+
+// AppendSeriesCBOR appends the buckets of device and content type typ
+// that start at starts (in order, each at least step after the one
+// before) and aggregate aggs, as a Series in format=cbor (docs/data.md):
+// a map of device, type, t, count, min, max, sum, mean and last, each
+// column in its compact form where that is shorter, else a typed array.
+// Values that are not finite are NaN. step is the bucket size in ms.
+func AppendSeriesCBOR(dst []byte, device, typ string, step int64, starts []int64, aggs []rollup.Agg) []byte {
+	n := len(starts)
+	dst = append(dst, 0xa9) // a map of 9 pairs
+	dst = AppendCBORText(AppendCBORText(dst, "device"), device)
+	dst = AppendCBORText(AppendCBORText(dst, "type"), typ)
+	dst = AppendCBORText(dst, "t")
+	runs := 0
+	regular := step > 0 && step < maxRunStep
+	for i, t := range starts {
+		if i == 0 || t != starts[i-1]+step {
+			runs++
+		}
+		regular = regular && t > -maxRunStart && t < maxRunStart
+	}
+	if regular && n > 0 && 2*runs < n {
+		dst = identity.AppendCBORHead(append(dst, 0x83), 0, uint64(n))
+		dst = identity.AppendCBORHead(dst, 0, uint64(step))
+		dst = AppendTypedArrayHead(dst, TagSint64LE, 2*runs)
+		for i, t := range starts {
+			if i == 0 || t != starts[i-1]+step {
+				dst = binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(dst, uint64(i)), uint64(t))
+			}
+		}
+	} else {
+		dst = AppendTypedArrayHead(dst, TagSint64LE, n)
+		for _, t := range starts {
+			dst = binary.LittleEndian.AppendUint64(dst, uint64(t))
+		}
+	}
+	dst = AppendCBORText(dst, "count")
+	one := n > 0
+	for i := range aggs {
+		one = one && aggs[i].Count == aggs[0].Count
+	}
+	if one && aggs[0].Count <= math.MaxInt64 {
+		dst = identity.AppendCBORHead(dst, 0, aggs[0].Count)
+	} else {
+		dst = AppendTypedArrayHead(dst, TagUint64LE, n)
+		for i := range aggs {
+			dst = binary.LittleEndian.AppendUint64(dst, aggs[i].Count)
+		}
+	}
+	same := sameColumns(aggs)
+	for c, name := range floatColumns {
+		dst = AppendCBORText(dst, name)
+		if e := same[c]; e >= 0 {
+			dst = AppendCBORText(dst, floatColumns[e])
+			continue
+		}
+		dst = AppendTypedArrayHead(dst, TagFloat64LE, n)
+		for i := range aggs {
+			dst = binary.LittleEndian.AppendUint64(dst, columnBits(&aggs[i], c))
+		}
+	}
+	return dst
+}
+
+// columnBits is the bits of float column c (floatColumns) of a as sent:
+// NaN where it is not finite.
+func columnBits(a *rollup.Agg, c int) uint64 {
+	var v float64
+	switch c {
+	case 0:
+		v = a.Min
+	case 1:
+		v = a.Max
+	case 2:
+		v = a.Sum
+	case 3:
+		v = a.Mean()
+	default:
+		v = a.Last
+	}
+	if math.IsInf(v, 0) {
+		v = math.NaN() // as null in JSON: the sum overflowed
+	}
+	return math.Float64bits(v)
+}
+
+// sameColumns says, for each float column, the first column before it
+// whose numbers are its own, bit for bit, in every bucket of aggs (-1 if
+// none, or if there are no buckets).
+func sameColumns(aggs []rollup.Agg) [5]int {
+	const pairs = 1<<(1*5+0) | 1<<(2*5+0) | 1<<(2*5+1) | 1<<(3*5+0) | 1<<(3*5+1) | 1<<(3*5+2) |
+		1<<(4*5+0) | 1<<(4*5+1) | 1<<(4*5+2) | 1<<(4*5+3) // bit c*5+e: column c is column e, e < c
+	eq := uint32(pairs)
+	if len(aggs) == 0 {
+		eq = 0
+	}
+	for i := 0; i < len(aggs) && eq != 0; i++ {
+		a := &aggs[i]
+		if a.Count == 1 && !math.IsNaN(a.Min) {
+			continue // one reading: each column is its value (mean: value/1)
+		}
+		var v [5]uint64
+		for c := range v {
+			v[c] = columnBits(a, c)
+		}
+		for p := eq; p != 0; p &= p - 1 {
+			b := bits.TrailingZeros32(p)
+			if v[b/5] != v[b%5] {
+				eq &^= 1 << b
+			}
+		}
+	}
+	out := [5]int{-1, -1, -1, -1, -1}
+	for c := 4; c > 0; c-- {
+		for e := c - 1; e >= 0; e-- {
+			if eq&(1<<(c*5+e)) != 0 {
+				out[c] = e
+			}
+		}
+	}
+	return out
+}
+
+// AppendCBORText appends s as a CBOR text string.
+func AppendCBORText(dst []byte, s string) []byte {
+	return append(identity.AppendCBORHead(dst, 3, uint64(len(s))), s...)
+}
+
+// seriesCBOR is a Series as it comes in CBOR, its columns not yet
+// decoded: each in one of the forms AppendSeriesCBOR writes.
+type seriesCBOR struct {
+	Device string          `cbor:"device"`
+	Type   string          `cbor:"type"`
+	T      cbor.RawMessage `cbor:"t"`
+	Count  cbor.RawMessage `cbor:"count"`
+	Min    cbor.RawMessage `cbor:"min"`
+	Max    cbor.RawMessage `cbor:"max"`
+	Sum    cbor.RawMessage `cbor:"sum"`
+	Mean   cbor.RawMessage `cbor:"mean"`
+	Last   cbor.RawMessage `cbor:"last"`
+}
+
+// UnmarshalCBOR reads a Series of format=cbor, its columns typed arrays
+// or their compact forms (AppendSeriesCBOR), into the same columns as
+// JSON gives. A column in no form of its own, a name of a column that is
+// not before it, runs that are out of order or out of bounds, and columns
+// of unequal length are errors that say which, and s is then left as it
+// was.
+func (s *Series) UnmarshalCBOR(b []byte) error {
+	var w seriesCBOR
+	if err := queryCBOR.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	out := Series{Device: w.Device, Type: w.Type}
+	var err error
+	if out.T, err = startColumn(w.T); err != nil {
+		return fmt.Errorf("client: column t: %w", err)
+	}
+	n := len(out.T)
+	if out.Count, err = countColumn(w.Count, n); err != nil {
+		return fmt.Errorf("client: column count: %w", err)
+	}
+	cols := [5]*Floats{&out.Min, &out.Max, &out.Sum, &out.Mean, &out.Last}
+	for c, raw := range [5]cbor.RawMessage{w.Min, w.Max, w.Sum, w.Mean, w.Last} {
+		if name, ok := cborTextItem(raw); ok {
+			e := slices.Index(floatColumns[:c], name)
+			if e < 0 {
+				return fmt.Errorf("client: column %s repeats %q: want one of %v, a column before it", floatColumns[c], name, floatColumns[:c])
+			}
+			*cols[c] = slices.Clone(*cols[e])
+			continue
+		}
+		if raw == nil {
+			return fmt.Errorf("client: series of %d buckets has no column %s", n, floatColumns[c])
+		}
+		if err := cols[c].UnmarshalCBOR(raw); err != nil {
+			return fmt.Errorf("client: column %s: %w", floatColumns[c], err)
+		}
+		if len(*cols[c]) != n {
+			return fmt.Errorf("client: series has columns of %d and %d buckets", n, len(*cols[c]))
+		}
+	}
+	*s = out
+	return nil
+}
+
+// startColumn decodes a column of bucket starts: a typed array of int64s
+// (as Ints.UnmarshalCBOR reads it) or runs, [n, step, typed array of (i, start) pairs]: bucket j of the run
+// that begins at bucket i starts at start + (j-i)×step.
+func startColumn(raw cbor.RawMessage) (Ints, error) {
+	if len(raw) == 0 || raw[0] != 0x83 {
+		var t Ints
+		err := t.UnmarshalCBOR(raw)
+		return t, err
+	}
+	n, p, ok := cborUint(raw[1:])
+	step, p, ok2 := cborUint(p)
+	if !ok || !ok2 {
+		return nil, errors.New("runs are [n, step, pairs] with n and step unsigned integers")
+	}
+	if n > maxTypedArray/8 || step == 0 || step >= maxRunStep {
+		return nil, fmt.Errorf("runs of %d buckets %d ms apart: want at most %d buckets, 1 ms to 2^40 ms apart", n, step, maxTypedArray/8)
+	}
+	pairs, err := typedArray(p, TagSint64LE)
+	if err != nil {
+		return nil, err
+	}
+	if len(pairs)%16 != 0 || len(pairs) == 0 && n > 0 {
+		return nil, fmt.Errorf("runs' pairs are %d bytes: want (index, start) pairs, 16 bytes each, the first at index 0", len(pairs))
+	}
+	out := make(Ints, n)
+	for k := 0; k < len(pairs); k += 16 {
+		i, start := binary.LittleEndian.Uint64(pairs[k:]), int64(binary.LittleEndian.Uint64(pairs[k+8:]))
+		end := n
+		if k+16 < len(pairs) {
+			end = binary.LittleEndian.Uint64(pairs[k+16:])
+		}
+		if k == 0 && i != 0 || i >= end || end > n || start <= -maxRunStart || start >= maxRunStart {
+			return nil, fmt.Errorf("run %d at bucket %d of %d, starting %d: want runs in order from bucket 0, starts below 2^62", k/16, i, n, start)
+		}
+		for j := i; j < end; j++ {
+			out[j] = start + int64(j-i)*int64(step)
+		}
+	}
+	return out, nil
+}
+
+// countColumn decodes a column of n counts: a typed array (of uint64s,
+// as Ints.UnmarshalCBOR reads it) or one unsigned integer, the count of
+// every bucket.
+func countColumn(raw cbor.RawMessage, n int) (Ints, error) {
+	if v, rest, ok := cborUint(raw); ok && len(rest) == 0 {
+		if v > math.MaxInt64 {
+			return nil, fmt.Errorf("a count of %d is over 2^63-1", v)
+		}
+		out := make(Ints, n)
+		for i := range out {
+			out[i] = int64(v)
+		}
+		return out, nil
+	}
+	var out Ints
+	if err := out.UnmarshalCBOR(raw); err != nil {
+		return nil, err
+	}
+	if len(out) != n {
+		return nil, fmt.Errorf("series has columns of %d and %d buckets", n, len(out))
+	}
+	return out, nil
+}
+
+// cborUint reads an unsigned integer item at the start of b.
+func cborUint(b []byte) (v uint64, rest []byte, ok bool) {
+	if len(b) == 0 || b[0]>>5 != 0 {
+		return 0, b, false
+	}
+	switch ai := b[0] & 0x1f; {
+	case ai < 24:
+		return uint64(ai), b[1:], true
+	case ai == 24 && len(b) >= 2:
+		return uint64(b[1]), b[2:], true
+	case ai == 25 && len(b) >= 3:
+		return uint64(binary.BigEndian.Uint16(b[1:])), b[3:], true
+	case ai == 26 && len(b) >= 5:
+		return uint64(binary.BigEndian.Uint32(b[1:])), b[5:], true
+	case ai == 27 && len(b) >= 9:
+		return binary.BigEndian.Uint64(b[1:]), b[9:], true
+	}
+	return 0, b, false
+}
+
+// cborTextItem reads b, one CBOR item, as a short text string.
+func cborTextItem(b []byte) (string, bool) {
+	if len(b) == 0 || b[0]>>5 != 3 || b[0]&0x1f >= 24 || len(b) != 1+int(b[0]&0x1f) {
+		return "", false
+	}
+	return string(b[1:]), true
 }

@@ -39,12 +39,22 @@ type index struct {
 	db *pebble.DB
 	// rollups says that the roll-ups are kept (Config.NoRollups unset).
 	rollups bool
+	// blocks holds the roll-up blocks ingest wrote last (rollup.go).
+	blocks blockCache
 }
 
 var keyIndexed = []byte("m/indexed")
 
+// indexCache is the size of the index's block cache: a year of one
+// device's minute roll-ups is about 30 MB of blocks, read whole by a
+// query of the year (Pebble's default, 8 MB, holds none of it the next
+// time: every such query read and decompressed it again).
+const indexCache = 64 << 20
+
 func openIndex(dir string, log *slog.Logger, rollups bool) (*index, error) {
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebblelog.New(log.With("component", "index"), "gateway: index")})
+	cache := pebble.NewCache(indexCache)
+	defer cache.Unref() // the store holds its own reference
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Cache: cache, Logger: pebblelog.New(log.With("component", "index"), "gateway: index")})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: opening the readings index in %s: %w", dir, err)
 	}
@@ -120,15 +130,20 @@ func (x *index) add(first uint64, ents []*reading.Entry) error {
 	if err := b.Set(keyIndexed, binary.BigEndian.AppendUint64(nil, first+uint64(len(ents))), nil); err != nil {
 		return err
 	}
-	if x.rollups {
-		if err := x.roll(b, ents); err != nil {
-			return err
-		}
-		if err := b.Set(keyRolled, binary.BigEndian.AppendUint64(nil, first+uint64(len(ents))), nil); err != nil {
-			return err
-		}
+	if !x.rollups {
+		return b.Commit(pebble.NoSync)
 	}
-	return b.Commit(pebble.NoSync)
+	e, err := x.roll(b, ents)
+	if err != nil {
+		return err
+	}
+	if err := b.Set(keyRolled, binary.BigEndian.AppendUint64(nil, first+uint64(len(ents))), nil); err != nil {
+		return err
+	}
+	err = b.Commit(pebble.NoSync)
+	x.blocks.set(e, err == nil)
+	e.release()
+	return err
 }
 
 // replayState calls fn with every device's last stored seq and envelope hash.

@@ -256,58 +256,28 @@ func (o *bucketWriter) flush() {
 // end), with series, an indefinite-length array, open.
 func (o *bucketWriter) cborHead(series bool) {
 	o.buf = append(o.buf, 0xbf)
-	o.buf = cborText(cborText(o.buf, "gateway"), o.a.Gateway)
-	o.buf = cborText(cborText(o.buf, "time"), o.a.Axis)
-	o.buf = cborText(cborText(o.buf, "bucket"), o.a.Bucket)
-	o.buf = identity.AppendCBORHead(cborText(o.buf, "devices"), 0, uint64(o.a.Devices))
+	o.buf = client.AppendCBORText(client.AppendCBORText(o.buf, "gateway"), o.a.Gateway)
+	o.buf = client.AppendCBORText(client.AppendCBORText(o.buf, "time"), o.a.Axis)
+	o.buf = client.AppendCBORText(client.AppendCBORText(o.buf, "bucket"), o.a.Bucket)
+	o.buf = identity.AppendCBORHead(client.AppendCBORText(o.buf, "devices"), 0, uint64(o.a.Devices))
 	if o.a.Withheld != 0 {
-		o.buf = identity.AppendCBORHead(cborText(o.buf, "withheld"), 0, uint64(o.a.Withheld))
+		o.buf = identity.AppendCBORHead(client.AppendCBORText(o.buf, "withheld"), 0, uint64(o.a.Withheld))
 	}
 	if series {
-		o.buf = append(cborText(o.buf, "series"), 0x9f)
+		o.buf = append(client.AppendCBORText(o.buf, "series"), 0x9f)
 	}
 }
 
 // cborSeries appends the pending run of buckets as a client.Series in
-// CBOR: a map of the device, the type and the columns, each an RFC 8746
-// typed array, little-endian.
+// CBOR (client.AppendSeriesCBOR: typed arrays, or their compact forms).
 func (o *bucketWriter) cborSeries() {
 	if o.n == 0 {
 		o.cborHead(true)
 	}
 	o.n++
-	o.buf = append(o.buf, 0xa9) // a map of 9 pairs
-	o.buf = cborText(cborText(o.buf, "device"), o.device)
-	o.buf = cborText(cborText(o.buf, "type"), o.typ)
-	n := len(o.starts)
-	o.buf = client.AppendTypedArrayHead(cborText(o.buf, "t"), client.TagSint64LE, n)
-	for _, t := range o.starts {
-		o.buf = binary.LittleEndian.AppendUint64(o.buf, uint64(t))
-	}
-	o.buf = client.AppendTypedArrayHead(cborText(o.buf, "count"), client.TagUint64LE, n)
-	for i := range o.aggs {
-		o.buf = binary.LittleEndian.AppendUint64(o.buf, o.aggs[i].Count)
-	}
-	for _, c := range []struct {
-		name string
-		f    func(a *rollup.Agg) float64
-	}{
-		{"min", func(a *rollup.Agg) float64 { return a.Min }},
-		{"max", func(a *rollup.Agg) float64 { return a.Max }},
-		{"sum", func(a *rollup.Agg) float64 { return a.Sum }},
-		{"mean", func(a *rollup.Agg) float64 { return a.Mean() }},
-		{"last", func(a *rollup.Agg) float64 { return a.Last }},
-	} {
-		o.buf = client.AppendTypedArrayHead(cborText(o.buf, c.name), client.TagFloat64LE, n)
-		for i := range o.aggs {
-			v := c.f(&o.aggs[i])
-			if math.IsInf(v, 0) {
-				v = math.NaN() // as null in JSON: the sum overflowed
-			}
-			o.buf = binary.LittleEndian.AppendUint64(o.buf, math.Float64bits(v))
-		}
-		o.flushSome()
-	}
+	z, _ := rollup.ParseSize(o.a.Bucket) // checked by ParseReadingQuery
+	o.buf = client.AppendSeriesCBOR(o.buf, o.device, o.typ, z.MS, o.starts, o.aggs)
+	o.flushSome()
 	o.starts, o.aggs = o.starts[:0], o.aggs[:0]
 }
 
@@ -319,15 +289,10 @@ func (o *bucketWriter) cborEnd() {
 		o.buf = append(o.buf, 0xff)
 	}
 	if o.a.Next != "" {
-		o.buf = cborText(cborText(o.buf, "next"), o.a.Next)
+		o.buf = client.AppendCBORText(client.AppendCBORText(o.buf, "next"), o.a.Next)
 	}
 	o.buf = append(o.buf, 0xff)
 	o.flush()
-}
-
-// cborText appends s as a CBOR text string.
-func cborText(dst []byte, s string) []byte {
-	return append(identity.AppendCBORHead(dst, 3, uint64(len(s))), s...)
 }
 
 // appendJSONString appends s as encoding/json writes a string.

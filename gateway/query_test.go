@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -473,4 +474,71 @@ func TestBucketWriterColumns(t *testing.T) {
 		sameBuckets(t, f, seriesBuckets(cols.Series), want)
 	}
 	sameBuckets(t, "rows", write(client.FormatJSON).Buckets, want)
+}
+
+// TestBucketWriterCBORCompact: over random runs of buckets (one reading
+// each, several, gaps, negative numbers, values near the float64 limits),
+// the CBOR columns (compact where they can be) decode to the same series
+// as the JSON columns, number for number; a run of one reading a minute
+// is its min column and little else.
+func TestBucketWriterCBORCompact(t *testing.T) {
+	seed := rand.Uint64()
+	rng := rand.New(rand.NewPCG(seed, 1717))
+	t.Logf("seed %d", seed)
+	edge := []float64{0, -0.5, 1e-300, -math.MaxFloat64, math.MaxFloat64, -273.15}
+	type bucket struct {
+		dev, typ string
+		start    int64
+		agg      rollup.Agg
+	}
+	for round := range 8 {
+		var in []bucket
+		for _, dev := range []string{"d1", "d2"} {
+			for _, typ := range []string{"t1", "t2"} {
+				most := 1
+				if rng.IntN(2) == 0 {
+					most = 4
+				}
+				starts, aggs := testutil.RandomRun(rng, rng.IntN(2*maxSeries), 60_000, most, edge)
+				for k := range starts {
+					in = append(in, bucket{dev, typ, starts[k], aggs[k]})
+				}
+			}
+		}
+		var got [2]client.QueryAnswer
+		var size [2]int
+		for k, format := range []string{client.FormatColumns, client.FormatCBOR} {
+			rec := httptest.NewRecorder()
+			o := &bucketWriter{w: rec, a: &client.QueryAnswer{Gateway: "gw", Axis: client.AxisDevice, Bucket: "1m"}, columns: true, cbor: format == client.FormatCBOR}
+			for _, b := range in {
+				o.bucket(b.dev, b.typ, b.start, &b.agg)
+			}
+			o.end()
+			size[k] = rec.Body.Len()
+			decode := json.Unmarshal
+			if format == client.FormatCBOR {
+				decode = func(b []byte, v any) error { return client.DecodeQueryCBOR(b, v.(*client.QueryAnswer)) }
+			}
+			if err := decode(rec.Body.Bytes(), &got[k]); err != nil {
+				t.Fatalf("round %d, %s: %v", round, format, err)
+			}
+		}
+		j, c := got[0].Series, got[1].Series
+		if len(j) != len(c) {
+			t.Fatalf("round %d: %d series in JSON, %d in CBOR", round, len(j), len(c))
+		}
+		same := func(x, y client.Floats) bool {
+			return slices.EqualFunc(x, y, func(a, b float64) bool {
+				return a == b && math.Signbit(a) == math.Signbit(b) || math.IsNaN(a) && math.IsNaN(b)
+			})
+		}
+		for i := range j {
+			a, b := j[i], c[i]
+			if a.Device != b.Device || a.Type != b.Type || !slices.Equal(a.T, b.T) || !slices.Equal(a.Count, b.Count) ||
+				!same(a.Min, b.Min) || !same(a.Max, b.Max) || !same(a.Sum, b.Sum) || !same(a.Mean, b.Mean) || !same(a.Last, b.Last) {
+				t.Fatalf("round %d, series %d (%s %s, %d buckets): CBOR %+v; JSON %+v", round, i, a.Device, a.Type, a.Len(), b, a)
+			}
+		}
+		t.Logf("round %d: %d buckets, %d bytes in JSON columns, %d in CBOR", round, len(in), size[0], size[1])
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -61,6 +62,7 @@ type blockEdit struct {
 	key []byte
 	z   rollup.Size
 	b   rollup.Block
+	val []byte // its stored form once written; empty: deleted
 }
 
 // blockEdits gathers the blocks a batch changes, each read once, and
@@ -74,6 +76,73 @@ type blockEdits struct {
 
 func (x *index) edits() *blockEdits { return &blockEdits{x: x, byKey: map[string]*blockEdit{}} }
 
+// editPool recycles blockEdits' blocks (3.6 KB each): every stored batch
+// changes a few blocks per device.
+var editPool = sync.Pool{New: func() any { return new(blockEdit) }}
+
+// release gives e's blocks back to editPool once written (and cached).
+func (e *blockEdits) release() {
+	for _, ed := range e.order {
+		ed.key, ed.val, ed.b.Has = nil, nil, 0 // the cache keeps val
+		editPool.Put(ed)
+	}
+	e.order, e.byKey = nil, nil
+}
+
+// blockCache holds the stored form of the roll-up blocks ingest wrote
+// last (write-through), so that the next batch changes them without
+// reading them back from the store: a device's current minute, hour and
+// day blocks. It is set only after the batch that wrote them committed;
+// a failed batch drops what it would have set, and anything that writes
+// roll-ups otherwise (a rebuild, an erasure) empties it. Bounded: past
+// maxBlockCache bytes it starts again from empty (the store has it all).
+type blockCache struct {
+	mu    sync.Mutex
+	m     map[string][]byte // block key -> stored form; empty: no such block
+	bytes int
+}
+
+// maxBlockCache bounds the cache: a device's current blocks of one type
+// are about 2.3 KB, so some 3,500 device-types stay in it.
+const maxBlockCache = 8 << 20
+
+// get is key's stored form, and whether the cache knows it.
+func (c *blockCache) get(key []byte) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[string(key)] // no allocation to look up
+	return v, ok
+}
+
+// set records the blocks of e as committed (ok) or drops them (the batch
+// failed: the store has what it had).
+func (c *blockCache) set(e *blockEdits, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ed := range e.order {
+		old, had := c.m[string(ed.key)]
+		if had {
+			c.bytes -= len(ed.key) + len(old)
+		}
+		if !ok {
+			delete(c.m, string(ed.key))
+			continue
+		}
+		if c.m == nil || c.bytes > maxBlockCache {
+			c.m, c.bytes = map[string][]byte{}, 0
+		}
+		c.m[string(ed.key)] = ed.val
+		c.bytes += len(ed.key) + len(ed.val)
+	}
+}
+
+// reset empties the cache.
+func (c *blockCache) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m, c.bytes = nil, 0
+}
+
 // at is the block of size z holding the bucket of device and typ that
 // starts at start, and the bucket's slot in it.
 func (e *blockEdits) at(device, typ string, z rollup.Size, start int64) (*rollup.Block, int, error) {
@@ -83,8 +152,16 @@ func (e *blockEdits) at(device, typ string, z rollup.Size, start int64) (*rollup
 		return &ed.b, slot, nil
 	}
 	k := bytes.Clone(e.key)
-	ed := &blockEdit{key: k, z: z}
-	if err := e.x.blockAt(k, z, &ed.b); err != nil {
+	ed := editPool.Get().(*blockEdit) // Has 0: its slots are unused
+	ed.key, ed.z, ed.val = k, z, nil
+	if v, ok := e.x.blocks.get(k); ok {
+		ed.b.Has = 0
+		if len(v) > 0 {
+			if err := ed.b.Decode(v, z); err != nil {
+				return nil, 0, fmt.Errorf("gateway: roll-up %q (cached): %w", k, err)
+			}
+		}
+	} else if err := e.x.blockAt(k, z, &ed.b); err != nil {
 		return nil, 0, err
 	}
 	e.byKey[string(k)] = ed
@@ -94,14 +171,14 @@ func (e *blockEdits) at(device, typ string, z rollup.Size, start int64) (*rollup
 
 // write sets (or, emptied, deletes) the changed blocks in b.
 func (e *blockEdits) write(b *pebble.Batch) error {
-	var buf []byte
 	for _, ed := range e.order {
 		var err error
 		if ed.b.Has == 0 {
+			ed.val = nil
 			err = b.Delete(ed.key, nil)
 		} else {
-			buf = ed.b.Append(buf[:0])
-			err = b.Set(ed.key, buf, nil) // the batch copies it
+			ed.val = ed.b.Append(nil) // kept for the cache
+			err = b.Set(ed.key, ed.val, nil)
 		}
 		if err != nil {
 			return err
@@ -111,8 +188,9 @@ func (e *blockEdits) write(b *pebble.Batch) error {
 }
 
 // roll adds the numeric readings of ents, in order, to the stored
-// roll-ups, writing them to b.
-func (x *index) roll(b *pebble.Batch, ents []*reading.Entry) error {
+// roll-ups, writing them to b; the caller gives the edits to
+// x.blocks.set once b is committed, or not.
+func (x *index) roll(b *pebble.Batch, ents []*reading.Entry) (*blockEdits, error) {
 	e := x.edits()
 	for _, en := range ents {
 		if en == nil {
@@ -126,13 +204,13 @@ func (x *index) roll(b *pebble.Batch, ents []*reading.Entry) error {
 			for _, z := range rollup.Sizes {
 				bl, slot, err := e.at(en.Envelope.Device, r.ContentType, z, z.Start(ms))
 				if err != nil {
-					return err
+					return nil, err
 				}
 				bl.Add(slot, *r.Value, ms, r.Seq)
 			}
 		}
 	}
-	return e.write(b)
+	return e, e.write(b)
 }
 
 // blockAt reads one stored block into bl (absent: empty).
@@ -157,6 +235,8 @@ func (x *index) blockAt(key []byte, z rollup.Size, bl *rollup.Block) error {
 // roll-ups do not cover what the index covers (they were turned off, or
 // the store predates them) or are stored in another layout.
 func (x *index) rebuildRollups(size uint64, entryAt func(uint64) (*reading.Entry, error)) error {
+	x.blocks.reset()
+	defer x.blocks.reset()
 	if err := x.db.DeleteRange([]byte("u/"), []byte("u0"), pebble.NoSync); err != nil {
 		return err
 	}
@@ -171,10 +251,12 @@ func (x *index) rebuildRollups(size uint64, entryAt func(uint64) (*reading.Entry
 			ents = append(ents, e)
 		}
 		b := x.db.NewBatch()
-		if err := x.roll(b, ents); err != nil {
+		e, err := x.roll(b, ents)
+		if err != nil {
 			b.Close()
 			return err
 		}
+		e.release()
 		if err := b.Set(keyRolled, binary.BigEndian.AppendUint64(nil, from+n), nil); err != nil {
 			b.Close()
 			return err
@@ -257,6 +339,9 @@ func (x *index) scanRollups(device, typ string, z rollup.Size, from, to int64, f
 // from the entries of the index that remain, in log order, as ingest
 // added them. entryAt answers nil for an erased entry.
 func (x *index) unroll(b *pebble.Batch, gone []indexed, skip map[uint64]bool, entryAt func(uint64) (*reading.Entry, error)) error {
+	// The caller commits b: the cached blocks may be stale from then on
+	// (stores and erasures take turns, under the gateway's storeMu).
+	x.blocks.reset()
 	type bucket struct {
 		device, typ string
 		z           rollup.Size
@@ -319,5 +404,6 @@ func (x *index) unroll(b *pebble.Batch, gone []indexed, skip map[uint64]bool, en
 		}
 		bl.Set(slot, a)
 	}
+	defer e.release() // b holds copies of the blocks
 	return e.write(b)
 }
