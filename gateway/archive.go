@@ -29,8 +29,9 @@ import (
 // drops the entries' bytes (datalog.Log.Archive) and its own pin of the
 // segment. What stays per entry: its leaf hash and subtree hashes in the
 // log (about 2 x 32 bytes plus keys, so every proof is made as before),
-// its readings-index keys (so queries, retention and erasure still find
-// it) and its roll-ups. Reading an archived entry fetches its segment,
+// its readings-index keys folded into a few bytes a reading
+// (archive_index.go: queries, retention and erasure still find it) and
+// its roll-ups. Reading an archived entry fetches its segment,
 // checks it against the ledger's record and the log's leaf hashes, keeps
 // it in a small cache, and answers exactly as for a stored entry; a
 // segment that cannot be fetched or does not check is an
@@ -241,6 +242,9 @@ func (g *Gateway) archiveRound(ctx context.Context, a *archiver) error {
 	if err != nil {
 		return err
 	}
+	if did, err := g.foldBehind(ctx, a, st, local.End()); did || err != nil {
+		return err
+	}
 	if rec, err := st.LogArchiveCovering(g.id, local.End()); err == nil {
 		return g.dropArchived(ctx, a, st, rec)
 	} else if !errors.Is(err, ledger.ErrNotFound) {
@@ -361,6 +365,9 @@ func (g *Gateway) dropArchived(ctx context.Context, a *archiver, st *ledger.Stat
 		_, ok := seg.Entry(i)
 		return ok
 	})
+	if err == nil {
+		err = g.foldArchived(seg)
+	}
 	g.storeMu.Unlock()
 	if err != nil {
 		return err

@@ -456,6 +456,9 @@ func (x *index) remove(gone []indexed, entryAt func(uint64) (*reading.Entry, err
 			return err
 		}
 	}
+	if err := x.unfold(b, gone); err != nil {
+		return err
+	}
 	if x.rollups {
 		if err := x.unroll(b, gone, skip, entryAt); err != nil {
 			return err
