@@ -647,11 +647,11 @@ func (g *Gateway) ArchiveStatus() (*ArchiveStatus, error) {
 	if a := g.arch.Load(); a != nil {
 		out.Archiving, out.Pinning, out.Recut = a.cfg.Archive, a.cfg.Pin, a.recut.Load()
 	}
-	marks, err := g.index.recutMarks(1 << 20)
+	pending, err := g.index.pendingRecut()
 	if err != nil {
 		return nil, err
 	}
-	out.PendingRecut = len(marks)
+	out.PendingRecut = int(pending)
 	st, err := g.ledger.View()
 	if err != nil {
 		return nil, err

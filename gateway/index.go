@@ -40,6 +40,8 @@ type index struct {
 	db *pebble.DB
 	// rollups says that the roll-ups are kept (Config.NoRollups unset).
 	rollups bool
+	// recuts counts the re-cut marks (recut.go).
+	recuts recutCount
 }
 
 var keyIndexed = []byte("m/indexed")
