@@ -15,6 +15,7 @@ import (
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/datalog"
 	"github.com/thingnet/thingnet/internal/testutil"
+	"github.com/thingnet/thingnet/proof"
 	"github.com/thingnet/thingnet/reading"
 	"github.com/thingnet/thingnet/record"
 )
@@ -61,7 +62,9 @@ func measureIndex(t *testing.T, x *index) (map[string]indexUse, uint64) {
 // keys fold into a few bytes a reading (measured before and after, by key
 // kind); queries on both axes find exactly what they found before; after
 // a restart the archived readings still read and prove, a replayed
-// archived envelope is still refused, an erasure still finds and removes
+// archived envelope is still refused, an anonymous read of an archived
+// reading is refused by the read rule without fetching any segment (its
+// public part proved), an erasure still finds and removes
 // an archived reading, and verify store checks the archived store.
 func TestArchiveIndexFolds(t *testing.T) {
 	const (
@@ -187,6 +190,26 @@ func TestArchiveIndexFolds(t *testing.T) {
 	}
 	if err := tn.gw.Ingest(ctx, "", envs[3], "127.0.0.1"); err == nil || !strings.Contains(err.Error(), reading.ErrReplay.Error()) {
 		t.Errorf("after restart, a replay of archived entry 3 = %v; want %v", err, reading.ErrReplay)
+	}
+	// Anonymous: the read rule refuses before any segment is fetched; the
+	// public part is still proved. The organisation's admin reads it.
+	tn.forgetSegments()
+	fetched := func() int { store.mu.Lock(); defer store.mu.Unlock(); return store.fetches }
+	n := fetched()
+	anon := client.New(tn.client.BaseURL)
+	if p, err := anon.Reading(ctx, 5); err != nil || p.Withheld == nil || p.Withheld.Code != proof.CodeWithheld || p.Envelope != nil || len(p.Inclusion) == 0 {
+		t.Errorf("anonymous GET archived reading 5 = %+v, %v; want withheld, with its inclusion proof", p, err)
+	} else if _, err := proof.VerifyAnchored(ctx, client.Checker{Client: anon, ChainID: "gw-test"}, p); err != nil {
+		t.Errorf("the public part of archived reading 5 does not verify: %v", err)
+	}
+	if les, err := anon.LogEntries(ctx, 0, 10); err != nil || len(les.Entries) != 10 || les.Entries[3].Withheld == nil {
+		t.Errorf("anonymous GET /v1/log/entries of archived entries = %+v, %v; want 10 withheld", les, err)
+	}
+	if got := fetched(); got != n {
+		t.Errorf("anonymous reads of archived entries fetched %d segments; want none", got-n)
+	}
+	if p := tn.proof(t, 5); p.Envelope == nil || fetched() == n {
+		t.Errorf("the admin's GET archived reading 5 = %+v after %d fetches; want the envelope, fetched", p, fetched()-n)
 	}
 	var list struct{ Items []client.ReadingItem }
 	if err := tn.client.Get(ctx, fmt.Sprintf("/v1/readings?device=%s&limit=5", dev), &list); err != nil || len(list.Items) != 5 {
