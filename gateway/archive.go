@@ -152,6 +152,10 @@ type archiver struct {
 	// a cut reads its entries (recut.go).
 	cutEnd atomic.Uint64
 	recut  atomic.Uint64 // segments re-cut since start
+	// stop ends the archive loop (StopArchive), which closes exited.
+	stop     chan struct{}
+	stopOnce sync.Once
+	exited   chan struct{}
 }
 
 // StartArchive starts archiving with store (the node calls it once its
@@ -169,7 +173,7 @@ func (g *Gateway) StartArchive(c ArchiveConfig, store SegmentStore) error {
 		return ErrClosed
 	default:
 	}
-	a := &archiver{cfg: c, store: store, pinned: map[string]bool{}, unpinned: map[string]bool{}}
+	a := &archiver{cfg: c, store: store, pinned: map[string]bool{}, unpinned: map[string]bool{}, stop: make(chan struct{}), exited: make(chan struct{})}
 	local, err := g.data.LastArchived()
 	if err != nil {
 		return err
@@ -186,13 +190,28 @@ func (g *Gateway) StartArchive(c ArchiveConfig, store SegmentStore) error {
 	return nil
 }
 
+// StopArchive stops archiving and pinning and returns once the archive
+// loop has ended: the node calls it before it closes the file service
+// that archiving uses. Idempotent; Close stops archiving too.
+func (g *Gateway) StopArchive() {
+	a := g.arch.Load()
+	if a == nil || a.stop == nil {
+		return
+	}
+	a.stopOnce.Do(func() { close(a.stop) })
+	<-a.exited
+}
+
 func (g *Gateway) archiveLoop(a *archiver) {
 	defer g.wg.Done()
+	defer close(a.exited)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
 		select {
 		case <-g.done:
+			cancel()
+		case <-a.stop:
 			cancel()
 		case <-ctx.Done():
 		}

@@ -233,7 +233,10 @@ func TestArchiveIndexFolds(t *testing.T) {
 		t.Errorf("after erasing entry 2: %d entries; want %d", len(got), len(want))
 	}
 
-	// verify store on the archived, folded store.
+	// verify store on the archived, folded store. Archiving stops first,
+	// as the node stops it before its file service (twice: idempotent).
+	tn.gw.StopArchive()
+	tn.gw.StopArchive()
 	tn.gw.Close()
 	st, err := tn.app.View(0)
 	if err != nil {
