@@ -29,8 +29,9 @@ import (
 // drops the entries' bytes (datalog.Log.Archive) and its own pin of the
 // segment. What stays per entry: its leaf hash and subtree hashes in the
 // log (about 2 x 32 bytes plus keys, so every proof is made as before),
-// its readings-index keys (so queries, retention and erasure still find
-// it) and its roll-ups. Reading an archived entry fetches its segment,
+// its readings-index keys folded into a few bytes a reading
+// (archive_index.go: queries, retention and erasure still find it) and
+// its roll-ups. Reading an archived entry fetches its segment,
 // checks it against the ledger's record and the log's leaf hashes, keeps
 // it in a small cache, and answers exactly as for a stored entry; a
 // segment that cannot be fetched or does not check is an
@@ -151,6 +152,10 @@ type archiver struct {
 	// a cut reads its entries (recut.go).
 	cutEnd atomic.Uint64
 	recut  atomic.Uint64 // segments re-cut since start
+	// stop ends the archive loop (StopArchive), which closes exited.
+	stop     chan struct{}
+	stopOnce sync.Once
+	exited   chan struct{}
 }
 
 // StartArchive starts archiving with store (the node calls it once its
@@ -168,7 +173,7 @@ func (g *Gateway) StartArchive(c ArchiveConfig, store SegmentStore) error {
 		return ErrClosed
 	default:
 	}
-	a := &archiver{cfg: c, store: store, pinned: map[string]bool{}, unpinned: map[string]bool{}}
+	a := &archiver{cfg: c, store: store, pinned: map[string]bool{}, unpinned: map[string]bool{}, stop: make(chan struct{}), exited: make(chan struct{})}
 	local, err := g.data.LastArchived()
 	if err != nil {
 		return err
@@ -185,13 +190,28 @@ func (g *Gateway) StartArchive(c ArchiveConfig, store SegmentStore) error {
 	return nil
 }
 
+// StopArchive stops archiving and pinning and returns once the archive
+// loop has ended: the node calls it before it closes the file service
+// that archiving uses. Idempotent; Close stops archiving too.
+func (g *Gateway) StopArchive() {
+	a := g.arch.Load()
+	if a == nil || a.stop == nil {
+		return
+	}
+	a.stopOnce.Do(func() { close(a.stop) })
+	<-a.exited
+}
+
 func (g *Gateway) archiveLoop(a *archiver) {
 	defer g.wg.Done()
+	defer close(a.exited)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
 		select {
 		case <-g.done:
+			cancel()
+		case <-a.stop:
 			cancel()
 		case <-ctx.Done():
 		}
@@ -239,6 +259,9 @@ func (g *Gateway) archiveRound(ctx context.Context, a *archiver) error {
 	}
 	local, err := g.data.LastArchived()
 	if err != nil {
+		return err
+	}
+	if did, err := g.foldBehind(ctx, a, st, local.End()); did || err != nil {
 		return err
 	}
 	if rec, err := st.LogArchiveCovering(g.id, local.End()); err == nil {
@@ -361,6 +384,9 @@ func (g *Gateway) dropArchived(ctx context.Context, a *archiver, st *ledger.Stat
 		_, ok := seg.Entry(i)
 		return ok
 	})
+	if err == nil {
+		err = g.foldArchived(seg)
+	}
 	g.storeMu.Unlock()
 	if err != nil {
 		return err
@@ -640,11 +666,11 @@ func (g *Gateway) ArchiveStatus() (*ArchiveStatus, error) {
 	if a := g.arch.Load(); a != nil {
 		out.Archiving, out.Pinning, out.Recut = a.cfg.Archive, a.cfg.Pin, a.recut.Load()
 	}
-	marks, err := g.index.recutMarks(1 << 20)
+	pending, err := g.index.pendingRecut()
 	if err != nil {
 		return nil, err
 	}
-	out.PendingRecut = len(marks)
+	out.PendingRecut = int(pending)
 	st, err := g.ledger.View()
 	if err != nil {
 		return nil, err

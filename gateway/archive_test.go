@@ -27,6 +27,7 @@ type memSegments struct {
 	mu       sync.Mutex
 	files    map[string][]byte
 	unpinned []string
+	fetches  int
 }
 
 func (m *memSegments) Publish(_ context.Context, b []byte) (string, error) {
@@ -41,6 +42,7 @@ func (m *memSegments) Publish(_ context.Context, b []byte) (string, error) {
 func (m *memSegments) Fetch(_ context.Context, c string, max uint64) ([]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.fetches++
 	b, ok := m.files[c]
 	if !ok {
 		return nil, fmt.Errorf("no provider of %s", c)

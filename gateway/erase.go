@@ -132,12 +132,19 @@ func (g *Gateway) erasedReading(app *ledger.App, index uint64, ee *datalog.Erase
 	if err != nil {
 		return nil, fmt.Errorf("log entry %d: %w", index, err)
 	}
+	return g.publicReading(app, index, t.AuthHeight, t.ReceivedAt, &proof.Unavailable{Code: proof.CodeErased, Message: t.Message()})
+}
+
+// publicReading is the public part of entry index, from the log's leaf
+// hash without its bytes: its hash, inclusion and anchor proofs, and why
+// the rest is withheld (an erased entry; an archived one whose reader the
+// read rule refuses). A proof that cannot be made is its ProofError.
+func (g *Gateway) publicReading(app *ledger.App, index uint64, authHeight, receivedAt int64, withheld *proof.Unavailable) (*proof.Reading, error) {
 	leaf, err := g.data.LeafHash(index)
 	if err != nil {
 		return nil, err
 	}
-	p := &proof.Reading{Gateway: g.id, Index: index, EntryHash: leaf[:], AuthHeight: t.AuthHeight, ReceivedAt: t.ReceivedAt,
-		Withheld: &proof.Unavailable{Code: proof.CodeErased, Message: t.Message()}}
+	p := &proof.Reading{Gateway: g.id, Index: index, EntryHash: leaf[:], AuthHeight: authHeight, ReceivedAt: receivedAt, Withheld: withheld}
 	st, err := app.View(0)
 	if err == nil {
 		err = g.proveAnchor(app, st, p)
@@ -147,7 +154,7 @@ func (g *Gateway) erasedReading(app *ledger.App, index uint64, ee *datalog.Erase
 		if errors.Is(err, proof.ErrNotAnchored) {
 			code = proof.CodeNotAnchored
 		}
-		return &proof.Reading{Gateway: g.id, Index: index, EntryHash: leaf[:], AuthHeight: t.AuthHeight, ReceivedAt: t.ReceivedAt, Withheld: p.Withheld,
+		return &proof.Reading{Gateway: g.id, Index: index, EntryHash: leaf[:], AuthHeight: authHeight, ReceivedAt: receivedAt, Withheld: withheld,
 			ProofError: &proof.Unavailable{Code: code, Message: err.Error()}}, nil
 	}
 	return p, nil
@@ -455,6 +462,9 @@ func (x *index) remove(gone []indexed, entryAt func(uint64) (*reading.Entry, err
 		if err := errors.Join(it.Error(), it.Close()); err != nil {
 			return err
 		}
+	}
+	if err := x.unfold(b, gone); err != nil {
+		return err
 	}
 	if x.rollups {
 		if err := x.unroll(b, gone, skip, entryAt); err != nil {

@@ -83,6 +83,21 @@ func (g *Gateway) getReading(app *ledger.App, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// An archived entry's device is in the index: the read rule is applied
+	// before its segment is fetched, and a refused caller costs no fetch.
+	dev, archived, err := g.archivedDevice(i)
+	if err != nil {
+		return nil, err
+	}
+	if archived {
+		ok, err := g.mayReadDevice(st, caller, dev)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return g.publicReading(app, i, 0, 0, withheldFor(caller))
+		}
+	}
 	p, err := g.Reading(app, i)
 	if errors.Is(err, ErrNoEntry) {
 		return nil, api.NewError(http.StatusNotFound, "not_found", err.Error())
@@ -90,18 +105,16 @@ func (g *Gateway) getReading(app *ledger.App, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.Withheld != nil {
-		return p, nil // erased (erase.go): no value to withhold, to anyone
+	if p.Withheld != nil || archived {
+		return p, nil // erased (erase.go): no value to withhold, to anyone; archived: allowed above
 	}
 	env, err := reading.Decode(p.Envelope)
 	if err != nil {
 		return nil, fmt.Errorf("log entry %d: %w", i, err)
 	}
-	ok := false
-	if d, err := st.Device(env.Device); err == nil {
-		if ok, err = g.allowRead(st, caller, d); err != nil {
-			return nil, err
-		}
+	ok, err := g.mayReadDevice(st, caller, env.Device)
+	if err != nil {
+		return nil, err
 	}
 	if !ok {
 		return withhold(p, caller), nil
@@ -109,16 +122,31 @@ func (g *Gateway) getReading(app *ledger.App, r *http.Request) (any, error) {
 	return p, nil
 }
 
+// mayReadDevice applies the read rule (allowRead) to caller and device's
+// readings; false for a device the ledger does not know.
+func (g *Gateway) mayReadDevice(st *ledger.State, caller, device string) (bool, error) {
+	d, err := st.Device(device)
+	if err != nil {
+		return false, nil
+	}
+	return g.allowRead(st, caller, d)
+}
+
 // withhold is p without what only a reader may see: the envelope and the
 // signer's proofs.
 func withhold(p *proof.Reading, caller string) *proof.Reading {
+	return &proof.Reading{Gateway: p.Gateway, Index: p.Index, EntryHash: proof.LeafHash(p.Entry()), AuthHeight: p.AuthHeight, ReceivedAt: p.ReceivedAt,
+		Withheld: withheldFor(caller), ProofError: p.ProofError,
+		Anchor: p.Anchor, Inclusion: p.Inclusion, Height: p.Height, AnchorProof: p.AnchorProof}
+}
+
+// withheldFor says why a reading's value is withheld from caller.
+func withheldFor(caller string) *proof.Unavailable {
 	why := "the reading is not public; authenticate as the device, an admin of its organisation or a holder of a read grant (Authorization: Bearer <token>)"
 	if caller != "" {
 		why = caller + " may not read this reading (not the device, not an admin of its organisation, no read grant in force)"
 	}
-	return &proof.Reading{Gateway: p.Gateway, Index: p.Index, EntryHash: proof.LeafHash(p.Entry()), AuthHeight: p.AuthHeight, ReceivedAt: p.ReceivedAt,
-		Withheld: &proof.Unavailable{Code: proof.CodeWithheld, Message: why}, ProofError: p.ProofError,
-		Anchor: p.Anchor, Inclusion: p.Inclusion, Height: p.Height, AnchorProof: p.AnchorProof}
+	return &proof.Unavailable{Code: proof.CodeWithheld, Message: why}
 }
 
 // listReadings answers GET /v1/readings?device=ID[&from=T][&to=T][&limit=N]:

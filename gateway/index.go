@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -32,6 +31,8 @@ import (
 //	m/rolled                                            -> log size the roll-ups cover (8 BE; rollup.go)
 //	m/rollup-layout                                     -> the roll-ups' layout (8 BE; rollup.go)
 //	m/erased                                            -> seq of the last ledger erasure applied (8 BE; erase.go)
+//	A<r|v>/<device>\x00<day, 8 BE><segment, 8 BE>        -> archived entries' r/ and v/ keys, folded (archive_index.go)
+//	m/folded                                            -> end of the archived entries folded (8 BE; archive_index.go)
 //
 // An erased entry's r/ and v/ keys are deleted with it, and the roll-ups
 // it was in are computed again without it, in the same batch (erase.go).
@@ -41,6 +42,8 @@ type index struct {
 	rollups bool
 	// blocks holds the roll-up blocks ingest wrote last (rollup.go).
 	blocks blockCache
+	// recuts counts the re-cut marks (recut.go).
+	recuts recutCount
 }
 
 var keyIndexed = []byte("m/indexed")
@@ -187,26 +190,17 @@ func (x *index) query(device string, from, to time.Time, limit int) ([]uint64, e
 
 // queryExcept is query without the indexes in skip.
 func (x *index) queryExcept(device string, from, to time.Time, limit int, skip map[uint64]bool) ([]uint64, error) {
-	lo := readingKey(device, from, 0)
-	hi := readingKey(device, to, 0)
-	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return nil, err
+	if limit <= 0 {
+		return nil, nil
 	}
-	defer it.Close()
 	var out []uint64
 	seen := map[uint64]bool{}
-	prefix := []byte("r/" + device + "\x00")
-	for it.First(); it.Valid() && len(out) < limit; it.Next() {
-		k := it.Key()
-		if !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+16 {
-			continue
-		}
-		i := binary.BigEndian.Uint64(k[len(k)-8:])
+	err := x.scanAxis(axisTime, device, uint64(from.UnixMilli()), 0, uint64(to.UnixMilli()), func(_, i uint64) (bool, error) {
 		if !seen[i] && !skip[i] {
 			seen[i] = true
 			out = append(out, i)
 		}
-	}
-	return out, it.Error()
+		return len(out) < limit, nil
+	})
+	return out, err
 }

@@ -78,6 +78,16 @@ func (p *pageReader) entry(i uint64) (*client.LogEntry, error) {
 	if e.AnchorHeight, err = p.anchorHeight(i); err != nil {
 		return nil, err
 	}
+	// An archived entry's device is in the index: the read rule first, so
+	// a refused caller costs no segment fetch.
+	if dev, archived, err := p.g.archivedDevice(i); err != nil {
+		return nil, err
+	} else if archived {
+		if d, err := p.device(dev); err != nil || d == nil {
+			e.Withheld = withheldFor(p.caller)
+			return e, err
+		}
+	}
 	raw, err := p.g.entry(i)
 	var ee *datalog.ErasedError
 	if errors.As(err, &ee) {
@@ -101,7 +111,7 @@ func (p *pageReader) entry(i uint64) (*client.LogEntry, error) {
 		return nil, err
 	}
 	if d == nil {
-		e.Withheld = withhold(&proof.Reading{}, p.caller).Withheld
+		e.Withheld = withheldFor(p.caller)
 		return e, nil
 	}
 	e.Org = d.Org

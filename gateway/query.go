@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,9 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/client"
@@ -554,31 +549,13 @@ func cmpU64(a, b uint64) int {
 }
 
 // scanTimes calls fn with the index keys of device d on axis (r/ keys for
-// the devices' time, v/ keys for the receive time) from (fromMS,
-// fromIdx) up to toMS, in order, until fn returns false or an error.
+// the devices' time, v/ keys for the receive time, and the archived
+// entries' folded ones: scanAxis) from (fromMS, fromIdx) up to toMS, in
+// order, until fn returns false or an error.
 func (x *index) scanTimes(axis, d string, fromMS int64, fromIdx uint64, toMS int64, fn func(ms int64, i uint64) (bool, error)) error {
-	lo, hi := readingKey(d, time.UnixMilli(fromMS), fromIdx), readingKey(d, time.UnixMilli(toMS), 0)
+	ax := byte(axisTime)
 	if axis == client.AxisReceived {
-		lo, hi = receivedKey(d, fromMS, fromIdx), receivedKey(d, toMS, 0)
+		ax = axisReceived
 	}
-	if bytes.Compare(lo, hi) >= 0 {
-		return nil
-	}
-	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	n := len(lo) - 16 // the key's prefix, r/<device>\x00 or v/<device>\x00
-	for it.First(); it.Valid(); it.Next() {
-		k := it.Key()
-		if len(k) != n+16 {
-			continue
-		}
-		more, err := fn(int64(binary.BigEndian.Uint64(k[n:])), binary.BigEndian.Uint64(k[n+8:]))
-		if err != nil || !more {
-			return err
-		}
-	}
-	return it.Error()
+	return x.scanAxis(ax, d, uint64(fromMS), fromIdx, uint64(toMS), func(ms, i uint64) (bool, error) { return fn(int64(ms), i) })
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -36,17 +38,86 @@ func recutKey(i uint64) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte{}, prefixRecut...), i)
 }
 
+// recutCount is how many re-cut marks the index holds: counted once, on
+// first use, then kept with the marks (markRecut and clearRecut count what
+// they add and remove), so GET /v1/archive does not iterate them.
+type recutCount struct {
+	once sync.Once
+	err  error
+	n    atomic.Int64
+}
+
+// pendingRecut is the number of re-cut marks.
+func (x *index) pendingRecut() (int64, error) {
+	x.recuts.once.Do(func() {
+		n := int64(0)
+		it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: prefixRecut, UpperBound: []byte("m/recut0")})
+		if err != nil {
+			x.recuts.err = err
+			return
+		}
+		for ok := it.First(); ok; ok = it.Next() {
+			n++
+		}
+		x.recuts.err = errors.Join(it.Error(), it.Close())
+		x.recuts.n.Store(n)
+	})
+	return x.recuts.n.Load(), x.recuts.err
+}
+
 // markRecut records, durably, that entries idx are being erased and may
 // sit in a segment already cut. Called with storeMu held.
 func (x *index) markRecut(idx []uint64) error {
+	return x.setRecut(idx, true)
+}
+
+// clearRecut deletes the marks of idx. Called with storeMu held.
+func (x *index) clearRecut(idx []uint64) error {
+	return x.setRecut(idx, false)
+}
+
+// setRecut sets or deletes the marks of idx, and counts the change.
+func (x *index) setRecut(idx []uint64, set bool) error {
+	if _, err := x.pendingRecut(); err != nil {
+		return err
+	}
 	b := x.db.NewBatch()
 	defer b.Close()
+	delta := int64(0)
+	seen := map[uint64]bool{}
 	for _, i := range idx {
-		if err := b.Set(recutKey(i), nil, nil); err != nil {
+		if seen[i] {
+			continue
+		}
+		seen[i] = true
+		_, closer, err := x.db.Get(recutKey(i))
+		switch {
+		case err == nil:
+			closer.Close()
+			if !set {
+				delta--
+			}
+		case errors.Is(err, pebble.ErrNotFound):
+			if set {
+				delta++
+			}
+		default:
+			return err
+		}
+		if set {
+			err = b.Set(recutKey(i), nil, nil)
+		} else {
+			err = b.Delete(recutKey(i), nil)
+		}
+		if err != nil {
 			return err
 		}
 	}
-	return b.Commit(pebble.Sync)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	x.recuts.n.Add(delta)
+	return nil
 }
 
 // recutMarks returns the marked entries from the first, at most limit.
@@ -65,18 +136,6 @@ func (x *index) recutMarks(limit int) ([]uint64, error) {
 		out = append(out, binary.BigEndian.Uint64(k[len(prefixRecut):]))
 	}
 	return out, it.Error()
-}
-
-// clearRecut deletes the marks of idx.
-func (x *index) clearRecut(idx []uint64) error {
-	b := x.db.NewBatch()
-	defer b.Close()
-	for _, i := range idx {
-		if err := b.Delete(recutKey(i), nil); err != nil {
-			return err
-		}
-	}
-	return b.Commit(pebble.Sync)
 }
 
 // recutBelow returns the entries of tombs that a cut segment may hold:
@@ -148,6 +207,8 @@ func (g *Gateway) recutRound(ctx context.Context, a *archiver, st *ledger.State)
 			return false, err
 		}
 	}
+	g.storeMu.Lock() // with the marks' writers, so their count stays theirs
+	defer g.storeMu.Unlock()
 	return true, g.index.clearRecut(inRange)
 }
 

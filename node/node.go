@@ -391,6 +391,9 @@ func (n *Node) closeFront() error {
 		}
 		cancel()
 	}
+	if n.gw != nil {
+		n.gw.StopArchive() // a client of the file service: stopped before it
+	}
 	if n.files != nil {
 		errs = append(errs, n.files.Close())
 	}

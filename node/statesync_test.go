@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -52,21 +51,8 @@ func TestStateSyncAndPruning(t *testing.T) {
 	cfgs[0].Gateway.Enabled = true
 	cfgs[0].Gateway.AnchorInterval = Duration{Duration: 200 * time.Millisecond}
 
-	// The genesis, written before StartNet (which keeps it): evidence
-	// expires after 5 blocks and a second, so retention is not held up.
 	dir := filepath.Join(t.TempDir(), "net")
-	var vals []chain.GenesisValidator
-	for i, c := range cfgs {
-		id, err := chain.InitHome(c.chainConfig(filepath.Join(dir, fmt.Sprintf("node%d", i))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		vals = append(vals, chain.GenesisValidator{Name: c.Moniker, PubKey: id.ValidatorPubKey, Power: 10})
-	}
-	if err := chain.WriteGenesis(filepath.Join(dir, "node0"), chain.Genesis{ChainID: chainID, Validators: vals, AppState: st,
-		EvidenceMaxAgeBlocks: 5, EvidenceMaxAge: time.Second}); err != nil {
-		t.Fatal(err)
-	}
+	initPrunedNet(t, dir, chainID, st, cfgs)
 	net, err := StartNet(NetConfig{Dir: dir, ChainID: chainID, AppState: st, Nodes: cfgs,
 		Options: func(i int) []Option {
 			if i == 0 {
