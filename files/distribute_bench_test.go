@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,6 +104,12 @@ func benchProcesses(b *testing.B, peers, size int) {
 		b.Fatal(err)
 	}
 	seed, ps := procs[0], procs[1:]
+	var pids []int
+	for _, p := range procs {
+		pids = append(pids, p.pid)
+	}
+	var cpu time.Duration
+	var blocks int64
 	b.SetBytes(int64(size * peers))
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -117,12 +124,18 @@ func benchProcesses(b *testing.B, peers, size int) {
 			}
 		}
 		b.StartTimer()
+		cpu0 := processCPU(pids)
 		errs := make(chan error, peers)
+		var received atomic.Int64 // blocks, over all peers
 		for _, p := range ps {
 			go func() {
 				got, err := p.do("get " + root)
 				if err == nil && (got[0] != strconv.Itoa(size) || got[1] != sum) {
 					err = fmt.Errorf("%s got %s bytes, SHA-256 %s; want %d, %s", p.name, got[0], got[1], size, sum)
+				}
+				if err == nil {
+					n, _ := strconv.ParseInt(got[2], 10, 64)
+					received.Add(n)
 				}
 				errs <- err
 			}()
@@ -133,7 +146,13 @@ func benchProcesses(b *testing.B, peers, size int) {
 			}
 		}
 		b.StopTimer()
+		cpu += processCPU(pids) - cpu0
+		blocks += received.Load()
 	}
+	reportCPU(b, cpu, size*peers)
+	// Each peer needs every block once (257 for 64 MiB): what it receives
+	// beyond that came twice.
+	b.ReportMetric(float64(blocks)/float64(b.N*peers), "blocks-rcvd/peer")
 }
 
 // benchKubo: the same with kubo daemons, routing "none" (the daemons
@@ -147,6 +166,11 @@ func benchKubo(b *testing.B, peers, size int, routing string) {
 		ks = append(ks, startKuboRouting(b, routing))
 	}
 	seedAddr := seed.addrInfo(b)
+	pids := []int{seed.pid}
+	for _, k := range ks {
+		pids = append(pids, k.pid)
+	}
+	var cpu time.Duration
 	b.SetBytes(int64(size * peers))
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -162,6 +186,7 @@ func benchKubo(b *testing.B, peers, size int, routing string) {
 			}
 		}
 		b.StartTimer()
+		cpu0 := processCPU(pids)
 		errs := make(chan error, peers)
 		for _, k := range ks {
 			go func() {
@@ -179,7 +204,38 @@ func benchKubo(b *testing.B, peers, size int, routing string) {
 			}
 		}
 		b.StopTimer()
+		cpu += processCPU(pids) - cpu0
 	}
+	reportCPU(b, cpu, size*peers)
+}
+
+// reportCPU reports the CPU time that the nodes' processes used while the
+// peers fetched: in seconds per run and in milliseconds per MB delivered.
+func reportCPU(b *testing.B, cpu time.Duration, bytesPerOp int) {
+	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+	b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N)/(float64(bytesPerOp)/1e6), "cpu-ms/MB")
+}
+
+// processCPU is the user and system CPU time the processes have used so
+// far, from /proc/PID/stat (Linux; clock ticks of 10 ms).
+func processCPU(pids []int) time.Duration {
+	var t time.Duration
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// The fields after the command name (in parentheses): utime and
+		// stime are the 12th and 13th.
+		_, rest, _ := strings.Cut(string(b), ") ")
+		if f := strings.Fields(rest); len(f) > 12 {
+			for _, v := range f[11:13] {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				t += time.Duration(n) * 10 * time.Millisecond
+			}
+		}
+	}
+	return t
 }
 
 func benchInProcess(b *testing.B, peers, size int) {
@@ -218,6 +274,7 @@ const peerEnv = "THINGNET_DISTRIBUTE_PEER"
 // peerProc is a thingnet node in another process.
 type peerProc struct {
 	name     string
+	pid      int
 	id, addr string
 	in       io.Writer
 	out      *bufio.Scanner
@@ -245,6 +302,7 @@ func startPeerProc(b *testing.B, name, ledgerDir string, k *identity.Key) (*peer
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
+	p.pid = cmd.Process.Pid
 	b.Cleanup(func() {
 		in.Close() // the peer exits at the end of its input
 		done := make(chan struct{})
@@ -388,7 +446,7 @@ func TestDistributePeer(t *testing.T) {
 				say("err %v", err)
 				continue
 			}
-			say("got %d %x", n, h.Sum(nil))
+			say("got %d %x %d", n, h.Sum(nil), fs.Transfers().BlocksReceived)
 		default:
 			say("err unknown command %q", f[0])
 		}

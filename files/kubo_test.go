@@ -26,6 +26,7 @@ import (
 // its RPC API.
 type kubo struct {
 	api string // http://127.0.0.1:port
+	pid int    // the daemon's process
 }
 
 // kuboBinary finds ipfs in PATH or GOPATH/bin (scripts/test installs it).
@@ -82,7 +83,7 @@ func startKuboRouting(t testing.TB, routing string) *kubo {
 			a, err := ma.NewMultiaddr(strings.TrimSpace(string(b)))
 			if err == nil {
 				port, _ := a.ValueForProtocol(ma.P_TCP)
-				k := &kubo{api: "http://127.0.0.1:" + port}
+				k := &kubo{api: "http://127.0.0.1:" + port, pid: d.Process.Pid}
 				var id map[string]any
 				if k.call("id", nil, nil, &id) == nil {
 					return k

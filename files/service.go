@@ -15,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/ipfs/boxo/bitswap"
+	"github.com/ipfs/boxo/bitswap/client"
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
 	"github.com/ipfs/boxo/blockservice"
 	blockstore "github.com/ipfs/boxo/blockstore"
@@ -113,7 +114,7 @@ func New(cfg Config) (*Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("files: opening the block store in %s: %w", cfg.Dir, err)
 		}
-		d = p
+		d = flushOnSync{p}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := NewStore(ctx, d, cfg.CacheBytes)
@@ -140,6 +141,7 @@ func New(cfg Config) (*Service, error) {
 		// distribution (BenchmarkDistribute).
 		bitswap.ProviderSearchDelay(time.Second),
 		bitswap.MaxOutstandingBytesPerPeer(maxOutstandingBytesPerPeer),
+		bitswap.WithClientOption(client.WithDontHaveTimeoutConfig(dontHaveTimeouts())),
 		bitswap.WithoutDuplicatedBlockStats())
 	s.bserv = blockservice.New(st, s.bs)
 	s.dag = merkledag.NewDAGService(s.bserv)
@@ -161,13 +163,44 @@ const (
 	blockCacheBytes    = 64 << 20
 )
 
+// dontHaveTimeouts is how long bitswap waits for a peer's answer to a
+// want-block before it takes the silence for a DONT_HAVE and asks another
+// peer: boxo's defaults but at least 1 s, not 50 ms. The timeout follows
+// the measured message latency, which on a LAN or loopback is a few
+// milliseconds, while a busy provider queues up to
+// maxOutstandingBytesPerPeer of blocks before it answers: at 50 ms a
+// downloading peer gave up on a provider that was still sending and asked
+// another peer for the same blocks, up to a third of a 64 MiB file
+// received twice at 8 peers and 10-20% more CPU (BenchmarkDistribute,
+// blocks-rcvd/peer). A provider that is really gone is still left after
+// 1 s, and one that disconnects at once.
+func dontHaveTimeouts() *client.DontHaveTimeoutConfig {
+	c := client.DefaultDontHaveTimeoutConfig()
+	c.MinTimeout = time.Second
+	return c
+}
+
+// flushOnSync is the block store's datastore: Pebble without a write-ahead
+// log, whose Sync flushes the memtable to disk.
+//
+// A block written through a WAL was written twice (log, then table), and
+// the store's file writes were a quarter of a downloading node's CPU
+// (BenchmarkDistribute).
+// Blocks need no log: a block lost in a crash is fetched again, and
+// Pebble keeps what it flushed a consistent prefix of what was written, so
+// no pin outlives its blocks. What must survive a crash, pins and unpins,
+// is made durable by Store calling Sync, and Close flushes everything.
+type flushOnSync struct{ *pebbleds.Datastore }
+
+func (f flushOnSync) Sync(context.Context, ds.Key) error { return f.DB.Flush() }
+
 // maxOutstandingBytesPerPeer is how many bytes of blocks bitswap's server
 // has on its way to one peer before it serves the next request of that
 // peer (boxo's default: 1 MiB, four leaves).
 const maxOutstandingBytesPerPeer = 8 << 20
 
 func blockStoreOptions() *pebble.Options {
-	o := &pebble.Options{MemTableSize: blockMemTableBytes}
+	o := &pebble.Options{MemTableSize: blockMemTableBytes, DisableWAL: true}
 	for i := range o.Levels {
 		o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
 	}

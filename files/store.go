@@ -213,6 +213,9 @@ func (s *Store) Pin(ctx context.Context, root cid.Cid) error {
 	if err := s.ds.Put(ctx, pinPrefix.ChildString(root.String()), []byte{1}); err != nil {
 		return fmt.Errorf("files: pin %s: %w", root, err)
 	}
+	if err := s.ds.Sync(ctx, pinPrefix); err != nil { // the pin and the blocks it keeps
+		return fmt.Errorf("files: pin %s: %w", root, err)
+	}
 	s.addPin(root, keys)
 	return nil
 }
@@ -226,6 +229,9 @@ func (s *Store) Unpin(ctx context.Context, root cid.Cid) error {
 		return fmt.Errorf("%w: %s", ErrNotPinned, root)
 	}
 	if err := s.ds.Delete(ctx, pinPrefix.ChildString(root.String())); err != nil {
+		return fmt.Errorf("files: unpin %s: %w", root, err)
+	}
+	if err := s.ds.Sync(ctx, pinPrefix); err != nil {
 		return fmt.Errorf("files: unpin %s: %w", root, err)
 	}
 	s.mu.Lock()
