@@ -22,6 +22,13 @@ const (
 	maxOptions    = 32              // options a request may carry
 
 	readErrorPause = 10 * time.Millisecond // after a failed read of the socket
+
+	// socketBuffer is the receive buffer asked for the server's socket (the
+	// kernel caps it at net.core.rmem_max): with the default (~200 KiB, a
+	// few hundred small datagrams) a burst of clients with several requests
+	// in flight overflowed it, and a dropped request retransmitted after
+	// later ones were stored is refused as a replay.
+	socketBuffer = 4 << 20
 )
 
 // Server is a running CoAP server for readings.
@@ -61,6 +68,9 @@ func Start(c Config) (*Server, error) {
 	conn, err := net.ListenUDP("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("coap: listen on %s: %w", c.Listen, err)
+	}
+	if err := conn.SetReadBuffer(socketBuffer); err != nil {
+		c.Logger.Warn("coap: cannot enlarge the socket's receive buffer", "error", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
