@@ -69,6 +69,10 @@ type GatewayBenchConfig struct {
 	// baseline is skipped and the report says so.
 	Mosquitto   string
 	NoMosquitto bool // skip the baseline
+	// Mochi adds, for MQTT, a run against a plain mochi-mqtt broker (the
+	// one the gateway embeds) in this process with an allow-all hook and
+	// nothing else: what the broker alone costs per message.
+	Mochi bool
 	// MosquittoPersistence adds a second baseline: mosquitto with
 	// persistence on (autosave every 1 s).
 	MosquittoPersistence bool
@@ -145,6 +149,7 @@ type GatewayVariant struct {
 	Gateway      []GatewayRun
 	Mosquitto    []LoadRun // the baseline: plain mosquitto (no persistence) for MQTT, the plain CoAP or HTTP server
 	MosquittoP   []LoadRun // mosquitto with persistence (if configured)
+	Mochi        []LoadRun // plain mochi-mqtt with an allow-all hook (if configured)
 }
 
 // LoadRun is one run of the client load against a broker.
@@ -412,6 +417,19 @@ func RunGateway(ctx context.Context, dir string, cfg GatewayBenchConfig) (*Gatew
 				}
 				vr.Mosquitto = append(vr.Mosquitto, res)
 				fmt.Fprintf(cfg.Progress, "round %d  batch %-3d %-7s %-18s %s\n", r+1, vr.Batch, sealedWord(vr.Sealed), cfg.baselineName(), res)
+				if cfg.Mochi && cfg.Transport == TransportMQTT {
+					srv, err := startPlainMochi()
+					if err != nil {
+						return rep, err
+					}
+					l := &clientLoad{addr: srv.addr, w: w, pool: pool, batch: vr.Batch, cfg: cfg, cycle: true}
+					res, err := l.run(ctx)
+					if err = errors.Join(err, srv.stop()); err != nil {
+						return rep, fmt.Errorf("round %d plain mochi, batch %d: %w", r+1, vr.Batch, err)
+					}
+					vr.Mochi = append(vr.Mochi, res)
+					fmt.Fprintf(cfg.Progress, "round %d  batch %-3d plain mochi        %s\n", r+1, vr.Batch, res)
+				}
 				if cfg.MosquittoPersistence && cfg.Transport == TransportMQTT {
 					res, err := runMosquittoLoad(ctx, dir, mosq, true, w, pool, vr.Batch, cfg)
 					if err != nil {
@@ -456,7 +474,7 @@ func runBaselineLoad(ctx context.Context, dir, bin string, w *gatewayWorkload, p
 	if cfg.Transport == TransportCoAP {
 		start = startPlainCoAP
 	}
-	srv, err := start()
+	srv, err := start(cfg.Window)
 	if err != nil {
 		return LoadRun{}, err
 	}

@@ -50,6 +50,10 @@ type GatewayMedians struct {
 	MosquittoCPU, GatewayCPU  float64 // machine CPU busy in the window, 0..1
 	MosquittoCores            float64 // CPU used by the benchmark and broker processes, cores
 	GatewayCores              float64
+	MochiMsgs, MochiCores     float64 // plain mochi; 0 if not run
+	// CPU per acknowledged envelope in the measured window (clients and
+	// server together), µs: the medians over rounds of cores / rate.
+	MosquittoCPUPer, GatewayCPUPer, MochiCPUPer float64
 }
 
 // Medians summarises a variant.
@@ -63,6 +67,11 @@ func (v *GatewayVariant) Medians() GatewayMedians {
 	m.GatewayCPU = gwMedianOf(v.Gateway, func(r GatewayRun) float64 { return r.CPUBusy })
 	m.MosquittoCores = gwMedianOf(v.Mosquitto, func(r LoadRun) float64 { return r.CPUCores })
 	m.GatewayCores = gwMedianOf(v.Gateway, func(r GatewayRun) float64 { return r.CPUCores })
+	m.MochiMsgs = gwMedianOf(v.Mochi, func(r LoadRun) float64 { return r.EnvelopesPerS })
+	m.MochiCores = gwMedianOf(v.Mochi, func(r LoadRun) float64 { return r.CPUCores })
+	m.MosquittoCPUPer = gwMedianOf(v.Mosquitto, LoadRun.cpuPerEnvelope)
+	m.MochiCPUPer = gwMedianOf(v.Mochi, LoadRun.cpuPerEnvelope)
+	m.GatewayCPUPer = gwMedianOf(v.Gateway, func(r GatewayRun) float64 { return r.cpuPerEnvelope() })
 	m.P50 = gwMedianOf(v.Gateway, func(r GatewayRun) time.Duration { return r.P50 })
 	m.P99 = gwMedianOf(v.Gateway, func(r GatewayRun) time.Duration { return r.P99 })
 	m.BytesPer10k = gwMedianOf(v.Gateway, func(r GatewayRun) float64 { return r.BytesPer10k })
@@ -81,6 +90,15 @@ func (v *GatewayVariant) Medians() GatewayMedians {
 		m.Failed += r.Failed
 	}
 	return m
+}
+
+// cpuPerEnvelope is the CPU time used per envelope acknowledged in the
+// measured window, in µs (0 if none was).
+func (r LoadRun) cpuPerEnvelope() float64 {
+	if r.EnvelopesPerS <= 0 {
+		return 0
+	}
+	return r.CPUCores / r.EnvelopesPerS * 1e6
 }
 
 // WriteReport prints the medians, the ratios to the baseline and to the
@@ -151,6 +169,17 @@ func (r *GatewayReport) WriteReport(w io.Writer) {
 			mosq = fmt.Sprintf("%.2f cores (machine %.0f%%)", m.MosquittoCores, 100*m.MosquittoCPU)
 		}
 		fmt.Fprintf(w, "  %2d reading(s)/envelope: %s run %s, gateway run %.2f cores (machine %.0f%%)\n", m.Batch, base, mosq, m.GatewayCores, 100*m.GatewayCPU)
+	}
+	fmt.Fprintln(w, "CPU per acknowledged envelope (the same sum over the window's acknowledgements; medians), and the rate ratio at equal CPU:")
+	for _, m := range ms {
+		line := fmt.Sprintf("  %2d reading(s)/envelope: gateway %.1f µs", m.Batch, m.GatewayCPUPer)
+		if m.MosquittoCPUPer > 0 {
+			line += fmt.Sprintf(", %s %.1f µs (equal-CPU ratio %.2f)", base, m.MosquittoCPUPer, m.MosquittoCPUPer/m.GatewayCPUPer)
+		}
+		if m.MochiCPUPer > 0 {
+			line += fmt.Sprintf(", plain mochi %.0f msg/s %.1f µs", m.MochiMsgs, m.MochiCPUPer)
+		}
+		fmt.Fprintln(w, line)
 	}
 	bad := false
 	for _, m := range ms {

@@ -16,7 +16,7 @@ func TestGatewayBench(t *testing.T) {
 	}
 	cfg := GatewayBenchConfig{
 		Devices: 4, Duration: 2 * time.Second, Warmup: -1, Batch: 5, Window: 8, Rounds: 1,
-		MaxRate: 3000, AnchorInterval: 200 * time.Millisecond, VerifyTime: 100 * time.Millisecond,
+		MaxRate: 3000, AnchorInterval: 200 * time.Millisecond, VerifyTime: 100 * time.Millisecond, Mochi: true,
 	}
 	if _, err := FindMosquitto(""); err != nil {
 		if !errors.Is(err, errNoMosquitto) {
@@ -59,6 +59,9 @@ func TestGatewayBench(t *testing.T) {
 			if r.Envelopes == 0 || r.Failed != 0 {
 				t.Errorf("batch %d mosquitto: %s", v.Batch, r)
 			}
+		}
+		if len(v.Mochi) != 1 || v.Mochi[0].Envelopes == 0 || v.Mochi[0].Failed != 0 {
+			t.Errorf("batch %d plain mochi: %+v; want one run, every publish acknowledged", v.Batch, v.Mochi)
 		}
 	}
 	if len(rep.Verify) != 1 || rep.Verify[0].BatchPerS <= 0 || rep.Verify[0].SinglePerS <= 0 {

@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
@@ -286,7 +290,7 @@ type plainServer struct {
 // startPlainHTTP serves, on a free loopback port, a net/http server that
 // reads each request's body and answers 202: what the transport alone
 // costs.
-func startPlainHTTP() (*plainServer, error) {
+func startPlainHTTP(int) (*plainServer, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -304,15 +308,22 @@ func startPlainHTTP() (*plainServer, error) {
 }
 
 // startPlainCoAP serves, on a free loopback port, go-coap's own UDP server
-// (its defaults) answering every request 2.04 Changed.
-func startPlainCoAP() (*plainServer, error) {
-	l, err := coapnet.NewListenUDP("udp", "127.0.0.1:0")
+// answering every request 2.04 Changed: its defaults, but for the socket's
+// receive buffer (4 MiB, as the gateway's CoAP server asks: with the
+// kernel's default a load of 100 endpoints × 16 requests overflowed it, and
+// the dropped requests' 2 s retransmission timeouts, not the server, set the
+// rate) and the per-endpoint queue (sized to window, go-coap drops requests
+// beyond it).
+func startPlainCoAP(window int) (*plainServer, error) {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
+	_ = conn.SetReadBuffer(4 << 20)
+	l := coapnet.NewUDPConn("udp", conn)
 	srv := udp.NewServer(options.WithHandlerFunc(func(w *responsewriter.ResponseWriter[*client.Conn], _ *pool.Message) {
 		_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
-	}))
+	}), options.WithReceivedMessageQueueSize(max(16, 2*window)))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -324,4 +335,38 @@ func startPlainCoAP() (*plainServer, error) {
 		<-done
 		return err
 	}}, nil
+}
+
+// allowAll is a mochi hook that lets every client connect, publish and
+// subscribe, and does nothing else (mochi's auth.AllowHook, without its
+// package's dependencies).
+type allowAll struct{ mochi.HookBase }
+
+func (*allowAll) ID() string { return "allow-all" }
+func (*allowAll) Provides(b byte) bool {
+	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
+}
+func (*allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
+func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool              { return true }
+
+// startPlainMochi serves, on a free loopback port, the MQTT broker the
+// gateway embeds (mochi-mqtt) with nothing but an allow-all hook: what
+// mochi itself costs per message, the floor under the gateway's own broker.
+func startPlainMochi() (*plainServer, error) {
+	port, err := gwFreePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err := srv.AddHook(new(allowAll), nil); err != nil {
+		return nil, fmt.Errorf("bench: mochi: %w", err)
+	}
+	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "bench", Address: addr})); err != nil {
+		return nil, fmt.Errorf("bench: mochi: %w", err)
+	}
+	if err := srv.Serve(); err != nil {
+		return nil, fmt.Errorf("bench: mochi: %w", err)
+	}
+	return &plainServer{addr: addr, stop: srv.Close}, nil
 }

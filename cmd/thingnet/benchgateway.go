@@ -72,6 +72,7 @@ reads the body and answers 202. Both baselines run in this process.`,
 	f.IntVar(&cfg.MaxBatch, "max-batch", 0, "the gateway's largest verification batch (experiments; default: the gateway's own, 1024)")
 	f.StringVar(&cfg.Mosquitto, "mosquitto", "", "the mosquitto binary (default: mosquitto on PATH, or /usr/sbin/mosquitto)")
 	f.BoolVar(&cfg.NoMosquitto, "no-mosquitto", false, "skip the baseline (Mosquitto, or the plain CoAP or HTTP server)")
+	f.BoolVar(&cfg.Mochi, "mochi", false, "mqtt: also run a plain mochi-mqtt broker (the one the gateway embeds, allow-all hook, nothing else) in this process")
 	f.BoolVar(&cfg.MosquittoPersistence, "mosquitto-persistence", false, "also run Mosquitto with persistence on")
 	f.StringVar(&cfg.ProfileDir, "cpuprofile-dir", "", "write a CPU profile of each gateway run's measured window here")
 	f.BoolVar(&cfg.Sealed, "sealed", false, "also run sealed readings (values sealed to the organisation's X25519 data key) in the same rounds, and report sealed vs plaintext readings/s")
