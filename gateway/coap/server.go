@@ -42,6 +42,7 @@ type Server struct {
 	cancel context.CancelFunc
 
 	slots     chan struct{} // one per request being handled (MaxInFlight)
+	idle      chan func()   // handler goroutines waiting for a request (spawn)
 	transfers atomic.Int64  // block-wise uploads holding a slot (MaxTransfers)
 
 	maxAgeOpt, size1Opt message.Option // options of 5.03/4.29 and of 4.13 answers
@@ -77,6 +78,7 @@ func Start(c Config) (*Server, error) {
 		cfg: c, conn: conn, log: c.Logger.With("component", "coap"), stats: newCounters(),
 		pool: pool.New(1024, 2048), ctx: ctx, cancel: cancel,
 		slots:     make(chan struct{}, c.MaxInFlight),
+		idle:      make(chan func()),
 		maxAgeOpt: uintOption(message.MaxAge, c.maxAge()),
 		size1Opt:  uintOption(message.Size1, uint32(c.MaxPayload)),
 		sessions:  map[netip.AddrPort]*session{},
