@@ -24,14 +24,21 @@ import (
 // GatewayBenchConfig configures RunGateway. Zero fields get the defaults
 // named on them.
 type GatewayBenchConfig struct {
-	Devices  int           // MQTT clients, one per registered device; default 100
-	Duration time.Duration // measured publishing time of each run; default 10s
-	Warmup   time.Duration // publishing before the measurement starts; default 1s
+	// Transport is how the devices send: TransportMQTT (default),
+	// TransportCoAP or TransportHTTP. Its baseline is Mosquitto for MQTT,
+	// go-coap's own server answering 2.04 for CoAP, and a net/http server
+	// answering 202 for HTTP, with the same clients.
+	Transport string
+	Devices   int           // clients, one per registered device; default 100
+	Duration  time.Duration // measured publishing time of each run; default 10s
+	Warmup    time.Duration // publishing before the measurement starts; default 1s
 	// Batch is the number of readings per envelope of the batched variant;
 	// default 10. 1 measures one-reading envelopes only.
 	Batch int
-	// Window is the number of QoS 1 publishes each client keeps in flight
-	// (published, PUBACK not yet received); default 32.
+	// Window is the number of envelopes each client keeps in flight (sent,
+	// not yet acknowledged); default 32 for MQTT, 16 for CoAP, 1 for HTTP
+	// (HTTP orders nothing between a client's concurrent requests, and a
+	// device's sequence numbers must reach the gateway in order).
 	Window int
 	Rounds int // rounds of every measurement; medians are reported; default 1
 	// MaxRate is the envelope rate, per second over all devices, that the
@@ -62,6 +69,10 @@ type GatewayBenchConfig struct {
 	// baseline is skipped and the report says so.
 	Mosquitto   string
 	NoMosquitto bool // skip the baseline
+	// Mochi adds, for MQTT, a run against a plain mochi-mqtt broker (the
+	// one the gateway embeds) in this process with an allow-all hook and
+	// nothing else: what the broker alone costs per message.
+	Mochi bool
 	// MosquittoPersistence adds a second baseline: mosquitto with
 	// persistence on (autosave every 1 s).
 	MosquittoPersistence bool
@@ -91,8 +102,11 @@ func (c GatewayBenchConfig) withDefaults() GatewayBenchConfig {
 	if c.Batch <= 0 {
 		c.Batch = 10
 	}
+	if c.Transport == "" {
+		c.Transport = TransportMQTT
+	}
 	if c.Window <= 0 {
-		c.Window = 32
+		c.Window = map[string]int{TransportMQTT: 32, TransportCoAP: 16, TransportHTTP: 1}[c.Transport]
 	}
 	if c.Rounds <= 0 {
 		c.Rounds = 1
@@ -123,7 +137,7 @@ type GatewayReport struct {
 	Verify   []VerifyRate // one per round
 	// MosquittoMissing says why the baseline was not run ("" if it was).
 	MosquittoMissing string
-	MosquittoVersion string
+	MosquittoVersion string // what the baseline is (for MQTT, mosquitto's version line)
 }
 
 // GatewayVariant is one client load (envelopes of Batch readings) measured
@@ -133,8 +147,9 @@ type GatewayVariant struct {
 	Sealed       bool    // values sealed to the organisation's data key
 	PayloadBytes float64 // mean envelope size
 	Gateway      []GatewayRun
-	Mosquitto    []LoadRun // plain mosquitto (no persistence)
+	Mosquitto    []LoadRun // the baseline: plain mosquitto (no persistence) for MQTT, the plain CoAP or HTTP server
 	MosquittoP   []LoadRun // mosquitto with persistence (if configured)
+	Mochi        []LoadRun // plain mochi-mqtt with an allow-all hook (if configured)
 }
 
 // LoadRun is one run of the client load against a broker.
@@ -313,8 +328,14 @@ func RunGateway(ctx context.Context, dir string, cfg GatewayBenchConfig) (*Gatew
 	}
 	mosq := ""
 	switch {
+	case cfg.Transport != TransportMQTT && cfg.Transport != TransportCoAP && cfg.Transport != TransportHTTP:
+		return nil, fmt.Errorf("bench: transport %q: want %s, %s or %s", cfg.Transport, TransportMQTT, TransportCoAP, TransportHTTP)
 	case cfg.NoMosquitto:
 		rep.MosquittoMissing = "skipped (--no-mosquitto)"
+	case cfg.Transport == TransportCoAP:
+		rep.MosquittoVersion = "go-coap v3 udp.Server (its defaults) answering every request 2.04 Changed"
+	case cfg.Transport == TransportHTTP:
+		rep.MosquittoVersion = "net/http server reading each body and answering 202 Accepted"
 	default:
 		var err error
 		if mosq, err = FindMosquitto(cfg.Mosquitto); err != nil {
@@ -389,14 +410,27 @@ func RunGateway(ctx context.Context, dir string, cfg GatewayBenchConfig) (*Gatew
 		}
 		for _, vr := range order {
 			pool := pools[vr]
-			if mosq != "" && !vr.Sealed { // the baseline does not depend on the bytes
-				res, err := runMosquittoLoad(ctx, dir, mosq, false, w, pool, vr.Batch, cfg)
+			if rep.MosquittoVersion != "" && !vr.Sealed { // the baseline does not depend on the bytes
+				res, err := runBaselineLoad(ctx, dir, mosq, w, pool, vr.Batch, cfg)
 				if err != nil {
-					return rep, fmt.Errorf("round %d mosquitto, batch %d: %w", r+1, vr.Batch, err)
+					return rep, fmt.Errorf("round %d %s, batch %d: %w", r+1, cfg.baselineName(), vr.Batch, err)
 				}
 				vr.Mosquitto = append(vr.Mosquitto, res)
-				fmt.Fprintf(cfg.Progress, "round %d  batch %-3d %-7s mosquitto          %s\n", r+1, vr.Batch, sealedWord(vr.Sealed), res)
-				if cfg.MosquittoPersistence {
+				fmt.Fprintf(cfg.Progress, "round %d  batch %-3d %-7s %-18s %s\n", r+1, vr.Batch, sealedWord(vr.Sealed), cfg.baselineName(), res)
+				if cfg.Mochi && cfg.Transport == TransportMQTT {
+					srv, err := startPlainMochi()
+					if err != nil {
+						return rep, err
+					}
+					l := &clientLoad{addr: srv.addr, w: w, pool: pool, batch: vr.Batch, cfg: cfg, cycle: true}
+					res, err := l.run(ctx)
+					if err = errors.Join(err, srv.stop()); err != nil {
+						return rep, fmt.Errorf("round %d plain mochi, batch %d: %w", r+1, vr.Batch, err)
+					}
+					vr.Mochi = append(vr.Mochi, res)
+					fmt.Fprintf(cfg.Progress, "round %d  batch %-3d plain mochi        %s\n", r+1, vr.Batch, res)
+				}
+				if cfg.MosquittoPersistence && cfg.Transport == TransportMQTT {
 					res, err := runMosquittoLoad(ctx, dir, mosq, true, w, pool, vr.Batch, cfg)
 					if err != nil {
 						return rep, fmt.Errorf("round %d mosquitto (persistence), batch %d: %w", r+1, vr.Batch, err)
@@ -421,6 +455,32 @@ func RunGateway(ctx context.Context, dir string, cfg GatewayBenchConfig) (*Gatew
 		}
 	}
 	return rep, nil
+}
+
+// baselineName names the baseline of cfg's transport.
+func (c GatewayBenchConfig) baselineName() string {
+	return map[string]string{TransportMQTT: "mosquitto", TransportCoAP: "plain go-coap", TransportHTTP: "plain net/http"}[c.Transport]
+}
+
+// runBaselineLoad runs the client load against the baseline of cfg's
+// transport: mosquitto (bin) for MQTT, a plain CoAP or HTTP server in this
+// process otherwise. The baselines do not look at the payloads, so a device
+// that has sent all its envelopes starts them over.
+func runBaselineLoad(ctx context.Context, dir, bin string, w *gatewayWorkload, pool [][][]byte, batch int, cfg GatewayBenchConfig) (LoadRun, error) {
+	if cfg.Transport == TransportMQTT {
+		return runMosquittoLoad(ctx, dir, bin, false, w, pool, batch, cfg)
+	}
+	start := startPlainHTTP
+	if cfg.Transport == TransportCoAP {
+		start = startPlainCoAP
+	}
+	srv, err := start(cfg.Window)
+	if err != nil {
+		return LoadRun{}, err
+	}
+	l := &clientLoad{addr: srv.addr, w: w, pool: pool, batch: batch, cfg: cfg, cycle: true}
+	res, err := l.run(ctx)
+	return res, errors.Join(err, srv.stop())
 }
 
 // sealedWord labels sealed variants.

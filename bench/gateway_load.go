@@ -24,11 +24,13 @@ const (
 	gwConnectParallel = 8
 )
 
-// mqttLoad is the client side of a run: one paho client per device, each
-// publishing its pre-signed envelopes at QoS 1 to things/<id>/readings as
-// fast as PUBACKs come back, with up to Window publishes in flight.
-type mqttLoad struct {
-	addr   string
+// clientLoad is the client side of a run: one client per device (over
+// cfg.Transport: a paho MQTT client publishing at QoS 1 to
+// things/<id>/readings, a CoAP endpoint sending confirmable POSTs to /r, or
+// HTTP POSTs to /v1/readings), each sending its pre-signed envelopes as fast
+// as their acknowledgements come back, with up to Window in flight.
+type clientLoad struct {
+	addr   string // the broker's host:port, or the HTTP base URL's
 	w      *gatewayWorkload
 	pool   [][][]byte
 	batch  int
@@ -48,7 +50,7 @@ type mqttLoad struct {
 
 // ownCPU is the CPU time used so far by this process (gateway, ledger node
 // and clients) and the broker's process, if any.
-func (l *mqttLoad) ownCPU() time.Duration {
+func (l *clientLoad) ownCPU() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	t := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -78,7 +80,7 @@ type deviceLoad struct {
 }
 
 type gwInflight struct {
-	tok paho.Token
+	tok sent
 	k   int
 }
 
@@ -99,16 +101,24 @@ func (w *gatewayWorkload) tokens() ([]string, error) {
 
 // run connects the clients, publishes for Warmup+Duration, waits for the
 // outstanding PUBACKs and disconnects.
-func (l *mqttLoad) run(ctx context.Context) (LoadRun, error) {
+func (l *clientLoad) run(ctx context.Context) (LoadRun, error) {
 	passwords, err := l.w.tokens()
 	if err != nil {
 		return LoadRun{}, err
 	}
-	clients, err := l.connect(ctx, passwords)
+	var clients []sender
+	switch l.cfg.Transport {
+	case TransportCoAP:
+		clients, err = dialCoAP(l.addr, len(l.w.devices))
+	case TransportHTTP:
+		clients = httpSenders(l.addr, len(l.w.devices))
+	default:
+		clients, err = l.connect(ctx, passwords)
+	}
 	defer func() {
 		for _, c := range clients {
 			if c != nil {
-				c.Disconnect(0)
+				c.close()
 			}
 		}
 	}()
@@ -176,8 +186,8 @@ func gwSleepUntil(ctx context.Context, t time.Time) {
 }
 
 // connect opens every device's MQTT 3.1.1 session, a few at a time.
-func (l *mqttLoad) connect(ctx context.Context, passwords []string) ([]paho.Client, error) {
-	clients := make([]paho.Client, len(l.w.devices))
+func (l *clientLoad) connect(ctx context.Context, passwords []string) ([]sender, error) {
+	clients := make([]sender, len(l.w.devices))
 	errs := make([]error, len(clients))
 	sem := make(chan struct{}, gwConnectParallel)
 	var wg sync.WaitGroup
@@ -205,7 +215,7 @@ func (l *mqttLoad) connect(ctx context.Context, passwords []string) ([]paho.Clie
 				errs[d] = fmt.Errorf("device %d: connect: %w", d, err)
 				return
 			}
-			clients[d] = c
+			clients[d] = mqttSender{c: c, topic: gateway.ReadingsTopic(k.ID())}
 		})
 	}
 	wg.Wait()
@@ -214,8 +224,7 @@ func (l *mqttLoad) connect(ctx context.Context, passwords []string) ([]paho.Clie
 
 // device publishes device d's envelopes until stop, keeping up to Window
 // in flight; a second goroutine waits for the PUBACKs in order.
-func (l *mqttLoad) device(ctx context.Context, c paho.Client, d int, dl *deviceLoad, stop <-chan struct{}) {
-	topic := gateway.ReadingsTopic(l.w.devices[d].ID())
+func (l *clientLoad) device(ctx context.Context, c sender, d int, dl *deviceLoad, stop <-chan struct{}) {
 	envs := l.pool[d]
 	// With a paced load, envelope i of device d goes out at start +
 	// (d/devices + i) × every: the devices' publishes are spread evenly.
@@ -293,7 +302,7 @@ publish:
 			k = i % len(envs)
 		}
 		t := time.Now()
-		tok := c.Publish(topic, 1, false, envs[k])
+		tok := c.send(envs[k])
 		if l.record {
 			dl.pubAt[k] = t
 		}

@@ -152,7 +152,7 @@ func runMosquittoLoad(ctx context.Context, dir, bin string, persistence bool, w 
 	if err != nil {
 		return LoadRun{}, err
 	}
-	l := &mqttLoad{addr: b.addr, w: w, pool: pool, batch: batch, cfg: cfg, cycle: true, brokerPID: b.cmd.Process.Pid}
+	l := &clientLoad{addr: b.addr, w: w, pool: pool, batch: batch, cfg: cfg, cycle: true, brokerPID: b.cmd.Process.Pid}
 	res, err := l.run(ctx)
 	return res, errors.Join(err, b.stop())
 }

@@ -50,6 +50,10 @@ type GatewayMedians struct {
 	MosquittoCPU, GatewayCPU  float64 // machine CPU busy in the window, 0..1
 	MosquittoCores            float64 // CPU used by the benchmark and broker processes, cores
 	GatewayCores              float64
+	MochiMsgs, MochiCores     float64 // plain mochi; 0 if not run
+	// CPU per acknowledged envelope in the measured window (clients and
+	// server together), µs: the medians over rounds of cores / rate.
+	MosquittoCPUPer, GatewayCPUPer, MochiCPUPer float64
 }
 
 // Medians summarises a variant.
@@ -63,6 +67,11 @@ func (v *GatewayVariant) Medians() GatewayMedians {
 	m.GatewayCPU = gwMedianOf(v.Gateway, func(r GatewayRun) float64 { return r.CPUBusy })
 	m.MosquittoCores = gwMedianOf(v.Mosquitto, func(r LoadRun) float64 { return r.CPUCores })
 	m.GatewayCores = gwMedianOf(v.Gateway, func(r GatewayRun) float64 { return r.CPUCores })
+	m.MochiMsgs = gwMedianOf(v.Mochi, func(r LoadRun) float64 { return r.EnvelopesPerS })
+	m.MochiCores = gwMedianOf(v.Mochi, func(r LoadRun) float64 { return r.CPUCores })
+	m.MosquittoCPUPer = gwMedianOf(v.Mosquitto, LoadRun.cpuPerEnvelope)
+	m.MochiCPUPer = gwMedianOf(v.Mochi, LoadRun.cpuPerEnvelope)
+	m.GatewayCPUPer = gwMedianOf(v.Gateway, func(r GatewayRun) float64 { return r.cpuPerEnvelope() })
 	m.P50 = gwMedianOf(v.Gateway, func(r GatewayRun) time.Duration { return r.P50 })
 	m.P99 = gwMedianOf(v.Gateway, func(r GatewayRun) time.Duration { return r.P99 })
 	m.BytesPer10k = gwMedianOf(v.Gateway, func(r GatewayRun) float64 { return r.BytesPer10k })
@@ -83,12 +92,23 @@ func (v *GatewayVariant) Medians() GatewayMedians {
 	return m
 }
 
+// cpuPerEnvelope is the CPU time used per envelope acknowledged in the
+// measured window, in µs (0 if none was).
+func (r LoadRun) cpuPerEnvelope() float64 {
+	if r.EnvelopesPerS <= 0 {
+		return 0
+	}
+	return r.CPUCores / r.EnvelopesPerS * 1e6
+}
+
 // WriteReport prints the medians, the ratios to the baseline and to the
 // raw verification rate, and each target of issue 3, met or not.
 func (r *GatewayReport) WriteReport(w io.Writer) {
 	c := r.Config
-	fmt.Fprintf(w, "\nthingnet gateway (fsync on, 1 validator) vs plain Mosquitto: %d devices, MQTT 3.1.1 QoS 1, %d publishes in flight per client,\n",
-		c.Devices, c.Window)
+	base := c.baselineName()
+	what := map[string]string{TransportMQTT: "MQTT 3.1.1 QoS 1", TransportCoAP: "CoAP confirmable POSTs", TransportHTTP: "HTTP/1.1 POSTs"}[c.Transport]
+	fmt.Fprintf(w, "\nthingnet gateway (fsync on, 1 validator) vs %s: %d devices, %s, %d in flight per client,\n",
+		base, c.Devices, what, c.Window)
 	fmt.Fprintf(w, "%s measured after %s warm-up, anchor interval %s, anchor budget %d B per 10,000 entries, medians of %d round(s)\n", c.Duration, c.Warmup, c.AnchorInterval, c.AnchorBudget, c.Rounds)
 	if c.Rate > 0 {
 		fmt.Fprintf(w, "paced load: %d envelopes/s over all devices\n", c.Rate)
@@ -96,6 +116,8 @@ func (r *GatewayReport) WriteReport(w io.Writer) {
 	fmt.Fprintf(w, "machine: %s\n", r.Machine)
 	if r.MosquittoMissing != "" {
 		fmt.Fprintf(w, "BASELINE NOT RUN: %s\n", r.MosquittoMissing)
+	} else if c.Transport != TransportMQTT {
+		fmt.Fprintf(w, "baseline: %s, in this process\n", r.MosquittoVersion)
 	} else {
 		fmt.Fprintf(w, "baseline: %s, anonymous, persistence off\n", r.MosquittoVersion)
 	}
@@ -103,7 +125,7 @@ func (r *GatewayReport) WriteReport(w io.Writer) {
 	vs := gwMedianOf(r.Verify, func(v VerifyRate) float64 { return v.SinglePerS })
 
 	fmt.Fprintf(w, "\n%-22s %8s %14s %14s %14s %8s %10s %10s %12s\n",
-		"readings/envelope", "payload", "mosquitto", "gateway", "gateway", "gw/mosq", "anchored", "anchored", "chain bytes")
+		"readings/envelope", "payload", "baseline", "gateway", "gateway", "gw/base", "anchored", "anchored", "chain bytes")
 	fmt.Fprintf(w, "%-22s %8s %14s %14s %14s %8s %10s %10s %12s\n",
 		"", "bytes", "msg/s", "msg/s", "readings/s", "", "p50", "p99", "/10k rdgs")
 	var ms []GatewayMedians
@@ -146,7 +168,18 @@ func (r *GatewayReport) WriteReport(w io.Writer) {
 		if m.MosquittoMsgs > 0 {
 			mosq = fmt.Sprintf("%.2f cores (machine %.0f%%)", m.MosquittoCores, 100*m.MosquittoCPU)
 		}
-		fmt.Fprintf(w, "  %2d reading(s)/envelope: mosquitto run %s, gateway run %.2f cores (machine %.0f%%)\n", m.Batch, mosq, m.GatewayCores, 100*m.GatewayCPU)
+		fmt.Fprintf(w, "  %2d reading(s)/envelope: %s run %s, gateway run %.2f cores (machine %.0f%%)\n", m.Batch, base, mosq, m.GatewayCores, 100*m.GatewayCPU)
+	}
+	fmt.Fprintln(w, "CPU per acknowledged envelope (the same sum over the window's acknowledgements; medians), and the rate ratio at equal CPU:")
+	for _, m := range ms {
+		line := fmt.Sprintf("  %2d reading(s)/envelope: gateway %.1f µs", m.Batch, m.GatewayCPUPer)
+		if m.MosquittoCPUPer > 0 {
+			line += fmt.Sprintf(", %s %.1f µs (equal-CPU ratio %.2f)", base, m.MosquittoCPUPer, m.MosquittoCPUPer/m.GatewayCPUPer)
+		}
+		if m.MochiCPUPer > 0 {
+			line += fmt.Sprintf(", plain mochi %.0f msg/s %.1f µs", m.MochiMsgs, m.MochiCPUPer)
+		}
+		fmt.Fprintln(w, line)
 	}
 	bad := false
 	for _, m := range ms {
@@ -171,9 +204,9 @@ func (r *GatewayReport) WriteReport(w io.Writer) {
 		fmt.Fprintf(w, "  %2d reading(s)/envelope: >= %d verified readings/s: %.0f, %s\n", m.Batch, TargetReadingsPerS, m.GatewayReads, yes(m.GatewayReads >= TargetReadingsPerS))
 		if m.MosquittoMsgs > 0 {
 			ratio := m.GatewayMsgs / m.MosquittoMsgs
-			fmt.Fprintf(w, "  %2d reading(s)/envelope: >= 50%% of Mosquitto's QoS 1 rate: %.0f%%, %s\n", m.Batch, 100*ratio, yes(ratio >= TargetMosquittoRatio))
+			fmt.Fprintf(w, "  %2d reading(s)/envelope: >= 50%% of the %s rate: %.0f%%, %s\n", m.Batch, base, 100*ratio, yes(ratio >= TargetMosquittoRatio))
 		} else {
-			fmt.Fprintf(w, "  %2d reading(s)/envelope: >= 50%% of Mosquitto's QoS 1 rate: not measured (no mosquitto)\n", m.Batch)
+			fmt.Fprintf(w, "  %2d reading(s)/envelope: >= 50%% of the %s rate: not measured (no baseline)\n", m.Batch, base)
 		}
 		fmt.Fprintf(w, "  %2d reading(s)/envelope: anchoring p50 <= 2 s: %v, %s\n", m.Batch, m.P50.Round(time.Millisecond), yes(m.P50 > 0 && m.P50 <= TargetAnchorP50))
 		fmt.Fprintf(w, "  %2d reading(s)/envelope: <= 1 KB chain per 10,000 readings: %.0f B, %s\n", m.Batch, m.BytesPer10k, yes(m.BytesPer10k <= TargetBytesPer10k))

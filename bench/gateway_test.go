@@ -16,7 +16,7 @@ func TestGatewayBench(t *testing.T) {
 	}
 	cfg := GatewayBenchConfig{
 		Devices: 4, Duration: 2 * time.Second, Warmup: -1, Batch: 5, Window: 8, Rounds: 1,
-		MaxRate: 3000, AnchorInterval: 200 * time.Millisecond, VerifyTime: 100 * time.Millisecond,
+		MaxRate: 3000, AnchorInterval: 200 * time.Millisecond, VerifyTime: 100 * time.Millisecond, Mochi: true,
 	}
 	if _, err := FindMosquitto(""); err != nil {
 		if !errors.Is(err, errNoMosquitto) {
@@ -60,9 +60,52 @@ func TestGatewayBench(t *testing.T) {
 				t.Errorf("batch %d mosquitto: %s", v.Batch, r)
 			}
 		}
+		if len(v.Mochi) != 1 || v.Mochi[0].Envelopes == 0 || v.Mochi[0].Failed != 0 {
+			t.Errorf("batch %d plain mochi: %+v; want one run, every publish acknowledged", v.Batch, v.Mochi)
+		}
 	}
 	if len(rep.Verify) != 1 || rep.Verify[0].BatchPerS <= 0 || rep.Verify[0].SinglePerS <= 0 {
 		t.Errorf("verify rates %+v", rep.Verify)
+	}
+}
+
+// TestGatewayBenchTransports runs a tiny configuration over CoAP and over
+// HTTP: every acknowledged reading (2.04, 202) must be in the gateway's log,
+// no request may fail, and the plain server of the transport (the
+// baseline) must acknowledge the same load.
+func TestGatewayBenchTransports(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts ledger networks")
+	}
+	for _, tr := range []string{TransportCoAP, TransportHTTP} {
+		t.Run(tr, func(t *testing.T) {
+			cfg := GatewayBenchConfig{
+				Transport: tr, Devices: 4, Duration: 2 * time.Second, Warmup: -1, Batch: 1, Rounds: 1,
+				MaxRate: 3000, AnchorInterval: 200 * time.Millisecond, VerifyTime: 100 * time.Millisecond,
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			rep, err := RunGateway(ctx, t.TempDir(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := rep.Variants[0]
+			if len(v.Gateway) != 1 || len(v.Mosquitto) != 1 {
+				t.Fatalf("%d gateway runs, %d baseline runs; want 1 each", len(v.Gateway), len(v.Mosquitto))
+			}
+			r, b := v.Gateway[0], v.Mosquitto[0]
+			t.Logf("gateway: %s", r)
+			t.Logf("baseline: %s", b)
+			if r.Acked == 0 || r.AckedMissing != 0 || r.Failed != 0 || uint64(r.Acked) > r.LogSize {
+				t.Errorf("gateway over %s: %s", tr, r)
+			}
+			if r.Rejected+r.Limited+r.Overloaded != 0 {
+				t.Errorf("gateway over %s refused readings: %+v", tr, r)
+			}
+			if b.Envelopes == 0 || b.Failed != 0 {
+				t.Errorf("baseline over %s: %s", tr, b)
+			}
+		})
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	abci "github.com/cometbft/cometbft/abci/types"
 	"github.com/cometbft/cometbft/types"
 
+	"github.com/thingnet/thingnet/api"
 	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/gateway"
 	"github.com/thingnet/thingnet/ledger"
@@ -203,13 +204,13 @@ func runGatewayOnNet(ctx context.Context, home string, net *chain.LocalNet, app 
 		return GatewayRun{}, err
 	}
 	defer gw.Close()
-	broker, err := gw.StartMQTT(gateway.MQTTConfig{Listen: "127.0.0.1:0", MaxClients: len(w.devices) + 16})
+	addr, stop, err := startGatewayFront(gw, app, len(w.devices), cfg)
 	if err != nil {
 		return GatewayRun{}, err
 	}
-	defer broker.Close()
+	defer stop()
 
-	l := &mqttLoad{addr: broker.Addr(), w: w, pool: pool, batch: batch, cfg: cfg, record: true}
+	l := &clientLoad{addr: addr, w: w, pool: pool, batch: batch, cfg: cfg, record: true}
 	var profErr error
 	if cfg.ProfileDir != "" {
 		var f *os.File
@@ -309,4 +310,37 @@ func runGatewayOnNet(ctx context.Context, home string, net *chain.LocalNet, app 
 		res.BytesPer10k = float64(res.AnchorBytes) / float64(res.Readings) * 10_000
 	}
 	return res, nil
+}
+
+// startGatewayFront starts gw's server for cfg's transport on a free
+// loopback port, as a node starts it: the MQTT broker, the CoAP server
+// (MaxInFlight raised to the load's devices × window, so that the load's
+// requests are never refused as too many), or the node's HTTP API with the
+// gateway's routes.
+func startGatewayFront(gw *gateway.Gateway, app *ledger.App, devices int, cfg GatewayBenchConfig) (string, func(), error) {
+	switch cfg.Transport {
+	case TransportCoAP:
+		s, err := gw.StartCoAP(gateway.CoAPConfig{Listen: "127.0.0.1:0", MaxInFlight: devices*cfg.Window + 64})
+		if err != nil {
+			return "", nil, err
+		}
+		return s.Addr(), func() { _ = s.Close() }, nil
+	case TransportHTTP:
+		s := api.New(app, nil, nil)
+		gw.Mount(s, app)
+		if err := s.Start("127.0.0.1:0"); err != nil {
+			return "", nil, err
+		}
+		return s.Addr(), func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = s.Shutdown(ctx)
+		}, nil
+	default:
+		b, err := gw.StartMQTT(gateway.MQTTConfig{Listen: "127.0.0.1:0", MaxClients: devices + 16})
+		if err != nil {
+			return "", nil, err
+		}
+		return b.Addr(), func() { _ = b.Close() }, nil
+	}
 }

@@ -93,6 +93,7 @@ type Gateway struct {
 	sources *ratelimit.Limiter // source addresses (edge.SourceKey)
 	jobs    chan *job
 	keys    *identity.DIDCache
+	devices deviceCache // active devices of the latest height looked up (auth.go)
 	// expanded holds the devices' expanded Ed25519 keys for batch
 	// verification (ingest.go).
 	expanded *identity.ExpandedKeys

@@ -22,6 +22,13 @@ const (
 	maxOptions    = 32              // options a request may carry
 
 	readErrorPause = 10 * time.Millisecond // after a failed read of the socket
+
+	// socketBuffer is the receive buffer asked for the server's socket (the
+	// kernel caps it at net.core.rmem_max): with the default (~200 KiB, a
+	// few hundred small datagrams) a burst of clients with several requests
+	// in flight overflowed it, and a dropped request retransmitted after
+	// later ones were stored is refused as a replay.
+	socketBuffer = 4 << 20
 )
 
 // Server is a running CoAP server for readings.
@@ -35,6 +42,7 @@ type Server struct {
 	cancel context.CancelFunc
 
 	slots     chan struct{} // one per request being handled (MaxInFlight)
+	idle      chan func()   // handler goroutines waiting for a request (spawn)
 	transfers atomic.Int64  // block-wise uploads holding a slot (MaxTransfers)
 
 	maxAgeOpt, size1Opt message.Option // options of 5.03/4.29 and of 4.13 answers
@@ -62,11 +70,15 @@ func Start(c Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("coap: listen on %s: %w", c.Listen, err)
 	}
+	if err := conn.SetReadBuffer(socketBuffer); err != nil {
+		c.Logger.Warn("coap: cannot enlarge the socket's receive buffer", "error", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: c, conn: conn, log: c.Logger.With("component", "coap"), stats: newCounters(),
 		pool: pool.New(1024, 2048), ctx: ctx, cancel: cancel,
 		slots:     make(chan struct{}, c.MaxInFlight),
+		idle:      make(chan func()),
 		maxAgeOpt: uintOption(message.MaxAge, c.maxAge()),
 		size1Opt:  uintOption(message.Size1, uint32(c.MaxPayload)),
 		sessions:  map[netip.AddrPort]*session{},

@@ -41,9 +41,37 @@ type session struct {
 	mu       sync.Mutex
 	onClose  []func()
 	lastSeen time.Time
-	inFlight map[int32]struct{} // message ids of requests being handled
+	inFlight map[int32]*turn // requests being handled, by message id
+	last     *turn           // the latest request's turn
 	transfer transfer
 }
+
+// turn is a request's place in its session's order: the requests of one
+// endpoint reach the Ingestor in the order go-coap dispatched them (the
+// order their datagrams arrived), although each is handled on a goroutine
+// of its own. A request waits for prev to close before it submits its
+// reading, and closes its own channel once it has (or once it is done).
+type turn struct {
+	prev <-chan struct{} // closed when the request before it submitted; nil: none
+	mine chan struct{}
+	once sync.Once
+}
+
+// wait blocks until the request before t submitted, or ctx is done.
+func (t *turn) wait(ctx context.Context) error {
+	if t.prev == nil {
+		return nil
+	}
+	select {
+	case <-t.prev:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// release lets the next request submit. Idempotent.
+func (t *turn) release() { t.once.Do(func() { close(t.mine) }) }
 
 // transfer is a session's block-wise upload, holding one of the server's
 // MaxTransfers slots.
@@ -58,7 +86,7 @@ func newSession(srv *Server, addr netip.AddrPort, ip netip.Addr, now time.Time) 
 	s := &session{
 		srv: srv, addr: addr, raddr: net.UDPAddrFromAddrPort(addr), ip: ip.String(),
 		cancel: cancel, done: make(chan struct{}),
-		lastSeen: now, inFlight: map[int32]struct{}{},
+		lastSeen: now, inFlight: map[int32]*turn{},
 	}
 	s.ctx.Store(&ctx)
 	return s
@@ -72,23 +100,39 @@ func (s *session) received(n int, now time.Time) {
 	s.mu.Unlock()
 }
 
-// begin marks request mid as being handled; it reports false if it
-// already is (a retransmission, to be dropped).
+// begin marks request mid as being handled and gives it the next turn;
+// it reports false if it already is (a retransmission, to be dropped).
 func (s *session) begin(mid int32) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.inFlight[mid]; ok {
 		return false
 	}
-	s.inFlight[mid] = struct{}{}
+	t := &turn{mine: make(chan struct{})}
+	if s.last != nil {
+		t.prev = s.last.mine
+	}
+	s.last = t
+	s.inFlight[mid] = t
 	return true
 }
 
-// end marks request mid as handled.
+// turnOf returns the turn of request mid, if it is being handled.
+func (s *session) turnOf(mid int32) (*turn, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.inFlight[mid]
+	return t, ok
+}
+
+// end marks request mid as handled, and lets the next one submit.
 func (s *session) end(mid int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.inFlight, mid)
+	if t, ok := s.inFlight[mid]; ok {
+		t.release()
+		delete(s.inFlight, mid)
+	}
 	s.lastSeen = s.srv.now()
 }
 
