@@ -258,10 +258,16 @@ func (g *Gateway) restore() error {
 		if err != nil {
 			return err
 		}
-		if rolled != from || layout != rollupLayout {
+		switch {
+		case rolled > from || layout != rollupLayout:
 			g.log.Info("rebuilding the roll-ups from the log", "entries", from, "layout", layout)
 			if err := g.index.rebuildRollups(from, g.entryAt); err != nil {
 				return fmt.Errorf("gateway: rebuilding the roll-ups: %w", err)
+			}
+		case rolled < from: // pending at a crash (rollup.go)
+			g.log.Info("rolling up the entries whose roll-ups were pending at a crash", "from", rolled, "to", from)
+			if err := g.index.catchUpRollups(rolled, from, g.entryAt); err != nil {
+				return fmt.Errorf("gateway: catching up the roll-ups: %w", err)
 			}
 		}
 	}

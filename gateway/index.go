@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -42,6 +43,12 @@ type index struct {
 	rollups bool
 	// blocks holds the roll-up blocks ingest wrote last (rollup.go).
 	blocks blockCache
+	// The roll-up blocks ingest changed and has not written yet, covering
+	// the log up to dirtyTo, first changed at dirtySince (rollup.go).
+	rollMu     sync.Mutex
+	dirty      *blockEdits
+	dirtyTo    uint64
+	dirtySince time.Time
 	// recuts counts the re-cut marks (recut.go).
 	recuts recutCount
 }
@@ -64,7 +71,7 @@ func openIndex(dir string, log *slog.Logger, rollups bool) (*index, error) {
 	return &index{db: db, rollups: rollups}, nil
 }
 
-func (x *index) close() error { return x.db.Close() }
+func (x *index) close() error { return errors.Join(x.flushRollups(), x.db.Close()) }
 
 // covered is the log size the index covers.
 func (x *index) covered() (uint64, error) { return x.u64(keyIndexed, "index meta") }
@@ -136,17 +143,21 @@ func (x *index) add(first uint64, ents []*reading.Entry) error {
 	if !x.rollups {
 		return b.Commit(pebble.NoSync)
 	}
-	e, err := x.roll(b, ents)
-	if err != nil {
+	// The roll-ups are written back (rollup.go): added to the pending
+	// blocks here, written with this batch once due.
+	x.rollMu.Lock()
+	defer x.rollMu.Unlock()
+	if x.dirty == nil {
+		x.dirty, x.dirtySince = x.edits(), time.Now()
+	}
+	if err := x.rollInto(x.dirty, ents); err != nil {
 		return err
 	}
-	if err := b.Set(keyRolled, binary.BigEndian.AppendUint64(nil, first+uint64(len(ents))), nil); err != nil {
-		return err
+	x.dirtyTo = first + uint64(len(ents))
+	if time.Since(x.dirtySince) < rollupWriteEvery && len(x.dirty.order) < maxPendingBlocks {
+		return b.Commit(pebble.NoSync)
 	}
-	err = b.Commit(pebble.NoSync)
-	x.blocks.set(e, err == nil)
-	e.release()
-	return err
+	return x.writeRollupsLocked(b)
 }
 
 // replayState calls fn with every device's last stored seq and envelope hash.

@@ -187,11 +187,64 @@ func (e *blockEdits) write(b *pebble.Batch) error {
 	return nil
 }
 
+// Roll-ups are written back: ingest adds a batch's readings to the
+// pending blocks in memory (index.dirty) and writes them, with m/rolled,
+// in the batch of the index that is due once rollupWriteEvery has passed
+// since the first pending change, or maxPendingBlocks blocks are pending;
+// a query or an erasure writes them first (flushRollups), and so does a
+// clean close. A block rewritten whole for every stored batch tripled the
+// index's writes in the gateway's one commit goroutine (docs/benchmarks.md).
+// After a crash, m/rolled trails m/indexed and the start rolls the
+// entries between them again (catchUpRollups): the roll-ups are exact.
+const (
+	rollupWriteEvery = time.Second
+	maxPendingBlocks = 2048 // 3.6 KB each in memory
+)
+
+// writeRollupsLocked writes the pending blocks and m/rolled in b and
+// commits it. Called with rollMu held and x.dirty set.
+func (x *index) writeRollupsLocked(b *pebble.Batch) error {
+	if err := x.dirty.write(b); err != nil {
+		return err
+	}
+	if err := b.Set(keyRolled, binary.BigEndian.AppendUint64(nil, x.dirtyTo), nil); err != nil {
+		return err
+	}
+	err := b.Commit(pebble.NoSync)
+	x.blocks.set(x.dirty, err == nil)
+	if err != nil {
+		return err // still pending: written again by the next batch due
+	}
+	x.dirty.release()
+	x.dirty = nil
+	return nil
+}
+
+// flushRollups writes the pending roll-up blocks, if any.
+func (x *index) flushRollups() error {
+	x.rollMu.Lock()
+	defer x.rollMu.Unlock()
+	if x.dirty == nil {
+		return nil
+	}
+	b := x.db.NewBatch()
+	defer b.Close()
+	return x.writeRollupsLocked(b)
+}
+
 // roll adds the numeric readings of ents, in order, to the stored
 // roll-ups, writing them to b; the caller gives the edits to
 // x.blocks.set once b is committed, or not.
 func (x *index) roll(b *pebble.Batch, ents []*reading.Entry) (*blockEdits, error) {
 	e := x.edits()
+	if err := x.rollInto(e, ents); err != nil {
+		return nil, err
+	}
+	return e, e.write(b)
+}
+
+// rollInto adds the numeric readings of ents, in order, to the blocks of e.
+func (x *index) rollInto(e *blockEdits, ents []*reading.Entry) error {
 	for _, en := range ents {
 		if en == nil {
 			continue
@@ -204,13 +257,13 @@ func (x *index) roll(b *pebble.Batch, ents []*reading.Entry) (*blockEdits, error
 			for _, z := range rollup.Sizes {
 				bl, slot, err := e.at(en.Envelope.Device, r.ContentType, z, z.Start(ms))
 				if err != nil {
-					return nil, err
+					return err
 				}
 				bl.Add(slot, *r.Value, ms, r.Seq)
 			}
 		}
 	}
-	return e, e.write(b)
+	return nil
 }
 
 // blockAt reads one stored block into bl (absent: empty).
@@ -240,7 +293,23 @@ func (x *index) rebuildRollups(size uint64, entryAt func(uint64) (*reading.Entry
 	if err := x.db.DeleteRange([]byte("u/"), []byte("u0"), pebble.NoSync); err != nil {
 		return err
 	}
-	for from := uint64(0); from < size; {
+	return x.rollRange(0, size, entryAt)
+}
+
+// catchUpRollups adds the entries from rolled to size to the roll-ups:
+// after a crash, those whose roll-ups were still pending (m/rolled is
+// written with the blocks, so the stored roll-ups are exactly those of
+// the entries below it).
+func (x *index) catchUpRollups(rolled, size uint64, entryAt func(uint64) (*reading.Entry, error)) error {
+	x.blocks.reset()
+	defer x.blocks.reset()
+	return x.rollRange(rolled, size, entryAt)
+}
+
+// rollRange rolls up the log entries from start to size, 1,024 a batch,
+// and records the layout.
+func (x *index) rollRange(start, size uint64, entryAt func(uint64) (*reading.Entry, error)) error {
+	for from := start; from < size; {
 		n := min(size-from, 1024)
 		ents := make([]*reading.Entry, 0, n)
 		for i := from; i < from+n; i++ {
@@ -279,6 +348,9 @@ func (x *index) rebuildRollups(size uint64, entryAt func(uint64) (*reading.Entry
 
 // rollupTypes lists the content types a device has roll-ups of, in order.
 func (x *index) rollupTypes(device string) ([]string, error) {
+	if err := x.flushRollups(); err != nil { // what is pending, first
+		return nil, err
+	}
 	prefix := []byte("u/" + device + "\x00")
 	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: append(bytes.Clone(prefix[:len(prefix)-1]), 1)})
 	if err != nil {
@@ -305,6 +377,9 @@ func (x *index) rollupTypes(device string) ([]string, error) {
 func (x *index) scanRollups(device, typ string, z rollup.Size, from, to int64, fn func(start int64, a *rollup.Agg) bool) error {
 	if from >= to {
 		return nil
+	}
+	if err := x.flushRollups(); err != nil { // what is pending, first
+		return err
 	}
 	lo, _ := z.BlockStart(max(from, 0))
 	hi, _ := z.BlockStart(max(to-1, 0))
@@ -339,8 +414,12 @@ func (x *index) scanRollups(device, typ string, z rollup.Size, from, to int64, f
 // from the entries of the index that remain, in log order, as ingest
 // added them. entryAt answers nil for an erased entry.
 func (x *index) unroll(b *pebble.Batch, gone []indexed, skip map[uint64]bool, entryAt func(uint64) (*reading.Entry, error)) error {
-	// The caller commits b: the cached blocks may be stale from then on
+	// The pending blocks first: what follows reads the stored ones. The
+	// caller commits b: the cached blocks may be stale from then on
 	// (stores and erasures take turns, under the gateway's storeMu).
+	if err := x.flushRollups(); err != nil {
+		return err
+	}
 	x.blocks.reset()
 	type bucket struct {
 		device, typ string
