@@ -58,6 +58,10 @@ type FloodResult struct {
 	CPU time.Duration
 
 	RejectReason string // the first rejection's reason, if any
+	FailReason   string // the first failed tx's result code and log, if any
+	// Lost are the txs CheckTx accepted (BroadcastTxSync returned code 0)
+	// that no block held when the flood ended, in submission order.
+	Lost []int
 }
 
 // Flood submits the txs round-robin across the nodes with BroadcastTxSync from
@@ -278,13 +282,20 @@ func (f *flood) result() FloodResult {
 		if first.IsZero() || sent.Before(first) {
 			first = sent
 		}
-		at, code, ok := f.tracker.result(i)
-		if !ok || !f.accepted[i] {
+		if !f.accepted[i] {
+			continue
+		}
+		at, code, log, ok := f.tracker.result(i)
+		if !ok {
+			res.Lost = append(res.Lost, i)
 			continue
 		}
 		res.Committed++
 		if code != abci.CodeTypeOK {
 			res.Failed++
+			if res.FailReason == "" {
+				res.FailReason = fmt.Sprintf("tx %d: code %d: %s", i, code, log)
+			}
 		}
 		if at.After(last) {
 			last = at
