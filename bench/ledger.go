@@ -126,7 +126,7 @@ func runLedger(ctx context.Context, net *chain.LocalNet, w *LedgerWorkload, rate
 	if reg.Committed != len(w.Register) || reg.Failed != 0 {
 		return FloodResult{}, fmt.Errorf("bench: registering devices: %d of %d committed, %d failed (%s)", reg.Committed, len(w.Register), reg.Failed, reg.RejectReason)
 	}
-	res, err := Flood(ctx, net.Nodes(), FloodConfig{Txs: w.Flood, Rate: rate, Timeout: DefaultFloodTimeout + time.Duration(len(w.Flood))*time.Millisecond, CPUProfile: profile})
+	res, err := Flood(ctx, net.Nodes(), FloodConfig{Txs: w.Flood, Signers: LedgerDevices, Rate: rate, Timeout: DefaultFloodTimeout + time.Duration(len(w.Flood))*time.Millisecond, CPUProfile: profile})
 	if len(res.Lost) > 0 {
 		err = fmt.Errorf("%w; accepted, never committed: %s", err, w.describe(res.Lost))
 	}
