@@ -388,12 +388,14 @@ func (a *App) PrepareProposal(_ context.Context, req *abci.RequestPrepareProposa
 		if len(raw) > record.MaxTxBytes || size+int64(len(raw)) > req.MaxTxBytes {
 			continue
 		}
-		if ok, err := nonces.fits(raw); err != nil {
+		tx, ok, err := nonces.fits(raw)
+		if err != nil {
 			return nil, err
-		} else if !ok || !budget.take(charges[i]) {
+		}
+		if !ok || !budget.take(charges[i]) {
 			continue
 		}
-		nonces.take(raw)
+		nonces.take(tx)
 		txs = append(txs, raw)
 		size += int64(len(raw))
 	}

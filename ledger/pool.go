@@ -151,19 +151,20 @@ func (a *App) proposalNonces(height int64) *proposalNonces {
 }
 
 // fits reports whether raw would pass execution's envelope checks after
-// the txs taken so far; take records that it is in the proposal. A tx that
-// does not decode, or whose signer has no key, fits: execution refuses it
-// as before.
-func (p *proposalNonces) fits(raw []byte) (bool, error) {
+// the txs taken so far, and returns its tx for take (nil for a tx that
+// does not decode, or whose signer has no key: it fits, and execution
+// refuses it as before).
+func (p *proposalNonces) fits(raw []byte) (*record.Tx, bool, error) {
 	tx, next, err := p.lookup(raw)
 	if err != nil || tx == nil {
-		return tx == nil, err
+		return nil, err == nil, err
 	}
-	return checkEnvelope(tx, p.chainID, p.height, next-1) == nil, nil
+	return tx, checkEnvelope(tx, p.chainID, p.height, next-1) == nil, nil
 }
 
-func (p *proposalNonces) take(raw []byte) {
-	if tx, _, err := p.lookup(raw); err == nil && tx != nil {
+// take records that tx (from fits) is in the proposal.
+func (p *proposalNonces) take(tx *record.Tx) {
+	if tx != nil {
 		p.next[tx.Signer] = tx.Nonce + 1
 	}
 }
