@@ -366,7 +366,7 @@ func (a *App) verify(tx *record.Tx, pub identity.PublicKey) error {
 	if err := tx.Envelope.Verify(pub, nil); err != nil {
 		return record.Errf(record.CodeBadSignature, "signature does not verify with %s's key", tx.Signer)
 	}
-	a.sigs.add(k)
+	a.sigs.add(tx.Hash, k)
 	return nil
 }
 
