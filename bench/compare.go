@@ -63,10 +63,14 @@ func Compare(ctx context.Context, dir string, cfg CompareConfig, progress io.Wri
 }
 
 func (r FloodResult) String() string {
+	s := r.figures()
 	if r.RejectReason != "" {
-		return r.figures() + " (first rejection: " + r.RejectReason + ")"
+		s += " (first rejection: " + r.RejectReason + ")"
 	}
-	return r.figures()
+	if r.FailReason != "" {
+		s += " (first failure: " + r.FailReason + ")"
+	}
+	return s
 }
 
 func (r FloodResult) figures() string {

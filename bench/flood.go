@@ -33,6 +33,13 @@ type FloodConfig struct {
 	Concurrency int           // submitting workers; default 4 per node
 	Timeout     time.Duration // for the whole flood, submission and commits; default DefaultFloodTimeout
 	CPUProfile  string        // if set, a CPU profile of the flood (as FloodResult.CPU) is written to this file
+	// Signers, if not 0, says that tx i and tx i-Signers have the same
+	// signer and consecutive nonces: tx i is sent only once tx i-Signers
+	// has its CheckTx answer, as a client sending several txs does.
+	// Otherwise a worker descheduled with tx i-Signers lets another send
+	// tx i first, which the ledger refuses as a nonce gap, and with it
+	// every later tx of that signer.
+	Signers int
 }
 
 // FloodResult is what a flood measured.
@@ -58,6 +65,10 @@ type FloodResult struct {
 	CPU time.Duration
 
 	RejectReason string // the first rejection's reason, if any
+	FailReason   string // the first failed tx's result code and log, if any
+	// Lost are the txs CheckTx accepted (BroadcastTxSync returned code 0)
+	// that no block held when the flood ended, in submission order.
+	Lost []int
 }
 
 // Flood submits the txs round-robin across the nodes with BroadcastTxSync from
@@ -84,7 +95,11 @@ func Flood(ctx context.Context, nodes []*chain.Node, c FloodConfig) (FloodResult
 		cfg:         c,
 		window:      make(chan struct{}, window),
 		submittedAt: make([]time.Time, len(c.Txs)),
+		answered:    make([]chan struct{}, len(c.Txs)),
 		accepted:    make([]bool, len(c.Txs)),
+	}
+	for i := range f.answered {
+		f.answered[i] = make(chan struct{})
 	}
 	f.tracker, err = newCommitTracker(nodes, c.Txs, func(int) { f.release() })
 	if err != nil {
@@ -123,8 +138,8 @@ func (c FloodConfig) checked(nodes []*chain.Node) (FloodConfig, int, error) {
 		return c, 0, errors.New("bench: Flood: no nodes")
 	case len(c.Txs) == 0:
 		return c, 0, errors.New("bench: Flood: no txs")
-	case c.Rate < 0 || c.Concurrency < 0 || c.Timeout < 0:
-		return c, 0, fmt.Errorf("bench: Flood: negative Rate (%d), Concurrency (%d) or Timeout (%v)", c.Rate, c.Concurrency, c.Timeout)
+	case c.Rate < 0 || c.Concurrency < 0 || c.Timeout < 0 || c.Signers < 0:
+		return c, 0, fmt.Errorf("bench: Flood: negative Rate (%d), Concurrency (%d), Timeout (%v) or Signers (%d)", c.Rate, c.Concurrency, c.Timeout, c.Signers)
 	}
 	window := 0
 	for i, n := range nodes {
@@ -154,6 +169,7 @@ type flood struct {
 	// Written by the worker that owns tx i, read after all workers are done.
 	submittedAt []time.Time
 	accepted    []bool
+	answered    []chan struct{} // closed when tx i has its answer (or never will)
 
 	mu           sync.Mutex
 	submitted    int
@@ -221,6 +237,15 @@ feed:
 // submit sends tx i to its node, retrying while the mempool is full; its
 // window token is taken.
 func (f *flood) submit(ctx context.Context, i int) {
+	defer close(f.answered[i])
+	if p := i - f.cfg.Signers; f.cfg.Signers > 0 && p >= 0 {
+		select {
+		case <-f.answered[p]:
+		case <-ctx.Done():
+			f.reject(fmt.Sprintf("tx %d: the flood ended before tx %d, its signer's previous, had an answer", i, p))
+			return
+		}
+	}
 	node := f.nodes[i%len(f.nodes)]
 	f.submittedAt[i] = time.Now()
 	f.mu.Lock()
@@ -278,13 +303,20 @@ func (f *flood) result() FloodResult {
 		if first.IsZero() || sent.Before(first) {
 			first = sent
 		}
-		at, code, ok := f.tracker.result(i)
-		if !ok || !f.accepted[i] {
+		if !f.accepted[i] {
+			continue
+		}
+		at, code, log, ok := f.tracker.result(i)
+		if !ok {
+			res.Lost = append(res.Lost, i)
 			continue
 		}
 		res.Committed++
 		if code != abci.CodeTypeOK {
 			res.Failed++
+			if res.FailReason == "" {
+				res.FailReason = fmt.Sprintf("tx %d: code %d: %s", i, code, log)
+			}
 		}
 		if at.After(last) {
 			last = at

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	abci "github.com/cometbft/cometbft/abci/types"
@@ -125,5 +126,25 @@ func runLedger(ctx context.Context, net *chain.LocalNet, w *LedgerWorkload, rate
 	if reg.Committed != len(w.Register) || reg.Failed != 0 {
 		return FloodResult{}, fmt.Errorf("bench: registering devices: %d of %d committed, %d failed (%s)", reg.Committed, len(w.Register), reg.Failed, reg.RejectReason)
 	}
-	return Flood(ctx, net.Nodes(), FloodConfig{Txs: w.Flood, Rate: rate, Timeout: DefaultFloodTimeout + time.Duration(len(w.Flood))*time.Millisecond, CPUProfile: profile})
+	res, err := Flood(ctx, net.Nodes(), FloodConfig{Txs: w.Flood, Signers: LedgerDevices, Rate: rate, Timeout: DefaultFloodTimeout + time.Duration(len(w.Flood))*time.Millisecond, CPUProfile: profile})
+	if len(res.Lost) > 0 {
+		err = fmt.Errorf("%w; accepted, never committed: %s", err, w.describe(res.Lost))
+	}
+	return res, err
+}
+
+// describe names flood txs by signer and nonce, at most the first ten.
+func (w *LedgerWorkload) describe(txs []int) string {
+	var b strings.Builder
+	for k, i := range txs {
+		if k == 10 {
+			fmt.Fprintf(&b, ", and %d more", len(txs)-k)
+			break
+		}
+		if k > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "tx %d (device %d, nonce %d)", i, i%LedgerDevices, i/LedgerDevices+1)
+	}
+	return b.String()
 }

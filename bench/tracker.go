@@ -26,6 +26,7 @@ type commitTracker struct {
 	mu          sync.Mutex
 	committedAt []time.Time // zero until committed
 	codes       []uint32
+	logs        map[int]string // failed txs' result logs
 	committed   int
 	seen        map[int64]bool // heights processed
 	live        int            // subscriptions not cancelled
@@ -44,6 +45,7 @@ func newCommitTracker(nodes []*chain.Node, txs [][]byte, onCommit func(int)) (*c
 		onCommit:    onCommit,
 		committedAt: make([]time.Time, len(txs)),
 		codes:       make([]uint32, len(txs)),
+		logs:        map[int]string{},
 		seen:        make(map[int64]bool),
 		changed:     make(chan struct{}, 1),
 		subscriber:  "bench-flood-" + rand.Text(),
@@ -104,6 +106,9 @@ func (t *commitTracker) record(ev types.EventDataNewBlock, at time.Time) {
 			t.committedAt[i] = at
 			if k < len(results) {
 				t.codes[i] = results[k].Code
+				if results[k].Code != 0 {
+					t.logs[i] = results[k].Log
+				}
 			}
 			t.committed++
 			mine = append(mine, i)
@@ -147,11 +152,12 @@ func (t *commitTracker) wait(ctx context.Context, want int) error {
 	}
 }
 
-// result returns the commit time and result code of tx i; ok is false if it is not committed.
-func (t *commitTracker) result(i int) (at time.Time, code uint32, ok bool) {
+// result returns the commit time, result code and (for a failure) log of tx
+// i; ok is false if it is not committed.
+func (t *commitTracker) result(i int) (at time.Time, code uint32, log string, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.committedAt[i], t.codes[i], !t.committedAt[i].IsZero()
+	return t.committedAt[i], t.codes[i], t.logs[i], !t.committedAt[i].IsZero()
 }
 
 // close ends the subscriptions and waits for their goroutines.

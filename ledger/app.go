@@ -82,7 +82,7 @@ type App struct {
 		hash   []byte
 	}
 	chainID string
-	pending map[string]uint64  // CheckTx: highest nonce per signer in the mempool
+	nonces  *poolNonces        // CheckTx: the signers' nonces in the mempool (pool.go)
 	inPool  map[string]int     // CheckTx: txs in the mempool per charge (governance.go)
 	gov     *record.Governance // the committed state's governance
 	closed  bool
@@ -118,7 +118,7 @@ func NewApp(c Config) (*App, error) {
 		db.Close()
 		return nil, err
 	}
-	a := &App{upgrades: upgrades, halt: make(chan error, 1), log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), signers: newSignerMemo(c.SigCacheSize), progs: newProgCache(1024), pending: map[string]uint64{}, inPool: map[string]int{},
+	a := &App{upgrades: upgrades, halt: make(chan error, 1), log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), signers: newSignerMemo(c.SigCacheSize), progs: newProgCache(1024), nonces: newPoolNonces(), inPool: map[string]int{},
 		snap: snap, retain: &retention{p: c.Retain}}
 	if err := a.refreshCommitted(); err != nil {
 		db.Close()
@@ -158,7 +158,7 @@ func (a *App) refreshCommitted() error {
 			return err
 		}
 	}
-	clear(a.pending)
+	a.nonces.commit()
 	clear(a.inPool) // the recheck after each commit counts again what stays
 	return nil
 }
@@ -266,7 +266,7 @@ func (a *App) PreCheckTx(raw []byte) {
 		return
 	}
 	a.mu.RLock()
-	committed, chainID, pending := a.committed, a.chainID, a.pending[tx.Signer]
+	committed, chainID, pending := a.committed, a.chainID, a.nonces.next[tx.Signer]
 	a.mu.RUnlock()
 	if committed == nil {
 		return
@@ -288,7 +288,9 @@ func (a *App) PreCheckTx(raw []byte) {
 // checkTx checks tx against the last committed state. A recheck (after each
 // block, for every tx left in the mempool) only redoes what a block can
 // change cheaply — nonce and expiry — so that it costs little per tx; a tx
-// whose signer was suspended meanwhile is refused when executed.
+// whose signer was suspended meanwhile is refused when executed. A recheck
+// keeps a tx past a nonce gap for one block, as the mempool may hold the
+// txs between behind it (pool.go).
 func (a *App) checkTx(tx *record.Tx, recheck bool) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -300,26 +302,34 @@ func (a *App) checkTx(tx *record.Tx, recheck bool) error {
 	if err != nil {
 		return err
 	}
-	last := max(r.nonce, a.pending[tx.Signer])
-	if err := checkEnvelope(tx, a.chainID, st.Height+1, last); err != nil {
+	last := a.nonces.last(tx.Signer, r.nonce)
+	ahead := recheck && tx.Nonce > last+1
+	envelopeLast := last
+	if ahead {
+		envelopeLast = tx.Nonce - 1 // its chain and expiry are checked all the same
+	}
+	if err := checkEnvelope(tx, a.chainID, st.Height+1, envelopeLast); err != nil {
 		return err
 	}
 	charge, err := a.mempoolCharge(st, tx, recheck)
 	if err != nil {
 		return err
 	}
-	if recheck {
-		a.pending[tx.Signer] = tx.Nonce
-		a.inPool[charge]++
-		return nil
+	if !recheck {
+		if r.keyErr != nil {
+			return r.keyErr
+		}
+		if err := a.verify(tx, r.pub); err != nil {
+			return err
+		}
 	}
-	if r.keyErr != nil {
-		return r.keyErr
+	if ahead {
+		if err := a.nonces.keepAhead(tx, last); err != nil {
+			return err
+		}
+	} else {
+		a.nonces.admit(tx)
 	}
-	if err := a.verify(tx, r.pub); err != nil {
-		return err
-	}
-	a.pending[tx.Signer] = tx.Nonce
 	a.inPool[charge]++
 	return nil
 }
@@ -356,25 +366,36 @@ func (a *App) verify(tx *record.Tx, pub identity.PublicKey) error {
 	if err := tx.Envelope.Verify(pub, nil); err != nil {
 		return record.Errf(record.CodeBadSignature, "signature does not verify with %s's key", tx.Signer)
 	}
-	a.sigs.add(k)
+	a.sigs.add(tx.Hash, k)
 	return nil
 }
 
-// PrepareProposal respects the byte limit and each organisation's block
-// budget (governance.go): a tx over either stays in the mempool for the
-// next blocks.
+// PrepareProposal puts each signer's txs in nonce order (pool.go) and
+// respects the byte limit and each organisation's block budget
+// (governance.go): a tx over either, or one that would fail for its nonce,
+// chain or expiry, stays in the mempool for the next blocks.
 func (a *App) PrepareProposal(_ context.Context, req *abci.RequestPrepareProposal) (*abci.ResponsePrepareProposal, error) {
-	g, charges, err := a.blockCharges(req.Txs)
+	raws := a.inNonceOrder(req.Txs)
+	g, charges, err := a.blockCharges(raws)
 	if err != nil {
 		return nil, err
 	}
 	budget := newBudgetCounter(g.BlockTxs)
-	txs := make([][]byte, 0, len(req.Txs))
+	nonces := a.proposalNonces(req.Height)
+	txs := make([][]byte, 0, len(raws))
 	var size int64
-	for i, raw := range req.Txs {
-		if len(raw) > record.MaxTxBytes || size+int64(len(raw)) > req.MaxTxBytes || !budget.take(charges[i]) {
+	for i, raw := range raws {
+		if len(raw) > record.MaxTxBytes || size+int64(len(raw)) > req.MaxTxBytes {
 			continue
 		}
+		tx, ok, err := nonces.fits(raw)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || !budget.take(charges[i]) {
+			continue
+		}
+		nonces.take(tx)
 		txs = append(txs, raw)
 		size += int64(len(raw))
 	}

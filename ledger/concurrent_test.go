@@ -128,7 +128,9 @@ func TestConcurrentConnections(t *testing.T) {
 	flood := make([][][]byte, devices) // per device, in nonce order
 	for i, d := range devs {
 		for n := range perDevice {
-			tx, err := record.NewTx(d, "", testChain, uint64(n+1), 1000, &record.GrantAdd{
+			// No expiry in reach: on a starved machine the block loop
+			// below runs many empty blocks before the submitters run.
+			tx, err := record.NewTx(d, "", testChain, uint64(n+1), 1<<40, &record.GrantAdd{
 				Grantor: "device:" + d.ID(), Subject: "org:acme", Action: "read", Resource: "device:" + d.ID() + "/readings",
 			})
 			if err != nil {

@@ -302,6 +302,25 @@ func TestSignatureVerifiedOnce(t *testing.T) {
 	if got := c.app.Verifications() - before; got != 1 {
 		t.Errorf("FinalizeBlock verified %d signatures of an unseen tx; want 1", got)
 	}
+
+	// A tx CheckTx verified with a device's key, executed after the
+	// rotation of that key earlier in its block: the block's batch leaves
+	// it out (it is in the cache), and execution refuses it for the key
+	// the device has by then.
+	dev := c.register(admin, "acme", identity.Ed25519)
+	next := mustKey(t, identity.Ed25519)
+	proof, _ := next.Sign(record.RotationMessage(testChain, dev.ID(), next.ID()))
+	rotate := c.sign(dev, "", &record.DeviceRotate{Device: dev.ID(), NewKey: next.ID(), Proof: proof})
+	stale := c.sign(dev, "", &record.GrantAdd{Grantor: "device:" + dev.ID(), Subject: "org:acme", Action: "read", Resource: "device:" + dev.ID() + "/readings"})
+	for _, raw := range [][]byte{rotate, stale} {
+		if got, log := c.check(raw); got != record.CodeOK {
+			t.Fatalf("CheckTx = %v (%s)", got, log)
+		}
+	}
+	r := c.block(rotate, stale)
+	if r[0].Code != 0 || record.Code(r[1].Code) != record.CodeBadSignature {
+		t.Errorf("rotation then a tx by the old key: codes %d (%s), %d (%s); want ok, bad_signature", r[0].Code, r[0].Log, r[1].Code, r[1].Log)
+	}
 }
 
 func TestValidatorUpdate(t *testing.T) {

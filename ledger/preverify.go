@@ -23,11 +23,11 @@ func (a *App) preverify(txs [][]byte, height int64) []preverified {
 	var idx []int
 	for i, raw := range txs {
 		tx, err := a.txs.decode(raw)
-		if err != nil {
+		if err != nil || a.sigs.hasTx(tx.Hash) { // verified in CheckTx: no key lookup either
 			continue
 		}
 		pub, _, err := signerKey(st, tx.Signer, a.keys)
-		if err != nil || pub.Alg != tx.Envelope.Alg || a.sigs.has(sigCacheKey(tx.Hash, pub.Bytes)) {
+		if err != nil || pub.Alg != tx.Envelope.Alg {
 			continue
 		}
 		tbs, err := tx.Envelope.ToBeSigned(nil)

@@ -11,13 +11,16 @@ import (
 // skips work: a miss verifies, so every node reaches the same result.
 type sigCache struct {
 	mu   sync.Mutex
-	set  map[[32]byte]struct{}
-	ring [][32]byte
+	set  map[[32]byte]struct{} // sigCacheKey(tx, key)
+	txs  map[[32]byte]int      // tx hash -> entries of set with that tx
+	ring []sigCacheEntry
 	next int
 }
 
+type sigCacheEntry struct{ key, tx [32]byte }
+
 func newSigCache(size int) *sigCache {
-	return &sigCache{set: make(map[[32]byte]struct{}, size), ring: make([][32]byte, size)}
+	return &sigCache{set: make(map[[32]byte]struct{}, size), txs: make(map[[32]byte]int, size), ring: make([]sigCacheEntry, size)}
 }
 
 func sigCacheKey(txHash [32]byte, pub []byte) [32]byte {
@@ -36,16 +39,29 @@ func (c *sigCache) has(k [32]byte) bool {
 	return ok
 }
 
-func (c *sigCache) add(k [32]byte) {
+// hasTx reports whether tx's signature was verified with some key: the
+// block's batch need not hold it, as execution looks up the signer's key
+// and finds (tx, key) here or verifies it then.
+func (c *sigCache) hasTx(txHash [32]byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.txs[txHash] > 0
+}
+
+func (c *sigCache) add(txHash [32]byte, k [32]byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.set[k]; ok {
 		return
 	}
-	if old := c.ring[c.next]; old != ([32]byte{}) {
-		delete(c.set, old)
+	if old := c.ring[c.next]; old.key != ([32]byte{}) {
+		delete(c.set, old.key)
+		if c.txs[old.tx]--; c.txs[old.tx] <= 0 {
+			delete(c.txs, old.tx)
+		}
 	}
-	c.ring[c.next] = k
+	c.ring[c.next] = sigCacheEntry{k, txHash}
 	c.set[k] = struct{}{}
+	c.txs[txHash]++
 	c.next = (c.next + 1) % len(c.ring)
 }
