@@ -44,9 +44,14 @@ func TestVerifyArchivedReading(t *testing.T) {
 		_, err := gw.Log().Entry(1)
 		return errors.Is(err, datalog.ErrArchived)
 	})
-	p, err := client.New(shared.url).WaitReadingProof(wctx, 1, 100*time.Millisecond)
+	// As its organisation's admin: a caller the read rule refuses gets no
+	// auth height for an archived entry (no segment is fetched for it).
+	p, err := client.New(shared.url).WithIdentity(&client.Identity{Key: shared.admin}).WaitReadingProof(wctx, 1, 100*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if p.AuthHeight == 0 || p.Anchor.Height == 0 {
+		t.Fatalf("archived reading 1 for its organisation's admin: auth height %d, anchor height %d; want both", p.AuthHeight, p.Anchor.Height)
 	}
 	testutil.WaitFor(t, wctx, "the states of the reading's heights pruned", func() bool {
 		_, errAuth := d.App(0).View(p.AuthHeight)
