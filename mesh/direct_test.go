@@ -165,8 +165,15 @@ func TestDirectRefusals(t *testing.T) {
 	if got := send(a, again); got != message.StatusReplay {
 		t.Fatalf("reused seq: %v", got)
 	}
-	if s := b.Stats(); s.Refused["unknown_sender"] != 1 || s.Refused["replay"] != 1 || s.Delivered != 1 {
-		t.Fatalf("stats %+v", s)
+	// The receiver counts a refusal after it has answered: wait for it.
+	counted := func() bool {
+		s := b.Stats()
+		return s.Refused["unknown_sender"] == 1 && s.Refused["replay"] == 1 && s.Delivered == 1
+	}
+	for deadline := time.Now().Add(10 * time.Second); !counted(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v", b.Stats())
+		}
 	}
 }
 
