@@ -446,16 +446,11 @@ func (h *heldHook) delivered() []uint64 {
 }
 
 // TestOutbox: the outbox file's lines (firings, "done"), a last line cut
-// short by a crash, firings saved by an older dispatcher at stop
-// (PendingFile), and more pending than the queue holds.
+// short by a crash, and more pending than the queue holds.
 func TestOutbox(t *testing.T) {
 	dir := t.TempDir()
 	line := func(seq uint64) string { b, _ := json.Marshal(Firing{Rule: "r", Seq: seq}); return string(b) + "\n" }
-	old, _ := json.Marshal([]Firing{{Rule: "r", Seq: 1}})
-	if err := os.WriteFile(filepath.Join(dir, PendingFile), old, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	content := line(2) + line(3) + "done\n" + line(4) + line(5) + `{"rule":"r","se`
+	content := line(1) + line(2) + "done\n" + line(3) + line(4) + line(5) + `{"rule":"r","se`
 	if err := os.WriteFile(filepath.Join(dir, OutboxFile), []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -470,11 +465,8 @@ func TestOutbox(t *testing.T) {
 		}
 		return out
 	}
-	if fmt.Sprint(seqs(pending)) != "[1 3 4]" {
-		t.Fatalf("pending %v; want [1 3 4]: the old file's first, 2 done, 5 past the queue, the cut line never queued", seqs(pending))
-	}
-	if _, err := os.Stat(filepath.Join(dir, PendingFile)); !os.IsNotExist(err) {
-		t.Fatalf("the old pending file is still there: %v", err)
+	if fmt.Sprint(seqs(pending)) != "[2 3 4]" {
+		t.Fatalf("pending %v; want [2 3 4]: 1 done, 5 past the queue, the cut line never queued", seqs(pending))
 	}
 	if q, err := o.add(Firing{Rule: "r", Seq: 6}, func() bool { return true }); !q || err != nil {
 		t.Fatal(q, err)
@@ -482,7 +474,7 @@ func TestOutbox(t *testing.T) {
 	if q, err := o.add(Firing{Rule: "r", Seq: 7}, func() bool { return false }); q || err != nil { // the queue is full: dropped, not written
 		t.Fatal(q, err)
 	}
-	for range 2 { // 1 and 3 carried out
+	for range 2 { // 2 and 3 carried out
 		if err := o.done(); err != nil {
 			t.Fatal(err)
 		}

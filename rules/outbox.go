@@ -22,11 +22,6 @@ import (
 // restart, at least once: a "done" not yet on disk repeats them).
 const OutboxFile = "outbox.jsonl"
 
-// PendingFile is where dispatchers before the outbox saved a rule's
-// pending firings at stop (a JSON array); a dispatcher queues them again
-// and removes the file.
-const PendingFile = "pending.json"
-
 // outbox is one rule's outbox file.
 type outbox struct {
 	mu      sync.Mutex
@@ -38,14 +33,10 @@ type outbox struct {
 var doneLine = []byte("done\n")
 
 // openOutbox opens the outbox in dir, returning the firings still pending
-// there (oldest first; those of a PendingFile first), at most max of them:
+// there (oldest first), at most max of them:
 // the file is rewritten to hold exactly the returned firings.
 func openOutbox(dir string, max int) (*outbox, []Firing, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, err
-	}
-	pending, err := readPendingFile(filepath.Join(dir, PendingFile))
-	if err != nil {
 		return nil, nil, err
 	}
 	path := filepath.Join(dir, OutboxFile)
@@ -53,11 +44,10 @@ func openOutbox(dir string, max int) (*outbox, []Firing, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, err
 	}
-	logged, err := parseOutbox(b)
+	pending, err := parseOutbox(b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	pending = append(pending, logged...)
 	dropped := 0
 	if len(pending) > max {
 		dropped, pending = len(pending)-max, pending[:max]
@@ -71,9 +61,6 @@ func openOutbox(dir string, max int) (*outbox, []Firing, error) {
 		buf.Write(append(line, '\n'))
 	}
 	if err := atomicfile.WriteFile(path, buf.Bytes()); err != nil {
-		return nil, nil, err
-	}
-	if err := os.Remove(filepath.Join(dir, PendingFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, err
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o600)
@@ -117,22 +104,6 @@ func parseOutbox(b []byte) ([]Firing, error) {
 		out = append(out, f)
 	}
 	return out, sc.Err()
-}
-
-// readPendingFile reads a PendingFile (none: nil).
-func readPendingFile(path string) ([]Firing, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []Firing
-	if err := json.Unmarshal(b, &out); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return out, nil
 }
 
 // add queues f with queue (false: the queue is full, f is dropped) and
