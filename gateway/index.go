@@ -41,14 +41,13 @@ type index struct {
 	db *pebble.DB
 	// rollups says that the roll-ups are kept (Config.NoRollups unset).
 	rollups bool
-	// blocks holds the roll-up blocks ingest wrote last (rollup.go).
-	blocks blockCache
-	// The roll-up blocks ingest changed and has not written yet, covering
-	// the log up to dirtyTo, first changed at dirtySince (rollup.go).
-	rollMu     sync.Mutex
-	dirty      *blockEdits
-	dirtyTo    uint64
-	dirtySince time.Time
+	// The roll-up blocks ingest holds (rollup.go): those it changed and
+	// has not written yet, covering the log up to pendingTo, first changed
+	// at pendingSince (zero: none pending), and those it wrote last.
+	rollMu       sync.Mutex
+	held         *blockEdits
+	pendingTo    uint64
+	pendingSince time.Time
 	// recuts counts the re-cut marks (recut.go).
 	recuts recutCount
 }
@@ -147,14 +146,17 @@ func (x *index) add(first uint64, ents []*reading.Entry) error {
 	// blocks here, written with this batch once due.
 	x.rollMu.Lock()
 	defer x.rollMu.Unlock()
-	if x.dirty == nil {
-		x.dirty, x.dirtySince = x.edits(), time.Now()
+	if x.held == nil {
+		x.held = x.edits()
 	}
-	if err := x.rollInto(x.dirty, ents); err != nil {
+	if x.pendingSince.IsZero() {
+		x.pendingSince = time.Now()
+	}
+	if err := x.rollInto(x.held, ents); err != nil {
 		return err
 	}
-	x.dirtyTo = first + uint64(len(ents))
-	if time.Since(x.dirtySince) < rollupWriteEvery && len(x.dirty.order) < maxPendingBlocks {
+	x.pendingTo = first + uint64(len(ents))
+	if time.Since(x.pendingSince) < rollupWriteEvery && len(x.held.order) < maxPendingBlocks {
 		return b.Commit(pebble.NoSync)
 	}
 	return x.writeRollupsLocked(b)

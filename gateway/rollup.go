@@ -59,19 +59,23 @@ func appendRollupKey(dst []byte, device, typ string, z rollup.Size, start int64)
 
 // blockEdit is a block read from the store to be changed in a batch.
 type blockEdit struct {
-	key []byte
-	z   rollup.Size
-	b   rollup.Block
-	val []byte // its stored form once written; empty: deleted
+	key   []byte
+	z     rollup.Size
+	b     rollup.Block
+	val   []byte // scratch for its stored form
+	dirty bool   // changed since it was read or last written
 }
 
 // blockEdits gathers the blocks a batch changes, each read once, and
-// writes them in the order first touched.
+// writes the changed ones in the order first changed. Ingest keeps one
+// across batches (index.held): the blocks it wrote stay in it, clean, so
+// the next batch changes a device's current minute, hour and day blocks
+// without reading them back from the store.
 type blockEdits struct {
 	x     *index
 	byKey map[string]*blockEdit
-	order []*blockEdit
-	key   []byte // scratch
+	order []*blockEdit // the dirty blocks
+	key   []byte       // scratch
 }
 
 func (x *index) edits() *blockEdits { return &blockEdits{x: x, byKey: map[string]*blockEdit{}} }
@@ -80,88 +84,41 @@ func (x *index) edits() *blockEdits { return &blockEdits{x: x, byKey: map[string
 // changes a few blocks per device.
 var editPool = sync.Pool{New: func() any { return new(blockEdit) }}
 
-// release gives e's blocks back to editPool once written (and cached).
+// release gives e's blocks back to editPool.
 func (e *blockEdits) release() {
-	for _, ed := range e.order {
-		ed.key, ed.val, ed.b.Has = nil, nil, 0 // the cache keeps val
+	for _, ed := range e.byKey {
+		ed.key, ed.val, ed.b.Has, ed.dirty = nil, ed.val[:0], 0, false
 		editPool.Put(ed)
 	}
 	e.order, e.byKey = nil, nil
 }
 
-// blockCache holds the stored form of the roll-up blocks ingest wrote
-// last (write-through), so that the next batch changes them without
-// reading them back from the store: a device's current minute, hour and
-// day blocks. It is set only after the batch that wrote them committed;
-// a failed batch drops what it would have set, and anything that writes
-// roll-ups otherwise (a rebuild, an erasure) empties it. Bounded: past
-// maxBlockCache bytes it starts again from empty (the store has it all).
-type blockCache struct {
-	mu    sync.Mutex
-	m     map[string][]byte // block key -> stored form; empty: no such block
-	bytes int
-}
-
-// maxBlockCache bounds the cache: a device's current blocks of one type
-// are about 2.3 KB, so some 3,500 device-types stay in it.
-const maxBlockCache = 8 << 20
-
-// get is key's stored form, and whether the cache knows it.
-func (c *blockCache) get(key []byte) ([]byte, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	v, ok := c.m[string(key)] // no allocation to look up
-	return v, ok
-}
-
-// set records the blocks of e as committed (ok) or drops them (the batch
-// failed: the store has what it had).
-func (c *blockCache) set(e *blockEdits, ok bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// written marks the dirty blocks as written (clean).
+func (e *blockEdits) written() {
 	for _, ed := range e.order {
-		old, had := c.m[string(ed.key)]
-		if had {
-			c.bytes -= len(ed.key) + len(old)
-		}
-		if !ok {
-			delete(c.m, string(ed.key))
-			continue
-		}
-		if c.m == nil || c.bytes > maxBlockCache {
-			c.m, c.bytes = map[string][]byte{}, 0
-		}
-		c.m[string(ed.key)] = ed.val
-		c.bytes += len(ed.key) + len(ed.val)
+		ed.dirty = false
 	}
-}
-
-// reset empties the cache.
-func (c *blockCache) reset() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.m, c.bytes = nil, 0
+	e.order = e.order[:0]
 }
 
 // at is the block of size z holding the bucket of device and typ that
-// starts at start, and the bucket's slot in it.
+// starts at start, and the bucket's slot in it, marked dirty.
 func (e *blockEdits) at(device, typ string, z rollup.Size, start int64) (*rollup.Block, int, error) {
 	bs, slot := z.BlockStart(start)
 	e.key = appendRollupKey(e.key[:0], device, typ, z, bs)
 	if ed, ok := e.byKey[string(e.key)]; ok { // no allocation to look up
+		if !ed.dirty {
+			ed.dirty = true
+			e.order = append(e.order, ed)
+		}
 		return &ed.b, slot, nil
 	}
 	k := bytes.Clone(e.key)
 	ed := editPool.Get().(*blockEdit) // Has 0: its slots are unused
-	ed.key, ed.z, ed.val = k, z, nil
-	if v, ok := e.x.blocks.get(k); ok {
-		ed.b.Has = 0
-		if len(v) > 0 {
-			if err := ed.b.Decode(v, z); err != nil {
-				return nil, 0, fmt.Errorf("gateway: roll-up %q (cached): %w", k, err)
-			}
-		}
-	} else if err := e.x.blockAt(k, z, &ed.b); err != nil {
+	ed.key, ed.z, ed.dirty = k, z, true
+	if err := e.x.blockAt(k, z, &ed.b); err != nil {
+		ed.key = nil
+		editPool.Put(ed)
 		return nil, 0, err
 	}
 	e.byKey[string(k)] = ed
@@ -169,15 +126,14 @@ func (e *blockEdits) at(device, typ string, z rollup.Size, start int64) (*rollup
 	return &ed.b, slot, nil
 }
 
-// write sets (or, emptied, deletes) the changed blocks in b.
+// write sets (or, emptied, deletes) the dirty blocks in b.
 func (e *blockEdits) write(b *pebble.Batch) error {
 	for _, ed := range e.order {
 		var err error
 		if ed.b.Has == 0 {
-			ed.val = nil
 			err = b.Delete(ed.key, nil)
 		} else {
-			ed.val = ed.b.Append(nil) // kept for the cache
+			ed.val = ed.b.Append(ed.val[:0]) // the batch copies it
 			err = b.Set(ed.key, ed.val, nil)
 		}
 		if err != nil {
@@ -188,35 +144,41 @@ func (e *blockEdits) write(b *pebble.Batch) error {
 }
 
 // Roll-ups are written back: ingest adds a batch's readings to the
-// pending blocks in memory (index.dirty) and writes them, with m/rolled,
-// in the batch of the index that is due once rollupWriteEvery has passed
-// since the first pending change, or maxPendingBlocks blocks are pending;
-// a query or an erasure writes them first (flushRollups), and so does a
-// clean close. A block rewritten whole for every stored batch tripled the
-// index's writes in the gateway's one commit goroutine (docs/benchmarks.md).
-// After a crash, m/rolled trails m/indexed and the start rolls the
-// entries between them again (catchUpRollups): the roll-ups are exact.
+// blocks it holds in memory (index.held) and writes the changed ones,
+// with m/rolled, in the batch of the index that is due once
+// rollupWriteEvery has passed since the first pending change, or
+// maxPendingBlocks blocks are pending; a query or an erasure writes them
+// first (flushRollups), and so does a clean close. A block rewritten whole
+// for every stored batch tripled the index's writes in the gateway's one
+// commit goroutine (docs/benchmarks.md). After a crash, m/rolled trails
+// m/indexed and the start rolls the entries between them again
+// (catchUpRollups): the roll-ups are exact. The blocks written stay held,
+// clean, up to maxHeldBlocks; past that they are dropped (the store has
+// them) and read again when next changed.
 const (
 	rollupWriteEvery = time.Second
 	maxPendingBlocks = 2048 // 3.6 KB each in memory
+	maxHeldBlocks    = 4096 // a device's current blocks of one type are 3
 )
 
 // writeRollupsLocked writes the pending blocks and m/rolled in b and
-// commits it. Called with rollMu held and x.dirty set.
+// commits it. Called with rollMu held and roll-ups pending.
 func (x *index) writeRollupsLocked(b *pebble.Batch) error {
-	if err := x.dirty.write(b); err != nil {
+	if err := x.held.write(b); err != nil {
 		return err
 	}
-	if err := b.Set(keyRolled, binary.BigEndian.AppendUint64(nil, x.dirtyTo), nil); err != nil {
+	if err := b.Set(keyRolled, binary.BigEndian.AppendUint64(nil, x.pendingTo), nil); err != nil {
 		return err
 	}
-	err := b.Commit(pebble.NoSync)
-	x.blocks.set(x.dirty, err == nil)
-	if err != nil {
+	if err := b.Commit(pebble.NoSync); err != nil {
 		return err // still pending: written again by the next batch due
 	}
-	x.dirty.release()
-	x.dirty = nil
+	x.held.written()
+	x.pendingSince = time.Time{}
+	if len(x.held.byKey) > maxHeldBlocks {
+		x.held.release()
+		x.held = nil
+	}
 	return nil
 }
 
@@ -224,7 +186,11 @@ func (x *index) writeRollupsLocked(b *pebble.Batch) error {
 func (x *index) flushRollups() error {
 	x.rollMu.Lock()
 	defer x.rollMu.Unlock()
-	if x.dirty == nil {
+	return x.flushRollupsLocked()
+}
+
+func (x *index) flushRollupsLocked() error {
+	if x.pendingSince.IsZero() {
 		return nil
 	}
 	b := x.db.NewBatch()
@@ -232,15 +198,31 @@ func (x *index) flushRollups() error {
 	return x.writeRollupsLocked(b)
 }
 
-// roll adds the numeric readings of ents, in order, to the stored
-// roll-ups, writing them to b; the caller gives the edits to
-// x.blocks.set once b is committed, or not.
-func (x *index) roll(b *pebble.Batch, ents []*reading.Entry) (*blockEdits, error) {
-	e := x.edits()
-	if err := x.rollInto(e, ents); err != nil {
-		return nil, err
+// dropHeld writes the pending roll-up blocks and forgets the blocks held:
+// before something else writes roll-ups (an erasure, a rebuild, a
+// catch-up), which would leave them stale.
+func (x *index) dropHeld() error {
+	x.rollMu.Lock()
+	defer x.rollMu.Unlock()
+	if err := x.flushRollupsLocked(); err != nil {
+		return err
 	}
-	return e, e.write(b)
+	if x.held != nil {
+		x.held.release()
+		x.held = nil
+	}
+	return nil
+}
+
+// roll adds the numeric readings of ents, in order, to the stored
+// roll-ups, writing them to b.
+func (x *index) roll(b *pebble.Batch, ents []*reading.Entry) error {
+	e := x.edits()
+	defer e.release() // b holds copies of the blocks
+	if err := x.rollInto(e, ents); err != nil {
+		return err
+	}
+	return e.write(b)
 }
 
 // rollInto adds the numeric readings of ents, in order, to the blocks of e.
@@ -288,8 +270,9 @@ func (x *index) blockAt(key []byte, z rollup.Size, bl *rollup.Block) error {
 // roll-ups do not cover what the index covers (they were turned off, or
 // the store predates them) or are stored in another layout.
 func (x *index) rebuildRollups(size uint64, entryAt func(uint64) (*reading.Entry, error)) error {
-	x.blocks.reset()
-	defer x.blocks.reset()
+	if err := x.dropHeld(); err != nil {
+		return err
+	}
 	if err := x.db.DeleteRange([]byte("u/"), []byte("u0"), pebble.NoSync); err != nil {
 		return err
 	}
@@ -301,8 +284,9 @@ func (x *index) rebuildRollups(size uint64, entryAt func(uint64) (*reading.Entry
 // written with the blocks, so the stored roll-ups are exactly those of
 // the entries below it).
 func (x *index) catchUpRollups(rolled, size uint64, entryAt func(uint64) (*reading.Entry, error)) error {
-	x.blocks.reset()
-	defer x.blocks.reset()
+	if err := x.dropHeld(); err != nil {
+		return err
+	}
 	return x.rollRange(rolled, size, entryAt)
 }
 
@@ -320,12 +304,10 @@ func (x *index) rollRange(start, size uint64, entryAt func(uint64) (*reading.Ent
 			ents = append(ents, e)
 		}
 		b := x.db.NewBatch()
-		e, err := x.roll(b, ents)
-		if err != nil {
+		if err := x.roll(b, ents); err != nil {
 			b.Close()
 			return err
 		}
-		e.release()
 		if err := b.Set(keyRolled, binary.BigEndian.AppendUint64(nil, from+n), nil); err != nil {
 			b.Close()
 			return err
@@ -414,13 +396,12 @@ func (x *index) scanRollups(device, typ string, z rollup.Size, from, to int64, f
 // from the entries of the index that remain, in log order, as ingest
 // added them. entryAt answers nil for an erased entry.
 func (x *index) unroll(b *pebble.Batch, gone []indexed, skip map[uint64]bool, entryAt func(uint64) (*reading.Entry, error)) error {
-	// The pending blocks first: what follows reads the stored ones. The
-	// caller commits b: the cached blocks may be stale from then on
+	// The pending blocks first: what follows reads the stored ones, and
+	// the caller commits b, after which the held ones would be stale
 	// (stores and erasures take turns, under the gateway's storeMu).
-	if err := x.flushRollups(); err != nil {
+	if err := x.dropHeld(); err != nil {
 		return err
 	}
-	x.blocks.reset()
 	type bucket struct {
 		device, typ string
 		z           rollup.Size
