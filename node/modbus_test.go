@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -14,11 +13,9 @@ import (
 	"time"
 
 	mb "github.com/simonvetter/modbus"
-	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/device"
 	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -67,10 +64,6 @@ func TestNodeModbus(t *testing.T) {
 	defer srv.Stop()
 
 	home := t.TempDir()
-	base, err := chain.FreePortBase(1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	sensor, _ := identity.GenerateKey(identity.Ed25519)
 	mapFile := fmt.Sprintf("[[sensor]]\nname = \"boiler\"\ndevice = %q\naddress = %q\ninterval = \"200ms\"\n"+
 		"[[sensor.register]]\nreading = \"temperature/celsius\"\ntable = \"input\"\naddress = 30\ntype = \"int16\"\nscale = 0.1\n", sensor.ID(), addr)
@@ -80,35 +73,12 @@ func TestNodeModbus(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(home, "modbus.toml"), []byte(mapFile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := DefaultConfig()
-	c.P2P.Listen = fmt.Sprintf("tcp://127.0.0.1:%d", base)
-	c.RPC.Listen = fmt.Sprintf("tcp://127.0.0.1:%d", base+1)
-	c.API.Listen = fmt.Sprintf("127.0.0.1:%d", base+2)
-	c.Consensus.FastBlocks = true
-	c.P2P.PEX = false
+	c := testConfig(t)
 	c.Gateway.Enabled = true
 	c.Modbus.Map = "modbus.toml"
-	id, err := Init(home, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, _ := identity.GenerateKey(identity.Ed25519)
-	if _, err := (identity.Keystore{Dir: filepath.Join(home, "keys")}).Save(c.Gateway.Key, gw, nil); err != nil {
-		t.Fatal(err)
-	}
-	admin, _ := identity.GenerateKey(identity.Ed25519)
-	st, _ := json.Marshal(ledger.GenesisState{
-		Orgs:    []ledger.GenesisOrg{{ID: "acme", Admins: []string{admin.ID()}}},
-		Devices: []ledger.GenesisDevice{{ID: gw.ID(), Org: "acme", Class: record.ClassGateway}},
-	})
-	if err := chain.WriteGenesis(home, chain.Genesis{ChainID: "modbus", Validators: []chain.GenesisValidator{{PubKey: id.ValidatorPubKey, Power: 10}}, AppState: st}); err != nil {
-		t.Fatal(err)
-	}
-	n, err := Start(home, c, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	fixture := initSingleNode(t, home, "modbus", c)
+	admin, gw := fixture.admin, fixture.gw
+	n := startSingleNode(t, home, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	wait := func(what string, cond func() bool) {

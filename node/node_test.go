@@ -3,8 +3,6 @@ package node
 import (
 	"bufio"
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -13,12 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thingnet/thingnet/chain"
 	"github.com/thingnet/thingnet/client"
 	"github.com/thingnet/thingnet/files"
 	"github.com/thingnet/thingnet/gateway"
-	"github.com/thingnet/thingnet/identity"
-	"github.com/thingnet/thingnet/ledger"
 	"github.com/thingnet/thingnet/record"
 )
 
@@ -93,43 +88,16 @@ func TestConfigFile(t *testing.T) {
 // genesis naming it the only validator, starts it, and uses its API.
 func TestSingleNode(t *testing.T) {
 	home := t.TempDir()
-	base, err := chain.FreePortBase(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := DefaultConfig()
-	c.P2P.Listen = fmt.Sprintf("tcp://127.0.0.1:%d", base)
-	c.RPC.Listen = fmt.Sprintf("tcp://127.0.0.1:%d", base+1)
-	c.API.Listen = fmt.Sprintf("127.0.0.1:%d", base+2)
-	c.Consensus.FastBlocks = true
-	c.P2P.PEX = false // CometBFT writes addrbook.json after Stop returns when PEX is on
-	id, err := Init(home, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, _ := identity.GenerateKey(identity.Ed25519)
-	st, _ := json.Marshal(ledger.GenesisState{Orgs: []ledger.GenesisOrg{{ID: "acme", Admins: []string{admin.ID()}}}})
-	if err := chain.WriteGenesis(home, chain.Genesis{ChainID: "single", Validators: []chain.GenesisValidator{{PubKey: id.ValidatorPubKey, Power: 10}}, AppState: st}); err != nil {
-		t.Fatal(err)
-	}
+	s := initSingleNode(t, home, "single", testConfig(t))
 	loaded, err := LoadConfig(home)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := Start(home, loaded, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := startSingleNode(t, home, loaded)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cl := client.New(n.APIAddr())
-	for n.App().Height() < 1 {
-		select {
-		case <-ctx.Done():
-			t.Fatal("no block")
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	admin := s.admin
 	if _, err := cl.Send(ctx, admin, "", &record.OrgCreate{ID: "second", Name: "Second"}, true); err != nil {
 		t.Fatalf("org create: %v", err)
 	}
@@ -173,14 +141,7 @@ func TestSingleNode(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 
-	n, err = Start(home, loaded, nil)
-	if err != nil {
-		t.Fatalf("restart: %v", err)
-	}
-	defer n.Close()
-	for n.App().Height() < 1 {
-		time.Sleep(20 * time.Millisecond)
-	}
+	n = startSingleNode(t, home, loaded) // again
 	view, err := n.App().View(0)
 	if err != nil {
 		t.Fatal(err)
@@ -195,48 +156,13 @@ func TestSingleNode(t *testing.T) {
 // with the gateway key), and the removal when it unpins.
 func TestNodeRecordsPins(t *testing.T) {
 	home := t.TempDir()
-	base, err := chain.FreePortBase(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := DefaultConfig()
-	c.P2P.Listen = fmt.Sprintf("tcp://127.0.0.1:%d", base)
-	c.RPC.Listen = fmt.Sprintf("tcp://127.0.0.1:%d", base+1)
-	c.API.Listen = fmt.Sprintf("127.0.0.1:%d", base+2)
-	c.Consensus.FastBlocks = true
-	c.P2P.PEX = false
+	c := testConfig(t)
 	c.Gateway.Enabled = true
 	c.Mesh.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
-	id, err := Init(home, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, _ := identity.GenerateKey(identity.Ed25519)
-	if _, err := (identity.Keystore{Dir: filepath.Join(home, "keys")}).Save(c.Gateway.Key, gw, nil); err != nil {
-		t.Fatal(err)
-	}
-	admin, _ := identity.GenerateKey(identity.Ed25519)
-	st, _ := json.Marshal(ledger.GenesisState{
-		Orgs:    []ledger.GenesisOrg{{ID: "acme", Admins: []string{admin.ID()}}},
-		Devices: []ledger.GenesisDevice{{ID: gw.ID(), Org: "acme", Class: record.ClassGateway}},
-	})
-	if err := chain.WriteGenesis(home, chain.Genesis{ChainID: "pins", Validators: []chain.GenesisValidator{{PubKey: id.ValidatorPubKey, Power: 10}}, AppState: st}); err != nil {
-		t.Fatal(err)
-	}
-	n, err := Start(home, c, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	gw := initSingleNode(t, home, "pins", c).gw
+	n := startSingleNode(t, home, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	for n.App().Height() < 1 {
-		select {
-		case <-ctx.Done():
-			t.Fatal("no block")
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 	tok, err := files.DeviceToken(gw, gw.ID(), "pins")
 	if err != nil {
 		t.Fatal(err)
