@@ -33,7 +33,7 @@ const rulesBuffer = 8192
 // from the ledger's latest state. The engine runs even without rules, so
 // that a rule added later takes effect at once; its states and windows are
 // saved in <home>/data/rules/state.json every 30 s and at stop, and
-// restored at start.
+// restored at start, with what the rules' outboxes fired since the save.
 func (n *Node) startRules(c Config, key *identity.Key) error {
 	log := n.log.With("module", "rules")
 	n.rulesStore = rules.Store{Dir: filepath.Join(n.home, rules.StoreDir)}
@@ -56,6 +56,8 @@ func (n *Node) startRules(c Config, key *identity.Key) error {
 	if err := eng.LoadState(n.rulesState); err != nil {
 		log.Warn("rules state not restored: windows and states start empty", "err", err)
 	}
+	// The state is saved every 30 s: the outboxes know what fired since.
+	eng.Fired(n.rulesOut.FiredAtStart())
 	n.startFleet(c)
 	var height int64
 	devs := map[string]rules.Device{} // of the ledger state at height
@@ -100,9 +102,7 @@ func (n *Node) startRules(c Config, key *identity.Key) error {
 			case <-census.C:
 				n.fleetRules()
 			case <-save.C:
-				if err := eng.SaveState(n.rulesState); err != nil {
-					log.Warn("saving the rules state", "err", err)
-				}
+				n.saveRulesState()
 			}
 		}
 	}()
@@ -119,6 +119,19 @@ func RulesWebhooksDir(home string) string { return filepath.Join(home, "data", "
 // loses at most this much of it (a clean stop saves it all).
 const rulesSaveEvery = 30 * time.Second
 
+// saveRulesState saves the rules engine's state, then lets the rules'
+// outboxes drop the firings carried out that the saved state holds.
+func (n *Node) saveRulesState() {
+	m := n.rulesOut.Mark()
+	if err := n.rules.SaveState(n.rulesState); err != nil {
+		n.log.Warn("saving the rules state", "err", err)
+		return
+	}
+	if err := n.rulesOut.StateSaved(m); err != nil {
+		n.log.Warn("compacting the rules' outboxes", "err", err)
+	}
+}
+
 // stopRulesEngine stops following readings and delivering actions, and
 // saves the engine's state.
 func (n *Node) stopRulesEngine() {
@@ -129,9 +142,7 @@ func (n *Node) stopRulesEngine() {
 		n.stopRuleLoops()
 	}
 	if n.rules != nil {
-		if err := n.rules.SaveState(n.rulesState); err != nil {
-			n.log.Warn("saving the rules state", "err", err)
-		}
+		n.saveRulesState()
 	}
 	if n.rulesOut != nil {
 		n.rulesOut.Close()

@@ -67,6 +67,8 @@ type Dispatcher struct {
 	mu      sync.Mutex
 	workers map[string]*worker // by rule name, for rules with an alert or a webhook
 	closed  bool
+	// lastFired: the outboxes' last firing of each subject (FiredAtStart).
+	lastFired []Firing
 
 	histMu  sync.Mutex
 	history []Firing // ring of the last HistoryLen firings, oldest at histAt once full
@@ -180,6 +182,8 @@ func (d *Dispatcher) start(r Rule) *worker {
 		}
 		if out != nil {
 			w.out = out
+			d.lastFired = append(d.lastFired, out.lastFired...)
+			out.lastFired = nil
 			for _, f := range pending {
 				w.q <- f // fits: openOutbox returns at most QueueLen
 			}
@@ -190,6 +194,53 @@ func (d *Dispatcher) start(r Rule) *worker {
 	}
 	go d.run(ctx, w)
 	return w
+}
+
+// FiredAtStart returns, once, the last firing of each rule and subject
+// that the outboxes held when the dispatcher opened them, carried out or
+// not: for Engine.Fired, since the engine's saved state may predate them.
+func (d *Dispatcher) FiredAtStart() []Firing {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := d.lastFired
+	d.lastFired = nil
+	return out
+}
+
+// OutboxMark is where each rule's outbox ended at a moment (Mark).
+type OutboxMark struct{ at map[*outbox]int64 }
+
+// Mark marks where the outboxes end now. Take it before the engine's
+// state is saved, and give it to StateSaved once saved.
+func (d *Dispatcher) Mark() OutboxMark {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := OutboxMark{at: map[*outbox]int64{}}
+	for _, w := range d.workers {
+		if w.out != nil {
+			m.at[w.out] = w.out.mark()
+		}
+	}
+	return m
+}
+
+// StateSaved drops from the outboxes the firings carried out before m:
+// the engine's state saved after m was taken has them. An outbox closed
+// since (its rule changed or removed) is left as it is.
+func (d *Dispatcher) StateSaved(m OutboxMark) error {
+	d.mu.Lock()
+	var outs []*outbox
+	for _, w := range d.workers {
+		if _, ok := m.at[w.out]; ok && w.out != nil {
+			outs = append(outs, w.out)
+		}
+	}
+	d.mu.Unlock()
+	var errs []error
+	for _, o := range outs {
+		errs = append(errs, o.compact(m.at[o]))
+	}
+	return errors.Join(errs...)
 }
 
 func (d *Dispatcher) stateDir(rule string) string {

@@ -308,7 +308,7 @@ func TestPendingActionsSurviveAStop(t *testing.T) {
 	d.Close()
 	outbox := filepath.Join(WebhookDir(dir, "hot"), OutboxFile)
 	b, err := os.ReadFile(outbox)
-	saved, perr := parseOutbox(b)
+	saved, _, perr := parseOutbox(b)
 	if err != nil || perr != nil || len(saved) != 3 || saved[0].Seq != 1 || saved[2].Seq != 3 {
 		t.Fatalf("pending at stop: %s, %v, %v; want firings 1, 2, 3", b, err, perr)
 	}
@@ -331,8 +331,19 @@ func TestPendingActionsSurviveAStop(t *testing.T) {
 	if got := hook.delivered(); fmt.Sprint(got) != "[1 2 3]" {
 		t.Fatalf("delivered %v; want [1 2 3], in order, once each", got)
 	}
-	testutil.WaitFor(t, testutil.Context(t, 30*time.Second), "the outbox empty once every firing's actions were carried out",
-		func() bool { fi, err := os.Stat(outbox); return err == nil && fi.Size() == 0 })
+	testutil.WaitFor(t, testutil.Context(t, 30*time.Second), "nothing pending in the outbox once every firing's actions were carried out",
+		func() bool {
+			b, err := os.ReadFile(outbox)
+			p, _, perr := parseOutbox(b)
+			return err == nil && perr == nil && len(p) == 0
+		})
+	m := d.Mark()
+	if err := d.StateSaved(m); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(outbox); err != nil || fi.Size() != 0 {
+		t.Fatalf("the outbox after the engine's state was saved: %v, %v; want it empty", fi.Size(), err)
+	}
 }
 
 // TestPendingActionsSurviveACrash: a node process fires three firings of
@@ -481,7 +492,7 @@ func TestOutbox(t *testing.T) {
 	}
 	o.close()
 	b, _ := os.ReadFile(filepath.Join(dir, OutboxFile))
-	left, err := parseOutbox(b)
+	left, _, err := parseOutbox(b)
 	if err != nil || fmt.Sprint(seqs(left)) != "[4 6]" {
 		t.Fatalf("left %v (%v); want [4 6]:\n%s", seqs(left), err, b)
 	}
@@ -494,11 +505,14 @@ func TestOutbox(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := o.compact(o.mark()); err != nil {
+		t.Fatal(err)
+	}
 	o.close()
 	if fi, err := os.Stat(filepath.Join(dir, OutboxFile)); err != nil || fi.Size() != 0 {
-		t.Fatalf("an outbox with nothing pending is not empty: %v, %v", fi.Size(), err)
+		t.Fatalf("an outbox with nothing pending, compacted, is not empty: %v, %v", fi.Size(), err)
 	}
-	if _, err := parseOutbox([]byte("done\n")); err == nil {
+	if _, _, err := parseOutbox([]byte("done\n")); err == nil {
 		t.Fatal("an outbox that marks done with nothing pending parsed")
 	}
 }

@@ -83,9 +83,17 @@ func FuzzParseOutbox(f *testing.F) {
 	f.Add([]byte("{\"rule\":1}\n"))
 	f.Add([]byte(""))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fs, err := parseOutbox(b)
+		fs, last, err := parseOutbox(b)
 		if err != nil {
 			return
+		}
+		subjects := map[string]bool{}
+		for _, f := range last {
+			k := f.Rule + "\x00" + f.subject()
+			if subjects[k] {
+				t.Fatalf("two last firings of %q", k)
+			}
+			subjects[k] = true
 		}
 		if len(fs) > bytes.Count(b, []byte("\n")) {
 			t.Fatalf("%d firings from %d lines", len(fs), bytes.Count(b, []byte("\n")))
@@ -98,7 +106,7 @@ func FuzzParseOutbox(f *testing.F) {
 			}
 			out = append(append(out, line...), '\n')
 		}
-		again, err := parseOutbox(out)
+		again, _, err := parseOutbox(out)
 		if err != nil || len(again) != len(fs) {
 			t.Fatalf("written out and parsed again: %d firings, %v; want %d", len(again), err, len(fs))
 		}

@@ -19,22 +19,34 @@ import (
 // each time the oldest pending firing's actions were carried out. A
 // firing is written and synced to disk before it is queued, so a firing
 // survives a crash of the node (its actions are carried out after the
-// restart, at least once: a "done" not yet on disk repeats them).
+// restart, at least once: a "done" not yet on disk repeats them). The
+// lines of firings carried out stay until the rules engine's state is
+// next saved (Dispatcher.StateSaved): after a crash, they tell the
+// restored engine which conditions had fired since (Engine.Fired).
 const OutboxFile = "outbox.jsonl"
 
 // outbox is one rule's outbox file.
 type outbox struct {
 	mu      sync.Mutex
+	path    string
 	f       *os.File
-	pending int  // firings written and not yet done
-	off     bool // a write failed: the file no longer matches the queue
+	size    int64 // the file's length
+	pending int   // firings written and not yet done
+	off     bool  // a write failed: the file no longer matches the queue
+	closed  bool
+	// lastFired is the last firing of each subject the file held when it
+	// was opened (Dispatcher.FiredAtStart).
+	lastFired []Firing
 }
 
 var doneLine = []byte("done\n")
 
 // openOutbox opens the outbox in dir, returning the firings still pending
-// there (oldest first), at most max of them:
-// the file is rewritten to hold exactly the returned firings.
+// there (oldest first), at most max of them. The outbox's lastFired holds
+// the last firing of each subject the file had, carried out or not. The
+// file is rewritten to hold each of those carried out as a firing and its
+// "done", then the returned firings: until the engine's state is saved
+// again (compact), a crash still finds them.
 func openOutbox(dir string, max int) (*outbox, []Firing, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, err
@@ -44,7 +56,7 @@ func openOutbox(dir string, max int) (*outbox, []Firing, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, err
 	}
-	pending, err := parseOutbox(b)
+	pending, last, err := parseOutbox(b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -52,25 +64,95 @@ func openOutbox(dir string, max int) (*outbox, []Firing, error) {
 	if len(pending) > max {
 		dropped, pending = len(pending)-max, pending[:max]
 	}
-	var buf bytes.Buffer
+	kept := map[Firing]bool{}
 	for _, f := range pending {
-		line, err := json.Marshal(f)
-		if err != nil {
+		kept[f] = true
+	}
+	var buf bytes.Buffer
+	for _, f := range last {
+		if !kept[f] {
+			if err := writeLine(&buf, f); err != nil {
+				return nil, nil, err
+			}
+			buf.Write(doneLine)
+		}
+	}
+	for _, f := range pending {
+		if err := writeLine(&buf, f); err != nil {
 			return nil, nil, err
 		}
-		buf.Write(append(line, '\n'))
 	}
-	if err := atomicfile.WriteFile(path, buf.Bytes()); err != nil {
-		return nil, nil, err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
+	o := &outbox{path: path, pending: len(pending), lastFired: last}
+	if err := o.rewrite(buf.Bytes()); err != nil {
 		return nil, nil, err
 	}
 	if dropped > 0 {
 		err = errDroppedAtStart{dropped}
 	}
-	return &outbox{f: f, pending: len(pending)}, pending, err
+	return o, pending, err
+}
+
+// writeLine writes f's line to buf.
+func writeLine(buf *bytes.Buffer, f Firing) error {
+	line, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	buf.Write(append(line, '\n'))
+	return nil
+}
+
+// rewrite replaces the outbox file with b (durably) and opens it to append.
+func (o *outbox) rewrite(b []byte) error {
+	if err := atomicfile.WriteFile(o.path, b); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(o.path, os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	if o.f != nil {
+		o.f.Close()
+	}
+	o.f, o.size = f, int64(len(b))
+	return nil
+}
+
+// mark is where the outbox's file ends now (compact).
+func (o *outbox) mark() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.size
+}
+
+// compact drops the lines before mark that are carried out: the engine's
+// state saved after mark was taken holds their firings. The firings still
+// pending before mark, and every line after it, stay.
+func (o *outbox) compact(mark int64) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.off || o.closed || mark == 0 {
+		return nil
+	}
+	b, err := os.ReadFile(o.path)
+	if err != nil {
+		return err
+	}
+	if int64(len(b)) < mark || (mark > 0 && b[mark-1] != '\n') {
+		return fmt.Errorf("rules outbox %s: %d bytes, marked at %d", o.path, len(b), mark)
+	}
+	before, _, err := parseOutbox(b[:mark])
+	if err != nil {
+		return fmt.Errorf("rules outbox %s: %w", o.path, err)
+	}
+	var buf bytes.Buffer
+	for _, f := range before {
+		if err := writeLine(&buf, f); err != nil {
+			return err
+		}
+	}
+	buf.Write(b[mark:])
+	return o.rewrite(buf.Bytes())
 }
 
 // errDroppedAtStart says that an outbox held more firings than the queue.
@@ -80,30 +162,37 @@ func (e errDroppedAtStart) Error() string {
 	return fmt.Sprintf("%d firings dropped: the outbox held more than the rule's queue", e.n)
 }
 
-// parseOutbox returns the firings of an outbox's lines not yet done. A
-// last line cut short by a crash (no newline) is ignored: its firing was
-// never queued.
-func parseOutbox(b []byte) ([]Firing, error) {
-	var out []Firing
+// parseOutbox returns the firings of an outbox's lines not yet done, and
+// the last firing of each subject (Firing.subject) of all its lines, in
+// the order of the lines. A last line cut short by a crash (no newline)
+// is ignored: its firing was never queued.
+func parseOutbox(b []byte) (pending, last []Firing, err error) {
 	b = b[:bytes.LastIndexByte(b, '\n')+1] // without a last line cut short
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	lastAt := map[string]int{} // subject -> its index in last
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Bytes()
 		if bytes.Equal(line, doneLine[:len(doneLine)-1]) {
-			if len(out) == 0 {
-				return nil, fmt.Errorf("line %d: done with no firing pending", n)
+			if len(pending) == 0 {
+				return nil, nil, fmt.Errorf("line %d: done with no firing pending", n)
 			}
-			out = out[1:]
+			pending = pending[1:]
 			continue
 		}
 		var f Firing
 		if err := json.Unmarshal(line, &f); err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
+			return nil, nil, fmt.Errorf("line %d: %w", n, err)
 		}
-		out = append(out, f)
+		pending = append(pending, f)
+		if i, ok := lastAt[f.Rule+"\x00"+f.subject()]; ok {
+			last[i] = f
+		} else {
+			lastAt[f.Rule+"\x00"+f.subject()] = len(last)
+			last = append(last, f)
+		}
 	}
-	return out, sc.Err()
+	return pending, last, sc.Err()
 }
 
 // add queues f with queue (false: the queue is full, f is dropped) and
@@ -124,7 +213,8 @@ func (o *outbox) add(f Firing, queue func() bool) (queued bool, err error) {
 	if o.off {
 		return true, nil
 	}
-	if _, err := o.f.Write(append(line, '\n')); err != nil {
+	line = append(line, '\n')
+	if _, err := o.f.Write(line); err != nil {
 		o.off = true
 		return true, fmt.Errorf("writing the rule's outbox (now off: firings in memory only): %w", err)
 	}
@@ -133,6 +223,7 @@ func (o *outbox) add(f Firing, queue func() bool) (queued bool, err error) {
 		return true, fmt.Errorf("syncing the rule's outbox (now off: firings in memory only): %w", err)
 	}
 	o.pending++
+	o.size += int64(len(line))
 	return true, nil
 }
 
@@ -147,13 +238,17 @@ func (o *outbox) done() error {
 		return errors.New("rules outbox: done with no firing pending")
 	}
 	o.pending--
-	if o.pending == 0 {
-		// Nothing pending: start the file again (a crash between the two
-		// leaves either the lines or nothing, both meaning nothing pending).
-		return o.f.Truncate(0)
+	if _, err := o.f.Write(doneLine); err != nil {
+		o.off = true
+		return fmt.Errorf("writing the rule's outbox (now off: firings in memory only): %w", err)
 	}
-	_, err := o.f.Write(doneLine)
-	return err
+	o.size += int64(len(doneLine))
+	return nil
 }
 
-func (o *outbox) close() error { return o.f.Close() }
+func (o *outbox) close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closed = true
+	return o.f.Close()
+}

@@ -147,6 +147,31 @@ func (s *Saved) Check() error {
 	return nil
 }
 
+// Fired tells an engine just restored (Restore, LoadState) of firings
+// made before the restart (Dispatcher.FiredAtStart): the state is saved
+// every so often, so after a crash it may predate them, and a condition
+// that was true then and still is would fire again. A firing later than
+// its (rule, subject) state's last makes the state active, with the
+// firing as its last; firings of rules the engine does not have are
+// ignored.
+func (e *Engine) Fired(fs []Firing) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	have := map[string]bool{}
+	for _, r := range e.rules {
+		have[r.Name] = true
+	}
+	for _, f := range fs {
+		if !have[f.Rule] {
+			continue
+		}
+		st := e.stateOf(f.Rule, f.subject())
+		if f.Time.After(st.lastFire) {
+			st.active, st.lastFire, st.falseSince = true, f.Time, time.Time{}
+		}
+	}
+}
+
 // DecodeState reads a saved state (JSON, as SaveState writes it).
 func DecodeState(b []byte) (*Saved, error) {
 	var s Saved
