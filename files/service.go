@@ -143,7 +143,7 @@ func New(cfg Config) (*Service, error) {
 		bitswap.MaxOutstandingBytesPerPeer(maxOutstandingBytesPerPeer),
 		bitswap.WithClientOption(client.WithDontHaveTimeoutConfig(dontHaveTimeouts())),
 		bitswap.WithoutDuplicatedBlockStats())
-	s.bserv = blockservice.New(st, s.bs)
+	s.bserv = blockservice.New(st, receivedExchange{s.bs})
 	s.dag = merkledag.NewDAGService(s.bserv)
 	if cfg.Routing != nil || cfg.Ledger != nil {
 		s.wg.Add(1)

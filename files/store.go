@@ -21,7 +21,9 @@ var pinPrefix = ds.NewKey("/thingnet/pins")
 
 // Store is a blockstore that keeps every block reachable from a pinned root
 // and, beside them, at most Limit bytes of other blocks, evicting the least
-// recently used. Every block put is checked against its CID first.
+// recently used. Every block put is checked against its CID first, but
+// for those bitswap delivered (received), whose CIDs it derived from their
+// bytes as they arrived.
 type Store struct {
 	base  blockstore.Blockstore
 	ds    ds.Batching
@@ -35,6 +37,8 @@ type Store struct {
 	roots  map[string][]string      // pinned root CID -> multihashes of its DAG
 	sizes  map[string]int           // sizes of pinned blocks
 	holds  int                      // pinned downloads in progress: no eviction meanwhile
+	// putting holds the blocks being written, by multihash: closed when done
+	putting map[string]chan struct{}
 }
 
 type cachedBlock struct {
@@ -64,9 +68,12 @@ func NewStore(ctx context.Context, d ds.Batching, limit int64) (*Store, error) {
 		return nil, fmt.Errorf("files: cache limit %d must be positive", limit)
 	}
 	s := &Store{
-		base: blockstore.NewBlockstore(d), ds: d, limit: limit,
+		// WriteThrough: PutMany puts only blocks the index says it lacks
+		// (Pebble's Has would read each value).
+		base: blockstore.NewBlockstore(d, blockstore.WriteThrough(true)), ds: d, limit: limit,
 		lru: list.New(), cached: map[string]*list.Element{},
 		pinned: map[string]int{}, roots: map[string][]string{}, sizes: map[string]int{},
+		putting: map[string]chan struct{}{},
 	}
 	res, err := d.Query(ctx, query.Query{Prefix: pinPrefix.String(), KeysOnly: true})
 	if err != nil {
@@ -337,15 +344,23 @@ func (s *Store) Put(ctx context.Context, b blocks.Block) error {
 	return s.PutMany(ctx, []blocks.Block{b})
 }
 
+// PutMany writes the blocks the store does not hold yet, each checked
+// against its CID first (but received ones). A Get puts each block twice,
+// from its reader and from its whole-file fetch, usually at the same
+// moment (bitswap hands the block to both): the second put waits for the
+// first and only touches the block, so it is written once and is in the
+// store when either put returns.
 func (s *Store) PutMany(ctx context.Context, bs []blocks.Block) error {
 	for _, b := range bs {
+		if _, ok := b.(received); ok || s.has(b.Cid()) {
+			continue // received: hashed where it entered from the network
+		}
 		if err := verify(b); err != nil {
 			return err
 		}
 	}
-	if err := s.base.PutMany(ctx, bs); err != nil {
-		return err
-	}
+	var fresh, waited []blocks.Block
+	var waits []chan struct{}
 	s.mu.Lock()
 	for _, b := range bs {
 		k := string(b.Cid().Hash())
@@ -356,12 +371,48 @@ func (s *Store) PutMany(ctx context.Context, bs []blocks.Block) error {
 			s.lru.MoveToFront(e)
 			continue
 		}
-		n := len(b.RawData())
-		s.cached[k] = s.lru.PushFront(&cachedBlock{key: k, c: b.Cid(), size: n})
-		s.used += int64(n)
+		if ch, ok := s.putting[k]; ok {
+			waits, waited = append(waits, ch), append(waited, b)
+			continue
+		}
+		s.putting[k] = make(chan struct{})
+		fresh = append(fresh, b)
 	}
 	s.mu.Unlock()
-	s.evict(ctx)
+	if len(fresh) > 0 {
+		err := s.base.PutMany(ctx, fresh)
+		s.mu.Lock()
+		for _, b := range fresh {
+			k := string(b.Cid().Hash())
+			close(s.putting[k])
+			delete(s.putting, k)
+			if err != nil || s.pinned[k] > 0 || s.cached[k] != nil {
+				continue
+			}
+			n := len(b.RawData())
+			s.cached[k] = s.lru.PushFront(&cachedBlock{key: k, c: b.Cid(), size: n})
+			s.used += int64(n)
+		}
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		s.evict(ctx)
+	}
+	var again []blocks.Block
+	for i, ch := range waits {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !s.has(waited[i].Cid()) { // the other put failed: try it here
+			again = append(again, waited[i])
+		}
+	}
+	if len(again) > 0 {
+		return s.PutMany(ctx, again)
+	}
 	return nil
 }
 
@@ -389,9 +440,34 @@ func (s *Store) DeleteBlock(ctx context.Context, c cid.Cid) error {
 	return s.base.DeleteBlock(ctx, c)
 }
 
-func (s *Store) Has(ctx context.Context, c cid.Cid) (bool, error) { return s.base.Has(ctx, c) }
+// Has answers from the store's index of its blocks (every block on disk
+// is either pinned or cached), not from Pebble, whose Has reads the whole
+// value: bitswap asks for every block it is sent and every want-have.
+func (s *Store) Has(ctx context.Context, c cid.Cid) (bool, error) { return s.has(c), nil }
+
+// GetSize answers from the index too where it knows the size.
 func (s *Store) GetSize(ctx context.Context, c cid.Cid) (int, error) {
+	k := string(c.Hash())
+	s.mu.Lock()
+	n, ok := 0, false
+	if e, in := s.cached[k]; in {
+		n, ok = e.Value.(*cachedBlock).size, true
+	} else if s.pinned[k] > 0 {
+		n, ok = s.sizes[k]
+	}
+	s.mu.Unlock()
+	if ok {
+		return n, nil
+	}
 	return s.base.GetSize(ctx, c)
+}
+
+// has reports whether the block is in the store (pinned or cached).
+func (s *Store) has(c cid.Cid) bool {
+	k := string(c.Hash())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pinned[k] > 0 || s.cached[k] != nil
 }
 func (s *Store) AllKeysChan(ctx context.Context) (<-chan cid.Cid, error) {
 	return s.base.AllKeysChan(ctx)

@@ -3,6 +3,8 @@ package files
 import (
 	"bytes"
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -180,5 +182,79 @@ func TestStorePinSurvivesCrash(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, pinned.Cid()); err != nil {
 		t.Fatalf("Get(pinned) after a crash: %v", err)
+	}
+}
+
+// countingDS counts the values written to a datastore.
+type countingDS struct {
+	ds.Batching
+	puts atomic.Int64
+}
+
+func (c *countingDS) Put(ctx context.Context, k ds.Key, v []byte) error {
+	c.puts.Add(1)
+	return c.Batching.Put(ctx, k, v)
+}
+
+// TestStorePutsOnce: a block put by several callers at once (a Get's reader
+// and its whole-file fetch get each block from bitswap at the same moment)
+// is written once, and is in the store when each put returns; Has and
+// GetSize answer from the index.
+func TestStorePutsOnce(t *testing.T) {
+	ctx := context.Background()
+	d := &countingDS{Batching: dssync.MutexWrap(ds.NewMapDatastore())}
+	s, err := NewStore(ctx, d, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := rawBlock(t, bytes.Repeat([]byte{3}, 4096))
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if i%2 == 0 {
+				err = s.Put(ctx, received{b})
+			} else {
+				err = s.PutMany(ctx, []blocks.Block{b, b})
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if ok, _ := s.Has(ctx, b.Cid()); !ok {
+				t.Error("Has = false after Put returned")
+			}
+		}()
+	}
+	wg.Wait()
+	if n := d.puts.Load(); n != 1 {
+		t.Fatalf("the block was written %d times; want 1", n)
+	}
+	if n, err := s.GetSize(ctx, b.Cid()); err != nil || n != 4096 {
+		t.Fatalf("GetSize = %d, %v; want 4096", n, err)
+	}
+	if st := s.Stats(); st.CacheBlocks != 1 || st.CacheBytes != 4096 {
+		t.Fatalf("stats after 8 puts of one block: %+v", st)
+	}
+}
+
+// TestStoreChecksAllButReceived: the store hashes every block it is given
+// but those bitswap delivered (received, whose CIDs bitswap derived from
+// their bytes): a wrong block from anywhere else is refused.
+func TestStoreChecksAllButReceived(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewStore(ctx, dssync.MutexWrap(ds.NewMapDatastore()), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := rawBlock(t, []byte("leaf"))
+	bad, _ := blocks.NewBlockWithCid([]byte("other"), good.Cid())
+	if err := s.PutMany(ctx, []blocks.Block{good, bad}); err == nil {
+		t.Fatal("PutMany stored a batch with a block whose bytes do not match its CID")
+	}
+	if ok, _ := s.Has(ctx, good.Cid()); ok {
+		t.Fatal("a refused batch left a block behind")
 	}
 }
