@@ -3,6 +3,7 @@ package files
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -162,14 +163,15 @@ func TestStorePinSurvivesCrash(t *testing.T) {
 		return s, d
 	}
 	s, d := open(mem)
-	pinned := rawBlock(t, bytes.Repeat([]byte{1}, 1000))
+	// Blocks above the value separation's minimum: in blob files.
+	pinned := rawBlock(t, bytes.Repeat([]byte{1}, 4000))
 	if err := s.Put(ctx, pinned); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Pin(ctx, pinned.Cid()); err != nil {
 		t.Fatal(err)
 	}
-	late := rawBlock(t, bytes.Repeat([]byte{2}, 1000))
+	late := rawBlock(t, bytes.Repeat([]byte{2}, 4000))
 	if err := s.Put(ctx, late); err != nil {
 		t.Fatal(err)
 	}
@@ -183,6 +185,74 @@ func TestStorePinSurvivesCrash(t *testing.T) {
 	if _, err := s.Get(ctx, pinned.Cid()); err != nil {
 		t.Fatalf("Get(pinned) after a crash: %v", err)
 	}
+}
+
+// TestStoreValueSeparation: a store made with Pebble's defaults (an older
+// format, blocks in the tables) opens with the block store's options
+// (blocks in blob files), keeps what it had and holds leaf-sized blocks
+// intact over a restart.
+func TestStoreValueSeparation(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	old, err := pebbleds.NewDatastore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStore(ctx, old, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := rawBlock(t, bytes.Repeat([]byte{7}, 5000))
+	if err := s.Put(ctx, before); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	open := func() (*Store, flushOnSync) {
+		p, err := pebbleds.NewDatastore(dir, pebbleds.WithPebbleOpts(blockStoreOptions()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewStore(ctx, flushOnSync{p}, 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, flushOnSync{p}
+	}
+	s, d := open()
+	want := []blocks.Block{before}
+	for i := range 8 {
+		b := rawBlock(t, bytes.Repeat([]byte{byte(i)}, ChunkSize))
+		if err := s.Put(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, b)
+	}
+	if err := d.Sync(ctx, ds.NewKey("/")); err != nil { // flush: blocks into blob files
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if blobs, _ := filepath.Glob(filepath.Join(dir, "*.blob")); len(blobs) == 0 {
+		t.Fatal("no blob files: the blocks are not separated from the tables")
+	}
+	s, d = open()
+	defer d.Close()
+	for _, b := range want {
+		got, err := s.Get(ctx, b.Cid())
+		if err != nil {
+			t.Fatalf("Get(%s) after a restart: %v", b.Cid(), err)
+		}
+		if !bytes.Equal(got.RawData(), b.RawData()) {
+			t.Fatalf("block %s changed over a restart", b.Cid())
+		}
+		if n, err := s.GetSize(ctx, b.Cid()); err != nil || n != len(b.RawData()) {
+			t.Fatalf("GetSize(%s) = %d, %v; want %d", b.Cid(), n, err, len(b.RawData()))
+		}
+	}
+	checkStoreIntact(t, s)
 }
 
 // countingDS counts the values written to a datastore.
