@@ -447,13 +447,13 @@ func (s *Store) Has(ctx context.Context, c cid.Cid) (bool, error) { return s.has
 
 // GetSize answers from the index too where it knows the size.
 func (s *Store) GetSize(ctx context.Context, c cid.Cid) (int, error) {
-	k := string(c.Hash())
+	h := c.Hash()
 	s.mu.Lock()
 	n, ok := 0, false
-	if e, in := s.cached[k]; in {
+	if e, in := s.cached[string(h)]; in {
 		n, ok = e.Value.(*cachedBlock).size, true
-	} else if s.pinned[k] > 0 {
-		n, ok = s.sizes[k]
+	} else if s.pinned[string(h)] > 0 {
+		n, ok = s.sizes[string(h)]
 	}
 	s.mu.Unlock()
 	if ok {
@@ -464,11 +464,12 @@ func (s *Store) GetSize(ctx context.Context, c cid.Cid) (int, error) {
 
 // has reports whether the block is in the store (pinned or cached).
 func (s *Store) has(c cid.Cid) bool {
-	k := string(c.Hash())
+	h := c.Hash()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.pinned[k] > 0 || s.cached[k] != nil
+	return s.pinned[string(h)] > 0 || s.cached[string(h)] != nil
 }
+
 func (s *Store) AllKeysChan(ctx context.Context) (<-chan cid.Cid, error) {
 	return s.base.AllKeysChan(ctx)
 }
