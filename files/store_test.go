@@ -328,3 +328,44 @@ func TestStoreChecksAllButReceived(t *testing.T) {
 		t.Fatal("a refused batch left a block behind")
 	}
 }
+
+// TestStoreRecentBlocks: a block just written is served from memory, not
+// Pebble, until newer blocks push it out; a deleted or evicted block is
+// not served from there.
+func TestStoreRecentBlocks(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewStore(ctx, dssync.MutexWrap(ds.NewMapDatastore()), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.recent.limit = 3 * 4096
+	var bs []blocks.Block
+	for i := range 4 {
+		b := rawBlock(t, bytes.Repeat([]byte{byte(i)}, 4096))
+		if err := s.Put(ctx, received{b}); err != nil {
+			t.Fatal(err)
+		}
+		bs = append(bs, b)
+	}
+	if s.recent.get(string(bs[0].Cid().Hash())) != nil {
+		t.Fatal("the oldest block is still in memory past the limit")
+	}
+	for _, b := range bs {
+		got, err := s.Get(ctx, b.Cid())
+		if err != nil || !bytes.Equal(got.RawData(), b.RawData()) {
+			t.Fatalf("Get(%s) = %v", b.Cid(), err)
+		}
+		if _, ok := got.(received); ok {
+			t.Fatal("Get handed out a block still marked received")
+		}
+	}
+	if err := s.DeleteBlock(ctx, bs[3].Cid()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, bs[3].Cid()); err == nil {
+		t.Fatal("a deleted block is still served")
+	}
+	if s.recent.used != 2*4096 {
+		t.Fatalf("%d bytes counted in memory; want %d", s.recent.used, 2*4096)
+	}
+}
