@@ -3,6 +3,9 @@ package files
 import (
 	"bytes"
 	"context"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -160,14 +163,15 @@ func TestStorePinSurvivesCrash(t *testing.T) {
 		return s, d
 	}
 	s, d := open(mem)
-	pinned := rawBlock(t, bytes.Repeat([]byte{1}, 1000))
+	// Blocks above the value separation's minimum: in blob files.
+	pinned := rawBlock(t, bytes.Repeat([]byte{1}, 4000))
 	if err := s.Put(ctx, pinned); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Pin(ctx, pinned.Cid()); err != nil {
 		t.Fatal(err)
 	}
-	late := rawBlock(t, bytes.Repeat([]byte{2}, 1000))
+	late := rawBlock(t, bytes.Repeat([]byte{2}, 4000))
 	if err := s.Put(ctx, late); err != nil {
 		t.Fatal(err)
 	}
@@ -180,5 +184,188 @@ func TestStorePinSurvivesCrash(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, pinned.Cid()); err != nil {
 		t.Fatalf("Get(pinned) after a crash: %v", err)
+	}
+}
+
+// TestStoreValueSeparation: a store made with Pebble's defaults (an older
+// format, blocks in the tables) opens with the block store's options
+// (blocks in blob files), keeps what it had and holds leaf-sized blocks
+// intact over a restart.
+func TestStoreValueSeparation(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	old, err := pebbleds.NewDatastore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStore(ctx, old, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := rawBlock(t, bytes.Repeat([]byte{7}, 5000))
+	if err := s.Put(ctx, before); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	open := func() (*Store, flushOnSync) {
+		p, err := pebbleds.NewDatastore(dir, pebbleds.WithPebbleOpts(blockStoreOptions()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewStore(ctx, flushOnSync{p}, 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, flushOnSync{p}
+	}
+	s, d := open()
+	want := []blocks.Block{before}
+	for i := range 8 {
+		b := rawBlock(t, bytes.Repeat([]byte{byte(i)}, ChunkSize))
+		if err := s.Put(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, b)
+	}
+	if err := d.Sync(ctx, ds.NewKey("/")); err != nil { // flush: blocks into blob files
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if blobs, _ := filepath.Glob(filepath.Join(dir, "*.blob")); len(blobs) == 0 {
+		t.Fatal("no blob files: the blocks are not separated from the tables")
+	}
+	s, d = open()
+	defer d.Close()
+	for _, b := range want {
+		got, err := s.Get(ctx, b.Cid())
+		if err != nil {
+			t.Fatalf("Get(%s) after a restart: %v", b.Cid(), err)
+		}
+		if !bytes.Equal(got.RawData(), b.RawData()) {
+			t.Fatalf("block %s changed over a restart", b.Cid())
+		}
+		if n, err := s.GetSize(ctx, b.Cid()); err != nil || n != len(b.RawData()) {
+			t.Fatalf("GetSize(%s) = %d, %v; want %d", b.Cid(), n, err, len(b.RawData()))
+		}
+	}
+	checkStoreIntact(t, s)
+}
+
+// countingDS counts the values written to a datastore.
+type countingDS struct {
+	ds.Batching
+	puts atomic.Int64
+}
+
+func (c *countingDS) Put(ctx context.Context, k ds.Key, v []byte) error {
+	c.puts.Add(1)
+	return c.Batching.Put(ctx, k, v)
+}
+
+// TestStorePutsOnce: a block put by several callers at once (a Get's reader
+// and its whole-file fetch get each block from bitswap at the same moment)
+// is written once, and is in the store when each put returns; Has and
+// GetSize answer from the index.
+func TestStorePutsOnce(t *testing.T) {
+	ctx := context.Background()
+	d := &countingDS{Batching: dssync.MutexWrap(ds.NewMapDatastore())}
+	s, err := NewStore(ctx, d, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := rawBlock(t, bytes.Repeat([]byte{3}, 4096))
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if i%2 == 0 {
+				err = s.Put(ctx, received{b})
+			} else {
+				err = s.PutMany(ctx, []blocks.Block{b, b})
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if ok, _ := s.Has(ctx, b.Cid()); !ok {
+				t.Error("Has = false after Put returned")
+			}
+		}()
+	}
+	wg.Wait()
+	if n := d.puts.Load(); n != 1 {
+		t.Fatalf("the block was written %d times; want 1", n)
+	}
+	if n, err := s.GetSize(ctx, b.Cid()); err != nil || n != 4096 {
+		t.Fatalf("GetSize = %d, %v; want 4096", n, err)
+	}
+	if st := s.Stats(); st.CacheBlocks != 1 || st.CacheBytes != 4096 {
+		t.Fatalf("stats after 8 puts of one block: %+v", st)
+	}
+}
+
+// TestStoreChecksAllButReceived: the store hashes every block it is given
+// but those bitswap delivered (received, whose CIDs bitswap derived from
+// their bytes): a wrong block from anywhere else is refused.
+func TestStoreChecksAllButReceived(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewStore(ctx, dssync.MutexWrap(ds.NewMapDatastore()), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := rawBlock(t, []byte("leaf"))
+	bad, _ := blocks.NewBlockWithCid([]byte("other"), good.Cid())
+	if err := s.PutMany(ctx, []blocks.Block{good, bad}); err == nil {
+		t.Fatal("PutMany stored a batch with a block whose bytes do not match its CID")
+	}
+	if ok, _ := s.Has(ctx, good.Cid()); ok {
+		t.Fatal("a refused batch left a block behind")
+	}
+}
+
+// TestStoreRecentBlocks: a block just written is served from memory, not
+// Pebble, until newer blocks push it out; a deleted or evicted block is
+// not served from there.
+func TestStoreRecentBlocks(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewStore(ctx, dssync.MutexWrap(ds.NewMapDatastore()), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.recent.limit = 3 * 4096
+	var bs []blocks.Block
+	for i := range 4 {
+		b := rawBlock(t, bytes.Repeat([]byte{byte(i)}, 4096))
+		if err := s.Put(ctx, received{b}); err != nil {
+			t.Fatal(err)
+		}
+		bs = append(bs, b)
+	}
+	if s.recent.get(string(bs[0].Cid().Hash())) != nil {
+		t.Fatal("the oldest block is still in memory past the limit")
+	}
+	for _, b := range bs {
+		got, err := s.Get(ctx, b.Cid())
+		if err != nil || !bytes.Equal(got.RawData(), b.RawData()) {
+			t.Fatalf("Get(%s) = %v", b.Cid(), err)
+		}
+		if _, ok := got.(received); ok {
+			t.Fatal("Get handed out a block still marked received")
+		}
+	}
+	if err := s.DeleteBlock(ctx, bs[3].Cid()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, bs[3].Cid()); err == nil {
+		t.Fatal("a deleted block is still served")
+	}
+	if s.recent.used != 2*4096 {
+		t.Fatalf("%d bytes counted in memory; want %d", s.recent.used, 2*4096)
 	}
 }

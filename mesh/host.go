@@ -23,6 +23,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
@@ -194,6 +195,11 @@ func New(c Config) (*Node, error) {
 		libp2p.ListenAddrStrings(c.Listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
+		// TLS 1.3 first, Noise second (what an older node offers): with
+		// AES-NI on both ends Go's TLS picks AES-GCM, cheaper per byte than
+		// Noise's ChaCha20-Poly1305 (7% of a file distribution's CPU);
+		// a device without AES hardware puts ChaCha20 first itself.
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
