@@ -3,6 +3,8 @@ package files
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"io/fs"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -367,5 +369,58 @@ func TestStoreRecentBlocks(t *testing.T) {
 	}
 	if s.recent.used != 2*4096 {
 		t.Fatalf("%d bytes counted in memory; want %d", s.recent.used, 2*4096)
+	}
+}
+
+// TestStoreDiskBoundedUnderEviction: with blocks in blob files (value
+// separation), a cache that evicts as it fills gives its disk back: 16
+// times its limit written through it, the block store stays within the
+// limit plus two memtables' worth (flushed blob files whose blocks were
+// evicted go when compactions drop their keys).
+func TestStoreDiskBoundedUnderEviction(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	p, err := pebbleds.NewDatastore(dir, pebbleds.WithPebbleOpts(blockStoreOptions()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := flushOnSync{p}
+	defer d.Close()
+	const limit = 16 << 20
+	s, err := NewStore(ctx, d, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := func() (n int64) {
+		filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
+			if err == nil && !e.IsDir() {
+				if fi, err := e.Info(); err == nil {
+					n += fi.Size()
+				}
+			}
+			return nil
+		})
+		return n
+	}
+	const bound = limit + 2*blockMemTableBytes
+	buf := make([]byte, ChunkSize)
+	for i := range 16 * limit / ChunkSize {
+		if _, err := rand.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Put(ctx, rawBlock(t, buf)); err != nil {
+			t.Fatal(err)
+		}
+		if i%64 == 63 {
+			if err := d.Sync(ctx, ds.NewKey("/")); err != nil {
+				t.Fatal(err)
+			}
+			if n := size(); n > bound {
+				t.Fatalf("after %d MiB put through a %d MiB cache: %.1f MiB on disk; want at most %d MiB", (i+1)*ChunkSize>>20, limit>>20, float64(n)/(1<<20), bound>>20)
+			}
+		}
+	}
+	if st := s.Stats(); st.CacheBytes > limit {
+		t.Fatalf("cache holds %d bytes; limit %d", st.CacheBytes, limit)
 	}
 }
