@@ -116,6 +116,7 @@ func New(cfg Config) (*Service, error) {
 		}
 		d = flushOnSync{p}
 	}
+	d = &closingDS{ds: d}
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := NewStore(ctx, d, cfg.CacheBytes)
 	if err != nil {

@@ -201,3 +201,28 @@ func TestUnpinnedNotFound(t *testing.T) {
 		t.Fatalf("unpin of an unknown CID: %v", err)
 	}
 }
+
+// TestUseAfterClose: a file service used after Close (an archiver
+// unpinning as its node stops) answers ErrClosed, instead of reaching the
+// closed Pebble store, whose every method panics.
+func TestUseAfterClose(t *testing.T) {
+	ctx := context.Background()
+	s := newTestNet(t).peer("acme", nil, nil).files
+	added, err := s.Add(ctx, bytes.NewReader([]byte("kept")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Store().Unpin(ctx, added.CID); !errors.Is(err, ErrClosed) {
+		t.Errorf("Unpin after Close = %v; want ErrClosed", err)
+	}
+	if err := s.Store().Put(ctx, rawBlock(t, []byte("late"))); !errors.Is(err, ErrClosed) {
+		t.Errorf("Put after Close = %v; want ErrClosed", err)
+	}
+	s.Store().Get(ctx, added.CID) // from memory, or ErrClosed: no panic
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
