@@ -66,6 +66,11 @@ type FloodResult struct {
 
 	RejectReason string // the first rejection's reason, if any
 	FailReason   string // the first failed tx's result code and log, if any
+	// PreCheckBatches and PreCheckSigs are how many batches of mempool
+	// signature checks the ledger nodes made during the flood, and how
+	// many signatures they held (ledger.App.BatchStats; 0 for kvstore).
+	PreCheckBatches, PreCheckSigs uint64
+
 	// Lost are the txs CheckTx accepted (BroadcastTxSync returned code 0)
 	// that no block held when the flood ended, in submission order.
 	Lost []int

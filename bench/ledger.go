@@ -85,12 +85,13 @@ func NewLedgerWorkload(chainID string, n int) (*LedgerWorkload, error) {
 // device-signed transactions at rate tx/s (0: as fast as accepted). The
 // devices are registered first, outside the measurement.
 func RunLedger(ctx context.Context, dir string, w *LedgerWorkload, rate int) (FloodResult, error) {
-	return runLedgerNet(ctx, dir, w, rate, "")
+	return runLedgerNet(ctx, dir, w, rate, "", ledger.Config{})
 }
 
 // runLedgerNet is RunLedger, writing a CPU profile of the flood to profile
-// if it is not "".
-func runLedgerNet(ctx context.Context, dir string, w *LedgerWorkload, rate int, profile string) (FloodResult, error) {
+// if it is not "", the nodes' ledgers configured as tune's PreCheckBatch
+// and PreCheckWait say.
+func runLedgerNet(ctx context.Context, dir string, w *LedgerWorkload, rate int, profile string, tune ledger.Config) (FloodResult, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return FloodResult{}, fmt.Errorf("bench: %w", err)
 	}
@@ -99,20 +100,25 @@ func runLedgerNet(ctx context.Context, dir string, w *LedgerWorkload, rate int, 
 		return FloodResult{}, fmt.Errorf("bench: %w", err)
 	}
 	defer os.RemoveAll(home)
+	apps := make([]*ledger.App, BaselineValidators)
 	net, err := chain.StartLocalNet(chain.LocalNetConfig{
 		Dir: home, Validators: BaselineValidators, ChainID: w.ChainID, FastBlocks: true, AppState: w.Genesis,
-		NewApp: func(_ int, nodeHome string) (abci.Application, error) {
-			return ledger.NewApp(ledger.Config{Dir: filepath.Join(nodeHome, "data", "ledger")})
+		NewApp: func(i int, nodeHome string) (abci.Application, error) {
+			app, err := ledger.NewApp(ledger.Config{Dir: filepath.Join(nodeHome, "data", "ledger"), PreCheckBatch: tune.PreCheckBatch, PreCheckWait: tune.PreCheckWait})
+			if err == nil && i < len(apps) {
+				apps[i] = app
+			}
+			return app, err
 		},
 	}, nil)
 	if err != nil {
 		return FloodResult{}, err
 	}
-	res, err := runLedger(ctx, net, w, rate, profile)
+	res, err := runLedger(ctx, net, w, rate, profile, apps)
 	return res, errors.Join(err, net.Stop())
 }
 
-func runLedger(ctx context.Context, net *chain.LocalNet, w *LedgerWorkload, rate int, profile string) (FloodResult, error) {
+func runLedger(ctx context.Context, net *chain.LocalNet, w *LedgerWorkload, rate int, profile string, apps []*ledger.App) (FloodResult, error) {
 	readyCtx, cancel := context.WithTimeout(ctx, netReadyTimeout)
 	defer cancel()
 	if err := net.WaitForHeight(readyCtx, 2); err != nil {
@@ -126,11 +132,25 @@ func runLedger(ctx context.Context, net *chain.LocalNet, w *LedgerWorkload, rate
 	if reg.Committed != len(w.Register) || reg.Failed != 0 {
 		return FloodResult{}, fmt.Errorf("bench: registering devices: %d of %d committed, %d failed (%s)", reg.Committed, len(w.Register), reg.Failed, reg.RejectReason)
 	}
+	batches0, sigs0 := batchStats(apps)
 	res, err := Flood(ctx, net.Nodes(), FloodConfig{Txs: w.Flood, Signers: LedgerDevices, Rate: rate, Timeout: DefaultFloodTimeout + time.Duration(len(w.Flood))*time.Millisecond, CPUProfile: profile})
+	batches, sigs := batchStats(apps)
+	res.PreCheckBatches, res.PreCheckSigs = batches-batches0, sigs-sigs0
 	if len(res.Lost) > 0 {
 		err = fmt.Errorf("%w; accepted, never committed: %s", err, w.describe(res.Lost))
 	}
 	return res, err
+}
+
+// batchStats sums the apps' PreCheckTx batch counts (ledger.App.BatchStats).
+func batchStats(apps []*ledger.App) (batches, sigs uint64) {
+	for _, a := range apps {
+		if a != nil {
+			b, s := a.BatchStats()
+			batches, sigs = batches+b, sigs+s
+		}
+	}
+	return batches, sigs
 }
 
 // describe names flood txs by signer and nonce, at most the first ten.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -12,6 +13,8 @@ func benchCmd() *cobra.Command {
 	c := &cobra.Command{Use: "bench", Short: "Measure thingnet next to baselines on this machine"}
 	var txs, rounds, rate int
 	var dir, profileDir string
+	var preBatch int
+	var preWait time.Duration
 	ledger := &cobra.Command{
 		Use:   "ledger",
 		Short: "Flood a 4-validator ledger network with device-signed txs, next to a bare CometBFT kvstore network",
@@ -25,7 +28,7 @@ func benchCmd() *cobra.Command {
 				defer os.RemoveAll(d)
 				dir = d
 			}
-			cmp, err := bench.Compare(cmd.Context(), dir, bench.CompareConfig{Txs: txs, Rate: rate, Rounds: rounds, ProfileDir: profileDir}, cmd.ErrOrStderr())
+			cmp, err := bench.Compare(cmd.Context(), dir, bench.CompareConfig{Txs: txs, Rate: rate, Rounds: rounds, ProfileDir: profileDir, PreCheckBatch: preBatch, PreCheckWait: preWait}, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -39,6 +42,8 @@ func benchCmd() *cobra.Command {
 	f.IntVar(&rounds, "rounds", 3, "rounds of (baseline, ledger); medians are reported")
 	f.StringVar(&dir, "dir", "", "where the networks live (default: a temporary directory)")
 	f.StringVar(&profileDir, "cpuprofile-dir", "", "write a CPU profile of each round's floods here (kvstore-r<round>.pprof, ledger-r<round>.pprof)")
+	f.IntVar(&preBatch, "precheck-batch", 0, "most mempool signature checks a ledger node verifies in one batch (0: the default, 64; 1: one at a time)")
+	f.DurationVar(&preWait, "precheck-wait", 0, "how long a ledger node's batch of mempool signature checks waits to fill (0: only while the previous batch is verified)")
 	c.AddCommand(ledger, benchGatewayCmd(), benchMeshCmd(), benchFleetCmd())
 	return c
 }
