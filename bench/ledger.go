@@ -29,6 +29,7 @@ const benchOrg = "bench"
 // registrations, and the device-signed transactions to flood with.
 type LedgerWorkload struct {
 	ChainID  string
+	Admin    string // the bench organisation's admin, who registers the devices
 	Genesis  json.RawMessage
 	Register [][]byte // admin-signed device.register, nonces 1..N: submit in order to one node
 	Flood    [][]byte // device-signed grant.add, in rounds: tx i is by device i%LedgerDevices
@@ -47,7 +48,7 @@ func NewLedgerWorkload(chainID string, n int) (*LedgerWorkload, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &LedgerWorkload{ChainID: chainID, Genesis: g}
+	w := &LedgerWorkload{ChainID: chainID, Admin: admin.ID(), Genesis: g}
 	const expiry = 1 << 40
 	devs := make([]*identity.Key, LedgerDevices)
 	for i := range devs {
