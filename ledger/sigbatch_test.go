@@ -111,3 +111,36 @@ func TestPreCheckTxBatches(t *testing.T) {
 		t.Errorf("CheckTx verified %d signatures after the batch; want %d (the forged ones, again)", got, want)
 	}
 }
+
+// BenchmarkBatchSizes: the per-signature cost of identity.Batch at the
+// sizes the mempool's batches reach (ns/sig; size 1 is a single check).
+func BenchmarkBatchSizes(b *testing.B) {
+	const most = 64
+	pubs := make([]identity.PublicKey, most)
+	msgs, sigs := make([][]byte, most), make([][]byte, most)
+	for i := range most {
+		k, err := identity.GenerateKey(identity.Ed25519)
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs[i] = []byte(fmt.Sprintf("a tx's to-be-signed bytes, %d", i))
+		if sigs[i], err = k.Sign(msgs[i]); err != nil {
+			b.Fatal(err)
+		}
+		pubs[i] = k.Public()
+	}
+	for _, n := range []int{1, 2, 4, 8, 16, 32, 64} {
+		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {
+			for b.Loop() {
+				batch := identity.NewBatch(n)
+				for i := range n {
+					batch.Add(pubs[i], msgs[i], sigs[i])
+				}
+				if all, _ := batch.Verify(); !all {
+					b.Fatal("invalid")
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sig")
+		})
+	}
+}
