@@ -129,7 +129,15 @@ func BenchmarkBatchSizes(b *testing.B) {
 		}
 		pubs[i] = k.Public()
 	}
-	for _, n := range []int{1, 2, 4, 8, 16, 32, 64} {
+	b.Run("single", func(b *testing.B) {
+		for b.Loop() {
+			if err := pubs[0].Verify(msgs[0], sigs[0]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/sig")
+	})
+	for _, n := range []int{1, 2, 3, 4, 6, 8, 16, 32, 64} {
 		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {
 			for b.Loop() {
 				batch := identity.NewBatch(n)
