@@ -152,3 +152,33 @@ func BenchmarkBatchSizes(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSigBatcherAlone: one caller at a time, as floods on a shared
+// machine mostly are: the collector's cost over a single check.
+func BenchmarkSigBatcherAlone(b *testing.B) {
+	k, err := identity.GenerateKey(identity.Ed25519)
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := []byte("a tx's to-be-signed bytes")
+	sig, err := k.Sign(msg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pub := k.Public()
+	b.Run("direct", func(b *testing.B) {
+		for b.Loop() {
+			if pub.Verify(msg, sig) != nil {
+				b.Fatal("invalid")
+			}
+		}
+	})
+	b.Run("batcher", func(b *testing.B) {
+		s := newSigBatcher(64, 1, 0)
+		for b.Loop() {
+			if !s.verify(pub, msg, sig) {
+				b.Fatal("invalid")
+			}
+		}
+	})
+}

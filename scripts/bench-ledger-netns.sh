@@ -16,8 +16,10 @@
 # machine has 2, so two validators share each; the flood client is not
 # pinned. Needs root (ip netns), iproute2 and util-linux (taskset). Each
 # network runs at most a few minutes; everything is removed on exit.
-# THINGNET and COMETBFT name prebuilt binaries (default: built here, cometbft
-# from the module cache's version in go.mod).
+# THINGNET and COMETBFT name prebuilt binaries of the validators (default:
+# built here, cometbft from the module cache's version in go.mod); BENCH the
+# flood client's thingnet (default THINGNET), so an older validator binary
+# can be measured with this harness.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)" >&2; exit 1; }
@@ -45,6 +47,7 @@ trap cleanup EXIT INT TERM
 THINGNET=${THINGNET:-$WORK/thingnet}
 COMETBFT=${COMETBFT:-$WORK/cometbft}
 [ -x "$THINGNET" ] || go build -o "$THINGNET" ./cmd/thingnet
+BENCH=${BENCH:-$THINGNET}
 if [ ! -x "$COMETBFT" ]; then
   v=$(go list -m -f '{{.Version}}' github.com/cometbft/cometbft)
   (cd "$(go env GOMODCACHE)/github.com/cometbft/cometbft@$v" && go build -o "$COMETBFT" ./cmd/cometbft)
@@ -113,7 +116,7 @@ kvstore_round() {
       "$c"
     start "$i" "$COMETBFT" node --home "$d/node$((i - 1))"
   done
-  echo "kvstore   $("$THINGNET" bench remote --nodes "$NODES" --pids "$(pids)" --kvstore --txs "$TXS" --rate "$RATE")"
+  echo "kvstore   $("$BENCH" bench remote --nodes "$NODES" --pids "$(pids)" --kvstore --txs "$TXS" --rate "$RATE")"
   stop_all
 }
 
@@ -122,7 +125,7 @@ ledger_round() {
   rm -rf "$d"
   mkdir -p "$d"
   local admin ids=() keys=()
-  admin=$("$THINGNET" bench ledger-workload --chain-id ledger-netns --txs "$TXS" --out "$d/workload.json" 2>/dev/null)
+  admin=$("$BENCH" bench ledger-workload --chain-id ledger-netns --txs "$TXS" --out "$d/workload.json" 2>/dev/null)
   for i in $(seq 1 $N); do
     local out
     out=$("$THINGNET" node init --home "$d/v$i" --moniker "v$i" --fast-blocks \
@@ -154,7 +157,7 @@ ledger_round() {
     [ "$i" = 1 ] || cp "$d/v1/config/genesis.json" "$d/v$i/config/genesis.json"
     start "$i" "$THINGNET" node start --home "$d/v$i" --log-level error
   done
-  echo "ledger    $("$THINGNET" bench remote --nodes "$NODES" --pids "$(pids)" --workload "$d/workload.json" --rate "$RATE")"
+  echo "ledger    $("$BENCH" bench remote --nodes "$NODES" --pids "$(pids)" --workload "$d/workload.json" --rate "$RATE")"
   stop_all
 }
 
