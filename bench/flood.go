@@ -399,8 +399,17 @@ func (r FloodResult) CPUPerTx() time.Duration {
 	return r.CPU / time.Duration(r.Committed)
 }
 
-// startCPUProfile starts a CPU profile into file; stop ends it.
+// startCPUProfile starts a CPU profile into file; stop ends it. Beside
+// it, file+".allocs-start" and file+".allocs" get the process's allocation
+// profile at the start and the end, so that
+//
+//	go tool pprof -sample_index=alloc_space -diff_base F.allocs-start F.allocs
+//
+// shows what the flood allocated.
 func startCPUProfile(file string) (stop func(), err error) {
+	if err := writeAllocs(file + ".allocs-start"); err != nil {
+		return nil, err
+	}
 	f, err := os.Create(file)
 	if err != nil {
 		return nil, fmt.Errorf("bench: cpu profile: %w", err)
@@ -409,7 +418,23 @@ func startCPUProfile(file string) (stop func(), err error) {
 		f.Close()
 		return nil, fmt.Errorf("bench: cpu profile: %w", err)
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		_ = writeAllocs(file + ".allocs") // best effort: the CPU profile is written
+	}, nil
+}
+
+func writeAllocs(file string) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return fmt.Errorf("bench: allocation profile: %w", err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		return fmt.Errorf("bench: allocation profile: %w", err)
+	}
+	return nil
 }
 
 // processCPU returns the CPU time (user + system) this process has used.
