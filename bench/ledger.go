@@ -125,18 +125,31 @@ func runLedger(ctx context.Context, net *chain.LocalNet, w *LedgerWorkload, rate
 	if err := net.WaitForHeight(readyCtx, 2); err != nil {
 		return FloodResult{}, fmt.Errorf("bench: ledger net not producing blocks: %w", err)
 	}
-	// Registrations: in nonce order to one node, then wait until committed.
-	reg, err := Flood(ctx, net.Nodes()[:1], FloodConfig{Txs: w.Register, Concurrency: 1, Timeout: 2 * time.Minute})
+	batches0, sigs0 := batchStats(apps)
+	res, err := w.run(ctx, rate, func(ctx context.Context, register bool, c FloodConfig) (FloodResult, error) {
+		if register {
+			return Flood(ctx, net.Nodes()[:1], c)
+		}
+		c.CPUProfile = profile
+		return Flood(ctx, net.Nodes(), c)
+	})
+	batches, sigs := batchStats(apps)
+	res.PreCheckBatches, res.PreCheckSigs = batches-batches0, sigs-sigs0
+	return res, err
+}
+
+// run registers w's devices, in nonce order through one node, waits
+// until they are committed, then floods w's txs at rate tx/s; flood
+// floods one node for the registrations, all for the rest.
+func (w *LedgerWorkload) run(ctx context.Context, rate int, flood func(ctx context.Context, register bool, c FloodConfig) (FloodResult, error)) (FloodResult, error) {
+	reg, err := flood(ctx, true, FloodConfig{Txs: w.Register, Concurrency: 1, Timeout: 2 * time.Minute})
 	if err != nil {
 		return FloodResult{}, fmt.Errorf("bench: registering devices: %w", err)
 	}
 	if reg.Committed != len(w.Register) || reg.Failed != 0 {
-		return FloodResult{}, fmt.Errorf("bench: registering devices: %d of %d committed, %d failed (%s)", reg.Committed, len(w.Register), reg.Failed, reg.RejectReason)
+		return FloodResult{}, fmt.Errorf("bench: registering devices: %d of %d committed, %d failed (%s%s)", reg.Committed, len(w.Register), reg.Failed, reg.RejectReason, reg.FailReason)
 	}
-	batches0, sigs0 := batchStats(apps)
-	res, err := Flood(ctx, net.Nodes(), FloodConfig{Txs: w.Flood, Signers: LedgerDevices, Rate: rate, Timeout: DefaultFloodTimeout + time.Duration(len(w.Flood))*time.Millisecond, CPUProfile: profile})
-	batches, sigs := batchStats(apps)
-	res.PreCheckBatches, res.PreCheckSigs = batches-batches0, sigs-sigs0
+	res, err := flood(ctx, false, FloodConfig{Txs: w.Flood, Signers: LedgerDevices, Rate: rate, Timeout: DefaultFloodTimeout + time.Duration(len(w.Flood))*time.Millisecond})
 	if len(res.Lost) > 0 {
 		err = fmt.Errorf("%w; accepted, never committed: %s", err, w.describe(res.Lost))
 	}

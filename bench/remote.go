@@ -162,18 +162,13 @@ func (r Remote) Ledger(ctx context.Context, w *LedgerWorkload, rate int) (FloodR
 		return FloodResult{}, err
 	}
 	defer stopClients(cs)
-	reg, err := r.flood(ctx, cs[:1], FloodConfig{Txs: w.Register, Concurrency: 1, Timeout: 2 * time.Minute, CPUTime: processCPU})
-	if err != nil {
-		return FloodResult{}, fmt.Errorf("bench: registering devices: %w", err)
-	}
-	if reg.Committed != len(w.Register) || reg.Failed != 0 {
-		return FloodResult{}, fmt.Errorf("bench: registering devices: %d of %d committed, %d failed (%s%s)", reg.Committed, len(w.Register), reg.Failed, reg.RejectReason, reg.FailReason)
-	}
-	res, err := r.flood(ctx, cs, FloodConfig{Txs: w.Flood, Signers: LedgerDevices, Rate: rate, Timeout: DefaultFloodTimeout + time.Duration(len(w.Flood))*time.Millisecond})
-	if len(res.Lost) > 0 {
-		err = fmt.Errorf("%w; accepted, never committed: %s", err, w.describe(res.Lost))
-	}
-	return res, err
+	return w.run(ctx, rate, func(ctx context.Context, register bool, c FloodConfig) (FloodResult, error) {
+		if register {
+			c.CPUTime = processCPU // not the validators': the registrations are not measured
+			return r.flood(ctx, cs[:1], c)
+		}
+		return r.flood(ctx, cs, c)
+	})
 }
 
 // KVStore floods a remote network of CometBFT's kvstore with txs txs of
