@@ -125,17 +125,17 @@ func runLedger(ctx context.Context, net *chain.LocalNet, w *LedgerWorkload, rate
 	if err := net.WaitForHeight(readyCtx, 2); err != nil {
 		return FloodResult{}, fmt.Errorf("bench: ledger net not producing blocks: %w", err)
 	}
-	batches0, sigs0 := batchStats(apps)
-	res, err := w.run(ctx, rate, func(ctx context.Context, register bool, c FloodConfig) (FloodResult, error) {
+	return w.run(ctx, rate, func(ctx context.Context, register bool, c FloodConfig) (FloodResult, error) {
 		if register {
 			return Flood(ctx, net.Nodes()[:1], c)
 		}
 		c.CPUProfile = profile
-		return Flood(ctx, net.Nodes(), c)
+		batches0, sigs0 := batchStats(apps)
+		res, err := Flood(ctx, net.Nodes(), c)
+		batches, sigs := batchStats(apps)
+		res.PreCheckBatches, res.PreCheckSigs = batches-batches0, sigs-sigs0
+		return res, err
 	})
-	batches, sigs := batchStats(apps)
-	res.PreCheckBatches, res.PreCheckSigs = batches-batches0, sigs-sigs0
-	return res, err
 }
 
 // run registers w's devices, in nonce order through one node, waits
