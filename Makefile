@@ -1,4 +1,4 @@
-.PHONY: test build device-boards fuzz bench bench-retention bench-growth soak soak-gateway bench-audit bench-explorer devnet e2e web-vendor web-vendor-check
+.PHONY: test build device-boards fuzz bench bench-netns bench-retention bench-growth soak soak-gateway bench-audit bench-explorer devnet e2e web-vendor web-vendor-check
 
 test: ## the whole test suite (what CI runs)
 	./scripts/test
@@ -25,6 +25,9 @@ fuzz: ## every fuzz target for FUZZTIME each (default 30s)
 
 bench: ## ledger throughput next to the bare CometBFT kvstore baseline
 	go run ./cmd/thingnet bench ledger
+
+bench-netns: ## the ledger and the kvstore baseline as deployed: 4 validator processes in network namespaces, pinned (root; docs/benchmarks.md)
+	./scripts/bench-ledger-netns.sh
 
 bench-retention: ## a gateway's disk under a retention period levels off (docs/benchmarks.md)
 	THINGNET_BENCH=1 go test ./gateway -run TestRetentionDiskBound -count=1 -v

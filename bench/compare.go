@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/thingnet/thingnet/ledger"
 )
 
 // Comparison is the ledger measured next to the kvstore baseline in the same
@@ -28,6 +30,10 @@ type CompareConfig struct {
 	// (kvstore-r<round>.pprof, ledger-r<round>.pprof), from its first
 	// submission to its last commit.
 	ProfileDir string
+	// PreCheckBatch and PreCheckWait configure the ledger nodes' batches
+	// of mempool signature checks (ledger.Config); 0 for the defaults.
+	PreCheckBatch int
+	PreCheckWait  time.Duration
 }
 
 // Compare runs rounds × (kvstore baseline, ledger) floods of txs each,
@@ -52,7 +58,7 @@ func Compare(ctx context.Context, dir string, cfg CompareConfig, progress io.Wri
 		if err != nil {
 			return c, err
 		}
-		l, err := runLedgerNet(ctx, dir, w, rate, profile("ledger", r+1))
+		l, err := runLedgerNet(ctx, dir, w, rate, profile("ledger", r+1), ledger.Config{PreCheckBatch: cfg.PreCheckBatch, PreCheckWait: cfg.PreCheckWait})
 		if err != nil {
 			return c, fmt.Errorf("round %d ledger: %w", r+1, err)
 		}
@@ -64,6 +70,9 @@ func Compare(ctx context.Context, dir string, cfg CompareConfig, progress io.Wri
 
 func (r FloodResult) String() string {
 	s := r.figures()
+	if r.PreCheckBatches > 0 {
+		s += fmt.Sprintf(" precheck batch %.1f sigs", float64(r.PreCheckSigs)/float64(r.PreCheckBatches))
+	}
 	if r.RejectReason != "" {
 		s += " (first rejection: " + r.RejectReason + ")"
 	}

@@ -7,12 +7,15 @@ import (
 	"os"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	abci "github.com/cometbft/cometbft/abci/types"
 	"github.com/cometbft/cometbft/mempool"
+	ctypes "github.com/cometbft/cometbft/rpc/core/types"
+	"github.com/cometbft/cometbft/types"
 	"github.com/thingnet/thingnet/chain"
 )
 
@@ -40,6 +43,10 @@ type FloodConfig struct {
 	// tx i first, which the ledger refuses as a nonce gap, and with it
 	// every later tx of that signer.
 	Signers int
+	// CPUTime, if set, measures FloodResult.CPU instead of this process's
+	// getrusage: a flood of nodes in other processes gives theirs
+	// (ProcessesCPU).
+	CPUTime func() time.Duration
 }
 
 // FloodResult is what a flood measured.
@@ -66,6 +73,11 @@ type FloodResult struct {
 
 	RejectReason string // the first rejection's reason, if any
 	FailReason   string // the first failed tx's result code and log, if any
+	// PreCheckBatches and PreCheckSigs are how many batches of mempool
+	// signature checks the ledger nodes made during the flood, and how
+	// many signatures they held (ledger.App.BatchStats; 0 for kvstore).
+	PreCheckBatches, PreCheckSigs uint64
+
 	// Lost are the txs CheckTx accepted (BroadcastTxSync returned code 0)
 	// that no block held when the flood ended, in submission order.
 	Lost []int
@@ -87,11 +99,30 @@ func Flood(ctx context.Context, nodes []*chain.Node, c FloodConfig) (FloodResult
 	if err != nil {
 		return FloodResult{}, err
 	}
+	send := make([]broadcaster, len(nodes))
+	for i, n := range nodes {
+		send[i] = n.Client()
+	}
+	tracker := func(txs [][]byte, onCommit func(int)) (*commitTracker, error) {
+		return newCommitTracker(nodes, txs, onCommit)
+	}
+	return runFlood(ctx, send, tracker, window, c)
+}
+
+// broadcaster is the part of CometBFT's RPC client a flood submits with.
+type broadcaster interface {
+	BroadcastTxSync(ctx context.Context, tx types.Tx) (*ctypes.ResultBroadcastTx, error)
+}
+
+// runFlood is Flood to the nodes behind send, whose commits newTracker
+// follows; c is checked.
+func runFlood(ctx context.Context, send []broadcaster, newTracker func([][]byte, func(int)) (*commitTracker, error), window int, c FloodConfig) (FloodResult, error) {
+	var err error
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 
 	f := &flood{
-		nodes:       nodes,
+		nodes:       send,
 		cfg:         c,
 		window:      make(chan struct{}, window),
 		submittedAt: make([]time.Time, len(c.Txs)),
@@ -101,7 +132,7 @@ func Flood(ctx context.Context, nodes []*chain.Node, c FloodConfig) (FloodResult
 	for i := range f.answered {
 		f.answered[i] = make(chan struct{})
 	}
-	f.tracker, err = newCommitTracker(nodes, c.Txs, func(int) { f.release() })
+	f.tracker, err = newTracker(c.Txs, func(int) { f.release() })
 	if err != nil {
 		return FloodResult{}, err
 	}
@@ -114,7 +145,11 @@ func Flood(ctx context.Context, nodes []*chain.Node, c FloodConfig) (FloodResult
 		}
 		defer stop()
 	}
-	cpu0 := processCPU()
+	cpuTime := c.CPUTime
+	if cpuTime == nil {
+		cpuTime = processCPU
+	}
+	cpu0 := cpuTime()
 	f.submitAll(ctx)
 	accepted := 0
 	for _, ok := range f.accepted {
@@ -124,7 +159,7 @@ func Flood(ctx context.Context, nodes []*chain.Node, c FloodConfig) (FloodResult
 	}
 	waitErr := f.tracker.wait(ctx, accepted)
 	res := f.result()
-	res.CPU = processCPU() - cpu0
+	res.CPU = cpuTime() - cpu0
 	if waitErr == nil && res.Submitted < len(c.Txs) {
 		waitErr = fmt.Errorf("bench: submitted %d of %d txs: %w", res.Submitted, len(c.Txs), ctx.Err())
 	}
@@ -146,22 +181,31 @@ func (c FloodConfig) checked(nodes []*chain.Node) (FloodConfig, int, error) {
 		if n == nil || !n.Running() {
 			return c, 0, fmt.Errorf("bench: Flood: node %d is not running", i)
 		}
-		size := n.Comet().Config().Mempool.Size
-		if w := size * mempoolWindowNumerator / mempoolWindowDenominator; window == 0 || w < window {
-			window = max(w, 1)
+		if w := floodWindow(n.Comet().Config().Mempool.Size); window == 0 || w < window {
+			window = w
 		}
 	}
+	return c.withDefaults(len(nodes)), window, nil
+}
+
+// floodWindow is the most txs outstanding for a node of mempoolSize.
+func floodWindow(mempoolSize int) int {
+	return max(mempoolSize*mempoolWindowNumerator/mempoolWindowDenominator, 1)
+}
+
+// withDefaults fills in c's zero fields for a flood of nodes nodes.
+func (c FloodConfig) withDefaults(nodes int) FloodConfig {
 	if c.Concurrency == 0 {
-		c.Concurrency = defaultWorkersPerNode * len(nodes)
+		c.Concurrency = defaultWorkersPerNode * nodes
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultFloodTimeout
 	}
-	return c, window, nil
+	return c
 }
 
 type flood struct {
-	nodes   []*chain.Node
+	nodes   []broadcaster
 	cfg     FloodConfig
 	tracker *commitTracker
 	window  chan struct{} // one token per outstanding tx
@@ -253,8 +297,7 @@ func (f *flood) submit(ctx context.Context, i int) {
 	f.mu.Unlock()
 	backoff := mempoolFullBackoffStart
 	for {
-		res, err := node.Client().BroadcastTxSync(ctx, f.cfg.Txs[i])
-		var full mempool.ErrMempoolIsFull
+		res, err := node.BroadcastTxSync(ctx, f.cfg.Txs[i])
 		switch {
 		case err == nil && res.Code == abci.CodeTypeOK:
 			f.accepted[i] = true
@@ -262,7 +305,7 @@ func (f *flood) submit(ctx context.Context, i int) {
 		case err == nil:
 			f.reject(fmt.Sprintf("tx %d: CheckTx code %d: %s", i, res.Code, res.Log))
 			return
-		case errors.As(err, &full):
+		case mempoolFull(err):
 			select {
 			case <-time.After(backoff):
 				backoff = min(2*backoff, mempoolFullBackoffLimit)
@@ -276,6 +319,13 @@ func (f *flood) submit(ctx context.Context, i int) {
 			return
 		}
 	}
+}
+
+// mempoolFull reports whether err says the node's mempool is full: the
+// error itself from a node in this process, its text from one over RPC.
+func mempoolFull(err error) bool {
+	var full mempool.ErrMempoolIsFull
+	return errors.As(err, &full) || strings.Contains(err.Error(), "mempool is full")
 }
 
 func (f *flood) reject(reason string) {
@@ -349,8 +399,17 @@ func (r FloodResult) CPUPerTx() time.Duration {
 	return r.CPU / time.Duration(r.Committed)
 }
 
-// startCPUProfile starts a CPU profile into file; stop ends it.
+// startCPUProfile starts a CPU profile into file; stop ends it. Beside
+// it, file+".allocs-start" and file+".allocs" get the process's allocation
+// profile at the start and the end, so that
+//
+//	go tool pprof -sample_index=alloc_space -diff_base F.allocs-start F.allocs
+//
+// shows what the flood allocated.
 func startCPUProfile(file string) (stop func(), err error) {
+	if err := writeAllocs(file + ".allocs-start"); err != nil {
+		return nil, err
+	}
 	f, err := os.Create(file)
 	if err != nil {
 		return nil, fmt.Errorf("bench: cpu profile: %w", err)
@@ -359,7 +418,23 @@ func startCPUProfile(file string) (stop func(), err error) {
 		f.Close()
 		return nil, fmt.Errorf("bench: cpu profile: %w", err)
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		_ = writeAllocs(file + ".allocs") // best effort: the CPU profile is written
+	}, nil
+}
+
+func writeAllocs(file string) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return fmt.Errorf("bench: allocation profile: %w", err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		return fmt.Errorf("bench: allocation profile: %w", err)
+	}
+	return nil
 }
 
 // processCPU returns the CPU time (user + system) this process has used.

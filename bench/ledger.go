@@ -29,6 +29,7 @@ const benchOrg = "bench"
 // registrations, and the device-signed transactions to flood with.
 type LedgerWorkload struct {
 	ChainID  string
+	Admin    string // the bench organisation's admin, who registers the devices
 	Genesis  json.RawMessage
 	Register [][]byte // admin-signed device.register, nonces 1..N: submit in order to one node
 	Flood    [][]byte // device-signed grant.add, in rounds: tx i is by device i%LedgerDevices
@@ -47,7 +48,7 @@ func NewLedgerWorkload(chainID string, n int) (*LedgerWorkload, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &LedgerWorkload{ChainID: chainID, Genesis: g}
+	w := &LedgerWorkload{ChainID: chainID, Admin: admin.ID(), Genesis: g}
 	const expiry = 1 << 40
 	devs := make([]*identity.Key, LedgerDevices)
 	for i := range devs {
@@ -85,12 +86,13 @@ func NewLedgerWorkload(chainID string, n int) (*LedgerWorkload, error) {
 // device-signed transactions at rate tx/s (0: as fast as accepted). The
 // devices are registered first, outside the measurement.
 func RunLedger(ctx context.Context, dir string, w *LedgerWorkload, rate int) (FloodResult, error) {
-	return runLedgerNet(ctx, dir, w, rate, "")
+	return runLedgerNet(ctx, dir, w, rate, "", ledger.Config{})
 }
 
 // runLedgerNet is RunLedger, writing a CPU profile of the flood to profile
-// if it is not "".
-func runLedgerNet(ctx context.Context, dir string, w *LedgerWorkload, rate int, profile string) (FloodResult, error) {
+// if it is not "", the nodes' ledgers configured as tune's PreCheckBatch
+// and PreCheckWait say.
+func runLedgerNet(ctx context.Context, dir string, w *LedgerWorkload, rate int, profile string, tune ledger.Config) (FloodResult, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return FloodResult{}, fmt.Errorf("bench: %w", err)
 	}
@@ -99,38 +101,70 @@ func runLedgerNet(ctx context.Context, dir string, w *LedgerWorkload, rate int, 
 		return FloodResult{}, fmt.Errorf("bench: %w", err)
 	}
 	defer os.RemoveAll(home)
+	apps := make([]*ledger.App, BaselineValidators)
 	net, err := chain.StartLocalNet(chain.LocalNetConfig{
 		Dir: home, Validators: BaselineValidators, ChainID: w.ChainID, FastBlocks: true, AppState: w.Genesis,
-		NewApp: func(_ int, nodeHome string) (abci.Application, error) {
-			return ledger.NewApp(ledger.Config{Dir: filepath.Join(nodeHome, "data", "ledger")})
+		NewApp: func(i int, nodeHome string) (abci.Application, error) {
+			app, err := ledger.NewApp(ledger.Config{Dir: filepath.Join(nodeHome, "data", "ledger"), PreCheckBatch: tune.PreCheckBatch, PreCheckWait: tune.PreCheckWait})
+			if err == nil && i < len(apps) {
+				apps[i] = app
+			}
+			return app, err
 		},
 	}, nil)
 	if err != nil {
 		return FloodResult{}, err
 	}
-	res, err := runLedger(ctx, net, w, rate, profile)
+	res, err := runLedger(ctx, net, w, rate, profile, apps)
 	return res, errors.Join(err, net.Stop())
 }
 
-func runLedger(ctx context.Context, net *chain.LocalNet, w *LedgerWorkload, rate int, profile string) (FloodResult, error) {
+func runLedger(ctx context.Context, net *chain.LocalNet, w *LedgerWorkload, rate int, profile string, apps []*ledger.App) (FloodResult, error) {
 	readyCtx, cancel := context.WithTimeout(ctx, netReadyTimeout)
 	defer cancel()
 	if err := net.WaitForHeight(readyCtx, 2); err != nil {
 		return FloodResult{}, fmt.Errorf("bench: ledger net not producing blocks: %w", err)
 	}
-	// Registrations: in nonce order to one node, then wait until committed.
-	reg, err := Flood(ctx, net.Nodes()[:1], FloodConfig{Txs: w.Register, Concurrency: 1, Timeout: 2 * time.Minute})
+	return w.run(ctx, rate, func(ctx context.Context, register bool, c FloodConfig) (FloodResult, error) {
+		if register {
+			return Flood(ctx, net.Nodes()[:1], c)
+		}
+		c.CPUProfile = profile
+		batches0, sigs0 := batchStats(apps)
+		res, err := Flood(ctx, net.Nodes(), c)
+		batches, sigs := batchStats(apps)
+		res.PreCheckBatches, res.PreCheckSigs = batches-batches0, sigs-sigs0
+		return res, err
+	})
+}
+
+// run registers w's devices, in nonce order through one node, waits
+// until they are committed, then floods w's txs at rate tx/s; flood
+// floods one node for the registrations, all for the rest.
+func (w *LedgerWorkload) run(ctx context.Context, rate int, flood func(ctx context.Context, register bool, c FloodConfig) (FloodResult, error)) (FloodResult, error) {
+	reg, err := flood(ctx, true, FloodConfig{Txs: w.Register, Concurrency: 1, Timeout: 2 * time.Minute})
 	if err != nil {
 		return FloodResult{}, fmt.Errorf("bench: registering devices: %w", err)
 	}
 	if reg.Committed != len(w.Register) || reg.Failed != 0 {
-		return FloodResult{}, fmt.Errorf("bench: registering devices: %d of %d committed, %d failed (%s)", reg.Committed, len(w.Register), reg.Failed, reg.RejectReason)
+		return FloodResult{}, fmt.Errorf("bench: registering devices: %d of %d committed, %d failed (%s%s)", reg.Committed, len(w.Register), reg.Failed, reg.RejectReason, reg.FailReason)
 	}
-	res, err := Flood(ctx, net.Nodes(), FloodConfig{Txs: w.Flood, Signers: LedgerDevices, Rate: rate, Timeout: DefaultFloodTimeout + time.Duration(len(w.Flood))*time.Millisecond, CPUProfile: profile})
+	res, err := flood(ctx, false, FloodConfig{Txs: w.Flood, Signers: LedgerDevices, Rate: rate, Timeout: DefaultFloodTimeout + time.Duration(len(w.Flood))*time.Millisecond})
 	if len(res.Lost) > 0 {
 		err = fmt.Errorf("%w; accepted, never committed: %s", err, w.describe(res.Lost))
 	}
 	return res, err
+}
+
+// batchStats sums the apps' PreCheckTx batch counts (ledger.App.BatchStats).
+func batchStats(apps []*ledger.App) (batches, sigs uint64) {
+	for _, a := range apps {
+		if a != nil {
+			b, s := a.BatchStats()
+			batches, sigs = batches+b, sigs+s
+		}
+	}
+	return batches, sigs
 }
 
 // describe names flood txs by signer and nonce, at most the first ten.

@@ -35,11 +35,32 @@ type commitTracker struct {
 
 	subscriber string
 	buses      []*types.EventBus
+	closers    []func() // remote subscriptions (remote.go)
 	stop       chan struct{}
 	wg         sync.WaitGroup
 }
 
 func newCommitTracker(nodes []*chain.Node, txs [][]byte, onCommit func(int)) (*commitTracker, error) {
+	t, err := newTracker(txs, onCommit)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nodes {
+		bus := n.Comet().EventBus()
+		sub, err := bus.Subscribe(context.Background(), t.subscriber, types.EventQueryNewBlock, blockEventCapacity)
+		if err != nil {
+			t.close()
+			return nil, fmt.Errorf("bench: subscribe to new blocks on %s: %w", n.Config().Moniker, err)
+		}
+		t.buses = append(t.buses, bus)
+		t.live++
+		t.wg.Go(func() { t.follow(sub) })
+	}
+	return t, nil
+}
+
+// newTracker returns a tracker of txs that follows no node yet.
+func newTracker(txs [][]byte, onCommit func(int)) (*commitTracker, error) {
 	t := &commitTracker{
 		index:       make(map[[sha256.Size]byte]int, len(txs)),
 		onCommit:    onCommit,
@@ -57,17 +78,6 @@ func newCommitTracker(nodes []*chain.Node, txs [][]byte, onCommit func(int)) (*c
 			return nil, fmt.Errorf("bench: tx %d repeats tx %d; a mempool accepts a tx once", i, j)
 		}
 		t.index[h] = i
-	}
-	for _, n := range nodes {
-		bus := n.Comet().EventBus()
-		sub, err := bus.Subscribe(context.Background(), t.subscriber, types.EventQueryNewBlock, blockEventCapacity)
-		if err != nil {
-			t.close()
-			return nil, fmt.Errorf("bench: subscribe to new blocks on %s: %w", n.Config().Moniker, err)
-		}
-		t.buses = append(t.buses, bus)
-		t.live++
-		t.wg.Go(func() { t.follow(sub) })
 	}
 	return t, nil
 }
@@ -169,6 +179,9 @@ func (t *commitTracker) close() {
 		if bus.IsRunning() {
 			_ = bus.UnsubscribeAll(context.Background(), t.subscriber)
 		}
+	}
+	for _, c := range t.closers {
+		c()
 	}
 	t.wg.Wait()
 }

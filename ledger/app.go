@@ -30,6 +30,13 @@ type Config struct {
 	KeepVersions int64        // past state versions kept for proofs; default 1000
 	SigCacheSize int          // verified signatures remembered between CheckTx and FinalizeBlock; default 65536
 	CacheNodes   int          // IAVL node cache size; default 100000
+	// PreCheckBatch is the most signatures PreCheckTx gathers from
+	// concurrent callers into one batch verification (sigbatch.go);
+	// default 64, 1 verifies each on its own. PreCheckWait is how long
+	// a batch's first caller waits for it to fill (default 0: only while
+	// the previous batch is being verified).
+	PreCheckBatch int
+	PreCheckWait  time.Duration
 	// Upgrades are the state migrations this binary carries besides its
 	// own (upgrade.go); tests add some.
 	Upgrades []Upgrade
@@ -65,6 +72,7 @@ type App struct {
 	sigs     *sigCache
 	keys     *identity.DIDCache
 	txs      *txCache
+	batcher  *sigBatcher                     // PreCheckTx's batches (sigbatch.go)
 	signers  *signerMemo                     // CheckTx's reads of the committed version
 	progs    *progCache                      // compiled agreements
 	snap     *snapshots                      // state sync (snapshot.go)
@@ -104,6 +112,9 @@ func NewApp(c Config) (*App, error) {
 	if c.CacheNodes <= 0 {
 		c.CacheNodes = 100_000
 	}
+	if c.PreCheckBatch <= 0 {
+		c.PreCheckBatch = 64
+	}
 	db, tree, reads, err := openState(c) // snapshot.go
 	if err != nil {
 		return nil, err
@@ -118,7 +129,7 @@ func NewApp(c Config) (*App, error) {
 		db.Close()
 		return nil, err
 	}
-	a := &App{upgrades: upgrades, halt: make(chan error, 1), log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), signers: newSignerMemo(c.SigCacheSize), progs: newProgCache(1024), nonces: newPoolNonces(), inPool: map[string]int{},
+	a := &App{upgrades: upgrades, halt: make(chan error, 1), log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), batcher: newSigBatcher(c.PreCheckBatch, 1, c.PreCheckWait), signers: newSignerMemo(c.SigCacheSize), progs: newProgCache(1024), nonces: newPoolNonces(), inPool: map[string]int{},
 		snap: snap, retain: &retention{p: c.Retain}}
 	if err := a.refreshCommitted(); err != nil {
 		db.Close()
@@ -282,7 +293,7 @@ func (a *App) PreCheckTx(raw []byte) {
 	if err != nil {
 		return
 	}
-	_ = a.verify(tx, r.pub) // a bad signature is refused by CheckTx, which tries again
+	_ = a.verifyWith(tx, r.pub, a.batcher) // a bad signature is refused by CheckTx, which tries again
 }
 
 // checkTx checks tx against the last committed state. A recheck (after each
@@ -355,6 +366,12 @@ func (a *App) mempoolCharge(st *State, tx *record.Tx, recheck bool) (string, err
 
 // verify checks tx's signature with pub, unless this node already did.
 func (a *App) verify(tx *record.Tx, pub identity.PublicKey) error {
+	return a.verifyWith(tx, pub, nil)
+}
+
+// verifyWith is verify, checking the signature in a batch gathered by
+// batcher if it is not nil (PreCheckTx), on its own otherwise.
+func (a *App) verifyWith(tx *record.Tx, pub identity.PublicKey, batcher *sigBatcher) error {
 	k := sigCacheKey(tx.Hash, pub.Bytes)
 	if a.sigs.has(k) {
 		return nil
@@ -363,7 +380,14 @@ func (a *App) verify(tx *record.Tx, pub identity.PublicKey) error {
 		return record.Errf(record.CodeBadSignature, "signed with %s but %s's key is %s", tx.Envelope.Alg, tx.Signer, pub.Alg)
 	}
 	a.verified.Add(1)
-	if err := tx.Envelope.Verify(pub, nil); err != nil {
+	var ok bool
+	if batcher != nil {
+		tbs, err := tx.Envelope.ToBeSigned(nil)
+		ok = err == nil && batcher.verify(pub, tbs, tx.Envelope.Signature)
+	} else {
+		ok = tx.Envelope.Verify(pub, nil) == nil
+	}
+	if !ok {
 		return record.Errf(record.CodeBadSignature, "signature does not verify with %s's key", tx.Signer)
 	}
 	a.sigs.add(tx.Hash, k)

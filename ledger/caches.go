@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"crypto/sha256"
 	"errors"
 	"strings"
 	"sync"
@@ -16,29 +15,31 @@ import (
 // the result of a pure function, so a hit and a miss give the same answer
 // and every node stays deterministic whatever its cache holds.
 
-// txCache remembers decoded txs by hash between CheckTx, rechecks,
+// txCache remembers decoded txs by their bytes between CheckTx, rechecks,
 // preverification and FinalizeBlock, so a tx is decoded once per node.
+// It is keyed by the bytes themselves, not their SHA-256: a tx is looked
+// up about six times per node, and Go's map hash of a few hundred bytes
+// costs a fraction of a SHA-256 (the hash is computed once, by DecodeTx).
 // Decoded txs are never modified after decoding.
 type txCache struct {
 	mu   sync.Mutex
-	m    map[[32]byte]*record.Tx
-	ring [][32]byte
+	m    map[string]*record.Tx
+	ring []string
 	next int
 }
 
 func newTxCache(size int) *txCache {
-	return &txCache{m: make(map[[32]byte]*record.Tx, size), ring: make([][32]byte, size)}
+	return &txCache{m: make(map[string]*record.Tx, size), ring: make([]string, size)}
 }
 
 // decode returns the decoded tx for raw, from the cache or by decoding it.
 // Only successfully decoded txs are cached.
 func (c *txCache) decode(raw []byte) (*record.Tx, error) {
 	if len(raw) > record.MaxTxBytes {
-		return record.DecodeTx(raw) // refused for its size, unhashed
+		return record.DecodeTx(raw) // refused for its size, uncached
 	}
-	h := sha256.Sum256(raw)
 	c.mu.Lock()
-	tx, ok := c.m[h]
+	tx, ok := c.m[string(raw)] // no copy: the compiler looks up raw's bytes
 	c.mu.Unlock()
 	if ok {
 		return tx, nil
@@ -47,14 +48,15 @@ func (c *txCache) decode(raw []byte) (*record.Tx, error) {
 	if err != nil {
 		return nil, err
 	}
+	key := string(raw)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.m[h]; !ok {
-		if old := c.ring[c.next]; old != ([32]byte{}) {
+	if _, ok := c.m[key]; !ok {
+		if old := c.ring[c.next]; old != "" {
 			delete(c.m, old)
 		}
-		c.ring[c.next] = h
-		c.m[h] = tx
+		c.ring[c.next] = key
+		c.m[key] = tx
 		c.next = (c.next + 1) % len(c.ring)
 	}
 	return tx, nil
