@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,7 +130,7 @@ func NewApp(c Config) (*App, error) {
 		db.Close()
 		return nil, err
 	}
-	a := &App{upgrades: upgrades, halt: make(chan error, 1), log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), batcher: newSigBatcher(c.PreCheckBatch, 1, c.PreCheckWait), signers: newSignerMemo(c.SigCacheSize), progs: newProgCache(1024), nonces: newPoolNonces(), inPool: map[string]int{},
+	a := &App{upgrades: upgrades, halt: make(chan error, 1), log: c.Logger, cfg: c, db: db, tree: tree, reads: reads, sigs: newSigCache(c.SigCacheSize), keys: identity.NewDIDCache(c.SigCacheSize), txs: newTxCache(c.SigCacheSize), batcher: newSigBatcher(c.PreCheckBatch, runtime.GOMAXPROCS(0), c.PreCheckWait), signers: newSignerMemo(c.SigCacheSize), progs: newProgCache(1024), nonces: newPoolNonces(), inPool: map[string]int{},
 		snap: snap, retain: &retention{p: c.Retain}}
 	if err := a.refreshCommitted(); err != nil {
 		db.Close()

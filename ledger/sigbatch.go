@@ -21,7 +21,11 @@ import (
 //
 // With wait 0 a batch never waits for a timer: under light load it holds
 // one signature, verified on its own; under load, callers
-// arriving while the slots are busy form the next batch.
+// arriving while the slots are busy form the next batch. The ledger gives
+// it a slot per core (GOMAXPROCS): a lone signature never waits for
+// another's check while a core is free, as PreCheckTx's checks ran on
+// every core before they were batched, and batches form once every core
+// is verifying.
 //
 // It is only used on the mempool path: block execution verifies in its own
 // batches (preverify), whatever this holds.
