@@ -125,6 +125,10 @@ func receivedKey(device string, ms int64, i uint64) []byte {
 func (x *index) add(first uint64, ents []*reading.Entry) error {
 	b := x.db.NewBatch()
 	defer b.Close()
+	// The replay state is each device's last envelope of the batch: one
+	// s/ key per device, not per envelope (a busy device has many in a
+	// batch; issue 19, part 2).
+	last := make(map[string]*reading.Envelope, min(len(ents), 1024))
 	for k, e := range ents {
 		if e == nil {
 			continue // erased before it was indexed
@@ -140,9 +144,12 @@ func (x *index) add(first uint64, ents []*reading.Entry) error {
 				return err
 			}
 		}
+		last[env.Device] = env
+	}
+	for device, env := range last { // the batch's order is its keys', not this loop's
 		h := sha256.Sum256(env.Raw)
-		v := binary.BigEndian.AppendUint64(nil, env.Readings[len(env.Readings)-1].Seq)
-		if err := b.Set([]byte("s/"+env.Device), append(v, h[:]...), nil); err != nil {
+		v := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(h)), env.Readings[len(env.Readings)-1].Seq)
+		if err := b.Set([]byte("s/"+device), append(v, h[:]...), nil); err != nil {
 			return err
 		}
 	}
