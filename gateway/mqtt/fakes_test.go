@@ -172,6 +172,17 @@ func (f *fakeIngest) Submit(ctx context.Context, dev string, payload []byte, sou
 }
 
 // has reports whether payload is stored for dev.
+// idle waits until every envelope submitted so far has been answered
+// (Submit stores in a goroutine of its own).
+func (f *fakeIngest) idle() {
+	f.mu.Lock()
+	last := f.last
+	f.mu.Unlock()
+	if last != nil {
+		<-last
+	}
+}
+
 func (f *fakeIngest) has(dev, payload string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
