@@ -171,7 +171,6 @@ func (f *fakeIngest) Submit(ctx context.Context, dev string, payload []byte, sou
 	return res
 }
 
-// has reports whether payload is stored for dev.
 // idle waits until every envelope submitted so far has been answered
 // (Submit stores in a goroutine of its own).
 func (f *fakeIngest) idle() {
@@ -183,6 +182,7 @@ func (f *fakeIngest) idle() {
 	}
 }
 
+// has reports whether payload is stored for dev.
 func (f *fakeIngest) has(dev, payload string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
