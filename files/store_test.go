@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"io/fs"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -17,6 +16,8 @@ import (
 	dssync "github.com/ipfs/go-datastore/sync"
 	pebbleds "github.com/ipfs/go-ds-pebble"
 	mh "github.com/multiformats/go-multihash"
+
+	"github.com/thingnet/thingnet/internal/testutil"
 )
 
 func rawBlock(t *testing.T, data []byte) blocks.Block {
@@ -391,17 +392,6 @@ func TestStoreDiskBoundedUnderEviction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	size := func() (n int64) {
-		filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
-			if err == nil && !e.IsDir() {
-				if fi, err := e.Info(); err == nil {
-					n += fi.Size()
-				}
-			}
-			return nil
-		})
-		return n
-	}
 	const bound = limit + 2*blockMemTableBytes
 	buf := make([]byte, ChunkSize)
 	for i := range 16 * limit / ChunkSize {
@@ -415,7 +405,7 @@ func TestStoreDiskBoundedUnderEviction(t *testing.T) {
 			if err := d.Sync(ctx, ds.NewKey("/")); err != nil {
 				t.Fatal(err)
 			}
-			if n := size(); n > bound {
+			if n := testutil.DirBytes(dir); n > bound {
 				t.Fatalf("after %d MiB put through a %d MiB cache: %.1f MiB on disk; want at most %d MiB", (i+1)*ChunkSize>>20, limit>>20, float64(n)/(1<<20), bound>>20)
 			}
 		}

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -69,18 +68,7 @@ func growth(t *testing.T, days int, archive bool) {
 	a.cfg.defaults()
 	gw.arch.Store(a)
 
-	size := func(dir string) int64 {
-		var n int64
-		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && !d.IsDir() {
-				if info, err := d.Info(); err == nil {
-					n += info.Size()
-				}
-			}
-			return nil
-		})
-		return n
-	}
+	size := testutil.DirBytes
 	chainHome := filepath.Join(tn.dir, "net", "node0")
 	ledgerDir, blocks := filepath.Join(chainHome, "data", "ledger"), filepath.Join(chainHome, "data", "blockstore.db")
 	if _, err := os.Stat(ledgerDir); err != nil {
