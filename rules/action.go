@@ -67,8 +67,11 @@ type Dispatcher struct {
 	mu      sync.Mutex
 	workers map[string]*worker // by rule name, for rules with an alert or a webhook
 	closed  bool
-	// lastFired: the outboxes' last firing of each subject (FiredAtStart).
-	lastFired []Firing
+	// lastFired: the outboxes' last firing of each subject, until
+	// FiredAtStart takes them (firedTaken); a rule changed later starts
+	// with its states forgotten, so its outbox's firings are not kept.
+	lastFired  []Firing
+	firedTaken bool
 
 	histMu  sync.Mutex
 	history []Firing // ring of the last HistoryLen firings, oldest at histAt once full
@@ -182,7 +185,9 @@ func (d *Dispatcher) start(r Rule) *worker {
 		}
 		if out != nil {
 			w.out = out
-			d.lastFired = append(d.lastFired, out.lastFired...)
+			if !d.firedTaken {
+				d.lastFired = append(d.lastFired, out.lastFired...)
+			}
 			out.lastFired = nil
 			for _, f := range pending {
 				w.q <- f // fits: openOutbox returns at most QueueLen
@@ -203,7 +208,7 @@ func (d *Dispatcher) FiredAtStart() []Firing {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := d.lastFired
-	d.lastFired = nil
+	d.lastFired, d.firedTaken = nil, true
 	return out
 }
 
