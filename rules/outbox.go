@@ -141,6 +141,9 @@ func (o *outbox) compact(mark int64) error {
 	if int64(len(b)) < mark || (mark > 0 && b[mark-1] != '\n') {
 		return fmt.Errorf("rules outbox %s: %d bytes, marked at %d", o.path, len(b), mark)
 	}
+	if !bytes.HasPrefix(b, doneLine) && !bytes.Contains(b[:mark], append([]byte{'\n'}, doneLine...)) {
+		return nil // nothing carried out before mark: no rewrite, no fsync
+	}
 	before, _, err := parseOutbox(b[:mark])
 	if err != nil {
 		return fmt.Errorf("rules outbox %s: %w", o.path, err)

@@ -125,6 +125,13 @@ func TestOutboxCompact(t *testing.T) {
 	}
 	add(1, "a")
 	add(2, "b")
+	before, _ := os.Stat(filepath.Join(dir, OutboxFile))
+	if err := o.compact(o.mark()); err != nil { // nothing carried out yet
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(filepath.Join(dir, OutboxFile)); !os.SameFile(before, after) {
+		t.Fatal("an outbox with nothing carried out was rewritten")
+	}
 	if err := o.done(); err != nil { // 1
 		t.Fatal(err)
 	}
